@@ -1,0 +1,67 @@
+"""The ``glgeo`` command group.
+
+Sub-commands live one per module in this package and are imported only when used, so
+``glgeo --help`` stays fast. Logging is configured once here; every library error
+(:class:`glgeo.errors.GlgeoError`) becomes one line on stderr and exit status 1.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from glgeo import __version__
+from glgeo.errors import GlgeoError
+
+#: command name -> "module:function" inside glgeo.cli
+COMMANDS: dict[str, str] = {
+    "segment": "glgeo.cli.segment:segment",
+    "vectorize": "glgeo.cli.vectorize:vectorize",
+    "train": "glgeo.cli.train:train",
+    "evaluate": "glgeo.cli.evaluate:evaluate",
+    "import-glnet": "glgeo.cli.import_glnet:import_glnet",
+    "models": "glgeo.cli.models:models",
+}
+
+
+class GlgeoGroup(click.Group):
+    """A group that loads its commands lazily and turns library errors into one line."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GlgeoError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted; no partial output was left behind.", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=GlgeoGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="glgeo")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
+    """Segment ultra-high resolution aerial and satellite scenes with GLNet.
+
+    Predictions are georeferenced rasters and GeoPackages that open styled in QGIS.
+    """
+    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    ctx.ensure_object(dict)
+    ctx.obj["quiet"] = quiet
+    ctx.obj["verbosity"] = verbose
