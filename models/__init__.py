@@ -1,0 +1,42 @@
+"""GLNet for glgeo (installed as ``glgeo.models``).
+
+``build_model`` builds a network from a backbone name; ``load_checkpoint`` loads a glgeo
+checkpoint file or a zoo model by name; ``import_released`` converts the GLNet authors'
+released checkpoints.
+"""
+
+from .backbones import Backbone, list_backbones
+from .checkpoint import Checkpoint, InputScaling, import_released, load_checkpoint, save_checkpoint
+from .coarse_to_fine import patches_in_box, relaxed_foreground_box
+from .glnet import MODES, GLNet, GLNetConfig, GLNetOutput, build_model
+from .heads import BranchFeatures, FPNHead
+from .losses import FocalLoss, glnet_loss
+from .sharing import L2GCanvas, PatchBoxes, coverage_map, crop_global
+from .zoo import list_models, model_card
+
+__all__ = [
+    "MODES",
+    "Backbone",
+    "BranchFeatures",
+    "Checkpoint",
+    "FPNHead",
+    "FocalLoss",
+    "GLNet",
+    "GLNetConfig",
+    "GLNetOutput",
+    "InputScaling",
+    "L2GCanvas",
+    "PatchBoxes",
+    "build_model",
+    "coverage_map",
+    "crop_global",
+    "glnet_loss",
+    "import_released",
+    "list_backbones",
+    "list_models",
+    "load_checkpoint",
+    "model_card",
+    "patches_in_box",
+    "relaxed_foreground_box",
+    "save_checkpoint",
+]

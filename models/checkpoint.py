@@ -1,0 +1,321 @@
+"""glgeo checkpoints, and import of the GLNet authors' released checkpoints.
+
+A glgeo checkpoint is one ``torch.save`` file holding the weights *and* everything needed
+to rebuild and use the model: the architecture (:class:`GLNetConfig`), the class scheme,
+the input scaling, the global and patch sizes, the focal gamma it was trained with and
+free-form metadata (training command, metrics...). It loads with
+``torch.load(weights_only=True)``: plain containers and tensors only.
+
+The released DeepGlobe checkpoints (``module.``-prefixed state dicts of the authors'
+``GLNet``, one file per training stage) map onto glgeo's parts as follows
+(``<h>`` = a head conv, see :data:`HEAD_KEY_MAP`):
+
+=====================================  ==============================================
+glgeo key                              released key (file)
+=====================================  ==============================================
+``global_branch.backbone.*``           ``resnet_global.*`` (global file)
+``global_branch.head.<h>``             ``fpn_global.<h>`` (global file)
+``local_branch.backbone.*``            ``resnet_local.*`` (g2l file; l2g if given)
+``local_branch.head.<h>``              ``fpn_local.<h>`` (same file)
+``aggregation.*``                      ``ensemble_conv.*`` (same file)
+``global_l2g.backbone.*``              ``resnet_global.*`` (l2g file)
+``global_l2g.head.<h>``                ``fpn_global.<h>_ext``; fuse <- ``smooth``,
+                                       classifier <- ``classify`` (l2g file)
+=====================================  ==============================================
+
+Keys of a released file that a G -> L model does not use (the untrained ``*_ext`` convs of
+its global FPN) are left out. A bidirectional model uses every key of the l2g file except
+the plain convs of its global FPN (the L -> G branch only runs the ``*_ext`` ones), plus
+the stage-1 global branch of the global file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+
+from glgeo import __version__
+from glgeo.errors import CheckpointError
+from glgeo.schemes import ClassScheme
+
+from .glnet import GLNet, GLNetConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "glgeo-checkpoint"
+FORMAT_VERSION = 1
+
+#: glgeo head conv -> released conv name (without the ``_ext`` suffix).
+HEAD_KEY_MAP: dict[str, str] = {
+    "lateral.0": "toplayer",
+    "lateral.1": "latlayer1",
+    "lateral.2": "latlayer2",
+    "lateral.3": "latlayer3",
+    **{f"smooth1.{i}": f"smooth{i + 1}_1" for i in range(4)},
+    **{f"smooth2.{i}": f"smooth{i + 1}_2" for i in range(4)},
+    "fuse": "smooth",
+    "classifier": "classify",
+}
+
+
+@dataclass(frozen=True)
+class InputScaling:
+    """How raw pixel values become network inputs: ``(x - min) / (max - min)`` per band.
+
+    The released GLNet code divides RGB bytes by 255 (``min=0, max=255``) and uses no
+    mean/std normalisation.
+    """
+
+    min: float = 0.0
+    max: float = 255.0
+
+    def __post_init__(self) -> None:
+        if not self.max > self.min:
+            raise CheckpointError(f"input scaling needs max > min, got min={self.min}, max={self.max}")
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Scale raw values to float32 network inputs."""
+        return ((values.astype(np.float32) - np.float32(self.min)) / np.float32(self.max - self.min)).astype(
+            np.float32, copy=False
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        return {"min": self.min, "max": self.max}
+
+
+@dataclass
+class Checkpoint:
+    """A loaded glgeo checkpoint.
+
+    Attributes:
+        model: the rebuilt GLNet, weights loaded, in eval mode.
+        scheme: what the output ids mean.
+        input_scaling: how to turn pixel values into inputs.
+        global_size: side of the downsampled scene the global branch sees.
+        patch_size: side of the local branch's patches.
+        focal_gamma: focal loss gamma the model was trained with.
+        metadata: free-form facts (training command, metrics, source files...).
+    """
+
+    model: GLNet
+    scheme: ClassScheme
+    input_scaling: InputScaling
+    global_size: int
+    patch_size: int
+    focal_gamma: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def mode(self) -> str:
+        """The model's own (trained) mode."""
+        return self.model.config.mode
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: GLNet,
+    scheme: ClassScheme,
+    input_scaling: InputScaling | None = None,
+    global_size: int = 508,
+    patch_size: int = 508,
+    focal_gamma: float = 3.0,
+    metadata: Mapping[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a glgeo checkpoint (atomically).
+
+    Args:
+        half: store floating-point weights as float16 (halves the file; they are loaded
+            back as float32).
+    """
+    if scheme.n_classes != model.config.n_classes:
+        raise CheckpointError(
+            f"class scheme {scheme.name!r} has {scheme.n_classes} classes but the model predicts {model.config.n_classes}"
+        )
+    state = {
+        k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
+        for k, v in model.state_dict().items()
+    }
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "glgeo_version": __version__,
+        "config": model.config.to_dict(),
+        "scheme": scheme.to_dict(),
+        "input_scaling": (input_scaling or InputScaling()).to_dict(),
+        "global_size": int(global_size),
+        "patch_size": int(patch_size),
+        "focal_gamma": float(focal_gamma),
+        "metadata": dict(metadata or {}),
+        "state_dict": state,
+    }
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _resolve(path_or_name: str | Path) -> Path:
+    path = Path(path_or_name)
+    if path.is_file():
+        return path
+    from .zoo import list_models, zoo_path  # local: the zoo imports this module
+
+    name = str(path_or_name)
+    if name in list_models():
+        return zoo_path(name)
+    raise CheckpointError(
+        f"no checkpoint file or zoo model called {name!r}; zoo models: {', '.join(list_models()) or 'none'}"
+        " (or pass a path to a .pt file)"
+    )
+
+
+def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a glgeo checkpoint file, or a zoo model by name.
+
+    Raises:
+        CheckpointError: not found, not a glgeo checkpoint (a released GLNet file gets a
+            hint to run ``glgeo import-glnet``), or weights that do not fit.
+    """
+    path = _resolve(path_or_name)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a bad file
+        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        keys = list(payload)[:3] if isinstance(payload, dict) else []
+        hint = (
+            "; it looks like a released GLNet file: convert it with `glgeo import-glnet`"
+            if any(str(k).startswith(("module.", "resnet_", "fpn_")) for k in keys)
+            else ""
+        )
+        raise CheckpointError(f"{str(path)!r} is not a glgeo checkpoint{hint}")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{str(path)!r} was written by a newer glgeo; upgrade glgeo to read it")
+    config = GLNetConfig(**payload["config"])
+    model = GLNet(config)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not fit its own architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    model.eval()
+    return Checkpoint(
+        model=model,
+        scheme=ClassScheme.from_dict(payload["scheme"]),
+        input_scaling=InputScaling(**payload["input_scaling"]),
+        global_size=int(payload["global_size"]),
+        patch_size=int(payload["patch_size"]),
+        focal_gamma=float(payload["focal_gamma"]),
+        metadata=dict(payload.get("metadata", {})),
+        path=path,
+    )
+
+
+# ---------------------------------------------------------------- released files
+def _read_released(path: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"released checkpoint {str(path)!r} not found") from None
+    except Exception as exc:
+        raise CheckpointError(f"cannot read released checkpoint {str(path)!r}: {exc}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{str(path)!r} does not hold a state dict")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _head_source(dst: str, src_prefix: str, ext: bool) -> str:
+    """Released key for a glgeo head key such as ``lateral.0.weight``."""
+    conv, _, param = dst.rpartition(".")
+    name = HEAD_KEY_MAP[conv]
+    if ext and name not in ("smooth", "classify"):
+        name += "_ext"
+    return f"{src_prefix}.{name}.{param}"
+
+
+def released_source_keys(model: GLNet) -> dict[str, tuple[str, str]]:
+    """For every key of ``model``'s state dict: (released file role, released key).
+
+    Roles are ``global``, ``g2l`` and ``l2g``.
+    """
+    bidirectional = model.config.mode == "bidirectional"
+    local_role = "l2g" if bidirectional else "g2l"
+    out: dict[str, tuple[str, str]] = {}
+    for key in model.state_dict():
+        part, _, rest = key.partition(".")
+        if part == "aggregation":
+            out[key] = (local_role, f"ensemble_conv.{rest}")
+            continue
+        sub, _, rest = rest.partition(".")
+        role, resnet, fpn, ext = {
+            "global_branch": ("global", "resnet_global", "fpn_global", False),
+            "local_branch": (local_role, "resnet_local", "fpn_local", False),
+            "global_l2g": ("l2g", "resnet_global", "fpn_global", True),
+        }[part]
+        out[key] = (role, f"{resnet}.{rest}") if sub == "backbone" else (role, _head_source(rest, fpn, ext))
+    return out
+
+
+def import_released(
+    global_path: str | Path,
+    g2l_path: str | Path,
+    l2g_path: str | Path | None,
+    scheme: ClassScheme,
+) -> GLNet:
+    """Build a ResNet-50 GLNet from the authors' released checkpoint files.
+
+    With ``l2g_path`` the model is bidirectional, without it G -> L.
+
+    Raises:
+        CheckpointError: a file is unreadable, lacks keys (named in the message), has
+            tensors of unexpected shapes, or a class count different from ``scheme``'s.
+    """
+    mode = "bidirectional" if l2g_path is not None else "g2l"
+    model = GLNet(GLNetConfig("resnet50", scheme.n_classes, mode))
+    files = {"global": global_path, "g2l": g2l_path}
+    if l2g_path is not None:
+        files["l2g"] = l2g_path
+    states = {role: _read_released(path) for role, path in files.items()}
+    for role, state in states.items():
+        classify = state.get("fpn_global.classify.weight")
+        if classify is not None and classify.shape[0] != scheme.n_classes:
+            raise CheckpointError(
+                f"{role} file {str(files[role])!r} predicts {classify.shape[0]} classes but scheme "
+                f"{scheme.name!r} has {scheme.n_classes}; pass the matching --scheme"
+            )
+    target = model.state_dict()
+    new_state = {}
+    missing: dict[str, list[str]] = {}
+    for key, (role, src) in released_source_keys(model).items():
+        tensor = states[role].get(src)
+        if tensor is None:
+            missing.setdefault(role, []).append(src)
+            continue
+        if tuple(tensor.shape) != tuple(target[key].shape):
+            raise CheckpointError(
+                f"{role} file {str(files[role])!r}: {src} has shape {tuple(tensor.shape)}, expected "
+                f"{tuple(target[key].shape)} (a ResNet-50 GLNet with 256/128 head widths)"
+            )
+        new_state[key] = tensor
+    if missing:
+        detail = "; ".join(
+            f"{role} file {str(files[role])!r} lacks {len(keys)} keys, e.g. {', '.join(keys[:4])}"
+            for role, keys in missing.items()
+        )
+        raise CheckpointError(f"released checkpoint incomplete: {detail}")
+    model.load_state_dict(new_state, strict=True)
+    return model.eval()

@@ -1,0 +1,221 @@
+"""Deep feature-map sharing between GLNet's branches.
+
+* G -> L (:func:`crop_global`): for each patch, the global feature map is cropped at the
+  patch's relative box (top, left, height, width, each = relative value x feature size,
+  rounded) and later resized bilinearly to the local feature size by the shared head.
+* L -> G (:class:`L2GCanvas`): each patch's local feature map is resized bilinearly to the
+  patch's footprint in global-feature space and added onto a zero canvas of the global
+  feature size; the canvas is divided by the number of patches covering each pixel.
+
+The coverage normalisation reproduces the released code exactly (a full-resolution count
+of patches per scene pixel, bilinearly resized to each canvas size) without ever building
+that full-resolution array: bilinear resizing is separable and linear, so the resized count
+is a sum over patches of outer products of two resized 1-D indicators.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .heads import BranchFeatures, N_SHARING_POINTS
+
+
+@dataclass(frozen=True)
+class PatchBoxes:
+    """Pixel boxes of patches in their scenes.
+
+    Attributes:
+        pixels: ``(N, 4)`` long tensor of ``top, left, height, width`` in scene pixels.
+        scene_sizes: ``(N, 2)`` long tensor of each patch's scene ``height, width``.
+        scene_index: ``(N,)`` long tensor: which image of the global batch holds the patch.
+    """
+
+    pixels: Tensor
+    scene_sizes: Tensor
+    scene_index: Tensor
+
+    def __post_init__(self) -> None:
+        n = self.pixels.shape[0]
+        if self.pixels.shape != (n, 4) or self.scene_sizes.shape != (n, 2) or self.scene_index.shape != (n,):
+            raise ValueError("PatchBoxes needs pixels (N,4), scene_sizes (N,2) and scene_index (N,)")
+        if n and (
+            (self.pixels[:, :2] < 0).any()
+            or (self.pixels[:, 2:] <= 0).any()
+            or (self.pixels[:, 0] + self.pixels[:, 2] > self.scene_sizes[:, 0]).any()
+            or (self.pixels[:, 1] + self.pixels[:, 3] > self.scene_sizes[:, 1]).any()
+        ):
+            raise ValueError("every patch box must lie inside its scene")
+
+    @classmethod
+    def from_pixels(
+        cls,
+        tops: Sequence[int] | Tensor,
+        lefts: Sequence[int] | Tensor,
+        heights: Sequence[int] | Tensor | int,
+        widths: Sequence[int] | Tensor | int,
+        scene_height: int | Sequence[int] | Tensor,
+        scene_width: int | Sequence[int] | Tensor,
+        scene_index: Sequence[int] | Tensor | None = None,
+    ) -> "PatchBoxes":
+        """Build boxes from per-patch pixel positions (scalars broadcast)."""
+        tops_t = torch.as_tensor(tops, dtype=torch.long).reshape(-1)
+        n = tops_t.shape[0]
+
+        def col(v) -> Tensor:
+            return torch.as_tensor(v, dtype=torch.long).reshape(-1).expand(n).clone()
+
+        pixels = torch.stack([tops_t, col(lefts), col(heights), col(widths)], dim=1)
+        sizes = torch.stack([col(scene_height), col(scene_width)], dim=1)
+        index = col(0 if scene_index is None else scene_index)
+        return cls(pixels, sizes, index)
+
+    def __len__(self) -> int:
+        return int(self.pixels.shape[0])
+
+    def __getitem__(self, item: slice | Tensor | Sequence[int]) -> "PatchBoxes":
+        if isinstance(item, int):
+            item = slice(item, item + 1)
+        return PatchBoxes(self.pixels[item], self.scene_sizes[item], self.scene_index[item])
+
+    @property
+    def rel(self) -> Tensor:
+        """``(N, 4)`` float64 relative boxes: top/H, left/W, h/H, w/W."""
+        sizes = self.scene_sizes.double().repeat(1, 2)
+        return self.pixels.double() / sizes
+
+    def on_grid(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        """Each box on a feature grid of ``height x width`` as ``(top, left, h, w)``.
+
+        Same rounding as the released code (round relative value x size), kept inside the
+        grid (the released code could run one row past the edge for the last patch).
+        """
+        out = []
+        for top, left, h, w in self.rel.tolist():
+            hh = max(1, min(height, round(h * height)))
+            ww = max(1, min(width, round(w * width)))
+            tt = min(round(top * height), height - hh)
+            ll = min(round(left * width), width - ww)
+            out.append((tt, ll, hh, ww))
+        return out
+
+
+def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
+    """Crop a global feature map ``(B, C, H, W)`` at each patch's box.
+
+    Returns ``(N, C, h, w)``; when the boxes' crops differ in size (patches of different
+    sizes), every crop is resized to the first one's size.
+    """
+    grid = boxes.on_grid(feature.shape[-2], feature.shape[-1])
+    index = boxes.scene_index.tolist()
+    crops = [feature[b, :, t : t + h, l : l + w] for b, (t, l, h, w) in zip(index, grid)]
+    size = crops[0].shape[-2:]
+    if any(c.shape[-2:] != size for c in crops):
+        crops = [F.interpolate(c[None], size=size, mode="bilinear", align_corners=False)[0] for c in crops]
+    return torch.stack(crops, dim=0)
+
+
+def crop_global_features(context: BranchFeatures, boxes: PatchBoxes) -> list[Tensor]:
+    """The G -> L ext features for a batch of patches: crops of all 16 sharing points."""
+    return [crop_global(f, boxes) for f in context.sharing_points()]
+
+
+def _bilinear_weights_1d(n_in: int, n_out: int, device: torch.device) -> Tensor:
+    """``(n_out, n_in)`` matrix of PyTorch's bilinear resize (align_corners=False) on one axis."""
+    scale = n_in / n_out
+    dst = torch.arange(n_out, dtype=torch.float64, device=device)
+    src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    w1 = src - i0.double()
+    w0 = 1.0 - w1
+    m = torch.zeros(n_out, n_in, dtype=torch.float64, device=device)
+    rows = torch.arange(n_out, device=device)
+    m.index_put_((rows, i0), w0, accumulate=True)
+    m.index_put_((rows, i1), w1, accumulate=True)
+    return m
+
+
+def coverage_map(boxes: PatchBoxes, scene_height: int, scene_width: int, size: tuple[int, int]) -> Tensor:
+    """Patches per pixel, at full scene resolution, bilinearly resized to ``size``.
+
+    Equal to ``F.interpolate(template, size, mode="bilinear")`` where ``template`` counts the
+    patches covering each scene pixel (the released code's normalisation), computed without
+    the full-resolution template. Returns a float32 ``(H, W)`` tensor.
+    """
+    device = boxes.pixels.device
+    wy = _bilinear_weights_1d(scene_height, size[0], device)  # (h, H)
+    wx = _bilinear_weights_1d(scene_width, size[1], device)  # (w, W)
+    cum_y = torch.nn.functional.pad(wy.cumsum(1), (1, 0))
+    cum_x = torch.nn.functional.pad(wx.cumsum(1), (1, 0))
+    top, left, h, w = boxes.pixels.T
+    # Resized 1-D indicators of each patch's rows / columns: (N, h) and (N, w).
+    ry = (cum_y[:, top + h] - cum_y[:, top]).T
+    rx = (cum_x[:, left + w] - cum_x[:, left]).T
+    return torch.einsum("ny,nx->yx", ry, rx).float()
+
+
+class L2GCanvas:
+    """Accumulates local features of one scene onto global-size canvases (L -> G).
+
+    Build it with :meth:`like` from the global context of the scene, :meth:`add` each
+    batch of local features, then pass it to ``GLNet.encode_global_l2g``, which calls
+    :meth:`normalized`. Canvases hold one scene (batch size 1) per canvas object, except in
+    training where :meth:`like` may take a batch of scenes and boxes carry ``scene_index``.
+    """
+
+    def __init__(self, shapes: list[torch.Size], device: torch.device, dtype: torch.dtype = torch.float32) -> None:
+        self.sums = [torch.zeros(s, device=device, dtype=dtype) for s in shapes]
+        self._boxes: list[PatchBoxes] = []
+
+    @classmethod
+    def like(cls, context: BranchFeatures) -> "L2GCanvas":
+        """Empty canvases with the sizes of ``context``'s sharing points."""
+        points = context.sharing_points()
+        return cls([p.shape for p in points], device=points[0].device)
+
+    @property
+    def n_patches(self) -> int:
+        """Patches added so far."""
+        return sum(len(b) for b in self._boxes)
+
+    def add(self, local: BranchFeatures, boxes: PatchBoxes) -> None:
+        """Add a batch of patches' local features at their footprints."""
+        points = local.sharing_points()
+        if len(points) != N_SHARING_POINTS or len(boxes) != points[0].shape[0]:
+            raise ValueError("add() needs the local features of exactly the given boxes")
+        index = boxes.scene_index.tolist()
+        for canvas, feat in zip(self.sums, points):
+            grid = boxes.on_grid(canvas.shape[-2], canvas.shape[-1])
+            feat = feat.to(canvas.dtype)
+            for i, (b, (t, l, h, w)) in enumerate(zip(index, grid)):
+                canvas[b, :, t : t + h, l : l + w] += F.interpolate(
+                    feat[i : i + 1], size=(h, w), mode="bilinear", align_corners=False
+                )[0]
+        self._boxes.append(boxes.__class__(boxes.pixels.cpu(), boxes.scene_sizes.cpu(), boxes.scene_index.cpu()))
+
+    def normalized(self) -> list[Tensor]:
+        """The canvases divided by patch coverage (zero where no patch reached)."""
+        if not self._boxes:
+            raise ValueError("the L->G canvas is empty: add the local features of the scene's patches first")
+        all_boxes = PatchBoxes(
+            torch.cat([b.pixels for b in self._boxes]),
+            torch.cat([b.scene_sizes for b in self._boxes]),
+            torch.cat([b.scene_index for b in self._boxes]),
+        )
+        out = []
+        n_scenes = self.sums[0].shape[0]
+        for canvas in self.sums:
+            size = tuple(canvas.shape[-2:])
+            cover = torch.zeros((n_scenes, 1, *size), dtype=canvas.dtype, device=canvas.device)
+            for b in range(n_scenes):
+                sel = all_boxes.scene_index == b
+                if sel.any():
+                    h, w = all_boxes.scene_sizes[sel][0].tolist()
+                    cover[b, 0] = coverage_map(all_boxes[sel], h, w, size).to(canvas.device, canvas.dtype)
+            out.append(torch.where(cover > 0, canvas / cover.clamp(min=1e-6), torch.zeros_like(canvas)))
+        return out
