@@ -285,7 +285,7 @@ def import_released(
             tensors of unexpected shapes, or a class count different from ``scheme``'s.
     """
     mode = "bidirectional" if l2g_path is not None else "g2l"
-    model = GLNet(GLNetConfig("resnet50", scheme.n_classes, mode))
+    model = GLNet(GLNetConfig("resnet50", scheme.n_classes, mode, l2g_normalization="released"))
     files = {"global": global_path, "g2l": g2l_path}
     if l2g_path is not None:
         files["l2g"] = l2g_path

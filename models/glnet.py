@@ -63,6 +63,11 @@ class GLNetConfig:
         mode: which parts the model has (see the module docstring).
         pyramid_channels: FPN width (paper: 256).
         segmentation_channels: width of each ps2 level (paper: 128).
+        l2g_normalization: how L -> G canvases are divided by patch coverage:
+            ``"footprint"`` counts, on each canvas grid, the footprints actually added
+            there (exact: constant local features give a constant canvas);
+            ``"released"`` resizes a full-resolution count bilinearly, as the released
+            code did (set for imported released checkpoints, to reproduce their outputs).
     """
 
     backbone: str = "resnet50"
@@ -70,6 +75,7 @@ class GLNetConfig:
     mode: Mode = "g2l"
     pyramid_channels: int = 256
     segmentation_channels: int = 128
+    l2g_normalization: Literal["footprint", "released"] = "footprint"
 
     def __post_init__(self) -> None:
         backbone_spec(self.backbone)  # raises with the valid names
@@ -79,6 +85,8 @@ class GLNetConfig:
             raise InputError(f"n_classes must be at least 2, got {self.n_classes}")
         if self.pyramid_channels < 1 or self.segmentation_channels < 1:
             raise InputError("head widths must be positive")
+        if self.l2g_normalization not in ("footprint", "released"):
+            raise InputError(f"l2g_normalization must be 'footprint' or 'released', got {self.l2g_normalization!r}")
 
     def to_dict(self) -> dict:
         """Plain-dict form, for checkpoints."""
@@ -185,14 +193,17 @@ class GLNet(nn.Module):
                 raise InputError("this model's local branch needs the global context and patch boxes (G -> L)")
             if len(boxes) != patches.shape[0]:
                 raise InputError(f"{patches.shape[0]} patches but {len(boxes)} boxes")
-            return self.local_branch(patches, crop_global_features(context, boxes))
+            # The global features are constants for the local branch: in the paper's schedule
+            # the global branch is frozen whenever the local branch trains, and fmreg must
+            # update the local branch only.
+            return self.local_branch(patches, [f.detach() for f in crop_global_features(context, boxes)])
         return self.local_branch(patches)
 
     def encode_global_l2g(self, image: Tensor, canvas: L2GCanvas) -> BranchFeatures:
         """Stage-3 global branch with the merged local features of every patch (L -> G)."""
         if self.global_l2g is None:
             raise InputError("only a bidirectional GLNet has an L->G global branch")
-        return self.global_l2g(image, canvas.normalized())
+        return self.global_l2g(image, canvas.normalized(self.config.l2g_normalization))
 
     def aggregate(self, local_ps3: Tensor, global_ps3: Tensor, boxes: PatchBoxes) -> Tensor:
         """The prediction: aggregation conv over [local ps3 ; cropped, resized global ps3]."""

@@ -7,10 +7,14 @@
   patch's footprint in global-feature space and added onto a zero canvas of the global
   feature size; the canvas is divided by the number of patches covering each pixel.
 
-The coverage normalisation reproduces the released code exactly (a full-resolution count
-of patches per scene pixel, bilinearly resized to each canvas size) without ever building
-that full-resolution array: bilinear resizing is separable and linear, so the resized count
-is a sum over patches of outer products of two resized 1-D indicators.
+Two coverage normalisations are offered. ``"footprint"`` (glgeo's default) counts, on each
+canvas grid, the rounded footprints that were actually added there, so the division is
+exact: constant local features give a constant canvas wherever a patch reached.
+``"released"`` reproduces the released code (a full-resolution count of patches per scene
+pixel, bilinearly resized to each canvas size), which slightly mis-weights footprint
+edges; it is computed without ever building that full-resolution array: bilinear resizing
+is separable and linear, so the resized count is a sum over patches of outer products of
+two resized 1-D indicators.
 """
 
 from __future__ import annotations
@@ -198,8 +202,12 @@ class L2GCanvas:
                 )[0]
         self._boxes.append(boxes.__class__(boxes.pixels.cpu(), boxes.scene_sizes.cpu(), boxes.scene_index.cpu()))
 
-    def normalized(self) -> list[Tensor]:
-        """The canvases divided by patch coverage (zero where no patch reached)."""
+    def normalized(self, normalization: str = "footprint") -> list[Tensor]:
+        """The canvases divided by patch coverage (zero where no patch reached).
+
+        Args:
+            normalization: ``"footprint"`` or ``"released"`` (see the module docstring).
+        """
         if not self._boxes:
             raise ValueError("the L->G canvas is empty: add the local features of the scene's patches first")
         all_boxes = PatchBoxes(
@@ -214,8 +222,15 @@ class L2GCanvas:
             cover = torch.zeros((n_scenes, 1, *size), dtype=canvas.dtype, device=canvas.device)
             for b in range(n_scenes):
                 sel = all_boxes.scene_index == b
-                if sel.any():
+                if not sel.any():
+                    continue
+                if normalization == "released":
                     h, w = all_boxes.scene_sizes[sel][0].tolist()
                     cover[b, 0] = coverage_map(all_boxes[sel], h, w, size).to(canvas.device, canvas.dtype)
+                elif normalization == "footprint":
+                    for t, l, hh, ww in all_boxes[sel].on_grid(*size):
+                        cover[b, 0, t : t + hh, l : l + ww] += 1
+                else:
+                    raise ValueError(f"unknown normalization {normalization!r}")
             out.append(torch.where(cover > 0, canvas / cover.clamp(min=1e-6), torch.zeros_like(canvas)))
         return out
