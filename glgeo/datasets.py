@@ -1,0 +1,624 @@
+"""Training datasets: Inria, DeepGlobe and a user's folder, read as they are published.
+
+Three layouts are found on disk, each as a :class:`SceneCollection` (a list of image/mask
+pairs plus the :class:`~glgeo.schemes.ClassScheme` that decodes the masks):
+
+* ``inria``: the layout torchgeo's ``InriaAerialImageLabeling`` expects,
+  ``ROOT/AerialImageDataset/train/{images,gt}/<city><n>.tif`` (``ROOT`` may also be the
+  ``AerialImageDataset`` or ``train`` folder itself). Masks store buildings as 255.
+* ``deepglobe``: the layout torchgeo's ``DeepGlobeLandCover`` expects,
+  ``ROOT/data/training_data/{images,masks}/<id>_sat.jpg|<id>_mask.png``; also the
+  challenge's own ``ROOT/train/<id>_sat.jpg + <id>_mask.png`` and a plain
+  ``ROOT/{images,masks}``. Masks are RGB colour codes, binarised at 128 as the challenge
+  prescribes.
+* ``folder``: ``ROOT/images/*.tif`` with masks of the same name in ``ROOT/masks`` (or
+  ``labels`` / ``gt``), decoded through any scheme: integer values, RGB colours, or a
+  single-band mask with a colour table (a palette) for RGB schemes.
+
+Masks become class ids through the scheme. A colour or value the scheme does not know is
+a :class:`~glgeo.errors.DatasetError` naming the file and the value, never a silent class 0;
+pixels equal to the mask's own nodata value become :data:`~glgeo.schemes.NODATA_ID` and are
+ignored by the losses and the metrics.
+
+:class:`GLNetSceneDataset` turns a collection into training samples for GLNet: the whole
+scene downsampled to the global size, and (for stages 2 and 3) every patch of the scene's
+patch grid, read by windows from the files, with the same random flip and rotation applied
+to the global image, the patches, their boxes and the labels. Nothing is preloaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from .errors import DatasetError, InputError
+from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
+from .tiling import PatchGrid
+
+log = logging.getLogger(__name__)
+
+DatasetKind = Literal["inria", "deepglobe", "folder"]
+DATASET_KINDS: tuple[str, ...] = ("inria", "deepglobe", "folder")
+
+#: The DeepGlobe challenge's rule: mask channels are binarised at 128 before decoding.
+DEEPGLOBE_RGB_THRESHOLD = 128
+
+_RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt", ".img", ".jp2")
+_INRIA_NAME = re.compile(r"^(?P<city>[a-z][a-z_-]*?)(?P<number>\d+)$")
+
+
+# --------------------------------------------------------------------------- collections
+
+
+@dataclass(frozen=True)
+class ScenePair:
+    """One labelled scene: an image file and its mask file.
+
+    Args:
+        name: the scene's id (``austin1``, ``855``, a file stem), unique in its collection.
+        image: the image raster.
+        mask: the mask raster, on the same pixel grid.
+        group: the scene's group, used by leave-groups-out splits (Inria: the city).
+    """
+
+    name: str
+    image: Path
+    mask: Path
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class SceneCollection:
+    """The labelled scenes of a dataset and how to decode their masks.
+
+    Args:
+        kind: the layout it was read from (``inria``, ``deepglobe``, ``folder``).
+        root: the folder it was read from.
+        scheme: the class scheme that decodes the masks and names the classes.
+        scenes: the scenes, sorted by name.
+        rgb_threshold: for RGB masks, binarise each channel at this value before decoding
+            (DeepGlobe's rule); ``None`` decodes exact colours.
+    """
+
+    kind: str
+    root: Path
+    scheme: ClassScheme
+    scenes: tuple[ScenePair, ...]
+    rgb_threshold: int | None = None
+    _index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.scenes]
+        if len(set(names)) != len(names):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise DatasetError(f"{self.root}: scene names must be unique, repeated: {', '.join(dupes[:5])}")
+        object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    @property
+    def names(self) -> list[str]:
+        """Scene names in collection order."""
+        return [s.name for s in self.scenes]
+
+    def scene(self, name: str) -> ScenePair:
+        """The scene called ``name``.
+
+        Raises:
+            DatasetError: no scene has that name.
+        """
+        try:
+            return self.scenes[self._index[name]]
+        except KeyError:
+            raise DatasetError(f"scene {name!r} is not in the {self.kind} dataset at {self.root}") from None
+
+    def subset(self, names: Iterable[str]) -> "SceneCollection":
+        """The collection restricted to ``names`` (in that order)."""
+        return SceneCollection(
+            kind=self.kind,
+            root=self.root,
+            scheme=self.scheme,
+            scenes=tuple(self.scene(n) for n in names),
+            rgb_threshold=self.rgb_threshold,
+        )
+
+    def check(self) -> None:
+        """Open every pair and check that image and mask share size and CRS.
+
+        Raises:
+            DatasetError: a file is unreadable, or a pair's sizes or CRSs differ.
+        """
+        for pair in self.scenes:
+            check_pair(pair)
+
+
+def open_dataset(
+    kind: DatasetKind | str,
+    root: str | Path,
+    scheme: ClassScheme | None = None,
+) -> SceneCollection:
+    """Find the labelled scenes of a dataset folder.
+
+    Args:
+        kind: ``inria``, ``deepglobe`` or ``folder``.
+        root: the dataset folder.
+        scheme: the class scheme; required for ``folder``, defaults to the benchmark's own
+            scheme for ``inria`` and ``deepglobe``.
+
+    Raises:
+        DatasetError: the folder is missing, has the wrong layout or holds no pairs; the
+            message says which layout was expected.
+        InputError: unknown kind, or ``folder`` without a scheme.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {str(root)!r} does not exist; pass the folder that holds the {kind} data")
+    if kind == "inria":
+        return find_inria(root, scheme or INRIA)
+    if kind == "deepglobe":
+        return find_deepglobe(root, scheme or DEEPGLOBE)
+    if kind == "folder":
+        if scheme is None:
+            raise InputError("a folder dataset needs a class scheme: pass --scheme NAME or --scheme scheme.json")
+        return find_folder(root, scheme)
+    raise InputError(f"unknown dataset kind {kind!r}; choose from: {', '.join(DATASET_KINDS)}")
+
+
+def _rasters(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _RASTER_SUFFIXES)
+
+
+def find_inria(root: Path, scheme: ClassScheme = INRIA) -> SceneCollection:
+    """Inria Aerial Image Labeling training tiles (the layout torchgeo expects).
+
+    Raises:
+        DatasetError: no ``images``/``gt`` folders, an image without its mask, or a tile
+            name that is not ``<city><number>``.
+    """
+    candidates = [root / "AerialImageDataset" / "train", root / "train", root]
+    base = next((c for c in candidates if (c / "images").is_dir() and (c / "gt").is_dir()), None)
+    if base is None:
+        raise DatasetError(
+            f"{root} is not an Inria Aerial Image Labeling folder: expected "
+            "ROOT/AerialImageDataset/train/images/<city><n>.tif with masks in "
+            "ROOT/AerialImageDataset/train/gt/<city><n>.tif (as published; torchgeo's layout)"
+        )
+    scenes = []
+    for image in _rasters(base / "images"):
+        match = _INRIA_NAME.match(image.stem)
+        if match is None:
+            raise DatasetError(f"{image}: Inria tiles are named <city><number>.tif (e.g. austin1.tif)")
+        mask = base / "gt" / image.name
+        if not mask.is_file():
+            raise DatasetError(f"{image} has no mask: expected {mask}")
+        scenes.append(ScenePair(image.stem, image, mask, group=match["city"]))
+    if not scenes:
+        raise DatasetError(f"no .tif tiles in {base / 'images'}; expected <city><n>.tif")
+    return SceneCollection("inria", root, scheme, tuple(scenes))
+
+
+def find_deepglobe(root: Path, scheme: ClassScheme = DEEPGLOBE) -> SceneCollection:
+    """DeepGlobe land-cover training images (torchgeo's layout, or the challenge's own).
+
+    Raises:
+        DatasetError: none of the known layouts, or an image without its mask.
+    """
+    layouts = [
+        (root / "data" / "training_data" / "images", root / "data" / "training_data" / "masks"),
+        (root / "training_data" / "images", root / "training_data" / "masks"),
+        (root / "images", root / "masks"),
+        (root / "train", root / "train"),
+        (root, root),
+    ]
+    for image_dir, mask_dir in layouts:
+        if image_dir.is_dir() and any(image_dir.glob("*_sat.jpg")):
+            break
+    else:
+        raise DatasetError(
+            f"{root} is not a DeepGlobe land-cover folder: expected "
+            "ROOT/data/training_data/images/<id>_sat.jpg with masks in "
+            "ROOT/data/training_data/masks/<id>_mask.png (torchgeo's layout), or the challenge's "
+            "ROOT/train/<id>_sat.jpg beside <id>_mask.png"
+        )
+    scenes = []
+    for image in sorted(image_dir.glob("*_sat.jpg")):
+        scene_id = image.name[: -len("_sat.jpg")]
+        mask = mask_dir / f"{scene_id}_mask.png"
+        if not mask.is_file():
+            raise DatasetError(f"{image} has no mask: expected {mask}")
+        scenes.append(ScenePair(scene_id, image, mask))
+    return SceneCollection("deepglobe", root, scheme, tuple(scenes), rgb_threshold=DEEPGLOBE_RGB_THRESHOLD)
+
+
+def find_folder(root: Path, scheme: ClassScheme) -> SceneCollection:
+    """A user's folder: ``ROOT/images/*`` with masks of the same name in ``ROOT/masks``.
+
+    The mask folder may also be called ``labels`` or ``gt``; a mask may carry a ``_mask``
+    suffix (``a.tif`` and ``a_mask.tif``).
+
+    Raises:
+        DatasetError: no ``images`` or mask folder, or an image without its mask.
+    """
+    image_dir = root / "images"
+    mask_dir = next((root / n for n in ("masks", "labels", "gt") if (root / n).is_dir()), None)
+    if not image_dir.is_dir() or mask_dir is None:
+        raise DatasetError(
+            f"{root} is not a glgeo training folder: expected ROOT/images/<name>.tif and "
+            "ROOT/masks/<name>.tif (image/mask GeoTIFF pairs with the same name)"
+        )
+    scenes = []
+    for image in _rasters(image_dir):
+        options = [mask_dir / image.name, *(mask_dir / f"{image.stem}_mask{s}" for s in (image.suffix, ".tif", ".png"))]
+        mask = next((m for m in options if m.is_file()), None)
+        if mask is None:
+            raise DatasetError(f"{image} has no mask: expected {mask_dir / image.name}")
+        scenes.append(ScenePair(image.stem, image, mask))
+    if not scenes:
+        raise DatasetError(f"no rasters in {image_dir}; expected image GeoTIFFs")
+    return SceneCollection("folder", root, scheme, tuple(scenes))
+
+
+# --------------------------------------------------------------------------- raster access
+
+
+def open_raster(path: Path) -> rasterio.io.DatasetReader:
+    """Open a raster for reading, as a :class:`~glgeo.errors.DatasetError` when it fails."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from None
+
+
+def check_pair(pair: ScenePair) -> None:
+    """Check that a scene's image and mask share their size and CRS.
+
+    Raises:
+        DatasetError: unreadable file, different sizes, or different CRSs.
+    """
+    with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
+        if (img.height, img.width) != (msk.height, msk.width):
+            raise DatasetError(
+                f"scene {pair.name!r}: image {pair.image} is {img.width} x {img.height} px but its mask "
+                f"{pair.mask} is {msk.width} x {msk.height} px; masks must be on the image's pixel grid"
+            )
+        if img.crs and msk.crs and img.crs != msk.crs:
+            raise DatasetError(
+                f"scene {pair.name!r}: image {pair.image} is in {img.crs} but its mask {pair.mask} is in "
+                f"{msk.crs}; reproject the mask onto the image's grid"
+            )
+        if img.count < 3:
+            raise DatasetError(f"scene {pair.name!r}: image {pair.image} has {img.count} band(s); GLNet needs 3 (RGB)")
+
+
+def mask_palette(src: rasterio.io.DatasetReader) -> np.ndarray | None:
+    """A single-band mask's colour table as a (256, 3) array, or ``None`` if it has none."""
+    if src.count != 1:
+        return None
+    try:
+        cmap = src.colormap(1)
+    except ValueError:
+        return None
+    lut = np.zeros((256, 3), dtype=np.uint8)
+    for value, rgba in cmap.items():
+        if 0 <= value < 256:
+            lut[value] = rgba[:3]
+    return lut
+
+
+def decode_mask(
+    mask: np.ndarray,
+    scheme: ClassScheme,
+    source: str | Path = "mask",
+    *,
+    rgb_threshold: int | None = None,
+    nodata: float | None = None,
+    palette: np.ndarray | None = None,
+) -> np.ndarray:
+    """Class ids (``uint8``, :data:`NODATA_ID` where no data) from a mask as published.
+
+    Args:
+        mask: ``(bands, H, W)`` or ``(H, W)`` array as read from the mask file.
+        scheme: decodes RGB colours (``mask_encoding == "rgb"``) or integer values.
+        source: the file's name, for error messages.
+        rgb_threshold: binarise RGB channels at this value first (DeepGlobe's rule).
+        nodata: mask value (single-band) that means "no data".
+        palette: a single-band mask's colour table (256, 3), for RGB schemes.
+
+    Raises:
+        DatasetError: the mask holds a colour or value that the scheme does not know, or
+            has the wrong number of bands for the scheme.
+    """
+    if mask.ndim == 2:
+        mask = mask[None]
+    if scheme.mask_encoding == "rgb":
+        if mask.shape[0] == 1 and palette is not None:
+            valid = None if nodata is None else mask[0] != nodata
+            mask = np.moveaxis(palette[mask[0].astype(np.intp) & 255], -1, 0)
+        else:
+            valid = None
+        if mask.shape[0] < 3:
+            raise DatasetError(
+                f"{source}: has {mask.shape[0]} band(s), but scheme {scheme.name!r} codes classes as RGB "
+                "colours; give a 3-band mask, a paletted mask, or a scheme with integer mask values"
+            )
+        rgb = mask[:3].astype(np.int64)
+        if rgb_threshold is not None:
+            rgb = np.where(rgb >= rgb_threshold, 255, 0)
+        packed = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+        keys = np.array([(v[0] << 16) | (v[1] << 8) | v[2] for v in (c.mask_value for c in scheme.classes)])  # type: ignore[index]
+        describe = lambda k: str(((k >> 16) & 255, (k >> 8) & 255, k & 255))  # noqa: E731
+        kind = "colour"
+    else:
+        if mask.shape[0] != 1:
+            raise DatasetError(
+                f"{source}: has {mask.shape[0]} bands, but scheme {scheme.name!r} codes classes as integer "
+                "values in one band; give a 1-band mask or a scheme with RGB mask colours"
+            )
+        valid = None if nodata is None else mask[0] != nodata
+        packed = mask[0].astype(np.int64)
+        keys = np.array([int(c.mask_value) for c in scheme.classes])  # type: ignore[arg-type]
+        describe = str
+        kind = "value"
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    pos = np.clip(np.searchsorted(sorted_keys, packed), 0, len(keys) - 1)
+    known = sorted_keys[pos] == packed
+    if valid is not None:
+        known |= ~valid
+    if not known.all():
+        bad, counts = np.unique(packed[~known], return_counts=True)
+        listing = ", ".join(f"{describe(int(b))} in {int(n)} px" for b, n in zip(bad[:5], counts[:5]))
+        expected = ", ".join(f"{c.name}={describe(int(k))}" for c, k in zip(scheme.classes, keys))
+        raise DatasetError(
+            f"{source}: {kind} {listing} is not a class of scheme {scheme.name!r} ({expected}); "
+            "fix the mask, declare the value as the mask's nodata, or use a scheme that has it"
+        )
+    ids = order[pos].astype(np.uint8)
+    if valid is not None:
+        ids[~valid] = NODATA_ID
+    return ids
+
+
+def read_mask_ids(
+    src: rasterio.io.DatasetReader,
+    scheme: ClassScheme,
+    *,
+    window: Window | None = None,
+    out_shape: tuple[int, int] | None = None,
+    rgb_threshold: int | None = None,
+) -> np.ndarray:
+    """Read (part of) a mask and decode it to class ids (nearest resampling when resized).
+
+    Raises:
+        DatasetError: the mask holds a colour or value the scheme does not know.
+    """
+    bands = list(range(1, min(src.count, 3) + 1))
+    kwargs: dict[str, Any] = {"window": window, "resampling": Resampling.nearest}
+    if out_shape is not None:
+        kwargs["out_shape"] = (len(bands), *out_shape)
+    raw = src.read(bands, **kwargs)
+    palette = mask_palette(src) if scheme.mask_encoding == "rgb" else None
+    return decode_mask(raw, scheme, src.name, rgb_threshold=rgb_threshold, nodata=src.nodata, palette=palette)
+
+
+# --------------------------------------------------------------------------- patch geometry
+
+
+def patch_grid(height: int, width: int, patch: int) -> np.ndarray:
+    """Boxes ``(top, left, height, width)`` of a scene's patches, row-major, as ``(N, 4)``.
+
+    The released GLNet grid of :class:`glgeo.tiling.PatchGrid` (the one inference uses);
+    along an axis shorter than ``patch`` the patch is clipped to the scene.
+    """
+    grid = PatchGrid.for_scene(height, width, patch)
+    return np.array(
+        [(t, l, grid.patch_height, grid.patch_width) for t in grid.row_starts for l in grid.col_starts], dtype=np.int64
+    )
+
+
+def logits_size(size: int) -> int:
+    """Side of GLNet's logits for an input side ``size`` (stride 4: two ceil-halvings)."""
+    return math.ceil(math.ceil(size / 2) / 2)
+
+
+def nearest_resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of the last two axes (pixel centres), for label arrays."""
+    in_h, in_w = array.shape[-2:]
+    if (in_h, in_w) == (height, width):
+        return array
+    rows = np.minimum(((np.arange(height) + 0.5) * in_h / height).astype(np.intp), in_h - 1)
+    cols = np.minimum(((np.arange(width) + 0.5) * in_w / width).astype(np.intp), in_w - 1)
+    return array[..., rows[:, None], cols[None, :]]
+
+
+@dataclass(frozen=True)
+class FlipRotate:
+    """A horizontal flip followed by ``k`` quarter turns (numpy's ``rot90`` direction).
+
+    Applied to images (last two axes) and to patch boxes, so a patch cropped from the
+    transformed scene at the transformed box equals the transformed patch.
+    """
+
+    hflip: bool = False
+    k: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k not in (0, 1, 2, 3):
+            raise InputError(f"quarter turns must be 0-3, got {self.k}")
+
+    @property
+    def is_identity(self) -> bool:
+        """Whether the transform leaves everything as it is."""
+        return not self.hflip and self.k == 0
+
+    def apply(self, array: np.ndarray) -> np.ndarray:
+        """Transform an array's last two axes."""
+        if self.hflip:
+            array = array[..., ::-1]
+        if self.k:
+            array = np.rot90(array, self.k, axes=(-2, -1))
+        return np.ascontiguousarray(array)
+
+    def apply_boxes(self, boxes: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int, int]:
+        """Transform ``(N, 4)`` boxes ``(top, left, h, w)`` in a ``height x width`` scene.
+
+        Returns:
+            the boxes and the transformed scene's height and width.
+        """
+        t, l, h, w = (boxes[:, i].copy() for i in range(4))
+        if self.hflip:
+            l = width - l - w
+        for _ in range(self.k):
+            # rot90 maps pixel (r, c) of an H x W array to (W - 1 - c, r) of a W x H array.
+            t, l, h, w = width - l - w, t, w, h
+            height, width = width, height
+        return np.stack([t, l, h, w], axis=1), height, width
+
+
+# --------------------------------------------------------------------------- samples
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """What each training sample holds.
+
+    Args:
+        global_size: side of the downsampled whole scene (the global branch's input).
+        patch_size: side of the full-resolution patches (the local branch's input).
+        with_patches: read the patch grid (stages 2 and 3) or only the global image.
+        with_scene_label: also give the whole mask at logits resolution (validation).
+        augment: random horizontal flip and 0/90/180/270 degree rotation per scene.
+        bands: the image's RGB band indexes (1-based).
+    """
+
+    global_size: int = 508
+    patch_size: int = 508
+    with_patches: bool = False
+    with_scene_label: bool = False
+    augment: bool = False
+    bands: tuple[int, int, int] = (1, 2, 3)
+
+    def __post_init__(self) -> None:
+        if self.global_size < 32 or self.patch_size < 64:
+            raise InputError(f"global size {self.global_size} / patch size {self.patch_size} too small; use >= 32 / >= 64")
+        if len(self.bands) != 3:
+            raise InputError(f"give three bands (red, green, blue), got {self.bands}")
+
+
+class GLNetSceneDataset(torch.utils.data.Dataset):
+    """GLNet training samples, one per scene, read by windows from the scene's files.
+
+    Each sample is a dict of tensors: ``image`` (3, g, g) and ``label`` (g/4, g/4); with
+    patches also ``patches`` (N, 3, p, p), ``patch_labels`` (N, p/4, p/4) and ``boxes``
+    (N, 4) ``(top, left, h, w)`` in the (transformed) scene, ``scene_size`` (2,); with the
+    scene label ``scene_label`` (H/4, W/4: the scene at logits resolution). Images keep the
+    file's data type (scaled on the device); labels are ``uint8`` class ids with
+    :data:`NODATA_ID` where there is no data.
+
+    Args:
+        collection: the scenes.
+        spec: what a sample holds.
+        seed: seed of the augmentation (each sample draws from ``seed``, the epoch and
+            its index, so runs repeat).
+    """
+
+    def __init__(self, collection: SceneCollection, spec: SampleSpec, seed: int = 0) -> None:
+        self.collection = collection
+        self.spec = spec
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.collection)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation draw (called at each epoch's start)."""
+        self.epoch = epoch
+
+    def transform_for(self, index: int) -> FlipRotate:
+        """The flip/rotation of sample ``index`` in the current epoch."""
+        if not self.spec.augment:
+            return FlipRotate()
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        return FlipRotate(hflip=bool(rng.integers(2)), k=int(rng.integers(4)))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        pair = self.collection.scenes[index]
+        spec = self.spec
+        tf = self.transform_for(index)
+        g, gq = spec.global_size, logits_size(spec.global_size)
+        sample: dict[str, torch.Tensor] = {"index": torch.tensor(index)}
+        with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
+            _check_bands(img, spec.bands, pair)
+            height, width = img.height, img.width
+            image = img.read(list(spec.bands), out_shape=(3, g, g), resampling=Resampling.bilinear)
+            label = read_mask_ids(msk, self.collection.scheme, out_shape=(gq, gq), rgb_threshold=self.collection.rgb_threshold)
+            sample["image"] = torch.from_numpy(_as_tensor_dtype(tf.apply(image)))
+            sample["label"] = torch.from_numpy(tf.apply(label))
+            if spec.with_patches:
+                self._add_patches(sample, img, msk, tf, height, width)
+            if spec.with_scene_label:
+                sq = (logits_size(height), logits_size(width))
+                scene_label = read_mask_ids(msk, self.collection.scheme, out_shape=sq, rgb_threshold=self.collection.rgb_threshold)
+                sample["scene_label"] = torch.from_numpy(tf.apply(scene_label))
+        return sample
+
+    def _add_patches(self, sample: dict, img: Any, msk: Any, tf: FlipRotate, height: int, width: int) -> None:
+        boxes = patch_grid(height, width, self.spec.patch_size)
+        patches, labels = [], []
+        for top, left, h, w in boxes:
+            window = Window(int(left), int(top), int(w), int(h))
+            patch = img.read(list(self.spec.bands), window=window)
+            ids = tf.apply(read_mask_ids(msk, self.collection.scheme, window=window, rgb_threshold=self.collection.rgb_threshold))
+            patches.append(tf.apply(patch))
+            labels.append(nearest_resize(ids, logits_size(ids.shape[0]), logits_size(ids.shape[1])))
+        boxes, th, tw = tf.apply_boxes(boxes, height, width)
+        sample["patches"] = torch.from_numpy(_as_tensor_dtype(np.stack(patches)))
+        sample["patch_labels"] = torch.from_numpy(np.stack(labels))
+        sample["boxes"] = torch.from_numpy(boxes)
+        sample["scene_size"] = torch.tensor([th, tw])
+
+
+def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:
+    if max(bands) > src.count:
+        raise DatasetError(
+            f"scene {pair.name!r}: {pair.image} has {src.count} band(s); bands {tuple(bands)} were asked for "
+            "(pass --bands R,G,B with 1-based band numbers)"
+        )
+
+
+def _as_tensor_dtype(array: np.ndarray) -> np.ndarray:
+    # torch has no uint16/uint32: widen them; uint8 stays compact for the transfer.
+    if array.dtype == np.uint8 or array.dtype == np.float32:
+        return np.ascontiguousarray(array)
+    if array.dtype in (np.uint16, np.int16):
+        return array.astype(np.int32)
+    return array.astype(np.float32)
+
+
+def collate_scenes(samples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """Batch scenes: global images and labels are stacked; per-scene patch data stay lists
+    (scenes may differ in size and so in patch count)."""
+    batch: dict[str, Any] = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if key in ("image", "label", "index"):
+            batch[key] = torch.stack(values)
+        else:
+            batch[key] = values
+    return batch
