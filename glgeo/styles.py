@@ -1,0 +1,393 @@
+"""QGIS styles for glgeo's outputs, built from a class scheme.
+
+Every output opens styled in QGIS with no clicks, and the raster and the polygons look
+the same (one colour and one name per class, taken from the scheme):
+
+* class rasters get two sidecar files (:func:`write_raster_sidecars`): ``<name>.qml``,
+  which QGIS loads as the layer's default style (a paletted renderer labelled with the
+  class names, nodata transparent), and ``<name>.tif.aux.xml``, GDAL's PAM file, holding
+  the category names, a thematic raster attribute table (value, class, red, green, blue,
+  alpha) and the scheme itself as JSON under the metadata key :data:`SCHEME_TAG` (so that
+  ``glgeo vectorize`` knows the class names without being told);
+* GeoPackage layers get a row in the ``layer_styles`` table (:func:`write_gpkg_layer_style`),
+  the table QGIS reads a layer's default style from, holding :func:`vector_qml`: a
+  renderer categorized on ``class_id`` with the same colours and names.
+
+The XML is written by hand (QGIS and GDAL are not needed to write it); the tests open the
+results in GDAL and in a real QGIS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Mapping
+
+from .atomic import atomic_path
+from .errors import InputError, OutputError
+from .schemes import NODATA_ID, ClassScheme
+
+#: Metadata key (GDAL default domain) under which a class raster carries its scheme as JSON.
+SCHEME_TAG = "GLGEO_SCHEME"
+
+#: QGIS version written in the QML headers; QGIS reads styles from older versions.
+_QGIS_VERSION = "3.22.0"
+
+# GDAL raster attribute table codes (gdal.h: GDALRATFieldType and GDALRATFieldUsage).
+_GFT_INTEGER, _GFT_STRING = 0, 2
+_GFU_NAME, _GFU_MINMAX, _GFU_RED, _GFU_GREEN, _GFU_BLUE, _GFU_ALPHA = 2, 5, 6, 7, 8, 9
+
+
+def _qml_root() -> ET.Element:
+    return ET.Element(
+        "qgis",
+        {"version": _QGIS_VERSION, "styleCategories": "AllStyleCategories", "hasScaleBasedVisibilityFlag": "0"},
+    )
+
+
+def _to_xml(root: ET.Element) -> str:
+    ET.indent(root)
+    return "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n" + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _option(parent: ET.Element, name: str, value: str) -> None:
+    ET.SubElement(parent, "Option", {"name": name, "type": "QString", "value": value})
+
+
+def raster_qml(scheme: ClassScheme) -> str:
+    """A QGIS style (QML) drawing a class raster with the scheme's colours and names.
+
+    The renderer is QGIS's "Paletted/Unique values" renderer on band 1, one entry per
+    class labelled with the class name; the nodata id (255) is fully transparent.
+
+    Args:
+        scheme: the classes the raster holds.
+
+    Returns:
+        The QML document as a string (save it as ``<raster name>.qml``).
+    """
+    root = _qml_root()
+    pipe = ET.SubElement(root, "pipe")
+    renderer = ET.SubElement(
+        pipe,
+        "rasterrenderer",
+        {"type": "paletted", "band": "1", "opacity": "1", "alphaBand": "-1", "nodataColor": ""},
+    )
+    transparency = ET.SubElement(renderer, "rasterTransparency")
+    pixels = ET.SubElement(transparency, "singleValuePixelList")
+    ET.SubElement(pixels, "pixelListEntry", {"min": str(NODATA_ID), "max": str(NODATA_ID), "percentTransparent": "100"})
+    palette = ET.SubElement(renderer, "colorPalette")
+    for info in scheme.classes:
+        ET.SubElement(
+            palette,
+            "paletteEntry",
+            {"value": str(info.id), "color": info.hex_color, "alpha": "255", "label": info.name},
+        )
+    ET.SubElement(pipe, "brightnesscontrast", {"brightness": "0", "contrast": "0", "gamma": "1"})
+    ET.SubElement(pipe, "huesaturation", {"saturation": "0", "grayscaleMode": "0", "colorizeOn": "0"})
+    # Nearest neighbour only: class ids must never be interpolated.
+    ET.SubElement(pipe, "rasterresampler", {"maxOversampling": "2"})
+    ET.SubElement(root, "blendMode").text = "0"
+    return _to_xml(root)
+
+
+def vector_qml(scheme: ClassScheme, field: str = "class_id") -> str:
+    """A QGIS style (QML) drawing polygons categorized by class with the scheme's colours.
+
+    Args:
+        scheme: the classes the polygons hold.
+        field: the integer attribute holding the class id.
+
+    Returns:
+        The QML document as a string (stored in the GeoPackage's ``layer_styles`` table by
+        :func:`write_gpkg_layer_style`, or saved as ``<layer>.qml``).
+    """
+    if not field:
+        raise InputError("vector_qml needs the name of the class id field, got an empty string")
+    root = _qml_root()
+    renderer = ET.SubElement(
+        root,
+        "renderer-v2",
+        {"type": "categorizedSymbol", "attr": field, "symbollevels": "0", "enableorderby": "0", "forceraster": "0"},
+    )
+    categories = ET.SubElement(renderer, "categories")
+    symbols = ET.SubElement(renderer, "symbols")
+    for info in scheme.classes:
+        ET.SubElement(
+            categories, "category", {"render": "true", "symbol": str(info.id), "value": str(info.id), "label": info.name}
+        )
+        symbol = ET.SubElement(
+            symbols,
+            "symbol",
+            {"type": "fill", "name": str(info.id), "alpha": "1", "clip_to_extent": "1", "force_rhr": "0"},
+        )
+        layer = ET.SubElement(symbol, "layer", {"class": "SimpleFill", "enabled": "1", "locked": "0", "pass": "0"})
+        options = ET.SubElement(layer, "Option", {"type": "Map"})
+        red, green, blue = info.color
+        # A slightly darker outline of the same hue keeps neighbouring polygons of one
+        # class distinguishable without changing the class colour.
+        outline = ",".join(str(int(c * 0.6)) for c in info.color)
+        _option(options, "color", f"{red},{green},{blue},255")
+        _option(options, "style", "solid")
+        _option(options, "outline_color", f"{outline},255")
+        _option(options, "outline_style", "solid")
+        _option(options, "outline_width", "0.1")
+        _option(options, "outline_width_unit", "MM")
+        _option(options, "joinstyle", "miter")
+    ET.SubElement(root, "blendMode").text = "0"
+    ET.SubElement(root, "featureBlendMode").text = "0"
+    ET.SubElement(root, "layerOpacity").text = "1"
+    return _to_xml(root)
+
+
+def scheme_from_tags(tags: Mapping[str, str]) -> ClassScheme | None:
+    """The scheme a class raster carries in its metadata (``src.tags()``), if any.
+
+    Args:
+        tags: the raster's default-domain metadata, as returned by rasterio's ``tags()``.
+
+    Returns:
+        The scheme stored under :data:`SCHEME_TAG`, or None when the raster carries none.
+
+    Raises:
+        InputError: the tag is there but does not describe a scheme.
+    """
+    text = tags.get(SCHEME_TAG)
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"the raster's {SCHEME_TAG} metadata is not valid JSON ({exc}); pass the scheme explicitly") from None
+    return ClassScheme.from_dict(data)
+
+
+def _pam_band(root: ET.Element, band: int) -> ET.Element:
+    for element in root.findall("PAMRasterBand"):
+        if element.get("band") == str(band):
+            return element
+    return ET.SubElement(root, "PAMRasterBand", {"band": str(band)})
+
+
+def _set_metadata_item(root: ET.Element, key: str, value: str) -> None:
+    metadata = None
+    for element in root.findall("Metadata"):
+        if element.get("domain") in (None, ""):
+            metadata = element
+            break
+    if metadata is None:
+        metadata = ET.Element("Metadata")
+        root.insert(0, metadata)
+    for item in metadata.findall("MDI"):
+        if item.get("key") == key:
+            metadata.remove(item)
+    ET.SubElement(metadata, "MDI", {"key": key}).text = value
+
+
+def raster_pam_xml(scheme: ClassScheme, existing: str | None = None) -> str:
+    """GDAL PAM XML (``.aux.xml``) naming the classes of a one-band class raster.
+
+    Band 1 gets category names (one per id; GDAL's ``GetCategoryNames``) and a thematic
+    raster attribute table with columns Value, Class, Red, Green, Blue, Alpha; the dataset
+    gets the scheme as JSON under :data:`SCHEME_TAG`.
+
+    Args:
+        scheme: the classes the raster holds.
+        existing: the current content of the ``.aux.xml``, if there is one; its other
+            entries (statistics, other metadata) are kept.
+
+    Returns:
+        The XML document as a string.
+    """
+    if existing:
+        try:
+            root = ET.fromstring(existing)
+        except ET.ParseError as exc:
+            raise InputError(f"the existing .aux.xml is not valid XML ({exc}); delete it and retry") from None
+        if root.tag != "PAMDataset":
+            raise InputError(f"the existing .aux.xml holds <{root.tag}>, not <PAMDataset>; delete it and retry")
+    else:
+        root = ET.Element("PAMDataset")
+    _set_metadata_item(root, SCHEME_TAG, json.dumps(scheme.to_dict(), separators=(",", ":")))
+    band = _pam_band(root, 1)
+    for tag in ("CategoryNames", "GDALRasterAttributeTable"):
+        for element in band.findall(tag):
+            band.remove(element)
+    categories = ET.SubElement(band, "CategoryNames")
+    for info in scheme.classes:
+        ET.SubElement(categories, "Category").text = info.name
+    rat = ET.SubElement(band, "GDALRasterAttributeTable", {"tableType": "thematic"})
+    columns = [
+        ("Value", _GFT_INTEGER, _GFU_MINMAX),
+        ("Class", _GFT_STRING, _GFU_NAME),
+        ("Red", _GFT_INTEGER, _GFU_RED),
+        ("Green", _GFT_INTEGER, _GFU_GREEN),
+        ("Blue", _GFT_INTEGER, _GFU_BLUE),
+        ("Alpha", _GFT_INTEGER, _GFU_ALPHA),
+    ]
+    for index, (name, kind, usage) in enumerate(columns):
+        definition = ET.SubElement(rat, "FieldDefn", {"index": str(index)})
+        ET.SubElement(definition, "Name").text = name
+        ET.SubElement(definition, "Type").text = str(kind)
+        ET.SubElement(definition, "Usage").text = str(usage)
+    for row_index, info in enumerate(scheme.classes):
+        row = ET.SubElement(rat, "Row", {"index": str(row_index)})
+        for value in (info.id, info.name, *info.color, 255):
+            ET.SubElement(row, "F").text = str(value)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write {str(path)!r}: {exc}; check the folder is writable") from None
+
+
+def write_raster_sidecars(tif_path: str | os.PathLike, scheme: ClassScheme) -> tuple[Path, Path]:
+    """Write the QGIS style and GDAL class names beside a class raster.
+
+    Writes ``<stem>.qml`` (QGIS loads it as the raster's default style: see
+    :func:`raster_qml`) and ``<file name>.aux.xml`` (GDAL reads it on open: see
+    :func:`raster_pam_xml`; entries already there are kept). Both are written atomically.
+    Call it after the raster is closed: GDAL may rewrite the ``.aux.xml`` of a dataset
+    opened for update.
+
+    Args:
+        tif_path: the class raster (it must exist).
+        scheme: the classes it holds.
+
+    Returns:
+        The paths of the ``.qml`` and ``.aux.xml`` files.
+
+    Raises:
+        InputError: the raster does not exist, or its existing ``.aux.xml`` is not PAM XML.
+        OutputError: a sidecar cannot be written.
+    """
+    raster = Path(tif_path)
+    if not raster.is_file():
+        raise InputError(f"class raster {str(raster)!r} does not exist; write it before its style")
+    qml_path = raster.with_suffix(".qml")
+    aux_path = raster.with_name(raster.name + ".aux.xml")
+    existing = aux_path.read_text(encoding="utf-8") if aux_path.is_file() else None
+    _write_text_atomic(qml_path, raster_qml(scheme))
+    _write_text_atomic(aux_path, raster_pam_xml(scheme, existing))
+    return qml_path, aux_path
+
+
+_LAYER_STYLES_SQL = """
+CREATE TABLE IF NOT EXISTS layer_styles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    f_table_catalog TEXT(256),
+    f_table_schema TEXT(256),
+    f_table_name TEXT(256),
+    f_geometry_column TEXT(256),
+    styleName TEXT(30),
+    styleQML TEXT,
+    styleSLD TEXT,
+    useAsDefault BOOLEAN,
+    description TEXT,
+    owner TEXT(30),
+    ui TEXT(30),
+    update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+)
+"""
+
+
+def write_gpkg_layer_style(
+    gpkg_path: str | os.PathLike,
+    layer: str,
+    qml: str,
+    *,
+    style_name: str | None = None,
+    description: str = "",
+) -> None:
+    """Store ``qml`` as the default QGIS style of ``layer`` in a GeoPackage.
+
+    Creates the ``layer_styles`` table QGIS uses (registered in ``gpkg_contents`` as an
+    attributes table, as QGIS itself does) when missing, and replaces the layer's previous
+    default style. QGIS applies it when the layer is opened.
+
+    Args:
+        gpkg_path: an existing GeoPackage holding ``layer``.
+        layer: the feature table to style.
+        qml: the style, e.g. from :func:`vector_qml`.
+        style_name: the name QGIS shows for the style; defaults to the layer name.
+        description: free text shown in QGIS's style manager.
+
+    Raises:
+        InputError: the file is not a GeoPackage or has no layer called ``layer``.
+        OutputError: the file cannot be written.
+    """
+    path = Path(gpkg_path)
+    if not path.is_file():
+        raise InputError(f"GeoPackage {str(path)!r} does not exist; write the layer before its style")
+    try:
+        connection = sqlite3.connect(path)
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot open {str(path)!r} as a GeoPackage: {exc}") from None
+    try:
+        with connection:
+            try:
+                row = connection.execute(
+                    "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise InputError(f"{str(path)!r} is not a GeoPackage ({exc})") from None
+            if row is None:
+                raise InputError(f"GeoPackage {str(path)!r} has no feature layer {layer!r}")
+            geometry_column = row[0]
+            connection.execute(_LAYER_STYLES_SQL)
+            connection.execute(
+                "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
+                " VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles',"
+                " strftime('%Y-%m-%dT%H:%M:%fZ','now'))"
+            )
+            has_ogr_contents = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gpkg_ogr_contents'"
+            ).fetchone()
+            if has_ogr_contents:
+                connection.execute(
+                    "INSERT OR IGNORE INTO gpkg_ogr_contents (table_name, feature_count) VALUES ('layer_styles', NULL)"
+                )
+            connection.execute("UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_name = ?", (layer,))
+            connection.execute(
+                "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column,"
+                " styleName, styleQML, styleSLD, useAsDefault, description, owner, ui)"
+                " VALUES ('', '', ?, ?, ?, ?, '', 1, ?, 'glgeo', NULL)",
+                (layer, geometry_column, style_name or layer, qml, description),
+            )
+            if has_ogr_contents:
+                # GDAL caches feature counts here; NULL makes it count again.
+                connection.execute("UPDATE gpkg_ogr_contents SET feature_count = NULL WHERE table_name = 'layer_styles'")
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot write the layer style into {str(path)!r}: {exc}") from None
+    finally:
+        connection.close()
+
+
+def read_gpkg_layer_styles(gpkg_path: str | os.PathLike) -> list[dict[str, object]]:
+    """The rows of a GeoPackage's ``layer_styles`` table (empty when it has none).
+
+    Each row is a dict with ``f_table_name``, ``f_geometry_column``, ``styleName``,
+    ``styleQML`` and ``useAsDefault``.
+    """
+    connection = sqlite3.connect(Path(gpkg_path))
+    try:
+        has_table = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'layer_styles'"
+        ).fetchone()
+        if not has_table:
+            return []
+        cursor = connection.execute(
+            "SELECT f_table_name, f_geometry_column, styleName, styleQML, useAsDefault FROM layer_styles ORDER BY id"
+        )
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+    finally:
+        connection.close()

@@ -1,0 +1,716 @@
+"""Vectorize class rasters into GeoPackage polygons that open styled in QGIS.
+
+A class raster (one band of class ids, nodata 255, as written by ``glgeo segment``) becomes
+one polygon per 4-connected region of one class, in the raster's CRS, with attributes
+``class_id``, ``class_name`` and ``area_m2``, written to a GeoPackage layer whose default
+QGIS style (in the ``layer_styles`` table) colours and names the classes as the scheme does.
+
+Memory stays bounded on rasters of any size: the raster is read and polygonized block by
+block (``rasterio.features.shapes``), and the pieces of a region cut by block seams are
+merged when the blocks on both sides are done, so every region comes out whole. At any time
+glgeo holds one block of pixels (plus a halo for ``min_area``), the polygons of that block,
+and the still-open pieces along the seam front (one block row). Polygons are written in
+batches as soon as they are complete.
+
+Geometry is built in global pixel coordinates, where every vertex is an integer and seams
+match exactly, and moved to the CRS only when a polygon is complete: re-rasterizing the
+output onto the input grid reproduces the raster exactly (without ``min_area`` and
+``simplify``).
+
+Options:
+
+* ``min_area`` removes specks first, on the raster, with GDAL's sieve (each small region
+  joins its largest neighbour), so no holes are left where the specks were.
+* ``simplify`` simplifies each block's polygons as one coverage (``shapely.coverage_simplify``)
+  with the block edges fixed, so neighbouring polygons keep sharing their borders: no gaps,
+  no overlaps, also across seams.
+* ``classes`` keeps only some classes (after simplification, so their borders still match).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import rasterio
+import shapely
+from affine import Affine
+from rasterio.features import shapes, sieve
+from rasterio.windows import Window
+
+from .atomic import atomic_path, check_output_path
+from .errors import InputError, OutputError, SceneError
+from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
+from .styles import scheme_from_tags, vector_qml, write_gpkg_layer_style
+
+logger = logging.getLogger(__name__)
+
+#: ``progress(done, total)``, called after each block.
+ProgressCallback = Callable[[int, int], None]
+
+#: Pixels per side of the blocks read and polygonized at once.
+DEFAULT_BLOCK_SIZE = 2048
+
+#: Polygons written to the GeoPackage per batch.
+_WRITE_BATCH = 20_000
+
+_RESERVED_LAYER_PREFIXES = ("gpkg_", "rtree_", "sqlite_")
+
+
+@dataclass(frozen=True)
+class VectorizeResult:
+    """What :func:`vectorize` wrote.
+
+    Args:
+        path: the GeoPackage.
+        layer: the layer holding the polygons.
+        crs: the polygons' CRS as ``EPSG:n`` or WKT, or None when the raster has none.
+        area_units: units of the ``area_m2`` attribute: ``"m2"`` for projected CRSs, else
+            ``"deg2"`` (geographic CRS) or ``"map units2"`` (no CRS); a warning is logged
+            in those two cases.
+        n_polygons: number of polygons written.
+        polygons_per_class: class name -> number of polygons (kept classes only).
+        area_per_class: class name -> total ``area_m2``.
+        n_blocks: blocks processed.
+        seconds: wall time.
+    """
+
+    path: Path
+    layer: str
+    crs: str | None
+    area_units: str
+    n_polygons: int
+    polygons_per_class: dict[str, int] = field(default_factory=dict)
+    area_per_class: dict[str, float] = field(default_factory=dict)
+    n_blocks: int = 0
+    seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------------------
+# Input checks
+
+
+def _open_class_raster(raster: str | os.PathLike) -> rasterio.io.DatasetReader:
+    path = Path(raster)
+    if not path.exists():
+        raise SceneError(f"class raster {str(path)!r} does not exist; check the path")
+    try:
+        src = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise SceneError(f"cannot open {str(path)!r} as a raster: {exc}") from None
+    if src.count != 1:
+        src.close()
+        raise InputError(
+            f"{str(path)!r} has {src.count} bands; vectorize needs a class raster, one band of class ids"
+            " (the output of `glgeo segment`), not an image"
+        )
+    if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
+        src.close()
+        raise InputError(
+            f"{str(path)!r} holds {src.dtypes[0]} values; a class raster holds integer class ids"
+            " (the output of `glgeo segment`): convert probabilities to ids (argmax) first"
+        )
+    return src
+
+
+def _scheme_for(src: rasterio.io.DatasetReader, scheme: ClassScheme | str | None) -> ClassScheme:
+    if isinstance(scheme, ClassScheme):
+        return scheme
+    if isinstance(scheme, str):
+        return get_scheme(scheme)
+    if scheme is not None:
+        raise InputError(f"scheme must be a ClassScheme, a scheme name or None, got {type(scheme).__name__}")
+    tagged = scheme_from_tags(src.tags())
+    if tagged is not None:
+        return tagged
+    try:
+        colormap = src.colormap(1)
+    except ValueError:
+        colormap = None
+    if colormap:
+        matches = [
+            get_scheme(name)
+            for name in list_schemes()
+            if all(tuple(colormap.get(c.id, (-1, -1, -1))[:3]) == c.color for c in get_scheme(name).classes)
+        ]
+        if len(matches) == 1:
+            logger.info("class scheme %r recognised from the raster's colour table", matches[0].name)
+            return matches[0]
+    raise InputError(
+        f"cannot tell which classes {src.name!r} holds: it carries no glgeo class scheme;"
+        f" pass the scheme (--scheme {'|'.join(list_schemes())})"
+    )
+
+
+def _layer_name(layer: str | None, raster: Path) -> str:
+    name = layer if layer is not None else raster.stem
+    if not name or not name.strip():
+        raise InputError("the layer name is empty; pass --layer NAME")
+    if name == "layer_styles" or name.lower().startswith(_RESERVED_LAYER_PREFIXES):
+        raise InputError(f"layer name {name!r} is reserved in GeoPackages; pass another --layer NAME")
+    return name
+
+
+def _area_units(crs: rasterio.crs.CRS | None, source: str) -> tuple[str, float]:
+    """Units of ``area_m2`` and the factor from squared CRS units to them; warns if not m²."""
+    if crs is None:
+        logger.warning(
+            "%s has no CRS: area_m2 will hold areas in squared map units of its transform, not m²;"
+            " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
+            source,
+        )
+        return "map units2", 1.0
+    if crs.is_geographic:
+        logger.warning(
+            "%s is in a geographic CRS (%s): area_m2 will hold square degrees, not m²;"
+            " reproject the class raster to a projected CRS (e.g. its UTM zone) for areas in m²",
+            source,
+            crs.to_string(),
+        )
+        return "deg2", 1.0
+    try:
+        _, metres_per_unit = crs.linear_units_factor
+    except rasterio.errors.CRSError:
+        logger.warning("%s: the linear unit of CRS %s is unknown; area_m2 holds squared CRS units", source, crs)
+        return "map units2", 1.0
+    return "m2", float(metres_per_unit) ** 2
+
+
+def _check_positive(name: str, value: float | None) -> None:
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise InputError(f"{name} must be a positive number, got {value}")
+
+
+# --------------------------------------------------------------------------------------
+# Block-by-block polygonization with seam merging
+
+
+@dataclass(frozen=True)
+class _Block:
+    row: int
+    col: int
+    window: Window
+
+
+def _blocks(height: int, width: int, size: int) -> list[_Block]:
+    return [
+        _Block(r, c, Window(c * size, r * size, min(size, width - c * size), min(size, height - r * size)))
+        for r in range(math.ceil(height / size))
+        for c in range(math.ceil(width / size))
+    ]
+
+
+class _SeamMerger:
+    """Union-find over polygon pieces cut by block seams (blocks come in row-major order).
+
+    A piece is *open* while it touches the right or bottom seam of its block and the block
+    beyond has not been processed; a component (pieces joined across seams) is complete
+    when none of its pieces is open. Pieces are kept in pixel coordinates (integers), so
+    pieces on both sides of a seam share exact vertices and their union is exact.
+    """
+
+    def __init__(self, n_block_cols: int) -> None:
+        self._parent: dict[int, int] = {}
+        self._open: dict[int, int] = {}  # root -> unresolved seam touches of its pieces
+        self._members: dict[int, list[int]] = {}  # root -> piece ids
+        self._geometry: dict[int, shapely.Polygon] = {}  # piece -> output geometry
+        self._class: dict[int, int] = {}
+        self._pixels: dict[int, int] = {}  # piece -> pixel count
+        self._next_id = 0
+        # Pieces waiting for the block to the right / below: (ids, exact geometries).
+        self._right: tuple[list[int], list[shapely.Polygon]] = ([], [])
+        self._below: list[tuple[list[int], list[shapely.Polygon]]] = [([], []) for _ in range(n_block_cols)]
+
+    def _find(self, piece: int) -> int:
+        root = piece
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while self._parent[piece] != root:
+            self._parent[piece], piece = root, self._parent[piece]
+        return root
+
+    def _union(self, a: int, b: int) -> None:
+        ra, rb = self._find(a), self._find(b)
+        if ra == rb:
+            return
+        if len(self._members[ra]) < len(self._members[rb]):
+            ra, rb = rb, ra
+        self._parent[rb] = ra
+        self._members[ra].extend(self._members.pop(rb))
+        self._open[ra] += self._open.pop(rb)
+
+    def _add(self, geometry: shapely.Polygon, class_id: int, pixels: int, open_seams: int) -> int:
+        piece = self._next_id
+        self._next_id += 1
+        self._parent[piece] = piece
+        self._members[piece] = [piece]
+        self._open[piece] = open_seams
+        self._geometry[piece] = geometry
+        self._class[piece] = class_id
+        self._pixels[piece] = pixels
+        return piece
+
+    @staticmethod
+    def _pairs(
+        left: tuple[list[int], list[shapely.Polygon]],
+        right: tuple[list[int], list[shapely.Polygon]],
+        left_points: np.ndarray,
+        right_points: np.ndarray,
+    ) -> set[tuple[int, int]]:
+        """Pieces that hold the pixel centres on each side of a seam, paired."""
+        if len(left_points) == 0 or not left[0] or not right[0]:
+            return set()
+        found = []
+        for (ids, geoms), points in ((left, left_points), (right, right_points)):
+            tree = shapely.STRtree(geoms)
+            point_index, geom_index = tree.query(shapely.points(points), predicate="intersects")
+            owner = np.full(len(points), -1, dtype=np.int64)
+            owner[point_index] = np.asarray(ids, dtype=np.int64)[geom_index]
+            found.append(owner)
+        both = (found[0] >= 0) & (found[1] >= 0)
+        return set(zip(found[0][both].tolist(), found[1][both].tolist()))
+
+    def add_block(
+        self,
+        block: _Block,
+        n_rows: int,
+        n_cols: int,
+        exact: Sequence[shapely.Polygon],
+        output: Sequence[shapely.Polygon],
+        class_ids: Sequence[int],
+        left_pairs_points: tuple[np.ndarray, np.ndarray],
+        top_pairs_points: tuple[np.ndarray, np.ndarray],
+    ) -> Iterator[tuple[shapely.Geometry, int, int]]:
+        """Add a block's polygons; yield (pixel-space geometry, class id, pixel count) of each completed one.
+
+        Args:
+            block: the block.
+            n_rows: number of block rows.
+            n_cols: number of block columns.
+            exact: the block's polygons as polygonized (used to find neighbours).
+            output: the same polygons as they will be written (maybe simplified).
+            class_ids: their classes.
+            left_pairs_points: pixel centres left and right of the left seam where both
+                sides hold the same kept class.
+            top_pairs_points: the same above and below the top seam.
+        """
+        window = block.window
+        x0, y0 = window.col_off, window.row_off
+        x1, y1 = x0 + window.width, y0 + window.height
+        has_left, has_top = block.col > 0, block.row > 0
+        has_right, has_bottom = block.col < n_cols - 1, block.row < n_rows - 1
+        bounds = shapely.bounds(np.asarray(exact, dtype=object)) if len(exact) else np.zeros((0, 4))
+        touches_left = has_left & (bounds[:, 0] == x0)
+        touches_top = has_top & (bounds[:, 1] == y0)
+        touches_right = has_right & (bounds[:, 2] == x1)
+        touches_bottom = has_bottom & (bounds[:, 3] == y1)
+
+        left_new: tuple[list[int], list[shapely.Polygon]] = ([], [])
+        top_new: tuple[list[int], list[shapely.Polygon]] = ([], [])
+        right_next: tuple[list[int], list[shapely.Polygon]] = ([], [])
+        below_next: tuple[list[int], list[shapely.Polygon]] = ([], [])
+        pixels = shapely.area(np.asarray(exact, dtype=object)).round().astype(np.int64) if len(exact) else []
+        new_pieces = []
+        for i, (geometry, out_geometry, class_id) in enumerate(zip(exact, output, class_ids)):
+            if not (touches_left[i] or touches_top[i] or touches_right[i] or touches_bottom[i]):
+                yield out_geometry, class_id, int(pixels[i])
+                continue
+            piece = self._add(
+                out_geometry, class_id, int(pixels[i]), int(touches_right[i]) + int(touches_bottom[i])
+            )
+            new_pieces.append(piece)
+            for flag, store in ((touches_left[i], left_new), (touches_top[i], top_new),
+                                (touches_right[i], right_next), (touches_bottom[i], below_next)):
+                if flag:
+                    store[0].append(piece)
+                    store[1].append(geometry)
+
+        waiting_left = self._right if has_left else ([], [])
+        waiting_top = self._below[block.col] if has_top else ([], [])
+        for a, b in self._pairs(waiting_left, left_new, *left_pairs_points):
+            self._union(a, b)
+        for a, b in self._pairs(waiting_top, top_new, *top_pairs_points):
+            self._union(a, b)
+
+        touched = set(new_pieces)
+        for piece in (*waiting_left[0], *waiting_top[0]):
+            self._open[self._find(piece)] -= 1
+            touched.add(piece)
+        for root in {self._find(p) for p in touched}:
+            if self._open[root] == 0:
+                yield self._close(root)
+
+        self._right = right_next
+        self._below[block.col] = below_next
+
+    def _close(self, root: int) -> tuple[shapely.Geometry, int, int]:
+        pieces = self._members.pop(root)
+        del self._open[root]
+        class_id = self._class[root]
+        geoms = [self._geometry.pop(p) for p in pieces]
+        pixels = sum(self._pixels.pop(p) for p in pieces)
+        for p in pieces:
+            del self._parent[p]
+            del self._class[p]
+        merged = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
+        return merged, class_id, pixels
+
+    @property
+    def n_open(self) -> int:
+        """Components still waiting for blocks (0 once every block is added)."""
+        return len(self._members)
+
+
+def _seam_points(
+    before: np.ndarray | None, after: np.ndarray, keep: np.ndarray, offset: int, along_start: int, vertical: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel centres on both sides of a seam where both pixels hold the same kept class.
+
+    ``before``/``after`` are the pixel lines on each side, ``offset`` the seam's coordinate
+    and ``along_start`` the coordinate where the lines start.
+    """
+    if before is None:
+        empty = np.zeros((0, 2))
+        return empty, empty
+    same = (before == after) & keep[after]
+    along = np.nonzero(same)[0] + along_start + 0.5
+    # Only the first pixel of each run matters: a run is inside one piece on each side.
+    if len(along) > 1:
+        starts = np.concatenate(([True], np.diff(along) != 1))
+        starts |= np.concatenate(([True], np.diff(after[same]) != 0))
+        along = along[starts]
+    across_before = np.full_like(along, offset - 0.5)
+    across_after = np.full_like(along, offset + 0.5)
+    if vertical:
+        return np.column_stack([across_before, along]), np.column_stack([across_after, along])
+    return np.column_stack([along, across_before]), np.column_stack([along, across_after])
+
+
+def _polygonize(
+    classes: np.ndarray, valid: np.ndarray, x0: int, y0: int
+) -> tuple[list[shapely.Polygon], list[int]]:
+    geoms, ids = [], []
+    for geojson, value in shapes(classes, mask=valid, connectivity=4, transform=Affine.translation(x0, y0)):
+        rings = geojson["coordinates"]
+        geoms.append(shapely.Polygon(rings[0], rings[1:]))
+        ids.append(int(value))
+    return geoms, ids
+
+
+#: Sieve passes at most; GDAL merges a speck only into a large enough neighbour, so a
+#: cluster of specks takes a few passes (three on salt-and-pepper noise).
+_MAX_SIEVE_PASSES = 8
+
+
+def _sieve(classes: np.ndarray, valid: np.ndarray, min_pixels: int) -> np.ndarray:
+    """Merge regions under ``min_pixels`` into their largest neighbour, until none is left."""
+    for _ in range(_MAX_SIEVE_PASSES):
+        sieved = sieve(classes, size=min_pixels, mask=valid, connectivity=4)
+        if np.array_equal(sieved, classes):
+            break
+        classes = sieved
+    return classes
+
+
+def _read_block(
+    src: rasterio.io.DatasetReader,
+    window: Window,
+    halo: int,
+    nodata_values: tuple[int, ...],
+    n_classes: int,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Class ids (uint8) and validity of a window grown by ``halo`` (clipped to the raster)."""
+    col0 = max(0, window.col_off - halo)
+    row0 = max(0, window.row_off - halo)
+    col1 = min(src.width, window.col_off + window.width + halo)
+    row1 = min(src.height, window.row_off + window.height + halo)
+    data = src.read(1, window=Window(col0, row0, col1 - col0, row1 - row0))
+    valid = np.ones(data.shape, dtype=bool)
+    for value in nodata_values:
+        valid &= data != value
+    if valid.any():
+        values = data[valid]
+        low, high = values.min(), values.max()
+        if low < 0 or high >= n_classes:
+            bad = high if high >= n_classes else low
+            raise InputError(
+                f"{src.name!r} holds the value {bad}, which is not a class id (0-{n_classes - 1}) nor nodata;"
+                " is it a class raster, and is the class scheme right (--scheme)?"
+            )
+    classes = np.where(valid, data, NODATA_ID).astype(np.uint8)
+    return classes, valid, (window.row_off - row0, window.col_off - col0)
+
+
+def _pixel_geometries(
+    src: rasterio.io.DatasetReader,
+    scheme: ClassScheme,
+    keep_ids: set[int],
+    nodata_values: tuple[int, ...],
+    min_pixels: int | None,
+    tolerance_px: float | None,
+    block_size: int,
+    progress: ProgressCallback | None,
+) -> Iterator[tuple[shapely.Geometry, int, int]]:
+    """Every complete polygon of the raster, in pixel coordinates, with its class id and pixel count."""
+    blocks = _blocks(src.height, src.width, block_size)
+    n_rows = math.ceil(src.height / block_size)
+    n_cols = math.ceil(src.width / block_size)
+    merger = _SeamMerger(n_cols)
+    keep = np.zeros(256, dtype=bool)
+    keep[list(keep_ids)] = True
+    halo = min(min_pixels, block_size) if min_pixels else 0
+    bottom_row = np.full(src.width, NODATA_ID, dtype=np.uint8)  # last row of the block row above
+    right_col: np.ndarray | None = None  # last column of the block to the left
+    for done, block in enumerate(blocks, start=1):
+        window = block.window
+        classes, valid, (dy, dx) = _read_block(src, window, halo, nodata_values, scheme.n_classes)
+        if min_pixels:
+            classes = _sieve(classes, valid, min_pixels)
+        core = classes[dy : dy + window.height, dx : dx + window.width]
+        core_valid = valid[dy : dy + window.height, dx : dx + window.width]
+        del classes, valid
+
+        exact, ids = _polygonize(core, core_valid, window.col_off, window.row_off)
+        output = exact
+        if tolerance_px and exact:
+            # The block's polygons form a coverage once every shared edge carries the same
+            # vertices: GDAL leaves T-junctions, a vertex at each pixel corner removes them.
+            dense = shapely.segmentize(np.asarray(exact, dtype=object), 1.0)
+            output = list(shapely.coverage_simplify(dense, tolerance_px, simplify_boundary=False))
+        kept = [i for i, class_id in enumerate(ids) if keep[class_id]]
+        if len(kept) < len(ids):
+            exact = [exact[i] for i in kept]
+            output = [output[i] for i in kept]
+            ids = [ids[i] for i in kept]
+
+        left_points = _seam_points(
+            right_col if block.col > 0 else None, core[:, 0], keep, window.col_off, window.row_off, vertical=True
+        )
+        top_line = bottom_row[window.col_off : window.col_off + window.width] if block.row > 0 else None
+        top_points = _seam_points(top_line, core[0, :], keep, window.row_off, window.col_off, vertical=False)
+        yield from merger.add_block(block, n_rows, n_cols, exact, output, ids, left_points, top_points)
+
+        right_col = core[:, -1].copy()
+        bottom_row[window.col_off : window.col_off + window.width] = core[-1, :]
+        if progress is not None:
+            progress(done, len(blocks))
+    if merger.n_open:
+        raise RuntimeError(f"internal error: {merger.n_open} polygons were left open after the last block")
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+
+
+class _LayerWriter:
+    """Writes polygons to a GeoPackage layer in batches (pyogrio)."""
+
+    def __init__(self, path: Path, layer: str, crs: str | None, scheme: ClassScheme, transform: Affine,
+                 area_factor: float, min_pixels: int | None) -> None:
+        self.path = path
+        self.layer = layer
+        self.crs = crs
+        self.scheme = scheme
+        self.transform = transform
+        self.area_factor = area_factor
+        self.min_pixels = min_pixels
+        self.n_written = 0
+        self.n_dropped = 0
+        self.counts: dict[str, int] = {}
+        self.areas: dict[str, float] = {}
+        self._geoms: list[shapely.Geometry] = []
+        self._ids: list[int] = []
+        self._pixels: list[int] = []
+        self._created = False
+
+    def add(self, geometry: shapely.Geometry, class_id: int, pixels: int) -> None:
+        if self.min_pixels is not None and pixels < self.min_pixels:
+            # The sieve leaves a speck only where no data surrounds it: drop it.
+            self.n_dropped += 1
+            return
+        self._geoms.append(geometry)
+        self._ids.append(class_id)
+        if len(self._geoms) >= _WRITE_BATCH:
+            self.flush()
+
+    def _to_crs(self, geoms: np.ndarray) -> np.ndarray:
+        t = self.transform
+
+        def apply(coords: np.ndarray) -> np.ndarray:
+            x, y = coords[:, 0], coords[:, 1]
+            return np.column_stack([t.a * x + t.b * y + t.c, t.d * x + t.e * y + t.f])
+
+        return shapely.transform(geoms, apply)
+
+    def flush(self) -> None:
+        import geopandas as gpd
+        import pyogrio
+
+        geoms = np.asarray(self._geoms, dtype=object)
+        ids = np.asarray(self._ids, dtype=np.int64)
+        self._geoms, self._ids = [], []
+        if len(geoms):
+            # A union across seams never yields several parts, but be safe: one row per part.
+            parts, index = shapely.get_parts(geoms, return_index=True)
+            geoms, ids = parts, ids[index]
+            # Drop the collinear vertices left where pieces were joined (tolerance 0:
+            # the shape does not change).
+            geoms = shapely.simplify(geoms, 0.0)
+            geoms = self._to_crs(geoms)
+        areas = shapely.area(geoms) * self.area_factor if len(geoms) else np.zeros(0)
+        if not len(geoms) and self._created:
+            return
+        names = np.asarray(self.scheme.names, dtype=object)[ids] if len(ids) else np.zeros(0, dtype=object)
+        frame = gpd.GeoDataFrame(
+            {
+                "class_id": ids.astype(np.int32),
+                "class_name": names.astype(str) if len(ids) else np.zeros(0, dtype=str),
+                "area_m2": areas.astype(np.float64),
+            },
+            geometry=gpd.GeoSeries(geoms, crs=self.crs),
+        )
+        try:
+            pyogrio.write_dataframe(
+                frame,
+                self.path,
+                layer=self.layer,
+                driver="GPKG",
+                append=self._created,
+                geometry_type="Polygon",
+                promote_to_multi=False,
+            )
+        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+            raise OutputError(f"cannot write the GeoPackage: {exc}") from None
+        self._created = True
+        for class_id, area in zip(ids.tolist(), areas.tolist()):
+            name = self.scheme.classes[class_id].name
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self.areas[name] = self.areas.get(name, 0.0) + area
+        self.n_written += len(ids)
+
+
+# --------------------------------------------------------------------------------------
+# Public API
+
+
+def vectorize(
+    raster: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    scheme: ClassScheme | str | None = None,
+    min_area: float | None = None,
+    simplify: float | None = None,
+    classes: Sequence[str] | None = None,
+    layer: str | None = None,
+    overwrite: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    progress: ProgressCallback | None = None,
+) -> VectorizeResult:
+    """Turn a class raster into styled polygons in a GeoPackage.
+
+    One polygon per 4-connected region of one class (holes kept, nodata never vectorized),
+    in the raster's CRS, with attributes ``class_id``, ``class_name`` and ``area_m2``. The
+    layer's default QGIS style (categorized by class, the scheme's colours and names) is
+    stored in the GeoPackage's ``layer_styles`` table. The file is written atomically.
+
+    Args:
+        raster: a one-band integer class raster (nodata 255 or the raster's nodata value).
+        out: the GeoPackage to write (``.gpkg``).
+        scheme: the class scheme (object or registered name). Default: the scheme the
+            raster carries (``glgeo segment`` writes it), else the registered scheme whose
+            colours match the raster's colour table.
+        min_area: remove regions smaller than this (m² for projected CRSs) before
+            vectorizing, by merging them into their largest neighbour, so no holes remain.
+        simplify: simplification tolerance in CRS units (roughly the square root of the
+            area of the triangles removed); neighbouring polygons keep shared borders.
+        classes: names (or ids) of the classes to keep; default all.
+        layer: layer name; default the raster's file stem.
+        overwrite: replace ``out`` if it exists.
+        block_size: pixels per side of the blocks processed at once; memory grows with its
+            square, not with the raster's size.
+        progress: called as ``progress(done, total)`` after each block.
+
+    Returns:
+        What was written: path, layer, CRS, counts and areas per class.
+
+    Raises:
+        SceneError: the raster is missing or unreadable.
+        InputError: it is not a class raster (several bands, float values, values outside
+            the scheme), or an option is invalid.
+        UnknownNameError: a name in ``classes`` or ``scheme`` is unknown.
+        OutputError: ``out`` exists without ``overwrite``, or cannot be written.
+    """
+    started = time.perf_counter()
+    raster_path = Path(raster)
+    out_path = Path(out)
+    if out_path.suffix.lower() != ".gpkg":
+        raise InputError(f"output {str(out_path)!r} must be a GeoPackage (.gpkg)")
+    check_output_path(out_path, overwrite=overwrite, inputs=(raster_path,))
+    _check_positive("min_area", min_area)
+    _check_positive("simplify", simplify)
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
+        raise InputError(f"block_size must be a positive number of pixels, got {block_size!r}")
+
+    with _open_class_raster(raster_path) as src:
+        class_scheme = _scheme_for(src, scheme)
+        keep_ids = set(class_scheme.ids_for(list(classes))) if classes else set(range(class_scheme.n_classes))
+        layer_name = _layer_name(layer, raster_path)
+        nodata_values = tuple(sorted({NODATA_ID} | ({int(src.nodata)} if src.nodata is not None else set())))
+        area_units, area_factor = _area_units(src.crs, str(raster_path))
+        transform = src.transform
+        pixel_area = abs(transform.determinant) * area_factor
+        min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
+        if min_pixels and min_pixels > block_size:
+            logger.warning(
+                "min_area covers %d pixels, more than the block size (%d): a thin region longer than %d pixels"
+                " that crosses a block seam may be sieved by its part; pass a block size of at least %d for exact"
+                " results",
+                min_pixels, block_size, block_size, min_pixels,
+            )
+        pixel_size = max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
+        tolerance_px = simplify / pixel_size if simplify else None
+        crs = src.crs.to_string() if src.crs else None
+        logger.info(
+            "vectorizing %s (%d x %d px, %s) in blocks of %d px: classes %s",
+            raster_path, src.width, src.height, crs, block_size,
+            ", ".join(class_scheme.classes[i].name for i in sorted(keep_ids)),
+        )
+        with atomic_path(out_path, suffix=".gpkg") as tmp:
+            # Specks left after sieving have no data around them: dropping them leaves no
+            # hole. That holds when the halo covers them (min_pixels <= block_size) only.
+            drop_below = min_pixels if min_pixels and min_pixels <= block_size else None
+            writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor, drop_below)
+            for geometry, class_id, pixels in _pixel_geometries(
+                src, class_scheme, keep_ids, nodata_values, min_pixels, tolerance_px, block_size, progress
+            ):
+                writer.add(geometry, class_id, pixels)
+            writer.flush()
+            if writer.n_dropped:
+                logger.info("dropped %d regions smaller than min_area surrounded by nodata", writer.n_dropped)
+            write_gpkg_layer_style(
+                tmp,
+                layer_name,
+                vector_qml(class_scheme),
+                description=f"glgeo classes ({class_scheme.name})",
+            )
+        n_blocks = math.ceil(src.height / block_size) * math.ceil(src.width / block_size)
+
+    seconds = time.perf_counter() - started
+    logger.info("wrote %d polygons to %s (layer %s) in %.1f s", writer.n_written, out_path, layer_name, seconds)
+    return VectorizeResult(
+        path=out_path,
+        layer=layer_name,
+        crs=crs,
+        area_units=area_units,
+        n_polygons=writer.n_written,
+        polygons_per_class=dict(sorted(writer.counts.items(), key=lambda kv: class_scheme.by_name(kv[0]).id)),
+        area_per_class=dict(sorted(writer.areas.items(), key=lambda kv: class_scheme.by_name(kv[0]).id)),
+        n_blocks=n_blocks,
+        seconds=seconds,
+    )
