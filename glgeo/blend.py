@@ -1,0 +1,235 @@
+"""Seamless blending of overlapping patch predictions, streamed row band by row band.
+
+Rule: every patch's class logits, upsampled from the network's 1/4 resolution to the
+patch's pixels (bilinear by default, or nearest as in the released code), are *summed*
+where patches overlap, as in the released GLNet code; each pixel's class is the arg-max of
+that sum and its scores (``--probabilities``) the softmax of the *mean* logits over the
+patches covering it. Because the sum does not depend on the order patches arrive in, a
+pixel gets the same value whatever the batch size, and patch edges leave no seams.
+
+Memory: patches must arrive in the grid's row-major order. Within a patch row, columns left
+of the next patch are final after each patch; rows above the next patch row are final once
+the row is done. So the blender holds only
+
+* the current patch: ``classes x patch_height x patch_width`` float32 sums,
+* the rows shared with the next patch row (the vertical overlap, about 50-120 px for
+  GLNet's grid): ``classes x overlap x scene_width`` float32, twice (this row's and the
+  next's),
+* one band of finished class ids: ``stride x scene_width`` uint8 (x classes more with
+  probabilities),
+
+that is ``O(classes x overlap x width)``, independent of the scene's height, and far below
+``classes x patch x width`` for a full band of patch rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import InputError
+from .schemes import NODATA_ID
+from .tiling import PatchGrid, PatchWindow
+
+
+@dataclass(frozen=True)
+class RowBand:
+    """A band of final output rows, ready to be written.
+
+    Attributes:
+        row_off: first scene row of the band.
+        classes: ``(rows, width)`` uint8 class ids, :data:`NODATA_ID` where invalid.
+        scores: ``(classes, rows, width)`` uint8 softmax scores x 255 (0 where invalid),
+            or ``None`` when not asked for.
+        valid: ``(rows, width)`` valid mask.
+    """
+
+    row_off: int
+    classes: np.ndarray
+    scores: np.ndarray | None
+    valid: np.ndarray
+
+    @property
+    def height(self) -> int:
+        return int(self.classes.shape[0])
+
+
+def _softmax_uint8(mean_logits: np.ndarray) -> np.ndarray:
+    """``(C, ...)`` mean logits to uint8 scores (softmax x 255, rounded)."""
+    shifted = mean_logits - mean_logits.max(axis=0, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=0, keepdims=True)
+    return np.rint(shifted * 255.0).astype(np.uint8)
+
+
+class RowBandBlender:
+    """Sums overlapping patch logits and emits final row bands (see the module doc).
+
+    Args:
+        grid: the patch grid; patches must be added in its row-major order, each exactly once
+            (skipped patches too, with ``logits=None``).
+        n_classes: classes predicted.
+        emit: called with each :class:`RowBand` as soon as it is final, top to bottom.
+        scores: also emit uint8 per-class scores.
+        fill_class: class of valid pixels that no computed patch covered (coarse-to-fine
+            skips patches outside the foreground box: those pixels are background, 0).
+    """
+
+    def __init__(
+        self,
+        grid: PatchGrid,
+        n_classes: int,
+        emit: Callable[[RowBand], None],
+        scores: bool = False,
+        fill_class: int = 0,
+    ) -> None:
+        if n_classes < 1 or n_classes > NODATA_ID:
+            raise InputError(f"cannot blend {n_classes} classes: use 1-{NODATA_ID}")
+        if not 0 <= fill_class < n_classes:
+            raise InputError(f"fill class {fill_class} is not one of the {n_classes} classes")
+        self.grid = grid
+        self.n_classes = n_classes
+        self.emit = emit
+        self.scores = scores
+        self.fill_class = fill_class
+        ph, pw, width = grid.patch_height, grid.patch_width, grid.scene_width
+        overlap = grid.max_row_overlap
+        self._work = np.zeros((n_classes, ph, pw), dtype=np.float32)
+        self._work_count = np.zeros((ph, pw), dtype=np.uint16)
+        self._work_valid = np.zeros((ph, pw), dtype=bool)
+        # rows of the current patch row shared with the previous one (in) / next one (out)
+        self._carry_in = np.zeros((n_classes, overlap, width), dtype=np.float32)
+        self._carry_in_count = np.zeros((overlap, width), dtype=np.uint16)
+        self._carry_in_valid = np.zeros((overlap, width), dtype=bool)
+        self._carry_in_rows = 0
+        self._carry_out = np.zeros_like(self._carry_in)
+        self._carry_out_count = np.zeros_like(self._carry_in_count)
+        self._carry_out_valid = np.zeros_like(self._carry_in_valid)
+        stride = max(grid.final_rows_after(r) - top for r, top in enumerate(grid.row_starts))
+        self._band = np.full((stride, width), NODATA_ID, dtype=np.uint8)
+        self._band_valid = np.zeros((stride, width), dtype=bool)
+        self._band_scores = np.zeros((n_classes, stride, width), dtype=np.uint8) if scores else None
+        self._next = 0
+
+    @property
+    def patches_added(self) -> int:
+        """Patches added so far (the next expected index)."""
+        return self._next
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the blender's buffers (the memory bound, measured)."""
+        arrays = [
+            self._work, self._work_count, self._work_valid,
+            self._carry_in, self._carry_in_count, self._carry_in_valid,
+            self._carry_out, self._carry_out_count, self._carry_out_valid,
+            self._band, self._band_valid,
+        ]  # fmt: skip
+        if self._band_scores is not None:
+            arrays.append(self._band_scores)
+        return sum(a.nbytes for a in arrays)
+
+    def add(self, window: PatchWindow, logits: np.ndarray | None, valid: np.ndarray) -> None:
+        """Add the next patch.
+
+        Args:
+            window: the patch; must be the grid's next one.
+            logits: ``(classes, h, w)`` float logits at the patch's full resolution, or
+                ``None`` for a patch that was not computed (all nodata, or outside the
+                coarse-to-fine box).
+            valid: ``(h, w)`` valid mask of the patch.
+        """
+        if window.index != self._next:
+            raise InputError(f"patches must be added in grid order: expected #{self._next}, got #{window.index}")
+        ph, pw = self.grid.patch_height, self.grid.patch_width
+        if logits is not None:
+            if logits.shape != (self.n_classes, ph, pw):
+                raise InputError(f"patch logits have shape {logits.shape}; expected {(self.n_classes, ph, pw)}")
+            self._work += logits
+            self._work_count += 1
+        self._work_valid |= valid.astype(bool)
+        self._next += 1
+
+        # columns [left, next_left) of this patch row are now final
+        right = self.grid.final_cols_after(window.col)
+        span = right - window.left
+        self._finish_columns(window, span)
+        # shift the working window to the next patch's left edge
+        keep = pw - span
+        if keep > 0:
+            self._work[:, :, :keep] = self._work[:, :, span:]
+            self._work_count[:, :keep] = self._work_count[:, span:]
+            self._work_valid[:, :keep] = self._work_valid[:, span:]
+        self._work[:, :, keep:] = 0.0
+        self._work_count[:, keep:] = 0
+        self._work_valid[:, keep:] = False
+
+        if window.col == self.grid.n_cols - 1:
+            self._finish_row(window.row)
+
+    def _finish_columns(self, window: PatchWindow, span: int) -> None:
+        grid = self.grid
+        left = window.left
+        cols = slice(left, left + span)
+        sums = self._work[:, :, :span]
+        count = self._work_count[:, :span]
+        valid = self._work_valid[:, :span]
+        n_in = self._carry_in_rows
+        if n_in:
+            sums[:, :n_in] += self._carry_in[:, :n_in, cols]
+            count[:n_in] += self._carry_in_count[:n_in, cols]
+            valid[:n_in] |= self._carry_in_valid[:n_in, cols]
+        final = grid.final_rows_after(window.row) - window.top
+        self._write_band(sums[:, :final], count[:final], valid[:final], cols)
+        rest = grid.patch_height - final
+        if rest > 0:
+            self._carry_out[:, :rest, cols] = sums[:, final:]
+            self._carry_out_count[:rest, cols] = count[final:]
+            self._carry_out_valid[:rest, cols] = valid[final:]
+
+    def _write_band(self, sums: np.ndarray, count: np.ndarray, valid: np.ndarray, cols: slice) -> None:
+        rows = sums.shape[1]
+        covered = count > 0
+        classes = np.where(covered, sums.argmax(axis=0), self.fill_class).astype(np.uint8)
+        classes[~valid] = NODATA_ID
+        self._band[:rows, cols] = classes
+        self._band_valid[:rows, cols] = valid
+        if self._band_scores is not None:
+            mean = sums / np.maximum(count, 1)[None].astype(np.float32)
+            scores = _softmax_uint8(mean)
+            fill = np.zeros(self.n_classes, dtype=np.uint8)
+            fill[self.fill_class] = 255
+            scores = np.where(covered[None], scores, fill[:, None, None])
+            scores[:, ~valid] = 0
+            self._band_scores[:, :rows, cols] = scores
+
+    def _finish_row(self, row: int) -> None:
+        grid = self.grid
+        top = grid.row_starts[row]
+        rows = grid.final_rows_after(row) - top
+        band = RowBand(
+            row_off=top,
+            classes=self._band[:rows].copy(),
+            scores=None if self._band_scores is None else self._band_scores[:, :rows].copy(),
+            valid=self._band_valid[:rows].copy(),
+        )
+        # the next patch row's incoming carry is this row's outgoing one
+        rest = grid.patch_height - rows if row + 1 < grid.n_rows else 0
+        self._carry_in, self._carry_out = self._carry_out, self._carry_in
+        self._carry_in_count, self._carry_out_count = self._carry_out_count, self._carry_in_count
+        self._carry_in_valid, self._carry_out_valid = self._carry_out_valid, self._carry_in_valid
+        self._carry_in_rows = rest
+        self._carry_out[:] = 0.0
+        self._carry_out_count[:] = 0
+        self._carry_out_valid[:] = False
+        self._band[:] = NODATA_ID
+        self._band_valid[:] = False
+        self.emit(band)
+
+    @property
+    def done(self) -> bool:
+        """Whether every patch of the grid was added (and every row emitted)."""
+        return self._next == len(self.grid)
+

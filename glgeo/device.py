@@ -1,0 +1,59 @@
+"""Choosing the torch device and numeric precision for inference."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import ContextManager, Literal
+
+import torch
+
+from .errors import InputError
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """The torch device for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    ``auto`` is the first CUDA GPU when one is usable, else the CPU.
+
+    Raises:
+        InputError: an unknown spec, or a CUDA device that is not there.
+    """
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", spec)
+    if not match:
+        raise InputError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise InputError(f"device {spec!r} asked for but no CUDA GPU is usable here; use --device cpu")
+    index = int(match.group(1) or 0)
+    if index >= torch.cuda.device_count():
+        raise InputError(f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return torch.device("cuda", index)
+
+
+def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp32", "bf16", "fp16"]:
+    """The precision to run at: ``auto`` is bf16 autocast on CUDA GPUs that support it
+    (fp16 on older ones) and fp32 on CPUs."""
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise InputError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    if precision != "auto":
+        if precision == "fp16" and device.type != "cuda":
+            raise InputError("fp16 needs a CUDA device; on a CPU use bf16 or fp32")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -> ContextManager:
+    """Autocast context for ``precision`` on ``device`` (a no-op for fp32)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)

@@ -1,0 +1,444 @@
+"""The streaming GLNet inference engine.
+
+One scene goes through GLNet as the paper and the released code do it, without ever holding
+the scene, its patches or a full-size score canvas in memory:
+
+1. one decimated read of the whole scene -> the global branch (``encode_global``);
+2. the patch grid (:mod:`glgeo.tiling`) read in batches (:mod:`glgeo.io`, the next batch
+   read in a background thread while the network runs on this one); patches with no valid
+   pixel are not computed;
+3. per mode:
+
+   * ``global``: each patch's crop of the global logits;
+   * ``local``: the local branch alone;
+   * ``g2l``: local branch with G -> L context, then the aggregation conv;
+   * ``bidirectional``: pass 1 runs the local branch on every patch and merges its features
+     into the L -> G canvases; the stage-3 global branch runs on them; pass 2 aggregates
+     each patch's local features (kept from pass 1 when they fit
+     ``keep_local_features_mb``, else recomputed) with the refined global features;
+   * coarse-to-fine (``coarse_to_fine=True``, binary g2l/bidirectional models): the global
+     branch's coarse foreground gives the relaxed foreground box; only patches touching it
+     go through the local branch, every other valid pixel is background (class 0);
+
+4. patch logits upsampled to the patch's pixels and summed into the row-band blender
+   (:mod:`glgeo.blend`), which hands final row bands to a sink (the writer) at once.
+
+Every stage is timed (:class:`Timings`): the performance knobs live in
+:class:`InferenceSettings` and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .blend import RowBand, RowBandBlender
+from .device import Precision, autocast, resolve_device, resolve_precision
+from .errors import InputError
+from .io import PatchBatch, SceneReader, StretchSpec
+from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow
+
+log = logging.getLogger(__name__)
+
+#: ``progress(done, total)``: patch steps done so far and in all (bidirectional runs count
+#: every patch twice, one step per pass).
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Everything that tunes a run without changing its result (except ``mode``,
+    ``coarse_to_fine``, ``stretch`` and the patch geometry, which are the user's choice).
+
+    Attributes:
+        patch_size: local patch side in pixels; ``None``: the checkpoint's.
+        min_overlap: smallest overlap between neighbouring patches (paper: 50 px).
+        global_size: side of the global branch's image; ``None``: the checkpoint's.
+        batch_size: patches per network call.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (bf16/fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16``
+            or ``fp16``.
+        channels_last: run convolutions in channels-last memory layout (faster on CPUs
+            and tensor cores).
+        mode: GLNet mode; ``None``: the checkpoint's.
+        coarse_to_fine: compute the local branch only inside the relaxed foreground box
+            of the global branch's prediction (binary models).
+        c2f_ratio: foreground:background ratio the coarse-to-fine box is relaxed to.
+        keep_local_features_mb: bidirectional mode keeps every patch's local features
+            between its two passes when they take at most this many MB, else recomputes
+            them in pass 2 (0: always recompute).
+        prefetch: batches read ahead in a background thread (0: read inline).
+        logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels.
+        stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
+        gdal_cache_mb: GDAL block cache; fixed so memory does not grow with the scene.
+        torch_threads: CPU threads for torch (``None``: torch's default).
+    """
+
+    patch_size: int | None = None
+    min_overlap: int = DEFAULT_MIN_OVERLAP
+    global_size: int | None = None
+    batch_size: int = 4
+    device: str = "auto"
+    precision: Precision = "auto"
+    channels_last: bool = True
+    mode: Literal["global", "local", "g2l", "bidirectional"] | None = None
+    coarse_to_fine: bool = False
+    c2f_ratio: float = 1.0
+    keep_local_features_mb: int = 1024
+    prefetch: int = 1
+    logit_upsampling: Literal["bilinear", "nearest"] = "bilinear"
+    stretch: StretchSpec = "auto"
+    gdal_cache_mb: int = 256
+    torch_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.patch_size is not None and self.patch_size < 8:
+            raise InputError(f"patch size must be at least 8 px, got {self.patch_size}")
+        if self.global_size is not None and self.global_size < 8:
+            raise InputError(f"global size must be at least 8 px, got {self.global_size}")
+        if self.batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.min_overlap < 0:
+            raise InputError(f"overlap must be 0 or more pixels, got {self.min_overlap}")
+        if self.prefetch < 0:
+            raise InputError(f"prefetch must be 0 or more batches, got {self.prefetch}")
+        if self.keep_local_features_mb < 0:
+            raise InputError("keep_local_features_mb must be 0 or more")
+        if self.logit_upsampling not in ("bilinear", "nearest"):
+            raise InputError(f"logit upsampling must be bilinear or nearest, got {self.logit_upsampling!r}")
+        if self.c2f_ratio <= 0:
+            raise InputError(f"the coarse-to-fine ratio must be positive, got {self.c2f_ratio}")
+        if self.gdal_cache_mb < 8:
+            raise InputError("give GDAL at least 8 MB of block cache")
+
+
+@dataclass
+class Timings:
+    """Seconds spent in each part of a run.
+
+    ``read`` is the background reader's busy time (it overlaps ``network`` when
+    prefetching); ``read_wait`` is what the network loop waited for it.
+    """
+
+    global_read: float = 0.0
+    global_network: float = 0.0
+    read: float = 0.0
+    read_wait: float = 0.0
+    network: float = 0.0
+    blend: float = 0.0
+    write: float = 0.0
+    total: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class InferenceStats:
+    """What a run did.
+
+    Attributes:
+        mode: the GLNet mode run.
+        device: the torch device.
+        precision: fp32, bf16 or fp16.
+        patches: patches in the grid.
+        computed: patches that went through the local branch (per pass).
+        skipped_nodata: patches with no valid pixel, not computed.
+        skipped_c2f: patches outside the coarse-to-fine box, not computed.
+        kept_local_features: bidirectional: whether pass 2 reused pass 1's features.
+        c2f_box: the coarse-to-fine box ``(top, left, bottom, right)`` in scene pixels.
+        stretch: how input values were scaled.
+        blender_bytes: memory held by the blender's buffers.
+        timings: seconds per stage.
+    """
+
+    mode: str
+    device: str
+    precision: str
+    patches: int
+    computed: int = 0
+    skipped_nodata: int = 0
+    skipped_c2f: int = 0
+    kept_local_features: bool | None = None
+    c2f_box: tuple[int, int, int, int] | None = None
+    stretch: str = ""
+    blender_bytes: int = 0
+    timings: Timings = field(default_factory=Timings)
+
+
+class _Clock:
+    """Adds elapsed seconds to a Timings field (syncing CUDA so GPU work is counted)."""
+
+    def __init__(self, timings: Timings, name: str, device: torch.device | None = None) -> None:
+        self.timings, self.name, self.device = timings, name, device
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device is not None and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        setattr(self.timings, self.name, getattr(self.timings, self.name) + time.perf_counter() - self.start)
+
+
+def _boxes_for(windows: Sequence[PatchWindow], grid: PatchGrid):
+    from glgeo.models import PatchBoxes
+
+    return PatchBoxes.from_pixels(
+        [w.top for w in windows],
+        [w.left for w in windows],
+        grid.patch_height,
+        grid.patch_width,
+        grid.scene_height,
+        grid.scene_width,
+    )
+
+
+class StreamingSegmenter:
+    """Runs a GLNet over one scene, streaming final rows to a sink.
+
+    Args:
+        model: the network (a :class:`glgeo.models.GLNet`, or anything with its inference
+            methods: ``check_mode``, ``encode_global``, ``encode_local``, ``aggregate``,
+            ``encode_global_l2g`` and a ``config.n_classes``).
+        settings: the run's settings.
+        patch_size: the patch size when ``settings.patch_size`` is ``None``.
+        global_size: the global size when ``settings.global_size`` is ``None``.
+        scaling: the checkpoint's input scaling ``(min, max)``.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        settings: InferenceSettings,
+        patch_size: int,
+        global_size: int,
+        scaling: tuple[float, float] = (0.0, 255.0),
+    ) -> None:
+        self.settings = settings
+        self.device = resolve_device(settings.device)
+        self.precision = resolve_precision(settings.precision, self.device)
+        self.mode = model.check_mode(settings.mode)
+        self.n_classes = int(model.config.n_classes)
+        self.patch_size = settings.patch_size or patch_size
+        self.global_size = settings.global_size or global_size
+        self.scaling = scaling
+        if settings.coarse_to_fine:
+            if self.n_classes != 2:
+                raise InputError(
+                    f"coarse-to-fine needs a binary model (background/foreground); this one has {self.n_classes} classes"
+                )
+            if self.mode not in ("g2l", "bidirectional"):
+                raise InputError(f"coarse-to-fine needs mode g2l or bidirectional, not {self.mode}")
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        model = model.to(self.device).eval()
+        if settings.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+
+    # --------------------------------------------------------------- helpers
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(array).to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.settings.channels_last and t.ndim == 4 else t
+
+    def _to_patch_pixels(self, logits: torch.Tensor, grid: PatchGrid) -> np.ndarray:
+        size = (grid.patch_height, grid.patch_width)
+        logits = logits.float()
+        if tuple(logits.shape[-2:]) != size:
+            if self.settings.logit_upsampling == "bilinear":
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            else:
+                logits = F.interpolate(logits, size=size, mode="nearest")
+        return logits.cpu().numpy()
+
+    # ------------------------------------------------------------------- run
+    def run(
+        self,
+        reader: SceneReader,
+        sink: Callable[[RowBand], None],
+        scores: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> InferenceStats:
+        """Segment the reader's scene, calling ``sink`` with each final row band.
+
+        Args:
+            reader: an open :class:`~glgeo.io.SceneReader`.
+            sink: receives :class:`~glgeo.blend.RowBand` objects top to bottom.
+            scores: also compute uint8 per-class scores.
+            progress: called as patches are processed.
+        """
+        started = time.perf_counter()
+        info = reader.info
+        grid = PatchGrid.for_scene(info.height, info.width, self.patch_size, self.settings.min_overlap)
+        stats = InferenceStats(self.mode, str(self.device), self.precision, len(grid))
+        timings = stats.timings
+        total_steps = len(grid) * (2 if self.mode == "bidirectional" else 1)
+        steps = [0]
+
+        def tick(n: int) -> None:
+            steps[0] += n
+            if progress is not None:
+                progress(steps[0], total_steps)
+
+        def timed_sink(band: RowBand) -> None:
+            with _Clock(timings, "write"):
+                sink(band)
+
+        blender = RowBandBlender(grid, self.n_classes, timed_sink, scores=scores, fill_class=0)
+        stats.blender_bytes = blender.nbytes
+
+        with torch.inference_mode():
+            # 1. global branch
+            with _Clock(timings, "global_read"):
+                gimg, _ = reader.read_global(self.global_size, self.settings.stretch, self.scaling)
+            stats.stretch = reader.stretch.description if reader.stretch else ""
+            global_image = self._tensor(gimg[None])
+            context = None
+            with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
+                if self.mode != "local":
+                    context = self.model.encode_global(global_image)
+
+            # 2. which patches go through the local branch
+            wanted: set[int] | None = None
+            if self.settings.coarse_to_fine:
+                wanted = self._coarse_to_fine_patches(context, grid, stats)
+
+            # 3. the passes
+            if self.mode == "bidirectional":
+                kept = self._l2g_pass(reader, grid, context, wanted, stats, tick)
+                with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
+                    refined = self.model.encode_global_l2g(global_image, self._canvas)
+                del self._canvas
+                self._final_pass(reader, grid, blender, context, refined, wanted, kept, stats, tick)
+            else:
+                self._final_pass(reader, grid, blender, context, None, wanted, None, stats, tick)
+
+        if not blender.done:
+            raise InputError(f"internal error: {blender.patches_added} of {len(grid)} patches blended")
+        timings.total = time.perf_counter() - started
+        return stats
+
+    def _coarse_to_fine_patches(self, context, grid: PatchGrid, stats: InferenceStats) -> set[int]:
+        from glgeo.models.coarse_to_fine import relaxed_foreground_box, scale_box
+
+        coarse = context.logits[0].float().argmax(dim=0).cpu().numpy() == 1
+        box = relaxed_foreground_box(coarse, self.settings.c2f_ratio)
+        if box is None:
+            log.info("coarse-to-fine: the global branch found no foreground; the scene is all background")
+            return set()
+        scene_box = scale_box(box, coarse.shape, (grid.scene_height, grid.scene_width))
+        stats.c2f_box = scene_box
+        wanted = {w.index for w in grid if w.intersects(*scene_box)}
+        log.info("coarse-to-fine: box %s, %d of %d patches go through the local branch", scene_box, len(wanted), len(grid))
+        return wanted
+
+    def _batches(self, reader: SceneReader, grid: PatchGrid, wanted: set[int] | None) -> Iterator[PatchBatch]:
+        batches = grid.batches(self.settings.batch_size)
+        skip_pixels = None if wanted is None else frozenset(i for i in range(len(grid)) if i not in wanted)
+        for batch in reader.iter_batches(batches, self.settings.prefetch, skip_pixels=skip_pixels):
+            yield batch
+
+    def _select(self, batch: PatchBatch, wanted: set[int] | None, stats: InferenceStats | None) -> list[int]:
+        """Positions in the batch of the patches to compute."""
+        has_data = batch.any_valid()
+        chosen = []
+        for i, window in enumerate(batch.windows):
+            if not has_data[i]:
+                if stats is not None:
+                    stats.skipped_nodata += 1
+            elif wanted is not None and window.index not in wanted:
+                if stats is not None:
+                    stats.skipped_c2f += 1
+            else:
+                chosen.append(i)
+        return chosen
+
+    def _iter_timed(self, reader, grid, wanted) -> Iterator[PatchBatch]:
+        iterator = self._batches(reader, grid, wanted)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self._wait += time.perf_counter() - start
+            self._read += batch.seconds
+            yield batch
+
+    def _l2g_pass(self, reader, grid, context, wanted, stats, tick) -> list[torch.Tensor] | None:
+        """Pass 1 of bidirectional inference: local features of every patch -> L->G canvas."""
+        from glgeo.models import L2GCanvas
+
+        timings = stats.timings
+        self._canvas = L2GCanvas.like(context)
+        ps3_bytes = 512 * (grid.patch_height // 4 + 1) * (grid.patch_width // 4 + 1) * (
+            2 if self.precision != "fp32" else 4
+        )
+        budget = self.settings.keep_local_features_mb * 1024 * 1024
+        keep = ps3_bytes * len(grid) <= budget
+        stats.kept_local_features = keep
+        kept: list[torch.Tensor] | None = [] if keep else None
+        self._wait = self._read = 0.0
+        for batch in self._iter_timed(reader, grid, wanted):
+            chosen = self._select(batch, wanted, None)
+            if chosen:
+                windows = [batch.windows[i] for i in chosen]
+                boxes = _boxes_for(windows, grid)
+                with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
+                    local = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context)
+                    self._canvas.add(local, boxes)
+                if kept is not None:
+                    kept.append(local.ps3)
+                del local
+            tick(len(batch.windows))
+        timings.read += self._read
+        timings.read_wait += self._wait
+        return kept
+
+    def _final_pass(self, reader, grid, blender, context, refined, wanted, kept, stats, tick) -> None:
+        timings = stats.timings
+        self._wait = self._read = 0.0
+        kept_iter = iter(kept) if kept is not None else None
+        for batch in self._iter_timed(reader, grid, wanted):
+            chosen = self._select(batch, wanted, stats)
+            logits_np: np.ndarray | None = None
+            if chosen:
+                windows = [batch.windows[i] for i in chosen]
+                boxes = _boxes_for(windows, grid)
+                with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
+                    logits = self._patch_logits(batch, chosen, boxes, context, refined, kept_iter)
+                    logits_np = self._to_patch_pixels(logits, grid)
+                stats.computed += len(chosen)
+            with _Clock(timings, "blend"):
+                position = {c: k for k, c in enumerate(chosen)}
+                for i, window in enumerate(batch.windows):
+                    k = position.get(i)
+                    blender.add(window, None if k is None else logits_np[k], batch.valid[i])
+            tick(len(batch.windows))
+        timings.read += self._read
+        timings.read_wait += self._wait
+
+    def _patch_logits(self, batch, chosen, boxes, context, refined, kept_iter) -> torch.Tensor:
+        from glgeo.models import crop_global
+
+        mode = self.mode
+        if mode == "global":
+            return crop_global(context.logits, boxes)
+        if mode == "local":
+            return self.model.encode_local(self._tensor(batch.images[chosen]), None, None).logits
+        if mode == "g2l":
+            local = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context)
+            return self.model.aggregate(local.ps3, context.ps3, boxes)
+        # bidirectional pass 2
+        if kept_iter is not None:
+            local_ps3 = next(kept_iter)
+        else:
+            local_ps3 = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context).ps3
+        return self.model.aggregate(local_ps3, refined.ps3, boxes)

@@ -1,0 +1,449 @@
+"""Reading scenes for GLNet: band choice, value scaling, valid masks, global and patch reads.
+
+Anything rasterio opens is a scene: GeoTIFFs, COGs, VRTs, JPEG/PNG files without
+georeferencing (DeepGlobe), ``/vsicurl/`` URLs.
+
+Pixel values become network inputs in two steps:
+
+1. an optional *stretch* of each band from ``[low, high]`` onto the checkpoint's input
+   range. 8-bit scenes are not stretched. For 16-bit and float scenes fed to a model
+   trained on bytes (the checkpoint's range ends at 255 or below) the default ``"auto"``
+   stretch maps each band's 1st..99th percentile, measured over the valid pixels of the
+   decimated global read, onto that range, so a 12-bit sensor's values are not clipped at
+   255 nor squeezed into a few grey levels. Values beyond the percentiles saturate; the
+   share of the global read that saturates is logged and reported (never silent).
+   Pass an explicit ``(low, high)`` to control it, or ``"none"`` to feed raw values.
+2. the checkpoint's :class:`~glgeo.models.checkpoint.InputScaling`
+   (``(x - min) / (max - min)``, bytes / 255 for the released models).
+
+Nodata values, internal masks and alpha bands all become one boolean *valid* mask per
+pixel (GDAL's mask of the chosen bands, a pixel being valid where any band is valid, as in
+GDAL's dataset mask). Invalid pixels are fed to the network as 0.
+
+The global branch gets one decimated read of the whole scene at the model's global size
+(``out_shape``: GDAL uses the file's overviews when it has them) with bilinear resampling,
+which GDAL applies with a kernel widened by the decimation factor: an antialiasing filter
+equal, to within rounding, to PIL's bilinear resize that the released GLNet was trained with.
+
+Patches are read with windowed reads, a batch at a time, in the grid's row-major order (the
+file's block order); :meth:`SceneReader.iter_batches` reads the next batches in a
+background thread with its own dataset handle while the caller runs the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import queue
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Literal, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from .errors import InputError, SceneError
+from .tiling import PatchWindow
+
+log = logging.getLogger(__name__)
+
+#: Percentiles of the automatic stretch for 16-bit and float scenes.
+AUTO_STRETCH_PERCENTILES = (1.0, 99.0)
+
+StretchSpec = Literal["auto", "none"] | tuple[float, float]
+
+
+@dataclass(frozen=True)
+class SceneInfo:
+    """What glgeo needs to know about a scene before reading pixels.
+
+    Attributes:
+        path: the path or URL as given.
+        height: rows.
+        width: columns.
+        count: bands in the file.
+        bands: the 1-based bands fed to the model, in order.
+        dtype: the bands' data type (``uint8``, ``uint16``, ``float32``...).
+        crs: coordinate reference system, ``None`` for plain images.
+        transform: pixel-to-map transform (identity for plain images).
+        nodata: the nodata value of the chosen bands, if any.
+        has_mask: whether any pixel can be invalid (nodata, internal mask or alpha).
+        block_shape: ``(rows, cols)`` of the file's blocks (strips or tiles).
+    """
+
+    path: str
+    height: int
+    width: int
+    count: int
+    bands: tuple[int, ...]
+    dtype: str
+    crs: CRS | None
+    transform: Affine
+    nodata: float | None
+    has_mask: bool
+    block_shape: tuple[int, int]
+
+    @property
+    def is_georeferenced(self) -> bool:
+        """Whether the scene has a CRS (plain JPEG/PNG files do not)."""
+        return self.crs is not None
+
+    @property
+    def pixel_area(self) -> float:
+        """Area of one pixel in map units squared (1 for plain images)."""
+        return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """A linear map of raw band values onto network inputs in ``[0, 1]``.
+
+    ``input = (raw - offset) / scale`` per band, then clipped to ``[0, 1]`` when
+    ``saturates`` (a stretch chosen from percentiles).
+
+    Attributes:
+        offset: per-band value mapped to 0.
+        scale: per-band value range mapped to 1.
+        saturates: whether values outside the range are clipped to 0..1.
+        description: how the stretch was chosen, for logs and summaries.
+        saturated_fraction: share of the global read's valid values that saturate.
+    """
+
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    saturates: bool
+    description: str
+    saturated_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        if len(self.offset) != len(self.scale) or not self.offset:
+            raise InputError("a stretch needs one offset and one scale per band")
+        if any(not s > 0 for s in self.scale):
+            raise InputError(f"a stretch needs a positive range per band, got {self.scale}")
+
+    def apply(self, raw: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Raw values ``(bands, ...)`` to float32 network inputs; invalid pixels become 0."""
+        shape = (len(self.offset),) + (1,) * (raw.ndim - 1)
+        out = raw.astype(np.float32, copy=True)
+        out -= np.asarray(self.offset, dtype=np.float32).reshape(shape)
+        out /= np.asarray(self.scale, dtype=np.float32).reshape(shape)
+        if self.saturates:
+            np.clip(out, 0.0, 1.0, out=out)
+        if valid is not None:
+            out *= valid[None].astype(np.float32) if valid.ndim == raw.ndim - 1 else valid
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+        return out
+
+
+def choose_stretch(
+    info: SceneInfo,
+    global_raw: np.ndarray,
+    global_valid: np.ndarray,
+    scaling_min: float,
+    scaling_max: float,
+    spec: StretchSpec = "auto",
+) -> Stretch:
+    """The stretch for a scene, from its decimated global read.
+
+    Args:
+        info: the scene.
+        global_raw: the global read ``(bands, g, g)`` in raw values.
+        global_valid: its valid mask ``(g, g)``.
+        scaling_min: the checkpoint's input scaling minimum.
+        scaling_max: the checkpoint's input scaling maximum.
+        spec: ``"auto"`` (see the module doc), ``"none"`` (raw values through the
+            checkpoint's scaling) or an explicit ``(low, high)`` for every band.
+    """
+    n = len(info.bands)
+    checkpoint = Stretch((scaling_min,) * n, (scaling_max - scaling_min,) * n, False, "checkpoint scaling")
+    if spec == "none" or (spec == "auto" and (info.dtype in ("uint8", "int8") or scaling_max > 255.0)):
+        return checkpoint
+    if isinstance(spec, tuple):
+        low, high = float(spec[0]), float(spec[1])
+        if not high > low:
+            raise InputError(f"stretch needs high > low, got {low},{high}")
+        stretch = Stretch((low,) * n, (high - low,) * n, True, f"fixed {low:g}..{high:g}")
+    elif spec == "auto":
+        values = global_raw[:, global_valid.astype(bool)].astype(np.float64)
+        values = values[:, np.isfinite(values).all(axis=0)]
+        if values.size == 0:
+            return checkpoint
+        lo_pct, hi_pct = AUTO_STRETCH_PERCENTILES
+        lows = np.percentile(values, lo_pct, axis=1)
+        highs = np.percentile(values, hi_pct, axis=1)
+        highs = np.where(highs > lows, highs, lows + 1.0)
+        stretch = Stretch(
+            tuple(float(v) for v in lows),
+            tuple(float(h - l) for l, h in zip(lows, highs)),
+            True,
+            f"{info.dtype} stretched per band from percentiles {lo_pct:g}-{hi_pct:g}: "
+            + ", ".join(f"{l:g}..{h:g}" for l, h in zip(lows, highs)),
+        )
+    else:
+        raise InputError(f"stretch must be 'auto', 'none' or (low, high), got {spec!r}")
+    values = global_raw[:, global_valid.astype(bool)].astype(np.float64)
+    if values.size:
+        lows = np.asarray(stretch.offset)[:, None]
+        highs = lows + np.asarray(stretch.scale)[:, None]
+        fraction = float(((values < lows) | (values > highs)).mean())
+    else:
+        fraction = 0.0
+    stretch = Stretch(stretch.offset, stretch.scale, True, stretch.description, fraction)
+    log.info("input stretch: %s (%.2f %% of values saturate)", stretch.description, 100 * fraction)
+    return stretch
+
+
+def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...]:
+    """The bands to feed when the user chose none: all but alpha, if that is ``needed``."""
+    colour = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
+    if len(colour) == needed:
+        return tuple(colour)
+    hint = ",".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
+    raise InputError(
+        f"scene has {len(colour)} band{'s' if len(colour) != 1 else ''} (alpha not counted); "
+        f"this model needs {needed} (RGB): pass --bands {hint} to choose them"
+    )
+
+
+def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, needed: int = 3) -> SceneInfo:
+    """Open a scene, check it, and describe it.
+
+    Args:
+        path: anything rasterio opens.
+        bands: 1-based bands to feed, in order (default: the non-alpha bands).
+        needed: how many bands the model takes.
+
+    Raises:
+        SceneError: missing, unreadable or not a raster.
+        InputError: wrong band count or band numbers out of range.
+    """
+    name = str(path)
+    if "://" not in name and not name.startswith("/vsi") and not Path(name).exists():
+        raise SceneError(f"scene {name!r} does not exist; check the path")
+    try:
+        src = rasterio.open(name)
+    except RasterioIOError as exc:
+        raise SceneError(f"cannot open {name!r} as a raster ({exc}); give a GeoTIFF, VRT, JPEG or PNG") from None
+    with src:
+        if bands is None or len(bands) == 0:
+            chosen = default_bands(src, needed)
+        else:
+            chosen = tuple(int(b) for b in bands)
+            bad = [b for b in chosen if not 1 <= b <= src.count]
+            if bad:
+                raise InputError(f"band{'s' if len(bad) > 1 else ''} {bad} not in the scene, which has bands 1-{src.count}")
+            if len(chosen) != needed:
+                raise InputError(f"--bands gives {len(chosen)} bands; this model needs {needed} (RGB)")
+        dtypes = {src.dtypes[b - 1] for b in chosen}
+        if len(dtypes) != 1:
+            raise InputError(f"the chosen bands mix data types {sorted(dtypes)}; choose bands of one type")
+        flags = [src.mask_flag_enums[b - 1] for b in chosen]
+        has_mask = any(MaskFlags.all_valid not in f for f in flags)
+        crs = src.crs if src.crs else None
+        return SceneInfo(
+            path=name,
+            height=src.height,
+            width=src.width,
+            count=src.count,
+            bands=chosen,
+            dtype=dtypes.pop(),
+            crs=crs,
+            transform=src.transform,
+            nodata=src.nodatavals[chosen[0] - 1],
+            has_mask=has_mask,
+            block_shape=tuple(src.block_shapes[chosen[0] - 1]),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class PatchBatch:
+    """Pixels of a batch of patches.
+
+    Attributes:
+        windows: the patches.
+        images: ``(N, bands, h, w)`` float32 network inputs (stretched and scaled).
+        valid: ``(N, h, w)`` boolean valid masks.
+        seconds: time spent reading and converting them.
+    """
+
+    windows: tuple[PatchWindow, ...]
+    images: np.ndarray
+    valid: np.ndarray
+    seconds: float
+
+    def any_valid(self) -> np.ndarray:
+        """``(N,)`` whether each patch has at least one valid pixel."""
+        return self.valid.reshape(len(self.windows), -1).any(axis=1)
+
+
+class SceneReader:
+    """Reads a scene's global image and patches for GLNet.
+
+    Use as a context manager. The dataset handle opened here serves the main thread; the
+    background reader of :meth:`iter_batches` opens its own (GDAL handles are not shared
+    across threads).
+
+    Args:
+        info: the scene, from :func:`inspect_scene`.
+        gdal_cache_mb: GDAL block cache for this process, in MB. GDAL's default (5 % of the
+            RAM) would let the cache, and so the resident memory, grow with the scene; a
+            fixed cache keeps memory flat. It must hold about one patch row of blocks.
+    """
+
+    def __init__(self, info: SceneInfo, gdal_cache_mb: int | None = None) -> None:
+        self.info = info
+        self.stretch: Stretch | None = None
+        self._env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024) if gdal_cache_mb else rasterio.Env()
+        self._src: rasterio.io.DatasetReader | None = None
+
+    def __enter__(self) -> "SceneReader":
+        self._env.__enter__()
+        try:
+            self._src = rasterio.open(self.info.path)
+        except RasterioIOError as exc:
+            self._env.__exit__(None, None, None)
+            raise SceneError(f"cannot open {self.info.path!r}: {exc}") from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+        self._env.__exit__(*exc)
+
+    @property
+    def src(self) -> rasterio.io.DatasetReader:
+        if self._src is None:
+            raise SceneError("the scene reader is closed; use it inside a `with` block")
+        return self._src
+
+    # ----------------------------------------------------------------- global
+    def read_global_raw(self, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The whole scene decimated to ``size`` (antialiased bilinear), in raw values.
+
+        Returns:
+            ``(bands, gh, gw)`` float32 raw values and the ``(gh, gw)`` valid mask.
+        """
+        gh, gw = (size, size) if isinstance(size, int) else size
+        bands = list(self.info.bands)
+        try:
+            raw = self.src.read(
+                bands, out_shape=(len(bands), gh, gw), resampling=Resampling.bilinear, out_dtype="float32"
+            )
+            valid = self._read_valid(None, (gh, gw))
+        except RasterioIOError as exc:
+            raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
+        return raw, valid
+
+    def read_global(self, size: int | tuple[int, int], stretch: StretchSpec, scaling: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+        """The global branch's input: the decimated scene as network inputs.
+
+        Also fixes the reader's stretch (:attr:`stretch`), which patch reads then use.
+
+        Args:
+            size: global image side (or ``(rows, cols)``).
+            stretch: the stretch rule (see :func:`choose_stretch`).
+            scaling: the checkpoint's input scaling ``(min, max)``.
+
+        Returns:
+            ``(bands, gh, gw)`` float32 inputs and the ``(gh, gw)`` valid mask.
+        """
+        raw, valid = self.read_global_raw(size)
+        self.stretch = choose_stretch(self.info, raw, valid, scaling[0], scaling[1], stretch)
+        return self.stretch.apply(raw, valid), valid
+
+    # ---------------------------------------------------------------- patches
+    def _read_valid(self, window: Window | None, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+        if not self.info.has_mask:
+            shape = out_shape or (int(window.height), int(window.width))  # type: ignore[union-attr]
+            return np.ones(shape, dtype=bool)
+        kwargs = {"out_shape": (len(self.info.bands), *out_shape), "resampling": Resampling.nearest} if out_shape else {}
+        masks = self.src.read_masks(list(self.info.bands), window=window, **kwargs)
+        return masks.any(axis=0)
+
+    def read_patches(self, windows: Sequence[PatchWindow], skip_pixels: frozenset[int] | None = None) -> PatchBatch:
+        """Read a batch of patches (same shape) as network inputs and valid masks.
+
+        Args:
+            windows: the patches.
+            skip_pixels: grid indices of patches whose pixels are not needed (only their
+                valid masks are read; their images are zeros).
+        """
+        if self.stretch is None:
+            raise SceneError("read the global image first: it fixes the input stretch")
+        start = time.perf_counter()
+        bands = list(self.info.bands)
+        h, w = windows[0].height, windows[0].width
+        images = np.empty((len(windows), len(bands), h, w), dtype=np.float32)
+        valid = np.empty((len(windows), h, w), dtype=bool)
+        try:
+            for i, pw in enumerate(windows):
+                window = Window(pw.left, pw.top, pw.width, pw.height)
+                valid[i] = self._read_valid(window)
+                if valid[i].any() and not (skip_pixels and pw.index in skip_pixels):
+                    images[i] = self.stretch.apply(self.src.read(bands, window=window), valid[i])
+                else:
+                    images[i] = 0.0  # never computed: skip the pixel read
+        except RasterioIOError as exc:
+            raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
+        return PatchBatch(tuple(windows), images, valid, time.perf_counter() - start)
+
+    def iter_batches(
+        self,
+        batches: Iterable[Sequence[PatchWindow]],
+        prefetch: int = 1,
+        skip_pixels: frozenset[int] | None = None,
+    ) -> Iterator[PatchBatch]:
+        """Read ``batches`` in order, ``prefetch`` batches ahead in a background thread.
+
+        ``skip_pixels`` is passed to :meth:`read_patches`.
+
+        With ``prefetch=0`` every batch is read in the calling thread when asked for.
+        Errors in the background reader are raised here, in the caller's thread.
+        """
+        if prefetch <= 0:
+            for batch in batches:
+                yield self.read_patches(batch, skip_pixels)
+            return
+        worker_reader = SceneReader(self.info)
+        worker_reader.stretch = self.stretch
+        out: queue.Queue = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+        _done = object()
+
+        def work() -> None:
+            try:
+                with worker_reader:
+                    for batch in batches:
+                        if stop.is_set():
+                            return
+                        out.put(worker_reader.read_patches(batch, skip_pixels))
+                out.put(_done)
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                out.put(exc)
+
+        thread = threading.Thread(target=work, name="glgeo-reader", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = out.get()
+                if item is _done:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a reader waiting on a full queue
+                try:
+                    out.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            thread.join()

@@ -1,0 +1,257 @@
+"""``glgeo.segment``: one scene in, a georeferenced, QGIS-ready class raster out.
+
+Example:
+    >>> import glgeo
+    >>> summary = glgeo.segment("scene.tif", "landcover.tif", model="model.pt")  # doctest: +SKIP
+    >>> summary.class_areas  # doctest: +SKIP
+    {'urban': 1520.25, 'agriculture': 80211.0, ...}
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import check_output_path
+from .errors import CheckpointError, InputError, OutputError
+from .blend import RowBand
+from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
+from .io import SceneInfo, SceneReader, inspect_scene
+from .schemes import NODATA_ID
+from .writer import ClassRasterWriter, OutputOptions
+
+log = logging.getLogger(__name__)
+
+#: Bands GLNet takes (RGB).
+MODEL_BANDS = 3
+
+
+@dataclass(frozen=True)
+class ClassArea:
+    """How much of the scene one class covers.
+
+    Attributes:
+        id: class id in the raster.
+        name: class name.
+        pixels: pixels of that class.
+        area: area in map units squared (pixels for scenes without a CRS).
+        fraction: share of the valid pixels.
+    """
+
+    id: int
+    name: str
+    pixels: int
+    area: float
+    fraction: float
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """What :func:`segment` wrote and how long it took.
+
+    Attributes:
+        scene: the input.
+        output: the class raster written.
+        probabilities: the score raster written, if any.
+        height: rows of the scene (and output).
+        width: columns.
+        crs: the CRS as a string (``None`` for plain images).
+        area_unit: unit of :attr:`ClassArea.area` (``"metre^2"``, ``"pixel"`` ...).
+        classes: area per class, by id.
+        nodata_pixels: pixels written as nodata (255).
+        model: the checkpoint used.
+        stats: what the engine did (mode, device, patches computed/skipped, timings).
+    """
+
+    scene: str
+    output: Path
+    probabilities: Path | None
+    height: int
+    width: int
+    crs: str | None
+    area_unit: str
+    classes: tuple[ClassArea, ...]
+    nodata_pixels: int
+    model: str
+    stats: InferenceStats = field(repr=False)
+
+    @property
+    def class_areas(self) -> dict[str, float]:
+        """Area per class name, in :attr:`area_unit`."""
+        return {c.name: c.area for c in self.classes}
+
+    @property
+    def seconds(self) -> float:
+        """Wall time of the run (reading, network, blending, writing, COG conversion)."""
+        return self.stats.timings.total
+
+    @property
+    def megapixels_per_second(self) -> float:
+        """Scene megapixels segmented per second of :attr:`seconds`."""
+        return self.height * self.width / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able summary."""
+        s = self.stats
+        return {
+            "scene": self.scene,
+            "output": str(self.output),
+            "probabilities": str(self.probabilities) if self.probabilities else None,
+            "size": [self.height, self.width],
+            "crs": self.crs,
+            "area_unit": self.area_unit,
+            "classes": [c.__dict__ for c in self.classes],
+            "nodata_pixels": self.nodata_pixels,
+            "model": self.model,
+            "mode": s.mode,
+            "device": s.device,
+            "precision": s.precision,
+            "patches": s.patches,
+            "patches_computed": s.computed,
+            "patches_skipped_nodata": s.skipped_nodata,
+            "patches_skipped_coarse_to_fine": s.skipped_c2f,
+            "stretch": s.stretch,
+            "timings_s": s.timings.as_dict(),
+            "megapixels_per_second": round(self.megapixels_per_second, 4),
+        }
+
+
+def _area_unit(info: SceneInfo) -> str:
+    if info.crs is None:
+        return "pixel"
+    try:
+        unit = info.crs.linear_units
+    except Exception:  # pyproj-less CRS objects may not know their units
+        unit = "unknown"
+    return f"{unit}^2" if unit and unit != "unknown" else "map unit^2"
+
+
+def load_model(model: Any, map_location: str = "cpu"):
+    """A :class:`glgeo.models.checkpoint.Checkpoint` from a zoo name, a path or a loaded one."""
+    from glgeo.models.checkpoint import Checkpoint, load_checkpoint
+
+    if isinstance(model, Checkpoint):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_checkpoint(model, map_location=map_location)
+    raise InputError(f"model must be a zoo name, a checkpoint path or a loaded Checkpoint, not {type(model).__name__}")
+
+
+def segment(
+    scene: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    model: Any = "deepglobe-landcover",
+    bands: tuple[int, ...] | None = None,
+    settings: InferenceSettings = InferenceSettings(),
+    probabilities: str | os.PathLike | None = None,
+    scheme: str | None = None,
+    overwrite: bool = False,
+    output_options: OutputOptions = OutputOptions(),
+    progress: ProgressCallback | None = None,
+) -> SegmentSummary:
+    """Segment a scene with GLNet into a class raster on the scene's own grid.
+
+    Args:
+        scene: anything rasterio opens (GeoTIFF, COG, VRT, JPEG/PNG, ``/vsicurl/`` URL).
+        out: the class raster to write (a COG: uint8 class ids, nodata 255, colour table,
+            ``.qml`` and ``.aux.xml`` sidecars).
+        model: a zoo model name, a glgeo checkpoint file, or a loaded ``Checkpoint``.
+        bands: 1-based bands to feed as RGB (default: the scene's non-alpha bands).
+        settings: patch geometry, mode, device, precision, batching (see
+            :class:`~glgeo.inference.InferenceSettings`).
+        probabilities: also write per-class uint8 scores (softmax x 255) here.
+        scheme: the class scheme the caller expects (``deepglobe``, ``inria`` ...): a model
+            predicting another scheme is an error. ``None``: the model's.
+        overwrite: replace existing outputs.
+        output_options: tiling, compression and COG conversion of the outputs.
+        progress: ``progress(done, total)`` as patches are processed.
+
+    Returns:
+        A :class:`SegmentSummary` with class areas in map units and timings.
+
+    Raises:
+        SceneError: the scene is missing, unreadable or not a raster.
+        InputError: bad bands, settings or a model/scheme mismatch.
+        OutputError: an output exists (without ``overwrite``), equals the input, or its
+            folder is missing.
+        CheckpointError: the model cannot be loaded.
+    """
+    out_path = check_output_path(out, overwrite=overwrite, inputs=(scene,))
+    scores_path = None
+    if probabilities is not None:
+        scores_path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))
+        if scores_path.resolve() == out_path.resolve():
+            raise OutputError("--probabilities must name a different file than the class raster")
+    info = inspect_scene(scene, bands, needed=MODEL_BANDS)
+    checkpoint = load_model(model)
+    if scheme is not None and checkpoint.scheme.name != scheme:
+        raise InputError(
+            f"model {str(model)!r} predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; "
+            "choose a model trained for that scheme"
+        )
+    if checkpoint.scheme.n_classes != checkpoint.model.config.n_classes:
+        raise CheckpointError(
+            f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
+            f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
+        )
+    engine = StreamingSegmenter(
+        checkpoint.model,
+        settings,
+        patch_size=checkpoint.patch_size,
+        global_size=checkpoint.global_size,
+        scaling=(checkpoint.input_scaling.min, checkpoint.input_scaling.max),
+    )
+    counts = np.zeros(256, dtype=np.int64)
+    log.info(
+        "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
+        info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
+    )
+
+    with ClassRasterWriter(out_path, info, checkpoint.scheme, scores_path, output_options) as writer:
+
+        def sink(band: RowBand) -> None:
+            counts[:] += np.bincount(band.classes.ravel(), minlength=256)
+            writer.write(band)
+
+        with SceneReader(info, gdal_cache_mb=settings.gdal_cache_mb) as reader:
+            stats = engine.run(reader, sink, scores=scores_path is not None, progress=progress)
+        start = time.perf_counter()
+        writer.commit()
+        finish = time.perf_counter() - start
+        stats.timings.write += finish
+        stats.timings.total += finish
+
+    valid = int(counts[:NODATA_ID].sum())
+    pixel_area = info.pixel_area if info.crs is not None else 1.0
+    classes = tuple(
+        ClassArea(
+            id=c.id,
+            name=c.name,
+            pixels=int(counts[c.id]),
+            area=float(counts[c.id] * pixel_area),
+            fraction=float(counts[c.id] / valid) if valid else 0.0,
+        )
+        for c in checkpoint.scheme.classes
+    )
+    summary = SegmentSummary(
+        scene=info.path,
+        output=out_path,
+        probabilities=scores_path,
+        height=info.height,
+        width=info.width,
+        crs=info.crs.to_string() if info.crs is not None else None,
+        area_unit=_area_unit(info),
+        classes=classes,
+        nodata_pixels=int(counts[NODATA_ID]),
+        model=str(checkpoint.path or model),
+        stats=stats,
+    )
+    log.info("wrote %s in %.1f s (%.2f MP/s)", out_path, summary.seconds, summary.megapixels_per_second)
+    return summary

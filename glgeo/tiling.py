@@ -1,0 +1,225 @@
+"""The patch grid: where GLNet's local branch looks, and in which order.
+
+The grid follows the released GLNet code: per axis, the smallest number ``n`` of patches of
+size ``p`` that covers the scene's length ``S`` with neighbours overlapping by at least
+``min_overlap`` pixels (``n >= 2`` whenever ``S > p``), evenly spaced at the stride
+``(S - p) / (n - 1)``: ``start_i = round(i * stride)`` for ``i < n - 1`` and the last patch
+flush with the far edge (``start = S - p``). A 2448 px DeepGlobe scene with ``p = 508``
+gets 6 x 6 patches at stride 388.
+
+A scene no larger than one patch along an axis gets one patch of size ``S`` along that axis
+(the network is fully convolutional), so every patch of a grid has the same shape and
+patches batch together.
+
+Patches are listed row-major (patch row by patch row, left to right), which is also the
+order of a GeoTIFF's blocks and strips: consecutive patches re-read the blocks GDAL just
+cached, and a band of output rows becomes final as soon as its patch row is done, which is
+what lets :mod:`glgeo.blend` stream.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Iterator
+
+from .errors import InputError
+
+#: Minimum overlap between neighbouring patches in the GLNet paper and released code.
+DEFAULT_MIN_OVERLAP = 50
+
+
+def axis_starts(length: int, patch: int, min_overlap: int = DEFAULT_MIN_OVERLAP) -> tuple[int, ...]:
+    """Start offsets of the patches along one axis.
+
+    Args:
+        length: the scene's size along the axis, in pixels.
+        patch: the patch size along the axis (already clipped to ``length``).
+        min_overlap: the smallest overlap allowed between neighbours.
+
+    Returns:
+        The starts, increasing, the first 0 and the last ``length - patch``.
+    """
+    if length < 1 or patch < 1:
+        raise InputError(f"scene length and patch size must be positive, got {length} and {patch}")
+    if patch > length:
+        raise InputError(f"patch size {patch} is larger than the scene's {length} px; clip it first")
+    if not 0 <= min_overlap < patch:
+        raise InputError(f"overlap {min_overlap} must be at least 0 and smaller than the patch size {patch}")
+    if patch == length:
+        return (0,)
+    n = max(2, math.ceil((length - patch) / (patch - min_overlap)) + 1)
+    stride = (length - patch) / (n - 1)
+    # round half up, like the released code's int(round(...)) on positive values
+    starts = [int(math.floor(i * stride + 0.5)) for i in range(n - 1)] + [length - patch]
+    return tuple(starts)
+
+
+@dataclass(frozen=True)
+class PatchWindow:
+    """One patch of a grid, in scene pixels.
+
+    Attributes:
+        index: position in the grid's row-major order.
+        row: patch row in the grid.
+        col: patch column in the grid.
+        top: first scene row of the patch.
+        left: first scene column of the patch.
+        height: rows in the patch.
+        width: columns in the patch.
+    """
+
+    index: int
+    row: int
+    col: int
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def bottom(self) -> int:
+        """One past the last scene row."""
+        return self.top + self.height
+
+    @property
+    def right(self) -> int:
+        """One past the last scene column."""
+        return self.left + self.width
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices into a scene array."""
+        return slice(self.top, self.bottom), slice(self.left, self.right)
+
+    def intersects(self, top: int, left: int, bottom: int, right: int) -> bool:
+        """Whether the patch overlaps the box (bottom/right exclusive)."""
+        return self.top < bottom and self.bottom > top and self.left < right and self.right > left
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """The patches covering a scene.
+
+    Build it with :meth:`for_scene`; the fields are the resolved geometry.
+
+    Attributes:
+        scene_height: scene rows.
+        scene_width: scene columns.
+        patch_height: rows per patch (the requested size, or the scene's height if smaller).
+        patch_width: columns per patch.
+        min_overlap: smallest overlap between neighbours that the grid guarantees.
+        row_starts: first scene row of each patch row.
+        col_starts: first scene column of each patch column.
+    """
+
+    scene_height: int
+    scene_width: int
+    patch_height: int
+    patch_width: int
+    min_overlap: int
+    row_starts: tuple[int, ...]
+    col_starts: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for name, starts, size, length in (
+            ("row", self.row_starts, self.patch_height, self.scene_height),
+            ("column", self.col_starts, self.patch_width, self.scene_width),
+        ):
+            if not starts or starts[0] != 0 or starts[-1] + size != length:
+                raise InputError(f"patch {name} starts {starts} do not cover a scene of {length} px with {size} px patches")
+            if any(b <= a for a, b in zip(starts, starts[1:])):
+                raise InputError(f"patch {name} starts must increase, got {starts}")
+            if any(b - a > size for a, b in zip(starts, starts[1:])):
+                raise InputError(f"patch {name} starts {starts} leave gaps between {size} px patches")
+
+    @classmethod
+    def for_scene(
+        cls, height: int, width: int, patch_size: int, min_overlap: int = DEFAULT_MIN_OVERLAP
+    ) -> "PatchGrid":
+        """The GLNet patch grid of a ``height x width`` scene.
+
+        Args:
+            height: scene rows.
+            width: scene columns.
+            patch_size: the local branch's patch side (clipped to the scene per axis).
+            min_overlap: minimum overlap between neighbouring patches, in pixels; clipped to
+                ``patch - 1`` on an axis where the scene is smaller than ``patch + overlap``.
+
+        Raises:
+            InputError: non-positive sizes or a negative overlap.
+        """
+        if height < 1 or width < 1:
+            raise InputError(f"the scene has no pixels ({height} x {width})")
+        if patch_size < 8:
+            raise InputError(f"patch size must be at least 8 px, got {patch_size}")
+        if min_overlap < 0 or min_overlap >= patch_size:
+            raise InputError(f"overlap must be 0 to {patch_size - 1} px for {patch_size} px patches, got {min_overlap}")
+        ph, pw = min(patch_size, height), min(patch_size, width)
+        return cls(
+            scene_height=height,
+            scene_width=width,
+            patch_height=ph,
+            patch_width=pw,
+            min_overlap=min_overlap,
+            row_starts=axis_starts(height, ph, min(min_overlap, ph - 1)),
+            col_starts=axis_starts(width, pw, min(min_overlap, pw - 1)),
+        )
+
+    @property
+    def n_rows(self) -> int:
+        """Patch rows."""
+        return len(self.row_starts)
+
+    @property
+    def n_cols(self) -> int:
+        """Patch columns."""
+        return len(self.col_starts)
+
+    def __len__(self) -> int:
+        return self.n_rows * self.n_cols
+
+    @cached_property
+    def windows(self) -> tuple[PatchWindow, ...]:
+        """Every patch, row-major (the order of the scene's blocks)."""
+        return tuple(
+            PatchWindow(r * self.n_cols + c, r, c, top, left, self.patch_height, self.patch_width)
+            for r, top in enumerate(self.row_starts)
+            for c, left in enumerate(self.col_starts)
+        )
+
+    def __iter__(self) -> Iterator[PatchWindow]:
+        return iter(self.windows)
+
+    def __getitem__(self, index: int) -> PatchWindow:
+        return self.windows[index]
+
+    def final_rows_after(self, row: int) -> int:
+        """Scene rows ``< final_rows_after(row)`` are final once patch rows ``0..row`` are done."""
+        return self.row_starts[row + 1] if row + 1 < self.n_rows else self.scene_height
+
+    def final_cols_after(self, col: int) -> int:
+        """Within a patch row, columns ``< final_cols_after(col)`` are final after patch ``col``."""
+        return self.col_starts[col + 1] if col + 1 < self.n_cols else self.scene_width
+
+    @property
+    def max_row_overlap(self) -> int:
+        """Most rows a patch row shares with the rows below it (what must be carried over)."""
+        return max(
+            (top + self.patch_height - self.final_rows_after(r) for r, top in enumerate(self.row_starts[:-1])),
+            default=0,
+        )
+
+    def batches(self, batch_size: int, indices: list[int] | None = None) -> Iterator[list[PatchWindow]]:
+        """Patches in row-major order, ``batch_size`` at a time.
+
+        Args:
+            batch_size: patches per batch.
+            indices: the patches to yield (default all), in any order: they are sorted.
+        """
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        chosen = self.windows if indices is None else [self.windows[i] for i in sorted(set(indices))]
+        for i in range(0, len(chosen), batch_size):
+            yield list(chosen[i : i + batch_size])

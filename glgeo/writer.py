@@ -1,0 +1,303 @@
+"""Writing class rasters: window by window to a tiled GTiff, then a Cloud Optimized GeoTIFF.
+
+The class raster is single-band uint8 on exactly the input's grid (size, CRS, transform),
+nodata :data:`~glgeo.schemes.NODATA_ID` (255), with the scheme's colour table embedded and
+QGIS/GDAL sidecars (``.qml`` default style, ``.aux.xml`` category names and attribute table)
+from :func:`glgeo.styles.write_raster_sidecars`.
+
+Rows arrive in bands as the blender finalises them. They are gathered into whole rows of
+output tiles and written to a temporary tiled, compressed GTiff, so each tile is written
+once and memory holds at most one row of tiles. When the last row is in, the GTiff is
+copied to a COG (GDAL's COG driver ``CreateCopy`` streams from the GTiff; only creating a
+COG dataset directly would buffer the whole raster) with MODE overviews for classes and
+AVERAGE overviews for scores. Every file of the output (tif and sidecars) is written under
+a temporary name in the output's folder and renamed when complete, sidecars first and the
+tif last, so "the tif exists" means "the output is complete"; a failure removes them all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from .blend import RowBand
+from .errors import OutputError
+from .io import SceneInfo
+from .schemes import NODATA_ID, ClassScheme
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How output rasters are laid out.
+
+    Attributes:
+        block_size: tile side of the GTiff and COG.
+        compress: GDAL compression of the COG.
+        cog: convert to a Cloud Optimized GeoTIFF with overviews (else keep the tiled GTiff).
+        class_overviews: resampling of the class raster's overviews (``MODE`` keeps real
+            class ids; ``NEAREST`` is faster).
+        score_overviews: resampling of the score raster's overviews.
+    """
+
+    block_size: int = 512
+    compress: str = "DEFLATE"
+    cog: bool = True
+    class_overviews: Literal["MODE", "NEAREST"] = "MODE"
+    score_overviews: Literal["AVERAGE", "NEAREST", "MODE"] = "AVERAGE"
+
+    def __post_init__(self) -> None:
+        if self.block_size < 16 or self.block_size % 16:
+            raise OutputError(f"block size must be a multiple of 16, got {self.block_size}")
+
+
+def sidecar_paths(tif: Path) -> list[Path]:
+    """Sidecars GDAL and QGIS read beside ``tif``: ``<stem>.qml`` and ``<name>.aux.xml``."""
+    return [tif.with_suffix(".qml"), tif.with_name(tif.name + ".aux.xml")]
+
+
+class _StagedRaster:
+    """A raster written to a temporary GTiff, rows buffered to whole tile rows."""
+
+    def __init__(self, path: Path, profile: dict, block: int, mask: bool) -> None:
+        self.path = path
+        self.block = block
+        self.mask = mask
+        self.count = int(profile["count"])
+        self.width = int(profile["width"])
+        self.height = int(profile["height"])
+        self.dst = rasterio.open(path, "w", **profile)
+        self._rows: list[np.ndarray] = []
+        self._valid: list[np.ndarray] = []
+        self._row_off = 0
+        self._buffered = 0
+
+    def add(self, row_off: int, data: np.ndarray, valid: np.ndarray) -> None:
+        if row_off != self._row_off + self._buffered:
+            raise OutputError(f"rows must arrive in order: expected row {self._row_off + self._buffered}, got {row_off}")
+        self._rows.append(data)
+        self._valid.append(valid)
+        self._buffered += data.shape[-2]
+        end = self._row_off + self._buffered
+        aligned = end if end == self.height else (end // self.block) * self.block
+        if aligned > self._row_off:
+            self._flush(aligned)
+
+    def _flush(self, until: int) -> None:
+        data = np.concatenate(self._rows, axis=-2)
+        valid = np.concatenate(self._valid, axis=-2)
+        n = until - self._row_off
+        window = Window(0, self._row_off, self.width, n)
+        self.dst.write(data[..., :n, :], window=window)
+        if self.mask:
+            self.dst.write_mask(np.where(valid[:n], 255, 0).astype(np.uint8), window=window)
+        self._rows = [data[..., n:, :]] if data.shape[-2] > n else []
+        self._valid = [valid[n:]] if valid.shape[0] > n else []
+        self._row_off = until
+        self._buffered -= n
+
+    @property
+    def rows_written(self) -> int:
+        return self._row_off
+
+    def close(self) -> None:
+        self.dst.close()
+
+
+def _temp_path(final: Path, token: str, tag: str) -> Path:
+    return final.with_name(f".{final.stem}.{token}.{tag}{final.suffix}")
+
+
+class ClassRasterWriter:
+    """Writes the class raster (and optionally per-class scores) of one scene.
+
+    Use as a context manager: :meth:`write` each :class:`~glgeo.blend.RowBand` top to
+    bottom, then :meth:`commit`. Leaving the block without committing (an error, Ctrl-C)
+    removes every temporary file and leaves existing outputs untouched.
+
+    Args:
+        out: the class raster's path (``.tif``).
+        info: the input scene (its grid is copied).
+        scheme: class names and colours.
+        scores_out: path of the per-class uint8 score raster, or ``None``.
+        options: layout of the outputs.
+    """
+
+    def __init__(
+        self,
+        out: str | os.PathLike,
+        info: SceneInfo,
+        scheme: ClassScheme,
+        scores_out: str | os.PathLike | None = None,
+        options: OutputOptions = OutputOptions(),
+    ) -> None:
+        self.out = Path(out)
+        self.scores_out = Path(scores_out) if scores_out is not None else None
+        self.info = info
+        self.scheme = scheme
+        self.options = options
+        self._token = secrets.token_hex(4)
+        self._classes: _StagedRaster | None = None
+        self._scores: _StagedRaster | None = None
+        self._temps: list[Path] = []
+        self._committed = False
+
+    # ---------------------------------------------------------------- profile
+    def _profile(self, count: int) -> dict:
+        block = self.options.block_size
+        profile = {
+            "driver": "GTiff",
+            "width": self.info.width,
+            "height": self.info.height,
+            "count": count,
+            "dtype": "uint8",
+            "tiled": True,
+            "blockxsize": block,
+            "blockysize": block,
+            "compress": "DEFLATE",
+            "zlevel": 1,  # a staging file: fast; the COG gets the real compression
+            "bigtiff": "IF_SAFER",
+        }
+        if self.info.crs is not None:
+            profile["crs"] = self.info.crs
+            profile["transform"] = self.info.transform
+        return profile
+
+    def _temp(self, final: Path, tag: str) -> Path:
+        path = _temp_path(final, self._token, tag)
+        self._temps.append(path)
+        return path
+
+    def __enter__(self) -> "ClassRasterWriter":
+        try:
+            profile = {**self._profile(1), "nodata": NODATA_ID, "photometric": "PALETTE"}
+            self._classes = _StagedRaster(self._temp(self.out, "stage"), profile, self.options.block_size, mask=False)
+            self._classes.dst.write_colormap(1, self.scheme.colormap())
+            self._classes.dst.set_band_description(1, "class")
+            from .styles import SCHEME_TAG
+
+            # the scheme travels inside the tif too (glgeo vectorize reads it), not only in the .aux.xml
+            self._classes.dst.update_tags(**{SCHEME_TAG: json.dumps(self.scheme.to_dict())})
+            if self.scores_out is not None:
+                profile = self._profile(self.scheme.n_classes)
+                self._scores = _StagedRaster(
+                    self._temp(self.scores_out, "stage"), profile, self.options.block_size, mask=True
+                )
+                for i, name in enumerate(self.scheme.names, start=1):
+                    self._scores.dst.set_band_description(i, f"score {name}")
+                self._scores.dst.update_tags(scale="softmax score x 255")
+        except (RasterioIOError, OSError) as exc:
+            self._cleanup()
+            raise OutputError(f"cannot create output beside {str(self.out)!r}: {exc}") from None
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._close_staged()
+        if not self._committed:
+            self._cleanup()
+
+    # ------------------------------------------------------------------ write
+    def write(self, band: RowBand) -> None:
+        """Write a band of final rows (top to bottom)."""
+        if self._classes is None:
+            raise OutputError("the writer is not open; use it inside a `with` block")
+        self._classes.add(band.row_off, band.classes[None], band.valid)
+        if self._scores is not None:
+            if band.scores is None:
+                raise OutputError("this writer makes a score raster but the band carries no scores")
+            self._scores.add(band.row_off, band.scores, band.valid)
+
+    @property
+    def rows_written(self) -> int:
+        """Rows already on disk in the staging file."""
+        return 0 if self._classes is None else self._classes.rows_written
+
+    def commit(self) -> list[Path]:
+        """Finish the outputs (COG conversion, sidecars) and rename them into place.
+
+        Returns:
+            The final paths written (tifs and sidecars).
+
+        Raises:
+            OutputError: rows are missing, or a file cannot be written or renamed.
+        """
+        if self._classes is None:
+            raise OutputError("the writer is not open; use it inside a `with` block")
+        if self._classes.rows_written != self.info.height:
+            raise OutputError(
+                f"only {self._classes.rows_written} of {self.info.height} rows were written; the output is incomplete"
+            )
+        staged = [(self._classes, self.out, self.options.class_overviews, True)]
+        if self._scores is not None and self.scores_out is not None:
+            staged.append((self._scores, self.scores_out, self.options.score_overviews, False))
+        self._close_staged()
+        renames: list[tuple[Path, Path]] = []
+        try:
+            for raster, final, overviews, styled in staged:
+                ready = self._finish(raster.path, final, overviews)
+                if styled:
+                    from .styles import write_raster_sidecars
+
+                    write_raster_sidecars(ready, self.scheme)
+                # sidecars of the temporary tif -> sidecars of the final tif
+                prefix = ready.stem
+                for item in sorted(ready.parent.glob(f"{prefix}*")):
+                    if item != ready:
+                        self._temps.append(item)
+                        renames.append((item, final.with_name(final.stem + item.name[len(prefix) :])))
+                renames.append((ready, final))
+        except (RasterioIOError, OSError) as exc:
+            raise OutputError(f"writing {str(self.out)!r} failed: {exc}") from None
+        # sidecars first, each tif last: a tif under its final name is complete
+        for _, final, _, _ in staged:
+            for old in sidecar_paths(final):
+                if old not in {dst for _, dst in renames}:
+                    with contextlib.suppress(FileNotFoundError):
+                        old.unlink()
+        for src, dst in renames:
+            os.replace(src, dst)
+        self._committed = True
+        self._cleanup()
+        return [dst for _, dst in renames]
+
+    def _finish(self, staged: Path, final: Path, overviews: str) -> Path:
+        if not self.options.cog:
+            return staged
+        cog = self._temp(final, "cog")
+        log.info("converting %s to a Cloud Optimized GeoTIFF", final.name)
+        rasterio.shutil.copy(
+            staged,
+            cog,
+            driver="COG",
+            COMPRESS=self.options.compress,
+            BLOCKSIZE=self.options.block_size,
+            OVERVIEW_RESAMPLING=overviews,
+            BIGTIFF="IF_SAFER",
+        )
+        with contextlib.suppress(FileNotFoundError):
+            staged.unlink()
+        return cog
+
+    def _close_staged(self) -> None:
+        for raster in (self._classes, self._scores):
+            if raster is not None:
+                raster.close()
+
+    def _cleanup(self) -> None:
+        for path in self._temps:
+            for item in [path, *sidecar_paths(path)]:
+                with contextlib.suppress(FileNotFoundError):
+                    item.unlink()
