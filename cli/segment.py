@@ -1,0 +1,160 @@
+"""``glgeo segment``: stream a scene through GLNet into a georeferenced class raster."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .options import device_opt, model_opt, overwrite_opt, progress_enabled
+
+
+def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        bands = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of band numbers, e.g. 1,2,3") from None
+    if any(b < 1 for b in bands):
+        raise click.BadParameter("band numbers start at 1")
+    return bands
+
+
+def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> object:
+    if value in ("auto", "none"):
+        return value
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use auto, none or LOW,HIGH (e.g. 0,3000)") from None
+    if not high > low:
+        raise click.BadParameter(f"{value!r}: HIGH must be larger than LOW")
+    return (low, high)
+
+
+@click.command(short_help="Segment a scene into a class raster (COG, styled for QGIS).")
+@click.argument("scene")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Class raster to write (.tif).")
+@model_opt
+@click.option("--bands", callback=_parse_bands, metavar="B,G,R", help="1-based bands fed as RGB, e.g. 4,3,2. Default: the non-alpha bands.")
+@click.option(
+    "--mode",
+    type=click.Choice(["global", "local", "g2l", "bidirectional"]),
+    default=None,
+    help="GLNet mode. Default: the model's own.",
+)
+@click.option("--coarse-to-fine", is_flag=True, help="Binary models: run the local branch only inside the global branch's relaxed foreground box.")
+@click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
+@click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
+@click.option("--global-size", type=click.IntRange(min=8), default=None, help="Global image side in px. Default: the model's.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Patches per network call.")
+@device_opt
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="auto: mixed precision (bf16/fp16) on CUDA, fp32 on CPU.",
+)
+@click.option("--stretch", default="auto", show_default=True, callback=_parse_stretch, help="16-bit/float scenes: auto (1-99 percentile per band), none, or LOW,HIGH.")
+@click.option("--probabilities", type=click.Path(dir_okay=False), default=None, help="Also write per-class scores (uint8, softmax x 255) here.")
+@click.option("--vector", type=click.Path(dir_okay=False), default=None, help="Also vectorize the classes into this GeoPackage.")
+@click.option("--scheme", default=None, help="Fail unless the model predicts this class scheme (deepglobe, inria...).")
+@click.option("--no-cog", is_flag=True, help="Keep a plain tiled GeoTIFF (no COG overviews).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@overwrite_opt
+@click.pass_context
+def segment(
+    ctx: click.Context,
+    scene: str,
+    out: str,
+    model: str,
+    bands: tuple[int, ...] | None,
+    mode: str | None,
+    coarse_to_fine: bool,
+    patch_size: int | None,
+    overlap: int,
+    global_size: int | None,
+    batch_size: int,
+    device: str,
+    precision: str,
+    stretch: object,
+    probabilities: str | None,
+    vector: str | None,
+    scheme: str | None,
+    no_cog: bool,
+    as_json: bool,
+    overwrite: bool,
+) -> None:
+    """Segment SCENE (any raster GDAL opens) with GLNet into a class raster.
+
+    The output has the scene's size, CRS and transform, uint8 class ids, nodata 255, the
+    class colours embedded and a .qml style QGIS loads by default. Example:
+
+        glgeo segment scene.tif -o landcover.tif --model deepglobe-landcover
+    """
+    from tqdm import tqdm
+
+    from glgeo.atomic import check_output_path
+    from glgeo.inference import InferenceSettings
+    from glgeo.segment import segment as run_segment
+    from glgeo.writer import OutputOptions
+
+    if vector is not None:
+        check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
+    settings = InferenceSettings(
+        patch_size=patch_size,
+        min_overlap=overlap,
+        global_size=global_size,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,  # type: ignore[arg-type]
+        mode=mode,  # type: ignore[arg-type]
+        coarse_to_fine=coarse_to_fine,
+        stretch=stretch,  # type: ignore[arg-type]
+    )
+    bars: list[tqdm] = []  # made at the first patch, so errors before it print no empty bar
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="patch", desc="segment", disable=not progress_enabled(ctx), leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        summary = run_segment(
+            scene,
+            out,
+            model=model,
+            bands=bands,
+            settings=settings,
+            probabilities=probabilities,
+            scheme=scheme,
+            overwrite=overwrite,
+            output_options=OutputOptions(cog=not no_cog),
+            progress=progress,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+
+    result = summary.to_dict()
+    if vector is not None:
+        from glgeo.vectorize import vectorize
+
+        vresult = vectorize(out, vector, overwrite=overwrite)
+        result["vector"] = str(getattr(vresult, "path", vector))
+
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif not quiet:
+        click.echo(
+            f"{summary.output}: {summary.width} x {summary.height} px, {summary.stats.computed} patches "
+            f"({summary.stats.skipped_nodata + summary.stats.skipped_c2f} skipped), mode {summary.stats.mode} "
+            f"on {summary.stats.device}, {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
+        )
+        for c in summary.classes:
+            click.echo(f"  {c.id:>3} {c.name:<16} {c.area:>16.1f} {summary.area_unit:<10} {100 * c.fraction:6.2f} %")
+        if vector is not None:
+            click.echo(f"polygons: {result['vector']}")
