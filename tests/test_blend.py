@@ -1,0 +1,114 @@
+"""Row-band blending: seamless, order-independent, memory-bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from glgeo.blend import RowBand, RowBandBlender
+from glgeo.errors import InputError
+from glgeo.schemes import NODATA_ID
+from glgeo.tiling import PatchGrid
+
+
+def _blend(grid: PatchGrid, field: np.ndarray, valid: np.ndarray, scores: bool = False, skip=()):
+    """Feed every patch its crop of a scene-wide logit field; reassemble the bands."""
+    bands: list[RowBand] = []
+    blender = RowBandBlender(grid, field.shape[0], bands.append, scores=scores)
+    for w in grid:
+        rows, cols = w.slices
+        logits = None if w.index in skip else field[:, rows, cols].copy()
+        blender.add(w, logits, valid[rows, cols])
+    assert blender.done
+    assert [b.row_off for b in bands] == sorted({b.row_off for b in bands})
+    classes = np.concatenate([b.classes for b in bands])
+    assert classes.shape == valid.shape
+    out_scores = np.concatenate([b.scores for b in bands], axis=1) if scores else None
+    return classes, out_scores, blender
+
+
+@pytest.mark.parametrize(
+    "shape,patch,overlap",
+    [((300, 420), 128, 50), ((967, 131), 508, 50), ((131, 967), 508, 50), ((61, 77), 128, 50), ((256, 256), 128, 0)],
+)
+def test_constant_field_gives_a_seamless_map(shape, patch, overlap):
+    # every patch reports the same scene-wide logits where it lies: a network whose output
+    # depends only on the pixel's class. The blended map must equal the field's arg-max
+    # everywhere, seams, triple overlaps and scene edges included.
+    rng = np.random.default_rng(0)
+    field = rng.normal(size=(5, *shape)).astype(np.float32)
+    valid = np.ones(shape, dtype=bool)
+    grid = PatchGrid.for_scene(*shape, patch, overlap)
+    classes, scores, _ = _blend(grid, field, valid, scores=True)
+    np.testing.assert_array_equal(classes, field.argmax(axis=0))
+    e = np.exp(field - field.max(axis=0))
+    expected = np.rint(255 * e / e.sum(axis=0)).astype(np.uint8)
+    assert np.abs(scores.astype(int) - expected).max() <= 1
+
+
+def test_overlaps_are_summed_not_overwritten():
+    # two patches side by side overlapping by 8 columns; the right one is confident
+    grid = PatchGrid.for_scene(16, 24, 16, 8)
+    assert grid.col_starts == (0, 8)
+    bands: list[RowBand] = []
+    blender = RowBandBlender(grid, 2, bands.append)
+    left = np.zeros((2, 16, 16), np.float32)
+    left[1] = 1.0  # weakly class 1
+    right = np.zeros((2, 16, 16), np.float32)
+    right[0] = 3.0  # strongly class 0
+    blender.add(grid[0], left, np.ones((16, 16), bool))
+    blender.add(grid[1], right, np.ones((16, 16), bool))
+    classes = bands[0].classes
+    assert (classes[:, :8] == 1).all()  # left patch alone
+    assert (classes[:, 8:] == 0).all()  # sum 1 vs 3 in the overlap, right patch alone after
+
+
+def test_nodata_and_skipped_patches():
+    shape = (200, 260)
+    field = np.zeros((3, *shape), np.float32)
+    field[2] = 1.0
+    valid = np.ones(shape, bool)
+    valid[:, :70] = False  # the first patch column is all nodata
+    grid = PatchGrid.for_scene(*shape, 64, 8)
+    skip = {w.index for w in grid if not valid[w.slices].any()}
+    assert skip
+    classes, scores, _ = _blend(grid, field, valid, scores=True, skip=skip)
+    assert (classes[:, :70] == NODATA_ID).all()
+    assert (classes[:, 70:] == 2).all()
+    assert (scores[:, :, :70] == 0).all()
+
+
+def test_valid_pixels_no_patch_computed_get_the_fill_class():
+    shape = (100, 100)
+    grid = PatchGrid.for_scene(*shape, 64, 8)
+    field = np.zeros((2, *shape), np.float32)
+    field[1] = 5.0
+    classes, _, _ = _blend(grid, field, np.ones(shape, bool), skip={0})
+    # patch 0 covers rows/cols 0..63; its exclusive corner got no logits -> background (0)
+    exclusive = classes[: grid.row_starts[1], : grid.col_starts[1]]
+    assert (exclusive == 0).all()
+    assert (classes[64:, 64:] == 1).all()
+
+
+def test_memory_does_not_grow_with_scene_height_and_stays_below_a_patch_row():
+    for height in (2000, 20000, 200000):
+        grid = PatchGrid.for_scene(height, 3000, 508)
+        blender = RowBandBlender(grid, 7, lambda b: None)
+        stride = max(b - a for a, b in zip(grid.row_starts, grid.row_starts[1:]))
+        # current patch + two carried overlaps (float32 sums, uint16 counts, bool valid)
+        # + one band of finished rows (uint8 classes, bool valid)
+        bound = 508 * 508 * (7 * 4 + 3) + 2 * grid.max_row_overlap * 3000 * (7 * 4 + 3) + 508 * 3000 * 2
+        assert blender.nbytes <= bound
+        # the fewest-patches grid keeps overlaps near the minimum: < 50 + (508 - 50) / (n - 1)
+        assert grid.max_row_overlap <= 50 + (508 - 50) / (grid.n_rows - 1) + 1
+        assert stride < 508
+        assert blender.nbytes < 7 * 508 * 3000 * 4  # less than one band of patch rows
+
+
+def test_patches_must_come_in_grid_order_and_shape():
+    grid = PatchGrid.for_scene(100, 100, 64)
+    blender = RowBandBlender(grid, 2, lambda b: None)
+    with pytest.raises(InputError, match="grid order"):
+        blender.add(grid[1], None, np.ones((64, 64), bool))
+    with pytest.raises(InputError, match="shape"):
+        blender.add(grid[0], np.zeros((3, 64, 64), np.float32), np.ones((64, 64), bool))
