@@ -8,10 +8,11 @@ Pixel values become network inputs in two steps:
 1. an optional *stretch* of each band from ``[low, high]`` onto the checkpoint's input
    range. 8-bit scenes are not stretched. For 16-bit and float scenes fed to a model
    trained on bytes (the checkpoint's range ends at 255 or below) the default ``"auto"``
-   stretch maps each band's 1st..99th percentile, measured over the valid pixels of the
-   decimated global read, onto that range, so a 12-bit sensor's values are not clipped at
-   255 nor squeezed into a few grey levels. Values beyond the percentiles saturate; the
-   share of the global read that saturates is logged and reported (never silent).
+   stretch maps each band's 1st..99th percentile onto that range, so a 12-bit sensor's
+   values are not clipped at 255 nor squeezed into a few grey levels. The percentiles are measured on a
+   nearest-neighbour sample of at most 1024 x 1024 valid pixels (unsmoothed, so they
+   describe full-resolution values). Values beyond them saturate; the share of the
+   sample that saturates is logged and reported (never silent).
    Pass an explicit ``(low, high)`` to control it, or ``"none"`` to feed raw values.
 2. the checkpoint's :class:`~glgeo.models.checkpoint.InputScaling`
    (``(x - min) / (max - min)``, bytes / 255 for the released models).
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 
 #: Percentiles of the automatic stretch for 16-bit and float scenes.
 AUTO_STRETCH_PERCENTILES = (1.0, 99.0)
+
+#: Side of the nearest-neighbour sample the automatic stretch is measured on.
+STRETCH_SAMPLE_SIZE = 1024
 
 StretchSpec = Literal["auto", "none"] | tuple[float, float]
 
@@ -150,12 +154,12 @@ def choose_stretch(
     scaling_max: float,
     spec: StretchSpec = "auto",
 ) -> Stretch:
-    """The stretch for a scene, from its decimated global read.
+    """The stretch for a scene, from a decimated sample of it.
 
     Args:
         info: the scene.
-        global_raw: the global read ``(bands, g, g)`` in raw values.
-        global_valid: its valid mask ``(g, g)``.
+        global_raw: a sample of the scene ``(bands, h, w)`` in raw values.
+        global_valid: its valid mask ``(h, w)``.
         scaling_min: the checkpoint's input scaling minimum.
         scaling_max: the checkpoint's input scaling maximum.
         spec: ``"auto"`` (see the module doc), ``"none"`` (raw values through the
@@ -356,8 +360,25 @@ class SceneReader:
             ``(bands, gh, gw)`` float32 inputs and the ``(gh, gw)`` valid mask.
         """
         raw, valid = self.read_global_raw(size)
-        self.stretch = choose_stretch(self.info, raw, valid, scaling[0], scaling[1], stretch)
+        sample, sample_valid = raw, valid
+        if stretch != "none" and self.info.dtype not in ("uint8", "int8"):
+            # statistics from a nearest-neighbour sample: the antialiased global image is
+            # smoothed, and its percentiles would understate the full-resolution range
+            sample, sample_valid = self.read_sample(STRETCH_SAMPLE_SIZE)
+        self.stretch = choose_stretch(self.info, sample, sample_valid, scaling[0], scaling[1], stretch)
         return self.stretch.apply(raw, valid), valid
+
+    def read_sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """An unsmoothed sample of the scene's values: a nearest-neighbour decimated read of
+        at most ``size x size`` pixels (raw values, valid mask)."""
+        shape = (min(size, self.info.height), min(size, self.info.width))
+        bands = list(self.info.bands)
+        try:
+            raw = self.src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest, out_dtype="float32")
+            valid = self._read_valid(None, shape)
+        except RasterioIOError as exc:
+            raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
+        return raw, valid
 
     # ---------------------------------------------------------------- patches
     def _read_valid(self, window: Window | None, out_shape: tuple[int, int] | None = None) -> np.ndarray:

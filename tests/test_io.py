@@ -1,0 +1,192 @@
+"""Reading scenes: band choice, valid masks, stretch, global and patch reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+
+from glgeo.errors import InputError, SceneError
+from glgeo.io import SceneReader, choose_stretch, inspect_scene
+from glgeo.tiling import PatchGrid
+
+CRS = "EPSG:32633"
+TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4200000.0)
+
+
+def write_scene(path: Path, data: np.ndarray, nodata=None, alpha: np.ndarray | None = None,
+                mask: np.ndarray | None = None, tiled: bool = True, **extra) -> Path:
+    """A GeoTIFF with a real CRS and transform (optionally nodata, alpha band or internal mask)."""
+    bands = data if alpha is None else np.concatenate([data, alpha[None]])
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=bands.shape[0],
+                   dtype=data.dtype, crs=CRS, transform=TRANSFORM, nodata=nodata)
+    if tiled:
+        profile.update(tiled=True, blockxsize=64, blockysize=64)
+    profile.update(extra)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(bands)
+            if alpha is not None:
+                dst.colorinterp = [*dst.colorinterp[:-1], rasterio.enums.ColorInterp.alpha]
+            if mask is not None:
+                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
+    return path
+
+
+@pytest.fixture
+def rgb(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 256, size=(3, 150, 211), dtype=np.uint8)
+    return write_scene(tmp_path / "rgb.tif", data), data
+
+
+def _read_all(info, grid):
+    with SceneReader(info) as reader:
+        reader.read_global(32, "auto", (0.0, 255.0))
+        return list(reader.iter_batches(grid.batches(3), prefetch=1))
+
+
+def test_inspect_scene_georeferencing_and_bands(rgb):
+    path, _ = rgb
+    info = inspect_scene(path)
+    assert (info.height, info.width, info.bands, info.dtype) == (150, 211, (1, 2, 3), "uint8")
+    assert info.crs.to_string() == CRS and info.transform == TRANSFORM
+    assert info.pixel_area == pytest.approx(0.25)
+    assert not info.has_mask
+    assert inspect_scene(path, bands=(3, 2, 1)).bands == (3, 2, 1)
+
+
+def test_bad_scenes_and_band_choices(tmp_path, rgb):
+    path, _ = rgb
+    with pytest.raises(SceneError, match="does not exist"):
+        inspect_scene(tmp_path / "missing.tif")
+    text = tmp_path / "notes.tif"
+    text.write_text("not a raster")
+    with pytest.raises(SceneError, match="cannot open"):
+        inspect_scene(text)
+    with pytest.raises(InputError, match=r"band \[4\] not in the scene"):
+        inspect_scene(path, bands=(1, 2, 4))
+    with pytest.raises(InputError, match="needs 3"):
+        inspect_scene(path, bands=(1, 2))
+    gray = write_scene(tmp_path / "gray.tif", np.zeros((1, 20, 20), np.uint8))
+    with pytest.raises(InputError, match="--bands 1,1,1"):
+        inspect_scene(gray)
+    assert inspect_scene(gray, bands=(1, 1, 1)).bands == (1, 1, 1)
+    four = write_scene(tmp_path / "four.tif", np.zeros((4, 20, 20), np.uint8), photometric="MINISBLACK")
+    with pytest.raises(InputError, match="has 4 bands"):
+        inspect_scene(four)
+
+
+def test_patches_are_scaled_windows_of_the_scene(rgb):
+    path, data = rgb
+    info = inspect_scene(path, bands=(3, 2, 1))
+    grid = PatchGrid.for_scene(info.height, info.width, 64, 10)
+    batches = _read_all(info, grid)
+    assert [w.index for b in batches for w in b.windows] == list(range(len(grid)))
+    for batch in batches:
+        for window, image, valid in zip(batch.windows, batch.images, batch.valid):
+            rows, cols = window.slices
+            np.testing.assert_allclose(image, data[::-1, rows, cols] / 255.0, atol=1e-6)
+            assert valid.all()
+
+
+def test_nodata_alpha_and_internal_mask_make_the_valid_mask(tmp_path):
+    rng = np.random.default_rng(2)
+    data = rng.integers(1, 256, size=(3, 90, 130), dtype=np.uint8)
+    hole = np.zeros((90, 130), bool)
+    hole[10:40, 20:100] = True
+    nodata = data.copy()
+    nodata[:, hole] = 0
+    nodata[0, 60, 60] = 0  # one band at nodata alone: GDAL's dataset mask keeps the pixel
+    alpha = np.where(hole, 0, 255).astype(np.uint8)
+    scenes = {
+        "nodata": write_scene(tmp_path / "nodata.tif", nodata, nodata=0),
+        "alpha": write_scene(tmp_path / "alpha.tif", data, alpha=alpha),
+        "mask": write_scene(tmp_path / "mask.tif", data, mask=~hole),
+    }
+    for name, path in scenes.items():
+        info = inspect_scene(path)
+        assert info.has_mask and info.bands == (1, 2, 3), name
+        grid = PatchGrid.for_scene(info.height, info.width, 48, 8)
+        got = np.zeros((90, 130), bool)
+        for batch in _read_all(info, grid):
+            for window, image, valid in zip(batch.windows, batch.images, batch.valid):
+                got[window.slices] = valid
+                assert (image[:, ~valid] == 0).all(), name
+        np.testing.assert_array_equal(got, ~hole, err_msg=name)
+
+
+def test_global_read_is_antialiased_like_pil_bilinear(tmp_path):
+    yy, xx = np.mgrid[0:600, 0:900]
+    band = ((np.sin(xx / 2.3) + np.sin(yy / 3.1)) * 60 + 128).astype(np.uint8)  # near Nyquist
+    path = write_scene(tmp_path / "stripes.tif", np.stack([band] * 3))
+    with SceneReader(inspect_scene(path)) as reader:
+        image, valid = reader.read_global(100, "auto", (0.0, 255.0))
+    assert image.shape == (3, 100, 100) and valid.all()
+    pil = np.asarray(Image.fromarray(band).resize((100, 100), Image.BILINEAR)) / 255.0
+    nearest = band[(np.arange(100) * 6 + 3)[:, None], (np.arange(100) * 9 + 4)[None]] / 255.0
+    assert np.abs(image[0] - pil).mean() < 0.5 / 255  # the filter the model was trained with
+    assert np.abs(image[0] - nearest).mean() > 20 / 255  # not aliased decimation
+
+
+def test_16_bit_scene_is_stretched_not_clipped(tmp_path):
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 4001, size=(3, 120, 120)).astype(np.uint16)
+    path = write_scene(tmp_path / "u16.tif", data)
+    info = inspect_scene(path)
+    with SceneReader(info) as reader:
+        image, _ = reader.read_global(60, "auto", (0.0, 255.0))
+        stretch = reader.stretch
+        batch = reader.read_patches(list(PatchGrid.for_scene(120, 120, 120)))
+    assert stretch.saturates and "percentiles 1-99" in stretch.description
+    assert 0.0 < stretch.saturated_fraction < 0.05  # reported, not silent
+    assert stretch.offset[0] == pytest.approx(40, abs=20) and stretch.scale[0] == pytest.approx(3920, abs=40)
+    values = batch.images[0]
+    assert values.min() == 0.0 and values.max() == 1.0
+    # the inputs keep the scene's dynamic range: no bulk of values stuck at 1 (as /255 would)
+    assert (values >= 1.0).mean() < 0.02 and len(np.unique(values)) > 1000
+    # explicit stretch and raw values through a checkpoint trained on 0..10000
+    explicit = choose_stretch(info, data.astype(np.float32), np.ones((120, 120), bool), 0.0, 255.0, (0.0, 2000.0))
+    assert explicit.saturated_fraction == pytest.approx((data > 2000).mean(), abs=1e-6)
+    raw = choose_stretch(info, data.astype(np.float32), np.ones((120, 120), bool), 0.0, 10000.0, "auto")
+    assert not raw.saturates and raw.scale == (10000.0,) * 3
+
+
+def test_float_scene_with_nan_nodata(tmp_path):
+    data = np.linspace(0, 1, 3 * 40 * 50, dtype=np.float32).reshape(3, 40, 50)
+    data[:, :5, :] = np.nan
+    path = write_scene(tmp_path / "float.tif", data, nodata=float("nan"))
+    info = inspect_scene(path)
+    assert info.has_mask
+    with SceneReader(info) as reader:
+        reader.read_global(20, "auto", (0.0, 255.0))
+        batch = reader.read_patches(list(PatchGrid.for_scene(40, 50, 64)))
+    assert np.isfinite(batch.images).all()
+    assert not batch.valid[0, :5].any() and batch.valid[0, 5:].all()
+
+
+def test_background_reader_errors_reach_the_caller(rgb, monkeypatch):
+    path, _ = rgb
+    info = inspect_scene(path)
+    grid = PatchGrid.for_scene(info.height, info.width, 32, 4)
+    calls = []
+    original = SceneReader.read_patches
+
+    def flaky(self, windows, skip_pixels=None):
+        calls.append(len(windows))
+        if len(calls) == 3:
+            raise SceneError("disk went away")
+        return original(self, windows, skip_pixels)
+
+    monkeypatch.setattr(SceneReader, "read_patches", flaky)
+    with SceneReader(info) as reader:
+        reader.read_global(16, "auto", (0.0, 255.0))
+        got = []
+        with pytest.raises(SceneError, match="disk went away"):
+            for batch in reader.iter_batches(grid.batches(2), prefetch=2):
+                got.append(batch)
+    assert len(got) == 2
