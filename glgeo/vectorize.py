@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -576,15 +577,20 @@ class _LayerWriter:
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
         )
         try:
-            pyogrio.write_dataframe(
-                frame,
-                self.path,
-                layer=self.layer,
-                driver="GPKG",
-                append=self._created,
-                geometry_type="Polygon",
-                promote_to_multi=False,
-            )
+            with warnings.catch_warnings():
+                # A raster without CRS was already warned about, in terms of areas.
+                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+                pyogrio.write_dataframe(
+                    frame,
+                    self.path,
+                    layer=self.layer,
+                    driver="GPKG",
+                    append=self._created,
+                    geometry_type="Polygon",
+                    promote_to_multi=False,
+                    # GeoPackage 1.2: read without warnings by the GDAL of older QGIS releases.
+                    **({} if self._created else {"dataset_options": {"VERSION": "1.2"}}),
+                )
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
             raise OutputError(f"cannot write the GeoPackage: {exc}") from None
         self._created = True

@@ -1,0 +1,478 @@
+"""Tests for glgeo.vectorize and ``glgeo vectorize``.
+
+The class rasters are generated: a real CRS (UTM 18N, 0.5 m pixels), regions that cross the
+seams of the small blocks the tests use, a U-shaped region whose two arms meet only several
+block rows down, rings with holes, nodata patches and single nodata pixels. The reference is
+GDAL's polygonization of the whole array at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+import shapely
+from click.testing import CliRunner
+from rasterio.features import rasterize, shapes
+from rasterio.transform import from_origin
+
+from glgeo.cli.main import cli
+from glgeo.errors import InputError, OutputError, SceneError, UnknownNameError
+from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
+from glgeo.styles import read_gpkg_layer_styles, write_raster_sidecars
+from glgeo.vectorize import VectorizeResult, vectorize
+
+PIXEL = 0.5
+TRANSFORM = from_origin(500_000.0, 4_400_000.0, PIXEL, PIXEL)
+CRS = "EPSG:32618"
+URBAN, AGRICULTURE, RANGELAND, FOREST, WATER = 1, 2, 3, 4, 5
+
+
+def sample_data_dir() -> Path:
+    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(os.environ.get("GLGEO_SAMPLE_DATA", default))
+
+
+def make_classes(height: int = 150, width: int = 190, seed: int = 0) -> np.ndarray:
+    """A DeepGlobe class array with seams-crossing regions, holes and nodata."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, DEEPGLOBE.n_classes, size=(height // 10 + 1, width // 10 + 1), dtype=np.uint8)
+    data = np.kron(coarse, np.ones((10, 10), dtype=np.uint8))[:height, :width].copy()
+    # A U whose arms (columns 20-24 and 60-64) meet only at rows 116-120, in a forest.
+    data[0:126, 15:70] = FOREST
+    data[5:121, 20:25] = URBAN
+    data[5:121, 60:65] = URBAN
+    data[116:121, 20:65] = URBAN
+    data[5:116, 25:60] = AGRICULTURE
+    # A ring of rangeland around a water disk with a nodata pupil: holes in both.
+    yy, xx = np.mgrid[:height, :width]
+    radius = np.hypot(yy - 70, xx - 135)
+    data[(radius < 45) & (radius >= 25)] = RANGELAND
+    data[radius < 25] = WATER
+    data[radius < 6] = NODATA_ID
+    # Nodata: a square, and single pixels inside regions.
+    data[130:145, 5:20] = NODATA_ID
+    data[40, 40] = NODATA_ID
+    data[70, 118] = NODATA_ID
+    return data
+
+
+def write_raster(
+    path: Path, data: np.ndarray, *, crs: str | None = CRS, transform=TRANSFORM, dtype: str = "uint8", nodata=NODATA_ID
+) -> Path:
+    profile = dict(driver="GTiff", height=data.shape[0], width=data.shape[1], count=1 if data.ndim == 2 else data.shape[0],
+                   dtype=dtype, transform=transform, nodata=nodata)
+    if crs is not None:
+        profile["crs"] = crs
+    with rasterio.open(path, "w", **profile) as dst:
+        if data.ndim == 2:
+            dst.write(data.astype(dtype), 1)
+        else:
+            dst.write(data.astype(dtype))
+    return path
+
+
+@pytest.fixture
+def classes_array() -> np.ndarray:
+    return make_classes()
+
+
+@pytest.fixture
+def class_raster(tmp_path: Path, classes_array: np.ndarray) -> Path:
+    return write_raster(tmp_path / "landcover.tif", classes_array)
+
+
+def read_layer(path: Path, layer: str = "landcover"):
+    return pyogrio.read_dataframe(path, layer=layer)
+
+
+def map_xy(col: float, row: float) -> tuple[float, float]:
+    """Map coordinates of a pixel-grid position (col, row)."""
+    return TRANSFORM.c + col * TRANSFORM.a, TRANSFORM.f + row * TRANSFORM.e
+
+
+def reference_polygons(data: np.ndarray) -> list[tuple[shapely.Polygon, int]]:
+    """GDAL's polygons of the whole array in one call (pixel units)."""
+    return [(shapely.geometry.shape(g), int(v)) for g, v in shapes(data, mask=data != NODATA_ID, connectivity=4)]
+
+
+def reburn(frame, shape: tuple[int, int]) -> np.ndarray:
+    return rasterize(
+        zip(frame.geometry, frame.class_id), out_shape=shape, transform=TRANSFORM, fill=NODATA_ID, dtype="uint8"
+    )
+
+
+@pytest.mark.parametrize("block_size", [16, 29, 64, 4096])
+def test_polygons_reproduce_the_raster_exactly(tmp_path, class_raster, classes_array, block_size):
+    out = tmp_path / "landcover.gpkg"
+    result = vectorize(class_raster, out, scheme=DEEPGLOBE, block_size=block_size)
+    frame = read_layer(out)
+
+    assert np.array_equal(reburn(frame, classes_array.shape), classes_array)
+    reference = reference_polygons(classes_array)
+    assert result.n_polygons == len(frame) == len(reference)
+    for class_id in range(DEEPGLOBE.n_classes):
+        expected = sorted(g.area * PIXEL**2 for g, v in reference if v == class_id)
+        got = sorted(frame.loc[frame.class_id == class_id, "area_m2"])
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+    assert frame.geometry.is_valid.all()
+    assert (frame.geometry.geom_type == "Polygon").all()
+    assert frame.crs.to_epsg() == 32618
+    assert result.crs == CRS and result.area_units == "m2"
+
+
+def test_region_cut_by_block_seams_comes_out_whole(tmp_path, class_raster):
+    out = tmp_path / "u.gpkg"
+    vectorize(class_raster, out, scheme=DEEPGLOBE, block_size=16)
+    frame = read_layer(out)
+    left_arm = map_xy(22.5, 10.5)
+    right_arm = map_xy(62.5, 10.5)
+    holders = frame[frame.geometry.contains(shapely.Point(left_arm))]
+    assert len(holders) == 1 and holders.iloc[0].class_name == "urban"
+    assert holders.iloc[0].geometry.contains(shapely.Point(right_arm))
+    # Arms 116 x 5 px each, plus the 5 x 35 px bottom bar between them.
+    assert holders.iloc[0].area_m2 == pytest.approx((2 * 116 * 5 + 5 * 35) * PIXEL**2)
+
+
+def test_holes_survive(tmp_path, class_raster, classes_array):
+    out = tmp_path / "holes.gpkg"
+    vectorize(class_raster, out, scheme=DEEPGLOBE, block_size=32)
+    frame = read_layer(out)
+    centre = shapely.Point(map_xy(135.5, 70.5))
+    disk = frame[(frame.class_name == "water") & frame.geometry.intersects(centre.buffer(20 * PIXEL))]
+    ring = frame[(frame.class_name == "rangeland") & frame.geometry.intersects(centre.buffer(35 * PIXEL))]
+    assert len(disk) == 1 and len(ring) == 1
+    disk_geom, ring_geom = disk.iloc[0].geometry, ring.iloc[0].geometry
+    # Two holes: the nodata pupil and the nodata pixel at row 70, column 118.
+    hole_areas = sorted(shapely.Polygon(r).area for r in disk_geom.interiors)
+    assert hole_areas == pytest.approx([PIXEL**2, (classes_array[60:81, 125:146] == NODATA_ID).sum() * PIXEL**2])
+    assert not disk_geom.contains(centre)
+    assert not disk_geom.contains(shapely.Point(map_xy(118.5, 70.5)))
+    assert len(ring_geom.interiors) >= 1
+    assert shapely.Polygon(ring_geom.interiors[0]).contains(disk_geom)
+    # The single nodata pixel inside the agriculture block is a 1-pixel hole.
+    agriculture = frame[frame.geometry.intersects(shapely.Point(map_xy(41.5, 40.5)))]
+    assert any(shapely.Polygon(r).area == pytest.approx(PIXEL**2) for r in agriculture.iloc[0].geometry.interiors)
+
+
+def test_area_matches_pixel_counts(tmp_path, class_raster, classes_array):
+    out = tmp_path / "area.gpkg"
+    result = vectorize(class_raster, out, scheme=DEEPGLOBE, block_size=37)
+    frame = read_layer(out)
+    for info in DEEPGLOBE.classes:
+        pixels = int((classes_array == info.id).sum())
+        assert frame.loc[frame.class_id == info.id, "area_m2"].sum() == pytest.approx(pixels * PIXEL**2, rel=1e-12)
+        assert result.area_per_class[info.name] == pytest.approx(pixels * PIXEL**2, rel=1e-12)
+        assert result.polygons_per_class[info.name] == int((frame.class_id == info.id).sum())
+    # class_name agrees with class_id everywhere.
+    assert all(DEEPGLOBE.classes[i].name == n for i, n in zip(frame.class_id, frame.class_name))
+
+
+def assert_clean_coverage(frame, footprint: shapely.Geometry) -> None:
+    geoms = np.asarray(frame.geometry.values)
+    assert shapely.is_valid(geoms).all()
+    tree = shapely.STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    pairs = left < right
+    overlap = shapely.area(shapely.intersection(geoms[left[pairs]], geoms[right[pairs]]))
+    assert overlap.max(initial=0.0) < 1e-9, "simplified polygons overlap"
+    union = shapely.union_all(geoms)
+    assert union.symmetric_difference(footprint).area < 1e-6, "simplified polygons leave gaps"
+    assert shapely.area(geoms).sum() == pytest.approx(footprint.area, rel=1e-12)
+
+
+@pytest.mark.parametrize("block_size", [24, 4096])
+def test_simplified_neighbours_neither_overlap_nor_leave_gaps(tmp_path, class_raster, block_size):
+    exact_out, simple_out = tmp_path / "exact.gpkg", tmp_path / "simple.gpkg"
+    vectorize(class_raster, exact_out, scheme=DEEPGLOBE, block_size=block_size)
+    vectorize(class_raster, simple_out, scheme=DEEPGLOBE, simplify=2.0, block_size=block_size)
+    exact, simple = read_layer(exact_out), read_layer(simple_out)
+    assert len(simple) == len(exact)
+    assert shapely.get_num_coordinates(simple.geometry.values).sum() < 0.8 * shapely.get_num_coordinates(
+        exact.geometry.values
+    ).sum()
+    assert_clean_coverage(simple, shapely.union_all(exact.geometry.values))
+    # The disk was smoothed: its outline is no longer a pixel staircase.
+    disk = simple[simple.geometry.contains(shapely.Point(map_xy(135.5, 55.5)))].iloc[0].geometry
+    assert len(disk.exterior.coords) < 60
+
+
+def test_min_area_sieves_specks_without_leaving_holes(tmp_path, classes_array):
+    data = classes_array.copy()
+    rng = np.random.default_rng(3)
+    data[10:40, 100:125] = rng.integers(0, DEEPGLOBE.n_classes, size=(30, 25), dtype=np.uint8)  # salt and pepper
+    data[90, 90] = FOREST if data[90, 90] != FOREST else WATER  # one lone pixel
+    raster = write_raster(tmp_path / "noisy.tif", data)
+    out = tmp_path / "sieved.gpkg"
+    min_area = 20.0  # 80 pixels
+    vectorize(raster, out, scheme=DEEPGLOBE, min_area=min_area, block_size=96)
+    frame = read_layer(out, "noisy")
+    assert frame.area_m2.min() >= min_area
+    assert len(frame) < len(reference_polygons(data))
+    burnt = reburn(frame, data.shape)
+    assert np.array_equal(burnt == NODATA_ID, data == NODATA_ID), "sieving left holes (or filled nodata)"
+    assert frame.area_m2.sum() == pytest.approx((data != NODATA_ID).sum() * PIXEL**2)
+    # Large regions are untouched.
+    assert (burnt[60:81, 125:146] == data[60:81, 125:146]).all()
+
+
+def test_min_area_and_simplify_together_keep_a_clean_coverage(tmp_path, class_raster, classes_array):
+    out = tmp_path / "both.gpkg"
+    vectorize(class_raster, out, scheme=DEEPGLOBE, min_area=10.0, simplify=1.5, block_size=48)
+    frame = read_layer(out)
+    footprint = shapely.union_all([g for g, _ in reference_polygons(classes_array)])
+    footprint = shapely.affinity.affine_transform(footprint, TRANSFORM.to_shapely())
+    assert_clean_coverage(frame, footprint)
+
+
+def test_classes_keeps_only_the_named_classes(tmp_path, class_raster, classes_array):
+    full_out, water_out = tmp_path / "all.gpkg", tmp_path / "water.gpkg"
+    vectorize(class_raster, full_out, scheme=DEEPGLOBE, block_size=32)
+    result = vectorize(class_raster, water_out, scheme=DEEPGLOBE, classes=["water", "1"], block_size=32)
+    full, water = read_layer(full_out), read_layer(water_out)
+    assert set(water.class_name) == {"water", "urban"}
+    assert set(result.polygons_per_class) == {"urban", "water"}
+    expected = full[full.class_id.isin([WATER, URBAN])]
+    assert len(water) == len(expected)
+    assert sorted(water.area_m2) == pytest.approx(sorted(expected.area_m2))
+
+
+def test_unknown_class_name_lists_the_valid_ones(tmp_path, class_raster):
+    with pytest.raises(UnknownNameError, match="choose from: unknown, urban, agriculture"):
+        vectorize(class_raster, tmp_path / "x.gpkg", scheme=DEEPGLOBE, classes=["building"])
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_rejects_rasters_that_are_not_class_rasters(tmp_path, classes_array):
+    floats = write_raster(tmp_path / "probs.tif", classes_array / 7.0, dtype="float32", nodata=None)
+    with pytest.raises(InputError, match="float32.*class ids"):
+        vectorize(floats, tmp_path / "a.gpkg", scheme=DEEPGLOBE)
+    rgb = write_raster(tmp_path / "rgb.tif", np.stack([classes_array] * 3), nodata=None)
+    with pytest.raises(InputError, match="3 bands"):
+        vectorize(rgb, tmp_path / "b.gpkg", scheme=DEEPGLOBE)
+    values = classes_array.copy()
+    values[100, 100] = 42
+    odd = write_raster(tmp_path / "odd.tif", values)
+    with pytest.raises(InputError, match="value 42"):
+        vectorize(odd, tmp_path / "c.gpkg", scheme=DEEPGLOBE, block_size=16)
+    with pytest.raises(SceneError, match="does not exist"):
+        vectorize(tmp_path / "missing.tif", tmp_path / "d.gpkg", scheme=DEEPGLOBE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["odd.tif", "probs.tif", "rgb.tif"]
+
+
+def test_rejects_bad_options(tmp_path, class_raster):
+    with pytest.raises(InputError, match="min_area"):
+        vectorize(class_raster, tmp_path / "a.gpkg", scheme=DEEPGLOBE, min_area=-1)
+    with pytest.raises(InputError, match="simplify"):
+        vectorize(class_raster, tmp_path / "a.gpkg", scheme=DEEPGLOBE, simplify=0)
+    with pytest.raises(InputError, match="block_size"):
+        vectorize(class_raster, tmp_path / "a.gpkg", scheme=DEEPGLOBE, block_size=0)
+    with pytest.raises(InputError, match="GeoPackage"):
+        vectorize(class_raster, tmp_path / "a.shp", scheme=DEEPGLOBE)
+    with pytest.raises(InputError, match="reserved"):
+        vectorize(class_raster, tmp_path / "a.gpkg", scheme=DEEPGLOBE, layer="layer_styles")
+
+
+def test_existing_output_needs_overwrite(tmp_path, class_raster):
+    out = tmp_path / "landcover.gpkg"
+    out.write_bytes(b"keep me")
+    with pytest.raises(OutputError, match="--overwrite"):
+        vectorize(class_raster, out, scheme=DEEPGLOBE)
+    assert out.read_bytes() == b"keep me"
+    vectorize(class_raster, out, scheme=DEEPGLOBE, overwrite=True)
+    assert len(read_layer(out)) > 0
+
+
+def test_failed_run_leaves_no_partial_output(tmp_path, classes_array):
+    data = classes_array.copy()
+    data[-1, -1] = 99  # found in the last block only, after polygons were written
+    raster = write_raster(tmp_path / "late.tif", data)
+    out = tmp_path / "late.gpkg"
+    with pytest.raises(InputError, match="value 99"):
+        vectorize(raster, out, scheme=DEEPGLOBE, block_size=16)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["late.tif"]
+
+
+def test_geographic_or_missing_crs_warns(tmp_path, classes_array, caplog):
+    geographic = write_raster(
+        tmp_path / "geo.tif", classes_array, crs="EPSG:4326", transform=from_origin(-74.0, 40.7, 1e-5, 1e-5)
+    )
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
+        result = vectorize(geographic, tmp_path / "geo.gpkg", scheme=DEEPGLOBE)
+    assert result.area_units == "deg2"
+    assert "geographic" in caplog.text and "reproject" in caplog.text
+    caplog.clear()
+    bare = write_raster(tmp_path / "bare.tif", classes_array, crs=None)
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
+        result = vectorize(bare, tmp_path / "bare.gpkg", scheme=DEEPGLOBE)
+    assert result.area_units == "map units2" and result.crs is None
+    assert "no CRS" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
+        vectorize(write_raster(tmp_path / "utm.tif", classes_array), tmp_path / "utm.gpkg", scheme=DEEPGLOBE)
+    assert caplog.text == ""
+
+
+def test_feet_crs_areas_are_square_metres(tmp_path, classes_array):
+    # NAD83 / New York Long Island (ftUS): 1 px = 1 ftUS x 1 ftUS.
+    raster = write_raster(tmp_path / "ft.tif", classes_array, crs="EPSG:2263", transform=from_origin(1e6, 2e5, 1, 1))
+    result = vectorize(raster, tmp_path / "ft.gpkg", scheme=DEEPGLOBE)
+    pixels = int((classes_array == WATER).sum())
+    assert result.area_per_class["water"] == pytest.approx(pixels * (1200 / 3937) ** 2)
+
+
+def test_layer_styles_names_every_class(tmp_path, class_raster):
+    out = tmp_path / "styled.gpkg"
+    vectorize(class_raster, out, scheme=DEEPGLOBE, layer="land cover 2024")
+    assert set(pyogrio.list_layers(out)[:, 0]) == {"land cover 2024", "layer_styles"}
+    (style,) = read_gpkg_layer_styles(out)
+    assert style["f_table_name"] == "land cover 2024"
+    assert style["f_geometry_column"] == "geom"
+    assert style["useAsDefault"] == 1
+    qml = style["styleQML"]
+    assert 'attr="class_id"' in qml and "categorizedSymbol" in qml
+    for info in DEEPGLOBE.classes:
+        assert f'label="{info.name}"' in qml
+        assert "{},{},{},255".format(*info.color) in qml
+
+
+def test_scheme_comes_from_the_raster_sidecars(tmp_path):
+    data = np.zeros((40, 50), dtype=np.uint8)
+    data[10:20, 10:30] = 1
+    raster = write_raster(tmp_path / "buildings.tif", data)
+    write_raster_sidecars(raster, INRIA)
+    result = vectorize(raster, tmp_path / "buildings.gpkg", classes=["building"])
+    frame = read_layer(tmp_path / "buildings.gpkg", "buildings")
+    assert list(frame.class_name) == ["building"]
+    assert result.area_per_class == {"building": pytest.approx(200 * PIXEL**2)}
+
+
+def test_scheme_comes_from_the_colour_table(tmp_path):
+    data = np.ones((20, 20), dtype=np.uint8)
+    raster = write_raster(tmp_path / "cmap.tif", data)
+    with rasterio.open(raster, "r+") as dst:
+        dst.write_colormap(1, INRIA.colormap())
+    vectorize(raster, tmp_path / "cmap.gpkg")
+    assert list(read_layer(tmp_path / "cmap.gpkg", "cmap").class_name) == ["building"]
+
+
+def test_scheme_required_when_the_raster_names_none(tmp_path, class_raster):
+    with pytest.raises(InputError, match="--scheme"):
+        vectorize(class_raster, tmp_path / "x.gpkg")
+
+
+def test_fiona_reads_the_output(tmp_path, class_raster):
+    fiona = pytest.importorskip("fiona")
+    out = tmp_path / "f.gpkg"
+    result = vectorize(class_raster, out, scheme="deepglobe")
+    with fiona.open(out, layer="landcover") as collection:
+        records = list(collection)
+        assert collection.crs.to_epsg() == 32618
+    assert len(records) == result.n_polygons
+    assert set(records[0]["properties"]) == {"class_id", "class_name", "area_m2"}
+
+
+def test_progress_reports_every_block(tmp_path, class_raster):
+    calls = []
+    result = vectorize(class_raster, tmp_path / "p.gpkg", scheme=DEEPGLOBE, block_size=64,
+                       progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 9) for i in range(1, 10)]
+    assert result.n_blocks == 9
+    assert isinstance(result, VectorizeResult)
+
+
+def test_empty_selection_writes_an_empty_styled_layer(tmp_path):
+    data = np.full((30, 30), FOREST, dtype=np.uint8)
+    raster = write_raster(tmp_path / "forest.tif", data)
+    result = vectorize(raster, tmp_path / "none.gpkg", scheme=DEEPGLOBE, classes=["water"])
+    assert result.n_polygons == 0
+    assert len(read_layer(tmp_path / "none.gpkg", "forest")) == 0
+    assert len(read_gpkg_layer_styles(tmp_path / "none.gpkg")) == 1
+
+
+def test_real_inria_buildings_round_trip(tmp_path):
+    gt = sample_data_dir() / "inria" / "austin_crop_top_gt.tif"
+    if not gt.is_file():
+        pytest.skip(f"sample data not found at {gt.parent} (set GLGEO_SAMPLE_DATA)")
+    with rasterio.open(gt) as src:
+        mask, profile = src.read(1), src.profile
+    classes = (mask == 255).astype(np.uint8)
+    profile.update(count=1, dtype="uint8", nodata=NODATA_ID)
+    raster = tmp_path / "austin_classes.tif"
+    with rasterio.open(raster, "w", **profile) as dst:
+        dst.write(classes, 1)
+    result = vectorize(raster, tmp_path / "austin.gpkg", scheme=INRIA, classes=["building"], block_size=256)
+    frame = read_layer(tmp_path / "austin.gpkg", "austin_classes")
+    burnt = rasterize(zip(frame.geometry, frame.class_id), out_shape=classes.shape, transform=profile["transform"],
+                      fill=0, dtype="uint8")
+    assert np.array_equal(burnt, classes)
+    assert frame.crs.to_epsg() == 26914
+    pixel_area = abs(profile["transform"].determinant)
+    assert result.area_per_class["building"] == pytest.approx(classes.sum() * pixel_area)
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+
+
+def test_cli_vectorize_writes_the_layer(tmp_path, class_raster, classes_array):
+    out = tmp_path / "cli.gpkg"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["-q", "vectorize", str(class_raster), "--out", str(out), "--scheme", "deepglobe", "--block-size", "40",
+              "--layer", "lc"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "lc" in result.output and "EPSG:32618" in result.output
+    frame = pyogrio.read_dataframe(out, layer="lc")
+    assert frame.crs.to_epsg() == 32618
+    assert np.array_equal(reburn(frame, classes_array.shape), classes_array)
+    info = pyogrio.read_info(out, layer="lc")
+    np.testing.assert_allclose(info["total_bounds"], rasterio.open(class_raster).bounds)
+
+
+def test_cli_options_reach_the_library(tmp_path, class_raster):
+    out = tmp_path / "opts.gpkg"
+    result = CliRunner().invoke(
+        cli,
+        ["vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe", "--classes", "water",
+         "--classes", "rangeland,urban", "--min-area", "5", "--simplify", "1", "--block-size", "64"],
+    )
+    assert result.exit_code == 0, result.output
+    frame = pyogrio.read_dataframe(out, layer="landcover")
+    assert set(frame.class_name) == {"water", "rangeland", "urban"}
+    assert frame.area_m2.min() >= 5
+    assert len(frame.geometry.iloc[0].exterior.coords) < 200
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--classes", "building"], "unknown class 'building'"),
+        (["--simplify", "-2"], "simplify must be a positive number"),
+        ([], "cannot tell which classes"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, class_raster, args, message):
+    scheme = [] if message.startswith("cannot") else ["--scheme", "deepglobe"]
+    result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "--out", str(tmp_path / "e.gpkg"), *scheme, *args])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "e.gpkg").exists()
+
+
+def test_cli_existing_output_and_float_input(tmp_path, class_raster, classes_array):
+    out = tmp_path / "twice.gpkg"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["-q", "vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe"]).exit_code == 0
+    again = runner.invoke(cli, ["-q", "vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe"])
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    floats = write_raster(tmp_path / "f.tif", classes_array / 3.0, dtype="float32", nodata=None)
+    bad = runner.invoke(cli, ["-q", "vectorize", str(floats), "-o", str(tmp_path / "f.gpkg"), "--scheme", "deepglobe"])
+    assert bad.exit_code == 1 and "float32" in bad.output
