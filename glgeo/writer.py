@@ -110,8 +110,9 @@ class _StagedRaster:
         self._buffered -= n
 
     @property
-    def rows_written(self) -> int:
-        return self._row_off
+    def rows_received(self) -> int:
+        """Rows handed in so far (on disk or buffered to complete a row of tiles)."""
+        return self._row_off + self._buffered
 
     def close(self) -> None:
         self.dst.close()
@@ -221,9 +222,9 @@ class ClassRasterWriter:
             self._scores.add(band.row_off, band.scores, band.valid)
 
     @property
-    def rows_written(self) -> int:
-        """Rows already on disk in the staging file."""
-        return 0 if self._classes is None else self._classes.rows_written
+    def rows_received(self) -> int:
+        """Rows handed in so far."""
+        return 0 if self._classes is None else self._classes.rows_received
 
     def commit(self) -> list[Path]:
         """Finish the outputs (COG conversion, sidecars) and rename them into place.
@@ -236,9 +237,9 @@ class ClassRasterWriter:
         """
         if self._classes is None:
             raise OutputError("the writer is not open; use it inside a `with` block")
-        if self._classes.rows_written != self.info.height:
+        if self._classes.rows_received != self.info.height:
             raise OutputError(
-                f"only {self._classes.rows_written} of {self.info.height} rows were written; the output is incomplete"
+                f"only {self._classes.rows_received} of {self.info.height} rows were written; the output is incomplete"
             )
         staged = [(self._classes, self.out, self.options.class_overviews, True)]
         if self._scores is not None and self.scores_out is not None:

@@ -1,0 +1,125 @@
+"""Class raster writer: grid, colours, sidecars, COG layout, atomic outputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+
+from glgeo.blend import RowBand
+from glgeo.errors import OutputError
+from glgeo.io import SceneInfo
+from glgeo.schemes import DEEPGLOBE, NODATA_ID
+from glgeo.writer import ClassRasterWriter, OutputOptions
+
+TRANSFORM = Affine(0.3, 0.0, 617100.0, 0.0, -0.3, 3344400.0)
+
+
+def _info(height: int = 700, width: int = 1000, crs: str | None = "EPSG:26914") -> SceneInfo:
+    return SceneInfo(
+        path="scene.tif", height=height, width=width, count=3, bands=(1, 2, 3), dtype="uint8",
+        crs=CRS.from_string(crs) if crs else None, transform=TRANSFORM if crs else Affine.identity(),
+        nodata=None, has_mask=True, block_shape=(256, 256),
+    )
+
+
+def _classes(height: int, width: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:height, 0:width]
+    classes = ((yy // 50 + xx // 70) % 7).astype(np.uint8)
+    classes[:40, :90] = NODATA_ID
+    return classes
+
+
+def _write(writer: ClassRasterWriter, classes: np.ndarray, band_rows: int = 97, scores: bool = False):
+    for top in range(0, classes.shape[0], band_rows):
+        part = classes[top : top + band_rows]
+        valid = part != NODATA_ID
+        score = None
+        if scores:
+            score = np.zeros((7, *part.shape), np.uint8)
+            for c in range(7):
+                score[c][part == c] = 200
+        writer.write(RowBand(top, part, score, valid))
+
+
+def test_class_raster_sits_on_the_input_grid_with_colours_names_and_overviews(tmp_path):
+    out = tmp_path / "landcover.tif"
+    classes = _classes(700, 1000)
+    with ClassRasterWriter(out, _info(), DEEPGLOBE, options=OutputOptions(block_size=256)) as writer:
+        _write(writer, classes)
+        written = writer.commit()
+    assert out in written and out.with_suffix(".qml") in written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["landcover.qml", "landcover.tif", "landcover.tif.aux.xml"]
+    with rasterio.open(out) as src:
+        assert (src.width, src.height, src.count, src.dtypes[0]) == (1000, 700, 1, "uint8")
+        assert src.crs == CRS.from_epsg(26914) and src.transform == TRANSFORM
+        assert src.nodata == NODATA_ID
+        np.testing.assert_array_equal(src.read(1), classes)
+        cmap = src.colormap(1)
+        for c in DEEPGLOBE.classes:
+            assert cmap[c.id][:3] == c.color
+        assert cmap[NODATA_ID][3] == 0
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.block_shapes[0] == (256, 256) and src.overviews(1) == [2, 4]
+        overview = src.read(1, out_shape=(350, 500))
+        assert set(np.unique(overview)) <= set(range(7)) | {NODATA_ID}  # mode keeps real ids
+        assert json.loads(src.tags()["GLGEO_SCHEME"])["name"] == "deepglobe"
+    qml = ET.parse(out.with_suffix(".qml")).getroot()
+    entries = {e.get("value"): (e.get("label"), e.get("color")) for e in qml.iter("paletteEntry")}
+    assert entries["1"] == ("urban", "#00ffff") and entries["5"] == ("water", "#0000ff")
+    if shutil.which("gdalinfo"):
+        info = json.loads(subprocess.run(["gdalinfo", "-json", str(out)], capture_output=True, text=True, check=True).stdout)
+        assert info["bands"][0]["categories"][:7] == DEEPGLOBE.names
+
+
+def test_scores_raster_and_plain_images(tmp_path):
+    out, scores = tmp_path / "classes.tif", tmp_path / "scores.tif"
+    classes = _classes(130, 170)
+    options = OutputOptions(cog=False)
+    with ClassRasterWriter(out, _info(130, 170, crs=None), DEEPGLOBE, scores, options) as writer:
+        _write(writer, classes, band_rows=33, scores=True)
+        writer.commit()
+    with rasterio.open(scores) as src:
+        assert src.count == 7 and src.descriptions[1] == "score urban"
+        assert src.crs is None
+        data = src.read()
+        mask = src.dataset_mask()
+    assert (mask[classes == NODATA_ID] == 0).all() and (mask[classes != NODATA_ID] == 255).all()
+    assert (data[3][classes == 3] == 200).all()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.qml", "classes.tif", "classes.tif.aux.xml", "scores.tif"]
+
+
+def test_a_failed_run_leaves_nothing_and_keeps_the_old_output(tmp_path):
+    out = tmp_path / "landcover.tif"
+    out.write_bytes(b"previous complete output")
+    with pytest.raises(RuntimeError):
+        with ClassRasterWriter(out, _info(300, 300), DEEPGLOBE, tmp_path / "p.tif") as writer:
+            _write(writer, _classes(300, 300)[:200], scores=True)
+            raise RuntimeError("network crashed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["landcover.tif"]
+    assert out.read_bytes() == b"previous complete output"
+
+
+def test_incomplete_or_unordered_rows_are_refused(tmp_path):
+    out = tmp_path / "x.tif"
+    with ClassRasterWriter(out, _info(300, 300), DEEPGLOBE) as writer:
+        _write(writer, _classes(300, 300)[:100])
+        with pytest.raises(OutputError, match="only 100 of 300 rows"):
+            writer.commit()
+        with pytest.raises(OutputError, match="in order"):
+            writer.write(RowBand(250, np.zeros((10, 300), np.uint8), None, np.ones((10, 300), bool)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_folder_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError):
+        with ClassRasterWriter(tmp_path / "no" / "x.tif", _info(10, 10), DEEPGLOBE):
+            pass
