@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
     QgsApplication.setPrefixPath("/usr", True)
     app = QgsApplication([], False)
     app.initQgis()
+    raster = vector = None
     try:
         raster = QgsRasterLayer(args.raster, "classes", "gdal")
         vector = QgsVectorLayer(f"{args.gpkg}|layername={args.layer}", args.layer, "ogr")
@@ -146,9 +147,12 @@ def main(argv: list[str]) -> int:
                 }
             )
         report["probes"] = probes
+        json.dump(report, sys.stdout)
+        sys.stdout.flush()
     finally:
+        # Layers must go before the application, or exitQgis() crashes.
+        raster = vector = None
         app.exitQgis()
-    json.dump(report, sys.stdout)
     return 0
 
 

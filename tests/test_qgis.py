@@ -1,0 +1,114 @@
+"""Open a class raster and its GeoPackage in a real QGIS (Debian's python3-qgis).
+
+QGIS runs under the system python (``/usr/bin/python3``, or ``$GLGEO_QGIS_PYTHON``) with
+``QT_QPA_PLATFORM=offscreen``, through ``tests/qgis_check.py``; the test is skipped with a
+reason where that python cannot import ``qgis.core``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+
+from glgeo.schemes import DEEPGLOBE, NODATA_ID
+from glgeo.styles import write_raster_sidecars
+from glgeo.vectorize import vectorize
+
+pytestmark = pytest.mark.qgis
+
+QGIS_PYTHON = os.environ.get("GLGEO_QGIS_PYTHON", "/usr/bin/python3")
+CHECK_SCRIPT = Path(__file__).with_name("qgis_check.py")
+TRANSFORM = from_origin(500_000.0, 4_400_000.0, 0.5, 0.5)
+
+
+def _qgis_missing_reason() -> str | None:
+    if shutil.which(QGIS_PYTHON) is None and not Path(QGIS_PYTHON).is_file():
+        return f"{QGIS_PYTHON} not found (install Debian's python3-qgis, or set GLGEO_QGIS_PYTHON)"
+    probe = subprocess.run(
+        [QGIS_PYTHON, "-c", "import qgis.core"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
+    )
+    if probe.returncode != 0:
+        return f"{QGIS_PYTHON} cannot import qgis.core (install Debian's python3-qgis): {probe.stderr.strip()[-200:]}"
+    return None
+
+
+@pytest.fixture(scope="module")
+def qgis_python() -> str:
+    reason = _qgis_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return QGIS_PYTHON
+
+
+def _center(col: float, row: float) -> tuple[float, float]:
+    return TRANSFORM.c + col * TRANSFORM.a, TRANSFORM.f + row * TRANSFORM.e
+
+
+def test_qgis_opens_both_outputs_styled(tmp_path, qgis_python):
+    # Big flat regions (so probes sit far from borders), a nodata band, and an island.
+    data = np.full((120, 160), 2, dtype=np.uint8)  # agriculture
+    data[:, 80:] = 4  # forest
+    data[30:70, 20:60] = 5  # water island
+    data[100:, :] = NODATA_ID
+    raster = tmp_path / "landcover.tif"
+    # No colour table on purpose: the paletted renderer must come from landcover.qml.
+    with rasterio.open(raster, "w", driver="GTiff", width=160, height=120, count=1, dtype="uint8",
+                       nodata=NODATA_ID, crs="EPSG:32618", transform=TRANSFORM) as dst:
+        dst.write(data, 1)
+        bounds = dst.bounds
+    write_raster_sidecars(raster, DEEPGLOBE)
+    out = tmp_path / "landcover.gpkg"
+    result = vectorize(raster, out, scheme=DEEPGLOBE, simplify=1.0, block_size=48)
+
+    png = tmp_path / "render.png"
+    probes = {"agriculture": (10, 10), "forest": (120, 50), "water": (40, 50), None: (40, 110)}
+    command = [qgis_python, str(CHECK_SCRIPT), "--raster", str(raster), "--gpkg", str(out), "--layer", result.layer,
+               "--png", str(png)]
+    for col, row in probes.values():
+        command += ["--probe", *map(str, _center(col + 0.5, row + 0.5))]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(tmp_path)}
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = json.loads(completed.stdout)
+    if os.environ.get("GLGEO_QGIS_RENDER"):
+        shutil.copy(png, os.environ["GLGEO_QGIS_RENDER"])  # to look at it
+    print(json.dumps(report, indent=1), file=sys.stderr)
+
+    expected_extent = [bounds.left, bounds.bottom, bounds.right, bounds.top]
+    rast = report["raster"]
+    assert rast["valid"] and rast["crs"] == "EPSG:32618"
+    assert rast["extent"] == pytest.approx(expected_extent)
+    assert (rast["width"], rast["height"]) == (160, 120)
+    assert rast["renderer"] == "paletted"
+    assert [c["label"] for c in rast["classes"]] == DEEPGLOBE.names
+    assert [c["value"] for c in rast["classes"]] == [c.id for c in DEEPGLOBE.classes]
+    assert [tuple(c["color"][:3]) for c in rast["classes"]] == DEEPGLOBE.colors
+
+    vect = report["vector"]
+    assert vect["valid"] and vect["crs"] == "EPSG:32618"
+    # The polygons cover the raster minus the nodata band at the bottom.
+    assert vect["extent"] == pytest.approx([bounds.left, bounds.top - 100 * 0.5, bounds.right, bounds.top])
+    assert vect["feature_count"] == result.n_polygons == 3
+    assert {"class_id", "class_name", "area_m2"} <= set(vect["fields"])
+    assert vect["renderer"] == "categorizedSymbol" and vect["attribute"] == "class_id"
+    assert [(c["value"], c["label"]) for c in vect["categories"]] == [(str(c.id), c.name) for c in DEEPGLOBE.classes]
+    assert [tuple(c["color"][:3]) for c in vect["categories"]] == DEEPGLOBE.colors
+
+    # What QGIS drew: class colours inside the regions, the white background under nodata.
+    assert report["png_saved"] and png.stat().st_size > 1000
+    for (name, _), probe in zip(probes.items(), report["probes"]):
+        expected = (255, 255, 255) if name is None else DEEPGLOBE.by_name(name).color
+        assert tuple(probe["raster"][:3]) == expected, (name, probe)
+        assert tuple(probe["vector"][:3]) == expected, (name, probe)

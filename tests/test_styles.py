@@ -1,0 +1,170 @@
+"""Tests for glgeo.styles: QML documents, raster sidecars read back by GDAL, layer_styles."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+import shapely
+import geopandas as gpd
+from rasterio.transform import from_origin
+
+from glgeo.errors import InputError
+from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
+from glgeo.styles import (
+    SCHEME_TAG,
+    raster_pam_xml,
+    raster_qml,
+    read_gpkg_layer_styles,
+    scheme_from_tags,
+    vector_qml,
+    write_gpkg_layer_style,
+    write_raster_sidecars,
+)
+
+
+def parse_qml(text: str) -> ET.Element:
+    assert text.startswith("<!DOCTYPE qgis")
+    return ET.fromstring(text.split("\n", 1)[1])
+
+
+@pytest.fixture
+def class_tif(tmp_path: Path) -> Path:
+    path = tmp_path / "classes.tif"
+    data = np.arange(7, dtype=np.uint8).repeat(4).reshape(4, 7)
+    with rasterio.open(path, "w", driver="GTiff", width=7, height=4, count=1, dtype="uint8", nodata=NODATA_ID,
+                       crs="EPSG:32618", transform=from_origin(500000, 4400000, 1, 1)) as dst:
+        dst.write(data, 1)
+    return path
+
+
+@pytest.mark.parametrize("scheme", [DEEPGLOBE, INRIA])
+def test_raster_qml_is_a_paletted_renderer_named_by_class(scheme):
+    root = parse_qml(raster_qml(scheme))
+    renderer = root.find("pipe/rasterrenderer")
+    assert renderer.get("type") == "paletted" and renderer.get("band") == "1"
+    entries = renderer.findall("colorPalette/paletteEntry")
+    assert [int(e.get("value")) for e in entries] == [c.id for c in scheme.classes]
+    assert [e.get("label") for e in entries] == scheme.names
+    assert [e.get("color") for e in entries] == [c.hex_color for c in scheme.classes]
+    transparent = renderer.find("rasterTransparency/singleValuePixelList/pixelListEntry")
+    assert (transparent.get("min"), transparent.get("max"), transparent.get("percentTransparent")) == ("255", "255", "100")
+
+
+@pytest.mark.parametrize("scheme", [DEEPGLOBE, INRIA])
+def test_vector_qml_is_categorized_by_class_with_scheme_colours(scheme):
+    root = parse_qml(vector_qml(scheme))
+    renderer = root.find("renderer-v2")
+    assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "class_id"
+    categories = renderer.findall("categories/category")
+    assert [(c.get("value"), c.get("label")) for c in categories] == [(str(c.id), c.name) for c in scheme.classes]
+    for category, info in zip(categories, scheme.classes):
+        symbol = renderer.find(f"symbols/symbol[@name='{category.get('symbol')}']")
+        options = {o.get("name"): o.get("value") for o in symbol.findall("layer/Option/Option")}
+        assert options["color"] == "{},{},{},255".format(*info.color)
+        assert options["style"] == "solid"
+    assert 'attr="cls"' in vector_qml(scheme, field="cls")
+    with pytest.raises(InputError):
+        vector_qml(scheme, field="")
+
+
+def test_sidecars_are_read_back_by_rasterio(class_tif):
+    qml, aux = write_raster_sidecars(class_tif, DEEPGLOBE)
+    assert qml == class_tif.with_suffix(".qml") and aux.name == "classes.tif.aux.xml"
+    assert qml.read_text() == raster_qml(DEEPGLOBE)
+    with rasterio.open(class_tif) as src:
+        tags = src.tags()
+    assert scheme_from_tags(tags) == DEEPGLOBE
+    assert not list(class_tif.parent.glob(".*part*")), "temporary files left behind"
+
+
+def test_sidecars_keep_what_the_aux_xml_already_holds(class_tif):
+    aux = class_tif.with_name("classes.tif.aux.xml")
+    aux.write_text('<PAMDataset><Metadata><MDI key="SOURCE">glnet run 7</MDI></Metadata>'
+                   '<PAMRasterBand band="1"><Description>classes</Description></PAMRasterBand></PAMDataset>')
+    write_raster_sidecars(class_tif, INRIA)
+    write_raster_sidecars(class_tif, DEEPGLOBE)  # twice: replaces, never duplicates
+    with rasterio.open(class_tif) as src:
+        assert src.tags()["SOURCE"] == "glnet run 7"
+        assert scheme_from_tags(src.tags()) == DEEPGLOBE
+        assert src.descriptions == ("classes",)
+    root = ET.parse(aux).getroot()
+    assert len(root.findall("PAMRasterBand/CategoryNames")) == 1
+    assert len(root.findall("PAMRasterBand/GDALRasterAttributeTable")) == 1
+
+
+@pytest.mark.skipif(shutil.which("gdalinfo") is None, reason="gdalinfo (GDAL command line tools) is not installed")
+def test_gdal_reads_category_names_and_attribute_table(class_tif):
+    write_raster_sidecars(class_tif, DEEPGLOBE)
+    info = json.loads(subprocess.run(["gdalinfo", "-json", str(class_tif)], check=True, capture_output=True,
+                                     text=True).stdout)
+    assert info["bands"][0]["categories"] == DEEPGLOBE.names
+    rat = info["rat"]
+    assert rat["tableType"] == "thematic"
+    assert [f["name"] for f in rat["fieldDefn"]] == ["Value", "Class", "Red", "Green", "Blue", "Alpha"]
+    assert [row["f"][1] for row in rat["row"]] == DEEPGLOBE.names
+    assert [row["f"][2:5] for row in rat["row"]] == [list(c.color) for c in DEEPGLOBE.classes]
+
+
+def test_pam_xml_rejects_foreign_files():
+    with pytest.raises(InputError, match="not valid XML"):
+        raster_pam_xml(DEEPGLOBE, "<PAMDataset>")
+    with pytest.raises(InputError, match="PAMDataset"):
+        raster_pam_xml(DEEPGLOBE, "<VRTDataset/>")
+
+
+def test_sidecars_need_the_raster(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        write_raster_sidecars(tmp_path / "nothing.tif", DEEPGLOBE)
+
+
+def test_scheme_from_tags():
+    assert scheme_from_tags({}) is None
+    assert scheme_from_tags({SCHEME_TAG: json.dumps(INRIA.to_dict())}) == INRIA
+    with pytest.raises(InputError, match="not valid JSON"):
+        scheme_from_tags({SCHEME_TAG: "{deepglobe"})
+
+
+@pytest.fixture
+def gpkg(tmp_path: Path) -> Path:
+    path = tmp_path / "polys.gpkg"
+    frame = gpd.GeoDataFrame({"class_id": [0, 1]}, geometry=[shapely.box(0, 0, 1, 1), shapely.box(1, 0, 2, 1)],
+                             crs="EPSG:32618")
+    pyogrio.write_dataframe(frame, path, layer="polys", driver="GPKG")
+    pyogrio.write_dataframe(frame, path, layer="other", driver="GPKG", append=False)
+    return path
+
+
+def test_layer_style_is_the_single_default_and_gdal_still_reads_the_file(gpkg):
+    write_gpkg_layer_style(gpkg, "polys", vector_qml(INRIA), style_name="first")
+    write_gpkg_layer_style(gpkg, "polys", vector_qml(DEEPGLOBE))
+    write_gpkg_layer_style(gpkg, "other", vector_qml(INRIA))
+    rows = read_gpkg_layer_styles(gpkg)
+    assert [(r["f_table_name"], r["styleName"], r["useAsDefault"]) for r in rows] == [
+        ("polys", "first", 0), ("polys", "polys", 1), ("other", "other", 1)]
+    assert rows[1]["styleQML"] == vector_qml(DEEPGLOBE)
+    assert rows[1]["f_geometry_column"] == "geom"
+    layers = dict(pyogrio.list_layers(gpkg))
+    assert layers == {"polys": "Polygon", "other": "Polygon", "layer_styles": None}
+    styles = pyogrio.read_dataframe(gpkg, layer="layer_styles")
+    assert len(styles) == 3
+    assert len(pyogrio.read_dataframe(gpkg, layer="polys")) == 2
+
+
+def test_layer_style_errors(gpkg, tmp_path):
+    with pytest.raises(InputError, match="no feature layer 'missing'"):
+        write_gpkg_layer_style(gpkg, "missing", vector_qml(INRIA))
+    not_gpkg = tmp_path / "x.gpkg"
+    not_gpkg.write_text("hello")
+    with pytest.raises(InputError, match="is not a GeoPackage"):
+        write_gpkg_layer_style(not_gpkg, "polys", vector_qml(INRIA))
+    with pytest.raises(InputError, match="does not exist"):
+        write_gpkg_layer_style(tmp_path / "none.gpkg", "polys", vector_qml(INRIA))
+    assert read_gpkg_layer_styles(gpkg) == []
