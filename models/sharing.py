@@ -120,7 +120,11 @@ def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
     size = crops[0].shape[-2:]
     if any(c.shape[-2:] != size for c in crops):
         crops = [F.interpolate(c[None], size=size, mode="bilinear", align_corners=False)[0] for c in crops]
-    return torch.stack(crops, dim=0)
+    out = torch.stack(crops, dim=0)
+    if feature.dim() == 4 and feature.is_contiguous(memory_format=torch.channels_last):
+        # Keep the caller's layout: mixing layouts makes every later cat and conv copy.
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def crop_global_features(context: BranchFeatures, boxes: PatchBoxes) -> list[Tensor]:
