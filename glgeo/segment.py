@@ -132,6 +132,13 @@ def _area_unit(info: SceneInfo) -> str:
     return f"{unit}^2" if unit and unit != "unknown" else "map unit^2"
 
 
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
 def load_model(model: Any, map_location: str = "cpu"):
     """A :class:`glgeo.models.checkpoint.Checkpoint` from a zoo name, a path or a loaded one."""
     from glgeo.models.checkpoint import Checkpoint, load_checkpoint
@@ -183,6 +190,10 @@ def segment(
             folder is missing.
         CheckpointError: the model cannot be loaded.
     """
+    for target in (out, probabilities):
+        # checked here too: atomic.check_output_path's OSError guard swallows this error
+        if target is not None and _same_file(target, scene):
+            raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
     out_path = check_output_path(out, overwrite=overwrite, inputs=(scene,))
     scores_path = None
     if probabilities is not None:

@@ -1,0 +1,244 @@
+"""The streaming engine and ``glgeo.segment`` on generated scenes.
+
+Most tests swap GLNet for a stand-in whose output depends only on each pixel's colour (a
+"network constant per class"): whatever the patch grid, batching or blending, the map must
+then equal the scene's class map exactly, with no seam. The real GLNet runs in the tests
+that check that settings which must not change the result do not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from affine import Affine
+
+from glgeo.errors import InputError, OutputError
+from glgeo.inference import InferenceSettings
+from glgeo.models import build_model
+from glgeo.models.checkpoint import Checkpoint, InputScaling
+from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
+from glgeo.segment import segment
+
+CRS = "EPSG:32631"
+TRANSFORM = Affine(2.0, 0.0, 440720.0, 0.0, -2.0, 3751320.0)
+
+
+class ColourNet(torch.nn.Module):
+    """Stand-in GLNet: logits = closeness of each pixel's colour to each class colour.
+
+    ``downsample=4`` returns logits at 1/4 resolution like GLNet (average-pooled).
+    Counts the patches it is asked to encode.
+    """
+
+    def __init__(self, scheme: ClassScheme, mode: str = "g2l", downsample: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("palette", torch.tensor(scheme.colors, dtype=torch.float32) / 255.0)
+        self.config = SimpleNamespace(n_classes=scheme.n_classes, mode=mode, backbone="colour")
+        self.downsample = downsample
+        self.encoded = 0
+
+    def check_mode(self, mode):
+        return mode or self.config.mode
+
+    def _logits(self, x):
+        d = ((x[:, None] - self.palette[None, :, :, None, None]) ** 2).sum(dim=2)
+        logits = -20.0 * d
+        return F.avg_pool2d(logits, self.downsample) if self.downsample > 1 else logits
+
+    def encode_global(self, image):
+        logits = self._logits(image)
+        return SimpleNamespace(ps3=logits, logits=logits)
+
+    def encode_local(self, patches, boxes, context):
+        self.encoded += patches.shape[0]
+        logits = self._logits(patches)
+        return SimpleNamespace(ps3=logits, logits=logits)
+
+    def aggregate(self, local_ps3, global_ps3, boxes):
+        return local_ps3
+
+
+def standin(scheme=DEEPGLOBE, mode="g2l", downsample=1, patch=128, global_size=64) -> Checkpoint:
+    return Checkpoint(ColourNet(scheme, mode, downsample), scheme, InputScaling(), global_size, patch, 3.0)
+
+
+def class_map(height: int, width: int, n_classes: int, seed: int = 0) -> np.ndarray:
+    """Irregular class regions (nearest of random seeds), not aligned to any grid."""
+    rng = np.random.default_rng(seed)
+    seeds = rng.uniform(0, 1, size=(12, 2)) * (height, width)
+    yy, xx = np.mgrid[0:height, 0:width]
+    d = (yy[None] - seeds[:, 0, None, None]) ** 2 + (xx[None] - seeds[:, 1, None, None]) ** 2
+    return (d.argmin(axis=0) % n_classes).astype(np.uint8)
+
+
+def write_scene(path: Path, classes: np.ndarray, scheme: ClassScheme, dtype="uint8", factor=1,
+                nodata_mask: np.ndarray | None = None, alpha: bool = False) -> Path:
+    colours = np.asarray(scheme.colors, dtype=np.float64)[classes].transpose(2, 0, 1) * factor
+    data = colours.astype(dtype)
+    count = 4 if alpha else 3
+    profile = dict(driver="GTiff", width=classes.shape[1], height=classes.shape[0], count=count, dtype=dtype,
+                   crs=CRS, transform=TRANSFORM, tiled=True, blockxsize=64, blockysize=64)
+    if nodata_mask is not None and not alpha:
+        profile["nodata"] = 0
+        data[:, nodata_mask] = 0
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, [1, 2, 3])
+        if alpha:
+            dst.write(np.where(nodata_mask, 0, 255).astype(dtype), 4)
+            dst.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,
+                               rasterio.enums.ColorInterp.blue, rasterio.enums.ColorInterp.alpha]
+    return path
+
+
+def read(path: Path):
+    with rasterio.open(path) as src:
+        return src.read(1), src.crs, src.transform, src.nodata, (src.height, src.width)
+
+
+@pytest.mark.parametrize("shape,patch,batch", [((301, 517), 128, 3), ((517, 301), 100, 4), ((37, 53), 128, 2)])
+def test_constant_per_class_network_gives_a_seamless_georeferenced_map(tmp_path, shape, patch, batch):
+    truth = class_map(*shape, 7)
+    nodata = np.zeros(shape, bool)
+    nodata[: shape[0] // 3, : shape[1] // 4] = True  # a corner outside the footprint
+    truth = np.where(truth == 0, 6, truth)  # "unknown" is black, the scene's nodata value
+    scene = write_scene(tmp_path / "scene.tif", truth, DEEPGLOBE, nodata_mask=nodata)
+    out = tmp_path / "classes.tif"
+    summary = segment(scene, out, model=standin(patch=patch),
+                      settings=InferenceSettings(batch_size=batch, device="cpu"))
+    classes, crs, transform, nodata_value, size = read(out)
+    assert size == shape and crs.to_string() == CRS and transform == TRANSFORM and nodata_value == NODATA_ID
+    expected = np.where(nodata, NODATA_ID, truth)
+    np.testing.assert_array_equal(classes, expected)  # pixel-exact: no seams anywhere
+    assert summary.nodata_pixels == int(nodata.sum())
+    areas = summary.class_areas
+    assert summary.area_unit == "metre^2"
+    assert areas["urban"] == pytest.approx(4.0 * (expected == 1).sum())
+
+
+def test_quarter_resolution_logits_only_blur_class_borders(tmp_path):
+    shape = (300, 410)
+    truth = class_map(*shape, 7, seed=3)
+    scene = write_scene(tmp_path / "scene.tif", truth, DEEPGLOBE)
+    segment(scene, tmp_path / "out.tif", model=standin(downsample=4, patch=96),
+            settings=InferenceSettings(device="cpu", batch_size=5))
+    classes = read(tmp_path / "out.tif")[0]
+    border = np.zeros(shape, bool)  # pixels within 6 px of another class
+    for dy in range(-6, 7):
+        for dx in range(-6, 7):
+            border |= np.roll(truth, (dy, dx), axis=(0, 1)) != truth
+    assert (classes[~border] == truth[~border]).all()
+
+
+def test_nodata_patches_are_not_computed_and_alpha_is_respected(tmp_path):
+    shape = (260, 390)
+    truth = class_map(*shape, 6, seed=1) + 1
+    nodata = np.zeros(shape, bool)
+    nodata[:, :200] = True
+    scene = write_scene(tmp_path / "alpha.tif", truth, DEEPGLOBE, nodata_mask=nodata, alpha=True)
+    checkpoint = standin(patch=64)
+    summary = segment(scene, tmp_path / "out.tif", model=checkpoint,
+                      settings=InferenceSettings(device="cpu", min_overlap=10))
+    classes = read(tmp_path / "out.tif")[0]
+    np.testing.assert_array_equal(classes, np.where(nodata, NODATA_ID, truth))
+    stats = summary.stats
+    assert stats.skipped_nodata > 0
+    assert checkpoint.model.encoded == stats.computed == stats.patches - stats.skipped_nodata
+
+
+def test_16_bit_scene_through_an_explicit_stretch(tmp_path):
+    shape = (140, 150)
+    truth = class_map(*shape, 7, seed=2)
+    scene = write_scene(tmp_path / "u16.tif", truth, DEEPGLOBE, dtype="uint16", factor=16)  # 12-bit values
+    summary = segment(scene, tmp_path / "out.tif", model=standin(patch=64),
+                      settings=InferenceSettings(device="cpu", stretch=(0.0, 4080.0)))
+    np.testing.assert_array_equal(read(tmp_path / "out.tif")[0], truth)
+    assert "fixed 0..4080" in summary.stats.stretch
+    auto = segment(scene, tmp_path / "auto.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu"))
+    assert "percentiles" in auto.stats.stretch
+
+
+def test_coarse_to_fine_computes_only_patches_near_the_foreground(tmp_path):
+    shape = (400, 400)
+    truth = np.zeros(shape, np.uint8)
+    truth[300:360, 310:380] = 1  # one building in a corner
+    scene = write_scene(tmp_path / "b.tif", truth, INRIA)
+    checkpoint = standin(INRIA, patch=96, global_size=128)
+    summary = segment(scene, tmp_path / "out.tif", model=checkpoint,
+                      settings=InferenceSettings(device="cpu", coarse_to_fine=True))
+    stats = summary.stats
+    assert stats.c2f_box is not None and stats.skipped_c2f > 0
+    assert checkpoint.model.encoded == stats.computed < stats.patches
+    np.testing.assert_array_equal(read(tmp_path / "out.tif")[0], truth)
+    with pytest.raises(InputError, match="binary"):
+        segment(scene, tmp_path / "x.tif", model=standin(DEEPGLOBE), settings=InferenceSettings(coarse_to_fine=True))
+
+
+def _real(mode: str, n_classes: int = 7) -> Checkpoint:
+    torch.manual_seed(0)
+    scheme = DEEPGLOBE if n_classes == 7 else INRIA
+    return Checkpoint(build_model("resnet18", n_classes=n_classes, mode=mode), scheme, InputScaling(), 64, 64, 3.0)
+
+
+def test_batching_and_prefetch_do_not_change_real_glnet_output(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", class_map(150, 230, 7), DEEPGLOBE)
+    checkpoint = _real("g2l")
+    runs = []
+    for i, (batch, prefetch) in enumerate([(1, 0), (7, 2)]):
+        settings = InferenceSettings(device="cpu", batch_size=batch, prefetch=prefetch, channels_last=bool(i), min_overlap=8)
+        segment(scene, tmp_path / f"c{i}.tif", model=checkpoint, settings=settings, probabilities=tmp_path / f"p{i}.tif")
+        with rasterio.open(tmp_path / f"p{i}.tif") as src:
+            runs.append((read(tmp_path / f"c{i}.tif")[0], src.read().astype(int)))
+    assert (runs[0][0] == runs[1][0]).mean() > 0.999
+    assert np.abs(runs[0][1] - runs[1][1]).max() <= 1
+
+
+def test_bidirectional_keeping_or_recomputing_local_features_agree(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", class_map(130, 170, 7), DEEPGLOBE)
+    checkpoint = _real("bidirectional")
+    outputs = []
+    for keep in (1024, 0):
+        summary = segment(scene, tmp_path / f"b{keep}.tif", model=checkpoint, probabilities=tmp_path / f"p{keep}.tif",
+                          settings=InferenceSettings(device="cpu", batch_size=3, keep_local_features_mb=keep, min_overlap=8))
+        assert summary.stats.kept_local_features is bool(keep)
+        assert summary.stats.mode == "bidirectional"
+        with rasterio.open(tmp_path / f"p{keep}.tif") as src:
+            outputs.append(src.read().astype(int))
+    assert np.abs(outputs[0] - outputs[1]).max() <= 1
+    for mode in ("global", "g2l"):
+        run = segment(scene, tmp_path / f"{mode}.tif", model=checkpoint, settings=InferenceSettings(device="cpu", mode=mode))
+        assert run.stats.mode == mode
+        assert set(np.unique(read(tmp_path / f"{mode}.tif")[0])) <= set(range(7))
+    with pytest.raises(InputError, match="cannot run mode 'local'"):
+        segment(scene, tmp_path / "local.tif", model=checkpoint, settings=InferenceSettings(mode="local"))
+
+
+def test_interrupted_run_leaves_no_output(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", class_map(200, 200, 7), DEEPGLOBE)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        segment(scene, tmp_path / "out.tif", model=standin(patch=64), probabilities=tmp_path / "p.tif",
+                settings=InferenceSettings(device="cpu", batch_size=1), progress=interrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]
+
+
+def test_bad_requests(tmp_path):
+    scene = write_scene(tmp_path / "s.tif", class_map(50, 50, 2), INRIA)
+    with pytest.raises(OutputError, match="same file as the input"):
+        segment(scene, scene, model=standin(INRIA), overwrite=True)
+    with pytest.raises(OutputError, match="does not exist"):
+        segment(scene, tmp_path / "missing" / "out.tif", model=standin(INRIA))
+    with pytest.raises(InputError, match="predicts the 'inria' classes"):
+        segment(scene, tmp_path / "out.tif", model=standin(INRIA), scheme="deepglobe")
+    segment(scene, tmp_path / "out.tif", model=standin(INRIA), settings=InferenceSettings(device="cpu"))
+    with pytest.raises(OutputError, match="--overwrite"):
+        segment(scene, tmp_path / "out.tif", model=standin(INRIA))
