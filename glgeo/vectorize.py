@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+import geopandas as gpd
 import numpy as np
+import pyogrio
 import rasterio
 import shapely
 from affine import Affine
@@ -58,8 +60,13 @@ ProgressCallback = Callable[[int, int], None]
 #: Pixels per side of the blocks read and polygonized at once.
 DEFAULT_BLOCK_SIZE = 2048
 
-#: Polygons written to the GeoPackage per batch.
-_WRITE_BATCH = 20_000
+#: Smallest GDAL block cache (bytes) used while reading the class raster.
+_MIN_GDAL_CACHE = 16 * 2**20
+
+#: A batch of polygons is written to the GeoPackage when it reaches either many polygons
+#: or many vertices (a batch is copied a few times on its way to GDAL: keep it small).
+_WRITE_BATCH_POLYGONS = 20_000
+_WRITE_BATCH_VERTICES = 200_000
 
 _RESERVED_LAYER_PREFIXES = ("gpkg_", "rtree_", "sqlite_")
 
@@ -527,7 +534,7 @@ class _LayerWriter:
         self.areas: dict[str, float] = {}
         self._geoms: list[shapely.Geometry] = []
         self._ids: list[int] = []
-        self._pixels: list[int] = []
+        self._vertices = 0
         self._created = False
 
     def add(self, geometry: shapely.Geometry, class_id: int, pixels: int) -> None:
@@ -537,7 +544,8 @@ class _LayerWriter:
             return
         self._geoms.append(geometry)
         self._ids.append(class_id)
-        if len(self._geoms) >= _WRITE_BATCH:
+        self._vertices += shapely.get_num_coordinates(geometry)
+        if len(self._geoms) >= _WRITE_BATCH_POLYGONS or self._vertices >= _WRITE_BATCH_VERTICES:
             self.flush()
 
     def _to_crs(self, geoms: np.ndarray) -> np.ndarray:
@@ -550,12 +558,9 @@ class _LayerWriter:
         return shapely.transform(geoms, apply)
 
     def flush(self) -> None:
-        import geopandas as gpd
-        import pyogrio
-
         geoms = np.asarray(self._geoms, dtype=object)
         ids = np.asarray(self._ids, dtype=np.int64)
-        self._geoms, self._ids = [], []
+        self._geoms, self._ids, self._vertices = [], [], 0
         if len(geoms):
             # A union across seams never yields several parts, but be safe: one row per part.
             parts, index = shapely.get_parts(geoms, return_index=True)
@@ -692,10 +697,15 @@ def vectorize(
             # hole. That holds when the halo covers them (min_pixels <= block_size) only.
             drop_below = min_pixels if min_pixels and min_pixels <= block_size else None
             writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor, drop_below)
-            for geometry, class_id, pixels in _pixel_geometries(
-                src, class_scheme, keep_ids, nodata_values, min_pixels, tolerance_px, block_size, progress
-            ):
-                writer.add(geometry, class_id, pixels)
+            # Each pixel is read once (twice near seams with a halo): GDAL's block cache,
+            # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
+            halo = min(min_pixels, block_size) if min_pixels else 0
+            window_bytes = (block_size + 2 * halo) ** 2 * np.dtype(src.dtypes[0]).itemsize
+            with rasterio.Env(GDAL_CACHEMAX=max(_MIN_GDAL_CACHE, window_bytes)):
+                for geometry, class_id, pixels in _pixel_geometries(
+                    src, class_scheme, keep_ids, nodata_values, min_pixels, tolerance_px, block_size, progress
+                ):
+                    writer.add(geometry, class_id, pixels)
             writer.flush()
             if writer.n_dropped:
                 logger.info("dropped %d regions smaller than min_area surrounded by nodata", writer.n_dropped)
