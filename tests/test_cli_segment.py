@@ -1,0 +1,156 @@
+"""``glgeo segment`` through click's CliRunner, with the real GLNet (random weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from click.testing import CliRunner
+
+from glgeo.cli.main import cli
+from glgeo.models import build_model
+from glgeo.models.checkpoint import InputScaling, save_checkpoint
+from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Random-weight resnet18 GLNets saved as glgeo checkpoints."""
+    folder = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    inria = save_checkpoint(folder / "inria_r18.pt", build_model("resnet18", n_classes=2, mode="g2l"), INRIA,
+                            InputScaling(), global_size=256, patch_size=256, half=True)
+    deepglobe = save_checkpoint(folder / "deepglobe_r18.pt", build_model("resnet18", n_classes=7, mode="g2l"),
+                                DEEPGLOBE, InputScaling(), global_size=508, patch_size=508, half=True)
+    return {"inria": inria, "deepglobe": deepglobe}
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def _tiny_scene(path: Path, height: int = 40, width: int = 30) -> Path:
+    data = np.random.default_rng(0).integers(0, 256, (3, height, width), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", height=height, width=width, count=3, dtype="uint8",
+                       crs="EPSG:3857", transform=Affine(10, 0, 1000, 0, -10, 5000)) as dst:
+        dst.write(data)
+    return path
+
+
+def test_inria_crop_end_to_end(sample_data, checkpoints, tmp_path):
+    scene = sample_data / "inria" / "austin_crop_top_image.tif"
+    out, scores, vector = tmp_path / "buildings.tif", tmp_path / "scores.tif", tmp_path / "buildings.gpkg"
+    result = run("segment", scene, "-o", out, "--model", checkpoints["inria"], "--probabilities", scores,
+                 "--vector", vector, "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    with rasterio.open(scene) as src, rasterio.open(out) as dst:
+        assert (dst.height, dst.width) == (src.height, src.width) == (700, 1000)
+        assert dst.crs == src.crs and dst.crs.to_epsg() == 26914
+        assert dst.transform == src.transform
+        assert dst.nodata == NODATA_ID and dst.count == 1 and dst.dtypes[0] == "uint8"
+        classes = dst.read(1)
+        assert dst.colormap(1)[1][:3] == INRIA.classes[1].color
+    assert set(np.unique(classes)) <= {0, 1}
+    assert out.with_suffix(".qml").is_file() and Path(f"{out}.aux.xml").is_file()
+    assert summary["mode"] == "g2l" and summary["patches"] == summary["patches_computed"] == 20
+    areas = {c["name"]: c["area"] for c in summary["classes"]}
+    assert sum(areas.values()) == pytest.approx(700 * 1000 * 0.3 * 0.3, rel=1e-6)
+    assert areas["building"] == pytest.approx((classes == 1).sum() * 0.09, rel=1e-6)
+    with rasterio.open(scores) as src:
+        assert src.count == 2 and src.transform.almost_equals(Affine(0.3, 0, 617100.0, 0, -0.3, 3344400.0), 1e-6)
+        s = src.read().astype(int)
+    assert (np.abs(s.sum(axis=0) - 255) <= 1).all()  # softmax scores
+    assert (np.argmax(s, axis=0) == classes)[np.abs(s[1] - s[0]) > 2].all()
+    assert vector.is_file() and summary["vector"]
+
+
+def test_deepglobe_jpeg_without_georeferencing(sample_data, checkpoints, tmp_path):
+    jpeg = sample_data / "deepglobe" / "images" / "855_sat.jpg"
+    out = tmp_path / "855.tif"
+    # the global branch alone keeps this test fast; the full g2l run is the slow test below
+    result = run("-q", "segment", jpeg, "-o", out, "--model", checkpoints["deepglobe"], "--mode", "global", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert result.output == ""  # -q: nothing but errors
+    with rasterio.open(out) as dst:
+        assert (dst.height, dst.width) == (2448, 2448)
+        assert dst.crs is None and dst.transform == Affine.identity()
+        values = np.unique(dst.read(1))
+    assert set(values) <= set(range(7))
+
+
+@pytest.mark.slow
+def test_deepglobe_jpeg_g2l_at_the_released_patch_size(sample_data, checkpoints, tmp_path):
+    jpeg = sample_data / "deepglobe" / "images" / "855_sat.jpg"
+    out = tmp_path / "855.tif"
+    result = run("segment", jpeg, "-o", out, "--model", checkpoints["deepglobe"], "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["patches"] == 36 and summary["mode"] == "g2l"
+    with rasterio.open(out) as dst:
+        assert (dst.height, dst.width) == (2448, 2448) and dst.crs is None
+
+
+def test_scene_smaller_than_one_patch_works(checkpoints, tmp_path):
+    scene = _tiny_scene(tmp_path / "tiny.tif")
+    out = tmp_path / "tiny_classes.tif"
+    result = run("segment", scene, "-o", out, "--model", checkpoints["inria"], "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "1 patches" in result.output
+    with rasterio.open(scene) as src, rasterio.open(out) as dst:
+        assert (dst.height, dst.width, dst.crs, dst.transform) == (40, 30, src.crs, src.transform)
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("missing", "does not exist"),
+        ("not_raster", "cannot open"),
+        ("one_band", "needs 3 (RGB): pass --bands"),
+        ("same_as_input", "same file as the input"),
+        ("no_folder", "does not exist; create it first"),
+        ("exists", "already exists; pass --overwrite"),
+        ("scheme", "predicts the 'inria' classes, not 'deepglobe'"),
+        ("bad_bands", "band [5] not in the scene"),
+        ("bad_model", "no checkpoint file or zoo model"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(case, message, checkpoints, tmp_path):
+    scene = _tiny_scene(tmp_path / "scene.tif")
+    out = tmp_path / "out.tif"
+    model = checkpoints["inria"]
+    extra: list = []
+    if case == "missing":
+        scene = tmp_path / "nope.tif"
+    elif case == "not_raster":
+        scene = tmp_path / "notes.txt"
+        scene.write_text("hello")
+    elif case == "one_band":
+        with rasterio.open(tmp_path / "gray.tif", "w", driver="GTiff", height=8, width=8, count=1, dtype="uint8") as dst:
+            dst.write(np.zeros((1, 8, 8), np.uint8))
+        scene = tmp_path / "gray.tif"
+    elif case == "same_as_input":
+        out = scene
+        extra = ["--overwrite"]
+    elif case == "no_folder":
+        out = tmp_path / "missing" / "out.tif"
+    elif case == "exists":
+        out.write_bytes(b"x")
+    elif case == "scheme":
+        extra = ["--scheme", "deepglobe"]
+    elif case == "bad_bands":
+        extra = ["--bands", "1,2,5"]
+    elif case == "bad_model":
+        model = tmp_path / "nothing.pt"
+    result = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(out), "--model", str(model), *extra])
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    leftovers = {p.name for p in tmp_path.iterdir()} - {"scene.tif", "notes.txt", "gray.tif", "out.tif"}
+    assert not leftovers
