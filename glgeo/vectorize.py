@@ -640,7 +640,8 @@ def vectorize(
             vectorizing, by merging them into their largest neighbour, so no holes remain.
         simplify: simplification tolerance in CRS units (roughly the square root of the
             area of the triangles removed); neighbouring polygons keep shared borders.
-        classes: names (or ids) of the classes to keep; default all.
+        classes: names (or ids) of the classes to keep, as a list or a comma-separated
+            string; default all.
         layer: layer name; default the raster's file stem.
         overwrite: replace ``out`` if it exists.
         block_size: pixels per side of the blocks processed at once; memory grows with its
@@ -670,6 +671,8 @@ def vectorize(
 
     with _open_class_raster(raster_path) as src:
         class_scheme = _scheme_for(src, scheme)
+        if isinstance(classes, str):
+            classes = [part for part in classes.split(",") if part.strip()]
         keep_ids = set(class_scheme.ids_for(list(classes))) if classes else set(range(class_scheme.n_classes))
         layer_name = _layer_name(layer, raster_path)
         nodata_values = tuple(sorted({NODATA_ID} | ({int(src.nodata)} if src.nodata is not None else set())))

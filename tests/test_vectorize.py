@@ -237,6 +237,8 @@ def test_classes_keeps_only_the_named_classes(tmp_path, class_raster, classes_ar
     full, water = read_layer(full_out), read_layer(water_out)
     assert set(water.class_name) == {"water", "urban"}
     assert set(result.polygons_per_class) == {"urban", "water"}
+    assert vectorize(class_raster, tmp_path / "w.gpkg", scheme=DEEPGLOBE, classes="water").polygons_per_class == {
+        "water": result.polygons_per_class["water"]}
     expected = full[full.class_id.isin([WATER, URBAN])]
     assert len(water) == len(expected)
     assert sorted(water.area_m2) == pytest.approx(sorted(expected.area_m2))
