@@ -504,6 +504,9 @@ class SampleSpec:
         with_scene_label: also give the whole mask at logits resolution (validation).
         augment: random horizontal flip and 0/90/180/270 degree rotation per scene.
         bands: the image's RGB band indexes (1-based).
+        scale: read scenes at this fraction of their resolution (``0.25``: a 2448 px scene
+            becomes 612 px; patches are cut from the resampled scene). ``1`` is the paper's
+            setting; smaller values make short CPU runs possible.
     """
 
     global_size: int = 508
@@ -512,8 +515,11 @@ class SampleSpec:
     with_scene_label: bool = False
     augment: bool = False
     bands: tuple[int, int, int] = (1, 2, 3)
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not 0 < self.scale <= 1:
+            raise InputError(f"scene scale must be in (0, 1], got {self.scale}")
         if self.global_size < 32 or self.patch_size < 64:
             raise InputError(f"global size {self.global_size} / patch size {self.patch_size} too small; use >= 32 / >= 64")
         if len(self.bands) != 3:
@@ -565,7 +571,7 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
         sample: dict[str, torch.Tensor] = {"index": torch.tensor(index)}
         with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
             _check_bands(img, spec.bands, pair)
-            height, width = img.height, img.width
+            height, width = scaled_size(img.height, img.width, spec.scale)
             image = img.read(list(spec.bands), out_shape=(3, g, g), resampling=Resampling.bilinear)
             label = read_mask_ids(msk, self.collection.scheme, out_shape=(gq, gq), rgb_threshold=self.collection.rgb_threshold)
             sample["image"] = torch.from_numpy(_as_tensor_dtype(tf.apply(image)))
@@ -582,9 +588,13 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
         boxes = patch_grid(height, width, self.spec.patch_size)
         patches, labels = [], []
         for top, left, h, w in boxes:
-            window = Window(int(left), int(top), int(w), int(h))
-            patch = img.read(list(self.spec.bands), window=window)
-            ids = tf.apply(read_mask_ids(msk, self.collection.scheme, window=window, rgb_threshold=self.collection.rgb_threshold))
+            s = self.spec.scale
+            window = Window(left / s, top / s, w / s, h / s)
+            patch = img.read(list(self.spec.bands), window=window, out_shape=(3, int(h), int(w)), resampling=Resampling.bilinear)
+            ids = read_mask_ids(
+                msk, self.collection.scheme, window=window, out_shape=(int(h), int(w)), rgb_threshold=self.collection.rgb_threshold
+            )
+            ids = tf.apply(ids)
             patches.append(tf.apply(patch))
             labels.append(nearest_resize(ids, logits_size(ids.shape[0]), logits_size(ids.shape[1])))
         boxes, th, tw = tf.apply_boxes(boxes, height, width)
@@ -592,6 +602,11 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
         sample["patch_labels"] = torch.from_numpy(np.stack(labels))
         sample["boxes"] = torch.from_numpy(boxes)
         sample["scene_size"] = torch.tensor([th, tw])
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """A scene's size once read at ``scale`` of its resolution."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:

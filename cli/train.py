@@ -1,0 +1,179 @@
+"""``glgeo train``: GLNet's three-stage training on Inria, DeepGlobe or a folder of GeoTIFFs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from .options import progress_enabled
+
+
+def _per_stage(kind: type, text: str, name: str) -> tuple:
+    parts = [p for p in text.split(",") if p.strip()]
+    try:
+        values = [kind(p) for p in parts]
+    except ValueError:
+        raise click.BadParameter(f"expected one value or three comma-separated values, got {text!r}", param_hint=name)
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3:
+        raise click.BadParameter(f"give one value for every stage or one per stage (3), got {text!r}", param_hint=name)
+    return tuple(values)
+
+
+def _devices(text: str) -> str | int | list[int]:
+    if text == "auto":
+        return text
+    if "," in text:
+        return [int(v) for v in text.split(",") if v.strip()]
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _scheme(value: str | None):
+    from glgeo.schemes import ClassScheme, get_scheme, register_scheme
+
+    if value is None:
+        return None
+    path = Path(value)
+    if path.suffix.lower() == ".json" and path.is_file():
+        scheme = ClassScheme.from_dict(json.loads(path.read_text()))
+        register_scheme(scheme)
+        return scheme
+    return get_scheme(value)
+
+
+@click.command(short_help="Train GLNet (the paper's three stages).")
+@click.option("--dataset", "kind", type=click.Choice(["inria", "deepglobe", "folder"]), required=True,
+              help="Layout of --root: Inria or DeepGlobe as published, or folder (ROOT/images + ROOT/masks).")
+@click.option("--root", type=click.Path(path_type=Path), required=True, help="The dataset folder.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run folder (checkpoints, logs).")
+@click.option("--scheme", default=None, help="Class scheme of a folder dataset: a name (deepglobe, inria) or a JSON file.")
+@click.option("--stage", type=click.Choice(["1", "2", "3", "all"]), default="all", show_default=True,
+              help="Train one stage, or every stage of --mode in sequence.")
+@click.option("--mode", type=click.Choice(["global", "g2l", "bidirectional"]), default="bidirectional", show_default=True,
+              help="The model to end with: bidirectional has stages 1-3, g2l stages 1-2.")
+@click.option("--backbone", default="resnet50", show_default=True, help="resnet18, resnet34, resnet50, resnet101.")
+@click.option("--pyramid-channels", type=int, default=256, show_default=True, help="FPN width (paper 256).")
+@click.option("--segmentation-channels", type=int, default=128, show_default=True, help="ps2 width (paper 128).")
+@click.option("--init", default=None, help="Checkpoint (or zoo model) the first stage starts from.")
+@click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="torchvision ImageNet weights file for a fresh model's backbones.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out; finished stages are skipped.")
+@click.option("--split-file", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Split lists: a folder of train/val(crossvali)/test .txt, a JSON file, or name,split lines.")
+@click.option("--val-cities", default=None, help="Inria: validate on every tile of these cities (e.g. tyrol-w,vienna).")
+@click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the DeepGlobe/folder random split.")
+@click.option("--epochs", default="20", show_default=True, help="Epochs: one value, or per stage (e.g. 20,10,10).")
+@click.option("--lr", default="5e-5,2e-5,2e-5", show_default=True, help="Adam learning rate: one value or per stage.")
+@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--focal-gamma", type=float, default=3.0, show_default=True, help="Focal loss gamma (released code 3, paper 6).")
+@click.option("--fmreg", "fmreg_weight", type=float, default=0.15, show_default=True, help="Feature-map regularisation weight.")
+@click.option("--global-size", type=int, default=508, show_default=True, help="Side of the downsampled scene.")
+@click.option("--patch-size", type=int, default=508, show_default=True, help="Side of the local patches.")
+@click.option("--batch-size", type=int, default=6, show_default=True, help="Scenes per optimizer step.")
+@click.option("--sub-batch", type=int, default=6, show_default=True, help="Patches per forward/backward (stages 2, 3).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Data-loading processes.")
+@click.option("--bands", default="1,2,3", show_default=True, help="The images' red, green, blue bands (1-based).")
+@click.option("--input-range", default="0,255", show_default=True, help="Raw values mapped to 0 and 1.")
+@click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
+@click.option("--scale", type=float, default=1.0, show_default=True,
+              help="Read scenes at this fraction of their resolution (quick CPU runs; the paper uses 1).")
+@click.option("--accelerator", default="auto", show_default=True, help="Lightning accelerator: auto, cpu, gpu.")
+@click.option("--devices", default="auto", show_default=True, help="Lightning devices: auto, a count, or ids like 0,1.")
+@click.option("--num-nodes", type=int, default=1, show_default=True, help="Machines (DDP).")
+@click.option("--strategy", default="auto", show_default=True, help="Lightning strategy: auto, ddp, ddp_spawn, ...")
+@click.option("--precision", default="auto", show_default=True,
+              help="auto (bf16/fp16 mixed on CUDA, 32 on CPU), 32-true, 16-mixed, bf16-mixed.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit-train-batches", type=int, default=None, help="Batches per epoch (short trial runs).")
+@click.option("--limit-val-batches", type=int, default=None, help="Validation scenes per epoch.")
+@click.pass_context
+def train(ctx: click.Context, kind, root, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
+          init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
+          fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, bands, input_range, no_augment, scale,
+          accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
+    """Train GLNet on a dataset, in the paper's stages.
+
+    Stage 1 trains the global branch on downsampled scenes; stage 2 the local branch with
+    G->L sharing (global frozen); stage 3 the L->G global branch (local frozen). Each stage
+    starts from the previous one's best checkpoint. OUT/stageN/best.pt and OUT/model.pt
+    are glgeo checkpoints for `glgeo segment`; logs are CSV and TensorBoard in
+    OUT/stageN/logs.
+
+    \b
+    Example:
+      glgeo train --dataset inria --root data/inria --out runs/inria --val-cities tyrol-w
+      glgeo train --dataset deepglobe --root data/deepglobe --out runs/dg --devices 4 --strategy ddp
+    """
+    from glgeo.training import DataSettings, TrainSettings
+    from glgeo.training import train as run_train
+
+    try:
+        band_list = tuple(int(b) for b in bands.split(","))
+        low, high = (float(v) for v in input_range.split(","))
+    except ValueError:
+        raise click.BadParameter("--bands takes three integers and --input-range two numbers, comma-separated") from None
+    if len(band_list) != 3:
+        raise click.BadParameter(f"give three bands (red, green, blue), got {bands!r}", param_hint="--bands")
+    data = DataSettings(
+        kind=kind,
+        root=root,
+        scheme=_scheme(scheme),
+        split_file=split_file,
+        val_cities=tuple(c for c in (val_cities or "").split(",") if c.strip()),
+        split_seed=split_seed,
+        global_size=global_size,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        sub_batch=sub_batch,
+        workers=workers,
+        bands=band_list,
+        input_range=(low, high),
+        augment=not no_augment,
+        scale=scale,
+    )
+    settings = TrainSettings(
+        out=out,
+        backbone=backbone,
+        pyramid_channels=pyramid_channels,
+        segmentation_channels=segmentation_channels,
+        mode=mode,
+        stage=stage,
+        epochs=_per_stage(int, epochs, "--epochs"),
+        lr=_per_stage(float, lr, "--lr"),
+        weight_decay=weight_decay,
+        focal_gamma=focal_gamma,
+        fmreg_weight=fmreg_weight,
+        init=init,
+        backbone_weights=backbone_weights,
+        resume=resume,
+        accelerator=accelerator,
+        devices=_devices(devices),
+        num_nodes=num_nodes,
+        strategy=strategy,
+        precision=precision,
+        seed=seed,
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=limit_val_batches,
+        progress_bar=progress_enabled(ctx),
+        metadata={"command": "glgeo " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
+    )
+    result = run_train(data, settings)
+    if _is_worker():
+        return
+    click.echo(f"trained {len(result.split.train)} scenes, validated on {len(result.split.val)}")
+    for s in result.stages:
+        miou = "-" if s.best_miou is None else f"{100 * s.best_miou:.2f}"
+        loss = "-" if s.first_loss is None else f"{s.first_loss:.4f} -> {s.last_loss:.4f}"
+        click.echo(f"stage {s.stage}: {s.epochs} epochs in {s.seconds:.0f} s, loss {loss}, best val mIoU {miou}: {s.best}")
+    click.echo(f"model: {result.model}")
+
+
+def _is_worker() -> bool:
+    import os
+
+    return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"

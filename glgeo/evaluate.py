@@ -1,0 +1,290 @@
+"""How good is a segmentation: prediction rasters against truth, or a model against a split.
+
+* :func:`evaluate_rasters`: class rasters (as ``glgeo segment`` writes them: ids, 255 for
+  nodata) against truth rasters, read window by window, so rasters of any size fit in
+  memory. The truth is either the dataset's published mask (``truth_encoding="mask"``:
+  DeepGlobe colours, Inria 0/255, decoded by the scheme) or class ids (``"ids"``).
+* :func:`evaluate_model`: runs ``glgeo.segment``'s streaming inference on each scene of a
+  dataset split, then scores the output as above, and measures time per image and peak
+  memory (GPU memory on CUDA, the process's peak resident memory otherwise).
+
+Scores (confusion matrix, per-class IoU, mIoU over the scheme's scored classes, Inria's
+building IoU, pixel accuracy) are accumulated over all pixels of all images, as the
+benchmarks do (see :mod:`glgeo.metrics`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Literal, Sequence
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from .datasets import SceneCollection, open_raster, read_mask_ids, scaled_size
+from .errors import CheckpointError, InputError
+from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
+from .schemes import NODATA_ID, ClassScheme
+
+log = logging.getLogger(__name__)
+
+TruthEncoding = Literal["mask", "ids"]
+ProgressCallback = Callable[[int, int], None]
+
+#: Pixels read per window (rows x width): bounds memory on rasters of any size.
+WINDOW_PIXELS = 1 << 24
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """One evaluated image.
+
+    Attributes:
+        name: the scene (or prediction file) name.
+        pixels: truth pixels counted.
+        miou: the image's own mIoU (the report's mIoU pools all images' pixels).
+        seconds: inference time (model evaluation only).
+    """
+
+    name: str
+    pixels: int
+    miou: float
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Scores of an evaluation, plus its cost when a model ran.
+
+    Attributes:
+        scores: the pooled scores of every image.
+        images: per-image results.
+        seconds_per_image: mean inference time (``None`` for raster comparisons).
+        peak_memory_mb: peak GPU memory on CUDA, else peak resident memory of the process.
+        memory_kind: ``"gpu"``, ``"resident"`` or ``""``.
+        model: the checkpoint evaluated, if any.
+    """
+
+    scores: SegmentationScores
+    images: tuple[ImageResult, ...]
+    seconds_per_image: float | None = None
+    peak_memory_mb: float | None = None
+    memory_kind: str = ""
+    model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able report."""
+        nan = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v  # noqa: E731
+        return {
+            **self.scores.to_dict(),
+            "model": self.model,
+            "images": [
+                {"name": i.name, "pixels": i.pixels, "miou": nan(i.miou), "seconds": i.seconds} for i in self.images
+            ],
+            "seconds_per_image": self.seconds_per_image,
+            "peak_memory_mb": self.peak_memory_mb,
+            "memory_kind": self.memory_kind,
+        }
+
+    def table(self) -> str:
+        """The terminal report: per-class IoU, pooled scores, then cost."""
+        lines = [self.scores.table(), f"images: {len(self.images)}, pixels: {self.scores.n_pixels}"]
+        if self.seconds_per_image is not None:
+            lines.append(f"time per image: {self.seconds_per_image:.2f} s")
+        if self.peak_memory_mb is not None:
+            kind = "GPU memory" if self.memory_kind == "gpu" else "resident memory"
+            lines.append(f"peak {kind}: {self.peak_memory_mb:.0f} MB")
+        return "\n".join(lines)
+
+
+def _strips(height: int, width: int) -> list[Window]:
+    rows = max(1, min(height, WINDOW_PIXELS // max(1, width)))
+    return [Window(0, r, width, min(rows, height - r)) for r in range(0, height, rows)]
+
+
+def compare_rasters(
+    pred: str | os.PathLike,
+    truth: str | os.PathLike,
+    scheme: ClassScheme,
+    truth_encoding: TruthEncoding = "mask",
+    rgb_threshold: int | None = None,
+) -> np.ndarray:
+    """Confusion counts ``(n, n + 1)`` of one prediction raster against its truth.
+
+    Both are read in row strips of at most :data:`WINDOW_PIXELS` pixels.
+
+    Raises:
+        InputError: different sizes, or different CRS / transform when both are
+            georeferenced; a truth encoding that does not fit the file.
+        DatasetError: a truth mask value the scheme does not know.
+    """
+    if truth_encoding not in ("mask", "ids"):
+        raise InputError(f"truth encoding must be 'mask' or 'ids', got {truth_encoding!r}")
+    n = scheme.n_classes
+    total = np.zeros((n, n + 1), dtype=np.int64)
+    with open_raster(Path(pred)) as p, open_raster(Path(truth)) as t:
+        if (p.height, p.width) != (t.height, t.width):
+            raise InputError(
+                f"prediction {pred} is {p.width} x {p.height} px but truth {truth} is {t.width} x {t.height} px; "
+                "compare rasters on the same pixel grid"
+            )
+        if p.crs and t.crs and (p.crs != t.crs or not p.transform.almost_equals(t.transform)):
+            raise InputError(
+                f"prediction {pred} and truth {truth} are not on the same grid (CRS {p.crs} vs {t.crs}, "
+                f"origin {p.transform.c, p.transform.f} vs {t.transform.c, t.transform.f}); resample one onto the other"
+            )
+        if truth_encoding == "ids" and t.count != 1:
+            raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use --truth-encoding mask)")
+        for window in _strips(p.height, p.width):
+            predicted = p.read(1, window=window)
+            if truth_encoding == "mask":
+                expected = read_mask_ids(t, scheme, window=window, rgb_threshold=rgb_threshold)
+            else:
+                expected = t.read(1, window=window)
+                if t.nodata is not None:
+                    expected = np.where(expected == t.nodata, NODATA_ID, expected)
+            if p.nodata is not None and p.nodata != NODATA_ID:
+                predicted = np.where(predicted == p.nodata, NODATA_ID, predicted)
+            total += confusion_matrix(expected, predicted, n)
+    return total
+
+
+def _image_miou(confusion: np.ndarray, scheme: ClassScheme) -> float:
+    return SegmentationScores(confusion, scheme).miou
+
+
+def evaluate_rasters(
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    scheme: ClassScheme,
+    truth_encoding: TruthEncoding = "mask",
+    rgb_threshold: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> EvaluationReport:
+    """Score prediction rasters against truth rasters (pairs of ``(pred, truth)``).
+
+    Raises:
+        InputError: no pairs, or a pair on different grids.
+    """
+    if not pairs:
+        raise InputError("give at least one prediction/truth pair")
+    acc = ConfusionAccumulator(scheme)
+    images = []
+    for i, (pred, truth) in enumerate(pairs):
+        cm = compare_rasters(pred, truth, scheme, truth_encoding, rgb_threshold)
+        acc.add(cm)
+        images.append(ImageResult(Path(pred).stem, int(cm.sum()), _image_miou(cm, scheme)))
+        if progress is not None:
+            progress(i + 1, len(pairs))
+    return EvaluationReport(acc.scores(), tuple(images))
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
+
+
+def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder: Path) -> tuple[Path, Path]:
+    """The scene and its class-id truth resampled to ``scale`` (GeoTIFFs in ``folder``)."""
+    pair = collection.scene(name)
+    image_out, truth_out = folder / f"{name}.tif", folder / f"{name}_truth.tif"
+    with open_raster(pair.image) as src, open_raster(pair.mask) as msk:
+        h, w = scaled_size(src.height, src.width, scale)
+        transform = src.transform * src.transform.scale(src.width / w, src.height / h)
+        image = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.bilinear)
+        ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
+        profile = dict(driver="GTiff", width=w, height=h, crs=src.crs, transform=transform, tiled=True)
+        with rasterio.open(image_out, "w", count=3, dtype=image.dtype, **profile) as dst:
+            dst.write(image)
+        with rasterio.open(truth_out, "w", count=1, dtype="uint8", nodata=NODATA_ID, **profile) as dst:
+            dst.write(ids[None])
+    return image_out, truth_out
+
+
+def evaluate_model(
+    model: Any,
+    collection: SceneCollection,
+    names: Sequence[str],
+    settings: Any = None,
+    scale: float = 1.0,
+    progress: ProgressCallback | None = None,
+) -> EvaluationReport:
+    """Segment each named scene with ``glgeo.segment`` and score it against its mask.
+
+    Args:
+        model: a checkpoint path, zoo name or loaded checkpoint.
+        collection: the dataset.
+        names: the scenes to evaluate (a split part).
+        settings: :class:`glgeo.inference.InferenceSettings` (device, precision, batch...).
+        scale: resample scenes and masks to this fraction of their resolution first (for
+            a model trained with the same ``scale``).
+        progress: ``progress(done, total)`` per scene.
+
+    Raises:
+        CheckpointError: the model's class count does not fit the dataset's scheme.
+        InputError: no scenes.
+    """
+    import torch
+
+    from .inference import InferenceSettings
+    from .segment import load_model, segment
+
+    if not names:
+        raise InputError("no scenes to evaluate: the split part is empty")
+    if not 0 < scale <= 1:
+        raise InputError(f"scale must be in (0, 1], got {scale}")
+    settings = settings or InferenceSettings()
+    checkpoint = load_model(model)
+    scheme = collection.scheme
+    if checkpoint.scheme.n_classes != scheme.n_classes:
+        raise CheckpointError(
+            f"the model predicts {checkpoint.scheme.n_classes} classes ({checkpoint.scheme.name}) but the "
+            f"{collection.kind} dataset's scheme {scheme.name!r} has {scheme.n_classes}; evaluate it on data of its scheme"
+        )
+    cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    acc = ConfusionAccumulator(scheme)
+    images = []
+    with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp:
+        folder = Path(tmp)
+        for i, name in enumerate(names):
+            pair = collection.scene(name)
+            if scale != 1.0:
+                scene, truth = _scaled_copies(collection, name, scale, folder)
+                encoding: TruthEncoding = "ids"
+            else:
+                scene, truth, encoding = pair.image, pair.mask, "mask"
+            out = folder / f"{name}_pred.tif"
+            start = time.perf_counter()
+            segment(scene, out, model=checkpoint, settings=settings, overwrite=True)
+            seconds = time.perf_counter() - start
+            cm = compare_rasters(out, truth, scheme, encoding, collection.rgb_threshold)
+            acc.add(cm)
+            images.append(ImageResult(name, int(cm.sum()), _image_miou(cm, scheme), seconds))
+            log.info("%s: mIoU %.4f in %.1f s", name, images[-1].miou, seconds)
+            for leftover in folder.glob(f"{name}*"):
+                leftover.unlink()
+            if progress is not None:
+                progress(i + 1, len(names))
+    if cuda:
+        peak, kind = torch.cuda.max_memory_allocated() / (1 << 20), "gpu"
+    else:
+        peak, kind = _peak_rss_mb(), "resident"
+    return EvaluationReport(
+        acc.scores(),
+        tuple(images),
+        seconds_per_image=float(np.mean([i.seconds for i in images])),
+        peak_memory_mb=peak,
+        memory_kind=kind,
+        model=str(getattr(checkpoint, "path", None) or model),
+    )

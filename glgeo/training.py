@@ -1,0 +1,817 @@
+"""GLNet training: the paper's three stages on PyTorch Lightning.
+
+1. the global branch alone on downsampled scenes;
+2. the local branch (with G -> L sharing) and the aggregation conv, the global branch
+   frozen: focal(local) + focal(aggregated) + 0.15 fmreg;
+3. (bidirectional models) the L -> G global branch and the aggregation conv, the local
+   branch frozen: focal(global) + focal(aggregated).
+
+Each stage starts from the previous stage's best checkpoint. Optimisation follows the
+released code: Adam (betas 0.9/0.999, weight decay 5e-4), poly learning-rate decay (power
+0.9) over the stage's steps, one optimizer step per batch of scenes. In stage 2 a scene's
+patches go through the network in sub-batches, one backward per sub-batch (the gradients
+add up, as in the released code); in stage 3 every patch first goes through the frozen
+local branch to fill the L -> G canvases, then the global branch runs once and each
+sub-batch's aggregation loss is back-propagated through it.
+
+A run folder holds, per stage, ``stageN/best.pt`` (best validation mIoU) and
+``stageN/last.pt`` (glgeo checkpoints, usable by ``glgeo segment``), Lightning's
+``stageN/lightning/last.ckpt`` (for ``resume``), CSV and TensorBoard logs in
+``stageN/logs``; ``model.pt`` is the final stage's best model.
+
+Validation scores each scene at the logits' resolution (1/4): the patch logits are
+merged into the scene (summed where patches overlap) and compared with the mask resized
+by nearest neighbour; stage 1 scores the global branch on the downsampled scene. Full
+resolution scores come from ``glgeo evaluate``.
+
+Lightning is imported here, torchgeo is not: training needs torch, Lightning and rasterio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .datasets import GLNetSceneDataset, SampleSpec, SceneCollection, collate_scenes, logits_size, open_dataset
+from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
+from .metrics import SegmentationScores
+from .schemes import NODATA_ID, ClassScheme
+from .splits import Split, make_split
+
+try:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    from lightning.pytorch.utilities import rank_zero_only
+except ImportError:  # the standalone package has the same API
+    try:
+        import pytorch_lightning as pl  # type: ignore[no-redef]
+        from pytorch_lightning.callbacks import Callback, ModelCheckpoint  # type: ignore[no-redef]
+        from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
+    except ImportError:
+        raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
+
+from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
+from glgeo.models.losses import FMREG_WEIGHT, FocalLoss
+from glgeo.models.sharing import crop_global
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["global", "g2l", "bidirectional"]
+StageSpec = Literal["1", "2", "3", "all"]
+
+#: Learning rates of the released code per stage.
+DEFAULT_LR = {1: 5e-5, 2: 2e-5, 3: 2e-5}
+#: The stages each model mode trains, in order.
+MODE_STAGES: dict[str, tuple[int, ...]] = {"global": (1,), "g2l": (1, 2), "bidirectional": (1, 2, 3)}
+#: Keep stage 3's local features between its two passes when they fit in this many bytes.
+LOCAL_CACHE_BYTES = 1 << 30
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the scenes come from and what each sample holds.
+
+    Args:
+        kind: ``inria``, ``deepglobe`` or ``folder``.
+        root: the dataset folder.
+        scheme: the class scheme (``folder`` datasets; the benchmark's own otherwise).
+        split_file: train/val lists to use (see :mod:`glgeo.splits`).
+        val_cities: Inria leave-cities-out.
+        split_seed: seed of the random split (DeepGlobe, folder).
+        global_size: side of the downsampled scene (paper: 508).
+        patch_size: side of the local patches (paper: 508).
+        batch_size: scenes per optimizer step (paper: 6).
+        sub_batch: patches per forward/backward in stages 2 and 3 (paper: 6).
+        workers: data-loading processes.
+        bands: the images' RGB bands (1-based).
+        input_range: raw values mapped to 0 and 1 (RGB bytes: 0, 255).
+        augment: random flips and quarter turns of training scenes.
+        scale: read scenes at this fraction of their resolution (1: the paper; 0.25 makes
+            short CPU runs possible; the model then expects imagery at that resolution).
+    """
+
+    kind: str
+    root: Path
+    scheme: ClassScheme | None = None
+    split_file: Path | None = None
+    val_cities: tuple[str, ...] = ()
+    split_seed: int = 0
+    global_size: int = 508
+    patch_size: int = 508
+    batch_size: int = 6
+    sub_batch: int = 6
+    workers: int = 2
+    bands: tuple[int, int, int] = (1, 2, 3)
+    input_range: tuple[float, float] = (0.0, 255.0)
+    augment: bool = True
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.sub_batch < 1 or self.workers < 0:
+            raise InputError("batch size and sub-batch must be >= 1 and workers >= 0")
+        if not self.input_range[1] > self.input_range[0]:
+            raise InputError(f"input range needs max > min, got {self.input_range}")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How the network is trained and on what hardware.
+
+    Args:
+        out: the run folder.
+        backbone: ``resnet18``, ``resnet34``, ``resnet50`` ... (paper: resnet50).
+        pyramid_channels: FPN width (paper: 256); smaller trains faster on a CPU.
+        segmentation_channels: width of each ps2 level (paper: 128).
+        mode: the model to end with: ``global``, ``g2l`` or ``bidirectional``.
+        stage: ``1``, ``2``, ``3`` or ``all`` (every stage of the mode, in order).
+        epochs: epochs per stage (stage 1, 2, 3).
+        lr: learning rate per stage (stage 1, 2, 3).
+        weight_decay: Adam weight decay.
+        poly_power: exponent of the poly learning-rate decay.
+        focal_gamma: focal loss gamma (released code 3, paper 6).
+        fmreg_weight: weight of the feature-map regularisation (stage 2).
+        init: checkpoint (file or zoo name) the first stage run starts from; by default
+            stage 1 starts from scratch and stage N from the run's ``stageN-1/best.pt``.
+        backbone_weights: a torchvision ImageNet state-dict file for a fresh model's
+            backbones (the released code started from ImageNet weights).
+        resume: continue an interrupted run from its Lightning checkpoints; finished
+            stages are skipped.
+        accelerator: ``auto``, ``cpu``, ``gpu``...
+        devices: Lightning's ``devices`` (``auto``, a count, or a list such as ``0,1``).
+        num_nodes: machines (DDP).
+        strategy: Lightning strategy (``auto``, ``ddp``, ``ddp_spawn``...).
+        precision: ``auto`` (bf16 or fp16 mixed precision on CUDA, fp32 otherwise) or a
+            Lightning precision (``32-true``, ``16-mixed``, ``bf16-mixed``).
+        seed: seed of weights, augmentation and data order.
+        limit_train_batches: batches per training epoch (``None``: all), for short runs.
+        limit_val_batches: batches per validation (``None``: all).
+        progress_bar: draw Lightning's progress bar.
+        metadata: facts stored in every checkpoint (for example the command line).
+    """
+
+    out: Path
+    backbone: str = "resnet50"
+    pyramid_channels: int = 256
+    segmentation_channels: int = 128
+    mode: Mode = "bidirectional"
+    stage: StageSpec = "all"
+    epochs: tuple[int, int, int] = (20, 20, 20)
+    lr: tuple[float, float, float] = (DEFAULT_LR[1], DEFAULT_LR[2], DEFAULT_LR[3])
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    focal_gamma: float = 3.0
+    fmreg_weight: float = FMREG_WEIGHT
+    init: str | None = None
+    backbone_weights: Path | None = None
+    resume: bool = False
+    accelerator: str = "auto"
+    devices: str | int | list[int] = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    limit_train_batches: int | None = None
+    limit_val_batches: int | None = None
+    progress_bar: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODE_STAGES:
+            raise InputError(f"unknown mode {self.mode!r}; choose from: {', '.join(MODE_STAGES)}")
+        if self.stage not in ("1", "2", "3", "all"):
+            raise InputError(f"stage must be 1, 2, 3 or all, got {self.stage!r}")
+        if len(self.epochs) != 3 or any(e < 1 for e in self.epochs):
+            raise InputError(f"give at least one epoch per stage, got {self.epochs}")
+        if len(self.lr) != 3 or any(not v > 0 for v in self.lr):
+            raise InputError(f"learning rates must be positive, got {self.lr}")
+
+    @property
+    def stages(self) -> tuple[int, ...]:
+        """The stages this run trains, in order.
+
+        Raises:
+            InputError: a stage that the mode does not have.
+        """
+        allowed = MODE_STAGES[self.mode]
+        if self.stage == "all":
+            return allowed
+        stage = int(self.stage)
+        if stage not in allowed:
+            raise InputError(f"a {self.mode} model has no stage {stage}; its stages are {', '.join(map(str, allowed))}")
+        return (stage,)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What one stage produced."""
+
+    stage: int
+    best: Path
+    last: Path
+    best_miou: float | None
+    epochs: int
+    seconds: float
+    first_loss: float | None
+    last_loss: float | None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced."""
+
+    out: Path
+    model: Path
+    split: Split
+    stages: tuple[StageResult, ...]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def poly_lr(base: float, progress: float, power: float = 0.9) -> float:
+    """The poly schedule: ``base * (1 - progress) ** power`` for progress in [0, 1]."""
+    return base * (1.0 - min(max(progress, 0.0), 1.0)) ** power
+
+
+def scale_input(raw: torch.Tensor, input_range: tuple[float, float]) -> torch.Tensor:
+    """Raw pixel values to network inputs in [0, 1] (on the tensor's device)."""
+    lo, hi = input_range
+    return (raw.float() - lo) / (hi - lo)
+
+
+def merge_patch_logits(logits: torch.Tensor, boxes: torch.Tensor, scene_size: Sequence[int], out_size: Sequence[int]) -> torch.Tensor:
+    """Sum patch logits ``(N, C, h, w)`` into a scene-wide ``(C, *out_size)`` map.
+
+    Each patch box ``(top, left, h, w)`` in a ``scene_size`` scene is mapped onto the
+    output grid and its logits resized bilinearly onto that footprint.
+    """
+    height, width = int(scene_size[0]), int(scene_size[1])
+    oh, ow = int(out_size[0]), int(out_size[1])
+    canvas = logits.new_zeros((logits.shape[1], oh, ow), dtype=torch.float32)
+    for patch, (t, l, h, w) in zip(logits, boxes.tolist()):
+        r0, r1 = round(t * oh / height), max(round((t + h) * oh / height), round(t * oh / height) + 1)
+        c0, c1 = round(l * ow / width), max(round((l + w) * ow / width), round(l * ow / width) + 1)
+        r1, c1 = min(r1, oh), min(c1, ow)
+        canvas[:, r0:r1, c0:c1] += F.interpolate(patch[None].float(), size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)[0]
+    return canvas
+
+
+def confusion_tensor(truth: torch.Tensor, pred: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Confusion counts ``(n, n + 1)`` on the tensors' device (nodata truth ignored)."""
+    t = truth.reshape(-1).long()
+    p = pred.reshape(-1).long()
+    keep = t < n_classes
+    t, p = t[keep], p[keep]
+    p = torch.where((p >= 0) & (p < n_classes), p, torch.full_like(p, n_classes))
+    counts = torch.bincount(t * (n_classes + 1) + p, minlength=n_classes * (n_classes + 1))
+    return counts.reshape(n_classes, n_classes + 1)
+
+
+# --------------------------------------------------------------------------- Lightning
+
+
+class GLNetTask(pl.LightningModule):
+    """One training stage of GLNet as a LightningModule (manual optimisation).
+
+    Args:
+        model: the network, with the mode the run ends with.
+        stage: 1, 2 or 3.
+        scheme: the class scheme (for validation scores).
+        lr: base learning rate of the stage.
+        weight_decay: Adam weight decay.
+        poly_power: poly decay exponent.
+        focal_gamma: focal loss gamma.
+        fmreg_weight: feature-map regularisation weight (stage 2).
+        sub_batch: patches per forward/backward.
+        input_range: raw values mapped to 0 and 1.
+    """
+
+    def __init__(
+        self,
+        model: GLNet,
+        stage: int,
+        scheme: ClassScheme,
+        lr: float,
+        weight_decay: float = 5e-4,
+        poly_power: float = 0.9,
+        focal_gamma: float = 3.0,
+        fmreg_weight: float = FMREG_WEIGHT,
+        sub_batch: int = 6,
+        input_range: tuple[float, float] = (0.0, 255.0),
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        self.stage = stage
+        self.scheme = scheme
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.poly_power = poly_power
+        self.sub_batch = sub_batch
+        self.input_range = input_range
+        self.fmreg_weight = fmreg_weight
+        self.focal = FocalLoss(focal_gamma, ignore_index=NODATA_ID)
+        model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
+        self.val_confusion: torch.Tensor | None = None
+        self.loss_history: list[float] = []
+
+    # ------------------------------------------------------------------ setup
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.model.stage_parameters(self.stage) if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
+
+    def _progress(self, batch_idx: int) -> float:
+        trainer = self.trainer
+        per_epoch = max(1, int(trainer.num_training_batches))
+        total = per_epoch * max(1, int(trainer.max_epochs or 1))
+        return (trainer.current_epoch * per_epoch + batch_idx) / total
+
+    # --------------------------------------------------------------- training
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        opt = self.optimizers()
+        lr = poly_lr(self.lr, self._progress(batch_idx), self.poly_power)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        images = scale_input(batch["image"], self.input_range)
+        if self.stage == 1:
+            loss, parts = self._stage1(images, batch["label"], opt)
+        elif self.stage == 2:
+            loss, parts = self._stage2(images, batch, opt)
+        else:
+            loss, parts = self._stage3(images, batch, opt)
+        opt.step()
+        n = images.shape[0]
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
+        self.log("lr", lr, on_step=True, on_epoch=False, batch_size=n)
+        self.loss_history.append(float(loss))
+        return loss
+
+    def _backward(self, opt: Any, loss: torch.Tensor, last: bool, retain_graph: bool = False) -> None:
+        # Gradients of a batch add up over its sub-batches; with DDP only the last backward
+        # of the step synchronises them across processes.
+        with opt.toggle_model(sync_grad=last):
+            self.manual_backward(loss, retain_graph=retain_graph)
+
+    def _stage1(self, images: torch.Tensor, labels: torch.Tensor, opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = self.focal(self.model.encode_global(images).logits, labels)
+        self._backward(opt, loss, last=True)
+        loss = loss.detach()
+        return loss, {"global": float(loss)}
+
+    def _scene_chunks(self, batch: dict[str, Any]) -> list[tuple[int, int, int]]:
+        """(scene, start, stop) of every sub-batch of the batch's patches."""
+        return [
+            (b, j, min(j + self.sub_batch, len(patches)))
+            for b, patches in enumerate(batch["patches"])
+            for j in range(0, len(patches), self.sub_batch)
+        ]
+
+    def _chunk(self, batch: dict[str, Any], b: int, j: int, k: int) -> tuple[torch.Tensor, torch.Tensor, PatchBoxes]:
+        boxes = batch["boxes"][b][j:k]
+        h, w = batch["scene_size"][b].tolist()
+        pboxes = PatchBoxes.from_pixels(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], h, w, scene_index=b)
+        patches = scale_input(batch["patches"][b][j:k], self.input_range)
+        return patches, batch["patch_labels"][b][j:k], pboxes
+
+    def _stage2(self, images: torch.Tensor, batch: dict[str, Any], opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            context = self.model.encode_global(images)
+        chunks = self._scene_chunks(batch)
+        total, sums = torch.zeros((), device=images.device), {"local": 0.0, "aggregated": 0.0, "fmreg": 0.0}
+        for i, (b, j, k) in enumerate(chunks):
+            patches, labels, boxes = self._chunk(batch, b, j, k)
+            local = self.model.encode_local(patches, boxes, context)
+            aggregated = self.model.aggregate(local.ps3, context.ps3, boxes)
+            crop = F.interpolate(crop_global(context.ps3, boxes), size=local.ps3.shape[-2:], mode="bilinear", align_corners=False)
+            parts = {
+                "local": self.focal(local.logits, labels),
+                "aggregated": self.focal(aggregated, labels),
+                "fmreg": self.fmreg_weight * F.mse_loss(local.ps3.float(), crop.float()),
+            }
+            loss = sum(parts.values())
+            self._backward(opt, loss, last=i == len(chunks) - 1)
+            total += loss.detach()
+            for name, value in parts.items():
+                sums[name] += float(value.detach()) / len(chunks)
+        return total / len(chunks), sums
+
+    def _stage3(self, images: torch.Tensor, batch: dict[str, Any], opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        chunks = self._scene_chunks(batch)
+        cached: list[torch.Tensor] | None = []
+        with torch.no_grad():
+            context = self.model.encode_global(images)
+            canvas = L2GCanvas.like(context)
+            budget = LOCAL_CACHE_BYTES
+            for b, j, k in chunks:
+                patches, _, boxes = self._chunk(batch, b, j, k)
+                local = self.model.encode_local(patches, boxes, context)
+                canvas.add(local, boxes)
+                if cached is not None:
+                    budget -= local.ps3.numel() * local.ps3.element_size()
+                    cached = cached + [local.ps3] if budget >= 0 else None
+        refined = self.model.encode_global_l2g(images, canvas)
+        global_loss = self.focal(refined.logits, batch["label"])
+        total_agg = 0.0
+        for i, (b, j, k) in enumerate(chunks):
+            patches, labels, boxes = self._chunk(batch, b, j, k)
+            if cached is not None:
+                local_ps3 = cached[i]
+            else:
+                with torch.no_grad():
+                    local_ps3 = self.model.encode_local(patches, boxes, context).ps3
+            agg_loss = self.focal(self.model.aggregate(local_ps3, refined.ps3, boxes), labels)
+            last = i == len(chunks) - 1
+            # The global loss joins the last backward, so that one reaches every trained
+            # parameter (DDP reduces there).
+            loss = agg_loss + global_loss if last else agg_loss
+            self._backward(opt, loss, last=last, retain_graph=not last)
+            total_agg += float(agg_loss.detach()) / len(chunks)
+        global_value = float(global_loss.detach())
+        return torch.tensor(global_value + total_agg), {"global": global_value, "aggregated": total_agg}
+
+    # ------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        n = self.scheme.n_classes
+        self.val_confusion = torch.zeros((n, n + 1), dtype=torch.long, device=self.device)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images = scale_input(batch["image"], self.input_range)
+        n = self.scheme.n_classes
+        if self.stage == 1:
+            pred = self.model.encode_global(images).logits.argmax(1)
+            self.val_confusion += confusion_tensor(batch["label"], pred, n)
+            return
+        context = self.model.encode_global(images)
+        chunks = self._scene_chunks(batch)
+        global_ps3 = context.ps3
+        if self.stage == 3:
+            canvas = L2GCanvas.like(context)
+            for b, j, k in chunks:
+                patches, _, boxes = self._chunk(batch, b, j, k)
+                canvas.add(self.model.encode_local(patches, boxes, context), boxes)
+            global_ps3 = self.model.encode_global_l2g(images, canvas).ps3
+        for b in range(images.shape[0]):
+            logits = []
+            for bb, j, k in chunks:
+                if bb != b:
+                    continue
+                patches, _, boxes = self._chunk(batch, b, j, k)
+                local = self.model.encode_local(patches, boxes, context)
+                logits.append(self.model.aggregate(local.ps3, global_ps3, boxes).float())
+            truth = batch["scene_label"][b]
+            merged = merge_patch_logits(torch.cat(logits), batch["boxes"][b], batch["scene_size"][b], truth.shape)
+            self.val_confusion += confusion_tensor(truth, merged.argmax(0), n)
+
+    def on_validation_epoch_end(self) -> None:
+        confusion = self.trainer.strategy.reduce(self.val_confusion.float(), reduce_op="sum").round().long()
+        scores = SegmentationScores(confusion.cpu().numpy(), self.scheme)
+        miou = scores.miou if not math.isnan(scores.miou) else 0.0
+        self.log("val/miou", miou, prog_bar=True, sync_dist=False)
+        self.log("val/pixel_accuracy", scores.pixel_accuracy if not math.isnan(scores.pixel_accuracy) else 0.0)
+        self.last_val_scores = scores
+
+
+class SceneDataModule(pl.LightningDataModule):
+    """Training and validation loaders over a dataset's split.
+
+    Args:
+        collection: the dataset's scenes.
+        split: which scenes train and validate.
+        settings: sizes, batch, workers.
+        stage: the training stage (stages 2 and 3 read the patches).
+        seed: augmentation seed.
+    """
+
+    def __init__(self, collection: SceneCollection, split: Split, settings: DataSettings, stage: int, seed: int = 0) -> None:
+        super().__init__()
+        self.collection = collection
+        self.split = split
+        self.settings = settings
+        self.stage = stage
+        self.seed = seed
+
+    def _dataset(self, names: Sequence[str], train: bool) -> GLNetSceneDataset:
+        s = self.settings
+        spec = SampleSpec(
+            global_size=s.global_size,
+            patch_size=s.patch_size,
+            with_patches=self.stage >= 2,
+            with_scene_label=not train and self.stage >= 2,
+            augment=train and s.augment,
+            bands=s.bands,
+            scale=s.scale,
+        )
+        return GLNetSceneDataset(self.collection.subset(names), spec)
+
+    def _loader(self, names: Sequence[str], train: bool) -> torch.utils.data.DataLoader:
+        s = self.settings
+        return torch.utils.data.DataLoader(
+            self._dataset(names, train),
+            batch_size=s.batch_size if train else 1,
+            shuffle=train,
+            num_workers=s.workers,
+            collate_fn=collate_scenes,
+            drop_last=False,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader(self.split.train, train=True)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._loader(self.split.val, train=False)
+
+
+class GlgeoCheckpoints(Callback):
+    """Writes glgeo checkpoints: ``last.pt`` every epoch, ``best.pt`` on a better val mIoU.
+
+    Args:
+        folder: the stage folder.
+        save: writes one checkpoint file given a path and metadata.
+        has_val: whether validation runs (without it, ``best.pt`` follows ``last.pt``).
+    """
+
+    def __init__(self, folder: Path, save: Any, has_val: bool) -> None:
+        self.folder = folder
+        self.save = save
+        self.has_val = has_val
+        self.best_miou: float | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_miou": self.best_miou}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_miou = state_dict.get("best_miou")
+
+    def on_validation_end(self, trainer: Any, pl_module: GLNetTask) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        scores = getattr(pl_module, "last_val_scores", None)
+        if scores is None:
+            return
+        miou = scores.miou
+        if self.best_miou is None or (not math.isnan(miou) and miou > self.best_miou):
+            self.best_miou = miou
+            self.save(self.folder / "best.pt", pl_module, {"epoch": trainer.current_epoch, "val": scores.to_dict()})
+            log.info("stage %d epoch %d: val mIoU %.4f (best so far)", pl_module.stage, trainer.current_epoch, miou)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: GLNetTask) -> None:
+        if not trainer.is_global_zero:
+            return
+        extra: dict[str, Any] = {"epoch": trainer.current_epoch}
+        scores = getattr(pl_module, "last_val_scores", None)
+        if scores is not None:
+            extra["val"] = scores.to_dict()
+        self.save(self.folder / "last.pt", pl_module, extra)
+        if not self.has_val:
+            shutil.copyfile(self.folder / "last.pt", self.folder / "best.pt")
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """Lightning precision for ``auto``: bf16 (or fp16) mixed precision on CUDA, else fp32."""
+    if precision != "auto":
+        return precision
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _strategy(name: str) -> Any:
+    if name in ("ddp", "ddp_spawn"):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # Frozen branches are not part of DDP (only trainable parameters are registered),
+        # and every trainable parameter takes part in each step's synchronised backward.
+        return DDPStrategy(find_unused_parameters=False, start_method="spawn" if name == "ddp_spawn" else "popen")
+    return name
+
+
+def _loggers(folder: Path) -> list[Any]:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    loggers: list[Any] = [CSVLogger(folder, name="logs", version="csv")]
+    try:
+        loggers.append(TensorBoardLogger(folder, name="logs", version="tensorboard", default_hp_metric=False))
+    except ModuleNotFoundError:
+        log.warning("tensorboard is not installed: logging to CSV only (pip install tensorboard)")
+    return loggers
+
+
+def _check_classes(model: GLNet, scheme: ClassScheme, source: str) -> None:
+    if model.config.n_classes != scheme.n_classes:
+        raise CheckpointError(
+            f"{source} predicts {model.config.n_classes} classes but the dataset's scheme {scheme.name!r} has "
+            f"{scheme.n_classes}; start from a checkpoint trained with this scheme, or from scratch (stage 1)"
+        )
+
+
+def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, first: bool) -> GLNet:
+    init = settings.init if first else None
+    if init is None and stage > 1:
+        init = str(settings.out / f"stage{stage - 1}" / "best.pt")
+        if not Path(init).is_file():
+            raise CheckpointError(
+                f"stage {stage} starts from stage {stage - 1}'s checkpoint, but {init} does not exist; "
+                f"train stage {stage - 1} first or pass --init CHECKPOINT"
+            )
+    if init is None:
+        model = build_model(
+            settings.backbone, scheme.n_classes, settings.mode, settings.pyramid_channels, settings.segmentation_channels
+        )
+        if settings.backbone_weights is not None:
+            for branch in (model.global_branch, model.local_branch, model.global_l2g):
+                if branch is not None:
+                    branch.backbone.load_torchvision_weights(settings.backbone_weights)
+        return model
+    ck = load_checkpoint(init)
+    _check_classes(ck.model, scheme, f"checkpoint {init}")
+    model = ck.model
+    if model.config.mode != settings.mode:
+        model = model.with_mode(settings.mode)
+    if stage == 3:
+        model.start_stage3()
+    model.train()
+    return model
+
+
+def _stage_done(folder: Path) -> bool:
+    return (folder / "done.json").is_file()
+
+
+def prepare_data(data: DataSettings) -> tuple[SceneCollection, Split]:
+    """Find the dataset, check every pair and make the split.
+
+    Raises:
+        DatasetError: layout, mask or pair problems.
+        InputError: no training scenes.
+    """
+    collection = open_dataset(data.kind, data.root, data.scheme)
+    split = make_split(data.kind, collection.names, split_file=data.split_file, val_cities=data.val_cities, seed=data.split_seed)
+    if not split.train:
+        raise InputError("the split leaves no scene to train on; check --split-file / --val-cities")
+    collection.subset([*split.train, *split.val]).check()
+    return collection, split
+
+
+def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
+    """Train GLNet in the paper's stages; see the module doc for the run folder.
+
+    Raises:
+        OutputError: the run folder already holds this stage and ``resume`` is off.
+        DatasetError, CheckpointError, InputError: bad data, checkpoints or settings.
+    """
+    stages = settings.stages
+    collection, split = prepare_data(data)
+    scheme = collection.scheme
+    out = settings.out
+    # DDP re-runs the command in its worker processes: only the first one checks and writes.
+    main_process = rank_zero_only.rank == 0
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        for stage in stages:
+            folder = out / f"stage{stage}"
+            if folder.exists() and any(folder.iterdir()) and not settings.resume:
+                raise OutputError(f"{folder} already holds a training stage; pass --resume to continue it, or choose a new --out")
+        (out / "split.json").write_text(json.dumps(split.to_dict(), indent=1))
+    log.info("dataset %s: %d train / %d val scenes", data.kind, len(split.train), len(split.val))
+    precision = resolve_precision(settings.precision, settings.accelerator)
+    results = []
+    for position, stage in enumerate(stages):
+        folder = out / f"stage{stage}"
+        if settings.resume and _stage_done(folder):
+            info = json.loads((folder / "done.json").read_text())
+            results.append(StageResult(**{**info, "best": Path(info["best"]), "last": Path(info["last"])}))
+            log.info("stage %d already finished: skipped", stage)
+            continue
+        results.append(_run_stage(stage, position == 0, collection, split, data, settings, precision))
+    model_path = out / "model.pt"
+    if main_process:
+        shutil.copyfile(results[-1].best, model_path)
+    return TrainResult(out=out, model=model_path, split=split, stages=tuple(results))
+
+
+def _run_stage(
+    stage: int,
+    first: bool,
+    collection: SceneCollection,
+    split: Split,
+    data: DataSettings,
+    settings: TrainSettings,
+    precision: str,
+) -> StageResult:
+    folder = settings.out / f"stage{stage}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pl.seed_everything(settings.seed + stage, workers=True, verbose=False)
+    scheme = collection.scheme
+    model = _initial_model(stage, settings, scheme, first)
+    task = GLNetTask(
+        model,
+        stage,
+        scheme,
+        lr=settings.lr[stage - 1],
+        weight_decay=settings.weight_decay,
+        poly_power=settings.poly_power,
+        focal_gamma=settings.focal_gamma,
+        fmreg_weight=settings.fmreg_weight,
+        sub_batch=data.sub_batch,
+        input_range=data.input_range,
+    )
+    has_val = bool(split.val)
+    metadata = {
+        **settings.metadata,
+        "training": {
+            "stage": stage,
+            "dataset": data.kind,
+            "train_scenes": len(split.train),
+            "val_scenes": len(split.val),
+            "epochs": settings.epochs[stage - 1],
+            "lr": settings.lr[stage - 1],
+            "batch_size": data.batch_size,
+            "scene_scale": data.scale,
+            "focal_gamma": settings.focal_gamma,
+            "precision": precision,
+        },
+    }
+
+    def save(path: Path, module: GLNetTask, extra: dict[str, Any]) -> None:
+        was_training = module.model.training
+        save_checkpoint(
+            path,
+            module.model,
+            scheme,
+            input_scaling=InputScaling(*data.input_range),
+            global_size=data.global_size,
+            patch_size=data.patch_size,
+            focal_gamma=settings.focal_gamma,
+            metadata={**metadata, **extra},
+        )
+        module.model.train(was_training)
+
+    glgeo_ckpt = GlgeoCheckpoints(folder, save, has_val)
+    lightning_ckpt = ModelCheckpoint(dirpath=folder / "lightning", filename="epoch{epoch:03d}", save_last=True,
+                                     save_top_k=0 if not has_val else 1, monitor="val/miou" if has_val else None,
+                                     mode="max", auto_insert_metric_name=False)
+    trainer = pl.Trainer(
+        accelerator=settings.accelerator,
+        devices=settings.devices,
+        num_nodes=settings.num_nodes,
+        strategy=_strategy(settings.strategy),
+        precision=precision,
+        max_epochs=settings.epochs[stage - 1],
+        limit_train_batches=settings.limit_train_batches,
+        limit_val_batches=settings.limit_val_batches if has_val else 0,
+        num_sanity_val_steps=0,
+        callbacks=[glgeo_ckpt, lightning_ckpt],
+        logger=_loggers(folder),
+        enable_progress_bar=settings.progress_bar,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+        default_root_dir=folder,
+    )
+    resume_from = folder / "lightning" / "last.ckpt"
+    ckpt_path = str(resume_from) if settings.resume and resume_from.is_file() else None
+    if ckpt_path:
+        log.info("stage %d: resuming from %s", stage, ckpt_path)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        # Frozen branches are in eval mode on purpose (their BatchNorm statistics stay fixed).
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        trainer.fit(
+            task, datamodule=SceneDataModule(collection, split, data, stage, settings.seed), ckpt_path=ckpt_path
+        )
+    seconds = time.perf_counter() - start
+    result = StageResult(
+        stage=stage,
+        best=folder / "best.pt",
+        last=folder / "last.pt",
+        best_miou=glgeo_ckpt.best_miou,
+        epochs=trainer.current_epoch,
+        seconds=seconds,
+        first_loss=task.loss_history[0] if task.loss_history else None,
+        last_loss=task.loss_history[-1] if task.loss_history else None,
+    )
+    if trainer.is_global_zero:
+        info = {**asdict(result), "best": str(result.best), "last": str(result.last)}
+        (folder / "done.json").write_text(json.dumps(info, indent=1))
+    return result
