@@ -40,7 +40,8 @@ def _qgis_missing_reason() -> str | None:
         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"},
     )
     if probe.returncode != 0:
-        return f"{QGIS_PYTHON} cannot import qgis.core (install Debian's python3-qgis): {probe.stderr.strip()[-200:]}"
+        last_line = (probe.stderr.strip().splitlines() or ["no error output"])[-1]
+        return f"{QGIS_PYTHON} cannot import qgis.core (install Debian's python3-qgis): {last_line}"
     return None
 
 
