@@ -76,7 +76,9 @@ class InferenceSettings:
         prefetch: batches read ahead in a background thread (0: read inline).
         logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels.
         stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
-        gdal_cache_mb: GDAL block cache; fixed so memory does not grow with the scene.
+        gdal_cache_mb: GDAL block cache in MB, fixed so memory does not grow with the
+            scene (GDAL's default is 5 % of the RAM); about one patch row of blocks
+            is enough.
         torch_threads: CPU threads for torch (``None``: torch's default).
     """
 
@@ -94,7 +96,7 @@ class InferenceSettings:
     prefetch: int = 1
     logit_upsampling: Literal["bilinear", "nearest"] = "bilinear"
     stretch: StretchSpec = "auto"
-    gdal_cache_mb: int = 256
+    gdal_cache_mb: int = 64
     torch_threads: int | None = None
 
     def __post_init__(self) -> None:

@@ -304,6 +304,7 @@ class SceneReader:
     def __init__(self, info: SceneInfo, gdal_cache_mb: int | None = None) -> None:
         self.info = info
         self.stretch: Stretch | None = None
+        self._cache_mb = gdal_cache_mb
         self._env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024) if gdal_cache_mb else rasterio.Env()
         self._src: rasterio.io.DatasetReader | None = None
 
@@ -433,7 +434,7 @@ class SceneReader:
             for batch in batches:
                 yield self.read_patches(batch, skip_pixels)
             return
-        worker_reader = SceneReader(self.info)
+        worker_reader = SceneReader(self.info)  # the cache size is process-wide: set by the caller
         worker_reader.stretch = self.stretch
         out: queue.Queue = queue.Queue(maxsize=prefetch)
         stop = threading.Event()

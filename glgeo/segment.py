@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
 
 from .atomic import check_output_path
 from .errors import CheckpointError, InputError, OutputError
@@ -225,13 +226,17 @@ def segment(
         info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
     )
 
-    with ClassRasterWriter(out_path, info, checkpoint.scheme, scores_path, output_options) as writer:
+    # One fixed GDAL block cache for reading, writing and the COG conversion: GDAL's default
+    # (5 % of RAM) would let resident memory grow with the scene up to that size.
+    with rasterio.Env(GDAL_CACHEMAX=settings.gdal_cache_mb * 2**20), ClassRasterWriter(
+        out_path, info, checkpoint.scheme, scores_path, output_options
+    ) as writer:
 
         def sink(band: RowBand) -> None:
             counts[:] += np.bincount(band.classes.ravel(), minlength=256)
             writer.write(band)
 
-        with SceneReader(info, gdal_cache_mb=settings.gdal_cache_mb) as reader:
+        with SceneReader(info) as reader:
             stats = engine.run(reader, sink, scores=scores_path is not None, progress=progress)
         start = time.perf_counter()
         writer.commit()
