@@ -1,0 +1,172 @@
+"""glgeo train: every stage for a step on CPU (resnet18, small sizes), resume, errors.
+
+The stage tests check that each stage trains exactly its parts: stage 2 moves the local
+branch and the aggregation conv but not the global branch; stage 3 moves the L->G branch
+and the aggregation conv but neither the local nor the stage-1 global branch.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from glgeo.cli.main import cli
+from glgeo.models import load_checkpoint
+from glgeo.training import merge_patch_logits, poly_lr
+from train_fixtures import make_deepglobe, make_folder, make_inria
+
+SMALL = ["--backbone", "resnet18", "--pyramid-channels", "32", "--segmentation-channels", "16", "--global-size", "64",
+         "--patch-size", "96", "--batch-size", "2", "--sub-batch", "3", "--workers", "0", "--limit-train-batches", "1",
+         "--limit-val-batches", "1", "--epochs", "1", "--lr", "1e-3"]
+
+
+def run_cli(*args: str) -> str:
+    result = CliRunner().invoke(cli, ["-q", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _changed(a: dict, b: dict, prefix: str) -> bool:
+    keys = [k for k in a if k.startswith(prefix) and a[k].is_floating_point() and "running" not in k]
+    assert keys, prefix
+    return any(not torch.equal(a[k], b[k]) for k in keys)
+
+
+@pytest.fixture(scope="module")
+def inria_run(tmp_path_factory):
+    root = make_inria(tmp_path_factory.mktemp("inria"), cities=("austin", "vienna"), tiles=6, size=128)
+    out = tmp_path_factory.mktemp("runs") / "run"
+    output = run_cli("train", "--dataset", "inria", "--root", str(root), "--out", str(out), *SMALL)
+    return root, out, output
+
+
+def test_all_three_stages_write_glgeo_checkpoints_and_logs(inria_run):
+    root, out, output = inria_run
+    assert "stage 3: 1 epochs" in output and "model:" in output
+    for stage in (1, 2, 3):
+        folder = out / f"stage{stage}"
+        ck = load_checkpoint(folder / "best.pt")
+        assert ck.metadata["training"]["stage"] == stage and ck.scheme.name == "inria"
+        assert ck.global_size == 64 and ck.patch_size == 96 and ck.mode == "bidirectional"
+        assert (folder / "last.pt").is_file() and (folder / "lightning" / "last.ckpt").is_file()
+        rows = list(csv.DictReader(open(folder / "logs" / "csv" / "metrics.csv")))
+        assert any(r.get("train/loss_step") for r in rows) and any(r.get("val/miou") for r in rows)
+        assert list((folder / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    final = load_checkpoint(out / "model.pt")
+    assert final.metadata["training"]["stage"] == 3 and "glgeo" in final.metadata["command"]
+    assert (out / "split.json").is_file()
+
+
+def test_each_stage_trains_only_its_parts(inria_run):
+    _, out, _ = inria_run
+    s1, s2, s3 = (load_checkpoint(out / f"stage{s}" / "best.pt").model.state_dict() for s in (1, 2, 3))
+    assert not _changed(s1, s2, "global_branch.")
+    assert _changed(s1, s2, "local_branch.") and _changed(s1, s2, "aggregation.")
+    assert not _changed(s2, s3, "global_branch.") and not _changed(s2, s3, "local_branch.")
+    assert _changed(s2, s3, "global_l2g.") and _changed(s2, s3, "aggregation.")
+    # stage 3 started from the stage-1 global backbone (start_stage3), then trained it
+    fresh = load_checkpoint(out / "stage2" / "best.pt").model
+    fresh.start_stage3()
+    assert _changed(fresh.state_dict(), s3, "global_l2g.backbone.")
+
+
+def test_segment_uses_the_trained_model(inria_run, tmp_path):
+    pytest.importorskip("glgeo.segment")
+    import rasterio
+
+    root, out, _ = inria_run
+    scene = root / "AerialImageDataset" / "train" / "images" / "austin1.tif"
+    pred = tmp_path / "pred.tif"
+    run_cli("segment", str(scene), "-o", str(pred), "--model", str(out / "model.pt"), "--device", "cpu")
+    with rasterio.open(pred) as dst, rasterio.open(scene) as src:
+        assert dst.crs == src.crs and dst.transform == src.transform
+        assert set(dst.read(1).ravel().tolist()) <= {0, 1}
+
+
+def test_resume_continues_a_stage_and_skips_finished_ones(tmp_path):
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode", "global",
+            *SMALL]
+    run_cli(*base)
+    assert load_checkpoint(out / "stage1" / "last.pt").metadata["epoch"] == 0
+    # Same run again without --resume: refused, nothing overwritten.
+    result = CliRunner().invoke(cli, base)
+    assert result.exit_code == 1 and "pass --resume" in result.output
+    # Resume with more epochs: Lightning restores epoch 0 and continues with epoch 1.
+    (out / "stage1" / "done.json").unlink()  # as if interrupted after its first epoch
+    run_cli(*base[:-6], "--epochs", "2", "--lr", "1e-3", "--resume")
+    last = load_checkpoint(out / "stage1" / "last.pt")
+    assert last.metadata["epoch"] == 1
+    rows = list(csv.DictReader(open(out / "stage1" / "logs" / "csv" / "metrics.csv")))
+    assert {r["epoch"] for r in rows if r.get("train/loss_epoch")} == {"0", "1"}
+    # A finished stage is skipped on --resume.
+    before = (out / "stage1" / "last.pt").stat().st_mtime_ns
+    output = run_cli(*base, "--resume")
+    assert (out / "stage1" / "last.pt").stat().st_mtime_ns == before and "stage 1" in output
+
+
+def test_stage_without_its_predecessor_and_class_count_errors(tmp_path):
+    root = make_deepglobe(tmp_path / "dg", ids=("1", "2", "3"), size=96)
+    result = CliRunner().invoke(cli, ["train", "--dataset", "deepglobe", "--root", str(root), "--out", str(tmp_path / "r"),
+                                      "--stage", "2", *SMALL])
+    assert result.exit_code == 1 and "train stage 1 first or pass --init" in result.output
+    # a 2-class (Inria) checkpoint cannot start a 7-class DeepGlobe run
+    inria = make_folder(tmp_path / "inria", names=("a", "b"), size=96, n_classes=2, values=(0, 255))
+    run_cli("train", "--dataset", "folder", "--scheme", "inria", "--root", str(inria), "--out", str(tmp_path / "i"),
+            "--mode", "global", *SMALL)
+    result = CliRunner().invoke(cli, ["train", "--dataset", "deepglobe", "--root", str(root), "--out", str(tmp_path / "r2"),
+                                      "--init", str(tmp_path / "i" / "model.pt"), *SMALL])
+    assert result.exit_code == 1 and "predicts 2 classes but the dataset's scheme 'deepglobe' has 7" in result.output
+    result = CliRunner().invoke(cli, ["train", "--dataset", "deepglobe", "--root", str(tmp_path), "--out", str(tmp_path / "r3")])
+    assert result.exit_code == 1 and "not a DeepGlobe land-cover folder" in result.output
+    result = CliRunner().invoke(cli, ["train", "--dataset", "inria", "--root", str(root), "--out", str(tmp_path / "r4"),
+                                      "--mode", "g2l", "--stage", "3"])
+    assert result.exit_code == 1 and "no stage 3" in result.output
+
+
+def test_deepglobe_layout_stage_1_and_2(tmp_path):
+    root = make_deepglobe(tmp_path / "dg", ids=("1", "2", "3", "4"), size=96)
+    out = tmp_path / "run"
+    run_cli("train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "g2l", *SMALL)
+    ck = load_checkpoint(out / "model.pt")
+    assert ck.scheme.name == "deepglobe" and ck.mode == "g2l" and ck.metadata["training"]["stage"] == 2
+    assert ck.metadata["training"]["train_scenes"] + ck.metadata["training"]["val_scenes"] == 4
+
+
+def test_poly_lr_and_patch_merge():
+    assert poly_lr(1.0, 0.0) == 1.0 and poly_lr(1.0, 1.0) == 0.0
+    assert poly_lr(2e-5, 0.5, 0.9) == pytest.approx(2e-5 * 0.5**0.9)
+    logits = torch.zeros((2, 2, 4, 4))
+    logits[0, 0] = 1.0
+    logits[1, 1] = 3.0
+    boxes = torch.tensor([[0, 0, 16, 16], [0, 8, 16, 16]])
+    merged = merge_patch_logits(logits, boxes, (16, 24), (4, 6))
+    assert merged.shape == (2, 4, 6)
+    assert merged[0, :, :2].eq(1).all() and merged[1, :, 2:].eq(3).all() and merged[0, :, 2:4].eq(1).all()
+    assert merged[:, :, 4:].sum(0).eq(3).all()
+
+
+@pytest.mark.slow
+def test_lightning_ddp_with_two_cpu_processes(tmp_path):
+    """Multi-process training (DDP, gloo) of every stage, through the command line."""
+    root = make_inria(tmp_path / "inria", cities=("austin",), tiles=8, size=128)
+    out = tmp_path / "run"
+    exe = shutil.which("glgeo") or sys.executable
+    args = [] if exe.endswith("glgeo") else ["-m", "glgeo.cli.main"]
+    cmd = [exe, *args, "train", "--dataset", "inria", "--root", str(root), "--out", str(out), "--accelerator", "cpu",
+           "--devices", "2", "--strategy", "ddp", *SMALL[:-6], "--epochs", "1", "--lr", "1e-3"]
+    env = {**os.environ, "PL_DISABLE_FORK": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout
+    for stage in (1, 2, 3):
+        assert load_checkpoint(out / f"stage{stage}" / "best.pt").metadata["training"]["stage"] == stage
