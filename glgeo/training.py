@@ -444,7 +444,7 @@ class GLNetTask(pl.LightningModule):
             self._backward(opt, loss, last=last, retain_graph=not last)
             total_agg += float(agg_loss.detach()) / len(chunks)
         global_value = float(global_loss.detach())
-        return torch.tensor(global_value + total_agg), {"global": global_value, "aggregated": total_agg}
+        return torch.tensor(global_value + total_agg, device=images.device), {"global": global_value, "aggregated": total_agg}
 
     # ------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
@@ -480,7 +480,8 @@ class GLNetTask(pl.LightningModule):
             self.val_confusion += confusion_tensor(truth, merged.argmax(0), n)
 
     def on_validation_epoch_end(self) -> None:
-        confusion = self.trainer.strategy.reduce(self.val_confusion.float(), reduce_op="sum").round().long()
+        # float64: exact for counts far beyond float32's 2**24, and reducible on gloo and NCCL
+        confusion = self.trainer.strategy.reduce(self.val_confusion.double(), reduce_op="sum").round().long()
         scores = SegmentationScores(confusion.cpu().numpy(), self.scheme)
         miou = scores.miou if not math.isnan(scores.miou) else 0.0
         self.log("val/miou", miou, prog_bar=True, sync_dist=False)
@@ -567,8 +568,8 @@ class GlgeoCheckpoints(Callback):
         scores = getattr(pl_module, "last_val_scores", None)
         if scores is None:
             return
-        miou = scores.miou
-        if self.best_miou is None or (not math.isnan(miou) and miou > self.best_miou):
+        miou = scores.miou if not math.isnan(scores.miou) else -math.inf
+        if self.best_miou is None or miou > self.best_miou:
             self.best_miou = miou
             self.save(self.folder / "best.pt", pl_module, {"epoch": trainer.current_epoch, "val": scores.to_dict()})
             log.info("stage %d epoch %d: val mIoU %.4f (best so far)", pl_module.stage, trainer.current_epoch, miou)
@@ -805,7 +806,7 @@ def _run_stage(
         stage=stage,
         best=folder / "best.pt",
         last=folder / "last.pt",
-        best_miou=glgeo_ckpt.best_miou,
+        best_miou=glgeo_ckpt.best_miou if glgeo_ckpt.best_miou is not None and math.isfinite(glgeo_ckpt.best_miou) else None,
         epochs=trainer.current_epoch,
         seconds=seconds,
         first_loss=task.loss_history[0] if task.loss_history else None,
