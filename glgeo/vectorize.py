@@ -20,7 +20,8 @@ output onto the input grid reproduces the raster exactly (without ``min_area`` a
 Options:
 
 * ``min_area`` removes specks first, on the raster, with GDAL's sieve (each small region
-  joins its largest neighbour), so no holes are left where the specks were.
+  joins its largest neighbour; growing thresholds merge noise made only of specks too),
+  so no holes are left where the specks were.
 * ``simplify`` simplifies each block's polygons as one coverage (``shapely.coverage_simplify``)
   with the block edges fixed, so neighbouring polygons keep sharing their borders: no gaps,
   no overlaps, also across seams.
@@ -229,7 +230,6 @@ class _SeamMerger:
         self._members: dict[int, list[int]] = {}  # root -> piece ids
         self._geometry: dict[int, shapely.Polygon] = {}  # piece -> output geometry
         self._class: dict[int, int] = {}
-        self._pixels: dict[int, int] = {}  # piece -> pixel count
         self._next_id = 0
         # Pieces waiting for the block to the right / below: (ids, exact geometries).
         self._right: tuple[list[int], list[shapely.Polygon]] = ([], [])
@@ -253,7 +253,7 @@ class _SeamMerger:
         self._members[ra].extend(self._members.pop(rb))
         self._open[ra] += self._open.pop(rb)
 
-    def _add(self, geometry: shapely.Polygon, class_id: int, pixels: int, open_seams: int) -> int:
+    def _add(self, geometry: shapely.Polygon, class_id: int, open_seams: int) -> int:
         piece = self._next_id
         self._next_id += 1
         self._parent[piece] = piece
@@ -261,7 +261,6 @@ class _SeamMerger:
         self._open[piece] = open_seams
         self._geometry[piece] = geometry
         self._class[piece] = class_id
-        self._pixels[piece] = pixels
         return piece
 
     @staticmethod
@@ -294,8 +293,8 @@ class _SeamMerger:
         class_ids: Sequence[int],
         left_pairs_points: tuple[np.ndarray, np.ndarray],
         top_pairs_points: tuple[np.ndarray, np.ndarray],
-    ) -> Iterator[tuple[shapely.Geometry, int, int]]:
-        """Add a block's polygons; yield (pixel-space geometry, class id, pixel count) of each completed one.
+    ) -> Iterator[tuple[shapely.Geometry, int]]:
+        """Add a block's polygons; yield (pixel-space geometry, class id) of each completed one.
 
         Args:
             block: the block.
@@ -323,15 +322,12 @@ class _SeamMerger:
         top_new: tuple[list[int], list[shapely.Polygon]] = ([], [])
         right_next: tuple[list[int], list[shapely.Polygon]] = ([], [])
         below_next: tuple[list[int], list[shapely.Polygon]] = ([], [])
-        pixels = shapely.area(np.asarray(exact, dtype=object)).round().astype(np.int64) if len(exact) else []
         new_pieces = []
         for i, (geometry, out_geometry, class_id) in enumerate(zip(exact, output, class_ids)):
             if not (touches_left[i] or touches_top[i] or touches_right[i] or touches_bottom[i]):
-                yield out_geometry, class_id, int(pixels[i])
+                yield out_geometry, class_id
                 continue
-            piece = self._add(
-                out_geometry, class_id, int(pixels[i]), int(touches_right[i]) + int(touches_bottom[i])
-            )
+            piece = self._add(out_geometry, class_id, int(touches_right[i]) + int(touches_bottom[i]))
             new_pieces.append(piece)
             for flag, store in ((touches_left[i], left_new), (touches_top[i], top_new),
                                 (touches_right[i], right_next), (touches_bottom[i], below_next)):
@@ -357,17 +353,16 @@ class _SeamMerger:
         self._right = right_next
         self._below[block.col] = below_next
 
-    def _close(self, root: int) -> tuple[shapely.Geometry, int, int]:
+    def _close(self, root: int) -> tuple[shapely.Geometry, int]:
         pieces = self._members.pop(root)
         del self._open[root]
         class_id = self._class[root]
         geoms = [self._geometry.pop(p) for p in pieces]
-        pixels = sum(self._pixels.pop(p) for p in pieces)
         for p in pieces:
             del self._parent[p]
             del self._class[p]
         merged = geoms[0] if len(geoms) == 1 else shapely.union_all(geoms)
-        return merged, class_id, pixels
+        return merged, class_id
 
     @property
     def n_open(self) -> int:
@@ -411,19 +406,44 @@ def _polygonize(
     return geoms, ids
 
 
-#: Sieve passes at most; GDAL merges a speck only into a large enough neighbour, so a
-#: cluster of specks takes a few passes (three on salt-and-pepper noise).
+#: Passes at the full threshold at most. GDAL merges a region only into a neighbour at
+#: least as large as the threshold, so a cluster of specks is peeled one layer per pass.
 _MAX_SIEVE_PASSES = 8
+
+#: Growth factor of the sieve thresholds before the full one.
+_SIEVE_STEP = 8
 
 
 def _sieve(classes: np.ndarray, valid: np.ndarray, min_pixels: int) -> np.ndarray:
-    """Merge regions under ``min_pixels`` into their largest neighbour, until none is left."""
+    """Merge regions under ``min_pixels`` pixels into their largest neighbour.
+
+    GDAL's sieve leaves a small region alone when all its neighbours are small too (in
+    noise, every region is small): growing thresholds (2, 16, 128... pixels) let specks
+    first merge into each other, then into the large regions around them. A region stays
+    only where no neighbour can take it (an island in nodata, a checkerboard of single
+    pixels). Nodata (``valid`` false) is never filled.
+    """
+    threshold = 2
+    while threshold < min_pixels:
+        classes = sieve(classes, size=threshold, mask=valid, connectivity=4)
+        threshold *= _SIEVE_STEP
     for _ in range(_MAX_SIEVE_PASSES):
         sieved = sieve(classes, size=min_pixels, mask=valid, connectivity=4)
         if np.array_equal(sieved, classes):
             break
         classes = sieved
     return classes
+
+
+def _sieve_halo(min_pixels: int | None, block_size: int) -> int:
+    """Margin read around each block for sieving.
+
+    A region under ``min_pixels`` that touches the block spans fewer than ``min_pixels``
+    pixels in any direction, and its neighbours must be seen for at least ``min_pixels``
+    more to be told large: twice the threshold makes the sieve exact. Capped at the block
+    size to bound memory (with a warning).
+    """
+    return min(2 * min_pixels, block_size) if min_pixels else 0
 
 
 def _read_block(
@@ -464,15 +484,15 @@ def _pixel_geometries(
     tolerance_px: float | None,
     block_size: int,
     progress: ProgressCallback | None,
-) -> Iterator[tuple[shapely.Geometry, int, int]]:
-    """Every complete polygon of the raster, in pixel coordinates, with its class id and pixel count."""
+) -> Iterator[tuple[shapely.Geometry, int]]:
+    """Every complete polygon of the raster, in pixel coordinates, with its class id."""
     blocks = _blocks(src.height, src.width, block_size)
     n_rows = math.ceil(src.height / block_size)
     n_cols = math.ceil(src.width / block_size)
     merger = _SeamMerger(n_cols)
     keep = np.zeros(256, dtype=bool)
     keep[list(keep_ids)] = True
-    halo = min(min_pixels, block_size) if min_pixels else 0
+    halo = _sieve_halo(min_pixels, block_size)
     bottom_row = np.full(src.width, NODATA_ID, dtype=np.uint8)  # last row of the block row above
     right_col: np.ndarray | None = None  # last column of the block to the left
     for done, block in enumerate(blocks, start=1):
@@ -520,16 +540,14 @@ class _LayerWriter:
     """Writes polygons to a GeoPackage layer in batches (pyogrio)."""
 
     def __init__(self, path: Path, layer: str, crs: str | None, scheme: ClassScheme, transform: Affine,
-                 area_factor: float, min_pixels: int | None) -> None:
+                 area_factor: float) -> None:
         self.path = path
         self.layer = layer
         self.crs = crs
         self.scheme = scheme
         self.transform = transform
         self.area_factor = area_factor
-        self.min_pixels = min_pixels
         self.n_written = 0
-        self.n_dropped = 0
         self.counts: dict[str, int] = {}
         self.areas: dict[str, float] = {}
         self._geoms: list[shapely.Geometry] = []
@@ -537,11 +555,7 @@ class _LayerWriter:
         self._vertices = 0
         self._created = False
 
-    def add(self, geometry: shapely.Geometry, class_id: int, pixels: int) -> None:
-        if self.min_pixels is not None and pixels < self.min_pixels:
-            # The sieve leaves a speck only where no data surrounds it: drop it.
-            self.n_dropped += 1
-            return
+    def add(self, geometry: shapely.Geometry, class_id: int) -> None:
         self._geoms.append(geometry)
         self._ids.append(class_id)
         self._vertices += shapely.get_num_coordinates(geometry)
@@ -637,7 +651,9 @@ def vectorize(
             raster carries (``glgeo segment`` writes it), else the registered scheme whose
             colours match the raster's colour table.
         min_area: remove regions smaller than this (m² for projected CRSs) before
-            vectorizing, by merging them into their largest neighbour, so no holes remain.
+            vectorizing, by merging them into their largest neighbour, so no holes remain;
+            a smaller region stays only where no neighbour can take it (an island in
+            nodata). Exact when it covers at most ``block_size / 2`` pixels.
         simplify: simplification tolerance in CRS units (roughly the square root of the
             area of the triangles removed); neighbouring polygons keep shared borders.
         classes: names (or ids) of the classes to keep, as a list or a comma-separated
@@ -680,12 +696,12 @@ def vectorize(
         transform = src.transform
         pixel_area = abs(transform.determinant) * area_factor
         min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
-        if min_pixels and min_pixels > block_size:
+        if min_pixels and 2 * min_pixels > block_size:
             logger.warning(
-                "min_area covers %d pixels, more than the block size (%d): a thin region longer than %d pixels"
-                " that crosses a block seam may be sieved by its part; pass a block size of at least %d for exact"
-                " results",
-                min_pixels, block_size, block_size, min_pixels,
+                "min_area covers %d pixels, more than half the block size (%d): near block seams, a thin region"
+                " may be judged by its part within %d pixels of the block; pass a block size of at least %d for"
+                " exact results",
+                min_pixels, block_size, block_size, 2 * min_pixels,
             )
         pixel_size = max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
         tolerance_px = simplify / pixel_size if simplify else None
@@ -696,22 +712,17 @@ def vectorize(
             ", ".join(class_scheme.classes[i].name for i in sorted(keep_ids)),
         )
         with atomic_path(out_path, suffix=".gpkg") as tmp:
-            # Specks left after sieving have no data around them: dropping them leaves no
-            # hole. That holds when the halo covers them (min_pixels <= block_size) only.
-            drop_below = min_pixels if min_pixels and min_pixels <= block_size else None
-            writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor, drop_below)
+            writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor)
             # Each pixel is read once (twice near seams with a halo): GDAL's block cache,
             # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
-            halo = min(min_pixels, block_size) if min_pixels else 0
+            halo = _sieve_halo(min_pixels, block_size)
             window_bytes = (block_size + 2 * halo) ** 2 * np.dtype(src.dtypes[0]).itemsize
             with rasterio.Env(GDAL_CACHEMAX=max(_MIN_GDAL_CACHE, window_bytes)):
-                for geometry, class_id, pixels in _pixel_geometries(
+                for geometry, class_id in _pixel_geometries(
                     src, class_scheme, keep_ids, nodata_values, min_pixels, tolerance_px, block_size, progress
                 ):
-                    writer.add(geometry, class_id, pixels)
+                    writer.add(geometry, class_id)
             writer.flush()
-            if writer.n_dropped:
-                logger.info("dropped %d regions smaller than min_area surrounded by nodata", writer.n_dropped)
             write_gpkg_layer_style(
                 tmp,
                 layer_name,

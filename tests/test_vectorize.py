@@ -209,8 +209,8 @@ def test_min_area_sieves_specks_without_leaving_holes(tmp_path, classes_array):
     data[90, 90] = FOREST if data[90, 90] != FOREST else WATER  # one lone pixel
     raster = write_raster(tmp_path / "noisy.tif", data)
     out = tmp_path / "sieved.gpkg"
-    min_area = 20.0  # 80 pixels
-    vectorize(raster, out, scheme=DEEPGLOBE, min_area=min_area, block_size=96)
+    min_area = 10.0  # 40 pixels; blocks of at least twice that make the sieve exact
+    vectorize(raster, out, scheme=DEEPGLOBE, min_area=min_area, block_size=80)
     frame = read_layer(out, "noisy")
     assert frame.area_m2.min() >= min_area
     assert len(frame) < len(reference_polygons(data))
@@ -219,6 +219,21 @@ def test_min_area_sieves_specks_without_leaving_holes(tmp_path, classes_array):
     assert frame.area_m2.sum() == pytest.approx((data != NODATA_ID).sum() * PIXEL**2)
     # Large regions are untouched.
     assert (burnt[60:81, 125:146] == data[60:81, 125:146]).all()
+
+
+@pytest.mark.parametrize("n_classes", [2, 7])
+def test_min_area_sieves_pure_noise_across_seams(tmp_path, n_classes):
+    # Every region is a speck: GDAL's sieve alone would leave them all (no large neighbour).
+    rng = np.random.default_rng(n_classes)
+    data = rng.integers(0, n_classes, size=(120, 130), dtype=np.uint8)
+    raster = write_raster(tmp_path / "noise.tif", data)
+    out = tmp_path / "noise.gpkg"
+    vectorize(raster, out, scheme=DEEPGLOBE, min_area=5.0, block_size=48)  # 20 pixels
+    frame = read_layer(out, "noise")
+    assert frame.area_m2.min() >= 5.0
+    assert (reburn(frame, data.shape) != NODATA_ID).all(), "sieving left holes"
+    assert frame.area_m2.sum() == pytest.approx(data.size * PIXEL**2)
+    assert_clean_coverage(frame, shapely.box(*rasterio.open(raster).bounds))
 
 
 def test_min_area_and_simplify_together_keep_a_clean_coverage(tmp_path, class_raster, classes_array):
