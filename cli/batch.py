@@ -1,0 +1,245 @@
+"""Batch glue for ``glgeo segment``: many scenes, one task each, locally or on a Dask cluster.
+
+``glgeo segment`` takes one scene and ``-o``; with several scenes, globs, ``@list.txt``,
+``--input-list``, ``--out-dir``, ``--scheduler`` or ``--workers N`` it hands over to
+:func:`run_batch_from_cli`, which calls :func:`glgeo.batch.run_batch` and reports. The batch
+options are added by one decorator, :func:`batch_options`, that packs them into a
+:class:`BatchArgs` passed as the ``batch`` keyword argument::
+
+    @click.command()
+    @click.argument("scenes", nargs=-1)
+    @batch_options
+    ...
+    def segment(ctx, scenes, ..., batch: BatchArgs):
+        if batch.wanted(scenes):
+            return run_batch_from_cli(ctx, batch, scenes, ...)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import click
+
+from .options import progress_enabled
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class BatchArgs:
+    """The batch options of ``glgeo segment``, as parsed by click.
+
+    Attributes:
+        out_dir: folder for ``<stem>.tif`` (and ``<stem>.gpkg``) per scene.
+        input_lists: text files of scene paths/URLs, one per line.
+        scheduler: address of an existing Dask scheduler.
+        workers: local worker processes when no scheduler is given (1: in this process).
+        retries: retries of a scene after an unexpected error or a dead worker.
+        manifest: the manifest to write (default ``<out_dir>/manifest.json``).
+        vectors: one GeoPackage per scene.
+        vector_merge: one GeoPackage of all scenes' polygons, written at the end.
+        torch_threads: CPU threads per scene.
+    """
+
+    out_dir: str | None = None
+    input_lists: tuple[str, ...] = ()
+    scheduler: str | None = None
+    workers: int = 1
+    retries: int = 2
+    manifest: str | None = None
+    vectors: bool = False
+    vector_merge: str | None = None
+    torch_threads: int | None = None
+
+    def wanted(self, scenes: Sequence[str]) -> bool:
+        """Whether the command line asks for a batch rather than one scene with ``-o``."""
+        return bool(
+            len(scenes) != 1
+            or self.out_dir
+            or self.input_lists
+            or self.scheduler
+            or self.workers > 1
+            or self.vectors
+            or self.vector_merge
+            or self.manifest
+            or scenes[0].startswith("@")
+            or (_GLOB_CHARS.search(scenes[0]) and "://" not in scenes[0] and not Path(scenes[0]).exists())
+        )
+
+
+_OPTIONS: list[Callable[[Callable], Callable]] = [
+    click.option(
+        "--out-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="Several scenes: write <scene name>.tif for each here (created if missing).",
+    ),
+    click.option(
+        "--input-list",
+        "input_lists",
+        multiple=True,
+        type=click.Path(dir_okay=False),
+        help="A text file of scene paths or URLs, one per line (same as @FILE). Repeatable.",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Run the scenes on an existing Dask cluster (e.g. tcp://head:8786). Needs glgeo[distributed].",
+    ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Without --scheduler: worker processes of a local Dask cluster (1: scenes run one after the other in this process).",
+    ),
+    click.option(
+        "--retries",
+        type=click.IntRange(min=0),
+        default=2,
+        show_default=True,
+        help="Retry a scene this often after an unexpected error or a dead worker.",
+    ),
+    click.option(
+        "--manifest",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Run manifest, .json or .csv: one row per scene. Default: <out-dir>/manifest.json.",
+    ),
+    click.option("--vectors", is_flag=True, help="Several scenes: also write one GeoPackage per scene in --out-dir."),
+    click.option(
+        "--vector-merge",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Several scenes: also merge all scenes' polygons into this GeoPackage at the end (implies --vectors).",
+    ),
+    click.option(
+        "--torch-threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="CPU threads per scene. Default: cores / workers on a local cluster, torch's default on a remote one.",
+    ),
+]
+
+_NAMES = ("out_dir", "input_lists", "scheduler", "workers", "retries", "manifest", "vectors", "vector_merge", "torch_threads")
+
+
+def batch_options(command: Callable) -> Callable:
+    """Add the batch options to a click command and pass them as ``batch=BatchArgs(...)``."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        values = {name: kwargs.pop(name) for name in _NAMES}
+        values["input_lists"] = tuple(values["input_lists"] or ())
+        return command(*args, batch=BatchArgs(**values), **kwargs)
+
+    for option in reversed(_OPTIONS):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def run_batch_from_cli(
+    ctx: click.Context,
+    batch: BatchArgs,
+    scenes: Sequence[str],
+    *,
+    model: str,
+    settings: Any,
+    bands: tuple[int, ...] | None = None,
+    scheme: str | None = None,
+    no_cog: bool = False,
+    overwrite: bool = False,
+    as_json: bool = False,
+    out: str | None = None,
+    probabilities: str | None = None,
+    vector: str | None = None,
+) -> None:
+    """Run a batch for ``glgeo segment`` and report it; exit 1 if any scene failed.
+
+    Args:
+        ctx: the command's context (for -q and the progress bar).
+        batch: the batch options.
+        scenes: the SCENES arguments (paths, globs, URLs, ``@list.txt``).
+        model: zoo name or checkpoint path.
+        settings: the :class:`glgeo.inference.InferenceSettings` built from the options.
+        bands, scheme, no_cog, overwrite, as_json: as for one scene.
+        out, probabilities, vector: single-scene options; an error in a batch, with a hint.
+    """
+    from tqdm import tqdm
+
+    from glgeo.batch import BatchOptions, run_batch
+    from glgeo.writer import OutputOptions
+
+    if out is not None:
+        raise click.UsageError("with several scenes, write them with --out-dir DIR instead of -o/--out")
+    if probabilities is not None:
+        raise click.UsageError("--probabilities names one file: it works for one scene with -o, not for a batch")
+    if vector is not None:
+        raise click.UsageError(
+            "--vector names one file: in a batch use --vectors (one GeoPackage per scene) or --vector-merge FILE.gpkg"
+        )
+    if not batch.out_dir:
+        raise click.UsageError("give --out-dir DIR: each scene is written there as <scene name>.tif")
+    if not scenes and not batch.input_lists:
+        raise click.UsageError("name the scenes: files, globs, URLs, @list.txt or --input-list FILE")
+    manifest = Path(batch.manifest) if batch.manifest else Path(batch.out_dir) / "manifest.json"
+    options = BatchOptions(
+        settings=settings,
+        bands=bands,
+        scheme=scheme,
+        output_options=OutputOptions(cog=not no_cog),
+        vector=batch.vectors,
+        vector_merge=Path(batch.vector_merge) if batch.vector_merge else None,
+        overwrite=overwrite,
+        retries=batch.retries,
+        manifest=manifest,
+        torch_threads=batch.torch_threads,
+    )
+    bars: list[tqdm] = []  # made at the first scene, so errors before it print no empty bar
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="scene", desc="segment", disable=not progress_enabled(ctx), leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = run_batch(
+            [*scenes, *(f"@{f}" for f in batch.input_lists)],
+            batch.out_dir,
+            model=model,
+            options=options,
+            scheduler=batch.scheduler,
+            workers=batch.workers,
+            progress=progress,
+        )
+    finally:
+        for bar in bars:
+            bar.close()
+
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    counts = result.counts
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    elif not quiet:
+        click.echo(
+            f"{len(result.scenes)} scenes on {result.workers}: {counts['done']} done, {counts['skipped']} skipped "
+            f"(outputs already there), {counts['failed']} failed in {result.seconds:.1f} s "
+            f"({result.scenes_per_minute:.2f} scenes/min)"
+        )
+        click.echo(f"manifest: {result.manifest}")
+        if result.vector_merge is not None:
+            click.echo(f"polygons: {result.vector_merge}")
+    if not result.ok:
+        for line in result.failure_summary():
+            click.echo(f"failed: {line}", err=True)
+        raise click.ClickException(
+            f"{counts['failed']} of {len(result.scenes)} scenes failed (see {result.manifest}); "
+            "fix the cause and run the same command again: finished scenes are skipped"
+        )
