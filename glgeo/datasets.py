@@ -534,41 +534,36 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
     (N, 4) ``(top, left, h, w)`` in the (transformed) scene, ``scene_size`` (2,); with the
     scene label ``scene_label`` (H/4, W/4: the scene at logits resolution). Images keep the
     file's data type (scaled on the device); labels are ``uint8`` class ids with
-    :data:`NODATA_ID` where there is no data.
+    :data:`NODATA_ID` where there is no data; ``transform`` is the ``(hflip, k)`` drawn.
 
     Args:
         collection: the scenes.
         spec: what a sample holds.
-        seed: seed of the augmentation (each sample draws from ``seed``, the epoch and
-            its index, so runs repeat).
     """
 
-    def __init__(self, collection: SceneCollection, spec: SampleSpec, seed: int = 0) -> None:
+    def __init__(self, collection: SceneCollection, spec: SampleSpec) -> None:
         self.collection = collection
         self.spec = spec
-        self.seed = seed
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.collection)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Change the augmentation draw (called at each epoch's start)."""
-        self.epoch = epoch
+    def draw_transform(self) -> FlipRotate:
+        """A random flip/rotation (identity without augmentation).
 
-    def transform_for(self, index: int) -> FlipRotate:
-        """The flip/rotation of sample ``index`` in the current epoch."""
+        Drawn from torch's random generator, which Lightning and the DataLoader seed per
+        worker and per epoch, so every epoch sees new draws and a seeded run repeats.
+        """
         if not self.spec.augment:
             return FlipRotate()
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        return FlipRotate(hflip=bool(rng.integers(2)), k=int(rng.integers(4)))
+        return FlipRotate(hflip=bool(torch.randint(2, ()).item()), k=int(torch.randint(4, ()).item()))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         pair = self.collection.scenes[index]
         spec = self.spec
-        tf = self.transform_for(index)
+        tf = self.draw_transform()
         g, gq = spec.global_size, logits_size(spec.global_size)
-        sample: dict[str, torch.Tensor] = {"index": torch.tensor(index)}
+        sample: dict[str, torch.Tensor] = {"index": torch.tensor(index), "transform": torch.tensor([tf.hflip, tf.k])}
         with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
             _check_bands(img, spec.bands, pair)
             height, width = scaled_size(img.height, img.width, spec.scale)
@@ -632,7 +627,7 @@ def collate_scenes(samples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
     batch: dict[str, Any] = {}
     for key in samples[0]:
         values = [s[key] for s in samples]
-        if key in ("image", "label", "index"):
+        if key in ("image", "label", "index", "transform"):
             batch[key] = torch.stack(values)
         else:
             batch[key] = values

@@ -497,16 +497,14 @@ class SceneDataModule(pl.LightningDataModule):
         split: which scenes train and validate.
         settings: sizes, batch, workers.
         stage: the training stage (stages 2 and 3 read the patches).
-        seed: augmentation seed.
     """
 
-    def __init__(self, collection: SceneCollection, split: Split, settings: DataSettings, stage: int, seed: int = 0) -> None:
+    def __init__(self, collection: SceneCollection, split: Split, settings: DataSettings, stage: int) -> None:
         super().__init__()
         self.collection = collection
         self.split = split
         self.settings = settings
         self.stage = stage
-        self.seed = seed
 
     def _dataset(self, names: Sequence[str], train: bool) -> GLNetSceneDataset:
         s = self.settings
@@ -799,7 +797,7 @@ def _run_stage(
         # Frozen branches are in eval mode on purpose (their BatchNorm statistics stay fixed).
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         trainer.fit(
-            task, datamodule=SceneDataModule(collection, split, data, stage, settings.seed), ckpt_path=ckpt_path
+            task, datamodule=SceneDataModule(collection, split, data, stage), ckpt_path=ckpt_path
         )
     seconds = time.perf_counter() - start
     result = StageResult(
