@@ -13,13 +13,16 @@ the row is done. So the blender holds only
 
 * the current patch: ``classes x patch_height x patch_width`` float32 sums,
 * the rows shared with the next patch row (the vertical overlap, about 50-120 px for
-  GLNet's grid): ``classes x overlap x scene_width`` float32, twice (this row's and the
-  next's),
+  GLNet's grid): ``classes x overlap x scene_width`` float32 (one buffer: each column's
+  incoming overlap is read just before its outgoing overlap is written there),
 * one band of finished class ids: ``stride x scene_width`` uint8 (x classes more with
   probabilities),
 
 that is ``O(classes x overlap x width)``, independent of the scene's height, and far below
 ``classes x patch x width`` for a full band of patch rows.
+
+The buffers are torch tensors on the network's device: on a GPU, patch logits are summed
+and arg-maxed where they were computed, and only finished uint8 rows cross to the host.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .errors import InputError
 from .schemes import NODATA_ID
@@ -56,12 +60,10 @@ class RowBand:
         return int(self.classes.shape[0])
 
 
-def _softmax_uint8(mean_logits: np.ndarray) -> np.ndarray:
-    """``(C, ...)`` mean logits to uint8 scores (softmax x 255, rounded)."""
-    shifted = mean_logits - mean_logits.max(axis=0, keepdims=True)
-    np.exp(shifted, out=shifted)
-    shifted /= shifted.sum(axis=0, keepdims=True)
-    return np.rint(shifted * 255.0).astype(np.uint8)
+def _as_tensor(values: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(values, np.ndarray):
+        values = torch.from_numpy(values)
+    return values.to(device=device, dtype=dtype, non_blocking=True)
 
 
 class RowBandBlender:
@@ -75,6 +77,7 @@ class RowBandBlender:
         scores: also emit uint8 per-class scores.
         fill_class: class of valid pixels that no computed patch covered (coarse-to-fine
             skips patches outside the foreground box: those pixels are background, 0).
+        device: where the sums live (the device the logits are computed on).
     """
 
     def __init__(
@@ -84,6 +87,7 @@ class RowBandBlender:
         emit: Callable[[RowBand], None],
         scores: bool = False,
         fill_class: int = 0,
+        device: str | torch.device = "cpu",
     ) -> None:
         if n_classes < 1 or n_classes > NODATA_ID:
             raise InputError(f"cannot blend {n_classes} classes: use 1-{NODATA_ID}")
@@ -94,23 +98,26 @@ class RowBandBlender:
         self.emit = emit
         self.scores = scores
         self.fill_class = fill_class
+        self.device = torch.device(device)
         ph, pw, width = grid.patch_height, grid.patch_width, grid.scene_width
         overlap = grid.max_row_overlap
-        self._work = np.zeros((n_classes, ph, pw), dtype=np.float32)
-        self._work_count = np.zeros((ph, pw), dtype=np.uint16)
-        self._work_valid = np.zeros((ph, pw), dtype=bool)
-        # rows of the current patch row shared with the previous one (in) / next one (out)
-        self._carry_in = np.zeros((n_classes, overlap, width), dtype=np.float32)
-        self._carry_in_count = np.zeros((overlap, width), dtype=np.uint16)
-        self._carry_in_valid = np.zeros((overlap, width), dtype=bool)
-        self._carry_in_rows = 0
-        self._carry_out = np.zeros_like(self._carry_in)
-        self._carry_out_count = np.zeros_like(self._carry_in_count)
-        self._carry_out_valid = np.zeros_like(self._carry_in_valid)
+        f32, i16, b = dict(dtype=torch.float32, device=self.device), dict(dtype=torch.int16, device=self.device), dict(dtype=torch.bool, device=self.device)
+        self._work = torch.zeros((n_classes, ph, pw), **f32)
+        self._work_count = torch.zeros((ph, pw), **i16)
+        self._work_valid = torch.zeros((ph, pw), **b)
+        # the current patch row's rows shared with the previous row (read) / next row (written)
+        self._carry = torch.zeros((n_classes, overlap, width), **f32)
+        self._carry_count = torch.zeros((overlap, width), **i16)
+        self._carry_valid = torch.zeros((overlap, width), **b)
+        self._carry_rows = 0
         stride = max(grid.final_rows_after(r) - top for r, top in enumerate(grid.row_starts))
-        self._band = np.full((stride, width), NODATA_ID, dtype=np.uint8)
-        self._band_valid = np.zeros((stride, width), dtype=bool)
-        self._band_scores = np.zeros((n_classes, stride, width), dtype=np.uint8) if scores else None
+        self._band = torch.full((stride, width), NODATA_ID, dtype=torch.uint8, device=self.device)
+        self._band_valid = torch.zeros((stride, width), **b)
+        self._band_scores = (
+            torch.zeros((n_classes, stride, width), dtype=torch.uint8, device=self.device) if scores else None
+        )
+        self._fill_scores = torch.zeros((n_classes, 1, 1), dtype=torch.uint8, device=self.device)
+        self._fill_scores[fill_class] = 255
         self._next = 0
 
     @property
@@ -121,23 +128,22 @@ class RowBandBlender:
     @property
     def nbytes(self) -> int:
         """Bytes held by the blender's buffers (the memory bound, measured)."""
-        arrays = [
+        tensors = [
             self._work, self._work_count, self._work_valid,
-            self._carry_in, self._carry_in_count, self._carry_in_valid,
-            self._carry_out, self._carry_out_count, self._carry_out_valid,
+            self._carry, self._carry_count, self._carry_valid,
             self._band, self._band_valid,
         ]  # fmt: skip
         if self._band_scores is not None:
-            arrays.append(self._band_scores)
-        return sum(a.nbytes for a in arrays)
+            tensors.append(self._band_scores)
+        return sum(t.numel() * t.element_size() for t in tensors)
 
-    def add(self, window: PatchWindow, logits: np.ndarray | None, valid: np.ndarray) -> None:
+    def add(self, window: PatchWindow, logits: np.ndarray | torch.Tensor | None, valid: np.ndarray | torch.Tensor) -> None:
         """Add the next patch.
 
         Args:
             window: the patch; must be the grid's next one.
-            logits: ``(classes, h, w)`` float logits at the patch's full resolution, or
-                ``None`` for a patch that was not computed (all nodata, or outside the
+            logits: ``(classes, h, w)`` logits at the patch's full resolution, or ``None``
+                for a patch that was not computed (all nodata, or outside the
                 coarse-to-fine box).
             valid: ``(h, w)`` valid mask of the patch.
         """
@@ -145,11 +151,11 @@ class RowBandBlender:
             raise InputError(f"patches must be added in grid order: expected #{self._next}, got #{window.index}")
         ph, pw = self.grid.patch_height, self.grid.patch_width
         if logits is not None:
-            if logits.shape != (self.n_classes, ph, pw):
-                raise InputError(f"patch logits have shape {logits.shape}; expected {(self.n_classes, ph, pw)}")
-            self._work += logits
+            if tuple(logits.shape) != (self.n_classes, ph, pw):
+                raise InputError(f"patch logits have shape {tuple(logits.shape)}; expected {(self.n_classes, ph, pw)}")
+            self._work += _as_tensor(logits, self.device, torch.float32)
             self._work_count += 1
-        self._work_valid |= valid.astype(bool)
+        self._work_valid |= _as_tensor(valid, self.device, torch.bool)
         self._next += 1
 
         # columns [left, next_left) of this patch row are now final
@@ -159,9 +165,9 @@ class RowBandBlender:
         # shift the working window to the next patch's left edge
         keep = pw - span
         if keep > 0:
-            self._work[:, :, :keep] = self._work[:, :, span:]
-            self._work_count[:, :keep] = self._work_count[:, span:]
-            self._work_valid[:, :keep] = self._work_valid[:, span:]
+            self._work[:, :, :keep] = self._work[:, :, span:].clone()
+            self._work_count[:, :keep] = self._work_count[:, span:].clone()
+            self._work_valid[:, :keep] = self._work_valid[:, span:].clone()
         self._work[:, :, keep:] = 0.0
         self._work_count[:, keep:] = 0
         self._work_valid[:, keep:] = False
@@ -171,37 +177,34 @@ class RowBandBlender:
 
     def _finish_columns(self, window: PatchWindow, span: int) -> None:
         grid = self.grid
-        left = window.left
-        cols = slice(left, left + span)
+        cols = slice(window.left, window.left + span)
         sums = self._work[:, :, :span]
         count = self._work_count[:, :span]
         valid = self._work_valid[:, :span]
-        n_in = self._carry_in_rows
-        if n_in:
-            sums[:, :n_in] += self._carry_in[:, :n_in, cols]
-            count[:n_in] += self._carry_in_count[:n_in, cols]
-            valid[:n_in] |= self._carry_in_valid[:n_in, cols]
+        n_in = self._carry_rows
+        if n_in:  # read this column's incoming overlap before writing its outgoing one
+            sums[:, :n_in] += self._carry[:, :n_in, cols]
+            count[:n_in] += self._carry_count[:n_in, cols]
+            valid[:n_in] |= self._carry_valid[:n_in, cols]
         final = grid.final_rows_after(window.row) - window.top
         self._write_band(sums[:, :final], count[:final], valid[:final], cols)
-        rest = grid.patch_height - final
+        rest = grid.patch_height - final if window.row + 1 < grid.n_rows else 0
         if rest > 0:
-            self._carry_out[:, :rest, cols] = sums[:, final:]
-            self._carry_out_count[:rest, cols] = count[final:]
-            self._carry_out_valid[:rest, cols] = valid[final:]
+            self._carry[:, :rest, cols] = sums[:, final:]
+            self._carry_count[:rest, cols] = count[final:]
+            self._carry_valid[:rest, cols] = valid[final:]
 
-    def _write_band(self, sums: np.ndarray, count: np.ndarray, valid: np.ndarray, cols: slice) -> None:
+    def _write_band(self, sums: torch.Tensor, count: torch.Tensor, valid: torch.Tensor, cols: slice) -> None:
         rows = sums.shape[1]
         covered = count > 0
-        classes = np.where(covered, sums.argmax(axis=0), self.fill_class).astype(np.uint8)
+        classes = torch.where(covered, sums.argmax(dim=0), self.fill_class).to(torch.uint8)
         classes[~valid] = NODATA_ID
         self._band[:rows, cols] = classes
         self._band_valid[:rows, cols] = valid
         if self._band_scores is not None:
-            mean = sums / np.maximum(count, 1)[None].astype(np.float32)
-            scores = _softmax_uint8(mean)
-            fill = np.zeros(self.n_classes, dtype=np.uint8)
-            fill[self.fill_class] = 255
-            scores = np.where(covered[None], scores, fill[:, None, None])
+            mean = sums / count.clamp(min=1).to(torch.float32)[None]
+            scores = torch.round(torch.softmax(mean, dim=0) * 255.0).to(torch.uint8)
+            scores = torch.where(covered[None], scores, self._fill_scores)
             scores[:, ~valid] = 0
             self._band_scores[:, :rows, cols] = scores
 
@@ -211,25 +214,17 @@ class RowBandBlender:
         rows = grid.final_rows_after(row) - top
         band = RowBand(
             row_off=top,
-            classes=self._band[:rows].copy(),
-            scores=None if self._band_scores is None else self._band_scores[:, :rows].copy(),
-            valid=self._band_valid[:rows].copy(),
+            classes=self._band[:rows].cpu().numpy().copy(),
+            scores=None if self._band_scores is None else self._band_scores[:, :rows].cpu().numpy().copy(),
+            valid=self._band_valid[:rows].cpu().numpy().copy(),
         )
-        # the next patch row's incoming carry is this row's outgoing one
-        rest = grid.patch_height - rows if row + 1 < grid.n_rows else 0
-        self._carry_in, self._carry_out = self._carry_out, self._carry_in
-        self._carry_in_count, self._carry_out_count = self._carry_out_count, self._carry_in_count
-        self._carry_in_valid, self._carry_out_valid = self._carry_out_valid, self._carry_in_valid
-        self._carry_in_rows = rest
-        self._carry_out[:] = 0.0
-        self._carry_out_count[:] = 0
-        self._carry_out_valid[:] = False
-        self._band[:] = NODATA_ID
-        self._band_valid[:] = False
+        # every column wrote its outgoing overlap: the next row reads that many rows
+        self._carry_rows = grid.patch_height - rows if row + 1 < grid.n_rows else 0
+        self._band.fill_(NODATA_ID)
+        self._band_valid.fill_(False)
         self.emit(band)
 
     @property
     def done(self) -> bool:
         """Whether every patch of the grid was added (and every row emitted)."""
         return self._next == len(self.grid)
-

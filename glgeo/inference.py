@@ -250,7 +250,8 @@ class StreamingSegmenter:
         t = torch.from_numpy(array).to(self.device, non_blocking=True)
         return t.contiguous(memory_format=torch.channels_last) if self.settings.channels_last and t.ndim == 4 else t
 
-    def _to_patch_pixels(self, logits: torch.Tensor, grid: PatchGrid) -> np.ndarray:
+    def _to_patch_pixels(self, logits: torch.Tensor, grid: PatchGrid) -> torch.Tensor:
+        """Logits upsampled to the patch's pixels, float32, left on the device (the blender's)."""
         size = (grid.patch_height, grid.patch_width)
         logits = logits.float()
         if tuple(logits.shape[-2:]) != size:
@@ -258,7 +259,7 @@ class StreamingSegmenter:
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
             else:
                 logits = F.interpolate(logits, size=size, mode="nearest")
-        return logits.cpu().numpy()
+        return logits.contiguous()
 
     # ------------------------------------------------------------------- run
     def run(
@@ -293,7 +294,7 @@ class StreamingSegmenter:
             with _Clock(timings, "write"):
                 sink(band)
 
-        blender = RowBandBlender(grid, self.n_classes, timed_sink, scores=scores, fill_class=0)
+        blender = RowBandBlender(grid, self.n_classes, timed_sink, scores=scores, fill_class=0, device=self.device)
         stats.blender_bytes = blender.nbytes
 
         with torch.inference_mode():
@@ -410,19 +411,20 @@ class StreamingSegmenter:
         kept_iter = iter(kept) if kept is not None else None
         for batch in self._iter_timed(reader, grid, wanted):
             chosen = self._select(batch, wanted, stats)
-            logits_np: np.ndarray | None = None
+            logits_px: torch.Tensor | None = None
             if chosen:
                 windows = [batch.windows[i] for i in chosen]
                 boxes = _boxes_for(windows, grid)
                 with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
                     logits = self._patch_logits(batch, chosen, boxes, context, refined, kept_iter)
-                    logits_np = self._to_patch_pixels(logits, grid)
+                    logits_px = self._to_patch_pixels(logits, grid)
                 stats.computed += len(chosen)
-            with _Clock(timings, "blend"):
+            with _Clock(timings, "blend", self.device):
                 position = {c: k for k, c in enumerate(chosen)}
+                valid = torch.from_numpy(batch.valid).to(self.device, non_blocking=True)
                 for i, window in enumerate(batch.windows):
                     k = position.get(i)
-                    blender.add(window, None if k is None else logits_np[k], batch.valid[i])
+                    blender.add(window, None if k is None else logits_px[k], valid[i])
             tick(len(batch.windows))
         timings.read += self._read
         timings.read_wait += self._wait
