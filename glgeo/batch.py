@@ -319,6 +319,8 @@ class SceneResult:
         seconds: wall time of the task, including retries' last attempt only.
         worker: the Dask worker address that ran the last attempt (``in-process`` without
             Dask).
+        device: the torch device that segmented it (``cuda:1``, ``cpu``; empty when the
+            class raster was already there).
         error: why the scene failed (``None`` otherwise).
         partials_removed: temporary files of an interrupted earlier attempt removed first.
     """
@@ -331,6 +333,7 @@ class SceneResult:
     area_unit: str = ""
     seconds: float = 0.0
     worker: str = ""
+    device: str = ""
     error: str | None = None
     partials_removed: int = 0
 
@@ -428,7 +431,7 @@ def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
         text = json.dumps(result.to_dict(), indent=2) + "\n"
     elif suffix == ".csv":
         classes = list(dict.fromkeys(name for r in result.scenes for name in r.class_areas))
-        columns = ["input", "output", "vector", "status", "seconds", "worker", "error", "partials_removed", "area_unit"]
+        columns = ["input", "output", "vector", "status", "seconds", "worker", "device", "error", "partials_removed", "area_unit"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns + [f"area:{c}" for c in classes], lineterminator="\n")
         writer.writeheader()
@@ -478,15 +481,24 @@ def cached_model(model: str) -> "Checkpoint":
     """The checkpoint ``model`` (zoo name or path), loaded once per process and kept.
 
     A Dask worker process calls this for each scene; only its first call reads the file.
+    A file that changed since (a model retrained under the same name, on a cluster that
+    stayed up) is read again.
     """
     from .segment import load_model
 
+    try:
+        stat = os.stat(model)
+        key = f"{model}|{stat.st_mtime_ns}|{stat.st_size}"
+    except OSError:  # a zoo name
+        key = model
     with _MODEL_LOCK:
-        checkpoint = _MODEL_CACHE.get(model)
+        checkpoint = _MODEL_CACHE.get(key)
         if checkpoint is None:
             started = time.perf_counter()
             checkpoint = load_model(model)
-            _MODEL_CACHE[model] = checkpoint
+            for old in [k for k in _MODEL_CACHE if k.split("|")[0] == model]:
+                del _MODEL_CACHE[old]
+            _MODEL_CACHE[key] = checkpoint
             log.info("loaded model %s in %.1f s (pid %d)", model, time.perf_counter() - started, os.getpid())
         return checkpoint
 
@@ -643,6 +655,7 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
         if raster_done and vector_done:
             areas, unit = class_areas_of(job.output)
             return result("skipped", class_areas=areas, area_unit=unit, partials_removed=partials)
+        device = ""
         if raster_done:
             log.info("%s: class raster already there, vectorizing only", job.scene)
             areas, unit = class_areas_of(job.output)
@@ -650,10 +663,10 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
             from .segment import segment
 
             settings = options.settings
-            device = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
+            wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
             threads = options.torch_threads or settings.torch_threads
-            if device != settings.device or threads != settings.torch_threads:
-                settings = dataclasses.replace(settings, device=device, torch_threads=threads)
+            if wanted != settings.device or threads != settings.torch_threads:
+                settings = dataclasses.replace(settings, device=wanted, torch_threads=threads)
             summary = segment(
                 job.scene,
                 job.output,
@@ -664,12 +677,12 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
                 overwrite=options.overwrite,
                 output_options=options.output_options,
             )
-            areas, unit = summary.class_areas, summary.area_unit
+            areas, unit, device = summary.class_areas, summary.area_unit, summary.stats.device
         if job.vector is not None and not vector_done:
             _vectorize(job, options.overwrite)
     except GlgeoError as exc:
         return result("failed", error=f"{type(exc).__name__}: {exc}", partials_removed=partials)
-    return result("done", class_areas=areas, area_unit=unit, partials_removed=partials)
+    return result("done", class_areas=areas, area_unit=unit, device=device, partials_removed=partials)
 
 
 # --------------------------------------------------------------------------------------
