@@ -6,6 +6,7 @@ import json
 
 import click
 
+from .batch import BatchArgs, batch_options
 from .options import device_opt, model_opt, overwrite_opt, progress_enabled
 
 
@@ -33,9 +34,10 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     return (low, high)
 
 
-@click.command(short_help="Segment a scene into a class raster (COG, styled for QGIS).")
-@click.argument("scene")
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="Class raster to write (.tif).")
+@click.command(short_help="Segment scenes into class rasters (COG, styled for QGIS), one or many (Dask).")
+@click.argument("scenes", nargs=-1)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Class raster to write (.tif), for one scene.")
+@batch_options
 @model_opt
 @click.option("--bands", callback=_parse_bands, metavar="B,G,R", help="1-based bands fed as RGB, e.g. 4,3,2. Default: the non-alpha bands.")
 @click.option(
@@ -67,8 +69,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.pass_context
 def segment(
     ctx: click.Context,
-    scene: str,
-    out: str,
+    scenes: tuple[str, ...],
+    out: str | None,
     model: str,
     bands: tuple[int, ...] | None,
     mode: str | None,
@@ -86,13 +88,20 @@ def segment(
     no_cog: bool,
     as_json: bool,
     overwrite: bool,
+    batch: BatchArgs,
 ) -> None:
-    """Segment SCENE (any raster GDAL opens) with GLNet into a class raster.
+    """Segment SCENES (any raster GDAL opens) with GLNet into class rasters.
 
     The output has the scene's size, CRS and transform, uint8 class ids, nodata 255, the
     class colours embedded and a .qml style QGIS loads by default. Example:
 
         glgeo segment scene.tif -o landcover.tif --model deepglobe-landcover
+
+    Several scenes (paths, globs, URLs, @list.txt) go to --out-dir, one task per scene,
+    in this process, on a local Dask cluster (--workers N) or an existing one
+    (--scheduler ADDRESS); finished scenes are skipped, a manifest lists them all:
+
+        glgeo segment 'tiles/*.tif' --out-dir landcover --workers 4 --vector-merge city.gpkg
     """
     from tqdm import tqdm
 
@@ -101,8 +110,6 @@ def segment(
     from glgeo.segment import segment as run_segment
     from glgeo.writer import OutputOptions
 
-    if vector is not None:
-        check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
     settings = InferenceSettings(
         patch_size=patch_size,
         min_overlap=overlap,
@@ -114,6 +121,19 @@ def segment(
         coarse_to_fine=coarse_to_fine,
         stretch=stretch,  # type: ignore[arg-type]
     )
+    if batch.wanted(scenes):
+        from .batch import run_batch_from_cli
+
+        run_batch_from_cli(
+            ctx, batch, scenes, model=model, settings=settings, bands=bands, scheme=scheme, no_cog=no_cog,
+            overwrite=overwrite, as_json=as_json, out=out, probabilities=probabilities, vector=vector,
+        )
+        return
+    if out is None:
+        raise click.UsageError("give the class raster to write with -o/--out (or --out-dir for several scenes)")
+    scene = scenes[0]
+    if vector is not None:
+        check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
     bars: list[tqdm] = []  # made at the first patch, so errors before it print no empty bar
 
     def progress(done: int, total: int) -> None:

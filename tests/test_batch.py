@@ -246,7 +246,7 @@ def test_in_process_batch_manifest_csv_and_failures(tmp_path, scenes, checkpoint
     assert rows[1]["error"] == failed.error
     expected = areas_from(references[scenes[0].stem])
     assert {k[5:]: float(v) for k, v in rows[0].items() if k.startswith("area:")} == pytest.approx(expected)
-    assert float(rows[0]["seconds"]) > 0 and rows[0]["worker"] == "in-process"
+    assert float(rows[0]["seconds"]) > 0 and rows[0]["worker"] == "in-process" and rows[0]["device"] == "cpu"
 
 
 # ------------------------------------------------------------------ on a Dask cluster
@@ -264,6 +264,7 @@ def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, che
     assert result.counts == {"done": 4, "skipped": 0, "failed": 0}, result.failure_summary()
     cluster_workers = set(client.scheduler_info()["workers"])
     assert {r.worker for r in result.scenes} == cluster_workers  # both worker processes took scenes
+    assert {r.device for r in result.scenes} == {"cpu"}
     for scene, row in zip(scenes, result.scenes):
         assert row.input == str(scene)
         check_output(out / scene.name, scene, references[scene.stem])
@@ -302,6 +303,7 @@ def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, che
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("tile_*")} == stamps
     for first, second in zip(result.scenes, again.scenes):
         assert second.class_areas == pytest.approx(first.class_areas)
+        assert second.device == ""  # nothing was segmented
     assert json.loads((out / "manifest.json").read_text())["skipped"] == 4
 
     # a scene whose class raster is there but whose GeoPackage is not is only vectorized
@@ -391,3 +393,123 @@ def test_class_areas_of_rejects_foreign_rasters(tmp_path):
     path = write_scene(tmp_path / "plain.tif", seed=1)
     with pytest.raises(InputError, match="not written by glgeo"):
         class_areas_of(path)
+
+
+# ------------------------------------------------------------------ glgeo segment with many scenes
+
+
+def segment_cli(*args: object):
+    from click.testing import CliRunner
+
+    from glgeo.cli.main import cli
+
+    return CliRunner().invoke(cli, ["segment", *(str(a) for a in args)])
+
+
+def cli_options(checkpoint: Path) -> list[str]:
+    return ["--model", str(checkpoint), "--device", "cpu", "--overlap", "8", "--batch-size", "8"]
+
+
+def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references):
+    out = tmp_path / "out"
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", out, *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert "2 scenes on in-process: 2 done, 0 skipped (outputs already there), 0 failed" in result.stdout
+    assert f"manifest: {out / 'manifest.json'}" in result.stdout
+    for scene in scenes[:2]:
+        check_output(out / scene.name, scene, references[scene.stem])
+    rows = read_manifest(out / "manifest.json")
+    assert [(r["input"], r["status"], r["worker"]) for r in rows] == [(str(s), "done", "in-process") for s in scenes[:2]]
+    assert rows[1]["class_areas"] == pytest.approx(areas_from(references[scenes[1].stem]))
+
+    again = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--json", *cli_options(checkpoint))
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["skipped"] == 2
+
+
+def test_cli_local_cluster_list_file_failure_and_merge(tmp_path, scenes, checkpoint, references):
+    pytest.importorskip("distributed")
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"{scenes[2]}\nmissing.tif\n{scenes[3]}\n")
+    out, merged, manifest = tmp_path / "out", tmp_path / "all.gpkg", tmp_path / "run.csv"
+    result = segment_cli(
+        f"@{listing}", "--out-dir", out, "--workers", "2", "--retries", "0", "--manifest", manifest,
+        "--vector-merge", merged, *cli_options(checkpoint),
+    )
+    assert result.exit_code == 1
+    assert "3 scenes on local cluster of 2 workers: 2 done, 0 skipped (outputs already there), 1 failed" in result.stdout
+    assert f"failed: 1 scene ({tmp_path / 'missing.tif'}): SceneError: scene" in result.stderr
+    assert "Error: 1 of 3 scenes failed" in result.stderr and "Traceback" not in result.output
+    for scene in scenes[2:]:
+        check_output(out / scene.name, scene, references[scene.stem])
+        assert (out / f"{scene.stem}.gpkg").is_file()
+    rows = read_manifest(manifest)
+    assert [r["status"] for r in rows] == ["done", "failed", "done"]
+    assert all(r["worker"].startswith("tcp://127.0.0.1:") for r in (rows[0], rows[2]))
+    import pyogrio
+
+    polygons = pyogrio.read_dataframe(merged, layer="all")
+    assert sorted(set(polygons.scene)) == ["tile_2", "tile_3"]
+    assert polygons.area_m2.sum() == pytest.approx(
+        sum(areas_from(references[s.stem])[c.name] for s in scenes[2:] for c in DEEPGLOBE.classes)
+    )
+
+
+def test_cli_existing_scheduler(tmp_path, scenes, checkpoint, references, client):
+    out = tmp_path / "out"
+    result = segment_cli(
+        str(scenes[0].parent / "tile_[01].tif"), "--out-dir", out, "--scheduler", client.scheduler.address,
+        "--json", *cli_options(checkpoint),
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["workers"] == client.scheduler.address
+    assert {r["worker"] for r in summary["scenes"]} <= set(client.scheduler_info()["workers"])
+    for scene in scenes[:2]:
+        check_output(out / scene.name, scene, references[scene.stem])
+
+
+def test_cli_without_dask_says_how_to_install(monkeypatch, tmp_path, scenes, checkpoint):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", tmp_path, "--workers", "2", *cli_options(checkpoint))
+    assert result.exit_code == 1
+    assert "pip install 'glgeo[distributed]'" in result.stderr
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*.tif"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-o", "x.tif"], "--out-dir DIR instead of -o"),
+        (["--vector", "x.gpkg"], "use --vectors (one GeoPackage per scene) or --vector-merge"),
+        (["--probabilities", "p.tif"], "--probabilities names one file"),
+    ],
+)
+def test_cli_single_scene_options_in_a_batch(tmp_path, scenes, checkpoint, extra, message):
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", tmp_path, *extra, *cli_options(checkpoint))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_batch_needs_out_dir_and_scenes(tmp_path, checkpoint):
+    assert "give --out-dir DIR" in segment_cli(str(tmp_path / "*.tif"), *cli_options(checkpoint)).output
+    assert "name the scenes" in segment_cli("--out-dir", tmp_path, *cli_options(checkpoint)).output
+
+
+def test_model_is_loaded_once_per_process_and_again_when_the_file_changes(tmp_path, checkpoint, monkeypatch):
+    import glgeo.batch as batch
+    import glgeo.segment
+
+    monkeypatch.setattr(batch, "_MODEL_CACHE", {})
+    calls = []
+    real = glgeo.segment.load_model
+    monkeypatch.setattr(glgeo.segment, "load_model", lambda m: calls.append(m) or real(m))
+    copy = tmp_path / "model.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+    first = batch.cached_model(str(copy))
+    assert batch.cached_model(str(copy)) is first and calls == [str(copy)]
+    os.utime(copy, ns=(time.time_ns(), time.time_ns() + 10**9))  # replaced by a retrained model
+    second = batch.cached_model(str(copy))
+    assert second is not first and len(calls) == 2 and len(batch._MODEL_CACHE) == 1
