@@ -101,6 +101,7 @@ def segment(
     in this process, on a local Dask cluster (--workers N) or an existing one
     (--scheduler ADDRESS); finished scenes are skipped, a manifest lists them all:
 
+    \b
         glgeo segment 'tiles/*.tif' --out-dir landcover --workers 4 --vector-merge city.gpkg
     """
     from tqdm import tqdm
