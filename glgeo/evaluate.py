@@ -22,6 +22,7 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from .datasets import SceneCollection, open_raster, read_mask_ids, scaled_size
@@ -203,10 +205,12 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
         image = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.bilinear)
         ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
         profile = dict(driver="GTiff", width=w, height=h, crs=src.crs, transform=transform, tiled=True)
-        with rasterio.open(image_out, "w", count=3, dtype=image.dtype, **profile) as dst:
-            dst.write(image)
-        with rasterio.open(truth_out, "w", count=1, dtype="uint8", nodata=NODATA_ID, **profile) as dst:
-            dst.write(ids[None])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain JPEG scenes stay plain
+            with rasterio.open(image_out, "w", count=3, dtype=image.dtype, **profile) as dst:
+                dst.write(image)
+            with rasterio.open(truth_out, "w", count=1, dtype="uint8", nodata=NODATA_ID, **profile) as dst:
+                dst.write(ids[None])
     return image_out, truth_out
 
 

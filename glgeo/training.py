@@ -609,7 +609,11 @@ def _strategy(name: str) -> Any:
 def _loggers(folder: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    loggers: list[Any] = [CSVLogger(folder, name="logs", version="csv")]
+    # Lightning's CSV writer replaces an existing file: a resumed stage logs beside it.
+    version, k = "csv", 1
+    while (folder / "logs" / version / "metrics.csv").exists():
+        version, k = f"csv-{k}", k + 1
+    loggers: list[Any] = [CSVLogger(folder, name="logs", version=version)]
     try:
         loggers.append(TensorBoardLogger(folder, name="logs", version="tensorboard", default_hp_metric=False))
     except ModuleNotFoundError:

@@ -106,8 +106,9 @@ def test_resume_continues_a_stage_and_skips_finished_ones(tmp_path):
     run_cli(*base[:-6], "--epochs", "2", "--lr", "1e-3", "--resume")
     last = load_checkpoint(out / "stage1" / "last.pt")
     assert last.metadata["epoch"] == 1
-    rows = list(csv.DictReader(open(out / "stage1" / "logs" / "csv" / "metrics.csv")))
-    assert {r["epoch"] for r in rows if r.get("train/loss_epoch")} == {"0", "1"}
+    first, resumed = (list(csv.DictReader(open(out / "stage1" / "logs" / v / "metrics.csv"))) for v in ("csv", "csv-1"))
+    assert {r["epoch"] for r in first if r.get("train/loss_epoch")} == {"0"}
+    assert {r["epoch"] for r in resumed if r.get("train/loss_epoch")} == {"1"}
     # A finished stage is skipped on --resume.
     before = (out / "stage1" / "last.pt").stat().st_mtime_ns
     output = run_cli(*base, "--resume")
@@ -139,7 +140,8 @@ def test_deepglobe_layout_stage_1_and_2(tmp_path):
     run_cli("train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "g2l", *SMALL)
     ck = load_checkpoint(out / "model.pt")
     assert ck.scheme.name == "deepglobe" and ck.mode == "g2l" and ck.metadata["training"]["stage"] == 2
-    assert ck.metadata["training"]["train_scenes"] + ck.metadata["training"]["val_scenes"] == 4
+    # the seeded DeepGlobe split of 4 scenes: 2 train, 1 val, 1 test
+    assert (ck.metadata["training"]["train_scenes"], ck.metadata["training"]["val_scenes"]) == (2, 1)
 
 
 def test_poly_lr_and_patch_merge():
@@ -160,9 +162,10 @@ def test_lightning_ddp_with_two_cpu_processes(tmp_path):
     """Multi-process training (DDP, gloo) of every stage, through the command line."""
     root = make_inria(tmp_path / "inria", cities=("austin",), tiles=8, size=128)
     out = tmp_path / "run"
-    exe = shutil.which("glgeo") or sys.executable
-    args = [] if exe.endswith("glgeo") else ["-m", "glgeo.cli.main"]
-    cmd = [exe, *args, "train", "--dataset", "inria", "--root", str(root), "--out", str(out), "--accelerator", "cpu",
+    exe = shutil.which("glgeo", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if exe is None:
+        pytest.skip("the glgeo command is not installed (DDP re-runs the command line in each process)")
+    cmd = [exe, "train", "--dataset", "inria", "--root", str(root), "--out", str(out), "--accelerator", "cpu",
            "--devices", "2", "--strategy", "ddp", *SMALL[:-6], "--epochs", "1", "--lr", "1e-3"]
     env = {**os.environ, "PL_DISABLE_FORK": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
