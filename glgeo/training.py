@@ -356,9 +356,9 @@ class GLNetTask(pl.LightningModule):
             loss, parts = self._stage3(images, batch, opt)
         opt.step()
         n = images.shape[0]
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True)
         for name, value in parts.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n)
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("lr", lr, on_step=True, on_epoch=False, batch_size=n)
         self.loss_history.append(float(loss))
         return loss
@@ -484,8 +484,10 @@ class GLNetTask(pl.LightningModule):
         confusion = self.trainer.strategy.reduce(self.val_confusion.double(), reduce_op="sum").round().long()
         scores = SegmentationScores(confusion.cpu().numpy(), self.scheme)
         miou = scores.miou if not math.isnan(scores.miou) else 0.0
-        self.log("val/miou", miou, prog_bar=True, sync_dist=False)
-        self.log("val/pixel_accuracy", scores.pixel_accuracy if not math.isnan(scores.pixel_accuracy) else 0.0)
+        # The confusion is already summed over processes: every rank logs the same value.
+        self.log("val/miou", miou, prog_bar=True, sync_dist=True)
+        accuracy = scores.pixel_accuracy if not math.isnan(scores.pixel_accuracy) else 0.0
+        self.log("val/pixel_accuracy", accuracy, sync_dist=True)
         self.last_val_scores = scores
 
 
