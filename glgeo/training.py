@@ -35,15 +35,14 @@ import math
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .datasets import GLNetSceneDataset, SampleSpec, SceneCollection, collate_scenes, logits_size, open_dataset
+from .datasets import GLNetSceneDataset, SampleSpec, SceneCollection, collate_scenes, open_dataset
 from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
 from .metrics import SegmentationScores
 from .schemes import NODATA_ID, ClassScheme
@@ -688,7 +687,6 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     """
     stages = settings.stages
     collection, split = prepare_data(data)
-    scheme = collection.scheme
     out = settings.out
     # DDP re-runs the command in its worker processes: only the first one checks and writes.
     main_process = rank_zero_only.rank == 0
