@@ -16,7 +16,7 @@ the row is done. So the blender holds only
   GLNet's grid): ``classes x overlap x scene_width`` float32 (one buffer: each column's
   incoming overlap is read just before its outgoing overlap is written there),
 * one band of finished class ids: ``stride x scene_width`` uint8 (x classes more with
-  probabilities),
+  probabilities; the valid mask is the class ids themselves: nodata is 255),
 
 that is ``O(classes x overlap x width)``, independent of the scene's height, and far below
 ``classes x patch x width`` for a full band of patch rows.
@@ -47,17 +47,20 @@ class RowBand:
         classes: ``(rows, width)`` uint8 class ids, :data:`NODATA_ID` where invalid.
         scores: ``(classes, rows, width)`` uint8 softmax scores x 255 (0 where invalid),
             or ``None`` when not asked for.
-        valid: ``(rows, width)`` valid mask.
     """
 
     row_off: int
     classes: np.ndarray
-    scores: np.ndarray | None
-    valid: np.ndarray
+    scores: np.ndarray | None = None
 
     @property
     def height(self) -> int:
         return int(self.classes.shape[0])
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(rows, width)`` valid mask (class ids are below :data:`NODATA_ID` exactly there)."""
+        return self.classes != NODATA_ID
 
 
 def _as_tensor(values: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -112,7 +115,6 @@ class RowBandBlender:
         self._carry_rows = 0
         stride = max(grid.final_rows_after(r) - top for r, top in enumerate(grid.row_starts))
         self._band = torch.full((stride, width), NODATA_ID, dtype=torch.uint8, device=self.device)
-        self._band_valid = torch.zeros((stride, width), **b)
         self._band_scores = (
             torch.zeros((n_classes, stride, width), dtype=torch.uint8, device=self.device) if scores else None
         )
@@ -131,7 +133,7 @@ class RowBandBlender:
         tensors = [
             self._work, self._work_count, self._work_valid,
             self._carry, self._carry_count, self._carry_valid,
-            self._band, self._band_valid,
+            self._band,
         ]  # fmt: skip
         if self._band_scores is not None:
             tensors.append(self._band_scores)
@@ -200,7 +202,6 @@ class RowBandBlender:
         classes = torch.where(covered, sums.argmax(dim=0), self.fill_class).to(torch.uint8)
         classes[~valid] = NODATA_ID
         self._band[:rows, cols] = classes
-        self._band_valid[:rows, cols] = valid
         if self._band_scores is not None:
             mean = sums / count.clamp(min=1).to(torch.float32)[None]
             scores = torch.round(torch.softmax(mean, dim=0) * 255.0).to(torch.uint8)
@@ -216,12 +217,10 @@ class RowBandBlender:
             row_off=top,
             classes=self._band[:rows].cpu().numpy().copy(),
             scores=None if self._band_scores is None else self._band_scores[:, :rows].cpu().numpy().copy(),
-            valid=self._band_valid[:rows].cpu().numpy().copy(),
         )
         # every column wrote its outgoing overlap: the next row reads that many rows
         self._carry_rows = grid.patch_height - rows if row + 1 < grid.n_rows else 0
         self._band.fill_(NODATA_ID)
-        self._band_valid.fill_(False)
         self.emit(band)
 
     @property

@@ -6,8 +6,8 @@ QGIS/GDAL sidecars (``.qml`` default style, ``.aux.xml`` category names and attr
 from :func:`glgeo.styles.write_raster_sidecars`.
 
 Rows arrive in bands as the blender finalises them. They are gathered into whole rows of
-output tiles and written to a temporary tiled, compressed GTiff, so each tile is written
-once and memory holds at most one row of tiles. When the last row is in, the GTiff is
+output tiles (a ``block x width`` buffer) and written to a temporary tiled, compressed
+GTiff, so each tile is compressed once and memory holds one row of tiles. When the last row is in, the GTiff is
 copied to a COG (GDAL's COG driver ``CreateCopy`` streams from the GTiff; only creating a
 COG dataset directly would buffer the whole raster) with MODE overviews for classes and
 AVERAGE overviews for scores. Every file of the output (tif and sidecars) is written under
@@ -70,49 +70,54 @@ def sidecar_paths(tif: Path) -> list[Path]:
 
 
 class _StagedRaster:
-    """A raster written to a temporary GTiff, rows buffered to whole tile rows."""
+    """A raster written to a temporary GTiff one whole row of tiles at a time.
+
+    Incoming rows fill a buffer of one tile row (``count x block x width`` uint8), which is
+    written when full: each tile is compressed once, and memory holds one row of tiles.
+    """
 
     def __init__(self, path: Path, profile: dict, block: int, mask: bool) -> None:
         self.path = path
         self.block = block
-        self.mask = mask
         self.count = int(profile["count"])
         self.width = int(profile["width"])
         self.height = int(profile["height"])
         self.dst = rasterio.open(path, "w", **profile)
-        self._rows: list[np.ndarray] = []
-        self._valid: list[np.ndarray] = []
-        self._row_off = 0
-        self._buffered = 0
+        rows = min(block, self.height)
+        self._buf = np.empty((self.count, rows, self.width), dtype=np.uint8)
+        self._mask = np.empty((rows, self.width), dtype=np.uint8) if mask else None
+        self._row_off = 0  # raster row of the buffer's first row
+        self._filled = 0  # rows in the buffer
 
-    def add(self, row_off: int, data: np.ndarray, valid: np.ndarray) -> None:
-        if row_off != self._row_off + self._buffered:
-            raise OutputError(f"rows must arrive in order: expected row {self._row_off + self._buffered}, got {row_off}")
-        self._rows.append(data)
-        self._valid.append(valid)
-        self._buffered += data.shape[-2]
-        end = self._row_off + self._buffered
-        aligned = end if end == self.height else (end // self.block) * self.block
-        if aligned > self._row_off:
-            self._flush(aligned)
-
-    def _flush(self, until: int) -> None:
-        data = np.concatenate(self._rows, axis=-2)
-        valid = np.concatenate(self._valid, axis=-2)
-        n = until - self._row_off
-        window = Window(0, self._row_off, self.width, n)
-        self.dst.write(data[..., :n, :], window=window)
-        if self.mask:
-            self.dst.write_mask(np.where(valid[:n], 255, 0).astype(np.uint8), window=window)
-        self._rows = [data[..., n:, :]] if data.shape[-2] > n else []
-        self._valid = [valid[n:]] if valid.shape[0] > n else []
-        self._row_off = until
-        self._buffered -= n
+    def add(self, row_off: int, data: np.ndarray, valid: np.ndarray | None) -> None:
+        if row_off != self.rows_received:
+            raise OutputError(f"rows must arrive in order: expected row {self.rows_received}, got {row_off}")
+        n = data.shape[-2]
+        if row_off + n > self.height:
+            raise OutputError(f"rows {row_off}..{row_off + n} run past the raster's {self.height} rows")
+        pos = 0
+        while pos < n:
+            tile_rows = min(self.block, self.height - self._row_off)
+            take = min(n - pos, tile_rows - self._filled)
+            self._buf[:, self._filled : self._filled + take] = data[..., pos : pos + take, :]
+            if self._mask is not None:
+                if valid is None:
+                    raise OutputError("this raster has a mask: give the valid pixels")
+                self._mask[self._filled : self._filled + take] = np.where(valid[pos : pos + take], 255, 0)
+            self._filled += take
+            pos += take
+            if self._filled == tile_rows:
+                window = Window(0, self._row_off, self.width, tile_rows)
+                self.dst.write(self._buf[:, :tile_rows], window=window)
+                if self._mask is not None:
+                    self.dst.write_mask(self._mask[:tile_rows], window=window)
+                self._row_off += tile_rows
+                self._filled = 0
 
     @property
     def rows_received(self) -> int:
         """Rows handed in so far (on disk or buffered to complete a row of tiles)."""
-        return self._row_off + self._buffered
+        return self._row_off + self._filled
 
     def close(self) -> None:
         self.dst.close()
@@ -215,7 +220,7 @@ class ClassRasterWriter:
         """Write a band of final rows (top to bottom)."""
         if self._classes is None:
             raise OutputError("the writer is not open; use it inside a `with` block")
-        self._classes.add(band.row_off, band.classes[None], band.valid)
+        self._classes.add(band.row_off, band.classes[None], None)
         if self._scores is not None:
             if band.scores is None:
                 raise OutputError("this writer makes a score raster but the band carries no scores")

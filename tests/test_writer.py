@@ -41,13 +41,12 @@ def _classes(height: int, width: int) -> np.ndarray:
 def _write(writer: ClassRasterWriter, classes: np.ndarray, band_rows: int = 97, scores: bool = False):
     for top in range(0, classes.shape[0], band_rows):
         part = classes[top : top + band_rows]
-        valid = part != NODATA_ID
         score = None
         if scores:
             score = np.zeros((7, *part.shape), np.uint8)
             for c in range(7):
                 score[c][part == c] = 200
-        writer.write(RowBand(top, part, score, valid))
+        writer.write(RowBand(top, part, score))
 
 
 def test_class_raster_sits_on_the_input_grid_with_colours_names_and_overviews(tmp_path):
@@ -115,7 +114,7 @@ def test_incomplete_or_unordered_rows_are_refused(tmp_path):
         with pytest.raises(OutputError, match="only 100 of 300 rows"):
             writer.commit()
         with pytest.raises(OutputError, match="in order"):
-            writer.write(RowBand(250, np.zeros((10, 300), np.uint8), None, np.ones((10, 300), bool)))
+            writer.write(RowBand(250, np.zeros((10, 300), np.uint8)))
     assert list(tmp_path.iterdir()) == []
 
 
