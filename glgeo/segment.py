@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,3 +273,18 @@ def segment(
     )
     log.info("wrote %s in %.1f s (%.2f MP/s)", out_path, summary.seconds, summary.megapixels_per_second)
     return summary
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`segment`.
+
+    ``glgeo.segment`` is both this submodule and the function re-exported by the package:
+    once the submodule is imported, Python binds the name ``glgeo.segment`` to the module,
+    so ``glgeo.segment(...)`` must work on the module too.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SegmentSummary:
+        return segment(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
