@@ -44,6 +44,10 @@ class PatchBoxes:
     scene_index: Tensor
 
     def __post_init__(self) -> None:
+        # Boxes are small metadata read with .tolist(): keep them on the CPU whatever
+        # device the caller's tensors were on.
+        for name in ("pixels", "scene_sizes", "scene_index"):
+            object.__setattr__(self, name, torch.as_tensor(getattr(self, name)).detach().long().cpu())
         n = self.pixels.shape[0]
         if self.pixels.shape != (n, 4) or self.scene_sizes.shape != (n, 2) or self.scene_index.shape != (n,):
             raise ValueError("PatchBoxes needs pixels (N,4), scene_sizes (N,2) and scene_index (N,)")
@@ -67,11 +71,11 @@ class PatchBoxes:
         scene_index: Sequence[int] | Tensor | None = None,
     ) -> "PatchBoxes":
         """Build boxes from per-patch pixel positions (scalars broadcast)."""
-        tops_t = torch.as_tensor(tops, dtype=torch.long).reshape(-1)
+        tops_t = torch.as_tensor(tops).detach().cpu().long().reshape(-1)
         n = tops_t.shape[0]
 
         def col(v) -> Tensor:
-            return torch.as_tensor(v, dtype=torch.long).reshape(-1).expand(n).clone()
+            return torch.as_tensor(v).detach().cpu().long().reshape(-1).expand(n).clone()
 
         pixels = torch.stack([tops_t, col(lefts), col(heights), col(widths)], dim=1)
         sizes = torch.stack([col(scene_height), col(scene_width)], dim=1)
