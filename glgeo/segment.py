@@ -235,7 +235,9 @@ def segment(
     ) as writer:
 
         def sink(band: RowBand) -> None:
-            counts[:] += np.bincount(band.classes.ravel(), minlength=256)
+            # in slices: bincount copies its input to int64 (8 bytes a pixel)
+            for top in range(0, band.height, 32):
+                counts[:] += np.bincount(band.classes[top : top + 32].ravel(), minlength=256)
             writer.write(band)
 
         with SceneReader(info) as reader:
