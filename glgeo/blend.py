@@ -21,8 +21,11 @@ the row is done. So the blender holds only
 that is ``O(classes x overlap x width)``, independent of the scene's height, and far below
 ``classes x patch x width`` for a full band of patch rows.
 
-The buffers are torch tensors on the network's device: on a GPU, patch logits are summed
-and arg-maxed where they were computed, and only finished uint8 rows cross to the host.
+On a GPU the buffers are torch tensors on the network's device: patch logits are summed
+and arg-maxed where they were computed, and only finished uint8 rows cross to the host. On
+a CPU they are NumPy arrays: NumPy's single-threaded in-place operations cost less there
+than torch's thread-pool dispatch for arrays this size (measured: 7 ms against 90 ms a
+patch on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -63,12 +66,6 @@ class RowBand:
         return self.classes != NODATA_ID
 
 
-def _as_tensor(values: np.ndarray | torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(values, np.ndarray):
-        values = torch.from_numpy(values)
-    return values.to(device=device, dtype=dtype, non_blocking=True)
-
-
 class RowBandBlender:
     """Sums overlapping patch logits and emits final row bands (see the module doc).
 
@@ -102,26 +99,50 @@ class RowBandBlender:
         self.scores = scores
         self.fill_class = fill_class
         self.device = torch.device(device)
+        self._gpu = self._use_torch(self.device)
         ph, pw, width = grid.patch_height, grid.patch_width, grid.scene_width
         overlap = grid.max_row_overlap
-        f32, i16, b = dict(dtype=torch.float32, device=self.device), dict(dtype=torch.int16, device=self.device), dict(dtype=torch.bool, device=self.device)
-        self._work = torch.zeros((n_classes, ph, pw), **f32)
-        self._work_count = torch.zeros((ph, pw), **i16)
-        self._work_valid = torch.zeros((ph, pw), **b)
-        # the current patch row's rows shared with the previous row (read) / next row (written)
-        self._carry = torch.zeros((n_classes, overlap, width), **f32)
-        self._carry_count = torch.zeros((overlap, width), **i16)
-        self._carry_valid = torch.zeros((overlap, width), **b)
-        self._carry_rows = 0
         stride = max(grid.final_rows_after(r) - top for r, top in enumerate(grid.row_starts))
-        self._band = torch.full((stride, width), NODATA_ID, dtype=torch.uint8, device=self.device)
-        self._band_scores = (
-            torch.zeros((n_classes, stride, width), dtype=torch.uint8, device=self.device) if scores else None
-        )
-        self._fill_scores = torch.zeros((n_classes, 1, 1), dtype=torch.uint8, device=self.device)
+        self._work = self._zeros((n_classes, ph, pw), "float32")
+        self._work_count = self._zeros((ph, pw), "int16")
+        self._work_valid = self._zeros((ph, pw), "bool")
+        # the current patch row's rows shared with the previous row (read) / next row (written)
+        self._carry = self._zeros((n_classes, overlap, width), "float32")
+        self._carry_count = self._zeros((overlap, width), "int16")
+        self._carry_valid = self._zeros((overlap, width), "bool")
+        self._carry_rows = 0
+        self._band = self._zeros((stride, width), "uint8")
+        self._band[:] = NODATA_ID
+        self._band_scores = self._zeros((n_classes, stride, width), "uint8") if scores else None
+        self._fill_scores = self._zeros((n_classes, 1, 1), "uint8")
         self._fill_scores[fill_class] = 255
         self._next = 0
 
+    # ------------------------------------------------------------- backend
+    @staticmethod
+    def _use_torch(device: torch.device) -> bool:
+        """Torch tensors on accelerators, NumPy arrays on the CPU (see the module doc)."""
+        return device.type != "cpu"
+
+    def _zeros(self, shape: tuple[int, ...], dtype: str):
+        if self._gpu:
+            return torch.zeros(shape, dtype=getattr(torch, dtype), device=self.device)
+        return np.zeros(shape, dtype=dtype)
+
+    def _array(self, values: np.ndarray | torch.Tensor, dtype: str):
+        """``values`` as this blender's array type (a view where possible)."""
+        if self._gpu:
+            if isinstance(values, np.ndarray):
+                values = torch.from_numpy(values)
+            return values.to(device=self.device, dtype=getattr(torch, dtype), non_blocking=True)
+        if isinstance(values, torch.Tensor):
+            values = values.detach().cpu().numpy()
+        return values.astype(dtype, copy=False)
+
+    def _host(self, values) -> np.ndarray:
+        return values.cpu().numpy().copy() if self._gpu else values.copy()
+
+    # ----------------------------------------------------------------- API
     @property
     def patches_added(self) -> int:
         """Patches added so far (the next expected index)."""
@@ -130,14 +151,14 @@ class RowBandBlender:
     @property
     def nbytes(self) -> int:
         """Bytes held by the blender's buffers (the memory bound, measured)."""
-        tensors = [
+        arrays = [
             self._work, self._work_count, self._work_valid,
             self._carry, self._carry_count, self._carry_valid,
             self._band,
         ]  # fmt: skip
         if self._band_scores is not None:
-            tensors.append(self._band_scores)
-        return sum(t.numel() * t.element_size() for t in tensors)
+            arrays.append(self._band_scores)
+        return sum(a.numel() * a.element_size() if self._gpu else a.nbytes for a in arrays)
 
     def add(self, window: PatchWindow, logits: np.ndarray | torch.Tensor | None, valid: np.ndarray | torch.Tensor) -> None:
         """Add the next patch.
@@ -155,9 +176,9 @@ class RowBandBlender:
         if logits is not None:
             if tuple(logits.shape) != (self.n_classes, ph, pw):
                 raise InputError(f"patch logits have shape {tuple(logits.shape)}; expected {(self.n_classes, ph, pw)}")
-            self._work += _as_tensor(logits, self.device, torch.float32)
+            self._work += self._array(logits, "float32")
             self._work_count += 1
-        self._work_valid |= _as_tensor(valid, self.device, torch.bool)
+        self._work_valid |= self._array(valid, "bool")
         self._next += 1
 
         # columns [left, next_left) of this patch row are now final
@@ -166,13 +187,11 @@ class RowBandBlender:
         self._finish_columns(window, span)
         # shift the working window to the next patch's left edge
         keep = pw - span
-        if keep > 0:
-            self._work[:, :, :keep] = self._work[:, :, span:].clone()
-            self._work_count[:, :keep] = self._work_count[:, span:].clone()
-            self._work_valid[:, :keep] = self._work_valid[:, span:].clone()
-        self._work[:, :, keep:] = 0.0
-        self._work_count[:, keep:] = 0
-        self._work_valid[:, keep:] = False
+        for buffer, empty in ((self._work, 0.0), (self._work_count, 0), (self._work_valid, False)):
+            if keep > 0:
+                moved = buffer[..., span:]
+                buffer[..., :keep] = moved.clone() if self._gpu else moved.copy()
+            buffer[..., keep:] = empty
 
         if window.col == self.grid.n_cols - 1:
             self._finish_row(window.row)
@@ -196,24 +215,34 @@ class RowBandBlender:
             self._carry_count[:rest, cols] = count[final:]
             self._carry_valid[:rest, cols] = valid[final:]
 
-    def _write_band(self, sums: torch.Tensor, count: torch.Tensor, valid: torch.Tensor, cols: slice) -> None:
+    def _write_band(self, sums, count, valid, cols: slice) -> None:
         rows = sums.shape[1]
         covered = count > 0
-        classes = torch.where(covered, self._argmax(sums), self.fill_class).to(torch.uint8)
-        classes.masked_fill_(~valid, NODATA_ID)
+        if self._gpu:
+            classes = torch.where(covered, sums.argmax(dim=0), self.fill_class).to(torch.uint8)
+            classes.masked_fill_(~valid, NODATA_ID)
+        else:
+            classes = np.where(covered, sums.argmax(axis=0), self.fill_class).astype(np.uint8)
+            classes[~valid] = NODATA_ID
         self._band[:rows, cols] = classes
         if self._band_scores is not None:
+            self._band_scores[:, :rows, cols] = self._scores(sums, count, covered, valid)
+
+    def _scores(self, sums, count, covered, valid):
+        """uint8 softmax of the mean logits; the fill class where nothing was computed."""
+        if self._gpu:
             mean = sums / count.clamp(min=1).to(torch.float32)[None]
             scores = torch.round(torch.softmax(mean, dim=0) * 255.0).to(torch.uint8)
             scores = torch.where(covered[None], scores, self._fill_scores)
-            scores.masked_fill_(~valid[None], 0)
-            self._band_scores[:, :rows, cols] = scores
-
-    def _argmax(self, sums: torch.Tensor) -> torch.Tensor:
-        if sums.device.type == "cpu":
-            # numpy's arg-max over the class axis is several times faster than torch's on CPUs
-            return torch.from_numpy(sums.numpy().argmax(axis=0))
-        return sums.argmax(dim=0)
+            return scores.masked_fill_(~valid[None], 0)
+        mean = sums / np.maximum(count, 1)[None].astype(np.float32)
+        mean -= mean.max(axis=0, keepdims=True)
+        np.exp(mean, out=mean)
+        mean /= mean.sum(axis=0, keepdims=True)
+        scores = np.rint(mean * 255.0).astype(np.uint8)
+        scores = np.where(covered[None], scores, self._fill_scores)
+        scores[:, ~valid] = 0
+        return scores
 
     def _finish_row(self, row: int) -> None:
         grid = self.grid
@@ -221,12 +250,12 @@ class RowBandBlender:
         rows = grid.final_rows_after(row) - top
         band = RowBand(
             row_off=top,
-            classes=self._band[:rows].cpu().numpy().copy(),
-            scores=None if self._band_scores is None else self._band_scores[:, :rows].cpu().numpy().copy(),
+            classes=self._host(self._band[:rows]),
+            scores=None if self._band_scores is None else self._host(self._band_scores[:, :rows]),
         )
         # every column wrote its outgoing overlap: the next row reads that many rows
         self._carry_rows = grid.patch_height - rows if row + 1 < grid.n_rows else 0
-        self._band.fill_(NODATA_ID)
+        self._band[:] = NODATA_ID
         self.emit(band)
 
     @property

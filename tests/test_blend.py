@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from glgeo.blend import RowBand, RowBandBlender
 from glgeo.errors import InputError
@@ -17,7 +18,7 @@ def _blend(grid: PatchGrid, field: np.ndarray, valid: np.ndarray, scores: bool =
     blender = RowBandBlender(grid, field.shape[0], bands.append, scores=scores)
     for w in grid:
         rows, cols = w.slices
-        logits = None if w.index in skip else field[:, rows, cols].copy()
+        logits = None if w.index in skip else torch.from_numpy(field[:, rows, cols].copy())
         blender.add(w, logits, valid[rows, cols])
     assert blender.done
     assert [b.row_off for b in bands] == sorted({b.row_off for b in bands})
@@ -31,10 +32,13 @@ def _blend(grid: PatchGrid, field: np.ndarray, valid: np.ndarray, scores: bool =
     "shape,patch,overlap",
     [((300, 420), 128, 50), ((967, 131), 508, 50), ((131, 967), 508, 50), ((61, 77), 128, 50), ((256, 256), 128, 0)],
 )
-def test_constant_field_gives_a_seamless_map(shape, patch, overlap):
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_constant_field_gives_a_seamless_map(shape, patch, overlap, backend, monkeypatch):
     # every patch reports the same scene-wide logits where it lies: a network whose output
     # depends only on the pixel's class. The blended map must equal the field's arg-max
     # everywhere, seams, triple overlaps and scene edges included.
+    # the torch backend (used on GPUs) runs here on CPU tensors
+    monkeypatch.setattr(RowBandBlender, "_use_torch", staticmethod(lambda device: backend == "torch"))
     rng = np.random.default_rng(0)
     field = rng.normal(size=(5, *shape)).astype(np.float32)
     valid = np.ones(shape, dtype=bool)
@@ -63,7 +67,9 @@ def test_overlaps_are_summed_not_overwritten():
     assert (classes[:, 8:] == 0).all()  # sum 1 vs 3 in the overlap, right patch alone after
 
 
-def test_nodata_and_skipped_patches():
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_nodata_and_skipped_patches(backend, monkeypatch):
+    monkeypatch.setattr(RowBandBlender, "_use_torch", staticmethod(lambda device: backend == "torch"))
     shape = (200, 260)
     field = np.zeros((3, *shape), np.float32)
     field[2] = 1.0
@@ -76,6 +82,7 @@ def test_nodata_and_skipped_patches():
     assert (classes[:, :70] == NODATA_ID).all()
     assert (classes[:, 70:] == 2).all()
     assert (scores[:, :, :70] == 0).all()
+    assert (scores[2, :, 70:] == round(255 * np.e / (np.e + 2))).all()  # softmax of (0, 0, 1)
 
 
 def test_valid_pixels_no_patch_computed_get_the_fill_class():
