@@ -27,8 +27,23 @@ COMMANDS: dict[str, str] = {
 }
 
 
+#: Group options also accepted after the sub-command (``glgeo segment a.tif -o b.tif -q``).
+_GLOBAL_FLAGS = {"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose"}
+
+
 class GlgeoGroup(click.Group):
     """A group that loads its commands lazily and turns library errors into one line."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Users type -q / -v after the sub-command as often as before it; no sub-command
+        # uses these flags, so move them in front where the group parses them.
+        if "--" in args:
+            head, tail = args[: args.index("--")], args[args.index("--") :]
+        else:
+            head, tail = args, []
+        flags = [a for a in head if a in _GLOBAL_FLAGS]
+        rest = [a for a in head if a not in _GLOBAL_FLAGS]
+        return super().parse_args(ctx, flags + rest + tail)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)

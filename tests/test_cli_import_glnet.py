@@ -32,3 +32,4 @@ def test_import_glnet_writes_a_loadable_bidirectional_checkpoint(glnet_keys_file
     wrong = CliRunner().invoke(cli, [*args, "--scheme", "inria", "--out", str(tmp_path / "x.pt")])
     assert wrong.exit_code != 0 and "predicts 7 classes" in wrong.output
     assert not (tmp_path / "x.pt").exists()
+
