@@ -29,6 +29,7 @@ from glgeo.models import (
     save_checkpoint,
 )
 from glgeo.models.coarse_to_fine import scale_box
+from glgeo.models.testing import random_released_state
 from glgeo.models.heads import BranchFeatures
 from glgeo.schemes import DEEPGLOBE, INRIA
 
@@ -266,26 +267,8 @@ def test_checkpoint_errors(tmp_path):
 
 # ----------------------------------------------------------- released checkpoints
 def released_state(keys_file, seed: int, n_class: int = 7) -> dict[str, torch.Tensor]:
-    """A state dict shaped like the authors' files, with random values that keep the
-    network numerically tame (positive BN variances, small conv weights)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in json.loads(keys_file.read_text())["state_dict"].items():
-        shape = list(shape)
-        if key.endswith("classify.weight") or key.endswith("classify.bias") or "ensemble_conv" in key:
-            shape[0] = n_class if key.endswith(("weight", "bias")) else shape[0]
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(100)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        elif key.endswith("running_mean") or key.endswith(".bias"):
-            state[key] = torch.randn(shape, generator=g) * 0.05
-        elif ".bn" in key or "downsample.1" in key:
-            state[key] = 1.0 + 0.1 * torch.randn(shape, generator=g)
-        else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            state[key] = torch.randn(shape, generator=g) * (1.0 / fan_in) ** 0.5
-    return state
+    """A state dict shaped like the authors' files (see glgeo.models.testing)."""
+    return random_released_state(keys_file, seed, n_class)
 
 
 @pytest.fixture(scope="module")
