@@ -68,3 +68,4 @@ def test_low_res_path_keeps_gradients_for_training():
     out.aggregated.sum().backward()
     assert model.local_branch.head.fuse.weight.grad is not None
     assert model.local_branch.head.fuse.weight.grad.abs().sum() > 0
+
