@@ -28,10 +28,11 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs: tuple
         raise OutputError(f"output folder {str(parent)!r} does not exist; create it first")
     for item in inputs:
         try:
-            if out.resolve() == Path(item).resolve():
-                raise OutputError(f"output {str(out)!r} is the same file as the input; choose another name")
-        except OSError:
+            same = out.resolve() == Path(item).resolve()
+        except OSError:  # an input that is a URL or /vsi path cannot be the output
             continue
+        if same:
+            raise OutputError(f"output {str(out)!r} is the same file as the input; choose another name")
     if out.exists() and not overwrite:
         raise OutputError(f"output {str(out)!r} already exists; pass --overwrite to replace it")
     return out

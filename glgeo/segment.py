@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import numpy as np
 import rasterio
 
 from .atomic import check_output_path
+from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
@@ -277,16 +276,4 @@ def segment(
     return summary
 
 
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`segment`.
-
-    ``glgeo.segment`` is both this submodule and the function re-exported by the package:
-    once the submodule is imported, Python binds the name ``glgeo.segment`` to the module,
-    so ``glgeo.segment(...)`` must work on the module too.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SegmentSummary:
-        return segment(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_module_callable(__name__, segment)

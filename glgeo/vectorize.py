@@ -49,6 +49,7 @@ from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
 from .atomic import atomic_path, check_output_path
+from ._callable import make_module_callable
 from .errors import InputError, OutputError, SceneError
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
 from .styles import scheme_from_tags, vector_qml, write_gpkg_layer_style
@@ -744,3 +745,6 @@ def vectorize(
         n_blocks=n_blocks,
         seconds=seconds,
     )
+
+
+make_module_callable(__name__, vectorize)
