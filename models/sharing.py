@@ -136,20 +136,26 @@ def crop_global_features(context: BranchFeatures, boxes: PatchBoxes) -> list[Ten
     return [crop_global(f, boxes) for f in context.sharing_points()]
 
 
-def _bilinear_weights_1d(n_in: int, n_out: int, device: torch.device) -> Tensor:
-    """``(n_out, n_in)`` matrix of PyTorch's bilinear resize (align_corners=False) on one axis."""
+def _bilinear_taps(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """PyTorch's bilinear resize (align_corners=False) along one axis, as its two source
+    taps per output pixel: indices ``i0, i1`` and weights ``w0, w1`` (each ``(n_out,)``)."""
     scale = n_in / n_out
     dst = torch.arange(n_out, dtype=torch.float64, device=device)
     src = ((dst + 0.5) * scale - 0.5).clamp(min=0.0)
     i0 = src.floor().long().clamp(max=n_in - 1)
     i1 = (i0 + 1).clamp(max=n_in - 1)
     w1 = src - i0.double()
-    w0 = 1.0 - w1
-    m = torch.zeros(n_out, n_in, dtype=torch.float64, device=device)
-    rows = torch.arange(n_out, device=device)
-    m.index_put_((rows, i0), w0, accumulate=True)
-    m.index_put_((rows, i1), w1, accumulate=True)
-    return m
+    return i0, i1, 1.0 - w1, w1
+
+
+def _resized_indicators(start: Tensor, length: Tensor, n_in: int, n_out: int) -> Tensor:
+    """``(N, n_out)``: each interval ``[start, start + length)`` of a length-``n_in`` axis
+    as a 0/1 indicator, bilinearly resized to ``n_out``."""
+    i0, i1, w0, w1 = _bilinear_taps(n_in, n_out, start.device)
+    lo, hi = start[:, None], (start + length)[:, None]
+    inside0 = ((i0[None] >= lo) & (i0[None] < hi)).double()
+    inside1 = ((i1[None] >= lo) & (i1[None] < hi)).double()
+    return inside0 * w0[None] + inside1 * w1[None]
 
 
 def coverage_map(boxes: PatchBoxes, scene_height: int, scene_width: int, size: tuple[int, int]) -> Tensor:
@@ -157,17 +163,12 @@ def coverage_map(boxes: PatchBoxes, scene_height: int, scene_width: int, size: t
 
     Equal to ``F.interpolate(template, size, mode="bilinear")`` where ``template`` counts the
     patches covering each scene pixel (the released code's normalisation), computed without
-    the full-resolution template. Returns a float32 ``(H, W)`` tensor.
+    the full-resolution template: memory is ``patches x size``, whatever the scene's size.
+    Returns a float32 ``(H, W)`` tensor.
     """
-    device = boxes.pixels.device
-    wy = _bilinear_weights_1d(scene_height, size[0], device)  # (h, H)
-    wx = _bilinear_weights_1d(scene_width, size[1], device)  # (w, W)
-    cum_y = torch.nn.functional.pad(wy.cumsum(1), (1, 0))
-    cum_x = torch.nn.functional.pad(wx.cumsum(1), (1, 0))
     top, left, h, w = boxes.pixels.T
-    # Resized 1-D indicators of each patch's rows / columns: (N, h) and (N, w).
-    ry = (cum_y[:, top + h] - cum_y[:, top]).T
-    rx = (cum_x[:, left + w] - cum_x[:, left]).T
+    ry = _resized_indicators(top, h, scene_height, size[0])
+    rx = _resized_indicators(left, w, scene_width, size[1])
     return torch.einsum("ny,nx->yx", ry, rx).float()
 
 
