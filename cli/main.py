@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 
 import click
 
@@ -77,6 +78,9 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    # JPEG/PNG scenes (DeepGlobe) have no georeferencing; glgeo handles that and says so in
+    # its own log, so rasterio's per-open warning is noise on a terminal.
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
     ctx.obj["verbosity"] = verbose

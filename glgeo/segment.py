@@ -203,6 +203,8 @@ def segment(
         if scores_path.resolve() == out_path.resolve():
             raise OutputError("--probabilities must name a different file than the class raster")
     info = inspect_scene(scene, bands, needed=MODEL_BANDS)
+    if not info.is_georeferenced:
+        log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)
     checkpoint = load_model(model)
     if scheme is not None and checkpoint.scheme.name != scheme:
         raise InputError(
