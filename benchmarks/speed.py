@@ -312,7 +312,7 @@ def main() -> None:
           + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""), flush=True)
     print(f"# deepglobe = {scenes['deepglobe'].name} (2448 x 2448)" if "deepglobe" in scenes else "#", flush=True)
     print("# time split (s): read = time the network waited for reading, network = global + local branches, "
-          "other = model load, global read setup, COG conversion", flush=True)
+          "other = scene inspection, writer setup, COG conversion (the checkpoint is loaded before the clock starts)", flush=True)
     print(f"{'dev':5} {'mode':13} {'scene':9} {'config':9} {'prec':5} {'pat':>5} {'seconds':>8} {'rate':>11} "
           f"{'RSS MB':>8} {'GPU MB':>8} | {'read':>6} {'network':>7} {'blend':>6} {'write':>6} {'other':>6} | {'net %':>6}",
           flush=True)
