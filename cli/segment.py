@@ -57,7 +57,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
     default="auto",
     show_default=True,
-    help="auto: mixed precision (bf16/fp16) on CUDA, fp32 on CPU.",
+    help="auto: bf16 (or fp16) on CUDA, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32.",
 )
 @click.option("--stretch", default="auto", show_default=True, callback=_parse_stretch, help="16-bit/float scenes: auto (1-99 percentile per band), none, or LOW,HIGH.")
 @click.option("--probabilities", type=click.Path(dir_okay=False), default=None, help="Also write per-class scores (uint8, softmax x 255) here.")

@@ -62,7 +62,7 @@ class InferenceSettings:
         global_size: side of the global branch's image; ``None``: the checkpoint's.
         batch_size: patches per network call.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``auto`` (bf16/fp16 autocast on CUDA, fp32 on CPU), ``fp32``, ``bf16``
+        precision: ``auto`` (bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16, else fp32), ``fp32``, ``bf16``
             or ``fp16``.
         channels_last: run convolutions in channels-last memory layout (faster on CPUs
             and tensor cores).

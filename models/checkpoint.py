@@ -189,7 +189,8 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
     """
     path = _resolve(path_or_name)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        # mmap: the weights are paged in from the file instead of being read into a copy.
+        payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many types for a bad file
         raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -203,9 +204,15 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{str(path)!r} was written by a newer glgeo; upgrade glgeo to read it")
     config = GLNetConfig(**payload["config"])
-    model = GLNet(config)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    # Built without memory or random initialisation, then given the file's tensors: loading
+    # costs the weights once, not a random model plus a copy.
+    with torch.device("meta"):
+        model = GLNet(config)
+    state = {
+        k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v
+        for k, v in payload["state_dict"].items()
+    }
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not fit its own architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"

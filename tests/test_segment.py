@@ -190,7 +190,9 @@ def test_batching_and_prefetch_do_not_change_real_glnet_output(tmp_path):
     checkpoint = _real("g2l")
     runs = []
     for i, (batch, prefetch) in enumerate([(1, 0), (7, 2)]):
-        settings = InferenceSettings(device="cpu", batch_size=batch, prefetch=prefetch, channels_last=bool(i), min_overlap=8)
+        settings = InferenceSettings(
+            device="cpu", precision="fp32", batch_size=batch, prefetch=prefetch, channels_last=bool(i), min_overlap=8
+        )
         segment(scene, tmp_path / f"c{i}.tif", model=checkpoint, settings=settings, probabilities=tmp_path / f"p{i}.tif")
         with rasterio.open(tmp_path / f"p{i}.tif") as src:
             runs.append((read(tmp_path / f"c{i}.tif")[0], src.read().astype(int)))
