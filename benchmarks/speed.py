@@ -60,27 +60,9 @@ def _segment_benchmark():
 # ------------------------------------------------------------------ checkpoints
 def released_style_state(keys: dict, seed: int, n_class: int = 7):
     """A state dict shaped like the authors' files with fan-in scaled random values."""
-    import numpy as np
-    import torch
+    from glgeo.models.testing import random_released_state
 
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in keys["state_dict"].items():
-        shape = list(shape)
-        if key.endswith(("classify.weight", "classify.bias")) or "ensemble_conv" in key:
-            shape[0] = n_class
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(100)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        elif key.endswith("running_mean") or key.endswith(".bias"):
-            state[key] = torch.randn(shape, generator=g) * 0.05
-        elif ".bn" in key or "downsample.1" in key:
-            state[key] = 1.0 + 0.1 * torch.randn(shape, generator=g)
-        else:
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            state[key] = torch.randn(shape, generator=g) * (1.0 / fan_in) ** 0.5
-    return state
+    return random_released_state(keys, seed, n_class)
 
 
 def make_checkpoints(keys_file: Path, folder: Path, patch: int = 508, global_size: int = 508) -> dict[str, Path]:
