@@ -75,7 +75,7 @@ def main() -> None:
     majority = int(np.argmax(train_counts))
 
     start = time.perf_counter()
-    report = evaluate_model(ck, collection, split.val, settings=InferenceSettings(device="cpu"))
+    report = evaluate_model(ck, collection, split.val, settings=InferenceSettings(device="cpu", precision="fp32"))
     eval_seconds = time.perf_counter() - start
     scores = report.scores
     n = scheme.n_classes
@@ -119,7 +119,7 @@ def main() -> None:
         "metrics": metrics,
         "majority_baseline": base_metrics,
         "evaluation": {
-            "tool": "glgeo.evaluate.evaluate_model (streaming segment, full resolution, CPU)",
+            "tool": "glgeo.evaluate.evaluate_model (streaming segment, full resolution, CPU, fp32)",
             "pixels": scores.n_pixels,
             "seconds_per_image": report.seconds_per_image,
             "seconds": round(eval_seconds, 1),
