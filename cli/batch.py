@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from .options import progress_enabled
+from .options import progress_bar
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -172,7 +172,6 @@ def run_batch_from_cli(
         bands, scheme, no_cog, overwrite, as_json: as for one scene.
         out, probabilities, vector: single-scene options; an error in a batch, with a hint.
     """
-    from tqdm import tqdm
 
     from glgeo.batch import BatchOptions, run_batch
     from glgeo.writer import OutputOptions
@@ -202,14 +201,7 @@ def run_batch_from_cli(
         manifest=manifest,
         torch_threads=batch.torch_threads,
     )
-    bars: list[tqdm] = []  # made at the first scene, so errors before it print no empty bar
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="scene", desc="segment", disable=not progress_enabled(ctx), leave=False))
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with progress_bar(ctx, unit="scene", desc="segment") as progress:
         result = run_batch(
             [*scenes, *(f"@{f}" for f in batch.input_lists)],
             batch.out_dir,
@@ -219,9 +211,6 @@ def run_batch_from_cli(
             workers=batch.workers,
             progress=progress,
         )
-    finally:
-        for bar in bars:
-            bar.close()
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     counts = result.counts

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Callable, Iterator
+
 import click
 
 overwrite_opt = click.option(
@@ -28,3 +31,26 @@ def progress_enabled(ctx: click.Context) -> bool:
     """Whether the command should draw progress bars (not with -q, not when piped)."""
     obj = ctx.find_root().obj or {}
     return not obj.get("quiet", False)
+
+
+@contextlib.contextmanager
+def progress_bar(ctx: click.Context, unit: str, desc: str) -> Iterator[Callable[[int, int], None]]:
+    """A ``progress(done, total)`` callback drawing a tqdm bar (with its rate) on stderr.
+
+    The bar appears at the first call, so errors raised before any work print no empty
+    bar; with ``-q`` nothing is drawn.
+    """
+    from tqdm import tqdm
+
+    bars: list[tqdm] = []
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit=unit, desc=desc, disable=not progress_enabled(ctx), leave=False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield update
+    finally:
+        for bar in bars:
+            bar.close()

@@ -7,7 +7,7 @@ import json
 import click
 
 from .batch import BatchArgs, batch_options
-from .options import device_opt, model_opt, overwrite_opt, progress_enabled
+from .options import device_opt, model_opt, overwrite_opt, progress_bar
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -104,7 +104,6 @@ def segment(
     \b
         glgeo segment 'tiles/*.tif' --out-dir landcover --workers 4 --vector-merge city.gpkg
     """
-    from tqdm import tqdm
 
     from glgeo.atomic import check_output_path
     from glgeo.inference import InferenceSettings
@@ -135,14 +134,7 @@ def segment(
     scene = scenes[0]
     if vector is not None:
         check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
-    bars: list[tqdm] = []  # made at the first patch, so errors before it print no empty bar
-
-    def progress(done: int, total: int) -> None:
-        if not bars:
-            bars.append(tqdm(total=total, unit="patch", desc="segment", disable=not progress_enabled(ctx), leave=False))
-        bars[0].update(done - bars[0].n)
-
-    try:
+    with progress_bar(ctx, unit="patch", desc="segment") as progress:
         summary = run_segment(
             scene,
             out,
@@ -155,9 +147,6 @@ def segment(
             output_options=OutputOptions(cog=not no_cog),
             progress=progress,
         )
-    finally:
-        for bar in bars:
-            bar.close()
 
     result = summary.to_dict()
     if vector is not None:
