@@ -117,6 +117,16 @@ class SegmentationScores:
             out["building_iou"] = clean(self.building_iou)
         return out
 
+    def majority_baseline(self, class_id: int) -> "SegmentationScores":
+        """The scores of predicting ``class_id`` everywhere, on the same truth pixels
+        (the baseline a model must beat)."""
+        n = self.scheme.n_classes
+        if not 0 <= class_id < n:
+            raise InputError(f"class id {class_id} is not in scheme {self.scheme.name!r} (0-{n - 1})")
+        base = np.zeros_like(self.confusion)
+        base[:, class_id] = self.confusion.sum(axis=1)
+        return SegmentationScores(base, self.scheme)
+
     def table(self) -> str:
         """A plain-text table: per-class IoU, then mIoU and pixel accuracy."""
         width = max(len(n) for n in self.scheme.names) + 2

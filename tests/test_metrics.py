@@ -70,3 +70,12 @@ def test_bad_inputs():
         confusion_matrix(np.array([5]), np.array([0]), 2)
     with pytest.raises(InputError, match="needs"):
         SegmentationScores(np.zeros((2, 2)), INRIA)
+
+
+def test_majority_baseline_predicts_one_class_on_the_same_pixels():
+    confusion = np.array([[80, 5, 0], [10, 5, 0]])  # truth rows: 85 background, 15 building
+    base = SegmentationScores(confusion, INRIA).majority_baseline(0)
+    assert base.n_pixels == 100
+    assert base.pixel_accuracy == pytest.approx(0.85)
+    assert base.building_iou == 0.0
+    assert base.miou == pytest.approx((0.85 + 0.0) / 2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -55,15 +54,6 @@ def test_models_command_lists_the_zoo():
     assert set(listed) >= EXPECTED
 
 
-def _majority_miou(report, majority: int) -> float:
-    from glgeo.metrics import SegmentationScores
-
-    confusion = report.scores.confusion
-    base = np.zeros_like(confusion)
-    base[:, majority] = confusion.sum(axis=1)
-    return SegmentationScores(base, report.scores.scheme).miou
-
-
 def test_inria_buildings_beats_the_majority_class_on_its_validation_part(sample_data, tmp_path):
     import subprocess
     import sys
@@ -73,7 +63,7 @@ def test_inria_buildings_beats_the_majority_class_on_its_validation_part(sample_
     )
     collection = open_dataset("folder", tmp_path, get_scheme("inria"))
     report = evaluate_model("inria-buildings", collection, ["austin_right"], settings=InferenceSettings(device="cpu"))
-    assert report.scores.miou > _majority_miou(report, majority=0)
+    assert report.scores.miou > report.scores.majority_baseline(0).miou
     assert report.scores.building_iou > 0.2
 
 
@@ -84,4 +74,4 @@ def test_deepglobe_landcover_beats_the_majority_class_on_a_validation_scene(samp
     card = model_card("deepglobe-landcover")
     majority = get_scheme("deepglobe").names.index(card["majority_baseline"]["class"])
     report = evaluate_model("deepglobe-landcover", collection, ["19627"], settings=InferenceSettings(device="cpu"))
-    assert report.scores.miou > _majority_miou(report, majority)
+    assert report.scores.miou > report.scores.majority_baseline(majority).miou

@@ -25,7 +25,6 @@ import rasterio
 from glgeo.datasets import open_dataset, read_mask_ids
 from glgeo.evaluate import evaluate_model
 from glgeo.inference import InferenceSettings
-from glgeo.metrics import SegmentationScores
 from glgeo.models import load_checkpoint, save_checkpoint
 from glgeo.schemes import get_scheme
 from glgeo.splits import make_split
@@ -40,14 +39,6 @@ def class_pixels(collection, names, n_classes: int) -> np.ndarray:
             ids = read_mask_ids(src, collection.scheme, rgb_threshold=collection.rgb_threshold)
         counts += np.bincount(ids[ids < n_classes].ravel(), minlength=n_classes)[:n_classes]
     return counts
-
-
-def majority_scores(confusion: np.ndarray, majority: int, scheme) -> SegmentationScores:
-    """Scores of predicting ``majority`` everywhere, on the same truth pixels."""
-    truth = confusion.sum(axis=1)
-    base = np.zeros_like(confusion)
-    base[:, majority] = truth
-    return SegmentationScores(base, scheme)
 
 
 def main() -> None:
@@ -78,8 +69,7 @@ def main() -> None:
     report = evaluate_model(ck, collection, split.val, settings=InferenceSettings(device="cpu", precision="fp32"))
     eval_seconds = time.perf_counter() - start
     scores = report.scores
-    n = scheme.n_classes
-    baseline = majority_scores(scores.confusion.copy(), majority, scheme)
+    baseline = scores.majority_baseline(majority)
 
     out = ZOO / f"{args.name}.pt"
     cfg = ck.model.config
