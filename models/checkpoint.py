@@ -204,14 +204,18 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
     if payload.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{str(path)!r} was written by a newer glgeo; upgrade glgeo to read it")
     config = GLNetConfig(**payload["config"])
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
     # Built without memory or random initialisation, then given the file's tensors: loading
     # costs the weights once, not a random model plus a copy.
     with torch.device("meta"):
         model = GLNet(config)
+    # Copies, not views: a tensor left on the memory-mapped file (even one small integer
+    # buffer) keeps the whole file mapped, and resident, for the model's life.
     state = {
-        k: v.float() if v.is_floating_point() and v.dtype != torch.float32 else v
+        k: v.to(torch.float32, copy=True) if v.is_floating_point() else v.clone()
         for k, v in payload["state_dict"].items()
     }
+    del payload
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     if missing or unexpected:
         raise CheckpointError(
@@ -220,12 +224,12 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
     model.eval()
     return Checkpoint(
         model=model,
-        scheme=ClassScheme.from_dict(payload["scheme"]),
-        input_scaling=InputScaling(**payload["input_scaling"]),
-        global_size=int(payload["global_size"]),
-        patch_size=int(payload["patch_size"]),
-        focal_gamma=float(payload["focal_gamma"]),
-        metadata=dict(payload.get("metadata", {})),
+        scheme=ClassScheme.from_dict(meta["scheme"]),
+        input_scaling=InputScaling(**meta["input_scaling"]),
+        global_size=int(meta["global_size"]),
+        patch_size=int(meta["patch_size"]),
+        focal_gamma=float(meta["focal_gamma"]),
+        metadata=dict(meta.get("metadata", {})),
         path=path,
     )
 

@@ -71,6 +71,20 @@ def _conv(cin: int, cout: int, k: int) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel_size=k, stride=1, padding=k // 2)
 
 
+def init_head_conv(conv: nn.Conv2d, zero_bias: bool = True) -> None:
+    """The released code's initialisation of head convs: N(0, 0.01) weights and, with
+    ``zero_bias``, zero bias (the aggregation conv keeps PyTorch's default bias).
+
+    Skipped on the meta device (models built there to receive a checkpoint's tensors):
+    there is no data to initialise, and ``normal_`` on meta tensors imports sympy, 150 MB.
+    """
+    if conv.weight.is_meta:
+        return
+    nn.init.normal_(conv.weight, mean=0.0, std=0.01)
+    if zero_bias and conv.bias is not None:
+        nn.init.constant_(conv.bias, 0.0)
+
+
 class FPNHead(nn.Module):
     """FPN segmentation head of one GLNet branch.
 
@@ -105,10 +119,8 @@ class FPNHead(nn.Module):
         self.fuse = _conv(self.ps3_channels * fold, self.ps3_channels, 3) if shared else None
         self.classifier = _conv(self.ps3_channels, n_classes, 3)
         for m in self.modules():
-            # The released code's initialisation of the heads.
             if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, mean=0.0, std=0.01)
-                nn.init.constant_(m.bias, 0.0)
+                init_head_conv(m)
 
     @staticmethod
     def _with(x: Tensor, ext: Tensor | None) -> Tensor:
