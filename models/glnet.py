@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from glgeo.errors import InputError
 
 from .backbones import Backbone, backbone_spec
-from .heads import BranchFeatures, FPNHead, resize_like
+from .heads import BranchFeatures, FPNHead, init_head_conv, resize_like
 from .sharing import L2GCanvas, PatchBoxes, crop_global, crop_global_features
 
 Mode = Literal["global", "local", "g2l", "bidirectional"]
@@ -154,7 +154,7 @@ class GLNet(nn.Module):
         ps3 = 4 * config.segmentation_channels
         self.aggregation = nn.Conv2d(2 * ps3, config.n_classes, 3, padding=1) if mode in ("g2l", "bidirectional") else None
         if self.aggregation is not None:
-            nn.init.normal_(self.aggregation.weight, mean=0.0, std=0.01)
+            init_head_conv(self.aggregation, zero_bias=False)
 
     # ------------------------------------------------------------------ parts
     def supported_modes(self) -> tuple[str, ...]:
@@ -211,6 +211,30 @@ class GLNet(nn.Module):
             raise InputError(f"a {self.config.mode} GLNet has no aggregation layer")
         g = resize_like(crop_global(global_ps3, boxes), local_ps3.shape[-2:])
         return self.aggregation(torch.cat([local_ps3, g.to(local_ps3.dtype)], dim=1))
+
+    def aggregate_local(self, local_ps3: Tensor) -> Tensor:
+        """The local share of :meth:`aggregate`: the aggregation conv over the local ps3
+        channels, plus its bias.
+
+        The conv is linear and zero-padded, so ``aggregate(L, G, boxes)`` equals
+        ``aggregate_local(L) + aggregate_global(G, boxes, L.shape[-2:])``. Bidirectional
+        inference keeps this share (``n_classes`` channels per patch) between its two passes
+        instead of the local features (``4 x segmentation_channels``, 512 by default).
+        """
+        weight, conv = self._aggregation_weights()
+        return F.conv2d(local_ps3, weight[:, : local_ps3.shape[1]], conv.bias, padding=conv.padding)
+
+    def aggregate_global(self, global_ps3: Tensor, boxes: PatchBoxes, size: tuple[int, int] | torch.Size) -> Tensor:
+        """The global share of :meth:`aggregate` (no bias): the aggregation conv over each
+        patch's crop of ``global_ps3``, resized to the local feature ``size``."""
+        weight, conv = self._aggregation_weights()
+        g = resize_like(crop_global(global_ps3, boxes), tuple(size))
+        return F.conv2d(g, weight[:, weight.shape[1] - g.shape[1] :], None, padding=conv.padding)
+
+    def _aggregation_weights(self) -> tuple[Tensor, nn.Conv2d]:
+        if self.aggregation is None:
+            raise InputError(f"a {self.config.mode} GLNet has no aggregation layer")
+        return self.aggregation.weight, self.aggregation
 
     # ---------------------------------------------------------------- forward
     def forward(self, global_image: Tensor | None, patches: Tensor | None, boxes: PatchBoxes | None, mode: str | None = None) -> GLNetOutput:
@@ -277,6 +301,10 @@ class GLNet(nn.Module):
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "GLNet":
+        if mode and getattr(self, "inference_form", False):
+            raise RuntimeError(
+                "this GLNet is an inference copy (BatchNorms folded, weights cast): train the model it was copied from"
+            )
         super().train(mode)
         stage = getattr(self, "_stage", None)
         if mode and stage is not None:

@@ -233,12 +233,90 @@ def _backward_through_every_mode(model: GLNet, image, patches, boxes) -> None:
     total.backward()
 
 
+def test_aggregation_splits_into_local_and_global_shares():
+    model = build_model("resnet18", 7, "bidirectional", pyramid_channels=32, segmentation_channels=16).eval()
+    torch.nn.init.normal_(model.aggregation.bias)
+    boxes = grid_boxes()
+    local_ps3, global_ps3 = torch.randn(len(boxes), 64, 16, 16), torch.randn(1, 64, 24, 24)
+    with torch.no_grad():
+        whole = model.aggregate(local_ps3, global_ps3, boxes)
+        parts = model.aggregate_local(local_ps3) + model.aggregate_global(global_ps3, boxes, (16, 16))
+    torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match="no aggregation"):
+        build_model("resnet18", 7, "global").aggregate_local(local_ps3)
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_inference_copy_folds_batchnorm_exactly_and_leaves_the_model_alone(backbone, tiny_inputs):
+    from glgeo.models.deploy import inference_copy
+
+    model = build_model(backbone, 7, "bidirectional", pyramid_channels=32, segmentation_channels=16).eval()
+    for m in model.modules():  # non-trivial statistics, so folding has something to do
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    copy = inference_copy(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in copy.modules())
+    assert not any(p.requires_grad for p in copy.parameters())
+    global_image, patches, boxes = tiny_inputs
+    with torch.no_grad():
+        want, got = model(global_image, patches, boxes), copy(global_image, patches, boxes)
+    torch.testing.assert_close(got.aggregated, want.aggregated, rtol=1e-4, atol=1e-4)
+    assert model.state_dict().keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+    half = inference_copy(model, torch.bfloat16, channels_last=True)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in half.parameters() if p.dim() == 4)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    with pytest.raises(RuntimeError, match="inference copy"):
+        copy.train()
+    model.train()  # the original still trains
+
+
 @pytest.mark.parametrize("backbone", list_backbones())
 def test_every_backbone_runs_forward_and_backward(backbone):
     model = build_model(backbone, 2, "bidirectional", pyramid_channels=32, segmentation_channels=16)
     boxes = PatchBoxes.from_pixels([0, 32], [0, 32], 64, 64, 96, 96)
     _backward_through_every_mode(model, torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64), boxes)
     assert [n for n, p in model.named_parameters() if p.grad is None] == []
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+def test_backbones_load_torchvision_weights_and_compute_the_same_features(backbone, tmp_path):
+    torchvision = pytest.importorskip("torchvision", reason="torchvision is the reference here")
+    from glgeo.models.backbones import Backbone
+
+    reference = getattr(torchvision.models, backbone)(weights=None).eval()
+    for m in reference.modules():  # non-trivial statistics, so BN layers matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    path = tmp_path / f"{backbone}.pth"
+    torch.save(reference.state_dict(), path)
+    ours = Backbone(backbone).eval()
+    ours.load_torchvision_weights(path)
+    assert list(ours.state_dict()) == [k for k in reference.state_dict() if not k.startswith("fc.")]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        expected, y = [], reference.maxpool(reference.relu(reference.bn1(reference.conv1(x))))
+        for layer in (reference.layer1, reference.layer2, reference.layer3, reference.layer4):
+            y = layer(y)
+            expected.append(y)
+        for got, want, channels in zip(ours(x), expected, ours.out_channels):
+            assert got.shape[1] == channels
+            torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_backbone_rejects_a_file_of_another_architecture(tmp_path):
+    from glgeo.models.backbones import Backbone
+
+    path = tmp_path / "r18.pth"
+    torch.save(Backbone("resnet18").state_dict(), path)
+    with pytest.raises(CheckpointError, match="not a torchvision resnet50"):
+        Backbone("resnet50").load_torchvision_weights(path)
 
 
 def test_checkpoint_round_trip(tmp_path):
