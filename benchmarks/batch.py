@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--mode", default="g2l")
     parser.add_argument("--patch", type=int, default=508)
     parser.add_argument("--global-size", type=int, default=508)
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: sized to the device")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-cold", action="store_true", help="only the warm (steady-state) figures")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")

@@ -97,7 +97,7 @@ def run_one(spec: dict) -> dict:
 
     settings = InferenceSettings(
         device=spec["device"], batch_size=spec["batch_size"], precision=spec["precision"],
-        keep_local_features_mb=spec["keep_mb"], torch_threads=spec.get("threads"),
+        l2g_reuse=spec["l2g_reuse"], torch_threads=spec.get("threads"),
     )
     if spec["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -109,9 +109,11 @@ def run_one(spec: dict) -> dict:
         "seconds": wall,
         "mp_per_s": summary.height * summary.width / 1e6 / wall,
         "patches": summary.stats.patches,
+        "batch_size": summary.stats.batch_size,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "precision": summary.stats.precision,
-        "kept_local_features": summary.stats.kept_local_features,
+        "l2g_reuse": summary.stats.l2g_reuse,
+        "kept_mb": summary.stats.kept_bytes / 2**20,
         "blender_mb": summary.stats.blender_bytes / 2**20,
         "timings": summary.stats.timings.as_dict(),
     }
@@ -129,10 +131,11 @@ def main() -> None:
     parser.add_argument("--backbones", default="resnet18,resnet50")
     parser.add_argument("--modes", default="g2l,bidirectional")
     parser.add_argument("--devices", default=None, help="cpu and/or cuda (default: cpu, plus cuda when available)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: 4 on CPU, 16 on CUDA")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: glgeo's (sized to the device)")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--patch-size", type=int, default=508)
-    parser.add_argument("--keep-mb", type=int, default=1024, help="bidirectional: keep local features up to this")
+    parser.add_argument("--l2g-reuse", default="disk", choices=["disk", "memory", "recompute"],
+                        help="bidirectional: where pass 1 keeps the local shares for pass 2")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--skip", default="", help="comma list of backbone:size pairs to skip, e.g. resnet50:400")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data")))
@@ -166,7 +169,7 @@ def main() -> None:
     results = []
     base: dict[tuple, float] = {}
     for device in devices:
-        batch = args.batch_size or (16 if device.startswith("cuda") else 4)
+        batch = args.batch_size
         for backbone in args.backbones.split(","):
             for mode in args.modes.split(","):
                 model = make_checkpoint(backbone, mode, args.workdir, args.patch_size, args.patch_size)
@@ -175,7 +178,7 @@ def main() -> None:
                         continue
                     spec = {
                         "scene": str(scenes[mp]), "out": str(args.workdir / "out.tif"), "model": str(model),
-                        "device": device, "batch_size": batch, "precision": args.precision, "keep_mb": args.keep_mb,
+                        "device": device, "batch_size": batch, "precision": args.precision, "l2g_reuse": args.l2g_reuse,
                         "threads": args.threads,
                     }
                     proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
@@ -193,7 +196,7 @@ def main() -> None:
                     print(f"{device:6} {backbone:9} {mode:13} {r['megapixels']:6.1f} {r['patches']:7d} {r['seconds']:8.1f} "
                           f"{r['mp_per_s']:7.3f} {r['peak_rss_mb']:11.0f} {growth:>7} {gpu:>11} {r['blender_mb']:10.1f}",
                           flush=True)
-                    results.append({"device": device, "backbone": backbone, "mode": mode, "batch_size": batch, **r})
+                    results.append({"device": device, "backbone": backbone, "mode": mode, **r})
                     if args.json:  # after every run, so an interrupted benchmark keeps its results
                         args.json.write_text(json.dumps(results, indent=2))
 

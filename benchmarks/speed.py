@@ -4,12 +4,16 @@ For each mode (G -> L and bidirectional) and each scene (one 2448 x 2448 DeepGlo
 image and a ~25 MP GeoTIFF tiled from the real samples), two configurations run in the
 same benchmark, each in a fresh Python process so its peak resident memory is its own:
 
-* ``reference``: the way the released code computes: fp32, NCHW tensors, batches of 6
-  patches, no read-ahead (reading and the network take turns), local features kept between
-  the bidirectional passes, and the shared heads' convs run on the concatenated,
-  upsampled global crops (glgeo's low-resolution ext path switched off);
+* ``reference``: the way the released code computes: fp32, NCHW tensors, BatchNorms not
+  folded, batches of 6 patches, no read-ahead (reading and the network take turns), the bidirectional pass-1
+  results kept in memory (the released code keeps the whole local features there; the
+  reference keeps their ``n_classes``-channel share of the aggregation), and the shared
+  heads' convs run on the concatenated, upsampled global crops (glgeo's low-resolution ext
+  path switched off);
 * ``glgeo``: ``InferenceSettings()`` as it is, nothing tuned here;
-* ``glgeo-bf16`` (CPU): the defaults with ``precision="bf16"``.
+* ``glgeo-bf16`` (CPU): the defaults with ``precision="bf16"``;
+* ``recompute`` (bidirectional only): the defaults, but pass 2 runs the local branch again
+  instead of reading pass 1's kept shares (``l2g_reuse="recompute"``), to measure both.
 
 Printed per run: seconds, images/s (DeepGlobe) or MP/s, peak RSS (and on CUDA peak GPU
 memory), the time split (read waited on, network, blend, write, other) and the share of the
@@ -94,11 +98,13 @@ def settings_for(config: str, device: str, precision: str | None = None):
 
     if config == "reference":
         return InferenceSettings(
-            device=device, precision="fp32", channels_last=False, batch_size=6, prefetch=0,
-            keep_local_features_mb=1 << 20,
+            device=device, precision="fp32", channels_last=False, fold_batchnorm=False, batch_size=6, prefetch=0,
+            l2g_reuse="memory",
         )
     if config == "glgeo-bf16":
         precision = "bf16"
+    if config == "recompute":
+        return InferenceSettings(device=device, l2g_reuse="recompute")
     if precision is not None:
         return InferenceSettings(device=device, precision=precision)
     return InferenceSettings(device=device)
@@ -142,7 +148,7 @@ def run_one(spec: dict) -> dict:
         "patches": summary.stats.patches,
         "computed": summary.stats.computed,
         "precision": summary.stats.precision,
-        "kept_local_features": summary.stats.kept_local_features,
+        "l2g_reuse": summary.stats.l2g_reuse,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "split": {
             "read": t.global_read + t.read_wait,
@@ -152,7 +158,7 @@ def run_one(spec: dict) -> dict:
             "engine_total": t.total,
             "read_busy": t.global_read + t.read,
         },
-        "settings": {k: v for k, v in settings.__dict__.items() if k in ("precision", "channels_last", "batch_size", "prefetch", "keep_local_features_mb")},
+        "settings": {k: v for k, v in settings.__dict__.items() if k in ("precision", "channels_last", "batch_size", "prefetch", "l2g_reuse")},
     }
     if cuda:
         result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -246,8 +252,9 @@ def main() -> None:
     parser.add_argument("--modes", default="g2l,bidirectional")
     parser.add_argument("--scenes", default="deepglobe,25mp", help="deepglobe and/or 25mp")
     parser.add_argument("--devices", default=None, help="cpu and/or cuda (default: cpu, plus cuda when available)")
-    parser.add_argument("--configs", default="reference,glgeo,glgeo-bf16",
-                        help="reference, glgeo (InferenceSettings() defaults), glgeo-bf16 (defaults + bf16; CPU only)")
+    parser.add_argument("--configs", default="reference,glgeo,glgeo-bf16,recompute",
+                        help="reference, glgeo (InferenceSettings() defaults), glgeo-bf16 (defaults + bf16; CPU only), "
+                             "recompute (defaults, bidirectional pass 2 recomputing the local branch)")
     parser.add_argument("--image", default="104113", help="DeepGlobe sample id for the one-image runs")
     parser.add_argument("--agreement-samples", type=int, default=10, help="DeepGlobe samples for fp32 vs bf16 (0: skip)")
     parser.add_argument("--agreement-modes", default="g2l", help="modes for the precision agreement")
@@ -307,6 +314,8 @@ def main() -> None:
                 for config in args.configs.split(","):
                     if config == "glgeo-bf16" and device != "cpu":
                         continue  # on CUDA the defaults already run bf16/fp16
+                    if config == "recompute" and mode != "bidirectional":
+                        continue
                     out = args.workdir / f"out_{device}_{mode}_{scene_name}_{config}.tif"
                     spec = {"scene": str(scene), "out": str(out), "model": str(checkpoints[mode]),
                             "config": config, "device": device, "repeat": repeat}

@@ -41,7 +41,8 @@ def _scheme(value: str):
               help="Resample scenes to this fraction of their resolution (a model trained with --scale).")
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
-@click.option("--batch-size", type=int, default=4, show_default=True, help="Patches per forward pass.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Patches per forward pass  [default: 2 on a CPU, by free memory on a GPU]")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the report as JSON here.")
 @click.pass_context

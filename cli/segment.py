@@ -50,7 +50,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
 @click.option("--global-size", type=click.IntRange(min=8), default=None, help="Global image side in px. Default: the model's.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Patches per network call.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Patches per network call  [default: 2 on a CPU, by free memory on a GPU]")
 @device_opt
 @click.option(
     "--precision",
@@ -78,7 +79,7 @@ def segment(
     patch_size: int | None,
     overlap: int,
     global_size: int | None,
-    batch_size: int,
+    batch_size: int | None,
     device: str,
     precision: str,
     stretch: object,

@@ -12,10 +12,13 @@ the scene, its patches or a full-size score canvas in memory:
    * ``global``: each patch's crop of the global logits;
    * ``local``: the local branch alone;
    * ``g2l``: local branch with G -> L context, then the aggregation conv;
-   * ``bidirectional``: pass 1 runs the local branch on every patch and merges its features
-     into the L -> G canvases; the stage-3 global branch runs on them; pass 2 aggregates
-     each patch's local features (kept from pass 1 when they fit
-     ``keep_local_features_mb``, else recomputed) with the refined global features;
+   * ``bidirectional``: pass 1 runs the local branch on every patch, merges its features
+     into the L -> G canvases and keeps the patch's local share of the aggregation conv
+     (``n_classes`` channels at 1/4 resolution; :meth:`GLNet.aggregate_local`) in an
+     anonymous temporary file; the stage-3 global branch runs on the canvases; pass 2 adds
+     each patch's global share, from the refined global features, to its kept local share
+     (``l2g_reuse``: ``memory`` keeps the shares in RAM, ``recompute`` runs the local
+     branch again instead);
    * coarse-to-fine (``coarse_to_fine=True``, binary g2l/bidirectional models): the global
      branch's coarse foreground gives the relaxed foreground box; only patches touching it
      go through the local branch, every other valid pixel is background (class 0);
@@ -30,6 +33,8 @@ Every stage is timed (:class:`Timings`): the performance knobs live in
 from __future__ import annotations
 
 import logging
+import math
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal, Sequence
@@ -39,8 +44,8 @@ import torch
 import torch.nn.functional as F
 
 from .blend import RowBand, RowBandBlender
-from .device import Precision, autocast, resolve_device, resolve_precision
-from .errors import InputError
+from .device import Precision, autocast, default_batch_size, resolve_device, resolve_precision
+from .errors import InputError, OutputError
 from .io import PatchBatch, SceneReader, StretchSpec
 from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow
 
@@ -60,19 +65,25 @@ class InferenceSettings:
         patch_size: local patch side in pixels; ``None``: the checkpoint's.
         min_overlap: smallest overlap between neighbouring patches (paper: 50 px).
         global_size: side of the global branch's image; ``None``: the checkpoint's.
-        batch_size: patches per network call.
+        batch_size: patches per network call; ``None``: sized to the device
+            (:func:`glgeo.device.default_batch_size`: 2 on a CPU, by free memory on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16, else fp32), ``fp32``, ``bf16``
             or ``fp16``.
         channels_last: run convolutions in channels-last memory layout (faster on CPUs
             and tensor cores).
+        fold_batchnorm: fold the backbones' BatchNorms into their convs (exact up to
+            rounding; one op less per conv).
         mode: GLNet mode; ``None``: the checkpoint's.
         coarse_to_fine: compute the local branch only inside the relaxed foreground box
             of the global branch's prediction (binary models).
         c2f_ratio: foreground:background ratio the coarse-to-fine box is relaxed to.
-        keep_local_features_mb: bidirectional mode keeps every patch's local features
-            between its two passes when they take at most this many MB, else recomputes
-            them in pass 2 (0: always recompute).
+        l2g_reuse: how bidirectional pass 2 gets each patch's local contribution:
+            ``disk`` (pass 1's local share of the aggregation conv, kept in an anonymous
+            temporary file under ``TMPDIR``: memory flat at any scene size, about
+            ``n_classes x (patch/4)^2 x 2`` bytes of disk per patch), ``memory`` (the same
+            shares in RAM: memory grows with the scene) or ``recompute`` (the local branch
+            runs again: no storage, one more local pass).
         prefetch: batches read ahead in a background thread (0: read inline).
         logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels.
         stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
@@ -85,14 +96,15 @@ class InferenceSettings:
     patch_size: int | None = None
     min_overlap: int = DEFAULT_MIN_OVERLAP
     global_size: int | None = None
-    batch_size: int = 4
+    batch_size: int | None = None
     device: str = "auto"
     precision: Precision = "auto"
     channels_last: bool = True
+    fold_batchnorm: bool = True
     mode: Literal["global", "local", "g2l", "bidirectional"] | None = None
     coarse_to_fine: bool = False
     c2f_ratio: float = 1.0
-    keep_local_features_mb: int = 1024
+    l2g_reuse: Literal["disk", "memory", "recompute"] = "disk"
     prefetch: int = 1
     logit_upsampling: Literal["bilinear", "nearest"] = "bilinear"
     stretch: StretchSpec = "auto"
@@ -104,14 +116,14 @@ class InferenceSettings:
             raise InputError(f"patch size must be at least 8 px, got {self.patch_size}")
         if self.global_size is not None and self.global_size < 8:
             raise InputError(f"global size must be at least 8 px, got {self.global_size}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         if self.min_overlap < 0:
             raise InputError(f"overlap must be 0 or more pixels, got {self.min_overlap}")
         if self.prefetch < 0:
             raise InputError(f"prefetch must be 0 or more batches, got {self.prefetch}")
-        if self.keep_local_features_mb < 0:
-            raise InputError("keep_local_features_mb must be 0 or more")
+        if self.l2g_reuse not in ("disk", "memory", "recompute"):
+            raise InputError(f"l2g_reuse must be disk, memory or recompute, got {self.l2g_reuse!r}")
         if self.logit_upsampling not in ("bilinear", "nearest"):
             raise InputError(f"logit upsampling must be bilinear or nearest, got {self.logit_upsampling!r}")
         if self.c2f_ratio <= 0:
@@ -150,10 +162,13 @@ class InferenceStats:
         device: the torch device.
         precision: fp32, bf16 or fp16.
         patches: patches in the grid.
+        batch_size: patches per network call.
         computed: patches that went through the local branch (per pass).
         skipped_nodata: patches with no valid pixel, not computed.
         skipped_c2f: patches outside the coarse-to-fine box, not computed.
-        kept_local_features: bidirectional: whether pass 2 reused pass 1's features.
+        l2g_reuse: bidirectional: how pass 2 got the local contributions (``disk``,
+            ``memory`` or ``recompute``).
+        kept_bytes: bidirectional: bytes of local shares kept between the passes.
         c2f_box: the coarse-to-fine box ``(top, left, bottom, right)`` in scene pixels.
         stretch: how input values were scaled.
         blender_bytes: memory held by the blender's buffers.
@@ -164,10 +179,12 @@ class InferenceStats:
     device: str
     precision: str
     patches: int
+    batch_size: int = 0
     computed: int = 0
     skipped_nodata: int = 0
     skipped_c2f: int = 0
-    kept_local_features: bool | None = None
+    l2g_reuse: str | None = None
+    kept_bytes: int = 0
     c2f_box: tuple[int, int, int, int] | None = None
     stretch: str = ""
     blender_bytes: int = 0
@@ -229,6 +246,7 @@ class StreamingSegmenter:
         self.mode = model.check_mode(settings.mode)
         self.n_classes = int(model.config.n_classes)
         self.patch_size = settings.patch_size or patch_size
+        self.batch_size = settings.batch_size or default_batch_size(self.device, self.patch_size)
         self.global_size = settings.global_size or global_size
         self.scaling = scaling
         if settings.coarse_to_fine:
@@ -240,10 +258,14 @@ class StreamingSegmenter:
                 raise InputError(f"coarse-to-fine needs mode g2l or bidirectional, not {self.mode}")
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        model = model.to(self.device).eval()
-        if settings.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        self.model = model
+        from glgeo.models.deploy import inference_copy
+
+        # A copy, BatchNorms folded, weights stored once in the run's precision on the run's
+        # device: the caller's model is left as it was.
+        dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        self.model = inference_copy(
+            model, dtype, self.device, channels_last=settings.channels_last, fold_batchnorm=settings.fold_batchnorm
+        )
 
     # --------------------------------------------------------------- helpers
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
@@ -280,7 +302,7 @@ class StreamingSegmenter:
         started = time.perf_counter()
         info = reader.info
         grid = PatchGrid.for_scene(info.height, info.width, self.patch_size, self.settings.min_overlap)
-        stats = InferenceStats(self.mode, str(self.device), self.precision, len(grid))
+        stats = InferenceStats(self.mode, str(self.device), self.precision, len(grid), self.batch_size)
         timings = stats.timings
         total_steps = len(grid) * (2 if self.mode == "bidirectional" else 1)
         steps = [0]
@@ -343,7 +365,7 @@ class StreamingSegmenter:
         return wanted
 
     def _batches(self, reader: SceneReader, grid: PatchGrid, wanted: set[int] | None) -> Iterator[PatchBatch]:
-        batches = grid.batches(self.settings.batch_size)
+        batches = grid.batches(self.batch_size)
         skip_pixels = None if wanted is None else frozenset(i for i in range(len(grid)) if i not in wanted)
         for batch in reader.iter_batches(batches, self.settings.prefetch, skip_pixels=skip_pixels):
             yield batch
@@ -375,40 +397,54 @@ class StreamingSegmenter:
             self._read += batch.seconds
             yield batch
 
-    def _l2g_pass(self, reader, grid, context, wanted, stats, tick) -> list[torch.Tensor] | None:
-        """Pass 1 of bidirectional inference: local features of every patch -> L->G canvas."""
+    def _l2g_pass(self, reader, grid, context, wanted, stats, tick) -> "KeptShares | None":
+        """Pass 1 of bidirectional inference: local features of every patch -> L->G canvas,
+        and each patch's local share of the aggregation kept for pass 2."""
         from glgeo.models import L2GCanvas
 
         timings = stats.timings
         self._canvas = L2GCanvas.like(context)
-        ps3_bytes = 512 * (grid.patch_height // 4 + 1) * (grid.patch_width // 4 + 1) * (
-            2 if self.precision != "fp32" else 4
-        )
-        budget = self.settings.keep_local_features_mb * 1024 * 1024
-        keep = ps3_bytes * len(grid) <= budget
-        stats.kept_local_features = keep
-        kept: list[torch.Tensor] | None = [] if keep else None
+        reuse = self.settings.l2g_reuse
+        stats.l2g_reuse = reuse
+        kept = None if reuse == "recompute" else KeptShares(on_disk=reuse == "disk")
         self._wait = self._read = 0.0
-        for batch in self._iter_timed(reader, grid, wanted):
-            chosen = self._select(batch, wanted, None)
-            if chosen:
-                windows = [batch.windows[i] for i in chosen]
-                boxes = _boxes_for(windows, grid)
-                with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
-                    local = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context)
-                    self._canvas.add(local, boxes)
-                if kept is not None:
-                    kept.append(local.ps3)
-                del local
-            tick(len(batch.windows))
+        try:
+            for batch in self._iter_timed(reader, grid, wanted):
+                chosen = self._select(batch, wanted, None)
+                if chosen:
+                    windows = [batch.windows[i] for i in chosen]
+                    boxes = _boxes_for(windows, grid)
+                    with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
+                        local = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context)
+                        self._canvas.add(local, boxes)
+                        share = self.model.aggregate_local(local.ps3) if kept is not None else None
+                    if kept is not None:
+                        kept.put(share)
+                    del local, share
+                tick(len(batch.windows))
+        except BaseException:
+            if kept is not None:
+                kept.close()
+            raise
         timings.read += self._read
         timings.read_wait += self._wait
+        stats.kept_bytes = kept.nbytes if kept is not None else 0
         return kept
 
     def _final_pass(self, reader, grid, blender, context, refined, wanted, kept, stats, tick) -> None:
         timings = stats.timings
         self._wait = self._read = 0.0
         kept_iter = iter(kept) if kept is not None else None
+        try:
+            self._final_batches(reader, grid, blender, context, refined, wanted, kept_iter, stats, tick)
+        finally:
+            if kept is not None:
+                kept.close()
+        timings.read += self._read
+        timings.read_wait += self._wait
+
+    def _final_batches(self, reader, grid, blender, context, refined, wanted, kept_iter, stats, tick) -> None:
+        timings = stats.timings
         for batch in self._iter_timed(reader, grid, wanted):
             chosen = self._select(batch, wanted, stats)
             logits_px: torch.Tensor | None = None
@@ -426,8 +462,6 @@ class StreamingSegmenter:
                     k = position.get(i)
                     blender.add(window, None if k is None else logits_px[k], valid[i])
             tick(len(batch.windows))
-        timings.read += self._read
-        timings.read_wait += self._wait
 
     def _patch_logits(self, batch, chosen, boxes, context, refined, kept_iter) -> torch.Tensor:
         from glgeo.models import crop_global
@@ -442,7 +476,60 @@ class StreamingSegmenter:
             return self.model.aggregate(local.ps3, context.ps3, boxes)
         # bidirectional pass 2
         if kept_iter is not None:
-            local_ps3 = next(kept_iter)
-        else:
-            local_ps3 = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context).ps3
+            local_share = next(kept_iter).to(self.device, non_blocking=True)
+            global_share = self.model.aggregate_global(refined.ps3, boxes, local_share.shape[-2:])
+            return local_share.float() + global_share.float()
+        local_ps3 = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context).ps3
         return self.model.aggregate(local_ps3, refined.ps3, boxes)
+
+
+class KeptShares:
+    """Bidirectional pass-1 results (one tensor per batch) kept in order for pass 2.
+
+    On disk they go to an anonymous temporary file (under ``TMPDIR``; removed by the OS
+    when closed, even after a crash), written as pass 1 goes and read back in the same
+    order, so resident memory does not depend on the scene's size.
+
+    Args:
+        on_disk: keep them in a temporary file, else in memory.
+    """
+
+    def __init__(self, on_disk: bool = True) -> None:
+        self._file = tempfile.TemporaryFile(prefix="glgeo-pass1-") if on_disk else None
+        self._items: list = []  # tensors in memory, (shape, dtype) on disk
+        self.nbytes = 0
+
+    def put(self, tensor: torch.Tensor) -> None:
+        """Keep one batch's tensor (copied to the CPU)."""
+        tensor = tensor.detach().to("cpu").contiguous()
+        self.nbytes += tensor.numel() * tensor.element_size()
+        if self._file is None:
+            self._items.append(tensor)
+            return
+        try:
+            self._file.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot keep bidirectional pass-1 results in a temporary file ({exc}); free space in "
+                f"{tempfile.gettempdir()}, point TMPDIR to a roomier folder, or recompute them (l2g_reuse='recompute')"
+            ) from None
+        self._items.append((tensor.shape, tensor.dtype))
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self._file is None:
+            yield from self._items
+            return
+        self._file.flush()
+        self._file.seek(0)
+        for shape, dtype in self._items:
+            buffer = bytearray(math.prod(shape) * dtype.itemsize)
+            if self._file.readinto(buffer) != len(buffer):
+                raise OutputError("the temporary file of bidirectional pass-1 results was truncated")
+            yield torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+    def close(self) -> None:
+        """Drop what is kept (the temporary file is deleted)."""
+        self._items = []
+        if self._file is not None:
+            self._file.close()
+

@@ -115,6 +115,7 @@ class SegmentSummary:
             "device": s.device,
             "precision": s.precision,
             "patches": s.patches,
+            "batch_size": s.batch_size,
             "patches_computed": s.computed,
             "patches_skipped_nodata": s.skipped_nodata,
             "patches_skipped_coarse_to_fine": s.skipped_c2f,
@@ -223,16 +224,20 @@ def segment(
         global_size=checkpoint.global_size,
         scaling=(checkpoint.input_scaling.min, checkpoint.input_scaling.max),
     )
-    counts = np.zeros(256, dtype=np.int64)
     log.info(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
         info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
     )
+    class_scheme, source = checkpoint.scheme, str(checkpoint.path or model)
+    # The engine runs its own inference copy of the network: a model loaded here is
+    # dropped now, not held (in fp32) for the whole run. A caller's Checkpoint stays theirs.
+    del checkpoint
+    counts = np.zeros(256, dtype=np.int64)
 
     # One fixed GDAL block cache for reading, writing and the COG conversion: GDAL's default
     # (5 % of RAM) would let resident memory grow with the scene up to that size.
     with rasterio.Env(GDAL_CACHEMAX=settings.gdal_cache_mb * 2**20), ClassRasterWriter(
-        out_path, info, checkpoint.scheme, scores_path, output_options
+        out_path, info, class_scheme, scores_path, output_options
     ) as writer:
 
         def sink(band: RowBand) -> None:
@@ -259,7 +264,7 @@ def segment(
             area=float(counts[c.id] * pixel_area),
             fraction=float(counts[c.id] / valid) if valid else 0.0,
         )
-        for c in checkpoint.scheme.classes
+        for c in class_scheme.classes
     )
     summary = SegmentSummary(
         scene=info.path,
@@ -271,7 +276,7 @@ def segment(
         area_unit=_area_unit(info),
         classes=classes,
         nodata_pixels=int(counts[NODATA_ID]),
-        model=str(checkpoint.path or model),
+        model=source,
         stats=stats,
     )
     log.info("wrote %s in %.1f s (%.2f MP/s)", out_path, summary.seconds, summary.megapixels_per_second)

@@ -8,6 +8,7 @@ that check that settings which must not change the result do not.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -29,6 +30,16 @@ CRS = "EPSG:32631"
 TRANSFORM = Affine(2.0, 0.0, 440720.0, 0.0, -2.0, 3751320.0)
 
 
+class _Counter:
+    """A count shared by a model and the inference copies the engine makes of it."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class ColourNet(torch.nn.Module):
     """Stand-in GLNet: logits = closeness of each pixel's colour to each class colour.
 
@@ -41,7 +52,12 @@ class ColourNet(torch.nn.Module):
         self.register_buffer("palette", torch.tensor(scheme.colors, dtype=torch.float32) / 255.0)
         self.config = SimpleNamespace(n_classes=scheme.n_classes, mode=mode, backbone="colour")
         self.downsample = downsample
-        self.encoded = 0
+        self._count = _Counter()
+
+    @property
+    def encoded(self) -> int:
+        """Patches encoded so far, by this model or its inference copies."""
+        return self._count.n
 
     def check_mode(self, mode):
         return mode or self.config.mode
@@ -56,7 +72,7 @@ class ColourNet(torch.nn.Module):
         return SimpleNamespace(ps3=logits, logits=logits)
 
     def encode_local(self, patches, boxes, context):
-        self.encoded += patches.shape[0]
+        self._count.n += patches.shape[0]
         logits = self._logits(patches)
         return SimpleNamespace(ps3=logits, logits=logits)
 
@@ -200,18 +216,30 @@ def test_batching_and_prefetch_do_not_change_real_glnet_output(tmp_path):
     assert np.abs(runs[0][1] - runs[1][1]).max() <= 1
 
 
-def test_bidirectional_keeping_or_recomputing_local_features_agree(tmp_path):
+def test_bidirectional_kept_shares_on_disk_in_memory_or_recomputed_agree(tmp_path, monkeypatch):
     scene = write_scene(tmp_path / "s.tif", class_map(100, 120, 7), DEEPGLOBE)
     checkpoint = _real("bidirectional")
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))  # TMPDIR, as tempfile read it
+    opened = []
+    real_temporary_file = tempfile.TemporaryFile
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda **kw: opened.append(real_temporary_file(**kw)) or opened[-1])
     outputs = []
-    for keep in (1024, 0):
-        summary = segment(scene, tmp_path / f"b{keep}.tif", model=checkpoint, probabilities=tmp_path / f"p{keep}.tif",
-                          settings=InferenceSettings(device="cpu", batch_size=3, keep_local_features_mb=keep, min_overlap=8))
-        assert summary.stats.kept_local_features is bool(keep)
-        assert summary.stats.mode == "bidirectional"
-        with rasterio.open(tmp_path / f"p{keep}.tif") as src:
+    for reuse in ("disk", "memory", "recompute"):
+        settings = InferenceSettings(device="cpu", precision="fp32", batch_size=3, l2g_reuse=reuse, min_overlap=8)
+        summary = segment(scene, tmp_path / f"b{reuse}.tif", model=checkpoint, probabilities=tmp_path / f"p{reuse}.tif",
+                          settings=settings)
+        assert summary.stats.mode == "bidirectional" and summary.stats.l2g_reuse == reuse
+        # one n_classes-channel share per computed patch, 4 bytes a value in fp32
+        per_patch, rest = divmod(summary.stats.kept_bytes, summary.stats.computed * 7 * 4)
+        assert rest == 0 and (per_patch == 0) == (reuse == "recompute")
+        with rasterio.open(tmp_path / f"p{reuse}.tif") as src:
             outputs.append(src.read().astype(int))
-    assert np.abs(outputs[0] - outputs[1]).max() <= 1
+    assert len(opened) == 1 and opened[0].closed  # the disk run's file, closed (and so deleted)
+    assert list(spill.iterdir()) == []
+    assert np.abs(outputs[0] - outputs[1]).max() == 0
+    assert np.abs(outputs[0] - outputs[2]).max() <= 1
     for mode in ("global", "g2l"):
         run = segment(scene, tmp_path / f"{mode}.tif", model=checkpoint, settings=InferenceSettings(device="cpu", mode=mode))
         assert run.stats.mode == mode
