@@ -13,7 +13,9 @@ same benchmark, each in a fresh Python process so its peak resident memory is it
 * ``glgeo``: ``InferenceSettings()`` as it is, nothing tuned here;
 * ``glgeo-bf16`` (CPU): the defaults with ``precision="bf16"``;
 * ``recompute`` (bidirectional only): the defaults, but pass 2 runs the local branch again
-  instead of reading pass 1's kept shares (``l2g_reuse="recompute"``), to measure both.
+  instead of reading pass 1's kept shares (``l2g_reuse="recompute"``), to measure both;
+* ``compile`` (not run unless named): the defaults with ``compile=True``; its time
+  includes compiling (on CPUs ``repeat`` is 1).
 
 Printed per run: seconds, images/s (DeepGlobe) or MP/s, peak RSS (and on CUDA peak GPU
 memory), the time split (read waited on, network, blend, write, other) and the share of the
@@ -105,6 +107,8 @@ def settings_for(config: str, device: str, precision: str | None = None):
         precision = "bf16"
     if config == "recompute":
         return InferenceSettings(device=device, l2g_reuse="recompute")
+    if config == "compile":
+        return InferenceSettings(device=device, compile=True)
     if precision is not None:
         return InferenceSettings(device=device, precision=precision)
     return InferenceSettings(device=device)

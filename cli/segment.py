@@ -60,6 +60,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     show_default=True,
     help="auto: bf16 (or fp16) on CUDA, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32.",
 )
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the local branch: ~8 % faster per patch after a 15-60 s compile; for very large scenes.")
 @click.option("--stretch", default="auto", show_default=True, callback=_parse_stretch, help="16-bit/float scenes: auto (1-99 percentile per band), none, or LOW,HIGH.")
 @click.option("--probabilities", type=click.Path(dir_okay=False), default=None, help="Also write per-class scores (uint8, softmax x 255) here.")
 @click.option("--vector", type=click.Path(dir_okay=False), default=None, help="Also vectorize the classes into this GeoPackage.")
@@ -82,6 +84,7 @@ def segment(
     batch_size: int | None,
     device: str,
     precision: str,
+    compile_: bool,
     stretch: object,
     probabilities: str | None,
     vector: str | None,
@@ -121,6 +124,7 @@ def segment(
         mode=mode,  # type: ignore[arg-type]
         coarse_to_fine=coarse_to_fine,
         stretch=stretch,  # type: ignore[arg-type]
+        compile=compile_,
     )
     if batch.wanted(scenes):
         from .batch import run_batch_from_cli

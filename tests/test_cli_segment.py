@@ -106,6 +106,24 @@ def test_scene_smaller_than_one_patch_works(checkpoints, tmp_path):
         assert (dst.height, dst.width, dst.crs, dst.transform) == (40, 30, src.crs, src.transform)
 
 
+@pytest.mark.slow
+def test_compiled_local_branch_gives_the_eager_classes(checkpoints, tmp_path):
+    from torch._dynamo.utils import counters
+
+    scene = _tiny_scene(tmp_path / "s.tif", 300, 280)
+    outs = []
+    counters.clear()
+    for flag in ((), ("--compile",)):
+        out = tmp_path / f"c{len(flag)}.tif"
+        result = run("segment", scene, "-o", out, "--model", checkpoints["inria"], "--device", "cpu",
+                     "--precision", "fp32", "--patch-size", "128", *flag)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as src:
+            outs.append(src.read(1))
+        assert (counters["stats"]["unique_graphs"] > 0) == bool(flag)  # compiled only when asked
+    assert (outs[0] == outs[1]).mean() > 0.999
+
+
 @pytest.mark.parametrize(
     "case,message",
     [
