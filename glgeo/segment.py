@@ -229,9 +229,12 @@ def segment(
         info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
     )
     class_scheme, source = checkpoint.scheme, str(checkpoint.path or model)
-    # The engine runs its own inference copy of the network: a model loaded here is
-    # dropped now, not held (in fp32) for the whole run. A caller's Checkpoint stays theirs.
+    # The engine runs its own inference copy of the network: drop this function's
+    # references to the original, so a model loaded here (or handed over with no other
+    # reference, ``segment(..., model=load_model(path))``) is not held in fp32 for the whole
+    # run. A Checkpoint the caller keeps stays theirs, untouched.
     del checkpoint
+    model = source
     counts = np.zeros(256, dtype=np.int64)
 
     # One fixed GDAL block cache for reading, writing and the COG conversion: GDAL's default
