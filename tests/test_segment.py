@@ -8,7 +8,11 @@ that check that settings which must not change the result do not.
 
 from __future__ import annotations
 
+import functools
+import http.server
+import io
 import tempfile
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -135,6 +139,68 @@ def test_constant_per_class_network_gives_a_seamless_georeferenced_map(tmp_path,
     areas = summary.class_areas
     assert summary.area_unit == "metre^2"
     assert areas["urban"] == pytest.approx(4.0 * (expected == 1).sum())
+
+
+class _RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Static files with HTTP range requests, which GDAL's /vsicurl/ needs."""
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def send_head(self):
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return None
+        size = path.stat().st_size
+        start, end = 0, size - 1
+        ranged = self.headers.get("Range", "").startswith("bytes=")
+        if ranged:
+            first, _, last = self.headers["Range"][6:].partition("-")
+            start, end = int(first), min(int(last), size - 1) if last else size - 1
+        self.send_response(206 if ranged else 200)
+        self.send_header("Content-Type", "image/tiff")
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(end - start + 1))
+        if ranged:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if self.command != "GET":
+            return io.BytesIO()
+        with open(path, "rb") as f:
+            f.seek(start)
+            return io.BytesIO(f.read(end - start + 1))
+
+
+@pytest.fixture()
+def http_folder(tmp_path, monkeypatch):
+    """A folder served on 127.0.0.1 with range requests; yields (folder, base URL)."""
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    served = tmp_path / "www"
+    served.mkdir()
+    handler = functools.partial(_RangeHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield served, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_vsicurl_scene_is_read_over_http_by_range_requests(http_folder, tmp_path):
+    served, url = http_folder
+    truth = class_map(301, 263, 7)
+    truth = np.where(truth == 0, 6, truth)
+    write_scene(served / "scene.tif", truth, DEEPGLOBE)
+    out = tmp_path / "classes.tif"
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", CPL_VSIL_CURL_ALLOWED_EXTENSIONS=".tif"):
+        summary = segment(f"/vsicurl/{url}/scene.tif", out, model=standin(patch=128),
+                          settings=InferenceSettings(batch_size=3, device="cpu"))
+    classes, crs, transform, _, size = read(out)
+    assert size == truth.shape and crs.to_string() == CRS and transform == TRANSFORM
+    np.testing.assert_array_equal(classes, truth)
+    assert summary.scene.startswith("/vsicurl/http://127.0.0.1")
 
 
 def test_quarter_resolution_logits_only_blur_class_borders(tmp_path):
