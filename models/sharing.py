@@ -183,7 +183,11 @@ class L2GCanvas:
 
     def __init__(self, shapes: list[torch.Size], device: torch.device, dtype: torch.dtype = torch.float32) -> None:
         self.sums = [torch.zeros(s, device=device, dtype=dtype) for s in shapes]
-        self._boxes: list[PatchBoxes] = []
+        # Boxes added so far as plain ints (top, left, h, w, scene h, scene w, scene index),
+        # not as tensors: thousands of small tensors kept for a whole pass, allocated between
+        # each batch's activations, fragmented the heap and resident memory grew with the
+        # scene's patch count.
+        self._rows: list[tuple[int, ...]] = []
 
     @classmethod
     def like(cls, context: BranchFeatures) -> "L2GCanvas":
@@ -194,7 +198,7 @@ class L2GCanvas:
     @property
     def n_patches(self) -> int:
         """Patches added so far."""
-        return sum(len(b) for b in self._boxes)
+        return len(self._rows)
 
     def add(self, local: BranchFeatures, boxes: PatchBoxes) -> None:
         """Add a batch of patches' local features at their footprints."""
@@ -209,7 +213,10 @@ class L2GCanvas:
                 canvas[b, :, t : t + h, l : l + w] += F.interpolate(
                     feat[i : i + 1], size=(h, w), mode="bilinear", align_corners=False
                 )[0]
-        self._boxes.append(boxes.__class__(boxes.pixels.cpu(), boxes.scene_sizes.cpu(), boxes.scene_index.cpu()))
+        self._rows.extend(
+            tuple(p) + tuple(z) + (i,)
+            for p, z, i in zip(boxes.pixels.tolist(), boxes.scene_sizes.tolist(), boxes.scene_index.tolist())
+        )
 
     def normalized(self, normalization: str = "footprint") -> list[Tensor]:
         """The canvases divided by patch coverage (zero where no patch reached).
@@ -217,13 +224,10 @@ class L2GCanvas:
         Args:
             normalization: ``"footprint"`` or ``"released"`` (see the module docstring).
         """
-        if not self._boxes:
+        if not self._rows:
             raise ValueError("the L->G canvas is empty: add the local features of the scene's patches first")
-        all_boxes = PatchBoxes(
-            torch.cat([b.pixels for b in self._boxes]),
-            torch.cat([b.scene_sizes for b in self._boxes]),
-            torch.cat([b.scene_index for b in self._boxes]),
-        )
+        rows = torch.tensor(self._rows, dtype=torch.long)
+        all_boxes = PatchBoxes(rows[:, :4], rows[:, 4:6], rows[:, 6])
         out = []
         n_scenes = self.sums[0].shape[0]
         for canvas in self.sums:
