@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -38,7 +39,8 @@ def _scheme(value: str):
 @click.option("--part", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
               help="Which part of the split to evaluate.")
 @click.option("--scale", type=float, default=1.0, show_default=True,
-              help="Resample scenes to this fraction of their resolution (a model trained with --scale).")
+              help="Score at this fraction of the scenes' resolution (scenes and masks resampled first: quicker). "
+                   "The model reads scenes at its own training scale either way.")
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -100,7 +102,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
         if not names:
             raise InputError(f"the {part} part of the split is empty; choose another --part or split")
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size)
-        bar_context = click.progressbar(length=len(names), label="evaluating", file=click.get_text_stream("stderr"))
+        bar_context = click.progressbar(length=len(names), label="evaluating", file=sys.stderr)
         with bar_context if show else contextlib.nullcontext() as bar:
             progress = (lambda done, total: bar.update(done - bar.pos)) if bar is not None else None
             report = evaluate_model(model, collection, names, settings, scale=scale, progress=progress)

@@ -50,6 +50,10 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
 @click.option("--global-size", type=click.IntRange(min=8), default=None, help="Global image side in px. Default: the model's.")
+@click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
+              help="Run the model on the scene read at this fraction of its resolution (output still on the "
+                   "scene's grid). Default: the scale the model was trained at (train --scale); 1 for imagery "
+                   "already that coarse.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Patches per network call  [default: 2 on a CPU, by free memory on a GPU]")
 @device_opt
@@ -81,6 +85,7 @@ def segment(
     patch_size: int | None,
     overlap: int,
     global_size: int | None,
+    scale: float | None,
     batch_size: int | None,
     device: str,
     precision: str,
@@ -118,6 +123,7 @@ def segment(
         patch_size=patch_size,
         min_overlap=overlap,
         global_size=global_size,
+        scale=scale,
         batch_size=batch_size,
         device=device,
         precision=precision,  # type: ignore[arg-type]

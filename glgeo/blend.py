@@ -262,3 +262,54 @@ class RowBandBlender:
     def done(self) -> bool:
         """Whether every patch of the grid was added (and every row emitted)."""
         return self._next == len(self.grid)
+
+
+class ToSceneGrid:
+    """Row bands of a coarser working grid put back on the scene's own grid.
+
+    A model trained on scenes read at a fraction of their resolution predicts on a working
+    grid (:func:`glgeo.io.working_grid`); each scene pixel takes the class (and scores) of
+    the working pixel its centre falls in (nearest neighbour: class ids are not
+    interpolated), and the scene's own full-resolution valid mask is applied again, so
+    nodata edges keep the scene's pixel detail. Bands go out in slices of at most
+    ``max_bytes``, top to bottom, as the working bands come in.
+
+    Args:
+        working: ``(rows, cols)`` of the working grid.
+        scene: ``(rows, cols)`` of the scene.
+        emit: called with each scene-grid :class:`RowBand`.
+        source_valid: ``source_valid(row_off, rows)``: the scene's valid mask for those rows,
+            or ``None`` when every pixel is valid.
+        max_bytes: bound on one emitted slice (class ids plus scores).
+    """
+
+    def __init__(
+        self,
+        working: tuple[int, int],
+        scene: tuple[int, int],
+        emit: Callable[[RowBand], None],
+        source_valid: Callable[[int, int], np.ndarray] | None = None,
+        max_bytes: int = 16 << 20,
+    ) -> None:
+        (wh, ww), (sh, sw) = working, scene
+        self.row_map = np.minimum(wh - 1, ((np.arange(sh) + 0.5) * (wh / sh)).astype(np.int64))
+        self.col_map = np.minimum(ww - 1, ((np.arange(sw) + 0.5) * (ww / sw)).astype(np.int64))
+        self.emit = emit
+        self.source_valid = source_valid
+        self.max_bytes = max_bytes
+
+    def __call__(self, band: RowBand) -> None:
+        first, stop = band.row_off, band.row_off + band.height
+        top, end = (int(i) for i in np.searchsorted(self.row_map, [first, stop]))
+        layers = 1 + (0 if band.scores is None else band.scores.shape[0])
+        step = max(1, self.max_bytes // (layers * len(self.col_map)))
+        for row in range(top, end, step):
+            rows = self.row_map[row : min(row + step, end)] - first
+            classes = band.classes[rows][:, self.col_map]
+            scores = None if band.scores is None else band.scores[:, rows][:, :, self.col_map]
+            if self.source_valid is not None:
+                invalid = ~self.source_valid(row, len(rows))
+                classes[invalid] = NODATA_ID
+                if scores is not None:
+                    scores[:, invalid] = 0
+            self.emit(RowBand(row, classes, scores))

@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Sequence
 
@@ -229,8 +229,12 @@ def evaluate_model(
         collection: the dataset.
         names: the scenes to evaluate (a split part).
         settings: :class:`glgeo.inference.InferenceSettings` (device, precision, batch...).
-        scale: resample scenes and masks to this fraction of their resolution first (for
-            a model trained with the same ``scale``).
+        scale: score at this fraction of the scenes' resolution: scenes and masks are
+            resampled to it first (a quicker check). Either way the model reads the scenes
+            at the scale it was trained at (``settings.scale`` overrides it, as in
+            ``glgeo segment``): a model trained with ``--scale 0.25`` runs on the
+            quarter-resolution copies as they are, and on full-resolution scenes through
+            its working grid, scored on the masks' own grid.
         progress: ``progress(done, total)`` per scene.
 
     Raises:
@@ -254,6 +258,15 @@ def evaluate_model(
             f"the model predicts {checkpoint.scheme.n_classes} classes ({checkpoint.scheme.name}) but the "
             f"{collection.kind} dataset's scheme {scheme.name!r} has {scheme.n_classes}; evaluate it on data of its scheme"
         )
+    if scale != 1.0:
+        # the copies are already ``scale`` of the scenes: the model reads them at what is left
+        wanted = checkpoint.scene_scale if settings.scale is None else settings.scale
+        if wanted > scale:
+            log.warning(
+                "the model reads scenes at %g of their resolution; the %g copies are coarser and are fed as they are",
+                wanted, scale,
+            )
+        settings = replace(settings, scale=min(1.0, wanted / scale))
     cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
     if cuda:
         torch.cuda.reset_peak_memory_stats()

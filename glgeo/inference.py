@@ -65,6 +65,11 @@ class InferenceSettings:
         patch_size: local patch side in pixels; ``None``: the checkpoint's.
         min_overlap: smallest overlap between neighbouring patches (paper: 50 px).
         global_size: side of the global branch's image; ``None``: the checkpoint's.
+        scale: read the scene at this fraction of its resolution, a coarser working grid
+            the patch grid and sizes refer to (the output stays on the scene's grid, see
+            :func:`glgeo.segment`); ``None``: the checkpoint's
+            :attr:`~glgeo.models.checkpoint.Checkpoint.scene_scale` (1 unless trained
+            with ``--scale``).
         batch_size: patches per network call; ``None``: sized to the device
             (:func:`glgeo.device.default_batch_size`: 2 on a CPU, by free memory on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -100,6 +105,7 @@ class InferenceSettings:
     patch_size: int | None = None
     min_overlap: int = DEFAULT_MIN_OVERLAP
     global_size: int | None = None
+    scale: float | None = None
     batch_size: int | None = None
     device: str = "auto"
     precision: Precision = "auto"
@@ -121,6 +127,8 @@ class InferenceSettings:
             raise InputError(f"patch size must be at least 8 px, got {self.patch_size}")
         if self.global_size is not None and self.global_size < 8:
             raise InputError(f"global size must be at least 8 px, got {self.global_size}")
+        if self.scale is not None and not 0 < self.scale <= 1:
+            raise InputError(f"scale must be in (0, 1], got {self.scale}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         if self.min_overlap < 0:

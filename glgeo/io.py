@@ -29,6 +29,13 @@ equal, to within rounding, to PIL's bilinear resize that the released GLNet was 
 Patches are read with windowed reads, a batch at a time, in the grid's row-major order (the
 file's block order); :meth:`SceneReader.iter_batches` reads the next batches in a
 background thread with its own dataset handle while the caller runs the network.
+
+A model trained on scenes read at a fraction of their resolution (``glgeo train --scale
+0.25``) is fed the same way: :class:`SceneReader` with ``scale`` reads on a coarser
+*working grid* (:func:`working_grid`, the same size training used), each patch a windowed
+read of the matching full-resolution window decimated with GDAL's antialiased bilinear
+resampling, as training read them; :meth:`SceneReader.read_source_valid` gives the
+full-resolution valid mask for putting the prediction back on the scene's own grid.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import os
 import time
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Iterator, Literal, Sequence
 
@@ -103,6 +110,30 @@ class SceneInfo:
     def pixel_area(self) -> float:
         """Area of one pixel in map units squared (1 for plain images)."""
         return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
+
+
+def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
+    """The grid a scene is read on at ``scale`` of its resolution (``1``: the scene's own).
+
+    Its size is the scene's times ``scale``, rounded (as ``glgeo train --scale`` reads
+    scenes); its transform covers the same footprint with coarser pixels.
+
+    Raises:
+        InputError: ``scale`` outside ``(0, 1]``.
+    """
+    if not 0 < scale <= 1:
+        raise InputError(f"scale must be in (0, 1], got {scale}")
+    if scale == 1:
+        return info
+    height, width = max(1, round(info.height * scale)), max(1, round(info.width * scale))
+    rows, cols = info.block_shape
+    return replace(
+        info,
+        height=height,
+        width=width,
+        transform=info.transform @ Affine.scale(info.width / width, info.height / height),
+        block_shape=(max(1, round(rows * scale)), max(1, round(cols * scale))),
+    )
 
 
 @dataclass(frozen=True)
@@ -299,10 +330,20 @@ class SceneReader:
         gdal_cache_mb: GDAL block cache for this process, in MB. GDAL's default (5 % of the
             RAM) would let the cache, and so the resident memory, grow with the scene; a
             fixed cache keeps memory flat. It must hold about one patch row of blocks.
+        scale: read the scene at this fraction of its resolution: :attr:`info` is then the
+            coarser :func:`working_grid`, which patch windows refer to, and
+            :attr:`source` the file itself.
+
+    Attributes:
+        info: the grid reads refer to (the scene's own unless ``scale`` is below 1).
+        source: the scene as opened.
     """
 
-    def __init__(self, info: SceneInfo, gdal_cache_mb: int | None = None) -> None:
-        self.info = info
+    def __init__(self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: float = 1.0) -> None:
+        self.source = info
+        self.scale = scale
+        self.info = working_grid(info, scale)
+        self._ratio = (info.height / self.info.height, info.width / self.info.width)
         self.stretch: Stretch | None = None
         self._cache_mb = gdal_cache_mb
         self._env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024) if gdal_cache_mb else rasterio.Env()
@@ -382,13 +423,35 @@ class SceneReader:
         return raw, valid
 
     # ---------------------------------------------------------------- patches
-    def _read_valid(self, window: Window | None, out_shape: tuple[int, int] | None = None) -> np.ndarray:
+    def _read_valid(
+        self, window: Window | None, out_shape: tuple[int, int] | None = None, resampling: Resampling = Resampling.nearest
+    ) -> np.ndarray:
+        """Valid pixels (any band valid); decimated with ``resampling`` to ``out_shape``: with
+        ``average`` a coarse pixel is valid where any of the pixels it covers is."""
         if not self.info.has_mask:
             shape = out_shape or (int(window.height), int(window.width))  # type: ignore[union-attr]
             return np.ones(shape, dtype=bool)
-        kwargs = {"out_shape": (len(self.info.bands), *out_shape), "resampling": Resampling.nearest} if out_shape else {}
+        kwargs = {"out_shape": (len(self.info.bands), *out_shape), "resampling": resampling} if out_shape else {}
         masks = self.src.read_masks(list(self.info.bands), window=window, **kwargs)
         return masks.any(axis=0)
+
+    def _source_window(self, pw: PatchWindow) -> Window:
+        """The scene's window under a patch of :attr:`info` (fractional when scaled)."""
+        if self.info is self.source:
+            return Window(pw.left, pw.top, pw.width, pw.height)
+        ry, rx = self._ratio
+        return Window(pw.left * rx, pw.top * ry, pw.width * rx, pw.height * ry)
+
+    def read_source_valid(self, row_off: int, height: int) -> np.ndarray:
+        """The scene's own valid mask for rows ``row_off .. row_off + height`` (full width,
+        full resolution), for a prediction made on a coarser working grid."""
+        window = Window(0, row_off, self.source.width, height)
+        if not self.source.has_mask:
+            return np.ones((height, self.source.width), dtype=bool)
+        try:
+            return self.src.read_masks(list(self.source.bands), window=window).any(axis=0)
+        except RasterioIOError as exc:
+            raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
 
     def read_patches(self, windows: Sequence[PatchWindow], skip_pixels: frozenset[int] | None = None) -> PatchBatch:
         """Read a batch of patches (same shape) as network inputs and valid masks.
@@ -405,12 +468,15 @@ class SceneReader:
         h, w = windows[0].height, windows[0].width
         images = np.empty((len(windows), len(bands), h, w), dtype=np.float32)
         valid = np.empty((len(windows), h, w), dtype=bool)
+        # on a working grid: decimated reads, antialiased bilinear as training read them
+        scaled = self.info is not self.source
+        resample = {"out_shape": (len(bands), h, w), "resampling": Resampling.bilinear} if scaled else {}
         try:
             for i, pw in enumerate(windows):
-                window = Window(pw.left, pw.top, pw.width, pw.height)
-                valid[i] = self._read_valid(window)
+                window = self._source_window(pw)
+                valid[i] = self._read_valid(window, (h, w), Resampling.average) if scaled else self._read_valid(window)
                 if valid[i].any() and not (skip_pixels and pw.index in skip_pixels):
-                    images[i] = self.stretch.apply(self.src.read(bands, window=window), valid[i])
+                    images[i] = self.stretch.apply(self.src.read(bands, window=window, **resample), valid[i])
                 else:
                     images[i] = 0.0  # never computed: skip the pixel read
         except RasterioIOError as exc:
@@ -434,7 +500,7 @@ class SceneReader:
             for batch in batches:
                 yield self.read_patches(batch, skip_pixels)
             return
-        worker_reader = SceneReader(self.info)  # the cache size is process-wide: set by the caller
+        worker_reader = SceneReader(self.source, scale=self.scale)  # the cache size is process-wide: set by the caller
         worker_reader.stretch = self.stretch
         out: queue.Queue = queue.Queue(maxsize=prefetch)
         stop = threading.Event()

@@ -22,7 +22,7 @@ import rasterio
 from .atomic import check_output_path
 from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
-from .blend import RowBand
+from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
 from .io import SceneInfo, SceneReader, inspect_scene
 from .schemes import NODATA_ID
@@ -69,6 +69,7 @@ class SegmentSummary:
         nodata_pixels: pixels written as nodata (255).
         model: the checkpoint used.
         stats: what the engine did (mode, device, patches computed/skipped, timings).
+        scale: the fraction of the scene's resolution the model ran at (1: full).
     """
 
     scene: str
@@ -82,6 +83,7 @@ class SegmentSummary:
     nodata_pixels: int
     model: str
     stats: InferenceStats = field(repr=False)
+    scale: float = 1.0
 
     @property
     def class_areas(self) -> dict[str, float]:
@@ -111,6 +113,7 @@ class SegmentSummary:
             "classes": [c.__dict__ for c in self.classes],
             "nodata_pixels": self.nodata_pixels,
             "model": self.model,
+            "scale": self.scale,
             "mode": s.mode,
             "device": s.device,
             "precision": s.precision,
@@ -174,8 +177,11 @@ def segment(
             ``.qml`` and ``.aux.xml`` sidecars).
         model: a zoo model name, a glgeo checkpoint file, or a loaded ``Checkpoint``.
         bands: 1-based bands to feed as RGB (default: the scene's non-alpha bands).
-        settings: patch geometry, mode, device, precision, batching (see
-            :class:`~glgeo.inference.InferenceSettings`).
+        settings: patch geometry, scale, mode, device, precision, batching (see
+            :class:`~glgeo.inference.InferenceSettings`). A model trained on scenes read at
+            a fraction of their resolution (``glgeo train --scale``) reads this one the
+            same way unless ``settings.scale`` says otherwise (1: imagery already that
+            coarse); the output is on the scene's own grid either way.
         probabilities: also write per-class uint8 scores (softmax x 255) here.
         scheme: the class scheme the caller expects (``deepglobe``, ``inria`` ...): a model
             predicting another scheme is an error. ``None``: the model's.
@@ -217,6 +223,7 @@ def segment(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
+    scale = checkpoint.scene_scale if settings.scale is None else settings.scale
     engine = StreamingSegmenter(
         checkpoint.model,
         settings,
@@ -228,6 +235,8 @@ def segment(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
         info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
     )
+    if scale != 1:
+        log.info("the model runs at %g of the scene's resolution (as it was trained); the output keeps the scene's grid", scale)
     class_scheme, source = checkpoint.scheme, str(checkpoint.path or model)
     # The engine runs its own inference copy of the network: drop this function's
     # references to the original, so a model loaded here (or handed over with no other
@@ -249,7 +258,14 @@ def segment(
                 counts[:] += np.bincount(band.classes[top : top + 32].ravel(), minlength=256)
             writer.write(band)
 
-        with SceneReader(info) as reader:
+        with SceneReader(info, scale=scale) as reader:
+            grid = reader.info
+            if grid is not info:
+                # predictions on the coarser working grid, written on the scene's own
+                sink = ToSceneGrid(
+                    (grid.height, grid.width), (info.height, info.width), sink,
+                    reader.read_source_valid if info.has_mask else None,
+                )
             stats = engine.run(reader, sink, scores=scores_path is not None, progress=progress)
         start = time.perf_counter()
         writer.commit()
@@ -281,6 +297,7 @@ def segment(
         nodata_pixels=int(counts[NODATA_ID]),
         model=source,
         stats=stats,
+        scale=scale,
     )
     log.info("wrote %s in %.1f s (%.2f MP/s)", out_path, summary.seconds, summary.megapixels_per_second)
     return summary

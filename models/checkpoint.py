@@ -116,6 +116,19 @@ class Checkpoint:
         """The model's own (trained) mode."""
         return self.model.config.mode
 
+    @property
+    def scene_scale(self) -> float:
+        """The fraction of their resolution the training scenes were read at (``glgeo train
+        --scale``; 1 for full resolution and for checkpoints that do not say): ``glgeo
+        segment`` reads scenes the same way."""
+        training = self.metadata.get("training")
+        value = training.get("scene_scale", 1.0) if isinstance(training, dict) else 1.0
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return 1.0
+        return value if 0 < value <= 1 else 1.0
+
 
 def save_checkpoint(
     path: str | Path,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from glgeo.blend import RowBand, RowBandBlender
+from glgeo.blend import RowBand, RowBandBlender, ToSceneGrid
 from glgeo.errors import InputError
 from glgeo.schemes import NODATA_ID
 from glgeo.tiling import PatchGrid
@@ -119,3 +119,26 @@ def test_patches_must_come_in_grid_order_and_shape():
         blender.add(grid[1], None, np.ones((64, 64), bool))
     with pytest.raises(InputError, match="shape"):
         blender.add(grid[0], np.zeros((3, 64, 64), np.float32), np.ones((64, 64), bool))
+
+
+@pytest.mark.parametrize("working,scene", [((3, 5), (12, 20)), ((7, 9), (23, 31)), ((5, 4), (5, 4))])
+def test_working_grid_bands_go_back_on_the_scene_grid_by_nearest_centre(working, scene):
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, 6, size=working).astype(np.uint8)
+    scores = rng.integers(0, 256, size=(6, *working)).astype(np.uint8)
+    invalid = rng.random(scene) < 0.2  # the scene's own nodata, at full resolution
+    out: list[RowBand] = []
+    # ~3 scene rows per slice, so working bands are cut into several slices
+    to_scene = ToSceneGrid(working, scene, out.append, lambda row, n: ~invalid[row : row + n], max_bytes=7 * 3 * scene[1])
+    for top in range(0, working[0], 2):  # working bands of 2 rows, top to bottom
+        to_scene(RowBand(top, classes[top : top + 2], scores[:, top : top + 2]))
+    assert [b.row_off for b in out] == list(np.cumsum([0] + [b.height for b in out[:-1]]))
+    got = np.concatenate([b.classes for b in out])
+    got_scores = np.concatenate([b.scores for b in out], axis=1)
+    # independent nearest-centre mapping: scene pixel i covers working pixel floor((i + 0.5) * w / s)
+    rows = [int((i + 0.5) * working[0] / scene[0]) for i in range(scene[0])]
+    cols = [int((j + 0.5) * working[1] / scene[1]) for j in range(scene[1])]
+    expected = classes[np.ix_(rows, cols)]
+    np.testing.assert_array_equal(got, np.where(invalid, NODATA_ID, expected))
+    np.testing.assert_array_equal(got_scores, np.where(invalid, 0, scores[:, rows][:, :, cols]))
+    assert max(b.height for b in out) <= 3

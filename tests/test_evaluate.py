@@ -75,11 +75,11 @@ def test_grid_mismatch_is_one_clear_line(tmp_path):
         compare_rasters(pred, shifted, INRIA)
 
 
-def _fresh_checkpoint(path, n_classes, scheme):
+def _fresh_checkpoint(path, n_classes, scheme, metadata=None):
     from glgeo.models import build_model, save_checkpoint
 
     model = build_model("resnet18", n_classes, "g2l", 32, 16)
-    save_checkpoint(path, model, scheme, global_size=64, patch_size=64)
+    save_checkpoint(path, model, scheme, global_size=64, patch_size=64, metadata=metadata)
     return path
 
 
@@ -102,6 +102,29 @@ def test_model_evaluation_matches_segment_then_compare(tmp_path):
     assert report.scores.n_pixels == 2 * 80 * 80
     assert len(report.images) == 2 and report.seconds_per_image > 0 and report.peak_memory_mb > 0
     assert report.memory_kind == "resident"
+
+
+def test_a_model_trained_at_half_scale_is_scored_on_the_full_grid_or_on_copies(tmp_path, monkeypatch):
+    pytest.importorskip("glgeo.segment")
+    import glgeo.segment as seg
+    from glgeo.inference import InferenceSettings
+    from glgeo.models.checkpoint import load_checkpoint
+
+    make_folder(tmp_path / "ds", names=("a", "b"), size=80, n_classes=2, values=(0, 255))
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    ckpt = _fresh_checkpoint(tmp_path / "m.pt", 2, INRIA, metadata={"training": {"scene_scale": 0.5}})
+    assert load_checkpoint(ckpt).scene_scale == 0.5
+    runs = []
+    real_segment = seg.segment
+    monkeypatch.setattr(seg, "segment", lambda *a, **kw: runs.append(real_segment(*a, **kw)) or runs[-1])
+    settings = InferenceSettings(device="cpu", precision="fp32")
+    full = evaluate_model(ckpt, ds, ["a", "b"], settings)
+    assert full.scores.n_pixels == 2 * 80 * 80  # the masks' own grid
+    assert [(r.scale, r.stats.patches, r.height) for r in runs] == [(0.5, 1, 80)] * 2  # 40 x 40 working grid
+    runs.clear()
+    copies = evaluate_model(ckpt, ds, ["a", "b"], settings, scale=0.5)
+    assert copies.scores.n_pixels == 2 * 40 * 40
+    assert [(r.scale, r.height) for r in runs] == [(1.0, 40)] * 2  # the copies are already at the model's scale
 
 
 def test_model_evaluation_through_the_cli(tmp_path):

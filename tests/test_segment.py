@@ -29,6 +29,7 @@ from glgeo.models import build_model
 from glgeo.models.checkpoint import Checkpoint, InputScaling
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
 from glgeo.segment import segment
+from glgeo.tiling import PatchGrid
 
 CRS = "EPSG:32631"
 TRANSFORM = Affine(2.0, 0.0, 440720.0, 0.0, -2.0, 3751320.0)
@@ -215,6 +216,73 @@ def test_quarter_resolution_logits_only_blur_class_borders(tmp_path):
         for dx in range(-6, 7):
             border |= np.roll(truth, (dy, dx), axis=(0, 1)) != truth
     assert (classes[~border] == truth[~border]).all()
+
+
+def _trained_at(scale: float, **kw) -> Checkpoint:
+    checkpoint = standin(**kw)
+    checkpoint.metadata = {"training": {"scene_scale": scale}}
+    return checkpoint
+
+
+def test_model_trained_at_a_quarter_scale_reads_a_working_grid_and_writes_the_scene_grid(tmp_path):
+    coarse = class_map(75, 130, 6, seed=4) + 1  # a map of 4 x 4 px blocks, no black "unknown"
+    truth = coarse.repeat(4, axis=0).repeat(4, axis=1)
+    yy, xx = np.mgrid[0:300, 0:520]
+    nodata = (yy - 40) ** 2 + (xx - 60) ** 2 < 47**2  # a disc, not aligned to the blocks
+    # an alpha band, not a per-band nodata value: GDAL's decimation leaves each band's
+    # nodata values out, and urban's red is 0
+    scene = write_scene(tmp_path / "scene.tif", truth, DEEPGLOBE, nodata_mask=nodata, alpha=True)
+    checkpoint = _trained_at(0.25, patch=64)
+    assert checkpoint.scene_scale == 0.25
+    summary = segment(scene, tmp_path / "out.tif", model=checkpoint, probabilities=tmp_path / "p.tif",
+                      settings=InferenceSettings(device="cpu", batch_size=3))
+    classes, crs, transform, _, size = read(tmp_path / "out.tif")
+    assert size == (300, 520) and crs.to_string() == CRS and transform == TRANSFORM  # the scene's own grid
+    assert summary.scale == 0.25 and (summary.height, summary.width) == (300, 520)
+    # the patch grid is the working grid's: 75 x 130 px in 64 px patches
+    assert summary.stats.patches == len(PatchGrid.for_scene(75, 130, 64))
+    assert checkpoint.model.encoded == summary.stats.computed
+    # nodata exactly where the scene's own mask says, at full resolution
+    np.testing.assert_array_equal(classes == NODATA_ID, nodata)
+    # blocks away from the disc's edge (where nodata zeros enter the decimation) are exact
+    near = np.zeros((75, 130), bool)
+    disc = nodata.reshape(75, 4, 130, 4).any(axis=(1, 3))
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            near |= np.roll(disc, (dy, dx), axis=(0, 1))
+    far = ~near.repeat(4, axis=0).repeat(4, axis=1)
+    np.testing.assert_array_equal(classes[far], truth[far])
+    assert summary.classes[0].pixels == 0 and summary.nodata_pixels == int(nodata.sum())
+    with rasterio.open(tmp_path / "p.tif") as src:
+        scores = src.read()
+    assert scores.shape == (7, 300, 520) and (scores[:, nodata] == 0).all()
+    assert (scores.argmax(axis=0)[far] == truth[far]).all()
+
+    # scale 1: the same model on imagery already that coarse, on its full grid
+    full = segment(scene, tmp_path / "full.tif", model=checkpoint,
+                   settings=InferenceSettings(device="cpu", scale=1.0))
+    assert full.scale == 1.0 and full.stats.patches == len(PatchGrid.for_scene(300, 520, 64))
+
+
+def test_working_grid_at_a_fractional_scale_keeps_the_scene_grid(tmp_path):
+    truth = class_map(230, 310, 6, seed=5) + 1
+    scene = write_scene(tmp_path / "scene.tif", truth, DEEPGLOBE)
+    summary = segment(scene, tmp_path / "out.tif", model=standin(patch=64),
+                      settings=InferenceSettings(device="cpu", scale=0.3))
+    classes, _, transform, _, size = read(tmp_path / "out.tif")
+    assert size == truth.shape and transform == TRANSFORM
+    assert summary.stats.patches == len(PatchGrid.for_scene(69, 93, 64))  # round(230 x 0.3), round(310 x 0.3)
+    border = np.zeros(truth.shape, bool)  # within 5 px (1.5 working px) of another class
+    for dy in range(-5, 6):
+        for dx in range(-5, 6):
+            border |= np.roll(truth, (dy, dx), axis=(0, 1)) != truth
+    np.testing.assert_array_equal(classes[~border], truth[~border])
+
+
+def test_scale_outside_0_1_is_refused():
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(InputError, match="scale must be in"):
+            InferenceSettings(scale=bad)
 
 
 def test_nodata_patches_are_not_computed_and_alpha_is_respected(tmp_path):

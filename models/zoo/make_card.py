@@ -98,6 +98,7 @@ def main() -> None:
         "input_scaling": ck.input_scaling.to_dict(),
         "patch_size": ck.patch_size,
         "global_size": ck.global_size,
+        "scene_scale": ck.scene_scale,
         "focal_gamma": ck.focal_gamma,
         "training_data": args.data,
         "training_data_licence": args.licence,
@@ -123,6 +124,10 @@ def main() -> None:
     (ZOO / f"{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
 
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    scale_note = (
+        f", on scenes read at {ck.scene_scale:g} of their resolution (`glgeo segment` does so by itself; "
+        "the output keeps the scene's grid)" if ck.scene_scale != 1 else ""
+    )
     rows = "\n".join(f"| {c} | {pct(v)} |" for c, v in metrics["iou"].items())
     extra = f"\n| building IoU | {pct(metrics['building_iou'])} | {pct(base_metrics['building_iou'])} |" if "building_iou" in metrics else ""
     (ZOO / f"{args.name}.md").write_text(
@@ -135,7 +140,7 @@ def main() -> None:
 | classes | {", ".join(f"{c.id} {c.name} ({c.hex_color})" for c in scheme.classes)} |
 | architecture | GLNet {cfg.mode}, {cfg.backbone}, heads {cfg.pyramid_channels}/{cfg.segmentation_channels} |
 | input | RGB, {ck.input_scaling.min:g}-{ck.input_scaling.max:g} scaled to 0-1, no mean/std |
-| patch / global size | {ck.patch_size} / {ck.global_size} px |
+| patch / global size | {ck.patch_size} / {ck.global_size} px{scale_note} |
 | focal gamma | {ck.focal_gamma:g} |
 | training data | {args.data} |
 | licence of the data | {args.licence} |
