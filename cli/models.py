@@ -27,8 +27,9 @@ def models(as_json: bool) -> None:
         metric = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k in ("miou", "building_iou", "pixel_accuracy"))
         click.echo(f"{name}")
         click.echo(f"  {card.get('summary', '')}")
-        scale = card.get("scene_scale", 1)
-        at = f", reads scenes at {scale:g} of their resolution" if scale != 1 else ""
+        scale, gsd = card.get("scene_scale", 1), card.get("gsd_m")
+        at = f", trained at {gsd:g} m per pixel" if gsd else ""
+        at += f" (scenes read at {scale:g} of their resolution)" if scale != 1 else ""
         click.echo(f"  backbone {card.get('backbone')}, mode {card.get('mode')}, patch {card.get('patch_size')}, global {card.get('global_size')}{at}")
         click.echo(f"  classes: {classes}")
         if metric:

@@ -79,6 +79,11 @@ class ScenePair:
     group: str = ""
 
 
+#: Ground sample distance of the published datasets' imagery, in metres (DeepGlobe 2018
+#: land cover: 50 cm; Inria Aerial Image Labeling: 30 cm).
+PUBLISHED_GSD = {"deepglobe": 0.5, "inria": 0.3}
+
+
 @dataclass(frozen=True)
 class SceneCollection:
     """The labelled scenes of a dataset and how to decode their masks.
@@ -134,6 +139,20 @@ class SceneCollection:
             scenes=tuple(self.scene(n) for n in names),
             rgb_threshold=self.rgb_threshold,
         )
+
+    @property
+    def gsd(self) -> float | None:
+        """Metres per pixel of the imagery: the first scene's georeferencing, else the
+        published figure of the layout (:data:`PUBLISHED_GSD`: DeepGlobe's JPEGs have none);
+        ``None`` when neither says."""
+        from .io import ground_sample_distance
+
+        if self.scenes:
+            with open_raster(self.scenes[0].image) as src:
+                gsd = ground_sample_distance(src.crs if src.crs else None, src.transform, src.height)
+            if gsd is not None:
+                return gsd
+        return PUBLISHED_GSD.get(self.kind)
 
     def check(self) -> None:
         """Open every pair and check that image and mask share size and CRS.

@@ -214,6 +214,21 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
     return image_out, truth_out
 
 
+def _settings_for_copy(checkpoint, copy: Path, settings, scale: float):
+    """Settings that read a copy made at ``scale`` as the original would have been read."""
+    from .io import inspect_scene
+
+    if settings.scale is None and checkpoint.gsd is not None and inspect_scene(copy).gsd is not None:
+        return settings  # segment matches the copy's resolution to the model's by itself
+    wanted = checkpoint.scene_scale if settings.scale is None else settings.scale
+    if wanted > scale:
+        log.warning(
+            "the model reads scenes at %g of their resolution; the %g copies are coarser and are fed as they are",
+            wanted, scale,
+        )
+    return replace(settings, scale=min(1.0, wanted / scale))
+
+
 def evaluate_model(
     model: Any,
     collection: SceneCollection,
@@ -258,15 +273,6 @@ def evaluate_model(
             f"the model predicts {checkpoint.scheme.n_classes} classes ({checkpoint.scheme.name}) but the "
             f"{collection.kind} dataset's scheme {scheme.name!r} has {scheme.n_classes}; evaluate it on data of its scheme"
         )
-    if scale != 1.0:
-        # the copies are already ``scale`` of the scenes: the model reads them at what is left
-        wanted = checkpoint.scene_scale if settings.scale is None else settings.scale
-        if wanted > scale:
-            log.warning(
-                "the model reads scenes at %g of their resolution; the %g copies are coarser and are fed as they are",
-                wanted, scale,
-            )
-        settings = replace(settings, scale=min(1.0, wanted / scale))
     cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -276,14 +282,16 @@ def evaluate_model(
         folder = Path(tmp)
         for i, name in enumerate(names):
             pair = collection.scene(name)
+            run_settings = settings
             if scale != 1.0:
                 scene, truth = _scaled_copies(collection, name, scale, folder)
                 encoding: TruthEncoding = "ids"
+                run_settings = _settings_for_copy(checkpoint, scene, settings, scale)
             else:
                 scene, truth, encoding = pair.image, pair.mask, "mask"
             out = folder / f"{name}_pred.tif"
             start = time.perf_counter()
-            segment(scene, out, model=checkpoint, settings=settings, overwrite=True)
+            segment(scene, out, model=checkpoint, settings=run_settings, overwrite=True)
             seconds = time.perf_counter() - start
             cm = compare_rasters(out, truth, scheme, encoding, collection.rgb_threshold)
             acc.add(cm)

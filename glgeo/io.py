@@ -111,6 +111,37 @@ class SceneInfo:
         """Area of one pixel in map units squared (1 for plain images)."""
         return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
 
+    @property
+    def gsd(self) -> float | None:
+        """Ground sample distance in metres (see :func:`ground_sample_distance`)."""
+        return ground_sample_distance(self.crs, self.transform, self.height)
+
+
+#: Metres per degree of latitude, and of longitude at the equator (WGS84, rounded).
+_METRES_PER_DEGREE = (110_574.0, 111_320.0)
+
+
+def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0) -> float | None:
+    """Metres per pixel: the square root of a pixel's ground area.
+
+    Projected CRSs in metres or feet give it exactly; geographic CRSs (degrees) approximately,
+    at the latitude of the scene's centre row. ``None`` for plain images and for other units.
+    """
+    if crs is None:
+        return None
+    area = abs(transform.a * transform.e - transform.b * transform.d)
+    try:
+        if crs.is_geographic:
+            lat = (transform * (0, height / 2))[1]
+            if not -90 <= lat <= 90:
+                return None
+            mx = _METRES_PER_DEGREE[1] * np.cos(np.radians(lat))
+            return float(np.sqrt(area * mx * _METRES_PER_DEGREE[0]))
+        factor = crs.linear_units_factor[1]
+    except Exception:  # CRSs without known units (local, engineering)
+        return None
+    return float(np.sqrt(area) * factor) if factor and factor > 0 else None
+
 
 def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
     """The grid a scene is read on at ``scale`` of its resolution (``1``: the scene's own).

@@ -156,6 +156,44 @@ def load_model(model: Any, map_location: str = "cpu"):
     raise InputError(f"model must be a zoo name, a checkpoint path or a loaded Checkpoint, not {type(model).__name__}")
 
 
+#: Scenes within this share of the model's resolution are read as they are.
+SCALE_TOLERANCE = 0.05
+
+
+def reading_scale(checkpoint, info: SceneInfo) -> float:
+    """The fraction of its resolution a scene is read at for a model (the default of
+    ``InferenceSettings.scale``).
+
+    With both ground sample distances known (the model's from its training data,
+    :attr:`~glgeo.models.checkpoint.Checkpoint.gsd`; the scene's from its CRS and
+    transform), the scene is read at the model's resolution: ``scene_gsd / model_gsd``,
+    never above 1 (a scene coarser than the model's imagery is read as it is, with a
+    warning), and 1 within :data:`SCALE_TOLERANCE`. Otherwise (plain images, CRSs without
+    units, models that do not say) the scale the model was trained at, which assumes
+    imagery of its training data's resolution.
+    """
+    model_gsd, scene_gsd = checkpoint.gsd, info.gsd
+    if model_gsd is None or scene_gsd is None:
+        if checkpoint.scene_scale != 1:
+            log.info(
+                "reading %s at %g of its resolution, as the model was trained%s",
+                info.path, checkpoint.scene_scale,
+                "" if model_gsd is None else f" (its imagery: {model_gsd:g} m; this scene's resolution is unknown)",
+            )
+        return checkpoint.scene_scale
+    scale = scene_gsd / model_gsd
+    if scale > 1 + SCALE_TOLERANCE:
+        log.warning(
+            "%s has %.3g m pixels, coarser than the %.3g m the model was trained on: predictions may be poor; "
+            "choose a model trained for this resolution",
+            info.path, scene_gsd, model_gsd,
+        )
+    if scale >= 1 - SCALE_TOLERANCE:
+        return 1.0
+    log.info("%s has %.3g m pixels: read at the model's %.3g m (scale %.3g)", info.path, scene_gsd, model_gsd, scale)
+    return scale
+
+
 def segment(
     scene: str | os.PathLike,
     out: str | os.PathLike,
@@ -223,7 +261,7 @@ def segment(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
-    scale = checkpoint.scene_scale if settings.scale is None else settings.scale
+    scale = reading_scale(checkpoint, info) if settings.scale is None else settings.scale
     engine = StreamingSegmenter(
         checkpoint.model,
         settings,
@@ -236,7 +274,7 @@ def segment(
         info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
     )
     if scale != 1:
-        log.info("the model runs at %g of the scene's resolution (as it was trained); the output keeps the scene's grid", scale)
+        log.info("the model runs at %.3g of the scene's resolution; the output keeps the scene's grid", scale)
     class_scheme, source = checkpoint.scheme, str(checkpoint.path or model)
     # The engine runs its own inference copy of the network: drop this function's
     # references to the original, so a model loaded here (or handed over with no other

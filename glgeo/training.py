@@ -741,6 +741,7 @@ def _run_stage(
         input_range=data.input_range,
     )
     has_val = bool(split.val)
+    source_gsd = collection.gsd
     metadata = {
         **settings.metadata,
         "training": {
@@ -752,6 +753,8 @@ def _run_stage(
             "lr": settings.lr[stage - 1],
             "batch_size": data.batch_size,
             "scene_scale": data.scale,
+            # the resolution the model saw, which glgeo segment matches scenes to
+            "gsd_m": None if source_gsd is None else source_gsd / data.scale,
             "focal_gamma": settings.focal_gamma,
             "precision": precision,
         },

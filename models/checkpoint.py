@@ -117,6 +117,19 @@ class Checkpoint:
         return self.model.config.mode
 
     @property
+    def gsd(self) -> float | None:
+        """Metres per pixel of the imagery the model was trained on, once read at
+        :attr:`scene_scale` (``None`` when the training data did not say): ``glgeo segment``
+        reads georeferenced scenes at this resolution."""
+        training = self.metadata.get("training")
+        value = training.get("gsd_m") if isinstance(training, dict) else None
+        try:
+            value = float(value) if value is not None else None
+        except (TypeError, ValueError):
+            return None
+        return value if value is not None and value > 0 else None
+
+    @property
     def scene_scale(self) -> float:
         """The fraction of their resolution the training scenes were read at (``glgeo train
         --scale``; 1 for full resolution and for checkpoints that do not say): ``glgeo

@@ -190,3 +190,18 @@ def test_background_reader_errors_reach_the_caller(rgb, monkeypatch):
             for batch in reader.iter_batches(grid.batches(2), prefetch=2):
                 got.append(batch)
     assert len(got) == 2
+
+
+def test_ground_sample_distance_in_metres():
+    from glgeo.io import ground_sample_distance
+
+    utm = rasterio.crs.CRS.from_epsg(32631)
+    assert ground_sample_distance(utm, Affine(0.5, 0, 4e5, 0, -0.5, 5e6)) == pytest.approx(0.5)
+    assert ground_sample_distance(utm, Affine(0.3, 0.1, 4e5, 0.1, -0.3, 5e6)) == pytest.approx(np.sqrt(0.09 + 0.01))  # |ae - bd|
+    feet = rasterio.crs.CRS.from_epsg(2263)  # NY Long Island, US survey feet
+    assert ground_sample_distance(feet, Affine(1, 0, 9e5, 0, -1, 2e5)) == pytest.approx(0.3048, abs=1e-4)
+    # geographic: 1e-5 degree pixels at 60 N are about 1.11 m tall and 0.56 m wide
+    wgs84 = rasterio.crs.CRS.from_epsg(4326)
+    gsd = ground_sample_distance(wgs84, Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005), height=1000)
+    assert gsd == pytest.approx(np.sqrt(1.1057 * 1.1132 * np.cos(np.radians(60.0))), rel=1e-3)
+    assert ground_sample_distance(None, Affine.identity()) is None

@@ -279,6 +279,36 @@ def test_working_grid_at_a_fractional_scale_keeps_the_scene_grid(tmp_path):
     np.testing.assert_array_equal(classes[~border], truth[~border])
 
 
+def test_georeferenced_scenes_are_read_at_the_resolution_the_model_was_trained_at(tmp_path, caplog):
+    from glgeo.io import inspect_scene
+    from glgeo.segment import reading_scale
+
+    truth = class_map(120, 200, 6, seed=6) + 1
+    scene = write_scene(tmp_path / "scene.tif", truth, DEEPGLOBE)  # 2 m pixels (TRANSFORM)
+    info = inspect_scene(scene)
+    assert info.gsd == pytest.approx(2.0)
+
+    def trained(gsd, scale=1.0):
+        checkpoint = standin(patch=64)
+        checkpoint.metadata = {"training": {"scene_scale": scale, "gsd_m": gsd}}
+        return checkpoint
+
+    assert reading_scale(trained(8.0, 0.25), info) == pytest.approx(0.25)
+    assert reading_scale(trained(5.0, 1.0), info) == pytest.approx(0.4)  # the GSD decides, not the training scale
+    assert reading_scale(trained(2.05, 0.5), info) == 1.0  # within 5 %: read as it is
+    with caplog.at_level("WARNING", logger="glgeo.segment"):
+        assert reading_scale(trained(0.5), info) == 1.0  # coarser than the model's imagery
+    assert "coarser than the 0.5 m the model was trained on" in caplog.text
+    # a plain image: no GSD, so the training scale (imagery assumed like the training data's)
+    plain = tmp_path / "plain.png"
+    with rasterio.open(plain, "w", driver="PNG", width=200, height=120, count=3, dtype="uint8") as dst:
+        dst.write(np.asarray(DEEPGLOBE.colors, dtype=np.uint8)[truth].transpose(2, 0, 1))
+    assert reading_scale(trained(8.0, 0.5), inspect_scene(plain)) == 0.5
+    summary = segment(scene, tmp_path / "out.tif", model=trained(8.0, 0.25), settings=InferenceSettings(device="cpu"))
+    assert summary.scale == pytest.approx(0.25) and summary.stats.patches == len(PatchGrid.for_scene(30, 50, 64))
+    assert read(tmp_path / "out.tif")[4] == truth.shape
+
+
 def test_scale_outside_0_1_is_refused():
     for bad in (0.0, -0.5, 1.5):
         with pytest.raises(InputError, match="scale must be in"):

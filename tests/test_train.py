@@ -56,6 +56,7 @@ def test_all_three_stages_write_glgeo_checkpoints_and_logs(inria_run):
         ck = load_checkpoint(folder / "best.pt")
         assert ck.metadata["training"]["stage"] == stage and ck.scheme.name == "inria"
         assert ck.global_size == 64 and ck.patch_size == 96 and ck.mode == "bidirectional"
+        assert ck.scene_scale == 1.0 and ck.gsd == pytest.approx(0.5)  # the fixtures' 50 cm UTM tiles
         assert (folder / "last.pt").is_file() and (folder / "lightning" / "last.ckpt").is_file()
         rows = list(csv.DictReader(open(folder / "logs" / "csv" / "metrics.csv")))
         assert any(r.get("train/loss_step") for r in rows) and any(r.get("val/miou") for r in rows)

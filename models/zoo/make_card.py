@@ -62,6 +62,10 @@ def main() -> None:
     collection = open_dataset(args.dataset, args.root, get_scheme(args.scheme) if args.scheme else None)
     split = make_split(args.dataset, collection.names, split_file=args.split_file)
     scheme = collection.scheme
+    training = ck.metadata.setdefault("training", {})
+    if ck.gsd is None and collection.gsd is not None:
+        # runs from before glgeo train recorded it: the same rule (training imagery / scale)
+        training["gsd_m"] = collection.gsd / ck.scene_scale
     train_counts = class_pixels(collection, split.train, scheme.n_classes)
     majority = int(np.argmax(train_counts))
 
@@ -99,6 +103,7 @@ def main() -> None:
         "patch_size": ck.patch_size,
         "global_size": ck.global_size,
         "scene_scale": ck.scene_scale,
+        "gsd_m": ck.gsd,
         "focal_gamma": ck.focal_gamma,
         "training_data": args.data,
         "training_data_licence": args.licence,
@@ -125,9 +130,13 @@ def main() -> None:
 
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
     scale_note = (
-        f", on scenes read at {ck.scene_scale:g} of their resolution (`glgeo segment` does so by itself; "
-        "the output keeps the scene's grid)" if ck.scene_scale != 1 else ""
+        f", on scenes read at {ck.scene_scale:g} of their resolution" if ck.scene_scale != 1 else ""
     )
+    if ck.gsd is not None:
+        scale_note += (
+            f" ({ck.gsd:g} m per pixel: `glgeo segment` reads georeferenced scenes at that resolution, "
+            "plain images at the training scale; the output keeps the scene's grid)"
+        )
     rows = "\n".join(f"| {c} | {pct(v)} |" for c, v in metrics["iou"].items())
     extra = f"\n| building IoU | {pct(metrics['building_iou'])} | {pct(base_metrics['building_iou'])} |" if "building_iou" in metrics else ""
     (ZOO / f"{args.name}.md").write_text(
