@@ -173,7 +173,9 @@ def segment(
         click.echo(
             f"{summary.output}: {summary.width} x {summary.height} px, {summary.stats.computed} patches "
             f"({summary.stats.skipped_nodata + summary.stats.skipped_c2f} skipped), mode {summary.stats.mode} "
-            f"on {summary.stats.device}, {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
+            f"on {summary.stats.device}"
+            + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
+            + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
         )
         for c in summary.classes:
             click.echo(f"  {c.id:>3} {c.name:<16} {c.area:>16.1f} {summary.area_unit:<10} {100 * c.fraction:6.2f} %")

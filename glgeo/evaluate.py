@@ -29,6 +29,7 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
@@ -201,7 +202,7 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
     image_out, truth_out = folder / f"{name}.tif", folder / f"{name}_truth.tif"
     with open_raster(pair.image) as src, open_raster(pair.mask) as msk:
         h, w = scaled_size(src.height, src.width, scale)
-        transform = src.transform * src.transform.scale(src.width / w, src.height / h)
+        transform = src.transform @ Affine.scale(src.width / w, src.height / h)
         image = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.bilinear)
         ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
         profile = dict(driver="GTiff", width=w, height=h, crs=src.crs, transform=transform, tiled=True)

@@ -106,6 +106,23 @@ def test_scene_smaller_than_one_patch_works(checkpoints, tmp_path):
         assert (dst.height, dst.width, dst.crs, dst.transform) == (40, 30, src.crs, src.transform)
 
 
+def test_a_model_trained_at_half_scale_reads_the_scene_at_half_scale(tmp_path):
+    torch.manual_seed(0)
+    model = save_checkpoint(tmp_path / "half.pt", build_model("resnet18", n_classes=2, mode="g2l"), INRIA,
+                            InputScaling(), global_size=64, patch_size=64, half=True,
+                            metadata={"training": {"scene_scale": 0.5, "gsd_m": 20.0}})  # scene: 10 m pixels
+    scene = _tiny_scene(tmp_path / "scene.tif", 150, 90)
+    result = run("segment", scene, "-o", tmp_path / "out.tif", "--model", model, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "2 patches" in result.output and "read at 0.5 of its resolution" in result.output  # 75 x 45 px grid
+    with rasterio.open(scene) as src, rasterio.open(tmp_path / "out.tif") as dst:
+        assert (dst.height, dst.width, dst.crs, dst.transform) == (150, 90, src.crs, src.transform)
+    full = run("segment", scene, "-o", tmp_path / "full.tif", "--model", model, "--device", "cpu", "--scale", "1")
+    assert full.exit_code == 0 and "24 patches" in full.output and "read at" not in full.output
+    bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", model, "--scale", "1.5")
+    assert bad.exit_code == 2 and "--scale" in bad.output
+
+
 @pytest.mark.slow
 def test_compiled_local_branch_gives_the_eager_classes(checkpoints, tmp_path):
     from torch._dynamo.utils import counters
