@@ -136,11 +136,16 @@ def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0) 
             if not -90 <= lat <= 90:
                 return None
             mx = _METRES_PER_DEGREE[1] * np.cos(np.radians(lat))
-            return float(np.sqrt(area * mx * _METRES_PER_DEGREE[0]))
+            return _significant(np.sqrt(area * mx * _METRES_PER_DEGREE[0]))
         factor = crs.linear_units_factor[1]
     except Exception:  # CRSs without known units (local, engineering)
         return None
-    return float(np.sqrt(area) * factor) if factor and factor > 0 else None
+    return _significant(np.sqrt(area) * factor) if factor and factor > 0 else None
+
+
+def _significant(value: float, digits: int = 6) -> float:
+    """``value`` to ``digits`` significant digits (0.30000000000003 -> 0.3)."""
+    return float(f"{value:.{digits}g}")
 
 
 def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
