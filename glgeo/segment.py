@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +262,9 @@ def segment(
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
     scale = reading_scale(checkpoint, info) if settings.scale is None else settings.scale
+    if settings.mode is None and checkpoint.mode != checkpoint.model.config.mode:
+        # an earlier stage's checkpoint: its later branches are untrained
+        settings = replace(settings, mode=checkpoint.mode)
     engine = StreamingSegmenter(
         checkpoint.model,
         settings,

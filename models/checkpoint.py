@@ -113,8 +113,18 @@ class Checkpoint:
 
     @property
     def mode(self) -> str:
-        """The model's own (trained) mode."""
-        return self.model.config.mode
+        """The mode the model is trained for, and runs by default.
+
+        The architecture's mode (``model.config.mode``), except for the checkpoints of a
+        training run's earlier stages, whose later parts are still untrained: stage 1 of a
+        G->L or bidirectional run is a global model, stage 2 of a bidirectional run a G->L
+        one (``metadata["training"]["stage"]``).
+        """
+        arch = self.model.config.mode
+        training = self.metadata.get("training")
+        stage = training.get("stage") if isinstance(training, dict) else None
+        trained = {1: "global", 2: "g2l"}.get(stage) if arch in ("g2l", "bidirectional") else None
+        return trained if trained is not None and trained in self.model.supported_modes() else arch
 
     @property
     def gsd(self) -> float | None:

@@ -55,7 +55,9 @@ def test_all_three_stages_write_glgeo_checkpoints_and_logs(inria_run):
         folder = out / f"stage{stage}"
         ck = load_checkpoint(folder / "best.pt")
         assert ck.metadata["training"]["stage"] == stage and ck.scheme.name == "inria"
-        assert ck.global_size == 64 and ck.patch_size == 96 and ck.mode == "bidirectional"
+        assert ck.global_size == 64 and ck.patch_size == 96 and ck.model.config.mode == "bidirectional"
+        # an earlier stage's later parts are untrained: it runs the mode it was trained up to
+        assert ck.mode == {1: "global", 2: "g2l", 3: "bidirectional"}[stage]
         assert ck.scene_scale == 1.0 and ck.gsd == pytest.approx(0.5)  # the fixtures' 50 cm UTM tiles
         assert (folder / "last.pt").is_file() and (folder / "lightning" / "last.ckpt").is_file()
         rows = list(csv.DictReader(open(folder / "logs" / "csv" / "metrics.csv")))
@@ -63,6 +65,14 @@ def test_all_three_stages_write_glgeo_checkpoints_and_logs(inria_run):
         assert list((folder / "logs" / "tensorboard").glob("events.out.tfevents.*"))
     final = load_checkpoint(out / "model.pt")
     assert final.metadata["training"]["stage"] == 3 and "glgeo" in final.metadata["command"]
+    from glgeo.inference import InferenceSettings
+    from glgeo.segment import segment
+
+    scene = next(p for p in root.rglob("*.tif") if "images" in p.parts)
+    for stage, mode in ((1, "global"), (2, "g2l")):
+        summary = segment(scene, out / f"stage{stage}_pred.tif", model=out / f"stage{stage}" / "best.pt",
+                          settings=InferenceSettings(device="cpu"))
+        assert summary.stats.mode == mode
     assert (out / "split.json").is_file()
 
 
