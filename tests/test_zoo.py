@@ -39,6 +39,8 @@ def test_zoo_entry_loads_and_matches_its_card(name):
     )
     assert (ck.patch_size, ck.global_size, ck.focal_gamma) == (card["patch_size"], card["global_size"], card["focal_gamma"])
     assert ck.input_scaling.to_dict() == card["input_scaling"]
+    assert ck.mode == card["mode"] and ck.scene_scale == card["scene_scale"]
+    assert ck.gsd == pytest.approx(card["gsd_m"])  # the resolution segment reads georeferenced scenes at
     assert card["file_size_mb"] == pytest.approx((ZOO_DIR / f"{name}.pt").stat().st_size / 2**20, abs=0.1)
     assert card["metrics"]["miou"] > card["majority_baseline"]["miou"]
     assert (ZOO_DIR / f"{name}.md").is_file()

@@ -14,6 +14,7 @@ Usage (see train_zoo.sh for the runs):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import time
@@ -25,7 +26,7 @@ import rasterio
 from glgeo.datasets import open_dataset, read_mask_ids
 from glgeo.evaluate import evaluate_model
 from glgeo.inference import InferenceSettings
-from glgeo.models import load_checkpoint, save_checkpoint
+from glgeo.models import GLNet, load_checkpoint, save_checkpoint
 from glgeo.schemes import get_scheme
 from glgeo.splits import make_split
 
@@ -56,9 +57,18 @@ def main() -> None:
     p.add_argument("--command", required=True)
     p.add_argument("--train-seconds", type=float, required=True)
     p.add_argument("--machine", required=True)
+    p.add_argument("--mode", default=None, choices=["global", "g2l"],
+                   help="Ship only the parts of this mode (e.g. stage 2 of a bidirectional run as a G->L model).")
+    p.add_argument("--notes", default=None, help="A Markdown file appended to the card (comparisons, caveats).")
     args = p.parse_args()
 
     ck = load_checkpoint(args.checkpoint)
+    if args.mode and args.mode != ck.model.config.mode:
+        # the same weights in the smaller architecture: every part it has must be in the file
+        trimmed = GLNet(dataclasses.replace(ck.model.config, mode=args.mode))
+        wanted = trimmed.state_dict()
+        trimmed.load_state_dict({k: v for k, v in ck.model.state_dict().items() if k in wanted}, strict=True)
+        ck.model = trimmed.eval()
     collection = open_dataset(args.dataset, args.root, get_scheme(args.scheme) if args.scheme else None)
     split = make_split(args.dataset, collection.names, split_file=args.split_file)
     scheme = collection.scheme
@@ -181,6 +191,7 @@ Trained from random initialisation on a handful of scenes: a working default tha
 from the paper's figures (DeepGlobe 70.9 mIoU for G->L with ResNet-50 and 454 training
 images). Fine-tune it on your own data with `glgeo train --init {args.name}`.
 """
+        + ("\n" + Path(args.notes).read_text() if args.notes else "")
     )
     print(json.dumps({k: card[k] for k in ("name", "metrics", "majority_baseline", "file_size_mb")}, indent=2))
 
