@@ -11,6 +11,11 @@ Examples::
 
     python benchmarks/segment.py --sizes 6,25 --backbones resnet18 --modes g2l
     python benchmarks/segment.py --sizes 6,25,100,400 --devices cuda --backbones resnet18,resnet50
+    python benchmarks/segment.py --model deepglobe-landcover   # a zoo model or checkpoint, at its own scale
+
+The scenes have 50 cm pixels in UTM, so a model trained at another resolution (the zoo's
+``deepglobe-landcover``: 2 m) reads them on its coarser working grid, as ``glgeo segment``
+does; its rows say so in a comment.
 
 The table's ``growth`` column is each run's peak resident memory relative to the same
 configuration's run on the 25 MP scene (the issue asks for < 10 % up to 400 MP).
@@ -106,6 +111,7 @@ def run_one(spec: dict) -> dict:
     wall = time.perf_counter() - start
     result = {
         "megapixels": summary.height * summary.width / 1e6,
+        "scale": summary.scale,
         "seconds": wall,
         "mp_per_s": summary.height * summary.width / 1e6 / wall,
         "patches": summary.stats.patches,
@@ -129,6 +135,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="6,25,100,400", help="scene sizes in megapixels")
     parser.add_argument("--backbones", default="resnet18,resnet50")
+    parser.add_argument("--model", default=None,
+                        help="benchmark this zoo model or checkpoint (its own mode) instead of random-weight ones")
     parser.add_argument("--modes", default="g2l,bidirectional")
     parser.add_argument("--devices", default=None, help="cpu and/or cuda (default: cpu, plus cuda when available)")
     parser.add_argument("--batch-size", type=int, default=None, help="default: glgeo's (sized to the device)")
@@ -164,41 +172,54 @@ def main() -> None:
     cpu = platform.processor() or platform.machine()
     print(f"# {platform.node()} {cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
           + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""), flush=True)
+    if args.model:
+        from glgeo.segment import load_model
+
+        ck = load_model(args.model)
+        models = [(ck.model.config.backbone, ck.mode, args.model)]
+        print(f"# model {args.model}: {ck.mode}, {ck.model.config.backbone}, trained at "
+              f"{ck.gsd if ck.gsd else '?'} m per pixel (scale {ck.scene_scale:g})", flush=True)
+        del ck
+    else:
+        models = [
+            (backbone, mode, make_checkpoint(backbone, mode, args.workdir, args.patch_size, args.patch_size))
+            for backbone in args.backbones.split(",") for mode in args.modes.split(",")
+        ]
     header = f"{'device':6} {'backbone':9} {'mode':13} {'MP':>6} {'patches':>7} {'s':>8} {'MP/s':>7} {'peak RSS MB':>11} {'growth':>7} {'peak GPU MB':>11} {'blender MB':>10}"
     print(header)
     results = []
     base: dict[tuple, float] = {}
     for device in devices:
         batch = args.batch_size
-        for backbone in args.backbones.split(","):
-            for mode in args.modes.split(","):
-                model = make_checkpoint(backbone, mode, args.workdir, args.patch_size, args.patch_size)
-                for mp in sizes:
-                    if (backbone, f"{mp:g}") in skip:
-                        continue
-                    spec = {
-                        "scene": str(scenes[mp]), "out": str(args.workdir / "out.tif"), "model": str(model),
-                        "device": device, "batch_size": batch, "precision": args.precision, "l2g_reuse": args.l2g_reuse,
-                        "threads": args.threads,
-                    }
-                    proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
-                                          capture_output=True, text=True)
-                    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-                    if proc.returncode != 0 or not lines:
-                        print(f"# {device} {backbone} {mode} {mp:g} MP failed: {proc.stderr.strip().splitlines()[-1:]}")
-                        continue
-                    r = json.loads(lines[0][len("RESULT "):])
-                    key = (device, backbone, mode)
-                    if mp == 25:
-                        base[key] = r["peak_rss_mb"]
-                    growth = f"{100 * (r['peak_rss_mb'] / base[key] - 1):+.1f}%" if key in base and mp >= 25 else ""
-                    gpu = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "-"
-                    print(f"{device:6} {backbone:9} {mode:13} {r['megapixels']:6.1f} {r['patches']:7d} {r['seconds']:8.1f} "
-                          f"{r['mp_per_s']:7.3f} {r['peak_rss_mb']:11.0f} {growth:>7} {gpu:>11} {r['blender_mb']:10.1f}",
-                          flush=True)
-                    results.append({"device": device, "backbone": backbone, "mode": mode, **r})
-                    if args.json:  # after every run, so an interrupted benchmark keeps its results
-                        args.json.write_text(json.dumps(results, indent=2))
+        for backbone, mode, model in models:
+            for mp in sizes:
+                if (backbone, f"{mp:g}") in skip:
+                    continue
+                spec = {
+                    "scene": str(scenes[mp]), "out": str(args.workdir / "out.tif"), "model": str(model),
+                    "device": device, "batch_size": batch, "precision": args.precision, "l2g_reuse": args.l2g_reuse,
+                    "threads": args.threads,
+                }
+                proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)],
+                                      capture_output=True, text=True)
+                lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+                if proc.returncode != 0 or not lines:
+                    print(f"# {device} {backbone} {mode} {mp:g} MP failed: {proc.stderr.strip().splitlines()[-1:]}")
+                    continue
+                r = json.loads(lines[0][len("RESULT "):])
+                key = (device, backbone, mode)
+                if mp == 25:
+                    base[key] = r["peak_rss_mb"]
+                growth = f"{100 * (r['peak_rss_mb'] / base[key] - 1):+.1f}%" if key in base and mp >= 25 else ""
+                gpu = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "-"
+                print(f"{device:6} {backbone:9} {mode:13} {r['megapixels']:6.1f} {r['patches']:7d} {r['seconds']:8.1f} "
+                      f"{r['mp_per_s']:7.3f} {r['peak_rss_mb']:11.0f} {growth:>7} {gpu:>11} {r['blender_mb']:10.1f}",
+                      flush=True)
+                if r["scale"] != 1:
+                    print(f"#   read at {r['scale']:.3g} of the scene's resolution, written on its grid", flush=True)
+                results.append({"device": device, "backbone": backbone, "mode": mode, **r})
+                if args.json:  # after every run, so an interrupted benchmark keeps its results
+                    args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
