@@ -289,7 +289,7 @@ class ToSceneGrid:
         scene: tuple[int, int],
         emit: Callable[[RowBand], None],
         source_valid: Callable[[int, int], np.ndarray] | None = None,
-        max_bytes: int = 16 << 20,
+        max_bytes: int = 4 << 20,
     ) -> None:
         (wh, ww), (sh, sw) = working, scene
         self.row_map = np.minimum(wh - 1, ((np.arange(sh) + 0.5) * (wh / sh)).astype(np.int64))
