@@ -59,7 +59,8 @@ ProgressCallback = Callable[[int, int], None]
 @dataclass(frozen=True)
 class InferenceSettings:
     """Everything that tunes a run without changing its result (except ``mode``,
-    ``coarse_to_fine``, ``stretch`` and the patch geometry, which are the user's choice).
+    ``coarse_to_fine``, ``stretch``, ``scale`` and the patch geometry, which are the user's
+    choice).
 
     Attributes:
         patch_size: local patch side in pixels; ``None``: the checkpoint's.
