@@ -14,7 +14,6 @@ Usage (see train_zoo.sh for the runs):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import json
 import time
@@ -26,7 +25,7 @@ import rasterio
 from glgeo.datasets import open_dataset, read_mask_ids
 from glgeo.evaluate import evaluate_model
 from glgeo.inference import InferenceSettings
-from glgeo.models import GLNet, load_checkpoint, save_checkpoint
+from glgeo.models import load_checkpoint, save_checkpoint
 from glgeo.schemes import get_scheme
 from glgeo.splits import make_split
 
@@ -64,11 +63,7 @@ def main() -> None:
 
     ck = load_checkpoint(args.checkpoint)
     if args.mode and args.mode != ck.model.config.mode:
-        # the same weights in the smaller architecture: every part it has must be in the file
-        trimmed = GLNet(dataclasses.replace(ck.model.config, mode=args.mode))
-        wanted = trimmed.state_dict()
-        trimmed.load_state_dict({k: v for k, v in ck.model.state_dict().items() if k in wanted}, strict=True)
-        ck.model = trimmed.eval()
+        ck.model = ck.model.with_mode(args.mode).eval()  # the same weights, without the other mode's parts
     collection = open_dataset(args.dataset, args.root, get_scheme(args.scheme) if args.scheme else None)
     split = make_split(args.dataset, collection.names, split_file=args.split_file)
     scheme = collection.scheme
