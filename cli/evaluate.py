@@ -41,6 +41,8 @@ def _scheme(value: str):
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Score at this fraction of the scenes' resolution (scenes and masks resampled first: quicker). "
                    "The model reads scenes at its own training scale either way.")
+@click.option("--mode", type=click.Choice(["global", "local", "g2l", "bidirectional"]), default=None,
+              help="GLNet mode to score (e.g. global for the global branch alone). Default: the model's own.")
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -49,7 +51,7 @@ def _scheme(value: str):
               help="Also write the report as JSON here.")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, split_file, val_cities, split_seed, part,
-             scale, device, precision, batch_size, json_path) -> None:
+             scale, mode, device, precision, batch_size, json_path) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -101,7 +103,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
         names = split.part(part)
         if not names:
             raise InputError(f"the {part} part of the split is empty; choose another --part or split")
-        settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size)
+        settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
         bar_context = click.progressbar(length=len(names), label="evaluating", file=sys.stderr)
         with bar_context if show else contextlib.nullcontext() as bar:
             progress = (lambda done, total: bar.update(done - bar.pos)) if bar is not None else None

@@ -139,6 +139,16 @@ def test_model_evaluation_through_the_cli(tmp_path):
     assert [i["name"] for i in data["images"]] == [f"austin{n}" for n in range(1, 6)]  # official val tiles
     assert sum(sum(r) for r in data["confusion_matrix"]) + sum(data["unpredicted_pixels"]) == 5 * 80 * 80
     assert data["seconds_per_image"] > 0 and "time per image" in result.output
+    # --mode scores another GLNet mode of the same model: the global branch alone here
+    from glgeo.inference import InferenceSettings
+
+    glob = tmp_path / "g.json"
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--root",
+                                      str(tmp_path / "inria"), "--device", "cpu", "--mode", "global", "--json", str(glob)])
+    assert result.exit_code == 0, result.output
+    ds = open_dataset("inria", tmp_path / "inria")
+    direct = evaluate_model(ckpt, ds, [f"austin{n}" for n in range(1, 6)], InferenceSettings(device="cpu", mode="global"))
+    assert json.loads(glob.read_text())["confusion_matrix"] == direct.scores.confusion[:, :2].tolist()  # + unpredicted
 
 
 def test_class_count_that_does_not_fit(tmp_path):
