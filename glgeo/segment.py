@@ -24,7 +24,7 @@ from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
-from .io import SceneInfo, SceneReader, inspect_scene
+from .io import SceneInfo, SceneReader, inspect_scene, working_grid
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions
 
@@ -159,6 +159,9 @@ def load_model(model: Any, map_location: str = "cpu"):
 #: Scenes within this share of the model's resolution are read as they are.
 SCALE_TOLERANCE = 0.05
 
+#: Smallest side, in pixels, of a scene read at a model's coarser resolution.
+MIN_WORKING_SIDE = 16
+
 
 def reading_scale(checkpoint, info: SceneInfo) -> float:
     """The fraction of its resolution a scene is read at for a model (the default of
@@ -262,6 +265,14 @@ def segment(
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
     scale = reading_scale(checkpoint, info) if settings.scale is None else settings.scale
+    if scale < 1:
+        grid = working_grid(info, scale)
+        if min(grid.height, grid.width) < MIN_WORKING_SIDE:
+            raise InputError(
+                f"read at {scale:.3g} of its resolution (the model's {checkpoint.gsd or '?'} m per pixel), "
+                f"{info.path} is only {grid.width} x {grid.height} px, too small to segment; pass --scale 1 "
+                "to run the model on it as it is"
+            )
     if settings.mode is None and checkpoint.mode != checkpoint.model.config.mode:
         # an earlier stage's checkpoint: its later branches are untrained
         settings = replace(settings, mode=checkpoint.mode)
