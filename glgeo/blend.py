@@ -264,15 +264,31 @@ class RowBandBlender:
         return self._next == len(self.grid)
 
 
+def _axis_taps(working: int, scene: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per scene pixel along one axis: the working pixel its centre falls in, and the two
+    working pixels and weight of bilinear interpolation between working pixel centres
+    (``align_corners=False``, clamped at the edges, as ``torch.nn.functional.interpolate``)."""
+    centres = (np.arange(scene) + 0.5) * (working / scene)
+    nearest = np.minimum(working - 1, centres.astype(np.int64))
+    pos = np.clip(centres - 0.5, 0, working - 1)
+    low = np.floor(pos).astype(np.int64)
+    high = np.minimum(low + 1, working - 1)
+    return nearest, low, high, (pos - low).astype(np.float32)
+
+
 class ToSceneGrid:
     """Row bands of a coarser working grid put back on the scene's own grid.
 
     A model trained on scenes read at a fraction of their resolution predicts on a working
-    grid (:func:`glgeo.io.working_grid`); each scene pixel takes the class (and scores) of
-    the working pixel its centre falls in (nearest neighbour: class ids are not
-    interpolated), and the scene's own full-resolution valid mask is applied again, so
-    nodata edges keep the scene's pixel detail. Bands go out in slices of at most
-    ``max_bytes``, top to bottom, as the working bands come in.
+    grid (:func:`glgeo.io.working_grid`). With ``interpolation="bilinear"`` (the default, as
+    patch logits reach their pixels) the per-class scores are interpolated bilinearly between
+    working pixel centres and each scene pixel takes the class of the highest, so class
+    borders run smoothly through the scene's pixels instead of in working-pixel steps; the
+    incoming bands must carry scores. With ``"nearest"`` each scene pixel takes the class
+    (and scores) of the working pixel its centre falls in. Either way the scene's own
+    full-resolution valid mask is applied again, so nodata edges keep the scene's pixel
+    detail. Bands go out top to bottom in slices of at most about ``max_bytes``; bilinear
+    rows wait for the first working row below them, so only one working row is held back.
 
     Args:
         working: ``(rows, cols)`` of the working grid.
@@ -280,7 +296,9 @@ class ToSceneGrid:
         emit: called with each scene-grid :class:`RowBand`.
         source_valid: ``source_valid(row_off, rows)``: the scene's valid mask for those rows,
             or ``None`` when every pixel is valid.
-        max_bytes: bound on one emitted slice (class ids plus scores).
+        interpolation: ``bilinear`` or ``nearest``.
+        scores: whether the emitted bands carry scores (bilinear: interpolated).
+        max_bytes: bound on one emitted slice's arrays.
     """
 
     def __init__(
@@ -289,27 +307,110 @@ class ToSceneGrid:
         scene: tuple[int, int],
         emit: Callable[[RowBand], None],
         source_valid: Callable[[int, int], np.ndarray] | None = None,
-        max_bytes: int = 4 << 20,
+        interpolation: str = "bilinear",
+        scores: bool = False,
+        max_bytes: int = 16 << 20,
     ) -> None:
-        (wh, ww), (sh, sw) = working, scene
-        self.row_map = np.minimum(wh - 1, ((np.arange(sh) + 0.5) * (wh / sh)).astype(np.int64))
-        self.col_map = np.minimum(ww - 1, ((np.arange(sw) + 0.5) * (ww / sw)).astype(np.int64))
+        if interpolation not in ("bilinear", "nearest"):
+            raise InputError(f"interpolation must be bilinear or nearest, got {interpolation!r}")
+        self.rows = _axis_taps(working[0], scene[0])
+        self.cols = _axis_taps(working[1], scene[1])
+        self.working, self.scene = working, scene
         self.emit = emit
         self.source_valid = source_valid
+        self.interpolation = interpolation
+        self.scores = scores
         self.max_bytes = max_bytes
+        self._next = 0  # next scene row to emit
+        self._held: RowBand | None = None  # the last working row received (bilinear)
 
     def __call__(self, band: RowBand) -> None:
+        if self.interpolation == "nearest":
+            self._nearest(band)
+            return
+        if band.scores is None:
+            raise InputError("bilinear interpolation onto the scene grid needs bands with scores")
+        if self._held is not None:  # one working row above this band
+            band = RowBand(
+                self._held.row_off,
+                np.concatenate([self._held.classes, band.classes]),
+                np.concatenate([self._held.scores, band.scores], axis=1),
+            )
+        stop = band.row_off + band.height
+        _, _, high, _ = self.rows
+        end = int(np.searchsorted(high, stop - 1, side="right"))  # rows whose taps have arrived
+        per_row = 3 * band.scores.shape[0] * 4 * self.scene[1]  # float32 scores and temporaries
+        step = max(1, self.max_bytes // per_row)
+        for row in range(self._next, end, step):
+            self._emit_bilinear(band, row, min(row + step, end))
+        self._next = end
+        self._held = RowBand(stop - 1, band.classes[-1:].copy(), band.scores[:, -1:].copy())
+
+    def _nearest(self, band: RowBand) -> None:
         first, stop = band.row_off, band.row_off + band.height
-        top, end = (int(i) for i in np.searchsorted(self.row_map, [first, stop]))
-        layers = 1 + (0 if band.scores is None else band.scores.shape[0])
-        step = max(1, self.max_bytes // (layers * len(self.col_map)))
+        nearest_rows, nearest_cols = self.rows[0], self.cols[0]
+        top, end = (int(i) for i in np.searchsorted(nearest_rows, [first, stop]))
+        layers = 1 + (0 if band.scores is None or not self.scores else band.scores.shape[0])
+        step = max(1, self.max_bytes // (layers * self.scene[1]))
         for row in range(top, end, step):
-            rows = self.row_map[row : min(row + step, end)] - first
-            classes = band.classes[rows][:, self.col_map]
-            scores = None if band.scores is None else band.scores[:, rows][:, :, self.col_map]
-            if self.source_valid is not None:
-                invalid = ~self.source_valid(row, len(rows))
-                classes[invalid] = NODATA_ID
-                if scores is not None:
-                    scores[:, invalid] = 0
-            self.emit(RowBand(row, classes, scores))
+            rows = nearest_rows[row : min(row + step, end)] - first
+            classes = band.classes[rows][:, nearest_cols]
+            scores = None
+            if self.scores and band.scores is not None:
+                scores = band.scores[:, rows][:, :, nearest_cols]
+            self._finish(row, classes, scores)
+
+    def _emit_bilinear(self, band: RowBand, top: int, bottom: int) -> None:
+        nearest_r, low_r, high_r, wr = (a[top:bottom] for a in self.rows)
+        nearest_c, low_c, high_c, wc = self.cols
+        # the working rows these scene rows interpolate between (about four scene rows share each)
+        first, last = int(low_r[0]), int(high_r[-1])
+        window = slice(first - band.row_off, last - band.row_off + 1)
+        lr, hr = low_r - first, high_r - first
+        if self.scores:  # every pixel's scores: interpolate them all
+            rows = band.scores[:, window].astype(np.float32)
+            across = rows[:, :, low_c] * (1 - wc) + rows[:, :, high_c] * wc
+            w = wr[None, :, None]
+            mixed = across[:, lr] * (1 - w) + across[:, hr] * w
+            scores = np.rint(mixed).astype(np.uint8)
+            classes = self._argmax(mixed, band, nearest_r, nearest_c)
+            self._finish(top, classes, scores)
+            return
+        # Only the class is wanted: where a pixel's four taps share one class, that class
+        # has the highest score at each tap and so in their mix; interpolate the others.
+        near = band.classes[window]
+        upper, lower = near[lr], near[hr]
+        classes = upper[:, low_c]
+        mixed_taps = (classes != upper[:, high_c]) | (classes != lower[:, low_c]) | (classes != lower[:, high_c])
+        ri, ci = np.nonzero(mixed_taps)
+        if len(ri):
+            source = band.scores[:, window]
+            wy, wx = wr[ri], wc[ci]
+
+            def tap(r: np.ndarray, c: np.ndarray) -> np.ndarray:
+                return source[:, r, c].astype(np.float32)
+
+            mixed = (tap(lr[ri], low_c[ci]) * (1 - wx) + tap(lr[ri], high_c[ci]) * wx) * (1 - wy) + (
+                tap(hr[ri], low_c[ci]) * (1 - wx) + tap(hr[ri], high_c[ci]) * wx
+            ) * wy
+            picked = mixed.argmax(axis=0).astype(np.uint8)
+            empty = mixed.max(axis=0) <= 0  # no valid tap: the nearest working pixel decides
+            picked[empty] = band.classes[nearest_r[ri[empty]] - band.row_off, nearest_c[ci[empty]]]
+            classes[ri, ci] = picked
+        self._finish(top, classes, None)
+
+    @staticmethod
+    def _argmax(mixed: np.ndarray, band: RowBand, nearest_r: np.ndarray, nearest_c: np.ndarray) -> np.ndarray:
+        classes = mixed.argmax(axis=0).astype(np.uint8)
+        empty = mixed.max(axis=0) <= 0  # no valid tap: the nearest working pixel decides
+        if empty.any():
+            classes[empty] = band.classes[nearest_r - band.row_off][:, nearest_c][empty]
+        return classes
+
+    def _finish(self, row: int, classes: np.ndarray, scores: np.ndarray | None) -> None:
+        if self.source_valid is not None:
+            invalid = ~self.source_valid(row, classes.shape[0])
+            classes[invalid] = NODATA_ID
+            if scores is not None:
+                scores[:, invalid] = 0
+        self.emit(RowBand(row, classes, scores))

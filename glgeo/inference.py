@@ -91,7 +91,8 @@ class InferenceSettings:
             shares in RAM: memory grows with the scene) or ``recompute`` (the local branch
             runs again: no storage, one more local pass).
         prefetch: batches read ahead in a background thread (0: read inline).
-        logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels.
+        logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels, and
+            how a coarser working grid's scores reach the scene's pixels (``scale``).
         stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
         gdal_cache_mb: GDAL block cache in MB, fixed so memory does not grow with the
             scene (GDAL's default is 5 % of the RAM); about one patch row of blocks

@@ -312,13 +312,17 @@ def segment(
 
         with SceneReader(info, scale=scale) as reader:
             grid = reader.info
+            with_scores = scores_path is not None
             if grid is not info:
-                # predictions on the coarser working grid, written on the scene's own
+                # predictions on the coarser working grid, written on the scene's own: scores
+                # interpolated between working pixels (as patch logits reach their pixels)
                 sink = ToSceneGrid(
                     (grid.height, grid.width), (info.height, info.width), sink,
                     reader.read_source_valid if info.has_mask else None,
+                    interpolation=settings.logit_upsampling, scores=with_scores,
                 )
-            stats = engine.run(reader, sink, scores=scores_path is not None, progress=progress)
+                with_scores = with_scores or settings.logit_upsampling == "bilinear"
+            stats = engine.run(reader, sink, scores=with_scores, progress=progress)
         start = time.perf_counter()
         writer.commit()
         finish = time.perf_counter() - start

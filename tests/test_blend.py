@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from glgeo.blend import RowBand, RowBandBlender, ToSceneGrid
 from glgeo.errors import InputError
@@ -129,7 +130,8 @@ def test_working_grid_bands_go_back_on_the_scene_grid_by_nearest_centre(working,
     invalid = rng.random(scene) < 0.2  # the scene's own nodata, at full resolution
     out: list[RowBand] = []
     # ~3 scene rows per slice, so working bands are cut into several slices
-    to_scene = ToSceneGrid(working, scene, out.append, lambda row, n: ~invalid[row : row + n], max_bytes=7 * 3 * scene[1])
+    to_scene = ToSceneGrid(working, scene, out.append, lambda row, n: ~invalid[row : row + n],
+                           interpolation="nearest", scores=True, max_bytes=7 * 3 * scene[1])
     for top in range(0, working[0], 2):  # working bands of 2 rows, top to bottom
         to_scene(RowBand(top, classes[top : top + 2], scores[:, top : top + 2]))
     assert [b.row_off for b in out] == list(np.cumsum([0] + [b.height for b in out[:-1]]))
@@ -142,3 +144,48 @@ def test_working_grid_bands_go_back_on_the_scene_grid_by_nearest_centre(working,
     np.testing.assert_array_equal(got, np.where(invalid, NODATA_ID, expected))
     np.testing.assert_array_equal(got_scores, np.where(invalid, 0, scores[:, rows][:, :, cols]))
     assert max(b.height for b in out) <= 3
+
+
+@pytest.mark.parametrize("working,scene,band_rows", [((6, 9), (24, 36), 2), ((7, 11), (23, 41), 3), ((5, 5), (5, 5), 5)])
+def test_working_grid_scores_are_interpolated_bilinearly_onto_the_scene_grid(working, scene, band_rows):
+    rng = np.random.default_rng(1)
+    logits = torch.from_numpy(rng.normal(size=(5, *working)).astype(np.float32) * 3)
+    scores = torch.round(torch.softmax(logits, dim=0) * 255).to(torch.uint8).numpy()
+    classes = scores.argmax(axis=0).astype(np.uint8)
+    out: list[RowBand] = []
+    # small slices: several per band, and rows held back until the working row below arrives
+    to_scene = ToSceneGrid(working, scene, out.append, scores=True, max_bytes=3 * 5 * 4 * scene[1] * 2)
+    for top in range(0, working[0], band_rows):
+        to_scene(RowBand(top, classes[top : top + band_rows], scores[:, top : top + band_rows]))
+    assert [b.row_off for b in out] == list(np.cumsum([0] + [b.height for b in out[:-1]]))
+    got = np.concatenate([b.classes for b in out])
+    got_scores = np.concatenate([b.scores for b in out], axis=1).astype(int)
+    assert got.shape == scene
+    # torch's bilinear resize (align_corners=False) of the same scores is the reference
+    expected = F.interpolate(torch.from_numpy(scores).float()[None], size=scene, mode="bilinear", align_corners=False)[0]
+    assert np.abs(got_scores - expected.round().numpy()).max() <= 1
+    top2 = expected.topk(2, dim=0).values
+    clear = (top2[0] - top2[1] > 1e-3).numpy()  # no tie
+    np.testing.assert_array_equal(got[clear], expected.argmax(dim=0).numpy()[clear])
+    if working == scene:  # same grid: nothing changes
+        np.testing.assert_array_equal(got, classes)
+    # classes alone (no scores asked for) interpolate only where the taps' classes differ
+    only: list[RowBand] = []
+    to_scene = ToSceneGrid(working, scene, only.append, max_bytes=3 * 5 * 4 * scene[1] * 2)
+    for top in range(0, working[0], band_rows):
+        to_scene(RowBand(top, classes[top : top + band_rows], scores[:, top : top + band_rows]))
+    assert all(b.scores is None for b in only)
+    np.testing.assert_array_equal(np.concatenate([b.classes for b in only])[clear], got[clear])
+
+
+def test_bilinear_scene_grid_needs_scores_and_fills_from_the_nearest_where_none_are_valid():
+    out: list[RowBand] = []
+    with pytest.raises(InputError, match="needs bands with scores"):
+        ToSceneGrid((2, 2), (4, 4), out.append)(RowBand(0, np.zeros((2, 2), np.uint8)))
+    classes = np.array([[1, NODATA_ID], [NODATA_ID, NODATA_ID]], np.uint8)
+    scores = np.zeros((2, 2, 2), np.uint8)
+    scores[1, 0, 0] = 255
+    ToSceneGrid((2, 2), (4, 4), out.append)(RowBand(0, classes, scores))
+    got = np.concatenate([b.classes for b in out])
+    assert got[0, 0] == 1 and got[3, 3] == NODATA_ID  # no valid neighbour there: nodata stays
+    assert (got[:2, :2] == 1).all()

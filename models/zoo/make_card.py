@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
 
 from glgeo.datasets import open_dataset, read_mask_ids
 from glgeo.evaluate import evaluate_model
@@ -64,6 +65,10 @@ def main() -> None:
     ck = load_checkpoint(args.checkpoint)
     if args.mode and args.mode != ck.model.config.mode:
         ck.model = ck.model.with_mode(args.mode).eval()  # the same weights, without the other mode's parts
+    with torch.no_grad():  # measure what ships: the float16 weights
+        for tensor in ck.model.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half())
     collection = open_dataset(args.dataset, args.root, get_scheme(args.scheme) if args.scheme else None)
     split = make_split(args.dataset, collection.names, split_file=args.split_file)
     scheme = collection.scheme
