@@ -276,6 +276,12 @@ def _axis_taps(working: int, scene: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return nearest, low, high, (pos - low).astype(np.float32)
 
 
+def _highest(mixed: np.ndarray, nearest: np.ndarray) -> np.ndarray:
+    """The class of the highest interpolated score per pixel (``mixed``: classes first);
+    where no tap had a score (invalid working pixels), the ``nearest`` working pixel's."""
+    return np.where(mixed.max(axis=0) > 0, mixed.argmax(axis=0), nearest).astype(np.uint8)
+
+
 class ToSceneGrid:
     """Row bands of a coarser working grid put back on the scene's own grid.
 
@@ -315,7 +321,7 @@ class ToSceneGrid:
             raise InputError(f"interpolation must be bilinear or nearest, got {interpolation!r}")
         self.rows = _axis_taps(working[0], scene[0])
         self.cols = _axis_taps(working[1], scene[1])
-        self.working, self.scene = working, scene
+        self.scene = scene
         self.emit = emit
         self.source_valid = source_valid
         self.interpolation = interpolation
@@ -373,8 +379,8 @@ class ToSceneGrid:
             w = wr[None, :, None]
             mixed = across[:, lr] * (1 - w) + across[:, hr] * w
             scores = np.rint(mixed).astype(np.uint8)
-            classes = self._argmax(mixed, band, nearest_r, nearest_c)
-            self._finish(top, classes, scores)
+            nearest = band.classes[nearest_r - band.row_off][:, nearest_c]
+            self._finish(top, _highest(mixed, nearest), scores)
             return
         # Only the class is wanted: where a pixel's four taps share one class, that class
         # has the highest score at each tap and so in their mix; interpolate the others.
@@ -393,19 +399,9 @@ class ToSceneGrid:
             mixed = (tap(lr[ri], low_c[ci]) * (1 - wx) + tap(lr[ri], high_c[ci]) * wx) * (1 - wy) + (
                 tap(hr[ri], low_c[ci]) * (1 - wx) + tap(hr[ri], high_c[ci]) * wx
             ) * wy
-            picked = mixed.argmax(axis=0).astype(np.uint8)
-            empty = mixed.max(axis=0) <= 0  # no valid tap: the nearest working pixel decides
-            picked[empty] = band.classes[nearest_r[ri[empty]] - band.row_off, nearest_c[ci[empty]]]
-            classes[ri, ci] = picked
+            nearest = band.classes[nearest_r[ri] - band.row_off, nearest_c[ci]]
+            classes[ri, ci] = _highest(mixed, nearest)
         self._finish(top, classes, None)
-
-    @staticmethod
-    def _argmax(mixed: np.ndarray, band: RowBand, nearest_r: np.ndarray, nearest_c: np.ndarray) -> np.ndarray:
-        classes = mixed.argmax(axis=0).astype(np.uint8)
-        empty = mixed.max(axis=0) <= 0  # no valid tap: the nearest working pixel decides
-        if empty.any():
-            classes[empty] = band.classes[nearest_r - band.row_off][:, nearest_c][empty]
-        return classes
 
     def _finish(self, row: int, classes: np.ndarray, scores: np.ndarray | None) -> None:
         if self.source_valid is not None:

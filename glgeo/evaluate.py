@@ -215,16 +215,16 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
     return image_out, truth_out
 
 
-def _settings_for_copy(checkpoint, copy: Path, settings, scale: float):
-    """Settings that read a copy made at ``scale`` as the original would have been read."""
+def _settings_for_copy(checkpoint, original: Path | str, settings, scale: float):
+    """Settings that read a copy made at ``scale`` of ``original`` as ``glgeo segment``
+    would have read the original."""
     from .io import inspect_scene
+    from .segment import reading_scale
 
-    if settings.scale is None and checkpoint.gsd is not None and inspect_scene(copy).gsd is not None:
-        return settings  # segment matches the copy's resolution to the model's by itself
-    wanted = checkpoint.scene_scale if settings.scale is None else settings.scale
+    wanted = reading_scale(checkpoint, inspect_scene(original)) if settings.scale is None else settings.scale
     if wanted > scale:
         log.warning(
-            "the model reads scenes at %g of their resolution; the %g copies are coarser and are fed as they are",
+            "the model reads this scene at %.3g of its resolution; the %g copy is coarser and is fed as it is",
             wanted, scale,
         )
     return replace(settings, scale=min(1.0, wanted / scale))
@@ -287,7 +287,7 @@ def evaluate_model(
             if scale != 1.0:
                 scene, truth = _scaled_copies(collection, name, scale, folder)
                 encoding: TruthEncoding = "ids"
-                run_settings = _settings_for_copy(checkpoint, scene, settings, scale)
+                run_settings = _settings_for_copy(checkpoint, pair.image, settings, scale)
             else:
                 scene, truth, encoding = pair.image, pair.mask, "mask"
             out = folder / f"{name}_pred.tif"

@@ -273,8 +273,7 @@ def segment(
                 f"{info.path} is only {grid.width} x {grid.height} px, too small to segment; pass --scale 1 "
                 "to run the model on it as it is"
             )
-    if settings.mode is None and checkpoint.mode != checkpoint.model.config.mode:
-        # an earlier stage's checkpoint: its later branches are untrained
+    if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
     engine = StreamingSegmenter(
         checkpoint.model,
