@@ -206,7 +206,7 @@ def test_shared_deepglobe_sample_reads_as_published():
     if not root.is_dir():
         pytest.skip(f"shared sample data not found at {root} (set GLGEO_SAMPLE_DATA)")
     ds = open_dataset("deepglobe", root)
-    assert len(ds) == 10 and "855" in ds.names
+    assert len(ds) == 11 and "855" in ds.names and "266" in ds.names
     s = GLNetSceneDataset(ds.subset(["855"]), SampleSpec(global_size=128, patch_size=508))[0]
     assert s["image"].shape == (3, 128, 128) and s["image"].dtype.is_floating_point is False
     counts = np.bincount(s["label"].numpy().ravel(), minlength=7)
