@@ -19,18 +19,25 @@ from .options import overwrite_opt
 @click.option("--global-size", default=508, show_default=True, help="Global image side the model was trained with.")
 @click.option("--patch-size", default=508, show_default=True, help="Patch side the model was trained with.")
 @click.option("--focal-gamma", default=3.0, show_default=True, help="Focal gamma of the released training code.")
+@click.option("--footprint", type=click.IntRange(min=8), default=None,
+              help="Side in px of the images the model was trained on (its context footprint: larger scenes are "
+                   "cut into windows of this size). Default: DeepGlobe's 2448, Inria's 5000, by --scheme.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="glgeo checkpoint to write.")
 @overwrite_opt
-def import_glnet(global_path, g2l_path, l2g_path, scheme, global_size, patch_size, focal_gamma, out, overwrite):
+def import_glnet(global_path, g2l_path, l2g_path, scheme, global_size, patch_size, focal_gamma, footprint, out, overwrite):
     """Convert released GLNet checkpoints to one glgeo checkpoint.
 
     With --l2g the model is bidirectional (G<->L), without it G->L. The result is used
     with `glgeo segment --model OUT`.
     """
-    from glgeo.models.checkpoint import InputScaling, import_released, save_checkpoint
+    from glgeo.models.checkpoint import PUBLISHED_IMAGE_SIZE, InputScaling, import_released, save_checkpoint
     from glgeo.schemes import get_scheme
 
     class_scheme = get_scheme(scheme)
+    if footprint is None:
+        footprint = PUBLISHED_IMAGE_SIZE.get(class_scheme.name)
+        if footprint is None:
+            raise click.UsageError(f"the released files' image size for scheme {class_scheme.name!r} is not known: pass --footprint")
     out_path = check_output_path(out, overwrite=overwrite)
     model = import_released(global_path, g2l_path, l2g_path, class_scheme)
     sources = {"global": global_path, "g2l": g2l_path, **({"l2g": l2g_path} if l2g_path else {})}
@@ -45,6 +52,7 @@ def import_glnet(global_path, g2l_path, l2g_path, scheme, global_size, patch_siz
         metadata={
             "source": "GLNet authors' released checkpoints (Chen et al., CVPR 2019)",
             "released_files": {k: Path(v).name for k, v in sources.items()},
+            "training": {"dataset": class_scheme.name, "scene_scale": 1.0, "footprint_px": footprint},
         },
     )
     click.echo(f"Wrote {model.config.mode} GLNet ({class_scheme.name}, {class_scheme.n_classes} classes) to {out_path}")

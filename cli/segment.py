@@ -22,6 +22,20 @@ def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) 
     return bands
 
 
+def _parse_footprint(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value == "scene":
+        return 0
+    try:
+        footprint = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give a size in px (e.g. 612) or 'scene'") from None
+    if footprint < 8:
+        raise click.BadParameter(f"{value!r}: the footprint must be at least 8 px")
+    return footprint
+
+
 def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> object:
     if value in ("auto", "none"):
         return value
@@ -50,6 +64,20 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
 @click.option("--global-size", type=click.IntRange(min=8), default=None, help="Global image side in px. Default: the model's.")
+@click.option("--footprint", callback=_parse_footprint, default=None, metavar="PX|scene",
+              help="Context window side in px of the working grid: larger scenes are cut into overlapping windows, "
+                   "each with its own global view. 'scene': one window, the whole scene squeezed into one global "
+                   "image (the released code). Default: the size of the model's training images.")
+@click.option("--window-overlap", type=click.IntRange(min=0), default=None,
+              help="Minimum overlap between context windows in px.  [default: an eighth of the footprint]")
+@click.option("--blend", type=click.Choice(["taper", "sum"]), default="taper", show_default=True,
+              help="taper: weights falling towards patch and window edges, normalised (no seams); "
+                   "sum: the released code's plain sum of logits.")
+@click.option("--logit-upsampling", type=click.Choice(["bilinear", "nearest"]), default="bilinear", show_default=True,
+              help="How patch logits (1/4 resolution) reach the patch's pixels; nearest: the released code.")
+@click.option("--released", is_flag=True,
+              help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
+                   "--precision fp32 --footprint scene.")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
               help="Run the model on the scene read at this fraction of its resolution (output still on the "
                    "scene's grid). Default: the scale the model was trained at (train --scale); 1 for imagery "
@@ -85,6 +113,11 @@ def segment(
     patch_size: int | None,
     overlap: int,
     global_size: int | None,
+    footprint: int | None,
+    window_overlap: int | None,
+    blend: str,
+    logit_upsampling: str,
+    released: bool,
     scale: float | None,
     batch_size: int | None,
     device: str,
@@ -119,7 +152,13 @@ def segment(
     from glgeo.segment import segment as run_segment
     from glgeo.writer import OutputOptions
 
+    if released:
+        blend, logit_upsampling, precision, footprint = "sum", "nearest", "fp32", 0
     settings = InferenceSettings(
+        footprint=footprint,
+        window_overlap=window_overlap,
+        blend=blend,  # type: ignore[arg-type]
+        logit_upsampling=logit_upsampling,  # type: ignore[arg-type]
         patch_size=patch_size,
         min_overlap=overlap,
         global_size=global_size,
@@ -171,7 +210,9 @@ def segment(
         click.echo(json.dumps(result, indent=2))
     elif not quiet:
         click.echo(
-            f"{summary.output}: {summary.width} x {summary.height} px, {summary.stats.computed} patches "
+            f"{summary.output}: {summary.width} x {summary.height} px, "
+            + (f"{summary.stats.windows} context windows, " if summary.stats.windows > 1 else "")
+            + f"{summary.stats.computed} patches "
             f"({summary.stats.skipped_nodata + summary.stats.skipped_c2f} skipped), mode {summary.stats.mode} "
             f"on {summary.stats.device}"
             + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")

@@ -1,44 +1,60 @@
-"""Seamless blending of overlapping patch predictions, streamed row band by row band.
+"""Blending overlapping predictions without seams, streamed row band by row band.
 
-Rule: every patch's class logits, upsampled from the network's 1/4 resolution to the
-patch's pixels (bilinear by default, or nearest as in the released code), are *summed*
-where patches overlap, as in the released GLNet code; each pixel's class is the arg-max of
-that sum and its scores (``--probabilities``) the softmax of the *mean* logits over the
-patches covering it. Because the sum does not depend on the order patches arrive in, a
-pixel gets the same value whatever the batch size, and patch edges leave no seams.
+Rules (``InferenceSettings.blend``):
 
-Memory: patches must arrive in the grid's row-major order. Within a patch row, columns left
-of the next patch are final after each patch; rows above the next patch row are final once
-the row is done. So the blender holds only
+* ``taper`` (the default): each patch's class logits, upsampled from the network's 1/4
+  resolution to the patch's pixels, are weighted by the patch's taper
+  (:func:`glgeo.tiling.taper`: a raised cosine across each overlap with a neighbour,
+  falling towards the patch's edge) and the weighted sums normalised by the summed
+  weights. A patch's weakest pixels (its edges, with zero padding and the least context)
+  count least, and a pixel's blend passes smoothly from one patch to the next, so class
+  changes do not pile up along patch edges. Context windows (scenes larger than the
+  model's footprint) are blended the same way, one level up: each window's normalised
+  logits weighted by the window's taper.
+* ``sum``: the released GLNet code's rule: logits summed where patches overlap, each
+  pixel's class the arg-max of the sum. A neighbour's edge pixels enter at full weight,
+  so the sum jumps where an overlap starts; kept to reproduce the paper.
 
-* the current patch: ``classes x patch_height x patch_width`` float32 sums,
-* the rows shared with the next patch row (the vertical overlap, about 50-120 px for
-  GLNet's grid): ``classes x overlap x scene_width`` float32 (one buffer: each column's
-  incoming overlap is read just before its outgoing overlap is written there),
+Scores (``--probabilities``) are the softmax of the normalised (weighted mean) logits.
+Neither rule depends on the order tiles arrive in, so a pixel gets the same value whatever
+the batch size.
+
+Memory: tiles must arrive in the grid's row-major order. Within a tile row, columns left
+of the next tile are final after each tile; rows above the next tile row are final once
+the row is done. So :class:`RowBandBlender` holds only
+
+* the current tile: ``classes x tile_height x tile_width`` float32 sums and weights,
+* the rows shared with the next tile row (the vertical overlap): ``classes x overlap x
+  scene_width`` sums and ``overlap x scene_width`` weights in ``carry_dtype`` (float32, or
+  float16 for context windows, whose overlaps are larger), and their valid mask (one
+  buffer: each column's incoming overlap is read just before its outgoing overlap is
+  written there),
 * one band of finished class ids: ``stride x scene_width`` uint8 (x classes more with
   probabilities; the valid mask is the class ids themselves: nodata is 255),
 
-that is ``O(classes x overlap x width)``, independent of the scene's height, and far below
-``classes x patch x width`` for a full band of patch rows.
+that is ``O(classes x overlap x width)``, independent of the scene's height.
 
-On a GPU the buffers are torch tensors on the network's device: patch logits are summed
-and arg-maxed where they were computed, and only finished uint8 rows cross to the host. On
-a CPU they are NumPy arrays: NumPy's single-threaded in-place operations cost less there
-than torch's thread-pool dispatch for arrays this size (measured: 7 ms against 90 ms a
-patch on a busy 2-core machine).
+On a GPU the buffers are torch tensors on the network's device: logits are summed and
+arg-maxed where they were computed, and only finished uint8 rows cross to the host. On a
+CPU they are NumPy arrays: NumPy's single-threaded in-place operations cost less there
+than torch's thread-pool dispatch for arrays this size (``docs/performance.md``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, InternalError
 from .schemes import NODATA_ID
 from .tiling import PatchGrid, PatchWindow
+
+#: How overlapping predictions are combined (see the module doc).
+BlendRule = Literal["taper", "sum"]
+BLEND_RULES: tuple[str, ...] = ("taper", "sum")
 
 
 @dataclass(frozen=True)
@@ -66,62 +82,19 @@ class RowBand:
         return self.classes != NODATA_ID
 
 
-class RowBandBlender:
-    """Sums overlapping patch logits and emits final row bands (see the module doc).
+class _Buffers:
+    """Array helpers shared by the blenders: torch tensors on accelerators, NumPy arrays on
+    the CPU (see the module doc)."""
 
-    Args:
-        grid: the patch grid; patches must be added in its row-major order, each exactly once
-            (skipped patches too, with ``logits=None``).
-        n_classes: classes predicted.
-        emit: called with each :class:`RowBand` as soon as it is final, top to bottom.
-        scores: also emit uint8 per-class scores.
-        fill_class: class of valid pixels that no computed patch covered (coarse-to-fine
-            skips patches outside the foreground box: those pixels are background, 0).
-        device: where the sums live (the device the logits are computed on).
-    """
+    device: torch.device
+    _gpu: bool
 
-    def __init__(
-        self,
-        grid: PatchGrid,
-        n_classes: int,
-        emit: Callable[[RowBand], None],
-        scores: bool = False,
-        fill_class: int = 0,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        if n_classes < 1 or n_classes > NODATA_ID:
-            raise InputError(f"cannot blend {n_classes} classes: use 1-{NODATA_ID}")
-        if not 0 <= fill_class < n_classes:
-            raise InputError(f"fill class {fill_class} is not one of the {n_classes} classes")
-        self.grid = grid
-        self.n_classes = n_classes
-        self.emit = emit
-        self.scores = scores
-        self.fill_class = fill_class
+    def _set_device(self, device: str | torch.device) -> None:
         self.device = torch.device(device)
         self._gpu = self._use_torch(self.device)
-        ph, pw, width = grid.patch_height, grid.patch_width, grid.scene_width
-        overlap = grid.max_row_overlap
-        stride = max(grid.final_rows_after(r) - top for r, top in enumerate(grid.row_starts))
-        self._work = self._zeros((n_classes, ph, pw), "float32")
-        self._work_count = self._zeros((ph, pw), "int16")
-        self._work_valid = self._zeros((ph, pw), "bool")
-        # the current patch row's rows shared with the previous row (read) / next row (written)
-        self._carry = self._zeros((n_classes, overlap, width), "float32")
-        self._carry_count = self._zeros((overlap, width), "int16")
-        self._carry_valid = self._zeros((overlap, width), "bool")
-        self._carry_rows = 0
-        self._band = self._zeros((stride, width), "uint8")
-        self._band[:] = NODATA_ID
-        self._band_scores = self._zeros((n_classes, stride, width), "uint8") if scores else None
-        self._fill_scores = self._zeros((n_classes, 1, 1), "uint8")
-        self._fill_scores[fill_class] = 255
-        self._next = 0
 
-    # ------------------------------------------------------------- backend
     @staticmethod
     def _use_torch(device: torch.device) -> bool:
-        """Torch tensors on accelerators, NumPy arrays on the CPU (see the module doc)."""
         return device.type != "cpu"
 
     def _zeros(self, shape: tuple[int, ...], dtype: str):
@@ -142,52 +115,124 @@ class RowBandBlender:
     def _host(self, values) -> np.ndarray:
         return values.cpu().numpy().copy() if self._gpu else values.copy()
 
+    def _nbytes(self, arrays) -> int:
+        return sum(a.numel() * a.element_size() if self._gpu else a.nbytes for a in arrays if a is not None)
+
+
+class RowBandBlender(_Buffers):
+    """Blends overlapping tiles' logits and emits final row bands (see the module doc).
+
+    The tiles are a grid's patches, or a scene's context windows.
+
+    Args:
+        grid: the tile grid; tiles must be added in its row-major order, each exactly once
+            (skipped ones too, with ``logits=None``).
+        n_classes: classes predicted.
+        emit: called with each :class:`RowBand` as soon as it is final, top to bottom.
+        scores: also emit uint8 per-class scores.
+        fill_class: class of valid pixels that no computed tile covered (coarse-to-fine
+            skips patches outside the foreground box: those pixels are background, 0).
+        device: where the sums live (the device the logits are computed on).
+        carry_dtype: the sums kept for the rows shared with the next tile row
+            (``float32``; ``float16`` halves the width-dependent memory).
+    """
+
+    def __init__(
+        self,
+        grid: PatchGrid,
+        n_classes: int,
+        emit: Callable[[RowBand], None],
+        scores: bool = False,
+        fill_class: int = 0,
+        device: str | torch.device = "cpu",
+        carry_dtype: str = "float32",
+    ) -> None:
+        if n_classes < 1 or n_classes > NODATA_ID:
+            raise InputError(f"cannot blend {n_classes} classes: use 1-{NODATA_ID}")
+        if not 0 <= fill_class < n_classes:
+            raise InputError(f"fill class {fill_class} is not one of the {n_classes} classes")
+        self.grid = grid
+        self.n_classes = n_classes
+        self.emit = emit
+        self.scores = scores
+        self.fill_class = fill_class
+        self._set_device(device)
+        ph, pw, width = grid.patch_height, grid.patch_width, grid.scene_width
+        overlap = grid.max_row_overlap
+        stride = max(grid.final_rows_after(r) - top for r, top in enumerate(grid.row_starts))
+        self._work = self._zeros((n_classes, ph, pw), "float32")
+        self._work_weight = self._zeros((ph, pw), "float32")
+        self._work_valid = self._zeros((ph, pw), "bool")
+        # the current tile row's rows shared with the previous row (read) / next row (written)
+        self._carry = self._zeros((n_classes, overlap, width), carry_dtype)
+        self._carry_weight = self._zeros((overlap, width), carry_dtype)
+        self._carry_valid = self._zeros((overlap, width), "bool")
+        self._carry_rows = 0
+        self._band = self._zeros((stride, width), "uint8")
+        self._band[:] = NODATA_ID
+        self._band_scores = self._zeros((n_classes, stride, width), "uint8") if scores else None
+        self._fill_scores = self._zeros((n_classes, 1, 1), "uint8")
+        self._fill_scores[fill_class] = 255
+        self._next = 0
+
     # ----------------------------------------------------------------- API
     @property
     def patches_added(self) -> int:
-        """Patches added so far (the next expected index)."""
+        """Tiles added so far (the next expected index)."""
         return self._next
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the blender's buffers (the memory bound, measured)."""
-        arrays = [
-            self._work, self._work_count, self._work_valid,
-            self._carry, self._carry_count, self._carry_valid,
-            self._band,
-        ]  # fmt: skip
-        if self._band_scores is not None:
-            arrays.append(self._band_scores)
-        return sum(a.numel() * a.element_size() if self._gpu else a.nbytes for a in arrays)
+        return self._nbytes([
+            self._work, self._work_weight, self._work_valid,
+            self._carry, self._carry_weight, self._carry_valid,
+            self._band, self._band_scores,
+        ])  # fmt: skip
 
-    def add(self, window: PatchWindow, logits: np.ndarray | torch.Tensor | None, valid: np.ndarray | torch.Tensor) -> None:
-        """Add the next patch.
+    def add(
+        self,
+        window: PatchWindow,
+        logits: np.ndarray | torch.Tensor | None,
+        valid: np.ndarray | torch.Tensor,
+        weight: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
+        """Add the next tile.
 
         Args:
-            window: the patch; must be the grid's next one.
-            logits: ``(classes, h, w)`` logits at the patch's full resolution, or ``None``
-                for a patch that was not computed (all nodata, or outside the
+            window: the tile; must be the grid's next one.
+            logits: ``(classes, h, w)`` logits at the tile's full resolution, or ``None``
+                for a tile that was not computed (all nodata, or outside the
                 coarse-to-fine box).
-            valid: ``(h, w)`` valid mask of the patch.
+            valid: ``(h, w)`` valid mask of the tile.
+            weight: ``(h, w)`` blending weights (:func:`glgeo.tiling.tile_weights`; 0
+                where the tile has no prediction), or ``None`` for 1 everywhere (the
+                released rule's plain sum).
         """
         if window.index != self._next:
-            raise InputError(f"patches must be added in grid order: expected #{self._next}, got #{window.index}")
+            raise InternalError(f"tiles must be added in grid order: expected #{self._next}, got #{window.index}")
         ph, pw = self.grid.patch_height, self.grid.patch_width
         if logits is not None:
             if tuple(logits.shape) != (self.n_classes, ph, pw):
-                raise InputError(f"patch logits have shape {tuple(logits.shape)}; expected {(self.n_classes, ph, pw)}")
-            self._work += self._array(logits, "float32")
-            self._work_count += 1
+                raise InternalError(f"tile logits have shape {tuple(logits.shape)}; expected {(self.n_classes, ph, pw)}")
+            logits = self._array(logits, "float32")
+            if weight is None:
+                self._work += logits
+                self._work_weight += 1.0
+            else:
+                weight = self._array(weight, "float32")
+                self._work += logits * weight[None]
+                self._work_weight += weight
         self._work_valid |= self._array(valid, "bool")
         self._next += 1
 
-        # columns [left, next_left) of this patch row are now final
+        # columns [left, next_left) of this tile row are now final
         right = self.grid.final_cols_after(window.col)
         span = right - window.left
         self._finish_columns(window, span)
-        # shift the working window to the next patch's left edge
+        # shift the working window to the next tile's left edge
         keep = pw - span
-        for buffer, empty in ((self._work, 0.0), (self._work_count, 0), (self._work_valid, False)):
+        for buffer, empty in ((self._work, 0.0), (self._work_weight, 0.0), (self._work_valid, False)):
             if keep > 0:
                 moved = buffer[..., span:]
                 buffer[..., :keep] = moved.clone() if self._gpu else moved.copy()
@@ -200,24 +245,24 @@ class RowBandBlender:
         grid = self.grid
         cols = slice(window.left, window.left + span)
         sums = self._work[:, :, :span]
-        count = self._work_count[:, :span]
+        weight = self._work_weight[:, :span]
         valid = self._work_valid[:, :span]
         n_in = self._carry_rows
         if n_in:  # read this column's incoming overlap before writing its outgoing one
             sums[:, :n_in] += self._carry[:, :n_in, cols]
-            count[:n_in] += self._carry_count[:n_in, cols]
+            weight[:n_in] += self._carry_weight[:n_in, cols]
             valid[:n_in] |= self._carry_valid[:n_in, cols]
         final = grid.final_rows_after(window.row) - window.top
-        self._write_band(sums[:, :final], count[:final], valid[:final], cols)
+        self._write_band(sums[:, :final], weight[:final], valid[:final], cols)
         rest = grid.patch_height - final if window.row + 1 < grid.n_rows else 0
         if rest > 0:
             self._carry[:, :rest, cols] = sums[:, final:]
-            self._carry_count[:rest, cols] = count[final:]
+            self._carry_weight[:rest, cols] = weight[final:]
             self._carry_valid[:rest, cols] = valid[final:]
 
-    def _write_band(self, sums, count, valid, cols: slice) -> None:
+    def _write_band(self, sums, weight, valid, cols: slice) -> None:
         rows = sums.shape[1]
-        covered = count > 0
+        covered = weight > 0
         if self._gpu:
             classes = torch.where(covered, sums.argmax(dim=0), self.fill_class).to(torch.uint8)
             classes.masked_fill_(~valid, NODATA_ID)
@@ -226,16 +271,16 @@ class RowBandBlender:
             classes[~valid] = NODATA_ID
         self._band[:rows, cols] = classes
         if self._band_scores is not None:
-            self._band_scores[:, :rows, cols] = self._scores(sums, count, covered, valid)
+            self._band_scores[:, :rows, cols] = self._scores(sums, weight, covered, valid)
 
-    def _scores(self, sums, count, covered, valid):
-        """uint8 softmax of the mean logits; the fill class where nothing was computed."""
+    def _scores(self, sums, weight, covered, valid):
+        """uint8 softmax of the normalised logits; the fill class where nothing was computed."""
         if self._gpu:
-            mean = sums / count.clamp(min=1).to(torch.float32)[None]
+            mean = sums / torch.where(covered, weight, 1.0)[None]
             scores = torch.round(torch.softmax(mean, dim=0) * 255.0).to(torch.uint8)
             scores = torch.where(covered[None], scores, self._fill_scores)
             return scores.masked_fill_(~valid[None], 0)
-        mean = sums / np.maximum(count, 1)[None].astype(np.float32)
+        mean = sums / np.where(covered, weight, 1.0)[None]
         mean -= mean.max(axis=0, keepdims=True)
         np.exp(mean, out=mean)
         mean /= mean.sum(axis=0, keepdims=True)
@@ -260,8 +305,69 @@ class RowBandBlender:
 
     @property
     def done(self) -> bool:
-        """Whether every patch of the grid was added (and every row emitted)."""
+        """Whether every tile of the grid was added (and every row emitted)."""
         return self._next == len(self.grid)
+
+
+class WindowAccumulator(_Buffers):
+    """One context window's patch predictions, blended in a window-sized buffer.
+
+    The patches of a window are blended exactly as :class:`RowBandBlender` blends a
+    scene's (same rule, same weights); :meth:`result` then gives the window's normalised
+    logits, for the scene-level :class:`RowBandBlender` over the windows. Memory:
+    ``(classes + 2) x window_height x window_width`` float32, bounded by the model's
+    footprint.
+
+    Args:
+        height: window rows.
+        width: window columns.
+        n_classes: classes predicted.
+        device: where the sums live.
+    """
+
+    def __init__(self, height: int, width: int, n_classes: int, device: str | torch.device = "cpu") -> None:
+        self._set_device(device)
+        self.n_classes = n_classes
+        self._sums = self._zeros((n_classes, height, width), "float32")
+        self._weight = self._zeros((height, width), "float32")
+        self._valid = self._zeros((height, width), "bool")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffers."""
+        return self._nbytes([self._sums, self._weight, self._valid])
+
+    def reset(self) -> None:
+        """Empty the buffers for the next window (of the same shape)."""
+        self._sums[:] = 0.0
+        self._weight[:] = 0.0
+        self._valid[:] = False
+
+    def add(self, window: PatchWindow, logits, valid, weight=None) -> None:
+        """Add a patch (``window`` in the window's own pixel coordinates); arguments as
+        :meth:`RowBandBlender.add`."""
+        rows, cols = window.slices
+        if logits is not None:
+            logits = self._array(logits, "float32")
+            if weight is None:
+                self._sums[:, rows, cols] += logits
+                self._weight[rows, cols] += 1.0
+            else:
+                weight = self._array(weight, "float32")
+                self._sums[:, rows, cols] += logits * weight[None]
+                self._weight[rows, cols] += weight
+        self._valid[rows, cols] |= self._array(valid, "bool")
+
+    def result(self):
+        """``(logits, covered, valid)``: the window's normalised logits (0 where no patch
+        was computed), where a patch was computed, and where the scene has data. The
+        arrays are the accumulator's own: use them before :meth:`reset`."""
+        covered = self._weight > 0
+        if self._gpu:
+            self._sums /= torch.where(covered, self._weight, 1.0)[None]
+        else:
+            self._sums /= np.where(covered, self._weight, 1.0)[None]
+        return self._sums, covered, self._valid
 
 
 def _axis_taps(working: int, scene: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -44,6 +44,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import DatasetError, InputError
+from .resolution import scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
 from .tiling import PatchGrid
 
@@ -145,7 +146,7 @@ class SceneCollection:
         """Metres per pixel of the imagery: the first scene's georeferencing, else the
         published figure of the layout (:data:`PUBLISHED_GSD`: DeepGlobe's JPEGs have none);
         ``None`` when neither says."""
-        from .io import ground_sample_distance
+        from .resolution import ground_sample_distance
 
         if self.scenes:
             with open_raster(self.scenes[0].image) as src:
@@ -618,9 +619,17 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
         sample["scene_size"] = torch.tensor([th, tw])
 
 
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """A scene's size once read at ``scale`` of its resolution."""
-    return max(1, round(height * scale)), max(1, round(width * scale))
+def context_footprint(collection: SceneCollection, names: Sequence[str], scale: float) -> int:
+    """The context footprint a model trained on these scenes gets: the median of their
+    longer sides once read at ``scale`` (each training scene is one global view; see
+    :attr:`glgeo.models.checkpoint.Checkpoint.footprint`)."""
+    sides = []
+    for name in names:
+        with rasterio.open(collection.scene(name).image) as src:
+            sides.append(max(scaled_size(src.height, src.width, scale)))
+    if not sides:
+        raise InputError("no training scenes to measure the context footprint on")
+    return int(np.median(sides))
 
 
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:

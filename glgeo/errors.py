@@ -45,3 +45,10 @@ class DatasetError(GlgeoError, ValueError):
 
 class MissingDependencyError(GlgeoError, ImportError):
     """An optional dependency is not installed."""
+
+
+class InternalError(GlgeoError, RuntimeError):
+    """glgeo broke one of its own invariants: a bug in glgeo, not a problem with the input.
+
+    The message says what went wrong; please report it with the command that raised it.
+    """

@@ -34,7 +34,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from .datasets import SceneCollection, open_raster, read_mask_ids, scaled_size
+from .datasets import SceneCollection, open_raster, read_mask_ids
+from .resolution import reading_scale, scaled_size, scaled_transform
 from .errors import CheckpointError, InputError
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
 from .schemes import NODATA_ID, ClassScheme
@@ -202,7 +203,7 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
     image_out, truth_out = folder / f"{name}.tif", folder / f"{name}_truth.tif"
     with open_raster(pair.image) as src, open_raster(pair.mask) as msk:
         h, w = scaled_size(src.height, src.width, scale)
-        transform = src.transform @ Affine.scale(src.width / w, src.height / h)
+        transform = scaled_transform(src.transform, (src.height, src.width), (h, w))
         image = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.bilinear)
         ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
         profile = dict(driver="GTiff", width=w, height=h, crs=src.crs, transform=transform, tiled=True)
@@ -219,8 +220,6 @@ def _settings_for_copy(checkpoint, original: Path | str, settings, scale: float)
     """Settings that read a copy made at ``scale`` of ``original`` as ``glgeo segment``
     would have read the original."""
     from .io import inspect_scene
-    from .segment import reading_scale
-
     wanted = reading_scale(checkpoint, inspect_scene(original)) if settings.scale is None else settings.scale
     if wanted > scale:
         log.warning(

@@ -1,30 +1,39 @@
 """The streaming GLNet inference engine.
 
 One scene goes through GLNet as the paper and the released code do it, without ever holding
-the scene, its patches or a full-size score canvas in memory:
+the scene, its patches or a full-size score canvas in memory.
 
-1. one decimated read of the whole scene -> the global branch (``encode_global``);
-2. the patch grid (:mod:`glgeo.tiling`) read in batches (:mod:`glgeo.io`, the next batch
-   read in a background thread while the network runs on this one); patches with no valid
-   pixel are not computed;
+A scene larger than the model's *context footprint* (the size of the images it was trained
+on, on its working grid) is cut into overlapping context windows of that size
+(:func:`glgeo.tiling.window_grid`), so the global branch sees every part of a large scene at
+the scale it was trained at instead of one image squeezed ever coarser; a scene no larger
+than the footprint is one window, as in the paper. For each window, in row-major order:
+
+1. one decimated read of the window -> the global branch (``encode_global``);
+2. the window's patch grid (:mod:`glgeo.tiling`) read in batches (:mod:`glgeo.io`, the next
+   batch read in a background thread while the network runs on this one); patches with no
+   valid pixel are not computed, nor are windows with none;
 3. per mode:
 
    * ``global``: each patch's crop of the global logits;
    * ``local``: the local branch alone;
    * ``g2l``: local branch with G -> L context, then the aggregation conv;
-   * ``bidirectional``: pass 1 runs the local branch on every patch, merges its features
-     into the L -> G canvases and keeps the patch's local share of the aggregation conv
-     (``n_classes`` channels at 1/4 resolution; :meth:`GLNet.aggregate_local`) in an
-     anonymous temporary file; the stage-3 global branch runs on the canvases; pass 2 adds
-     each patch's global share, from the refined global features, to its kept local share
-     (``l2g_reuse``: ``memory`` keeps the shares in RAM, ``recompute`` runs the local
-     branch again instead);
+   * ``bidirectional``: pass 1 runs the local branch on every patch of the window, merges
+     its features into the L -> G canvases and keeps the patch's local share of the
+     aggregation conv (``n_classes`` channels at 1/4 resolution;
+     :meth:`GLNet.aggregate_local`) in an anonymous temporary file; the stage-3 global
+     branch runs on the canvases; pass 2 adds each patch's global share, from the refined
+     global features, to its kept local share (``l2g_reuse``: ``memory`` keeps the shares
+     in RAM, ``recompute`` runs the local branch again instead);
    * coarse-to-fine (``coarse_to_fine=True``, binary g2l/bidirectional models): the global
      branch's coarse foreground gives the relaxed foreground box; only patches touching it
      go through the local branch, every other valid pixel is background (class 0);
 
-4. patch logits upsampled to the patch's pixels and summed into the row-band blender
-   (:mod:`glgeo.blend`), which hands final row bands to a sink (the writer) at once.
+4. patch logits upsampled to the patch's pixels and blended (:mod:`glgeo.blend`, tapered
+   weights by default): a single window's straight into the row-band blender, which hands
+   final row bands to a sink (the writer) at once; with several windows, into a
+   window-sized buffer whose normalised logits the row-band blender then blends across
+   windows the same way.
 
 Every stage is timed (:class:`Timings`): the performance knobs live in
 :class:`InferenceSettings` and nowhere else.
@@ -36,18 +45,19 @@ import logging
 import math
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .blend import RowBand, RowBandBlender
+from .blend import BLEND_RULES, BlendRule, RowBand, RowBandBlender, WindowAccumulator
 from .device import Precision, autocast, default_batch_size, resolve_device, resolve_precision
-from .errors import InputError, OutputError
+from .errors import InputError, InternalError, OutputError
 from .io import PatchBatch, SceneReader, StretchSpec
-from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow
+from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow, axis_overlaps, tile_weights, window_grid
+from .tiling import taper as taper_weights
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +103,15 @@ class InferenceSettings:
         prefetch: batches read ahead in a background thread (0: read inline).
         logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels, and
             how a coarser working grid's scores reach the scene's pixels (``scale``).
+        blend: how overlapping patches and context windows are combined
+            (:mod:`glgeo.blend`): ``taper`` (weights falling towards each tile's edges,
+            normalised: no seams) or ``sum`` (the released code's plain sum).
+        footprint: the context footprint in px of the working grid: scenes larger than
+            this are cut into overlapping context windows, each with its own global view;
+            ``None``: the checkpoint's (:attr:`~glgeo.models.checkpoint.Checkpoint.footprint`);
+            0: the whole scene is one window, as in the released code.
+        window_overlap: smallest overlap between context windows in px; ``None``:
+            :func:`glgeo.tiling.window_overlap` (an eighth of the footprint).
         stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
         gdal_cache_mb: GDAL block cache in MB, fixed so memory does not grow with the
             scene (GDAL's default is 5 % of the RAM); about one patch row of blocks
@@ -119,6 +138,9 @@ class InferenceSettings:
     l2g_reuse: Literal["disk", "memory", "recompute"] = "disk"
     prefetch: int = 1
     logit_upsampling: Literal["bilinear", "nearest"] = "bilinear"
+    blend: BlendRule = "taper"
+    footprint: int | None = None
+    window_overlap: int | None = None
     stretch: StretchSpec = "auto"
     gdal_cache_mb: int = 64
     torch_threads: int | None = None
@@ -141,6 +163,12 @@ class InferenceSettings:
             raise InputError(f"l2g_reuse must be disk, memory or recompute, got {self.l2g_reuse!r}")
         if self.logit_upsampling not in ("bilinear", "nearest"):
             raise InputError(f"logit upsampling must be bilinear or nearest, got {self.logit_upsampling!r}")
+        if self.blend not in BLEND_RULES:
+            raise InputError(f"blend must be one of {', '.join(BLEND_RULES)}, got {self.blend!r}")
+        if self.footprint is not None and self.footprint != 0 and self.footprint < 8:
+            raise InputError(f"the context footprint must be 0 (whole scene) or at least 8 px, got {self.footprint}")
+        if self.window_overlap is not None and self.window_overlap < 0:
+            raise InputError(f"window_overlap must be 0 or more pixels, got {self.window_overlap}")
         if self.c2f_ratio <= 0:
             raise InputError(f"the coarse-to-fine ratio must be positive, got {self.c2f_ratio}")
         if self.gdal_cache_mb < 8:
@@ -176,7 +204,7 @@ class InferenceStats:
         mode: the GLNet mode run.
         device: the torch device.
         precision: fp32, bf16 or fp16.
-        patches: patches in the grid.
+        patches: patches in all context windows' grids.
         batch_size: patches per network call.
         computed: patches that went through the local branch (per pass).
         skipped_nodata: patches with no valid pixel, not computed.
@@ -187,6 +215,10 @@ class InferenceStats:
         c2f_box: the coarse-to-fine box ``(top, left, bottom, right)`` in scene pixels.
         stretch: how input values were scaled.
         blender_bytes: memory held by the blender's buffers.
+        windows: context windows the scene was cut into (1: the whole scene).
+        footprint: the context footprint used, in working-grid px.
+        blend: the blend rule (``taper`` or ``sum``).
+        skipped_windows: context windows with no valid pixel, not computed.
         timings: seconds per stage.
     """
 
@@ -203,6 +235,10 @@ class InferenceStats:
     c2f_box: tuple[int, int, int, int] | None = None
     stretch: str = ""
     blender_bytes: int = 0
+    windows: int = 1
+    footprint: int = 0
+    blend: str = "taper"
+    skipped_windows: int = 0
     timings: Timings = field(default_factory=Timings)
 
 
@@ -221,19 +257,6 @@ class _Clock:
         setattr(self.timings, self.name, getattr(self.timings, self.name) + time.perf_counter() - self.start)
 
 
-def _boxes_for(windows: Sequence[PatchWindow], grid: PatchGrid):
-    from glgeo.models import PatchBoxes
-
-    return PatchBoxes.from_pixels(
-        [w.top for w in windows],
-        [w.left for w in windows],
-        grid.patch_height,
-        grid.patch_width,
-        grid.scene_height,
-        grid.scene_width,
-    )
-
-
 class StreamingSegmenter:
     """Runs a GLNet over one scene, streaming final rows to a sink.
 
@@ -245,6 +268,8 @@ class StreamingSegmenter:
         patch_size: the patch size when ``settings.patch_size`` is ``None``.
         global_size: the global size when ``settings.global_size`` is ``None``.
         scaling: the checkpoint's input scaling ``(min, max)``.
+        footprint: the context footprint when ``settings.footprint`` is ``None``
+            (``None``: the whole scene is one window).
     """
 
     def __init__(
@@ -254,6 +279,7 @@ class StreamingSegmenter:
         patch_size: int,
         global_size: int,
         scaling: tuple[float, float] = (0.0, 255.0),
+        footprint: int | None = None,
     ) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
@@ -263,6 +289,7 @@ class StreamingSegmenter:
         self.patch_size = settings.patch_size or patch_size
         self.batch_size = settings.batch_size or default_batch_size(self.device, self.patch_size)
         self.global_size = settings.global_size or global_size
+        self.footprint = footprint if settings.footprint is None else (settings.footprint or None)
         self.scaling = scaling
         if settings.coarse_to_fine:
             if self.n_classes != 2:
@@ -314,6 +341,13 @@ class StreamingSegmenter:
     ) -> InferenceStats:
         """Segment the reader's scene, calling ``sink`` with each final row band.
 
+        A scene no larger than the context footprint is one window: the global branch sees
+        the whole scene and its patches are blended straight into the scene's rows. A
+        larger scene is cut into overlapping context windows (:func:`glgeo.tiling.window_grid`),
+        each with its own global image and patch grid; each window's patches are blended in
+        a window-sized buffer and the windows' normalised logits blended into the scene's
+        rows, both with the settings' rule.
+
         Args:
             reader: an open :class:`~glgeo.io.SceneReader`.
             sink: receives :class:`~glgeo.blend.RowBand` objects top to bottom.
@@ -322,74 +356,115 @@ class StreamingSegmenter:
         """
         started = time.perf_counter()
         info = reader.info
-        grid = PatchGrid.for_scene(info.height, info.width, self.patch_size, self.settings.min_overlap)
-        stats = InferenceStats(self.mode, str(self.device), self.precision, len(grid), self.batch_size)
+        footprint = self.footprint or max(info.height, info.width)
+        windows = window_grid(info.height, info.width, footprint, self.settings.window_overlap)
+        grid = PatchGrid.for_scene(windows.patch_height, windows.patch_width, self.patch_size, self.settings.min_overlap)
+        stats = InferenceStats(
+            self.mode, str(self.device), self.precision, len(grid) * len(windows), self.batch_size,
+            windows=len(windows), footprint=footprint, blend=self.settings.blend,
+        )  # fmt: skip
         timings = stats.timings
-        total_steps = len(grid) * (2 if self.mode == "bidirectional" else 1)
+        passes = 2 if self.mode == "bidirectional" else 1
+        progress_total = len(grid) * len(windows) * passes
         steps = [0]
 
         def tick(n: int) -> None:
             steps[0] += n
             if progress is not None:
-                progress(steps[0], total_steps)
+                progress(steps[0], progress_total)
 
         def timed_sink(band: RowBand) -> None:
             with _Clock(timings, "write"):
                 sink(band)
 
-        blender = RowBandBlender(grid, self.n_classes, timed_sink, scores=scores, fill_class=0, device=self.device)
-        stats.blender_bytes = blender.nbytes
-
+        taper = self.settings.blend == "taper"
         with torch.inference_mode():
-            # 1. global branch
-            with _Clock(timings, "global_read"):
-                gimg, _ = reader.read_global(self.global_size, self.settings.stretch, self.scaling)
-            stats.stretch = reader.stretch.description if reader.stretch else ""
-            global_image = self._tensor(gimg[None])
-            context = None
-            with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
-                if self.mode != "local":
-                    context = self.model.encode_global(global_image)
-
-            # 2. which patches go through the local branch
-            wanted: set[int] | None = None
-            if self.settings.coarse_to_fine:
-                wanted = self._coarse_to_fine_patches(context, grid, stats)
-
-            # 3. the passes
-            if self.mode == "bidirectional":
-                kept = self._l2g_pass(reader, grid, context, wanted, stats, tick)
-                with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
-                    refined = self.model.encode_global_l2g(global_image, self._canvas)
-                del self._canvas
-                self._final_pass(reader, grid, blender, context, refined, wanted, kept, stats, tick)
+            if len(windows) == 1:
+                # patches straight into the scene's rows (a bounded buffer of patch rows)
+                blender = RowBandBlender(grid, self.n_classes, timed_sink, scores=scores, fill_class=0, device=self.device)
+                stats.blender_bytes = blender.nbytes
+                self._run_window(_WindowRun(windows[0], grid, blender.add, taper), reader, stats, tick, whole_scene=True)
+                if not blender.done:
+                    raise InternalError(f"{blender.patches_added} of {len(grid)} patches blended")
             else:
-                self._final_pass(reader, grid, blender, context, None, wanted, None, stats, tick)
-
-        if not blender.done:
-            raise InputError(f"internal error: {blender.patches_added} of {len(grid)} patches blended")
+                self._run_windows(windows, grid, reader, timed_sink, scores, stats, tick)
         timings.total = time.perf_counter() - started
         return stats
 
-    def _coarse_to_fine_patches(self, context, grid: PatchGrid, stats: InferenceStats) -> set[int]:
+    def _run_windows(self, windows: PatchGrid, grid: PatchGrid, reader: SceneReader, sink, scores, stats, tick) -> None:
+        """Every context window in turn, blended into the scene's rows."""
+        blender = RowBandBlender(
+            windows, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16"
+        )
+        window_pixels = WindowAccumulator(windows.patch_height, windows.patch_width, self.n_classes, self.device)
+        stats.blender_bytes = blender.nbytes + window_pixels.nbytes
+        with _Clock(stats.timings, "global_read"):
+            stats.stretch = reader.fix_stretch(self.settings.stretch, self.scaling).description
+        taper = self.settings.blend == "taper"
+        for window in windows:
+            if not reader.has_data(window):  # nodata only: nothing to compute
+                stats.skipped_windows += 1
+                stats.skipped_nodata += len(grid)
+                tick(len(grid) * (2 if self.mode == "bidirectional" else 1))
+                blender.add(window, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
+                continue
+            window_pixels.reset()
+            self._run_window(_WindowRun(window, grid, window_pixels.add, taper), reader, stats, tick)
+            logits, covered, valid = window_pixels.result()
+            with _Clock(stats.timings, "blend", self.device):
+                weight = window_pixels._array(tile_weights(windows, window), "float32") if taper else 1.0
+                blender.add(window, logits, valid, covered * weight)
+        if not blender.done:
+            raise InternalError(f"{blender.patches_added} of {len(windows)} context windows blended")
+
+    def _run_window(self, run: "_WindowRun", reader: SceneReader, stats: InferenceStats, tick, whole_scene: bool = False) -> None:
+        """One context window through GLNet: its global image, then its patch passes."""
+        timings = stats.timings
+        # 1. global branch
+        with _Clock(timings, "global_read"):
+            gimg, _ = reader.read_global(
+                self.global_size, self.settings.stretch, self.scaling, window=None if whole_scene else run.window
+            )
+        if whole_scene:
+            stats.stretch = reader.stretch.description if reader.stretch else ""
+        global_image = self._tensor(gimg[None])
+        with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
+            if self.mode != "local":
+                run.context = self.model.encode_global(global_image)
+
+        # 2. which patches go through the local branch
+        if self.settings.coarse_to_fine:
+            run.wanted = self._coarse_to_fine_patches(run, stats)
+
+        # 3. the passes
+        if self.mode == "bidirectional":
+            kept = self._l2g_pass(run, reader, stats, tick)
+            with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
+                run.refined = self.model.encode_global_l2g(global_image, run.canvas)
+            run.canvas = None
+            self._final_pass(run, reader, kept, stats, tick)
+        else:
+            self._final_pass(run, reader, None, stats, tick)
+
+    def _coarse_to_fine_patches(self, run: "_WindowRun", stats: InferenceStats) -> set[int]:
         from glgeo.models.coarse_to_fine import relaxed_foreground_box, scale_box
 
-        coarse = context.logits[0].float().argmax(dim=0).cpu().numpy() == 1
+        grid = run.grid
+        coarse = run.context.logits[0].float().argmax(dim=0).cpu().numpy() == 1
         box = relaxed_foreground_box(coarse, self.settings.c2f_ratio)
         if box is None:
-            log.info("coarse-to-fine: the global branch found no foreground; the scene is all background")
+            log.info("coarse-to-fine: the global branch found no foreground in window %d", run.window.index)
             return set()
-        scene_box = scale_box(box, coarse.shape, (grid.scene_height, grid.scene_width))
-        stats.c2f_box = scene_box
-        wanted = {w.index for w in grid if w.intersects(*scene_box)}
+        top, left, bottom, right = scale_box(box, coarse.shape, (grid.scene_height, grid.scene_width))
+        oy, ox = run.window.top, run.window.left
+        scene_box = (top + oy, left + ox, bottom + oy, right + ox)
+        stats.c2f_box = scene_box if stats.c2f_box is None else (
+            min(stats.c2f_box[0], scene_box[0]), min(stats.c2f_box[1], scene_box[1]),
+            max(stats.c2f_box[2], scene_box[2]), max(stats.c2f_box[3], scene_box[3]),
+        )  # fmt: skip
+        wanted = {w.index for w in grid if w.intersects(top, left, bottom, right)}
         log.info("coarse-to-fine: box %s, %d of %d patches go through the local branch", scene_box, len(wanted), len(grid))
         return wanted
-
-    def _batches(self, reader: SceneReader, grid: PatchGrid, wanted: set[int] | None) -> Iterator[PatchBatch]:
-        batches = grid.batches(self.batch_size)
-        skip_pixels = None if wanted is None else frozenset(i for i in range(len(grid)) if i not in wanted)
-        for batch in reader.iter_batches(batches, self.settings.prefetch, skip_pixels=skip_pixels):
-            yield batch
 
     def _select(self, batch: PatchBatch, wanted: set[int] | None, stats: InferenceStats | None) -> list[int]:
         """Positions in the batch of the patches to compute."""
@@ -406,38 +481,40 @@ class StreamingSegmenter:
                 chosen.append(i)
         return chosen
 
-    def _iter_timed(self, reader, grid, wanted) -> Iterator[PatchBatch]:
-        iterator = self._batches(reader, grid, wanted)
+    def _iter_timed(self, run: "_WindowRun", reader: SceneReader, stats: InferenceStats) -> Iterator[PatchBatch]:
+        """The window's patch batches (in scene pixels), read ahead, the waits timed."""
+        wanted = run.wanted
+        skip_pixels = None if wanted is None else frozenset(i for i in range(len(run.grid)) if i not in wanted)
+        iterator = reader.iter_batches(run.scene_batches(self.batch_size), self.settings.prefetch, skip_pixels=skip_pixels)
+        timings = stats.timings
         while True:
             start = time.perf_counter()
             try:
                 batch = next(iterator)
             except StopIteration:
                 return
-            self._wait += time.perf_counter() - start
-            self._read += batch.seconds
+            timings.read_wait += time.perf_counter() - start
+            timings.read += batch.seconds
             yield batch
 
-    def _l2g_pass(self, reader, grid, context, wanted, stats, tick) -> "KeptShares | None":
+    def _l2g_pass(self, run: "_WindowRun", reader: SceneReader, stats: InferenceStats, tick) -> "KeptShares | None":
         """Pass 1 of bidirectional inference: local features of every patch -> L->G canvas,
         and each patch's local share of the aggregation kept for pass 2."""
         from glgeo.models import L2GCanvas
 
         timings = stats.timings
-        self._canvas = L2GCanvas.like(context)
+        run.canvas = L2GCanvas.like(run.context)
         reuse = self.settings.l2g_reuse
         stats.l2g_reuse = reuse
         kept = None if reuse == "recompute" else KeptShares(on_disk=reuse == "disk")
-        self._wait = self._read = 0.0
         try:
-            for batch in self._iter_timed(reader, grid, wanted):
-                chosen = self._select(batch, wanted, None)
+            for batch in self._iter_timed(run, reader, stats):
+                chosen = self._select(batch, run.wanted, None)
                 if chosen:
-                    windows = [batch.windows[i] for i in chosen]
-                    boxes = _boxes_for(windows, grid)
+                    boxes = run.boxes(batch, chosen)
                     with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
-                        local = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context)
-                        self._canvas.add(local, boxes)
+                        local = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, run.context)
+                        run.canvas.add(local, boxes)
                         share = self.model.aggregate_local(local.ps3) if kept is not None else None
                     if kept is not None:
                         kept.put(share)
@@ -447,47 +524,37 @@ class StreamingSegmenter:
             if kept is not None:
                 kept.close()
             raise
-        timings.read += self._read
-        timings.read_wait += self._wait
-        stats.kept_bytes = kept.nbytes if kept is not None else 0
+        stats.kept_bytes = max(stats.kept_bytes, kept.nbytes if kept is not None else 0)
         return kept
 
-    def _final_pass(self, reader, grid, blender, context, refined, wanted, kept, stats, tick) -> None:
+    def _final_pass(self, run: "_WindowRun", reader: SceneReader, kept: "KeptShares | None", stats, tick) -> None:
         timings = stats.timings
-        self._wait = self._read = 0.0
         kept_iter = iter(kept) if kept is not None else None
         try:
-            self._final_batches(reader, grid, blender, context, refined, wanted, kept_iter, stats, tick)
+            for batch in self._iter_timed(run, reader, stats):
+                chosen = self._select(batch, run.wanted, stats)
+                logits_px: torch.Tensor | None = None
+                if chosen:
+                    boxes = run.boxes(batch, chosen)
+                    with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
+                        logits = self._patch_logits(run, batch, chosen, boxes, kept_iter)
+                        logits_px = self._to_patch_pixels(logits, run.grid)
+                    stats.computed += len(chosen)
+                with _Clock(timings, "blend", self.device):
+                    position = {c: k for k, c in enumerate(chosen)}
+                    valid = torch.from_numpy(batch.valid).to(self.device, non_blocking=True)
+                    for i, window in enumerate(batch.windows):
+                        k = position.get(i)
+                        run.add(window.index, None if k is None else logits_px[k], valid[i])
+                tick(len(batch.windows))
         finally:
             if kept is not None:
                 kept.close()
-        timings.read += self._read
-        timings.read_wait += self._wait
 
-    def _final_batches(self, reader, grid, blender, context, refined, wanted, kept_iter, stats, tick) -> None:
-        timings = stats.timings
-        for batch in self._iter_timed(reader, grid, wanted):
-            chosen = self._select(batch, wanted, stats)
-            logits_px: torch.Tensor | None = None
-            if chosen:
-                windows = [batch.windows[i] for i in chosen]
-                boxes = _boxes_for(windows, grid)
-                with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
-                    logits = self._patch_logits(batch, chosen, boxes, context, refined, kept_iter)
-                    logits_px = self._to_patch_pixels(logits, grid)
-                stats.computed += len(chosen)
-            with _Clock(timings, "blend", self.device):
-                position = {c: k for k, c in enumerate(chosen)}
-                valid = torch.from_numpy(batch.valid).to(self.device, non_blocking=True)
-                for i, window in enumerate(batch.windows):
-                    k = position.get(i)
-                    blender.add(window, None if k is None else logits_px[k], valid[i])
-            tick(len(batch.windows))
-
-    def _patch_logits(self, batch, chosen, boxes, context, refined, kept_iter) -> torch.Tensor:
+    def _patch_logits(self, run: "_WindowRun", batch, chosen, boxes, kept_iter) -> torch.Tensor:
         from glgeo.models import crop_global
 
-        mode = self.mode
+        mode, context = self.mode, run.context
         if mode == "global":
             return crop_global(context.logits, boxes)
         if mode == "local":
@@ -498,10 +565,65 @@ class StreamingSegmenter:
         # bidirectional pass 2
         if kept_iter is not None:
             local_share = next(kept_iter).to(self.device, non_blocking=True)
-            global_share = self.model.aggregate_global(refined.ps3, boxes, local_share.shape[-2:])
+            global_share = self.model.aggregate_global(run.refined.ps3, boxes, local_share.shape[-2:])
             return local_share.float() + global_share.float()
         local_ps3 = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context).ps3
-        return self.model.aggregate(local_ps3, refined.ps3, boxes)
+        return self.model.aggregate(local_ps3, run.refined.ps3, boxes)
+
+
+class _WindowRun:
+    """The state of one context window's run: where it lies, its patch grid, the global
+    branch's outputs, the L->G canvas between the passes, and where its patches go.
+
+    Args:
+        window: the context window, in the scene's (working grid's) pixels.
+        grid: the window's patch grid, in the window's own pixels.
+        add: ``add(window, logits, valid, weight)`` of the blender the patches go to
+            (windows in the window's own pixels).
+        taper: weight patches by :func:`glgeo.tiling.tile_weights` (else plain sums).
+    """
+
+    def __init__(self, window: PatchWindow, grid: PatchGrid, add: Callable, taper: bool) -> None:
+        self.window = window
+        self.grid = grid
+        self._add = add
+        self.context = None
+        self.refined = None
+        self.canvas = None
+        self.wanted: set[int] | None = None
+        if taper:
+            overlaps = axis_overlaps(grid.row_starts, grid.patch_height), axis_overlaps(grid.col_starts, grid.patch_width)
+            self._row_taper = [taper_weights(grid.patch_height, *o) for o in overlaps[0]]
+            self._col_taper = [taper_weights(grid.patch_width, *o) for o in overlaps[1]]
+        self.taper = taper
+
+    def scene_batches(self, batch_size: int) -> Iterator[list[PatchWindow]]:
+        """The window's patches in batches, placed in the scene's pixels for reading."""
+        oy, ox = self.window.top, self.window.left
+        for batch in self.grid.batches(batch_size):
+            yield [replace(w, top=w.top + oy, left=w.left + ox) for w in batch]
+
+    def boxes(self, batch: PatchBatch, chosen: list[int]):
+        """The chosen patches' boxes in the window's global image (GLNet's G<->L crops)."""
+        from glgeo.models import PatchBoxes
+
+        windows = [self.grid[batch.windows[i].index] for i in chosen]
+        return PatchBoxes.from_pixels(
+            [w.top for w in windows],
+            [w.left for w in windows],
+            self.grid.patch_height,
+            self.grid.patch_width,
+            self.grid.scene_height,
+            self.grid.scene_width,
+        )
+
+    def add(self, index: int, logits: torch.Tensor | None, valid: torch.Tensor) -> None:
+        """Blend patch ``index``'s logits (``None``: not computed) into the window."""
+        window = self.grid[index]
+        weight = None
+        if self.taper and logits is not None:
+            weight = self._row_taper[window.row][:, None] * self._col_taper[window.col][None, :]
+        self._add(window, logits, valid, weight)
 
 
 class KeptShares:

@@ -58,6 +58,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, SceneError
+from .resolution import ground_sample_distance, scaled_size, scaled_transform
 from .tiling import PatchWindow
 
 log = logging.getLogger(__name__)
@@ -117,37 +118,6 @@ class SceneInfo:
         return ground_sample_distance(self.crs, self.transform, self.height)
 
 
-#: Metres per degree of latitude, and of longitude at the equator (WGS84, rounded).
-_METRES_PER_DEGREE = (110_574.0, 111_320.0)
-
-
-def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0) -> float | None:
-    """Metres per pixel: the square root of a pixel's ground area.
-
-    Projected CRSs in metres or feet give it exactly; geographic CRSs (degrees) approximately,
-    at the latitude of the scene's centre row. ``None`` for plain images and for other units.
-    """
-    if crs is None:
-        return None
-    area = abs(transform.a * transform.e - transform.b * transform.d)
-    try:
-        if crs.is_geographic:
-            lat = (transform * (0, height / 2))[1]
-            if not -90 <= lat <= 90:
-                return None
-            mx = _METRES_PER_DEGREE[1] * np.cos(np.radians(lat))
-            return _significant(np.sqrt(area * mx * _METRES_PER_DEGREE[0]))
-        factor = crs.linear_units_factor[1]
-    except Exception:  # CRSs without known units (local, engineering)
-        return None
-    return _significant(np.sqrt(area) * factor) if factor and factor > 0 else None
-
-
-def _significant(value: float, digits: int = 6) -> float:
-    """``value`` to ``digits`` significant digits (0.30000000000003 -> 0.3)."""
-    return float(f"{value:.{digits}g}")
-
-
 def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
     """The grid a scene is read on at ``scale`` of its resolution (``1``: the scene's own).
 
@@ -161,13 +131,13 @@ def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
         raise InputError(f"scale must be in (0, 1], got {scale}")
     if scale == 1:
         return info
-    height, width = max(1, round(info.height * scale)), max(1, round(info.width * scale))
+    height, width = scaled_size(info.height, info.width, scale)
     rows, cols = info.block_shape
     return replace(
         info,
         height=height,
         width=width,
-        transform=info.transform @ Affine.scale(info.width / width, info.height / height),
+        transform=scaled_transform(info.transform, (info.height, info.width), (height, width)),
         block_shape=(max(1, round(rows * scale)), max(1, round(cols * scale))),
     )
 
@@ -407,44 +377,95 @@ class SceneReader:
         return self._src
 
     # ----------------------------------------------------------------- global
-    def read_global_raw(self, size: int | tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The whole scene decimated to ``size`` (antialiased bilinear), in raw values.
+    def read_global_raw(
+        self, size: int | tuple[int, int], window: PatchWindow | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The whole scene, or one ``window`` of it (a context window, in :attr:`info`'s
+        pixels), decimated to ``size`` (antialiased bilinear), in raw values.
 
         Returns:
             ``(bands, gh, gw)`` float32 raw values and the ``(gh, gw)`` valid mask.
         """
         gh, gw = (size, size) if isinstance(size, int) else size
         bands = list(self.info.bands)
+        source = None if window is None else self._source_window(window)
         try:
             raw = self.src.read(
-                bands, out_shape=(len(bands), gh, gw), resampling=Resampling.bilinear, out_dtype="float32"
+                bands, window=source, out_shape=(len(bands), gh, gw), resampling=Resampling.bilinear, out_dtype="float32"
             )
-            valid = self._read_valid(None, (gh, gw))
+            valid = self._read_valid(source, (gh, gw))
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
         return raw, valid
 
-    def read_global(self, size: int | tuple[int, int], stretch: StretchSpec, scaling: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-        """The global branch's input: the decimated scene as network inputs.
+    def read_global(
+        self,
+        size: int | tuple[int, int],
+        stretch: StretchSpec,
+        scaling: tuple[float, float],
+        window: PatchWindow | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The global branch's input: the decimated scene (or one context ``window``) as
+        network inputs.
 
-        Also fixes the reader's stretch (:attr:`stretch`), which patch reads then use.
+        Also fixes the reader's stretch (:attr:`stretch`) from this read, which patch
+        reads then use; a window's read uses the stretch already fixed
+        (:meth:`fix_stretch`), so every window of a scene maps values the same way.
 
         Args:
             size: global image side (or ``(rows, cols)``).
             stretch: the stretch rule (see :func:`choose_stretch`).
             scaling: the checkpoint's input scaling ``(min, max)``.
+            window: a context window of :attr:`info`; ``None``: the whole scene.
 
         Returns:
             ``(bands, gh, gw)`` float32 inputs and the ``(gh, gw)`` valid mask.
         """
-        raw, valid = self.read_global_raw(size)
-        sample, sample_valid = raw, valid
-        if stretch != "none" and self.info.dtype not in ("uint8", "int8"):
+        raw, valid = self.read_global_raw(size, window)
+        if window is None:
+            self.fix_stretch(stretch, scaling, (raw, valid))
+        elif self.stretch is None:
+            self.fix_stretch(stretch, scaling)
+        return self.stretch.apply(raw, valid), valid  # type: ignore[union-attr]
+
+    def fix_stretch(
+        self,
+        stretch: StretchSpec,
+        scaling: tuple[float, float],
+        global_read: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> Stretch:
+        """Choose the scene's input stretch (:attr:`stretch`, see :func:`choose_stretch`)
+        once for the whole scene.
+
+        Args:
+            stretch: the stretch rule.
+            scaling: the checkpoint's input scaling ``(min, max)``.
+            global_read: the whole scene's decimated raw values and valid mask, when
+                already read; otherwise only what the rule needs is read (nothing for
+                8-bit scenes).
+        """
+        needs_values = stretch != "none" and self.info.dtype not in ("uint8", "int8")
+        if needs_values:
             # statistics from a nearest-neighbour sample: the antialiased global image is
             # smoothed, and its percentiles would understate the full-resolution range
             sample, sample_valid = self.read_sample(STRETCH_SAMPLE_SIZE)
+        elif global_read is not None:
+            sample, sample_valid = global_read
+        else:
+            sample = np.zeros((len(self.info.bands), 1, 1), dtype=np.float32)
+            sample_valid = np.zeros((1, 1), dtype=bool)
         self.stretch = choose_stretch(self.info, sample, sample_valid, scaling[0], scaling[1], stretch)
-        return self.stretch.apply(raw, valid), valid
+        return self.stretch
+
+    def has_data(self, window: PatchWindow) -> bool:
+        """Whether a context window (in :attr:`info`'s pixels) holds any valid pixel, read
+        from the scene's mask at full resolution."""
+        if not self.info.has_mask:
+            return True
+        try:
+            return bool(self.src.read_masks(list(self.source.bands), window=self._source_window(window)).any())
+        except RasterioIOError as exc:
+            raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
 
     def read_sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """An unsmoothed sample of the scene's values: a nearest-neighbour decimated read of

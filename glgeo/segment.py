@@ -25,6 +25,7 @@ from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
+from .resolution import MIN_WORKING_SIDE, reading_scale
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions
 
@@ -118,6 +119,10 @@ class SegmentSummary:
             "device": s.device,
             "precision": s.precision,
             "patches": s.patches,
+            "context_windows": s.windows,
+            "context_windows_skipped_nodata": s.skipped_windows,
+            "footprint": s.footprint,
+            "blend": s.blend,
             "batch_size": s.batch_size,
             "patches_computed": s.computed,
             "patches_skipped_nodata": s.skipped_nodata,
@@ -154,47 +159,6 @@ def load_model(model: Any, map_location: str = "cpu"):
     if isinstance(model, (str, os.PathLike)):
         return load_checkpoint(model, map_location=map_location)
     raise InputError(f"model must be a zoo name, a checkpoint path or a loaded Checkpoint, not {type(model).__name__}")
-
-
-#: Scenes within this share of the model's resolution are read as they are.
-SCALE_TOLERANCE = 0.05
-
-#: Smallest side, in pixels, of a scene read at a model's coarser resolution.
-MIN_WORKING_SIDE = 16
-
-
-def reading_scale(checkpoint, info: SceneInfo) -> float:
-    """The fraction of its resolution a scene is read at for a model (the default of
-    ``InferenceSettings.scale``).
-
-    With both ground sample distances known (the model's from its training data,
-    :attr:`~glgeo.models.checkpoint.Checkpoint.gsd`; the scene's from its CRS and
-    transform), the scene is read at the model's resolution: ``scene_gsd / model_gsd``,
-    never above 1 (a scene coarser than the model's imagery is read as it is, with a
-    warning), and 1 within :data:`SCALE_TOLERANCE`. Otherwise (plain images, CRSs without
-    units, models that do not say) the scale the model was trained at, which assumes
-    imagery of its training data's resolution.
-    """
-    model_gsd, scene_gsd = checkpoint.gsd, info.gsd
-    if model_gsd is None or scene_gsd is None:
-        if checkpoint.scene_scale != 1:
-            log.info(
-                "reading %s at %g of its resolution, as the model was trained%s",
-                info.path, checkpoint.scene_scale,
-                "" if model_gsd is None else f" (its imagery: {model_gsd:g} m; this scene's resolution is unknown)",
-            )
-        return checkpoint.scene_scale
-    scale = scene_gsd / model_gsd
-    if scale > 1 + SCALE_TOLERANCE:
-        log.warning(
-            "%s has %.3g m pixels, coarser than the %.3g m the model was trained on: predictions may be poor; "
-            "choose a model trained for this resolution",
-            info.path, scene_gsd, model_gsd,
-        )
-    if scale >= 1 - SCALE_TOLERANCE:
-        return 1.0
-    log.info("%s has %.3g m pixels: read at the model's %.3g m (scale %.3g)", info.path, scene_gsd, model_gsd, scale)
-    return scale
 
 
 def segment(
@@ -281,6 +245,7 @@ def segment(
         patch_size=checkpoint.patch_size,
         global_size=checkpoint.global_size,
         scaling=(checkpoint.input_scaling.min, checkpoint.input_scaling.max),
+        footprint=checkpoint.footprint,
     )
     log.info(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",

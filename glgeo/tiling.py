@@ -11,6 +11,15 @@ A scene no larger than one patch along an axis gets one patch of size ``S`` alon
 (the network is fully convolutional), so every patch of a grid has the same shape and
 patches batch together.
 
+The same rule lays out the *context windows* of a scene larger than a model's context
+footprint (:func:`window_grid`): windows are a grid of footprint-sized tiles, each with its
+own global view and its own patch grid.
+
+Overlapping tiles are blended with :func:`taper` weights: a raised-cosine ramp across each
+overlap with a neighbour, falling towards the tile's edge, flat elsewhere and at the
+scene's border. Two neighbours' ramps over their shared overlap sum to one, so the blend
+passes smoothly from one tile to the next instead of jumping where the overlap starts.
+
 Patches are listed row-major (patch row by patch row, left to right), which is also the
 order of a GeoTIFF's blocks and strips: consecutive patches re-read the blocks GDAL just
 cached, and a band of output rows becomes final as soon as its patch row is done, which is
@@ -23,6 +32,8 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterator
+
+import numpy as np
 
 from .errors import InputError
 
@@ -223,3 +234,61 @@ class PatchGrid:
         chosen = self.windows if indices is None else [self.windows[i] for i in sorted(set(indices))]
         for i in range(0, len(chosen), batch_size):
             yield list(chosen[i : i + batch_size])
+
+
+def axis_overlaps(starts: tuple[int, ...], size: int) -> tuple[tuple[int, int], ...]:
+    """Per tile along one axis: pixels shared with the previous and with the next tile."""
+    before = [0] + [a + size - b for a, b in zip(starts, starts[1:])]
+    after = before[1:] + [0]
+    return tuple(zip(before, after))
+
+
+def taper(size: int, before: int, after: int) -> np.ndarray:
+    """Blending weights of one tile along one axis (float32, ``size`` values in ``(0, 1]``).
+
+    A raised-cosine ramp over the first ``before`` and the last ``after`` pixels (the
+    overlaps with the neighbours), 1 in between. Sampled at pixel centres, so no weight is
+    0 and the ramps of two neighbours over the same overlap sum to exactly 1. A ramp is
+    never longer than half the tile, so the two ramps of a small tile do not cross.
+    """
+    weights = np.ones(size, dtype=np.float64)
+    for length, sl in ((min(before, size // 2), slice(None)), (min(after, size // 2), slice(None, None, -1))):
+        if length > 0:
+            t = (np.arange(length) + 0.5) / length
+            weights[sl][:length] = np.sin(0.5 * np.pi * t) ** 2
+    return weights.astype(np.float32)
+
+
+def tile_weights(grid: "PatchGrid", window: "PatchWindow") -> np.ndarray:
+    """``(height, width)`` float32 taper weights of one tile of ``grid`` (see :func:`taper`)."""
+    rows = taper(grid.patch_height, *axis_overlaps(grid.row_starts, grid.patch_height)[window.row])
+    cols = taper(grid.patch_width, *axis_overlaps(grid.col_starts, grid.patch_width)[window.col])
+    return rows[:, None] * cols[None, :]
+
+
+def window_overlap(footprint: int) -> int:
+    """The smallest overlap between context windows of a ``footprint`` px footprint: an
+    eighth of it (at least 16 px): room for the taper to hand one window's view over to
+    the next, for about 30 % more computation on large scenes (a quarter would cost 78 %)."""
+    return max(16, footprint // 8)
+
+
+def window_grid(height: int, width: int, footprint: int, overlap: int | None = None) -> PatchGrid:
+    """The context windows of a ``height x width`` scene for a ``footprint`` px model.
+
+    A scene no larger than the footprint is one window (the whole scene, as GLNet sees an
+    image). A larger one is tiled by footprint-sized windows overlapping by at least
+    ``overlap`` px, laid out like patches (:func:`axis_starts`: the fewest windows, evenly
+    spaced, so on a long axis the overlaps stay close to the minimum); on an axis where the
+    scene is smaller than the footprint, windows span the scene (strips).
+
+    Args:
+        height: scene rows (on the model's working grid).
+        width: scene columns.
+        footprint: the model's context footprint in px (:attr:`Checkpoint.footprint`).
+        overlap: smallest overlap between windows (default :func:`window_overlap`).
+    """
+    if footprint < 8:
+        raise InputError(f"the context footprint must be at least 8 px, got {footprint}")
+    overlap = window_overlap(footprint) if overlap is None else overlap
+    return PatchGrid.for_scene(height, width, footprint, min(max(overlap, 0), footprint - 1))

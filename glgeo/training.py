@@ -42,7 +42,7 @@ from typing import Any, Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from .datasets import GLNetSceneDataset, SampleSpec, SceneCollection, collate_scenes, open_dataset
+from .datasets import GLNetSceneDataset, SampleSpec, SceneCollection, collate_scenes, context_footprint, open_dataset
 from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
 from .metrics import SegmentationScores
 from .schemes import NODATA_ID, ClassScheme
@@ -755,6 +755,8 @@ def _run_stage(
             "scene_scale": data.scale,
             # the resolution the model saw, which glgeo segment matches scenes to
             "gsd_m": None if source_gsd is None else source_gsd / data.scale,
+            # the size of the views it learned from, which glgeo segment cuts large scenes to
+            "footprint_px": context_footprint(collection, split.train, data.scale),
             "focal_gamma": settings.focal_gamma,
             "precision": precision,
         },

@@ -88,6 +88,11 @@ class InputScaling:
         return {"min": self.min, "max": self.max}
 
 
+#: Side in px of the images of the published datasets (the context footprint of a model
+#: trained on them at full resolution).
+PUBLISHED_IMAGE_SIZE = {"deepglobe": 2448, "inria": 5000}
+
+
 @dataclass
 class Checkpoint:
     """A loaded glgeo checkpoint.
@@ -138,6 +143,31 @@ class Checkpoint:
         except (TypeError, ValueError):
             return None
         return value if value is not None and value > 0 else None
+
+    @property
+    def footprint(self) -> int | None:
+        """The context footprint: the side, in px of the working grid (the scene read at
+        :attr:`scene_scale`), of the images the model was trained on. ``glgeo segment``
+        cuts larger scenes into overlapping context windows of this size, each with its own
+        global view, so the global branch sees every part of a scene at its training scale.
+
+        Recorded by ``glgeo train`` (``metadata["training"]["footprint_px"]``) and
+        ``glgeo import-glnet``; for older checkpoints trained on a published layout, that
+        layout's image size at :attr:`scene_scale` (DeepGlobe 2448 px, Inria 5000 px);
+        ``None`` when unknown (the whole scene is then one window).
+        """
+        training = self.metadata.get("training")
+        if not isinstance(training, dict):
+            return None
+        value = training.get("footprint_px")
+        try:
+            value = int(value) if value is not None else None
+        except (TypeError, ValueError):
+            value = None
+        if value is not None and value >= 8:
+            return value
+        published = PUBLISHED_IMAGE_SIZE.get(str(training.get("dataset")))
+        return None if published is None else max(8, round(published * self.scene_scale))
 
     @property
     def scene_scale(self) -> float:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from glgeo.blend import RowBand, RowBandBlender, ToSceneGrid
-from glgeo.errors import InputError
+from glgeo.errors import InputError, InternalError
 from glgeo.schemes import NODATA_ID
 from glgeo.tiling import PatchGrid
 
@@ -116,9 +116,9 @@ def test_memory_does_not_grow_with_scene_height_and_stays_below_a_patch_row():
 def test_patches_must_come_in_grid_order_and_shape():
     grid = PatchGrid.for_scene(100, 100, 64)
     blender = RowBandBlender(grid, 2, lambda b: None)
-    with pytest.raises(InputError, match="grid order"):
+    with pytest.raises(InternalError, match="grid order"):
         blender.add(grid[1], None, np.ones((64, 64), bool))
-    with pytest.raises(InputError, match="shape"):
+    with pytest.raises(InternalError, match="shape"):
         blender.add(grid[0], np.zeros((3, 64, 64), np.float32), np.ones((64, 64), bool))
 
 

@@ -193,7 +193,7 @@ def test_background_reader_errors_reach_the_caller(rgb, monkeypatch):
 
 
 def test_ground_sample_distance_in_metres():
-    from glgeo.io import ground_sample_distance
+    from glgeo.resolution import ground_sample_distance
 
     utm = rasterio.crs.CRS.from_epsg(32631)
     assert ground_sample_distance(utm, Affine(0.5, 0, 4e5, 0, -0.5, 5e6)) == pytest.approx(0.5)

@@ -296,7 +296,7 @@ def test_working_grid_at_a_fractional_scale_keeps_the_scene_grid(tmp_path):
 
 def test_georeferenced_scenes_are_read_at_the_resolution_the_model_was_trained_at(tmp_path, caplog):
     from glgeo.io import inspect_scene
-    from glgeo.segment import reading_scale
+    from glgeo.resolution import reading_scale
 
     truth = class_map(120, 200, 6, seed=6) + 1
     scene = write_scene(tmp_path / "scene.tif", truth, DEEPGLOBE)  # 2 m pixels (TRANSFORM)
@@ -311,7 +311,7 @@ def test_georeferenced_scenes_are_read_at_the_resolution_the_model_was_trained_a
     assert reading_scale(trained(8.0, 0.25), info) == pytest.approx(0.25)
     assert reading_scale(trained(5.0, 1.0), info) == pytest.approx(0.4)  # the GSD decides, not the training scale
     assert reading_scale(trained(2.05, 0.5), info) == 1.0  # within 5 %: read as it is
-    with caplog.at_level("WARNING", logger="glgeo.segment"):
+    with caplog.at_level("WARNING", logger="glgeo.resolution"):
         assert reading_scale(trained(0.5), info) == 1.0  # coarser than the model's imagery
     assert "coarser than the 0.5 m the model was trained on" in caplog.text
     # a plain image: no GSD, so the training scale (imagery assumed like the training data's)

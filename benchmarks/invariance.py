@@ -1,0 +1,195 @@
+"""Does the same place get the same map whatever the scene's size or cut?
+
+On the real DeepGlobe samples (``../shared/data/deepglobe``) and a model (default: the
+zoo's ``deepglobe-landcover``), two engines are compared in one run:
+
+* ``glgeo``: the default settings (context windows of the model's footprint, tapered
+  blending);
+* ``before``: the engine as it was before context windows (``footprint=0``: the whole
+  scene squeezed into one global image; ``blend="sum"``: plain sum of patch logits).
+
+It prints:
+
+1. **mosaic**: nine images segmented alone, and as one 3 x 3 mosaic placed at an offset
+   inside a nodata border (so image edges do not fall on window edges): mIoU and pixel
+   accuracy of both, against the ground truth, and the share of pixels that get the same
+   class in both;
+2. **cut**: each image against the same image with its first 333 rows and 517 columns cut
+   off: the share of the shared pixels that get the same class;
+3. **lines**: straight class-change lines (a row or column boundary where more than 3 % of
+   the pixels change class and 4 times more than the median of the 10 boundaries around
+   it) in the predictions and in the hand-drawn ground truth;
+4. **time**: seconds per megapixel of both engines on the single images and the mosaic,
+   measured in this run with one torch thread, and their ratio.
+
+Example::
+
+    python benchmarks/invariance.py                      # the default model, nine images
+    python benchmarks/invariance.py --model runs/dg/model.pt --images 104113,172307,...
+
+Accuracy figures here compare the engines with each other; they are not a model's
+held-out accuracy (some of these images trained the zoo model; see its card for that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CUT_ROWS, CUT_COLS = 333, 517
+
+
+def straight_lines(classes: np.ndarray, valid: np.ndarray | None = None) -> int:
+    """Row and column boundaries where > 3 % of pixels change class and 4x more than the
+    median of the 10 boundaries around them."""
+    count = 0
+    for axis in (0, 1):
+        change = np.diff(classes.astype(np.int16), axis=axis) != 0
+        if valid is not None:
+            both = valid[1:, :] & valid[:-1, :] if axis == 0 else valid[:, 1:] & valid[:, :-1]
+            frac = (change & both).sum(axis=1 - axis) / np.maximum(both.sum(axis=1 - axis), 1)
+        else:
+            frac = change.mean(axis=1 - axis)
+        for i, f in enumerate(frac):
+            around = np.concatenate([frac[max(0, i - 5) : i], frac[i + 1 : i + 6]])
+            if f > 0.03 and f > 4 * max(np.median(around), 1e-9):
+                count += 1
+    return count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--model", default="deepglobe-landcover")
+    parser.add_argument("--images", default=None, help="comma-separated DeepGlobe ids (default: the first nine)")
+    parser.add_argument("--border", type=int, default=700, help="nodata border around the mosaic, px (0.5 m)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: times comparable across runs)")
+    args = parser.parse_args()
+
+    import rasterio
+    import torch
+    from rasterio.windows import Window
+
+    import glgeo
+    from glgeo.datasets import read_mask_ids
+    from glgeo.inference import InferenceSettings
+    from glgeo.metrics import confusion_matrix, SegmentationScores
+    from glgeo.schemes import NODATA_ID, get_scheme
+    from glgeo.segment import load_model
+
+    torch.set_num_threads(args.threads)
+    root = args.data / "deepglobe"
+    ids = args.images.split(",") if args.images else sorted(p.name.split("_")[0] for p in (root / "images").glob("*_sat.jpg"))[:9]
+    if len(ids) != 9:
+        sys.exit(f"need nine DeepGlobe images under {root}, found {len(ids)}")
+    checkpoint = load_model(args.model)
+    scheme = checkpoint.scheme
+    deepglobe = get_scheme("deepglobe")
+    engines = {"glgeo": InferenceSettings(), "before": InferenceSettings(footprint=0, blend="sum")}
+    print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{args.threads} torch thread(s); model {args.model} (footprint {checkpoint.footprint} px at scale "
+          f"{checkpoint.scene_scale:g}, mode {checkpoint.mode})")
+
+    def truth(name: str) -> np.ndarray:
+        with rasterio.open(root / "masks" / f"{name}_mask.png") as src:
+            return read_mask_ids(src, deepglobe, rgb_threshold=128)
+
+    def run(scene: Path, out: Path, settings) -> tuple[np.ndarray, float, int]:
+        start = time.perf_counter()
+        summary = glgeo.segment(scene, out, model=checkpoint, settings=settings, overwrite=True)
+        seconds = time.perf_counter() - start
+        with rasterio.open(out) as src:
+            return src.read(1), seconds, summary.stats.windows
+
+    truths = {n: truth(n) for n in ids}
+    side = truths[ids[0]].shape[0]
+    with tempfile.TemporaryDirectory(prefix="glgeo-invariance-") as tmp:
+        folder = Path(tmp)
+        # the mosaic: nine images in a 3 x 3 block inside a nodata border, with a mask
+        b = args.border
+        mosaic = folder / "mosaic.tif"
+        size = 3 * side + 2 * b
+        profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", tiled=True,
+                       blockxsize=512, blockysize=512, compress="deflate")
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(mosaic, "w", **profile) as dst:
+            mask = np.zeros((size, size), dtype=np.uint8)
+            for k, name in enumerate(ids):
+                r, c = divmod(k, 3)
+                with rasterio.open(root / "images" / f"{name}_sat.jpg") as src:
+                    dst.write(src.read(), window=Window(b + c * side, b + r * side, side, side))
+                mask[b + r * side : b + (r + 1) * side, b + c * side : b + (c + 1) * side] = 255
+            dst.write_mask(mask)
+        # engines interleaved image by image, so a change in the machine's load hits both alike
+        alone = {e: {} for e in engines}
+        cut_agree = {e: [] for e in engines}
+        seconds = {e: {"alone": 0.0, "mosaic": 0.0} for e in engines}
+        windows = {}
+        for name in ids:
+            image = root / "images" / f"{name}_sat.jpg"
+            cut = folder / f"cut-{name}.tif"  # the same image, its first rows and columns cut off
+            with rasterio.open(image) as src:
+                data = src.read(window=Window(CUT_COLS, CUT_ROWS, side - CUT_COLS, side - CUT_ROWS))
+            with rasterio.open(cut, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=3,
+                               dtype="uint8") as dst:
+                dst.write(data)
+            for engine, settings in engines.items():
+                alone[engine][name], s, _ = run(image, folder / f"{engine}-{name}.tif", settings)
+                seconds[engine]["alone"] += s
+                cut_pred, _, _ = run(cut, folder / f"{engine}-cut-{name}.tif", settings)
+                cut_agree[engine].append((cut_pred == alone[engine][name][CUT_ROWS:, CUT_COLS:]).mean())
+        wholes = {}
+        for engine, settings in engines.items():
+            wholes[engine], seconds[engine]["mosaic"], windows[engine] = run(mosaic, folder / f"{engine}-mosaic.tif", settings)
+        results: dict[str, dict] = {}
+        for engine in engines:
+            whole = wholes[engine]
+            conf_alone = np.zeros((scheme.n_classes, scheme.n_classes + 1), dtype=np.int64)
+            conf_mosaic = conf_alone.copy()
+            same = lines_alone = lines_mosaic = lines_truth = 0
+            for k, name in enumerate(ids):
+                r, c = divmod(k, 3)
+                part = whole[b + r * side : b + (r + 1) * side, b + c * side : b + (c + 1) * side]
+                conf_alone += confusion_matrix(truths[name], alone[engine][name], scheme.n_classes)
+                conf_mosaic += confusion_matrix(truths[name], part, scheme.n_classes)
+                same += int((part == alone[engine][name]).sum())
+                lines_alone += straight_lines(alone[engine][name])
+                lines_mosaic += straight_lines(part)
+                lines_truth += straight_lines(truths[name])
+            if not ((whole[:b] == NODATA_ID).all() and (whole[:, :b] == NODATA_ID).all()):
+                sys.exit("the mosaic's nodata border got classes")
+            results[engine] = dict(
+                alone=SegmentationScores(conf_alone, scheme), mosaic=SegmentationScores(conf_mosaic, scheme),
+                same=same / (9 * side * side), cut=np.array(cut_agree[engine]), windows=windows[engine],
+                seconds=seconds[engine], lines=(lines_alone, lines_mosaic, lines_truth), mp=9 * side * side / 1e6,
+                mosaic_mp=size * size / 1e6,
+            )
+
+    print(f"{'engine':<8} {'what':<34} {'mIoU':>8} {'pix.acc':>8}")
+    for engine, r in results.items():
+        a, m = r["alone"], r["mosaic"]
+        print(f"{engine:<8} {'nine images alone':<34} {100 * a.miou:7.2f}% {100 * a.pixel_accuracy:7.2f}%")
+        label = f"3 x 3 mosaic ({r['windows']} windows)"
+        print(f"{engine:<8} {label:<34} {100 * m.miou:7.2f}% {100 * m.pixel_accuracy:7.2f}%"
+              f"   (mosaic - alone: {100 * (m.miou - a.miou):+.2f} / {100 * (m.pixel_accuracy - a.pixel_accuracy):+.2f} points;"
+              f" same class as alone on {100 * r['same']:.2f} %)")
+    for engine, r in results.items():
+        print(f"{engine:<8} cut {CUT_ROWS} rows x {CUT_COLS} cols: same class on {100 * r['cut'].mean():.2f} % of the shared "
+              f"pixels (worst image {100 * r['cut'].min():.2f} %)")
+    g, o = results["glgeo"], results["before"]
+    print(f"straight class-change lines: ground truth {g['lines'][2]}; glgeo alone {g['lines'][0]}, mosaic {g['lines'][1]}; "
+          f"before alone {o['lines'][0]}, mosaic {o['lines'][1]}")
+    for what, mp in (("alone", g["mp"]), ("mosaic", g["mosaic_mp"])):
+        tg, to = g["seconds"][what] / mp, o["seconds"][what] / mp
+        print(f"time per MP ({what}): glgeo {tg:.3f} s, before {to:.3f} s: {tg / to:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

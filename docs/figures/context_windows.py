@@ -1,0 +1,94 @@
+"""Draw docs/figures/context_windows.png: how glgeo cuts a large scene into context windows.
+
+A scene of four real DeepGlobe images (2 x 2, 4896 x 4896 px at 50 cm) read at the default
+model's 2 m working grid (1224 x 1224 px), with:
+
+1. the context windows of the model's 612 px footprint (each gets its own global view) and
+   the patch grid of one window;
+2. each pixel's weight from the window it is nearest the centre of (the window tapers,
+   normalised): where windows overlap, one hands over smoothly to the next;
+3. the patch tapers inside one window.
+
+Run from the repository root (needs ../shared/data and matplotlib)::
+
+    python docs/figures/context_windows.py
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import rasterio  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from glgeo.tiling import PatchGrid, tile_weights, window_grid  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+IDS = ("104113", "172307", "180902", "19627")
+FOOTPRINT, PATCH, WORKING = 612, 256, 612  # the default model: 612 px windows, 256 px patches, 2 m
+
+
+def scene() -> np.ndarray:
+    tiles = []
+    for name in IDS:
+        with rasterio.open(DATA / "deepglobe" / "images" / f"{name}_sat.jpg") as src:
+            tiles.append(src.read(out_shape=(3, WORKING, WORKING)).transpose(1, 2, 0))
+    return np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])
+
+
+def main() -> None:
+    image = scene()
+    h, w = image.shape[:2]
+    windows = window_grid(h, w, FOOTPRINT)
+    patches = PatchGrid.for_scene(windows.patch_height, windows.patch_width, PATCH)
+    total = np.zeros((h, w))
+    for window in windows:
+        total[window.slices] += tile_weights(windows, window)
+    centre = windows[len(windows) // 2]
+
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.8), dpi=80)
+    ax = axes[0]
+    ax.imshow(image)
+    colours = plt.cm.tab10(np.arange(len(windows)) % 10)
+    for window, colour in zip(windows, colours):
+        ax.add_patch(Rectangle((window.left, window.top), window.width, window.height, fill=False, lw=1.6, ec=colour))
+    for p in patches:
+        ax.add_patch(Rectangle((centre.left + p.left, centre.top + p.top), p.width, p.height, fill=False, lw=0.8,
+                               ec="white", ls="--"))
+    ax.set_title(f"{len(windows)} context windows of {FOOTPRINT} px (2 m);\npatches of the centre window (dashed)")
+
+    ax = axes[1]
+    weight = tile_weights(windows, centre)
+    shown = np.zeros((h, w))
+    shown[centre.slices] = weight / total[centre.slices]
+    im = ax.imshow(shown, cmap="magma", vmin=0, vmax=1)
+    ax.set_title("the centre window's share of each pixel\n(its taper / all windows' tapers)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+
+    ax = axes[2]
+    inside = np.zeros((patches.scene_height, patches.scene_width))
+    for p in patches:
+        inside[p.slices] = np.maximum(inside[p.slices], tile_weights(patches, p))
+    im = ax.imshow(inside, cmap="viridis", vmin=0, vmax=1)
+    for p in patches:
+        ax.add_patch(Rectangle((p.left, p.top), p.width, p.height, fill=False, lw=0.8, ec="white", ls="--"))
+    ax.set_title("patch tapers in one window (largest shown):\nraised cosine across each overlap")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    out = Path(__file__).with_suffix(".png")
+    fig.savefig(out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

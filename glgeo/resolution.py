@@ -1,0 +1,115 @@
+"""Resolution: the one home of the rules that relate a scene's pixels to a model's.
+
+Three sizes meet when a model meets a scene:
+
+* the **ground sample distance** (GSD): metres per pixel of georeferenced imagery
+  (:func:`ground_sample_distance`), recorded in checkpoints for the imagery the model
+  learned from (:attr:`Checkpoint.gsd <glgeo.models.checkpoint.Checkpoint.gsd>`);
+* the **reading scale**: the fraction of its resolution a scene is read at, so the model
+  sees it at the GSD it was trained at (:func:`reading_scale`, within
+  :data:`SCALE_TOLERANCE`); the scene is then read on a coarser **working grid** of
+  :func:`scaled_size` pixels whose transform is :func:`scaled_transform`
+  (:func:`glgeo.io.working_grid`); training reads its scenes by the same rule;
+* the **context footprint**: the side, on the working grid, of the images the model was
+  trained on (:attr:`Checkpoint.footprint <glgeo.models.checkpoint.Checkpoint.footprint>`);
+  larger scenes are cut into context windows of that size (:func:`glgeo.tiling.window_grid`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+
+if TYPE_CHECKING:
+    from .io import SceneInfo
+
+log = logging.getLogger(__name__)
+
+#: Metres per degree of latitude, and of longitude at the equator (WGS84, rounded).
+_METRES_PER_DEGREE = (110_574.0, 111_320.0)
+
+
+def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0) -> float | None:
+    """Metres per pixel: the square root of a pixel's ground area.
+
+    Projected CRSs in metres or feet give it exactly; geographic CRSs (degrees) approximately,
+    at the latitude of the scene's centre row. ``None`` for plain images and for other units.
+    """
+    if crs is None:
+        return None
+    area = abs(transform.a * transform.e - transform.b * transform.d)
+    try:
+        if crs.is_geographic:
+            lat = (transform * (0, height / 2))[1]
+            if not -90 <= lat <= 90:
+                return None
+            mx = _METRES_PER_DEGREE[1] * np.cos(np.radians(lat))
+            return _significant(np.sqrt(area * mx * _METRES_PER_DEGREE[0]))
+        factor = crs.linear_units_factor[1]
+    except Exception:  # CRSs without known units (local, engineering)
+        return None
+    return _significant(np.sqrt(area) * factor) if factor and factor > 0 else None
+
+
+def _significant(value: float, digits: int = 6) -> float:
+    """``value`` to ``digits`` significant digits (0.30000000000003 -> 0.3)."""
+    return float(f"{value:.{digits}g}")
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """A scene's size once read at ``scale`` of its resolution (its working grid): each
+    side times ``scale``, rounded, at least 1 px."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def scaled_transform(transform: Affine, size: tuple[int, int], scaled: tuple[int, int]) -> Affine:
+    """The transform of a grid of ``scaled`` ``(rows, cols)`` covering the same footprint as
+    ``transform``'s grid of ``size``."""
+    return transform @ Affine.scale(size[1] / scaled[1], size[0] / scaled[0])
+
+
+#: Scenes within this share of the model's resolution are read as they are.
+SCALE_TOLERANCE = 0.05
+
+#: Smallest side, in pixels, of a scene read at a model's coarser resolution.
+MIN_WORKING_SIDE = 16
+
+
+def reading_scale(checkpoint, info: SceneInfo) -> float:
+    """The fraction of its resolution a scene is read at for a model (the default of
+    ``InferenceSettings.scale``).
+
+    With both ground sample distances known (the model's from its training data,
+    :attr:`~glgeo.models.checkpoint.Checkpoint.gsd`; the scene's from its CRS and
+    transform), the scene is read at the model's resolution: ``scene_gsd / model_gsd``,
+    never above 1 (a scene coarser than the model's imagery is read as it is, with a
+    warning), and 1 within :data:`SCALE_TOLERANCE`. Otherwise (plain images, CRSs without
+    units, models that do not say) the scale the model was trained at, which assumes
+    imagery of its training data's resolution.
+    """
+    model_gsd, scene_gsd = checkpoint.gsd, info.gsd
+    if model_gsd is None or scene_gsd is None:
+        if checkpoint.scene_scale != 1:
+            log.info(
+                "reading %s at %g of its resolution, as the model was trained%s",
+                info.path, checkpoint.scene_scale,
+                "" if model_gsd is None else f" (its imagery: {model_gsd:g} m; this scene's resolution is unknown)",
+            )
+        return checkpoint.scene_scale
+    scale = scene_gsd / model_gsd
+    if scale > 1 + SCALE_TOLERANCE:
+        log.warning(
+            "%s has %.3g m pixels, coarser than the %.3g m the model was trained on: predictions may be poor; "
+            "choose a model trained for this resolution",
+            info.path, scene_gsd, model_gsd,
+        )
+    if scale >= 1 - SCALE_TOLERANCE:
+        return 1.0
+    log.info("%s has %.3g m pixels: read at the model's %.3g m (scale %.3g)", info.path, scene_gsd, model_gsd, scale)
+    return scale
+
+

@@ -1,0 +1,261 @@
+"""The inference engine: context windows, tapered blending, the released rule.
+
+The stand-in network here gives every patch and every context window its own logit
+offset, as a real GLNet's predictions differ with each patch's and each window's view. On a
+smooth scene a seamless blend then changes its scores by little from one pixel to the next;
+the plain sum jumps where an overlap starts.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from rasterio.transform import from_origin
+
+from glgeo.errors import InputError
+from glgeo.inference import InferenceSettings, StreamingSegmenter
+from glgeo.io import SceneReader, inspect_scene
+from glgeo.models.checkpoint import Checkpoint, InputScaling
+from glgeo.schemes import NODATA_ID, get_scheme
+from glgeo.segment import segment
+from glgeo.tiling import PatchGrid, axis_overlaps, taper, tile_weights, window_grid
+
+BINARY = get_scheme("inria")
+
+
+class _Shared:
+    """State shared by a model and the engine's inference copies of it."""
+
+    def __init__(self) -> None:
+        self.patches = 0
+        self.windows = 0
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class OffsetNet(torch.nn.Module):
+    """Stand-in GLNet (two classes, g2l): class 1's logit follows the red channel (a smooth
+    function of the pixel), plus a random offset drawn for each patch and each window."""
+
+    def __init__(self, strength: float = 1.5) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.tensor(8.0))
+        self.config = SimpleNamespace(n_classes=2, mode="g2l", backbone="offset")
+        self.strength = strength
+        self.shared = _Shared()
+
+    def check_mode(self, mode):
+        return mode or "g2l"
+
+    def _offset(self, seed: int) -> float:
+        return float(np.random.default_rng(seed).uniform(-self.strength, self.strength))
+
+    def encode_global(self, image):
+        self.shared.windows += 1
+        offset = self._offset(10_000 + self.shared.windows)
+        logits = torch.zeros(1, 2, image.shape[-2] // 4, image.shape[-1] // 4)
+        return SimpleNamespace(ps3=torch.full((1, 1, 1, 1), offset), logits=logits)
+
+    def encode_local(self, patches, boxes, context):
+        offsets = []
+        for _ in range(patches.shape[0]):
+            self.shared.patches += 1
+            offsets.append(self._offset(self.shared.patches))
+        red = F.avg_pool2d(patches[:, :1].float(), 4)
+        one = self.scale * (red - 0.5) + torch.tensor(offsets)[:, None, None, None] + context.ps3
+        return SimpleNamespace(ps3=torch.cat([torch.zeros_like(one), one], dim=1))
+
+    def aggregate(self, local_ps3, global_ps3, boxes):
+        return local_ps3
+
+
+def offset_checkpoint(patch: int = 64, global_size: int = 32, footprint: int | None = None) -> Checkpoint:
+    metadata = {} if footprint is None else {"training": {"footprint_px": footprint}}
+    return Checkpoint(OffsetNet(), BINARY, InputScaling(), global_size, patch, 3.0, metadata)
+
+
+def smooth_scene(path, height: int, width: int, nodata: np.ndarray | None = None):
+    """A scene whose red channel ramps slowly along both axes."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    red = 127 + 100 * np.sin(xx / width * 2.1 + yy / height * 1.3)
+    data = np.stack([red, np.full_like(red, 90), np.full_like(red, 60)]).astype(np.uint8)
+    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32631",
+                   transform=from_origin(500000, 4000000, 1.0, 1.0), tiled=True, blockxsize=64, blockysize=64)
+    if nodata is not None:
+        data[:, nodata] = 0
+        data[0][~nodata] = np.maximum(data[0][~nodata], 1)
+        profile["nodata"] = 0
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def largest_step(scores: np.ndarray) -> float:
+    """Largest change of class 1's score (0-255) between neighbouring pixels."""
+    one = scores[1].astype(np.float64)
+    return max(np.abs(np.diff(one, axis=0)).max(), np.abs(np.diff(one, axis=1)).max())
+
+
+def run(tmp_path, scene, name, **settings):
+    out, scores = tmp_path / f"{name}.tif", tmp_path / f"{name}-scores.tif"
+    summary = segment(scene, out, model=offset_checkpoint(footprint=settings.pop("footprint_px", None)),
+                      probabilities=scores, settings=InferenceSettings(device="cpu", precision="fp32", **settings))
+    with rasterio.open(out) as a, rasterio.open(scores) as b:
+        return summary, a.read(1), b.read()
+
+
+# ------------------------------------------------------------------------------ geometry
+def test_neighbour_tapers_sum_to_one_over_their_overlap():
+    grid = PatchGrid.for_scene(612, 612, 256)
+    overlaps = axis_overlaps(grid.row_starts, 256)
+    assert overlaps == ((0, 78), (78, 78), (78, 0))
+    first, second = taper(256, *overlaps[0]), taper(256, *overlaps[1])
+    shared_first, shared_second = first[256 - 78 :], second[:78]
+    np.testing.assert_allclose(shared_first + shared_second, 1.0, atol=1e-6)
+    assert first[:178].min() == 1.0 and (first > 0).all() and (second > 0).all()
+    assert np.all(np.diff(shared_first) < 0) and np.all(np.diff(shared_second) > 0)
+
+
+@pytest.mark.parametrize("shape,patch,overlap", [((300, 517), 64, 10), ((97, 1000), 100, 50), ((40, 40), 64, 8)])
+def test_normalised_weights_cover_every_pixel(shape, patch, overlap):
+    grid = PatchGrid.for_scene(*shape, patch, overlap)
+    total = np.zeros(shape)
+    for window in grid:
+        total[window.slices] += tile_weights(grid, window)
+    assert total.min() > 0.5  # every pixel has weight, none is left to a single edge pixel's sliver
+    interior = total[1:-1, 1:-1]
+    assert interior.max() < 1.0 + 1e-5 or grid.n_rows > 2  # pairwise overlaps: a partition of unity
+
+
+@pytest.mark.parametrize(
+    "shape,footprint,count",
+    [((612, 612), 612, 1), ((500, 300), 612, 1), ((2448, 2448), 612, 25), ((1000, 30), 612, 2), ((613, 1300), 612, 6)],
+)
+def test_windows_tile_any_scene_with_the_minimum_overlap(shape, footprint, count):
+    windows = window_grid(*shape, footprint)
+    assert len(windows) == count
+    covered = np.zeros(shape, bool)
+    for w in windows:
+        covered[w.slices] = True
+        assert w.height == min(footprint, shape[0]) and w.width == min(footprint, shape[1])
+    assert covered.all()
+    for starts, size in ((windows.row_starts, windows.patch_height), (windows.col_starts, windows.patch_width)):
+        assert all(a + size - b >= footprint // 8 for a, b in zip(starts, starts[1:]))
+
+
+def test_window_grid_refuses_a_tiny_footprint():
+    with pytest.raises(InputError, match="footprint"):
+        window_grid(100, 100, 4)
+    with pytest.raises(InputError, match="footprint"):
+        InferenceSettings(footprint=5)
+
+
+# ------------------------------------------------------------------------------ blending
+def test_tapered_blend_has_no_seams_where_the_plain_sum_jumps(tmp_path):
+    scene = smooth_scene(tmp_path / "smooth.tif", 300, 420)
+    _, _, tapered = run(tmp_path, scene, "taper", blend="taper", footprint=0)
+    _, _, summed = run(tmp_path, scene, "sum", blend="sum", footprint=0)
+    # the scene's own gradient moves class 1's score by a few levels per pixel at most
+    assert largest_step(tapered) <= 8
+    assert largest_step(summed) >= 25
+
+
+def test_context_windows_blend_without_seams(tmp_path):
+    scene = smooth_scene(tmp_path / "smooth.tif", 300, 420)
+    summary, classes, tapered = run(tmp_path, scene, "windows", blend="taper", footprint=160)
+    assert summary.stats.windows == len(window_grid(300, 420, 160)) == 6
+    # windows overlap by only 20 px here (an eighth of 160), so their ramps are steeper
+    assert largest_step(tapered) <= 12
+    _, _, summed = run(tmp_path, scene, "windows-sum", blend="sum", footprint=160)
+    assert largest_step(summed) >= 30
+    assert (classes != NODATA_ID).all()
+
+
+def test_each_window_gets_its_own_global_view(tmp_path):
+    scene = smooth_scene(tmp_path / "smooth.tif", 300, 420)
+    checkpoint = offset_checkpoint(footprint=160)
+    segment(scene, tmp_path / "a.tif", model=checkpoint, settings=InferenceSettings(device="cpu", batch_size=3))
+    assert checkpoint.model.shared.windows == 6
+    grid = PatchGrid.for_scene(160, 160, 64)
+    assert checkpoint.model.shared.patches == 6 * len(grid)
+
+
+def test_the_model_footprint_is_used_and_a_scene_within_it_is_one_window(tmp_path):
+    scene = smooth_scene(tmp_path / "small.tif", 150, 140)
+    summary, _, _ = run(tmp_path, scene, "one", footprint_px=160)
+    assert summary.stats.windows == 1 and summary.stats.footprint == 160
+    big = smooth_scene(tmp_path / "big.tif", 330, 140)
+    summary, _, _ = run(tmp_path, big, "two", footprint_px=160)
+    assert summary.stats.windows == 3 and summary.stats.footprint == 160
+
+
+def test_released_rule_within_one_window_is_the_plain_sum_of_patch_logits(tmp_path):
+    """One window, plain sum, nearest: each pixel's class is the arg-max of the sum of the
+    logits of the patches covering it, computed here independently of the blender."""
+    height, width, patch = 150, 200, 64
+    scene = smooth_scene(tmp_path / "s.tif", height, width)
+    checkpoint = offset_checkpoint(patch=patch)
+    segment(scene, tmp_path / "out.tif", model=checkpoint,
+            settings=InferenceSettings(device="cpu", precision="fp32", blend="sum", logit_upsampling="nearest", batch_size=1))
+    with rasterio.open(tmp_path / "out.tif") as src:
+        got = src.read(1)
+    info = inspect_scene(scene)
+    grid = PatchGrid.for_scene(height, width, patch)
+    net = OffsetNet()
+    sums = np.zeros((2, height, width))
+    context = net.encode_global(torch.zeros(1, 3, 32, 32))
+    with SceneReader(info) as reader:
+        reader.fix_stretch("auto", (0.0, 255.0))
+        for window in grid:
+            batch = reader.read_patches([window])
+            logits = net.aggregate(net.encode_local(torch.from_numpy(batch.images), None, context).ps3, None, None)
+            up = F.interpolate(logits, size=(window.height, window.width), mode="nearest")[0].numpy()
+            sums[:, window.slices[0], window.slices[1]] += up
+    np.testing.assert_array_equal(got, sums.argmax(axis=0))
+
+
+def test_nodata_windows_are_skipped_and_nodata_stays_nodata(tmp_path):
+    nodata = np.zeros((330, 500), bool)
+    nodata[:, 300:] = True  # the right part of the scene is empty
+    nodata[:40, :60] = True
+    scene = smooth_scene(tmp_path / "scene-holes.tif", 330, 500, nodata=nodata)
+    summary, classes, _ = run(tmp_path, scene, "holes", footprint=160)
+    assert summary.stats.skipped_windows >= 3
+    np.testing.assert_array_equal(classes == NODATA_ID, nodata)
+
+
+def test_strip_narrower_than_a_window(tmp_path):
+    scene = smooth_scene(tmp_path / "scene-strip.tif", 40, 1500)
+    summary, classes, scores = run(tmp_path, scene, "strip", footprint=160)
+    assert summary.stats.windows == len(window_grid(40, 1500, 160)) > 5
+    assert (classes != NODATA_ID).all()
+    _, _, summed = run(tmp_path, scene, "strip-sum", footprint=160, blend="sum")
+    assert largest_step(scores) < largest_step(summed) / 2
+
+
+def test_engine_memory_does_not_grow_with_the_scene_height(tmp_path):
+    sizes = {}
+    for height in (400, 1200):
+        scene = smooth_scene(tmp_path / f"scene-h{height}.tif", height, 300)
+        summary, _, _ = run(tmp_path, scene, f"h{height}", footprint=160)
+        sizes[height] = summary.stats.blender_bytes
+        windows = window_grid(height, 300, 160)
+        overlap = windows.max_row_overlap
+        # one window's buffers (sums, weights, valid) twice, the carried overlap rows in
+        # float16 (+ mask), one band of finished rows with their two scores
+        bound = 2 * 160 * 160 * (2 * 4 + 4 + 1) + overlap * 300 * (2 * 2 + 2 + 1) + 160 * 300 * 3
+        assert sizes[height] <= bound
+    assert sizes[1200] <= sizes[400]
+
+
+def test_released_settings_reach_the_engine():
+    engine = StreamingSegmenter(OffsetNet(), InferenceSettings(device="cpu", footprint=0), 64, 32, footprint=612)
+    assert engine.footprint is None  # 0: the whole scene is one window
+    engine = StreamingSegmenter(OffsetNet(), InferenceSettings(device="cpu"), 64, 32, footprint=612)
+    assert engine.footprint == 612
