@@ -356,7 +356,7 @@ class StreamingSegmenter:
         """
         started = time.perf_counter()
         info = reader.info
-        footprint = self.footprint or max(info.height, info.width)
+        footprint = self.footprint or max(info.height, info.width, 8)
         windows = window_grid(info.height, info.width, footprint, self.settings.window_overlap)
         grid = PatchGrid.for_scene(windows.patch_height, windows.patch_width, self.patch_size, self.settings.min_overlap)
         stats = InferenceStats(

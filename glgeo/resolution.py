@@ -75,9 +75,6 @@ def scaled_transform(transform: Affine, size: tuple[int, int], scaled: tuple[int
 #: Scenes within this share of the model's resolution are read as they are.
 SCALE_TOLERANCE = 0.05
 
-#: Smallest side, in pixels, of a scene read at a model's coarser resolution.
-MIN_WORKING_SIDE = 16
-
 
 def reading_scale(checkpoint, info: SceneInfo) -> float:
     """The fraction of its resolution a scene is read at for a model (the default of

@@ -24,8 +24,8 @@ from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
-from .io import SceneInfo, SceneReader, inspect_scene, working_grid
-from .resolution import MIN_WORKING_SIDE, reading_scale
+from .io import SceneInfo, SceneReader, inspect_scene
+from .resolution import reading_scale
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions
 
@@ -229,14 +229,6 @@ def segment(
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
     scale = reading_scale(checkpoint, info) if settings.scale is None else settings.scale
-    if scale < 1:
-        grid = working_grid(info, scale)
-        if min(grid.height, grid.width) < MIN_WORKING_SIDE:
-            raise InputError(
-                f"read at {scale:.3g} of its resolution (the model's {checkpoint.gsd or '?'} m per pixel), "
-                f"{info.path} is only {grid.width} x {grid.height} px, too small to segment; pass --scale 1 "
-                "to run the model on it as it is"
-            )
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
     engine = StreamingSegmenter(

@@ -259,3 +259,20 @@ def test_released_settings_reach_the_engine():
     assert engine.footprint is None  # 0: the whole scene is one window
     engine = StreamingSegmenter(OffsetNet(), InferenceSettings(device="cpu"), 64, 32, footprint=612)
     assert engine.footprint == 612
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 900), (900, 3)])
+def test_tiny_and_strip_scenes_segment_with_the_default_model(tmp_path, shape):
+    """A 1 x 1 scene or a 7 px strip (2 px at the default model's 2 m) comes out segmented
+    on its own grid, every pixel a class."""
+    height, width = shape
+    scene = tmp_path / "tiny-scene.tif"
+    data = np.random.default_rng(1).integers(0, 256, size=(3, height, width), dtype=np.uint8)
+    with rasterio.open(scene, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=from_origin(400000, 5000000, 0.5, 0.5)) as dst:
+        dst.write(data)
+    summary = segment(scene, tmp_path / "out.tif", settings=InferenceSettings(device="cpu"))
+    with rasterio.open(tmp_path / "out.tif") as src:
+        classes = src.read(1)
+        assert (src.height, src.width) == shape and src.transform == from_origin(400000, 5000000, 0.5, 0.5)
+    assert (classes < 7).all() and summary.nodata_pixels == 0

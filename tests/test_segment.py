@@ -322,9 +322,9 @@ def test_georeferenced_scenes_are_read_at_the_resolution_the_model_was_trained_a
     summary = segment(scene, tmp_path / "out.tif", model=trained(8.0, 0.25), settings=InferenceSettings(device="cpu"))
     assert summary.scale == pytest.approx(0.25) and summary.stats.patches == len(PatchGrid.for_scene(30, 50, 64))
     assert read(tmp_path / "out.tif")[4] == truth.shape
-    # a scene that would shrink to a few pixels at the model's resolution: one clear error
-    with pytest.raises(InputError, match=r"only 10 x 6 px, too small to segment; pass --scale 1"):
-        segment(scene, tmp_path / "tiny.tif", model=trained(40.0), settings=InferenceSettings(device="cpu"))
+    # a scene that shrinks to a few pixels at the model's resolution is still segmented, on its own grid
+    summary = segment(scene, tmp_path / "tiny.tif", model=trained(40.0), settings=InferenceSettings(device="cpu"))
+    assert summary.stats.patches == 1 and read(tmp_path / "tiny.tif")[4] == truth.shape
 
 
 def test_scale_outside_0_1_is_refused():
