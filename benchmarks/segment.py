@@ -35,6 +35,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+#: The strip scene (``--sizes strip``): rows x columns, and its key among the sizes.
+STRIP_SHAPE = (2000, 100_000)
+STRIP = -1.0
 
 
 def sample_images(data: Path) -> list[Path]:
@@ -44,31 +47,33 @@ def sample_images(data: Path) -> list[Path]:
     return images
 
 
-def build_scene(megapixels: float, images: list[Path], folder: Path) -> Path:
-    """A square GeoTIFF of about ``megapixels``, tiled from the sample images."""
+def build_scene(megapixels: float, images: list[Path], folder: Path, shape: tuple[int, int] | None = None) -> Path:
+    """A square GeoTIFF of about ``megapixels`` (or of ``shape`` rows x columns), tiled
+    from the sample images."""
     import numpy as np
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
 
-    side = int(round(math.sqrt(megapixels * 1e6)))
-    path = folder / f"tiled_{megapixels:g}mp.tif"
+    side = int(round(math.sqrt(max(megapixels, 0) * 1e6)))
+    height, width = shape or (side, side)
+    path = folder / (f"tiled_{megapixels:g}mp.tif" if shape is None else f"strip_{width}x{height}.tif")
     if path.is_file():
         return path
     tmp = path.with_suffix(".part.tif")
     profile = dict(
-        driver="GTiff", width=side, height=side, count=3, dtype="uint8", crs="EPSG:32633",
+        driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32633",
         transform=Affine(0.5, 0.0, 400000.0, 0.0, -0.5, 5000000.0),
         tiled=True, blockxsize=512, blockysize=512, compress="DEFLATE", zlevel=1, bigtiff="IF_SAFER",
         photometric="RGB",
     )
     tile = 2448
-    n = math.ceil(side / tile)
+    rows, n = math.ceil(height / tile), math.ceil(width / tile)
     with rasterio.open(tmp, "w", **profile) as dst:
-        for i in range(n):
+        for i in range(rows):
             for j in range(n):
                 with rasterio.open(images[(i * n + j) % len(images)]) as src:
-                    h, w = min(tile, side - i * tile), min(tile, side - j * tile)
+                    h, w = min(tile, height - i * tile), min(tile, width - j * tile)
                     data = src.read(window=Window(0, 0, w, h))
                 # alternate flips so the mosaic has no exact repeats
                 if (i + j) % 2:
@@ -121,6 +126,7 @@ def run_one(spec: dict) -> dict:
         "l2g_reuse": summary.stats.l2g_reuse,
         "kept_mb": summary.stats.kept_bytes / 2**20,
         "blender_mb": summary.stats.blender_bytes / 2**20,
+        "windows": summary.stats.windows,
         "timings": summary.stats.timings.as_dict(),
     }
     if spec["device"].startswith("cuda"):
@@ -133,7 +139,8 @@ def run_one(spec: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="6,25,100,400", help="scene sizes in megapixels")
+    parser.add_argument("--sizes", default="6,25,100,400",
+                        help="scene sizes in megapixels; 'strip' adds a 100,000 x 2,000 px strip (200 MP)")
     parser.add_argument("--backbones", default="resnet18,resnet50")
     parser.add_argument("--model", default=None,
                         help="benchmark this zoo model or checkpoint (its own mode) instead of random-weight ones")
@@ -161,12 +168,12 @@ def main() -> None:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     args.workdir.mkdir(parents=True, exist_ok=True)
     images = sample_images(args.data)
-    sizes = [float(s) for s in args.sizes.split(",")]
+    sizes = [STRIP if s == "strip" else float(s) for s in args.sizes.split(",")]
     skip = {tuple(s.split(":")) for s in args.skip.split(",") if s}
     scenes = {}
     for mp in sizes:
         start = time.perf_counter()
-        scenes[mp] = build_scene(mp, images, args.workdir)
+        scenes[mp] = build_scene(mp, images, args.workdir, STRIP_SHAPE if mp == STRIP else None)
         print(f"# scene {scenes[mp].name}: built in {time.perf_counter() - start:.1f} s", flush=True)
 
     cpu = platform.processor() or platform.machine()
@@ -185,7 +192,7 @@ def main() -> None:
             (backbone, mode, make_checkpoint(backbone, mode, args.workdir, args.patch_size, args.patch_size))
             for backbone in args.backbones.split(",") for mode in args.modes.split(",")
         ]
-    header = f"{'device':6} {'backbone':9} {'mode':13} {'MP':>6} {'patches':>7} {'s':>8} {'MP/s':>7} {'peak RSS MB':>11} {'growth':>7} {'peak GPU MB':>11} {'blender MB':>10}"
+    header = f"{'device':6} {'backbone':9} {'mode':13} {'MP':>6} {'windows':>7} {'patches':>7} {'s':>8} {'MP/s':>7} {'peak RSS MB':>11} {'growth':>7} {'peak GPU MB':>11} {'blender MB':>10}"
     print(header)
     results = []
     base: dict[tuple, float] = {}
@@ -193,7 +200,7 @@ def main() -> None:
         batch = args.batch_size
         for backbone, mode, model in models:
             for mp in sizes:
-                if (backbone, f"{mp:g}") in skip:
+                if (backbone, "strip" if mp == STRIP else f"{mp:g}") in skip:
                     continue
                 spec = {
                     "scene": str(scenes[mp]), "out": str(args.workdir / "out.tif"), "model": str(model),
@@ -210,9 +217,9 @@ def main() -> None:
                 key = (device, backbone, mode)
                 if mp == 25:
                     base[key] = r["peak_rss_mb"]
-                growth = f"{100 * (r['peak_rss_mb'] / base[key] - 1):+.1f}%" if key in base and mp >= 25 else ""
+                growth = f"{100 * (r['peak_rss_mb'] / base[key] - 1):+.1f}%" if key in base and (mp >= 25 or mp == STRIP) else ""
                 gpu = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "-"
-                print(f"{device:6} {backbone:9} {mode:13} {r['megapixels']:6.1f} {r['patches']:7d} {r['seconds']:8.1f} "
+                print(f"{device:6} {backbone:9} {mode:13} {r['megapixels']:6.1f} {r.get('windows', 1):7d} {r['patches']:7d} {r['seconds']:8.1f} "
                       f"{r['mp_per_s']:7.3f} {r['peak_rss_mb']:11.0f} {growth:>7} {gpu:>11} {r['blender_mb']:10.1f}",
                       flush=True)
                 if r["scale"] != 1:

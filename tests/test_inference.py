@@ -276,3 +276,36 @@ def test_tiny_and_strip_scenes_segment_with_the_default_model(tmp_path, shape):
         classes = src.read(1)
         assert (src.height, src.width) == shape and src.transform == from_origin(400000, 5000000, 0.5, 0.5)
     assert (classes < 7).all() and summary.nodata_pixels == 0
+
+
+def test_mosaic_of_real_images_with_the_default_model(sample_data, tmp_path):
+    """Two DeepGlobe images side by side, cut into the default model's 612 px windows
+    laid exactly on the images (no window overlap): each window sees what the image alone
+    shows, so the mosaic's map matches the images' own maps, up to the resampling across
+    image edges (the decimated reads and the working-grid interpolation see the
+    neighbour)."""
+    from rasterio.windows import Window
+
+    names = ("104113", "180902")
+    images = [sample_data / "deepglobe" / "images" / f"{n}_sat.jpg" for n in names]
+    side = 2448
+    mosaic = tmp_path / "mosaic.tif"
+    with rasterio.open(mosaic, "w", driver="GTiff", width=2 * side, height=side, count=3, dtype="uint8",
+                       tiled=True, blockxsize=512, blockysize=512) as dst:
+        for k, image in enumerate(images):
+            with rasterio.open(image) as src:
+                dst.write(src.read(), window=Window(k * side, 0, side, side))
+    settings = InferenceSettings(device="cpu", window_overlap=0)
+    summary = segment(mosaic, tmp_path / "mosaic-classes.tif", settings=settings)
+    assert summary.stats.windows == 2 and summary.stats.footprint == 612
+    with rasterio.open(tmp_path / "mosaic-classes.tif") as src:
+        whole = src.read(1)
+    for k, image in enumerate(images):
+        alone = segment(image, tmp_path / f"alone-{k}.tif", settings=settings)
+        assert alone.stats.windows == 1
+        with rasterio.open(tmp_path / f"alone-{k}.tif") as src:
+            own = src.read(1)
+        part = whole[:, k * side : (k + 1) * side]
+        assert (part == own).mean() > 0.9
+        inner = (slice(64, -64), slice(64, -64))  # away from the neighbours' resampling
+        assert (part[inner] == own[inner]).mean() > 0.95
