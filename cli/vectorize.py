@@ -68,6 +68,12 @@ def _class_list(values: tuple[str, ...]) -> list[str] | None:
     metavar="NAMES",
     help="Only these classes, comma separated or repeated (e.g. --classes building).",
 )
+@click.option(
+    "--nodata",
+    type=int,
+    default=None,
+    help="The value marking pixels without data. Default: the raster's own nodata value (none: every pixel is a class).",
+)
 @click.option("--layer", default=None, help="Layer name. Default: the raster's file name.")
 @click.option(
     "--block-size",
@@ -86,6 +92,7 @@ def vectorize(
     min_area: float | None,
     simplify: float | None,
     classes: tuple[str, ...],
+    nodata: int | None,
     layer: str | None,
     block_size: int,
     overwrite: bool,
@@ -107,6 +114,7 @@ def vectorize(
         simplify=simplify,
         classes=_class_list(classes),
         layer=layer,
+        nodata=nodata,
         overwrite=overwrite,
         block_size=block_size,
     )

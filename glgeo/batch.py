@@ -49,6 +49,7 @@ import re
 import threading
 import time
 import traceback
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -871,7 +872,14 @@ def run_batch(
     if options.vector_merge is not None:
         parts = [(r.input, Path(r.vector)) for _, r in sorted(run.results.items()) if r.status != "failed" and r.vector]
         if parts:
-            merged = merge_vectors(parts, options.vector_merge)
+            try:
+                merged = merge_vectors(parts, options.vector_merge)
+            except GlgeoError:
+                # the scenes are done: record them before saying why the merge was refused
+                if options.manifest is not None:
+                    run.started = started
+                    write_manifest(run.result(), options.manifest)
+                raise
         else:
             log.warning("no scene was vectorized: %s not written", options.vector_merge)
     run.started = started
@@ -963,16 +971,25 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
     if not out_path.parent.is_dir():
         raise OutputError(f"output folder {str(out_path.parent)!r} does not exist; create it first")
     layer = out_path.stem
+    infos = []
+    for scene, part in parts:
+        try:
+            source = _feature_layer(part)
+            infos.append((source, pyogrio.read_info(part, layer=source)))
+        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+            raise InputError(f"cannot read {str(part)!r} to merge it: {exc}") from None
+    unplaced = [scene for (scene, _), (_, info) in zip(parts, infos) if not info["crs"]]
+    if unplaced and len(parts) > 1:
+        raise InputError(
+            f"{len(unplaced)} of the {len(parts)} scenes to merge have no CRS ({', '.join(map(scene_stem, unplaced[:3]))}"
+            f"{', ...' if len(unplaced) > 3 else ''}): their polygons are in pixel coordinates and would be stacked "
+            "on one another; merge only georeferenced scenes, or keep the per-scene GeoPackages"
+        )
     crs = None
     started = time.perf_counter()
     n_features = 0
     with atomic_path(out_path, suffix=VECTOR_SUFFIX) as tmp:
-        for scene, part in parts:
-            try:
-                source = _feature_layer(part)
-                info = pyogrio.read_info(part, layer=source)
-            except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
-                raise InputError(f"cannot read {str(part)!r} to merge it: {exc}") from None
+        for (scene, part), (source, info) in zip(parts, infos):
             if crs is None:
                 crs = info["crs"]
             offset = 0
@@ -1007,17 +1024,20 @@ def _append(frame: Any, tmp: Path, layer: str, out_path: Path) -> None:
 
     created = tmp.exists()
     try:
-        pyogrio.write_dataframe(
-            frame,
-            tmp,
-            layer=layer,
-            driver="GPKG",
-            append=created,
-            geometry_type="Polygon",
-            promote_to_multi=False,
-            # GeoPackage 1.2, as glgeo.vectorize writes: read by the GDAL of older QGIS.
-            **({} if created else {"dataset_options": {"VERSION": "1.2"}}),
-        )
+        with warnings.catch_warnings():
+            # one scene without a CRS (several are refused): its polygons stay in pixels
+            warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
+            pyogrio.write_dataframe(
+                frame,
+                tmp,
+                layer=layer,
+                driver="GPKG",
+                append=created,
+                geometry_type="Polygon",
+                promote_to_multi=False,
+                # GeoPackage 1.2, as glgeo.vectorize writes: read by the GDAL of older QGIS.
+                **({} if created else {"dataset_options": {"VERSION": "1.2"}}),
+            )
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         raise OutputError(f"cannot write {str(out_path)!r}: {exc}") from None
 

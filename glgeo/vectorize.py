@@ -1,7 +1,7 @@
 """Vectorize class rasters into GeoPackage polygons that open styled in QGIS.
 
-A class raster (one band of class ids, nodata 255, as written by ``glgeo segment``) becomes
-one polygon per 4-connected region of one class, in the raster's CRS, with attributes
+A class raster (one band of class ids, as written by ``glgeo segment``) becomes one polygon
+per 4-connected region of one class, in the raster's CRS, with attributes
 ``class_id``, ``class_name`` and ``area_m2``, written to a GeoPackage layer whose default
 QGIS style (in the ``layer_styles`` table) colours and names the classes as the scheme does.
 
@@ -16,6 +16,11 @@ Geometry is built in global pixel coordinates, where every vertex is an integer 
 match exactly, and moved to the CRS only when a polygon is complete: re-rasterizing the
 output onto the input grid reproduces the raster exactly (without ``min_area`` and
 ``simplify``).
+
+Only the raster's declared nodata value (or the one the caller names) marks pixels
+without data; any other value that is not a class id of the scheme is an error naming it,
+so no class is ever dropped silently. A raster without georeferencing (a plain image) gets
+polygons in the pixel coordinates QGIS shows it at (y negative downwards).
 
 Options:
 
@@ -190,6 +195,30 @@ def _area_units(crs: rasterio.crs.CRS | None, source: str) -> tuple[str, float]:
         logger.warning("%s: the linear unit of CRS %s is unknown; area_m2 holds squared CRS units", source, crs)
         return "map units2", 1.0
     return "m2", float(metres_per_unit) ** 2
+
+
+def _nodata_for(src: rasterio.io.DatasetReader, nodata: int | None) -> int | None:
+    """The value that marks nodata: ``nodata`` if given, else the raster's declared one."""
+    if nodata is not None:
+        if isinstance(nodata, bool) or not isinstance(nodata, (int, np.integer)):
+            raise InputError(f"nodata must be an integer pixel value, got {nodata!r}")
+        return int(nodata)
+    if src.nodata is None or not math.isfinite(src.nodata) or src.nodata != int(src.nodata):
+        return None
+    return int(src.nodata)
+
+
+def vector_transform(src: rasterio.io.DatasetReader) -> Affine:
+    """The transform from pixel to map coordinates that puts polygons on their raster.
+
+    A georeferenced raster's own transform; for a raster with neither a geotransform nor
+    a CRS (a JPEG, a PNG), the one GDAL-based viewers use: QGIS shows such a raster at
+    ``0,-height : width,0`` (one unit per pixel, y negative downwards, as a north-up
+    image), so its polygons get y negated to lie on it.
+    """
+    if src.crs is None and src.transform == Affine.identity() and not src.gcps[0] and not src.rpcs:
+        return Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+    return src.transform
 
 
 def _check_positive(name: str, value: float | None) -> None:
@@ -451,8 +480,8 @@ def _read_block(
     src: rasterio.io.DatasetReader,
     window: Window,
     halo: int,
-    nodata_values: tuple[int, ...],
-    n_classes: int,
+    nodata: int | None,
+    scheme: ClassScheme,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Class ids (uint8) and validity of a window grown by ``halo`` (clipped to the raster)."""
     col0 = max(0, window.col_off - halo)
@@ -460,27 +489,46 @@ def _read_block(
     col1 = min(src.width, window.col_off + window.width + halo)
     row1 = min(src.height, window.row_off + window.height + halo)
     data = src.read(1, window=Window(col0, row0, col1 - col0, row1 - row0))
-    valid = np.ones(data.shape, dtype=bool)
-    for value in nodata_values:
-        valid &= data != value
+    valid = np.ones(data.shape, dtype=bool) if nodata is None else data != nodata
     if valid.any():
         values = data[valid]
-        low, high = values.min(), values.max()
-        if low < 0 or high >= n_classes:
-            bad = high if high >= n_classes else low
-            raise InputError(
-                f"{src.name!r} holds the value {bad}, which is not a class id (0-{n_classes - 1}) nor nodata;"
-                " is it a class raster, and is the class scheme right (--scheme)?"
-            )
+        if values.min() < 0 or values.max() >= scheme.n_classes:
+            _refuse_values(src, values, nodata, scheme)
     classes = np.where(valid, data, NODATA_ID).astype(np.uint8)
     return classes, valid, (window.row_off - row0, window.col_off - col0)
+
+
+def _refuse_values(src: rasterio.io.DatasetReader, values: np.ndarray, nodata: int | None, scheme: ClassScheme) -> None:
+    """Raise an error naming the values of ``values`` that are not class ids of ``scheme``."""
+    bad = np.unique(values[(values < 0) | (values >= scheme.n_classes)])
+    shown = ", ".join(str(int(v)) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
+    noun = "value" if len(bad) == 1 else "values"
+    hints = []
+    mask_values = {c.mask_value: c for c in scheme.classes if isinstance(c.mask_value, int) and c.mask_value != c.id}
+    masked = [mask_values[int(v)] for v in bad if int(v) in mask_values]
+    if masked and len(masked) == len(bad):
+        hints.append(
+            "it looks like a dataset mask (the " + scheme.name + " scheme's masks store "
+            + ", ".join(f"{c.name} as {c.mask_value}" for c in masked)
+            + "): convert it to class ids first"
+        )
+    if len(bad) == 1:
+        hints.append(f"if {int(bad[0])} marks pixels without data, pass nodata={int(bad[0])}")
+    else:
+        hints.append("pass the right scheme, or nodata=N for the value that marks pixels without data")
+    declared = "no nodata value" if nodata is None else f"nodata {nodata}"
+    raise InputError(
+        f"{src.name!r} holds the {noun} {shown}, not class ids of the {scheme.name!r} scheme"
+        f" (0-{scheme.n_classes - 1}: {', '.join(scheme.names)}) and not its nodata ({declared});"
+        f" no polygon is written rather than some classes lost: " + "; ".join(hints)
+    )
 
 
 def _pixel_geometries(
     src: rasterio.io.DatasetReader,
     scheme: ClassScheme,
     keep_ids: set[int],
-    nodata_values: tuple[int, ...],
+    nodata: int | None,
     min_pixels: int | None,
     tolerance_px: float | None,
     block_size: int,
@@ -498,7 +546,7 @@ def _pixel_geometries(
     right_col: np.ndarray | None = None  # last column of the block to the left
     for done, block in enumerate(blocks, start=1):
         window = block.window
-        classes, valid, (dy, dx) = _read_block(src, window, halo, nodata_values, scheme.n_classes)
+        classes, valid, (dy, dx) = _read_block(src, window, halo, nodata, scheme)
         if min_pixels:
             classes = _sieve(classes, valid, min_pixels)
         core = classes[dy : dy + window.height, dx : dx + window.width]
@@ -637,16 +685,20 @@ def vectorize(
     overwrite: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: ProgressCallback | None = None,
+    nodata: int | None = None,
 ) -> VectorizeResult:
     """Turn a class raster into styled polygons in a GeoPackage.
 
     One polygon per 4-connected region of one class (holes kept, nodata never vectorized),
-    in the raster's CRS, with attributes ``class_id``, ``class_name`` and ``area_m2``. The
+    in the raster's CRS (a raster without georeferencing: in the pixel coordinates GDAL
+    and QGIS place it at, x to the right and y negative downwards), with attributes ``class_id``, ``class_name`` and ``area_m2``. The
     layer's default QGIS style (categorized by class, the scheme's colours and names) is
     stored in the GeoPackage's ``layer_styles`` table. The file is written atomically.
 
     Args:
-        raster: a one-band integer class raster (nodata 255 or the raster's nodata value).
+        raster: a one-band integer class raster. Every pixel must hold a class id of the
+            scheme or the nodata value: any other value is an error (no class is ever
+            dropped silently).
         out: the GeoPackage to write (``.gpkg``).
         scheme: the class scheme (object or registered name). Default: the scheme the
             raster carries (``glgeo segment`` writes it), else the registered scheme whose
@@ -664,6 +716,8 @@ def vectorize(
         block_size: pixels per side of the blocks processed at once; memory grows with its
             square, not with the raster's size.
         progress: called as ``progress(done, total)`` after each block.
+        nodata: the value marking pixels without data (never vectorized). Default: the
+            nodata value the raster declares; a raster that declares none has no nodata.
 
     Returns:
         What was written: path, layer, CRS, counts and areas per class.
@@ -692,9 +746,9 @@ def vectorize(
             classes = [part for part in classes.split(",") if part.strip()]
         keep_ids = set(class_scheme.ids_for(list(classes))) if classes else set(range(class_scheme.n_classes))
         layer_name = _layer_name(layer, raster_path)
-        nodata_values = tuple(sorted({NODATA_ID} | ({int(src.nodata)} if src.nodata is not None else set())))
+        nodata_value = _nodata_for(src, nodata)
         area_units, area_factor = _area_units(src.crs, str(raster_path))
-        transform = src.transform
+        transform = vector_transform(src)
         pixel_area = abs(transform.determinant) * area_factor
         min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
         if min_pixels and 2 * min_pixels > block_size:
@@ -720,7 +774,7 @@ def vectorize(
             window_bytes = (block_size + 2 * halo) ** 2 * np.dtype(src.dtypes[0]).itemsize
             with rasterio.Env(GDAL_CACHEMAX=max(_MIN_GDAL_CACHE, window_bytes)):
                 for geometry, class_id in _pixel_geometries(
-                    src, class_scheme, keep_ids, nodata_values, min_pixels, tolerance_px, block_size, progress
+                    src, class_scheme, keep_ids, nodata_value, min_pixels, tolerance_px, block_size, progress
                 ):
                     writer.add(geometry, class_id)
             writer.flush()

@@ -513,3 +513,25 @@ def test_model_is_loaded_once_per_process_and_again_when_the_file_changes(tmp_pa
     os.utime(copy, ns=(time.time_ns(), time.time_ns() + 10**9))  # replaced by a retrained model
     second = batch.cached_model(str(copy))
     assert second is not first and len(calls) == 2 and len(batch._MODEL_CACHE) == 1
+
+
+def test_merging_scenes_without_crs_is_refused(tmp_path):
+    """Polygons of plain images are in pixel coordinates: merged, they would lie on one square."""
+    import warnings
+
+    from glgeo.batch import merge_vectors
+    from glgeo.vectorize import vectorize
+
+    parts = []
+    for i in range(2):
+        image = tmp_path / f"plain_{i}.tif"
+        with rasterio.open(image, "w", driver="GTiff", width=32, height=24, count=1, dtype="uint8", nodata=NODATA_ID) as dst:
+            dst.write(np.full((24, 32), i + 1, dtype=np.uint8), 1)
+        parts.append((str(image), vectorize(image, tmp_path / f"plain_{i}.gpkg", scheme=DEEPGLOBE).path))
+    with pytest.raises(InputError, match=r"2 of the 2 scenes to merge have no CRS \(plain_0, plain_1\)"):
+        merge_vectors(parts, tmp_path / "all.gpkg")
+    assert not (tmp_path / "all.gpkg").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one scene merges, and pyogrio's "'crs' was not provided" stays quiet
+        merge_vectors(parts[:1], tmp_path / "one.gpkg")
+    assert (tmp_path / "one.gpkg").is_file()
