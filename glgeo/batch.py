@@ -102,8 +102,8 @@ def require_distributed() -> Any:
         import distributed
     except ImportError:
         raise MissingDependencyError(
-            "running scenes on a Dask cluster (--scheduler, --workers > 1) needs dask.distributed: "
-            f"install it with `{_INSTALL_HINT}`, or run with --workers 1"
+            "running scenes on a Dask cluster (a scheduler, or workers above 1) needs dask.distributed: "
+            f"install it with `{_INSTALL_HINT}`, or run with workers=1"
         ) from None
     return distributed
 
@@ -182,7 +182,7 @@ def expand_inputs(items: Sequence[str | os.PathLike], input_lists: Sequence[str 
     if len(unique) < len(scenes):
         log.info("%d scenes were named more than once; each runs once", len(scenes) - len(unique))
     if not unique:
-        raise InputError("no scenes given: name scene files, globs, URLs or a list file (@list.txt or --input-list)")
+        raise InputError("no scenes given: name scene files, globs, URLs or a list file (@list.txt)")
     return unique
 
 
@@ -239,14 +239,14 @@ def plan_jobs(scenes: Sequence[str], out_dir: str | os.PathLike, *, vector: bool
         if stem in by_stem:
             raise InputError(
                 f"scenes {by_stem[stem]!r} and {scene!r} would both write {stem}{RASTER_SUFFIX}; "
-                "rename one, or run them into different --out-dir folders"
+                "rename one, or run them into different out_dir folders"
             )
         by_stem[stem] = scene
         job = SceneJob(scene, out / f"{stem}{RASTER_SUFFIX}", out / f"{stem}{VECTOR_SUFFIX}" if vector else None)
         if not is_remote(scene):
             for target in job.outputs:
                 if os.path.abspath(target) == os.path.abspath(scene):
-                    raise InputError(f"output {str(target)!r} would replace the scene itself; choose another --out-dir")
+                    raise InputError(f"output {str(target)!r} would replace the scene itself; choose another out_dir")
         jobs.append(job)
     return jobs
 
@@ -295,7 +295,7 @@ class BatchOptions:
         if self.vector_merge is not None:
             merge = Path(self.vector_merge)
             if merge.suffix.lower() != VECTOR_SUFFIX:
-                raise InputError(f"--vector-merge {str(merge)!r} must be a GeoPackage (.gpkg)")
+                raise InputError(f"vector_merge={str(merge)!r} must be a GeoPackage (.gpkg)")
             object.__setattr__(self, "vector_merge", merge)
             object.__setattr__(self, "vector", True)
         if self.manifest is not None:
@@ -584,7 +584,7 @@ def class_areas_of(raster: str | os.PathLike) -> tuple[dict[str, float], str]:
     with src:
         scheme = scheme_from_tags(src.tags())
         if scheme is None:
-            raise InputError(f"{str(raster)!r} carries no class scheme: it was not written by glgeo; remove it or pass --overwrite")
+            raise InputError(f"{str(raster)!r} carries no class scheme: it was not written by glgeo; remove it or pass overwrite=True")
         counts = np.zeros(256, dtype=np.int64)
         for _, window in src.block_windows(1):
             counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)[:256]
@@ -706,7 +706,7 @@ def _describe(exc: BaseException) -> str:
     if name == "KilledWorker":
         return (
             "KilledWorker: the workers running this scene died on every attempt (out of memory? "
-            "see the worker logs; give workers more memory or use a smaller --batch-size)"
+            "see the worker logs; give workers more memory or use a smaller batch_size)"
         )
     return f"{name}: {exc}"
 
@@ -845,7 +845,7 @@ def run_batch(
         jobs = list(inputs)  # type: ignore[arg-type]
     else:
         if out_dir is None:
-            raise InputError("give an output folder (--out-dir) for the scenes' outputs")
+            raise InputError("give an output folder (out_dir) for the scenes' outputs")
         jobs = plan_jobs(expand_inputs(inputs), out_dir, vector=options.vector)  # type: ignore[arg-type]
     if options.vector and any(j.vector is None for j in jobs):
         jobs = [j if j.vector else dataclasses.replace(j, vector=j.output.with_suffix(VECTOR_SUFFIX)) for j in jobs]

@@ -147,7 +147,7 @@ def compare_rasters(
                 f"origin {p.transform.c, p.transform.f} vs {t.transform.c, t.transform.f}); resample one onto the other"
             )
         if truth_encoding == "ids" and t.count != 1:
-            raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use --truth-encoding mask)")
+            raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use truth_encoding='mask')")
         for window in _strips(p.height, p.width):
             predicted = p.read(1, window=window)
             if truth_encoding == "mask":

@@ -276,10 +276,10 @@ def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...
     colour = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
     if len(colour) == needed:
         return tuple(colour)
-    hint = ",".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
+    hint = ", ".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
     raise InputError(
         f"scene has {len(colour)} band{'s' if len(colour) != 1 else ''} (alpha not counted); "
-        f"this model needs {needed} (RGB): pass --bands {hint} to choose them"
+        f"this model needs {needed} (RGB): pass bands=({hint}) to choose them"
     )
 
 
@@ -311,7 +311,7 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
             if bad:
                 raise InputError(f"band{'s' if len(bad) > 1 else ''} {bad} not in the scene, which has bands 1-{src.count}")
             if len(chosen) != needed:
-                raise InputError(f"--bands gives {len(chosen)} bands; this model needs {needed} (RGB)")
+                raise InputError(f"bands={chosen} names {len(chosen)} band{'s' if len(chosen) != 1 else ''}; this model needs {needed} (RGB)")
         dtypes = {src.dtypes[b - 1] for b in chosen}
         if len(dtypes) != 1:
             raise InputError(f"the chosen bands mix data types {sorted(dtypes)}; choose bands of one type")

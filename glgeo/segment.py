@@ -249,7 +249,7 @@ def segment(
     if probabilities is not None:
         scores_path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))
         if scores_path.resolve() == out_path.resolve():
-            raise OutputError("--probabilities must name a different file than the class raster")
+            raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
     info = inspect_scene(scene, bands, needed=MODEL_BANDS)
     if not info.is_georeferenced:
         log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)
@@ -270,7 +270,7 @@ def segment(
         if min(grid.height, grid.width) < MIN_WORKING_SIDE:
             raise InputError(
                 f"read at {scale:.3g} of its resolution (the model's {checkpoint.gsd or '?'} m per pixel), "
-                f"{info.path} is only {grid.width} x {grid.height} px, too small to segment; pass --scale 1 "
+                f"{info.path} is only {grid.width} x {grid.height} px, too small to segment; pass scale=1 "
                 "to run the model on it as it is"
             )
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)

@@ -159,16 +159,16 @@ def _scheme_for(src: rasterio.io.DatasetReader, scheme: ClassScheme | str | None
             return matches[0]
     raise InputError(
         f"cannot tell which classes {src.name!r} holds: it carries no glgeo class scheme;"
-        f" pass the scheme (--scheme {'|'.join(list_schemes())})"
+        f" pass scheme=NAME ({', '.join(list_schemes())})"
     )
 
 
 def _layer_name(layer: str | None, raster: Path) -> str:
     name = layer if layer is not None else raster.stem
     if not name or not name.strip():
-        raise InputError("the layer name is empty; pass --layer NAME")
+        raise InputError("the layer name is empty; pass layer=NAME")
     if name == "layer_styles" or name.lower().startswith(_RESERVED_LAYER_PREFIXES):
-        raise InputError(f"layer name {name!r} is reserved in GeoPackages; pass another --layer NAME")
+        raise InputError(f"layer name {name!r} is reserved in GeoPackages; pass another layer=NAME")
     return name
 
 

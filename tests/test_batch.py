@@ -208,7 +208,7 @@ def test_missing_dask_says_how_to_install(monkeypatch, tmp_path, scenes, checkpo
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
     with pytest.raises(MissingDependencyError, match=r"pip install 'glgeo\[distributed\]'"):
         require_distributed()
-    with pytest.raises(MissingDependencyError, match="--workers 1"):
+    with pytest.raises(MissingDependencyError, match="workers=1"):
         run_batch([str(s) for s in scenes], tmp_path, model=checkpoint, workers=2)
     assert not list(tmp_path.glob("*.tif"))
     # one worker runs in this process and needs no Dask

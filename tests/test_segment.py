@@ -323,7 +323,7 @@ def test_georeferenced_scenes_are_read_at_the_resolution_the_model_was_trained_a
     assert summary.scale == pytest.approx(0.25) and summary.stats.patches == len(PatchGrid.for_scene(30, 50, 64))
     assert read(tmp_path / "out.tif")[4] == truth.shape
     # a scene that would shrink to a few pixels at the model's resolution: one clear error
-    with pytest.raises(InputError, match=r"only 10 x 6 px, too small to segment; pass --scale 1"):
+    with pytest.raises(InputError, match=r"only 10 x 6 px, too small to segment; pass scale=1"):
         segment(scene, tmp_path / "tiny.tif", model=trained(40.0), settings=InferenceSettings(device="cpu"))
 
 
@@ -452,5 +452,5 @@ def test_bad_requests(tmp_path):
     with pytest.raises(InputError, match="predicts the 'inria' classes"):
         segment(scene, tmp_path / "out.tif", model=standin(INRIA), scheme="deepglobe")
     segment(scene, tmp_path / "out.tif", model=standin(INRIA), settings=InferenceSettings(device="cpu"))
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         segment(scene, tmp_path / "out.tif", model=standin(INRIA))

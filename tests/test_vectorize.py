@@ -298,7 +298,7 @@ def test_rejects_bad_options(tmp_path, class_raster):
 def test_existing_output_needs_overwrite(tmp_path, class_raster):
     out = tmp_path / "landcover.gpkg"
     out.write_bytes(b"keep me")
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         vectorize(class_raster, out, scheme=DEEPGLOBE)
     assert out.read_bytes() == b"keep me"
     vectorize(class_raster, out, scheme=DEEPGLOBE, overwrite=True)
@@ -379,7 +379,7 @@ def test_scheme_comes_from_the_colour_table(tmp_path):
 
 
 def test_scheme_required_when_the_raster_names_none(tmp_path, class_raster):
-    with pytest.raises(InputError, match="--scheme"):
+    with pytest.raises(InputError, match="scheme=NAME"):
         vectorize(class_raster, tmp_path / "x.gpkg")
 
 
