@@ -154,7 +154,7 @@ def run_batch_from_cli(
     settings: Any,
     bands: tuple[int, ...] | None = None,
     scheme: str | None = None,
-    no_cog: bool = False,
+    output_options: Any = None,
     overwrite: bool = False,
     as_json: bool = False,
     out: str | None = None,
@@ -169,7 +169,7 @@ def run_batch_from_cli(
         scenes: the SCENES arguments (paths, globs, URLs, ``@list.txt``).
         model: zoo name or checkpoint path.
         settings: the :class:`glgeo.inference.InferenceSettings` built from the options.
-        bands, scheme, no_cog, overwrite, as_json: as for one scene.
+        bands, scheme, output_options, overwrite, as_json: as for one scene.
         out, probabilities, vector: single-scene options; an error in a batch, with a hint.
     """
 
@@ -193,7 +193,7 @@ def run_batch_from_cli(
         settings=settings,
         bands=bands,
         scheme=scheme,
-        output_options=OutputOptions(cog=not no_cog),
+        output_options=output_options or OutputOptions(),
         vector=batch.vectors,
         vector_merge=Path(batch.vector_merge) if batch.vector_merge else None,
         overwrite=overwrite,

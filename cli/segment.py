@@ -7,7 +7,7 @@ import json
 import click
 
 from .batch import BatchArgs, batch_options
-from .options import device_opt, model_opt, overwrite_opt, progress_bar
+from .options import creation_options_opt, device_opt, format_opt, model_opt, overwrite_opt, progress_bar
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -71,6 +71,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--vector", type=click.Path(dir_okay=False), default=None, help="Also vectorize the classes into this GeoPackage.")
 @click.option("--scheme", default=None, help="Fail unless the model predicts this class scheme (deepglobe, inria...).")
 @click.option("--no-cog", is_flag=True, help="Keep a plain tiled GeoTIFF (no COG overviews).")
+@format_opt
+@creation_options_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @overwrite_opt
 @click.pass_context
@@ -95,6 +97,8 @@ def segment(
     vector: str | None,
     scheme: str | None,
     no_cog: bool,
+    driver: str | None,
+    creation_options: dict[str, str],
     as_json: bool,
     overwrite: bool,
     batch: BatchArgs,
@@ -132,11 +136,12 @@ def segment(
         stretch=stretch,  # type: ignore[arg-type]
         compile=compile_,
     )
+    output_options = OutputOptions(cog=not no_cog, format=driver, creation_options=creation_options)
     if batch.wanted(scenes):
         from .batch import run_batch_from_cli
 
         run_batch_from_cli(
-            ctx, batch, scenes, model=model, settings=settings, bands=bands, scheme=scheme, no_cog=no_cog,
+            ctx, batch, scenes, model=model, settings=settings, bands=bands, scheme=scheme, output_options=output_options,
             overwrite=overwrite, as_json=as_json, out=out, probabilities=probabilities, vector=vector,
         )
         return
@@ -155,7 +160,7 @@ def segment(
             probabilities=probabilities,
             scheme=scheme,
             overwrite=overwrite,
-            output_options=OutputOptions(cog=not no_cog),
+            output_options=output_options,
             progress=progress,
         )
 

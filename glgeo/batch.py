@@ -298,6 +298,10 @@ class BatchOptions:
                 raise InputError(f"vector_merge={str(merge)!r} must be a GeoPackage (.gpkg)")
             object.__setattr__(self, "vector_merge", merge)
             object.__setattr__(self, "vector", True)
+        if self.output_options.format is not None and self.output_options.format.upper() not in ("COG", "GTIFF"):
+            raise InputError(
+                f"format={self.output_options.format!r}: a batch writes each scene as <name>.tif; choose COG or GTiff"
+            )
         if self.manifest is not None:
             manifest = Path(self.manifest)
             if manifest.suffix.lower() not in (".json", ".csv"):
@@ -530,7 +534,7 @@ def worker_device(spec: str, worker_name: object, n_gpus: int) -> str:
     return f"cuda:{index % n_gpus}"
 
 
-_PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog)(?:\.[^.]+)?$"
+_PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog|copy)(?:\.[^.]+)?$"
 
 
 def remove_partials(job: SceneJob) -> int:

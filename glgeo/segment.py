@@ -26,7 +26,7 @@ from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
 from .schemes import NODATA_ID
-from .writer import ClassRasterWriter, OutputOptions
+from .writer import ClassRasterWriter, OutputOptions, output_driver
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +227,9 @@ def segment(
         scheme: the class scheme the caller expects (``deepglobe``, ``inria`` ...): a model
             predicting another scheme is an error. ``None``: the model's.
         overwrite: replace existing outputs.
-        output_options: tiling, compression and COG conversion of the outputs.
+        output_options: format (from the extension: ``.tif`` COG, ``.png``, ``.img``; or
+            ``output_options.format``), GDAL creation options, tiling, compression and COG
+            conversion of the outputs.
         progress: ``progress(done, total)`` as patches are processed.
 
     Returns:
@@ -235,7 +237,8 @@ def segment(
 
     Raises:
         SceneError: the scene is missing, unreadable or not a raster.
-        InputError: bad bands, settings or a model/scheme mismatch.
+        InputError: bad bands, settings, an output format glgeo does not write (a lossy
+            JPEG, an unknown extension), or a model/scheme mismatch.
         OutputError: an output exists (without ``overwrite``), equals the input, or its
             folder is missing.
         CheckpointError: the model cannot be loaded.
@@ -250,6 +253,9 @@ def segment(
         scores_path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))
         if scores_path.resolve() == out_path.resolve():
             raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
+    output_driver(out_path, output_options)  # a format glgeo writes, before any work
+    if scores_path is not None:
+        output_driver(scores_path, output_options, bands=2)
     info = inspect_scene(scene, bands, needed=MODEL_BANDS)
     if not info.is_georeferenced:
         log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)

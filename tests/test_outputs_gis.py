@@ -1,0 +1,114 @@
+"""What a GIS analyst sees of ``glgeo segment``'s outputs (issue 16): the format follows
+the extension (or ``-f``) and takes GDAL creation options (``--co``), every output says
+where it came from, and the summaries read as sentences. Through the command line, with
+the outputs reopened by rasterio and pyogrio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+from glgeo.cli.main import cli
+from glgeo.models import build_model
+from glgeo.models.checkpoint import save_checkpoint
+from glgeo.schemes import DEEPGLOBE, NODATA_ID
+
+CRS = "EPSG:32618"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A random-weight resnet18 GLNet (DeepGlobe classes) with tiny patch and global sizes."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", DEEPGLOBE.n_classes, "g2l", pyramid_channels=16, segmentation_channels=8).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model, DEEPGLOBE, global_size=64, patch_size=64)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(1)
+    coarse = rng.integers(0, 256, (3, 8, 10), dtype=np.uint8)
+    image = np.kron(coarse, np.ones((1, 16, 16), dtype=np.uint8))
+    path = tmp_path_factory.mktemp("scene") / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=160, height=128, count=3, dtype="uint8", crs=CRS,
+                       transform=from_origin(500_000.0, 4_000_000.0, 0.5, 0.5)) as dst:
+        dst.write(image)
+    return path
+
+
+def segment(*args: object):
+    return CliRunner().invoke(cli, ["segment", *(str(a) for a in args)])
+
+
+def options(checkpoint: Path) -> list[str]:
+    return ["--model", str(checkpoint), "--device", "cpu", "--overlap", "8", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def reference(scene, checkpoint, tmp_path_factory) -> np.ndarray:
+    out = tmp_path_factory.mktemp("reference") / "reference.tif"
+    result = segment(scene, "-o", out, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as src:
+        return src.read(1)
+
+
+# ------------------------------------------------------------------ formats (item 3, 6)
+
+
+def test_png_output_is_a_png_on_the_scenes_grid(tmp_path, scene, checkpoint, reference):
+    out = tmp_path / "z7.png"
+    result = segment(scene, "-o", out, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst, rasterio.open(scene) as src:
+        assert dst.driver == "PNG"
+        assert dst.crs == src.crs and dst.transform == src.transform  # in the PNG's .aux.xml
+        assert dst.colormap(1)[1][:3] == DEEPGLOBE.classes[1].color
+        np.testing.assert_array_equal(dst.read(1), reference)
+    assert out.with_suffix(".qml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "message"),
+    [
+        ("z7.jpg", [], "z7.jpg': .jpg is a lossy format: its compression would change class ids"),
+        ("z7.xyz", [], "glgeo writes no .xyz rasters; name it .tif (or .png, .img), or give its format (--format NAME"),
+        ("z7.tif", ["-f", "JPEG"], "--format JPEG is not one glgeo writes (lossy"),
+        ("z7.tif", ["--co", "COMPRESS"], "give KEY=VALUE"),
+    ],
+)
+def test_formats_glgeo_does_not_write_are_refused(tmp_path, scene, checkpoint, name, extra, message):
+    result = segment(scene, "-o", tmp_path / name, *extra, *options(checkpoint))
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_format_and_creation_options_reach_gdal(tmp_path, scene, checkpoint, reference):
+    cog = tmp_path / "zstd.tif"
+    result = segment(scene, "-o", cog, "-q", "--co", "COMPRESS=ZSTD", "--co", "blocksize=256", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(cog) as dst:
+        assert dst.compression.name.upper() == "ZSTD" and dst.block_shapes[0] == (256, 256)
+        assert dst.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        np.testing.assert_array_equal(dst.read(1), reference)
+    plain = tmp_path / "plain.tif"
+    result = segment(scene, "-o", plain, "-q", "-f", "GTiff", "--co", "COMPRESS=LZW", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(plain) as dst:
+        assert dst.driver == "GTiff" and dst.compression.name.upper() == "LZW"
+        assert dst.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
+        np.testing.assert_array_equal(dst.read(1), reference)
+    img = tmp_path / "erdas.img"
+    result = segment(scene, "-o", img, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(img) as dst:
+        assert dst.driver == "HFA" and dst.crs.to_epsg() == 32618 and dst.nodata == NODATA_ID
+        np.testing.assert_array_equal(dst.read(1), reference)
