@@ -57,6 +57,13 @@ creation_options_opt = click.option(
 )
 
 
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 polygon``, ``2 polygons``, ``1 patch``, ``3 patches`` (thousands separated)."""
+    if nouns is None:
+        nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x", "z")) else "s")
+    return f"{n:,} {noun if n == 1 else nouns}"
+
+
 def progress_enabled(ctx: click.Context) -> bool:
     """Whether the command should draw progress bars (not with -q, not when piped)."""
     obj = ctx.find_root().obj or {}

@@ -7,7 +7,7 @@ import json
 import click
 
 from .batch import BatchArgs, batch_options
-from .options import creation_options_opt, device_opt, format_opt, model_opt, overwrite_opt, progress_bar
+from .options import plural, creation_options_opt, device_opt, format_opt, model_opt, overwrite_opt, progress_bar
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -175,10 +175,12 @@ def segment(
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif not quiet:
+        stats = summary.stats
+        model_name = summary.provenance.model if summary.provenance is not None else summary.model
         click.echo(
-            f"{summary.output}: {summary.width} x {summary.height} px, {summary.stats.computed} patches "
-            f"({summary.stats.skipped_nodata + summary.stats.skipped_c2f} skipped), mode {summary.stats.mode} "
-            f"on {summary.stats.device}"
+            f"{summary.output}: {summary.width} x {summary.height} px, {plural(stats.computed, 'patch')} computed"
+            f" ({stats.skipped_nodata + stats.skipped_c2f} skipped), model {model_name}, mode {stats.mode},"
+            f" {stats.precision} on {stats.device}"
             + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
             + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
         )

@@ -25,6 +25,7 @@ from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
+from .provenance import Provenance, blend_rule, file_sha256, utc_now
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions, output_driver
 
@@ -70,6 +71,8 @@ class SegmentSummary:
         model: the checkpoint used.
         stats: what the engine did (mode, device, patches computed/skipped, timings).
         scale: the fraction of the scene's resolution the model ran at (1: full).
+        provenance: what the outputs' metadata says made them (model, its SHA-256,
+            glgeo version, mode, precision, reading scale and GSD, blend rule, date).
     """
 
     scene: str
@@ -84,6 +87,7 @@ class SegmentSummary:
     model: str
     stats: InferenceStats = field(repr=False)
     scale: float = 1.0
+    provenance: Provenance | None = None
 
     @property
     def class_areas(self) -> dict[str, float]:
@@ -125,6 +129,7 @@ class SegmentSummary:
             "stretch": s.stretch,
             "timings_s": s.timings.as_dict(),
             "megapixels_per_second": round(self.megapixels_per_second, 4),
+            "provenance": self.provenance.to_dict() if self.provenance is not None else None,
         }
 
 
@@ -154,6 +159,31 @@ def load_model(model: Any, map_location: str = "cpu"):
     if isinstance(model, (str, os.PathLike)):
         return load_checkpoint(model, map_location=map_location)
     raise InputError(f"model must be a zoo name, a checkpoint path or a loaded Checkpoint, not {type(model).__name__}")
+
+
+def model_identity(model: Any, checkpoint: Any) -> tuple[str, str]:
+    """``(name, sha256)`` of a model: its zoo name or file name, and its file's SHA-256
+    (empty for a checkpoint never saved)."""
+    from glgeo.models.zoo import ZOO_DIR
+
+    path = getattr(checkpoint, "path", None)
+    if path is None:
+        return "unsaved checkpoint", ""
+    path = Path(path)
+    if path.parent.resolve() == ZOO_DIR.resolve():
+        name = path.stem
+    else:
+        name = path.name
+    try:
+        return name, file_sha256(path)
+    except OSError:
+        return name, ""
+
+
+def _glgeo_version() -> str:
+    from glgeo import __version__
+
+    return __version__
 
 
 #: Scenes within this share of the model's resolution are read as they are.
@@ -295,6 +325,7 @@ def segment(
     if scale != 1:
         log.info("the model runs at %.3g of the scene's resolution; the output keeps the scene's grid", scale)
     class_scheme, source = checkpoint.scheme, str(checkpoint.path or model)
+    model_name, model_sha256 = model_identity(model, checkpoint)
     # The engine runs its own inference copy of the network: drop this function's
     # references to the original, so a model loaded here (or handed over with no other
     # reference, ``segment(..., model=load_model(path))``) is not held in fp32 for the whole
@@ -328,6 +359,18 @@ def segment(
                 )
                 with_scores = with_scores or settings.logit_upsampling == "bilinear"
             stats = engine.run(reader, sink, scores=with_scores, progress=progress)
+        provenance = Provenance(
+            model=model_name,
+            model_sha256=model_sha256,
+            glgeo_version=_glgeo_version(),
+            mode=stats.mode,
+            precision=stats.precision,
+            scale=scale,
+            gsd_m=float(f"{info.gsd / scale:.6g}") if info.gsd is not None else None,
+            blend=blend_rule(settings),
+            created=utc_now(),
+        )
+        writer.set_tags(provenance.tags())
         start = time.perf_counter()
         writer.commit()
         finish = time.perf_counter() - start
@@ -359,6 +402,7 @@ def segment(
         model=source,
         stats=stats,
         scale=scale,
+        provenance=provenance,
     )
     log.info("wrote %s in %.1f s (%.2f MP/s)", out_path, summary.seconds, summary.megapixels_per_second)
     return summary

@@ -56,6 +56,7 @@ from rasterio.windows import Window
 from .atomic import atomic_path, check_output_path
 from ._callable import make_module_callable
 from .errors import InputError, OutputError, SceneError
+from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
 from .styles import scheme_from_tags, vector_qml, write_gpkg_layer_style
 
@@ -219,6 +220,18 @@ def vector_transform(src: rasterio.io.DatasetReader) -> Affine:
     if src.crs is None and src.transform == Affine.identity() and not src.gcps[0] and not src.rpcs:
         return Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
     return src.transform
+
+
+def vector_provenance(raster_tags: dict[str, str], raster: Path) -> dict[str, str]:
+    """The layer metadata of polygons made from a raster: the raster's provenance
+    (``GLGEO_*`` items, see :mod:`glgeo.provenance`), its file name and when it was vectorized."""
+    from glgeo import __version__
+
+    items = glgeo_items(raster_tags)
+    items.setdefault("GLGEO_VERSION", __version__)
+    items["GLGEO_SOURCE_RASTER"] = raster.name
+    items["GLGEO_VECTORIZED_UTC"] = utc_now()
+    return items
 
 
 def _check_positive(name: str, value: float | None) -> None:
@@ -589,8 +602,9 @@ class _LayerWriter:
     """Writes polygons to a GeoPackage layer in batches (pyogrio)."""
 
     def __init__(self, path: Path, layer: str, crs: str | None, scheme: ClassScheme, transform: Affine,
-                 area_factor: float) -> None:
+                 area_factor: float, metadata: dict[str, str] | None = None) -> None:
         self.path = path
+        self.metadata = metadata or {}
         self.layer = layer
         self.crs = crs
         self.scheme = scheme
@@ -657,7 +671,8 @@ class _LayerWriter:
                     geometry_type="Polygon",
                     promote_to_multi=False,
                     # GeoPackage 1.2: read without warnings by the GDAL of older QGIS releases.
-                    **({} if self._created else {"dataset_options": {"VERSION": "1.2"}}),
+                    **({} if self._created else {"dataset_options": {"VERSION": "1.2"},
+                                                 "layer_metadata": self.metadata or None}),
                 )
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
             raise OutputError(f"cannot write the GeoPackage: {exc}") from None
@@ -767,7 +782,8 @@ def vectorize(
             ", ".join(class_scheme.classes[i].name for i in sorted(keep_ids)),
         )
         with atomic_path(out_path, suffix=".gpkg") as tmp:
-            writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor)
+            writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor,
+                                  vector_provenance(src.tags(), raster_path))
             # Each pixel is read once (twice near seams with a halo): GDAL's block cache,
             # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
             halo = _sieve_halo(min_pixels, block_size)

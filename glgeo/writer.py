@@ -303,6 +303,12 @@ class ClassRasterWriter:
                 raise OutputError("this writer makes a score raster but the band carries no scores")
             self._scores.add(band.row_off, band.scores, band.valid)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Add metadata items (provenance) to every output, before :meth:`commit`."""
+        for raster in (self._classes, self._scores):
+            if raster is not None:
+                raster.dst.update_tags(**tags)
+
     @property
     def rows_received(self) -> int:
         """Rows handed in so far."""

@@ -101,7 +101,7 @@ def test_scene_smaller_than_one_patch_works(checkpoints, tmp_path):
     out = tmp_path / "tiny_classes.tif"
     result = run("segment", scene, "-o", out, "--model", checkpoints["inria"], "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "1 patches" in result.output
+    assert "1 patch computed" in result.output
     with rasterio.open(scene) as src, rasterio.open(out) as dst:
         assert (dst.height, dst.width, dst.crs, dst.transform) == (40, 30, src.crs, src.transform)
 

@@ -112,3 +112,46 @@ def test_format_and_creation_options_reach_gdal(tmp_path, scene, checkpoint, ref
     with rasterio.open(img) as dst:
         assert dst.driver == "HFA" and dst.crs.to_epsg() == 32618 and dst.nodata == NODATA_ID
         np.testing.assert_array_equal(dst.read(1), reference)
+
+
+# ------------------------------------------------------------------ provenance (item 4)
+
+
+def test_every_output_says_where_it_came_from(tmp_path, scene, checkpoint):
+    import datetime
+    import hashlib
+
+    import pyogrio
+
+    from glgeo import __version__
+
+    out, scores, vector = tmp_path / "lc.tif", tmp_path / "scores.tif", tmp_path / "lc.gpkg"
+    result = segment(scene, "-o", out, "--probabilities", scores, "--vector", vector, "--precision", "fp32",
+                     *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert "model tiny.pt, mode g2l, fp32 on cpu" in first
+    sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    expected = {
+        "GLGEO_MODEL": "tiny.pt",
+        "GLGEO_MODEL_SHA256": sha,
+        "GLGEO_VERSION": __version__,
+        "GLGEO_MODE": "g2l",
+        "GLGEO_PRECISION": "fp32",
+        "GLGEO_READING_SCALE": "1",
+        "GLGEO_READING_GSD_M": "0.5",
+        "GLGEO_BLEND": "sum",
+    }
+    for raster in (out, scores):
+        with rasterio.open(raster) as src:
+            tags = src.tags()
+        assert {k: tags.get(k) for k in expected} == expected
+        created = datetime.datetime.strptime(tags["GLGEO_CREATED_UTC"], "%Y-%m-%dT%H:%M:%SZ")
+        assert abs((datetime.datetime.utcnow() - created).total_seconds()) < 600
+        assert tags["TIFFTAG_SOFTWARE"] == f"glgeo {__version__}" and tags["TIFFTAG_DATETIME"]
+    metadata = pyogrio.read_info(vector, layer="lc")["layer_metadata"]
+    assert {k: metadata.get(k) for k in expected} == expected
+    assert metadata["GLGEO_SOURCE_RASTER"] == "lc.tif" and metadata["GLGEO_VECTORIZED_UTC"]
+    as_json = segment(scene, "-o", tmp_path / "j.tif", "--json", "--precision", "fp32", *options(checkpoint))
+    provenance = json.loads(as_json.stdout)["provenance"]
+    assert provenance["model_sha256"] == sha and provenance["precision"] == "fp32" and provenance["gsd_m"] == 0.5
