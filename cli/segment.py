@@ -39,7 +39,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Class raster to write (.tif), for one scene.")
 @batch_options
 @model_opt
-@click.option("--bands", callback=_parse_bands, metavar="B,G,R", help="1-based bands fed as RGB, e.g. 4,3,2. Default: the non-alpha bands.")
+@click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
+              help="1-based bands fed as RGB, e.g. 4,3,2 (rio's --bidx). Default: the non-alpha bands.")
 @click.option(
     "--mode",
     type=click.Choice(["global", "local", "g2l", "bidirectional"]),
@@ -184,7 +185,9 @@ def segment(
             + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
             + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
         )
-        for c in summary.classes:
-            click.echo(f"  {c.id:>3} {c.name:<16} {c.area:>16.1f} {summary.area_unit:<10} {100 * c.fraction:6.2f} %")
+        from glgeo.areas import format_class_areas
+
+        for line in format_class_areas(summary.classes, summary.area_unit):
+            click.echo(line)
         if vector is not None:
             click.echo(f"polygons: {result['vector']}")

@@ -320,7 +320,7 @@ class SceneResult:
         status: ``done`` (segmented now), ``skipped`` (outputs already there) or ``failed``.
         class_areas: area per class name (in :attr:`area_unit`); for skipped scenes, read
             back from the existing class raster.
-        area_unit: unit of the areas (``metre^2``, ``pixel``...).
+        area_unit: unit of the areas (``m2``, ``deg2``, ``px``, ``map unit2``: see :func:`glgeo.areas.area_unit`).
         seconds: wall time of the task, including retries' last attempt only.
         worker: the Dask worker address that ran the last attempt (``in-process`` without
             Dask).
@@ -566,7 +566,7 @@ def remove_partials(job: SceneJob) -> int:
 
 
 def class_areas_of(raster: str | os.PathLike) -> tuple[dict[str, float], str]:
-    """Area per class of an existing glgeo class raster, read block by block.
+    """Area per class of an existing glgeo class raster (see :func:`glgeo.areas.raster_class_areas`).
 
     Returns:
         ``(areas by class name, unit)``.
@@ -575,33 +575,10 @@ def class_areas_of(raster: str | os.PathLike) -> tuple[dict[str, float], str]:
         SceneError: the raster cannot be read.
         InputError: it does not carry a class scheme (not written by glgeo).
     """
-    import numpy as np
-    import rasterio
+    from .areas import raster_class_areas
 
-    from .errors import SceneError
-    from .styles import scheme_from_tags
-
-    try:
-        src = rasterio.open(raster)
-    except rasterio.errors.RasterioIOError as exc:
-        raise SceneError(f"cannot read class raster {str(raster)!r}: {exc}") from None
-    with src:
-        scheme = scheme_from_tags(src.tags())
-        if scheme is None:
-            raise InputError(f"{str(raster)!r} carries no class scheme: it was not written by glgeo; remove it or pass overwrite=True")
-        counts = np.zeros(256, dtype=np.int64)
-        for _, window in src.block_windows(1):
-            counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)[:256]
-        if src.crs is not None:
-            pixel_area = abs(src.transform.determinant)
-            try:
-                unit = src.crs.linear_units or "map unit"
-            except Exception:  # noqa: BLE001 - some CRSs cannot name their units
-                unit = "map unit"
-            unit = f"{unit}^2" if unit != "unknown" else "map unit^2"
-        else:
-            pixel_area, unit = 1.0, "pixel"
-    return {c.name: float(counts[c.id] * pixel_area) for c in scheme.classes}, unit
+    classes, unit = raster_class_areas(raster)
+    return {c.name: c.area for c in classes}, unit
 
 
 def _this_worker() -> tuple[str, object]:

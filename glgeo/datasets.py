@@ -626,7 +626,8 @@ def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:
     if max(bands) > src.count:
         raise DatasetError(
-            f"scene {pair.name!r}: {pair.image} has {src.count} band(s); bands {tuple(bands)} were asked for "
+            f"scene {pair.name!r}: {pair.image} has {src.count} band{'s' if src.count != 1 else ''}; bands "
+            f"{', '.join(map(str, bands))} were asked for "
             "(pass bands=(R, G, B) with 1-based band numbers)"
         )
 

@@ -309,12 +309,16 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
             chosen = tuple(int(b) for b in bands)
             bad = [b for b in chosen if not 1 <= b <= src.count]
             if bad:
-                raise InputError(f"band{'s' if len(bad) > 1 else ''} {bad} not in the scene, which has bands 1-{src.count}")
+                listed = ", ".join(map(str, bad))
+                raise InputError(
+                    f"band{'s' if len(bad) > 1 else ''} {listed} {'are' if len(bad) > 1 else 'is'} not in the scene,"
+                    f" which has {'band 1' if src.count == 1 else f'bands 1-{src.count}'}"
+                )
             if len(chosen) != needed:
                 raise InputError(f"bands={chosen} names {len(chosen)} band{'s' if len(chosen) != 1 else ''}; this model needs {needed} (RGB)")
         dtypes = {src.dtypes[b - 1] for b in chosen}
         if len(dtypes) != 1:
-            raise InputError(f"the chosen bands mix data types {sorted(dtypes)}; choose bands of one type")
+            raise InputError(f"the chosen bands mix data types ({', '.join(sorted(dtypes))}); choose bands of one type")
         flags = [src.mask_flag_enums[b - 1] for b in chosen]
         has_mask = any(MaskFlags.all_valid not in f for f in flags)
         crs = src.crs if src.crs else None

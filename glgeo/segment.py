@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from .areas import ClassArea, class_areas
 from .atomic import check_output_path
 from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
@@ -36,25 +37,6 @@ MODEL_BANDS = 3
 
 
 @dataclass(frozen=True)
-class ClassArea:
-    """How much of the scene one class covers.
-
-    Attributes:
-        id: class id in the raster.
-        name: class name.
-        pixels: pixels of that class.
-        area: area in map units squared (pixels for scenes without a CRS).
-        fraction: share of the valid pixels.
-    """
-
-    id: int
-    name: str
-    pixels: int
-    area: float
-    fraction: float
-
-
-@dataclass(frozen=True)
 class SegmentSummary:
     """What :func:`segment` wrote and how long it took.
 
@@ -65,7 +47,9 @@ class SegmentSummary:
         height: rows of the scene (and output).
         width: columns.
         crs: the CRS as a string (``None`` for plain images).
-        area_unit: unit of :attr:`ClassArea.area` (``"metre^2"``, ``"pixel"`` ...).
+        area_unit: unit of :attr:`ClassArea.area`: ``"m2"`` (projected CRSs, feet
+            converted), ``"deg2"`` (geographic), ``"px"`` (plain images) or ``"map unit2"``
+            (see :func:`glgeo.areas.area_unit`).
         classes: area per class, by id.
         nodata_pixels: pixels written as nodata (255).
         model: the checkpoint used.
@@ -131,16 +115,6 @@ class SegmentSummary:
             "megapixels_per_second": round(self.megapixels_per_second, 4),
             "provenance": self.provenance.to_dict() if self.provenance is not None else None,
         }
-
-
-def _area_unit(info: SceneInfo) -> str:
-    if info.crs is None:
-        return "pixel"
-    try:
-        unit = info.crs.linear_units
-    except Exception:  # pyproj-less CRS objects may not know their units
-        unit = "unknown"
-    return f"{unit}^2" if unit and unit != "unknown" else "map unit^2"
 
 
 def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -263,7 +237,7 @@ def segment(
         progress: ``progress(done, total)`` as patches are processed.
 
     Returns:
-        A :class:`SegmentSummary` with class areas in map units and timings.
+        A :class:`SegmentSummary` with class areas (m² for projected CRSs) and timings.
 
     Raises:
         SceneError: the scene is missing, unreadable or not a raster.
@@ -320,7 +294,7 @@ def segment(
     )
     log.info(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
-        info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
+        info.path, info.width, info.height, ",".join(map(str, info.bands)), checkpoint.model.config.backbone, engine.mode, engine.device,
     )
     if scale != 1:
         log.info("the model runs at %.3g of the scene's resolution; the output keeps the scene's grid", scale)
@@ -377,18 +351,7 @@ def segment(
         stats.timings.write += finish
         stats.timings.total += finish
 
-    valid = int(counts[:NODATA_ID].sum())
-    pixel_area = info.pixel_area if info.crs is not None else 1.0
-    classes = tuple(
-        ClassArea(
-            id=c.id,
-            name=c.name,
-            pixels=int(counts[c.id]),
-            area=float(counts[c.id] * pixel_area),
-            fraction=float(counts[c.id] / valid) if valid else 0.0,
-        )
-        for c in class_scheme.classes
-    )
+    classes, area_unit = class_areas(counts, class_scheme, info.crs, info.transform)
     summary = SegmentSummary(
         scene=info.path,
         output=out_path,
@@ -396,7 +359,7 @@ def segment(
         height=info.height,
         width=info.width,
         crs=info.crs.to_string() if info.crs is not None else None,
-        area_unit=_area_unit(info),
+        area_unit=area_unit,
         classes=classes,
         nodata_pixels=int(counts[NODATA_ID]),
         model=source,

@@ -53,6 +53,7 @@ from affine import Affine
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
+from .areas import area_unit
 from .atomic import atomic_path, check_output_path
 from ._callable import make_module_callable
 from .errors import InputError, OutputError, SceneError
@@ -88,8 +89,8 @@ class VectorizeResult:
         layer: the layer holding the polygons.
         crs: the polygons' CRS as ``EPSG:n`` or WKT, or None when the raster has none.
         area_units: units of the ``area_m2`` attribute: ``"m2"`` for projected CRSs, else
-            ``"deg2"`` (geographic CRS) or ``"map units2"`` (no CRS); a warning is logged
-            in those two cases.
+            ``"deg2"`` (geographic CRS), ``"px"`` (a plain image) or ``"map unit2"`` (no
+            CRS but a transform); a warning is logged in those cases.
         n_polygons: number of polygons written.
         polygons_per_class: class name -> number of polygons (kept classes only).
         area_per_class: class name -> total ``area_m2``.
@@ -173,29 +174,25 @@ def _layer_name(layer: str | None, raster: Path) -> str:
     return name
 
 
-def _area_units(crs: rasterio.crs.CRS | None, source: str) -> tuple[str, float]:
-    """Units of ``area_m2`` and the factor from squared CRS units to them; warns if not m²."""
-    if crs is None:
-        logger.warning(
-            "%s has no CRS: area_m2 will hold areas in squared map units of its transform, not m²;"
-            " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
-            source,
-        )
-        return "map units2", 1.0
-    if crs.is_geographic:
+def _area_units(crs: rasterio.crs.CRS | None, transform: Affine, source: str) -> tuple[str, float]:
+    """Units of ``area_m2`` and the factor from squared CRS units to them; warns if not m²
+    (see :func:`glgeo.areas.area_unit`)."""
+    unit, factor = area_unit(crs, transform)
+    if unit == "deg2":
         logger.warning(
             "%s is in a geographic CRS (%s): area_m2 will hold square degrees, not m²;"
             " reproject the class raster to a projected CRS (e.g. its UTM zone) for areas in m²",
             source,
             crs.to_string(),
         )
-        return "deg2", 1.0
-    try:
-        _, metres_per_unit = crs.linear_units_factor
-    except rasterio.errors.CRSError:
-        logger.warning("%s: the linear unit of CRS %s is unknown; area_m2 holds squared CRS units", source, crs)
-        return "map units2", 1.0
-    return "m2", float(metres_per_unit) ** 2
+    elif unit != "m2":
+        logger.warning(
+            "%s has no CRS: area_m2 will hold areas in %s, not m²;"
+            " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
+            source,
+            "pixels" if unit == "px" else "squared units of its transform",
+        )
+    return unit, factor
 
 
 def _nodata_for(src: rasterio.io.DatasetReader, nodata: int | None) -> int | None:
@@ -762,8 +759,8 @@ def vectorize(
         keep_ids = set(class_scheme.ids_for(list(classes))) if classes else set(range(class_scheme.n_classes))
         layer_name = _layer_name(layer, raster_path)
         nodata_value = _nodata_for(src, nodata)
-        area_units, area_factor = _area_units(src.crs, str(raster_path))
         transform = vector_transform(src)
+        area_units, area_factor = _area_units(src.crs if src.crs else None, transform, str(raster_path))
         pixel_area = abs(transform.determinant) * area_factor
         min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
         if min_pixels and 2 * min_pixels > block_size:

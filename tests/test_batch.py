@@ -269,7 +269,7 @@ def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, che
         assert row.input == str(scene)
         check_output(out / scene.name, scene, references[scene.stem])
         assert row.class_areas == pytest.approx(areas_from(references[scene.stem]))
-        assert row.area_unit == "metre^2"
+        assert row.area_unit == "m2"
         with rasterio.open(out / scene.name) as src:
             assert sum(row.class_areas.values()) == pytest.approx(src.width * src.height * PIXEL * PIXEL)
     assert hidden_files(out) == []
@@ -414,7 +414,7 @@ def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references)
     out = tmp_path / "out"
     result = segment_cli(scenes[0], scenes[1], "--out-dir", out, *cli_options(checkpoint))
     assert result.exit_code == 0, result.output
-    assert "2 scenes on in-process: 2 done, 0 skipped (outputs already there), 0 failed" in result.stdout
+    assert "2 scenes in this process: 2 done, 0 skipped (outputs already there), 0 failed" in result.stdout
     assert f"manifest: {out / 'manifest.json'}" in result.stdout
     for scene in scenes[:2]:
         check_output(out / scene.name, scene, references[scene.stem])
@@ -422,6 +422,9 @@ def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references)
     assert [(r["input"], r["status"], r["worker"]) for r in rows] == [(str(s), "done", "in-process") for s in scenes[:2]]
     assert rows[1]["class_areas"] == pytest.approx(areas_from(references[scenes[1].stem]))
 
+    again = segment_cli(scenes[0], scenes[1], "--out-dir", out, *cli_options(checkpoint))
+    assert again.exit_code == 0, again.output
+    assert "2 scenes in this process: 0 done, 2 skipped" in again.stdout and "scenes/min" not in again.stdout
     again = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--json", *cli_options(checkpoint))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["skipped"] == 2
@@ -437,7 +440,7 @@ def test_cli_local_cluster_list_file_failure_and_merge(tmp_path, scenes, checkpo
         "--vector-merge", merged, *cli_options(checkpoint),
     )
     assert result.exit_code == 1
-    assert "3 scenes on local cluster of 2 workers: 2 done, 0 skipped (outputs already there), 1 failed" in result.stdout
+    assert "3 scenes on a local cluster of 2 workers: 2 done, 0 skipped (outputs already there), 1 failed" in result.stdout
     assert f"failed: 1 scene ({tmp_path / 'missing.tif'}): SceneError: scene" in result.stderr
     assert "Error: 1 of 3 scenes failed" in result.stderr and "Traceback" not in result.output
     for scene in scenes[2:]:

@@ -151,7 +151,7 @@ def test_compiled_local_branch_gives_the_eager_classes(checkpoints, tmp_path):
         ("no_folder", "does not exist; create it first"),
         ("exists", "already exists; pass --overwrite"),
         ("scheme", "predicts the 'inria' classes, not 'deepglobe'"),
-        ("bad_bands", "band [5] not in the scene"),
+        ("bad_bands", "band 5 is not in the scene, which has bands 1-3"),
         ("bad_model", "no checkpoint file or zoo model"),
     ],
 )

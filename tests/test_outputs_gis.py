@@ -155,3 +155,52 @@ def test_every_output_says_where_it_came_from(tmp_path, scene, checkpoint):
     as_json = segment(scene, "-o", tmp_path / "j.tif", "--json", "--precision", "fp32", *options(checkpoint))
     provenance = json.loads(as_json.stdout)["provenance"]
     assert provenance["model_sha256"] == sha and provenance["precision"] == "fp32" and provenance["gsd_m"] == 0.5
+
+
+# ------------------------------------------------------------------ summaries and option names (item 5, 6)
+
+
+def test_summary_reads_as_sentences(tmp_path, scene, checkpoint, reference):
+    result = segment(scene, "-o", tmp_path / "s.tif", "-b", "1,2,3", "--precision", "fp32", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert " patches computed (0 skipped)" in lines[0]
+    counts = np.bincount(reference.ravel(), minlength=256)
+    for c in DEEPGLOBE.classes:
+        line = next(text for text in lines[1:] if text.split()[:2] == [str(c.id), c.name])
+        assert line.endswith(f"{counts[c.id]:,} px")  # integer pixel counts
+        area = counts[c.id] * 0.25
+        assert (f"{area:,.0f} m2" if area >= 10 or area == 0 else f"{area:.2f} m2") in line  # < 1 ha: m2
+    assert "metre^2" not in result.stdout and ".0 pixel" not in result.stdout
+
+
+def test_bidx_is_rios_name_for_bands(tmp_path, scene, checkpoint):
+    result = segment(scene, "-o", tmp_path / "b.tif", "--bidx", "4,2,1", *options(checkpoint))
+    assert result.exit_code == 1
+    assert "band 4 is not in the scene, which has bands 1-3" in result.output and "[4]" not in result.output
+
+
+def test_format_area_picks_the_unit_that_fits():
+    from glgeo.areas import format_area
+
+    assert format_area(850.0, "m2") == "850 m2"
+    assert format_area(123_456.0, "m2") == "12.35 ha"
+    assert format_area(15_767_418_536.5, "m2") == "15,767.42 km2"
+    assert format_area(5_188_474.0, "px") == "5,188,474 px"
+
+
+def test_vectorize_says_one_polygon(tmp_path):
+    raster = tmp_path / "one.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs=CRS,
+                       transform=from_origin(500_000.0, 4_000_000.0, 10, 10), nodata=NODATA_ID) as dst:
+        dst.write(np.full((10, 10), 4, dtype=np.uint8), 1)
+    result = CliRunner().invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / "one.gpkg"), "--scheme", "deepglobe"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"{tmp_path / 'one.gpkg'}: 1 polygon in layer one (EPSG:32618)",
+                                          "  forest  1 polygon  1.00 ha"]
+
+
+def test_train_data_loaders_are_not_dask_workers():
+    result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--root", "x", "--out", "y", "--workers", "2"])
+    assert result.exit_code == 2 and "--loader-workers" in result.output
+    assert "--loader-workers" in CliRunner().invoke(cli, ["train", "--help"]).output

@@ -138,7 +138,7 @@ def test_constant_per_class_network_gives_a_seamless_georeferenced_map(tmp_path,
     np.testing.assert_array_equal(classes, expected)  # pixel-exact: no seams anywhere
     assert summary.nodata_pixels == int(nodata.sum())
     areas = summary.class_areas
-    assert summary.area_unit == "metre^2"
+    assert summary.area_unit == "m2"
     assert areas["urban"] == pytest.approx(4.0 * (expected == 1).sum())
 
 

@@ -327,7 +327,7 @@ def test_geographic_or_missing_crs_warns(tmp_path, classes_array, caplog):
     bare = write_raster(tmp_path / "bare.tif", classes_array, crs=None)
     with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
         result = vectorize(bare, tmp_path / "bare.gpkg", scheme=DEEPGLOBE)
-    assert result.area_units == "map units2" and result.crs is None
+    assert result.area_units == "map unit2" and result.crs is None
     assert "no CRS" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
@@ -441,11 +441,19 @@ def test_cli_vectorize_writes_the_layer(tmp_path, class_raster, classes_array):
     out = tmp_path / "cli.gpkg"
     runner = CliRunner()
     result = runner.invoke(
-        cli, ["-q", "vectorize", str(class_raster), "--out", str(out), "--scheme", "deepglobe", "--block-size", "40",
+        cli, ["vectorize", str(class_raster), "--out", str(out), "--scheme", "deepglobe", "--block-size", "40",
               "--layer", "lc"]
     )
     assert result.exit_code == 0, result.output
-    assert "lc" in result.output and "EPSG:32618" in result.output
+    lines = result.stdout.splitlines()
+    n = len(pyogrio.read_dataframe(out, layer="lc"))
+    assert lines[0] == f"{out}: {n:,} polygons in layer lc (EPSG:32618)"
+    frame = pyogrio.read_dataframe(out, layer="lc")
+    for name, group in frame.groupby("class_name"):
+        polygons = f"{len(group)} polygon{'s' if len(group) != 1 else ''}"
+        assert f"  {polygons}  {group.area_m2.sum():,.0f} m2" in result.stdout  # areas under 1 ha in m2
+    assert " 1 polygons" not in result.stdout
+    assert "'" not in result.stdout  # no Python reprs
     frame = pyogrio.read_dataframe(out, layer="lc")
     assert frame.crs.to_epsg() == 32618
     assert np.array_equal(reburn(frame, classes_array.shape), classes_array)
