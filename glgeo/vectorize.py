@@ -39,14 +39,12 @@ import logging
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import geopandas as gpd
 import numpy as np
-import pyogrio
 import rasterio
 import shapely
 from affine import Affine
@@ -56,7 +54,8 @@ from rasterio.windows import Window
 from .areas import area_unit
 from .atomic import atomic_path, check_output_path
 from ._callable import make_module_callable
-from .errors import InputError, OutputError, SceneError
+from .errors import InputError, SceneError
+from .gpkg import write_polygons
 from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
 from .styles import scheme_from_tags, vector_qml, write_gpkg_layer_style
@@ -655,24 +654,7 @@ class _LayerWriter:
             },
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
         )
-        try:
-            with warnings.catch_warnings():
-                # A raster without CRS was already warned about, in terms of areas.
-                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
-                pyogrio.write_dataframe(
-                    frame,
-                    self.path,
-                    layer=self.layer,
-                    driver="GPKG",
-                    append=self._created,
-                    geometry_type="Polygon",
-                    promote_to_multi=False,
-                    # GeoPackage 1.2: read without warnings by the GDAL of older QGIS releases.
-                    **({} if self._created else {"dataset_options": {"VERSION": "1.2"},
-                                                 "layer_metadata": self.metadata or None}),
-                )
-        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
-            raise OutputError(f"cannot write the GeoPackage: {exc}") from None
+        write_polygons(frame, self.path, self.layer, append=self._created, metadata=self.metadata)
         self._created = True
         for class_id, area in zip(ids.tolist(), areas.tolist()):
             name = self.scheme.classes[class_id].name

@@ -502,7 +502,7 @@ def test_cli_batch_needs_out_dir_and_scenes(tmp_path, checkpoint):
 
 
 def test_model_is_loaded_once_per_process_and_again_when_the_file_changes(tmp_path, checkpoint, monkeypatch):
-    import glgeo.batch as batch
+    import glgeo.batch.worker as batch
     import glgeo.segment
 
     monkeypatch.setattr(batch, "_MODEL_CACHE", {})
@@ -538,3 +538,37 @@ def test_merging_scenes_without_crs_is_refused(tmp_path):
         warnings.simplefilter("error")  # one scene merges, and pyogrio's "'crs' was not provided" stays quiet
         merge_vectors(parts[:1], tmp_path / "one.gpkg")
     assert (tmp_path / "one.gpkg").is_file()
+
+
+def test_rerun_of_a_finished_batch_starts_no_cluster(tmp_path, scenes, checkpoint, monkeypatch):
+    """Skips are decided on the submitting machine, before any Dask cluster starts."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    first = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert first.counts["done"] == 2
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started although every output is there")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    monkeypatch.setattr(distributed, "Client", no_cluster)
+    again = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS),
+                      workers=2)
+    assert again.counts == {"done": 0, "skipped": 2, "failed": 0}
+    for second, earlier in zip(again.scenes, first.scenes):
+        assert second.class_areas == pytest.approx(earlier.class_areas)
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--workers", "2", *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert "2 scenes in this process: 0 done, 2 skipped (outputs already there), 0 failed" in result.stdout
+
+
+def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
+    """Dask's INFO lines ("Nanny at ... closed") stay out of the default output."""
+    import subprocess
+
+    pytest.importorskip("distributed")
+    command = [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "segment", str(scenes[0]), str(scenes[1]),
+               "--out-dir", str(tmp_path / "out"), "--workers", "2", "--retries", "0", *cli_options(checkpoint)]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]

@@ -175,3 +175,24 @@ def test_bare_cog_and_background_left_out(tmp_path, qgis_python):
 
     styled_report = _run_check(qgis_python, tmp_path, "--raster", str(styled))
     assert [c["label"] for c in styled_report["raster"]["classes"]] == INRIA.names  # with its .qml: the classes only
+
+
+def test_polygons_of_a_plain_image_lie_on_it_in_qgis(tmp_path, qgis_python):
+    """A class raster without georeferencing (a DeepGlobe JPEG's) and its polygons: QGIS puts
+    both at 0,-height : width,0, and draws the same class at the same place."""
+    data = np.full((90, 120), 2, dtype=np.uint8)  # agriculture
+    data[10:40, 60:110] = 5  # water, near the top right
+    raster = tmp_path / "plain.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=120, height=90, count=1, dtype="uint8",
+                       nodata=NODATA_ID) as dst:  # no CRS, no transform
+        dst.write(data, 1)
+    write_raster_sidecars(raster, DEEPGLOBE)
+    out = tmp_path / "plain.gpkg"
+    result = vectorize(raster, out, scheme=DEEPGLOBE)
+    water, field = (85.5, -25.5), (20.5, -70.5)  # map points: x = column, y = -row
+    report = _run_check(qgis_python, tmp_path, "--raster", str(raster), "--gpkg", str(out), "--layer", result.layer,
+                        "--png", str(tmp_path / "plain.png"), "--probe", *map(str, water), "--probe", *map(str, field))
+    assert report["raster"]["extent"] == pytest.approx([0, -90, 120, 0])
+    assert report["vector"]["extent"] == pytest.approx([0, -90, 120, 0])
+    for probe, name in zip(report["probes"], ["water", "agriculture"]):
+        assert tuple(probe["raster"][:3]) == tuple(probe["vector"][:3]) == DEEPGLOBE.by_name(name).color, probe
