@@ -43,6 +43,8 @@ _ARGUMENTS = (
     "scheme", "simplify", "split_file", "truth_encoding", "val_cities", "vector_merge", "workers", "aoi",
     "bounds", "creation_options",
 )
+#: Flags that take several values as separate words (the others take them comma-separated).
+_SEPARATORS = {"bounds": " "}
 _VALUE = r"(\([^)]*\)|\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s;,)]+)"
 _ASSIGNMENT = re.compile(r"\b(" + "|".join(_ARGUMENTS) + r")=" + _VALUE)
 _BARE = re.compile(r"\b(" + "|".join(a for a in _ARGUMENTS if "_" in a) + r")\b(?!=)")
@@ -65,7 +67,8 @@ def cli_message(message: str, command: str | None = None) -> str:
         if value == "True":
             return flag(name)
         if value[:1] in "([":
-            value = ",".join(v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip())
+            separator = _SEPARATORS.get(name, ",")
+            value = separator.join(v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip())
         elif value[:1] in "'\"":
             value = value[1:-1]
         return f"{flag(name)} {value}"

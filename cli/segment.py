@@ -70,6 +70,10 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--stretch", default="auto", show_default=True, callback=_parse_stretch, help="16-bit/float scenes: auto (1-99 percentile per band), none, or LOW,HIGH.")
 @click.option("--probabilities", type=click.Path(dir_okay=False), default=None, help="Also write per-class scores (uint8, softmax x 255) here.")
 @click.option("--vector", type=click.Path(dir_okay=False), default=None, help="Also vectorize the classes into this GeoPackage.")
+@click.option("--aoi", type=click.Path(dir_okay=False), default=None,
+              help="Segment only inside these polygons (any vector file, any CRS); other pixels are nodata.")
+@click.option("--bounds", nargs=4, type=float, default=None, metavar="LEFT BOTTOM RIGHT TOP",
+              help="Segment only inside this box, in the scene's CRS (with --aoi: inside both).")
 @click.option("--scheme", default=None, help="Fail unless the model predicts this class scheme (deepglobe, inria...).")
 @click.option("--no-cog", is_flag=True, help="Keep a plain tiled GeoTIFF (no COG overviews).")
 @format_opt
@@ -96,6 +100,8 @@ def segment(
     stretch: object,
     probabilities: str | None,
     vector: str | None,
+    aoi: str | None,
+    bounds: tuple[float, float, float, float] | None,
     scheme: str | None,
     no_cog: bool,
     driver: str | None,
@@ -141,6 +147,9 @@ def segment(
     if batch.wanted(scenes):
         from .batch import run_batch_from_cli
 
+        if aoi is not None or bounds:
+            raise click.UsageError("--aoi and --bounds work with one scene and -o; cut a batch's scene list instead")
+
         run_batch_from_cli(
             ctx, batch, scenes, model=model, settings=settings, bands=bands, scheme=scheme, output_options=output_options,
             overwrite=overwrite, as_json=as_json, out=out, probabilities=probabilities, vector=vector,
@@ -163,6 +172,8 @@ def segment(
             overwrite=overwrite,
             output_options=output_options,
             progress=progress,
+            aoi=aoi,
+            bounds=bounds or None,
         )
 
     result = summary.to_dict()

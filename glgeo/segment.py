@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from .aoi import region_in_pixels
 from .areas import ClassArea, class_areas
 from .atomic import check_output_path
 from ._callable import make_module_callable
@@ -213,6 +214,8 @@ def segment(
     overwrite: bool = False,
     output_options: OutputOptions = OutputOptions(),
     progress: ProgressCallback | None = None,
+    aoi: Any = None,
+    bounds: tuple[float, float, float, float] | None = None,
 ) -> SegmentSummary:
     """Segment a scene with GLNet into a class raster on the scene's own grid.
 
@@ -235,6 +238,12 @@ def segment(
             ``output_options.format``), GDAL creation options, tiling, compression and COG
             conversion of the outputs.
         progress: ``progress(done, total)`` as patches are processed.
+        aoi: an area of interest: a vector file of polygons in any CRS (reprojected to the
+            scene's), or a shapely geometry in the scene's CRS. Only pixels whose centre
+            is inside are segmented; the others are nodata, and patches with no pixel
+            inside are not computed (see :mod:`glgeo.aoi`).
+        bounds: ``(left, bottom, right, top)`` in the scene's CRS: the same, for a box
+            (with ``aoi``, their intersection).
 
     Returns:
         A :class:`SegmentSummary` with class areas (m² for projected CRSs) and timings.
@@ -261,6 +270,11 @@ def segment(
     if scores_path is not None:
         output_driver(scores_path, output_options, bands=2)
     info = inspect_scene(scene, bands, needed=MODEL_BANDS)
+    region = region_in_pixels(info, aoi=aoi, bounds=bounds)
+    if region is not None:
+        info = replace(info, has_mask=True, region=region)
+        log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
+                 info.path)
     if not info.is_georeferenced:
         log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)
     checkpoint = load_model(model)

@@ -204,3 +204,74 @@ def test_train_data_loaders_are_not_dask_workers():
     result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--root", "x", "--out", "y", "--workers", "2"])
     assert result.exit_code == 2 and "--loader-workers" in result.output
     assert "--loader-workers" in CliRunner().invoke(cli, ["train", "--help"]).output
+
+
+# ------------------------------------------------------------------ areas of interest (item 6)
+
+
+def test_bounds_segments_only_inside_the_box(tmp_path, scene, checkpoint, reference):
+    out = tmp_path / "box.tif"
+    # the left 60 columns, rows 20-99: x 500000-500030, y 3999950-3999990
+    result = segment(scene, "-o", out, "--bounds", "500000", "3999950", "500030", "3999990", "--json",
+                     *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    with rasterio.open(out) as dst:
+        classes = dst.read(1)
+        assert dst.transform == rasterio.open(scene).transform  # still the scene's grid
+    inside = np.zeros(classes.shape, dtype=bool)
+    inside[20:100, 0:60] = True
+    assert (classes[~inside] == NODATA_ID).all() and (classes[inside] != NODATA_ID).all()
+    # the network saw the real pixels around the box: inside, the classes of a whole-scene run
+    np.testing.assert_array_equal(classes[inside], reference[inside])
+    assert summary["nodata_pixels"] == (~inside).sum()
+    assert summary["patches_skipped_nodata"] > 0  # windows outside were not computed
+
+
+def test_aoi_in_another_crs_is_reprojected(tmp_path, scene, checkpoint):
+    import geopandas as gpd
+    import shapely
+    from rasterio.features import geometry_mask
+
+    # a triangle drawn in WGS84 over the scene (UTM 18N)
+    with rasterio.open(scene) as src:
+        transform, shape = src.transform, src.shape
+    utm = shapely.Polygon([transform * (10, 10), transform * (150, 30), transform * (40, 120)])  # noqa
+    frame = gpd.GeoDataFrame(geometry=[utm], crs=CRS).to_crs("EPSG:4326")
+    aoi = tmp_path / "aoi.geojson"
+    frame.to_file(aoi, driver="GeoJSON")
+    out = tmp_path / "aoi.tif"
+    result = segment(scene, "-o", out, "--aoi", aoi, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        valid = dst.read(1) != NODATA_ID
+    expected = geometry_mask([utm], out_shape=shape, transform=transform, invert=True)
+    # pixel centres inside the reprojected triangle; its edges curve slightly in UTM
+    assert (valid != expected).sum() <= 0.01 * expected.sum()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--bounds", "0", "0", "10", "10"], "--bounds 0 0 10 10 does not overlap"),
+        (["--bounds", "5", "0", "1", "10"], "--bounds 5 0 1 10 is empty: give left < right"),
+        (["--aoi", "missing.geojson"], "area of interest 'missing.geojson' does not exist"),
+    ],
+)
+def test_areas_of_interest_that_cannot_work_are_one_line(tmp_path, scene, checkpoint, extra, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = segment(scene, "-o", tmp_path / "x.tif", *extra, *options(checkpoint))
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_region_of_a_plain_image_is_in_qgis_pixel_coordinates():
+    """Without georeferencing, bounds are in the coordinates QGIS shows: x = column, y = -row."""
+    from affine import Affine
+
+    from glgeo.aoi import region_in_pixels
+    from glgeo.io import SceneInfo
+
+    info = SceneInfo("plain.jpg", 100, 200, 3, (1, 2, 3), "uint8", None, Affine.identity(), None, False, (1, 200))
+    region = region_in_pixels(info, bounds=(10, -60, 50, -20))
+    assert region.bounds == (10, 20, 50, 60)
