@@ -61,6 +61,7 @@ def _class_list(values: tuple[str, ...]) -> list[str] | None:
     show_default=True,
     help="Pixels per side of the blocks polygonized at once (memory grows with its square).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (as segment --json).")
 @overwrite_opt
 @click.pass_context
 def vectorize(
@@ -74,6 +75,7 @@ def vectorize(
     nodata: int | None,
     layer: str | None,
     block_size: int,
+    as_json: bool,
     overwrite: bool,
 ) -> None:
     """Polygonize the class raster RASTER into a GeoPackage that opens styled in QGIS.
@@ -102,6 +104,11 @@ def vectorize(
 
     from glgeo.areas import format_area
 
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     if quiet:
         return

@@ -107,6 +107,20 @@ class VectorizeResult:
     n_blocks: int = 0
     seconds: float = 0.0
 
+    def to_dict(self) -> dict:
+        """A JSON-able summary (``glgeo vectorize --json``)."""
+        return {
+            "path": str(self.path),
+            "layer": self.layer,
+            "crs": self.crs,
+            "area_units": self.area_units,
+            "polygons": self.n_polygons,
+            "polygons_per_class": dict(self.polygons_per_class),
+            "area_per_class": {k: round(v, 6) for k, v in self.area_per_class.items()},
+            "blocks": self.n_blocks,
+            "seconds": round(self.seconds, 3),
+        }
+
 
 # --------------------------------------------------------------------------------------
 # Input checks

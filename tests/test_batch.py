@@ -572,3 +572,23 @@ def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]
+
+
+def test_merged_geopackage_says_where_it_came_from(tmp_path):
+    import pyogrio
+
+    from glgeo.batch import merge_vectors
+    from glgeo.vectorize import vectorize
+
+    parts = []
+    for i in range(2):
+        raster = tmp_path / f"tile_{i}.tif"
+        with rasterio.open(raster, "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8", nodata=NODATA_ID,
+                           crs=CRS, transform=from_origin(500_000.0 + 10 * i, 4_000_000.0, PIXEL, PIXEL)) as dst:
+            dst.write(np.full((20, 20), 4, dtype=np.uint8), 1)
+            dst.update_tags(GLGEO_MODEL="tiny.pt", GLGEO_MODEL_SHA256="abc", GLGEO_MODE="g2l")
+        parts.append((str(raster), vectorize(raster, tmp_path / f"tile_{i}.gpkg", scheme=DEEPGLOBE).path))
+    merged = merge_vectors(parts, tmp_path / "all.gpkg")
+    metadata = pyogrio.read_info(merged, layer="all")["layer_metadata"]
+    assert metadata["GLGEO_MODEL"] == "tiny.pt" and metadata["GLGEO_MODEL_SHA256"] == "abc"
+    assert metadata["GLGEO_MERGED_SCENES"] == "2" and "GLGEO_SOURCE_RASTER" not in metadata

@@ -575,3 +575,13 @@ def test_no_third_party_warning_leaks(tmp_path, classes_array):
     )
     assert run.returncode == 0, run.stderr
     assert "Warning" not in run.stderr and "'crs' was not provided" not in run.stderr
+
+
+def test_cli_json_prints_the_summary(tmp_path, class_raster):
+    import json
+
+    out = tmp_path / "j.gpkg"
+    result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["polygons"] == len(read_layer(out)) and data["crs"] == "EPSG:32618" and data["area_units"] == "m2"
