@@ -117,6 +117,12 @@ def output_driver(path: str | os.PathLike, options: OutputOptions = OutputOption
         if driver is None:
             lossy = " (lossy: its compression would change class ids)" if str(options.format).upper() in _LOSSY else ""
             raise InputError(f"format={options.format!r} is not one glgeo writes{lossy}; choose from {choices}")
+        named = _EXTENSION_FORMATS.get(out.suffix.lower())
+        if named is not None and named != driver and {named, driver} != {"GTiff", "COG"}:
+            raise InputError(
+                f"format={options.format!r} does not match the extension of {str(out)!r} ({named}):"
+                " name the file after its format, or leave the format to the extension"
+            )
     else:
         suffix = out.suffix.lower()
         driver = _EXTENSION_FORMATS.get(suffix)

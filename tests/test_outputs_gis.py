@@ -82,6 +82,7 @@ def test_png_output_is_a_png_on_the_scenes_grid(tmp_path, scene, checkpoint, ref
         ("z7.xyz", [], "glgeo writes no .xyz rasters; name it .tif (or .png, .img), or give its format (--format NAME"),
         ("z7.tif", ["-f", "JPEG"], "--format JPEG is not one glgeo writes (lossy"),
         ("z7.tif", ["--co", "COMPRESS"], "give KEY=VALUE"),
+        ("z7.png", ["-f", "COG"], "--format COG does not match the extension of"),
     ],
 )
 def test_formats_glgeo_does_not_write_are_refused(tmp_path, scene, checkpoint, name, extra, message):
