@@ -567,7 +567,7 @@ def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
     import subprocess
 
     pytest.importorskip("distributed")
-    command = [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "segment", str(scenes[0]), str(scenes[1]),
+    command = [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "segment", str(scenes[0]),
                "--out-dir", str(tmp_path / "out"), "--workers", "2", "--retries", "0", *cli_options(checkpoint)]
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
