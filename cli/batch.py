@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from .options import progress_bar
+from .options import plural, progress_bar
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -154,7 +154,7 @@ def run_batch_from_cli(
     settings: Any,
     bands: tuple[int, ...] | None = None,
     scheme: str | None = None,
-    no_cog: bool = False,
+    output_options: Any = None,
     overwrite: bool = False,
     as_json: bool = False,
     out: str | None = None,
@@ -169,7 +169,7 @@ def run_batch_from_cli(
         scenes: the SCENES arguments (paths, globs, URLs, ``@list.txt``).
         model: zoo name or checkpoint path.
         settings: the :class:`glgeo.inference.InferenceSettings` built from the options.
-        bands, scheme, no_cog, overwrite, as_json: as for one scene.
+        bands, scheme, output_options, overwrite, as_json: as for one scene.
         out, probabilities, vector: single-scene options; an error in a batch, with a hint.
     """
 
@@ -193,7 +193,7 @@ def run_batch_from_cli(
         settings=settings,
         bands=bands,
         scheme=scheme,
-        output_options=OutputOptions(cog=not no_cog),
+        output_options=output_options or OutputOptions(),
         vector=batch.vectors,
         vector_merge=Path(batch.vector_merge) if batch.vector_merge else None,
         overwrite=overwrite,
@@ -217,10 +217,16 @@ def run_batch_from_cli(
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif not quiet:
+        if result.workers == "in-process":
+            where = "in this process"
+        elif result.workers.startswith("local cluster"):
+            where = f"on a {result.workers}"
+        else:
+            where = f"on the Dask cluster at {result.workers}"
+        rate = f" ({result.scenes_per_minute:.1f} scenes/min)" if counts["done"] else ""
         click.echo(
-            f"{len(result.scenes)} scenes on {result.workers}: {counts['done']} done, {counts['skipped']} skipped "
-            f"(outputs already there), {counts['failed']} failed in {result.seconds:.1f} s "
-            f"({result.scenes_per_minute:.2f} scenes/min)"
+            f"{plural(len(result.scenes), 'scene')} {where}: {counts['done']} done, {counts['skipped']} skipped "
+            f"(outputs already there), {counts['failed']} failed in {result.seconds:.1f} s{rate}"
         )
         click.echo(f"manifest: {result.manifest}")
         if result.vector_merge is not None:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from .options import device_opt, progress_enabled
+from .options import device_opt, progress_bar
 
 
 def _scheme(value: str):
@@ -28,7 +26,9 @@ def _scheme(value: str):
               help="The truth raster for each --pred, in the same order.")
 @click.option("--truth-encoding", type=click.Choice(["mask", "ids"]), default="mask", show_default=True,
               help="mask: the dataset's published encoding (DeepGlobe colours, Inria 0/255); ids: class ids.")
-@click.option("--scheme", default=None, help="Class scheme: deepglobe, inria or a JSON file (default: the dataset's).")
+@click.option("--scheme", default=None,
+              help="Class scheme: deepglobe, inria or a JSON file. Default: the one the predictions carry "
+                   "(glgeo segment writes it), or the dataset's.")
 @click.option("--model", default=None, help="A checkpoint or zoo model to evaluate on a dataset split.")
 @click.option("--dataset", "kind", type=click.Choice(["inria", "deepglobe", "folder"]), default=None,
               help="With --model: the dataset layout of --root.")
@@ -47,44 +47,48 @@ def _scheme(value: str):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Patches per forward pass  [default: 2 on a CPU, by free memory on a GPU]")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report as JSON here.")
+@click.option("-o", "--out", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the report (with the confusion matrix) as JSON to this file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table (as segment --json).")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, split_file, val_cities, split_seed, part,
-             scale, mode, device, precision, batch_size, json_path) -> None:
+             scale, mode, device, precision, batch_size, json_path, as_json) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
 
     \b
-      glgeo evaluate --pred pred.tif --truth gt.tif --scheme inria
+      glgeo evaluate --pred pred.tif --truth gt.tif
 
     or run a model on a dataset split with segment's streaming inference, which also
     reports time per image and peak memory (GPU memory on CUDA):
 
     \b
       glgeo evaluate --model run/model.pt --dataset deepglobe --root data/deepglobe \\
-          --split-file splits/ --part val --json report.json
+          --split-file splits/ --part val -o report.json
     """
     from glgeo.atomic import atomic_path, check_output_path
     from glgeo.errors import InputError
 
     if json_path is not None:
         check_output_path(json_path, overwrite=True)
-    show = progress_enabled(ctx)
     if model is None:
         if not preds:
             raise click.UsageError("give --pred/--truth pairs, or --model with --dataset and --root")
         if len(preds) != len(truths):
             raise click.UsageError(f"{len(preds)} --pred but {len(truths)} --truth: give one truth per prediction")
-        if scheme is None:
-            raise click.UsageError("--scheme is needed to compare rasters (deepglobe, inria or a JSON file)")
         from glgeo.datasets import DEEPGLOBE_RGB_THRESHOLD
-        from glgeo.evaluate import evaluate_rasters
+        from glgeo.evaluate import evaluate_rasters, prediction_scheme
 
-        chosen = _scheme(scheme)
-        threshold = DEEPGLOBE_RGB_THRESHOLD if chosen.name == "deepglobe" and truth_encoding == "mask" else None
-        report = evaluate_rasters(list(zip(preds, truths)), chosen, truth_encoding, threshold)
+        chosen = _scheme(scheme) if scheme is not None else prediction_scheme(preds[0])
+        threshold = (
+            DEEPGLOBE_RGB_THRESHOLD if chosen is not None and chosen.name == "deepglobe" and truth_encoding == "mask"
+            else None
+        )
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress:
+            report = evaluate_rasters(
+                list(zip(preds, truths)), _scheme(scheme) if scheme else None, truth_encoding, threshold, progress
+            )
     else:
         if preds or truths:
             raise click.UsageError("give either --pred/--truth or --model, not both")
@@ -104,12 +108,14 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
         if not names:
             raise InputError(f"the {part} part of the split is empty; choose another --part or split")
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
-        bar_context = click.progressbar(length=len(names), label="evaluating", file=sys.stderr)
-        with bar_context if show else contextlib.nullcontext() as bar:
-            progress = (lambda done, total: bar.update(done - bar.pos)) if bar is not None else None
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress:
             report = evaluate_model(model, collection, names, settings, scale=scale, progress=progress)
-    click.echo(report.table())
     if json_path is not None:
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=1))
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+        return
+    click.echo(report.table())
+    if json_path is not None:
         click.echo(f"report: {json_path}")

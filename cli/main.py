@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 import sys
 import warnings
 
@@ -26,6 +27,53 @@ COMMANDS: dict[str, str] = {
     "import-glnet": "glgeo.cli.import_glnet:import_glnet",
     "models": "glgeo.cli.models:models",
 }
+
+
+#: Python argument -> command-line flag, where the library's messages name an argument.
+#: Most flags are the argument's name with dashes; these are the exceptions.
+_FLAGS: dict[str, str] = {}
+#: Per command, where one argument has another flag there.
+_COMMAND_FLAGS: dict[str, dict[str, str]] = {
+    "train": {"workers": "--loader-workers"},
+}
+#: Arguments the library's messages may name (``name=value``, or a bare name with an underscore).
+_ARGUMENTS = (
+    "bands", "batch_size", "block_size", "classes", "device", "format", "init", "input_lists", "layer",
+    "min_area", "mode", "nodata", "out_dir", "overwrite", "precision", "probabilities", "resume", "scale",
+    "scheme", "simplify", "split_file", "truth_encoding", "val_cities", "vector_merge", "workers", "aoi",
+    "bounds", "creation_options",
+)
+#: Flags that take several values as separate words (the others take them comma-separated).
+_SEPARATORS = {"bounds": " "}
+_VALUE = r"(\([^)]*\)|\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s;,)]+)"
+_ASSIGNMENT = re.compile(r"\b(" + "|".join(_ARGUMENTS) + r")=" + _VALUE)
+_BARE = re.compile(r"\b(" + "|".join(a for a in _ARGUMENTS if "_" in a) + r")\b(?!=)")
+
+
+def cli_message(message: str, command: str | None = None) -> str:
+    """A library error's message in command-line terms: ``nodata=255`` -> ``--nodata 255``.
+
+    Library errors name Python arguments (a Python caller has no flags); the command line
+    shows the flag that sets each one: ``overwrite=True`` -> ``--overwrite``,
+    ``bands=(1, 2, 3)`` -> ``--bands 1,2,3``, ``out_dir`` -> ``--out-dir``.
+    """
+    flags = {**_FLAGS, **_COMMAND_FLAGS.get(command or "", {})}
+
+    def flag(name: str) -> str:
+        return flags.get(name, "--" + name.replace("_", "-"))
+
+    def assignment(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if value == "True":
+            return flag(name)
+        if value[:1] in "([":
+            separator = _SEPARATORS.get(name, ",")
+            value = separator.join(v.strip().strip("'\"") for v in value[1:-1].split(",") if v.strip())
+        elif value[:1] in "'\"":
+            value = value[1:-1]
+        return f"{flag(name)} {value}"
+
+    return _BARE.sub(lambda m: flag(m.group(1)), _ASSIGNMENT.sub(assignment, message))
 
 
 #: Group options also accepted after the sub-command (``glgeo segment a.tif -o b.tif -q``).
@@ -60,7 +108,7 @@ class GlgeoGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GlgeoError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(cli_message(str(exc), ctx.invoked_subcommand)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted; no partial output was left behind.", err=True)
             sys.exit(130)

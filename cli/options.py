@@ -27,6 +27,43 @@ model_opt = click.option(
 )
 
 
+def _creation_options(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for value in values:
+        key, sep, text = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{value!r}: give KEY=VALUE, e.g. --co COMPRESS=ZSTD")
+        options[key.strip().upper()] = text.strip()
+    return options
+
+
+format_opt = click.option(
+    "-f",
+    "--format",
+    "driver",
+    default=None,
+    metavar="DRIVER",
+    help="Output format (GDAL driver): COG, GTiff, PNG or HFA. Default: from the extension (.tif: COG, .png, .img).",
+)
+
+creation_options_opt = click.option(
+    "--co",
+    "--profile",
+    "creation_options",
+    multiple=True,
+    callback=_creation_options,
+    metavar="NAME=VALUE",
+    help="GDAL creation option of the output, over glgeo's defaults (repeatable), e.g. --co COMPRESS=ZSTD.",
+)
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 polygon``, ``2 polygons``, ``1 patch``, ``3 patches`` (thousands separated)."""
+    if nouns is None:
+        nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x", "z")) else "s")
+    return f"{n:,} {noun if n == 1 else nouns}"
+
+
 def progress_enabled(ctx: click.Context) -> bool:
     """Whether the command should draw progress bars (not with -q, not when piped)."""
     obj = ctx.find_root().obj or {}

@@ -7,7 +7,7 @@ import json
 import click
 
 from .batch import BatchArgs, batch_options
-from .options import device_opt, model_opt, overwrite_opt, progress_bar
+from .options import plural, creation_options_opt, device_opt, format_opt, model_opt, overwrite_opt, progress_bar
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -53,7 +53,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Class raster to write (.tif), for one scene.")
 @batch_options
 @model_opt
-@click.option("--bands", callback=_parse_bands, metavar="B,G,R", help="1-based bands fed as RGB, e.g. 4,3,2. Default: the non-alpha bands.")
+@click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
+              help="1-based bands fed as RGB, e.g. 4,3,2 (rio's --bidx). Default: the non-alpha bands.")
 @click.option(
     "--mode",
     type=click.Choice(["global", "local", "g2l", "bidirectional"]),
@@ -97,8 +98,14 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--stretch", default="auto", show_default=True, callback=_parse_stretch, help="16-bit/float scenes: auto (1-99 percentile per band), none, or LOW,HIGH.")
 @click.option("--probabilities", type=click.Path(dir_okay=False), default=None, help="Also write per-class scores (uint8, softmax x 255) here.")
 @click.option("--vector", type=click.Path(dir_okay=False), default=None, help="Also vectorize the classes into this GeoPackage.")
+@click.option("--aoi", type=click.Path(dir_okay=False), default=None,
+              help="Segment only inside these polygons (any vector file, any CRS); other pixels are nodata.")
+@click.option("--bounds", nargs=4, type=float, default=None, metavar="LEFT BOTTOM RIGHT TOP",
+              help="Segment only inside this box, in the scene's CRS (with --aoi: inside both).")
 @click.option("--scheme", default=None, help="Fail unless the model predicts this class scheme (deepglobe, inria...).")
 @click.option("--no-cog", is_flag=True, help="Keep a plain tiled GeoTIFF (no COG overviews).")
+@format_opt
+@creation_options_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @overwrite_opt
 @click.pass_context
@@ -126,8 +133,12 @@ def segment(
     stretch: object,
     probabilities: str | None,
     vector: str | None,
+    aoi: str | None,
+    bounds: tuple[float, float, float, float] | None,
     scheme: str | None,
     no_cog: bool,
+    driver: str | None,
+    creation_options: dict[str, str],
     as_json: bool,
     overwrite: bool,
     batch: BatchArgs,
@@ -171,11 +182,15 @@ def segment(
         stretch=stretch,  # type: ignore[arg-type]
         compile=compile_,
     )
+    output_options = OutputOptions(cog=not no_cog, format=driver, creation_options=creation_options)
     if batch.wanted(scenes):
         from .batch import run_batch_from_cli
 
+        if aoi is not None or bounds:
+            raise click.UsageError("--aoi and --bounds work with one scene and -o; cut a batch's scene list instead")
+
         run_batch_from_cli(
-            ctx, batch, scenes, model=model, settings=settings, bands=bands, scheme=scheme, no_cog=no_cog,
+            ctx, batch, scenes, model=model, settings=settings, bands=bands, scheme=scheme, output_options=output_options,
             overwrite=overwrite, as_json=as_json, out=out, probabilities=probabilities, vector=vector,
         )
         return
@@ -194,8 +209,10 @@ def segment(
             probabilities=probabilities,
             scheme=scheme,
             overwrite=overwrite,
-            output_options=OutputOptions(cog=not no_cog),
+            output_options=output_options,
             progress=progress,
+            aoi=aoi,
+            bounds=bounds or None,
         )
 
     result = summary.to_dict()
@@ -209,16 +226,20 @@ def segment(
     if as_json:
         click.echo(json.dumps(result, indent=2))
     elif not quiet:
+        stats = summary.stats
+        model_name = summary.provenance.model if summary.provenance is not None else summary.model
         click.echo(
             f"{summary.output}: {summary.width} x {summary.height} px, "
-            + (f"{summary.stats.windows} context windows, " if summary.stats.windows > 1 else "")
-            + f"{summary.stats.computed} patches "
-            f"({summary.stats.skipped_nodata + summary.stats.skipped_c2f} skipped), mode {summary.stats.mode} "
-            f"on {summary.stats.device}"
+            + (f"{plural(stats.windows, 'context window')}, " if stats.windows > 1 else "")
+            + f"{plural(stats.computed, 'patch')} computed"
+            f" ({stats.skipped_nodata + stats.skipped_c2f} skipped), model {model_name}, mode {stats.mode},"
+            f" {stats.precision} on {stats.device}"
             + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
             + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
         )
-        for c in summary.classes:
-            click.echo(f"  {c.id:>3} {c.name:<16} {c.area:>16.1f} {summary.area_unit:<10} {100 * c.fraction:6.2f} %")
+        from glgeo.areas import format_class_areas
+
+        for line in format_class_areas(summary.classes, summary.area_unit):
+            click.echo(line)
         if vector is not None:
             click.echo(f"polygons: {result['vector']}")

@@ -76,8 +76,11 @@ def _scheme(value: str | None):
 @click.option("--patch-size", type=int, default=508, show_default=True, help="Side of the local patches.")
 @click.option("--batch-size", type=int, default=6, show_default=True, help="Scenes per optimizer step.")
 @click.option("--sub-batch", type=int, default=6, show_default=True, help="Patches per forward/backward (stages 2, 3).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Data-loading processes.")
-@click.option("--bands", default="1,2,3", show_default=True, help="The images' red, green, blue bands (1-based).")
+@click.option("--loader-workers", "workers", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Data-loading processes (PyTorch DataLoader workers; not Dask workers as in segment).")
+@click.option("--workers", "old_workers", type=click.IntRange(min=0), default=None, hidden=True)
+@click.option("-b", "--bidx", "--bands", "bands", default="1,2,3", show_default=True,
+              help="The images' red, green, blue bands (1-based, rio's --bidx).")
 @click.option("--input-range", default="0,255", show_default=True, help="Raw values mapped to 0 and 1.")
 @click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
 @click.option("--scale", type=float, default=1.0, show_default=True,
@@ -94,7 +97,7 @@ def _scheme(value: str | None):
 @click.pass_context
 def train(ctx: click.Context, kind, root, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
-          fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, bands, input_range, no_augment, scale,
+          fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
     """Train GLNet on a dataset, in the paper's stages.
 
@@ -112,13 +115,18 @@ def train(ctx: click.Context, kind, root, out, scheme, stage, mode, backbone, py
     from glgeo.training import DataSettings, TrainSettings
     from glgeo.training import train as run_train
 
+    if old_workers is not None:
+        raise click.UsageError(
+            "train's data loaders are set with --loader-workers N (--workers is segment's Dask worker count)"
+        )
+
     try:
         band_list = tuple(int(b) for b in bands.split(","))
         low, high = (float(v) for v in input_range.split(","))
     except ValueError:
-        raise click.BadParameter("--bands takes three integers and --input-range two numbers, comma-separated") from None
+        raise click.BadParameter("--bidx takes three integers and --input-range two numbers, comma-separated") from None
     if len(band_list) != 3:
-        raise click.BadParameter(f"give three bands (red, green, blue), got {bands!r}", param_hint="--bands")
+        raise click.BadParameter(f"give three bands (red, green, blue), got {bands!r}", param_hint="-b/--bidx")
     data = DataSettings(
         kind=kind,
         root=root,

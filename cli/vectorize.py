@@ -2,32 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from glgeo.cli.options import overwrite_opt, progress_enabled
-
-
-class _BlockProgress:
-    """A progress bar over blocks, drawn from the first block on (not before checks pass)."""
-
-    def __init__(self) -> None:
-        self._bar = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self._bar is None:
-            self._bar = click.progressbar(length=total, label="Vectorizing", file=sys.stderr)
-            self._bar.__enter__()
-        self._bar.update(done - self._bar.pos)
-
-    def __enter__(self) -> "_BlockProgress":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc_info)
+from glgeo.cli.options import overwrite_opt, plural, progress_bar
 
 
 def _class_list(values: tuple[str, ...]) -> list[str] | None:
@@ -68,6 +47,12 @@ def _class_list(values: tuple[str, ...]) -> list[str] | None:
     metavar="NAMES",
     help="Only these classes, comma separated or repeated (e.g. --classes building).",
 )
+@click.option(
+    "--nodata",
+    type=int,
+    default=None,
+    help="The value marking pixels without data. Default: the raster's own nodata value (none: every pixel is a class).",
+)
 @click.option("--layer", default=None, help="Layer name. Default: the raster's file name.")
 @click.option(
     "--block-size",
@@ -76,6 +61,7 @@ def _class_list(values: tuple[str, ...]) -> list[str] | None:
     show_default=True,
     help="Pixels per side of the blocks polygonized at once (memory grows with its square).",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (as segment --json).")
 @overwrite_opt
 @click.pass_context
 def vectorize(
@@ -86,8 +72,10 @@ def vectorize(
     min_area: float | None,
     simplify: float | None,
     classes: tuple[str, ...],
+    nodata: int | None,
     layer: str | None,
     block_size: int,
+    as_json: bool,
     overwrite: bool,
 ) -> None:
     """Polygonize the class raster RASTER into a GeoPackage that opens styled in QGIS.
@@ -107,17 +95,30 @@ def vectorize(
         simplify=simplify,
         classes=_class_list(classes),
         layer=layer,
+        nodata=nodata,
         overwrite=overwrite,
         block_size=block_size,
     )
-    if progress_enabled(ctx):
-        with _BlockProgress() as progress:
-            result = run_vectorize(raster, out, progress=progress, **kwargs)
-    else:
-        result = run_vectorize(raster, out, **kwargs)
+    with progress_bar(ctx, unit="block", desc="vectorize") as progress:
+        result = run_vectorize(raster, out, progress=progress, **kwargs)
 
-    per_class = ", ".join(f"{name} {count}" for name, count in result.polygons_per_class.items()) or "none"
+    from glgeo.areas import format_area
+
+    if as_json:
+        import json
+
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    if quiet:
+        return
     click.echo(
-        f"Wrote {result.n_polygons} polygons ({per_class}) to {result.path} layer {result.layer!r}"
-        f" [{result.crs or 'no CRS'}]"
+        f"{result.path}: {plural(result.n_polygons, 'polygon')} in layer {result.layer} ({result.crs or 'no CRS'})"
     )
+    if result.polygons_per_class:
+        width = max(len(name) for name in result.polygons_per_class)
+        counts = {name: plural(n, "polygon") for name, n in result.polygons_per_class.items()}
+        count_width = max(len(text) for text in counts.values())
+        for name, text in counts.items():
+            area = format_area(result.area_per_class.get(name, 0.0), result.area_units)
+            click.echo(f"  {name:<{width}}  {text:>{count_width}}  {area}")

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import glgeo
+    from glgeo.areas import format_class_areas
     from glgeo.errors import GlgeoError
     from glgeo.inference import InferenceSettings
 
@@ -79,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             print("no trained model? try --random-weights to see the pipeline run", file=sys.stderr)
         return 1
     print(f"{summary.output} ({summary.width} x {summary.height}, {summary.crs}); "
-          f"{summary.stats.computed} patches in {summary.seconds:.1f} s on {summary.stats.device}")
-    for c in summary.classes:
-        print(f"  {c.name:<12} {c.area:>14.1f} {summary.area_unit}  ({100 * c.fraction:.1f} %)")
+          f"{summary.stats.computed} patch(es) computed in {summary.seconds:.1f} s on {summary.stats.device}")
+    for line in format_class_areas(summary.classes, summary.area_unit):
+        print(line)
     return 0
 
 

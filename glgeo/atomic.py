@@ -34,7 +34,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs: tuple
         if same:
             raise OutputError(f"output {str(out)!r} is the same file as the input; choose another name")
     if out.exists() and not overwrite:
-        raise OutputError(f"output {str(out)!r} already exists; pass --overwrite to replace it")
+        raise OutputError(f"output {str(out)!r} already exists; pass overwrite=True to replace it")
     return out
 
 

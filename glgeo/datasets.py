@@ -192,7 +192,7 @@ def open_dataset(
         return find_deepglobe(root, scheme or DEEPGLOBE)
     if kind == "folder":
         if scheme is None:
-            raise InputError("a folder dataset needs a class scheme: pass --scheme NAME or --scheme scheme.json")
+            raise InputError("a folder dataset needs a class scheme: pass scheme=NAME (a registered scheme or a ClassScheme)")
         return find_folder(root, scheme)
     raise InputError(f"unknown dataset kind {kind!r}; choose from: {', '.join(DATASET_KINDS)}")
 
@@ -635,8 +635,9 @@ def context_footprint(collection: SceneCollection, names: Sequence[str], scale: 
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:
     if max(bands) > src.count:
         raise DatasetError(
-            f"scene {pair.name!r}: {pair.image} has {src.count} band(s); bands {tuple(bands)} were asked for "
-            "(pass --bands R,G,B with 1-based band numbers)"
+            f"scene {pair.name!r}: {pair.image} has {src.count} band{'s' if src.count != 1 else ''}; bands "
+            f"{', '.join(map(str, bands))} were asked for "
+            "(pass bands=(R, G, B) with 1-based band numbers)"
         )
 
 

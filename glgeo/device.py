@@ -30,7 +30,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if not match:
         raise InputError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise InputError(f"device {spec!r} asked for but no CUDA GPU is usable here; use --device cpu")
+        raise InputError(f"device {spec!r} asked for but no CUDA GPU is usable here; use device='cpu'")
     index = int(match.group(1) or 0)
     if index >= torch.cuda.device_count():
         raise InputError(f"device {spec!r} does not exist: this machine has {torch.cuda.device_count()} CUDA GPU(s)")

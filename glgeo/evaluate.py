@@ -148,7 +148,7 @@ def compare_rasters(
                 f"origin {p.transform.c, p.transform.f} vs {t.transform.c, t.transform.f}); resample one onto the other"
             )
         if truth_encoding == "ids" and t.count != 1:
-            raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use --truth-encoding mask)")
+            raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use truth_encoding='mask')")
         for window in _strips(p.height, p.width):
             predicted = p.read(1, window=window)
             if truth_encoding == "mask":
@@ -167,20 +167,54 @@ def _image_miou(confusion: np.ndarray, scheme: ClassScheme) -> float:
     return SegmentationScores(confusion, scheme).miou
 
 
+def prediction_scheme(pred: str | os.PathLike) -> ClassScheme | None:
+    """The class scheme a prediction raster carries (``glgeo segment`` writes it), if any."""
+    import rasterio
+
+    from .styles import scheme_from_tags
+
+    try:
+        with rasterio.open(pred) as src:
+            return scheme_from_tags(src.tags())
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputError(f"cannot open prediction {str(pred)!r}: {exc}") from None
+
+
 def evaluate_rasters(
     pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
-    scheme: ClassScheme,
+    scheme: ClassScheme | None = None,
     truth_encoding: TruthEncoding = "mask",
     rgb_threshold: int | None = None,
     progress: ProgressCallback | None = None,
 ) -> EvaluationReport:
     """Score prediction rasters against truth rasters (pairs of ``(pred, truth)``).
 
+    Args:
+        pairs: ``(prediction, truth)`` rasters on the same grid.
+        scheme: the classes; ``None``: the scheme the predictions carry (``glgeo segment``
+            writes it into its rasters), the same in all of them.
+        truth_encoding: ``"mask"`` (the dataset's published encoding) or ``"ids"``.
+        rgb_threshold: tolerance of RGB mask colours (DeepGlobe's JPEG-like masks).
+        progress: ``progress(done, total)`` after each pair.
+
     Raises:
-        InputError: no pairs, or a pair on different grids.
+        InputError: no pairs, a pair on different grids, or no ``scheme`` while a
+            prediction carries none (or they carry different ones).
     """
     if not pairs:
         raise InputError("give at least one prediction/truth pair")
+    if scheme is None:
+        carried = {str(pred): prediction_scheme(pred) for pred, _ in pairs}
+        missing = [p for p, sch in carried.items() if sch is None]
+        if missing:
+            raise InputError(
+                f"prediction {missing[0]!r} carries no class scheme (it was not written by glgeo segment);"
+                " pass scheme=NAME (deepglobe, inria or a JSON file)"
+            )
+        names = sorted({sch.name for sch in carried.values()})
+        if len(names) > 1:
+            raise InputError(f"the predictions carry different class schemes ({', '.join(names)}); score them apart")
+        scheme = next(iter(carried.values()))
     acc = ConfusionAccumulator(scheme)
     images = []
     for i, (pred, truth) in enumerate(pairs):

@@ -88,6 +88,9 @@ class SceneInfo:
         nodata: the nodata value of the chosen bands, if any.
         has_mask: whether any pixel can be invalid (nodata, internal mask or alpha).
         block_shape: ``(rows, cols)`` of the file's blocks (strips or tiles).
+        region: only pixels whose centre lies in this shapely geometry, in the scene's
+            pixel coordinates, are valid (an area of interest: see :mod:`glgeo.aoi`);
+            ``None``: every pixel. Set with ``has_mask=True``.
     """
 
     path: str
@@ -101,6 +104,7 @@ class SceneInfo:
     nodata: float | None
     has_mask: bool
     block_shape: tuple[int, int]
+    region: object | None = None
 
     @property
     def is_georeferenced(self) -> bool:
@@ -246,10 +250,10 @@ def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...
     colour = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
     if len(colour) == needed:
         return tuple(colour)
-    hint = ",".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
+    hint = ", ".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
     raise InputError(
         f"scene has {len(colour)} band{'s' if len(colour) != 1 else ''} (alpha not counted); "
-        f"this model needs {needed} (RGB): pass --bands {hint} to choose them"
+        f"this model needs {needed} (RGB): pass bands=({hint}) to choose them"
     )
 
 
@@ -279,12 +283,16 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
             chosen = tuple(int(b) for b in bands)
             bad = [b for b in chosen if not 1 <= b <= src.count]
             if bad:
-                raise InputError(f"band{'s' if len(bad) > 1 else ''} {bad} not in the scene, which has bands 1-{src.count}")
+                listed = ", ".join(map(str, bad))
+                raise InputError(
+                    f"band{'s' if len(bad) > 1 else ''} {listed} {'are' if len(bad) > 1 else 'is'} not in the scene,"
+                    f" which has {'band 1' if src.count == 1 else f'bands 1-{src.count}'}"
+                )
             if len(chosen) != needed:
-                raise InputError(f"--bands gives {len(chosen)} bands; this model needs {needed} (RGB)")
+                raise InputError(f"bands={chosen} names {len(chosen)} band{'s' if len(chosen) != 1 else ''}; this model needs {needed} (RGB)")
         dtypes = {src.dtypes[b - 1] for b in chosen}
         if len(dtypes) != 1:
-            raise InputError(f"the chosen bands mix data types {sorted(dtypes)}; choose bands of one type")
+            raise InputError(f"the chosen bands mix data types ({', '.join(sorted(dtypes))}); choose bands of one type")
         flags = [src.mask_flag_enums[b - 1] for b in chosen]
         has_mask = any(MaskFlags.all_valid not in f for f in flags)
         crs = src.crs if src.crs else None
@@ -393,7 +401,8 @@ class SceneReader:
             raw = self.src.read(
                 bands, window=source, out_shape=(len(bands), gh, gw), resampling=Resampling.bilinear, out_dtype="float32"
             )
-            valid = self._read_valid(source, (gh, gw))
+            # the global branch sees the whole window, also outside an area of interest: its context
+            valid = self._read_valid(source, (gh, gw), region=False)
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
         return raw, valid
@@ -458,12 +467,13 @@ class SceneReader:
         return self.stretch
 
     def has_data(self, window: PatchWindow) -> bool:
-        """Whether a context window (in :attr:`info`'s pixels) holds any valid pixel, read
-        from the scene's mask at full resolution."""
+        """Whether a context window (in :attr:`info`'s pixels) holds any valid pixel (inside
+        the area of interest, if any), read from the scene's mask at full resolution."""
         if not self.info.has_mask:
             return True
+        source = self._source_window(window)
         try:
-            return bool(self.src.read_masks(list(self.source.bands), window=self._source_window(window)).any())
+            return bool(self._in_region(self.src.read_masks(list(self.source.bands), window=source).any(axis=0), source).any())
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
 
@@ -474,23 +484,39 @@ class SceneReader:
         bands = list(self.info.bands)
         try:
             raw = self.src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest, out_dtype="float32")
-            valid = self._read_valid(None, shape)
+            valid = self._read_valid(None, shape, region=False)
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
         return raw, valid
 
     # ---------------------------------------------------------------- patches
     def _read_valid(
-        self, window: Window | None, out_shape: tuple[int, int] | None = None, resampling: Resampling = Resampling.nearest
+        self,
+        window: Window | None,
+        out_shape: tuple[int, int] | None = None,
+        resampling: Resampling = Resampling.nearest,
+        region: bool = True,
     ) -> np.ndarray:
         """Valid pixels (any band valid); decimated with ``resampling`` to ``out_shape``: with
-        ``average`` a coarse pixel is valid where any of the pixels it covers is."""
+        ``average`` a coarse pixel is valid where any of the pixels it covers is. With
+        ``region``, only pixels in the area of interest (:attr:`SceneInfo.region`)."""
         if not self.info.has_mask:
             shape = out_shape or (int(window.height), int(window.width))  # type: ignore[union-attr]
             return np.ones(shape, dtype=bool)
         kwargs = {"out_shape": (len(self.info.bands), *out_shape), "resampling": resampling} if out_shape else {}
         masks = self.src.read_masks(list(self.info.bands), window=window, **kwargs)
-        return masks.any(axis=0)
+        return self._in_region(masks.any(axis=0), window) if region else masks.any(axis=0)
+
+    def _in_region(self, valid: np.ndarray, window: Window | None) -> np.ndarray:
+        """``valid`` (over a window of the scene, maybe decimated) and-ed with the area of interest."""
+        if self.source.region is None:
+            return valid
+        from .aoi import region_mask
+
+        if window is None:
+            window = Window(0, 0, self.source.width, self.source.height)
+        inside = region_mask(self.source.region, window.col_off, window.row_off, window.width, window.height, valid.shape)
+        return valid & inside
 
     def _source_window(self, pw: PatchWindow) -> Window:
         """The scene's window under a patch of :attr:`info` (fractional when scaled)."""
@@ -506,7 +532,7 @@ class SceneReader:
         if not self.source.has_mask:
             return np.ones((height, self.source.width), dtype=bool)
         try:
-            return self.src.read_masks(list(self.source.bands), window=window).any(axis=0)
+            return self._in_region(self.src.read_masks(list(self.source.bands), window=window).any(axis=0), window)
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
 
@@ -531,9 +557,15 @@ class SceneReader:
         try:
             for i, pw in enumerate(windows):
                 window = self._source_window(pw)
-                valid[i] = self._read_valid(window, (h, w), Resampling.average) if scaled else self._read_valid(window)
+                # the scene's own valid pixels feed the network (real pixels around an area of
+                # interest, as without it); the area of interest decides what is computed and kept
+                scene_valid = (
+                    self._read_valid(window, (h, w), Resampling.average, region=False) if scaled
+                    else self._read_valid(window, region=False)
+                )
+                valid[i] = self._in_region(scene_valid, window)
                 if valid[i].any() and not (skip_pixels and pw.index in skip_pixels):
-                    images[i] = self.stretch.apply(self.src.read(bands, window=window, **resample), valid[i])
+                    images[i] = self.stretch.apply(self.src.read(bands, window=window, **resample), scene_valid)
                 else:
                     images[i] = 0.0  # never computed: skip the pixel read
         except RasterioIOError as exc:

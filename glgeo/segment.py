@@ -19,39 +19,23 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from .aoi import region_in_pixels
+from .areas import ClassArea, class_areas
 from .atomic import check_output_path
 from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
 from .io import SceneInfo, SceneReader, inspect_scene
+from .provenance import Provenance, blend_rule, file_sha256, utc_now
 from .resolution import reading_scale
 from .schemes import NODATA_ID
-from .writer import ClassRasterWriter, OutputOptions
+from .writer import ClassRasterWriter, OutputOptions, output_driver
 
 log = logging.getLogger(__name__)
 
 #: Bands GLNet takes (RGB).
 MODEL_BANDS = 3
-
-
-@dataclass(frozen=True)
-class ClassArea:
-    """How much of the scene one class covers.
-
-    Attributes:
-        id: class id in the raster.
-        name: class name.
-        pixels: pixels of that class.
-        area: area in map units squared (pixels for scenes without a CRS).
-        fraction: share of the valid pixels.
-    """
-
-    id: int
-    name: str
-    pixels: int
-    area: float
-    fraction: float
 
 
 @dataclass(frozen=True)
@@ -65,12 +49,16 @@ class SegmentSummary:
         height: rows of the scene (and output).
         width: columns.
         crs: the CRS as a string (``None`` for plain images).
-        area_unit: unit of :attr:`ClassArea.area` (``"metre^2"``, ``"pixel"`` ...).
+        area_unit: unit of :attr:`ClassArea.area`: ``"m2"`` (projected CRSs, feet
+            converted), ``"deg2"`` (geographic), ``"px"`` (plain images) or ``"map unit2"``
+            (see :func:`glgeo.areas.area_unit`).
         classes: area per class, by id.
         nodata_pixels: pixels written as nodata (255).
         model: the checkpoint used.
         stats: what the engine did (mode, device, patches computed/skipped, timings).
         scale: the fraction of the scene's resolution the model ran at (1: full).
+        provenance: what the outputs' metadata says made them (model, its SHA-256,
+            glgeo version, mode, precision, reading scale and GSD, blend rule, date).
     """
 
     scene: str
@@ -85,6 +73,7 @@ class SegmentSummary:
     model: str
     stats: InferenceStats = field(repr=False)
     scale: float = 1.0
+    provenance: Provenance | None = None
 
     @property
     def class_areas(self) -> dict[str, float]:
@@ -130,17 +119,8 @@ class SegmentSummary:
             "stretch": s.stretch,
             "timings_s": s.timings.as_dict(),
             "megapixels_per_second": round(self.megapixels_per_second, 4),
+            "provenance": self.provenance.to_dict() if self.provenance is not None else None,
         }
-
-
-def _area_unit(info: SceneInfo) -> str:
-    if info.crs is None:
-        return "pixel"
-    try:
-        unit = info.crs.linear_units
-    except Exception:  # pyproj-less CRS objects may not know their units
-        unit = "unknown"
-    return f"{unit}^2" if unit and unit != "unknown" else "map unit^2"
 
 
 def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
@@ -161,6 +141,31 @@ def load_model(model: Any, map_location: str = "cpu"):
     raise InputError(f"model must be a zoo name, a checkpoint path or a loaded Checkpoint, not {type(model).__name__}")
 
 
+def model_identity(model: Any, checkpoint: Any) -> tuple[str, str]:
+    """``(name, sha256)`` of a model: its zoo name or file name, and its file's SHA-256
+    (empty for a checkpoint never saved)."""
+    from glgeo.models.zoo import ZOO_DIR
+
+    path = getattr(checkpoint, "path", None)
+    if path is None:
+        return "unsaved checkpoint", ""
+    path = Path(path)
+    if path.parent.resolve() == ZOO_DIR.resolve():
+        name = path.stem
+    else:
+        name = path.name
+    try:
+        return name, file_sha256(path)
+    except OSError:
+        return name, ""
+
+
+def _glgeo_version() -> str:
+    from glgeo import __version__
+
+    return __version__
+
+
 def segment(
     scene: str | os.PathLike,
     out: str | os.PathLike,
@@ -173,6 +178,8 @@ def segment(
     overwrite: bool = False,
     output_options: OutputOptions = OutputOptions(),
     progress: ProgressCallback | None = None,
+    aoi: Any = None,
+    bounds: tuple[float, float, float, float] | None = None,
 ) -> SegmentSummary:
     """Segment a scene with GLNet into a class raster on the scene's own grid.
 
@@ -191,15 +198,24 @@ def segment(
         scheme: the class scheme the caller expects (``deepglobe``, ``inria`` ...): a model
             predicting another scheme is an error. ``None``: the model's.
         overwrite: replace existing outputs.
-        output_options: tiling, compression and COG conversion of the outputs.
+        output_options: format (from the extension: ``.tif`` COG, ``.png``, ``.img``; or
+            ``output_options.format``), GDAL creation options, tiling, compression and COG
+            conversion of the outputs.
         progress: ``progress(done, total)`` as patches are processed.
+        aoi: an area of interest: a vector file of polygons in any CRS (reprojected to the
+            scene's), or a shapely geometry in the scene's CRS. Only pixels whose centre
+            is inside are segmented; the others are nodata, and patches with no pixel
+            inside are not computed (see :mod:`glgeo.aoi`).
+        bounds: ``(left, bottom, right, top)`` in the scene's CRS: the same, for a box
+            (with ``aoi``, their intersection).
 
     Returns:
-        A :class:`SegmentSummary` with class areas in map units and timings.
+        A :class:`SegmentSummary` with class areas (m² for projected CRSs) and timings.
 
     Raises:
         SceneError: the scene is missing, unreadable or not a raster.
-        InputError: bad bands, settings or a model/scheme mismatch.
+        InputError: bad bands, settings, an output format glgeo does not write (a lossy
+            JPEG, an unknown extension), or a model/scheme mismatch.
         OutputError: an output exists (without ``overwrite``), equals the input, or its
             folder is missing.
         CheckpointError: the model cannot be loaded.
@@ -213,8 +229,16 @@ def segment(
     if probabilities is not None:
         scores_path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))
         if scores_path.resolve() == out_path.resolve():
-            raise OutputError("--probabilities must name a different file than the class raster")
+            raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
+    output_driver(out_path, output_options)  # a format glgeo writes, before any work
+    if scores_path is not None:
+        output_driver(scores_path, output_options, bands=2)
     info = inspect_scene(scene, bands, needed=MODEL_BANDS)
+    region = region_in_pixels(info, aoi=aoi, bounds=bounds)
+    if region is not None:
+        info = replace(info, has_mask=True, region=region)
+        log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
+                 info.path)
     if not info.is_georeferenced:
         log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)
     checkpoint = load_model(model)
@@ -241,11 +265,12 @@ def segment(
     )
     log.info(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
-        info.path, info.width, info.height, info.bands, checkpoint.model.config.backbone, engine.mode, engine.device,
+        info.path, info.width, info.height, ",".join(map(str, info.bands)), checkpoint.model.config.backbone, engine.mode, engine.device,
     )
     if scale != 1:
         log.info("the model runs at %.3g of the scene's resolution; the output keeps the scene's grid", scale)
     class_scheme, source = checkpoint.scheme, str(checkpoint.path or model)
+    model_name, model_sha256 = model_identity(model, checkpoint)
     # The engine runs its own inference copy of the network: drop this function's
     # references to the original, so a model loaded here (or handed over with no other
     # reference, ``segment(..., model=load_model(path))``) is not held in fp32 for the whole
@@ -279,24 +304,25 @@ def segment(
                 )
                 with_scores = with_scores or settings.logit_upsampling == "bilinear"
             stats = engine.run(reader, sink, scores=with_scores, progress=progress)
+        provenance = Provenance(
+            model=model_name,
+            model_sha256=model_sha256,
+            glgeo_version=_glgeo_version(),
+            mode=stats.mode,
+            precision=stats.precision,
+            scale=scale,
+            gsd_m=float(f"{info.gsd / scale:.6g}") if info.gsd is not None else None,
+            blend=blend_rule(settings),
+            created=utc_now(),
+        )
+        writer.set_tags(provenance.tags())
         start = time.perf_counter()
         writer.commit()
         finish = time.perf_counter() - start
         stats.timings.write += finish
         stats.timings.total += finish
 
-    valid = int(counts[:NODATA_ID].sum())
-    pixel_area = info.pixel_area if info.crs is not None else 1.0
-    classes = tuple(
-        ClassArea(
-            id=c.id,
-            name=c.name,
-            pixels=int(counts[c.id]),
-            area=float(counts[c.id] * pixel_area),
-            fraction=float(counts[c.id] / valid) if valid else 0.0,
-        )
-        for c in class_scheme.classes
-    )
+    classes, area_unit = class_areas(counts, class_scheme, info.crs, info.transform)
     summary = SegmentSummary(
         scene=info.path,
         output=out_path,
@@ -304,12 +330,13 @@ def segment(
         height=info.height,
         width=info.width,
         crs=info.crs.to_string() if info.crs is not None else None,
-        area_unit=_area_unit(info),
+        area_unit=area_unit,
         classes=classes,
         nodata_pixels=int(counts[NODATA_ID]),
         model=source,
         stats=stats,
         scale=scale,
+        provenance=provenance,
     )
     log.info("wrote %s in %.1f s (%.2f MP/s)", out_path, summary.seconds, summary.megapixels_per_second)
     return summary

@@ -245,12 +245,12 @@ def make_split(
     """
     names = list(names)
     if split_file is not None and val_cities:
-        raise InputError("give either --split-file or --val-cities, not both")
+        raise InputError("give either split_file or val_cities, not both")
     if split_file is not None:
         return split_from_file(split_file, names)
     if val_cities:
         if kind != "inria":
-            raise InputError("--val-cities works with the Inria dataset only; use --split-file for others")
+            raise InputError("val_cities works with the Inria dataset only; use split_file for others")
         return leave_cities_out(names, val_cities)
     if kind == "inria":
         return inria_official_split(names)

@@ -94,12 +94,29 @@ def raster_qml(scheme: ClassScheme) -> str:
     return _to_xml(root)
 
 
-def vector_qml(scheme: ClassScheme, field: str = "class_id") -> str:
+#: Class names drawn unfilled by default in vector styles: they would cover the imagery.
+BACKGROUND_NAMES = ("background", "unknown", "nodata", "no data", "void", "clutter")
+
+
+def background_ids(scheme: ClassScheme) -> tuple[int, ...]:
+    """Classes that are "nothing in particular": named background, unknown... or left out of
+    the mean IoU (DeepGlobe's unknown). Vector styles do not draw them by default."""
+    return tuple(
+        c.id for c in scheme.classes if c.name.lower() in BACKGROUND_NAMES or c.id in scheme.ignore_in_miou
+    )
+
+
+def vector_qml(scheme: ClassScheme, field: str = "class_id", hidden: tuple[int, ...] | None = None) -> str:
     """A QGIS style (QML) drawing polygons categorized by class with the scheme's colours.
+
+    Background classes (:func:`background_ids`) are listed in the legend but not drawn
+    (their box unticked), so they do not hide the imagery under the polygons; tick them in
+    QGIS's Layers panel to see them.
 
     Args:
         scheme: the classes the polygons hold.
         field: the integer attribute holding the class id.
+        hidden: ids of the classes not drawn; default: :func:`background_ids`.
 
     Returns:
         The QML document as a string (stored in the GeoPackage's ``layer_styles`` table by
@@ -115,9 +132,11 @@ def vector_qml(scheme: ClassScheme, field: str = "class_id") -> str:
     )
     categories = ET.SubElement(renderer, "categories")
     symbols = ET.SubElement(renderer, "symbols")
+    hidden_ids = set(background_ids(scheme) if hidden is None else hidden)
     for info in scheme.classes:
+        render = "false" if info.id in hidden_ids else "true"
         ET.SubElement(
-            categories, "category", {"render": "true", "symbol": str(info.id), "value": str(info.id), "label": info.name}
+            categories, "category", {"render": render, "symbol": str(info.id), "value": str(info.id), "label": info.name}
         )
         symbol = ET.SubElement(
             symbols,

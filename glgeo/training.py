@@ -637,7 +637,7 @@ def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, fir
         if not Path(init).is_file():
             raise CheckpointError(
                 f"stage {stage} starts from stage {stage - 1}'s checkpoint, but {init} does not exist; "
-                f"train stage {stage - 1} first or pass --init CHECKPOINT"
+                f"train stage {stage - 1} first or pass init=CHECKPOINT"
             )
     if init is None:
         model = build_model(
@@ -673,7 +673,7 @@ def prepare_data(data: DataSettings) -> tuple[SceneCollection, Split]:
     collection = open_dataset(data.kind, data.root, data.scheme)
     split = make_split(data.kind, collection.names, split_file=data.split_file, val_cities=data.val_cities, seed=data.split_seed)
     if not split.train:
-        raise InputError("the split leaves no scene to train on; check --split-file / --val-cities")
+        raise InputError("the split leaves no scene to train on; check split_file / val_cities")
     collection.subset([*split.train, *split.val]).check()
     return collection, split
 
@@ -695,7 +695,7 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
         for stage in stages:
             folder = out / f"stage{stage}"
             if folder.exists() and any(folder.iterdir()) and not settings.resume:
-                raise OutputError(f"{folder} already holds a training stage; pass --resume to continue it, or choose a new --out")
+                raise OutputError(f"{folder} already holds a training stage; pass resume=True to continue it, or choose another out folder")
         (out / "split.json").write_text(json.dumps(split.to_dict(), indent=1))
     log.info("dataset %s: %d train / %d val scenes", data.kind, len(split.train), len(split.val))
     precision = resolve_precision(settings.precision, settings.accelerator)

@@ -1,7 +1,7 @@
 """Vectorize class rasters into GeoPackage polygons that open styled in QGIS.
 
-A class raster (one band of class ids, nodata 255, as written by ``glgeo segment``) becomes
-one polygon per 4-connected region of one class, in the raster's CRS, with attributes
+A class raster (one band of class ids, as written by ``glgeo segment``) becomes one polygon
+per 4-connected region of one class, in the raster's CRS, with attributes
 ``class_id``, ``class_name`` and ``area_m2``, written to a GeoPackage layer whose default
 QGIS style (in the ``layer_styles`` table) colours and names the classes as the scheme does.
 
@@ -16,6 +16,11 @@ Geometry is built in global pixel coordinates, where every vertex is an integer 
 match exactly, and moved to the CRS only when a polygon is complete: re-rasterizing the
 output onto the input grid reproduces the raster exactly (without ``min_area`` and
 ``simplify``).
+
+Only the raster's declared nodata value (or the one the caller names) marks pixels
+without data; any other value that is not a class id of the scheme is an error naming it,
+so no class is ever dropped silently. A raster without georeferencing (a plain image) gets
+polygons in the pixel coordinates QGIS shows it at (y negative downwards).
 
 Options:
 
@@ -34,23 +39,24 @@ import logging
 import math
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import geopandas as gpd
 import numpy as np
-import pyogrio
 import rasterio
 import shapely
 from affine import Affine
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
+from .areas import area_unit
 from .atomic import atomic_path, check_output_path
 from ._callable import make_module_callable
-from .errors import InputError, OutputError, SceneError
+from .errors import InputError, SceneError
+from .gpkg import write_polygons
+from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
 from .styles import scheme_from_tags, vector_qml, write_gpkg_layer_style
 
@@ -82,8 +88,8 @@ class VectorizeResult:
         layer: the layer holding the polygons.
         crs: the polygons' CRS as ``EPSG:n`` or WKT, or None when the raster has none.
         area_units: units of the ``area_m2`` attribute: ``"m2"`` for projected CRSs, else
-            ``"deg2"`` (geographic CRS) or ``"map units2"`` (no CRS); a warning is logged
-            in those two cases.
+            ``"deg2"`` (geographic CRS), ``"px"`` (a plain image) or ``"map unit2"`` (no
+            CRS but a transform); a warning is logged in those cases.
         n_polygons: number of polygons written.
         polygons_per_class: class name -> number of polygons (kept classes only).
         area_per_class: class name -> total ``area_m2``.
@@ -100,6 +106,20 @@ class VectorizeResult:
     area_per_class: dict[str, float] = field(default_factory=dict)
     n_blocks: int = 0
     seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        """A JSON-able summary (``glgeo vectorize --json``)."""
+        return {
+            "path": str(self.path),
+            "layer": self.layer,
+            "crs": self.crs,
+            "area_units": self.area_units,
+            "polygons": self.n_polygons,
+            "polygons_per_class": dict(self.polygons_per_class),
+            "area_per_class": {k: round(v, 6) for k, v in self.area_per_class.items()},
+            "blocks": self.n_blocks,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 # --------------------------------------------------------------------------------------
@@ -154,42 +174,74 @@ def _scheme_for(src: rasterio.io.DatasetReader, scheme: ClassScheme | str | None
             return matches[0]
     raise InputError(
         f"cannot tell which classes {src.name!r} holds: it carries no glgeo class scheme;"
-        f" pass the scheme (--scheme {'|'.join(list_schemes())})"
+        f" pass scheme=NAME ({', '.join(list_schemes())})"
     )
 
 
 def _layer_name(layer: str | None, raster: Path) -> str:
     name = layer if layer is not None else raster.stem
     if not name or not name.strip():
-        raise InputError("the layer name is empty; pass --layer NAME")
+        raise InputError("the layer name is empty; pass layer=NAME")
     if name == "layer_styles" or name.lower().startswith(_RESERVED_LAYER_PREFIXES):
-        raise InputError(f"layer name {name!r} is reserved in GeoPackages; pass another --layer NAME")
+        raise InputError(f"layer name {name!r} is reserved in GeoPackages; pass another layer=NAME")
     return name
 
 
-def _area_units(crs: rasterio.crs.CRS | None, source: str) -> tuple[str, float]:
-    """Units of ``area_m2`` and the factor from squared CRS units to them; warns if not m²."""
-    if crs is None:
-        logger.warning(
-            "%s has no CRS: area_m2 will hold areas in squared map units of its transform, not m²;"
-            " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
-            source,
-        )
-        return "map units2", 1.0
-    if crs.is_geographic:
+def _area_units(crs: rasterio.crs.CRS | None, transform: Affine, source: str) -> tuple[str, float]:
+    """Units of ``area_m2`` and the factor from squared CRS units to them; warns if not m²
+    (see :func:`glgeo.areas.area_unit`)."""
+    unit, factor = area_unit(crs, transform)
+    if unit == "deg2":
         logger.warning(
             "%s is in a geographic CRS (%s): area_m2 will hold square degrees, not m²;"
             " reproject the class raster to a projected CRS (e.g. its UTM zone) for areas in m²",
             source,
             crs.to_string(),
         )
-        return "deg2", 1.0
-    try:
-        _, metres_per_unit = crs.linear_units_factor
-    except rasterio.errors.CRSError:
-        logger.warning("%s: the linear unit of CRS %s is unknown; area_m2 holds squared CRS units", source, crs)
-        return "map units2", 1.0
-    return "m2", float(metres_per_unit) ** 2
+    elif unit != "m2":
+        logger.warning(
+            "%s has no CRS: area_m2 will hold areas in %s, not m²;"
+            " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
+            source,
+            "pixels" if unit == "px" else "squared units of its transform",
+        )
+    return unit, factor
+
+
+def _nodata_for(src: rasterio.io.DatasetReader, nodata: int | None) -> int | None:
+    """The value that marks nodata: ``nodata`` if given, else the raster's declared one."""
+    if nodata is not None:
+        if isinstance(nodata, bool) or not isinstance(nodata, (int, np.integer)):
+            raise InputError(f"nodata must be an integer pixel value, got {nodata!r}")
+        return int(nodata)
+    if src.nodata is None or not math.isfinite(src.nodata) or src.nodata != int(src.nodata):
+        return None
+    return int(src.nodata)
+
+
+def vector_transform(src: rasterio.io.DatasetReader) -> Affine:
+    """The transform from pixel to map coordinates that puts polygons on their raster.
+
+    A georeferenced raster's own transform; for a raster with neither a geotransform nor
+    a CRS (a JPEG, a PNG), the one GDAL-based viewers use: QGIS shows such a raster at
+    ``0,-height : width,0`` (one unit per pixel, y negative downwards, as a north-up
+    image), so its polygons get y negated to lie on it.
+    """
+    if src.crs is None and src.transform == Affine.identity() and not src.gcps[0] and not src.rpcs:
+        return Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+    return src.transform
+
+
+def vector_provenance(raster_tags: dict[str, str], raster: Path) -> dict[str, str]:
+    """The layer metadata of polygons made from a raster: the raster's provenance
+    (``GLGEO_*`` items, see :mod:`glgeo.provenance`), its file name and when it was vectorized."""
+    from glgeo import __version__
+
+    items = glgeo_items(raster_tags)
+    items.setdefault("GLGEO_VERSION", __version__)
+    items["GLGEO_SOURCE_RASTER"] = raster.name
+    items["GLGEO_VECTORIZED_UTC"] = utc_now()
+    return items
 
 
 def _check_positive(name: str, value: float | None) -> None:
@@ -451,8 +503,8 @@ def _read_block(
     src: rasterio.io.DatasetReader,
     window: Window,
     halo: int,
-    nodata_values: tuple[int, ...],
-    n_classes: int,
+    nodata: int | None,
+    scheme: ClassScheme,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Class ids (uint8) and validity of a window grown by ``halo`` (clipped to the raster)."""
     col0 = max(0, window.col_off - halo)
@@ -460,27 +512,46 @@ def _read_block(
     col1 = min(src.width, window.col_off + window.width + halo)
     row1 = min(src.height, window.row_off + window.height + halo)
     data = src.read(1, window=Window(col0, row0, col1 - col0, row1 - row0))
-    valid = np.ones(data.shape, dtype=bool)
-    for value in nodata_values:
-        valid &= data != value
+    valid = np.ones(data.shape, dtype=bool) if nodata is None else data != nodata
     if valid.any():
         values = data[valid]
-        low, high = values.min(), values.max()
-        if low < 0 or high >= n_classes:
-            bad = high if high >= n_classes else low
-            raise InputError(
-                f"{src.name!r} holds the value {bad}, which is not a class id (0-{n_classes - 1}) nor nodata;"
-                " is it a class raster, and is the class scheme right (--scheme)?"
-            )
+        if values.min() < 0 or values.max() >= scheme.n_classes:
+            _refuse_values(src, values, nodata, scheme)
     classes = np.where(valid, data, NODATA_ID).astype(np.uint8)
     return classes, valid, (window.row_off - row0, window.col_off - col0)
+
+
+def _refuse_values(src: rasterio.io.DatasetReader, values: np.ndarray, nodata: int | None, scheme: ClassScheme) -> None:
+    """Raise an error naming the values of ``values`` that are not class ids of ``scheme``."""
+    bad = np.unique(values[(values < 0) | (values >= scheme.n_classes)])
+    shown = ", ".join(str(int(v)) for v in bad[:8]) + (", ..." if len(bad) > 8 else "")
+    noun = "value" if len(bad) == 1 else "values"
+    hints = []
+    mask_values = {c.mask_value: c for c in scheme.classes if isinstance(c.mask_value, int) and c.mask_value != c.id}
+    masked = [mask_values[int(v)] for v in bad if int(v) in mask_values]
+    if masked and len(masked) == len(bad):
+        hints.append(
+            "it looks like a dataset mask (the " + scheme.name + " scheme's masks store "
+            + ", ".join(f"{c.name} as {c.mask_value}" for c in masked)
+            + "): convert it to class ids first"
+        )
+    if len(bad) == 1:
+        hints.append(f"if {int(bad[0])} marks pixels without data, pass nodata={int(bad[0])}")
+    else:
+        hints.append("pass the right scheme, or nodata=N for the value that marks pixels without data")
+    declared = "no nodata value" if nodata is None else f"nodata {nodata}"
+    raise InputError(
+        f"{src.name!r} holds the {noun} {shown}, not class ids of the {scheme.name!r} scheme"
+        f" (0-{scheme.n_classes - 1}: {', '.join(scheme.names)}) and not its nodata ({declared});"
+        f" no polygon is written rather than some classes lost: " + "; ".join(hints)
+    )
 
 
 def _pixel_geometries(
     src: rasterio.io.DatasetReader,
     scheme: ClassScheme,
     keep_ids: set[int],
-    nodata_values: tuple[int, ...],
+    nodata: int | None,
     min_pixels: int | None,
     tolerance_px: float | None,
     block_size: int,
@@ -498,7 +569,7 @@ def _pixel_geometries(
     right_col: np.ndarray | None = None  # last column of the block to the left
     for done, block in enumerate(blocks, start=1):
         window = block.window
-        classes, valid, (dy, dx) = _read_block(src, window, halo, nodata_values, scheme.n_classes)
+        classes, valid, (dy, dx) = _read_block(src, window, halo, nodata, scheme)
         if min_pixels:
             classes = _sieve(classes, valid, min_pixels)
         core = classes[dy : dy + window.height, dx : dx + window.width]
@@ -541,8 +612,9 @@ class _LayerWriter:
     """Writes polygons to a GeoPackage layer in batches (pyogrio)."""
 
     def __init__(self, path: Path, layer: str, crs: str | None, scheme: ClassScheme, transform: Affine,
-                 area_factor: float) -> None:
+                 area_factor: float, metadata: dict[str, str] | None = None) -> None:
         self.path = path
+        self.metadata = metadata or {}
         self.layer = layer
         self.crs = crs
         self.scheme = scheme
@@ -596,23 +668,7 @@ class _LayerWriter:
             },
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
         )
-        try:
-            with warnings.catch_warnings():
-                # A raster without CRS was already warned about, in terms of areas.
-                warnings.filterwarnings("ignore", message="'crs' was not provided", category=UserWarning)
-                pyogrio.write_dataframe(
-                    frame,
-                    self.path,
-                    layer=self.layer,
-                    driver="GPKG",
-                    append=self._created,
-                    geometry_type="Polygon",
-                    promote_to_multi=False,
-                    # GeoPackage 1.2: read without warnings by the GDAL of older QGIS releases.
-                    **({} if self._created else {"dataset_options": {"VERSION": "1.2"}}),
-                )
-        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
-            raise OutputError(f"cannot write the GeoPackage: {exc}") from None
+        write_polygons(frame, self.path, self.layer, append=self._created, metadata=self.metadata)
         self._created = True
         for class_id, area in zip(ids.tolist(), areas.tolist()):
             name = self.scheme.classes[class_id].name
@@ -637,16 +693,20 @@ def vectorize(
     overwrite: bool = False,
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: ProgressCallback | None = None,
+    nodata: int | None = None,
 ) -> VectorizeResult:
     """Turn a class raster into styled polygons in a GeoPackage.
 
     One polygon per 4-connected region of one class (holes kept, nodata never vectorized),
-    in the raster's CRS, with attributes ``class_id``, ``class_name`` and ``area_m2``. The
+    in the raster's CRS (a raster without georeferencing: in the pixel coordinates GDAL
+    and QGIS place it at, x to the right and y negative downwards), with attributes ``class_id``, ``class_name`` and ``area_m2``. The
     layer's default QGIS style (categorized by class, the scheme's colours and names) is
     stored in the GeoPackage's ``layer_styles`` table. The file is written atomically.
 
     Args:
-        raster: a one-band integer class raster (nodata 255 or the raster's nodata value).
+        raster: a one-band integer class raster. Every pixel must hold a class id of the
+            scheme or the nodata value: any other value is an error (no class is ever
+            dropped silently).
         out: the GeoPackage to write (``.gpkg``).
         scheme: the class scheme (object or registered name). Default: the scheme the
             raster carries (``glgeo segment`` writes it), else the registered scheme whose
@@ -664,6 +724,8 @@ def vectorize(
         block_size: pixels per side of the blocks processed at once; memory grows with its
             square, not with the raster's size.
         progress: called as ``progress(done, total)`` after each block.
+        nodata: the value marking pixels without data (never vectorized). Default: the
+            nodata value the raster declares; a raster that declares none has no nodata.
 
     Returns:
         What was written: path, layer, CRS, counts and areas per class.
@@ -692,9 +754,9 @@ def vectorize(
             classes = [part for part in classes.split(",") if part.strip()]
         keep_ids = set(class_scheme.ids_for(list(classes))) if classes else set(range(class_scheme.n_classes))
         layer_name = _layer_name(layer, raster_path)
-        nodata_values = tuple(sorted({NODATA_ID} | ({int(src.nodata)} if src.nodata is not None else set())))
-        area_units, area_factor = _area_units(src.crs, str(raster_path))
-        transform = src.transform
+        nodata_value = _nodata_for(src, nodata)
+        transform = vector_transform(src)
+        area_units, area_factor = _area_units(src.crs if src.crs else None, transform, str(raster_path))
         pixel_area = abs(transform.determinant) * area_factor
         min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
         if min_pixels and 2 * min_pixels > block_size:
@@ -713,14 +775,15 @@ def vectorize(
             ", ".join(class_scheme.classes[i].name for i in sorted(keep_ids)),
         )
         with atomic_path(out_path, suffix=".gpkg") as tmp:
-            writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor)
+            writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor,
+                                  vector_provenance(src.tags(), raster_path))
             # Each pixel is read once (twice near seams with a halo): GDAL's block cache,
             # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
             halo = _sieve_halo(min_pixels, block_size)
             window_bytes = (block_size + 2 * halo) ** 2 * np.dtype(src.dtypes[0]).itemsize
             with rasterio.Env(GDAL_CACHEMAX=max(_MIN_GDAL_CACHE, window_bytes)):
                 for geometry, class_id in _pixel_geometries(
-                    src, class_scheme, keep_ids, nodata_values, min_pixels, tolerance_px, block_size, progress
+                    src, class_scheme, keep_ids, nodata_value, min_pixels, tolerance_px, block_size, progress
                 ):
                     writer.add(geometry, class_id)
             writer.flush()

@@ -24,7 +24,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
 import numpy as np
 import rasterio
@@ -33,7 +33,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from .blend import RowBand
-from .errors import OutputError
+from .errors import InputError, OutputError
 from .io import SceneInfo
 from .schemes import NODATA_ID, ClassScheme
 
@@ -47,10 +47,16 @@ class OutputOptions:
     Attributes:
         block_size: tile side of the GTiff and COG.
         compress: GDAL compression of the COG.
-        cog: convert to a Cloud Optimized GeoTIFF with overviews (else keep the tiled GTiff).
+        cog: convert a ``.tif`` to a Cloud Optimized GeoTIFF with overviews (else keep
+            the tiled GTiff).
         class_overviews: resampling of the class raster's overviews (``MODE`` keeps real
             class ids; ``NEAREST`` is faster).
         score_overviews: resampling of the score raster's overviews.
+        format: the GDAL driver (``COG``, ``GTiff``, ``PNG``, ``HFA``); ``None``: from the
+            output's extension (``.tif``: COG, or GTiff without ``cog``; ``.png``: PNG;
+            ``.img``: HFA). See :func:`output_driver`.
+        creation_options: GDAL creation options of the final file (``{"COMPRESS": "ZSTD"}``),
+            over glgeo's defaults; keys are case-insensitive.
     """
 
     block_size: int = 512
@@ -58,10 +64,83 @@ class OutputOptions:
     cog: bool = True
     class_overviews: Literal["MODE", "NEAREST"] = "MODE"
     score_overviews: Literal["AVERAGE", "NEAREST", "MODE"] = "AVERAGE"
+    format: str | None = None
+    creation_options: Mapping[str, str] | tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.block_size < 16 or self.block_size % 16:
-            raise OutputError(f"block size must be a multiple of 16, got {self.block_size}")
+            raise InputError(f"block_size must be a multiple of 16, got {self.block_size}")
+        items = self.creation_options.items() if isinstance(self.creation_options, Mapping) else self.creation_options
+        try:
+            options = tuple((str(k).upper(), str(v)) for k, v in items)
+        except (TypeError, ValueError):
+            raise InputError(
+                f"creation_options must map GDAL option names to values, got {self.creation_options!r}"
+            ) from None
+        if any(not k or "=" in k for k, _ in options):
+            raise InputError(f"creation_options names an empty or malformed option: {dict(options)}")
+        object.__setattr__(self, "creation_options", options)
+
+
+#: Drivers glgeo writes rasters with, and what they are called.
+WRITABLE_FORMATS = {
+    "COG": "Cloud Optimized GeoTIFF (.tif)",
+    "GTiff": "GeoTIFF (.tif)",
+    "PNG": "PNG (.png, georeferencing in its .aux.xml)",
+    "HFA": "Erdas Imagine (.img)",
+}
+
+#: Extension -> driver, for outputs named without ``format``.
+_EXTENSION_FORMATS = {".tif": "GTiff", ".tiff": "GTiff", ".png": "PNG", ".img": "HFA"}
+
+#: Lossy drivers: their compression changes class ids.
+_LOSSY = {"JPEG": ".jpg", "WEBP": ".webp", "JP2OPENJPEG": ".jp2"}
+
+
+def output_driver(path: str | os.PathLike, options: OutputOptions = OutputOptions(), bands: int = 1) -> str:
+    """The GDAL driver an output raster is written with: ``options.format``, else its extension.
+
+    Args:
+        path: the output file.
+        options: the output options (``format``, ``cog``).
+        bands: bands of the raster (PNG holds at most 4).
+
+    Raises:
+        InputError: the format is unknown, lossy (JPEG would change class ids), cannot hold
+            the raster, or the extension names no format glgeo writes.
+    """
+    out = Path(path)
+    choices = "; ".join(f"{name}: {text}" for name, text in WRITABLE_FORMATS.items())
+    if options.format is not None:
+        by_name = {name.upper(): name for name in WRITABLE_FORMATS}
+        driver = by_name.get(str(options.format).upper())
+        if driver is None:
+            lossy = " (lossy: its compression would change class ids)" if str(options.format).upper() in _LOSSY else ""
+            raise InputError(f"format={options.format!r} is not one glgeo writes{lossy}; choose from {choices}")
+        named = _EXTENSION_FORMATS.get(out.suffix.lower())
+        if named is not None and named != driver and {named, driver} != {"GTiff", "COG"}:
+            raise InputError(
+                f"format={options.format!r} does not match the extension of {str(out)!r} ({named}):"
+                " name the file after its format, or leave the format to the extension"
+            )
+    else:
+        suffix = out.suffix.lower()
+        driver = _EXTENSION_FORMATS.get(suffix)
+        if driver is None:
+            if suffix in _LOSSY.values() or suffix == ".jpeg":
+                reason = f"{suffix} is a lossy format: its compression would change class ids"
+            elif suffix:
+                reason = f"glgeo writes no {suffix} rasters"
+            else:
+                reason = "it has no extension"
+            raise InputError(
+                f"output {str(out)!r}: {reason}; name it .tif (or .png, .img), or give its format (format=NAME: {choices})"
+            )
+    if driver == "GTiff" and options.cog and options.format is None:
+        driver = "COG"
+    if driver == "PNG" and bands > 4:
+        raise InputError(f"output {str(out)!r}: a PNG holds at most 4 bands, this raster has {bands}; write it as .tif")
+    return driver
 
 
 def sidecar_paths(tif: Path) -> list[Path]:
@@ -155,6 +234,10 @@ class ClassRasterWriter:
         self.info = info
         self.scheme = scheme
         self.options = options
+        self.driver = output_driver(self.out, options)
+        self.scores_driver = (
+            output_driver(self.scores_out, options, bands=scheme.n_classes) if self.scores_out is not None else None
+        )
         self._token = secrets.token_hex(4)
         self._classes: _StagedRaster | None = None
         self._scores: _StagedRaster | None = None
@@ -226,6 +309,12 @@ class ClassRasterWriter:
                 raise OutputError("this writer makes a score raster but the band carries no scores")
             self._scores.add(band.row_off, band.scores, band.valid)
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Add metadata items (provenance) to every output, before :meth:`commit`."""
+        for raster in (self._classes, self._scores):
+            if raster is not None:
+                raster.dst.update_tags(**tags)
+
     @property
     def rows_received(self) -> int:
         """Rows handed in so far."""
@@ -246,14 +335,14 @@ class ClassRasterWriter:
             raise OutputError(
                 f"only {self._classes.rows_received} of {self.info.height} rows were written; the output is incomplete"
             )
-        staged = [(self._classes, self.out, self.options.class_overviews, True)]
+        staged = [(self._classes, self.out, self.options.class_overviews, True, self.driver)]
         if self._scores is not None and self.scores_out is not None:
-            staged.append((self._scores, self.scores_out, self.options.score_overviews, False))
+            staged.append((self._scores, self.scores_out, self.options.score_overviews, False, self.scores_driver))
         self._close_staged()
         renames: list[tuple[Path, Path]] = []
         try:
-            for raster, final, overviews, styled in staged:
-                ready = self._finish(raster.path, final, overviews)
+            for raster, final, overviews, styled, driver in staged:
+                ready = self._finish(raster.path, final, overviews, driver)
                 if styled:
                     from .styles import write_raster_sidecars
 
@@ -268,7 +357,7 @@ class ClassRasterWriter:
         except (RasterioIOError, OSError) as exc:
             raise OutputError(f"writing {str(self.out)!r} failed: {exc}") from None
         # sidecars first, each tif last: a tif under its final name is complete
-        for _, final, _, _ in staged:
+        for _, final, _, _, _ in staged:
             for old in sidecar_paths(final):
                 if old not in {dst for _, dst in renames}:
                     with contextlib.suppress(FileNotFoundError):
@@ -279,23 +368,32 @@ class ClassRasterWriter:
         self._cleanup()
         return [dst for _, dst in renames]
 
-    def _finish(self, staged: Path, final: Path, overviews: str) -> Path:
-        if not self.options.cog:
-            return staged
-        cog = self._temp(final, "cog")
-        log.info("converting %s to a Cloud Optimized GeoTIFF", final.name)
-        rasterio.shutil.copy(
-            staged,
-            cog,
-            driver="COG",
-            COMPRESS=self.options.compress,
-            BLOCKSIZE=self.options.block_size,
-            OVERVIEW_RESAMPLING=overviews,
-            BIGTIFF="IF_SAFER",
-        )
+    def _finish(self, staged: Path, final: Path, overviews: str, driver: str) -> Path:
+        """Copy the staged GTiff to the output's format (COG, PNG, ...) beside ``final``."""
+        user = dict(self.options.creation_options)
+        if driver == "GTiff" and not user:
+            return staged  # already a tiled, compressed GTiff
+        if driver == "COG":
+            defaults = {
+                "COMPRESS": self.options.compress,
+                "BLOCKSIZE": str(self.options.block_size),
+                "OVERVIEW_RESAMPLING": overviews,
+                "BIGTIFF": "IF_SAFER",
+            }
+            log.info("converting %s to a Cloud Optimized GeoTIFF", final.name)
+        elif driver == "GTiff":
+            block = str(self.options.block_size)
+            defaults = {"TILED": "YES", "BLOCKXSIZE": block, "BLOCKYSIZE": block, "COMPRESS": "DEFLATE", "BIGTIFF": "IF_SAFER"}
+        else:
+            defaults = {}
+        copy = self._temp(final, "copy")
+        try:
+            rasterio.shutil.copy(staged, copy, driver=driver, **{**defaults, **user})
+        except (RasterioIOError, rasterio.errors.RasterioError) as exc:
+            raise OutputError(f"GDAL's {driver} driver cannot write {str(final)!r}: {exc}") from None
         with contextlib.suppress(FileNotFoundError):
             staged.unlink()
-        return cog
+        return copy
 
     def _close_staged(self) -> None:
         for raster in (self._classes, self._scores):

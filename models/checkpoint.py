@@ -372,7 +372,7 @@ def import_released(
         if classify is not None and classify.shape[0] != scheme.n_classes:
             raise CheckpointError(
                 f"{role} file {str(files[role])!r} predicts {classify.shape[0]} classes but scheme "
-                f"{scheme.name!r} has {scheme.n_classes}; pass the matching --scheme"
+                f"{scheme.name!r} has {scheme.n_classes}; pass the matching scheme=NAME"
             )
     target = model.state_dict()
     new_state = {}

@@ -94,7 +94,7 @@ def vector_report(layer: QgsVectorLayer) -> dict:
     if renderer is not None and renderer.type() == "categorizedSymbol":
         report["attribute"] = renderer.classAttribute()
         report["categories"] = [
-            {"value": str(c.value()), "label": c.label(), "color": _rgb(c.symbol().color())}
+            {"value": str(c.value()), "label": c.label(), "color": _rgb(c.symbol().color()), "render": c.renderState()}
             for c in renderer.categories()
         ]
     return report
@@ -103,9 +103,9 @@ def vector_report(layer: QgsVectorLayer) -> dict:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raster", required=True)
-    parser.add_argument("--gpkg", required=True)
-    parser.add_argument("--layer", required=True)
-    parser.add_argument("--png", required=True)
+    parser.add_argument("--gpkg", default=None, help="omit to open the raster alone")
+    parser.add_argument("--layer", default=None)
+    parser.add_argument("--png", default=None, help="with --gpkg: where to save the side-by-side render")
     parser.add_argument("--probe", nargs=2, type=float, action="append", default=[], metavar=("X", "Y"))
     parser.add_argument("--size", type=int, default=400, help="pixels per side of each half")
     args = parser.parse_args(argv)
@@ -116,8 +116,13 @@ def main(argv: list[str]) -> int:
     raster = vector = None
     try:
         raster = QgsRasterLayer(args.raster, "classes", "gdal")
+        report = {"qgis_version": Qgis.version(), "raster": raster_report(raster), "vector": None}
+        if args.gpkg is None:
+            json.dump(report, sys.stdout)
+            sys.stdout.flush()
+            return 0
         vector = QgsVectorLayer(f"{args.gpkg}|layername={args.layer}", args.layer, "ogr")
-        report = {"qgis_version": Qgis.version(), "raster": raster_report(raster), "vector": vector_report(vector)}
+        report["vector"] = vector_report(vector)
 
         extent = raster.extent()
         aspect = extent.height() / extent.width() if extent.width() else 1.0

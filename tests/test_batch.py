@@ -208,7 +208,7 @@ def test_missing_dask_says_how_to_install(monkeypatch, tmp_path, scenes, checkpo
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
     with pytest.raises(MissingDependencyError, match=r"pip install 'glgeo\[distributed\]'"):
         require_distributed()
-    with pytest.raises(MissingDependencyError, match="--workers 1"):
+    with pytest.raises(MissingDependencyError, match="workers=1"):
         run_batch([str(s) for s in scenes], tmp_path, model=checkpoint, workers=2)
     assert not list(tmp_path.glob("*.tif"))
     # one worker runs in this process and needs no Dask
@@ -269,7 +269,7 @@ def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, che
         assert row.input == str(scene)
         check_output(out / scene.name, scene, references[scene.stem])
         assert row.class_areas == pytest.approx(areas_from(references[scene.stem]))
-        assert row.area_unit == "metre^2"
+        assert row.area_unit == "m2"
         with rasterio.open(out / scene.name) as src:
             assert sum(row.class_areas.values()) == pytest.approx(src.width * src.height * PIXEL * PIXEL)
     assert hidden_files(out) == []
@@ -414,7 +414,7 @@ def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references)
     out = tmp_path / "out"
     result = segment_cli(scenes[0], scenes[1], "--out-dir", out, *cli_options(checkpoint))
     assert result.exit_code == 0, result.output
-    assert "2 scenes on in-process: 2 done, 0 skipped (outputs already there), 0 failed" in result.stdout
+    assert "2 scenes in this process: 2 done, 0 skipped (outputs already there), 0 failed" in result.stdout
     assert f"manifest: {out / 'manifest.json'}" in result.stdout
     for scene in scenes[:2]:
         check_output(out / scene.name, scene, references[scene.stem])
@@ -422,6 +422,9 @@ def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references)
     assert [(r["input"], r["status"], r["worker"]) for r in rows] == [(str(s), "done", "in-process") for s in scenes[:2]]
     assert rows[1]["class_areas"] == pytest.approx(areas_from(references[scenes[1].stem]))
 
+    again = segment_cli(scenes[0], scenes[1], "--out-dir", out, *cli_options(checkpoint))
+    assert again.exit_code == 0, again.output
+    assert "2 scenes in this process: 0 done, 2 skipped" in again.stdout and "scenes/min" not in again.stdout
     again = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--json", *cli_options(checkpoint))
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["skipped"] == 2
@@ -437,7 +440,7 @@ def test_cli_local_cluster_list_file_failure_and_merge(tmp_path, scenes, checkpo
         "--vector-merge", merged, *cli_options(checkpoint),
     )
     assert result.exit_code == 1
-    assert "3 scenes on local cluster of 2 workers: 2 done, 0 skipped (outputs already there), 1 failed" in result.stdout
+    assert "3 scenes on a local cluster of 2 workers: 2 done, 0 skipped (outputs already there), 1 failed" in result.stdout
     assert f"failed: 1 scene ({tmp_path / 'missing.tif'}): SceneError: scene" in result.stderr
     assert "Error: 1 of 3 scenes failed" in result.stderr and "Traceback" not in result.output
     for scene in scenes[2:]:
@@ -499,7 +502,7 @@ def test_cli_batch_needs_out_dir_and_scenes(tmp_path, checkpoint):
 
 
 def test_model_is_loaded_once_per_process_and_again_when_the_file_changes(tmp_path, checkpoint, monkeypatch):
-    import glgeo.batch as batch
+    import glgeo.batch.worker as batch
     import glgeo.segment
 
     monkeypatch.setattr(batch, "_MODEL_CACHE", {})
@@ -513,3 +516,79 @@ def test_model_is_loaded_once_per_process_and_again_when_the_file_changes(tmp_pa
     os.utime(copy, ns=(time.time_ns(), time.time_ns() + 10**9))  # replaced by a retrained model
     second = batch.cached_model(str(copy))
     assert second is not first and len(calls) == 2 and len(batch._MODEL_CACHE) == 1
+
+
+def test_merging_scenes_without_crs_is_refused(tmp_path):
+    """Polygons of plain images are in pixel coordinates: merged, they would lie on one square."""
+    import warnings
+
+    from glgeo.batch import merge_vectors
+    from glgeo.vectorize import vectorize
+
+    parts = []
+    for i in range(2):
+        image = tmp_path / f"plain_{i}.tif"
+        with rasterio.open(image, "w", driver="GTiff", width=32, height=24, count=1, dtype="uint8", nodata=NODATA_ID) as dst:
+            dst.write(np.full((24, 32), i + 1, dtype=np.uint8), 1)
+        parts.append((str(image), vectorize(image, tmp_path / f"plain_{i}.gpkg", scheme=DEEPGLOBE).path))
+    with pytest.raises(InputError, match=r"2 of the 2 scenes to merge have no CRS \(plain_0, plain_1\)"):
+        merge_vectors(parts, tmp_path / "all.gpkg")
+    assert not (tmp_path / "all.gpkg").exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one scene merges, and pyogrio's "'crs' was not provided" stays quiet
+        merge_vectors(parts[:1], tmp_path / "one.gpkg")
+    assert (tmp_path / "one.gpkg").is_file()
+
+
+def test_rerun_of_a_finished_batch_starts_no_cluster(tmp_path, scenes, checkpoint, monkeypatch):
+    """Skips are decided on the submitting machine, before any Dask cluster starts."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    first = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert first.counts["done"] == 2
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started although every output is there")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    monkeypatch.setattr(distributed, "Client", no_cluster)
+    again = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS),
+                      workers=2)
+    assert again.counts == {"done": 0, "skipped": 2, "failed": 0}
+    for second, earlier in zip(again.scenes, first.scenes):
+        assert second.class_areas == pytest.approx(earlier.class_areas)
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--workers", "2", *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert "2 scenes in this process: 0 done, 2 skipped (outputs already there), 0 failed" in result.stdout
+
+
+def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
+    """Dask's INFO lines ("Nanny at ... closed") stay out of the default output."""
+    import subprocess
+
+    pytest.importorskip("distributed")
+    command = [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "segment", str(scenes[0]),
+               "--out-dir", str(tmp_path / "out"), "--workers", "2", "--retries", "0", *cli_options(checkpoint)]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]
+
+
+def test_merged_geopackage_says_where_it_came_from(tmp_path):
+    import pyogrio
+
+    from glgeo.batch import merge_vectors
+    from glgeo.vectorize import vectorize
+
+    parts = []
+    for i in range(2):
+        raster = tmp_path / f"tile_{i}.tif"
+        with rasterio.open(raster, "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8", nodata=NODATA_ID,
+                           crs=CRS, transform=from_origin(500_000.0 + 10 * i, 4_000_000.0, PIXEL, PIXEL)) as dst:
+            dst.write(np.full((20, 20), 4, dtype=np.uint8), 1)
+            dst.update_tags(GLGEO_MODEL="tiny.pt", GLGEO_MODEL_SHA256="abc", GLGEO_MODE="g2l")
+        parts.append((str(raster), vectorize(raster, tmp_path / f"tile_{i}.gpkg", scheme=DEEPGLOBE).path))
+    merged = merge_vectors(parts, tmp_path / "all.gpkg")
+    metadata = pyogrio.read_info(merged, layer="all")["layer_metadata"]
+    assert metadata["GLGEO_MODEL"] == "tiny.pt" and metadata["GLGEO_MODEL_SHA256"] == "abc"
+    assert metadata["GLGEO_MERGED_SCENES"] == "2" and "GLGEO_SOURCE_RASTER" not in metadata

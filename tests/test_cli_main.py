@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
@@ -18,3 +22,48 @@ def test_unknown_command_and_library_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["segment", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "o.tif")])
     assert result.exit_code != 0
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
+    """One message serves both: the library says ``nodata=255``, the command line ``--nodata 255``."""
+    import numpy as np
+    import rasterio
+    from click.testing import CliRunner
+
+    from glgeo.cli.main import cli, cli_message
+    from glgeo.errors import InputError, OutputError
+    from glgeo.vectorize import vectorize
+
+    raster = tmp_path / "mask.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
+        dst.write(np.where(np.eye(8, dtype=bool), 255, 0).astype("uint8"), 1)
+    with pytest.raises(InputError, match="pass nodata=255") as library:
+        vectorize(raster, tmp_path / "a.gpkg", scheme="inria")
+    assert "--" not in str(library.value)
+    result = CliRunner().invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / "a.gpkg"), "--scheme", "inria"])
+    assert result.exit_code == 1 and "pass --nodata 255" in result.output and "nodata=" not in result.output
+    (tmp_path / "b.gpkg").write_bytes(b"")
+    with pytest.raises(OutputError, match="pass overwrite=True"):
+        vectorize(raster, tmp_path / "b.gpkg", scheme="inria", nodata=255)
+    result = CliRunner().invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / "b.gpkg"), "--scheme", "inria",
+                                      "--nodata", "255"])
+    assert result.exit_code == 1 and "pass --overwrite to replace it" in result.output
+    assert cli_message("pass bands=(1, 1, 1) to choose them") == "pass --bands 1,1,1 to choose them"
+    assert cli_message("choose another out_dir") == "choose another --out-dir"
+    assert cli_message("run with workers=1", "train") == "run with --loader-workers 1"
+    assert cli_message("use device='cpu'") == "use --device cpu"
+
+
+def test_library_messages_advise_no_flags():
+    """No library module tells a Python caller to pass a command-line flag."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for path in [*(root / "glgeo").rglob("*.py"), *(root / "models").rglob("*.py")]:
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            code = line.split("#")[0]
+            if re.search(r"(Error|Exception)\(", code) or re.search(r'^\s*f?"', code):
+                if re.search(r"\b(pass|use|with|choose another|give) --[a-z]", code):
+                    offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)

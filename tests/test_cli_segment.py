@@ -101,7 +101,7 @@ def test_scene_smaller_than_one_patch_works(checkpoints, tmp_path):
     out = tmp_path / "tiny_classes.tif"
     result = run("segment", scene, "-o", out, "--model", checkpoints["inria"], "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert "1 patches" in result.output
+    assert "1 patch computed" in result.output
     with rasterio.open(scene) as src, rasterio.open(out) as dst:
         assert (dst.height, dst.width, dst.crs, dst.transform) == (40, 30, src.crs, src.transform)
 
@@ -151,7 +151,7 @@ def test_compiled_local_branch_gives_the_eager_classes(checkpoints, tmp_path):
         ("no_folder", "does not exist; create it first"),
         ("exists", "already exists; pass --overwrite"),
         ("scheme", "predicts the 'inria' classes, not 'deepglobe'"),
-        ("bad_bands", "band [5] not in the scene"),
+        ("bad_bands", "band 5 is not in the scene, which has bands 1-3"),
         ("bad_model", "no checkpoint file or zoo model"),
     ],
 )

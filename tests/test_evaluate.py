@@ -31,7 +31,7 @@ def test_raster_evaluation_through_the_cli(inria_pair, tmp_path):
     pred, truth = inria_pair
     report = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme", "inria",
-                                      "--json", str(report)])
+                                      "-o", str(report)])
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     # background: truth 1000 px; 870 predicted background, 100 building, 30 nodata
@@ -133,7 +133,7 @@ def test_model_evaluation_through_the_cli(tmp_path):
     ckpt = _fresh_checkpoint(tmp_path / "m.pt", 2, INRIA)
     report = tmp_path / "r.json"
     result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--root",
-                                      str(tmp_path / "inria"), "--device", "cpu", "--json", str(report)])
+                                      str(tmp_path / "inria"), "--device", "cpu", "-o", str(report)])
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert [i["name"] for i in data["images"]] == [f"austin{n}" for n in range(1, 6)]  # official val tiles
@@ -144,7 +144,7 @@ def test_model_evaluation_through_the_cli(tmp_path):
 
     glob = tmp_path / "g.json"
     result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--root",
-                                      str(tmp_path / "inria"), "--device", "cpu", "--mode", "global", "--json", str(glob)])
+                                      str(tmp_path / "inria"), "--device", "cpu", "--mode", "global", "-o", str(glob)])
     assert result.exit_code == 0, result.output
     ds = open_dataset("inria", tmp_path / "inria")
     direct = evaluate_model(ckpt, ds, [f"austin{n}" for n in range(1, 6)], InferenceSettings(device="cpu", mode="global"))
@@ -158,3 +158,21 @@ def test_class_count_that_does_not_fit(tmp_path):
     ds = open_dataset("inria", tmp_path / "inria")
     with pytest.raises(CheckpointError, match="predicts 7 classes .* scheme 'inria' has 2"):
         evaluate_model(ckpt, ds, ["austin1"])
+
+
+def test_scheme_comes_from_the_prediction_and_json_prints(tmp_path, inria_pair):
+    """A prediction written by glgeo carries its scheme: no --scheme; --json prints, -o writes."""
+    import rasterio
+
+    from glgeo.styles import SCHEME_TAG
+
+    pred, truth = inria_pair
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth)])
+    assert result.exit_code == 1 and "carries no class scheme" in result.output and "--scheme NAME" in result.output
+    with rasterio.open(pred, "r+") as dst:
+        dst.update_tags(**{SCHEME_TAG: json.dumps(INRIA.to_dict())})
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["confusion_matrix"] == [[870, 100], [100, 100]]
+    assert evaluate_rasters([(pred, truth)]).scores.miou == pytest.approx(data["miou"])

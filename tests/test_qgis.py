@@ -113,3 +113,86 @@ def test_qgis_opens_both_outputs_styled(tmp_path, qgis_python):
         expected = (255, 255, 255) if name is None else DEEPGLOBE.by_name(name).color
         assert tuple(probe["raster"][:3]) == expected, (name, probe)
         assert tuple(probe["vector"][:3]) == expected, (name, probe)
+
+
+def _run_check(qgis_python: str, tmp_path: Path, *args: str) -> dict:
+    command = [qgis_python, str(CHECK_SCRIPT), *args]
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(tmp_path)}
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    report = json.loads(completed.stdout)
+    print(json.dumps(report, indent=1), file=sys.stderr)
+    return report
+
+
+def test_bare_cog_and_background_left_out(tmp_path, qgis_python):
+    """A class raster copied without its sidecars still draws in the scheme's colours, and the
+    GeoPackage's default style leaves the background class undrawn (issue 16)."""
+    import rasterio.shutil
+
+    from glgeo.schemes import INRIA
+    from glgeo.styles import SCHEME_TAG
+
+    data = np.zeros((120, 160), dtype=np.uint8)  # background
+    data[20:60, 30:90] = 1  # a building
+    data[100:, :] = NODATA_ID
+    stage = tmp_path / "stage.tif"
+    with rasterio.open(stage, "w", driver="GTiff", width=160, height=120, count=1, dtype="uint8", nodata=NODATA_ID,
+                       crs="EPSG:32618", transform=TRANSFORM, photometric="PALETTE") as dst:
+        dst.write(data, 1)
+        dst.write_colormap(1, INRIA.colormap())
+        dst.update_tags(**{SCHEME_TAG: json.dumps(INRIA.to_dict())})
+    styled = tmp_path / "styled" / "buildings.tif"
+    styled.parent.mkdir()
+    rasterio.shutil.copy(stage, styled, driver="COG")
+    write_raster_sidecars(styled, INRIA)
+    bare = tmp_path / "bare" / "buildings.tif"
+    bare.parent.mkdir()
+    shutil.copy(styled, bare)  # the tif alone, as e-mailed or uploaded
+    out = tmp_path / "buildings.gpkg"
+    result = vectorize(styled, out)
+
+    building, background = _center(60.5, 40.5), _center(10.5, 80.5)
+    report = _run_check(qgis_python, tmp_path, "--raster", str(bare), "--gpkg", str(out), "--layer", result.layer,
+                        "--png", str(tmp_path / "bare.png"), "--probe", *map(str, building),
+                        "--probe", *map(str, background))
+    rast = report["raster"]
+    assert rast["valid"] and rast["renderer"] == "paletted"
+    by_value = {c["value"]: c for c in rast["classes"]}
+    # the scheme's colours from the embedded colour table; nodata transparent
+    assert [tuple(by_value[c.id]["color"][:3]) for c in INRIA.classes] == INRIA.colors
+    assert by_value[NODATA_ID]["color"][3] == 0
+    # GDAL reports 256 entries for any 8-bit palette (a TIFF palette has 2^bits entries) and
+    # QGIS 3.22 lists each: docs/segment.md says why glgeo keeps nodata 255 anyway.
+    assert len(rast["classes"]) == 256
+    building_probe, background_probe = report["probes"]
+    assert tuple(building_probe["raster"][:3]) == INRIA.by_name("building").color
+
+    vect = report["vector"]
+    assert [(c["label"], c["render"]) for c in vect["categories"]] == [("background", False), ("building", True)]
+    assert tuple(building_probe["vector"][:3]) == INRIA.by_name("building").color
+    assert tuple(background_probe["vector"][:3]) == (255, 255, 255)  # not drawn: the map shows through
+
+    styled_report = _run_check(qgis_python, tmp_path, "--raster", str(styled))
+    assert [c["label"] for c in styled_report["raster"]["classes"]] == INRIA.names  # with its .qml: the classes only
+
+
+def test_polygons_of_a_plain_image_lie_on_it_in_qgis(tmp_path, qgis_python):
+    """A class raster without georeferencing (a DeepGlobe JPEG's) and its polygons: QGIS puts
+    both at 0,-height : width,0, and draws the same class at the same place."""
+    data = np.full((90, 120), 2, dtype=np.uint8)  # agriculture
+    data[10:40, 60:110] = 5  # water, near the top right
+    raster = tmp_path / "plain.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=120, height=90, count=1, dtype="uint8",
+                       nodata=NODATA_ID) as dst:  # no CRS, no transform
+        dst.write(data, 1)
+    write_raster_sidecars(raster, DEEPGLOBE)
+    out = tmp_path / "plain.gpkg"
+    result = vectorize(raster, out, scheme=DEEPGLOBE)
+    water, field = (85.5, -25.5), (20.5, -70.5)  # map points: x = column, y = -row
+    report = _run_check(qgis_python, tmp_path, "--raster", str(raster), "--gpkg", str(out), "--layer", result.layer,
+                        "--png", str(tmp_path / "plain.png"), "--probe", *map(str, water), "--probe", *map(str, field))
+    assert report["raster"]["extent"] == pytest.approx([0, -90, 120, 0])
+    assert report["vector"]["extent"] == pytest.approx([0, -90, 120, 0])
+    for probe, name in zip(report["probes"], ["water", "agriculture"]):
+        assert tuple(probe["raster"][:3]) == tuple(probe["vector"][:3]) == DEEPGLOBE.by_name(name).color, probe

@@ -138,7 +138,7 @@ def test_constant_per_class_network_gives_a_seamless_georeferenced_map(tmp_path,
     np.testing.assert_array_equal(classes, expected)  # pixel-exact: no seams anywhere
     assert summary.nodata_pixels == int(nodata.sum())
     areas = summary.class_areas
-    assert summary.area_unit == "metre^2"
+    assert summary.area_unit == "m2"
     assert areas["urban"] == pytest.approx(4.0 * (expected == 1).sum())
 
 
@@ -452,5 +452,5 @@ def test_bad_requests(tmp_path):
     with pytest.raises(InputError, match="predicts the 'inria' classes"):
         segment(scene, tmp_path / "out.tif", model=standin(INRIA), scheme="deepglobe")
     segment(scene, tmp_path / "out.tif", model=standin(INRIA), settings=InferenceSettings(device="cpu"))
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         segment(scene, tmp_path / "out.tif", model=standin(INRIA))

@@ -168,3 +168,15 @@ def test_layer_style_errors(gpkg, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         write_gpkg_layer_style(tmp_path / "none.gpkg", "polys", vector_qml(INRIA))
     assert read_gpkg_layer_styles(gpkg) == []
+
+
+def test_vector_style_leaves_background_classes_undrawn():
+    """Inria's background and DeepGlobe's unknown would cover the imagery: unticked by default."""
+    from glgeo.styles import background_ids
+
+    for scheme, hidden in ((INRIA, ["background"]), (DEEPGLOBE, ["unknown"])):
+        categories = parse_qml(vector_qml(scheme)).findall("renderer-v2/categories/category")
+        assert [c.get("label") for c in categories if c.get("render") == "false"] == hidden
+        assert [scheme.classes[i].name for i in background_ids(scheme)] == hidden
+    everything = parse_qml(vector_qml(INRIA, hidden=())).findall("renderer-v2/categories/category")
+    assert all(c.get("render") == "true" for c in everything)

@@ -24,7 +24,7 @@ from glgeo.training import merge_patch_logits, poly_lr
 from train_fixtures import make_deepglobe, make_folder, make_inria
 
 SMALL = ["--backbone", "resnet18", "--pyramid-channels", "32", "--segmentation-channels", "16", "--global-size", "64",
-         "--patch-size", "96", "--batch-size", "2", "--sub-batch", "3", "--workers", "0", "--limit-train-batches", "1",
+         "--patch-size", "96", "--batch-size", "2", "--sub-batch", "3", "--loader-workers", "0", "--limit-train-batches", "1",
          "--limit-val-batches", "1", "--epochs", "1", "--lr", "1e-3"]
 
 

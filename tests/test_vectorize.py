@@ -298,7 +298,7 @@ def test_rejects_bad_options(tmp_path, class_raster):
 def test_existing_output_needs_overwrite(tmp_path, class_raster):
     out = tmp_path / "landcover.gpkg"
     out.write_bytes(b"keep me")
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         vectorize(class_raster, out, scheme=DEEPGLOBE)
     assert out.read_bytes() == b"keep me"
     vectorize(class_raster, out, scheme=DEEPGLOBE, overwrite=True)
@@ -327,7 +327,7 @@ def test_geographic_or_missing_crs_warns(tmp_path, classes_array, caplog):
     bare = write_raster(tmp_path / "bare.tif", classes_array, crs=None)
     with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
         result = vectorize(bare, tmp_path / "bare.gpkg", scheme=DEEPGLOBE)
-    assert result.area_units == "map units2" and result.crs is None
+    assert result.area_units == "map unit2" and result.crs is None
     assert "no CRS" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
@@ -379,7 +379,7 @@ def test_scheme_comes_from_the_colour_table(tmp_path):
 
 
 def test_scheme_required_when_the_raster_names_none(tmp_path, class_raster):
-    with pytest.raises(InputError, match="--scheme"):
+    with pytest.raises(InputError, match="scheme=NAME"):
         vectorize(class_raster, tmp_path / "x.gpkg")
 
 
@@ -441,11 +441,19 @@ def test_cli_vectorize_writes_the_layer(tmp_path, class_raster, classes_array):
     out = tmp_path / "cli.gpkg"
     runner = CliRunner()
     result = runner.invoke(
-        cli, ["-q", "vectorize", str(class_raster), "--out", str(out), "--scheme", "deepglobe", "--block-size", "40",
+        cli, ["vectorize", str(class_raster), "--out", str(out), "--scheme", "deepglobe", "--block-size", "40",
               "--layer", "lc"]
     )
     assert result.exit_code == 0, result.output
-    assert "lc" in result.output and "EPSG:32618" in result.output
+    lines = result.stdout.splitlines()
+    n = len(pyogrio.read_dataframe(out, layer="lc"))
+    assert lines[0] == f"{out}: {n:,} polygons in layer lc (EPSG:32618)"
+    frame = pyogrio.read_dataframe(out, layer="lc")
+    for name, group in frame.groupby("class_name"):
+        polygons = f"{len(group)} polygon{'s' if len(group) != 1 else ''}"
+        assert f"  {polygons}  {group.area_m2.sum():,.0f} m2" in result.stdout  # areas under 1 ha in m2
+    assert " 1 polygons" not in result.stdout
+    assert "'" not in result.stdout  # no Python reprs
     frame = pyogrio.read_dataframe(out, layer="lc")
     assert frame.crs.to_epsg() == 32618
     assert np.array_equal(reburn(frame, classes_array.shape), classes_array)
@@ -493,3 +501,87 @@ def test_cli_existing_output_and_float_input(tmp_path, class_raster, classes_arr
     floats = write_raster(tmp_path / "f.tif", classes_array / 3.0, dtype="float32", nodata=None)
     bad = runner.invoke(cli, ["-q", "vectorize", str(floats), "-o", str(tmp_path / "f.gpkg"), "--scheme", "deepglobe"])
     assert bad.exit_code == 1 and "float32" in bad.output
+
+
+# --------------------------------------------------------------------------------------
+# Nodata, foreign values and rasters without georeferencing (issue 16)
+
+
+def test_cli_refuses_values_outside_the_scheme_and_names_them(tmp_path, sample_data):
+    """A 0/255 building mask without nodata: 255 is not taken as nodata, nothing is lost."""
+    gt = sample_data / "inria" / "austin_crop_top_gt.tif"
+    out = tmp_path / "y.gpkg"
+    result = CliRunner().invoke(cli, ["vectorize", str(gt), "--out", str(out), "--scheme", "inria"])
+    assert result.exit_code == 1
+    assert "holds the value 255, not class ids of the 'inria' scheme (0-1: background, building)" in result.output
+    assert "building as 255" in result.output  # recognised as the dataset's mask encoding
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_only_the_declared_nodata_is_nodata(tmp_path, classes_array):
+    undeclared = write_raster(tmp_path / "undeclared.tif", classes_array, nodata=None)
+    with pytest.raises(InputError, match=r"holds the value 255.*pass nodata=255"):
+        vectorize(undeclared, tmp_path / "a.gpkg", scheme=DEEPGLOBE, block_size=64)
+    # named by the caller: the same polygons as a raster that declares it
+    vectorize(undeclared, tmp_path / "b.gpkg", scheme=DEEPGLOBE, nodata=NODATA_ID, layer="landcover")
+    assert np.array_equal(reburn(read_layer(tmp_path / "b.gpkg"), classes_array.shape), classes_array)
+    # a declared nodata other than 255: 255 is then a foreign value, 0 is nodata
+    zero = write_raster(tmp_path / "zero.tif", np.where(classes_array == NODATA_ID, 0, classes_array), nodata=0)
+    result = vectorize(zero, tmp_path / "c.gpkg", scheme=DEEPGLOBE)
+    assert "unknown" not in result.polygons_per_class  # class 0 is nodata here
+    with pytest.raises(InputError, match="nodata must be an integer"):
+        vectorize(zero, tmp_path / "d.gpkg", scheme=DEEPGLOBE, nodata=2.5)
+
+
+def test_cli_nodata_option(tmp_path, classes_array):
+    undeclared = write_raster(tmp_path / "undeclared.tif", classes_array, nodata=None)
+    out = tmp_path / "n.gpkg"
+    result = CliRunner().invoke(cli, ["-q", "vectorize", str(undeclared), "-o", str(out), "--scheme", "deepglobe",
+                                      "--nodata", "255", "--layer", "landcover"])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(reburn(read_layer(out), classes_array.shape), classes_array)
+
+
+def test_polygons_of_a_raster_without_georeferencing_lie_on_it(tmp_path, classes_array):
+    """QGIS (GDAL) shows a raster without geotransform at 0,-height : width,0."""
+    height, width = classes_array.shape
+    image = tmp_path / "plain.png"
+    with rasterio.open(image, "w", driver="PNG", width=width, height=height, count=1, dtype="uint8") as dst:
+        dst.write(np.where(classes_array == NODATA_ID, 0, classes_array), 1)
+    with rasterio.open(image) as src:
+        assert src.crs is None and src.transform == rasterio.Affine.identity()
+    out = tmp_path / "plain.gpkg"
+    result = CliRunner().invoke(cli, ["-q", "vectorize", str(image), "-o", str(out), "--scheme", "deepglobe"])
+    assert result.exit_code == 0, result.output
+    info = pyogrio.read_info(out, layer="plain")
+    assert info["crs"] is None
+    np.testing.assert_allclose(info["total_bounds"], (0, -height, width, 0))
+    frame = pyogrio.read_dataframe(out, layer="plain")
+    burnt = rasterize(zip(frame.geometry, frame.class_id), out_shape=classes_array.shape,
+                      transform=rasterio.Affine(1, 0, 0, 0, -1, 0), fill=NODATA_ID, dtype="uint8")
+    assert np.array_equal(burnt, np.where(classes_array == NODATA_ID, 0, classes_array))
+
+
+def test_no_third_party_warning_leaks(tmp_path, classes_array):
+    import subprocess
+    import sys
+
+    bare = write_raster(tmp_path / "bare.tif", classes_array, crs=None, transform=rasterio.Affine.identity())
+    run = subprocess.run(
+        [sys.executable, "-W", "always", "-c", "from glgeo.cli.main import cli; cli()", "vectorize", str(bare),
+         "-o", str(tmp_path / "b.gpkg"), "--scheme", "deepglobe"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Warning" not in run.stderr and "'crs' was not provided" not in run.stderr
+
+
+def test_cli_json_prints_the_summary(tmp_path, class_raster):
+    import json
+
+    out = tmp_path / "j.gpkg"
+    result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["polygons"] == len(read_layer(out)) and data["crs"] == "EPSG:32618" and data["area_units"] == "m2"

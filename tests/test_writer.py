@@ -121,3 +121,25 @@ def test_missing_folder_is_an_output_error(tmp_path):
     with pytest.raises(OutputError):
         with ClassRasterWriter(tmp_path / "no" / "x.tif", _info(10, 10), DEEPGLOBE):
             pass
+
+
+def test_output_driver_follows_the_extension_or_refuses():
+    from glgeo.errors import InputError
+    from glgeo.writer import output_driver
+
+    assert output_driver("a.tif") == "COG" and output_driver("a.TIFF", OutputOptions(cog=False)) == "GTiff"
+    assert output_driver("a.png") == "PNG" and output_driver("a.img") == "HFA"
+    assert output_driver("a.png", OutputOptions(format="png")) == "PNG"
+    assert output_driver("a.tif", OutputOptions(format="GTiff")) == "GTiff"
+    for name, options, message in [
+        ("a.jpg", OutputOptions(), "lossy"),
+        ("a.webp", OutputOptions(), "lossy"),
+        ("a", OutputOptions(), "no extension"),
+        ("a.nc", OutputOptions(), "glgeo writes no .nc rasters"),
+        ("a.png", OutputOptions(format="COG"), "does not match the extension"),
+        ("a.tif", OutputOptions(format="netCDF"), "not one glgeo writes"),
+    ]:
+        with pytest.raises(InputError, match=message):
+            output_driver(name, options)
+    with pytest.raises(InputError, match="PNG holds at most 4 bands"):
+        output_driver("scores.png", bands=7)

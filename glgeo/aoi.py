@@ -1,0 +1,160 @@
+"""Areas of interest: segment only the pixels inside polygons, or inside a bounding box.
+
+``glgeo segment --aoi FILE`` (``aoi=`` in :func:`glgeo.segment.segment`) takes polygons in
+any vector format GDAL reads and in any CRS (they are reprojected to the scene's);
+``--bounds`` (``bounds=``) a box in the scene's CRS. Both become one geometry in the
+scene's pixel coordinates (:func:`region_in_pixels`), which the scene reader turns into a
+validity mask window by window (:meth:`glgeo.io.SceneReader._read_valid`): pixels outside
+are nodata in the output (255), and patches with no pixel inside are never computed, so a
+small area of a large scene costs little. The network still sees the real pixels around
+the area: the global branch the whole scene and each patch its whole window, so the
+classes inside are those a run on the whole scene gives there (up to the bilinear blend
+across the area's edge when the scene is read at a coarser scale).
+
+A pixel is inside when its centre is (GDAL's rasterization rule). Scenes without
+georeferencing (plain JPEG/PNG images) take areas in the pixel coordinates QGIS shows them
+in: x = column, y = minus the row (see :func:`glgeo.vectorize.vector_transform`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import shapely
+from affine import Affine
+
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: The transform QGIS gives a raster with neither CRS nor geotransform.
+PLAIN_IMAGE_TRANSFORM = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def read_aoi(path: str | os.PathLike, crs: Any) -> shapely.Geometry:
+    """The polygons of a vector file as one geometry in ``crs`` (``None``: the file's own).
+
+    Raises:
+        InputError: the file cannot be read, holds no polygon, or has a CRS while the scene
+            has none (or the reverse is ambiguous: a file without CRS is taken to be in the
+            scene's).
+    """
+    import pyogrio
+
+    name = os.fspath(path)
+    if "://" not in name and not name.startswith("/vsi") and not os.path.exists(name):
+        raise InputError(f"area of interest {name!r} does not exist; check the path")
+    try:
+        frame = pyogrio.read_dataframe(name)
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+        raise InputError(f"cannot read the area of interest {name!r} as vector data: {exc}") from None
+    geoms = [g for g in frame.geometry if g is not None and not g.is_empty]
+    polygons = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon")]
+    if not polygons:
+        kinds = ", ".join(sorted({g.geom_type for g in geoms})) or "nothing"
+        raise InputError(f"area of interest {name!r} holds no polygon ({kinds}); give polygons")
+    region = shapely.union_all(shapely.make_valid(np.asarray(polygons, dtype=object)))
+    if frame.crs is None:
+        if crs is not None:
+            log.warning("%s has no CRS: its polygons are taken to be in the scene's CRS (%s)", name, crs)
+        return region
+    if crs is None:
+        raise InputError(
+            f"area of interest {name!r} is in {frame.crs.to_string()} but the scene has no georeferencing;"
+            " give polygons without CRS, in the pixel coordinates QGIS shows the scene at (x = column, y = -row)"
+        )
+    from pyproj import Transformer
+
+    transformer = Transformer.from_crs(frame.crs, crs.to_wkt(), always_xy=True)
+    # densified first, so that long straight edges follow the reprojection's curvature
+    dense = shapely.segmentize(region, _max_segment(region))
+    return shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+
+
+def _max_segment(region: shapely.Geometry) -> float:
+    minx, miny, maxx, maxy = region.bounds
+    return max(maxx - minx, maxy - miny, 1e-9) / 100
+
+
+def bounds_box(bounds: Sequence[float]) -> shapely.Geometry:
+    """A box from ``(left, bottom, right, top)`` in the scene's CRS.
+
+    Raises:
+        InputError: not four numbers, or left >= right or bottom >= top.
+    """
+    try:
+        left, bottom, right, top = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise InputError(f"bounds must be four numbers (left, bottom, right, top), got {bounds!r}") from None
+    if not (left < right and bottom < top):
+        raise InputError(
+            f"bounds=({left:g}, {bottom:g}, {right:g}, {top:g}) is empty: give left < right and bottom < top"
+        )
+    return shapely.box(left, bottom, right, top)
+
+
+def region_in_pixels(
+    info: Any, aoi: str | os.PathLike | shapely.Geometry | None = None, bounds: Sequence[float] | None = None
+) -> shapely.Geometry | None:
+    """The area to segment in the scene's pixel coordinates (column, row), or ``None`` for all.
+
+    Args:
+        info: the scene (:class:`glgeo.io.SceneInfo`).
+        aoi: a vector file, or a shapely geometry in the scene's CRS.
+        bounds: ``(left, bottom, right, top)`` in the scene's CRS.
+
+    Raises:
+        InputError: the area cannot be read or does not overlap the scene.
+    """
+    if aoi is None and bounds is None:
+        return None
+    crs = info.crs
+    transform = info.transform if crs is not None or info.transform != Affine.identity() else PLAIN_IMAGE_TRANSFORM
+    parts = []
+    if aoi is not None:
+        parts.append(aoi if isinstance(aoi, shapely.Geometry) else read_aoi(aoi, crs))
+    if bounds is not None:
+        parts.append(bounds_box(bounds))
+    region = parts[0] if len(parts) == 1 else shapely.intersection(parts[0], parts[1])
+    inverse = ~transform
+    pixels = shapely.transform(
+        region,
+        lambda xy: np.column_stack([inverse.a * xy[:, 0] + inverse.b * xy[:, 1] + inverse.c,
+                                    inverse.d * xy[:, 0] + inverse.e * xy[:, 1] + inverse.f]),
+    )
+    inside = shapely.intersection(pixels, shapely.box(0, 0, info.width, info.height))
+    if inside.is_empty or inside.area == 0:
+        left, bottom, right, top = region.bounds
+        box = f"({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g})"
+        what = f"the area of interest {box}" if bounds is None else f"bounds={box}" if aoi is None else (
+            f"the area of interest within bounds, {box},"
+        )
+        scene_box = ", ".join(f"{v:.6g}" for v in _scene_bounds(info, transform))
+        raise InputError(
+            f"{what} does not overlap {info.path}, which covers ({scene_box}) in its CRS; check the coordinates and CRS"
+        )
+    return inside
+
+
+def _scene_bounds(info: Any, transform: Affine) -> tuple[float, float, float, float]:
+    xs, ys = zip(*(transform * (c, r) for c, r in ((0, 0), (info.width, 0), (0, info.height), (info.width, info.height))))
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def region_mask(region: shapely.Geometry, col_off: float, row_off: float, width: float, height: float,
+                shape: tuple[int, int]) -> np.ndarray:
+    """Which cells of a ``shape`` grid over a scene window are in ``region``: whose centre is
+    in it at full resolution, which touch it on a coarser grid (a decimated read).
+
+    ``region`` is in scene pixels; the window may be fractional.
+    """
+    from rasterio.features import geometry_mask
+
+    transform = Affine.translation(col_off, row_off) @ Affine.scale(width / shape[1], height / shape[0])
+    # full resolution: pixel centres; a decimated grid: every cell the region touches, so no
+    # scene pixel inside is left out of the patches computed
+    decimated = (shape[0], shape[1]) != (round(height), round(width))
+    return geometry_mask([region], out_shape=shape, transform=transform, invert=True, all_touched=decimated)

@@ -1,0 +1,102 @@
+"""The scenes a user names: paths, URLs, globs and ``@list.txt`` files."""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+from urllib.parse import urlparse
+
+from ..errors import InputError
+
+log = logging.getLogger("glgeo.batch")
+
+_GLOB_CHARS = re.compile(r"[*?\[]")
+_REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|/vsi)")
+
+
+def is_remote(name: str) -> bool:
+    """Whether ``name`` is a URL or a GDAL virtual path rather than a local file."""
+    return bool(_REMOTE.match(name))
+
+
+def read_input_list(path: str | os.PathLike) -> list[str]:
+    """The scenes listed in a text file, one path or URL per line.
+
+    Blank lines and lines starting with ``#`` are ignored; relative paths are relative to
+    the list file's folder; globs are expanded.
+
+    Raises:
+        InputError: the file cannot be read, or a glob in it matches nothing.
+    """
+    list_path = Path(path)
+    try:
+        lines = list_path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read the list of scenes {str(list_path)!r}: {exc.strerror or exc}") from None
+    items = []
+    for line in lines:
+        item = line.strip()
+        if not item or item.startswith("#"):
+            continue
+        if not is_remote(item) and not os.path.isabs(item):
+            item = str(list_path.parent / item)
+        items.append(item)
+    return _expand(items, origin=f" (listed in {str(list_path)!r})")
+
+
+def _expand(items: Iterable[str], origin: str = "") -> list[str]:
+    scenes: list[str] = []
+    for item in items:
+        if not is_remote(item) and _GLOB_CHARS.search(item):
+            matches = sorted(p for p in glob.glob(os.path.expanduser(item), recursive=True) if os.path.isfile(p))
+            if not matches:
+                raise InputError(f"no file matches {item!r}{origin}; check the pattern (quote it so the shell does not expand it)")
+            scenes.extend(matches)
+        else:
+            scenes.append(os.path.expanduser(item) if not is_remote(item) else item)
+    return scenes
+
+
+def expand_inputs(items: Sequence[str | os.PathLike], input_lists: Sequence[str | os.PathLike] = ()) -> list[str]:
+    """The scenes a user named: paths, URLs, globs and ``@list.txt`` files, in order.
+
+    Args:
+        items: scene paths, URLs (``https://``, ``s3://``, ``/vsicurl/``...), glob patterns
+            (``tiles/**/*.tif``) or ``@file``: a text file of paths/URLs, one per line.
+        input_lists: more text files of paths/URLs.
+
+    Returns:
+        The scenes, duplicates removed (first occurrence kept).
+
+    Raises:
+        InputError: nothing was given, a glob matches nothing, or a list cannot be read.
+    """
+    scenes: list[str] = []
+    for item in items:
+        text = os.fspath(item)
+        if text.startswith("@"):
+            scenes.extend(read_input_list(text[1:]))
+        else:
+            scenes.extend(_expand([text]))
+    for list_file in input_lists:
+        scenes.extend(read_input_list(list_file))
+    unique = list(dict.fromkeys(scenes))
+    if len(unique) < len(scenes):
+        log.info("%d scenes were named more than once; each runs once", len(scenes) - len(unique))
+    if not unique:
+        raise InputError("no scenes given: name scene files, globs, URLs or a list file (@list.txt)")
+    return unique
+
+
+def scene_stem(scene: str) -> str:
+    """The name a scene's outputs get: its file name without the extension.
+
+    ``https://host/a/b/tile_12.tif?sig=...`` -> ``tile_12``.
+    """
+    path = urlparse(scene).path if "://" in scene else scene
+    name = os.path.basename(path.rstrip("/"))
+    return os.path.splitext(name)[0] or name

@@ -1,0 +1,180 @@
+"""What a batch did: one row per scene, the run's summary, and the manifest file."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from ..atomic import atomic_path
+from ..errors import InputError, OutputError
+
+Status = Literal["done", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    """What happened to one scene: one row of the manifest.
+
+    Attributes:
+        input: the scene.
+        output: its class raster.
+        vector: its GeoPackage, if vectorized.
+        status: ``done`` (segmented now), ``skipped`` (outputs already there) or ``failed``.
+        class_areas: area per class name (in :attr:`area_unit`); for skipped scenes, read
+            back from the existing class raster.
+        area_unit: unit of the areas (``m2``, ``deg2``, ``px``, ``map unit2``: see :func:`glgeo.areas.area_unit`).
+        seconds: wall time of the task, including retries' last attempt only.
+        worker: the Dask worker address that ran the last attempt (``in-process`` without
+            Dask).
+        device: the torch device that segmented it (``cuda:1``, ``cpu``; empty when the
+            class raster was already there).
+        error: why the scene failed (``None`` otherwise).
+        partials_removed: temporary files of an interrupted earlier attempt removed first.
+    """
+
+    input: str
+    output: str
+    vector: str | None
+    status: Status
+    class_areas: Mapping[str, float] = field(default_factory=dict)
+    area_unit: str = ""
+    seconds: float = 0.0
+    worker: str = ""
+    device: str = ""
+    error: str | None = None
+    partials_removed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able row."""
+        row = dataclasses.asdict(self)
+        row["class_areas"] = dict(self.class_areas)
+        row["seconds"] = round(self.seconds, 3)
+        return row
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch did.
+
+    Attributes:
+        scenes: one :class:`SceneResult` per scene, in input order.
+        seconds: wall time of the run (cluster start included).
+        workers: how the scenes ran (``in-process``, ``local cluster of 2 workers``, or the
+            scheduler address).
+        manifest: the manifest written, if any.
+        vector_merge: the merged GeoPackage written, if any.
+    """
+
+    scenes: tuple[SceneResult, ...]
+    seconds: float
+    workers: str
+    manifest: Path | None = None
+    vector_merge: Path | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Scenes per status."""
+        counts = Counter(r.status for r in self.scenes)
+        return {s: counts.get(s, 0) for s in ("done", "skipped", "failed")}
+
+    @property
+    def failed(self) -> tuple[SceneResult, ...]:
+        """The scenes that failed."""
+        return tuple(r for r in self.scenes if r.status == "failed")
+
+    @property
+    def ok(self) -> bool:
+        """Whether no scene failed."""
+        return not self.failed
+
+    @property
+    def scenes_per_minute(self) -> float:
+        """Scenes segmented (not skipped) per minute of :attr:`seconds`."""
+        return 60.0 * self.counts["done"] / self.seconds if self.seconds > 0 else 0.0
+
+    def failure_summary(self, limit: int = 5) -> list[str]:
+        """Why scenes failed: one line per distinct reason, most frequent first."""
+        reasons = Counter((r.error or "unknown error").splitlines()[0] for r in self.failed)
+        lines = []
+        for reason, n in reasons.most_common(limit):
+            example = next(r.input for r in self.failed if (r.error or "unknown error").splitlines()[0] == reason)
+            lines.append(f"{n} scene{'s' if n > 1 else ''} ({'e.g. ' if n > 1 else ''}{example}): {reason}")
+        if len(reasons) > limit:
+            lines.append(f"... and {len(reasons) - limit} other reasons (see the manifest)")
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON manifest: run summary and one row per scene."""
+        from glgeo import __version__
+
+        return {
+            "glgeo_version": __version__,
+            "written": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "workers": self.workers,
+            "seconds": round(self.seconds, 3),
+            "scenes_per_minute": round(self.scenes_per_minute, 3),
+            **self.counts,
+            "vector_merge": str(self.vector_merge) if self.vector_merge else None,
+            "scenes": [r.to_dict() for r in self.scenes],
+        }
+
+
+def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
+    """Write the manifest atomically: JSON (run summary + rows) or CSV (one row per scene).
+
+    The CSV has one ``area:<class>`` column per class seen in the run.
+
+    Raises:
+        InputError: the suffix is neither ``.json`` nor ``.csv``.
+        OutputError: the file cannot be written.
+    """
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".json":
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
+    elif suffix == ".csv":
+        classes = list(dict.fromkeys(name for r in result.scenes for name in r.class_areas))
+        columns = ["input", "output", "vector", "status", "seconds", "worker", "device", "error", "partials_removed", "area_unit"]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns + [f"area:{c}" for c in classes], lineterminator="\n")
+        writer.writeheader()
+        for r in result.scenes:
+            row = {k: v for k, v in r.to_dict().items() if k in columns}
+            row.update({f"area:{c}": r.class_areas.get(c, "") for c in classes})
+            writer.writerow(row)
+        text = buffer.getvalue()
+    else:
+        raise InputError(f"manifest {str(target)!r} must end in .json or .csv")
+    try:
+        with atomic_path(target) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the manifest {str(target)!r}: {exc}; check the folder exists and is writable") from None
+    return target
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a manifest written by :func:`write_manifest` (JSON or CSV).
+
+    Raises:
+        InputError: the file is missing or not a glgeo manifest.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read manifest {str(source)!r}: {exc.strerror or exc}") from None
+    if source.suffix.lower() == ".csv":
+        return list(csv.DictReader(io.StringIO(text)))
+    try:
+        return list(json.loads(text)["scenes"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise InputError(f"{str(source)!r} is not a glgeo batch manifest") from None

@@ -1,0 +1,110 @@
+"""One GeoPackage of every scene's polygons, written at the end of a batch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..atomic import atomic_path
+from ..errors import InputError, OutputError
+from ..gpkg import write_polygons
+from .inputs import scene_stem
+from .planning import VECTOR_SUFFIX
+
+log = logging.getLogger("glgeo.batch")
+
+_MERGE_CHUNK = 100_000
+
+
+def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> Path:
+    """Merge per-scene GeoPackages into one layer with a ``scene`` column, atomically.
+
+    Polygons keep their attributes (``class_id``, ``class_name``, ``area_m2``); scenes in
+    another CRS than the first are reprojected to it. The layer gets the QGIS style of the
+    first part. The file is replaced if it exists: it is derived from the per-scene files.
+
+    Args:
+        parts: ``(scene, GeoPackage)`` pairs, in order.
+        out: the merged GeoPackage.
+
+    Raises:
+        InputError: no parts, or a part is not a GeoPackage written by glgeo.
+        OutputError: the merged file cannot be written.
+    """
+    import pyogrio
+
+    out_path = Path(out)
+    if not parts:
+        raise InputError("no scene was vectorized, so there is nothing to merge; see the manifest for why")
+    if not out_path.parent.is_dir():
+        raise OutputError(f"output folder {str(out_path.parent)!r} does not exist; create it first")
+    layer = out_path.stem
+    infos = []
+    for scene, part in parts:
+        try:
+            source = _feature_layer(part)
+            infos.append((source, pyogrio.read_info(part, layer=source)))
+        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+            raise InputError(f"cannot read {str(part)!r} to merge it: {exc}") from None
+    unplaced = [scene for (scene, _), (_, info) in zip(parts, infos) if not info["crs"]]
+    if unplaced and len(parts) > 1:
+        raise InputError(
+            f"{len(unplaced)} of the {len(parts)} scenes to merge have no CRS ({', '.join(map(scene_stem, unplaced[:3]))}"
+            f"{', ...' if len(unplaced) > 3 else ''}): their polygons are in pixel coordinates and would be stacked "
+            "on one another; merge only georeferenced scenes, or keep the per-scene GeoPackages"
+        )
+    # the provenance of the first scene's polygons (one model for the whole batch), and how many scenes
+    metadata = {k: v for k, v in (infos[0][1].get("layer_metadata") or {}).items() if k != "GLGEO_SOURCE_RASTER"}
+    metadata["GLGEO_MERGED_SCENES"] = str(len(parts))
+    crs = None
+    started = time.perf_counter()
+    n_features = 0
+    with atomic_path(out_path, suffix=VECTOR_SUFFIX) as tmp:
+        for (scene, part), (source, info) in zip(parts, infos):
+            if crs is None:
+                crs = info["crs"]
+            offset = 0
+            while True:
+                frame = pyogrio.read_dataframe(part, layer=source, skip_features=offset, max_features=_MERGE_CHUNK)
+                if frame.crs is not None and crs is not None and frame.crs != crs:
+                    frame = frame.to_crs(crs)
+                frame.insert(0, "scene", scene_stem(scene))
+                if len(frame) or not tmp.exists():  # an empty first part still creates the layer
+                    write_polygons(frame, tmp, layer, append=tmp.exists(), metadata=metadata, target=out_path)
+                n_features += len(frame)
+                offset += _MERGE_CHUNK
+                if offset >= info["features"]:
+                    break
+        _copy_style(parts[0][1], tmp, layer)
+    log.info("merged %d polygons of %d scenes into %s in %.1f s", n_features, len(parts), out_path, time.perf_counter() - started)
+    return out_path
+
+
+def _feature_layer(path: Path) -> str:
+    """The polygon layer of a GeoPackage written by :func:`glgeo.vectorize.vectorize`."""
+    import pyogrio
+
+    layers = [name for name, geometry in pyogrio.list_layers(path) if geometry and name != "layer_styles"]
+    if not layers:
+        raise InputError(f"{str(path)!r} holds no polygon layer; remove it so the scene is vectorized again")
+    return str(layers[0])
+
+
+def _copy_style(source: Path, target: Path, layer: str) -> None:
+    """Give ``layer`` in ``target`` the default QGIS style of ``source``'s layer."""
+    import sqlite3
+
+    from ..styles import write_gpkg_layer_style
+
+    try:
+        with sqlite3.connect(f"file:{source}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT styleQML FROM layer_styles WHERE useAsDefault ORDER BY id DESC LIMIT 1").fetchone()
+    except sqlite3.Error:
+        row = None
+    if row and row[0]:
+        write_gpkg_layer_style(target, layer, row[0], description="glgeo classes (merged scenes)")
+    else:
+        log.warning("%s has no QGIS style to copy; the merged layer opens unstyled", source)

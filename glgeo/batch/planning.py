@@ -1,0 +1,170 @@
+"""Jobs: one per scene, its outputs named after it; the batch's options; which scenes are
+already done (decided before any cluster starts)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import InputError
+from ..inference import InferenceSettings
+from ..writer import OutputOptions
+from .inputs import is_remote, scene_stem
+
+log = logging.getLogger("glgeo.batch")
+
+#: Suffix of the per-scene class rasters and GeoPackages written into the output folder.
+RASTER_SUFFIX = ".tif"
+VECTOR_SUFFIX = ".gpkg"
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    """One scene of a batch and the outputs it gets.
+
+    Attributes:
+        scene: the input (a path or URL, as rasterio opens it).
+        output: the class raster (``<out_dir>/<stem>.tif``).
+        vector: the scene's GeoPackage, or ``None`` when not vectorizing.
+    """
+
+    scene: str
+    output: Path
+    vector: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not self.scene:
+            raise InputError("a scene job needs a scene")
+        if self.output.suffix.lower() not in (".tif", ".tiff"):
+            raise InputError(f"class raster {str(self.output)!r} must be a GeoTIFF (.tif)")
+        if self.vector is not None and self.vector.suffix.lower() != VECTOR_SUFFIX:
+            raise InputError(f"vector output {str(self.vector)!r} must be a GeoPackage (.gpkg)")
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """Every file the job writes under its final name."""
+        return (self.output,) if self.vector is None else (self.output, self.vector)
+
+
+def plan_jobs(scenes: Sequence[str], out_dir: str | os.PathLike, *, vector: bool = False) -> list[SceneJob]:
+    """One :class:`SceneJob` per scene, outputs named after the scene in ``out_dir``.
+
+    Raises:
+        InputError: two scenes would write the same output (same file name in different
+            folders), or an output would replace its own input.
+    """
+    out = Path(out_dir)
+    jobs: list[SceneJob] = []
+    by_stem: dict[str, str] = {}
+    for scene in scenes:
+        stem = scene_stem(scene)
+        if stem in by_stem:
+            raise InputError(
+                f"scenes {by_stem[stem]!r} and {scene!r} would both write {stem}{RASTER_SUFFIX}; "
+                "rename one, or run them into different out_dir folders"
+            )
+        by_stem[stem] = scene
+        job = SceneJob(scene, out / f"{stem}{RASTER_SUFFIX}", out / f"{stem}{VECTOR_SUFFIX}" if vector else None)
+        if not is_remote(scene):
+            for target in job.outputs:
+                if os.path.abspath(target) == os.path.abspath(scene):
+                    raise InputError(f"output {str(target)!r} would replace the scene itself; choose another out_dir")
+        jobs.append(job)
+    return jobs
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """How each scene is segmented, and what a batch does around it.
+
+    Attributes:
+        settings: inference settings shared by every scene. ``device`` ``auto``/``cuda`` is
+            resolved per worker (see :func:`worker_device`).
+        bands: 1-based bands fed as RGB (default: each scene's non-alpha bands).
+        scheme: fail scenes unless the model predicts this class scheme.
+        output_options: tiling, compression and COG conversion of the class rasters.
+        vector: also vectorize each scene into ``<out_dir>/<stem>.gpkg`` in the same task.
+        vector_merge: after the run, merge the per-scene polygons (with a ``scene``
+            column) into this GeoPackage; implies ``vector``.
+        overwrite: segment scenes whose outputs exist (default: skip them).
+        retries: how often a scene is retried after an unexpected error or a dead worker.
+        manifest: where to write the run's manifest (``.json`` or ``.csv``), or ``None``.
+        torch_threads: CPU threads per scene; ``None``: CPU cores / local workers for a
+            local cluster, torch's default elsewhere (1 in a Dask worker started by a
+            nanny, which sets ``OMP_NUM_THREADS=1``).
+    """
+
+    settings: InferenceSettings = InferenceSettings()
+    bands: tuple[int, ...] | None = None
+    scheme: str | None = None
+    output_options: OutputOptions = OutputOptions()
+    vector: bool = False
+    vector_merge: Path | None = None
+    overwrite: bool = False
+    retries: int = 2
+    manifest: Path | None = None
+    torch_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            raise InputError(f"retries must be 0 or more, got {self.retries!r}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise InputError(f"torch threads must be 1 or more, got {self.torch_threads}")
+        if self.vector_merge is not None:
+            merge = Path(self.vector_merge)
+            if merge.suffix.lower() != VECTOR_SUFFIX:
+                raise InputError(f"vector_merge={str(merge)!r} must be a GeoPackage (.gpkg)")
+            object.__setattr__(self, "vector_merge", merge)
+            object.__setattr__(self, "vector", True)
+        if self.output_options.format is not None and self.output_options.format.upper() not in ("COG", "GTIFF"):
+            raise InputError(
+                f"format={self.output_options.format!r}: a batch writes each scene as <name>.tif; choose COG or GTiff"
+            )
+        if self.manifest is not None:
+            manifest = Path(self.manifest)
+            if manifest.suffix.lower() not in (".json", ".csv"):
+                raise InputError(f"manifest {str(manifest)!r} must end in .json or .csv")
+            object.__setattr__(self, "manifest", manifest)
+
+
+_PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog|copy)(?:\.[^.]+)?$"
+
+
+def remove_partials(job: SceneJob) -> int:
+    """Remove temporary files an interrupted attempt at ``job`` left in its folder.
+
+    Only hidden files named as glgeo's atomic writers name them for this scene's outputs
+    (``.<stem>.<token>.part.tif``, ``.<stem>.<token>.stage.tif`` ...) are touched.
+
+    Returns:
+        How many were removed.
+    """
+    folder = job.output.parent
+    pattern = re.compile(_PARTIAL.format(stem=re.escape(job.output.stem)))
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) and pattern.match(entry.name):
+            try:
+                os.unlink(entry.path)
+                removed += 1
+            except FileNotFoundError:
+                continue
+    if removed:
+        log.warning("removed %d partial files of an interrupted attempt at %s", removed, job.scene)
+    return removed
+
+
+def outputs_done(job: SceneJob, options: BatchOptions) -> tuple[bool, bool]:
+    """``(raster done, vector done)``: whether each output of ``job`` is already there
+    (and kept: not ``overwrite``). Outputs are written atomically, so there means complete."""
+    raster_done = job.output.is_file() and not options.overwrite
+    vector_done = job.vector is None or (job.vector.is_file() and not options.overwrite)
+    return raster_done, vector_done

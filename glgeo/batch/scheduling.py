@@ -1,0 +1,349 @@
+"""Running the tasks: in this process, on a local Dask cluster, or on an existing one."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+from ..errors import GlgeoError, InputError, MissingDependencyError, OutputError
+from .inputs import expand_inputs
+from .manifest import BatchResult, SceneResult, write_manifest
+from .merge import merge_vectors
+from .planning import VECTOR_SUFFIX, BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials
+from .worker import class_areas_of, process_scene
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+log = logging.getLogger("glgeo.batch")
+
+#: ``progress(done, total)``: scenes finished (done, skipped or failed) so far and in all.
+ProgressCallback = Callable[[int, int], None]
+
+#: How often (seconds) the manifest is rewritten while a run goes on.
+MANIFEST_INTERVAL_S = 30.0
+
+_INSTALL_HINT = "pip install 'glgeo[distributed]'"
+
+
+def require_distributed() -> Any:
+    """Import ``dask.distributed`` or say how to install it.
+
+    Returns:
+        The ``distributed`` module.
+
+    Raises:
+        MissingDependencyError: Dask's distributed scheduler is not installed.
+    """
+    try:
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            "running scenes on a Dask cluster (a scheduler, or workers above 1) needs dask.distributed: "
+            f"install it with `{_INSTALL_HINT}`, or run with workers=1"
+        ) from None
+    return distributed
+
+
+def _failed(job: SceneJob, error: str, worker: str = "") -> SceneResult:
+    return SceneResult(
+        input=job.scene,
+        output=str(job.output),
+        vector=str(job.vector) if job.vector else None,
+        status="failed",
+        worker=worker,
+        error=error,
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return (
+            "KilledWorker: the workers running this scene died on every attempt (out of memory? "
+            "see the worker logs; give workers more memory or use a smaller batch_size)"
+        )
+    return f"{name}: {exc}"
+
+
+def _model_reference(model: Any) -> str:
+    """A model reference workers can load: an absolute path when it is a local file."""
+    from glgeo.models.checkpoint import Checkpoint
+
+    if isinstance(model, Checkpoint):
+        if model.path is None:
+            raise InputError("a batch needs the model as a file or zoo name (workers load it); save the checkpoint first")
+        model = model.path
+    if not isinstance(model, (str, os.PathLike)):
+        raise InputError(f"model must be a zoo name or a checkpoint path, not {type(model).__name__}")
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_file() else os.fspath(model)
+
+
+class _Run:
+    """Collects results, reports progress and rewrites the manifest now and then."""
+
+    def __init__(self, jobs: Sequence[SceneJob], options: BatchOptions, progress: ProgressCallback | None, workers: str):
+        self.jobs = jobs
+        self.options = options
+        self.progress = progress
+        self.workers = workers
+        self.results: dict[int, SceneResult] = {}
+        self.started = time.perf_counter()
+        self.last_manifest = self.started
+
+    def add(self, index: int, result: SceneResult) -> None:
+        self.results[index] = result
+        if result.status == "failed":
+            log.warning("%s failed: %s", result.input, result.error)
+        if self.progress is not None:
+            self.progress(len(self.results), len(self.jobs))
+        if self.options.manifest is not None and time.perf_counter() - self.last_manifest > MANIFEST_INTERVAL_S:
+            write_manifest(self.result(), self.options.manifest)
+            self.last_manifest = time.perf_counter()
+
+    def result(self, vector_merge: Path | None = None) -> BatchResult:
+        rows = tuple(self.results.get(i) or _failed(job, "not run (the batch was interrupted)") for i, job in enumerate(self.jobs))
+        return BatchResult(rows, time.perf_counter() - self.started, self.workers, self.options.manifest, vector_merge)
+
+
+def _skip_finished(run: _Run) -> list[int]:
+    """Record the scenes whose outputs are all there as skipped; the indices of the others.
+
+    Runs on the submitting machine before any cluster starts, so a rerun of a finished
+    batch starts none (the areas of skipped scenes are read back from their rasters).
+    """
+    pending = []
+    for index, job in enumerate(run.jobs):
+        raster_done, vector_done = outputs_done(job, run.options)
+        if not (raster_done and vector_done):
+            pending.append(index)
+            continue
+        started = time.perf_counter()
+        partials = remove_partials(job)
+        common = dict(input=job.scene, output=str(job.output), vector=str(job.vector) if job.vector else None,
+                      partials_removed=partials)
+        try:
+            areas, unit = class_areas_of(job.output)
+        except GlgeoError as exc:
+            result = SceneResult(status="failed", error=f"{type(exc).__name__}: {exc}", **common)
+        else:
+            result = SceneResult(status="skipped", class_areas=areas, area_unit=unit,
+                                 seconds=time.perf_counter() - started, **common)
+        run.add(index, result)
+    return pending
+
+
+@contextlib.contextmanager
+def _dask_logs_at_glgeo_level() -> Iterator[None]:
+    """Dask's INFO lines (workers starting, "Nanny at ... closed") only with ``-v``: while a
+    cluster runs, Dask's loggers show what glgeo's logger shows, at least warnings."""
+    wanted = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
+    loggers = [logging.getLogger(name) for name in ("distributed", "dask")]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        if logger.getEffectiveLevel() < wanted:
+            logger.setLevel(wanted)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, before):
+            logger.setLevel(level)
+
+
+def _run_in_process(run: _Run, model: str, pending: Sequence[int]) -> None:
+    for index in pending:
+        job = run.jobs[index]
+        attempt = 0
+        while True:
+            try:
+                result = process_scene(job, model, run.options)
+                break
+            except Exception as exc:  # noqa: BLE001 - any unexpected error is retried, then reported
+                attempt += 1
+                if attempt > run.options.retries:
+                    log.debug("%s", traceback.format_exc())
+                    result = _failed(job, _describe(exc), "in-process")
+                    break
+                log.warning("%s: %s; retrying (%d of %d)", job.scene, _describe(exc), attempt, run.options.retries)
+        run.add(index, result)
+
+
+def _run_on_client(run: _Run, client: "Client", model: str, pending: Sequence[int]) -> None:
+    distributed = require_distributed()
+    token = f"{time.time_ns():x}"
+    futures = {}
+    for index in pending:
+        job = run.jobs[index]
+        future = client.submit(
+            process_scene,
+            job,
+            model,
+            run.options,
+            key=f"glgeo-segment-{job.output.stem}-{token}-{index}",
+            retries=run.options.retries,
+            pure=False,
+        )
+        futures[future] = index
+    try:
+        for future in distributed.as_completed(futures):
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # noqa: BLE001 - the scene failed after its retries
+                result = _failed(run.jobs[index], _describe(exc))
+            run.add(index, result)
+            future.release()
+    finally:
+        client.cancel(list(futures))
+
+
+def _local_torch_threads(workers: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+def run_batch(
+    inputs: Sequence[str | os.PathLike] | Sequence[SceneJob],
+    out_dir: str | os.PathLike | None = None,
+    *,
+    model: Any = "deepglobe-landcover",
+    options: BatchOptions = BatchOptions(),
+    scheduler: "str | Client | None" = None,
+    workers: int = 1,
+    progress: ProgressCallback | None = None,
+) -> BatchResult:
+    """Segment many scenes, one task per scene, and write a manifest.
+
+    Args:
+        inputs: scene paths, URLs, globs, ``@list.txt`` files (see :func:`expand_inputs`),
+            or ready :class:`SceneJob` objects (then ``out_dir`` is not used).
+        out_dir: folder for ``<stem>.tif`` (and ``<stem>.gpkg``) per scene; created when
+            missing.
+        model: a zoo model name or a checkpoint file every worker can read.
+        options: per-scene settings, retries, manifest, vectors.
+        scheduler: an existing Dask cluster: its scheduler address (``tcp://host:8786``) or
+            a connected ``distributed.Client``.
+        workers: without ``scheduler``: ``1`` runs the scenes in this process one after the
+            other (no Dask needed); ``N > 1`` starts a local cluster of N worker processes
+            for the run.
+        progress: ``progress(done, total)`` after each scene.
+
+    Returns:
+        The per-scene results (failed scenes included: this function does not raise for
+        them; check :attr:`BatchResult.ok`).
+
+    Raises:
+        InputError: no scenes, a glob matching nothing, clashing output names, bad options.
+        MissingDependencyError: Dask is needed (``scheduler`` or ``workers > 1``) but not
+            installed.
+        OutputError: the output folder or the manifest cannot be written.
+    """
+    started = time.perf_counter()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be 1 or more, got {workers!r}")
+    if inputs and all(isinstance(i, SceneJob) for i in inputs):
+        jobs = list(inputs)  # type: ignore[arg-type]
+    else:
+        if out_dir is None:
+            raise InputError("give an output folder (out_dir) for the scenes' outputs")
+        jobs = plan_jobs(expand_inputs(inputs), out_dir, vector=options.vector)  # type: ignore[arg-type]
+    if options.vector and any(j.vector is None for j in jobs):
+        jobs = [j if j.vector else dataclasses.replace(j, vector=j.output.with_suffix(VECTOR_SUFFIX)) for j in jobs]
+    for folder in sorted({j.output.parent for j in jobs}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder {str(folder)!r}: {exc.strerror or exc}") from None
+    reference = _model_reference(model)
+    run = _Run(jobs, options, progress, "in-process")
+    pending = _skip_finished(run)
+    if not pending:
+        log.info("the outputs of all %d scenes are there: nothing to run", len(jobs))
+    elif scheduler is None and workers == 1:
+        log.info("segmenting %d scenes in this process", len(pending))
+        _run_in_process(run, reference, pending)
+    else:
+        require_distributed()
+        with _dask_logs_at_glgeo_level():
+            if scheduler is not None:
+                _run_on_existing(run, pending, scheduler, reference)
+            else:
+                _run_on_local_cluster(run, pending, workers, reference)
+
+    merged = None
+    if options.vector_merge is not None:
+        parts = [(r.input, Path(r.vector)) for _, r in sorted(run.results.items()) if r.status != "failed" and r.vector]
+        if parts:
+            try:
+                merged = merge_vectors(parts, options.vector_merge)
+            except GlgeoError:
+                # the scenes are done: record them before saying why the merge was refused
+                if options.manifest is not None:
+                    run.started = started
+                    write_manifest(run.result(), options.manifest)
+                raise
+        else:
+            log.warning("no scene was vectorized: %s not written", options.vector_merge)
+    run.started = started
+    result = run.result(merged)
+    if options.manifest is not None:
+        write_manifest(result, options.manifest)
+    log.info(
+        "batch of %d scenes: %d done, %d skipped, %d failed in %.1f s",
+        len(jobs), result.counts["done"], result.counts["skipped"], result.counts["failed"], result.seconds,
+    )
+    return result
+
+
+def _run_on_existing(run: _Run, pending: Sequence[int], scheduler: "str | Client", reference: str) -> None:
+    distributed = require_distributed()
+    if isinstance(scheduler, str):
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise InputError(
+                f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one with `dask scheduler` "
+                "and workers with `dask worker ADDRESS`, or check the address"
+            ) from None
+        owned = True
+    else:
+        client, owned = scheduler, False
+    try:
+        n = len(client.scheduler_info().get("workers", {}))
+        if n == 0:
+            log.warning("the Dask cluster at %s has no workers yet; scenes wait until one joins", client.scheduler.address)
+        log.info("segmenting %d scenes on the Dask cluster at %s (%d workers)", len(pending), client.scheduler.address, n)
+        run.workers = str(client.scheduler.address)
+        _run_on_client(run, client, reference, pending)
+    finally:
+        if owned:
+            client.close()
+
+
+def _run_on_local_cluster(run: _Run, pending: Sequence[int], workers: int, reference: str) -> None:
+    import dask
+
+    distributed = require_distributed()
+    options = run.options
+    threads = options.torch_threads or options.settings.torch_threads or _local_torch_threads(workers)
+    run.options = options = dataclasses.replace(options, torch_threads=threads)
+    log.info("starting a local Dask cluster of %d worker processes (%d torch threads each)", workers, threads)
+    # A worker that dies (out of memory, killed) gives its scene to another worker this
+    # many times before the scene is reported as failed.
+    with dask.config.set({"distributed.scheduler.allowed-failures": options.retries}):
+        with distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.ERROR if not log.isEnabledFor(logging.INFO) else False,
+        ) as cluster, distributed.Client(cluster) as client:
+            run.workers = f"local cluster of {workers} workers"
+            _run_on_client(run, client, reference, pending)

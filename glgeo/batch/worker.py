@@ -1,0 +1,176 @@
+"""The worker side: the model cache, the device of each worker, and the task run per scene."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import GlgeoError
+from .manifest import SceneResult, Status
+from .planning import BatchOptions, SceneJob, outputs_done, remove_partials
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glgeo.models.checkpoint import Checkpoint
+
+log = logging.getLogger("glgeo.batch")
+
+_MODEL_CACHE: dict[str, "Checkpoint"] = {}
+_MODEL_LOCK = threading.Lock()
+
+
+def cached_model(model: str) -> "Checkpoint":
+    """The checkpoint ``model`` (zoo name or path), loaded once per process and kept.
+
+    A Dask worker process calls this for each scene; only its first call reads the file.
+    A file that changed since (a model retrained under the same name, on a cluster that
+    stayed up) is read again.
+    """
+    from ..segment import load_model
+
+    try:
+        stat = os.stat(model)
+        key = f"{model}|{stat.st_mtime_ns}|{stat.st_size}"
+    except OSError:  # a zoo name
+        key = model
+    with _MODEL_LOCK:
+        checkpoint = _MODEL_CACHE.get(key)
+        if checkpoint is None:
+            started = time.perf_counter()
+            checkpoint = load_model(model)
+            for old in [k for k in _MODEL_CACHE if k.split("|")[0] == model]:
+                del _MODEL_CACHE[old]
+            _MODEL_CACHE[key] = checkpoint
+            log.info("loaded model %s in %.1f s (pid %d)", model, time.perf_counter() - started, os.getpid())
+        return checkpoint
+
+
+def worker_device(spec: str, worker_name: object, n_gpus: int) -> str:
+    """The device a worker uses, so that GPU workers on one machine each get their own GPU.
+
+    ``cpu`` and ``cuda:N`` are kept. ``auto`` and ``cuda`` become ``cuda:<i mod n_gpus>``
+    where ``i`` is the worker's number: its name when that is an integer (LocalCluster,
+    ``dask worker --name``) or ends in ``-<i>`` (``dask worker --nworkers``), else 0. A
+    worker whose process sees one GPU (``CUDA_VISIBLE_DEVICES`` set per worker, as
+    dask-cuda does) uses ``cuda:0``. Without GPUs, ``auto`` is ``cpu``.
+
+    Args:
+        spec: the device asked for (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        worker_name: the Dask worker's name (``None`` outside a worker).
+        n_gpus: CUDA devices this process sees.
+    """
+    text = spec.strip().lower()
+    if text == "cpu" or text.startswith("cuda:"):
+        return text
+    if n_gpus < 1:
+        return "cpu" if text == "auto" else text  # "cuda" without a GPU: let the engine say so
+    index = 0
+    match = re.search(r"(?:^|-)(\d+)$", str(worker_name)) if worker_name is not None else None
+    if match:
+        index = int(match.group(1))
+    return f"cuda:{index % n_gpus}"
+
+
+def class_areas_of(raster: str | os.PathLike) -> tuple[dict[str, float], str]:
+    """Area per class of an existing glgeo class raster (see :func:`glgeo.areas.raster_class_areas`).
+
+    Returns:
+        ``(areas by class name, unit)``.
+
+    Raises:
+        SceneError: the raster cannot be read.
+        InputError: it does not carry a class scheme (not written by glgeo).
+    """
+    from ..areas import raster_class_areas
+
+    classes, unit = raster_class_areas(raster)
+    return {c.name: c.area for c in classes}, unit
+
+
+def _this_worker() -> tuple[str, object]:
+    """``(address, name)`` of the Dask worker running this code, or ``("in-process", None)``."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return "in-process", None
+    return str(worker.address), worker.name
+
+
+def _n_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _vectorize(job: SceneJob, overwrite: bool) -> None:
+    from ..vectorize import vectorize
+
+    if job.vector is not None:
+        vectorize(job.output, job.vector, overwrite=overwrite)
+
+
+def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResult:
+    """Segment (and vectorize) one scene; the task every worker runs.
+
+    Errors glgeo raises on purpose become a ``failed`` result; anything else propagates, so
+    that the scheduler retries the scene.
+
+    Args:
+        job: the scene and its outputs.
+        model: a zoo name or a checkpoint path the worker can read.
+        options: the batch's options.
+    """
+    started = time.perf_counter()
+    address, name = _this_worker()
+
+    def result(status: Status, **kwargs: Any) -> SceneResult:
+        return SceneResult(
+            input=job.scene,
+            output=str(job.output),
+            vector=str(job.vector) if job.vector else None,
+            status=status,
+            seconds=time.perf_counter() - started,
+            worker=address,
+            **kwargs,
+        )
+
+    partials = remove_partials(job)
+    try:
+        raster_done, vector_done = outputs_done(job, options)
+        if raster_done and vector_done:
+            areas, unit = class_areas_of(job.output)
+            return result("skipped", class_areas=areas, area_unit=unit, partials_removed=partials)
+        device = ""
+        if raster_done:
+            log.info("%s: class raster already there, vectorizing only", job.scene)
+            areas, unit = class_areas_of(job.output)
+        else:
+            from ..segment import segment
+
+            settings = options.settings
+            wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
+            threads = options.torch_threads or settings.torch_threads
+            if wanted != settings.device or threads != settings.torch_threads:
+                settings = dataclasses.replace(settings, device=wanted, torch_threads=threads)
+            summary = segment(
+                job.scene,
+                job.output,
+                model=cached_model(model),
+                bands=options.bands,
+                settings=settings,
+                scheme=options.scheme,
+                overwrite=options.overwrite,
+                output_options=options.output_options,
+            )
+            areas, unit, device = summary.class_areas, summary.area_unit, summary.stats.device
+        if job.vector is not None and not vector_done:
+            _vectorize(job, options.overwrite)
+    except GlgeoError as exc:
+        return result("failed", error=f"{type(exc).__name__}: {exc}", partials_removed=partials)
+    return result("done", class_areas=areas, area_unit=unit, device=device, partials_removed=partials)

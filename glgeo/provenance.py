@@ -1,0 +1,159 @@
+"""Where an output came from: the model, its file's hash, and how the scene was read.
+
+Every class raster and GeoPackage glgeo writes carries a :class:`Provenance`, so that a
+file found on a share months later still says which model made it and how:
+
+* GeoTIFFs (and PNG / Erdas Imagine outputs, in their ``.aux.xml``) hold it as metadata
+  items of the default domain, named ``GLGEO_*`` (``gdalinfo``, QGIS's layer properties >
+  Information, ``rasterio``'s ``src.tags()``), plus GDAL's standard ``TIFFTAG_SOFTWARE``
+  and ``TIFFTAG_DATETIME``;
+* GeoPackages hold the same items as layer metadata (``gpkg_metadata``, which
+  ``ogrinfo`` and ``pyogrio.read_info`` show), copied from the class raster they were
+  made from, with the raster's file name and the date of the vectorization.
+
+Example:
+    >>> import rasterio
+    >>> from glgeo.provenance import Provenance
+    >>> with rasterio.open("landcover.tif") as src:  # doctest: +SKIP
+    ...     Provenance.from_tags(src.tags()).model_sha256
+    '3f5a...'
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+#: Prefix of glgeo's metadata items.
+PREFIX = "GLGEO_"
+
+#: Field -> metadata item.
+_ITEMS = {
+    "model": "GLGEO_MODEL",
+    "model_sha256": "GLGEO_MODEL_SHA256",
+    "glgeo_version": "GLGEO_VERSION",
+    "mode": "GLGEO_MODE",
+    "precision": "GLGEO_PRECISION",
+    "scale": "GLGEO_READING_SCALE",
+    "gsd_m": "GLGEO_READING_GSD_M",
+    "blend": "GLGEO_BLEND",
+    "created": "GLGEO_CREATED_UTC",
+}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How an output was made.
+
+    Attributes:
+        model: the model's zoo name, or its checkpoint file's name.
+        model_sha256: SHA-256 of the checkpoint file (empty for a model never saved).
+        glgeo_version: the glgeo that wrote the output.
+        mode: the GLNet mode run (``global``, ``g2l``...).
+        precision: the arithmetic the network ran in (``fp32``, ``bf16``, ``fp16``).
+        scale: the fraction of its resolution the scene was read at (1: full).
+        gsd_m: metres per pixel of the image the model saw (the scene's ground sample
+            distance divided by ``scale``); ``None`` for scenes without georeferencing.
+        blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
+        created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
+    """
+
+    model: str
+    model_sha256: str
+    glgeo_version: str
+    mode: str
+    precision: str
+    scale: float
+    gsd_m: float | None
+    blend: str
+    created: str
+
+    def tags(self) -> dict[str, str]:
+        """The metadata items (``GLGEO_*``, ``TIFFTAG_SOFTWARE``, ``TIFFTAG_DATETIME``)."""
+        items = {
+            name: "" if getattr(self, field) is None else _text(getattr(self, field)) for field, name in _ITEMS.items()
+        }
+        created = _parse_utc(self.created)
+        items["TIFFTAG_SOFTWARE"] = f"glgeo {self.glgeo_version}"
+        if created is not None:
+            items["TIFFTAG_DATETIME"] = created.strftime("%Y:%m:%d %H:%M:%S")
+        return items
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict of the fields."""
+        return asdict(self)
+
+    @classmethod
+    def from_tags(cls, tags: Mapping[str, str]) -> "Provenance | None":
+        """The provenance a raster's metadata holds, or ``None`` when it holds none."""
+        if _ITEMS["model"] not in tags:
+            return None
+        values: dict[str, Any] = {field: tags.get(name, "") for field, name in _ITEMS.items()}
+        try:
+            values["scale"] = float(values["scale"] or 1.0)
+        except ValueError:
+            values["scale"] = 1.0
+        try:
+            values["gsd_m"] = float(values["gsd_m"]) if values["gsd_m"] else None
+        except ValueError:
+            values["gsd_m"] = None
+        return cls(**values)
+
+
+def glgeo_items(tags: Mapping[str, str]) -> dict[str, str]:
+    """The ``GLGEO_*`` provenance items of a metadata mapping (the scheme left out)."""
+    names = set(_ITEMS.values())
+    return {k: v for k, v in tags.items() if k in names}
+
+
+def utc_now() -> str:
+    """The current UTC time, ISO 8601 to the second (``2026-12-04T15:52:16Z``)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_utc(text: str) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+_HASH_LOCK = threading.Lock()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, hex; remembered per (path, modification time, size), so a batch
+    hashes its model once per process."""
+    target = Path(path)
+    stat = target.stat()
+    key = (str(target.resolve()), stat.st_mtime_ns, stat.st_size)
+    with _HASH_LOCK:
+        known = _HASHES.get(key)
+    if known is not None:
+        return known
+    digest = hashlib.sha256()
+    with open(target, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    with _HASH_LOCK:
+        _HASHES[key] = value
+    return value
+
+
+def blend_rule(settings: Any) -> str:
+    """The name of the rule combining overlapping patches and context windows
+    (:attr:`InferenceSettings.blend <glgeo.inference.InferenceSettings.blend>`)."""
+    return str(settings.blend)

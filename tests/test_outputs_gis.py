@@ -1,0 +1,278 @@
+"""What a GIS analyst sees of ``glgeo segment``'s outputs (issue 16): the format follows
+the extension (or ``-f``) and takes GDAL creation options (``--co``), every output says
+where it came from, and the summaries read as sentences. Through the command line, with
+the outputs reopened by rasterio and pyogrio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+from glgeo.cli.main import cli
+from glgeo.models import build_model
+from glgeo.models.checkpoint import save_checkpoint
+from glgeo.schemes import DEEPGLOBE, NODATA_ID
+
+CRS = "EPSG:32618"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A random-weight resnet18 GLNet (DeepGlobe classes) with tiny patch and global sizes."""
+    torch.manual_seed(0)
+    model = build_model("resnet18", DEEPGLOBE.n_classes, "g2l", pyramid_channels=16, segmentation_channels=8).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model, DEEPGLOBE, global_size=64, patch_size=64)
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(1)
+    coarse = rng.integers(0, 256, (3, 8, 10), dtype=np.uint8)
+    image = np.kron(coarse, np.ones((1, 16, 16), dtype=np.uint8))
+    path = tmp_path_factory.mktemp("scene") / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=160, height=128, count=3, dtype="uint8", crs=CRS,
+                       transform=from_origin(500_000.0, 4_000_000.0, 0.5, 0.5)) as dst:
+        dst.write(image)
+    return path
+
+
+def segment(*args: object):
+    return CliRunner().invoke(cli, ["segment", *(str(a) for a in args)])
+
+
+def options(checkpoint: Path) -> list[str]:
+    return ["--model", str(checkpoint), "--device", "cpu", "--overlap", "8", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def reference(scene, checkpoint, tmp_path_factory) -> np.ndarray:
+    out = tmp_path_factory.mktemp("reference") / "reference.tif"
+    result = segment(scene, "-o", out, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as src:
+        return src.read(1)
+
+
+# ------------------------------------------------------------------ formats (item 3, 6)
+
+
+def test_png_output_is_a_png_on_the_scenes_grid(tmp_path, scene, checkpoint, reference):
+    out = tmp_path / "z7.png"
+    result = segment(scene, "-o", out, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst, rasterio.open(scene) as src:
+        assert dst.driver == "PNG"
+        assert dst.crs == src.crs and dst.transform == src.transform  # in the PNG's .aux.xml
+        assert dst.colormap(1)[1][:3] == DEEPGLOBE.classes[1].color
+        np.testing.assert_array_equal(dst.read(1), reference)
+    assert out.with_suffix(".qml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "message"),
+    [
+        ("z7.jpg", [], "z7.jpg': .jpg is a lossy format: its compression would change class ids"),
+        ("z7.xyz", [], "glgeo writes no .xyz rasters; name it .tif (or .png, .img), or give its format (--format NAME"),
+        ("z7.tif", ["-f", "JPEG"], "--format JPEG is not one glgeo writes (lossy"),
+        ("z7.tif", ["--co", "COMPRESS"], "give KEY=VALUE"),
+        ("z7.png", ["-f", "COG"], "--format COG does not match the extension of"),
+    ],
+)
+def test_formats_glgeo_does_not_write_are_refused(tmp_path, scene, checkpoint, name, extra, message):
+    result = segment(scene, "-o", tmp_path / name, *extra, *options(checkpoint))
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_format_and_creation_options_reach_gdal(tmp_path, scene, checkpoint, reference):
+    cog = tmp_path / "zstd.tif"
+    result = segment(scene, "-o", cog, "-q", "--co", "COMPRESS=ZSTD", "--co", "blocksize=256", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(cog) as dst:
+        assert dst.compression.name.upper() == "ZSTD" and dst.block_shapes[0] == (256, 256)
+        assert dst.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        np.testing.assert_array_equal(dst.read(1), reference)
+    plain = tmp_path / "plain.tif"
+    result = segment(scene, "-o", plain, "-q", "-f", "GTiff", "--co", "COMPRESS=LZW", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(plain) as dst:
+        assert dst.driver == "GTiff" and dst.compression.name.upper() == "LZW"
+        assert dst.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
+        np.testing.assert_array_equal(dst.read(1), reference)
+    img = tmp_path / "erdas.img"
+    result = segment(scene, "-o", img, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(img) as dst:
+        assert dst.driver == "HFA" and dst.crs.to_epsg() == 32618 and dst.nodata == NODATA_ID
+        np.testing.assert_array_equal(dst.read(1), reference)
+
+
+# ------------------------------------------------------------------ provenance (item 4)
+
+
+def test_every_output_says_where_it_came_from(tmp_path, scene, checkpoint):
+    import datetime
+    import hashlib
+
+    import pyogrio
+
+    from glgeo import __version__
+
+    out, scores, vector = tmp_path / "lc.tif", tmp_path / "scores.tif", tmp_path / "lc.gpkg"
+    result = segment(scene, "-o", out, "--probabilities", scores, "--vector", vector, "--precision", "fp32",
+                     *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    first = result.stdout.splitlines()[0]
+    assert "model tiny.pt, mode g2l, fp32 on cpu" in first
+    sha = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    expected = {
+        "GLGEO_MODEL": "tiny.pt",
+        "GLGEO_MODEL_SHA256": sha,
+        "GLGEO_VERSION": __version__,
+        "GLGEO_MODE": "g2l",
+        "GLGEO_PRECISION": "fp32",
+        "GLGEO_READING_SCALE": "1",
+        "GLGEO_READING_GSD_M": "0.5",
+        "GLGEO_BLEND": "sum",
+    }
+    for raster in (out, scores):
+        with rasterio.open(raster) as src:
+            tags = src.tags()
+        assert {k: tags.get(k) for k in expected} == expected
+        created = datetime.datetime.strptime(tags["GLGEO_CREATED_UTC"], "%Y-%m-%dT%H:%M:%SZ")
+        assert abs((datetime.datetime.utcnow() - created).total_seconds()) < 600
+        assert tags["TIFFTAG_SOFTWARE"] == f"glgeo {__version__}" and tags["TIFFTAG_DATETIME"]
+    metadata = pyogrio.read_info(vector, layer="lc")["layer_metadata"]
+    assert {k: metadata.get(k) for k in expected} == expected
+    assert metadata["GLGEO_SOURCE_RASTER"] == "lc.tif" and metadata["GLGEO_VECTORIZED_UTC"]
+    as_json = segment(scene, "-o", tmp_path / "j.tif", "--json", "--precision", "fp32", *options(checkpoint))
+    provenance = json.loads(as_json.stdout)["provenance"]
+    assert provenance["model_sha256"] == sha and provenance["precision"] == "fp32" and provenance["gsd_m"] == 0.5
+
+
+# ------------------------------------------------------------------ summaries and option names (item 5, 6)
+
+
+def test_summary_reads_as_sentences(tmp_path, scene, checkpoint, reference):
+    result = segment(scene, "-o", tmp_path / "s.tif", "-b", "1,2,3", "--precision", "fp32", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert " patches computed (0 skipped)" in lines[0]
+    counts = np.bincount(reference.ravel(), minlength=256)
+    for c in DEEPGLOBE.classes:
+        line = next(text for text in lines[1:] if text.split()[:2] == [str(c.id), c.name])
+        assert line.endswith(f"{counts[c.id]:,} px")  # integer pixel counts
+        area = counts[c.id] * 0.25
+        assert (f"{area:,.0f} m2" if area >= 10 or area == 0 else f"{area:.2f} m2") in line  # < 1 ha: m2
+    assert "metre^2" not in result.stdout and ".0 pixel" not in result.stdout
+
+
+def test_bidx_is_rios_name_for_bands(tmp_path, scene, checkpoint):
+    result = segment(scene, "-o", tmp_path / "b.tif", "--bidx", "4,2,1", *options(checkpoint))
+    assert result.exit_code == 1
+    assert "band 4 is not in the scene, which has bands 1-3" in result.output and "[4]" not in result.output
+
+
+def test_format_area_picks_the_unit_that_fits():
+    from glgeo.areas import format_area
+
+    assert format_area(850.0, "m2") == "850 m2"
+    assert format_area(123_456.0, "m2") == "12.35 ha"
+    assert format_area(15_767_418_536.5, "m2") == "15,767.42 km2"
+    assert format_area(5_188_474.0, "px") == "5,188,474 px"
+
+
+def test_vectorize_says_one_polygon(tmp_path):
+    raster = tmp_path / "one.tif"
+    with rasterio.open(raster, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs=CRS,
+                       transform=from_origin(500_000.0, 4_000_000.0, 10, 10), nodata=NODATA_ID) as dst:
+        dst.write(np.full((10, 10), 4, dtype=np.uint8), 1)
+    result = CliRunner().invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / "one.gpkg"), "--scheme", "deepglobe"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [f"{tmp_path / 'one.gpkg'}: 1 polygon in layer one (EPSG:32618)",
+                                          "  forest  1 polygon  1.00 ha"]
+
+
+def test_train_data_loaders_are_not_dask_workers():
+    result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--root", "x", "--out", "y", "--workers", "2"])
+    assert result.exit_code == 2 and "--loader-workers" in result.output
+    assert "--loader-workers" in CliRunner().invoke(cli, ["train", "--help"]).output
+
+
+# ------------------------------------------------------------------ areas of interest (item 6)
+
+
+def test_bounds_segments_only_inside_the_box(tmp_path, scene, checkpoint, reference):
+    out = tmp_path / "box.tif"
+    # the left 60 columns, rows 20-99: x 500000-500030, y 3999950-3999990
+    result = segment(scene, "-o", out, "--bounds", "500000", "3999950", "500030", "3999990", "--json",
+                     *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    with rasterio.open(out) as dst:
+        classes = dst.read(1)
+        assert dst.transform == rasterio.open(scene).transform  # still the scene's grid
+    inside = np.zeros(classes.shape, dtype=bool)
+    inside[20:100, 0:60] = True
+    assert (classes[~inside] == NODATA_ID).all() and (classes[inside] != NODATA_ID).all()
+    # the network saw the real pixels around the box: inside, the classes of a whole-scene run
+    np.testing.assert_array_equal(classes[inside], reference[inside])
+    assert summary["nodata_pixels"] == (~inside).sum()
+    assert summary["patches_skipped_nodata"] > 0  # windows outside were not computed
+
+
+def test_aoi_in_another_crs_is_reprojected(tmp_path, scene, checkpoint):
+    import geopandas as gpd
+    import shapely
+    from rasterio.features import geometry_mask
+
+    # a triangle drawn in WGS84 over the scene (UTM 18N)
+    with rasterio.open(scene) as src:
+        transform, shape = src.transform, src.shape
+    utm = shapely.Polygon([transform * (10, 10), transform * (150, 30), transform * (40, 120)])  # noqa
+    frame = gpd.GeoDataFrame(geometry=[utm], crs=CRS).to_crs("EPSG:4326")
+    aoi = tmp_path / "aoi.geojson"
+    frame.to_file(aoi, driver="GeoJSON")
+    out = tmp_path / "aoi.tif"
+    result = segment(scene, "-o", out, "--aoi", aoi, "-q", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        valid = dst.read(1) != NODATA_ID
+    expected = geometry_mask([utm], out_shape=shape, transform=transform, invert=True)
+    # pixel centres inside the reprojected triangle; its edges curve slightly in UTM
+    assert (valid != expected).sum() <= 0.01 * expected.sum()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--bounds", "0", "0", "10", "10"], "--bounds 0 0 10 10 does not overlap"),
+        (["--bounds", "5", "0", "1", "10"], "--bounds 5 0 1 10 is empty: give left < right"),
+        (["--aoi", "missing.geojson"], "area of interest 'missing.geojson' does not exist"),
+    ],
+)
+def test_areas_of_interest_that_cannot_work_are_one_line(tmp_path, scene, checkpoint, extra, message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = segment(scene, "-o", tmp_path / "x.tif", *extra, *options(checkpoint))
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "x.tif").exists()
+
+
+def test_region_of_a_plain_image_is_in_qgis_pixel_coordinates():
+    """Without georeferencing, bounds are in the coordinates QGIS shows: x = column, y = -row."""
+    from affine import Affine
+
+    from glgeo.aoi import region_in_pixels
+    from glgeo.io import SceneInfo
+
+    info = SceneInfo("plain.jpg", 100, 200, 3, (1, 2, 3), "uint8", None, Affine.identity(), None, False, (1, 200))
+    region = region_in_pixels(info, bounds=(10, -60, 50, -20))
+    assert region.bounds == (10, 20, 50, 60)
