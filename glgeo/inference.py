@@ -46,7 +46,7 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Iterator, Literal
 
 import numpy as np
 import torch

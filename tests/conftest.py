@@ -31,3 +31,17 @@ def glnet_keys_file() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found (set GLGEO_GLNET_KEYS)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A random-weight resnet18 GLNet (DeepGlobe classes) with tiny patch and global sizes."""
+    import torch
+
+    from glgeo.models import build_model
+    from glgeo.models.checkpoint import save_checkpoint
+    from glgeo.schemes import DEEPGLOBE
+
+    torch.manual_seed(0)
+    model = build_model("resnet18", DEEPGLOBE.n_classes, "g2l", pyramid_channels=16, segmentation_channels=8).eval()
+    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model, DEEPGLOBE, global_size=64, patch_size=64)

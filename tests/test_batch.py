@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from rasterio.transform import from_origin
 
 from glgeo.batch import (
@@ -34,8 +33,6 @@ from glgeo.batch import (
 )
 from glgeo.errors import InputError, MissingDependencyError
 from glgeo.inference import InferenceSettings
-from glgeo.models import build_model
-from glgeo.models.checkpoint import save_checkpoint
 from glgeo.schemes import DEEPGLOBE, NODATA_ID
 from glgeo.segment import segment
 
@@ -59,11 +56,8 @@ def write_scene(path: Path, seed: int, height: int = 160, width: int = 224, x0: 
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A random-weight resnet18 GLNet (DeepGlobe classes) with tiny patch and global sizes."""
-    torch.manual_seed(0)
-    model = build_model("resnet18", DEEPGLOBE.n_classes, "g2l", pyramid_channels=16, segmentation_channels=8).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model, DEEPGLOBE, global_size=64, patch_size=64)
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

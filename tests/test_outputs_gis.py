@@ -11,24 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from click.testing import CliRunner
 from rasterio.transform import from_origin
 
 from glgeo.cli.main import cli
-from glgeo.models import build_model
-from glgeo.models.checkpoint import save_checkpoint
 from glgeo.schemes import DEEPGLOBE, NODATA_ID
 
 CRS = "EPSG:32618"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A random-weight resnet18 GLNet (DeepGlobe classes) with tiny patch and global sizes."""
-    torch.manual_seed(0)
-    model = build_model("resnet18", DEEPGLOBE.n_classes, "g2l", pyramid_channels=16, segmentation_channels=8).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model, DEEPGLOBE, global_size=64, patch_size=64)
+def checkpoint(tiny_checkpoint) -> Path:
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
