@@ -29,7 +29,6 @@ from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import rasterio
-from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
