@@ -189,3 +189,19 @@ def test_bad_input_gets_one_clear_line(case, message, checkpoints, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
     leftovers = {p.name for p in tmp_path.iterdir()} - {"scene.tif", "notes.txt", "gray.tif", "out.tif"}
     assert not leftovers
+
+
+def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, tmp_path):
+    scene = _tiny_scene(tmp_path / "scene.tif", height=300, width=420)
+    released = run("segment", scene, "-o", tmp_path / "released.tif", "--model", checkpoints["inria"], "--released",
+                   "--json", "--device", "cpu", "--batch-size", "4")
+    assert released.exit_code == 0, released.output
+    summary = json.loads(released.stdout)
+    assert (summary["blend"], summary["context_windows"], summary["precision"]) == ("sum", 1, "fp32")
+    windows = run("segment", scene, "-o", tmp_path / "windows.tif", "--model", checkpoints["inria"], "--footprint",
+                  "160", "--window-overlap", "32", "--json", "--device", "cpu", "--batch-size", "4")
+    assert windows.exit_code == 0, windows.output
+    summary = json.loads(windows.stdout)
+    assert (summary["blend"], summary["footprint"], summary["context_windows"]) == ("taper", 160, 12)  # 3 x 4
+    bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", checkpoints["inria"], "--footprint", "huge")
+    assert bad.exit_code != 0 and "give a size in px" in bad.output
