@@ -101,7 +101,7 @@ def settings_for(config: str, device: str, precision: str | None = None):
     if config == "reference":
         return InferenceSettings(
             device=device, precision="fp32", channels_last=False, fold_batchnorm=False, batch_size=6, prefetch=0,
-            l2g_reuse="memory",
+            l2g_reuse="memory", blend="sum", logit_upsampling="nearest", footprint=0,
         )
     if config == "glgeo-bf16":
         precision = "bf16"
