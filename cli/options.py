@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Callable, Iterator
 
 import click
@@ -25,6 +26,24 @@ model_opt = click.option(
     show_default=True,
     help="A zoo model name (see `glgeo models`) or a checkpoint file.",
 )
+
+
+def labels_options(f: Callable) -> Callable:
+    """``--images``, ``--labels``, ``--label-field``, ``--layer``: imagery and labels read
+    through torchgeo (``glgeo train``, ``glgeo evaluate``)."""
+    options = [
+        click.option("--images", "images", multiple=True, metavar="FILE|GLOB",
+                     help="Georeferenced image files or quoted glob patterns (repeat), any CRS; with --labels."),
+        click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="Labels of --images: polygons (GeoPackage, shapefile, GeoJSON; any CRS) or a label raster."),
+        click.option("--label-field", default=None,
+                     help="Vector field holding each polygon's class (a class name or id of --scheme). "
+                          "Default: every polygon is class 1 of a two-class scheme (inria: building)."),
+        click.option("--layer", default=None, help="Vector layer of --labels (default: the first)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 def progress_enabled(ctx: click.Context) -> bool:

@@ -9,8 +9,8 @@ task per scene and runs them
 * on a local cluster of ``workers`` processes started for the run (``workers > 1``);
 * in this process, one scene after the other (``workers=1``: no Dask needed).
 
-Dask (``pip install glgeo[distributed]``) is optional: it is imported only for the first
-two. Every task
+Dask (``dask[distributed]``, installed with glgeo) is imported only for the first two.
+Every task
 
 * skips its scene when the outputs already exist: outputs are written atomically (see
   :mod:`glgeo.atomic`), so "exists" means "complete" and a rerun resumes a stopped batch;
@@ -79,7 +79,7 @@ VECTOR_SUFFIX = ".gpkg"
 #: How often (seconds) the manifest is rewritten while a run goes on.
 MANIFEST_INTERVAL_S = 30.0
 
-_INSTALL_HINT = "pip install 'glgeo[distributed]'"
+_INSTALL_HINT = "pip install 'dask[distributed]>=2024.1'"
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _REMOTE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://|/vsi)")
 

@@ -473,7 +473,7 @@ def test_cli_without_dask_says_how_to_install(monkeypatch, tmp_path, scenes, che
     monkeypatch.setitem(sys.modules, "distributed", None)
     result = segment_cli(scenes[0], scenes[1], "--out-dir", tmp_path, "--workers", "2", *cli_options(checkpoint))
     assert result.exit_code == 1
-    assert "pip install 'glgeo[distributed]'" in result.stderr
+    assert "pip install 'dask[distributed]>=2024.1'" in result.stderr
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not list(tmp_path.glob("*.tif"))
 
