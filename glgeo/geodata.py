@@ -47,6 +47,9 @@ import io
 import logging
 import math
 import os
+import shutil
+import tempfile
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -427,8 +430,28 @@ class GeoLabels:
                     raise DatasetError(f"cannot read labels {path}: {exc}") from None
                 self.dataset: Any = _RasterLabels(paths=[str(self.path)], crs=crs, res=res)
             else:
-                value_ids, _ = _vector_value_ids(self.path, layer, field_name, scheme)
-                self.dataset = _PolygonLabels(self.path, crs, res, layer, field_name, value_ids)
+                value_ids, label_crs = _vector_value_ids(self.path, layer, field_name, scheme)
+                source, source_layer = self.path, layer
+                if CRS.from_user_input(label_crs) != crs:
+                    source, source_layer = self._reprojected(crs, layer, field_name), "labels"
+                self.dataset = _PolygonLabels(source, crs, res, source_layer, field_name, value_ids)
+
+    def _reprojected(self, crs: CRS, layer: str | None, field_name: str | None) -> Path:
+        """The polygons in the working CRS, in a temporary GeoPackage.
+
+        torchgeo 0.8's VectorDataset selects a query's features by the source-CRS box of
+        the query's lower-left and upper-right corners only; where the two CRSs' axes are
+        not parallel (UTM against degrees, away from the central meridian) polygons near
+        the other two corners would be dropped. In the working CRS the box is exact.
+        """
+        import geopandas as gpd
+
+        folder = tempfile.mkdtemp(prefix="glgeo-labels-")
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        frame = gpd.read_file(self.path, layer=layer, columns=[field_name] if field_name else [])
+        out = Path(folder) / "labels.gpkg"
+        frame.to_crs(crs).to_file(out, layer="labels", driver="GPKG")
+        return out
 
     def ids(self, sample_mask: torch.Tensor, bounds: Box, shape: tuple[int, int]) -> np.ndarray:
         """Class ids (uint8) of a queried mask, NODATA outside a label raster."""
