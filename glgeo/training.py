@@ -88,7 +88,7 @@ class DataSettings:
     """Where the scenes come from and what each sample holds.
 
     Args:
-        kind: ``inria``, ``deepglobe``, ``folder``, or ``geo`` (imagery and labels, ``geo``).
+        kind: ``inria``, ``deepglobe``, ``folder``, or ``geo`` (imagery and labels, in ``geo``).
         root: the dataset folder (not for ``geo``).
         scheme: the class scheme (``folder`` datasets; the benchmark's own otherwise).
         split_file: train/val lists to use (see :mod:`glgeo.splits`).
