@@ -51,7 +51,7 @@ import shutil
 import tempfile
 import weakref
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -675,7 +675,7 @@ class GeoScenes:
                 f"the validation area ({rule}) holds no whole {size} px scene at {self.res[0]:g} {self._units()} per "
                 "pixel inside the labelled imagery: lower scene_size, or validate on a larger area"
             )
-        fmt = lambda path, b: f"{Path(path).name}: " + ",".join(f"{v:.6g}" for v in b)  # noqa: E731
+        fmt = lambda path, b: f"{Path(path).name}: " + ",".join(f"{v:.12g}" for v in b)  # noqa: E731
         split = GeoSplit(
             train=tuple(fmt(p, b) for p, _, b in train_rows),
             val=tuple(fmt(p, (q[0].start, q[1].start, q[0].stop, q[1].stop)) for p, q in val_scenes),
