@@ -91,7 +91,7 @@ _OPTIONS: list[Callable[[Callable], Callable]] = [
         "--scheduler",
         default=None,
         metavar="ADDRESS",
-        help="Run the scenes on an existing Dask cluster (e.g. tcp://head:8786). Needs glgeo[distributed].",
+        help="Run the scenes on an existing Dask cluster (e.g. tcp://head:8786). Uses Dask (installed with glgeo).",
     ),
     click.option(
         "--workers",

@@ -1,4 +1,5 @@
-"""``glgeo evaluate``: score predictions against truth, or a model against a dataset split."""
+"""``glgeo evaluate``: score predictions against truth, or a model against a dataset split or
+against imagery with polygon labels."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .options import device_opt, progress_bar
+from .options import device_opt, labels_options, progress_bar
 
 
 def _scheme(value: str):
@@ -33,6 +34,7 @@ def _scheme(value: str):
 @click.option("--dataset", "kind", type=click.Choice(["inria", "deepglobe", "folder"]), default=None,
               help="With --model: the dataset layout of --root.")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="With --model: the dataset folder.")
+@labels_options
 @click.option("--split-file", type=click.Path(exists=True, path_type=Path), default=None, help="Split lists (see train).")
 @click.option("--val-cities", default=None, help="Inria: leave-cities-out validation cities.")
 @click.option("--split-seed", type=int, default=0, show_default=True)
@@ -51,8 +53,8 @@ def _scheme(value: str):
               help="Also write the report (with the confusion matrix) as JSON to this file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table (as segment --json).")
 @click.pass_context
-def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, split_file, val_cities, split_seed, part,
-             scale, mode, device, precision, batch_size, json_path, as_json) -> None:
+def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, images, labels, label_field, layer, split_file,
+             val_cities, split_seed, part, scale, mode, device, precision, batch_size, json_path, as_json) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -66,6 +68,11 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
     \b
       glgeo evaluate --model run/model.pt --dataset deepglobe --root data/deepglobe \\
           --split-file splits/ --part val -o report.json
+
+    or on your own imagery, scored against polygons rasterized on each image's grid:
+
+    \b
+      glgeo evaluate --model run/model.pt --images 'held-out/*.tif' --labels footprints.gpkg
     """
     from glgeo.atomic import atomic_path, check_output_path
     from glgeo.errors import InputError
@@ -74,7 +81,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
         check_output_path(json_path, overwrite=True)
     if model is None:
         if not preds:
-            raise click.UsageError("give --pred/--truth pairs, or --model with --dataset and --root")
+            raise click.UsageError("give --pred/--truth pairs, or --model with --dataset and --root or with --images and --labels")
         if len(preds) != len(truths):
             raise click.UsageError(f"{len(preds)} --pred but {len(truths)} --truth: give one truth per prediction")
         from glgeo.datasets import DEEPGLOBE_RGB_THRESHOLD
@@ -89,9 +96,27 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
             report = evaluate_rasters(
                 list(zip(preds, truths)), _scheme(scheme) if scheme else None, truth_encoding, threshold, progress
             )
+    elif images or labels is not None:
+        if preds or truths or kind is not None or root is not None:
+            raise click.UsageError("give --model with either --images/--labels or --dataset/--root, not both")
+        if not images or labels is None:
+            raise click.UsageError("--images and --labels go together")
+        if scale != 1.0 or scheme is not None:
+            raise click.UsageError("--scale and --scheme do not apply to --images: the model's own scheme and resolution are used")
+        from glgeo.evaluate import evaluate_imagery
+        from glgeo.geodata import expand_images
+        from glgeo.inference import InferenceSettings
+
+        files = expand_images(images)
+        settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress:
+            report = evaluate_imagery(model, files, labels, label_field=label_field, layer=layer,
+                                      settings=settings, progress=progress)
     else:
         if preds or truths:
             raise click.UsageError("give either --pred/--truth or --model, not both")
+        if label_field or layer:
+            raise click.UsageError("--label-field and --layer go with --images and --labels")
         if kind is None or root is None:
             raise click.UsageError("--model needs --dataset and --root (and optionally a split)")
         from glgeo.datasets import open_dataset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 from typing import Callable, Iterator
 
 import click
@@ -62,6 +63,24 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
     if nouns is None:
         nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x", "z")) else "s")
     return f"{n:,} {noun if n == 1 else nouns}"
+
+
+def labels_options(f: Callable) -> Callable:
+    """``--images``, ``--labels``, ``--label-field``, ``--layer``: imagery and labels read
+    through torchgeo (``glgeo train``, ``glgeo evaluate``)."""
+    options = [
+        click.option("--images", "images", multiple=True, metavar="FILE|GLOB",
+                     help="Georeferenced image files or quoted glob patterns (repeat), any CRS; with --labels."),
+        click.option("--labels", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="Labels of --images: polygons (GeoPackage, shapefile, GeoJSON; any CRS) or a label raster."),
+        click.option("--label-field", default=None,
+                     help="Vector field holding each polygon's class (a class name or id of --scheme). "
+                          "Default: every polygon is class 1 of a two-class scheme (inria: building)."),
+        click.option("--layer", default=None, help="Vector layer of --labels (default: the first)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 def progress_enabled(ctx: click.Context) -> bool:

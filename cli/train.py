@@ -1,4 +1,5 @@
-"""``glgeo train``: GLNet's three-stage training on Inria, DeepGlobe or a folder of GeoTIFFs."""
+"""``glgeo train``: GLNet's three-stage training on Inria, DeepGlobe, a folder of GeoTIFFs, or
+imagery with polygon labels."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .options import progress_enabled
+from .options import labels_options, progress_enabled
 
 
 def _per_stage(kind: type, text: str, name: str) -> tuple:
@@ -47,9 +48,23 @@ def _scheme(value: str | None):
 
 
 @click.command(short_help="Train GLNet (the paper's three stages).")
-@click.option("--dataset", "kind", type=click.Choice(["inria", "deepglobe", "folder"]), required=True,
+@click.option("--dataset", "kind", type=click.Choice(["inria", "deepglobe", "folder"]), default=None,
               help="Layout of --root: Inria or DeepGlobe as published, or folder (ROOT/images + ROOT/masks).")
-@click.option("--root", type=click.Path(path_type=Path), required=True, help="The dataset folder.")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="The dataset folder (with --dataset).")
+@labels_options
+@click.option("--crs", default=None, help="With --images: working CRS (default: the one most images use).")
+@click.option("--res", type=float, default=None,
+              help="With --images: working resolution in CRS units (default: the first such image's).")
+@click.option("--scene-size", type=click.IntRange(min=64), default=1024, show_default=True,
+              help="With --images: side of a training scene, px at the working resolution.")
+@click.option("--scenes-per-epoch", type=click.IntRange(min=1), default=None,
+              help="With --images: random scenes per epoch (default: about as many as fit side by side).")
+@click.option("--val-images", multiple=True, metavar="NAME|GLOB",
+              help="With --images: validate on the footprints of these images (repeat); they never train.")
+@click.option("--val-bbox", default=None, metavar="XMIN,YMIN,XMAX,YMAX",
+              help="With --images: validate inside this box (working CRS).")
+@click.option("--val-fraction", type=float, default=None,
+              help="With --images: validate on this fraction of the labelled extent (its east or south end).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The run folder (checkpoints, logs).")
 @click.option("--scheme", default=None, help="Class scheme of a folder dataset: a name (deepglobe, inria) or a JSON file.")
 @click.option("--stage", type=click.Choice(["1", "2", "3", "all"]), default="all", show_default=True,
@@ -89,13 +104,14 @@ def _scheme(value: str | None):
 @click.option("--devices", default="auto", show_default=True, help="Lightning devices: auto, a count, or ids like 0,1.")
 @click.option("--num-nodes", type=int, default=1, show_default=True, help="Machines (DDP).")
 @click.option("--strategy", default="auto", show_default=True, help="Lightning strategy: auto, ddp, ddp_spawn, ...")
-@click.option("--precision", default="auto", show_default=True,
-              help="auto (bf16/fp16 mixed on CUDA, 32 on CPU), 32-true, 16-mixed, bf16-mixed.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="As segment's: auto is bf16 (fp16) mixed precision on CUDA, bf16 on CPUs with native bf16, else fp32.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit-train-batches", type=int, default=None, help="Batches per epoch (short trial runs).")
 @click.option("--limit-val-batches", type=int, default=None, help="Validation scenes per epoch.")
 @click.pass_context
-def train(ctx: click.Context, kind, root, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
+def train(ctx: click.Context, kind, root, images, labels, label_field, layer, crs, res, scene_size, scenes_per_epoch,
+          val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
           fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
@@ -107,10 +123,16 @@ def train(ctx: click.Context, kind, root, out, scheme, stage, mode, backbone, py
     are glgeo checkpoints for `glgeo segment`; logs are CSV and TensorBoard in
     OUT/stageN/logs.
 
+    Training data is a published dataset (--dataset, --root) or your own georeferenced
+    imagery with labels (--images, --labels), read through torchgeo: warped to one CRS and
+    resolution, polygons rasterized on the fly, scenes drawn at random for training and on a
+    grid over a held-out area (--val-images, --val-bbox or --val-fraction) for validation.
+
     \b
     Example:
       glgeo train --dataset inria --root data/inria --out runs/inria --val-cities tyrol-w
       glgeo train --dataset deepglobe --root data/deepglobe --out runs/dg --devices 4 --strategy ddp
+      glgeo train --images 'tiles/*.tif' --labels footprints.gpkg --val-images tile_9.tif --out runs/b
     """
     from glgeo.training import DataSettings, TrainSettings
     from glgeo.training import train as run_train
@@ -127,10 +149,30 @@ def train(ctx: click.Context, kind, root, out, scheme, stage, mode, backbone, py
         raise click.BadParameter("--bidx takes three integers and --input-range two numbers, comma-separated") from None
     if len(band_list) != 3:
         raise click.BadParameter(f"give three bands (red, green, blue), got {bands!r}", param_hint="-b/--bidx")
+    geo = None
+    if images or labels is not None:
+        if kind is not None or root is not None:
+            raise click.UsageError("give either --dataset/--root or --images/--labels, not both")
+        if not images or labels is None:
+            raise click.UsageError("--images and --labels go together")
+        from glgeo.geodata import GeoInputs
+        from glgeo.schemes import INRIA
+
+        geo = GeoInputs(
+            images=tuple(images), labels=labels, scheme=_scheme(scheme) or INRIA, label_field=label_field,
+            layer=layer, crs=crs, res=res, scene_size=scene_size, scenes_per_epoch=scenes_per_epoch,
+            val_images=tuple(val_images), val_bbox=_bbox(val_bbox), val_fraction=val_fraction,
+        )
+        kind = "geo"
+    elif kind is None or root is None:
+        raise click.UsageError("give --dataset and --root, or --images and --labels")
+    elif val_images or val_bbox or val_fraction is not None or label_field or layer or crs or res is not None:
+        raise click.UsageError("--val-images, --val-bbox, --val-fraction, --label-field, --layer, --crs and --res go with --images")
     data = DataSettings(
         kind=kind,
         root=root,
-        scheme=_scheme(scheme),
+        geo=geo,
+        scheme=None if geo is not None else _scheme(scheme),
         split_file=split_file,
         val_cities=tuple(c for c in (val_cities or "").split(",") if c.strip()),
         split_seed=split_seed,
@@ -173,12 +215,29 @@ def train(ctx: click.Context, kind, root, out, scheme, stage, mode, backbone, py
     result = run_train(data, settings)
     if _is_worker():
         return
-    click.echo(f"trained {len(result.split.train)} scenes, validated on {len(result.split.val)}")
+    if kind == "geo":
+        split = result.split
+        click.echo(f"trained on {len(split.train)} area(s) of {', '.join(sorted({t.split(':')[0] for t in split.train}))} "
+                   f"({split.crs}, {split.res[0]:g} per pixel), validated on {len(split.val)} scene(s) of {split.rule}")
+    else:
+        click.echo(f"trained {len(result.split.train)} scenes, validated on {len(result.split.val)}")
     for s in result.stages:
         miou = "-" if s.best_miou is None else f"{100 * s.best_miou:.2f}"
         loss = "-" if s.first_loss is None else f"{s.first_loss:.4f} -> {s.last_loss:.4f}"
         click.echo(f"stage {s.stage}: {s.epochs} epochs in {s.seconds:.0f} s, loss {loss}, best val mIoU {miou}: {s.best}")
     click.echo(f"model: {result.model}")
+
+
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise click.BadParameter(f"expected XMIN,YMIN,XMAX,YMAX, got {text!r}", param_hint="--val-bbox")
+    return values  # type: ignore[return-value]
 
 
 def _is_worker() -> bool:

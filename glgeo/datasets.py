@@ -23,7 +23,21 @@ ignored by the losses and the metrics.
 :class:`GLNetSceneDataset` turns a collection into training samples for GLNet: the whole
 scene downsampled to the global size, and (for stages 2 and 3) every patch of the scene's
 patch grid, read by windows from the files, with the same random flip and rotation applied
-to the global image, the patches, their boxes and the labels. Nothing is preloaded.
+to the global image, the patches, their boxes and the labels. Nothing is preloaded. It
+reads a scene through a reader (:meth:`GLNetSceneDataset.open_scene`): windows of the
+files here, torchgeo queries for imagery and polygon labels (:mod:`glgeo.geodata`), so both
+kinds of input become the same samples.
+
+Why not torchgeo's ``InriaAerialImageLabeling`` and ``DeepGlobeLandCover`` datasets (glgeo
+reads the very layouts they expect, ``tests/test_torchgeo_layouts.py`` checks it): they are
+``NonGeoDataset``\\ s that load a whole scene per sample as a float tensor (an Inria tile is
+5000 x 5000 x 3, 300 MB) with no windowed reads, where GLNet needs one decimated read plus
+full-resolution patch windows; their DeepGlobe masks are decoded by exact colour, not
+binarised at 128 as the challenge prescribes; their Inria listing pairs images and masks by
+sorted position and takes the tile number from the first letters-then-digits run of the
+whole path. Nor are these scenes torchgeo ``GeoDataset``\\ s: DeepGlobe's JPEGs carry no
+georeferencing at all. Georeferenced imagery with labels of its own goes through torchgeo
+(:mod:`glgeo.geodata`).
 """
 
 from __future__ import annotations
@@ -34,7 +48,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, ContextManager, Iterable, Literal, Sequence
 
 import numpy as np
 import rasterio
@@ -578,37 +592,34 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
             return FlipRotate()
         return FlipRotate(hflip=bool(torch.randint(2, ()).item()), k=int(torch.randint(4, ()).item()))
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        pair = self.collection.scenes[index]
+    def open_scene(self, index: Any) -> "ContextManager[Any]":
+        """A reader of scene ``index``: ``height``/``width`` (at the spec's scale) and
+        ``global_image``, ``global_label``, ``patch``, ``scene_label`` (see
+        :class:`_FileScene`). :class:`glgeo.geodata.GeoSceneDataset` reads through torchgeo."""
+        return _FileScene(self.collection, self.collection.scenes[index], self.spec)
+
+    def __getitem__(self, index: Any) -> dict[str, torch.Tensor]:
         spec = self.spec
         tf = self.draw_transform()
         g, gq = spec.global_size, logits_size(spec.global_size)
-        sample: dict[str, torch.Tensor] = {"index": torch.tensor(index), "transform": torch.tensor([tf.hflip, tf.k])}
-        with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
-            _check_bands(img, spec.bands, pair)
-            height, width = scaled_size(img.height, img.width, spec.scale)
-            image = img.read(list(spec.bands), out_shape=(3, g, g), resampling=Resampling.bilinear)
-            label = read_mask_ids(msk, self.collection.scheme, out_shape=(gq, gq), rgb_threshold=self.collection.rgb_threshold)
-            sample["image"] = torch.from_numpy(_as_tensor_dtype(tf.apply(image)))
-            sample["label"] = torch.from_numpy(tf.apply(label))
+        number = index if isinstance(index, int) else -1
+        sample: dict[str, torch.Tensor] = {"index": torch.tensor(number), "transform": torch.tensor([tf.hflip, tf.k])}
+        with self.open_scene(index) as scene:
+            height, width = scene.height, scene.width
+            sample["image"] = torch.from_numpy(_as_tensor_dtype(tf.apply(scene.global_image(g))))
+            sample["label"] = torch.from_numpy(tf.apply(scene.global_label(gq)))
             if spec.with_patches:
-                self._add_patches(sample, img, msk, tf, height, width)
+                self._add_patches(sample, scene, tf, height, width)
             if spec.with_scene_label:
-                sq = (logits_size(height), logits_size(width))
-                scene_label = read_mask_ids(msk, self.collection.scheme, out_shape=sq, rgb_threshold=self.collection.rgb_threshold)
+                scene_label = scene.scene_label(logits_size(height), logits_size(width))
                 sample["scene_label"] = torch.from_numpy(tf.apply(scene_label))
         return sample
 
-    def _add_patches(self, sample: dict, img: Any, msk: Any, tf: FlipRotate, height: int, width: int) -> None:
+    def _add_patches(self, sample: dict, scene: Any, tf: FlipRotate, height: int, width: int) -> None:
         boxes = patch_grid(height, width, self.spec.patch_size)
         patches, labels = [], []
         for top, left, h, w in boxes:
-            s = self.spec.scale
-            window = Window(left / s, top / s, w / s, h / s)
-            patch = img.read(list(self.spec.bands), window=window, out_shape=(3, int(h), int(w)), resampling=Resampling.bilinear)
-            ids = read_mask_ids(
-                msk, self.collection.scheme, window=window, out_shape=(int(h), int(w)), rgb_threshold=self.collection.rgb_threshold
-            )
+            patch, ids = scene.patch(int(top), int(left), int(h), int(w))
             ids = tf.apply(ids)
             patches.append(tf.apply(patch))
             labels.append(nearest_resize(ids, logits_size(ids.shape[0]), logits_size(ids.shape[1])))
@@ -630,6 +641,67 @@ def context_footprint(collection: SceneCollection, names: Sequence[str], scale: 
     if not sides:
         raise InputError("no training scenes to measure the context footprint on")
     return int(np.median(sides))
+
+
+class _FileScene:
+    """A scene of a collection read by windows from its image and mask files.
+
+    Args:
+        collection: the collection (scheme, RGB threshold).
+        pair: the scene's files.
+        spec: bands and scale.
+    """
+
+    def __init__(self, collection: SceneCollection, pair: ScenePair, spec: SampleSpec) -> None:
+        self.collection = collection
+        self.spec = spec
+        self.img = open_raster(pair.image)
+        try:
+            self.msk = open_raster(pair.mask)
+            _check_bands(self.img, spec.bands, pair)
+        except Exception:
+            self.close()
+            raise
+        self.height, self.width = scaled_size(self.img.height, self.img.width, spec.scale)
+
+    def __enter__(self) -> "_FileScene":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for name in ("img", "msk"):
+            src = getattr(self, name, None)
+            if src is not None:
+                src.close()
+
+    def _ids(self, **kwargs: Any) -> np.ndarray:
+        return read_mask_ids(self.msk, self.collection.scheme, rgb_threshold=self.collection.rgb_threshold, **kwargs)
+
+    def global_image(self, size: int) -> np.ndarray:
+        """The whole scene decimated to ``size`` x ``size`` (bilinear), raw values."""
+        return self.img.read(list(self.spec.bands), out_shape=(3, size, size), resampling=Resampling.bilinear)
+
+    def global_label(self, size: int) -> np.ndarray:
+        """The whole mask as class ids at ``size`` x ``size`` (nearest)."""
+        return self._ids(out_shape=(size, size))
+
+    def patch(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """The patch at ``(top, left)`` of the scene at the spec's scale: image and ids."""
+        s = self.spec.scale
+        window = Window(left / s, top / s, width / s, height / s)
+        image = self.img.read(list(self.spec.bands), window=window, out_shape=(3, height, width), resampling=Resampling.bilinear)
+        return image, self._ids(window=window, out_shape=(height, width))
+
+    def scene_label(self, height: int, width: int) -> np.ndarray:
+        """The whole mask as class ids at ``height`` x ``width`` (nearest)."""
+        return self._ids(out_shape=(height, width))
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """A scene's size once read at ``scale`` of its resolution."""
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:

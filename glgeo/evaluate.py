@@ -7,6 +7,8 @@
 * :func:`evaluate_model`: runs ``glgeo.segment``'s streaming inference on each scene of a
   dataset split, then scores the output as above, and measures time per image and peak
   memory (GPU memory on CUDA, the process's peak resident memory otherwise).
+* :func:`evaluate_imagery`: the same on your own imagery, scored against polygon (or
+  raster) labels rasterized by torchgeo on each image's own grid (:mod:`glgeo.geodata`).
 
 Scores (confusion matrix, per-class IoU, mIoU over the scheme's scored classes, Inria's
 building IoU, pixel accuracy) are accumulated over all pixels of all images, as the
@@ -342,6 +344,114 @@ def evaluate_model(
         acc.scores(),
         tuple(images),
         seconds_per_image=float(np.mean([i.seconds for i in images])),
+        peak_memory_mb=peak,
+        memory_kind=kind,
+        model=str(getattr(checkpoint, "path", None) or model),
+    )
+
+
+def _training_area_overlap(checkpoint: Any, path: str) -> bool:
+    """Whether image ``path`` overlaps the area the model was trained on (as recorded)."""
+    import shapely
+
+    from .geodata import _footprint
+
+    split = (getattr(checkpoint, "metadata", None) or {}).get("training", {}).get("split")
+    if not split or split.get("kind") != "geo":
+        return False
+    with open_raster(Path(path)) as src:
+        if src.crs is None:
+            return False
+        footprint = _footprint(path, src.crs, tuple(src.bounds), rasterio.crs.CRS.from_user_input(split["crs"]))
+    for entry in split.get("train", []):
+        box = shapely.box(*(float(v) for v in entry.rsplit(":", 1)[1].split(",")))
+        if footprint.intersection(box).area > 0:
+            return True
+    return False
+
+
+def evaluate_imagery(
+    model: Any,
+    images: Sequence[str],
+    labels: str | os.PathLike,
+    *,
+    label_field: str | None = None,
+    layer: str | None = None,
+    settings: Any = None,
+    progress: ProgressCallback | None = None,
+) -> EvaluationReport:
+    """Segment each image with ``glgeo.segment`` and score it against the labels.
+
+    The labels (polygons in any CRS, or a label raster) are rasterized by torchgeo onto
+    each image's own grid (:func:`glgeo.geodata.truth_on_grid`), with the model's class
+    scheme: a ``label_field`` value per class, or every polygon class 1. An image that
+    overlaps the area the model was trained on (recorded in its checkpoint) is scored
+    all the same, with a warning: its scores are not a validation.
+
+    Args:
+        model: a checkpoint path, zoo name or loaded checkpoint.
+        images: image files or glob patterns.
+        labels: a vector file or a label raster.
+        label_field: the vector field holding each polygon's class.
+        layer: the vector layer.
+        settings: :class:`glgeo.inference.InferenceSettings`.
+        progress: ``progress(done, total)`` per image.
+
+    Raises:
+        DatasetError: labels with no CRS, a missing field, values outside the scheme,
+            labels that miss an image.
+        InputError: no images.
+    """
+    import torch
+
+    from .geodata import expand_images, truth_on_grid
+    from .inference import InferenceSettings
+    from .segment import load_model, segment
+
+    files = expand_images(images)
+    settings = settings or InferenceSettings()
+    checkpoint = load_model(model)
+    scheme = checkpoint.scheme
+    cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    acc = ConfusionAccumulator(scheme)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp:
+        folder = Path(tmp)
+        for i, path in enumerate(files):
+            name = Path(path).stem
+            if _training_area_overlap(checkpoint, path):
+                log.warning("%s overlaps the area the model was trained on: its scores are not a validation", path)
+            with open_raster(Path(path)) as src:
+                if src.crs is None:
+                    raise InputError(f"image {path} has no CRS, so the labels cannot be placed on it")
+                profile = dict(driver="GTiff", width=src.width, height=src.height, crs=src.crs,
+                               transform=src.transform, count=1, dtype="uint8", nodata=NODATA_ID, tiled=True)
+                ids = truth_on_grid(Path(labels), scheme, src.crs, src.transform, (src.height, src.width), label_field, layer)
+            truth = folder / f"{i}_truth.tif"
+            with rasterio.open(truth, "w", **profile) as dst:
+                dst.write(ids[None])
+            out = folder / f"{i}_pred.tif"
+            start = time.perf_counter()
+            segment(path, out, model=checkpoint, settings=settings, overwrite=True)
+            seconds = time.perf_counter() - start
+            cm = compare_rasters(out, truth, scheme, "ids")
+            acc.add(cm)
+            results.append(ImageResult(name, int(cm.sum()), _image_miou(cm, scheme), seconds))
+            log.info("%s: mIoU %.4f in %.1f s", name, results[-1].miou, seconds)
+            for leftover in folder.glob(f"{i}_*"):
+                leftover.unlink()
+            if progress is not None:
+                progress(i + 1, len(files))
+    if cuda:
+        peak, kind = torch.cuda.max_memory_allocated() / (1 << 20), "gpu"
+    else:
+        peak, kind = _peak_rss_mb(), "resident"
+    return EvaluationReport(
+        acc.scores(),
+        tuple(results),
+        seconds_per_image=float(np.mean([r.seconds for r in results])),
         peak_memory_mb=peak,
         memory_kind=kind,
         model=str(getattr(checkpoint, "path", None) or model),

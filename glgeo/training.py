@@ -24,7 +24,9 @@ merged into the scene (summed where patches overlap) and compared with the mask 
 by nearest neighbour; stage 1 scores the global branch on the downsampled scene. Full
 resolution scores come from ``glgeo evaluate``.
 
-Lightning is imported here, torchgeo is not: training needs torch, Lightning and rasterio.
+Training data is a published layout (:mod:`glgeo.datasets`) or your own imagery and labels
+read through torchgeo (kind ``geo``, :mod:`glgeo.geodata`: scenes drawn by torchgeo's
+samplers, split by area); both give the same samples, so the stages run unchanged.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .datasets import GLNetSceneDataset, SampleSpec, SceneCollection, collate_scenes, context_footprint, open_dataset
+from .device import resolve_precision
 from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
 from .metrics import SegmentationScores
 from .schemes import NODATA_ID, ClassScheme
@@ -61,8 +64,8 @@ except ImportError:  # the standalone package has the same API
         raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
 
 from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
-from glgeo.models.losses import FMREG_WEIGHT, FocalLoss
-from glgeo.models.sharing import crop_global
+from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective
+from glgeo.models.sharing import feature_map_regularisation
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +88,8 @@ class DataSettings:
     """Where the scenes come from and what each sample holds.
 
     Args:
-        kind: ``inria``, ``deepglobe`` or ``folder``.
-        root: the dataset folder.
+        kind: ``inria``, ``deepglobe``, ``folder``, or ``geo`` (imagery and labels, in ``geo``).
+        root: the dataset folder (not for ``geo``).
         scheme: the class scheme (``folder`` datasets; the benchmark's own otherwise).
         split_file: train/val lists to use (see :mod:`glgeo.splits`).
         val_cities: Inria leave-cities-out.
@@ -101,10 +104,12 @@ class DataSettings:
         augment: random flips and quarter turns of training scenes.
         scale: read scenes at this fraction of their resolution (1: the paper; 0.25 makes
             short CPU runs possible; the model then expects imagery at that resolution).
+        geo: imagery and labels read through torchgeo (:class:`glgeo.geodata.GeoInputs`),
+            for kind ``geo``; it holds its own scheme and validation area.
     """
 
     kind: str
-    root: Path
+    root: Path | None = None
     scheme: ClassScheme | None = None
     split_file: Path | None = None
     val_cities: tuple[str, ...] = ()
@@ -118,8 +123,15 @@ class DataSettings:
     input_range: tuple[float, float] = (0.0, 255.0)
     augment: bool = True
     scale: float = 1.0
+    geo: Any = None
 
     def __post_init__(self) -> None:
+        if (self.kind == "geo") != (self.geo is not None):
+            raise InputError("imagery and labels (geo) go with kind 'geo', and kind 'geo' needs them")
+        if self.kind != "geo" and self.root is None:
+            raise InputError(f"a {self.kind} dataset needs its root folder")
+        if self.kind == "geo" and (self.split_file is not None or self.val_cities):
+            raise InputError("imagery and labels are split by area (val_images, val_bbox, val_fraction), not by split_file or val_cities")
         if self.batch_size < 1 or self.sub_batch < 1 or self.workers < 0:
             raise InputError("batch size and sub-batch must be >= 1 and workers >= 0")
         if not self.input_range[1] > self.input_range[0]:
@@ -153,8 +165,8 @@ class TrainSettings:
         devices: Lightning's ``devices`` (``auto``, a count, or a list such as ``0,1``).
         num_nodes: machines (DDP).
         strategy: Lightning strategy (``auto``, ``ddp``, ``ddp_spawn``...).
-        precision: ``auto`` (bf16 or fp16 mixed precision on CUDA, fp32 otherwise) or a
-            Lightning precision (``32-true``, ``16-mixed``, ``bf16-mixed``).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (mixed precision), the names
+            ``glgeo segment`` takes; ``auto`` as :func:`training_precision` decides.
         seed: seed of weights, augmentation and data order.
         limit_train_batches: batches per training epoch (``None``: all), for short runs.
         limit_val_batches: batches per validation (``None``: all).
@@ -195,6 +207,8 @@ class TrainSettings:
             raise InputError(f"stage must be 1, 2, 3 or all, got {self.stage!r}")
         if len(self.epochs) != 3 or any(e < 1 for e in self.epochs):
             raise InputError(f"give at least one epoch per stage, got {self.epochs}")
+        if self.precision not in ("auto", *LIGHTNING_PRECISION):
+            raise InputError(f"unknown precision {self.precision!r}; use auto, fp32, bf16 or fp16")
         if len(self.lr) != 3 or any(not v > 0 for v in self.lr):
             raise InputError(f"learning rates must be positive, got {self.lr}")
 
@@ -322,8 +336,8 @@ class GLNetTask(pl.LightningModule):
         self.poly_power = poly_power
         self.sub_batch = sub_batch
         self.input_range = input_range
-        self.fmreg_weight = fmreg_weight
-        self.focal = FocalLoss(focal_gamma, ignore_index=NODATA_ID)
+        # the stage's objective (glgeo.models.losses), computed here sub-batch by sub-batch
+        self.objective = GLNetObjective(stage, FocalLoss(focal_gamma, ignore_index=NODATA_ID), fmreg_weight)
         model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
         self.val_confusion: torch.Tensor | None = None
         self.loss_history: list[float] = []
@@ -369,7 +383,7 @@ class GLNetTask(pl.LightningModule):
             self.manual_backward(loss, retain_graph=retain_graph)
 
     def _stage1(self, images: torch.Tensor, labels: torch.Tensor, opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = self.focal(self.model.encode_global(images).logits, labels)
+        loss = self.objective.term("global", self.model.encode_global(images).logits, labels)
         self._backward(opt, loss, last=True)
         loss = loss.detach()
         return loss, {"global": float(loss)}
@@ -398,11 +412,10 @@ class GLNetTask(pl.LightningModule):
             patches, labels, boxes = self._chunk(batch, b, j, k)
             local = self.model.encode_local(patches, boxes, context)
             aggregated = self.model.aggregate(local.ps3, context.ps3, boxes)
-            crop = F.interpolate(crop_global(context.ps3, boxes), size=local.ps3.shape[-2:], mode="bilinear", align_corners=False)
             parts = {
-                "local": self.focal(local.logits, labels),
-                "aggregated": self.focal(aggregated, labels),
-                "fmreg": self.fmreg_weight * F.mse_loss(local.ps3.float(), crop.float()),
+                "local": self.objective.term("local", local.logits, labels),
+                "aggregated": self.objective.term("aggregated", aggregated, labels),
+                "fmreg": self.objective.term("fmreg", feature_map_regularisation(local.ps3, context.ps3, boxes)),
             }
             loss = sum(parts.values())
             self._backward(opt, loss, last=i == len(chunks) - 1)
@@ -426,7 +439,7 @@ class GLNetTask(pl.LightningModule):
                     budget -= local.ps3.numel() * local.ps3.element_size()
                     cached = cached + [local.ps3] if budget >= 0 else None
         refined = self.model.encode_global_l2g(images, canvas)
-        global_loss = self.focal(refined.logits, batch["label"])
+        global_loss = self.objective.term("global", refined.logits, batch["label"])
         total_agg = 0.0
         for i, (b, j, k) in enumerate(chunks):
             patches, labels, boxes = self._chunk(batch, b, j, k)
@@ -435,7 +448,7 @@ class GLNetTask(pl.LightningModule):
             else:
                 with torch.no_grad():
                     local_ps3 = self.model.encode_local(patches, boxes, context).ps3
-            agg_loss = self.focal(self.model.aggregate(local_ps3, refined.ps3, boxes), labels)
+            agg_loss = self.objective.term("aggregated", self.model.aggregate(local_ps3, refined.ps3, boxes), labels)
             last = i == len(chunks) - 1
             # The global loss joins the last backward, so that one reaches every trained
             # parameter (DDP reduces there).
@@ -507,9 +520,9 @@ class SceneDataModule(pl.LightningDataModule):
         self.settings = settings
         self.stage = stage
 
-    def _dataset(self, names: Sequence[str], train: bool) -> GLNetSceneDataset:
+    def _spec(self, train: bool) -> SampleSpec:
         s = self.settings
-        spec = SampleSpec(
+        return SampleSpec(
             global_size=s.global_size,
             patch_size=s.patch_size,
             with_patches=self.stage >= 2,
@@ -518,14 +531,20 @@ class SceneDataModule(pl.LightningDataModule):
             bands=s.bands,
             scale=s.scale,
         )
-        return GLNetSceneDataset(self.collection.subset(names), spec)
 
     def _loader(self, names: Sequence[str], train: bool) -> torch.utils.data.DataLoader:
         s = self.settings
+        sampler = None
+        if self.collection.kind == "geo":
+            # scenes drawn by torchgeo's samplers (random for training, a grid for validation)
+            dataset, sampler = self.collection.loader_parts(train, self._spec(train))
+        else:
+            dataset = GLNetSceneDataset(self.collection.subset(names), self._spec(train))
         return torch.utils.data.DataLoader(
-            self._dataset(names, train),
+            dataset,
             batch_size=s.batch_size if train else 1,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             num_workers=s.workers,
             collate_fn=collate_scenes,
             drop_last=False,
@@ -588,13 +607,23 @@ class GlgeoCheckpoints(Callback):
 # --------------------------------------------------------------------------- the run
 
 
-def resolve_precision(precision: str, accelerator: str) -> str:
-    """Lightning precision for ``auto``: bf16 (or fp16) mixed precision on CUDA, else fp32."""
-    if precision != "auto":
-        return precision
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "32-true"
+#: glgeo's precision names (those of ``glgeo segment`` and ``glgeo evaluate``) in Lightning's words.
+LIGHTNING_PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
+
+
+def training_precision(precision: str, accelerator: str) -> str:
+    """The precision to train at, in glgeo's names (``fp32``, ``bf16``, ``fp16``).
+
+    ``auto`` is decided by :func:`glgeo.device.resolve_precision` for the device the
+    accelerator trains on (bf16 mixed precision on CUDA GPUs that support it, else fp16;
+    bf16 on CPUs with native bf16, fp32 on other CPUs); Lightning runs it as
+    :data:`LIGHTNING_PRECISION` says.
+
+    Raises:
+        InputError: an unknown precision, or fp16 off CUDA.
+    """
+    cuda = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    return resolve_precision(precision, torch.device("cuda" if cuda else "cpu"))  # type: ignore[arg-type]
 
 
 def _strategy(name: str) -> Any:
@@ -663,13 +692,22 @@ def _stage_done(folder: Path) -> bool:
     return (folder / "done.json").is_file()
 
 
-def prepare_data(data: DataSettings) -> tuple[SceneCollection, Split]:
+def prepare_data(data: DataSettings) -> tuple[Any, Any]:
     """Find the dataset, check every pair and make the split.
 
+    For kind ``geo``: the imagery and labels intersected in torchgeo
+    (:class:`glgeo.geodata.GeoScenes`) and their split by area
+    (:class:`glgeo.geodata.GeoSplit`).
+
     Raises:
-        DatasetError: layout, mask or pair problems.
+        DatasetError: layout, mask or pair problems; imagery and labels that do not fit.
         InputError: no training scenes.
     """
+    if data.kind == "geo":
+        from .geodata import GeoScenes
+
+        scenes = GeoScenes(data.geo, bands=data.bands, scale=data.scale)
+        return scenes, scenes.split
     collection = open_dataset(data.kind, data.root, data.scheme)
     split = make_split(data.kind, collection.names, split_file=data.split_file, val_cities=data.val_cities, seed=data.split_seed)
     if not split.train:
@@ -698,7 +736,7 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
                 raise OutputError(f"{folder} already holds a training stage; pass resume=True to continue it, or choose another out folder")
         (out / "split.json").write_text(json.dumps(split.to_dict(), indent=1))
     log.info("dataset %s: %d train / %d val scenes", data.kind, len(split.train), len(split.val))
-    precision = resolve_precision(settings.precision, settings.accelerator)
+    precision = training_precision(settings.precision, settings.accelerator)
     results = []
     for position, stage in enumerate(stages):
         folder = out / f"stage{stage}"
@@ -756,11 +794,16 @@ def _run_stage(
             # the resolution the model saw, which glgeo segment matches scenes to
             "gsd_m": None if source_gsd is None else source_gsd / data.scale,
             # the size of the views it learned from, which glgeo segment cuts large scenes to
-            "footprint_px": context_footprint(collection, split.train, data.scale),
+            "footprint_px": (
+                data.geo.scene_size if data.kind == "geo" else context_footprint(collection, split.train, data.scale)
+            ),
             "focal_gamma": settings.focal_gamma,
             "precision": precision,
         },
     }
+    if data.kind == "geo":
+        # the areas trained and validated on, so a later evaluation can stay off them
+        metadata["training"]["split"] = split.to_dict()
 
     def save(path: Path, module: GLNetTask, extra: dict[str, Any]) -> None:
         was_training = module.model.training
@@ -785,7 +828,7 @@ def _run_stage(
         devices=settings.devices,
         num_nodes=settings.num_nodes,
         strategy=_strategy(settings.strategy),
-        precision=precision,
+        precision=LIGHTNING_PRECISION[precision],
         max_epochs=settings.epochs[stage - 1],
         limit_train_batches=settings.limit_train_batches,
         limit_val_batches=settings.limit_val_batches if has_val else 0,

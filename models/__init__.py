@@ -10,7 +10,7 @@ from .checkpoint import Checkpoint, InputScaling, import_released, load_checkpoi
 from .coarse_to_fine import patches_in_box, relaxed_foreground_box
 from .glnet import MODES, GLNet, GLNetConfig, GLNetOutput, build_model
 from .heads import BranchFeatures, FPNHead
-from .losses import FocalLoss, glnet_loss
+from .losses import FocalLoss, GLNetObjective, glnet_loss
 from .sharing import L2GCanvas, PatchBoxes, coverage_map, crop_global
 from .zoo import list_models, model_card
 
@@ -21,6 +21,7 @@ __all__ = [
     "Checkpoint",
     "FPNHead",
     "FocalLoss",
+    "GLNetObjective",
     "GLNet",
     "GLNetConfig",
     "GLNetOutput",

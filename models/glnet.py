@@ -37,7 +37,7 @@ from glgeo.errors import InputError
 
 from .backbones import Backbone, backbone_spec
 from .heads import BranchFeatures, FPNHead, init_head_conv, resize_like
-from .sharing import L2GCanvas, PatchBoxes, crop_global, crop_global_features
+from .sharing import L2GCanvas, PatchBoxes, crop_global, crop_global_features, feature_map_regularisation
 
 Mode = Literal["global", "local", "g2l", "bidirectional"]
 MODES: tuple[str, ...] = get_args(Mode)
@@ -263,8 +263,7 @@ class GLNet(nn.Module):
             refined = self.encode_global_l2g(global_image, canvas)
             global_ps3, global_logits = refined.ps3, refined.logits
         aggregated = self.aggregate(local.ps3, global_ps3, boxes)
-        crop = resize_like(crop_global(context.ps3, boxes), local.ps3.shape[-2:])
-        fmreg = F.mse_loss(local.ps3, crop.detach())
+        fmreg = feature_map_regularisation(local.ps3, context.ps3, boxes)
         return GLNetOutput(aggregated, local.logits, global_logits, fmreg)
 
     # ----------------------------------------------------------------- stages

@@ -58,6 +58,46 @@ def resize_labels(labels: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
 
 
+#: The terms of each stage's objective: focal loss on every output the stage trains (weight
+#: 1), plus the weighted feature-map regularisation in stage 2.
+STAGE_TERMS: dict[int, tuple[str, ...]] = {1: ("global",), 2: ("local", "aggregated", "fmreg"), 3: ("global", "aggregated")}
+
+
+class GLNetObjective:
+    """The training objective of a stage, term by term; the objective is their sum.
+
+    The one definition of what each stage minimises: :func:`glnet_loss` sums the terms of a
+    whole forward pass, and glgeo's trainer (:class:`glgeo.training.GLNetTask`) computes
+    the same terms sub-batch by sub-batch.
+
+    Args:
+        stage: 1, 2 or 3.
+        focal: the focal loss of the outputs (default gamma 3, nothing ignored).
+        fmreg_weight: weight of the feature-map regularisation (stage 2).
+    """
+
+    def __init__(self, stage: int, focal: FocalLoss | None = None, fmreg_weight: float = FMREG_WEIGHT) -> None:
+        if stage not in STAGE_TERMS:
+            raise InputError(f"training stage must be 1, 2 or 3, got {stage}")
+        self.stage = stage
+        self.terms = STAGE_TERMS[stage]
+        self.focal = focal or FocalLoss()
+        self.fmreg_weight = fmreg_weight
+
+    def term(self, name: str, output: Tensor, target: Tensor | None = None) -> Tensor:
+        """One term: ``focal(output, target)`` for an output's logits, or the weighted
+        ``fmreg`` for ``name == "fmreg"`` (``output`` the unweighted regularisation).
+
+        Raises:
+            InputError: the stage's objective has no such term.
+        """
+        if name not in self.terms:
+            raise InputError(f"stage {self.stage}'s objective has no {name!r} term; its terms: {', '.join(self.terms)}")
+        if name == "fmreg":
+            return self.fmreg_weight * output
+        return self.focal(output, target)
+
+
 def glnet_loss(
     out: GLNetOutput,
     target_patches: Tensor | None,
@@ -66,7 +106,7 @@ def glnet_loss(
     focal: FocalLoss | None = None,
     fmreg_weight: float = FMREG_WEIGHT,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The training objective of a stage and its parts (for logging).
+    """The training objective of a stage for one forward pass, and its parts (for logging).
 
     Args:
         out: the model's outputs.
@@ -76,22 +116,16 @@ def glnet_loss(
         focal: the focal loss to use (default gamma 3).
         fmreg_weight: weight of the feature-map regularisation (stage 2).
     """
-    focal = focal or FocalLoss()
-    parts: dict[str, Tensor] = {}
-    if stage == 1:
-        parts["global"] = focal(out.global_, target_global)
-    elif stage == 2:
-        if out.aggregated is None or out.local is None:
-            raise InputError("stage 2 needs a g2l or bidirectional forward pass")
-        parts["local"] = focal(out.local, target_patches)
-        parts["aggregated"] = focal(out.aggregated, target_patches)
-        parts["fmreg"] = fmreg_weight * out.fmreg
-    elif stage == 3:
-        if out.aggregated is None or out.global_ is None:
-            raise InputError("stage 3 needs a bidirectional forward pass")
-        parts["global"] = focal(out.global_, target_global)
-        parts["aggregated"] = focal(out.aggregated, target_patches)
-    else:
-        raise InputError(f"training stage must be 1, 2 or 3, got {stage}")
+    objective = GLNetObjective(stage, focal, fmreg_weight)
+    outputs = {
+        "global": (out.global_, target_global),
+        "local": (out.local, target_patches),
+        "aggregated": (out.aggregated, target_patches),
+        "fmreg": (out.fmreg, None),
+    }
+    if any(outputs[name][0] is None for name in objective.terms):
+        needs = {2: "a g2l or bidirectional", 3: "a bidirectional"}.get(stage, "a")
+        raise InputError(f"stage {stage} needs {needs} forward pass")
+    parts = {name: objective.term(name, *outputs[name]) for name in objective.terms}
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .heads import BranchFeatures, N_SHARING_POINTS
+from .heads import BranchFeatures, N_SHARING_POINTS, resize_like
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,14 @@ def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
         # Keep the caller's layout: mixing layouts makes every later cat and conv copy.
         out = out.contiguous(memory_format=torch.channels_last)
     return out
+
+
+def feature_map_regularisation(local_ps3: Tensor, global_ps3: Tensor, boxes: PatchBoxes) -> Tensor:
+    """GLNet's fmreg term: the mean squared difference between the local branch's ps3
+    features and the global branch's ps3 cropped at each patch's box and resized to them.
+    The global side is detached: the term pulls the local branch only."""
+    crop = resize_like(crop_global(global_ps3, boxes), tuple(local_ps3.shape[-2:]))
+    return F.mse_loss(local_ps3.float(), crop.detach().float())
 
 
 def crop_global_features(context: BranchFeatures, boxes: PatchBoxes) -> list[Tensor]:

@@ -195,12 +195,12 @@ def test_remove_partials_only_touches_this_scenes_temporaries(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others)
 
 
-# ------------------------------------------------------------------ optional dependency
+# ------------------------------------------------------------------ a broken install
 
 
 def test_missing_dask_says_how_to_install(monkeypatch, tmp_path, scenes, checkpoint):
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
-    with pytest.raises(MissingDependencyError, match=r"pip install 'glgeo\[distributed\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dask\[distributed\]>=2024.1'"):
         require_distributed()
     with pytest.raises(MissingDependencyError, match="workers=1"):
         run_batch([str(s) for s in scenes], tmp_path, model=checkpoint, workers=2)
@@ -470,7 +470,7 @@ def test_cli_without_dask_says_how_to_install(monkeypatch, tmp_path, scenes, che
     monkeypatch.setitem(sys.modules, "distributed", None)
     result = segment_cli(scenes[0], scenes[1], "--out-dir", tmp_path, "--workers", "2", *cli_options(checkpoint))
     assert result.exit_code == 1
-    assert "pip install 'glgeo[distributed]'" in result.stderr
+    assert "pip install 'dask[distributed]>=2024.1'" in result.stderr
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not list(tmp_path.glob("*.tif"))
 

@@ -403,3 +403,34 @@ def test_released_import_errors_name_what_is_missing(released_files, glnet_keys_
         import_released(released_files["global"], tmp_path / "broken.pth", None, DEEPGLOBE)
     with pytest.raises(CheckpointError, match="predicts 7 classes but scheme 'inria' has 2"):
         import_released(released_files["global"], released_files["g2l"], None, INRIA)
+
+
+def test_the_stage_objective_is_defined_once(tiny_inputs):
+    """glnet_loss and the trainer (GLNetTask) both sum GLNetObjective's terms; fmreg is the
+    one feature_map_regularisation of the forward pass."""
+    from glgeo.models import GLNetObjective
+    from glgeo.models.losses import STAGE_TERMS, FocalLoss
+    from glgeo.models.sharing import feature_map_regularisation
+    from glgeo.training import GLNetTask
+
+    image, patches, boxes = tiny_inputs
+    model = build_model("resnet18", 3, "bidirectional").eval()
+    torch.manual_seed(0)
+    tp, tg = torch.randint(0, 3, (4, 64, 64)), torch.randint(0, 3, (1, 64, 64))
+    with torch.no_grad():
+        out = model(image, patches, boxes, mode="g2l")
+        context = model.encode_global(image)
+        local = model.encode_local(patches, boxes, context)
+        assert torch.allclose(out.fmreg, feature_map_regularisation(local.ps3, context.ps3, boxes))
+        focal = FocalLoss(2.0)
+        total, parts = glnet_loss(out, tp, tg, 2, focal=focal, fmreg_weight=0.3)
+        objective = GLNetObjective(2, focal, 0.3)
+        by_terms = [objective.term("local", out.local, tp), objective.term("aggregated", out.aggregated, tp),
+                    objective.term("fmreg", out.fmreg)]
+        assert torch.allclose(total, sum(by_terms)) and parts["fmreg"] == pytest.approx(0.3 * float(out.fmreg))
+    with pytest.raises(InputError, match="stage 1's objective has no 'local' term"):
+        GLNetObjective(1).term("local", out.local, tp)
+    for stage in (1, 2, 3):
+        task = GLNetTask(build_model("resnet18", 2, "bidirectional"), stage, INRIA, lr=1e-3, focal_gamma=2.0, fmreg_weight=0.3)
+        assert task.objective.terms == STAGE_TERMS[stage] and task.objective.focal.gamma == 2.0
+        assert task.objective.fmreg_weight == 0.3 and not hasattr(task, "focal")

@@ -9,7 +9,7 @@ task per scene and runs them
 * on a local cluster of ``workers`` processes started for the run (``workers > 1``);
 * in this process, one scene after the other (``workers=1``: no Dask needed).
 
-Dask (``pip install glgeo[distributed]``) is optional: it is imported only for the first
+Dask (``dask[distributed]``, installed with glgeo) is imported only for the first
 two. Every task
 
 * skips its scene when the outputs already exist: outputs are written atomically (see

@@ -29,7 +29,7 @@ ProgressCallback = Callable[[int, int], None]
 #: How often (seconds) the manifest is rewritten while a run goes on.
 MANIFEST_INTERVAL_S = 30.0
 
-_INSTALL_HINT = "pip install 'glgeo[distributed]'"
+_INSTALL_HINT = "pip install 'dask[distributed]>=2024.1'"
 
 
 def require_distributed() -> Any:

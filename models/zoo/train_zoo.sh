@@ -8,7 +8,7 @@ set -eu
 DATA=${1:?DATA_DIR}; RUNS=${2:?RUNS_DIR}; WHICH=${3:-both}
 HERE=$(cd "$(dirname "$0")" && pwd)
 COMMON=(--mode g2l --backbone resnet18 --pyramid-channels 64 --segmentation-channels 32
-        --focal-gamma 3 --precision bf16-mixed --loader-workers 1)
+        --focal-gamma 3 --precision bf16 --loader-workers 1)
 
 deepglobe() {
   # Train on the six shared train ids, validate on the four crossvali ids (paper's lists).

@@ -1,0 +1,283 @@
+"""Imagery + polygon labels through torchgeo (glgeo.geodata): rasterization on the imagery's
+grid across CRSs, the split by area, each input error, and a real training run on the
+Joplin sample (train, segment the held-out tile, evaluate it against the footprints)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from click.testing import CliRunner
+from rasterio.transform import from_origin
+
+from glgeo.cli.main import cli
+from glgeo.datasets import SampleSpec, nearest_resize
+from glgeo.errors import DatasetError, InputError
+from glgeo.geodata import GeoInputs, GeoScenes, truth_on_grid
+from glgeo.schemes import DEEPGLOBE, INRIA
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
+JOPLIN = DATA / "joplin"
+HELD_OUT = "tile_1361-9136.tif"
+
+X0, Y0 = 366_000.0, 4_104_000.0  # top-left corner of the generated tiles, EPSG:32615 (m)
+
+
+def write_tile(path: Path, left: float, top: float, size: int = 256, res: float = 1.0, count: int = 3,
+               crs: str = "EPSG:32615") -> Path:
+    rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
+    data = rng.integers(0, 255, (count, size, size), dtype=np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=count, dtype="uint8",
+                       crs=crs, transform=from_origin(left, top, res, res)) as dst:
+        dst.write(data)
+    return path
+
+
+def building(x0: float, y0: float, x1: float, y1: float) -> shapely.Geometry:
+    """A box given in metres from the tiles' top-left corner (x right, y down)."""
+    return shapely.box(X0 + x0, Y0 - y1, X0 + x1, Y0 - y0)
+
+
+def write_labels(path: Path, geometries, crs="EPSG:4326", layer=None, **fields) -> Path:
+    frame = gpd.GeoDataFrame(fields, geometry=list(geometries), crs="EPSG:32615")
+    frame = frame.to_crs(crs) if crs else frame.set_crs(None, allow_override=True)
+    frame.to_file(path, layer=layer)
+    return path
+
+
+@pytest.fixture
+def tiles(tmp_path):
+    """Two 256 m tiles side by side (EPSG:32615, 1 m) and footprints in EPSG:4326."""
+    a = write_tile(tmp_path / "a.tif", X0, Y0)
+    b = write_tile(tmp_path / "b.tif", X0 + 256, Y0)
+    # torchgeo draws scenes where the imagery meets the labels' extent: two sheds in the
+    # far corners make that extent the two tiles
+    houses = [building(10, 20, 50, 60), building(100, 100, 140, 120), building(300, 30, 340, 90),
+              building(0, 0, 2, 2), building(510, 254, 512, 256)]
+    labels = write_labels(tmp_path / "houses.gpkg", houses, kind=["building"] * 5, code=[1] * 5)
+    return tmp_path, a, b, labels
+
+
+def test_polygons_in_another_crs_land_on_the_imagery_grid(tiles):
+    _, a, _, labels = tiles
+    with rasterio.open(a) as src:
+        ids = truth_on_grid(labels, INRIA, src.crs, src.transform, (src.height, src.width))
+    expected = np.zeros((256, 256), np.uint8)
+    expected[20:60, 10:50] = 1
+    expected[100:120, 100:140] = 1
+    expected[0:2, 0:2] = 1
+    # reprojected twice (UTM -> degrees -> UTM), the corners move by far less than a pixel
+    assert (ids != expected).sum() == 0
+
+
+def test_a_field_per_class_names_or_numbers_classes(tmp_path):
+    write_tile(tmp_path / "a.tif", X0, Y0)
+    labels = write_labels(tmp_path / "lc.gpkg", [building(0, 0, 100, 256), building(100, 0, 256, 256)],
+                          cover=["forest", "5"])
+    with rasterio.open(tmp_path / "a.tif") as src:
+        ids = truth_on_grid(labels, DEEPGLOBE, src.crs, src.transform, (256, 256), field_name="cover")
+    assert (ids[:, :100] == DEEPGLOBE.by_name("forest").id).all() and (ids[:, 100:] == 5).all()
+
+
+def test_scenes_become_glnet_samples_with_labels_where_the_polygons_are(tiles):
+    folder, a, b, labels = tiles
+    scenes = GeoScenes(GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=128))
+    assert scenes.crs.to_epsg() == 32615 and scenes.res == (1.0, 1.0) and scenes.gsd == 1.0
+    spec = SampleSpec(global_size=64, patch_size=64, with_patches=True, with_scene_label=True)
+    dataset, sampler = scenes.loader_parts(True, spec)
+    query = next(q for q in sampler if q[0].stop <= X0 + 256)  # a scene of tile a
+    sample = dataset[query]
+    assert sample["image"].shape == (3, 64, 64) and sample["label"].shape == (16, 16)
+    assert sample["patches"].shape[1:] == (3, 64, 64) and sample["scene_size"].tolist() == [128, 128]
+    with rasterio.open(a) as src:
+        truth = truth_on_grid(labels, INRIA, src.crs, src.transform, (256, 256))
+        row, col = src.index(query[0].start + 0.5, query[1].stop - 0.5)
+    full = truth[row : row + 128, col : col + 128]
+    assert np.array_equal(sample["scene_label"].numpy(), nearest_resize(full, 32, 32))
+    assert np.array_equal(sample["patch_labels"][0].numpy(), nearest_resize(full[:64, :64], 16, 16))
+
+
+def test_validation_area_never_overlaps_training(tiles):
+    folder, a, b, labels = tiles
+    for rule in ({"val_images": ("b.tif",)}, {"val_bbox": (X0 + 128, Y0 - 256, X0 + 512, Y0)}, {"val_fraction": 0.5}):
+        scenes = GeoScenes(GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=64, **rule))
+        split = scenes.split
+        area = shapely.union_all([shapely.box(*b) for b in split.val_area])
+        train = [shapely.box(*map(float, t.split(": ")[1].split(","))) for t in split.train]
+        assert train and split.val, rule
+        assert all(t.intersection(area).area == 0 for t in train), rule
+        for query in scenes.val_queries():
+            box = shapely.box(query[0].start, query[1].start, query[0].stop, query[1].stop)
+            assert area.buffer(1e-6).contains(box), rule
+        for query in list(scenes.train_sampler())[:20]:
+            box = shapely.box(query[0].start, query[1].start, query[0].stop, query[1].stop)
+            assert box.intersection(area).area == pytest.approx(0, abs=1e-6), rule
+    assert split.to_dict()["kind"] == "geo" and "east" in split.rule
+    with pytest.raises(InputError, match="holds no whole 256 px scene"):
+        GeoScenes(GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=256, val_fraction=0.1))
+
+
+def test_a_label_raster_in_another_crs_and_resolution_works_the_same(tiles):
+    folder, a, _, _ = tiles
+    # the building mask at 2 m in EPSG:4326, Inria's 0/255 encoding
+    with rasterio.open(a) as src:
+        from rasterio.warp import calculate_default_transform, reproject
+
+        transform, width, height = calculate_default_transform(src.crs, "EPSG:4326", 256, 256, *src.bounds)
+        mask = np.zeros((256, 256), np.uint8)
+        mask[20:60, 10:50] = 255
+        out = np.zeros((height, width), np.uint8)
+        reproject(mask, out, src_transform=src.transform, src_crs=src.crs, dst_transform=transform, dst_crs="EPSG:4326")
+    with rasterio.open(folder / "gt.tif", "w", driver="GTiff", width=width, height=height, count=1, dtype="uint8",
+                       crs="EPSG:4326", transform=transform) as dst:
+        dst.write(out[None])
+    scenes = GeoScenes(GeoInputs(images=(str(a),), labels=folder / "gt.tif", scene_size=128))
+    with rasterio.open(a) as src:
+        ids = truth_on_grid(folder / "gt.tif", INRIA, src.crs, src.transform, (256, 256))
+    assert ids.max() == 1 and abs(int((ids == 1).sum()) - 40 * 40) < 200 and scenes.labels.is_raster
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def test_no_overlap_between_imagery_and_labels_is_one_clear_error(tmp_path):
+    write_tile(tmp_path / "a.tif", X0, Y0)
+    far = write_labels(tmp_path / "far.gpkg", [building(5000, 5000, 5050, 5050)])
+    with pytest.raises(DatasetError, match="do not overlap the imagery"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "a.tif"),), labels=far, scene_size=64))
+
+
+def test_a_missing_label_field_lists_the_fields(tiles):
+    folder, a, _, labels = tiles
+    with pytest.raises(DatasetError, match=r"no field 'class'; fields: kind, code"):
+        GeoScenes(GeoInputs(images=(str(a),), labels=labels, label_field="class", scene_size=64))
+
+
+def test_label_values_outside_the_scheme_are_named(tmp_path):
+    write_tile(tmp_path / "a.tif", X0, Y0)
+    labels = write_labels(tmp_path / "x.gpkg", [building(0, 0, 10, 10), building(20, 20, 30, 30)], kind=["building", "church"])
+    with pytest.raises(DatasetError, match=r"holds 'church', not classes of scheme 'inria'"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "a.tif"),), labels=labels, label_field="kind", scene_size=64))
+    numbers = write_labels(tmp_path / "n.gpkg", [building(0, 0, 10, 10)], code=[7])
+    with pytest.raises(DatasetError, match=r"holds 7, not classes"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "a.tif"),), labels=numbers, label_field="code", scene_size=64))
+
+
+def test_labels_without_a_crs_are_refused(tmp_path):
+    write_tile(tmp_path / "a.tif", X0, Y0)
+    labels = write_labels(tmp_path / "nocrs.gpkg", [building(0, 0, 10, 10)], crs=None)
+    with pytest.raises(DatasetError, match="have no CRS"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "a.tif"),), labels=labels, scene_size=64))
+
+
+def test_imagery_with_other_band_counts_is_refused(tmp_path):
+    labels = write_labels(tmp_path / "h.gpkg", [building(0, 0, 10, 10)])
+    write_tile(tmp_path / "gray.tif", X0, Y0, count=1)
+    with pytest.raises(DatasetError, match=r"has 1 band\(s\) but bands \(1, 2, 3\)"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "gray.tif"),), labels=labels, scene_size=64))
+    write_tile(tmp_path / "rgb.tif", X0, Y0, count=3)
+    write_tile(tmp_path / "rgbn.tif", X0 + 256, Y0, count=4)
+    with pytest.raises(DatasetError, match="different band counts"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "rgb*.tif"),), labels=labels, scene_size=64))
+
+
+def test_scene_larger_than_the_area_and_bad_rules_are_input_errors(tiles):
+    folder, a, _, labels = tiles
+    with pytest.raises(InputError, match="no training area holds a 512 px scene"):
+        GeoScenes(GeoInputs(images=(str(a),), labels=labels, scene_size=512))
+    with pytest.raises(InputError, match="match none of the images"):
+        GeoScenes(GeoInputs(images=(str(a),), labels=labels, scene_size=64, val_images=("zz.tif",)))
+    with pytest.raises(InputError, match="one validation rule"):
+        GeoInputs(images=(str(a),), labels=labels, val_fraction=0.2, val_images=("a.tif",))
+
+
+def test_cli_reports_input_errors_as_one_line(tiles, tmp_path):
+    folder, a, _, labels = tiles
+    result = CliRunner().invoke(cli, ["-q", "train", "--images", str(a), "--labels", str(labels), "--label-field", "nope",
+                                      "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "no field 'nope'" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(cli, ["-q", "train", "--images", str(a), "--dataset", "inria", "--root", str(folder),
+                                      "--labels", str(labels), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "not both" in result.output
+
+
+# ------------------------------------------------------------------------- Joplin
+
+
+@pytest.fixture(scope="module")
+def joplin_run(tmp_path_factory):
+    if not (JOPLIN / "footprints.geojson").is_file():
+        pytest.skip(f"Joplin sample not found at {JOPLIN} (set GLGEO_SAMPLE_DATA)")
+    out = tmp_path_factory.mktemp("joplin") / "run"
+    result = CliRunner().invoke(cli, [
+        "-q", "train", "--images", str(JOPLIN / "*.tif"), "--labels", str(JOPLIN / "footprints.geojson"),
+        "--val-images", HELD_OUT, "--scale", "0.25", "--scene-size", "128", "--out", str(out),
+        "--mode", "g2l", "--backbone", "resnet18", "--pyramid-channels", "32", "--segmentation-channels", "16",
+        "--global-size", "64", "--patch-size", "128", "--batch-size", "2", "--sub-batch", "2", "--loader-workers", "0",
+        "--limit-train-batches", "2", "--limit-val-batches", "2", "--epochs", "1", "--lr", "1e-3", "--precision", "fp32",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_joplin_trains_on_three_crs_inputs_with_a_held_out_tile(joplin_run):
+    from glgeo.models import load_checkpoint
+
+    out, output = joplin_run
+    assert f"validated on 4 scene(s) of images {HELD_OUT}" in output
+    ck = load_checkpoint(out / "model.pt")
+    training = ck.metadata["training"]
+    assert training["dataset"] == "geo" and training["stage"] == 2 and ck.mode == "g2l"
+    assert ck.gsd == pytest.approx(2.4) and ck.scheme.name == "inria"
+    split = training["split"]
+    assert split == json.loads((out / "split.json").read_text())
+    assert split["crs"] == "EPSG:26915" and split["res"] == [2.4, 2.4] and split["rule"] == f"images {HELD_OUT}"
+    # the EPSG:4326 post-tornado tile trains, warped; the held-out tile never does
+    trained = {entry.split(":")[0] for entry in split["train"]}
+    assert trained == {"post_tile_31500-5137.tif", "tile_337-10160.tif", "tile_337-9136.tif"}
+    assert {entry.split(":")[0] for entry in split["val"]} == {HELD_OUT}
+    with rasterio.open(JOPLIN / HELD_OUT) as src:
+        held = shapely.box(*src.bounds)
+    for entry in split["train"]:
+        assert shapely.box(*map(float, entry.split(": ")[1].split(","))).intersection(held).area == 0
+
+
+def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin_run, tmp_path):
+    out, _ = joplin_run
+    pred = tmp_path / "buildings.tif"
+    result = CliRunner().invoke(cli, ["-q", "segment", str(JOPLIN / HELD_OUT), "--out", str(pred), "--model",
+                                      str(out / "model.pt"), "--device", "cpu", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(pred) as p, rasterio.open(JOPLIN / HELD_OUT) as src:
+        assert p.crs == src.crs and p.transform.almost_equals(src.transform) and (p.width, p.height) == (1024, 1024)
+        assert set(np.unique(p.read(1)).tolist()) <= {0, 1}
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--images", str(JOPLIN / HELD_OUT),
+                                      "--labels", str(JOPLIN / "footprints.geojson"), "--device", "cpu",
+                                      "--precision", "fp32", "--json", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert [i["name"] for i in report["images"]] == [Path(HELD_OUT).stem] and report["pixels"] == 1024 * 1024
+    # the footprints cover about 7 % of the tile: a score of the real labels, not of an empty truth
+    building_share = np.array(report["confusion_matrix"])[1].sum() / report["pixels"]
+    assert 0.03 < building_share < 0.15 and 0.0 <= report["building_iou"] <= 1.0
+
+
+# ------------------------------------------------------------------------- one vocabulary
+
+
+def test_training_takes_the_precision_names_segment_takes():
+    from glgeo.training import LIGHTNING_PRECISION, TrainSettings, training_precision
+
+    assert training_precision("fp32", "cpu") == "fp32" and LIGHTNING_PRECISION["bf16"] == "bf16-mixed"
+    with pytest.raises(InputError, match="fp16 needs a CUDA device"):
+        training_precision("fp16", "cpu")
+    with pytest.raises(InputError, match="unknown precision '32-true'; use auto, fp32, bf16 or fp16"):
+        TrainSettings(out=Path("run"), precision="32-true")
