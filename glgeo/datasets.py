@@ -699,11 +699,6 @@ class _FileScene:
         return self._ids(out_shape=(height, width))
 
 
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """A scene's size once read at ``scale`` of its resolution."""
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:
     if max(bands) > src.count:
         raise DatasetError(
