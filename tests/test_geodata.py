@@ -261,7 +261,7 @@ def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin_run, 
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--images", str(JOPLIN / HELD_OUT),
                                       "--labels", str(JOPLIN / "footprints.geojson"), "--device", "cpu",
-                                      "--precision", "fp32", "--json", str(report_path)])
+                                      "--precision", "fp32", "-o", str(report_path)])
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())
     assert [i["name"] for i in report["images"]] == [Path(HELD_OUT).stem] and report["pixels"] == 1024 * 1024
