@@ -135,7 +135,7 @@ def test_every_output_says_where_it_came_from(tmp_path, scene, checkpoint):
         "GLGEO_PRECISION": "fp32",
         "GLGEO_READING_SCALE": "1",
         "GLGEO_READING_GSD_M": "0.5",
-        "GLGEO_BLEND": "sum",
+        "GLGEO_BLEND": "taper",
     }
     for raster in (out, scores):
         with rasterio.open(raster) as src:
