@@ -526,6 +526,11 @@ class SampleSpec:
         scale: read scenes at this fraction of their resolution (``0.25``: a 2448 px scene
             becomes 612 px; patches are cut from the resampled scene). ``1`` is the paper's
             setting; smaller values make short CPU runs possible.
+        crop_jitter: scale jitter: each sample is a random window of the scene whose
+            sides are a fraction drawn uniformly from ``[1 - crop_jitter, 1]`` of the
+            scene's (same aspect), read as if it were the whole scene, so the global image
+            (always ``global_size``) sees the ground up to ``1 / (1 - crop_jitter)`` times
+            finer. ``0``: the whole scene.
     """
 
     global_size: int = 508
@@ -535,10 +540,13 @@ class SampleSpec:
     augment: bool = False
     bands: tuple[int, int, int] = (1, 2, 3)
     scale: float = 1.0
+    crop_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.scale <= 1:
             raise InputError(f"scene scale must be in (0, 1], got {self.scale}")
+        if not 0 <= self.crop_jitter < 1:
+            raise InputError(f"crop (scale) jitter must be in [0, 1), got {self.crop_jitter}")
         if self.global_size < 32 or self.patch_size < 64:
             raise InputError(f"global size {self.global_size} / patch size {self.patch_size} too small; use >= 32 / >= 64")
         if len(self.bands) != 3:
@@ -577,6 +585,18 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
             return FlipRotate()
         return FlipRotate(hflip=bool(torch.randint(2, ()).item()), k=int(torch.randint(4, ()).item()))
 
+    def draw_window(self, height: int, width: int) -> Window:
+        """The part of a ``height x width`` scene (file pixels) a sample covers: the whole
+        scene, or with ``crop_jitter`` a random window of the same aspect (torch's generator)."""
+        jitter = self.spec.crop_jitter
+        if jitter <= 0:
+            return Window(0, 0, width, height)
+        side = 1.0 - jitter * float(torch.rand(()))
+        h, w = max(1, round(height * side)), max(1, round(width * side))
+        top = int(torch.randint(height - h + 1, ()))
+        left = int(torch.randint(width - w + 1, ()))
+        return Window(left, top, w, h)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         pair = self.collection.scenes[index]
         spec = self.spec
@@ -585,25 +605,35 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
         sample: dict[str, torch.Tensor] = {"index": torch.tensor(index), "transform": torch.tensor([tf.hflip, tf.k])}
         with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
             _check_bands(img, spec.bands, pair)
-            height, width = scaled_size(img.height, img.width, spec.scale)
-            image = img.read(list(spec.bands), out_shape=(3, g, g), resampling=Resampling.bilinear)
-            label = read_mask_ids(msk, self.collection.scheme, out_shape=(gq, gq), rgb_threshold=self.collection.rgb_threshold)
+            area = self.draw_window(img.height, img.width)
+            whole = area == Window(0, 0, img.width, img.height)
+            region = None if whole else area
+            height, width = scaled_size(int(area.height), int(area.width), spec.scale)
+            image = img.read(list(spec.bands), window=region, out_shape=(3, g, g), resampling=Resampling.bilinear)
+            label = read_mask_ids(
+                msk, self.collection.scheme, window=region, out_shape=(gq, gq), rgb_threshold=self.collection.rgb_threshold
+            )
             sample["image"] = torch.from_numpy(_as_tensor_dtype(tf.apply(image)))
             sample["label"] = torch.from_numpy(tf.apply(label))
             if spec.with_patches:
-                self._add_patches(sample, img, msk, tf, height, width)
+                self._add_patches(sample, img, msk, tf, height, width, area)
             if spec.with_scene_label:
                 sq = (logits_size(height), logits_size(width))
-                scene_label = read_mask_ids(msk, self.collection.scheme, out_shape=sq, rgb_threshold=self.collection.rgb_threshold)
+                scene_label = read_mask_ids(
+                    msk, self.collection.scheme, window=region, out_shape=sq, rgb_threshold=self.collection.rgb_threshold
+                )
                 sample["scene_label"] = torch.from_numpy(tf.apply(scene_label))
         return sample
 
-    def _add_patches(self, sample: dict, img: Any, msk: Any, tf: FlipRotate, height: int, width: int) -> None:
+    def _add_patches(
+        self, sample: dict, img: Any, msk: Any, tf: FlipRotate, height: int, width: int, area: Window
+    ) -> None:
         boxes = patch_grid(height, width, self.spec.patch_size)
         patches, labels = [], []
+        # the sample's scene is ``area`` of the file, read at ``scale``
+        sy, sx = area.height / height, area.width / width
         for top, left, h, w in boxes:
-            s = self.spec.scale
-            window = Window(left / s, top / s, w / s, h / s)
+            window = Window(area.col_off + left * sx, area.row_off + top * sy, w * sx, h * sy)
             patch = img.read(list(self.spec.bands), window=window, out_shape=(3, int(h), int(w)), resampling=Resampling.bilinear)
             ids = read_mask_ids(
                 msk, self.collection.scheme, window=window, out_shape=(int(h), int(w)), rgb_threshold=self.collection.rgb_threshold
@@ -651,3 +681,44 @@ def collate_scenes(samples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
         else:
             batch[key] = values
     return batch
+
+
+# --------------------------------------------------------------------------- class balance
+
+
+def class_shares(collection: SceneCollection, size: int = 64) -> np.ndarray:
+    """Each scene's share of pixels per class, ``(scenes, classes)``, from its mask read at
+    ``size x size`` (nearest; nodata pixels left out, a scene without data is all zeros)."""
+    n = collection.scheme.n_classes
+    shares = np.zeros((len(collection), n), dtype=np.float64)
+    for i, pair in enumerate(collection.scenes):
+        with open_raster(pair.mask) as msk:
+            ids = read_mask_ids(msk, collection.scheme, out_shape=(size, size), rgb_threshold=collection.rgb_threshold)
+        counts = np.bincount(ids[ids < n].ravel(), minlength=n)[:n].astype(np.float64)
+        if counts.sum() > 0:
+            shares[i] = counts / counts.sum()
+    return shares
+
+
+def balanced_weights(shares: np.ndarray, power: float) -> np.ndarray:
+    """Sampling weights of scenes that favour rare classes (class-balanced sampling).
+
+    A scene's weight is ``sum_c share[c] * freq[c] ** -power``: ``freq`` is each class's
+    share of all pixels (classes absent everywhere are left out). ``power`` 0 weighs every
+    scene alike; 1 gives every class the same expected share of the sampled pixels when
+    scenes hold one class each. Returned normalised to sum to 1.
+
+    Raises:
+        InputError: a negative power, or no labelled pixel in any scene.
+    """
+    if power < 0:
+        raise InputError(f"the class-balance power must be >= 0, got {power}")
+    freq = shares.sum(axis=0)
+    if not freq.sum() > 0:
+        raise InputError("class-balanced sampling needs labelled pixels; every training mask is nodata")
+    freq = freq / freq.sum()
+    factor = np.where(freq > 0, np.power(np.where(freq > 0, freq, 1.0), -power), 0.0)
+    weights = shares @ factor
+    if not weights.sum() > 0:
+        weights = np.ones(len(shares))
+    return weights / weights.sum()

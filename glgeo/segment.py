@@ -197,6 +197,37 @@ def reading_scale(checkpoint, info: SceneInfo) -> float:
     return scale
 
 
+#: A global-only model warns when a scene's global image is this many times coarser (or
+#: finer) than the global images it was trained on.
+GLOBAL_RESOLUTION_FACTOR = 2.0
+
+
+def global_resolution_warning(checkpoint, info: SceneInfo, mode: str, global_size: int) -> str | None:
+    """Why a model run in ``global`` mode may do poorly on this scene, or ``None``.
+
+    The global branch sees the whole scene as one ``global_size`` image, so its pixels are
+    ``scene extent / global_size`` on the ground whatever the scene's own resolution. A
+    global-only model trained on scenes of one size (``metadata.training.global_gsd_m``)
+    does well only on scenes of a similar extent; far larger scenes come out coarse, far
+    smaller ones over-smoothed. Needs the scene's ground sample distance (georeferenced
+    scenes in a projected or geographic CRS).
+    """
+    training = checkpoint.metadata.get("training")
+    trained = training.get("global_gsd_m") if isinstance(training, dict) else None
+    if mode != "global" or info.gsd is None or not isinstance(trained, (int, float)) or not trained > 0:
+        return None
+    seen = max(info.width, info.height) * info.gsd / global_size
+    if seen > trained * GLOBAL_RESOLUTION_FACTOR or seen < trained / GLOBAL_RESOLUTION_FACTOR:
+        extent_km = trained * global_size / 1000
+        return (
+            f"{info.path}: this model predicts from one {global_size} px image of the whole scene, "
+            f"here {seen:.3g} m per pixel; it was trained on scenes of about {extent_km:.2g} km "
+            f"({trained:.3g} m per pixel): cut the scene into tiles of about {extent_km:.2g} km, "
+            "or use a model with a local branch"
+        )
+    return None
+
+
 def segment(
     scene: str | os.PathLike,
     out: str | os.PathLike,
@@ -275,6 +306,9 @@ def segment(
             )
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
+    warning = global_resolution_warning(checkpoint, info, settings.mode, settings.global_size or checkpoint.global_size)
+    if warning:
+        log.warning(warning)
     engine = StreamingSegmenter(
         checkpoint.model,
         settings,
