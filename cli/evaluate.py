@@ -43,6 +43,7 @@ def _scheme(value: str):
                    "The model reads scenes at its own training scale either way.")
 @click.option("--mode", type=click.Choice(["global", "local", "g2l", "bidirectional"]), default=None,
               help="GLNet mode to score (e.g. global for the global branch alone). Default: the model's own.")
+@click.option("--tta", is_flag=True, help="With --model: test-time augmentation, as in glgeo segment --tta.")
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -51,7 +52,7 @@ def _scheme(value: str):
               help="Also write the report as JSON here.")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, split_file, val_cities, split_seed, part,
-             scale, mode, device, precision, batch_size, json_path) -> None:
+             scale, mode, tta, device, precision, batch_size, json_path) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -73,6 +74,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
         check_output_path(json_path, overwrite=True)
     show = progress_enabled(ctx)
     if model is None:
+        if tta:
+            raise click.UsageError("--tta needs --model: it changes how the model predicts, not how rasters compare")
         if not preds:
             raise click.UsageError("give --pred/--truth pairs, or --model with --dataset and --root")
         if len(preds) != len(truths):
@@ -107,7 +110,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, spli
         bar_context = click.progressbar(length=len(names), label="evaluating", file=sys.stderr)
         with bar_context if show else contextlib.nullcontext() as bar:
             progress = (lambda done, total: bar.update(done - bar.pos)) if bar is not None else None
-            report = evaluate_model(model, collection, names, settings, scale=scale, progress=progress)
+            report = evaluate_model(model, collection, names, settings, scale=scale, progress=progress, tta=tta)
     click.echo(report.table())
     if json_path is not None:
         with atomic_path(json_path) as tmp:

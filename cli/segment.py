@@ -46,6 +46,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     default=None,
     help="GLNet mode. Default: the model's own.",
 )
+@click.option("--tta", is_flag=True,
+              help="Test-time augmentation: average the 8 flips/rotations of the global image (global mode; 8x its cost).")
 @click.option("--coarse-to-fine", is_flag=True, help="Binary models: run the local branch only inside the global branch's relaxed foreground box.")
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
@@ -81,6 +83,7 @@ def segment(
     model: str,
     bands: tuple[int, ...] | None,
     mode: str | None,
+    tta: bool,
     coarse_to_fine: bool,
     patch_size: int | None,
     overlap: int,
@@ -133,6 +136,8 @@ def segment(
         compile=compile_,
     )
     if batch.wanted(scenes):
+        if tta:
+            raise click.UsageError("--tta segments one scene per command for now; run glgeo segment SCENE -o OUT --tta per scene")
         from .batch import run_batch_from_cli
 
         run_batch_from_cli(
@@ -157,6 +162,7 @@ def segment(
             overwrite=overwrite,
             output_options=OutputOptions(cog=not no_cog),
             progress=progress,
+            tta=tta,
         )
 
     result = summary.to_dict()

@@ -240,6 +240,7 @@ def segment(
     overwrite: bool = False,
     output_options: OutputOptions = OutputOptions(),
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> SegmentSummary:
     """Segment a scene with GLNet into a class raster on the scene's own grid.
 
@@ -260,6 +261,9 @@ def segment(
         overwrite: replace existing outputs.
         output_options: tiling, compression and COG conversion of the outputs.
         progress: ``progress(done, total)`` as patches are processed.
+        tta: test-time augmentation: the prediction averaged over the eight flips and
+            quarter turns of the global image (:mod:`glgeo.tta`; ``global`` mode only,
+            eight times the global branch's cost).
 
     Returns:
         A :class:`SegmentSummary` with class areas in map units and timings.
@@ -309,8 +313,13 @@ def segment(
     warning = global_resolution_warning(checkpoint, info, settings.mode, settings.global_size or checkpoint.global_size)
     if warning:
         log.warning(warning)
+    network = checkpoint.model
+    if tta:
+        from .tta import FlipRotateTTA
+
+        network = FlipRotateTTA(network)
     engine = StreamingSegmenter(
-        checkpoint.model,
+        network,
         settings,
         patch_size=checkpoint.patch_size,
         global_size=checkpoint.global_size,
