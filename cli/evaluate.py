@@ -45,6 +45,7 @@ def _scheme(value: str):
                    "The model reads scenes at its own training scale either way.")
 @click.option("--mode", type=click.Choice(["global", "local", "g2l", "bidirectional"]), default=None,
               help="GLNet mode to score (e.g. global for the global branch alone). Default: the model's own.")
+@click.option("--tta", is_flag=True, help="With --model: test-time augmentation, as in glgeo segment --tta.")
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -54,7 +55,7 @@ def _scheme(value: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table (as segment --json).")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, images, labels, label_field, layer, split_file,
-             val_cities, split_seed, part, scale, mode, device, precision, batch_size, json_path, as_json) -> None:
+             val_cities, split_seed, part, scale, mode, tta, device, precision, batch_size, json_path, as_json) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -80,6 +81,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
     if json_path is not None:
         check_output_path(json_path, overwrite=True)
     if model is None:
+        if tta:
+            raise click.UsageError("--tta needs --model: it changes how the model predicts, not how rasters compare")
         if not preds:
             raise click.UsageError("give --pred/--truth pairs, or --model with --dataset and --root or with --images and --labels")
         if len(preds) != len(truths):
@@ -101,6 +104,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             raise click.UsageError("give --model with either --images/--labels or --dataset/--root, not both")
         if not images or labels is None:
             raise click.UsageError("--images and --labels go together")
+        if tta:
+            raise click.UsageError("--tta works with --dataset/--root; it is not available with --images")
         if scale != 1.0 or scheme is not None:
             raise click.UsageError("--scale and --scheme do not apply to --images: the model's own scheme and resolution are used")
         from glgeo.evaluate import evaluate_imagery
@@ -134,7 +139,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             raise InputError(f"the {part} part of the split is empty; choose another --part or split")
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress:
-            report = evaluate_model(model, collection, names, settings, scale=scale, progress=progress)
+            report = evaluate_model(model, collection, names, settings, scale=scale, progress=progress, tta=tta)
     if json_path is not None:
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=1))

@@ -61,6 +61,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     default=None,
     help="GLNet mode. Default: the model's own.",
 )
+@click.option("--tta", is_flag=True,
+              help="Test-time augmentation: average the 8 flips/rotations of the global image (global mode; 8x its cost).")
 @click.option("--coarse-to-fine", is_flag=True, help="Binary models: run the local branch only inside the global branch's relaxed foreground box.")
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
@@ -116,6 +118,7 @@ def segment(
     model: str,
     bands: tuple[int, ...] | None,
     mode: str | None,
+    tta: bool,
     coarse_to_fine: bool,
     patch_size: int | None,
     overlap: int,
@@ -184,6 +187,8 @@ def segment(
     )
     output_options = OutputOptions(cog=not no_cog, format=driver, creation_options=creation_options)
     if batch.wanted(scenes):
+        if tta:
+            raise click.UsageError("--tta segments one scene per command for now; run glgeo segment SCENE -o OUT --tta per scene")
         from .batch import run_batch_from_cli
 
         if aoi is not None or bounds:
@@ -213,6 +218,7 @@ def segment(
             progress=progress,
             aoi=aoi,
             bounds=bounds or None,
+            tta=tta,
         )
 
     result = summary.to_dict()

@@ -98,6 +98,18 @@ def _scheme(value: str | None):
               help="The images' red, green, blue bands (1-based, rio's --bidx).")
 @click.option("--input-range", default="0,255", show_default=True, help="Raw values mapped to 0 and 1.")
 @click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
+@click.option("--color-jitter", type=float, default=0.0, show_default=True,
+              help="Brightness, contrast and saturation jitter of training scenes: factors in 1 +- this.")
+@click.option("--crop-jitter", type=float, default=0.0, show_default=True,
+              help="Scale jitter: train on random windows of 1 - this to 1 of a scene's side, read as whole scenes.")
+@click.option("--balance", type=float, default=0.0, show_default=True,
+              help="Class-balanced sampling power: 0 every scene once per epoch, 1 strongly favour scenes of rare classes.")
+@click.option("--gsd", type=float, default=None,
+              help="Metres per pixel of the images when their georeferencing does not say (DeepGlobe 256 px copies: 4.78).")
+@click.option("--holdout-share", type=float, default=0.0, show_default=True,
+              help="Share of the validation scenes moved to the test part: never used to choose checkpoints.")
+@click.option("--holdout-scenes", default=None,
+              help="Validation scenes (comma-separated) moved to the test part, to be reported on.")
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Read scenes at this fraction of their resolution (quick CPU runs; the paper uses 1).")
 @click.option("--accelerator", default="auto", show_default=True, help="Lightning accelerator: auto, cpu, gpu.")
@@ -113,7 +125,8 @@ def _scheme(value: str | None):
 def train(ctx: click.Context, kind, root, images, labels, label_field, layer, crs, res, scene_size, scenes_per_epoch,
           val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
-          fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment, scale,
+          fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment,
+          color_jitter, crop_jitter, balance, gsd, holdout_share, holdout_scenes, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
     """Train GLNet on a dataset, in the paper's stages.
 
@@ -185,6 +198,12 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         input_range=(low, high),
         augment=not no_augment,
         scale=scale,
+        gsd=gsd,
+        color_jitter=color_jitter,
+        crop_jitter=crop_jitter,
+        balance=balance,
+        holdout_share=holdout_share,
+        holdout_scenes=tuple(n.strip() for n in (holdout_scenes or "").split(",") if n.strip()),
     )
     settings = TrainSettings(
         out=out,
@@ -220,7 +239,8 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         click.echo(f"trained on {len(split.train)} area(s) of {', '.join(sorted({t.split(':')[0] for t in split.train}))} "
                    f"({split.crs}, {split.res[0]:g} per pixel), validated on {len(split.val)} scene(s) of {split.rule}")
     else:
-        click.echo(f"trained {len(result.split.train)} scenes, validated on {len(result.split.val)}")
+        held = f", {len(result.split.test)} held out (test part of {out / 'split.json'})" if result.split.test else ""
+        click.echo(f"trained {len(result.split.train)} scenes, validated on {len(result.split.val)}{held}")
     for s in result.stages:
         miou = "-" if s.best_miou is None else f"{100 * s.best_miou:.2f}"
         loss = "-" if s.first_loss is None else f"{s.first_loss:.4f} -> {s.last_loss:.4f}"

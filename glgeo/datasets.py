@@ -48,7 +48,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ContextManager, Iterable, Literal, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Literal, Sequence
 
 import numpy as np
 import rasterio
@@ -541,6 +541,11 @@ class SampleSpec:
         scale: read scenes at this fraction of their resolution (``0.25``: a 2448 px scene
             becomes 612 px; patches are cut from the resampled scene). ``1`` is the paper's
             setting; smaller values make short CPU runs possible.
+        crop_jitter: scale jitter: each sample is a random window of the scene whose
+            sides are a fraction drawn uniformly from ``[1 - crop_jitter, 1]`` of the
+            scene's (same aspect), read as if it were the whole scene, so the global image
+            (always ``global_size``) sees the ground up to ``1 / (1 - crop_jitter)`` times
+            finer. ``0``: the whole scene.
     """
 
     global_size: int = 508
@@ -550,10 +555,13 @@ class SampleSpec:
     augment: bool = False
     bands: tuple[int, int, int] = (1, 2, 3)
     scale: float = 1.0
+    crop_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.scale <= 1:
             raise InputError(f"scene scale must be in (0, 1], got {self.scale}")
+        if not 0 <= self.crop_jitter < 1:
+            raise InputError(f"crop (scale) jitter must be in [0, 1), got {self.crop_jitter}")
         if self.global_size < 32 or self.patch_size < 64:
             raise InputError(f"global size {self.global_size} / patch size {self.patch_size} too small; use >= 32 / >= 64")
         if len(self.bands) != 3:
@@ -592,11 +600,23 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
             return FlipRotate()
         return FlipRotate(hflip=bool(torch.randint(2, ()).item()), k=int(torch.randint(4, ()).item()))
 
+    def draw_window(self, height: int, width: int) -> Window:
+        """The part of a ``height x width`` scene (file pixels) a sample covers: the whole
+        scene, or with ``crop_jitter`` a random window of the same aspect (torch's generator)."""
+        jitter = self.spec.crop_jitter
+        if jitter <= 0:
+            return Window(0, 0, width, height)
+        side = 1.0 - jitter * float(torch.rand(()))
+        h, w = max(1, round(height * side)), max(1, round(width * side))
+        top = int(torch.randint(height - h + 1, ()))
+        left = int(torch.randint(width - w + 1, ()))
+        return Window(left, top, w, h)
+
     def open_scene(self, index: Any) -> "ContextManager[Any]":
         """A reader of scene ``index``: ``height``/``width`` (at the spec's scale) and
         ``global_image``, ``global_label``, ``patch``, ``scene_label`` (see
         :class:`_FileScene`). :class:`glgeo.geodata.GeoSceneDataset` reads through torchgeo."""
-        return _FileScene(self.collection, self.collection.scenes[index], self.spec)
+        return _FileScene(self.collection, self.collection.scenes[index], self.spec, self.draw_window)
 
     def __getitem__(self, index: Any) -> dict[str, torch.Tensor]:
         spec = self.spec
@@ -650,9 +670,17 @@ class _FileScene:
         collection: the collection (scheme, RGB threshold).
         pair: the scene's files.
         spec: bands and scale.
+        draw_area: ``draw_area(height, width)``: the window of the file (in its pixels) the
+            sample covers (crop jitter); ``None``: the whole file.
     """
 
-    def __init__(self, collection: SceneCollection, pair: ScenePair, spec: SampleSpec) -> None:
+    def __init__(
+        self,
+        collection: SceneCollection,
+        pair: ScenePair,
+        spec: SampleSpec,
+        draw_area: Callable[[int, int], Window] | None = None,
+    ) -> None:
         self.collection = collection
         self.spec = spec
         self.img = open_raster(pair.image)
@@ -662,7 +690,10 @@ class _FileScene:
         except Exception:
             self.close()
             raise
-        self.height, self.width = scaled_size(self.img.height, self.img.width, spec.scale)
+        whole = Window(0, 0, self.img.width, self.img.height)
+        self.area = whole if draw_area is None else draw_area(self.img.height, self.img.width)
+        self._region = None if self.area == whole else self.area
+        self.height, self.width = scaled_size(int(self.area.height), int(self.area.width), spec.scale)
 
     def __enter__(self) -> "_FileScene":
         return self
@@ -680,23 +711,26 @@ class _FileScene:
         return read_mask_ids(self.msk, self.collection.scheme, rgb_threshold=self.collection.rgb_threshold, **kwargs)
 
     def global_image(self, size: int) -> np.ndarray:
-        """The whole scene decimated to ``size`` x ``size`` (bilinear), raw values."""
-        return self.img.read(list(self.spec.bands), out_shape=(3, size, size), resampling=Resampling.bilinear)
+        """The scene decimated to ``size`` x ``size`` (bilinear), raw values."""
+        return self.img.read(
+            list(self.spec.bands), window=self._region, out_shape=(3, size, size), resampling=Resampling.bilinear
+        )
 
     def global_label(self, size: int) -> np.ndarray:
-        """The whole mask as class ids at ``size`` x ``size`` (nearest)."""
-        return self._ids(out_shape=(size, size))
+        """The scene's mask as class ids at ``size`` x ``size`` (nearest)."""
+        return self._ids(window=self._region, out_shape=(size, size))
 
     def patch(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """The patch at ``(top, left)`` of the scene at the spec's scale: image and ids."""
-        s = self.spec.scale
-        window = Window(left / s, top / s, width / s, height / s)
+        area = self.area
+        sy, sx = area.height / self.height, area.width / self.width
+        window = Window(area.col_off + left * sx, area.row_off + top * sy, width * sx, height * sy)
         image = self.img.read(list(self.spec.bands), window=window, out_shape=(3, height, width), resampling=Resampling.bilinear)
         return image, self._ids(window=window, out_shape=(height, width))
 
     def scene_label(self, height: int, width: int) -> np.ndarray:
-        """The whole mask as class ids at ``height`` x ``width`` (nearest)."""
-        return self._ids(out_shape=(height, width))
+        """The scene's mask as class ids at ``height`` x ``width`` (nearest)."""
+        return self._ids(window=self._region, out_shape=(height, width))
 
 
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:
@@ -728,3 +762,44 @@ def collate_scenes(samples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
         else:
             batch[key] = values
     return batch
+
+
+# --------------------------------------------------------------------------- class balance
+
+
+def class_shares(collection: SceneCollection, size: int = 64) -> np.ndarray:
+    """Each scene's share of pixels per class, ``(scenes, classes)``, from its mask read at
+    ``size x size`` (nearest; nodata pixels left out, a scene without data is all zeros)."""
+    n = collection.scheme.n_classes
+    shares = np.zeros((len(collection), n), dtype=np.float64)
+    for i, pair in enumerate(collection.scenes):
+        with open_raster(pair.mask) as msk:
+            ids = read_mask_ids(msk, collection.scheme, out_shape=(size, size), rgb_threshold=collection.rgb_threshold)
+        counts = np.bincount(ids[ids < n].ravel(), minlength=n)[:n].astype(np.float64)
+        if counts.sum() > 0:
+            shares[i] = counts / counts.sum()
+    return shares
+
+
+def balanced_weights(shares: np.ndarray, power: float) -> np.ndarray:
+    """Sampling weights of scenes that favour rare classes (class-balanced sampling).
+
+    A scene's weight is ``sum_c share[c] * freq[c] ** -power``: ``freq`` is each class's
+    share of all pixels (classes absent everywhere are left out). ``power`` 0 weighs every
+    scene alike; 1 gives every class the same expected share of the sampled pixels when
+    scenes hold one class each. Returned normalised to sum to 1.
+
+    Raises:
+        InputError: a negative power, or no labelled pixel in any scene.
+    """
+    if power < 0:
+        raise InputError(f"the class-balance power must be >= 0, got {power}")
+    freq = shares.sum(axis=0)
+    if not freq.sum() > 0:
+        raise InputError("class-balanced sampling needs labelled pixels; every training mask is nodata")
+    freq = freq / freq.sum()
+    factor = np.where(freq > 0, np.power(np.where(freq > 0, freq, 1.0), -power), 0.0)
+    weights = shares @ factor
+    if not weights.sum() > 0:
+        weights = np.ones(len(shares))
+    return weights / weights.sum()

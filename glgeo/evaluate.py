@@ -59,12 +59,15 @@ class ImageResult:
         pixels: truth pixels counted.
         miou: the image's own mIoU (the report's mIoU pools all images' pixels).
         seconds: inference time (model evaluation only).
+        iou: the image's own IoU per class (NaN where the class is neither in its truth
+            nor in its prediction), for the spread of a class's IoU across images.
     """
 
     name: str
     pixels: int
     miou: float
     seconds: float | None = None
+    iou: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,9 @@ class EvaluationReport:
             **self.scores.to_dict(),
             "model": self.model,
             "images": [
-                {"name": i.name, "pixels": i.pixels, "miou": nan(i.miou), "seconds": i.seconds} for i in self.images
+                {"name": i.name, "pixels": i.pixels, "miou": nan(i.miou), "seconds": i.seconds,
+                 "iou": {c: nan(float(v)) for c, v in zip(self.scores.scheme.names, i.iou)}}
+                for i in self.images
             ],
             "seconds_per_image": self.seconds_per_image,
             "peak_memory_mb": self.peak_memory_mb,
@@ -164,8 +169,9 @@ def compare_rasters(
     return total
 
 
-def _image_miou(confusion: np.ndarray, scheme: ClassScheme) -> float:
-    return SegmentationScores(confusion, scheme).miou
+def _image_result(name: str, confusion: np.ndarray, scheme: ClassScheme, seconds: float | None = None) -> ImageResult:
+    scores = SegmentationScores(confusion, scheme)
+    return ImageResult(name, int(confusion.sum()), scores.miou, seconds, tuple(float(v) for v in scores.iou))
 
 
 def prediction_scheme(pred: str | os.PathLike) -> ClassScheme | None:
@@ -221,7 +227,7 @@ def evaluate_rasters(
     for i, (pred, truth) in enumerate(pairs):
         cm = compare_rasters(pred, truth, scheme, truth_encoding, rgb_threshold)
         acc.add(cm)
-        images.append(ImageResult(Path(pred).stem, int(cm.sum()), _image_miou(cm, scheme)))
+        images.append(_image_result(Path(pred).stem, cm, scheme))
         if progress is not None:
             progress(i + 1, len(pairs))
     return EvaluationReport(acc.scores(), tuple(images))
@@ -271,6 +277,7 @@ def evaluate_model(
     settings: Any = None,
     scale: float = 1.0,
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> EvaluationReport:
     """Segment each named scene with ``glgeo.segment`` and score it against its mask.
 
@@ -286,6 +293,7 @@ def evaluate_model(
             quarter-resolution copies as they are, and on full-resolution scenes through
             its working grid, scored on the masks' own grid.
         progress: ``progress(done, total)`` per scene.
+        tta: test-time augmentation (``glgeo.segment``'s ``tta``; global mode only).
 
     Raises:
         CheckpointError: the model's class count does not fit the dataset's scheme.
@@ -326,11 +334,11 @@ def evaluate_model(
                 scene, truth, encoding = pair.image, pair.mask, "mask"
             out = folder / f"{name}_pred.tif"
             start = time.perf_counter()
-            segment(scene, out, model=checkpoint, settings=run_settings, overwrite=True)
+            segment(scene, out, model=checkpoint, settings=run_settings, overwrite=True, tta=tta)
             seconds = time.perf_counter() - start
             cm = compare_rasters(out, truth, scheme, encoding, collection.rgb_threshold)
             acc.add(cm)
-            images.append(ImageResult(name, int(cm.sum()), _image_miou(cm, scheme), seconds))
+            images.append(_image_result(name, cm, scheme, seconds))
             log.info("%s: mIoU %.4f in %.1f s", name, images[-1].miou, seconds)
             for leftover in folder.glob(f"{name}*"):
                 leftover.unlink()

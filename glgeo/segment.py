@@ -166,6 +166,51 @@ def _glgeo_version() -> str:
     return __version__
 
 
+#: A global-only model warns when a scene's global image is this many times coarser (or
+#: finer) than the global images it was trained on.
+GLOBAL_RESOLUTION_FACTOR = 2.0
+
+
+def global_resolution_warning(
+    checkpoint, info: SceneInfo, mode: str, global_size: int, footprint: int | None = None
+) -> str | None:
+    """Why a model run in ``global`` mode may do poorly on this scene, or ``None``.
+
+    The global branch sees each context window (the whole scene when it is smaller than
+    the model's footprint) as one ``global_size`` image, so its pixels are ``window extent /
+    global_size`` on the ground. A global-only model trained on scenes of one size
+    (``metadata.training.global_gsd_m``) does well only on views of a similar extent: a
+    scene far smaller than its footprint comes out over-smoothed, one seen whole
+    (``footprint=0``) far coarser. Needs the scene's ground sample distance (georeferenced
+    scenes in a projected or geographic CRS).
+
+    Args:
+        footprint: the context footprint the run uses, in working px (``None``: the
+            checkpoint's; 0: the whole scene is one window).
+    """
+    training = checkpoint.metadata.get("training")
+    trained = training.get("global_gsd_m") if isinstance(training, dict) else None
+    if mode != "global" or info.gsd is None or not isinstance(trained, (int, float)) or not trained > 0:
+        return None
+    extent = max(info.width, info.height) * info.gsd
+    footprint = checkpoint.footprint if footprint is None else (footprint or None)
+    if footprint and checkpoint.gsd:
+        extent = min(extent, footprint * checkpoint.gsd)  # a larger scene is cut into windows
+    seen = extent / global_size
+    if seen > trained * GLOBAL_RESOLUTION_FACTOR or seen < trained / GLOBAL_RESOLUTION_FACTOR:
+        extent_km = trained * global_size / 1000
+        advice = (
+            f"cut the scene into tiles of about {extent_km:.2g} km (footprint=...), or use a model with a local branch"
+            if seen > trained
+            else "segment scenes of at least that extent, or use a model with a local branch"
+        )
+        return (
+            f"{info.path}: this model predicts each view from one {global_size} px image, here {seen:.3g} m per "
+            f"pixel; it was trained on views of about {extent_km:.2g} km ({trained:.3g} m per pixel): {advice}"
+        )
+    return None
+
+
 def segment(
     scene: str | os.PathLike,
     out: str | os.PathLike,
@@ -180,6 +225,7 @@ def segment(
     progress: ProgressCallback | None = None,
     aoi: Any = None,
     bounds: tuple[float, float, float, float] | None = None,
+    tta: bool = False,
 ) -> SegmentSummary:
     """Segment a scene with GLNet into a class raster on the scene's own grid.
 
@@ -208,6 +254,9 @@ def segment(
             inside are not computed (see :mod:`glgeo.aoi`).
         bounds: ``(left, bottom, right, top)`` in the scene's CRS: the same, for a box
             (with ``aoi``, their intersection).
+        tta: test-time augmentation: the prediction averaged over the eight flips and
+            quarter turns of the global image (:mod:`glgeo.tta`; ``global`` mode only,
+            eight times the global branch's cost).
 
     Returns:
         A :class:`SegmentSummary` with class areas (m² for projected CRSs) and timings.
@@ -255,8 +304,18 @@ def segment(
     scale = reading_scale(checkpoint, info) if settings.scale is None else settings.scale
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
+    warning = global_resolution_warning(
+        checkpoint, info, settings.mode, settings.global_size or checkpoint.global_size, settings.footprint
+    )
+    if warning:
+        log.warning(warning)
+    network = checkpoint.model
+    if tta:
+        from .tta import FlipRotateTTA
+
+        network = FlipRotateTTA(network)
     engine = StreamingSegmenter(
-        checkpoint.model,
+        network,
         settings,
         patch_size=checkpoint.patch_size,
         global_size=checkpoint.global_size,

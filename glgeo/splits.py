@@ -152,6 +152,40 @@ def seeded_split(
     return Split(tuple(train), tuple(val), tuple(test))
 
 
+def hold_out(split: Split, share: float = 0.0, scenes: Iterable[str] = (), seed: int = 0) -> Split:
+    """Move validation scenes to the test part, so that checkpoint choice never sees them.
+
+    Validation scores choose a run's best checkpoint; figures measured on those same
+    scenes overstate what the model does elsewhere. ``hold_out`` keeps a second set apart:
+    a seeded ``share`` of the validation scenes (ordered by a hash of ``seed:name``, as
+    :func:`seeded_split`) plus every validation scene named in ``scenes`` go to the test
+    part, to be reported with ``glgeo evaluate --part test``.
+
+    Raises:
+        InputError: ``share`` outside [0, 1), or a named scene that is not a validation scene.
+    """
+    if not 0 <= share < 1:
+        raise InputError(f"the held-out share of the validation scenes must be in [0, 1), got {share}")
+    named = list(dict.fromkeys(scenes))
+    val = set(split.val)
+    missing = [n for n in named if n not in val]
+    if missing:
+        raise InputError(
+            f"held-out scene(s) {', '.join(missing[:5])} are not validation scenes of the split "
+            f"(it validates on {len(split.val)} scenes)"
+        )
+    rest = [n for n in _hash_order(val - set(named), seed)]
+    n_share = round(len(split.val) * share) - len(named)
+    held = set(named) | set(rest[: max(0, n_share)])
+    if split.val and len(held) >= len(split.val):
+        raise InputError(f"holding out {len(held)} of {len(split.val)} validation scenes leaves none to choose checkpoints on")
+    return Split(
+        split.train,
+        tuple(n for n in split.val if n not in held),
+        tuple(split.test) + tuple(n for n in split.val if n in held),
+    )
+
+
 def read_split_file(path: str | Path) -> dict[str, list[str]]:
     """The lists of a split file or folder, as scene names per part (see module doc).
 
@@ -230,6 +264,8 @@ def make_split(
     split_file: str | Path | None = None,
     val_cities: Sequence[str] | None = None,
     seed: int = 0,
+    holdout_share: float = 0.0,
+    holdout_scenes: Sequence[str] = (),
 ) -> Split:
     """The split a training run uses, by the rules of the dataset kind.
 
@@ -238,12 +274,22 @@ def make_split(
         names: the dataset's scene names.
         split_file: lists to use as they are (any kind).
         val_cities: Inria leave-cities-out.
-        seed: seed of the DeepGlobe / folder random split.
+        seed: seed of the DeepGlobe / folder random split (and of the held-out share).
+        holdout_share, holdout_scenes: validation scenes moved to the test part
+            (:func:`hold_out`): never used to choose checkpoints, reported instead.
 
     Raises:
         InputError: ``val_cities`` with a dataset that is not Inria, or with a split file.
     """
-    names = list(names)
+    split = _base_split(kind, list(names), split_file, val_cities, seed)
+    if holdout_share or holdout_scenes:
+        split = hold_out(split, holdout_share, holdout_scenes, seed)
+    return split
+
+
+def _base_split(
+    kind: str, names: list[str], split_file: str | Path | None, val_cities: Sequence[str] | None, seed: int
+) -> Split:
     if split_file is not None and val_cities:
         raise InputError("give either split_file or val_cities, not both")
     if split_file is not None:

@@ -44,8 +44,19 @@ from typing import Any, Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from .datasets import GLNetSceneDataset, SampleSpec, SceneCollection, collate_scenes, context_footprint, open_dataset
+from .datasets import (
+    GLNetSceneDataset,
+    SampleSpec,
+    SceneCollection,
+    balanced_weights,
+    class_shares,
+    collate_scenes,
+    context_footprint,
+    open_dataset,
+    open_raster,
+)
 from .device import resolve_precision
+from .resolution import scaled_size
 from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
 from .metrics import SegmentationScores
 from .schemes import NODATA_ID, ClassScheme
@@ -106,6 +117,19 @@ class DataSettings:
             short CPU runs possible; the model then expects imagery at that resolution).
         geo: imagery and labels read through torchgeo (:class:`glgeo.geodata.GeoInputs`),
             for kind ``geo``; it holds its own scheme and validation area.
+        gsd: metres per pixel of the dataset's images, when their georeferencing (or the
+            layout's published figure) does not say it or says it wrongly, e.g. 4.78 for
+            DeepGlobe images reduced from 2448 to 256 px. Recorded in the checkpoints.
+        color_jitter: per training scene, brightness, contrast and saturation factors drawn
+            uniformly from ``[1 - color_jitter, 1 + color_jitter]`` (the same for the global
+            image and the scene's patches); 0: none.
+        crop_jitter: scale jitter of training scenes (:class:`~glgeo.datasets.SampleSpec`).
+        balance: class-balanced sampling power (:func:`~glgeo.datasets.balanced_weights`):
+            0 draws every training scene once per epoch; above 0 an epoch draws as many
+            scenes, with replacement, favouring scenes of rare classes.
+        holdout_share, holdout_scenes: validation scenes moved to the split's test part
+            (:func:`~glgeo.splits.hold_out`): checkpoints are chosen on the rest, and the
+            held-out ones stay unseen for reporting (``glgeo evaluate --part test``).
     """
 
     kind: str
@@ -124,6 +148,12 @@ class DataSettings:
     augment: bool = True
     scale: float = 1.0
     geo: Any = None
+    gsd: float | None = None
+    color_jitter: float = 0.0
+    crop_jitter: float = 0.0
+    balance: float = 0.0
+    holdout_share: float = 0.0
+    holdout_scenes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.kind == "geo") != (self.geo is not None):
@@ -134,6 +164,14 @@ class DataSettings:
             raise InputError("imagery and labels are split by area (val_images, val_bbox, val_fraction), not by split_file or val_cities")
         if self.batch_size < 1 or self.sub_batch < 1 or self.workers < 0:
             raise InputError("batch size and sub-batch must be >= 1 and workers >= 0")
+        if self.gsd is not None and not self.gsd > 0:
+            raise InputError(f"the images' ground sample distance must be positive, got gsd={self.gsd}")
+        if not 0 <= self.color_jitter < 1:
+            raise InputError(f"colour jitter must be in [0, 1), got color_jitter={self.color_jitter}")
+        if not 0 <= self.crop_jitter < 1:
+            raise InputError(f"crop (scale) jitter must be in [0, 1), got crop_jitter={self.crop_jitter}")
+        if self.balance < 0:
+            raise InputError(f"the class-balance power must be >= 0, got balance={self.balance}")
         if not self.input_range[1] > self.input_range[0]:
             raise InputError(f"input range needs max > min, got {self.input_range}")
 
@@ -266,6 +304,32 @@ def scale_input(raw: torch.Tensor, input_range: tuple[float, float]) -> torch.Te
     return (raw.float() - lo) / (hi - lo)
 
 
+def jitter_factors(n: int, strength: float, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``(n, 3)`` brightness, contrast and saturation factors, uniform in ``1 +- strength``
+    (torch's generator, which Lightning seeds)."""
+    return 1.0 + strength * (2.0 * torch.rand((n, 3)) - 1.0).to(device)
+
+
+def _grey(x: torch.Tensor) -> torch.Tensor:
+    return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+
+
+def color_jitter(x: torch.Tensor, factors: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """Brightness, saturation and contrast of RGB inputs ``(N, 3, H, W)`` in [0, 1].
+
+    ``factors`` ``(N, 3)``: brightness multiplies the pixels, saturation scales their
+    distance to their grey value, contrast their distance to ``mean`` ``(N,)`` (the grey
+    mean of the scene's global image, so a scene's patches change like the scene);
+    the result is clipped to [0, 1].
+    """
+    b, c, sat = (factors[:, i].view(-1, 1, 1, 1).to(x.dtype) for i in range(3))
+    x = x * b
+    grey = _grey(x)
+    x = (x - grey) * sat + grey
+    m = mean.view(-1, 1, 1, 1).to(x.dtype)
+    return ((x - m) * c + m).clamp_(0.0, 1.0)
+
+
 def merge_patch_logits(logits: torch.Tensor, boxes: torch.Tensor, scene_size: Sequence[int], out_size: Sequence[int]) -> torch.Tensor:
     """Sum patch logits ``(N, C, h, w)`` into a scene-wide ``(C, *out_size)`` map.
 
@@ -311,6 +375,8 @@ class GLNetTask(pl.LightningModule):
         fmreg_weight: feature-map regularisation weight (stage 2).
         sub_batch: patches per forward/backward.
         input_range: raw values mapped to 0 and 1.
+        color_jitter: brightness/contrast/saturation jitter of training scenes
+            (:func:`color_jitter`); 0: none.
     """
 
     def __init__(
@@ -325,6 +391,7 @@ class GLNetTask(pl.LightningModule):
         fmreg_weight: float = FMREG_WEIGHT,
         sub_batch: int = 6,
         input_range: tuple[float, float] = (0.0, 255.0),
+        color_jitter: float = 0.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -338,6 +405,8 @@ class GLNetTask(pl.LightningModule):
         self.input_range = input_range
         # the stage's objective (glgeo.models.losses), computed here sub-batch by sub-batch
         self.objective = GLNetObjective(stage, FocalLoss(focal_gamma, ignore_index=NODATA_ID), fmreg_weight)
+        self.color_jitter = color_jitter
+        self._jitter: tuple[torch.Tensor, torch.Tensor] | None = None
         model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
         self.val_confusion: torch.Tensor | None = None
         self.loss_history: list[float] = []
@@ -361,6 +430,12 @@ class GLNetTask(pl.LightningModule):
             group["lr"] = lr
         opt.zero_grad()
         images = scale_input(batch["image"], self.input_range)
+        self._jitter = None
+        if self.color_jitter > 0:
+            factors = jitter_factors(images.shape[0], self.color_jitter, images.device)
+            mean = _grey(images * factors[:, 0].view(-1, 1, 1, 1)).mean(dim=(1, 2, 3))
+            self._jitter = (factors, mean)
+            images = color_jitter(images, factors, mean)
         if self.stage == 1:
             loss, parts = self._stage1(images, batch["label"], opt)
         elif self.stage == 2:
@@ -401,6 +476,10 @@ class GLNetTask(pl.LightningModule):
         h, w = batch["scene_size"][b].tolist()
         pboxes = PatchBoxes.from_pixels(boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3], h, w, scene_index=b)
         patches = scale_input(batch["patches"][b][j:k], self.input_range)
+        if self._jitter is not None and self.training:
+            factors, mean = self._jitter
+            n = patches.shape[0]
+            patches = color_jitter(patches, factors[b : b + 1].expand(n, 3), mean[b : b + 1].expand(n))
         return patches, batch["patch_labels"][b][j:k], pboxes
 
     def _stage2(self, images: torch.Tensor, batch: dict[str, Any], opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
@@ -530,7 +609,14 @@ class SceneDataModule(pl.LightningDataModule):
             augment=train and s.augment,
             bands=s.bands,
             scale=s.scale,
+            crop_jitter=s.crop_jitter if train else 0.0,
         )
+
+    def _sampler(self, names: Sequence[str]) -> torch.utils.data.Sampler | None:
+        if self.settings.balance <= 0:
+            return None
+        weights = balanced_weights(class_shares(self.collection.subset(names)), self.settings.balance)
+        return torch.utils.data.WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(names), replacement=True)
 
     def _loader(self, names: Sequence[str], train: bool) -> torch.utils.data.DataLoader:
         s = self.settings
@@ -540,6 +626,8 @@ class SceneDataModule(pl.LightningDataModule):
             dataset, sampler = self.collection.loader_parts(train, self._spec(train))
         else:
             dataset = GLNetSceneDataset(self.collection.subset(names), self._spec(train))
+        if train and self.collection.kind != "geo":
+            sampler = self._sampler(names)
         return torch.utils.data.DataLoader(
             dataset,
             batch_size=s.batch_size if train else 1,
@@ -709,7 +797,10 @@ def prepare_data(data: DataSettings) -> tuple[Any, Any]:
         scenes = GeoScenes(data.geo, bands=data.bands, scale=data.scale)
         return scenes, scenes.split
     collection = open_dataset(data.kind, data.root, data.scheme)
-    split = make_split(data.kind, collection.names, split_file=data.split_file, val_cities=data.val_cities, seed=data.split_seed)
+    split = make_split(
+        data.kind, collection.names, split_file=data.split_file, val_cities=data.val_cities, seed=data.split_seed,
+        holdout_share=data.holdout_share, holdout_scenes=data.holdout_scenes,
+    )
     if not split.train:
         raise InputError("the split leaves no scene to train on; check split_file / val_cities")
     collection.subset([*split.train, *split.val]).check()
@@ -777,9 +868,21 @@ def _run_stage(
         fmreg_weight=settings.fmreg_weight,
         sub_batch=data.sub_batch,
         input_range=data.input_range,
+        color_jitter=data.color_jitter,
     )
     has_val = bool(split.val)
-    source_gsd = collection.gsd
+    source_gsd = data.gsd if data.gsd is not None else collection.gsd
+    model_gsd = None if source_gsd is None else source_gsd / data.scale
+    global_gsd = None
+    if model_gsd is not None:
+        if data.kind == "geo":
+            side = data.geo.scene_size
+        else:
+            with open_raster(collection.scene(split.train[0]).image) as src:
+                side = max(scaled_size(src.height, src.width, data.scale))
+        # what the global branch's pixels were on the ground (a global-only model needs
+        # scenes of that extent; glgeo segment warns otherwise)
+        global_gsd = model_gsd * side / data.global_size
     metadata = {
         **settings.metadata,
         "training": {
@@ -787,18 +890,26 @@ def _run_stage(
             "dataset": data.kind,
             "train_scenes": len(split.train),
             "val_scenes": len(split.val),
+            "held_out_scenes": len(split.test),
             "epochs": settings.epochs[stage - 1],
             "lr": settings.lr[stage - 1],
             "batch_size": data.batch_size,
             "scene_scale": data.scale,
             # the resolution the model saw, which glgeo segment matches scenes to
-            "gsd_m": None if source_gsd is None else source_gsd / data.scale,
+            "gsd_m": model_gsd,
+            "global_gsd_m": global_gsd,
             # the size of the views it learned from, which glgeo segment cuts large scenes to
             "footprint_px": (
                 data.geo.scene_size if data.kind == "geo" else context_footprint(collection, split.train, data.scale)
             ),
             "focal_gamma": settings.focal_gamma,
             "precision": precision,
+            "augmentation": {
+                "flips_rotations": data.augment,
+                "color_jitter": data.color_jitter,
+                "crop_jitter": data.crop_jitter,
+                "balance": data.balance,
+            },
         },
     }
     if data.kind == "geo":

@@ -3,9 +3,11 @@ on its validation part of the shared samples."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
@@ -44,6 +46,11 @@ def test_zoo_entry_loads_and_matches_its_card(name):
     assert card["file_size_mb"] == pytest.approx((ZOO_DIR / f"{name}.pt").stat().st_size / 2**20, abs=0.1)
     assert card["metrics"]["miou"] > card["majority_baseline"]["miou"]
     assert (ZOO_DIR / f"{name}.md").is_file()
+    path = ZOO_DIR / f"{name}.pt"
+    assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    floats = [v for v in raw["state_dict"].values() if v.is_floating_point()]
+    assert card["weights"] == "float16" and all(v.dtype == torch.float16 for v in floats)
 
 
 def test_models_command_lists_the_zoo():

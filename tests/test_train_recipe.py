@@ -1,0 +1,257 @@
+"""The training recipe's options: held-out validation scenes, scale (crop) jitter, colour
+jitter, class-balanced sampling and the images' ground sample distance."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+
+from glgeo.cli.main import cli
+from glgeo.datasets import (
+    FlipRotate,
+    GLNetSceneDataset,
+    SampleSpec,
+    balanced_weights,
+    class_shares,
+    nearest_resize,
+    open_dataset,
+)
+from glgeo.errors import InputError
+from glgeo.models import load_checkpoint
+from glgeo.schemes import ClassInfo, ClassScheme
+from glgeo.splits import Split, hold_out, make_split
+from glgeo.training import DataSettings, color_jitter, jitter_factors
+from train_fixtures import class_map, make_deepglobe, make_folder
+
+INT3 = ClassScheme(name="int3", classes=tuple(ClassInfo(i, f"c{i}", (i, i, i), v) for i, v in enumerate((3, 7, 100))))
+
+
+# --------------------------------------------------------------------------- held-out scenes
+
+
+def test_hold_out_moves_a_seeded_share_and_named_scenes_to_test():
+    split = Split(("t1", "t2"), tuple(f"v{i}" for i in range(10)), ("x",))
+    held = hold_out(split, 0.5, scenes=("v3",), seed=1)
+    assert held.train == split.train
+    assert len(held.val) == 5 and len(held.test) == 1 + 5
+    assert "v3" in held.test and "v3" not in held.val and held.test[0] == "x"
+    assert set(held.val) | set(held.test[1:]) == set(split.val)
+    # deterministic, and another seed holds out other scenes
+    assert hold_out(split, 0.5, scenes=("v3",), seed=1) == held
+    assert {hold_out(split, 0.5, seed=s).val for s in range(4)} != {held.val}
+    # named scenes alone
+    only = hold_out(split, 0.0, scenes=("v0", "v9"))
+    assert only.val == tuple(f"v{i}" for i in range(1, 9)) and only.test == ("x", "v0", "v9")
+
+
+def test_hold_out_errors_are_clear():
+    split = Split(("t1",), ("v1", "v2"))
+    with pytest.raises(InputError, match="t1 are not validation scenes"):
+        hold_out(split, 0.0, scenes=("t1",))
+    with pytest.raises(InputError, match=r"\[0, 1\)"):
+        hold_out(split, 1.0)
+    with pytest.raises(InputError, match="leaves none to choose checkpoints on"):
+        hold_out(split, 0.0, scenes=("v1", "v2"))
+
+
+def test_make_split_applies_the_hold_out(tmp_path):
+    lists = tmp_path / "splits"
+    lists.mkdir()
+    (lists / "train.txt").write_text("a_sat.jpg\nb_sat.jpg\n")
+    (lists / "crossvali.txt").write_text("".join(f"v{i}_sat.jpg\n" for i in range(6)))
+    names = ["a", "b", *(f"v{i}" for i in range(6))]
+    split = make_split("deepglobe", names, split_file=lists, holdout_share=0.5, holdout_scenes=["v5"])
+    assert split.train == ("a", "b") and len(split.val) == 3 and len(split.test) == 3 and "v5" in split.test
+
+
+# --------------------------------------------------------------------------- scale jitter
+
+
+def test_crop_jitter_samples_are_windows_of_the_scene(tmp_path):
+    make_folder(tmp_path, names=("a",), size=160, height=128, seed=2, values=(3, 7, 100))
+    ds = open_dataset("folder", tmp_path, INT3)
+    with rasterio.open(ds.scene("a").image) as src:
+        scene = src.read()
+    ids = class_map(np.random.default_rng(2), 128, 160, 3)
+    spec = SampleSpec(global_size=64, patch_size=64, with_patches=True, augment=True, crop_jitter=0.5)
+    data = GLNetSceneDataset(ds, spec)
+    torch.manual_seed(3)
+    sizes = set()
+    for _ in range(6):
+        area = data.draw_window(128, 160)
+        side = area.height / 128
+        assert 0.5 <= side <= 1 and area.width / 160 == pytest.approx(side, abs=0.01)  # same aspect
+        assert area.row_off + area.height <= 128 and area.col_off + area.width <= 160
+    torch.manual_seed(4)
+    for _ in range(6):
+        s = data[0]
+        tf = FlipRotate(bool(s["transform"][0]), int(s["transform"][1]))
+        h, w = s["scene_size"].tolist()
+        sizes.add((h, w))
+        # the patches tile a window of the scene at full resolution: find it from the first patch
+        win_h, win_w = (h, w) if tf.k % 2 == 0 else (w, h)
+        found = False
+        for top in range(128 - win_h + 1):
+            for left in range(160 - win_w + 1):
+                crop = tf.apply(scene[:, top : top + win_h, left : left + win_w])
+                t, l, bh, bw = s["boxes"][0].tolist()
+                if np.array_equal(crop[:, t : t + bh, l : l + bw], s["patches"][0].numpy()):
+                    found = True
+                    crop_ids = tf.apply(ids[top : top + win_h, left : left + win_w])
+                    for patch, label, (t, l, bh, bw) in zip(s["patches"], s["patch_labels"], s["boxes"].tolist()):
+                        np.testing.assert_array_equal(patch.numpy(), crop[:, t : t + bh, l : l + bw])
+                        np.testing.assert_array_equal(label.numpy(), nearest_resize(crop_ids[t : t + bh, l : l + bw], 16, 16))
+                    break
+            if found:
+                break
+        assert found
+    assert len(sizes) > 1 and all(h * w < 128 * 160 and max(h, w) <= 160 for h, w in sizes)
+
+
+def test_no_crop_jitter_reads_the_whole_scene(tmp_path):
+    make_folder(tmp_path, names=("a",), size=96, values=(3, 7, 100))
+    data = GLNetSceneDataset(open_dataset("folder", tmp_path, INT3), SampleSpec(global_size=64, patch_size=64))
+    assert data.draw_window(96, 80) == rasterio.windows.Window(0, 0, 80, 96)
+    with pytest.raises(InputError, match="crop"):
+        SampleSpec(crop_jitter=1.0)
+
+
+# --------------------------------------------------------------------------- colour jitter
+
+
+def test_color_jitter_factors_and_effects():
+    torch.manual_seed(0)
+    f = jitter_factors(1000, 0.2)
+    assert f.shape == (1000, 3) and f.min() >= 0.8 and f.max() <= 1.2 and f.std() > 0.05
+    x = torch.rand((2, 3, 8, 8)) * 0.5 + 0.25
+    mean = torch.full((2,), 0.5)
+    same = color_jitter(x.clone(), torch.ones((2, 3)), mean)
+    torch.testing.assert_close(same, x)
+    brighter = color_jitter(x.clone(), torch.tensor([[1.2, 1.0, 1.0]] * 2), mean)
+    torch.testing.assert_close(brighter, x * 1.2)
+    grey = color_jitter(x.clone(), torch.tensor([[1.0, 1.0, 0.0]] * 2), mean)
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    flat = color_jitter(x.clone(), torch.tensor([[1.0, 0.0, 1.0]] * 2), mean)
+    assert torch.allclose(flat, torch.full_like(flat, 0.5))
+    assert color_jitter(x.clone(), torch.tensor([[3.0, 3.0, 3.0]] * 2), mean).max() <= 1.0
+
+
+# --------------------------------------------------------------------------- class balance
+
+
+def test_balanced_weights_favour_scenes_of_rare_classes(tmp_path):
+    shares = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    uniform = balanced_weights(shares, 0.0)
+    np.testing.assert_allclose(uniform, 0.25)
+    half, full = balanced_weights(shares, 0.5), balanced_weights(shares, 1.0)
+    assert full[3] > half[3] > 0.25 and half.sum() == pytest.approx(1.0)
+    with pytest.raises(InputError, match=">= 0"):
+        balanced_weights(shares, -1)
+    make_folder(tmp_path, names=("a", "b"), size=64, values=(3, 7, 100))
+    got = class_shares(open_dataset("folder", tmp_path, INT3), size=32)
+    assert got.shape == (2, 3) and np.allclose(got.sum(axis=1), 1.0)
+
+
+def test_data_settings_check_the_recipe_values(tmp_path):
+    for bad in ({"gsd": 0.0}, {"color_jitter": 1.0}, {"crop_jitter": -0.1}, {"balance": -1.0}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            DataSettings(kind="deepglobe", root=tmp_path, **bad)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
+    root = make_deepglobe(tmp_path / "dg", ids=tuple(str(i) for i in range(1, 9)), size=64)
+    lists = tmp_path / "split.json"
+    lists.write_text(json.dumps({"train": ["1", "2", "3", "4"], "val": ["5", "6", "7", "8"]}))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, [
+        "-q", "train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "global",
+        "--split-file", str(lists), "--holdout-share", "0.5", "--holdout-scenes", "8", "--gsd", "4.78",
+        "--color-jitter", "0.2", "--crop-jitter", "0.4", "--balance", "0.5",
+        "--backbone", "resnet18", "--pyramid-channels", "16", "--segmentation-channels", "8", "--global-size", "64",
+        "--batch-size", "2", "--workers", "0", "--epochs", "2", "--lr", "1e-3",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "validated on 2, 2 held out" in result.output
+    split = json.loads((out / "split.json").read_text())
+    assert len(split["val"]) == 2 and "8" in split["test"] and not set(split["val"]) & set(split["test"])
+    ck = load_checkpoint(out / "model.pt")
+    training = ck.metadata["training"]
+    assert ck.gsd == pytest.approx(4.78) and ck.scene_scale == 1.0
+    assert training["global_gsd_m"] == pytest.approx(4.78)  # 64 px scenes, 64 px global image
+    assert training["held_out_scenes"] == 2 and training["val_scenes"] == 2
+    assert training["augmentation"] == {"flips_rotations": True, "color_jitter": 0.2, "crop_jitter": 0.4, "balance": 0.5}
+    # the held-out part is what evaluate reports on
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--dataset", "deepglobe",
+                                      "--root", str(root), "--split-file", str(out / "split.json"), "--part", "test",
+                                      "--device", "cpu", "-o", str(report)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(report.read_text())["images"]) == 2
+    # a scene far larger than the training scenes is cut into context windows of their size;
+    # seen whole (--footprint scene), glgeo segment says the global model sees it too coarsely
+    from train_fixtures import write_tif
+
+    assert ck.footprint == 64
+    big = write_tif(tmp_path / "big.tif", np.full((3, 512, 512), 90, np.uint8), res=4.78)
+    for footprint, warned in ((), False), (("--footprint", "scene"), True):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="glgeo.segment"):
+            result = CliRunner().invoke(cli, ["segment", str(big), "-o", str(tmp_path / "big_classes.tif"), "--model",
+                                              str(out / "model.pt"), "--device", "cpu", "--overwrite", *footprint])
+        assert result.exit_code == 0, result.output
+        assert ("trained on views of about 0.31 km" in caplog.text) is warned
+
+
+# --------------------------------------------------------------------------- segment's warning
+
+
+def _global_checkpoint(global_gsd, footprint=None):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(metadata={"training": {"global_gsd_m": global_gsd, "gsd_m": 4.78}}, gsd=4.78,
+                           footprint=footprint)
+
+
+def _scene(tmp_path, size, res, crs="EPSG:32631"):
+    from glgeo.io import inspect_scene
+    from train_fixtures import write_tif
+
+    path = write_tif(tmp_path / f"s{size}_{res}.tif", np.zeros((3, size, size), np.uint8), res=res, crs=crs)
+    return inspect_scene(path)
+
+
+def test_segment_warns_when_a_global_model_sees_a_scene_far_from_its_extent(tmp_path):
+    from glgeo.segment import global_resolution_warning
+
+    ck = _global_checkpoint(4.78)  # trained on 1.2 km scenes through a 256 px global image
+    like_training = _scene(tmp_path, 256, 4.78)
+    assert global_resolution_warning(ck, like_training, "global", 256) is None
+    assert global_resolution_warning(ck, _scene(tmp_path, 2448, 0.5), "global", 256) is None  # 1.2 km at 50 cm
+    huge = _scene(tmp_path, 1024, 20.0)  # 20 km: 80 m global pixels
+    message = global_resolution_warning(ck, huge, "global", 256)
+    assert "80 m per pixel" in message and "1.2 km" in message and "tiles" in message
+    assert "m per pixel" in global_resolution_warning(ck, _scene(tmp_path, 64, 1.0), "global", 256)  # 64 m: too small
+    # models with a local branch, checkpoints that do not say, scenes without a known GSD: no warning
+    assert global_resolution_warning(ck, huge, "g2l", 256) is None
+    assert global_resolution_warning(_global_checkpoint(None), huge, "global", 256) is None
+    # a model with a context footprint cuts the huge scene into views of its training extent
+    assert global_resolution_warning(_global_checkpoint(4.78, footprint=256), huge, "global", 256) is None
+    assert global_resolution_warning(_global_checkpoint(4.78, footprint=256), huge, "global", 256, footprint=0)
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with pytest.warns(NotGeoreferencedWarning):
+        plain = tmp_path / "plain.png"
+        with rasterio.open(plain, "w", driver="PNG", width=4096, height=4096, count=3, dtype="uint8") as dst:
+            dst.write(np.zeros((3, 4096, 4096), np.uint8))
+    from glgeo.io import inspect_scene
+
+    assert global_resolution_warning(ck, inspect_scene(plain), "global", 256) is None
