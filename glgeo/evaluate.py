@@ -446,7 +446,7 @@ def evaluate_imagery(
             seconds = time.perf_counter() - start
             cm = compare_rasters(out, truth, scheme, "ids")
             acc.add(cm)
-            results.append(ImageResult(name, int(cm.sum()), _image_miou(cm, scheme), seconds))
+            results.append(_image_result(name, cm, scheme, seconds))
             log.info("%s: mIoU %.4f in %.1f s", name, results[-1].miou, seconds)
             for leftover in folder.glob(f"{i}_*"):
                 leftover.unlink()

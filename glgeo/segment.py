@@ -26,7 +26,7 @@ from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
-from .io import SceneReader, inspect_scene
+from .io import SceneInfo, SceneReader, inspect_scene
 from .provenance import Provenance, blend_rule, file_sha256, utc_now
 from .resolution import reading_scale
 from .schemes import NODATA_ID
