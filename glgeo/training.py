@@ -890,7 +890,7 @@ def _run_stage(
             "dataset": data.kind,
             "train_scenes": len(split.train),
             "val_scenes": len(split.val),
-            "held_out_scenes": len(split.test),
+            "held_out_scenes": len(getattr(split, "test", ())),
             "epochs": settings.epochs[stage - 1],
             "lr": settings.lr[stage - 1],
             "batch_size": data.batch_size,

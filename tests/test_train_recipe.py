@@ -177,7 +177,7 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
         "--split-file", str(lists), "--holdout-share", "0.5", "--holdout-scenes", "8", "--gsd", "4.78",
         "--color-jitter", "0.2", "--crop-jitter", "0.4", "--balance", "0.5",
         "--backbone", "resnet18", "--pyramid-channels", "16", "--segmentation-channels", "8", "--global-size", "64",
-        "--batch-size", "2", "--workers", "0", "--epochs", "2", "--lr", "1e-3",
+        "--batch-size", "2", "--loader-workers", "0", "--epochs", "2", "--lr", "1e-3",
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "validated on 2, 2 held out" in result.output
