@@ -302,7 +302,7 @@ def evaluate_model(
     import torch
 
     from .inference import InferenceSettings
-    from .segment import load_model, segment
+    from .segment import load_model
 
     if not names:
         raise InputError("no scenes to evaluate: the split part is empty")
@@ -333,18 +333,38 @@ def evaluate_model(
             else:
                 scene, truth, encoding = pair.image, pair.mask, "mask"
             out = folder / f"{name}_pred.tif"
-            start = time.perf_counter()
-            segment(scene, out, model=checkpoint, settings=run_settings, overwrite=True, tta=tta)
-            seconds = time.perf_counter() - start
-            cm = compare_rasters(out, truth, scheme, encoding, collection.rgb_threshold)
-            acc.add(cm)
-            images.append(_image_result(name, cm, scheme, seconds))
-            log.info("%s: mIoU %.4f in %.1f s", name, images[-1].miou, seconds)
+            images.append(_segment_and_score(
+                name, scene, truth, encoding, out, checkpoint, run_settings, acc, collection.rgb_threshold, tta
+            ))
             for leftover in folder.glob(f"{name}*"):
                 leftover.unlink()
             if progress is not None:
                 progress(i + 1, len(names))
+    return _report(acc, images, cuda, checkpoint, model)
+
+
+def _segment_and_score(
+    name: str, scene, truth, encoding: "TruthEncoding", out: Path, checkpoint, settings, acc: ConfusionAccumulator,
+    rgb_threshold: int | None = None, tta: bool = False,
+) -> ImageResult:
+    """Segment one scene into ``out``, score it against ``truth`` into ``acc``; the image's result."""
+    from .segment import segment
+
+    start = time.perf_counter()
+    segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta)
+    seconds = time.perf_counter() - start
+    cm = compare_rasters(out, truth, acc.scheme, encoding, rgb_threshold)
+    acc.add(cm)
+    result = _image_result(name, cm, acc.scheme, seconds)
+    log.info("%s: mIoU %.4f in %.1f s", name, result.miou, seconds)
+    return result
+
+
+def _report(acc: ConfusionAccumulator, images: list[ImageResult], cuda: bool, checkpoint, model) -> EvaluationReport:
+    """The report of a model's run over images, with its peak memory."""
     if cuda:
+        import torch
+
         peak, kind = torch.cuda.max_memory_allocated() / (1 << 20), "gpu"
     else:
         peak, kind = _peak_rss_mb(), "resident"
@@ -414,7 +434,7 @@ def evaluate_imagery(
 
     from .geodata import expand_images, truth_on_grid
     from .inference import InferenceSettings
-    from .segment import load_model, segment
+    from .segment import load_model
 
     files = expand_images(images)
     settings = settings or InferenceSettings()
@@ -441,26 +461,9 @@ def evaluate_imagery(
             with rasterio.open(truth, "w", **profile) as dst:
                 dst.write(ids[None])
             out = folder / f"{i}_pred.tif"
-            start = time.perf_counter()
-            segment(path, out, model=checkpoint, settings=settings, overwrite=True)
-            seconds = time.perf_counter() - start
-            cm = compare_rasters(out, truth, scheme, "ids")
-            acc.add(cm)
-            results.append(_image_result(name, cm, scheme, seconds))
-            log.info("%s: mIoU %.4f in %.1f s", name, results[-1].miou, seconds)
+            results.append(_segment_and_score(name, path, truth, "ids", out, checkpoint, settings, acc))
             for leftover in folder.glob(f"{i}_*"):
                 leftover.unlink()
             if progress is not None:
                 progress(i + 1, len(files))
-    if cuda:
-        peak, kind = torch.cuda.max_memory_allocated() / (1 << 20), "gpu"
-    else:
-        peak, kind = _peak_rss_mb(), "resident"
-    return EvaluationReport(
-        acc.scores(),
-        tuple(results),
-        seconds_per_image=float(np.mean([r.seconds for r in results])),
-        peak_memory_mb=peak,
-        memory_kind=kind,
-        model=str(getattr(checkpoint, "path", None) or model),
-    )
+    return _report(acc, results, cuda, checkpoint, model)
