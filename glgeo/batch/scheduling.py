@@ -343,7 +343,9 @@ def _run_on_local_cluster(run: _Run, pending: Sequence[int], workers: int, refer
             threads_per_worker=1,
             processes=True,
             dashboard_address=":0",
-            silence_logs=logging.ERROR if not log.isEnabledFor(logging.INFO) else False,
+            # worker processes log even their shutdown races at ERROR ("Failed to communicate
+            # with scheduler during heartbeat"); glgeo reports failed scenes itself
+            silence_logs=logging.CRITICAL if not log.isEnabledFor(logging.INFO) else False,
         ) as cluster, distributed.Client(cluster) as client:
             run.workers = f"local cluster of {workers} workers"
             _run_on_client(run, client, reference, pending)
