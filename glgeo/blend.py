@@ -358,16 +358,20 @@ class WindowAccumulator(_Buffers):
                 self._weight[rows, cols] += weight
         self._valid[rows, cols] |= self._array(valid, "bool")
 
-    def result(self):
-        """``(logits, covered, valid)``: the window's normalised logits (0 where no patch
-        was computed), where a patch was computed, and where the scene has data. The
-        arrays are the accumulator's own: use them before :meth:`reset`."""
+    def result(self, weight: np.ndarray | None = None):
+        """``(logits, valid, weight)`` of the window, for :meth:`RowBandBlender.add`: its
+        normalised logits, where the scene has data, and ``weight`` (the window's taper;
+        ``None``: 1) where a patch was computed, 0 elsewhere. The arrays are the
+        accumulator's own: use them before :meth:`reset`."""
         covered = self._weight > 0
         if self._gpu:
             self._sums /= torch.where(covered, self._weight, 1.0)[None]
         else:
             self._sums /= np.where(covered, self._weight, 1.0)[None]
-        return self._sums, covered, self._valid
+        taper = covered.to(torch.float32) if self._gpu else covered.astype(np.float32)
+        if weight is not None:
+            taper *= self._array(weight, "float32")
+        return self._sums, self._valid, taper
 
 
 def _axis_taps(working: int, scene: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -299,8 +299,6 @@ def evaluate_model(
         CheckpointError: the model's class count does not fit the dataset's scheme.
         InputError: no scenes.
     """
-    import torch
-
     from .inference import InferenceSettings
     from .segment import load_model
 
@@ -316,9 +314,7 @@ def evaluate_model(
             f"the model predicts {checkpoint.scheme.n_classes} classes ({checkpoint.scheme.name}) but the "
             f"{collection.kind} dataset's scheme {scheme.name!r} has {scheme.n_classes}; evaluate it on data of its scheme"
         )
-    cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+    cuda = _start_peak_memory(settings)
     acc = ConfusionAccumulator(scheme)
     images = []
     with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp:
@@ -358,6 +354,16 @@ def _segment_and_score(
     result = _image_result(name, cm, acc.scheme, seconds)
     log.info("%s: mIoU %.4f in %.1f s", name, result.miou, seconds)
     return result
+
+
+def _start_peak_memory(settings) -> bool:
+    """Whether the run is on CUDA; there, the peak memory counter starts again."""
+    import torch
+
+    cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    return cuda
 
 
 def _report(acc: ConfusionAccumulator, images: list[ImageResult], cuda: bool, checkpoint, model) -> EvaluationReport:
@@ -430,8 +436,6 @@ def evaluate_imagery(
             labels that miss an image.
         InputError: no images.
     """
-    import torch
-
     from .geodata import expand_images, truth_on_grid
     from .inference import InferenceSettings
     from .segment import load_model
@@ -440,9 +444,7 @@ def evaluate_imagery(
     settings = settings or InferenceSettings()
     checkpoint = load_model(model)
     scheme = checkpoint.scheme
-    cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
+    cuda = _start_peak_memory(settings)
     acc = ConfusionAccumulator(scheme)
     results = []
     with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp:

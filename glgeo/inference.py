@@ -393,6 +393,7 @@ class StreamingSegmenter:
 
     def _run_windows(self, windows: PatchGrid, grid: PatchGrid, reader: SceneReader, sink, scores, stats, tick) -> None:
         """Every context window in turn, blended into the scene's rows."""
+        passes = 2 if self.mode == "bidirectional" else 1
         blender = RowBandBlender(
             windows, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16"
         )
@@ -405,15 +406,14 @@ class StreamingSegmenter:
             if not reader.has_data(window):  # nodata only: nothing to compute
                 stats.skipped_windows += 1
                 stats.skipped_nodata += len(grid)
-                tick(len(grid) * (2 if self.mode == "bidirectional" else 1))
+                tick(len(grid) * passes)
                 blender.add(window, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
                 continue
             window_pixels.reset()
             self._run_window(_WindowRun(window, grid, window_pixels.add, taper), reader, stats, tick)
-            logits, covered, valid = window_pixels.result()
             with _Clock(stats.timings, "blend", self.device):
-                weight = window_pixels._array(tile_weights(windows, window), "float32") if taper else 1.0
-                blender.add(window, logits, valid, covered * weight)
+                logits, valid, weight = window_pixels.result(tile_weights(windows, window) if taper else None)
+                blender.add(window, logits, valid, weight)
         if not blender.done:
             raise InternalError(f"{blender.patches_added} of {len(windows)} context windows blended")
 

@@ -128,9 +128,9 @@ def test_normalised_weights_cover_every_pixel(shape, patch, overlap):
     total = np.zeros(shape)
     for window in grid:
         total[window.slices] += tile_weights(grid, window)
-    assert total.min() > 0.5  # every pixel has weight, none is left to a single edge pixel's sliver
-    interior = total[1:-1, 1:-1]
-    assert interior.max() < 1.0 + 1e-5 or grid.n_rows > 2  # pairwise overlaps: a partition of unity
+    # no pixel lies in three patches along an axis here, so the tapers are a partition of
+    # unity: every pixel has weight 1, none is left to an edge pixel's sliver
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize(
