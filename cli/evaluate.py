@@ -43,6 +43,9 @@ def _scheme(value: str):
 @click.option("--scale", type=float, default=1.0, show_default=True,
               help="Score at this fraction of the scenes' resolution (scenes and masks resampled first: quicker). "
                    "The model reads scenes at its own training scale either way.")
+@click.option("--gsd", type=float, default=None,
+              help="With --dataset: metres per pixel of the images when their files do not say (as train --gsd; "
+                   "DeepGlobe 256 px copies: 4.78125); the model reads them at its own resolution from it.")
 @click.option("--mode", type=click.Choice(["global", "local", "g2l", "bidirectional"]), default=None,
               help="GLNet mode to score (e.g. global for the global branch alone). Default: the model's own.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation, as in glgeo segment --tta.")
@@ -55,7 +58,7 @@ def _scheme(value: str):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table (as segment --json).")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, images, labels, label_field, layer, split_file,
-             val_cities, split_seed, part, scale, mode, tta, device, precision, batch_size, json_path, as_json) -> None:
+             val_cities, split_seed, part, scale, gsd, mode, tta, device, precision, batch_size, json_path, as_json) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -83,6 +86,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
     if model is None:
         if tta:
             raise click.UsageError("--tta needs --model: it changes how the model predicts, not how rasters compare")
+        if gsd is not None:
+            raise click.UsageError("--gsd goes with --model and --dataset: it sets how the model reads the images")
         if not preds:
             raise click.UsageError("give --pred/--truth pairs, or --model with --dataset and --root or with --images and --labels")
         if len(preds) != len(truths):
@@ -106,8 +111,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             raise click.UsageError("--images and --labels go together")
         if tta:
             raise click.UsageError("--tta works with --dataset/--root; it is not available with --images")
-        if scale != 1.0 or scheme is not None:
-            raise click.UsageError("--scale and --scheme do not apply to --images: the model's own scheme and resolution are used")
+        if scale != 1.0 or scheme is not None or gsd is not None:
+            raise click.UsageError("--scale, --gsd and --scheme do not apply to --images: the model's own scheme and resolution are used")
         from glgeo.evaluate import evaluate_imagery
         from glgeo.geodata import expand_images
         from glgeo.inference import InferenceSettings
@@ -139,7 +144,9 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             raise InputError(f"the {part} part of the split is empty; choose another --part or split")
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress:
-            report = evaluate_model(model, collection, names, settings, scale=scale, progress=progress, tta=tta)
+            report = evaluate_model(
+                model, collection, names, settings, scale=scale, progress=progress, tta=tta, gsd=gsd
+            )
     if json_path is not None:
         with atomic_path(json_path) as tmp:
             tmp.write_text(json.dumps(report.to_dict(), indent=1))

@@ -36,7 +36,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from .datasets import SceneCollection, open_raster, read_mask_ids
-from .resolution import reading_scale, scaled_size, scaled_transform
+from .resolution import reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, InputError
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
 from .schemes import NODATA_ID, ClassScheme
@@ -270,6 +270,18 @@ def _settings_for_copy(checkpoint, original: Path | str, settings, scale: float)
     return replace(settings, scale=min(1.0, wanted / scale))
 
 
+def _scale_for_gsd(checkpoint, gsd: float) -> float:
+    """The reading scale of scenes of ``gsd`` metres per pixel for ``checkpoint``."""
+    if not gsd > 0:
+        raise InputError(f"the scenes' ground sample distance must be positive, got gsd={gsd}")
+    if checkpoint.gsd is None:
+        raise InputError(
+            "the model does not record the resolution it was trained at, so gsd cannot set its reading scale; "
+            "set the inference settings' scale instead"
+        )
+    return scale_between(gsd, checkpoint.gsd)
+
+
 def evaluate_model(
     model: Any,
     collection: SceneCollection,
@@ -278,6 +290,7 @@ def evaluate_model(
     scale: float = 1.0,
     progress: ProgressCallback | None = None,
     tta: bool = False,
+    gsd: float | None = None,
 ) -> EvaluationReport:
     """Segment each named scene with ``glgeo.segment`` and score it against its mask.
 
@@ -294,10 +307,14 @@ def evaluate_model(
             its working grid, scored on the masks' own grid.
         progress: ``progress(done, total)`` per scene.
         tta: test-time augmentation (``glgeo.segment``'s ``tta``; global mode only).
+        gsd: metres per pixel of the scenes when their files do not say (as training's
+            ``gsd``, e.g. 4.78 for the 256 px DeepGlobe copies): the model reads them at its
+            own resolution from it, never finer than they are. ``settings.scale`` wins.
 
     Raises:
         CheckpointError: the model's class count does not fit the dataset's scheme.
-        InputError: no scenes.
+        InputError: no scenes; ``gsd`` not positive, or given for a model that does not
+            record its imagery's resolution.
     """
     from .inference import InferenceSettings
     from .segment import load_model
@@ -308,6 +325,8 @@ def evaluate_model(
         raise InputError(f"scale must be in (0, 1], got {scale}")
     settings = settings or InferenceSettings()
     checkpoint = load_model(model)
+    if gsd is not None and settings.scale is None:
+        settings = replace(settings, scale=_scale_for_gsd(checkpoint, gsd))
     scheme = collection.scheme
     if checkpoint.scheme.n_classes != scheme.n_classes:
         raise CheckpointError(

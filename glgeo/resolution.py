@@ -18,7 +18,7 @@ Three sizes meet when a model meets a scene:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
@@ -97,16 +97,24 @@ def reading_scale(checkpoint, info: SceneInfo) -> float:
                 "" if model_gsd is None else f" (its imagery: {model_gsd:g} m; this scene's resolution is unknown)",
             )
         return checkpoint.scene_scale
+    return scale_between(scene_gsd, model_gsd, info.path)
+
+
+def scale_between(scene_gsd: float, model_gsd: float, name: Any = "the scene") -> float:
+    """The fraction of its resolution a scene of ``scene_gsd`` metres per pixel is read at
+    for a model trained on ``model_gsd``: ``scene_gsd / model_gsd``, never above 1 (with a
+    warning naming ``name``: a coarser scene is read as it is), 1 within
+    :data:`SCALE_TOLERANCE`."""
     scale = scene_gsd / model_gsd
     if scale > 1 + SCALE_TOLERANCE:
         log.warning(
             "%s has %.3g m pixels, coarser than the %.3g m the model was trained on: predictions may be poor; "
             "choose a model trained for this resolution",
-            info.path, scene_gsd, model_gsd,
+            name, scene_gsd, model_gsd,
         )
     if scale >= 1 - SCALE_TOLERANCE:
         return 1.0
-    log.info("%s has %.3g m pixels: read at the model's %.3g m (scale %.3g)", info.path, scene_gsd, model_gsd, scale)
+    log.info("%s has %.3g m pixels: read at the model's %.3g m (scale %.3g)", name, scene_gsd, model_gsd, scale)
     return scale
 
 

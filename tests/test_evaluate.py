@@ -127,6 +127,32 @@ def test_a_model_trained_at_half_scale_is_scored_on_the_full_grid_or_on_copies(t
     assert [(r.scale, r.height) for r in runs] == [(1.0, 40)] * 2  # the copies are already at the model's scale
 
 
+def test_gsd_says_how_fine_plain_images_are(tmp_path, monkeypatch):
+    """Plain images read at the model's resolution from --gsd, not at its training scale."""
+    import glgeo.segment as seg
+    from glgeo.inference import InferenceSettings
+
+    make_folder(tmp_path / "ds", names=("a",), size=80, n_classes=2, values=(0, 255))
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    ckpt = _fresh_checkpoint(tmp_path / "m.pt", 2, INRIA, metadata={"training": {"scene_scale": 0.25, "gsd_m": 2.0}})
+    runs = []
+    real_segment = seg.segment
+    monkeypatch.setattr(seg, "segment", lambda *a, **kw: runs.append(real_segment(*a, **kw)) or runs[-1])
+    settings = InferenceSettings(device="cpu", precision="fp32")
+    evaluate_model(ckpt, ds, ["a"], settings)
+    evaluate_model(ckpt, ds, ["a"], settings, gsd=1.0)  # 1 m images: read at 2 m
+    evaluate_model(ckpt, ds, ["a"], settings, gsd=4.78125)  # coarser than the model's: as they are
+    assert [r.scale for r in runs] == [0.25, 0.5, 1.0]
+    with pytest.raises(InputError, match="positive"):
+        evaluate_model(ckpt, ds, ["a"], settings, gsd=0)
+    bare = _fresh_checkpoint(tmp_path / "bare.pt", 2, INRIA)
+    with pytest.raises(InputError, match="does not record the resolution"):
+        evaluate_model(bare, ds, ["a"], settings, gsd=1.0)
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(ds.scene("a").mask), "--truth",
+                                      str(ds.scene("a").mask), "--scheme", "inria", "--gsd", "1"])
+    assert result.exit_code == 2 and "--gsd goes with --model" in result.output
+
+
 def test_model_evaluation_through_the_cli(tmp_path):
     pytest.importorskip("glgeo.segment")
     make_inria(tmp_path / "inria", cities=("austin",), tiles=6, size=80)
