@@ -13,17 +13,21 @@ import click
 from .options import labels_options, progress_enabled
 
 
-def _per_stage(kind: type, text: str, name: str) -> tuple:
+def _per_stage(kind: type, text: str, name: str, mode: str) -> tuple:
+    """One value per stage (1, 2, 3) from ``text``: one value for every stage, one per stage
+    of ``mode`` (global 1, g2l 2, bidirectional 3) or three."""
+    n_stages = {"global": 1, "g2l": 2}.get(mode, 3)
     parts = [p for p in text.split(",") if p.strip()]
     try:
         values = [kind(p) for p in parts]
     except ValueError:
-        raise click.BadParameter(f"expected one value or three comma-separated values, got {text!r}", param_hint=name)
-    if len(values) == 1:
-        values *= 3
-    if len(values) != 3:
-        raise click.BadParameter(f"give one value for every stage or one per stage (3), got {text!r}", param_hint=name)
-    return tuple(values)
+        raise click.BadParameter(f"expected numbers separated by commas, got {text!r}", param_hint=name)
+    if len(values) not in {1, n_stages, 3}:
+        raise click.BadParameter(
+            f"give one value for every stage, or one per stage of --mode {mode} ({n_stages}), got {text!r}",
+            param_hint=name,
+        )
+    return tuple(values + [values[-1]] * (3 - len(values)))
 
 
 def _devices(text: str) -> str | int | list[int]:
@@ -212,8 +216,8 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         segmentation_channels=segmentation_channels,
         mode=mode,
         stage=stage,
-        epochs=_per_stage(int, epochs, "--epochs"),
-        lr=_per_stage(float, lr, "--lr"),
+        epochs=_per_stage(int, epochs, "--epochs", mode),
+        lr=_per_stage(float, lr, "--lr", mode),
         weight_decay=weight_decay,
         focal_gamma=focal_gamma,
         fmreg_weight=fmreg_weight,

@@ -184,3 +184,16 @@ def test_lightning_ddp_with_two_cpu_processes(tmp_path):
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr + proc.stdout
     for stage in (1, 2, 3):
         assert load_checkpoint(out / f"stage{stage}" / "best.pt").metadata["training"]["stage"] == stage
+
+
+def test_epochs_and_rates_per_stage_of_the_mode():
+    from glgeo.cli.train import _per_stage
+
+    assert _per_stage(int, "20", "--epochs", "bidirectional") == (20, 20, 20)
+    assert _per_stage(int, "100,80", "--epochs", "g2l") == (100, 80, 80)  # stage 3 unused by g2l
+    assert _per_stage(float, "1e-3", "--lr", "global") == (1e-3, 1e-3, 1e-3)
+    assert _per_stage(int, "1,2,3", "--epochs", "g2l") == (1, 2, 3)
+    result = CliRunner().invoke(cli, ["train", "--dataset", "inria", "--root", ".", "--out", "x", "--epochs", "100,80"])
+    assert result.exit_code == 2 and "one per stage of --mode bidirectional (3), got '100,80'" in result.output
+    result = CliRunner().invoke(cli, ["train", "--dataset", "inria", "--root", ".", "--out", "x", "--lr", "fast"])
+    assert result.exit_code == 2 and "expected numbers separated by commas, got 'fast'" in result.output
