@@ -157,17 +157,27 @@ class SceneCollection:
 
     @property
     def gsd(self) -> float | None:
-        """Metres per pixel of the imagery: the first scene's georeferencing, else the
-        published figure of the layout (:data:`PUBLISHED_GSD`: DeepGlobe's JPEGs have none);
-        ``None`` when neither says."""
-        from .resolution import ground_sample_distance
+        """Metres per pixel of the imagery: the median over the scenes' georeferencing (with
+        a warning when the scenes differ by more than :data:`~glgeo.resolution.SCALE_TOLERANCE`),
+        else the published figure of the layout (:data:`PUBLISHED_GSD`: DeepGlobe's JPEGs
+        have none); ``None`` when neither says."""
+        from .resolution import SCALE_TOLERANCE, ground_sample_distance
 
-        if self.scenes:
-            with open_raster(self.scenes[0].image) as src:
+        values = []
+        for pair in self.scenes:
+            with open_raster(pair.image) as src:
                 gsd = ground_sample_distance(src.crs if src.crs else None, src.transform, src.height)
             if gsd is not None:
-                return gsd
-        return PUBLISHED_GSD.get(self.kind)
+                values.append(gsd)
+        if not values:
+            return PUBLISHED_GSD.get(self.kind)
+        median = float(np.median(values))
+        if max(values) > min(values) * (1 + SCALE_TOLERANCE):
+            log.warning(
+                "the %d scenes' pixels range from %.3g to %.3g m; taking the median, %.3g m, as their resolution "
+                "(resample them to one resolution to train one model)", len(values), min(values), max(values), median,
+            )
+        return median
 
     def check(self) -> None:
         """Open every pair and check that image and mask share size and CRS.

@@ -53,10 +53,8 @@ from .datasets import (
     collate_scenes,
     context_footprint,
     open_dataset,
-    open_raster,
 )
 from .device import resolve_precision
-from .resolution import scaled_size
 from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
 from .metrics import SegmentationScores
 from .schemes import NODATA_ID, ClassScheme
@@ -871,18 +869,13 @@ def _run_stage(
         color_jitter=data.color_jitter,
     )
     has_val = bool(split.val)
-    source_gsd = data.gsd if data.gsd is not None else collection.gsd
+    # the training scenes' resolution (not the held-out ones')
+    source_gsd = data.gsd if data.gsd is not None else collection.subset(split.train).gsd
     model_gsd = None if source_gsd is None else source_gsd / data.scale
-    global_gsd = None
-    if model_gsd is not None:
-        if data.kind == "geo":
-            side = data.geo.scene_size
-        else:
-            with open_raster(collection.scene(split.train[0]).image) as src:
-                side = max(scaled_size(src.height, src.width, data.scale))
-        # what the global branch's pixels were on the ground (a global-only model needs
-        # scenes of that extent; glgeo segment warns otherwise)
-        global_gsd = model_gsd * side / data.global_size
+    footprint = data.geo.scene_size if data.kind == "geo" else context_footprint(collection, split.train, data.scale)
+    # what the global branch's pixels were on the ground (a global-only model needs scenes
+    # of that extent; glgeo segment warns otherwise)
+    global_gsd = None if model_gsd is None else model_gsd * footprint / data.global_size
     metadata = {
         **settings.metadata,
         "training": {
@@ -899,9 +892,7 @@ def _run_stage(
             "gsd_m": model_gsd,
             "global_gsd_m": global_gsd,
             # the size of the views it learned from, which glgeo segment cuts large scenes to
-            "footprint_px": (
-                data.geo.scene_size if data.kind == "geo" else context_footprint(collection, split.train, data.scale)
-            ),
+            "footprint_px": footprint,
             "focal_gamma": settings.focal_gamma,
             "precision": precision,
             "augmentation": {

@@ -211,3 +211,15 @@ def test_shared_deepglobe_sample_reads_as_published():
     assert s["image"].shape == (3, 128, 128) and s["image"].dtype.is_floating_point is False
     counts = np.bincount(s["label"].numpy().ravel(), minlength=7)
     assert counts.sum() == 32 * 32 and counts[0] < counts.sum()  # mostly real classes, not "unknown"
+
+
+def test_collection_resolution_is_the_median_of_its_scenes(tmp_path, caplog):
+    """A finer held-out scene listed first does not set the resolution a model records."""
+    root = make_folder(tmp_path / "ds", names=("a_test", "b", "c"), size=64, n_classes=2)
+    with rasterio.open(root / "images" / "a_test.tif") as src:
+        write_tif(root / "images" / "a_test.tif", src.read(), res=0.25)
+    collection = open_dataset("folder", root, INRIA)
+    assert collection.subset(["b", "c"]).gsd == pytest.approx(0.5) and not caplog.records
+    assert collection.gsd == pytest.approx(0.5)  # median of 0.25, 0.5, 0.5
+    assert "pixels range from 0.25 to 0.5 m" in caplog.text
+    assert collection.subset(["a_test"]).gsd == pytest.approx(0.25)

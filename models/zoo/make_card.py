@@ -13,7 +13,7 @@ Usage (see train_zoo.sh for the runs):
     python models/zoo/make_card.py NAME CHECKPOINT --dataset deepglobe --root DATA/deepglobe \
         --split-file DATA/deepglobe/splits --summary "..." --data "..." --validation "..." \
         --licence "..." --command "..." --train-seconds S --machine "..." [--scheme inria] \
-        [--report LABEL ROOT SPLIT_FILE PART ...]
+        [--report LABEL ROOT SPLIT_FILE PART ...] [--report-gsd LABEL METRES ...]
 """
 
 from __future__ import annotations
@@ -98,6 +98,8 @@ def main() -> None:
     p.add_argument("--notes", default=None, help="A Markdown file appended to the card (comparisons, caveats).")
     p.add_argument("--report", nargs=4, action="append", metavar=("LABEL", "ROOT", "SPLIT_FILE", "PART"), default=None,
                    help="Measure on this part of a split of --dataset at ROOT (repeatable; default: the validation part).")
+    p.add_argument("--report-gsd", nargs=2, action="append", metavar=("LABEL", "METRES"), default=[],
+                   help="Metres per pixel of a report's images when their files do not say (evaluate --gsd).")
     p.add_argument("--tta", action="store_true",
                    help="Also measure each report with test-time augmentation (glgeo segment --tta): gain and cost.")
     args = p.parse_args()
@@ -123,6 +125,9 @@ def main() -> None:
     reports = []
     tta_results: dict[str, dict] = {}
     specs = args.report or [["validation", args.root, args.split_file, "val"]]
+    gsds = {label: float(metres) for label, metres in args.report_gsd}
+    if set(gsds) - {spec[0] for spec in specs}:
+        raise SystemExit(f"--report-gsd names no report: {', '.join(sorted(set(gsds) - {spec[0] for spec in specs}))}")
     for label, root, split_file, part in specs:
         data = open_dataset(args.dataset, root, scheme)
         names = list(make_split(args.dataset, data.names, split_file=split_file).part(part))
@@ -132,10 +137,11 @@ def main() -> None:
         if seen:
             raise SystemExit(f"report {label!r} holds scenes the checkpoint was chosen on: {', '.join(seen)}")
         start = time.perf_counter()
-        report = evaluate_model(ck, data, names, settings=InferenceSettings(device="cpu", precision="fp32"))
+        settings = InferenceSettings(device="cpu", precision="fp32")
+        report = evaluate_model(ck, data, names, settings=settings, gsd=gsds.get(label))
         reports.append((label, names, report, time.perf_counter() - start))
         if args.tta:
-            with_tta = evaluate_model(ck, data, names, settings=InferenceSettings(device="cpu", precision="fp32"), tta=True)
+            with_tta = evaluate_model(ck, data, names, settings=settings, tta=True, gsd=gsds.get(label))
             tta_results[label] = {
                 "miou": with_tta.scores.miou,
                 "pixel_accuracy": with_tta.scores.pixel_accuracy,
