@@ -45,6 +45,9 @@ def test_zoo_entry_loads_and_matches_its_card(name):
     assert ck.gsd == pytest.approx(card["gsd_m"])  # the resolution segment reads georeferenced scenes at
     assert card["file_size_mb"] == pytest.approx((ZOO_DIR / f"{name}.pt").stat().st_size / 2**20, abs=0.1)
     assert card["metrics"]["miou"] > card["majority_baseline"]["miou"]
+    for report in card.get("reports", []):  # reported on scenes checkpoint choice never saw
+        assert not set(report["scenes"]) & set(card["validation_scenes"]), report["label"]
+        assert report["metrics"]["miou"] > report["majority_baseline"]["miou"]
     assert (ZOO_DIR / f"{name}.md").is_file()
     path = ZOO_DIR / f"{name}.pt"
     assert card["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
@@ -78,8 +81,8 @@ def test_inria_buildings_beats_the_majority_class_on_its_validation_part(sample_
 
 def test_deepglobe_landcover_beats_the_majority_class_on_a_validation_scene(sample_data):
     collection = open_dataset("deepglobe", sample_data / "deepglobe")
-    # 19627 is one of the four crossvali scenes the model was validated on (never trained on);
-    # the majority class of the training masks is agriculture (id 2).
+    # 19627 is one of the four crossvali scenes that neither training nor checkpoint choice
+    # saw; the majority class of the training masks is agriculture (id 2).
     card = model_card("deepglobe-landcover")
     majority = get_scheme("deepglobe").names.index(card["majority_baseline"]["class"])
     report = evaluate_model("deepglobe-landcover", collection, ["19627"], settings=InferenceSettings(device="cpu"))
