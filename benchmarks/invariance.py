@@ -4,9 +4,10 @@ On the real DeepGlobe samples (``../shared/data/deepglobe``) and a model (defaul
 zoo's ``deepglobe-landcover``), two engines are compared in one run:
 
 * ``glgeo``: the default settings (context windows of the model's footprint, tapered
-  blending);
+  blending, nodata seen as the view's mean colour);
 * ``before``: the engine as it was before context windows (``footprint=0``: the whole
-  scene squeezed into one global image; ``blend="sum"``: plain sum of patch logits).
+  scene squeezed into one global image; ``blend="sum"``: plain sum of patch logits;
+  ``nodata_fill="zero"``: black where the scene has no data).
 
 It prints:
 
@@ -93,7 +94,7 @@ def main() -> None:
     checkpoint = load_model(args.model)
     scheme = checkpoint.scheme
     deepglobe = get_scheme("deepglobe")
-    engines = {"glgeo": InferenceSettings(), "before": InferenceSettings(footprint=0, blend="sum")}
+    engines = {"glgeo": InferenceSettings(), "before": InferenceSettings(footprint=0, blend="sum", nodata_fill="zero")}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{args.threads} torch thread(s); model {args.model} (footprint {checkpoint.footprint} px at scale "
           f"{checkpoint.scene_scale:g}, mode {checkpoint.mode})")

@@ -78,9 +78,12 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "sum: the released code's plain sum of logits.")
 @click.option("--logit-upsampling", type=click.Choice(["bilinear", "nearest"]), default="bilinear", show_default=True,
               help="How patch logits (1/4 resolution) reach the patch's pixels; nearest: the released code.")
+@click.option("--nodata-fill", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
+              help="What the model sees where the scene has no data: each band's mean over the valid pixels of "
+                   "its view, or 0 (black, as the released code; a model reads it as dark ground).")
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
-                   "--precision fp32 --footprint scene.")
+                   "--precision fp32 --footprint scene --nodata-fill zero.")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
               help="Run the model on the scene read at this fraction of its resolution (output still on the "
                    "scene's grid). Default: the scale the model was trained at (train --scale); 1 for imagery "
@@ -127,6 +130,7 @@ def segment(
     window_overlap: int | None,
     blend: str,
     logit_upsampling: str,
+    nodata_fill: str,
     released: bool,
     scale: float | None,
     batch_size: int | None,
@@ -167,8 +171,9 @@ def segment(
     from glgeo.writer import OutputOptions
 
     if released:
-        blend, logit_upsampling, precision, footprint = "sum", "nearest", "fp32", 0
+        blend, logit_upsampling, precision, footprint, nodata_fill = "sum", "nearest", "fp32", 0, "zero"
     settings = InferenceSettings(
+        nodata_fill=nodata_fill,  # type: ignore[arg-type]
         footprint=footprint,
         window_overlap=window_overlap,
         blend=blend,  # type: ignore[arg-type]

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from .blend import BLEND_RULES, BlendRule, RowBand, RowBandBlender, WindowAccumulator
 from .device import Precision, autocast, default_batch_size, resolve_device, resolve_precision
 from .errors import InputError, InternalError, OutputError
-from .io import PatchBatch, SceneReader, StretchSpec
+from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
 from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow, axis_overlaps, tile_weights, window_grid
 from .tiling import taper as taper_weights
 
@@ -112,6 +112,9 @@ class InferenceSettings:
             0: the whole scene is one window, as in the released code.
         window_overlap: smallest overlap between context windows in px; ``None``:
             :func:`glgeo.tiling.window_overlap` (an eighth of the footprint).
+        nodata_fill: what the network sees where the scene has no data: each band's mean
+            over the valid pixels of the global image or patch (``mean``), or 0 (``zero``,
+            the released code's black, which a model reads as dark ground).
         stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
         gdal_cache_mb: GDAL block cache in MB, fixed so memory does not grow with the
             scene (GDAL's default is 5 % of the RAM); about one patch row of blocks
@@ -141,6 +144,7 @@ class InferenceSettings:
     blend: BlendRule = "taper"
     footprint: int | None = None
     window_overlap: int | None = None
+    nodata_fill: NodataFill = "mean"
     stretch: StretchSpec = "auto"
     gdal_cache_mb: int = 64
     torch_threads: int | None = None
@@ -167,6 +171,8 @@ class InferenceSettings:
             raise InputError(f"blend must be one of {', '.join(BLEND_RULES)}, got {self.blend!r}")
         if self.footprint is not None and self.footprint != 0 and self.footprint < 8:
             raise InputError(f"the context footprint must be 0 (whole scene) or at least 8 px, got {self.footprint}")
+        if self.nodata_fill not in NODATA_FILLS:
+            raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {self.nodata_fill!r}")
         if self.window_overlap is not None and self.window_overlap < 0:
             raise InputError(f"window_overlap must be 0 or more pixels, got {self.window_overlap}")
         if self.c2f_ratio <= 0:

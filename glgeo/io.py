@@ -63,6 +63,10 @@ from .tiling import PatchWindow
 
 log = logging.getLogger(__name__)
 
+#: What network inputs hold where a scene has no data (see :meth:`Stretch.apply`).
+NodataFill = Literal["mean", "zero"]
+NODATA_FILLS: tuple[str, ...] = ("mean", "zero")
+
 #: Percentiles of the automatic stretch for 16-bit and float scenes.
 AUTO_STRETCH_PERCENTILES = (1.0, 99.0)
 
@@ -173,8 +177,14 @@ class Stretch:
         if any(not s > 0 for s in self.scale):
             raise InputError(f"a stretch needs a positive range per band, got {self.scale}")
 
-    def apply(self, raw: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """Raw values ``(bands, ...)`` to float32 network inputs; invalid pixels become 0."""
+    def apply(self, raw: np.ndarray, valid: np.ndarray | None = None, fill: NodataFill = "zero") -> np.ndarray:
+        """Raw values ``(bands, ...)`` to float32 network inputs.
+
+        Invalid pixels (``valid`` false, or its share where ``valid`` is a fraction) become
+        0 (``fill="zero"``, the released code's black) or each band's mean over the valid
+        pixels of ``raw`` (``fill="mean"``): black nodata in a context window reads as dark
+        ground (water, shadow) to a model and changes the classes around it.
+        """
         shape = (len(self.offset),) + (1,) * (raw.ndim - 1)
         out = raw.astype(np.float32, copy=True)
         out -= np.asarray(self.offset, dtype=np.float32).reshape(shape)
@@ -182,7 +192,14 @@ class Stretch:
         if self.saturates:
             np.clip(out, 0.0, 1.0, out=out)
         if valid is not None:
-            out *= valid[None].astype(np.float32) if valid.ndim == raw.ndim - 1 else valid
+            weight = valid.astype(np.float32)
+            weight = weight[None] if valid.ndim == raw.ndim - 1 else weight
+            np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+            out *= weight
+            if fill == "mean" and weight.min() < 1 and weight.max() > 0:
+                axes = tuple(range(1, out.ndim))
+                mean = out.sum(axis=axes, keepdims=True) / np.maximum(weight.sum(axis=axes, keepdims=True), 1e-6)
+                out += mean * (1.0 - weight)
         np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         return out
 
@@ -347,15 +364,23 @@ class SceneReader:
         scale: read the scene at this fraction of its resolution: :attr:`info` is then the
             coarser :func:`working_grid`, which patch windows refer to, and
             :attr:`source` the file itself.
+        nodata_fill: what the network inputs hold where the scene has no data: each band's
+            mean over the image's valid pixels (``mean``) or 0 (``zero``, the released code);
+            see :meth:`Stretch.apply`.
 
     Attributes:
         info: the grid reads refer to (the scene's own unless ``scale`` is below 1).
         source: the scene as opened.
     """
 
-    def __init__(self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: float = 1.0) -> None:
+    def __init__(
+        self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: float = 1.0, nodata_fill: NodataFill = "mean"
+    ) -> None:
+        if nodata_fill not in NODATA_FILLS:
+            raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {nodata_fill!r}")
         self.source = info
         self.scale = scale
+        self.nodata_fill = nodata_fill
         self.info = working_grid(info, scale)
         self._ratio = (info.height / self.info.height, info.width / self.info.width)
         self.stretch: Stretch | None = None
@@ -435,7 +460,7 @@ class SceneReader:
             self.fix_stretch(stretch, scaling, (raw, valid))
         elif self.stretch is None:
             self.fix_stretch(stretch, scaling)
-        return self.stretch.apply(raw, valid), valid  # type: ignore[union-attr]
+        return self.stretch.apply(raw, valid, self.nodata_fill), valid  # type: ignore[union-attr]
 
     def fix_stretch(
         self,
@@ -565,7 +590,9 @@ class SceneReader:
                 )
                 valid[i] = self._in_region(scene_valid, window)
                 if valid[i].any() and not (skip_pixels and pw.index in skip_pixels):
-                    images[i] = self.stretch.apply(self.src.read(bands, window=window, **resample), scene_valid)
+                    images[i] = self.stretch.apply(
+                        self.src.read(bands, window=window, **resample), scene_valid, self.nodata_fill
+                    )
                 else:
                     images[i] = 0.0  # never computed: skip the pixel read
         except RasterioIOError as exc:
@@ -589,7 +616,7 @@ class SceneReader:
             for batch in batches:
                 yield self.read_patches(batch, skip_pixels)
             return
-        worker_reader = SceneReader(self.source, scale=self.scale)  # the cache size is process-wide: set by the caller
+        worker_reader = SceneReader(self.source, scale=self.scale, nodata_fill=self.nodata_fill)  # the cache size is process-wide: set by the caller
         worker_reader.stretch = self.stretch
         out: queue.Queue = queue.Queue(maxsize=prefetch)
         stop = threading.Event()

@@ -42,6 +42,7 @@ _ITEMS = {
     "scale": "GLGEO_READING_SCALE",
     "gsd_m": "GLGEO_READING_GSD_M",
     "blend": "GLGEO_BLEND",
+    "nodata_fill": "GLGEO_NODATA_FILL",
     "created": "GLGEO_CREATED_UTC",
 }
 
@@ -60,6 +61,8 @@ class Provenance:
         gsd_m: metres per pixel of the image the model saw (the scene's ground sample
             distance divided by ``scale``); ``None`` for scenes without georeferencing.
         blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
+        nodata_fill: what the network saw where the scene has no data (``mean`` or ``zero``,
+            see :class:`glgeo.inference.InferenceSettings`).
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
     """
 
@@ -72,6 +75,7 @@ class Provenance:
     gsd_m: float | None
     blend: str
     created: str
+    nodata_fill: str = "mean"
 
     def tags(self) -> dict[str, str]:
         """The metadata items (``GLGEO_*``, ``TIFFTAG_SOFTWARE``, ``TIFFTAG_DATETIME``)."""

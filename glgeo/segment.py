@@ -350,7 +350,7 @@ def segment(
                 counts[:] += np.bincount(band.classes[top : top + 32].ravel(), minlength=256)
             writer.write(band)
 
-        with SceneReader(info, scale=scale) as reader:
+        with SceneReader(info, scale=scale, nodata_fill=settings.nodata_fill) as reader:
             grid = reader.info
             with_scores = scores_path is not None
             if grid is not info:
@@ -372,6 +372,7 @@ def segment(
             scale=scale,
             gsd_m=float(f"{info.gsd / scale:.6g}") if info.gsd is not None else None,
             blend=blend_rule(settings),
+            nodata_fill=settings.nodata_fill,
             created=utc_now(),
         )
         writer.set_tags(provenance.tags())

@@ -198,10 +198,14 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     assert released.exit_code == 0, released.output
     summary = json.loads(released.stdout)
     assert (summary["blend"], summary["context_windows"], summary["precision"]) == ("sum", 1, "fp32")
+    with rasterio.open(tmp_path / "released.tif") as src:
+        assert (src.tags()["GLGEO_BLEND"], src.tags()["GLGEO_NODATA_FILL"]) == ("sum", "zero")
     windows = run("segment", scene, "-o", tmp_path / "windows.tif", "--model", checkpoints["inria"], "--footprint",
                   "160", "--window-overlap", "32", "--json", "--device", "cpu", "--batch-size", "4")
     assert windows.exit_code == 0, windows.output
     summary = json.loads(windows.stdout)
     assert (summary["blend"], summary["footprint"], summary["context_windows"]) == ("taper", 160, 12)  # 3 x 4
+    with rasterio.open(tmp_path / "windows.tif") as src:
+        assert src.tags()["GLGEO_NODATA_FILL"] == "mean"
     bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", checkpoints["inria"], "--footprint", "huge")
     assert bad.exit_code != 0 and "give a size in px" in bad.output

@@ -11,7 +11,7 @@ from affine import Affine
 from PIL import Image
 
 from glgeo.errors import InputError, SceneError
-from glgeo.io import SceneReader, choose_stretch, inspect_scene
+from glgeo.io import SceneReader, Stretch, choose_stretch, inspect_scene
 from glgeo.tiling import PatchGrid
 
 CRS = "EPSG:32633"
@@ -44,8 +44,8 @@ def rgb(tmp_path):
     return write_scene(tmp_path / "rgb.tif", data), data
 
 
-def _read_all(info, grid):
-    with SceneReader(info) as reader:
+def _read_all(info, grid, nodata_fill="zero"):
+    with SceneReader(info, nodata_fill=nodata_fill) as reader:
         reader.read_global(32, "auto", (0.0, 255.0))
         return list(reader.iter_batches(grid.batches(3), prefetch=1))
 
@@ -118,6 +118,34 @@ def test_nodata_alpha_and_internal_mask_make_the_valid_mask(tmp_path):
                 got[window.slices] = valid
                 assert (image[:, ~valid] == 0).all(), name
         np.testing.assert_array_equal(got, ~hole, err_msg=name)
+        # the default fill: each band's mean over the patch's valid pixels, valid ones untouched
+        for zero, mean in zip(_read_all(info, grid), _read_all(info, grid, nodata_fill="mean")):
+            for image, filled, valid in zip(zero.images, mean.images, zero.valid):
+                np.testing.assert_array_equal(filled[:, valid], image[:, valid])
+                if (~valid).any() and valid.any():
+                    expected = image[:, valid].mean(axis=1)
+                    np.testing.assert_allclose(filled[:, ~valid], np.repeat(expected[:, None], (~valid).sum(), 1), rtol=1e-5)
+
+
+def test_nodata_fill_of_network_inputs():
+    """Black (zero) or the valid pixels' band means where a view has no data; fractional
+    validity (a decimated read's edge) blends the two; NaNs under nodata never leak."""
+    stretch = Stretch(offset=(0.0, 0.0), scale=(100.0, 100.0), saturates=False, description="test")
+    raw = np.array([[[10.0, 30.0], [np.nan, 50.0]], [[20.0, 20.0], [80.0, 20.0]]], dtype=np.float32)
+    valid = np.array([[True, True], [False, True]])
+    zero = stretch.apply(raw, valid)
+    np.testing.assert_allclose(zero, [[[0.1, 0.3], [0.0, 0.5]], [[0.2, 0.2], [0.0, 0.2]]])
+    mean = stretch.apply(raw, valid, fill="mean")
+    np.testing.assert_allclose(mean, [[[0.1, 0.3], [0.3, 0.5]], [[0.2, 0.2], [0.2, 0.2]]], rtol=1e-6)
+    half = stretch.apply(raw[:, :1, :1], np.array([[0.5]], dtype=np.float32), fill="mean")
+    np.testing.assert_allclose(half, [[[0.1]], [[0.2]]], rtol=1e-6)  # the mean of its own valid half
+    soft = np.array([[1.0, 0.5], [0.0, 1.0]], dtype=np.float32)
+    blended = stretch.apply(np.nan_to_num(raw), soft, fill="mean")
+    m = (0.1 + 0.15 + 0.5) / 2.5
+    assert blended[0, 0, 1] == pytest.approx(0.15 + 0.5 * m) and blended[0, 1, 0] == pytest.approx(m)
+    nothing = stretch.apply(raw, np.zeros((2, 2), bool), fill="mean")
+    assert (nothing == 0).all()
+    assert (stretch.apply(raw[:, :1], valid[:1], fill="mean") == stretch.apply(raw[:, :1], valid[:1])).all()
 
 
 def test_global_read_is_antialiased_like_pil_bilinear(tmp_path):
