@@ -386,6 +386,12 @@ def _axis_taps(working: int, scene: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return nearest, low, high, (pos - low).astype(np.float32)
 
 
+def first_working_pixel(working: int, scene: int) -> np.ndarray:
+    """Per scene pixel along one axis, the first working pixel :class:`ToSceneGrid` reads
+    for it (the lower bilinear tap; the nearest pixel is it or the next)."""
+    return _axis_taps(working, scene)[1]
+
+
 def _highest(mixed: np.ndarray, nearest: np.ndarray) -> np.ndarray:
     """The class of the highest interpolated score per pixel (``mixed``: classes first);
     where no tap had a score (invalid working pixels), the ``nearest`` working pixel's."""
@@ -415,6 +421,11 @@ class ToSceneGrid:
         interpolation: ``bilinear`` or ``nearest``.
         scores: whether the emitted bands carry scores (bilinear: interpolated).
         max_bytes: bound on one emitted slice's arrays.
+        box: ``(top, left, bottom, right)``: emit only these scene pixels (a block of a
+            split scene, :mod:`glgeo.split`); the bands then start at the first working
+            row the box's rows read and hold the working columns from the first one its
+            columns read (:func:`first_working_pixel`); ``source_valid`` still gives
+            whole scene rows. ``None``: the whole scene.
     """
 
     def __init__(
@@ -426,18 +437,23 @@ class ToSceneGrid:
         interpolation: str = "bilinear",
         scores: bool = False,
         max_bytes: int = 16 << 20,
+        box: tuple[int, int, int, int] | None = None,
     ) -> None:
         if interpolation not in ("bilinear", "nearest"):
             raise InputError(f"interpolation must be bilinear or nearest, got {interpolation!r}")
+        top, left, bottom, right = box or (0, 0, scene[0], scene[1])
         self.rows = _axis_taps(working[0], scene[0])
-        self.cols = _axis_taps(working[1], scene[1])
-        self.scene = scene
+        # the box's columns, counted from the first working column they read
+        first = int(first_working_pixel(working[1], scene[1])[left])
+        self.cols = tuple(a[left:right] - first if a.dtype.kind == "i" else a[left:right] for a in _axis_taps(working[1], scene[1]))
+        self.scene = (scene[0], right - left)
         self.emit = emit
         self.source_valid = source_valid
         self.interpolation = interpolation
         self.scores = scores
         self.max_bytes = max_bytes
-        self._next = 0  # next scene row to emit
+        self._box = (top, left, bottom, right)
+        self._next = top  # next scene row to emit
         self._held: RowBand | None = None  # the last working row received (bilinear)
 
     def __call__(self, band: RowBand) -> None:
@@ -514,8 +530,16 @@ class ToSceneGrid:
         self._finish(top, classes, None)
 
     def _finish(self, row: int, classes: np.ndarray, scores: np.ndarray | None) -> None:
+        top, left, bottom, right = self._box
+        start, stop = max(row, top), min(row + classes.shape[0], bottom)
+        if stop <= start:
+            return
+        if (start, stop) != (row, row + classes.shape[0]):  # rows beyond the box
+            classes = classes[start - row : stop - row]
+            scores = None if scores is None else scores[:, start - row : stop - row]
+            row = start
         if self.source_valid is not None:
-            invalid = ~self.source_valid(row, classes.shape[0])
+            invalid = ~self.source_valid(row, classes.shape[0])[:, left:right]
             classes[invalid] = NODATA_ID
             if scores is not None:
                 scores[:, invalid] = 0

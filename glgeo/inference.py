@@ -56,7 +56,7 @@ from .blend import BLEND_RULES, BlendRule, RowBand, RowBandBlender, WindowAccumu
 from .device import Precision, autocast, default_batch_size, resolve_device, resolve_precision
 from .errors import InputError, InternalError, OutputError
 from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
-from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow, axis_overlaps, tile_weights, window_grid
+from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow, axis_overlaps, sub_grid, tile_weights, window_grid
 from .tiling import taper as taper_weights
 
 log = logging.getLogger(__name__)
@@ -263,6 +263,13 @@ class _Clock:
         setattr(self.timings, self.name, getattr(self.timings, self.name) + time.perf_counter() - self.start)
 
 
+def context_windows(height: int, width: int, footprint: int | None, overlap: int | None = None) -> PatchGrid:
+    """The context windows of a ``height x width`` working grid for a ``footprint`` px
+    model (``None``: the whole scene is one window); ``overlap``: the settings'
+    ``window_overlap``."""
+    return window_grid(height, width, footprint or max(height, width, 8), overlap)
+
+
 class StreamingSegmenter:
     """Runs a GLNet over one scene, streaming final rows to a sink.
 
@@ -344,6 +351,7 @@ class StreamingSegmenter:
         sink: Callable[[RowBand], None],
         scores: bool = False,
         progress: ProgressCallback | None = None,
+        block: tuple[range, range] | None = None,
     ) -> InferenceStats:
         """Segment the reader's scene, calling ``sink`` with each final row band.
 
@@ -359,19 +367,28 @@ class StreamingSegmenter:
             sink: receives :class:`~glgeo.blend.RowBand` objects top to bottom.
             scores: also compute uint8 per-class scores.
             progress: called as patches are processed.
+            block: only the context windows in these window rows and columns (a block of
+                a scene split over several processes, :mod:`glgeo.split`): ``sink`` then
+                gets the rows of the block's windows, their columns only, in pixels counted
+                from the block's first window (:func:`glgeo.tiling.sub_grid`). Pixels that
+                every window covering them is in the block get exactly the whole scene's
+                values. Ignored for a scene that is one window.
         """
         started = time.perf_counter()
         info = reader.info
         footprint = self.footprint or max(info.height, info.width, 8)
-        windows = window_grid(info.height, info.width, footprint, self.settings.window_overlap)
+        windows = context_windows(info.height, info.width, self.footprint, self.settings.window_overlap)
         grid = PatchGrid.for_scene(windows.patch_height, windows.patch_width, self.patch_size, self.settings.min_overlap)
+        if len(windows) == 1:
+            block = None
+        computed = len(windows) if block is None else len(block[0]) * len(block[1])
         stats = InferenceStats(
-            self.mode, str(self.device), self.precision, len(grid) * len(windows), self.batch_size,
-            windows=len(windows), footprint=footprint, blend=self.settings.blend,
+            self.mode, str(self.device), self.precision, len(grid) * computed, self.batch_size,
+            windows=computed, footprint=footprint, blend=self.settings.blend,
         )  # fmt: skip
         timings = stats.timings
         passes = 2 if self.mode == "bidirectional" else 1
-        progress_total = len(grid) * len(windows) * passes
+        progress_total = len(grid) * computed * passes
         steps = [0]
 
         def tick(n: int) -> None:
@@ -393,35 +410,41 @@ class StreamingSegmenter:
                 if not blender.done:
                     raise InternalError(f"{blender.patches_added} of {len(grid)} patches blended")
             else:
-                self._run_windows(windows, grid, reader, timed_sink, scores, stats, tick)
+                self._run_windows(windows, grid, reader, timed_sink, scores, stats, tick, block)
         timings.total = time.perf_counter() - started
         return stats
 
-    def _run_windows(self, windows: PatchGrid, grid: PatchGrid, reader: SceneReader, sink, scores, stats, tick) -> None:
-        """Every context window in turn, blended into the scene's rows."""
+    def _run_windows(
+        self, windows: PatchGrid, grid: PatchGrid, reader: SceneReader, sink, scores, stats, tick, block=None
+    ) -> None:
+        """Every context window in turn (or a block's), blended into the scene's (block's) rows."""
         passes = 2 if self.mode == "bidirectional" else 1
+        # a block's windows blend as a grid of their own: a pixel's sums see the same windows
+        # in the same order as in the whole scene's grid, so they are bitwise the same
+        tiles = windows if block is None else sub_grid(windows, *block)
         blender = RowBandBlender(
-            windows, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16"
+            tiles, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16"
         )
         window_pixels = WindowAccumulator(windows.patch_height, windows.patch_width, self.n_classes, self.device)
         stats.blender_bytes = blender.nbytes + window_pixels.nbytes
         with _Clock(stats.timings, "global_read"):
             stats.stretch = reader.fix_stretch(self.settings.stretch, self.scaling).description
         taper = self.settings.blend == "taper"
-        for window in windows:
+        for tile in tiles:
+            window = tile if block is None else windows[(block[0].start + tile.row) * windows.n_cols + block[1].start + tile.col]
             if not reader.has_data(window):  # nodata only: nothing to compute
                 stats.skipped_windows += 1
                 stats.skipped_nodata += len(grid)
                 tick(len(grid) * passes)
-                blender.add(window, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
+                blender.add(tile, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
                 continue
             window_pixels.reset()
             self._run_window(_WindowRun(window, grid, window_pixels.add, taper), reader, stats, tick)
             with _Clock(stats.timings, "blend", self.device):
                 logits, valid, weight = window_pixels.result(tile_weights(windows, window) if taper else None)
-                blender.add(window, logits, valid, weight)
+                blender.add(tile, logits, valid, weight)
         if not blender.done:
-            raise InternalError(f"{blender.patches_added} of {len(windows)} context windows blended")
+            raise InternalError(f"{blender.patches_added} of {len(tiles)} context windows blended")
 
     def _run_window(self, run: "_WindowRun", reader: SceneReader, stats: InferenceStats, tick, whole_scene: bool = False) -> None:
         """One context window through GLNet: its global image, then its patch passes."""

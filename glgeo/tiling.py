@@ -236,6 +236,30 @@ class PatchGrid:
             yield list(chosen[i : i + batch_size])
 
 
+def sub_grid(grid: PatchGrid, rows: range, cols: range) -> PatchGrid:
+    """The tiles of ``grid`` in tile rows ``rows`` and columns ``cols``, as a grid of their
+    own: the same sizes and spacing, its origin at the first tile's top-left corner (the
+    tile at ``(row, col)`` of the result is ``grid``'s ``(rows.start + row, cols.start + col)``).
+
+    Raises:
+        InputError: an empty or out-of-range selection.
+    """
+    if not (0 <= rows.start < rows.stop <= grid.n_rows and 0 <= cols.start < cols.stop <= grid.n_cols):
+        raise InputError(f"tile rows {rows} and columns {cols} are not within a {grid.n_rows} x {grid.n_cols} grid")
+    top, left = grid.row_starts[rows.start], grid.col_starts[cols.start]
+    row_starts = tuple(s - top for s in grid.row_starts[rows.start : rows.stop])
+    col_starts = tuple(s - left for s in grid.col_starts[cols.start : cols.stop])
+    return PatchGrid(
+        scene_height=row_starts[-1] + grid.patch_height,
+        scene_width=col_starts[-1] + grid.patch_width,
+        patch_height=grid.patch_height,
+        patch_width=grid.patch_width,
+        min_overlap=grid.min_overlap,
+        row_starts=row_starts,
+        col_starts=col_starts,
+    )
+
+
 def axis_overlaps(starts: tuple[int, ...], size: int) -> tuple[tuple[int, int], ...]:
     """Per tile along one axis: pixels shared with the previous and with the next tile."""
     before = [0] + [a + size - b for a, b in zip(starts, starts[1:])]
