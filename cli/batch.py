@@ -45,6 +45,8 @@ class BatchArgs:
         vectors: one GeoPackage per scene.
         vector_merge: one GeoPackage of all scenes' polygons, written at the end.
         torch_threads: CPU threads per scene.
+        block_windows: one scene split over the workers: ``(rows, cols)`` context windows
+            per block (``cols`` ``None``: full-width strips).
     """
 
     out_dir: str | None = None
@@ -56,6 +58,18 @@ class BatchArgs:
     vectors: bool = False
     vector_merge: str | None = None
     torch_threads: int | None = None
+    block_windows: tuple[int, int | None] | None = None
+
+    def splits(self, scenes: Sequence[str], out: str | None) -> bool:
+        """Whether the command line asks for one scene (``-o``) split over Dask workers."""
+        return bool(
+            len(scenes) == 1
+            and out is not None
+            and (self.scheduler or self.workers > 1)
+            and not (self.out_dir or self.input_lists or self.vectors or self.vector_merge)
+            and not scenes[0].startswith("@")
+            and not (_GLOB_CHARS.search(scenes[0]) and "://" not in scenes[0] and not Path(scenes[0]).exists())
+        )
 
     def wanted(self, scenes: Sequence[str]) -> bool:
         """Whether the command line asks for a batch rather than one scene with ``-o``."""
@@ -128,7 +142,30 @@ _OPTIONS: list[Callable[[Callable], Callable]] = [
     ),
 ]
 
-_NAMES = ("out_dir", "input_lists", "scheduler", "workers", "retries", "manifest", "vectors", "vector_merge", "torch_threads")
+def _parse_block_windows(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, int | None] | None:
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)(?:x(\d+))?", value.strip().lower())
+    if not match or int(match.group(1)) < 1 or (match.group(2) is not None and int(match.group(2)) < 1):
+        raise click.BadParameter(f"{value!r}: give window rows per block (e.g. 4: full-width strips) or ROWSxCOLS (e.g. 4x4)")
+    return int(match.group(1)), int(match.group(2)) if match.group(2) else None
+
+
+_OPTIONS.append(
+    click.option(
+        "--block-windows",
+        callback=_parse_block_windows,
+        default=None,
+        metavar="ROWS[xCOLS]",
+        help="One scene with -o and --workers/--scheduler: split it into blocks of this many context windows, "
+        "one task each (ROWS: full-width strips).  [default: 4]",
+    )
+)
+
+_NAMES = (
+    "out_dir", "input_lists", "scheduler", "workers", "retries", "manifest", "vectors", "vector_merge", "torch_threads",
+    "block_windows",
+)  # fmt: skip
 
 
 def batch_options(command: Callable) -> Callable:

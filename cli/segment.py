@@ -157,6 +157,12 @@ def segment(
 
         glgeo segment scene.tif -o landcover.tif --model deepglobe-landcover
 
+    One scene with -o and --workers N (or --scheduler ADDRESS) is split into blocks of
+    context windows, one task each, and assembled into the same raster (--block-windows):
+
+    \b
+        glgeo segment county.tif -o county-landcover.tif --workers 8
+
     Several scenes (paths, globs, URLs, @list.txt) go to --out-dir, one task per scene,
     in this process, on a local Dask cluster (--workers N) or an existing one
     (--scheduler ADDRESS); finished scenes are skipped, a manifest lists them all:
@@ -191,6 +197,17 @@ def segment(
         compile=compile_,
     )
     output_options = OutputOptions(cog=not no_cog, format=driver, creation_options=creation_options)
+    if batch.splits(scenes, out):
+        from .split import run_split_from_cli
+
+        run_split_from_cli(
+            ctx, batch, scenes[0], out, model=model, settings=settings, bands=bands, scheme=scheme,
+            output_options=output_options, overwrite=overwrite, as_json=as_json, probabilities=probabilities,
+            vector=vector, aoi=aoi, bounds=bounds or None, tta=tta,
+        )
+        return
+    if batch.block_windows is not None:
+        raise click.UsageError("--block-windows splits one scene: give one scene, -o OUT and --workers N or --scheduler")
     if batch.wanted(scenes):
         if tta:
             raise click.UsageError("--tta segments one scene per command for now; run glgeo segment SCENE -o OUT --tta per scene")

@@ -1,8 +1,8 @@
-"""Many scenes, many machines: batch segmentation, one task per scene.
+"""Many scenes, many machines: batch segmentation, one task per scene; or one giant
+scene, one task per block of its context windows (:func:`run_split`,
+:mod:`~glgeo.batch.split`).
 
-A GLNet scene cannot be cut into independent chunks (the global branch sees the whole
-scene), so the unit of work is one scene. :func:`run_batch` turns a list of inputs into one
-task per scene and runs them
+:func:`run_batch` turns a list of inputs into one task per scene and runs them
 
 * on an existing Dask cluster (``scheduler="tcp://host:8786"`` or a
   ``distributed.Client``): local, SSH, HPC job queues through dask-jobqueue, Kubernetes;
@@ -42,41 +42,50 @@ The package has one module per concept: :mod:`~glgeo.batch.inputs` (paths, globs
 :mod:`~glgeo.batch.planning` (jobs, options, what is already done),
 :mod:`~glgeo.batch.manifest` (results and the manifest file), :mod:`~glgeo.batch.worker`
 (model cache, devices, the per-scene task), :mod:`~glgeo.batch.scheduling` (in-process,
-local or remote Dask) and :mod:`~glgeo.batch.merge` (the merged GeoPackage).
+local or remote Dask), :mod:`~glgeo.batch.merge` (the merged GeoPackage) and
+:mod:`~glgeo.batch.split` (one scene's blocks as tasks).
 """
 
 from __future__ import annotations
 
 from .inputs import expand_inputs, is_remote, read_input_list, scene_stem
-from .manifest import BatchResult, SceneResult, Status, read_manifest, write_manifest
+from .manifest import BatchResult, BlockResult, SceneResult, Status, read_manifest, write_manifest
 from .merge import merge_vectors
 from .planning import RASTER_SUFFIX, VECTOR_SUFFIX, BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials
-from .scheduling import MANIFEST_INTERVAL_S, ProgressCallback, require_distributed, run_batch
+from .scheduling import MANIFEST_INTERVAL_S, ProgressCallback, open_client, require_distributed, run_batch
+from .split import SplitJob, SplitResult, blocks_folder, process_block, run_split
 from .worker import cached_model, class_areas_of, process_scene, worker_device
 
 __all__ = [
     "BatchOptions",
     "BatchResult",
+    "BlockResult",
     "MANIFEST_INTERVAL_S",
     "ProgressCallback",
     "RASTER_SUFFIX",
     "SceneJob",
     "SceneResult",
+    "SplitJob",
+    "SplitResult",
     "Status",
     "VECTOR_SUFFIX",
+    "blocks_folder",
     "cached_model",
     "class_areas_of",
     "expand_inputs",
     "is_remote",
     "merge_vectors",
+    "open_client",
     "outputs_done",
     "plan_jobs",
+    "process_block",
     "process_scene",
     "read_input_list",
     "read_manifest",
     "remove_partials",
     "require_distributed",
     "run_batch",
+    "run_split",
     "scene_stem",
     "worker_device",
     "write_manifest",

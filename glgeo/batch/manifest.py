@@ -61,6 +61,49 @@ class SceneResult:
 
 
 @dataclass(frozen=True)
+class BlockResult:
+    """What happened to one block of a split scene (:mod:`glgeo.batch.split`): one row of
+    the manifest's ``blocks``.
+
+    Attributes:
+        block: its name, ``block-RRR-CCC`` (block row and column).
+        box: ``(top, left, bottom, right)``: the scene pixels it wrote.
+        windows: context windows it computed (those at block boundaries are computed by
+            both blocks).
+        status: ``done`` (computed now), ``skipped`` (finished by an earlier, interrupted
+            run, or by another attempt) or ``failed``.
+        seconds: wall time of the task (its last attempt).
+        worker: the Dask worker that ran the last attempt (``in-process`` without Dask).
+        device: the torch device that computed it.
+        peak_rss_mb: the worker process's peak resident memory so far, in MiB (Linux and
+            macOS; 0 elsewhere).
+        error: why it failed.
+        partials_removed: temporary files of an interrupted earlier attempt removed first.
+        stats: what the engine did (not written to the manifest).
+    """
+
+    block: str
+    box: tuple[int, int, int, int]
+    windows: int
+    status: Status
+    seconds: float = 0.0
+    worker: str = ""
+    device: str = ""
+    peak_rss_mb: float = 0.0
+    error: str | None = None
+    partials_removed: int = 0
+    stats: Any = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able row."""
+        row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "stats"}
+        row["box"] = list(self.box)
+        row["seconds"] = round(self.seconds, 3)
+        row["peak_rss_mb"] = round(self.peak_rss_mb, 1)
+        return row
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """What a batch did.
 
@@ -71,6 +114,7 @@ class BatchResult:
             scheduler address).
         manifest: the manifest written, if any.
         vector_merge: the merged GeoPackage written, if any.
+        blocks: a scene split into blocks (one scene): one row per block.
     """
 
     scenes: tuple[SceneResult, ...]
@@ -78,6 +122,7 @@ class BatchResult:
     workers: str
     manifest: Path | None = None
     vector_merge: Path | None = None
+    blocks: tuple[BlockResult, ...] = ()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -124,13 +169,16 @@ class BatchResult:
             **self.counts,
             "vector_merge": str(self.vector_merge) if self.vector_merge else None,
             "scenes": [r.to_dict() for r in self.scenes],
+            **({"blocks": [b.to_dict() for b in self.blocks]} if self.blocks else {}),
         }
 
 
 def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
     """Write the manifest atomically: JSON (run summary + rows) or CSV (one row per scene).
 
-    The CSV has one ``area:<class>`` column per class seen in the run.
+    The CSV has one ``area:<class>`` column per class seen in the run; a split scene's
+    blocks follow its row, one row each, with ``block``, ``box``, ``windows`` and
+    ``peak_rss_mb`` columns (empty on the scene's row).
 
     Raises:
         InputError: the suffix is neither ``.json`` nor ``.csv``.
@@ -143,12 +191,18 @@ def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
     elif suffix == ".csv":
         classes = list(dict.fromkeys(name for r in result.scenes for name in r.class_areas))
         columns = ["input", "output", "vector", "status", "seconds", "worker", "device", "error", "partials_removed", "area_unit"]
+        if result.blocks:
+            columns += ["block", "box", "windows", "peak_rss_mb"]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns + [f"area:{c}" for c in classes], lineterminator="\n")
         writer.writeheader()
         for r in result.scenes:
             row = {k: v for k, v in r.to_dict().items() if k in columns}
             row.update({f"area:{c}": r.class_areas.get(c, "") for c in classes})
+            writer.writerow(row)
+        for b in result.blocks:
+            row = {k: v for k, v in b.to_dict().items() if k in columns}
+            row.update(input=result.scenes[0].input if result.scenes else "", box=" ".join(map(str, b.box)))
             writer.writerow(row)
         text = buffer.getvalue()
     else:

@@ -302,41 +302,53 @@ def run_batch(
     return result
 
 
-def _run_on_existing(run: _Run, pending: Sequence[int], scheduler: "str | Client", reference: str) -> None:
+@contextlib.contextmanager
+def open_client(
+    scheduler: "str | Client | None", workers: int, options: BatchOptions
+) -> Iterator[tuple["Client", str, BatchOptions]]:
+    """A Dask client for a run: on an existing cluster (``scheduler``: its address or a
+    connected client, left open) or on a local cluster of ``workers`` processes started
+    for the run and closed after it. The one scheduler path of many scenes and of split
+    scenes (:mod:`glgeo.batch.split`).
+
+    Yields:
+        ``(client, where, options)``: where the tasks run (the scheduler's address, or
+        ``local cluster of N workers``), and ``options`` with the torch threads of a local
+        cluster's workers filled in (cores / workers).
+
+    Raises:
+        InputError: the scheduler cannot be reached.
+    """
     distributed = require_distributed()
-    if isinstance(scheduler, str):
+    if scheduler is not None:
+        if isinstance(scheduler, str):
+            try:
+                client = distributed.Client(scheduler, timeout="30s")
+            except (OSError, TimeoutError) as exc:
+                raise InputError(
+                    f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one with `dask scheduler` "
+                    "and workers with `dask worker ADDRESS`, or check the address"
+                ) from None
+            owned = True
+        else:
+            client, owned = scheduler, False
         try:
-            client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as exc:
-            raise InputError(
-                f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one with `dask scheduler` "
-                "and workers with `dask worker ADDRESS`, or check the address"
-            ) from None
-        owned = True
-    else:
-        client, owned = scheduler, False
-    try:
-        n = len(client.scheduler_info().get("workers", {}))
-        if n == 0:
-            log.warning("the Dask cluster at %s has no workers yet; scenes wait until one joins", client.scheduler.address)
-        log.info("segmenting %d scenes on the Dask cluster at %s (%d workers)", len(pending), client.scheduler.address, n)
-        run.workers = str(client.scheduler.address)
-        _run_on_client(run, client, reference, pending)
-    finally:
-        if owned:
-            client.close()
-
-
-def _run_on_local_cluster(run: _Run, pending: Sequence[int], workers: int, reference: str) -> None:
+            n = len(client.scheduler_info().get("workers", {}))
+            if n == 0:
+                log.warning("the Dask cluster at %s has no workers yet; tasks wait until one joins", client.scheduler.address)
+            log.info("running on the Dask cluster at %s (%d workers)", client.scheduler.address, n)
+            yield client, str(client.scheduler.address), options
+        finally:
+            if owned:
+                client.close()
+        return
     import dask
 
-    distributed = require_distributed()
-    options = run.options
     threads = options.torch_threads or options.settings.torch_threads or _local_torch_threads(workers)
-    run.options = options = dataclasses.replace(options, torch_threads=threads)
+    options = dataclasses.replace(options, torch_threads=threads)
     log.info("starting a local Dask cluster of %d worker processes (%d torch threads each)", workers, threads)
-    # A worker that dies (out of memory, killed) gives its scene to another worker this
-    # many times before the scene is reported as failed.
+    # A worker that dies (out of memory, killed) gives its task to another worker this
+    # many times before the task is reported as failed.
     with dask.config.set({"distributed.scheduler.allowed-failures": options.retries}):
         with distributed.LocalCluster(
             n_workers=workers,
@@ -344,8 +356,21 @@ def _run_on_local_cluster(run: _Run, pending: Sequence[int], workers: int, refer
             processes=True,
             dashboard_address=":0",
             # worker processes log even their shutdown races at ERROR ("Failed to communicate
-            # with scheduler during heartbeat"); glgeo reports failed scenes itself
+            # with scheduler during heartbeat"); glgeo reports failed tasks itself
             silence_logs=logging.CRITICAL if not log.isEnabledFor(logging.INFO) else False,
         ) as cluster, distributed.Client(cluster) as client:
-            run.workers = f"local cluster of {workers} workers"
-            _run_on_client(run, client, reference, pending)
+            yield client, f"local cluster of {workers} workers", options
+
+
+def _run_on_existing(run: _Run, pending: Sequence[int], scheduler: "str | Client", reference: str) -> None:
+    with open_client(scheduler, 1, run.options) as (client, where, _):
+        log.info("segmenting %d scenes on the Dask cluster at %s", len(pending), where)
+        run.workers = where
+        _run_on_client(run, client, reference, pending)
+
+
+def _run_on_local_cluster(run: _Run, pending: Sequence[int], workers: int, reference: str) -> None:
+    with open_client(None, workers, run.options) as (client, where, options):
+        run.options = options
+        run.workers = where
+        _run_on_client(run, client, reference, pending)

@@ -1,0 +1,99 @@
+"""Split glue for ``glgeo segment``: one scene (``-o``) over Dask workers, block by block.
+
+``glgeo segment SCENE -o OUT --workers N`` (or ``--scheduler ADDRESS``) hands over to
+:func:`run_split_from_cli`, which calls :func:`glgeo.batch.run_split` and reports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .batch import BatchArgs
+from .options import plural, progress_bar
+
+
+def run_split_from_cli(
+    ctx: click.Context,
+    batch: BatchArgs,
+    scene: str,
+    out: str,
+    *,
+    model: str,
+    settings: Any,
+    bands: tuple[int, ...] | None = None,
+    scheme: str | None = None,
+    output_options: Any = None,
+    overwrite: bool = False,
+    as_json: bool = False,
+    probabilities: str | None = None,
+    vector: str | None = None,
+    aoi: str | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    tta: bool = False,
+) -> None:
+    """Segment one scene split into blocks on a Dask cluster and report it as ``glgeo
+    segment SCENE -o OUT`` does (plus the blocks)."""
+    from glgeo.atomic import check_output_path
+    from glgeo.batch import BatchOptions, run_split
+    from glgeo.split import DEFAULT_BLOCK_ROWS
+    from glgeo.writer import OutputOptions
+
+    if vector is not None:
+        check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
+    rows, cols = batch.block_windows or (DEFAULT_BLOCK_ROWS, None)
+    options = BatchOptions(
+        settings=settings,
+        bands=bands,
+        scheme=scheme,
+        output_options=output_options or OutputOptions(),
+        overwrite=overwrite,
+        retries=batch.retries,
+        manifest=Path(batch.manifest) if batch.manifest else None,
+        torch_threads=batch.torch_threads,
+    )
+    with progress_bar(ctx, unit="block", desc="segment") as progress:
+        result = run_split(
+            scene, out, model=model, options=options, probabilities=probabilities, aoi=aoi, bounds=bounds, tta=tta,
+            rows_per_block=rows, cols_per_block=cols, scheduler=batch.scheduler, workers=batch.workers,
+            progress=progress,
+        )  # fmt: skip
+    summary = result.summary
+    report = summary.to_dict()
+    report["blocks"] = [b.to_dict() for b in result.blocks]
+    report["workers"] = result.workers
+    if result.manifest is not None:
+        report["manifest"] = str(result.manifest)
+    if vector is not None:
+        from glgeo.vectorize import vectorize
+
+        vresult = vectorize(out, vector, overwrite=overwrite)
+        report["vector"] = str(getattr(vresult, "path", vector))
+
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    if quiet:
+        return
+    stats, counts, plan = summary.stats, result.counts, result.plan
+    where = result.workers if result.workers.startswith(("local", "in-process")) else f"the Dask cluster at {result.workers}"
+    click.echo(
+        f"{summary.output}: {summary.width} x {summary.height} px, {plural(plan.windows[0] * plan.windows[1], 'context window')}"
+        f" in {plural(len(plan.blocks), 'block')} on {where} ({counts['done']} computed, {counts['skipped']} kept from an "
+        f"earlier run; {100 * (plan.overhead - 1):.0f} % of the windows computed twice at block edges), "
+        f"{plural(stats.computed, 'patch')} computed, mode {stats.mode}, {stats.precision} on {stats.device}"
+        + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
+        + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
+    )
+    from glgeo.areas import format_class_areas
+
+    for line in format_class_areas(summary.classes, summary.area_unit):
+        click.echo(line)
+    if vector is not None:
+        click.echo(f"polygons: {report['vector']}")
+    if result.manifest is not None:
+        click.echo(f"manifest: {result.manifest}")

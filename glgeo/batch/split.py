@@ -1,0 +1,420 @@
+"""One giant scene on many workers: its blocks of context windows as Dask tasks.
+
+:func:`run_split` cuts a scene into blocks (:func:`glgeo.split.plan_split`), runs one task
+per block on the same scheduler path as many scenes (:func:`~glgeo.batch.scheduling.open_client`:
+an existing cluster, a local one, or this process), and assembles the class raster (and
+scores) from the finished blocks into the COG :func:`glgeo.segment` writes, pixel for pixel.
+
+* The blocks go to a hidden folder beside the output, ``.<output name>.blocks/``, each
+  written under a temporary name and renamed when complete, with ``plan.json`` saying which
+  scene, model, settings and blocks they belong to. The folder is removed once the output is
+  complete.
+* A worker that dies mid-block (killed, out of memory) loses only that block: the scheduler
+  gives it to another worker (``retries``), whose attempt first removes the dead attempt's
+  temporary file.
+* An interrupted run (Ctrl-C, a lost cluster) keeps its finished blocks: the same command
+  again computes only the missing ones (a folder planned for another scene, model or
+  settings is emptied first, with a warning).
+* Each worker holds one block at a time (the engine's buffers, a band of rows), never the
+  scene; the assembly streams the block files band by band into one writer.
+* The manifest has the scene's row and one row per block (:class:`BlockResult`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from ..atomic import atomic_path, check_output_path
+from ..errors import GlgeoError, InputError, OutputError
+from ..inference import InferenceStats, Timings
+from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, block_path, prepare_scene
+from ..split import remove_block_partials, write_block
+from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
+from .planning import BatchOptions
+from .scheduling import _describe, _model_reference, _dask_logs_at_glgeo_level, open_client
+from .worker import _n_gpus, _this_worker, cached_model, worker_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+    from ..segment import SegmentSummary
+
+log = logging.getLogger("glgeo.batch")
+
+#: ``progress(done, total)``: blocks finished (done, skipped or failed) so far and in all.
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SplitJob:
+    """One split scene, as every block task gets it.
+
+    Attributes:
+        scene: the scene (a path or URL every worker can read).
+        split: the prepared scene and its plan.
+        folder: the blocks' folder.
+        probabilities: keep per-class scores.
+        tta: test-time augmentation.
+    """
+
+    scene: str
+    split: SplitScene
+    folder: Path
+    probabilities: bool = False
+    tta: bool = False
+
+
+@dataclass(frozen=True)
+class SplitResult:
+    """What :func:`run_split` did.
+
+    Attributes:
+        summary: the scene's summary, as :func:`glgeo.segment` returns it (its ``stats``
+            summed over the blocks; ``stats.windows`` counts windows computed twice twice).
+        plan: the blocks.
+        blocks: one row per block.
+        seconds: wall time of the run (cluster start and assembly included).
+        assemble_seconds: of which assembling the output.
+        workers: where the blocks ran (``in-process``, ``local cluster of N workers`` or the
+            scheduler's address).
+        manifest: the manifest written, if any.
+    """
+
+    summary: "SegmentSummary"
+    plan: SplitPlan
+    blocks: tuple[BlockResult, ...]
+    seconds: float
+    assemble_seconds: float
+    workers: str
+    manifest: Path | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Blocks per status (``done``: computed by this run; ``skipped``: kept from an
+        interrupted one)."""
+        return {s: sum(b.status == s for b in self.blocks) for s in ("done", "skipped", "failed")}
+
+
+def blocks_folder(out: Path) -> Path:
+    """The folder a split keeps its finished blocks in until the output is complete."""
+    return out.with_name(f".{out.name}.blocks")
+
+
+def _peak_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def process_block(job: SplitJob, block: Block, model: str, options: BatchOptions) -> BlockResult:
+    """Segment one block into its file; the task every worker runs.
+
+    A block whose file is already there (another attempt finished it) is skipped. Errors
+    glgeo raises on purpose become a ``failed`` result; anything else propagates, so that
+    the scheduler retries the block.
+    """
+    started = time.perf_counter()
+    address, name = _this_worker()
+
+    def result(status: Status, **kwargs: Any) -> BlockResult:
+        return BlockResult(block=block.name, box=block.box, windows=block.windows, status=status,
+                           seconds=time.perf_counter() - started, worker=address, peak_rss_mb=_peak_rss_mb(), **kwargs)
+
+    partials = remove_block_partials(job.folder, block)
+    if block_path(job.folder, block).is_file():
+        return result("skipped", partials_removed=partials)
+    try:
+        settings = job.split.settings
+        wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
+        threads = options.torch_threads or settings.torch_threads
+        settings = replace(settings, device=wanted, torch_threads=threads)
+        stats = write_block(job.split, block, cached_model(model), job.folder, probabilities=job.probabilities,
+                            settings=settings, tta=job.tta)
+    except GlgeoError as exc:
+        return result("failed", error=f"{type(exc).__name__}: {exc}", partials_removed=partials)
+    return result("done", device=stats.device, partials_removed=partials, stats=stats)
+
+
+def _fingerprint(scene: str, reference: str, split: SplitScene, probabilities: bool, tta: bool, bands, aoi, bounds) -> str:
+    """What the blocks in a folder depend on: a run that differs starts afresh."""
+
+    def stamp(path: Any) -> Any:
+        try:
+            st = os.stat(path)
+            return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+        except (OSError, TypeError, ValueError):
+            return str(path)
+
+    what = {
+        "scene": stamp(scene),
+        "model": stamp(reference),
+        "settings": repr(split.settings),
+        "scale": split.scale,
+        "bands": list(split.info.bands),
+        "aoi": stamp(aoi) if isinstance(aoi, (str, os.PathLike)) else repr(aoi),
+        "bounds": bounds,
+        "probabilities": probabilities,
+        "tta": tta,
+        "plan": split.plan.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _prepare_folder(folder: Path, fingerprint: str, plan: SplitPlan) -> int:
+    """Create the blocks' folder, or keep it for resuming when it was planned the same way
+    (else empty it). Returns the finished blocks kept."""
+    marker = folder / "plan.json"
+    if folder.is_dir():
+        try:
+            same = json.loads(marker.read_text(encoding="utf-8")).get("fingerprint") == fingerprint
+        except (OSError, ValueError, AttributeError):
+            same = False
+        if same:
+            kept = sum(block_path(folder, b).is_file() for b in plan.blocks)
+            if kept:
+                log.info("resuming: %d of %d blocks are already finished in %s", kept, len(plan.blocks), folder)
+            return kept
+        log.warning("%s holds blocks of another scene, model or settings: starting afresh", folder)
+        shutil.rmtree(folder)
+    try:
+        folder.mkdir()
+        with atomic_path(marker) as tmp:
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "blocks": len(plan.blocks)}) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot create the blocks folder {str(folder)!r}: {exc}") from None
+    return 0
+
+
+def _run_blocks_in_process(job, blocks, reference, options, add) -> None:
+    for block in blocks:
+        attempt = 0
+        while True:
+            try:
+                row = process_block(job, block, reference, options)
+                break
+            except Exception as exc:  # noqa: BLE001 - any unexpected error is retried, then reported
+                attempt += 1
+                if attempt > options.retries:
+                    log.debug("%s", traceback.format_exc())
+                    row = BlockResult(block.name, block.box, block.windows, "failed", worker="in-process", error=_describe(exc))
+                    break
+                log.warning("%s: %s; retrying (%d of %d)", block.name, _describe(exc), attempt, options.retries)
+        add(row)
+
+
+def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add) -> None:
+    import distributed
+
+    token = f"{time.time_ns():x}"
+    futures = {}
+    for block in blocks:
+        future = client.submit(
+            process_block, job, block, reference, options,
+            key=f"glgeo-block-{block.name}-{token}", retries=options.retries, pure=False,
+        )  # fmt: skip
+        futures[future] = block
+    try:
+        for future in distributed.as_completed(futures):
+            block = futures[future]
+            try:
+                row = future.result()
+            except Exception as exc:  # noqa: BLE001 - the block failed after its retries
+                row = BlockResult(block.name, block.box, block.windows, "failed", error=_describe(exc))
+            add(row)
+            future.release()
+    finally:
+        client.cancel(list(futures))
+
+
+def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStats:
+    stats = [r.stats for r in rows if r.stats is not None]
+    first = stats[0] if stats else None
+    total = InferenceStats(
+        mode=first.mode if first else "", device=first.device if first else "", precision=first.precision if first else "",
+        patches=0, batch_size=first.batch_size if first else 0, windows=0, footprint=first.footprint if first else 0,
+        blend=first.blend if first else "taper", stretch=first.stretch if first else "",
+    )  # fmt: skip
+    timings = Timings()
+    for s in stats:
+        total.patches += s.patches
+        total.computed += s.computed
+        total.skipped_nodata += s.skipped_nodata
+        total.skipped_c2f += s.skipped_c2f
+        total.windows += s.windows
+        total.skipped_windows += s.skipped_windows
+        total.blender_bytes = max(total.blender_bytes, s.blender_bytes)
+        for key, value in s.timings.__dict__.items():
+            setattr(timings, key, getattr(timings, key) + value)
+    total.timings = timings
+    return total
+
+
+def run_split(
+    scene: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    model: Any = "deepglobe-landcover",
+    options: BatchOptions = BatchOptions(),
+    probabilities: str | os.PathLike | None = None,
+    aoi: Any = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    tta: bool = False,
+    rows_per_block: int = DEFAULT_BLOCK_ROWS,
+    cols_per_block: int | None = None,
+    scheduler: "str | Client | None" = None,
+    workers: int = 1,
+    progress: ProgressCallback | None = None,
+) -> SplitResult:
+    """Segment one scene split into blocks of context windows, one task per block, into the
+    class raster :func:`glgeo.segment` writes (the same pixels).
+
+    Args:
+        scene: the scene; with Dask, a path or URL every worker can read.
+        out: the class raster (a COG unless ``options.output_options`` say otherwise).
+        model: a zoo name or a checkpoint file every worker can read.
+        options: settings, bands, scheme, output options, overwrite, retries, manifest and
+            torch threads, as for a batch (``vector`` options do not apply: vectorize the
+            output).
+        probabilities: also write per-class scores here.
+        aoi: an area of interest (see :func:`glgeo.segment`).
+        bounds: a box in the scene's CRS (see :func:`glgeo.segment`).
+        tta: test-time augmentation (see :func:`glgeo.segment`).
+        rows_per_block: context-window rows per block.
+        cols_per_block: context-window columns per block (``None``: full-width strips).
+        scheduler: an existing Dask cluster (address or client).
+        workers: without ``scheduler``: 1 runs the blocks in this process, one after the
+            other (still resumable); N starts a local cluster of N worker processes.
+        progress: ``progress(done, total)`` after each block.
+
+    Returns:
+        The summary, the plan and one row per block.
+
+    Raises:
+        InputError, SceneError, CheckpointError: as :func:`glgeo.segment`, before any task.
+        OutputError: an output exists (without ``options.overwrite``); blocks failed (the
+            finished ones are kept: run again to resume).
+        MissingDependencyError: Dask is needed but not installed.
+    """
+    from ..areas import class_areas
+    from ..provenance import Provenance, blend_rule, utc_now
+    from ..segment import SegmentSummary, _glgeo_version, model_identity
+    from ..writer import output_driver
+
+    started = time.perf_counter()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be 1 or more, got {workers!r}")
+    scene = os.fspath(scene)
+    out_path = check_output_path(out, overwrite=options.overwrite, inputs=(scene,))
+    scores_path = None
+    if probabilities is not None:
+        scores_path = check_output_path(probabilities, overwrite=options.overwrite, inputs=(scene,))
+        if scores_path.resolve() == out_path.resolve():
+            raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
+    output_driver(out_path, options.output_options)
+    if scores_path is not None:
+        output_driver(scores_path, options.output_options, bands=2)
+    reference = _model_reference(model)
+    checkpoint = cached_model(reference)
+    split = prepare_scene(
+        scene, checkpoint, bands=options.bands, settings=options.settings, scheme=options.scheme, aoi=aoi,
+        bounds=bounds, rows_per_block=rows_per_block, cols_per_block=cols_per_block,
+    )  # fmt: skip
+    plan = split.plan
+    log.info(
+        "%s: %d x %d context windows in %d blocks (%d x %d); %.0f %% of the windows computed twice at block boundaries",
+        scene, *plan.windows, len(plan.blocks), plan.block_rows, plan.block_cols, 100 * (plan.overhead - 1),
+    )  # fmt: skip
+    folder = blocks_folder(out_path)
+    fingerprint = _fingerprint(scene, reference, split, scores_path is not None, tta, options.bands, aoi, bounds)
+    _prepare_folder(folder, fingerprint, plan)
+    job = SplitJob(scene, split, folder, scores_path is not None, tta)
+
+    rows: dict[str, BlockResult] = {}
+    pending = []
+    for block in plan.blocks:
+        if block_path(folder, block).is_file():
+            rows[block.name] = BlockResult(block.name, block.box, block.windows, "skipped")
+        else:
+            pending.append(block)
+
+    def add(row: BlockResult) -> None:
+        rows[row.block] = row
+        if row.status == "failed":
+            log.warning("%s of %s failed: %s", row.block, scene, row.error)
+        if progress is not None:
+            progress(len(rows), len(plan.blocks))
+
+    where = "in-process"
+    try:
+        if not pending:
+            log.info("every block of %s is finished: assembling only", scene)
+        elif scheduler is None and workers == 1:
+            _run_blocks_in_process(job, pending, reference, options, add)
+        else:
+            with _dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
+                log.info("segmenting %d blocks of %s on %s", len(pending), scene, where)
+                _run_blocks_on_client(client, job, pending, reference, run_options, add)
+    except BaseException:
+        finished = sum(block_path(folder, b).is_file() for b in plan.blocks)
+        log.warning("%s: stopped with %d of %d blocks finished, kept in %s: run the same command again to resume",
+                    scene, finished, len(plan.blocks), folder)
+        raise
+    blocks = tuple(rows[b.name] for b in plan.blocks)
+
+    def manifest(status: Status, error: str | None = None, summary: Any = None) -> None:
+        if options.manifest is None:
+            return
+        row = SceneResult(
+            input=scene, output=str(out_path), vector=None, status=status,
+            class_areas=summary.class_areas if summary else {}, area_unit=summary.area_unit if summary else "",
+            seconds=time.perf_counter() - started, worker=where, device=summary.stats.device if summary else "",
+            error=error,
+        )  # fmt: skip
+        write_manifest(BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=blocks), options.manifest)
+
+    failed = [b for b in blocks if b.status == "failed"]
+    if failed:
+        reason = f"{len(failed)} of {len(blocks)} blocks failed ({failed[0].block}: {failed[0].error})"
+        manifest("failed", reason)
+        raise OutputError(f"{scene}: {reason}; the finished blocks are kept in {folder}: fix the cause and run again")
+
+    stats = _summed_stats(blocks, plan)
+    name, sha256 = model_identity(reference, checkpoint)
+    info = split.info
+    provenance = Provenance(
+        model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
+        precision=stats.precision or split.settings.precision, scale=split.scale,
+        gsd_m=float(f"{info.gsd / split.scale:.6g}") if info.gsd is not None else None,
+        blend=blend_rule(split.settings), created=utc_now(),
+    )  # fmt: skip
+    assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
+                         output_options=options.output_options, tags=provenance.tags())
+    shutil.rmtree(folder, ignore_errors=True)
+    seconds = time.perf_counter() - started
+    stats.timings.write += assembled.seconds
+    stats.timings.total = seconds
+    classes, area_unit = class_areas(assembled.counts, checkpoint.scheme, info.crs, info.transform)
+    from ..schemes import NODATA_ID
+
+    summary = SegmentSummary(
+        scene=info.path, output=out_path, probabilities=scores_path, height=info.height, width=info.width,
+        crs=info.crs.to_string() if info.crs is not None else None, area_unit=area_unit, classes=classes,
+        nodata_pixels=int(assembled.counts[NODATA_ID]), model=str(checkpoint.path or reference), stats=stats,
+        scale=split.scale, provenance=provenance,
+    )  # fmt: skip
+    manifest("done", summary=summary)
+    log.info("wrote %s from %d blocks in %.1f s (assembly %.1f s)", out_path, len(blocks), seconds, assembled.seconds)
+    return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest)
