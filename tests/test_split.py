@@ -141,6 +141,18 @@ def test_split_in_process_equals_segment_bitwise(tmp_path, scene, checkpoint, se
     assert hidden(tmp_path) == [] and not blocks_folder(tmp_path / "split.tif").exists()
 
 
+def test_split_of_an_area_of_interest_equals_segment(tmp_path, scene, checkpoint):
+    settings = InferenceSettings(device="cpu", min_overlap=8, batch_size=8, footprint=48, scale=0.5)
+    bounds = (500_010.0, 3_999_920.0, 500_070.0, 3_999_990.0)  # inside the scene's 80 x 96 m
+    segment(scene, tmp_path / "ref.tif", model=str(checkpoint), settings=settings, bounds=bounds)
+    result = run_split(scene, tmp_path / "split.tif", model=checkpoint, options=BatchOptions(settings=settings),
+                       bounds=bounds, rows_per_block=1, cols_per_block=1)
+    assert len(result.plan.blocks) >= 4
+    ref = read(tmp_path / "ref.tif")[0]
+    assert (ref == 255).any() and (ref != 255).any()  # nodata outside the box
+    np.testing.assert_array_equal(read(tmp_path / "split.tif")[0], ref)
+
+
 def segment_areas(path: Path) -> dict[str, float]:
     from glgeo.batch import class_areas_of
 
