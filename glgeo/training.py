@@ -870,7 +870,8 @@ def _run_stage(
     )
     has_val = bool(split.val)
     # the training scenes' resolution (not the held-out ones')
-    source_gsd = data.gsd if data.gsd is not None else collection.subset(split.train).gsd
+    training_scenes = collection if data.kind == "geo" else collection.subset(split.train)
+    source_gsd = data.gsd if data.gsd is not None else training_scenes.gsd
     model_gsd = None if source_gsd is None else source_gsd / data.scale
     footprint = data.geo.scene_size if data.kind == "geo" else context_footprint(collection, split.train, data.scale)
     # what the global branch's pixels were on the ground (a global-only model needs scenes
