@@ -85,7 +85,7 @@ def main() -> None:
     from glgeo.inference import InferenceSettings
     from glgeo.metrics import confusion_matrix, SegmentationScores
     from glgeo.schemes import NODATA_ID, get_scheme
-    from glgeo.segment import load_model
+    from glgeo.segmentation import load_model
 
     torch.set_num_threads(args.threads)
     root = args.data / "deepglobe"

@@ -103,7 +103,7 @@ def run_one(spec: dict) -> dict:
     import torch
 
     from glgeo.inference import InferenceSettings
-    from glgeo.segment import segment
+    from glgeo.segmentation import segment
 
     settings = InferenceSettings(
         device=spec["device"], batch_size=spec["batch_size"], precision=spec["precision"],
@@ -180,7 +180,7 @@ def main() -> None:
     print(f"# {platform.node()} {cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
           + (f", {torch.cuda.get_device_name(0)}" if "cuda" in devices else ""), flush=True)
     if args.model:
-        from glgeo.segment import load_model
+        from glgeo.segmentation import load_model
 
         ck = load_model(args.model)
         models = [(ck.model.config.backbone, ck.mode, args.model)]

@@ -124,7 +124,7 @@ def _released_heads() -> None:
 def run_one(spec: dict) -> dict:
     import torch
 
-    from glgeo.segment import load_model, segment
+    from glgeo.segmentation import load_model, segment
 
     if spec["config"] == "reference":
         _released_heads()
@@ -177,7 +177,7 @@ def agreement_one(spec: dict) -> dict:
     import numpy as np
     import rasterio
 
-    from glgeo.segment import load_model, segment
+    from glgeo.segmentation import load_model, segment
 
     checkpoint = load_model(spec["model"])
     rows = []

@@ -91,7 +91,7 @@ def _in_process(scene: str, out: str, model: str, core: int) -> dict:
     """glgeo.segment in a fresh process pinned to one core."""
     _pin(core)
     from glgeo.inference import InferenceSettings
-    from glgeo.segment import segment
+    from glgeo.segmentation import segment
 
     started = time.perf_counter()
     summary = segment(scene, out, model=model, settings=InferenceSettings(device="cpu", torch_threads=1))

@@ -88,7 +88,7 @@ def build_raster(path: Path, side: int) -> float:
 
 def child(raster: str, out: str, block_size: int, simplify: float | None, min_area: float | None) -> None:
     """Vectorize in this (fresh) process and print one JSON line of measurements."""
-    from glgeo.vectorize import vectorize
+    from glgeo.vectorization import vectorize
 
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from glgeo.modes import MODES
+
 from .options import device_opt, labels_options, progress_bar
 
 
@@ -46,7 +48,7 @@ def _scheme(value: str):
 @click.option("--gsd", type=float, default=None,
               help="With --dataset: metres per pixel of the images when their files do not say (as train --gsd; "
                    "DeepGlobe 256 px copies: 4.78125); the model reads them at its own resolution from it.")
-@click.option("--mode", type=click.Choice(["global", "local", "g2l", "bidirectional"]), default=None,
+@click.option("--mode", type=click.Choice(MODES), default=None,
               help="GLNet mode to score (e.g. global for the global branch alone). Default: the model's own.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation, as in glgeo segment --tta.")
 @device_opt

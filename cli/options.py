@@ -8,6 +8,8 @@ from typing import Callable, Iterator
 
 import click
 
+from glgeo.progress import ProgressCallback
+
 overwrite_opt = click.option(
     "--overwrite", is_flag=True, help="Replace outputs that already exist."
 )
@@ -90,7 +92,7 @@ def progress_enabled(ctx: click.Context) -> bool:
 
 
 @contextlib.contextmanager
-def progress_bar(ctx: click.Context, unit: str, desc: str) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(ctx: click.Context, unit: str, desc: str) -> Iterator[ProgressCallback]:
     """A ``progress(done, total)`` callback drawing a tqdm bar (with its rate) on stderr.
 
     The bar appears at the first call, so errors raised before any work print no empty

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from glgeo.modes import MODES
+
 from .batch import BatchArgs, batch_options
 from .options import plural, creation_options_opt, device_opt, format_opt, model_opt, overwrite_opt, progress_bar
 
@@ -57,7 +59,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
               help="1-based bands fed as RGB, e.g. 4,3,2 (rio's --bidx). Default: the non-alpha bands.")
 @click.option(
     "--mode",
-    type=click.Choice(["global", "local", "g2l", "bidirectional"]),
+    type=click.Choice(MODES),
     default=None,
     help="GLNet mode. Default: the model's own.",
 )
@@ -99,7 +101,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     help="auto: bf16 (or fp16) on CUDA, bf16 on CPUs with native bf16 (AVX-512 BF16, AMX), else fp32.",
 )
 @click.option("--compile", "compile_", is_flag=True,
-              help="torch.compile the local branch: ~8 % faster per patch after a 15-60 s compile; for very large scenes.")
+              help="torch.compile the local branch: slightly faster per patch after a compile of up to a minute; for very large scenes.")
 @click.option("--stretch", default="auto", show_default=True, callback=_parse_stretch, help="16-bit/float scenes: auto (1-99 percentile per band), none, or LOW,HIGH.")
 @click.option("--probabilities", type=click.Path(dir_okay=False), default=None, help="Also write per-class scores (uint8, softmax x 255) here.")
 @click.option("--vector", type=click.Path(dir_okay=False), default=None, help="Also vectorize the classes into this GeoPackage.")
@@ -173,7 +175,7 @@ def segment(
 
     from glgeo.atomic import check_output_path
     from glgeo.inference import InferenceSettings
-    from glgeo.segment import segment as run_segment
+    from glgeo.segmentation import segment as run_segment
     from glgeo.writer import OutputOptions
 
     if released:
@@ -245,7 +247,7 @@ def segment(
 
     result = summary.to_dict()
     if vector is not None:
-        from glgeo.vectorize import vectorize
+        from glgeo.vectorization import vectorize
 
         vresult = vectorize(out, vector, overwrite=overwrite)
         result["vector"] = str(getattr(vresult, "path", vector))

@@ -68,7 +68,7 @@ def run_split_from_cli(
     if result.manifest is not None:
         report["manifest"] = str(result.manifest)
     if vector is not None:
-        from glgeo.vectorize import vectorize
+        from glgeo.vectorization import vectorize
 
         vresult = vectorize(out, vector, overwrite=overwrite)
         report["vector"] = str(getattr(vresult, "path", vector))

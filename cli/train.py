@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from glgeo.modes import TRAIN_MODES
+
 from .options import labels_options, progress_enabled
 
 
@@ -73,7 +75,7 @@ def _scheme(value: str | None):
 @click.option("--scheme", default=None, help="Class scheme of a folder dataset: a name (deepglobe, inria) or a JSON file.")
 @click.option("--stage", type=click.Choice(["1", "2", "3", "all"]), default="all", show_default=True,
               help="Train one stage, or every stage of --mode in sequence.")
-@click.option("--mode", type=click.Choice(["global", "g2l", "bidirectional"]), default="bidirectional", show_default=True,
+@click.option("--mode", type=click.Choice(TRAIN_MODES), default="bidirectional", show_default=True,
               help="The model to end with: bidirectional has stages 1-3, g2l stages 1-2.")
 @click.option("--backbone", default="resnet50", show_default=True, help="resnet18, resnet34, resnet50, resnet101.")
 @click.option("--pyramid-channels", type=int, default=256, show_default=True, help="FPN width (paper 256).")

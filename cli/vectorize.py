@@ -87,7 +87,7 @@ def vectorize(
     Example:
       glgeo vectorize landcover.tif --out landcover.gpkg --min-area 100 --simplify 1
     """
-    from glgeo.vectorize import vectorize as run_vectorize
+    from glgeo.vectorization import vectorize as run_vectorize
 
     kwargs = dict(
         scheme=scheme,

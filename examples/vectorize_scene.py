@@ -24,7 +24,7 @@ import rasterio
 
 from glgeo.schemes import INRIA, NODATA_ID
 from glgeo.styles import write_raster_sidecars
-from glgeo.vectorize import vectorize
+from glgeo.vectorization import vectorize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,26 +1,53 @@
 """glgeo: segment ultra-high resolution aerial and satellite scenes with GLNet.
 
 The library lives in ``glgeo`` (one concept per module), the network in ``glgeo.models``
-and the command line in ``glgeo.cli``. The main entry points are re-exported here lazily,
-so ``import glgeo`` stays cheap.
+and the command line in ``glgeo.cli``. The entry points are plain functions re-exported
+here from the module that owns each one:
+
+* ``glgeo.segment`` from :mod:`glgeo.segmentation`;
+* ``glgeo.vectorize`` from :mod:`glgeo.vectorization`;
+* ``glgeo.train`` from :mod:`glgeo.training`;
+* ``glgeo.evaluate_model`` and ``glgeo.evaluate_imagery`` from :mod:`glgeo.evaluate`;
+* ``glgeo.run_batch`` from :mod:`glgeo.batch`.
+
+They are imported on first access (PEP 562), so ``import glgeo`` and ``glgeo --help`` do
+not import torch.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "segment", "vectorize"]
+#: Re-exported function -> the module that defines it.
+_ENTRY_POINTS = {
+    "segment": "glgeo.segmentation",
+    "vectorize": "glgeo.vectorization",
+    "train": "glgeo.training",
+    "evaluate_model": "glgeo.evaluate",
+    "evaluate_imagery": "glgeo.evaluate",
+    "run_batch": "glgeo.batch",
+}
+
+__all__ = ["__version__", "evaluate_imagery", "evaluate_model", "run_batch", "segment", "train", "vectorize"]
+
+if TYPE_CHECKING:
+    from .batch import run_batch
+    from .evaluate import evaluate_imagery, evaluate_model
+    from .segmentation import segment
+    from .training import train
+    from .vectorization import vectorize
 
 
 def __getattr__(name: str):
-    # Lazy re-exports: importing torch and rasterio only when they are needed keeps
-    # ``glgeo --help`` fast.
-    if name == "segment":
-        from .segment import segment
-
-        return segment
-    if name == "vectorize":
-        from .vectorize import vectorize
-
-        return vectorize
+    if name in _ENTRY_POINTS:
+        function = getattr(import_module(_ENTRY_POINTS[name]), name)
+        globals()[name] = function  # later look-ups skip this function
+        return function
     raise AttributeError(f"module 'glgeo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_ENTRY_POINTS})

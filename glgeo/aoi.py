@@ -1,6 +1,6 @@
 """Areas of interest: segment only the pixels inside polygons, or inside a bounding box.
 
-``glgeo segment --aoi FILE`` (``aoi=`` in :func:`glgeo.segment.segment`) takes polygons in
+``glgeo segment --aoi FILE`` (``aoi=`` in :func:`glgeo.segment`) takes polygons in
 any vector format GDAL reads and in any CRS (they are reprojected to the scene's);
 ``--bounds`` (``bounds=``) a box in the scene's CRS. Both become one geometry in the
 scene's pixel coordinates (:func:`region_in_pixels`), which the scene reader turns into a
@@ -13,7 +13,7 @@ across the area's edge when the scene is read at a coarser scale).
 
 A pixel is inside when its centre is (GDAL's rasterization rule). Scenes without
 georeferencing (plain JPEG/PNG images) take areas in the pixel coordinates QGIS shows them
-in: x = column, y = minus the row (see :func:`glgeo.vectorize.vector_transform`).
+in: x = column, y = minus the row (see :func:`glgeo.vectorization.vector_transform`).
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp
     """The precision to run at.
 
     ``auto`` is the fastest precision whose class maps agree with fp32 on at least 99 % of
-    the pixels of the shared DeepGlobe samples (``benchmarks/speed.py`` prints the figure:
-    99.70 % at worst on this project's CPU): bf16 autocast on CUDA GPUs that support it
+    the pixels of the shared DeepGlobe samples (``benchmarks/speed.py`` measures it; figures
+    in ``docs/performance.md``): bf16 autocast on CUDA GPUs that support it
     (fp16 on older ones) and on CPUs with native bf16, fp32 on other CPUs.
 
     Raises:
@@ -68,13 +68,12 @@ def resolve_precision(precision: Precision, device: torch.device) -> Literal["fp
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-#: Patches per network call on a CPU: with ResNet-50 in bf16 on this project's 2-core CPU a
-#: DeepGlobe image took 10.7 s in batches of 2, 11.6 s in batches of 4 and 11.2 s one by one
-#: (``docs/performance.md``), and a batch's activations are the largest transient memory.
+#: Patches per network call on a CPU: larger batches were not faster there, and a batch's
+#: activations are the largest transient memory (figures in ``docs/performance.md``).
 CPU_BATCH_SIZE = 2
 
-#: GPU memory one 508 x 508 patch takes in a batch, ResNet-50, bf16 (measured on an H100:
-#: about 0.17 GB; rounded up).
+#: GPU memory one 508 x 508 patch takes in a batch, ResNet-50, bf16, rounded up from the
+#: measured figure (``docs/performance.md``).
 CUDA_BYTES_PER_PATCH = 256 * 2**20
 
 

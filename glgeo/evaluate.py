@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import rasterio
@@ -38,13 +38,13 @@ from rasterio.windows import Window
 from .datasets import SceneCollection, open_raster, read_mask_ids
 from .resolution import reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, InputError
+from .progress import ProgressCallback
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
 from .schemes import NODATA_ID, ClassScheme
 
 log = logging.getLogger(__name__)
 
 TruthEncoding = Literal["mask", "ids"]
-ProgressCallback = Callable[[int, int], None]
 
 #: Pixels read per window (rows x width): bounds memory on rasters of any size.
 WINDOW_PIXELS = 1 << 24
@@ -317,7 +317,7 @@ def evaluate_model(
             record its imagery's resolution.
     """
     from .inference import InferenceSettings
-    from .segment import load_model
+    from .segmentation import load_model
 
     if not names:
         raise InputError("no scenes to evaluate: the split part is empty")
@@ -363,7 +363,7 @@ def _segment_and_score(
     rgb_threshold: int | None = None, tta: bool = False,
 ) -> ImageResult:
     """Segment one scene into ``out``, score it against ``truth`` into ``acc``; the image's result."""
-    from .segment import segment
+    from .segmentation import segment
 
     start = time.perf_counter()
     segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta)
@@ -457,7 +457,7 @@ def evaluate_imagery(
     """
     from .geodata import expand_images, truth_on_grid
     from .inference import InferenceSettings
-    from .segment import load_model
+    from .segmentation import load_model
 
     files = expand_images(images)
     settings = settings or InferenceSettings()

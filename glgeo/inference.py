@@ -56,14 +56,12 @@ from .blend import BLEND_RULES, BlendRule, RowBand, RowBandBlender, WindowAccumu
 from .device import Precision, autocast, default_batch_size, resolve_device, resolve_precision
 from .errors import InputError, InternalError, OutputError
 from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
+from .modes import Mode
+from .progress import ProgressCallback
 from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow, axis_overlaps, sub_grid, tile_weights, window_grid
 from .tiling import taper as taper_weights
 
 log = logging.getLogger(__name__)
-
-#: ``progress(done, total)``: patch steps done so far and in all (bidirectional runs count
-#: every patch twice, one step per pass).
-ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -121,9 +119,8 @@ class InferenceSettings:
             is enough.
         torch_threads: CPU threads for torch (``None``: torch's default).
         compile: compile the local branch with ``torch.compile`` (inductor). Off by
-            default: on this project's 2-core CPU it made a ResNet-50 batch about 8 %
-            faster but took 16-60 s to compile, which only pays off on scenes of several
-            hundred megapixels (``docs/performance.md``).
+            default: compiling takes longer than it saves except on scenes of several
+            hundred megapixels (figures in ``docs/performance.md``).
     """
 
     patch_size: int | None = None
@@ -135,7 +132,7 @@ class InferenceSettings:
     precision: Precision = "auto"
     channels_last: bool = True
     fold_batchnorm: bool = True
-    mode: Literal["global", "local", "g2l", "bidirectional"] | None = None
+    mode: Mode | None = None
     coarse_to_fine: bool = False
     c2f_ratio: float = 1.0
     l2g_reuse: Literal["disk", "memory", "recompute"] = "disk"
@@ -366,7 +363,8 @@ class StreamingSegmenter:
             reader: an open :class:`~glgeo.io.SceneReader`.
             sink: receives :class:`~glgeo.blend.RowBand` objects top to bottom.
             scores: also compute uint8 per-class scores.
-            progress: called as patches are processed.
+            progress: called with (patch steps done, in all); bidirectional runs count
+                every patch twice, one step per pass.
             block: only the context windows in these window rows and columns (a block of
                 a scene split over several processes, :mod:`glgeo.split`): ``sink`` then
                 gets the rows of the block's windows, their columns only, in pixels counted

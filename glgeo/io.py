@@ -384,7 +384,6 @@ class SceneReader:
         self.info = working_grid(info, scale)
         self._ratio = (info.height / self.info.height, info.width / self.info.width)
         self.stretch: Stretch | None = None
-        self._cache_mb = gdal_cache_mb
         self._env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024) if gdal_cache_mb else rasterio.Env()
         self._src: rasterio.io.DatasetReader | None = None
 

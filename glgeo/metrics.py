@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputError
 from .schemes import NODATA_ID, ClassScheme
+
+if TYPE_CHECKING:
+    import torch
 
 
 def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
@@ -42,6 +45,24 @@ def confusion_matrix(truth: np.ndarray, pred: np.ndarray, n_classes: int) -> np.
     t, p = t[keep], p[keep]
     p = np.where((p >= 0) & (p < n_classes), p, n_classes)
     counts = np.bincount(t * (n_classes + 1) + p, minlength=n_classes * (n_classes + 1))
+    return counts.reshape(n_classes, n_classes + 1)
+
+
+def confusion_tensor(truth: torch.Tensor, pred: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """:func:`confusion_matrix` for torch tensors, counted on their device.
+
+    Training validates on the GPU; counting there avoids copying every mask to the host.
+    Truth ids that are not classes (nodata) are ignored without the check
+    :func:`confusion_matrix` makes, which would synchronise with the device.
+    """
+    import torch
+
+    t = truth.reshape(-1).long()
+    p = pred.reshape(-1).long()
+    keep = (t >= 0) & (t < n_classes)
+    t, p = t[keep], p[keep]
+    p = torch.where((p >= 0) & (p < n_classes), p, torch.full_like(p, n_classes))
+    counts = torch.bincount(t * (n_classes + 1) + p, minlength=n_classes * (n_classes + 1))
     return counts.reshape(n_classes, n_classes + 1)
 
 

@@ -235,7 +235,7 @@ def prepare_scene(
         InputError: bad bands or settings, a model/scheme mismatch.
         CheckpointError: the model's classes do not match its scheme.
     """
-    from .segment import MODEL_BANDS
+    from .segmentation import MODEL_BANDS
 
     info = inspect_scene(scene, bands, needed=MODEL_BANDS)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)

@@ -56,7 +56,8 @@ from .datasets import (
 )
 from .device import resolve_precision
 from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
-from .metrics import SegmentationScores
+from .modes import MODE_STAGES, TrainMode
+from .metrics import SegmentationScores, confusion_tensor
 from .schemes import NODATA_ID, ClassScheme
 from .splits import Split, make_split
 
@@ -78,13 +79,10 @@ from glgeo.models.sharing import feature_map_regularisation
 
 log = logging.getLogger(__name__)
 
-Mode = Literal["global", "g2l", "bidirectional"]
 StageSpec = Literal["1", "2", "3", "all"]
 
 #: Learning rates of the released code per stage.
 DEFAULT_LR = {1: 5e-5, 2: 2e-5, 3: 2e-5}
-#: The stages each model mode trains, in order.
-MODE_STAGES: dict[str, tuple[int, ...]] = {"global": (1,), "g2l": (1, 2), "bidirectional": (1, 2, 3)}
 #: Keep stage 3's local features between its two passes when they fit in this many bytes.
 LOCAL_CACHE_BYTES = 1 << 30
 
@@ -214,7 +212,7 @@ class TrainSettings:
     backbone: str = "resnet50"
     pyramid_channels: int = 256
     segmentation_channels: int = 128
-    mode: Mode = "bidirectional"
+    mode: TrainMode = "bidirectional"
     stage: StageSpec = "all"
     epochs: tuple[int, int, int] = (20, 20, 20)
     lr: tuple[float, float, float] = (DEFAULT_LR[1], DEFAULT_LR[2], DEFAULT_LR[3])
@@ -343,17 +341,6 @@ def merge_patch_logits(logits: torch.Tensor, boxes: torch.Tensor, scene_size: Se
         r1, c1 = min(r1, oh), min(c1, ow)
         canvas[:, r0:r1, c0:c1] += F.interpolate(patch[None].float(), size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)[0]
     return canvas
-
-
-def confusion_tensor(truth: torch.Tensor, pred: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Confusion counts ``(n, n + 1)`` on the tensors' device (nodata truth ignored)."""
-    t = truth.reshape(-1).long()
-    p = pred.reshape(-1).long()
-    keep = t < n_classes
-    t, p = t[keep], p[keep]
-    p = torch.where((p >= 0) & (p < n_classes), p, torch.full_like(p, n_classes))
-    counts = torch.bincount(t * (n_classes + 1) + p, minlength=n_classes * (n_classes + 1))
-    return counts.reshape(n_classes, n_classes + 1)
 
 
 # --------------------------------------------------------------------------- Lightning
@@ -761,7 +748,7 @@ def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, fir
         if settings.backbone_weights is not None:
             for branch in (model.global_branch, model.local_branch, model.global_l2g):
                 if branch is not None:
-                    branch.backbone.load_torchvision_weights(settings.backbone_weights)
+                    branch.backbone.load_pretrained(settings.backbone_weights)
         return model
     ck = load_checkpoint(init)
     _check_classes(ck.model, scheme, f"checkpoint {init}")

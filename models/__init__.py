@@ -5,17 +5,18 @@ checkpoint file or a zoo model by name; ``import_released`` converts the GLNet a
 released checkpoints.
 """
 
-from .backbones import Backbone, list_backbones
+from .backbones import STRIDES, Backbone, build_backbone, list_backbones, register_backbone
 from .checkpoint import Checkpoint, InputScaling, import_released, load_checkpoint, save_checkpoint
-from .coarse_to_fine import patches_in_box, relaxed_foreground_box
+from .coarse_to_fine import relaxed_foreground_box
 from .glnet import MODES, GLNet, GLNetConfig, GLNetOutput, build_model
 from .heads import BranchFeatures, FPNHead
-from .losses import FocalLoss, GLNetObjective, glnet_loss
+from .losses import FocalLoss, GLNetObjective
 from .sharing import L2GCanvas, PatchBoxes, coverage_map, crop_global
 from .zoo import list_models, model_card
 
 __all__ = [
     "MODES",
+    "STRIDES",
     "Backbone",
     "BranchFeatures",
     "Checkpoint",
@@ -28,16 +29,16 @@ __all__ = [
     "InputScaling",
     "L2GCanvas",
     "PatchBoxes",
+    "build_backbone",
     "build_model",
     "coverage_map",
     "crop_global",
-    "glnet_loss",
     "import_released",
     "list_backbones",
     "list_models",
     "load_checkpoint",
     "model_card",
-    "patches_in_box",
+    "register_backbone",
     "relaxed_foreground_box",
     "save_checkpoint",
 ]

@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 import torch
 
 from glgeo import __version__
@@ -77,12 +76,6 @@ class InputScaling:
     def __post_init__(self) -> None:
         if not self.max > self.min:
             raise CheckpointError(f"input scaling needs max > min, got min={self.min}, max={self.max}")
-
-    def apply(self, values: np.ndarray) -> np.ndarray:
-        """Scale raw values to float32 network inputs."""
-        return ((values.astype(np.float32) - np.float32(self.min)) / np.float32(self.max - self.min)).astype(
-            np.float32, copy=False
-        )
 
     def to_dict(self) -> dict[str, float]:
         return {"min": self.min, "max": self.max}

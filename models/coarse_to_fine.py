@@ -57,15 +57,3 @@ def scale_box(box: Box, from_shape: tuple[int, int], to_shape: tuple[int, int]) 
         min(to_shape[0], int(np.ceil(bottom * fy))),
         min(to_shape[1], int(np.ceil(right * fx))),
     )
-
-
-def patches_in_box(patch_boxes: np.ndarray | list[tuple[int, int, int, int]], box: Box | None) -> list[int]:
-    """Indices of patches ``(top, left, height, width)`` that overlap ``box``."""
-    if box is None:
-        return []
-    top, left, bottom, right = box
-    out = []
-    for i, (t, l, h, w) in enumerate(np.asarray(patch_boxes, dtype=np.int64).reshape(-1, 4)):
-        if t < bottom and t + h > top and l < right and l + w > left:
-            out.append(i)
-    return out

@@ -20,29 +20,14 @@ with the original).
 from __future__ import annotations
 
 import copy
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from .backbones import Backbone, BasicBlock, Bottleneck
+from .backbones import Backbone
 
 #: Attributes where modules cache tensors derived from their weights (see heads.py).
 _CACHES = ("_glgeo_split",)
-
-
-def _conv_bn_pairs(backbone: Backbone) -> Iterator[tuple[nn.Module, str, str]]:
-    """``(parent, conv attribute, bn attribute)`` for every conv followed by a BatchNorm."""
-    yield backbone, "conv1", "bn1"
-    for layer in (backbone.layer1, backbone.layer2, backbone.layer3, backbone.layer4):
-        for block in layer:
-            names = ("1", "2") if isinstance(block, BasicBlock) else ("1", "2", "3")
-            if not isinstance(block, (BasicBlock, Bottleneck)):
-                raise TypeError(f"cannot fold the BatchNorms of a {type(block).__name__}")
-            for n in names:
-                yield block, f"conv{n}", f"bn{n}"
-            if block.downsample is not None:
-                yield block.downsample, "0", "1"
 
 
 def folded_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -68,7 +53,8 @@ def inference_copy(
             autocast dtype of the run; autocast still decides each op's precision.
         device: where the copy's tensors live (``None``: where they are).
         channels_last: store 4-D weights in channels-last layout.
-        fold_batchnorm: fold the backbones' BatchNorms into their convs.
+        fold_batchnorm: fold the BatchNorms each backbone names in
+            :meth:`~glgeo.models.backbones.Backbone.conv_norm_pairs` into their convs.
 
     Returns:
         The copy, with ``inference_form`` set to True; ``train()`` refuses to train it
@@ -84,7 +70,7 @@ def inference_copy(
     out = copy.deepcopy(model, memo)
     out.eval()
     for backbone in [m for m in out.modules() if isinstance(m, Backbone)] if fold_batchnorm else []:
-        for parent, conv_name, bn_name in list(_conv_bn_pairs(backbone)):
+        for parent, conv_name, bn_name in list(backbone.conv_norm_pairs()):
             conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
             weight, bias = folded_conv_bn(conv, bn)
             folded = nn.Conv2d(

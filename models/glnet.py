@@ -27,20 +27,19 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass
-from typing import Iterator, Literal, get_args
+from typing import Iterator, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glgeo.errors import InputError
+from glgeo.modes import MODES, Mode
 
-from .backbones import Backbone, backbone_spec
+from .backbones import build_backbone, check_backbone_name
 from .heads import BranchFeatures, FPNHead, init_head_conv, resize_like
 from .sharing import L2GCanvas, PatchBoxes, crop_global, crop_global_features, feature_map_regularisation
 
-Mode = Literal["global", "local", "g2l", "bidirectional"]
-MODES: tuple[str, ...] = get_args(Mode)
 Stage = Literal[1, 2, 3]
 
 #: Runtime modes each trained mode can run (a bidirectional model still holds the stage-1
@@ -78,7 +77,7 @@ class GLNetConfig:
     l2g_normalization: Literal["footprint", "released"] = "footprint"
 
     def __post_init__(self) -> None:
-        backbone_spec(self.backbone)  # raises with the valid names
+        check_backbone_name(self.backbone)
         if self.mode not in MODES:
             raise InputError(f"unknown GLNet mode {self.mode!r}; choose from: {', '.join(MODES)}")
         if self.n_classes < 2:
@@ -117,7 +116,7 @@ class Branch(nn.Module):
 
     def __init__(self, config: GLNetConfig, shared: bool) -> None:
         super().__init__()
-        self.backbone = Backbone(config.backbone)
+        self.backbone = build_backbone(config.backbone)
         self.head = FPNHead(
             self.backbone.out_channels,
             config.n_classes,

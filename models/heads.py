@@ -76,7 +76,8 @@ def init_head_conv(conv: nn.Conv2d, zero_bias: bool = True) -> None:
     ``zero_bias``, zero bias (the aggregation conv keeps PyTorch's default bias).
 
     Skipped on the meta device (models built there to receive a checkpoint's tensors):
-    there is no data to initialise, and ``normal_`` on meta tensors imports sympy, 150 MB.
+    there is no data to initialise, and ``normal_`` on meta tensors imports sympy, a large
+    resident cost (``docs/performance.md``).
     """
     if conv.weight.is_meta:
         return
@@ -197,8 +198,8 @@ class FPNHead(nn.Module):
 
 def _split_weights(conv: nn.Conv2d, split) -> tuple[Tensor, Tensor, Tensor | None]:
     """``split(conv.weight)`` and the bias; at inference, computed once per weight version
-    and autocast dtype and kept on the module (slicing and casting ~20 MB of weights on
-    every call cost more than the convolutions saved on small batches)."""
+    and autocast dtype and kept on the module (slicing and casting the weights on every
+    call cost more than the convolutions saved on small batches)."""
     weight, bias = conv.weight, conv.bias
     if torch.is_grad_enabled() and weight.requires_grad:
         return (*split(weight), bias)

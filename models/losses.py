@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from glgeo.errors import InputError
 
-from .glnet import GLNetOutput
 
 #: Feature-map regularisation weight of the paper.
 FMREG_WEIGHT = 0.15
@@ -66,9 +65,8 @@ STAGE_TERMS: dict[int, tuple[str, ...]] = {1: ("global",), 2: ("local", "aggrega
 class GLNetObjective:
     """The training objective of a stage, term by term; the objective is their sum.
 
-    The one definition of what each stage minimises: :func:`glnet_loss` sums the terms of a
-    whole forward pass, and glgeo's trainer (:class:`glgeo.training.GLNetTask`) computes
-    the same terms sub-batch by sub-batch.
+    The one definition of what each stage minimises: glgeo's trainer
+    (:class:`glgeo.training.GLNetTask`) computes the terms sub-batch by sub-batch.
 
     Args:
         stage: 1, 2 or 3.
@@ -96,36 +94,3 @@ class GLNetObjective:
         if name == "fmreg":
             return self.fmreg_weight * output
         return self.focal(output, target)
-
-
-def glnet_loss(
-    out: GLNetOutput,
-    target_patches: Tensor | None,
-    target_global: Tensor | None,
-    stage: int,
-    focal: FocalLoss | None = None,
-    fmreg_weight: float = FMREG_WEIGHT,
-) -> tuple[Tensor, dict[str, float]]:
-    """The training objective of a stage for one forward pass, and its parts (for logging).
-
-    Args:
-        out: the model's outputs.
-        target_patches: labels of the patches ``(N, p, p)`` (stages 2 and 3).
-        target_global: labels of the downsampled scenes ``(B, g, g)`` (stages 1 and 3).
-        stage: 1, 2 or 3.
-        focal: the focal loss to use (default gamma 3).
-        fmreg_weight: weight of the feature-map regularisation (stage 2).
-    """
-    objective = GLNetObjective(stage, focal, fmreg_weight)
-    outputs = {
-        "global": (out.global_, target_global),
-        "local": (out.local, target_patches),
-        "aggregated": (out.aggregated, target_patches),
-        "fmreg": (out.fmreg, None),
-    }
-    if any(outputs[name][0] is None for name in objective.terms):
-        needs = {2: "a g2l or bidirectional", 3: "a bidirectional"}.get(stage, "a")
-        raise InputError(f"stage {stage} needs {needs} forward pass")
-    parts = {name: objective.term(name, *outputs[name]) for name in objective.terms}
-    total = sum(parts.values())
-    return total, {k: float(v.detach()) for k, v in parts.items()}

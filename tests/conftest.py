@@ -1,16 +1,33 @@
-"""Shared fixtures: where the real sample data lives, small generated scenes."""
+"""Shared fixtures: the real sample data (folder and files), the released key list, a tiny
+checkpoint and tiny network inputs, generated class rasters and an Inria prediction/truth
+pair, and running the example scripts.
+
+Helpers the fixtures are built from (the one GeoTIFF writer, dataset layouts, checkpoint
+builders) live in ``tests/fixtures/``.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import pytest
+import torch
+
+from fixtures.checkpoints import save_tiny_checkpoint
+from fixtures.class_rasters import make_classes, write_raster
+from fixtures.networks import grid_boxes
+from fixtures.rasters import write_geotiff
+from glgeo.schemes import NODATA_ID
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def sample_data_dir() -> Path:
+def _sample_data_dir() -> Path:
     """``$GLGEO_SAMPLE_DATA``, default ``../shared/data`` beside the repository."""
     return Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
@@ -18,10 +35,23 @@ def sample_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_data() -> Path:
     """The real sample data folder; skips the test when it is absent."""
-    root = sample_data_dir()
+    root = _sample_data_dir()
     if not (root / "README.md").is_file():
         pytest.skip(f"real sample data not found at {root} (set GLGEO_SAMPLE_DATA)")
     return root
+
+
+@pytest.fixture(scope="session")
+def sample_file(sample_data) -> Callable[..., Path]:
+    """``sample_file("inria", "x.tif")``: that file of the sample data; skips when it is absent."""
+
+    def find(*parts: str) -> Path:
+        path = sample_data.joinpath(*parts)
+        if not path.exists():
+            pytest.skip(f"sample file {path} not found (set GLGEO_SAMPLE_DATA)")
+        return path
+
+    return find
 
 
 @pytest.fixture(scope="session")
@@ -36,12 +66,49 @@ def glnet_keys_file() -> Path:
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-weight resnet18 GLNet (DeepGlobe classes) with tiny patch and global sizes."""
-    import torch
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt")
 
-    from glgeo.models import build_model
-    from glgeo.models.checkpoint import save_checkpoint
-    from glgeo.schemes import DEEPGLOBE
 
+@pytest.fixture(scope="module")
+def tiny_inputs():
+    """A 64 px global image, four 64 px patches and their boxes in a 96 px scene."""
     torch.manual_seed(0)
-    model = build_model("resnet18", DEEPGLOBE.n_classes, "g2l", pyramid_channels=16, segmentation_channels=8).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.pt", model, DEEPGLOBE, global_size=64, patch_size=64)
+    boxes = grid_boxes()
+    return torch.rand(1, 3, 64, 64), torch.rand(len(boxes), 3, 64, 64), boxes
+
+
+@pytest.fixture()
+def inria_pair(tmp_path):
+    """An Inria prediction and truth (40 x 30 px) whose confusion counts are known by hand."""
+    truth = np.zeros((40, 30), dtype=np.uint8)
+    truth[:20, :10] = 255  # 200 building pixels
+    pred = np.zeros((40, 30), dtype=np.uint8)
+    pred[10:30, :10] = 1  # 100 of them hit, 100 false alarms
+    pred[39, :] = NODATA_ID  # 30 background pixels left unpredicted
+    return write_geotiff(tmp_path / "pred.tif", pred, nodata=NODATA_ID), write_geotiff(tmp_path / "gt.tif", truth)
+
+
+@pytest.fixture
+def classes_array() -> np.ndarray:
+    """A DeepGlobe class array (150 x 190) with seam-crossing regions, holes and nodata."""
+    return make_classes()
+
+
+@pytest.fixture
+def class_raster(tmp_path: Path, classes_array: np.ndarray) -> Path:
+    """:func:`classes_array` written as a GeoTIFF (EPSG:32618, 50 cm)."""
+    return write_raster(tmp_path / "landcover.tif", classes_array)
+
+
+@pytest.fixture(scope="session")
+def run_example() -> Callable[..., subprocess.CompletedProcess]:
+    """``run_example("train_inria.py", "--out", dir)``: runs ``examples/<name>`` in a fresh
+    interpreter and returns the finished process after checking it succeeded."""
+
+    def run(name: str, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, str(REPO / "examples" / name), *map(str, args)],
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    return run

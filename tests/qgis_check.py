@@ -61,17 +61,20 @@ def _render(layer, extent: QgsRectangle, size: QSize) -> QImage:
     return image, settings
 
 
-def raster_report(layer: QgsRasterLayer) -> dict:
+def _layer_report(layer) -> dict:
+    """What every layer's report holds: validity, CRS, extent and renderer type."""
     renderer = layer.renderer()
-    report = {
+    return {
         "valid": layer.isValid(),
         "crs": layer.crs().authid(),
         "extent": _extent(layer.extent()),
-        "width": layer.width(),
-        "height": layer.height(),
         "renderer": renderer.type() if renderer else None,
-        "classes": [],
     }
+
+
+def raster_report(layer: QgsRasterLayer) -> dict:
+    renderer = layer.renderer()
+    report = {**_layer_report(layer), "width": layer.width(), "height": layer.height(), "classes": []}
     if renderer is not None and renderer.type() == "paletted":
         report["classes"] = [
             {"value": int(c.value), "label": c.label, "color": _rgb(c.color)} for c in renderer.classes()
@@ -82,12 +85,9 @@ def raster_report(layer: QgsRasterLayer) -> dict:
 def vector_report(layer: QgsVectorLayer) -> dict:
     renderer = layer.renderer()
     report = {
-        "valid": layer.isValid(),
-        "crs": layer.crs().authid(),
-        "extent": _extent(layer.extent()),
+        **_layer_report(layer),
         "feature_count": layer.featureCount(),
         "fields": [f.name() for f in layer.fields()],
-        "renderer": renderer.type() if renderer else None,
         "attribute": None,
         "categories": [],
     }

@@ -1,32 +1,38 @@
-"""The package-level API: glgeo.segment(...) and glgeo.vectorize(...) in any import order,
-and output checks shared by every command."""
+"""The package-level API: glgeo.segment(...), glgeo.vectorize(...) and the other entry points
+are plain functions in any import order."""
 
 from __future__ import annotations
 
 import pytest
 
 import glgeo
-from glgeo.atomic import check_output_path
-from glgeo.errors import InputError, OutputError
+from glgeo.errors import InputError
 
 
-def test_package_functions_stay_callable_after_submodule_imports():
-    import glgeo.segment  # noqa: F401  (binds glgeo.segment to the submodule)
-    import glgeo.vectorize  # noqa: F401
-    from glgeo.segment import segment as segment_function
-    from glgeo.vectorize import vectorize as vectorize_function
+@pytest.mark.parametrize("name", [n for n in glgeo.__all__ if n != "__version__"])
+def test_entry_points_are_the_functions_of_their_modules(name):
+    import importlib
+    import inspect
 
-    assert callable(glgeo.segment) and callable(glgeo.vectorize)
+    function = getattr(glgeo, name)
+    assert inspect.isfunction(function)
+    assert function is getattr(importlib.import_module(function.__module__), name)
+    assert function.__module__ != f"glgeo.{name}"  # no module shares a re-exported name
+
+
+def test_every_entry_point_is_listed_in_all():
+    assert sorted(glgeo.__all__) == sorted(["__version__", *glgeo._ENTRY_POINTS])
+
+
+def test_entry_points_stay_functions_after_their_modules_are_imported():
+    import inspect
+
+    import glgeo.segmentation  # noqa: F401
+    import glgeo.vectorization  # noqa: F401
+
+    assert inspect.isfunction(glgeo.segment) and inspect.isfunction(glgeo.vectorize)
+    assert "scene" in inspect.signature(glgeo.segment).parameters
     with pytest.raises(InputError, match="must be a GeoPackage"):
-        glgeo.vectorize(__file__, __file__)  # the call reaches the function
-    assert segment_function.__name__ == "segment" and vectorize_function.__name__ == "vectorize"
-
-
-def test_output_equal_to_input_is_refused(tmp_path):
-    scene = tmp_path / "scene.tif"
-    scene.write_bytes(b"x")
-    with pytest.raises(OutputError, match="same file as the input"):
-        check_output_path(scene, overwrite=True, inputs=(scene,))
-    with pytest.raises(OutputError, match="does not exist"):
-        check_output_path(tmp_path / "missing" / "o.tif", overwrite=False)
-    assert check_output_path(tmp_path / "o.tif", overwrite=False, inputs=("/vsicurl/https://x/y.tif",)).name == "o.tif"
+        glgeo.vectorize(__file__, __file__)
+    with pytest.raises(AttributeError, match="no attribute 'segmentt'"):
+        glgeo.segmentt  # noqa: B018

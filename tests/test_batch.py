@@ -34,25 +34,14 @@ from glgeo.batch import (
 from glgeo.errors import InputError, MissingDependencyError
 from glgeo.inference import InferenceSettings
 from glgeo.schemes import DEEPGLOBE, NODATA_ID
-from glgeo.segment import segment
+from glgeo.segmentation import segment
+
+from fixtures.rasters import blocky_scene as write_scene, write_geotiff
 
 CRS = "EPSG:32618"
 PIXEL = 0.5
 #: Small patches with little overlap keep each scene at a few dozen patches.
 SETTINGS = InferenceSettings(device="cpu", min_overlap=8, batch_size=8)
-
-
-def write_scene(path: Path, seed: int, height: int = 160, width: int = 224, x0: float = 500_000.0) -> Path:
-    """A small RGB GeoTIFF with blocky structure (so a random network predicts several classes)."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, 256, (3, height // 16 + 1, width // 16 + 1), dtype=np.uint8)
-    image = np.kron(coarse, np.ones((1, 16, 16), dtype=np.uint8))[:, :height, :width]
-    image = np.clip(image.astype(np.int16) + rng.integers(-20, 21, image.shape), 0, 255).astype(np.uint8)
-    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs=CRS,
-                   transform=from_origin(x0, 4_000_000.0, PIXEL, PIXEL))
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(image)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -497,12 +486,12 @@ def test_cli_batch_needs_out_dir_and_scenes(tmp_path, checkpoint):
 
 def test_model_is_loaded_once_per_process_and_again_when_the_file_changes(tmp_path, checkpoint, monkeypatch):
     import glgeo.batch.worker as batch
-    import glgeo.segment
+    import glgeo.segmentation
 
     monkeypatch.setattr(batch, "_MODEL_CACHE", {})
     calls = []
-    real = glgeo.segment.load_model
-    monkeypatch.setattr(glgeo.segment, "load_model", lambda m: calls.append(m) or real(m))
+    real = glgeo.segmentation.load_model
+    monkeypatch.setattr(glgeo.segmentation, "load_model", lambda m: calls.append(m) or real(m))
     copy = tmp_path / "model.pt"
     copy.write_bytes(checkpoint.read_bytes())
     first = batch.cached_model(str(copy))
@@ -517,7 +506,7 @@ def test_merging_scenes_without_crs_is_refused(tmp_path):
     import warnings
 
     from glgeo.batch import merge_vectors
-    from glgeo.vectorize import vectorize
+    from glgeo.vectorization import vectorize
 
     parts = []
     for i in range(2):
@@ -572,7 +561,7 @@ def test_merged_geopackage_says_where_it_came_from(tmp_path):
     import pyogrio
 
     from glgeo.batch import merge_vectors
-    from glgeo.vectorize import vectorize
+    from glgeo.vectorization import vectorize
 
     parts = []
     for i in range(2):

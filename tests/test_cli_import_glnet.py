@@ -7,13 +7,12 @@ from click.testing import CliRunner
 
 from glgeo.cli.main import cli
 from glgeo.models import load_checkpoint
-
-from test_models import released_state
+from glgeo.models.testing import random_released_state
 
 
 def test_import_glnet_writes_a_loadable_bidirectional_checkpoint(glnet_keys_file, tmp_path):
     for seed, role in enumerate(("global", "g2l", "l2g")):
-        torch.save(released_state(glnet_keys_file, seed), tmp_path / f"{role}.pth")
+        torch.save(random_released_state(glnet_keys_file, seed, 7), tmp_path / f"{role}.pth")
     out = tmp_path / "model.pt"
     args = ["import-glnet", "--global", str(tmp_path / "global.pth"), "--g2l", str(tmp_path / "g2l.pth")]
     result = CliRunner().invoke(cli, [*args, "--l2g", str(tmp_path / "l2g.pth"), "--out", str(out)])

@@ -2,41 +2,51 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
 
+from fixtures.rasters import write_geotiff
+
 
 def test_quiet_and_verbose_flags_work_after_the_sub_command():
-    result = CliRunner().invoke(cli, ["models", "-q"])
-    assert result.exit_code == 0, result.output
+    from glgeo.models.zoo import list_models
+
+    before = CliRunner().invoke(cli, ["-q", "models"])
+    after = CliRunner().invoke(cli, ["models", "-q"])
+    assert before.exit_code == after.exit_code == 0, after.output
+    assert after.output == before.output
+    assert [line for line in after.output.splitlines() if not line.startswith(" ")] == list_models()
     result = CliRunner().invoke(cli, ["models", "-v", "--json"])
     assert result.exit_code == 0, result.output
+    cards = json.loads(result.output)
+    assert list(cards) == list_models() and cards["deepglobe-landcover"]["backbone"] == "resnet18"
 
 
 def test_unknown_command_and_library_errors_are_one_line(tmp_path):
-    result = CliRunner().invoke(cli, ["segment", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "o.tif")])
-    assert result.exit_code != 0
+    result = CliRunner().invoke(cli, ["segmnet", "scene.tif"])
+    assert result.exit_code == 2 and "No such command 'segmnet'" in result.output
+    missing = tmp_path / "missing.tif"
+    result = CliRunner().invoke(cli, ["segment", str(missing), "--out", str(tmp_path / "o.tif")])
+    assert result.exit_code == 1
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("Error: ") and "missing.tif" in result.output
+    assert not (tmp_path / "o.tif").exists()
 
 
 def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
     """One message serves both: the library says ``nodata=255``, the command line ``--nodata 255``."""
     import numpy as np
-    import rasterio
-    from click.testing import CliRunner
 
-    from glgeo.cli.main import cli, cli_message
+    from glgeo.cli.main import cli_message
     from glgeo.errors import InputError, OutputError
-    from glgeo.vectorize import vectorize
+    from glgeo.vectorization import vectorize
 
-    raster = tmp_path / "mask.tif"
-    with rasterio.open(raster, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
-        dst.write(np.where(np.eye(8, dtype=bool), 255, 0).astype("uint8"), 1)
+    raster = write_geotiff(tmp_path / "mask.tif", np.where(np.eye(8, dtype=bool), 255, 0).astype("uint8"))
     with pytest.raises(InputError, match="pass nodata=255") as library:
         vectorize(raster, tmp_path / "a.gpkg", scheme="inria")
     assert "--" not in str(library.value)

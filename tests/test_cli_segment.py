@@ -8,25 +8,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import torch
 from affine import Affine
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
-from glgeo.models import build_model
-from glgeo.models.checkpoint import InputScaling, save_checkpoint
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
+
+from fixtures.checkpoints import save_tiny_checkpoint
+from fixtures.rasters import write_geotiff
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """Random-weight resnet18 GLNets saved as glgeo checkpoints."""
     folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    inria = save_checkpoint(folder / "inria_r18.pt", build_model("resnet18", n_classes=2, mode="g2l"), INRIA,
-                            InputScaling(), global_size=256, patch_size=256, half=True)
-    deepglobe = save_checkpoint(folder / "deepglobe_r18.pt", build_model("resnet18", n_classes=7, mode="g2l"),
-                                DEEPGLOBE, InputScaling(), global_size=508, patch_size=508, half=True)
+    inria = save_tiny_checkpoint(folder / "inria_r18.pt", INRIA, widths=(256, 128), global_size=256, patch_size=256,
+                                 half=True)
+    deepglobe = save_tiny_checkpoint(folder / "deepglobe_r18.pt", DEEPGLOBE, widths=(256, 128), global_size=508,
+                                     patch_size=508, half=True)
     return {"inria": inria, "deepglobe": deepglobe}
 
 
@@ -36,10 +35,7 @@ def run(*args: str):
 
 def _tiny_scene(path: Path, height: int = 40, width: int = 30) -> Path:
     data = np.random.default_rng(0).integers(0, 256, (3, height, width), dtype=np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", height=height, width=width, count=3, dtype="uint8",
-                       crs="EPSG:3857", transform=Affine(10, 0, 1000, 0, -10, 5000)) as dst:
-        dst.write(data)
-    return path
+    return write_geotiff(path, data, crs="EPSG:3857", transform=Affine(10, 0, 1000, 0, -10, 5000))
 
 
 def test_inria_crop_end_to_end(sample_data, checkpoints, tmp_path):
@@ -107,10 +103,8 @@ def test_scene_smaller_than_one_patch_works(checkpoints, tmp_path):
 
 
 def test_a_model_trained_at_half_scale_reads_the_scene_at_half_scale(tmp_path):
-    torch.manual_seed(0)
-    model = save_checkpoint(tmp_path / "half.pt", build_model("resnet18", n_classes=2, mode="g2l"), INRIA,
-                            InputScaling(), global_size=64, patch_size=64, half=True,
-                            metadata={"training": {"scene_scale": 0.5, "gsd_m": 20.0}})  # scene: 10 m pixels
+    model = save_tiny_checkpoint(tmp_path / "half.pt", INRIA, widths=(256, 128), half=True,
+                                 metadata={"training": {"scene_scale": 0.5, "gsd_m": 20.0}})  # scene: 10 m pixels
     scene = _tiny_scene(tmp_path / "scene.tif", 150, 90)
     result = run("segment", scene, "-o", tmp_path / "out.tif", "--model", model, "--device", "cpu")
     assert result.exit_code == 0, result.output

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import rasterio
@@ -23,9 +20,9 @@ from glgeo.datasets import (
 )
 from glgeo.errors import DatasetError, InputError
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme
-from train_fixtures import class_map, make_deepglobe, make_folder, make_inria, write_tif
+from fixtures.layouts import INT3, folder_scene, make_deepglobe, make_folder, make_inria
+from fixtures.rasters import blocky_classes, write_geotiff
 
-SAMPLE_DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 
 RGB3 = ClassScheme(
     name="rgb3",
@@ -33,7 +30,6 @@ RGB3 = ClassScheme(
     classes=(ClassInfo(0, "road", (10, 10, 10), (255, 0, 0)), ClassInfo(1, "tree", (0, 200, 0), (0, 128, 0)),
              ClassInfo(2, "roof", (90, 90, 90), (20, 30, 40))),
 )
-INT3 = ClassScheme(name="int3", classes=tuple(ClassInfo(i, f"c{i}", (i, i, i), v) for i, v in enumerate((3, 7, 100))))
 
 
 def test_inria_layout_found_with_cities(tmp_path):
@@ -74,7 +70,7 @@ def test_deepglobe_rgb_masks_decode_to_paper_ids(tmp_path):
     with rasterio.open(pair.mask) as src:
         raw = src.read()
     ids = decode_mask(raw, DEEPGLOBE, pair.mask, rgb_threshold=128)
-    expected = class_map(np.random.default_rng(3), 64, 64, 7)
+    expected = blocky_classes(np.random.default_rng(3), 64, 64, 7)
     np.testing.assert_array_equal(ids, expected)
     # DeepGlobe's rule: channels are binarised at 128 (near-pure colours still decode).
     noisy = np.clip(raw.astype(int) + np.where(raw > 127, -20, 20), 0, 255).astype(np.uint8)
@@ -111,7 +107,7 @@ def test_folder_integer_masks_with_values_and_nodata(tmp_path):
     ds = open_dataset("folder", tmp_path, INT3)
     with rasterio.open(ds.scene("a").mask) as src:
         ids = decode_mask(src.read(), INT3, "m")
-    np.testing.assert_array_equal(ids, class_map(np.random.default_rng(5), 64, 64, 3))
+    np.testing.assert_array_equal(ids, blocky_classes(np.random.default_rng(5), 64, 64, 3))
     with_nodata = np.array([[3, 0, 100]], dtype=np.uint8)
     np.testing.assert_array_equal(decode_mask(with_nodata, INT3, "m", nodata=0), [[0, NODATA_ID, 2]])
     with pytest.raises(DatasetError, match="value 0 in 1 px"):
@@ -122,7 +118,7 @@ def test_folder_rgb_and_palette_masks(tmp_path):
     colours = [c.mask_value for c in RGB3.classes]
     make_folder(tmp_path / "rgb", names=("a",), size=64, encoding="rgb", values=colours, seed=1)
     make_folder(tmp_path / "pal", names=("a",), size=64, encoding="palette", values=colours, seed=1)
-    expected = class_map(np.random.default_rng(1), 64, 64, 3)
+    expected = blocky_classes(np.random.default_rng(1), 64, 64, 3)
     for sub in ("rgb", "pal"):
         ds = open_dataset("folder", tmp_path / sub, RGB3)
         sample = GLNetSceneDataset(ds, SampleSpec(global_size=64, patch_size=64, with_patches=True))[0]
@@ -131,11 +127,11 @@ def test_folder_rgb_and_palette_masks(tmp_path):
 
 def test_size_and_crs_mismatch(tmp_path):
     make_folder(tmp_path, names=("a", "b"), size=64)
-    write_tif(tmp_path / "masks" / "a.tif", np.zeros((60, 64), np.uint8))
+    write_geotiff(tmp_path / "masks" / "a.tif", np.zeros((60, 64), np.uint8))
     ds = open_dataset("folder", tmp_path, INT3)
     with pytest.raises(DatasetError, match=r"scene 'a': image .*a.tif is 64 x 64 px but its mask .* is 64 x 60 px"):
         ds.check()
-    write_tif(tmp_path / "masks" / "a.tif", np.zeros((64, 64), np.uint8), crs="EPSG:4326")
+    write_geotiff(tmp_path / "masks" / "a.tif", np.zeros((64, 64), np.uint8), crs="EPSG:4326")
     with pytest.raises(DatasetError, match=r"scene 'a': .* is in EPSG:32631 but its mask .* is in EPSG:4326"):
         ds.check()
 
@@ -166,11 +162,7 @@ def test_flip_rotate_keeps_patches_and_boxes_consistent(hflip, k):
 
 
 def test_samples_are_windows_of_the_scene_with_consistent_augmentation(tmp_path):
-    make_folder(tmp_path, names=("a",), size=150, height=120, seed=2, values=(3, 7, 100))
-    ds = open_dataset("folder", tmp_path, INT3)
-    with rasterio.open(ds.scene("a").image) as src:
-        scene = src.read()
-    ids = class_map(np.random.default_rng(2), 120, 150, 3)
+    ds, scene, ids = folder_scene(tmp_path, 150, 120)
     spec = SampleSpec(global_size=64, patch_size=64, with_patches=True, augment=True)
     data = GLNetSceneDataset(ds, spec)
     torch.manual_seed(1)
@@ -201,10 +193,8 @@ def test_scene_smaller_than_patch_gets_one_clipped_patch(tmp_path):
     assert batch["image"].shape == (2, 3, 64, 64) and len(batch["patches"]) == 2
 
 
-def test_shared_deepglobe_sample_reads_as_published():
-    root = SAMPLE_DATA / "deepglobe"
-    if not root.is_dir():
-        pytest.skip(f"shared sample data not found at {root} (set GLGEO_SAMPLE_DATA)")
+def test_shared_deepglobe_sample_reads_as_published(sample_file):
+    root = sample_file("deepglobe")
     ds = open_dataset("deepglobe", root)
     assert len(ds) == 11 and "855" in ds.names and "266" in ds.names
     s = GLNetSceneDataset(ds.subset(["855"]), SampleSpec(global_size=128, patch_size=508))[0]
@@ -217,7 +207,8 @@ def test_collection_resolution_is_the_median_of_its_scenes(tmp_path, caplog):
     """A finer held-out scene listed first does not set the resolution a model records."""
     root = make_folder(tmp_path / "ds", names=("a_test", "b", "c"), size=64, n_classes=2)
     with rasterio.open(root / "images" / "a_test.tif") as src:
-        write_tif(root / "images" / "a_test.tif", src.read(), res=0.25)
+        pixels = src.read()
+    write_geotiff(root / "images" / "a_test.tif", pixels, res=0.25)
     collection = open_dataset("folder", root, INRIA)
     assert collection.subset(["b", "c"]).gsd == pytest.approx(0.5) and not caplog.records
     assert collection.gsd == pytest.approx(0.5)  # median of 0.25, 0.5, 0.5

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import rasterio
 
 from glgeo.models import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "train_imagery.py"
 
-
-def test_train_imagery_example(tmp_path):
-    data = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
-    if not (data / "joplin" / "footprints.geojson").is_file():
-        pytest.skip(f"sample data not found at {data / 'joplin'} (set GLGEO_SAMPLE_DATA)")
-    done = subprocess.run([sys.executable, str(EXAMPLE), "--data", str(data), "--out", str(tmp_path), "--epochs", "1"],
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+def test_train_imagery_example(sample_data, sample_file, run_example, tmp_path):
+    sample_file("joplin", "footprints.geojson")
+    data = sample_data
+    done = run_example("train_imagery.py", "--data", data, "--out", tmp_path, "--epochs", "1")
     assert "in EPSG:26915 at 2.4 m per pixel; validated on 4 scenes of images tile_1361-9136.tif" in done.stdout
 
     ck = load_checkpoint(tmp_path / "run" / "model.pt")

@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pyogrio
-import pytest
 import rasterio
 from rasterio.features import rasterize
 
 from glgeo.styles import read_gpkg_layer_styles
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "vectorize_scene.py"
 
-
-def sample_data_dir() -> Path:
-    return Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
-
-
-def test_vectorize_scene_example(tmp_path):
-    mask = sample_data_dir() / "inria" / "austin_crop_top_gt.tif"
-    if not mask.is_file():
-        pytest.skip(f"sample data not found at {mask.parent} (set GLGEO_SAMPLE_DATA)")
-    completed = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--data", str(sample_data_dir()), "--out-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr
+def test_vectorize_scene_example(sample_data, sample_file, run_example, tmp_path):
+    mask = sample_file("inria", "austin_crop_top_gt.tif")
+    completed = run_example("vectorize_scene.py", "--data", sample_data, "--out-dir", tmp_path, timeout=300)
     assert "buildings" in completed.stdout and "EPSG:26914" in completed.stdout
 
     frame = pyogrio.read_dataframe(tmp_path / "buildings.gpkg", layer="buildings")

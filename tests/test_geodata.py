@@ -5,7 +5,6 @@ Joplin sample (train, segment the held-out tile, evaluate it against the footpri
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,7 +13,6 @@ import pytest
 import rasterio
 import shapely
 from click.testing import CliRunner
-from rasterio.transform import from_origin
 
 from glgeo.cli.main import cli
 from glgeo.datasets import SampleSpec, nearest_resize
@@ -22,9 +20,8 @@ from glgeo.errors import DatasetError, InputError
 from glgeo.geodata import GeoInputs, GeoScenes, truth_on_grid
 from glgeo.schemes import DEEPGLOBE, INRIA
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
-JOPLIN = DATA / "joplin"
+from fixtures.rasters import write_geotiff
+
 HELD_OUT = "tile_1361-9136.tif"
 
 X0, Y0 = 366_000.0, 4_104_000.0  # top-left corner of the generated tiles, EPSG:32615 (m)
@@ -34,10 +31,7 @@ def write_tile(path: Path, left: float, top: float, size: int = 256, res: float 
                crs: str = "EPSG:32615") -> Path:
     rng = np.random.default_rng(abs(hash(path.name)) % 2**32)
     data = rng.integers(0, 255, (count, size, size), dtype=np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=count, dtype="uint8",
-                       crs=crs, transform=from_origin(left, top, res, res)) as dst:
-        dst.write(data)
-    return path
+    return write_geotiff(path, data, crs=crs, origin=(left, top), res=res)
 
 
 def building(x0: float, y0: float, x1: float, y1: float) -> shapely.Geometry:
@@ -212,12 +206,17 @@ def test_cli_reports_input_errors_as_one_line(tiles, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def joplin_run(tmp_path_factory):
-    if not (JOPLIN / "footprints.geojson").is_file():
-        pytest.skip(f"Joplin sample not found at {JOPLIN} (set GLGEO_SAMPLE_DATA)")
+def joplin(sample_file) -> Path:
+    """The Joplin sample folder (tiles and footprints)."""
+    sample_file("joplin", "footprints.geojson")
+    return sample_file("joplin")
+
+
+@pytest.fixture(scope="module")
+def joplin_run(joplin, tmp_path_factory):
     out = tmp_path_factory.mktemp("joplin") / "run"
     result = CliRunner().invoke(cli, [
-        "-q", "train", "--images", str(JOPLIN / "*.tif"), "--labels", str(JOPLIN / "footprints.geojson"),
+        "-q", "train", "--images", str(joplin / "*.tif"), "--labels", str(joplin / "footprints.geojson"),
         "--val-images", HELD_OUT, "--scale", "0.25", "--scene-size", "128", "--out", str(out),
         "--mode", "g2l", "--backbone", "resnet18", "--pyramid-channels", "32", "--segmentation-channels", "16",
         "--global-size", "64", "--patch-size", "128", "--batch-size", "2", "--sub-batch", "2", "--loader-workers", "0",
@@ -227,7 +226,7 @@ def joplin_run(tmp_path_factory):
     return out, result.output
 
 
-def test_joplin_trains_on_three_crs_inputs_with_a_held_out_tile(joplin_run):
+def test_joplin_trains_on_three_crs_inputs_with_a_held_out_tile(joplin, joplin_run):
     from glgeo.models import load_checkpoint
 
     out, output = joplin_run
@@ -243,24 +242,24 @@ def test_joplin_trains_on_three_crs_inputs_with_a_held_out_tile(joplin_run):
     trained = {entry.split(":")[0] for entry in split["train"]}
     assert trained == {"post_tile_31500-5137.tif", "tile_337-10160.tif", "tile_337-9136.tif"}
     assert {entry.split(":")[0] for entry in split["val"]} == {HELD_OUT}
-    with rasterio.open(JOPLIN / HELD_OUT) as src:
+    with rasterio.open(joplin / HELD_OUT) as src:
         held = shapely.box(*src.bounds)
     for entry in split["train"]:
         assert shapely.box(*map(float, entry.split(": ")[1].split(","))).intersection(held).area == 0
 
 
-def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin_run, tmp_path):
+def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin, joplin_run, tmp_path):
     out, _ = joplin_run
     pred = tmp_path / "buildings.tif"
-    result = CliRunner().invoke(cli, ["-q", "segment", str(JOPLIN / HELD_OUT), "--out", str(pred), "--model",
+    result = CliRunner().invoke(cli, ["-q", "segment", str(joplin / HELD_OUT), "--out", str(pred), "--model",
                                       str(out / "model.pt"), "--device", "cpu", "--precision", "fp32"])
     assert result.exit_code == 0, result.output
-    with rasterio.open(pred) as p, rasterio.open(JOPLIN / HELD_OUT) as src:
+    with rasterio.open(pred) as p, rasterio.open(joplin / HELD_OUT) as src:
         assert p.crs == src.crs and p.transform.almost_equals(src.transform) and (p.width, p.height) == (1024, 1024)
         assert set(np.unique(p.read(1)).tolist()) <= {0, 1}
     report_path = tmp_path / "report.json"
-    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--images", str(JOPLIN / HELD_OUT),
-                                      "--labels", str(JOPLIN / "footprints.geojson"), "--device", "cpu",
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--images", str(joplin / HELD_OUT),
+                                      "--labels", str(joplin / "footprints.geojson"), "--device", "cpu",
                                       "--precision", "fp32", "-o", str(report_path)])
     assert result.exit_code == 0, result.output
     report = json.loads(report_path.read_text())

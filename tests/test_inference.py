@@ -22,8 +22,10 @@ from glgeo.inference import InferenceSettings, StreamingSegmenter
 from glgeo.io import SceneReader, inspect_scene
 from glgeo.models.checkpoint import Checkpoint, InputScaling
 from glgeo.schemes import NODATA_ID, get_scheme
-from glgeo.segment import segment
+from glgeo.segmentation import segment
 from glgeo.tiling import PatchGrid, axis_overlaps, taper, tile_weights, window_grid
+
+from fixtures.rasters import write_geotiff
 
 BINARY = get_scheme("inria")
 
@@ -85,15 +87,11 @@ def smooth_scene(path, height: int, width: int, nodata: np.ndarray | None = None
     yy, xx = np.mgrid[0:height, 0:width]
     red = 127 + 100 * np.sin(xx / width * 2.1 + yy / height * 1.3)
     data = np.stack([red, np.full_like(red, 90), np.full_like(red, 60)]).astype(np.uint8)
-    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32631",
-                   transform=from_origin(500000, 4000000, 1.0, 1.0), tiled=True, blockxsize=64, blockysize=64)
     if nodata is not None:
         data[:, nodata] = 0
         data[0][~nodata] = np.maximum(data[0][~nodata], 1)
-        profile["nodata"] = 0
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-    return path
+    return write_geotiff(path, data, crs="EPSG:32631", origin=(500000, 4000000), res=1.0, nodata=None if nodata is None else 0,
+                         tiled=True, blockxsize=64, blockysize=64)
 
 
 def largest_step(scores: np.ndarray) -> float:
@@ -266,11 +264,8 @@ def test_tiny_and_strip_scenes_segment_with_the_default_model(tmp_path, shape):
     """A 1 x 1 scene or a 7 px strip (2 px at the default model's 2 m) comes out segmented
     on its own grid, every pixel a class."""
     height, width = shape
-    scene = tmp_path / "tiny-scene.tif"
     data = np.random.default_rng(1).integers(0, 256, size=(3, height, width), dtype=np.uint8)
-    with rasterio.open(scene, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=from_origin(400000, 5000000, 0.5, 0.5)) as dst:
-        dst.write(data)
+    scene = write_geotiff(tmp_path / "tiny-scene.tif", data, crs="EPSG:32633", origin=(400000, 5000000))
     summary = segment(scene, tmp_path / "out.tif", settings=InferenceSettings(device="cpu"))
     with rasterio.open(tmp_path / "out.tif") as src:
         classes = src.read(1)

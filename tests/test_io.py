@@ -6,13 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
 from PIL import Image
 
 from glgeo.errors import InputError, SceneError
 from glgeo.io import SceneReader, Stretch, choose_stretch, inspect_scene
 from glgeo.tiling import PatchGrid
+
+from fixtures.rasters import write_geotiff
 
 CRS = "EPSG:32633"
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4200000.0)
@@ -21,20 +22,9 @@ TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 4200000.0)
 def write_scene(path: Path, data: np.ndarray, nodata=None, alpha: np.ndarray | None = None,
                 mask: np.ndarray | None = None, tiled: bool = True, **extra) -> Path:
     """A GeoTIFF with a real CRS and transform (optionally nodata, alpha band or internal mask)."""
-    bands = data if alpha is None else np.concatenate([data, alpha[None]])
-    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=bands.shape[0],
-                   dtype=data.dtype, crs=CRS, transform=TRANSFORM, nodata=nodata)
     if tiled:
-        profile.update(tiled=True, blockxsize=64, blockysize=64)
-    profile.update(extra)
-    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(bands)
-            if alpha is not None:
-                dst.colorinterp = [*dst.colorinterp[:-1], rasterio.enums.ColorInterp.alpha]
-            if mask is not None:
-                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
-    return path
+        extra = {"tiled": True, "blockxsize": 64, "blockysize": 64, **extra}
+    return write_geotiff(path, data, crs=CRS, transform=TRANSFORM, nodata=nodata, alpha=alpha, mask=mask, **extra)
 
 
 @pytest.fixture
@@ -218,18 +208,3 @@ def test_background_reader_errors_reach_the_caller(rgb, monkeypatch):
             for batch in reader.iter_batches(grid.batches(2), prefetch=2):
                 got.append(batch)
     assert len(got) == 2
-
-
-def test_ground_sample_distance_in_metres():
-    from glgeo.resolution import ground_sample_distance
-
-    utm = rasterio.crs.CRS.from_epsg(32631)
-    assert ground_sample_distance(utm, Affine(0.5, 0, 4e5, 0, -0.5, 5e6)) == pytest.approx(0.5)
-    assert ground_sample_distance(utm, Affine(0.3, 0.1, 4e5, 0.1, -0.3, 5e6)) == pytest.approx(np.sqrt(0.09 + 0.01))  # |ae - bd|
-    feet = rasterio.crs.CRS.from_epsg(2263)  # NY Long Island, US survey feet
-    assert ground_sample_distance(feet, Affine(1, 0, 9e5, 0, -1, 2e5)) == pytest.approx(0.3048, abs=1e-4)
-    # geographic: 1e-5 degree pixels at 60 N are about 1.11 m tall and 0.56 m wide
-    wgs84 = rasterio.crs.CRS.from_epsg(4326)
-    gsd = ground_sample_distance(wgs84, Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005), height=1000)
-    assert gsd == pytest.approx(np.sqrt(1.1057 * 1.1132 * np.cos(np.radians(60.0))), rel=1e-3)
-    assert ground_sample_distance(None, Affine.identity()) is None

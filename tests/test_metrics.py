@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from glgeo.errors import InputError
-from glgeo.metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
+from glgeo.metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix, confusion_tensor
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme
 
 THREE = ClassScheme(name="three", classes=tuple(ClassInfo(i, f"c{i}", (i, i, i), i) for i in range(3)), ignore_in_miou=(2,))
@@ -21,6 +21,17 @@ def test_confusion_matrix_by_hand():
     cm = confusion_matrix(TRUTH, PRED, 3)
     # rows = truth, columns = prediction, last column = "no class predicted"; nodata truth ignored
     assert cm.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0]]
+
+
+def test_tensor_counts_match_the_array_counts():
+    import torch
+
+    rng = np.random.default_rng(0)
+    truth = rng.choice([0, 1, 2, NODATA_ID], size=(40, 50)).astype(np.uint8)
+    pred = rng.choice([0, 1, 2, 7, NODATA_ID], size=(40, 50)).astype(np.uint8)  # 7, 255: not classes
+    counted = confusion_tensor(torch.from_numpy(truth), torch.from_numpy(pred), 3)
+    assert counted.tolist() == confusion_matrix(truth, pred, 3).tolist()
+    assert confusion_tensor(torch.from_numpy(TRUTH), torch.from_numpy(PRED), 3).tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0]]
 
 
 def test_scores_by_hand():

@@ -17,6 +17,8 @@ from rasterio.transform import from_origin
 from glgeo.cli.main import cli
 from glgeo.schemes import DEEPGLOBE, NODATA_ID
 
+from fixtures.rasters import write_geotiff
+
 CRS = "EPSG:32618"
 
 
@@ -30,11 +32,7 @@ def scene(tmp_path_factory) -> Path:
     rng = np.random.default_rng(1)
     coarse = rng.integers(0, 256, (3, 8, 10), dtype=np.uint8)
     image = np.kron(coarse, np.ones((1, 16, 16), dtype=np.uint8))
-    path = tmp_path_factory.mktemp("scene") / "scene.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=160, height=128, count=3, dtype="uint8", crs=CRS,
-                       transform=from_origin(500_000.0, 4_000_000.0, 0.5, 0.5)) as dst:
-        dst.write(image)
-    return path
+    return write_geotiff(tmp_path_factory.mktemp("scene") / "scene.tif", image, crs=CRS, origin=(500_000.0, 4_000_000.0))
 
 
 def segment(*args: object):
@@ -175,15 +173,6 @@ def test_bidx_is_rios_name_for_bands(tmp_path, scene, checkpoint):
     assert "band 4 is not in the scene, which has bands 1-3" in result.output and "[4]" not in result.output
 
 
-def test_format_area_picks_the_unit_that_fits():
-    from glgeo.areas import format_area
-
-    assert format_area(850.0, "m2") == "850 m2"
-    assert format_area(123_456.0, "m2") == "12.35 ha"
-    assert format_area(15_767_418_536.5, "m2") == "15,767.42 km2"
-    assert format_area(5_188_474.0, "px") == "5,188,474 px"
-
-
 def test_vectorize_says_one_polygon(tmp_path):
     raster = tmp_path / "one.tif"
     with rasterio.open(raster, "w", driver="GTiff", width=10, height=10, count=1, dtype="uint8", crs=CRS,
@@ -193,12 +182,6 @@ def test_vectorize_says_one_polygon(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [f"{tmp_path / 'one.gpkg'}: 1 polygon in layer one (EPSG:32618)",
                                           "  forest  1 polygon  1.00 ha"]
-
-
-def test_train_data_loaders_are_not_dask_workers():
-    result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--root", "x", "--out", "y", "--workers", "2"])
-    assert result.exit_code == 2 and "--loader-workers" in result.output
-    assert "--loader-workers" in CliRunner().invoke(cli, ["train", "--help"]).output
 
 
 # ------------------------------------------------------------------ areas of interest (item 6)
@@ -258,15 +241,3 @@ def test_areas_of_interest_that_cannot_work_are_one_line(tmp_path, scene, checkp
     result = segment(scene, "-o", tmp_path / "x.tif", *extra, *options(checkpoint))
     assert result.exit_code == 1 and message in result.output, result.output
     assert not (tmp_path / "x.tif").exists()
-
-
-def test_region_of_a_plain_image_is_in_qgis_pixel_coordinates():
-    """Without georeferencing, bounds are in the coordinates QGIS shows: x = column, y = -row."""
-    from affine import Affine
-
-    from glgeo.aoi import region_in_pixels
-    from glgeo.io import SceneInfo
-
-    info = SceneInfo("plain.jpg", 100, 200, 3, (1, 2, 3), "uint8", None, Affine.identity(), None, False, (1, 200))
-    region = region_in_pixels(info, bounds=(10, -60, 50, -20))
-    assert region.bounds == (10, 20, 50, 60)

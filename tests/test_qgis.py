@@ -21,7 +21,7 @@ from rasterio.transform import from_origin
 
 from glgeo.schemes import DEEPGLOBE, NODATA_ID
 from glgeo.styles import write_raster_sidecars
-from glgeo.vectorize import vectorize
+from glgeo.vectorization import vectorize
 
 pytestmark = pytest.mark.qgis
 

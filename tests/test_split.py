@@ -23,11 +23,11 @@ from glgeo.batch import BatchOptions, blocks_folder, read_manifest, run_split
 from glgeo.cli.main import cli
 from glgeo.errors import InputError, OutputError
 from glgeo.inference import InferenceSettings, context_windows
-from glgeo.segment import segment
+from glgeo.segmentation import segment
 from glgeo.split import plan_split
 from glgeo.tiling import sub_grid
 
-from test_batch import write_scene
+from fixtures.rasters import blocky_scene as write_scene
 
 #: 64 px context windows overlapping by 8 px: a 192 x 160 scene has 4 x 3 windows.
 SETTINGS = InferenceSettings(device="cpu", min_overlap=8, batch_size=8, footprint=64, window_overlap=8)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +17,6 @@ from glgeo.splits import (
     split_from_file,
 )
 
-SAMPLE_DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
 INRIA_CITIES = ("austin", "chicago", "kitsap", "tyrol-w", "vienna")
 INRIA_NAMES = [f"{c}{n}" for c in INRIA_CITIES for n in range(1, 37)]
 
@@ -92,10 +89,8 @@ def test_scene_names_from_file_names():
     assert scene_name("855_mask.png") == "855"
 
 
-def test_shared_paper_lists_place_the_samples():
-    splits = SAMPLE_DATA / "deepglobe" / "splits"
-    if not splits.is_dir():
-        pytest.skip(f"shared sample data not found at {splits} (set GLGEO_SAMPLE_DATA)")
+def test_shared_paper_lists_place_the_samples(sample_file):
+    splits = sample_file("deepglobe", "splits")
     ids = ["104113", "172307", "3484", "482365", "6399", "855", "180902", "19627", "2774", "794214"]
     split = split_from_file(splits, ids)
     assert set(split.train) == {"104113", "172307", "3484", "482365", "6399", "855"}

@@ -14,7 +14,6 @@ import pytest
 import rasterio
 import shapely
 import geopandas as gpd
-from rasterio.transform import from_origin
 
 from glgeo.errors import InputError
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
@@ -29,6 +28,8 @@ from glgeo.styles import (
     write_raster_sidecars,
 )
 
+from fixtures.rasters import write_geotiff
+
 
 def parse_qml(text: str) -> ET.Element:
     assert text.startswith("<!DOCTYPE qgis")
@@ -37,19 +38,21 @@ def parse_qml(text: str) -> ET.Element:
 
 @pytest.fixture
 def class_tif(tmp_path: Path) -> Path:
-    path = tmp_path / "classes.tif"
     data = np.arange(7, dtype=np.uint8).repeat(4).reshape(4, 7)
-    with rasterio.open(path, "w", driver="GTiff", width=7, height=4, count=1, dtype="uint8", nodata=NODATA_ID,
-                       crs="EPSG:32618", transform=from_origin(500000, 4400000, 1, 1)) as dst:
-        dst.write(data, 1)
-    return path
+    return write_geotiff(tmp_path / "classes.tif", data, nodata=NODATA_ID, crs="EPSG:32618", origin=(500000, 4400000), res=1)
+
+
+def _renderer(qml: str, path: str, kind: str):
+    """The renderer element at ``path`` of a QML style, checked to be of type ``kind``."""
+    renderer = parse_qml(qml).find(path)
+    assert renderer is not None and renderer.get("type") == kind
+    return renderer
 
 
 @pytest.mark.parametrize("scheme", [DEEPGLOBE, INRIA])
 def test_raster_qml_is_a_paletted_renderer_named_by_class(scheme):
-    root = parse_qml(raster_qml(scheme))
-    renderer = root.find("pipe/rasterrenderer")
-    assert renderer.get("type") == "paletted" and renderer.get("band") == "1"
+    renderer = _renderer(raster_qml(scheme), "pipe/rasterrenderer", "paletted")
+    assert renderer.get("band") == "1"
     entries = renderer.findall("colorPalette/paletteEntry")
     assert [int(e.get("value")) for e in entries] == [c.id for c in scheme.classes]
     assert [e.get("label") for e in entries] == scheme.names
@@ -60,9 +63,8 @@ def test_raster_qml_is_a_paletted_renderer_named_by_class(scheme):
 
 @pytest.mark.parametrize("scheme", [DEEPGLOBE, INRIA])
 def test_vector_qml_is_categorized_by_class_with_scheme_colours(scheme):
-    root = parse_qml(vector_qml(scheme))
-    renderer = root.find("renderer-v2")
-    assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "class_id"
+    renderer = _renderer(vector_qml(scheme), "renderer-v2", "categorizedSymbol")
+    assert renderer.get("attr") == "class_id"
     categories = renderer.findall("categories/category")
     assert [(c.get("value"), c.get("label")) for c in categories] == [(str(c.id), c.name) for c in scheme.classes]
     for category, info in zip(categories, scheme.classes):

@@ -13,7 +13,7 @@ import pytest
 from glgeo.datasets import open_dataset
 from glgeo.splits import make_split
 
-from train_fixtures import make_deepglobe, make_inria
+from fixtures.layouts import make_deepglobe, make_inria
 
 torchgeo_datasets = pytest.importorskip("torchgeo.datasets", reason="torchgeo is not installed")
 

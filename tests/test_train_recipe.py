@@ -24,12 +24,9 @@ from glgeo.datasets import (
 )
 from glgeo.errors import InputError
 from glgeo.models import load_checkpoint
-from glgeo.schemes import ClassInfo, ClassScheme
 from glgeo.splits import Split, hold_out, make_split
 from glgeo.training import DataSettings, color_jitter, jitter_factors
-from train_fixtures import class_map, make_deepglobe, make_folder
-
-INT3 = ClassScheme(name="int3", classes=tuple(ClassInfo(i, f"c{i}", (i, i, i), v) for i, v in enumerate((3, 7, 100))))
+from fixtures.layouts import INT3, folder_scene, make_deepglobe, make_folder
 
 
 # --------------------------------------------------------------------------- held-out scenes
@@ -74,11 +71,7 @@ def test_make_split_applies_the_hold_out(tmp_path):
 
 
 def test_crop_jitter_samples_are_windows_of_the_scene(tmp_path):
-    make_folder(tmp_path, names=("a",), size=160, height=128, seed=2, values=(3, 7, 100))
-    ds = open_dataset("folder", tmp_path, INT3)
-    with rasterio.open(ds.scene("a").image) as src:
-        scene = src.read()
-    ids = class_map(np.random.default_rng(2), 128, 160, 3)
+    ds, scene, ids = folder_scene(tmp_path, 160, 128)
     spec = SampleSpec(global_size=64, patch_size=64, with_patches=True, augment=True, crop_jitter=0.5)
     data = GLNetSceneDataset(ds, spec)
     torch.manual_seed(3)
@@ -198,13 +191,13 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
     assert len(json.loads(report.read_text())["images"]) == 2
     # a scene far larger than the training scenes is cut into context windows of their size;
     # seen whole (--footprint scene), glgeo segment says the global model sees it too coarsely
-    from train_fixtures import write_tif
+    from fixtures.rasters import write_geotiff
 
     assert ck.footprint == 64
-    big = write_tif(tmp_path / "big.tif", np.full((3, 512, 512), 90, np.uint8), res=4.78)
+    big = write_geotiff(tmp_path / "big.tif", np.full((3, 512, 512), 90, np.uint8), res=4.78)
     for footprint, warned in ((), False), (("--footprint", "scene"), True):
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="glgeo.segment"):
+        with caplog.at_level(logging.WARNING, logger="glgeo.segmentation"):
             result = CliRunner().invoke(cli, ["segment", str(big), "-o", str(tmp_path / "big_classes.tif"), "--model",
                                               str(out / "model.pt"), "--device", "cpu", "--overwrite", *footprint])
         assert result.exit_code == 0, result.output
@@ -223,14 +216,14 @@ def _global_checkpoint(global_gsd, footprint=None):
 
 def _scene(tmp_path, size, res, crs="EPSG:32631"):
     from glgeo.io import inspect_scene
-    from train_fixtures import write_tif
+    from fixtures.rasters import write_geotiff
 
-    path = write_tif(tmp_path / f"s{size}_{res}.tif", np.zeros((3, size, size), np.uint8), res=res, crs=crs)
+    path = write_geotiff(tmp_path / f"s{size}_{res}.tif", np.zeros((3, size, size), np.uint8), res=res, crs=crs)
     return inspect_scene(path)
 
 
 def test_segment_warns_when_a_global_model_sees_a_scene_far_from_its_extent(tmp_path):
-    from glgeo.segment import global_resolution_warning
+    from glgeo.segmentation import global_resolution_warning
 
     ck = _global_checkpoint(4.78)  # trained on 1.2 km scenes through a 256 px global image
     like_training = _scene(tmp_path, 256, 4.78)

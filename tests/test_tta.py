@@ -12,9 +12,9 @@ from glgeo.inference import InferenceSettings
 from glgeo.models import build_model
 from glgeo.models.checkpoint import Checkpoint, InputScaling
 from glgeo.schemes import DEEPGLOBE
-from glgeo.segment import segment
+from glgeo.segmentation import segment
 from glgeo.tta import TRANSFORMS, FlipRotateTTA, apply_transform, invert_transform
-from train_fixtures import write_tif
+from fixtures.rasters import write_geotiff
 
 
 def _model(mode="global"):
@@ -57,7 +57,7 @@ def test_tta_prediction_is_the_mean_probability_and_turns_with_the_image():
 
 def test_tta_in_segment_global_mode_and_refused_with_a_local_branch(tmp_path):
     rng = np.random.default_rng(0)
-    scene = write_tif(tmp_path / "s.tif", rng.integers(0, 255, (3, 96, 128)).astype(np.uint8))
+    scene = write_geotiff(tmp_path / "s.tif", rng.integers(0, 255, (3, 96, 128)).astype(np.uint8))
     ck = Checkpoint(_model(), DEEPGLOBE, InputScaling(), 64, 64, 3.0)
     settings = InferenceSettings(device="cpu", precision="fp32")
     segment(scene, tmp_path / "a.tif", model=ck, settings=settings, probabilities=tmp_path / "pa.tif")

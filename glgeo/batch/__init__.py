@@ -52,7 +52,7 @@ from .inputs import expand_inputs, is_remote, read_input_list, scene_stem
 from .manifest import BatchResult, BlockResult, SceneResult, Status, read_manifest, write_manifest
 from .merge import merge_vectors
 from .planning import RASTER_SUFFIX, VECTOR_SUFFIX, BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials
-from .scheduling import MANIFEST_INTERVAL_S, ProgressCallback, open_client, require_distributed, run_batch
+from .scheduling import MANIFEST_INTERVAL_S, open_client, require_distributed, run_batch
 from .split import SplitJob, SplitResult, blocks_folder, process_block, run_split
 from .worker import cached_model, class_areas_of, process_scene, worker_device
 
@@ -61,7 +61,6 @@ __all__ = [
     "BatchResult",
     "BlockResult",
     "MANIFEST_INTERVAL_S",
-    "ProgressCallback",
     "RASTER_SUFFIX",
     "SceneJob",
     "SceneResult",

@@ -84,7 +84,7 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
 
 
 def _feature_layer(path: Path) -> str:
-    """The polygon layer of a GeoPackage written by :func:`glgeo.vectorize.vectorize`."""
+    """The polygon layer of a GeoPackage written by :func:`glgeo.vectorize`."""
     import pyogrio
 
     layers = [name for name, geometry in pyogrio.list_layers(path) if geometry and name != "layer_styles"]

@@ -9,9 +9,10 @@ import os
 import time
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..errors import GlgeoError, InputError, MissingDependencyError, OutputError
+from ..progress import ProgressCallback
 from .inputs import expand_inputs
 from .manifest import BatchResult, SceneResult, write_manifest
 from .merge import merge_vectors
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("glgeo.batch")
 
 #: ``progress(done, total)``: scenes finished (done, skipped or failed) so far and in all.
-ProgressCallback = Callable[[int, int], None]
 
 #: How often (seconds) the manifest is rewritten while a run goes on.
 MANIFEST_INTERVAL_S = 30.0

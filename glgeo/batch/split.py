@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..atomic import atomic_path, check_output_path
 from ..errors import GlgeoError, InputError, OutputError
 from ..inference import InferenceStats, Timings
+from ..progress import ProgressCallback
 from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, block_path, prepare_scene
 from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
@@ -47,13 +48,9 @@ from .worker import _n_gpus, _this_worker, cached_model, worker_device
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
-    from ..segment import SegmentSummary
+    from ..segmentation import SegmentSummary
 
 log = logging.getLogger("glgeo.batch")
-
-#: ``progress(done, total)``: blocks finished (done, skipped or failed) so far and in all.
-ProgressCallback = Callable[[int, int], None]
-
 
 @dataclass(frozen=True)
 class SplitJob:
@@ -310,7 +307,7 @@ def run_split(
     """
     from ..areas import class_areas
     from ..provenance import Provenance, blend_rule, utc_now
-    from ..segment import SegmentSummary, _glgeo_version, model_identity
+    from ..segmentation import SegmentSummary, _glgeo_version, model_identity
     from ..writer import output_driver
 
     started = time.perf_counter()

@@ -30,7 +30,7 @@ def cached_model(model: str) -> "Checkpoint":
     A file that changed since (a model retrained under the same name, on a cluster that
     stayed up) is read again.
     """
-    from ..segment import load_model
+    from ..segmentation import load_model
 
     try:
         stat = os.stat(model)
@@ -109,7 +109,7 @@ def _n_gpus() -> int:
 
 
 def _vectorize(job: SceneJob, overwrite: bool) -> None:
-    from ..vectorize import vectorize
+    from ..vectorization import vectorize
 
     if job.vector is not None:
         vectorize(job.output, job.vector, overwrite=overwrite)
@@ -151,7 +151,7 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
             log.info("%s: class raster already there, vectorizing only", job.scene)
             areas, unit = class_areas_of(job.output)
         else:
-            from ..segment import segment
+            from ..segmentation import segment
 
             settings = options.settings
             wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device

@@ -41,7 +41,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -53,17 +53,16 @@ from rasterio.windows import Window
 
 from .areas import area_unit
 from .atomic import atomic_path, check_output_path
-from ._callable import make_module_callable
 from .errors import InputError, SceneError
 from .gpkg import write_polygons
+from .progress import ProgressCallback
 from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
 from .styles import scheme_from_tags, vector_qml, write_gpkg_layer_style
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 #: ``progress(done, total)``, called after each block.
-ProgressCallback = Callable[[int, int], None]
 
 #: Pixels per side of the blocks read and polygonized at once.
 DEFAULT_BLOCK_SIZE = 2048
@@ -170,7 +169,7 @@ def _scheme_for(src: rasterio.io.DatasetReader, scheme: ClassScheme | str | None
             if all(tuple(colormap.get(c.id, (-1, -1, -1))[:3]) == c.color for c in get_scheme(name).classes)
         ]
         if len(matches) == 1:
-            logger.info("class scheme %r recognised from the raster's colour table", matches[0].name)
+            log.info("class scheme %r recognised from the raster's colour table", matches[0].name)
             return matches[0]
     raise InputError(
         f"cannot tell which classes {src.name!r} holds: it carries no glgeo class scheme;"
@@ -192,14 +191,14 @@ def _area_units(crs: rasterio.crs.CRS | None, transform: Affine, source: str) ->
     (see :func:`glgeo.areas.area_unit`)."""
     unit, factor = area_unit(crs, transform)
     if unit == "deg2":
-        logger.warning(
+        log.warning(
             "%s is in a geographic CRS (%s): area_m2 will hold square degrees, not m²;"
             " reproject the class raster to a projected CRS (e.g. its UTM zone) for areas in m²",
             source,
             crs.to_string(),
         )
     elif unit != "m2":
-        logger.warning(
+        log.warning(
             "%s has no CRS: area_m2 will hold areas in %s, not m²;"
             " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
             source,
@@ -760,7 +759,7 @@ def vectorize(
         pixel_area = abs(transform.determinant) * area_factor
         min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
         if min_pixels and 2 * min_pixels > block_size:
-            logger.warning(
+            log.warning(
                 "min_area covers %d pixels, more than half the block size (%d): near block seams, a thin region"
                 " may be judged by its part within %d pixels of the block; pass a block size of at least %d for"
                 " exact results",
@@ -769,7 +768,7 @@ def vectorize(
         pixel_size = max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
         tolerance_px = simplify / pixel_size if simplify else None
         crs = src.crs.to_string() if src.crs else None
-        logger.info(
+        log.info(
             "vectorizing %s (%d x %d px, %s) in blocks of %d px: classes %s",
             raster_path, src.width, src.height, crs, block_size,
             ", ".join(class_scheme.classes[i].name for i in sorted(keep_ids)),
@@ -796,7 +795,7 @@ def vectorize(
         n_blocks = math.ceil(src.height / block_size) * math.ceil(src.width / block_size)
 
     seconds = time.perf_counter() - started
-    logger.info("wrote %d polygons to %s (layer %s) in %.1f s", writer.n_written, out_path, layer_name, seconds)
+    log.info("wrote %d polygons to %s (layer %s) in %.1f s", writer.n_written, out_path, layer_name, seconds)
     return VectorizeResult(
         path=out_path,
         layer=layer_name,
@@ -808,6 +807,3 @@ def vectorize(
         n_blocks=n_blocks,
         seconds=seconds,
     )
-
-
-make_module_callable(__name__, vectorize)

@@ -25,11 +25,13 @@ from affine import Affine
 
 from glgeo.errors import InputError, OutputError
 from glgeo.inference import InferenceSettings
-from glgeo.models import build_model
 from glgeo.models.checkpoint import Checkpoint, InputScaling
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
-from glgeo.segment import segment
+from glgeo.segmentation import segment
 from glgeo.tiling import PatchGrid
+
+from fixtures.checkpoints import tiny_checkpoint
+from fixtures.rasters import write_geotiff
 
 CRS = "EPSG:32631"
 TRANSFORM = Affine(2.0, 0.0, 440720.0, 0.0, -2.0, 3751320.0)
@@ -100,21 +102,16 @@ def class_map(height: int, width: int, n_classes: int, seed: int = 0) -> np.ndar
 
 def write_scene(path: Path, classes: np.ndarray, scheme: ClassScheme, dtype="uint8", factor=1,
                 nodata_mask: np.ndarray | None = None, alpha: bool = False) -> Path:
+    """The scheme's colour of each class (times ``factor``), with nodata or an alpha band."""
     colours = np.asarray(scheme.colors, dtype=np.float64)[classes].transpose(2, 0, 1) * factor
     data = colours.astype(dtype)
-    count = 4 if alpha else 3
-    profile = dict(driver="GTiff", width=classes.shape[1], height=classes.shape[0], count=count, dtype=dtype,
-                   crs=CRS, transform=TRANSFORM, tiled=True, blockxsize=64, blockysize=64)
+    nodata = None
     if nodata_mask is not None and not alpha:
-        profile["nodata"] = 0
+        nodata = 0
         data[:, nodata_mask] = 0
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data, [1, 2, 3])
-        if alpha:
-            dst.write(np.where(nodata_mask, 0, 255).astype(dtype), 4)
-            dst.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,
-                               rasterio.enums.ColorInterp.blue, rasterio.enums.ColorInterp.alpha]
-    return path
+    return write_geotiff(path, data, crs=CRS, transform=TRANSFORM, nodata=nodata,
+                         alpha=np.where(nodata_mask, 0, 255) if alpha else None,
+                         tiled=True, blockxsize=64, blockysize=64)
 
 
 def read(path: Path):
@@ -377,15 +374,9 @@ def test_coarse_to_fine_computes_only_patches_near_the_foreground(tmp_path):
         segment(scene, tmp_path / "x.tif", model=standin(DEEPGLOBE), settings=InferenceSettings(coarse_to_fine=True))
 
 
-def _real(mode: str, n_classes: int = 7) -> Checkpoint:
-    torch.manual_seed(0)
-    scheme = DEEPGLOBE if n_classes == 7 else INRIA
-    return Checkpoint(build_model("resnet18", n_classes=n_classes, mode=mode), scheme, InputScaling(), 64, 64, 3.0)
-
-
 def test_batching_and_prefetch_do_not_change_real_glnet_output(tmp_path):
     scene = write_scene(tmp_path / "s.tif", class_map(150, 230, 7), DEEPGLOBE)
-    checkpoint = _real("g2l")
+    checkpoint = tiny_checkpoint(DEEPGLOBE, "g2l", widths=(256, 128))
     runs = []
     for i, (batch, prefetch) in enumerate([(1, 0), (7, 2)]):
         settings = InferenceSettings(
@@ -400,7 +391,7 @@ def test_batching_and_prefetch_do_not_change_real_glnet_output(tmp_path):
 
 def test_bidirectional_kept_shares_on_disk_in_memory_or_recomputed_agree(tmp_path, monkeypatch):
     scene = write_scene(tmp_path / "s.tif", class_map(100, 120, 7), DEEPGLOBE)
-    checkpoint = _real("bidirectional")
+    checkpoint = tiny_checkpoint(DEEPGLOBE, "bidirectional", widths=(256, 128))
     spill = tmp_path / "tmp"
     spill.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spill))  # TMPDIR, as tempfile read it

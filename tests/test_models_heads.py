@@ -1,4 +1,4 @@
-"""The speed paths give the same results as the plain computation they replace."""
+"""FPN heads: the speed paths give the same results as the plain computation they replace."""
 
 from __future__ import annotations
 
@@ -68,19 +68,3 @@ def test_low_res_path_keeps_gradients_for_training():
     out.aggregated.sum().backward()
     assert model.local_branch.head.fuse.weight.grad is not None
     assert model.local_branch.head.fuse.weight.grad.abs().sum() > 0
-
-
-
-def test_auto_precision_is_bf16_on_cpus_with_native_bf16(monkeypatch):
-    import torch
-
-    from glgeo import device as dev
-
-    cpu = torch.device("cpu")
-    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
-    assert dev.resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)
-    assert dev.resolve_precision("auto", cpu) == "fp32"
-    assert dev.resolve_precision("fp32", cpu) == "fp32"
-    with pytest.raises(Exception, match="fp16 needs a CUDA device"):
-        dev.resolve_precision("fp16", cpu)

@@ -4,13 +4,10 @@ on its validation part of the shared samples."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from glgeo.cli.main import cli
 from glgeo.datasets import open_dataset
 from glgeo.evaluate import evaluate_model
 from glgeo.inference import InferenceSettings
@@ -54,16 +51,6 @@ def test_zoo_entry_loads_and_matches_its_card(name):
     raw = torch.load(path, map_location="cpu", weights_only=True)
     floats = [v for v in raw["state_dict"].values() if v.is_floating_point()]
     assert card["weights"] == "float16" and all(v.dtype == torch.float16 for v in floats)
-
-
-def test_models_command_lists_the_zoo():
-    result = CliRunner().invoke(cli, ["models"])
-    assert result.exit_code == 0, result.output
-    for name in EXPECTED:
-        assert name in result.output
-    assert "urban" in result.output and "building" in result.output
-    listed = json.loads(CliRunner().invoke(cli, ["models", "--json"]).output)
-    assert set(listed) >= EXPECTED
 
 
 def test_inria_buildings_beats_the_majority_class_on_its_validation_part(sample_data, tmp_path):

@@ -22,10 +22,10 @@ import rasterio
 from .aoi import region_in_pixels
 from .areas import ClassArea, class_areas
 from .atomic import check_output_path
-from ._callable import make_module_callable
 from .errors import CheckpointError, InputError, OutputError
 from .blend import RowBand, ToSceneGrid
-from .inference import InferenceSettings, InferenceStats, ProgressCallback, StreamingSegmenter
+from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
+from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
 from .provenance import Provenance, blend_rule, file_sha256, utc_now
 from .resolution import reading_scale
@@ -400,6 +400,3 @@ def segment(
     )
     log.info("wrote %s in %.1f s (%.2f MP/s)", out_path, summary.seconds, summary.megapixels_per_second)
     return summary
-
-
-make_module_callable(__name__, segment)

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from glgeo.cli.main import cli
 from glgeo.models import load_checkpoint
 from glgeo.training import merge_patch_logits, poly_lr
-from train_fixtures import make_deepglobe, make_folder, make_inria
+from fixtures.layouts import make_deepglobe, make_folder, make_inria
 
 SMALL = ["--backbone", "resnet18", "--pyramid-channels", "32", "--segmentation-channels", "16", "--global-size", "64",
          "--patch-size", "96", "--batch-size", "2", "--sub-batch", "3", "--loader-workers", "0", "--limit-train-batches", "1",
@@ -66,7 +66,7 @@ def test_all_three_stages_write_glgeo_checkpoints_and_logs(inria_run):
     final = load_checkpoint(out / "model.pt")
     assert final.metadata["training"]["stage"] == 3 and "glgeo" in final.metadata["command"]
     from glgeo.inference import InferenceSettings
-    from glgeo.segment import segment
+    from glgeo.segmentation import segment
 
     scene = next(p for p in root.rglob("*.tif") if "images" in p.parts)
     for stage, mode in ((1, "global"), (2, "g2l")):
@@ -90,7 +90,6 @@ def test_each_stage_trains_only_its_parts(inria_run):
 
 
 def test_segment_uses_the_trained_model(inria_run, tmp_path):
-    pytest.importorskip("glgeo.segment")
     import rasterio
 
     root, out, _ = inria_run

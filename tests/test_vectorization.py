@@ -9,8 +9,6 @@ GDAL's polygonization of the whole array at once.
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 import numpy as np
 import pyogrio
@@ -18,94 +16,28 @@ import pytest
 import rasterio
 import shapely
 from click.testing import CliRunner
-from rasterio.features import rasterize, shapes
+from rasterio.features import rasterize
 from rasterio.transform import from_origin
 
 from glgeo.cli.main import cli
 from glgeo.errors import InputError, OutputError, SceneError, UnknownNameError
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
 from glgeo.styles import read_gpkg_layer_styles, write_raster_sidecars
-from glgeo.vectorize import VectorizeResult, vectorize
+from glgeo.vectorization import VectorizeResult, vectorize
 
-PIXEL = 0.5
-TRANSFORM = from_origin(500_000.0, 4_400_000.0, PIXEL, PIXEL)
-CRS = "EPSG:32618"
-URBAN, AGRICULTURE, RANGELAND, FOREST, WATER = 1, 2, 3, 4, 5
-
-
-def sample_data_dir() -> Path:
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    return Path(os.environ.get("GLGEO_SAMPLE_DATA", default))
-
-
-def make_classes(height: int = 150, width: int = 190, seed: int = 0) -> np.ndarray:
-    """A DeepGlobe class array with seams-crossing regions, holes and nodata."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, DEEPGLOBE.n_classes, size=(height // 10 + 1, width // 10 + 1), dtype=np.uint8)
-    data = np.kron(coarse, np.ones((10, 10), dtype=np.uint8))[:height, :width].copy()
-    # A U whose arms (columns 20-24 and 60-64) meet only at rows 116-120, in a forest.
-    data[0:126, 15:70] = FOREST
-    data[5:121, 20:25] = URBAN
-    data[5:121, 60:65] = URBAN
-    data[116:121, 20:65] = URBAN
-    data[5:116, 25:60] = AGRICULTURE
-    # A ring of rangeland around a water disk with a nodata pupil: holes in both.
-    yy, xx = np.mgrid[:height, :width]
-    radius = np.hypot(yy - 70, xx - 135)
-    data[(radius < 45) & (radius >= 25)] = RANGELAND
-    data[radius < 25] = WATER
-    data[radius < 6] = NODATA_ID
-    # Nodata: a square, and single pixels inside regions.
-    data[130:145, 5:20] = NODATA_ID
-    data[40, 40] = NODATA_ID
-    data[70, 118] = NODATA_ID
-    return data
-
-
-def write_raster(
-    path: Path, data: np.ndarray, *, crs: str | None = CRS, transform=TRANSFORM, dtype: str = "uint8", nodata=NODATA_ID
-) -> Path:
-    profile = dict(driver="GTiff", height=data.shape[0], width=data.shape[1], count=1 if data.ndim == 2 else data.shape[0],
-                   dtype=dtype, transform=transform, nodata=nodata)
-    if crs is not None:
-        profile["crs"] = crs
-    with rasterio.open(path, "w", **profile) as dst:
-        if data.ndim == 2:
-            dst.write(data.astype(dtype), 1)
-        else:
-            dst.write(data.astype(dtype))
-    return path
-
-
-@pytest.fixture
-def classes_array() -> np.ndarray:
-    return make_classes()
-
-
-@pytest.fixture
-def class_raster(tmp_path: Path, classes_array: np.ndarray) -> Path:
-    return write_raster(tmp_path / "landcover.tif", classes_array)
-
-
-def read_layer(path: Path, layer: str = "landcover"):
-    return pyogrio.read_dataframe(path, layer=layer)
-
-
-def map_xy(col: float, row: float) -> tuple[float, float]:
-    """Map coordinates of a pixel-grid position (col, row)."""
-    return TRANSFORM.c + col * TRANSFORM.a, TRANSFORM.f + row * TRANSFORM.e
-
-
-def reference_polygons(data: np.ndarray) -> list[tuple[shapely.Polygon, int]]:
-    """GDAL's polygons of the whole array in one call (pixel units)."""
-    return [(shapely.geometry.shape(g), int(v)) for g, v in shapes(data, mask=data != NODATA_ID, connectivity=4)]
-
-
-def reburn(frame, shape: tuple[int, int]) -> np.ndarray:
-    return rasterize(
-        zip(frame.geometry, frame.class_id), out_shape=shape, transform=TRANSFORM, fill=NODATA_ID, dtype="uint8"
-    )
-
+from fixtures.class_rasters import (
+    CRS,
+    FOREST,
+    PIXEL,
+    TRANSFORM,
+    URBAN,
+    WATER,
+    map_xy,
+    read_layer,
+    reburn,
+    reference_polygons,
+    write_raster,
+)
 
 @pytest.mark.parametrize("block_size", [16, 29, 64, 4096])
 def test_polygons_reproduce_the_raster_exactly(tmp_path, class_raster, classes_array, block_size):
@@ -319,18 +251,18 @@ def test_geographic_or_missing_crs_warns(tmp_path, classes_array, caplog):
     geographic = write_raster(
         tmp_path / "geo.tif", classes_array, crs="EPSG:4326", transform=from_origin(-74.0, 40.7, 1e-5, 1e-5)
     )
-    with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
         result = vectorize(geographic, tmp_path / "geo.gpkg", scheme=DEEPGLOBE)
     assert result.area_units == "deg2"
     assert "geographic" in caplog.text and "reproject" in caplog.text
     caplog.clear()
     bare = write_raster(tmp_path / "bare.tif", classes_array, crs=None)
-    with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
         result = vectorize(bare, tmp_path / "bare.gpkg", scheme=DEEPGLOBE)
     assert result.area_units == "map unit2" and result.crs is None
     assert "no CRS" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="glgeo.vectorize"):
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
         vectorize(write_raster(tmp_path / "utm.tif", classes_array), tmp_path / "utm.gpkg", scheme=DEEPGLOBE)
     assert caplog.text == ""
 
@@ -412,10 +344,8 @@ def test_empty_selection_writes_an_empty_styled_layer(tmp_path):
     assert len(read_gpkg_layer_styles(tmp_path / "none.gpkg")) == 1
 
 
-def test_real_inria_buildings_round_trip(tmp_path):
-    gt = sample_data_dir() / "inria" / "austin_crop_top_gt.tif"
-    if not gt.is_file():
-        pytest.skip(f"sample data not found at {gt.parent} (set GLGEO_SAMPLE_DATA)")
+def test_real_inria_buildings_round_trip(tmp_path, sample_file):
+    gt = sample_file("inria", "austin_crop_top_gt.tif")
     with rasterio.open(gt) as src:
         mask, profile = src.read(1), src.profile
     classes = (mask == 255).astype(np.uint8)
@@ -437,86 +367,8 @@ def test_real_inria_buildings_round_trip(tmp_path):
 # Command line
 
 
-def test_cli_vectorize_writes_the_layer(tmp_path, class_raster, classes_array):
-    out = tmp_path / "cli.gpkg"
-    runner = CliRunner()
-    result = runner.invoke(
-        cli, ["vectorize", str(class_raster), "--out", str(out), "--scheme", "deepglobe", "--block-size", "40",
-              "--layer", "lc"]
-    )
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    n = len(pyogrio.read_dataframe(out, layer="lc"))
-    assert lines[0] == f"{out}: {n:,} polygons in layer lc (EPSG:32618)"
-    frame = pyogrio.read_dataframe(out, layer="lc")
-    for name, group in frame.groupby("class_name"):
-        polygons = f"{len(group)} polygon{'s' if len(group) != 1 else ''}"
-        assert f"  {polygons}  {group.area_m2.sum():,.0f} m2" in result.stdout  # areas under 1 ha in m2
-    assert " 1 polygons" not in result.stdout
-    assert "'" not in result.stdout  # no Python reprs
-    frame = pyogrio.read_dataframe(out, layer="lc")
-    assert frame.crs.to_epsg() == 32618
-    assert np.array_equal(reburn(frame, classes_array.shape), classes_array)
-    info = pyogrio.read_info(out, layer="lc")
-    np.testing.assert_allclose(info["total_bounds"], rasterio.open(class_raster).bounds)
-
-
-def test_cli_options_reach_the_library(tmp_path, class_raster):
-    out = tmp_path / "opts.gpkg"
-    result = CliRunner().invoke(
-        cli,
-        ["vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe", "--classes", "water",
-         "--classes", "rangeland,urban", "--min-area", "5", "--simplify", "1", "--block-size", "64"],
-    )
-    assert result.exit_code == 0, result.output
-    frame = pyogrio.read_dataframe(out, layer="landcover")
-    assert set(frame.class_name) == {"water", "rangeland", "urban"}
-    assert frame.area_m2.min() >= 5
-    assert len(frame.geometry.iloc[0].exterior.coords) < 200
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--classes", "building"], "unknown class 'building'"),
-        (["--simplify", "-2"], "simplify must be a positive number"),
-        ([], "cannot tell which classes"),
-    ],
-)
-def test_cli_errors_are_one_line(tmp_path, class_raster, args, message):
-    scheme = [] if message.startswith("cannot") else ["--scheme", "deepglobe"]
-    result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "--out", str(tmp_path / "e.gpkg"), *scheme, *args])
-    assert result.exit_code == 1
-    assert message in result.output
-    assert "Traceback" not in result.output
-    assert not (tmp_path / "e.gpkg").exists()
-
-
-def test_cli_existing_output_and_float_input(tmp_path, class_raster, classes_array):
-    out = tmp_path / "twice.gpkg"
-    runner = CliRunner()
-    assert runner.invoke(cli, ["-q", "vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe"]).exit_code == 0
-    again = runner.invoke(cli, ["-q", "vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe"])
-    assert again.exit_code == 1 and "--overwrite" in again.output
-    floats = write_raster(tmp_path / "f.tif", classes_array / 3.0, dtype="float32", nodata=None)
-    bad = runner.invoke(cli, ["-q", "vectorize", str(floats), "-o", str(tmp_path / "f.gpkg"), "--scheme", "deepglobe"])
-    assert bad.exit_code == 1 and "float32" in bad.output
-
-
 # --------------------------------------------------------------------------------------
 # Nodata, foreign values and rasters without georeferencing (issue 16)
-
-
-def test_cli_refuses_values_outside_the_scheme_and_names_them(tmp_path, sample_data):
-    """A 0/255 building mask without nodata: 255 is not taken as nodata, nothing is lost."""
-    gt = sample_data / "inria" / "austin_crop_top_gt.tif"
-    out = tmp_path / "y.gpkg"
-    result = CliRunner().invoke(cli, ["vectorize", str(gt), "--out", str(out), "--scheme", "inria"])
-    assert result.exit_code == 1
-    assert "holds the value 255, not class ids of the 'inria' scheme (0-1: background, building)" in result.output
-    assert "building as 255" in result.output  # recognised as the dataset's mask encoding
-    assert "Traceback" not in result.output
-    assert not out.exists()
 
 
 def test_only_the_declared_nodata_is_nodata(tmp_path, classes_array):
@@ -532,15 +384,6 @@ def test_only_the_declared_nodata_is_nodata(tmp_path, classes_array):
     assert "unknown" not in result.polygons_per_class  # class 0 is nodata here
     with pytest.raises(InputError, match="nodata must be an integer"):
         vectorize(zero, tmp_path / "d.gpkg", scheme=DEEPGLOBE, nodata=2.5)
-
-
-def test_cli_nodata_option(tmp_path, classes_array):
-    undeclared = write_raster(tmp_path / "undeclared.tif", classes_array, nodata=None)
-    out = tmp_path / "n.gpkg"
-    result = CliRunner().invoke(cli, ["-q", "vectorize", str(undeclared), "-o", str(out), "--scheme", "deepglobe",
-                                      "--nodata", "255", "--layer", "landcover"])
-    assert result.exit_code == 0, result.output
-    assert np.array_equal(reburn(read_layer(out), classes_array.shape), classes_array)
 
 
 def test_polygons_of_a_raster_without_georeferencing_lie_on_it(tmp_path, classes_array):
@@ -575,13 +418,3 @@ def test_no_third_party_warning_leaks(tmp_path, classes_array):
     )
     assert run.returncode == 0, run.stderr
     assert "Warning" not in run.stderr and "'crs' was not provided" not in run.stderr
-
-
-def test_cli_json_prints_the_summary(tmp_path, class_raster):
-    import json
-
-    out = tmp_path / "j.gpkg"
-    result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe", "--json"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert data["polygons"] == len(read_layer(out)) and data["crs"] == "EPSG:32618" and data["area_units"] == "m2"

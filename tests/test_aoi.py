@@ -1,0 +1,70 @@
+"""Areas of interest: polygons in any CRS, or bounds, become a region in scene pixels."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+from rasterio.crs import CRS
+
+from glgeo.aoi import bounds_box, read_aoi, region_in_pixels, region_mask
+from glgeo.errors import InputError
+from glgeo.io import SceneInfo
+
+UTM = CRS.from_epsg(32631)
+#: 100 x 200 px of 2 m from (500000, 4000000), top-left
+SCENE = SceneInfo("scene.tif", 100, 200, 3, (1, 2, 3), "uint8", UTM, Affine(2, 0, 500_000, 0, -2, 4_000_000), None,
+                  False, (1, 200))
+
+
+def test_bounds_become_a_region_in_pixels_clipped_to_the_scene():
+    region = region_in_pixels(SCENE, bounds=(500_020, 3_999_900, 500_100, 3_999_980))
+    assert region.bounds == (10, 10, 50, 50)
+    clipped = region_in_pixels(SCENE, bounds=(499_000, 3_999_900, 500_100, 4_100_000))
+    assert clipped.bounds == (0, 0, 50, 50)
+    assert region_in_pixels(SCENE) is None
+    with pytest.raises(InputError, match=r"bounds=\(0, 0, 1, 1\) does not overlap scene.tif, which covers "
+                                         r"\(500000, 3\.9998e\+06, 500400, 4e\+06\)"):
+        region_in_pixels(SCENE, bounds=(0, 0, 1, 1))
+
+
+def test_polygons_in_another_crs_are_reprojected(tmp_path):
+    square = shapely.box(500_020, 3_999_900, 500_100, 3_999_980)
+    path = tmp_path / "area.gpkg"
+    gpd.GeoDataFrame(geometry=[square], crs=UTM).to_crs("EPSG:4326").to_file(path)
+    area = read_aoi(path, UTM)
+    assert area.symmetric_difference(square).area < 1.0  # m2, after a round trip through degrees
+    region = region_in_pixels(SCENE, aoi=path)
+    np.testing.assert_allclose(region.bounds, (10, 10, 50, 50), atol=0.05)
+    with pytest.raises(InputError, match="does not exist; check the path"):
+        read_aoi(tmp_path / "none.gpkg", UTM)
+
+
+def test_bounds_must_be_a_box():
+    assert bounds_box([1, 2, 3, 4]).bounds == (1, 2, 3, 4)
+    with pytest.raises(InputError, match="four numbers"):
+        bounds_box([1, 2, 3])
+    with pytest.raises(InputError, match="is empty: give left < right and bottom < top"):
+        bounds_box([3, 2, 1, 4])
+
+
+def test_mask_takes_pixel_centres_at_full_resolution_and_touched_cells_when_decimated():
+    region = shapely.box(1.2, 0.8, 2.8, 1.9)  # holds the centres of row 1, cols 1-2; touches 2 coarse cells
+    full = region_mask(region, 0, 0, 4, 3, (3, 4))
+    assert full.astype(int).tolist() == [[0, 0, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]]
+    coarse = region_mask(region, 0, 0, 4, 4, (2, 2))  # 2 x 2 px cells
+    assert coarse.astype(int).tolist() == [[1, 1], [0, 0]]
+
+
+def test_region_of_a_plain_image_is_in_qgis_pixel_coordinates():
+    """Without georeferencing, bounds are in the coordinates QGIS shows: x = column, y = -row."""
+    from affine import Affine
+
+    from glgeo.aoi import region_in_pixels
+    from glgeo.io import SceneInfo
+
+    info = SceneInfo("plain.jpg", 100, 200, 3, (1, 2, 3), "uint8", None, Affine.identity(), None, False, (1, 200))
+    region = region_in_pixels(info, bounds=(10, -60, 50, -20))
+    assert region.bounds == (10, 20, 50, 60)

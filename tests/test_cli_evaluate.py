@@ -1,0 +1,93 @@
+"""``glgeo evaluate``: score rasters or a model; a JSON report and one line per error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from glgeo.cli.main import cli
+from glgeo.datasets import open_dataset
+from glgeo.errors import InputError
+from glgeo.evaluate import compare_rasters, evaluate_model, evaluate_rasters
+from glgeo.schemes import INRIA
+
+from fixtures.checkpoints import save_tiny_checkpoint
+from fixtures.layouts import make_inria
+from fixtures.rasters import write_geotiff
+
+
+def test_raster_evaluation_through_the_cli(inria_pair, tmp_path):
+    pred, truth = inria_pair
+    report = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme", "inria",
+                                      "-o", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    # background: truth 1000 px; 870 predicted background, 100 building, 30 nodata
+    assert data["confusion_matrix"] == [[870, 100], [100, 100]] and data["unpredicted_pixels"] == [30, 0]
+    assert data["building_iou"] == pytest.approx(100 / 300)
+    assert data["iou"]["background"] == pytest.approx(870 / (1000 + 970 - 870))
+    assert data["pixel_accuracy"] == pytest.approx(970 / 1200)
+    assert data["miou"] == pytest.approx((100 / 300 + 870 / 1100) / 2)
+    assert "building IoU" in result.output and "33.33" in result.output
+
+
+def test_grid_mismatch_is_one_clear_line(tmp_path):
+    pred = write_geotiff(tmp_path / "p.tif", np.zeros((10, 10), np.uint8))
+    truth = write_geotiff(tmp_path / "t.tif", np.zeros((10, 12), np.uint8))
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme", "inria"])
+    assert result.exit_code == 1 and "is 10 x 10 px but truth" in result.output
+    shifted = write_geotiff(tmp_path / "s.tif", np.zeros((10, 10), np.uint8), origin=(500100.0, 4500000.0))
+    with pytest.raises(InputError, match="not on the same grid"):
+        compare_rasters(pred, shifted, INRIA)
+
+
+def test_model_evaluation_through_the_cli(tmp_path):
+    make_inria(tmp_path / "inria", cities=("austin",), tiles=6, size=80)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--root",
+                                      str(tmp_path / "inria"), "--device", "cpu", "-o", str(report)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert [i["name"] for i in data["images"]] == [f"austin{n}" for n in range(1, 6)]  # official val tiles
+    assert sum(sum(r) for r in data["confusion_matrix"]) + sum(data["unpredicted_pixels"]) == 5 * 80 * 80
+    assert data["seconds_per_image"] > 0 and "time per image" in result.output
+    # --mode scores another GLNet mode of the same model: the global branch alone here
+    from glgeo.inference import InferenceSettings
+
+    glob = tmp_path / "g.json"
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--root",
+                                      str(tmp_path / "inria"), "--device", "cpu", "--mode", "global", "-o", str(glob)])
+    assert result.exit_code == 0, result.output
+    ds = open_dataset("inria", tmp_path / "inria")
+    direct = evaluate_model(ckpt, ds, [f"austin{n}" for n in range(1, 6)], InferenceSettings(device="cpu", mode="global"))
+    assert json.loads(glob.read_text())["confusion_matrix"] == direct.scores.confusion[:, :2].tolist()  # + unpredicted
+
+
+def test_scheme_comes_from_the_prediction_and_json_prints(tmp_path, inria_pair):
+    """A prediction written by glgeo carries its scheme: no --scheme; --json prints, -o writes."""
+    import rasterio
+
+    from glgeo.styles import SCHEME_TAG
+
+    pred, truth = inria_pair
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth)])
+    assert result.exit_code == 1 and "carries no class scheme" in result.output and "--scheme NAME" in result.output
+    with rasterio.open(pred, "r+") as dst:
+        dst.update_tags(**{SCHEME_TAG: json.dumps(INRIA.to_dict())})
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["confusion_matrix"] == [[870, 100], [100, 100]]
+    assert evaluate_rasters([(pred, truth)]).scores.miou == pytest.approx(data["miou"])
+
+
+def test_gsd_goes_with_a_model(tmp_path):
+    mask = write_geotiff(tmp_path / "m.tif", np.zeros((8, 8), np.uint8))
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(mask), "--truth", str(mask), "--scheme", "inria",
+                                      "--gsd", "1"])
+    assert result.exit_code == 2 and "--gsd goes with --model" in result.output

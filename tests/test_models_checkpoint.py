@@ -1,0 +1,100 @@
+"""glgeo checkpoints, and the authors' released checkpoints converted and checked against an
+independent re-statement of their computation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from glgeo.errors import CheckpointError
+from glgeo.models import (
+    PatchBoxes,
+    build_model,
+    import_released,
+    load_checkpoint,
+    save_checkpoint,
+)
+from glgeo.models.testing import random_released_state
+from glgeo.schemes import DEEPGLOBE, INRIA
+
+from fixtures.networks import backward_through_every_mode
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = build_model("resnet18", 2, "g2l", 32, 16).eval()
+    path = save_checkpoint(tmp_path / "m.pt", model, INRIA, global_size=128, patch_size=96, focal_gamma=6.0, metadata={"note": "x"})
+    ck = load_checkpoint(path)
+    assert ck.model.config == model.config and ck.scheme == INRIA
+    assert (ck.global_size, ck.patch_size, ck.focal_gamma, ck.metadata["note"]) == (128, 96, 6.0, "x")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, ck.model.state_dict()[k])
+    half = load_checkpoint(save_checkpoint(tmp_path / "h.pt", model, INRIA, half=True))
+    w = "local_branch.head.classifier.weight"
+    assert torch.allclose(half.model.state_dict()[w], model.state_dict()[w], atol=1e-3)
+    assert (tmp_path / "h.pt").stat().st_size < 0.6 * (tmp_path / "m.pt").stat().st_size
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="zoo models"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"module.resnet_global.conv1.weight": torch.zeros(1)}, tmp_path / "released.pth")
+    with pytest.raises(CheckpointError, match="import-glnet"):
+        load_checkpoint(tmp_path / "released.pth")
+    with pytest.raises(CheckpointError, match="2 classes"):
+        save_checkpoint(tmp_path / "x.pt", build_model("resnet18", 7, "global", 8, 8), INRIA)
+
+
+@pytest.fixture(scope="module")
+def released_files(glnet_keys_file, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("released")
+    paths = {}
+    for seed, role in enumerate(("global", "g2l", "l2g")):
+        paths[role] = folder / f"{role}.pth"
+        torch.save(random_released_state(glnet_keys_file, seed), paths[role])
+    return paths
+
+
+@pytest.mark.parametrize("with_l2g", [False, True])
+def test_released_checkpoints_convert_load_and_use_every_tensor(released_files, with_l2g, tmp_path):
+    model = import_released(released_files["global"], released_files["g2l"], released_files["l2g"] if with_l2g else None, DEEPGLOBE)
+    assert model.config.mode == ("bidirectional" if with_l2g else "g2l")
+    # Saved and reloaded as a glgeo checkpoint: no missing or unexpected keys.
+    ck = load_checkpoint(save_checkpoint(tmp_path / "imported.pt", model, DEEPGLOBE))
+    missing, unexpected = ck.model.load_state_dict(model.state_dict(), strict=True)
+    assert not missing and not unexpected
+    # The forward pass uses every parameter.
+    model.train()
+    boxes = PatchBoxes.from_pixels([0, 0], [0, 32], 64, 64, 64, 96)
+    backward_through_every_mode(model, torch.rand(1, 3, 64, 64), torch.rand(2, 3, 64, 64), boxes)
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert unused == []
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_imported_model_reproduces_the_released_computation(released_files, bidirectional):
+    from fixtures.released_reference import infer
+
+    states = {
+        role: {k.removeprefix("module."): v for k, v in torch.load(p, weights_only=True).items()}
+        for role, p in released_files.items()
+    }
+    main = states["l2g"] if bidirectional else states["g2l"]
+    model = import_released(released_files["global"], released_files["g2l"], released_files["l2g"] if bidirectional else None, DEEPGLOBE)
+    scene = torch.rand(1, 3, 160, 160)
+    tops = [0, 48, 96]
+    with torch.no_grad():
+        expected = infer(states["global"], main, scene, 64, 64, tops, tops, bidirectional)
+        boxes = PatchBoxes.from_pixels([t for t in tops for _ in tops], [l for _ in tops for l in tops], 64, 64, 160, 160)
+        patches = torch.cat([scene[:, :, t : t + 64, l : l + 64] for t, l in boxes.pixels[:, :2].tolist()])
+        out = model(F.interpolate(scene, size=(64, 64), mode="bilinear", align_corners=False), patches, boxes)
+    assert torch.allclose(out.aggregated, expected, rtol=1e-4, atol=1e-4 * expected.abs().max())
+
+
+def test_released_import_errors_name_what_is_missing(released_files, glnet_keys_file, tmp_path):
+    state = torch.load(released_files["g2l"], weights_only=True)
+    del state["module.fpn_local.smooth.weight"]
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(CheckpointError, match="fpn_local.smooth.weight"):
+        import_released(released_files["global"], tmp_path / "broken.pth", None, DEEPGLOBE)
+    with pytest.raises(CheckpointError, match="predicts 7 classes but scheme 'inria' has 2"):
+        import_released(released_files["global"], released_files["g2l"], None, INRIA)

@@ -1,0 +1,83 @@
+"""G -> L crops and L -> G canvases: the sharing geometry."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from glgeo.models import (
+    L2GCanvas,
+    PatchBoxes,
+    coverage_map,
+    crop_global,
+)
+from glgeo.models.heads import BranchFeatures
+
+from fixtures.networks import grid_boxes
+
+
+def _position_map(h: int, w: int) -> torch.Tensor:
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    return torch.stack([ys, xs])[None]  # (1, 2, h, w): channel 0 = row, 1 = column
+
+
+def test_g2l_crop_lines_up_with_patch_position():
+    feature = _position_map(40, 60)
+    # Scene 400 x 600: the feature grid has one cell per 10 x 10 scene pixels.
+    boxes = PatchBoxes.from_pixels([0, 150, 270], [0, 200, 420], 130, 180, 400, 600)
+    crops = crop_global(feature, boxes)
+    assert crops.shape == (3, 2, 13, 18)
+    for i, (top, left) in enumerate([(0, 0), (15, 20), (27, 42)]):
+        assert crops[i, 0, 0, 0] == top and crops[i, 1, 0, 0] == left
+        assert crops[i, 0, -1, 0] == top + 12 and crops[i, 1, 0, -1] == left + 17
+
+
+def test_g2l_crop_of_last_patch_stays_inside_the_grid():
+    # round(0.7333 * 16) = 12 and round(0.2667 * 16) = 4 would end at row 16: inside.
+    # round(0.7 * 15)=10 + round(0.3*15)=5 is fine; use a size where rounding overflows.
+    boxes = PatchBoxes.from_pixels([99], [99], 101, 101, 200, 200)
+    crop = crop_global(_position_map(15, 15), boxes)
+    assert crop.shape[-2:] == (8, 8)
+    assert crop[0, 0, -1, 0] == 14  # flush with the far edge, not past it
+
+
+def _features(values: list[torch.Tensor]) -> BranchFeatures:
+    return BranchFeatures(c=values[0:4], ps0=values[4:8], ps1=values[8:12], ps2=values[12:16], ps3=values[0], logits=values[0])
+
+
+def test_l2g_canvas_puts_patch_features_in_their_footprint():
+    sizes = [(20, 30)] * 16
+    ctx = _features([torch.zeros(1, 3, *s) for s in sizes])
+    canvas = L2GCanvas.like(ctx)
+    # Scene 200 x 300, two non-overlapping patches with constant features 1 and 2.
+    boxes = PatchBoxes.from_pixels([0, 100], [0, 150], 100, 150, 200, 300)
+    local = _features([torch.stack([torch.full((3, 8, 8), 1.0), torch.full((3, 8, 8), 2.0)])] * 16)
+    canvas.add(local, boxes)
+    merged = canvas.normalized("footprint")[0][0, 0]
+    assert torch.allclose(merged[:10, :15], torch.tensor(1.0))
+    assert torch.allclose(merged[10:, 15:], torch.tensor(2.0))
+    assert torch.all(merged[:10, 15:] == 0.0) and torch.all(merged[10:, :15] == 0.0)
+
+
+def test_l2g_coverage_normalisation_is_exact_for_overlapping_patches():
+    ctx = _features([torch.zeros(1, 2, 25, 25) for _ in range(16)])
+    canvas = L2GCanvas.like(ctx)
+    boxes = grid_boxes(scene=100, patch=60)  # 2 x 2 patches overlapping by 20 px
+    values = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    local = _features([values[:, None, None, None].expand(4, 2, 15, 15).clone()] * 16)
+    canvas.add(local, boxes)
+    merged = canvas.normalized("footprint")[0][0, 0]
+    # Corners see one patch; the centre (rows/cols 10-14) sees all four: their mean.
+    corners = torch.stack([merged[0, 0], merged[0, -1], merged[-1, 0], merged[-1, -1]])
+    assert torch.allclose(corners, values)
+    assert torch.allclose(merged[12, 12], values.mean())
+    assert torch.allclose(merged[0, 12], torch.tensor(1.5))
+
+
+def test_released_coverage_equals_resized_full_resolution_template():
+    boxes = PatchBoxes.from_pixels([0, 0, 37, 37], [0, 41, 0, 41], 64, 60, 101, 101)
+    template = torch.zeros(1, 1, 101, 101)
+    for t, l, h, w in boxes.pixels.tolist():
+        template[..., t : t + h, l : l + w] += 1
+    for size in [(26, 26), (13, 13), (7, 9), (101, 101), (150, 120)]:
+        expected = F.interpolate(template, size=size, mode="bilinear", align_corners=False)[0, 0]
+        assert torch.allclose(coverage_map(boxes, 101, 101, size), expected, atol=1e-5)

@@ -1,0 +1,56 @@
+"""Ground sample distances, working grids, and the scale a scene is read at for a model."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from glgeo.resolution import reading_scale, scaled_size, scaled_transform
+
+
+def test_working_grid_keeps_the_footprint():
+    assert scaled_size(2448, 2448, 0.25) == (612, 612)
+    assert scaled_size(7, 900, 0.25) == (2, 225) and scaled_size(1, 1, 0.1) == (1, 1)
+    transform = Affine(0.5, 0, 5e5, 0, -0.5, 4e6)
+    coarse = scaled_transform(transform, (2448, 2448), (612, 612))
+    assert coarse == Affine(2.0, 0, 5e5, 0, -2.0, 4e6)
+    assert coarse * (612, 612) == transform * (2448, 2448)  # same bottom-right corner
+
+
+def _model(gsd=None, scene_scale=1.0):
+    return SimpleNamespace(gsd=gsd, scene_scale=scene_scale)
+
+
+def _scene(gsd):
+    return SimpleNamespace(gsd=gsd, path="scene.tif")
+
+
+def test_scenes_are_read_at_the_models_resolution(caplog):
+    assert reading_scale(_model(gsd=2.0), _scene(0.5)) == 0.25
+    assert reading_scale(_model(gsd=2.0), _scene(1.96)) == 1.0  # within the tolerance
+    with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
+        assert reading_scale(_model(gsd=0.5), _scene(2.0)) == 1.0  # never upsampled
+    assert "coarser than the 0.5 m the model was trained on" in caplog.text
+    # without both resolutions: the scale the model was trained at
+    assert reading_scale(_model(gsd=None, scene_scale=0.25), _scene(0.3)) == 0.25
+    assert reading_scale(_model(gsd=2.0, scene_scale=0.5), _scene(None)) == 0.5
+
+
+def test_ground_sample_distance_in_metres():
+    from glgeo.resolution import ground_sample_distance
+
+    utm = rasterio.crs.CRS.from_epsg(32631)
+    assert ground_sample_distance(utm, Affine(0.5, 0, 4e5, 0, -0.5, 5e6)) == pytest.approx(0.5)
+    assert ground_sample_distance(utm, Affine(0.3, 0.1, 4e5, 0.1, -0.3, 5e6)) == pytest.approx(np.sqrt(0.09 + 0.01))  # |ae - bd|
+    feet = rasterio.crs.CRS.from_epsg(2263)  # NY Long Island, US survey feet
+    assert ground_sample_distance(feet, Affine(1, 0, 9e5, 0, -1, 2e5)) == pytest.approx(0.3048, abs=1e-4)
+    # geographic: 1e-5 degree pixels at 60 N are about 1.11 m tall and 0.56 m wide
+    wgs84 = rasterio.crs.CRS.from_epsg(4326)
+    gsd = ground_sample_distance(wgs84, Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005), height=1000)
+    assert gsd == pytest.approx(np.sqrt(1.1057 * 1.1132 * np.cos(np.radians(60.0))), rel=1e-3)
+    assert ground_sample_distance(None, Affine.identity()) is None

@@ -1,0 +1,60 @@
+"""Class schemes: validated at construction, registered by name, round-tripped through checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from glgeo import schemes
+from glgeo.errors import InputError, UnknownNameError
+from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme, get_scheme, list_schemes, register_scheme
+
+
+def test_the_benchmark_schemes():
+    assert DEEPGLOBE.n_classes == 7 and DEEPGLOBE.names[1] == "urban" and DEEPGLOBE.scored_ids == [1, 2, 3, 4, 5, 6]
+    assert INRIA.names == ["background", "building"] and INRIA.scored_ids == [0, 1]
+    assert INRIA.by_name("building").mask_value == 255 and DEEPGLOBE.by_name("water").color == (0, 0, 255)
+    assert DEEPGLOBE.colormap()[5] == (0, 0, 255, 255) and DEEPGLOBE.colormap()[NODATA_ID] == (0, 0, 0, 0)
+    assert DEEPGLOBE.by_name("forest").hex_color == "#00ff00"
+
+
+def test_class_names_and_ids_as_typed_on_a_command_line():
+    assert DEEPGLOBE.ids_for(["water", " 2", "barren"]) == [5, 2, 6]
+    with pytest.raises(UnknownNameError, match="unknown class 'roads' in scheme 'deepglobe'; choose from: unknown, urban"):
+        DEEPGLOBE.ids_for(["roads"])
+    with pytest.raises(UnknownNameError, match="unknown class '9'"):
+        INRIA.ids_for(["9"])  # not an id of a two-class scheme
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        ((ClassInfo(0, "a", (0, 0, 0), 0),), "needs at least two classes"),
+        ((ClassInfo(0, "a", (0, 0, 0), 0), ClassInfo(2, "b", (1, 1, 1), 1)), "must number its classes 0..n-1"),
+        ((ClassInfo(0, "a", (0, 0, 0), 0), ClassInfo(1, "a", (1, 1, 1), 1)), "repeats a class name"),
+    ],
+)
+def test_bad_schemes_are_refused_at_construction(classes, message):
+    with pytest.raises(InputError, match=message):
+        ClassScheme(name="bad", classes=classes)
+
+
+def test_bad_classes_are_refused_at_construction():
+    with pytest.raises(InputError, match="out of range: use 0-254"):
+        ClassInfo(NODATA_ID, "nodata", (0, 0, 0), 0)
+    with pytest.raises(InputError, match="give three values 0-255"):
+        ClassInfo(0, "red", (300, 0, 0), 0)
+    with pytest.raises(InputError, match="mask_encoding must be 'rgb' or 'value'"):
+        ClassScheme(name="x", classes=INRIA.classes, mask_encoding="palette")
+
+
+def test_schemes_round_trip_and_register(monkeypatch):
+    assert ClassScheme.from_dict(DEEPGLOBE.to_dict()) == DEEPGLOBE
+    assert ClassScheme.from_dict(INRIA.to_dict()) == INRIA
+    with pytest.raises(InputError, match="incomplete: missing"):
+        ClassScheme.from_dict({"name": "x"})
+    monkeypatch.setattr(schemes, "_SCHEMES", dict(schemes._SCHEMES))
+    roads = ClassScheme(name="roads", classes=(ClassInfo(0, "other", (0, 0, 0), 0), ClassInfo(1, "road", (9, 9, 9), 1)))
+    register_scheme(roads)
+    assert get_scheme("roads") is roads and list_schemes() == ["deepglobe", "inria", "roads"]
+    with pytest.raises(UnknownNameError, match="unknown class scheme 'landsat'; choose from: deepglobe, inria, roads"):
+        get_scheme("landsat")
