@@ -8,6 +8,7 @@ builders) live in ``tests/fixtures/``.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -112,3 +113,13 @@ def run_example() -> Callable[..., subprocess.CompletedProcess]:
         return done
 
     return run
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A real dask.distributed LocalCluster with two worker processes."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
+    ) as cluster, distributed.Client(cluster) as c:
+        yield c

@@ -36,7 +36,7 @@ from glgeo.inference import InferenceSettings
 from glgeo.schemes import DEEPGLOBE, NODATA_ID
 from glgeo.segmentation import segment
 
-from fixtures.rasters import blocky_scene as write_scene, write_geotiff
+from fixtures.rasters import blocky_scene as write_scene
 
 CRS = "EPSG:32618"
 PIXEL = 0.5
@@ -65,16 +65,6 @@ def references(scenes, checkpoint, tmp_path_factory) -> dict[str, np.ndarray]:
         with rasterio.open(folder / scene.name) as src:
             out[scene.stem] = src.read(1)
     return out
-
-
-@pytest.fixture(scope="module")
-def client():
-    """A real dask.distributed LocalCluster with two worker processes."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
-    ) as cluster, distributed.Client(cluster) as c:
-        yield c
 
 
 def check_output(path: Path, scene: Path, reference: np.ndarray) -> None:

@@ -63,16 +63,6 @@ def hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
-@pytest.fixture(scope="module")
-def client():
-    """A real dask.distributed LocalCluster with two worker processes."""
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
-    ) as cluster, distributed.Client(cluster) as c:
-        yield c
-
-
 # ------------------------------------------------------------------------------ plan
 
 

@@ -32,7 +32,7 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..atomic import atomic_path, check_output_path
 from ..errors import GlgeoError, InputError, OutputError
