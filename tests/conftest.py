@@ -22,7 +22,7 @@ import torch
 from fixtures.checkpoints import save_tiny_checkpoint
 from fixtures.class_rasters import make_classes, write_raster
 from fixtures.networks import grid_boxes
-from fixtures.rasters import write_geotiff
+from fixtures.rasters import blocky_scene, write_geotiff
 from glgeo.schemes import NODATA_ID
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,3 +123,42 @@ def client():
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.ERROR
     ) as cluster, distributed.Client(cluster) as c:
         yield c
+
+
+# ------------------------------------------------------------- batch and split scenes
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_checkpoint) -> Path:
+    """The tiny checkpoint, by the name the batch and split tests use."""
+    return tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory) -> list[Path]:
+    """Four small blocky GeoTIFFs side by side (the batch tests' scenes)."""
+    folder = tmp_path_factory.mktemp("scenes")
+    return [blocky_scene(folder / f"tile_{i}.tif", seed=i, x0=500_000.0 + 200 * i) for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def references(scenes, checkpoint, tmp_path_factory) -> dict[str, np.ndarray]:
+    """Each of ``scenes`` segmented in this process by glgeo.segment: what a batch must reproduce."""
+    import rasterio
+
+    from fixtures.batch import SETTINGS
+    from glgeo.segmentation import segment
+
+    folder = tmp_path_factory.mktemp("reference")
+    out = {}
+    for scene in scenes:
+        segment(scene, folder / scene.name, model=str(checkpoint), settings=SETTINGS)
+        with rasterio.open(folder / scene.name) as src:
+            out[scene.stem] = src.read(1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory) -> Path:
+    """A 192 x 160 px blocky GeoTIFF (the split tests' scene: 4 x 3 windows of 64 px)."""
+    return blocky_scene(tmp_path_factory.mktemp("scene") / "scene.tif", seed=5, height=192, width=160)

@@ -1,0 +1,37 @@
+"""glgeo.batch.inputs: scenes from paths, globs, URLs and list files."""
+
+from __future__ import annotations
+
+import pytest
+
+from glgeo.batch import (
+    expand_inputs,
+)
+from glgeo.errors import InputError
+
+
+def test_expand_inputs_globs_lists_urls_and_duplicates(tmp_path):
+    for name in ("b.tif", "a.tif", "c.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.tif").write_bytes(b"x")
+    listing = tmp_path / "list.txt"
+    listing.write_text("# scenes\n\nsub/d.tif\nhttps://example.org/tiles/e.tif?sig=1\n" + str(tmp_path / "a.tif") + "\n")
+    scenes = expand_inputs([str(tmp_path / "*.tif"), f"@{listing}", "/vsis3/bucket/f.tif"])
+    assert scenes == [
+        str(tmp_path / "a.tif"),
+        str(tmp_path / "b.tif"),
+        str(tmp_path / "sub" / "d.tif"),  # relative to the list's folder
+        "https://example.org/tiles/e.tif?sig=1",
+        "/vsis3/bucket/f.tif",
+    ]  # a.tif named twice, kept once
+    assert expand_inputs([], input_lists=[listing])[0] == str(tmp_path / "sub" / "d.tif")
+    assert expand_inputs([str(tmp_path / "**" / "*.tif")]) == [
+        str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), str(tmp_path / "sub" / "d.tif")
+    ]
+    with pytest.raises(InputError, match="no file matches"):
+        expand_inputs([str(tmp_path / "*.png")])
+    with pytest.raises(InputError, match="cannot read the list"):
+        expand_inputs([f"@{tmp_path / 'missing.txt'}"])
+    with pytest.raises(InputError, match="no scenes given"):
+        expand_inputs([])

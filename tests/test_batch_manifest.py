@@ -1,0 +1,48 @@
+"""glgeo.batch.manifest: the run's rows written as JSON or CSV and read back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from glgeo.batch import BatchResult, BlockResult, SceneResult, read_manifest, write_manifest
+from glgeo.errors import InputError
+
+
+def _result() -> BatchResult:
+    scenes = (
+        SceneResult("a.tif", "out/a.tif", None, "done", {"urban": 12.5, "water": 3.0}, "m2", 1.23456, "w1", "cpu"),
+        SceneResult("b.tif", "out/b.tif", "out/b.gpkg", "failed", error="boom"),
+    )
+    blocks = (BlockResult("block-000-001", (0, 64, 128, 128), 6, "done", 2.5, "w2", "cpu", 812.34),)
+    return BatchResult(scenes, 4.0, "local cluster of 2 workers", blocks=blocks)
+
+
+def test_json_manifest_round_trip(tmp_path):
+    path = write_manifest(_result(), tmp_path / "m.json")
+    rows = read_manifest(path)
+    assert [r["status"] for r in rows] == ["done", "failed"]
+    assert rows[0]["class_areas"] == {"urban": 12.5, "water": 3.0} and rows[0]["seconds"] == 1.235
+    assert rows[1]["error"] == "boom" and rows[1]["vector"] == "out/b.gpkg"
+    data = json.loads(path.read_text())
+    assert data["workers"] == "local cluster of 2 workers" and data["done"] == 1 and data["failed"] == 1
+    assert data["blocks"][0]["box"] == [0, 64, 128, 128] and data["blocks"][0]["peak_rss_mb"] == 812.3
+
+
+def test_csv_manifest_has_area_columns_and_block_rows(tmp_path):
+    rows = read_manifest(write_manifest(_result(), tmp_path / "m.csv"))
+    assert [r["status"] for r in rows] == ["done", "failed", "done"]
+    assert rows[0]["area:urban"] == "12.5" and rows[0]["area:water"] == "3.0" and rows[1]["area:urban"] == ""
+    assert rows[2]["block"] == "block-000-001" and rows[2]["box"] == "0 64 128 128" and rows[2]["input"] == "a.tif"
+    assert rows[0]["block"] == "" and rows[2]["windows"] == "6"
+
+
+def test_manifest_suffix_and_foreign_files_are_refused(tmp_path):
+    with pytest.raises(InputError, match=r"must end in \.json or \.csv"):
+        write_manifest(_result(), tmp_path / "m.txt")
+    (tmp_path / "other.json").write_text('{"not": "a manifest"}')
+    with pytest.raises(InputError, match="is not a glgeo batch manifest"):
+        read_manifest(tmp_path / "other.json")
+    with pytest.raises(InputError, match="cannot read manifest"):
+        read_manifest(tmp_path / "missing.csv")

@@ -1,0 +1,51 @@
+"""glgeo.batch.planning: jobs, options, an interrupted attempt's temporaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from glgeo.batch import (
+    BatchOptions,
+    SceneJob,
+    plan_jobs,
+    remove_partials,
+    run_batch,
+    scene_stem,
+)
+from glgeo.errors import InputError
+
+
+def test_scene_stem_and_plan_jobs(tmp_path):
+    assert scene_stem("https://host/a/tile_12.tif?sig=abc") == "tile_12"
+    assert scene_stem("/vsis3/bucket/x/y.vrt") == "y"
+    jobs = plan_jobs(["/data/a.tif", "https://h/b.jp2"], tmp_path, vector=True)
+    assert jobs == [
+        SceneJob("/data/a.tif", tmp_path / "a.tif", tmp_path / "a.gpkg"),
+        SceneJob("https://h/b.jp2", tmp_path / "b.tif", tmp_path / "b.gpkg"),
+    ]
+    with pytest.raises(InputError, match="would both write a.tif"):
+        plan_jobs(["/data/2020/a.tif", "/data/2021/a.tif"], tmp_path)
+    with pytest.raises(InputError, match="would replace the scene itself"):
+        plan_jobs([str(tmp_path / "a.tif")], tmp_path)
+
+
+def test_batch_options_are_checked(tmp_path):
+    with pytest.raises(InputError, match="retries"):
+        BatchOptions(retries=-1)
+    with pytest.raises(InputError, match=r"\.json or \.csv"):
+        BatchOptions(manifest=tmp_path / "m.txt")
+    with pytest.raises(InputError, match="GeoPackage"):
+        BatchOptions(vector_merge=tmp_path / "all.shp")
+    assert BatchOptions(vector_merge=tmp_path / "all.gpkg").vector is True
+    with pytest.raises(InputError, match="workers"):
+        run_batch(["x.tif"], tmp_path, workers=0)
+
+
+def test_remove_partials_only_touches_this_scenes_temporaries(tmp_path):
+    job = SceneJob("a.tif", tmp_path / "a.tif")
+    mine = [".a.1f2e3d4c.stage.tif", ".a.1f2e3d4c.cog.tif", ".a.k2j3h4g5.part.tif", ".a.tif.aux.x1y2z3w4.part.xml"]
+    others = [".a.b.1f2e3d4c.stage.tif", "a.tif", "a.qml", ".b.1f2e3d4c.stage.tif", ".a.notes"]
+    for name in mine + others:
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_partials(job) == len(mine)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others)

@@ -1,0 +1,244 @@
+"""glgeo.batch.scheduling: batches in process and on a real two-process LocalCluster, a worker
+killed mid-scene, resuming, Dask's logs, and the message when Dask is missing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+import pytest
+import rasterio
+
+from glgeo.batch import (
+    BatchOptions,
+    class_areas_of,
+    read_manifest,
+    require_distributed,
+    run_batch,
+)
+from glgeo.errors import MissingDependencyError
+from glgeo.schemes import DEEPGLOBE
+
+from fixtures.batch import (
+    CRS,
+    PIXEL,
+    SETTINGS,
+    _scene_worker,
+    areas_from,
+    check_output,
+    cli_options,
+    hidden_files,
+    segment_cli,
+)
+from fixtures.rasters import blocky_scene as write_scene
+
+
+def test_missing_dask_says_how_to_install(monkeypatch, tmp_path, scenes, checkpoint):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'dask\[distributed\]>=2024.1'"):
+        require_distributed()
+    with pytest.raises(MissingDependencyError, match="workers=1"):
+        run_batch([str(s) for s in scenes], tmp_path, model=checkpoint, workers=2)
+    assert not list(tmp_path.glob("*.tif"))
+    # one worker runs in this process and needs no Dask
+    result = run_batch([str(scenes[0])], tmp_path, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert result.counts == {"done": 1, "skipped": 0, "failed": 0}
+    assert result.scenes[0].worker == "in-process"
+
+
+def test_in_process_batch_manifest_csv_and_failures(tmp_path, scenes, checkpoint, references):
+    broken = tmp_path / "broken.tif"
+    broken.write_text("not a raster")
+    out = tmp_path / "out"
+    manifest = tmp_path / "run.csv"
+    options = BatchOptions(settings=SETTINGS, manifest=manifest, retries=1)
+    seen = []
+    result = run_batch(
+        [str(scenes[0]), str(broken), str(scenes[1])], out, model=checkpoint, options=options,
+        progress=lambda done, total: seen.append((done, total)),
+    )
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+    assert result.counts == {"done": 2, "skipped": 0, "failed": 1}
+    assert not result.ok
+    failed = result.failed[0]
+    assert failed.input == str(broken) and failed.error.startswith("SceneError: cannot open")
+    assert result.failure_summary() == [f"1 scene ({broken}): {failed.error}"]
+    for scene in scenes[:2]:
+        check_output(out / scene.name, scene, references[scene.stem])
+    assert not (out / "broken.tif").exists()
+    assert hidden_files(out) == []
+    rows = read_manifest(manifest)
+    assert [r["status"] for r in rows] == ["done", "failed", "done"]
+    assert rows[1]["error"] == failed.error
+    expected = areas_from(references[scenes[0].stem])
+    assert {k[5:]: float(v) for k, v in rows[0].items() if k.startswith("area:")} == pytest.approx(expected)
+    assert float(rows[0]["seconds"]) > 0 and rows[0]["worker"] == "in-process" and rows[0]["device"] == "cpu"
+
+
+def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, checkpoint, references, client):
+    import pyogrio
+
+    out = tmp_path / "out"
+    merged = tmp_path / "city.gpkg"
+    options = BatchOptions(settings=SETTINGS, manifest=out / "manifest.json", vector_merge=merged)
+    inputs = [str(scenes[0].parent / "tile_*.tif")]
+    result = run_batch(inputs, out, model=checkpoint, options=options, scheduler=client)
+
+    assert result.counts == {"done": 4, "skipped": 0, "failed": 0}, result.failure_summary()
+    cluster_workers = set(client.scheduler_info()["workers"])
+    assert {r.worker for r in result.scenes} == cluster_workers  # both worker processes took scenes
+    assert {r.device for r in result.scenes} == {"cpu"}
+    for scene, row in zip(scenes, result.scenes):
+        assert row.input == str(scene)
+        check_output(out / scene.name, scene, references[scene.stem])
+        assert row.class_areas == pytest.approx(areas_from(references[scene.stem]))
+        assert row.area_unit == "m2"
+        with rasterio.open(out / scene.name) as src:
+            assert sum(row.class_areas.values()) == pytest.approx(src.width * src.height * PIXEL * PIXEL)
+    assert hidden_files(out) == []
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["done"] == 4 and manifest["failed"] == 0
+    assert [r["status"] for r in manifest["scenes"]] == ["done"] * 4
+    assert [r["worker"] for r in manifest["scenes"]] == [r.worker for r in result.scenes]
+    assert manifest["scenes"][2]["class_areas"] == pytest.approx(areas_from(references["tile_2"]))
+
+    # one GeoPackage per scene, and all of them merged with a scene column
+    per_scene = {}
+    for scene in scenes:
+        frame = pyogrio.read_dataframe(out / f"{scene.stem}.gpkg", layer=scene.stem)
+        assert frame.crs == CRS
+        per_scene[scene.stem] = frame
+    all_polygons = pyogrio.read_dataframe(merged, layer="city")
+    assert all_polygons.crs == CRS
+    assert len(all_polygons) == sum(len(f) for f in per_scene.values())
+    assert all_polygons.groupby("scene").size().to_dict() == {k: len(f) for k, f in per_scene.items()}
+    for stem, frame in per_scene.items():
+        mine = all_polygons[all_polygons.scene == stem]
+        assert mine.area_m2.sum() == pytest.approx(frame.area_m2.sum())
+        assert mine.area_m2.sum() == pytest.approx(sum(areas_from(references[stem]).values()))
+    assert "layer_styles" in [name for name, _ in pyogrio.list_layers(merged)]
+
+    # a rerun skips every finished scene, leaves the files alone, and still reports areas
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("tile_*")}
+    again = run_batch(inputs, out, model=checkpoint, options=options, scheduler=client)
+    assert again.counts == {"done": 0, "skipped": 4, "failed": 0}
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("tile_*")} == stamps
+    for first, second in zip(result.scenes, again.scenes):
+        assert second.class_areas == pytest.approx(first.class_areas)
+        assert second.device == ""  # nothing was segmented
+    assert json.loads((out / "manifest.json").read_text())["skipped"] == 4
+
+    # a scene whose class raster is there but whose GeoPackage is not is only vectorized
+    (out / "tile_1.gpkg").unlink()
+    third = run_batch(inputs, out, model=checkpoint, options=options, scheduler=client)
+    assert [r.status for r in third.scenes] == ["skipped", "done", "skipped", "skipped"]
+    assert (out / "tile_1.tif").stat().st_mtime_ns == stamps["tile_1.tif"]
+    assert len(pyogrio.read_dataframe(out / "tile_1.gpkg", layer="tile_1")) == len(per_scene["tile_1"])
+
+
+def test_cluster_batch_failure_does_not_stop_others(tmp_path, scenes, checkpoint, client):
+    missing = tmp_path / "nowhere" / "tile_9.tif"
+    result = run_batch(
+        [str(scenes[0]), str(missing)], tmp_path / "out", model=checkpoint,
+        options=BatchOptions(settings=SETTINGS, scheme="inria"), scheduler=client,
+    )
+    # a model/scheme mismatch and a missing scene: reported, not retried, not raised
+    assert result.counts == {"done": 0, "skipped": 0, "failed": 2}
+    assert "predicts the 'deepglobe' classes" in result.scenes[0].error
+    assert "does not exist" in result.scenes[1].error
+    assert all(r.worker.startswith("tcp://") for r in result.scenes)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_killed_worker_scene_is_retried_elsewhere_without_partial_files(tmp_path, scenes, checkpoint, references):
+    """SIGKILL the worker segmenting a scene while its output is half-written."""
+    distributed = pytest.importorskip("distributed")
+    big = write_scene(tmp_path / "big.tif", seed=42, height=480, width=480)
+    out = tmp_path / "out"
+    out.mkdir()
+    results = {}
+
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
+    ) as cluster, distributed.Client(cluster) as client:
+        pids = client.run(os.getpid)
+        runner = threading.Thread(
+            target=lambda: results.update(
+                result=run_batch(
+                    [str(big), str(scenes[0]), str(scenes[1])], out, model=checkpoint,
+                    options=BatchOptions(settings=SETTINGS, retries=2, manifest=out / "manifest.json"),
+                    scheduler=client,
+                )
+            )
+        )
+        runner.start()
+        deadline = time.monotonic() + 120
+        victim = None
+        while victim is None and time.monotonic() < deadline and runner.is_alive():
+            if any(p.name.startswith(".big.") for p in out.iterdir()):  # the raster is being written
+                victim = client.run_on_scheduler(_scene_worker, prefix="glgeo-segment-big-")
+            time.sleep(0.02)
+        assert victim is not None, "the big scene finished before it could be interrupted; make it bigger"
+        os.kill(pids[victim], signal.SIGKILL)
+        leftovers = [p.name for p in out.iterdir() if p.name.startswith(".big.")]
+        runner.join(timeout=180)
+        assert not runner.is_alive()
+
+    result = results["result"]
+    assert result.counts == {"done": 3, "skipped": 0, "failed": 0}, result.failure_summary()
+    row = result.scenes[0]
+    assert row.input == str(big)
+    assert row.worker != victim  # ran again, on another worker process
+    assert leftovers and row.partials_removed >= 1  # the killed attempt's temporaries were cleaned up
+    with rasterio.open(big) as src, rasterio.open(out / "big.tif") as done:  # complete and on the grid
+        assert (done.crs, done.transform, done.shape) == (src.crs, src.transform, src.shape)
+        classes = done.read(1)
+        assert classes.max() < DEEPGLOBE.n_classes  # every pixel written, none left as nodata
+        assert done.profile["tiled"] and done.colormap(1)[1][:3] == DEEPGLOBE.classes[1].color
+    assert class_areas_of(out / "big.tif")[0] == pytest.approx(row.class_areas)
+    assert sum(row.class_areas.values()) == pytest.approx(480 * 480 * PIXEL * PIXEL)
+    assert hidden_files(out) == []
+    for scene in scenes[:2]:
+        check_output(out / scene.name, scene, references[scene.stem])
+    rows = read_manifest(out / "manifest.json")
+    assert rows[0]["worker"] == row.worker and rows[0]["partials_removed"] == row.partials_removed
+
+
+def test_rerun_of_a_finished_batch_starts_no_cluster(tmp_path, scenes, checkpoint, monkeypatch):
+    """Skips are decided on the submitting machine, before any Dask cluster starts."""
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    first = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert first.counts["done"] == 2
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started although every output is there")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    monkeypatch.setattr(distributed, "Client", no_cluster)
+    again = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS),
+                      workers=2)
+    assert again.counts == {"done": 0, "skipped": 2, "failed": 0}
+    for second, earlier in zip(again.scenes, first.scenes):
+        assert second.class_areas == pytest.approx(earlier.class_areas)
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--workers", "2", *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert "2 scenes in this process: 0 done, 2 skipped (outputs already there), 0 failed" in result.stdout
+
+
+def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
+    """Dask's INFO lines ("Nanny at ... closed") stay out of the default output."""
+    import subprocess
+
+    pytest.importorskip("distributed")
+    command = [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "segment", str(scenes[0]),
+               "--out-dir", str(tmp_path / "out"), "--workers", "2", "--retries", "0", *cli_options(checkpoint)]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]

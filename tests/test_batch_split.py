@@ -1,0 +1,157 @@
+"""glgeo.batch.split: one scene's blocks as Dask tasks on a real two-process LocalCluster,
+a killed worker's block redone, an interrupted run resumed, bad options refused."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+from glgeo.batch import BatchOptions, blocks_folder, read_manifest, run_split
+from glgeo.errors import InputError, OutputError
+from glgeo.inference import InferenceSettings
+from glgeo.segmentation import segment
+
+from fixtures.split import SETTINGS, Stop, _block_worker, hidden, read, reference
+
+
+def test_split_refuses_existing_outputs_and_bad_workers(tmp_path, scene, checkpoint):
+    (tmp_path / "x.tif").write_bytes(b"")
+    with pytest.raises(OutputError, match="already exists"):
+        run_split(scene, tmp_path / "x.tif", model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    with pytest.raises(InputError, match="workers must be 1 or more"):
+        run_split(scene, tmp_path / "y.tif", model=checkpoint, workers=0)
+    assert hidden(tmp_path) == []
+
+
+def test_split_on_two_worker_processes_equals_segment(tmp_path, scene, checkpoint, client):
+    ref_classes, ref_scores = reference(scene, checkpoint, tmp_path)
+    manifest = tmp_path / "manifest.json"
+    result = run_split(
+        scene, tmp_path / "split.tif", model=checkpoint, probabilities=tmp_path / "split-p.tif",
+        options=BatchOptions(settings=SETTINGS, manifest=manifest), rows_per_block=2, cols_per_block=2, scheduler=client,
+    )  # fmt: skip
+    assert len(result.plan.blocks) == 4
+    classes, scores = read(tmp_path / "split.tif", tmp_path / "split-p.tif")
+    np.testing.assert_array_equal(classes, ref_classes)
+    np.testing.assert_array_equal(scores, ref_scores)
+    with rasterio.open(scene) as src, rasterio.open(tmp_path / "split.tif") as out, rasterio.open(tmp_path / "ref.tif") as ref:
+        assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+        assert out.colormap(1) == ref.colormap(1) and out.profile == ref.profile
+    workers = {b.worker for b in result.blocks}
+    assert len(workers) == 2 and all(w.startswith("tcp://") for w in workers)  # both processes worked
+    data = json.loads(manifest.read_text())
+    assert [s["status"] for s in data["scenes"]] == ["done"]
+    assert [b["block"] for b in data["blocks"]] == ["block-000-000", "block-000-001", "block-001-000", "block-001-001"]
+    assert all(b["status"] == "done" and b["peak_rss_mb"] > 0 and b["windows"] >= 4 for b in data["blocks"])
+    assert hidden(tmp_path) == []
+
+
+def test_killed_worker_block_is_redone_and_output_identical(tmp_path, scene, checkpoint):
+    """SIGKILL the worker computing a block while its file is half-written."""
+    distributed = pytest.importorskip("distributed")
+    ref_classes, ref_scores = reference(scene, checkpoint, tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    folder = blocks_folder(out / "split.tif")
+    results = {}
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=logging.CRITICAL
+    ) as cluster, distributed.Client(cluster) as c:
+        pids = c.run(os.getpid)
+        runner = threading.Thread(target=lambda: results.update(result=run_split(
+            scene, out / "split.tif", model=checkpoint, probabilities=out / "split-p.tif",
+            options=BatchOptions(settings=SETTINGS, retries=2), rows_per_block=2, cols_per_block=2, scheduler=c,
+        )))  # fmt: skip
+        runner.start()
+        deadline, victim, block = time.monotonic() + 120, None, None
+        while victim is None and time.monotonic() < deadline and runner.is_alive():
+            partial = [p.name for p in folder.iterdir() if p.name.endswith(".part.tif")] if folder.is_dir() else []
+            if partial:  # ".block-RRR-CCC.<token>.part.tif": being written
+                block = partial[0].split(".")[1]
+                victim = c.run_on_scheduler(_block_worker, prefix=f"glgeo-block-{block}-")
+            time.sleep(0.01)
+        assert victim is not None, "the blocks finished before one could be interrupted; make the scene bigger"
+        os.kill(pids[victim], signal.SIGKILL)
+        runner.join(timeout=180)
+        assert not runner.is_alive()
+    result = results["result"]
+    row = next(b for b in result.blocks if b.block == block)
+    assert row.status == "done" and row.worker != victim and row.partials_removed == 1
+    classes, scores = read(out / "split.tif", out / "split-p.tif")
+    np.testing.assert_array_equal(classes, ref_classes)
+    np.testing.assert_array_equal(scores, ref_scores)
+    assert hidden(out) == [] and sorted(p.name for p in out.iterdir()) == [
+        "split-p.tif", "split.qml", "split.tif", "split.tif.aux.xml",
+    ]  # fmt: skip
+
+
+def test_rerun_after_an_interrupted_run_computes_only_the_missing_blocks(tmp_path, scene, checkpoint, client, caplog):
+    ref_classes, _ = reference(scene, checkpoint, tmp_path)
+    out = tmp_path / "split.tif"
+    options = BatchOptions(settings=SETTINGS, manifest=tmp_path / "manifest.csv")
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):  # interrupted after two blocks (its local cluster is shut down)
+        run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1, workers=2,
+                  progress=stop_after_two)
+    folder = blocks_folder(out)
+    kept = sorted(p.name for p in folder.glob("block-*.tif"))
+    assert 2 <= len(kept) < 12 and not out.exists()
+    # a stray temporary file of a killed attempt, and the rerun on another cluster
+    (folder / ".block-000-000.0123abcd.part.tif").write_bytes(b"half")
+    with caplog.at_level(logging.INFO, logger="glgeo.batch"):
+        result = run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1, scheduler=client)
+    assert "resuming" in caplog.text
+    assert result.counts == {"done": 12 - len(kept), "skipped": len(kept), "failed": 0}
+    assert sorted(b.block + ".tif" for b in result.blocks if b.status == "skipped") == kept
+    np.testing.assert_array_equal(read(out)[0], ref_classes)
+    assert hidden(tmp_path) == []
+    rows = read_manifest(tmp_path / "manifest.csv")
+    assert [r["status"] for r in rows].count("skipped") == len(kept) and rows[0]["block"] == ""
+
+
+def test_blocks_of_other_settings_are_not_reused(tmp_path, scene, checkpoint, caplog):
+    out = tmp_path / "split.tif"
+    folder = blocks_folder(out)
+    folder.mkdir()
+    (folder / "plan.json").write_text('{"fingerprint": "another scene"}')
+    (folder / "block-000-000.tif").write_bytes(b"not this run's")
+    with caplog.at_level(logging.WARNING, logger="glgeo.batch"):
+        result = run_split(scene, out, model=checkpoint, options=BatchOptions(settings=SETTINGS), rows_per_block=2)
+    assert "starting afresh" in caplog.text and result.counts["skipped"] == 0
+    np.testing.assert_array_equal(read(out)[0], reference(scene, checkpoint, tmp_path)[0])
+
+
+def test_real_model_on_real_imagery_split_equals_segment(sample_data, tmp_path, client):
+    """The zoo model on a georeferenced DeepGlobe crop (0.5 m, read at the model's 2 m),
+    cut into 3 x 3 context windows of 64 working px and 4 blocks on two worker processes."""
+    with rasterio.open(sample_data / "deepglobe" / "images" / "104113_sat.jpg") as src:
+        pixels = src.read(window=Window(0, 0, 612, 612))
+    scene = tmp_path / "deepglobe.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=612, height=612, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=Affine(0.5, 0, 400_000, 0, -0.5, 5_000_000), tiled=True, blockxsize=256,
+                       blockysize=256) as dst:  # fmt: skip
+        dst.write(pixels)
+    settings = InferenceSettings(device="cpu", footprint=64)
+    summary = segment(scene, tmp_path / "ref.tif", settings=settings)
+    assert summary.scale == 0.25 and summary.stats.windows == 9
+    result = run_split(scene, tmp_path / "split.tif", options=BatchOptions(settings=settings), rows_per_block=2,
+                       cols_per_block=2, scheduler=client)
+    assert len(result.plan.blocks) == 4
+    ref, split = read(tmp_path / "ref.tif")[0], read(tmp_path / "split.tif")[0]
+    assert len(np.unique(ref)) >= 3  # a real map, several classes
+    np.testing.assert_array_equal(split, ref)
+    assert result.summary.class_areas == pytest.approx(summary.class_areas)

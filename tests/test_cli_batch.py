@@ -1,0 +1,107 @@
+"""glgeo segment with several scenes (cli/batch.py): in process, on a local or an existing
+cluster, and the messages for bad combinations."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from glgeo.batch import (
+    read_manifest,
+)
+from glgeo.schemes import DEEPGLOBE
+
+from fixtures.batch import areas_from, check_output, cli_options, segment_cli
+
+
+def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references):
+    out = tmp_path / "out"
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", out, *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert "2 scenes in this process: 2 done, 0 skipped (outputs already there), 0 failed" in result.stdout
+    assert f"manifest: {out / 'manifest.json'}" in result.stdout
+    for scene in scenes[:2]:
+        check_output(out / scene.name, scene, references[scene.stem])
+    rows = read_manifest(out / "manifest.json")
+    assert [(r["input"], r["status"], r["worker"]) for r in rows] == [(str(s), "done", "in-process") for s in scenes[:2]]
+    assert rows[1]["class_areas"] == pytest.approx(areas_from(references[scenes[1].stem]))
+
+    again = segment_cli(scenes[0], scenes[1], "--out-dir", out, *cli_options(checkpoint))
+    assert again.exit_code == 0, again.output
+    assert "2 scenes in this process: 0 done, 2 skipped" in again.stdout and "scenes/min" not in again.stdout
+    again = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--json", *cli_options(checkpoint))
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["skipped"] == 2
+
+
+def test_cli_local_cluster_list_file_failure_and_merge(tmp_path, scenes, checkpoint, references):
+    pytest.importorskip("distributed")
+    listing = tmp_path / "scenes.txt"
+    listing.write_text(f"{scenes[2]}\nmissing.tif\n{scenes[3]}\n")
+    out, merged, manifest = tmp_path / "out", tmp_path / "all.gpkg", tmp_path / "run.csv"
+    result = segment_cli(
+        f"@{listing}", "--out-dir", out, "--workers", "2", "--retries", "0", "--manifest", manifest,
+        "--vector-merge", merged, *cli_options(checkpoint),
+    )
+    assert result.exit_code == 1
+    assert "3 scenes on a local cluster of 2 workers: 2 done, 0 skipped (outputs already there), 1 failed" in result.stdout
+    assert f"failed: 1 scene ({tmp_path / 'missing.tif'}): SceneError: scene" in result.stderr
+    assert "Error: 1 of 3 scenes failed" in result.stderr and "Traceback" not in result.output
+    for scene in scenes[2:]:
+        check_output(out / scene.name, scene, references[scene.stem])
+        assert (out / f"{scene.stem}.gpkg").is_file()
+    rows = read_manifest(manifest)
+    assert [r["status"] for r in rows] == ["done", "failed", "done"]
+    assert all(r["worker"].startswith("tcp://127.0.0.1:") for r in (rows[0], rows[2]))
+    import pyogrio
+
+    polygons = pyogrio.read_dataframe(merged, layer="all")
+    assert sorted(set(polygons.scene)) == ["tile_2", "tile_3"]
+    assert polygons.area_m2.sum() == pytest.approx(
+        sum(areas_from(references[s.stem])[c.name] for s in scenes[2:] for c in DEEPGLOBE.classes)
+    )
+
+
+def test_cli_existing_scheduler(tmp_path, scenes, checkpoint, references, client):
+    out = tmp_path / "out"
+    result = segment_cli(
+        str(scenes[0].parent / "tile_[01].tif"), "--out-dir", out, "--scheduler", client.scheduler.address,
+        "--json", *cli_options(checkpoint),
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["workers"] == client.scheduler.address
+    assert {r["worker"] for r in summary["scenes"]} <= set(client.scheduler_info()["workers"])
+    for scene in scenes[:2]:
+        check_output(out / scene.name, scene, references[scene.stem])
+
+
+def test_cli_without_dask_says_how_to_install(monkeypatch, tmp_path, scenes, checkpoint):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", tmp_path, "--workers", "2", *cli_options(checkpoint))
+    assert result.exit_code == 1
+    assert "pip install 'dask[distributed]>=2024.1'" in result.stderr
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not list(tmp_path.glob("*.tif"))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["-o", "x.tif"], "--out-dir DIR instead of -o"),
+        (["--vector", "x.gpkg"], "use --vectors (one GeoPackage per scene) or --vector-merge"),
+        (["--probabilities", "p.tif"], "--probabilities names one file"),
+    ],
+)
+def test_cli_single_scene_options_in_a_batch(tmp_path, scenes, checkpoint, extra, message):
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", tmp_path, *extra, *cli_options(checkpoint))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_batch_needs_out_dir_and_scenes(tmp_path, checkpoint):
+    assert "give --out-dir DIR" in segment_cli(str(tmp_path / "*.tif"), *cli_options(checkpoint)).output
+    assert "name the scenes" in segment_cli("--out-dir", tmp_path, *cli_options(checkpoint)).output

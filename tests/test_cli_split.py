@@ -1,0 +1,44 @@
+"""glgeo segment SCENE -o OUT --workers N (cli/split.py): one scene split over a cluster."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from glgeo.cli.main import cli
+
+from fixtures.split import read, reference
+
+
+def test_cli_splits_one_scene_over_an_existing_cluster(tmp_path, scene, checkpoint, client):
+    ref_classes, ref_scores = reference(scene, checkpoint, tmp_path)
+    args = ["-q", "segment", str(scene), "-o", str(tmp_path / "cli.tif"), "--model", str(checkpoint), "--device", "cpu",
+            "--overlap", "8", "--batch-size", "8", "--footprint", "64", "--window-overlap", "8",
+            "--probabilities", str(tmp_path / "cli-p.tif"), "--vector", str(tmp_path / "cli.gpkg"),
+            "--scheduler", client.scheduler.address, "--block-windows", "2x2", "--json"]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert len(report["blocks"]) == 4 and report["workers"] == client.scheduler.address
+    classes, scores = read(tmp_path / "cli.tif", tmp_path / "cli-p.tif")
+    np.testing.assert_array_equal(classes, ref_classes)
+    np.testing.assert_array_equal(scores, ref_scores)
+    assert (tmp_path / "cli.gpkg").is_file()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--block-windows", "0"], "give window rows per block"),
+        (["--block-windows", "2by2"], "give window rows per block"),
+        (["--block-windows", "2"], "--block-windows splits one scene"),  # without workers
+    ],
+)
+def test_cli_split_options_are_checked(tmp_path, scene, checkpoint, extra, message):
+    args = ["segment", str(scene), "-o", str(tmp_path / "x.tif"), "--model", str(checkpoint), *extra]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and message in result.output
+    assert list(tmp_path.iterdir()) == []
