@@ -191,16 +191,16 @@ class Stretch:
         out /= np.asarray(self.scale, dtype=np.float32).reshape(shape)
         if self.saturates:
             np.clip(out, 0.0, 1.0, out=out)
+        # NaNs become 0 before weighting: NaN x 0 would stay NaN and spoil the mean
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         if valid is not None:
             weight = valid.astype(np.float32)
             weight = weight[None] if valid.ndim == raw.ndim - 1 else weight
-            np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
             out *= weight
             if fill == "mean" and weight.min() < 1 and weight.max() > 0:
                 axes = tuple(range(1, out.ndim))
                 mean = out.sum(axis=axes, keepdims=True) / np.maximum(weight.sum(axis=axes, keepdims=True), 1e-6)
                 out += mean * (1.0 - weight)
-        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
         return out
 
 
