@@ -28,7 +28,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -37,11 +36,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from _machine import cores, machine  # benchmarks/_machine.py (the script's folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def build_scenes(data: Path, n: int, size: int, folder: Path) -> list[Path]:
@@ -134,17 +131,6 @@ def warm(args, scenes, model, workers: int, out: Path, warmup: list[Path]) -> di
     return {"seconds": seconds, "scenes_per_minute": 60 * len(scenes) / seconds,
             "per_scene_s": statistics.median(r.seconds for r in result.scenes),
             "scenes_per_worker": sorted(used.values())}
-
-
-def machine() -> str:
-    import torch
-
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{cores()} cores ({model}), torch {torch.__version__}, load average at start {load:.1f}"
 
 
 def main() -> None:

@@ -31,13 +31,14 @@ import json
 import logging
 import math
 import os
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from _machine import machine  # benchmarks/_machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -169,17 +170,6 @@ def project(figures: dict, scene_mp: float, target_side: int, workers: int, rows
     assemble = figures["assemble_seconds"] / scene_mp * target_side**2 / 1e6
     return {"side": target_side, "windows": len(windows), "blocks": len(plan.blocks), "windows_computed": plan.windows_computed,
             "compute_s": compute, "assemble_s": assemble, "total_s": compute + assemble}
-
-
-def machine() -> str:
-    import torch
-
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return f"{len(os.sched_getaffinity(0))} cores ({model}), torch {torch.__version__}, load average at start {load:.1f}"
 
 
 def main() -> None:
