@@ -14,7 +14,9 @@ It prints:
 1. **mosaic**: nine images segmented alone, and as one 3 x 3 mosaic placed at an offset
    inside a nodata border (so image edges do not fall on window edges): mIoU and pixel
    accuracy of both, against the ground truth, and the share of pixels that get the same
-   class in both;
+   class in both; that share by distance from each image's edge (in the mosaic an edge is a
+   seam with an unrelated neighbour image, which the model sees in its context), and the
+   mIoU of both on the pixels at least 600 px from any edge;
 2. **cut**: each image against the same image with its first 333 rows and 517 columns cut
    off: the share of the shared pixels that get the same class;
 3. **lines**: straight class-change lines (a row or column boundary where more than 3 % of
@@ -47,6 +49,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 CUT_ROWS, CUT_COLS = 333, 517
+#: distance bands from an image's edge, px at 0.5 m (the last one: the image's centre)
+SEAM_BANDS = (0, 100, 300, 600, 10**6)
 
 
 def straight_lines(classes: np.ndarray, valid: np.ndarray | None = None) -> int:
@@ -113,6 +117,9 @@ def main() -> None:
 
     truths = {n: truth(n) for n in ids}
     side = truths[ids[0]].shape[0]
+    rows, cols = np.mgrid[:side, :side]
+    to_edge = np.minimum(np.minimum(rows, cols), np.minimum(side - 1 - rows, side - 1 - cols))
+    seam_bands = [(to_edge >= lo) & (to_edge < hi) for lo, hi in zip(SEAM_BANDS[:-1], SEAM_BANDS[1:])]
     with tempfile.TemporaryDirectory(prefix="glgeo-invariance-") as tmp:
         folder = Path(tmp)
         # the mosaic: nine images in a 3 x 3 block inside a nodata border, with a mask
@@ -158,12 +165,20 @@ def main() -> None:
             conf_alone = np.zeros((scheme.n_classes, scheme.n_classes + 1), dtype=np.int64)
             conf_mosaic = conf_alone.copy()
             same = lines_alone = lines_mosaic = lines_truth = 0
+            same_by_band = np.zeros(len(SEAM_BANDS) - 1)
+            conf_inner_alone, conf_inner_mosaic = conf_alone.copy(), conf_alone.copy()
             for k, name in enumerate(ids):
                 r, c = divmod(k, 3)
                 part = whole[b + r * side : b + (r + 1) * side, b + c * side : b + (c + 1) * side]
                 conf_alone += confusion_matrix(truths[name], alone[engine][name], scheme.n_classes)
                 conf_mosaic += confusion_matrix(truths[name], part, scheme.n_classes)
                 same += int((part == alone[engine][name]).sum())
+                # how far from the image's edge (a seam with a foreign neighbour in the mosaic)
+                for i, band in enumerate(seam_bands):
+                    same_by_band[i] += (part == alone[engine][name])[band].mean() / 9
+                inner = seam_bands[-1]
+                conf_inner_alone += confusion_matrix(truths[name][inner], alone[engine][name][inner], scheme.n_classes)
+                conf_inner_mosaic += confusion_matrix(truths[name][inner], part[inner], scheme.n_classes)
                 lines_alone += straight_lines(alone[engine][name])
                 lines_mosaic += straight_lines(part)
                 lines_truth += straight_lines(truths[name])
@@ -173,7 +188,9 @@ def main() -> None:
                 alone=SegmentationScores(conf_alone, scheme), mosaic=SegmentationScores(conf_mosaic, scheme),
                 same=same / (9 * side * side), cut=np.array(cut_agree[engine]), windows=windows[engine],
                 seconds=seconds[engine], lines=(lines_alone, lines_mosaic, lines_truth), mp=9 * side * side / 1e6,
-                mosaic_mp=size * size / 1e6,
+                mosaic_mp=size * size / 1e6, same_by_band=same_by_band,
+                inner_alone=SegmentationScores(conf_inner_alone, scheme),
+                inner_mosaic=SegmentationScores(conf_inner_mosaic, scheme),
             )
 
     print(f"{'engine':<8} {'what':<34} {'mIoU':>8} {'pix.acc':>8}")
@@ -184,6 +201,13 @@ def main() -> None:
         print(f"{engine:<8} {label:<34} {100 * m.miou:7.2f}% {100 * m.pixel_accuracy:7.2f}%"
               f"   (mosaic - alone: {100 * (m.miou - a.miou):+.2f} / {100 * (m.pixel_accuracy - a.pixel_accuracy):+.2f} points;"
               f" same class as alone on {100 * r['same']:.2f} %)")
+    print("same class as alone, by distance from the image's edge (its seam with a neighbour in the mosaic):")
+    for engine, r in results.items():
+        bands = ", ".join(f"{lo}-{hi if hi < side else ''} px {100 * v:.2f} %"
+                          for lo, hi, v in zip(SEAM_BANDS[:-1], SEAM_BANDS[1:], r["same_by_band"]))
+        ia, im = r["inner_alone"], r["inner_mosaic"]
+        print(f"{engine:<8} {bands}; pixels {SEAM_BANDS[-2]}+ px from the seams: mIoU alone {100 * ia.miou:.2f} %, "
+              f"mosaic {100 * im.miou:.2f} % ({100 * (im.miou - ia.miou):+.2f} points)")
     for engine, r in results.items():
         print(f"{engine:<8} cut {CUT_ROWS} rows x {CUT_COLS} cols: same class on {100 * r['cut'].mean():.2f} % of the shared "
               f"pixels (worst image {100 * r['cut'].min():.2f} %)")
