@@ -108,6 +108,9 @@ def _scheme(value: str | None):
               help="Brightness, contrast and saturation jitter of training scenes: factors in 1 +- this.")
 @click.option("--crop-jitter", type=float, default=0.0, show_default=True,
               help="Scale jitter: train on random windows of 1 - this to 1 of a scene's side, read as whole scenes.")
+@click.option("--mosaic", type=float, default=0.0, show_default=True,
+              help="Share of training scenes cut from a 2 x 2 mosaic of four scenes at a random place: views that "
+                   "cut across scenes, as context windows cut across a large scene (--dataset inputs).")
 @click.option("--balance", type=float, default=0.0, show_default=True,
               help="Class-balanced sampling power: 0 every scene once per epoch, 1 strongly favour scenes of rare classes.")
 @click.option("--gsd", type=float, default=None,
@@ -132,7 +135,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
           val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
           fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment,
-          color_jitter, crop_jitter, balance, gsd, holdout_share, holdout_scenes, scale,
+          color_jitter, crop_jitter, mosaic, balance, gsd, holdout_share, holdout_scenes, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
     """Train GLNet on a dataset, in the paper's stages.
 
@@ -207,6 +210,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         gsd=gsd,
         color_jitter=color_jitter,
         crop_jitter=crop_jitter,
+        mosaic=mosaic,
         balance=balance,
         holdout_share=holdout_share,
         holdout_scenes=tuple(n.strip() for n in (holdout_scenes or "").split(",") if n.strip()),

@@ -57,7 +57,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
-from .errors import DatasetError, InputError
+from .errors import DatasetError, InputError, InternalError
 from .resolution import scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
 from .tiling import PatchGrid
@@ -556,6 +556,11 @@ class SampleSpec:
             scene's (same aspect), read as if it were the whole scene, so the global image
             (always ``global_size``) sees the ground up to ``1 / (1 - crop_jitter)`` times
             finer. ``0``: the whole scene.
+        mosaic: share of samples cut from a 2 x 2 mosaic of four scenes of the collection
+            (the drawn one and three at random) instead of one scene: a window of one
+            scene's size (times the crop jitter's fraction) at a random place of the
+            mosaic, so the views cut across scenes as a large scene's context windows cut
+            across its land. ``0``: never. Scenes of different sizes are never mosaicked.
     """
 
     global_size: int = 508
@@ -566,8 +571,11 @@ class SampleSpec:
     bands: tuple[int, int, int] = (1, 2, 3)
     scale: float = 1.0
     crop_jitter: float = 0.0
+    mosaic: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.mosaic <= 1:
+            raise InputError(f"the mosaic share must be in [0, 1], got {self.mosaic}")
         if not 0 < self.scale <= 1:
             raise InputError(f"scene scale must be in (0, 1], got {self.scale}")
         if not 0 <= self.crop_jitter < 1:
@@ -610,23 +618,34 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
             return FlipRotate()
         return FlipRotate(hflip=bool(torch.randint(2, ()).item()), k=int(torch.randint(4, ()).item()))
 
-    def draw_window(self, height: int, width: int) -> Window:
-        """The part of a ``height x width`` scene (file pixels) a sample covers: the whole
-        scene, or with ``crop_jitter`` a random window of the same aspect (torch's generator)."""
+    def draw_window(self, height: int, width: int, within: tuple[int, int] | None = None) -> Window:
+        """The part a sample covers of a ``height x width`` scene (file pixels): the whole
+        scene, or with ``crop_jitter`` a random window of the same aspect (torch's
+        generator); placed at random inside ``within`` (rows, columns) when given."""
         jitter = self.spec.crop_jitter
-        if jitter <= 0:
+        rows, cols = within or (height, width)
+        if jitter <= 0 and within is None:
             return Window(0, 0, width, height)
         side = 1.0 - jitter * float(torch.rand(()))
         h, w = max(1, round(height * side)), max(1, round(width * side))
-        top = int(torch.randint(height - h + 1, ()))
-        left = int(torch.randint(width - w + 1, ()))
+        top = int(torch.randint(rows - h + 1, ()))
+        left = int(torch.randint(cols - w + 1, ()))
         return Window(left, top, w, h)
 
     def open_scene(self, index: Any) -> "ContextManager[Any]":
         """A reader of scene ``index``: ``height``/``width`` (at the spec's scale) and
         ``global_image``, ``global_label``, ``patch``, ``scene_label`` (see
-        :class:`_FileScene`). :class:`glgeo.geodata.GeoSceneDataset` reads through torchgeo."""
-        return _FileScene(self.collection, self.collection.scenes[index], self.spec, self.draw_window)
+        :class:`_FileScene`); with the spec's ``mosaic`` share, a window of a 2 x 2 mosaic
+        of it and three other scenes (:class:`_MosaicScene`).
+        :class:`glgeo.geodata.GeoSceneDataset` reads through torchgeo."""
+        scenes = self.collection.scenes
+        if self.spec.mosaic > 0 and len(scenes) > 1 and float(torch.rand(())) < self.spec.mosaic:
+            others = [int(i) for i in torch.randint(len(scenes), (3,))]
+            pairs = [scenes[index]] + [scenes[i] for i in others]
+            mosaic = _MosaicScene.open(self.collection, pairs, self.spec, self.draw_window)
+            if mosaic is not None:
+                return mosaic
+        return _FileScene(self.collection, scenes[index], self.spec, self.draw_window)
 
     def __getitem__(self, index: Any) -> dict[str, torch.Tensor]:
         spec = self.spec
@@ -741,6 +760,107 @@ class _FileScene:
     def scene_label(self, height: int, width: int) -> np.ndarray:
         """The scene's mask as class ids at ``height`` x ``width`` (nearest)."""
         return self._ids(window=self._region, out_shape=(height, width))
+
+
+class _MosaicScene:
+    """A window of a 2 x 2 mosaic of four scenes of the same size, read from their files.
+
+    The mosaic is never built: each read (global image, patch, labels) is assembled from
+    the parts of the four files it covers, each read at its own share of the output.
+    Same interface as :class:`_FileScene`. Open with :meth:`open`.
+    """
+
+    def __init__(self, scenes: list[_FileScene], area: Window, spec: SampleSpec) -> None:
+        self.scenes = scenes
+        self.spec = spec
+        first = scenes[0]
+        self.file_height, self.file_width = first.img.height, first.img.width
+        self.area = area  # in the mosaic's file pixels (2 x 2 scenes)
+        self.height, self.width = scaled_size(int(area.height), int(area.width), spec.scale)
+
+    @classmethod
+    def open(
+        cls, collection: SceneCollection, pairs: list[ScenePair], spec: SampleSpec, draw_area: Callable[..., Window]
+    ) -> "_MosaicScene | None":
+        """The mosaic of ``pairs`` (row-major: top left, top right, bottom left, bottom
+        right) and a window of one scene's size drawn by ``draw_area(height, width,
+        within)``; ``None`` when the scenes differ in size."""
+        scenes: list[_FileScene] = []
+        try:
+            for pair in pairs:
+                scenes.append(_FileScene(collection, pair, spec))
+            sizes = {(s.img.height, s.img.width) for s in scenes}
+            if len(sizes) > 1:
+                for s in scenes:
+                    s.close()
+                return None
+            (height, width), = sizes
+            return cls(scenes, draw_area(height, width, (2 * height, 2 * width)), spec)
+        except Exception:
+            for s in scenes:
+                s.close()
+            raise
+
+    def __enter__(self) -> "_MosaicScene":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for scene in self.scenes:
+            scene.close()
+
+    def _read(self, window: Window, out_shape: tuple[int, int], labels: bool) -> np.ndarray:
+        """``window`` of the mosaic (its file pixels) read at ``out_shape``: RGB (bilinear)
+        or class ids (nearest), assembled from the scenes it covers."""
+        oh, ow = out_shape
+        top, left = float(window.row_off), float(window.col_off)
+        sy, sx = oh / float(window.height), ow / float(window.width)
+        fh, fw = self.file_height, self.file_width
+        out: np.ndarray | None = None
+        for k, scene in enumerate(self.scenes):
+            qy, qx = (k // 2) * fh, (k % 2) * fw
+            y0, y1 = max(top, qy), min(top + float(window.height), qy + fh)
+            x0, x1 = max(left, qx), min(left + float(window.width), qx + fw)
+            if y1 <= y0 or x1 <= x0:
+                continue
+            r0, r1 = round((y0 - top) * sy), round((y1 - top) * sy)
+            c0, c1 = round((x0 - left) * sx), round((x1 - left) * sx)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            part = Window(x0 - qx, y0 - qy, x1 - x0, y1 - y0)
+            if labels:
+                data = scene._ids(window=part, out_shape=(r1 - r0, c1 - c0))
+            else:
+                data = scene.img.read(
+                    list(self.spec.bands), window=part, out_shape=(3, r1 - r0, c1 - c0), resampling=Resampling.bilinear
+                )
+            if out is None:
+                out = np.zeros(((oh, ow) if labels else (3, oh, ow)), dtype=data.dtype)
+            out[..., r0:r1, c0:c1] = data
+        if out is None:
+            raise InternalError(f"mosaic window {window} covers none of its scenes")
+        return out
+
+    def global_image(self, size: int) -> np.ndarray:
+        """The window decimated to ``size`` x ``size`` (bilinear), raw values."""
+        return self._read(self.area, (size, size), labels=False)
+
+    def global_label(self, size: int) -> np.ndarray:
+        """The window's class ids at ``size`` x ``size`` (nearest)."""
+        return self._read(self.area, (size, size), labels=True)
+
+    def patch(self, top: int, left: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+        """The patch at ``(top, left)`` of the window at the spec's scale: image and ids."""
+        area = self.area
+        sy, sx = area.height / self.height, area.width / self.width
+        window = Window(area.col_off + left * sx, area.row_off + top * sy, width * sx, height * sy)
+        return self._read(window, (height, width), labels=False), self._read(window, (height, width), labels=True)
+
+    def scene_label(self, height: int, width: int) -> np.ndarray:
+        """The window's class ids at ``height`` x ``width`` (nearest)."""
+        return self._read(self.area, (height, width), labels=True)
 
 
 def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:

@@ -120,6 +120,9 @@ class DataSettings:
             uniformly from ``[1 - color_jitter, 1 + color_jitter]`` (the same for the global
             image and the scene's patches); 0: none.
         crop_jitter: scale jitter of training scenes (:class:`~glgeo.datasets.SampleSpec`).
+        mosaic: share of training scenes cut from a 2 x 2 mosaic of four scenes
+            (:class:`~glgeo.datasets.SampleSpec`); not for imagery (``geo``) inputs, whose
+            samplers already cut windows anywhere in the imagery.
         balance: class-balanced sampling power (:func:`~glgeo.datasets.balanced_weights`):
             0 draws every training scene once per epoch; above 0 an epoch draws as many
             scenes, with replacement, favouring scenes of rare classes.
@@ -147,6 +150,7 @@ class DataSettings:
     gsd: float | None = None
     color_jitter: float = 0.0
     crop_jitter: float = 0.0
+    mosaic: float = 0.0
     balance: float = 0.0
     holdout_share: float = 0.0
     holdout_scenes: tuple[str, ...] = ()
@@ -166,6 +170,13 @@ class DataSettings:
             raise InputError(f"colour jitter must be in [0, 1), got color_jitter={self.color_jitter}")
         if not 0 <= self.crop_jitter < 1:
             raise InputError(f"crop (scale) jitter must be in [0, 1), got crop_jitter={self.crop_jitter}")
+        if not 0 <= self.mosaic <= 1:
+            raise InputError(f"the mosaic share must be in [0, 1], got mosaic={self.mosaic}")
+        if self.mosaic and self.kind == "geo":
+            raise InputError(
+                "mosaic is for dataset inputs (kind deepglobe, inria or folder): imagery inputs are already "
+                "cut into windows anywhere in the imagery; leave mosaic at 0"
+            )
         if self.balance < 0:
             raise InputError(f"the class-balance power must be >= 0, got balance={self.balance}")
         if not self.input_range[1] > self.input_range[0]:
@@ -595,6 +606,7 @@ class SceneDataModule(pl.LightningDataModule):
             bands=s.bands,
             scale=s.scale,
             crop_jitter=s.crop_jitter if train else 0.0,
+            mosaic=s.mosaic if train else 0.0,
         )
 
     def _sampler(self, names: Sequence[str]) -> torch.utils.data.Sampler | None:
@@ -887,6 +899,7 @@ def _run_stage(
                 "flips_rotations": data.augment,
                 "color_jitter": data.color_jitter,
                 "crop_jitter": data.crop_jitter,
+                "mosaic": data.mosaic,
                 "balance": data.balance,
             },
         },

@@ -1,5 +1,5 @@
-"""The training recipe's options: held-out validation scenes, scale (crop) jitter, colour
-jitter, class-balanced sampling and the images' ground sample distance."""
+"""The training recipe's options: held-out validation scenes, scale (crop) jitter, mosaics,
+colour jitter, class-balanced sampling and the images' ground sample distance."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from glgeo.datasets import (
     SampleSpec,
     balanced_weights,
     class_shares,
+    decode_mask,
     nearest_resize,
     open_dataset,
+    patch_grid,
 )
 from glgeo.errors import InputError
 from glgeo.models import load_checkpoint
@@ -118,6 +120,77 @@ def test_no_crop_jitter_reads_the_whole_scene(tmp_path):
 # --------------------------------------------------------------------------- colour jitter
 
 
+# --------------------------------------------------------------------------- mosaics
+
+
+def _four_scenes(tmp_path):
+    make_folder(tmp_path, names=("a", "b", "c", "d"), size=96, height=80, values=(3, 7, 100))
+    collection = open_dataset("folder", tmp_path, INT3)
+    pixels, ids = [], []
+    for name in "abcd":
+        with rasterio.open(collection.scene(name).image) as src:
+            pixels.append(src.read())
+        ids.append(decode_mask(np.asarray(rasterio.open(collection.scene(name).mask).read(1)), INT3))
+    top = np.concatenate(pixels[:2], axis=2), np.concatenate(ids[:2], axis=1)
+    bottom = np.concatenate(pixels[2:], axis=2), np.concatenate(ids[2:], axis=1)
+    return collection, np.concatenate([top[0], bottom[0]], axis=1), np.concatenate([top[1], bottom[1]], axis=0)
+
+
+@pytest.mark.parametrize("area", [(0, 0), (37, 51), (80, 96), (13, 96)])
+def test_mosaic_window_reads_the_four_scenes_where_they_lie(tmp_path, area):
+    """A window of the 2 x 2 mosaic, read part by part from the four files, holds exactly
+    the mosaic's pixels and class ids, also where it straddles two or four scenes."""
+    from rasterio.windows import Window
+
+    from glgeo.datasets import _MosaicScene
+
+    collection, mosaic, mosaic_ids = _four_scenes(tmp_path)
+    spec = SampleSpec(global_size=64, patch_size=64, with_patches=True)
+    top, left = area
+    pairs = [collection.scene(n) for n in "abcd"]
+    drawn = []
+
+    def draw(height, width, within):
+        drawn.append((height, width, within))
+        return Window(left, top, width, height)
+
+    with _MosaicScene.open(collection, pairs, spec, draw) as scene:
+        assert drawn == [(80, 96, (160, 192))] and (scene.height, scene.width) == (80, 96)
+        for t, l, h, w in patch_grid(80, 96, 64):
+            image, ids = scene.patch(int(t), int(l), int(h), int(w))
+            np.testing.assert_array_equal(image, mosaic[:, top + t : top + t + h, left + l : left + l + w])
+            np.testing.assert_array_equal(ids, mosaic_ids[top + t : top + t + h, left + l : left + l + w])
+        np.testing.assert_array_equal(scene.scene_label(80, 96), mosaic_ids[top : top + 80, left : left + 96])
+        assert scene.global_image(64).shape == (3, 64, 64) and scene.global_label(16).shape == (16, 16)
+
+
+def test_mosaic_share_of_samples(tmp_path):
+    """``mosaic=1``: every training sample is a mosaic window of one scene's size; ``0``:
+    none is; scenes of different sizes are never put together."""
+    from glgeo.datasets import _MosaicScene
+
+    collection, _, _ = _four_scenes(tmp_path)
+    torch.manual_seed(0)
+    always = GLNetSceneDataset(collection, SampleSpec(global_size=64, patch_size=64, with_patches=True, mosaic=1.0))
+    never = GLNetSceneDataset(collection, SampleSpec(global_size=64, patch_size=64, with_patches=True))
+    for i in range(4):
+        with always.open_scene(i) as scene:
+            assert isinstance(scene, _MosaicScene) and (scene.height, scene.width) == (80, 96)
+        with never.open_scene(i) as scene:
+            assert not isinstance(scene, _MosaicScene)
+    sample = always[0]
+    assert sample["patches"].shape == (len(patch_grid(80, 96, 64)), 3, 64, 64) and tuple(sample["scene_size"].tolist()) == (80, 96)
+    make_folder(tmp_path, names=("e",), size=64, values=(3, 7, 100), seed=5)  # another size
+    mixed = GLNetSceneDataset(open_dataset("folder", tmp_path, INT3), SampleSpec(global_size=64, patch_size=64, mosaic=1.0))
+    opened = []
+    for _ in range(20):
+        with mixed.open_scene(4) as scene:  # "e" with three drawn at random
+            opened.append(isinstance(scene, _MosaicScene))
+    assert not any(opened)
+    with pytest.raises(InputError, match="mosaic share"):
+        SampleSpec(mosaic=1.5)
+
+
 def test_color_jitter_factors_and_effects():
     torch.manual_seed(0)
     f = jitter_factors(1000, 0.2)
@@ -152,9 +225,11 @@ def test_balanced_weights_favour_scenes_of_rare_classes(tmp_path):
 
 
 def test_data_settings_check_the_recipe_values(tmp_path):
-    for bad in ({"gsd": 0.0}, {"color_jitter": 1.0}, {"crop_jitter": -0.1}, {"balance": -1.0}):
+    for bad in ({"gsd": 0.0}, {"color_jitter": 1.0}, {"crop_jitter": -0.1}, {"balance": -1.0}, {"mosaic": 1.5}):
         with pytest.raises(InputError, match=next(iter(bad))):
             DataSettings(kind="deepglobe", root=tmp_path, **bad)
+    with pytest.raises(InputError, match="mosaic is for dataset inputs"):
+        DataSettings(kind="geo", geo=object(), mosaic=0.5)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -168,7 +243,7 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
     result = CliRunner().invoke(cli, [
         "-q", "train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "global",
         "--split-file", str(lists), "--holdout-share", "0.5", "--holdout-scenes", "8", "--gsd", "4.78",
-        "--color-jitter", "0.2", "--crop-jitter", "0.4", "--balance", "0.5",
+        "--color-jitter", "0.2", "--crop-jitter", "0.4", "--balance", "0.5", "--mosaic", "0.5",
         "--backbone", "resnet18", "--pyramid-channels", "16", "--segmentation-channels", "8", "--global-size", "64",
         "--batch-size", "2", "--loader-workers", "0", "--epochs", "2", "--lr", "1e-3",
     ], catch_exceptions=False)
@@ -181,7 +256,9 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
     assert ck.gsd == pytest.approx(4.78) and ck.scene_scale == 1.0
     assert training["global_gsd_m"] == pytest.approx(4.78)  # 64 px scenes, 64 px global image
     assert training["held_out_scenes"] == 2 and training["val_scenes"] == 2
-    assert training["augmentation"] == {"flips_rotations": True, "color_jitter": 0.2, "crop_jitter": 0.4, "balance": 0.5}
+    assert training["augmentation"] == {
+        "flips_rotations": True, "color_jitter": 0.2, "crop_jitter": 0.4, "mosaic": 0.5, "balance": 0.5
+    }
     # the held-out part is what evaluate reports on
     report = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--dataset", "deepglobe",
