@@ -19,8 +19,36 @@ from .errors import InputError, UnknownNameError
 
 RGB = tuple[int, int, int]
 
-#: Class id written where a pixel has no data (outside the scene's footprint).
+#: Class id that marks a pixel without data (outside the scene's footprint) in memory, and
+#: in 8-bit class rasters. A class raster packed in fewer bits holds
+#: :func:`class_raster_nodata` of its bits in files instead (see :func:`class_raster_bits`).
 NODATA_ID = 255
+
+#: Bits per pixel a GeoTIFF class raster may be packed into (GDAL's NBITS), fewest first.
+_PACKED_BITS = (1, 2, 3, 4)
+
+
+def class_raster_nodata(bits: int) -> int:
+    """The nodata value of a class raster of ``bits`` bits per pixel: the largest value
+    they hold, ``2**bits - 1`` (255 for 8 bits, 7 for 3 bits)."""
+    if not 1 <= bits <= 8:
+        raise InputError(f"a class raster has 1-8 bits per pixel, got {bits}")
+    return 2**bits - 1
+
+
+def class_raster_bits(scheme: "ClassScheme") -> int:
+    """Bits per pixel of the scheme's class rasters in GeoTIFF and COG files.
+
+    The fewest bits that hold the class ids 0..n-1 plus nodata (:func:`class_raster_nodata`,
+    the largest value of those bits), up to 4: 3 bits for DeepGlobe's 7 classes (nodata 7),
+    2 for Inria's 2 (nodata 3). A scheme of more than 15 classes gets 8 bits (nodata 255),
+    like every other format. The colour table has one entry per value of those bits, so a
+    class raster opened without its sidecars lists ``2**bits`` legend entries in QGIS.
+    """
+    for bits in _PACKED_BITS:
+        if class_raster_nodata(bits) >= scheme.n_classes:
+            return bits
+    return 8
 
 
 @dataclass(frozen=True)
@@ -107,10 +135,23 @@ class ClassScheme:
         """Ids that count in the mean IoU."""
         return [c.id for c in self.classes if c.id not in self.ignore_in_miou]
 
-    def colormap(self) -> dict[int, tuple[int, int, int, int]]:
-        """A GDAL colour table (RGBA per id) for the class raster; nodata is transparent."""
-        cmap = {c.id: (*c.color, 255) for c in self.classes}
-        cmap[NODATA_ID] = (0, 0, 0, 0)
+    def colormap(self, bits: int = 8) -> dict[int, tuple[int, int, int, int]]:
+        """A GDAL colour table (RGBA per value) for a class raster of ``bits`` bits per pixel.
+
+        It has exactly ``2**bits`` entries, as a TIFF palette does: the classes in their
+        colours, every other value (nodata, :func:`class_raster_nodata`, among them) fully
+        transparent.
+
+        Raises:
+            InputError: ``bits`` cannot hold the class ids plus nodata.
+        """
+        if class_raster_nodata(bits) < self.n_classes:
+            raise InputError(
+                f"{bits} bits cannot hold the {self.n_classes} classes of {self.name!r} plus nodata;"
+                f" use {self.n_classes.bit_length()} or more"
+            )
+        cmap = {value: (0, 0, 0, 0) for value in range(2**bits)}
+        cmap.update({c.id: (*c.color, 255) for c in self.classes})
         return cmap
 
     def by_name(self, name: str) -> ClassInfo:

@@ -6,7 +6,18 @@ import pytest
 
 from glgeo import schemes
 from glgeo.errors import InputError, UnknownNameError
-from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme, get_scheme, list_schemes, register_scheme
+from glgeo.schemes import (
+    DEEPGLOBE,
+    INRIA,
+    NODATA_ID,
+    ClassInfo,
+    ClassScheme,
+    class_raster_bits,
+    class_raster_nodata,
+    get_scheme,
+    list_schemes,
+    register_scheme,
+)
 
 
 def test_the_benchmark_schemes():
@@ -15,6 +26,34 @@ def test_the_benchmark_schemes():
     assert INRIA.by_name("building").mask_value == 255 and DEEPGLOBE.by_name("water").color == (0, 0, 255)
     assert DEEPGLOBE.colormap()[5] == (0, 0, 255, 255) and DEEPGLOBE.colormap()[NODATA_ID] == (0, 0, 0, 0)
     assert DEEPGLOBE.by_name("forest").hex_color == "#00ff00"
+
+
+def _scheme_of(n: int) -> ClassScheme:
+    return ClassScheme(name=f"n{n}", classes=tuple(ClassInfo(i, f"c{i}", (i, i, i), i) for i in range(n)))
+
+
+@pytest.mark.parametrize(("n", "bits"), [(2, 2), (3, 2), (4, 3), (7, 3), (8, 4), (15, 4), (16, 8), (254, 8)])
+def test_class_rasters_take_the_fewest_bits_that_hold_the_ids_and_nodata(n, bits):
+    scheme = _scheme_of(n)
+    assert class_raster_bits(scheme) == bits
+    nodata = class_raster_nodata(bits)
+    assert nodata == 2**bits - 1 and nodata >= n  # the largest value, never a class id
+    cmap = scheme.colormap(bits)
+    assert sorted(cmap) == list(range(2**bits))  # a TIFF palette has 2^bits entries
+    assert all(cmap[i] == (i, i, i, 255) for i in range(n))
+    assert all(cmap[v][3] == 0 for v in range(n, 2**bits))  # nodata and unused values transparent
+
+
+def test_the_benchmark_schemes_pack_into_3_and_2_bits():
+    assert (class_raster_bits(DEEPGLOBE), class_raster_nodata(3)) == (3, 7)
+    assert (class_raster_bits(INRIA), class_raster_nodata(2)) == (2, 3)
+    assert class_raster_nodata(8) == NODATA_ID and len(DEEPGLOBE.colormap()) == 256
+    assert DEEPGLOBE.colormap(3)[7] == (0, 0, 0, 0) and DEEPGLOBE.colormap(3)[6] == (255, 255, 255, 255)
+    assert INRIA.colormap(2) == {0: (230, 230, 230, 255), 1: (200, 30, 30, 255), 2: (0, 0, 0, 0), 3: (0, 0, 0, 0)}
+    with pytest.raises(InputError, match="2 bits cannot hold the 7 classes of 'deepglobe' plus nodata; use 3 or more"):
+        DEEPGLOBE.colormap(2)
+    with pytest.raises(InputError, match="1-8 bits"):
+        class_raster_nodata(9)
 
 
 def test_class_names_and_ids_as_typed_on_a_command_line():
