@@ -20,14 +20,15 @@ results in GDAL and in a real QGIS.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Mapping
+from typing import Literal, Mapping
 
 from .atomic import atomic_path
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, SceneError
 from .schemes import NODATA_ID, ClassScheme
 
 #: Metadata key (GDAL default domain) under which a class raster carries its scheme as JSON.
@@ -57,14 +58,17 @@ def _option(parent: ET.Element, name: str, value: str) -> None:
     ET.SubElement(parent, "Option", {"name": name, "type": "QString", "value": value})
 
 
-def raster_qml(scheme: ClassScheme) -> str:
+def raster_qml(scheme: ClassScheme, nodata: int | None = NODATA_ID) -> str:
     """A QGIS style (QML) drawing a class raster with the scheme's colours and names.
 
     The renderer is QGIS's "Paletted/Unique values" renderer on band 1, one entry per
-    class labelled with the class name; the nodata id (255) is fully transparent.
+    class labelled with the class name; the nodata value is fully transparent.
 
     Args:
         scheme: the classes the raster holds.
+        nodata: the raster's nodata value (255 in 8-bit class rasters, 7 in glgeo's 3-bit
+            DeepGlobe GeoTIFFs: see :func:`glgeo.schemes.class_raster_bits`); ``None``: the
+            raster has none.
 
     Returns:
         The QML document as a string (save it as ``<raster name>.qml``).
@@ -78,7 +82,8 @@ def raster_qml(scheme: ClassScheme) -> str:
     )
     transparency = ET.SubElement(renderer, "rasterTransparency")
     pixels = ET.SubElement(transparency, "singleValuePixelList")
-    ET.SubElement(pixels, "pixelListEntry", {"min": str(NODATA_ID), "max": str(NODATA_ID), "percentTransparent": "100"})
+    if nodata is not None:
+        ET.SubElement(pixels, "pixelListEntry", {"min": str(nodata), "max": str(nodata), "percentTransparent": "100"})
     palette = ET.SubElement(renderer, "colorPalette")
     for info in scheme.classes:
         ET.SubElement(
@@ -268,7 +273,27 @@ def _write_text_atomic(path: Path, text: str) -> None:
         raise OutputError(f"cannot write {str(path)!r}: {exc}; check the folder is writable") from None
 
 
-def write_raster_sidecars(tif_path: str | os.PathLike, scheme: ClassScheme) -> tuple[Path, Path]:
+def declared_nodata(raster: str | os.PathLike) -> int | None:
+    """The nodata value a class raster declares (band 1), or ``None``.
+
+    Raises:
+        SceneError: the raster cannot be read.
+    """
+    import rasterio
+
+    try:
+        with rasterio.open(raster) as src:
+            value = src.nodata
+    except rasterio.errors.RasterioIOError as exc:
+        raise SceneError(f"cannot read class raster {str(raster)!r}: {exc}") from None
+    if value is None or not math.isfinite(value) or value != int(value):
+        return None
+    return int(value)
+
+
+def write_raster_sidecars(
+    tif_path: str | os.PathLike, scheme: ClassScheme, nodata: int | None | Literal["declared"] = "declared"
+) -> tuple[Path, Path]:
     """Write the QGIS style and GDAL class names beside a class raster.
 
     Writes ``<stem>.qml`` (QGIS loads it as the raster's default style: see
@@ -280,21 +305,26 @@ def write_raster_sidecars(tif_path: str | os.PathLike, scheme: ClassScheme) -> t
     Args:
         tif_path: the class raster (it must exist).
         scheme: the classes it holds.
+        nodata: its nodata value, drawn transparent; ``"declared"``: the value the raster
+            declares (none declared: no value is transparent).
 
     Returns:
         The paths of the ``.qml`` and ``.aux.xml`` files.
 
     Raises:
         InputError: the raster does not exist, or its existing ``.aux.xml`` is not PAM XML.
+        SceneError: its nodata is asked for and it cannot be read.
         OutputError: a sidecar cannot be written.
     """
     raster = Path(tif_path)
     if not raster.is_file():
         raise InputError(f"class raster {str(raster)!r} does not exist; write it before its style")
+    if nodata == "declared":
+        nodata = declared_nodata(raster)
     qml_path = raster.with_suffix(".qml")
     aux_path = raster.with_name(raster.name + ".aux.xml")
     existing = aux_path.read_text(encoding="utf-8") if aux_path.is_file() else None
-    _write_text_atomic(qml_path, raster_qml(scheme))
+    _write_text_atomic(qml_path, raster_qml(scheme, nodata))
     _write_text_atomic(aux_path, raster_pam_xml(scheme, existing))
     return qml_path, aux_path
 

@@ -87,6 +87,21 @@ def test_sidecars_are_read_back_by_rasterio(class_tif):
     assert not list(class_tif.parent.glob(".*part*")), "temporary files left behind"
 
 
+def test_the_style_makes_the_rasters_own_nodata_transparent(tmp_path):
+    """A 3-bit class raster's nodata is 7, not 255; a raster that declares none has none."""
+    data = np.arange(8, dtype=np.uint8).repeat(4).reshape(4, 8)
+    packed = write_geotiff(tmp_path / "packed.tif", data, nodata=7, crs="EPSG:32618", nbits=3)
+    qml, _ = write_raster_sidecars(packed, DEEPGLOBE)
+    entries = parse_qml(qml.read_text()).findall(".//rasterTransparency/singleValuePixelList/pixelListEntry")
+    assert [(e.get("min"), e.get("max")) for e in entries] == [("7", "7")]
+    assert qml.read_text() == raster_qml(DEEPGLOBE, nodata=7)
+    bare = write_geotiff(tmp_path / "none.tif", data, crs="EPSG:32618")
+    qml, _ = write_raster_sidecars(bare, DEEPGLOBE)
+    assert parse_qml(qml.read_text()).findall(".//pixelListEntry") == []
+    qml, _ = write_raster_sidecars(bare, DEEPGLOBE, nodata=3)  # told: the raster is not read
+    assert [e.get("min") for e in parse_qml(qml.read_text()).findall(".//pixelListEntry")] == ["3"]
+
+
 def test_sidecars_keep_what_the_aux_xml_already_holds(class_tif):
     aux = class_tif.with_name("classes.tif.aux.xml")
     aux.write_text('<PAMDataset><Metadata><MDI key="SOURCE">glnet run 7</MDI></Metadata>'
