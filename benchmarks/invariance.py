@@ -112,8 +112,9 @@ def main() -> None:
         start = time.perf_counter()
         summary = glgeo.segment(scene, out, model=checkpoint, settings=settings, overwrite=True)
         seconds = time.perf_counter() - start
-        with rasterio.open(out) as src:
-            return src.read(1), seconds, summary.stats.windows
+        with rasterio.open(out) as src:  # the file's nodata (7 in 3-bit DeepGlobe rasters) -> NODATA_ID
+            ids = src.read(1)
+            return np.where(ids == src.nodata, NODATA_ID, ids), seconds, summary.stats.windows
 
     truths = {n: truth(n) for n in ids}
     side = truths[ids[0]].shape[0]

@@ -95,6 +95,9 @@ def class_areas(counts: np.ndarray, scheme: ClassScheme, crs, transform: Affine)
 def raster_class_areas(raster: str | os.PathLike) -> tuple[tuple[ClassArea, ...], str]:
     """Area per class of an existing glgeo class raster, read block by block.
 
+    Pixels equal to the raster's declared nodata (255, or 7 in a 3-bit DeepGlobe GeoTIFF)
+    count as nodata.
+
     Raises:
         SceneError: the raster cannot be read.
         InputError: it does not carry a class scheme (not written by glgeo).
@@ -116,6 +119,11 @@ def raster_class_areas(raster: str | os.PathLike) -> tuple[tuple[ClassArea, ...]
         counts = np.zeros(256, dtype=np.int64)
         for _, window in src.block_windows(1):
             counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)[:256]
+        nodata = src.nodata
+        if nodata is not None and 0 <= nodata < 256 and nodata == int(nodata) and int(nodata) != NODATA_ID:
+            # a packed raster's nodata (7 in 3 bits) is NODATA_ID in memory
+            counts[NODATA_ID] += counts[int(nodata)]
+            counts[int(nodata)] = 0
         return class_areas(counts, scheme, src.crs if src.crs else None, src.transform)
 
 

@@ -1,9 +1,14 @@
 """Writing class rasters: window by window to a tiled GTiff, then a Cloud Optimized GeoTIFF.
 
-The class raster is single-band uint8 on exactly the input's grid (size, CRS, transform),
-nodata :data:`~glgeo.schemes.NODATA_ID` (255), with the scheme's colour table embedded and
-QGIS/GDAL sidecars (``.qml`` default style, ``.aux.xml`` category names and attribute table)
-from :func:`glgeo.styles.write_raster_sidecars`.
+The class raster is single-band on exactly the input's grid (size, CRS, transform), with
+the scheme's colour table embedded and QGIS/GDAL sidecars (``.qml`` default style,
+``.aux.xml`` category names and attribute table) from :func:`glgeo.styles.write_raster_sidecars`.
+GeoTIFFs and COGs are packed into :func:`~glgeo.schemes.class_raster_bits` bits per pixel
+(GDAL's NBITS: 3 for DeepGlobe, 2 for Inria) with nodata the largest value those bits hold
+(:func:`~glgeo.schemes.class_raster_nodata`: 7, 3), so that the colour table, which has one
+entry per value, lists the classes plus nodata; other formats are 8-bit with nodata 255.
+In memory, nodata is :data:`~glgeo.schemes.NODATA_ID` (255) whatever the file holds:
+:meth:`ClassRasterWriter.write` maps it, and readers map the file's declared nodata back.
 
 Rows arrive in bands as the blender finalises them. They are gathered into whole rows of
 output tiles (a ``block x width`` buffer) and written to a temporary tiled, compressed
@@ -35,7 +40,7 @@ from rasterio.windows import Window
 from .blend import RowBand
 from .errors import InputError, OutputError
 from .io import SceneInfo
-from .schemes import NODATA_ID, ClassScheme
+from .schemes import NODATA_ID, ClassScheme, class_raster_bits, class_raster_nodata
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +61,9 @@ class OutputOptions:
             output's extension (``.tif``: COG, or GTiff without ``cog``; ``.png``: PNG;
             ``.img``: HFA). See :func:`output_driver`.
         creation_options: GDAL creation options of the final file (``{"COMPRESS": "ZSTD"}``),
-            over glgeo's defaults; keys are case-insensitive.
+            over glgeo's defaults; keys are case-insensitive. ``NBITS`` sets the bits per
+            pixel of a GeoTIFF/COG class raster (its nodata is then ``2**NBITS - 1``;
+            ``NBITS=8``: 255) and is not applied to the score raster, which needs 8.
     """
 
     block_size: int = 512
@@ -141,6 +148,43 @@ def output_driver(path: str | os.PathLike, options: OutputOptions = OutputOption
     if driver == "PNG" and bands > 4:
         raise InputError(f"output {str(out)!r}: a PNG holds at most 4 bands, this raster has {bands}; write it as .tif")
     return driver
+
+
+#: Drivers whose class rasters are packed into :func:`~glgeo.schemes.class_raster_bits` bits.
+PACKED_FORMATS = ("COG", "GTiff")
+
+
+def class_raster_file_bits(driver: str, scheme: ClassScheme, options: OutputOptions = OutputOptions()) -> int:
+    """Bits per pixel of a class raster written with ``driver``: ``NBITS`` of the creation
+    options if given, else :func:`~glgeo.schemes.class_raster_bits` for GeoTIFF and COG,
+    and 8 for the other formats. Its nodata is :func:`~glgeo.schemes.class_raster_nodata`.
+
+    Raises:
+        InputError: ``NBITS`` is not a number of bits, cannot hold the classes plus nodata,
+            or is below 8 for a format other than GeoTIFF/COG.
+    """
+    given = dict(options.creation_options).get("NBITS")
+    if given is None:
+        return class_raster_bits(scheme) if driver in PACKED_FORMATS else 8
+    try:
+        bits = int(given)
+    except ValueError:
+        bits = 0
+    fewest = scheme.n_classes.bit_length()  # ids 0..n-1 plus nodata n or above
+    if not 1 <= bits <= 8:
+        choices = f"{fewest}-8" if driver in PACKED_FORMATS else "8"
+        raise InputError(f"NBITS={given} (creation option) is not a number of bits; use {choices}")
+    if driver not in PACKED_FORMATS and bits != 8:
+        raise InputError(
+            f"NBITS={given} (creation option): glgeo packs class ids into fewer bits in GeoTIFF and COG"
+            f" only; {driver} class rasters are 8-bit: leave NBITS out"
+        )
+    if class_raster_nodata(bits) < scheme.n_classes:
+        raise InputError(
+            f"NBITS={given} (creation option) cannot hold the {scheme.n_classes} classes of {scheme.name!r}"
+            f" plus nodata; use NBITS={fewest} or more, or leave it out"
+        )
+    return bits
 
 
 def sidecar_paths(tif: Path) -> list[Path]:
@@ -238,6 +282,11 @@ class ClassRasterWriter:
         self.scores_driver = (
             output_driver(self.scores_out, options, bands=scheme.n_classes) if self.scores_out is not None else None
         )
+        #: bits per pixel of the class raster, and the nodata value it holds
+        self.bits = class_raster_file_bits(self.driver, scheme, options)
+        self.nodata = class_raster_nodata(self.bits)
+        self._to_file = np.arange(256, dtype=np.uint8)  # in-memory ids -> file values
+        self._to_file[NODATA_ID] = self.nodata
         self._token = secrets.token_hex(4)
         self._classes: _StagedRaster | None = None
         self._scores: _StagedRaster | None = None
@@ -272,9 +321,11 @@ class ClassRasterWriter:
 
     def __enter__(self) -> "ClassRasterWriter":
         try:
-            profile = {**self._profile(1), "nodata": NODATA_ID, "photometric": "PALETTE"}
+            profile = {**self._profile(1), "nodata": self.nodata, "photometric": "PALETTE"}
+            if self.bits < 8:
+                profile["nbits"] = self.bits
             self._classes = _StagedRaster(self._temp(self.out, "stage"), profile, self.options.block_size, mask=False)
-            self._classes.dst.write_colormap(1, self.scheme.colormap())
+            self._classes.dst.write_colormap(1, self.scheme.colormap(self.bits))
             self._classes.dst.set_band_description(1, "class")
             from .styles import SCHEME_TAG
 
@@ -300,10 +351,12 @@ class ClassRasterWriter:
 
     # ------------------------------------------------------------------ write
     def write(self, band: RowBand) -> None:
-        """Write a band of final rows (top to bottom)."""
+        """Write a band of final rows (top to bottom); nodata (:data:`NODATA_ID`) becomes the
+        file's nodata value."""
         if self._classes is None:
             raise OutputError("the writer is not open; use it inside a `with` block")
-        self._classes.add(band.row_off, band.classes[None], None)
+        classes = band.classes if self.nodata == NODATA_ID else self._to_file[band.classes]
+        self._classes.add(band.row_off, classes[None], None)
         if self._scores is not None:
             if band.scores is None:
                 raise OutputError("this writer makes a score raster but the band carries no scores")
@@ -335,18 +388,18 @@ class ClassRasterWriter:
             raise OutputError(
                 f"only {self._classes.rows_received} of {self.info.height} rows were written; the output is incomplete"
             )
-        staged = [(self._classes, self.out, self.options.class_overviews, True, self.driver)]
+        staged = [(self._classes, self.out, self.options.class_overviews, True, self.driver, self.bits)]
         if self._scores is not None and self.scores_out is not None:
-            staged.append((self._scores, self.scores_out, self.options.score_overviews, False, self.scores_driver))
+            staged.append((self._scores, self.scores_out, self.options.score_overviews, False, self.scores_driver, 8))
         self._close_staged()
         renames: list[tuple[Path, Path]] = []
         try:
-            for raster, final, overviews, styled, driver in staged:
-                ready = self._finish(raster.path, final, overviews, driver)
+            for raster, final, overviews, styled, driver, bits in staged:
+                ready = self._finish(raster.path, final, overviews, driver, bits)
                 if styled:
                     from .styles import write_raster_sidecars
 
-                    write_raster_sidecars(ready, self.scheme)
+                    write_raster_sidecars(ready, self.scheme, nodata=self.nodata)
                 # sidecars of the temporary tif -> sidecars of the final tif
                 prefix = ready.stem
                 for item in sorted(ready.parent.glob(f"{prefix}*")):
@@ -357,7 +410,7 @@ class ClassRasterWriter:
         except (RasterioIOError, OSError) as exc:
             raise OutputError(f"writing {str(self.out)!r} failed: {exc}") from None
         # sidecars first, each tif last: a tif under its final name is complete
-        for _, final, _, _, _ in staged:
+        for _, final, *_ in staged:
             for old in sidecar_paths(final):
                 if old not in {dst for _, dst in renames}:
                     with contextlib.suppress(FileNotFoundError):
@@ -368,9 +421,11 @@ class ClassRasterWriter:
         self._cleanup()
         return [dst for _, dst in renames]
 
-    def _finish(self, staged: Path, final: Path, overviews: str, driver: str) -> Path:
-        """Copy the staged GTiff to the output's format (COG, PNG, ...) beside ``final``."""
+    def _finish(self, staged: Path, final: Path, overviews: str, driver: str, bits: int) -> Path:
+        """Copy the staged GTiff (``bits`` per pixel) to the output's format (COG, PNG, ...)
+        beside ``final``."""
         user = dict(self.options.creation_options)
+        user.pop("NBITS", None)  # the class raster's bits are ``bits``; scores keep 8
         if driver == "GTiff" and not user:
             return staged  # already a tiled, compressed GTiff
         if driver == "COG":
@@ -386,6 +441,8 @@ class ClassRasterWriter:
             defaults = {"TILED": "YES", "BLOCKXSIZE": block, "BLOCKYSIZE": block, "COMPRESS": "DEFLATE", "BIGTIFF": "IF_SAFER"}
         else:
             defaults = {}
+        if bits < 8:  # PACKED_FORMATS only
+            defaults["NBITS"] = str(bits)
         copy = self._temp(final, "copy")
         try:
             rasterio.shutil.copy(staged, copy, driver=driver, **{**defaults, **user})

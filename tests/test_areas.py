@@ -52,6 +52,29 @@ def test_a_class_raster_is_read_back_block_by_block(tmp_path):
     assert unit == "m2" and [a.pixels for a in areas] == [44 * 80, 16 * 80] and areas[1].area == 16 * 80 * 4.0
 
 
+def test_a_packed_class_raster_counts_its_own_nodata_as_nodata(tmp_path):
+    """glgeo writes Inria ids in 2 bits with nodata 3: 3 is nodata, not a share of the area."""
+    from glgeo.blend import RowBand
+    from glgeo.io import SceneInfo
+    from glgeo.writer import ClassRasterWriter
+
+    ids = np.zeros((64, 80), dtype=np.uint8)
+    ids[:16] = 1
+    ids[-4:] = NODATA_ID
+    info = SceneInfo(path="scene.tif", height=64, width=80, count=3, bands=(1, 2, 3), dtype="uint8",
+                     crs=CRS.from_epsg(32618), transform=Affine(2.0, 0, 500000, 0, -2.0, 4400000), nodata=None,
+                     has_mask=False, block_shape=(64, 80))
+    raster = tmp_path / "packed.tif"
+    with ClassRasterWriter(raster, info, INRIA) as writer:
+        writer.write(RowBand(0, ids))
+        writer.commit()
+    with rasterio.open(raster) as src:
+        assert src.nodata == 3 and (src.read(1)[-4:] == 3).all()
+    areas, unit = raster_class_areas(raster)
+    assert [a.pixels for a in areas] == [44 * 80, 16 * 80]
+    assert [a.fraction for a in areas] == pytest.approx([44 / 60, 16 / 60])
+
+
 def test_format_area_picks_the_unit_that_fits():
     from glgeo.areas import format_area
 

@@ -49,7 +49,8 @@ def test_inria_crop_end_to_end(sample_data, checkpoints, tmp_path):
         assert (dst.height, dst.width) == (src.height, src.width) == (700, 1000)
         assert dst.crs == src.crs and dst.crs.to_epsg() == 26914
         assert dst.transform == src.transform
-        assert dst.nodata == NODATA_ID and dst.count == 1 and dst.dtypes[0] == "uint8"
+        assert dst.nodata == 3 and dst.count == 1 and dst.dtypes[0] == "uint8"  # Inria: 2 bits, nodata 3
+        assert dst.tags(1, ns="IMAGE_STRUCTURE")["NBITS"] == "2" and len(dst.colormap(1)) == 4
         classes = dst.read(1)
         assert dst.colormap(1)[1][:3] == INRIA.classes[1].color
     assert set(np.unique(classes)) <= {0, 1}

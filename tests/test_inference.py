@@ -105,7 +105,8 @@ def run(tmp_path, scene, name, **settings):
     summary = segment(scene, out, model=offset_checkpoint(footprint=settings.pop("footprint_px", None)),
                       probabilities=scores, settings=InferenceSettings(device="cpu", precision="fp32", **settings))
     with rasterio.open(out) as a, rasterio.open(scores) as b:
-        return summary, a.read(1), b.read()
+        classes = a.read(1)  # the file's nodata (7 in 3 bits) as glgeo holds it: NODATA_ID
+        return summary, np.where(classes == a.nodata, NODATA_ID, classes), b.read()
 
 
 # ------------------------------------------------------------------------------ geometry

@@ -195,11 +195,11 @@ def test_bounds_segments_only_inside_the_box(tmp_path, scene, checkpoint, refere
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     with rasterio.open(out) as dst:
-        classes = dst.read(1)
+        classes, nodata = dst.read(1), dst.nodata  # 7: DeepGlobe ids are packed in 3 bits
         assert dst.transform == rasterio.open(scene).transform  # still the scene's grid
     inside = np.zeros(classes.shape, dtype=bool)
     inside[20:100, 0:60] = True
-    assert (classes[~inside] == NODATA_ID).all() and (classes[inside] != NODATA_ID).all()
+    assert (classes[~inside] == nodata).all() and (classes[inside] != nodata).all()
     # the network saw the real pixels around the box: inside, the classes of a whole-scene run
     np.testing.assert_array_equal(classes[inside], reference[inside])
     assert summary["nodata_pixels"] == (~inside).sum()
@@ -222,7 +222,7 @@ def test_aoi_in_another_crs_is_reprojected(tmp_path, scene, checkpoint):
     result = segment(scene, "-o", out, "--aoi", aoi, "-q", *options(checkpoint))
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as dst:
-        valid = dst.read(1) != NODATA_ID
+        valid = dst.read(1) != dst.nodata
     expected = geometry_mask([utm], out_shape=shape, transform=transform, invert=True)
     # pixel centres inside the reprojected triangle; its edges curve slightly in UTM
     assert (valid != expected).sum() <= 0.01 * expected.sum()
@@ -241,3 +241,88 @@ def test_areas_of_interest_that_cannot_work_are_one_line(tmp_path, scene, checkp
     result = segment(scene, "-o", tmp_path / "x.tif", *extra, *options(checkpoint))
     assert result.exit_code == 1 and message in result.output, result.output
     assert not (tmp_path / "x.tif").exists()
+
+
+# ------------------------------------------------------------------ packed class rasters (item 7)
+
+
+def test_class_raster_is_packed_and_glgeo_reads_it_back(tmp_path, scene, checkpoint):
+    """DeepGlobe ids in 3 bits, nodata 7 (a bare copy lists 8 legend entries); vectorize and
+    evaluate take the file's nodata, never 7 as a class."""
+    out = tmp_path / "box.tif"
+    result = segment(scene, "-o", out, "-q", "--bounds", "500000", "3999950", "500030", "3999990", *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        assert dst.nodata == 7 and dst.tags(1, ns="IMAGE_STRUCTURE")["NBITS"] == "3"
+        assert len(dst.colormap(1)) == 8 and dst.colormap(1)[7][3] == 0
+        classes = dst.read(1)
+    inside = np.zeros(classes.shape, dtype=bool)
+    inside[20:100, 0:60] = True
+    assert (classes[~inside] == 7).all() and (classes[inside] < 7).all()
+    qml = out.with_suffix(".qml").read_text()
+    assert '<pixelListEntry min="7" max="7" percentTransparent="100"' in qml
+
+    gpkg = tmp_path / "box.gpkg"
+    result = CliRunner().invoke(cli, ["vectorize", str(out), "-o", str(gpkg), "-q"])
+    assert result.exit_code == 0, result.output
+    import pyogrio
+
+    frame = pyogrio.read_dataframe(gpkg)
+    assert set(frame.class_id) <= set(range(7))
+    assert frame.area_m2.sum() == pytest.approx(inside.sum() * 0.25)  # 0.5 m pixels, only inside the box
+
+    truth = write_geotiff(tmp_path / "truth.tif", np.where(inside, classes, NODATA_ID), nodata=NODATA_ID,
+                          crs=CRS, origin=(500_000.0, 4_000_000.0))
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(out), "--truth", str(truth), "--truth-encoding", "ids",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert sum(map(sum, report["confusion_matrix"])) == inside.sum() and sum(report["unpredicted_pixels"]) == 0
+
+
+def test_class_rasters_written_before_packing_still_read(tmp_path, scene, checkpoint):
+    """An 8-bit class raster with nodata 255, as glgeo wrote them before (and as --co NBITS=8
+    writes them now): vectorize and evaluate read it as before."""
+    out = tmp_path / "byte.tif"
+    result = segment(scene, "-o", out, "-q", "--co", "NBITS=8", "--bounds", "500000", "3999950", "500030", "3999990",
+                     *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        assert dst.nodata == NODATA_ID and "NBITS" not in dst.tags(1, ns="IMAGE_STRUCTURE")
+        assert len(dst.colormap(1)) == 256 and dst.colormap(1)[NODATA_ID][3] == 0
+        classes = dst.read(1)
+    assert '<pixelListEntry min="255" max="255"' in out.with_suffix(".qml").read_text()
+    inside = classes != NODATA_ID
+    assert inside.sum() == 80 * 60
+    gpkg = tmp_path / "byte.gpkg"
+    assert CliRunner().invoke(cli, ["vectorize", str(out), "-o", str(gpkg), "-q"]).exit_code == 0
+    import pyogrio
+
+    assert pyogrio.read_dataframe(gpkg).area_m2.sum() == pytest.approx(inside.sum() * 0.25)
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(out), "--truth", str(out), "--truth-encoding", "ids",
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    assert sum(map(sum, json.loads(result.stdout)["confusion_matrix"])) == inside.sum()
+
+
+def test_creation_option_nbits(tmp_path, scene, checkpoint, reference):
+    """--co NBITS packs the class raster into that many bits (nodata 2^NBITS - 1), never the
+    scores; an NBITS that cannot hold the classes plus nodata is one line."""
+    out, scores = tmp_path / "four.tif", tmp_path / "scores.tif"
+    result = segment(scene, "-o", out, "-q", "--co", "NBITS=4", "--probabilities", scores, *options(checkpoint))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as dst:
+        assert dst.nodata == 15 and dst.tags(1, ns="IMAGE_STRUCTURE")["NBITS"] == "4" and len(dst.colormap(1)) == 16
+        np.testing.assert_array_equal(dst.read(1), reference)
+    with rasterio.open(scores) as dst:
+        assert "NBITS" not in dst.tags(1, ns="IMAGE_STRUCTURE") and dst.read().max() > 15
+    for extra, message in [
+        (["--co", "NBITS=2"], "NBITS=2 (creation option) cannot hold the 7 classes of 'deepglobe' plus nodata;"
+                              " use NBITS=3 or more, or leave it out"),
+        (["--co", "NBITS=12"], "NBITS=12 (creation option) is not a number of bits; use 3-8"),
+        (["-f", "PNG", "--co", "NBITS=4"], "glgeo packs class ids into fewer bits in GeoTIFF and COG only"),
+    ]:
+        name = "x.png" if "PNG" in extra else "x.tif"
+        result = segment(scene, "-o", tmp_path / name, *extra, *options(checkpoint))
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1, result.output

@@ -115,8 +115,12 @@ def write_scene(path: Path, classes: np.ndarray, scheme: ClassScheme, dtype="uin
 
 
 def read(path: Path):
+    """Class ids of a class raster, its nodata value (7: DeepGlobe ids are packed in 3 bits)
+    turned into NODATA_ID as glgeo's readers do; its CRS, transform, nodata and size."""
     with rasterio.open(path) as src:
-        return src.read(1), src.crs, src.transform, src.nodata, (src.height, src.width)
+        classes = src.read(1)
+        classes = np.where(classes == src.nodata, NODATA_ID, classes)
+        return classes, src.crs, src.transform, src.nodata, (src.height, src.width)
 
 
 @pytest.mark.parametrize("shape,patch,batch", [((301, 517), 128, 3), ((517, 301), 100, 4), ((37, 53), 128, 2)])
@@ -130,7 +134,7 @@ def test_constant_per_class_network_gives_a_seamless_georeferenced_map(tmp_path,
     summary = segment(scene, out, model=standin(patch=patch),
                       settings=InferenceSettings(batch_size=batch, device="cpu"))
     classes, crs, transform, nodata_value, size = read(out)
-    assert size == shape and crs.to_string() == CRS and transform == TRANSFORM and nodata_value == NODATA_ID
+    assert size == shape and crs.to_string() == CRS and transform == TRANSFORM and nodata_value == 7
     expected = np.where(nodata, NODATA_ID, truth)
     np.testing.assert_array_equal(classes, expected)  # pixel-exact: no seams anywhere
     assert summary.nodata_pixels == int(nodata.sum())

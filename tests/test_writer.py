@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
@@ -59,16 +60,23 @@ def test_class_raster_sits_on_the_input_grid_with_colours_names_and_overviews(tm
     with rasterio.open(out) as src:
         assert (src.width, src.height, src.count, src.dtypes[0]) == (1000, 700, 1, "uint8")
         assert src.crs == CRS.from_epsg(26914) and src.transform == TRANSFORM
-        assert src.nodata == NODATA_ID
-        np.testing.assert_array_equal(src.read(1), classes)
+        # packed in 3 bits: ids 0-6, nodata 7, an 8-entry colour table
+        assert src.nodata == 7 and src.tags(1, ns="IMAGE_STRUCTURE")["NBITS"] == "3"
+        in_file = np.where(classes == NODATA_ID, 7, classes)
+        np.testing.assert_array_equal(src.read(1), in_file)
         cmap = src.colormap(1)
+        assert sorted(cmap) == list(range(8))
         for c in DEEPGLOBE.classes:
-            assert cmap[c.id][:3] == c.color
-        assert cmap[NODATA_ID][3] == 0
+            assert cmap[c.id] == (*c.color, 255)
+        assert cmap[7][3] == 0
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert src.block_shapes[0] == (256, 256) and src.overviews(1) == [2, 4]
+        # every 2 x 2 block is one class or all nodata: the overview is exactly a subsample
         overview = src.read(1, out_shape=(350, 500))
-        assert set(np.unique(overview)) <= set(range(7)) | {NODATA_ID}  # mode keeps real ids
+        np.testing.assert_array_equal(overview, in_file[::2, ::2])
+        quarter = src.read(1, out_shape=(175, 250))
+        assert set(np.unique(quarter)) <= set(range(8))  # mode keeps real ids
+        assert (quarter[:10, :22] == 7).all() and (quarter[10:] != 7).all() and (quarter[:, 23:] != 7).all()
         assert json.loads(src.tags()["GLGEO_SCHEME"])["name"] == "deepglobe"
     qml = ET.parse(out.with_suffix(".qml")).getroot()
     entries = {e.get("value"): (e.get("label"), e.get("color")) for e in qml.iter("paletteEntry")}
@@ -143,3 +151,90 @@ def test_output_driver_follows_the_extension_or_refuses():
             output_driver(name, options)
     with pytest.raises(InputError, match="PNG holds at most 4 bands"):
         output_driver("scores.png", bands=7)
+
+
+def test_inria_packs_into_2_bits_and_plain_gtiffs_too(tmp_path):
+    from glgeo.schemes import INRIA
+
+    classes = np.zeros((64, 80), np.uint8)
+    classes[10:30, 20:50] = 1
+    classes[-8:] = NODATA_ID
+    out = tmp_path / "buildings.tif"
+    with ClassRasterWriter(out, _info(64, 80), INRIA, options=OutputOptions(cog=False, block_size=32)) as writer:
+        writer.write(RowBand(0, classes))
+        writer.commit()
+    with rasterio.open(out) as src:
+        assert src.driver == "GTiff" and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
+        assert src.nodata == 3 and src.tags(1, ns="IMAGE_STRUCTURE")["NBITS"] == "2"
+        np.testing.assert_array_equal(src.read(1), np.where(classes == NODATA_ID, 3, classes))
+        cmap = src.colormap(1)
+        assert sorted(cmap) == [0, 1, 2, 3] and cmap[1] == (200, 30, 30, 255) and cmap[3][3] == 0
+    qml = ET.parse(out.with_suffix(".qml")).getroot()
+    (transparent,) = qml.iter("pixelListEntry")
+    assert (transparent.get("min"), transparent.get("max")) == ("3", "3")
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "nodata"),
+    [
+        ("byte.tif", OutputOptions(creation_options={"nbits": "8"}), NODATA_ID),
+        ("four.tif", OutputOptions(creation_options={"NBITS": "4"}), 15),
+        ("plain.png", OutputOptions(), NODATA_ID),  # other formats stay 8-bit
+        ("plain.img", OutputOptions(), NODATA_ID),
+    ],
+)
+def test_nbits_and_formats_set_the_files_nodata(tmp_path, name, options, nodata):
+    out = tmp_path / name
+    classes = _classes(130, 170)
+    with ClassRasterWriter(out, _info(130, 170), DEEPGLOBE, options=options) as writer:
+        _write(writer, classes)
+        writer.commit()
+    with rasterio.open(out) as src:
+        assert src.nodata == nodata and len(src.colormap(1)) == (256 if nodata == NODATA_ID else 16)
+        np.testing.assert_array_equal(src.read(1), np.where(classes == NODATA_ID, nodata, classes))
+    qml = ET.parse(out.with_suffix(".qml")).getroot()
+    assert [e.get("min") for e in qml.iter("pixelListEntry")] == [str(nodata)]
+
+
+@pytest.mark.parametrize(
+    ("name", "nbits", "message"),
+    [
+        ("a.tif", "2", "NBITS=2 (creation option) cannot hold the 7 classes of 'deepglobe' plus nodata; use NBITS=3"),
+        ("a.tif", "0", "NBITS=0 (creation option) is not a number of bits; use 3-8"),
+        ("a.tif", "three", "NBITS=three (creation option) is not a number of bits"),
+        ("a.png", "4", "glgeo packs class ids into fewer bits in GeoTIFF and COG only; PNG class rasters are 8-bit"),
+    ],
+)
+def test_nbits_that_cannot_hold_the_classes_is_refused(tmp_path, name, nbits, message):
+    from glgeo.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        ClassRasterWriter(tmp_path / name, _info(10, 10), DEEPGLOBE, options=OutputOptions(creation_options={"NBITS": nbits}))
+    assert list(tmp_path.iterdir()) == []
+
+
+def _cog_validator() -> list[str] | None:
+    """GDAL's COG validator (Debian's python3-gdal), or None where it is not installed."""
+    command = ["/usr/bin/python3", "-m", "osgeo_utils.samples.validate_cloud_optimized_geotiff"]
+    if shutil.which(command[0]) is None:
+        return None
+    probe = subprocess.run([command[0], "-c", "import osgeo_utils.samples.validate_cloud_optimized_geotiff"],
+                           capture_output=True)
+    return command if probe.returncode == 0 else None
+
+
+@pytest.mark.skipif(_cog_validator() is None, reason="GDAL's COG validator (Debian's python3-gdal) is not installed")
+def test_packed_class_rasters_are_valid_cogs(tmp_path):
+    from glgeo.schemes import INRIA, class_raster_bits
+
+    for name, scheme in [("landcover.tif", DEEPGLOBE), ("buildings.tif", INRIA)]:
+        classes = _classes(700, 1000)
+        classes = np.where(classes == NODATA_ID, NODATA_ID, classes % scheme.n_classes).astype(np.uint8)
+        with ClassRasterWriter(tmp_path / name, _info(), scheme, options=OutputOptions(block_size=256)) as writer:
+            _write(writer, classes)
+            writer.commit()
+        with rasterio.open(tmp_path / name) as src:
+            assert src.tags(1, ns="IMAGE_STRUCTURE")["NBITS"] == str(class_raster_bits(scheme))
+        done = subprocess.run([*_cog_validator(), "--full-check=yes", str(tmp_path / name)], capture_output=True,
+                              text=True)
+        assert done.returncode == 0 and "is a valid cloud optimized GeoTIFF" in done.stdout, done.stdout + done.stderr
