@@ -125,32 +125,46 @@ def _run_check(qgis_python: str, tmp_path: Path, *args: str) -> dict:
     return report
 
 
-def test_bare_cog_and_background_left_out(tmp_path, qgis_python):
-    """A class raster copied without its sidecars still draws in the scheme's colours, and the
-    GeoPackage's default style leaves the background class undrawn (issue 16)."""
-    import rasterio.shutil
+def _write_with_glgeo(out: Path, data: np.ndarray, scheme) -> Path:
+    """``data`` (ids, NODATA_ID where no data) written as ``glgeo segment`` writes a class
+    raster: its writer, a COG with the scheme's colour table and sidecars."""
+    from rasterio.crs import CRS
 
+    from glgeo.blend import RowBand
+    from glgeo.io import SceneInfo
+    from glgeo.writer import ClassRasterWriter
+
+    height, width = data.shape
+    info = SceneInfo(path="scene.tif", height=height, width=width, count=3, bands=(1, 2, 3), dtype="uint8",
+                     crs=CRS.from_epsg(32618), transform=TRANSFORM, nodata=None, has_mask=False, block_shape=(256, 256))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with ClassRasterWriter(out, info, scheme) as writer:
+        writer.write(RowBand(0, data))
+        writer.commit()
+    return out
+
+
+def _bare_copy(styled: Path, folder: Path) -> Path:
+    bare = folder / styled.name
+    bare.parent.mkdir()
+    shutil.copy(styled, bare)  # the tif alone, as e-mailed or uploaded
+    assert [p.name for p in bare.parent.iterdir()] == [styled.name]
+    return bare
+
+
+def test_bare_cog_and_background_left_out(tmp_path, qgis_python):
+    """A class raster copied without its sidecars still draws in the scheme's colours and
+    lists one legend entry per value of its 2 bits, and the GeoPackage's default style
+    leaves the background class undrawn (issue 16)."""
     from glgeo.schemes import INRIA
-    from glgeo.styles import SCHEME_TAG
 
     data = np.zeros((120, 160), dtype=np.uint8)  # background
     data[20:60, 30:90] = 1  # a building
     data[100:, :] = NODATA_ID
-    stage = tmp_path / "stage.tif"
-    with rasterio.open(stage, "w", driver="GTiff", width=160, height=120, count=1, dtype="uint8", nodata=NODATA_ID,
-                       crs="EPSG:32618", transform=TRANSFORM, photometric="PALETTE") as dst:
-        dst.write(data, 1)
-        dst.write_colormap(1, INRIA.colormap())
-        dst.update_tags(**{SCHEME_TAG: json.dumps(INRIA.to_dict())})
-    styled = tmp_path / "styled" / "buildings.tif"
-    styled.parent.mkdir()
-    rasterio.shutil.copy(stage, styled, driver="COG")
-    write_raster_sidecars(styled, INRIA)
-    bare = tmp_path / "bare" / "buildings.tif"
-    bare.parent.mkdir()
-    shutil.copy(styled, bare)  # the tif alone, as e-mailed or uploaded
+    styled = _write_with_glgeo(tmp_path / "styled" / "buildings.tif", data, INRIA)
+    bare = _bare_copy(styled, tmp_path / "bare")
     out = tmp_path / "buildings.gpkg"
-    result = vectorize(styled, out)
+    result = vectorize(bare, out)  # the scheme travels inside the tif
 
     building, background = _center(60.5, 40.5), _center(10.5, 80.5)
     report = _run_check(qgis_python, tmp_path, "--raster", str(bare), "--gpkg", str(out), "--layer", result.layer,
@@ -158,13 +172,11 @@ def test_bare_cog_and_background_left_out(tmp_path, qgis_python):
                         "--probe", *map(str, background))
     rast = report["raster"]
     assert rast["valid"] and rast["renderer"] == "paletted"
-    by_value = {c["value"]: c for c in rast["classes"]}
-    # the scheme's colours from the embedded colour table; nodata transparent
-    assert [tuple(by_value[c.id]["color"][:3]) for c in INRIA.classes] == INRIA.colors
-    assert by_value[NODATA_ID]["color"][3] == 0
-    # GDAL reports 256 entries for any 8-bit palette (a TIFF palette has 2^bits entries) and
-    # QGIS 3.22 lists each: docs/segment.md says why glgeo keeps nodata 255 anyway.
-    assert len(rast["classes"]) == 256
+    # 2 bits: 4 legend entries, the two classes in the scheme's colours, nodata 3 transparent
+    # (2 is never written; a TIFF palette has no alpha, so QGIS shows it opaque black)
+    assert [c["value"] for c in rast["classes"]] == [0, 1, 2, 3]
+    assert [tuple(c["color"][:3]) for c in rast["classes"][:2]] == INRIA.colors
+    assert rast["classes"][2]["color"] == [0, 0, 0, 255] and rast["classes"][3]["color"][3] == 0
     building_probe, background_probe = report["probes"]
     assert tuple(building_probe["raster"][:3]) == INRIA.by_name("building").color
 
@@ -175,6 +187,34 @@ def test_bare_cog_and_background_left_out(tmp_path, qgis_python):
 
     styled_report = _run_check(qgis_python, tmp_path, "--raster", str(styled))
     assert [c["label"] for c in styled_report["raster"]["classes"]] == INRIA.names  # with its .qml: the classes only
+
+
+def test_bare_deepglobe_cog_lists_its_classes_and_nodata(tmp_path, qgis_python):
+    """A DeepGlobe class raster from glgeo's writer, copied alone: 3 bits, so QGIS lists 8
+    entries, the 7 classes in their colours and nodata (7) transparent, and draws them."""
+    data = np.repeat(np.arange(7, dtype=np.uint8), 20)[None].repeat(120, axis=0)  # 7 bands of 20 columns
+    data[100:, :] = NODATA_ID
+    styled = _write_with_glgeo(tmp_path / "styled" / "landcover.tif", data, DEEPGLOBE)
+    bare = _bare_copy(styled, tmp_path / "bare")
+    out = tmp_path / "landcover.gpkg"
+    result = vectorize(bare, out)
+    assert result.n_polygons == 7
+    probes = [_center(20 * c + 10.5, 50.5) for c in range(7)] + [_center(70.5, 110.5)]
+    report = _run_check(qgis_python, tmp_path, "--raster", str(bare), "--gpkg", str(out), "--layer", result.layer,
+                        "--png", str(tmp_path / "bare.png"), *(a for p in probes for a in ("--probe", *map(str, p))))
+    rast = report["raster"]
+    assert rast["valid"] and rast["renderer"] == "paletted"
+    assert [c["value"] for c in rast["classes"]] == list(range(8))
+    assert [tuple(c["color"][:3]) for c in rast["classes"][:7]] == DEEPGLOBE.colors
+    assert [c["color"][3] for c in rast["classes"]] == [255] * 7 + [0]
+    for probe, info in zip(report["probes"], DEEPGLOBE.classes):
+        assert tuple(probe["raster"][:3]) == info.color, (info.name, probe)
+        if info.name != "unknown":  # the vector style leaves unknown undrawn
+            assert tuple(probe["vector"][:3]) == info.color, (info.name, probe)
+    assert tuple(report["probes"][-1]["raster"][:3]) == (255, 255, 255)  # nodata: transparent
+
+    styled_report = _run_check(qgis_python, tmp_path, "--raster", str(styled))
+    assert [c["label"] for c in styled_report["raster"]["classes"]] == DEEPGLOBE.names
 
 
 def test_polygons_of_a_plain_image_lie_on_it_in_qgis(tmp_path, qgis_python):
