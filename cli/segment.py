@@ -154,8 +154,9 @@ def segment(
 ) -> None:
     """Segment SCENES (any raster GDAL opens) with GLNet into class rasters.
 
-    The output has the scene's size, CRS and transform, uint8 class ids, nodata 255, the
-    class colours embedded and a .qml style QGIS loads by default. Example:
+    The output has the scene's size, CRS and transform, class ids packed in the fewest
+    bits that hold them plus nodata (DeepGlobe: 3 bits, nodata 7; --co NBITS=8: bytes,
+    nodata 255), the class colours embedded and a .qml style QGIS loads by default. Example:
 
         glgeo segment scene.tif -o landcover.tif --model deepglobe-landcover
 

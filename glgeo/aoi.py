@@ -5,7 +5,7 @@ any vector format GDAL reads and in any CRS (they are reprojected to the scene's
 ``--bounds`` (``bounds=``) a box in the scene's CRS. Both become one geometry in the
 scene's pixel coordinates (:func:`region_in_pixels`), which the scene reader turns into a
 validity mask window by window (:meth:`glgeo.io.SceneReader._read_valid`): pixels outside
-are nodata in the output (255), and patches with no pixel inside are never computed, so a
+are nodata in the output, and patches with no pixel inside are never computed, so a
 small area of a large scene costs little. The network still sees the real pixels around
 the area: the global branch the whole scene and each patch its whole window, so the
 classes inside are those a run on the whole scene gives there (up to the bilinear blend

@@ -1,7 +1,7 @@
 """How good is a segmentation: prediction rasters against truth, or a model against a split.
 
-* :func:`evaluate_rasters`: class rasters (as ``glgeo segment`` writes them: ids, 255 for
-  nodata) against truth rasters, read window by window, so rasters of any size fit in
+* :func:`evaluate_rasters`: class rasters (as ``glgeo segment`` writes them: ids, and the
+  nodata value the file declares) against truth rasters, read window by window, so rasters of any size fit in
   memory. The truth is either the dataset's published mask (``truth_encoding="mask"``:
   DeepGlobe colours, Inria 0/255, decoded by the scheme) or class ids (``"ids"``).
 * :func:`evaluate_model`: runs ``glgeo.segment``'s streaming inference on each scene of a

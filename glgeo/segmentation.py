@@ -53,7 +53,7 @@ class SegmentSummary:
             converted), ``"deg2"`` (geographic), ``"px"`` (plain images) or ``"map unit2"``
             (see :func:`glgeo.areas.area_unit`).
         classes: area per class, by id.
-        nodata_pixels: pixels written as nodata (255).
+        nodata_pixels: pixels written as nodata.
         model: the checkpoint used.
         stats: what the engine did (mode, device, patches computed/skipped, timings).
         scale: the fraction of the scene's resolution the model ran at (1: full).
@@ -231,8 +231,9 @@ def segment(
 
     Args:
         scene: anything rasterio opens (GeoTIFF, COG, VRT, JPEG/PNG, ``/vsicurl/`` URL).
-        out: the class raster to write (a COG: uint8 class ids, nodata 255, colour table,
-            ``.qml`` and ``.aux.xml`` sidecars).
+        out: the class raster to write (a COG: class ids packed in
+            :func:`~glgeo.schemes.class_raster_bits` bits, nodata the largest value they
+            hold, colour table, ``.qml`` and ``.aux.xml`` sidecars; see :mod:`glgeo.writer`).
         model: a zoo model name, a glgeo checkpoint file, or a loaded ``Checkpoint``.
         bands: 1-based bands to feed as RGB (default: the scene's non-alpha bands).
         settings: patch geometry, scale, mode, device, precision, batching (see
