@@ -28,6 +28,19 @@ deepglobe() {
   glgeo train --dataset deepglobe --root "$DATA/deepglobe" --split-file "$RUNS/deepglobe-fullres-split.json" \
     --init "$g/stage1/best.pt" --out "$out" --stage 2 "${COMMON[@]}" --scale 0.25 \
     --global-size 256 --patch-size 256 --batch-size 2 --sub-batch 9 --epochs 60 --lr 5e-4
+  # Then both stages fine-tuned with mosaics (--mosaic 0.5: half the samples are a window of
+  # a 2 x 2 mosaic of four scenes), so the views cut across scenes as glgeo segment's
+  # context windows cut across a large scene; same splits, same checkpoint choice. (The
+  # shipped file's run started from the previous zoo file, this model.pt in float16.)
+  local gm=$RUNS/deepglobe-global-mosaic outm=$RUNS/deepglobe-landcover-mosaic
+  glgeo train --dataset deepglobe --root "$DATA/deepglobe_256" --gsd 4.78125 \
+    --split-file "$DATA/deepglobe/splits" --holdout-share 0.5 --holdout-scenes 180902,19627,2774 \
+    --init "$out/model.pt" --out "$gm" --stage 1 "${COMMON[@]}" --mosaic 0.5 --global-size 256 --patch-size 256 \
+    --batch-size 8 --epochs 30 --lr 3e-4
+  glgeo train --dataset deepglobe --root "$DATA/deepglobe" --split-file "$RUNS/deepglobe-fullres-split.json" \
+    --init "$gm/stage1/best.pt" --out "$outm" --stage 2 "${COMMON[@]}" --mosaic 0.5 --scale 0.25 \
+    --global-size 256 --patch-size 256 --batch-size 2 --sub-batch 9 --epochs 30 --lr 2.5e-4
+  # the shipped file: python models/zoo/make_card.py deepglobe-landcover "$outm/model.pt" ... (docs/train.md)
 }
 
 inria() {
