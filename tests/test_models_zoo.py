@@ -66,6 +66,21 @@ def test_inria_buildings_beats_the_majority_class_on_its_validation_part(sample_
     assert report.scores.building_iou > 0.2
 
 
+def test_inria_buildings_card_tells_what_it_gets_on_an_unseen_joplin_tile(sample_data):
+    """The card's held-out figures are measured (re-measured here on one tile) and come
+    with the majority class's, whichever is better."""
+    from glgeo.evaluate import evaluate_imagery
+
+    held = model_card("inria-buildings")["held_out"]
+    assert held["majority_baseline"]["class"] == "background" and held["majority_baseline"]["building_iou"] == 0
+    assert set(held["scenes"]).isdisjoint(model_card("inria-buildings")["validation_scenes"])
+    joplin = sample_data / "joplin"
+    report = evaluate_imagery("inria-buildings", [str(joplin / "tile_337-10160.tif")], joplin / "footprints.geojson",
+                              settings=InferenceSettings(device="cpu", precision="fp32"))
+    assert report.scores.building_iou == pytest.approx(held["building_iou_per_image"]["tile_337-10160"], abs=0.005)
+    assert report.scores.building_iou > 0
+
+
 def test_deepglobe_landcover_beats_the_majority_class_on_a_validation_scene(sample_data):
     collection = open_dataset("deepglobe", sample_data / "deepglobe")
     # 19627 is one of the four crossvali scenes that neither training nor checkpoint choice
