@@ -31,7 +31,7 @@ COMMANDS: dict[str, str] = {
 
 #: Python argument -> command-line flag, where the library's messages name an argument.
 #: Most flags are the argument's name with dashes; these are the exceptions.
-_FLAGS: dict[str, str] = {}
+_FLAGS: dict[str, str] = {"creation_options": "--co"}
 #: Per command, where one argument has another flag there.
 _COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "train": {"workers": "--loader-workers"},

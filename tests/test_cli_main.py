@@ -62,6 +62,7 @@ def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
     assert cli_message("choose another out_dir") == "choose another --out-dir"
     assert cli_message("run with workers=1", "train") == "run with --loader-workers 1"
     assert cli_message("use device='cpu'") == "use --device cpu"
+    assert cli_message("creation_options names an empty or malformed option") == "--co names an empty or malformed option"
 
 
 def test_library_messages_advise_no_flags():
