@@ -47,11 +47,12 @@ import importlib.util
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _machine import peak_rss_mb  # benchmarks/_machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,7 +157,7 @@ def run_one(spec: dict) -> dict:
         "computed": summary.stats.computed,
         "precision": summary.stats.precision,
         "l2g_reuse": summary.stats.l2g_reuse,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
         "split": {
             "read": t.global_read + t.read_wait,
             "network": t.global_network + t.network,
