@@ -1,10 +1,9 @@
-"""What the benchmarks say about the machine they ran on and the memory a run took."""
+"""What the benchmarks print about the machine they ran on (their figures depend on it)."""
 
 from __future__ import annotations
 
 import os
 import platform
-import resource
 
 
 def cores() -> int:
@@ -24,16 +23,3 @@ def machine() -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     return f"{cores()} cores ({model}), torch {torch.__version__}, load average at start {load:.1f}"
 
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory, MB. Linux: ``VmHWM`` of its own address space;
-    ``ru_maxrss`` (elsewhere) is kept across ``execve``, so a run started from a large
-    parent (one that has just built a 400 MP scene) would report the parent's size."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

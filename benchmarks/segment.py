@@ -3,7 +3,7 @@
 Scenes of about 6, 25, 100 and 400 megapixels are built by tiling the real DeepGlobe
 sample images (2448 x 2448 RGB JPEGs) into a tiled GeoTIFF with a real CRS, written window
 by window (one sample image in memory at a time). Every run is a fresh Python process
-(``--one``), so its peak resident memory (``VmHWM``: ``_machine.peak_rss_mb``) is its own; on CUDA the peak GPU
+(``--one``), so its peak resident memory (:func:`glgeo.device.peak_resident_mb`) is its own; on CUDA the peak GPU
 memory (``torch.cuda.max_memory_allocated``) is reported too. Models are random-weight
 GLNets (speed and memory do not depend on the weights).
 
@@ -32,8 +32,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-
-from _machine import peak_rss_mb  # benchmarks/_machine.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 #: The strip scene (``--sizes strip``): rows x columns, and its key among the sizes.
@@ -103,6 +101,7 @@ def run_one(spec: dict) -> dict:
     """One segmentation in this process; returns the measurements."""
     import torch
 
+    from glgeo.device import peak_resident_mb
     from glgeo.inference import InferenceSettings
     from glgeo.segmentation import segment
 
@@ -122,7 +121,7 @@ def run_one(spec: dict) -> dict:
         "mp_per_s": summary.height * summary.width / 1e6 / wall,
         "patches": summary.stats.patches,
         "batch_size": summary.stats.batch_size,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_resident_mb(),
         "precision": summary.stats.precision,
         "l2g_reuse": summary.stats.l2g_reuse,
         "kept_mb": summary.stats.kept_bytes / 2**20,

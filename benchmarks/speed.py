@@ -52,8 +52,6 @@ import sys
 import time
 from pathlib import Path
 
-from _machine import peak_rss_mb  # benchmarks/_machine.py (the script's folder is on sys.path)
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -125,6 +123,7 @@ def _released_heads() -> None:
 def run_one(spec: dict) -> dict:
     import torch
 
+    from glgeo.device import peak_resident_mb
     from glgeo.segmentation import load_model, segment
 
     if spec["config"] == "reference":
@@ -157,7 +156,7 @@ def run_one(spec: dict) -> dict:
         "computed": summary.stats.computed,
         "precision": summary.stats.precision,
         "l2g_reuse": summary.stats.l2g_reuse,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_resident_mb(),
         "split": {
             "read": t.global_read + t.read_wait,
             "network": t.global_network + t.network,

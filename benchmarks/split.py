@@ -82,21 +82,16 @@ def _pin(core: int) -> int:
     return core
 
 
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _in_process(scene: str, out: str, model: str, core: int) -> dict:
     """glgeo.segment in a fresh process pinned to one core."""
     _pin(core)
+    from glgeo.device import peak_resident_mb
     from glgeo.inference import InferenceSettings
     from glgeo.segmentation import segment
 
     started = time.perf_counter()
     summary = segment(scene, out, model=model, settings=InferenceSettings(device="cpu", torch_threads=1))
-    return {"seconds": time.perf_counter() - started, "peak_rss_mb": _peak_rss_mb(), "windows": summary.stats.windows}
+    return {"seconds": time.perf_counter() - started, "peak_rss_mb": peak_resident_mb(), "windows": summary.stats.windows}
 
 
 def split_run(scene: Path, out: Path, model: str, workers: int, rows: int, cols: int | None) -> dict:

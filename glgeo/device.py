@@ -1,9 +1,10 @@
-"""Choosing the torch device and numeric precision for inference."""
+"""Choosing the torch device and numeric precision for inference; the host memory a run took."""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from typing import ContextManager, Literal
 
 import torch
@@ -97,3 +98,26 @@ def autocast(device: torch.device, precision: Literal["fp32", "bf16", "fp16"]) -
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def peak_resident_mb() -> float:
+    """This process's peak resident memory in MiB (0 where it cannot be known).
+
+    On Linux, the high-water mark of the process's own address space (``VmHWM``):
+    ``getrusage``'s ``ru_maxrss`` is kept across ``fork`` and ``execve``, so a process
+    started by a large one (a Dask worker, a benchmark's child) would report its parent's
+    size. Elsewhere ``ru_maxrss`` (bytes on macOS, KiB on the other systems).
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024

@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import resource
-import sys
 import tempfile
 import time
 import warnings
@@ -36,6 +34,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from .datasets import SceneCollection, open_raster, read_mask_ids
+from .device import peak_resident_mb
 from .resolution import reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, InputError
 from .progress import ProgressCallback
@@ -233,11 +232,6 @@ def evaluate_rasters(
     return EvaluationReport(acc.scores(), tuple(images))
 
 
-def _peak_rss_mb() -> float:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
-
-
 def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder: Path) -> tuple[Path, Path]:
     """The scene and its class-id truth resampled to ``scale`` (GeoTIFFs in ``folder``)."""
     pair = collection.scene(name)
@@ -392,7 +386,7 @@ def _report(acc: ConfusionAccumulator, images: list[ImageResult], cuda: bool, ch
 
         peak, kind = torch.cuda.max_memory_allocated() / (1 << 20), "gpu"
     else:
-        peak, kind = _peak_rss_mb(), "resident"
+        peak, kind = peak_resident_mb(), "resident"
     return EvaluationReport(
         acc.scores(),
         tuple(images),

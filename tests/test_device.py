@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -81,3 +83,27 @@ def test_auto_precision_is_bf16_on_cpus_with_native_bf16(monkeypatch):
     assert dev.resolve_precision("fp32", cpu) == "fp32"
     with pytest.raises(InputError, match="fp16 needs a CUDA device"):
         dev.resolve_precision("fp16", cpu)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc: VmHWM")
+def test_peak_resident_memory_is_the_process_own_not_its_parent(tmp_path):
+    """A process started by a large one (a Dask worker, a benchmark's run) reports its own
+    peak: ``ru_maxrss`` would report the parent's 1.5 GB (Linux keeps it across fork and
+    execve)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from glgeo.device import peak_resident_mb
+
+    ballast = np.ones(1_500_000_000 // 8)  # 1.5 GB, touched
+    assert peak_resident_mb() > 1400
+    child = subprocess.run(
+        [sys.executable, "-c", "import resource; from glgeo.device import peak_resident_mb; "
+                               "print(peak_resident_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
+        capture_output=True, text=True, check=True,
+    )
+    own, inherited = map(float, child.stdout.split())
+    del ballast
+    assert own < 1200, (own, inherited)

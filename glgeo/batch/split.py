@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import sys
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..atomic import atomic_path, check_output_path
+from ..device import peak_resident_mb
 from ..errors import GlgeoError, InputError, OutputError
 from ..inference import InferenceStats, Timings
 from ..progress import ProgressCallback
@@ -107,15 +107,6 @@ def blocks_folder(out: Path) -> Path:
     return out.with_name(f".{out.name}.blocks")
 
 
-def _peak_rss_mb() -> float:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
-
-
 def process_block(job: SplitJob, block: Block, model: str, options: BatchOptions) -> BlockResult:
     """Segment one block into its file; the task every worker runs.
 
@@ -128,7 +119,7 @@ def process_block(job: SplitJob, block: Block, model: str, options: BatchOptions
 
     def result(status: Status, **kwargs: Any) -> BlockResult:
         return BlockResult(block=block.name, box=block.box, windows=block.windows, status=status,
-                           seconds=time.perf_counter() - started, worker=address, peak_rss_mb=_peak_rss_mb(), **kwargs)
+                           seconds=time.perf_counter() - started, worker=address, peak_rss_mb=peak_resident_mb(), **kwargs)
 
     partials = remove_block_partials(job.folder, block)
     if block_path(job.folder, block).is_file():
