@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import sys
@@ -193,7 +194,8 @@ def main() -> None:
               f"{time.perf_counter() - started:.0f} s; model {args.model}; blocks of {args.block_windows} windows", flush=True)
         figures: dict = {}
         if args.in_process:
-            with ProcessPoolExecutor(1) as pool:
+            # a fresh interpreter (spawn): a forked child would start at this process's size
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
                 ref = pool.submit(_in_process, str(scene), str(work / "in-process.tif"), args.model,
                                   min(os.sched_getaffinity(0))).result()
             figures["in_process"] = ref
