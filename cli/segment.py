@@ -258,12 +258,11 @@ def segment(
         click.echo(json.dumps(result, indent=2))
     elif not quiet:
         stats = summary.stats
-        model_name = summary.provenance.model if summary.provenance is not None else summary.model
         click.echo(
             f"{summary.output}: {summary.width} x {summary.height} px, "
             + (f"{plural(stats.windows, 'context window')}, " if stats.windows > 1 else "")
             + f"{plural(stats.computed, 'patch')} computed"
-            f" ({stats.skipped_nodata + stats.skipped_c2f} skipped), model {model_name}, mode {stats.mode},"
+            f" ({stats.skipped_nodata + stats.skipped_c2f} skipped), model {summary.model_name}, mode {stats.mode},"
             f" {stats.precision} on {stats.device}"
             + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
             + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"

@@ -85,7 +85,8 @@ def run_split_from_cli(
         f"{summary.output}: {summary.width} x {summary.height} px, {plural(plan.windows[0] * plan.windows[1], 'context window')}"
         f" in {plural(len(plan.blocks), 'block')} on {where} ({counts['done']} computed, {counts['skipped']} kept from an "
         f"earlier run; {100 * (plan.overhead - 1):.0f} % of the windows computed twice at block edges), "
-        f"{plural(stats.computed, 'patch')} computed, mode {stats.mode}, {stats.precision} on {stats.device}"
+        f"{plural(stats.computed, 'patch')} computed, model {summary.model_name}, mode {stats.mode},"
+        f" {stats.precision} on {stats.device}"
         + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
         + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
     )

@@ -81,6 +81,11 @@ class SegmentSummary:
         return {c.name: c.area for c in self.classes}
 
     @property
+    def model_name(self) -> str:
+        """The model as the outputs' metadata names it (zoo name or checkpoint file name)."""
+        return self.provenance.model if self.provenance is not None else self.model
+
+    @property
     def seconds(self) -> float:
         """Wall time of the run (reading, network, blending, writing, COG conversion)."""
         return self.stats.timings.total

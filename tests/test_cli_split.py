@@ -27,6 +27,10 @@ def test_cli_splits_one_scene_over_an_existing_cluster(tmp_path, scene, checkpoi
     np.testing.assert_array_equal(classes, ref_classes)
     np.testing.assert_array_equal(scores, ref_scores)
     assert (tmp_path / "cli.gpkg").is_file()
+    # the one-line summary names the model and the precision, as one process's does
+    result = CliRunner().invoke(cli, args[1:-1] + ["--overwrite"], catch_exceptions=False)  # without -q and --json
+    assert result.exit_code == 0, result.output
+    assert f"computed, model {checkpoint.name}, mode " in result.output and " on cpu" in result.output
 
 
 @pytest.mark.parametrize(
