@@ -242,3 +242,15 @@ def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]
+
+
+def test_submit_and_collect_hands_over_results_and_failures(client):
+    """Scenes and split blocks run through one submit/collect loop: each result, or the
+    error that ended a task after its retries, reaches ``collect`` with its item."""
+    from glgeo.batch.scheduling import submit_and_collect
+
+    got = {}
+    tasks = [("three", "glgeo-test-int-3", int, ("3",)), ("bad", "glgeo-test-int-x", int, ("x",))]
+    submit_and_collect(client, tasks, 0, lambda item, result, error: got.__setitem__(item, (result, error)))
+    assert got["three"] == (3, None)
+    assert got["bad"][0] is None and got["bad"][1].startswith("ValueError: invalid literal")

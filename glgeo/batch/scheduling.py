@@ -175,33 +175,47 @@ def _run_in_process(run: _Run, model: str, pending: Sequence[int]) -> None:
         run.add(index, result)
 
 
-def _run_on_client(run: _Run, client: "Client", model: str, pending: Sequence[int]) -> None:
+def submit_and_collect(client: "Client", tasks: Sequence[tuple[Any, str, Any, tuple]], retries: int, collect) -> None:
+    """Run ``tasks`` on the cluster and hand each result over as it finishes.
+
+    Args:
+        client: the Dask client.
+        tasks: ``(item, key, function, args)``: ``function(*args)`` runs as task ``key``.
+        retries: how often Dask reruns a failed task.
+        collect: ``collect(item, result, error)`` per finished task, in the order they
+            finish; ``error`` is the one-line description of what ended it after its
+            retries (``result`` is then ``None``).
+
+    Whatever has not finished is cancelled when this returns or raises (Ctrl-C).
+    """
     distributed = require_distributed()
-    token = f"{time.time_ns():x}"
     futures = {}
-    for index in pending:
-        job = run.jobs[index]
-        future = client.submit(
-            process_scene,
-            job,
-            model,
-            run.options,
-            key=f"glgeo-segment-{job.output.stem}-{token}-{index}",
-            retries=run.options.retries,
-            pure=False,
-        )
-        futures[future] = index
+    for item, key, function, args in tasks:
+        futures[client.submit(function, *args, key=key, retries=retries, pure=False)] = item
     try:
         for future in distributed.as_completed(futures):
-            index = futures[future]
             try:
-                result = future.result()
-            except Exception as exc:  # noqa: BLE001 - the scene failed after its retries
-                result = _failed(run.jobs[index], _describe(exc))
-            run.add(index, result)
+                result, error = future.result(), None
+            except Exception as exc:  # noqa: BLE001 - the task failed after its retries
+                result, error = None, _describe(exc)
+            collect(futures[future], result, error)
             future.release()
     finally:
         client.cancel(list(futures))
+
+
+def _run_on_client(run: _Run, client: "Client", model: str, pending: Sequence[int]) -> None:
+    token = f"{time.time_ns():x}"
+    tasks = [
+        (index, f"glgeo-segment-{run.jobs[index].output.stem}-{token}-{index}", process_scene,
+         (run.jobs[index], model, run.options))
+        for index in pending
+    ]  # fmt: skip
+
+    def collect(index: int, result: Any, error: str | None) -> None:
+        run.add(index, result if error is None else _failed(run.jobs[index], error))
+
+    submit_and_collect(client, tasks, run.options.retries, collect)
 
 
 def _local_torch_threads(workers: int) -> int:

@@ -42,7 +42,7 @@ from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, 
 from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
 from .planning import BatchOptions
-from .scheduling import _describe, _model_reference, _dask_logs_at_glgeo_level, open_client
+from .scheduling import _describe, _model_reference, _dask_logs_at_glgeo_level, open_client, submit_and_collect
 from .worker import _n_gpus, _this_worker, cached_model, worker_device
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -204,27 +204,15 @@ def _run_blocks_in_process(job, blocks, reference, options, add) -> None:
 
 
 def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add) -> None:
-    import distributed
-
     token = f"{time.time_ns():x}"
-    futures = {}
-    for block in blocks:
-        future = client.submit(
-            process_block, job, block, reference, options,
-            key=f"glgeo-block-{block.name}-{token}", retries=options.retries, pure=False,
-        )  # fmt: skip
-        futures[future] = block
-    try:
-        for future in distributed.as_completed(futures):
-            block = futures[future]
-            try:
-                row = future.result()
-            except Exception as exc:  # noqa: BLE001 - the block failed after its retries
-                row = BlockResult(block.name, block.box, block.windows, "failed", error=_describe(exc))
-            add(row)
-            future.release()
-    finally:
-        client.cancel(list(futures))
+    tasks = [
+        (block, f"glgeo-block-{block.name}-{token}", process_block, (job, block, reference, options)) for block in blocks
+    ]
+
+    def collect(block: Block, row: Any, error: str | None) -> None:
+        add(row if error is None else BlockResult(block.name, block.box, block.windows, "failed", error=error))
+
+    submit_and_collect(client, tasks, options.retries, collect)
 
 
 def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStats:
