@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -65,6 +65,25 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
     if nouns is None:
         nouns = noun + ("es" if noun.endswith(("s", "sh", "ch", "x", "z")) else "s")
     return f"{n:,} {noun if n == 1 else nouns}"
+
+
+def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> None:
+    """What ``glgeo segment`` prints for one scene: ``OUT: W x H px, <what>, model, mode,
+    precision on device[, read at ...], seconds (MP/s)``, one line per class
+    (:func:`glgeo.areas.format_class_areas`) and the GeoPackage written, if any."""
+    from glgeo.areas import format_class_areas
+
+    stats = summary.stats
+    click.echo(
+        f"{summary.output}: {summary.width} x {summary.height} px, {what}, model {summary.model_name},"
+        f" mode {stats.mode}, {stats.precision} on {stats.device}"
+        + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
+        + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
+    )
+    for line in format_class_areas(summary.classes, summary.area_unit):
+        click.echo(line)
+    if vector is not None:
+        click.echo(f"polygons: {vector}")
 
 
 def labels_options(f: Callable) -> Callable:

@@ -9,7 +9,9 @@ import click
 from glgeo.modes import MODES
 
 from .batch import BatchArgs, batch_options
-from .options import plural, creation_options_opt, device_opt, format_opt, model_opt, overwrite_opt, progress_bar
+from .options import (
+    creation_options_opt, device_opt, echo_segment_summary, format_opt, model_opt, overwrite_opt, plural, progress_bar,
+)
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -258,18 +260,7 @@ def segment(
         click.echo(json.dumps(result, indent=2))
     elif not quiet:
         stats = summary.stats
-        click.echo(
-            f"{summary.output}: {summary.width} x {summary.height} px, "
-            + (f"{plural(stats.windows, 'context window')}, " if stats.windows > 1 else "")
-            + f"{plural(stats.computed, 'patch')} computed"
-            f" ({stats.skipped_nodata + stats.skipped_c2f} skipped), model {summary.model_name}, mode {stats.mode},"
-            f" {stats.precision} on {stats.device}"
-            + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
-            + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
+        what = (f"{plural(stats.windows, 'context window')}, " if stats.windows > 1 else "") + (
+            f"{plural(stats.computed, 'patch')} computed ({stats.skipped_nodata + stats.skipped_c2f} skipped)"
         )
-        from glgeo.areas import format_class_areas
-
-        for line in format_class_areas(summary.classes, summary.area_unit):
-            click.echo(line)
-        if vector is not None:
-            click.echo(f"polygons: {result['vector']}")
+        echo_segment_summary(summary, what, result.get("vector"))

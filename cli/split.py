@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .batch import BatchArgs
-from .options import plural, progress_bar
+from .options import echo_segment_summary, plural, progress_bar
 
 
 def run_split_from_cli(
@@ -81,20 +81,11 @@ def run_split_from_cli(
         return
     stats, counts, plan = summary.stats, result.counts, result.plan
     where = result.workers if result.workers.startswith(("local", "in-process")) else f"the Dask cluster at {result.workers}"
-    click.echo(
-        f"{summary.output}: {summary.width} x {summary.height} px, {plural(plan.windows[0] * plan.windows[1], 'context window')}"
-        f" in {plural(len(plan.blocks), 'block')} on {where} ({counts['done']} computed, {counts['skipped']} kept from an "
-        f"earlier run; {100 * (plan.overhead - 1):.0f} % of the windows computed twice at block edges), "
-        f"{plural(stats.computed, 'patch')} computed, model {summary.model_name}, mode {stats.mode},"
-        f" {stats.precision} on {stats.device}"
-        + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
-        + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
+    what = (
+        f"{plural(plan.windows[0] * plan.windows[1], 'context window')} in {plural(len(plan.blocks), 'block')} on {where}"
+        f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {100 * (plan.overhead - 1):.0f} % of"
+        f" the windows computed twice at block edges), {plural(stats.computed, 'patch')} computed"
     )
-    from glgeo.areas import format_class_areas
-
-    for line in format_class_areas(summary.classes, summary.area_unit):
-        click.echo(line)
-    if vector is not None:
-        click.echo(f"polygons: {report['vector']}")
+    echo_segment_summary(summary, what, report.get("vector"))
     if result.manifest is not None:
         click.echo(f"manifest: {result.manifest}")
