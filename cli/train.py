@@ -113,6 +113,10 @@ def _scheme(value: str | None):
                    "cut across scenes, as context windows cut across a large scene (--dataset inputs).")
 @click.option("--balance", type=float, default=0.0, show_default=True,
               help="Class-balanced sampling power: 0 every scene once per epoch, 1 strongly favour scenes of rare classes.")
+@click.option("--loss-balance", type=float, default=0.0, show_default=True,
+              help="Class-weighted loss power: weigh each class's pixels by its share of the training pixels to the "
+                   "power -this (capped at 10x the commonest class's); 0 every pixel alike, 1 every class alike "
+                   "(--dataset inputs).")
 @click.option("--gsd", type=float, default=None,
               help="Metres per pixel of the images when their georeferencing does not say (DeepGlobe 256 px copies: 4.78).")
 @click.option("--holdout-share", type=float, default=0.0, show_default=True,
@@ -135,7 +139,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
           val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
           fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment,
-          color_jitter, crop_jitter, mosaic, balance, gsd, holdout_share, holdout_scenes, scale,
+          color_jitter, crop_jitter, mosaic, balance, loss_balance, gsd, holdout_share, holdout_scenes, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
     """Train GLNet on a dataset, in the paper's stages.
 
@@ -226,6 +230,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         lr=_per_stage(float, lr, "--lr", mode),
         weight_decay=weight_decay,
         focal_gamma=focal_gamma,
+        loss_balance=loss_balance,
         fmreg_weight=fmreg_weight,
         init=init,
         backbone_weights=backbone_weights,

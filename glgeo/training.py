@@ -74,7 +74,7 @@ except ImportError:  # the standalone package has the same API
         raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
 
 from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
-from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective
+from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective, class_loss_weights
 from glgeo.models.sharing import feature_map_regularisation
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,9 @@ class TrainSettings:
         weight_decay: Adam weight decay.
         poly_power: exponent of the poly learning-rate decay.
         focal_gamma: focal loss gamma (released code 3, paper 6).
+        loss_balance: class-weighted loss power (:func:`~glgeo.models.losses.class_loss_weights`
+            of the training scenes' class shares); 0: every pixel weighs alike. For dataset
+            inputs (kind ``deepglobe``, ``inria``, ``folder``).
         fmreg_weight: weight of the feature-map regularisation (stage 2).
         init: checkpoint (file or zoo name) the first stage run starts from; by default
             stage 1 starts from scratch and stage N from the run's ``stageN-1/best.pt``.
@@ -230,6 +233,7 @@ class TrainSettings:
     weight_decay: float = 5e-4
     poly_power: float = 0.9
     focal_gamma: float = 3.0
+    loss_balance: float = 0.0
     fmreg_weight: float = FMREG_WEIGHT
     init: str | None = None
     backbone_weights: Path | None = None
@@ -256,6 +260,8 @@ class TrainSettings:
             raise InputError(f"unknown precision {self.precision!r}; use auto, fp32, bf16 or fp16")
         if len(self.lr) != 3 or any(not v > 0 for v in self.lr):
             raise InputError(f"learning rates must be positive, got {self.lr}")
+        if not self.loss_balance >= 0:
+            raise InputError(f"the loss class-balance power must be >= 0, got loss_balance={self.loss_balance}")
 
     @property
     def stages(self) -> tuple[int, ...]:
@@ -373,6 +379,7 @@ class GLNetTask(pl.LightningModule):
         input_range: raw values mapped to 0 and 1.
         color_jitter: brightness/contrast/saturation jitter of training scenes
             (:func:`color_jitter`); 0: none.
+        class_weights: a loss weight per class of the scheme (``None``: all 1).
     """
 
     def __init__(
@@ -388,6 +395,7 @@ class GLNetTask(pl.LightningModule):
         sub_batch: int = 6,
         input_range: tuple[float, float] = (0.0, 255.0),
         color_jitter: float = 0.0,
+        class_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -400,7 +408,8 @@ class GLNetTask(pl.LightningModule):
         self.sub_batch = sub_batch
         self.input_range = input_range
         # the stage's objective (glgeo.models.losses), computed here sub-batch by sub-batch
-        self.objective = GLNetObjective(stage, FocalLoss(focal_gamma, ignore_index=NODATA_ID), fmreg_weight)
+        focal = FocalLoss(focal_gamma, ignore_index=NODATA_ID, class_weights=class_weights)
+        self.objective = GLNetObjective(stage, focal, fmreg_weight)
         self.color_jitter = color_jitter
         self._jitter: tuple[torch.Tensor, torch.Tensor] | None = None
         model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
@@ -840,6 +849,21 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     return TrainResult(out=out, model=model_path, split=split, stages=tuple(results))
 
 
+def _class_weights(collection: Any, split: Any, data: DataSettings, settings: TrainSettings) -> list[float] | None:
+    """The loss's class weights from the training scenes' class shares (``loss_balance``)."""
+    if settings.loss_balance <= 0:
+        return None
+    if data.kind == "geo":
+        raise InputError(
+            "a class-weighted loss (loss_balance, --loss-balance) needs dataset inputs (--dataset): "
+            "with imagery and labels, balance the classes by the areas you label"
+        )
+    shares = class_shares(collection.subset(split.train)).sum(axis=0)
+    weights = class_loss_weights(shares, settings.loss_balance)
+    log.info("class weights of the loss: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(collection.scheme.names, weights)))
+    return weights
+
+
 def _run_stage(
     stage: int,
     first: bool,
@@ -853,6 +877,7 @@ def _run_stage(
     folder.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(settings.seed + stage, workers=True, verbose=False)
     scheme = collection.scheme
+    class_weights = _class_weights(collection, split, data, settings)
     model = _initial_model(stage, settings, scheme, first)
     task = GLNetTask(
         model,
@@ -866,6 +891,7 @@ def _run_stage(
         sub_batch=data.sub_batch,
         input_range=data.input_range,
         color_jitter=data.color_jitter,
+        class_weights=class_weights,
     )
     has_val = bool(split.val)
     # the training scenes' resolution (not the held-out ones')
@@ -894,6 +920,9 @@ def _run_stage(
             # the size of the views it learned from, which glgeo segment cuts large scenes to
             "footprint_px": footprint,
             "focal_gamma": settings.focal_gamma,
+            "loss_balance": settings.loss_balance,
+            # the loss weight of each class (None: all 1)
+            "class_weights": None if class_weights is None else dict(zip(scheme.names, class_weights)),
             "precision": precision,
             "augmentation": {
                 "flips_rotations": data.augment,

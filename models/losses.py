@@ -3,11 +3,15 @@
 * Focal loss (Lin et al.): ``-(1 - p_t)^gamma * log(p_t)`` averaged over pixels. The paper
   states gamma = 6, the released code used gamma = 3; it is a setting here, and every glgeo
   checkpoint records the value its model was trained with.
+* Optional class weights multiply each class's pixels' loss (``glgeo train --loss-balance``:
+  :func:`class_loss_weights`), so that a common class does not drown a rare one.
 * Stage 1: focal(global). Stage 2: focal(local) + focal(aggregated) + 0.15 fmreg.
   Stage 3: focal(L -> G global) + focal(aggregated). Auxiliary weights are 1.0.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -28,14 +32,24 @@ class FocalLoss(nn.Module):
     Args:
         gamma: focusing parameter; 0 gives cross-entropy.
         ignore_index: target value excluded from the loss (``None``: none).
+        class_weights: a weight per class multiplying its pixels' loss (Lin et al.'s alpha,
+            one per class); the loss stays the mean over valid pixels. ``None``: all 1.
     """
 
-    def __init__(self, gamma: float = DEFAULT_GAMMA, ignore_index: int | None = None) -> None:
+    def __init__(
+        self, gamma: float = DEFAULT_GAMMA, ignore_index: int | None = None, class_weights: Sequence[float] | None = None
+    ) -> None:
         super().__init__()
         if gamma < 0:
             raise InputError(f"focal gamma must be >= 0, got {gamma}")
         self.gamma = float(gamma)
         self.ignore_index = ignore_index
+        self.class_weights: Tensor | None = None
+        if class_weights is not None:
+            weights = torch.as_tensor([float(w) for w in class_weights], dtype=torch.float32)
+            if weights.ndim != 1 or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+                raise InputError(f"class weights must be finite numbers >= 0, got {list(class_weights)}")
+            self.class_weights = weights
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         if target.shape[-2:] != logits.shape[-2:]:
@@ -48,8 +62,42 @@ class FocalLoss(nn.Module):
         # Clamp like the released code (probabilities in [eps, 1 - eps]).
         p_t = logp_t.exp().clamp(1e-7, 1 - 1e-7)
         loss = -((1 - p_t) ** self.gamma) * p_t.log()
+        if self.class_weights is not None:
+            if len(self.class_weights) != logits.shape[1]:
+                raise ValueError(f"{len(self.class_weights)} class weights for logits of {logits.shape[1]} classes")
+            loss = loss * self.class_weights.to(loss.device)[safe]
         n = valid.sum()
         return (loss * valid).sum() / n.clamp(min=1)
+
+
+#: Class weights from pixel shares are capped at this multiple of the smallest weight, so a
+#: class with a handful of pixels (DeepGlobe's "unknown") does not dominate the loss.
+CLASS_WEIGHT_CAP = 10.0
+
+
+def class_loss_weights(pixel_shares: Sequence[float], power: float) -> list[float]:
+    """Class weights of the loss from the classes' shares of the training pixels.
+
+    Weight ``share ** -power``, capped at :data:`CLASS_WEIGHT_CAP` times the smallest, and
+    scaled so the mean weight of a training pixel is 1 (the loss keeps its scale). A class
+    without pixels gets weight 1 (it never enters the loss). ``power`` 0: all 1;
+    1: every class weighs as much in the loss as any other (up to the cap).
+
+    Raises:
+        InputError: a negative power, or no pixel in any class.
+    """
+    if power < 0:
+        raise InputError(f"the loss class-balance power must be >= 0, got {power}")
+    shares = torch.as_tensor([float(v) for v in pixel_shares], dtype=torch.float64)
+    if not float(shares.sum()) > 0:
+        raise InputError("class weights need labelled pixels; every training mask is nodata")
+    shares = shares / shares.sum()
+    present = shares > 0
+    weights = torch.ones_like(shares)
+    weights[present] = shares[present] ** -power
+    weights[present] = weights[present].clamp(max=CLASS_WEIGHT_CAP * float(weights[present].min()))
+    weights[present] /= float((shares[present] * weights[present]).sum())
+    return [float(w) for w in weights]
 
 
 def resize_labels(labels: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:

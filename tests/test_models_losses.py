@@ -26,6 +26,47 @@ def test_focal_loss_matches_cross_entropy_at_gamma_zero_and_down_weights_easy_pi
     )
 
 
+def test_class_weights_multiply_each_class_pixels_loss():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6, 6)
+    target = torch.randint(0, 3, (2, 6, 6))
+    target[0, 0] = 255
+    weights = torch.tensor([0.5, 2.0, 1.0])
+    got = FocalLoss(0.0, ignore_index=255, class_weights=weights.tolist())(logits, target)
+    valid = target != 255
+    per_pixel = F.cross_entropy(logits, torch.where(valid, target, 0), reduction="none")
+    expected = (per_pixel * weights[torch.where(valid, target, 0)])[valid].sum() / valid.sum()
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.allclose(FocalLoss(2.0, class_weights=[1.0, 1.0, 1.0])(logits, target.clamp(max=2)),
+                          FocalLoss(2.0)(logits, target.clamp(max=2)))
+    with pytest.raises(InputError, match="finite numbers >= 0"):
+        FocalLoss(class_weights=[1.0, -1.0])
+    with pytest.raises(ValueError, match="2 class weights for logits of 3 classes"):
+        FocalLoss(class_weights=[1.0, 1.0])(logits, target.clamp(max=2))
+
+
+def test_class_loss_weights_from_pixel_shares():
+    from glgeo.models.losses import CLASS_WEIGHT_CAP, class_loss_weights
+
+    shares = [0.6, 0.3, 0.1, 0.0]
+    assert class_loss_weights(shares, 0.0) == pytest.approx([1.0, 1.0, 1.0, 1.0])
+    half = class_loss_weights(shares, 0.5)
+    full = class_loss_weights(shares, 1.0)
+    # a pixel's mean weight stays 1, rarer classes weigh more, a class without pixels gets 1
+    for w in (half, full):
+        assert sum(s * v for s, v in zip(shares, w)) == pytest.approx(1.0)
+        assert w[0] < w[1] < w[2] and w[3] == 1.0
+    # power 1: every class the same total weight
+    assert 0.6 * full[0] == pytest.approx(0.3 * full[1]) == pytest.approx(0.1 * full[2])
+    # a class of a handful of pixels is capped
+    capped = class_loss_weights([0.999, 0.001], 1.0)
+    assert capped[1] / capped[0] == pytest.approx(CLASS_WEIGHT_CAP)
+    with pytest.raises(InputError, match=">= 0"):
+        class_loss_weights(shares, -0.5)
+    with pytest.raises(InputError, match="labelled pixels"):
+        class_loss_weights([0.0, 0.0], 1.0)
+
+
 def test_the_stage_objective_is_defined_once(tiny_inputs):
     """The trainer (GLNetTask) sums GLNetObjective's terms; fmreg is the one
     feature_map_regularisation of the forward pass."""

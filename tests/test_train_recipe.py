@@ -230,6 +230,14 @@ def test_data_settings_check_the_recipe_values(tmp_path):
             DataSettings(kind="deepglobe", root=tmp_path, **bad)
     with pytest.raises(InputError, match="mosaic is for dataset inputs"):
         DataSettings(kind="geo", geo=object(), mosaic=0.5)
+    from glgeo.training import TrainSettings
+
+    with pytest.raises(InputError, match="loss_balance"):
+        TrainSettings(out=tmp_path, loss_balance=-1.0)
+    from glgeo.training import _class_weights
+
+    with pytest.raises(InputError, match="needs dataset inputs"):
+        _class_weights(None, None, DataSettings(kind="geo", geo=object()), TrainSettings(out=tmp_path, loss_balance=1.0))
 
 
 # --------------------------------------------------------------------------- end to end
@@ -244,7 +252,7 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
         "-q", "train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "global",
         "--split-file", str(lists), "--holdout-share", "0.5", "--holdout-scenes", "8", "--gsd", "4.78",
         "--color-jitter", "0.2", "--crop-jitter", "0.4", "--balance", "0.5", "--mosaic", "0.5",
-        "--backbone", "resnet18", "--pyramid-channels", "16", "--segmentation-channels", "8", "--global-size", "64",
+        "--loss-balance", "1", "--backbone", "resnet18", "--pyramid-channels", "16", "--segmentation-channels", "8", "--global-size", "64",
         "--batch-size", "2", "--loader-workers", "0", "--epochs", "2", "--lr", "1e-3",
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -259,6 +267,13 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
     assert training["augmentation"] == {
         "flips_rotations": True, "color_jitter": 0.2, "crop_jitter": 0.4, "mosaic": 0.5, "balance": 0.5
     }
+    # the class-weighted loss: the weights of the four training scenes' class shares
+    from glgeo.models.losses import class_loss_weights
+
+    shares = class_shares(open_dataset("deepglobe", root).subset(split["train"])).sum(axis=0)
+    assert training["loss_balance"] == 1.0
+    assert list(training["class_weights"].values()) == pytest.approx(class_loss_weights(shares, 1.0))
+    assert list(training["class_weights"]) == [c.name for c in ck.scheme.classes]
     # the held-out part is what evaluate reports on
     report = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--dataset", "deepglobe",
