@@ -17,6 +17,7 @@ benchmarks do (see :mod:`glgeo.metrics`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import rasterio
@@ -330,7 +331,7 @@ def evaluate_model(
     cuda = _start_peak_memory(settings)
     acc = ConfusionAccumulator(scheme)
     images = []
-    with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp, _each_warning_once("glgeo.segmentation"):
         folder = Path(tmp)
         for i, name in enumerate(names):
             pair = collection.scene(name)
@@ -350,6 +351,36 @@ def evaluate_model(
             if progress is not None:
                 progress(i + 1, len(names))
     return _report(acc, images, cuda, checkpoint, model)
+
+
+class _OnceFilter(logging.Filter):
+    """Passes each warning template once: what segment says of every image of a dataset (no
+    georeferencing, coarser than the model's imagery) is said of the first only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = str(record.msg)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
+@contextlib.contextmanager
+def _each_warning_once(logger: str) -> Iterator[None]:
+    """Within the block, the logger's warnings of one template are shown once."""
+    target = logging.getLogger(logger)
+    once = _OnceFilter()
+    target.addFilter(once)
+    try:
+        yield
+    finally:
+        target.removeFilter(once)
 
 
 def _segment_and_score(

@@ -109,3 +109,27 @@ def test_class_count_that_does_not_fit(tmp_path):
     ds = open_dataset("inria", tmp_path / "inria")
     with pytest.raises(CheckpointError, match="predicts 7 classes .* scheme 'inria' has 2"):
         evaluate_model(ckpt, ds, ["austin1"])
+
+
+def test_a_warning_about_every_image_of_a_dataset_is_shown_once(tmp_path, caplog):
+    """Published datasets' JPEGs carry no georeferencing: evaluate says so once, not per image."""
+    import logging
+
+    from glgeo.inference import InferenceSettings
+    from fixtures.layouts import make_deepglobe
+
+    root = make_deepglobe(tmp_path / "dg", ids=("1", "2", "3"), size=64)
+    ds = open_dataset("deepglobe", root)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", DEEPGLOBE, widths=(32, 16))
+    with caplog.at_level(logging.WARNING):
+        evaluate_model(ckpt, ds, ["1", "2", "3"], InferenceSettings(device="cpu", precision="fp32"))
+    warned = [r for r in caplog.records if "has no georeferencing" in r.getMessage()]
+    assert len(warned) == 1 and "1_sat.jpg" in warned[0].getMessage()
+    # the filter is gone afterwards: segment warns of each scene it is given
+    from glgeo.segmentation import segment
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        for name in ("2", "3"):
+            segment(ds.scene(name).image, tmp_path / f"{name}.tif", model=ckpt, settings=InferenceSettings(device="cpu"))
+    assert sum("has no georeferencing" in r.getMessage() for r in caplog.records) == 2
