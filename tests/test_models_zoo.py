@@ -89,3 +89,51 @@ def test_deepglobe_landcover_beats_the_majority_class_on_a_validation_scene(samp
     majority = get_scheme("deepglobe").names.index(card["majority_baseline"]["class"])
     report = evaluate_model("deepglobe-landcover", collection, ["19627"], settings=InferenceSettings(device="cpu"))
     assert report.scores.miou > report.scores.majority_baseline(majority).miou
+
+
+def test_deepglobe_landcover_finds_barren_land_on_an_unseen_scene(sample_data):
+    """Every earlier default scored 0 on barren everywhere; 2774 (a held-out crossvali scene,
+    17 % barren) is one the card reports on."""
+    collection = open_dataset("deepglobe", sample_data / "deepglobe")
+    card = model_card("deepglobe-landcover")
+    barren = get_scheme("deepglobe").names.index("barren")
+    report = evaluate_model("deepglobe-landcover", collection, ["2774"], settings=InferenceSettings(device="cpu"))
+    assert report.scores.iou[barren] > 0.1
+    assert all(r["metrics"]["iou"]["barren"] > 0.1 for r in card["reports"])
+    assert "2774" in next(r for r in card["reports"] if "full-resolution" in r["label"])["scenes"]
+
+
+@pytest.mark.slow
+def test_prepare_landcover_keeps_the_held_out_scenes_out(sample_data, tmp_path):
+    """The default model's last stage-2 set (prepare_landcover.py): sharp scenes repeated,
+    the 256 px copies upsampled, and none of the scenes its card reports on."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    import rasterio
+
+    from glgeo.splits import make_split
+
+    small = open_dataset("deepglobe", sample_data / "deepglobe_256")
+    stage1 = make_split("deepglobe", small.names, split_file=sample_data / "deepglobe" / "splits", holdout_share=0.5,
+                        holdout_scenes=("180902", "19627", "2774"))
+    (tmp_path / "stage1.json").write_text(json.dumps(stage1.to_dict()))
+    out = tmp_path / "lc"
+    subprocess.run([sys.executable, str(ZOO_DIR / "prepare_landcover.py"), str(sample_data), str(out),
+                    str(tmp_path / "stage1.json"), "2"], check=True)
+    split = json.loads((out / "split.json").read_text())
+    scene = lambda name: name.split("-")[0]  # noqa: E731
+    card = model_card("deepglobe-landcover")
+    reported = {s for r in card["reports"] for s in r["scenes"]}
+    assert not {scene(n) for n in split["train"] + split["val"]} & (reported | set(stage1.test))
+    assert {scene(n) for n in split["val"]} == {"855", *stage1.val}
+    sharp = [n for n in split["train"] if not n.endswith("-lowres")]
+    assert len(sharp) == 12 and len(split["train"]) - 12 == len({scene(n) for n in split["train"]} - {scene(n) for n in sharp})
+    collection = open_dataset("deepglobe", out)
+    for name in (sharp[1], split["val"][1]):
+        pair = collection.scene(name)
+        with rasterio.open(pair.image) as img, rasterio.open(pair.mask) as msk:
+            assert img.shape == msk.shape == (2448, 2448)
+            assert set(np.unique(msk.read())) <= {0, 255}

@@ -40,7 +40,21 @@ deepglobe() {
   glgeo train --dataset deepglobe --root "$DATA/deepglobe" --split-file "$RUNS/deepglobe-fullres-split.json" \
     --init "$gm/stage1/best.pt" --out "$outm" --stage 2 "${COMMON[@]}" --mosaic 0.5 --scale 0.25 \
     --global-size 256 --patch-size 256 --batch-size 2 --sub-batch 9 --epochs 30 --lr 2.5e-4
-  # the shipped file: python models/zoo/make_card.py deepglobe-landcover "$outm/model.pt" ... (docs/train.md)
+  # Then stage 2 once more, on a set that adds the 256 px copies of the stage-1 train ids
+  # (upsampled to 2448 px) to the six full-resolution scenes (each under COPIES names), with a
+  # class-weighted loss: on the six scenes alone the aggregation learned barren land from
+  # one scene and never predicted it elsewhere. Checkpoint chosen on 855 and the stage-1
+  # validation ids (upsampled); the held-out scenes stay out (prepare_landcover.py).
+  local gb=$RUNS/deepglobe-global-balanced lc=$RUNS/deepglobe-stage2-data outb=$RUNS/deepglobe-landcover-balanced
+  glgeo train --dataset deepglobe --root "$DATA/deepglobe_256" --gsd 4.78125 \
+    --split-file "$DATA/deepglobe/splits" --holdout-share 0.5 --holdout-scenes 180902,19627,2774 \
+    --init "$outm/model.pt" --out "$gb" --stage 1 "${COMMON[@]}" --mosaic 0.5 --loss-balance 0.5 \
+    --global-size 256 --patch-size 256 --batch-size 8 --epochs 30 --lr 3e-4
+  python "$HERE/prepare_landcover.py" "$DATA" "$lc" "$gb/split.json" 24
+  glgeo train --dataset deepglobe --root "$lc" --split-file "$lc/split.json" \
+    --init "$gb/stage1/best.pt" --out "$outb" --stage 2 "${COMMON[@]}" --mosaic 0.5 --loss-balance 0.5 --scale 0.25 \
+    --global-size 256 --patch-size 256 --batch-size 2 --sub-batch 9 --epochs 12 --limit-train-batches 15 --lr 2.5e-4
+  # the shipped file: python models/zoo/make_card.py deepglobe-landcover "$outb/model.pt" ... (docs/train.md)
 }
 
 inria() {
