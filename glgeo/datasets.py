@@ -560,7 +560,9 @@ class SampleSpec:
             (the drawn one and three at random) instead of one scene: a window of one
             scene's size (times the crop jitter's fraction) at a random place of the
             mosaic, so the views cut across scenes as a large scene's context windows cut
-            across its land. ``0``: never. Scenes of different sizes are never mosaicked.
+            across its land; the window's centre lies on the drawn scene, so at least a
+            quarter of it is that scene (class-balanced sampling keeps its effect).
+            ``0``: never. Scenes of different sizes are never mosaicked.
     """
 
     global_size: int = 508
@@ -621,15 +623,21 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
     def draw_window(self, height: int, width: int, within: tuple[int, int] | None = None) -> Window:
         """The part a sample covers of a ``height x width`` scene (file pixels): the whole
         scene, or with ``crop_jitter`` a random window of the same aspect (torch's
-        generator); placed at random inside ``within`` (rows, columns) when given."""
+        generator). With ``within`` (rows, columns: a mosaic whose top-left part is the
+        scene), placed at random inside it with its centre on the scene, so at least a
+        quarter of the window is the scene the sampler drew."""
         jitter = self.spec.crop_jitter
         rows, cols = within or (height, width)
         if jitter <= 0 and within is None:
             return Window(0, 0, width, height)
         side = 1.0 - jitter * float(torch.rand(()))
         h, w = max(1, round(height * side)), max(1, round(width * side))
-        top = int(torch.randint(rows - h + 1, ()))
-        left = int(torch.randint(cols - w + 1, ()))
+        last_top, last_left = rows - h, cols - w
+        if within is not None:  # centre (top + h / 2, left + w / 2) inside the scene
+            last_top = min(last_top, math.ceil(height - h / 2) - 1)
+            last_left = min(last_left, math.ceil(width - w / 2) - 1)
+        top = int(torch.randint(max(0, last_top) + 1, ()))
+        left = int(torch.randint(max(0, last_left) + 1, ()))
         return Window(left, top, w, h)
 
     def open_scene(self, index: Any) -> "ContextManager[Any]":

@@ -164,6 +164,25 @@ def test_mosaic_window_reads_the_four_scenes_where_they_lie(tmp_path, area):
         assert scene.global_image(64).shape == (3, 64, 64) and scene.global_label(16).shape == (16, 16)
 
 
+@pytest.mark.parametrize("jitter", [0.0, 0.3])
+def test_mosaic_windows_are_centred_on_the_drawn_scene(tmp_path, jitter):
+    """A mosaic window lies in the mosaic with its centre on the scene the sampler drew
+    (the top-left one), so a quarter or more of it is that scene, and it still reaches
+    into the other three."""
+    collection, _, _ = _four_scenes(tmp_path)
+    dataset = GLNetSceneDataset(collection, SampleSpec(global_size=64, patch_size=64, crop_jitter=jitter, mosaic=1.0))
+    torch.manual_seed(0)
+    beyond = 0
+    for _ in range(300):
+        win = dataset.draw_window(80, 96, (160, 192))
+        top, left, h, w = win.row_off, win.col_off, win.height, win.width
+        assert 0 <= top and top + h <= 160 and 0 <= left and left + w <= 192
+        assert top + h / 2 < 80 and left + w / 2 < 96
+        assert min(h, 80 - top) * min(w, 96 - left) >= h * w / 4
+        beyond += top + h > 80 and left + w > 96
+    assert beyond > 100  # most windows straddle all four scenes
+
+
 def test_mosaic_share_of_samples(tmp_path):
     """``mosaic=1``: every training sample is a mosaic window of one scene's size; ``0``:
     none is; scenes of different sizes are never put together."""
