@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -595,14 +596,20 @@ class SceneDataModule(pl.LightningDataModule):
         split: which scenes train and validate.
         settings: sizes, batch, workers.
         stage: the training stage (stages 2 and 3 read the patches).
+        train_shares: the training scenes' class shares (:func:`~glgeo.datasets.class_shares`,
+            in ``split.train`` order), if the run already has them; read here otherwise.
     """
 
-    def __init__(self, collection: SceneCollection, split: Split, settings: DataSettings, stage: int) -> None:
+    def __init__(
+        self, collection: SceneCollection, split: Split, settings: DataSettings, stage: int,
+        train_shares: np.ndarray | None = None,
+    ) -> None:
         super().__init__()
         self.collection = collection
         self.split = split
         self.settings = settings
         self.stage = stage
+        self.train_shares = train_shares
 
     def _spec(self, train: bool) -> SampleSpec:
         s = self.settings
@@ -621,7 +628,10 @@ class SceneDataModule(pl.LightningDataModule):
     def _sampler(self, names: Sequence[str]) -> torch.utils.data.Sampler | None:
         if self.settings.balance <= 0:
             return None
-        weights = balanced_weights(class_shares(self.collection.subset(names)), self.settings.balance)
+        shares = self.train_shares
+        if shares is None or list(names) != list(self.split.train):
+            shares = class_shares(self.collection.subset(names))
+        weights = balanced_weights(shares, self.settings.balance)
         return torch.utils.data.WeightedRandomSampler(torch.from_numpy(weights), num_samples=len(names), replacement=True)
 
     def _loader(self, names: Sequence[str], train: bool) -> torch.utils.data.DataLoader:
@@ -834,6 +844,10 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
         (out / "split.json").write_text(json.dumps(split.to_dict(), indent=1))
     log.info("dataset %s: %d train / %d val scenes", data.kind, len(split.train), len(split.val))
     precision = training_precision(settings.precision, settings.accelerator)
+    # the training scenes' class shares (masks read once per run), for class-balanced
+    # sampling and the class-weighted loss
+    needed = data.kind != "geo" and (data.balance > 0 or settings.loss_balance > 0)
+    shares = class_shares(collection.subset(split.train)) if needed else None
     results = []
     for position, stage in enumerate(stages):
         folder = out / f"stage{stage}"
@@ -842,25 +856,27 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
             results.append(StageResult(**{**info, "best": Path(info["best"]), "last": Path(info["last"])}))
             log.info("stage %d already finished: skipped", stage)
             continue
-        results.append(_run_stage(stage, position == 0, collection, split, data, settings, precision))
+        results.append(_run_stage(stage, position == 0, collection, split, data, settings, precision, shares))
     model_path = out / "model.pt"
     if main_process:
         shutil.copyfile(results[-1].best, model_path)
     return TrainResult(out=out, model=model_path, split=split, stages=tuple(results))
 
 
-def _class_weights(collection: Any, split: Any, data: DataSettings, settings: TrainSettings) -> list[float] | None:
-    """The loss's class weights from the training scenes' class shares (``loss_balance``)."""
+def _class_weights(
+    shares: np.ndarray | None, scheme: ClassScheme, data: DataSettings, settings: TrainSettings
+) -> list[float] | None:
+    """The loss's class weights (``loss_balance``) from the training scenes' class shares
+    (:func:`~glgeo.datasets.class_shares`, one row per scene)."""
     if settings.loss_balance <= 0:
         return None
-    if data.kind == "geo":
+    if data.kind == "geo" or shares is None:
         raise InputError(
             "a class-weighted loss (loss_balance, --loss-balance) needs dataset inputs (--dataset): "
             "with imagery and labels, balance the classes by the areas you label"
         )
-    shares = class_shares(collection.subset(split.train)).sum(axis=0)
-    weights = class_loss_weights(shares, settings.loss_balance)
-    log.info("class weights of the loss: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(collection.scheme.names, weights)))
+    weights = class_loss_weights(shares.sum(axis=0), settings.loss_balance)
+    log.info("class weights of the loss: %s", ", ".join(f"{n} {w:.2f}" for n, w in zip(scheme.names, weights)))
     return weights
 
 
@@ -872,12 +888,13 @@ def _run_stage(
     data: DataSettings,
     settings: TrainSettings,
     precision: str,
+    shares: np.ndarray | None = None,
 ) -> StageResult:
     folder = settings.out / f"stage{stage}"
     folder.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(settings.seed + stage, workers=True, verbose=False)
     scheme = collection.scheme
-    class_weights = _class_weights(collection, split, data, settings)
+    class_weights = _class_weights(shares, scheme, data, settings)
     model = _initial_model(stage, settings, scheme, first)
     task = GLNetTask(
         model,
@@ -981,7 +998,7 @@ def _run_stage(
         # Frozen branches are in eval mode on purpose (their BatchNorm statistics stay fixed).
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
         trainer.fit(
-            task, datamodule=SceneDataModule(collection, split, data, stage), ckpt_path=ckpt_path
+            task, datamodule=SceneDataModule(collection, split, data, stage, shares), ckpt_path=ckpt_path
         )
     seconds = time.perf_counter() - start
     result = StageResult(

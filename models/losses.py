@@ -47,7 +47,7 @@ class FocalLoss(nn.Module):
         self.class_weights: Tensor | None = None
         if class_weights is not None:
             weights = torch.as_tensor([float(w) for w in class_weights], dtype=torch.float32)
-            if weights.ndim != 1 or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+            if not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
                 raise InputError(f"class weights must be finite numbers >= 0, got {list(class_weights)}")
             self.class_weights = weights
 

@@ -256,13 +256,17 @@ def test_data_settings_check_the_recipe_values(tmp_path):
     from glgeo.training import _class_weights
 
     with pytest.raises(InputError, match="needs dataset inputs"):
-        _class_weights(None, None, DataSettings(kind="geo", geo=object()), TrainSettings(out=tmp_path, loss_balance=1.0))
+        _class_weights(None, INT3, DataSettings(kind="geo", geo=object()), TrainSettings(out=tmp_path, loss_balance=1.0))
 
 
 # --------------------------------------------------------------------------- end to end
 
 
-def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
+def test_train_with_the_recipe_options_records_them(tmp_path, caplog, monkeypatch):
+    import glgeo.training
+
+    reads = []  # the masks are read once per run, for the sampler and the loss's weights alike
+    monkeypatch.setattr(glgeo.training, "class_shares", lambda c: reads.append(len(c)) or class_shares(c))
     root = make_deepglobe(tmp_path / "dg", ids=tuple(str(i) for i in range(1, 9)), size=64)
     lists = tmp_path / "split.json"
     lists.write_text(json.dumps({"train": ["1", "2", "3", "4"], "val": ["5", "6", "7", "8"]}))
@@ -276,6 +280,7 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog):
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "validated on 2, 2 held out" in result.output
+    assert reads == [4]
     split = json.loads((out / "split.json").read_text())
     assert len(split["val"]) == 2 and "8" in split["test"] and not set(split["val"]) & set(split["test"])
     ck = load_checkpoint(out / "model.pt")

@@ -9,11 +9,13 @@ that holds both, at the same 2448 px size so that ``glgeo train --scale 0.25`` r
 scene at 2 m:
 
 * the six full-resolution train scenes (hard links to the shared files), each also under
-  ``COPIES - 1`` more names (``<id>-2``, ...), so an epoch draws sharp scenes about as
-  often as ``COPIES * 6 / (COPIES * 6 + 166)`` of the time;
-* the 166 train ids of ``deepglobe_256`` (4.78 m) upsampled to 2448 px (bilinear; masks
-  nearest): their detail is the copies' own, but their labels teach the aggregation what
-  the global features of every class look like;
+  ``COPIES - 1`` more names (``<id>-2``, ...), so ``COPIES * 6`` of the
+  ``COPIES * 6 + 162`` training scenes are sharp (class-balanced sampling then reweighs
+  them by their classes);
+* the other 162 train ids of ``deepglobe_256`` (4.78 m; four of its 166 are the sharp
+  scenes above) upsampled to 2448 px (bilinear; masks nearest): their detail is the
+  copies' own, but their labels teach the aggregation what the global features of every
+  class look like;
 * for checkpoint choice: the full-resolution scene 855 and the 38 validation ids of the
   256 px copies (upsampled the same way).
 
