@@ -117,6 +117,10 @@ def _scheme(value: str | None):
               help="Class-weighted loss power: weigh each class's pixels by its share of the training pixels to the "
                    "power -this (capped at 10x the commonest class's); 0 every pixel alike, 1 every class alike "
                    "(--dataset inputs).")
+@click.option("--cut-consistency", type=float, default=0.0, show_default=True,
+              help="Stage 1: also train on a random cut of each view (up to a quarter off each side) and weigh by "
+                   "this a loss asking for the same classes where view and cut overlap, so a place's class depends "
+                   "less on where the scene is cut; 0 off.")
 @click.option("--gsd", type=float, default=None,
               help="Metres per pixel of the images when their georeferencing does not say (DeepGlobe 256 px copies: 4.78).")
 @click.option("--holdout-share", type=float, default=0.0, show_default=True,
@@ -139,7 +143,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
           val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
           fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment,
-          color_jitter, crop_jitter, mosaic, balance, loss_balance, gsd, holdout_share, holdout_scenes, scale,
+          color_jitter, crop_jitter, mosaic, balance, loss_balance, cut_consistency, gsd, holdout_share, holdout_scenes, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
     """Train GLNet on a dataset, in the paper's stages.
 
@@ -231,6 +235,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         weight_decay=weight_decay,
         focal_gamma=focal_gamma,
         loss_balance=loss_balance,
+        cut_consistency=cut_consistency,
         fmreg_weight=fmreg_weight,
         init=init,
         backbone_weights=backbone_weights,

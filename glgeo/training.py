@@ -75,7 +75,7 @@ except ImportError:  # the standalone package has the same API
         raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
 
 from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
-from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective, class_loss_weights
+from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective, class_loss_weights, cut_consistency, resize_labels
 from glgeo.models.sharing import feature_map_regularisation
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,10 @@ StageSpec = Literal["1", "2", "3", "all"]
 DEFAULT_LR = {1: 5e-5, 2: 2e-5, 3: 2e-5}
 #: Keep stage 3's local features between its two passes when they fit in this many bytes.
 LOCAL_CACHE_BYTES = 1 << 30
+#: Cut consistency (stage 1): the largest share of a view's side a random cut takes off
+#: each side (a quarter: about what a user's bounding box or a context window's edge takes
+#: off a scene's view; benchmarks/invariance.py cuts 14 % of the rows and 21 % of the columns).
+MAX_CUT = 0.25
 
 
 # --------------------------------------------------------------------------- settings
@@ -203,6 +207,9 @@ class TrainSettings:
         loss_balance: class-weighted loss power (:func:`~glgeo.models.losses.class_loss_weights`
             of the training scenes' class shares); 0: every pixel weighs alike. For dataset
             inputs (kind ``deepglobe``, ``inria``, ``folder``).
+        cut_consistency: weight of the cut-consistency term of stage 1 (the global branch
+            also learns from random cuts of its views and is asked for the same class
+            probabilities on the shared ground, :func:`random_cuts`); 0: none.
         fmreg_weight: weight of the feature-map regularisation (stage 2).
         init: checkpoint (file or zoo name) the first stage run starts from; by default
             stage 1 starts from scratch and stage N from the run's ``stageN-1/best.pt``.
@@ -235,6 +242,7 @@ class TrainSettings:
     poly_power: float = 0.9
     focal_gamma: float = 3.0
     loss_balance: float = 0.0
+    cut_consistency: float = 0.0
     fmreg_weight: float = FMREG_WEIGHT
     init: str | None = None
     backbone_weights: Path | None = None
@@ -263,6 +271,8 @@ class TrainSettings:
             raise InputError(f"learning rates must be positive, got {self.lr}")
         if not self.loss_balance >= 0:
             raise InputError(f"the loss class-balance power must be >= 0, got loss_balance={self.loss_balance}")
+        if not self.cut_consistency >= 0:
+            raise InputError(f"the cut-consistency weight must be >= 0, got cut_consistency={self.cut_consistency}")
 
     @property
     def stages(self) -> tuple[int, ...]:
@@ -344,6 +354,36 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor, mean: torch.Tensor) -> 
     return ((x - m) * c + m).clamp_(0.0, 1.0)
 
 
+def random_cuts(
+    images: torch.Tensor, labels: torch.Tensor, max_cut: float
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]]:
+    """A random cut of each view, read as a whole view (the global branch's input size).
+
+    Each side of a view loses a share drawn uniformly from ``[0, max_cut]`` of the view's
+    side, independently (so the cut's aspect differs from the view's, as a scene cut by a
+    user's bounding box or a context window's edge does). Cuts follow the label grid
+    (``labels`` ``(N, h, w)``, the logits' resolution): the images are cut along the same
+    lines and resized bilinearly, the labels nearest.
+
+    Returns:
+        the cut images ``(N, 3, H, W)``, the cut labels ``(N, h, w)`` and each cut's box
+        ``(top, left, height, width)`` in label cells.
+    """
+    n, _, height, width = images.shape
+    h, w = labels.shape[-2:]
+    fy, fx = height // h, width // w
+    cut_images, cut_labels, boxes = [], [], []
+    for i in range(n):
+        top, bottom, left, right = (int(torch.randint(0, int(max_cut * side) + 1, ()).item()) for side in (h, h, w, w))
+        box = (top, left, h - top - bottom, w - left - right)
+        t, l, bh, bw = box
+        view = images[i : i + 1, :, t * fy : (t + bh) * fy, l * fx : (l + bw) * fx]
+        cut_images.append(F.interpolate(view, size=(height, width), mode="bilinear", align_corners=False, antialias=True))
+        cut_labels.append(resize_labels(labels[i : i + 1, t : t + bh, l : l + bw], (h, w)))
+        boxes.append(box)
+    return torch.cat(cut_images), torch.cat(cut_labels), boxes
+
+
 def merge_patch_logits(logits: torch.Tensor, boxes: torch.Tensor, scene_size: Sequence[int], out_size: Sequence[int]) -> torch.Tensor:
     """Sum patch logits ``(N, C, h, w)`` into a scene-wide ``(C, *out_size)`` map.
 
@@ -381,6 +421,9 @@ class GLNetTask(pl.LightningModule):
         color_jitter: brightness/contrast/saturation jitter of training scenes
             (:func:`color_jitter`); 0: none.
         class_weights: a loss weight per class of the scheme (``None``: all 1).
+        cut_consistency: weight of the cut-consistency term (stage 1,
+            :func:`~glgeo.models.losses.cut_consistency`); 0: no cuts.
+        max_cut: the largest share of a view's side a cut takes off each side.
     """
 
     def __init__(
@@ -397,6 +440,8 @@ class GLNetTask(pl.LightningModule):
         input_range: tuple[float, float] = (0.0, 255.0),
         color_jitter: float = 0.0,
         class_weights: Sequence[float] | None = None,
+        cut_consistency: float = 0.0,
+        max_cut: float = MAX_CUT,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -412,6 +457,8 @@ class GLNetTask(pl.LightningModule):
         focal = FocalLoss(focal_gamma, ignore_index=NODATA_ID, class_weights=class_weights)
         self.objective = GLNetObjective(stage, focal, fmreg_weight)
         self.color_jitter = color_jitter
+        self.cut_consistency = cut_consistency
+        self.max_cut = max_cut
         self._jitter: tuple[torch.Tensor, torch.Tensor] | None = None
         model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
         self.val_confusion: torch.Tensor | None = None
@@ -464,10 +511,20 @@ class GLNetTask(pl.LightningModule):
             self.manual_backward(loss, retain_graph=retain_graph)
 
     def _stage1(self, images: torch.Tensor, labels: torch.Tensor, opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = self.objective.term("global", self.model.encode_global(images).logits, labels)
+        logits = self.model.encode_global(images).logits
+        loss = self.objective.term("global", logits, labels)
+        parts = {"global": float(loss.detach())}
+        if self.cut_consistency > 0:
+            # the same views cut at random, trained on alike, and asked for the same classes
+            # on the ground they share
+            cut_images, cut_labels, boxes = random_cuts(images, labels, self.max_cut)
+            cut_logits = self.model.encode_global(cut_images).logits
+            cut_loss = self.objective.term("global", cut_logits, cut_labels)
+            agreement = cut_consistency(logits, cut_logits, boxes, valid=cut_labels != NODATA_ID)
+            loss = (loss + cut_loss) / 2 + self.cut_consistency * agreement
+            parts.update(cut=float(cut_loss.detach()), consistency=float(agreement.detach()))
         self._backward(opt, loss, last=True)
-        loss = loss.detach()
-        return loss, {"global": float(loss)}
+        return loss.detach(), parts
 
     def _scene_chunks(self, batch: dict[str, Any]) -> list[tuple[int, int, int]]:
         """(scene, start, stop) of every sub-batch of the batch's patches."""
@@ -909,6 +966,7 @@ def _run_stage(
         input_range=data.input_range,
         color_jitter=data.color_jitter,
         class_weights=class_weights,
+        cut_consistency=settings.cut_consistency if stage == 1 else 0.0,
     )
     has_val = bool(split.val)
     # the training scenes' resolution (not the held-out ones')
@@ -938,6 +996,7 @@ def _run_stage(
             "footprint_px": footprint,
             "focal_gamma": settings.focal_gamma,
             "loss_balance": settings.loss_balance,
+            "cut_consistency": settings.cut_consistency if stage == 1 else 0.0,
             # the loss weight of each class (None: all 1)
             "class_weights": None if class_weights is None else dict(zip(scheme.names, class_weights)),
             "precision": precision,

@@ -5,6 +5,11 @@
   checkpoint records the value its model was trained with.
 * Optional class weights multiply each class's pixels' loss (``glgeo train --loss-balance``:
   :func:`class_loss_weights`), so that a common class does not drown a rare one.
+* Optional cut consistency (``glgeo train --cut-consistency``, stage 1): the global branch
+  also sees a random cut of each view (a few rows and columns off each side, the rest read
+  as a whole scene), is trained on it like on the view, and a symmetric KL divergence asks
+  for the same class probabilities on the ground both share (:func:`cut_consistency`), so
+  a pixel's class depends less on where a scene or a context window is cut.
 * Stage 1: focal(global). Stage 2: focal(local) + focal(aggregated) + 0.15 fmreg.
   Stage 3: focal(L -> G global) + focal(aggregated). Auxiliary weights are 1.0.
 """
@@ -103,6 +108,37 @@ def class_loss_weights(pixel_shares: Sequence[float], power: float) -> list[floa
 def resize_labels(labels: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     """Nearest-neighbour resize of integer label maps ``(N, H, W)``, as the released code."""
     return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
+
+
+def cut_consistency(view_logits: Tensor, cut_logits: Tensor, boxes: Sequence[tuple[int, int, int, int]],
+                    valid: Tensor | None = None) -> Tensor:
+    """Symmetric KL divergence between the class probabilities of views and of their cuts.
+
+    Args:
+        view_logits: ``(N, C, H, W)`` logits of the views.
+        cut_logits: ``(N, C, h, w)`` logits of the cuts, each cut the box
+            ``(top, left, height, width)`` (in cells of ``view_logits``) of its view read
+            as a whole image.
+        boxes: one box per view.
+        valid: ``(N, h, w)`` pixels of the cuts that count (``None``: all).
+
+    Returns:
+        ``(KL(p_view || p_cut) + KL(p_cut || p_view)) / 2`` per pixel, averaged over the
+        valid pixels of the cuts; gradients reach both.
+    """
+    if len(boxes) != view_logits.shape[0] or cut_logits.shape[0] != view_logits.shape[0]:
+        raise ValueError(f"{len(boxes)} boxes for {view_logits.shape[0]} views and {cut_logits.shape[0]} cuts")
+    size = tuple(cut_logits.shape[-2:])
+    # each view's logits on its cut's box, resized onto the cut's grid
+    shared = torch.cat([
+        F.interpolate(view_logits[i : i + 1, :, t : t + h, l : l + w].float(), size=size, mode="bilinear", align_corners=False)
+        for i, (t, l, h, w) in enumerate(boxes)
+    ])
+    logp, logq = F.log_softmax(shared, dim=1), F.log_softmax(cut_logits.float(), dim=1)
+    kl = 0.5 * ((logp.exp() * (logp - logq)).sum(1) + (logq.exp() * (logq - logp)).sum(1))
+    if valid is None:
+        return kl.mean()
+    return (kl * valid).sum() / valid.sum().clamp(min=1)
 
 
 #: The terms of each stage's objective: focal loss on every output the stage trains (weight

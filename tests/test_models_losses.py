@@ -67,6 +67,35 @@ def test_class_loss_weights_from_pixel_shares():
         class_loss_weights([0.0, 0.0], 1.0)
 
 
+def test_cut_consistency_compares_each_view_with_its_cut_on_the_shared_ground():
+    from glgeo.models.losses import cut_consistency
+
+    torch.manual_seed(0)
+    views = torch.randn(2, 4, 16, 16)
+    boxes = [(2, 4, 8, 8), (0, 0, 16, 16)]
+    # cuts that see exactly what their views saw on the box: no disagreement
+    cuts = torch.cat([F.interpolate(views[i : i + 1, :, t : t + h, l : l + w], size=(16, 16), mode="bilinear",
+                                    align_corners=False) for i, (t, l, h, w) in enumerate(boxes)])
+    assert float(cut_consistency(views, cuts, boxes)) == pytest.approx(0.0, abs=1e-6)
+    # the wrong box is a disagreement; the divergence is symmetric and > 0
+    moved = [(0, 0, 8, 8), boxes[1]]
+    wrong = cut_consistency(views, cuts, moved)
+    assert float(wrong) > 0.01
+    # symmetric: the second view and cut swapped give the same value
+    a = cut_consistency(views[1:], cuts[1:] * 2, boxes[1:])
+    b = cut_consistency(cuts[1:] * 2, views[1:], boxes[1:])
+    torch.testing.assert_close(a, b)
+    # only valid pixels count; gradients reach both outputs
+    valid = torch.zeros(2, 16, 16, dtype=torch.bool)
+    assert float(cut_consistency(views, cuts + torch.randn_like(cuts), boxes, valid)) == 0.0
+    views.requires_grad_(True)
+    cuts = cuts.clone().requires_grad_(True)
+    cut_consistency(views, cuts + 1.0 * torch.randn_like(cuts), boxes).backward()
+    assert views.grad.abs().sum() > 0 and cuts.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="boxes"):
+        cut_consistency(views, cuts, boxes[:1])
+
+
 def test_the_stage_objective_is_defined_once(tiny_inputs):
     """The trainer (GLNetTask) sums GLNetObjective's terms; fmreg is the one
     feature_map_regularisation of the forward pass."""

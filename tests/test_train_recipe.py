@@ -253,10 +253,36 @@ def test_data_settings_check_the_recipe_values(tmp_path):
 
     with pytest.raises(InputError, match="loss_balance"):
         TrainSettings(out=tmp_path, loss_balance=-1.0)
+    with pytest.raises(InputError, match="cut_consistency"):
+        TrainSettings(out=tmp_path, cut_consistency=-1.0)
     from glgeo.training import _class_weights
 
     with pytest.raises(InputError, match="needs dataset inputs"):
         _class_weights(None, INT3, DataSettings(kind="geo", geo=object()), TrainSettings(out=tmp_path, loss_balance=1.0))
+
+
+# --------------------------------------------------------------------------- cut consistency
+
+
+def test_random_cuts_cut_images_and_labels_along_the_same_lines():
+    from glgeo.training import random_cuts
+
+    torch.manual_seed(0)
+    # every label cell (4 x 4 px) holds its own value, so a cut's box can be read back from both
+    labels = torch.arange(16 * 20).reshape(1, 16, 20).repeat(6, 1, 1) % 250
+    images = labels.float().repeat_interleave(4, 1).repeat_interleave(4, 2)[:, None].repeat(1, 3, 1, 1)
+    cut_images, cut_labels, boxes = random_cuts(images, labels, max_cut=0.25)
+    assert cut_images.shape == images.shape and cut_labels.shape == labels.shape
+    assert len({b for b in boxes}) > 1  # drawn per view
+    for i, (t, l, h, w) in enumerate(boxes):
+        assert 0 <= t <= 4 and 0 <= l <= 5 and 8 <= h <= 16 - t and 10 <= w <= 20 - l
+        # the cut's corners are the box's corner cells
+        assert cut_labels[i, 0, 0] == labels[i, t, l] and cut_labels[i, -1, -1] == labels[i, t + h - 1, l + w - 1]
+        assert cut_images[i, 0, 0, 0] == pytest.approx(float(labels[i, t, l]), abs=1.0)
+    # no cut at all: the views themselves
+    same_images, same_labels, same = random_cuts(images, labels, max_cut=0.0)
+    assert same == [(0, 0, 16, 20)] * 6 and torch.equal(same_labels, labels)
+    torch.testing.assert_close(same_images, images)
 
 
 # --------------------------------------------------------------------------- end to end
@@ -275,7 +301,8 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog, monkeypatc
         "-q", "train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "global",
         "--split-file", str(lists), "--holdout-share", "0.5", "--holdout-scenes", "8", "--gsd", "4.78",
         "--color-jitter", "0.2", "--crop-jitter", "0.4", "--balance", "0.5", "--mosaic", "0.5",
-        "--loss-balance", "1", "--backbone", "resnet18", "--pyramid-channels", "16", "--segmentation-channels", "8", "--global-size", "64",
+        "--loss-balance", "1", "--cut-consistency", "2", "--backbone", "resnet18", "--pyramid-channels", "16",
+        "--segmentation-channels", "8", "--global-size", "64",
         "--batch-size", "2", "--loader-workers", "0", "--epochs", "2", "--lr", "1e-3",
     ], catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -298,6 +325,12 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog, monkeypatc
     assert training["loss_balance"] == 1.0
     assert list(training["class_weights"].values()) == pytest.approx(class_loss_weights(shares, 1.0))
     assert list(training["class_weights"]) == [c.name for c in ck.scheme.classes]
+    # the cut-consistency term was computed at every step (and logged) and is recorded
+    assert training["cut_consistency"] == 2.0
+    logged = [row for f in (out / "stage1").rglob("metrics.csv") for row in f.read_text().splitlines()]
+    header = logged[0].split(",")
+    values = [row.split(",")[header.index("train/consistency")] for row in logged[1:]]
+    assert len([v for v in values if v and float(v) > 0]) == 2  # one per epoch
     # the held-out part is what evaluate reports on
     report = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--dataset", "deepglobe",
