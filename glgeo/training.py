@@ -75,7 +75,7 @@ except ImportError:  # the standalone package has the same API
         raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
 
 from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
-from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective, class_loss_weights, cut_consistency, resize_labels
+from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective, class_loss_weights, cut_consistency, mosaic_of, resize_labels
 from glgeo.models.sharing import feature_map_regularisation
 
 log = logging.getLogger(__name__)
@@ -355,33 +355,46 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor, mean: torch.Tensor) -> 
 
 
 def random_cuts(
-    images: torch.Tensor, labels: torch.Tensor, max_cut: float
-) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]]]:
+    images: torch.Tensor, labels: torch.Tensor, max_cut: float, mosaic: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]], list[tuple[int, ...]]]:
     """A random cut of each view, read as a whole view (the global branch's input size).
 
     Each side of a view loses a share drawn uniformly from ``[0, max_cut]`` of the view's
     side, independently (so the cut's aspect differs from the view's, as a scene cut by a
-    user's bounding box or a context window's edge does). Cuts follow the label grid
-    (``labels`` ``(N, h, w)``, the logits' resolution): the images are cut along the same
-    lines and resized bilinearly, the labels nearest.
+    user's bounding box or a context window's edge does). With probability ``mosaic`` the
+    cut of that size is instead taken from a 3 x 3 mosaic of the batch's views with the view
+    at the centre (the others: the next eight of the batch, cyclically) anywhere its centre
+    lies on the view, so the cut holds foreign ground beyond the view's edges, as a context
+    window that straddles two kinds of land does. Cuts follow the label grid (``labels``
+    ``(N, h, w)``, the logits' resolution): the images are cut along the same lines and
+    resized bilinearly, the labels nearest.
 
     Returns:
-        the cut images ``(N, 3, H, W)``, the cut labels ``(N, h, w)`` and each cut's box
-        ``(top, left, height, width)`` in label cells.
+        the cut images ``(N, 3, H, W)``, the cut labels ``(N, h, w)``, each cut's box
+        ``(top, left, height, width)`` in label cells of its source, and each cut's source
+        (:func:`~glgeo.models.losses.mosaic_of`: the view's index, or the nine of the mosaic).
     """
     n, _, height, width = images.shape
     h, w = labels.shape[-2:]
     fy, fx = height // h, width // w
-    cut_images, cut_labels, boxes = [], [], []
+    cut_images, cut_labels, boxes, sources = [], [], [], []
     for i in range(n):
         top, bottom, left, right = (int(torch.randint(0, int(max_cut * side) + 1, ()).item()) for side in (h, h, w, w))
-        box = (top, left, h - top - bottom, w - left - right)
-        t, l, bh, bw = box
-        view = images[i : i + 1, :, t * fy : (t + bh) * fy, l * fx : (l + bw) * fx]
+        bh, bw = h - top - bottom, w - left - right
+        if mosaic > 0 and float(torch.rand(())) < mosaic:
+            source: tuple[int, ...] = tuple((i + k) % n for k in range(-4, 5))  # the view at the centre
+            # the cut's centre anywhere on the view (the mosaic's middle tile)
+            top = h + int(torch.randint(0, h, ()).item()) - bh // 2
+            left = w + int(torch.randint(0, w, ()).item()) - bw // 2
+        else:
+            source = (i,)
+        t, l = top, left
+        view = mosaic_of(images, source)[None, :, t * fy : (t + bh) * fy, l * fx : (l + bw) * fx]
         cut_images.append(F.interpolate(view, size=(height, width), mode="bilinear", align_corners=False, antialias=True))
-        cut_labels.append(resize_labels(labels[i : i + 1, t : t + bh, l : l + bw], (h, w)))
-        boxes.append(box)
-    return torch.cat(cut_images), torch.cat(cut_labels), boxes
+        cut_labels.append(resize_labels(mosaic_of(labels, source)[None, t : t + bh, l : l + bw], (h, w)))
+        boxes.append((t, l, bh, bw))
+        sources.append(source)
+    return torch.cat(cut_images), torch.cat(cut_labels), boxes, sources
 
 
 def merge_patch_logits(logits: torch.Tensor, boxes: torch.Tensor, scene_size: Sequence[int], out_size: Sequence[int]) -> torch.Tensor:
@@ -424,6 +437,8 @@ class GLNetTask(pl.LightningModule):
         cut_consistency: weight of the cut-consistency term (stage 1,
             :func:`~glgeo.models.losses.cut_consistency`); 0: no cuts.
         max_cut: the largest share of a view's side a cut takes off each side.
+        mosaic_cuts: share of the cuts taken from a 3 x 3 mosaic of the batch's views
+            (:func:`random_cuts`).
     """
 
     def __init__(
@@ -442,6 +457,7 @@ class GLNetTask(pl.LightningModule):
         class_weights: Sequence[float] | None = None,
         cut_consistency: float = 0.0,
         max_cut: float = MAX_CUT,
+        mosaic_cuts: float = 0.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -459,6 +475,7 @@ class GLNetTask(pl.LightningModule):
         self.color_jitter = color_jitter
         self.cut_consistency = cut_consistency
         self.max_cut = max_cut
+        self.mosaic_cuts = mosaic_cuts
         self._jitter: tuple[torch.Tensor, torch.Tensor] | None = None
         model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
         self.val_confusion: torch.Tensor | None = None
@@ -517,10 +534,10 @@ class GLNetTask(pl.LightningModule):
         if self.cut_consistency > 0:
             # the same views cut at random, trained on alike, and asked for the same classes
             # on the ground they share
-            cut_images, cut_labels, boxes = random_cuts(images, labels, self.max_cut)
+            cut_images, cut_labels, boxes, sources = random_cuts(images, labels, self.max_cut, self.mosaic_cuts)
             cut_logits = self.model.encode_global(cut_images).logits
             cut_loss = self.objective.term("global", cut_logits, cut_labels)
-            agreement = cut_consistency(logits, cut_logits, boxes, valid=cut_labels != NODATA_ID)
+            agreement = cut_consistency(logits, cut_logits, boxes, valid=cut_labels != NODATA_ID, sources=sources)
             loss = (loss + cut_loss) / 2 + self.cut_consistency * agreement
             parts.update(cut=float(cut_loss.detach()), consistency=float(agreement.detach()))
         self._backward(opt, loss, last=True)
@@ -967,6 +984,8 @@ def _run_stage(
         color_jitter=data.color_jitter,
         class_weights=class_weights,
         cut_consistency=settings.cut_consistency if stage == 1 else 0.0,
+        # with --mosaic, that share of the cuts straddle the batch's other views
+        mosaic_cuts=data.mosaic,
     )
     has_val = bool(split.val)
     # the training scenes' resolution (not the held-out ones')

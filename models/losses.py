@@ -7,9 +7,11 @@
   :func:`class_loss_weights`), so that a common class does not drown a rare one.
 * Optional cut consistency (``glgeo train --cut-consistency``, stage 1): the global branch
   also sees a random cut of each view (a few rows and columns off each side, the rest read
-  as a whole scene), is trained on it like on the view, and a symmetric KL divergence asks
-  for the same class probabilities on the ground both share (:func:`cut_consistency`), so
-  a pixel's class depends less on where a scene or a context window is cut.
+  as a whole scene; with ``--mosaic`` that share of the cuts is cut from a 3 x 3 mosaic of
+  the batch's views around the view), is trained on it like on the view, and a symmetric
+  KL divergence asks for the same class probabilities on the ground both share
+  (:func:`cut_consistency`), so a pixel's class depends less on where a scene or a context
+  window is cut and what lies beyond the cut.
 * Stage 1: focal(global). Stage 2: focal(local) + focal(aggregated) + 0.15 fmreg.
   Stage 3: focal(L -> G global) + focal(aggregated). Auxiliary weights are 1.0.
 """
@@ -110,29 +112,44 @@ def resize_labels(labels: Tensor, size: tuple[int, int] | torch.Size) -> Tensor:
     return F.interpolate(labels[:, None].float(), size=tuple(size), mode="nearest")[:, 0].long()
 
 
+def mosaic_of(views: Tensor, sources: Sequence[int]) -> Tensor:
+    """``views[sources[0]]`` ``(C, H, W)``, or for nine sources the 3 x 3 mosaic
+    ``(C, 3H, 3W)`` of those views, row by row (the cut's own view at the centre)."""
+    if len(sources) == 1:
+        return views[sources[0]]
+    if len(sources) != 9:
+        raise ValueError(f"a cut comes from one view or a 3 x 3 mosaic of nine, got {len(sources)} sources")
+    rows = [torch.cat([views[j] for j in sources[r * 3 : r * 3 + 3]], dim=-1) for r in range(3)]
+    return torch.cat(rows, dim=-2)
+
+
 def cut_consistency(view_logits: Tensor, cut_logits: Tensor, boxes: Sequence[tuple[int, int, int, int]],
-                    valid: Tensor | None = None) -> Tensor:
+                    valid: Tensor | None = None, sources: Sequence[Sequence[int]] | None = None) -> Tensor:
     """Symmetric KL divergence between the class probabilities of views and of their cuts.
 
     Args:
         view_logits: ``(N, C, H, W)`` logits of the views.
         cut_logits: ``(N, C, h, w)`` logits of the cuts, each cut the box
-            ``(top, left, height, width)`` (in cells of ``view_logits``) of its view read
+            ``(top, left, height, width)`` (in cells of ``view_logits``) of its source read
             as a whole image.
-        boxes: one box per view.
+        boxes: one box per cut.
         valid: ``(N, h, w)`` pixels of the cuts that count (``None``: all).
+        sources: per cut, the view it was cut from (one index) or the nine views of the
+            3 x 3 mosaic it was cut from (:func:`mosaic_of`); ``None``: cut ``i`` from view ``i``.
 
     Returns:
         ``(KL(p_view || p_cut) + KL(p_cut || p_view)) / 2`` per pixel, averaged over the
         valid pixels of the cuts; gradients reach both.
     """
-    if len(boxes) != view_logits.shape[0] or cut_logits.shape[0] != view_logits.shape[0]:
-        raise ValueError(f"{len(boxes)} boxes for {view_logits.shape[0]} views and {cut_logits.shape[0]} cuts")
+    sources = [(i,) for i in range(len(boxes))] if sources is None else sources
+    if not len(boxes) == len(sources) == cut_logits.shape[0]:
+        raise ValueError(f"{len(boxes)} boxes and {len(sources)} sources for {cut_logits.shape[0]} cuts")
     size = tuple(cut_logits.shape[-2:])
-    # each view's logits on its cut's box, resized onto the cut's grid
+    # the views' logits on each cut's box, resized onto the cut's grid
     shared = torch.cat([
-        F.interpolate(view_logits[i : i + 1, :, t : t + h, l : l + w].float(), size=size, mode="bilinear", align_corners=False)
-        for i, (t, l, h, w) in enumerate(boxes)
+        F.interpolate(mosaic_of(view_logits, src)[None, :, t : t + h, l : l + w].float(), size=size, mode="bilinear",
+                      align_corners=False)
+        for src, (t, l, h, w) in zip(sources, boxes)
     ])
     logp, logq = F.log_softmax(shared, dim=1), F.log_softmax(cut_logits.float(), dim=1)
     kl = 0.5 * ((logp.exp() * (logp - logq)).sum(1) + (logq.exp() * (logq - logp)).sum(1))

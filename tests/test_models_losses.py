@@ -96,6 +96,22 @@ def test_cut_consistency_compares_each_view_with_its_cut_on_the_shared_ground():
         cut_consistency(views, cuts, boxes[:1])
 
 
+def test_cut_consistency_reads_cuts_of_a_mosaic_of_views():
+    from glgeo.models.losses import cut_consistency, mosaic_of
+
+    torch.manual_seed(0)
+    views = torch.randn(9, 3, 8, 8)
+    source = tuple(range(9))
+    mosaic = mosaic_of(views, source)
+    assert mosaic.shape == (3, 24, 24) and torch.equal(mosaic[:, 8:16, 16:24], views[5])
+    box = (4, 6, 8, 10)  # straddles four views
+    cut = F.interpolate(mosaic[None, :, 4:12, 6:16], size=(8, 8), mode="bilinear", align_corners=False)
+    assert float(cut_consistency(views, cut, [box], sources=[source])) == pytest.approx(0.0, abs=1e-6)
+    assert float(cut_consistency(views, cut, [(0, 0, 8, 10)], sources=[source])) > 0.01
+    with pytest.raises(ValueError, match="nine"):
+        mosaic_of(views, (0, 1))
+
+
 def test_the_stage_objective_is_defined_once(tiny_inputs):
     """The trainer (GLNetTask) sums GLNetObjective's terms; fmreg is the one
     feature_map_regularisation of the forward pass."""

@@ -27,6 +27,7 @@ from glgeo.datasets import (
 from glgeo.errors import InputError
 from glgeo.models import load_checkpoint
 from glgeo.splits import Split, hold_out, make_split
+from glgeo.models.losses import resize_labels
 from glgeo.training import DataSettings, color_jitter, jitter_factors
 from fixtures.layouts import INT3, folder_scene, make_deepglobe, make_folder
 
@@ -271,8 +272,9 @@ def test_random_cuts_cut_images_and_labels_along_the_same_lines():
     # every label cell (4 x 4 px) holds its own value, so a cut's box can be read back from both
     labels = torch.arange(16 * 20).reshape(1, 16, 20).repeat(6, 1, 1) % 250
     images = labels.float().repeat_interleave(4, 1).repeat_interleave(4, 2)[:, None].repeat(1, 3, 1, 1)
-    cut_images, cut_labels, boxes = random_cuts(images, labels, max_cut=0.25)
+    cut_images, cut_labels, boxes, sources = random_cuts(images, labels, max_cut=0.25)
     assert cut_images.shape == images.shape and cut_labels.shape == labels.shape
+    assert sources == [(i,) for i in range(6)]
     assert len({b for b in boxes}) > 1  # drawn per view
     for i, (t, l, h, w) in enumerate(boxes):
         assert 0 <= t <= 4 and 0 <= l <= 5 and 8 <= h <= 16 - t and 10 <= w <= 20 - l
@@ -280,9 +282,26 @@ def test_random_cuts_cut_images_and_labels_along_the_same_lines():
         assert cut_labels[i, 0, 0] == labels[i, t, l] and cut_labels[i, -1, -1] == labels[i, t + h - 1, l + w - 1]
         assert cut_images[i, 0, 0, 0] == pytest.approx(float(labels[i, t, l]), abs=1.0)
     # no cut at all: the views themselves
-    same_images, same_labels, same = random_cuts(images, labels, max_cut=0.0)
+    same_images, same_labels, same, _ = random_cuts(images, labels, max_cut=0.0)
     assert same == [(0, 0, 16, 20)] * 6 and torch.equal(same_labels, labels)
     torch.testing.assert_close(same_images, images)
+
+
+def test_mosaic_cuts_straddle_the_batch_views_around_their_own():
+    from glgeo.models.losses import mosaic_of
+    from glgeo.training import random_cuts
+
+    torch.manual_seed(1)
+    labels = torch.arange(6)[:, None, None].repeat(1, 16, 16)  # view i is all class i
+    images = labels.float().repeat_interleave(4, 1).repeat_interleave(4, 2)[:, None].repeat(1, 3, 1, 1)
+    cut_images, cut_labels, boxes, sources = random_cuts(images, labels, max_cut=0.25, mosaic=1.0)
+    for i, ((t, l, h, w), source) in enumerate(zip(boxes, sources)):
+        assert len(source) == 9 and source[4] == i and len(set(source)) == 6  # the view at the centre
+        # the cut's centre lies on its own view (the mosaic's middle tile), its box inside the mosaic
+        assert 16 <= t + h // 2 < 32 and 16 <= l + w // 2 < 32 and t >= 0 and l >= 0 and t + h <= 48 and l + w <= 48
+        torch.testing.assert_close(cut_labels[i], resize_labels(mosaic_of(labels, source)[None, t:t + h, l:l + w], (16, 16))[0])
+        assert (cut_labels[i] == i).float().mean() >= 0.25  # at least a quarter is its own view
+    assert any(len(torch.unique(c)) > 1 for c in cut_labels)  # and some hold the neighbours
 
 
 # --------------------------------------------------------------------------- end to end
