@@ -54,7 +54,21 @@ deepglobe() {
   glgeo train --dataset deepglobe --root "$lc" --split-file "$lc/split.json" \
     --init "$gb/stage1/best.pt" --out "$outb" --stage 2 "${COMMON[@]}" --mosaic 0.5 --loss-balance 0.5 --scale 0.25 \
     --global-size 256 --patch-size 256 --batch-size 2 --sub-batch 9 --epochs 12 --limit-train-batches 15 --lr 2.5e-4
-  # the shipped file: python models/zoo/make_card.py deepglobe-landcover "$outb/model.pt" ... (docs/train.md)
+  # Last, the global branch once more with cut consistency (--cut-consistency: it also learns
+  # from random cuts of its views, half of them straddling a 3 x 3 mosaic of the batch's
+  # views, and is asked for the same classes where view and cut overlap), so a place keeps
+  # its class wherever a scene or a context window is cut; then stage 2 again on the same
+  # set. Same splits and checkpoint choice. (The shipped file's run started from the
+  # previous zoo file, $outb/model.pt in float16.)
+  local gc=$RUNS/deepglobe-global-cut outc=$RUNS/deepglobe-landcover-cut
+  glgeo train --dataset deepglobe --root "$DATA/deepglobe_256" --gsd 4.78125 \
+    --split-file "$DATA/deepglobe/splits" --holdout-share 0.5 --holdout-scenes 180902,19627,2774 \
+    --init "$outb/model.pt" --out "$gc" --stage 1 "${COMMON[@]}" --mosaic 0.5 --loss-balance 0.5 --cut-consistency 10 \
+    --global-size 256 --patch-size 256 --batch-size 8 --epochs 30 --lr 3e-4
+  glgeo train --dataset deepglobe --root "$lc" --split-file "$lc/split.json" \
+    --init "$gc/stage1/best.pt" --out "$outc" --stage 2 "${COMMON[@]}" --mosaic 0.5 --loss-balance 0.5 --scale 0.25 \
+    --global-size 256 --patch-size 256 --batch-size 2 --sub-batch 9 --epochs 12 --limit-train-batches 15 --lr 2.5e-4
+  # the shipped file: python models/zoo/make_card.py deepglobe-landcover "$outc/model.pt" ... (docs/train.md)
 }
 
 inria() {
