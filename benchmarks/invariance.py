@@ -30,6 +30,7 @@ Example::
 
     python benchmarks/invariance.py                      # the default model, nine images
     python benchmarks/invariance.py --model runs/dg/model.pt --images 104113,172307,...
+    python benchmarks/invariance.py --mode global        # the global branch alone
 
 Accuracy figures here compare the engines with each other; they are not a model's
 held-out accuracy (some of these images trained the zoo model; see its card for that).
@@ -77,6 +78,8 @@ def main() -> None:
     parser.add_argument("--model", default="deepglobe-landcover")
     parser.add_argument("--images", default=None, help="comma-separated DeepGlobe ids (default: the first nine)")
     parser.add_argument("--border", type=int, default=700, help="nodata border around the mosaic, px (0.5 m)")
+    parser.add_argument("--mode", default=None, choices=["global", "g2l", "bidirectional"],
+                        help="the model's mode for both engines (default: the model's own)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: times comparable across runs)")
     args = parser.parse_args()
 
@@ -99,7 +102,8 @@ def main() -> None:
     checkpoint = load_model(args.model)
     scheme = checkpoint.scheme
     deepglobe = get_scheme("deepglobe")
-    engines = {"glgeo": InferenceSettings(), "before": InferenceSettings(footprint=0, blend="sum", nodata_fill="zero")}
+    engines = {"glgeo": InferenceSettings(mode=args.mode),
+               "before": InferenceSettings(mode=args.mode, footprint=0, blend="sum", nodata_fill="zero")}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{args.threads} torch thread(s); model {args.model} (footprint {checkpoint.footprint} px at scale "
           f"{checkpoint.scene_scale:g}, mode {checkpoint.mode})")
