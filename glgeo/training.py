@@ -388,11 +388,10 @@ def random_cuts(
             left = w + int(torch.randint(0, w, ()).item()) - bw // 2
         else:
             source = (i,)
-        t, l = top, left
-        view = mosaic_of(images, source)[None, :, t * fy : (t + bh) * fy, l * fx : (l + bw) * fx]
+        view = mosaic_of(images, source)[None, :, top * fy : (top + bh) * fy, left * fx : (left + bw) * fx]
         cut_images.append(F.interpolate(view, size=(height, width), mode="bilinear", align_corners=False, antialias=True))
-        cut_labels.append(resize_labels(mosaic_of(labels, source)[None, t : t + bh, l : l + bw], (h, w)))
-        boxes.append((t, l, bh, bw))
+        cut_labels.append(resize_labels(mosaic_of(labels, source)[None, top : top + bh, left : left + bw], (h, w)))
+        boxes.append((top, left, bh, bw))
         sources.append(source)
     return torch.cat(cut_images), torch.cat(cut_labels), boxes, sources
 
