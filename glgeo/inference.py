@@ -99,8 +99,10 @@ class InferenceSettings:
             shares in RAM: memory grows with the scene) or ``recompute`` (the local branch
             runs again: no storage, one more local pass).
         prefetch: batches read ahead in a background thread (0: read inline).
-        logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels, and
-            how a coarser working grid's scores reach the scene's pixels (``scale``).
+        logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels (in
+            ``global`` mode: how each pixel reads the window's global logits at its exact
+            place, ``nearest`` taking the cell its centre falls in), and how a coarser
+            working grid's scores reach the scene's pixels (``scale``).
         blend: how overlapping patches and context windows are combined
             (:mod:`glgeo.blend`): ``taper`` (weights falling towards each tile's edges,
             normalised: no seams) or ``sum`` (the released code's plain sum).
@@ -579,11 +581,13 @@ class StreamingSegmenter:
                 kept.close()
 
     def _patch_logits(self, run: "_WindowRun", batch, chosen, boxes, kept_iter) -> torch.Tensor:
-        from glgeo.models import crop_global
+        from glgeo.models import sample_global
 
         mode, context = self.mode, run.context
         if mode == "global":
-            return crop_global(context.logits, boxes)
+            # read at each patch pixel's exact place on the window's logits: overlapping
+            # patches agree, so the window's map is its global logits upsampled once
+            return sample_global(context.logits, boxes, self.settings.logit_upsampling)
         if mode == "local":
             return self.model.encode_local(self._tensor(batch.images[chosen]), None, None).logits
         if mode == "g2l":

@@ -11,7 +11,7 @@ from .coarse_to_fine import relaxed_foreground_box
 from .glnet import MODES, GLNet, GLNetConfig, GLNetOutput, build_model
 from .heads import BranchFeatures, FPNHead
 from .losses import FocalLoss, GLNetObjective
-from .sharing import L2GCanvas, PatchBoxes, coverage_map, crop_global
+from .sharing import L2GCanvas, PatchBoxes, coverage_map, crop_global, sample_global
 from .zoo import list_models, model_card
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "build_model",
     "coverage_map",
     "crop_global",
+    "sample_global",
     "import_released",
     "list_backbones",
     "list_models",

@@ -131,6 +131,49 @@ def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
     return out
 
 
+def sample_global(feature: Tensor, boxes: PatchBoxes, mode: str = "bilinear") -> Tensor:
+    """A global map ``(B, C, H, W)`` read at each patch's own pixels: ``(N, C, h, w)``.
+
+    Scene pixel ``y`` of an ``S``-row scene lies at ``(y + 0.5) * H / S - 0.5`` on the map's
+    grid, exactly where ``F.interpolate(feature, size=scene size, mode=mode,
+    align_corners=False)`` samples it (``mode="bilinear"``; edge cells held beyond the
+    outermost cell centres). So overlapping patches get the same value for a shared pixel,
+    whatever their boxes, and no whole-scene upsampled map is ever built. ``mode="nearest"``
+    takes the cell the pixel centre falls in (``F.interpolate``'s ``"nearest-exact"``). (:func:`crop_global` instead crops at whole
+    cells, as the released code does for the features G -> L shares.)
+    """
+    if mode not in ("bilinear", "nearest"):
+        raise ValueError(f"mode must be bilinear or nearest, got {mode!r}")
+    sizes = boxes.pixels[:, 2:].unique(dim=0)
+    if len(boxes) == 0 or len(sizes) > 1:
+        if len(boxes) == 0:
+            return feature.new_zeros((0, feature.shape[1], 1, 1))
+        raise ValueError("sample_global needs patches of one size")
+    h, w = sizes[0].tolist()
+    device = feature.device
+
+    def axis(start: Tensor, length: int, scene: Tensor) -> Tensor:
+        # normalised grid_sample coordinates (align_corners=False) of the pixel centres
+        centre = start.double()[:, None] + torch.arange(length, dtype=torch.float64)[None] + 0.5
+        return (2 * centre / scene.double()[:, None] - 1).float()
+
+    if mode == "nearest":
+        # the cell holding the pixel centre, in integers: floor((2y + 1) H / 2S)
+        def cells(start: Tensor, length: int, scene: Tensor, n: int) -> Tensor:
+            pixel = start[:, None] + torch.arange(length)[None]
+            return ((2 * pixel + 1) * n // (2 * scene[:, None])).clamp(max=n - 1).to(device)
+
+        rows = cells(boxes.pixels[:, 0], h, boxes.scene_sizes[:, 0], feature.shape[-2])
+        cols = cells(boxes.pixels[:, 1], w, boxes.scene_sizes[:, 1], feature.shape[-1])
+        index = boxes.scene_index.to(device)[:, None, None]
+        return feature.float()[index, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    ys = axis(boxes.pixels[:, 0], h, boxes.scene_sizes[:, 0]).to(device)
+    xs = axis(boxes.pixels[:, 1], w, boxes.scene_sizes[:, 1]).to(device)
+    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)
+    source = feature.float()[boxes.scene_index.to(device)]
+    return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 def feature_map_regularisation(local_ps3: Tensor, global_ps3: Tensor, boxes: PatchBoxes) -> Tensor:
     """GLNet's fmreg term: the mean squared difference between the local branch's ps3
     features and the global branch's ps3 cropped at each patch's box and resized to them.

@@ -219,6 +219,45 @@ def test_released_rule_within_one_window_is_the_plain_sum_of_patch_logits(tmp_pa
     np.testing.assert_array_equal(got, sums.argmax(axis=0))
 
 
+class GlobalNet(OffsetNet):
+    """Stand-in global-only GLNet: class 1's logit is a random field of the global grid's
+    cells (1/4 of the global image), kept for the test to check against."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config.mode = "global"
+
+    def check_mode(self, mode):
+        return mode or "global"
+
+    def encode_global(self, image):
+        self.shared.windows += 1
+        rng = np.random.default_rng(self.shared.windows)
+        one = torch.from_numpy(rng.normal(0, 3, (1, 1, image.shape[-2] // 4, image.shape[-1] // 4))).float()
+        self.shared.logits = torch.cat([torch.zeros_like(one), one], dim=1)
+        return SimpleNamespace(ps3=None, logits=self.shared.logits)
+
+
+@pytest.mark.parametrize("upsampling", ["bilinear", "nearest"])
+def test_global_mode_is_the_window_logits_upsampled_once(tmp_path, upsampling):
+    """In global mode a pixel's scores are the window's global logits read at its own place
+    (as ``F.interpolate`` of the whole map to the scene's size would give them), whichever
+    of the overlapping patches it lies in: no step where one patch hands over to the next."""
+    height, width = 150, 200
+    scene = smooth_scene(tmp_path / "s.tif", height, width)
+    checkpoint = Checkpoint(GlobalNet(), BINARY, InputScaling(), 64, 64, 3.0, {})
+    segment(scene, tmp_path / "out.tif", model=checkpoint, probabilities=tmp_path / "p.tif",
+            settings=InferenceSettings(device="cpu", precision="fp32", logit_upsampling=upsampling, min_overlap=24))
+    with rasterio.open(tmp_path / "p.tif") as src:
+        got = src.read(2).astype(int)
+    assert len(PatchGrid.for_scene(height, width, 64, 24)) > 4  # patches overlap in both axes
+    mode = "bilinear" if upsampling == "bilinear" else "nearest-exact"
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    up = F.interpolate(checkpoint.model.shared.logits, size=(height, width), mode=mode, **kwargs)
+    expected = (255 * torch.softmax(up, dim=1)[0, 1]).numpy()
+    assert np.abs(got - expected).max() <= 1
+
+
 def test_nodata_windows_are_skipped_and_nodata_stays_nodata(tmp_path):
     nodata = np.zeros((330, 500), bool)
     nodata[:, 300:] = True  # the right part of the scene is empty

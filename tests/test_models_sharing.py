@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 from glgeo.models import (
@@ -9,6 +10,7 @@ from glgeo.models import (
     PatchBoxes,
     coverage_map,
     crop_global,
+    sample_global,
 )
 from glgeo.models.heads import BranchFeatures
 
@@ -81,3 +83,18 @@ def test_released_coverage_equals_resized_full_resolution_template():
     for size in [(26, 26), (13, 13), (7, 9), (101, 101), (150, 120)]:
         expected = F.interpolate(template, size=size, mode="bilinear", align_corners=False)[0, 0]
         assert torch.allclose(coverage_map(boxes, 101, 101, size), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+def test_sample_global_reads_each_patch_pixel_where_one_whole_upsampling_would(mode):
+    feature = torch.randn(2, 3, 16, 12)
+    height, width = 150, 170  # neither a multiple of the grid: cell edges fall inside pixels
+    boxes = PatchBoxes.from_pixels([0, 30, 86], [0, 77, 106], 64, 64, height, width, [0, 1, 1])
+    sampled = sample_global(feature, boxes, mode)
+    exact = "bilinear" if mode == "bilinear" else "nearest-exact"
+    whole = F.interpolate(feature, size=(height, width), mode=exact, **({"align_corners": False} if mode == "bilinear" else {}))
+    for i, (top, left) in enumerate([(0, 0), (30, 77), (86, 106)]):
+        torch.testing.assert_close(sampled[i], whole[int(boxes.scene_index[i]), :, top : top + 64, left : left + 64])
+    # crop_global's whole cells do not: neighbouring patches would disagree where they overlap
+    cropped = F.interpolate(crop_global(feature, boxes[1:2]), size=(64, 64), mode="bilinear", align_corners=False)
+    assert (cropped[0] - whole[1, :, 30:94, 77:141]).abs().max() > 0.1
