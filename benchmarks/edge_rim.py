@@ -1,0 +1,120 @@
+"""Does a model draw a class along the scene's edge that it does not draw inside?
+
+For each full-resolution DeepGlobe scene (default: the crossvali scenes of
+``../shared/data/deepglobe`` that the default model's training and checkpoint choice never
+saw), segmented with the default settings:
+
+* the share of each class in the outer 4 m of the scene, 4-20 m from the edge, and farther
+  in; the class the model over-draws most at the edge (its outer-4 m share minus its inner
+  share) is printed, with the truth's shares for comparison;
+* the pixel accuracy within 20 m of the edge and farther in.
+
+With ``--mirror PX`` each scene is also segmented mirrored outward by ``PX`` pixels on every
+side (its own image reflected at its edges, as U-Net's overlap-tile strategy extends an
+image) and cropped back: a diagnosis, not a glgeo option. Where the rim disappears there,
+it comes from the scene's edge falling on the edge of a patch, where the local branch's
+convolutions see zero padding; the global view then also changes (it covers the mirrored
+margin), so the accuracy columns show the net effect.
+
+Example::
+
+    python benchmarks/edge_rim.py --mirror 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _machine import machine  # noqa: E402
+
+#: Bands from the edge, in metres (DeepGlobe: 0.5 m pixels).
+OUTER_M, NEAR_M = 4, 20
+
+
+def bands(shape: tuple[int, int], gsd: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the outer ``OUTER_M`` metres, ``OUTER_M``-``NEAR_M`` m and the rest."""
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    distance = np.minimum(np.minimum(rows, shape[0] - 1 - rows), np.minimum(cols, shape[1] - 1 - cols)) * gsd
+    outer = distance < OUTER_M
+    near = (distance >= OUTER_M) & (distance < NEAR_M)
+    return outer, near, ~(outer | near)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="deepglobe-landcover")
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--ids", default=None, help="comma-separated DeepGlobe ids (default: the crossvali scenes)")
+    parser.add_argument("--mirror", type=int, default=0, help="also segment each scene mirrored outward by this many px")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+
+    import rasterio
+    import torch
+    from PIL import Image
+
+    import glgeo
+    from glgeo.datasets import read_mask_ids
+    from glgeo.inference import InferenceSettings
+    from glgeo.models import load_checkpoint
+    from glgeo.schemes import get_scheme
+
+    logging.disable(logging.WARNING)
+    warnings.filterwarnings("ignore", module="rasterio")
+    torch.set_num_threads(args.threads)
+    root = args.data / "deepglobe"
+    if not (root / "images").is_dir():
+        raise SystemExit(f"no full-resolution DeepGlobe images at {root}: pass --data (the shared sample data folder)")
+    if args.ids:
+        ids = args.ids.split(",")
+    else:
+        names = (root / "splits" / "crossvali.txt").read_text().split()
+        ids = [n.removesuffix("_sat.jpg") for n in names if (root / "images" / n).exists()]
+    scheme = get_scheme("deepglobe")
+    checkpoint = load_checkpoint(args.model)
+    settings = InferenceSettings(device="cpu", torch_threads=args.threads)
+    print(f"# {machine()}; model {args.model}; {OUTER_M} m = {OUTER_M * 2} px of DeepGlobe's 0.5 m")
+    with tempfile.TemporaryDirectory(prefix="glgeo-rim-") as tmp:
+        for name in ids:
+            image = root / "images" / f"{name}_sat.jpg"
+            with rasterio.open(root / "masks" / f"{name}_mask.png") as src:
+                truth = read_mask_ids(src, scheme)
+            outer, near, inner = bands(truth.shape, 0.5)
+            runs = [("as it is", image, 0)]
+            if args.mirror:
+                pixels = np.asarray(Image.open(image).convert("RGB"))
+                mirrored = Path(tmp) / f"{name}-mirrored.png"
+                Image.fromarray(np.pad(pixels, ((args.mirror,) * 2, (args.mirror,) * 2, (0, 0)), mode="reflect")).save(mirrored)
+                runs.append((f"mirrored {args.mirror} px", mirrored, args.mirror))
+            for label, path, pad in runs:
+                out = Path(tmp) / f"{name}.tif"
+                glgeo.segment(path, out, model=checkpoint, settings=settings, overwrite=True)
+                with rasterio.open(out) as src:
+                    classes = src.read(1)
+                if pad:
+                    classes = classes[pad:-pad, pad:-pad]
+                shares = [(np.mean(classes[outer] == c), np.mean(classes[inner] == c), c) for c in range(scheme.n_classes)]
+                edge, inside, c = max(shares, key=lambda s: s[0] - s[1])
+                right = classes == truth
+                print(
+                    f"{name} {label:14s} {scheme.classes[c].name}: {100 * edge:5.1f} % of the outer {OUTER_M} m, "
+                    f"{100 * np.mean(classes[near] == c):5.1f} % at {OUTER_M}-{NEAR_M} m, {100 * inside:5.1f} % inside "
+                    f"(truth {100 * np.mean(truth[outer] == c):.1f} / {100 * np.mean(truth[inner] == c):.1f}); "
+                    f"right within {NEAR_M} m {100 * right[outer | near].mean():5.1f} %, inside {100 * right[inner].mean():5.1f} %",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
