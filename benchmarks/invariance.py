@@ -171,6 +171,7 @@ def main() -> None:
             conf_mosaic = conf_alone.copy()
             same = lines_alone = lines_mosaic = lines_truth = 0
             same_by_band = np.zeros(len(SEAM_BANDS) - 1)
+            right_by_band = np.zeros((2, len(SEAM_BANDS) - 1))  # alone, mosaic: share of pixels right
             conf_inner_alone, conf_inner_mosaic = conf_alone.copy(), conf_alone.copy()
             for k, name in enumerate(ids):
                 r, c = divmod(k, 3)
@@ -181,6 +182,8 @@ def main() -> None:
                 # how far from the image's edge (a seam with a foreign neighbour in the mosaic)
                 for i, band in enumerate(seam_bands):
                     same_by_band[i] += (part == alone[engine][name])[band].mean() / 9
+                    right_by_band[0, i] += (alone[engine][name] == truths[name])[band].mean() / 9
+                    right_by_band[1, i] += (part == truths[name])[band].mean() / 9
                 inner = seam_bands[-1]
                 conf_inner_alone += confusion_matrix(truths[name][inner], alone[engine][name][inner], scheme.n_classes)
                 conf_inner_mosaic += confusion_matrix(truths[name][inner], part[inner], scheme.n_classes)
@@ -193,7 +196,7 @@ def main() -> None:
                 alone=SegmentationScores(conf_alone, scheme), mosaic=SegmentationScores(conf_mosaic, scheme),
                 same=same / (9 * side * side), cut=np.array(cut_agree[engine]), windows=windows[engine],
                 seconds=seconds[engine], lines=(lines_alone, lines_mosaic, lines_truth), mp=9 * side * side / 1e6,
-                mosaic_mp=size * size / 1e6, same_by_band=same_by_band,
+                mosaic_mp=size * size / 1e6, same_by_band=same_by_band, right_by_band=right_by_band,
                 inner_alone=SegmentationScores(conf_inner_alone, scheme),
                 inner_mosaic=SegmentationScores(conf_inner_mosaic, scheme),
             )
@@ -213,6 +216,11 @@ def main() -> None:
         ia, im = r["inner_alone"], r["inner_mosaic"]
         print(f"{engine:<8} {bands}; pixels {SEAM_BANDS[-2]}+ px from the seams: mIoU alone {100 * ia.miou:.2f} %, "
               f"mosaic {100 * im.miou:.2f} % ({100 * (im.miou - ia.miou):+.2f} points)")
+    print("pixels right (the truth's class), alone -> mosaic, by distance from the seams:")
+    for engine, r in results.items():
+        ra, rm = r["right_by_band"]
+        print(f"{engine:<8} " + ", ".join(f"{lo}-{hi if hi < side else ''} px {100 * a:.1f} -> {100 * m:.1f} %"
+                                          for lo, hi, a, m in zip(SEAM_BANDS[:-1], SEAM_BANDS[1:], ra, rm)))
     for engine, r in results.items():
         print(f"{engine:<8} cut {CUT_ROWS} rows x {CUT_COLS} cols: same class on {100 * r['cut'].mean():.2f} % of the shared "
               f"pixels (worst image {100 * r['cut'].min():.2f} %)")
