@@ -121,9 +121,7 @@ def _scheme(value: str | None):
               help="Stage 1: also train on a random cut of each view (up to a quarter off each side) and weigh by "
                    "this a loss asking for the same classes where view and cut overlap, so a place's class depends "
                    "less on where the scene is cut; with --mosaic, that share of the cuts also takes in other "
-                   "training views beyond the view's edges. Stage 2: the patches inside a random cut of their view "
-                   "are also given the cut's global context and asked for the same classes as with the view's; "
-                   "0 off.")
+                   "training views beyond the view's edges; 0 off.")
 @click.option("--gsd", type=float, default=None,
               help="Metres per pixel of the images when their georeferencing does not say (DeepGlobe 256 px copies: 4.78).")
 @click.option("--holdout-share", type=float, default=0.0, show_default=True,

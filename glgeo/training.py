@@ -207,12 +207,9 @@ class TrainSettings:
         loss_balance: class-weighted loss power (:func:`~glgeo.models.losses.class_loss_weights`
             of the training scenes' class shares); 0: every pixel weighs alike. For dataset
             inputs (kind ``deepglobe``, ``inria``, ``folder``).
-        cut_consistency: weight of the cut-consistency terms (:func:`random_cuts`); 0:
-            none. Stage 1: the global branch also learns from random cuts of its views and
-            is asked for the same class probabilities on the shared ground. Stage 2: each
-            patch that lies inside its view's cut is also aggregated with the cut's context
-            (the frozen global branch on the cut) and asked for the same classes as with
-            the view's (:func:`patches_in_cut`).
+        cut_consistency: weight of the cut-consistency term of stage 1 (the global branch
+            also learns from random cuts of its views and is asked for the same class
+            probabilities on the shared ground, :func:`random_cuts`); 0: none.
         fmreg_weight: weight of the feature-map regularisation (stage 2).
         init: checkpoint (file or zoo name) the first stage run starts from; by default
             stage 1 starts from scratch and stage N from the run's ``stageN-1/best.pt``.
@@ -399,48 +396,6 @@ def random_cuts(
     return torch.cat(cut_images), torch.cat(cut_labels), boxes, sources
 
 
-def patches_in_cut(
-    boxes: torch.Tensor,
-    scene_size: Sequence[int],
-    cut: tuple[int, int, int, int],
-    cells: Sequence[int],
-    mosaic: bool,
-    scene_index: int = 0,
-) -> tuple[torch.Tensor, PatchBoxes | None]:
-    """The patches of a scene that lie wholly inside a cut of its view, placed in the cut.
-
-    Args:
-        boxes: ``(N, 4)`` patch boxes ``top, left, height, width`` in the scene's pixels.
-        scene_size: the scene's ``(rows, cols)``.
-        cut: the cut's box ``(top, left, height, width)`` in cells of a ``cells`` grid over
-            the view (:func:`random_cuts`), or over the 3 x 3 mosaic with the view at its
-            centre when ``mosaic``.
-        cells: ``(rows, cols)`` of that grid over one view.
-        mosaic: the cut was taken from the 3 x 3 mosaic.
-        scene_index: the cut's place in the batch of cut images (the boxes' ``scene_index``).
-
-    Returns:
-        which patches lie inside, and their boxes in the cut read as a whole scene
-        (``None`` when none does).
-    """
-    height, width = (int(v) for v in scene_size)
-    top, left, cut_h, cut_w = cut
-    if mosaic:  # cells of the mosaic -> cells of the view at its centre
-        top, left = top - cells[0], left - cells[1]
-    ry, rx = height / cells[0], width / cells[1]  # scene pixels per cell
-    y0, x0, y1, x1 = top * ry, left * rx, (top + cut_h) * ry, (left + cut_w) * rx
-    b = boxes.long()
-    inside = (b[:, 0] >= y0) & (b[:, 1] >= x0) & (b[:, 0] + b[:, 2] <= y1) & (b[:, 1] + b[:, 3] <= x1)
-    if not bool(inside.any()):
-        return inside, None
-    size_h, size_w = max(1, round(cut_h * ry)), max(1, round(cut_w * rx))
-    b = b[inside]
-    tops = torch.clamp(torch.round(b[:, 0] - y0).long(), min=0, max=max(0, size_h - int(b[0, 2])))
-    lefts = torch.clamp(torch.round(b[:, 1] - x0).long(), min=0, max=max(0, size_w - int(b[0, 3])))
-    size_h, size_w = max(size_h, int(b[:, 2].max())), max(size_w, int(b[:, 3].max()))
-    return inside, PatchBoxes.from_pixels(tops, lefts, b[:, 2], b[:, 3], size_h, size_w, scene_index)
-
-
 def merge_patch_logits(logits: torch.Tensor, boxes: torch.Tensor, scene_size: Sequence[int], out_size: Sequence[int]) -> torch.Tensor:
     """Sum patch logits ``(N, C, h, w)`` into a scene-wide ``(C, *out_size)`` map.
 
@@ -478,7 +433,7 @@ class GLNetTask(pl.LightningModule):
         color_jitter: brightness/contrast/saturation jitter of training scenes
             (:func:`color_jitter`); 0: none.
         class_weights: a loss weight per class of the scheme (``None``: all 1).
-        cut_consistency: weight of the cut-consistency term (stages 1 and 2,
+        cut_consistency: weight of the cut-consistency term (stage 1,
             :func:`~glgeo.models.losses.cut_consistency`); 0: no cuts.
         max_cut: the largest share of a view's side a cut takes off each side.
         mosaic_cuts: share of the cuts taken from a 3 x 3 mosaic of the batch's views
@@ -609,11 +564,8 @@ class GLNetTask(pl.LightningModule):
     def _stage2(self, images: torch.Tensor, batch: dict[str, Any], opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
             context = self.model.encode_global(images)
-            cuts = self._context_cuts(images, context) if self.cut_consistency > 0 else None
         chunks = self._scene_chunks(batch)
         total, sums = torch.zeros((), device=images.device), {"local": 0.0, "aggregated": 0.0, "fmreg": 0.0}
-        if cuts is not None:
-            sums.update(cut=0.0, consistency=0.0)
         for i, (b, j, k) in enumerate(chunks):
             patches, labels, boxes = self._chunk(batch, b, j, k)
             local = self.model.encode_local(patches, boxes, context)
@@ -623,40 +575,12 @@ class GLNetTask(pl.LightningModule):
                 "aggregated": self.objective.term("aggregated", aggregated, labels),
                 "fmreg": self.objective.term("fmreg", feature_map_regularisation(local.ps3, context.ps3, boxes)),
             }
-            if cuts is not None:
-                parts.update(self._cut_terms(cuts, b, batch["boxes"][b][j:k], batch["scene_size"][b], patches, labels, aggregated))
             loss = sum(parts.values())
             self._backward(opt, loss, last=i == len(chunks) - 1)
             total += loss.detach()
             for name, value in parts.items():
                 sums[name] += float(value.detach()) / len(chunks)
         return total / len(chunks), sums
-
-    def _context_cuts(self, images: torch.Tensor, context: Any) -> tuple[Any, list, list, tuple[int, ...]]:
-        """Stage 2's cuts: a random cut of each view (:func:`random_cuts`, on the grid of the
-        global logits) and the frozen global branch's features of the cuts."""
-        cells = tuple(context.logits.shape[-2:])
-        grid = torch.zeros((images.shape[0], *cells), dtype=torch.long, device=images.device)
-        cut_images, _, boxes, sources = random_cuts(images, grid, self.max_cut, self.mosaic_cuts)
-        return self.model.encode_global(cut_images), boxes, sources, cells
-
-    def _cut_terms(self, cuts, b: int, pixel_boxes, scene_size, patches, labels, aggregated) -> dict[str, torch.Tensor]:
-        """The stage-2 cut terms of one sub-batch of scene ``b``: the patches that lie inside
-        its cut, aggregated with the cut's context instead of the view's, trained on alike
-        (focal loss) and asked for the same classes (``cut_consistency`` x the symmetric KL)."""
-        cut_context, boxes, sources, cells = cuts
-        inside, cut_boxes = patches_in_cut(pixel_boxes, scene_size.tolist(), boxes[b], cells, len(sources[b]) > 1, b)
-        zero = aggregated.sum() * 0.0
-        if cut_boxes is None:
-            return {"cut": zero, "consistency": zero}
-        index = inside.nonzero().flatten().to(patches.device)
-        local = self.model.encode_local(patches[index], cut_boxes, cut_context)
-        cut_logits = self.model.aggregate(local.ps3, cut_context.ps3, cut_boxes)
-        view_logits = aggregated[index]
-        h, w = cut_logits.shape[-2:]
-        valid = resize_labels(labels[index], (h, w)) != NODATA_ID
-        agreement = cut_consistency(view_logits, cut_logits, [(0, 0, h, w)] * len(index), valid=valid)
-        return {"cut": self.objective.term("aggregated", cut_logits, labels[index]), "consistency": self.cut_consistency * agreement}
 
     def _stage3(self, images: torch.Tensor, batch: dict[str, Any], opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
         chunks = self._scene_chunks(batch)
@@ -1058,7 +982,7 @@ def _run_stage(
         input_range=data.input_range,
         color_jitter=data.color_jitter,
         class_weights=class_weights,
-        cut_consistency=settings.cut_consistency if stage in (1, 2) else 0.0,
+        cut_consistency=settings.cut_consistency if stage == 1 else 0.0,
         # with --mosaic, that share of the cuts straddle the batch's other views
         mosaic_cuts=data.mosaic,
     )
@@ -1090,7 +1014,7 @@ def _run_stage(
             "footprint_px": footprint,
             "focal_gamma": settings.focal_gamma,
             "loss_balance": settings.loss_balance,
-            "cut_consistency": settings.cut_consistency if stage in (1, 2) else 0.0,
+            "cut_consistency": settings.cut_consistency if stage == 1 else 0.0,
             # the loss weight of each class (None: all 1)
             "class_weights": None if class_weights is None else dict(zip(scheme.names, class_weights)),
             "precision": precision,

@@ -304,58 +304,6 @@ def test_mosaic_cuts_straddle_the_batch_views_around_their_own():
     assert any(len(torch.unique(c)) > 1 for c in cut_labels)  # and some hold the neighbours
 
 
-def test_patches_in_cut_keeps_the_patches_inside_and_places_them_in_the_cut():
-    from glgeo.training import patches_in_cut
-
-    # a 612 px scene, 256 px patches at 0, 178 and 356 on each axis; a 64-cell grid over the
-    # view (9.5625 px a cell); the cut takes 2 cells off the top and 3 off the bottom
-    starts = (0, 178, 356)
-    boxes = torch.tensor([(t, l, 256, 256) for t in starts for l in starts])
-    inside, placed = patches_in_cut(boxes, (612, 612), (2, 0, 59, 64), (64, 64), mosaic=False, scene_index=1)
-    # rows 19.1-583.3 px: only the middle row of patches lies wholly inside
-    assert inside.tolist() == [t == 178 for t in starts for _ in starts]
-    assert placed.scene_sizes[0].tolist() == [round(59 * 9.5625), 612] and placed.scene_index.tolist() == [1, 1, 1]
-    # each placed patch lies where it was, within half a pixel, counted from the cut's corner
-    for (top, left, h, w), (pt, pl) in zip(boxes[inside].tolist(), placed.pixels[:, :2].tolist()):
-        assert abs(pt + 2 * 9.5625 - top) <= 0.5 and pl == left
-    # a cut of the 3 x 3 mosaic: its cells count from the mosaic's corner, the view at the centre
-    inside, placed = patches_in_cut(boxes, (612, 612), (64 + 2, 64 - 5, 59, 64), (64, 64), mosaic=True)
-    assert inside.tolist() == [t == 178 and l < 356 for t in starts for l in starts]
-    assert placed.pixels[:, 1].tolist() == [round(5 * 9.5625), round(5 * 9.5625) + 178]
-    # a cut that holds no whole patch
-    inside, placed = patches_in_cut(boxes, (612, 612), (10, 10, 20, 20), (64, 64), mosaic=False)
-    assert not inside.any() and placed is None
-
-
-def test_stage_2_cut_consistency_is_computed_and_logged(tmp_path, monkeypatch):
-    import glgeo.training
-
-    # cuts of at most a tenth of a side: the 96 px patches at 32-128 px of the 192 px scenes
-    # lie inside every cut
-    cuts = glgeo.training.random_cuts
-    monkeypatch.setattr(glgeo.training, "random_cuts", lambda images, labels, max_cut, mosaic=0.0: cuts(images, labels, 0.1, mosaic))
-    root = make_deepglobe(tmp_path / "dg", ids=tuple(str(i) for i in range(1, 7)), size=192)
-    lists = tmp_path / "split.json"
-    lists.write_text(json.dumps({"train": ["1", "2", "3", "4"], "val": ["5", "6"]}))
-    out = tmp_path / "run"
-    result = CliRunner().invoke(cli, [
-        "-q", "train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "g2l",
-        "--split-file", str(lists), "--gsd", "4.78", "--cut-consistency", "3",
-        "--backbone", "resnet18", "--pyramid-channels", "16", "--segmentation-channels", "8", "--global-size", "64",
-        "--patch-size", "96", "--batch-size", "2", "--sub-batch", "8", "--loader-workers", "0", "--epochs", "1,2",
-        "--lr", "1e-3",
-    ], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    ck = load_checkpoint(out / "model.pt")
-    assert ck.metadata["training"]["cut_consistency"] == 3.0
-    logged = [row for f in (out / "stage2").rglob("metrics.csv") for row in f.read_text().splitlines()]
-    header = logged[0].split(",")
-    rows = [row.split(",") for row in logged[1:] if row.split(",")[header.index("train/consistency")]]
-    # every epoch: the patches inside the cuts were aggregated with the cuts' context
-    assert len(rows) == 2
-    assert all(float(r[header.index("train/cut")]) > 0 and float(r[header.index("train/consistency")]) > 0 for r in rows)
-
-
 # --------------------------------------------------------------------------- end to end
 
 
