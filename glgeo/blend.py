@@ -29,8 +29,10 @@ the row is done. So :class:`RowBandBlender` holds only
   float16 for context windows, whose overlaps are larger), and their valid mask (one
   buffer: each column's incoming overlap is read just before its outgoing overlap is
   written there),
-* one band of finished class ids: ``stride x scene_width`` uint8 (x classes more with
-  probabilities; the valid mask is the class ids themselves: nodata is 255),
+* one band of finished class ids: ``stride x scene_width`` uint8 (the valid mask is the
+  class ids themselves: nodata is 255), with per-class scores when asked for: ``classes``
+  uint8 more per pixel, or uint16 on a working grid coarser than the scene
+  (:data:`SCORE_SCALES`),
 
 that is ``O(classes x overlap x width)``, independent of the scene's height.
 
@@ -52,6 +54,10 @@ from .errors import InputError, InternalError
 from .schemes import NODATA_ID
 from .tiling import PatchGrid, PatchWindow
 
+#: The largest score of each score type (softmax 1): ``uint8`` as written to the
+#: probabilities raster, ``uint16`` inside the engine on a working grid.
+SCORE_SCALES: dict[str, int] = {"uint8": 255, "uint16": 65535}
+
 #: How overlapping predictions are combined (see the module doc).
 BlendRule = Literal["taper", "sum"]
 BLEND_RULES: tuple[str, ...] = ("taper", "sum")
@@ -64,8 +70,12 @@ class RowBand:
     Attributes:
         row_off: first scene row of the band.
         classes: ``(rows, width)`` uint8 class ids, :data:`NODATA_ID` where invalid.
-        scores: ``(classes, rows, width)`` uint8 softmax scores x 255 (0 where invalid),
-            or ``None`` when not asked for.
+        scores: ``(classes, rows, width)`` softmax scores x 255 as uint8 (0 where invalid),
+            or ``None`` when not asked for. Inside the engine, bands on a working grid
+            carry them finer, x 65535 as uint16 (:data:`SCORE_SCALES`), for
+            :class:`ToSceneGrid` to interpolate: uint8 steps of 1/255 would pull class
+            borders onto straight rows and columns where smooth scores change by less than a
+            step per working pixel.
     """
 
     row_off: int
@@ -129,7 +139,9 @@ class RowBandBlender(_Buffers):
             (skipped ones too, with ``logits=None``).
         n_classes: classes predicted.
         emit: called with each :class:`RowBand` as soon as it is final, top to bottom.
-        scores: also emit uint8 per-class scores.
+        scores: also emit per-class scores.
+        score_dtype: their type, ``uint8`` (softmax x 255, as written) or ``uint16``
+            (softmax x 65535, for :class:`ToSceneGrid`).
         fill_class: class of valid pixels that no computed tile covered (coarse-to-fine
             skips patches outside the foreground box: those pixels are background, 0).
         device: where the sums live (the device the logits are computed on).
@@ -146,7 +158,10 @@ class RowBandBlender(_Buffers):
         fill_class: int = 0,
         device: str | torch.device = "cpu",
         carry_dtype: str = "float32",
+        score_dtype: str = "uint8",
     ) -> None:
+        if score_dtype not in SCORE_SCALES:
+            raise InternalError(f"score dtype must be one of {', '.join(SCORE_SCALES)}, got {score_dtype!r}")
         if n_classes < 1 or n_classes > NODATA_ID:
             raise InputError(f"cannot blend {n_classes} classes: use 1-{NODATA_ID}")
         if not 0 <= fill_class < n_classes:
@@ -170,9 +185,13 @@ class RowBandBlender(_Buffers):
         self._carry_rows = 0
         self._band = self._zeros((stride, width), "uint8")
         self._band[:] = NODATA_ID
-        self._band_scores = self._zeros((n_classes, stride, width), "uint8") if scores else None
-        self._fill_scores = self._zeros((n_classes, 1, 1), "uint8")
-        self._fill_scores[fill_class] = 255
+        self.score_dtype = score_dtype
+        self._score_max = SCORE_SCALES[score_dtype]
+        # torch has no arithmetic on uint16: int32 on accelerators, uint16 on the host
+        held = "int32" if self._gpu and score_dtype == "uint16" else score_dtype
+        self._band_scores = self._zeros((n_classes, stride, width), held) if scores else None
+        self._fill_scores = self._zeros((n_classes, 1, 1), held)
+        self._fill_scores[fill_class] = self._score_max
         self._next = 0
 
     # ----------------------------------------------------------------- API
@@ -274,17 +293,18 @@ class RowBandBlender(_Buffers):
             self._band_scores[:, :rows, cols] = self._scores(sums, weight, covered, valid)
 
     def _scores(self, sums, weight, covered, valid):
-        """uint8 softmax of the normalised logits; the fill class where nothing was computed."""
+        """Softmax of the normalised logits x the score scale; the fill class where nothing
+        was computed."""
         if self._gpu:
             mean = sums / torch.where(covered, weight, 1.0)[None]
-            scores = torch.round(torch.softmax(mean, dim=0) * 255.0).to(torch.uint8)
+            scores = torch.round(torch.softmax(mean, dim=0) * float(self._score_max)).to(self._fill_scores.dtype)
             scores = torch.where(covered[None], scores, self._fill_scores)
             return scores.masked_fill_(~valid[None], 0)
         mean = sums / np.where(covered, weight, 1.0)[None]
         mean -= mean.max(axis=0, keepdims=True)
         np.exp(mean, out=mean)
         mean /= mean.sum(axis=0, keepdims=True)
-        scores = np.rint(mean * 255.0).astype(np.uint8)
+        scores = np.rint(mean * float(self._score_max)).astype(self.score_dtype)
         scores = np.where(covered[None], scores, self._fill_scores)
         scores[:, ~valid] = 0
         return scores
@@ -293,15 +313,26 @@ class RowBandBlender(_Buffers):
         grid = self.grid
         top = grid.row_starts[row]
         rows = grid.final_rows_after(row) - top
-        band = RowBand(
-            row_off=top,
-            classes=self._host(self._band[:rows]),
-            scores=None if self._band_scores is None else self._host(self._band_scores[:, :rows]),
-        )
         # every column wrote its outgoing overlap: the next row reads that many rows
         self._carry_rows = grid.patch_height - rows if row + 1 < grid.n_rows else 0
-        self._band[:] = NODATA_ID
+        if self._gpu:
+            band = RowBand(
+                row_off=top,
+                classes=self._host(self._band[:rows]),
+                scores=None if self._band_scores is None else self._host(self._band_scores[:, :rows]).astype(self.score_dtype),
+            )
+            self._band[:] = NODATA_ID
+            self.emit(band)
+            return
+        # on the host the band's own buffers go out (no copy: one band in memory, not two)
+        # and fresh ones take their place once the sink is done with them
+        band = RowBand(top, self._band[:rows], None if self._band_scores is None else self._band_scores[:, :rows])
+        shapes = self._band.shape, None if self._band_scores is None else self._band_scores.shape
+        self._band = self._band_scores = None
         self.emit(band)
+        del band
+        self._band = np.full(shapes[0], NODATA_ID, dtype=np.uint8)
+        self._band_scores = None if shapes[1] is None else np.zeros(shapes[1], dtype=self.score_dtype)
 
     @property
     def done(self) -> bool:
@@ -426,6 +457,9 @@ class ToSceneGrid:
             row the box's rows read and hold the working columns from the first one its
             columns read (:func:`first_working_pixel`); ``source_valid`` still gives
             whole scene rows. ``None``: the whole scene.
+        score_max: the incoming scores' value for a softmax of 1 (:data:`SCORE_SCALES`:
+            65535 for the engine's uint16 working-grid scores); emitted scores are uint8
+            x 255 whatever comes in.
     """
 
     def __init__(
@@ -438,6 +472,7 @@ class ToSceneGrid:
         scores: bool = False,
         max_bytes: int = 16 << 20,
         box: tuple[int, int, int, int] | None = None,
+        score_max: int = 255,
     ) -> None:
         if interpolation not in ("bilinear", "nearest"):
             raise InputError(f"interpolation must be bilinear or nearest, got {interpolation!r}")
@@ -452,6 +487,7 @@ class ToSceneGrid:
         self.interpolation = interpolation
         self.scores = scores
         self.max_bytes = max_bytes
+        self.score_max = score_max
         self._box = (top, left, bottom, right)
         self._next = top  # next scene row to emit
         self._held: RowBand | None = None  # the last working row received (bilinear)
@@ -462,21 +498,31 @@ class ToSceneGrid:
             return
         if band.scores is None:
             raise InputError("bilinear interpolation onto the scene grid needs bands with scores")
-        if self._held is not None:  # one working row above this band
-            band = RowBand(
-                self._held.row_off,
-                np.concatenate([self._held.classes, band.classes]),
-                np.concatenate([self._held.scores, band.scores], axis=1),
-            )
         stop = band.row_off + band.height
-        _, _, high, _ = self.rows
+        _, low, high, _ = self.rows
         end = int(np.searchsorted(high, stop - 1, side="right"))  # rows whose taps have arrived
-        per_row = 3 * band.scores.shape[0] * 4 * self.scene[1]  # float32 scores and temporaries
-        step = max(1, self.max_bytes // per_row)
-        for row in range(self._next, end, step):
-            self._emit_bilinear(band, row, min(row + step, end))
+        if self._held is not None:
+            # the scene rows between the working row held back and this band's first: from a
+            # two-row band of those two rows (no copy of the whole band)
+            split = min(end, int(np.searchsorted(low, band.row_off, side="left")))
+            if split > self._next:
+                joint = RowBand(
+                    self._held.row_off,
+                    np.concatenate([self._held.classes, band.classes[:1]]),
+                    np.concatenate([self._held.scores, band.scores[:, :1]], axis=1),
+                )
+                self._emit_rows(joint, self._next, split)
+                self._next = split
+        self._emit_rows(band, self._next, end)
         self._next = end
         self._held = RowBand(stop - 1, band.classes[-1:].copy(), band.scores[:, -1:].copy())
+
+    def _emit_rows(self, band: RowBand, top: int, end: int) -> None:
+        """Scene rows ``top .. end`` from ``band``, in slices of about ``max_bytes``."""
+        per_row = 3 * band.scores.shape[0] * 4 * self.scene[1]  # float32 scores and temporaries
+        step = max(1, self.max_bytes // per_row)
+        for row in range(top, end, step):
+            self._emit_bilinear(band, row, min(row + step, end))
 
     def _nearest(self, band: RowBand) -> None:
         first, stop = band.row_off, band.row_off + band.height
@@ -489,7 +535,7 @@ class ToSceneGrid:
             classes = band.classes[rows][:, nearest_cols]
             scores = None
             if self.scores and band.scores is not None:
-                scores = band.scores[:, rows][:, :, nearest_cols]
+                scores = self._uint8(band.scores[:, rows][:, :, nearest_cols])
             self._finish(row, classes, scores)
 
     def _emit_bilinear(self, band: RowBand, top: int, bottom: int) -> None:
@@ -504,7 +550,7 @@ class ToSceneGrid:
             across = rows[:, :, low_c] * (1 - wc) + rows[:, :, high_c] * wc
             w = wr[None, :, None]
             mixed = across[:, lr] * (1 - w) + across[:, hr] * w
-            scores = np.rint(mixed).astype(np.uint8)
+            scores = self._uint8(mixed)
             nearest = band.classes[nearest_r - band.row_off][:, nearest_c]
             self._finish(top, _highest(mixed, nearest), scores)
             return
@@ -528,6 +574,12 @@ class ToSceneGrid:
             nearest = band.classes[nearest_r[ri] - band.row_off, nearest_c[ci]]
             classes[ri, ci] = _highest(mixed, nearest)
         self._finish(top, classes, None)
+
+    def _uint8(self, scores: np.ndarray) -> np.ndarray:
+        """Scores of the incoming scale as the written uint8 x 255."""
+        if self.score_max == 255:
+            return scores if scores.dtype == np.uint8 else np.rint(scores).astype(np.uint8)
+        return np.rint(scores.astype(np.float32) * (255.0 / self.score_max)).astype(np.uint8)
 
     def _finish(self, row: int, classes: np.ndarray, scores: np.ndarray | None) -> None:
         top, left, bottom, right = self._box

@@ -351,6 +351,7 @@ class StreamingSegmenter:
         scores: bool = False,
         progress: ProgressCallback | None = None,
         block: tuple[range, range] | None = None,
+        score_dtype: str = "uint8",
     ) -> InferenceStats:
         """Segment the reader's scene, calling ``sink`` with each final row band.
 
@@ -364,7 +365,7 @@ class StreamingSegmenter:
         Args:
             reader: an open :class:`~glgeo.io.SceneReader`.
             sink: receives :class:`~glgeo.blend.RowBand` objects top to bottom.
-            scores: also compute uint8 per-class scores.
+            scores: also compute per-class scores.
             progress: called with (patch steps done, in all); bidirectional runs count
                 every patch twice, one step per pass.
             block: only the context windows in these window rows and columns (a block of
@@ -373,6 +374,9 @@ class StreamingSegmenter:
                 from the block's first window (:func:`glgeo.tiling.sub_grid`). Pixels that
                 every window covering them is in the block get exactly the whole scene's
                 values. Ignored for a scene that is one window.
+            score_dtype: the scores' type (:data:`glgeo.blend.SCORE_SCALES`): ``uint8``
+                (softmax x 255, as written) or ``uint16`` (x 65535: for
+                :class:`~glgeo.blend.ToSceneGrid` to interpolate on a working grid).
         """
         started = time.perf_counter()
         info = reader.info
@@ -404,18 +408,21 @@ class StreamingSegmenter:
         with torch.inference_mode():
             if len(windows) == 1:
                 # patches straight into the scene's rows (a bounded buffer of patch rows)
-                blender = RowBandBlender(grid, self.n_classes, timed_sink, scores=scores, fill_class=0, device=self.device)
+                blender = RowBandBlender(
+                    grid, self.n_classes, timed_sink, scores=scores, fill_class=0, device=self.device, score_dtype=score_dtype
+                )
                 stats.blender_bytes = blender.nbytes
                 self._run_window(_WindowRun(windows[0], grid, blender.add, taper), reader, stats, tick, whole_scene=True)
                 if not blender.done:
                     raise InternalError(f"{blender.patches_added} of {len(grid)} patches blended")
             else:
-                self._run_windows(windows, grid, reader, timed_sink, scores, stats, tick, block)
+                self._run_windows(windows, grid, reader, timed_sink, scores, stats, tick, block, score_dtype)
         timings.total = time.perf_counter() - started
         return stats
 
     def _run_windows(
-        self, windows: PatchGrid, grid: PatchGrid, reader: SceneReader, sink, scores, stats, tick, block=None
+        self, windows: PatchGrid, grid: PatchGrid, reader: SceneReader, sink, scores, stats, tick, block=None,
+        score_dtype: str = "uint8",
     ) -> None:
         """Every context window in turn (or a block's), blended into the scene's (block's) rows."""
         passes = 2 if self.mode == "bidirectional" else 1
@@ -423,7 +430,8 @@ class StreamingSegmenter:
         # in the same order as in the whole scene's grid, so they are bitwise the same
         tiles = windows if block is None else sub_grid(windows, *block)
         blender = RowBandBlender(
-            tiles, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16"
+            tiles, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16",
+            score_dtype=score_dtype,
         )
         window_pixels = WindowAccumulator(windows.patch_height, windows.patch_width, self.n_classes, self.device)
         stats.blender_bytes = blender.nbytes + window_pixels.nbytes

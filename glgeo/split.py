@@ -50,7 +50,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from .aoi import region_in_pixels
-from .blend import RowBand, ToSceneGrid, first_working_pixel
+from .blend import SCORE_SCALES, RowBand, ToSceneGrid, first_working_pixel
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
@@ -394,12 +394,15 @@ def write_block(
                 if (grid.height, grid.width) != split.plan.working:
                     raise InternalError(f"{block.name}: the scene or the model changed since the split was planned")
                 with_scores = probabilities
+                score_dtype = "uint8"
                 sink: Callable[[RowBand], None] = out.add
                 if grid is not info:  # as glgeo.segment: scores interpolated onto the scene's grid
+                    score_dtype = "uint16"
                     sink = ToSceneGrid(
                         (grid.height, grid.width), (info.height, info.width), sink,
                         reader.read_source_valid if info.has_mask else None,
                         interpolation=settings.logit_upsampling, scores=probabilities, box=block.box,
+                        score_max=SCORE_SCALES[score_dtype],
                     )  # fmt: skip
                     with_scores = probabilities or settings.logit_upsampling == "bilinear"
                     rows, cols = (rtop, rbottom), (rleft, rright)
@@ -420,6 +423,7 @@ def write_block(
                 stats = engine.run(
                     reader, sink if whole else block_sink, scores=with_scores,
                     progress=progress, block=None if whole else (range(*block.window_rows), range(*block.window_cols)),
+                    score_dtype=score_dtype,
                 )
             out.commit()
         except BaseException:

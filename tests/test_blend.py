@@ -176,6 +176,18 @@ def test_working_grid_scores_are_interpolated_bilinearly_onto_the_scene_grid(wor
         to_scene(RowBand(top, classes[top : top + band_rows], scores[:, top : top + band_rows]))
     assert all(b.scores is None for b in only)
     np.testing.assert_array_equal(np.concatenate([b.classes for b in only])[clear], got[clear])
+    # the engine's finer uint16 scores (x 65535) in: the same classes, scores out as uint8 x 255
+    fine = torch.round(torch.softmax(logits, dim=0) * 65535).to(torch.int32).numpy().astype(np.uint16)
+    out16: list[RowBand] = []
+    to_scene = ToSceneGrid(working, scene, out16.append, scores=True, max_bytes=3 * 5 * 4 * scene[1] * 2, score_max=65535)
+    for top in range(0, working[0], band_rows):
+        to_scene(RowBand(top, classes[top : top + band_rows], fine[:, top : top + band_rows]))
+    scores16 = np.concatenate([b.scores for b in out16], axis=1)
+    assert scores16.dtype == np.uint8 and np.abs(scores16.astype(int) - expected.round().numpy()).max() <= 1
+    reference = F.interpolate(torch.from_numpy(fine.astype(np.float32))[None], size=scene, mode="bilinear", align_corners=False)[0]
+    top2 = reference.topk(2, dim=0).values
+    clear16 = (top2[0] - top2[1] > 1e-3 * 257).numpy()
+    np.testing.assert_array_equal(np.concatenate([b.classes for b in out16])[clear16], reference.argmax(dim=0).numpy()[clear16])
 
 
 def test_bilinear_scene_grid_needs_scores_and_fills_from_the_nearest_where_none_are_valid():

@@ -223,9 +223,10 @@ class GlobalNet(OffsetNet):
     """Stand-in global-only GLNet: class 1's logit is a random field of the global grid's
     cells (1/4 of the global image), kept for the test to check against."""
 
-    def __init__(self) -> None:
+    def __init__(self, amplitude: float = 3.0) -> None:
         super().__init__()
         self.config.mode = "global"
+        self.amplitude = amplitude
 
     def check_mode(self, mode):
         return mode or "global"
@@ -233,7 +234,7 @@ class GlobalNet(OffsetNet):
     def encode_global(self, image):
         self.shared.windows += 1
         rng = np.random.default_rng(self.shared.windows)
-        one = torch.from_numpy(rng.normal(0, 3, (1, 1, image.shape[-2] // 4, image.shape[-1] // 4))).float()
+        one = torch.from_numpy(rng.normal(0, self.amplitude, (1, 1, image.shape[-2] // 4, image.shape[-1] // 4))).float()
         self.shared.logits = torch.cat([torch.zeros_like(one), one], dim=1)
         return SimpleNamespace(ps3=None, logits=self.shared.logits)
 
@@ -256,6 +257,28 @@ def test_global_mode_is_the_window_logits_upsampled_once(tmp_path, upsampling):
     up = F.interpolate(checkpoint.model.shared.logits, size=(height, width), mode=mode, **kwargs)
     expected = (255 * torch.softmax(up, dim=1)[0, 1]).numpy()
     assert np.abs(got - expected).max() <= 1
+
+
+def test_class_borders_of_smooth_scores_follow_them_onto_the_scene_grid(tmp_path):
+    """A model whose classes differ by little (probabilities within a few hundredths of a
+    half) on a working grid three times coarser than the scene: each scene pixel's class is
+    the arg-max of the scores interpolated onto it, as computed in floating point. Scores
+    carried as uint8 (steps of 1/255) would pull the borders onto straight rows and columns."""
+    height, width = 150, 200
+    scene = smooth_scene(tmp_path / "s.tif", height, width)
+    checkpoint = Checkpoint(GlobalNet(amplitude=0.05), BINARY, InputScaling(), 64, 64, 3.0, {"training": {"gsd_m": 3.0}})
+    summary = segment(scene, tmp_path / "out.tif", model=checkpoint, probabilities=tmp_path / "p.tif",
+                      settings=InferenceSettings(device="cpu", precision="fp32"))
+    assert summary.scale == pytest.approx(1 / 3)
+    with rasterio.open(tmp_path / "out.tif") as src, rasterio.open(tmp_path / "p.tif") as probabilities:
+        got = src.read(1)
+        written = probabilities.read(2).astype(float)  # still softmax x 255 as bytes
+    working = F.interpolate(checkpoint.model.shared.logits, size=(50, 67), mode="bilinear", align_corners=False)
+    scores = F.interpolate(torch.softmax(working, dim=1), size=(height, width), mode="bilinear", align_corners=False)
+    expected = scores.argmax(dim=1)[0].numpy()
+    assert 0.2 < expected.mean() < 0.8  # both classes hold ground
+    assert (got != expected).mean() < 0.002
+    assert np.abs(written - 255 * scores[0, 1].numpy()).max() <= 1
 
 
 def test_nodata_windows_are_skipped_and_nodata_stays_nodata(tmp_path):
