@@ -37,7 +37,7 @@ the row is done. So :class:`RowBandBlender` holds only
 that is ``O(classes x overlap x width)``, independent of the scene's height.
 
 On a GPU the buffers are torch tensors on the network's device: logits are summed and
-arg-maxed where they were computed, and only finished uint8 rows cross to the host. On a
+arg-maxed where they were computed, and only finished rows cross to the host. On a
 CPU they are NumPy arrays: NumPy's single-threaded in-place operations cost less there
 than torch's thread-pool dispatch for arrays this size (``docs/performance.md``).
 """
