@@ -58,6 +58,11 @@ from .tiling import PatchGrid, PatchWindow
 #: probabilities raster, ``uint16`` inside the engine on a working grid.
 SCORE_SCALES: dict[str, int] = {"uint8": 255, "uint16": 65535}
 
+#: The score type of bands on a working grid coarser than the scene, which
+#: :class:`ToSceneGrid` interpolates (uint8's steps of 1/255 would pull the borders of
+#: smooth scores onto straight rows and columns).
+WORKING_SCORE_DTYPE = "uint16"
+
 #: How overlapping predictions are combined (see the module doc).
 BlendRule = Literal["taper", "sum"]
 BLEND_RULES: tuple[str, ...] = ("taper", "sum")
@@ -72,10 +77,8 @@ class RowBand:
         classes: ``(rows, width)`` uint8 class ids, :data:`NODATA_ID` where invalid.
         scores: ``(classes, rows, width)`` softmax scores x 255 as uint8 (0 where invalid),
             or ``None`` when not asked for. Inside the engine, bands on a working grid
-            carry them finer, x 65535 as uint16 (:data:`SCORE_SCALES`), for
-            :class:`ToSceneGrid` to interpolate: uint8 steps of 1/255 would pull class
-            borders onto straight rows and columns where smooth scores change by less than a
-            step per working pixel.
+            carry them finer (:data:`WORKING_SCORE_DTYPE`, x 65535) for
+            :class:`ToSceneGrid` to interpolate.
     """
 
     row_off: int
@@ -457,9 +460,8 @@ class ToSceneGrid:
             row the box's rows read and hold the working columns from the first one its
             columns read (:func:`first_working_pixel`); ``source_valid`` still gives
             whole scene rows. ``None``: the whole scene.
-        score_max: the incoming scores' value for a softmax of 1 (:data:`SCORE_SCALES`:
-            65535 for the engine's uint16 working-grid scores); emitted scores are uint8
-            x 255 whatever comes in.
+        score_dtype: the incoming scores' type (:data:`SCORE_SCALES`; the engine gives
+            :data:`WORKING_SCORE_DTYPE`); emitted scores are uint8 x 255 whatever comes in.
     """
 
     def __init__(
@@ -472,7 +474,7 @@ class ToSceneGrid:
         scores: bool = False,
         max_bytes: int = 16 << 20,
         box: tuple[int, int, int, int] | None = None,
-        score_max: int = 255,
+        score_dtype: str = "uint8",
     ) -> None:
         if interpolation not in ("bilinear", "nearest"):
             raise InputError(f"interpolation must be bilinear or nearest, got {interpolation!r}")
@@ -487,7 +489,10 @@ class ToSceneGrid:
         self.interpolation = interpolation
         self.scores = scores
         self.max_bytes = max_bytes
-        self.score_max = score_max
+        if score_dtype not in SCORE_SCALES:
+            raise InternalError(f"score dtype must be one of {', '.join(SCORE_SCALES)}, got {score_dtype!r}")
+        self.score_dtype = score_dtype
+        self._score_max = SCORE_SCALES[score_dtype]
         self._box = (top, left, bottom, right)
         self._next = top  # next scene row to emit
         self._held: RowBand | None = None  # the last working row received (bilinear)
@@ -577,9 +582,9 @@ class ToSceneGrid:
 
     def _uint8(self, scores: np.ndarray) -> np.ndarray:
         """Scores of the incoming scale as the written uint8 x 255."""
-        if self.score_max == 255:
+        if self._score_max == 255:
             return scores if scores.dtype == np.uint8 else np.rint(scores).astype(np.uint8)
-        return np.rint(scores.astype(np.float32) * (255.0 / self.score_max)).astype(np.uint8)
+        return np.rint(scores.astype(np.float32) * (255.0 / self._score_max)).astype(np.uint8)
 
     def _finish(self, row: int, classes: np.ndarray, scores: np.ndarray | None) -> None:
         top, left, bottom, right = self._box

@@ -375,8 +375,8 @@ class StreamingSegmenter:
                 every window covering them is in the block get exactly the whole scene's
                 values. Ignored for a scene that is one window.
             score_dtype: the scores' type (:data:`glgeo.blend.SCORE_SCALES`): ``uint8``
-                (softmax x 255, as written) or ``uint16`` (x 65535: for
-                :class:`~glgeo.blend.ToSceneGrid` to interpolate on a working grid).
+                (softmax x 255, as written) or, for :class:`~glgeo.blend.ToSceneGrid` to
+                interpolate on a working grid, :data:`~glgeo.blend.WORKING_SCORE_DTYPE`.
         """
         started = time.perf_counter()
         info = reader.info

@@ -23,7 +23,7 @@ from .aoi import region_in_pixels
 from .areas import ClassArea, class_areas
 from .atomic import check_output_path
 from .errors import CheckpointError, InputError, OutputError
-from .blend import SCORE_SCALES, RowBand, ToSceneGrid
+from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
@@ -362,13 +362,12 @@ def segment(
             score_dtype = "uint8"
             if grid is not info:
                 # predictions on the coarser working grid, written on the scene's own: scores
-                # interpolated between working pixels (as patch logits reach their pixels),
-                # carried as uint16 so smooth scores do not step at uint8's 1/255
-                score_dtype = "uint16"
+                # interpolated between working pixels (as patch logits reach their pixels)
+                score_dtype = WORKING_SCORE_DTYPE
                 sink = ToSceneGrid(
                     (grid.height, grid.width), (info.height, info.width), sink,
                     reader.read_source_valid if info.has_mask else None,
-                    interpolation=settings.logit_upsampling, scores=with_scores, score_max=SCORE_SCALES[score_dtype],
+                    interpolation=settings.logit_upsampling, scores=with_scores, score_dtype=score_dtype,
                 )
                 with_scores = with_scores or settings.logit_upsampling == "bilinear"
             stats = engine.run(reader, sink, scores=with_scores, progress=progress, score_dtype=score_dtype)

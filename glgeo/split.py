@@ -50,7 +50,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from .aoi import region_in_pixels
-from .blend import SCORE_SCALES, RowBand, ToSceneGrid, first_working_pixel
+from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixel
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
@@ -397,12 +397,12 @@ def write_block(
                 score_dtype = "uint8"
                 sink: Callable[[RowBand], None] = out.add
                 if grid is not info:  # as glgeo.segment: scores interpolated onto the scene's grid
-                    score_dtype = "uint16"
+                    score_dtype = WORKING_SCORE_DTYPE
                     sink = ToSceneGrid(
                         (grid.height, grid.width), (info.height, info.width), sink,
                         reader.read_source_valid if info.has_mask else None,
                         interpolation=settings.logit_upsampling, scores=probabilities, box=block.box,
-                        score_max=SCORE_SCALES[score_dtype],
+                        score_dtype=score_dtype,
                     )  # fmt: skip
                     with_scores = probabilities or settings.logit_upsampling == "bilinear"
                     rows, cols = (rtop, rbottom), (rleft, rright)

@@ -135,40 +135,33 @@ def sample_global(feature: Tensor, boxes: PatchBoxes, mode: str = "bilinear") ->
     """A global map ``(B, C, H, W)`` read at each patch's own pixels: ``(N, C, h, w)``.
 
     Scene pixel ``y`` of an ``S``-row scene lies at ``(y + 0.5) * H / S - 0.5`` on the map's
-    grid, exactly where ``F.interpolate(feature, size=scene size, mode=mode,
-    align_corners=False)`` samples it (``mode="bilinear"``; edge cells held beyond the
-    outermost cell centres). So overlapping patches get the same value for a shared pixel,
-    whatever their boxes, and no whole-scene upsampled map is ever built. ``mode="nearest"``
-    takes the cell the pixel centre falls in (``F.interpolate``'s ``"nearest-exact"``). (:func:`crop_global` instead crops at whole
-    cells, as the released code does for the features G -> L shares.)
+    grid, exactly where ``F.interpolate(feature, size=scene size, mode="bilinear",
+    align_corners=False)`` samples it (edge cells held beyond the outermost cell centres).
+    So overlapping patches get the same value for a shared pixel, whatever their boxes, and
+    no whole-scene upsampled map is ever built. ``mode="nearest"`` takes the cell the pixel
+    centre falls in (``F.interpolate``'s ``"nearest-exact"``). (:func:`crop_global` instead
+    crops at whole cells, as the released code does for the features G -> L shares.)
     """
     if mode not in ("bilinear", "nearest"):
         raise ValueError(f"mode must be bilinear or nearest, got {mode!r}")
     sizes = boxes.pixels[:, 2:].unique(dim=0)
-    if len(boxes) == 0 or len(sizes) > 1:
-        if len(boxes) == 0:
-            return feature.new_zeros((0, feature.shape[1], 1, 1))
-        raise ValueError("sample_global needs patches of one size")
+    if len(sizes) != 1:
+        raise ValueError(f"sample_global needs patches of one size, got {sizes.tolist()}")
     h, w = sizes[0].tolist()
     device = feature.device
-
-    def axis(start: Tensor, length: int, scene: Tensor) -> Tensor:
-        # normalised grid_sample coordinates (align_corners=False) of the pixel centres
-        centre = start.double()[:, None] + torch.arange(length, dtype=torch.float64)[None] + 0.5
-        return (2 * centre / scene.double()[:, None] - 1).float()
-
+    tops, lefts = boxes.pixels[:, 0, None], boxes.pixels[:, 1, None]
+    scene_h, scene_w = boxes.scene_sizes[:, 0, None], boxes.scene_sizes[:, 1, None]
+    rows, cols = tops + torch.arange(h)[None], lefts + torch.arange(w)[None]  # (N, h), (N, w)
     if mode == "nearest":
         # the cell holding the pixel centre, in integers: floor((2y + 1) H / 2S)
-        def cells(start: Tensor, length: int, scene: Tensor, n: int) -> Tensor:
-            pixel = start[:, None] + torch.arange(length)[None]
-            return ((2 * pixel + 1) * n // (2 * scene[:, None])).clamp(max=n - 1).to(device)
-
-        rows = cells(boxes.pixels[:, 0], h, boxes.scene_sizes[:, 0], feature.shape[-2])
-        cols = cells(boxes.pixels[:, 1], w, boxes.scene_sizes[:, 1], feature.shape[-1])
+        gh, gw = feature.shape[-2:]
+        cell_rows = ((2 * rows + 1) * gh // (2 * scene_h)).clamp(max=gh - 1).to(device)
+        cell_cols = ((2 * cols + 1) * gw // (2 * scene_w)).clamp(max=gw - 1).to(device)
         index = boxes.scene_index.to(device)[:, None, None]
-        return feature.float()[index, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
-    ys = axis(boxes.pixels[:, 0], h, boxes.scene_sizes[:, 0]).to(device)
-    xs = axis(boxes.pixels[:, 1], w, boxes.scene_sizes[:, 1]).to(device)
+        return feature.float()[index, :, cell_rows[:, :, None], cell_cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    # grid_sample's normalised coordinates (align_corners=False) of the pixel centres
+    ys = ((2 * rows + 1).double() / scene_h.double() - 1).float().to(device)
+    xs = ((2 * cols + 1).double() / scene_w.double() - 1).float().to(device)
     grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1)
     source = feature.float()[boxes.scene_index.to(device)]
     return F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)

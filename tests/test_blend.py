@@ -179,7 +179,7 @@ def test_working_grid_scores_are_interpolated_bilinearly_onto_the_scene_grid(wor
     # the engine's finer uint16 scores (x 65535) in: the same classes, scores out as uint8 x 255
     fine = torch.round(torch.softmax(logits, dim=0) * 65535).to(torch.int32).numpy().astype(np.uint16)
     out16: list[RowBand] = []
-    to_scene = ToSceneGrid(working, scene, out16.append, scores=True, max_bytes=3 * 5 * 4 * scene[1] * 2, score_max=65535)
+    to_scene = ToSceneGrid(working, scene, out16.append, scores=True, max_bytes=3 * 5 * 4 * scene[1] * 2, score_dtype="uint16")
     for top in range(0, working[0], band_rows):
         to_scene(RowBand(top, classes[top : top + band_rows], fine[:, top : top + band_rows]))
     scores16 = np.concatenate([b.scores for b in out16], axis=1)
