@@ -58,7 +58,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import DatasetError, InputError, InternalError
-from .resolution import scaled_size
+from .resolution import FULL_RESOLUTION_READS, scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
 from .tiling import PatchGrid
 
@@ -319,11 +319,13 @@ def find_folder(root: Path, scheme: ClassScheme) -> SceneCollection:
 
 
 def open_raster(path: Path) -> rasterio.io.DatasetReader:
-    """Open a raster for reading, as a :class:`~glgeo.errors.DatasetError` when it fails."""
+    """Open a raster for reading, as a :class:`~glgeo.errors.DatasetError` when it fails.
+    Decimated reads come from the full-resolution pixels, as the engine's
+    (:data:`glgeo.resolution.FULL_RESOLUTION_READS`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(path, **FULL_RESOLUTION_READS)
     except RasterioIOError as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from None
 

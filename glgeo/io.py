@@ -22,8 +22,9 @@ pixel (GDAL's mask of the chosen bands, a pixel being valid where any band is va
 GDAL's dataset mask). Invalid pixels are fed to the network as 0.
 
 The global branch gets one decimated read of the whole scene at the model's global size
-(``out_shape``: GDAL uses the file's overviews when it has them) with bilinear resampling,
-which GDAL applies with a kernel widened by the decimation factor: an antialiasing filter
+with bilinear resampling, computed from the full-resolution pixels and never from the
+file's overviews (:data:`glgeo.resolution.FULL_RESOLUTION_READS`: the map must not depend on
+whether or how overviews were built), which GDAL applies with a kernel widened by the decimation factor: an antialiasing filter
 equal, to within rounding, to PIL's bilinear resize that the released GLNet was trained with.
 
 Patches are read with windowed reads, a batch at a time, in the grid's row-major order (the
@@ -58,7 +59,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, SceneError
-from .resolution import ground_sample_distance, scaled_size, scaled_transform
+from .resolution import FULL_RESOLUTION_READS, ground_sample_distance, scaled_size, scaled_transform
 from .tiling import PatchWindow
 
 log = logging.getLogger(__name__)
@@ -390,7 +391,7 @@ class SceneReader:
     def __enter__(self) -> "SceneReader":
         self._env.__enter__()
         try:
-            self._src = rasterio.open(self.info.path)
+            self._src = rasterio.open(self.info.path, **FULL_RESOLUTION_READS)  # the pixels decide, not overviews
         except RasterioIOError as exc:
             self._env.__exit__(None, None, None)
             raise SceneError(f"cannot open {self.info.path!r}: {exc}") from None

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from PIL import Image
+from rasterio.enums import Resampling
 
+from glgeo.datasets import open_raster
 from glgeo.errors import InputError, SceneError
 from glgeo.io import SceneReader, Stretch, choose_stretch, inspect_scene
 from glgeo.tiling import PatchGrid
@@ -208,3 +212,61 @@ def test_background_reader_errors_reach_the_caller(rgb, monkeypatch):
             for batch in reader.iter_batches(grid.batches(2), prefetch=2):
                 got.append(batch)
     assert len(got) == 2
+
+
+
+def _with_overviews(path: Path, copy: Path, resampling: str, external: bool = False) -> Path:
+    """``copy``: the same pixels as ``path`` plus overviews, internal or in a ``.ovr`` file."""
+    shutil.copy(path, copy)
+    with rasterio.Env(TIFF_USE_OVR=external), rasterio.open(copy, "r+") as dst:
+        dst.build_overviews([2, 4, 8], getattr(Resampling, resampling))
+    assert Path(f"{copy}.ovr").exists() == external
+    return copy
+
+
+@pytest.mark.parametrize("resampling, external", [("nearest", False), ("average", True)])
+def test_reads_come_from_the_pixels_not_the_files_overviews(tmp_path, resampling, external):
+    """Overviews (gdaladdo's, QGIS's "Build pyramids") are another copy of the pixels: the
+    global image, scaled patches and training's reads must not change with them."""
+    yy, xx = np.mgrid[0:512, 0:640]
+    band = ((np.sin(xx / 2.3) + np.sin(yy / 3.1)) * 60 + 128).astype(np.uint8)  # fine detail: overviews alias it
+    plain = write_scene(tmp_path / "plain.tif", np.stack([band, band[::-1], band[:, ::-1]]))
+    pyramids = _with_overviews(plain, tmp_path / "pyramids.tif", resampling, external)
+
+    def reads(path):
+        with SceneReader(inspect_scene(path), scale=0.25) as reader:
+            image, _ = reader.read_global(48, "auto", (0.0, 255.0))
+            grid = PatchGrid.for_scene(reader.info.height, reader.info.width, 64, 10)
+            patches = np.concatenate([b.images for b in reader.iter_batches(grid.batches(4), prefetch=0)])
+        with open_raster(path) as src:  # training's reads
+            train = src.read(out_shape=(3, 128, 160), resampling=Resampling.bilinear)
+        return image, patches, train
+
+    for got, expected in zip(reads(pyramids), reads(plain)):
+        np.testing.assert_array_equal(got, expected)
+    with rasterio.open(pyramids) as src:  # GDAL's default decimated read does use them
+        aliased = src.read(out_shape=(3, 128, 160), resampling=Resampling.bilinear)
+    assert np.abs(aliased.astype(int) - reads(plain)[2]).mean() > 5
+
+
+def test_jpeg_reads_are_the_decoded_pixels_not_its_reduced_decoding(tmp_path):
+    """GDAL decimates a JPEG by reduced DCT decoding, which reads differently from the same
+    pixels in a GeoTIFF; the engine reads both the same."""
+    rng = np.random.default_rng(3)
+    blocks = np.kron(rng.integers(0, 256, size=(3, 32, 40)), np.ones((1, 16, 16))).astype(np.uint8)
+    jpeg = write_geotiff(tmp_path / "scene.jpg", blocks, crs=None, driver="JPEG")
+    with rasterio.open(jpeg) as src:
+        decoded = src.read()
+        assert src.overviews(1)  # the JPEG driver's reduced-resolution decoding
+        reduced = src.read(out_shape=(3, 128, 160), resampling=Resampling.bilinear)
+    tif = write_scene(tmp_path / "decoded.tif", decoded)
+    images = []
+    for path in (jpeg, tif):
+        with SceneReader(inspect_scene(path), scale=0.25) as reader:
+            images.append(reader.read_global(64, "auto", (0.0, 255.0))[0])
+            grid = PatchGrid.for_scene(reader.info.height, reader.info.width, 64, 10)
+            images.append(np.concatenate([b.images for b in reader.iter_batches(grid.batches(4), prefetch=0)]))
+    for got, expected in zip(images[:2], images[2:]):
+        np.testing.assert_array_equal(got, expected)
+    with rasterio.open(tif, OVERVIEW_LEVEL="NONE") as src:
+        assert np.abs(src.read(out_shape=(3, 128, 160), resampling=Resampling.bilinear).astype(int) - reduced).mean() > 0.5
