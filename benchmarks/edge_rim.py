@@ -2,7 +2,9 @@
 
 For each full-resolution DeepGlobe scene (default: the crossvali scenes of
 ``../shared/data/deepglobe`` that the default model's training and checkpoint choice never
-saw), segmented with the default settings:
+saw), segmented with the default patch grid (the released one: the scene's edge is the
+edge of a patch) and with an edge margin (``--edge-margin PX``, default 28: the patch grid
+reaches past the scene's edge over the scene mirrored there), printed:
 
 * the share of each class in the outer 4 m of the scene, 4-20 m from the edge, and farther
   in; the class the model over-draws most at the edge (its outer-4 m share minus its inner
@@ -11,13 +13,16 @@ saw), segmented with the default settings:
 
 With ``--mirror PX`` each scene is also segmented mirrored outward by ``PX`` pixels on every
 side (its own image reflected at its edges, as U-Net's overlap-tile strategy extends an
-image) and cropped back: a diagnosis, not a glgeo option. Where the rim disappears there,
-it comes from the scene's edge falling on the edge of a patch, where the local branch's
-convolutions see zero padding; the global view then also changes (it covers the mirrored
-margin), so the accuracy columns show the net effect.
+image) and cropped back, with the released grid: the diagnosis that led to the edge
+margin. Where the rim disappears there, it comes from the scene's edge falling on the edge
+of a patch, where the local branch's convolutions see zero padding; the global view then
+also changes (it covers the mirrored margin), so the accuracy columns show the net effect.
+The edge margin mirrors only what the local branch reads (and the global features its
+patches crop), so the window's global view stays the scene's.
 
 Example::
 
+    python benchmarks/edge_rim.py
     python benchmarks/edge_rim.py --mirror 256
 """
 
@@ -57,6 +62,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data")))
     parser.add_argument("--ids", default=None, help="comma-separated DeepGlobe ids (default: the crossvali scenes)")
     parser.add_argument("--mirror", type=int, default=0, help="also segment each scene mirrored outward by this many px")
+    parser.add_argument("--edge-margin", type=int, default=28, help="the edge margin to compare, px of the working grid")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
@@ -83,7 +89,8 @@ def main() -> None:
         ids = [n.removesuffix("_sat.jpg") for n in names if (root / "images" / n).exists()]
     scheme = get_scheme("deepglobe")
     checkpoint = load_checkpoint(args.model)
-    settings = InferenceSettings(device="cpu", torch_threads=args.threads)
+    released_grid = InferenceSettings(device="cpu", torch_threads=args.threads, edge_margin=0)
+    margin = InferenceSettings(device="cpu", torch_threads=args.threads, edge_margin=args.edge_margin)
     print(f"# {machine()}; model {args.model}; {OUTER_M} m = {OUTER_M * 2} px of DeepGlobe's 0.5 m")
     with tempfile.TemporaryDirectory(prefix="glgeo-rim-") as tmp:
         for name in ids:
@@ -91,15 +98,15 @@ def main() -> None:
             with rasterio.open(root / "masks" / f"{name}_mask.png") as src:
                 truth = read_mask_ids(src, scheme)
             outer, near, inner = bands(truth.shape, 0.5)
-            runs = [("as it is", image, 0)]
+            runs = [("no margin", image, 0, released_grid), (f"margin {args.edge_margin} px", image, 0, margin)]
             if args.mirror:
                 pixels = np.asarray(Image.open(image).convert("RGB"))
                 mirrored = Path(tmp) / f"{name}-mirrored.png"
                 Image.fromarray(np.pad(pixels, ((args.mirror,) * 2, (args.mirror,) * 2, (0, 0)), mode="reflect")).save(mirrored)
-                runs.append((f"mirrored {args.mirror} px", mirrored, args.mirror))
-            for label, path, pad in runs:
+                runs.append((f"mirrored {args.mirror} px", mirrored, args.mirror, released_grid))
+            for label, path, pad, settings in runs:
                 out = Path(tmp) / f"{name}.tif"
-                glgeo.segment(path, out, model=checkpoint, settings=settings, overwrite=True)
+                summary = glgeo.segment(path, out, model=checkpoint, settings=settings, overwrite=True)
                 with rasterio.open(out) as src:
                     classes = src.read(1)
                 if pad:
@@ -111,7 +118,8 @@ def main() -> None:
                     f"{name} {label:14s} {scheme.classes[c].name}: {100 * edge:5.1f} % of the outer {OUTER_M} m, "
                     f"{100 * np.mean(classes[near] == c):5.1f} % at {OUTER_M}-{NEAR_M} m, {100 * inside:5.1f} % inside "
                     f"(truth {100 * np.mean(truth[outer] == c):.1f} / {100 * np.mean(truth[inner] == c):.1f}); "
-                    f"right within {NEAR_M} m {100 * right[outer | near].mean():5.1f} %, inside {100 * right[inner].mean():5.1f} %",
+                    f"right within {NEAR_M} m {100 * right[outer | near].mean():5.1f} %, inside {100 * right[inner].mean():5.1f} %; "
+                    f"{summary.stats.patches} patches",
                     flush=True,
                 )
 

@@ -77,6 +77,10 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "image (the released code). Default: the size of the model's training images.")
 @click.option("--window-overlap", type=click.IntRange(min=0), default=None,
               help="Minimum overlap between context windows in px.  [default: an eighth of the footprint]")
+@click.option("--edge-margin", type=click.IntRange(min=0), default=0, show_default=True, metavar="PX",
+              help="How far patch grids reach beyond the scene's edge, in px of the working grid, over the scene "
+                   "mirrored there, so edge pixels are not on a patch's zero-padded edge (g2l and local modes, "
+                   "tapered blend). 0: the released grid, whose edge is the scene's.")
 @click.option("--blend", type=click.Choice(["taper", "sum"]), default="taper", show_default=True,
               help="taper: weights falling towards patch and window edges, normalised (no seams); "
                    "sum: the released code's plain sum of logits.")
@@ -132,6 +136,7 @@ def segment(
     global_size: int | None,
     footprint: int | None,
     window_overlap: int | None,
+    edge_margin: int,
     blend: str,
     logit_upsampling: str,
     nodata_fill: str,
@@ -182,11 +187,12 @@ def segment(
     from glgeo.writer import OutputOptions
 
     if released:
-        blend, logit_upsampling, precision, footprint, nodata_fill = "sum", "nearest", "fp32", 0, "zero"
+        blend, logit_upsampling, precision, footprint, nodata_fill, edge_margin = "sum", "nearest", "fp32", 0, "zero", 0
     settings = InferenceSettings(
         nodata_fill=nodata_fill,  # type: ignore[arg-type]
         footprint=footprint,
         window_overlap=window_overlap,
+        edge_margin=edge_margin,
         blend=blend,  # type: ignore[arg-type]
         logit_upsampling=logit_upsampling,  # type: ignore[arg-type]
         patch_size=patch_size,

@@ -392,20 +392,24 @@ class WindowAccumulator(_Buffers):
                 self._weight[rows, cols] += weight
         self._valid[rows, cols] |= self._array(valid, "bool")
 
-    def result(self, weight: np.ndarray | None = None):
+    def result(self, weight: np.ndarray | None = None, inside: tuple[slice, slice] | None = None):
         """``(logits, valid, weight)`` of the window, for :meth:`RowBandBlender.add`: its
         normalised logits, where the scene has data, and ``weight`` (the window's taper;
-        ``None``: 1) where a patch was computed, 0 elsewhere. The arrays are the
+        ``None``: 1) where a patch was computed, 0 elsewhere. ``inside``: the window's rows
+        and columns in the buffer (default: all of it), when its patch grid reached beyond
+        them (edge margins, or a buffer larger than this window's grid). The arrays are the
         accumulator's own: use them before :meth:`reset`."""
-        covered = self._weight > 0
+        rows, cols = inside or (slice(None), slice(None))
+        sums, weights, valid = self._sums[:, rows, cols], self._weight[rows, cols], self._valid[rows, cols]
+        covered = weights > 0
         if self._gpu:
-            self._sums /= torch.where(covered, self._weight, 1.0)[None]
+            sums /= torch.where(covered, weights, 1.0)[None]
         else:
-            self._sums /= np.where(covered, self._weight, 1.0)[None]
+            sums /= np.where(covered, weights, 1.0)[None]
         taper = covered.to(torch.float32) if self._gpu else covered.astype(np.float32)
         if weight is not None:
             taper *= self._array(weight, "float32")
-        return self._sums, self._valid, taper
+        return sums, valid, taper
 
 
 def _axis_taps(working: int, scene: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

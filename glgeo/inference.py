@@ -29,6 +29,13 @@ than the footprint is one window, as in the paper. For each window, in row-major
      branch's coarse foreground gives the relaxed foreground box; only patches touching it
      go through the local branch, every other valid pixel is background (class 0);
 
+   With ``edge_margin``, where a window meets the scene's edge its patch grid reaches that
+   far beyond it (:func:`glgeo.tiling.edge_margins`): those patches see the scene mirrored at its
+   edge (:meth:`glgeo.io.SceneReader.read_patches`) and their G -> L crops the window's
+   global features mirrored alike (:class:`~glgeo.models.PatchBoxes` with ``beyond``), so
+   the scene's outer pixels lie inside a patch, not on its zero-padded edge; only pixels
+   inside the scene are kept;
+
 4. patch logits upsampled to the patch's pixels and blended (:mod:`glgeo.blend`, tapered
    weights by default): a single window's straight into the row-band blender, which hands
    final row bands to a sink (the writer) at once; with several windows, into a
@@ -58,7 +65,16 @@ from .errors import InputError, InternalError, OutputError
 from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
 from .modes import Mode
 from .progress import ProgressCallback
-from .tiling import DEFAULT_MIN_OVERLAP, PatchGrid, PatchWindow, axis_overlaps, sub_grid, tile_weights, window_grid
+from .tiling import (
+    DEFAULT_MIN_OVERLAP,
+    PatchGrid,
+    PatchWindow,
+    axis_overlaps,
+    edge_margins,
+    sub_grid,
+    tile_weights,
+    window_grid,
+)
 from .tiling import taper as taper_weights
 
 log = logging.getLogger(__name__)
@@ -112,6 +128,13 @@ class InferenceSettings:
             0: the whole scene is one window, as in the released code.
         window_overlap: smallest overlap between context windows in px; ``None``:
             :func:`glgeo.tiling.window_overlap` (an eighth of the footprint).
+        edge_margin: how far, in px of the working grid, patch grids reach beyond the
+            scene's edge over the scene mirrored there (:func:`glgeo.tiling.edge_margins`),
+            so that no scene pixel lies on a patch's zero-padded edge; less than half a patch
+            (larger values are clipped). 0: the released grid, whose edge is the scene's.
+            For ``g2l`` and ``local`` modes with the ``taper`` blend and without
+            coarse-to-fine (``global`` mode reads no patch pixels). Measured in
+            docs/segment.md: not the default, as it did not help every model.
         nodata_fill: what the network sees where the scene has no data: each band's mean
             over the valid pixels of the global image or patch (``mean``), or 0 (``zero``,
             the released code's black, which a model reads as dark ground).
@@ -143,6 +166,7 @@ class InferenceSettings:
     blend: BlendRule = "taper"
     footprint: int | None = None
     window_overlap: int | None = None
+    edge_margin: int = 0
     nodata_fill: NodataFill = "mean"
     stretch: StretchSpec = "auto"
     gdal_cache_mb: int = 64
@@ -172,6 +196,8 @@ class InferenceSettings:
             raise InputError(f"the context footprint must be 0 (whole scene) or at least 8 px, got {self.footprint}")
         if self.nodata_fill not in NODATA_FILLS:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {self.nodata_fill!r}")
+        if self.edge_margin < 0:
+            raise InputError(f"edge_margin must be 0 or more pixels, got {self.edge_margin}")
         if self.window_overlap is not None and self.window_overlap < 0:
             raise InputError(f"window_overlap must be 0 or more pixels, got {self.window_overlap}")
         if self.c2f_ratio <= 0:
@@ -310,6 +336,16 @@ class StreamingSegmenter:
                 )
             if self.mode not in ("g2l", "bidirectional"):
                 raise InputError(f"coarse-to-fine needs mode g2l or bidirectional, not {self.mode}")
+        if settings.edge_margin and not (
+            self.mode in ("g2l", "local") and settings.blend == "taper" and not settings.coarse_to_fine
+        ):
+            raise InputError(
+                "edge_margin needs mode g2l or local, the taper blend and no coarse-to-fine; "
+                "drop --edge-margin for this run"
+            )
+        #: mirrored margin beyond the scene's edge, px of the working grid (less than half a patch)
+        self.edge_margin = min(settings.edge_margin, (self.patch_size - 1) // 2)
+        self._grids: dict = {}
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         from glgeo.models.deploy import inference_copy
@@ -382,17 +418,17 @@ class StreamingSegmenter:
         info = reader.info
         footprint = self.footprint or max(info.height, info.width, 8)
         windows = context_windows(info.height, info.width, self.footprint, self.settings.window_overlap)
-        grid = PatchGrid.for_scene(windows.patch_height, windows.patch_width, self.patch_size, self.settings.min_overlap)
         if len(windows) == 1:
             block = None
-        computed = len(windows) if block is None else len(block[0]) * len(block[1])
+        chosen = list(windows) if block is None else [windows[r * windows.n_cols + c] for r in block[0] for c in block[1]]
+        patches = sum(len(self._window_grid(w, info.height, info.width)[1]) for w in chosen)
         stats = InferenceStats(
-            self.mode, str(self.device), self.precision, len(grid) * computed, self.batch_size,
-            windows=computed, footprint=footprint, blend=self.settings.blend,
+            self.mode, str(self.device), self.precision, patches, self.batch_size,
+            windows=len(chosen), footprint=footprint, blend=self.settings.blend,
         )  # fmt: skip
         timings = stats.timings
         passes = 2 if self.mode == "bidirectional" else 1
-        progress_total = len(grid) * computed * passes
+        progress_total = patches * passes
         steps = [0]
 
         def tick(n: int) -> None:
@@ -407,22 +443,38 @@ class StreamingSegmenter:
         taper = self.settings.blend == "taper"
         with torch.inference_mode():
             if len(windows) == 1:
-                # patches straight into the scene's rows (a bounded buffer of patch rows)
+                # patches straight into the scene's rows (a bounded buffer of patch rows); with
+                # edge margins the blender's rows and columns reach beyond the scene's
+                margins, grid = self._window_grid(windows[0], info.height, info.width)
+                emit = _inside(timed_sink, margins, info.height, info.width) if any(margins) else timed_sink
                 blender = RowBandBlender(
-                    grid, self.n_classes, timed_sink, scores=scores, fill_class=0, device=self.device, score_dtype=score_dtype
+                    grid, self.n_classes, emit, scores=scores, fill_class=0, device=self.device, score_dtype=score_dtype
                 )
                 stats.blender_bytes = blender.nbytes
-                self._run_window(_WindowRun(windows[0], grid, blender.add, taper), reader, stats, tick, whole_scene=True)
+                run = _WindowRun(windows[0], grid, blender.add, taper, margins)
+                self._run_window(run, reader, stats, tick, whole_scene=True)
                 if not blender.done:
                     raise InternalError(f"{blender.patches_added} of {len(grid)} patches blended")
             else:
-                self._run_windows(windows, grid, reader, timed_sink, scores, stats, tick, block, score_dtype)
+                self._run_windows(windows, reader, timed_sink, scores, stats, tick, block, score_dtype)
         timings.total = time.perf_counter() - started
         return stats
 
+    def _window_grid(self, window: PatchWindow, height: int, width: int) -> tuple[tuple[int, int, int, int], PatchGrid]:
+        """A context window's edge margins (:func:`glgeo.tiling.edge_margins`) and its patch
+        grid, which covers the window grown by them (grid pixel 0 is ``margin[0]`` rows and
+        ``margin[2]`` columns before the window's first)."""
+        margins = edge_margins(window, height, width, self.edge_margin)
+        key = (window.height, window.width, margins)
+        if key not in self._grids:
+            mt, mb, ml, mr = margins
+            self._grids[key] = PatchGrid.for_scene(
+                window.height + mt + mb, window.width + ml + mr, self.patch_size, self.settings.min_overlap
+            )
+        return margins, self._grids[key]
+
     def _run_windows(
-        self, windows: PatchGrid, grid: PatchGrid, reader: SceneReader, sink, scores, stats, tick, block=None,
-        score_dtype: str = "uint8",
+        self, windows: PatchGrid, reader: SceneReader, sink, scores, stats, tick, block=None, score_dtype: str = "uint8",
     ) -> None:
         """Every context window in turn (or a block's), blended into the scene's (block's) rows."""
         passes = 2 if self.mode == "bidirectional" else 1
@@ -433,13 +485,15 @@ class StreamingSegmenter:
             tiles, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16",
             score_dtype=score_dtype,
         )
-        window_pixels = WindowAccumulator(windows.patch_height, windows.patch_width, self.n_classes, self.device)
+        room = 2 * self.edge_margin  # a window's buffer holds its grid, edge margins included
+        window_pixels = WindowAccumulator(windows.patch_height + room, windows.patch_width + room, self.n_classes, self.device)
         stats.blender_bytes = blender.nbytes + window_pixels.nbytes
         with _Clock(stats.timings, "global_read"):
             stats.stretch = reader.fix_stretch(self.settings.stretch, self.scaling).description
         taper = self.settings.blend == "taper"
         for tile in tiles:
             window = tile if block is None else windows[(block[0].start + tile.row) * windows.n_cols + block[1].start + tile.col]
+            margins, grid = self._window_grid(window, reader.info.height, reader.info.width)
             if not reader.has_data(window):  # nodata only: nothing to compute
                 stats.skipped_windows += 1
                 stats.skipped_nodata += len(grid)
@@ -447,9 +501,10 @@ class StreamingSegmenter:
                 blender.add(tile, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
                 continue
             window_pixels.reset()
-            self._run_window(_WindowRun(window, grid, window_pixels.add, taper), reader, stats, tick)
+            self._run_window(_WindowRun(window, grid, window_pixels.add, taper, margins), reader, stats, tick)
             with _Clock(stats.timings, "blend", self.device):
-                logits, valid, weight = window_pixels.result(tile_weights(windows, window) if taper else None)
+                inside = (slice(margins[0], margins[0] + window.height), slice(margins[2], margins[2] + window.width))
+                logits, valid, weight = window_pixels.result(tile_weights(windows, window) if taper else None, inside)
                 blender.add(tile, logits, valid, weight)
         if not blender.done:
             raise InternalError(f"{blender.patches_added} of {len(tiles)} context windows blended")
@@ -610,6 +665,22 @@ class StreamingSegmenter:
         return self.model.aggregate(local_ps3, run.refined.ps3, boxes)
 
 
+def _inside(emit: Callable[[RowBand], None], margins: tuple[int, int, int, int], height: int, width: int):
+    """``emit`` for the bands of a grid that reaches ``margins`` beyond a ``height x width``
+    scene: each band cut to the scene's rows and columns, rows counted from the scene's."""
+    top, _, left, _ = margins
+    cols = slice(left, left + width)
+
+    def inside(band: RowBand) -> None:
+        first, last = max(band.row_off, top), min(band.row_off + band.height, top + height)
+        if last > first:
+            rows = slice(first - band.row_off, last - band.row_off)
+            scores = None if band.scores is None else band.scores[:, rows, cols]
+            emit(RowBand(first - top, band.classes[rows, cols], scores))
+
+    return inside
+
+
 class _WindowRun:
     """The state of one context window's run: where it lies, its patch grid, the global
     branch's outputs, the L->G canvas between the passes, and where its patches go.
@@ -620,11 +691,17 @@ class _WindowRun:
         add: ``add(window, logits, valid, weight)`` of the blender the patches go to
             (windows in the window's own pixels).
         taper: weight patches by :func:`glgeo.tiling.tile_weights` (else plain sums).
+        margins: how far ``grid`` reaches beyond the window (the scene's edge), ``(top,
+            bottom, left, right)`` px: grid pixel 0 lies ``top`` rows and ``left`` columns
+            before the window's first.
     """
 
-    def __init__(self, window: PatchWindow, grid: PatchGrid, add: Callable, taper: bool) -> None:
+    def __init__(
+        self, window: PatchWindow, grid: PatchGrid, add: Callable, taper: bool, margins: tuple[int, int, int, int] = (0, 0, 0, 0)
+    ) -> None:
         self.window = window
         self.grid = grid
+        self.margins = margins
         self._add = add
         self.context = None
         self.refined = None
@@ -637,27 +714,32 @@ class _WindowRun:
         self.taper = taper
 
     def scene_batches(self, batch_size: int) -> Iterator[list[PatchWindow]]:
-        """The window's patches in batches, placed in the scene's pixels for reading."""
-        oy, ox = self.window.top, self.window.left
+        """The window's patches in batches, placed in the scene's pixels for reading (beyond
+        the scene's edge where the grid reaches over it)."""
+        oy, ox = self.window.top - self.margins[0], self.window.left - self.margins[2]
         for batch in self.grid.batches(batch_size):
             yield [replace(w, top=w.top + oy, left=w.left + ox) for w in batch]
 
     def boxes(self, batch: PatchBatch, chosen: list[int]):
-        """The chosen patches' boxes in the window's global image (GLNet's G<->L crops)."""
+        """The chosen patches' boxes in the window's global image (GLNet's G<->L crops);
+        with edge margins, boxes reach past the window's edge onto its mirror image."""
         from glgeo.models import PatchBoxes
 
         windows = [self.grid[batch.windows[i].index] for i in chosen]
+        top, _, left, _ = self.margins
         return PatchBoxes.from_pixels(
-            [w.top for w in windows],
-            [w.left for w in windows],
+            [w.top - top for w in windows],
+            [w.left - left for w in windows],
             self.grid.patch_height,
             self.grid.patch_width,
-            self.grid.scene_height,
-            self.grid.scene_width,
+            self.window.height,
+            self.window.width,
+            beyond=any(self.margins),
         )
 
     def add(self, index: int, logits: torch.Tensor | None, valid: torch.Tensor) -> None:
-        """Blend patch ``index``'s logits (``None``: not computed) into the window."""
+        """Blend patch ``index``'s logits (``None``: not computed) into the window (in the
+        grid's pixels)."""
         window = self.grid[index]
         weight = None
         if self.taper and logits is not None:

@@ -58,7 +58,7 @@ from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from .errors import InputError, SceneError
+from .errors import InputError, InternalError, SceneError
 from .resolution import FULL_RESOLUTION_READS, ground_sample_distance, scaled_size, scaled_transform
 from .tiling import PatchWindow
 
@@ -350,6 +350,18 @@ class PatchBatch:
         return self.valid.reshape(len(self.windows), -1).any(axis=1)
 
 
+def _clip_to(pw: PatchWindow, height: int, width: int) -> tuple[PatchWindow, tuple[int, int, int, int]]:
+    """The part of a patch inside a ``height x width`` grid, and how far the patch reaches
+    beyond it ``(above, below, before, after)``; a mirror image of the part must be able to
+    fill that (each reach smaller than the part)."""
+    top, left = max(pw.top, 0), max(pw.left, 0)
+    bottom, right = min(pw.bottom, height), min(pw.right, width)
+    reach = (top - pw.top, pw.bottom - bottom, left - pw.left, pw.right - right)
+    if bottom - top <= max(reach[:2]) or right - left <= max(reach[2:]):
+        raise InternalError(f"patch {pw} reaches farther beyond the {height} x {width} grid than it lies inside")
+    return replace(pw, top=top, left=left, height=bottom - top, width=right - left), reach
+
+
 class SceneReader:
     """Reads a scene's global image and patches for GLNet.
 
@@ -564,6 +576,10 @@ class SceneReader:
     def read_patches(self, windows: Sequence[PatchWindow], skip_pixels: frozenset[int] | None = None) -> PatchBatch:
         """Read a batch of patches (same shape) as network inputs and valid masks.
 
+        A patch may reach beyond the scene's edge (the engine's edge margins,
+        :func:`glgeo.tiling.edge_margins`): the part inside is read and mirrored outward at
+        the edge for the network, and is all the valid mask holds.
+
         Args:
             windows: the patches.
             skip_pixels: grid indices of patches whose pixels are not needed (only their
@@ -578,21 +594,23 @@ class SceneReader:
         valid = np.empty((len(windows), h, w), dtype=bool)
         # on a working grid: decimated reads, antialiased bilinear as training read them
         scaled = self.info is not self.source
-        resample = {"out_shape": (len(bands), h, w), "resampling": Resampling.bilinear} if scaled else {}
         try:
             for i, pw in enumerate(windows):
-                window = self._source_window(pw)
+                inside, (above, below, before, after) = _clip_to(pw, self.info.height, self.info.width)
+                window = self._source_window(inside)
+                shape = (inside.height, inside.width)
                 # the scene's own valid pixels feed the network (real pixels around an area of
                 # interest, as without it); the area of interest decides what is computed and kept
                 scene_valid = (
-                    self._read_valid(window, (h, w), Resampling.average, region=False) if scaled
+                    self._read_valid(window, shape, Resampling.average, region=False) if scaled
                     else self._read_valid(window, region=False)
                 )
-                valid[i] = self._in_region(scene_valid, window)
-                if valid[i].any() and not (skip_pixels and pw.index in skip_pixels):
-                    images[i] = self.stretch.apply(
-                        self.src.read(bands, window=window, **resample), scene_valid, self.nodata_fill
-                    )
+                kept = self._in_region(scene_valid, window)
+                valid[i] = np.pad(kept, ((above, below), (before, after)))
+                if kept.any() and not (skip_pixels and pw.index in skip_pixels):
+                    resample = {"out_shape": (len(bands), *shape), "resampling": Resampling.bilinear} if scaled else {}
+                    image = self.stretch.apply(self.src.read(bands, window=window, **resample), scene_valid, self.nodata_fill)
+                    images[i] = np.pad(image, ((0, 0), (above, below), (before, after)), mode="reflect")
                 else:
                     images[i] = 0.0  # never computed: skip the pixel read
         except RasterioIOError as exc:

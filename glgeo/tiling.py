@@ -20,6 +20,12 @@ overlap with a neighbour, falling towards the tile's edge, flat elsewhere and at
 scene's border. Two neighbours' ramps over their shared overlap sum to one, so the blend
 passes smoothly from one tile to the next instead of jumping where the overlap starts.
 
+With an edge margin (``InferenceSettings.edge_margin``), where a context window meets the
+scene's edge its patch grid reaches that far beyond it (:func:`edge_margins`), over the
+scene mirrored at its edge: the scene's outer pixels then lie inside a patch, as they do
+everywhere else, instead of on a patch's edge where the local branch's convolutions see
+zero padding. Pixels beyond the scene are read, never kept.
+
 Patches are listed row-major (patch row by patch row, left to right), which is also the
 order of a GeoTIFF's blocks and strips: consecutive patches re-read the blocks GDAL just
 cached, and a band of output rows becomes final as soon as its patch row is done, which is
@@ -316,3 +322,19 @@ def window_grid(height: int, width: int, footprint: int, overlap: int | None = N
         raise InputError(f"the context footprint must be at least 8 px, got {footprint}")
     overlap = window_overlap(footprint) if overlap is None else overlap
     return PatchGrid.for_scene(height, width, footprint, min(max(overlap, 0), footprint - 1))
+
+
+def edge_margins(window: PatchWindow, scene_height: int, scene_width: int, margin: int) -> tuple[int, int, int, int]:
+    """``(top, bottom, left, right)``: how far a context window's patch grid reaches beyond
+    the scene, ``margin`` px on each side where ``window`` meets the scene's edge and 0
+    where it lies inside the scene (its neighbours' views cover that side). A margin is at
+    most the window's side - 1, so a mirror image has pixels to reflect."""
+    if margin < 0:
+        raise InputError(f"the edge margin must be 0 or more pixels, got {margin}")
+    rows, cols = min(margin, window.height - 1), min(margin, window.width - 1)
+    return (
+        rows if window.top == 0 else 0,
+        rows if window.bottom == scene_height else 0,
+        cols if window.left == 0 else 0,
+        cols if window.right == scene_width else 0,
+    )

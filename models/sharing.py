@@ -2,7 +2,9 @@
 
 * G -> L (:func:`crop_global`): for each patch, the global feature map is cropped at the
   patch's relative box (top, left, height, width, each = relative value x feature size,
-  rounded) and later resized bilinearly to the local feature size by the shared head.
+  rounded) and later resized bilinearly to the local feature size by the shared head. A
+  box that reaches beyond its scene (the inference engine's edge margins, boxes made with
+  ``beyond=True``) crops the map mirrored at the scene's edge.
 * L -> G (:class:`L2GCanvas`): each patch's local feature map is resized bilinearly to the
   patch's footprint in global-feature space and added onto a zero canvas of the global
   feature size; the canvas is divided by the number of patches covering each pixel.
@@ -37,11 +39,15 @@ class PatchBoxes:
         pixels: ``(N, 4)`` long tensor of ``top, left, height, width`` in scene pixels.
         scene_sizes: ``(N, 2)`` long tensor of each patch's scene ``height, width``.
         scene_index: ``(N,)`` long tensor: which image of the global batch holds the patch.
+        beyond: boxes may reach beyond their scene by less than their own size inside it,
+            over the scene mirrored at its edge (the engine's edge margins); else every box
+            lies inside its scene.
     """
 
     pixels: Tensor
     scene_sizes: Tensor
     scene_index: Tensor
+    beyond: bool = False
 
     def __post_init__(self) -> None:
         # Boxes are small metadata read with .tolist(): keep them on the CPU whatever
@@ -51,7 +57,14 @@ class PatchBoxes:
         n = self.pixels.shape[0]
         if self.pixels.shape != (n, 4) or self.scene_sizes.shape != (n, 2) or self.scene_index.shape != (n,):
             raise ValueError("PatchBoxes needs pixels (N,4), scene_sizes (N,2) and scene_index (N,)")
-        if n and (
+        if self.beyond:
+            top, left, h, w = self.pixels.unbind(1)
+            inside_h = torch.minimum(top + h, self.scene_sizes[:, 0]) - top.clamp(min=0)
+            inside_w = torch.minimum(left + w, self.scene_sizes[:, 1]) - left.clamp(min=0)
+            reach = torch.stack([-top, top + h - self.scene_sizes[:, 0], -left, left + w - self.scene_sizes[:, 1]], 1)
+            if n and ((inside_h <= reach[:, :2].max(1).values) | (inside_w <= reach[:, 2:].max(1).values)).any():
+                raise ValueError("a patch box may reach beyond its scene by less than it lies inside")
+        elif n and (
             (self.pixels[:, :2] < 0).any()
             or (self.pixels[:, 2:] <= 0).any()
             or (self.pixels[:, 0] + self.pixels[:, 2] > self.scene_sizes[:, 0]).any()
@@ -69,6 +82,7 @@ class PatchBoxes:
         scene_height: int | Sequence[int] | Tensor,
         scene_width: int | Sequence[int] | Tensor,
         scene_index: Sequence[int] | Tensor | None = None,
+        beyond: bool = False,
     ) -> "PatchBoxes":
         """Build boxes from per-patch pixel positions (scalars broadcast)."""
         tops_t = torch.as_tensor(tops).detach().cpu().long().reshape(-1)
@@ -80,7 +94,7 @@ class PatchBoxes:
         pixels = torch.stack([tops_t, col(lefts), col(heights), col(widths)], dim=1)
         sizes = torch.stack([col(scene_height), col(scene_width)], dim=1)
         index = col(0 if scene_index is None else scene_index)
-        return cls(pixels, sizes, index)
+        return cls(pixels, sizes, index, beyond)
 
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
@@ -88,7 +102,7 @@ class PatchBoxes:
     def __getitem__(self, item: slice | Tensor | Sequence[int]) -> "PatchBoxes":
         if isinstance(item, int):
             item = slice(item, item + 1)
-        return PatchBoxes(self.pixels[item], self.scene_sizes[item], self.scene_index[item])
+        return PatchBoxes(self.pixels[item], self.scene_sizes[item], self.scene_index[item], self.beyond)
 
     @property
     def rel(self) -> Tensor:
@@ -100,14 +114,22 @@ class PatchBoxes:
         """Each box on a feature grid of ``height x width`` as ``(top, left, h, w)``.
 
         Same rounding as the released code (round relative value x size), kept inside the
-        grid (the released code could run one row past the edge for the last patch).
+        grid (the released code could run one row past the edge for the last patch). Boxes
+        made with ``beyond`` keep their reach past the grid's edges (``top`` < 0, or
+        ``top + h`` > ``height``), at most the grid's size - 1 (for :func:`crop_global`'s
+        mirror image).
         """
+
+        def axis(start: float, length: float, n: int) -> tuple[int, int]:
+            if self.beyond and (start < 0 or start + length > 1):  # mirrored past the edge
+                first = min(max(round(start * n), 1 - n), n - 1)
+                return first, min(max(1, round(length * n)), 2 * n - 1 - first)
+            size = max(1, min(n, round(length * n)))
+            return min(round(start * n), n - size), size
+
         out = []
         for top, left, h, w in self.rel.tolist():
-            hh = max(1, min(height, round(h * height)))
-            ww = max(1, min(width, round(w * width)))
-            tt = min(round(top * height), height - hh)
-            ll = min(round(left * width), width - ww)
+            (tt, hh), (ll, ww) = axis(top, h, height), axis(left, w, width)
             out.append((tt, ll, hh, ww))
         return out
 
@@ -120,6 +142,16 @@ def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
     """
     grid = boxes.on_grid(feature.shape[-2], feature.shape[-1])
     index = boxes.scene_index.tolist()
+    if boxes.beyond:
+        # a box reaching past the map's edge crops the map mirrored there
+        fh, fw = feature.shape[-2:]
+        above = max([0] + [-t for t, _, _, _ in grid])
+        below = max([0] + [t + h - fh for t, _, h, _ in grid])
+        before = max([0] + [-l for _, l, _, _ in grid])
+        after = max([0] + [l + w - fw for _, l, _, w in grid])
+        if above or below or before or after:
+            feature = F.pad(feature, (before, after, above, below), mode="reflect")
+            grid = [(t + above, l + before, h, w) for t, l, h, w in grid]
     crops = [feature[b, :, t : t + h, l : l + w] for b, (t, l, h, w) in zip(index, grid)]
     size = crops[0].shape[-2:]
     if any(c.shape[-2:] != size for c in crops):

@@ -23,7 +23,7 @@ from glgeo.io import SceneReader, inspect_scene
 from glgeo.models.checkpoint import Checkpoint, InputScaling
 from glgeo.schemes import NODATA_ID, get_scheme
 from glgeo.segmentation import segment
-from glgeo.tiling import PatchGrid, axis_overlaps, taper, tile_weights, window_grid
+from glgeo.tiling import PatchGrid, PatchWindow, axis_overlaps, taper, tile_weights, window_grid
 
 from fixtures.rasters import write_geotiff
 
@@ -183,6 +183,12 @@ def test_each_window_gets_its_own_global_view(tmp_path):
     assert checkpoint.model.shared.windows == 6
     grid = PatchGrid.for_scene(160, 160, 64)
     assert checkpoint.model.shared.patches == 6 * len(grid)
+    # with an edge margin each window's grid reaches past the scene's edges it meets: all
+    # six meet the top or bottom edge, the outer columns the left or right edge too
+    checkpoint = offset_checkpoint(footprint=160)
+    segment(scene, tmp_path / "b.tif", model=checkpoint, settings=InferenceSettings(device="cpu", edge_margin=20))
+    grids = [PatchGrid.for_scene(160 + 20, 160 + (20 if col != 1 else 0), 64) for col in (0, 1, 2)]
+    assert checkpoint.model.shared.patches == 2 * sum(len(g) for g in grids)
 
 
 def test_the_model_footprint_is_used_and_a_scene_within_it_is_one_window(tmp_path):
@@ -367,3 +373,101 @@ def test_mosaic_of_real_images_with_the_default_model(sample_data, tmp_path):
         assert (part == own).mean() > 0.9
         inner = (slice(64, -64), slice(64, -64))  # away from the neighbours' resampling
         assert (part[inner] == own[inner]).mean() > 0.95
+
+
+class RimNet(OffsetNet):
+    """Stand-in g2l model whose local branch draws class 1 along its patch's edge (as zero
+    padding can make a real one do) and class 0 inside the patch."""
+
+    def __init__(self, rim: int = 6) -> None:
+        super().__init__()
+        self.rim = rim
+
+    def encode_local(self, patches, boxes, context):
+        n, _, h, w = patches.shape
+        one = torch.full((n, 1, h, w), -4.0)
+        r = self.rim
+        one[..., :r, :] = one[..., -r:, :] = one[..., :, :r] = one[..., :, -r:] = 4.0
+        return SimpleNamespace(ps3=torch.cat([torch.zeros_like(one), one], dim=1))
+
+
+@pytest.mark.parametrize("footprint", [None, 80])
+@pytest.mark.parametrize("margin, rim_pixels", [(0, True), (8, False), (28, False)])
+def test_edge_margins_keep_the_scenes_edge_off_the_patches_edge(tmp_path, margin, rim_pixels, footprint):
+    """Inside a scene the tapered blend hands a patch's (and a window's) edge to its
+    neighbour; at the scene's edge only the edge margin keeps the edge pixels off a patch's
+    edge. One window, or several (80 px footprint)."""
+    scene = smooth_scene(tmp_path / "s.tif", 150, 200)
+    metadata = {} if footprint is None else {"training": {"footprint_px": footprint}}
+    checkpoint = Checkpoint(RimNet(), BINARY, InputScaling(), 32, 64, 3.0, metadata)
+    summary = segment(scene, tmp_path / "out.tif", model=checkpoint, probabilities=tmp_path / "p.tif",
+                      settings=InferenceSettings(device="cpu", precision="fp32", edge_margin=margin))
+    assert summary.stats.windows == (1 if footprint is None else len(window_grid(150, 200, 80)))
+    with rasterio.open(tmp_path / "p.tif") as src:
+        scores = src.read()
+        assert scores.shape == (2, 150, 200) and (scores.astype(int).sum(axis=0) >= 254).all()
+    with rasterio.open(tmp_path / "out.tif") as src:
+        classes = src.read(1)
+        assert classes.shape == (150, 200)
+    assert (classes <= 1).all()  # every pixel a class: the margins beyond the scene are dropped, not shifted in
+    outer = np.ones_like(classes, dtype=bool)
+    outer[6:-6, 6:-6] = False
+    assert (classes[~outer] == 0).all()  # inside, the neighbours' tapers hide every patch edge
+    assert (classes[outer] == 1).all() if rim_pixels else (classes == 0).all()
+
+
+def test_edge_margins_on_a_coarser_working_grid(tmp_path):
+    """Read at half resolution, the margins are the working grid's; the classes come back on
+    the scene's grid, every pixel of it."""
+    scene = smooth_scene(tmp_path / "s.tif", 151, 203)
+    checkpoint = Checkpoint(RimNet(), BINARY, InputScaling(), 32, 64, 3.0, {})
+    summary = segment(scene, tmp_path / "out.tif", model=checkpoint,
+                      settings=InferenceSettings(device="cpu", precision="fp32", scale=0.5, edge_margin=8))
+    assert summary.scale == 0.5
+    assert summary.stats.patches == len(PatchGrid.for_scene(round(151 / 2) + 16, round(203 / 2) + 16, 64))
+    with rasterio.open(tmp_path / "out.tif") as src:
+        classes = src.read(1)
+    assert classes.shape == (151, 203) and (classes == 0).all()
+
+
+def test_patches_beyond_the_scene_read_it_mirrored(tmp_path):
+    data = np.random.default_rng(5).integers(0, 256, size=(3, 40, 50), dtype=np.uint8)
+    path = write_geotiff(tmp_path / "s.tif", data, crs="EPSG:32631", origin=(500000, 4000000), res=1.0)
+    with SceneReader(inspect_scene(path), nodata_fill="zero") as reader:
+        reader.read_global(16, "auto", (0.0, 255.0))
+        batch = reader.read_patches([PatchWindow(0, 0, 0, -5, -7, 32, 32), PatchWindow(1, 0, 1, 20, 30, 32, 32)])
+    expected = np.pad(data[:, :27, :25] / 255.0, ((0, 0), (5, 0), (7, 0)), mode="reflect")
+    np.testing.assert_allclose(batch.images[0], expected, atol=1e-6)
+    assert not batch.valid[0][:5].any() and not batch.valid[0][:, :7].any() and batch.valid[0][5:, 7:].all()
+    expected = np.pad(data[:, 20:, 30:] / 255.0, ((0, 0), (0, 12), (0, 12)), mode="reflect")
+    np.testing.assert_allclose(batch.images[1], expected, atol=1e-6)
+    assert batch.valid[1][:20, :20].all() and not batch.valid[1][20:].any() and not batch.valid[1][:, 20:].any()
+
+
+def test_boxes_beyond_the_scene_crop_the_global_features_mirrored():
+    from glgeo.models import PatchBoxes, crop_global
+
+    feature = torch.randn(2, 3, 16, 24)
+    inside = PatchBoxes.from_pixels([0, 32], [48, 0], 32, 32, 64, 96, scene_index=[0, 1])
+    beyond = PatchBoxes.from_pixels([0, 32], [48, 0], 32, 32, 64, 96, scene_index=[0, 1], beyond=True)
+    torch.testing.assert_close(crop_global(feature, beyond), crop_global(feature, inside))  # inside: as ever
+    reaching = PatchBoxes.from_pixels([-8, 40], [-12, 72], 32, 32, 64, 96, scene_index=[0, 1], beyond=True)
+    mirrored = F.pad(feature, (3, 2, 2, 2), mode="reflect")  # 4 px a cell: 12 px = 3 cells, 8 px = 2
+    crops = crop_global(feature, reaching)
+    torch.testing.assert_close(crops[0], mirrored[0, :, 0:8, 0:8])
+    torch.testing.assert_close(crops[1], mirrored[1, :, 12:20, 21:29])
+    with pytest.raises(ValueError, match="beyond its scene by less than it lies inside"):
+        PatchBoxes.from_pixels([-20], [0], 32, 32, 64, 96, beyond=True)
+    with pytest.raises(ValueError, match="inside its scene"):
+        PatchBoxes.from_pixels([-8], [0], 32, 32, 64, 96)
+
+
+def test_edge_margin_applies_where_patches_are_read():
+    assert StreamingSegmenter(OffsetNet(), InferenceSettings(device="cpu"), 256, 32).edge_margin == 0  # released grid
+    assert StreamingSegmenter(OffsetNet(), InferenceSettings(device="cpu", edge_margin=28), 256, 32).edge_margin == 28
+    assert StreamingSegmenter(OffsetNet(), InferenceSettings(device="cpu", edge_margin=28), 16, 8).edge_margin == 7  # < half a patch
+    for engine, settings in ((GlobalNet(), {}), (OffsetNet(), {"blend": "sum"}), (OffsetNet(), {"coarse_to_fine": True})):
+        with pytest.raises(InputError, match="edge_margin needs mode g2l or local"):
+            StreamingSegmenter(engine, InferenceSettings(device="cpu", edge_margin=8, **settings), 256, 32)
+    with pytest.raises(InputError, match="edge_margin must be 0 or more"):
+        InferenceSettings(edge_margin=-1)
