@@ -9,7 +9,13 @@ reaches past the scene's edge over the scene mirrored there), printed:
 * the share of each class in the outer 4 m of the scene, 4-20 m from the edge, and farther
   in; the class the model over-draws most at the edge (its outer-4 m share minus its inner
   share) is printed, with the truth's shares for comparison;
-* the pixel accuracy within 20 m of the edge and farther in.
+* the pixel accuracy within 20 m of the edge and farther in;
+
+and, pooled over the scenes for each grid, the share of pixels right within 20 m of the
+edge, farther in and overall, and the patches per scene. ``--root``, ``--split-file`` and
+``--part`` choose other scenes in DeepGlobe's layout (``ID_sat.jpg``, ``ID_mask.png``),
+such as the stage-2 validation scenes ``models/zoo/prepare_landcover.py`` writes, on which
+an edge margin for a model is chosen; ``--edge-margin`` takes several margins to compare.
 
 With ``--mirror PX`` each scene is also segmented mirrored outward by ``PX`` pixels on every
 side (its own image reflected at its edges, as U-Net's overlap-tile strategy extends an
@@ -24,11 +30,14 @@ Example::
 
     python benchmarks/edge_rim.py
     python benchmarks/edge_rim.py --mirror 256
+    python benchmarks/edge_rim.py --root runs/lc24 --split-file runs/lc24/split.json --part val \
+        --edge-margin 16,24,28,32 --summary
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -60,9 +69,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="deepglobe-landcover")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data")))
+    parser.add_argument("--root", type=Path, default=None, help="scenes in DeepGlobe's layout (default: DATA/deepglobe)")
     parser.add_argument("--ids", default=None, help="comma-separated DeepGlobe ids (default: the crossvali scenes)")
+    parser.add_argument("--split-file", type=Path, default=None, help="a JSON split file ({part: [ids]}) naming the scenes")
+    parser.add_argument("--part", default="val", help="the split file's part")
     parser.add_argument("--mirror", type=int, default=0, help="also segment each scene mirrored outward by this many px")
-    parser.add_argument("--edge-margin", type=int, default=28, help="the edge margin to compare, px of the working grid")
+    parser.add_argument("--edge-margin", default="28", help="edge margins to compare, px of the working grid, comma-separated")
+    parser.add_argument("--summary", action="store_true", help="print the pooled figures only")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
@@ -79,18 +92,25 @@ def main() -> None:
     logging.disable(logging.WARNING)
     warnings.filterwarnings("ignore", module="rasterio")
     torch.set_num_threads(args.threads)
-    root = args.data / "deepglobe"
+    root = args.root or args.data / "deepglobe"
     if not (root / "images").is_dir():
         raise SystemExit(f"no full-resolution DeepGlobe images at {root}: pass --data (the shared sample data folder)")
     if args.ids:
         ids = args.ids.split(",")
+    elif args.split_file:
+        ids = json.loads(args.split_file.read_text())[args.part]
     else:
         names = (root / "splits" / "crossvali.txt").read_text().split()
         ids = [n.removesuffix("_sat.jpg") for n in names if (root / "images" / n).exists()]
     scheme = get_scheme("deepglobe")
     checkpoint = load_checkpoint(args.model)
     released_grid = InferenceSettings(device="cpu", torch_threads=args.threads, edge_margin=0)
-    margin = InferenceSettings(device="cpu", torch_threads=args.threads, edge_margin=args.edge_margin)
+    margins = [int(m) for m in args.edge_margin.split(",") if int(m) > 0]
+    grids = [("no margin", released_grid)] + [
+        (f"margin {m} px", InferenceSettings(device="cpu", torch_threads=args.threads, edge_margin=m)) for m in margins
+    ]
+    # per run: right within 20 m, pixels within 20 m, right farther, pixels farther, patches
+    pooled: dict[str, np.ndarray] = {}
     print(f"# {machine()}; model {args.model}; {OUTER_M} m = {OUTER_M * 2} px of DeepGlobe's 0.5 m")
     with tempfile.TemporaryDirectory(prefix="glgeo-rim-") as tmp:
         for name in ids:
@@ -98,7 +118,7 @@ def main() -> None:
             with rasterio.open(root / "masks" / f"{name}_mask.png") as src:
                 truth = read_mask_ids(src, scheme)
             outer, near, inner = bands(truth.shape, 0.5)
-            runs = [("no margin", image, 0, released_grid), (f"margin {args.edge_margin} px", image, 0, margin)]
+            runs = [(label, image, 0, settings) for label, settings in grids]
             if args.mirror:
                 pixels = np.asarray(Image.open(image).convert("RGB"))
                 mirrored = Path(tmp) / f"{name}-mirrored.png"
@@ -114,6 +134,11 @@ def main() -> None:
                 shares = [(np.mean(classes[outer] == c), np.mean(classes[inner] == c), c) for c in range(scheme.n_classes)]
                 edge, inside, c = max(shares, key=lambda s: s[0] - s[1])
                 right = classes == truth
+                edge_band = outer | near
+                pooled.setdefault(label, np.zeros(5))
+                pooled[label] += (right[edge_band].sum(), edge_band.sum(), right[inner].sum(), inner.sum(), summary.stats.patches)
+                if args.summary:
+                    continue
                 print(
                     f"{name} {label:14s} {scheme.classes[c].name}: {100 * edge:5.1f} % of the outer {OUTER_M} m, "
                     f"{100 * np.mean(classes[near] == c):5.1f} % at {OUTER_M}-{NEAR_M} m, {100 * inside:5.1f} % inside "
@@ -122,6 +147,10 @@ def main() -> None:
                     f"{summary.stats.patches} patches",
                     flush=True,
                 )
+    print(f"pooled over {len(ids)} scenes: pixels right within {NEAR_M} m of the edge / farther in / overall; patches per scene")
+    for label, (near_right, near_n, in_right, in_n, patches) in pooled.items():
+        print(f"{label:16s} {100 * near_right / near_n:5.1f} % / {100 * in_right / in_n:5.1f} % / "
+              f"{100 * (near_right + in_right) / (near_n + in_n):5.1f} %; {patches / len(ids):.1f} patches")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ Example::
     python benchmarks/invariance.py                      # the default model, nine images
     python benchmarks/invariance.py --model runs/dg/model.pt --images 104113,172307,...
     python benchmarks/invariance.py --mode global        # the global branch alone
+    python benchmarks/invariance.py --edge-margin 28     # glgeo with an edge margin (segment --edge-margin)
 
 Accuracy figures here compare the engines with each other; they are not a model's
 held-out accuracy (some of these images trained the zoo model; see its card for that).
@@ -81,6 +82,7 @@ def main() -> None:
     parser.add_argument("--mode", default=None, choices=["global", "g2l", "bidirectional"],
                         help="the model's mode for both engines (default: the model's own)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: times comparable across runs)")
+    parser.add_argument("--edge-margin", type=int, default=0, help="glgeo engine: the edge margin (--edge-margin), px")
     args = parser.parse_args()
 
     import rasterio
@@ -102,7 +104,7 @@ def main() -> None:
     checkpoint = load_model(args.model)
     scheme = checkpoint.scheme
     deepglobe = get_scheme("deepglobe")
-    engines = {"glgeo": InferenceSettings(mode=args.mode),
+    engines = {"glgeo": InferenceSettings(mode=args.mode, edge_margin=args.edge_margin),
                "before": InferenceSettings(mode=args.mode, footprint=0, blend="sum", nodata_fill="zero")}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{args.threads} torch thread(s); model {args.model} (footprint {checkpoint.footprint} px at scale "
