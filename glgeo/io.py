@@ -21,11 +21,12 @@ Nodata values, internal masks and alpha bands all become one boolean *valid* mas
 pixel (GDAL's mask of the chosen bands, a pixel being valid where any band is valid, as in
 GDAL's dataset mask). Invalid pixels are fed to the network as 0.
 
-The global branch gets one decimated read of the whole scene at the model's global size
-with bilinear resampling, computed from the full-resolution pixels and never from the
-file's overviews (:data:`glgeo.resolution.FULL_RESOLUTION_READS`: the map must not depend on
-whether or how overviews were built), which GDAL applies with a kernel widened by the decimation factor: an antialiasing filter
-equal, to within rounding, to PIL's bilinear resize that the released GLNet was trained with.
+The global branch gets one decimated read of the whole scene at the model's global size with
+bilinear resampling, computed from the full-resolution pixels and never from the file's
+overviews (:data:`glgeo.resolution.FULL_RESOLUTION_READS`: the map must not depend on
+whether or how overviews were built), which GDAL applies with a kernel widened by the
+decimation factor: an antialiasing filter equal, to within rounding, to PIL's bilinear
+resize that the released GLNet was trained with.
 
 Patches are read with windowed reads, a batch at a time, in the grid's row-major order (the
 file's block order); :meth:`SceneReader.iter_batches` reads the next batches in a
@@ -596,7 +597,8 @@ class SceneReader:
         scaled = self.info is not self.source
         try:
             for i, pw in enumerate(windows):
-                inside, (above, below, before, after) = _clip_to(pw, self.info.height, self.info.width)
+                inside, reach = _clip_to(pw, self.info.height, self.info.width)
+                above, below, before, after = reach
                 window = self._source_window(inside)
                 shape = (inside.height, inside.width)
                 # the scene's own valid pixels feed the network (real pixels around an area of
@@ -606,11 +608,14 @@ class SceneReader:
                     else self._read_valid(window, region=False)
                 )
                 kept = self._in_region(scene_valid, window)
-                valid[i] = np.pad(kept, ((above, below), (before, after)))
+                valid[i] = np.pad(kept, ((above, below), (before, after))) if any(reach) else kept
                 if kept.any() and not (skip_pixels and pw.index in skip_pixels):
                     resample = {"out_shape": (len(bands), *shape), "resampling": Resampling.bilinear} if scaled else {}
-                    image = self.stretch.apply(self.src.read(bands, window=window, **resample), scene_valid, self.nodata_fill)
-                    images[i] = np.pad(image, ((0, 0), (above, below), (before, after)), mode="reflect")
+                    raw = self.src.read(bands, window=window, **resample)
+                    image = self.stretch.apply(raw, scene_valid, self.nodata_fill)
+                    if any(reach):  # the part beyond the scene: the scene mirrored at its edge
+                        image = np.pad(image, ((0, 0), (above, below), (before, after)), mode="reflect")
+                    images[i] = image
                 else:
                     images[i] = 0.0  # never computed: skip the pixel read
         except RasterioIOError as exc:

@@ -62,7 +62,10 @@ class PatchBoxes:
             inside_h = torch.minimum(top + h, self.scene_sizes[:, 0]) - top.clamp(min=0)
             inside_w = torch.minimum(left + w, self.scene_sizes[:, 1]) - left.clamp(min=0)
             reach = torch.stack([-top, top + h - self.scene_sizes[:, 0], -left, left + w - self.scene_sizes[:, 1]], 1)
-            if n and ((inside_h <= reach[:, :2].max(1).values) | (inside_w <= reach[:, 2:].max(1).values)).any():
+            if n and (
+                (self.pixels[:, 2:] <= 0).any()
+                or ((inside_h <= reach[:, :2].max(1).values) | (inside_w <= reach[:, 2:].max(1).values)).any()
+            ):
                 raise ValueError("a patch box may reach beyond its scene by less than it lies inside")
         elif n and (
             (self.pixels[:, :2] < 0).any()
