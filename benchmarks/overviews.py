@@ -71,7 +71,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     torch.set_num_threads(args.threads)
     if args.gdal_overviews:
-        FULL_RESOLUTION_READS.clear()  # every glgeo reader opens with these options
+        FULL_RESOLUTION_READS.clear()  # glgeo.resolution.open_pixels opens files with overviews with these
     root = args.data / "deepglobe" / "images"
     if not root.is_dir():
         sys.exit(f"no DeepGlobe images under {root}")

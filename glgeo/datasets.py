@@ -58,7 +58,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import DatasetError, InputError, InternalError
-from .resolution import FULL_RESOLUTION_READS, scaled_size
+from .resolution import open_pixels, scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
 from .tiling import PatchGrid
 
@@ -321,11 +321,11 @@ def find_folder(root: Path, scheme: ClassScheme) -> SceneCollection:
 def open_raster(path: Path) -> rasterio.io.DatasetReader:
     """Open a raster for reading, as a :class:`~glgeo.errors.DatasetError` when it fails.
     Decimated reads come from the full-resolution pixels, as the engine's
-    (:data:`glgeo.resolution.FULL_RESOLUTION_READS`)."""
+    (:func:`glgeo.resolution.open_pixels`)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path, **FULL_RESOLUTION_READS)
+            return open_pixels(path)
     except RasterioIOError as exc:
         raise DatasetError(f"cannot read {path}: {exc}") from None
 

@@ -23,7 +23,7 @@ GDAL's dataset mask). Invalid pixels are fed to the network as 0.
 
 The global branch gets one decimated read of the whole scene at the model's global size with
 bilinear resampling, computed from the full-resolution pixels and never from the file's
-overviews (:data:`glgeo.resolution.FULL_RESOLUTION_READS`: the map must not depend on
+overviews (:func:`glgeo.resolution.open_pixels`: the map must not depend on
 whether or how overviews were built), which GDAL applies with a kernel widened by the
 decimation factor: an antialiasing filter equal, to within rounding, to PIL's bilinear
 resize that the released GLNet was trained with.
@@ -60,7 +60,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, InternalError, SceneError
-from .resolution import FULL_RESOLUTION_READS, ground_sample_distance, scaled_size, scaled_transform
+from .resolution import ground_sample_distance, open_pixels, scaled_size, scaled_transform
 from .tiling import PatchWindow
 
 log = logging.getLogger(__name__)
@@ -404,7 +404,7 @@ class SceneReader:
     def __enter__(self) -> "SceneReader":
         self._env.__enter__()
         try:
-            self._src = rasterio.open(self.info.path, **FULL_RESOLUTION_READS)  # the pixels decide, not overviews
+            self._src = open_pixels(self.info.path)  # the pixels decide, not overviews
         except RasterioIOError as exc:
             self._env.__exit__(None, None, None)
             raise SceneError(f"cannot open {self.info.path!r}: {exc}") from None

@@ -15,7 +15,7 @@ Three sizes meet when a model meets a scene:
   larger scenes are cut into context windows of that size (:func:`glgeo.tiling.window_grid`).
 
 Every decimated read, for inference and for training, is computed from the scene's
-full-resolution pixels (:data:`FULL_RESOLUTION_READS`), never from the file's overviews.
+full-resolution pixels, never from the file's overviews (:func:`open_pixels`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
@@ -83,6 +84,17 @@ def scaled_transform(transform: Affine, size: tuple[int, int], scaled: tuple[int
 #: and saving a JPEG as a GeoTIFF 0.3-4.3 %. A VRT's sources may still use their own overviews
 #: (GDAL reads each source decimated).
 FULL_RESOLUTION_READS = {"OVERVIEW_LEVEL": "NONE"}
+
+
+def open_pixels(path: Any) -> rasterio.io.DatasetReader:
+    """Open a raster whose pixels are read, decimated reads computed from its full
+    resolution: with :data:`FULL_RESOLUTION_READS` where the file has overviews (GDAL then
+    wraps it, which costs block cache), as it is where it has none."""
+    src = rasterio.open(path)
+    if FULL_RESOLUTION_READS and any(src.overviews(band) for band in src.indexes):
+        src.close()
+        src = rasterio.open(path, **FULL_RESOLUTION_READS)
+    return src
 
 #: Scenes within this share of the model's resolution are read as they are.
 SCALE_TOLERANCE = 0.05
