@@ -14,8 +14,9 @@ Three sizes meet when a model meets a scene:
   trained on (:attr:`Checkpoint.footprint <glgeo.models.checkpoint.Checkpoint.footprint>`);
   larger scenes are cut into context windows of that size (:func:`glgeo.tiling.window_grid`).
 
-Every decimated read, for inference and for training, is computed from the scene's
-full-resolution pixels, never from the file's overviews (:func:`open_pixels`).
+Every decimated read, for inference and for training on dataset folders, is computed from
+the scene's full-resolution pixels, never from the file's overviews (:func:`open_pixels`;
+training on ``--images`` reads through torchgeo, which opens its files itself).
 """
 
 from __future__ import annotations
