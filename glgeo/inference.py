@@ -345,7 +345,6 @@ class StreamingSegmenter:
             )
         #: mirrored margin beyond the scene's edge, px of the working grid (less than half a patch)
         self.edge_margin = min(settings.edge_margin, (self.patch_size - 1) // 2)
-        self._grids: dict = {}
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         from glgeo.models.deploy import inference_copy
@@ -465,13 +464,9 @@ class StreamingSegmenter:
         grid, which covers the window grown by them (grid pixel 0 is ``margin[0]`` rows and
         ``margin[2]`` columns before the window's first)."""
         margins = edge_margins(window, height, width, self.edge_margin)
-        key = (window.height, window.width, margins)
-        if key not in self._grids:
-            mt, mb, ml, mr = margins
-            self._grids[key] = PatchGrid.for_scene(
-                window.height + mt + mb, window.width + ml + mr, self.patch_size, self.settings.min_overlap
-            )
-        return margins, self._grids[key]
+        mt, mb, ml, mr = margins
+        grid = PatchGrid.for_scene(window.height + mt + mb, window.width + ml + mr, self.patch_size, self.settings.min_overlap)
+        return margins, grid
 
     def _run_windows(
         self, windows: PatchGrid, reader: SceneReader, sink, scores, stats, tick, block=None, score_dtype: str = "uint8",

@@ -97,6 +97,8 @@ class SceneInfo:
         region: only pixels whose centre lies in this shapely geometry, in the scene's
             pixel coordinates, are valid (an area of interest: see :mod:`glgeo.aoi`);
             ``None``: every pixel. Set with ``has_mask=True``.
+        has_overviews: whether the file has overviews (which its reads must not use, see
+            :func:`glgeo.resolution.open_pixels`); ``None``: not known, looked up on opening.
     """
 
     path: str
@@ -111,6 +113,7 @@ class SceneInfo:
     has_mask: bool
     block_shape: tuple[int, int]
     region: object | None = None
+    has_overviews: bool | None = None
 
     @property
     def is_georeferenced(self) -> bool:
@@ -327,6 +330,7 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
             nodata=src.nodatavals[chosen[0] - 1],
             has_mask=has_mask,
             block_shape=tuple(src.block_shapes[chosen[0] - 1]),  # type: ignore[arg-type]
+            has_overviews=any(src.overviews(b) for b in chosen),
         )
 
 
@@ -404,7 +408,7 @@ class SceneReader:
     def __enter__(self) -> "SceneReader":
         self._env.__enter__()
         try:
-            self._src = open_pixels(self.info.path)  # the pixels decide, not overviews
+            self._src = open_pixels(self.info.path, self.info.has_overviews)  # the pixels decide, not overviews
         except RasterioIOError as exc:
             self._env.__exit__(None, None, None)
             raise SceneError(f"cannot open {self.info.path!r}: {exc}") from None

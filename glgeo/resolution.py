@@ -87,15 +87,20 @@ def scaled_transform(transform: Affine, size: tuple[int, int], scaled: tuple[int
 FULL_RESOLUTION_READS = {"OVERVIEW_LEVEL": "NONE"}
 
 
-def open_pixels(path: Any) -> rasterio.io.DatasetReader:
+def open_pixels(path: Any, overviews: bool | None = None) -> rasterio.io.DatasetReader:
     """Open a raster whose pixels are read, decimated reads computed from its full
     resolution: with :data:`FULL_RESOLUTION_READS` where the file has overviews (GDAL then
-    wraps it, which costs block cache), as it is where it has none."""
-    src = rasterio.open(path)
-    if FULL_RESOLUTION_READS and any(src.overviews(band) for band in src.indexes):
+    wraps it, which costs block cache), as it is where it has none. ``overviews``: whether
+    it has them, when the caller knows (:attr:`glgeo.io.SceneInfo.has_overviews`: no
+    second opening); ``None``: looked up."""
+    if overviews is None:
+        src = rasterio.open(path)
+        if not (FULL_RESOLUTION_READS and any(src.overviews(band) for band in src.indexes)):
+            return src
         src.close()
-        src = rasterio.open(path, **FULL_RESOLUTION_READS)
-    return src
+    elif not (overviews and FULL_RESOLUTION_READS):
+        return rasterio.open(path)
+    return rasterio.open(path, **FULL_RESOLUTION_READS)
 
 #: Scenes within this share of the model's resolution are read as they are.
 SCALE_TOLERANCE = 0.05

@@ -232,6 +232,7 @@ def test_reads_come_from_the_pixels_not_the_files_overviews(tmp_path, resampling
     band = ((np.sin(xx / 2.3) + np.sin(yy / 3.1)) * 60 + 128).astype(np.uint8)  # fine detail: overviews alias it
     plain = write_scene(tmp_path / "plain.tif", np.stack([band, band[::-1], band[:, ::-1]]))
     pyramids = _with_overviews(plain, tmp_path / "pyramids.tif", resampling, external)
+    assert inspect_scene(pyramids).has_overviews and not inspect_scene(plain).has_overviews
 
     def reads(path):
         with SceneReader(inspect_scene(path), scale=0.25) as reader:
