@@ -86,9 +86,10 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "sum: the released code's plain sum of logits.")
 @click.option("--logit-upsampling", type=click.Choice(["bilinear", "nearest"]), default="bilinear", show_default=True,
               help="How patch logits (1/4 resolution) reach the patch's pixels; nearest: the released code.")
-@click.option("--nodata-fill", type=click.Choice(["mean", "zero"]), default="mean", show_default=True,
-              help="What the model sees where the scene has no data: each band's mean over the valid pixels of "
-                   "its view, or 0 (black, as the released code; a model reads it as dark ground).")
+@click.option("--nodata-fill", type=click.Choice(["mirror", "mean", "zero"]), default="mirror", show_default=True,
+              help="What the model sees where the scene has no data: its valid pixels mirrored across the nodata "
+                   "edge, each band's mean over the valid pixels of its view, or 0 (black, as the released code; "
+                   "a model reads it as dark ground).")
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
                    "--precision fp32 --footprint scene --nodata-fill zero.")

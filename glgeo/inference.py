@@ -135,9 +135,11 @@ class InferenceSettings:
             For ``g2l`` and ``local`` modes with the ``taper`` blend and without
             coarse-to-fine (``global`` mode reads no patch pixels). Measured in
             docs/segment.md: not the default, as it did not help every model.
-        nodata_fill: what the network sees where the scene has no data: each band's mean
-            over the valid pixels of the global image or patch (``mean``), or 0 (``zero``,
-            the released code's black, which a model reads as dark ground).
+        nodata_fill: what the network sees where the scene has no data: the valid pixels
+            of the global image or patch mirrored across the nearest edge of the nodata
+            region (``mirror``, :mod:`glgeo.nodata`), each band's mean over them (``mean``),
+            or 0 (``zero``, the released code's black, which a model reads as dark ground).
+            Measured in docs/segment.md (``benchmarks/nodata.py``).
         stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
         gdal_cache_mb: GDAL block cache in MB, fixed so memory does not grow with the
             scene (GDAL's default is 5 % of the RAM); about one patch row of blocks
@@ -167,7 +169,7 @@ class InferenceSettings:
     footprint: int | None = None
     window_overlap: int | None = None
     edge_margin: int = 0
-    nodata_fill: NodataFill = "mean"
+    nodata_fill: NodataFill = "mirror"
     stretch: StretchSpec = "auto"
     gdal_cache_mb: int = 64
     torch_threads: int | None = None

@@ -19,7 +19,8 @@ Pixel values become network inputs in two steps:
 
 Nodata values, internal masks and alpha bands all become one boolean *valid* mask per
 pixel (GDAL's mask of the chosen bands, a pixel being valid where any band is valid, as in
-GDAL's dataset mask). Invalid pixels are fed to the network as 0.
+GDAL's dataset mask). Where a view has invalid pixels the network is fed its valid pixels
+mirrored into the gap (``nodata_fill``, :mod:`glgeo.nodata`), their mean colour or black.
 
 The global branch gets one decimated read of the whole scene at the model's global size with
 bilinear resampling, computed from the full-resolution pixels and never from the file's
@@ -60,14 +61,15 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, InternalError, SceneError
+from .nodata import mirror_fill
 from .resolution import ground_sample_distance, open_pixels, scaled_size, scaled_transform
 from .tiling import PatchWindow
 
 log = logging.getLogger(__name__)
 
 #: What network inputs hold where a scene has no data (see :meth:`Stretch.apply`).
-NodataFill = Literal["mean", "zero"]
-NODATA_FILLS: tuple[str, ...] = ("mean", "zero")
+NodataFill = Literal["mirror", "mean", "zero"]
+NODATA_FILLS: tuple[str, ...] = ("mirror", "mean", "zero")
 
 #: Percentiles of the automatic stretch for 16-bit and float scenes.
 AUTO_STRETCH_PERCENTILES = (1.0, 99.0)
@@ -186,9 +188,13 @@ class Stretch:
         """Raw values ``(bands, ...)`` to float32 network inputs.
 
         Invalid pixels (``valid`` false, or its share where ``valid`` is a fraction) become
-        0 (``fill="zero"``, the released code's black) or each band's mean over the valid
-        pixels of ``raw`` (``fill="mean"``): black nodata in a context window reads as dark
-        ground (water, shadow) to a model and changes the classes around it.
+        the valid pixels mirrored across the nearest edge of the nodata region
+        (``fill="mirror"``, :mod:`glgeo.nodata`), each band's mean over the valid pixels of
+        ``raw`` (``fill="mean"``) or 0 (``fill="zero"``, the released code's black): black
+        nodata in a context window reads as dark ground (water, shadow) to a model and
+        changes the classes around it; a flat colour, less so; the mirror continues the
+        ground beside it. Where ``valid`` is a fraction, the mirror is of the fully valid
+        pixels (of the partly valid ones where none is fully valid).
         """
         shape = (len(self.offset),) + (1,) * (raw.ndim - 1)
         out = raw.astype(np.float32, copy=True)
@@ -202,10 +208,14 @@ class Stretch:
             weight = valid.astype(np.float32)
             weight = weight[None] if valid.ndim == raw.ndim - 1 else weight
             out *= weight
-            if fill == "mean" and weight.min() < 1 and weight.max() > 0:
-                axes = tuple(range(1, out.ndim))
-                mean = out.sum(axis=axes, keepdims=True) / np.maximum(weight.sum(axis=axes, keepdims=True), 1e-6)
-                out += mean * (1.0 - weight)
+            if fill != "zero" and weight.min() < 1 and weight.max() > 0:
+                if fill == "mirror" and valid.ndim == 2 and raw.ndim == 3:
+                    sources = valid >= 1 if (valid >= 1).any() else valid > 0
+                    out += mirror_fill(out / np.maximum(weight, 1e-6), sources) * (1.0 - weight)
+                else:
+                    axes = tuple(range(1, out.ndim))
+                    mean = out.sum(axis=axes, keepdims=True) / np.maximum(weight.sum(axis=axes, keepdims=True), 1e-6)
+                    out += mean * (1.0 - weight)
         return out
 
 
@@ -382,9 +392,10 @@ class SceneReader:
         scale: read the scene at this fraction of its resolution: :attr:`info` is then the
             coarser :func:`working_grid`, which patch windows refer to, and
             :attr:`source` the file itself.
-        nodata_fill: what the network inputs hold where the scene has no data: each band's
-            mean over the image's valid pixels (``mean``) or 0 (``zero``, the released code);
-            see :meth:`Stretch.apply`.
+        nodata_fill: what the network inputs hold where the scene has no data: the valid
+            pixels mirrored into the gap (``mirror``), each band's mean over the image's
+            valid pixels (``mean``) or 0 (``zero``, the released code); see
+            :meth:`Stretch.apply`.
 
     Attributes:
         info: the grid reads refer to (the scene's own unless ``scale`` is below 1).
@@ -392,7 +403,7 @@ class SceneReader:
     """
 
     def __init__(
-        self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: float = 1.0, nodata_fill: NodataFill = "mean"
+        self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: float = 1.0, nodata_fill: NodataFill = "mirror"
     ) -> None:
         if nodata_fill not in NODATA_FILLS:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {nodata_fill!r}")

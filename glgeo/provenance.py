@@ -61,7 +61,7 @@ class Provenance:
         gsd_m: metres per pixel of the image the model saw (the scene's ground sample
             distance divided by ``scale``); ``None`` for scenes without georeferencing.
         blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
-        nodata_fill: what the network saw where the scene has no data (``mean`` or ``zero``,
+        nodata_fill: what the network saw where the scene has no data (``mirror``, ``mean`` or ``zero``,
             see :class:`glgeo.inference.InferenceSettings`).
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
     """

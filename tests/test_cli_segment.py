@@ -201,6 +201,6 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     summary = json.loads(windows.stdout)
     assert (summary["blend"], summary["footprint"], summary["context_windows"]) == ("taper", 160, 12)  # 3 x 4
     with rasterio.open(tmp_path / "windows.tif") as src:
-        assert src.tags()["GLGEO_NODATA_FILL"] == "mean"
+        assert src.tags()["GLGEO_NODATA_FILL"] == "mirror"
     bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", checkpoints["inria"], "--footprint", "huge")
     assert bad.exit_code != 0 and "give a size in px" in bad.output

@@ -15,6 +15,7 @@ from rasterio.enums import Resampling
 from glgeo.datasets import open_raster
 from glgeo.errors import InputError, SceneError
 from glgeo.io import SceneReader, Stretch, choose_stretch, inspect_scene
+from glgeo.nodata import mirror_fill
 from glgeo.tiling import PatchGrid
 
 from fixtures.rasters import write_geotiff
@@ -119,10 +120,15 @@ def test_nodata_alpha_and_internal_mask_make_the_valid_mask(tmp_path):
                 if (~valid).any() and valid.any():
                     expected = image[:, valid].mean(axis=1)
                     np.testing.assert_allclose(filled[:, ~valid], np.repeat(expected[:, None], (~valid).sum(), 1), rtol=1e-5)
+        # the default fill: the patch's valid pixels mirrored across the gap's edge, valid ones untouched
+        for zero, mirrored in zip(_read_all(info, grid), _read_all(info, grid, nodata_fill="mirror")):
+            for image, filled, valid in zip(zero.images, mirrored.images, zero.valid):
+                np.testing.assert_array_equal(filled[:, valid], image[:, valid])
+                np.testing.assert_array_equal(filled, mirror_fill(image, valid) if valid.any() else image)
 
 
 def test_nodata_fill_of_network_inputs():
-    """Black (zero) or the valid pixels' band means where a view has no data; fractional
+    """Black (zero), the valid pixels' band means or their mirror image where a view has no data; fractional
     validity (a decimated read's edge) blends the two; NaNs under nodata never leak."""
     stretch = Stretch(offset=(0.0, 0.0), scale=(100.0, 100.0), saturates=False, description="test")
     raw = np.array([[[10.0, 30.0], [np.nan, 50.0]], [[20.0, 20.0], [80.0, 20.0]]], dtype=np.float32)
@@ -139,6 +145,13 @@ def test_nodata_fill_of_network_inputs():
     assert blended[0, 0, 1] == pytest.approx(0.15 + 0.5 * m) and blended[0, 1, 0] == pytest.approx(m)
     nothing = stretch.apply(raw, np.zeros((2, 2), bool), fill="mean")
     assert (nothing == 0).all()
+    # the mirror: (1, 0) is as near (0, 0) as (1, 1), ties go up; its mirror image (-1, 0) is
+    # off the array, so it takes (0, 0) itself
+    mirrored = stretch.apply(raw, valid, fill="mirror")
+    np.testing.assert_allclose(mirrored, [[[0.1, 0.3], [0.1, 0.5]], [[0.2, 0.2], [0.2, 0.2]]], rtol=1e-6)
+    # a half-valid pixel: half its own value, half its fully valid mirror source's
+    assert stretch.apply(np.nan_to_num(raw), soft, fill="mirror")[0, 0, 1] == pytest.approx(0.15 + 0.5 * 0.1)
+    assert (stretch.apply(raw, np.zeros((2, 2), bool), fill="mirror") == 0).all()
     assert (stretch.apply(raw[:, :1], valid[:1], fill="mean") == stretch.apply(raw[:, :1], valid[:1])).all()
 
 

@@ -29,7 +29,7 @@ BOXES: dict[str, tuple[float, float, str, str]] = {
     "cli": (50, 54, "cli/ (glgeo.cli): one command, one library call\nsegment | vectorize | train | evaluate | models | import-glnet", CLI),
     "batch": (20, 42, "batch/\nglgeo.run_batch()\nmany scenes (Dask)", INPUT),
     "segmentation": (42, 42, "segmentation.py\nglgeo.segment()\none scene", INPUT),
-    "io": (7.5, 28, "io.py, aoi.py,\nresolution.py\nscene, windows,\noverview read", INPUT),
+    "io": (7.5, 28, "io.py, aoi.py,\nresolution.py,\nnodata.py\nscene, windows,\noverview read", INPUT),
     "tiling": (21.5, 28, "tiling.py\npatch grid,\ncontext\nwindows", INPUT),
     "inference": (35.5, 28, "inference.py\nstreaming\nengine (tta.py,\ndevice.py)", NETWORK),
     "blend": (49.5, 28, "blend.py\nblender", OUTPUT),
