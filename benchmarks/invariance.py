@@ -3,11 +3,13 @@
 On the real DeepGlobe samples (``../shared/data/deepglobe``) and a model (default: the
 zoo's ``deepglobe-landcover``), two engines are compared in one run:
 
-* ``glgeo``: the default settings (context windows of the model's footprint, tapered
-  blending, nodata seen as the view's mean colour);
+* ``glgeo``: the default settings (context windows of the model's footprint, each with a
+  global view at one ground resolution and a mirrored margin, G->L crops at the patches'
+  exact places, tapered blending, nodata seen as the valid pixels mirrored);
 * ``before``: the engine as it was before context windows (``footprint=0``: the whole
   scene squeezed into one global image; ``blend="sum"``: plain sum of patch logits;
-  ``nodata_fill="zero"``: black where the scene has no data).
+  ``nodata_fill="zero"``: black where the scene has no data; ``context_crop="cells"``:
+  G->L crops at whole feature cells).
 
 It prints:
 
@@ -32,6 +34,7 @@ Example::
     python benchmarks/invariance.py --model runs/dg/model.pt --images 104113,172307,...
     python benchmarks/invariance.py --mode global        # the global branch alone
     python benchmarks/invariance.py --edge-margin 28     # glgeo with an edge margin (segment --edge-margin)
+    python benchmarks/invariance.py --global-margin 32   # glgeo with another global margin
 
 Accuracy figures here compare the engines with each other; they are not a model's
 held-out accuracy (some of these images trained the zoo model; see its card for that).
@@ -83,6 +86,8 @@ def main() -> None:
                         help="the model's mode for both engines (default: the model's own)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: times comparable across runs)")
     parser.add_argument("--edge-margin", type=int, default=0, help="glgeo engine: the edge margin (--edge-margin), px")
+    parser.add_argument("--global-margin", type=int, default=None,
+                        help="glgeo engine: the global margin (--global-margin), px (default: the engine's)")
     args = parser.parse_args()
 
     import rasterio
@@ -104,8 +109,8 @@ def main() -> None:
     checkpoint = load_model(args.model)
     scheme = checkpoint.scheme
     deepglobe = get_scheme("deepglobe")
-    engines = {"glgeo": InferenceSettings(mode=args.mode, edge_margin=args.edge_margin),
-               "before": InferenceSettings(mode=args.mode, footprint=0, blend="sum", nodata_fill="zero")}
+    engines = {"glgeo": InferenceSettings(mode=args.mode, edge_margin=args.edge_margin, global_margin=args.global_margin),
+               "before": InferenceSettings(mode=args.mode, footprint=0, blend="sum", nodata_fill="zero", context_crop="cells")}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{args.threads} torch thread(s); model {args.model} (footprint {checkpoint.footprint} px at scale "
           f"{checkpoint.scene_scale:g}, mode {checkpoint.mode})")

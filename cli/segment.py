@@ -70,7 +70,23 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--coarse-to-fine", is_flag=True, help="Binary models: run the local branch only inside the global branch's relaxed foreground box.")
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
-@click.option("--global-size", type=click.IntRange(min=8), default=None, help="Global image side in px. Default: the model's.")
+@click.option("--global-size", type=click.IntRange(min=8), default=None,
+              help="Global image side in px (of a full context window). Default: the model's, times 1.16 with "
+                   "--global-view fixed.")
+@click.option("--global-view", type=click.Choice(["fixed", "squeeze"]), default="fixed", show_default=True,
+              help="fixed: every context window's global image at one ground resolution (a window smaller than "
+                   "the footprint gets a smaller image); squeeze: each window stretched to a square of "
+                   "--global-size, as the released code.")
+@click.option("--global-margin", type=click.IntRange(min=0), default=None, metavar="PX",
+              help="With --global-view fixed (global and g2l modes): extend each global image by PX px of its "
+                   "mirror image on every side before the global branch, and cut it off the features; a "
+                   "multiple of 32.  [default: about a fifth of the global image, 64 px for the zoo models]")
+@click.option("--context-crop", type=click.Choice(["exact", "cells"]), default="exact", show_default=True,
+              help="How a patch's G->L context is cut from its window's global features: exact (at the "
+                   "patch's exact place) or cells (at whole feature cells, as the released code).")
+@click.option("--gsd", type=click.FloatRange(min=0, min_open=True), default=None, metavar="METRES",
+              help="Metres per pixel of a scene whose file does not say (a plain JPEG or PNG), for the reading "
+                   "scale and the global view's resolution. Ignored where the file is georeferenced.")
 @click.option("--footprint", callback=_parse_footprint, default=None, metavar="PX|scene",
               help="Context window side in px of the working grid: larger scenes are cut into overlapping windows, "
                    "each with its own global view. 'scene': one window, the whole scene squeezed into one global "
@@ -92,7 +108,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "a model reads it as dark ground).")
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
-                   "--precision fp32 --footprint scene --nodata-fill zero.")
+                   "--precision fp32 --footprint scene --global-view squeeze --context-crop cells --nodata-fill zero.")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
               help="Run the model on the scene read at this fraction of its resolution (output still on the "
                    "scene's grid). Default: the scale the model was trained at (train --scale); 1 for imagery "
@@ -135,6 +151,10 @@ def segment(
     patch_size: int | None,
     overlap: int,
     global_size: int | None,
+    global_view: str,
+    global_margin: int | None,
+    context_crop: str,
+    gsd: float | None,
     footprint: int | None,
     window_overlap: int | None,
     edge_margin: int,
@@ -189,7 +209,12 @@ def segment(
 
     if released:
         blend, logit_upsampling, precision, footprint, nodata_fill, edge_margin = "sum", "nearest", "fp32", 0, "zero", 0
+        global_view, global_margin, context_crop = "squeeze", 0, "cells"
     settings = InferenceSettings(
+        global_view=global_view,  # type: ignore[arg-type]
+        global_margin=global_margin,
+        context_crop=context_crop,  # type: ignore[arg-type]
+        gsd=gsd,
         nodata_fill=nodata_fill,  # type: ignore[arg-type]
         footprint=footprint,
         window_overlap=window_overlap,

@@ -322,6 +322,8 @@ def evaluate_model(
     checkpoint = load_model(model)
     if gsd is not None and settings.scale is None:
         settings = replace(settings, scale=_scale_for_gsd(checkpoint, gsd))
+    if gsd is not None and settings.gsd is None:
+        settings = replace(settings, gsd=gsd)
     scheme = collection.scheme
     if checkpoint.scheme.n_classes != scheme.n_classes:
         raise CheckpointError(

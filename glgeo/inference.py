@@ -80,6 +80,26 @@ from .tiling import taper as taper_weights
 log = logging.getLogger(__name__)
 
 
+#: How a context window becomes its global image (:attr:`InferenceSettings.global_view`).
+GLOBAL_VIEWS: tuple[str, ...] = ("fixed", "squeeze")
+#: How a patch's G->L context is cut (:attr:`InferenceSettings.context_crop`).
+CONTEXT_CROPS: tuple[str, ...] = ("exact", "cells")
+#: The ``fixed`` global view's global size over the checkpoint's: its training showed the
+#: global branch views 1 to ``1 / (1 - crop_jitter)`` times finer than the checkpoint's
+#: global size over its footprint (1 to 1.43 for the zoo models); chosen on the default
+#: model's validation scenes (docs/segment.md).
+GLOBAL_ZOOM = 1.2
+#: Global margins are multiples of this (the backbones' output stride), so every feature
+#: map's margin is whole cells.
+GLOBAL_MARGIN_STEP = 32
+
+
+def default_global_margin(global_size: int) -> int:
+    """The global margin for a ``global_size`` px global image: a multiple of
+    :data:`GLOBAL_MARGIN_STEP` near a fifth of it (64 px for the default model's 297)."""
+    return GLOBAL_MARGIN_STEP * max(1, round(global_size / 5 / GLOBAL_MARGIN_STEP))
+
+
 @dataclass(frozen=True)
 class InferenceSettings:
     """Everything that tunes a run without changing its result (except ``mode``,
@@ -128,6 +148,23 @@ class InferenceSettings:
             0: the whole scene is one window, as in the released code.
         window_overlap: smallest overlap between context windows in px; ``None``:
             :func:`glgeo.tiling.window_overlap` (an eighth of the footprint).
+        global_view: how a context window becomes its global image. ``fixed``: at one
+            ground resolution for every window, the footprint over the global size (a
+            window smaller than the footprint, such as a whole small scene or a strip's,
+            gets a smaller image instead of being stretched to the full size), the global
+            size being the checkpoint's times :data:`GLOBAL_ZOOM` unless ``global_size``
+            says; ``squeeze``: every window stretched to a ``global_size`` square, as the
+            released code. ``fixed`` needs a footprint (else ``squeeze``).
+        global_margin: with the ``fixed`` view in ``global`` and ``g2l`` modes, the global
+            image is extended by this many px on each side, the window mirrored at its
+            edges, before the global branch, and the margin cut off its features: the
+            window's edge is then not the edge of the branch's convolutions, and a place's
+            global features depend less on where the window ends. A multiple of 32 (the
+            backbone's output stride); ``None``: :func:`default_global_margin`; 0: none.
+        context_crop: how each patch's G->L context is cut from its window's global
+            features: ``exact`` (sampled bilinearly at the patch's exact place) or ``cells``
+            (cut at whole feature cells, as the released code: it moves by up to half a
+            cell as the patch grid moves).
         edge_margin: how far, in px of the working grid, patch grids reach beyond the
             scene's edge over the scene mirrored there (:func:`glgeo.tiling.edge_margins`),
             so that no scene pixel lies on a patch's zero-padded edge; less than half a patch
@@ -140,6 +177,10 @@ class InferenceSettings:
             region (``mirror``, :mod:`glgeo.nodata`), each band's mean over them (``mean``),
             or 0 (``zero``, the released code's black, which a model reads as dark ground).
             Measured in docs/segment.md (``benchmarks/nodata.py``).
+        gsd: metres per pixel of a scene whose file does not say (a plain JPEG or PNG);
+            used as a georeferenced scene's is, for the reading scale
+            (:func:`glgeo.resolution.reading_scale`) and the ``fixed`` global view's ground
+            resolution (:func:`glgeo.resolution.coarseness`). Ignored where the file says.
         stretch: 16-bit/float input stretch (see :mod:`glgeo.io`).
         gdal_cache_mb: GDAL block cache in MB, fixed so memory does not grow with the
             scene (GDAL's default is 5 % of the RAM); about one patch row of blocks
@@ -168,8 +209,12 @@ class InferenceSettings:
     blend: BlendRule = "taper"
     footprint: int | None = None
     window_overlap: int | None = None
+    global_view: Literal["fixed", "squeeze"] = "fixed"
+    global_margin: int | None = None
+    context_crop: Literal["exact", "cells"] = "exact"
     edge_margin: int = 0
     nodata_fill: NodataFill = "mirror"
+    gsd: float | None = None
     stretch: StretchSpec = "auto"
     gdal_cache_mb: int = 64
     torch_threads: int | None = None
@@ -200,8 +245,18 @@ class InferenceSettings:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {self.nodata_fill!r}")
         if self.edge_margin < 0:
             raise InputError(f"edge_margin must be 0 or more pixels, got {self.edge_margin}")
+        if self.global_view not in GLOBAL_VIEWS:
+            raise InputError(f"global_view must be one of {', '.join(GLOBAL_VIEWS)}, got {self.global_view!r}")
+        if self.context_crop not in CONTEXT_CROPS:
+            raise InputError(f"context_crop must be one of {', '.join(CONTEXT_CROPS)}, got {self.context_crop!r}")
+        if self.global_margin is not None and (self.global_margin < 0 or self.global_margin % GLOBAL_MARGIN_STEP):
+            raise InputError(
+                f"the global margin must be 0 or a multiple of {GLOBAL_MARGIN_STEP} px, got {self.global_margin}"
+            )
         if self.window_overlap is not None and self.window_overlap < 0:
             raise InputError(f"window_overlap must be 0 or more pixels, got {self.window_overlap}")
+        if self.gsd is not None and not self.gsd > 0:
+            raise InputError(f"the scene's ground sample distance must be positive, got gsd={self.gsd}")
         if self.c2f_ratio <= 0:
             raise InputError(f"the coarse-to-fine ratio must be positive, got {self.c2f_ratio}")
         if self.gdal_cache_mb < 8:
@@ -306,10 +361,15 @@ class StreamingSegmenter:
             ``encode_global_l2g`` and a ``config.n_classes``).
         settings: the run's settings.
         patch_size: the patch size when ``settings.patch_size`` is ``None``.
-        global_size: the global size when ``settings.global_size`` is ``None``.
+        global_size: the checkpoint's global size (the run's is ``settings.global_size``,
+            or this one, times :data:`GLOBAL_ZOOM` with the ``fixed`` global view).
         scaling: the checkpoint's input scaling ``(min, max)``.
         footprint: the context footprint when ``settings.footprint`` is ``None``
             (``None``: the whole scene is one window).
+        coarseness: how many times coarser the working grid's pixels are than the
+            model's (:func:`glgeo.resolution.coarseness`: above 1 for scenes coarser than
+            the model's imagery, which are read as they are); the ``fixed`` global view
+            keeps its ground resolution by it.
     """
 
     def __init__(
@@ -320,6 +380,7 @@ class StreamingSegmenter:
         global_size: int,
         scaling: tuple[float, float] = (0.0, 255.0),
         footprint: int | None = None,
+        coarseness: float = 1.0,
     ) -> None:
         self.settings = settings
         self.device = resolve_device(settings.device)
@@ -328,8 +389,23 @@ class StreamingSegmenter:
         self.n_classes = int(model.config.n_classes)
         self.patch_size = settings.patch_size or patch_size
         self.batch_size = settings.batch_size or default_batch_size(self.device, self.patch_size)
-        self.global_size = settings.global_size or global_size
         self.footprint = footprint if settings.footprint is None else (settings.footprint or None)
+        #: ``fixed`` or ``squeeze`` (:attr:`InferenceSettings.global_view`); ``squeeze`` without a footprint
+        self.global_view = settings.global_view if self.footprint else "squeeze"
+        zoom = GLOBAL_ZOOM if self.global_view == "fixed" else 1.0
+        #: global image side of a full context window
+        self.global_size = settings.global_size or round(global_size * zoom)
+        self.coarseness = max(1.0, float(coarseness))
+        if self.global_view == "fixed" and self.mode in ("global", "g2l"):
+            margin = default_global_margin(self.global_size) if settings.global_margin is None else settings.global_margin
+        elif settings.global_margin:
+            raise InputError(
+                "a global margin needs the fixed global view and mode global or g2l; drop --global-margin for this run"
+            )
+        else:
+            margin = 0
+        #: mirrored margin around each global image, px of the global image
+        self.global_margin = margin
         self.scaling = scaling
         if settings.coarse_to_fine:
             if self.n_classes != 2:
@@ -379,6 +455,30 @@ class StreamingSegmenter:
             else:
                 logits = F.interpolate(logits, size=size, mode="nearest")
         return logits.contiguous()
+
+    def global_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The global image's ``(rows, cols)`` for a ``height x width`` window (working grid
+        px): ``global_size`` square (``squeeze``), or the window at the footprint's ground
+        resolution, ``global_size / footprint`` image px per model px, never larger than a
+        full window's and at least :data:`GLOBAL_MARGIN_STEP` px (``fixed``)."""
+        if self.global_view == "squeeze":
+            return self.global_size, self.global_size
+        per_px = self.global_size / self.footprint * self.coarseness
+        return tuple(min(self.global_size, max(GLOBAL_MARGIN_STEP, round(side * per_px))) for side in (height, width))
+
+    def _encode_global(self, image: torch.Tensor):
+        """The global branch on a global image; with a global margin, on the image extended
+        by its mirror image (``global_margin`` px, fewer on an image too small to mirror
+        that far), the margin then cut off every feature map."""
+        from glgeo.models.heads import crop_margin
+
+        margin = min(self.global_margin, GLOBAL_MARGIN_STEP * ((min(image.shape[-2:]) - 1) // GLOBAL_MARGIN_STEP))
+        if margin <= 0:
+            return self.model.encode_global(image)
+        padded = F.pad(image, (margin, margin, margin, margin), mode="reflect")
+        if self.settings.channels_last:
+            padded = padded.contiguous(memory_format=torch.channels_last)
+        return crop_margin(self.model.encode_global(padded), margin, tuple(padded.shape[-2:]))
 
     # ------------------------------------------------------------------- run
     def run(
@@ -452,7 +552,7 @@ class StreamingSegmenter:
                     grid, self.n_classes, emit, scores=scores, fill_class=0, device=self.device, score_dtype=score_dtype
                 )
                 stats.blender_bytes = blender.nbytes
-                run = _WindowRun(windows[0], grid, blender.add, taper, margins)
+                run = _WindowRun(windows[0], grid, blender.add, taper, margins, self.settings.context_crop == "exact")
                 self._run_window(run, reader, stats, tick, whole_scene=True)
                 if not blender.done:
                     raise InternalError(f"{blender.patches_added} of {len(grid)} patches blended")
@@ -498,7 +598,8 @@ class StreamingSegmenter:
                 blender.add(tile, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
                 continue
             window_pixels.reset()
-            self._run_window(_WindowRun(window, grid, window_pixels.add, taper, margins), reader, stats, tick)
+            run = _WindowRun(window, grid, window_pixels.add, taper, margins, self.settings.context_crop == "exact")
+            self._run_window(run, reader, stats, tick)
             with _Clock(stats.timings, "blend", self.device):
                 inside = (slice(margins[0], margins[0] + window.height), slice(margins[2], margins[2] + window.width))
                 logits, valid, weight = window_pixels.result(tile_weights(windows, window) if taper else None, inside)
@@ -510,16 +611,18 @@ class StreamingSegmenter:
         """One context window through GLNet: its global image, then its patch passes."""
         timings = stats.timings
         # 1. global branch
+        height, width = (reader.info.height, reader.info.width) if whole_scene else (run.window.height, run.window.width)
         with _Clock(timings, "global_read"):
             gimg, _ = reader.read_global(
-                self.global_size, self.settings.stretch, self.scaling, window=None if whole_scene else run.window
+                self.global_shape(height, width), self.settings.stretch, self.scaling,
+                window=None if whole_scene else run.window,
             )
         if whole_scene:
             stats.stretch = reader.stretch.description if reader.stretch else ""
         global_image = self._tensor(gimg[None])
         with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
             if self.mode != "local":
-                run.context = self.model.encode_global(global_image)
+                run.context = self._encode_global(global_image)
 
         # 2. which patches go through the local branch
         if self.settings.coarse_to_fine:
@@ -691,12 +794,15 @@ class _WindowRun:
         margins: how far ``grid`` reaches beyond the window (the scene's edge), ``(top,
             bottom, left, right)`` px: grid pixel 0 lies ``top`` rows and ``left`` columns
             before the window's first.
+        exact: G->L crops at the patches' exact places (``PatchBoxes.exact``).
     """
 
     def __init__(
-        self, window: PatchWindow, grid: PatchGrid, add: Callable, taper: bool, margins: tuple[int, int, int, int] = (0, 0, 0, 0)
+        self, window: PatchWindow, grid: PatchGrid, add: Callable, taper: bool,
+        margins: tuple[int, int, int, int] = (0, 0, 0, 0), exact: bool = False,
     ) -> None:
         self.window = window
+        self.exact = exact
         self.grid = grid
         self.margins = margins
         self._add = add
@@ -732,6 +838,7 @@ class _WindowRun:
             self.window.height,
             self.window.width,
             beyond=any(self.margins),
+            exact=self.exact,
         )
 
     def add(self, index: int, logits: torch.Tensor | None, valid: torch.Tensor) -> None:

@@ -43,6 +43,7 @@ _ITEMS = {
     "gsd_m": "GLGEO_READING_GSD_M",
     "blend": "GLGEO_BLEND",
     "nodata_fill": "GLGEO_NODATA_FILL",
+    "context": "GLGEO_CONTEXT",
     "created": "GLGEO_CREATED_UTC",
 }
 
@@ -61,6 +62,8 @@ class Provenance:
         gsd_m: metres per pixel of the image the model saw (the scene's ground sample
             distance divided by ``scale``); ``None`` for scenes without georeferencing.
         blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
+        context: how each context window's global view and patch contexts were made
+            (:func:`context_rule`: ``global view fixed, margin auto, context crop exact``).
         nodata_fill: what the network saw where the scene has no data (``mirror``, ``mean`` or ``zero``,
             see :class:`glgeo.inference.InferenceSettings`).
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
@@ -76,6 +79,7 @@ class Provenance:
     blend: str
     created: str
     nodata_fill: str = "mean"
+    context: str = ""
 
     def tags(self) -> dict[str, str]:
         """The metadata items (``GLGEO_*``, ``TIFFTAG_SOFTWARE``, ``TIFFTAG_DATETIME``)."""
@@ -161,3 +165,11 @@ def blend_rule(settings: Any) -> str:
     """The name of the rule combining overlapping patches and context windows
     (:attr:`InferenceSettings.blend <glgeo.inference.InferenceSettings.blend>`)."""
     return str(settings.blend)
+
+
+def context_rule(settings: Any) -> str:
+    """How the global views and G->L contexts were made
+    (:attr:`InferenceSettings.global_view <glgeo.inference.InferenceSettings.global_view>`,
+    ``global_margin``, ``context_crop``): ``global view fixed, margin auto, context crop exact``."""
+    margin = "auto" if settings.global_margin is None else f"{settings.global_margin} px"
+    return f"global view {settings.global_view}, margin {margin}, context crop {settings.context_crop}"

@@ -106,7 +106,7 @@ def open_pixels(path: Any, overviews: bool | None = None) -> rasterio.io.Dataset
 SCALE_TOLERANCE = 0.05
 
 
-def reading_scale(checkpoint, info: SceneInfo) -> float:
+def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> float:
     """The fraction of its resolution a scene is read at for a model (the default of
     ``InferenceSettings.scale``).
 
@@ -116,9 +116,10 @@ def reading_scale(checkpoint, info: SceneInfo) -> float:
     never above 1 (a scene coarser than the model's imagery is read as it is, with a
     warning), and 1 within :data:`SCALE_TOLERANCE`. Otherwise (plain images, CRSs without
     units, models that do not say) the scale the model was trained at, which assumes
-    imagery of its training data's resolution.
+    imagery of its training data's resolution. ``gsd``: the scene's metres per pixel
+    where its file does not say (``InferenceSettings.gsd``).
     """
-    model_gsd, scene_gsd = checkpoint.gsd, info.gsd
+    model_gsd, scene_gsd = checkpoint.gsd, info.gsd if info.gsd is not None else gsd
     if model_gsd is None or scene_gsd is None:
         if checkpoint.scene_scale != 1:
             log.info(
@@ -148,3 +149,14 @@ def scale_between(scene_gsd: float, model_gsd: float, name: Any = "the scene") -
     return scale
 
 
+
+
+def coarseness(checkpoint, scene_gsd: float | None, scale: float) -> float:
+    """How many times coarser a scene's working grid is than the model's imagery: its
+    metres per working pixel (``scene_gsd / scale``) over the model's
+    (:attr:`Checkpoint.gsd <glgeo.models.checkpoint.Checkpoint.gsd>`), where that is above
+    1 (a scene coarser than the model's imagery is read as it is, :func:`scale_between`);
+    1 where either resolution is unknown or the scene is read at the model's."""
+    if scene_gsd is None or checkpoint.gsd is None or not scene_gsd > 0 or not scale > 0:
+        return 1.0
+    return max(1.0, scene_gsd / scale / checkpoint.gsd)

@@ -27,8 +27,8 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
-from .provenance import Provenance, blend_rule, file_sha256, utc_now
-from .resolution import reading_scale
+from .provenance import Provenance, blend_rule, context_rule, file_sha256, utc_now
+from .resolution import coarseness, reading_scale
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions, output_driver
 
@@ -307,7 +307,8 @@ def segment(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
-    scale = reading_scale(checkpoint, info) if settings.scale is None else settings.scale
+    scene_gsd = info.gsd if info.gsd is not None else settings.gsd
+    scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
     warning = global_resolution_warning(
@@ -327,6 +328,7 @@ def segment(
         global_size=checkpoint.global_size,
         scaling=(checkpoint.input_scaling.min, checkpoint.input_scaling.max),
         footprint=checkpoint.footprint,
+        coarseness=coarseness(checkpoint, scene_gsd, scale),
     )
     log.info(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
@@ -381,6 +383,7 @@ def segment(
             gsd_m=float(f"{info.gsd / scale:.6g}") if info.gsd is not None else None,
             blend=blend_rule(settings),
             nodata_fill=settings.nodata_fill,
+            context=context_rule(settings),
             created=utc_now(),
         )
         writer.set_tags(provenance.tags())

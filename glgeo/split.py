@@ -54,7 +54,7 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixe
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
-from .resolution import reading_scale
+from .resolution import coarseness, reading_scale
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -250,7 +250,7 @@ def prepare_scene(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
-    scale = reading_scale(checkpoint, info) if settings.scale is None else settings.scale
+    scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
     if settings.mode is None:
         settings = replace(settings, mode=checkpoint.mode)
     grid = working_grid(info, scale)
@@ -382,6 +382,7 @@ def write_block(
     engine = StreamingSegmenter(
         network, settings, patch_size=checkpoint.patch_size, global_size=checkpoint.global_size,
         scaling=(checkpoint.input_scaling.min, checkpoint.input_scaling.max), footprint=checkpoint.footprint,
+        coarseness=coarseness(checkpoint, info.gsd if info.gsd is not None else settings.gsd, split.scale),
     )  # fmt: skip
     top, left, bottom, right = block.box
     rtop, rleft, rbottom, rright = block.reads

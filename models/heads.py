@@ -16,6 +16,7 @@ come from differs (crops of the global features, or canvases of merged local fea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,29 @@ def resize_like(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def crop_margin(features: Any, margin: int, size: tuple[int, int]) -> Any:
+    """The features of an image that was extended by ``margin`` px on every side to
+    ``size`` ``(rows, cols)``, with the margin cut off every map (at each map's own scale:
+    ``margin x map size / size`` cells, rounded; a margin that is a multiple of the
+    backbone's output stride keeps every cut whole). ``features``: a
+    :class:`BranchFeatures` or any object whose attributes are maps or lists of maps
+    (the inference engine's stand-in models); a new one of its type."""
+
+    def crop(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return type(value)(crop(v) for v in value)
+        if not isinstance(value, Tensor) or value.dim() < 2:
+            return value
+        k = round(margin * value.shape[-2] / size[0])
+        j = round(margin * value.shape[-1] / size[1])
+        cut = value[..., k : value.shape[-2] - k, j : value.shape[-1] - j]
+        # a contiguous copy, in the map's layout: later crops and resizes of a strided view are slow
+        layout = torch.channels_last if value.dim() == 4 and value.is_contiguous(memory_format=torch.channels_last) else None
+        return cut.contiguous(memory_format=layout) if layout is not None else cut.contiguous()
+
+    return type(features)(**{name: crop(value) for name, value in vars(features).items()})
 
 
 @dataclass

@@ -4,7 +4,12 @@
   patch's relative box (top, left, height, width, each = relative value x feature size,
   rounded) and later resized bilinearly to the local feature size by the shared head. A
   box that reaches beyond its scene (the inference engine's edge margins, boxes made with
-  ``beyond=True``) crops the map mirrored at the scene's edge.
+  ``beyond=True``) crops the map mirrored at the scene's edge. Boxes made with
+  ``exact=True`` (the inference engine's default, ``InferenceSettings.context_crop``) are
+  sampled bilinearly at their exact place instead of cut at whole cells: a patch then gets
+  the same context for the same ground wherever the patch grid falls (a released crop
+  moves by up to half a feature cell, about 5 px of the default model's working grid, as
+  the grid moves).
 * L -> G (:class:`L2GCanvas`): each patch's local feature map is resized bilinearly to the
   patch's footprint in global-feature space and added onto a zero canvas of the global
   feature size; the canvas is divided by the number of patches covering each pixel.
@@ -42,12 +47,15 @@ class PatchBoxes:
         beyond: boxes may reach beyond their scene by less than their own size inside it,
             over the scene mirrored at its edge (the engine's edge margins); else every box
             lies inside its scene.
+        exact: :func:`crop_global` samples the boxes at their exact place (bilinear) rather
+            than cutting them at whole feature cells as the released code.
     """
 
     pixels: Tensor
     scene_sizes: Tensor
     scene_index: Tensor
     beyond: bool = False
+    exact: bool = False
 
     def __post_init__(self) -> None:
         # Boxes are small metadata read with .tolist(): keep them on the CPU whatever
@@ -86,6 +94,7 @@ class PatchBoxes:
         scene_width: int | Sequence[int] | Tensor,
         scene_index: Sequence[int] | Tensor | None = None,
         beyond: bool = False,
+        exact: bool = False,
     ) -> "PatchBoxes":
         """Build boxes from per-patch pixel positions (scalars broadcast)."""
         tops_t = torch.as_tensor(tops).detach().cpu().long().reshape(-1)
@@ -97,7 +106,7 @@ class PatchBoxes:
         pixels = torch.stack([tops_t, col(lefts), col(heights), col(widths)], dim=1)
         sizes = torch.stack([col(scene_height), col(scene_width)], dim=1)
         index = col(0 if scene_index is None else scene_index)
-        return cls(pixels, sizes, index, beyond)
+        return cls(pixels, sizes, index, beyond, exact)
 
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
@@ -105,7 +114,7 @@ class PatchBoxes:
     def __getitem__(self, item: slice | Tensor | Sequence[int]) -> "PatchBoxes":
         if isinstance(item, int):
             item = slice(item, item + 1)
-        return PatchBoxes(self.pixels[item], self.scene_sizes[item], self.scene_index[item], self.beyond)
+        return PatchBoxes(self.pixels[item], self.scene_sizes[item], self.scene_index[item], self.beyond, self.exact)
 
     @property
     def rel(self) -> Tensor:
@@ -141,9 +150,13 @@ def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
     """Crop a global feature map ``(B, C, H, W)`` at each patch's box.
 
     Returns ``(N, C, h, w)``; when the boxes' crops differ in size (patches of different
-    sizes), every crop is resized to the first one's size.
+    sizes), every crop is resized to the first one's size. With ``boxes.exact`` each crop
+    is sampled at the box's exact place (:func:`_sample_boxes`), with the size the
+    released crop would have.
     """
     grid = boxes.on_grid(feature.shape[-2], feature.shape[-1])
+    if boxes.exact:
+        return _sample_boxes(feature, boxes, grid[0][2], grid[0][3])
     index = boxes.scene_index.tolist()
     if boxes.beyond:
         # a box reaching past the map's edge crops the map mirrored there
@@ -162,6 +175,58 @@ def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
     out = torch.stack(crops, dim=0)
     if feature.dim() == 4 and feature.is_contiguous(memory_format=torch.channels_last):
         # Keep the caller's layout: mixing layouts makes every later cat and conv copy.
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def _lerp_matrix(starts: Tensor, lengths: Tensor, n: int, size: int) -> Tensor:
+    """Per box, the ``(n, size)`` bilinear weights of ``n`` cell centres spanning the
+    relative extent ``[start, start + length)`` of an axis of ``size`` cells
+    (``F.grid_sample``'s ``align_corners=False`` positions, held at the outermost cells
+    beyond them): ``(N, n, size)`` float32, each row summing to 1."""
+    pos = (starts[:, None] + (torch.arange(n, dtype=torch.float64) + 0.5)[None] / n * lengths[:, None]) * size - 0.5
+    pos = pos.clamp(0, size - 1)
+    low = pos.floor().long()
+    high = (low + 1).clamp(max=size - 1)
+    weight = pos - low
+    matrix = torch.zeros(len(starts), n, size, dtype=torch.float64)
+    matrix.scatter_add_(2, low[..., None], (1 - weight)[..., None])
+    matrix.scatter_add_(2, high[..., None], weight[..., None])
+    return matrix.float()
+
+
+def _sample_boxes(feature: Tensor, boxes: PatchBoxes, height: int, width: int) -> Tensor:
+    """Each box of a feature map ``(B, C, H, W)`` sampled bilinearly on a ``height x width``
+    grid of cells spanning exactly the box (cell centres at ``(i + 0.5) / height`` of the
+    box's relative extent): ``(N, C, height, width)`` in the map's dtype and layout. Past
+    the map's edge (boxes with ``beyond``) the map is mirrored at its edge."""
+    rel = boxes.rel  # top/H, left/W, h/H, w/W (float64)
+    index = boxes.scene_index.tolist()
+    if not boxes.beyond:
+        # bilinear sampling as two small matrix products over the cells each box touches
+        rows = _lerp_matrix(rel[:, 0], rel[:, 2], height, feature.shape[-2]).to(feature.device)  # (N, h, H)
+        cols = _lerp_matrix(rel[:, 1], rel[:, 3], width, feature.shape[-1]).to(feature.device)  # (N, w, W)
+        crops = []
+        for k, b in enumerate(index):
+            r = rows[k].nonzero()[:, 1]
+            c = cols[k].nonzero()[:, 1]
+            r0, r1, c0, c1 = int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1
+            cells = feature[b, :, r0:r1, c0:c1].permute(1, 2, 0).float()  # (H', W', C)
+            picked = torch.einsum("hH,HWc->hWc", rows[k, :, r0:r1], cells)
+            crops.append(torch.einsum("hWc,wW->chw", picked, cols[k, :, c0:c1]))
+        out = torch.stack(crops).to(feature.dtype)
+        layout = torch.channels_last if feature.dim() == 4 and feature.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        return out.contiguous(memory_format=layout)
+    steps_y = (torch.arange(height, dtype=torch.float64) + 0.5) / height
+    steps_x = (torch.arange(width, dtype=torch.float64) + 0.5) / width
+    ys = (rel[:, 0:1] + steps_y[None] * rel[:, 2:3]) * 2 - 1  # grid_sample's normalised coordinates
+    xs = (rel[:, 1:2] + steps_x[None] * rel[:, 3:4]) * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1).float().to(feature.device)
+    source = feature[boxes.scene_index.to(feature.device)]
+    padding = "reflection" if boxes.beyond else "border"
+    out = F.grid_sample(source.float(), grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    out = out.to(feature.dtype)
+    if feature.dim() == 4 and feature.is_contiguous(memory_format=torch.channels_last):
         out = out.contiguous(memory_format=torch.channels_last)
     return out
 

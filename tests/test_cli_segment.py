@@ -118,6 +118,21 @@ def test_a_model_trained_at_half_scale_reads_the_scene_at_half_scale(tmp_path):
     assert bad.exit_code == 2 and "--scale" in bad.output
 
 
+def test_gsd_gives_a_plain_image_its_resolution(tmp_path):
+    from PIL import Image
+
+    model = save_tiny_checkpoint(tmp_path / "half.pt", INRIA, widths=(256, 128), half=True,
+                                 metadata={"training": {"scene_scale": 0.5, "gsd_m": 20.0}})
+    scene = tmp_path / "plain.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 90, 3), dtype=np.uint8)).save(scene)
+    assumed = run("segment", scene, "-o", tmp_path / "assumed.tif", "--model", model, "--device", "cpu")
+    assert assumed.exit_code == 0 and "read at 0.5 of its resolution" in assumed.output  # as the model was trained
+    given = run("segment", scene, "-o", tmp_path / "given.tif", "--model", model, "--device", "cpu", "--gsd", "20")
+    assert given.exit_code == 0 and "read at" not in given.output and "24 patches" in given.output
+    bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", model, "--gsd", "0")
+    assert bad.exit_code == 2 and "--gsd" in bad.output
+
+
 @pytest.mark.slow
 def test_compiled_local_branch_gives_the_eager_classes(checkpoints, tmp_path):
     from torch._dynamo.utils import counters
@@ -195,6 +210,7 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     assert (summary["blend"], summary["context_windows"], summary["precision"]) == ("sum", 1, "fp32")
     with rasterio.open(tmp_path / "released.tif") as src:
         assert (src.tags()["GLGEO_BLEND"], src.tags()["GLGEO_NODATA_FILL"]) == ("sum", "zero")
+        assert src.tags()["GLGEO_CONTEXT"] == "global view squeeze, margin 0 px, context crop cells"
     windows = run("segment", scene, "-o", tmp_path / "windows.tif", "--model", checkpoints["inria"], "--footprint",
                   "160", "--window-overlap", "32", "--json", "--device", "cpu", "--batch-size", "4")
     assert windows.exit_code == 0, windows.output
@@ -202,5 +218,16 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     assert (summary["blend"], summary["footprint"], summary["context_windows"]) == ("taper", 160, 12)  # 3 x 4
     with rasterio.open(tmp_path / "windows.tif") as src:
         assert src.tags()["GLGEO_NODATA_FILL"] == "mirror"
+        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin auto, context crop exact"
+    chosen = run("segment", scene, "-o", tmp_path / "chosen.tif", "--model", checkpoints["inria"], "--footprint", "160",
+                 "--global-view", "fixed", "--global-margin", "32", "--context-crop", "cells", "--device", "cpu")
+    assert chosen.exit_code == 0, chosen.output
+    with rasterio.open(tmp_path / "chosen.tif") as src:
+        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin 32 px, context crop cells"
+    for extra, message in ((["--global-margin", "40"], "multiple of 32"),
+                           (["--global-view", "squeeze", "--global-margin", "32"], "drop --global-margin")):
+        refused = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(tmp_path / "no.tif"), "--model",
+                                           str(checkpoints["inria"]), "--device", "cpu", *extra])
+        assert refused.exit_code == 1 and message in refused.output and "Traceback" not in refused.output
     bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", checkpoints["inria"], "--footprint", "huge")
     assert bad.exit_code != 0 and "give a size in px" in bad.output

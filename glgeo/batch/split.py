@@ -285,7 +285,7 @@ def run_split(
         MissingDependencyError: Dask is needed but not installed.
     """
     from ..areas import class_areas
-    from ..provenance import Provenance, blend_rule, utc_now
+    from ..provenance import Provenance, blend_rule, context_rule, utc_now
     from ..segmentation import SegmentSummary, _glgeo_version, model_identity
     from ..writer import output_driver
 
@@ -374,7 +374,8 @@ def run_split(
         model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
         precision=stats.precision or split.settings.precision, scale=split.scale,
         gsd_m=float(f"{info.gsd / split.scale:.6g}") if info.gsd is not None else None,
-        blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, created=utc_now(),
+        blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=context_rule(split.settings),
+        created=utc_now(),
     )  # fmt: skip
     assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
                          output_options=options.output_options, tags=provenance.tags())
