@@ -25,7 +25,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from affine import Affine  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 
 import glgeo  # noqa: E402
 from glgeo.datasets import read_mask_ids  # noqa: E402
@@ -34,6 +33,8 @@ from glgeo.schemes import NODATA_ID, get_scheme  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "docs" / "figures"))
+from _panels import class_legend, draw_panels, save  # noqa: E402
 from nodata import rotate  # noqa: E402
 
 DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
@@ -77,19 +78,10 @@ def main() -> None:
     titles = [f"{NAME} rotated {ANGLE:g} degrees in a nodata collar", "hand-drawn truth",
               "--nodata-fill zero (black)", "--nodata-fill mean (flat colour)", "--nodata-fill mirror (default)"]
     fig, axes = plt.subplots(1, 5, figsize=(20, 4.6))
-    for ax, picture, title in zip(axes, pictures, titles):
-        ax.imshow(picture[::STEP, ::STEP], interpolation="nearest")
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    draw_panels(axes, pictures, titles, STEP)
     shown = sorted(set(np.unique(np.concatenate([m.ravel() for m in maps + [truth]]))) - {NODATA_ID})
-    handles = [Patch(facecolor=palette[c] / 255, edgecolor="grey", label=scheme.classes[c].name) for c in shown]
-    handles.append(Patch(facecolor=collar / 255, edgecolor="grey", label="nodata (collar)"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    out = REPO / "docs" / "figures" / "nodata_fill.png"
-    fig.savefig(out, dpi=80)
-    print(f"wrote {out}")
+    class_legend(fig, scheme, shown, [("nodata (collar)", collar)])
+    save(fig, "nodata_fill.png", (0, 0.07, 1, 0.97), 80)
 
 
 if __name__ == "__main__":
