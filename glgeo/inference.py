@@ -9,7 +9,12 @@ on, on its working grid) is cut into overlapping context windows of that size
 the scale it was trained at instead of one image squeezed ever coarser; a scene no larger
 than the footprint is one window, as in the paper. For each window, in row-major order:
 
-1. one decimated read of the window -> the global branch (``encode_global``);
+1. one decimated read of the window -> the global branch (``encode_global``): with the
+   default ``global_view="fixed"`` at one ground resolution for every window
+   (:meth:`StreamingSegmenter.global_shape`), extended by its mirror image by
+   ``global_margin`` px, the margin then cut off the features
+   (:func:`glgeo.models.heads.crop_margin`); ``squeeze`` stretches it to a square as the
+   released code;
 2. the window's patch grid (:mod:`glgeo.tiling`) read in batches (:mod:`glgeo.io`, the next
    batch read in a background thread while the network runs on this one); patches with no
    valid pixel are not computed, nor are windows with none;
@@ -17,7 +22,8 @@ than the footprint is one window, as in the paper. For each window, in row-major
 
    * ``global``: each patch's crop of the global logits;
    * ``local``: the local branch alone;
-   * ``g2l``: local branch with G -> L context, then the aggregation conv;
+   * ``g2l``: local branch with G -> L context (sampled at each patch's exact place, or
+     cut at whole cells as the released code: ``context_crop``), then the aggregation conv;
    * ``bidirectional``: pass 1 runs the local branch on every patch of the window, merges
      its features into the L -> G canvases and keeps the patch's local share of the
      aggregation conv (``n_classes`` channels at 1/4 resolution;
@@ -96,7 +102,7 @@ GLOBAL_MARGIN_STEP = 32
 
 def default_global_margin(global_size: int) -> int:
     """The global margin for a ``global_size`` px global image: a multiple of
-    :data:`GLOBAL_MARGIN_STEP` near a fifth of it (64 px for the default model's 297)."""
+    :data:`GLOBAL_MARGIN_STEP` near a fifth of it (64 px for the default model's 307)."""
     return GLOBAL_MARGIN_STEP * max(1, round(global_size / 5 / GLOBAL_MARGIN_STEP))
 
 
