@@ -194,7 +194,9 @@ class Stretch:
         nodata in a context window reads as dark ground (water, shadow) to a model and
         changes the classes around it; a flat colour, less so; the mirror continues the
         ground beside it. Where ``valid`` is a fraction, the mirror is of the fully valid
-        pixels (of the partly valid ones where none is fully valid).
+        pixels (of the partly valid ones where none is fully valid). The mirror needs one
+        ``(rows, cols)`` mask for ``(bands, rows, cols)`` values (every read of
+        :class:`SceneReader`); other shapes take the mean.
         """
         shape = (len(self.offset),) + (1,) * (raw.ndim - 1)
         out = raw.astype(np.float32, copy=True)
@@ -210,7 +212,8 @@ class Stretch:
             out *= weight
             if fill != "zero" and weight.min() < 1 and weight.max() > 0:
                 if fill == "mirror" and valid.ndim == 2 and raw.ndim == 3:
-                    sources = valid >= 1 if (valid >= 1).any() else valid > 0
+                    whole = valid >= 1
+                    sources = whole if whole.any() else valid > 0
                     out += mirror_fill(out / np.maximum(weight, 1e-6), sources) * (1.0 - weight)
                 else:
                     axes = tuple(range(1, out.ndim))

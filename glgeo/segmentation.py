@@ -177,21 +177,26 @@ GLOBAL_RESOLUTION_FACTOR = 2.0
 
 
 def global_resolution_warning(
-    checkpoint, info: SceneInfo, mode: str, global_size: int, footprint: int | None = None
+    checkpoint, info: SceneInfo, mode: str, global_size: int, footprint: int | None = None,
+    global_view: str = "squeeze",
 ) -> str | None:
     """Why a model run in ``global`` mode may do poorly on this scene, or ``None``.
 
     The global branch sees each context window (the whole scene when it is smaller than
-    the model's footprint) as one ``global_size`` image, so its pixels are ``window extent /
-    global_size`` on the ground. A global-only model trained on scenes of one size
-    (``metadata.training.global_gsd_m``) does well only on views of a similar extent: a
-    scene far smaller than its footprint comes out over-smoothed, one seen whole
-    (``footprint=0``) far coarser. Needs the scene's ground sample distance (georeferenced
-    scenes in a projected or geographic CRS).
+    the model's footprint) as one ``global_size`` image. Squeezed (``global_view="squeeze"``)
+    its pixels are ``window extent / global_size`` on the ground; with the ``fixed`` view
+    and a footprint, every window is seen at the full footprint's ``footprint extent /
+    global_size``, whatever the scene's size. A global-only model trained on scenes of one
+    size (``metadata.training.global_gsd_m``) does well only on views of a similar ground
+    resolution: a squeezed scene far smaller than its footprint comes out over-smoothed,
+    one seen whole (``footprint=0``) far coarser. Needs the scene's ground sample distance
+    (georeferenced scenes in a projected or geographic CRS).
 
     Args:
+        global_size: the global image side of a full window.
         footprint: the context footprint the run uses, in working px (``None``: the
             checkpoint's; 0: the whole scene is one window).
+        global_view: the run's global view (:attr:`InferenceSettings.global_view`).
     """
     training = checkpoint.metadata.get("training")
     trained = training.get("global_gsd_m") if isinstance(training, dict) else None
@@ -200,7 +205,9 @@ def global_resolution_warning(
     extent = max(info.width, info.height) * info.gsd
     footprint = checkpoint.footprint if footprint is None else (footprint or None)
     if footprint and checkpoint.gsd:
-        extent = min(extent, footprint * checkpoint.gsd)  # a larger scene is cut into windows
+        window = footprint * checkpoint.gsd
+        # a larger scene is cut into windows; the fixed view keeps a full window's resolution
+        extent = window if global_view == "fixed" else min(extent, window)
     seen = extent / global_size
     if seen > trained * GLOBAL_RESOLUTION_FACTOR or seen < trained / GLOBAL_RESOLUTION_FACTOR:
         extent_km = trained * global_size / 1000
@@ -311,11 +318,6 @@ def segment(
     scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
-    warning = global_resolution_warning(
-        checkpoint, info, settings.mode, settings.global_size or checkpoint.global_size, settings.footprint
-    )
-    if warning:
-        log.warning(warning)
     network = checkpoint.model
     if tta:
         from .tta import FlipRotateTTA
@@ -330,6 +332,11 @@ def segment(
         footprint=checkpoint.footprint,
         coarseness=coarseness(checkpoint, scene_gsd, scale),
     )
+    warning = global_resolution_warning(
+        checkpoint, info, engine.mode, engine.global_size, engine.footprint or 0, engine.global_view
+    )
+    if warning:
+        log.warning(warning)
     log.info(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
         info.path, info.width, info.height, ",".join(map(str, info.bands)), checkpoint.model.config.backbone, engine.mode, engine.device,

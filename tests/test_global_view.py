@@ -95,6 +95,26 @@ def test_the_fixed_view_keeps_one_ground_resolution_for_every_window():
     assert coarse.global_shape(256, 256) == (307, 307) and coarse.global_shape(612, 612) == (307, 307)
 
 
+def test_the_global_branch_sees_the_view_with_its_margin_and_returns_it_without():
+    seen = []
+
+    class Pooling(_Net):
+        def encode_global(self, image):
+            seen.append(tuple(image.shape[-2:]))
+            return SimpleNamespace(logits=F.avg_pool2d(image, 4), c=[F.avg_pool2d(image, 32)])
+
+    engine = StreamingSegmenter(Pooling(), InferenceSettings(device="cpu", channels_last=False), 256, 256, footprint=612)
+    image = torch.randn(1, 3, *engine.global_shape(529, 483))
+    out = engine._encode_global(image)
+    assert seen == [(265 + 128, 242 + 128)]  # 64 px of mirror image on every side
+    torch.testing.assert_close(out.logits, F.avg_pool2d(image, 4))
+    torch.testing.assert_close(out.c[0], F.avg_pool2d(F.pad(image, (64,) * 4, mode="reflect"), 32)[..., 2:-2, 2:-2])
+    # an image too small to mirror 64 px gets the largest whole margin it can
+    seen.clear()
+    engine._encode_global(torch.randn(1, 3, 40, 200))
+    assert seen == [(40 + 64, 200 + 64)]
+
+
 def test_the_released_view_squeezes_without_margin():
     for settings in (InferenceSettings(device="cpu", global_view="squeeze", global_margin=0),
                      InferenceSettings(device="cpu", footprint=0)):

@@ -407,6 +407,11 @@ def test_segment_warns_when_a_global_model_sees_a_scene_far_from_its_extent(tmp_
     # a model with a context footprint cuts the huge scene into views of its training extent
     assert global_resolution_warning(_global_checkpoint(4.78, footprint=256), huge, "global", 256) is None
     assert global_resolution_warning(_global_checkpoint(4.78, footprint=256), huge, "global", 256, footprint=0)
+    # the fixed view sees a small scene at a full window's resolution: nothing to warn about
+    small = _scene(tmp_path, 64, 1.0)
+    assert global_resolution_warning(_global_checkpoint(4.78, footprint=256), small, "global", 256)
+    assert global_resolution_warning(_global_checkpoint(4.78, footprint=256), small, "global", 256,
+                                     global_view="fixed") is None
     from rasterio.errors import NotGeoreferencedWarning
 
     with pytest.warns(NotGeoreferencedWarning):
