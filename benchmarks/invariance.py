@@ -4,23 +4,31 @@ On the real DeepGlobe samples (``../shared/data/deepglobe``) and a model (defaul
 zoo's ``deepglobe-landcover``), two engines are compared in one run:
 
 * ``glgeo``: the default settings (context windows of the model's footprint, each with a
-  global view at one ground resolution and a mirrored margin, G->L crops at the patches'
-  exact places, tapered blending, nodata seen as the valid pixels mirrored);
+  global view at one ground resolution and a mirrored margin, patch grids and global images
+  on a lattice fixed to the map, G->L crops at the patches' exact places, tapered blending,
+  nodata seen as the valid pixels mirrored);
 * ``before``: the engine as it was before context windows (``footprint=0``: the whole
   scene squeezed into one global image; ``blend="sum"``: plain sum of patch logits;
   ``nodata_fill="zero"``: black where the scene has no data; ``context_crop="cells"``:
-  G->L crops at whole feature cells).
+  G->L crops at whole feature cells; ``grid_anchor="scene"``: grids start at the scene's
+  first pixel).
+
+The nine images are tiles of one map: each is georeferenced where it lies in the mosaic (a
+pixel-sized translation, no CRS), as the tiles of an orthophoto are, and a cut keeps its
+place as ``gdal_translate -srcwin`` keeps it.
 
 It prints:
 
-1. **mosaic**: nine images segmented alone, and as one 3 x 3 mosaic placed at an offset
+1. **mosaic**: nine tiles segmented alone, and as one 3 x 3 mosaic placed at an offset
    inside a nodata border (so image edges do not fall on window edges): mIoU and pixel
    accuracy of both, against the ground truth, and the share of pixels that get the same
    class in both; that share by distance from each image's edge (in the mosaic an edge is a
    seam with an unrelated neighbour image, which the model sees in its context), and the
    mIoU of both on the pixels at least 600 px from any edge;
-2. **cut**: each image against the same image with its first 333 rows and 517 columns cut
-   off: the share of the shared pixels that get the same class;
+2. **cut**: each tile against the same tile with its first 333 rows and 517 columns cut
+   off: the share of the shared pixels that get the same class; for ``glgeo`` also with
+   plain images (the JPEG, and the cut without georeferencing), whose place on a map is
+   not known;
 3. **lines**: straight class-change lines (a row or column boundary where more than 3 % of
    the pixels change class and 4 times more than the median of the 10 boundaries around
    it) in the predictions and in the hand-drawn ground truth;
@@ -92,6 +100,7 @@ def main() -> None:
 
     import rasterio
     import torch
+    from affine import Affine
     from rasterio.windows import Window
 
     import glgeo
@@ -110,7 +119,8 @@ def main() -> None:
     scheme = checkpoint.scheme
     deepglobe = get_scheme("deepglobe")
     engines = {"glgeo": InferenceSettings(mode=args.mode, edge_margin=args.edge_margin, global_margin=args.global_margin),
-               "before": InferenceSettings(mode=args.mode, footprint=0, blend="sum", nodata_fill="zero", context_crop="cells")}
+               "before": InferenceSettings(mode=args.mode, footprint=0, blend="sum", nodata_fill="zero", context_crop="cells",
+                                           grid_anchor="scene")}
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{args.threads} torch thread(s); model {args.model} (footprint {checkpoint.footprint} px at scale "
           f"{checkpoint.scene_scale:g}, mode {checkpoint.mode})")
@@ -118,6 +128,14 @@ def main() -> None:
     def truth(name: str) -> np.ndarray:
         with rasterio.open(root / "masks" / f"{name}_mask.png") as src:
             return read_mask_ids(src, deepglobe, rgb_threshold=128)
+
+    def write_tile(path: Path, pixels: np.ndarray, transform=None) -> Path:
+        """An RGB GeoTIFF of the pixels, at ``transform`` (no CRS: a pixel-sized map) or plain."""
+        place = {} if transform is None else {"transform": transform}
+        with rasterio.open(path, "w", driver="GTiff", width=pixels.shape[2], height=pixels.shape[1], count=3,
+                           dtype="uint8", **place) as dst:
+            dst.write(pixels)
+        return path
 
     def run(scene: Path, out: Path, settings) -> tuple[np.ndarray, float, int]:
         start = time.perf_counter()
@@ -153,19 +171,27 @@ def main() -> None:
         cut_agree = {e: [] for e in engines}
         seconds = {e: {"alone": 0.0, "mosaic": 0.0} for e in engines}
         windows = {}
-        for name in ids:
-            image = root / "images" / f"{name}_sat.jpg"
-            cut = folder / f"cut-{name}.tif"  # the same image, its first rows and columns cut off
-            with rasterio.open(image) as src:
-                data = src.read(window=Window(CUT_COLS, CUT_ROWS, side - CUT_COLS, side - CUT_ROWS))
-            with rasterio.open(cut, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=3,
-                               dtype="uint8") as dst:
-                dst.write(data)
+        plain_agree = []
+        for k, name in enumerate(ids):
+            jpeg = root / "images" / f"{name}_sat.jpg"
+            r, c = divmod(k, 3)
+            with rasterio.open(jpeg) as src:
+                pixels = src.read()
+            place = Affine.translation(b + c * side, b + r * side)  # where the tile lies in the mosaic
+            image = write_tile(folder / f"tile-{name}.tif", pixels, place)
+            cut_window = Window(CUT_COLS, CUT_ROWS, side - CUT_COLS, side - CUT_ROWS)
+            cut_pixels = pixels[:, CUT_ROWS:, CUT_COLS:]
+            cut = write_tile(folder / f"cut-{name}.tif", cut_pixels, rasterio.windows.transform(cut_window, place))
             for engine, settings in engines.items():
                 alone[engine][name], s, _ = run(image, folder / f"{engine}-{name}.tif", settings)
                 seconds[engine]["alone"] += s
                 cut_pred, _, _ = run(cut, folder / f"{engine}-cut-{name}.tif", settings)
                 cut_agree[engine].append((cut_pred == alone[engine][name][CUT_ROWS:, CUT_COLS:]).mean())
+            # plain images: the JPEG and its cut, neither with a place on a map
+            plain, _, _ = run(jpeg, folder / f"plain-{name}.tif", engines["glgeo"])
+            plain_cut, _, _ = run(write_tile(folder / f"plain-cut-{name}.tif", cut_pixels), folder / f"plain-cut-{name}-out.tif",
+                                  engines["glgeo"])
+            plain_agree.append((plain_cut == plain[CUT_ROWS:, CUT_COLS:]).mean())
         wholes = {}
         for repeat in range(2):  # alternating, the faster of two runs: one run is at the mercy of the machine's load
             for engine, settings in engines.items():
@@ -231,6 +257,8 @@ def main() -> None:
     for engine, r in results.items():
         print(f"{engine:<8} cut {CUT_ROWS} rows x {CUT_COLS} cols: same class on {100 * r['cut'].mean():.2f} % of the shared "
               f"pixels (worst image {100 * r['cut'].min():.2f} %)")
+    print(f"glgeo    cut of plain images (no place on a map): same class on {100 * np.mean(plain_agree):.2f} % of the shared "
+          f"pixels (worst image {100 * min(plain_agree):.2f} %)")
     g, o = results["glgeo"], results["before"]
     print(f"straight class-change lines: ground truth {g['lines'][2]}; glgeo alone {g['lines'][0]}, mosaic {g['lines'][1]}; "
           f"before alone {o['lines'][0]}, mosaic {o['lines'][1]}")

@@ -71,7 +71,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")
 @click.option("--global-size", type=click.IntRange(min=8), default=None,
-              help="Global image side in px (of a full context window). Default: the model's, times 1.16 with "
+              help="Global image side in px (of a full context window). Default: the model's, times 1.2 with "
                    "--global-view fixed.")
 @click.option("--global-view", type=click.Choice(["fixed", "squeeze"]), default="fixed", show_default=True,
               help="fixed: every context window's global image at one ground resolution (a window smaller than "
@@ -84,6 +84,11 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--context-crop", type=click.Choice(["exact", "cells"]), default="exact", show_default=True,
               help="How a patch's G->L context is cut from its window's global features: exact (at the "
                    "patch's exact place) or cells (at whole feature cells, as the released code).")
+@click.option("--grid-anchor", type=click.Choice(["world", "scene"]), default=None,
+              help="world: patch grids and global images start on a lattice fixed to the scene's map coordinates, "
+                   "so a cut of a raster (or a tile of it) gets the same map as the raster over the ground they "
+                   "share; scene: at each context window's first pixel, as the released code.  [default: world "
+                   "with --global-view fixed in global and g2l modes without --coarse-to-fine, else scene]")
 @click.option("--gsd", type=click.FloatRange(min=0, min_open=True), default=None, metavar="METRES",
               help="Metres per pixel of a scene whose file does not say (a plain JPEG or PNG), for the reading "
                    "scale and the global view's resolution. Ignored where the file is georeferenced.")
@@ -108,7 +113,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "a model reads it as dark ground).")
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
-                   "--precision fp32 --footprint scene --global-view squeeze --context-crop cells --nodata-fill zero.")
+                   "--precision fp32 --footprint scene --global-view squeeze --context-crop cells --grid-anchor scene "
+                   "--nodata-fill zero.")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
               help="Run the model on the scene read at this fraction of its resolution (output still on the "
                    "scene's grid). Default: the scale the model was trained at (train --scale); 1 for imagery "
@@ -154,6 +160,7 @@ def segment(
     global_view: str,
     global_margin: int | None,
     context_crop: str,
+    grid_anchor: str | None,
     gsd: float | None,
     footprint: int | None,
     window_overlap: int | None,
@@ -209,11 +216,12 @@ def segment(
 
     if released:
         blend, logit_upsampling, precision, footprint, nodata_fill, edge_margin = "sum", "nearest", "fp32", 0, "zero", 0
-        global_view, global_margin, context_crop = "squeeze", 0, "cells"
+        global_view, global_margin, context_crop, grid_anchor = "squeeze", 0, "cells", "scene"
     settings = InferenceSettings(
         global_view=global_view,  # type: ignore[arg-type]
         global_margin=global_margin,
         context_crop=context_crop,  # type: ignore[arg-type]
+        grid_anchor=grid_anchor,  # type: ignore[arg-type]
         gsd=gsd,
         nodata_fill=nodata_fill,  # type: ignore[arg-type]
         footprint=footprint,

@@ -9,10 +9,18 @@ on, on its working grid) is cut into overlapping context windows of that size
 the scale it was trained at instead of one image squeezed ever coarser; a scene no larger
 than the footprint is one window, as in the paper. For each window, in row-major order:
 
-1. one decimated read of the window -> the global branch (``encode_global``): with the
-   default ``global_view="fixed"`` at one ground resolution for every window
-   (:meth:`StreamingSegmenter.global_shape`), extended by its mirror image by
-   ``global_margin`` px, the margin then cut off the features
+0. where its patches and global image lie (:class:`WindowLayout`): with the default
+   ``grid_anchor="world"`` on a lattice fixed to the map (the scene's transform,
+   :func:`glgeo.resolution.map_origin`): patches every 32 px of the working grid
+   (:func:`glgeo.tiling.anchored_axis`), the global image on whole cells of its own, so a
+   cut or a tile of a raster computes the ground it shares with it on the same cells; the
+   grid reaches less than a step past the window (over the scene, or its mirror image
+   beyond the scene's edge), or stops short of a side it shares widely with a neighbour
+   where that saves a patch row (the window's taper then falls to 0 before it);
+1. one decimated read of the window (anchored: of its lattice box) -> the global branch
+   (``encode_global``): with the default ``global_view="fixed"`` at one ground resolution
+   for every window (:meth:`StreamingSegmenter.global_shape`), extended by its mirror
+   image by ``global_margin`` px, the margin then cut off the features
    (:func:`glgeo.models.heads.crop_margin`); ``squeeze`` stretches it to a square as the
    released code;
 2. the window's patch grid (:mod:`glgeo.tiling`) read in batches (:mod:`glgeo.io`, the next
@@ -71,10 +79,14 @@ from .errors import InputError, InternalError, OutputError
 from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
 from .modes import Mode
 from .progress import ProgressCallback
+from .resolution import map_origin
 from .tiling import (
+    ANCHOR_OFFSET,
+    ANCHOR_STEP,
     DEFAULT_MIN_OVERLAP,
     PatchGrid,
     PatchWindow,
+    anchored_axis,
     axis_overlaps,
     edge_margins,
     sub_grid,
@@ -90,11 +102,16 @@ log = logging.getLogger(__name__)
 GLOBAL_VIEWS: tuple[str, ...] = ("fixed", "squeeze")
 #: How a patch's G->L context is cut (:attr:`InferenceSettings.context_crop`).
 CONTEXT_CROPS: tuple[str, ...] = ("exact", "cells")
+#: Where patch grids and global images start (:attr:`InferenceSettings.grid_anchor`).
+GRID_ANCHORS: tuple[str, ...] = ("world", "scene")
 #: The ``fixed`` global view's global size over the checkpoint's: its training showed the
 #: global branch views 1 to ``1 / (1 - crop_jitter)`` times finer than the checkpoint's
 #: global size over its footprint (1 to 1.43 for the zoo models); chosen on the default
 #: model's validation scenes (docs/segment.md).
 GLOBAL_ZOOM = 1.2
+#: An anchored global image's pixel is a whole number of working-grid pixels when that
+#: moves the ``fixed`` view's resolution by at most this share (:attr:`StreamingSegmenter.global_step`).
+GLOBAL_STEP_TOLERANCE = 0.1
 #: Global margins are multiples of this (the backbones' output stride), so every feature
 #: map's margin is whole cells.
 GLOBAL_MARGIN_STEP = 32
@@ -171,6 +188,22 @@ class InferenceSettings:
             features: ``exact`` (sampled bilinearly at the patch's exact place) or ``cells``
             (cut at whole feature cells, as the released code: it moves by up to half a
             cell as the patch grid moves).
+        grid_anchor: where patch grids and global images start. ``world``: on a lattice
+            fixed to the scene's map coordinates (:func:`glgeo.resolution.map_origin`):
+            patches every 32 px of the working grid (:func:`glgeo.tiling.anchored_axis`),
+            global images every 32 of their own pixels, each a whole number of
+            working-grid pixels (the fixed view's ground resolution rounded to it, where
+            that moves it by at most :data:`GLOBAL_STEP_TOLERANCE`; else only the patches
+            are anchored, as for scenes much coarser than the model's imagery), so a
+            place's features are computed on the same cells wherever the scene, or a cut of
+            it, begins; grids reach less than a lattice step past the window, over the
+            scene where it goes on and its mirror image beyond its edge. ``scene``: at each
+            window's first pixel, as the released code. ``None``: ``world`` with the
+            ``fixed`` view in ``global`` and ``g2l`` modes without coarse-to-fine (for
+            patches of at least 64 px, and windows at least a patch and a lattice step
+            wide), else ``scene``. A plain image's map is its own
+            pixels, so only georeferenced cuts (or a plain image's transform) carry their
+            place.
         edge_margin: how far, in px of the working grid, patch grids reach beyond the
             scene's edge over the scene mirrored there (:func:`glgeo.tiling.edge_margins`),
             so that no scene pixel lies on a patch's zero-padded edge; less than half a patch
@@ -218,6 +251,7 @@ class InferenceSettings:
     global_view: Literal["fixed", "squeeze"] = "fixed"
     global_margin: int | None = None
     context_crop: Literal["exact", "cells"] = "exact"
+    grid_anchor: Literal["world", "scene"] | None = None
     edge_margin: int = 0
     nodata_fill: NodataFill = "mirror"
     gsd: float | None = None
@@ -259,6 +293,8 @@ class InferenceSettings:
             raise InputError(
                 f"the global margin must be 0 or a multiple of {GLOBAL_MARGIN_STEP} px, got {self.global_margin}"
             )
+        if self.grid_anchor is not None and self.grid_anchor not in GRID_ANCHORS:
+            raise InputError(f"grid_anchor must be one of {', '.join(GRID_ANCHORS)}, got {self.grid_anchor!r}")
         if self.window_overlap is not None and self.window_overlap < 0:
             raise InputError(f"window_overlap must be 0 or more pixels, got {self.window_overlap}")
         if self.gsd is not None and not self.gsd > 0:
@@ -412,6 +448,27 @@ class StreamingSegmenter:
             margin = 0
         #: mirrored margin around each global image, px of the global image
         self.global_margin = margin
+        anchorable = (
+            self.global_view == "fixed" and self.mode in ("global", "g2l") and not settings.coarse_to_fine
+            and self.patch_size >= 2 * ANCHOR_STEP and self.patch_size - settings.min_overlap >= ANCHOR_STEP
+        )  # fmt: skip
+        if settings.grid_anchor == "world" and not anchorable:
+            raise InputError(
+                "a grid anchored to the map needs the fixed global view, mode global or g2l, no coarse-to-fine and "
+                f"patches of at least {2 * ANCHOR_STEP} px stepping {ANCHOR_STEP} px; use grid_anchor='scene' for this run"
+            )
+        #: ``world`` or ``scene`` (:attr:`InferenceSettings.grid_anchor`), resolved
+        self.grid_anchor = (settings.grid_anchor or "world") if anchorable else "scene"
+        #: working-grid px per global-image px of an anchored global view: the fixed view's
+        #: ground resolution rounded to whole pixels (2 for the default model: 306 px for
+        #: its 612 px footprint), so the global image's cells fall on the lattice too; 0
+        #: where that would move the resolution by more than :data:`GLOBAL_STEP_TOLERANCE`
+        #: (a scene much coarser than the model's imagery): only the patches are anchored
+        self.global_step = 0
+        if anchorable:
+            exact = self.footprint / (self.global_size * self.coarseness)
+            if exact >= 1 and abs(round(exact) - exact) <= GLOBAL_STEP_TOLERANCE * exact:
+                self.global_step = round(exact)
         self.scaling = scaling
         if settings.coarse_to_fine:
             if self.n_classes != 2:
@@ -528,7 +585,10 @@ class StreamingSegmenter:
         if len(windows) == 1:
             block = None
         chosen = list(windows) if block is None else [windows[r * windows.n_cols + c] for r in block[0] for c in block[1]]
-        patches = sum(len(self._window_grid(w, info.height, info.width)[1]) for w in chosen)
+        origin = map_origin(reader.source.transform, reader.scale) if self.grid_anchor == "world" else None
+        overlaps = axis_overlaps(windows.row_starts, windows.patch_height), axis_overlaps(windows.col_starts, windows.patch_width)
+        layouts = [self._layout(w, info.height, info.width, origin, (overlaps[0][w.row], overlaps[1][w.col])) for w in chosen]
+        patches = sum(len(layout.grid) for layout in layouts)
         stats = InferenceStats(
             self.mode, str(self.device), self.precision, patches, self.batch_size,
             windows=len(chosen), footprint=footprint, blend=self.settings.blend,
@@ -551,35 +611,75 @@ class StreamingSegmenter:
         with torch.inference_mode():
             if len(windows) == 1:
                 # patches straight into the scene's rows (a bounded buffer of patch rows); with
-                # edge margins the blender's rows and columns reach beyond the scene's
-                margins, grid = self._window_grid(windows[0], info.height, info.width)
+                # edge margins or an anchored grid the blender's rows and columns reach beyond
+                # the scene's
+                layout = layouts[0]
+                margins = layout.margins
                 emit = _inside(timed_sink, margins, info.height, info.width) if any(margins) else timed_sink
                 blender = RowBandBlender(
-                    grid, self.n_classes, emit, scores=scores, fill_class=0, device=self.device, score_dtype=score_dtype
-                )
+                    layout.grid, self.n_classes, emit, scores=scores, fill_class=0, device=self.device,
+                    score_dtype=score_dtype,
+                )  # fmt: skip
                 stats.blender_bytes = blender.nbytes
-                run = _WindowRun(windows[0], grid, blender.add, taper, margins, self.settings.context_crop == "exact")
+                run = _WindowRun(layout, blender.add, taper, self.settings.context_crop == "exact")
                 self._run_window(run, reader, stats, tick, whole_scene=True)
                 if not blender.done:
-                    raise InternalError(f"{blender.patches_added} of {len(grid)} patches blended")
+                    raise InternalError(f"{blender.patches_added} of {len(layout.grid)} patches blended")
             else:
-                self._run_windows(windows, reader, timed_sink, scores, stats, tick, block, score_dtype)
+                self._run_windows(windows, layouts, reader, timed_sink, scores, stats, tick, block, score_dtype)
         timings.total = time.perf_counter() - started
         return stats
 
-    def _window_grid(self, window: PatchWindow, height: int, width: int) -> tuple[tuple[int, int, int, int], PatchGrid]:
-        """A context window's edge margins (:func:`glgeo.tiling.edge_margins`) and its patch
-        grid, which covers the window grown by them (grid pixel 0 is ``margin[0]`` rows and
-        ``margin[2]`` columns before the window's first)."""
-        margins = edge_margins(window, height, width, self.edge_margin)
-        mt, mb, ml, mr = margins
-        grid = PatchGrid.for_scene(window.height + mt + mb, window.width + ml + mr, self.patch_size, self.settings.min_overlap)
-        return margins, grid
+    def _layout(
+        self, window: PatchWindow, height: int, width: int, origin: tuple[int, int] | None,
+        overlaps: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0)),
+    ) -> "WindowLayout":
+        """Where a context window's patches and global image lie (see :class:`WindowLayout`).
+
+        Args:
+            window: the context window, in the working grid's pixels.
+            height: the working grid's rows.
+            width: its columns.
+            origin: the working grid's :func:`~glgeo.resolution.map_origin`; ``None``: the
+                scene's own grid (``grid_anchor="scene"``).
+            overlaps: what the window shares with its neighbours, ``((above, below),
+                (before, after))`` px (:func:`glgeo.tiling.axis_overlaps` of the windows).
+        """
+        edges = edge_margins(window, height, width, self.edge_margin)
+        if origin is None or min(window.height, window.width) < self.patch_size + ANCHOR_STEP:
+            # the scene's own grid, also for a window within a lattice step of a patch (one
+            # patch across it, where the lattice would need two)
+            mt, mb, ml, mr = edges
+            grid = PatchGrid.for_scene(window.height + mt + mb, window.width + ml + mr, self.patch_size, self.settings.min_overlap)
+            return WindowLayout(window, edges, grid)
+        step = self.global_step
+        lattice = ANCHOR_STEP * step  # the global image's cells, in working-grid px
+        axes = []
+        # a side that shares more than two lattice steps with the neighbouring window may stop
+        # short of it where that saves a patch row: the neighbour predicts those pixels alone
+        # (this window's taper falls to 0 before them: WindowLayout.weights)
+        trims = [tuple(shared >= 2 * ANCHOR_STEP for shared in axis) for axis in overlaps]
+        for start, length, reach, trim in (  # place on the lattice, counted from a lattice point
+            (origin[0] + ANCHOR_OFFSET + window.top, window.height, edges[:2], trims[0]),
+            (origin[1] + ANCHOR_OFFSET + window.left, window.width, edges[2:], trims[1]),
+        ):
+            before, after, starts = anchored_axis(start, length, self.patch_size, self.settings.min_overlap, *reach, trim)
+            ahead = (start - before) % lattice if step else 0  # the global image starts this far ahead of the grid
+            extent = starts[-1] + self.patch_size
+            axes.append((before, after, starts, self.patch_size, ahead, step * -(-(ahead + extent) // max(step, 1))))
+        (bt, at, rows, ph, gt, gh), (bl, al, cols, pw, gl, gw) = axes
+        grid = PatchGrid(rows[-1] + ph, cols[-1] + pw, ph, pw, self.settings.min_overlap, rows, cols)
+        if not step:  # the window's own global image; G->L crops past its edge see it mirrored
+            return WindowLayout(window, (bt, at, bl, al), grid)
+        context = PatchWindow(window.index, window.row, window.col, window.top - bt - gt, window.left - bl - gl, gh, gw)
+        return WindowLayout(window, (bt, at, bl, al), grid, context, (gt, gl))
 
     def _run_windows(
-        self, windows: PatchGrid, reader: SceneReader, sink, scores, stats, tick, block=None, score_dtype: str = "uint8",
+        self, windows: PatchGrid, layouts: list["WindowLayout"], reader: SceneReader, sink, scores, stats, tick,
+        block=None, score_dtype: str = "uint8",
     ) -> None:
-        """Every context window in turn (or a block's), blended into the scene's (block's) rows."""
+        """Every context window in turn (or a block's: ``layouts`` are the chosen windows'),
+        blended into the scene's (block's) rows."""
         passes = 2 if self.mode == "bidirectional" else 1
         # a block's windows blend as a grid of their own: a pixel's sums see the same windows
         # in the same order as in the whole scene's grid, so they are bitwise the same
@@ -588,15 +688,17 @@ class StreamingSegmenter:
             tiles, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16",
             score_dtype=score_dtype,
         )
-        room = 2 * self.edge_margin  # a window's buffer holds its grid, edge margins included
-        window_pixels = WindowAccumulator(windows.patch_height + room, windows.patch_width + room, self.n_classes, self.device)
+        # a window's buffer holds the window and its grid, which may reach beyond it or
+        # (anchored, a side inside the scene) stop short of it
+        rows = max(layout.buffer_shape[0] for layout in layouts)
+        cols = max(layout.buffer_shape[1] for layout in layouts)
+        window_pixels = WindowAccumulator(rows, cols, self.n_classes, self.device)
         stats.blender_bytes = blender.nbytes + window_pixels.nbytes
         with _Clock(stats.timings, "global_read"):
             stats.stretch = reader.fix_stretch(self.settings.stretch, self.scaling).description
         taper = self.settings.blend == "taper"
-        for tile in tiles:
-            window = tile if block is None else windows[(block[0].start + tile.row) * windows.n_cols + block[1].start + tile.col]
-            margins, grid = self._window_grid(window, reader.info.height, reader.info.width)
+        for tile, layout in zip(tiles, layouts):
+            window, margins, grid = layout.window, layout.margins, layout.grid
             if not reader.has_data(window):  # nodata only: nothing to compute
                 stats.skipped_windows += 1
                 stats.skipped_nodata += len(grid)
@@ -604,11 +706,17 @@ class StreamingSegmenter:
                 blender.add(tile, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
                 continue
             window_pixels.reset()
-            run = _WindowRun(window, grid, window_pixels.add, taper, margins, self.settings.context_crop == "exact")
+            sy, sx = layout.grid_offset
+
+            def add(patch: PatchWindow, *args, sy=sy, sx=sx) -> None:  # grid pixels -> buffer pixels
+                window_pixels.add(replace(patch, top=patch.top + sy, left=patch.left + sx), *args)
+
+            run = _WindowRun(layout, add, taper, self.settings.context_crop == "exact")
             self._run_window(run, reader, stats, tick)
             with _Clock(stats.timings, "blend", self.device):
-                inside = (slice(margins[0], margins[0] + window.height), slice(margins[2], margins[2] + window.width))
-                logits, valid, weight = window_pixels.result(tile_weights(windows, window) if taper else None, inside)
+                top, left = margins[0] + sy, margins[2] + sx
+                inside = (slice(top, top + window.height), slice(left, left + window.width))
+                logits, valid, weight = window_pixels.result(layout.weights(windows) if taper else None, inside)
                 blender.add(tile, logits, valid, weight)
         if not blender.done:
             raise InternalError(f"{blender.patches_added} of {len(tiles)} context windows blended")
@@ -618,11 +726,24 @@ class StreamingSegmenter:
         timings = stats.timings
         # 1. global branch
         height, width = (reader.info.height, reader.info.width) if whole_scene else (run.window.height, run.window.width)
+        box = run.layout.context
         with _Clock(timings, "global_read"):
-            gimg, _ = reader.read_global(
-                self.global_shape(height, width), self.settings.stretch, self.scaling,
-                window=None if whole_scene else run.window,
-            )
+            if box is None:
+                gimg, _ = reader.read_global(
+                    self.global_shape(height, width), self.settings.stretch, self.scaling,
+                    window=None if whole_scene else run.window,
+                )
+            else:  # anchored: the lattice's box, a whole number of global pixels
+                if reader.stretch is None:  # as the whole scene's read would fix it
+                    measured = isinstance(self.settings.stretch, tuple)  # needs the values for its saturation figure
+                    reader.fix_stretch(
+                        self.settings.stretch, self.scaling,
+                        reader.read_global_raw(self.global_shape(height, width)) if measured else None,
+                    )
+                step = self.global_step
+                gimg, _ = reader.read_global(
+                    (box.height // step, box.width // step), self.settings.stretch, self.scaling, window=box
+                )
         if whole_scene:
             stats.stretch = reader.stretch.description if reader.stretch else ""
         global_image = self._tensor(gimg[None])
@@ -787,30 +908,71 @@ def _inside(emit: Callable[[RowBand], None], margins: tuple[int, int, int, int],
     return inside
 
 
+@dataclass(frozen=True)
+class WindowLayout:
+    """Where one context window's patches and global image lie.
+
+    Attributes:
+        window: the context window, in the working grid's pixels.
+        margins: how far the patch grid reaches beyond the window, ``(top, bottom, left,
+            right)`` px (edge margins, or an anchored grid's reach to its lattice; negative
+            where an anchored grid stops short of a side inside the scene).
+        grid: the patch grid, in its own pixels: its pixel 0 lies ``margins[0]`` rows and
+            ``margins[2]`` columns before the window's first.
+        context: the global image's box in the working grid's pixels (reaching beyond the
+            scene where the scene ends: its mirror image), a whole number of global-image
+            pixels; ``None``: the window itself (the scene's own grid).
+        ahead: how far the global image's box starts before the patch grid, ``(rows, cols)``.
+    """
+
+    window: PatchWindow
+    margins: tuple[int, int, int, int]
+    grid: PatchGrid
+    context: PatchWindow | None = None
+    ahead: tuple[int, int] = (0, 0)
+
+    @property
+    def grid_offset(self) -> tuple[int, int]:
+        """Where the grid's pixel 0 lies in a buffer that holds the window and its grid:
+        ``(rows, cols)`` after the buffer's first, where the grid starts inside the window."""
+        return max(0, -self.margins[0]), max(0, -self.margins[2])
+
+    def weights(self, windows: PatchGrid) -> np.ndarray:
+        """The window's taper among ``windows`` (:func:`glgeo.tiling.tile_weights`), 0 on the
+        sides its grid stops short of."""
+        return tile_weights(windows, self.window, tuple(max(0, -m) for m in self.margins))  # type: ignore[arg-type]
+
+    @property
+    def buffer_shape(self) -> tuple[int, int]:
+        """``(rows, cols)`` of a buffer holding the window and its grid (:attr:`grid_offset`)."""
+        top, bottom, left, right = self.margins
+        return (
+            max(0, top) + self.window.height + max(0, bottom),
+            max(0, left) + self.window.width + max(0, right),
+        )
+
+
 class _WindowRun:
     """The state of one context window's run: where it lies, its patch grid, the global
     branch's outputs, the L->G canvas between the passes, and where its patches go.
 
     Args:
-        window: the context window, in the scene's (working grid's) pixels.
-        grid: the window's patch grid, in the window's own pixels.
+        layout: the window, its patch grid and its global image's box
+            (:class:`WindowLayout`); the grid may reach beyond the window (edge margins,
+            an anchored grid): grid pixel 0 lies ``margins[0]`` rows and ``margins[2]``
+            columns before the window's first.
         add: ``add(window, logits, valid, weight)`` of the blender the patches go to
-            (windows in the window's own pixels).
+            (windows in the grid's own pixels).
         taper: weight patches by :func:`glgeo.tiling.tile_weights` (else plain sums).
-        margins: how far ``grid`` reaches beyond the window (the scene's edge), ``(top,
-            bottom, left, right)`` px: grid pixel 0 lies ``top`` rows and ``left`` columns
-            before the window's first.
         exact: G->L crops at the patches' exact places (``PatchBoxes.exact``).
     """
 
-    def __init__(
-        self, window: PatchWindow, grid: PatchGrid, add: Callable, taper: bool,
-        margins: tuple[int, int, int, int] = (0, 0, 0, 0), exact: bool = False,
-    ) -> None:
-        self.window = window
+    def __init__(self, layout: WindowLayout, add: Callable, taper: bool, exact: bool = False) -> None:
+        self.layout = layout
+        self.window = layout.window
         self.exact = exact
-        self.grid = grid
-        self.margins = margins
+        self.grid = grid = layout.grid
+        self.margins = layout.margins
         self._add = add
         self.context = None
         self.refined = None
@@ -830,20 +992,26 @@ class _WindowRun:
             yield [replace(w, top=w.top + oy, left=w.left + ox) for w in batch]
 
     def boxes(self, batch: PatchBatch, chosen: list[int]):
-        """The chosen patches' boxes in the window's global image (GLNet's G<->L crops);
-        with edge margins, boxes reach past the window's edge onto its mirror image."""
+        """The chosen patches' boxes in the window's global image (GLNet's G<->L crops):
+        in the anchored box, or in the window, where edge margins reach past its edge onto
+        its mirror image."""
         from glgeo.models import PatchBoxes
 
         windows = [self.grid[batch.windows[i].index] for i in chosen]
-        top, _, left, _ = self.margins
+        box = self.layout.context
+        if box is None:
+            top, _, left, _ = self.margins
+            top, left, height, width, beyond = -top, -left, self.window.height, self.window.width, any(self.margins)
+        else:
+            (top, left), height, width, beyond = self.layout.ahead, box.height, box.width, False
         return PatchBoxes.from_pixels(
-            [w.top - top for w in windows],
-            [w.left - left for w in windows],
+            [w.top + top for w in windows],
+            [w.left + left for w in windows],
             self.grid.patch_height,
             self.grid.patch_width,
-            self.window.height,
-            self.window.width,
-            beyond=any(self.margins),
+            height,
+            width,
+            beyond=beyond,
             exact=self.exact,
         )
 

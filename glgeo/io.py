@@ -486,12 +486,42 @@ class SceneReader:
         Returns:
             ``(bands, gh, gw)`` float32 inputs and the ``(gh, gw)`` valid mask.
         """
-        raw, valid = self.read_global_raw(size, window)
+        gh, gw = (size, size) if isinstance(size, int) else size
+        pads = (0, 0, 0, 0)
+        if window is not None and (
+            window.top < 0 or window.left < 0 or window.bottom > self.info.height or window.right > self.info.width
+        ):
+            window, pads = self._global_inside(window, (gh, gw))
+            gh, gw = gh - pads[0] - pads[1], gw - pads[2] - pads[3]
+        raw, valid = self.read_global_raw((gh, gw), window)
         if window is None:
             self.fix_stretch(stretch, scaling, (raw, valid))
         elif self.stretch is None:
             self.fix_stretch(stretch, scaling)
-        return self.stretch.apply(raw, valid, self.nodata_fill), valid  # type: ignore[union-attr]
+        image = self.stretch.apply(raw, valid, self.nodata_fill)  # type: ignore[union-attr]
+        if any(pads):  # beyond the scene's edge: the scene mirrored there, as patches see it
+            above, below, before, after = pads
+            image = np.pad(image, ((0, 0), (above, below), (before, after)), mode="reflect")
+            valid = np.pad(valid, ((above, below), (before, after)))
+        return image, valid
+
+    def _global_inside(self, box: PatchWindow, size: tuple[int, int]) -> tuple[PatchWindow, tuple[int, int, int, int]]:
+        """For a global image of ``size`` over ``box`` (whole working-grid pixels per image
+        pixel) reaching beyond the scene: the part of the box under the image pixels wholly
+        inside the scene, and how many image pixels lie beyond it ``(above, below, before,
+        after)``."""
+        (gh, gw), reach = size, []
+        for start, length, n, limit in ((box.top, box.height, gh, self.info.height), (box.left, box.width, gw, self.info.width)):
+            if length % n:
+                raise InternalError(f"a global image of {n} px cannot cover {length} px in whole pixels")
+            step = length // n
+            first = -(-max(0, -start) // step)  # image pixels before the scene's first pixel
+            last = min(n, (limit - start) // step)  # past its last
+            if last - first < 2:
+                raise InternalError(f"the global box {box} reaches too far beyond the {self.info.height} x {self.info.width} grid")
+            reach.append((first, n - last, start + first * step, (last - first) * step))
+        (above, below, top, height), (before, after, left, width) = reach
+        return replace(box, top=top, left=left, height=height, width=width), (above, below, before, after)
 
     def fix_stretch(
         self,

@@ -63,7 +63,8 @@ class Provenance:
             distance divided by ``scale``); ``None`` for scenes without georeferencing.
         blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
         context: how each context window's global view and patch contexts were made
-            (:func:`context_rule`: ``global view fixed, margin auto, context crop exact``).
+            (:func:`context_rule`: ``global view fixed, margin auto, context crop exact, grid
+            anchor auto``).
         nodata_fill: what the network saw where the scene has no data (``mirror``, ``mean`` or ``zero``,
             see :class:`glgeo.inference.InferenceSettings`).
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
@@ -170,6 +171,8 @@ def blend_rule(settings: Any) -> str:
 def context_rule(settings: Any) -> str:
     """How the global views and G->L contexts were made
     (:attr:`InferenceSettings.global_view <glgeo.inference.InferenceSettings.global_view>`,
-    ``global_margin``, ``context_crop``): ``global view fixed, margin auto, context crop exact``."""
+    ``global_margin``, ``context_crop``, ``grid_anchor``): ``global view fixed, margin auto,
+    context crop exact, grid anchor auto``."""
     margin = "auto" if settings.global_margin is None else f"{settings.global_margin} px"
-    return f"global view {settings.global_view}, margin {margin}, context crop {settings.context_crop}"
+    anchor = getattr(settings, "grid_anchor", None) or "auto"
+    return f"global view {settings.global_view}, margin {margin}, context crop {settings.context_crop}, grid anchor {anchor}"

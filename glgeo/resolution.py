@@ -12,7 +12,11 @@ Three sizes meet when a model meets a scene:
   (:func:`glgeo.io.working_grid`); training reads its scenes by the same rule;
 * the **context footprint**: the side, on the working grid, of the images the model was
   trained on (:attr:`Checkpoint.footprint <glgeo.models.checkpoint.Checkpoint.footprint>`);
-  larger scenes are cut into context windows of that size (:func:`glgeo.tiling.window_grid`).
+  larger scenes are cut into context windows of that size (:func:`glgeo.tiling.window_grid`);
+* the **map origin** of the working grid (:func:`map_origin`): where the scene's first
+  pixel lies, counted in working-grid pixels from the map's origin, so patch grids and
+  global images can be laid on one lattice fixed to the map
+  (:attr:`InferenceSettings.grid_anchor <glgeo.inference.InferenceSettings.grid_anchor>`).
 
 Every decimated read, for inference and for training on dataset folders, is computed from
 the scene's full-resolution pixels, never from the file's overviews (:func:`open_pixels`;
@@ -160,3 +164,19 @@ def coarseness(checkpoint, scene_gsd: float | None, scale: float) -> float:
     if scene_gsd is None or checkpoint.gsd is None or not scene_gsd > 0 or not scale > 0:
         return 1.0
     return max(1.0, scene_gsd / scale / checkpoint.gsd)
+
+
+def map_origin(transform: Affine, scale: float = 1.0) -> tuple[int, int]:
+    """Where a scene's first pixel lies on its map, in pixels of its working grid at
+    ``scale``: ``(row, col)`` counted from the map's origin along the scene's own axes,
+    rounded to whole pixels.
+
+    Two scenes cut from one raster (``gdal_translate -srcwin``, a windowed read) differ by
+    exactly their offset, so a lattice counted from here is the same ground in both. It
+    uses the nominal working pixel (the file's pixel over ``scale``), not one rounded to
+    each scene's size, so large map coordinates do not drift apart. Plain images (an
+    identity transform) and rotated grids get ``(0, 0)``: their own first pixel.
+    """
+    if transform.b or transform.d or not transform.a or not transform.e:
+        return 0, 0
+    return round(transform.f / transform.e * scale), round(transform.c / transform.a * scale)

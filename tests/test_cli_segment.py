@@ -210,7 +210,7 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     assert (summary["blend"], summary["context_windows"], summary["precision"]) == ("sum", 1, "fp32")
     with rasterio.open(tmp_path / "released.tif") as src:
         assert (src.tags()["GLGEO_BLEND"], src.tags()["GLGEO_NODATA_FILL"]) == ("sum", "zero")
-        assert src.tags()["GLGEO_CONTEXT"] == "global view squeeze, margin 0 px, context crop cells"
+        assert src.tags()["GLGEO_CONTEXT"] == "global view squeeze, margin 0 px, context crop cells, grid anchor scene"
     windows = run("segment", scene, "-o", tmp_path / "windows.tif", "--model", checkpoints["inria"], "--footprint",
                   "160", "--window-overlap", "32", "--json", "--device", "cpu", "--batch-size", "4")
     assert windows.exit_code == 0, windows.output
@@ -218,14 +218,20 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     assert (summary["blend"], summary["footprint"], summary["context_windows"]) == ("taper", 160, 12)  # 3 x 4
     with rasterio.open(tmp_path / "windows.tif") as src:
         assert src.tags()["GLGEO_NODATA_FILL"] == "mirror"
-        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin auto, context crop exact"
+        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin auto, context crop exact, grid anchor auto"
     chosen = run("segment", scene, "-o", tmp_path / "chosen.tif", "--model", checkpoints["inria"], "--footprint", "160",
                  "--global-view", "fixed", "--global-margin", "32", "--context-crop", "cells", "--device", "cpu")
     assert chosen.exit_code == 0, chosen.output
     with rasterio.open(tmp_path / "chosen.tif") as src:
-        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin 32 px, context crop cells"
+        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin 32 px, context crop cells, grid anchor auto"
+    scene_grid = run("segment", scene, "-o", tmp_path / "scene-grid.tif", "--model", checkpoints["inria"], "--footprint",
+                     "160", "--grid-anchor", "scene", "--device", "cpu")
+    assert scene_grid.exit_code == 0, scene_grid.output
+    with rasterio.open(tmp_path / "scene-grid.tif") as src:
+        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin auto, context crop exact, grid anchor scene"
     for extra, message in ((["--global-margin", "40"], "multiple of 32"),
-                           (["--global-view", "squeeze", "--global-margin", "32"], "drop --global-margin")):
+                           (["--global-view", "squeeze", "--global-margin", "32"], "drop --global-margin"),
+                           (["--global-view", "squeeze", "--grid-anchor", "world"], "use --grid-anchor scene")):
         refused = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(tmp_path / "no.tif"), "--model",
                                            str(checkpoints["inria"]), "--device", "cpu", *extra])
         assert refused.exit_code == 1 and message in refused.output and "Traceback" not in refused.output

@@ -465,12 +465,12 @@ def test_boxes_beyond_the_scene_crop_the_global_features_mirrored():
 def test_patch_boxes_of_a_grid_beyond_the_window_are_the_windows():
     """With edge margins the G->L boxes stay in the window's own pixels (the global view's):
     the grid's first patch starts the margin before the window's first pixel."""
-    from glgeo.inference import _WindowRun
+    from glgeo.inference import WindowLayout, _WindowRun
     from glgeo.io import PatchBatch
 
     window = PatchWindow(0, 0, 0, 0, 0, 150, 200)
     grid = PatchGrid.for_scene(150 + 8 + 8, 200 + 8, 64)  # top, bottom and left margins of 8 px
-    run = _WindowRun(window, grid, lambda *a: None, True, (8, 8, 8, 0))
+    run = _WindowRun(WindowLayout(window, (8, 8, 8, 0), grid), lambda *a: None, True)
     batch = PatchBatch(tuple(grid), np.zeros((len(grid), 3, 64, 64), np.float32), np.ones((len(grid), 64, 64), bool), 0.0)
     boxes = run.boxes(batch, list(range(len(grid))))
     assert boxes.beyond and boxes.scene_sizes[0].tolist() == [150, 200]
@@ -478,7 +478,7 @@ def test_patch_boxes_of_a_grid_beyond_the_window_are_the_windows():
     assert boxes.pixels[0, :2].tolist() == [-8, -8] and boxes.pixels[-1, 0] + 64 == 150 + 8
     first = next(run.scene_batches(1))[0]  # read from the scene: 8 px above and left of it
     assert (first.top, first.left) == (-8, -8)
-    plain = _WindowRun(window, PatchGrid.for_scene(150, 200, 64), lambda *a: None, True)
+    plain = _WindowRun(WindowLayout(window, (0, 0, 0, 0), PatchGrid.for_scene(150, 200, 64)), lambda *a: None, True)
     assert not plain.boxes(batch, [0]).beyond
 
 

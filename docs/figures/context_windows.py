@@ -4,7 +4,9 @@ A scene of four real DeepGlobe images (2 x 2, 4896 x 4896 px at 50 cm) read at t
 model's 2 m working grid (1224 x 1224 px), with:
 
 1. the context windows of the model's 612 px footprint (each gets its own global view) and
-   the patch grid of one window;
+   the patch grid of one window, on the map's 32 px lattice (``grid_anchor="world"``; a
+   plain image's map is its pixels, so the lattice starts at its first pixel): it starts
+   less than 32 px ahead of the window and ends less than 32 px past it;
 2. each pixel's weight from the window it is nearest the centre of (the window tapers,
    normalised): where windows overlap, one hands over smoothly to the next;
 3. the patch tapers inside one window.
@@ -27,7 +29,7 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from glgeo.tiling import PatchGrid, tile_weights, window_grid  # noqa: E402
+from glgeo.tiling import PatchGrid, anchored_axis, tile_weights, window_grid  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
@@ -47,11 +49,14 @@ def main() -> None:
     image = scene()
     h, w = image.shape[:2]
     windows = window_grid(h, w, FOOTPRINT)
-    patches = PatchGrid.for_scene(windows.patch_height, windows.patch_width, PATCH)
     total = np.zeros((h, w))
     for window in windows:
         total[window.slices] += tile_weights(windows, window)
     centre = windows[len(windows) // 2]
+    # the centre window's patch grid as the engine lays it (glgeo.inference, WindowLayout)
+    top, _, rows = anchored_axis(centre.top, centre.height, PATCH)
+    left, _, cols = anchored_axis(centre.left, centre.width, PATCH)
+    patches = PatchGrid(rows[-1] + PATCH, cols[-1] + PATCH, PATCH, PATCH, 50, rows, cols)
 
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.8), dpi=80)
     ax = axes[0]
@@ -60,9 +65,12 @@ def main() -> None:
     for window, colour in zip(windows, colours):
         ax.add_patch(Rectangle((window.left, window.top), window.width, window.height, fill=False, lw=1.6, ec=colour))
     for p in patches:
-        ax.add_patch(Rectangle((centre.left + p.left, centre.top + p.top), p.width, p.height, fill=False, lw=0.8,
-                               ec="white", ls="--"))
-    ax.set_title(f"{len(windows)} context windows of {FOOTPRINT} px (2 m);\npatches of the centre window (dashed)")
+        ax.add_patch(Rectangle((centre.left - left + p.left, centre.top - top + p.top), p.width, p.height, fill=False,
+                               lw=0.8, ec="white", ls="--"))
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_title(f"{len(windows)} context windows of {FOOTPRINT} px (2 m);\n"
+                 "centre window's patches (dashed, 32 px lattice)")
 
     ax = axes[1]
     weight = tile_weights(windows, centre)

@@ -3,10 +3,11 @@
 The top-left corner (300 x 200 m) of the held-out DeepGlobe scene 2774, segmented by the
 default model with the released patch grid (the scene's edge is the edge of a patch) and
 the global view before 5 December 2026 (``--global-view squeeze --global-margin 0
---context-crop cells``: a thin rim of rangeland along the border), with today's defaults
-(the global view's mirrored margin: no rim), and with ``--edge-margin 28`` (the patch grid
-reaches 28 px of the 2 m working grid past the scene's edge, over the scene mirrored
-there).
+--context-crop cells --grid-anchor scene``: a thin rim of rangeland along the border), with
+today's defaults (the global view's mirrored margin, and a patch grid on the map's
+lattice, which for this plain image starts 16 px of the 2 m working grid before its first
+pixel: no rim), and with ``--edge-margin 28`` (the patch grid reaches at least 28 px past
+the scene's edge, over the scene mirrored there).
 
 Run from the repository root (needs ../shared/data and matplotlib)::
 
@@ -39,8 +40,8 @@ DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data")
 SCENE = DATA / "deepglobe" / "images" / "2774_sat.jpg"
 CORNER = (slice(0, 400), slice(0, 600))  # rows, columns at 0.5 m
 RUNS = (
-    ("global view before: a rim", dict(global_view="squeeze", global_margin=0, context_crop="cells")),
-    ("default: the scene's edge is a patch's edge", {}),
+    ("global view before: a rim", dict(global_view="squeeze", global_margin=0, context_crop="cells", grid_anchor="scene")),
+    ("default: no rim", {}),
     ("--edge-margin 28: the patches reach past it", dict(edge_margin=28)),
 )
 
