@@ -146,17 +146,18 @@ class PatchBoxes:
         return out
 
 
-def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
+def crop_global(feature: Tensor, boxes: PatchBoxes, cache: dict | None = None) -> Tensor:
     """Crop a global feature map ``(B, C, H, W)`` at each patch's box.
 
     Returns ``(N, C, h, w)``; when the boxes' crops differ in size (patches of different
     sizes), every crop is resized to the first one's size. With ``boxes.exact`` each crop
     is sampled at the box's exact place (:func:`_sample_boxes`), with the size the
-    released crop would have.
+    released crop would have; ``cache`` (a dict, for one set of boxes) keeps its sampling
+    weights for maps of the same size.
     """
     grid = boxes.on_grid(feature.shape[-2], feature.shape[-1])
     if boxes.exact:
-        return _sample_boxes(feature, boxes, grid[0][2], grid[0][3])
+        return _sample_boxes(feature, boxes, grid[0][2], grid[0][3], cache)
     index = boxes.scene_index.tolist()
     if boxes.beyond:
         # a box reaching past the map's edge crops the map mirrored there
@@ -179,11 +180,12 @@ def crop_global(feature: Tensor, boxes: PatchBoxes) -> Tensor:
     return out
 
 
-def _lerp_matrix(starts: Tensor, lengths: Tensor, n: int, size: int) -> Tensor:
+def _lerp_matrix(starts: Tensor, lengths: Tensor, n: int, size: int) -> tuple[Tensor, list[tuple[int, int]]]:
     """Per box, the ``(n, size)`` bilinear weights of ``n`` cell centres spanning the
     relative extent ``[start, start + length)`` of an axis of ``size`` cells
     (``F.grid_sample``'s ``align_corners=False`` positions, held at the outermost cells
-    beyond them): ``(N, n, size)`` float32, each row summing to 1."""
+    beyond them): ``(N, n, size)`` float32, each row summing to 1; and per box the span
+    ``(first, stop)`` of the cells its weights touch."""
     pos = (starts[:, None] + (torch.arange(n, dtype=torch.float64) + 0.5)[None] / n * lengths[:, None]) * size - 0.5
     pos = pos.clamp(0, size - 1)
     low = pos.floor().long()
@@ -192,28 +194,36 @@ def _lerp_matrix(starts: Tensor, lengths: Tensor, n: int, size: int) -> Tensor:
     matrix = torch.zeros(len(starts), n, size, dtype=torch.float64)
     matrix.scatter_add_(2, low[..., None], (1 - weight)[..., None])
     matrix.scatter_add_(2, high[..., None], weight[..., None])
-    return matrix.float()
+    spans = list(zip(low.min(dim=1).values.tolist(), (high.max(dim=1).values + 1).tolist()))
+    return matrix.float(), spans
 
 
-def _sample_boxes(feature: Tensor, boxes: PatchBoxes, height: int, width: int) -> Tensor:
+def _sample_boxes(feature: Tensor, boxes: PatchBoxes, height: int, width: int, cache: dict | None = None) -> Tensor:
     """Each box of a feature map ``(B, C, H, W)`` sampled bilinearly on a ``height x width``
     grid of cells spanning exactly the box (cell centres at ``(i + 0.5) / height`` of the
     box's relative extent): ``(N, C, height, width)`` in the map's dtype and layout. Past
-    the map's edge (boxes with ``beyond``) the map is mirrored at its edge."""
+    the map's edge (boxes with ``beyond``) the map is mirrored at its edge. ``cache``: a dict
+    for these boxes, keeping the sampling weights for other maps of the same size."""
     rel = boxes.rel  # top/H, left/W, h/H, w/W (float64)
     index = boxes.scene_index.tolist()
     if not boxes.beyond:
         # bilinear sampling as two small matrix products over the cells each box touches
-        rows = _lerp_matrix(rel[:, 0], rel[:, 2], height, feature.shape[-2]).to(feature.device)  # (N, h, H)
-        cols = _lerp_matrix(rel[:, 1], rel[:, 3], width, feature.shape[-1]).to(feature.device)  # (N, w, W)
+        key = (height, width, *feature.shape[-2:], str(feature.device))
+        weights = None if cache is None else cache.get(key)
+        if weights is None:
+            rows, row_spans = _lerp_matrix(rel[:, 0], rel[:, 2], height, feature.shape[-2])  # (N, h, H)
+            cols, col_spans = _lerp_matrix(rel[:, 1], rel[:, 3], width, feature.shape[-1])  # (N, w, W)
+            weights = [
+                (rows[k, :, r0:r1].to(feature.device), cols[k, :, c0:c1].t().contiguous().to(feature.device), r0, r1, c0, c1)
+                for k, ((r0, r1), (c0, c1)) in enumerate(zip(row_spans, col_spans))
+            ]
+            if cache is not None:
+                cache[key] = weights
         crops = []
-        for k, b in enumerate(index):
-            r = rows[k].nonzero()[:, 1]
-            c = cols[k].nonzero()[:, 1]
-            r0, r1, c0, c1 = int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1
-            cells = feature[b, :, r0:r1, c0:c1].permute(1, 2, 0).float()  # (H', W', C)
-            picked = torch.einsum("hH,HWc->hWc", rows[k, :, r0:r1], cells)
-            crops.append(torch.einsum("hWc,wW->chw", picked, cols[k, :, c0:c1]))
+        for b, (row_weights, col_weights, r0, r1, c0, c1) in zip(index, weights):
+            cells = feature[b, :, r0:r1, c0:c1].float()  # (C, H', W')
+            picked = torch.matmul(row_weights, cells)  # (C, h, W'): the rows, per channel
+            crops.append(torch.matmul(picked, col_weights))  # (C, h, w)
         out = torch.stack(crops).to(feature.dtype)
         layout = torch.channels_last if feature.dim() == 4 and feature.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         return out.contiguous(memory_format=layout)
@@ -276,8 +286,10 @@ def feature_map_regularisation(local_ps3: Tensor, global_ps3: Tensor, boxes: Pat
 
 
 def crop_global_features(context: BranchFeatures, boxes: PatchBoxes) -> list[Tensor]:
-    """The G -> L ext features for a batch of patches: crops of all 16 sharing points."""
-    return [crop_global(f, boxes) for f in context.sharing_points()]
+    """The G -> L ext features for a batch of patches: crops of all 16 sharing points (the
+    maps of one size share their sampling weights)."""
+    cache: dict = {}
+    return [crop_global(f, boxes, cache) for f in context.sharing_points()]
 
 
 def _bilinear_taps(n_in: int, n_out: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:

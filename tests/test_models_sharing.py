@@ -98,3 +98,19 @@ def test_sample_global_reads_each_patch_pixel_where_one_whole_upsampling_would(m
     # crop_global's whole cells do not: neighbouring patches would disagree where they overlap
     cropped = F.interpolate(crop_global(feature, boxes[1:2]), size=(64, 64), mode="bilinear", align_corners=False)
     assert (cropped[0] - whole[1, :, 30:94, 77:141]).abs().max() > 0.1
+
+
+def test_exact_crops_share_their_weights_between_maps_of_one_size():
+    """crop_global_features samples the 16 maps with one set of weights per map size: a
+    second map of the same size through the same cache gets its own exact crops."""
+    first, second = torch.randn(2, 8, 40, 52), torch.randn(2, 8, 40, 52).contiguous(memory_format=torch.channels_last)
+    boxes = PatchBoxes.from_pixels([0, 100, 37], [5, 200, 91], 120, 120, 320, 416, scene_index=[0, 1, 1], exact=True)
+    cache: dict = {}
+    crop_global(first, boxes, cache)
+    shared = crop_global(second, boxes, cache)
+    assert len(cache) == 1
+    torch.testing.assert_close(shared, crop_global(second, boxes))
+    assert shared.is_contiguous(memory_format=torch.channels_last)
+    other = torch.randn(2, 8, 20, 26)  # another size: its own weights
+    torch.testing.assert_close(crop_global(other, boxes, cache), crop_global(other, boxes))
+    assert len(cache) == 2
