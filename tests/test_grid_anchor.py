@@ -278,3 +278,33 @@ def test_a_georeferenced_cut_keeps_its_classes_with_the_default_model(sample_dat
                 maps.append(src.read(1))
         agreement[anchor] = (maps[1] == maps[0][333:, 517:]).mean()
     assert agreement["world"] > 0.95 and agreement["world"] > agreement["scene"] + 0.02, agreement
+
+
+@pytest.mark.parametrize("shape, origin, footprint, settings", [
+    ((300, 700), (500_003.0, 4_000_011.0), 192, {"window_overlap": 72}),  # windows stopping short of shared sides
+    ((300, 700), (499_990.5, 4_000_000.0), 192, {"window_overlap": 72, "edge_margin": 12}),
+    ((130, 900), (500_017.0, 4_000_005.0), 192, {}),  # a strip within a lattice step of a patch: the scene's grid
+    ((420, 420), (500_001.0, 3_999_999.0), None, {}),  # no footprint: the released view and grid
+    ((500, 640), (500_029.0, 4_000_029.0), 256, {"window_overlap": 100}),
+])
+def test_anchored_grids_leave_no_pixel_without_a_class(tmp_path, shape, origin, footprint, settings):
+    """No silent loss: on scenes with a nodata corner, at places on the map where the
+    lattice makes windows reach past the scene or stop short of a neighbour, every valid
+    pixel gets a class and every nodata pixel stays nodata."""
+    from test_inference import OffsetNet
+
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    data = np.stack([127 + 100 * np.sin(xx / 17 + yy / 23), np.full((h, w), 90.0), np.full((h, w), 60.0)]).astype(np.uint8)
+    nodata = np.zeros((h, w), dtype=bool)
+    nodata[: h // 3, : w // 2] = True
+    data[:, nodata] = 0
+    data[0][~nodata] = np.maximum(data[0][~nodata], 1)
+    scene = write_geotiff(tmp_path / "s.tif", data, crs="EPSG:32631", origin=origin, res=1.0, nodata=0)
+    metadata = {} if footprint is None else {"training": {"footprint_px": footprint}}
+    checkpoint = Checkpoint(OffsetNet(), BINARY, InputScaling(), 32, 96, 3.0, metadata)
+    segment(scene, tmp_path / "out.tif", model=checkpoint,
+            settings=InferenceSettings(device="cpu", precision="fp32", min_overlap=32, **settings))
+    with rasterio.open(tmp_path / "out.tif") as src:
+        classes = src.read(1)
+        np.testing.assert_array_equal(classes == src.nodata, nodata)
