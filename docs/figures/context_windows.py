@@ -5,8 +5,9 @@ model's 2 m working grid (1224 x 1224 px), with:
 
 1. the context windows of the model's 612 px footprint (each gets its own global view) and
    the patch grid of one window, on the map's 32 px lattice (``grid_anchor="world"``; a
-   plain image's map is its pixels, so the lattice starts at its first pixel): it starts
-   less than 32 px ahead of the window and ends less than 32 px past it;
+   plain image's map is its pixels, so the lattice is counted from its first pixel, 16 px
+   before it): it starts less than 32 px ahead of the window and ends less than 32 px past
+   it;
 2. each pixel's weight from the window it is nearest the centre of (the window tapers,
    normalised): where windows overlap, one hands over smoothly to the next;
 3. the patch tapers inside one window.
@@ -29,7 +30,7 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from glgeo.tiling import PatchGrid, anchored_axis, tile_weights, window_grid  # noqa: E402
+from glgeo.tiling import ANCHOR_OFFSET, PatchGrid, anchored_axis, tile_weights, window_grid  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
@@ -54,8 +55,8 @@ def main() -> None:
         total[window.slices] += tile_weights(windows, window)
     centre = windows[len(windows) // 2]
     # the centre window's patch grid as the engine lays it (glgeo.inference, WindowLayout)
-    top, _, rows = anchored_axis(centre.top, centre.height, PATCH)
-    left, _, cols = anchored_axis(centre.left, centre.width, PATCH)
+    top, _, rows = anchored_axis(centre.top + ANCHOR_OFFSET, centre.height, PATCH)
+    left, _, cols = anchored_axis(centre.left + ANCHOR_OFFSET, centre.width, PATCH)
     patches = PatchGrid(rows[-1] + PATCH, cols[-1] + PATCH, PATCH, PATCH, 50, rows, cols)
 
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.8), dpi=80)
