@@ -385,8 +385,8 @@ def anchored_axis(
     """A context window's patch starts along one axis, on a lattice fixed to the map.
 
     Every start lies on the lattice of :data:`ANCHOR_STEP` px that ``phase`` (the window's
-    first pixel's place on the map, counted in working-grid pixels from the map's origin)
-    falls on, so two scenes cut from one map at different places lay their patches' feature
+    first pixel's place on the map, counted in working-grid pixels from a lattice point:
+    the engine counts from :data:`ANCHOR_OFFSET` px before the map's origin) falls on, so two scenes cut from one map at different places lay their patches' feature
     cells over the same ground. The grid starts ``before`` px ahead of the window's first
     pixel (less than a step, or the least step count reaching ``min_before``) and ends
     ``after`` px past its last (less than a step beyond ``min_after``); the fewest patches
