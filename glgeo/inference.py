@@ -112,9 +112,9 @@ GLOBAL_ZOOM = 1.2
 #: An anchored global image's pixel is a whole number of working-grid pixels when that
 #: moves the ``fixed`` view's resolution by at most this share (:attr:`StreamingSegmenter.global_step`).
 GLOBAL_STEP_TOLERANCE = 0.1
-#: Global margins are multiples of this (the backbones' output stride), so every feature
-#: map's margin is whole cells.
-GLOBAL_MARGIN_STEP = 32
+#: Global margins are multiples of this (the backbones' output stride, as the lattice's
+#: step), so every feature map's margin is whole cells.
+GLOBAL_MARGIN_STEP = ANCHOR_STEP
 
 
 def default_global_margin(global_size: int) -> int:
@@ -707,9 +707,11 @@ class StreamingSegmenter:
                 continue
             window_pixels.reset()
             sy, sx = layout.grid_offset
+            add = window_pixels.add
+            if sy or sx:  # the grid starts inside the window: grid pixels -> buffer pixels
 
-            def add(patch: PatchWindow, *args, sy=sy, sx=sx) -> None:  # grid pixels -> buffer pixels
-                window_pixels.add(replace(patch, top=patch.top + sy, left=patch.left + sx), *args)
+                def add(patch: PatchWindow, *args, sy=sy, sx=sx) -> None:
+                    window_pixels.add(replace(patch, top=patch.top + sy, left=patch.left + sx), *args)
 
             run = _WindowRun(layout, add, taper, self.settings.context_crop == "exact")
             self._run_window(run, reader, stats, tick)

@@ -174,5 +174,5 @@ def context_rule(settings: Any) -> str:
     ``global_margin``, ``context_crop``, ``grid_anchor``): ``global view fixed, margin auto,
     context crop exact, grid anchor auto``."""
     margin = "auto" if settings.global_margin is None else f"{settings.global_margin} px"
-    anchor = getattr(settings, "grid_anchor", None) or "auto"
+    anchor = settings.grid_anchor or "auto"
     return f"global view {settings.global_view}, margin {margin}, context crop {settings.context_crop}, grid anchor {anchor}"
