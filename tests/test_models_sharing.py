@@ -114,3 +114,23 @@ def test_exact_crops_share_their_weights_between_maps_of_one_size():
     other = torch.randn(2, 8, 20, 26)  # another size: its own weights
     torch.testing.assert_close(crop_global(other, boxes, cache), crop_global(other, boxes))
     assert len(cache) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_exact_crops_are_the_same_in_either_memory_layout(dtype):
+    """Exact crops of a channels-last map (products over all channels at once) equal those of
+    the same map in NCHW (per channel) and bilinear sampling at the boxes' cell centres, and
+    keep the map's layout and dtype."""
+    feature = torch.randn(2, 16, 40, 52).to(dtype)
+    boxes = PatchBoxes.from_pixels([0, 100, 37], [5, 200, 91], 120, 136, 320, 416, scene_index=[0, 1, 1], exact=True)
+    plain = crop_global(feature, boxes)
+    last = crop_global(feature.contiguous(memory_format=torch.channels_last), boxes)
+    assert last.dtype == dtype and last.is_contiguous(memory_format=torch.channels_last)
+    assert plain.shape == last.shape == (3, 16, 15, 17)
+    torch.testing.assert_close(last, plain, rtol=0, atol=0)
+    rel = boxes.rel
+    ys = (rel[:, 0:1] + (torch.arange(15, dtype=torch.float64) + 0.5)[None] / 15 * rel[:, 2:3]) * 2 - 1
+    xs = (rel[:, 1:2] + (torch.arange(17, dtype=torch.float64) + 0.5)[None] / 17 * rel[:, 3:4]) * 2 - 1
+    grid = torch.stack(torch.broadcast_tensors(xs[:, None, :], ys[:, :, None]), dim=-1).float()
+    reference = F.grid_sample(feature.float()[[0, 1, 1]], grid, mode="bilinear", padding_mode="border", align_corners=False)
+    torch.testing.assert_close(last.float(), reference, **({} if dtype == torch.float32 else {"rtol": 0.02, "atol": 0.05}))
