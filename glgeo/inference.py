@@ -79,6 +79,7 @@ from .errors import InputError, InternalError, OutputError
 from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
 from .modes import Mode
 from .progress import ProgressCallback
+from .provenance import context_rule
 from .resolution import map_origin
 from .tiling import (
     ANCHOR_OFFSET,
@@ -349,6 +350,8 @@ class InferenceStats:
         footprint: the context footprint used, in working-grid px.
         blend: the blend rule (``taper`` or ``sum``).
         skipped_windows: context windows with no valid pixel, not computed.
+        context: how the global views and G->L contexts were made and where the grids
+            start, as the engine resolved the settings (:func:`glgeo.provenance.context_rule`).
         timings: seconds per stage.
     """
 
@@ -369,6 +372,7 @@ class InferenceStats:
     footprint: int = 0
     blend: str = "taper"
     skipped_windows: int = 0
+    context: str = ""
     timings: Timings = field(default_factory=Timings)
 
 
@@ -592,6 +596,7 @@ class StreamingSegmenter:
         stats = InferenceStats(
             self.mode, str(self.device), self.precision, patches, self.batch_size,
             windows=len(chosen), footprint=footprint, blend=self.settings.blend,
+            context=context_rule(self.settings, self),
         )  # fmt: skip
         timings = stats.timings
         passes = 2 if self.mode == "bidirectional" else 1

@@ -62,9 +62,9 @@ class Provenance:
         gsd_m: metres per pixel of the image the model saw (the scene's ground sample
             distance divided by ``scale``); ``None`` for scenes without georeferencing.
         blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
-        context: how each context window's global view and patch contexts were made
-            (:func:`context_rule`: ``global view fixed, margin auto, context crop exact, grid
-            anchor auto``).
+        context: how each context window's global view and patch contexts were made and
+            where the grids start (:func:`context_rule`: ``global view fixed, margin 64 px,
+            context crop exact, grid anchor world``).
         nodata_fill: what the network saw where the scene has no data (``mirror``, ``mean`` or ``zero``,
             see :class:`glgeo.inference.InferenceSettings`).
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
@@ -168,11 +168,22 @@ def blend_rule(settings: Any) -> str:
     return str(settings.blend)
 
 
-def context_rule(settings: Any) -> str:
+def context_rule(settings: Any, engine: Any = None) -> str:
     """How the global views and G->L contexts were made
     (:attr:`InferenceSettings.global_view <glgeo.inference.InferenceSettings.global_view>`,
-    ``global_margin``, ``context_crop``, ``grid_anchor``): ``global view fixed, margin auto,
-    context crop exact, grid anchor auto``."""
+    ``global_margin``, ``context_crop``, ``grid_anchor``).
+
+    With the run's ``engine`` (a :class:`~glgeo.inference.StreamingSegmenter`), what it
+    resolved the settings to: ``global view fixed, margin 64 px, context crop exact, grid
+    anchor world`` (``world, patches only`` where only the patch grids are on the map's
+    lattice, :attr:`~glgeo.inference.StreamingSegmenter.global_step`); without one, the
+    settings as given, ``auto`` for the engine's choice."""
+    if engine is not None:
+        anchor = engine.grid_anchor
+        if anchor == "world" and not engine.global_step:
+            anchor = "world, patches only"
+        return (f"global view {engine.global_view}, margin {engine.global_margin} px, "
+                f"context crop {settings.context_crop}, grid anchor {anchor}")
     margin = "auto" if settings.global_margin is None else f"{settings.global_margin} px"
     anchor = settings.grid_anchor or "auto"
     return f"global view {settings.global_view}, margin {margin}, context crop {settings.context_crop}, grid anchor {anchor}"

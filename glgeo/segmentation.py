@@ -390,7 +390,7 @@ def segment(
             gsd_m=float(f"{info.gsd / scale:.6g}") if info.gsd is not None else None,
             blend=blend_rule(settings),
             nodata_fill=settings.nodata_fill,
-            context=context_rule(settings),
+            context=stats.context or context_rule(settings),
             created=utc_now(),
         )
         writer.set_tags(provenance.tags())

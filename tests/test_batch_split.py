@@ -47,6 +47,9 @@ def test_split_on_two_worker_processes_equals_segment(tmp_path, scene, checkpoin
     with rasterio.open(scene) as src, rasterio.open(tmp_path / "split.tif") as out, rasterio.open(tmp_path / "ref.tif") as ref:
         assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
         assert out.colormap(1) == ref.colormap(1) and out.profile == ref.profile
+        # the engine's resolved context rule reaches the assembled output, as segment writes it
+        assert out.tags()["GLGEO_CONTEXT"] == ref.tags()["GLGEO_CONTEXT"]
+        assert "auto" not in out.tags()["GLGEO_CONTEXT"]
     workers = {b.worker for b in result.blocks}
     assert len(workers) == 2 and all(w.startswith("tcp://") for w in workers)  # both processes worked
     data = json.loads(manifest.read_text())

@@ -222,6 +222,7 @@ def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStat
         mode=first.mode if first else "", device=first.device if first else "", precision=first.precision if first else "",
         patches=0, batch_size=first.batch_size if first else 0, windows=0, footprint=first.footprint if first else 0,
         blend=first.blend if first else "taper", stretch=first.stretch if first else "",
+        context=first.context if first else "",
     )  # fmt: skip
     timings = Timings()
     for s in stats:
@@ -374,7 +375,7 @@ def run_split(
         model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
         precision=stats.precision or split.settings.precision, scale=split.scale,
         gsd_m=float(f"{info.gsd / split.scale:.6g}") if info.gsd is not None else None,
-        blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=context_rule(split.settings),
+        blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
         created=utc_now(),
     )  # fmt: skip
     assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
