@@ -111,8 +111,6 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             raise click.UsageError("give --model with either --images/--labels or --dataset/--root, not both")
         if not images or labels is None:
             raise click.UsageError("--images and --labels go together")
-        if tta:
-            raise click.UsageError("--tta works with --dataset/--root; it is not available with --images")
         if scale != 1.0 or scheme is not None or gsd is not None:
             raise click.UsageError("--scale, --gsd and --scheme do not apply to --images: the model's own scheme and resolution are used")
         from glgeo.evaluate import evaluate_imagery
@@ -123,7 +121,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress:
             report = evaluate_imagery(model, files, labels, label_field=label_field, layer=layer,
-                                      settings=settings, progress=progress)
+                                      settings=settings, progress=progress, tta=tta)
     else:
         if preds or truths:
             raise click.UsageError("give either --pred/--truth or --model, not both")

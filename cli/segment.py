@@ -66,7 +66,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     help="GLNet mode. Default: the model's own.",
 )
 @click.option("--tta", is_flag=True,
-              help="Test-time augmentation: average the 8 flips/rotations of the global image (global mode; 8x its cost).")
+              help="Test-time augmentation: average the 8 flips/rotations of the scene (modes global and g2l; 8x the cost).")
 @click.option("--coarse-to-fine", is_flag=True, help="Binary models: run the local branch only inside the global branch's relaxed foreground box.")
 @click.option("--patch-size", type=click.IntRange(min=8), default=None, help="Local patch side in px. Default: the model's.")
 @click.option("--overlap", type=click.IntRange(min=0), default=50, show_default=True, help="Minimum overlap between patches in px.")

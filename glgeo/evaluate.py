@@ -301,7 +301,7 @@ def evaluate_model(
             quarter-resolution copies as they are, and on full-resolution scenes through
             its working grid, scored on the masks' own grid.
         progress: ``progress(done, total)`` per scene.
-        tta: test-time augmentation (``glgeo.segment``'s ``tta``; global mode only).
+        tta: test-time augmentation (``glgeo.segment``'s ``tta``; modes global and g2l).
         gsd: metres per pixel of the scenes when their files do not say (as training's
             ``gsd``, e.g. 4.78 for the 256 px DeepGlobe copies): the model reads them at its
             own resolution from it, never finer than they are. ``settings.scale`` wins.
@@ -459,6 +459,7 @@ def evaluate_imagery(
     layer: str | None = None,
     settings: Any = None,
     progress: ProgressCallback | None = None,
+    tta: bool = False,
 ) -> EvaluationReport:
     """Segment each image with ``glgeo.segment`` and score it against the labels.
 
@@ -476,6 +477,7 @@ def evaluate_imagery(
         layer: the vector layer.
         settings: :class:`glgeo.inference.InferenceSettings`.
         progress: ``progress(done, total)`` per image.
+        tta: test-time augmentation (``glgeo.segment``'s ``tta``).
 
     Raises:
         DatasetError: labels with no CRS, a missing field, values outside the scheme,
@@ -509,7 +511,7 @@ def evaluate_imagery(
             with rasterio.open(truth, "w", **profile) as dst:
                 dst.write(ids[None])
             out = folder / f"{i}_pred.tif"
-            results.append(_segment_and_score(name, path, truth, "ids", out, checkpoint, settings, acc))
+            results.append(_segment_and_score(name, path, truth, "ids", out, checkpoint, settings, acc, tta=tta))
             for leftover in folder.glob(f"{i}_*"):
                 leftover.unlink()
             if progress is not None:

@@ -404,7 +404,8 @@ class StreamingSegmenter:
     Args:
         model: the network (a :class:`glgeo.models.GLNet`, or anything with its inference
             methods: ``check_mode``, ``encode_global``, ``encode_local``, ``aggregate``,
-            ``encode_global_l2g`` and a ``config.n_classes``).
+            ``g2l_logits``, ``encode_global_l2g`` and a ``config.n_classes``, such as
+            :class:`glgeo.tta.FlipRotateTTA`).
         settings: the run's settings.
         patch_size: the patch size when ``settings.patch_size`` is ``None``.
         global_size: the checkpoint's global size (the run's is ``settings.global_size``,
@@ -888,8 +889,7 @@ class StreamingSegmenter:
         if mode == "local":
             return self.model.encode_local(self._tensor(batch.images[chosen]), None, None).logits
         if mode == "g2l":
-            local = self.model.encode_local(self._tensor(batch.images[chosen]), boxes, context)
-            return self.model.aggregate(local.ps3, context.ps3, boxes)
+            return self.model.g2l_logits(self._tensor(batch.images[chosen]), boxes, context)
         # bidirectional pass 2
         if kept_iter is not None:
             local_share = next(kept_iter).to(self.device, non_blocking=True)

@@ -268,8 +268,8 @@ def segment(
         bounds: ``(left, bottom, right, top)`` in the scene's CRS: the same, for a box
             (with ``aoi``, their intersection).
         tta: test-time augmentation: the prediction averaged over the eight flips and
-            quarter turns of the global image (:mod:`glgeo.tta`; ``global`` mode only,
-            eight times the global branch's cost).
+            quarter turns of the scene, global images and patches turned together
+            (:mod:`glgeo.tta`; modes ``global`` and ``g2l``, eight times the cost).
 
     Returns:
         A :class:`SegmentSummary` with class areas (m² for projected CRSs) and timings.

@@ -192,11 +192,21 @@ class GLNet(nn.Module):
                 raise InputError("this model's local branch needs the global context and patch boxes (G -> L)")
             if len(boxes) != patches.shape[0]:
                 raise InputError(f"{patches.shape[0]} patches but {len(boxes)} boxes")
-            # The global features are constants for the local branch: in the paper's schedule
-            # the global branch is frozen whenever the local branch trains, and fmreg must
-            # update the local branch only.
-            return self.local_branch(patches, [f.detach() for f in crop_global_features(context, boxes)])
+            return self.encode_local_crops(patches, crop_global_features(context, boxes))
         return self.local_branch(patches)
+
+    def encode_local_crops(self, patches: Tensor, ext: list[Tensor]) -> BranchFeatures:
+        """The G -> L local branch on patches whose 16 ext features are already cut from the
+        global context (:func:`~glgeo.models.sharing.crop_global_features`), one per patch."""
+        # The global features are constants for the local branch: in the paper's schedule
+        # the global branch is frozen whenever the local branch trains, and fmreg must
+        # update the local branch only.
+        return self.local_branch(patches, [f.detach() for f in ext])
+
+    def g2l_logits(self, patches: Tensor, boxes: PatchBoxes, context: BranchFeatures) -> Tensor:
+        """The G -> L prediction for patches (logits at 1/4 of their size): the local branch
+        with their crops of the global context, then the aggregation."""
+        return self.aggregate(self.encode_local(patches, boxes, context).ps3, context.ps3, boxes)
 
     def encode_global_l2g(self, image: Tensor, canvas: L2GCanvas) -> BranchFeatures:
         """Stage-3 global branch with the merged local features of every patch (L -> G)."""
@@ -206,9 +216,14 @@ class GLNet(nn.Module):
 
     def aggregate(self, local_ps3: Tensor, global_ps3: Tensor, boxes: PatchBoxes) -> Tensor:
         """The prediction: aggregation conv over [local ps3 ; cropped, resized global ps3]."""
+        return self.aggregate_crops(local_ps3, crop_global(global_ps3, boxes))
+
+    def aggregate_crops(self, local_ps3: Tensor, global_crops: Tensor) -> Tensor:
+        """:meth:`aggregate` with the global ps3 already cut at each patch's box (any size:
+        resized to the local features')."""
         if self.aggregation is None:
             raise InputError(f"a {self.config.mode} GLNet has no aggregation layer")
-        g = resize_like(crop_global(global_ps3, boxes), local_ps3.shape[-2:])
+        g = resize_like(global_crops, local_ps3.shape[-2:])
         return self.aggregation(torch.cat([local_ps3, g.to(local_ps3.dtype)], dim=1))
 
     def aggregate_local(self, local_ps3: Tensor) -> Tensor:

@@ -39,12 +39,15 @@ def crop_margin(features: Any, margin: int, size: tuple[int, int]) -> Any:
     ``size`` ``(rows, cols)``, with the margin cut off every map (at each map's own scale:
     ``margin x map size / size`` cells, rounded; a margin that is a multiple of the
     backbone's output stride keeps every cut whole). ``features``: a
-    :class:`BranchFeatures` or any object whose attributes are maps or lists of maps
-    (the inference engine's stand-in models); a new one of its type."""
+    :class:`BranchFeatures` or any object whose attributes are maps, lists of maps or
+    :class:`BranchFeatures` (the inference engine's stand-in models, test-time
+    augmentation's views); a new one of its type."""
 
     def crop(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return type(value)(crop(v) for v in value)
+        if isinstance(value, BranchFeatures):  # e.g. test-time augmentation's other views
+            return crop_margin(value, margin, size)
         if not isinstance(value, Tensor) or value.dim() < 2:
             return value
         k = round(margin * value.shape[-2] / size[0])

@@ -267,6 +267,14 @@ def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin, jopl
     # the footprints cover about 7 % of the tile: a score of the real labels, not of an empty truth
     building_share = np.array(report["confusion_matrix"])[1].sum() / report["pixels"]
     assert 0.03 < building_share < 0.15 and 0.0 <= report["building_iou"] <= 1.0
+    # with test-time augmentation: the same truth, scored against the averaged prediction
+    tta_path = tmp_path / "report-tta.json"
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--images", str(joplin / HELD_OUT),
+                                      "--labels", str(joplin / "footprints.geojson"), "--device", "cpu",
+                                      "--precision", "fp32", "--tta", "-o", str(tta_path)])
+    assert result.exit_code == 0, result.output
+    tta = json.loads(tta_path.read_text())
+    assert np.array_equal(np.array(tta["confusion_matrix"]).sum(axis=1), np.array(report["confusion_matrix"]).sum(axis=1))
 
 
 # ------------------------------------------------------------------------- one vocabulary

@@ -65,6 +65,9 @@ class CellNet(torch.nn.Module):
     def aggregate(self, local_ps3, global_ps3, boxes):
         return local_ps3
 
+    def g2l_logits(self, patches, boxes, context):
+        return self.aggregate(self.encode_local(patches, boxes, context).ps3, context.ps3, boxes)
+
 
 def textured_scene(path, height: int = 300, width: int = 340):
     """A georeferenced scene whose red channel varies within a few tens of pixels."""

@@ -76,6 +76,9 @@ class OffsetNet(torch.nn.Module):
     def aggregate(self, local_ps3, global_ps3, boxes):
         return local_ps3
 
+    def g2l_logits(self, patches, boxes, context):
+        return self.aggregate(self.encode_local(patches, boxes, context).ps3, context.ps3, boxes)
+
 
 def offset_checkpoint(patch: int = 64, global_size: int = 32, footprint: int | None = None) -> Checkpoint:
     metadata = {} if footprint is None else {"training": {"footprint_px": footprint}}

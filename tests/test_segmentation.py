@@ -86,6 +86,9 @@ class ColourNet(torch.nn.Module):
     def aggregate(self, local_ps3, global_ps3, boxes):
         return local_ps3
 
+    def g2l_logits(self, patches, boxes, context):
+        return self.aggregate(self.encode_local(patches, boxes, context).ps3, context.ps3, boxes)
+
 
 def standin(scheme=DEEPGLOBE, mode="g2l", downsample=1, patch=128, global_size=64) -> Checkpoint:
     return Checkpoint(ColourNet(scheme, mode, downsample), scheme, InputScaling(), global_size, patch, 3.0)
