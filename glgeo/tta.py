@@ -17,7 +17,6 @@ every patch's features onto the global maps) are refused with a clear error.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
