@@ -48,7 +48,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, InternalError
 
 #: Minimum overlap between neighbouring patches in the GLNet paper and released code.
 DEFAULT_MIN_OVERLAP = 50
@@ -311,7 +311,7 @@ def tile_weights(grid: "PatchGrid", window: "PatchWindow", cut: tuple[int, int, 
     ):
         before, after = axis_overlaps(starts, size)[index]
         if first > before or last > after:
-            raise InputError(f"a tile can leave its neighbours only what they share: {first}/{last} of {before}/{after} px")
+            raise InternalError(f"a tile can leave its neighbours only what they share: {first}/{last} of {before}/{after} px")
         axis = np.zeros(size, dtype=np.float32)
         axis[first : size - last] = taper(size - first - last, before - first, after - last)
         weights.append(axis)
@@ -362,7 +362,6 @@ def edge_margins(window: PatchWindow, scene_height: int, scene_width: int, margi
     )
 
 
-
 #: The lattice anchored patch grids start on (:func:`anchored_axis`): the backbones' output
 #: stride, so a patch's feature cells fall on the same ground wherever the scene is cut.
 ANCHOR_STEP = 32
@@ -386,8 +385,9 @@ def anchored_axis(
 
     Every start lies on the lattice of :data:`ANCHOR_STEP` px that ``phase`` (the window's
     first pixel's place on the map, counted in working-grid pixels from a lattice point:
-    the engine counts from :data:`ANCHOR_OFFSET` px before the map's origin) falls on, so two scenes cut from one map at different places lay their patches' feature
-    cells over the same ground. The grid starts ``before`` px ahead of the window's first
+    the engine counts from :data:`ANCHOR_OFFSET` px before the map's origin) falls on, so
+    two scenes cut from one map at different places lay their patches' feature cells over
+    the same ground. The grid starts ``before`` px ahead of the window's first
     pixel (less than a step, or the least step count reaching ``min_before``) and ends
     ``after`` px past its last (less than a step beyond ``min_after``); the fewest patches
     that cover it with neighbours sharing at least ``min_overlap`` px are spread evenly,

@@ -107,10 +107,11 @@ class FlipRotateTTA(nn.Module):
         ``(hflip, k)`` the patch and its crops of the view's features are turned by it, as
         they lie in the turned scene; each prediction is turned back."""
         total = None
+        cache: dict = {}  # the views' maps have the same sizes: one set of sampling weights
         for (hflip, k), view in zip(TRANSFORMS, context.views):
-            ext = [apply_transform(f, hflip, k) for f in crop_global_features(view, boxes)]
+            ext = [apply_transform(f, hflip, k) for f in crop_global_features(view, boxes, cache)]
             local = self.inner.encode_local_crops(apply_transform(patches, hflip, k), ext)
-            logits = self.inner.aggregate_crops(local.ps3, apply_transform(crop_global(view.ps3, boxes), hflip, k))
+            logits = self.inner.aggregate_crops(local.ps3, apply_transform(crop_global(view.ps3, boxes, cache), hflip, k))
             probs = invert_transform(logits.float().softmax(dim=1), hflip, k)
             total = probs if total is None else total + probs
         return _mean_log_probability(total, logits)

@@ -292,10 +292,11 @@ def feature_map_regularisation(local_ps3: Tensor, global_ps3: Tensor, boxes: Pat
     return F.mse_loss(local_ps3.float(), crop.detach().float())
 
 
-def crop_global_features(context: BranchFeatures, boxes: PatchBoxes) -> list[Tensor]:
+def crop_global_features(context: BranchFeatures, boxes: PatchBoxes, cache: dict | None = None) -> list[Tensor]:
     """The G -> L ext features for a batch of patches: crops of all 16 sharing points (the
-    maps of one size share their sampling weights)."""
-    cache: dict = {}
+    maps of one size share their sampling weights; ``cache``: a dict for these boxes, to
+    share them with other contexts' crops too)."""
+    cache = {} if cache is None else cache
     return [crop_global(f, boxes, cache) for f in context.sharing_points()]
 
 

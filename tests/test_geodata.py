@@ -248,7 +248,7 @@ def test_joplin_trains_on_three_crs_inputs_with_a_held_out_tile(joplin, joplin_r
         assert shapely.box(*map(float, entry.split(": ")[1].split(","))).intersection(held).area == 0
 
 
-def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin, joplin_run, tmp_path):
+def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin, joplin_run, tmp_path, monkeypatch):
     out, _ = joplin_run
     pred = tmp_path / "buildings.tif"
     result = CliRunner().invoke(cli, ["-q", "segment", str(joplin / HELD_OUT), "--out", str(pred), "--model",
@@ -268,11 +268,22 @@ def test_joplin_checkpoint_segments_and_evaluates_the_held_out_tile(joplin, jopl
     building_share = np.array(report["confusion_matrix"])[1].sum() / report["pixels"]
     assert 0.03 < building_share < 0.15 and 0.0 <= report["building_iou"] <= 1.0
     # with test-time augmentation: the same truth, scored against the averaged prediction
+    import glgeo.segmentation
+
+    asked = []
+    plain_segment = glgeo.segmentation.segment
+
+    def recording(*args, **kwargs):
+        asked.append(kwargs.get("tta"))
+        return plain_segment(*args, **kwargs)
+
+    monkeypatch.setattr(glgeo.segmentation, "segment", recording)
     tta_path = tmp_path / "report-tta.json"
     result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(out / "model.pt"), "--images", str(joplin / HELD_OUT),
                                       "--labels", str(joplin / "footprints.geojson"), "--device", "cpu",
                                       "--precision", "fp32", "--tta", "-o", str(tta_path)])
     assert result.exit_code == 0, result.output
+    assert asked == [True]  # --tta reached segment
     tta = json.loads(tta_path.read_text())
     assert np.array_equal(np.array(tta["confusion_matrix"]).sum(axis=1), np.array(report["confusion_matrix"]).sum(axis=1))
 
