@@ -916,6 +916,12 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
                 raise OutputError(f"{folder} already holds a training stage; pass resume=True to continue it, or choose another out folder")
         (out / "split.json").write_text(json.dumps(split.to_dict(), indent=1))
     log.info("dataset %s: %d train / %d val scenes", data.kind, len(split.train), len(split.val))
+    if data.kind != "geo" and 1 < data.batch_size and len(split.train) <= data.batch_size:
+        log.warning(
+            "%d training scene(s) at a batch size of %d: one optimizer step per epoch; a smaller "
+            "batch size (--batch-size) takes more steps in the same time (docs/train.md)",
+            len(split.train), data.batch_size,
+        )
     precision = training_precision(settings.precision, settings.accelerator)
     # the training scenes' class shares (masks read once per run), for class-balanced
     # sampling and the class-weighted loss

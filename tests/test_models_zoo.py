@@ -143,3 +143,37 @@ def test_prepare_landcover_keeps_the_held_out_scenes_out(sample_data, tmp_path):
         with rasterio.open(pair.image) as img, rasterio.open(pair.mask) as msk:
             assert img.shape == msk.shape == (2448, 2448)
             assert set(np.unique(msk.read())) <= {0, 255}
+
+
+def test_prepare_buildings_keeps_the_test_ground_out(sample_data, tmp_path):
+    """The buildings recipe's data (prepare_buildings.py): no training or validation window
+    touches the ground of a test window, the Joplin tile with incomplete footprints is left
+    out, and the held-out tile keeps its own grid."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    import rasterio
+    from shapely.geometry import box
+
+    out = tmp_path / "b"
+    subprocess.run([sys.executable, str(ZOO_DIR / "prepare_buildings.py"), str(sample_data), str(out)], check=True)
+    split = json.loads((out / "split.json").read_text())
+    assert split["test"] == ["austin_test", "joplin_1361-9136"]
+    assert not any("10160" in n for part in split.values() for n in part)
+
+    def ground(name):
+        with rasterio.open(out / "images" / f"{name}.tif") as src, rasterio.open(out / "masks" / f"{name}.tif") as msk:
+            assert msk.shape == src.shape and msk.transform == src.transform
+            assert set(np.unique(msk.read())) <= {0, 255}
+            return src.crs, box(*src.bounds)
+
+    seen = [ground(n) for n in split["train"] + split["val"]]
+    for name in split["test"]:
+        crs, area = ground(name)
+        # neighbours share an edge (up to float rounding), not a square metre of ground
+        assert not any(c == crs and a.intersection(area).area > 1.0 for c, a in seen), name
+    with rasterio.open(out / "images" / "joplin_1361-9136.tif") as held, \
+            rasterio.open(sample_data / "joplin" / "tile_1361-9136.tif") as src:
+        assert (held.transform, held.shape) == (src.transform, src.shape)

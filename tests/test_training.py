@@ -196,3 +196,24 @@ def test_epochs_and_rates_per_stage_of_the_mode():
     assert result.exit_code == 2 and "one per stage of --mode bidirectional (3), got '100,80'" in result.output
     result = CliRunner().invoke(cli, ["train", "--dataset", "inria", "--root", ".", "--out", "x", "--lr", "fast"])
     assert result.exit_code == 2 and "expected numbers separated by commas, got 'fast'" in result.output
+
+
+def test_a_batch_of_every_training_scene_is_warned_about(tmp_path, caplog):
+    """With as many training scenes as --batch-size (or fewer), each epoch is one optimizer
+    step: the run says so and names the remedy; a smaller batch is not warned about."""
+    import json
+    import logging
+
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    (tmp_path / "split.json").write_text(json.dumps({"train": ["a", "b"], "val": ["c"]}))
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--split-file",
+            str(tmp_path / "split.json"), "--mode", "global", *SMALL]
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        run_cli(*base, "--out", str(tmp_path / "r2"))  # SMALL: --batch-size 2
+    warned = [r.getMessage() for r in caplog.records if "optimizer step" in r.getMessage()]
+    assert warned == ["2 training scene(s) at a batch size of 2: one optimizer step per epoch; a smaller batch size "
+                      "(--batch-size) takes more steps in the same time (docs/train.md)"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        run_cli(*base, "--out", str(tmp_path / "r1"), "--batch-size", "1")
+    assert not [r for r in caplog.records if "optimizer step" in r.getMessage()]
