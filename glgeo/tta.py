@@ -69,6 +69,9 @@ class FlipRotateTTA(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.inner = model
+        #: whether :meth:`encode_global` keeps every view's features (``views``): the G -> L
+        #: crops need them; a model checked for ``global`` mode needs only the mean logits
+        self.keeps_views = True
 
     @property
     def config(self) -> Any:
@@ -82,12 +85,14 @@ class FlipRotateTTA(nn.Module):
                 f"test-time augmentation (tta=True, --tta) runs models in global or g2l mode, not {mode!r}: "
                 "pass mode='g2l' or mode='global' (--mode) or leave tta off"
             )
+        self.keeps_views = mode == "g2l"
         return mode
 
     def encode_global(self, image: torch.Tensor) -> AugmentedFeatures:
         """The global branch on the eight transforms of ``image``: the untransformed
         view's features, the mean class probabilities (as log) for ``logits``, and every
-        view's features turned back (``views``)."""
+        view's features turned back (``views``; none once checked for ``global`` mode,
+        which needs only the logits)."""
         views = []
         total = None
         for hflip, k in TRANSFORMS:
@@ -99,7 +104,7 @@ class FlipRotateTTA(nn.Module):
         first = views[0]
         return AugmentedFeatures(
             c=first.c, ps0=first.ps0, ps1=first.ps1, ps2=first.ps2, ps3=first.ps3,
-            logits=_mean_log_probability(total, first.logits), views=views,
+            logits=_mean_log_probability(total, first.logits), views=views if self.keeps_views else [],
         )  # fmt: skip
 
     def g2l_logits(self, patches: torch.Tensor, boxes: PatchBoxes, context: AugmentedFeatures) -> torch.Tensor:

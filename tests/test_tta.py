@@ -54,6 +54,11 @@ def test_tta_prediction_is_the_mean_probability_and_turns_with_the_image():
         turned = tta.encode_global(apply_transform(image, True, 1)).logits.softmax(1)
         torch.testing.assert_close(turned, apply_transform(expected, True, 1), atol=1e-4, rtol=1e-3)
     assert (plain.logits.softmax(1) - expected).abs().max() > 0.05  # an untrained net is not symmetric
+    # G -> L needs every view's features; checked for global mode, only the mean logits are kept
+    assert len(out.views) == 8
+    assert tta.check_mode("global") == "global"
+    with torch.no_grad():
+        assert tta.encode_global(image).views == []
 
 
 def _turned_boxes(tops, lefts, size, height, width, hflip, k) -> PatchBoxes:
