@@ -24,8 +24,10 @@ than the footprint is one window, as in the paper. For each window, in row-major
    (:func:`glgeo.models.heads.crop_margin`); ``squeeze`` stretches it to a square as the
    released code;
 2. the window's patch grid (:mod:`glgeo.tiling`) read in batches (:mod:`glgeo.io`, the next
-   batch read in a background thread while the network runs on this one); patches with no
-   valid pixel are not computed, nor are windows with none;
+   batch read in a background thread while the network runs on this one; in a scene of
+   several windows one such thread reads every window's global image and batches in turn,
+   :meth:`StreamingSegmenter._window_reads`); patches with no valid pixel are not
+   computed, nor are windows with none;
 3. per mode:
 
    * ``global``: each patch's crop of the global logits;
@@ -67,7 +69,7 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 import torch
@@ -158,7 +160,8 @@ class InferenceSettings:
             ``n_classes x (patch/4)^2 x 2`` bytes of disk per patch), ``memory`` (the same
             shares in RAM: memory grows with the scene) or ``recompute`` (the local branch
             runs again: no storage, one more local pass).
-        prefetch: batches read ahead in a background thread (0: read inline).
+        prefetch: batches read ahead in a background thread (0: read inline); in a scene
+            of several context windows the thread also reads the windows' global images.
         logit_upsampling: how patch logits (1/4 resolution) reach the patch's pixels (in
             ``global`` mode: how each pixel reads the window's global logits at its exact
             place, ``nearest`` taking the cell its centre falls in), and how a coarser
@@ -311,7 +314,9 @@ class Timings:
     """Seconds spent in each part of a run.
 
     ``read`` is the background reader's busy time (it overlaps ``network`` when
-    prefetching); ``read_wait`` is what the network loop waited for it.
+    prefetching); ``read_wait`` is what the network loop waited for it. ``global_read``
+    is the global images' reads (in the background reader too when it reads ahead across
+    context windows).
     """
 
     global_read: float = 0.0
@@ -703,55 +708,80 @@ class StreamingSegmenter:
         with _Clock(stats.timings, "global_read"):
             stats.stretch = reader.fix_stretch(self.settings.stretch, self.scaling).description
         taper = self.settings.blend == "taper"
-        for tile, layout in zip(tiles, layouts):
-            window, margins, grid = layout.window, layout.margins, layout.grid
-            if not reader.has_data(window):  # nodata only: nothing to compute
-                stats.skipped_windows += 1
-                stats.skipped_nodata += len(grid)
-                tick(len(grid) * passes)
-                blender.add(tile, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
-                continue
-            window_pixels.reset()
-            sy, sx = layout.grid_offset
-            add = window_pixels.add
-            if sy or sx:  # the grid starts inside the window: grid pixels -> buffer pixels
-
-                def add(patch: PatchWindow, *args, sy=sy, sx=sx) -> None:
-                    window_pixels.add(replace(patch, top=patch.top + sy, left=patch.left + sx), *args)
-
-            run = _WindowRun(layout, add, taper, self.settings.context_crop == "exact")
-            self._run_window(run, reader, stats, tick)
-            with _Clock(stats.timings, "blend", self.device):
-                top, left = margins[0] + sy, margins[2] + sx
-                inside = (slice(top, top + window.height), slice(left, left + window.width))
-                logits, valid, weight = window_pixels.result(layout.weights(windows) if taper else None, inside)
-                blender.add(tile, logits, valid, weight)
+        # a background thread reads every window's global image and patches in the order
+        # they are computed, so the next window's reads overlap this window's networks
+        # (coarse-to-fine chooses a window's patches from its global branch: read per window)
+        ahead = None
+        if self.settings.prefetch > 0 and not self.settings.coarse_to_fine:
+            ahead = reader.read_ahead(lambda worker: self._window_reads(worker, layouts, passes), self.settings.prefetch)
+        try:
+            for tile, layout in zip(tiles, layouts):
+                self._blend_window(tile, layout, windows, blender, window_pixels, reader, ahead, stats, tick, taper, passes)
+        finally:
+            if ahead is not None:
+                ahead.close()
         if not blender.done:
             raise InternalError(f"{blender.patches_added} of {len(tiles)} context windows blended")
+
+    def _window_reads(self, reader: SceneReader, layouts: list["WindowLayout"], passes: int) -> Iterator[Any]:
+        """What :meth:`_run_windows` reads, in its order (run in the read-ahead thread, on
+        its own ``reader``): per window whether it holds data and, where it does, its
+        global image with the seconds it took, then its patch batches and
+        :data:`_WINDOW_END` once per pass."""
+        for layout in layouts:
+            has_data = reader.has_data(layout.window)
+            yield has_data
+            if not has_data:
+                continue
+            start = time.perf_counter()
+            image = self._read_global(reader, layout)
+            yield image, time.perf_counter() - start
+            for _ in range(passes):
+                for batch in layout.scene_batches(self.batch_size):
+                    yield reader.read_patches(batch)
+                yield _WINDOW_END
+
+    def _blend_window(
+        self, tile: PatchWindow, layout: "WindowLayout", windows: PatchGrid, blender: RowBandBlender,
+        window_pixels: WindowAccumulator, reader: SceneReader, ahead: Iterator[Any] | None, stats: InferenceStats,
+        tick, taper: bool, passes: int,
+    ) -> None:
+        """One context window computed (unless it holds no data) and blended into the
+        scene's rows."""
+        window, margins, grid = layout.window, layout.margins, layout.grid
+        has_data = reader.has_data(window) if ahead is None else _wait(ahead, stats.timings)
+        if not has_data:  # nodata only: nothing to compute
+            stats.skipped_windows += 1
+            stats.skipped_nodata += len(grid)
+            tick(len(grid) * passes)
+            blender.add(tile, None, np.zeros((windows.patch_height, windows.patch_width), dtype=bool))
+            return
+        window_pixels.reset()
+        sy, sx = layout.grid_offset
+        add = window_pixels.add
+        if sy or sx:  # the grid starts inside the window: grid pixels -> buffer pixels
+
+            def add(patch: PatchWindow, *args, sy=sy, sx=sx) -> None:
+                window_pixels.add(replace(patch, top=patch.top + sy, left=patch.left + sx), *args)
+
+        run = _WindowRun(layout, add, taper, self.settings.context_crop == "exact", ahead)
+        self._run_window(run, reader, stats, tick)
+        with _Clock(stats.timings, "blend", self.device):
+            top, left = margins[0] + sy, margins[2] + sx
+            inside = (slice(top, top + window.height), slice(left, left + window.width))
+            logits, valid, weight = window_pixels.result(layout.weights(windows) if taper else None, inside)
+            blender.add(tile, logits, valid, weight)
 
     def _run_window(self, run: "_WindowRun", reader: SceneReader, stats: InferenceStats, tick, whole_scene: bool = False) -> None:
         """One context window through GLNet: its global image, then its patch passes."""
         timings = stats.timings
         # 1. global branch
-        height, width = (reader.info.height, reader.info.width) if whole_scene else (run.window.height, run.window.width)
-        box = run.layout.context
-        with _Clock(timings, "global_read"):
-            if box is None:
-                gimg, _ = reader.read_global(
-                    self.global_shape(height, width), self.settings.stretch, self.scaling,
-                    window=None if whole_scene else run.window,
-                )
-            else:  # anchored: the lattice's box, a whole number of global pixels
-                if reader.stretch is None:  # as the whole scene's read would fix it
-                    measured = isinstance(self.settings.stretch, tuple)  # needs the values for its saturation figure
-                    reader.fix_stretch(
-                        self.settings.stretch, self.scaling,
-                        reader.read_global_raw(self.global_shape(height, width)) if measured else None,
-                    )
-                step = self.global_step
-                gimg, _ = reader.read_global(
-                    (box.height // step, box.width // step), self.settings.stretch, self.scaling, window=box
-                )
+        if run.ahead is not None:
+            gimg, seconds = _wait(run.ahead, timings)
+            timings.global_read += seconds
+        else:
+            with _Clock(timings, "global_read"):
+                gimg = self._read_global(reader, run.layout, whole_scene)
         if whole_scene:
             stats.stretch = reader.stretch.description if reader.stretch else ""
         global_image = self._tensor(gimg[None])
@@ -772,6 +802,25 @@ class StreamingSegmenter:
             self._final_pass(run, reader, kept, stats, tick)
         else:
             self._final_pass(run, reader, None, stats, tick)
+
+    def _read_global(self, reader: SceneReader, layout: "WindowLayout", whole_scene: bool = False) -> np.ndarray:
+        """A context window's global image (the whole scene's with ``whole_scene``)."""
+        height, width = (reader.info.height, reader.info.width) if whole_scene else (layout.window.height, layout.window.width)
+        box = layout.context
+        if box is None:
+            return reader.read_global(
+                self.global_shape(height, width), self.settings.stretch, self.scaling,
+                window=None if whole_scene else layout.window,
+            )[0]
+        # anchored: the lattice's box, a whole number of global pixels
+        if reader.stretch is None:  # as the whole scene's read would fix it
+            measured = isinstance(self.settings.stretch, tuple)  # needs the values for its saturation figure
+            reader.fix_stretch(
+                self.settings.stretch, self.scaling,
+                reader.read_global_raw(self.global_shape(height, width)) if measured else None,
+            )
+        step = self.global_step
+        return reader.read_global((box.height // step, box.width // step), self.settings.stretch, self.scaling, window=box)[0]
 
     def _coarse_to_fine_patches(self, run: "_WindowRun", stats: InferenceStats) -> set[int]:
         from glgeo.models.coarse_to_fine import relaxed_foreground_box, scale_box
@@ -810,10 +859,15 @@ class StreamingSegmenter:
 
     def _iter_timed(self, run: "_WindowRun", reader: SceneReader, stats: InferenceStats) -> Iterator[PatchBatch]:
         """The window's patch batches (in scene pixels), read ahead, the waits timed."""
+        timings = stats.timings
+        if run.ahead is not None:  # this pass's batches, then the end of the pass
+            while (batch := _wait(run.ahead, timings)) is not _WINDOW_END:
+                timings.read += batch.seconds
+                yield batch
+            return
         wanted = run.wanted
         skip_pixels = None if wanted is None else frozenset(i for i in range(len(run.grid)) if i not in wanted)
-        iterator = reader.iter_batches(run.scene_batches(self.batch_size), self.settings.prefetch, skip_pixels=skip_pixels)
-        timings = stats.timings
+        iterator = reader.iter_batches(run.layout.scene_batches(self.batch_size), self.settings.prefetch, skip_pixels=skip_pixels)
         while True:
             start = time.perf_counter()
             try:
@@ -899,6 +953,21 @@ class StreamingSegmenter:
         return self.model.aggregate(local_ps3, run.refined.ps3, boxes)
 
 
+#: Ends a pass over a window's batches in :meth:`StreamingSegmenter._window_reads`.
+_WINDOW_END = object()
+
+
+def _wait(ahead: Iterator[Any], timings: Timings) -> Any:
+    """The read-ahead thread's next item, the wait counted as ``read_wait``."""
+    start = time.perf_counter()
+    try:
+        return next(ahead)
+    except StopIteration:
+        raise InternalError("the read-ahead thread ended before the windows did") from None
+    finally:
+        timings.read_wait += time.perf_counter() - start
+
+
 def _inside(emit: Callable[[RowBand], None], margins: tuple[int, int, int, int], height: int, width: int):
     """``emit`` for the bands of a grid that reaches ``margins`` beyond a ``height x width``
     scene: each band cut to the scene's rows and columns, rows counted from the scene's."""
@@ -949,6 +1018,13 @@ class WindowLayout:
         sides its grid stops short of."""
         return tile_weights(windows, self.window, tuple(max(0, -m) for m in self.margins))  # type: ignore[arg-type]
 
+    def scene_batches(self, batch_size: int) -> Iterator[list[PatchWindow]]:
+        """The window's patches in batches, placed in the scene's pixels for reading (beyond
+        the scene's edge where the grid reaches over it)."""
+        oy, ox = self.window.top - self.margins[0], self.window.left - self.margins[2]
+        for batch in self.grid.batches(batch_size):
+            yield [replace(w, top=w.top + oy, left=w.left + ox) for w in batch]
+
     @property
     def buffer_shape(self) -> tuple[int, int]:
         """``(rows, cols)`` of a buffer holding the window and its grid (:attr:`grid_offset`)."""
@@ -972,10 +1048,15 @@ class _WindowRun:
             (windows in the grid's own pixels).
         taper: weight patches by :func:`glgeo.tiling.tile_weights` (else plain sums).
         exact: G->L crops at the patches' exact places (``PatchBoxes.exact``).
+        ahead: the read-ahead thread's items (:meth:`StreamingSegmenter._window_reads`),
+            from this window's global image on; ``None``: the window reads its own.
     """
 
-    def __init__(self, layout: WindowLayout, add: Callable, taper: bool, exact: bool = False) -> None:
+    def __init__(
+        self, layout: WindowLayout, add: Callable, taper: bool, exact: bool = False, ahead: Iterator[Any] | None = None
+    ) -> None:
         self.layout = layout
+        self.ahead = ahead
         self.window = layout.window
         self.exact = exact
         self.grid = grid = layout.grid
@@ -990,13 +1071,6 @@ class _WindowRun:
             self._row_taper = [taper_weights(grid.patch_height, *o) for o in overlaps[0]]
             self._col_taper = [taper_weights(grid.patch_width, *o) for o in overlaps[1]]
         self.taper = taper
-
-    def scene_batches(self, batch_size: int) -> Iterator[list[PatchWindow]]:
-        """The window's patches in batches, placed in the scene's pixels for reading (beyond
-        the scene's edge where the grid reaches over it)."""
-        oy, ox = self.window.top - self.margins[0], self.window.left - self.margins[2]
-        for batch in self.grid.batches(batch_size):
-            yield [replace(w, top=w.top + oy, left=w.left + ox) for w in batch]
 
     def boxes(self, batch: PatchBatch, chosen: list[int]):
         """The chosen patches' boxes in the window's global image (GLNet's G<->L crops):

@@ -50,7 +50,7 @@ import queue
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Callable, Iterable, Iterator, Literal, Sequence, TypeVar
 
 import numpy as np
 import rasterio
@@ -66,6 +66,8 @@ from .resolution import ground_sample_distance, open_pixels, scaled_size, scaled
 from .tiling import PatchWindow
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: What network inputs hold where a scene has no data (see :meth:`Stretch.apply`).
 NodataFill = Literal["mirror", "mean", "zero"]
@@ -687,19 +689,32 @@ class SceneReader:
             for batch in batches:
                 yield self.read_patches(batch, skip_pixels)
             return
+        yield from self.read_ahead(lambda reader: (reader.read_patches(b, skip_pixels) for b in batches), prefetch)
+
+    def read_ahead(self, produce: Callable[["SceneReader"], Iterable[T]], depth: int = 1) -> Iterator[T]:
+        """What ``produce(reader)`` yields, made in a background thread up to ``depth``
+        items ahead of the caller.
+
+        ``produce`` gets the thread's own reader (GDAL handles are not shared across
+        threads): this reader's scene, scale, nodata fill and stretch, opened in the thread.
+        Errors in the thread are raised here, in the caller's thread. Closing the returned
+        iterator (or leaving it) stops the thread.
+        """
+        if depth < 1:
+            raise InternalError(f"read_ahead needs a depth of at least 1, got {depth}")
         worker_reader = SceneReader(self.source, scale=self.scale, nodata_fill=self.nodata_fill)  # the cache size is process-wide: set by the caller
         worker_reader.stretch = self.stretch
-        out: queue.Queue = queue.Queue(maxsize=prefetch)
+        out: queue.Queue = queue.Queue(maxsize=depth)
         stop = threading.Event()
         _done = object()
 
         def work() -> None:
             try:
                 with worker_reader:
-                    for batch in batches:
+                    for item in produce(worker_reader):
                         if stop.is_set():
                             return
-                        out.put(worker_reader.read_patches(batch, skip_pixels))
+                        out.put(item)
                 out.put(_done)
             except BaseException as exc:  # handed to the consumer, which re-raises it
                 out.put(exc)

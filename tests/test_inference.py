@@ -21,10 +21,11 @@ from glgeo.errors import InputError
 from glgeo.inference import InferenceSettings, StreamingSegmenter
 from glgeo.io import SceneReader, inspect_scene
 from glgeo.models.checkpoint import Checkpoint, InputScaling
-from glgeo.schemes import NODATA_ID, get_scheme
+from glgeo.schemes import DEEPGLOBE, NODATA_ID, get_scheme
 from glgeo.segmentation import segment
 from glgeo.tiling import PatchGrid, PatchWindow, axis_overlaps, taper, tile_weights, window_grid
 
+from fixtures.checkpoints import tiny_checkpoint
 from fixtures.rasters import write_geotiff
 
 BINARY = get_scheme("inria")
@@ -300,6 +301,32 @@ def test_nodata_windows_are_skipped_and_nodata_stays_nodata(tmp_path):
     np.testing.assert_array_equal(classes == NODATA_ID, nodata)
 
 
+@pytest.mark.parametrize("mode", ["g2l", "bidirectional"])
+def test_reading_ahead_across_windows_gives_the_map_of_windows_read_in_turn(tmp_path, mode, monkeypatch):
+    """With prefetching, one background thread reads every window's global image and
+    patches (both passes, bidirectional) in the order they are computed; the map is the
+    one of each window reading its own, bitwise."""
+    nodata = np.zeros((200, 260), bool)
+    nodata[:, 130:] = True  # the right column of windows holds no data
+    scene = smooth_scene(tmp_path / "s.tif", 200, 260, nodata=nodata)
+    checkpoint = tiny_checkpoint(DEEPGLOBE, mode)
+    threads = []
+    read_ahead = SceneReader.read_ahead
+    monkeypatch.setattr(SceneReader, "read_ahead", lambda self, *a, **k: threads.append(mode) or read_ahead(self, *a, **k))
+    outputs = []
+    for prefetch in (0, 2):
+        settings = InferenceSettings(device="cpu", precision="fp32", footprint=128, prefetch=prefetch, batch_size=3)
+        summary = segment(scene, tmp_path / f"c{prefetch}.tif", model=checkpoint, settings=settings,
+                          probabilities=tmp_path / f"p{prefetch}.tif")
+        assert summary.stats.windows == 6 and summary.stats.skipped_windows == 2
+        assert len(threads) == (prefetch > 0)  # the run reading ahead started one thread, for all its windows
+        with rasterio.open(tmp_path / f"c{prefetch}.tif") as a, rasterio.open(tmp_path / f"p{prefetch}.tif") as b:
+            outputs.append((a.read(1), b.read()))
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+    np.testing.assert_array_equal(outputs[0][1], outputs[1][1])
+    assert (outputs[0][0][:, 130:] == outputs[0][0][0, -1]).all()  # nodata there
+
+
 def test_strip_narrower_than_a_window(tmp_path):
     scene = smooth_scene(tmp_path / "scene-strip.tif", 40, 1500)
     summary, classes, scores = run(tmp_path, scene, "strip", footprint=160)
@@ -479,7 +506,7 @@ def test_patch_boxes_of_a_grid_beyond_the_window_are_the_windows():
     assert boxes.beyond and boxes.scene_sizes[0].tolist() == [150, 200]
     assert boxes.pixels[:, 0].tolist() == [w.top - 8 for w in grid] and boxes.pixels[:, 1].tolist() == [w.left - 8 for w in grid]
     assert boxes.pixels[0, :2].tolist() == [-8, -8] and boxes.pixels[-1, 0] + 64 == 150 + 8
-    first = next(run.scene_batches(1))[0]  # read from the scene: 8 px above and left of it
+    first = next(run.layout.scene_batches(1))[0]  # read from the scene: 8 px above and left of it
     assert (first.top, first.left) == (-8, -8)
     plain = _WindowRun(WindowLayout(window, (0, 0, 0, 0), PatchGrid.for_scene(150, 200, 64)), lambda *a: None, True)
     assert not plain.boxes(batch, [0]).beyond
