@@ -710,10 +710,12 @@ class StreamingSegmenter:
         taper = self.settings.blend == "taper"
         # a background thread reads every window's global image and patches in the order
         # they are computed, so the next window's reads overlap this window's networks
-        # (coarse-to-fine chooses a window's patches from its global branch: read per window)
+        # (coarse-to-fine chooses a window's patches from its global branch: read per window);
+        # two items more than the batches prefetched, so the next window's nodata check and
+        # global image are ready when this window ends (a deeper queue of a few MB)
         ahead = None
         if self.settings.prefetch > 0 and not self.settings.coarse_to_fine:
-            ahead = reader.read_ahead(lambda worker: self._window_reads(worker, layouts, passes), self.settings.prefetch)
+            ahead = reader.read_ahead(lambda worker: self._window_reads(worker, layouts, passes), self.settings.prefetch + 2)
         try:
             for tile, layout in zip(tiles, layouts):
                 self._blend_window(tile, layout, windows, blender, window_pixels, reader, ahead, stats, tick, taper, passes)
