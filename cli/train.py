@@ -81,8 +81,9 @@ def _scheme(value: str | None):
 @click.option("--pyramid-channels", type=int, default=256, show_default=True, help="FPN width (paper 256).")
 @click.option("--segmentation-channels", type=int, default=128, show_default=True, help="ps2 width (paper 128).")
 @click.option("--init", default=None, help="Checkpoint (or zoo model) the first stage starts from.")
-@click.option("--backbone-weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="torchvision ImageNet weights file for a fresh model's backbones.")
+@click.option("--backbone-weights", default=None, metavar="FILE|MODEL",
+              help="A fresh model's backbones from a torchvision ImageNet weights file, or from a glgeo "
+                   "checkpoint or zoo model of the same backbone (any classes; e.g. deepglobe-landcover).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out; finished stages are skipped.")
 @click.option("--split-file", type=click.Path(exists=True, path_type=Path), default=None,
               help="Split lists: a folder of train/val(crossvali)/test .txt, a JSON file, or name,split lines.")

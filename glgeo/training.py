@@ -213,8 +213,11 @@ class TrainSettings:
         fmreg_weight: weight of the feature-map regularisation (stage 2).
         init: checkpoint (file or zoo name) the first stage run starts from; by default
             stage 1 starts from scratch and stage N from the run's ``stageN-1/best.pt``.
-        backbone_weights: a torchvision ImageNet state-dict file for a fresh model's
-            backbones (the released code started from ImageNet weights).
+        backbone_weights: weights for a fresh model's backbones: a torchvision ImageNet
+            state-dict file (the released code started from ImageNet weights), or a glgeo
+            checkpoint (file or zoo name) of the same backbone, whose branches give theirs
+            to the same branches (:func:`transfer_backbones`; its heads and classes are
+            not used, so it may be of another class scheme).
         resume: continue an interrupted run from its Lightning checkpoints; finished
             stages are skipped.
         accelerator: ``auto``, ``cpu``, ``gpu``...
@@ -245,7 +248,7 @@ class TrainSettings:
     cut_consistency: float = 0.0
     fmreg_weight: float = FMREG_WEIGHT
     init: str | None = None
-    backbone_weights: Path | None = None
+    backbone_weights: str | Path | None = None
     resume: bool = False
     accelerator: str = "auto"
     devices: str | int | list[int] = "auto"
@@ -850,9 +853,7 @@ def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, fir
             settings.backbone, scheme.n_classes, settings.mode, settings.pyramid_channels, settings.segmentation_channels
         )
         if settings.backbone_weights is not None:
-            for branch in (model.global_branch, model.local_branch, model.global_l2g):
-                if branch is not None:
-                    branch.backbone.load_pretrained(settings.backbone_weights)
+            _load_backbone_weights(model, settings.backbone_weights)
         return model
     ck = load_checkpoint(init)
     _check_classes(ck.model, scheme, f"checkpoint {init}")
@@ -863,6 +864,51 @@ def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, fir
         model.start_stage3()
     model.train()
     return model
+
+
+def _load_backbone_weights(model: GLNet, weights: str | Path) -> None:
+    """A fresh model's backbones from a torchvision ImageNet file or a glgeo checkpoint."""
+    path = Path(weights)
+    if path.is_file():
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as exc:  # torch raises many types for a bad file
+            raise CheckpointError(f"cannot read backbone weights {str(path)!r}: {exc}") from None
+        torchvision = not (isinstance(payload, dict) and "format" in payload)
+        del payload
+        if torchvision:
+            for branch in (model.global_branch, model.local_branch, model.global_l2g):
+                if branch is not None:
+                    branch.backbone.load_pretrained(path)
+            return
+    transfer_backbones(model, load_checkpoint(weights).model, str(weights))
+
+
+def transfer_backbones(model: GLNet, source: GLNet, name: str = "the source checkpoint") -> None:
+    """Copy ``source``'s backbones into ``model``'s, branch by branch (global -> global,
+    local -> local, L->G global -> L->G global, or the global one where ``source`` has
+    none); the heads stay as they are. Transfer learning from another glgeo model: a model
+    of another class scheme, or of imagery close to the new task's.
+
+    Raises:
+        CheckpointError: the backbones differ, or ``source`` lacks a branch ``model`` has.
+    """
+    if source.config.backbone != model.config.backbone:
+        raise CheckpointError(
+            f"{name} has {source.config.backbone} backbones and this run builds {model.config.backbone}; "
+            f"pass --backbone {source.config.backbone} or weights of a {model.config.backbone} model"
+        )
+    pairs = [
+        (model.global_branch, source.global_branch),
+        (model.local_branch, source.local_branch),
+        (model.global_l2g, source.global_l2g if source.global_l2g is not None else source.global_branch),
+    ]
+    for target, origin in pairs:
+        if target is None:
+            continue
+        if origin is None:
+            raise CheckpointError(f"{name} has no branch to give this model's every backbone; use a g2l or bidirectional model")
+        target.backbone.load_state_dict(origin.backbone.state_dict())
 
 
 def _stage_done(folder: Path) -> bool:

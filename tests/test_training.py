@@ -154,6 +154,32 @@ def test_deepglobe_layout_stage_1_and_2(tmp_path):
     assert (ck.metadata["training"]["train_scenes"], ck.metadata["training"]["val_scenes"]) == (2, 1)
 
 
+def test_backbones_start_from_a_model_of_another_scheme(tmp_path):
+    """--backbone-weights with a glgeo checkpoint of other classes: a fresh 2-class run
+    starts with its backbones, branch by branch, and its own fresh heads."""
+    root = make_deepglobe(tmp_path / "dg", ids=("1", "2", "3"), size=96)
+    run_cli("train", "--dataset", "deepglobe", "--root", str(root), "--out", str(tmp_path / "lc"), "--mode", "g2l", *SMALL)
+    source = load_checkpoint(tmp_path / "lc" / "model.pt").model
+    inria = make_folder(tmp_path / "inria", names=("a", "b"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "b"
+    run_cli("train", "--dataset", "folder", "--scheme", "inria", "--root", str(inria), "--out", str(out), "--mode", "g2l",
+            "--stage", "1", "--backbone-weights", str(tmp_path / "lc" / "model.pt"), *SMALL, "--lr", "1e-12")
+    model = load_checkpoint(out / "model.pt").model
+    assert model.config.n_classes == 2
+    # a step at rate 1e-12 leaves the weights where they started (its BatchNorm statistics move)
+    for branch in ("global_branch", "local_branch"):
+        got, want = dict(getattr(model, branch).backbone.named_parameters()), dict(getattr(source, branch).backbone.named_parameters())
+        assert got.keys() == want.keys()
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=0, atol=1e-9)
+    assert not torch.allclose(model.local_branch.backbone.conv1.weight, source.global_branch.backbone.conv1.weight)
+    # another backbone: one line that says what to pass
+    result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(inria),
+                                      "--out", str(tmp_path / "c"), "--backbone-weights", str(tmp_path / "lc" / "model.pt"),
+                                      *SMALL, "--backbone", "resnet34"])
+    assert result.exit_code == 1 and "pass --backbone resnet18" in result.output
+
+
 def test_poly_lr_and_patch_merge():
     assert poly_lr(1.0, 0.0) == 1.0 and poly_lr(1.0, 1.0) == 0.0
     assert poly_lr(2e-5, 0.5, 0.9) == pytest.approx(2e-5 * 0.5**0.9)
