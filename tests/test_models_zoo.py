@@ -154,6 +154,8 @@ def test_prepare_buildings_keeps_the_test_ground_out(sample_data, tmp_path):
     split = json.loads((out / "split.json").read_text())
     assert split["test"] == ["austin_test", "joplin_1361-9136"]
     assert not any("10160" in n for part in split.values() for n in part)
+    refit = json.loads((out / "split_refit.json").read_text())  # the shipped run's: train + val, the same test
+    assert refit == {"train": split["train"] + split["val"], "val": [], "test": split["test"]}
 
     def ground(name):
         with rasterio.open(out / "images" / f"{name}.tif") as src, rasterio.open(out / "masks" / f"{name}.tif") as msk:

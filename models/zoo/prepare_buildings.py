@@ -1,7 +1,7 @@
 """Cut the shared Austin crop and Joplin tiles into the buildings model's training data.
 
 Writes a ``folder`` dataset (``images/``, ``masks/``, masks 0 background / 255 building,
-each window keeping its georeferencing) and ``split.json``:
+each window keeping its georeferencing), ``split.json`` and ``split_refit.json``:
 
 * train: Austin crop rows 0-499, columns 0-699; Joplin ``tile_337-9136``, three of its four
   512 px quarters.
@@ -9,6 +9,9 @@ each window keeping its georeferencing) and ``split.json``:
   quarter of ``tile_337-9136``.
 * test (reported on, never trained on or chosen on): Austin rows 500-699, all columns, at
   their own 0.3 m; Joplin ``tile_1361-9136`` whole.
+* ``split_refit.json``: the same test part, with train and val together as training
+  scenes and no validation: the shipped model is the recipe, once checked on the val part,
+  trained again on all the ground it may see.
 * not used: Joplin ``tile_337-10160``, whose footprints miss its largest buildings (a
   warehouse and a hall in the south, apartment rows in the east, shops along the main road;
   ``docs/figures/joplin_footprints.png``): trained on, they would teach the model that
@@ -99,6 +102,9 @@ def main(data_dir: str, out_dir: str) -> None:
         write(out / "masks" / f"{name}.tif", mask[None], crs, transform)
         split[part].append(name)
     (out / "split.json").write_text(json.dumps(split, indent=1))
+    # the recipe, once checked on the val part, trained again on train + val (same test)
+    refit = {"train": split["train"] + split["val"], "val": [], "test": split["test"]}
+    (out / "split_refit.json").write_text(json.dumps(refit, indent=1))
     for part, names in split.items():
         print(f"{part}: {', '.join(names)}")
 
