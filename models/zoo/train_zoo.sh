@@ -3,10 +3,10 @@
 #   bash models/zoo/train_zoo.sh DATA_DIR RUNS_DIR [deepglobe|inria|both]
 # DATA_DIR is the shared sample data (deepglobe/, deepglobe_256/, inria/, joplin/); RUNS_DIR
 # receives the runs.
-# The shipped files were trained on 2-core CPUs from random initialisation (no ImageNet
-# weights can be downloaded here): deepglobe-landcover in bf16 mixed precision (AMD EPYC
-# with AVX-512 BF16), inria-buildings in fp32 (AMD EPYC with AVX2 only), its backbones
-# starting from the shipped deepglobe-landcover's (the zoo file, not a retrained one).
+# The shipped files were trained on 2-core CPUs without ImageNet weights (none can be
+# downloaded here): deepglobe-landcover from random initialisation in bf16 mixed precision
+# (AMD EPYC with AVX-512 BF16), inria-buildings in fp32 (AMD EPYC with AVX2 only), its
+# backbones starting from the shipped deepglobe-landcover's (the zoo file, not a retrained one).
 set -eu
 DATA=${1:?DATA_DIR}; RUNS=${2:?RUNS_DIR}; WHICH=${3:-both}
 HERE=$(cd "$(dirname "$0")" && pwd)
