@@ -896,7 +896,7 @@ def transfer_backbones(model: GLNet, source: GLNet, name: str = "the source chec
     if source.config.backbone != model.config.backbone:
         raise CheckpointError(
             f"{name} has {source.config.backbone} backbones and this run builds {model.config.backbone}; "
-            f"pass --backbone {source.config.backbone} or weights of a {model.config.backbone} model"
+            f"build a {source.config.backbone} model, or start from weights of a {model.config.backbone} one"
         )
     pairs = [
         (model.global_branch, source.global_branch),
@@ -907,7 +907,7 @@ def transfer_backbones(model: GLNet, source: GLNet, name: str = "the source chec
         if target is None:
             continue
         if origin is None:
-            raise CheckpointError(f"{name} has no branch to give this model's every backbone; use a g2l or bidirectional model")
+            raise CheckpointError(f"{name} is a global-only model with no local backbone to give; start from a g2l or bidirectional one")
         target.backbone.load_state_dict(origin.backbone.state_dict())
 
 
