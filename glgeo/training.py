@@ -76,6 +76,7 @@ except ImportError:  # the standalone package has the same API
 
 from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
 from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective, class_loss_weights, cut_consistency, mosaic_of, resize_labels
+from glgeo.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from glgeo.models.sharing import feature_map_regularisation
 
 log = logging.getLogger(__name__)
@@ -874,7 +875,7 @@ def _load_backbone_weights(model: GLNet, weights: str | Path) -> None:
             payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # torch raises many types for a bad file
             raise CheckpointError(f"cannot read backbone weights {str(path)!r}: {exc}") from None
-        torchvision = not (isinstance(payload, dict) and "format" in payload)
+        torchvision = not (isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT)
         del payload
         if torchvision:
             for branch in (model.global_branch, model.local_branch, model.global_l2g):
