@@ -24,7 +24,10 @@ It prints:
    accuracy of both, against the ground truth, and the share of pixels that get the same
    class in both; that share by distance from each image's edge (in the mosaic an edge is a
    seam with an unrelated neighbour image, which the model sees in its context), and the
-   mIoU of both on the pixels at least 600 px from any edge;
+   mIoU of both on the pixels at least 600 px from any edge; the share of pixels right in
+   both by distance from the nearest edge, split by what that edge faces in the mosaic (a
+   neighbour image or the nodata border), with each band's part of the change in pixel
+   accuracy;
 2. **cut**: each tile against the same tile with its first 333 rows and 517 columns cut
    off: the share of the shared pixels that get the same class; for ``glgeo`` also with
    plain images (the JPEG, and the cut without georeferencing), whose place on a map is
@@ -64,6 +67,8 @@ REPO = Path(__file__).resolve().parents[1]
 CUT_ROWS, CUT_COLS = 333, 517
 #: distance bands from an image's edge, px at 0.5 m (the last one: the image's centre)
 SEAM_BANDS = (0, 100, 300, 600, 10**6)
+#: finer bands for the split by what an edge faces in the mosaic (a neighbour image or the border)
+FACING_BANDS = (0, 25, 100, 300, 10**6)
 
 
 def straight_lines(classes: np.ndarray, valid: np.ndarray | None = None) -> int:
@@ -206,6 +211,8 @@ def main() -> None:
             same_by_band = np.zeros(len(SEAM_BANDS) - 1)
             right_by_band = np.zeros((2, len(SEAM_BANDS) - 1))  # alone, mosaic: share of pixels right
             conf_inner_alone, conf_inner_mosaic = conf_alone.copy(), conf_alone.copy()
+            # pixels right (alone, mosaic) and counted, by the kind of edge nearest (neighbour image, border)
+            facing = np.zeros((2, 3, len(FACING_BANDS) - 1))
             for k, name in enumerate(ids):
                 r, c = divmod(k, 3)
                 part = whole[b + r * side : b + (r + 1) * side, b + c * side : b + (c + 1) * side]
@@ -218,6 +225,14 @@ def main() -> None:
                     right_by_band[0, i] += (alone[engine][name] == truths[name])[band].mean() / 9
                     right_by_band[1, i] += (part == truths[name])[band].mean() / 9
                 inner = seam_bands[-1]
+                edges = [(rows, r > 0), (side - 1 - rows, r < 2), (cols, c > 0), (side - 1 - cols, c < 2)]
+                nearest = np.argmin(np.stack([d for d, _ in edges]), axis=0)
+                to_neighbour = np.array([f for _, f in edges])[nearest]
+                for j, kind in enumerate((to_neighbour, ~to_neighbour)):
+                    for i, (lo, hi) in enumerate(zip(FACING_BANDS[:-1], FACING_BANDS[1:])):
+                        sel = kind & (to_edge >= lo) & (to_edge < hi)
+                        facing[j, :, i] += ((alone[engine][name] == truths[name])[sel].sum(),
+                                            (part == truths[name])[sel].sum(), sel.sum())
                 conf_inner_alone += confusion_matrix(truths[name][inner], alone[engine][name][inner], scheme.n_classes)
                 conf_inner_mosaic += confusion_matrix(truths[name][inner], part[inner], scheme.n_classes)
                 lines_alone += straight_lines(alone[engine][name])
@@ -231,7 +246,7 @@ def main() -> None:
                 seconds=seconds[engine], lines=(lines_alone, lines_mosaic, lines_truth), mp=9 * side * side / 1e6,
                 mosaic_mp=size * size / 1e6, same_by_band=same_by_band, right_by_band=right_by_band,
                 inner_alone=SegmentationScores(conf_inner_alone, scheme),
-                inner_mosaic=SegmentationScores(conf_inner_mosaic, scheme),
+                inner_mosaic=SegmentationScores(conf_inner_mosaic, scheme), facing=facing,
             )
 
     print(f"{'engine':<8} {'what':<34} {'mIoU':>8} {'pix.acc':>8}")
@@ -254,6 +269,13 @@ def main() -> None:
         ra, rm = r["right_by_band"]
         print(f"{engine:<8} " + ", ".join(f"{lo}-{hi if hi < side else ''} px {100 * a:.1f} -> {100 * m:.1f} %"
                                           for lo, hi, a, m in zip(SEAM_BANDS[:-1], SEAM_BANDS[1:], ra, rm)))
+    print("the same, by what the nearest edge faces in the mosaic (points: that band's share of the change in pixel accuracy):")
+    for engine, r in results.items():
+        for j, kind in enumerate(("a neighbour image", "the nodata border")):
+            right_alone, right_mosaic, count = r["facing"][j]
+            print(f"{engine:<8} facing {kind:<17} " + ", ".join(
+                f"{lo}-{hi if hi < side else ''} px {100 * a / k:.1f} -> {100 * m / k:.1f} % ({100 * (m - a) / (9 * side * side):+.2f})"
+                for lo, hi, a, m, k in zip(FACING_BANDS[:-1], FACING_BANDS[1:], right_alone, right_mosaic, count)))
     for engine, r in results.items():
         print(f"{engine:<8} cut {CUT_ROWS} rows x {CUT_COLS} cols: same class on {100 * r['cut'].mean():.2f} % of the shared "
               f"pixels (worst image {100 * r['cut'].min():.2f} %)")

@@ -78,6 +78,46 @@ def section(r: dict, pct) -> str:
 """ + "\n".join(rows) + "\n"
 
 
+def summarise(label: str, names, report, seconds: float, scheme, majority: int, tta: dict | None = None) -> dict:
+    """A report's card entry: pooled scores, the majority class's, per-class IoU spread."""
+    scores = report.scores
+    baseline = scores.majority_baseline(majority)
+    per_image = np.array([i.iou for i in report.images], dtype=np.float64)
+    spread = {}
+    for k, c in enumerate(scheme.names):
+        values = per_image[:, k][~np.isnan(per_image[:, k])]
+        spread[c] = None if not len(values) else {
+            "mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
+            "max": float(values.max()), "images": int(len(values)),
+        }
+    metrics = {
+        "miou": scores.miou,
+        "pixel_accuracy": scores.pixel_accuracy,
+        "iou": {c: (None if np.isnan(v) else float(v)) for c, v in zip(scheme.names, scores.iou)},
+    }
+    base = {"class": scheme.names[majority], "miou": baseline.miou, "pixel_accuracy": baseline.pixel_accuracy}
+    if scores.building_iou is not None:
+        metrics["building_iou"] = scores.building_iou
+        base["building_iou"] = baseline.building_iou
+    return {
+        "label": label, "scenes": list(names), "metrics": metrics, "majority_baseline": base,
+        "iou_across_images": spread,
+        "image_miou": {i.name: i.miou for i in report.images},
+        "pixels": scores.n_pixels, "seconds_per_image": report.seconds_per_image, "seconds": round(seconds, 1),
+        **({"tta": tta} if tta is not None else {}),
+    }
+
+
+def tta_summary(report, scheme) -> dict:
+    """A report's ``--tta`` entry."""
+    return {
+        "miou": report.scores.miou,
+        "pixel_accuracy": report.scores.pixel_accuracy,
+        "iou": {c: (None if np.isnan(v) else float(v)) for c, v in zip(scheme.names, report.scores.iou)},
+        "seconds_per_image": report.seconds_per_image,
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name")
@@ -142,42 +182,9 @@ def main() -> None:
         reports.append((label, names, report, time.perf_counter() - start))
         if args.tta:
             with_tta = evaluate_model(ck, data, names, settings=settings, tta=True, gsd=gsds.get(label))
-            tta_results[label] = {
-                "miou": with_tta.scores.miou,
-                "pixel_accuracy": with_tta.scores.pixel_accuracy,
-                "iou": {c: (None if np.isnan(v) else float(v)) for c, v in zip(scheme.names, with_tta.scores.iou)},
-                "seconds_per_image": with_tta.seconds_per_image,
-            }
+            tta_results[label] = tta_summary(with_tta, scheme)
 
-    def summarise(label, names, report, seconds):
-        scores = report.scores
-        baseline = scores.majority_baseline(majority)
-        per_image = np.array([i.iou for i in report.images], dtype=np.float64)
-        spread = {}
-        for k, c in enumerate(scheme.names):
-            values = per_image[:, k][~np.isnan(per_image[:, k])]
-            spread[c] = None if not len(values) else {
-                "mean": float(values.mean()), "std": float(values.std()), "min": float(values.min()),
-                "max": float(values.max()), "images": int(len(values)),
-            }
-        metrics = {
-            "miou": scores.miou,
-            "pixel_accuracy": scores.pixel_accuracy,
-            "iou": {c: (None if np.isnan(v) else float(v)) for c, v in zip(scheme.names, scores.iou)},
-        }
-        base = {"class": scheme.names[majority], "miou": baseline.miou, "pixel_accuracy": baseline.pixel_accuracy}
-        if scores.building_iou is not None:
-            metrics["building_iou"] = scores.building_iou
-            base["building_iou"] = baseline.building_iou
-        return {
-            "label": label, "scenes": list(names), "metrics": metrics, "majority_baseline": base,
-            "iou_across_images": spread,
-            "image_miou": {i.name: i.miou for i in report.images},
-            "pixels": scores.n_pixels, "seconds_per_image": report.seconds_per_image, "seconds": round(seconds, 1),
-            **({"tta": tta_results[label]} if label in tta_results else {}),
-        }
-
-    summaries = [summarise(*r) for r in reports]
+    summaries = [summarise(*r, scheme, majority, tta_results.get(r[0])) for r in reports]
     head = summaries[0]
     metrics, base_metrics = head["metrics"], head["majority_baseline"]
     scores = reports[0][2].scores
