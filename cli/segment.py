@@ -80,7 +80,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--global-margin", type=click.IntRange(min=0), default=None, metavar="PX",
               help="With --global-view fixed (global and g2l modes): extend each global image by PX px of its "
                    "mirror image on every side before the global branch, and cut it off the features; a "
-                   "multiple of 32.  [default: about a fifth of the global image, 64 px for the zoo models]")
+                   "multiple of 32.  [default: about a tenth of the global image, 32 px for the zoo models]")
 @click.option("--context-crop", type=click.Choice(["exact", "cells"]), default="exact", show_default=True,
               help="How a patch's G->L context is cut from its window's global features: exact (at the "
                    "patch's exact place) or cells (at whole feature cells, as the released code).")

@@ -63,7 +63,7 @@ class Provenance:
             distance divided by ``scale``); ``None`` for scenes without georeferencing.
         blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
         context: how each context window's global view and patch contexts were made and
-            where the grids start (:func:`context_rule`: ``global view fixed, margin 64 px,
+            where the grids start (:func:`context_rule`: ``global view fixed, margin 32 px,
             context crop exact, grid anchor world``).
         nodata_fill: what the network saw where the scene has no data (``mirror``, ``mean`` or ``zero``,
             see :class:`glgeo.inference.InferenceSettings`).
@@ -174,7 +174,7 @@ def context_rule(settings: Any, engine: Any = None) -> str:
     ``global_margin``, ``context_crop``, ``grid_anchor``).
 
     With the run's ``engine`` (a :class:`~glgeo.inference.StreamingSegmenter`), what it
-    resolved the settings to: ``global view fixed, margin 64 px, context crop exact, grid
+    resolved the settings to: ``global view fixed, margin 32 px, context crop exact, grid
     anchor world`` (``world, patches only`` where only the patch grids are on the map's
     lattice, :attr:`~glgeo.inference.StreamingSegmenter.global_step`); without one, the
     settings as given, ``auto`` for the engine's choice."""

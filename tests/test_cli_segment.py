@@ -221,20 +221,20 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
         # what the engine resolved the defaults to: this model's global pixel is no whole
         # number of working-grid pixels, so only its patch grids are on the map's lattice
         assert src.tags()["GLGEO_CONTEXT"] == (
-            "global view fixed, margin 64 px, context crop exact, grid anchor world, patches only"
+            "global view fixed, margin 32 px, context crop exact, grid anchor world, patches only"
         )
     chosen = run("segment", scene, "-o", tmp_path / "chosen.tif", "--model", checkpoints["inria"], "--footprint", "160",
-                 "--global-view", "fixed", "--global-margin", "32", "--context-crop", "cells", "--device", "cpu")
+                 "--global-view", "fixed", "--global-margin", "64", "--context-crop", "cells", "--device", "cpu")
     assert chosen.exit_code == 0, chosen.output
     with rasterio.open(tmp_path / "chosen.tif") as src:
         assert src.tags()["GLGEO_CONTEXT"] == (
-            "global view fixed, margin 32 px, context crop cells, grid anchor world, patches only"
+            "global view fixed, margin 64 px, context crop cells, grid anchor world, patches only"
         )
     scene_grid = run("segment", scene, "-o", tmp_path / "scene-grid.tif", "--model", checkpoints["inria"], "--footprint",
                      "160", "--grid-anchor", "scene", "--device", "cpu")
     assert scene_grid.exit_code == 0, scene_grid.output
     with rasterio.open(tmp_path / "scene-grid.tif") as src:
-        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin 64 px, context crop exact, grid anchor scene"
+        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin 32 px, context crop exact, grid anchor scene"
     for extra, message in ((["--global-margin", "40"], "multiple of 32"),
                            (["--global-view", "squeeze", "--global-margin", "32"], "drop --global-margin"),
                            (["--global-view", "squeeze", "--grid-anchor", "world"], "use --grid-anchor scene")):

@@ -85,7 +85,7 @@ def test_crop_margin_gives_the_features_of_the_image_without_its_margin():
 def test_the_fixed_view_keeps_one_ground_resolution_for_every_window():
     engine = StreamingSegmenter(_Net(), InferenceSettings(device="cpu"), 256, 256, footprint=612)
     assert engine.global_size == round(256 * GLOBAL_ZOOM) == 307
-    assert engine.global_margin == default_global_margin(307) == 64
+    assert engine.global_margin == default_global_margin(307) == 32
     assert engine.global_shape(612, 612) == (307, 307)
     assert engine.global_shape(529, 483) == (265, 242)  # the image cut by 333 x 517 px at 0.5 m
     assert engine.global_shape(612, 100) == (307, 50)  # a strip's window
@@ -106,12 +106,18 @@ def test_the_global_branch_sees_the_view_with_its_margin_and_returns_it_without(
     engine = StreamingSegmenter(Pooling(), InferenceSettings(device="cpu", channels_last=False), 256, 256, footprint=612)
     image = torch.randn(1, 3, *engine.global_shape(529, 483))
     out = engine._encode_global(image)
-    assert seen == [(265 + 128, 242 + 128)]  # 64 px of mirror image on every side
+    assert seen == [(265 + 64, 242 + 64)]  # 32 px of mirror image on every side
     torch.testing.assert_close(out.logits, F.avg_pool2d(image, 4))
-    torch.testing.assert_close(out.c[0], F.avg_pool2d(F.pad(image, (64,) * 4, mode="reflect"), 32)[..., 2:-2, 2:-2])
-    # an image too small to mirror 64 px gets the largest whole margin it can
+    torch.testing.assert_close(out.c[0], F.avg_pool2d(F.pad(image, (32,) * 4, mode="reflect"), 32)[..., 1:-1, 1:-1])
+    # a wider margin, and an image too small to mirror it, which gets the largest whole margin it can
+    wide = StreamingSegmenter(Pooling(), InferenceSettings(device="cpu", channels_last=False, global_margin=64), 256, 256,
+                              footprint=612)
     seen.clear()
-    engine._encode_global(torch.randn(1, 3, 40, 200))
+    out = wide._encode_global(image)
+    assert seen == [(265 + 128, 242 + 128)]
+    torch.testing.assert_close(out.c[0], F.avg_pool2d(F.pad(image, (64,) * 4, mode="reflect"), 32)[..., 2:-2, 2:-2])
+    seen.clear()
+    wide._encode_global(torch.randn(1, 3, 40, 200))
     assert seen == [(40 + 64, 200 + 64)]
 
 
