@@ -96,6 +96,11 @@ def main() -> None:
     maps = [around_seam(alone[ABOVE], alone[BELOW]),
             whole[seam - ROWS : seam + ROWS, BORDER + COLUMNS.start : BORDER + COLUMNS.stop]]
     right = [100 * (m[ROWS : ROWS + 100] == truth[ROWS : ROWS + 100]).mean() for m in maps]
+    # how far the class above the seam reaches below it, column by column (px of 0.5 m)
+    above_class = np.bincount(truth[:ROWS].ravel()).argmax()
+    for label, m in zip(("alone", "mosaic"), maps):
+        reach = (np.cumprod(m[ROWS:] == above_class, axis=0)).sum(axis=0) / 2
+        print(f"{label}: {scheme.classes[above_class].name} reaches {reach.min():.0f}-{reach.max():.0f} m below the seam")
     pictures = [image, palette[truth]] + [palette[m] for m in maps]
     titles = [f"{ABOVE} above {BELOW}: the seam", "hand-drawn truth",
               f"each image alone ({BELOW}'s first 100 px: {right[0]:.0f} % right)",
