@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from matplotlib.patches import Patch
+
+REPO = Path(__file__).resolve().parents[2]
+#: the shared sample data: ``GLGEO_SAMPLE_DATA``, else ``../shared/data`` beside the repository
+DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 
 
 def draw_panels(axes, pictures, titles, step: int = 1) -> None:
@@ -27,8 +34,6 @@ def class_legend(fig, scheme, shown, extra=()) -> None:
 def save(fig, name: str, rect: tuple[float, float, float, float], dpi: int) -> None:
     """Lay ``fig`` out within ``rect`` (room for the legend) and write it as
     ``docs/figures/NAME``."""
-    from pathlib import Path
-
     fig.tight_layout(rect=rect)
     out = Path(__file__).resolve().parent / name
     fig.savefig(out, dpi=dpi)

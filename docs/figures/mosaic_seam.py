@@ -17,7 +17,6 @@ Run from the repository root (needs ../shared/data and matplotlib)::
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -31,16 +30,13 @@ import rasterio  # noqa: E402
 from affine import Affine  # noqa: E402
 from rasterio.windows import Window  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import glgeo  # noqa: E402
+from _panels import DATA, class_legend, draw_panels, save  # noqa: E402
 from glgeo.datasets import read_mask_ids  # noqa: E402
 from glgeo.inference import InferenceSettings  # noqa: E402
 from glgeo.schemes import NODATA_ID, get_scheme  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "docs" / "figures"))
-from _panels import class_legend, draw_panels, save  # noqa: E402
-
-DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 ABOVE, BELOW = "19627", "3484"
 BORDER = 700  # px of nodata around the mosaic, as benchmarks/invariance.py
 SIDE = 2448
