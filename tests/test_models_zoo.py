@@ -171,3 +171,51 @@ def test_prepare_buildings_keeps_the_test_ground_out(sample_data, tmp_path):
     with rasterio.open(out / "images" / "joplin_1361-9136.tif") as held, \
             rasterio.open(sample_data / "joplin" / "tile_1361-9136.tif") as src:
         assert (held.transform, held.shape) == (src.transform, src.shape)
+
+
+def test_remeasure_card_measures_the_reports_again_and_keeps_the_rest(sample_data, tmp_path):
+    """models/zoo/remeasure_card.py on a copy of the buildings card (without its --tta
+    figures, which take minutes): with the engine unchanged it finds the card's own figures,
+    rewrites only the report sections of the Markdown, and leaves the notes as they are."""
+    import json
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    name = "inria-buildings"
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    for suffix in (".pt", ".md"):
+        shutil.copy(ZOO_DIR / f"{name}{suffix}", zoo)
+    card = json.loads((ZOO_DIR / f"{name}.json").read_text())
+    for report in card["reports"]:
+        report.pop("tta", None)
+    stale = json.loads(json.dumps(card))  # figures the run must replace
+    stale["metrics"]["building_iou"] = stale["reports"][0]["metrics"]["building_iou"] = 0.0
+    (zoo / f"{name}.json").write_text(json.dumps(stale, indent=2) + "\n")
+    text = (zoo / f"{name}.md").read_text()
+    building = f"| building IoU | {100 * card['metrics']['building_iou']:.1f} | 0.0 |"
+    assert building in text
+    # as make_card writes it without --tta, and with a stale figure
+    (zoo / f"{name}.md").write_text(re.sub(r"\n\| with `--tta`.*\|", "", text).replace(building, "| building IoU | 0.0 | 0.0 |"))
+    data = tmp_path / "b"
+    subprocess.run([sys.executable, str(ZOO_DIR / "prepare_buildings.py"), str(sample_data), str(data)], check=True)
+    (label,) = [r["label"] for r in card["reports"]]
+    subprocess.run([sys.executable, str(ZOO_DIR / "remeasure_card.py"), name, "--dataset", "folder", "--scheme", "inria",
+                    "--report", label, str(data), "--zoo", str(zoo)], check=True)
+    again = json.loads((zoo / f"{name}.json").read_text())
+    (old,), (new,) = card["reports"], again["reports"]
+    assert new["scenes"] == old["scenes"] and new["majority_baseline"] == old["majority_baseline"]
+    assert new["metrics"]["building_iou"] == pytest.approx(old["metrics"]["building_iou"], abs=0.005)  # other CPUs: other rounding
+    assert new["image_miou"] == pytest.approx(old["image_miou"], abs=0.005)
+    assert again["metrics"] == new["metrics"] and again["sha256"] == card["sha256"]
+    # the Markdown: the same but for its figures (seconds, and rounding on other CPUs), the notes untouched
+    figures = re.compile(r"\d+\.\d+")
+    before, after = re.sub(r"\n\| with `--tta`.*\|", "", text), (zoo / f"{name}.md").read_text()
+    assert figures.sub("#", after) == figures.sub("#", before)
+    assert after.endswith(text[text.index("Fine-tune it on your own data"):])
+    assert f"| building IoU | {100 * new['metrics']['building_iou']:.1f} | 0.0 |" in after  # measured, not the stale 0
+    bad = subprocess.run([sys.executable, str(ZOO_DIR / "remeasure_card.py"), name, "--dataset", "folder",
+                          "--report", "another label", str(data), "--zoo", str(zoo)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "give --report for each of the card's reports" in bad.stderr

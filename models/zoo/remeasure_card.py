@@ -11,7 +11,7 @@ A report measured with ``--tta`` is measured with it again.
 
 Usage:
     python models/zoo/remeasure_card.py NAME --dataset DATASET [--scheme SCHEME] \
-        --report LABEL ROOT [--report LABEL ROOT ...] [--report-gsd LABEL METRES ...]
+        --report LABEL ROOT [--report LABEL ROOT ...] [--report-gsd LABEL METRES ...] [--zoo DIR]
 
 (``--report`` gives the folder each report's scenes are in, by the report's label in the
 card; every report of the card needs one.)
@@ -41,16 +41,17 @@ def main() -> None:
     p.add_argument("--scheme", default=None)
     p.add_argument("--report", nargs=2, action="append", metavar=("LABEL", "ROOT"), required=True)
     p.add_argument("--report-gsd", nargs=2, action="append", metavar=("LABEL", "METRES"), default=[])
+    p.add_argument("--zoo", type=Path, default=ZOO, help="The folder of NAME.pt, NAME.json and NAME.md (default: this one).")
     args = p.parse_args()
 
-    card_path, text_path = ZOO / f"{args.name}.json", ZOO / f"{args.name}.md"
+    card_path, text_path = args.zoo / f"{args.name}.json", args.zoo / f"{args.name}.md"
     card = json.loads(card_path.read_text())
     roots = dict(args.report)
     gsds = {label: float(metres) for label, metres in args.report_gsd}
     labels = [r["label"] for r in card["reports"]]
     if set(roots) != set(labels) or set(gsds) - set(labels):
         raise SystemExit(f"give --report for each of the card's reports, by label: {labels}")
-    ck = load_checkpoint(ZOO / f"{args.name}.pt")
+    ck = load_checkpoint(args.zoo / f"{args.name}.pt")
     scheme = get_scheme(args.scheme) if args.scheme else ck.scheme
     majority = scheme.names.index(card["majority_baseline"]["class"])
     settings = InferenceSettings(device="cpu", precision="fp32")
