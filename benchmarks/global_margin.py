@@ -55,6 +55,7 @@ def main() -> None:
     from PIL import Image
 
     import glgeo
+    from glgeo.datasets import DEEPGLOBE_RGB_THRESHOLD, decode_mask
     from glgeo.inference import InferenceSettings
     from glgeo.metrics import SegmentationScores, confusion_matrix
     from glgeo.models.zoo import model_card
@@ -80,16 +81,6 @@ def main() -> None:
         image = Image.open(path).convert("RGB")
         return np.asarray(image if image.size == (SIDE, SIDE) else image.resize((SIDE, SIDE), resample))
 
-    rgb = np.array([c.mask_value for c in scheme.classes])  # DeepGlobe's mask colours, class by class
-
-    def truth_ids(mask: np.ndarray) -> np.ndarray:
-        bits = (mask >= 128).astype(np.int64)
-        codes = bits[..., 0] * 4 + bits[..., 1] * 2 + bits[..., 2]
-        lut = np.zeros(8, np.int64)
-        for k, c in enumerate(rgb):
-            lut[(c[0] >= 128) * 4 + (c[1] >= 128) * 2 + (c[2] >= 128)] = k
-        return lut[codes]
-
     n = scheme.n_classes
     conf = {m: {"whole": np.zeros((n, n + 1), np.int64), "cuts": np.zeros((n, n + 1), np.int64)} for m in margins}
     same = {m: [0, 0] for m in margins}
@@ -106,7 +97,8 @@ def main() -> None:
 
         for name, root in scenes:
             pixels = colours(root / "images" / f"{name}_sat.jpg", Image.BILINEAR)
-            truth = truth_ids(colours(root / "masks" / f"{name}_mask.png", Image.NEAREST))
+            mask = colours(root / "masks" / f"{name}_mask.png", Image.NEAREST)
+            truth = decode_mask(mask.transpose(2, 0, 1), scheme, name, rgb_threshold=DEEPGLOBE_RGB_THRESHOLD).astype(np.int64)
             inputs = [write(folder / f"{name}.tif", pixels, Affine.identity())]
             for r, c in CUTS:
                 inputs.append(write(folder / f"{name}-{r}-{c}.tif", pixels[r:, c:], Affine.translation(c, r)))
