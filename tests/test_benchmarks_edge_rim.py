@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-
-def _edge_rim():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "edge_rim.py"
-    spec = importlib.util.spec_from_file_location("edge_rim", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures.benchmarks import load_benchmark
 
 
 def test_edge_bands_are_rings_of_the_stated_width_that_cover_the_scene_once():
-    edge_rim = _edge_rim()
+    edge_rim = load_benchmark("edge_rim")
     outer, near, inner = edge_rim.bands((100, 120), 0.5)
     assert (outer.astype(int) + near + inner == 1).all()
     # 0.5 m pixels: the outer 4 m is 8 px, 4-20 m the next 32 px

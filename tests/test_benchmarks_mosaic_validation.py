@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-
-def _mosaic_validation():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "mosaic_validation.py"
-    spec = importlib.util.spec_from_file_location("mosaic_validation", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from fixtures.benchmarks import load_benchmark
 
 
 def test_seam_bands_hold_the_pixels_nearest_a_neighbour_scene_once_each():
-    mv = _mosaic_validation()
+    mv = load_benchmark("mosaic_validation")
     side = 700
     centre = np.stack(mv.seam_bands(1, 1, side))
     assert (centre.sum(axis=0) == 1).all()  # four neighbours: every pixel in exactly one band
