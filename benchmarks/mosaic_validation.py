@@ -5,18 +5,21 @@ the scenes its checkpoints were chosen on, so models can be compared without the
 the mosaic's map with the images segmented alone; three of those nine are scenes the
 default model's card reports on, so a model must not be chosen on it. This benchmark does
 the same on the default land-cover model's 39 validation scenes (the card's
-``validation_data``: the full-resolution scene 855 and the 38 validation ids of the 256 px
+``validation_scenes`` and the full-resolution scene 855 and the 38 validation ids of the 256 px
 copies, upsampled to 2448 px as ``models/zoo/prepare_landcover.py`` writes them): the
 first 36 make four 3 x 3 mosaics, each inside a 700 px nodata border as in
-``invariance.py``. For each model (one torch thread, the engine's default settings) it
-prints, pooled over the 36 scenes:
+``invariance.py``. For each model (one torch thread, the engine's default settings but for
+``--mode``, models alternating mosaic by mosaic) it prints, pooled over the 36 scenes:
 
 * mIoU and pixel accuracy of the scenes segmented alone and inside their mosaic, and the
-  change (the figure ``invariance.py``'s target bounds at 1 point);
+  change (what ``invariance.py``'s mosaic line measures on its nine images);
 * the share of pixels right alone and in the mosaic by distance from a seam with a
   neighbour scene (0-25, 25-100, 100-300 and 300+ px at 0.5 m), with each band's part of
   the change in pixel accuracy, as ``invariance.py`` prints it; pixels nearer the nodata
-  border than any seam are counted in the pooled figures only.
+  border than any seam are counted in the pooled figures only;
+* each class's IoU alone and in the mosaics;
+* seconds per megapixel of the scenes (alone and in the mosaic together; a rough figure:
+  ``invariance.py`` is the timing benchmark).
 
 Example::
 
