@@ -4,10 +4,10 @@ the scenes its checkpoints were chosen on, so models can be compared without the
 ``benchmarks/invariance.py`` puts nine DeepGlobe images into a 3 x 3 mosaic and compares
 the mosaic's map with the images segmented alone; three of those nine are scenes the
 default model's card reports on, so a model must not be chosen on it. This benchmark does
-the same on the default land-cover model's 39 validation scenes (the card's
-``validation_scenes`` and the full-resolution scene 855 and the 38 validation ids of the 256 px
-copies, upsampled to 2448 px as ``models/zoo/prepare_landcover.py`` writes them): the
-first 36 make four 3 x 3 mosaics, each inside a 700 px nodata border as in
+the same on the default land-cover model's 39 validation scenes (the full-resolution
+scene 855 and the 38 validation ids of the 256 px copies, the card's
+``validation_scenes``, upsampled to 2448 px as ``models/zoo/prepare_landcover.py`` writes
+them): the first 36 make four 3 x 3 mosaics, each inside a 700 px nodata border as in
 ``invariance.py``. For each model (one torch thread, the engine's default settings but for
 ``--mode``, models alternating mosaic by mosaic) it prints, pooled over the 36 scenes:
 
