@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -35,8 +35,12 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _machine import machine  # noqa: E402
+from _validation import SIDE, read_scene, validation_scenes  # noqa: E402
+
 CUTS = ((200, 300), (333, 517), (500, 150))  # rows, columns off the top and left
-SIDE = 2448  # full-resolution DeepGlobe side, px at 0.5 m
 
 
 def main() -> None:
@@ -52,13 +56,10 @@ def main() -> None:
     import rasterio.errors
     import torch
     from affine import Affine
-    from PIL import Image
 
     import glgeo
-    from glgeo.datasets import DEEPGLOBE_RGB_THRESHOLD, decode_mask
     from glgeo.inference import InferenceSettings
     from glgeo.metrics import SegmentationScores, confusion_matrix
-    from glgeo.models.zoo import model_card
     from glgeo.schemes import get_scheme
     from glgeo.segmentation import load_model
 
@@ -68,18 +69,10 @@ def main() -> None:
     margins = [int(m) for m in args.margins.split(",")]
     checkpoint = load_model(args.model)
     scheme = get_scheme("deepglobe")
-    full, small = args.data / "deepglobe", args.data / "deepglobe_256"
-    if not (full / "images" / "855_sat.jpg").is_file() or not small.is_dir():
-        raise SystemExit(f"no DeepGlobe images under {args.data}: pass --data (the shared sample data folder)")
-    ids = model_card("deepglobe-landcover")["validation_scenes"]
-    scenes = [("855", full)] + [(i, small) for i in ids]
+    scenes = validation_scenes(args.data)
     scenes = scenes[: args.limit] if args.limit else scenes
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{args.threads} torch thread(s); model {args.model}; {len(scenes)} validation scenes, whole and {len(CUTS)} cuts")
-
-    def colours(path: Path, resample) -> np.ndarray:
-        image = Image.open(path).convert("RGB")
-        return np.asarray(image if image.size == (SIDE, SIDE) else image.resize((SIDE, SIDE), resample))
+    print(f"# {machine()}; {args.threads} torch thread(s); model {args.model}; {len(scenes)} validation scenes, "
+          f"whole and {len(CUTS)} cuts")
 
     n = scheme.n_classes
     conf = {m: {"whole": np.zeros((n, n + 1), np.int64), "cuts": np.zeros((n, n + 1), np.int64)} for m in margins}
@@ -96,9 +89,7 @@ def main() -> None:
             return path
 
         for name, root in scenes:
-            pixels = colours(root / "images" / f"{name}_sat.jpg", Image.BILINEAR)
-            mask = colours(root / "masks" / f"{name}_mask.png", Image.NEAREST)
-            truth = decode_mask(mask.transpose(2, 0, 1), scheme, name, rgb_threshold=DEEPGLOBE_RGB_THRESHOLD).astype(np.int64)
+            pixels, truth = read_scene(name, root)
             inputs = [write(folder / f"{name}.tif", pixels, Affine.identity())]
             for r, c in CUTS:
                 inputs.append(write(folder / f"{name}-{r}-{c}.tif", pixels[r:, c:], Affine.translation(c, r)))

@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -42,7 +42,11 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-SIDE = 2448  # full-resolution DeepGlobe side, px at 0.5 m
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _machine import machine  # noqa: E402
+from _validation import SIDE, read_scene, validation_scenes  # noqa: E402
+
 BORDER = 700  # nodata border around each mosaic, px (as invariance.py)
 BANDS = (0, 25, 100, 300, 10**6)  # distance from a seam with a neighbour scene, px at 0.5 m
 
@@ -73,14 +77,11 @@ def main() -> None:
     import rasterio.errors
     import torch
     from affine import Affine
-    from PIL import Image
     from rasterio.windows import Window
 
     import glgeo
-    from glgeo.datasets import DEEPGLOBE_RGB_THRESHOLD, decode_mask
     from glgeo.inference import InferenceSettings
     from glgeo.metrics import SegmentationScores, confusion_matrix
-    from glgeo.models.zoo import model_card
     from glgeo.schemes import NODATA_ID, get_scheme
     from glgeo.segmentation import load_model
 
@@ -88,19 +89,11 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=rasterio.errors.NotGeoreferencedWarning)
     torch.set_num_threads(args.threads)
     scheme = get_scheme("deepglobe")
-    full, small = args.data / "deepglobe", args.data / "deepglobe_256"
-    if not (full / "images" / "855_sat.jpg").is_file() or not small.is_dir():
-        raise SystemExit(f"no DeepGlobe images under {args.data}: pass --data (the shared sample data folder)")
-    ids = model_card("deepglobe-landcover")["validation_scenes"]
-    scenes = ([("855", full)] + [(i, small) for i in ids])[: 9 * min(args.mosaics, 4)]
+    scenes = validation_scenes(args.data)[: 9 * min(args.mosaics, 4)]
     groups = [scenes[k : k + 9] for k in range(0, len(scenes) - 8, 9)]
     models = args.models.split(",")
-    print(f"# {platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{args.threads} torch thread(s); {len(groups)} mosaics of nine validation scenes; mode {args.mode or 'each model its own'}")
-
-    def colours(path: Path, resample) -> np.ndarray:
-        image = Image.open(path).convert("RGB")
-        return np.asarray(image if image.size == (SIDE, SIDE) else image.resize((SIDE, SIDE), resample))
+    print(f"# {machine()}; {args.threads} torch thread(s); {len(groups)} mosaics of nine validation scenes; "
+          f"mode {args.mode or 'each model its own'}")
 
     bands = [seam_bands(*divmod(k, 3), SIDE) for k in range(9)]
     n = scheme.n_classes
@@ -109,11 +102,22 @@ def main() -> None:
     seconds = {m: 0.0 for m in models}
     checkpoints = {m: load_model(m) for m in models}
     settings = InferenceSettings(mode=args.mode)
+    size = 3 * SIDE + 2 * BORDER
     total = 0
     with tempfile.TemporaryDirectory(prefix="glgeo-mosaic-val-") as tmp:
         folder = Path(tmp)
+
+        def run(model: str, scene: Path) -> np.ndarray:
+            """The model's map of the scene (class ids, :data:`NODATA_ID` off the data), timed."""
+            out = folder / "out.tif"
+            start = time.perf_counter()
+            glgeo.segment(scene, out, model=checkpoints[model], settings=settings, overwrite=True)
+            seconds[model] += time.perf_counter() - start
+            with rasterio.open(out) as src:
+                ids = src.read(1)
+                return np.where(ids == src.nodata, NODATA_ID, ids).astype(np.int64)
+
         for g, group in enumerate(groups):
-            size = 3 * SIDE + 2 * BORDER
             mosaic = folder / f"mosaic-{g}.tif"
             profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", tiled=True,
                            blockxsize=512, blockysize=512, compress="deflate", transform=Affine.identity())
@@ -123,7 +127,8 @@ def main() -> None:
                 for k, (name, root) in enumerate(group):
                     r, c = divmod(k, 3)
                     top, left = BORDER + r * SIDE, BORDER + c * SIDE
-                    pixels = colours(root / "images" / f"{name}_sat.jpg", Image.BILINEAR).transpose(2, 0, 1)
+                    pixels, truth = read_scene(name, root)
+                    pixels = pixels.transpose(2, 0, 1)
                     dst.write(pixels, window=Window(left, top, SIDE, SIDE))
                     mask[top : top + SIDE, left : left + SIDE] = 255
                     tile = folder / f"tile-{g}-{k}.tif"  # where it lies in the mosaic, as a tile of an orthophoto
@@ -131,25 +136,15 @@ def main() -> None:
                                        transform=Affine.translation(left, top)) as out:
                         out.write(pixels)
                     tiles.append(tile)
-                    truth = colours(root / "masks" / f"{name}_mask.png", Image.NEAREST).transpose(2, 0, 1)
-                    truths.append(decode_mask(truth, scheme, name, rgb_threshold=DEEPGLOBE_RGB_THRESHOLD).astype(np.int64))
+                    truths.append(truth)
                 dst.write_mask(mask)
             total += 9 * SIDE * SIDE
             for m in models:  # models alternate mosaic by mosaic
-                def run(scene: Path) -> np.ndarray:
-                    out = folder / "out.tif"
-                    start = time.perf_counter()
-                    glgeo.segment(scene, out, model=checkpoints[m], settings=settings, overwrite=True)
-                    seconds[m] += time.perf_counter() - start
-                    with rasterio.open(out) as src:
-                        ids_ = src.read(1)
-                        return np.where(ids_ == src.nodata, NODATA_ID, ids_).astype(np.int64)
-
-                whole = run(mosaic)
+                whole = run(m, mosaic)
                 for k, (tile, truth) in enumerate(zip(tiles, truths)):
                     r, c = divmod(k, 3)
                     top, left = BORDER + r * SIDE, BORDER + c * SIDE
-                    alone, part = run(tile), whole[top : top + SIDE, left : left + SIDE]
+                    alone, part = run(m, tile), whole[top : top + SIDE, left : left + SIDE]
                     conf[m]["alone"] += confusion_matrix(truth, alone, n)
                     conf[m]["mosaic"] += confusion_matrix(truth, part, n)
                     for i, sel in enumerate(bands[k]):
