@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -70,7 +72,8 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> None:
     """What ``glgeo segment`` prints for one scene: ``OUT: W x H px, <what>, model, mode,
     precision on device[, read at ...], seconds (MP/s)``, one line per class
-    (:func:`glgeo.areas.format_class_areas`) and the GeoPackage written, if any."""
+    (:func:`glgeo.areas.format_class_areas`), the nodata pixels if any, and the GeoPackage
+    written, if any."""
     from glgeo.areas import format_class_areas
 
     stats = summary.stats
@@ -82,6 +85,9 @@ def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> 
     )
     for line in format_class_areas(summary.classes, summary.area_unit):
         click.echo(line)
+    if summary.nodata_pixels:
+        share = 100 * summary.nodata_pixels / (summary.width * summary.height)
+        click.echo(f"  nodata: {summary.nodata_pixels:,} px ({share:.2f} % of the scene), no class")
     if vector is not None:
         click.echo(f"polygons: {vector}")
 
@@ -111,6 +117,20 @@ def progress_enabled(ctx: click.Context) -> bool:
 
 
 @contextlib.contextmanager
+def _logs_above_bars(drawing: bool) -> Iterator[None]:
+    """While bars are drawn, log records on the terminal print above them (through
+    ``tqdm.write``) instead of into the bar's line; handlers writing elsewhere are kept."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    root = logging.getLogger()
+    if drawing and any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.stdout) for h in root.handlers):
+        with logging_redirect_tqdm():
+            yield
+    else:
+        yield
+
+
+@contextlib.contextmanager
 def progress_bar(ctx: click.Context, unit: str, desc: str) -> Iterator[ProgressCallback]:
     """A ``progress(done, total)`` callback drawing a tqdm bar (with its rate) on stderr.
 
@@ -127,7 +147,8 @@ def progress_bar(ctx: click.Context, unit: str, desc: str) -> Iterator[ProgressC
         bars[0].update(done - bars[0].n)
 
     try:
-        yield update
+        with _logs_above_bars(progress_enabled(ctx)):
+            yield update
     finally:
         for bar in bars:
             bar.close()

@@ -176,6 +176,14 @@ def _glgeo_version() -> str:
 GLOBAL_RESOLUTION_FACTOR = 2.0
 
 
+def warn_if_no_class(counts: np.ndarray, info: SceneInfo, out: Path) -> None:
+    """Warn when a written map holds no class at all (``counts``: pixels per class id, 256
+    long): a scene of nodata, or an area of interest over nodata only."""
+    if not counts[:NODATA_ID].any():
+        where = " or outside the area of interest" if info.region is not None else ""
+        log.warning("every pixel of %s is nodata%s: %s holds no class", info.path, where, out)
+
+
 def global_resolution_warning(
     checkpoint, info: SceneInfo, mode: str, global_size: int, footprint: int | None = None,
     global_view: str = "squeeze",
@@ -400,6 +408,7 @@ def segment(
         stats.timings.write += finish
         stats.timings.total += finish
 
+    warn_if_no_class(counts, info, out_path)
     classes, area_unit = class_areas(counts, class_scheme, info.crs, info.transform)
     summary = SegmentSummary(
         scene=info.path,

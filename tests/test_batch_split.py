@@ -158,3 +158,16 @@ def test_real_model_on_real_imagery_split_equals_segment(sample_data, tmp_path, 
     assert len(np.unique(ref)) >= 3  # a real map, several classes
     np.testing.assert_array_equal(split, ref)
     assert result.summary.class_areas == pytest.approx(summary.class_areas)
+
+
+def test_a_scene_of_nodata_only_is_assembled_with_a_warning(tmp_path, checkpoint, caplog):
+    from fixtures.rasters import write_geotiff
+
+    scene = write_geotiff(tmp_path / "empty.tif", np.zeros((3, 192, 160), dtype=np.uint8), nodata=0)
+    out = tmp_path / "empty_classes.tif"
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = run_split(scene, out, model=checkpoint, options=BatchOptions(settings=SETTINGS), rows_per_block=2)
+    assert f"every pixel of {scene} is nodata: {out} holds no class" in caplog.text
+    assert result.summary.nodata_pixels == 192 * 160
+    with rasterio.open(out) as dst:
+        assert (dst.read(1) == dst.nodata).all()

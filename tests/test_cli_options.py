@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import click
 from click.testing import CliRunner
 
@@ -57,3 +60,25 @@ def test_the_progress_bar_draws_on_stderr_unless_quiet():
     assert drawn.exit_code == 0 and "counting:" in drawn.stderr and "/3 " in drawn.stderr and drawn.stdout == ""
     quiet = CliRunner().invoke(count_to_three, ["-q"])
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+@click.command()
+@click.pass_context
+def warn_halfway(ctx):
+    ctx.obj = {"quiet": False}
+    handler = logging.StreamHandler(sys.stderr)  # as `glgeo`'s logging.basicConfig installs it
+    logging.getLogger().addHandler(handler)
+    try:
+        with progress_bar(ctx, "step", "counting") as progress:
+            progress(1, 3)
+            logging.getLogger("glgeo.test").warning("careful")
+            progress(3, 3)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_a_warning_during_the_work_prints_on_its_own_line_not_into_the_bar():
+    drawn = CliRunner().invoke(warn_halfway, [])
+    assert drawn.exit_code == 0, drawn.output
+    lines = drawn.stderr.replace("\r", "\n").split("\n")
+    assert "careful" in lines  # without the redirect: "counting:  33%|...| 1/3 [...]careful"

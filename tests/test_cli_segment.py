@@ -103,6 +103,34 @@ def test_scene_smaller_than_one_patch_works(checkpoints, tmp_path):
         assert (dst.height, dst.width, dst.crs, dst.transform) == (40, 30, src.crs, src.transform)
 
 
+def test_summary_counts_the_nodata_pixels(checkpoints, tmp_path):
+    data = np.random.default_rng(1).integers(1, 256, (3, 40, 30), dtype=np.uint8)
+    data[:, :10] = 0  # the first 10 rows: nodata, 300 of 1200 px
+    scene = write_geotiff(tmp_path / "collar.tif", data, crs="EPSG:3857",
+                          transform=Affine(10, 0, 1000, 0, -10, 5000), nodata=0)
+    result = run("segment", scene, "-o", tmp_path / "collar_classes.tif", "--model", checkpoints["inria"])
+    assert result.exit_code == 0, result.output
+    assert "nodata: 300 px (25.00 % of the scene), no class" in result.stdout
+    assert "every pixel" not in result.output
+
+    whole = run("segment", _tiny_scene(tmp_path / "valid.tif"), "-o", tmp_path / "valid_classes.tif",
+                "--model", checkpoints["inria"])
+    assert whole.exit_code == 0 and "  nodata:" not in whole.stdout
+
+
+def test_a_scene_of_nodata_only_warns_that_its_map_has_no_class(checkpoints, tmp_path, caplog):
+    scene = write_geotiff(tmp_path / "empty.tif", np.zeros((3, 40, 30), dtype=np.uint8), crs="EPSG:3857",
+                          transform=Affine(10, 0, 1000, 0, -10, 5000), nodata=0)
+    out = tmp_path / "empty_classes.tif"
+    with caplog.at_level("WARNING", logger="glgeo"):
+        result = run("segment", scene, "-o", out, "--model", checkpoints["inria"])
+    assert result.exit_code == 0, result.output
+    assert f"every pixel of {scene} is nodata: {out} holds no class" in caplog.text
+    assert "nodata: 1,200 px (100.00 % of the scene), no class" in result.stdout
+    with rasterio.open(out) as dst:
+        assert (dst.read(1) == dst.nodata).all()
+
+
 def test_a_model_trained_at_half_scale_reads_the_scene_at_half_scale(tmp_path):
     model = save_tiny_checkpoint(tmp_path / "half.pt", INRIA, widths=(256, 128), half=True,
                                  metadata={"training": {"scene_scale": 0.5, "gsd_m": 20.0}})  # scene: 10 m pixels

@@ -287,7 +287,7 @@ def run_split(
     """
     from ..areas import class_areas
     from ..provenance import Provenance, blend_rule, context_rule, utc_now
-    from ..segmentation import SegmentSummary, _glgeo_version, model_identity
+    from ..segmentation import SegmentSummary, _glgeo_version, model_identity, warn_if_no_class
     from ..writer import output_driver
 
     started = time.perf_counter()
@@ -384,6 +384,7 @@ def run_split(
     seconds = time.perf_counter() - started
     stats.timings.write += assembled.seconds
     stats.timings.total = seconds
+    warn_if_no_class(assembled.counts, info, out_path)
     classes, area_unit = class_areas(assembled.counts, checkpoint.scheme, info.crs, info.transform)
     from ..schemes import NODATA_ID
 
