@@ -111,7 +111,7 @@ def labels_options(f: Callable) -> Callable:
 
 
 def progress_enabled(ctx: click.Context) -> bool:
-    """Whether the command should draw progress bars (not with -q, not when piped)."""
+    """Whether the command should draw progress bars (on stderr; not with -q)."""
     obj = ctx.find_root().obj or {}
     return not obj.get("quiet", False)
 
