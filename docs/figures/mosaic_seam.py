@@ -3,9 +3,9 @@
 Two DeepGlobe images, 19627 above 3484, are written one above the other inside a 700 px
 nodata border, as ``benchmarks/invariance.py`` builds its 3 x 3 mosaic (in which this seam
 loses the most: 3484's 100 px next to it are right on 94 % of their pixels alone, 46 % in
-the mosaic, with the 32 px global margin). Panels, 300 x 150 m around the seam: the imagery, the hand-drawn truth, each
-image segmented alone (the two maps set one above the other) and the mosaic segmented as one
-scene, with the default model and settings. The model's output cells are 16 px of these
+the mosaic, with the 32 px global margin). Panels, 300 x 150 m around the seam: the
+imagery, the hand-drawn truth, each image segmented alone (the two maps set one above the
+other) and the mosaic segmented as one scene, with the default model and settings. The model's output cells are 16 px of these
 0.5 m images (a quarter of a 2 m patch's pixels): near the seam each side's classes reach
 across it, as the network's context does, and there each image gets classes from the other.
 
