@@ -11,7 +11,12 @@ the same (one colour and one name per class, taken from the scheme):
   ``glgeo vectorize`` knows the class names without being told);
 * GeoPackage layers get a row in the ``layer_styles`` table (:func:`write_gpkg_layer_style`),
   the table QGIS reads a layer's default style from, holding :func:`vector_qml`: a
-  renderer categorized on ``class_id`` with the same colours and names.
+  renderer categorized on ``class_id`` with the same colours and names;
+* both get QGIS layer metadata (:func:`layer_metadata_qmd`: a title, an abstract naming the
+  model and the classes, keywords, and the provenance items as history lines), which QGIS
+  shows under Layer Properties > Metadata: a ``<name>.qmd`` sidecar for rasters
+  (:func:`write_raster_metadata`; QGIS reads it when a layer is added), a row of the
+  GeoPackage's ``gpkg_metadata`` table for polygon layers (:func:`write_gpkg_layer_metadata`).
 
 The XML is written by hand (QGIS and GDAL are not needed to write it); the tests open the
 results in GDAL and in a real QGIS.
@@ -25,7 +30,7 @@ import os
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal, Mapping, Sequence
 
 from .atomic import atomic_path
 from .errors import InputError, OutputError, SceneError
@@ -327,6 +332,161 @@ def write_raster_sidecars(
     _write_text_atomic(qml_path, raster_qml(scheme, nodata))
     _write_text_atomic(aux_path, raster_pam_xml(scheme, existing))
     return qml_path, aux_path
+
+
+def layer_metadata_qmd(title: str, abstract: str, keywords: Sequence[str] = (), history: Sequence[str] = ()) -> str:
+    """QGIS layer metadata (a QMD document), as QGIS writes it for ``Save as Default``.
+
+    Args:
+        title: the layer's title.
+        abstract: what the layer holds.
+        keywords: listed under the vocabulary ``glgeo``.
+        history: one line each (glgeo puts its provenance items here, ``GLGEO_MODEL:
+            deepglobe-landcover``...).
+    """
+    root = ET.Element("qgis", {"version": _QGIS_VERSION})
+    ET.SubElement(root, "identifier")
+    ET.SubElement(root, "parentidentifier")
+    ET.SubElement(root, "language")
+    ET.SubElement(root, "type").text = "dataset"
+    ET.SubElement(root, "title").text = title
+    ET.SubElement(root, "abstract").text = abstract
+    if keywords:
+        words = ET.SubElement(root, "keywords", {"vocabulary": "glgeo"})
+        for word in keywords:
+            ET.SubElement(words, "keyword").text = word
+    ET.SubElement(root, "links")
+    for line in history:
+        ET.SubElement(root, "history").text = line
+    return _to_xml(root)
+
+
+def provenance_metadata(
+    scheme: ClassScheme | None, items: Mapping[str, str], title: str, what: str, nodata: int | None = None
+) -> str:
+    """:func:`layer_metadata_qmd` for a glgeo output: ``what`` it is (a sentence), the
+    model and the classes (``scheme``, where known) in the abstract, the scheme's and
+    model's names as keywords, and every ``GLGEO_*`` provenance item
+    (:mod:`glgeo.provenance`) as a history line."""
+    model = items.get("GLGEO_MODEL", "")
+    sentences = [what.rstrip(".") + "."]
+    if model:
+        run = ", ".join(v for v in (items.get("GLGEO_MODE", ""), items.get("GLGEO_PRECISION", "")) if v)
+        gsd = items.get("GLGEO_READING_GSD_M", "")
+        sentences.append(
+            f"Predicted by glgeo {items.get('GLGEO_VERSION', '')} with the model {model}"
+            + (f" (GLNet {run})" if run else "")
+            + (f" from the scene read at {gsd} m per pixel" if gsd else "")
+            + "."
+        )
+    keywords = [model] if model else []
+    if scheme is not None:
+        classes = ", ".join(f"{c.id} {c.name}" for c in scheme.classes)
+        end = "." if nodata is None else f"; {nodata}: no data."
+        sentences.append(f"Classes ({scheme.name}): {classes}{end}")
+        keywords = [scheme.name, *keywords, *(c.name for c in scheme.classes)]
+    history = [f"{key}: {value}" for key, value in items.items() if key.startswith("GLGEO_") and value]
+    return layer_metadata_qmd(title, " ".join(sentences), keywords, history)
+
+
+def write_raster_metadata(tif_path: str | os.PathLike, qmd: str) -> Path:
+    """Write ``<stem>.qmd`` beside a raster (atomically): the layer metadata QGIS loads when
+    the raster is added to a project (see :func:`layer_metadata_qmd`).
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+    path = Path(tif_path).with_suffix(".qmd")
+    _write_text_atomic(path, qmd)
+    return path
+
+
+#: ``md_standard_uri`` of QGIS's own layer metadata in a GeoPackage's ``gpkg_metadata``.
+QGIS_METADATA_URI = "http://mrcc.com/qgis.dtd"
+
+
+def write_gpkg_layer_metadata(gpkg_path: str | os.PathLike, layer: str, qmd: str) -> None:
+    """Store ``qmd`` as the QGIS layer metadata of ``layer`` in a GeoPackage: a row of
+    ``gpkg_metadata`` (standard URI :data:`QGIS_METADATA_URI`) referenced to the layer's
+    table, where QGIS reads and saves it (a previous QGIS row for the layer is replaced).
+    GDAL's own metadata row (``ogrinfo``) is left as it is.
+
+    Raises:
+        InputError: the file is not a GeoPackage or has no layer called ``layer``.
+        OutputError: the file cannot be written.
+    """
+    path = Path(gpkg_path)
+    if not path.is_file():
+        raise InputError(f"GeoPackage {str(path)!r} does not exist; write the layer before its metadata")
+    try:
+        connection = sqlite3.connect(path)
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot open {str(path)!r} as a GeoPackage: {exc}") from None
+    try:
+        with connection:
+            try:
+                found = connection.execute(
+                    "SELECT 1 FROM gpkg_contents WHERE table_name = ?", (layer,)
+                ).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise InputError(f"{str(path)!r} is not a GeoPackage ({exc})") from None
+            if found is None:
+                raise InputError(f"GeoPackage {str(path)!r} has no layer {layer!r}")
+            connection.executescript(_GPKG_METADATA_SQL)
+            for extension in ("gpkg_metadata", "gpkg_metadata_reference"):
+                connection.execute(
+                    "INSERT OR IGNORE INTO gpkg_extensions (table_name, column_name, extension_name, definition, scope)"
+                    " SELECT ?, NULL, 'gpkg_metadata', 'http://www.geopackage.org/spec120/#extension_metadata',"
+                    " 'read-write' WHERE NOT EXISTS (SELECT 1 FROM gpkg_extensions WHERE table_name = ?"
+                    " AND extension_name = 'gpkg_metadata')",
+                    (extension, extension),
+                )
+            old = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT m.id FROM gpkg_metadata m JOIN gpkg_metadata_reference r ON r.md_file_id = m.id"
+                    " WHERE r.table_name = ? AND r.reference_scope = 'table' AND m.md_standard_uri = ?",
+                    (layer, QGIS_METADATA_URI),
+                )
+            ]
+            for md_id in old:
+                connection.execute("DELETE FROM gpkg_metadata_reference WHERE md_file_id = ?", (md_id,))
+                connection.execute("DELETE FROM gpkg_metadata WHERE id = ?", (md_id,))
+            cursor = connection.execute(
+                "INSERT INTO gpkg_metadata (md_scope, md_standard_uri, mime_type, metadata)"
+                " VALUES ('dataset', ?, 'text/xml', ?)",
+                (QGIS_METADATA_URI, qmd),
+            )
+            connection.execute(
+                "INSERT INTO gpkg_metadata_reference (reference_scope, table_name, column_name, row_id_value,"
+                " timestamp, md_file_id, md_parent_id) VALUES ('table', ?, NULL, NULL,"
+                " strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?, NULL)",
+                (layer, cursor.lastrowid),
+            )
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot write the layer metadata into {str(path)!r}: {exc}") from None
+    finally:
+        connection.close()
+
+
+# The GeoPackage metadata extension's tables (GeoPackage 1.2, F.8), as GDAL creates them.
+_GPKG_METADATA_SQL = """
+CREATE TABLE IF NOT EXISTS gpkg_extensions (
+    table_name TEXT, column_name TEXT, extension_name TEXT NOT NULL, definition TEXT NOT NULL,
+    scope TEXT NOT NULL, CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name)
+);
+CREATE TABLE IF NOT EXISTS gpkg_metadata (
+    id INTEGER CONSTRAINT m_pk PRIMARY KEY ASC NOT NULL, md_scope TEXT NOT NULL DEFAULT 'dataset',
+    md_standard_uri TEXT NOT NULL, mime_type TEXT NOT NULL DEFAULT 'text/xml', metadata TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS gpkg_metadata_reference (
+    reference_scope TEXT NOT NULL, table_name TEXT, column_name TEXT, row_id_value INTEGER,
+    timestamp DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    md_file_id INTEGER NOT NULL, md_parent_id INTEGER,
+    CONSTRAINT crmr_mfi_fk FOREIGN KEY (md_file_id) REFERENCES gpkg_metadata(id),
+    CONSTRAINT crmr_mpi_fk FOREIGN KEY (md_parent_id) REFERENCES gpkg_metadata(id)
+);
+"""
 
 
 _LAYER_STYLES_SQL = """

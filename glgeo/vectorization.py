@@ -58,7 +58,13 @@ from .gpkg import write_polygons
 from .progress import ProgressCallback
 from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
-from .styles import scheme_from_tags, vector_qml, write_gpkg_layer_style
+from .styles import (
+    provenance_metadata,
+    scheme_from_tags,
+    vector_qml,
+    write_gpkg_layer_metadata,
+    write_gpkg_layer_style,
+)
 
 log = logging.getLogger(__name__)
 
@@ -792,6 +798,9 @@ def vectorize(
                 vector_qml(class_scheme),
                 description=f"glgeo classes ({class_scheme.name})",
             )
+            items = writer.metadata
+            what = f"Polygons of the classes of {raster_path.name}, vectorized {items['GLGEO_VECTORIZED_UTC']}"
+            write_gpkg_layer_metadata(tmp, layer_name, provenance_metadata(class_scheme, items, layer_name, what))
         n_blocks = math.ceil(src.height / block_size) * math.ceil(src.width / block_size)
 
     seconds = time.perf_counter() - started

@@ -2,7 +2,8 @@
 
 The class raster is single-band on exactly the input's grid (size, CRS, transform), with
 the scheme's colour table embedded and QGIS/GDAL sidecars (``.qml`` default style,
-``.aux.xml`` category names and attribute table) from :func:`glgeo.styles.write_raster_sidecars`.
+``.aux.xml`` category names and attribute table) from :func:`glgeo.styles.write_raster_sidecars`,
+and ``.qmd`` QGIS layer metadata (:func:`glgeo.styles.write_raster_metadata`).
 GeoTIFFs and COGs are packed into :func:`~glgeo.schemes.class_raster_bits` bits per pixel
 (GDAL's NBITS: 3 for DeepGlobe, 2 for Inria) with nodata the largest value those bits hold
 (:func:`~glgeo.schemes.class_raster_nodata`: 7, 3), so that the colour table, which has one
@@ -188,8 +189,9 @@ def class_raster_file_bits(driver: str, scheme: ClassScheme, options: OutputOpti
 
 
 def sidecar_paths(tif: Path) -> list[Path]:
-    """Sidecars GDAL and QGIS read beside ``tif``: ``<stem>.qml`` and ``<name>.aux.xml``."""
-    return [tif.with_suffix(".qml"), tif.with_name(tif.name + ".aux.xml")]
+    """Sidecars GDAL and QGIS read beside ``tif``: ``<stem>.qml``, ``<stem>.qmd`` and
+    ``<name>.aux.xml``."""
+    return [tif.with_suffix(".qml"), tif.with_suffix(".qmd"), tif.with_name(tif.name + ".aux.xml")]
 
 
 class _StagedRaster:
@@ -291,6 +293,7 @@ class ClassRasterWriter:
         self._classes: _StagedRaster | None = None
         self._scores: _StagedRaster | None = None
         self._temps: list[Path] = []
+        self._tags: dict[str, str] = {}
         self._committed = False
 
     # ---------------------------------------------------------------- profile
@@ -363,7 +366,9 @@ class ClassRasterWriter:
             self._scores.add(band.row_off, band.scores, band.valid)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        """Add metadata items (provenance) to every output, before :meth:`commit`."""
+        """Add metadata items (provenance) to every output, before :meth:`commit` (the class
+        raster's ``.qmd`` repeats them for QGIS)."""
+        self._tags.update(tags)
         for raster in (self._classes, self._scores):
             if raster is not None:
                 raster.dst.update_tags(**tags)
@@ -397,9 +402,12 @@ class ClassRasterWriter:
             for raster, final, overviews, styled, driver, bits in staged:
                 ready = self._finish(raster.path, final, overviews, driver, bits)
                 if styled:
-                    from .styles import write_raster_sidecars
+                    from .styles import provenance_metadata, write_raster_metadata, write_raster_sidecars
 
                     write_raster_sidecars(ready, self.scheme, nodata=self.nodata)
+                    what = f"The class of each pixel of {Path(str(self.info.path)).name}"
+                    qmd = provenance_metadata(self.scheme, self._tags, final.stem, what, self.nodata)
+                    write_raster_metadata(ready, qmd)
                 # sidecars of the temporary tif -> sidecars of the final tif
                 prefix = ready.stem
                 for item in sorted(ready.parent.glob(f"{prefix}*")):

@@ -7,8 +7,8 @@ Run with the system python that has Debian's ``python3-qgis``, headless::
         --probe 500010.25 4399990.75
 
 It loads the class raster (QGIS applies ``<name>.qml`` beside it) and the GeoPackage layer
-(QGIS applies the default style from ``layer_styles``), reports validity, CRS, extent and
-renderers, renders both side by side (raster left, polygons right) into ``--png``, and
+(QGIS applies the default style from ``layer_styles``), reports validity, CRS, extent,
+renderers and layer metadata (``<name>.qmd``, ``gpkg_metadata``), renders both side by side (raster left, polygons right) into ``--png``, and
 reports the rendered colour of each ``--probe`` map point in each half. ``tests/test_qgis.py``
 runs it and checks the report; it needs nothing from glgeo's own environment.
 """
@@ -62,13 +62,22 @@ def _render(layer, extent: QgsRectangle, size: QSize) -> QImage:
 
 
 def _layer_report(layer) -> dict:
-    """What every layer's report holds: validity, CRS, extent and renderer type."""
+    """What every layer's report holds: validity, CRS, extent, renderer type and the layer
+    metadata QGIS shows (loaded as QGIS does for a layer added to a project)."""
     renderer = layer.renderer()
+    layer.loadDefaultMetadata()  # QGIS desktop calls it on every raster and vector layer it adds
+    metadata = layer.metadata()
     return {
         "valid": layer.isValid(),
         "crs": layer.crs().authid(),
         "extent": _extent(layer.extent()),
         "renderer": renderer.type() if renderer else None,
+        "metadata": {
+            "title": metadata.title(),
+            "abstract": metadata.abstract(),
+            "keywords": metadata.keywords(),
+            "history": metadata.history(),
+        },
     }
 
 

@@ -53,3 +53,16 @@ def test_merged_geopackage_says_where_it_came_from(tmp_path):
     metadata = pyogrio.read_info(merged, layer="all")["layer_metadata"]
     assert metadata["GLGEO_MODEL"] == "tiny.pt" and metadata["GLGEO_MODEL_SHA256"] == "abc"
     assert metadata["GLGEO_MERGED_SCENES"] == "2" and "GLGEO_SOURCE_RASTER" not in metadata
+    # QGIS's layer metadata: written for the merged layer, not copied among GDAL's items
+    import sqlite3
+    import xml.etree.ElementTree as ET
+
+    with sqlite3.connect(merged) as db:
+        rows = db.execute("SELECT metadata FROM gpkg_metadata WHERE md_standard_uri = 'http://mrcc.com/qgis.dtd'").fetchall()
+        gdal = db.execute("SELECT metadata FROM gpkg_metadata WHERE md_standard_uri = 'http://gdal.org'").fetchall()
+    # (GDAL lists a part's QGIS document among its items, as GPKG_METADATA_ITEM_1: not copied)
+    assert len(gdal) == 1 and "GLGEO_MERGED_SCENES" in gdal[0][0] and "GPKG_METADATA_ITEM" not in gdal[0][0]
+    assert len(rows) == 1
+    root = ET.fromstring(rows[0][0].split("\n", 1)[1])
+    assert root.findtext("title") == "all" and root.findtext("abstract").startswith("Polygons of 2 scenes (column scene)")
+    assert "GLGEO_MERGED_SCENES: 2" in [h.text for h in root.findall("history")]

@@ -182,11 +182,21 @@ def test_bare_cog_and_background_left_out(tmp_path, qgis_python):
 
     vect = report["vector"]
     assert [(c["label"], c["render"]) for c in vect["categories"]] == [("background", False), ("building", True)]
+    # the provenance QGIS shows under Layer Properties > Metadata (gpkg_metadata)
+    assert vect["metadata"]["title"] == result.layer
+    assert vect["metadata"]["abstract"].startswith("Polygons of the classes of buildings.tif, vectorized ")
+    assert "Classes (inria): 0 background, 1 building." in vect["metadata"]["abstract"]
+    assert "GLGEO_SOURCE_RASTER: buildings.tif" in vect["metadata"]["history"]
     assert tuple(building_probe["vector"][:3]) == INRIA.by_name("building").color
     assert tuple(background_probe["vector"][:3]) == (255, 255, 255)  # not drawn: the map shows through
 
     styled_report = _run_check(qgis_python, tmp_path, "--raster", str(styled))
     assert [c["label"] for c in styled_report["raster"]["classes"]] == INRIA.names  # with its .qml: the classes only
+    metadata = styled_report["raster"]["metadata"]  # from buildings.qmd
+    assert metadata["title"] == "buildings" and metadata["keywords"] == {"glgeo": ["inria", "background", "building"]}
+    assert metadata["abstract"] == (
+        "The class of each pixel of scene.tif. Classes (inria): 0 background, 1 building; 3: no data."
+    )
 
 
 def test_bare_deepglobe_cog_lists_its_classes_and_nodata(tmp_path, qgis_python):

@@ -19,12 +19,15 @@ from glgeo.errors import InputError
 from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
 from glgeo.styles import (
     SCHEME_TAG,
+    provenance_metadata,
     raster_pam_xml,
     raster_qml,
     read_gpkg_layer_styles,
     scheme_from_tags,
     vector_qml,
+    write_gpkg_layer_metadata,
     write_gpkg_layer_style,
+    write_raster_metadata,
     write_raster_sidecars,
 )
 
@@ -197,3 +200,64 @@ def test_vector_style_leaves_background_classes_undrawn():
         assert [scheme.classes[i].name for i in background_ids(scheme)] == hidden
     everything = parse_qml(vector_qml(INRIA, hidden=())).findall("renderer-v2/categories/category")
     assert all(c.get("render") == "true" for c in everything)
+
+
+# ------------------------------------------------------------------ QGIS layer metadata
+
+ITEMS = {"GLGEO_MODEL": "deepglobe-landcover", "GLGEO_VERSION": "0.1.0", "GLGEO_MODE": "g2l",
+         "GLGEO_PRECISION": "fp32", "GLGEO_READING_GSD_M": "2", "GLGEO_BLEND": "", "OTHER": "x"}
+
+
+def test_provenance_metadata_names_the_model_the_classes_and_every_item():
+    root = parse_qml(provenance_metadata(DEEPGLOBE, ITEMS, "landcover", "The class of each pixel of s.tif", 7))
+    assert root.findtext("title") == "landcover" and root.findtext("type") == "dataset"
+    assert root.findtext("abstract") == (
+        "The class of each pixel of s.tif. Predicted by glgeo 0.1.0 with the model deepglobe-landcover (GLNet g2l,"
+        " fp32) from the scene read at 2 m per pixel. Classes (deepglobe): 0 unknown, 1 urban, 2 agriculture,"
+        " 3 rangeland, 4 forest, 5 water, 6 barren; 7: no data."
+    )
+    assert root.find("keywords").get("vocabulary") == "glgeo"
+    assert [k.text for k in root.findall("keywords/keyword")] == ["deepglobe", "deepglobe-landcover", *DEEPGLOBE.names]
+    # the GLGEO_ items that have a value, in their order; nothing else
+    assert [h.text for h in root.findall("history")] == [
+        "GLGEO_MODEL: deepglobe-landcover", "GLGEO_VERSION: 0.1.0", "GLGEO_MODE: g2l", "GLGEO_PRECISION: fp32",
+        "GLGEO_READING_GSD_M: 2"]
+    # no model, no scheme (a merge of other files): what it is, and the items
+    bare = parse_qml(provenance_metadata(None, {}, "all", "Polygons of 2 scenes."))
+    assert bare.findtext("abstract") == "Polygons of 2 scenes." and bare.find("keywords") is None
+    assert bare.findall("history") == []
+
+
+def _qgis_rows(gpkg: Path) -> list[tuple[str, str]]:
+    import sqlite3
+
+    with sqlite3.connect(gpkg) as db:
+        return db.execute(
+            "SELECT r.table_name, m.metadata FROM gpkg_metadata m JOIN gpkg_metadata_reference r ON r.md_file_id = m.id"
+            " WHERE m.md_standard_uri = 'http://mrcc.com/qgis.dtd' ORDER BY m.id"
+        ).fetchall()
+
+
+def test_gpkg_layer_metadata_is_one_row_per_layer_beside_gdals(gpkg):
+    frame = gpd.GeoDataFrame({"class_id": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:32618")
+    pyogrio.write_dataframe(frame, gpkg, layer="items", driver="GPKG", layer_metadata={"GLGEO_MODEL": "m"})
+    first = provenance_metadata(INRIA, ITEMS, "polys", "Polygons of a.tif")
+    second = provenance_metadata(INRIA, ITEMS, "polys", "Polygons of b.tif")
+    write_gpkg_layer_metadata(gpkg, "polys", first)
+    write_gpkg_layer_metadata(gpkg, "items", first)
+    write_gpkg_layer_metadata(gpkg, "polys", second)  # replaces the layer's row
+    assert _qgis_rows(gpkg) == [("items", first), ("polys", second)]
+    # GDAL still opens every layer and keeps its own metadata items; it lists QGIS's document too
+    info = pyogrio.read_info(gpkg, layer="items")
+    assert info["layer_metadata"]["GLGEO_MODEL"] == "m" and info["features"] == 1
+    assert len(pyogrio.read_dataframe(gpkg, layer="polys")) == 2
+    with pytest.raises(InputError, match="has no layer 'missing'"):
+        write_gpkg_layer_metadata(gpkg, "missing", first)
+    with pytest.raises(InputError, match="does not exist"):
+        write_gpkg_layer_metadata(gpkg.with_name("none.gpkg"), "polys", first)
+
+
+def test_raster_metadata_is_a_qmd_beside_the_raster(class_tif):
+    path = write_raster_metadata(class_tif, provenance_metadata(DEEPGLOBE, ITEMS, "classes", "Classes"))
+    assert path == class_tif.with_suffix(".qmd")
+    assert parse_qml(path.read_text(encoding="utf-8")).findtext("title") == "classes"

@@ -56,7 +56,9 @@ def test_class_raster_sits_on_the_input_grid_with_colours_names_and_overviews(tm
         _write(writer, classes)
         written = writer.commit()
     assert out in written and out.with_suffix(".qml") in written
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["landcover.qml", "landcover.tif", "landcover.tif.aux.xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "landcover.qmd", "landcover.qml", "landcover.tif", "landcover.tif.aux.xml"
+    ]
     with rasterio.open(out) as src:
         assert (src.width, src.height, src.count, src.dtypes[0]) == (1000, 700, 1, "uint8")
         assert src.crs == CRS.from_epsg(26914) and src.transform == TRANSFORM
@@ -100,7 +102,9 @@ def test_scores_raster_and_plain_images(tmp_path):
         mask = src.dataset_mask()
     assert (mask[classes == NODATA_ID] == 0).all() and (mask[classes != NODATA_ID] == 255).all()
     assert (data[3][classes == 3] == 200).all()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["classes.qml", "classes.tif", "classes.tif.aux.xml", "scores.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "classes.qmd", "classes.qml", "classes.tif", "classes.tif.aux.xml", "scores.tif"
+    ]
 
 
 def test_a_failed_run_leaves_nothing_and_keeps_the_old_output(tmp_path):
@@ -238,3 +242,19 @@ def test_packed_class_rasters_are_valid_cogs(tmp_path):
         done = subprocess.run([*_cog_validator(), "--full-check=yes", str(tmp_path / name)], capture_output=True,
                               text=True)
         assert done.returncode == 0 and "is a valid cloud optimized GeoTIFF" in done.stdout, done.stdout + done.stderr
+
+
+def test_qgis_metadata_repeats_the_provenance(tmp_path):
+    out = tmp_path / "landcover.tif"
+    with ClassRasterWriter(out, _info(64, 80), DEEPGLOBE) as writer:
+        _write(writer, _classes(64, 80))
+        writer.set_tags({"GLGEO_MODEL": "deepglobe-landcover", "GLGEO_MODE": "g2l"})
+        written = writer.commit()
+    qmd = out.with_suffix(".qmd")
+    assert qmd in written
+    root = ET.fromstring(qmd.read_text(encoding="utf-8").split("\n", 1)[1])
+    assert root.findtext("title") == "landcover"
+    assert "with the model deepglobe-landcover (GLNet g2l)" in root.findtext("abstract")
+    assert [h.text for h in root.findall("history")] == ["GLGEO_MODEL: deepglobe-landcover", "GLGEO_MODE: g2l"]
+    with rasterio.open(out) as src:
+        assert src.tags()["GLGEO_MODEL"] == "deepglobe-landcover"

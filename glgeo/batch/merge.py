@@ -11,6 +11,8 @@ from typing import Sequence
 from ..atomic import atomic_path
 from ..errors import InputError, OutputError
 from ..gpkg import write_polygons
+from ..provenance import utc_now
+from ..styles import provenance_metadata, write_gpkg_layer_metadata
 from .inputs import scene_stem
 from .planning import VECTOR_SUFFIX
 
@@ -24,7 +26,8 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
 
     Polygons keep their attributes (``class_id``, ``class_name``, ``area_m2``); scenes in
     another CRS than the first are reprojected to it. The layer gets the QGIS style of the
-    first part. The file is replaced if it exists: it is derived from the per-scene files.
+    first part, and QGIS layer metadata naming the model and the number of scenes. The
+    file is replaced if it exists: it is derived from the per-scene files.
 
     Args:
         parts: ``(scene, GeoPackage)`` pairs, in order.
@@ -57,7 +60,11 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
             "on one another; merge only georeferenced scenes, or keep the per-scene GeoPackages"
         )
     # the provenance of the first scene's polygons (one model for the whole batch), and how many scenes
-    metadata = {k: v for k, v in (infos[0][1].get("layer_metadata") or {}).items() if k != "GLGEO_SOURCE_RASTER"}
+    # (GDAL lists the part's QGIS metadata document too, as GPKG_METADATA_ITEM_n: not copied)
+    metadata = {
+        k: v for k, v in (infos[0][1].get("layer_metadata") or {}).items()
+        if k.startswith("GLGEO_") and k != "GLGEO_SOURCE_RASTER"
+    }
     metadata["GLGEO_MERGED_SCENES"] = str(len(parts))
     crs = None
     started = time.perf_counter()
@@ -79,6 +86,8 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
                 if offset >= info["features"]:
                     break
         _copy_style(parts[0][1], tmp, layer)
+        what = f"Polygons of {len(parts)} scenes (column scene), merged {utc_now()}"
+        write_gpkg_layer_metadata(tmp, layer, provenance_metadata(None, metadata, layer, what))
     log.info("merged %d polygons of %d scenes into %s in %.1f s", n_features, len(parts), out_path, time.perf_counter() - started)
     return out_path
 
