@@ -418,6 +418,7 @@ class SceneReader:
         self.info = working_grid(info, scale)
         self._ratio = (info.height / self.info.height, info.width / self.info.width)
         self.stretch: Stretch | None = None
+        self._float = np.dtype(info.dtype).kind == "f"  # NaNs and infinities: no data (_finite)
         self._env = rasterio.Env(GDAL_CACHEMAX=gdal_cache_mb * 1024 * 1024) if gdal_cache_mb else rasterio.Env()
         self._src: rasterio.io.DatasetReader | None = None
 
@@ -435,6 +436,12 @@ class SceneReader:
             self._src.close()
             self._src = None
         self._env.__exit__(*exc)
+
+    @property
+    def source_may_be_invalid(self) -> bool:
+        """Whether a pixel of the scene can hold no data: it has a nodata value, a mask or
+        an alpha band, or floating-point values (NaN and infinities hold no data)."""
+        return self.source.has_mask or self._float
 
     @property
     def src(self) -> rasterio.io.DatasetReader:
@@ -460,7 +467,7 @@ class SceneReader:
                 bands, window=source, out_shape=(len(bands), gh, gw), resampling=Resampling.bilinear, out_dtype="float32"
             )
             # the global branch sees the whole window, also outside an area of interest: its context
-            valid = self._read_valid(source, (gh, gw), region=False)
+            valid = self._finite(raw, self._read_valid(source, (gh, gw), region=False))
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
         return raw, valid
@@ -572,12 +579,22 @@ class SceneReader:
         bands = list(self.info.bands)
         try:
             raw = self.src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest, out_dtype="float32")
-            valid = self._read_valid(None, shape, region=False)
+            valid = self._finite(raw, self._read_valid(None, shape, region=False))
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
         return raw, valid
 
     # ---------------------------------------------------------------- patches
+    def _finite(self, raw: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """``valid`` (``(rows, cols)``) without the pixels where a band of ``raw`` is NaN or
+        infinite: in a floating-point scene such values hold no data, declared or not
+        (a NaN fed to the network, or an infinity stretched to white, changes the classes
+        of the whole context window around it)."""
+        if not self._float or raw.dtype.kind != "f":
+            return valid
+        finite = np.isfinite(raw).all(axis=0)
+        return valid if finite.all() else valid & finite
+
     def _read_valid(
         self,
         window: Window | None,
@@ -617,10 +634,16 @@ class SceneReader:
         """The scene's own valid mask for rows ``row_off .. row_off + height`` (full width,
         full resolution), for a prediction made on a coarser working grid."""
         window = Window(0, row_off, self.source.width, height)
-        if not self.source.has_mask:
+        if not self.source.has_mask and not self._float:
             return np.ones((height, self.source.width), dtype=bool)
+        bands = list(self.source.bands)
         try:
-            return self._in_region(self.src.read_masks(list(self.source.bands), window=window).any(axis=0), window)
+            if self.source.has_mask:
+                valid = self._in_region(self.src.read_masks(bands, window=window).any(axis=0), window)
+            else:
+                valid = np.ones((height, self.source.width), dtype=bool)
+            # a floating-point scene's NaNs and infinities: no data (see _finite)
+            return self._finite(self.src.read(bands, window=window), valid) if self._float else valid
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
 
@@ -658,16 +681,25 @@ class SceneReader:
                     else self._read_valid(window, region=False)
                 )
                 kept = self._in_region(scene_valid, window)
-                valid[i] = np.pad(kept, ((above, below), (before, after))) if any(reach) else kept
                 if kept.any() and not (skip_pixels and pw.index in skip_pixels):
                     resample = {"out_shape": (len(bands), *shape), "resampling": Resampling.bilinear} if scaled else {}
                     raw = self.src.read(bands, window=window, **resample)
-                    image = self.stretch.apply(raw, scene_valid, self.nodata_fill)
+                    fed = scene_valid
+                    if self._float:  # NaNs and infinities hold no data: filled for the network
+                        fed = self._finite(raw, scene_valid)
+                        if not scaled:  # and left without a class (on a working grid, whose pixels
+                            # near one took it into their decimation, the scene's own grid decides:
+                            # read_source_valid)
+                            kept = self._in_region(fed, window)
+                    image = self.stretch.apply(raw, fed, self.nodata_fill)
                     if any(reach):  # the part beyond the scene: the scene mirrored at its edge
                         image = np.pad(image, ((0, 0), (above, below), (before, after)), mode="reflect")
                     images[i] = image
                 else:
+                    if kept.any() and self._float and not scaled:  # not computed; its NaNs still no data
+                        kept = self._in_region(self._finite(self.src.read(bands, window=window), scene_valid), window)
                     images[i] = 0.0  # never computed: skip the pixel read
+                valid[i] = np.pad(kept, ((above, below), (before, after))) if any(reach) else kept
         except RasterioIOError as exc:
             raise SceneError(f"reading {self.info.path!r} failed: {exc}") from None
         return PatchBatch(tuple(windows), images, valid, time.perf_counter() - start)

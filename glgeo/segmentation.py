@@ -383,7 +383,7 @@ def segment(
                 score_dtype = WORKING_SCORE_DTYPE
                 sink = ToSceneGrid(
                     (grid.height, grid.width), (info.height, info.width), sink,
-                    reader.read_source_valid if info.has_mask else None,
+                    reader.read_source_valid if reader.source_may_be_invalid else None,
                     interpolation=settings.logit_upsampling, scores=with_scores, score_dtype=score_dtype,
                 )
                 with_scores = with_scores or settings.logit_upsampling == "bilinear"

@@ -401,7 +401,7 @@ def write_block(
                     score_dtype = WORKING_SCORE_DTYPE
                     sink = ToSceneGrid(
                         (grid.height, grid.width), (info.height, info.width), sink,
-                        reader.read_source_valid if info.has_mask else None,
+                        reader.read_source_valid if reader.source_may_be_invalid else None,
                         interpolation=settings.logit_upsampling, scores=probabilities, box=block.box,
                         score_dtype=score_dtype,
                     )  # fmt: skip

@@ -452,3 +452,31 @@ def test_bad_requests(tmp_path):
     segment(scene, tmp_path / "out.tif", model=standin(INRIA), settings=InferenceSettings(device="cpu"))
     with pytest.raises(OutputError, match="overwrite=True"):
         segment(scene, tmp_path / "out.tif", model=standin(INRIA))
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.25])
+def test_nan_and_infinite_values_of_a_float_scene_are_no_data(tmp_path, scale):
+    """A float scene that declares no nodata: its NaN and infinite pixels get no class (a
+    NaN fed to the network, or an infinity stretched to white, would change the classes of
+    the pixels around it), and the summary counts them as nodata."""
+    truth = class_map(160, 200, 6, seed=6) + 1
+    colours = np.asarray(DEEPGLOBE.colors, dtype=np.float32)[truth].transpose(2, 0, 1)
+    bad = np.zeros(truth.shape, bool)
+    colours[:, 10:30, :] = np.inf  # rows of +inf in every band
+    colours[1, 100:104, 50:90] = np.nan  # NaN in one band only
+    colours[2, 140:150, 150:170] = -np.inf
+    bad[10:30, :] = bad[100:104, 50:90] = bad[140:150, 150:170] = True
+    scene = write_geotiff(tmp_path / "float.tif", colours, crs=CRS, transform=TRANSFORM)
+    checkpoint = _trained_at(scale, patch=64)
+    summary = segment(scene, tmp_path / "out.tif", model=checkpoint,
+                      settings=InferenceSettings(device="cpu", batch_size=3, stretch=(0.0, 255.0)))
+    classes = read(tmp_path / "out.tif")[0]
+    np.testing.assert_array_equal(classes == NODATA_ID, bad)
+    assert summary.nodata_pixels == int(bad.sum())
+    # away from the bad pixels (2 working px and the class borders), the classes are the truth's
+    near = np.zeros(truth.shape, bool)
+    reach = round(2 / scale) + 5
+    for dy in range(-reach, reach + 1, 2):
+        for dx in range(-reach, reach + 1, 2):
+            near |= np.roll(bad, (dy, dx), axis=(0, 1)) | (np.roll(truth, (dy, dx), axis=(0, 1)) != truth)
+    assert (classes[~near] == truth[~near]).mean() > 0.99
