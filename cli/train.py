@@ -152,8 +152,8 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
     Stage 1 trains the global branch on downsampled scenes; stage 2 the local branch with
     G->L sharing (global frozen); stage 3 the L->G global branch (local frozen). Each stage
     starts from the previous one's best checkpoint. OUT/stageN/best.pt and OUT/model.pt
-    are glgeo checkpoints for `glgeo segment`; logs are CSV and TensorBoard in
-    OUT/stageN/logs.
+    are glgeo checkpoints for `glgeo segment`; logs are CSV in OUT/stageN/logs, and
+    TensorBoard too where the tensorboard package is installed (pip install tensorboard).
 
     Training data is a published dataset (--dataset, --root) or your own georeferenced
     imagery with labels (--images, --labels), read through torchgeo: warped to one CRS and

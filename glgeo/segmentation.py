@@ -30,7 +30,7 @@ from .io import SceneInfo, SceneReader, inspect_scene
 from .provenance import Provenance, blend_rule, context_rule, file_sha256, utc_now
 from .resolution import coarseness, reading_scale
 from .schemes import NODATA_ID
-from .writer import ClassRasterWriter, OutputOptions, output_driver
+from .writer import ClassRasterWriter, OutputOptions, output_driver, sidecar_paths
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +231,23 @@ def global_resolution_warning(
     return None
 
 
+def check_sidecars(out: Path, overwrite: bool) -> None:
+    """Refuse, without ``overwrite``, a class raster whose sidecars (``.qml``, ``.qmd``,
+    ``.aux.xml``) already exist: they are part of the output (``landcover.png`` would
+    replace ``landcover.tif``'s style).
+
+    Raises:
+        OutputError: a sidecar exists and ``overwrite`` is false.
+    """
+    if overwrite:
+        return
+    for sidecar in sidecar_paths(out):
+        if sidecar.exists():
+            raise OutputError(
+                f"{str(sidecar)!r}, a sidecar this output writes, already exists; pass overwrite=True to replace it"
+            )
+
+
 def segment(
     scene: str | os.PathLike,
     out: str | os.PathLike,
@@ -295,6 +312,7 @@ def segment(
         if target is not None and _same_file(target, scene):
             raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
     out_path = check_output_path(out, overwrite=overwrite, inputs=(scene,))
+    check_sidecars(out_path, overwrite)
     scores_path = None
     if probabilities is not None:
         scores_path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))

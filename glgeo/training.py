@@ -16,8 +16,8 @@ sub-batch's aggregation loss is back-propagated through it.
 
 A run folder holds, per stage, ``stageN/best.pt`` (best validation mIoU) and
 ``stageN/last.pt`` (glgeo checkpoints, usable by ``glgeo segment``), Lightning's
-``stageN/lightning/last.ckpt`` (for ``resume``), CSV and TensorBoard logs in
-``stageN/logs``; ``model.pt`` is the final stage's best model.
+``stageN/lightning/last.ckpt`` (for ``resume``), CSV logs in ``stageN/logs`` (and
+TensorBoard logs where the ``tensorboard`` package is installed); ``model.pt`` is the final stage's best model.
 
 Validation scores each scene at the logits' resolution (1/4): the patch logits are
 merged into the scene (summed where patches overlap) and compared with the mask resized

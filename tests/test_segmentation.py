@@ -480,3 +480,17 @@ def test_nan_and_infinite_values_of_a_float_scene_are_no_data(tmp_path, scale):
         for dx in range(-reach, reach + 1, 2):
             near |= np.roll(bad, (dy, dx), axis=(0, 1)) | (np.roll(truth, (dy, dx), axis=(0, 1)) != truth)
     assert (classes[~near] == truth[~near]).mean() > 0.99
+
+
+def test_an_output_whose_sidecars_exist_needs_overwrite(tmp_path):
+    """landcover.png after landcover.tif would replace landcover.tif's .qml (its style
+    and its nodata): the sidecars are part of the output, refused as the file is."""
+    scene = write_scene(tmp_path / "scene.tif", class_map(40, 50, 6, seed=7) + 1, DEEPGLOBE)
+    model = standin(patch=64)
+    segment(scene, tmp_path / "landcover.tif", model=model, settings=InferenceSettings(device="cpu"))
+    style = (tmp_path / "landcover.qml").read_text()
+    with pytest.raises(OutputError, match=r"landcover.qml', a sidecar this output writes, already exists; pass overwrite"):
+        segment(scene, tmp_path / "landcover.png", model=model, settings=InferenceSettings(device="cpu"))
+    assert (tmp_path / "landcover.qml").read_text() == style and not (tmp_path / "landcover.png").exists()
+    segment(scene, tmp_path / "landcover.png", model=model, settings=InferenceSettings(device="cpu"), overwrite=True)
+    assert (tmp_path / "landcover.png").exists()

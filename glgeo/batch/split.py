@@ -287,7 +287,7 @@ def run_split(
     """
     from ..areas import class_areas
     from ..provenance import Provenance, blend_rule, context_rule, utc_now
-    from ..segmentation import SegmentSummary, _glgeo_version, model_identity, warn_if_no_class
+    from ..segmentation import SegmentSummary, _glgeo_version, check_sidecars, model_identity, warn_if_no_class
     from ..writer import output_driver
 
     started = time.perf_counter()
@@ -295,6 +295,7 @@ def run_split(
         raise InputError(f"workers must be 1 or more, got {workers!r}")
     scene = os.fspath(scene)
     out_path = check_output_path(out, overwrite=options.overwrite, inputs=(scene,))
+    check_sidecars(out_path, options.overwrite)
     scores_path = None
     if probabilities is not None:
         scores_path = check_output_path(probabilities, overwrite=options.overwrite, inputs=(scene,))
