@@ -817,6 +817,26 @@ def _strategy(name: str) -> Any:
     return name
 
 
+def _lightning_logs_through_root() -> None:
+    """Lightning's console lines once, at the application's level.
+
+    Lightning gives its ``lightning`` logger a console handler of its own (at INFO) that
+    also propagates to the root's: where the application has configured logging (the CLI),
+    each line printed twice, and ``-q`` did not silence them. With root handlers there, its
+    console handlers are removed and its level follows the root's.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lightning_log = logging.getLogger(name)
+        for handler in list(lightning_log.handlers):
+            if type(handler) is logging.StreamHandler:
+                lightning_log.removeHandler(handler)
+        lightning_log.propagate = True
+        lightning_log.setLevel(root.level)
+
+
 def _loggers(folder: Path) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -1102,6 +1122,7 @@ def _run_stage(
     lightning_ckpt = ModelCheckpoint(dirpath=folder / "lightning", filename="epoch{epoch:03d}", save_last=True,
                                      save_top_k=0 if not has_val else 1, monitor="val/miou" if has_val else None,
                                      mode="max", auto_insert_metric_name=False)
+    _lightning_logs_through_root()
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
         devices=settings.devices,

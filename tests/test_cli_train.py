@@ -19,3 +19,41 @@ def test_train_help_lists_the_trainable_modes_and_an_unknown_mode_is_refused():
     assert "[global|g2l|bidirectional]" in help_text and len(TRAIN_MODES) == 3
     result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--root", "x", "--out", "y", "--mode", "local"])
     assert result.exit_code == 2 and "'local' is not one of 'global', 'g2l', 'bidirectional'" in result.output
+
+
+def test_lightning_lines_print_once_at_the_applications_level():
+    """Lightning's own console handler printed each of its lines a second time beside the
+    root's (the CLI's), and at INFO whatever -q or -v asked for."""
+    import logging
+
+    import lightning.pytorch  # noqa: F401  (sets up Lightning's loggers)
+
+    from glgeo.training import _lightning_logs_through_root
+
+    records: list[str] = []
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    root = logging.getLogger()
+    counting, level = Count(), root.level
+    root.addHandler(counting)
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level, logging.getLogger(name).propagate)
+             for name in ("lightning", "lightning.pytorch", "lightning.fabric")}
+    try:
+        root.setLevel(logging.WARNING)
+        _lightning_logs_through_root()
+        rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+        rank_zero.info("GPU available: False")
+        rank_zero.warning("something to say")
+        assert records == ["something to say"]
+        assert not any(type(h) is logging.StreamHandler for h in logging.getLogger("lightning").handlers)
+    finally:
+        root.removeHandler(counting)
+        root.setLevel(level)
+        for name, (handlers, lvl, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.setLevel(lvl)
+            logger.propagate = propagate
