@@ -3,8 +3,11 @@ against imagery with polygon labels."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 from pathlib import Path
+from typing import Iterator
 
 import click
 
@@ -20,6 +23,27 @@ def _scheme(value: str):
     if path.suffix.lower() == ".json" and path.is_file():
         return ClassScheme.from_dict(json.loads(path.read_text()))
     return get_scheme(value)
+
+
+class _FlagTerms(logging.Filter):
+    """Says the library's warnings in command-line terms (``truth_encoding='mask'`` ->
+    ``--truth-encoding mask``), as the group does for its errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .main import cli_message
+
+        record.msg, record.args = cli_message(record.getMessage(), "evaluate"), ()
+        return True
+
+
+@contextlib.contextmanager
+def _warnings_in_flag_terms() -> Iterator[None]:
+    logger, terms = logging.getLogger("glgeo.evaluate"), _FlagTerms()
+    logger.addFilter(terms)
+    try:
+        yield
+    finally:
+        logger.removeFilter(terms)
 
 
 @click.command(short_help="Score predictions (IoU, mIoU, accuracy), or a model on a dataset split.")
@@ -102,7 +126,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             DEEPGLOBE_RGB_THRESHOLD if chosen is not None and chosen.name == "deepglobe" and truth_encoding == "mask"
             else None
         )
-        with progress_bar(ctx, unit="image", desc="evaluate") as progress:
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress, _warnings_in_flag_terms():
             report = evaluate_rasters(
                 list(zip(preds, truths)), _scheme(scheme) if scheme else None, truth_encoding, threshold, progress
             )
@@ -153,6 +177,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
-    click.echo(report.table())
+    from .main import cli_message
+
+    click.echo(cli_message(report.table(), "evaluate"))
     if json_path is not None:
         click.echo(f"report: {json_path}")

@@ -81,6 +81,10 @@ class EvaluationReport:
         peak_memory_mb: peak GPU memory on CUDA, else peak resident memory of the process.
         memory_kind: ``"gpu"``, ``"resident"`` or ``""``.
         model: the checkpoint evaluated, if any.
+        left_out_truth_pixels: class-id truth pixels holding :data:`~glgeo.schemes.NODATA_ID`
+            (no class id) in files that do not declare it as their nodata: left out of
+            the scores like nodata, and reported (a 0/255 mask read as ids loses its
+            class 255 this way).
     """
 
     scores: SegmentationScores
@@ -89,6 +93,7 @@ class EvaluationReport:
     peak_memory_mb: float | None = None
     memory_kind: str = ""
     model: str | None = None
+    left_out_truth_pixels: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able report."""
@@ -104,17 +109,47 @@ class EvaluationReport:
             "seconds_per_image": self.seconds_per_image,
             "peak_memory_mb": self.peak_memory_mb,
             "memory_kind": self.memory_kind,
+            "left_out_truth_pixels": self.left_out_truth_pixels,
         }
 
     def table(self) -> str:
         """The terminal report: per-class IoU, pooled scores, then cost."""
         lines = [self.scores.table(), f"images: {len(self.images)}, pixels: {self.scores.n_pixels}"]
+        scored = self.scores.n_pixels
+        unpredicted = int(self.scores.confusion[:, -1].sum())
+        if unpredicted:
+            lines.append(
+                f"no prediction: {unpredicted:,} of the {scored:,} truth pixels ({_share(unpredicted, scored)}) are"
+                " nodata (or no class id) in the prediction, scored as misses"
+            )
+        if self.left_out_truth_pixels:
+            read = scored + self.left_out_truth_pixels
+            lines.append(
+                f"left out: {self.left_out_truth_pixels:,} truth pixels ({_share(self.left_out_truth_pixels, read)} of"
+                f" those not declared nodata) hold {NODATA_ID}, no class id{_left_out_hint(self.scores.scheme)}"
+            )
         if self.seconds_per_image is not None:
             lines.append(f"time per image: {self.seconds_per_image:.2f} s")
         if self.peak_memory_mb is not None:
             kind = "GPU memory" if self.memory_kind == "gpu" else "resident memory"
             lines.append(f"peak {kind}: {self.peak_memory_mb:.0f} MB")
         return "\n".join(lines)
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "-"
+
+
+def _left_out_hint(scheme: ClassScheme) -> str:
+    """What to do about truth pixels holding NODATA_ID, as the end of a sentence."""
+    values = [c.mask_value for c in scheme.classes]
+    if scheme.mask_encoding == "value" and NODATA_ID in values:
+        named = scheme.classes[values.index(NODATA_ID)].name
+        return (
+            f"; if {NODATA_ID} is {named} ({scheme.name}'s {'/'.join(map(str, values))} masks), use truth_encoding='mask';"
+            " if it marks no data, declare it as the file's nodata"
+        )
+    return f"; if {NODATA_ID} marks no data, declare it as the file's nodata, else check the class scheme"
 
 
 def _strips(height: int, width: int) -> list[Window]:
@@ -131,17 +166,31 @@ def compare_rasters(
 ) -> np.ndarray:
     """Confusion counts ``(n, n + 1)`` of one prediction raster against its truth.
 
-    Both are read in row strips of at most :data:`WINDOW_PIXELS` pixels.
+    Both are read in row strips of at most :data:`WINDOW_PIXELS` pixels. Class-id truth
+    pixels holding :data:`~glgeo.schemes.NODATA_ID` are left out even where the file does
+    not declare it as nodata, with a warning that says how many.
 
     Raises:
         InputError: different sizes, or different CRS / transform when both are
             georeferenced; a truth encoding that does not fit the file.
         DatasetError: a truth mask value the scheme does not know.
     """
+    return _compare_counts(pred, truth, scheme, truth_encoding, rgb_threshold)[0]
+
+
+def _compare_counts(
+    pred: str | os.PathLike,
+    truth: str | os.PathLike,
+    scheme: ClassScheme,
+    truth_encoding: TruthEncoding = "mask",
+    rgb_threshold: int | None = None,
+) -> tuple[np.ndarray, int]:
+    """:func:`compare_rasters`, and the truth pixels left out as undeclared nodata."""
     if truth_encoding not in ("mask", "ids"):
         raise InputError(f"truth encoding must be 'mask' or 'ids', got {truth_encoding!r}")
     n = scheme.n_classes
     total = np.zeros((n, n + 1), dtype=np.int64)
+    left_out = 0
     with open_raster(Path(pred)) as p, open_raster(Path(truth)) as t:
         if (p.height, p.width) != (t.height, t.width):
             raise InputError(
@@ -161,12 +210,23 @@ def compare_rasters(
                 expected = read_mask_ids(t, scheme, window=window, rgb_threshold=rgb_threshold)
             else:
                 expected = t.read(1, window=window)
+                if t.nodata is None or t.nodata != NODATA_ID:
+                    # glgeo's nodata id, though the file does not say so: left out, but counted
+                    left_out += int(np.count_nonzero(expected == NODATA_ID))
                 if t.nodata is not None:
                     expected = np.where(expected == t.nodata, NODATA_ID, expected)
             if p.nodata is not None and p.nodata != NODATA_ID:
                 predicted = np.where(predicted == p.nodata, NODATA_ID, predicted)
             total += confusion_matrix(expected, predicted, n)
-    return total
+        if left_out:
+            read = left_out + int(total.sum())
+            log.warning(
+                "truth %s: %s of its %s pixels%s (%s) hold %d, no class id of scheme %r (0-%d): they are left out"
+                " of the scores%s",
+                truth, f"{left_out:,}", f"{read:,}", "" if t.nodata is None else " not declared nodata",
+                _share(left_out, read), NODATA_ID, scheme.name, n - 1, _left_out_hint(scheme),
+            )
+    return total, left_out
 
 
 def _image_result(name: str, confusion: np.ndarray, scheme: ClassScheme, seconds: float | None = None) -> ImageResult:
@@ -224,13 +284,15 @@ def evaluate_rasters(
         scheme = next(iter(carried.values()))
     acc = ConfusionAccumulator(scheme)
     images = []
+    left_out = 0
     for i, (pred, truth) in enumerate(pairs):
-        cm = compare_rasters(pred, truth, scheme, truth_encoding, rgb_threshold)
+        cm, left = _compare_counts(pred, truth, scheme, truth_encoding, rgb_threshold)
         acc.add(cm)
+        left_out += left
         images.append(_image_result(Path(pred).stem, cm, scheme))
         if progress is not None:
             progress(i + 1, len(pairs))
-    return EvaluationReport(acc.scores(), tuple(images))
+    return EvaluationReport(acc.scores(), tuple(images), left_out_truth_pixels=left_out)
 
 
 def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder: Path) -> tuple[Path, Path]:

@@ -91,3 +91,23 @@ def test_gsd_goes_with_a_model(tmp_path):
     result = CliRunner().invoke(cli, ["evaluate", "--pred", str(mask), "--truth", str(mask), "--scheme", "inria",
                                       "--gsd", "1"])
     assert result.exit_code == 2 and "--gsd goes with --model" in result.output
+
+
+def test_a_0_255_truth_read_as_ids_says_what_to_do(inria_pair, tmp_path, caplog):
+    """`--truth-encoding ids` on Inria's 0/255 masks: the building pixels are left out; the
+    warning and the table (even with -q) say how many and name the encoding that reads them."""
+    import logging
+
+    pred, truth = inria_pair
+    report = tmp_path / "report.json"
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        result = CliRunner().invoke(cli, ["-q", "evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme",
+                                          "inria", "--truth-encoding", "ids", "-o", str(report)])
+    assert result.exit_code == 0, result.output
+    assert ("left out: 200 truth pixels (16.7 % of those not declared nodata) hold 255, no class id; if 255 is building"
+            " (inria's 0/255 masks), use --truth-encoding mask;") in result.stdout
+    assert "no prediction: 30 of the 1,000 truth pixels (3.0 %)" in result.stdout
+    assert json.loads(report.read_text())["left_out_truth_pixels"] == 200
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "glgeo.evaluate"]
+    assert "200 of its 1,200 pixels (16.7 %) hold 255" in warning
+    assert "use --truth-encoding mask" in warning and "truth_encoding" not in warning

@@ -133,3 +133,54 @@ def test_a_warning_about_every_image_of_a_dataset_is_shown_once(tmp_path, caplog
         for name in ("2", "3"):
             segment(ds.scene(name).image, tmp_path / f"{name}.tif", model=ckpt, settings=InferenceSettings(device="cpu"))
     assert sum("has no georeferencing" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_undeclared_nodata_in_id_truth_is_reported(inria_pair, tmp_path, caplog):
+    """Inria's 0/255 truth read as class ids: 255 is glgeo's nodata id, so every building pixel
+    drops out and building IoU reads 0. The file does not declare 255 as nodata: say so."""
+    import logging
+
+    import rasterio
+
+    pred, truth = inria_pair
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        report = evaluate_rasters([(pred, truth)], INRIA, "ids")
+    assert report.left_out_truth_pixels == 200 and report.scores.n_pixels == 1000
+    assert report.to_dict()["left_out_truth_pixels"] == 200
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "gt.tif: 200 of its 1,200 pixels (16.7 %) hold 255, no class id of scheme 'inria' (0-1)" in warning
+    assert "if 255 is building (inria's 0/255 masks), use truth_encoding='mask'" in warning
+    assert "left out: 200 truth pixels (16.7 % of those not declared nodata) hold 255" in report.table()
+    # read as the published mask, the building pixels count, and nothing is said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        mask = evaluate_rasters([(pred, truth)], INRIA, "mask")
+    assert mask.left_out_truth_pixels == 0 and mask.scores.building_iou == pytest.approx(100 / 300)
+    assert not caplog.records and "left out" not in mask.table()
+    # a truth that declares 255 as its nodata means it: no warning
+    with rasterio.open(truth) as src:
+        declared = write_geotiff(tmp_path / "declared.tif", src.read(1), nodata=255)
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        assert evaluate_rasters([(pred, declared)], INRIA, "ids").left_out_truth_pixels == 0
+    assert not caplog.records
+    # a scheme whose masks have no 255: the advice is to declare it
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        evaluate_rasters([(pred, truth)], DEEPGLOBE, "ids")
+    assert "if 255 marks no data, declare it as the file's nodata, else check the class scheme" in caplog.text
+
+
+def test_table_says_how_many_truth_pixels_had_no_prediction(tmp_path):
+    """A prediction that is mostly nodata scores as misses; the table says how many."""
+    truth = np.zeros((10, 100), dtype=np.uint8)
+    truth[:, :50] = 1
+    pred = truth.copy()
+    pred[:, 37:] = 255  # 63 % nodata
+    p = write_geotiff(tmp_path / "p.tif", pred, nodata=255)
+    t = write_geotiff(tmp_path / "t.tif", truth)
+    report = evaluate_rasters([(p, t)], INRIA, "ids")
+    assert report.scores.confusion[:, -1].sum() == 630
+    assert ("no prediction: 630 of the 1,000 truth pixels (63.0 %) are nodata (or no class id) in the prediction,"
+            " scored as misses") in report.table()
+    full = write_geotiff(tmp_path / "full.tif", truth, nodata=255)
+    assert "no prediction" not in evaluate_rasters([(full, t)], INRIA, "ids").table()
