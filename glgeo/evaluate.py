@@ -204,6 +204,10 @@ def _compare_counts(
             )
         if truth_encoding == "ids" and t.count != 1:
             raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use truth_encoding='mask')")
+        # a declared nodata that is also a class id hides that class's pixels
+        truth_hides = _class_named_by(t.nodata, scheme) if truth_encoding == "ids" else None
+        pred_hides = _class_named_by(p.nodata, scheme)
+        hidden_truth = hidden_pred = 0
         for window in _strips(p.height, p.width):
             predicted = p.read(1, window=window)
             if truth_encoding == "mask":
@@ -214,10 +218,24 @@ def _compare_counts(
                     # glgeo's nodata id, though the file does not say so: left out, but counted
                     left_out += int(np.count_nonzero(expected == NODATA_ID))
                 if t.nodata is not None:
+                    if truth_hides is not None:
+                        hidden_truth += int(np.count_nonzero(expected == t.nodata))
                     expected = np.where(expected == t.nodata, NODATA_ID, expected)
             if p.nodata is not None and p.nodata != NODATA_ID:
+                if pred_hides is not None:
+                    hidden_pred += int(np.count_nonzero(predicted == p.nodata))
                 predicted = np.where(predicted == p.nodata, NODATA_ID, predicted)
             total += confusion_matrix(expected, predicted, n)
+        for name, hides, count, effect in (
+            (f"truth {truth}", truth_hides, hidden_truth, "left out of the scores"),
+            (f"prediction {pred}", pred_hides, hidden_pred, "scored as no prediction"),
+        ):
+            if count:
+                log.warning(
+                    "%s declares nodata %d, which is class %d %s of scheme %r: its %s pixels of that value are %s;"
+                    " if they are %s, remove or change the file's nodata",
+                    name, hides.id, hides.id, hides.name, scheme.name, f"{count:,}", effect, hides.name,
+                )
         if left_out:
             read = left_out + int(total.sum())
             log.warning(
@@ -227,6 +245,13 @@ def _compare_counts(
                 _share(left_out, read), NODATA_ID, scheme.name, n - 1, _left_out_hint(scheme),
             )
     return total, left_out
+
+
+def _class_named_by(nodata: float | None, scheme: ClassScheme):
+    """The class of ``scheme`` whose id a raster's declared ``nodata`` is, or ``None``."""
+    if nodata is None or not float(nodata).is_integer() or not 0 <= nodata < scheme.n_classes:
+        return None
+    return scheme.classes[int(nodata)]
 
 
 def _image_result(name: str, confusion: np.ndarray, scheme: ClassScheme, seconds: float | None = None) -> ImageResult:

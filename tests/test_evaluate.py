@@ -184,3 +184,28 @@ def test_table_says_how_many_truth_pixels_had_no_prediction(tmp_path):
             " scored as misses") in report.table()
     full = write_geotiff(tmp_path / "full.tif", truth, nodata=255)
     assert "no prediction" not in evaluate_rasters([(full, t)], INRIA, "ids").table()
+
+
+def test_a_declared_nodata_that_is_a_class_id_is_reported(tmp_path, caplog):
+    """A truth or prediction declaring nodata 0 (Inria's background) silently loses that
+    class from the scores: say which class and how many pixels."""
+    import logging
+
+    truth = np.zeros((10, 20), dtype=np.uint8)
+    truth[:, 15:] = 1
+    truth_path = write_geotiff(tmp_path / "truth.tif", truth, nodata=0)
+    pred_path = write_geotiff(tmp_path / "pred.tif", truth, nodata=0)
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        report = evaluate_rasters([(pred_path, truth_path)], INRIA, "ids")
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith(f"truth {truth_path} declares nodata 0, which is class 0 background of scheme 'inria':"
+                            " its 150 pixels of that value are left out of the scores") for m in messages), messages
+    assert any(f"prediction {pred_path} declares nodata 0" in m and "150 pixels of that value are scored as no"
+               " prediction" in m for m in messages), messages
+    assert report.scores.n_pixels == 50  # what is left: the building columns
+    # glgeo's own outputs declare a nodata beyond the classes: nothing to say
+    caplog.clear()
+    own = write_geotiff(tmp_path / "own.tif", truth, nodata=3)
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        evaluate_rasters([(own, own)], INRIA, "ids")
+    assert not caplog.records
