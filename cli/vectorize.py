@@ -2,16 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 from pathlib import Path
+from typing import Iterator
 
 import click
 
+from glgeo.cli.main import cli_message
 from glgeo.cli.options import overwrite_opt, plural, progress_bar
 
 
 def _class_list(values: tuple[str, ...]) -> list[str] | None:
     names = [item.strip() for value in values for item in value.split(",") if item.strip()]
     return names or None
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Refuse a zero, negative or infinite ``--min-area`` / ``--simplify`` with one line naming the option."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.ClickException(f"{param.opts[0]} must be a positive number, got {value:g}")
+    return value
+
+
+class _FlagNames(logging.Filter):
+    """Rewrites the library's log messages in command-line terms (``block_size=4096`` ->
+    ``--block-size 4096``), as the group does for its error messages."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = cli_message(record.getMessage(), "vectorize"), None
+        return True
+
+
+@contextlib.contextmanager
+def _log_in_flag_names() -> Iterator[None]:
+    logger = logging.getLogger("glgeo.vectorization")
+    names = _FlagNames()
+    logger.addFilter(names)
+    try:
+        yield
+    finally:
+        logger.removeFilter(names)
 
 
 @click.command(short_help="Polygonize a class raster into a styled GeoPackage.")
@@ -32,12 +64,14 @@ def _class_list(values: tuple[str, ...]) -> list[str] | None:
     "--min-area",
     type=float,
     default=None,
+    callback=_positive,
     help="Merge regions smaller than this (m² in projected CRSs) into their neighbours first.",
 )
 @click.option(
     "--simplify",
     type=float,
     default=None,
+    callback=_positive,
     metavar="TOL",
     help="Simplify borders by TOL (CRS units); neighbours keep sharing them.",
 )
@@ -99,7 +133,7 @@ def vectorize(
         overwrite=overwrite,
         block_size=block_size,
     )
-    with progress_bar(ctx, unit="block", desc="vectorize") as progress:
+    with progress_bar(ctx, unit="block", desc="vectorize") as progress, _log_in_flag_names():
         result = run_vectorize(raster, out, progress=progress, **kwargs)
 
     from glgeo.areas import format_area
@@ -122,3 +156,10 @@ def vectorize(
         for name, text in counts.items():
             area = format_area(result.area_per_class.get(name, 0.0), result.area_units)
             click.echo(f"  {name:<{width}}  {text:>{count_width}}  {area}")
+    if result.merged_regions:
+        lost = result.classes_without_polygons
+        click.echo(
+            f"--min-area merged {plural(result.merged_regions, 'region')} ({result.merged_pixels:,} px) into"
+            " neighbouring regions"
+            + (f"; no polygon left for {', '.join(lost)} (see the warning)" if lost else "")
+        )

@@ -100,6 +100,16 @@ class VectorizeResult:
         area_per_class: class name -> total ``area_m2``.
         n_blocks: blocks processed.
         seconds: wall time.
+        raster_pixels_per_class: class name -> pixels of that class in the raster (the
+            classes vectorized, nodata excluded; classes without pixels left out).
+        written_pixels_per_class: class name -> pixels the written polygons cover (after
+            ``min_area``, before ``simplify``); a class with pixels in the raster but none
+            here got no polygon.
+        nodata_pixels: pixels holding the nodata value (never vectorized).
+        merged_regions: regions smaller than ``min_area`` merged into a neighbour.
+        merged_pixels: pixels of those regions (they now belong to the neighbour's class).
+        classes_without_polygons: classes with pixels in the raster that got no polygon
+            (all their regions were smaller than ``min_area``).
     """
 
     path: Path
@@ -111,6 +121,12 @@ class VectorizeResult:
     area_per_class: dict[str, float] = field(default_factory=dict)
     n_blocks: int = 0
     seconds: float = 0.0
+    raster_pixels_per_class: dict[str, int] = field(default_factory=dict)
+    written_pixels_per_class: dict[str, int] = field(default_factory=dict)
+    nodata_pixels: int = 0
+    merged_regions: int = 0
+    merged_pixels: int = 0
+    classes_without_polygons: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """A JSON-able summary (``glgeo vectorize --json``)."""
@@ -122,6 +138,12 @@ class VectorizeResult:
             "polygons": self.n_polygons,
             "polygons_per_class": dict(self.polygons_per_class),
             "area_per_class": {k: round(v, 6) for k, v in self.area_per_class.items()},
+            "raster_pixels_per_class": dict(self.raster_pixels_per_class),
+            "written_pixels_per_class": dict(self.written_pixels_per_class),
+            "nodata_pixels": self.nodata_pixels,
+            "merged_regions": self.merged_regions,
+            "merged_pixels": self.merged_pixels,
+            "classes_without_polygons": list(self.classes_without_polygons),
             "blocks": self.n_blocks,
             "seconds": round(self.seconds, 3),
         }
@@ -252,6 +274,62 @@ def vector_provenance(raster_tags: dict[str, str], raster: Path) -> dict[str, st
 def _check_positive(name: str, value: float | None) -> None:
     if value is not None and (not math.isfinite(value) or value <= 0):
         raise InputError(f"{name} must be a positive number, got {value}")
+
+
+def _check_min_pixels(
+    src: rasterio.io.DatasetReader, min_area: float, min_pixels: int, pixel_area: float, unit: str, block_size: int
+) -> None:
+    """Refuse a ``min_area`` no region can reach or no block can sieve; warn when the
+    sieve's margin is too small to be exact."""
+    n_pixels = src.width * src.height
+    if min_pixels >= n_pixels:
+        raise InputError(
+            f"min_area {min_area:g} {unit} covers {min_pixels:,} pixels, at least the raster's whole area"
+            f" ({src.width} x {src.height} = {n_pixels:,} pixels, {n_pixels * pixel_area:g} {unit}): no region"
+            f" could be kept; pass a min_area of at most {(n_pixels - 1) * pixel_area:g} {unit}"
+        )
+    window = _smallest_window(src.height, src.width, block_size, _sieve_halo(min_pixels, block_size))
+    if min_pixels > window:
+        # GDAL's sieve takes no threshold above the pixel count of what it sieves.
+        raise InputError(
+            f"min_area {min_area:g} {unit} covers {min_pixels:,} pixels, more than the blocks of block_size"
+            f" {block_size} hold with their margin (the smallest, at the raster's edges: {window:,} pixels);"
+            f" pass block_size={_block_size_to_sieve(src.height, src.width, min_pixels)} or more,"
+            " or a smaller min_area"
+        )
+    if 2 * min_pixels > block_size:
+        log.warning(
+            "min_area covers %d pixels, more than half of block_size (%d): near block seams, a thin region"
+            " may be judged by its part within %d pixels of the block; pass block_size=%d or more for"
+            " exact results",
+            min_pixels, block_size, block_size, 2 * min_pixels,
+        )
+
+
+def _warn_nodata_is_a_class(
+    src: rasterio.io.DatasetReader, given: int | None, value: int, n_pixels: int, scheme: ClassScheme
+) -> None:
+    """The nodata value is also a class id: its pixels get no polygon, say so and how to keep them."""
+    name = scheme.classes[value].name
+    log.warning(
+        "the nodata value %d (%s) is the class id of %s in the %r scheme: its %s pixels are left out as nodata and"
+        " get no polygon; if they are %s, pass nodata=%d (a value that is not a class id) to vectorize them",
+        value, "passed" if given is not None else f"declared by {src.name!r}", name, scheme.name, f"{n_pixels:,}",
+        name, NODATA_ID,
+    )
+
+
+def _warn_classes_without_polygons(
+    names: Sequence[str], raster_pixels: dict[str, int], min_area: float, unit: str
+) -> None:
+    """Some classes lost every region to ``min_area``: name them with their pixels."""
+    listed = ", ".join(f"{name} ({raster_pixels[name]:,} px)" for name in names)
+    log.warning(
+        "%s no region of at least %s and %s no polygon: %s; their pixels were merged into neighbouring"
+        " regions (pass a smaller min_area to keep them)",
+        "1 class has" if len(names) == 1 else f"{len(names)} classes have",
+        f"{min_area:g} {unit}", "gets" if len(names) == 1 else "get", listed,
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -493,6 +571,40 @@ def _sieve(classes: np.ndarray, valid: np.ndarray, min_pixels: int) -> np.ndarra
     return classes
 
 
+def _smallest_window(height: int, width: int, block_size: int, halo: int) -> int:
+    """Pixels of the smallest window a block is sieved in (the block, its margin ``halo``,
+    clipped to the raster): the first or the last block along each axis."""
+
+    def extent(length: int) -> int:
+        n_blocks = math.ceil(length / block_size)
+        if n_blocks == 1:
+            return length
+        first = min(length, block_size + halo)
+        last = length - max(0, (n_blocks - 1) * block_size - halo)
+        return min(first, last)
+
+    return extent(height) * extent(width)
+
+
+def _block_size_to_sieve(height: int, width: int, min_pixels: int) -> int:
+    """The smallest block size whose every sieving window holds more than ``min_pixels``
+    pixels (``min_pixels`` must be under the raster's pixel count).
+
+    A window spans at least ``min(side, block_size)`` pixels along each side of the raster
+    (its margin is the block size, or twice ``min_pixels`` when that is smaller, which is
+    then enough on its own), so the smallest block size with
+    ``min(height, b) * min(width, b) > min_pixels`` is enough.
+    """
+    low, high = 1, max(height, width)
+    while low < high:
+        middle = (low + high) // 2
+        if min(height, middle) * min(width, middle) > min_pixels:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 def _sieve_halo(min_pixels: int | None, block_size: int) -> int:
     """Margin read around each block for sieving.
 
@@ -502,6 +614,67 @@ def _sieve_halo(min_pixels: int | None, block_size: int) -> int:
     size to bound memory (with a warning).
     """
     return min(2 * min_pixels, block_size) if min_pixels else 0
+
+
+#: Rows of a block counted at once: np.bincount copies its input to 8-byte integers.
+_COUNT_ROWS = 256
+
+
+def _value_counts(classes: np.ndarray) -> np.ndarray:
+    """Pixels of each value 0-255 of a uint8 array (``NODATA_ID``: nodata), counted a few
+    rows at a time so the counting copies stay small."""
+    counts = np.zeros(256, dtype=np.int64)
+    for row in range(0, classes.shape[0], _COUNT_ROWS):
+        counts += np.bincount(classes[row : row + _COUNT_ROWS].ravel(), minlength=256)
+    return counts
+
+
+@dataclass
+class _PixelTally:
+    """What happened to the pixels, counted block by block (each pixel once, in its block).
+
+    ``raster`` and ``written`` count the pixels of each class id before and after
+    ``min_area`` (index ``NODATA_ID``: nodata); ``merged_regions`` and ``merged_pixels``
+    count what ``min_area`` merged into neighbours.
+    """
+
+    raster: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    written: np.ndarray = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
+    merged_regions: int = 0
+    merged_pixels: int = 0
+
+
+def _count_merged_regions(raw: np.ndarray, changed: np.ndarray, core: tuple[int, int, int, int]) -> int:
+    """Regions of ``raw`` whose pixels the sieve gave another class (``changed``), counted
+    in the block whose core (``x0, y0, x1, y1`` in window pixels) holds their first pixel in
+    raster order, so a region seen by several windows is counted once.
+
+    The regions are labelled among the changed pixels only (a small fraction of the window)
+    by propagating the smallest pixel index along 4-connected same-class neighbours, with
+    pointer jumping: a few vectorized passes, where polygonizing them cost as much as the sieve.
+    """
+    x0, y0, x1, y1 = core
+    width = raw.shape[1]
+    pixels = np.flatnonzero(changed)  # in raster order
+    right = np.flatnonzero(changed[:, :-1] & changed[:, 1:] & (raw[:, :-1] == raw[:, 1:]))
+    right += right // (width - 1)  # index in the window of the pixel left of each pair
+    below = np.flatnonzero(changed[:-1] & changed[1:] & (raw[:-1] == raw[1:]))
+    first = np.searchsorted(pixels, np.concatenate([right, below]))
+    second = np.searchsorted(pixels, np.concatenate([right + 1, below + width]))
+    label = np.arange(len(pixels))
+    while True:
+        lowest = np.minimum(label[first], label[second])
+        new = label.copy()
+        for ends in (first, second, label[first], label[second]):
+            np.minimum.at(new, ends, lowest)
+        new = new[new]
+        if np.array_equal(new, label):
+            break
+        label = new
+    # Each region keeps the label of its first pixel, the only pixel labelled with itself.
+    starts = pixels[label == np.arange(len(pixels))]
+    rows, cols = np.divmod(starts, width)
+    return int(np.count_nonzero((rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)))
 
 
 def _read_block(
@@ -561,8 +734,10 @@ def _pixel_geometries(
     tolerance_px: float | None,
     block_size: int,
     progress: ProgressCallback | None,
+    tally: _PixelTally,
 ) -> Iterator[tuple[shapely.Geometry, int]]:
-    """Every complete polygon of the raster, in pixel coordinates, with its class id."""
+    """Every complete polygon of the raster, in pixel coordinates, with its class id;
+    counts the pixels into ``tally`` on the way."""
     blocks = _blocks(src.height, src.width, block_size)
     n_rows = math.ceil(src.height / block_size)
     n_cols = math.ceil(src.width / block_size)
@@ -575,10 +750,24 @@ def _pixel_geometries(
     for done, block in enumerate(blocks, start=1):
         window = block.window
         classes, valid, (dy, dx) = _read_block(src, window, halo, nodata, scheme)
+        in_core = (slice(dy, dy + window.height), slice(dx, dx + window.width))
+        counts = _value_counts(classes[in_core])
+        tally.raster += counts
         if min_pixels:
-            classes = _sieve(classes, valid, min_pixels)
-        core = classes[dy : dy + window.height, dx : dx + window.width]
-        core_valid = valid[dy : dy + window.height, dx : dx + window.width]
+            sieved = _sieve(classes, valid, min_pixels)
+            changed = (sieved != classes) & valid
+            n_changed = int(np.count_nonzero(changed[in_core]))
+            if n_changed:
+                tally.merged_pixels += n_changed
+                tally.merged_regions += _count_merged_regions(
+                    classes, changed, (dx, dy, dx + window.width, dy + window.height)
+                )
+                counts = _value_counts(sieved[in_core])
+            classes = sieved
+            del sieved, changed
+        tally.written += counts
+        core = classes[in_core]
+        core_valid = valid[in_core]
         del classes, valid
 
         exact, ids = _polygonize(core, core_valid, window.col_off, window.row_off)
@@ -719,7 +908,9 @@ def vectorize(
         min_area: remove regions smaller than this (m² for projected CRSs) before
             vectorizing, by merging them into their largest neighbour, so no holes remain;
             a smaller region stays only where no neighbour can take it (an island in
-            nodata). Exact when it covers at most ``block_size / 2`` pixels.
+            nodata). Exact when it covers at most ``block_size / 2`` pixels. What it merged
+            is counted in the result, and a warning names every class it leaves without
+            a polygon.
         simplify: simplification tolerance in CRS units (roughly the square root of the
             area of the triangles removed); neighbouring polygons keep shared borders.
         classes: names (or ids) of the classes to keep, as a list or a comma-separated
@@ -731,14 +922,18 @@ def vectorize(
         progress: called as ``progress(done, total)`` after each block.
         nodata: the value marking pixels without data (never vectorized). Default: the
             nodata value the raster declares; a raster that declares none has no nodata.
+            A nodata value that is also a class id of the scheme leaves that class's
+            pixels out, with a warning that counts them.
 
     Returns:
-        What was written: path, layer, CRS, counts and areas per class.
+        What was written: path, layer, CRS, counts and areas per class, and the pixels
+        of each class in the raster and in the polygons.
 
     Raises:
         SceneError: the raster is missing or unreadable.
         InputError: it is not a class raster (several bands, float values, values outside
-            the scheme), or an option is invalid.
+            the scheme), or an option is invalid (also a ``min_area`` of at least the
+            raster's area, or more pixels than a block and its margin hold).
         UnknownNameError: a name in ``classes`` or ``scheme`` is unknown.
         OutputError: ``out`` exists without ``overwrite``, or cannot be written.
     """
@@ -764,13 +959,8 @@ def vectorize(
         area_units, area_factor = _area_units(src.crs if src.crs else None, transform, str(raster_path))
         pixel_area = abs(transform.determinant) * area_factor
         min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
-        if min_pixels and 2 * min_pixels > block_size:
-            log.warning(
-                "min_area covers %d pixels, more than half the block size (%d): near block seams, a thin region"
-                " may be judged by its part within %d pixels of the block; pass a block size of at least %d for"
-                " exact results",
-                min_pixels, block_size, block_size, 2 * min_pixels,
-            )
+        if min_pixels:
+            _check_min_pixels(src, min_area, min_pixels, pixel_area, area_units, block_size)
         pixel_size = max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
         tolerance_px = simplify / pixel_size if simplify else None
         crs = src.crs.to_string() if src.crs else None
@@ -786,9 +976,10 @@ def vectorize(
             # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
             halo = _sieve_halo(min_pixels, block_size)
             window_bytes = (block_size + 2 * halo) ** 2 * np.dtype(src.dtypes[0]).itemsize
+            tally = _PixelTally()
             with rasterio.Env(GDAL_CACHEMAX=max(_MIN_GDAL_CACHE, window_bytes)):
                 for geometry, class_id in _pixel_geometries(
-                    src, class_scheme, keep_ids, nodata_value, min_pixels, tolerance_px, block_size, progress
+                    src, class_scheme, keep_ids, nodata_value, min_pixels, tolerance_px, block_size, progress, tally
                 ):
                     writer.add(geometry, class_id)
             writer.flush()
@@ -802,8 +993,23 @@ def vectorize(
             what = f"Polygons of the classes of {raster_path.name}, vectorized {items['GLGEO_VECTORIZED_UTC']}"
             write_gpkg_layer_metadata(tmp, layer_name, provenance_metadata(class_scheme, items, layer_name, what))
         n_blocks = math.ceil(src.height / block_size) * math.ceil(src.width / block_size)
+        raster_pixels, written_pixels = (
+            {class_scheme.classes[i].name: int(counts[i]) for i in sorted(keep_ids) if counts[i]}
+            for counts in (tally.raster, tally.written)
+        )
+        nodata_pixels = int(tally.raster[NODATA_ID])
+        if nodata_value in keep_ids and nodata_pixels:
+            _warn_nodata_is_a_class(src, nodata, nodata_value, nodata_pixels, class_scheme)
+        without_polygons = tuple(name for name in raster_pixels if name not in written_pixels)
+        if without_polygons:
+            _warn_classes_without_polygons(without_polygons, raster_pixels, min_area, area_units)
 
     seconds = time.perf_counter() - started
+    if min_pixels:
+        log.info(
+            "min_area merged %d regions (%d pixels) into neighbouring regions",
+            tally.merged_regions, tally.merged_pixels,
+        )
     log.info("wrote %d polygons to %s (layer %s) in %.1f s", writer.n_written, out_path, layer_name, seconds)
     return VectorizeResult(
         path=out_path,
@@ -815,4 +1021,10 @@ def vectorize(
         area_per_class=dict(sorted(writer.areas.items(), key=lambda kv: class_scheme.by_name(kv[0]).id)),
         n_blocks=n_blocks,
         seconds=seconds,
+        raster_pixels_per_class=raster_pixels,
+        written_pixels_per_class=written_pixels,
+        nodata_pixels=nodata_pixels,
+        merged_regions=tally.merged_regions,
+        merged_pixels=tally.merged_pixels,
+        classes_without_polygons=without_polygons,
     )

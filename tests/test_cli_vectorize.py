@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
 import pyogrio
 import pytest
@@ -9,6 +12,7 @@ import rasterio
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
+from glgeo.schemes import NODATA_ID
 
 from fixtures.class_rasters import read_layer, reburn, write_raster
 
@@ -55,7 +59,14 @@ def test_cli_options_reach_the_library(tmp_path, class_raster):
     ("args", "message"),
     [
         (["--classes", "building"], "unknown class 'building'"),
-        (["--simplify", "-2"], "simplify must be a positive number"),
+        (["--simplify", "-2"], "Error: --simplify must be a positive number, got -2"),
+        (["--min-area", "0"], "Error: --min-area must be a positive number, got 0"),
+        (["--min-area", "1e6"], "Error: --min-area 1e+06 m2 covers 4,000,000 pixels, at least the raster's whole area"
+                                " (190 x 150 = 28,500 pixels, 7125 m2): no region could be kept; pass a --min-area of"
+                                " at most 7124.75 m2"),
+        (["--min-area", "1000", "--block-size", "16"], "more than the blocks of --block-size 16 hold with their margin"
+                                                       " (the smallest, at the raster's edges: 660 pixels); pass"
+                                                       " --block-size 64 or more, or a smaller --min-area"),
         ([], "cannot tell which classes"),
     ],
 )
@@ -64,6 +75,7 @@ def test_cli_errors_are_one_line(tmp_path, class_raster, args, message):
     result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "--out", str(tmp_path / "e.gpkg"), *scheme, *args])
     assert result.exit_code == 1
     assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert not (tmp_path / "e.gpkg").exists()
 
@@ -101,10 +113,61 @@ def test_cli_nodata_option(tmp_path, classes_array):
 
 
 def test_cli_json_prints_the_summary(tmp_path, class_raster):
-    import json
-
     out = tmp_path / "j.gpkg"
     result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "-o", str(out), "--scheme", "deepglobe", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["polygons"] == len(read_layer(out)) and data["crs"] == "EPSG:32618" and data["area_units"] == "m2"
+
+
+def specks(rangeland: bool = False) -> np.ndarray:
+    """20 x 20 px (50 cm) of forest (4) and urban (1) with three classes under 1 m² (4 px)."""
+    data = np.full((20, 20), 4, dtype=np.uint8)
+    data[:, 10:] = 1
+    data[2, 2] = 0  # unknown, 1 px
+    data[5, 5:7] = data[6, 5] = 2  # agriculture, 3 px
+    data[15, 15] = 5  # water, 1 px
+    if rangeland:
+        data[0:4, 0:4] = 3
+    return data
+
+
+def test_cli_min_area_says_what_it_merged_and_which_classes_lost_every_polygon(tmp_path, caplog):
+    raster = write_raster(tmp_path / "specks.tif", specks())
+    out = tmp_path / "s.gpkg"
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        result = CliRunner().invoke(cli, ["vectorize", str(raster), "-o", str(out), "--scheme", "deepglobe",
+                                          "--min-area", "1", "--block-size", "4"])
+    assert result.exit_code == 0, result.output
+    assert set(read_layer(out, "specks").class_name) == {"forest", "urban"}
+    assert ("--min-area merged 3 regions (5 px) into neighbouring regions; no polygon left for unknown, agriculture,"
+            " water (see the warning)") in result.stdout
+    warnings = " ".join(r.getMessage() for r in caplog.records if r.name == "glgeo.vectorization")
+    assert ("3 classes have no region of at least 1 m2 and get no polygon: unknown (1 px), agriculture (3 px), water"
+            " (1 px); their pixels were merged into neighbouring regions (pass a smaller --min-area to keep them)"
+            ) in warnings
+    assert "more than half of --block-size (4)" in warnings and "pass --block-size 8 or more" in warnings
+    assert "block_size" not in warnings and "min_area" not in warnings
+
+    data = json.loads(CliRunner().invoke(cli, ["-q", "vectorize", str(raster), "-o", str(out), "--scheme", "deepglobe",
+                                               "--min-area", "1", "--json", "--overwrite"]).stdout)
+    assert data["classes_without_polygons"] == ["unknown", "agriculture", "water"]
+    assert data["merged_regions"] == 3 and data["merged_pixels"] == 5
+    assert data["raster_pixels_per_class"]["water"] == 1 and data["written_pixels_per_class"] == {"urban": 200, "forest": 200}
+
+
+def test_cli_nodata_that_is_a_class_names_the_option_that_keeps_it(tmp_path, caplog):
+    raster = write_raster(tmp_path / "r.tif", specks(rangeland=True), nodata=3)
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        result = CliRunner().invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / "a.gpkg"), "--scheme", "deepglobe"])
+    assert result.exit_code == 0, result.output
+    assert "rangeland" not in set(read_layer(tmp_path / "a.gpkg", "r").class_name)
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "glgeo.vectorization"]
+    assert "is the class id of rangeland in the 'deepglobe' scheme: its 16 pixels are left out as nodata" in warning
+    assert "if they are rangeland, pass --nodata 255 (a value that is not a class id) to vectorize them" in warning
+    kept = CliRunner().invoke(cli, ["-q", "vectorize", str(raster), "-o", str(tmp_path / "b.gpkg"), "--scheme",
+                                    "deepglobe", "--nodata", str(NODATA_ID)])
+    assert kept.exit_code == 0, kept.output
+    frame = read_layer(tmp_path / "b.gpkg", "r")
+    assert frame.loc[frame.class_name == "rangeland", "area_m2"].sum() == 16 * 0.25
+    assert np.array_equal(reburn(frame, (20, 20)), specks(rangeland=True))

@@ -101,6 +101,9 @@ def test_area_matches_pixel_counts(tmp_path, class_raster, classes_array):
         assert frame.loc[frame.class_id == info.id, "area_m2"].sum() == pytest.approx(pixels * PIXEL**2, rel=1e-12)
         assert result.area_per_class[info.name] == pytest.approx(pixels * PIXEL**2, rel=1e-12)
         assert result.polygons_per_class[info.name] == int((frame.class_id == info.id).sum())
+        assert result.raster_pixels_per_class[info.name] == result.written_pixels_per_class[info.name] == pixels
+    assert result.nodata_pixels == int((classes_array == NODATA_ID).sum())
+    assert result.merged_regions == result.merged_pixels == 0 and result.classes_without_polygons == ()
     # class_name agrees with class_id everywhere.
     assert all(DEEPGLOBE.classes[i].name == n for i, n in zip(frame.class_id, frame.class_name))
 
@@ -418,3 +421,123 @@ def test_no_third_party_warning_leaks(tmp_path, classes_array):
     )
     assert run.returncode == 0, run.stderr
     assert "Warning" not in run.stderr and "'crs' was not provided" not in run.stderr
+
+
+# --------------------------------------------------------------------------------------
+# Pixels that get no polygon are counted and named: min_area, a nodata value that is a class
+
+
+def specks_array() -> np.ndarray:
+    """20 x 20 px of forest and urban with three classes smaller than 1 m² (4 px at 50 cm)."""
+    data = np.full((20, 20), FOREST, dtype=np.uint8)
+    data[:, 10:] = URBAN
+    data[2, 2] = 0  # unknown, 1 px
+    data[5, 5:7] = data[6, 5] = 2  # agriculture, 3 px
+    data[15, 15] = WATER  # 1 px
+    return data
+
+
+@pytest.mark.parametrize("block_size", [8, 4096])
+def test_min_area_names_the_classes_it_merges_away(tmp_path, caplog, block_size):
+    raster = write_raster(tmp_path / "specks.tif", specks_array())
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        result = vectorize(raster, tmp_path / "s.gpkg", scheme=DEEPGLOBE, min_area=1.0, block_size=block_size)
+    assert set(read_layer(tmp_path / "s.gpkg", "specks").class_name) == {"forest", "urban"}
+    assert (
+        "3 classes have no region of at least 1 m2 and get no polygon: unknown (1 px), agriculture (3 px),"
+        " water (1 px); their pixels were merged into neighbouring regions (pass a smaller min_area to keep them)"
+    ) in caplog.text
+    assert result.classes_without_polygons == ("unknown", "agriculture", "water")
+    assert result.raster_pixels_per_class == {"unknown": 1, "urban": 199, "agriculture": 3, "forest": 196, "water": 1}
+    assert result.written_pixels_per_class == {"urban": 200, "forest": 200}
+    assert result.merged_regions == 3 and result.merged_pixels == 5
+    summary = result.to_dict()
+    assert summary["classes_without_polygons"] == ["unknown", "agriculture", "water"]
+    assert summary["merged_regions"] == 3 and summary["merged_pixels"] == 5
+    assert summary["raster_pixels_per_class"]["agriculture"] == 3 and "agriculture" not in summary["written_pixels_per_class"]
+
+
+def test_min_area_counts_what_it_merged_once_across_seams(tmp_path):
+    rng = np.random.default_rng(5)
+    data = np.kron(rng.integers(0, 7, size=(13, 13), dtype=np.uint8), np.ones((10, 10), dtype=np.uint8))[:120, :130]
+    noise = rng.random(data.shape) < 0.05
+    data[noise] = rng.integers(0, 7, size=int(noise.sum()), dtype=np.uint8)
+    data[:12, :12] = NODATA_ID
+    raster = write_raster(tmp_path / "noisy.tif", data)
+    results = [
+        vectorize(raster, tmp_path / f"n{size}.gpkg", scheme=DEEPGLOBE, min_area=5.0, block_size=size)  # 20 px
+        for size in (40, 64, 4096)
+    ]
+    burnt = reburn(read_layer(tmp_path / "n40.gpkg", "noisy"), data.shape)
+    changed = (burnt != data) & (data != NODATA_ID)
+    # Every merged region is a connected group of changed pixels of one class.
+    regions = sum(1 for _ in rasterio.features.shapes(data, mask=changed, connectivity=4))
+    for result in results:
+        assert result.merged_pixels == int(changed.sum()) > 0
+        assert result.merged_regions == regions
+        assert result.written_pixels_per_class == {
+            info.name: int((burnt == info.id).sum()) for info in DEEPGLOBE.classes if (burnt == info.id).any()
+        }
+        assert result.nodata_pixels == 144
+        assert sum(result.raster_pixels_per_class.values()) == sum(result.written_pixels_per_class.values())
+
+
+def test_nodata_that_is_a_class_id_is_named_with_its_pixels(tmp_path, caplog):
+    data = specks_array()
+    data[0:4, 0:4] = 3  # rangeland, declared as nodata below
+    raster = write_raster(tmp_path / "declared.tif", data, nodata=3)
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        result = vectorize(raster, tmp_path / "a.gpkg", scheme=DEEPGLOBE)
+    assert (
+        f"the nodata value 3 (declared by {str(raster)!r}) is the class id of rangeland in the 'deepglobe' scheme:"
+        " its 16 pixels are left out as nodata and get no polygon; if they are rangeland, pass nodata=255"
+    ) in caplog.text
+    assert result.nodata_pixels == 16 and "rangeland" not in result.raster_pixels_per_class
+    caplog.clear()
+    # the way out the warning gives keeps them
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        kept = vectorize(raster, tmp_path / "b.gpkg", scheme=DEEPGLOBE, nodata=255)
+    assert caplog.text == "" and kept.written_pixels_per_class["rangeland"] == 16 and kept.nodata_pixels == 0
+    # an Inria mask saved with nodata=0, or nodata=0 given: background would be lost
+    mask = write_raster(tmp_path / "mask.tif", (data == URBAN).astype(np.uint8), nodata=None)
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        vectorize(mask, tmp_path / "c.gpkg", scheme=INRIA, nodata=0)
+    assert "the nodata value 0 (passed) is the class id of background in the 'inria' scheme: its 201 pixels" in caplog.text
+    caplog.clear()
+    # nothing lost when the class is not asked for, or when no pixel holds the value
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        vectorize(raster, tmp_path / "d.gpkg", scheme=DEEPGLOBE, classes=["forest"])
+        vectorize(mask, tmp_path / "e.gpkg", scheme=INRIA, nodata=1, classes=["background"])
+        vectorize(write_raster(tmp_path / "f.tif", specks_array(), nodata=3), tmp_path / "f.gpkg", scheme=DEEPGLOBE)
+    assert caplog.text == ""
+
+
+def test_min_area_over_the_whole_raster_is_an_error(tmp_path):
+    raster = write_raster(tmp_path / "tiny.tif", specks_array())  # 20 x 20 px of 0.25 m2: 100 m2
+    out = tmp_path / "t.gpkg"
+    for min_area in (100.0, 1e6):
+        with pytest.raises(InputError, match=r"at least the raster's whole area \(20 x 20 = 400 pixels, 100 m2\):"
+                                             r" no region could be kept; pass a min_area of at most 99.75 m2"):
+            vectorize(raster, out, scheme=DEEPGLOBE, min_area=min_area)
+    assert not out.exists()
+    # just under: runs (forest and urban, 200 px each, stay: neither can take the other)
+    result = vectorize(raster, out, scheme=DEEPGLOBE, min_area=99.75)
+    assert result.polygons_per_class == {"urban": 1, "forest": 1} and result.merged_pixels == 5
+
+
+def test_min_area_larger_than_a_block_works_or_names_the_block_size(tmp_path, classes_array, caplog):
+    raster = write_raster(tmp_path / "landcover.tif", classes_array)
+    # 100 px: more than half a block of 16 px (inexact near seams, with a warning), less than the windows
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        result = vectorize(raster, tmp_path / "a.gpkg", scheme=DEEPGLOBE, min_area=25.0, block_size=16)
+    assert "more than half of block_size (16)" in caplog.text and "pass block_size=200 or more" in caplog.text
+    assert "block size" not in caplog.text
+    assert read_layer(tmp_path / "a.gpkg").area_m2.sum() == pytest.approx((classes_array != NODATA_ID).sum() * PIXEL**2)
+    assert result.merged_regions > 0
+    # 1,600 px: more than the 22 x 30 px window of a 16 px block at the raster's last corner
+    with pytest.raises(InputError, match=r"more than the blocks of block_size 16 hold with their margin \(the smallest,"
+                                         r" at the raster's edges: 660 pixels\); pass block_size=41 or more"):
+        vectorize(raster, tmp_path / "b.gpkg", scheme=DEEPGLOBE, min_area=400.0, block_size=16)
+    assert not (tmp_path / "b.gpkg").exists()
+    result = vectorize(raster, tmp_path / "b.gpkg", scheme=DEEPGLOBE, min_area=400.0, block_size=41)
+    assert read_layer(tmp_path / "b.gpkg").area_m2.min() >= 400.0
