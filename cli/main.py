@@ -2,16 +2,23 @@
 
 Sub-commands live one per module in this package and are imported only when used, so
 ``glgeo --help`` stays fast. Logging is configured once here; every library error
-(:class:`glgeo.errors.GlgeoError`) becomes one line on stderr and exit status 1.
+(:class:`glgeo.errors.GlgeoError`) becomes one line on stderr and exit status 1. Ctrl-C
+(exit status 130) and SIGTERM (143) stop a command the same way: the library removes its
+temporary files and the command says what was left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
 import re
+import signal
 import sys
+import threading
 import warnings
+from typing import Iterator
 
 import click
 
@@ -76,6 +83,53 @@ def cli_message(message: str, command: str | None = None) -> str:
     return _BARE.sub(lambda m: flag(m.group(1)), _ASSIGNMENT.sub(assignment, message))
 
 
+NOT_LEFT_BEHIND = "Interrupted; no partial output was left behind."
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is, so that the same cleanup runs."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM after some outputs were finished: the message says what is there.
+
+    Args:
+        message: what was finished, what was not, and how to finish it.
+        cause: the interruption (a :class:`Terminated` exits with status 143, else 130).
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.status = interrupted_status(cause) if cause is not None else 130
+
+
+def interrupted_status(exc: BaseException) -> int:
+    """The exit status of an interruption: 143 (128 + SIGTERM) or 130 (128 + SIGINT)."""
+    if isinstance(exc, Interrupted):
+        return exc.status
+    return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated` in the main thread (as Ctrl-C
+    raises KeyboardInterrupt), so outputs are cleaned up before the exit; a second SIGTERM
+    ends the process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 #: Group options also accepted after the sub-command (``glgeo segment a.tif -o b.tif -q``).
 _GLOBAL_FLAGS = {"-q", "--quiet", "-v", "-vv", "-vvv", "--verbose"}
 
@@ -106,12 +160,13 @@ class GlgeoGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with _sigterm_interrupts():
+                return super().invoke(ctx)
         except GlgeoError as exc:
             raise click.ClickException(cli_message(str(exc), ctx.invoked_subcommand)) from None
-        except KeyboardInterrupt:
-            click.echo("Interrupted; no partial output was left behind.", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as exc:
+            click.echo(str(exc) if isinstance(exc, Interrupted) else NOT_LEFT_BEHIND, err=True)
+            sys.exit(interrupted_status(exc))
 
 
 @click.group(cls=GlgeoGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -129,6 +184,25 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     # JPEG/PNG scenes (DeepGlobe) have no georeferencing; glgeo handles that and says so in
     # its own log, so rasterio's per-open warning is noise on a terminal.
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
+    if quiet:  # only errors: Python's warnings neither, until the command ends
+        ctx.with_resource(warnings.catch_warnings())
+        warnings.simplefilter("ignore")
+        _quiet_local_workers(ctx)
     ctx.ensure_object(dict)
     ctx.obj["quiet"] = quiet
     ctx.obj["verbosity"] = verbose
+
+
+#: Dask's configuration, from the environment of every process it starts, sets the level of
+#: these loggers there (https://docs.dask.org/en/stable/how-to/debug.html#logs).
+_WORKER_LOG_LEVEL = "DASK_LOGGING__GLGEO"
+
+
+def _quiet_local_workers(ctx: click.Context) -> None:
+    """-q also in the worker processes of a local Dask cluster (``--workers N``), whose
+    glgeo loggers print their warnings without the handler this process configured: they
+    start from this process's environment, so the level travels there (unless set)."""
+    if _WORKER_LOG_LEVEL in os.environ:
+        return
+    os.environ[_WORKER_LOG_LEVEL] = "error"
+    ctx.call_on_close(lambda: os.environ.pop(_WORKER_LOG_LEVEL, None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -90,6 +91,32 @@ def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> 
         click.echo(f"  nodata: {summary.nodata_pixels:,} px ({share:.2f} % of the scene), no class")
     if vector is not None:
         click.echo(f"polygons: {vector}")
+
+
+def vectorize_output(out: str, vector: str, *, overwrite: bool) -> str:
+    """Vectorize the class raster just written (``--vector``) and return the GeoPackage's path.
+
+    The raster is complete and stays: a failure or an interruption here says so, and how to
+    make the GeoPackage from it, instead of claiming that nothing was left behind.
+    """
+    from glgeo.errors import GlgeoError
+    from glgeo.vectorization import vectorize
+
+    from .main import Interrupted, cli_message
+
+    remedy = f"glgeo vectorize {shlex.quote(out)} -o {shlex.quote(vector)}" + (" --overwrite" if overwrite else "")
+    try:
+        result = vectorize(out, vector, overwrite=overwrite)
+    except GlgeoError as exc:
+        raise click.ClickException(
+            f"{out} is complete, but {vector} was not written: {cli_message(str(exc), 'vectorize')}; then {remedy}"
+            " makes it"
+        ) from None
+    except KeyboardInterrupt as exc:
+        raise Interrupted(
+            f"Interrupted while vectorizing: {out} is complete; {vector} was not written ({remedy} makes it).", exc
+        ) from None
+    return str(getattr(result, "path", vector))
 
 
 def labels_options(f: Callable) -> Callable:

@@ -11,6 +11,7 @@ from glgeo.modes import MODES
 from .batch import BatchArgs, batch_options
 from .options import (
     creation_options_opt, device_opt, echo_segment_summary, format_opt, model_opt, overwrite_opt, plural, progress_bar,
+    vectorize_output,
 )
 
 
@@ -242,6 +243,13 @@ def segment(
         compile=compile_,
     )
     output_options = OutputOptions(cog=not no_cog, format=driver, creation_options=creation_options)
+    if not scenes and not batch.input_lists:
+        raise click.UsageError(
+            "name the scenes to segment: SCENE -o OUT.tif for one; files, globs, URLs, @list.txt or "
+            "--input-list FILE with --out-dir DIR for several"
+        )
+    if batch.vector_merge:  # written at the end, replacing an earlier merge: its folder is checked now
+        check_output_path(batch.vector_merge, overwrite=True, inputs=scenes)
     if batch.splits(scenes, out):
         from .split import run_split_from_cli
 
@@ -290,10 +298,7 @@ def segment(
 
     result = summary.to_dict()
     if vector is not None:
-        from glgeo.vectorization import vectorize
-
-        vresult = vectorize(out, vector, overwrite=overwrite)
-        result["vector"] = str(getattr(vresult, "path", vector))
+        result["vector"] = vectorize_output(out, vector, overwrite=overwrite)
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     if as_json:

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .batch import BatchArgs
-from .options import echo_segment_summary, plural, progress_bar
+from .options import echo_segment_summary, plural, progress_bar, vectorize_output
 
 
 def run_split_from_cli(
@@ -38,12 +38,19 @@ def run_split_from_cli(
     """Segment one scene split into blocks on a Dask cluster and report it as ``glgeo
     segment SCENE -o OUT`` does (plus the blocks)."""
     from glgeo.atomic import check_output_path
-    from glgeo.batch import BatchOptions, run_split
+    from glgeo.batch import BatchOptions, require_distributed, run_split
+    from glgeo.batch.split import blocks_folder
     from glgeo.split import DEFAULT_BLOCK_ROWS
     from glgeo.writer import OutputOptions
 
+    from .main import Interrupted
+
     if vector is not None:
         check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
+    if batch.scheduler or batch.workers > 1:
+        # Imported before the run: importing distributed sets its loggers to INFO, which would
+        # undo run_split's "Dask's INFO lines only with -v" if it happened inside the run.
+        require_distributed()
     rows, cols = batch.block_windows or (DEFAULT_BLOCK_ROWS, None)
     options = BatchOptions(
         settings=settings,
@@ -55,12 +62,21 @@ def run_split_from_cli(
         manifest=Path(batch.manifest) if batch.manifest else None,
         torch_threads=batch.torch_threads,
     )
-    with progress_bar(ctx, unit="block", desc="segment") as progress:
-        result = run_split(
-            scene, out, model=model, options=options, probabilities=probabilities, aoi=aoi, bounds=bounds, tta=tta,
-            rows_per_block=rows, cols_per_block=cols, scheduler=batch.scheduler, workers=batch.workers,
-            progress=progress,
-        )  # fmt: skip
+    try:
+        with progress_bar(ctx, unit="block", desc="segment") as progress:
+            result = run_split(
+                scene, out, model=model, options=options, probabilities=probabilities, aoi=aoi, bounds=bounds, tta=tta,
+                rows_per_block=rows, cols_per_block=cols, scheduler=batch.scheduler, workers=batch.workers,
+                progress=progress,
+            )  # fmt: skip
+    except KeyboardInterrupt as exc:
+        folder = blocks_folder(Path(out))
+        if not folder.is_dir():
+            raise
+        raise Interrupted(
+            f"Interrupted: {out} was not written; the finished blocks are kept in {folder}: run the same command"
+            " again to resume (or delete that folder)", exc,
+        ) from None
     summary = result.summary
     report = summary.to_dict()
     report["blocks"] = [b.to_dict() for b in result.blocks]
@@ -68,10 +84,7 @@ def run_split_from_cli(
     if result.manifest is not None:
         report["manifest"] = str(result.manifest)
     if vector is not None:
-        from glgeo.vectorization import vectorize
-
-        vresult = vectorize(out, vector, overwrite=overwrite)
-        report["vector"] = str(getattr(vresult, "path", vector))
+        report["vector"] = vectorize_output(out, vector, overwrite=overwrite)
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     if as_json:

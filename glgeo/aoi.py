@@ -71,7 +71,18 @@ def read_aoi(path: str | os.PathLike, crs: Any) -> shapely.Geometry:
     transformer = Transformer.from_crs(frame.crs, crs.to_wkt(), always_xy=True)
     # densified first, so that long straight edges follow the reprojection's curvature
     dense = shapely.segmentize(region, _max_segment(region))
-    return shapely.transform(dense, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    xy = shapely.get_coordinates(dense)
+    with np.errstate(invalid="ignore", over="ignore"):
+        x, y = transformer.transform(xy[:, 0], xy[:, 1])
+    projected = np.column_stack([x, y])
+    if not np.isfinite(projected).all():
+        # a projection is defined over part of the globe only (a UTM zone: its own longitudes
+        # and their neighbours): points beyond it have no place in the scene's CRS
+        raise InputError(
+            f"area of interest {name!r} cannot be projected into the scene's CRS ({crs.to_string()}): some of its"
+            " points lie where that projection is undefined, far from the scene; give polygons near the scene"
+        )
+    return shapely.set_coordinates(dense, projected)
 
 
 def _max_segment(region: shapely.Geometry) -> float:

@@ -38,6 +38,7 @@ import rasterio.shutil
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from .atomic import remove_quietly, unwritable_folder_error
 from .blend import RowBand
 from .errors import InputError, OutputError
 from .io import SceneInfo
@@ -342,15 +343,24 @@ class ClassRasterWriter:
                 for i, name in enumerate(self.scheme.names, start=1):
                     self._scores.dst.set_band_description(i, f"score {name}")
                 self._scores.dst.update_tags(scale="softmax score x 255")
-        except (RasterioIOError, OSError) as exc:
-            self._cleanup()
-            raise OutputError(f"cannot create output beside {str(self.out)!r}: {exc}") from None
+        except BaseException as exc:  # Ctrl-C too: no stage file may stay behind
+            self._abandon()
+            if isinstance(exc, (RasterioIOError, OSError)):
+                raise self._creation_error(exc) from None
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._close_staged()
-        if not self._committed:
-            self._cleanup()
+        if self._committed:
+            self._close_staged()
+        else:
+            self._abandon()
+
+    def _creation_error(self, exc: Exception) -> OutputError:
+        folder = self.out.parent if str(self.out.parent) else Path(".")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return unwritable_folder_error(folder)
+        return OutputError(f"cannot create output beside {str(self.out)!r}: {exc}")
 
     # ------------------------------------------------------------------ write
     def write(self, band: RowBand) -> None:
@@ -418,13 +428,20 @@ class ClassRasterWriter:
         except (RasterioIOError, OSError) as exc:
             raise OutputError(f"writing {str(self.out)!r} failed: {exc}") from None
         # sidecars first, each tif last: a tif under its final name is complete
-        for _, final, *_ in staged:
-            for old in sidecar_paths(final):
-                if old not in {dst for _, dst in renames}:
-                    with contextlib.suppress(FileNotFoundError):
-                        old.unlink()
-        for src, dst in renames:
-            os.replace(src, dst)
+        done: list[Path] = []
+        try:
+            for _, final, *_ in staged:
+                for old in sidecar_paths(final):
+                    if old not in {dst for _, dst in renames}:
+                        with contextlib.suppress(FileNotFoundError):
+                            old.unlink()
+            for src, dst in renames:
+                os.replace(src, dst)
+                done.append(dst)
+        except OSError as exc:
+            remove_quietly(done)  # a failure leaves no output, as before the commit
+            raise OutputError(f"cannot put the finished {str(self.out)!r} in place ({exc.strerror or exc}); "
+                              "check the output folder's permissions") from None
         self._committed = True
         self._cleanup()
         return [dst for _, dst in renames]
@@ -465,8 +482,16 @@ class ClassRasterWriter:
             if raster is not None:
                 raster.close()
 
+    def _abandon(self) -> None:
+        """Close and remove every temporary file; raises nothing, so that the error (or
+        Ctrl-C) that got here is the one reported."""
+        for raster in (self._classes, self._scores):
+            if raster is not None:
+                try:
+                    raster.close()
+                except Exception as exc:  # noqa: BLE001 - the file is removed next anyway
+                    log.debug("closing %s: %s", raster.path, exc)
+        self._cleanup()
+
     def _cleanup(self) -> None:
-        for path in self._temps:
-            for item in [path, *sidecar_paths(path)]:
-                with contextlib.suppress(FileNotFoundError):
-                    item.unlink()
+        remove_quietly(item for path in self._temps for item in [path, *sidecar_paths(path)])

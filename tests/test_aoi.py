@@ -68,3 +68,19 @@ def test_region_of_a_plain_image_is_in_qgis_pixel_coordinates():
     info = SceneInfo("plain.jpg", 100, 200, 3, (1, 2, 3), "uint8", None, Affine.identity(), None, False, (1, 200))
     region = region_in_pixels(info, bounds=(10, -60, 50, -20))
     assert region.bounds == (10, 20, 50, 60)
+
+
+def test_polygons_the_scene_crs_cannot_project_are_one_clear_error(tmp_path):
+    """A box at 0-1 degrees lies ~90 degrees of longitude from UTM zone 45 (87 E), where
+    the projection is undefined (infinite coordinates): refused, not a GEOS traceback."""
+    import warnings
+
+    path = tmp_path / "far.geojson"
+    gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:4326").to_file(path)
+    scene = SceneInfo("scene.tif", 100, 200, 3, (1, 2, 3), "uint8", CRS.from_epsg(32645),
+                      Affine(2, 0, 500_000, 0, -2, 4_000_000), None, False, (1, 200))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy RuntimeWarning on the way either
+        with pytest.raises(InputError, match=r"area of interest '.*far\.geojson' cannot be projected into the scene's "
+                                             r"CRS \(EPSG:32645\): .*; give polygons near the scene"):
+            region_in_pixels(scene, aoi=path)

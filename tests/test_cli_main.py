@@ -78,3 +78,72 @@ def test_library_messages_advise_no_flags():
                 if re.search(r"\b(pass|use|with|choose another|give) --[a-z]", code):
                     offenders.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert not offenders, "\n".join(offenders)
+
+
+def _scene(path: Path) -> Path:
+    import numpy as np
+
+    return write_geotiff(path, np.random.default_rng(0).integers(0, 256, (3, 40, 30), dtype=np.uint8))
+
+
+def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path, tiny_checkpoint, monkeypatch):
+    """``kill PID`` (a job scheduler's time limit) while rows are written: the stage files
+    go, the command says so and exits with 128 + SIGTERM."""
+    import os
+    import signal
+    import threading
+
+    import glgeo.writer
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers can only be set in the main thread")
+    scene = _scene(tmp_path / "scene.tif")
+    real_write = glgeo.writer.ClassRasterWriter.write
+
+    def write_then_terminated(self, band):
+        real_write(self, band)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(glgeo.writer.ClassRasterWriter, "write", write_then_terminated)
+    unhandled = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: unhandled.append(True))  # where glgeo would not handle it
+    try:
+        result = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(tmp_path / "a.tif"), "--probabilities",
+                                          str(tmp_path / "p.tif"), "--model", str(tiny_checkpoint), "--device", "cpu"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not unhandled
+    assert result.exit_code == 143, result.output
+    assert result.stderr.strip().splitlines()[-1] == "Interrupted; no partial output was left behind."
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+    assert signal.getsignal(signal.SIGTERM) is previous  # the command's handler is gone with it
+
+
+def test_quiet_silences_warnings_here_and_in_the_processes_dask_starts(monkeypatch):
+    """-q is "only errors": no Python warning in this process, and a process started from
+    this one's environment (a local Dask cluster's worker) logs no glgeo warning either."""
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    seen: dict = {}
+
+    def list_models():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn("a library warning", UserWarning)
+        seen["warnings"] = [str(w.message) for w in caught]
+        # what a worker does: import distributed (which reads Dask's configuration), then log
+        code = "import distributed, logging; logging.getLogger('glgeo.vectorization').warning('square degrees')"
+        seen["worker"] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stderr
+        return []
+
+    monkeypatch.setattr("glgeo.models.zoo.list_models", list_models)
+    monkeypatch.delenv("DASK_LOGGING__GLGEO", raising=False)
+    result = CliRunner().invoke(cli, ["-q", "models"])
+    assert result.exit_code == 0, result.output
+    assert seen["warnings"] == [] and "square degrees" not in seen["worker"], seen
+    assert "DASK_LOGGING__GLGEO" not in os.environ  # restored after the command
+    result = CliRunner().invoke(cli, ["models"])  # without -q, both still show
+    assert seen["warnings"] == ["a library warning"] and "square degrees" in seen["worker"], seen

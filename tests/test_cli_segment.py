@@ -271,3 +271,89 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
         assert refused.exit_code == 1 and message in refused.output and "Traceback" not in refused.output
     bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", checkpoints["inria"], "--footprint", "huge")
     assert bad.exit_code != 0 and "give a size in px" in bad.output
+
+
+def test_no_scene_asks_for_a_scene():
+    result = CliRunner().invoke(cli, ["segment", "-o", "out.tif"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert errors == ["Error: name the scenes to segment: SCENE -o OUT.tif for one; files, globs, URLs, @list.txt "
+                      "or --input-list FILE with --out-dir DIR for several"]
+    assert "--out-dir DIR:" not in result.output  # not the batch's "give --out-dir" any more
+
+
+def test_an_unwritable_vector_folder_is_reported_before_segmenting(tiny_checkpoint, tmp_path, monkeypatch):
+    """Not after the class raster was written (a traceback then, and a raster left behind)."""
+    import os
+
+    scene = _tiny_scene(tmp_path / "scene.tif")
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: Path(path) != readonly and real_access(path, mode, **kw))
+    model = ["--model", str(tiny_checkpoint), "--device", "cpu"]
+    result = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(tmp_path / "a.tif"),
+                                      "--vector", str(readonly / "a.gpkg"), *model])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip() == f"Error: cannot write in the output folder '{readonly}'; choose a writable folder"
+    assert not (tmp_path / "a.tif").exists()
+
+
+def test_a_missing_vector_merge_folder_is_reported_before_the_scenes_run(tiny_checkpoint, tmp_path):
+    scene = _tiny_scene(tmp_path / "scene.tif")
+    result = CliRunner().invoke(cli, ["segment", str(scene), "--out-dir", str(tmp_path / "maps"),
+                                      "--vector-merge", str(tmp_path / "nope" / "m.gpkg"),
+                                      "--model", str(tiny_checkpoint), "--device", "cpu"])
+    assert result.exit_code == 1 and "does not exist; create it first" in result.output
+    assert not (tmp_path / "maps").exists()
+
+
+@pytest.mark.parametrize("failure", ["interrupted", "error"])
+def test_a_stop_while_vectorizing_says_the_raster_is_complete(tiny_checkpoint, tmp_path, monkeypatch, failure):
+    """The class raster is finished before the polygons: a Ctrl-C or an error then says so
+    (not "no partial output"), and how to make the GeoPackage from it."""
+    import glgeo.vectorization
+    from glgeo.errors import OutputError
+
+    def vectorize(raster, out, **kwargs):
+        if failure == "interrupted":
+            raise KeyboardInterrupt
+        raise OutputError("disk full; free some space")
+
+    monkeypatch.setattr(glgeo.vectorization, "vectorize", vectorize)
+    scene = _tiny_scene(tmp_path / "scene.tif")
+    out, vector = tmp_path / "a.tif", tmp_path / "a.gpkg"
+    result = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(out), "--vector", str(vector),
+                                      "--model", str(tiny_checkpoint), "--device", "cpu"])
+    assert "Traceback" not in result.output and "no partial output" not in result.output
+    if failure == "interrupted":
+        assert result.exit_code == 130
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"Interrupted while vectorizing: {out} is complete; {vector} was not written "
+            f"(glgeo vectorize {out} -o {vector} makes it)."
+        )
+    else:
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines()[-1] == (
+            f"Error: {out} is complete, but {vector} was not written: disk full; free some space; "
+            f"then glgeo vectorize {out} -o {vector} makes it"
+        )
+    with rasterio.open(out) as src:
+        assert (src.height, src.width) == (40, 30)
+    assert not vector.exists()
+
+
+def test_an_aoi_the_scene_crs_cannot_hold_is_one_line(tiny_checkpoint, tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    data = np.random.default_rng(0).integers(0, 256, (3, 40, 30), dtype=np.uint8)
+    scene = write_geotiff(tmp_path / "scene.tif", data, crs="EPSG:32645")
+    aoi = tmp_path / "far.geojson"
+    gpd.GeoDataFrame(geometry=[shapely.box(0, 0, 1, 1)], crs="EPSG:4326").to_file(aoi)
+    result = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(tmp_path / "a.tif"), "--aoi", str(aoi),
+                                      "--model", str(tiny_checkpoint), "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "Warning" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert "cannot be projected into the scene's CRS (EPSG:32645)" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["far.geojson", "scene.tif"]

@@ -46,3 +46,45 @@ def test_cli_split_options_are_checked(tmp_path, scene, checkpoint, extra, messa
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 2 and message in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_local_cluster_split_is_as_quiet_as_a_batch(tmp_path, scene, checkpoint):
+    """Without -v, Dask's INFO lines (Nanny, scheduler, closing comms) stay hidden on the split
+    path too. A fresh process: the bug was in when distributed is first imported."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "map.tif"
+    args = ["segment", str(scene), "-o", str(out), "--model", str(checkpoint), "--device", "cpu", "--overlap", "8",
+            "--footprint", "64", "--window-overlap", "8", "--block-windows", "2x2", "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    done = subprocess.run([sys.executable, "-c", "from glgeo.cli.main import cli; cli()", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    noise = [line for line in done.stderr.replace("\r", "\n").splitlines()
+             if any(word in line for word in ("distributed", "Nanny", "Scheduler", "scheduler", "INFO", "Traceback"))]
+    assert not noise, "\n".join(noise[:20])
+    assert "on local cluster of 2 workers" in done.stdout
+    classes, _ = read(out)
+    assert classes.shape == (192, 160)
+
+
+def test_an_interrupted_split_says_where_its_finished_blocks_are(tmp_path, scene, checkpoint, monkeypatch):
+    import glgeo.batch
+
+    out = tmp_path / "map.tif"
+    folder = glgeo.batch.blocks_folder(out)
+
+    def run_split(*args, **kwargs):
+        folder.mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(glgeo.batch, "run_split", run_split)
+    result = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(out), "--model", str(checkpoint),
+                                      "--workers", "2"])
+    assert result.exit_code == 130 and "no partial output" not in result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Interrupted: {out} was not written; the finished blocks are kept in {folder}: run the same command again "
+        "to resume (or delete that folder)"
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -258,3 +260,61 @@ def test_qgis_metadata_repeats_the_provenance(tmp_path):
     assert [h.text for h in root.findall("history")] == ["GLGEO_MODEL: deepglobe-landcover", "GLGEO_MODE: g2l"]
     with rasterio.open(out) as src:
         assert src.tags()["GLGEO_MODEL"] == "deepglobe-landcover"
+
+
+def _refuse(code: int):
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    return refuse
+
+
+def test_an_unwritable_folder_is_one_output_error_not_a_cleanup_traceback(tmp_path, monkeypatch):
+    """A read-only folder: GDAL cannot create the stage file, and removing what is not there
+    fails too (EROFS, not ENOENT); the error reported is the first one."""
+    from rasterio.errors import RasterioIOError
+
+    import glgeo.writer
+
+    def no_gtiff(self, path, *args, **kwargs):
+        raise RasterioIOError(f"Attempt to create new tiff file '{path}' failed: Read-only file system")
+
+    monkeypatch.setattr(glgeo.writer._StagedRaster, "__init__", no_gtiff)
+    monkeypatch.setattr(os, "unlink", _refuse(errno.EROFS))
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False)
+    with pytest.raises(OutputError, match=r"cannot write in the output folder '.*'; choose a writable folder"):
+        with ClassRasterWriter(tmp_path / "x.tif", _info(10, 10), DEEPGLOBE):
+            pass
+
+
+def test_ctrl_c_while_the_outputs_are_created_leaves_no_stage_file(tmp_path, monkeypatch):
+    import glgeo.writer
+
+    class InterruptedOnScores(glgeo.writer._StagedRaster):
+        def __init__(self, path, *args, **kwargs):
+            super().__init__(path, *args, **kwargs)
+            if path.name.startswith(".p."):  # the score raster's stage file now exists
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(glgeo.writer, "_StagedRaster", InterruptedOnScores)
+    with pytest.raises(KeyboardInterrupt):
+        with ClassRasterWriter(tmp_path / "a.tif", _info(10, 10), DEEPGLOBE, tmp_path / "p.tif"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rename_that_fails_at_commit_leaves_no_output(tmp_path, monkeypatch):
+    out = tmp_path / "landcover.tif"
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".tif"):  # the sidecars are renamed, then the tif fails
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        real_replace(src, dst)
+
+    with ClassRasterWriter(out, _info(40, 40), DEEPGLOBE, options=OutputOptions(block_size=16)) as writer:
+        _write(writer, _classes(40, 40))
+        monkeypatch.setattr(os, "replace", replace)
+        with pytest.raises(OutputError, match=r"cannot put the finished .*landcover\.tif' in place \(Permission denied\)"):
+            writer.commit()
+    assert list(tmp_path.iterdir()) == []
