@@ -24,13 +24,14 @@ results in GDAL and in a real QGIS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Iterator, Literal, Mapping, Sequence
 
 from .atomic import atomic_path
 from .errors import InputError, OutputError, SceneError
@@ -415,58 +416,69 @@ def write_gpkg_layer_metadata(gpkg_path: str | os.PathLike, layer: str, qmd: str
         InputError: the file is not a GeoPackage or has no layer called ``layer``.
         OutputError: the file cannot be written.
     """
+    with _gpkg_transaction(gpkg_path, "metadata") as (path, connection):
+        found = _select(connection, path, "SELECT 1 FROM gpkg_contents WHERE table_name = ?", (layer,))
+        if found is None:
+            raise InputError(f"GeoPackage {str(path)!r} has no layer {layer!r}")
+        connection.executescript(_GPKG_METADATA_SQL)
+        for extension in ("gpkg_metadata", "gpkg_metadata_reference"):
+            connection.execute(
+                "INSERT OR IGNORE INTO gpkg_extensions (table_name, column_name, extension_name, definition, scope)"
+                " SELECT ?, NULL, 'gpkg_metadata', 'http://www.geopackage.org/spec120/#extension_metadata',"
+                " 'read-write' WHERE NOT EXISTS (SELECT 1 FROM gpkg_extensions WHERE table_name = ?"
+                " AND extension_name = 'gpkg_metadata')",
+                (extension, extension),
+            )
+        old = [
+            row[0]
+            for row in connection.execute(
+                "SELECT m.id FROM gpkg_metadata m JOIN gpkg_metadata_reference r ON r.md_file_id = m.id"
+                " WHERE r.table_name = ? AND r.reference_scope = 'table' AND m.md_standard_uri = ?",
+                (layer, QGIS_METADATA_URI),
+            )
+        ]
+        for md_id in old:
+            connection.execute("DELETE FROM gpkg_metadata_reference WHERE md_file_id = ?", (md_id,))
+            connection.execute("DELETE FROM gpkg_metadata WHERE id = ?", (md_id,))
+        cursor = connection.execute(
+            "INSERT INTO gpkg_metadata (md_scope, md_standard_uri, mime_type, metadata)"
+            " VALUES ('dataset', ?, 'text/xml', ?)",
+            (QGIS_METADATA_URI, qmd),
+        )
+        connection.execute(
+            "INSERT INTO gpkg_metadata_reference (reference_scope, table_name, column_name, row_id_value,"
+            " timestamp, md_file_id, md_parent_id) VALUES ('table', ?, NULL, NULL,"
+            " strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?, NULL)",
+            (layer, cursor.lastrowid),
+        )
+
+
+@contextlib.contextmanager
+def _gpkg_transaction(gpkg_path: str | os.PathLike, what: str) -> Iterator[tuple[Path, sqlite3.Connection]]:
+    """A transaction on an existing GeoPackage, to write a layer's ``what`` (style,
+    metadata); SQLite's failures become :class:`OutputError`."""
     path = Path(gpkg_path)
     if not path.is_file():
-        raise InputError(f"GeoPackage {str(path)!r} does not exist; write the layer before its metadata")
+        raise InputError(f"GeoPackage {str(path)!r} does not exist; write the layer before its {what}")
     try:
         connection = sqlite3.connect(path)
     except sqlite3.Error as exc:
         raise OutputError(f"cannot open {str(path)!r} as a GeoPackage: {exc}") from None
     try:
         with connection:
-            try:
-                found = connection.execute(
-                    "SELECT 1 FROM gpkg_contents WHERE table_name = ?", (layer,)
-                ).fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise InputError(f"{str(path)!r} is not a GeoPackage ({exc})") from None
-            if found is None:
-                raise InputError(f"GeoPackage {str(path)!r} has no layer {layer!r}")
-            connection.executescript(_GPKG_METADATA_SQL)
-            for extension in ("gpkg_metadata", "gpkg_metadata_reference"):
-                connection.execute(
-                    "INSERT OR IGNORE INTO gpkg_extensions (table_name, column_name, extension_name, definition, scope)"
-                    " SELECT ?, NULL, 'gpkg_metadata', 'http://www.geopackage.org/spec120/#extension_metadata',"
-                    " 'read-write' WHERE NOT EXISTS (SELECT 1 FROM gpkg_extensions WHERE table_name = ?"
-                    " AND extension_name = 'gpkg_metadata')",
-                    (extension, extension),
-                )
-            old = [
-                row[0]
-                for row in connection.execute(
-                    "SELECT m.id FROM gpkg_metadata m JOIN gpkg_metadata_reference r ON r.md_file_id = m.id"
-                    " WHERE r.table_name = ? AND r.reference_scope = 'table' AND m.md_standard_uri = ?",
-                    (layer, QGIS_METADATA_URI),
-                )
-            ]
-            for md_id in old:
-                connection.execute("DELETE FROM gpkg_metadata_reference WHERE md_file_id = ?", (md_id,))
-                connection.execute("DELETE FROM gpkg_metadata WHERE id = ?", (md_id,))
-            cursor = connection.execute(
-                "INSERT INTO gpkg_metadata (md_scope, md_standard_uri, mime_type, metadata)"
-                " VALUES ('dataset', ?, 'text/xml', ?)",
-                (QGIS_METADATA_URI, qmd),
-            )
-            connection.execute(
-                "INSERT INTO gpkg_metadata_reference (reference_scope, table_name, column_name, row_id_value,"
-                " timestamp, md_file_id, md_parent_id) VALUES ('table', ?, NULL, NULL,"
-                " strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?, NULL)",
-                (layer, cursor.lastrowid),
-            )
+            yield path, connection
     except sqlite3.Error as exc:
-        raise OutputError(f"cannot write the layer metadata into {str(path)!r}: {exc}") from None
+        raise OutputError(f"cannot write the layer {what} into {str(path)!r}: {exc}") from None
     finally:
         connection.close()
+
+
+def _select(connection: sqlite3.Connection, path: Path, sql: str, args: tuple) -> tuple | None:
+    """The first row of a query on a GeoPackage's tables; a file that is not one is an InputError."""
+    try:
+        return connection.execute(sql, args).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{str(path)!r} is not a GeoPackage ({exc})") from None
 
 
 # The GeoPackage metadata extension's tables (GeoPackage 1.2, F.8), as GDAL creates them.
@@ -533,51 +545,34 @@ def write_gpkg_layer_style(
         InputError: the file is not a GeoPackage or has no layer called ``layer``.
         OutputError: the file cannot be written.
     """
-    path = Path(gpkg_path)
-    if not path.is_file():
-        raise InputError(f"GeoPackage {str(path)!r} does not exist; write the layer before its style")
-    try:
-        connection = sqlite3.connect(path)
-    except sqlite3.Error as exc:
-        raise OutputError(f"cannot open {str(path)!r} as a GeoPackage: {exc}") from None
-    try:
-        with connection:
-            try:
-                row = connection.execute(
-                    "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,)
-                ).fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise InputError(f"{str(path)!r} is not a GeoPackage ({exc})") from None
-            if row is None:
-                raise InputError(f"GeoPackage {str(path)!r} has no feature layer {layer!r}")
-            geometry_column = row[0]
-            connection.execute(_LAYER_STYLES_SQL)
+    with _gpkg_transaction(gpkg_path, "style") as (path, connection):
+        row = _select(connection, path, "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (layer,))
+        if row is None:
+            raise InputError(f"GeoPackage {str(path)!r} has no feature layer {layer!r}")
+        geometry_column = row[0]
+        connection.execute(_LAYER_STYLES_SQL)
+        connection.execute(
+            "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
+            " VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles',"
+            " strftime('%Y-%m-%dT%H:%M:%fZ','now'))"
+        )
+        has_ogr_contents = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gpkg_ogr_contents'"
+        ).fetchone()
+        if has_ogr_contents:
             connection.execute(
-                "INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, description, last_change)"
-                " VALUES ('layer_styles', 'attributes', 'layer_styles', 'QGIS layer styles',"
-                " strftime('%Y-%m-%dT%H:%M:%fZ','now'))"
+                "INSERT OR IGNORE INTO gpkg_ogr_contents (table_name, feature_count) VALUES ('layer_styles', NULL)"
             )
-            has_ogr_contents = connection.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gpkg_ogr_contents'"
-            ).fetchone()
-            if has_ogr_contents:
-                connection.execute(
-                    "INSERT OR IGNORE INTO gpkg_ogr_contents (table_name, feature_count) VALUES ('layer_styles', NULL)"
-                )
-            connection.execute("UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_name = ?", (layer,))
-            connection.execute(
-                "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column,"
-                " styleName, styleQML, styleSLD, useAsDefault, description, owner, ui)"
-                " VALUES ('', '', ?, ?, ?, ?, '', 1, ?, 'glgeo', NULL)",
-                (layer, geometry_column, style_name or layer, qml, description),
-            )
-            if has_ogr_contents:
-                # GDAL caches feature counts here; NULL makes it count again.
-                connection.execute("UPDATE gpkg_ogr_contents SET feature_count = NULL WHERE table_name = 'layer_styles'")
-    except sqlite3.Error as exc:
-        raise OutputError(f"cannot write the layer style into {str(path)!r}: {exc}") from None
-    finally:
-        connection.close()
+        connection.execute("UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_name = ?", (layer,))
+        connection.execute(
+            "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, f_geometry_column,"
+            " styleName, styleQML, styleSLD, useAsDefault, description, owner, ui)"
+            " VALUES ('', '', ?, ?, ?, ?, '', 1, ?, 'glgeo', NULL)",
+            (layer, geometry_column, style_name or layer, qml, description),
+        )
+        if has_ogr_contents:
+            # GDAL caches feature counts here; NULL makes it count again.
+            connection.execute("UPDATE gpkg_ogr_contents SET feature_count = NULL WHERE table_name = 'layer_styles'")
 
 
 def read_gpkg_layer_styles(gpkg_path: str | os.PathLike) -> list[dict[str, object]]:
