@@ -269,8 +269,10 @@ def run_batch_from_cli(
         if result.vector_merge is not None:
             click.echo(f"polygons: {result.vector_merge}")
     if not result.ok:
-        for line in result.failure_summary():
-            click.echo(f"failed: {line}", err=True)
+        from .main import cli_message
+
+        for line in result.failure_summary():  # the library's words, with the command's flags
+            click.echo(f"failed: {cli_message(line, 'segment')}", err=True)
         raise click.ClickException(
             f"{counts['failed']} of {len(result.scenes)} scenes failed (see {result.manifest}); "
             "fix the cause and run the same command again: finished scenes are skipped"

@@ -56,6 +56,8 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs: tuple
     """
     out = Path(path)
     parent = _folder(out)
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"output folder {str(parent)!r} is a file, not a folder; choose an output path in a folder")
     if not parent.is_dir():
         raise OutputError(f"output folder {str(parent)!r} does not exist; create it first")
     for item in inputs:

@@ -583,12 +583,15 @@ class GeoScenes:
         return f"EPSG:{epsg}" if epsg else self.crs.to_wkt()
 
     def _no_overlap(self, infos: Sequence[_ImageInfo]) -> str:
+        def bounds(values) -> str:  # left, bottom, right, top, as plain numbers
+            return ", ".join(f"{float(v):.3f}".rstrip("0").rstrip(".") for v in values)
+
         with _quiet():
-            lb = tuple(round(v, 3) for v in self.labels.dataset.index.total_bounds)
-        ib = tuple(round(v, 3) for v in self.images.index.total_bounds)
+            lb = bounds(self.labels.dataset.index.total_bounds)
+        ib = bounds(self.images.index.total_bounds)
         return (
             f"the labels {self.inputs.labels} do not overlap the imagery: in {self._crs_text()} the images cover "
-            f"{ib} and the labels {lb}; check that both are of the same place and that the labels' CRS is right"
+            f"({ib}) and the labels ({lb}); check that both are of the same place and that the labels' CRS is right"
         )
 
     def _row_boxes(self) -> list[tuple[str, pd.Interval, Box]]:

@@ -251,7 +251,10 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
         # mmap: the weights are paged in from the file instead of being read into a copy.
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)
     except Exception as exc:  # torch raises many types for a bad file
-        raise CheckpointError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {str(path)!r}: {_unreadable_reason(path, exc)}; give a glgeo checkpoint"
+            " (glgeo train writes them) or a zoo model name (glgeo models lists them)"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         keys = list(payload)[:3] if isinstance(payload, dict) else []
         hint = (
@@ -293,6 +296,22 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
     )
 
 
+def _unreadable_reason(path: str | Path, exc: Exception) -> str:
+    """Why ``torch.load`` could not read a file, in words (torch's own messages for a file
+    that is no checkpoint at all are about zip archives, mmap or pickle opcodes)."""
+    try:
+        size = Path(path).stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as error:
+        return error.strerror or str(error)
+    if size == 0:
+        return "the file is empty"
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # a zip archive (torch.save) or a pickle
+        return "it is not a PyTorch file (torch.save)"
+    return str(exc) or type(exc).__name__
+
+
 # ---------------------------------------------------------------- released files
 def _read_released(path: str | Path) -> dict[str, torch.Tensor]:
     try:
@@ -300,7 +319,10 @@ def _read_released(path: str | Path) -> dict[str, torch.Tensor]:
     except FileNotFoundError:
         raise CheckpointError(f"released checkpoint {str(path)!r} not found") from None
     except Exception as exc:
-        raise CheckpointError(f"cannot read released checkpoint {str(path)!r}: {exc}") from None
+        raise CheckpointError(
+            f"cannot read released checkpoint {str(path)!r}: {_unreadable_reason(path, exc)}; give the .pth files"
+            " of the released GLNet code"
+        ) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

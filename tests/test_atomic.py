@@ -90,3 +90,9 @@ def test_cleanup_that_fails_does_not_hide_the_real_error(tmp_path, monkeypatch):
             raise KeyboardInterrupt
     monkeypatch.undo()
     assert not target.exists()
+
+
+def test_an_output_folder_that_is_a_file_is_named_so(tmp_path):
+    (tmp_path / "scene.tif").write_bytes(b"x")
+    with pytest.raises(OutputError, match="'.*scene.tif' is a file, not a folder"):
+        check_output_path(tmp_path / "scene.tif" / "out.tif", overwrite=False)

@@ -105,3 +105,16 @@ def test_cli_single_scene_options_in_a_batch(tmp_path, scenes, checkpoint, extra
 def test_cli_batch_needs_out_dir_and_scenes(tmp_path, checkpoint):
     assert "give --out-dir DIR" in segment_cli(str(tmp_path / "*.tif"), *cli_options(checkpoint)).output
     assert "name the scenes" in segment_cli("--out-dir", tmp_path, *cli_options(checkpoint)).output
+
+
+def test_a_failed_scene_is_told_with_the_commands_flags(tmp_path, scenes, checkpoint):
+    import numpy as np
+    import rasterio
+
+    gray = tmp_path / "gray.tif"
+    with rasterio.open(gray, "w", driver="GTiff", height=64, width=64, count=1, dtype="uint8") as dst:
+        dst.write(np.zeros((1, 64, 64), np.uint8))
+    result = segment_cli(gray, scenes[0], "--out-dir", tmp_path / "out", *cli_options(checkpoint))
+    assert result.exit_code == 1
+    assert f"failed: 1 scene ({gray}): InputError: scene has 1 band" in result.stderr
+    assert "pass --bands 1,1,1 to choose them" in result.stderr and "bands=(" not in result.stderr

@@ -98,3 +98,16 @@ def test_released_import_errors_name_what_is_missing(released_files, glnet_keys_
         import_released(released_files["global"], tmp_path / "broken.pth", None, DEEPGLOBE)
     with pytest.raises(CheckpointError, match="predicts 7 classes but scheme 'inria' has 2"):
         import_released(released_files["global"], released_files["g2l"], None, INRIA)
+
+
+def test_files_that_are_no_checkpoint_say_so_in_words(tmp_path):
+    """torch's own messages for a text or an empty file are about mmap and zip archives."""
+    from glgeo.models.checkpoint import _read_released
+
+    text, empty = tmp_path / "notes.tif", tmp_path / "empty.pth"
+    text.write_text("hello")
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"notes.tif': it is not a PyTorch file \(torch.save\); give a glgeo"):
+        load_checkpoint(text)
+    with pytest.raises(CheckpointError, match="empty.pth': the file is empty; give the .pth files of the released"):
+        _read_released(empty)
