@@ -201,7 +201,8 @@ def test_lightning_ddp_with_two_cpu_processes(tmp_path):
     exe = shutil.which("glgeo", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
     if exe is None:
         pytest.skip("the glgeo command is not installed (DDP re-runs the command line in each process)")
-    cmd = [exe, "train", "--dataset", "inria", "--root", str(root), "--out", str(out), "--accelerator", "cpu",
+    # -v: Lightning's INFO lines ("Initializing distributed ...") show at the CLI's level
+    cmd = [exe, "-v", "train", "--dataset", "inria", "--root", str(root), "--out", str(out), "--accelerator", "cpu",
            "--devices", "2", "--strategy", "ddp", *SMALL[:-6], "--epochs", "1", "--lr", "1e-3"]
     env = {**os.environ, "PL_DISABLE_FORK": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
