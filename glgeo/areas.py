@@ -4,7 +4,8 @@
 ``glgeo vectorize`` (per polygon) all measure areas the same way:
 
 * a projected CRS: square metres (``"m2"``), whatever the CRS's linear unit (feet are
-  converted);
+  converted); a Mercator projection's m² overstate the ground's by 1 / cos²(latitude)
+  (:func:`mercator_area_note`, which the callers log);
 * a geographic CRS: square degrees (``"deg2"``), with a warning from the caller;
 * no CRS: pixels (``"px"``) for a plain image (no transform either), else squared units of
   its transform (``"map unit2"``).
@@ -69,6 +70,41 @@ def area_unit(crs, transform: Affine) -> tuple[str, float]:
     except Exception:  # noqa: BLE001 - CRSs without known units (local, engineering)
         return "map unit2", 1.0
     return "m2", float(metres_per_unit) ** 2
+
+
+#: Projection methods whose "metres" are stretched by 1 / cos(latitude) in both directions
+#: (PROJ's names): their m² overstate the ground's area by 1 / cos²(latitude).
+_MERCATOR_METHODS = ("Popular Visualisation Pseudo Mercator", "Mercator (variant A)", "Mercator (variant B)")
+
+
+def mercator_area_note(crs, transform: Affine | None = None, width: int = 0, height: int = 0) -> str | None:
+    """What areas in ``crs`` are worth, when it is a (Web) Mercator projection, whose m² are
+    not the ground's; ``None`` for other CRSs. With the raster's ``transform`` and size, the
+    note gives the factor at its centre's latitude."""
+    if crs is None:
+        return None
+    try:
+        from pyproj import CRS as ProjCRS
+
+        operation = ProjCRS.from_wkt(crs.to_wkt()).coordinate_operation
+    except Exception:  # noqa: BLE001 - a CRS pyproj cannot read is not a Mercator it knows
+        return None
+    if operation is None or operation.method_name not in _MERCATOR_METHODS:
+        return None
+    latitude = None
+    if transform is not None:
+        from rasterio.warp import transform as reproject_points
+
+        x, y = transform * (width / 2, height / 2)
+        latitude = float(reproject_points(crs, "EPSG:4326", [x], [y])[1][0])
+    at = ""
+    if latitude is not None and abs(latitude) < 89:
+        factor = 1.0 / np.cos(np.radians(latitude)) ** 2
+        at = f": {factor:.2f} times the ground's at latitude {latitude:.1f}"
+    return (
+        f"areas in {crs.to_string()} (a Mercator projection) are its own m², which overstate the ground's by"
+        f" 1 / cos²(latitude){at}; reproject to an equal-area or local projected CRS (e.g. the UTM zone) for true areas"
+    )
 
 
 def class_areas(counts: np.ndarray, scheme: ClassScheme, crs, transform: Affine) -> tuple[tuple[ClassArea, ...], str]:

@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 
 from .aoi import region_in_pixels
-from .areas import ClassArea, class_areas
+from .areas import ClassArea, class_areas, mercator_area_note
 from .atomic import check_output_path
 from .errors import CheckpointError, InputError, OutputError
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
@@ -329,6 +329,8 @@ def segment(
                  info.path)
     if not info.is_georeferenced:
         log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)
+    elif (note := mercator_area_note(info.crs, info.transform, info.width, info.height)) is not None:
+        log.warning("%s: %s", info.path, note)
     checkpoint = load_model(model)
     if scheme is not None and checkpoint.scheme.name != scheme:
         raise InputError(

@@ -51,7 +51,7 @@ from affine import Affine
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
-from .areas import area_unit
+from .areas import area_unit, mercator_area_note
 from .atomic import atomic_path, check_output_path
 from .errors import InputError, SceneError
 from .gpkg import write_polygons
@@ -218,6 +218,8 @@ def _area_units(crs: rasterio.crs.CRS | None, transform: Affine, source: str) ->
     """Units of ``area_m2`` and the factor from squared CRS units to them; warns if not m²
     (see :func:`glgeo.areas.area_unit`)."""
     unit, factor = area_unit(crs, transform)
+    if unit == "m2" and (note := mercator_area_note(crs)) is not None:
+        log.warning("%s (area_m2): %s", source, note)
     if unit == "deg2":
         log.warning(
             "%s is in a geographic CRS (%s): area_m2 will hold square degrees, not m²;"

@@ -82,3 +82,19 @@ def test_format_area_picks_the_unit_that_fits():
     assert format_area(123_456.0, "m2") == "12.35 ha"
     assert format_area(15_767_418_536.5, "m2") == "15,767.42 km2"
     assert format_area(5_188_474.0, "px") == "5,188,474 px"
+
+
+def test_mercator_areas_are_flagged_with_their_factor():
+    """Web Mercator's m² overstate the ground's by 1 / cos²(latitude): x1.57 at 37.1 N."""
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from glgeo.areas import mercator_area_note
+
+    at_joplin = Affine(0.5, 0, -10_520_000, 0, -0.5, 4_450_000)  # about 37.1 N
+    note = mercator_area_note(CRS.from_epsg(3857), at_joplin, 100, 100)
+    assert note.startswith("areas in EPSG:3857 (a Mercator projection) are its own m², which overstate the ground's")
+    assert "1.57 times the ground's at latitude 37.1" in note
+    assert "1 / cos²(latitude);" in mercator_area_note(CRS.from_epsg(3395))  # no place given: no factor
+    for other in (CRS.from_epsg(32615), CRS.from_epsg(26915), CRS.from_epsg(4326), None):
+        assert mercator_area_note(other, at_joplin, 100, 100) is None  # UTM is a transverse Mercator

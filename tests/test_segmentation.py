@@ -494,3 +494,15 @@ def test_an_output_whose_sidecars_exist_needs_overwrite(tmp_path):
     assert (tmp_path / "landcover.qml").read_text() == style and not (tmp_path / "landcover.png").exists()
     segment(scene, tmp_path / "landcover.png", model=model, settings=InferenceSettings(device="cpu"), overwrite=True)
     assert (tmp_path / "landcover.png").exists()
+
+
+def test_a_web_mercator_scene_is_warned_about_its_areas(tmp_path, caplog):
+    import logging
+
+    colours = np.asarray(DEEPGLOBE.colors, dtype=np.uint8)[class_map(40, 50, 6, seed=8) + 1].transpose(2, 0, 1)
+    scene = write_geotiff(tmp_path / "mercator.tif", colours, crs="EPSG:3857",
+                          transform=Affine(0.5, 0, -10_520_000, 0, -0.5, 4_450_000))
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        segment(scene, tmp_path / "out.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu"))
+    assert "(a Mercator projection) are its own m², which overstate the ground's" in caplog.text
+    assert "1.57 times the ground's at latitude 37.1" in caplog.text

@@ -278,6 +278,15 @@ def test_feet_crs_areas_are_square_metres(tmp_path, classes_array):
     assert result.area_per_class["water"] == pytest.approx(pixels * (1200 / 3937) ** 2)
 
 
+def test_web_mercator_areas_are_warned_about(tmp_path, classes_array, caplog):
+    import logging
+
+    raster = write_raster(tmp_path / "m.tif", classes_array, crs="EPSG:3857", transform=from_origin(-1.05e7, 4.45e6, 1, 1))
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        vectorize(raster, tmp_path / "m.gpkg", scheme=DEEPGLOBE)
+    assert "m.tif (area_m2): areas in EPSG:3857 (a Mercator projection) are its own m², which overstate" in caplog.text
+
+
 def test_layer_styles_names_every_class(tmp_path, class_raster):
     out = tmp_path / "styled.gpkg"
     vectorize(class_raster, out, scheme=DEEPGLOBE, layer="land cover 2024")
