@@ -65,7 +65,7 @@ def _log_in_flag_names() -> Iterator[None]:
     type=float,
     default=None,
     callback=_positive,
-    help="Merge regions smaller than this (m² in projected CRSs) into their neighbours first.",
+    help="Merge regions smaller than this (m² on the ground; pixels without a CRS) into their neighbours first.",
 )
 @click.option(
     "--simplify",

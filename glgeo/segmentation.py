@@ -20,7 +20,7 @@ import numpy as np
 import rasterio
 
 from .aoi import region_in_pixels
-from .areas import ClassArea, class_areas, mercator_area_note
+from .areas import AreaTally, ClassArea, PixelAreas
 from .atomic import check_output_path
 from .errors import CheckpointError, InputError, OutputError
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
@@ -49,9 +49,9 @@ class SegmentSummary:
         height: rows of the scene (and output).
         width: columns.
         crs: the CRS as a string (``None`` for plain images).
-        area_unit: unit of :attr:`ClassArea.area`: ``"m2"`` (projected CRSs, feet
-            converted), ``"deg2"`` (geographic), ``"px"`` (plain images) or ``"map unit2"``
-            (see :func:`glgeo.areas.area_unit`).
+        area_unit: unit of :attr:`ClassArea.area`: ``"m2"`` (on the ground, in any CRS:
+            see :class:`glgeo.areas.PixelAreas`), ``"px"`` (plain images) or ``"map unit2"``
+            (a transform without a CRS).
         classes: area per class, by id.
         nodata_pixels: pixels written as nodata.
         model: the checkpoint used.
@@ -329,8 +329,9 @@ def segment(
                  info.path)
     if not info.is_georeferenced:
         log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)
-    elif (note := mercator_area_note(info.crs, info.transform, info.width, info.height)) is not None:
-        log.warning("%s: %s", info.path, note)
+    pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
+    if pixel_areas.note is not None:
+        log.info("%s: %s", info.path, pixel_areas.note)
     checkpoint = load_model(model)
     if scheme is not None and checkpoint.scheme.name != scheme:
         raise InputError(
@@ -379,7 +380,8 @@ def segment(
     # run. A Checkpoint the caller keeps stays theirs, untouched.
     del checkpoint
     model = source
-    counts = np.zeros(256, dtype=np.int64)
+    tally = AreaTally(pixel_areas)
+    counts = tally.counts
 
     # One fixed GDAL block cache for reading, writing and the COG conversion: GDAL's default
     # (5 % of RAM) would let resident memory grow with the scene up to that size.
@@ -388,9 +390,7 @@ def segment(
     ) as writer:
 
         def sink(band: RowBand) -> None:
-            # in slices: bincount copies its input to int64 (8 bytes a pixel)
-            for top in range(0, band.height, 32):
-                counts[:] += np.bincount(band.classes[top : top + 32].ravel(), minlength=256)
+            tally.add(band.classes, band.row_off)
             writer.write(band)
 
         with SceneReader(info, scale=scale, nodata_fill=settings.nodata_fill) as reader:
@@ -429,7 +429,7 @@ def segment(
         stats.timings.total += finish
 
     warn_if_no_class(counts, info, out_path)
-    classes, area_unit = class_areas(counts, class_scheme, info.crs, info.transform)
+    classes, area_unit = tally.class_areas(class_scheme)
     summary = SegmentSummary(
         scene=info.path,
         output=out_path,

@@ -50,6 +50,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from .aoi import region_in_pixels
+from .areas import AreaTally, PixelAreas
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixel
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
@@ -458,11 +459,16 @@ def iter_scene_bands(plan: SplitPlan, folder: Path, rows: int = 256) -> Iterator
 
 @dataclass
 class AssemblyResult:
-    """What :func:`assemble` wrote: class counts (by id, 256 entries) and seconds."""
+    """What :func:`assemble` wrote: pixels and areas per class, seconds and files."""
 
-    counts: np.ndarray
+    tally: AreaTally
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Pixels per class id (256 entries, nodata at :data:`~glgeo.schemes.NODATA_ID`)."""
+        return self.tally.counts
 
 
 def assemble(
@@ -487,15 +493,18 @@ def assemble(
     if missing:
         raise OutputError(f"{len(missing)} blocks are not finished ({', '.join(missing[:3])}...); run the split again")
     started = time.perf_counter()
-    counts = np.zeros(256, dtype=np.int64)
+    info = split.info
+    pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
+    if pixel_areas.note is not None:
+        log.info("%s: %s", info.path, pixel_areas.note)
+    tally = AreaTally(pixel_areas)  # as glgeo.segment counts
     with rasterio.Env(GDAL_CACHEMAX=split.settings.gdal_cache_mb * 2**20), ClassRasterWriter(
         out, split.info, scheme, scores_out, output_options or OutputOptions()
     ) as writer:
         for band in iter_scene_bands(split.plan, folder):
-            for top in range(0, band.height, 32):  # as glgeo.segment counts: in slices
-                counts[:] += np.bincount(band.classes[top : top + 32].ravel(), minlength=256)
+            tally.add(band.classes, band.row_off)
             writer.write(band)
         if tags:
             writer.set_tags(tags)
         outputs = writer.commit()
-    return AssemblyResult(counts, time.perf_counter() - started, outputs)
+    return AssemblyResult(tally, time.perf_counter() - started, outputs)

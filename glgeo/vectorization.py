@@ -51,7 +51,7 @@ from affine import Affine
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
-from .areas import area_unit, mercator_area_note
+from .areas import PixelAreas, area_unit, geodesic_areas
 from .atomic import atomic_path, check_output_path
 from .errors import InputError, SceneError
 from .gpkg import write_polygons
@@ -92,9 +92,10 @@ class VectorizeResult:
         path: the GeoPackage.
         layer: the layer holding the polygons.
         crs: the polygons' CRS as ``EPSG:n`` or WKT, or None when the raster has none.
-        area_units: units of the ``area_m2`` attribute: ``"m2"`` for projected CRSs, else
-            ``"deg2"`` (geographic CRS), ``"px"`` (a plain image) or ``"map unit2"`` (no
-            CRS but a transform); a warning is logged in those cases.
+        area_units: units of the ``area_m2`` attribute: ``"m2"`` with a CRS (geodesic
+            areas where the CRS's own m² are not the ground's: geographic CRSs, Mercator;
+            see :class:`glgeo.areas.PixelAreas`), else ``"px"`` (a plain image) or
+            ``"map unit2"`` (no CRS but a transform), with a warning.
         n_polygons: number of polygons written.
         polygons_per_class: class name -> number of polygons (kept classes only).
         area_per_class: class name -> total ``area_m2``.
@@ -214,27 +215,23 @@ def _layer_name(layer: str | None, raster: Path) -> str:
     return name
 
 
-def _area_units(crs: rasterio.crs.CRS | None, transform: Affine, source: str) -> tuple[str, float]:
-    """Units of ``area_m2`` and the factor from squared CRS units to them; warns if not m²
-    (see :func:`glgeo.areas.area_unit`)."""
-    unit, factor = area_unit(crs, transform)
-    if unit == "m2" and (note := mercator_area_note(crs)) is not None:
-        log.warning("%s (area_m2): %s", source, note)
-    if unit == "deg2":
-        log.warning(
-            "%s is in a geographic CRS (%s): area_m2 will hold square degrees, not m²;"
-            " reproject the class raster to a projected CRS (e.g. its UTM zone) for areas in m²",
-            source,
-            crs.to_string(),
-        )
-    elif unit != "m2":
+def _area_units(
+    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int, source: str
+) -> tuple[PixelAreas, float]:
+    """How ``area_m2`` is measured (see :class:`glgeo.areas.PixelAreas`), and the factor
+    from squared CRS units to it where polygons are measured in the CRS's own units; warns
+    when not in m²."""
+    pixel_areas = PixelAreas(crs, transform, width, height)
+    if pixel_areas.note is not None:
+        log.info("%s (area_m2): %s", source, pixel_areas.note)
+    if pixel_areas.unit != "m2":
         log.warning(
             "%s has no CRS: area_m2 will hold areas in %s, not m²;"
             " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
             source,
-            "pixels" if unit == "px" else "squared units of its transform",
+            "pixels" if pixel_areas.unit == "px" else "squared units of its transform",
         )
-    return unit, factor
+    return pixel_areas, area_unit(crs, transform)[1]
 
 
 def _nodata_for(src: rasterio.io.DatasetReader, nodata: int | None) -> int | None:
@@ -808,7 +805,7 @@ class _LayerWriter:
     """Writes polygons to a GeoPackage layer in batches (pyogrio)."""
 
     def __init__(self, path: Path, layer: str, crs: str | None, scheme: ClassScheme, transform: Affine,
-                 area_factor: float, metadata: dict[str, str] | None = None) -> None:
+                 area_factor: float, metadata: dict[str, str] | None = None, ground: bool = False) -> None:
         self.path = path
         self.metadata = metadata or {}
         self.layer = layer
@@ -816,6 +813,7 @@ class _LayerWriter:
         self.scheme = scheme
         self.transform = transform
         self.area_factor = area_factor
+        self.ground = ground  # measure polygons on the CRS's ellipsoid (geodesic areas)
         self.n_written = 0
         self.counts: dict[str, int] = {}
         self.areas: dict[str, float] = {}
@@ -852,7 +850,12 @@ class _LayerWriter:
             # the shape does not change).
             geoms = shapely.simplify(geoms, 0.0)
             geoms = self._to_crs(geoms)
-        areas = shapely.area(geoms) * self.area_factor if len(geoms) else np.zeros(0)
+        if not len(geoms):
+            areas = np.zeros(0)
+        elif self.ground:
+            areas = geodesic_areas(geoms, self.crs)
+        else:
+            areas = shapely.area(geoms) * self.area_factor
         if not len(geoms) and self._created:
             return
         names = np.asarray(self.scheme.names, dtype=object)[ids] if len(ids) else np.zeros(0, dtype=object)
@@ -907,7 +910,8 @@ def vectorize(
         scheme: the class scheme (object or registered name). Default: the scheme the
             raster carries (``glgeo segment`` writes it), else the registered scheme whose
             colours match the raster's colour table.
-        min_area: remove regions smaller than this (m² for projected CRSs) before
+        min_area: remove regions smaller than this (m² on the ground, converted to pixels
+            with the raster's largest pixel; see :class:`glgeo.areas.PixelAreas`) before
             vectorizing, by merging them into their largest neighbour, so no holes remain;
             a smaller region stays only where no neighbour can take it (an island in
             nodata). Exact when it covers at most ``block_size / 2`` pixels. What it merged
@@ -958,8 +962,11 @@ def vectorize(
         layer_name = _layer_name(layer, raster_path)
         nodata_value = _nodata_for(src, nodata)
         transform = vector_transform(src)
-        area_units, area_factor = _area_units(src.crs if src.crs else None, transform, str(raster_path))
-        pixel_area = abs(transform.determinant) * area_factor
+        pixel_areas, area_factor = _area_units(src.crs if src.crs else None, transform, src.width, src.height,
+                                               str(raster_path))
+        area_units = pixel_areas.unit
+        # the largest pixel's area: no region of min_area or more is merged away
+        pixel_area = pixel_areas.largest
         min_pixels = math.ceil(min_area / pixel_area - 1e-9) if min_area else None
         if min_pixels:
             _check_min_pixels(src, min_area, min_pixels, pixel_area, area_units, block_size)
@@ -973,7 +980,7 @@ def vectorize(
         )
         with atomic_path(out_path, suffix=".gpkg") as tmp:
             writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor,
-                                  vector_provenance(src.tags(), raster_path))
+                                  vector_provenance(src.tags(), raster_path), ground=pixel_areas.ground)
             # Each pixel is read once (twice near seams with a halo): GDAL's block cache,
             # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
             halo = _sieve_halo(min_pixels, block_size)

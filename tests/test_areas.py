@@ -84,17 +84,108 @@ def test_format_area_picks_the_unit_that_fits():
     assert format_area(5_188_474.0, "px") == "5,188,474 px"
 
 
-def test_mercator_areas_are_flagged_with_their_factor():
-    """Web Mercator's m² overstate the ground's by 1 / cos²(latitude): x1.57 at 37.1 N."""
-    from affine import Affine
-    from rasterio.crs import CRS
+def _footprint_area(crs, transform, width, height) -> float:
+    """The geodesic area (m²) of a raster's footprint, measured by pyproj on its own."""
+    import shapely
 
-    from glgeo.areas import mercator_area_note
+    from glgeo.areas import geodesic_areas
 
-    at_joplin = Affine(0.5, 0, -10_520_000, 0, -0.5, 4_450_000)  # about 37.1 N
-    note = mercator_area_note(CRS.from_epsg(3857), at_joplin, 100, 100)
-    assert note.startswith("areas in EPSG:3857 (a Mercator projection) are its own m², which overstate the ground's")
-    assert "1.57 times the ground's at latitude 37.1" in note
-    assert "1 / cos²(latitude);" in mercator_area_note(CRS.from_epsg(3395))  # no place given: no factor
-    for other in (CRS.from_epsg(32615), CRS.from_epsg(26915), CRS.from_epsg(4326), None):
-        assert mercator_area_note(other, at_joplin, 100, 100) is None  # UTM is a transverse Mercator
+    t = transform
+    corners = [(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
+    ring = [corners[0]]
+    for a, b in zip(corners, corners[1:] + corners[:1]):  # densified edges: a Mercator's straight lines are not geodesics
+        ring += [(a[0] + (b[0] - a[0]) * k / 64, a[1] + (b[1] - a[1]) * k / 64) for k in range(1, 65)]
+    return float(geodesic_areas([shapely.Polygon(ring)], crs)[0])
+
+
+def test_web_mercator_areas_are_measured_on_the_ground():
+    """Web Mercator's m² overstate the ground's by 1 / cos²(latitude), x1.57 at Joplin
+    (37.1 N): the pixels' areas are the ground's, and the note says what was done."""
+    from glgeo.areas import PixelAreas
+
+    at_joplin = Affine(0.5, 0, -10_520_000, 0, -0.5, 4_450_000)
+    areas = PixelAreas(CRS.from_epsg(3857), at_joplin, 1000, 800)
+    assert areas.ground and areas.unit == "m2"
+    assert areas.note == ("areas in m² measured on the ground: EPSG:3857's own m² are 1.57 times the ground's"
+                          " at the raster's centre")
+    total = areas.block(0, 0, 800, 1000).sum()
+    assert total == pytest.approx(_footprint_area(CRS.from_epsg(3857), at_joplin, 1000, 800), rel=1e-6)
+    assert total == pytest.approx(1000 * 800 * 0.25 / 1.5716, rel=2e-3)
+    # blocks anywhere are the same pixels' areas
+    np.testing.assert_allclose(areas.block(300, 200, 5, 7), areas.block(0, 0, 800, 1000)[300:305, 200:207])
+
+
+def test_geographic_areas_are_square_metres_on_the_ground():
+    """A raster in EPSG:4326 (degrees) gets m², each row its own (pixels shrink northwards)."""
+    from glgeo.areas import PixelAreas
+
+    transform = Affine(1e-5, 0, -94.5, 0, -1e-5, 37.08)  # about 0.89 x 1.11 m at 37 N
+    areas = PixelAreas(CRS.from_epsg(4326), transform, 1000, 1000)
+    assert areas.ground and areas.unit == "m2" and "is a geographic CRS" in areas.note
+    pixels = areas.block(0, 0, 1000, 1000)
+    assert pixels.sum() == pytest.approx(_footprint_area(CRS.from_epsg(4326), transform, 1000, 1000), rel=1e-6)
+    assert pixels[0, 0] < pixels[-1, 0] and pixels[0, 0] == pytest.approx(pixels[0, -1])
+    assert areas.largest == pytest.approx(pixels.max(), rel=1e-9)
+
+
+def test_projected_areas_within_one_percent_are_the_projections_own():
+    """UTM inside its zone is within 0.1 % of the ground: every pixel is the CRS's own area.
+    Far outside its zone (10 degrees west of its meridian) it is not, and is measured."""
+    from glgeo.areas import PixelAreas
+
+    inside = PixelAreas(CRS.from_epsg(32615), Affine(0.6, 0, 500_000, 0, -0.6, 4_100_000), 1000, 1000)
+    assert not inside.ground and inside.note is None and inside.block(0, 0, 3, 3) == pytest.approx(0.36)
+    far = Affine(10, 0, -400_000, 0, -10, 4_100_000)
+    outside = PixelAreas(CRS.from_epsg(32615), far, 1000, 1000)
+    assert outside.ground and "EPSG:32615's own m² are 1.02 times the ground's" in outside.note
+    assert outside.block(0, 0, 1000, 1000).sum() == pytest.approx(
+        _footprint_area(CRS.from_epsg(32615), far, 1000, 1000), rel=1e-5
+    )
+    assert not PixelAreas(None, Affine.identity(), 10, 10).ground
+
+
+def test_a_tally_sums_each_pixels_own_area():
+    """Counted band by band, a class's area is the sum of its pixels' areas, wherever they lie."""
+    from glgeo.areas import AreaTally, PixelAreas
+
+    transform = Affine(1e-4, 0, 10.0, 0, -1e-4, 61.0)
+    pixel_areas = PixelAreas(CRS.from_epsg(4326), transform, 50, 200)
+    ids = np.zeros((200, 50), dtype=np.uint8)
+    ids[:100, :10] = 1  # the northern half's buildings: smaller pixels
+    ids[150:, 40:] = NODATA_ID
+    tally = AreaTally(pixel_areas)
+    for top in range(0, 200, 37):  # bands of any height
+        tally.add(ids[top : top + 37], top)
+    classes, unit = tally.class_areas(INRIA)
+    every = pixel_areas.block(0, 0, 200, 50)
+    assert unit == "m2"
+    assert classes[1].pixels == 1000 and classes[1].area == pytest.approx(every[:100, :10].sum())
+    assert classes[0].area == pytest.approx(every[ids == 0].sum())
+    assert classes[1].fraction == pytest.approx(1000 / (200 * 50 - 500))
+
+
+def test_a_geographic_class_raster_is_read_back_in_square_metres(tmp_path):
+    from glgeo.areas import PixelAreas
+
+    ids = np.ones((64, 80), dtype=np.uint8)
+    ids[:16] = 0
+    transform = Affine(1e-5, 0, -94.5, 0, -1e-5, 37.08)
+    raster = write_geotiff(tmp_path / "map.tif", ids, crs="EPSG:4326", transform=transform, nodata=NODATA_ID,
+                           tiled=True, blockxsize=16, blockysize=16)
+    with rasterio.open(raster, "r+") as dst:
+        dst.update_tags(**{SCHEME_TAG: json.dumps(INRIA.to_dict())})
+    areas, unit = raster_class_areas(raster)
+    every = PixelAreas(CRS.from_epsg(4326), transform, 80, 64).block(0, 0, 64, 80)
+    assert unit == "m2" and areas[0].area == pytest.approx(every[:16].sum()) and areas[1].area == pytest.approx(every[16:].sum())
+
+
+def test_geodesic_areas_leave_out_holes():
+    import shapely
+
+    from glgeo.areas import geodesic_areas
+
+    square = shapely.box(500_000, 4_100_000, 500_100, 4_100_100)
+    holed = square.difference(shapely.box(500_040, 4_100_040, 500_060, 4_100_060))
+    whole, with_hole = geodesic_areas([square, holed], "EPSG:32615")
+    assert whole == pytest.approx(10_000 / 0.9996**2, rel=1e-4)  # UTM's scale factor on its meridian
+    assert with_hole == pytest.approx(whole * 0.96, rel=1e-6)

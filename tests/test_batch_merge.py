@@ -100,8 +100,8 @@ def _utm_and_wgs84_parts(tmp_path):
 
 @pytest.mark.parametrize("order", ["utm-first", "wgs84-first"])
 def test_merged_areas_are_square_metres_in_every_row(tmp_path, order):
-    """A scene in EPSG:4326 holds square degrees in its own file: merged, its rows must hold m²
-    like the others' (they held 2e-8 'm²' for a 25 m² polygon)."""
+    """A scene in EPSG:4326 holds m² on the ground in its own file (it held square degrees,
+    2e-8 'm²' for a 25 m² polygon): merged, its rows hold them, like the others'."""
     import pyogrio
 
     from glgeo.batch import merge_vectors
@@ -110,15 +110,16 @@ def test_merged_areas_are_square_metres_in_every_row(tmp_path, order):
     if order == "wgs84-first":
         parts = parts[::-1]
     per_scene = {Path(gpkg).stem: pyogrio.read_dataframe(gpkg, layer=Path(gpkg).stem) for _, gpkg in parts}
-    assert per_scene["wgs84"].area_m2.max() < 1e-6  # square degrees: what the merge must not copy
+    assert per_scene["wgs84"].area_m2.sum() == pytest.approx(100.0, rel=2e-3)  # m², not square degrees
     merged = pyogrio.read_dataframe(merge_vectors(parts, tmp_path / "all.gpkg"), layer="all")
     assert len(merged) == sum(len(f) for f in per_scene.values())
     # every row: area_m2 is the polygon's area in m² (UTM 31N, scale factor 0.9996 at its meridian)
     planar = merged.geometry.to_crs("EPSG:32631").area.to_numpy()
     np.testing.assert_allclose(merged.area_m2.to_numpy(), planar, rtol=2e-3)
     assert merged[merged.scene == "wgs84"].area_m2.sum() == pytest.approx(100.0, rel=2e-3)  # 20 x 20 px of 0.5 m
-    # a projected scene keeps the areas of its own file
-    np.testing.assert_array_equal(merged[merged.scene == "utm"].area_m2.to_numpy(), per_scene["utm"].area_m2.to_numpy())
+    # every scene keeps the areas of its own file
+    for name in ("utm", "wgs84"):
+        np.testing.assert_array_equal(merged[merged.scene == name].area_m2.to_numpy(), per_scene[name].area_m2.to_numpy())
 
 
 def test_merging_areas_that_cannot_be_given_in_square_metres_is_refused(tmp_path):

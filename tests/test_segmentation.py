@@ -496,13 +496,27 @@ def test_an_output_whose_sidecars_exist_needs_overwrite(tmp_path):
     assert (tmp_path / "landcover.png").exists()
 
 
-def test_a_web_mercator_scene_is_warned_about_its_areas(tmp_path, caplog):
+@pytest.mark.parametrize("crs, transform", [
+    ("EPSG:3857", Affine(0.5, 0, -10_520_000, 0, -0.5, 4_450_000)),  # Web Mercator at 37.1 N: its m² are 1.57 of the ground's
+    ("EPSG:4326", Affine(6e-6, 0, -94.4996, 0, -6e-6, 37.0751)),  # degrees, as the Joplin post-tornado tile
+])
+def test_summary_areas_are_the_grounds_in_mercator_and_geographic_crss(tmp_path, caplog, crs, transform):
+    """A scene in Web Mercator (as tiled imagery comes) or in degrees gets its classes' areas
+    in m² on the ground, and the log says how they were measured; the files agree."""
     import logging
 
+    from glgeo.areas import PixelAreas, raster_class_areas
+
     colours = np.asarray(DEEPGLOBE.colors, dtype=np.uint8)[class_map(40, 50, 6, seed=8) + 1].transpose(2, 0, 1)
-    scene = write_geotiff(tmp_path / "mercator.tif", colours, crs="EPSG:3857",
-                          transform=Affine(0.5, 0, -10_520_000, 0, -0.5, 4_450_000))
-    with caplog.at_level(logging.WARNING, logger="glgeo"):
-        segment(scene, tmp_path / "out.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu"))
-    assert "(a Mercator projection) are its own m², which overstate the ground's" in caplog.text
-    assert "1.57 times the ground's at latitude 37.1" in caplog.text
+    scene = write_geotiff(tmp_path / "scene.tif", colours, crs=crs, transform=transform)
+    with caplog.at_level(logging.INFO, logger="glgeo"):
+        summary = segment(scene, tmp_path / "out.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu"))
+    assert "areas in m² measured on the ground" in caplog.text and "WARNING" not in caplog.text
+    with rasterio.open(tmp_path / "out.tif") as out:
+        ids = out.read(1)
+    every = PixelAreas(rasterio.crs.CRS.from_user_input(crs), transform, 50, 40).block(0, 0, 40, 50)
+    assert summary.area_unit == "m2"
+    for c in summary.classes:
+        assert c.area == pytest.approx(every[ids == c.id].sum(), rel=1e-9)
+    assert sum(c.area for c in summary.classes) == pytest.approx(every.sum())
+    assert [a.area for a in raster_class_areas(tmp_path / "out.tif")[0]] == pytest.approx([c.area for c in summary.classes])

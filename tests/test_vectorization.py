@@ -250,14 +250,21 @@ def test_failed_run_leaves_no_partial_output(tmp_path, classes_array):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["late.tif"]
 
 
-def test_geographic_or_missing_crs_warns(tmp_path, classes_array, caplog):
-    geographic = write_raster(
-        tmp_path / "geo.tif", classes_array, crs="EPSG:4326", transform=from_origin(-74.0, 40.7, 1e-5, 1e-5)
-    )
-    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+def test_geographic_areas_are_geodesic_square_metres_and_a_missing_crs_warns(tmp_path, classes_array, caplog):
+    from glgeo.areas import geodesic_areas
+
+    transform = from_origin(-74.0, 40.7, 1e-5, 1e-5)
+    geographic = write_raster(tmp_path / "geo.tif", classes_array, crs="EPSG:4326", transform=transform)
+    with caplog.at_level(logging.INFO, logger="glgeo.vectorization"):
         result = vectorize(geographic, tmp_path / "geo.gpkg", scheme=DEEPGLOBE)
-    assert result.area_units == "deg2"
-    assert "geographic" in caplog.text and "reproject" in caplog.text
+    assert result.area_units == "m2"
+    assert "(area_m2): areas in m² measured on the ground (EPSG:4326 is a geographic CRS, in degrees)" in caplog.text
+    assert "WARNING" not in caplog.text
+    frame = pyogrio.read_dataframe(tmp_path / "geo.gpkg")
+    np.testing.assert_allclose(frame.area_m2, geodesic_areas(frame.geometry.values, "EPSG:4326"), rtol=1e-12)
+    # the ground's m² at 40.7 N: 1e-5 degrees are 0.843 m east and 1.111 m north
+    water = frame[frame.class_name == "water"].area_m2.sum()
+    assert water == pytest.approx(int((classes_array == WATER).sum()) * 0.8435 * 1.1105, rel=2e-3)
     caplog.clear()
     bare = write_raster(tmp_path / "bare.tif", classes_array, crs=None)
     with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
@@ -265,9 +272,9 @@ def test_geographic_or_missing_crs_warns(tmp_path, classes_array, caplog):
     assert result.area_units == "map unit2" and result.crs is None
     assert "no CRS" in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+    with caplog.at_level(logging.INFO, logger="glgeo.vectorization"):
         vectorize(write_raster(tmp_path / "utm.tif", classes_array), tmp_path / "utm.gpkg", scheme=DEEPGLOBE)
-    assert caplog.text == ""
+    assert "WARNING" not in caplog.text and "on the ground" not in caplog.text
 
 
 def test_feet_crs_areas_are_square_metres(tmp_path, classes_array):
@@ -278,15 +285,31 @@ def test_feet_crs_areas_are_square_metres(tmp_path, classes_array):
     assert result.area_per_class["water"] == pytest.approx(pixels * (1200 / 3937) ** 2)
 
 
-def test_web_mercator_areas_are_warned_about(tmp_path, classes_array, caplog):
+def test_web_mercator_areas_are_the_grounds(tmp_path, classes_array, caplog):
+    """Web Mercator's own m² are 1.57 times the ground's at 37 N: area_m2 holds the ground's,
+    as the summary of the same raster does, and min_area is ground m² too."""
     import logging
 
+    from glgeo.areas import PixelAreas
+
     raster = write_raster(tmp_path / "m.tif", classes_array, crs="EPSG:3857", transform=from_origin(-1.05e7, 4.45e6, 1, 1))
-    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
-        vectorize(raster, tmp_path / "m.gpkg", scheme=DEEPGLOBE)
-    assert "m.tif (area_m2): areas in EPSG:3857 (a Mercator projection) are its own m², which overstate" in caplog.text
-
-
+    with caplog.at_level(logging.INFO, logger="glgeo.vectorization"):
+        result = vectorize(raster, tmp_path / "m.gpkg", scheme=DEEPGLOBE)
+    assert "m.tif (area_m2): areas in m² measured on the ground: EPSG:3857's own m² are 1.57 times" in caplog.text
+    frame = pyogrio.read_dataframe(tmp_path / "m.gpkg")
+    pixels = int((classes_array == WATER).sum())
+    assert frame[frame.class_name == "water"].area_m2.sum() == pytest.approx(pixels / 1.5716, rel=2e-3)
+    every = PixelAreas(rasterio.crs.CRS.from_epsg(3857), from_origin(-1.05e7, 4.45e6, 1, 1), *classes_array.shape[::-1])
+    pixel_sums = every.block(0, 0, *classes_array.shape)
+    summary = {c.name: pixel_sums[classes_array == c.id].sum() for c in DEEPGLOBE.classes if (classes_array == c.id).any()}
+    assert result.area_per_class == pytest.approx(summary, rel=1e-5)  # as segment's summary counts them
+    # min_area in ground m²: a region of 2 px (1.27 m² on the ground) goes at 1.5 m², stays at 1.2
+    speck = classes_array.copy()
+    speck[:] = 0
+    speck[10, 10:12] = WATER
+    raster = write_raster(tmp_path / "s.tif", speck, crs="EPSG:3857", transform=from_origin(-1.05e7, 4.45e6, 1, 1))
+    assert "water" not in vectorize(raster, tmp_path / "s1.gpkg", scheme=DEEPGLOBE, min_area=1.5).polygons_per_class
+    assert vectorize(raster, tmp_path / "s2.gpkg", scheme=DEEPGLOBE, min_area=1.2).polygons_per_class["water"] == 1
 def test_layer_styles_names_every_class(tmp_path, class_raster):
     out = tmp_path / "styled.gpkg"
     vectorize(class_raster, out, scheme=DEEPGLOBE, layer="land cover 2024")

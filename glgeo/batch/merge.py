@@ -6,21 +6,16 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
-
-import numpy as np
+from typing import Sequence
 
 from ..areas import area_unit
 from ..atomic import atomic_path
-from ..errors import InputError, InternalError, OutputError
+from ..errors import InputError, OutputError
 from ..gpkg import write_polygons
 from ..provenance import utc_now
 from ..styles import provenance_metadata, write_gpkg_layer_metadata
 from .inputs import scene_stem
 from .planning import VECTOR_SUFFIX
-
-if TYPE_CHECKING:
-    import geopandas
 
 log = logging.getLogger("glgeo.batch")
 
@@ -32,9 +27,9 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
 
     Polygons keep their attributes (``class_id``, ``class_name``, ``area_m2``); scenes in
     another CRS than the first are reprojected to it. ``area_m2`` holds square metres in
-    every row: a scene in a projected CRS keeps the areas of its own file (measured in its
-    CRS, before any reprojection); for a scene in a geographic CRS, whose file holds square
-    degrees, it is recomputed as the geodesic area on the CRS's ellipsoid. The layer gets
+    every row: each scene keeps the areas of its own file, measured before any reprojection
+    (on the ground where its CRS's own m² are not the ground's, as in a geographic CRS: see
+    :class:`glgeo.areas.PixelAreas`). The layer gets
     the QGIS style of the first part, and QGIS layer metadata naming the model and the
     number of scenes. The file is replaced if it exists: it is derived from the per-scene
     files.
@@ -71,7 +66,7 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
             f"{', ...' if len(unplaced) > 3 else ''}): their polygons are in pixel coordinates and would be stacked "
             "on one another; merge only georeferenced scenes, or keep the per-scene GeoPackages"
         )
-    degrees = _check_area_units(parts, [info["crs"] for _, info in infos])
+    _check_area_units(parts, [info["crs"] for _, info in infos])
     # the provenance of the first scene's polygons (one model for the whole batch), and how many scenes
     # (GDAL lists the part's QGIS metadata document too, as GPKG_METADATA_ITEM_n: not copied)
     metadata = {
@@ -83,15 +78,12 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
     started = time.perf_counter()
     n_features = 0
     with atomic_path(out_path, suffix=VECTOR_SUFFIX) as tmp:
-        for index, ((scene, part), (source, info)) in enumerate(zip(parts, infos)):
+        for (scene, part), (source, info) in zip(parts, infos):
             if crs is None:
                 crs = info["crs"]
             offset = 0
             while True:
                 frame = pyogrio.read_dataframe(part, layer=source, skip_features=offset, max_features=_MERGE_CHUNK)
-                if index in degrees and "area_m2" in frame.columns:
-                    # measured before reprojecting, on the lon/lat the polygons were made in
-                    frame["area_m2"] = _geodesic_areas(frame)
                 if frame.crs is not None and crs is not None and frame.crs != crs:
                     frame = frame.to_crs(crs)
                 frame.insert(0, "scene", scene_stem(scene))
@@ -108,21 +100,18 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
     return out_path
 
 
-def _check_area_units(parts: Sequence[tuple[str, Path]], crss: Sequence[str | None]) -> set[int]:
-    """The indices of the parts whose ``area_m2`` must be recomputed in m² (those in a
-    geographic CRS).
+def _check_area_units(parts: Sequence[tuple[str, Path]], crss: Sequence[str | None]) -> None:
+    """Refuse to merge scenes in several CRSs when some cannot have their areas in m².
 
     Raises:
-        InputError: the parts are in several CRSs and some cannot have their areas in m²,
-            so the merged column would mix units.
+        InputError: the merged ``area_m2`` column would mix units.
     """
     from affine import Affine
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
 
-    degrees: set[int] = set()
     unconvertible: list[tuple[str, str]] = []
-    for index, ((scene, _), crs) in enumerate(zip(parts, crss)):
+    for (scene, _), crs in zip(parts, crss):
         if not crs:
             unconvertible.append((scene, "no CRS"))
             continue
@@ -130,9 +119,7 @@ def _check_area_units(parts: Sequence[tuple[str, Path]], crss: Sequence[str | No
             unit, _ = area_unit(CRS.from_user_input(crs), Affine.identity())
         except CRSError:
             unit = "map unit2"
-        if unit == "deg2":
-            degrees.add(index)
-        elif unit != "m2":
+        if unit not in ("m2", "deg2"):  # a geographic scene's file holds m² measured on the ground
             unconvertible.append((scene, crs))
     if unconvertible and len(set(crss)) > 1:
         names = ", ".join(f"{scene_stem(scene)} ({crs})" for scene, crs in unconvertible[:3])
@@ -141,24 +128,6 @@ def _check_area_units(parts: Sequence[tuple[str, Path]], crss: Sequence[str | No
             f" without a known linear unit ({names}{', ...' if len(unconvertible) > 3 else ''}), so their area_m2 is"
             " not in m²; reproject those scenes to a projected CRS in metres, or keep the per-scene GeoPackages"
         )
-    if degrees:
-        log.info(
-            "%d of the %d scenes are in a geographic CRS: their area_m2 (square degrees in their own files) is"
-            " recomputed as geodesic areas in m² in the merged file", len(degrees), len(parts),
-        )
-    return degrees
-
-
-def _geodesic_areas(frame: geopandas.GeoDataFrame) -> np.ndarray:
-    """Geodesic areas (m²) of the polygons of a GeoDataFrame in a geographic CRS."""
-    import shapely
-
-    geod = frame.crs.get_geod()
-    if geod is None:
-        raise InternalError(f"the geographic CRS {frame.crs.to_string()} has no ellipsoid to measure areas on")
-    # counter-clockwise shells and clockwise holes: pyproj adds the holes' signed areas
-    oriented = shapely.orient_polygons(np.asarray(frame.geometry.values, dtype=object), exterior_cw=False)
-    return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in oriented], dtype=np.float64)
 
 
 def _feature_layer(path: Path) -> str:

@@ -285,7 +285,6 @@ def run_split(
             finished ones are kept: run again to resume).
         MissingDependencyError: Dask is needed but not installed.
     """
-    from ..areas import class_areas
     from ..provenance import Provenance, blend_rule, context_rule, utc_now
     from ..segmentation import SegmentSummary, _glgeo_version, check_sidecars, model_identity, warn_if_no_class
     from ..writer import output_driver
@@ -386,7 +385,7 @@ def run_split(
     stats.timings.write += assembled.seconds
     stats.timings.total = seconds
     warn_if_no_class(assembled.counts, info, out_path)
-    classes, area_unit = class_areas(assembled.counts, checkpoint.scheme, info.crs, info.transform)
+    classes, area_unit = assembled.tally.class_areas(checkpoint.scheme)
     from ..schemes import NODATA_ID
 
     summary = SegmentSummary(
