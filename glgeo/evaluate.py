@@ -443,17 +443,22 @@ def evaluate_model(
 
 
 class _OnceFilter(logging.Filter):
-    """Passes each warning template once: what segment says of every image of a dataset (no
-    georeferencing, coarser than the model's imagery) is said of the first only."""
+    """Passes each warning template once: what segment says of every image of a dataset
+    (coarser than the model's imagery) is said of the first only. What it says of its output
+    (a plain image's has no georeferencing either) is not said: the outputs are temporary."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from .segmentation import PLAIN_OUTPUT_WARNING
+
         if record.levelno < logging.WARNING:
             return True
         key = str(record.msg)
+        if key == PLAIN_OUTPUT_WARNING:
+            return False
         if key in self.seen:
             return False
         self.seen.add(key)

@@ -176,6 +176,11 @@ def _glgeo_version() -> str:
 GLOBAL_RESOLUTION_FACTOR = 2.0
 
 
+#: What :func:`segment` warns of a scene without georeferencing (callers whose outputs are
+#: temporary, as :func:`glgeo.evaluate_model`'s, leave it out).
+PLAIN_OUTPUT_WARNING = "%s has no georeferencing: the output has none either and areas are in pixels"
+
+
 def warn_if_no_class(counts: np.ndarray, info: SceneInfo, out: Path) -> None:
     """Warn when a written map holds no class at all (``counts``: pixels per class id, 256
     long): a scene of nodata, or an area of interest over nodata only."""
@@ -328,7 +333,7 @@ def segment(
         log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
                  info.path)
     if not info.is_georeferenced:
-        log.warning("%s has no georeferencing: the output has none either and areas are in pixels", info.path)
+        log.warning(PLAIN_OUTPUT_WARNING, info.path)
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
     if pixel_areas.note is not None:
         log.info("%s: %s", info.path, pixel_areas.note)
