@@ -147,3 +147,20 @@ def test_quiet_silences_warnings_here_and_in_the_processes_dask_starts(monkeypat
     assert "DASK_LOGGING__GLGEO" not in os.environ  # restored after the command
     result = CliRunner().invoke(cli, ["models"])  # without -q, both still show
     assert seen["warnings"] == ["a library warning"] and "square degrees" in seen["worker"], seen
+
+
+def test_workers_print_glgeo_warnings_as_the_command_line_does():
+    """A Dask worker's process has no logging configured: its glgeo warnings read
+    "WARNING: ..." as the command's own, not as bare messages; a configured process keeps its own."""
+    import subprocess
+    import sys
+
+    code = ("import distributed, logging; from glgeo.batch.worker import log_like_the_cli; log_like_the_cli();"
+            " log_like_the_cli(); import warnings; warnings.warn('Dataset has no geotransform, gcps, or rpcs.');"
+            " logging.getLogger('glgeo.vectorization').warning('a worker warning')")
+    stderr = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stderr
+    assert stderr.strip().splitlines()[-1] == "WARNING: a worker warning" and stderr.count("a worker warning") == 1
+    assert "geotransform" not in stderr  # glgeo's own log says it, as on the command line
+    configured = "import logging; logging.basicConfig(format='%(name)s| %(message)s'); " + code.split("; ", 1)[1]
+    stderr = subprocess.run([sys.executable, "-c", configured], capture_output=True, text=True, timeout=120).stderr
+    assert stderr.strip().splitlines()[-1] == "glgeo.vectorization| a worker warning"

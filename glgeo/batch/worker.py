@@ -99,7 +99,26 @@ def _this_worker() -> tuple[str, object]:
         worker = get_worker()
     except (ImportError, ValueError):
         return "in-process", None
+    log_like_the_cli()
     return str(worker.address), worker.name
+
+
+def log_like_the_cli() -> None:
+    """In a process nobody configured logging in (a Dask worker), print glgeo's records as
+    the command line does (``WARNING: ...``), not as bare messages; the level stays what
+    Dask's configuration set (``-q`` passes it to local workers). Rasterio's warning that a
+    plain image has no geotransform is left out, as the command line leaves it out: glgeo's
+    own log says so."""
+    import sys
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
+    glgeo_log = logging.getLogger("glgeo")
+    if logging.getLogger().handlers or glgeo_log.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    glgeo_log.addHandler(handler)
 
 
 def _n_gpus() -> int:
