@@ -28,7 +28,8 @@ from affine import Affine
 from .errors import InputError, InternalError, SceneError
 from .schemes import NODATA_ID, ClassScheme
 
-#: The unit spellings :func:`area_unit` returns.
+#: The unit spellings :func:`area_unit` returns (a CRS's own units; summaries and
+#: polygons never hold ``"deg2"``: :class:`PixelAreas` measures those on the ground).
 UNITS = ("m2", "deg2", "map unit2", "px")
 
 
@@ -40,7 +41,7 @@ class ClassArea:
         id: class id in the raster.
         name: class name.
         pixels: pixels of that class.
-        area: area in the summary's unit (see :func:`area_unit`).
+        area: area in the summary's unit (see :class:`PixelAreas`).
         fraction: share of the valid (not nodata) pixels.
     """
 
@@ -57,8 +58,8 @@ def _is_plain(transform: Affine) -> bool:
 
 
 def area_unit(crs, transform: Affine) -> tuple[str, float]:
-    """``(unit, factor)``: the unit areas are given in, and the factor from a pixel's area in
-    squared CRS units (``abs(transform.determinant)``) to it.
+    """``(unit, factor)``: the CRS's own unit of area, and the factor from a pixel's area in
+    squared CRS units (``abs(transform.determinant)``) to it (metres for feet).
 
     Args:
         crs: a rasterio CRS, or ``None``.
@@ -122,7 +123,7 @@ class PixelAreas:
         t = transform
         xs, ys = t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
         try:
-            ratio = _ground_per_unit2(crs, xs, ys) / factor  # ground m² per m² of the CRS (or square degree)
+            ratio = ground_per_unit2(crs, xs, ys) / factor  # ground m² per m² of the CRS (or square degree)
         except Exception:  # noqa: BLE001 - PROJ cannot measure in this CRS
             ratio = np.full(xs.shape, np.nan)
         if not (np.isfinite(ratio) & (ratio > 0)).all():
@@ -171,7 +172,7 @@ def _interpolation(nodes: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.nd
     return i, np.clip((at - nodes[i]) / (nodes[i + 1] - nodes[i]), 0.0, 1.0)
 
 
-def _ground_per_unit2(crs, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def ground_per_unit2(crs, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """The ground's area (m², on the CRS's ellipsoid) per squared unit of the CRS (square
     degrees of a geographic CRS, squared metres or feet of a projected one) at the points
     ``xs, ys``: the ellipsoid's area element times the Jacobian of the map coordinates'

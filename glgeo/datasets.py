@@ -166,7 +166,7 @@ class SceneCollection:
         values = []
         for pair in self.scenes:
             with open_raster(pair.image) as src:
-                gsd = ground_sample_distance(src.crs if src.crs else None, src.transform, src.height)
+                gsd = ground_sample_distance(src.crs if src.crs else None, src.transform, src.height, src.width)
             if gsd is not None:
                 values.append(gsd)
         if not values:

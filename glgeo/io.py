@@ -132,7 +132,7 @@ class SceneInfo:
     @property
     def gsd(self) -> float | None:
         """Ground sample distance in metres (see :func:`ground_sample_distance`)."""
-        return ground_sample_distance(self.crs, self.transform, self.height)
+        return ground_sample_distance(self.crs, self.transform, self.height, self.width)
 
 
 def working_grid(info: SceneInfo, scale: float) -> SceneInfo:

@@ -38,30 +38,38 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Metres per degree of latitude, and of longitude at the equator (WGS84, rounded).
-_METRES_PER_DEGREE = (110_574.0, 111_320.0)
+def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0, width: int = 0) -> float | None:
+    """Metres per pixel on the ground: the square root of a pixel's ground area, at the
+    scene's centre (``height`` x ``width`` px).
 
-
-def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0) -> float | None:
-    """Metres per pixel: the square root of a pixel's ground area.
-
-    Projected CRSs in metres or feet give it exactly; geographic CRSs (degrees) approximately,
-    at the latitude of the scene's centre row. ``None`` for plain images and for other units.
+    A projected CRS in metres or feet gives it as it is where its own m² are the ground's to
+    within :data:`glgeo.areas.GROUND_TOLERANCE` (UTM, national grids); elsewhere (a Mercator
+    projection such as Web Mercator, whose metres are 1 / cos(latitude) of the ground's; a
+    geographic CRS, in degrees) it is measured on the CRS's ellipsoid, as class areas are
+    (:class:`glgeo.areas.PixelAreas`). ``None`` for plain images and for other units.
     """
+    from .areas import GROUND_TOLERANCE, area_unit, ground_per_unit2
+
     if crs is None:
         return None
-    area = abs(transform.a * transform.e - transform.b * transform.d)
-    try:
-        if crs.is_geographic:
-            lat = (transform * (0, height / 2))[1]
-            if not -90 <= lat <= 90:
-                return None
-            mx = _METRES_PER_DEGREE[1] * np.cos(np.radians(lat))
-            return _significant(np.sqrt(area * mx * _METRES_PER_DEGREE[0]))
-        factor = crs.linear_units_factor[1]
-    except Exception:  # CRSs without known units (local, engineering)
+    unit, factor = area_unit(crs, transform)
+    if unit not in ("m2", "deg2"):
         return None
-    return _significant(np.sqrt(area) * factor) if factor and factor > 0 else None
+    t = transform
+    x, y = t.a * width / 2 + t.b * height / 2 + t.c, t.d * width / 2 + t.e * height / 2 + t.f
+    if unit == "deg2" and not -90 <= y <= 90:
+        return None
+    pixel = abs(t.a * t.e - t.b * t.d)
+    try:
+        ground = pixel * float(ground_per_unit2(crs, np.array([x]), np.array([y]))[0])
+    except Exception:  # noqa: BLE001 - PROJ cannot measure there
+        ground = float("nan")
+    own = pixel * factor
+    if not (np.isfinite(ground) and ground > 0):
+        return None if unit == "deg2" else _significant(np.sqrt(own))
+    if unit == "m2" and abs(own / ground - 1) <= GROUND_TOLERANCE:
+        return _significant(np.sqrt(own))
+    return _significant(np.sqrt(ground))
 
 
 def _significant(value: float, digits: int = 6) -> float:

@@ -49,8 +49,24 @@ def test_ground_sample_distance_in_metres():
     assert ground_sample_distance(utm, Affine(0.3, 0.1, 4e5, 0.1, -0.3, 5e6)) == pytest.approx(np.sqrt(0.09 + 0.01))  # |ae - bd|
     feet = rasterio.crs.CRS.from_epsg(2263)  # NY Long Island, US survey feet
     assert ground_sample_distance(feet, Affine(1, 0, 9e5, 0, -1, 2e5)) == pytest.approx(0.3048, abs=1e-4)
-    # geographic: 1e-5 degree pixels at 60 N are about 1.11 m tall and 0.56 m wide
+    # geographic: 1e-5 degree pixels at 60 N are 1.1141 m tall and 0.5580 m wide (WGS84's
+    # degrees of latitude and longitude there: 111,412 and 55,800 m)
     wgs84 = rasterio.crs.CRS.from_epsg(4326)
     gsd = ground_sample_distance(wgs84, Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005), height=1000)
-    assert gsd == pytest.approx(np.sqrt(1.1057 * 1.1132 * np.cos(np.radians(60.0))), rel=1e-3)
+    assert gsd == pytest.approx(np.sqrt(1.11412 * 0.55800), rel=1e-4)
     assert ground_sample_distance(None, Affine.identity()) is None
+
+
+def test_a_web_mercator_scene_is_read_at_its_ground_resolution():
+    """Web Mercator's metres are 1 / cos(latitude) of the ground's: 0.75 of its "metres" at
+    Joplin (37.1 N) are 0.6 m on the ground, 0.5 at 60 N are 0.25 m. The scene is read so
+    that the model sees its own ground resolution (it was read 1.25 and 2 times too fine)."""
+    from glgeo.resolution import ground_sample_distance
+
+    mercator = rasterio.crs.CRS.from_epsg(3857)
+    at_joplin = Affine(0.75, 0, -10_520_000, 0, -0.75, 4_450_000)
+    assert ground_sample_distance(mercator, at_joplin, 1000, 1000) == pytest.approx(0.6, rel=5e-3)
+    at_60n = Affine(0.5, 0, 1_113_000, 0, -0.5, 8_399_738)  # 10 E, 60 N
+    assert ground_sample_distance(mercator, at_60n, 100, 100) == pytest.approx(0.25, rel=5e-3)
+    assert reading_scale(_model(gsd=2.0, scene_scale=0.25), _scene(ground_sample_distance(mercator, at_60n, 100, 100))) \
+        == pytest.approx(0.125, rel=5e-3)
