@@ -72,6 +72,54 @@ def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0, 
     return _significant(np.sqrt(ground))
 
 
+#: Pixels whose sides on the ground differ by more than this factor are stretched for the
+#: model (it learned from square pixels): :func:`warn_if_stretched` says so.
+STRETCH_TOLERANCE = 1.1
+
+
+def ground_pixel_sides(crs: CRS | None, transform: Affine, height: int = 0, width: int = 0) -> tuple[float, float] | None:
+    """``(across, down)``: the ground length, in metres, of a pixel's sides along its row and
+    along its column at the scene's centre (geodesic distances on the CRS's ellipsoid);
+    ``None`` without a CRS or an ellipsoid."""
+    if crs is None:
+        return None
+    try:
+        from pyproj import CRS as ProjCRS
+        from pyproj import Transformer
+
+        pcrs = ProjCRS.from_wkt(crs.to_wkt())
+        geod = pcrs.get_geod()
+        if geod is None:
+            return None
+        t = transform
+        cols, rows = np.array([width / 2, width / 2 + 1, width / 2]), np.array([height / 2, height / 2, height / 2 + 1])
+        xs, ys = t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
+        if not pcrs.is_geographic:
+            xs, ys = Transformer.from_crs(pcrs, pcrs.geodetic_crs, always_xy=True).transform(xs, ys)
+        across = geod.inv(xs[0], ys[0], xs[1], ys[1])[2]
+        down = geod.inv(xs[0], ys[0], xs[2], ys[2])[2]
+    except Exception:  # noqa: BLE001 - a CRS PROJ cannot measure in
+        return None
+    return (float(across), float(down)) if np.isfinite([across, down]).all() and min(across, down) > 0 else None
+
+
+def warn_if_stretched(info: SceneInfo) -> None:
+    """Warn when a scene's pixels are far from square on the ground (a scene in degrees away
+    from the equator): the model, which learned from square pixels, sees it stretched."""
+    sides = ground_pixel_sides(info.crs, info.transform, info.height, info.width)
+    if sides is None:
+        return
+    across, down = sides
+    stretch = max(across, down) / min(across, down)
+    if stretch > STRETCH_TOLERANCE:
+        log.warning(
+            "%s has pixels of %.3g x %.3g m on the ground (%s): the model sees the ground squeezed %.2f times"
+            " %s, which costs accuracy; reproject it to a projected CRS with square pixels (e.g. its UTM zone)",
+            info.path, across, down, info.crs.to_string(), stretch,
+            "north-south" if down > across else "east-west",
+        )
+
+
 def _significant(value: float, digits: int = 6) -> float:
     """``value`` to ``digits`` significant digits (0.30000000000003 -> 0.3)."""
     return float(f"{value:.{digits}g}")

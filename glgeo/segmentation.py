@@ -28,7 +28,7 @@ from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
 from .provenance import Provenance, blend_rule, context_rule, file_sha256, utc_now
-from .resolution import coarseness, reading_scale
+from .resolution import coarseness, reading_scale, warn_if_stretched
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions, output_driver, sidecar_paths
 
@@ -334,6 +334,7 @@ def segment(
                  info.path)
     if not info.is_georeferenced:
         log.warning(PLAIN_OUTPUT_WARNING, info.path)
+    warn_if_stretched(info)
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
     if pixel_areas.note is not None:
         log.info("%s: %s", info.path, pixel_areas.note)

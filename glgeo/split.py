@@ -55,7 +55,7 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixe
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
-from .resolution import coarseness, reading_scale
+from .resolution import coarseness, reading_scale, warn_if_stretched
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ def prepare_scene(
     from .segmentation import MODEL_BANDS
 
     info = inspect_scene(scene, bands, needed=MODEL_BANDS)
+    warn_if_stretched(info)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
     if region is not None:
         info = replace(info, has_mask=True, region=region)

@@ -70,3 +70,29 @@ def test_a_web_mercator_scene_is_read_at_its_ground_resolution():
     assert ground_sample_distance(mercator, at_60n, 100, 100) == pytest.approx(0.25, rel=5e-3)
     assert reading_scale(_model(gsd=2.0, scene_scale=0.25), _scene(ground_sample_distance(mercator, at_60n, 100, 100))) \
         == pytest.approx(0.125, rel=5e-3)
+
+
+def test_pixels_far_from_square_on_the_ground_are_warned_about(caplog):
+    """A scene in degrees at 60 N has pixels twice as tall as wide on the ground: the model,
+    which learned square pixels, sees the ground squeezed north-south. UTM and Web Mercator
+    (conformal) pixels are square: no warning."""
+    from glgeo.resolution import ground_pixel_sides, warn_if_stretched
+
+    wgs84 = rasterio.crs.CRS.from_epsg(4326)
+    at_60n = Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005)
+    across, down = ground_pixel_sides(wgs84, at_60n, 1000, 1000)
+    assert across == pytest.approx(0.5580, rel=1e-3) and down == pytest.approx(1.1141, rel=1e-3)
+    with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
+        warn_if_stretched(SimpleNamespace(crs=wgs84, transform=at_60n, height=1000, width=1000, path="geo.tif"))
+    assert caplog.records[0].getMessage() == (
+        "geo.tif has pixels of 0.558 x 1.11 m on the ground (EPSG:4326): the model sees the ground squeezed 2.00 times"
+        " north-south, which costs accuracy; reproject it to a projected CRS with square pixels (e.g. its UTM zone)"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
+        for crs, transform in ((rasterio.crs.CRS.from_epsg(3857), Affine(0.5, 0, 1_113_000, 0, -0.5, 8_399_738)),
+                               (rasterio.crs.CRS.from_epsg(32631), Affine(0.5, 0, 4e5, 0, -0.5, 5e6)),
+                               (wgs84, Affine(1e-5, 0, 10.0, 0, -1e-5, 0.005)),  # the equator
+                               (None, Affine.identity())):
+            warn_if_stretched(SimpleNamespace(crs=crs, transform=transform, height=100, width=100, path="x.tif"))
+    assert caplog.records == []

@@ -511,7 +511,12 @@ def test_summary_areas_are_the_grounds_in_mercator_and_geographic_crss(tmp_path,
     scene = write_geotiff(tmp_path / "scene.tif", colours, crs=crs, transform=transform)
     with caplog.at_level(logging.INFO, logger="glgeo"):
         summary = segment(scene, tmp_path / "out.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu"))
-    assert "areas in m² measured on the ground" in caplog.text and "WARNING" not in caplog.text
+    assert "areas in m² measured on the ground" in caplog.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    # degrees at 37 N: pixels 0.53 x 0.67 m on the ground, which the model sees squeezed
+    assert warned == ([] if crs == "EPSG:3857" else [
+        f"{scene} has pixels of 0.534 x 0.666 m on the ground (EPSG:4326): the model sees the ground squeezed 1.25"
+        " times north-south, which costs accuracy; reproject it to a projected CRS with square pixels (e.g. its UTM zone)"])
     with rasterio.open(tmp_path / "out.tif") as out:
         ids = out.read(1)
     every = PixelAreas(rasterio.crs.CRS.from_user_input(crs), transform, 50, 40).block(0, 0, 40, 50)
