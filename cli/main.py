@@ -23,7 +23,7 @@ from typing import Iterator
 import click
 
 from glgeo import __version__
-from glgeo.errors import GlgeoError
+from glgeo.errors import GlgeoError, Interruption
 
 #: command name -> "module:function" inside glgeo.cli
 COMMANDS: dict[str, str] = {
@@ -164,6 +164,9 @@ class GlgeoGroup(click.Group):
                 return super().invoke(ctx)
         except GlgeoError as exc:
             raise click.ClickException(cli_message(str(exc), ctx.invoked_subcommand)) from None
+        except Interruption as exc:  # the library says what it finished
+            click.echo(cli_message(str(exc), ctx.invoked_subcommand), err=True)
+            sys.exit(interrupted_status(exc.cause or exc))
         except KeyboardInterrupt as exc:
             click.echo(str(exc) if isinstance(exc, Interrupted) else NOT_LEFT_BEHIND, err=True)
             sys.exit(interrupted_status(exc))

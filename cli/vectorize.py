@@ -65,7 +65,7 @@ def _log_in_flag_names() -> Iterator[None]:
     type=float,
     default=None,
     callback=_positive,
-    help="Merge regions smaller than this (m² on the ground; pixels without a CRS) into their neighbours first.",
+    help="Merge regions smaller than this (m² on the ground; map units without a CRS) into their neighbours first.",
 )
 @click.option(
     "--simplify",
@@ -73,7 +73,7 @@ def _log_in_flag_names() -> Iterator[None]:
     default=None,
     callback=_positive,
     metavar="TOL",
-    help="Simplify borders by TOL (CRS units); neighbours keep sharing them.",
+    help="Simplify borders by TOL (metres on the ground; map units without a CRS); neighbours keep sharing them.",
 )
 @click.option(
     "--classes",

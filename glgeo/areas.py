@@ -8,7 +8,7 @@
   in the raster (a Mercator projection such as Web Mercator, whose m² overstate the
   ground's by 1 / cos²(latitude); a projection used far outside its zone), areas are
   measured on the ground instead: each pixel's own area on the CRS's ellipsoid
-  (:class:`PixelAreas`), each polygon's geodesic area (:func:`geodesic_areas`);
+  (:class:`PixelAreas`), each polygon's area on the ellipsoid (:func:`ground_areas`);
 * a geographic CRS: square metres on the ground too, measured so;
 * no CRS: pixels (``"px"``) for a plain image (no transform either), else squared units of
   its transform (``"map unit2"``).
@@ -18,6 +18,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -42,7 +44,8 @@ class ClassArea:
         name: class name.
         pixels: pixels of that class.
         area: area in the summary's unit (see :class:`PixelAreas`).
-        fraction: share of the valid (not nodata) pixels.
+        fraction: share of the valid (not nodata) pixels; of their area where pixels'
+            areas differ (measured on the ground, :class:`PixelAreas`).
     """
 
     id: int
@@ -106,6 +109,8 @@ class PixelAreas:
         ground: whether areas are measured on the ellipsoid, pixel by pixel.
         largest: the largest pixel's area.
         note: when measured on the ground, why, for a log line; else ``None``.
+        warning: when the areas cannot be the ground's (the CRS is undefined somewhere in
+            the raster, as a geostationary view's corners in space), why, for a warning.
     """
 
     def __init__(self, crs, transform: Affine, width: int, height: int) -> None:
@@ -113,6 +118,7 @@ class PixelAreas:
         self.unit = "m2" if unit == "deg2" else unit
         self.ground = False
         self.note: str | None = None
+        self.warning: str | None = None
         self._constant = abs(transform.determinant) * factor
         self.largest = self._constant
         if unit not in ("m2", "deg2") or width < 1 or height < 1:
@@ -123,13 +129,15 @@ class PixelAreas:
         t = transform
         xs, ys = t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f
         try:
-            ratio = ground_per_unit2(crs, xs, ys) / factor  # ground m² per m² of the CRS (or square degree)
+            # ground m² per m² of the CRS (or square degree): differences over a pixel's sides
+            ratio = ground_per_unit2(crs, xs, ys, step=(math.hypot(t.a, t.d), math.hypot(t.b, t.e))) / factor
         except Exception:  # noqa: BLE001 - PROJ cannot measure in this CRS
             ratio = np.full(xs.shape, np.nan)
         if not (np.isfinite(ratio) & (ratio > 0)).all():
-            self.note = (
+            self.warning = (
                 f"areas cannot be measured on the ground over this raster in {crs.to_string()} (it reaches where"
-                f" the CRS is undefined): they are in its own {'square degrees' if unit == 'deg2' else 'm²'}"
+                f" the CRS is undefined): they are in its own {'square degrees' if unit == 'deg2' else 'm²'},"
+                " not the ground's; clip the raster to where the CRS is defined, or reproject it"
             )
             self.unit = unit
             return
@@ -141,13 +149,20 @@ class PixelAreas:
         self.largest = float(self._grid.max())
         centre = ratio[len(rows) // 2, len(cols) // 2]
         if unit == "deg2":
-            self.note = f"areas in m² measured on the ground ({crs.to_string()} is a geographic CRS, in degrees)"
+            self.note = f"areas in m² measured on the ground ({crs.to_string()} is a geographic CRS)"
         else:
             low, high = f"{1 / ratio.max():.3g}", f"{1 / ratio.min():.3g}"
             self.note = (
                 f"areas in m² measured on the ground: {crs.to_string()}'s own m² are {1 / centre:.3g} times the ground's"
                 f" at the raster's centre" + (f" ({low}-{high} over it)" if low != high else "")
             )
+
+    def report(self, logger: logging.Logger, where: str) -> None:
+        """Log how the areas are measured (INFO), or why they cannot be the ground's (WARNING)."""
+        if self.warning is not None:
+            logger.warning("%s: %s", where, self.warning)
+        elif self.note is not None:
+            logger.info("%s: %s", where, self.note)
 
     def block(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray | float:
         """The areas of the pixels of a block: ``(height, width)`` float64, or one number
@@ -172,61 +187,83 @@ def _interpolation(nodes: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.nd
     return i, np.clip((at - nodes[i]) / (nodes[i + 1] - nodes[i]), 0.0, 1.0)
 
 
-def ground_per_unit2(crs, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+def _equal_area(pcrs, lon_0: float = 0.0):
+    """The CRS's ground in an equal-area projection: a cylindrical equal-area projection on
+    the CRS's own geodetic CRS (same ellipsoid, same datum, its angular unit and prime
+    meridian, so grads and Paris longitudes are converted by PROJ). Its m² are the
+    ellipsoid's, and its straight lines along parallels and meridians are theirs."""
+    from pyproj.crs import ProjectedCRS
+    from pyproj.crs.coordinate_operation import LambertCylindricalEqualAreaConversion
+
+    conversion = LambertCylindricalEqualAreaConversion(latitude_first_parallel=0.0, longitude_natural_origin=lon_0)
+    return ProjectedCRS(conversion=conversion, geodetic_crs=pcrs.geodetic_crs)
+
+
+def ground_per_unit2(crs, xs: np.ndarray, ys: np.ndarray, step: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """The ground's area (m², on the CRS's ellipsoid) per squared unit of the CRS (square
-    degrees of a geographic CRS, squared metres or feet of a projected one) at the points
-    ``xs, ys``: the ellipsoid's area element times the Jacobian of the map coordinates'
-    longitude and latitude (central differences of 1 unit; none for a geographic CRS)."""
+    degrees or grads of a geographic CRS, squared metres or feet of a projected one) at the
+    points ``xs, ys``: the Jacobian of an equal-area projection of the map coordinates
+    (central differences of ``step`` units, e.g. a pixel's sides).
+
+    Raises:
+        ValueError: the CRS has no ellipsoid; PROJ cannot transform it.
+    """
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
 
     pcrs = ProjCRS.from_wkt(crs.to_wkt())
-    geod = pcrs.get_geod()
-    if geod is None:
+    if pcrs.get_geod() is None:
         raise ValueError("it has no ellipsoid")
-    if pcrs.is_geographic:
-        lat, jacobian = ys, np.ones_like(ys)
-    else:
-        to_degrees = Transformer.from_crs(pcrs, pcrs.geodetic_crs, always_xy=True)
-        lon_e, lat_e = to_degrees.transform(xs + 0.5, ys)
-        lon_w, lat_w = to_degrees.transform(xs - 0.5, ys)
-        lon_n, lat_n = to_degrees.transform(xs, ys + 0.5)
-        lon_s, lat_s = to_degrees.transform(xs, ys - 0.5)
-        lat = (lat_e + lat_w + lat_n + lat_s) / 4
-        jacobian = np.abs((lon_e - lon_w) * (lat_n - lat_s) - (lon_n - lon_s) * (lat_e - lat_w))
-    # the ellipsoid's area element, M N cos(phi) dphi dlambda, per square degree
-    phi = np.radians(lat)
-    e2 = geod.es
-    per_radian2 = geod.a**2 * (1 - e2) * np.abs(np.cos(phi)) / (1 - e2 * np.sin(phi) ** 2) ** 2
-    return per_radian2 * (np.pi / 180) ** 2 * jacobian
+    transform = Transformer.from_crs(pcrs, _equal_area(pcrs), always_xy=True).transform
+    hx, hy = abs(step[0]) / 2, abs(step[1]) / 2
+    with np.errstate(invalid="ignore", over="ignore"):
+        xe, ye = transform(xs + hx, ys)
+        xw, yw = transform(xs - hx, ys)
+        xn, yn = transform(xs, ys + hy)
+        xs_, ys_ = transform(xs, ys - hy)
+        jacobian = np.abs((np.asarray(xe) - xw) * (np.asarray(yn) - ys_) - (np.asarray(xn) - xs_) * (np.asarray(ye) - yw))
+    return jacobian / (4 * hx * hy)
 
 
-def geodesic_areas(geometries: np.ndarray, crs) -> np.ndarray:
-    """Areas (m²) of polygons on the ellipsoid of their CRS (pyproj's geodesic areas).
+def ground_areas(geometries: np.ndarray, crs, max_segment: float | None = None) -> np.ndarray:
+    """Areas (m²) of polygons on the ellipsoid of their CRS.
+
+    The polygons are projected to an equal-area projection of the CRS's ellipsoid, where
+    their planar area is the ellipsoid's. Edges along a raster's rows and columns stay
+    straight there for geographic and Mercator rasters (parallels and meridians), so pixel
+    polygons are measured exactly, as :class:`PixelAreas` sums their pixels; elsewhere give
+    ``max_segment`` (CRS units) to follow their edges' curves.
 
     Args:
         geometries: shapely polygons, in ``crs``.
-        crs: their CRS (rasterio or pyproj), projected or geographic.
+        crs: their CRS (rasterio, pyproj or a string), projected or geographic.
+        max_segment: edges longer than this are cut into pieces first.
     """
     import shapely
     from pyproj import CRS as ProjCRS
     from pyproj import Transformer
 
     pcrs = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
-    geod = pcrs.get_geod()
-    if geod is None:
+    if pcrs.get_geod() is None:
         raise InternalError(f"the CRS {pcrs.to_string()} has no ellipsoid to measure areas on")
     geoms = np.asarray(geometries, dtype=object)
-    if not pcrs.is_geographic:
-        to_degrees = Transformer.from_crs(pcrs, pcrs.geodetic_crs, always_xy=True)
+    if not len(geoms):
+        return np.zeros(0)
+    if max_segment:
+        geoms = shapely.segmentize(geoms, max_segment)
+    # the equal-area projection centred on the polygons (none of them wraps around its
+    # edge), its longitude from the geodetic CRS's own unit (degrees, grads) to degrees
+    geodetic = pcrs.geodetic_crs
+    xmin, ymin, xmax, ymax = shapely.total_bounds(geoms)
+    lon = Transformer.from_crs(pcrs, geodetic, always_xy=True).transform((xmin + xmax) / 2, (ymin + ymax) / 2)[0]
+    radians_per_unit = geodetic.axis_info[0].unit_conversion_factor if geodetic.axis_info else np.radians(1.0)
+    lon_0 = float(np.degrees(lon * radians_per_unit)) if np.isfinite(lon) else 0.0
+    to_ground = Transformer.from_crs(pcrs, _equal_area(pcrs, lon_0), always_xy=True)
 
-        def project(coords: np.ndarray) -> np.ndarray:
-            return np.column_stack(to_degrees.transform(coords[:, 0], coords[:, 1]))
+    def project(coords: np.ndarray) -> np.ndarray:
+        return np.column_stack(to_ground.transform(coords[:, 0], coords[:, 1]))
 
-        geoms = shapely.transform(geoms, project)
-    # counter-clockwise shells and clockwise holes: pyproj adds the holes' signed areas
-    oriented = shapely.orient_polygons(geoms, exterior_cw=False)
-    return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in oriented], dtype=np.float64)
+    return np.asarray(shapely.area(shapely.transform(geoms, project)), dtype=np.float64)
 
 
 class AreaTally:
@@ -254,19 +291,26 @@ class AreaTally:
 
     def class_areas(self, scheme: ClassScheme) -> tuple[tuple[ClassArea, ...], str]:
         """The classes of ``scheme`` in id order, and the unit of their areas."""
-        areas = self.areas if self.pixel_areas.ground else self.counts * self.pixel_areas.block(0, 0, 1, 1)
+        if self.pixel_areas.ground:  # shares of the area, which pixels of unequal areas are not
+            return _class_areas(self.counts, self.areas, scheme, self.areas), self.pixel_areas.unit
+        areas = self.counts * self.pixel_areas.block(0, 0, 1, 1)
         return _class_areas(self.counts, areas, scheme), self.pixel_areas.unit
 
 
-def _class_areas(counts: np.ndarray, areas: np.ndarray, scheme: ClassScheme) -> tuple[ClassArea, ...]:
-    valid = int(counts[:NODATA_ID].sum())
+def _class_areas(
+    counts: np.ndarray, areas: np.ndarray, scheme: ClassScheme, shares_of: np.ndarray | None = None
+) -> tuple[ClassArea, ...]:
+    """One :class:`ClassArea` per class; ``fraction``: of the valid pixels' count, or of
+    ``shares_of`` (areas) where given."""
+    weights = counts if shares_of is None else shares_of
+    valid = float(weights[:NODATA_ID].sum())
     return tuple(
         ClassArea(
             id=c.id,
             name=c.name,
             pixels=int(counts[c.id]),
             area=float(areas[c.id]),
-            fraction=float(counts[c.id] / valid) if valid else 0.0,
+            fraction=float(weights[c.id] / valid) if valid else 0.0,
         )
         for c in scheme.classes
     )

@@ -47,6 +47,20 @@ class MissingDependencyError(GlgeoError, ImportError):
     """An optional dependency is not installed."""
 
 
+class Interruption(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) after some outputs were finished: the message says what is there
+    and how to go on.
+
+    Args:
+        message: what was finished, what was not, and how to finish it.
+        cause: the interruption itself.
+    """
+
+    def __init__(self, message: str, cause: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class InternalError(GlgeoError, RuntimeError):
     """glgeo broke one of its own invariants: a bug in glgeo, not a problem with the input.
 

@@ -61,7 +61,8 @@ def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0, 
         return None
     pixel = abs(t.a * t.e - t.b * t.d)
     try:
-        ground = pixel * float(ground_per_unit2(crs, np.array([x]), np.array([y]))[0])
+        sides = (float(np.hypot(t.a, t.d)), float(np.hypot(t.b, t.e)))
+        ground = pixel * float(ground_per_unit2(crs, np.array([x]), np.array([y]), step=sides)[0])
     except Exception:  # noqa: BLE001 - PROJ cannot measure there
         ground = float("nan")
     own = pixel * factor

@@ -302,7 +302,8 @@ def segment(
             (:mod:`glgeo.tta`; modes ``global`` and ``g2l``, eight times the cost).
 
     Returns:
-        A :class:`SegmentSummary` with class areas (m² for projected CRSs) and timings.
+        A :class:`SegmentSummary` with class areas (m² on the ground in any CRS: see
+        :class:`glgeo.areas.PixelAreas`) and timings.
 
     Raises:
         SceneError: the scene is missing, unreadable or not a raster.
@@ -336,8 +337,7 @@ def segment(
         log.warning(PLAIN_OUTPUT_WARNING, info.path)
     warn_if_stretched(info)
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
-    if pixel_areas.note is not None:
-        log.info("%s: %s", info.path, pixel_areas.note)
+    pixel_areas.report(log, str(info.path))
     checkpoint = load_model(model)
     if scheme is not None and checkpoint.scheme.name != scheme:
         raise InputError(

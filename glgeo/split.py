@@ -496,8 +496,7 @@ def assemble(
     started = time.perf_counter()
     info = split.info
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
-    if pixel_areas.note is not None:
-        log.info("%s: %s", info.path, pixel_areas.note)
+    pixel_areas.report(log, str(info.path))
     tally = AreaTally(pixel_areas)  # as glgeo.segment counts
     with rasterio.Env(GDAL_CACHEMAX=split.settings.gdal_cache_mb * 2**20), ClassRasterWriter(
         out, split.info, scheme, scores_out, output_options or OutputOptions()

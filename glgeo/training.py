@@ -56,7 +56,7 @@ from .datasets import (
     open_dataset,
 )
 from .device import resolve_precision
-from .errors import CheckpointError, InputError, MissingDependencyError, OutputError
+from .errors import CheckpointError, InputError, Interruption, MissingDependencyError, OutputError
 from .modes import MODE_STAGES, TrainMode
 from .metrics import SegmentationScores, confusion_tensor
 from .schemes import NODATA_ID, ClassScheme
@@ -754,6 +754,12 @@ class GlgeoCheckpoints(Callback):
         self.save = save
         self.has_val = has_val
         self.best_miou: float | None = None
+        #: The Ctrl-C (or SIGTERM) Lightning caught, if any: it exits instead of raising it.
+        self.interruption: KeyboardInterrupt | None = None
+
+    def on_exception(self, trainer: Any, pl_module: GLNetTask, exception: BaseException) -> None:
+        if isinstance(exception, KeyboardInterrupt):
+            self.interruption = exception
 
     def state_dict(self) -> dict[str, Any]:
         return {"best_miou": self.best_miou}
@@ -994,7 +1000,7 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     # sampling and the class-weighted loss
     needed = data.kind != "geo" and (data.balance > 0 or settings.loss_balance > 0)
     shares = class_shares(collection.subset(split.train)) if needed else None
-    results = []
+    results: list[StageResult] = []
     for position, stage in enumerate(stages):
         folder = out / f"stage{stage}"
         if settings.resume and _stage_done(folder):
@@ -1002,11 +1008,25 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
             results.append(StageResult(**{**info, "best": Path(info["best"]), "last": Path(info["last"])}))
             log.info("stage %d already finished: skipped", stage)
             continue
-        results.append(_run_stage(stage, position == 0, collection, split, data, settings, precision, shares))
+        try:
+            results.append(_run_stage(stage, position == 0, collection, split, data, settings, precision, shares))
+        except KeyboardInterrupt as exc:
+            raise Interruption(_interrupted(out, stage, results), exc) from None
     model_path = out / "model.pt"
     if main_process:
         shutil.copyfile(results[-1].best, model_path)
     return TrainResult(out=out, model=model_path, split=split, stages=tuple(results))
+
+
+def _interrupted(out: Path, stage: int, finished: Sequence[StageResult]) -> str:
+    """What an interrupted run leaves: the stages finished, the last epoch saved, how to go on."""
+    done = "; ".join(f"stage {r.stage} finished ({r.best})" for r in finished) or "no stage finished"
+    last = out / f"stage{stage}" / "lightning" / "last.ckpt"
+    saved = f"its last finished epoch is saved in {last}" if last.is_file() else "no epoch of it was saved"
+    return (
+        f"Interrupted in stage {stage}: {done}; {saved}. Run the same command with resume=True to go on from there"
+        " (model.pt is written when the last stage finishes)."
+    )
 
 
 def _class_weights(
@@ -1148,9 +1168,15 @@ def _run_stage(
     with warnings.catch_warnings():
         # Frozen branches are in eval mode on purpose (their BatchNorm statistics stay fixed).
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-        trainer.fit(
-            task, datamodule=SceneDataModule(collection, split, data, stage, shares), ckpt_path=ckpt_path
-        )
+        try:
+            trainer.fit(
+                task, datamodule=SceneDataModule(collection, split, data, stage, shares), ckpt_path=ckpt_path
+            )
+        except SystemExit:
+            # Lightning answers Ctrl-C by tearing down and calling sys.exit(1): raise it again
+            if glgeo_ckpt.interruption is not None or trainer.interrupted:
+                raise glgeo_ckpt.interruption or KeyboardInterrupt() from None
+            raise
     seconds = time.perf_counter() - start
     result = StageResult(
         stage=stage,

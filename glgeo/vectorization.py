@@ -51,7 +51,8 @@ from affine import Affine
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
-from .areas import PixelAreas, area_unit, geodesic_areas
+from .areas import PixelAreas, area_unit, ground_areas
+from .resolution import ground_sample_distance
 from .atomic import atomic_path, check_output_path
 from .errors import InputError, SceneError
 from .gpkg import write_polygons
@@ -222,14 +223,19 @@ def _area_units(
     from squared CRS units to it where polygons are measured in the CRS's own units; warns
     when not in m²."""
     pixel_areas = PixelAreas(crs, transform, width, height)
-    if pixel_areas.note is not None:
-        log.info("%s (area_m2): %s", source, pixel_areas.note)
-    if pixel_areas.unit != "m2":
+    pixel_areas.report(log, f"{source} (area_m2)")
+    if crs is None:
         log.warning(
             "%s has no CRS: area_m2 will hold areas in %s, not m²;"
             " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
             source,
             "pixels" if pixel_areas.unit == "px" else "squared units of its transform",
+        )
+    elif pixel_areas.unit == "map unit2":
+        log.warning(
+            "%s is in a CRS without a known linear unit (%s): area_m2 will hold squared units of the CRS, not m²;"
+            " reproject the raster to a projected CRS in metres for areas in m²",
+            source, crs.to_string(),
         )
     return pixel_areas, area_unit(crs, transform)[1]
 
@@ -805,7 +811,8 @@ class _LayerWriter:
     """Writes polygons to a GeoPackage layer in batches (pyogrio)."""
 
     def __init__(self, path: Path, layer: str, crs: str | None, scheme: ClassScheme, transform: Affine,
-                 area_factor: float, metadata: dict[str, str] | None = None, ground: bool = False) -> None:
+                 area_factor: float, metadata: dict[str, str] | None = None, ground: bool = False,
+                 max_segment: float | None = None) -> None:
         self.path = path
         self.metadata = metadata or {}
         self.layer = layer
@@ -813,7 +820,8 @@ class _LayerWriter:
         self.scheme = scheme
         self.transform = transform
         self.area_factor = area_factor
-        self.ground = ground  # measure polygons on the CRS's ellipsoid (geodesic areas)
+        self.ground = ground  # measure polygons on the CRS's ellipsoid
+        self.max_segment = max_segment  # ... following their edges in pieces this long (CRS units)
         self.n_written = 0
         self.counts: dict[str, int] = {}
         self.areas: dict[str, float] = {}
@@ -853,7 +861,7 @@ class _LayerWriter:
         if not len(geoms):
             areas = np.zeros(0)
         elif self.ground:
-            areas = geodesic_areas(geoms, self.crs)
+            areas = ground_areas(geoms, self.crs, self.max_segment)
         else:
             areas = shapely.area(geoms) * self.area_factor
         if not len(geoms) and self._created:
@@ -917,8 +925,10 @@ def vectorize(
             nodata). Exact when it covers at most ``block_size / 2`` pixels. What it merged
             is counted in the result, and a warning names every class it leaves without
             a polygon.
-        simplify: simplification tolerance in CRS units (roughly the square root of the
-            area of the triangles removed); neighbouring polygons keep shared borders.
+        simplify: simplification tolerance in metres on the ground (the raster's ground
+            resolution at its centre converts it; CRS units for a raster without a CRS):
+            roughly the square root of the area of the triangles removed; neighbouring
+            polygons keep shared borders.
         classes: names (or ids) of the classes to keep, as a list or a comma-separated
             string; default all.
         layer: layer name; default the raster's file stem.
@@ -971,7 +981,9 @@ def vectorize(
         if min_pixels:
             _check_min_pixels(src, min_area, min_pixels, pixel_area, area_units, block_size)
         pixel_size = max(math.hypot(transform.a, transform.d), math.hypot(transform.b, transform.e))
-        tolerance_px = simplify / pixel_size if simplify else None
+        # the tolerance in metres on the ground, as min_area is in ground m² (CRS units without one)
+        ground_pixel = ground_sample_distance(src.crs, transform, src.height, src.width) if src.crs else None
+        tolerance_px = simplify / (ground_pixel or pixel_size) if simplify else None
         crs = src.crs.to_string() if src.crs else None
         log.info(
             "vectorizing %s (%d x %d px, %s) in blocks of %d px: classes %s",
@@ -980,7 +992,8 @@ def vectorize(
         )
         with atomic_path(out_path, suffix=".gpkg") as tmp:
             writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor,
-                                  vector_provenance(src.tags(), raster_path), ground=pixel_areas.ground)
+                                  vector_provenance(src.tags(), raster_path), ground=pixel_areas.ground,
+                                  max_segment=64 * pixel_size)
             # Each pixel is read once (twice near seams with a halo): GDAL's block cache,
             # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
             halo = _sieve_halo(min_pixels, block_size)

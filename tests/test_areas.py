@@ -88,14 +88,14 @@ def _footprint_area(crs, transform, width, height) -> float:
     """The geodesic area (m²) of a raster's footprint, measured by pyproj on its own."""
     import shapely
 
-    from glgeo.areas import geodesic_areas
+    from glgeo.areas import ground_areas
 
     t = transform
     corners = [(t.a * c + t.b * r + t.c, t.d * c + t.e * r + t.f) for c, r in ((0, 0), (width, 0), (width, height), (0, height))]
     ring = [corners[0]]
     for a, b in zip(corners, corners[1:] + corners[:1]):  # densified edges: a Mercator's straight lines are not geodesics
         ring += [(a[0] + (b[0] - a[0]) * k / 64, a[1] + (b[1] - a[1]) * k / 64) for k in range(1, 65)]
-    return float(geodesic_areas([shapely.Polygon(ring)], crs)[0])
+    return float(ground_areas([shapely.Polygon(ring)], crs)[0])
 
 
 def test_web_mercator_areas_are_measured_on_the_ground():
@@ -161,7 +161,9 @@ def test_a_tally_sums_each_pixels_own_area():
     assert unit == "m2"
     assert classes[1].pixels == 1000 and classes[1].area == pytest.approx(every[:100, :10].sum())
     assert classes[0].area == pytest.approx(every[ids == 0].sum())
-    assert classes[1].fraction == pytest.approx(1000 / (200 * 50 - 500))
+    # shares of the area: pixels of unequal areas are not shares of the count
+    assert classes[1].fraction == pytest.approx(classes[1].area / (classes[0].area + classes[1].area))
+    assert classes[1].fraction < 1000 / (200 * 50 - 500)
 
 
 def test_a_geographic_class_raster_is_read_back_in_square_metres(tmp_path):
@@ -179,13 +181,67 @@ def test_a_geographic_class_raster_is_read_back_in_square_metres(tmp_path):
     assert unit == "m2" and areas[0].area == pytest.approx(every[:16].sum()) and areas[1].area == pytest.approx(every[16:].sum())
 
 
-def test_geodesic_areas_leave_out_holes():
+def test_ground_areas_leave_out_holes():
     import shapely
 
-    from glgeo.areas import geodesic_areas
+    from glgeo.areas import ground_areas
 
     square = shapely.box(500_000, 4_100_000, 500_100, 4_100_100)
     holed = square.difference(shapely.box(500_040, 4_100_040, 500_060, 4_100_060))
-    whole, with_hole = geodesic_areas([square, holed], "EPSG:32615")
+    whole, with_hole = ground_areas([square, holed], "EPSG:32615")
     assert whole == pytest.approx(10_000 / 0.9996**2, rel=1e-4)  # UTM's scale factor on its meridian
     assert with_hole == pytest.approx(whole * 0.96, rel=1e-6)
+
+
+def test_crss_in_grads_are_measured_on_the_ground_in_grads():
+    """French NTF (Paris) Lambert zones and NTF (Paris) itself count angles in grads: a
+    Lambert II raster is within 1 % of the ground (planar m²), and a raster in grads gets
+    each pixel's ground area, not a degree's (they were 10-17 % off)."""
+    from glgeo.areas import PixelAreas, ground_areas
+
+    lambert = PixelAreas(CRS.from_epsg(27572), Affine(0.5, 0, 600_000, 0, -0.5, 2_430_000), 1000, 1000)
+    assert not lambert.ground and lambert.block(0, 0, 1, 1) == pytest.approx(0.25)
+    # the same 0.001 x 0.001 grad square near Paris, in grads and in degrees (0.0009 degrees)
+    grads = PixelAreas(CRS.from_epsg(4807), Affine(1e-5, 0, 0.0, 0, -1e-5, 54.3), 100, 100).block(0, 0, 100, 100).sum()
+    degrees = PixelAreas(CRS.from_epsg(4275), Affine(9e-6, 0, 2.33722917, 0, -9e-6, 48.87), 100, 100).block(0, 0, 100, 100).sum()
+    assert grads == pytest.approx(degrees, rel=1e-4)
+    import shapely
+
+    square = shapely.box(0.0, 54.299, 0.001, 54.3)
+    assert ground_areas([square], "EPSG:4807")[0] == pytest.approx(grads, rel=1e-4)
+    # Lambert II's areal scale there is 1.00107 (PROJ's own factors)
+    assert ground_areas([shapely.box(600_000, 2_429_500, 600_500, 2_430_000)], "EPSG:27572")[0] == pytest.approx(
+        250_000 / 1.0010691, rel=1e-6)
+
+
+def test_polygons_and_pixel_sums_agree_on_rasters_degrees_wide():
+    """A row-aligned edge across a 3 degree raster is a parallel, not a geodesic: a polygon's
+    area is the sum of its pixels' areas (pyproj's geodesic areas were 0.4 % off)."""
+    import shapely
+
+    from glgeo.areas import PixelAreas, ground_areas
+
+    transform = Affine(0.01, 0, 10.0, 0, -0.01, 50.0)
+    every = PixelAreas(CRS.from_epsg(4326), transform, 300, 300).block(0, 0, 300, 300)
+    north_half = shapely.box(10.0, 48.5, 13.0, 50.0)  # rows 0-149
+    assert ground_areas([north_half], "EPSG:4326")[0] == pytest.approx(every[:150].sum(), rel=1e-6)
+    mercator = Affine(1000, 0, 1_113_000, 0, -1000, 6_446_000)  # 10 E, 50 N, 300 km
+    every = PixelAreas(CRS.from_epsg(3857), mercator, 300, 300).block(0, 0, 300, 300)
+    box = shapely.box(1_113_000, 6_446_000 - 150_000, 1_413_000, 6_446_000)
+    assert ground_areas([box], "EPSG:3857")[0] == pytest.approx(every[:150].sum(), rel=1e-6)
+
+
+def test_where_the_crs_is_undefined_the_areas_say_so(caplog):
+    """A geostationary full disk reaches into space at its corners: its areas cannot be the
+    ground's, and a warning says so (it was an INFO line)."""
+    import logging
+
+    from glgeo.areas import PixelAreas
+
+    geos = CRS.from_proj4("+proj=geos +h=35785831 +lon_0=0 +sweep=y +ellps=WGS84 +units=m")
+    areas = PixelAreas(geos, Affine(30_000, 0, -5_500_000, 0, -30_000, 5_500_000), 367, 367)
+    assert not areas.ground and areas.warning.startswith("areas cannot be measured on the ground over this raster")
+    with caplog.at_level(logging.INFO):
+        areas.report(logging.getLogger("glgeo.test"), "disk.tif")
+    assert [(r.levelname, r.getMessage()[:60]) for r in caplog.records] == [
+        ("WARNING", "disk.tif: areas cannot be measured on the ground over this r")]

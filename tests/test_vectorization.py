@@ -251,17 +251,17 @@ def test_failed_run_leaves_no_partial_output(tmp_path, classes_array):
 
 
 def test_geographic_areas_are_geodesic_square_metres_and_a_missing_crs_warns(tmp_path, classes_array, caplog):
-    from glgeo.areas import geodesic_areas
+    from glgeo.areas import ground_areas
 
     transform = from_origin(-74.0, 40.7, 1e-5, 1e-5)
     geographic = write_raster(tmp_path / "geo.tif", classes_array, crs="EPSG:4326", transform=transform)
     with caplog.at_level(logging.INFO, logger="glgeo.vectorization"):
         result = vectorize(geographic, tmp_path / "geo.gpkg", scheme=DEEPGLOBE)
     assert result.area_units == "m2"
-    assert "(area_m2): areas in m² measured on the ground (EPSG:4326 is a geographic CRS, in degrees)" in caplog.text
+    assert "(area_m2): areas in m² measured on the ground (EPSG:4326 is a geographic CRS)" in caplog.text
     assert "WARNING" not in caplog.text
     frame = pyogrio.read_dataframe(tmp_path / "geo.gpkg")
-    np.testing.assert_allclose(frame.area_m2, geodesic_areas(frame.geometry.values, "EPSG:4326"), rtol=1e-12)
+    np.testing.assert_allclose(frame.area_m2, ground_areas(frame.geometry.values, "EPSG:4326"), rtol=1e-12)
     # the ground's m² at 40.7 N: 1e-5 degrees are 0.843 m east and 1.111 m north
     water = frame[frame.class_name == "water"].area_m2.sum()
     assert water == pytest.approx(int((classes_array == WATER).sum()) * 0.8435 * 1.1105, rel=2e-3)
@@ -573,3 +573,17 @@ def test_min_area_larger_than_a_block_works_or_names_the_block_size(tmp_path, cl
     assert not (tmp_path / "b.gpkg").exists()
     result = vectorize(raster, tmp_path / "b.gpkg", scheme=DEEPGLOBE, min_area=400.0, block_size=41)
     assert read_layer(tmp_path / "b.gpkg").area_m2.min() >= 400.0
+
+
+def test_simplify_is_metres_on_the_ground_in_degrees_too(tmp_path, classes_array):
+    """--simplify 2 on a raster in degrees: 2 m on the ground, as on a projected one (it was 2
+    degrees, far more than the raster, and halved the classes' areas without a word)."""
+    geographic = write_raster(tmp_path / "geo.tif", classes_array, crs="EPSG:4326",
+                              transform=from_origin(-74.0, 40.7, 1e-5, 1e-5))
+    exact = vectorize(geographic, tmp_path / "exact.gpkg", scheme=DEEPGLOBE)
+    simplified = vectorize(geographic, tmp_path / "simple.gpkg", scheme=DEEPGLOBE, simplify=2.0)
+    for name, area in exact.area_per_class.items():
+        assert simplified.area_per_class[name] == pytest.approx(area, rel=0.1), name
+    frame = pyogrio.read_dataframe(tmp_path / "simple.gpkg")
+    exact_frame = pyogrio.read_dataframe(tmp_path / "exact.gpkg")
+    assert shapely.get_num_coordinates(frame.geometry.values).sum() < shapely.get_num_coordinates(exact_frame.geometry.values).sum()
