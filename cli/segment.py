@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -249,7 +250,10 @@ def segment(
             "--input-list FILE with --out-dir DIR for several"
         )
     if batch.vector_merge:  # written at the end, replacing an earlier merge: its folder is checked now
-        check_output_path(batch.vector_merge, overwrite=True, inputs=scenes)
+        merge_folder = Path(batch.vector_merge).absolute().parent
+        made_here = batch.out_dir is not None and merge_folder == Path(batch.out_dir).absolute()  # created if missing
+        if not (made_here and not merge_folder.exists()):
+            check_output_path(batch.vector_merge, overwrite=True, inputs=scenes)
     if batch.splits(scenes, out):
         from .split import run_split_from_cli
 

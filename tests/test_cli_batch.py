@@ -36,6 +36,18 @@ def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references)
     assert json.loads(again.stdout)["skipped"] == 2
 
 
+def test_the_merge_may_go_into_the_out_dir_it_creates(tmp_path, scenes, checkpoint):
+    """--out-dir is created if missing, so --vector-merge may name a file in it (it was refused:
+    "output folder does not exist"); a merge into another missing folder still is."""
+    out = tmp_path / "out"
+    result = segment_cli(scenes[0], "--out-dir", out, "--vector-merge", out / "all.gpkg", *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert (out / "all.gpkg").is_file()
+    result = segment_cli(scenes[0], "--out-dir", tmp_path / "o2", "--vector-merge", tmp_path / "nowhere" / "all.gpkg",
+                         *cli_options(checkpoint))
+    assert result.exit_code == 1 and "does not exist" in result.stderr and not (tmp_path / "o2").exists()
+
+
 def test_cli_local_cluster_list_file_failure_and_merge(tmp_path, scenes, checkpoint, references):
     pytest.importorskip("distributed")
     listing = tmp_path / "scenes.txt"
