@@ -184,6 +184,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     """
     level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if verbose < 2:  # GDAL's "Created N records" per GeoPackage write: glgeo says what it wrote
+        logging.getLogger("pyogrio").setLevel(max(level, logging.WARNING))
     # JPEG/PNG scenes (DeepGlobe) have no georeferencing; glgeo handles that and says so in
     # its own log, so rasterio's per-open warning is noise on a terminal.
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")

@@ -171,3 +171,14 @@ def test_cli_nodata_that_is_a_class_names_the_option_that_keeps_it(tmp_path, cap
     frame = read_layer(tmp_path / "b.gpkg", "r")
     assert frame.loc[frame.class_name == "rangeland", "area_m2"].sum() == 16 * 0.25
     assert np.array_equal(reburn(frame, (20, 20)), specks(rangeland=True))
+
+
+def test_verbose_shows_glgeo_lines_not_gdals_record_counts(tmp_path, class_raster):
+    """-v: glgeo's own INFO lines, not pyogrio's "Created N records" per write (-vv shows them)."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "-v", "vectorize", str(class_raster), "--out",
+                          str(tmp_path / "v.gpkg"), "--scheme", "deepglobe"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "INFO: wrote" in run.stderr and "Created" not in run.stderr

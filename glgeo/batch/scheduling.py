@@ -143,13 +143,17 @@ def _skip_finished(run: _Run) -> list[int]:
 @contextlib.contextmanager
 def _dask_logs_at_glgeo_level() -> Iterator[None]:
     """Dask's INFO lines (workers starting, "Nanny at ... closed") only with ``-v``: while a
-    cluster runs, Dask's loggers show what glgeo's logger shows, at least warnings."""
+    cluster runs, Dask's loggers show what glgeo's logger shows, at least warnings. The
+    batched comms' INFO line with a CommClosedError traceback, which a cluster prints when
+    it closes as it should, is shown only with ``-vv``."""
     wanted = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
-    loggers = [logging.getLogger(name) for name in ("distributed", "dask")]
+    names = ("distributed", "dask", "distributed.batched")
+    loggers = [logging.getLogger(name) for name in names]
     before = [logger.level for logger in loggers]
-    for logger in loggers:
-        if logger.getEffectiveLevel() < wanted:
-            logger.setLevel(wanted)
+    for name, logger in zip(names, loggers):
+        level = max(wanted, logging.WARNING) if name == "distributed.batched" and not log.isEnabledFor(logging.DEBUG) else wanted
+        if logger.getEffectiveLevel() < level:
+            logger.setLevel(level)
     try:
         yield
     finally:
