@@ -36,6 +36,19 @@ class _FlagTerms(logging.Filter):
         return True
 
 
+def _input_files(preds, truths, model, labels, images, split_file, scheme) -> tuple:
+    """Every file the command reads (--images patterns expanded), which -o must not replace."""
+    import glob
+    import os
+
+    files = [*preds, *truths, *(p for p in (labels, split_file) if p is not None)]
+    files += [name for name in (model, scheme) if name is not None and Path(name).is_file()]  # not zoo or scheme names
+    for pattern in images:
+        text = os.path.expanduser(pattern)
+        files += glob.glob(text, recursive=True) if any(c in text for c in "*?[") else [text]
+    return tuple(files)
+
+
 @contextlib.contextmanager
 def _warnings_in_flag_terms() -> Iterator[None]:
     logger, terms = logging.getLogger("glgeo.evaluate"), _FlagTerms()
@@ -108,7 +121,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
     from glgeo.errors import InputError
 
     if json_path is not None:
-        check_output_path(json_path, overwrite=True)
+        check_output_path(json_path, overwrite=True,
+                          inputs=_input_files(preds, truths, model, labels, images, split_file, scheme))
     if model is None:
         if tta:
             raise click.UsageError("--tta needs --model: it changes how the model predicts, not how rasters compare")

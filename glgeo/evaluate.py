@@ -26,7 +26,7 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 import rasterio
@@ -34,10 +34,10 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from .datasets import SceneCollection, open_raster, read_mask_ids
+from .datasets import SceneCollection, check_pair, open_raster, read_mask_ids
 from .device import peak_resident_mb
 from .resolution import reading_scale, scale_between, scaled_size, scaled_transform
-from .errors import CheckpointError, InputError
+from .errors import CheckpointError, DatasetError, InputError
 from .progress import ProgressCallback
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
 from .schemes import NODATA_ID, ClassScheme
@@ -61,6 +61,8 @@ class ImageResult:
         seconds: inference time (model evaluation only).
         iou: the image's own IoU per class (NaN where the class is neither in its truth
             nor in its prediction), for the spread of a class's IoU across images.
+        excluded: truth pixels left out of the scores (nodata in the truth, no class id,
+            or no label there): ``pixels + excluded`` is the image's size.
     """
 
     name: str
@@ -68,6 +70,7 @@ class ImageResult:
     miou: float
     seconds: float | None = None
     iou: tuple[float, ...] = ()
+    excluded: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,10 @@ class EvaluationReport:
             (no class id) in files that do not declare it as their nodata: left out of
             the scores like nodata, and reported (a 0/255 mask read as ids loses its
             class 255 this way).
+        excluded_truth_pixels: every truth pixel left out of the scores (declared nodata,
+            the pixels above, no label there): with the scored pixels, the images' size.
+        not_validation: ``(image, parts)`` for each image the model's recorded split has
+            seen: ``"train"`` (trained on it), ``"val"`` (it chose the checkpoint).
     """
 
     scores: SegmentationScores
@@ -94,6 +101,8 @@ class EvaluationReport:
     memory_kind: str = ""
     model: str | None = None
     left_out_truth_pixels: int = 0
+    excluded_truth_pixels: int = 0
+    not_validation: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able report."""
@@ -102,20 +111,36 @@ class EvaluationReport:
             **self.scores.to_dict(),
             "model": self.model,
             "images": [
-                {"name": i.name, "pixels": i.pixels, "miou": nan(i.miou), "seconds": i.seconds,
-                 "iou": {c: nan(float(v)) for c, v in zip(self.scores.scheme.names, i.iou)}}
+                {"name": i.name, "pixels": i.pixels, "excluded_truth_pixels": i.excluded, "miou": nan(i.miou),
+                 "seconds": i.seconds, "iou": {c: nan(float(v)) for c, v in zip(self.scores.scheme.names, i.iou)}}
                 for i in self.images
             ],
             "seconds_per_image": self.seconds_per_image,
             "peak_memory_mb": self.peak_memory_mb,
             "memory_kind": self.memory_kind,
             "left_out_truth_pixels": self.left_out_truth_pixels,
+            "excluded_truth_pixels": self.excluded_truth_pixels,
+            "not_validation": {name: list(parts) for name, parts in self.not_validation},
         }
 
     def table(self) -> str:
         """The terminal report: per-class IoU, pooled scores, then cost."""
         lines = [self.scores.table(), f"images: {len(self.images)}, pixels: {self.scores.n_pixels}"]
+        if self.not_validation:
+            seen = [f"{name} ({'; '.join(_SEEN[p] for p in parts)})" for name, parts in self.not_validation[:5]]
+            more = len(self.not_validation) - len(seen)
+            lines.append(
+                f"not a validation: {len(self.not_validation)} of the {len(self.images)} images: {', '.join(seen)}"
+                f"{f' and {more} more' if more else ''}"
+            )
         scored = self.scores.n_pixels
+        if self.excluded_truth_pixels:
+            read = scored + self.excluded_truth_pixels
+            lines.append(
+                f"not scored: {self.excluded_truth_pixels:,} of the {read:,} truth pixels"
+                f" ({_share(self.excluded_truth_pixels, read)}) have no truth class (nodata in the truth, or no label"
+                " there): left out of the scores"
+            )
         unpredicted = int(self.scores.confusion[:, -1].sum())
         if unpredicted:
             lines.append(
@@ -134,6 +159,13 @@ class EvaluationReport:
             kind = "GPU memory" if self.memory_kind == "gpu" else "resident memory"
             lines.append(f"peak {kind}: {self.peak_memory_mb:.0f} MB")
         return "\n".join(lines)
+
+
+#: What an image in each part of the model's recorded split did (report lines, warnings on
+#: scenes by name, warnings on images by area).
+_SEEN = {"train": "trained on", "val": "chose the checkpoint"}
+_SEEN_SCENE = {"train": "the model was trained on it", "val": "it chose the checkpoint"}
+_SEEN_AREA = {"train": "the area the model was trained on", "val": "the validation scenes that chose the checkpoint"}
 
 
 def _share(part: int, whole: int) -> str:
@@ -175,7 +207,17 @@ def compare_rasters(
             georeferenced; a truth encoding that does not fit the file.
         DatasetError: a truth mask value the scheme does not know.
     """
-    return _compare_counts(pred, truth, scheme, truth_encoding, rgb_threshold)[0]
+    return _compare_counts(pred, truth, scheme, truth_encoding, rgb_threshold).confusion
+
+
+class _Counts(NamedTuple):
+    """One pair's confusion counts and the truth pixels they leave out."""
+
+    confusion: np.ndarray
+    #: class-id truth pixels holding NODATA_ID that the file does not declare as nodata
+    left_out: int
+    #: every truth pixel not scored (nodata, no class id): with the scored ones, the raster's size
+    excluded: int
 
 
 def _compare_counts(
@@ -184,8 +226,8 @@ def _compare_counts(
     scheme: ClassScheme,
     truth_encoding: TruthEncoding = "mask",
     rgb_threshold: int | None = None,
-) -> tuple[np.ndarray, int]:
-    """:func:`compare_rasters`, and the truth pixels left out as undeclared nodata."""
+) -> _Counts:
+    """:func:`compare_rasters`, and the truth pixels left out (as undeclared nodata; in all)."""
     if truth_encoding not in ("mask", "ids"):
         raise InputError(f"truth encoding must be 'mask' or 'ids', got {truth_encoding!r}")
     n = scheme.n_classes
@@ -200,18 +242,24 @@ def _compare_counts(
         if p.crs and t.crs and (p.crs != t.crs or not p.transform.almost_equals(t.transform)):
             raise InputError(
                 f"prediction {pred} and truth {truth} are not on the same grid (CRS {p.crs} vs {t.crs}, "
-                f"origin {p.transform.c, p.transform.f} vs {t.transform.c, t.transform.f}); resample one onto the other"
+                f"origin {p.transform.c, p.transform.f} vs {t.transform.c, t.transform.f}); "
+                f"warp the truth onto the prediction's grid ({_warp_hint(p, truth)})"
             )
         if truth_encoding == "ids" and t.count != 1:
             raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use truth_encoding='mask')")
-        # a declared nodata that is also a class id hides that class's pixels
-        truth_hides = _class_named_by(t.nodata, scheme) if truth_encoding == "ids" else None
+        # a declared nodata that is also a class id (a class's mask value) hides that class's pixels
+        if truth_encoding == "ids":
+            truth_hides = _class_named_by(t.nodata, scheme)
+        else:
+            truth_hides = _class_valued_by(t.nodata, scheme, t.count)
         pred_hides = _class_named_by(p.nodata, scheme)
         hidden_truth = hidden_pred = 0
         for window in _strips(p.height, p.width):
             predicted = p.read(1, window=window)
             if truth_encoding == "mask":
                 expected = read_mask_ids(t, scheme, window=window, rgb_threshold=rgb_threshold)
+                if truth_hides is not None:  # a value mask is nodata there and nowhere else
+                    hidden_truth += int(np.count_nonzero(expected == NODATA_ID))
             else:
                 expected = t.read(1, window=window)
                 if t.nodata is None or t.nodata != NODATA_ID:
@@ -226,16 +274,11 @@ def _compare_counts(
                     hidden_pred += int(np.count_nonzero(predicted == p.nodata))
                 predicted = np.where(predicted == p.nodata, NODATA_ID, predicted)
             total += confusion_matrix(expected, predicted, n)
-        for name, hides, count, effect in (
-            (f"truth {truth}", truth_hides, hidden_truth, "left out of the scores"),
-            (f"prediction {pred}", pred_hides, hidden_pred, "scored as no prediction"),
-        ):
-            if count:
-                log.warning(
-                    "%s declares nodata %d, which is class %d %s of scheme %r: its %s pixels of that value are %s;"
-                    " if they are %s, remove or change the file's nodata",
-                    name, hides.id, hides.id, hides.name, scheme.name, f"{count:,}", effect, hides.name,
-                )
+        truth_is = "class" if truth_encoding == "ids" else "the mask value of class"
+        _warn_hidden_class("truth", truth, t.nodata, truth_is, truth_hides, scheme, hidden_truth,
+                           "left out of the scores")
+        _warn_hidden_class("prediction", pred, p.nodata, "class", pred_hides, scheme, hidden_pred,
+                           "scored as no prediction")
         if left_out:
             read = left_out + int(total.sum())
             log.warning(
@@ -244,7 +287,8 @@ def _compare_counts(
                 truth, f"{left_out:,}", f"{read:,}", "" if t.nodata is None else " not declared nodata",
                 _share(left_out, read), NODATA_ID, scheme.name, n - 1, _left_out_hint(scheme),
             )
-    return total, left_out
+        excluded = p.height * p.width - int(total.sum())
+    return _Counts(total, left_out, excluded)
 
 
 def _class_named_by(nodata: float | None, scheme: ClassScheme):
@@ -254,9 +298,39 @@ def _class_named_by(nodata: float | None, scheme: ClassScheme):
     return scheme.classes[int(nodata)]
 
 
-def _image_result(name: str, confusion: np.ndarray, scheme: ClassScheme, seconds: float | None = None) -> ImageResult:
-    scores = SegmentationScores(confusion, scheme)
-    return ImageResult(name, int(confusion.sum()), scores.miou, seconds, tuple(float(v) for v in scores.iou))
+def _warn_hidden_class(role: str, path, nodata, what: str, hides, scheme: ClassScheme, count: int, effect: str) -> None:
+    """Warn that ``count`` pixels of class ``hides`` are lost to the file's declared nodata."""
+    if count:
+        log.warning(
+            "%s %s declares nodata %d, which is %s %d %s of scheme %r: its %s pixels of that value are %s;"
+            " if they are %s, remove or change the file's nodata (gdal_edit.py -unsetnodata %s removes it)",
+            role, path, nodata, what, hides.id, hides.name, scheme.name, f"{count:,}", effect, hides.name, path,
+        )
+
+
+def _class_valued_by(nodata: float | None, scheme: ClassScheme, bands: int):
+    """The class of ``scheme`` whose mask value a one-band mask's declared ``nodata`` is, or ``None``."""
+    if nodata is None or bands != 1 or scheme.mask_encoding != "value":
+        return None
+    return next((c for c in scheme.classes if float(c.mask_value) == float(nodata)), None)  # type: ignore[arg-type]
+
+
+def _warp_hint(reference, source: str | os.PathLike) -> str:
+    """A gdalwarp command line that puts raster ``source`` on the grid of the open raster ``reference``."""
+    left, bottom, right, top = (f"{v:.12g}" for v in reference.bounds)
+    srs = f" -t_srs {reference.crs.to_string()}" if reference.crs else ""
+    out = Path(source).with_name(f"{Path(source).stem}_on_grid.tif")
+    return (
+        f"e.g. gdalwarp -r near{srs} -te {left} {bottom} {right} {top} -ts {reference.width} {reference.height}"
+        f" {source} {out}"
+    )
+
+
+def _image_result(name: str, counts: _Counts, scheme: ClassScheme, seconds: float | None = None) -> ImageResult:
+    scores = SegmentationScores(counts.confusion, scheme)
+    return ImageResult(
+        name, int(counts.confusion.sum()), scores.miou, seconds, tuple(float(v) for v in scores.iou), counts.excluded
+    )
 
 
 def prediction_scheme(pred: str | os.PathLike) -> ClassScheme | None:
@@ -290,11 +364,12 @@ def evaluate_rasters(
         progress: ``progress(done, total)`` after each pair.
 
     Raises:
-        InputError: no pairs, a pair on different grids, or no ``scheme`` while a
-            prediction carries none (or they carry different ones).
+        InputError: no pairs, a pair on different grids, a pair given twice, or no
+            ``scheme`` while a prediction carries none (or they carry different ones).
     """
     if not pairs:
         raise InputError("give at least one prediction/truth pair")
+    _check_pairs_once(pairs)
     if scheme is None:
         carried = {str(pred): prediction_scheme(pred) for pred, _ in pairs}
         missing = [p for p, sch in carried.items() if sch is None]
@@ -311,13 +386,29 @@ def evaluate_rasters(
     images = []
     left_out = 0
     for i, (pred, truth) in enumerate(pairs):
-        cm, left = _compare_counts(pred, truth, scheme, truth_encoding, rgb_threshold)
-        acc.add(cm)
-        left_out += left
-        images.append(_image_result(Path(pred).stem, cm, scheme))
+        counts = _compare_counts(pred, truth, scheme, truth_encoding, rgb_threshold)
+        acc.add(counts.confusion)
+        left_out += counts.left_out
+        images.append(_image_result(Path(pred).stem, counts, scheme))
         if progress is not None:
             progress(i + 1, len(pairs))
-    return EvaluationReport(acc.scores(), tuple(images), left_out_truth_pixels=left_out)
+    return EvaluationReport(
+        acc.scores(), tuple(images), left_out_truth_pixels=left_out,
+        excluded_truth_pixels=sum(i.excluded for i in images),
+    )
+
+
+def _check_pairs_once(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]]) -> None:
+    """Raise if one ``(prediction, truth)`` pair is given twice: its pixels would count twice."""
+    first: dict[tuple[str, str], int] = {}
+    for i, (pred, truth) in enumerate(pairs, start=1):
+        key = (os.path.realpath(pred), os.path.realpath(truth))
+        if key in first:
+            raise InputError(
+                f"prediction {pred} and truth {truth} are given twice (pairs {first[key]} and {i}): the scores would"
+                " count its pixels twice; give each pair once"
+            )
+        first[key] = i
 
 
 def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder: Path) -> tuple[Path, Path]:
@@ -329,6 +420,12 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
         transform = scaled_transform(src.transform, (src.height, src.width), (h, w))
         image = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.bilinear)
         ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
+        hides = _class_valued_by(msk.nodata, collection.scheme, msk.count)
+        if hides is not None:  # as _compare_counts says of the original
+            _warn_hidden_class(
+                "truth", pair.mask, msk.nodata, "the mask value of class", hides, collection.scheme,
+                int(np.count_nonzero(ids == NODATA_ID)), f"left out of the scores (counted at scale {scale:g})",
+            )
         profile = dict(driver="GTiff", width=w, height=h, crs=src.crs, transform=transform, tiled=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain JPEG scenes stay plain
@@ -393,8 +490,14 @@ def evaluate_model(
             ``gsd``, e.g. 4.78 for the 256 px DeepGlobe copies): the model reads them at its
             own resolution from it, never finer than they are. ``settings.scale`` wins.
 
+    Every scene's mask is checked against its image's grid before any is segmented. A
+    scene that the checkpoint's recorded split (of the same dataset kind) puts in its
+    train part (trained on) or val part (it chose the checkpoint) is scored all the same,
+    with a warning and a line in the report: its scores are not a validation.
+
     Raises:
         CheckpointError: the model's class count does not fit the dataset's scheme.
+        DatasetError: a mask that is not on its image's grid (size, CRS, transform).
         InputError: no scenes; ``gsd`` not positive, or given for a model that does not
             record its imagery's resolution.
     """
@@ -417,6 +520,9 @@ def evaluate_model(
             f"the model predicts {checkpoint.scheme.n_classes} classes ({checkpoint.scheme.name}) but the "
             f"{collection.kind} dataset's scheme {scheme.name!r} has {scheme.n_classes}; evaluate it on data of its scheme"
         )
+    for name in dict.fromkeys(names):
+        _check_scene_grid(collection.scene(name))
+    seen = _seen_in_split(checkpoint, collection.kind, names)
     cuda = _start_peak_memory(settings)
     acc = ConfusionAccumulator(scheme)
     images = []
@@ -439,7 +545,52 @@ def evaluate_model(
                 leftover.unlink()
             if progress is not None:
                 progress(i + 1, len(names))
-    return _report(acc, images, cuda, checkpoint, model)
+    return _report(acc, images, cuda, checkpoint, model, seen)
+
+
+def _check_scene_grid(pair) -> None:
+    """Raise if a scene's mask is not on its image's pixel grid: size and CRS (as training
+    checks them), and the transform when both are georeferenced.
+
+    Raises:
+        DatasetError: the mask is elsewhere, or of another size or CRS.
+    """
+    check_pair(pair)
+    with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
+        if img.crs and msk.crs and not img.transform.almost_equals(msk.transform):
+            raise DatasetError(
+                f"scene {pair.name!r}: mask {pair.mask} is not on the grid of its image {pair.image} (origin"
+                f" {msk.transform.c, msk.transform.f} vs {img.transform.c, img.transform.f}, pixel size {msk.res} vs"
+                f" {img.res}); warp the mask onto the image's grid ({_warp_hint(img, pair.mask)})"
+            )
+
+
+def _recorded_split(checkpoint: Any) -> dict[str, Any]:
+    """The split the checkpoint's training recorded (``metadata["training"]["split"]``), or ``{}``."""
+    training = (getattr(checkpoint, "metadata", None) or {}).get("training") or {}
+    split = training.get("split") if isinstance(training, dict) else None
+    return split if isinstance(split, dict) else {}
+
+
+def _seen_in_split(checkpoint: Any, kind: str, names: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The scenes of ``names`` that the checkpoint's recorded split of dataset ``kind`` puts in
+    its train or val part, with those parts; a warning for each."""
+    split = _recorded_split(checkpoint)
+    if split.get("kind") != kind:
+        return ()
+    parts = {part: set(split.get(part) or ()) for part in _SEEN}
+    seen = []
+    for name in dict.fromkeys(names):
+        found = tuple(part for part in _SEEN if name in parts[part])
+        if not found:
+            continue
+        log.warning(
+            "scene %r is in the %s part%s of the model's split: %s; its scores are not a validation"
+            " (for one, score scenes in neither its train nor its val part)",
+            name, " and ".join(found), "s" if len(found) > 1 else "", " and ".join(_SEEN_SCENE[p] for p in found),
+        )
+        seen.append((name, found))
+    return tuple(seen)
 
 
 class _OnceFilter(logging.Filter):
@@ -487,9 +638,9 @@ def _segment_and_score(
     start = time.perf_counter()
     segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta)
     seconds = time.perf_counter() - start
-    cm = compare_rasters(out, truth, acc.scheme, encoding, rgb_threshold)
-    acc.add(cm)
-    result = _image_result(name, cm, acc.scheme, seconds)
+    counts = _compare_counts(out, truth, acc.scheme, encoding, rgb_threshold)
+    acc.add(counts.confusion)
+    result = _image_result(name, counts, acc.scheme, seconds)
     log.info("%s: mIoU %.4f in %.1f s", name, result.miou, seconds)
     return result
 
@@ -504,7 +655,10 @@ def _start_peak_memory(settings) -> bool:
     return cuda
 
 
-def _report(acc: ConfusionAccumulator, images: list[ImageResult], cuda: bool, checkpoint, model) -> EvaluationReport:
+def _report(
+    acc: ConfusionAccumulator, images: list[ImageResult], cuda: bool, checkpoint, model,
+    not_validation: tuple[tuple[str, tuple[str, ...]], ...] = (),
+) -> EvaluationReport:
     """The report of a model's run over images, with its peak memory."""
     if cuda:
         import torch
@@ -519,27 +673,30 @@ def _report(acc: ConfusionAccumulator, images: list[ImageResult], cuda: bool, ch
         peak_memory_mb=peak,
         memory_kind=kind,
         model=str(getattr(checkpoint, "path", None) or model),
+        excluded_truth_pixels=sum(i.excluded for i in images),
+        not_validation=not_validation,
     )
 
 
-def _training_area_overlap(checkpoint: Any, path: str) -> bool:
-    """Whether image ``path`` overlaps the area the model was trained on (as recorded)."""
+def _training_area_overlap(checkpoint: Any, path: str) -> tuple[str, ...]:
+    """The parts of the model's recorded geo split (``"train"``: the areas it was trained on,
+    ``"val"``: the scenes that chose the checkpoint) that image ``path`` overlaps."""
     import shapely
 
     from .geodata import _footprint
 
-    split = (getattr(checkpoint, "metadata", None) or {}).get("training", {}).get("split")
-    if not split or split.get("kind") != "geo":
-        return False
+    split = _recorded_split(checkpoint)
+    if split.get("kind") != "geo":
+        return ()
     with open_raster(Path(path)) as src:
         if src.crs is None:
-            return False
+            return ()
         footprint = _footprint(path, src.crs, tuple(src.bounds), rasterio.crs.CRS.from_user_input(split["crs"]))
-    for entry in split.get("train", []):
-        box = shapely.box(*(float(v) for v in entry.rsplit(":", 1)[1].split(",")))
-        if footprint.intersection(box).area > 0:
-            return True
-    return False
+    boxes = {
+        part: [shapely.box(*(float(v) for v in entry.rsplit(":", 1)[1].split(","))) for entry in split.get(part) or ()]
+        for part in _SEEN
+    }
+    return tuple(part for part in _SEEN if any(footprint.intersection(box).area > 0 for box in boxes[part]))
 
 
 def evaluate_imagery(
@@ -558,8 +715,9 @@ def evaluate_imagery(
     The labels (polygons in any CRS, or a label raster) are rasterized by torchgeo onto
     each image's own grid (:func:`glgeo.geodata.truth_on_grid`), with the model's class
     scheme: a ``label_field`` value per class, or every polygon class 1. An image that
-    overlaps the area the model was trained on (recorded in its checkpoint) is scored
-    all the same, with a warning: its scores are not a validation.
+    overlaps the area the model was trained on, or the validation scenes that chose the
+    checkpoint (both recorded in it), is scored all the same, with a warning and a line in
+    the report: its scores are not a validation.
 
     Args:
         model: a checkpoint path, zoo name or loaded checkpoint.
@@ -587,12 +745,19 @@ def evaluate_imagery(
     cuda = _start_peak_memory(settings)
     acc = ConfusionAccumulator(scheme)
     results = []
+    seen = []
+    for path in files:
+        parts = _training_area_overlap(checkpoint, path)
+        if parts:
+            log.warning(
+                "%s overlaps %s: its scores are not a validation (for one, score images outside the areas its split"
+                " recorded)", path, " and ".join(_SEEN_AREA[p] for p in parts),
+            )
+            seen.append((Path(path).stem, parts))
     with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp:
         folder = Path(tmp)
         for i, path in enumerate(files):
             name = Path(path).stem
-            if _training_area_overlap(checkpoint, path):
-                log.warning("%s overlaps the area the model was trained on: its scores are not a validation", path)
             with open_raster(Path(path)) as src:
                 if src.crs is None:
                     raise InputError(f"image {path} has no CRS, so the labels cannot be placed on it")
@@ -608,4 +773,4 @@ def evaluate_imagery(
                 leftover.unlink()
             if progress is not None:
                 progress(i + 1, len(files))
-    return _report(acc, results, cuda, checkpoint, model)
+    return _report(acc, results, cuda, checkpoint, model, tuple(seen))

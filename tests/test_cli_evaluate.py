@@ -111,3 +111,53 @@ def test_a_0_255_truth_read_as_ids_says_what_to_do(inria_pair, tmp_path, caplog)
     [warning] = [r.getMessage() for r in caplog.records if r.name == "glgeo.evaluate"]
     assert "200 of its 1,200 pixels (16.7 %) hold 255" in warning
     assert "use --truth-encoding mask" in warning and "truth_encoding" not in warning
+
+
+def test_out_may_not_name_an_input(inria_pair, tmp_path):
+    """-o naming a --truth, --pred, --model, --labels or --images file would replace it with
+    the JSON report: one line before any work, and the file is left as it was."""
+    pred, truth = inria_pair
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    labels = write_geotiff(tmp_path / "labels.tif", np.zeros((8, 8), np.uint8))
+    image = write_geotiff(tmp_path / "images" / "a.tif", np.zeros((3, 8, 8), np.uint8))
+    raster = ["evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme", "inria"]
+    model = ["evaluate", "--model", str(ckpt), "--dataset", "inria", "--root", str(tmp_path / "nowhere")]
+    imagery = ["evaluate", "--model", str(ckpt), "--images", str(tmp_path / "images" / "*.tif"), "--labels", str(labels)]
+    for args, victim in ((raster, truth), (raster, pred), (model, ckpt), (imagery, labels), (imagery, image),
+                         (imagery, ckpt)):
+        before = victim.read_bytes()
+        result = CliRunner().invoke(cli, [*args, "-o", str(victim)])
+        assert result.exit_code == 1, (victim, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and "is the same file as the input" in lines[0] and "Traceback" not in result.output
+        assert victim.read_bytes() == before
+
+
+def test_the_same_pair_twice_is_one_clear_line(inria_pair):
+    pred, truth = inria_pair
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--pred", str(pred),
+                                      "--truth", str(truth), "--scheme", "inria"])
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert f"prediction {pred} and truth {truth} are given twice" in line and "give each pair once" in line
+
+
+def test_a_misaligned_mask_names_the_users_files(tmp_path):
+    """Found before segmenting; the error names the scene's image and mask, not a temporary prediction."""
+    import rasterio
+
+    make_inria(tmp_path / "inria", cities=("austin",), tiles=2, size=48)
+    ds = open_dataset("inria", tmp_path / "inria")
+    mask = ds.scene("austin1").mask
+    with rasterio.open(mask) as src:
+        values, profile = src.read(1), src.profile
+    profile["transform"] = profile["transform"] * rasterio.Affine.translation(60, 0)
+    with rasterio.open(mask, "w", **profile) as dst:
+        dst.write(values[None])
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--root",
+                                      str(tmp_path / "inria"), "--device", "cpu"])
+    assert result.exit_code == 1
+    [line] = result.output.strip().splitlines()
+    assert f"scene 'austin1': mask {mask} " in line and f"its image {ds.scene('austin1').image}" in line
+    assert "glgeo-evaluate" not in line and "resample one onto the other" not in line

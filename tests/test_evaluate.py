@@ -9,7 +9,7 @@ import glgeo.evaluate as ev
 from glgeo.datasets import open_dataset
 from glgeo.errors import CheckpointError, InputError
 from glgeo.evaluate import compare_rasters, evaluate_model, evaluate_rasters
-from glgeo.schemes import DEEPGLOBE, INRIA
+from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
 from fixtures.checkpoints import save_tiny_checkpoint
 from fixtures.layouts import make_folder, make_inria
 from fixtures.rasters import write_geotiff
@@ -236,3 +236,187 @@ def test_a_declared_nodata_that_is_a_class_id_is_reported(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
         evaluate_rasters([(own, own)], INRIA, "ids")
     assert not caplog.records
+
+
+def test_a_mask_whose_nodata_is_a_class_value_is_reported(tmp_path, caplog):
+    """An Inria 0/255 mask declaring nodata 0 (its background value) loses every background
+    pixel from the scores (mIoU 100 on building alone): say which class, how many, what to do."""
+    import logging
+
+    import rasterio
+
+    truth = np.zeros((10, 20), dtype=np.uint8)
+    truth[:, 15:] = 255
+    truth_path = write_geotiff(tmp_path / "truth.tif", truth, nodata=0)
+    pred_path = write_geotiff(tmp_path / "pred.tif", (truth == 255).astype(np.uint8), nodata=NODATA_ID)
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        report = evaluate_rasters([(pred_path, truth_path)], INRIA, "mask")
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith(f"truth {truth_path} declares nodata 0, which is the mask value of class 0 background"
+                              " of scheme 'inria': its 150 pixels of that value are left out of the scores;"), warning
+    assert "if they are background, remove or change the file's nodata" in warning
+    assert report.scores.n_pixels == 50 and report.excluded_truth_pixels == 150
+    # a nodata value that is no class value of the scheme says nothing
+    caplog.clear()
+    other = write_geotiff(tmp_path / "other.tif", truth, nodata=7)
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        evaluate_rasters([(pred_path, other)], INRIA, "mask")
+    assert not caplog.records
+    # a model scored on such masks, on them or on copies at a lower scale: the same warning, of the user's mask
+    from glgeo.inference import InferenceSettings
+
+    make_folder(tmp_path / "ds", names=("a",), size=48, n_classes=2, values=(0, 255))
+    mask = tmp_path / "ds" / "masks" / "a.tif"
+    with rasterio.open(mask) as src:
+        values = src.read(1)
+    write_geotiff(mask, values, nodata=0)
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    for scale, count in ((1.0, int((values == 0).sum())), (0.5, int((values[::2, ::2] == 0).sum()))):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+            report = evaluate_model(ckpt, ds, ["a"], InferenceSettings(device="cpu", precision="fp32"), scale=scale)
+        [warning] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("truth")]
+        assert warning.startswith(f"truth {mask} declares nodata 0, which is the mask value of class 0 background"
+                                  f" of scheme 'inria': its {count:,} pixels"), warning
+        assert report.excluded_truth_pixels == count
+
+
+def test_truth_pixels_left_out_of_the_scores_are_counted(tmp_path):
+    """Declared-nodata truth pixels are not scored; the report says how many, so its numbers
+    add up to the images' pixels (table line, JSON field, per image)."""
+    truth = np.zeros((40, 50), dtype=np.uint8)
+    truth[:, 30:] = 255
+    truth[:16, :] = 7  # 800 of the 2,000 pixels are nodata
+    truth_path = write_geotiff(tmp_path / "truth.tif", truth, nodata=7)
+    pred_path = write_geotiff(tmp_path / "pred.tif", (truth == 255).astype(np.uint8), nodata=NODATA_ID)
+    full = write_geotiff(tmp_path / "full.tif", np.where(truth == 7, 0, truth).astype(np.uint8))
+    report = evaluate_rasters([(pred_path, truth_path), (pred_path, full)], INRIA, "mask")
+    assert report.scores.n_pixels == 1200 + 2000 and report.excluded_truth_pixels == 800
+    assert report.scores.n_pixels + report.excluded_truth_pixels == 2 * 40 * 50
+    data = report.to_dict()
+    assert data["excluded_truth_pixels"] == 800
+    assert [(i["pixels"], i["excluded_truth_pixels"]) for i in data["images"]] == [(1200, 800), (2000, 0)]
+    assert ("not scored: 800 of the 4,000 truth pixels (20.0 %) have no truth class (nodata in the truth, or no"
+            " label there): left out of the scores") in report.table()
+    assert "not scored" not in evaluate_rasters([(pred_path, full)], INRIA, "mask").table()
+
+
+def test_model_evaluation_counts_truth_nodata(tmp_path):
+    from glgeo.inference import InferenceSettings
+
+    make_folder(tmp_path / "ds", names=("a",), size=48, n_classes=2, values=(0, 255))
+    mask = tmp_path / "ds" / "masks" / "a.tif"
+    import rasterio
+
+    with rasterio.open(mask) as src:
+        values = src.read(1)
+    values[:12] = 9
+    write_geotiff(mask, values, nodata=9)
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    settings = InferenceSettings(device="cpu", precision="fp32")
+    report = evaluate_model(ckpt, ds, ["a"], settings)
+    assert report.excluded_truth_pixels == 12 * 48 and report.scores.n_pixels == 36 * 48
+    half = evaluate_model(ckpt, ds, ["a"], settings, scale=0.5)
+    assert half.excluded_truth_pixels == 6 * 24 and half.scores.n_pixels == 18 * 24
+
+
+def test_a_mask_off_its_image_grid_is_refused_before_segmenting(tmp_path, monkeypatch):
+    """A mask georeferenced 30 m away from its image is found before any scene is segmented,
+    at any scale, and the error names the user's files, not a temporary prediction."""
+    import rasterio
+
+    import glgeo.segmentation as seg
+    from glgeo.errors import DatasetError
+
+    make_folder(tmp_path / "ds", names=("a", "b"), size=48, n_classes=2, values=(0, 255))
+    mask = tmp_path / "ds" / "masks" / "b.tif"
+    with rasterio.open(mask) as src:
+        values = src.read(1)
+    write_geotiff(mask, values, origin=(500030.0, 4500000.0))
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    monkeypatch.setattr(seg, "segment", lambda *a, **kw: pytest.fail("segmented before checking the grids"))
+    for scale in (1.0, 0.5):
+        with pytest.raises(DatasetError) as info:
+            evaluate_model(ckpt, ds, ["a", "b"], scale=scale)
+        message = str(info.value)
+        assert message.startswith(f"scene 'b': mask {mask} ") and f"its image {ds.scene('b').image}" in message
+        assert "grid" in message and "glgeo-evaluate" not in message and "_pred" not in message
+    # a drift too small for training to mind still fails the window-by-window comparison: also found first
+    write_geotiff(mask, values, origin=(500000.001, 4500000.0))
+    with pytest.raises(DatasetError, match=r"^scene 'b': mask .* is not on the grid of its image .*\(500000.001,"
+                                           r" 4500000.0\) vs \(500000.0, 4500000.0\).* gdalwarp -r near"
+                                           r" -t_srs EPSG:32631 -te 500000 4499976 500024 4500000 -ts 48 48 "):
+        evaluate_model(ckpt, ds, ["a", "b"])
+
+
+def test_the_same_pair_twice_is_refused(inria_pair, tmp_path):
+    pred, truth = inria_pair
+    with pytest.raises(InputError, match="given twice .*would count its pixels twice"):
+        evaluate_rasters([(pred, truth), (tmp_path / "." / "pred.tif", truth)], INRIA)
+    # the same truth against two different predictions is two pairs
+    other = write_geotiff(tmp_path / "other.tif", np.zeros((40, 30), np.uint8))
+    assert evaluate_rasters([(pred, truth), (other, truth)], INRIA).scores.n_pixels == 2 * 1200
+
+
+def test_scenes_the_model_was_trained_or_chosen_on_are_flagged(tmp_path, caplog):
+    """A checkpoint records its split by scene name: scores on its train part (trained on) or
+    its val part (chose the checkpoint) are not a validation; a warning per scene, and the report says so."""
+    import logging
+
+    from glgeo.inference import InferenceSettings
+
+    make_folder(tmp_path / "ds", names=("a", "b", "c"), size=32, n_classes=2, values=(0, 255))
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    split = {"kind": "folder", "train": ["a", "x"], "val": ["b"], "test": ["c"]}
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16), metadata={"training": {"split": split}})
+    settings = InferenceSettings(device="cpu", precision="fp32")
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        report = evaluate_model(ckpt, ds, ["a", "b", "c"], settings)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "glgeo.evaluate"]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("scene 'a' is in the train part of the model's split: the model was trained on it;"
+                                  " its scores are not a validation")
+    assert warnings[1].startswith("scene 'b' is in the val part of the model's split: it chose the checkpoint;"
+                                  " its scores are not a validation")
+    assert report.to_dict()["not_validation"] == {"a": ["train"], "b": ["val"]}
+    assert "not a validation: 2 of the 3 images: a (trained on), b (chose the checkpoint)" in report.table()
+    # a split of another dataset kind names other scenes
+    other = save_tiny_checkpoint(tmp_path / "o.pt", INRIA, widths=(32, 16),
+                                 metadata={"training": {"split": {**split, "kind": "inria"}}})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        report = evaluate_model(other, ds, ["a"], settings)
+    assert not [r for r in caplog.records if r.name == "glgeo.evaluate"] and "not a validation" not in report.table()
+
+
+def test_images_on_the_models_training_or_validation_areas_are_flagged(tmp_path, caplog):
+    """Geo training records its areas: an image overlapping its validation scenes (they chose
+    the checkpoint) is flagged as one overlapping its training rectangles is."""
+    import logging
+
+    from glgeo.evaluate import evaluate_imagery
+    from glgeo.inference import InferenceSettings
+
+    rng = np.random.default_rng(0)
+    # three 64 m tiles side by side (1 m pixels), and a 0/255 label raster over all of them
+    files = [write_geotiff(tmp_path / f"{n}.tif", rng.integers(0, 255, (3, 64, 64), dtype=np.uint8),
+                           origin=(500000.0 + 64 * i, 4500000.0), res=1.0) for i, n in enumerate("abc")]
+    labels = np.zeros((64, 192), np.uint8)
+    labels[4:12, 4:180] = 255
+    labels_path = write_geotiff(tmp_path / "labels" / "gt.tif", labels, origin=(500000.0, 4500000.0), res=1.0)
+    split = {"kind": "geo", "crs": "EPSG:32631", "train": [f"{files[0]}: 500000,4499940,500060,4500000"],
+             "val": [f"{files[1]}: 500080,4499950,500120,4499990"]}
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16), metadata={"training": {"split": split}})
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        report = evaluate_imagery(ckpt, [str(f) for f in files], labels_path,
+                                  settings=InferenceSettings(device="cpu", precision="fp32"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "glgeo.evaluate"]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith(f"{files[0]} overlaps the area the model was trained on: its scores are not a"
+                                  " validation")
+    assert warnings[1].startswith(f"{files[1]} overlaps the validation scenes that chose the checkpoint: its scores are"
+                                  " not a validation")
+    assert report.to_dict()["not_validation"] == {"a": ["train"], "b": ["val"]}
