@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import time
 import warnings
@@ -45,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_path, unwritable_folder_error
 from .datasets import (
     GLNetSceneDataset,
     SampleSpec,
@@ -788,7 +790,7 @@ class GlgeoCheckpoints(Callback):
             extra["val"] = scores.to_dict()
         self.save(self.folder / "last.pt", pl_module, extra)
         if not self.has_val:
-            shutil.copyfile(self.folder / "last.pt", self.folder / "best.pt")
+            _copy_atomically(self.folder / "last.pt", self.folder / "best.pt")
 
 
 # --------------------------------------------------------------------------- the run
@@ -938,6 +940,34 @@ def transfer_backbones(model: GLNet, source: GLNet, name: str = "the source chec
         target.backbone.load_state_dict(origin.backbone.state_dict())
 
 
+def _check_run_folder(out: Path, stages: Sequence[int], resume: bool) -> None:
+    """Create the run folder, or refuse one that is a file, cannot be written, or already
+    holds one of these stages (without ``resume``)."""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"the run folder {str(out)!r} is a file, not a folder; choose another out folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the run folder {str(out)!r} ({exc.strerror or exc}); choose another out folder") from None
+    if not os.access(out, os.W_OK | os.X_OK):  # also says no for root on a read-only file system
+        raise unwritable_folder_error(out)
+    for stage in stages:
+        folder = out / f"stage{stage}"
+        if folder.exists() and any(folder.iterdir()) and not resume:
+            raise OutputError(f"{folder} already holds a training stage; pass resume=True to continue it, or choose another out folder")
+
+
+def _write_json(path: Path, content: Any) -> None:
+    """Write a JSON file atomically (an interrupted run leaves the previous one or none)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(content, indent=1))
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
 def _stage_done(folder: Path) -> bool:
     return (folder / "done.json").is_file()
 
@@ -977,17 +1007,23 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
         DatasetError, CheckpointError, InputError: bad data, checkpoints or settings.
     """
     stages = settings.stages
-    collection, split = prepare_data(data)
     out = settings.out
     # DDP re-runs the command in its worker processes: only the first one checks and writes.
     main_process = rank_zero_only.rank == 0
+    if main_process:  # before the dataset is read: an out folder that cannot be is said at once
+        _check_run_folder(out, stages, settings.resume)
+    collection, split = prepare_data(data)
     if main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        for stage in stages:
-            folder = out / f"stage{stage}"
-            if folder.exists() and any(folder.iterdir()) and not settings.resume:
-                raise OutputError(f"{folder} already holds a training stage; pass resume=True to continue it, or choose another out folder")
-        (out / "split.json").write_text(json.dumps(split.to_dict(), indent=1))
+        recorded = out / "split.json"
+        if settings.resume and recorded.is_file():
+            before = json.loads(recorded.read_text())
+            if before != json.loads(json.dumps(split.to_dict())):
+                raise InputError(
+                    f"the run in {out} was started with another split ({recorded}): resuming with this one would"
+                    " train on scenes it held out; resume with the same split settings (split_file, the split's"
+                    " seed and shares) or start a new out folder"
+                )
+        _write_json(recorded, split.to_dict())
     log.info("dataset %s: %d train / %d val scenes", data.kind, len(split.train), len(split.val))
     if data.kind != "geo" and 1 < data.batch_size and len(split.train) <= data.batch_size:
         log.warning(
@@ -1014,7 +1050,7 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
             raise Interruption(_interrupted(out, stage, results), exc) from None
     model_path = out / "model.pt"
     if main_process:
-        shutil.copyfile(results[-1].best, model_path)
+        _copy_atomically(results[-1].best, model_path)
     return TrainResult(out=out, model=model_path, split=split, stages=tuple(results))
 
 
@@ -1120,9 +1156,10 @@ def _run_stage(
             },
         },
     }
-    if data.kind == "geo":
-        # the areas trained and validated on, so a later evaluation can stay off them
-        metadata["training"]["split"] = split.to_dict()
+    # the scenes (for geo: the areas) trained and validated on, so that an evaluation on
+    # them says its scores are not a validation
+    metadata["training"]["split"] = split.to_dict() if data.kind == "geo" else {
+        "kind": data.kind, "root": str(data.root), **split.to_dict()}
 
     def save(path: Path, module: GLNetTask, extra: dict[str, Any]) -> None:
         was_training = module.model.training
@@ -1190,5 +1227,5 @@ def _run_stage(
     )
     if trainer.is_global_zero:
         info = {**asdict(result), "best": str(result.best), "last": str(result.last)}
-        (folder / "done.json").write_text(json.dumps(info, indent=1))
+        _write_json(folder / "done.json", info)
     return result

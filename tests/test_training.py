@@ -8,6 +8,7 @@ and the aggregation conv but neither the local nor the stage-1 global branch.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -278,3 +279,31 @@ def test_an_interrupted_run_says_what_it_finished_and_how_to_go_on(tmp_path, mon
     monkeypatch.setattr(GLNetTask, "training_step", step)
     run_cli(*base, "--resume")
     assert load_checkpoint(out / "stage2" / "last.pt").metadata["epoch"] == 1 and (out / "model.pt").is_file()
+
+
+def test_a_run_folder_that_cannot_be_is_refused_before_the_dataset_is_read(tmp_path):
+    """--out naming a file, or a folder under a file: one line at once (they were tracebacks
+    after the whole dataset check)."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    missing_dataset = tmp_path / "no-such-dataset"
+    for out, message in ((a_file, "is a file, not a folder; choose another out folder"),
+                         (a_file / "run", "cannot create the run folder")):
+        result = CliRunner().invoke(cli, ["train", "--dataset", "folder", "--root", str(missing_dataset), "--out", str(out)])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+
+
+def test_the_split_is_recorded_and_a_resume_with_another_is_refused(tmp_path):
+    """The checkpoint records the scenes trained and validated on (for evaluate to flag them);
+    resuming a run with another split would train on scenes it held out: refused."""
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c", "d"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode", "global",
+            *SMALL]
+    run_cli(*base)
+    recorded = load_checkpoint(out / "model.pt").metadata["training"]["split"]
+    split = json.loads((out / "split.json").read_text())
+    assert recorded == {"kind": "folder", "root": str(root), **split} and split["train"] and split["val"]
+    result = CliRunner().invoke(cli, [*base, "--resume", "--split-seed", "7"])
+    assert result.exit_code == 1 and "was started with another split" in result.output, result.output
+    assert json.loads((out / "split.json").read_text()) == split
