@@ -173,6 +173,20 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         raise click.UsageError(
             "train's data loaders are set with --loader-workers N (--workers is segment's Dask worker count)"
         )
+    given = {name: value for name, value in (("backbone", backbone), ("pyramid_channels", pyramid_channels),
+                                             ("segmentation_channels", segmentation_channels))
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
+    if init and given:  # the init model's own architecture is trained on: other values cannot apply
+        from glgeo.models import load_checkpoint
+
+        config = load_checkpoint(init).model.config
+        differ = [f"--{n.replace('_', '-')} {v} (it has {getattr(config, n)})" for n, v in given.items()
+                  if getattr(config, n) != v]
+        if differ:
+            raise click.UsageError(
+                f"--init continues the model in {init} with its own architecture, so {', '.join(differ)} cannot"
+                " apply; drop them, or start a fresh model from its backbones with --backbone-weights instead"
+            )
 
     try:
         band_list = tuple(int(b) for b in bands.split(","))

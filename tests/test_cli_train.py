@@ -57,3 +57,18 @@ def test_lightning_lines_print_once_at_the_applications_level():
             logger.handlers[:] = handlers
             logger.setLevel(lvl)
             logger.propagate = propagate
+
+
+def test_architecture_flags_with_init_are_refused_not_ignored(tiny_checkpoint):
+    """--init trains the given model as it is: a --backbone other than its own was silently
+    ignored. The same values (as a recipe repeats them for every stage) are fine."""
+    from glgeo.models import load_checkpoint
+
+    config = load_checkpoint(tiny_checkpoint).model.config
+    args = ["train", "--dataset", "folder", "--root", "no-such-folder", "--out", "y", "--init", str(tiny_checkpoint)]
+    result = CliRunner().invoke(cli, [*args, "--backbone", "resnet50", "--pyramid-channels", "999"])
+    assert result.exit_code == 2
+    assert (f"--init continues the model in {tiny_checkpoint} with its own architecture, so --backbone resnet50 (it has"
+            f" {config.backbone}), --pyramid-channels 999 (it has {config.pyramid_channels}) cannot apply") in result.output
+    result = CliRunner().invoke(cli, [*args, "--backbone", config.backbone])
+    assert "--init continues" not in result.output and "no-such-folder" in result.output
