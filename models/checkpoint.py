@@ -309,6 +309,11 @@ def _unreadable_reason(path: str | Path, exc: Exception) -> str:
         return "the file is empty"
     if head[:2] != b"PK" and head[:1] != b"\x80":  # a zip archive (torch.save) or a pickle
         return "it is not a PyTorch file (torch.save)"
+    if head[:2] == b"PK":
+        import zipfile
+
+        if not zipfile.is_zipfile(path):  # its end is missing: a copy or download cut short
+            return f"it is incomplete or damaged ({size:,} bytes, the end of its archive missing): copy or download it again"
     return str(exc) or type(exc).__name__
 
 

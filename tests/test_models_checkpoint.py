@@ -111,3 +111,11 @@ def test_files_that_are_no_checkpoint_say_so_in_words(tmp_path):
         load_checkpoint(text)
     with pytest.raises(CheckpointError, match="empty.pth': the file is empty; give the .pth files of the released"):
         _read_released(empty)
+    # a copy cut short: torch's message is about a zip archive's central directory and miniz
+    whole = tmp_path / "whole.pt"
+    torch.save({"weights": torch.zeros(1000)}, whole)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match=r"cut.pt': it is incomplete or damaged \(2,000 bytes, the end of its"
+                                              r" archive missing\): copy or download it again"):
+        load_checkpoint(cut)
