@@ -15,10 +15,13 @@ pairs plus the :class:`~glgeo.schemes.ClassScheme` that decodes the masks):
   ``labels`` / ``gt``), decoded through any scheme: integer values, RGB colours, or a
   single-band mask with a colour table (a palette) for RGB schemes.
 
-Masks become class ids through the scheme. A colour or value the scheme does not know is
-a :class:`~glgeo.errors.DatasetError` naming the file and the value, never a silent class 0;
-pixels equal to the mask's own nodata value become :data:`~glgeo.schemes.NODATA_ID` and are
-ignored by the losses and the metrics.
+Masks become class ids through the scheme. A colour or value the scheme does not know, or a
+float mask value that is not a whole number, is a :class:`~glgeo.errors.DatasetError` naming
+the file and the value, never a silent class 0; pixels equal to the mask's own nodata value
+(and NaN in float masks) become :data:`~glgeo.schemes.NODATA_ID` and are ignored by the losses
+and the metrics, as are the pixels the image itself marks as no data (its nodata value, alpha
+band or internal mask: GDAL's dataset mask). :meth:`SceneCollection.check` checks every pair
+(size, CRS, georeferencing) and reads every mask at full resolution before training.
 
 :class:`GLNetSceneDataset` turns a collection into training samples for GLNet: the whole
 scene downsampled to the global size, and (for stages 2 and 3) every patch of the scene's
@@ -53,13 +56,14 @@ from typing import Any, Callable, ContextManager, Iterable, Literal, Sequence
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import Resampling
+from affine import Affine
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import DatasetError, InputError, InternalError
 from .resolution import open_pixels, scaled_size
-from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassScheme
+from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,12 @@ DEEPGLOBE_RGB_THRESHOLD = 128
 
 _RASTER_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt", ".img", ".jp2")
 _INRIA_NAME = re.compile(r"^(?P<city>[a-z][a-z_-]*?)(?P<number>\d+)$")
+
+#: Pixels per read when masks are scanned at full resolution (:func:`scan_mask`).
+_SCAN_PIXELS = 1 << 22
+
+#: A mask's georeferencing may differ from its image's by this share of a pixel.
+_GRID_TOLERANCE_PX = 0.01
 
 
 # --------------------------------------------------------------------------- collections
@@ -180,13 +190,63 @@ class SceneCollection:
         return median
 
     def check(self) -> None:
-        """Open every pair and check that image and mask share size and CRS.
+        """Check the scenes before training: every pair shares size, CRS and georeferencing
+        (:func:`check_pair`), and every mask holds only the scheme's values, read at full
+        resolution (:meth:`scan_masks`, which also warns where a mask's nodata is a class).
 
         Raises:
-            DatasetError: a file is unreadable, or a pair's sizes or CRSs differ.
+            DatasetError: a file is unreadable, a pair's sizes, CRSs or transforms differ, or
+                a mask holds values outside the scheme.
         """
         for pair in self.scenes:
             check_pair(pair)
+        self.scan_masks()
+
+    def scan_masks(self) -> None:
+        """Read every mask at full resolution, block by block, and check its values against
+        the scheme (:func:`scan_mask`); the first decimated read or the middle of an epoch is
+        too late to find a stray value.
+
+        A mask whose declared nodata is a class value loses that class's pixels (they are
+        ignored by the losses): one warning per value names the class, the masks and the
+        pixel count.
+
+        Raises:
+            DatasetError: a mask holds a value or colour the scheme does not know, or a
+                float value that is not a whole number: the first such mask with its exact
+                pixel counts, and how many more there are.
+        """
+        failures: list[tuple[ScenePair, DatasetError]] = []
+        hidden: dict[tuple[float, int], list[tuple[Path, int]]] = {}
+        for pair in self.scenes:
+            scan = scan_mask(pair.mask, self.scheme, self.rgb_threshold)
+            if scan.error is not None:
+                failures.append((pair, scan.error))
+            if scan.hidden_class is not None and scan.hidden_pixels:
+                hidden.setdefault((scan.nodata, scan.hidden_class.id), []).append((pair.mask, scan.hidden_pixels))
+        for (nodata, cid), masks in hidden.items():
+            info = self.scheme.classes[cid]
+            what = (f"class {cid} {info.name!r} of scheme {self.scheme.name!r}: "
+                    f"{sum(n for _, n in masks):,} px of that value are ignored in training")
+            if len(masks) == 1:
+                whose, which = f"mask {masks[0][0]} declares", "the mask"
+            else:
+                listed = ", ".join(f"{path} ({n:,} px)" for path, n in masks[:3])
+                whose, which = f"{len(masks)} masks declare", "those masks"
+                what += f" ({listed}{f' and {len(masks) - 3} more' if len(masks) > 3 else ''})"
+            log.warning(
+                "%s nodata %s, the mask value of %s; if they are %s, remove the nodata value from %s "
+                "(or set it to a value no class uses)", whose, _number(nodata), what, info.name, which,
+            )
+        if failures:
+            message = str(failures[0][1])
+            others = [str(p.mask) for p, _ in failures[1:]]
+            if len(others) == 1:
+                message += f" (1 more mask also holds values outside the scheme: {others[0]})"
+            elif others:
+                listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+                message += f" ({len(others)} more masks also hold values outside the scheme: {listed})"
+            raise DatasetError(message)
 
 
 def open_dataset(
@@ -331,10 +391,11 @@ def open_raster(path: Path) -> rasterio.io.DatasetReader:
 
 
 def check_pair(pair: ScenePair) -> None:
-    """Check that a scene's image and mask share their size and CRS.
+    """Check that a scene's image and mask share their size, CRS and georeferencing (when
+    both are georeferenced: a mask without a transform is taken as on the image's grid).
 
     Raises:
-        DatasetError: unreadable file, different sizes, or different CRSs.
+        DatasetError: unreadable file, different sizes, CRSs or transforms.
     """
     with open_raster(pair.image) as img, open_raster(pair.mask) as msk:
         if (img.height, img.width) != (msk.height, msk.width):
@@ -347,8 +408,59 @@ def check_pair(pair: ScenePair) -> None:
                 f"scene {pair.name!r}: image {pair.image} is in {img.crs} but its mask {pair.mask} is in "
                 f"{msk.crs}; reproject the mask onto the image's grid"
             )
+        offset = _grid_offset(img.transform, msk.transform, img.height, img.width, _crs_units(img.crs or msk.crs))
+        if offset is not None:
+            raise DatasetError(
+                f"scene {pair.name!r}: mask {pair.mask} {offset} its image {pair.image}; masks must be on the "
+                "image's pixel grid: fix the georeferencing of the wrong one, or resample the mask onto the image's grid"
+            )
         if img.count < 3:
             raise DatasetError(f"scene {pair.name!r}: image {pair.image} has {img.count} band(s); GLNet needs 3 (RGB)")
+
+
+def _number(value: float) -> str:
+    """A value as written in a file's metadata (``0``, ``200.4``, ``nan``)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def _grid_offset(image: Affine, mask: Affine, height: int, width: int, units: str) -> str | None:
+    """How a mask's georeferencing differs from its image's (``"is georeferenced 15 m east
+    and 0 m north (30 px, 0 px) of"``), or ``None`` when they agree within
+    :data:`_GRID_TOLERANCE_PX` of a pixel at every corner, or either has none (GDAL's
+    identity transform)."""
+    if image.is_identity or mask.is_identity:
+        return None
+    corners = [(0, 0), (width, 0), (0, height), (width, height)]
+    # the mask's corners in the image's pixels
+    drift = max(math.hypot(*np.subtract(~image @ (mask @ corner), corner)) for corner in corners)
+    if not drift > _GRID_TOLERANCE_PX:
+        return None
+    dx, dy = mask.c - image.c, mask.f - image.f
+    col, row = ~image @ (mask.c, mask.f)
+    text = ""
+    if math.hypot(col, row) > _GRID_TOLERANCE_PX:
+        text = (f"is georeferenced {_number(round(abs(dx), 6))}{units} {'east' if dx >= 0 else 'west'} and "
+                f"{_number(round(abs(dy), 6))}{units} {'north' if dy >= 0 else 'south'} "
+                f"({_number(round(col, 3))} px, {_number(round(row, 3))} px) of")
+    if (mask.a, mask.b, mask.d, mask.e) != (image.a, image.b, image.d, image.e):
+        if (mask.b, mask.d) != (image.b, image.d):
+            sizes = "is rotated or sheared against"
+        else:
+            sizes = (f"has pixels of {_number(round(abs(mask.a), 9))} x {_number(round(abs(mask.e), 9))}{units} "
+                     f"where they are {_number(round(abs(image.a), 9))} x {_number(round(abs(image.e), 9))}{units} in")
+        text = f"{text.replace(' of', ',', 1)} and {sizes}" if text else sizes
+    return text
+
+
+def _crs_units(crs: Any) -> str:
+    """A CRS's unit as written after a number (`` m``, ``°``), or `` CRS units``."""
+    if not crs:
+        return " CRS units"
+    if crs.is_geographic:
+        return "°"
+    units = (crs.linear_units or "").lower()
+    return " m" if units in ("metre", "meter", "m", "metres", "meters") else f" {units or 'CRS units'}"
 
 
 def mask_palette(src: rasterio.io.DatasetReader) -> np.ndarray | None:
@@ -382,21 +494,93 @@ def decode_mask(
         scheme: decodes RGB colours (``mask_encoding == "rgb"``) or integer values.
         source: the file's name, for error messages.
         rgb_threshold: binarise RGB channels at this value first (DeepGlobe's rule).
-        nodata: mask value (single-band) that means "no data".
+        nodata: mask value (single-band) that means "no data". NaN in a float mask is no
+            data whether declared or not.
         palette: a single-band mask's colour table (256, 3), for RGB schemes.
 
     Raises:
-        DatasetError: the mask holds a colour or value that the scheme does not know, or
+        DatasetError: the mask holds a colour or value that the scheme does not know, a
+            float value that is not a whole number (a mask resampled by interpolation), or
             has the wrong number of bands for the scheme.
     """
+    ids, unknown, fractional = _decode(mask, scheme, source, rgb_threshold, nodata, palette)
+    if fractional:
+        raise _fractional_error(source, fractional, scheme)
+    if unknown:
+        raise _unknown_error(source, unknown, scheme)
+    return ids
+
+
+def _scheme_keys(scheme: ClassScheme) -> tuple[np.ndarray, Callable[[int], str], str]:
+    """The scheme's mask values as integers (RGB colours packed), how to print one, and
+    what they are called (``value`` or ``colour``)."""
+    if scheme.mask_encoding == "rgb":
+        keys = np.array([(v[0] << 16) | (v[1] << 8) | v[2] for v in (c.mask_value for c in scheme.classes)])  # type: ignore[index]
+        return keys, lambda k: str(((k >> 16) & 255, (k >> 8) & 255, k & 255)), "colour"
+    return np.array([int(c.mask_value) for c in scheme.classes]), str, "value"  # type: ignore[arg-type]
+
+
+def _expected(scheme: ClassScheme) -> str:
+    keys, describe, _ = _scheme_keys(scheme)
+    return ", ".join(f"{c.name}={describe(int(k))}" for c, k in zip(scheme.classes, keys))
+
+
+def _listing(counts: dict[Any, int], describe: Callable[[Any], str]) -> str:
+    items = sorted(counts.items())
+    text = ", ".join(f"{describe(v)} in {int(n)} px" for v, n in items[:5])
+    return text + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _unknown_error(source: str | Path, unknown: dict[int, int], scheme: ClassScheme) -> DatasetError:
+    _, describe, kind = _scheme_keys(scheme)
+    return DatasetError(
+        f"{source}: {kind} {_listing(unknown, lambda v: describe(int(v)))} is not a class of scheme {scheme.name!r} "
+        f"({_expected(scheme)}); fix the mask, declare the value as the mask's nodata, or use a scheme that has it"
+    )
+
+
+def _fractional_error(source: str | Path, fractional: dict[Any, int], scheme: ClassScheme) -> DatasetError:
+    return DatasetError(
+        f"{source}: value {_listing(fractional, str)} is not a whole number, so no class value of scheme "
+        f"{scheme.name!r} ({_expected(scheme)}); a mask resampled by interpolation mixes classes: resample it "
+        "with nearest neighbour, or round it and declare the values that mean no data as its nodata"
+    )
+
+
+def _decode(
+    mask: np.ndarray,
+    scheme: ClassScheme,
+    source: str | Path,
+    rgb_threshold: int | None,
+    nodata: float | None,
+    palette: np.ndarray | None,
+) -> tuple[np.ndarray, dict[int, int], dict[Any, int]]:
+    """:func:`decode_mask` without raising on values: the ids (:data:`NODATA_ID` also where
+    a value is unknown or not whole), the unknown keys (packed as :func:`_scheme_keys`) and
+    the values that are not whole numbers, each with its pixel count."""
     if mask.ndim == 2:
         mask = mask[None]
+    invalid: np.ndarray | None = None
+    # the declared nodata of a one-band mask (an RGB mask's nodata is per band, no colour)
+    if nodata is not None and not math.isnan(nodata) and (mask.shape[0] == 1 or scheme.mask_encoding != "rgb"):
+        invalid = mask[0] == nodata
+    fractional: dict[Any, int] = {}
+    if np.issubdtype(mask.dtype, np.floating):
+        # NaN is no data, declared or not; a value that is not a whole number is no class value
+        nan = np.isnan(mask)
+        odd = ~nan & ~(np.isfinite(mask) & (mask == np.round(mask)))
+        if invalid is not None:
+            odd &= ~invalid
+        if odd.any():
+            values, counts = np.unique(mask[odd], return_counts=True)
+            fractional = {v: int(n) for v, n in zip(values, counts)}  # numpy scalars print as stored: 0.9, not 0.8999...
+        if nan.any() or odd.any():
+            mask = np.where(nan | odd, 0, mask)
+            gone = (nan | odd).any(axis=0)
+            invalid = gone if invalid is None else invalid | gone
     if scheme.mask_encoding == "rgb":
         if mask.shape[0] == 1 and palette is not None:
-            valid = None if nodata is None else mask[0] != nodata
             mask = np.moveaxis(palette[mask[0].astype(np.intp) & 255], -1, 0)
-        else:
-            valid = None
         if mask.shape[0] < 3:
             raise DatasetError(
                 f"{source}: has {mask.shape[0]} band(s), but scheme {scheme.name!r} codes classes as RGB "
@@ -406,38 +590,159 @@ def decode_mask(
         if rgb_threshold is not None:
             rgb = np.where(rgb >= rgb_threshold, 255, 0)
         packed = (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
-        keys = np.array([(v[0] << 16) | (v[1] << 8) | v[2] for v in (c.mask_value for c in scheme.classes)])  # type: ignore[index]
-        describe = lambda k: str(((k >> 16) & 255, (k >> 8) & 255, k & 255))  # noqa: E731
-        kind = "colour"
     else:
         if mask.shape[0] != 1:
             raise DatasetError(
                 f"{source}: has {mask.shape[0]} bands, but scheme {scheme.name!r} codes classes as integer "
                 "values in one band; give a 1-band mask or a scheme with RGB mask colours"
             )
-        valid = None if nodata is None else mask[0] != nodata
         packed = mask[0].astype(np.int64)
-        keys = np.array([int(c.mask_value) for c in scheme.classes])  # type: ignore[arg-type]
-        describe = str
-        kind = "value"
+    keys, _, _ = _scheme_keys(scheme)
     order = np.argsort(keys)
     sorted_keys = keys[order]
     pos = np.clip(np.searchsorted(sorted_keys, packed), 0, len(keys) - 1)
     known = sorted_keys[pos] == packed
-    if valid is not None:
-        known |= ~valid
+    if invalid is not None:
+        known |= invalid
+    unknown: dict[int, int] = {}
     if not known.all():
         bad, counts = np.unique(packed[~known], return_counts=True)
-        listing = ", ".join(f"{describe(int(b))} in {int(n)} px" for b, n in zip(bad[:5], counts[:5]))
-        expected = ", ".join(f"{c.name}={describe(int(k))}" for c, k in zip(scheme.classes, keys))
-        raise DatasetError(
-            f"{source}: {kind} {listing} is not a class of scheme {scheme.name!r} ({expected}); "
-            "fix the mask, declare the value as the mask's nodata, or use a scheme that has it"
-        )
+        unknown = {int(b): int(n) for b, n in zip(bad, counts)}
     ids = order[pos].astype(np.uint8)
-    if valid is not None:
-        ids[~valid] = NODATA_ID
-    return ids
+    if invalid is not None:
+        ids[invalid] = NODATA_ID
+    if unknown:
+        ids[~known] = NODATA_ID
+    return ids, unknown, fractional
+
+
+def nodata_class(nodata: float | None, scheme: ClassScheme, palette: np.ndarray | None = None) -> ClassInfo | None:
+    """The class whose mask value a mask's declared ``nodata`` is (for a paletted mask of an
+    RGB scheme: whose colour the palette gives that index), or ``None``: a mask that
+    declares a class value as nodata loses that class's pixels."""
+    if nodata is None or math.isnan(nodata) or not float(nodata).is_integer():
+        return None
+    keys, _, _ = _scheme_keys(scheme)
+    if scheme.mask_encoding == "rgb":
+        if palette is None or not 0 <= nodata < 256:
+            return None
+        r, g, b = (int(v) for v in palette[int(nodata)])
+        key = (r << 16) | (g << 8) | b
+    else:
+        key = int(nodata)
+    hits = np.flatnonzero(keys == key)
+    return scheme.classes[int(hits[0])] if hits.size else None
+
+
+@dataclass(frozen=True)
+class MaskScan:
+    """What :func:`scan_mask` found in a mask read whole at full resolution.
+
+    Attributes:
+        path: the mask.
+        pixels: its pixel count.
+        unknown: values (RGB colours packed) the scheme does not know, with pixel counts.
+        fractional: float values that are not whole numbers, with pixel counts.
+        nodata: the declared nodata value.
+        hidden_class: the class whose value the nodata is (its pixels are ignored), or ``None``.
+        hidden_pixels: the pixels of that value.
+        error: the :class:`~glgeo.errors.DatasetError` the values make (exact counts), or ``None``.
+    """
+
+    path: Path
+    pixels: int
+    unknown: dict[int, int]
+    fractional: dict[Any, int]
+    nodata: float | None
+    hidden_class: ClassInfo | None
+    hidden_pixels: int
+    error: DatasetError | None
+
+
+def _row_strips(src: Any, pixels: int) -> Iterable[Window]:
+    """Windows of whole rows, about ``pixels`` each, aligned on the file's block rows."""
+    block = max(1, int(src.block_shapes[0][0]) if src.block_shapes else 1)
+    rows = max(block, pixels // max(1, src.width) // block * block)
+    for top in range(0, src.height, rows):
+        yield Window(0, top, src.width, min(rows, src.height - top))
+
+
+def _key_counts(
+    raw: np.ndarray, scheme: ClassScheme, rgb_threshold: int | None, nodata: float | None, palette: np.ndarray | None
+) -> dict[int, int] | None:
+    """Pixels per mask key (as :func:`_decode` packs them) of an integer mask, nodata left
+    out, by histogram (a scan reads every pixel of a dataset: decoding them is too slow);
+    ``None`` where :func:`_decode` must do it (float masks, band counts it refuses)."""
+    if raw.dtype.kind not in "ui":
+        return None
+    rgb = scheme.mask_encoding == "rgb"
+    if rgb and raw.shape[0] >= 3:
+        if rgb_threshold is not None:
+            code = ((raw[0] >= rgb_threshold).astype(np.uint8) << 2) | ((raw[1] >= rgb_threshold).astype(np.uint8) << 1)
+            code |= (raw[2] >= rgb_threshold).astype(np.uint8)
+            hist = np.bincount(code.ravel(), minlength=8)
+            return {(0xFF0000 if c & 4 else 0) | (0xFF00 if c & 2 else 0) | (0xFF if c & 1 else 0): int(n)
+                    for c, n in enumerate(hist) if n}
+        packed = (raw[0].astype(np.int64) << 16) | (raw[1].astype(np.int64) << 8) | raw[2].astype(np.int64)
+        values, counts = np.unique(packed, return_counts=True)
+        return {int(v): int(n) for v, n in zip(values, counts)}
+    if raw.shape[0] != 1 or (rgb and palette is None):
+        return None
+    band = raw[0].ravel()
+    if band.dtype.itemsize <= 2 and band.dtype.kind == "u":
+        hist = np.bincount(band)
+        values = np.flatnonzero(hist)
+        counts = hist[values]
+    else:
+        values, counts = np.unique(band, return_counts=True)
+    found: dict[int, int] = {}
+    for value, n in zip(values.tolist(), counts.tolist()):
+        if nodata is not None and value == nodata:
+            continue
+        if rgb:
+            r, g, b = (int(c) for c in palette[value & 255])  # type: ignore[index]
+            value = (r << 16) | (g << 8) | b
+        found[value] = found.get(value, 0) + n
+    return found
+
+
+def scan_mask(path: str | Path, scheme: ClassScheme, rgb_threshold: int | None = None) -> MaskScan:
+    """Read a mask at full resolution, block by block, and count what it holds that the
+    scheme cannot decode (:func:`decode_mask`'s rules), and the pixels a nodata that is a
+    class value hides.
+
+    Raises:
+        DatasetError: an unreadable mask, or one with the wrong band count for the scheme.
+    """
+    path = Path(path)
+    unknown: dict[int, int] = {}
+    fractional: dict[Any, int] = {}
+    hidden_pixels = 0
+    with open_raster(path) as src:
+        bands = list(range(1, min(src.count, 3) + 1))
+        palette = mask_palette(src) if scheme.mask_encoding == "rgb" else None
+        nodata = src.nodata
+        hidden = nodata_class(nodata, scheme, palette) if (len(bands) == 1 or scheme.mask_encoding != "rgb") else None
+        known = set(int(k) for k in _scheme_keys(scheme)[0])
+        for window in _row_strips(src, _SCAN_PIXELS):
+            raw = src.read(bands, window=window)
+            counts = _key_counts(raw, scheme, rgb_threshold, nodata, palette)
+            if counts is None:  # float masks, wrong band counts: decoded as training decodes them
+                _, bad, odd = _decode(raw, scheme, path, rgb_threshold, nodata, palette)
+            else:
+                bad, odd = {k: n for k, n in counts.items() if k not in known}, {}
+            for table, found in ((unknown, bad), (fractional, odd)):
+                for value, n in found.items():
+                    table[value] = table.get(value, 0) + n
+            if hidden is not None:
+                hidden_pixels += int(np.count_nonzero(raw[0] == nodata))
+        pixels = src.width * src.height
+    error = None
+    if fractional:
+        error = _fractional_error(path, fractional, scheme)
+    elif unknown:
+        error = _unknown_error(path, unknown, scheme)
+    return MaskScan(path, pixels, unknown, fractional, nodata, hidden, hidden_pixels, error)
 
 
 def read_mask_ids(
@@ -460,6 +765,17 @@ def read_mask_ids(
     raw = src.read(bands, **kwargs)
     palette = mask_palette(src) if scheme.mask_encoding == "rgb" else None
     return decode_mask(raw, scheme, src.name, rgb_threshold=rgb_threshold, nodata=src.nodata, palette=palette)
+
+
+def image_valid(
+    src: rasterio.io.DatasetReader, *, window: Window | None = None, out_shape: tuple[int, int] | None = None
+) -> np.ndarray | None:
+    """Where (part of) an image holds data: GDAL's dataset mask (its nodata value, alpha
+    band or internal mask) read like :func:`read_mask_ids` (nearest), as booleans; ``None``
+    when every pixel of the file is valid."""
+    if all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums):
+        return None
+    return src.dataset_mask(window=window, out_shape=out_shape, resampling=Resampling.nearest) > 0
 
 
 # --------------------------------------------------------------------------- patch geometry
@@ -729,6 +1045,8 @@ class _FileScene:
         except Exception:
             self.close()
             raise
+        # pixels the image marks as no data (nodata, alpha, internal mask) are labelled nodata
+        self._masked = not all(MaskFlags.all_valid in flags for flags in self.img.mask_flag_enums)
         whole = Window(0, 0, self.img.width, self.img.height)
         self.area = whole if draw_area is None else draw_area(self.img.height, self.img.width)
         self._region = None if self.area == whole else self.area
@@ -747,7 +1065,13 @@ class _FileScene:
                 src.close()
 
     def _ids(self, **kwargs: Any) -> np.ndarray:
-        return read_mask_ids(self.msk, self.collection.scheme, rgb_threshold=self.collection.rgb_threshold, **kwargs)
+        """Class ids of (part of) the mask, :data:`NODATA_ID` where the image has no data."""
+        ids = read_mask_ids(self.msk, self.collection.scheme, rgb_threshold=self.collection.rgb_threshold, **kwargs)
+        if self._masked:
+            valid = image_valid(self.img, **kwargs)
+            if valid is not None:
+                ids = np.where(valid, ids, NODATA_ID).astype(np.uint8)
+        return ids
 
     def global_image(self, size: int) -> np.ndarray:
         """The scene decimated to ``size`` x ``size`` (bilinear), raw values."""
@@ -909,12 +1233,16 @@ def collate_scenes(samples: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
 
 def class_shares(collection: SceneCollection, size: int = 64) -> np.ndarray:
     """Each scene's share of pixels per class, ``(scenes, classes)``, from its mask read at
-    ``size x size`` (nearest; nodata pixels left out, a scene without data is all zeros)."""
+    ``size x size`` (nearest; nodata pixels, the mask's or the image's, left out; a scene
+    without data is all zeros)."""
     n = collection.scheme.n_classes
     shares = np.zeros((len(collection), n), dtype=np.float64)
     for i, pair in enumerate(collection.scenes):
-        with open_raster(pair.mask) as msk:
+        with open_raster(pair.mask) as msk, open_raster(pair.image) as img:
             ids = read_mask_ids(msk, collection.scheme, out_shape=(size, size), rgb_threshold=collection.rgb_threshold)
+            valid = image_valid(img, out_shape=(size, size))
+        if valid is not None:
+            ids = np.where(valid, ids, NODATA_ID)
         counts = np.bincount(ids[ids < n].ravel(), minlength=n)[:n].astype(np.float64)
         if counts.sum() > 0:
             shares[i] = counts / counts.sum()

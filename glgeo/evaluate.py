@@ -763,7 +763,8 @@ def evaluate_imagery(
                     raise InputError(f"image {path} has no CRS, so the labels cannot be placed on it")
                 profile = dict(driver="GTiff", width=src.width, height=src.height, crs=src.crs,
                                transform=src.transform, count=1, dtype="uint8", nodata=NODATA_ID, tiled=True)
-                ids = truth_on_grid(Path(labels), scheme, src.crs, src.transform, (src.height, src.width), label_field, layer)
+                ids = truth_on_grid(Path(labels), scheme, src.crs, src.transform, (src.height, src.width), label_field, layer,
+                                    image=path)
             truth = folder / f"{i}_truth.tif"
             with rasterio.open(truth, "w", **profile) as dst:
                 dst.write(ids[None])

@@ -22,8 +22,12 @@ image read at the global size, the label at the logits' size, the patch grid, th
 augmentation), so every stage, checkpoint and ``glgeo segment`` work unchanged.
 
 Pixels under no polygon are class 0 (Inria's ``background``, DeepGlobe's ``unknown``);
-pixels outside the scene's image file, outside a label raster, or (for validation scenes)
-outside the validation area are :data:`~glgeo.schemes.NODATA_ID` and ignored.
+pixels outside the scene's image file, where the image has no data (its nodata value, alpha
+band or internal mask), outside a label raster, or (for validation scenes) outside the
+validation area are :data:`~glgeo.schemes.NODATA_ID` and ignored. A label raster is read
+whole at full resolution before training (values outside the scheme are an error, a nodata
+that is a class value a warning); an image file too small to hold a scene is left out with
+a warning.
 
 The validation area never overlaps the training area: it is the footprint of held-out image
 files (``val_images``), a box (``val_bbox``, in the working CRS) or the last
@@ -62,12 +66,14 @@ import shapely
 import torch
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.errors import RasterioIOError
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioIOError, WindowError
 from rasterio.features import geometry_mask
 from rasterio.vrt import WarpedVRT
-from rasterio.warp import transform_geom
+from rasterio.warp import reproject, transform_bounds, transform_geom
+from rasterio.windows import Window, from_bounds
 
-from .datasets import GLNetSceneDataset, SampleSpec, decode_mask, nearest_resize
+from .datasets import GLNetSceneDataset, SampleSpec, decode_mask, nearest_resize, scan_mask
 from .errors import DatasetError, InputError, MissingDependencyError
 from .schemes import INRIA, NODATA_ID, ClassScheme
 
@@ -254,6 +260,8 @@ class _ImageInfo:
     res: tuple[float, float]
     count: int
     bounds: Box
+    masked: bool = False  # some pixels are marked as no data (nodata, alpha, internal mask)
+    size: tuple[int, int] = (0, 0)  # width, height in the file's pixels
 
 
 def _inspect_images(files: Sequence[str], bands: Sequence[int]) -> list[_ImageInfo]:
@@ -263,7 +271,9 @@ def _inspect_images(files: Sequence[str], bands: Sequence[int]) -> list[_ImageIn
             with rasterio.open(path) as src:
                 if src.crs is None:
                     raise DatasetError(f"image {path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:...)")
-                infos.append(_ImageInfo(path, src.crs, src.res, src.count, tuple(src.bounds)))
+                masked = not all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
+                infos.append(_ImageInfo(path, src.crs, src.res, src.count, tuple(src.bounds), masked,
+                                        (src.width, src.height)))
         except RasterioIOError as exc:
             raise DatasetError(f"cannot read image {path}: {exc}") from None
     counts = Counter(i.count for i in infos)
@@ -465,6 +475,29 @@ class GeoLabels:
         return fit_shape(ids, shape, NODATA_ID)
 
 
+def image_valid_on_grid(path: str, crs: CRS, bounds: Box, shape: tuple[int, int]) -> np.ndarray:
+    """Which pixels of a ``shape`` grid over ``bounds`` (in ``crs``) an image file holds
+    data for: its GDAL dataset mask (nodata value, alpha band, internal mask) brought onto
+    the grid by nearest neighbour; outside the file, ``False``."""
+    height, width = shape
+    out = np.zeros(shape, dtype=np.uint8)
+    with rasterio.open(path) as src:
+        box = bounds if src.crs == crs else transform_bounds(crs, src.crs, *bounds, densify_pts=21)
+        window = from_bounds(*box, transform=src.transform)
+        # whole pixels around the area, plus one: nearest resampling reads at the edges
+        col0, row0 = math.floor(window.col_off) - 1, math.floor(window.row_off) - 1
+        col1, row1 = math.ceil(window.col_off + window.width) + 1, math.ceil(window.row_off + window.height) + 1
+        try:
+            window = Window(col0, row0, col1 - col0, row1 - row0).intersection(Window(0, 0, src.width, src.height))
+        except WindowError:
+            return out.astype(bool)
+        mask = src.dataset_mask(window=window)
+        reproject(mask, out, src_transform=src.window_transform(window), src_crs=src.crs,
+                  dst_transform=rasterio.transform.from_bounds(*bounds, width, height), dst_crs=crs,
+                  resampling=Resampling.nearest)
+    return out > 0
+
+
 def coverage(geometry: shapely.Geometry, bounds: Box, shape: tuple[int, int]) -> np.ndarray:
     """Which pixels of a ``shape`` grid over ``bounds`` lie inside ``geometry``."""
     transform = rasterio.transform.from_bounds(*bounds, shape[1], shape[0])
@@ -551,9 +584,13 @@ class GeoScenes:
             starts, [s + pd.Timedelta(hours=1) for s in starts], closed="both", name="datetime"
         )
         by_path = {i.path: i for i in infos}
+        self.masked = {p: by_path[p].masked for p in order}
+        self._sizes = {p: by_path[p].size for p in order}
         self.files = order
         self.footprints = {p: _footprint(p, by_path[p].crs, by_path[p].bounds, crs) for p in order}
         self.labels = GeoLabels(Path(inputs.labels), self.scheme, crs, self.res, inputs.label_field, inputs.layer)
+        if self.labels.is_raster:
+            self._scan_label_raster()
         try:
             with _quiet():
                 self.dataset = IntersectionDataset(self.images, self.labels.dataset)
@@ -561,6 +598,22 @@ class GeoScenes:
             raise DatasetError(self._no_overlap(infos)) from None
         self._rows = self._row_boxes()
         self.split, self._train_rows, self._val_scenes = self._make_split()
+
+    def _scan_label_raster(self) -> None:
+        """Read a label raster whole at full resolution (:func:`glgeo.datasets.scan_mask`):
+        a value outside the scheme is an error now, not mid-epoch at a decimated read; a
+        nodata that is a class value is a warning."""
+        scan = scan_mask(self.labels.path, self.scheme)
+        if scan.error is not None:
+            raise scan.error
+        if scan.hidden_class is not None and scan.hidden_pixels:
+            info = scan.hidden_class
+            log.warning(
+                "label raster %s declares nodata %s, the mask value of class %d %r of scheme %r: its %s px of that "
+                "value are ignored in training; if they are %s, remove the nodata value from the raster (or set it "
+                "to a value no class uses)", self.labels.path, f"{scan.nodata:g}", info.id, info.name, self.scheme.name,
+                f"{scan.hidden_pixels:,}", info.name,
+            )
 
     # ------------------------------------------------------------------ facts
     @property
@@ -664,6 +717,7 @@ class GeoScenes:
                 f"no training area holds a {size} px scene at {self.res[0]:g} {self._units()} per pixel: "
                 f"lower scene_size or the resolution (scale), or validate on less"
             )
+        self._warn_unused(train_rows, val_rects, rule)
         val_scenes, seen = [], set()
         for path, interval, rect in val_rects:
             view = self._view([(path, interval, rect)])
@@ -692,6 +746,34 @@ class GeoScenes:
 
     def _units(self) -> str:
         return "degree(s)" if self.crs.is_geographic else "CRS unit(s)"
+
+    def _warn_unused(self, train_rows: Sequence[tuple], val_rects: Sequence[tuple], rule: str) -> None:
+        """Warn about each image file that gives neither a training area nor a validation
+        scene: outside the labels, or too small (or cut too small by the validation area)
+        to hold a scene."""
+        size = self.inputs.scene_size
+        used = {row[0] for row in train_rows} | {rect[0] for rect in val_rects}
+        labelled = {path: box for path, _, box in self._rows}
+        fix = "lower scene_size" + (" or raise scale (up to 1)" if self.scale < 1 else "") + " to use it"
+        for path in self.files:
+            if path in used:
+                continue
+            if path not in labelled:
+                log.warning("image %s does not overlap the labels %s: it is left out; give labels that cover it, or "
+                            "leave it out of images", path, self.inputs.labels)
+                continue
+            box = labelled[path]
+            w, h = round((box[2] - box[0]) / self.res[0]), round((box[3] - box[1]) / self.res[1])
+            width, height = self._sizes.get(path, (0, 0))
+            what = (f"its labelled part is {w} x {h} px at the working {self.res[0]:g} {self._units()} per pixel "
+                    f"(the file: {width} x {height} px)")
+            if self._fits(box):
+                log.warning("image %s is left out of training and validation: %s, and the validation area (%s) cuts it "
+                            "into pieces smaller than a %d x %d px scene; %s, or validate elsewhere",
+                            path, what, rule, size, size, fix)
+            else:
+                log.warning("image %s is left out of training and validation: %s, smaller than a %d x %d px scene; %s",
+                            path, what, size, size, fix)
 
     def _view(self, rows: Sequence[tuple[str, pd.Interval, Box]]) -> IntersectionDataset:
         """The intersection dataset with its index restricted to ``rows`` (what samplers see)."""
@@ -742,6 +824,7 @@ class _GeoScene:
         self.height = max(1, round((y.stop - y.start) / scenes.res[1]))
         self.width = max(1, round((x.stop - x.start) / scenes.res[0]))
         path = scenes._file_at(pd.Interval(t.start, t.stop, closed="both"))
+        self.path = path
         self.footprint = scenes.footprints[path]
         self._full: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -758,7 +841,10 @@ class _GeoScene:
         with _quiet():
             mask = self.scenes.labels.dataset[self._query(shape)]["mask"]
         ids = self.scenes.labels.ids(mask, self.bounds, shape)
-        return np.where(coverage(self.footprint, self.bounds, shape), ids, NODATA_ID).astype(np.uint8)
+        inside = coverage(self.footprint, self.bounds, shape)
+        if self.scenes.masked.get(self.path):
+            inside &= image_valid_on_grid(self.path, self.scenes.crs, self.bounds, shape)
+        return np.where(inside, ids, NODATA_ID).astype(np.uint8)
 
     def _scene(self) -> tuple[np.ndarray, np.ndarray]:
         if self._full is None:
@@ -814,8 +900,10 @@ class GeoSceneDataset(GLNetSceneDataset):
 
 
 def truth_on_grid(labels: Path, scheme: ClassScheme, crs: CRS, transform: Affine, shape: tuple[int, int],
-                  field_name: str | None = None, layer: str | None = None) -> np.ndarray:
+                  field_name: str | None = None, layer: str | None = None, image: str | Path | None = None) -> np.ndarray:
     """The labels as class ids on a raster's own grid (north-up), via torchgeo.
+
+    ``image``: the raster's file, named in errors.
 
     Raises:
         DatasetError: labels that cannot be read or do not cover the grid.
@@ -832,5 +920,14 @@ def truth_on_grid(labels: Path, scheme: ClassScheme, crs: CRS, transform: Affine
         with _quiet():
             mask = source.dataset[slice(x0, x1, res[0]), slice(y0, y1, res[1])]["mask"]
     except IndexError:
-        raise DatasetError(f"the labels {labels} do not overlap this image (in {crs}: {tuple(round(v, 3) for v in bounds)})") from None
+        def extent(values) -> str:
+            return ", ".join(f"{float(v):.3f}".rstrip("0").rstrip(".") for v in values)
+
+        with _quiet():
+            covered = extent(source.dataset.index.total_bounds)
+        raise DatasetError(
+            f"the labels {labels} do not overlap {f'image {image}' if image else 'the image'}: in {crs} the image "
+            f"covers ({extent(bounds)}) and the labels ({covered}); score only images the labels cover, or give "
+            "labels of that image's area"
+        ) from None
     return source.ids(mask, bounds, shape)

@@ -235,8 +235,9 @@ def read_split_file(path: str | Path) -> dict[str, list[str]]:
 def split_from_file(path: str | Path, names: Iterable[str]) -> Split:
     """A split from a split file, restricted to the scenes the dataset has.
 
-    Entries the dataset does not hold are left out (logged: a sample of a benchmark is
-    still usable with the benchmark's lists); scenes in no list are not used.
+    Entries the dataset does not hold are left out, and scenes in no list are not used
+    (a sample of a benchmark is still usable with the benchmark's lists), each with a
+    warning that names the first few.
 
     Raises:
         DatasetError: the training part is empty once restricted to the dataset.
@@ -244,17 +245,34 @@ def split_from_file(path: str | Path, names: Iterable[str]) -> Split:
     available = set(names)
     parts = read_split_file(path)
     kept: dict[str, tuple[str, ...]] = {}
+    missing: dict[str, tuple[list[str], int]] = {}
     for part, entries in parts.items():
-        present = tuple(e for e in dict.fromkeys(entries) if e in available)
-        if len(present) < len(entries):
-            log.info("split %s: %d of %d %s entries are not in the dataset", path, len(entries) - len(present), len(entries), part)
-        kept[part] = present
-    unused = available - set().union(*map(set, kept.values()))
-    if unused:
-        log.info("split %s: %d dataset scenes are in no list and are not used", path, len(unused))
+        unique = list(dict.fromkeys(entries))
+        kept[part] = tuple(e for e in unique if e in available)
+        missing[part] = ([e for e in unique if e not in available], len(unique))
     if not kept["train"] and not kept["val"] and not kept["test"]:
         raise DatasetError(f"no scene of split file {path} is in the dataset; do its names match the dataset's files?")
-    return Split(kept["train"], kept["val"], kept["test"])
+    split = Split(kept["train"], kept["val"], kept["test"])
+    for part, (absent, count) in missing.items():
+        if absent:
+            log.warning(
+                "split file %s: %d of %d %s entries match no scene of the dataset and are left out: %s; "
+                "check them against the dataset's scene names (e.g. %s)",
+                path, len(absent), count, part, _first(absent), ", ".join(sorted(available)[:3]),
+            )
+    unused = sorted(available - set().union(*map(set, kept.values())))
+    if unused:
+        log.warning(
+            "split file %s: %d of the dataset's %d scenes are in no list (train, val or test) and are not used: %s; "
+            "add them to a list to use them", path, len(unused), len(available), _first(unused),
+        )
+    return split
+
+
+def _first(names: Sequence[str], n: int = 5) -> str:
+    """The first ``n`` names, then how many more."""
+    text = ", ".join(names[:n])
+    return text + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def make_split(

@@ -5,6 +5,7 @@ Joplin sample (train, segment the held-out tile, evaluate it against the footpri
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import geopandas as gpd
@@ -18,7 +19,7 @@ from glgeo.cli.main import cli
 from glgeo.datasets import SampleSpec, nearest_resize
 from glgeo.errors import DatasetError, InputError
 from glgeo.geodata import GeoInputs, GeoScenes, truth_on_grid
-from glgeo.schemes import DEEPGLOBE, INRIA
+from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
 
 from fixtures.rasters import write_geotiff
 
@@ -136,6 +137,63 @@ def test_a_label_raster_in_another_crs_and_resolution_works_the_same(tiles):
     with rasterio.open(a) as src:
         ids = truth_on_grid(folder / "gt.tif", INRIA, src.crs, src.transform, (256, 256))
     assert ids.max() == 1 and abs(int((ids == 1).sum()) - 40 * 40) < 200 and scenes.labels.is_raster
+
+
+def test_labels_are_nodata_where_the_image_has_no_data(tmp_path):
+    """The left half of the tile is nodata 0 (a collar): labels there are nodata, not the polygons'."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(1, 255, (3, 256, 256), dtype=np.uint8)
+    pixels[:, :, :128] = 0
+    write_geotiff(tmp_path / "a.tif", pixels, crs="EPSG:32615", origin=(X0, Y0), res=1.0, nodata=0)
+    labels = write_labels(tmp_path / "all.gpkg", [building(0, 0, 256, 256)])  # every pixel a building
+    scenes = GeoScenes(GeoInputs(images=(str(tmp_path / "a.tif"),), labels=labels, scene_size=256))
+    spec = SampleSpec(global_size=64, patch_size=64, with_patches=True, with_scene_label=True)
+    dataset, _ = scenes.loader_parts(False, spec)
+    slot = scenes.images.index.index[0]  # the file's time slot
+    query = (slice(X0, X0 + 256), slice(Y0 - 256, Y0), slice(slot.left, slot.right))
+    sample = dataset[query]
+    label, scene = sample["label"].numpy(), sample["scene_label"].numpy()  # 16 x 16, 64 x 64
+    assert (label[:, :8] == NODATA_ID).all() and (label[:, 8:] == 1).all()
+    assert (scene[:, :32] == NODATA_ID).all() and (scene[:, 32:] == 1).all()
+    assert (sample["patch_labels"][0].numpy() == NODATA_ID).all()  # the top-left patch is all collar
+
+
+def test_an_image_too_small_for_a_scene_is_left_out_with_a_warning(tiles, caplog):
+    folder, a, _, labels = tiles
+    small = write_tile(folder / "small.tif", X0 + 40, Y0 - 40, size=50)
+    with caplog.at_level(logging.WARNING, logger="glgeo.geodata"):
+        scenes = GeoScenes(GeoInputs(images=(str(a), str(small)), labels=labels, scene_size=128))
+    assert {entry.split(":")[0] for entry in scenes.split.train} == {"a.tif"}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    assert str(small) in warned[0] and "50 x 50 px" in warned[0] and "128 x 128 px scene" in warned[0]
+    assert "lower scene_size" in warned[0]
+
+
+def test_a_label_raster_is_scanned_whole_before_training(tmp_path, caplog):
+    write_tile(tmp_path / "a.tif", X0, Y0)
+    gt = np.zeros((256, 256), np.uint8)
+    gt[20:60, 10:50] = 255
+    gt[200, 201] = 128  # one pixel: no decimated read would see it
+    write_geotiff(tmp_path / "gt.tif", gt, crs="EPSG:32615", origin=(X0, Y0), res=1.0)
+    with pytest.raises(DatasetError, match=r"gt.tif: value 128 in 1 px is not a class of scheme 'inria'"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "a.tif"),), labels=tmp_path / "gt.tif", scene_size=64))
+    gt[200, 201] = 0
+    write_geotiff(tmp_path / "gt.tif", gt, crs="EPSG:32615", origin=(X0, Y0), res=1.0, nodata=0)
+    with caplog.at_level(logging.WARNING, logger="glgeo.geodata"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "a.tif"),), labels=tmp_path / "gt.tif", scene_size=64))
+    assert "declares nodata 0, the mask value of class 0 'background'" in caplog.text
+    assert f"{256 * 256 - 40 * 40:,} px" in caplog.text and str(tmp_path / "gt.tif") in caplog.text
+
+
+def test_labels_that_miss_an_image_name_it_and_say_what_to_do(tiles, tmp_path):
+    _, a, _, labels = tiles
+    far = write_tile(tmp_path / "far.tif", X0 + 50_000, Y0)
+    with rasterio.open(far) as src:
+        with pytest.raises(DatasetError) as refused:
+            truth_on_grid(labels, INRIA, src.crs, src.transform, (256, 256), image=far)
+    message = str(refused.value)
+    assert f"do not overlap image {far}" in message and "score only images the labels cover" in message
 
 
 # ------------------------------------------------------------------------- errors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -82,6 +83,24 @@ def test_split_json_and_csv_files(tmp_path):
     js.write_text(json.dumps({"train": ["a"], "val": ["a"]}))
     with pytest.raises(DatasetError, match="both the train and the val split"):
         split_from_file(js, ["a"])
+
+
+def test_split_entries_without_scene_and_scenes_in_no_list_are_warnings_naming_them(tmp_path, caplog):
+    js = tmp_path / "s.json"
+    js.write_text(json.dumps({"train": ["t0", "t9_typo"], "val": ["t1"] + [f"gone{i}" for i in range(7)]}))
+    with caplog.at_level(logging.WARNING, logger="glgeo.splits"):
+        split = split_from_file(js, ["t0", "t1", "t2", "t3"])
+    assert split.train == ("t0",) and split.val == ("t1",)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 3, warned
+    assert "1 of 2 train entries match no scene of the dataset and are left out: t9_typo;" in warned[0]
+    assert "7 of 8 val entries" in warned[1] and "gone0, gone1, gone2, gone3, gone4 and 2 more" in warned[1]
+    assert "2 of the dataset's 4 scenes are in no list" in warned[2] and "not used: t2, t3;" in warned[2]
+    caplog.clear()
+    js.write_text(json.dumps({"train": ["t0", "t1"], "val": ["t2"], "test": ["t3"]}))
+    with caplog.at_level(logging.WARNING, logger="glgeo.splits"):
+        split_from_file(js, ["t0", "t1", "t2", "t3"])
+    assert not caplog.records
 
 
 def test_scene_names_from_file_names():

@@ -1,0 +1,195 @@
+"""What the dataset checks find before training, and what training reads where data are
+missing: masks georeferenced off their image, a mask nodata that is a class value, mask
+values outside the scheme (scanned at full resolution), float masks, and image nodata /
+alpha / mask pixels (their labels are nodata)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import glgeo.datasets
+from glgeo.datasets import GLNetSceneDataset, SampleSpec, class_shares, decode_mask, open_dataset
+from glgeo.errors import DatasetError
+from glgeo.schemes import INRIA, NODATA_ID, ClassInfo, ClassScheme
+from fixtures.layouts import INT3, make_folder
+from fixtures.rasters import write_geotiff
+
+
+def _mask(root, name="a"):
+    with rasterio.open(root / "masks" / f"{name}.tif") as src:
+        return src.read(1), src.transform
+
+
+def _image(root, name="a"):
+    with rasterio.open(root / "images" / f"{name}.tif") as src:
+        return src.read()
+
+
+# ------------------------------------------------------------------ pair geometry
+
+
+def test_a_mask_georeferenced_elsewhere_is_refused_naming_both_files_and_the_offset(tmp_path):
+    root = make_folder(tmp_path, names=("a", "b"), size=64, values=(3, 7, 100))
+    values, transform = _mask(root)
+    # same size and CRS, origin 15 m (30 px at 0.5 m) east of the image's
+    write_geotiff(root / "masks" / "a.tif", values, origin=(transform.c + 15.0, transform.f))
+    ds = open_dataset("folder", root, INT3)
+    with pytest.raises(DatasetError) as refused:
+        ds.check()
+    message = str(refused.value)
+    assert str(root / "images" / "a.tif") in message and str(root / "masks" / "a.tif") in message
+    assert "15 m east" in message and "30 px" in message and "\n" not in message
+    # a mask without georeferencing is taken as on the image's grid
+    write_geotiff(root / "masks" / "a.tif", values, crs=None, transform=rasterio.Affine.identity())
+    ds.check()
+
+
+def test_a_mask_with_other_pixel_sizes_is_refused(tmp_path):
+    root = make_folder(tmp_path, names=("a",), size=64, values=(3, 7, 100))
+    values, transform = _mask(root)
+    write_geotiff(root / "masks" / "a.tif", values, origin=(transform.c, transform.f), res=1.0)
+    with pytest.raises(DatasetError, match=r"has pixels of 1 x 1 m where they are 0.5 x 0.5 m in its image"):
+        open_dataset("folder", root, INT3).check()
+
+
+# ------------------------------------------------------------------ full-resolution scan
+
+
+def test_values_outside_the_scheme_are_counted_at_full_resolution_before_training(tmp_path, monkeypatch):
+    root = make_folder(tmp_path, names=("a", "b", "c"), size=256, n_classes=2, values=(0, 255))
+    values, _ = _mask(root)
+    values[10:12, 20:22] = 128  # 4 px: invisible in any decimated read
+    values[200:203, 100:103] = 128  # 9 px, in another block
+    write_geotiff(root / "masks" / "a.tif", values)
+    values, _ = _mask(root, "c")
+    values[0, 0] = 77
+    write_geotiff(root / "masks" / "c.tif", values)
+    ds = open_dataset("folder", root, INRIA)
+    # a decimated sample does not see them
+    GLNetSceneDataset(ds.subset(["a"]), SampleSpec(global_size=64, patch_size=64))[0]
+    monkeypatch.setattr(glgeo.datasets, "_SCAN_PIXELS", 256 * 16)  # blocks of 16 rows
+    with pytest.raises(DatasetError) as refused:
+        ds.check()
+    message = str(refused.value)
+    assert f"{root / 'masks' / 'a.tif'}: value 128 in 13 px is not a class of scheme 'inria'" in message
+    assert "1 more mask" in message and "c.tif" in message and "\n" not in message
+    with pytest.raises(DatasetError, match="value 128 in 13 px"):
+        ds.subset(["a"]).scan_masks()
+    ds.subset(["b"]).check()
+
+
+def test_a_mask_nodata_that_is_a_class_value_warns_naming_class_file_and_count(tmp_path, caplog):
+    root = make_folder(tmp_path, names=("a", "b"), size=64, n_classes=2, values=(0, 255))
+    values, _ = _mask(root)
+    write_geotiff(root / "masks" / "a.tif", values, nodata=0)  # Inria's 0/255 mask with nodata 0
+    ds = open_dataset("folder", root, INRIA)
+    with caplog.at_level(logging.WARNING, logger="glgeo.datasets"):
+        ds.check()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1, warned
+    text = warned[0]
+    background = int((values == 0).sum())
+    assert "nodata 0" in text and "'background'" in text and str(root / "masks" / "a.tif") in text
+    assert f"{background:,} px" in text and "remove" in text and "b.tif" not in text
+    # a nodata value no class uses is no loss: no warning
+    caplog.clear()
+    values[:8] = 7
+    write_geotiff(root / "masks" / "a.tif", values, nodata=7)
+    with caplog.at_level(logging.WARNING, logger="glgeo.datasets"):
+        ds.check()
+    assert not caplog.records
+
+
+# ------------------------------------------------------------------ float masks
+
+
+def test_float_masks_name_non_integer_values_as_they_are():
+    mask = np.array([[0.0, 1.0], [0.9, 1.0]], dtype=np.float32)
+    binary = ClassScheme(name="b01", classes=(ClassInfo(0, "background", (0, 0, 0), 0), ClassInfo(1, "building", (255, 255, 255), 1)))
+    with pytest.raises(DatasetError, match=r"m.tif: value 0.9 in 1 px is not a whole number"):
+        decode_mask(mask, binary, "m.tif")
+    mask = np.full((4, 4), 255.0, dtype=np.float32)
+    mask[0, :2] = 200.4
+    with pytest.raises(DatasetError, match=r"value 200.4 in 2 px is not a whole number"):
+        decode_mask(mask, INRIA, "gt.tif")
+    whole = np.array([[0.0, 255.0, -0.5]], dtype=np.float64)
+    np.testing.assert_array_equal(decode_mask(whole, INRIA, "gt.tif", nodata=-0.5), [[0, 1, NODATA_ID]])
+
+
+@pytest.mark.parametrize("nodata", [float("nan"), None])
+def test_nan_in_a_float_mask_is_nodata(nodata):
+    mask = np.array([[0.0, np.nan], [255.0, np.nan]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from casting NaN
+        ids = decode_mask(mask, INRIA, "gt.tif", nodata=nodata)
+    np.testing.assert_array_equal(ids, [[0, NODATA_ID], [1, NODATA_ID]])
+
+
+def test_a_nan_nodata_float_mask_trains_with_nodata_labels(tmp_path):
+    root = make_folder(tmp_path, names=("a",), size=64, n_classes=2, values=(0, 255))
+    values, _ = _mask(root)
+    floats = values.astype(np.float32)
+    floats[:16] = np.nan
+    write_geotiff(root / "masks" / "a.tif", floats, nodata=float("nan"))
+    ds = open_dataset("folder", root, INRIA)
+    ds.check()
+    sample = GLNetSceneDataset(ds, SampleSpec(global_size=64, patch_size=64, with_scene_label=True))[0]
+    labels = sample["scene_label"].numpy()
+    assert (labels[:4] == NODATA_ID).all() and (labels[4:] != NODATA_ID).all()
+
+
+# ------------------------------------------------------------------ image nodata, alpha, mask
+
+
+def _left_invalid(root, how, name="a"):
+    """Rewrite image ``name`` with its left half marked as no data (``how``)."""
+    pixels = _image(root, name)
+    left = np.zeros(pixels.shape[1:], bool)
+    left[:, : pixels.shape[2] // 2] = True
+    pixels[:, left] = 0
+    if how == "nodata":
+        write_geotiff(root / "images" / f"{name}.tif", pixels, nodata=0)
+    elif how == "alpha":
+        write_geotiff(root / "images" / f"{name}.tif", pixels, alpha=np.where(left, 0, 255).astype(np.uint8))
+    else:
+        write_geotiff(root / "images" / f"{name}.tif", pixels, mask=~left)
+    return left
+
+
+@pytest.mark.parametrize("how", ["nodata", "alpha", "mask"])
+def test_labels_are_nodata_where_the_image_has_no_data(tmp_path, how):
+    root = make_folder(tmp_path, names=("a", "b"), size=128, values=(3, 7, 100))
+    for name in ("a", "b"):
+        _left_invalid(root, how, name)
+    ds = open_dataset("folder", root, INT3)
+    ds.check()
+    spec = SampleSpec(global_size=64, patch_size=64, with_patches=True, with_scene_label=True)
+    sample = GLNetSceneDataset(ds, spec)[0]
+    label, scene = sample["label"].numpy(), sample["scene_label"].numpy()  # 16 x 16, 32 x 32
+    assert (label[:, :8] == NODATA_ID).all() and (label[:, 8:] != NODATA_ID).all()
+    assert (scene[:, :16] == NODATA_ID).all() and (scene[:, 16:] != NODATA_ID).all()
+    for labels, (top, left, h, w) in zip(sample["patch_labels"].numpy(), sample["boxes"].tolist()):
+        cols = left + (np.arange(16) + 0.5) * w / 16  # patch label columns in scene pixels
+        assert ((labels == NODATA_ID) == (cols < 64)[None, :]).all()
+    # a 2 x 2 mosaic reads through the same scene reader: any window covers a left half
+    torch.manual_seed(0)
+    mosaic = GLNetSceneDataset(ds, SampleSpec(global_size=64, patch_size=64, mosaic=1.0))
+    for _ in range(4):
+        assert (mosaic[0]["label"].numpy() == NODATA_ID).any()
+
+
+def test_class_shares_leave_out_image_nodata(tmp_path):
+    root = make_folder(tmp_path, names=("a",), size=64, values=(3, 7, 100))
+    values, _ = _mask(root)
+    values[:, :32] = 3
+    values[:, 32:] = 7
+    write_geotiff(root / "masks" / "a.tif", values)
+    _left_invalid(root, "nodata")
+    shares = class_shares(open_dataset("folder", root, INT3), size=64)
+    np.testing.assert_allclose(shares, [[0.0, 1.0, 0.0]])
