@@ -34,7 +34,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from .datasets import SceneCollection, check_pair, open_raster, read_mask_ids
+from .datasets import SceneCollection, check_pair, image_valid, open_raster, read_mask_ids
 from .device import peak_resident_mb
 from .resolution import reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, DatasetError, InputError
@@ -412,13 +412,17 @@ def _check_pairs_once(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike
 
 
 def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder: Path) -> tuple[Path, Path]:
-    """The scene and its class-id truth resampled to ``scale`` (GeoTIFFs in ``folder``)."""
+    """The scene and its class-id truth resampled to ``scale`` (GeoTIFFs in ``folder``): every
+    band of the image (the model picks its own), and where it holds no data (its nodata,
+    alpha or mask) as the copy's mask, so the copy is segmented as the scene would be."""
     pair = collection.scene(name)
     image_out, truth_out = folder / f"{name}.tif", folder / f"{name}_truth.tif"
     with open_raster(pair.image) as src, open_raster(pair.mask) as msk:
         h, w = scaled_size(src.height, src.width, scale)
         transform = scaled_transform(src.transform, (src.height, src.width), (h, w))
-        image = src.read([1, 2, 3], out_shape=(3, h, w), resampling=Resampling.bilinear)
+        data_bands = [b for b, ci in zip(src.indexes, src.colorinterp) if ci != rasterio.enums.ColorInterp.alpha]
+        image = src.read(data_bands, out_shape=(len(data_bands), h, w), resampling=Resampling.bilinear)
+        valid = image_valid(src, out_shape=(h, w))
         ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
         hides = _class_valued_by(msk.nodata, collection.scheme, msk.count)
         if hides is not None:  # as _compare_counts says of the original
@@ -429,8 +433,10 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
         profile = dict(driver="GTiff", width=w, height=h, crs=src.crs, transform=transform, tiled=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)  # plain JPEG scenes stay plain
-            with rasterio.open(image_out, "w", count=3, dtype=image.dtype, **profile) as dst:
+            with rasterio.open(image_out, "w", count=len(data_bands), dtype=image.dtype, **profile) as dst:
                 dst.write(image)
+                if valid is not None:
+                    dst.write_mask(valid)
             with rasterio.open(truth_out, "w", count=1, dtype="uint8", nodata=NODATA_ID, **profile) as dst:
                 dst.write(ids[None])
     return image_out, truth_out

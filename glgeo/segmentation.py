@@ -181,6 +181,13 @@ GLOBAL_RESOLUTION_FACTOR = 2.0
 PLAIN_OUTPUT_WARNING = "%s has no georeferencing: the output has none either and areas are in pixels"
 
 
+def model_bands(checkpoint) -> tuple[int, ...] | None:
+    """The bands a scene is fed by default: those the model was trained on, where it records
+    bands other than the first three (``None``: the scene's own default)."""
+    bands = checkpoint.bands
+    return None if bands is None or bands == (1, 2, 3) else bands
+
+
 def warn_if_no_class(counts: np.ndarray, info: SceneInfo, out: Path) -> None:
     """Warn when a written map holds no class at all (``counts``: pixels per class id, 256
     long): a scene of nodata, or an area of interest over nodata only."""
@@ -327,17 +334,6 @@ def segment(
     output_driver(out_path, output_options)  # a format glgeo writes, before any work
     if scores_path is not None:
         output_driver(scores_path, output_options, bands=2)
-    info = inspect_scene(scene, bands, needed=MODEL_BANDS)
-    region = region_in_pixels(info, aoi=aoi, bounds=bounds)
-    if region is not None:
-        info = replace(info, has_mask=True, region=region)
-        log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
-                 info.path)
-    if not info.is_georeferenced:
-        log.warning(PLAIN_OUTPUT_WARNING, info.path)
-    warn_if_stretched(info)
-    pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
-    pixel_areas.report(log, str(info.path))
     checkpoint = load_model(model)
     if scheme is not None and checkpoint.scheme.name != scheme:
         raise InputError(
@@ -349,6 +345,17 @@ def segment(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
+    info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
+    region = region_in_pixels(info, aoi=aoi, bounds=bounds)
+    if region is not None:
+        info = replace(info, has_mask=True, region=region)
+        log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
+                 info.path)
+    if not info.is_georeferenced:
+        log.warning(PLAIN_OUTPUT_WARNING, info.path)
+    warn_if_stretched(info)
+    pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
+    pixel_areas.report(log, str(info.path))
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd
     scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)

@@ -236,9 +236,9 @@ def prepare_scene(
         InputError: bad bands or settings, a model/scheme mismatch.
         CheckpointError: the model's classes do not match its scheme.
     """
-    from .segmentation import MODEL_BANDS
+    from .segmentation import MODEL_BANDS, model_bands
 
-    info = inspect_scene(scene, bands, needed=MODEL_BANDS)
+    info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
     warn_if_stretched(info)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
     if region is not None:

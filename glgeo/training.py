@@ -1136,6 +1136,8 @@ def _run_stage(
             "lr": settings.lr[stage - 1],
             "batch_size": data.batch_size,
             "scene_scale": data.scale,
+            # the bands fed, in order (glgeo segment feeds scenes the same ones)
+            "bands": list(data.bands),
             # the resolution the model saw, which glgeo segment matches scenes to
             "gsd_m": model_gsd,
             "global_gsd_m": global_gsd,

@@ -138,6 +138,20 @@ class Checkpoint:
         return value if value is not None and value > 0 else None
 
     @property
+    def bands(self) -> tuple[int, ...] | None:
+        """The 1-based bands of its training imagery, in the order the model was fed them
+        (``glgeo train --bands``, recorded as ``metadata["training"]["bands"]``); ``None``
+        when not recorded. ``glgeo segment`` feeds a scene the same bands unless told
+        otherwise (the first three, red, green, blue, need no saying)."""
+        training = self.metadata.get("training")
+        value = training.get("bands") if isinstance(training, dict) else None
+        try:
+            bands = tuple(int(b) for b in value) if value else None
+        except (TypeError, ValueError):
+            return None
+        return bands if bands and all(b >= 1 for b in bands) else None
+
+    @property
     def footprint(self) -> int | None:
         """The context footprint: the side, in px of the working grid (the scene read at
         :attr:`scene_scale`), of the images the model was trained on. ``glgeo segment``

@@ -420,3 +420,25 @@ def test_images_on_the_models_training_or_validation_areas_are_flagged(tmp_path,
     assert warnings[1].startswith(f"{files[1]} overlaps the validation scenes that chose the checkpoint: its scores are"
                                   " not a validation")
     assert report.to_dict()["not_validation"] == {"a": ["train"], "b": ["val"]}
+
+
+def test_image_nodata_is_unpredicted_at_any_scale(tmp_path):
+    """Pixels the image marks as no data get no prediction, scored as such, whether the scene
+    is segmented as it is or from a copy at scale 0.5 (the copy lost the image's nodata, so
+    they were predicted there and scored as hits)."""
+    import rasterio
+
+    from glgeo.inference import InferenceSettings
+
+    make_folder(tmp_path / "ds", names=("a",), size=48, n_classes=2, values=(0, 255))
+    image = tmp_path / "ds" / "images" / "a.tif"
+    with rasterio.open(image) as src:
+        pixels = src.read()
+    pixels[:, :, :16] = 0
+    write_geotiff(image, pixels, nodata=0)
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    settings = InferenceSettings(device="cpu", precision="fp32")
+    for scale, rows, cols in ((1.0, 48, 16), (0.5, 24, 8)):
+        report = evaluate_model(ckpt, ds, ["a"], settings, scale=scale)
+        assert int(report.scores.confusion[:, -1].sum()) == rows * cols, scale

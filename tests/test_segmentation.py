@@ -525,3 +525,26 @@ def test_summary_areas_are_the_grounds_in_mercator_and_geographic_crss(tmp_path,
         assert c.area == pytest.approx(every[ids == c.id].sum(), rel=1e-9)
     assert sum(c.area for c in summary.classes) == pytest.approx(every.sum())
     assert [a.area for a in raster_class_areas(tmp_path / "out.tif")[0]] == pytest.approx([c.area for c in summary.classes])
+
+
+def test_a_model_trained_on_other_bands_is_fed_them_by_default(tmp_path):
+    """A model trained with --bands 4,3,2 (recorded in its checkpoint) is fed bands 4, 3, 2 of
+    a four-band scene without being told; a model that records none leaves the choice to the
+    user, as before (four non-alpha bands: an error asking for bands)."""
+    from fixtures.checkpoints import save_tiny_checkpoint
+    from glgeo.models import load_checkpoint
+
+    rng = np.random.default_rng(0)
+    four = write_geotiff(tmp_path / "rgbn.tif", rng.integers(0, 255, (4, 40, 50), dtype=np.uint8))
+    with rasterio.open(four, "r+") as dst:  # red, green, blue, near infrared (GDAL takes a fourth byte band as alpha)
+        ci = rasterio.enums.ColorInterp
+        dst.colorinterp = [ci.red, ci.green, ci.blue, ci.undefined]
+    nir = save_tiny_checkpoint(tmp_path / "nir.pt", metadata={"training": {"bands": [4, 3, 2]}})
+    plain = save_tiny_checkpoint(tmp_path / "plain.pt")
+    assert load_checkpoint(nir).bands == (4, 3, 2) and load_checkpoint(plain).bands is None
+    segment(four, tmp_path / "nir.tif", model=nir, settings=InferenceSettings(device="cpu"))
+    segment(four, tmp_path / "given.tif", model=plain, bands=(4, 3, 2), settings=InferenceSettings(device="cpu"))
+    with rasterio.open(tmp_path / "nir.tif") as a, rasterio.open(tmp_path / "given.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())  # the same network weights (seed 0), the same bands
+    with pytest.raises(InputError, match=r"pass bands=\(1, 2, 3\) to choose them"):
+        segment(four, tmp_path / "plain.tif", model=plain, settings=InferenceSettings(device="cpu"))
