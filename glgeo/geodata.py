@@ -330,8 +330,11 @@ def _class_of(value: Any, scheme: ClassScheme) -> int | None:
     return None
 
 
-def _vector_value_ids(path: Path, layer: str | None, field_name: str | None, scheme: ClassScheme) -> tuple[dict[Any, int], Any]:
-    """Check the vector labels up front; returns the value -> class id map and their CRS."""
+def _vector_value_ids(
+    path: Path, layer: str | None, field_name: str | None, scheme: ClassScheme
+) -> tuple[dict[Any, int], Any, str | None]:
+    """Check the vector labels up front; returns the value -> class id map, their CRS and
+    the layer read (the first where there are several and none is named)."""
     import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
 
@@ -342,7 +345,9 @@ def _vector_value_ids(path: Path, layer: str | None, field_name: str | None, sch
     if layer is not None and layer not in layers:
         raise DatasetError(f"labels {path} have no layer {layer!r}; layers: {', '.join(layers)}")
     if layer is None and len(layers) > 1:
-        log.info("labels %s hold %d layers; reading the first, %r (choose one with layer)", path, len(layers), layers[0])
+        log.warning("labels %s hold %d layers (%s); reading the first, %r: choose another with layer=NAME",
+                    path, len(layers), ", ".join(layers[:5]) + (", ..." if len(layers) > 5 else ""), layers[0])
+        layer = layers[0]  # named from here on: the readers below would each warn in their own words
     try:
         info = pyogrio.read_info(path, layer=layer)
     except (DataLayerError, DataSourceError) as exc:
@@ -360,7 +365,7 @@ def _vector_value_ids(path: Path, layer: str | None, field_name: str | None, sch
                 f"scheme {scheme.name!r} has {scheme.n_classes} classes: name the field that holds each polygon's "
                 "class with label_field (without one, every polygon is class 1 of a two-class scheme)"
             )
-        return {}, info["crs"]
+        return {}, info["crs"], layer
     fields = [str(f) for f in info["fields"]]
     if field_name not in fields:
         raise DatasetError(
@@ -385,7 +390,7 @@ def _vector_value_ids(path: Path, layer: str | None, field_name: str | None, sch
             f"labels {path}: field {field_name!r} holds {', '.join(sorted(unknown)[:8])}, not classes of scheme "
             f"{scheme.name!r} ({classes}); give each polygon a class name or id of the scheme"
         )
-    return value_ids, info["crs"]
+    return value_ids, info["crs"], layer
 
 
 def _footprint(path: str, src_crs: CRS, bounds: Box, dst_crs: CRS) -> shapely.Geometry:
@@ -440,7 +445,7 @@ class GeoLabels:
                     raise DatasetError(f"cannot read labels {path}: {exc}") from None
                 self.dataset: Any = _RasterLabels(paths=[str(self.path)], crs=crs, res=res)
             else:
-                value_ids, label_crs = _vector_value_ids(self.path, layer, field_name, scheme)
+                value_ids, label_crs, layer = _vector_value_ids(self.path, layer, field_name, scheme)
                 source, source_layer = self.path, layer
                 if CRS.from_user_input(label_crs) != crs:
                     source, source_layer = self._reprojected(crs, layer, field_name), "labels"

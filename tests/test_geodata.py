@@ -358,3 +358,23 @@ def test_training_takes_the_precision_names_segment_takes():
         training_precision("fp16", "cpu")
     with pytest.raises(InputError, match="unknown precision '32-true'; use auto, fp32, bf16 or fp16"):
         TrainSettings(out=Path("run"), precision="32-true")
+
+
+def test_labels_with_several_layers_read_the_first_and_say_which(tiles, caplog):
+    """A GeoPackage with two layers: a glgeo warning names them and the one read (it was an
+    INFO line beside pyogrio's raw UserWarning with its source line)."""
+    import logging
+    import warnings
+
+    import pyogrio
+
+    _, a, _, labels = tiles
+    frame = pyogrio.read_dataframe(labels)
+    pyogrio.write_dataframe(frame.iloc[:1], labels, layer="drafts", append=False)
+    with rasterio.open(a) as src, warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # pyogrio's "More than one layer found" is one
+        with caplog.at_level(logging.WARNING, logger="glgeo"):
+            ids = truth_on_grid(labels, INRIA, src.crs, src.transform, (src.height, src.width))
+    layers = [name for name, _ in pyogrio.list_layers(labels)]
+    assert len(layers) == 2 and ids.sum() > 0
+    assert f"labels {labels} hold 2 layers ({', '.join(layers)}); reading the first, {layers[0]!r}" in caplog.text
