@@ -280,7 +280,8 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
     for s in result.stages:
         miou = "-" if s.best_miou is None else f"{100 * s.best_miou:.2f}"
         loss = "-" if s.first_loss is None else f"{s.first_loss:.4f} -> {s.last_loss:.4f}"
-        click.echo(f"stage {s.stage}: {s.epochs} epochs in {s.seconds:.0f} s, loss {loss}, best val mIoU {miou}: {s.best}")
+        click.echo(f"stage {s.stage}: {s.epochs} epochs in {s.seconds:.0f} s, loss (epoch mean) {loss}, best val mIoU {miou}:"
+                   f" {s.best}")
     click.echo(f"model: {result.model}")
 
 

@@ -298,7 +298,8 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class StageResult:
-    """What one stage produced."""
+    """What one stage produced (``first_loss`` and ``last_loss``: the mean training loss of
+    the first and the last epoch this process ran)."""
 
     stage: int
     best: Path
@@ -484,7 +485,8 @@ class GLNetTask(pl.LightningModule):
         self._jitter: tuple[torch.Tensor, torch.Tensor] | None = None
         model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
         self.val_confusion: torch.Tensor | None = None
-        self.loss_history: list[float] = []
+        self.loss_history: list[float] = []  # one mean per epoch
+        self._epoch_losses: list[tuple[float, int]] = []  # (loss, batch size) of this epoch's steps
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -523,7 +525,7 @@ class GLNetTask(pl.LightningModule):
         for name, value in parts.items():
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("lr", lr, on_step=True, on_epoch=False, batch_size=n)
-        self.loss_history.append(float(loss))
+        self._epoch_losses.append((float(loss), n))
         return loss
 
     def _backward(self, opt: Any, loss: torch.Tensor, last: bool, retain_graph: bool = False) -> None:
@@ -623,6 +625,12 @@ class GLNetTask(pl.LightningModule):
         return torch.tensor(global_value + total_agg, device=images.device), {"global": global_value, "aggregated": total_agg}
 
     # ------------------------------------------------------------- validation
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_losses:  # weighted by batch size, as Lightning's train/loss_epoch
+            losses, sizes = zip(*self._epoch_losses)
+            self.loss_history.append(float(np.average(losses, weights=sizes)))
+            self._epoch_losses = []
+
     def on_validation_epoch_start(self) -> None:
         n = self.scheme.n_classes
         self.val_confusion = torch.zeros((n, n + 1), dtype=torch.long, device=self.device)

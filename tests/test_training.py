@@ -298,9 +298,15 @@ def test_the_split_is_recorded_and_a_resume_with_another_is_refused(tmp_path):
     resuming a run with another split would train on scenes it held out: refused."""
     root = make_folder(tmp_path / "ds", names=("a", "b", "c", "d"), size=96, n_classes=2, values=(0, 255))
     out = tmp_path / "run"
+    limit = SMALL.index("--limit-train-batches")
+    whole_epochs = SMALL[:limit] + SMALL[limit + 2 : -4]
     base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode", "global",
-            *SMALL]
-    run_cli(*base)
+            *whole_epochs, "--epochs", "2", "--lr", "1e-3"]
+    output = run_cli(*base)
+    # the summary's losses are the first and last epochs' means, as the CSV log has them
+    rows = list(csv.DictReader(open(out / "stage1" / "logs" / "csv" / "metrics.csv")))
+    means = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    assert f"loss (epoch mean) {means[0]:.4f} -> {means[-1]:.4f}" in output, output
     recorded = load_checkpoint(out / "model.pt").metadata["training"]["split"]
     split = json.loads((out / "split.json").read_text())
     assert recorded == {"kind": "folder", "root": str(root), **split} and split["train"] and split["val"]
