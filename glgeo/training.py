@@ -1215,6 +1215,11 @@ def _run_stage(
     with warnings.catch_warnings():
         # Frozen branches are in eval mode on purpose (their BatchNorm statistics stay fixed).
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        # Lightning's own use of a torch API torch has deprecated: nothing for a user to do
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        # a resumed stage writes its checkpoints where the interrupted run did, as it should
+        if ckpt_path:
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
         try:
             trainer.fit(
                 task, datamodule=SceneDataModule(collection, split, data, stage, shares), ckpt_path=ckpt_path

@@ -314,3 +314,23 @@ def test_the_split_is_recorded_and_a_resume_with_another_is_refused(tmp_path):
     result = CliRunner().invoke(cli, [*base, "--resume", "--split-seed", "7"])
     assert result.exit_code == 1 and "was started with another split" in result.output, result.output
     assert json.loads((out / "split.json").read_text()) == split
+
+
+def test_lightnings_warnings_about_itself_are_not_shown(tmp_path):
+    """A run and its resume print none of Lightning's warnings about its own code (a torch
+    deprecation inside Lightning, "Checkpoint directory ... exists" when a stage resumes)."""
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode", "global",
+            *SMALL[:-4], "--lr", "1e-3"]
+
+    def stderr(*args: str) -> str:
+        run = subprocess.run([sys.executable, "-c", "from glgeo.cli.main import cli; cli()", *args],
+                             capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert run.returncode == 0, run.stderr
+        return run.stderr
+
+    run_cli(*base, "--epochs", "1")
+    (out / "stage1" / "done.json").unlink()  # as if interrupted after its first epoch
+    resumed = stderr(*base, "--epochs", "2", "--resume")  # a process of its own: Python shows a warning once
+    assert "LeafSpec" not in resumed and "Checkpoint directory" not in resumed, resumed
