@@ -14,6 +14,7 @@ import click
 from glgeo.modes import MODES
 
 from .options import device_opt, labels_options, progress_bar
+from .segment import _parse_bands
 
 
 def _scheme(value: str):
@@ -88,6 +89,9 @@ def _warnings_in_flag_terms() -> Iterator[None]:
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="GLNet mode to score (e.g. global for the global branch alone). Default: the model's own.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation, as in glgeo segment --tta.")
+@click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
+              help="With --model: 1-based bands fed to it, as in glgeo segment. Default: the bands the model was "
+                   "trained on, where it records others than 1,2,3; else the non-alpha bands.")
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
@@ -97,7 +101,8 @@ def _warnings_in_flag_terms() -> Iterator[None]:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table (as segment --json).")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, images, labels, label_field, layer, split_file,
-             val_cities, split_seed, part, scale, gsd, mode, tta, device, precision, batch_size, json_path, as_json) -> None:
+             val_cities, split_seed, part, scale, gsd, mode, tta, bands, device, precision, batch_size, json_path,
+             as_json) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -124,8 +129,9 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         check_output_path(json_path, overwrite=True,
                           inputs=_input_files(preds, truths, model, labels, images, split_file, scheme))
     if model is None:
-        if tta:
-            raise click.UsageError("--tta needs --model: it changes how the model predicts, not how rasters compare")
+        if tta or bands:
+            raise click.UsageError(f"{'--tta' if tta else '--bands'} needs --model: it changes how the model predicts,"
+                                   " not how rasters compare")
         if gsd is not None:
             raise click.UsageError("--gsd goes with --model and --dataset: it sets how the model reads the images")
         if not preds:
@@ -159,7 +165,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress:
             report = evaluate_imagery(model, files, labels, label_field=label_field, layer=layer,
-                                      settings=settings, progress=progress, tta=tta)
+                                      settings=settings, progress=progress, tta=tta, bands=bands)
     else:
         if preds or truths:
             raise click.UsageError("give either --pred/--truth or --model, not both")
@@ -173,6 +179,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         from glgeo.splits import make_split
 
         collection = open_dataset(kind, root, _scheme(scheme) if scheme else None)
+        if json_path is not None:  # nor a file of the dataset
+            check_output_path(json_path, overwrite=True, inputs=tuple(p for s in collection.scenes for p in (s.image, s.mask)))
         split = make_split(
             kind, collection.names, split_file=split_file,
             val_cities=[c for c in (val_cities or "").split(",") if c.strip()], seed=split_seed,
@@ -183,7 +191,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress:
             report = evaluate_model(
-                model, collection, names, settings, scale=scale, progress=progress, tta=tta, gsd=gsd
+                model, collection, names, settings, scale=scale, progress=progress, tta=tta, gsd=gsd, bands=bands
             )
     if json_path is not None:
         with atomic_path(json_path) as tmp:

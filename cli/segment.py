@@ -60,7 +60,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @batch_options
 @model_opt
 @click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
-              help="1-based bands fed as RGB, e.g. 4,3,2 (rio's --bidx). Default: the non-alpha bands.")
+              help="1-based bands fed as RGB, e.g. 4,3,2 (rio's --bidx). Default: the bands the model was trained "
+                   "on, where it records others than 1,2,3; else the non-alpha bands.")
 @click.option(
     "--mode",
     type=click.Choice(MODES),

@@ -443,8 +443,13 @@ def _grid_offset(image: Affine, mask: Affine, height: int, width: int, units: st
         text = (f"is georeferenced {_number(round(abs(dx), 6))}{units} {'east' if dx >= 0 else 'west'} and "
                 f"{_number(round(abs(dy), 6))}{units} {'north' if dy >= 0 else 'south'} "
                 f"({_number(round(col, 3))} px, {_number(round(row, 3))} px) of")
-    if (mask.a, mask.b, mask.d, mask.e) != (image.a, image.b, image.d, image.e):
-        if (mask.b, mask.d) != (image.b, image.d):
+    # pixel sizes and rotation that differ by more than float noise (the same grid written
+    # by two programs can differ in the 14th digit)
+    scale = max(abs(image.a), abs(image.b), abs(image.d), abs(image.e))
+    differs = [not math.isclose(m, i, rel_tol=1e-9, abs_tol=1e-12 * scale) for m, i in
+               zip((mask.a, mask.b, mask.d, mask.e), (image.a, image.b, image.d, image.e))]
+    if any(differs):
+        if differs[1] or differs[2]:
             sizes = "is rotated or sheared against"
         else:
             sizes = (f"has pixels of {_number(round(abs(mask.a), 9))} x {_number(round(abs(mask.e), 9))}{units} "

@@ -476,6 +476,7 @@ def evaluate_model(
     progress: ProgressCallback | None = None,
     tta: bool = False,
     gsd: float | None = None,
+    bands: Sequence[int] | None = None,
 ) -> EvaluationReport:
     """Segment each named scene with ``glgeo.segment`` and score it against its mask.
 
@@ -495,6 +496,8 @@ def evaluate_model(
         gsd: metres per pixel of the scenes when their files do not say (as training's
             ``gsd``, e.g. 4.78 for the 256 px DeepGlobe copies): the model reads them at its
             own resolution from it, never finer than they are. ``settings.scale`` wins.
+        bands: 1-based bands fed to the model (``glgeo.segment``'s ``bands``; default the
+            model's recorded bands, else the images' non-alpha bands).
 
     Every scene's mask is checked against its image's grid before any is segmented. A
     scene that the checkpoint's recorded split (of the same dataset kind) puts in its
@@ -545,7 +548,7 @@ def evaluate_model(
                 scene, truth, encoding = pair.image, pair.mask, "mask"
             out = folder / f"{name}_pred.tif"
             images.append(_segment_and_score(
-                name, scene, truth, encoding, out, checkpoint, run_settings, acc, collection.rgb_threshold, tta
+                name, scene, truth, encoding, out, checkpoint, run_settings, acc, collection.rgb_threshold, tta, bands
             ))
             for leftover in folder.glob(f"{name}*"):
                 leftover.unlink()
@@ -636,13 +639,13 @@ def _each_warning_once(logger: str) -> Iterator[None]:
 
 def _segment_and_score(
     name: str, scene, truth, encoding: "TruthEncoding", out: Path, checkpoint, settings, acc: ConfusionAccumulator,
-    rgb_threshold: int | None = None, tta: bool = False,
+    rgb_threshold: int | None = None, tta: bool = False, bands: Sequence[int] | None = None,
 ) -> ImageResult:
     """Segment one scene into ``out``, score it against ``truth`` into ``acc``; the image's result."""
     from .segmentation import segment
 
     start = time.perf_counter()
-    segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta)
+    segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta, bands=bands)
     seconds = time.perf_counter() - start
     counts = _compare_counts(out, truth, acc.scheme, encoding, rgb_threshold)
     acc.add(counts.confusion)
@@ -715,6 +718,7 @@ def evaluate_imagery(
     settings: Any = None,
     progress: ProgressCallback | None = None,
     tta: bool = False,
+    bands: Sequence[int] | None = None,
 ) -> EvaluationReport:
     """Segment each image with ``glgeo.segment`` and score it against the labels.
 
@@ -733,6 +737,7 @@ def evaluate_imagery(
         layer: the vector layer.
         settings: :class:`glgeo.inference.InferenceSettings`.
         progress: ``progress(done, total)`` per image.
+        bands: 1-based bands fed to the model (as :func:`evaluate_model`'s).
         tta: test-time augmentation (``glgeo.segment``'s ``tta``).
 
     Raises:
@@ -775,7 +780,8 @@ def evaluate_imagery(
             with rasterio.open(truth, "w", **profile) as dst:
                 dst.write(ids[None])
             out = folder / f"{i}_pred.tif"
-            results.append(_segment_and_score(name, path, truth, "ids", out, checkpoint, settings, acc, tta=tta))
+            results.append(_segment_and_score(name, path, truth, "ids", out, checkpoint, settings, acc, tta=tta,
+                                              bands=bands))
             for leftover in folder.glob(f"{i}_*"):
                 leftover.unlink()
             if progress is not None:

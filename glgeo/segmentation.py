@@ -334,10 +334,20 @@ def segment(
     output_driver(out_path, output_options)  # a format glgeo writes, before any work
     if scores_path is not None:
         output_driver(scores_path, output_options, bands=2)
+    # the scene first (a missing one is said before the model is loaded); its bands may be
+    # the model's, chosen once it is loaded
+    try:
+        info = inspect_scene(scene, bands, needed=MODEL_BANDS)
+        band_error = None
+    except InputError as exc:
+        if bands:
+            raise
+        band_error = exc
     checkpoint = load_model(model)
     if scheme is not None and checkpoint.scheme.name != scheme:
+        name = str(model) if isinstance(model, (str, os.PathLike)) else str(checkpoint.path or "the given model")
         raise InputError(
-            f"model {str(model)!r} predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; "
+            f"model {name!r} predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; "
             "choose a model trained for that scheme"
         )
     if checkpoint.scheme.n_classes != checkpoint.model.config.n_classes:
@@ -345,7 +355,10 @@ def segment(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
-    info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
+    if not bands and model_bands(checkpoint) is not None:
+        info = inspect_scene(scene, model_bands(checkpoint), needed=MODEL_BANDS)
+    elif band_error is not None:
+        raise band_error
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
     if region is not None:
         info = replace(info, has_mask=True, region=region)

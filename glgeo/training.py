@@ -66,12 +66,12 @@ from .splits import Split, make_split
 
 try:
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+    from lightning.pytorch.callbacks import Callback
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError:  # the standalone package has the same API
     try:
         import pytorch_lightning as pl  # type: ignore[no-redef]
-        from pytorch_lightning.callbacks import Callback, ModelCheckpoint  # type: ignore[no-redef]
+        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
         from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
     except ImportError:
         raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
@@ -790,8 +790,17 @@ class GlgeoCheckpoints(Callback):
             log.info("stage %d epoch %d: val mIoU %.4f (best so far)", pl_module.stage, trainer.current_epoch, miou)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: GLNetTask) -> None:
+        # Lightning's state after every finished epoch, for resume (its ModelCheckpoint's
+        # last.ckpt follows only its top-k saves: an interrupted run went back to the best
+        # epoch, or to nothing without validation). Every process takes part; the first writes.
+        lightning = self.folder / "lightning"
+        if trainer.is_global_zero:
+            lightning.mkdir(parents=True, exist_ok=True)
+        part = lightning / ".last.ckpt.part"
+        trainer.save_checkpoint(part)
         if not trainer.is_global_zero:
             return
+        os.replace(part, lightning / "last.ckpt")
         extra: dict[str, Any] = {"epoch": trainer.current_epoch}
         scores = getattr(pl_module, "last_val_scores", None)
         if scores is not None:
@@ -1186,9 +1195,6 @@ def _run_stage(
         module.model.train(was_training)
 
     glgeo_ckpt = GlgeoCheckpoints(folder, save, has_val)
-    lightning_ckpt = ModelCheckpoint(dirpath=folder / "lightning", filename="epoch{epoch:03d}", save_last=True,
-                                     save_top_k=0 if not has_val else 1, monitor="val/miou" if has_val else None,
-                                     mode="max", auto_insert_metric_name=False)
     _lightning_logs_through_root()
     trainer = pl.Trainer(
         accelerator=settings.accelerator,
@@ -1200,7 +1206,8 @@ def _run_stage(
         limit_train_batches=settings.limit_train_batches,
         limit_val_batches=settings.limit_val_batches if has_val else 0,
         num_sanity_val_steps=0,
-        callbacks=[glgeo_ckpt, lightning_ckpt],
+        callbacks=[glgeo_ckpt],
+        enable_checkpointing=False,  # glgeo_ckpt writes best.pt, last.pt and Lightning's last.ckpt
         logger=_loggers(folder),
         enable_progress_bar=settings.progress_bar,
         enable_model_summary=False,

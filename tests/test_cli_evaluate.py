@@ -161,3 +161,34 @@ def test_a_misaligned_mask_names_the_users_files(tmp_path):
     [line] = result.output.strip().splitlines()
     assert f"scene 'austin1': mask {mask} " in line and f"its image {ds.scene('austin1').image}" in line
     assert "glgeo-evaluate" not in line and "resample one onto the other" not in line
+
+
+def test_bands_reach_the_model_and_o_may_not_name_a_dataset_file(tmp_path):
+    """--bands feeds a four-band dataset's scenes to the model (evaluate had no way to say
+    them); -o naming one of the dataset's own masks is refused (the report replaced it)."""
+    import rasterio
+
+    from fixtures.checkpoints import save_tiny_checkpoint
+    from fixtures.layouts import make_folder
+
+    from glgeo.schemes import INRIA
+
+    root = make_folder(tmp_path / "ds", names=("a",), size=48, n_classes=2, values=(0, 255))
+    image = root / "images" / "a.tif"
+    with rasterio.open(image) as src:
+        pixels, profile = src.read(), src.profile
+    with rasterio.open(image, "w", **{**profile, "count": 4, "photometric": "MINISBLACK"}) as dst:
+        dst.write(np.concatenate([pixels, pixels[:1]]))
+    model = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [], "val": ["a"], "test": []}))
+    args = ["evaluate", "--model", str(model), "--dataset", "folder", "--root", str(root), "--scheme", "inria",
+            "--device", "cpu", "--split-file", str(split)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and "pass --bands 1,2,3 to choose them" in refused.output, refused.output
+    result = CliRunner().invoke(cli, [*args, "--bands", "4,2,3"])
+    assert result.exit_code == 0, result.output
+    mask = root / "masks" / "a.tif"
+    before = mask.read_bytes()
+    result = CliRunner().invoke(cli, [*args, "--bands", "4,2,3", "-o", str(mask)])
+    assert result.exit_code == 1 and "is the same file as the input" in result.output and mask.read_bytes() == before

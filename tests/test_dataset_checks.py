@@ -58,6 +58,22 @@ def test_a_mask_with_other_pixel_sizes_is_refused(tmp_path):
         open_dataset("folder", root, INT3).check()
 
 
+def test_pixel_sizes_equal_but_for_float_noise_are_not_called_different(tmp_path):
+    """The same grid written by two programs may differ in the 14th digit (the Inria crop's
+    image and mask do): a shifted mask is named as shifted, not as of other pixel sizes too;
+    unshifted, it passes."""
+    root = make_folder(tmp_path, names=("a",), size=64, values=(3, 7, 100))
+    values, transform = _mask(root)
+    noisy = rasterio.Affine(transform.a * (1 + 3e-15), 0, transform.c, 0, transform.e * (1 - 3e-15), transform.f)
+    write_geotiff(root / "masks" / "a.tif", values, transform=noisy)
+    open_dataset("folder", root, INT3).check()
+    shifted = rasterio.Affine(noisy.a, 0, noisy.c + 5.0, 0, noisy.e, noisy.f)
+    write_geotiff(root / "masks" / "a.tif", values, transform=shifted)
+    with pytest.raises(DatasetError) as refused:
+        open_dataset("folder", root, INT3).check()
+    assert "5 m east" in str(refused.value) and "has pixels of" not in str(refused.value)
+
+
 # ------------------------------------------------------------------ full-resolution scan
 
 

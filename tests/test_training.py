@@ -249,20 +249,23 @@ def test_a_batch_of_every_training_scene_is_warned_about(tmp_path, caplog):
 
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
 def test_an_interrupted_run_says_what_it_finished_and_how_to_go_on(tmp_path, monkeypatch, signal_name):
-    """Ctrl-C (or SIGTERM) in stage 2's second epoch: Lightning catches it and exits 1 without
-    a word; glgeo says that stage 1 finished, where stage 2's last epoch is, and to resume,
-    and exits 130 (143). Resuming finishes the run."""
+    """Ctrl-C (or SIGTERM) in stage 2's third epoch: Lightning catches it and exits 1 without
+    a word; glgeo says that stage 1 finished, where stage 2's last finished epoch is saved
+    (every epoch, with or without validation: Lightning saved its last.ckpt only with its
+    best epoch), and to resume; it exits 130 (143). Resuming goes on from epoch 2."""
     from glgeo.cli.main import Terminated
     from glgeo.training import GLNetTask
 
     root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    split = tmp_path / "all-train.json"
+    split.write_text(json.dumps({"train": ["a", "b", "c"], "val": [], "test": []}))  # no validation
     out = tmp_path / "run"
     base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode", "g2l",
-            *SMALL[:-4], "--epochs", "1,2", "--lr", "1e-3"]
+            "--split-file", str(split), *SMALL[:-4], "--epochs", "1,3", "--lr", "1e-3"]
     step = GLNetTask.training_step
 
     def interrupted(self, batch, batch_idx):
-        if self.stage == 2 and self.current_epoch == 1:
+        if self.stage == 2 and self.current_epoch == 2:
             raise Terminated() if signal_name == "SIGTERM" else KeyboardInterrupt()
         return step(self, batch, batch_idx)
 
@@ -270,15 +273,19 @@ def test_an_interrupted_run_says_what_it_finished_and_how_to_go_on(tmp_path, mon
     result = CliRunner().invoke(cli, ["-q", *base])
     assert result.exit_code == (143 if signal_name == "SIGTERM" else 130), result.output
     message = result.output.strip().splitlines()[-1]
+    last = out / "stage2" / "lightning" / "last.ckpt"
     assert message == (
         f"Interrupted in stage 2: stage 1 finished ({out / 'stage1' / 'best.pt'}); its last finished epoch is saved in"
-        f" {out / 'stage2' / 'lightning' / 'last.ckpt'}. Run the same command with --resume to go on from there"
+        f" {last}. Run the same command with --resume to go on from there"
         " (model.pt is written when the last stage finishes)."
     )
+    assert torch.load(last, map_location="cpu", weights_only=False)["epoch"] == 1  # epochs 0 and 1 finished
     assert not (out / "model.pt").exists() and (out / "stage1" / "done.json").is_file()
     monkeypatch.setattr(GLNetTask, "training_step", step)
     run_cli(*base, "--resume")
-    assert load_checkpoint(out / "stage2" / "last.pt").metadata["epoch"] == 1 and (out / "model.pt").is_file()
+    assert load_checkpoint(out / "stage2" / "last.pt").metadata["epoch"] == 2 and (out / "model.pt").is_file()
+    rows = list(csv.DictReader(open(out / "stage2" / "logs" / "csv-1" / "metrics.csv")))
+    assert {r["epoch"] for r in rows if r.get("train/loss_epoch")} == {"2"}  # resumed after epoch 1, not from 0
 
 
 def test_a_run_folder_that_cannot_be_is_refused_before_the_dataset_is_read(tmp_path):

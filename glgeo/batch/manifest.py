@@ -30,7 +30,8 @@ class SceneResult:
         status: ``done`` (segmented now), ``skipped`` (outputs already there) or ``failed``.
         class_areas: area per class name (in :attr:`area_unit`); for skipped scenes, read
             back from the existing class raster.
-        area_unit: unit of the areas (``m2``, ``px``, ``map unit2``: see :class:`glgeo.areas.PixelAreas`).
+        area_unit: unit of the areas (``m2``, ``px``, ``map unit2``; ``deg2`` where a raster reaches
+            where its CRS is undefined: see :class:`glgeo.areas.PixelAreas`).
         seconds: wall time of the task, including retries' last attempt only.
         worker: the Dask worker address that ran the last attempt (``in-process`` without
             Dask).
