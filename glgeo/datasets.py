@@ -218,10 +218,13 @@ class SceneCollection:
         """
         failures: list[tuple[ScenePair, DatasetError]] = []
         hidden: dict[tuple[float, int], list[tuple[Path, int]]] = {}
+        empty: list[Path] = []
         for pair in self.scenes:
             scan = scan_mask(pair.mask, self.scheme, self.rgb_threshold)
             if scan.error is not None:
                 failures.append((pair, scan.error))
+            elif scan.labelled == 0:
+                empty.append(pair.mask)
             if scan.hidden_class is not None and scan.hidden_pixels:
                 hidden.setdefault((scan.nodata, scan.hidden_class.id), []).append((pair.mask, scan.hidden_pixels))
         for (nodata, cid), masks in hidden.items():
@@ -237,6 +240,12 @@ class SceneCollection:
             log.warning(
                 "%s nodata %s, the mask value of %s; if they are %s, remove the nodata value from %s "
                 "(or set it to a value no class uses)", whose, _number(nodata), what, info.name, which,
+            )
+        if empty:
+            log.warning(
+                "%d mask%s no labelled pixel (all nodata): %s; %s nothing to learn from or to score",
+                len(empty), "s have" if len(empty) > 1 else " has", ", ".join(map(str, empty[:3]))
+                + (f" and {len(empty) - 3} more" if len(empty) > 3 else ""), "their scenes give" if len(empty) > 1 else "its scene gives",
             )
         if failures:
             message = str(failures[0][1])
@@ -652,6 +661,7 @@ class MaskScan:
         hidden_class: the class whose value the nodata is (its pixels are ignored), or ``None``.
         hidden_pixels: the pixels of that value.
         error: the :class:`~glgeo.errors.DatasetError` the values make (exact counts), or ``None``.
+        labelled: pixels holding a class (not nodata, not unknown).
     """
 
     path: Path
@@ -662,6 +672,7 @@ class MaskScan:
     hidden_class: ClassInfo | None
     hidden_pixels: int
     error: DatasetError | None
+    labelled: int = 0
 
 
 def _row_strips(src: Any, pixels: int) -> Iterable[Window]:
@@ -722,7 +733,7 @@ def scan_mask(path: str | Path, scheme: ClassScheme, rgb_threshold: int | None =
     path = Path(path)
     unknown: dict[int, int] = {}
     fractional: dict[Any, int] = {}
-    hidden_pixels = 0
+    hidden_pixels = labelled = 0
     with open_raster(path) as src:
         bands = list(range(1, min(src.count, 3) + 1))
         palette = mask_palette(src) if scheme.mask_encoding == "rgb" else None
@@ -733,9 +744,11 @@ def scan_mask(path: str | Path, scheme: ClassScheme, rgb_threshold: int | None =
             raw = src.read(bands, window=window)
             counts = _key_counts(raw, scheme, rgb_threshold, nodata, palette)
             if counts is None:  # float masks, wrong band counts: decoded as training decodes them
-                _, bad, odd = _decode(raw, scheme, path, rgb_threshold, nodata, palette)
+                ids, bad, odd = _decode(raw, scheme, path, rgb_threshold, nodata, palette)
+                labelled += int(np.count_nonzero(ids != NODATA_ID))
             else:
                 bad, odd = {k: n for k, n in counts.items() if k not in known}, {}
+                labelled += sum(n for k, n in counts.items() if k in known)
             for table, found in ((unknown, bad), (fractional, odd)):
                 for value, n in found.items():
                     table[value] = table.get(value, 0) + n
@@ -747,7 +760,7 @@ def scan_mask(path: str | Path, scheme: ClassScheme, rgb_threshold: int | None =
         error = _fractional_error(path, fractional, scheme)
     elif unknown:
         error = _unknown_error(path, unknown, scheme)
-    return MaskScan(path, pixels, unknown, fractional, nodata, hidden, hidden_pixels, error)
+    return MaskScan(path, pixels, unknown, fractional, nodata, hidden, hidden_pixels, error, labelled)
 
 
 def read_mask_ids(

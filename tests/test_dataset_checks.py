@@ -209,3 +209,16 @@ def test_class_shares_leave_out_image_nodata(tmp_path):
     _left_invalid(root, "nodata")
     shares = class_shares(open_dataset("folder", root, INT3), size=64)
     np.testing.assert_allclose(shares, [[0.0, 1.0, 0.0]])
+
+
+def test_a_mask_without_a_labelled_pixel_is_warned_about(tmp_path, caplog):
+    """A mask that is nodata everywhere gives its scene nothing to learn (its loss was 0 and
+    nothing said so)."""
+    root = make_folder(tmp_path, names=("a", "b"), size=32, values=(3, 7, 100))
+    values, transform = _mask(root, "b")
+    write_geotiff(root / "masks" / "b.tif", np.full_like(values, 9), transform=transform, nodata=9)
+    with caplog.at_level(logging.WARNING, logger="glgeo.datasets"):
+        open_dataset("folder", root, INT3).check()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"1 mask has no labelled pixel (all nodata): {root / 'masks' / 'b.tif'}; its scene gives nothing to learn"
+        " from or to score"]
