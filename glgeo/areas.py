@@ -95,8 +95,9 @@ class PixelAreas:
     projected CRSs (UTM, state planes, national grids, equal-area projections) and are used
     as they are. Where they are not (a geographic CRS, whose units are degrees; a Mercator
     projection; a projection far outside its zone), each pixel gets its own area on the
-    CRS's ellipsoid: computed at a lattice of points (the projection's areal scale from
-    PROJ, or the ellipsoid's area per square degree) and interpolated between them.
+    CRS's ellipsoid: computed at a lattice of points (:func:`ground_per_unit2`: a pixel's
+    sides carried into an equal-area projection of the ellipsoid) and interpolated between
+    them.
 
     Args:
         crs: a rasterio CRS, or ``None``.
@@ -111,10 +112,12 @@ class PixelAreas:
         note: when measured on the ground, why, for a log line; else ``None``.
         warning: when the areas cannot be the ground's (the CRS is undefined somewhere in
             the raster, as a geostationary view's corners in space), why, for a warning.
+        own_factor: from squared CRS units to the CRS's own unit of area (:func:`area_unit`).
     """
 
     def __init__(self, crs, transform: Affine, width: int, height: int) -> None:
         unit, factor = area_unit(crs, transform)
+        self.own_factor = factor
         self.unit = "m2" if unit == "deg2" else unit
         self.ground = False
         self.note: str | None = None
@@ -314,18 +317,6 @@ def _class_areas(
         )
         for c in scheme.classes
     )
-
-
-def class_areas(counts: np.ndarray, scheme: ClassScheme, crs, transform: Affine) -> tuple[tuple[ClassArea, ...], str]:
-    """Area per class from pixel counts (indexed by class id, 256 long), every pixel taken
-    to have the same area: the CRS's own (where :class:`PixelAreas` measures on the ground,
-    count with an :class:`AreaTally` instead).
-
-    Returns:
-        The classes of ``scheme`` in id order, and the unit of their areas.
-    """
-    unit, factor = area_unit(crs, transform)
-    return _class_areas(counts, counts * abs(transform.determinant) * factor, scheme), unit
 
 
 def raster_class_areas(raster: str | os.PathLike) -> tuple[tuple[ClassArea, ...], str]:

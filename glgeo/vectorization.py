@@ -51,7 +51,7 @@ from affine import Affine
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
-from .areas import PixelAreas, area_unit, ground_areas
+from .areas import PixelAreas, ground_areas
 from .resolution import ground_sample_distance
 from .atomic import atomic_path, check_output_path
 from .errors import InputError, SceneError
@@ -93,8 +93,8 @@ class VectorizeResult:
         path: the GeoPackage.
         layer: the layer holding the polygons.
         crs: the polygons' CRS as ``EPSG:n`` or WKT, or None when the raster has none.
-        area_units: units of the ``area_m2`` attribute: ``"m2"`` with a CRS (geodesic
-            areas where the CRS's own m² are not the ground's: geographic CRSs, Mercator;
+        area_units: units of the ``area_m2`` attribute: ``"m2"`` with a CRS (areas on the
+            ellipsoid where the CRS's own m² are not the ground's: geographic CRSs, Mercator;
             see :class:`glgeo.areas.PixelAreas`), else ``"px"`` (a plain image) or
             ``"map unit2"`` (no CRS but a transform), with a warning.
         n_polygons: number of polygons written.
@@ -237,7 +237,7 @@ def _area_units(
             " reproject the raster to a projected CRS in metres for areas in m²",
             source, crs.to_string(),
         )
-    return pixel_areas, area_unit(crs, transform)[1]
+    return pixel_areas, pixel_areas.own_factor
 
 
 def _nodata_for(src: rasterio.io.DatasetReader, nodata: int | None) -> int | None:

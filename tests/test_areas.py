@@ -10,7 +10,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from glgeo.areas import area_unit, class_areas, format_class_areas, raster_class_areas
+from glgeo.areas import AreaTally, PixelAreas, area_unit, format_class_areas, raster_class_areas
 from glgeo.errors import InputError
 from glgeo.schemes import INRIA, NODATA_ID
 from glgeo.styles import SCHEME_TAG
@@ -31,7 +31,9 @@ def test_units_follow_the_crs():
 def test_class_areas_count_pixels_times_their_area():
     counts = np.zeros(256, dtype=np.int64)
     counts[[0, 1, NODATA_ID]] = [300, 100, 50]  # nodata is not a share of the valid pixels
-    areas, unit = class_areas(counts, INRIA, CRS.from_epsg(32631), Affine(0.5, 0, 5e5, 0, -0.5, 4e6))
+    tally = AreaTally(PixelAreas(CRS.from_epsg(32631), Affine(0.5, 0, 5e5, 0, -0.5, 4e6), 100, 100))
+    tally.counts[:] = counts
+    areas, unit = tally.class_areas(INRIA)
     assert unit == "m2"
     assert [(a.name, a.pixels, a.area, a.fraction) for a in areas] == [("background", 300, 75.0, 0.75),
                                                                       ("building", 100, 25.0, 0.25)]
