@@ -116,7 +116,7 @@ def run_one(spec: dict) -> dict:
     wall = time.perf_counter() - start
     result = {
         "megapixels": summary.height * summary.width / 1e6,
-        "scale": summary.scale,
+        "scale": summary.to_dict()["scale"],
         "seconds": wall,
         "mp_per_s": summary.height * summary.width / 1e6 / wall,
         "patches": summary.stats.patches,
@@ -223,7 +223,8 @@ def main() -> None:
                       f"{r['mp_per_s']:7.3f} {r['peak_rss_mb']:11.0f} {growth:>7} {gpu:>11} {r['blender_mb']:10.1f}",
                       flush=True)
                 if r["scale"] != 1:
-                    print(f"#   read at {r['scale']:.3g} of the scene's resolution, written on its grid", flush=True)
+                    scale = " down x ".join(f"{s:.3g}" for s in r["scale"]) + " across" if isinstance(r["scale"], list) else f"{r['scale']:.3g}"
+                    print(f"#   read at {scale} of the scene's resolution, written on its grid", flush=True)
                 results.append({"device": device, "backbone": backbone, "mode": mode, **r})
                 if args.json:  # after every run, so an interrupted benchmark keeps its results
                     args.json.write_text(json.dumps(results, indent=2))

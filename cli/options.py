@@ -76,12 +76,13 @@ def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> 
     (:func:`glgeo.areas.format_class_areas`), the nodata pixels if any, and the GeoPackage
     written, if any."""
     from glgeo.areas import format_class_areas
+    from glgeo.resolution import describe_scale, is_full_resolution
 
     stats = summary.stats
     click.echo(
         f"{summary.output}: {summary.width} x {summary.height} px, {what}, model {summary.model_name},"
         f" mode {stats.mode}, {stats.precision} on {stats.device}"
-        + (f", read at {summary.scale:.3g} of its resolution" if summary.scale != 1 else "")
+        + ("" if is_full_resolution(summary.scale) else f", read at {describe_scale(summary.scale)} of its resolution")
         + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"
     )
     for line in format_class_areas(summary.classes, summary.area_unit):

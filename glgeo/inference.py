@@ -82,7 +82,7 @@ from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
 from .modes import Mode
 from .progress import ProgressCallback
 from .provenance import context_rule
-from .resolution import map_origin
+from .resolution import Scale, axis_scales, describe_scale, map_origin
 from .tiling import (
     ANCHOR_OFFSET,
     ANCHOR_STEP,
@@ -139,11 +139,13 @@ class InferenceSettings:
         patch_size: local patch side in pixels; ``None``: the checkpoint's.
         min_overlap: smallest overlap between neighbouring patches (paper: 50 px).
         global_size: side of the global branch's image; ``None``: the checkpoint's.
-        scale: read the scene at this fraction of its resolution, a coarser working grid
-            the patch grid and sizes refer to (the output stays on the scene's grid, see
-            :func:`glgeo.segment`); ``None``: the checkpoint's
-            :attr:`~glgeo.models.checkpoint.Checkpoint.scene_scale` (1 unless trained
-            with ``--scale``).
+        scale: read the scene at this fraction of its resolution (or ``(rows, cols)``, one
+            for each axis), a coarser working grid the patch grid and sizes refer to (the
+            output stays on the scene's grid, see :func:`glgeo.segment`); ``None``:
+            :func:`glgeo.resolution.reading_scale` (the model's GSD, with square pixels on
+            the ground; the checkpoint's
+            :attr:`~glgeo.models.checkpoint.Checkpoint.scene_scale` where either resolution
+            is unknown).
         batch_size: patches per network call; ``None``: sized to the device
             (:func:`glgeo.device.default_batch_size`: 2 on a CPU, by free memory on CUDA).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
@@ -240,7 +242,7 @@ class InferenceSettings:
     patch_size: int | None = None
     min_overlap: int = DEFAULT_MIN_OVERLAP
     global_size: int | None = None
-    scale: float | None = None
+    scale: Scale | None = None
     batch_size: int | None = None
     device: str = "auto"
     precision: Precision = "auto"
@@ -272,8 +274,8 @@ class InferenceSettings:
             raise InputError(f"patch size must be at least 8 px, got {self.patch_size}")
         if self.global_size is not None and self.global_size < 8:
             raise InputError(f"global size must be at least 8 px, got {self.global_size}")
-        if self.scale is not None and not 0 < self.scale <= 1:
-            raise InputError(f"scale must be in (0, 1], got {self.scale}")
+        if self.scale is not None and not all(0 < s <= 1 for s in axis_scales(self.scale)):
+            raise InputError(f"scale must be in (0, 1], got {describe_scale(self.scale)}")
         if self.batch_size is not None and self.batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {self.batch_size}")
         if self.min_overlap < 0:

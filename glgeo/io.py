@@ -62,7 +62,7 @@ from rasterio.windows import Window
 
 from .errors import InputError, InternalError, SceneError
 from .nodata import mirror_fill
-from .resolution import ground_sample_distance, open_pixels, scaled_size, scaled_transform
+from .resolution import Scale, axis_scales, describe_scale, ground_sample_distance, open_pixels, scaled_size, scaled_transform
 from .tiling import PatchWindow
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,9 @@ class SceneInfo:
         return ground_sample_distance(self.crs, self.transform, self.height, self.width)
 
 
-def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
-    """The grid a scene is read on at ``scale`` of its resolution (``1``: the scene's own).
+def working_grid(info: SceneInfo, scale: Scale) -> SceneInfo:
+    """The grid a scene is read on at ``scale`` of its resolution (``1``: the scene's own;
+    ``(rows, cols)``: a scale of its own on each axis, :func:`glgeo.resolution.reading_scale`).
 
     Its size is the scene's times ``scale``, rounded (as ``glgeo train --scale`` reads
     scenes); its transform covers the same footprint with coarser pixels.
@@ -144,9 +145,10 @@ def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
     Raises:
         InputError: ``scale`` outside ``(0, 1]``.
     """
-    if not 0 < scale <= 1:
-        raise InputError(f"scale must be in (0, 1], got {scale}")
-    if scale == 1:
+    down, across = axis_scales(scale)
+    if not (0 < down <= 1 and 0 < across <= 1):
+        raise InputError(f"scale must be in (0, 1], got {describe_scale(scale)}")
+    if (down, across) == (1, 1):
         return info
     height, width = scaled_size(info.height, info.width, scale)
     rows, cols = info.block_shape
@@ -155,7 +157,7 @@ def working_grid(info: SceneInfo, scale: float) -> SceneInfo:
         height=height,
         width=width,
         transform=scaled_transform(info.transform, (info.height, info.width), (height, width)),
-        block_shape=(max(1, round(rows * scale)), max(1, round(cols * scale))),
+        block_shape=(max(1, round(rows * down)), max(1, round(cols * across))),
     )
 
 
@@ -394,7 +396,8 @@ class SceneReader:
         gdal_cache_mb: GDAL block cache for this process, in MB. GDAL's default (5 % of the
             RAM) would let the cache, and so the resident memory, grow with the scene; a
             fixed cache keeps memory flat. It must hold about one patch row of blocks.
-        scale: read the scene at this fraction of its resolution: :attr:`info` is then the
+        scale: read the scene at this fraction of its resolution (or ``(rows, cols)``, one
+            for each axis): :attr:`info` is then the
             coarser :func:`working_grid`, which patch windows refer to, and
             :attr:`source` the file itself.
         nodata_fill: what the network inputs hold where the scene has no data: the valid
@@ -408,7 +411,7 @@ class SceneReader:
     """
 
     def __init__(
-        self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: float = 1.0, nodata_fill: NodataFill = "mirror"
+        self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: Scale = 1.0, nodata_fill: NodataFill = "mirror"
     ) -> None:
         if nodata_fill not in NODATA_FILLS:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {nodata_fill!r}")

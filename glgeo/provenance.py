@@ -58,9 +58,12 @@ class Provenance:
         glgeo_version: the glgeo that wrote the output.
         mode: the GLNet mode run (``global``, ``g2l``...).
         precision: the arithmetic the network ran in (``fp32``, ``bf16``, ``fp16``).
-        scale: the fraction of its resolution the scene was read at (1: full).
+        scale: the fraction of its resolution the scene was read at (1: full), or
+            ``(rows, cols)`` where each axis was read at its own so that the model saw
+            square pixels on the ground (``GLGEO_READING_SCALE`` ``rows,cols``).
         gsd_m: metres per pixel of the image the model saw (the scene's ground sample
-            distance divided by ``scale``); ``None`` for scenes without georeferencing.
+            distance divided by ``scale``, by the geometric mean of a pair); ``None`` for
+            scenes without georeferencing.
         blend: how overlapping patches' logits are combined (see :mod:`glgeo.blend`).
         context: how each context window's global view and patch contexts were made and
             where the grids start (:func:`context_rule`: ``global view fixed, margin 32 px,
@@ -75,7 +78,7 @@ class Provenance:
     glgeo_version: str
     mode: str
     precision: str
-    scale: float
+    scale: float | tuple[float, float]
     gsd_m: float | None
     blend: str
     created: str
@@ -104,7 +107,8 @@ class Provenance:
             return None
         values: dict[str, Any] = {field: tags.get(name, "") for field, name in _ITEMS.items()}
         try:
-            values["scale"] = float(values["scale"] or 1.0)
+            parts = tuple(float(v) for v in (values["scale"] or "1").split(","))
+            values["scale"] = parts[0] if len(parts) == 1 else (parts[0], parts[1]) if len(parts) == 2 else 1.0
         except ValueError:
             values["scale"] = 1.0
         try:
@@ -135,6 +139,8 @@ def _parse_utc(text: str) -> datetime.datetime | None:
 def _text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, tuple):
+        return ",".join(_text(v) for v in value)
     return str(value)
 
 

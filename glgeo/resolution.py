@@ -7,7 +7,9 @@ Three sizes meet when a model meets a scene:
   learned from (:attr:`Checkpoint.gsd <glgeo.models.checkpoint.Checkpoint.gsd>`);
 * the **reading scale**: the fraction of its resolution a scene is read at, so the model
   sees it at the GSD it was trained at (:func:`reading_scale`, within
-  :data:`SCALE_TOLERANCE`); the scene is then read on a coarser **working grid** of
+  :data:`SCALE_TOLERANCE`), and with square pixels on the ground: a scene whose pixels are
+  not square there (one in degrees away from the equator) is read at a scale of its own on
+  each axis, ``(rows, cols)`` (:data:`Scale`); the scene is then read on a coarser **working grid** of
   :func:`scaled_size` pixels whose transform is :func:`scaled_transform`
   (:func:`glgeo.io.working_grid`); training reads its scenes by the same rule;
 * the **context footprint**: the side, on the working grid, of the images the model was
@@ -26,7 +28,7 @@ training on ``--images`` reads through torchgeo, which opens its files itself).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import rasterio
@@ -37,6 +39,37 @@ if TYPE_CHECKING:
     from .io import SceneInfo
 
 log = logging.getLogger(__name__)
+
+#: A reading scale: one fraction of the scene's resolution for both axes, or ``(rows, cols)``
+#: where the scene's pixels are not square on the ground and each axis is read at its own
+#: (:func:`reading_scale`).
+Scale = Union[float, tuple[float, float]]
+
+
+def axis_scales(scale: Scale) -> tuple[float, float]:
+    """``(rows, cols)``: the fraction of its resolution a scene is read at down and across."""
+    if isinstance(scale, tuple):
+        return float(scale[0]), float(scale[1])
+    return float(scale), float(scale)
+
+
+def area_scale(scale: Scale) -> float:
+    """The side of a working pixel's area over the scene pixel's: the geometric mean of
+    :func:`axis_scales` (a scene's GSD over this is the working grid's)."""
+    rows, cols = axis_scales(scale)
+    return float(np.sqrt(rows * cols))
+
+
+def is_full_resolution(scale: Scale) -> bool:
+    """Whether ``scale`` reads the scene as it is (1 on both axes)."""
+    return axis_scales(scale) == (1.0, 1.0)
+
+
+def describe_scale(scale: Scale) -> str:
+    """``0.25``, or ``1 down x 0.803 across`` for a scale of its own on each axis."""
+    rows, cols = axis_scales(scale)
+    return f"{rows:.3g}" if rows == cols else f"{rows:.3g} down x {cols:.3g} across"
+
 
 def ground_sample_distance(crs: CRS | None, transform: Affine, height: int = 0, width: int = 0) -> float | None:
     """Metres per pixel on the ground: the square root of a pixel's ground area, at the
@@ -104,19 +137,24 @@ def ground_pixel_sides(crs: CRS | None, transform: Affine, height: int = 0, widt
     return (float(across), float(down)) if np.isfinite([across, down]).all() and min(across, down) > 0 else None
 
 
-def warn_if_stretched(info: SceneInfo) -> None:
-    """Warn when a scene's pixels are far from square on the ground (a scene in degrees away
-    from the equator): the model, which learned from square pixels, sees it stretched."""
+def warn_if_stretched(info: SceneInfo, scale: Scale = 1.0) -> None:
+    """Warn when a scene read at ``scale`` still gives the model pixels far from square on
+    the ground (a scene in degrees away from the equator read at a scale given for both
+    axes): the model, which learned from square pixels, sees the ground stretched.
+    :func:`reading_scale` avoids it by reading each axis at its own scale."""
     sides = ground_pixel_sides(info.crs, info.transform, info.height, info.width)
     if sides is None:
         return
-    across, down = sides
+    rows, cols = axis_scales(scale)
+    across, down = sides[0] / cols, sides[1] / rows
     stretch = max(across, down) / min(across, down)
     if stretch > STRETCH_TOLERANCE:
         log.warning(
-            "%s has pixels of %.3g x %.3g m on the ground (%s): the model sees the ground squeezed %.2f times"
-            " %s, which costs accuracy; reproject it to a projected CRS with square pixels (e.g. its UTM zone)",
-            info.path, across, down, info.crs.to_string(), stretch,
+            "%s has pixels of %.3g x %.3g m on the ground (%s)%s: the model sees the ground squeezed %.2f times"
+            " %s, which costs accuracy; leave the reading scale to glgeo (it reads each axis at its own scale)"
+            " or reproject the scene to a projected CRS with square pixels (e.g. its UTM zone)",
+            info.path, sides[0], sides[1], info.crs.to_string(),
+            "" if (rows, cols) == (1.0, 1.0) else f", read at {describe_scale(scale)}", stretch,
             "north-south" if down > across else "east-west",
         )
 
@@ -126,10 +164,11 @@ def _significant(value: float, digits: int = 6) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+def scaled_size(height: int, width: int, scale: Scale) -> tuple[int, int]:
     """A scene's size once read at ``scale`` of its resolution (its working grid): each
-    side times ``scale``, rounded, at least 1 px."""
-    return max(1, round(height * scale)), max(1, round(width * scale))
+    side times its axis's scale, rounded, at least 1 px."""
+    rows, cols = axis_scales(scale)
+    return max(1, round(height * rows)), max(1, round(width * cols))
 
 
 def scaled_transform(transform: Affine, size: tuple[int, int], scaled: tuple[int, int]) -> Affine:
@@ -167,7 +206,7 @@ def open_pixels(path: Any, overviews: bool | None = None) -> rasterio.io.Dataset
 SCALE_TOLERANCE = 0.05
 
 
-def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> float:
+def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> Scale:
     """The fraction of its resolution a scene is read at for a model (the default of
     ``InferenceSettings.scale``).
 
@@ -179,8 +218,15 @@ def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> floa
     units, models that do not say) the scale the model was trained at, which assumes
     imagery of its training data's resolution. ``gsd``: the scene's metres per pixel
     where its file does not say (``InferenceSettings.gsd``).
+
+    A scene whose pixels are not square on the ground (their sides differ by more than
+    :data:`SCALE_TOLERANCE`: a scene in degrees away from the equator, 1.25 times taller
+    than wide at 37 degrees) is read at a scale of its own on each axis, ``(rows, cols)``,
+    so the model sees square pixels as it learned from: the model's GSD where both sides
+    are finer, else the coarser side's (no axis is read above 1, :func:`square_scale`).
     """
     model_gsd, scene_gsd = checkpoint.gsd, info.gsd if info.gsd is not None else gsd
+    sides = ground_pixel_sides(info.crs, info.transform, info.height, info.width) if info.gsd is not None else None
     if model_gsd is None or scene_gsd is None:
         if checkpoint.scene_scale != 1:
             log.info(
@@ -188,8 +234,37 @@ def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> floa
                 info.path, checkpoint.scene_scale,
                 "" if model_gsd is None else f" (its imagery: {model_gsd:g} m; this scene's resolution is unknown)",
             )
-        return checkpoint.scene_scale
+        return square_scale(checkpoint.scene_scale, sides, None, info.path)
+    if sides is not None and max(sides) / min(sides) > 1 + SCALE_TOLERANCE:
+        if max(sides) > model_gsd * (1 + SCALE_TOLERANCE):
+            scale_between(max(sides), model_gsd, info.path)  # its warning: a coarser scene
+        return square_scale(1.0, sides, model_gsd, info.path)
     return scale_between(scene_gsd, model_gsd, info.path)
+
+
+def square_scale(scale: float, sides: tuple[float, float] | None, model_gsd: float | None, name: Any = "the scene") -> Scale:
+    """The reading scale that gives square ground pixels to a scene whose pixel sides on the
+    ground are ``sides`` (``(across, down)`` metres, :func:`ground_pixel_sides`).
+
+    With ``model_gsd``: each axis read at the model's GSD, or at the coarser side's where
+    that is coarser (no axis above 1), and 1 within :data:`SCALE_TOLERANCE`. Without it:
+    ``scale`` for the coarser axis, the finer one read coarser to match. ``scale`` as it
+    is where ``sides`` is ``None`` or square within the tolerance."""
+    if sides is None or max(sides) / min(sides) <= 1 + SCALE_TOLERANCE:
+        return scale
+    across, down = sides
+    if model_gsd is not None:
+        side = max(model_gsd, across, down)
+        rows, cols = down / side, across / side
+        rows, cols = (1.0 if s >= 1 - SCALE_TOLERANCE else float(_significant(s)) for s in (rows, cols))
+    else:
+        side = max(across, down) / scale
+        rows, cols = float(_significant(down / side)), float(_significant(across / side))
+    log.info(
+        "%s has pixels of %.3g x %.3g m on the ground: read at %s of its resolution, so the model sees square"
+        " %.3g m pixels", name, across, down, describe_scale((rows, cols)), down / rows,
+    )
+    return rows if rows == cols else (rows, cols)
 
 
 def scale_between(scene_gsd: float, model_gsd: float, name: Any = "the scene") -> float:
@@ -212,18 +287,18 @@ def scale_between(scene_gsd: float, model_gsd: float, name: Any = "the scene") -
 
 
 
-def coarseness(checkpoint, scene_gsd: float | None, scale: float) -> float:
+def coarseness(checkpoint, scene_gsd: float | None, scale: Scale) -> float:
     """How many times coarser a scene's working grid is than the model's imagery: its
-    metres per working pixel (``scene_gsd / scale``) over the model's
+    metres per working pixel (``scene_gsd`` over :func:`area_scale`) over the model's
     (:attr:`Checkpoint.gsd <glgeo.models.checkpoint.Checkpoint.gsd>`), where that is above
     1 (a scene coarser than the model's imagery is read as it is, :func:`scale_between`);
     1 where either resolution is unknown or the scene is read at the model's."""
-    if scene_gsd is None or checkpoint.gsd is None or not scene_gsd > 0 or not scale > 0:
+    if scene_gsd is None or checkpoint.gsd is None or not scene_gsd > 0 or not area_scale(scale) > 0:
         return 1.0
-    return max(1.0, scene_gsd / scale / checkpoint.gsd)
+    return max(1.0, scene_gsd / area_scale(scale) / checkpoint.gsd)
 
 
-def map_origin(transform: Affine, scale: float = 1.0) -> tuple[int, int]:
+def map_origin(transform: Affine, scale: Scale = 1.0) -> tuple[int, int]:
     """Where a scene's first pixel lies on its map, in pixels of its working grid at
     ``scale``: ``(row, col)`` counted from the map's origin along the scene's own axes,
     rounded to whole pixels.
@@ -236,4 +311,5 @@ def map_origin(transform: Affine, scale: float = 1.0) -> tuple[int, int]:
     """
     if transform.b or transform.d or not transform.a or not transform.e:
         return 0, 0
-    return round(transform.f / transform.e * scale), round(transform.c / transform.a * scale)
+    rows, cols = axis_scales(scale)
+    return round(transform.f / transform.e * rows), round(transform.c / transform.a * cols)

@@ -28,7 +28,7 @@ from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
 from .provenance import Provenance, blend_rule, context_rule, file_sha256, utc_now
-from .resolution import coarseness, reading_scale, warn_if_stretched
+from .resolution import Scale, area_scale, coarseness, describe_scale, is_full_resolution, reading_scale, warn_if_stretched
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions, output_driver, sidecar_paths
 
@@ -56,7 +56,9 @@ class SegmentSummary:
         nodata_pixels: pixels written as nodata.
         model: the checkpoint used.
         stats: what the engine did (mode, device, patches computed/skipped, timings).
-        scale: the fraction of the scene's resolution the model ran at (1: full).
+        scale: the fraction of the scene's resolution the model ran at (1: full;
+            ``(rows, cols)`` where each axis was read at its own,
+            :func:`glgeo.resolution.reading_scale`).
         provenance: what the outputs' metadata says made them (model, its SHA-256,
             glgeo version, mode, precision, reading scale and GSD, blend rule, date).
     """
@@ -72,7 +74,7 @@ class SegmentSummary:
     nodata_pixels: int
     model: str
     stats: InferenceStats = field(repr=False)
-    scale: float = 1.0
+    scale: Scale = 1.0
     provenance: Provenance | None = None
 
     @property
@@ -108,7 +110,7 @@ class SegmentSummary:
             "classes": [c.__dict__ for c in self.classes],
             "nodata_pixels": self.nodata_pixels,
             "model": self.model,
-            "scale": self.scale,
+            "scale": list(self.scale) if isinstance(self.scale, tuple) else self.scale,
             "mode": s.mode,
             "device": s.device,
             "precision": s.precision,
@@ -366,11 +368,11 @@ def segment(
                  info.path)
     if not info.is_georeferenced:
         log.warning(PLAIN_OUTPUT_WARNING, info.path)
-    warn_if_stretched(info)
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
     pixel_areas.report(log, str(info.path))
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd
     scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
+    warn_if_stretched(info, scale)
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
     network = checkpoint.model
@@ -396,8 +398,8 @@ def segment(
         "segmenting %s (%d x %d, bands %s) with %s, mode %s on %s",
         info.path, info.width, info.height, ",".join(map(str, info.bands)), checkpoint.model.config.backbone, engine.mode, engine.device,
     )
-    if scale != 1:
-        log.info("the model runs at %.3g of the scene's resolution; the output keeps the scene's grid", scale)
+    if not is_full_resolution(scale):
+        log.info("the model runs at %s of the scene's resolution; the output keeps the scene's grid", describe_scale(scale))
     class_scheme, source = checkpoint.scheme, str(checkpoint.path or model)
     model_name, model_sha256 = model_identity(model, checkpoint)
     # The engine runs its own inference copy of the network: drop this function's
@@ -441,7 +443,7 @@ def segment(
             mode=stats.mode,
             precision=stats.precision,
             scale=scale,
-            gsd_m=float(f"{info.gsd / scale:.6g}") if info.gsd is not None else None,
+            gsd_m=float(f"{info.gsd / area_scale(scale):.6g}") if info.gsd is not None else None,
             blend=blend_rule(settings),
             nodata_fill=settings.nodata_fill,
             context=stats.context or context_rule(settings),

@@ -55,7 +55,7 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixe
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
-from .resolution import coarseness, reading_scale, warn_if_stretched
+from .resolution import Scale, coarseness, reading_scale, warn_if_stretched
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -206,13 +206,14 @@ class SplitScene:
 
     Attributes:
         info: the scene (its area of interest as a region, if any).
-        scale: the fraction of its resolution the model reads it at.
+        scale: the fraction of its resolution the model reads it at (``(rows, cols)``
+            where each axis is read at its own).
         settings: the inference settings (mode resolved).
         plan: its blocks.
     """
 
     info: SceneInfo
-    scale: float
+    scale: Scale
     settings: InferenceSettings
     plan: SplitPlan
 
@@ -239,7 +240,6 @@ def prepare_scene(
     from .segmentation import MODEL_BANDS, model_bands
 
     info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
-    warn_if_stretched(info)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
     if region is not None:
         info = replace(info, has_mask=True, region=region)
@@ -253,6 +253,7 @@ def prepare_scene(
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
     scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
+    warn_if_stretched(info, scale)
     if settings.mode is None:
         settings = replace(settings, mode=checkpoint.mode)
     grid = working_grid(info, scale)

@@ -21,6 +21,15 @@ def test_provenance_round_trips_through_metadata_items():
     assert plain.gsd_m is None and plain.scale == 1.0
 
 
+def test_a_scale_of_its_own_on_each_axis_round_trips():
+    """A scene in degrees is read at a scale of its own down and across (rows, cols)."""
+    from dataclasses import replace
+
+    made = replace(MADE, scale=(1.0, 0.801272), gsd_m=0.680936)
+    assert made.tags()["GLGEO_READING_SCALE"] == "1,0.801272"
+    assert Provenance.from_tags(made.tags()) == made
+
+
 def test_glgeo_items_are_only_the_provenance_items():
     tags = {**MADE.tags(), "GLGEO_SCHEME": "{}", "AREA_OR_POINT": "Area"}
     assert set(glgeo_items(tags)) == {k for k in MADE.tags() if k.startswith("GLGEO_")}

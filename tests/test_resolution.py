@@ -26,8 +26,8 @@ def _model(gsd=None, scene_scale=1.0):
     return SimpleNamespace(gsd=gsd, scene_scale=scene_scale)
 
 
-def _scene(gsd):
-    return SimpleNamespace(gsd=gsd, path="scene.tif")
+def _scene(gsd, crs=None, transform=Affine.identity(), size=100):
+    return SimpleNamespace(gsd=gsd, path="scene.tif", crs=crs, transform=transform, height=size, width=size)
 
 
 def test_scenes_are_read_at_the_models_resolution(caplog):
@@ -73,26 +73,75 @@ def test_a_web_mercator_scene_is_read_at_its_ground_resolution():
 
 
 def test_pixels_far_from_square_on_the_ground_are_warned_about(caplog):
-    """A scene in degrees at 60 N has pixels twice as tall as wide on the ground: the model,
-    which learned square pixels, sees the ground squeezed north-south. UTM and Web Mercator
-    (conformal) pixels are square: no warning."""
+    """A scene in degrees at 60 N has pixels twice as tall as wide on the ground: read at one
+    scale for both axes, the model, which learned square pixels, sees the ground squeezed
+    north-south. UTM and Web Mercator (conformal) pixels are square: no warning; nor where
+    each axis is read at its own scale (:func:`reading_scale`)."""
     from glgeo.resolution import ground_pixel_sides, warn_if_stretched
 
     wgs84 = rasterio.crs.CRS.from_epsg(4326)
     at_60n = Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005)
     across, down = ground_pixel_sides(wgs84, at_60n, 1000, 1000)
     assert across == pytest.approx(0.5580, rel=1e-3) and down == pytest.approx(1.1141, rel=1e-3)
+    geo = SimpleNamespace(crs=wgs84, transform=at_60n, height=1000, width=1000, path="geo.tif")
     with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
-        warn_if_stretched(SimpleNamespace(crs=wgs84, transform=at_60n, height=1000, width=1000, path="geo.tif"))
-    assert caplog.records[0].getMessage() == (
-        "geo.tif has pixels of 0.558 x 1.11 m on the ground (EPSG:4326): the model sees the ground squeezed 2.00 times"
-        " north-south, which costs accuracy; reproject it to a projected CRS with square pixels (e.g. its UTM zone)"
-    )
+        warn_if_stretched(geo)
+        warn_if_stretched(geo, 0.5)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"geo.tif has pixels of 0.558 x 1.11 m on the ground (EPSG:4326){at}: the model sees the ground squeezed 2.00"
+        " times north-south, which costs accuracy; leave the reading scale to glgeo (it reads each axis at its own"
+        " scale) or reproject the scene to a projected CRS with square pixels (e.g. its UTM zone)"
+        for at in ("", ", read at 0.5")
+    ]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
+        warn_if_stretched(geo, (1.0, 0.5))  # each axis at its own: square
         for crs, transform in ((rasterio.crs.CRS.from_epsg(3857), Affine(0.5, 0, 1_113_000, 0, -0.5, 8_399_738)),
                                (rasterio.crs.CRS.from_epsg(32631), Affine(0.5, 0, 4e5, 0, -0.5, 5e6)),
                                (wgs84, Affine(1e-5, 0, 10.0, 0, -1e-5, 0.005)),  # the equator
                                (None, Affine.identity())):
             warn_if_stretched(SimpleNamespace(crs=crs, transform=transform, height=100, width=100, path="x.tif"))
     assert caplog.records == []
+
+
+@pytest.mark.parametrize("model_gsd, scene_scale, expected", [
+    (0.6, 1.0, (1.0, 0.5008)),  # the model's 0.6 m is finer than the pixels' 1.11 m side: read at that side
+    (2.0, 0.25, (0.5571, 0.279)),  # a coarser model's 2 m, square
+    (None, 1.0, (1.0, 0.5008)),  # no model GSD: the coarser side, square
+    (None, 0.5, (0.5, 0.2504)),  # the model's training scale for the coarser side
+])
+def test_a_scene_in_degrees_is_read_with_square_pixels_on_the_ground(model_gsd, scene_scale, expected):
+    """1e-5 degree pixels at 60 N are 0.558 m wide and 1.11 m tall on the ground. One scale
+    for both axes would show the model the ground squeezed twice north-south; each axis is
+    read at its own scale instead, ``(rows, cols)``, so that working pixels are square."""
+    from glgeo.io import working_grid
+    from glgeo.resolution import ground_pixel_sides, ground_sample_distance
+
+    wgs84 = rasterio.crs.CRS.from_epsg(4326)
+    at_60n = Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005)
+    scene = _scene(ground_sample_distance(wgs84, at_60n, 1000, 1000), wgs84, at_60n, 1000)
+    scale = reading_scale(_model(gsd=model_gsd, scene_scale=scene_scale), scene)
+    assert scale == pytest.approx(expected, rel=1e-3)
+    across, down = ground_pixel_sides(wgs84, at_60n, 1000, 1000)
+    assert across / scale[1] == pytest.approx(down / scale[0], rel=2e-3)  # square on the ground
+    grid = working_grid(_info(wgs84, at_60n), scale)
+    assert (grid.height, grid.width) == (round(1000 * scale[0]), round(1000 * scale[1]))
+    # the working grid covers the scene's footprint
+    assert grid.transform @ (grid.width, grid.height) == pytest.approx(at_60n @ (1000, 1000))
+
+
+def _info(crs, transform, size=1000):
+    from glgeo.io import SceneInfo
+
+    return SceneInfo(path="geo.tif", width=size, height=size, count=3, dtype="uint8", crs=crs, transform=transform,
+                     nodata=None, bands=(1, 2, 3), block_shape=(256, 256), has_mask=False, has_overviews=False)
+
+
+def test_pixels_square_within_the_tolerance_keep_one_scale():
+    """Near the equator (1.004 times taller than wide) and in UTM the scale stays one number."""
+    wgs84 = rasterio.crs.CRS.from_epsg(4326)
+    near_equator = Affine(5e-6, 0, 10.0, 0, -5e-6, 5.0)
+    from glgeo.resolution import ground_sample_distance
+
+    scene = _scene(ground_sample_distance(wgs84, near_equator, 100, 100), wgs84, near_equator)
+    assert isinstance(reading_scale(_model(gsd=2.0), scene), float)

@@ -513,12 +513,14 @@ def test_summary_areas_are_the_grounds_in_mercator_and_geographic_crss(tmp_path,
         summary = segment(scene, tmp_path / "out.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu"))
     assert "areas in m² measured on the ground" in caplog.text
     warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    # degrees at 37 N: pixels 0.53 x 0.67 m on the ground, which the model sees squeezed
-    assert warned == ([] if crs == "EPSG:3857" else [
-        f"{scene} has pixels of 0.534 x 0.666 m on the ground (EPSG:4326): the model sees the ground squeezed 1.25"
-        " times north-south, which costs accuracy; reproject it to a projected CRS with square pixels (e.g. its UTM zone)"])
+    # degrees at 37 N: pixels 0.53 x 0.67 m on the ground, read with square pixels (no warning)
+    assert warned == []
+    if crs == "EPSG:4326":
+        assert f"{scene} has pixels of 0.534 x 0.666 m on the ground: read at 1 down x 0.801 across" in caplog.text
+        assert summary.scale == pytest.approx((1.0, 0.8013), rel=1e-4)
     with rasterio.open(tmp_path / "out.tif") as out:
         ids = out.read(1)
+        assert out.shape == (40, 50) and out.tags()["GLGEO_READING_SCALE"] == ("1" if crs == "EPSG:3857" else f"1,{summary.scale[1]:.6g}")
     every = PixelAreas(rasterio.crs.CRS.from_user_input(crs), transform, 50, 40).block(0, 0, 40, 50)
     assert summary.area_unit == "m2"
     for c in summary.classes:
