@@ -300,13 +300,59 @@ def _working_grid(infos: Sequence[_ImageInfo], crs: str | None, res: float | Non
     else:
         target = Counter(i.crs for i in infos).most_common(1)[0][0]
     if res is not None:
+        _warn_if_not_square(target, (float(res), float(res)), infos)
         return target, (float(res), float(res))
     first = infos[0]
     same = [i for i in infos if i.crs == target]
     if same:
-        return target, (float(same[0].res[0]), float(same[0].res[1]))
+        return target, _square_on_the_ground(target, (float(same[0].res[0]), float(same[0].res[1])), same[0].bounds)
     with rasterio.open(first.path) as src, WarpedVRT(src, crs=target) as vrt:
-        return target, (float(vrt.res[0]), float(vrt.res[1]))
+        return target, _square_on_the_ground(target, (float(vrt.res[0]), float(vrt.res[1])), tuple(vrt.bounds))
+
+
+def _ground_sides(crs: CRS, res: tuple[float, float], bounds: Sequence[float]) -> tuple[float, float] | None:
+    """``(across, down)`` metres on the ground of a ``res`` pixel at the centre of ``bounds``."""
+    from .resolution import ground_pixel_sides
+
+    x, y = (bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2
+    return ground_pixel_sides(crs, Affine(res[0], 0, x, 0, -res[1], y))
+
+
+def _square_on_the_ground(crs: CRS, res: tuple[float, float], bounds: Sequence[float]) -> tuple[float, float]:
+    """``res`` with its finer side made as coarse as the other on the ground, where the two
+    differ by more than :data:`glgeo.resolution.SCALE_TOLERANCE` (degrees away from the
+    equator): the model learns from square pixels, as ``glgeo segment`` reads such scenes
+    (:func:`glgeo.resolution.reading_scale`)."""
+    from .resolution import SCALE_TOLERANCE
+
+    sides = _ground_sides(crs, res, bounds)
+    if sides is None or max(sides) / min(sides) <= 1 + SCALE_TOLERANCE:
+        return res
+    across, down = sides
+    square = (res[0] * down / across, res[1]) if down > across else (res[0], res[1] * across / down)
+    log.info(
+        "the images' pixels are %.3g x %.3g m on the ground in %s: training reads them at %.6g x %.6g %s per pixel,"
+        " square %.3g m pixels", across, down, crs.to_string(), square[0], square[1],
+        "degrees" if crs.is_geographic else "units", max(across, down),
+    )
+    return square
+
+
+def _warn_if_not_square(crs: CRS, res: tuple[float, float], infos: Sequence[_ImageInfo]) -> None:
+    """Warn when the resolution asked for gives pixels far from square on the ground."""
+    from .resolution import STRETCH_TOLERANCE
+
+    try:
+        bounds = transform_bounds(infos[0].crs, crs, *infos[0].bounds)
+    except Exception:  # noqa: BLE001 - a CRS PROJ cannot transform into: nothing to measure
+        return
+    sides = _ground_sides(crs, res, bounds)
+    if sides is not None and max(sides) / min(sides) > STRETCH_TOLERANCE:
+        log.warning(
+            "res %g in %s gives pixels of %.3g x %.3g m on the ground: the model learns the ground squeezed %.2f"
+            " times, and glgeo segment reads scenes with square pixels; leave res unset (glgeo makes them square)"
+            " or train in a projected CRS", res[0], crs.to_string(), sides[0], sides[1], max(sides) / min(sides),
+        )
 
 
 def _value_key(value: Any) -> Any:

@@ -378,3 +378,28 @@ def test_labels_with_several_layers_read_the_first_and_say_which(tiles, caplog):
     layers = [name for name, _ in pyogrio.list_layers(labels)]
     assert len(layers) == 2 and ids.sum() > 0
     assert f"labels {labels} hold 2 layers ({', '.join(layers)}); reading the first, {layers[0]!r}" in caplog.text
+
+
+def test_imagery_in_degrees_is_trained_on_with_square_pixels_on_the_ground(tiles, caplog):
+    """Trained in EPSG:4326 at 37 N, a degree is 1.25 times longer north-south than east-west
+    on the ground: the working grid's pixels are made square there, as ``glgeo segment``
+    reads such scenes; a resolution asked for in degrees that is not square is warned about."""
+    from affine import Affine
+
+    from glgeo.resolution import ground_pixel_sides
+
+    folder, _, _, labels = tiles
+    inputs = GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=64, crs="EPSG:4326")
+    with caplog.at_level(logging.INFO, logger="glgeo.geodata"):
+        scenes = GeoScenes(inputs)
+    left, bottom, right, top = scenes.dataset.index.total_bounds
+    across, down = ground_pixel_sides(scenes.crs, Affine(scenes.res[0], 0, left, 0, -scenes.res[1], (top + bottom) / 2))
+    assert across == pytest.approx(down, rel=2e-3) and scenes.gsd == pytest.approx(down, rel=2e-3)
+    assert 0.9 < down < 1.5  # about the tiles' 1 m
+    assert "training reads them at" in caplog.text and "square" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.geodata"):
+        asked = GeoScenes(GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=64, crs="EPSG:4326",
+                                    res=1e-5))
+    assert asked.res == (1e-5, 1e-5)
+    assert "gives pixels of 0.889 x 1.11 m on the ground: the model learns the ground squeezed 1.25 times" in caplog.text
