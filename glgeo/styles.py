@@ -105,6 +105,10 @@ def raster_qml(scheme: ClassScheme, nodata: int | None = NODATA_ID) -> str:
     return _to_xml(root)
 
 
+#: Opacity (0-255) of the class fills in vector styles: half transparent, so the imagery
+#: shows through the polygons; outlines stay opaque.
+FILL_ALPHA = 128
+
 #: Class names drawn unfilled by default in vector styles: they would cover the imagery.
 BACKGROUND_NAMES = ("background", "unknown", "nodata", "no data", "void", "clutter")
 
@@ -118,7 +122,9 @@ def background_ids(scheme: ClassScheme) -> tuple[int, ...]:
 
 
 def vector_qml(scheme: ClassScheme, field: str = "class_id", hidden: tuple[int, ...] | None = None) -> str:
-    """A QGIS style (QML) drawing polygons categorized by class with the scheme's colours.
+    """A QGIS style (QML) drawing polygons categorized by class with the scheme's colours,
+    filled half transparent (:data:`FILL_ALPHA`) with an opaque outline, so the imagery
+    under them shows through.
 
     Background classes (:func:`background_ids`) are listed in the legend but not drawn
     (their box unticked), so they do not hide the imagery under the polygons; tick them in
@@ -158,9 +164,10 @@ def vector_qml(scheme: ClassScheme, field: str = "class_id", hidden: tuple[int, 
         options = ET.SubElement(layer, "Option", {"type": "Map"})
         red, green, blue = info.color
         # A slightly darker outline of the same hue keeps neighbouring polygons of one
-        # class distinguishable without changing the class colour.
+        # class distinguishable without changing the class colour; the fill is half
+        # transparent, so the imagery under a polygon shows through (does the roof fit?).
         outline = ",".join(str(int(c * 0.6)) for c in info.color)
-        _option(options, "color", f"{red},{green},{blue},255")
+        _option(options, "color", f"{red},{green},{blue},{FILL_ALPHA}")
         _option(options, "style", "solid")
         _option(options, "outline_color", f"{outline},255")
         _option(options, "outline_style", "solid")

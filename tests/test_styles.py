@@ -73,7 +73,8 @@ def test_vector_qml_is_categorized_by_class_with_scheme_colours(scheme):
     for category, info in zip(categories, scheme.classes):
         symbol = renderer.find(f"symbols/symbol[@name='{category.get('symbol')}']")
         options = {o.get("name"): o.get("value") for o in symbol.findall("layer/Option/Option")}
-        assert options["color"] == "{},{},{},255".format(*info.color)
+        assert options["color"] == "{},{},{},128".format(*info.color)  # half transparent: the imagery shows
+        assert options["outline_color"].endswith(",255")
         assert options["style"] == "solid"
     assert 'attr="cls"' in vector_qml(scheme, field="cls")
     with pytest.raises(InputError):
