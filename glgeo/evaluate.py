@@ -533,7 +533,7 @@ def evaluate_model(
         )
     for name in dict.fromkeys(names):
         _check_scene_grid(collection.scene(name))
-    seen = _seen_in_split(checkpoint, collection.kind, names)
+    seen = _seen_in_split(checkpoint, collection, names)
     cuda = _start_peak_memory(settings)
     acc = ConfusionAccumulator(scheme)
     images = []
@@ -583,17 +583,29 @@ def _recorded_split(checkpoint: Any) -> dict[str, Any]:
     return split if isinstance(split, dict) else {}
 
 
-def _seen_in_split(checkpoint: Any, kind: str, names: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """The scenes of ``names`` that the checkpoint's recorded split of dataset ``kind`` puts in
-    its train or val part, with those parts; a warning for each."""
+def _seen_in_split(checkpoint: Any, collection: SceneCollection, names: Sequence[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The scenes of ``names`` that the checkpoint's recorded split of the collection's
+    dataset kind puts in its train or val part, with those parts; a warning for each.
+
+    Scenes are matched by name. A ``folder`` dataset's names are the user's own, so where
+    the split's recorded folder is here and holds a scene of that name whose image differs
+    from this one (another dataset that happens to use the same names), it is not the same
+    scene (said at INFO level)."""
     split = _recorded_split(checkpoint)
-    if split.get("kind") != kind:
+    if split.get("kind") != collection.kind:
         return ()
     parts = {part: set(split.get(part) or ()) for part in _SEEN}
+    recorded = _recorded_collection(split, collection)
     seen = []
     for name in dict.fromkeys(names):
         found = tuple(part for part in _SEEN if name in parts[part])
         if not found:
+            continue
+        if recorded is not None and _another_image(recorded, collection, name):
+            log.info(
+                "scene %r has the name of a scene of the model's split, but not its image (the model's: %s):"
+                " another scene", name, recorded.root,
+            )
             continue
         log.warning(
             "scene %r is in the %s part%s of the model's split: %s; its scores are not a validation"
@@ -602,6 +614,36 @@ def _seen_in_split(checkpoint: Any, kind: str, names: Sequence[str]) -> tuple[tu
         )
         seen.append((name, found))
     return tuple(seen)
+
+
+def _recorded_collection(split: dict[str, Any], collection: SceneCollection) -> SceneCollection | None:
+    """The ``folder`` dataset the split was recorded on, where it is here and is not this one."""
+    root = split.get("root")
+    if collection.kind != "folder" or not root or not Path(root).is_dir():
+        return None
+    if os.path.realpath(root) == os.path.realpath(collection.root):
+        return None
+    try:
+        from .datasets import open_dataset
+
+        return open_dataset(collection.kind, root, collection.scheme)
+    except Exception:  # noqa: BLE001 - not a dataset any more: match by name
+        return None
+
+
+def _another_image(recorded: SceneCollection, collection: SceneCollection, name: str) -> bool:
+    """Whether the recorded dataset's scene ``name`` has an image other than this one's
+    (different bytes); ``False`` where it has no such scene."""
+    import filecmp
+
+    try:
+        theirs, ours = recorded.scene(name).image, collection.scene(name).image
+    except DatasetError:
+        return False
+    try:
+        return not filecmp.cmp(theirs, ours, shallow=False)
+    except OSError:
+        return False
 
 
 class _OnceFilter(logging.Filter):

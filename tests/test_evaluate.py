@@ -392,6 +392,34 @@ def test_scenes_the_model_was_trained_or_chosen_on_are_flagged(tmp_path, caplog)
     assert not [r for r in caplog.records if r.name == "glgeo.evaluate"] and "not a validation" not in report.table()
 
 
+def test_another_folder_dataset_with_the_same_names_is_not_flagged(tmp_path, caplog):
+    """A folder dataset's scene names are the user's own: "a" of another dataset is another
+    scene where the model's recorded folder is here to compare with; a copy of the model's
+    own dataset elsewhere is flagged, and so is a name when the recorded folder is gone."""
+    import logging
+    import shutil
+
+    from glgeo.inference import InferenceSettings
+
+    make_folder(tmp_path / "ds", names=("a", "b"), size=32, n_classes=2, values=(0, 255))
+    make_folder(tmp_path / "other", names=("a", "b"), size=32, n_classes=2, values=(0, 255), seed=5)
+    shutil.copytree(tmp_path / "ds", tmp_path / "copy")
+    split = {"kind": "folder", "root": str(tmp_path / "ds"), "train": ["a"], "val": ["b"], "test": []}
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16), metadata={"training": {"split": split}})
+    settings = InferenceSettings(device="cpu", precision="fp32")
+
+    def flagged(root: str) -> dict:
+        return evaluate_model(ckpt, open_dataset("folder", tmp_path / root, INRIA), ["a", "b"], settings).to_dict()[
+            "not_validation"]
+
+    with caplog.at_level(logging.INFO, logger="glgeo.evaluate"):
+        assert flagged("other") == {}
+    assert "scene 'a' has the name of a scene of the model's split, but not its image" in caplog.text
+    assert flagged("copy") == {"a": ["train"], "b": ["val"]}
+    shutil.rmtree(tmp_path / "ds")
+    assert flagged("other") == {"a": ["train"], "b": ["val"]}  # nothing to compare with: by name
+
+
 def test_images_on_the_models_training_or_validation_areas_are_flagged(tmp_path, caplog):
     """Geo training records its areas: an image overlapping its validation scenes (they chose
     the checkpoint) is flagged as one overlapping its training rectangles is."""
