@@ -73,7 +73,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import reproject, transform_bounds, transform_geom
 from rasterio.windows import Window, from_bounds
 
-from .datasets import GLNetSceneDataset, SampleSpec, decode_mask, nearest_resize, scan_mask
+from .datasets import GLNetSceneDataset, MaskScanCache, SampleSpec, decode_mask, nearest_resize
 from .errors import DatasetError, InputError, MissingDependencyError
 from .schemes import INRIA, NODATA_ID, ClassScheme
 
@@ -654,7 +654,9 @@ class GeoScenes:
         """Read a label raster whole at full resolution (:func:`glgeo.datasets.scan_mask`):
         a value outside the scheme is an error now, not mid-epoch at a decimated read; a
         nodata that is a class value is a warning."""
-        scan = scan_mask(self.labels.path, self.scheme)
+        cache = MaskScanCache.open()
+        scan = cache.scan(self.labels.path, self.scheme)
+        cache.save()
         if scan.error is not None:
             raise scan.error
         if scan.hidden_class is not None and scan.hidden_pixels:

@@ -27,6 +27,10 @@ from glgeo.schemes import NODATA_ID
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Mask scans are not remembered between tests (a mask rewritten within one file-time tick
+# would be taken for the one scanned); tests/test_datasets.py checks the cache itself.
+os.environ["GLGEO_CACHE_DIR"] = "off"
+
 
 def _sample_data_dir() -> Path:
     """``$GLGEO_SAMPLE_DATA``, default ``../shared/data`` beside the repository."""

@@ -5,6 +5,7 @@ alpha / mask pixels (their labels are nodata)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 
@@ -222,3 +223,39 @@ def test_a_mask_without_a_labelled_pixel_is_warned_about(tmp_path, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         f"1 mask has no labelled pixel (all nodata): {root / 'masks' / 'b.tif'}; its scene gives nothing to learn"
         " from or to score"]
+
+
+def test_mask_scans_are_remembered_until_a_mask_changes(tmp_path, caplog, monkeypatch):
+    """Each train of a recipe's stages, each resume and each DDP process checks the masks: a
+    mask unchanged since a scan that found nothing wrong is not read again, and its warnings
+    are still given; a changed mask is read again, and a scan that found an error is not kept."""
+    import os
+
+    monkeypatch.setenv("GLGEO_CACHE_DIR", str(tmp_path / "cache"))
+    root = make_folder(tmp_path / "ds", names=("a", "b"), size=32, values=(3, 7, 100))
+    values, transform = _mask(root, "b")
+    write_geotiff(root / "masks" / "b.tif", np.full_like(values, 9), transform=transform, nodata=9)
+    scanned = []
+    real = glgeo.datasets.scan_mask
+    monkeypatch.setattr(glgeo.datasets, "scan_mask", lambda path, *a: scanned.append(path.name) or real(path, *a))
+    for expected in (["a.tif", "b.tif"], []):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="glgeo.datasets"):
+            open_dataset("folder", root, INT3).check()
+        assert sorted(scanned) == expected and "1 mask has no labelled pixel" in caplog.text
+        scanned.clear()
+    assert len(json.loads((tmp_path / "cache" / "mask-scans.json").read_text())) == 2
+    # a changed mask (another value, new time): read again, its error found
+    values[0, 0] = 42
+    write_geotiff(root / "masks" / "a.tif", values, transform=transform)
+    os.utime(root / "masks" / "a.tif", ns=(1, 1))
+    with pytest.raises(DatasetError, match="42"):
+        open_dataset("folder", root, INT3).check()
+    assert scanned == ["a.tif"]
+    with pytest.raises(DatasetError, match="42"):  # and again: errors are not remembered
+        open_dataset("folder", root, INT3).check()
+    monkeypatch.setenv("GLGEO_CACHE_DIR", "off")
+    scanned.clear()
+    with pytest.raises(DatasetError):
+        open_dataset("folder", root, INT3).check()
+    assert scanned == ["a.tif", "b.tif"]
