@@ -46,6 +46,7 @@ georeferencing at all. Georeferenced imagery with labels of its own goes through
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import re
@@ -63,7 +64,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import DatasetError, InputError, InternalError
-from .resolution import open_pixels, scaled_size
+from .resolution import Scale, open_pixels, scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme
 from .tiling import PatchGrid
 
@@ -172,12 +173,13 @@ class SceneCollection:
         a warning when the scenes differ by more than :data:`~glgeo.resolution.SCALE_TOLERANCE`),
         else the published figure of the layout (:data:`PUBLISHED_GSD`: DeepGlobe's JPEGs
         have none); ``None`` when neither says."""
-        from .resolution import SCALE_TOLERANCE, ground_sample_distance
+        from .resolution import SCALE_TOLERANCE, square_side
 
         values = []
         for pair in self.scenes:
             with open_raster(pair.image) as src:
-                gsd = ground_sample_distance(src.crs if src.crs else None, src.transform, src.height, src.width)
+                # a scene in degrees is read with square ground pixels (_axis_scale): their side
+                gsd = square_side(src.crs if src.crs else None, src.transform, src.height, src.width)
             if gsd is not None:
                 values.append(gsd)
         if not values:
@@ -1133,11 +1135,12 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
 def context_footprint(collection: SceneCollection, names: Sequence[str], scale: float) -> int:
     """The context footprint a model trained on these scenes gets: the median of their
     longer sides once read at ``scale`` (each training scene is one global view; see
-    :attr:`glgeo.models.checkpoint.Checkpoint.footprint`)."""
+    :attr:`glgeo.models.checkpoint.Checkpoint.footprint`; a scene in degrees with square
+    ground pixels, as training reads it)."""
     sides = []
     for name in names:
         with rasterio.open(collection.scene(name).image) as src:
-            sides.append(max(scaled_size(src.height, src.width, scale)))
+            sides.append(max(scaled_size(src.height, src.width, _axis_scale(src, scale))))
     if not sides:
         raise InputError("no training scenes to measure the context footprint on")
     return int(np.median(sides))
@@ -1175,7 +1178,8 @@ class _FileScene:
         whole = Window(0, 0, self.img.width, self.img.height)
         self.area = whole if draw_area is None else draw_area(self.img.height, self.img.width)
         self._region = None if self.area == whole else self.area
-        self.height, self.width = scaled_size(int(self.area.height), int(self.area.width), spec.scale)
+        self.scale = _axis_scale(self.img, spec.scale)
+        self.height, self.width = scaled_size(int(self.area.height), int(self.area.width), self.scale)
 
     def __enter__(self) -> "_FileScene":
         return self
@@ -1221,6 +1225,23 @@ class _FileScene:
         return self._ids(window=self._region, out_shape=(height, width))
 
 
+def _axis_scale(src: rasterio.io.DatasetReader, scale: float) -> Scale:
+    """The scale a scene is read at in training: ``scale``, or where its pixels are not
+    square on the ground (a scene in degrees) a scale of its own on each axis, so that they
+    are (:func:`glgeo.resolution.square_scale`, as ``glgeo segment`` reads it)."""
+    if src.crs is None:
+        return scale
+    return _square_scale_of(src.crs.to_wkt(), tuple(src.transform)[:6], src.height, src.width, scale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _square_scale_of(wkt: str, transform: tuple[float, ...], height: int, width: int, scale: float) -> Scale:
+    from .resolution import ground_pixel_sides, square_scale
+
+    sides = ground_pixel_sides(rasterio.crs.CRS.from_wkt(wkt), Affine(*transform), height, width)
+    return square_scale(scale, sides, None, None)
+
+
 class _MosaicScene:
     """A window of a 2 x 2 mosaic of four scenes of the same size, read from their files.
 
@@ -1235,7 +1256,7 @@ class _MosaicScene:
         first = scenes[0]
         self.file_height, self.file_width = first.img.height, first.img.width
         self.area = area  # in the mosaic's file pixels (2 x 2 scenes)
-        self.height, self.width = scaled_size(int(area.height), int(area.width), spec.scale)
+        self.height, self.width = scaled_size(int(area.height), int(area.width), first.scale)
 
     @classmethod
     def open(

@@ -249,7 +249,8 @@ def square_scale(scale: float, sides: tuple[float, float] | None, model_gsd: flo
     With ``model_gsd``: each axis read at the model's GSD, or at the coarser side's where
     that is coarser (no axis above 1), and 1 within :data:`SCALE_TOLERANCE`. Without it:
     ``scale`` for the coarser axis, the finer one read coarser to match. ``scale`` as it
-    is where ``sides`` is ``None`` or square within the tolerance."""
+    is where ``sides`` is ``None`` or square within the tolerance. Logged (INFO) with
+    ``name`` unless it is ``None``."""
     if sides is None or max(sides) / min(sides) <= 1 + SCALE_TOLERANCE:
         return scale
     across, down = sides
@@ -260,11 +261,27 @@ def square_scale(scale: float, sides: tuple[float, float] | None, model_gsd: flo
     else:
         side = max(across, down) / scale
         rows, cols = float(_significant(down / side)), float(_significant(across / side))
-    log.info(
-        "%s has pixels of %.3g x %.3g m on the ground: read at %s of its resolution, so the model sees square"
-        " %.3g m pixels", name, across, down, describe_scale((rows, cols)), down / rows,
-    )
+    if name is not None:
+        log.info(
+            "%s has pixels of %.3g x %.3g m on the ground: read at %s of its resolution, so the model sees square"
+            " %.3g m pixels", name, across, down, describe_scale((rows, cols)), down / rows,
+        )
     return rows if rows == cols else (rows, cols)
+
+
+def square_side(crs: CRS | None, transform: Affine, height: int, width: int) -> float | None:
+    """The ground side, in metres, of the square pixels a scene is read at by
+    :func:`square_scale` at scale 1: its :func:`ground_sample_distance` where its pixels are
+    square within :data:`SCALE_TOLERANCE`, else their longer side; ``None`` where unknown.
+    Training records it as its imagery's GSD, so ``glgeo segment`` reads such scenes as
+    training did."""
+    gsd = ground_sample_distance(crs, transform, height, width)
+    if gsd is None:
+        return None
+    sides = ground_pixel_sides(crs, transform, height, width)
+    if sides is None or max(sides) / min(sides) <= 1 + SCALE_TOLERANCE:
+        return gsd
+    return _significant(max(sides))
 
 
 def scale_between(scene_gsd: float, model_gsd: float, name: Any = "the scene") -> float:

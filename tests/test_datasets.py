@@ -214,3 +214,34 @@ def test_collection_resolution_is_the_median_of_its_scenes(tmp_path, caplog):
     assert collection.gsd == pytest.approx(0.5)  # median of 0.25, 0.5, 0.5
     assert "pixels range from 0.25 to 0.5 m" in caplog.text
     assert collection.subset(["a_test"]).gsd == pytest.approx(0.25)
+
+
+def test_scenes_in_degrees_are_trained_on_as_segment_reads_them(tmp_path):
+    """A folder dataset in EPSG:4326 at 60 N (pixels 0.558 m wide, 1.11 m tall on the
+    ground): training reads each scene with square ground pixels and records their side as
+    the imagery's GSD, so ``glgeo segment`` reads such a scene on the same working grid."""
+    from types import SimpleNamespace
+
+    from affine import Affine
+
+    from glgeo.datasets import _FileScene, context_footprint
+    from glgeo.io import inspect_scene, working_grid
+    from glgeo.resolution import reading_scale
+
+    at_60n = Affine(1e-5, 0, 10.0, 0, -1e-5, 60.005)
+    root = tmp_path / "ds"
+    rng = np.random.default_rng(0)
+    write_geotiff(root / "images" / "a.tif", rng.integers(0, 255, (3, 200, 300), dtype=np.uint8), crs="EPSG:4326",
+                  transform=at_60n)
+    write_geotiff(root / "masks" / "a.tif", rng.integers(0, 3, (200, 300), dtype=np.uint8), crs="EPSG:4326",
+                  transform=at_60n)
+    collection = open_dataset("folder", root, INT3)
+    assert collection.gsd == pytest.approx(1.114, rel=1e-3)  # the longer side: square pixels of that side
+    spec = SampleSpec(global_size=64, patch_size=64, scale=0.5)
+    with _FileScene(collection, collection.scene("a"), spec) as scene:
+        assert (scene.height, scene.width) == (100, 75)  # 0.5 down, 0.25 across: 2.23 m square
+    assert context_footprint(collection, ["a"], 0.5) == 100
+    model = SimpleNamespace(gsd=collection.gsd / 0.5, scene_scale=0.5)
+    info = inspect_scene(root / "images" / "a.tif")
+    grid = working_grid(info, reading_scale(model, info))
+    assert (grid.height, grid.width) == (100, 75)
