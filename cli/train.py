@@ -109,6 +109,9 @@ def _scheme(value: str | None):
               help="Brightness, contrast and saturation jitter of training scenes: factors in 1 +- this.")
 @click.option("--crop-jitter", type=float, default=0.0, show_default=True,
               help="Scale jitter: train on random windows of 1 - this to 1 of a scene's side, read as whole scenes.")
+@click.option("--blur-jitter", type=click.FloatRange(0, 3), default=0.0, show_default=True,
+              help="Blur jitter: each training scene blurred by a Gaussian of up to this many pixels (standard "
+                   "deviation), so the model also learns resampled imagery (a reprojection).")
 @click.option("--mosaic", type=float, default=0.0, show_default=True,
               help="Share of training scenes cut from a 2 x 2 mosaic of four scenes at a random place: views that "
                    "cut across scenes, as context windows cut across a large scene (--dataset inputs).")
@@ -145,7 +148,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
           val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
           fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment,
-          color_jitter, crop_jitter, mosaic, balance, loss_balance, cut_consistency, gsd, holdout_share, holdout_scenes, scale,
+          color_jitter, crop_jitter, blur_jitter, mosaic, balance, loss_balance, cut_consistency, gsd, holdout_share, holdout_scenes, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
     """Train GLNet on a dataset, in the paper's stages.
 
@@ -234,6 +237,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         gsd=gsd,
         color_jitter=color_jitter,
         crop_jitter=crop_jitter,
+        blur_jitter=blur_jitter,
         mosaic=mosaic,
         balance=balance,
         holdout_share=holdout_share,

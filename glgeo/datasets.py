@@ -1112,6 +1112,8 @@ class GLNetSceneDataset(torch.utils.data.Dataset):
             sample["label"] = torch.from_numpy(tf.apply(scene.global_label(gq)))
             if spec.with_patches:
                 self._add_patches(sample, scene, tf, height, width)
+            else:  # the view's size on the working grid (what a pixel of the global image is)
+                sample["scene_size"] = torch.tensor([height, width])
             if spec.with_scene_label:
                 scene_label = scene.scene_label(logits_size(height), logits_size(width))
                 sample["scene_label"] = torch.from_numpy(tf.apply(scene_label))

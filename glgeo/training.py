@@ -128,6 +128,10 @@ class DataSettings:
             uniformly from ``[1 - color_jitter, 1 + color_jitter]`` (the same for the global
             image and the scene's patches); 0: none.
         crop_jitter: scale jitter of training scenes (:class:`~glgeo.datasets.SampleSpec`).
+        blur_jitter: per training scene, a Gaussian blur of standard deviation drawn
+            uniformly from ``[0, blur_jitter]`` patch pixels (:func:`blur`; the global image
+            by the same ground width), so the model learns imagery that was resampled (a
+            reprojection, a decimated read) as well as imagery as delivered; 0: none.
         mosaic: share of training scenes cut from a 2 x 2 mosaic of four scenes
             (:class:`~glgeo.datasets.SampleSpec`); not for imagery (``geo``) inputs, whose
             samplers already cut windows anywhere in the imagery.
@@ -158,6 +162,7 @@ class DataSettings:
     gsd: float | None = None
     color_jitter: float = 0.0
     crop_jitter: float = 0.0
+    blur_jitter: float = 0.0
     mosaic: float = 0.0
     balance: float = 0.0
     holdout_share: float = 0.0
@@ -178,6 +183,8 @@ class DataSettings:
             raise InputError(f"colour jitter must be in [0, 1), got color_jitter={self.color_jitter}")
         if not 0 <= self.crop_jitter < 1:
             raise InputError(f"crop (scale) jitter must be in [0, 1), got crop_jitter={self.crop_jitter}")
+        if not 0 <= self.blur_jitter <= MAX_BLUR:
+            raise InputError(f"blur jitter must be in [0, {MAX_BLUR:g}] pixels, got blur_jitter={self.blur_jitter}")
         if not 0 <= self.mosaic <= 1:
             raise InputError(f"the mosaic share must be in [0, 1], got mosaic={self.mosaic}")
         if self.mosaic and self.kind == "geo":
@@ -361,6 +368,29 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor, mean: torch.Tensor) -> 
     return ((x - m) * c + m).clamp_(0.0, 1.0)
 
 
+#: The largest blur jitter, in pixels (a Gaussian's standard deviation).
+MAX_BLUR = 3.0
+
+
+def blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Each image of ``x`` ``(N, C, H, W)`` blurred by a Gaussian of its own standard
+    deviation ``sigma`` ``(N,)`` in pixels (separable, reflected at the edges; 0: as it is),
+    in float32 whatever the autocast, returned in ``x``'s dtype."""
+    radius = int(math.ceil(3 * float(sigma.max()))) if sigma.numel() else 0
+    n, c, h, w = x.shape
+    if radius == 0 or min(h, w) <= radius:  # nothing to blur, or too small to reflect
+        return x
+    offsets = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    s = sigma.to(device=x.device, dtype=torch.float32).clamp_min(1e-6).view(-1, 1)
+    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / s) ** 2)
+    kernel = (kernel / kernel.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # one per image and band
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        flat = x.to(torch.float32).reshape(1, n * c, h, w)
+        flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="reflect"), kernel.view(n * c, 1, 1, -1), groups=n * c)
+        flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="reflect"), kernel.view(n * c, 1, -1, 1), groups=n * c)
+    return flat.view(n, c, h, w).to(x.dtype)
+
+
 def random_cuts(
     images: torch.Tensor, labels: torch.Tensor, max_cut: float, mosaic: float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, int, int]], list[tuple[int, ...]]]:
@@ -439,6 +469,8 @@ class GLNetTask(pl.LightningModule):
         input_range: raw values mapped to 0 and 1.
         color_jitter: brightness/contrast/saturation jitter of training scenes
             (:func:`color_jitter`); 0: none.
+        blur_jitter: the largest Gaussian blur of training scenes, in patch pixels
+            (:func:`blur`); 0: none.
         class_weights: a loss weight per class of the scheme (``None``: all 1).
         cut_consistency: weight of the cut-consistency term (stage 1,
             :func:`~glgeo.models.losses.cut_consistency`); 0: no cuts.
@@ -460,6 +492,7 @@ class GLNetTask(pl.LightningModule):
         sub_batch: int = 6,
         input_range: tuple[float, float] = (0.0, 255.0),
         color_jitter: float = 0.0,
+        blur_jitter: float = 0.0,
         class_weights: Sequence[float] | None = None,
         cut_consistency: float = 0.0,
         max_cut: float = MAX_CUT,
@@ -479,6 +512,8 @@ class GLNetTask(pl.LightningModule):
         focal = FocalLoss(focal_gamma, ignore_index=NODATA_ID, class_weights=class_weights)
         self.objective = GLNetObjective(stage, focal, fmreg_weight)
         self.color_jitter = color_jitter
+        self.blur_jitter = blur_jitter
+        self._blur: torch.Tensor | None = None  # this batch's blur per scene, in patch pixels
         self.cut_consistency = cut_consistency
         self.max_cut = max_cut
         self.mosaic_cuts = mosaic_cuts
@@ -513,6 +548,10 @@ class GLNetTask(pl.LightningModule):
             mean = _grey(images * factors[:, 0].view(-1, 1, 1, 1)).mean(dim=(1, 2, 3))
             self._jitter = (factors, mean)
             images = color_jitter(images, factors, mean)
+        self._blur = None
+        if self.blur_jitter > 0:
+            self._blur = self.blur_jitter * torch.rand(images.shape[0], device=images.device)
+            images = blur(images, self._blur * self._global_pixels(batch, images))
         if self.stage == 1:
             loss, parts = self._stage1(images, batch["label"], opt)
         elif self.stage == 2:
@@ -567,7 +606,18 @@ class GLNetTask(pl.LightningModule):
             factors, mean = self._jitter
             n = patches.shape[0]
             patches = color_jitter(patches, factors[b : b + 1].expand(n, 3), mean[b : b + 1].expand(n))
+        if self._blur is not None and self.training:
+            patches = blur(patches, self._blur[b : b + 1].expand(patches.shape[0]))
         return patches, batch["patch_labels"][b][j:k], pboxes
+
+    @staticmethod
+    def _global_pixels(batch: dict[str, Any], images: torch.Tensor) -> torch.Tensor:
+        """Per scene, a pixel of the working grid in global-image pixels (the global image
+        shows the whole scene, ``scene_size``, in its side)."""
+        sizes = batch["scene_size"]  # a tensor (N, 2), or one per scene (the patch collate's lists)
+        sizes = torch.stack(list(sizes)) if isinstance(sizes, (list, tuple)) else sizes
+        longer = sizes.to(images.device).max(dim=1).values.to(torch.float32)
+        return images.shape[-1] / longer
 
     def _stage2(self, images: torch.Tensor, batch: dict[str, Any], opt: Any) -> tuple[torch.Tensor, dict[str, float]]:
         with torch.no_grad():
@@ -1127,6 +1177,7 @@ def _run_stage(
         sub_batch=data.sub_batch,
         input_range=data.input_range,
         color_jitter=data.color_jitter,
+        blur_jitter=data.blur_jitter,
         class_weights=class_weights,
         cut_consistency=settings.cut_consistency if stage == 1 else 0.0,
         # with --mosaic, that share of the cuts straddle the batch's other views
@@ -1170,6 +1221,7 @@ def _run_stage(
                 "flips_rotations": data.augment,
                 "color_jitter": data.color_jitter,
                 "crop_jitter": data.crop_jitter,
+                "blur_jitter": data.blur_jitter,
                 "mosaic": data.mosaic,
                 "balance": data.balance,
             },

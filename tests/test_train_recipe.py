@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from glgeo.errors import InputError
 from glgeo.models import load_checkpoint
 from glgeo.splits import Split, hold_out, make_split
 from glgeo.models.losses import resize_labels
-from glgeo.training import DataSettings, color_jitter, jitter_factors
+from glgeo.training import DataSettings, blur, color_jitter, jitter_factors
 from fixtures.layouts import INT3, folder_scene, make_deepglobe, make_folder
 
 
@@ -228,6 +229,24 @@ def test_color_jitter_factors_and_effects():
     assert color_jitter(x.clone(), torch.tensor([[3.0, 3.0, 3.0]] * 2), mean).max() <= 1.0
 
 
+def test_blur_is_a_gaussian_of_each_images_own_width():
+    """Blur jitter (a resampled image's softness): each image by its own standard deviation,
+    none where it is 0, flat images unchanged, and a Gaussian's spread where it is not."""
+    x = torch.zeros((3, 2, 33, 33))
+    x[:, :, 16, 16] = 1.0  # a point
+    out = blur(x, torch.tensor([0.0, 1.0, 2.0]))
+    torch.testing.assert_close(out[0], x[0])
+    for i, sigma in ((1, 1.0), (2, 2.0)):
+        profile = out[i, 0].sum(dim=0)  # the point spread along one axis
+        assert float(profile.sum()) == pytest.approx(1.0, abs=1e-5)
+        offsets = torch.arange(33) - 16.0
+        assert float((profile * offsets**2).sum()) == pytest.approx(sigma**2, rel=0.02)
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    torch.testing.assert_close(blur(flat, torch.tensor([0.5, 3.0])), flat)
+    with pytest.raises(InputError, match="blur_jitter"):
+        DataSettings(kind="deepglobe", root=Path("."), blur_jitter=4.0)
+
+
 # --------------------------------------------------------------------------- class balance
 
 
@@ -319,7 +338,7 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog, monkeypatc
     result = CliRunner().invoke(cli, [
         "-q", "train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "global",
         "--split-file", str(lists), "--holdout-share", "0.5", "--holdout-scenes", "8", "--gsd", "4.78",
-        "--color-jitter", "0.2", "--crop-jitter", "0.4", "--balance", "0.5", "--mosaic", "0.5",
+        "--color-jitter", "0.2", "--crop-jitter", "0.4", "--blur-jitter", "0.8", "--balance", "0.5", "--mosaic", "0.5",
         "--loss-balance", "1", "--cut-consistency", "2", "--backbone", "resnet18", "--pyramid-channels", "16",
         "--segmentation-channels", "8", "--global-size", "64",
         "--batch-size", "2", "--loader-workers", "0", "--epochs", "2", "--lr", "1e-3",
@@ -335,7 +354,8 @@ def test_train_with_the_recipe_options_records_them(tmp_path, caplog, monkeypatc
     assert training["global_gsd_m"] == pytest.approx(4.78)  # 64 px scenes, 64 px global image
     assert training["held_out_scenes"] == 2 and training["val_scenes"] == 2
     assert training["augmentation"] == {
-        "flips_rotations": True, "color_jitter": 0.2, "crop_jitter": 0.4, "mosaic": 0.5, "balance": 0.5
+        "flips_rotations": True, "color_jitter": 0.2, "crop_jitter": 0.4, "blur_jitter": 0.8, "mosaic": 0.5,
+        "balance": 0.5,
     }
     # the class-weighted loss: the weights of the four training scenes' class shares
     from glgeo.models.losses import class_loss_weights

@@ -148,9 +148,11 @@ def test_stage_without_its_predecessor_and_class_count_errors(tmp_path):
 def test_deepglobe_layout_stage_1_and_2(tmp_path):
     root = make_deepglobe(tmp_path / "dg", ids=("1", "2", "3", "4"), size=96)
     out = tmp_path / "run"
-    run_cli("train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "g2l", *SMALL)
+    run_cli("train", "--dataset", "deepglobe", "--root", str(root), "--out", str(out), "--mode", "g2l", *SMALL,
+            "--blur-jitter", "1")  # blurred global images and patches
     ck = load_checkpoint(out / "model.pt")
     assert ck.scheme.name == "deepglobe" and ck.mode == "g2l" and ck.metadata["training"]["stage"] == 2
+    assert ck.metadata["training"]["augmentation"]["blur_jitter"] == 1.0
     # the seeded DeepGlobe split of 4 scenes: 2 train, 1 val, 1 test
     assert (ck.metadata["training"]["train_scenes"], ck.metadata["training"]["val_scenes"]) == (2, 1)
 
