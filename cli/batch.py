@@ -17,12 +17,14 @@ options are added by one decorator, :func:`batch_options`, that packs them into 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 
@@ -182,6 +184,27 @@ def batch_options(command: Callable) -> Callable:
     return wrapper
 
 
+class _CommandLineWords(logging.Filter):
+    """Log records in the command's words: a failed scene's error says ``--bands 1,2,3``, as
+    the summary at the end does, not the library's ``bands=(1, 2, 3)``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .main import cli_message
+
+        record.msg, record.args = cli_message(record.getMessage(), "segment"), ()
+        return True
+
+
+@contextlib.contextmanager
+def _flags_in_batch_logs() -> Iterator[None]:
+    logger, words = logging.getLogger("glgeo.batch"), _CommandLineWords()
+    logger.addFilter(words)
+    try:
+        yield
+    finally:
+        logger.removeFilter(words)
+
+
 def run_batch_from_cli(
     ctx: click.Context,
     batch: BatchArgs,
@@ -238,7 +261,7 @@ def run_batch_from_cli(
         manifest=manifest,
         torch_threads=batch.torch_threads,
     )
-    with progress_bar(ctx, unit="scene", desc="segment") as progress:
+    with progress_bar(ctx, unit="scene", desc="segment") as progress, _flags_in_batch_logs():
         result = run_batch(
             [*scenes, *(f"@{f}" for f in batch.input_lists)],
             batch.out_dir,

@@ -43,9 +43,28 @@ def test_batch_options_are_checked(tmp_path):
 
 def test_remove_partials_only_touches_this_scenes_temporaries(tmp_path):
     job = SceneJob("a.tif", tmp_path / "a.tif")
-    mine = [".a.1f2e3d4c.stage.tif", ".a.1f2e3d4c.cog.tif", ".a.k2j3h4g5.part.tif", ".a.tif.aux.x1y2z3w4.part.xml"]
+    mine = [".a.1f2e3d4c.stage.tif", ".a.1f2e3d4c.cog.tif", ".a.k2j3h4g5.part.tif", ".a.tif.aux.x1y2z3w4.part.xml",
+            # what GDAL writes beside a temporary COG: its sidecar, the overviews being built
+            ".a.1f2e3d4c.copy.tif.aux.xml", ".a.1f2e3d4c.copy.tif.ovr.tmp", ".a.k2j3h4g5.part.gpkg-journal"]
     others = [".a.b.1f2e3d4c.stage.tif", "a.tif", "a.qml", ".b.1f2e3d4c.stage.tif", ".a.notes"]
     for name in mine + others:
         (tmp_path / name).write_bytes(b"x")
     assert remove_partials(job) == len(mine)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others)
+
+
+def test_a_rerun_leaves_out_the_batch_s_own_outputs(tmp_path):
+    """An output folder inside a globbed input folder (``data/**/*.tif`` into ``data/out``): the
+    rerun that resumes the batch globs its own outputs too; they are left out, not refused as
+    scenes that would write the same files."""
+    out = tmp_path / "out"
+    scenes = [str(tmp_path / "a.tif"), str(out / "a.tif"), str(out / "a.gpkg"), str(out / "a.tif.aux.xml"),
+              str(tmp_path / "b.jpg"), str(out / "b.tif")]
+    assert plan_jobs(scenes, out, vector=True) == [
+        SceneJob(scenes[0], out / "a.tif", out / "a.gpkg"),
+        SceneJob(scenes[4], out / "b.tif", out / "b.gpkg"),
+    ]
+    # a scene of its own in the output folder is still a scene (and still may not replace itself)
+    assert plan_jobs([str(out / "c.jpg")], out) == [SceneJob(str(out / "c.jpg"), out / "c.tif")]
+    with pytest.raises(InputError, match="would replace the scene itself"):
+        plan_jobs([str(out / "a.tif")], out)

@@ -21,7 +21,7 @@ from glgeo.batch import (
     require_distributed,
     run_batch,
 )
-from glgeo.errors import MissingDependencyError
+from glgeo.errors import InputError, MissingDependencyError
 from glgeo.schemes import DEEPGLOBE
 
 from fixtures.batch import (
@@ -254,3 +254,52 @@ def test_submit_and_collect_hands_over_results_and_failures(client):
     submit_and_collect(client, tasks, 0, lambda item, result, error: got.__setitem__(item, (result, error)))
     assert got["three"] == (3, None)
     assert got["bad"][0] is None and got["bad"][1].startswith("ValueError: invalid literal")
+
+
+def test_an_interrupted_batch_says_what_is_finished_and_writes_the_manifest(tmp_path, scenes, checkpoint):
+    """Ctrl-C (or SIGTERM) after the first scene: the manifest records it and the others, and
+    the interruption says how many scenes are finished and how to go on (it said nothing,
+    and a run shorter than the manifest's interval left none)."""
+    from glgeo.errors import Interruption
+
+    out = tmp_path / "out"
+    manifest = out / "run.json"
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run_batch([str(s) for s in scenes[:3]], out, model=checkpoint,
+                  options=BatchOptions(settings=SETTINGS, manifest=manifest), progress=interrupt)
+    assert isinstance(caught.value, Interruption) and isinstance(caught.value.cause, KeyboardInterrupt)
+    assert str(caught.value) == (
+        f"Interrupted: 1 of 3 scenes are finished in {out} (each scene's row is in {manifest}); "
+        "run the same batch again to finish it: finished scenes are skipped"
+    )
+    rows = read_manifest(manifest)
+    assert [r["status"] for r in rows] == ["done", "failed", "failed"]
+    assert rows[1]["error"] == "not run (the batch was interrupted)"
+    assert hidden_files(out) == []
+    again = run_batch([str(s) for s in scenes[:3]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert again.counts == {"done": 2, "skipped": 1, "failed": 0}
+
+
+def test_a_merge_may_not_replace_a_scene_s_geopackage(tmp_path, scenes, checkpoint):
+    """--vector-merge out/<scene>.gpkg replaced that scene's polygons with the merge, and the
+    rerun merged the merge again (a traceback); it is refused before anything runs."""
+    out = tmp_path / "out"
+    options = BatchOptions(settings=SETTINGS, vector_merge=out / f"{scenes[1].stem}.gpkg")
+    with pytest.raises(InputError, match=rf"^vector_merge='{out / scenes[1].stem}.gpkg' is the GeoPackage of the scene"):
+        run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=options)
+    assert not out.exists()
+
+
+def test_a_refused_merge_still_says_what_became_of_the_scenes(tmp_path, checkpoint):
+    """Scenes without a CRS are not merged; the error also says the scenes ran and where their rows are."""
+    out = tmp_path / "out"
+    plain = [write_scene(tmp_path / f"plain_{i}.tif", seed=i, height=64, width=64, crs=None) for i in range(2)]
+    options = BatchOptions(settings=SETTINGS, vector_merge=tmp_path / "all.gpkg", manifest=out / "m.json")
+    with pytest.raises(InputError, match=r"have no CRS .*\. The scenes were run: 2 done, 0 skipped, 0 failed \(see .*m\.json\)$"):
+        run_batch([str(p) for p in plain], out, model=checkpoint, options=options)
+    assert [r["status"] for r in read_manifest(out / "m.json")] == ["done", "done"]
+    assert not (tmp_path / "all.gpkg").exists()

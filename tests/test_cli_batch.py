@@ -130,3 +130,41 @@ def test_a_failed_scene_is_told_with_the_commands_flags(tmp_path, scenes, checkp
     assert result.exit_code == 1
     assert f"failed: 1 scene ({gray}): InputError: scene has 1 band" in result.stderr
     assert "pass --bands 1,1,1 to choose them" in result.stderr and "bands=(" not in result.stderr
+
+
+def test_a_failed_scene_s_warning_has_the_commands_flags_too(tmp_path, scenes, checkpoint, caplog):
+    """The warning when a scene fails, while the batch goes on, said ``bands=(1, 1, 1)``."""
+    import numpy as np
+    import rasterio
+
+    gray = tmp_path / "gray.tif"
+    with rasterio.open(gray, "w", driver="GTiff", height=64, width=64, count=1, dtype="uint8") as dst:
+        dst.write(np.zeros((1, 64, 64), np.uint8))
+    with caplog.at_level("WARNING", logger="glgeo"):
+        result = segment_cli(gray, scenes[0], "--out-dir", tmp_path / "out", *cli_options(checkpoint))
+    assert result.exit_code == 1
+    failed = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failed and all("pass --bands 1,1,1" in m and "bands=(" not in m for m in failed), failed
+
+
+def test_an_interrupted_batch_says_what_is_finished(tmp_path, scenes, checkpoint, monkeypatch):
+    """Ctrl-C after the first scene: not "no partial output was left behind", but how many
+    scenes are finished and that the same command finishes the batch; exit status 130."""
+    import glgeo.batch.scheduling as scheduling
+
+    process_scene, calls = scheduling.process_scene, []
+
+    def interrupted_at_the_second(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return process_scene(*args, **kwargs)
+
+    monkeypatch.setattr(scheduling, "process_scene", interrupted_at_the_second)
+    out = tmp_path / "out"
+    result = segment_cli(scenes[0], scenes[1], scenes[2], "--out-dir", out, *cli_options(checkpoint))
+    assert result.exit_code == 130
+    assert (f"Interrupted: 1 of 3 scenes are finished in {out} (each scene's row is in {out / 'manifest.json'}); "
+            "run the same batch again") in result.stderr
+    assert "no partial output" not in result.output
+    assert [r["status"] for r in read_manifest(out / "manifest.json")] == ["done", "failed", "failed"]

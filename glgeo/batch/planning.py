@@ -20,6 +20,8 @@ log = logging.getLogger("glgeo.batch")
 #: Suffix of the per-scene class rasters and GeoPackages written into the output folder.
 RASTER_SUFFIX = ".tif"
 VECTOR_SUFFIX = ".gpkg"
+#: What a scene's outputs are, after its stem: the class raster, its sidecars, the GeoPackage.
+_OUTPUT_SUFFIXES = (RASTER_SUFFIX, f"{RASTER_SUFFIX}.aux.xml", ".qml", ".qmd", VECTOR_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def plan_jobs(scenes: Sequence[str], out_dir: str | os.PathLike, *, vector: bool
     out = Path(out_dir)
     jobs: list[SceneJob] = []
     by_stem: dict[str, str] = {}
-    for scene in scenes:
+    for scene in _without_own_outputs(scenes, out):
         stem = scene_stem(scene)
         if stem in by_stem:
             raise InputError(
@@ -75,6 +77,27 @@ def plan_jobs(scenes: Sequence[str], out_dir: str | os.PathLike, *, vector: bool
                     raise InputError(f"output {str(target)!r} would replace the scene itself; choose another out_dir")
         jobs.append(job)
     return jobs
+
+
+def _without_own_outputs(scenes: Sequence[str], out: Path) -> list[str]:
+    """``scenes`` less the files an earlier run of the same batch wrote into ``out``: an
+    output folder inside a globbed input folder (``data/**/*.tif`` into ``data/maps``) must
+    not make the rerun that resumes the batch see its own outputs as scenes."""
+    folder = os.path.abspath(out)
+    theirs = {
+        os.path.join(folder, scene_stem(scene) + suffix)
+        for scene in scenes
+        if is_remote(scene) or os.path.dirname(os.path.abspath(scene)) != folder
+        for suffix in _OUTPUT_SUFFIXES
+    }
+    kept = [scene for scene in scenes if is_remote(scene) or os.path.abspath(scene) not in theirs]
+    if len(kept) < len(scenes):
+        left_out = [scene for scene in scenes if scene not in kept]
+        log.warning(
+            "left out %d files in the output folder %s that are outputs of this batch's scenes (e.g. %s)",
+            len(left_out), out, left_out[0],
+        )
+    return kept
 
 
 @dataclass(frozen=True)
@@ -131,7 +154,9 @@ class BatchOptions:
             object.__setattr__(self, "manifest", manifest)
 
 
-_PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog|copy)(?:\.[^.]+)?$"
+# a temporary file and what GDAL writes beside it: ``.<stem>.<token>.copy.tif.aux.xml``,
+# ``.<stem>.<token>.copy.tif.ovr.tmp`` (a COG's overviews being built)
+_PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog|copy)(?:\.[^.]+){{0,3}}$"
 
 
 def remove_partials(job: SceneJob) -> int:

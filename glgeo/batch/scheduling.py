@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
-from ..errors import GlgeoError, InputError, MissingDependencyError, OutputError
+from ..errors import GlgeoError, InputError, Interruption, MissingDependencyError, OutputError
 from ..progress import ProgressCallback
 from .inputs import expand_inputs
 from .manifest import BatchResult, SceneResult, write_manifest
@@ -274,6 +274,14 @@ def run_batch(
         jobs = plan_jobs(expand_inputs(inputs), out_dir, vector=options.vector)  # type: ignore[arg-type]
     if options.vector and any(j.vector is None for j in jobs):
         jobs = [j if j.vector else dataclasses.replace(j, vector=j.output.with_suffix(VECTOR_SUFFIX)) for j in jobs]
+    if options.vector_merge is not None:
+        # the merge would replace that scene's polygons, and a rerun would merge them twice
+        clash = next((j for j in jobs if j.vector is not None and j.vector.absolute() == options.vector_merge.absolute()), None)
+        if clash is not None:
+            raise InputError(
+                f"vector_merge={str(options.vector_merge)!r} is the GeoPackage of the scene {clash.scene!r}; "
+                "give the merged GeoPackage another name"
+            )
     for folder in sorted({j.output.parent for j in jobs}):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -281,19 +289,23 @@ def run_batch(
             raise OutputError(f"cannot create the output folder {str(folder)!r}: {exc.strerror or exc}") from None
     reference = _model_reference(model)
     run = _Run(jobs, options, progress, "in-process")
-    pending = _skip_finished(run)
-    if not pending:
-        log.info("the outputs of all %d scenes are there: nothing to run", len(jobs))
-    elif scheduler is None and workers == 1:
-        log.info("segmenting %d scenes in this process", len(pending))
-        _run_in_process(run, reference, pending)
-    else:
-        require_distributed()
-        with _dask_logs_at_glgeo_level():
-            if scheduler is not None:
-                _run_on_existing(run, pending, scheduler, reference)
-            else:
-                _run_on_local_cluster(run, pending, workers, reference)
+    try:
+        pending = _skip_finished(run)
+        if not pending:
+            log.info("the outputs of all %d scenes are there: nothing to run", len(jobs))
+        elif scheduler is None and workers == 1:
+            log.info("segmenting %d scenes in this process", len(pending))
+            _run_in_process(run, reference, pending)
+        else:
+            require_distributed()
+            with _dask_logs_at_glgeo_level():
+                if scheduler is not None:
+                    _run_on_existing(run, pending, scheduler, reference)
+                else:
+                    _run_on_local_cluster(run, pending, workers, reference)
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: say what is finished, and record it
+        run.started = started
+        raise Interruption(_interrupted(run), exc) from None
 
     merged = None
     if options.vector_merge is not None:
@@ -301,12 +313,22 @@ def run_batch(
         if parts:
             try:
                 merged = merge_vectors(parts, options.vector_merge)
-            except GlgeoError:
-                # the scenes are done: record them before saying why the merge was refused
+            except GlgeoError as exc:
+                # the scenes are done: record them, and say what became of them with why the merge was refused
+                run.started = started
+                result = run.result()
+                where = ""
                 if options.manifest is not None:
-                    run.started = started
-                    write_manifest(run.result(), options.manifest)
-                raise
+                    write_manifest(result, options.manifest)
+                    where = f" (see {options.manifest})"
+                counts = result.counts
+                raise type(exc)(
+                    f"{exc}. The scenes were run: {counts['done']} done, {counts['skipped']} skipped, "
+                    f"{counts['failed']} failed{where}"
+                ) from None
+            except KeyboardInterrupt as exc:
+                run.started = started
+                raise Interruption(_interrupted(run, f", {options.vector_merge} is not written"), exc) from None
         else:
             log.warning("no scene was vectorized: %s not written", options.vector_merge)
     run.started = started
@@ -318,6 +340,24 @@ def run_batch(
         len(jobs), result.counts["done"], result.counts["skipped"], result.counts["failed"], result.seconds,
     )
     return result
+
+
+def _interrupted(run: _Run, unfinished: str = "") -> str:
+    """What an interrupted batch finished and how to go on; writes the manifest first."""
+    result = run.result()
+    finished = sum(1 for r in result.scenes if r.status in ("done", "skipped"))
+    record = ""
+    if run.options.manifest is not None:
+        try:
+            write_manifest(result, run.options.manifest)
+            record = f" (each scene's row is in {run.options.manifest})"
+        except OutputError as exc:
+            log.warning("%s", exc)
+    folders = sorted({str(job.output.parent) for job in run.jobs})
+    return (
+        f"Interrupted: {finished} of {len(run.jobs)} scenes are finished in {', '.join(folders)}{record}{unfinished}; "
+        "run the same batch again to finish it: finished scenes are skipped"
+    )
 
 
 @contextlib.contextmanager
