@@ -64,6 +64,7 @@ Every stage is timed (:class:`Timings`): the performance knobs live in
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import tempfile
@@ -442,6 +443,8 @@ class StreamingSegmenter:
         self.settings = settings
         self.device = resolve_device(settings.device)
         self.precision = resolve_precision(settings.precision, self.device)
+        self._fp32_said = False  # the fp32 recomputation of non-finite values is said once
+        self._fp32_model: torch.nn.Module | None = None  # made for it, when first needed
         self.mode = model.check_mode(settings.mode)
         self.n_classes = int(model.config.n_classes)
         self.patch_size = settings.patch_size or patch_size
@@ -508,6 +511,7 @@ class StreamingSegmenter:
         # A copy, BatchNorms folded, weights stored once in the run's precision on the run's
         # device: the caller's model is left as it was.
         dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        self._dtype = dtype or torch.float32
         self.model = inference_copy(
             model, dtype, self.device, channels_last=settings.channels_last, fold_batchnorm=settings.fold_batchnorm
         )
@@ -795,6 +799,10 @@ class StreamingSegmenter:
         with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
             if self.mode != "local":
                 run.context = self._encode_global(global_image)
+        if self.mode != "local" and not _all_finite(run.context):
+            with _Clock(timings, "global_network", self.device):
+                fp32 = self._in_fp32("the global branch", run, lambda: self._encode_global(global_image))
+                run.context = _cast(fp32, self._dtype)
 
         # 2. which patches go through the local branch
         if self.settings.coarse_to_fine:
@@ -927,6 +935,10 @@ class StreamingSegmenter:
                     with _Clock(timings, "network", self.device), autocast(self.device, self.precision):
                         logits = self._patch_logits(run, batch, chosen, boxes, kept_iter)
                         logits_px = self._to_patch_pixels(logits, run.grid)
+                    if not _all_finite(logits_px):
+                        with _Clock(timings, "network", self.device):
+                            logits_px = self._in_fp32("the local branch", run, lambda: self._to_patch_pixels(
+                                self._patch_logits(run, batch, chosen, boxes, kept_iter), run.grid))
                     stats.computed += len(chosen)
                 with _Clock(timings, "blend", self.device):
                     position = {c: k for k, c in enumerate(chosen)}
@@ -938,6 +950,33 @@ class StreamingSegmenter:
         finally:
             if kept is not None:
                 kept.close()
+
+    def _in_fp32(self, what: str, run: "_WindowRun", compute: Callable[[], Any]) -> Any:
+        """``compute()`` again in fp32, after it gave non-finite values in the run's reduced
+        precision: seen in bf16 on CPUs for views a few pixels wide, where a NaN score gave
+        every pixel class 0 without a word. The network's weights (stored in the run's
+        precision) and the window's global context are upcast for it; the result comes back
+        in the run's dtype. Raises where fp32 gives non-finite values too."""
+        if self.precision != "fp32":
+            if not self._fp32_said:
+                log.info("%s gave non-finite values in %s: recomputed in fp32 where it does", what, self.precision)
+                self._fp32_said = True
+            if self._fp32_model is None:
+                import copy
+
+                self._fp32_model = copy.deepcopy(self.model).float()
+            model, context = self.model, run.context
+            self.model, run.context = self._fp32_model, _cast(context, torch.float32)
+            try:
+                result = compute()  # outside the autocast: fp32
+            finally:
+                self.model, run.context = model, context
+            if _all_finite(result):
+                return result
+        raise InternalError(
+            f"{what} gave non-finite values (NaN or infinity) in {'fp32' if self.precision == 'fp32' else 'fp32 too'}:"
+            " the model's weights or this input break it; check the checkpoint (glgeo models) and the scene's values"
+        )
 
     def _patch_logits(self, run: "_WindowRun", batch, chosen, boxes, kept_iter) -> torch.Tensor:
         from glgeo.models import sample_global
@@ -962,6 +1001,28 @@ class StreamingSegmenter:
 
 #: Ends a pass over a window's batches in :meth:`StreamingSegmenter._window_reads`.
 _WINDOW_END = object()
+
+
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    """A network output (a tensor, or a dataclass of tensors and lists of tensors) with its
+    floating-point tensors in ``dtype``."""
+    if torch.is_tensor(value):
+        return value.to(dtype) if value.is_floating_point() else value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(v, dtype) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _cast(getattr(value, f.name), dtype) for f in dataclasses.fields(value) if f.init})
+    return value
+
+
+def _all_finite(value: Any) -> bool:
+    """Whether a tensor, or every tensor of a network output (its attributes, lists of
+    tensors), is finite."""
+    if torch.is_tensor(value):
+        return bool(torch.isfinite(value).all()) if value.is_floating_point() else True
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return all(_all_finite(v) for v in vars(value).values()) if hasattr(value, "__dict__") else True
 
 
 def _wait(ahead: Iterator[Any], timings: Timings) -> Any:

@@ -550,3 +550,38 @@ def test_a_model_trained_on_other_bands_is_fed_them_by_default(tmp_path):
         np.testing.assert_array_equal(a.read(), b.read())  # the same network weights (seed 0), the same bands
     with pytest.raises(InputError, match=r"pass bands=\(1, 2, 3\) to choose them"):
         segment(four, tmp_path / "plain.tif", model=plain, settings=InferenceSettings(device="cpu"))
+
+
+class _NaNInReducedPrecision(ColourNet):
+    """A stand-in whose local branch gives NaN when its weights are stored in bf16 (as
+    bf16 kernels did on CPUs for views a few pixels wide), or always with ``always``."""
+
+    always = False
+
+    def encode_local(self, patches, boxes, context):
+        out = super().encode_local(patches, boxes, context)
+        if self.always or self.palette.dtype != torch.float32:
+            out.logits = out.ps3 = torch.full_like(out.logits, float("nan"))
+        return out
+
+
+def test_non_finite_scores_in_bf16_are_recomputed_in_fp32_and_never_become_class_0(tmp_path, caplog):
+    """A NaN score gave its pixels class 0 without a word (a 4 px wide strip in bf16): the
+    batch is computed again in fp32, and where fp32 gives NaN too the run stops."""
+    import logging
+
+    from glgeo.errors import InternalError
+
+    classes = class_map(40, 50, 6, seed=3) + 1
+    scene = write_scene(tmp_path / "scene.tif", classes, DEEPGLOBE)
+    broken = Checkpoint(_NaNInReducedPrecision(DEEPGLOBE), DEEPGLOBE, InputScaling(), 64, 64, 3.0)
+    with caplog.at_level(logging.INFO, logger="glgeo.inference"):
+        segment(scene, tmp_path / "bf16.tif", model=broken, settings=InferenceSettings(device="cpu", precision="bf16"))
+    assert "the local branch gave non-finite values in bf16: recomputed in fp32" in caplog.text
+    segment(scene, tmp_path / "fp32.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu", precision="fp32"))
+    np.testing.assert_array_equal(read(tmp_path / "bf16.tif")[0], read(tmp_path / "fp32.tif")[0])
+    assert (read(tmp_path / "bf16.tif")[0] == classes).mean() > 0.95
+    broken.model.always = True
+    with pytest.raises(InternalError, match="the local branch gave non-finite values .* in fp32 too"):
+        segment(scene, tmp_path / "never.tif", model=broken, settings=InferenceSettings(device="cpu", precision="bf16"))
+    assert not (tmp_path / "never.tif").exists()
