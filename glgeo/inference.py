@@ -957,6 +957,10 @@ class StreamingSegmenter:
         every pixel class 0 without a word. The network's weights (stored in the run's
         precision) and the window's global context are upcast for it; the result comes back
         in the run's dtype. Raises where fp32 gives non-finite values too."""
+        if self.precision != "fp32" and self.mode == "bidirectional":  # its two passes are not redone
+            raise InternalError(
+                f"{what} gave non-finite values (NaN or infinity) in {self.precision}; run this scene with precision='fp32'"
+            )
         if self.precision != "fp32":
             if not self._fp32_said:
                 log.info("%s gave non-finite values in %s: recomputed in fp32 where it does", what, self.precision)
