@@ -303,3 +303,26 @@ def test_a_refused_merge_still_says_what_became_of_the_scenes(tmp_path, checkpoi
         run_batch([str(p) for p in plain], out, model=checkpoint, options=options)
     assert [r["status"] for r in read_manifest(out / "m.json")] == ["done", "done"]
     assert not (tmp_path / "all.gpkg").exists()
+
+
+def test_outputs_another_model_made_are_not_kept_as_finished(tmp_path, scenes, checkpoint):
+    """A rerun with another model skipped the scenes whose outputs were there and reported the
+    old model's classes as its own: refused (the outputs say which model made them)."""
+    import shutil
+
+    out = tmp_path / "out"
+    first = run_batch([str(scenes[0])], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert first.counts["done"] == 1
+    other = tmp_path / "other.pt"
+    shutil.copy(checkpoint, other)
+    with open(other, "ab") as f:  # another file (another SHA-256), the same weights
+        f.write(b"\0")
+    with pytest.raises(InputError, match=r"1 of the 2 scenes' outputs are there from another model .*tile_0[.]tif.*"
+                                         r"pass overwrite=True to replace them"):
+        run_batch([str(scenes[0]), str(scenes[1])], out, model=other, options=BatchOptions(settings=SETTINGS))
+    assert not (out / "tile_1.tif").exists()
+    # the same model: skipped as before; overwrite: replaced
+    again = run_batch([str(scenes[0])], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert again.counts["skipped"] == 1
+    replaced = run_batch([str(scenes[0])], out, model=other, options=BatchOptions(settings=SETTINGS, overwrite=True))
+    assert replaced.counts["done"] == 1
