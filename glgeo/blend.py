@@ -559,6 +559,12 @@ class ToSceneGrid:
             across = rows[:, :, low_c] * (1 - wc) + rows[:, :, high_c] * wc
             w = wr[None, :, None]
             mixed = across[:, lr] * (1 - w) + across[:, hr] * w
+            # beside no data, taps on invalid working pixels (all scores 0) drew the mix
+            # below the full scale: the valid taps' mix, scaled to it again
+            total = mixed.sum(axis=0, keepdims=True)
+            partial = (total > 0) & (total < 0.99 * self._score_max)
+            if partial.any():
+                np.divide(mixed * float(self._score_max), total, out=mixed, where=partial)
             scores = self._uint8(mixed)
             nearest = band.classes[nearest_r - band.row_off][:, nearest_c]
             self._finish(top, _highest(mixed, nearest), scores)

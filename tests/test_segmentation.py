@@ -585,3 +585,19 @@ def test_non_finite_scores_in_bf16_are_recomputed_in_fp32_and_never_become_class
     with pytest.raises(InternalError, match="the local branch gave non-finite values .* in fp32 too"):
         segment(scene, tmp_path / "never.tif", model=broken, settings=InferenceSettings(device="cpu", precision="bf16"))
     assert not (tmp_path / "never.tif").exists()
+
+
+def test_probabilities_beside_no_data_on_a_coarser_working_grid_sum_to_one(tmp_path):
+    """Scores of a working grid coarser than the scene reach its pixels bilinearly; beside no
+    data, taps on invalid working pixels (scores 0) drew the sums down to 205 / 255."""
+    classes = class_map(80, 100, 6, seed=5) + 1
+    yy, xx = np.mgrid[:80, :100]
+    nodata = (xx + 0.7 * yy > 95) | ((xx - 20) ** 2 + (yy - 60) ** 2 < 150)  # a slanted edge and a hole
+    scene = write_scene(tmp_path / "scene.tif", classes, DEEPGLOBE, nodata_mask=nodata)
+    for scale in (0.5, 0.3):
+        segment(scene, tmp_path / "out.tif", model=standin(patch=64), probabilities=tmp_path / "p.tif", overwrite=True,
+                settings=InferenceSettings(device="cpu", precision="fp32", scale=scale))
+        with rasterio.open(tmp_path / "p.tif") as src:
+            sums = src.read().astype(int).sum(axis=0)
+        assert (sums[nodata] == 0).all()
+        assert np.abs(sums[~nodata] - 255).max() <= 4, (scale, np.unique(sums[~nodata]))
