@@ -820,6 +820,11 @@ def evaluate_imagery(
                                transform=src.transform, count=1, dtype="uint8", nodata=NODATA_ID, tiled=True)
                 ids = truth_on_grid(Path(labels), scheme, src.crs, src.transform, (src.height, src.width), label_field, layer,
                                     image=path)
+                # where the image has no data (a warp's collar), the labels say nothing either
+                # (polygons make it background by default): not scored, as training ignores it
+                valid = image_valid(src)
+                if valid is not None:
+                    ids[~valid] = NODATA_ID
             truth = folder / f"{i}_truth.tif"
             with rasterio.open(truth, "w", **profile) as dst:
                 dst.write(ids[None])
