@@ -284,3 +284,24 @@ def test_jpeg_reads_are_the_decoded_pixels_not_its_reduced_decoding(tmp_path):
         np.testing.assert_array_equal(got, expected)
     with rasterio.open(tif, OVERVIEW_LEVEL="NONE") as src:
         assert np.abs(src.read(out_shape=(3, 128, 160), resampling=Resampling.bilinear).astype(int) - reduced).mean() > 0.5
+
+
+def test_a_truncated_scene_says_so(tmp_path):
+    """A file cut short (an interrupted copy) opens, then fails part-way: the error says the
+    file may be truncated and how to check it (it said "Read failed. See previous exception")."""
+    import rasterio.shutil
+
+    from fixtures.checkpoints import save_tiny_checkpoint
+    from glgeo.inference import InferenceSettings
+    from glgeo.segmentation import segment
+
+    rng = np.random.default_rng(0)
+    whole = write_geotiff(tmp_path / "whole.tif", rng.integers(0, 255, (3, 512, 512), dtype=np.uint8))
+    rasterio.shutil.copy(whole, tmp_path / "cog.tif", driver="COG", compress="deflate")
+    data = (tmp_path / "cog.tif").read_bytes()
+    (tmp_path / "cut.tif").write_bytes(data[: len(data) // 3])
+    with pytest.raises(SceneError, match=r"cut.tif' failed \(.*\): the file may be truncated or corrupt; check it with"
+                                         r" `gdalinfo -checksum"):
+        segment(tmp_path / "cut.tif", tmp_path / "out.tif", model=save_tiny_checkpoint(tmp_path / "m.pt"),
+                settings=InferenceSettings(device="cpu", precision="fp32"))
+    assert not (tmp_path / "out.tif").exists()
