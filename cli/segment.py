@@ -119,9 +119,11 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "--precision fp32 --footprint scene --global-view squeeze --context-crop cells --grid-anchor scene "
                    "--nodata-fill zero.")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
-              help="Run the model on the scene read at this fraction of its resolution (output still on the "
-                   "scene's grid). Default: the scale the model was trained at (train --scale); 1 for imagery "
-                   "already that coarse.")
+              help="Run the model on the scene read at this fraction of its resolution, on both axes (output "
+                   "still on the scene's grid). Default: the model's resolution, from the scene's ground "
+                   "resolution (each axis at its own scale where the pixels are not square on the ground, as in "
+                   "degrees; 1 for imagery already that coarse); for plain images the scale the model was "
+                   "trained at (train --scale).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Patches per network call  [default: 2 on a CPU, by free memory on a GPU]")
 @device_opt
