@@ -17,14 +17,12 @@ options are added by one decorator, :func:`batch_options`, that packs them into 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 
@@ -184,27 +182,6 @@ def batch_options(command: Callable) -> Callable:
     return wrapper
 
 
-class _CommandLineWords(logging.Filter):
-    """Log records in the command's words: a failed scene's error says ``--bands 1,2,3``, as
-    the summary at the end does, not the library's ``bands=(1, 2, 3)``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from .main import cli_message
-
-        record.msg, record.args = cli_message(record.getMessage(), "segment"), ()
-        return True
-
-
-@contextlib.contextmanager
-def _flags_in_batch_logs() -> Iterator[None]:
-    logger, words = logging.getLogger("glgeo.batch"), _CommandLineWords()
-    logger.addFilter(words)
-    try:
-        yield
-    finally:
-        logger.removeFilter(words)
-
-
 def run_batch_from_cli(
     ctx: click.Context,
     batch: BatchArgs,
@@ -261,7 +238,9 @@ def run_batch_from_cli(
         manifest=manifest,
         torch_threads=batch.torch_threads,
     )
-    with progress_bar(ctx, unit="scene", desc="segment") as progress, _flags_in_batch_logs():
+    from .main import logs_in_flag_terms
+
+    with progress_bar(ctx, unit="scene", desc="segment") as progress, logs_in_flag_terms("glgeo.batch", "segment"):
         result = run_batch(
             [*scenes, *(f"@{f}" for f in batch.input_lists)],
             batch.out_dir,

@@ -3,11 +3,8 @@ against imagery with polygon labels."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 from pathlib import Path
-from typing import Iterator
 
 import click
 
@@ -26,17 +23,6 @@ def _scheme(value: str):
     return get_scheme(value)
 
 
-class _FlagTerms(logging.Filter):
-    """Says the library's warnings in command-line terms (``truth_encoding='mask'`` ->
-    ``--truth-encoding mask``), as the group does for its errors."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from .main import cli_message
-
-        record.msg, record.args = cli_message(record.getMessage(), "evaluate"), ()
-        return True
-
-
 def _input_files(preds, truths, model, labels, images, split_file, scheme) -> tuple:
     """Every file the command reads (--images patterns expanded), which -o must not replace."""
     import glob
@@ -48,16 +34,6 @@ def _input_files(preds, truths, model, labels, images, split_file, scheme) -> tu
         text = os.path.expanduser(pattern)
         files += glob.glob(text, recursive=True) if any(c in text for c in "*?[") else [text]
     return tuple(files)
-
-
-@contextlib.contextmanager
-def _warnings_in_flag_terms() -> Iterator[None]:
-    logger, terms = logging.getLogger("glgeo.evaluate"), _FlagTerms()
-    logger.addFilter(terms)
-    try:
-        yield
-    finally:
-        logger.removeFilter(terms)
 
 
 @click.command(short_help="Score predictions (IoU, mIoU, accuracy), or a model on a dataset split.")
@@ -146,7 +122,9 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             DEEPGLOBE_RGB_THRESHOLD if chosen is not None and chosen.name == "deepglobe" and truth_encoding == "mask"
             else None
         )
-        with progress_bar(ctx, unit="image", desc="evaluate") as progress, _warnings_in_flag_terms():
+        from .main import logs_in_flag_terms
+
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo.evaluate", "evaluate"):
             report = evaluate_rasters(
                 list(zip(preds, truths)), _scheme(scheme) if scheme else None, truth_encoding, threshold, progress
             )

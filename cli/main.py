@@ -83,6 +83,31 @@ def cli_message(message: str, command: str | None = None) -> str:
     return _BARE.sub(lambda m: flag(m.group(1)), _ASSIGNMENT.sub(assignment, message))
 
 
+class _FlagTerms(logging.Filter):
+    """Says a library logger's messages in command-line terms (``bands=(1, 2, 3)`` ->
+    ``--bands 1,2,3``), as the group does for its errors."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = cli_message(record.getMessage(), self.command), ()
+        return True
+
+
+@contextlib.contextmanager
+def logs_in_flag_terms(logger: str, command: str) -> Iterator[None]:
+    """While the block runs, ``logger``'s records name ``command``'s flags
+    (:func:`cli_message`)."""
+    log, terms = logging.getLogger(logger), _FlagTerms(command)
+    log.addFilter(terms)
+    try:
+        yield
+    finally:
+        log.removeFilter(terms)
+
+
 NOT_LEFT_BEHIND = "Interrupted; no partial output was left behind."
 
 
