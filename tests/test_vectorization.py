@@ -322,7 +322,7 @@ def test_layer_styles_names_every_class(tmp_path, class_raster):
     assert 'attr="class_id"' in qml and "categorizedSymbol" in qml
     for info in DEEPGLOBE.classes:
         assert f'label="{info.name}"' in qml
-        assert "{},{},{},255".format(*info.color) in qml
+        assert "{},{},{},128".format(*info.color) in qml  # filled half transparent
 
 
 def test_scheme_comes_from_the_raster_sidecars(tmp_path):
