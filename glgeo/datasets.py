@@ -47,9 +47,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import logging
 import math
+import os
 import re
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -754,8 +758,6 @@ class MaskScanCache:
     @classmethod
     def open(cls) -> "MaskScanCache":
         """The cache of this machine (``GLGEO_CACHE_DIR``), empty where there is none."""
-        import os
-
         folder = os.environ.get("GLGEO_CACHE_DIR")
         if folder == "off":
             return cls(None, {})
@@ -763,8 +765,6 @@ class MaskScanCache:
             folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache"), "glgeo")
         path = Path(folder) / "mask-scans.json"
         try:
-            import json
-
             entries = json.loads(path.read_text())
             if not isinstance(entries, dict):
                 entries = {}
@@ -774,10 +774,6 @@ class MaskScanCache:
 
     @staticmethod
     def _key(path: Path, scheme: ClassScheme, rgb_threshold: int | None) -> str | None:
-        import hashlib
-        import json
-        import os
-
         try:
             st = os.stat(path)
         except OSError:
@@ -811,13 +807,10 @@ class MaskScanCache:
         """Write the scans added (atomically; a failure is ignored: the next run scans again)."""
         if self.path is None or not self._added:
             return
-        import json
-        import os
-        import tempfile
-
         entries = self.entries
         if len(entries) > self.MAX_ENTRIES:
             entries = dict(list(entries.items())[-self.MAX_ENTRIES:])
+        tmp = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".mask-scans.", suffix=".json", dir=self.path.parent)
@@ -826,8 +819,9 @@ class MaskScanCache:
             os.replace(tmp, self.path)
         except OSError as exc:
             log.debug("mask scans not remembered (%s): they are read again next time", exc)
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
         self._added = False
 
 
