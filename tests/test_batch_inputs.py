@@ -35,3 +35,17 @@ def test_expand_inputs_globs_lists_urls_and_duplicates(tmp_path):
         expand_inputs([f"@{tmp_path / 'missing.txt'}"])
     with pytest.raises(InputError, match="no scenes given"):
         expand_inputs([])
+
+
+def test_a_glob_of_everything_leaves_out_sidecars_and_manifests(tmp_path, caplog):
+    """``'folder/**/*'`` matched each scene's .aux.xml, .ovr and world file and the batch's
+    manifest.json, which then failed as scenes: left out, with one line; named alone, kept."""
+    import logging
+
+    for name in ("a.tif", "a.tif.aux.xml", "a.tif.ovr", "a.tfw", "b.jpg", "b.jgw", "manifest.json", "run.csv", "c.vrt"):
+        (tmp_path / name).write_bytes(b"x")
+    with caplog.at_level(logging.INFO, logger="glgeo.batch"):
+        scenes = expand_inputs([str(tmp_path / "*")])
+    assert [p.rsplit("/", 1)[1] for p in scenes] == ["a.tif", "b.jpg", "c.vrt"]
+    assert "also matches 6 sidecar, world or manifest files" in caplog.text
+    assert expand_inputs([str(tmp_path / "*.json")]) == [str(tmp_path / "manifest.json")]  # what was asked for

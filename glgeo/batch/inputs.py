@@ -48,11 +48,23 @@ def read_input_list(path: str | os.PathLike) -> list[str]:
     return _expand(items, origin=f" (listed in {str(list_path)!r})")
 
 
+#: Files a glob such as ``tiles/**/*`` matches beside the scenes that are never scenes: GDAL's
+#: and QGIS's sidecars, world files, and the batch's own manifests.
+SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", ".qml", ".qmd", ".prj", ".tfw", ".tifw", ".jgw", ".pgw", ".wld",
+                    ".json", ".csv")
+
+
 def _expand(items: Iterable[str], origin: str = "") -> list[str]:
     scenes: list[str] = []
     for item in items:
         if not is_remote(item) and _GLOB_CHARS.search(item):
             matches = sorted(p for p in glob.glob(os.path.expanduser(item), recursive=True) if os.path.isfile(p))
+            sidecars = [p for p in matches if p.lower().endswith(SIDECAR_SUFFIXES)]
+            if sidecars and len(sidecars) < len(matches):
+                log.info("%s also matches %d sidecar, world or manifest files (e.g. %s): not scenes, left out",
+                         item, len(sidecars), os.path.basename(sidecars[0]))
+                left_out = set(sidecars)
+                matches = [p for p in matches if p not in left_out]
             if not matches:
                 raise InputError(f"no file matches {item!r}{origin}; check the pattern (quote it so the shell does not expand it)")
             scenes.extend(matches)
