@@ -268,6 +268,9 @@ def run_batch_from_cli(
             f"(outputs already there), {counts['failed']} failed in {result.seconds:.1f} s{rate}"
         )
         click.echo(f"manifest: {result.manifest}")
+        warned = sum(1 for r in result.scenes if r.warnings)
+        if warned and result.manifest is not None:
+            click.echo(f"warnings about {plural(warned, 'scene')}: each scene's row of {result.manifest} lists them")
         if result.vector_merge is not None:
             click.echo(f"polygons: {result.vector_merge}")
     if not result.ok:

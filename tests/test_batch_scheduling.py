@@ -326,3 +326,21 @@ def test_outputs_another_model_made_are_not_kept_as_finished(tmp_path, scenes, c
     assert again.counts["skipped"] == 1
     replaced = run_batch([str(scenes[0])], out, model=other, options=BatchOptions(settings=SETTINGS, overwrite=True))
     assert replaced.counts["done"] == 1
+
+
+def test_each_scenes_warnings_are_in_its_manifest_row(tmp_path, scenes, checkpoint):
+    """A batch of many scenes printed each warning once per scene and kept none: each
+    scene's row now says what glgeo warned about while it ran (JSON list, CSV ' | ')."""
+    import numpy as np
+
+    from fixtures.rasters import write_geotiff
+
+    plain = write_geotiff(tmp_path / "plain.tif", np.full((3, 96, 96), 90, np.uint8), crs=None)
+    out = tmp_path / "out"
+    result = run_batch([str(scenes[0]), str(plain)], out, model=checkpoint,
+                       options=BatchOptions(settings=SETTINGS, manifest=tmp_path / "run.csv"))
+    assert result.scenes[0].warnings == ()
+    assert any("has no georeferencing" in w for w in result.scenes[1].warnings), result.scenes[1].warnings
+    rows = read_manifest(tmp_path / "run.csv")
+    assert rows[0]["warnings"] == "" and "has no georeferencing" in rows[1]["warnings"]
+    assert json.loads(json.dumps(result.to_dict()))["scenes"][1]["warnings"] == list(result.scenes[1].warnings)

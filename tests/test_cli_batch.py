@@ -168,3 +168,15 @@ def test_an_interrupted_batch_says_what_is_finished(tmp_path, scenes, checkpoint
             "run the same batch again") in result.stderr
     assert "no partial output" not in result.output
     assert [r["status"] for r in read_manifest(out / "manifest.json")] == ["done", "failed", "failed"]
+
+
+def test_the_summary_says_how_many_scenes_have_warnings(tmp_path, scenes, checkpoint):
+    import numpy as np
+
+    from fixtures.rasters import write_geotiff
+
+    plain = write_geotiff(tmp_path / "plain.tif", np.full((3, 96, 96), 90, np.uint8), crs=None)
+    out = tmp_path / "out"
+    result = segment_cli(scenes[0], plain, "--out-dir", out, *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    assert f"warnings about 1 scene: each scene's row of {out / 'manifest.json'} lists them" in result.output

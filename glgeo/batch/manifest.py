@@ -39,6 +39,9 @@ class SceneResult:
             class raster was already there).
         error: why the scene failed (``None`` otherwise).
         partials_removed: temporary files of an interrupted earlier attempt removed first.
+        warnings: what glgeo warned about while running this scene (no georeferencing,
+            every pixel nodata, a scene coarser than the model...), in order, so that a batch
+            of many scenes says which ones each warning was about.
     """
 
     input: str
@@ -52,11 +55,13 @@ class SceneResult:
     device: str = ""
     error: str | None = None
     partials_removed: int = 0
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able row."""
         row = dataclasses.asdict(self)
         row["class_areas"] = dict(self.class_areas)
+        row["warnings"] = list(self.warnings)
         row["seconds"] = round(self.seconds, 3)
         return row
 
@@ -191,7 +196,8 @@ def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
         text = json.dumps(result.to_dict(), indent=2) + "\n"
     elif suffix == ".csv":
         classes = list(dict.fromkeys(name for r in result.scenes for name in r.class_areas))
-        columns = ["input", "output", "vector", "status", "seconds", "worker", "device", "error", "partials_removed", "area_unit"]
+        columns = ["input", "output", "vector", "status", "seconds", "worker", "device", "error", "partials_removed",
+                   "warnings", "area_unit"]
         if result.blocks:
             columns += ["block", "box", "windows", "peak_rss_mb"]
         buffer = io.StringIO()
@@ -199,6 +205,7 @@ def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
         writer.writeheader()
         for r in result.scenes:
             row = {k: v for k, v in r.to_dict().items() if k in columns}
+            row["warnings"] = " | ".join(r.warnings)
             row.update({f"area:{c}": r.class_areas.get(c, "") for c in classes})
             writer.writerow(row)
         for b in result.blocks:

@@ -148,7 +148,10 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
     started = time.perf_counter()
     address, name = _this_worker()
 
+    warned = _SceneWarnings()
+
     def result(status: Status, **kwargs: Any) -> SceneResult:
+        logging.getLogger("glgeo").removeHandler(warned)
         return SceneResult(
             input=job.scene,
             output=str(job.output),
@@ -156,9 +159,11 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
             status=status,
             seconds=time.perf_counter() - started,
             worker=address,
+            warnings=tuple(warned.messages),
             **kwargs,
         )
 
+    logging.getLogger("glgeo").addHandler(warned)
     partials = remove_partials(job)
     try:
         raster_done, vector_done = outputs_done(job, options)
@@ -192,4 +197,21 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
             _vectorize(job, options.overwrite)
     except GlgeoError as exc:
         return result("failed", error=f"{type(exc).__name__}: {exc}", partials_removed=partials)
+    except BaseException:  # the scheduler retries it: no handler left behind
+        logging.getLogger("glgeo").removeHandler(warned)
+        raise
     return result("done", class_areas=areas, area_unit=unit, device=device, partials_removed=partials)
+
+
+class _SceneWarnings(logging.Handler):
+    """Keeps the warnings glgeo logs in this thread while one scene runs (a Dask worker may
+    run scenes in several threads), for the scene's row of the manifest."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage())
