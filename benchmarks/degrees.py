@@ -62,6 +62,9 @@ def main() -> None:
 
     from glgeo import segment
     from glgeo.inference import InferenceSettings
+    from glgeo.io import inspect_scene
+    from glgeo.models.checkpoint import load_checkpoint
+    from glgeo.resolution import describe_scale, scale_between
 
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.ERROR)
@@ -114,11 +117,8 @@ def main() -> None:
         for i, (label, image, truth, scale) in enumerate(runs):
             settings = InferenceSettings(device="cpu")
             if scale == "area":  # the pixel's area side over the model's GSD: one number
-                from glgeo.io import inspect_scene
-                from glgeo.models.checkpoint import load_checkpoint
-
                 info, checkpoint = inspect_scene(image), load_checkpoint(args.model)
-                settings = InferenceSettings(device="cpu", scale=min(1.0, info.gsd / checkpoint.gsd))
+                settings = InferenceSettings(device="cpu", scale=scale_between(info.gsd, checkpoint.gsd))
             out = tmp / f"map{i}.tif"
             summary = segment(image, out, model=args.model, settings=settings)
             with rasterio.open(out) as pred, rasterio.open(truth) as t:
@@ -128,8 +128,7 @@ def main() -> None:
             # areas on the ground, from the summary (m²); the truth's from its pixels' share
             area = {c.name: c.area for c in summary.classes}
             truth_ha = building[valid].mean() * sum(area.values()) / 1e4
-            shown = summary.to_dict()["scale"]
-            shown = " x ".join(f"{s:.3g}" for s in shown) if isinstance(shown, list) else f"{shown:.3g}"
+            shown = describe_scale(summary.scale)
             print(f"{label:36} {shown:>22} {100 * iou:13.1f} {area.get('building', 0) / 1e4:12.2f} {truth_ha:9.2f}",
                   flush=True)
 

@@ -223,7 +223,9 @@ def main() -> None:
                       f"{r['mp_per_s']:7.3f} {r['peak_rss_mb']:11.0f} {growth:>7} {gpu:>11} {r['blender_mb']:10.1f}",
                       flush=True)
                 if r["scale"] != 1:
-                    scale = " down x ".join(f"{s:.3g}" for s in r["scale"]) + " across" if isinstance(r["scale"], list) else f"{r['scale']:.3g}"
+                    from glgeo.resolution import describe_scale
+
+                    scale = describe_scale(tuple(r["scale"]) if isinstance(r["scale"], list) else r["scale"])
                     print(f"#   read at {scale} of the scene's resolution, written on its grid", flush=True)
                 results.append({"device": device, "backbone": backbone, "mode": mode, **r})
                 if args.json:  # after every run, so an interrupted benchmark keeps its results

@@ -36,7 +36,7 @@ from rasterio.windows import Window
 
 from .datasets import SceneCollection, check_pair, image_valid, open_raster, read_mask_ids
 from .device import peak_resident_mb
-from .resolution import axis_scales, describe_scale, reading_scale, scale_between, scaled_size, scaled_transform
+from .resolution import as_scale, axis_scales, describe_scale, reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, DatasetError, InputError
 from .progress import ProgressCallback
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
@@ -453,8 +453,7 @@ def _settings_for_copy(checkpoint, original: Path | str, settings, scale: float)
             "the model reads this scene at %s of its resolution; the %g copy is coarser and is fed as it is",
             describe_scale(wanted), scale,
         )
-    rows, cols = min(1.0, rows / scale), min(1.0, cols / scale)
-    return replace(settings, scale=rows if rows == cols else (rows, cols))
+    return replace(settings, scale=as_scale(min(1.0, rows / scale), min(1.0, cols / scale)))
 
 
 def _scale_for_gsd(checkpoint, gsd: float) -> float:

@@ -323,13 +323,14 @@ def _square_on_the_ground(crs: CRS, res: tuple[float, float], bounds: Sequence[f
     differ by more than :data:`glgeo.resolution.SCALE_TOLERANCE` (degrees away from the
     equator): the model learns from square pixels, as ``glgeo segment`` reads such scenes
     (:func:`glgeo.resolution.reading_scale`)."""
-    from .resolution import SCALE_TOLERANCE
+    from .resolution import axis_scales, square_scale
 
     sides = _ground_sides(crs, res, bounds)
-    if sides is None or max(sides) / min(sides) <= 1 + SCALE_TOLERANCE:
+    rows, cols = axis_scales(square_scale(1.0, sides, None, None))
+    if (rows, cols) == (1.0, 1.0):
         return res
     across, down = sides
-    square = (res[0] * down / across, res[1]) if down > across else (res[0], res[1] * across / down)
+    square = (res[0] / cols, res[1] / rows)  # the finer side read coarser, as segment reads it
     log.info(
         "the images' pixels are %.3g x %.3g m on the ground in %s: training reads them at %.6g x %.6g %s per pixel,"
         " square %.3g m pixels", across, down, crs.to_string(), square[0], square[1],
@@ -340,18 +341,18 @@ def _square_on_the_ground(crs: CRS, res: tuple[float, float], bounds: Sequence[f
 
 def _warn_if_not_square(crs: CRS, res: tuple[float, float], infos: Sequence[_ImageInfo]) -> None:
     """Warn when the resolution asked for gives pixels far from square on the ground."""
-    from .resolution import STRETCH_TOLERANCE
+    from .resolution import STRETCH_TOLERANCE, stretch
 
     try:
         bounds = transform_bounds(infos[0].crs, crs, *infos[0].bounds)
     except Exception:  # noqa: BLE001 - a CRS PROJ cannot transform into: nothing to measure
         return
     sides = _ground_sides(crs, res, bounds)
-    if sides is not None and max(sides) / min(sides) > STRETCH_TOLERANCE:
+    if sides is not None and stretch(sides) > STRETCH_TOLERANCE:
         log.warning(
             "res %g in %s gives pixels of %.3g x %.3g m on the ground: the model learns the ground squeezed %.2f"
             " times, and glgeo segment reads scenes with square pixels; leave res unset (glgeo makes them square)"
-            " or train in a projected CRS", res[0], crs.to_string(), sides[0], sides[1], max(sides) / min(sides),
+            " or train in a projected CRS", res[0], crs.to_string(), sides[0], sides[1], stretch(sides),
         )
 
 

@@ -65,6 +65,28 @@ def is_full_resolution(scale: Scale) -> bool:
     return axis_scales(scale) == (1.0, 1.0)
 
 
+def as_scale(rows: float, cols: float) -> Scale:
+    """The scale of ``rows`` and ``cols``: one number where they are equal, else the pair."""
+    return rows if rows == cols else (rows, cols)
+
+
+def scale_json(scale: Scale) -> float | list[float]:
+    """``scale`` as JSON holds it: a number, or ``[rows, cols]``."""
+    return list(scale) if isinstance(scale, tuple) else scale
+
+
+def reading_gsd(scene_gsd: float | None, scale: Scale) -> float | None:
+    """Metres per working pixel of a scene of ``scene_gsd`` read at ``scale`` (the image the
+    model saw: its provenance's ``GLGEO_READING_GSD_M``), 6 significant digits."""
+    return None if scene_gsd is None else _significant(scene_gsd / area_scale(scale))
+
+
+def stretch(sides: tuple[float, float]) -> float:
+    """How many times longer a pixel's longer side is than its shorter (``(across, down)``
+    metres, :func:`ground_pixel_sides`): 1 for square pixels."""
+    return max(sides) / min(sides)
+
+
 def describe_scale(scale: Scale) -> str:
     """``0.25``, or ``1 down x 0.803 across`` for a scale of its own on each axis."""
     rows, cols = axis_scales(scale)
@@ -147,14 +169,14 @@ def warn_if_stretched(info: SceneInfo, scale: Scale = 1.0) -> None:
         return
     rows, cols = axis_scales(scale)
     across, down = sides[0] / cols, sides[1] / rows
-    stretch = max(across, down) / min(across, down)
-    if stretch > STRETCH_TOLERANCE:
+    seen = stretch((across, down))
+    if seen > STRETCH_TOLERANCE:
         log.warning(
             "%s has pixels of %.3g x %.3g m on the ground (%s)%s: the model sees the ground squeezed %.2f times"
             " %s, which costs accuracy; leave the reading scale to glgeo (it reads each axis at its own scale)"
             " or reproject the scene to a projected CRS with square pixels (e.g. its UTM zone)",
             info.path, sides[0], sides[1], info.crs.to_string(),
-            "" if (rows, cols) == (1.0, 1.0) else f", read at {describe_scale(scale)}", stretch,
+            "" if (rows, cols) == (1.0, 1.0) else f", read at {describe_scale(scale)}", seen,
             "north-south" if down > across else "east-west",
         )
 
@@ -235,9 +257,8 @@ def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> Scal
                 "" if model_gsd is None else f" (its imagery: {model_gsd:g} m; this scene's resolution is unknown)",
             )
         return square_scale(checkpoint.scene_scale, sides, None, info.path)
-    if sides is not None and max(sides) / min(sides) > 1 + SCALE_TOLERANCE:
-        if max(sides) > model_gsd * (1 + SCALE_TOLERANCE):
-            scale_between(max(sides), model_gsd, info.path)  # its warning: a coarser scene
+    if sides is not None and stretch(sides) > 1 + SCALE_TOLERANCE:
+        _warn_if_coarser(max(sides), model_gsd, info.path)
         return square_scale(1.0, sides, model_gsd, info.path)
     return scale_between(scene_gsd, model_gsd, info.path)
 
@@ -251,7 +272,7 @@ def square_scale(scale: float, sides: tuple[float, float] | None, model_gsd: flo
     ``scale`` for the coarser axis, the finer one read coarser to match. ``scale`` as it
     is where ``sides`` is ``None`` or square within the tolerance. Logged (INFO) with
     ``name`` unless it is ``None``."""
-    if sides is None or max(sides) / min(sides) <= 1 + SCALE_TOLERANCE:
+    if sides is None or stretch(sides) <= 1 + SCALE_TOLERANCE:
         return scale
     across, down = sides
     if model_gsd is not None:
@@ -266,7 +287,7 @@ def square_scale(scale: float, sides: tuple[float, float] | None, model_gsd: flo
             "%s has pixels of %.3g x %.3g m on the ground: read at %s of its resolution, so the model sees square"
             " %.3g m pixels", name, across, down, describe_scale((rows, cols)), down / rows,
         )
-    return rows if rows == cols else (rows, cols)
+    return as_scale(rows, cols)
 
 
 def square_side(crs: CRS | None, transform: Affine, height: int, width: int) -> float | None:
@@ -279,7 +300,7 @@ def square_side(crs: CRS | None, transform: Affine, height: int, width: int) -> 
     if gsd is None:
         return None
     sides = ground_pixel_sides(crs, transform, height, width)
-    if sides is None or max(sides) / min(sides) <= 1 + SCALE_TOLERANCE:
+    if sides is None or stretch(sides) <= 1 + SCALE_TOLERANCE:
         return gsd
     return _significant(max(sides))
 
@@ -289,19 +310,24 @@ def scale_between(scene_gsd: float, model_gsd: float, name: Any = "the scene") -
     for a model trained on ``model_gsd``: ``scene_gsd / model_gsd``, never above 1 (with a
     warning naming ``name``: a coarser scene is read as it is), 1 within
     :data:`SCALE_TOLERANCE`."""
+    _warn_if_coarser(scene_gsd, model_gsd, name)
     scale = scene_gsd / model_gsd
-    if scale > 1 + SCALE_TOLERANCE:
-        log.warning(
-            "%s has %.3g m pixels, coarser than the %.3g m the model was trained on: predictions may be poor; "
-            "choose a model trained for this resolution",
-            name, scene_gsd, model_gsd,
-        )
     if scale >= 1 - SCALE_TOLERANCE:
         return 1.0
     log.info("%s has %.3g m pixels: read at the model's %.3g m (scale %.3g)", name, scene_gsd, model_gsd, scale)
     return scale
 
 
+def _warn_if_coarser(scene_gsd: float, model_gsd: float, name: Any) -> None:
+    """Warn when a scene's pixels (their longer side, where they are not square) are coarser
+    than the model's imagery by more than :data:`SCALE_TOLERANCE`: no axis is read finer
+    than the file, so the model sees them coarser than it learned."""
+    if scene_gsd / model_gsd > 1 + SCALE_TOLERANCE:
+        log.warning(
+            "%s has %.3g m pixels, coarser than the %.3g m the model was trained on: predictions may be poor; "
+            "choose a model trained for this resolution",
+            name, scene_gsd, model_gsd,
+        )
 
 
 def coarseness(checkpoint, scene_gsd: float | None, scale: Scale) -> float:

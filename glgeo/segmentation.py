@@ -28,7 +28,9 @@ from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
 from .provenance import Provenance, blend_rule, context_rule, file_sha256, utc_now
-from .resolution import Scale, area_scale, coarseness, describe_scale, is_full_resolution, reading_scale, warn_if_stretched
+from .resolution import (
+    Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, reading_scale, scale_json, warn_if_stretched,
+)
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions, output_driver, sidecar_paths
 
@@ -110,7 +112,7 @@ class SegmentSummary:
             "classes": [c.__dict__ for c in self.classes],
             "nodata_pixels": self.nodata_pixels,
             "model": self.model,
-            "scale": list(self.scale) if isinstance(self.scale, tuple) else self.scale,
+            "scale": scale_json(self.scale),
             "mode": s.mode,
             "device": s.device,
             "precision": s.precision,
@@ -443,7 +445,7 @@ def segment(
             mode=stats.mode,
             precision=stats.precision,
             scale=scale,
-            gsd_m=float(f"{info.gsd / area_scale(scale):.6g}") if info.gsd is not None else None,
+            gsd_m=reading_gsd(info.gsd, scale),
             blend=blend_rule(settings),
             nodata_fill=settings.nodata_fill,
             context=stats.context or context_rule(settings),

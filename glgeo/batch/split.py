@@ -38,7 +38,7 @@ from ..device import peak_resident_mb
 from ..errors import GlgeoError, InputError, OutputError
 from ..inference import InferenceStats, Timings
 from ..progress import ProgressCallback
-from ..resolution import area_scale
+from ..resolution import reading_gsd, scale_json
 from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, block_path, prepare_scene
 from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
@@ -151,7 +151,7 @@ def _fingerprint(scene: str, reference: str, split: SplitScene, probabilities: b
         "scene": stamp(scene),
         "model": stamp(reference),
         "settings": repr(split.settings),
-        "scale": list(split.scale) if isinstance(split.scale, tuple) else split.scale,
+        "scale": scale_json(split.scale),
         "bands": list(split.info.bands),
         "aoi": stamp(aoi) if isinstance(aoi, (str, os.PathLike)) else repr(aoi),
         "bounds": bounds,
@@ -375,7 +375,7 @@ def run_split(
     provenance = Provenance(
         model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
         precision=stats.precision or split.settings.precision, scale=split.scale,
-        gsd_m=float(f"{info.gsd / area_scale(split.scale):.6g}") if info.gsd is not None else None,
+        gsd_m=reading_gsd(info.gsd, split.scale),
         blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
         created=utc_now(),
     )  # fmt: skip
