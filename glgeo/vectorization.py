@@ -925,10 +925,13 @@ def vectorize(
             nodata). Exact when it covers at most ``block_size / 2`` pixels. What it merged
             is counted in the result, and a warning names every class it leaves without
             a polygon.
-        simplify: simplification tolerance in metres on the ground (the raster's ground
-            resolution at its centre converts it; CRS units for a raster without a CRS):
-            roughly the square root of the area of the triangles removed; neighbouring
-            polygons keep shared borders.
+        simplify: simplification tolerance in metres on the ground (CRS units for a
+            raster without a CRS): a vertex goes when the triangle it makes with its
+            neighbours covers less than ``simplify`` squared on the ground
+            (Visvalingam-Whyatt, an area rule; the pixel's ground area at the raster's
+            centre converts it, so it holds on pixels that are not square on the ground,
+            such as degrees away from the equator); neighbouring polygons keep shared
+            borders.
         classes: names (or ids) of the classes to keep, as a list or a comma-separated
             string; default all.
         layer: layer name; default the raster's file stem.

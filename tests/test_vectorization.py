@@ -587,3 +587,33 @@ def test_simplify_is_metres_on_the_ground_in_degrees_too(tmp_path, classes_array
     frame = pyogrio.read_dataframe(tmp_path / "simple.gpkg")
     exact_frame = pyogrio.read_dataframe(tmp_path / "exact.gpkg")
     assert shapely.get_num_coordinates(frame.geometry.values).sum() < shapely.get_num_coordinates(exact_frame.geometry.values).sum()
+
+
+def test_simplify_treats_a_shape_alike_whichever_way_it_lies_on_stretched_pixels(tmp_path):
+    """At 60 deg N a pixel of 1e-5 x 1e-5 deg is 0.558 m across and 1.114 m down. Two bumps of
+    the same ground size, 4.46 m out of a field and 11.1 m along it, one on its east side (8
+    px out, 10 rows along) and one on its north side (4 rows out, 20 px along), go at the same
+    tolerance, and at the one the area rule (Visvalingam-Whyatt) sets on the ground: a
+    corner's triangle of 4.46 x 11.1 / 2 = 24.9 m2, so kept at 4.5 m and gone at 5.5 m. A
+    distance rule in pixels would remove one bump before the other; a tolerance converted
+    with the pixel's width (or height) instead of the root of its area would remove both at
+    3.5 m (or keep both up to 7 m)."""
+    classes = np.full((200, 200), URBAN, dtype=np.uint8)
+    classes[60:140, 40:160] = FOREST  # the field
+    classes[90:100, 160:168] = FOREST  # east bump
+    classes[56:60, 90:110] = FOREST  # north bump
+    transform = from_origin(10.0, 60.001, 1e-5, 1e-5)
+    raster = write_raster(tmp_path / "stretched.tif", classes, crs="EPSG:4326", transform=transform)
+    east = shapely.box(*(transform * (160, 100)), *(transform * (168, 90)))
+    north = shapely.box(*(transform * (90, 60)), *(transform * (110, 56)))
+
+    def kept(tolerance):
+        out = tmp_path / f"s{tolerance}.gpkg"
+        vectorize(raster, out, scheme=DEEPGLOBE, simplify=tolerance, classes=["forest"])
+        field = shapely.union_all(read_layer(out, "stretched").geometry.values)
+        return (round(field.intersection(east).area / east.area, 2), round(field.intersection(north).area / north.area, 2))
+
+    fates = {tolerance: kept(tolerance) for tolerance in (2.0, 3.0, 4.0, 4.5, 5.5, 6.0, 7.0, 8.0)}
+    assert fates[4.5] == (1.0, 1.0) and fates[5.5] == (0.0, 0.0), fates
+    for tolerance, (east_kept, north_kept) in fates.items():
+        assert east_kept == north_kept, (tolerance, fates)
