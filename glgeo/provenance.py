@@ -44,6 +44,7 @@ _ITEMS = {
     "blend": "GLGEO_BLEND",
     "nodata_fill": "GLGEO_NODATA_FILL",
     "context": "GLGEO_CONTEXT",
+    "options": "GLGEO_OPTIONS",
     "created": "GLGEO_CREATED_UTC",
 }
 
@@ -70,6 +71,10 @@ class Provenance:
             context crop exact, grid anchor world``).
         nodata_fill: what the network saw where the scene has no data (``mirror``, ``mean`` or ``zero``,
             see :class:`glgeo.inference.InferenceSettings`).
+        options: the options asked for that can change the map, as given (:func:`options_rule`:
+            ``defaults``, or ``scale=0.5, blend=sum``); a batch rerun keeps an output as
+            finished only when they are its own. Empty in outputs of glgeo before 7
+            December 2026.
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
     """
 
@@ -84,6 +89,7 @@ class Provenance:
     created: str
     nodata_fill: str = "mean"
     context: str = ""
+    options: str = ""
 
     def tags(self) -> dict[str, str]:
         """The metadata items (``GLGEO_*``, ``TIFFTAG_SOFTWARE``, ``TIFFTAG_DATETIME``)."""
@@ -193,3 +199,33 @@ def context_rule(settings: Any, engine: Any = None) -> str:
     margin = "auto" if settings.global_margin is None else f"{settings.global_margin} px"
     anchor = settings.grid_anchor or "auto"
     return f"global view {settings.global_view}, margin {margin}, context crop {settings.context_crop}, grid anchor {anchor}"
+
+
+#: The :class:`~glgeo.inference.InferenceSettings` fields that can change a map (device,
+#: threads, batching, reading ahead, memory layout and caches cannot, beyond rounding).
+MAP_SETTINGS = (
+    "patch_size", "min_overlap", "global_size", "scale", "gsd", "stretch", "precision", "mode",
+    "coarse_to_fine", "c2f_ratio", "logit_upsampling", "blend", "footprint", "window_overlap",
+    "global_view", "global_margin", "context_crop", "grid_anchor", "edge_margin", "nodata_fill",
+)  # fmt: skip
+
+
+def options_rule(settings: Any, *, bands: Any = None, tta: bool = False, aoi: Any = None,
+                 bounds: Any = None) -> str:
+    """The options asked for that can change the map, those not left at their defaults:
+    ``defaults``, or ``scale=0.5, blend=sum, bands=3,2,1`` (:data:`MAP_SETTINGS` of the
+    :class:`~glgeo.inference.InferenceSettings`, then bands, test-time augmentation, an area
+    of interest and bounds). As asked, not as resolved: ``precision=auto`` runs bf16 on one
+    machine and fp32 on another (``GLGEO_PRECISION`` says which)."""
+    defaults = type(settings)()
+    parts = [f"{name}={_text(getattr(settings, name))}" for name in MAP_SETTINGS
+             if getattr(settings, name) != getattr(defaults, name)]
+    if bands:
+        parts.append(f"bands={_text(tuple(bands))}")
+    if tta:
+        parts.append("tta")
+    if aoi is not None:
+        parts.append(f"aoi={Path(aoi).name}" if isinstance(aoi, (str, os.PathLike)) else "aoi=geometry")
+    if bounds is not None:
+        parts.append(f"bounds={_text(tuple(float(v) for v in bounds))}")
+    return ", ".join(parts) or "defaults"

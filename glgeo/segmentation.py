@@ -27,7 +27,7 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
-from .provenance import Provenance, blend_rule, context_rule, file_sha256, utc_now
+from .provenance import Provenance, blend_rule, context_rule, file_sha256, options_rule, utc_now
 from .resolution import (
     Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, reading_scale, scale_json, warn_if_stretched,
 )
@@ -375,6 +375,7 @@ def segment(
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd
     scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
     warn_if_stretched(info, scale)
+    asked = options_rule(settings, bands=bands, tta=tta, aoi=aoi, bounds=bounds)  # before anything is resolved
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)
     network = checkpoint.model
@@ -449,6 +450,7 @@ def segment(
             blend=blend_rule(settings),
             nodata_fill=settings.nodata_fill,
             context=stats.context or context_rule(settings),
+            options=asked,
             created=utc_now(),
         )
         writer.set_tags(provenance.tags())

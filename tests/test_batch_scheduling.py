@@ -328,6 +328,35 @@ def test_outputs_another_model_made_are_not_kept_as_finished(tmp_path, scenes, c
     assert replaced.counts["done"] == 1
 
 
+def test_outputs_made_with_other_options_are_not_kept_as_finished(tmp_path, scenes, checkpoint):
+    """A rerun with other options (here the released plain sum instead of the taper, and
+    bands reordered) skipped the outputs already there and reported them as made so:
+    refused, naming both runs' options (``GLGEO_OPTIONS``); the same options resume."""
+    import dataclasses
+
+    out = tmp_path / "out"
+    first = run_batch([str(scenes[0])], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert first.counts["done"] == 1
+    with rasterio.open(out / "tile_0.tif") as src:
+        made = src.tags()["GLGEO_OPTIONS"]
+    assert "blend" not in made and "bands" not in made
+    summed = BatchOptions(settings=dataclasses.replace(SETTINGS, blend="sum"))
+    with pytest.raises(InputError, match=r"^1 of the 2 scenes' outputs are there, made with other options "
+                                         rf"\(.*tile_0[.]tif: {made}; this batch: .*blend=sum\): "
+                                         r"they would be kept as they are; pass overwrite=True"):
+        run_batch([str(scenes[0]), str(scenes[1])], out, model=checkpoint, options=summed)
+    assert not (out / "tile_1.tif").exists()
+    with pytest.raises(InputError, match=r"bands=3,2,1\)"):
+        run_batch([str(scenes[0])], out, model=checkpoint, options=BatchOptions(settings=SETTINGS, bands=(3, 2, 1)))
+    # the same options (device and threads do not count): skipped; overwrite: replaced and tagged anew
+    same = BatchOptions(settings=dataclasses.replace(SETTINGS, torch_threads=1, prefetch=0))
+    assert run_batch([str(scenes[0])], out, model=checkpoint, options=same).counts["skipped"] == 1
+    replaced = run_batch([str(scenes[0])], out, model=checkpoint, options=dataclasses.replace(summed, overwrite=True))
+    assert replaced.counts["done"] == 1
+    with rasterio.open(out / "tile_0.tif") as src:
+        assert "blend=sum" in src.tags()["GLGEO_OPTIONS"]
+
+
 def test_each_scenes_warnings_are_in_its_manifest_row(tmp_path, scenes, checkpoint):
     """A batch of many scenes printed each warning once per scene and kept none: each
     scene's row now says what glgeo warned about while it ran (JSON list, CSV ' | ')."""

@@ -42,3 +42,17 @@ def test_file_hash_is_recomputed_when_the_file_changes(tmp_path):
     model.write_bytes(b"new weights")
     os.utime(model, ns=(1, 1))  # another modification time, as a retrained file has
     assert file_sha256(model) == hashlib.sha256(b"new weights").hexdigest()
+
+
+def test_options_are_those_asked_for_that_can_change_the_map():
+    from glgeo.inference import InferenceSettings
+    from glgeo.provenance import options_rule
+
+    assert options_rule(InferenceSettings()) == "defaults"
+    # device, threads, batching and reading ahead cannot change the map
+    assert options_rule(InferenceSettings(device="cpu", torch_threads=1, batch_size=4, prefetch=0)) == "defaults"
+    asked = options_rule(InferenceSettings(scale=0.5, blend="sum", precision="fp32"), bands=(3, 2, 1), tta=True,
+                         aoi="/data/fields.gpkg", bounds=(1, 2, 3, 4))
+    assert asked == "scale=0.5, precision=fp32, blend=sum, bands=3,2,1, tta, aoi=fields.gpkg, bounds=1,2,3,4"
+    made = Provenance.from_tags({**MADE.tags(), "GLGEO_OPTIONS": asked})
+    assert made.options == asked and made.tags()["GLGEO_OPTIONS"] == asked

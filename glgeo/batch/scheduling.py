@@ -86,18 +86,19 @@ def _model_reference(model: Any) -> str:
     return str(path.resolve()) if path.is_file() else os.fspath(model)
 
 
-def _refuse_outputs_of_another_model(jobs: Sequence[SceneJob], reference: str, options: BatchOptions) -> None:
-    """Refuse a batch that would keep, as finished, outputs another model made: a rerun with
-    another model skipped them and reported their classes as this run's.
+def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, options: BatchOptions) -> None:
+    """Refuse a batch that would keep, as finished, outputs another model made or the same
+    model made with other options: a rerun skipped them and reported their classes as this
+    run's.
 
-    The model an output was made with is read from its provenance (``GLGEO_MODEL_SHA256``);
-    outputs without it (not glgeo's) are not judged.
+    What made an output is read from its provenance (``GLGEO_MODEL_SHA256``,
+    ``GLGEO_OPTIONS``); outputs without it (not glgeo's, or older) are not judged.
     """
     if options.overwrite:
         return
     import rasterio
 
-    from ..provenance import Provenance, file_sha256
+    from ..provenance import Provenance, file_sha256, options_rule
 
     path = Path(reference)
     if not path.is_file():
@@ -108,23 +109,36 @@ def _refuse_outputs_of_another_model(jobs: Sequence[SceneJob], reference: str, o
         except GlgeoError:
             return  # the workers will say what is wrong with it
     ours = file_sha256(path)
-    others = []
+    our_options = options_rule(options.settings, bands=options.bands)
+    other_model, other_options = [], []
     for job in jobs:
         if not job.output.is_file():
             continue
         try:
             with rasterio.open(job.output) as src:
-                made = Provenance.from_tags(src.tags())
+                tags = src.tags()
         except rasterio.errors.RasterioIOError:
             continue  # not readable: the scene runs again or fails on its own
-        if made is not None and made.model_sha256 and made.model_sha256 != ours:
-            others.append((job, made))
-    if others:
-        job, made = others[0]
+        made = Provenance.from_tags(tags)
+        if made is None:
+            continue
+        if made.model_sha256 and made.model_sha256 != ours:
+            other_model.append((job, made))
+        elif "GLGEO_OPTIONS" in tags and made.options != our_options:
+            other_options.append((job, made))
+    remedy = "they would be kept as they are; pass overwrite=True to replace them, or write to another out_dir"
+    if other_model:
+        job, made = other_model[0]
         raise InputError(
-            f"{len(others)} of the {len(jobs)} scenes' outputs are there from another model ({job.output}: "
+            f"{len(other_model)} of the {len(jobs)} scenes' outputs are there from another model ({job.output}: "
             f"{made.model}, SHA-256 {made.model_sha256[:12]}...; this batch's model: {path.name}, {ours[:12]}...): "
-            "they would be kept as they are; pass overwrite=True to replace them, or write to another out_dir"
+            f"{remedy}"
+        )
+    if other_options:
+        job, made = other_options[0]
+        raise InputError(
+            f"{len(other_options)} of the {len(jobs)} scenes' outputs are there, made with other options "
+            f"({job.output}: {made.options}; this batch: {our_options}): {remedy}"
         )
 
 
@@ -330,7 +344,7 @@ def run_batch(
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {str(folder)!r}: {exc.strerror or exc}") from None
     reference = _model_reference(model)
-    _refuse_outputs_of_another_model(jobs, reference, options)
+    _refuse_outputs_made_otherwise(jobs, reference, options)
     run = _Run(jobs, options, progress, "in-process")
     try:
         pending = _skip_finished(run)

@@ -286,7 +286,7 @@ def run_split(
             finished ones are kept: run again to resume).
         MissingDependencyError: Dask is needed but not installed.
     """
-    from ..provenance import Provenance, blend_rule, context_rule, utc_now
+    from ..provenance import Provenance, blend_rule, context_rule, options_rule, utc_now
     from ..segmentation import SegmentSummary, _glgeo_version, check_sidecars, model_identity, warn_if_no_class
     from ..writer import output_driver
 
@@ -377,7 +377,7 @@ def run_split(
         precision=stats.precision or split.settings.precision, scale=split.scale,
         gsd_m=reading_gsd(info.gsd, split.scale),
         blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
-        created=utc_now(),
+        options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
     )  # fmt: skip
     assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
                          output_options=options.output_options, tags=provenance.tags())
