@@ -284,6 +284,35 @@ def test_an_interrupted_batch_says_what_is_finished_and_writes_the_manifest(tmp_
     assert again.counts == {"done": 2, "skipped": 1, "failed": 0}
 
 
+def test_a_scene_finished_while_the_batch_stopped_is_recorded_done(tmp_path, scenes, checkpoint):
+    """A worker may finish a scene while Ctrl-C stops the batch: its output is written, but
+    its result never comes back, and the manifest said "not run". An output this run wrote
+    (since it started: outputs are atomic) is recorded done; one from before (here replaced
+    with overwrite=True, then not reached) is not."""
+    import os
+
+    from glgeo import segment
+
+    out = tmp_path / "out"
+    manifest = out / "run.json"
+    run_batch([str(scenes[2])], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    os.utime(out / "tile_2.tif", (0, time.time() - 3600))  # written an hour ago
+
+    def interrupt(done: int, total: int) -> None:
+        # another worker finishes tile_1 as the batch is being stopped
+        segment(scenes[1], out / "tile_1.tif", model=checkpoint, settings=SETTINGS)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run_batch([str(s) for s in scenes[:3]], out, model=checkpoint,
+                  options=BatchOptions(settings=SETTINGS, manifest=manifest, overwrite=True), progress=interrupt)
+    assert str(caught.value).startswith(f"Interrupted: 2 of 3 scenes are finished in {out}")
+    rows = read_manifest(manifest)
+    assert [r["status"] for r in rows] == ["done", "done", "failed"]
+    assert rows[1]["warnings"] == ["finished while the batch was being stopped"] and rows[1]["class_areas"]
+    assert rows[2]["error"] == "not run (the batch was interrupted)"
+
+
 def test_a_merge_may_not_replace_a_scene_s_geopackage(tmp_path, scenes, checkpoint):
     """--vector-merge out/<scene>.gpkg replaced that scene's polygons with the merge, and the
     rerun merged the merge again (a traceback); it is refused before anything runs."""

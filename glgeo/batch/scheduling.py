@@ -152,6 +152,7 @@ class _Run:
         self.workers = workers
         self.results: dict[int, SceneResult] = {}
         self.started = time.perf_counter()
+        self.wall_started = time.time()  # outputs written since are this run's
         self.last_manifest = self.started
 
     def add(self, index: int, result: SceneResult) -> None:
@@ -401,6 +402,7 @@ def run_batch(
 
 def _interrupted(run: _Run, unfinished: str = "") -> str:
     """What an interrupted batch finished and how to go on; writes the manifest first."""
+    _record_finished_unreported(run)
     result = run.result()
     finished = sum(1 for r in result.scenes if r.status in ("done", "skipped"))
     record = ""
@@ -415,6 +417,27 @@ def _interrupted(run: _Run, unfinished: str = "") -> str:
         f"Interrupted: {finished} of {len(run.jobs)} scenes are finished in {', '.join(folders)}{record}{unfinished}; "
         "run the same batch again to finish it: finished scenes are skipped"
     )
+
+
+def _record_finished_unreported(run: _Run) -> None:
+    """Record as done the scenes whose outputs this run wrote but whose results never came
+    back: a worker finished them while the batch was being stopped (the rerun skips them;
+    the manifest said "not run"). Outputs are written atomically: one there, written since
+    the run started, is complete and this run's."""
+    for index, job in enumerate(run.jobs):
+        if index in run.results:
+            continue
+        outputs = [job.output] + ([job.vector] if job.vector is not None else [])
+        try:
+            if not all(path.stat().st_mtime >= run.wall_started for path in outputs):
+                continue
+            areas, unit = class_areas_of(job.output)
+        except (OSError, GlgeoError):
+            continue
+        run.results[index] = SceneResult(
+            input=job.scene, output=str(job.output), vector=str(job.vector) if job.vector else None, status="done",
+            class_areas=areas, area_unit=unit, warnings=("finished while the batch was being stopped",),
+        )
 
 
 @contextlib.contextmanager
