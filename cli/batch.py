@@ -17,12 +17,14 @@ options are added by one decorator, :func:`batch_options`, that packs them into 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import click
 
@@ -240,7 +242,11 @@ def run_batch_from_cli(
     )
     from .main import logs_in_flag_terms
 
-    with progress_bar(ctx, unit="scene", desc="segment") as progress, logs_in_flag_terms("glgeo.batch", "segment"):
+    with (
+        progress_bar(ctx, unit="scene", desc="segment") as progress,
+        logs_in_flag_terms("glgeo.batch", "segment"),
+        repeats_collapsed(manifest),
+    ):
         result = run_batch(
             [*scenes, *(f"@{f}" for f in batch.input_lists)],
             batch.out_dir,
@@ -282,3 +288,66 @@ def run_batch_from_cli(
             f"{counts['failed']} of {len(result.scenes)} scenes failed (see {result.manifest}); "
             "fix the cause and run the same command again: finished scenes are skipped"
         )
+
+
+#: How many warnings of one kind a batch prints before it says the rest are in the manifest.
+REPEATS_SHOWN = 3
+
+
+class _RepeatsCollapsed(logging.Filter):
+    """Lets through the first :data:`REPEATS_SHOWN` warnings of each kind (the same message
+    but for the scene's name, paths and numbers), the next with a note that the rest are
+    not printed, then none: a batch of 800 plain images printed "has no georeferencing"
+    800 times. Each scene's warnings are in its manifest row."""
+
+    def __init__(self, manifest: Path) -> None:
+        super().__init__()
+        self.manifest = manifest
+        self.seen: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING or not record.name.startswith("glgeo"):
+            return True
+        decided = getattr(record, "glgeo_shown", None)  # each handler asks: count a record once
+        if decided is not None:
+            return decided
+        record.glgeo_shown = shown = self._shown(record)
+        return shown
+
+    def _shown(self, record: logging.LogRecord) -> bool:
+        key = (record.name, _kind(record))
+        self.seen[key] = count = self.seen.get(key, 0) + 1
+        if count <= REPEATS_SHOWN:
+            return True
+        if count == REPEATS_SHOWN + 1:
+            record.msg = (f"{record.getMessage()} (further warnings like this one are not printed: each scene's row of "
+                          f"{self.manifest} lists its warnings)")
+            record.args = ()
+            return True
+        return False
+
+
+_VARYING = re.compile(r"'[^']*'|\"[^\"]*\"|\S*[/\\]\S*|\S+\.[A-Za-z][A-Za-z0-9]{1,4}\b|\d+(?:\.\d+)?")
+
+
+def _kind(record: logging.LogRecord) -> str:
+    """A warning's kind: its template where it has one, else its text with quoted names,
+    paths, file names and numbers blanked."""
+    if record.args and isinstance(record.msg, str):
+        return record.msg
+    return _VARYING.sub("_", record.getMessage())
+
+
+@contextlib.contextmanager
+def repeats_collapsed(manifest: Path) -> Iterator[None]:
+    """While the block runs, the terminal's handlers print at most :data:`REPEATS_SHOWN`
+    warnings of each kind from glgeo (then one line saying where the rest are)."""
+    collapse = _RepeatsCollapsed(manifest)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(collapse)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(collapse)

@@ -57,3 +57,33 @@ def test_model_is_loaded_once_per_process_and_again_when_the_file_changes(tmp_pa
     os.utime(copy, ns=(time.time_ns(), time.time_ns() + 10**9))  # replaced by a retrained model
     second = batch.cached_model(str(copy))
     assert second is not first and len(calls) == 2 and len(batch._MODEL_CACHE) == 1
+
+
+def test_a_dask_worker_leaves_the_warnings_it_keeps_to_the_client(caplog):
+    """Every worker printed each scene's warnings itself (800 plain images: 800 lines): a
+    worker's console leaves out the warnings a scene's result keeps, and the client logs
+    them as results arrive (the command line prints a few of each kind)."""
+    import logging
+
+    from glgeo.batch import BatchOptions
+    from glgeo.batch.manifest import SceneResult
+    from glgeo.batch.scheduling import _Run
+    from glgeo.batch.worker import _not_kept_for_the_client, _SceneWarnings
+
+    def record(level):
+        return logging.LogRecord("glgeo.segmentation", level, __file__, 1, "a.tif has no georeferencing", (), None)
+
+    keeping = _SceneWarnings()
+    assert not _not_kept_for_the_client(record(logging.WARNING))
+    assert _not_kept_for_the_client(record(logging.ERROR))
+    keeping.close()
+    assert _not_kept_for_the_client(record(logging.WARNING))
+
+    job_result = SceneResult(input="a.tif", output="out/a.tif", vector=None, status="done",
+                             warnings=("a.tif has no georeferencing: 100% of it",))
+    for workers, printed in (("in-process", []), ("local cluster of 2 workers", ["a.tif has no georeferencing: 100% of it"])):
+        run = _Run([], BatchOptions(), None, workers)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="glgeo"):
+            run.add(0, job_result)
+        assert [r.getMessage() for r in caplog.records] == printed

@@ -180,3 +180,31 @@ def test_the_summary_says_how_many_scenes_have_warnings(tmp_path, scenes, checkp
     result = segment_cli(scenes[0], plain, "--out-dir", out, *cli_options(checkpoint))
     assert result.exit_code == 0, result.output
     assert f"warnings about 1 scene: each scene's row of {out / 'manifest.json'} lists them" in result.output
+
+
+def test_a_warning_repeated_for_many_scenes_is_printed_three_times(tmp_path, checkpoint, caplog):
+    """A batch of 800 plain images printed "has no georeferencing" 800 times: each kind of
+    warning is printed for three scenes, the fourth says the rest are in the manifest, and
+    the manifest keeps every scene's."""
+    import numpy as np
+
+    from fixtures.rasters import write_geotiff
+
+    plain = [write_geotiff(tmp_path / f"plain_{i}.tif", np.full((3, 64, 64), 90 + i, np.uint8), crs=None)
+             for i in range(6)]
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="glgeo"):
+        result = segment_cli(*plain, "--out-dir", out, *cli_options(checkpoint))
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records if "has no georeferencing" in r.getMessage()]
+    assert len(said) == 4, said
+    assert said[3].endswith(f"(further warnings like this one are not printed: each scene's row of {out / 'manifest.json'} "
+                            "lists its warnings)")
+    rows = read_manifest(out / "manifest.json")
+    assert all(any("has no georeferencing" in w for w in row["warnings"]) for row in rows), rows
+    # after the batch nothing is held back
+    import logging
+
+    from glgeo.cli.batch import _RepeatsCollapsed
+
+    assert not any(isinstance(f, _RepeatsCollapsed) for h in logging.getLogger().handlers for f in h.filters)

@@ -157,6 +157,9 @@ class _Run:
 
     def add(self, index: int, result: SceneResult) -> None:
         self.results[index] = result
+        if self.workers != "in-process":  # a worker kept them for the manifest and printed none
+            for warning in result.warnings:
+                log.warning(warning)
         if result.status == "failed":
             log.warning("%s failed: %s", result.input, result.error)
         if self.progress is not None:

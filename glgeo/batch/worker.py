@@ -118,7 +118,19 @@ def log_like_the_cli() -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(_not_kept_for_the_client)
     glgeo_log.addHandler(handler)
+
+
+#: Threads of this process running a scene whose warnings are kept (:class:`_SceneWarnings`).
+_KEEPING: set[int] = set()
+
+
+def _not_kept_for_the_client(record: logging.LogRecord) -> bool:
+    """A Dask worker does not print the warnings it keeps in a scene's result: the client
+    prints them as results arrive (at most a few of each kind, ``glgeo segment``), not
+    every worker each of its own."""
+    return not (record.levelno == logging.WARNING and record.thread in _KEEPING)
 
 
 def _n_gpus() -> int:
@@ -152,6 +164,7 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
 
     def result(status: Status, **kwargs: Any) -> SceneResult:
         logging.getLogger("glgeo").removeHandler(warned)
+        warned.close()
         return SceneResult(
             input=job.scene,
             output=str(job.output),
@@ -199,6 +212,7 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
         return result("failed", error=f"{type(exc).__name__}: {exc}", partials_removed=partials)
     except BaseException:  # the scheduler retries it: no handler left behind
         logging.getLogger("glgeo").removeHandler(warned)
+        warned.close()
         raise
     return result("done", class_areas=areas, area_unit=unit, device=device, partials_removed=partials)
 
@@ -211,6 +225,11 @@ class _SceneWarnings(logging.Handler):
         super().__init__(logging.WARNING)
         self.thread = threading.get_ident()
         self.messages: list[str] = []
+        _KEEPING.add(self.thread)
+
+    def close(self) -> None:
+        _KEEPING.discard(self.thread)
+        super().close()
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self.thread:
