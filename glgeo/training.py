@@ -31,6 +31,7 @@ samplers, split by area); both give the same samples, so the stages run unchange
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -47,6 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_path, unwritable_folder_error
+from .averaging import WeightAverage
 from .datasets import (
     GLNetSceneDataset,
     SampleSpec,
@@ -221,6 +223,9 @@ class TrainSettings:
             also learns from random cuts of its views and is asked for the same class
             probabilities on the shared ground, :func:`random_cuts`); 0: none.
         fmreg_weight: weight of the feature-map regularisation (stage 2).
+        ema: decay of an exponential moving average of the weights (per optimizer step,
+            warmed up; :class:`~glgeo.averaging.WeightAverage`): validation, ``best.pt``
+            and ``last.pt`` use the average. 0: none.
         init: checkpoint (file or zoo name) the first stage run starts from; by default
             stage 1 starts from scratch and stage N from the run's ``stageN-1/best.pt``.
         backbone_weights: weights for a fresh model's backbones: a torchvision ImageNet
@@ -257,6 +262,7 @@ class TrainSettings:
     loss_balance: float = 0.0
     cut_consistency: float = 0.0
     fmreg_weight: float = FMREG_WEIGHT
+    ema: float = 0.0
     init: str | None = None
     backbone_weights: str | Path | None = None
     resume: bool = False
@@ -286,6 +292,8 @@ class TrainSettings:
             raise InputError(f"the loss class-balance power must be >= 0, got loss_balance={self.loss_balance}")
         if not self.cut_consistency >= 0:
             raise InputError(f"the cut-consistency weight must be >= 0, got cut_consistency={self.cut_consistency}")
+        if not 0 <= self.ema < 1:
+            raise InputError(f"the weight-average decay must be 0 (none) or below 1, got ema={self.ema}")
 
     @property
     def stages(self) -> tuple[int, ...]:
@@ -477,6 +485,9 @@ class GLNetTask(pl.LightningModule):
         max_cut: the largest share of a view's side a cut takes off each side.
         mosaic_cuts: share of the cuts taken from a 3 x 3 mosaic of the batch's views
             (:func:`random_cuts`).
+        ema: decay of an exponential moving average of the weights, updated after each
+            optimizer step (:class:`~glgeo.averaging.WeightAverage`); validation and the
+            saved checkpoints use the average. 0: none.
     """
 
     def __init__(
@@ -497,6 +508,7 @@ class GLNetTask(pl.LightningModule):
         cut_consistency: float = 0.0,
         max_cut: float = MAX_CUT,
         mosaic_cuts: float = 0.0,
+        ema: float = 0.0,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -519,6 +531,10 @@ class GLNetTask(pl.LightningModule):
         self.mosaic_cuts = mosaic_cuts
         self._jitter: tuple[torch.Tensor, torch.Tensor] | None = None
         model.set_stage(stage)  # before any DDP wrapping: DDP registers only trainable parameters
+        self.ema = ema
+        self.average: WeightAverage | None = None  # made on the training device (on_fit_start)
+        self._saved_average: dict[str, Any] | None = None  # a resumed run's, until then
+        self._averaged = contextlib.ExitStack()  # the average applied during validation
         self.val_confusion: torch.Tensor | None = None
         self.loss_history: list[float] = []  # one mean per epoch
         self._epoch_losses: list[tuple[float, int]] = []  # (loss, batch size) of this epoch's steps
@@ -527,6 +543,26 @@ class GLNetTask(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.model.stage_parameters(self.stage) if p.requires_grad]
         return torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
+
+    def on_fit_start(self) -> None:
+        if self.ema > 0 and self.average is None:
+            self.average = WeightAverage(self.model, self.ema)
+            if self._saved_average is not None:
+                self.average.load_state_dict(self._saved_average)
+                self._saved_average = None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.average is not None:
+            checkpoint["glgeo_weight_average"] = self.average.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._saved_average = checkpoint.get("glgeo_weight_average")
+        if self.ema > 0 and self._saved_average is None:
+            raise InputError("the run being resumed kept no weight average: resume it with ema=0, or start a new run")
+
+    def averaged(self) -> contextlib.AbstractContextManager:
+        """A block in which the network holds the averaged weights (with ``ema``; else its own)."""
+        return self.average.applied(self.model) if self.average is not None else contextlib.nullcontext()
 
     def _progress(self, batch_idx: int) -> float:
         trainer = self.trainer
@@ -559,6 +595,8 @@ class GLNetTask(pl.LightningModule):
         else:
             loss, parts = self._stage3(images, batch, opt)
         opt.step()
+        if self.average is not None:
+            self.average.update(self.model)
         n = images.shape[0]
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True)
         for name, value in parts.items():
@@ -682,6 +720,7 @@ class GLNetTask(pl.LightningModule):
             self._epoch_losses = []
 
     def on_validation_epoch_start(self) -> None:
+        self._averaged.enter_context(self.averaged())
         n = self.scheme.n_classes
         self.val_confusion = torch.zeros((n, n + 1), dtype=torch.long, device=self.device)
 
@@ -714,6 +753,7 @@ class GLNetTask(pl.LightningModule):
             self.val_confusion += confusion_tensor(truth, merged.argmax(0), n)
 
     def on_validation_epoch_end(self) -> None:
+        self._averaged.close()  # the network's own weights back for training
         # float64: exact for counts far beyond float32's 2**24, and reducible on gloo and NCCL
         confusion = self.trainer.strategy.reduce(self.val_confusion.double(), reduce_op="sum").round().long()
         scores = SegmentationScores(confusion.cpu().numpy(), self.scheme)
@@ -1182,6 +1222,7 @@ def _run_stage(
         cut_consistency=settings.cut_consistency if stage == 1 else 0.0,
         # with --mosaic, that share of the cuts straddle the batch's other views
         mosaic_cuts=data.mosaic,
+        ema=settings.ema,
     )
     has_val = bool(split.val)
     # the training scenes' resolution (not the held-out ones')
@@ -1214,6 +1255,8 @@ def _run_stage(
             "focal_gamma": settings.focal_gamma,
             "loss_balance": settings.loss_balance,
             "cut_consistency": settings.cut_consistency if stage == 1 else 0.0,
+            # the decay of the weights' moving average its checkpoints hold (0: the weights themselves)
+            "ema": settings.ema,
             # the loss weight of each class (None: all 1)
             "class_weights": None if class_weights is None else dict(zip(scheme.names, class_weights)),
             "precision": precision,
@@ -1234,16 +1277,17 @@ def _run_stage(
 
     def save(path: Path, module: GLNetTask, extra: dict[str, Any]) -> None:
         was_training = module.model.training
-        save_checkpoint(
-            path,
-            module.model,
-            scheme,
-            input_scaling=InputScaling(*data.input_range),
-            global_size=data.global_size,
-            patch_size=data.patch_size,
-            focal_gamma=settings.focal_gamma,
-            metadata={**metadata, **extra},
-        )
+        with module.averaged():  # with --ema, the averaged weights
+            save_checkpoint(
+                path,
+                module.model,
+                scheme,
+                input_scaling=InputScaling(*data.input_range),
+                global_size=data.global_size,
+                patch_size=data.patch_size,
+                focal_gamma=settings.focal_gamma,
+                metadata={**metadata, **extra},
+            )
         module.model.train(was_training)
 
     glgeo_ckpt = GlgeoCheckpoints(folder, save, has_val)

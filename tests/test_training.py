@@ -343,3 +343,36 @@ def test_lightnings_warnings_about_itself_are_not_shown(tmp_path):
     (out / "stage1" / "done.json").unlink()  # as if interrupted after its first epoch
     resumed = stderr(*base, "--epochs", "2", "--resume")  # a process of its own: Python shows a warning once
     assert "LeafSpec" not in resumed and "Checkpoint directory" not in resumed, resumed
+
+
+def test_ema_checkpoints_hold_the_weights_average_and_a_resume_continues_it(tmp_path):
+    """--ema: validation, best.pt and last.pt use the moving average of the weights; Lightning's
+    last.ckpt keeps the live weights and the average, so --resume continues both."""
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode", "global",
+            *SMALL[:-4], "--lr", "1e-2"]
+    run_cli(*base, "--epochs", "1", "--ema", "0.5")
+    state = torch.load(out / "stage1" / "lightning" / "last.ckpt", map_location="cpu", weights_only=False)
+    average = state["glgeo_weight_average"]
+    assert average["updates"] == 1 and average["decay"] == 0.5
+    live = {k.removeprefix("model."): v for k, v in state["state_dict"].items()}
+    saved = load_checkpoint(out / "stage1" / "last.pt")
+    assert saved.metadata["training"]["ema"] == 0.5
+    weights = saved.model.state_dict()
+    moved = [k for k, v in average["average"].items() if not torch.equal(v, live[k].float())]
+    assert moved  # one step at decay 0.1 (warm-up): the average is not the weights
+    for k in moved:
+        assert torch.allclose(weights[k].float(), average["average"][k], atol=1e-3), k
+    # resumed for a second epoch: the average goes on from its first update
+    (out / "stage1" / "done.json").unlink()
+    run_cli(*base, "--epochs", "2", "--ema", "0.5", "--resume")
+    state = torch.load(out / "stage1" / "lightning" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["glgeo_weight_average"]["updates"] == 2
+    # a run without an average cannot be resumed with one
+    plain = tmp_path / "plain"
+    run_cli(*[str(plain) if a == str(out) else a for a in base], "--epochs", "1")
+    (plain / "stage1" / "done.json").unlink()
+    result = CliRunner().invoke(cli, [*[str(plain) if a == str(out) else a for a in base], "--epochs", "2", "--ema",
+                                      "0.5", "--resume"])
+    assert result.exit_code == 1 and "kept no weight average: resume it with --ema 0" in result.output, result.output
