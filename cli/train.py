@@ -7,6 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -282,7 +283,8 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
     if kind == "geo":
         split = result.split
         click.echo(f"trained on {len(split.train)} area(s) of {', '.join(sorted({t.split(':')[0] for t in split.train}))} "
-                   f"({split.crs}, {split.res[0]:g} per pixel), validated on {len(split.val)} scene(s) of {split.rule}")
+                   f"({split.crs}, {split.res[0]:g}{_unit(split.crs)} per pixel), validated on {len(split.val)} scene(s) "
+                   f"of {split.rule}")
     else:
         held = f", {len(result.split.test)} held out (test part of {out / 'split.json'})" if result.split.test else ""
         click.echo(f"trained {len(result.split.train)} scenes, validated on {len(result.split.val)}{held}")
@@ -310,3 +312,17 @@ def _is_worker() -> bool:
     import os
 
     return os.environ.get("LOCAL_RANK", "0") != "0" or os.environ.get("NODE_RANK", "0") != "0"
+
+
+def _unit(crs: Any) -> str:
+    """`` m``, `` ft``, `` degrees``... of a CRS's axes (empty when it cannot say)."""
+    try:
+        from rasterio.crs import CRS
+
+        parsed = CRS.from_user_input(crs)
+        if parsed.is_geographic:
+            return " degrees"
+        unit = (parsed.linear_units or "").lower()
+    except Exception:  # noqa: BLE001 - a CRS rasterio cannot read: no unit said
+        return ""
+    return {"metre": " m", "meter": " m", "foot": " ft", "us survey foot": " US ft"}.get(unit, "")

@@ -290,6 +290,7 @@ def test_joplin_trains_on_three_crs_inputs_with_a_held_out_tile(joplin, joplin_r
 
     out, output = joplin_run
     assert f"validated on 4 scene(s) of images {HELD_OUT}" in output
+    assert "(EPSG:26915, 2.4 m per pixel)" in output  # the unit said (it printed "2.4 per pixel")
     ck = load_checkpoint(out / "model.pt")
     training = ck.metadata["training"]
     assert training["dataset"] == "geo" and training["stage"] == 2 and ck.mode == "g2l"
