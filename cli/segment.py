@@ -140,7 +140,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--probabilities", type=click.Path(dir_okay=False), default=None, help="Also write per-class scores (uint8, softmax x 255) here.")
 @click.option("--vector", type=click.Path(dir_okay=False), default=None, help="Also vectorize the classes into this GeoPackage.")
 @click.option("--aoi", type=click.Path(dir_okay=False), default=None,
-              help="Segment only inside these polygons (any vector file, any CRS); other pixels are nodata.")
+              help="Segment only inside these polygons (any vector file, any CRS; 'FILE|layername=NAME' for one "
+                   "layer of a file of several); other pixels are nodata.")
 @click.option("--bounds", nargs=4, type=float, default=None, metavar="LEFT BOTTOM RIGHT TOP",
               help="Segment only inside this box, in the scene's CRS (with --aoi: inside both).")
 @click.option("--scheme", default=None, help="Fail unless the model predicts this class scheme (deepglobe, inria...).")

@@ -37,25 +37,73 @@ PLAIN_IMAGE_TRANSFORM = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 def read_aoi(path: str | os.PathLike, crs: Any) -> shapely.Geometry:
     """The polygons of a vector file as one geometry in ``crs`` (``None``: the file's own).
 
+    A file of several layers of geometry (a GeoPackage) names the one to read as QGIS
+    does, ``areas.gpkg|layername=fields``; tables without geometry (the ``layer_styles``
+    of a styled GeoPackage) do not count.
+
     Raises:
-        InputError: the file cannot be read, holds no polygon, or has a CRS while the scene
-            has none (or the reverse is ambiguous: a file without CRS is taken to be in the
-            scene's).
+        InputError: the file cannot be read, holds no polygon, holds several layers of
+            geometry and none is named, or has a CRS while the scene has none (or the
+            reverse is ambiguous: a file without CRS is taken to be in the scene's).
     """
     import pyogrio
 
     name = os.fspath(path)
-    if "://" not in name and not name.startswith("/vsi") and not os.path.exists(name):
-        raise InputError(f"area of interest {name!r} does not exist; check the path")
+    source, layer = _file_and_layer(name)
+    if "://" not in source and not source.startswith("/vsi") and not os.path.exists(source):
+        raise InputError(f"area of interest {source!r} does not exist; check the path")
     try:
-        frame = pyogrio.read_dataframe(name)
+        layers = [(str(n), g) for n, g in pyogrio.list_layers(source)]
+        spatial = [n for n, g in layers if g is not None]
+        if layer is not None and layer not in (n for n, _ in layers):
+            raise InputError(f"area of interest {source!r} has no layer {layer!r}; layers of geometry: "
+                             f"{', '.join(spatial) or 'none'}")
+        if layer is None and len(spatial) > 1:
+            raise InputError(
+                f"area of interest {source!r} holds {len(spatial)} layers of geometry ({', '.join(spatial)}): name "
+                f"the one to use as {source + '|layername=' + spatial[0]!r}, as QGIS names a layer of a file"
+            )
+        if layer is None and spatial:
+            layer = spatial[0]
+        frame = pyogrio.read_dataframe(source, layer=layer)
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
         raise InputError(f"cannot read the area of interest {name!r} as vector data: {exc}") from None
-    geoms = [g for g in frame.geometry if g is not None and not g.is_empty]
-    polygons = [g for g in geoms if g.geom_type in ("Polygon", "MultiPolygon")]
+    return frame_region(frame, name, crs)
+
+
+def _file_and_layer(name: str) -> tuple[str, str | None]:
+    """``(file, layer)`` from ``file`` or ``file|layername=LAYER`` (QGIS's layer source)."""
+    source, bar, rest = name.partition("|")
+    if not bar:
+        return name, None
+    key, equals, layer = rest.partition("=")
+    if key.strip().lower() != "layername" or not equals or not layer:
+        raise InputError(f"area of interest {name!r}: after '|' give layername=NAME, as in 'areas.gpkg|layername=fields'")
+    return source, layer
+
+
+def frame_region(frame: Any, name: str, crs: Any) -> shapely.Geometry:
+    """The polygons of a GeoDataFrame (or GeoSeries) as one geometry in ``crs`` (``None``:
+    its own). Polygons inside geometry collections count; other geometries (points, lines)
+    are left out with a warning.
+
+    Raises:
+        InputError: no polygon; a CRS on one side only (a frame without CRS is taken to be
+            in the scene's).
+    """
+    geometries = frame.geometry if hasattr(frame, "geometry") else frame
+    geoms = [g for g in geometries if g is not None and not g.is_empty]
+    parts = shapely.get_parts(np.asarray(geoms, dtype=object)) if geoms else np.empty(0, dtype=object)
+    while any(p.geom_type == "GeometryCollection" for p in parts):
+        parts = shapely.get_parts(parts)
+    polygons = [g for g in parts if g.geom_type in ("Polygon", "MultiPolygon")]
     if not polygons:
         kinds = ", ".join(sorted({g.geom_type for g in geoms})) or "nothing"
         raise InputError(f"area of interest {name!r} holds no polygon ({kinds}); give polygons")
+    others = sorted({g.geom_type for g in parts if g.geom_type not in ("Polygon", "MultiPolygon")})
+    if others:
+        log.warning("area of interest %s: %d %s left out (only polygons bound an area)",
+                    name, len(parts) - len(polygons), " and ".join(others))
     region = shapely.union_all(shapely.make_valid(np.asarray(polygons, dtype=object)))
     if frame.crs is None:
         if crs is not None:
@@ -126,10 +174,13 @@ def region_in_pixels(
     transform = info.transform if crs is not None or info.transform != Affine.identity() else PLAIN_IMAGE_TRANSFORM
     parts = []
     if aoi is not None:
-        parts.append(aoi if isinstance(aoi, shapely.Geometry) else read_aoi(aoi, crs))
+        parts.append(_aoi_region(aoi, crs))
     if bounds is not None:
         parts.append(bounds_box(bounds))
     region = parts[0] if len(parts) == 1 else shapely.intersection(parts[0], parts[1])
+    if region.is_empty:  # an area of interest and bounds that do not meet
+        box = ", ".join(f"{v:.10g}" for v in bounds_box(bounds).bounds)
+        raise InputError(f"the area of interest and bounds=({box}) do not overlap each other; check both")
     inverse = ~transform
     pixels = shapely.transform(
         region,
@@ -139,15 +190,38 @@ def region_in_pixels(
     inside = shapely.intersection(pixels, shapely.box(0, 0, info.width, info.height))
     if inside.is_empty or inside.area == 0:
         left, bottom, right, top = region.bounds
-        box = f"({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g})"
+        box = f"({left:.10g}, {bottom:.10g}, {right:.10g}, {top:.10g})"
         what = f"the area of interest {box}" if bounds is None else f"bounds={box}" if aoi is None else (
             f"the area of interest within bounds, {box},"
         )
-        scene_box = ", ".join(f"{v:.6g}" for v in _scene_bounds(info, transform))
+        scene_box = ", ".join(f"{v:.10g}" for v in _scene_bounds(info, transform))
         raise InputError(
             f"{what} does not overlap {info.path}, which covers ({scene_box}) in its CRS; check the coordinates and CRS"
         )
     return inside
+
+
+def _aoi_region(aoi: Any, crs: Any) -> shapely.Geometry:
+    """An area of interest given as a file, a shapely geometry (in the scene's CRS) or a
+    GeoDataFrame / GeoSeries (in its own CRS)."""
+    if isinstance(aoi, shapely.Geometry):
+        if aoi.is_empty:
+            raise InputError("the area of interest is an empty geometry; give polygons")
+        return frame_region(_Frame([aoi]), "(geometry)", None)
+    if hasattr(aoi, "geometry") or hasattr(aoi, "geom_type"):  # geopandas
+        return frame_region(aoi, "(GeoDataFrame)" if hasattr(aoi, "geometry") else "(GeoSeries)", crs)
+    if isinstance(aoi, (str, os.PathLike)):
+        return read_aoi(aoi, crs)
+    raise InputError(f"aoi must be a vector file, a shapely geometry or a GeoDataFrame, not {type(aoi).__name__}")
+
+
+class _Frame:
+    """Geometries without a CRS, read as :func:`frame_region` reads a frame."""
+
+    crs = None
+
+    def __init__(self, geometries: list[shapely.Geometry]) -> None:
+        self.geometry = geometries
 
 
 def _scene_bounds(info: Any, transform: Affine) -> tuple[float, float, float, float]:

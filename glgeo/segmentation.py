@@ -303,7 +303,8 @@ def segment(
             conversion of the outputs.
         progress: ``progress(done, total)`` as patches are processed.
         aoi: an area of interest: a vector file of polygons in any CRS (reprojected to the
-            scene's), or a shapely geometry in the scene's CRS. Only pixels whose centre
+            scene's; ``areas.gpkg|layername=NAME`` for one layer of a file of several), a
+            GeoDataFrame (in its CRS) or a shapely geometry in the scene's CRS. Only pixels whose centre
             is inside are segmented; the others are nodata, and patches with no pixel
             inside are not computed (see :mod:`glgeo.aoi`).
         bounds: ``(left, bottom, right, top)`` in the scene's CRS: the same, for a box

@@ -26,7 +26,7 @@ def test_bounds_become_a_region_in_pixels_clipped_to_the_scene():
     assert clipped.bounds == (0, 0, 50, 50)
     assert region_in_pixels(SCENE) is None
     with pytest.raises(InputError, match=r"bounds=\(0, 0, 1, 1\) does not overlap scene.tif, which covers "
-                                         r"\(500000, 3\.9998e\+06, 500400, 4e\+06\)"):
+                                         r"\(500000, 3999800, 500400, 4000000\)"):
         region_in_pixels(SCENE, bounds=(0, 0, 1, 1))
 
 
@@ -84,3 +84,56 @@ def test_polygons_the_scene_crs_cannot_project_are_one_clear_error(tmp_path):
         with pytest.raises(InputError, match=r"area of interest '.*far\.geojson' cannot be projected into the scene's "
                                              r"CRS \(EPSG:32645\): .*; give polygons near the scene"):
             region_in_pixels(scene, aoi=path)
+
+
+def test_a_file_of_several_layers_names_the_one_to_use(tmp_path):
+    """--aoi read the first layer of a GeoPackage and left the others' polygons out without a
+    word: several layers of geometry are refused unless one is named as QGIS names it
+    (FILE|layername=NAME); a table without geometry (a styled GeoPackage's layer_styles)
+    does not count."""
+    path = tmp_path / "areas.gpkg"
+    gpd.GeoDataFrame(geometry=[shapely.box(500_020, 3_999_900, 500_100, 3_999_980)], crs=UTM).to_file(path, layer="small")
+    gpd.GeoDataFrame(geometry=[shapely.box(500_200, 3_999_850, 500_300, 3_999_950)], crs=UTM).to_file(path, layer="big")
+    with pytest.raises(InputError, match=r"holds 2 layers of geometry \(small, big\): name the one to use as "
+                                         r"'.*areas.gpkg\|layername=small', as QGIS names a layer of a file"):
+        region_in_pixels(SCENE, aoi=path)
+    big = region_in_pixels(SCENE, aoi=f"{path}|layername=big")
+    np.testing.assert_allclose(big.bounds, (100, 25, 150, 75))
+    with pytest.raises(InputError, match="has no layer 'nope'; layers of geometry: small, big"):
+        region_in_pixels(SCENE, aoi=f"{path}|layername=nope")
+    with pytest.raises(InputError, match=r"after '\|' give layername=NAME"):
+        region_in_pixels(SCENE, aoi=f"{path}|big")
+    # one layer of geometry beside a table without: read without naming it
+    styled = tmp_path / "styled.gpkg"
+    gpd.GeoDataFrame(geometry=[shapely.box(500_020, 3_999_900, 500_100, 3_999_980)], crs=UTM).to_file(styled, layer="a")
+    import pandas as pd
+    import pyogrio
+
+    pyogrio.write_dataframe(pd.DataFrame({"styleName": ["a"]}), styled, layer="layer_styles")
+    np.testing.assert_allclose(region_in_pixels(SCENE, aoi=styled).bounds, (10, 10, 50, 50))
+
+
+def test_polygons_in_collections_count_and_other_geometries_are_named(tmp_path, caplog):
+    square = shapely.box(500_020, 3_999_900, 500_100, 3_999_980)
+    path = tmp_path / "mixed.geojson"
+    gpd.GeoDataFrame(geometry=[shapely.GeometryCollection([square, shapely.Point(500_200, 3_999_900)])],
+                     crs=UTM).to_file(path)
+    with caplog.at_level("WARNING", logger="glgeo.aoi"):
+        region = region_in_pixels(SCENE, aoi=path)  # "holds no polygon (GeometryCollection)" before
+    np.testing.assert_allclose(region.bounds, (10, 10, 50, 50))
+    assert "1 Point left out (only polygons bound an area)" in caplog.text
+    # the Python API: a line is not an area ("does not overlap" before); a GeoDataFrame is read in its CRS
+    with pytest.raises(InputError, match="holds no polygon \\(LineString\\)"):
+        region_in_pixels(SCENE, aoi=shapely.LineString([(500_020, 3_999_900), (500_100, 3_999_980)]))
+    frame = gpd.GeoDataFrame(geometry=[square], crs=UTM).to_crs("EPSG:4326")
+    np.testing.assert_allclose(region_in_pixels(SCENE, aoi=frame).bounds, (10, 10, 50, 50), atol=0.05)
+
+
+def test_an_area_and_bounds_that_do_not_meet_say_so():
+    """It said 'the area of interest within bounds, (nan, nan, nan, nan), does not overlap the scene'."""
+    with pytest.raises(InputError, match=r"^the area of interest and bounds=\(500200, 3999850, 500300, 3999950\) "
+                                         r"do not overlap each other; check both$"):
+        region_in_pixels(SCENE, aoi=shapely.box(500_020, 3_999_900, 500_100, 3_999_980),
+                         bounds=(500_200, 3_999_850, 500_300, 3_999_950))
+    with pytest.raises(InputError, match="empty geometry"):
+        region_in_pixels(SCENE, aoi=shapely.Polygon())
