@@ -73,7 +73,7 @@ class Provenance:
             see :class:`glgeo.inference.InferenceSettings`).
         options: the options asked for that can change the map, as given (:func:`options_rule`:
             ``defaults``, or ``scale=0.5, blend=sum``); a batch rerun keeps an output as
-            finished only when they are its own. Empty in outputs of glgeo before 7
+            finished only when they are its own. Empty in outputs glgeo wrote before 6
             December 2026.
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
     """

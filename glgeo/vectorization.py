@@ -302,7 +302,7 @@ def _check_min_pixels(
             f" pass block_size={_block_size_to_sieve(src.height, src.width, min_pixels)} or more,"
             " or a smaller min_area"
         )
-    if 2 * min_pixels > block_size:
+    if 2 * min_pixels > block_size and max(src.height, src.width) > block_size:  # one block has no seams
         log.warning(
             "min_area covers %d pixels, more than half of block_size (%d): near block seams, a thin region"
             " may be judged by its part within %d pixels of the block; pass block_size=%d or more for"
@@ -555,25 +555,59 @@ _MAX_SIEVE_PASSES = 8
 _SIEVE_STEP = 8
 
 
+#: Rounds of finishing passes (:func:`_sieve`) at most, and thresholds per round.
+_FINISHING_ROUNDS = 4
+_FINISHING_THRESHOLDS = 64
+
+
 def _sieve(classes: np.ndarray, valid: np.ndarray, min_pixels: int) -> np.ndarray:
     """Merge regions under ``min_pixels`` pixels into their largest neighbour.
 
-    GDAL's sieve leaves a small region alone when all its neighbours are small too (in
-    noise, every region is small): growing thresholds (2, 16, 128... pixels) let specks
-    first merge into each other, then into the large regions around them. A region stays
-    only where no neighbour can take it (an island in nodata, a checkerboard of single
+    GDAL's sieve merges a region smaller than its threshold only into a neighbour at least
+    as large as the threshold, so it leaves a small region alone when all its neighbours
+    are small too (in noise, every region is small): growing thresholds (2, 16, 128...
+    pixels) let specks first merge into each other, then into the large regions around
+    them. Regions under ``min_pixels`` whose neighbours are all under it too (an island
+    of 300 and 400 pixels in nodata, with ``min_pixels`` 500: the first joins the second)
+    are then merged smallest first, with a pass at each such region's size plus one. A
+    region stays only where no neighbour can take it (an island in nodata alone, two
+    touching regions of the same size with no other neighbour, a checkerboard of single
     pixels). Nodata (``valid`` false) is never filled.
     """
     threshold = 2
     while threshold < min_pixels:
         classes = sieve(classes, size=threshold, mask=valid, connectivity=4)
         threshold *= _SIEVE_STEP
+    classes = _sieve_at(classes, valid, min_pixels)
+    for _ in range(_FINISHING_ROUNDS):
+        sizes = _small_region_sizes(classes, valid, min_pixels)
+        before = classes
+        for size in sizes[:_FINISHING_THRESHOLDS]:
+            classes = sieve(classes, size=size + 1, mask=valid, connectivity=4)
+        if np.array_equal(before, classes):
+            break
+        classes = _sieve_at(classes, valid, min_pixels)
+    return classes
+
+
+def _sieve_at(classes: np.ndarray, valid: np.ndarray, min_pixels: int) -> np.ndarray:
+    """GDAL's sieve at ``min_pixels`` until nothing changes (a cluster of specks is peeled
+    one layer per pass; :data:`_MAX_SIEVE_PASSES` at most)."""
     for _ in range(_MAX_SIEVE_PASSES):
         sieved = sieve(classes, size=min_pixels, mask=valid, connectivity=4)
         if np.array_equal(sieved, classes):
             break
         classes = sieved
     return classes
+
+
+def _small_region_sizes(classes: np.ndarray, valid: np.ndarray, min_pixels: int) -> list[int]:
+    """The distinct pixel counts under ``min_pixels`` of the regions left, smallest first."""
+    sizes = {
+        round(shapely.Polygon(g["coordinates"][0], g["coordinates"][1:]).area)
+        for g, _ in shapes(classes, mask=valid, connectivity=4)
+    }
+    return sorted(size for size in sizes if size < min_pixels)
 
 
 def _smallest_window(height: int, width: int, block_size: int, halo: int) -> int:

@@ -617,3 +617,23 @@ def test_simplify_treats_a_shape_alike_whichever_way_it_lies_on_stretched_pixels
     assert fates[4.5] == (1.0, 1.0) and fates[5.5] == (0.0, 0.0), fates
     for tolerance, (east_kept, north_kept) in fates.items():
         assert east_kept == north_kept, (tolerance, fates)
+
+
+def test_regions_under_min_area_that_touch_only_each_other_merge(tmp_path, caplog):
+    """An island in nodata of 300 px urban beside 400 px forest: min_area 350 merged urban
+    into forest, min_area 500 kept both (GDAL's sieve merges only into a neighbour at least
+    as large as its threshold, and neither is 500 px), so a larger min_area merged less
+    and left two regions under it side by side."""
+    classes = np.full((100, 100), NODATA_ID, dtype=np.uint8)
+    classes[10:30, 10:25] = URBAN  # 20 x 15 = 300 px
+    classes[10:30, 25:45] = FOREST  # 20 x 20 = 400 px
+    raster = write_raster(tmp_path / "island.tif", classes, transform=from_origin(500_000.0, 4_400_000.0, 1.0, 1.0))
+    # up to 700 m2 urban joins forest; beyond, the 700 m2 island stays whole (no neighbour can
+    # take it, and nodata is never filled)
+    for min_area in (350.0, 500.0, 699.0, 700.0, 5000.0):
+        with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+            result = vectorize(raster, tmp_path / f"m{min_area:g}.gpkg", scheme=DEEPGLOBE, min_area=min_area)
+        assert result.polygons_per_class == {"forest": 1}, (min_area, result.polygons_per_class)
+        assert result.area_per_class["forest"] == pytest.approx(700.0) and result.merged_pixels == 300
+    # 5000 px is more than half the default block (2048 px), but a raster of one block has no seams
+    assert "block seams" not in caplog.text
