@@ -48,7 +48,7 @@ _ARGUMENTS = (
     "bands", "batch_size", "block_size", "classes", "device", "format", "init", "input_lists", "layer",
     "min_area", "mode", "nodata", "out_dir", "overwrite", "precision", "probabilities", "resume", "scale",
     "scheme", "simplify", "split_file", "truth_encoding", "val_cities", "vector_merge", "workers", "aoi",
-    "bounds", "creation_options", "grid_anchor", "ema",
+    "bounds", "creation_options", "grid_anchor", "ema", "gsd",
 )
 #: Flags that take several values as separate words (the others take them comma-separated).
 _SEPARATORS = {"bounds": " "}
@@ -87,25 +87,33 @@ class _FlagTerms(logging.Filter):
     """Says a library logger's messages in command-line terms (``bands=(1, 2, 3)`` ->
     ``--bands 1,2,3``), as the group does for its errors."""
 
-    def __init__(self, command: str) -> None:
+    def __init__(self, logger: str, command: str) -> None:
         super().__init__()
+        self.logger = logger
         self.command = command
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = cli_message(record.getMessage(), self.command), ()
+        ours = record.name == self.logger or record.name.startswith(self.logger + ".")
+        if ours and not getattr(record, "glgeo_flag_terms", False):  # each handler asks: translate once
+            record.msg, record.args = cli_message(record.getMessage(), self.command), ()
+            record.glgeo_flag_terms = True
         return True
 
 
 @contextlib.contextmanager
 def logs_in_flag_terms(logger: str, command: str) -> Iterator[None]:
-    """While the block runs, ``logger``'s records name ``command``'s flags
-    (:func:`cli_message`)."""
-    log, terms = logging.getLogger(logger), _FlagTerms(command)
-    log.addFilter(terms)
+    """While the block runs, the records of ``logger`` and the loggers below it name
+    ``command``'s flags (:func:`cli_message`) on the handlers there are (enter it inside
+    :func:`~glgeo.cli.options.progress_bar`, whose handler prints above the bar)."""
+    terms = _FlagTerms(logger, command)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(terms)
     try:
         yield
     finally:
-        log.removeFilter(terms)
+        for handler in handlers:
+            handler.removeFilter(terms)
 
 
 NOT_LEFT_BEHIND = "Interrupted; no partial output was left behind."

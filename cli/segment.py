@@ -287,7 +287,9 @@ def segment(
     scene = scenes[0]
     if vector is not None:
         check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
-    with progress_bar(ctx, unit="patch", desc="segment") as progress:
+    from .main import logs_in_flag_terms
+
+    with progress_bar(ctx, unit="patch", desc="segment") as progress, logs_in_flag_terms("glgeo", "segment"):
         summary = run_segment(
             scene,
             out,

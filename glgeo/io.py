@@ -103,6 +103,8 @@ class SceneInfo:
             ``None``: every pixel. Set with ``has_mask=True``.
         has_overviews: whether the file has overviews (which its reads must not use, see
             :func:`glgeo.resolution.open_pixels`); ``None``: not known, looked up on opening.
+        gcps: ``(ground control points, their CRS)`` of a scene placed by GCPs only (no
+            geotransform), which its outputs carry; ``None`` otherwise.
     """
 
     path: str
@@ -118,11 +120,17 @@ class SceneInfo:
     block_shape: tuple[int, int]
     region: object | None = None
     has_overviews: bool | None = None
+    gcps: tuple[tuple, CRS | None] | None = None
 
     @property
     def is_georeferenced(self) -> bool:
         """Whether the scene has a CRS (plain JPEG/PNG files do not)."""
         return self.crs is not None
+
+    @property
+    def has_transform(self) -> bool:
+        """Whether the scene has a geotransform (a CRS, a world file, or one without CRS)."""
+        return self.crs is not None or self.transform != Affine.identity()
 
     @property
     def pixel_area(self) -> float:
@@ -295,8 +303,22 @@ def choose_stretch(
 
 
 def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...]:
-    """The bands to feed when the user chose none: all but alpha, if that is ``needed``."""
-    colour = [i + 1 for i, ci in enumerate(src.colorinterp) if ci != ColorInterp.alpha]
+    """The bands to feed when the user chose none: those labelled red, green and blue, in
+    that order, where the file labels them (a BGR file, four bands of which three are RGB);
+    else all but alpha, if that is ``needed``."""
+    interp = list(src.colorinterp)
+    if ColorInterp.palette in interp:
+        raise InputError(_paletted(interp.index(ColorInterp.palette) + 1, src.name))
+    colour = [i + 1 for i, ci in enumerate(interp) if ci != ColorInterp.alpha]
+    labelled = [interp.count(ci) == 1 for ci in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)]
+    if needed == 3 and all(labelled):
+        chosen = tuple(interp.index(ci) + 1 for ci in (ColorInterp.red, ColorInterp.green, ColorInterp.blue))
+        if chosen != tuple(colour):
+            log.warning(
+                "%s: reading bands %s, which the file labels red, green and blue (of %d bands); pass bands=(%s) to "
+                "read others", src.name, ",".join(map(str, chosen)), src.count, ", ".join(map(str, colour[:3])),
+            )
+        return chosen
     if len(colour) == needed:
         return tuple(colour)
     hint = ", ".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
@@ -304,6 +326,11 @@ def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...
         f"scene has {len(colour)} band{'s' if len(colour) != 1 else ''} (alpha not counted); "
         f"this model needs {needed} (RGB): pass bands=({hint}) to choose them"
     )
+
+
+def _paletted(band: int, name: str) -> str:
+    return (f"band {band} of {name} holds palette indices (a colour table), not colours: expand it to RGB first, "
+            "e.g. gdal_translate -expand rgb IN.tif OUT.tif")
 
 
 def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, needed: int = 3) -> SceneInfo:
@@ -339,12 +366,17 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
                 )
             if len(chosen) != needed:
                 raise InputError(f"bands={chosen} names {len(chosen)} band{'s' if len(chosen) != 1 else ''}; this model needs {needed} (RGB)")
+        paletted = [b for b in chosen if src.colorinterp[b - 1] == ColorInterp.palette]
+        if paletted:
+            raise InputError(_paletted(paletted[0], name))
         dtypes = {src.dtypes[b - 1] for b in chosen}
         if len(dtypes) != 1:
             raise InputError(f"the chosen bands mix data types ({', '.join(sorted(dtypes))}); choose bands of one type")
         flags = [src.mask_flag_enums[b - 1] for b in chosen]
         has_mask = any(MaskFlags.all_valid not in f for f in flags)
         crs = src.crs if src.crs else None
+        gcps, gcp_crs = src.gcps
+        placed_by_gcps = crs is None and src.transform == Affine.identity() and bool(gcps)
         return SceneInfo(
             path=name,
             height=src.height,
@@ -358,6 +390,7 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
             has_mask=has_mask,
             block_shape=tuple(src.block_shapes[chosen[0] - 1]),  # type: ignore[arg-type]
             has_overviews=any(src.overviews(b) for b in chosen),
+            gcps=(tuple(gcps), gcp_crs if gcp_crs else None) if placed_by_gcps else None,
         )
 
 

@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -183,6 +184,17 @@ GLOBAL_RESOLUTION_FACTOR = 2.0
 #: What :func:`segment` warns of a scene without georeferencing (callers whose outputs are
 #: temporary, as :func:`glgeo.evaluate_model`'s, leave it out).
 PLAIN_OUTPUT_WARNING = "%s has no georeferencing: the output has none either and areas are in pixels"
+#: ... of a scene with a geotransform (a world file) but no CRS.
+NO_CRS_OUTPUT_WARNING = (
+    "%s has a geotransform but no CRS: the output keeps the transform, without a CRS, and areas are in pixels; its "
+    "pixel size (%.6g units) is not taken as metres (pass gsd=METRES if it is), and a CRS puts the map in place "
+    "(gdal_edit.py -a_srs EPSG:CODE on the scene or the output)"
+)
+#: ... of a scene placed by ground control points only (no geotransform).
+GCP_OUTPUT_WARNING = (
+    "%s is placed by ground control points only: the output carries the same GCPs and areas are in pixels; its "
+    "resolution is unknown here (pass gsd=METRES), and gdalwarp makes a north-up scene of it"
+)
 
 
 def model_bands(checkpoint) -> tuple[int, ...] | None:
@@ -369,7 +381,11 @@ def segment(
         info = replace(info, has_mask=True, region=region)
         log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
                  info.path)
-    if not info.is_georeferenced:
+    if info.gcps is not None:
+        log.warning(GCP_OUTPUT_WARNING, info.path)
+    elif info.has_transform and not info.is_georeferenced:
+        log.warning(NO_CRS_OUTPUT_WARNING, info.path, math.hypot(info.transform.a, info.transform.d))
+    elif not info.is_georeferenced:
         log.warning(PLAIN_OUTPUT_WARNING, info.path)
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
     pixel_areas.report(log, str(info.path))

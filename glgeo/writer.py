@@ -315,7 +315,12 @@ class ClassRasterWriter:
         }
         if self.info.crs is not None:
             profile["crs"] = self.info.crs
+        if self.info.has_transform:  # also a world file's, or a geotransform without CRS
             profile["transform"] = self.info.transform
+        elif self.info.gcps is not None:  # placed by ground control points only: the same ones
+            profile["gcps"], gcp_crs = self.info.gcps
+            if gcp_crs is not None:
+                profile["crs"] = gcp_crs
         return profile
 
     def _temp(self, final: Path, tag: str) -> Path:

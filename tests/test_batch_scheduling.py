@@ -12,6 +12,7 @@ import threading
 import time
 
 import pytest
+from affine import Affine
 import rasterio
 
 from glgeo.batch import (
@@ -393,7 +394,7 @@ def test_each_scenes_warnings_are_in_its_manifest_row(tmp_path, scenes, checkpoi
 
     from fixtures.rasters import write_geotiff
 
-    plain = write_geotiff(tmp_path / "plain.tif", np.full((3, 96, 96), 90, np.uint8), crs=None)
+    plain = write_geotiff(tmp_path / "plain.tif", np.full((3, 96, 96), 90, np.uint8), crs=None, transform=Affine.identity())
     out = tmp_path / "out"
     result = run_batch([str(scenes[0]), str(plain)], out, model=checkpoint,
                        options=BatchOptions(settings=SETTINGS, manifest=tmp_path / "run.csv"))

@@ -7,6 +7,7 @@ import json
 import sys
 
 import pytest
+from affine import Affine
 
 from glgeo.batch import (
     read_manifest,
@@ -175,7 +176,7 @@ def test_the_summary_says_how_many_scenes_have_warnings(tmp_path, scenes, checkp
 
     from fixtures.rasters import write_geotiff
 
-    plain = write_geotiff(tmp_path / "plain.tif", np.full((3, 96, 96), 90, np.uint8), crs=None)
+    plain = write_geotiff(tmp_path / "plain.tif", np.full((3, 96, 96), 90, np.uint8), crs=None, transform=Affine.identity())
     out = tmp_path / "out"
     result = segment_cli(scenes[0], plain, "--out-dir", out, *cli_options(checkpoint))
     assert result.exit_code == 0, result.output
@@ -190,7 +191,8 @@ def test_a_warning_repeated_for_many_scenes_is_printed_three_times(tmp_path, che
 
     from fixtures.rasters import write_geotiff
 
-    plain = [write_geotiff(tmp_path / f"plain_{i}.tif", np.full((3, 64, 64), 90 + i, np.uint8), crs=None)
+    plain = [write_geotiff(tmp_path / f"plain_{i}.tif", np.full((3, 64, 64), 90 + i, np.uint8), crs=None,
+                           transform=Affine.identity())
              for i in range(6)]
     out = tmp_path / "out"
     with caplog.at_level("WARNING", logger="glgeo"):

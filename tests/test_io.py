@@ -305,3 +305,71 @@ def test_a_truncated_scene_says_so(tmp_path):
         segment(tmp_path / "cut.tif", tmp_path / "out.tif", model=save_tiny_checkpoint(tmp_path / "m.pt"),
                 settings=InferenceSettings(device="cpu", precision="fp32"))
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_bands_follow_the_files_red_green_blue_labels(tmp_path, caplog):
+    """A file labelled blue, green, red was read as RGB without a word (78 % of the Joplin
+    tile's pixels kept their class); four bands labelled red, green, blue and one more were
+    refused. Labels are followed, with a warning where they change what is read."""
+    from rasterio.enums import ColorInterp
+
+    data = np.stack([np.full((16, 16), v, np.uint8) for v in (10, 20, 30, 40)])
+    bgr = write_geotiff(tmp_path / "bgr.tif", data[:3], photometric="MINISBLACK")
+    with rasterio.open(bgr, "r+") as dst:
+        dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red]
+    with caplog.at_level("WARNING", logger="glgeo.io"):
+        assert inspect_scene(bgr).bands == (3, 2, 1)
+    assert "reading bands 3,2,1, which the file labels red, green and blue (of 3 bands); pass bands=(1, 2, 3)" in caplog.text
+    assert inspect_scene(bgr, bands=(1, 2, 3)).bands == (1, 2, 3)  # chosen bands are read as chosen
+    rgbn = write_geotiff(tmp_path / "rgbn.tif", data, photometric="MINISBLACK")
+    with rasterio.open(rgbn, "r+") as dst:
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
+    assert inspect_scene(rgbn).bands == (1, 2, 3)
+    caplog.clear()
+    rgb = write_geotiff(tmp_path / "rgb.tif", data[:3], photometric="RGB")
+    with caplog.at_level("WARNING", logger="glgeo.io"):
+        assert inspect_scene(rgb).bands == (1, 2, 3)
+    assert caplog.text == ""  # labels in the order read: nothing to say
+
+
+def test_a_paletted_scene_is_refused_with_the_way_to_expand_it(tmp_path):
+    """A paletted image was refused with "pass bands=(1, 1, 1)", which fed palette indices
+    as grey (99.9 % water on the Joplin tile)."""
+    paletted = write_geotiff(tmp_path / "pct.tif", np.arange(256, dtype=np.uint8).reshape(16, 16),
+                             colormap={i: (i, 255 - i, 0, 255) for i in range(256)})
+    for bands in (None, (1, 1, 1)):
+        with pytest.raises(InputError, match=r"band 1 of .*pct.tif holds palette indices \(a colour table\), not "
+                                             r"colours: expand it to RGB first, e.g. gdal_translate -expand rgb"):
+            inspect_scene(paletted, bands=bands)
+
+
+def test_a_transform_without_crs_and_gcps_are_kept_in_the_output(tmp_path, caplog, tiny_checkpoint):
+    """A world file or a geotransform without a CRS, and ground control points, were dropped:
+    the output said it had 'no georeferencing' and lost its place (a PNG with a .pgw)."""
+    import glgeo
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    model = tiny_checkpoint
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    transform = Affine(0.6, 0, 366642.6, 0, -0.6, 4104511.2)
+    nocrs = write_geotiff(tmp_path / "nocrs.tif", pixels, crs=None, transform=transform)
+    with caplog.at_level("WARNING", logger="glgeo"):
+        glgeo.segment(nocrs, tmp_path / "nocrs_out.tif", model=model)
+    with rasterio.open(tmp_path / "nocrs_out.tif") as out:
+        assert out.transform == transform and out.crs is None
+    assert "has a geotransform but no CRS: the output keeps the transform, without a CRS" in caplog.text
+    assert "pixel size (0.6 units) is not taken as metres (pass gsd=METRES if it is)" in caplog.text
+
+    gcps = [GroundControlPoint(r, c, 366642.6 + 0.6 * c, 4104511.2 - 0.6 * r) for r, c in ((0, 0), (0, 64), (64, 0), (64, 64))]
+    placed = write_geotiff(tmp_path / "gcps.tif", pixels, crs=None, transform=Affine.identity())
+    with rasterio.open(placed, "r+") as dst:
+        dst.gcps = (gcps, CRS.from_epsg(26915))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glgeo"):
+        glgeo.segment(placed, tmp_path / "gcps_out.tif", model=model)
+    with rasterio.open(tmp_path / "gcps_out.tif") as out:
+        points, crs = out.gcps
+        assert crs == CRS.from_epsg(26915) and [(p.row, p.col, p.x, p.y) for p in points] == [
+            (p.row, p.col, p.x, p.y) for p in gcps]
+    assert "is placed by ground control points only: the output carries the same GCPs" in caplog.text

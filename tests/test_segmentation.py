@@ -532,7 +532,8 @@ def test_summary_areas_are_the_grounds_in_mercator_and_geographic_crss(tmp_path,
 def test_a_model_trained_on_other_bands_is_fed_them_by_default(tmp_path):
     """A model trained with --bands 4,3,2 (recorded in its checkpoint) is fed bands 4, 3, 2 of
     a four-band scene without being told; a model that records none leaves the choice to the
-    user, as before (four non-alpha bands: an error asking for bands)."""
+    file's red, green and blue labels, or to the user where there are none (four unlabelled
+    non-alpha bands: an error asking for bands)."""
     from fixtures.checkpoints import save_tiny_checkpoint
     from glgeo.models import load_checkpoint
 
@@ -548,8 +549,15 @@ def test_a_model_trained_on_other_bands_is_fed_them_by_default(tmp_path):
     segment(four, tmp_path / "given.tif", model=plain, bands=(4, 3, 2), settings=InferenceSettings(device="cpu"))
     with rasterio.open(tmp_path / "nir.tif") as a, rasterio.open(tmp_path / "given.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())  # the same network weights (seed 0), the same bands
+    # a model that records none: the bands the file labels red, green and blue; unlabelled, the user chooses
+    segment(four, tmp_path / "plain.tif", model=plain, settings=InferenceSettings(device="cpu"))
+    segment(four, tmp_path / "first.tif", model=plain, bands=(1, 2, 3), settings=InferenceSettings(device="cpu"))
+    with rasterio.open(tmp_path / "plain.tif") as a, rasterio.open(tmp_path / "first.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    with rasterio.open(four, "r+") as dst:
+        dst.colorinterp = [ci.gray, ci.undefined, ci.undefined, ci.undefined]
     with pytest.raises(InputError, match=r"pass bands=\(1, 2, 3\) to choose them"):
-        segment(four, tmp_path / "plain.tif", model=plain, settings=InferenceSettings(device="cpu"))
+        segment(four, tmp_path / "unlabelled.tif", model=plain, settings=InferenceSettings(device="cpu"))
 
 
 class _NaNInReducedPrecision(ColourNet):
