@@ -244,6 +244,10 @@ class Stretch:
         return out
 
 
+#: Share of a scene's values beyond the model's input range above which ``stretch none`` warns.
+STRETCH_NONE_WARNING = 0.05
+
+
 def choose_stretch(
     info: SceneInfo,
     global_raw: np.ndarray,
@@ -266,6 +270,17 @@ def choose_stretch(
     n = len(info.bands)
     checkpoint = Stretch((scaling_min,) * n, (scaling_max - scaling_min,) * n, False, "checkpoint scaling")
     if spec == "none" or (spec == "auto" and (info.dtype in ("uint8", "int8") or scaling_max > 255.0)):
+        if spec == "none":
+            values = global_raw[:, global_valid.astype(bool)].astype(np.float64)
+            outside = float(((values < scaling_min) | (values > scaling_max)).mean()) if values.size else 0.0
+            log.info("input stretch: none, the model's scaling %g..%g (%.2f %% of values beyond it)",
+                     scaling_min, scaling_max, 100 * outside)
+            if outside > STRETCH_NONE_WARNING:
+                log.warning(
+                    "%s: %.1f %% of the values lie beyond the model's input range %g..%g and saturate (stretch none): "
+                    "the map may mean little; leave stretch=auto, or give the data's range as stretch=(LOW, HIGH)",
+                    info.path, 100 * outside, scaling_min, scaling_max,
+                )
         return checkpoint
     if isinstance(spec, tuple):
         low, high = float(spec[0]), float(spec[1])
@@ -594,7 +609,8 @@ class SceneReader:
                 already read; otherwise only what the rule needs is read (nothing for
                 8-bit scenes).
         """
-        needs_values = stretch != "none" and self.info.dtype not in ("uint8", "int8")
+        # "none" reads a sample too, to say how much of a wider range it saturates
+        needs_values = self.info.dtype not in ("uint8", "int8")
         if needs_values:
             # statistics from a nearest-neighbour sample: the antialiased global image is
             # smoothed, and its percentiles would understate the full-resolution range

@@ -191,6 +191,20 @@ def test_16_bit_scene_is_stretched_not_clipped(tmp_path):
     assert not raw.saturates and raw.scale == (10000.0,) * 3
 
 
+def test_stretch_none_on_values_beyond_the_models_range_warns(tmp_path, caplog):
+    """12-bit values fed through a 0..255 model with stretch none: 100 % saturated, a map of
+    one class, and nothing said."""
+    data = np.random.default_rng(3).integers(0, 4096, size=(3, 60, 60)).astype(np.uint16)
+    info = inspect_scene(write_scene(tmp_path / "u12.tif", data))
+    with caplog.at_level("WARNING", logger="glgeo.io"), SceneReader(info) as reader:
+        reader.read_global(30, "none", (0.0, 255.0))
+    assert "% of the values lie beyond the model's input range 0..255 and saturate (stretch none)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glgeo.io"), SceneReader(info) as reader:
+        reader.read_global(30, "none", (0.0, 4095.0))  # a model trained on 12-bit values: nothing to say
+    assert caplog.text == ""
+
+
 def test_float_scene_with_nan_nodata(tmp_path):
     data = np.linspace(0, 1, 3 * 40 * 50, dtype=np.float32).reshape(3, 40, 50)
     data[:, :5, :] = np.nan
