@@ -186,9 +186,9 @@ GLOBAL_RESOLUTION_FACTOR = 2.0
 PLAIN_OUTPUT_WARNING = "%s has no georeferencing: the output has none either and areas are in pixels"
 #: ... of a scene with a geotransform (a world file) but no CRS.
 NO_CRS_OUTPUT_WARNING = (
-    "%s has a geotransform but no CRS: the output keeps the transform, without a CRS, and areas are in pixels; its "
-    "pixel size (%.6g units) is not taken as metres (pass gsd=METRES if it is), and a CRS puts the map in place "
-    "(gdal_edit.py -a_srs EPSG:CODE on the scene or the output)"
+    "%s has a geotransform but no CRS: the output keeps the transform, without a CRS, and areas are in squared units "
+    "of the transform; its pixel size (%.6g units) is not taken as metres (pass gsd=METRES if it is), and a CRS puts "
+    "the map in place (gdal_edit.py -a_srs EPSG:CODE on the scene or the output)"
 )
 #: ... of a scene placed by ground control points only (no geotransform).
 GCP_OUTPUT_WARNING = (

@@ -372,7 +372,7 @@ def test_a_transform_without_crs_and_gcps_are_kept_in_the_output(tmp_path, caplo
         glgeo.segment(nocrs, tmp_path / "nocrs_out.tif", model=model)
     with rasterio.open(tmp_path / "nocrs_out.tif") as out:
         assert out.transform == transform and out.crs is None
-    assert "has a geotransform but no CRS: the output keeps the transform, without a CRS" in caplog.text
+    assert "has a geotransform but no CRS: the output keeps the transform, without a CRS, and areas are in squared units" in caplog.text
     assert "pixel size (0.6 units) is not taken as metres (pass gsd=METRES if it is)" in caplog.text
 
     gcps = [GroundControlPoint(r, c, 366642.6 + 0.6 * c, 4104511.2 - 0.6 * r) for r, c in ((0, 0), (0, 64), (64, 0), (64, 64))]
