@@ -24,7 +24,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 
@@ -338,16 +338,9 @@ def _kind(record: logging.LogRecord) -> str:
     return _VARYING.sub("_", record.getMessage())
 
 
-@contextlib.contextmanager
-def repeats_collapsed(manifest: Path) -> Iterator[None]:
+def repeats_collapsed(manifest: Path) -> contextlib.AbstractContextManager:
     """While the block runs, the terminal's handlers print at most :data:`REPEATS_SHOWN`
     warnings of each kind from glgeo (then one line saying where the rest are)."""
-    collapse = _RepeatsCollapsed(manifest)
-    handlers = list(logging.getLogger().handlers)
-    for handler in handlers:
-        handler.addFilter(collapse)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(collapse)
+    from .main import on_the_handlers
+
+    return on_the_handlers(_RepeatsCollapsed(manifest))

@@ -101,19 +101,24 @@ class _FlagTerms(logging.Filter):
 
 
 @contextlib.contextmanager
-def logs_in_flag_terms(logger: str, command: str) -> Iterator[None]:
-    """While the block runs, the records of ``logger`` and the loggers below it name
-    ``command``'s flags (:func:`cli_message`) on the handlers there are (enter it inside
+def on_the_handlers(record_filter: logging.Filter) -> Iterator[None]:
+    """While the block runs, ``record_filter`` sees every record the root logger's handlers
+    print (the handlers there are on entering: enter it inside
     :func:`~glgeo.cli.options.progress_bar`, whose handler prints above the bar)."""
-    terms = _FlagTerms(logger, command)
     handlers = list(logging.getLogger().handlers)
     for handler in handlers:
-        handler.addFilter(terms)
+        handler.addFilter(record_filter)
     try:
         yield
     finally:
         for handler in handlers:
-            handler.removeFilter(terms)
+            handler.removeFilter(record_filter)
+
+
+def logs_in_flag_terms(logger: str, command: str) -> contextlib.AbstractContextManager:
+    """While the block runs, the records of ``logger`` and the loggers below it name
+    ``command``'s flags (:func:`cli_message`)."""
+    return on_the_handlers(_FlagTerms(logger, command))
 
 
 NOT_LEFT_BEHIND = "Interrupted; no partial output was left behind."
