@@ -385,6 +385,10 @@ class InferenceStats:
     skipped_windows: int = 0
     context: str = ""
     timings: Timings = field(default_factory=Timings)
+    #: per context window ``(row, col)`` of the scene's window grid, what it counted:
+    #: ``(patches, computed, skipped_nodata, skipped_c2f, skipped_windows)`` (a scene split
+    #: into blocks computes the windows at block edges twice, and counts each once).
+    window_counts: dict = field(default_factory=dict)
 
 
 class _Clock:
@@ -727,7 +731,11 @@ class StreamingSegmenter:
             ahead = reader.read_ahead(lambda worker: self._window_reads(worker, layouts, passes), self.settings.prefetch + 2)
         try:
             for tile, layout in zip(tiles, layouts):
+                before = (stats.computed, stats.skipped_nodata, stats.skipped_c2f, stats.skipped_windows)
                 self._blend_window(tile, layout, windows, blender, window_pixels, reader, ahead, stats, tick, taper, passes)
+                after = (stats.computed, stats.skipped_nodata, stats.skipped_c2f, stats.skipped_windows)
+                stats.window_counts[(layout.window.row, layout.window.col)] = (
+                    len(layout.grid), *(b - a for a, b in zip(before, after)))
         finally:
             if ahead is not None:
                 ahead.close()

@@ -171,3 +171,17 @@ def test_a_scene_of_nodata_only_is_assembled_with_a_warning(tmp_path, checkpoint
     assert result.summary.nodata_pixels == 192 * 160
     with rasterio.open(out) as dst:
         assert (dst.read(1) == dst.nodata).all()
+
+
+def test_a_split_scene_counts_each_window_once_as_one_process_does(tmp_path, scene, checkpoint):
+    """The windows at block edges are computed by each block they reach into, and --json
+    counted them that many times (15 windows and 15 patches against 9 and 9 in one process
+    for a 3 x 3 window scene in three blocks)."""
+    ref = segment(scene, tmp_path / "ref.tif", model=checkpoint, settings=SETTINGS).stats
+    result = run_split(scene, tmp_path / "split.tif", model=checkpoint, options=BatchOptions(settings=SETTINGS),
+                       rows_per_block=1, cols_per_block=2)
+    assert len(result.plan.blocks) > 1 and result.plan.overhead > 1  # some windows are computed twice
+    got = result.summary.stats
+    assert (got.windows, got.patches, got.computed, got.skipped_nodata, got.skipped_c2f, got.skipped_windows) == (
+        ref.windows, ref.patches, ref.computed, ref.skipped_nodata, ref.skipped_c2f, ref.skipped_windows)
+    assert got.windows > 1

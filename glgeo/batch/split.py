@@ -78,7 +78,8 @@ class SplitResult:
 
     Attributes:
         summary: the scene's summary, as :func:`glgeo.segment` returns it (its ``stats``
-            summed over the blocks; ``stats.windows`` counts windows computed twice twice).
+            summed over the blocks: each window and its patches counted once, as in one
+            process, though the windows at block edges are computed by each block they reach).
         plan: the blocks.
         blocks: one row per block.
         seconds: wall time of the run (cluster start and assembly included).
@@ -226,16 +227,25 @@ def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStat
         context=first.context if first else "",
     )  # fmt: skip
     timings = Timings()
+    # the windows at block edges are computed by each block they reach into: each counted once
+    # (as one process counts them); the time is all the blocks' work
+    windows: dict = {}
     for s in stats:
-        total.patches += s.patches
-        total.computed += s.computed
-        total.skipped_nodata += s.skipped_nodata
-        total.skipped_c2f += s.skipped_c2f
-        total.windows += s.windows
-        total.skipped_windows += s.skipped_windows
+        if not s.window_counts:  # a scene of one window: counted as a whole
+            windows.setdefault((0, 0), (s.patches, s.computed, s.skipped_nodata, s.skipped_c2f, s.skipped_windows))
+        for key, counts in s.window_counts.items():
+            windows.setdefault(key, counts)
         total.blender_bytes = max(total.blender_bytes, s.blender_bytes)
         for key, value in s.timings.__dict__.items():
             setattr(timings, key, getattr(timings, key) + value)
+    for patches, computed, skipped_nodata, skipped_c2f, skipped_windows in windows.values():
+        total.patches += patches
+        total.computed += computed
+        total.skipped_nodata += skipped_nodata
+        total.skipped_c2f += skipped_c2f
+        total.skipped_windows += skipped_windows
+    total.windows = len(windows)
+    total.window_counts = windows
     total.timings = timings
     return total
 
