@@ -198,10 +198,22 @@ class _Imagery(RasterDataset):
 
 
 class _RasterLabels(RasterDataset):
-    """A raster label layer (read with nearest resampling, decoded by the scheme)."""
+    """A raster label layer (read with nearest resampling, decoded by the scheme).
+
+    A floating-point raster is read as float32, not torchgeo's ``long`` for masks: a cast
+    turned its NaN (nodata) into -2**63, which no scheme knows."""
 
     is_image = False
     filename_glob = "*"
+    floating = False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32 if self.floating else torch.long
+
+    @property
+    def resampling(self) -> Resampling:
+        return Resampling.nearest  # class values, never interpolated (torchgeo: bilinear for floats)
 
 
 class _PolygonLabels(VectorDataset):
@@ -488,9 +500,11 @@ class GeoLabels:
                             raise DatasetError(f"label raster {path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:...)")
                         self.nodata = src.nodata
                         self.footprint = _footprint(str(path), src.crs, tuple(src.bounds), crs)
+                        floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
                 except RasterioIOError as exc:
                     raise DatasetError(f"cannot read labels {path}: {exc}") from None
                 self.dataset: Any = _RasterLabels(paths=[str(self.path)], crs=crs, res=res)
+                self.dataset.floating = floating
             else:
                 value_ids, label_crs, layer = _vector_value_ids(self.path, layer, field_name, scheme)
                 source, source_layer = self.path, layer

@@ -404,3 +404,28 @@ def test_imagery_in_degrees_is_trained_on_with_square_pixels_on_the_ground(tiles
                                     res=1e-5))
     assert asked.res == (1e-5, 1e-5)
     assert "gives pixels of 0.889 x 1.11 m on the ground: the model learns the ground squeezed 1.25 times" in caplog.text
+
+
+def test_a_float_label_raster_with_nan_nodata_trains_and_scores(tiles):
+    """NaN (declared nodata or not) in a float32 label raster passed the upfront scan, then
+    torchgeo's cast to long made it -2**63 and a training run died mid-epoch, evaluate at
+    once ('value -9223372036854775808 is not a class'): NaN is nodata, and float labels
+    are read with nearest resampling as integer ones."""
+    from glgeo.geodata import _GeoScene
+
+    folder, a, _, _ = tiles
+    with rasterio.open(a) as src:
+        crs, transform = src.crs, src.transform
+    mask = np.zeros((256, 256), np.float32)
+    mask[20:60, 10:50] = 255.0
+    mask[100:150, 100:200] = np.nan
+    for name, nodata in (("nan_nd.tif", float("nan")), ("nan.tif", None)):
+        labels = write_geotiff(folder / name, mask, crs=crs, transform=transform, nodata=nodata)
+        ids = truth_on_grid(labels, INRIA, crs, transform, (256, 256))
+        assert (ids[100:150, 100:200] == NODATA_ID).all() and int((ids == 1).sum()) == 40 * 40
+        scenes = GeoScenes(GeoInputs(images=(str(a),), labels=labels, scene_size=64))
+        left, bottom, right, top = rasterio.transform.array_bounds(256, 256, transform)
+        index = scenes.images.index.index[0]
+        scene = _GeoScene(scenes, (slice(left, right), slice(bottom, top), slice(index.left, index.right)))
+        got = scene._ids((256, 256))
+        assert (got[100:150, 100:200] == NODATA_ID).all() and int((got == 1).sum()) == 40 * 40
