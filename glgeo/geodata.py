@@ -452,6 +452,31 @@ def _vector_value_ids(
     return value_ids, info["crs"], layer
 
 
+#: Geometry types labels are burnt from.
+POLYGON_TYPES = ("Polygon", "MultiPolygon")
+
+
+def _not_polygons(path: Path, layer: str | None) -> int:
+    """How many features of a label layer are not polygons (points, lines: they cover no
+    area, and torchgeo burnt them as pixels of their class); warns when some are, and
+    refuses a layer of none."""
+    import pyogrio
+
+    declared = str(pyogrio.read_info(path, layer=layer).get("geometry_type") or "")
+    if declared.removeprefix("3D ").removesuffix(" Z") in POLYGON_TYPES:
+        return 0
+    geometries = pyogrio.read_dataframe(path, layer=layer, columns=[]).geometry
+    geometries = geometries[geometries.notna() & ~geometries.is_empty]
+    kinds = geometries.geom_type
+    others = kinds[~kinds.isin(POLYGON_TYPES)]
+    if len(others) and len(others) == len(kinds):
+        raise DatasetError(f"labels {path} hold no polygon ({', '.join(sorted(set(others)))}); give polygons")
+    if len(others):
+        log.warning("labels %s: %d features that are not polygons (%s) are left out: a point or a line covers no area",
+                    path, len(others), ", ".join(sorted(set(others))))
+    return len(others)
+
+
 def _footprint(path: str, src_crs: CRS, bounds: Box, dst_crs: CRS) -> shapely.Geometry:
     """A file's footprint in ``dst_crs``, densified so it follows curved edges."""
     box = shapely.box(*bounds)
@@ -507,8 +532,9 @@ class GeoLabels:
                 self.dataset.floating = floating
             else:
                 value_ids, label_crs, layer = _vector_value_ids(self.path, layer, field_name, scheme)
+                others = _not_polygons(self.path, layer)
                 source, source_layer = self.path, layer
-                if CRS.from_user_input(label_crs) != crs:
+                if CRS.from_user_input(label_crs) != crs or others:
                     source, source_layer = self._reprojected(crs, layer, field_name), "labels"
                 self.dataset = _PolygonLabels(source, crs, res, source_layer, field_name, value_ids)
 
@@ -525,6 +551,7 @@ class GeoLabels:
         folder = tempfile.mkdtemp(prefix="glgeo-labels-")
         weakref.finalize(self, shutil.rmtree, folder, True)
         frame = gpd.read_file(self.path, layer=layer, columns=[field_name] if field_name else [])
+        frame = frame[frame.geometry.geom_type.isin(POLYGON_TYPES)]  # points and lines cover no area
         out = Path(folder) / "labels.gpkg"
         frame.to_crs(crs).to_file(out, layer="labels", driver="GPKG")
         return out

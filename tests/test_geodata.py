@@ -429,3 +429,31 @@ def test_a_float_label_raster_with_nan_nodata_trains_and_scores(tiles):
         scene = _GeoScene(scenes, (slice(left, right), slice(bottom, top), slice(index.left, index.right)))
         got = scene._ids((256, 256))
         assert (got[100:150, 100:200] == NODATA_ID).all() and int((got == 1).sum()) == 40 * 40
+
+
+def test_points_and_lines_in_the_labels_are_left_out_with_a_warning(tiles, caplog):
+    """A point and a line among the polygons were burnt as pixels of their class without a
+    word (335 'building' pixels on the Joplin tile)."""
+    from glgeo.geodata import _GeoScene
+
+    folder, a, _, _ = tiles
+    with rasterio.open(a) as src:
+        crs, transform = src.crs, src.transform
+    mixed = folder / "mixed.gpkg"
+    # a box, a shed in the far corner (so the labels' extent is the tile's), a point and a line
+    gpd.GeoDataFrame(geometry=[shapely.box(X0 + 10, Y0 - 50, X0 + 50, Y0 - 10), building(254, 254, 256, 256),
+                               shapely.Point(X0 + 100, Y0 - 100),
+                               shapely.LineString([(X0 + 120, Y0 - 20), (X0 + 200, Y0 - 100)])], crs=crs).to_file(mixed)
+    with caplog.at_level(logging.WARNING, logger="glgeo.geodata"):
+        scenes = GeoScenes(GeoInputs(images=(str(a),), labels=mixed, scene_size=64))
+    assert "2 features that are not polygons (LineString, Point) are left out" in caplog.text
+    left, bottom, right, top = rasterio.transform.array_bounds(256, 256, transform)
+    index = scenes.images.index.index[0]
+    ids = _GeoScene(scenes, (slice(left, right), slice(bottom, top), slice(index.left, index.right)))._ids((256, 256))
+    assert int((ids == 1).sum()) == 40 * 40 + 2 * 2  # the box and the shed only
+    points = folder / "points.gpkg"
+    gpd.GeoDataFrame(geometry=[shapely.Point(X0 + 20, Y0 - 20), shapely.Point(X0 + 200, Y0 - 200)], crs=crs).to_file(points)
+    from glgeo.geodata import GeoLabels
+
+    with pytest.raises(DatasetError, match=r"hold no polygon \(Point\); give polygons"):
+        GeoLabels(points, INRIA, crs, (1.0, 1.0))
