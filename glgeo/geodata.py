@@ -696,19 +696,7 @@ class GeoScenes:
         """Read a label raster whole at full resolution (:func:`glgeo.datasets.scan_mask`):
         a value outside the scheme is an error now, not mid-epoch at a decimated read; a
         nodata that is a class value is a warning."""
-        cache = MaskScanCache.open()
-        scan = cache.scan(self.labels.path, self.scheme)
-        cache.save()
-        if scan.error is not None:
-            raise scan.error
-        if scan.hidden_class is not None and scan.hidden_pixels:
-            info = scan.hidden_class
-            log.warning(
-                "label raster %s declares nodata %s, the mask value of class %d %r of scheme %r: its %s px of that "
-                "value are ignored in training; if they are %s, remove the nodata value from the raster (or set it "
-                "to a value no class uses)", self.labels.path, f"{scan.nodata:g}", info.id, info.name, self.scheme.name,
-                f"{scan.hidden_pixels:,}", info.name,
-            )
+        scan_label_raster(self.labels.path, self.scheme, "ignored in training")
 
     # ------------------------------------------------------------------ facts
     @property
@@ -994,6 +982,29 @@ class GeoSceneDataset(GLNetSceneDataset):
 # --------------------------------------------------------------------------- evaluation
 
 
+def scan_label_raster(path: Path, scheme: ClassScheme, fate: str) -> None:
+    """Read a label raster whole (:func:`glgeo.datasets.scan_mask`, remembered in the
+    :class:`~glgeo.datasets.MaskScanCache`): a value outside the scheme is an error; a
+    declared nodata that is a class's value a warning saying its pixels are ``fate``.
+
+    Raises:
+        DatasetError: a value no class of the scheme has.
+    """
+    cache = MaskScanCache.open()
+    scan = cache.scan(path, scheme)
+    cache.save()
+    if scan.error is not None:
+        raise scan.error
+    if scan.hidden_class is not None and scan.hidden_pixels:
+        info = scan.hidden_class
+        log.warning(
+            "label raster %s declares nodata %s, the mask value of class %d %r of scheme %r: its %s px of that "
+            "value are %s; if they are %s, remove the nodata value from the raster (or set it to a value no class "
+            "uses)", path, f"{scan.nodata:g}", info.id, info.name, scheme.name, f"{scan.hidden_pixels:,}", fate,
+            info.name,
+        )
+
+
 def truth_on_grid(labels: Path, scheme: ClassScheme, crs: CRS, transform: Affine, shape: tuple[int, int],
                   field_name: str | None = None, layer: str | None = None, image: str | Path | None = None) -> np.ndarray:
     """The labels as class ids on a raster's own grid (north-up), via torchgeo.
@@ -1007,6 +1018,8 @@ def truth_on_grid(labels: Path, scheme: ClassScheme, crs: CRS, transform: Affine
         raise InputError("imagery with a rotated geotransform cannot be scored against labels; warp it north-up first")
     res = (abs(transform.a), abs(transform.e))
     source = GeoLabels(labels, scheme, crs, res, field_name, layer)
+    if source.is_raster:
+        scan_label_raster(source.path, scheme, "left out of the scores")
     height, width = shape
     x0, y1 = transform.c, transform.f
     x1, y0 = x0 + width * res[0], y1 - height * res[1]

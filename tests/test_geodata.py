@@ -457,3 +457,19 @@ def test_points_and_lines_in_the_labels_are_left_out_with_a_warning(tiles, caplo
 
     with pytest.raises(DatasetError, match=r"hold no polygon \(Point\); give polygons"):
         GeoLabels(points, INRIA, crs, (1.0, 1.0))
+
+
+def test_scoring_against_a_label_raster_whose_nodata_is_a_class_says_so(tiles, caplog):
+    """evaluate --images --labels left out a whole class declared as nodata without the
+    warning training and --pred/--truth give."""
+    folder, a, _, _ = tiles
+    with rasterio.open(a) as src:
+        crs, transform = src.crs, src.transform
+    mask = np.zeros((256, 256), np.uint8)
+    mask[20:60, 10:50] = 255
+    labels = write_geotiff(folder / "nd0.tif", mask, crs=crs, transform=transform, nodata=0)
+    with caplog.at_level(logging.WARNING, logger="glgeo.geodata"):
+        ids = truth_on_grid(labels, INRIA, crs, transform, (256, 256))
+    assert int((ids == NODATA_ID).sum()) == 256 * 256 - 40 * 40
+    assert (f"label raster {labels} declares nodata 0, the mask value of class 0 'background' of scheme 'inria': its "
+            f"{256 * 256 - 40 * 40:,} px of that value are left out of the scores") in caplog.text
