@@ -748,7 +748,11 @@ def _training_area_overlap(checkpoint: Any, path: str) -> tuple[str, ...]:
         part: [shapely.box(*(float(v) for v in entry.rsplit(":", 1)[1].split(","))) for entry in split.get(part) or ()]
         for part in _SEEN
     }
-    return tuple(part for part in _SEEN if any(footprint.intersection(box).area > 0 for box in boxes[part]))
+    # less than half a working pixel in common is two tiles that touch (their bounds differ
+    # by rounding: 367257.00000000006 against 367257.0), not ground the model saw
+    res = split.get("res") or (0.0, 0.0)
+    least = 0.5 * abs(float(res[0]) * float(res[1]))
+    return tuple(part for part in _SEEN if any(footprint.intersection(box).area > least for box in boxes[part]))
 
 
 def evaluate_imagery(

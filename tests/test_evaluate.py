@@ -435,8 +435,9 @@ def test_images_on_the_models_training_or_validation_areas_are_flagged(tmp_path,
     labels = np.zeros((64, 192), np.uint8)
     labels[4:12, 4:180] = 255
     labels_path = write_geotiff(tmp_path / "labels" / "gt.tif", labels, origin=(500000.0, 4500000.0), res=1.0)
-    split = {"kind": "geo", "crs": "EPSG:32631", "train": [f"{files[0]}: 500000,4499940,500060,4500000"],
-             "val": [f"{files[1]}: 500080,4499950,500120,4499990"]}
+    # the validation scene reaches b's right edge, which c touches up to rounding (c was flagged)
+    split = {"kind": "geo", "crs": "EPSG:32631", "res": [1.0, 1.0], "train": [f"{files[0]}: 500000,4499940,500060,4500000"],
+             "val": [f"{files[1]}: 500080,4499950,500128.00000000006,4499990"]}
     ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16), metadata={"training": {"split": split}})
     with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
         report = evaluate_imagery(ckpt, [str(f) for f in files], labels_path,
