@@ -55,8 +55,8 @@ def read_aoi(path: str | os.PathLike, crs: Any) -> shapely.Geometry:
     try:
         layers = [(str(n), g) for n, g in pyogrio.list_layers(source)]
         spatial = [n for n, g in layers if g is not None]
-        if layer is not None and layer not in (n for n, _ in layers):
-            raise InputError(f"area of interest {source!r} has no layer {layer!r}; layers of geometry: "
+        if layer is not None and layer not in spatial:
+            raise InputError(f"area of interest {source!r} has no layer of geometry {layer!r}; layers of geometry: "
                              f"{', '.join(spatial) or 'none'}")
         if layer is None and len(spatial) > 1:
             raise InputError(

@@ -99,7 +99,7 @@ def test_a_file_of_several_layers_names_the_one_to_use(tmp_path):
         region_in_pixels(SCENE, aoi=path)
     big = region_in_pixels(SCENE, aoi=f"{path}|layername=big")
     np.testing.assert_allclose(big.bounds, (100, 25, 150, 75))
-    with pytest.raises(InputError, match="has no layer 'nope'; layers of geometry: small, big"):
+    with pytest.raises(InputError, match="has no layer of geometry 'nope'; layers of geometry: small, big"):
         region_in_pixels(SCENE, aoi=f"{path}|layername=nope")
     with pytest.raises(InputError, match=r"after '\|' give layername=NAME"):
         region_in_pixels(SCENE, aoi=f"{path}|big")
@@ -111,6 +111,8 @@ def test_a_file_of_several_layers_names_the_one_to_use(tmp_path):
 
     pyogrio.write_dataframe(pd.DataFrame({"styleName": ["a"]}), styled, layer="layer_styles")
     np.testing.assert_allclose(region_in_pixels(SCENE, aoi=styled).bounds, (10, 10, 50, 50))
+    with pytest.raises(InputError, match="has no layer of geometry 'layer_styles'; layers of geometry: a$"):
+        region_in_pixels(SCENE, aoi=f"{styled}|layername=layer_styles")
 
 
 def test_polygons_in_collections_count_and_other_geometries_are_named(tmp_path, caplog):
