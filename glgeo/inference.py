@@ -64,6 +64,7 @@ Every stage is timed (:class:`Timings`): the performance knobs live in
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import math
@@ -965,8 +966,9 @@ class StreamingSegmenter:
         every pixel class 0 without a word. The network's weights (stored in the run's
         precision) and the window's global context are upcast for it; the result comes back
         in the run's dtype. Raises where fp32 gives non-finite values too."""
+        # not glgeo's own invariant (InternalError) but what this model does with this scene
         if self.precision != "fp32" and self.mode == "bidirectional":  # its two passes are not redone
-            raise InternalError(
+            raise InputError(
                 f"{what} gave non-finite values (NaN or infinity) in {self.precision}; run this scene with precision='fp32'"
             )
         if self.precision != "fp32":
@@ -974,8 +976,6 @@ class StreamingSegmenter:
                 log.info("%s gave non-finite values in %s: recomputed in fp32 where it does", what, self.precision)
                 self._fp32_said = True
             if self._fp32_model is None:
-                import copy
-
                 self._fp32_model = copy.deepcopy(self.model).float()
             model, context = self.model, run.context
             self.model, run.context = self._fp32_model, _cast(context, torch.float32)
@@ -985,7 +985,7 @@ class StreamingSegmenter:
                 self.model, run.context = model, context
             if _all_finite(result):
                 return result
-        raise InternalError(
+        raise InputError(
             f"{what} gave non-finite values (NaN or infinity) in {'fp32' if self.precision == 'fp32' else 'fp32 too'}:"
             " the model's weights or this input break it; check the checkpoint (glgeo models) and the scene's values"
         )
