@@ -244,7 +244,7 @@ def run_batch_from_cli(
 
     with (
         progress_bar(ctx, unit="scene", desc="segment") as progress,
-        logs_in_flag_terms("glgeo.batch", "segment"),
+        logs_in_flag_terms("glgeo", "segment"),
         repeats_collapsed(manifest),
     ):
         result = run_batch(

@@ -101,6 +101,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
     from glgeo.atomic import atomic_path, check_output_path
     from glgeo.errors import InputError
 
+    from .main import logs_in_flag_terms  # every glgeo warning in this command's flags
+
     if json_path is not None:
         check_output_path(json_path, overwrite=True,
                           inputs=_input_files(preds, truths, model, labels, images, split_file, scheme))
@@ -122,9 +124,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             DEEPGLOBE_RGB_THRESHOLD if chosen is not None and chosen.name == "deepglobe" and truth_encoding == "mask"
             else None
         )
-        from .main import logs_in_flag_terms
-
-        with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo.evaluate", "evaluate"):
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo", "evaluate"):
             report = evaluate_rasters(
                 list(zip(preds, truths)), _scheme(scheme) if scheme else None, truth_encoding, threshold, progress
             )
@@ -141,7 +141,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
 
         files = expand_images(images)
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
-        with progress_bar(ctx, unit="image", desc="evaluate") as progress:
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo", "evaluate"):
             report = evaluate_imagery(model, files, labels, label_field=label_field, layer=layer,
                                       settings=settings, progress=progress, tta=tta, bands=bands)
     else:
@@ -167,7 +167,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         if not names:
             raise InputError(f"the {part} part of the split is empty; choose another --part or split")
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
-        with progress_bar(ctx, unit="image", desc="evaluate") as progress:
+        with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo", "evaluate"):
             report = evaluate_model(
                 model, collection, names, settings, scale=scale, progress=progress, tta=tta, gsd=gsd, bands=bands
             )

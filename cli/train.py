@@ -277,7 +277,10 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         progress_bar=progress_enabled(ctx),
         metadata={"command": "glgeo " + " ".join(shlex.quote(a) for a in sys.argv[1:])},
     )
-    result = run_train(data, settings)
+    from .main import logs_in_flag_terms
+
+    with logs_in_flag_terms("glgeo", "train"):
+        result = run_train(data, settings)
     if _is_worker():
         return
     if kind == "geo":

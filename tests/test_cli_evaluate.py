@@ -192,3 +192,22 @@ def test_bands_reach_the_model_and_o_may_not_name_a_dataset_file(tmp_path):
     before = mask.read_bytes()
     result = CliRunner().invoke(cli, [*args, "--bands", "4,2,3", "-o", str(mask)])
     assert result.exit_code == 1 and "is the same file as the input" in result.output and mask.read_bytes() == before
+
+
+def test_every_glgeo_warning_names_the_commands_flags(tmp_path, caplog):
+    """evaluate --images printed segment's warnings in Python terms ('pass bands=(1, 2, 3)'):
+    only evaluate's own logger was translated."""
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    image = write_geotiff(tmp_path / "bgr.tif", np.full((3, 64, 64), 90, np.uint8), photometric="MINISBLACK")
+    with rasterio.open(image, "r+") as dst:
+        dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red]
+    labels = write_geotiff(tmp_path / "labels.tif", np.zeros((64, 64), np.uint8))
+    with caplog.at_level("WARNING", logger="glgeo"):
+        result = CliRunner().invoke(cli, ["evaluate", "--model", str(ckpt), "--images", str(image), "--labels",
+                                          str(labels), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records if "which the file labels red, green and blue" in r.getMessage()]
+    assert said and all("pass --bands 1,2,3 to read others" in m for m in said), said
