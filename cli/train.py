@@ -102,8 +102,9 @@ def _scheme(value: str | None):
 @click.option("--loader-workers", "workers", type=click.IntRange(min=0), default=2, show_default=True,
               help="Data-loading processes (PyTorch DataLoader workers; not Dask workers as in segment).")
 @click.option("--workers", "old_workers", type=click.IntRange(min=0), default=None, hidden=True)
-@click.option("-b", "--bidx", "--bands", "bands", default="1,2,3", show_default=True,
-              help="The images' red, green, blue bands (1-based, rio's --bidx).")
+@click.option("-b", "--bidx", "--bands", "bands", default=None, metavar="R,G,B",
+              help="The images' red, green, blue bands (1-based, rio's --bidx). Default: the bands each image labels "
+                   "red, green and blue, else its three non-alpha bands, as glgeo segment reads scenes.")
 @click.option("--input-range", default="0,255", show_default=True, help="Raw values mapped to 0 and 1.")
 @click.option("--no-augment", is_flag=True, help="No random flips and rotations.")
 @click.option("--color-jitter", type=float, default=0.0, show_default=True,
@@ -197,11 +198,11 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
             )
 
     try:
-        band_list = tuple(int(b) for b in bands.split(","))
+        band_list = tuple(int(b) for b in bands.split(",")) if bands is not None else None
         low, high = (float(v) for v in input_range.split(","))
     except ValueError:
         raise click.BadParameter("--bidx takes three integers and --input-range two numbers, comma-separated") from None
-    if len(band_list) != 3:
+    if band_list is not None and len(band_list) != 3:
         raise click.BadParameter(f"give three bands (red, green, blue), got {bands!r}", param_hint="-b/--bidx")
     geo = None
     if images or labels is not None:

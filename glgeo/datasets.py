@@ -68,6 +68,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .errors import DatasetError, InputError, InternalError
+from .io import labelled_bands
 from .resolution import Scale, open_pixels, scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme
 from .tiling import PatchGrid
@@ -208,6 +209,32 @@ class SceneCollection:
         for pair in self.scenes:
             check_pair(pair)
         self.scan_masks()
+
+    def check_bands(self, bands: Sequence[int] | None = None) -> None:
+        """Choose every scene's bands before training (:func:`scene_bands`), so an image that
+        cannot be read as RGB stops the run at once, not when an epoch first draws it. With
+        ``bands=None``, one warning names the images whose colour labels choose other bands
+        than their first three (a BGR file: 3, 2, 1), which are read as labelled, as
+        ``glgeo segment`` reads scenes.
+
+        Raises:
+            DatasetError: an image lacks ``bands``, or has neither labels nor three
+                non-alpha bands.
+        """
+        relabelled: list[tuple[ScenePair, tuple[int, ...]]] = []
+        for pair in self.scenes:
+            with open_raster(pair.image) as src:
+                chosen = scene_bands(src, bands, pair)
+            if bands is None and chosen != (1, 2, 3):
+                relabelled.append((pair, chosen))
+        if relabelled:
+            shown = "; ".join(f"{pair.image.name}: bands {','.join(map(str, chosen))}" for pair, chosen in relabelled[:3])
+            more = f" and {len(relabelled) - 3} more" if len(relabelled) > 3 else ""
+            log.warning(
+                "%d of %d images label bands other than their first three as red, green and blue (%s%s): each is "
+                "read as labelled, as glgeo segment reads scenes; pass bands=(1, 2, 3) to read the first three",
+                len(relabelled), len(self.scenes), shown, more,
+            )
 
     def scan_masks(self) -> None:
         """Read every mask at full resolution, block by block, and check its values against
@@ -986,7 +1013,9 @@ class SampleSpec:
         with_patches: read the patch grid (stages 2 and 3) or only the global image.
         with_scene_label: also give the whole mask at logits resolution (validation).
         augment: random horizontal flip and 0/90/180/270 degree rotation per scene.
-        bands: the image's RGB band indexes (1-based).
+        bands: the image's RGB band indexes (1-based); ``None``: each scene's bands labelled
+            red, green and blue, else its three non-alpha bands, as ``glgeo segment`` reads
+            scenes (:func:`glgeo.io.labelled_bands`).
         scale: read scenes at this fraction of their resolution (``0.25``: a 2448 px scene
             becomes 612 px; patches are cut from the resampled scene). ``1`` is the paper's
             setting; smaller values make short CPU runs possible.
@@ -1009,7 +1038,7 @@ class SampleSpec:
     with_patches: bool = False
     with_scene_label: bool = False
     augment: bool = False
-    bands: tuple[int, int, int] = (1, 2, 3)
+    bands: tuple[int, int, int] | None = None
     scale: float = 1.0
     crop_jitter: float = 0.0
     mosaic: float = 0.0
@@ -1023,7 +1052,7 @@ class SampleSpec:
             raise InputError(f"crop (scale) jitter must be in [0, 1), got {self.crop_jitter}")
         if self.global_size < 32 or self.patch_size < 64:
             raise InputError(f"global size {self.global_size} / patch size {self.patch_size} too small; use >= 32 / >= 64")
-        if len(self.bands) != 3:
+        if self.bands is not None and len(self.bands) != 3:
             raise InputError(f"give three bands (red, green, blue), got {self.bands}")
 
 
@@ -1165,7 +1194,7 @@ class _FileScene:
         self.img = open_raster(pair.image)
         try:
             self.msk = open_raster(pair.mask)
-            _check_bands(self.img, spec.bands, pair)
+            self.bands = scene_bands(self.img, spec.bands, pair)
         except Exception:
             self.close()
             raise
@@ -1201,7 +1230,7 @@ class _FileScene:
     def global_image(self, size: int) -> np.ndarray:
         """The scene decimated to ``size`` x ``size`` (bilinear), raw values."""
         return self.img.read(
-            list(self.spec.bands), window=self._region, out_shape=(3, size, size), resampling=Resampling.bilinear
+            list(self.bands), window=self._region, out_shape=(3, size, size), resampling=Resampling.bilinear
         )
 
     def global_label(self, size: int) -> np.ndarray:
@@ -1213,7 +1242,7 @@ class _FileScene:
         area = self.area
         sy, sx = area.height / self.height, area.width / self.width
         window = Window(area.col_off + left * sx, area.row_off + top * sy, width * sx, height * sy)
-        image = self.img.read(list(self.spec.bands), window=window, out_shape=(3, height, width), resampling=Resampling.bilinear)
+        image = self.img.read(list(self.bands), window=window, out_shape=(3, height, width), resampling=Resampling.bilinear)
         return image, self._ids(window=window, out_shape=(height, width))
 
     def scene_label(self, height: int, width: int) -> np.ndarray:
@@ -1310,7 +1339,7 @@ class _MosaicScene:
                 data = scene._ids(window=part, out_shape=(r1 - r0, c1 - c0))
             else:
                 data = scene.img.read(
-                    list(self.spec.bands), window=part, out_shape=(3, r1 - r0, c1 - c0), resampling=Resampling.bilinear
+                    list(scene.bands), window=part, out_shape=(3, r1 - r0, c1 - c0), resampling=Resampling.bilinear
                 )
             if out is None:
                 out = np.zeros(((oh, ow) if labels else (3, oh, ow)), dtype=data.dtype)
@@ -1339,13 +1368,26 @@ class _MosaicScene:
         return self._read(self.area, (height, width), labels=True)
 
 
-def _check_bands(src: Any, bands: Sequence[int], pair: ScenePair) -> None:
+def scene_bands(src: Any, bands: Sequence[int] | None, pair: ScenePair) -> tuple[int, ...]:
+    """The 1-based bands a training scene is read from: ``bands`` where given (checked
+    against the image), else those its image labels red, green and blue, or its three
+    non-alpha bands (:func:`glgeo.io.labelled_bands`), as ``glgeo segment`` reads scenes.
+
+    Raises:
+        DatasetError: bands the image lacks; no labels and not three non-alpha bands.
+    """
+    if bands is None:
+        try:
+            return labelled_bands(src, 3)[0]
+        except InputError as exc:
+            raise DatasetError(f"scene {pair.name!r}: {pair.image}: {exc}") from None
     if max(bands) > src.count:
         raise DatasetError(
             f"scene {pair.name!r}: {pair.image} has {src.count} band{'s' if src.count != 1 else ''}; bands "
             f"{', '.join(map(str, bands))} were asked for "
             "(pass bands=(R, G, B) with 1-based band numbers)"
         )
+    return tuple(bands)
 
 
 def _as_tensor_dtype(array: np.ndarray) -> np.ndarray:

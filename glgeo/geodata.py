@@ -75,6 +75,7 @@ from rasterio.windows import Window, from_bounds
 
 from .datasets import GLNetSceneDataset, MaskScanCache, SampleSpec, decode_mask, nearest_resize
 from .errors import DatasetError, InputError, MissingDependencyError
+from .io import labelled_bands
 from .schemes import INRIA, NODATA_ID, ClassScheme
 
 log = logging.getLogger(__name__)
@@ -274,9 +275,13 @@ class _ImageInfo:
     bounds: Box
     masked: bool = False  # some pixels are marked as no data (nodata, alpha, internal mask)
     size: tuple[int, int] = (0, 0)  # width, height in the file's pixels
+    labelled: tuple[int, ...] | None = None  # the bands it labels red, green, blue, else its 3 non-alpha ones
 
 
-def _inspect_images(files: Sequence[str], bands: Sequence[int]) -> list[_ImageInfo]:
+def _inspect_images(files: Sequence[str], bands: Sequence[int] | None) -> tuple[list[_ImageInfo], tuple[int, ...]]:
+    """Each image's CRS, resolution, bounds and bands, and the bands to read: ``bands``, or
+    where ``None`` those every image labels red, green and blue (else its three non-alpha
+    bands), as ``glgeo segment`` reads scenes; torchgeo reads one band list for all."""
     infos = []
     for path in files:
         try:
@@ -284,8 +289,12 @@ def _inspect_images(files: Sequence[str], bands: Sequence[int]) -> list[_ImageIn
                 if src.crs is None:
                     raise DatasetError(f"image {path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:...)")
                 masked = not all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
+                try:
+                    labelled: tuple[int, ...] | None = labelled_bands(src, 3)[0]
+                except InputError:
+                    labelled = None
                 infos.append(_ImageInfo(path, src.crs, src.res, src.count, tuple(src.bounds), masked,
-                                        (src.width, src.height)))
+                                        (src.width, src.height), labelled))
         except RasterioIOError as exc:
             raise DatasetError(f"cannot read image {path}: {exc}") from None
     counts = Counter(i.count for i in infos)
@@ -295,12 +304,42 @@ def _inspect_images(files: Sequence[str], bands: Sequence[int]) -> list[_ImageIn
             f"the images have different band counts ({detail}); train on imagery of one kind, one band layout"
         )
     count = infos[0].count
+    if bands is None:
+        return infos, _labelled_bands(infos)
     if max(bands) > count:
         raise DatasetError(
             f"image {infos[0].path} has {count} band(s) but bands {tuple(bands)} were asked for; "
             "GLNet reads three (red, green, blue): choose bands that exist (1-based)"
         )
-    return infos
+    return infos, tuple(bands)
+
+
+def _labelled_bands(infos: Sequence[_ImageInfo]) -> tuple[int, ...]:
+    """The bands all ``infos`` label red, green and blue (:func:`_inspect_images`)."""
+    unlabelled = [i for i in infos if i.labelled is None]
+    if unlabelled:
+        first = unlabelled[0]
+        hint = "1, 1, 1" if first.count == 1 else "1, 2, 3"
+        raise DatasetError(
+            f"image {first.path} has {first.count} band{'s' if first.count != 1 else ''} and labels none of them red,"
+            f" green and blue; GLNet reads three: pass bands=({hint}) (1-based) to choose them"
+        )
+    chosen = Counter(i.labelled for i in infos)
+    if len(chosen) > 1:
+        detail = "; ".join(f"{Path(i.path).name}: {','.join(map(str, i.labelled or ()))}" for i in
+                           list({i.labelled: i for i in infos}.values())[:4])
+        raise DatasetError(
+            f"the images label different bands red, green and blue ({detail}); torchgeo reads one band list for"
+            " all: give images of one band layout, or pass bands=(R, G, B) to read the same bands of each"
+        )
+    bands = next(iter(chosen))
+    if bands != (1, 2, 3):
+        log.warning(
+            "the images label bands %s red, green and blue (%s, of %d bands): training reads those, as glgeo segment"
+            " reads scenes; pass bands=(1, 2, 3) to read the first three", ",".join(map(str, bands)),
+            Path(infos[0].path).name, infos[0].count,
+        )
+    return bands
 
 
 def _working_grid(infos: Sequence[_ImageInfo], crs: str | None, res: float | None) -> tuple[CRS, tuple[float, float]]:
@@ -643,7 +682,8 @@ class GeoScenes:
 
     Args:
         inputs: what to read.
-        bands: the images' red, green and blue bands (1-based).
+        bands: the images' red, green and blue bands (1-based); ``None``: those the
+            images label so (one layout for all), else their three non-alpha bands.
         scale: read at this fraction of the working resolution (as ``--scale`` does for
             the published datasets).
 
@@ -654,15 +694,14 @@ class GeoScenes:
 
     kind = "geo"
 
-    def __init__(self, inputs: GeoInputs, bands: Sequence[int] = (1, 2, 3), scale: float = 1.0) -> None:
+    def __init__(self, inputs: GeoInputs, bands: Sequence[int] | None = None, scale: float = 1.0) -> None:
         if not 0 < scale <= 1:
             raise InputError(f"scene scale must be in (0, 1], got {scale}")
         self.inputs = inputs
         self.scheme = inputs.scheme
-        self.bands = tuple(bands)
         self.root = Path(inputs.labels)
         files = expand_images(inputs.images)
-        infos = _inspect_images(files, self.bands)
+        infos, self.bands = _inspect_images(files, bands)
         crs, base_res = _working_grid(infos, inputs.crs, inputs.res)
         self.crs = crs
         self.base_res = base_res

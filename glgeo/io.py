@@ -320,7 +320,26 @@ def choose_stretch(
 def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...]:
     """The bands to feed when the user chose none: those labelled red, green and blue, in
     that order, where the file labels them (a BGR file, four bands of which three are RGB);
-    else all but alpha, if that is ``needed``."""
+    else all but alpha, if that is ``needed``. Says so when the labels choose other bands
+    than the file's first ones (:func:`labelled_bands` does not)."""
+    chosen, relabelled = labelled_bands(src, needed)
+    if relabelled:
+        colour = [b for b, ci in zip(src.indexes, src.colorinterp) if ci != ColorInterp.alpha]
+        log.warning(
+            "%s: reading bands %s, which the file labels red, green and blue (of %d bands); pass bands=(%s) to "
+            "read others", src.name, ",".join(map(str, chosen)), src.count, ", ".join(map(str, colour[:3])),
+        )
+    return chosen
+
+
+def labelled_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[tuple[int, ...], bool]:
+    """:func:`default_bands` without a word: the bands, and whether the file's colour labels
+    chose them (``True`` where they differ from its non-alpha bands in file order, as in a
+    BGR file or one with a near-infrared band first).
+
+    Raises:
+        InputError: paletted bands; no labels and not ``needed`` non-alpha bands.
+    """
     interp = list(src.colorinterp)
     if ColorInterp.palette in interp:
         raise InputError(_paletted(interp.index(ColorInterp.palette) + 1, src.name))
@@ -328,14 +347,9 @@ def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...
     labelled = [interp.count(ci) == 1 for ci in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)]
     if needed == 3 and all(labelled):
         chosen = tuple(interp.index(ci) + 1 for ci in (ColorInterp.red, ColorInterp.green, ColorInterp.blue))
-        if chosen != tuple(colour):
-            log.warning(
-                "%s: reading bands %s, which the file labels red, green and blue (of %d bands); pass bands=(%s) to "
-                "read others", src.name, ",".join(map(str, chosen)), src.count, ", ".join(map(str, colour[:3])),
-            )
-        return chosen
+        return chosen, chosen != tuple(colour)
     if len(colour) == needed:
-        return tuple(colour)
+        return tuple(colour), False
     hint = ", ".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
     raise InputError(
         f"scene has {len(colour)} band{'s' if len(colour) != 1 else ''} (alpha not counted); "

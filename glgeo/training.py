@@ -116,7 +116,8 @@ class DataSettings:
         batch_size: scenes per optimizer step (paper: 6).
         sub_batch: patches per forward/backward in stages 2 and 3 (paper: 6).
         workers: data-loading processes.
-        bands: the images' RGB bands (1-based).
+        bands: the images' RGB bands (1-based); ``None``: each image's bands labelled red,
+            green and blue, else its three non-alpha bands, as ``glgeo segment`` reads scenes.
         input_range: raw values mapped to 0 and 1 (RGB bytes: 0, 255).
         augment: random flips and quarter turns of training scenes.
         scale: read scenes at this fraction of their resolution (1: the paper; 0.25 makes
@@ -156,7 +157,7 @@ class DataSettings:
     batch_size: int = 6
     sub_batch: int = 6
     workers: int = 2
-    bands: tuple[int, int, int] = (1, 2, 3)
+    bands: tuple[int, int, int] | None = None
     input_range: tuple[float, float] = (0.0, 255.0)
     augment: bool = True
     scale: float = 1.0
@@ -1102,7 +1103,9 @@ def prepare_data(data: DataSettings) -> tuple[Any, Any]:
     )
     if not split.train:
         raise InputError("the split leaves no scene to train on; check split_file / val_cities")
-    collection.subset([*split.train, *split.val]).check()
+    used = collection.subset([*split.train, *split.val])
+    used.check()
+    used.check_bands(data.bands)
     return collection, split
 
 
@@ -1245,8 +1248,9 @@ def _run_stage(
             "lr": settings.lr[stage - 1],
             "batch_size": data.batch_size,
             "scene_scale": data.scale,
-            # the bands fed, in order (glgeo segment feeds scenes the same ones)
-            "bands": list(data.bands),
+            # the bands fed, in order, where given (glgeo segment feeds scenes the same ones);
+            # None: each image's bands labelled red, green and blue, as glgeo segment chooses them
+            "bands": list(data.bands) if data.bands is not None else None,
             # the resolution the model saw, which glgeo segment matches scenes to
             "gsd_m": model_gsd,
             "global_gsd_m": global_gsd,

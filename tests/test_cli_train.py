@@ -72,3 +72,21 @@ def test_architecture_flags_with_init_are_refused_not_ignored(tiny_checkpoint):
             f" {config.backbone}), --pyramid-channels 999 (it has {config.pyramid_channels}) cannot apply") in result.output
     result = CliRunner().invoke(cli, [*args, "--backbone", config.backbone])
     assert "--init continues" not in result.output and "no-such-folder" in result.output
+
+
+def test_an_image_not_readable_as_rgb_is_one_line_before_training_naming_the_flag(tmp_path):
+    """Four bands without colour labels: training refuses them as glgeo segment does, in
+    the command's own terms, before the dataset's first epoch."""
+    import numpy as np
+
+    from fixtures.layouts import make_folder
+    from fixtures.rasters import write_geotiff
+
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=64, n_classes=2, values=(0, 255))
+    write_geotiff(root / "images" / "b.tif", np.zeros((4, 64, 64), np.uint8), photometric="MINISBLACK")
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--mode", "global",
+            "--accelerator", "cpu", "--loader-workers", "0"]
+    result = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "b.tif: scene has 4 bands (alpha not counted)" in result.output and "pass --bands 1,2,3" in result.output
+    assert not (tmp_path / "run" / "model.pt").exists()

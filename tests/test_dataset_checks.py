@@ -259,3 +259,55 @@ def test_mask_scans_are_remembered_until_a_mask_changes(tmp_path, caplog, monkey
     with pytest.raises(DatasetError):
         open_dataset("folder", root, INT3).check()
     assert scanned == ["a.tif", "b.tif"]
+
+
+# ------------------------------------------------------------------ bands
+
+
+def _label_bands(path, *interp):
+    with rasterio.open(path, "r+") as dst:
+        dst.colorinterp = list(interp)
+
+
+def test_training_reads_the_bands_each_image_labels_red_green_blue_as_segment_does(tmp_path, caplog):
+    """Training read bands 1, 2, 3 of every image whatever its labels, while glgeo segment
+    reads the bands labelled red, green and blue: a model trained on BGR-labelled files
+    learned blue as red and was then fed red as red. Now training reads what segment reads,
+    says so once for the run, and reads given bands as given."""
+    from rasterio.enums import ColorInterp as C
+
+    root = make_folder(tmp_path, names=("a", "b"), size=64, n_classes=2, values=(0, 255))
+    plain = _image(root, "a")
+    write_geotiff(root / "images" / "a.tif", plain, photometric="MINISBLACK")
+    _label_bands(root / "images" / "a.tif", C.blue, C.green, C.red)
+    ds = open_dataset("folder", root, INRIA)
+    with caplog.at_level(logging.WARNING, logger="glgeo.datasets"):
+        ds.check_bands(None)
+    assert caplog.text.count("WARNING") == 1, caplog.text
+    assert ("1 of 2 images label bands other than their first three as red, green and blue (a.tif: bands 3,2,1): "
+            "each is read as labelled, as glgeo segment reads scenes; pass bands=(1, 2, 3)") in caplog.text
+    spec = SampleSpec(global_size=64, patch_size=64)
+    as_labelled = GLNetSceneDataset(ds.subset(["a"]), spec)[0]["image"]
+    as_given = GLNetSceneDataset(ds.subset(["a"]), SampleSpec(global_size=64, patch_size=64, bands=(1, 2, 3)))[0]["image"]
+    assert torch.equal(as_labelled, as_given.flip(0)) and not torch.equal(as_labelled, as_given)
+    # b carries no labels of its own (three bands): read in file order, no word
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.datasets"):
+        ds.subset(["b"]).check_bands(None)
+        ds.check_bands((1, 2, 3))
+    assert caplog.text == ""
+
+
+def test_an_image_training_cannot_read_as_rgb_stops_the_run_before_the_first_epoch(tmp_path):
+    """Four bands without colour labels: which three are red, green and blue is not known
+    (glgeo segment refuses such a scene too); bands that an image lacks."""
+    root = make_folder(tmp_path, names=("a", "b"), size=64, n_classes=2, values=(0, 255))
+    four = np.concatenate([_image(root, "a"), _image(root, "a")[:1]])
+    write_geotiff(root / "images" / "a.tif", four, photometric="MINISBLACK")
+    ds = open_dataset("folder", root, INRIA)
+    with pytest.raises(DatasetError, match=r"scene 'a': .*a.tif: scene has 4 bands \(alpha not counted\); .*pass "
+                                           r"bands=\(1, 2, 3\)"):
+        ds.check_bands(None)
+    ds.check_bands((1, 2, 3))
+    with pytest.raises(DatasetError, match=r"scene 'b': .*b.tif has 3 bands; bands 1, 2, 4 were asked for"):
+        ds.check_bands((1, 2, 4))

@@ -233,8 +233,11 @@ def test_labels_without_a_crs_are_refused(tmp_path):
 def test_imagery_with_other_band_counts_is_refused(tmp_path):
     labels = write_labels(tmp_path / "h.gpkg", [building(0, 0, 10, 10)])
     write_tile(tmp_path / "gray.tif", X0, Y0, count=1)
-    with pytest.raises(DatasetError, match=r"has 1 band\(s\) but bands \(1, 2, 3\)"):
+    with pytest.raises(DatasetError, match=r"gray.tif has 1 band and labels none of them red, green and blue; GLNet "
+                                           r"reads three: pass bands=\(1, 1, 1\)"):
         GeoScenes(GeoInputs(images=(str(tmp_path / "gray.tif"),), labels=labels, scene_size=64))
+    with pytest.raises(DatasetError, match=r"has 1 band\(s\) but bands \(1, 2, 3\)"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "gray.tif"),), labels=labels, scene_size=64), bands=(1, 2, 3))
     write_tile(tmp_path / "rgb.tif", X0, Y0, count=3)
     write_tile(tmp_path / "rgbn.tif", X0 + 256, Y0, count=4)
     with pytest.raises(DatasetError, match="different band counts"):
@@ -473,3 +476,30 @@ def test_scoring_against_a_label_raster_whose_nodata_is_a_class_says_so(tiles, c
     assert int((ids == NODATA_ID).sum()) == 256 * 256 - 40 * 40
     assert (f"label raster {labels} declares nodata 0, the mask value of class 0 'background' of scheme 'inria': its "
             f"{256 * 256 - 40 * 40:,} px of that value are left out of the scores") in caplog.text
+
+
+def test_the_imagerys_red_green_blue_labels_choose_the_bands_read_as_segment_reads_them(tmp_path, caplog):
+    """Training read bands 1, 2, 3 of BGR-labelled tiles as red, green, blue while glgeo
+    segment reads them as labelled: the model learned blue as red. Now both follow the
+    labels; torchgeo reads one band list, so tiles labelled differently are refused."""
+    from rasterio.enums import ColorInterp as C
+
+    # sheds in the far corners: the labels' extent is the two tiles (see the tiles fixture)
+    labels = write_labels(tmp_path / "h.gpkg", [building(0, 0, 2, 2), building(510, 254, 512, 256)])
+    bgr = [write_tile(tmp_path / "a.tif", X0, Y0), write_tile(tmp_path / "b.tif", X0 + 256, Y0)]
+    for path in bgr:
+        with rasterio.open(path, "r+") as dst:
+            dst.colorinterp = [C.blue, C.green, C.red]
+    inputs = GeoInputs(images=tuple(map(str, bgr)), labels=labels, scene_size=64)
+    with caplog.at_level(logging.WARNING, logger="glgeo.geodata"):
+        assert GeoScenes(inputs).bands == (3, 2, 1)
+    assert "the images label bands 3,2,1 red, green and blue (a.tif, of 3 bands): training reads those" in caplog.text
+    assert GeoScenes(inputs, bands=(1, 2, 3)).bands == (1, 2, 3)
+    rgb = write_tile(tmp_path / "c.tif", X0, Y0 - 256)
+    with rasterio.open(rgb, "r+") as dst:
+        dst.colorinterp = [C.red, C.green, C.blue]
+    mixed = GeoInputs(images=(str(bgr[0]), str(rgb)), labels=labels, scene_size=64)
+    with pytest.raises(DatasetError, match=r"the images label different bands red, green and blue \(a.tif: 3,2,1; "
+                                           r"c.tif: 1,2,3\); torchgeo reads one band list"):
+        GeoScenes(mixed)
+    assert GeoScenes(mixed, bands=(1, 2, 3)).bands == (1, 2, 3)

@@ -319,7 +319,8 @@ def test_the_split_is_recorded_and_a_resume_with_another_is_refused(tmp_path):
     recorded = load_checkpoint(out / "model.pt").metadata["training"]["split"]
     split = json.loads((out / "split.json").read_text())
     assert recorded == {"kind": "folder", "root": str(root), **split} and split["train"] and split["val"]
-    assert load_checkpoint(out / "model.pt").bands == (1, 2, 3)  # the bands fed, for segment to feed the same
+    # no --bands: each image's bands labelled red, green and blue were fed, as glgeo segment chooses them
+    assert load_checkpoint(out / "model.pt").bands is None
     result = CliRunner().invoke(cli, [*base, "--resume", "--split-seed", "7"])
     assert result.exit_code == 1 and "was started with another split" in result.output, result.output
     assert json.loads((out / "split.json").read_text()) == split
