@@ -128,6 +128,9 @@ def _scheme(value: str | None):
                    "this a loss asking for the same classes where view and cut overlap, so a place's class depends "
                    "less on where the scene is cut; with --mosaic, that share of the cuts also takes in other "
                    "training views beyond the view's edges; 0 off.")
+@click.option("--lovasz", type=float, default=0.0, show_default=True,
+              help="Add this weight of a Lovász-softmax loss (a convex surrogate of each class's 1 - IoU) to every "
+                   "output's focal loss, asking for the classes' IoU directly; 0 off.")
 @click.option("--ema", type=float, default=0.0, show_default=True,
               help="Keep an exponential moving average of the weights, with this decay per optimizer step (0.99: "
                    "about the last hundred steps; warmed up over the first): validation, best.pt and last.pt use "
@@ -154,7 +157,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
           val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
           init, backbone_weights, resume, split_file, val_cities, split_seed, epochs, lr, weight_decay, focal_gamma,
           fmreg_weight, global_size, patch_size, batch_size, sub_batch, workers, old_workers, bands, input_range, no_augment,
-          color_jitter, crop_jitter, blur_jitter, mosaic, balance, loss_balance, cut_consistency, ema, gsd, holdout_share, holdout_scenes, scale,
+          color_jitter, crop_jitter, blur_jitter, mosaic, balance, loss_balance, lovasz, cut_consistency, ema, gsd, holdout_share, holdout_scenes, scale,
           accelerator, devices, num_nodes, strategy, precision, seed, limit_train_batches, limit_val_batches) -> None:
     """Train GLNet on a dataset, in the paper's stages.
 
@@ -261,6 +264,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
         weight_decay=weight_decay,
         focal_gamma=focal_gamma,
         loss_balance=loss_balance,
+        lovasz=lovasz,
         cut_consistency=cut_consistency,
         ema=ema,
         fmreg_weight=fmreg_weight,

@@ -79,7 +79,9 @@ except ImportError:  # the standalone package has the same API
         raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
 
 from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
-from glgeo.models.losses import FMREG_WEIGHT, FocalLoss, GLNetObjective, class_loss_weights, cut_consistency, mosaic_of, resize_labels
+from glgeo.models.losses import (
+    FMREG_WEIGHT, FocalLoss, GLNetObjective, SegmentationLoss, class_loss_weights, cut_consistency, mosaic_of, resize_labels,
+)
 from glgeo.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from glgeo.models.sharing import feature_map_regularisation
 
@@ -220,6 +222,9 @@ class TrainSettings:
         loss_balance: class-weighted loss power (:func:`~glgeo.models.losses.class_loss_weights`
             of the training scenes' class shares); 0: every pixel weighs alike. For dataset
             inputs (kind ``deepglobe``, ``inria``, ``folder``).
+        lovasz: weight of a Lovász-softmax term added to every output's focal loss
+            (:class:`~glgeo.models.losses.SegmentationLoss`: it asks for each class's IoU);
+            0: none.
         cut_consistency: weight of the cut-consistency term of stage 1 (the global branch
             also learns from random cuts of its views and is asked for the same class
             probabilities on the shared ground, :func:`random_cuts`); 0: none.
@@ -261,6 +266,7 @@ class TrainSettings:
     poly_power: float = 0.9
     focal_gamma: float = 3.0
     loss_balance: float = 0.0
+    lovasz: float = 0.0
     cut_consistency: float = 0.0
     fmreg_weight: float = FMREG_WEIGHT
     ema: float = 0.0
@@ -293,6 +299,8 @@ class TrainSettings:
             raise InputError(f"the loss class-balance power must be >= 0, got loss_balance={self.loss_balance}")
         if not self.cut_consistency >= 0:
             raise InputError(f"the cut-consistency weight must be >= 0, got cut_consistency={self.cut_consistency}")
+        if not self.lovasz >= 0:
+            raise InputError(f"the Lovász term's weight must be >= 0, got lovasz={self.lovasz}")
         if not 0 <= self.ema < 1:
             raise InputError(f"the weight-average decay must be 0 (none) or below 1, got ema={self.ema}")
 
@@ -481,6 +489,8 @@ class GLNetTask(pl.LightningModule):
         blur_jitter: the largest Gaussian blur of training scenes, in patch pixels
             (:func:`blur`); 0: none.
         class_weights: a loss weight per class of the scheme (``None``: all 1).
+        lovasz: weight of the Lovász-softmax term of every output's loss
+            (:class:`~glgeo.models.losses.SegmentationLoss`); 0: focal loss alone.
         cut_consistency: weight of the cut-consistency term (stage 1,
             :func:`~glgeo.models.losses.cut_consistency`); 0: no cuts.
         max_cut: the largest share of a view's side a cut takes off each side.
@@ -506,6 +516,7 @@ class GLNetTask(pl.LightningModule):
         color_jitter: float = 0.0,
         blur_jitter: float = 0.0,
         class_weights: Sequence[float] | None = None,
+        lovasz: float = 0.0,
         cut_consistency: float = 0.0,
         max_cut: float = MAX_CUT,
         mosaic_cuts: float = 0.0,
@@ -522,8 +533,10 @@ class GLNetTask(pl.LightningModule):
         self.sub_batch = sub_batch
         self.input_range = input_range
         # the stage's objective (glgeo.models.losses), computed here sub-batch by sub-batch
-        focal = FocalLoss(focal_gamma, ignore_index=NODATA_ID, class_weights=class_weights)
-        self.objective = GLNetObjective(stage, focal, fmreg_weight)
+        loss: torch.nn.Module = FocalLoss(focal_gamma, ignore_index=NODATA_ID, class_weights=class_weights)
+        if lovasz > 0:
+            loss = SegmentationLoss(loss, lovasz)
+        self.objective = GLNetObjective(stage, loss, fmreg_weight)
         self.color_jitter = color_jitter
         self.blur_jitter = blur_jitter
         self._blur: torch.Tensor | None = None  # this batch's blur per scene, in patch pixels
@@ -1222,6 +1235,7 @@ def _run_stage(
         color_jitter=data.color_jitter,
         blur_jitter=data.blur_jitter,
         class_weights=class_weights,
+        lovasz=settings.lovasz,
         cut_consistency=settings.cut_consistency if stage == 1 else 0.0,
         # with --mosaic, that share of the cuts straddle the batch's other views
         mosaic_cuts=data.mosaic,
@@ -1258,6 +1272,8 @@ def _run_stage(
             "footprint_px": footprint,
             "focal_gamma": settings.focal_gamma,
             "loss_balance": settings.loss_balance,
+            # the weight of the Lovász-softmax term beside the focal loss (0: none)
+            "lovasz": settings.lovasz,
             "cut_consistency": settings.cut_consistency if stage == 1 else 0.0,
             # the decay of the weights' moving average its checkpoints hold (0: the weights themselves)
             "ema": settings.ema,

@@ -12,6 +12,8 @@
   KL divergence asks for the same class probabilities on the ground both share
   (:func:`cut_consistency`), so a pixel's class depends less on where a scene or a context
   window is cut and what lies beyond the cut.
+* Optional Lovász-softmax term (``glgeo train --lovasz``: :class:`SegmentationLoss`), a
+  convex surrogate of each class's ``1 - IoU`` added to every output's focal loss.
 * Stage 1: focal(global). Stage 2: focal(local) + focal(aggregated) + 0.15 fmreg.
   Stage 3: focal(L -> G global) + focal(aggregated). Auxiliary weights are 1.0.
 """
@@ -75,6 +77,72 @@ class FocalLoss(nn.Module):
             loss = loss * self.class_weights.to(loss.device)[safe]
         n = valid.sum()
         return (loss * valid).sum() / n.clamp(min=1)
+
+
+def lovasz_softmax(logits: Tensor, target: Tensor, ignore_index: int | None = None) -> Tensor:
+    """Lovász-softmax loss (Berman, Rannen Triki and Blaschko, CVPR 2018) of class logits
+    ``(N, C, H, W)`` against integer targets ``(N, H, W)``.
+
+    The Lovász extension of the Jaccard loss ``1 - IoU`` of each class present in the
+    target, taken at the pixels' errors ``|[class] - p_class|`` and averaged over those
+    classes; pixels of the whole batch are pooled. Where the probabilities are exactly 0
+    and 1 it equals the mean of ``1 - IoU`` over the present classes; between, it is the
+    tightest convex surrogate of it, so it asks for IoU directly (focal and cross-entropy
+    ask for each pixel's probability, which lets a class's region shrink or swell at
+    little cost). ``ignore_index`` pixels do not count. 0 where no pixel counts.
+    """
+    if target.shape[-2:] != logits.shape[-2:]:
+        target = resize_labels(target, logits.shape[-2:])
+    probs = F.softmax(logits.float(), dim=1)
+    n_classes = probs.shape[1]
+    probs = probs.permute(0, 2, 3, 1).reshape(-1, n_classes)
+    target = target.reshape(-1).long()
+    if ignore_index is not None:
+        keep = target != ignore_index
+        probs, target = probs[keep], target[keep]
+    losses = []
+    for c in range(n_classes):
+        member = (target == c).float()
+        if not bool(member.any()):
+            continue
+        errors, order = (member - probs[:, c]).abs().sort(descending=True)
+        losses.append(errors @ _jaccard_steps(member[order]))
+    if not losses:
+        return logits.sum() * 0.0
+    return torch.stack(losses).mean()
+
+
+def _jaccard_steps(member_sorted: Tensor) -> Tensor:
+    """The Lovász extension's weights: how much ``1 - IoU`` grows as each pixel, in order of
+    decreasing error, is counted wrong (``member_sorted``: 1 where the pixel is the class)."""
+    total = member_sorted.sum()
+    intersection = total - member_sorted.cumsum(0)
+    union = total + (1 - member_sorted).cumsum(0)
+    jaccard = 1 - intersection / union
+    return torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+
+
+class SegmentationLoss(nn.Module):
+    """The loss of each GLNet output: ``focal``, plus ``lovasz`` times
+    :func:`lovasz_softmax` (``glgeo train --lovasz``), which asks for each class's IoU.
+
+    Args:
+        focal: the focal loss (its ignore index is the Lovász term's too).
+        lovasz: weight of the Lovász-softmax term; 0: the focal loss alone.
+    """
+
+    def __init__(self, focal: FocalLoss, lovasz: float = 0.0) -> None:
+        super().__init__()
+        if not lovasz >= 0:
+            raise InputError(f"the Lovász term's weight must be >= 0, got lovasz={lovasz}")
+        self.focal = focal
+        self.lovasz = float(lovasz)
+
+    def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        loss = self.focal(logits, target)
+        if self.lovasz > 0:
+            loss = loss + self.lovasz * lovasz_softmax(logits, target, self.focal.ignore_index)
+        return loss
 
 
 #: Class weights from pixel shares are capped at this multiple of the smallest weight, so a
@@ -171,11 +239,12 @@ class GLNetObjective:
 
     Args:
         stage: 1, 2 or 3.
-        focal: the focal loss of the outputs (default gamma 3, nothing ignored).
+        focal: the loss of each output (:class:`FocalLoss`, default gamma 3, nothing
+            ignored; or a :class:`SegmentationLoss`).
         fmreg_weight: weight of the feature-map regularisation (stage 2).
     """
 
-    def __init__(self, stage: int, focal: FocalLoss | None = None, fmreg_weight: float = FMREG_WEIGHT) -> None:
+    def __init__(self, stage: int, focal: nn.Module | None = None, fmreg_weight: float = FMREG_WEIGHT) -> None:
         if stage not in STAGE_TERMS:
             raise InputError(f"training stage must be 1, 2 or 3, got {stage}")
         self.stage = stage

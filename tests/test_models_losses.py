@@ -138,3 +138,43 @@ def test_the_stage_objective_is_defined_once(tiny_inputs):
         task = GLNetTask(build_model("resnet18", 2, "bidirectional"), stage, INRIA, lr=1e-3, focal_gamma=2.0, fmreg_weight=0.3)
         assert task.objective.terms == STAGE_TERMS[stage] and task.objective.focal.gamma == 2.0
         assert task.objective.fmreg_weight == 0.3 and not hasattr(task, "focal")
+
+
+def test_lovasz_softmax_is_one_minus_the_mean_iou_of_present_classes_on_hard_predictions():
+    """At probabilities of exactly 0 and 1 the Lovász extension is the Jaccard loss itself:
+    the mean over the classes present in the target of 1 - IoU; ignored pixels do not count;
+    a perfect answer costs nothing."""
+    from glgeo.models.losses import lovasz_softmax
+
+    torch.manual_seed(0)
+    target = torch.randint(0, 3, (2, 8, 8))
+    target[target == 2] = 1  # class 2 is absent from the target
+    target[0, :2] = 255
+    predicted = torch.randint(0, 3, (2, 8, 8))
+    logits = F.one_hot(predicted, 3).permute(0, 3, 1, 2).float() * 1e4
+    valid = target != 255
+    ious = []
+    for c in (0, 1):
+        p, t = (predicted == c) & valid, (target == c) & valid
+        ious.append((p & t).sum() / (p | t).sum())
+    expected = 1 - torch.stack(ious).float().mean()
+    assert torch.allclose(lovasz_softmax(logits, target, ignore_index=255), expected, atol=1e-5)
+    perfect = F.one_hot(torch.where(valid, target, 0), 3).permute(0, 3, 1, 2).float() * 1e4
+    assert float(lovasz_softmax(perfect, target, ignore_index=255)) == pytest.approx(0.0, abs=1e-6)
+    assert float(lovasz_softmax(logits, torch.full_like(target, 255), ignore_index=255)) == 0.0
+
+
+def test_the_lovasz_term_adds_to_the_focal_loss_and_reaches_the_logits():
+    from glgeo.models.losses import SegmentationLoss, lovasz_softmax
+
+    torch.manual_seed(1)
+    logits = torch.randn(2, 2, 6, 6, requires_grad=True)
+    target = torch.randint(0, 2, (2, 6, 6))
+    focal = FocalLoss(3.0, ignore_index=255)
+    loss = SegmentationLoss(focal, 0.5)(logits, target)
+    assert torch.allclose(loss, focal(logits, target) + 0.5 * lovasz_softmax(logits, target, 255))
+    assert torch.equal(SegmentationLoss(focal, 0.0)(logits, target), focal(logits, target))
+    loss.backward()
+    assert logits.grad is not None and bool(logits.grad.abs().sum() > 0)
+    with pytest.raises(InputError, match="Lovász term's weight must be >= 0"):
+        SegmentationLoss(focal, -1.0)

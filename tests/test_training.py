@@ -377,3 +377,19 @@ def test_ema_checkpoints_hold_the_weights_average_and_a_resume_continues_it(tmp_
     result = CliRunner().invoke(cli, [*[str(plain) if a == str(out) else a for a in base], "--epochs", "2", "--ema",
                                       "0.5", "--resume"])
     assert result.exit_code == 1 and "kept no weight average: resume it with --ema 0" in result.output, result.output
+
+
+def test_lovasz_adds_its_term_to_the_loss_and_is_recorded(tmp_path):
+    """--lovasz W: every output's loss is the focal loss plus W times the Lovász-softmax
+    loss; the same first batch (same seed, same data) then costs more, and the checkpoint
+    records the weight."""
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    losses = {}
+    for weight in ("0", "2"):
+        out = tmp_path / f"run{weight}"
+        run_cli("train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode",
+                "global", *SMALL, "--lovasz", weight)
+        rows = list(csv.DictReader(open(out / "stage1" / "logs" / "csv" / "metrics.csv")))
+        losses[weight] = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")][0]
+        assert load_checkpoint(out / "model.pt").metadata["training"]["lovasz"] == float(weight)
+    assert losses["2"] > losses["0"] + 0.1, losses
