@@ -261,7 +261,7 @@ def _compare_counts(
                 if truth_hides is not None:  # a value mask is nodata there and nowhere else
                     hidden_truth += int(np.count_nonzero(expected == NODATA_ID))
             else:
-                expected = t.read(1, window=window)
+                expected = _class_ids(t.read(1, window=window), truth, scheme, t.nodata)
                 if t.nodata is None or t.nodata != NODATA_ID:
                     # glgeo's nodata id, though the file does not say so: left out, but counted
                     left_out += int(np.count_nonzero(expected == NODATA_ID))
@@ -289,6 +289,39 @@ def _compare_counts(
             )
         excluded = p.height * p.width - int(total.sum())
     return _Counts(total, left_out, excluded)
+
+
+def _class_ids(values: np.ndarray, truth: str | os.PathLike, scheme: ClassScheme, nodata: float | None) -> np.ndarray:
+    """Class-id truth values as integer ids: NaN (a float raster's usual nodata) becomes
+    :data:`NODATA_ID`; a value that is no class id, and not the declared ``nodata`` or
+    :data:`NODATA_ID`, is refused, naming the file (a float value was cut to a whole number
+    before: 0.6 scored as class 0).
+
+    Raises:
+        InputError: values that are not whole numbers, or ids outside the scheme.
+    """
+    n = scheme.n_classes
+    if values.dtype.kind == "f":
+        values = np.where(np.isnan(values), NODATA_ID, values)
+        fractional = values != np.round(values)
+        if fractional.any():
+            shown = ", ".join(f"{v:g}" for v in np.unique(values[fractional])[:5])
+            raise InputError(
+                f"truth {truth} holds values that are not whole class ids ({shown}): class-id truth holds integers"
+                f" 0-{n - 1}; if it was resampled, resample it with nearest"
+            )
+    bad = (values < 0) | (values >= n)
+    bad &= values != NODATA_ID
+    if nodata is not None and not np.isnan(nodata):
+        bad &= values != nodata
+    if bad.any():
+        shown = ", ".join(f"{v:g}" for v in np.unique(values[bad])[:5])
+        raise InputError(
+            f"truth {truth} holds ids {shown}, no class of scheme {scheme.name!r} (0-{n - 1}, nodata"
+            f" {NODATA_ID}{'' if nodata is None else f' or its declared {nodata:g}'}): pass the scheme of its ids"
+            " (scheme=NAME), or declare the value as nodata (gdal_edit.py -a_nodata VALUE)"
+        )
+    return values.astype(np.int64) if values.dtype.kind == "f" else values
 
 
 def _class_named_by(nodata: float | None, scheme: ClassScheme):
@@ -364,8 +397,9 @@ def evaluate_rasters(
         progress: ``progress(done, total)`` after each pair.
 
     Raises:
-        InputError: no pairs, a pair on different grids, a pair given twice, or no
-            ``scheme`` while a prediction carries none (or they carry different ones).
+        InputError: no pairs, a pair on different grids, a pair given twice, no
+            ``scheme`` while a prediction carries none (or they carry different ones), or a
+            ``scheme`` whose classes are not those a prediction carries.
     """
     if not pairs:
         raise InputError("give at least one prediction/truth pair")
@@ -382,6 +416,15 @@ def evaluate_rasters(
         if len(names) > 1:
             raise InputError(f"the predictions carry different class schemes ({', '.join(names)}); score them apart")
         scheme = next(iter(carried.values()))
+    else:
+        for pred, _ in pairs:
+            carried_by = prediction_scheme(pred)
+            if carried_by is not None and tuple(carried_by.names) != tuple(scheme.names):
+                raise InputError(
+                    f"prediction {str(pred)!r} carries class scheme {carried_by.name!r} ({', '.join(carried_by.names)}),"
+                    f" not {scheme.name!r} ({', '.join(scheme.names)}): its ids mean its own classes; drop"
+                    f" scheme={scheme.name!r} to score it with its own"
+                )
     acc = ConfusionAccumulator(scheme)
     images = []
     left_out = 0
@@ -701,10 +744,12 @@ def _start_peak_memory(settings) -> bool:
     """Whether the run is on CUDA; there, the peak memory counter starts again."""
     import torch
 
-    cuda = str(settings.device).startswith("cuda") or (settings.device == "auto" and torch.cuda.is_available())
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    return cuda
+    from .device import resolve_device
+
+    device = resolve_device(str(settings.device))  # a device that is not there: InputError, before any scene
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return device.type == "cuda"
 
 
 def _report(

@@ -1077,4 +1077,30 @@ def truth_on_grid(labels: Path, scheme: ClassScheme, crs: CRS, transform: Affine
             f"covers ({extent(bounds)}) and the labels ({covered}); score only images the labels cover, or give "
             "labels of that image's area"
         ) from None
-    return source.ids(mask, bounds, shape)
+    ids = source.ids(mask, bounds, shape)
+    if not source.is_raster:
+        _outside_the_labels(ids, source, bounds, labels, image)
+    return ids
+
+
+def _outside_the_labels(ids: np.ndarray, source: "GeoLabels", bounds: Box, labels: Path, image: str | Path | None) -> None:
+    """Mark as nodata, in place, the pixels of ``ids`` (over ``bounds``) outside the
+    polygons' extent (the box around them all, as training draws its scenes inside it):
+    no polygon there says nothing of the ground, which was scored as background before
+    (footprints of half a tile scored the other half's buildings as misses). Says how many."""
+    with _quiet():
+        left, bottom, right, top = (float(v) for v in source.dataset.index.total_bounds)
+    height, width = ids.shape
+    x0, y0, x1, y1 = bounds
+    cols = x0 + (np.arange(width) + 0.5) * (x1 - x0) / width
+    rows = y1 - (np.arange(height) + 0.5) * (y1 - y0) / height
+    inside = ((rows >= bottom) & (rows <= top))[:, None] & ((cols >= left) & (cols <= right))[None, :]
+    outside = int(ids.size - np.count_nonzero(inside))
+    if outside:
+        ids[~inside] = NODATA_ID
+        log.warning(
+            "%s: %s of its %s px (%.1f %%) lie outside the extent of the labels %s (the box around their polygons): "
+            "not scored, since no polygon there says whether the ground is class 0 or unlabelled; give labels that "
+            "cover the whole image to score it all", image or "the image", f"{outside:,}", f"{ids.size:,}",
+            100 * outside / ids.size, labels,
+        )

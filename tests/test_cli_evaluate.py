@@ -211,3 +211,59 @@ def test_every_glgeo_warning_names_the_commands_flags(tmp_path, caplog):
     assert result.exit_code == 0, result.output
     said = [r.getMessage() for r in caplog.records if "which the file labels red, green and blue" in r.getMessage()]
     assert said and all("pass --bands 1,2,3 to read others" in m for m in said), said
+
+
+def test_class_id_truth_that_is_not_whole_ids_is_refused_naming_the_file(tmp_path):
+    """Float class-id truth was cut to whole numbers: 0.6 (a building after a bilinear
+    resampling) scored as background, building IoU 0 and no word. NaN is nodata; an id the
+    scheme lacks names the file and what to do."""
+    pred = write_geotiff(tmp_path / "p.tif", np.ones((8, 8), np.uint8))
+    truth = np.ones((8, 8), np.float32)
+    truth[:2] = 0.6
+    write_geotiff(tmp_path / "t.tif", truth)
+    base = ["evaluate", "--pred", str(pred), "--scheme", "inria", "--truth-encoding", "ids", "--truth"]
+    result = CliRunner().invoke(cli, [*base, str(tmp_path / "t.tif")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert (f"truth {tmp_path / 't.tif'} holds values that are not whole class ids (0.6): class-id truth holds"
+            " integers 0-1; if it was resampled, resample it with nearest") in result.output
+    truth[:2] = np.nan
+    write_geotiff(tmp_path / "nan.tif", truth)
+    result = CliRunner().invoke(cli, [*base, str(tmp_path / "nan.tif"), "--json"])
+    assert result.exit_code == 0 and "RuntimeWarning" not in result.output, result.output
+    assert json.loads(result.stdout)["excluded_truth_pixels"] == 16
+    write_geotiff(tmp_path / "seven.tif", np.full((8, 8), 7, np.uint8))
+    result = CliRunner().invoke(cli, [*base, str(tmp_path / "seven.tif")])
+    assert result.exit_code == 1 and f"truth {tmp_path / 'seven.tif'} holds ids 7, no class of scheme 'inria'" in result.output
+
+
+def test_a_scheme_that_contradicts_the_predictions_own_is_refused(tmp_path, inria_pair):
+    """--scheme deepglobe on a prediction that carries inria scored its ids as DeepGlobe's
+    classes (a 7-class table, mIoU 0) without a word."""
+    import rasterio
+
+    from glgeo.schemes import DEEPGLOBE
+    from glgeo.styles import SCHEME_TAG
+
+    pred, truth = inria_pair
+    with rasterio.open(pred, "r+") as dst:
+        dst.update_tags(**{SCHEME_TAG: json.dumps(INRIA.to_dict())})
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme", "deepglobe"])
+    assert result.exit_code == 1, result.output
+    assert (f"prediction {str(pred)!r} carries class scheme 'inria' (background, building), not 'deepglobe'"
+            " (unknown, urban") in result.output and "drop --scheme deepglobe to score it with its own" in result.output
+    with pytest.raises(InputError, match="carries class scheme 'inria'"):
+        evaluate_rasters([(pred, truth)], scheme=DEEPGLOBE)
+    assert evaluate_rasters([(pred, truth)], scheme=INRIA).scores.miou == evaluate_rasters([(pred, truth)]).scores.miou
+
+
+def test_a_gpu_that_is_not_there_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    make_inria(tmp_path / "inria", size=64)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    result = CliRunner().invoke(cli, ["evaluate", "--model", str(ckpt), "--dataset", "inria", "--root",
+                                      str(tmp_path / "inria"), "--device", "cuda"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "no CUDA GPU is usable here; use --device cpu" in result.output

@@ -488,8 +488,39 @@ def test_an_images_no_data_is_not_scored_against_polygon_labels(tmp_path):
     pixels[:, :, 40:] = 0  # a collar of no data
     image = write_geotiff(tmp_path / "a.tif", pixels, origin=(500000.0, 4500000.0), res=1.0, nodata=0)
     labels = tmp_path / "houses.gpkg"
-    gpd.GeoDataFrame(geometry=[shapely.box(500004, 4499950, 500020, 4499990)], crs="EPSG:32631").to_file(labels)
+    # a house, and sheds in two far corners: the labels' extent is the image
+    houses = [shapely.box(500004, 4499950, 500020, 4499990), shapely.box(500000, 4499998, 500001, 4500000),
+              shapely.box(500063, 4499936, 500064, 4499937)]
+    gpd.GeoDataFrame(geometry=houses, crs="EPSG:32631").to_file(labels)
     ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
     report = evaluate_imagery(ckpt, [str(image)], labels, settings=InferenceSettings(device="cpu", precision="fp32"))
     assert report.scores.n_pixels == 64 * 40
     assert report.to_dict()["excluded_truth_pixels"] == 64 * 24
+
+
+def test_ground_outside_the_polygons_extent_is_not_scored_as_background(tmp_path, caplog):
+    """Footprints of the west half of a tile scored every building of the east half as a
+    miss (the Joplin tile: building IoU 39.2 -> 23.9 %, no word). Ground outside the box
+    around the polygons is left out, as training leaves it out, and counted."""
+    import logging
+
+    import geopandas as gpd
+    import shapely
+
+    from glgeo.evaluate import evaluate_imagery
+    from glgeo.inference import InferenceSettings
+
+    rng = np.random.default_rng(2)
+    image = write_geotiff(tmp_path / "a.tif", rng.integers(1, 255, (3, 64, 64), dtype=np.uint8),
+                          origin=(500000.0, 4500000.0), res=1.0)
+    labels = tmp_path / "west.gpkg"
+    # houses in the west 24 columns only, reaching the top and bottom rows
+    houses = [shapely.box(500002, 4499990, 500010, 4500000), shapely.box(500012, 4499936, 500024, 4499950)]
+    gpd.GeoDataFrame(geometry=houses, crs="EPSG:32631").to_file(labels)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    with caplog.at_level(logging.WARNING, logger="glgeo.geodata"):
+        report = evaluate_imagery(ckpt, [str(image)], labels, settings=InferenceSettings(device="cpu", precision="fp32"))
+    assert report.scores.n_pixels == 64 * 22  # columns 2-23
+    assert report.to_dict()["excluded_truth_pixels"] == 64 * 42
+    assert (f"{image}: 2,688 of its 4,096 px (65.6 %) lie outside the extent of the labels {labels} (the box around"
+            " their polygons): not scored") in caplog.text
