@@ -619,9 +619,21 @@ def _check_scene_grid(pair) -> None:
 
 
 def _recorded_split(checkpoint: Any) -> dict[str, Any]:
-    """The split the checkpoint's training recorded (``metadata["training"]["split"]``), or ``{}``."""
-    training = (getattr(checkpoint, "metadata", None) or {}).get("training") or {}
+    """The split the checkpoint's training recorded (``metadata["training"]["split"]``), else
+    the one its zoo card records (the shipped files predate the first), or ``{}``."""
+    metadata = getattr(checkpoint, "metadata", None) or {}
+    training = metadata.get("training") or {}
     split = training.get("split") if isinstance(training, dict) else None
+    if isinstance(split, dict):
+        return split
+    card, path = metadata.get("card"), getattr(checkpoint, "path", None)
+    if isinstance(card, str) and path is not None and (Path(path).parent / card).is_file():
+        import json
+
+        try:
+            split = json.loads((Path(path).parent / card).read_text()).get("split")
+        except (OSError, ValueError):
+            return {}
     return split if isinstance(split, dict) else {}
 
 

@@ -42,8 +42,11 @@ def test_zoo_entry_loads_and_matches_its_card(name):
     assert ck.gsd == pytest.approx(card["gsd_m"])  # the resolution segment reads georeferenced scenes at
     assert card["file_size_mb"] == pytest.approx((ZOO_DIR / f"{name}.pt").stat().st_size / 2**20, abs=0.1)
     assert card["metrics"]["miou"] > card["majority_baseline"]["miou"]
-    for report in card.get("reports", []):  # reported on scenes checkpoint choice never saw
+    seen = set(card["split"]["train"]) | set(card["split"]["val"])  # what evaluate flags as no validation
+    assert set(card["validation_scenes"]) <= seen
+    for report in card.get("reports", []):  # reported on scenes no training run or checkpoint choice saw
         assert not set(report["scenes"]) & set(card["validation_scenes"]), report["label"]
+        assert not set(report["scenes"]) & seen, report["label"]
         assert report["metrics"]["miou"] > report["majority_baseline"]["miou"]
     assert (ZOO_DIR / f"{name}.md").is_file()
     path = ZOO_DIR / f"{name}.pt"
@@ -219,3 +222,22 @@ def test_remeasure_card_measures_the_reports_again_and_keeps_the_rest(sample_dat
     bad = subprocess.run([sys.executable, str(ZOO_DIR / "remeasure_card.py"), name, "--dataset", "folder",
                           "--report", "another label", str(data), "--zoo", str(zoo)], capture_output=True, text=True)
     assert bad.returncode != 0 and "give --report for each of the card's reports" in bad.stderr
+
+
+def test_evaluate_says_when_it_scores_a_zoo_model_on_scenes_it_trained_or_chose_on(sample_data, caplog):
+    """The zoo files predate glgeo train recording its split: evaluate scored the default
+    model on its own training scenes (mIoU 55 on the train part) without a word. Their cards
+    record it (models/zoo/zoo_splits.py, rebuilt from train_zoo.sh's commands)."""
+    import importlib.util
+    import logging
+
+    spec = importlib.util.spec_from_file_location("zoo_splits", ZOO_DIR / "zoo_splits.py")
+    zoo_splits = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(zoo_splits)
+    assert model_card("deepglobe-landcover")["split"] == zoo_splits.landcover_split(sample_data)
+    copies = open_dataset("deepglobe", sample_data / "deepglobe_256")
+    names = ["104113", "114577", "180902"]  # trained on, chose checkpoints, held out
+    with caplog.at_level(logging.WARNING, logger="glgeo.evaluate"):
+        report = evaluate_model("deepglobe-landcover", copies, names, InferenceSettings(device="cpu"), gsd=4.78125)
+    assert report.to_dict()["not_validation"] == {"104113": ["train"], "114577": ["val"]}
+    assert "scene '104113' is in the train part of the model's split" in caplog.text

@@ -227,6 +227,9 @@ def main() -> None:
         },
         "weights": "float16",
     }
+    recorded = training.get("split")
+    if isinstance(recorded, dict):  # evaluate flags scores on these scenes (zoo_splits.py for older files)
+        card["split"] = {k: recorded[k] for k in ("kind", "train", "val") if k in recorded}
     save_checkpoint(out, ck.model, ck.scheme, ck.input_scaling, ck.global_size, ck.patch_size, ck.focal_gamma,
                     metadata={**ck.metadata, "zoo_name": args.name, "card": f"{args.name}.json"}, half=True)
     card["file_size_mb"] = round(out.stat().st_size / 2**20, 1)
