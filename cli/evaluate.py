@@ -36,6 +36,31 @@ def _input_files(preds, truths, model, labels, images, split_file, scheme) -> tu
     return tuple(files)
 
 
+#: Options that set how a model predicts or which scenes it reads: not for --pred/--truth.
+_MODEL_ONLY = ("kind", "root", "images", "labels", "label_field", "layer", "split_file", "val_cities", "split_seed",
+               "part", "scale", "mode", "device", "precision", "batch_size")
+
+
+def _flag(ctx: click.Context, name: str) -> str:
+    option = next(p for p in ctx.command.params if p.name == name)
+    return max(option.opts, key=len)
+
+
+def _given_options(ctx: click.Context) -> dict:
+    """The options given on the command line, by flag (a report says how it was made: a
+    --tta or --mode global report is told from a plain one)."""
+    def plain(value):
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return str(value) if isinstance(value, Path) else value
+
+    return {
+        max(p.opts, key=len): plain(ctx.params[p.name]) for p in ctx.command.params
+        if p.name not in ("json_path", "as_json")
+        and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
+    }
+
+
 @click.command(short_help="Score predictions (IoU, mIoU, accuracy), or a model on a dataset split.")
 @click.option("--pred", "preds", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A prediction raster (class ids, as `glgeo segment` writes); repeat with --truth.")
@@ -56,7 +81,7 @@ def _input_files(preds, truths, model, labels, images, split_file, scheme) -> tu
 @click.option("--split-seed", type=int, default=0, show_default=True)
 @click.option("--part", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
               help="Which part of the split to evaluate.")
-@click.option("--scale", type=float, default=1.0, show_default=True,
+@click.option("--scale", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Score at this fraction of the scenes' resolution (scenes and masks resampled first: quicker). "
                    "The model reads scenes at its own training scale either way.")
 @click.option("--gsd", type=float, default=None,
@@ -107,6 +132,11 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         check_output_path(json_path, overwrite=True,
                           inputs=_input_files(preds, truths, model, labels, images, split_file, scheme))
     if model is None:
+        given = [name for name in _MODEL_ONLY if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            flags = ", ".join(_flag(ctx, name) for name in given)
+            raise click.UsageError(f"{flags} {'do' if len(given) > 1 else 'does'} not apply to --pred/--truth, which"
+                                   " compare rasters already made: drop them, or score a --model")
         if tta or bands:
             raise click.UsageError(f"{'--tta' if tta else '--bands'} needs --model: it changes how the model predicts,"
                                    " not how rasters compare")
@@ -171,11 +201,12 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             report = evaluate_model(
                 model, collection, names, settings, scale=scale, progress=progress, tta=tta, gsd=gsd, bands=bands
             )
+    data = {**report.to_dict(), "options": _given_options(ctx)}
     if json_path is not None:
         with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(report.to_dict(), indent=1))
+            tmp.write_text(json.dumps(data, indent=1))
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2))
+        click.echo(json.dumps(data, indent=2))
         return
     from .main import cli_message
 

@@ -242,7 +242,8 @@ def _compare_counts(
         if p.crs and t.crs and (p.crs != t.crs or not p.transform.almost_equals(t.transform)):
             raise InputError(
                 f"prediction {pred} and truth {truth} are not on the same grid (CRS {p.crs} vs {t.crs}, "
-                f"origin {p.transform.c, p.transform.f} vs {t.transform.c, t.transform.f}); "
+                f"origin {p.transform.c, p.transform.f} vs {t.transform.c, t.transform.f}, "
+                f"pixel size {_size(p.res)} vs {_size(t.res)}); "
                 f"warp the truth onto the prediction's grid ({_warp_hint(p, truth)})"
             )
         if truth_encoding == "ids" and t.count != 1:
@@ -261,10 +262,11 @@ def _compare_counts(
                 if truth_hides is not None:  # a value mask is nodata there and nowhere else
                     hidden_truth += int(np.count_nonzero(expected == NODATA_ID))
             else:
-                expected = _class_ids(t.read(1, window=window), truth, scheme, t.nodata)
+                raw = t.read(1, window=window)
+                expected = _class_ids(raw, truth, scheme, t.nodata)  # NaN: nodata
                 if t.nodata is None or t.nodata != NODATA_ID:
                     # glgeo's nodata id, though the file does not say so: left out, but counted
-                    left_out += int(np.count_nonzero(expected == NODATA_ID))
+                    left_out += int(np.count_nonzero(raw == NODATA_ID))
                 if t.nodata is not None:
                     if truth_hides is not None:
                         hidden_truth += int(np.count_nonzero(expected == t.nodata))
@@ -322,6 +324,10 @@ def _class_ids(values: np.ndarray, truth: str | os.PathLike, scheme: ClassScheme
             " (scheme=NAME), or declare the value as nodata (gdal_edit.py -a_nodata VALUE)"
         )
     return values.astype(np.int64) if values.dtype.kind == "f" else values
+
+
+def _size(res: tuple[float, float]) -> str:
+    return f"{res[0]:g} x {res[1]:g}"
 
 
 def _class_named_by(nodata: float | None, scheme: ClassScheme):
@@ -560,7 +566,7 @@ def evaluate_model(
     if not names:
         raise InputError("no scenes to evaluate: the split part is empty")
     if not 0 < scale <= 1:
-        raise InputError(f"scale must be in (0, 1], got {scale}")
+        raise InputError(f"scale={scale:g} is not in (0, 1]: give the fraction of the scenes' resolution to score at")
     settings = settings or InferenceSettings()
     checkpoint = load_model(model)
     if gsd is not None and settings.scale is None:

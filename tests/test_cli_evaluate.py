@@ -267,3 +267,28 @@ def test_a_gpu_that_is_not_there_is_one_line(tmp_path):
                                       str(tmp_path / "inria"), "--device", "cuda"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "no CUDA GPU is usable here; use --device cpu" in result.output
+
+
+def test_model_options_with_rasters_are_refused_and_the_report_records_its_options(tmp_path, inria_pair):
+    """--mode global (or --device, --dataset...) with --pred/--truth was ignored, while a
+    reader of the output took the scores for that mode's; the JSON report did not say which
+    options made it (a --tta report looked like a plain one)."""
+    pred, truth = inria_pair
+    base = ["evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme", "inria"]
+    result = CliRunner().invoke(cli, [*base, "--mode", "global", "--dataset", "inria"])
+    assert result.exit_code == 2, result.output
+    assert "--dataset, --mode do not apply to --pred/--truth, which compare rasters already made" in result.output
+    result = CliRunner().invoke(cli, [*base, "--json"])
+    assert json.loads(result.stdout)["options"] == {"--pred": [str(pred)], "--truth": [str(truth)], "--scheme": "inria"}
+    result = CliRunner().invoke(cli, ["evaluate", "--model", "m.pt", "--dataset", "inria", "--root", str(tmp_path),
+                                      "--scale", "0"])
+    assert result.exit_code == 2 and "Invalid value for '--scale': 0.0 is not in the range 0<x<=1" in result.output
+
+
+def test_rasters_of_another_pixel_size_say_so(tmp_path):
+    a = write_geotiff(tmp_path / "a.tif", np.zeros((8, 8), np.uint8), origin=(500000.0, 4500000.0), res=1.0,
+                      crs="EPSG:32631")
+    b = write_geotiff(tmp_path / "b.tif", np.zeros((8, 8), np.uint8), origin=(500000.0, 4500000.0), res=2.0,
+                      crs="EPSG:32631")
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(a), "--truth", str(b), "--scheme", "inria"])
+    assert result.exit_code == 1 and "pixel size 1 x 1 vs 2 x 2" in result.output, result.output
