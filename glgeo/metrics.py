@@ -128,6 +128,8 @@ class SegmentationScores:
             "classes": self.scheme.names,
             "scored_classes": [self.scheme.names[i] for i in self.scheme.scored_ids],
             "miou": clean(self.miou),
+            # the scored classes the mean is over (those in truth or prediction)
+            "miou_classes": [self.scheme.names[i] for i in self.scheme.scored_ids if not math.isnan(self.iou[i])],
             "pixel_accuracy": clean(self.pixel_accuracy),
             "iou": {name: clean(float(v)) for name, v in zip(self.scheme.names, self.iou)},
             "pixels": self.n_pixels,
@@ -155,7 +157,11 @@ class SegmentationScores:
         for cls, value in zip(self.scheme.classes, self.iou):
             text = "-" if math.isnan(value) else f"{100 * value:.2f}"
             lines.append(f"{cls.name:<{width}}{text:>8}  {'yes' if cls.id in self.scheme.scored_ids else 'no'}")
-        lines.append(f"{'mIoU':<{width}}{_pct(self.miou):>8}")
+        scored = list(self.scheme.scored_ids)
+        absent = [self.scheme.names[i] for i in scored if math.isnan(self.iou[i])]
+        note = (f"  over {len(scored) - len(absent)} of the {len(scored)} scored classes ({', '.join(absent)}: in"
+                " neither truth nor prediction)") if absent and len(absent) < len(scored) else ""
+        lines.append(f"{'mIoU':<{width}}{_pct(self.miou):>8}{note}")
         if self.building_iou is not None:
             lines.append(f"{'building IoU':<{width}}{_pct(self.building_iou):>8}")
         lines.append(f"{'pixel acc.':<{width}}{_pct(self.pixel_accuracy):>8}")

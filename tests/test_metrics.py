@@ -62,6 +62,11 @@ def test_deepglobe_miou_skips_unknown_and_absent_classes():
     assert math.isnan(scores.iou[4])
     assert scores.miou == pytest.approx((2 / 3 + 1 / 2) / 2)
     assert scores.building_iou is None
+    # the table and the JSON say which classes the mean is over (the table said "scored yes"
+    # of absent classes with nothing telling them out of the mean)
+    assert ("over 2 of the 6 scored classes (rangeland, forest, water, barren: in neither truth nor prediction)"
+            in scores.table())
+    assert scores.to_dict()["miou_classes"] == ["urban", "agriculture"]
 
 
 def test_accumulating_windows_equals_the_whole():
