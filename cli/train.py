@@ -92,11 +92,11 @@ def _scheme(value: str | None):
 @click.option("--split-seed", type=int, default=0, show_default=True, help="Seed of the DeepGlobe/folder random split.")
 @click.option("--epochs", default="20", show_default=True, help="Epochs: one value, or per stage (e.g. 20,10,10).")
 @click.option("--lr", default="5e-5,2e-5,2e-5", show_default=True, help="Adam learning rate: one value or per stage.")
-@click.option("--weight-decay", type=float, default=5e-4, show_default=True)
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option("--focal-gamma", type=float, default=3.0, show_default=True, help="Focal loss gamma (released code 3, paper 6).")
 @click.option("--fmreg", "fmreg_weight", type=float, default=0.15, show_default=True, help="Feature-map regularisation weight.")
-@click.option("--global-size", type=int, default=508, show_default=True, help="Side of the downsampled scene.")
-@click.option("--patch-size", type=int, default=508, show_default=True, help="Side of the local patches.")
+@click.option("--global-size", type=click.IntRange(min=32), default=508, show_default=True, help="Side of the downsampled scene.")
+@click.option("--patch-size", type=click.IntRange(min=64), default=508, show_default=True, help="Side of the local patches.")
 @click.option("--batch-size", type=int, default=6, show_default=True, help="Scenes per optimizer step.")
 @click.option("--sub-batch", type=int, default=6, show_default=True, help="Patches per forward/backward (stages 2, 3).")
 @click.option("--loader-workers", "workers", type=click.IntRange(min=0), default=2, show_default=True,
@@ -141,7 +141,7 @@ def _scheme(value: str | None):
               help="Share of the validation scenes moved to the test part: never used to choose checkpoints.")
 @click.option("--holdout-scenes", default=None,
               help="Validation scenes (comma-separated) moved to the test part, to be reported on.")
-@click.option("--scale", type=float, default=1.0, show_default=True,
+@click.option("--scale", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
               help="Read scenes at this fraction of their resolution (quick CPU runs; the paper uses 1).")
 @click.option("--accelerator", default="auto", show_default=True, help="Lightning accelerator: auto, cpu, gpu.")
 @click.option("--devices", default="auto", show_default=True, help="Lightning devices: auto, a count, or ids like 0,1.")
@@ -150,8 +150,8 @@ def _scheme(value: str | None):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="As segment's: auto is bf16 (fp16) mixed precision on CUDA, bf16 on CPUs with native bf16, else fp32.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit-train-batches", type=int, default=None, help="Batches per epoch (short trial runs).")
-@click.option("--limit-val-batches", type=int, default=None, help="Validation scenes per epoch.")
+@click.option("--limit-train-batches", type=click.IntRange(min=1), default=None, help="Batches per epoch (short trial runs).")
+@click.option("--limit-val-batches", type=click.IntRange(min=1), default=None, help="Validation scenes per epoch.")
 @click.pass_context
 def train(ctx: click.Context, kind, root, images, labels, label_field, layer, crs, res, scene_size, scenes_per_epoch,
           val_images, val_bbox, val_fraction, out, scheme, stage, mode, backbone, pyramid_channels, segmentation_channels,
@@ -299,7 +299,7 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
     for s in result.stages:
         miou = "-" if s.best_miou is None else f"{100 * s.best_miou:.2f}"
         loss = "-" if s.first_loss is None else f"{s.first_loss:.4f} -> {s.last_loss:.4f}"
-        click.echo(f"stage {s.stage}: {s.epochs} epochs in {s.seconds:.0f} s, loss (epoch mean) {loss}, best val mIoU {miou}:"
+        click.echo(f"stage {s.stage}: {s.epochs} epoch{'s' if s.epochs != 1 else ''} in {s.seconds:.0f} s, loss (epoch mean) {loss}, best val mIoU {miou}:"
                    f" {s.best}")
     click.echo(f"model: {result.model}")
 

@@ -194,9 +194,24 @@ class DataSettings:
             raise InputError(f"the mosaic share must be in [0, 1], got mosaic={self.mosaic}")
         if self.mosaic and self.kind == "geo":
             raise InputError(
-                "mosaic is for dataset inputs (kind deepglobe, inria or folder): imagery inputs are already "
-                "cut into windows anywhere in the imagery; leave mosaic at 0"
+                f"mosaic={self.mosaic:g} is for dataset inputs (kind deepglobe, inria or folder): imagery inputs are"
+                " already cut into windows anywhere in the imagery; leave it at 0"
             )
+        if self.kind == "geo":
+            # torchgeo's sampler draws the imagery's scenes: these would be recorded but not applied
+            unused = [f"{name}={value:g}" for name, value in (("crop_jitter", self.crop_jitter), ("balance", self.balance))
+                      if value]
+            if unused:
+                raise InputError(
+                    f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} for dataset inputs (kind deepglobe,"
+                    " inria or folder): imagery inputs are drawn as scenes of scene_size at random places of the"
+                    " imagery; leave {'them' if len(unused) > 1 else 'it'} at 0"
+                )
+            if self.gsd is not None:
+                raise InputError(
+                    f"gsd={self.gsd:g} is for images whose files do not say their resolution; imagery inputs are"
+                    " georeferenced (their resolution is known): read them at another with res=RES"
+                )
         if self.balance < 0:
             raise InputError(f"the class-balance power must be >= 0, got balance={self.balance}")
         if not self.input_range[1] > self.input_range[0]:
@@ -1007,6 +1022,14 @@ def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, fir
         return model
     ck = load_checkpoint(init)
     _check_classes(ck.model, scheme, f"checkpoint {init}")
+    if first and list(ck.scheme.names) != list(scheme.names):
+        log.warning(
+            "checkpoint %s predicts %s (scheme %r), the dataset's scheme %r has %s: each of its classes continues as"
+            " the dataset's class of the same id (%s); to keep only its features, start from its backbones with"
+            " backbone_weights=%s instead of init=%s", init, ", ".join(ck.scheme.names), ck.scheme.name, scheme.name,
+            ", ".join(scheme.names), ", ".join(f"{a} -> {b}" for a, b in zip(ck.scheme.names, scheme.names) if a != b),
+            init, init,
+        )
     model = ck.model
     if model.config.mode != settings.mode:
         model = model.with_mode(settings.mode)
@@ -1133,20 +1156,26 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     out = settings.out
     # DDP re-runs the command in its worker processes: only the first one checks and writes.
     main_process = rank_zero_only.rank == 0
+    _check_accelerator(settings)
     if main_process:  # before the dataset is read: an out folder that cannot be is said at once
         _check_run_folder(out, stages, settings.resume)
     collection, split = prepare_data(data)
     if main_process:
         recorded = out / "split.json"
-        if settings.resume and recorded.is_file():
+        # a stage already trained in this folder (resumed, or a later stage run into it)
+        trained = any((out / f"stage{n}").is_dir() and any((out / f"stage{n}").iterdir()) for n in (1, 2, 3))
+        if (settings.resume or trained) and recorded.is_file():
             before = json.loads(recorded.read_text())
             if before != json.loads(json.dumps(split.to_dict())):
+                doing = "resuming" if settings.resume else f"stage {settings.stage}"
                 raise InputError(
-                    f"the run in {out} was started with another split ({recorded}): resuming with this one would"
-                    " train on scenes it held out; resume with the same split settings (split_file, the split's"
-                    " seed and shares) or start a new out folder"
+                    f"the run in {out} was started with another split ({recorded}): {doing} with this one would"
+                    " train on scenes it held out; use the same split settings (split_file, the split's seed and"
+                    " shares), or another out folder (init from this run's best.pt)"
                 )
         _write_json(recorded, split.to_dict())
+        if settings.resume:
+            _check_resumed_settings(out, stages, data, settings)
     log.info("dataset %s: %d train / %d val scenes", data.kind, len(split.train), len(split.val))
     if data.kind != "geo" and 1 < data.batch_size and len(split.train) <= data.batch_size:
         log.warning(
@@ -1159,22 +1188,104 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     # sampling and the class-weighted loss
     needed = data.kind != "geo" and (data.balance > 0 or settings.loss_balance > 0)
     shares = class_shares(collection.subset(split.train)) if needed else None
+    if shares is not None and main_process:
+        _warn_absent_classes(shares, collection.scheme)
     results: list[StageResult] = []
     for position, stage in enumerate(stages):
         folder = out / f"stage{stage}"
         if settings.resume and _stage_done(folder):
             info = json.loads((folder / "done.json").read_text())
-            results.append(StageResult(**{**info, "best": Path(info["best"]), "last": Path(info["last"])}))
+            # the files of this stage folder, wherever the run was started or moved since
+            best, last = (folder / Path(info[key]).name for key in ("best", "last"))
+            results.append(StageResult(**{**info, "best": best, "last": last}))
             log.info("stage %d already finished: skipped", stage)
             continue
         try:
             results.append(_run_stage(stage, position == 0, collection, split, data, settings, precision, shares))
         except KeyboardInterrupt as exc:
             raise Interruption(_interrupted(out, stage, results), exc) from None
+        except Exception:
+            if main_process:
+                _remove_if_nothing_saved(folder)
+            raise
     model_path = out / "model.pt"
     if main_process:
         _copy_atomically(results[-1].best, model_path)
     return TrainResult(out=out, model=model_path, split=split, stages=tuple(results))
+
+
+def _check_resumed_settings(out: Path, stages: Sequence[int], data: DataSettings, settings: TrainSettings) -> None:
+    """Refuse a resume whose architecture or reading scale differs from what the stage being
+    resumed was trained with (its ``last.pt``): the weights would not fit (a traceback), or
+    the later epochs would read scenes at another resolution than the recorded one.
+
+    Raises:
+        InputError: the first unfinished stage's ``last.pt`` records other settings.
+    """
+    for stage in stages:
+        folder = out / f"stage{stage}"
+        if _stage_done(folder):
+            continue
+        last = folder / "last.pt"
+        if not last.is_file():
+            return
+        ck = load_checkpoint(last)
+        config, training = ck.model.config, ck.metadata.get("training") or {}
+        was: dict[str, Any] = {"scale": training.get("scene_scale", 1.0)}
+        now: dict[str, Any] = {"scale": data.scale}
+        if stage == 1 and settings.init is None:  # built from the settings (else from a checkpoint)
+            was |= {"backbone": config.backbone, "pyramid_channels": config.pyramid_channels,
+                    "segmentation_channels": config.segmentation_channels}
+            now |= {"backbone": settings.backbone, "pyramid_channels": settings.pyramid_channels,
+                    "segmentation_channels": settings.segmentation_channels}
+        changed = [f"{k}={now[k]} (the run's: {was[k]})" for k in was if was[k] != now[k]]
+        if changed:
+            raise InputError(
+                f"stage {stage} of the run in {out} was trained with other settings: {', '.join(changed)}; resume"
+                " with the run's own settings, or start a new out folder"
+            )
+        return
+
+
+def _warn_absent_classes(shares: np.ndarray, scheme: ClassScheme) -> None:
+    """Say which scored classes no training scene holds (``shares``: one row per scene, as
+    read for balancing): the model never learns them, and their loss weight is 1."""
+    absent = [scheme.names[i] for i in scheme.scored_ids if not shares[:, i].any()]
+    if absent:
+        log.warning(
+            "no training scene shows %s in its mask (read at 64 x 64 px for balancing): the model cannot learn %s;"
+            " add scenes that hold %s, or expect %s never to be predicted", ", ".join(absent),
+            *(["it"] * 3 if len(absent) == 1 else ["them"] * 3),
+        )
+
+
+def _check_accelerator(settings: TrainSettings) -> None:
+    """Refuse, before anything is read or written, an accelerator that is not here, or GPU
+    ids for the CPU (Lightning raised its own exceptions after the stage folder was made).
+
+    Raises:
+        InputError: ``accelerator`` gpu or cuda without a usable CUDA GPU; ``devices`` a list
+            of ids with the CPU.
+    """
+    accelerator = str(settings.accelerator).lower()
+    gpu_here = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") and not gpu_here:
+        raise InputError(f"accelerator={accelerator!r} asked for but no CUDA GPU is usable here; use accelerator='cpu'")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpu_here)
+    devices = settings.devices
+    ids = isinstance(devices, (list, tuple)) or (isinstance(devices, str) and "," in devices)
+    if on_cpu and ids:
+        text = ",".join(map(str, devices)) if isinstance(devices, (list, tuple)) else devices
+        raise InputError(f"devices={text} names GPU ids, but the run is on the CPU: give a count of processes"
+                         " (devices=1) or leave it auto")
+
+
+def _remove_if_nothing_saved(folder: Path) -> None:
+    """A stage that failed before saving any epoch leaves no folder behind: a rerun with the
+    mistake mended then starts afresh instead of being told the folder holds a stage."""
+    saved = [folder / "best.pt", folder / "last.pt", folder / "lightning" / "last.ckpt", folder / "done.json"]
+    if folder.is_dir() and not any(p.exists() for p in saved):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _interrupted(out: Path, stage: int, finished: Sequence[StageResult]) -> str:

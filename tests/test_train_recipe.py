@@ -267,8 +267,14 @@ def test_data_settings_check_the_recipe_values(tmp_path):
     for bad in ({"gsd": 0.0}, {"color_jitter": 1.0}, {"crop_jitter": -0.1}, {"balance": -1.0}, {"mosaic": 1.5}):
         with pytest.raises(InputError, match=next(iter(bad))):
             DataSettings(kind="deepglobe", root=tmp_path, **bad)
-    with pytest.raises(InputError, match="mosaic is for dataset inputs"):
+    with pytest.raises(InputError, match="mosaic=0.5 is for dataset inputs"):
         DataSettings(kind="geo", geo=object(), mosaic=0.5)
+    # torchgeo draws imagery inputs' scenes: crop jitter and balanced sampling were recorded in
+    # the checkpoint but never applied, and --gsd recorded a resolution the scenes were not read at
+    with pytest.raises(InputError, match=r"crop_jitter=0.3 and balance=0.5 are for dataset inputs"):
+        DataSettings(kind="geo", geo=object(), crop_jitter=0.3, balance=0.5)
+    with pytest.raises(InputError, match=r"gsd=0.6 is for images whose files do not say their resolution"):
+        DataSettings(kind="geo", geo=object(), gsd=0.6)
     from glgeo.training import TrainSettings
 
     with pytest.raises(InputError, match="loss_balance"):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -51,7 +53,7 @@ def inria_run(tmp_path_factory):
 
 def test_all_three_stages_write_glgeo_checkpoints_and_logs(inria_run):
     root, out, output = inria_run
-    assert "stage 3: 1 epochs" in output and "model:" in output
+    assert "stage 3: 1 epoch in" in output and "model:" in output
     for stage in (1, 2, 3):
         folder = out / f"stage{stage}"
         ck = load_checkpoint(folder / "best.pt")
@@ -393,3 +395,118 @@ def test_lovasz_adds_its_term_to_the_loss_and_is_recorded(tmp_path):
         losses[weight] = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")][0]
         assert load_checkpoint(out / "model.pt").metadata["training"]["lovasz"] == float(weight)
     assert losses["2"] > losses["0"] + 0.1, losses
+
+
+def test_a_later_stage_with_another_split_is_refused(tmp_path):
+    """Stage 2 run into a folder whose stage 1 trained on another split replaced split.json
+    without a word: scenes that trained the global branch landed in the test part."""
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c", "d", "e"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode", "g2l",
+            *SMALL]
+    run_cli(*base, "--stage", "1")
+    split = (out / "split.json").read_text()
+    result = CliRunner().invoke(cli, [*base, "--stage", "2", "--split-seed", "7"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "was started with another split" in result.output and "stage 2 with this one would train on scenes it" \
+        " held out" in result.output
+    assert (out / "split.json").read_text() == split and not (out / "stage2").exists()
+    run_cli(*base, "--stage", "2")  # the same split: stage 2 goes on from stage 1
+
+
+def test_a_run_refused_late_leaves_its_out_folder_usable(tmp_path, monkeypatch):
+    """An accelerator that is not here, GPU ids on the CPU, or a stage that fails before
+    saving an epoch left stage1/logs behind, and the corrected rerun was told the folder
+    already holds a training stage."""
+    import glgeo.training as training
+
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode",
+            "global", *SMALL]
+    runner = CliRunner()
+    if not torch.cuda.is_available():
+        result = runner.invoke(cli, [*base, "--accelerator", "gpu"])
+        assert result.exit_code == 1 and "--accelerator gpu asked for but no CUDA GPU is usable here" in result.output
+        result = runner.invoke(cli, [*base, "--accelerator", "cpu", "--devices", "0,1"])
+        assert result.exit_code == 1 and "--devices 0,1 names GPU ids, but the run is on the CPU" in result.output
+    real = training._run_stage
+
+    def failing(stage, *args, **kwargs):
+        (out / f"stage{stage}" / "logs").mkdir(parents=True)
+        raise RuntimeError("a failure inside Lightning")
+
+    monkeypatch.setattr(training, "_run_stage", failing)
+    with pytest.raises(RuntimeError):
+        runner.invoke(cli, ["-q", *base], catch_exceptions=False)
+    assert not (out / "stage1").exists()
+    monkeypatch.setattr(training, "_run_stage", real)
+    run_cli(*base)
+    assert (out / "model.pt").is_file()
+
+
+def test_init_from_a_model_of_other_class_names_says_what_becomes_what(tmp_path, caplog):
+    """--init with a checkpoint of as many classes but other names trained on without a word
+    ("building" became "water")."""
+    import json as json_module
+
+    from glgeo.schemes import ClassInfo, ClassScheme
+
+    water = ClassScheme(name="water2", classes=(ClassInfo(0, "land", (0, 0, 0), 0), ClassInfo(1, "water", (0, 0, 255), 255)))
+    scheme_file = tmp_path / "water.json"
+    scheme_file.write_text(json_module.dumps(water.to_dict()))
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    first = tmp_path / "first"
+    base = ["train", "--dataset", "folder", "--root", str(root), "--mode", "global", *SMALL]
+    run_cli(*base, "--scheme", "inria", "--out", str(first))
+    with caplog.at_level(logging.WARNING, logger="glgeo.training"):
+        run_cli(*base, "--scheme", str(scheme_file), "--out", str(tmp_path / "second"), "--init", str(first / "model.pt"))
+    assert ("predicts background, building (scheme 'inria'), the dataset's scheme 'water2' has land, water: each of"
+            " its classes continues as the dataset's class of the same id (background -> land, building -> water)"
+            in caplog.text), caplog.text
+    assert f"--backbone-weights {first / 'model.pt'} instead of --init" in caplog.text
+
+
+def test_a_finished_run_moved_elsewhere_resumes(tmp_path, monkeypatch):
+    """done.json kept the stage's files as paths from where the run started: a resume of a
+    moved run folder (or from another directory) failed with a traceback."""
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    monkeypatch.chdir(tmp_path)
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--mode", "global", *SMALL]
+    run_cli(*base, "--out", "run")
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    output = run_cli(*base, "--out", str(tmp_path / "moved"), "--resume")
+    assert (tmp_path / "moved" / "model.pt").is_file(), output
+
+
+def test_a_class_no_training_scene_holds_is_said(caplog):
+    """--balance / --loss-balance read every training mask's class shares: a scored class
+    none of them holds was left untrained without a word (its loss weight set to 1)."""
+    from glgeo.training import _warn_absent_classes
+    from fixtures.layouts import INT3
+
+    with caplog.at_level(logging.WARNING, logger="glgeo.training"):
+        _warn_absent_classes(np.array([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]), INT3)
+    assert "no training scene shows c2 in its mask (read at 64 x 64 px for balancing): the model cannot learn it" \
+        in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.training"):
+        _warn_absent_classes(np.array([[0.5, 0.4, 0.1]]), INT3)
+    assert caplog.text == ""
+
+
+def test_a_resume_with_another_architecture_or_scale_is_refused(tmp_path):
+    """A resume checked only the split: another backbone died in a traceback loading the
+    weights, another --scale was accepted and recorded as if every epoch had read it."""
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--out", str(out), "--mode",
+            "global", *SMALL]
+    run_cli(*base)
+    (out / "stage1" / "done.json").unlink()  # as if interrupted
+    for extra, said in ((["--backbone", "resnet34"], "--backbone resnet34 (the run's: resnet18)"),
+                        (["--scale", "0.5"], "--scale 0.5 (the run's: 1.0)")):
+        result = CliRunner().invoke(cli, [*base, *extra, "--resume"])
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert f"stage 1 of the run in {out} was trained with other settings: {said}" in result.output, result.output
+    run_cli(*base, "--resume", "--epochs", "2")
