@@ -41,24 +41,24 @@ _MODEL_ONLY = ("kind", "root", "images", "labels", "label_field", "layer", "spli
                "part", "scale", "mode", "device", "precision", "batch_size")
 
 
-def _flag(ctx: click.Context, name: str) -> str:
-    option = next(p for p in ctx.command.params if p.name == name)
-    return max(option.opts, key=len)
+def _given(ctx: click.Context) -> list[click.Parameter]:
+    """The options given on the command line (not left at their defaults)."""
+    return [p for p in ctx.command.params if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+
+
+def _flag(param: click.Parameter) -> str:
+    return max(param.opts, key=len)
 
 
 def _given_options(ctx: click.Context) -> dict:
-    """The options given on the command line, by flag (a report says how it was made: a
-    --tta or --mode global report is told from a plain one)."""
+    """The options given, by flag (a report says how it was made: a --tta or --mode global
+    report is told from a plain one)."""
     def plain(value):
         if isinstance(value, (tuple, list)):
             return [plain(v) for v in value]
         return str(value) if isinstance(value, Path) else value
 
-    return {
-        max(p.opts, key=len): plain(ctx.params[p.name]) for p in ctx.command.params
-        if p.name not in ("json_path", "as_json")
-        and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
-    }
+    return {_flag(p): plain(ctx.params[p.name]) for p in _given(ctx) if p.name not in ("json_path", "as_json")}
 
 
 @click.command(short_help="Score predictions (IoU, mIoU, accuracy), or a model on a dataset split.")
@@ -132,9 +132,9 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         check_output_path(json_path, overwrite=True,
                           inputs=_input_files(preds, truths, model, labels, images, split_file, scheme))
     if model is None:
-        given = [name for name in _MODEL_ONLY if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        given = [p for p in _given(ctx) if p.name in _MODEL_ONLY]
         if given:
-            flags = ", ".join(_flag(ctx, name) for name in given)
+            flags = ", ".join(map(_flag, given))
             raise click.UsageError(f"{flags} {'do' if len(given) > 1 else 'does'} not apply to --pred/--truth, which"
                                    " compare rasters already made: drop them, or score a --model")
         if tta or bands:

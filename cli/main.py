@@ -49,8 +49,8 @@ _ARGUMENTS = (
     "min_area", "mode", "nodata", "out_dir", "overwrite", "precision", "probabilities", "resume", "scale",
     "scheme", "simplify", "split_file", "truth_encoding", "val_cities", "vector_merge", "workers", "aoi",
     "bounds", "creation_options", "grid_anchor", "ema", "gsd", "stretch", "res", "scene_size", "val_images",
-    "val_fraction", "label_field", "scenes_per_epoch", "crop_jitter", "balance", "mosaic", "accelerator", "devices", "backbone_weights",
-    "backbone", "pyramid_channels", "segmentation_channels",
+    "val_fraction", "label_field", "scenes_per_epoch", "crop_jitter", "balance", "mosaic", "accelerator", "devices",
+    "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels",
 )
 #: Flags that take several values as separate words (the others take them comma-separated).
 _SEPARATORS = {"bounds": " "}

@@ -632,14 +632,11 @@ def _recorded_split(checkpoint: Any) -> dict[str, Any]:
     split = training.get("split") if isinstance(training, dict) else None
     if isinstance(split, dict):
         return split
-    card, path = metadata.get("card"), getattr(checkpoint, "path", None)
-    if isinstance(card, str) and path is not None and (Path(path).parent / card).is_file():
-        import json
+    zoo_name = metadata.get("zoo_name")
+    if isinstance(zoo_name, str):
+        from glgeo.models import list_models, model_card
 
-        try:
-            split = json.loads((Path(path).parent / card).read_text()).get("split")
-        except (OSError, ValueError):
-            return {}
+        split = model_card(zoo_name).get("split") if zoo_name in list_models() else None
     return split if isinstance(split, dict) else {}
 
 

@@ -1089,12 +1089,8 @@ def _outside_the_labels(ids: np.ndarray, source: "GeoLabels", bounds: Box, label
     no polygon there says nothing of the ground, which was scored as background before
     (footprints of half a tile scored the other half's buildings as misses). Says how many."""
     with _quiet():
-        left, bottom, right, top = (float(v) for v in source.dataset.index.total_bounds)
-    height, width = ids.shape
-    x0, y0, x1, y1 = bounds
-    cols = x0 + (np.arange(width) + 0.5) * (x1 - x0) / width
-    rows = y1 - (np.arange(height) + 0.5) * (y1 - y0) / height
-    inside = ((rows >= bottom) & (rows <= top))[:, None] & ((cols >= left) & (cols <= right))[None, :]
+        extent = shapely.box(*(float(v) for v in source.dataset.index.total_bounds))
+    inside = coverage(extent, bounds, ids.shape)
     outside = int(ids.size - np.count_nonzero(inside))
     if outside:
         ids[~inside] = NODATA_ID
