@@ -80,7 +80,8 @@ except ImportError:  # the standalone package has the same API
 
 from glgeo.models import GLNet, InputScaling, L2GCanvas, PatchBoxes, build_model, load_checkpoint, save_checkpoint
 from glgeo.models.losses import (
-    FMREG_WEIGHT, FocalLoss, GLNetObjective, SegmentationLoss, class_loss_weights, cut_consistency, mosaic_of, resize_labels,
+    FMREG_WEIGHT, STAGE_TERMS, FocalLoss, GLNetObjective, SegmentationLoss, class_loss_weights, cut_consistency, mosaic_of,
+    resize_labels,
 )
 from glgeo.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
 from glgeo.models.sharing import feature_map_regularisation
@@ -1004,7 +1005,11 @@ def _check_classes(model: GLNet, scheme: ClassScheme, source: str) -> None:
         )
 
 
-def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, first: bool) -> GLNet:
+def _initial_model(
+    stage: int, settings: TrainSettings, scheme: ClassScheme, first: bool
+) -> tuple[GLNet, dict[str, str | None]]:
+    """The model a stage starts from, and where its weights came from: ``{"init": checkpoint}``
+    or ``{"init": None, "backbone_weights": source or None}`` (None: random)."""
     init = settings.init if first else None
     if init is None and stage > 1:
         init = str(settings.out / f"stage{stage - 1}" / "best.pt")
@@ -1019,7 +1024,8 @@ def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, fir
         )
         if settings.backbone_weights is not None:
             _load_backbone_weights(model, settings.backbone_weights)
-        return model
+        bw = settings.backbone_weights
+        return model, {"init": None, "backbone_weights": None if bw is None else str(bw)}
     ck = load_checkpoint(init)
     _check_classes(ck.model, scheme, f"checkpoint {init}")
     if first and list(ck.scheme.names) != list(scheme.names):
@@ -1036,7 +1042,7 @@ def _initial_model(stage: int, settings: TrainSettings, scheme: ClassScheme, fir
     if stage == 3:
         model.start_stage3()
     model.train()
-    return model
+    return model, {"init": str(init), "backbone_weights": None}
 
 
 def _load_backbone_weights(model: GLNet, weights: str | Path) -> None:
@@ -1331,7 +1337,7 @@ def _run_stage(
     pl.seed_everything(settings.seed + stage, workers=True, verbose=False)
     scheme = collection.scheme
     class_weights = _class_weights(shares, scheme, data, settings)
-    model = _initial_model(stage, settings, scheme, first)
+    model, started_from = _initial_model(stage, settings, scheme, first)
     task = GLNetTask(
         model,
         stage,
@@ -1371,6 +1377,12 @@ def _run_stage(
             "held_out_scenes": len(getattr(split, "test", ())),
             "epochs": settings.epochs[stage - 1],
             "lr": settings.lr[stage - 1],
+            "poly_power": settings.poly_power,
+            "weight_decay": settings.weight_decay,
+            "seed": settings.seed,
+            # the weights the stage started from: a checkpoint ("init"), or a fresh model with
+            # backbones from "backbone_weights" (both None: random initialisation)
+            **started_from,
             "batch_size": data.batch_size,
             "scene_scale": data.scale,
             # the bands fed, in order, where given (glgeo segment feeds scenes the same ones);
@@ -1385,6 +1397,8 @@ def _run_stage(
             "loss_balance": settings.loss_balance,
             # the weight of the Lovász-softmax term beside the focal loss (0: none)
             "lovasz": settings.lovasz,
+            # the weight of the feature-map regularisation (stage 2's L2 between the branches)
+            "fmreg": settings.fmreg_weight if "fmreg" in STAGE_TERMS[stage] else 0.0,
             "cut_consistency": settings.cut_consistency if stage == 1 else 0.0,
             # the decay of the weights' moving average its checkpoints hold (0: the weights themselves)
             "ema": settings.ema,

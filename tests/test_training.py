@@ -79,6 +79,18 @@ def test_all_three_stages_write_glgeo_checkpoints_and_logs(inria_run):
     assert (out / "split.json").is_file()
 
 
+def test_each_stage_records_its_start_and_optimisation(inria_run):
+    """What a checkpoint's training record says beside the command line: the weights each
+    stage started from, the optimiser's decay and seed, the stage's fmreg weight."""
+    _, out, _ = inria_run
+    records = {s: load_checkpoint(out / f"stage{s}" / "best.pt").metadata["training"] for s in (1, 2, 3)}
+    assert records[1]["init"] is None and records[1]["backbone_weights"] is None  # random
+    for stage in (2, 3):
+        assert records[stage]["init"] == str(out / f"stage{stage - 1}" / "best.pt")
+    assert [records[s]["fmreg"] for s in (1, 2, 3)] == [0.0, 0.15, 0.0]  # stage 2's L2 only
+    assert all(r["weight_decay"] == 5e-4 and r["seed"] == 0 and r["poly_power"] == 0.9 for r in records.values())
+
+
 def test_each_stage_trains_only_its_parts(inria_run):
     _, out, _ = inria_run
     s1, s2, s3 = (load_checkpoint(out / f"stage{s}" / "best.pt").model.state_dict() for s in (1, 2, 3))
@@ -169,8 +181,11 @@ def test_backbones_start_from_a_model_of_another_scheme(tmp_path):
     out = tmp_path / "b"
     run_cli("train", "--dataset", "folder", "--scheme", "inria", "--root", str(inria), "--out", str(out), "--mode", "g2l",
             "--stage", "1", "--backbone-weights", str(tmp_path / "lc" / "model.pt"), *SMALL, "--lr", "1e-12")
-    model = load_checkpoint(out / "model.pt").model
+    ck = load_checkpoint(out / "model.pt")
+    model = ck.model
     assert model.config.n_classes == 2
+    assert ck.metadata["training"]["init"] is None
+    assert ck.metadata["training"]["backbone_weights"] == str(tmp_path / "lc" / "model.pt")
     # a step at rate 1e-12 leaves the weights where they started (its BatchNorm statistics move)
     for branch in ("global_branch", "local_branch"):
         got, want = dict(getattr(model, branch).backbone.named_parameters()), dict(getattr(source, branch).backbone.named_parameters())
