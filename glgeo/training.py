@@ -339,7 +339,7 @@ class TrainSettings:
 @dataclass(frozen=True)
 class StageResult:
     """What one stage produced (``first_loss`` and ``last_loss``: the mean training loss of
-    the first and the last epoch this process ran)."""
+    the stage's first and last epoch; ``seconds``: its training time, both across resumes)."""
 
     stage: int
     best: Path
@@ -566,8 +566,10 @@ class GLNetTask(pl.LightningModule):
         self._saved_average: dict[str, Any] | None = None  # a resumed run's, until then
         self._averaged = contextlib.ExitStack()  # the average applied during validation
         self.val_confusion: torch.Tensor | None = None
-        self.loss_history: list[float] = []  # one mean per epoch
+        self.loss_history: list[float] = []  # one mean per epoch, a resumed run's earlier epochs first
         self._epoch_losses: list[tuple[float, int]] = []  # (loss, batch size) of this epoch's steps
+        self._seconds_before = 0.0  # the stage's training time before a resume
+        self._fit_started: float | None = None
 
     # ------------------------------------------------------------------ setup
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -575,6 +577,7 @@ class GLNetTask(pl.LightningModule):
         return torch.optim.Adam(params, lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
 
     def on_fit_start(self) -> None:
+        self._fit_started = time.perf_counter()
         if self.ema > 0 and self.average is None:
             self.average = WeightAverage(self.model, self.ema)
             if self._saved_average is not None:
@@ -584,8 +587,14 @@ class GLNetTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.average is not None:
             checkpoint["glgeo_weight_average"] = self.average.state_dict()
+        # saved as an epoch ends (before this module's own on_train_epoch_end): its loss too
+        self._close_epoch()
+        checkpoint["glgeo_loss_history"] = list(self.loss_history)
+        checkpoint["glgeo_train_seconds"] = self.train_seconds()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.loss_history = list(checkpoint.get("glgeo_loss_history", []))
+        self._seconds_before = float(checkpoint.get("glgeo_train_seconds", 0.0))
         self._saved_average = checkpoint.get("glgeo_weight_average")
         if self.ema > 0 and self._saved_average is None:
             raise InputError("the run being resumed kept no weight average: resume it with ema=0, or start a new run")
@@ -744,10 +753,19 @@ class GLNetTask(pl.LightningModule):
 
     # ------------------------------------------------------------- validation
     def on_train_epoch_end(self) -> None:
+        self._close_epoch()
+
+    def _close_epoch(self) -> None:
+        """The finished epoch's mean loss into ``loss_history`` (once)."""
         if self._epoch_losses:  # weighted by batch size, as Lightning's train/loss_epoch
             losses, sizes = zip(*self._epoch_losses)
             self.loss_history.append(float(np.average(losses, weights=sizes)))
             self._epoch_losses = []
+
+    def train_seconds(self) -> float:
+        """Seconds the stage has trained, a resumed run's earlier processes included."""
+        running = 0.0 if self._fit_started is None else time.perf_counter() - self._fit_started
+        return self._seconds_before + running
 
     def on_validation_epoch_start(self) -> None:
         self._averaged.enter_context(self.averaged())
@@ -1459,7 +1477,6 @@ def _run_stage(
     ckpt_path = str(resume_from) if settings.resume and resume_from.is_file() else None
     if ckpt_path:
         log.info("stage %d: resuming from %s", stage, ckpt_path)
-    start = time.perf_counter()
     with warnings.catch_warnings():
         # Frozen branches are in eval mode on purpose (their BatchNorm statistics stay fixed).
         warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -1477,14 +1494,13 @@ def _run_stage(
             if glgeo_ckpt.interruption is not None or trainer.interrupted:
                 raise glgeo_ckpt.interruption or KeyboardInterrupt() from None
             raise
-    seconds = time.perf_counter() - start
     result = StageResult(
         stage=stage,
         best=folder / "best.pt",
         last=folder / "last.pt",
         best_miou=glgeo_ckpt.best_miou if glgeo_ckpt.best_miou is not None and math.isfinite(glgeo_ckpt.best_miou) else None,
         epochs=trainer.current_epoch,
-        seconds=seconds,
+        seconds=task.train_seconds(),
         first_loss=task.loss_history[0] if task.loss_history else None,
         last_loss=task.loss_history[-1] if task.loss_history else None,
     )

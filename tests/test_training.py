@@ -127,6 +127,7 @@ def test_resume_continues_a_stage_and_skips_finished_ones(tmp_path):
     result = CliRunner().invoke(cli, base)
     assert result.exit_code == 1 and "pass --resume" in result.output
     # Resume with more epochs: Lightning restores epoch 0 and continues with epoch 1.
+    done = json.loads((out / "stage1" / "done.json").read_text())
     (out / "stage1" / "done.json").unlink()  # as if interrupted after its first epoch
     run_cli(*base[:-6], "--epochs", "2", "--lr", "1e-3", "--resume")
     last = load_checkpoint(out / "stage1" / "last.pt")
@@ -134,6 +135,11 @@ def test_resume_continues_a_stage_and_skips_finished_ones(tmp_path):
     first, resumed = (list(csv.DictReader(open(out / "stage1" / "logs" / v / "metrics.csv"))) for v in ("csv", "csv-1"))
     assert {r["epoch"] for r in first if r.get("train/loss_epoch")} == {"0"}
     assert {r["epoch"] for r in resumed if r.get("train/loss_epoch")} == {"1"}
+    # the stage's summary covers both processes: its first epoch's loss, and both's seconds
+    after = json.loads((out / "stage1" / "done.json").read_text())
+    epoch1 = next(float(r["train/loss_epoch"]) for r in resumed if r.get("train/loss_epoch"))
+    assert after["first_loss"] == pytest.approx(done["first_loss"]) and after["last_loss"] == pytest.approx(epoch1)
+    assert after["epochs"] == 2 and after["seconds"] > done["seconds"]
     # A finished stage is skipped on --resume.
     before = (out / "stage1" / "last.pt").stat().st_mtime_ns
     output = run_cli(*base, "--resume")
