@@ -246,6 +246,12 @@ def _compare_counts(
                 f"pixel size {_size(p.res)} vs {_size(t.res)}); "
                 f"warp the truth onto the prediction's grid ({_warp_hint(p, truth)})"
             )
+        if bool(p.crs) != bool(t.crs):
+            placed, plain = (pred, truth) if p.crs else (truth, pred)
+            log.warning(
+                "%s has no CRS: its pixels are taken as those of %s (the same %d x %d px); if it covers other"
+                " ground, georeference it first", plain, placed, p.width, p.height,
+            )
         if truth_encoding == "ids" and t.count != 1:
             raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use truth_encoding='mask')")
         # a declared nodata that is also a class id (a class's mask value) hides that class's pixels

@@ -45,6 +45,19 @@ def test_grid_mismatch_is_one_clear_line(tmp_path):
         compare_rasters(pred, shifted, INRIA)
 
 
+def test_truth_without_a_crs_is_placed_on_the_prediction_with_a_warning(tmp_path, caplog):
+    pred = write_geotiff(tmp_path / "p.tif", np.zeros((10, 10), np.uint8))
+    plain = write_geotiff(tmp_path / "t.tif", np.zeros((10, 10), np.uint8), crs=None)
+    with caplog.at_level("WARNING", logger="glgeo"):
+        compare_rasters(pred, plain, INRIA, truth_encoding="ids")
+    assert f"{plain} has no CRS: its pixels are taken as those of {pred}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glgeo"):  # both plain (DeepGlobe's PNG masks): nothing to say
+        compare_rasters(write_geotiff(tmp_path / "q.tif", np.zeros((10, 10), np.uint8), crs=None), plain, INRIA,
+                        truth_encoding="ids")
+    assert "no CRS" not in caplog.text
+
+
 def test_model_evaluation_through_the_cli(tmp_path):
     make_inria(tmp_path / "inria", cities=("austin",), tiles=6, size=80)
     ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
