@@ -5,33 +5,70 @@ from __future__ import annotations
 import click
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _figures(metrics: dict, baseline: dict | None, own: dict | None = None) -> str:
+    """A report's headline figures in percent, with the mIoU of a constant answer: the
+    training masks' majority class and, where it differs, the scenes' own most common one."""
+    parts = []
+    if metrics.get("building_iou") is not None:
+        parts.append(f"building IoU {_pct(metrics['building_iou'])}")
+    parts.append(f"mIoU {_pct(metrics.get('miou'))}")
+    parts.append(f"pixel accuracy {_pct(metrics.get('pixel_accuracy'))}")
+    text = ", ".join(parts)
+    if baseline:
+        text += f" (majority class {baseline['class']} everywhere: mIoU {_pct(baseline.get('miou'))}"
+        if own and own["class"] != baseline["class"]:
+            text += f"; these scenes' most common, {own['class']}: {_pct(own.get('miou'))}"
+        text += ")"
+    return text
+
+
 @click.command("models")
+@click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the full model cards as JSON.")
-def models(as_json: bool) -> None:
-    """List the models shipped with glgeo and their key facts."""
+def models(names: tuple[str, ...], as_json: bool) -> None:
+    """List the models shipped with glgeo and their key facts (NAMES: only these).
+
+    Scores are those of each card's reports: scenes that neither training nor checkpoint
+    choice saw. The whole card: models/zoo/NAME.md, or --json.
+    """
     import json
 
-    from glgeo.models.zoo import list_models, model_card
+    from glgeo.models.zoo import ZOO_DIR, list_models, model_card
 
-    names = list_models()
+    available = list_models()
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise click.ClickException(
+            f"no zoo model named {', '.join(unknown)}; the zoo has {', '.join(available) or 'none'}"
+        )
+    shown = list(names) or available
     if as_json:
-        click.echo(json.dumps({n: model_card(n) for n in names}, indent=2))
+        click.echo(json.dumps({n: model_card(n) for n in shown}, indent=2))
         return
-    if not names:
+    if not shown:
         click.echo("No zoo models installed.")
         return
-    for name in names:
+    for name in shown:
         card = model_card(name)
         classes = ", ".join(c["name"] for c in card.get("classes", []))
-        metrics = card.get("metrics", {})
-        metric = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items() if k in ("miou", "building_iou", "pixel_accuracy"))
         click.echo(f"{name}")
         click.echo(f"  {card.get('summary', '')}")
         scale, gsd = card.get("scene_scale", 1), card.get("gsd_m")
-        at = f", trained at {gsd:g} m per pixel" if gsd else ""
-        at += f" (scenes read at {scale:g} of their resolution)" if scale != 1 else ""
+        if gsd:
+            at = f", trained at {gsd:g} m per pixel (georeferenced scenes are read at that resolution"
+            at += f", plain images at {scale:g} of their size)" if scale != 1 else ")"
+        else:
+            at = f" (scenes read at {scale:g} of their resolution)" if scale != 1 else ""
         click.echo(f"  backbone {card.get('backbone')}, mode {card.get('mode')}, patch {card.get('patch_size')}, global {card.get('global_size')}{at}")
         click.echo(f"  classes: {classes}")
-        if metric:
-            click.echo(f"  validation: {metric}")
-        click.echo(f"  file: {card.get('file_size_mb', '?')} MB")
+        reports = card.get("reports") or []
+        for report in reports:
+            figures = _figures(report["metrics"], report.get("majority_baseline"), report.get("scenes_majority_baseline"))
+            click.echo(f"  {report['label']}: {figures}")
+        if not reports and card.get("metrics"):
+            click.echo(f"  validation: {_figures(card['metrics'], card.get('majority_baseline'))}")
+        click.echo(f"  file: {card.get('file_size_mb', '?')} MiB; card: {ZOO_DIR / (name + '.md')}")
