@@ -38,7 +38,7 @@ class BatchArgs:
     """The batch options of ``glgeo segment``, as parsed by click.
 
     Attributes:
-        out_dir: folder for ``<stem>.tif`` (and ``<stem>.gpkg``) per scene.
+        out_dir: folder for ``<stem>.tif`` (and ``<stem>-polygons.gpkg``) per scene.
         input_lists: text files of scene paths/URLs, one per line.
         scheduler: address of an existing Dask scheduler.
         workers: local worker processes when no scheduler is given (1: in this process).

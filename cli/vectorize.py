@@ -119,7 +119,7 @@ def vectorize(
 
     \b
     Example:
-      glgeo vectorize landcover.tif --out landcover.gpkg --min-area 100 --simplify 1
+      glgeo vectorize landcover.tif --out landcover-polygons.gpkg --min-area 100 --simplify 1
     """
     from glgeo.vectorization import vectorize as run_vectorize
 

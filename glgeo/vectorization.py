@@ -922,6 +922,19 @@ class _LayerWriter:
 # Public API
 
 
+def _warn_of_a_shared_qmd(out_path: Path) -> None:
+    """QGIS loads ``<stem>.qmd`` beside a file as its layer metadata, over the metadata a
+    GeoPackage holds: a class raster ``X.tif`` and its polygons ``X.gpkg`` share ``X.qmd``,
+    and the polygons would show the raster's title and abstract."""
+    qmd = out_path.with_suffix(".qmd")
+    if qmd.exists():
+        log.warning(
+            "QGIS shows %s (another file's metadata, such as the class raster's) for any %s.* beside it, this"
+            " GeoPackage too: give the GeoPackage another name (%s-polygons.gpkg) to keep its own", qmd, out_path.stem,
+            out_path.stem,
+        )
+
+
 def vectorize(
     raster: str | os.PathLike,
     out: str | os.PathLike,
@@ -1000,6 +1013,7 @@ def vectorize(
     _check_positive("simplify", simplify)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
         raise InputError(f"block_size must be a positive number of pixels, got {block_size!r}")
+    _warn_of_a_shared_qmd(out_path)
 
     with _open_class_raster(raster_path) as src:
         class_scheme = _scheme_for(src, scheme)

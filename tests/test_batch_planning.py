@@ -20,8 +20,8 @@ def test_scene_stem_and_plan_jobs(tmp_path):
     assert scene_stem("/vsis3/bucket/x/y.vrt") == "y"
     jobs = plan_jobs(["/data/a.tif", "https://h/b.jp2"], tmp_path, vector=True)
     assert jobs == [
-        SceneJob("/data/a.tif", tmp_path / "a.tif", tmp_path / "a.gpkg"),
-        SceneJob("https://h/b.jp2", tmp_path / "b.tif", tmp_path / "b.gpkg"),
+        SceneJob("/data/a.tif", tmp_path / "a.tif", tmp_path / "a-polygons.gpkg"),
+        SceneJob("https://h/b.jp2", tmp_path / "b.tif", tmp_path / "b-polygons.gpkg"),
     ]
     with pytest.raises(InputError, match="would both write a.tif"):
         plan_jobs(["/data/2020/a.tif", "/data/2021/a.tif"], tmp_path)
@@ -58,11 +58,11 @@ def test_a_rerun_leaves_out_the_batch_s_own_outputs(tmp_path):
     rerun that resumes the batch globs its own outputs too; they are left out, not refused as
     scenes that would write the same files."""
     out = tmp_path / "out"
-    scenes = [str(tmp_path / "a.tif"), str(out / "a.tif"), str(out / "a.gpkg"), str(out / "a.tif.aux.xml"),
+    scenes = [str(tmp_path / "a.tif"), str(out / "a.tif"), str(out / "a-polygons.gpkg"), str(out / "a.tif.aux.xml"),
               str(tmp_path / "b.jpg"), str(out / "b.tif")]
     assert plan_jobs(scenes, out, vector=True) == [
-        SceneJob(scenes[0], out / "a.tif", out / "a.gpkg"),
-        SceneJob(scenes[4], out / "b.tif", out / "b.gpkg"),
+        SceneJob(scenes[0], out / "a.tif", out / "a-polygons.gpkg"),
+        SceneJob(scenes[4], out / "b.tif", out / "b-polygons.gpkg"),
     ]
     # a scene of its own in the output folder is still a scene (and still may not replace itself)
     assert plan_jobs([str(out / "c.jpg")], out) == [SceneJob(str(out / "c.jpg"), out / "c.tif")]

@@ -112,7 +112,7 @@ def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, che
     # one GeoPackage per scene, and all of them merged with a scene column
     per_scene = {}
     for scene in scenes:
-        frame = pyogrio.read_dataframe(out / f"{scene.stem}.gpkg", layer=scene.stem)
+        frame = pyogrio.read_dataframe(out / f"{scene.stem}-polygons.gpkg", layer=scene.stem)
         assert frame.crs == CRS
         per_scene[scene.stem] = frame
     all_polygons = pyogrio.read_dataframe(merged, layer="city")
@@ -136,11 +136,11 @@ def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, che
     assert json.loads((out / "manifest.json").read_text())["skipped"] == 4
 
     # a scene whose class raster is there but whose GeoPackage is not is only vectorized
-    (out / "tile_1.gpkg").unlink()
+    (out / "tile_1-polygons.gpkg").unlink()
     third = run_batch(inputs, out, model=checkpoint, options=options, scheduler=client)
     assert [r.status for r in third.scenes] == ["skipped", "done", "skipped", "skipped"]
     assert (out / "tile_1.tif").stat().st_mtime_ns == stamps["tile_1.tif"]
-    assert len(pyogrio.read_dataframe(out / "tile_1.gpkg", layer="tile_1")) == len(per_scene["tile_1"])
+    assert len(pyogrio.read_dataframe(out / "tile_1-polygons.gpkg", layer="tile_1")) == len(per_scene["tile_1"])
 
 
 def test_cluster_batch_failure_does_not_stop_others(tmp_path, scenes, checkpoint, client):
@@ -315,11 +315,11 @@ def test_a_scene_finished_while_the_batch_stopped_is_recorded_done(tmp_path, sce
 
 
 def test_a_merge_may_not_replace_a_scene_s_geopackage(tmp_path, scenes, checkpoint):
-    """--vector-merge out/<scene>.gpkg replaced that scene's polygons with the merge, and the
+    """--vector-merge out/<scene>-polygons.gpkg replaced that scene's polygons with the merge, and the
     rerun merged the merge again (a traceback); it is refused before anything runs."""
     out = tmp_path / "out"
-    options = BatchOptions(settings=SETTINGS, vector_merge=out / f"{scenes[1].stem}.gpkg")
-    with pytest.raises(InputError, match=rf"^vector_merge='{out / scenes[1].stem}.gpkg' is the GeoPackage of the scene"):
+    options = BatchOptions(settings=SETTINGS, vector_merge=out / f"{scenes[1].stem}-polygons.gpkg")
+    with pytest.raises(InputError, match=rf"^vector_merge='{out / scenes[1].stem}-polygons.gpkg' is the GeoPackage of the scene"):
         run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=options)
     assert not out.exists()
 

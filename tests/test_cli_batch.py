@@ -64,7 +64,7 @@ def test_cli_local_cluster_list_file_failure_and_merge(tmp_path, scenes, checkpo
     assert "Error: 1 of 3 scenes failed" in result.stderr and "Traceback" not in result.output
     for scene in scenes[2:]:
         check_output(out / scene.name, scene, references[scene.stem])
-        assert (out / f"{scene.stem}.gpkg").is_file()
+        assert (out / f"{scene.stem}-polygons.gpkg").is_file()
     rows = read_manifest(manifest)
     assert [r["status"] for r in rows] == ["done", "failed", "done"]
     assert all(r["worker"].startswith("tcp://127.0.0.1:") for r in (rows[0], rows[2]))

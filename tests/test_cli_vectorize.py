@@ -182,3 +182,19 @@ def test_verbose_shows_glgeo_lines_not_gdals_record_counts(tmp_path, class_raste
                           str(tmp_path / "v.gpkg"), "--scheme", "deepglobe"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "INFO: wrote" in run.stderr and "Created" not in run.stderr
+
+
+def test_a_geopackage_named_as_a_raster_s_metadata_is_warned_about(tmp_path, class_raster, caplog):
+    """QGIS shows ``X.qmd`` (the class raster's layer metadata) for ``X.gpkg`` too, over the
+    GeoPackage's own: the name clash is said, with a name that avoids it."""
+    (tmp_path / "scene.qmd").write_text("<qgis/>")
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = CliRunner().invoke(cli, ["vectorize", str(class_raster), "--out", str(tmp_path / "scene.gpkg"),
+                                          "--scheme", "deepglobe"])
+    assert result.exit_code == 0, result.output
+    assert f"QGIS shows {tmp_path / 'scene.qmd'}" in caplog.text and "(scene-polygons.gpkg)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        CliRunner().invoke(cli, ["vectorize", str(class_raster), "--out", str(tmp_path / "scene-polygons.gpkg"),
+                                 "--scheme", "deepglobe"])
+    assert "QGIS shows" not in caplog.text

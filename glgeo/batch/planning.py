@@ -20,8 +20,16 @@ log = logging.getLogger("glgeo.batch")
 #: Suffix of the per-scene class rasters and GeoPackages written into the output folder.
 RASTER_SUFFIX = ".tif"
 VECTOR_SUFFIX = ".gpkg"
+#: A scene's GeoPackage is ``<stem>-polygons.gpkg``: QGIS would show the class raster's
+#: ``<stem>.qmd`` as the metadata of a ``<stem>.gpkg`` beside it.
+VECTOR_NAME_END = f"-polygons{VECTOR_SUFFIX}"
 #: What a scene's outputs are, after its stem: the class raster, its sidecars, the GeoPackage.
-_OUTPUT_SUFFIXES = (RASTER_SUFFIX, f"{RASTER_SUFFIX}.aux.xml", ".qml", ".qmd", VECTOR_SUFFIX)
+_OUTPUT_SUFFIXES = (RASTER_SUFFIX, f"{RASTER_SUFFIX}.aux.xml", ".qml", ".qmd", VECTOR_NAME_END)
+
+
+def vector_path(output: Path) -> Path:
+    """The GeoPackage of the scene whose class raster is ``output`` (``<stem>-polygons.gpkg``)."""
+    return output.with_name(output.stem + VECTOR_NAME_END)
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,8 @@ class SceneJob:
     Attributes:
         scene: the input (a path or URL, as rasterio opens it).
         output: the class raster (``<out_dir>/<stem>.tif``).
-        vector: the scene's GeoPackage, or ``None`` when not vectorizing.
+        vector: the scene's GeoPackage (``<out_dir>/<stem>-polygons.gpkg``), or ``None``
+            when not vectorizing.
     """
 
     scene: str
@@ -70,7 +79,8 @@ def plan_jobs(scenes: Sequence[str], out_dir: str | os.PathLike, *, vector: bool
                 "rename one, or run them into different out_dir folders"
             )
         by_stem[stem] = scene
-        job = SceneJob(scene, out / f"{stem}{RASTER_SUFFIX}", out / f"{stem}{VECTOR_SUFFIX}" if vector else None)
+        output = out / f"{stem}{RASTER_SUFFIX}"
+        job = SceneJob(scene, output, vector_path(output) if vector else None)
         if not is_remote(scene):
             for target in job.outputs:
                 if os.path.abspath(target) == os.path.abspath(scene):
@@ -110,7 +120,7 @@ class BatchOptions:
         bands: 1-based bands fed as RGB (default: each scene's non-alpha bands).
         scheme: fail scenes unless the model predicts this class scheme.
         output_options: tiling, compression and COG conversion of the class rasters.
-        vector: also vectorize each scene into ``<out_dir>/<stem>.gpkg`` in the same task.
+        vector: also vectorize each scene into ``<out_dir>/<stem>-polygons.gpkg`` in the same task.
         vector_merge: after the run, merge the per-scene polygons (with a ``scene``
             column) into this GeoPackage; implies ``vector``.
         overwrite: segment scenes whose outputs exist (default: skip them).

@@ -16,7 +16,7 @@ from ..progress import ProgressCallback
 from .inputs import expand_inputs
 from .manifest import BatchResult, SceneResult, write_manifest
 from .merge import merge_vectors
-from .planning import VECTOR_SUFFIX, BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials
+from .planning import BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials, vector_path
 from .worker import class_areas_of, process_scene
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -302,7 +302,7 @@ def run_batch(
     Args:
         inputs: scene paths, URLs, globs, ``@list.txt`` files (see :func:`expand_inputs`),
             or ready :class:`SceneJob` objects (then ``out_dir`` is not used).
-        out_dir: folder for ``<stem>.tif`` (and ``<stem>.gpkg``) per scene; created when
+        out_dir: folder for ``<stem>.tif`` (and ``<stem>-polygons.gpkg``) per scene; created when
             missing.
         model: a zoo model name or a checkpoint file every worker can read.
         options: per-scene settings, retries, manifest, vectors.
@@ -333,7 +333,7 @@ def run_batch(
             raise InputError("give an output folder (out_dir) for the scenes' outputs")
         jobs = plan_jobs(expand_inputs(inputs), out_dir, vector=options.vector)  # type: ignore[arg-type]
     if options.vector and any(j.vector is None for j in jobs):
-        jobs = [j if j.vector else dataclasses.replace(j, vector=j.output.with_suffix(VECTOR_SUFFIX)) for j in jobs]
+        jobs = [j if j.vector else dataclasses.replace(j, vector=vector_path(j.output)) for j in jobs]
     if options.vector_merge is not None:
         # the merge would replace that scene's polygons, and a rerun would merge them twice
         clash = next((j for j in jobs if j.vector is not None and j.vector.absolute() == options.vector_merge.absolute()), None)
