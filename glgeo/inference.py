@@ -205,7 +205,8 @@ class InferenceSettings:
             global images every 32 of their own pixels, each a whole number of
             working-grid pixels (the fixed view's ground resolution rounded to it, where
             that moves it by at most :data:`GLOBAL_STEP_TOLERANCE`; else only the patches
-            are anchored, as for scenes much coarser than the model's imagery), so a
+            are anchored, as for scenes much coarser than the model's imagery and for
+            models whose view is not near whole pixels, such as inria-buildings), so a
             place's features are computed on the same cells wherever the scene, or a cut of
             it, begins; grids reach less than a lattice step past the window, over the
             scene where it goes on and its mirror image beyond its edge. ``scene``: at each
@@ -486,7 +487,8 @@ class StreamingSegmenter:
         #: ground resolution rounded to whole pixels (2 for the default model: 306 px for
         #: its 612 px footprint), so the global image's cells fall on the lattice too; 0
         #: where that would move the resolution by more than :data:`GLOBAL_STEP_TOLERANCE`
-        #: (a scene much coarser than the model's imagery): only the patches are anchored
+        #: (a scene much coarser than the model's imagery, or a model whose view is not near
+        #: whole pixels: inria-buildings' 1.67): only the patches are anchored
         self.global_step = 0
         if anchorable:
             exact = self.footprint / (self.global_size * self.coarseness)
