@@ -26,11 +26,34 @@ def _figures(metrics: dict, baseline: dict | None, own: dict | None = None) -> s
     return text
 
 
+def _describe_file(path: str) -> None:
+    """What a checkpoint file (glgeo train's, import-glnet's) says about itself."""
+    from glgeo.models import load_checkpoint
+
+    ck = load_checkpoint(path)
+    cfg = ck.model.config
+    training = ck.metadata.get("training") if isinstance(ck.metadata.get("training"), dict) else {}
+    click.echo(path)
+    source = ck.metadata.get("source") or ck.metadata.get("command") or "a glgeo checkpoint"
+    click.echo(f"  {source}")
+    at = f", trained at {ck.gsd:g} m per pixel" if ck.gsd else ", training resolution not recorded"
+    at += f" (scenes read at {ck.scene_scale:g} of their resolution)" if ck.scene_scale != 1 else ""
+    click.echo(f"  backbone {cfg.backbone}, heads {cfg.pyramid_channels}/{cfg.segmentation_channels}, mode {ck.mode}, "
+               f"patch {ck.patch_size}, global {ck.global_size}, footprint {ck.footprint or '-'} px{at}")
+    click.echo(f"  classes ({ck.scheme.name}): {', '.join(ck.scheme.names)}")
+    val = ck.metadata.get("val")
+    if isinstance(val, dict) and val.get("miou") is not None:
+        click.echo(f"  its run's validation (checkpoint choice, not a held-out score): mIoU {_pct(val['miou'])}")
+    if training.get("stage"):
+        click.echo(f"  trained to stage {training['stage']} on {training.get('train_scenes', '?')} scenes")
+
+
 @click.command("models")
 @click.argument("names", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the full model cards as JSON.")
 def models(names: tuple[str, ...], as_json: bool) -> None:
-    """List the models shipped with glgeo and their key facts (NAMES: only these).
+    """List the models shipped with glgeo and their key facts (NAMES: only these, zoo names
+    or checkpoint files).
 
     Scores are those of each card's reports: scenes that neither training nor checkpoint
     choice saw. The whole card: models/zoo/NAME.md, or --json.
@@ -39,12 +62,23 @@ def models(names: tuple[str, ...], as_json: bool) -> None:
 
     from glgeo.models.zoo import ZOO_DIR, list_models, model_card
 
+    from pathlib import Path
+
     available = list_models()
-    unknown = [n for n in names if n not in available]
+    files = [n for n in names if n not in available and Path(n).is_file()]
+    unknown = [n for n in names if n not in available and n not in files]
     if unknown:
         raise click.ClickException(
-            f"no zoo model named {', '.join(unknown)}; the zoo has {', '.join(available) or 'none'}"
+            f"no zoo model or checkpoint file named {', '.join(unknown)}; the zoo has {', '.join(available) or 'none'}"
         )
+    if files:
+        if as_json:
+            raise click.UsageError("--json prints zoo cards; a checkpoint file has none")
+        for path in files:
+            _describe_file(path)
+        names = tuple(n for n in names if n not in files)
+        if not names:
+            return
     shown = list(names) or available
     if as_json:
         click.echo(json.dumps({n: model_card(n) for n in shown}, indent=2))

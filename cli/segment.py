@@ -54,6 +54,28 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     return (low, high)
 
 
+#: What --released sets: the released code's computation.
+RELEASED_OPTIONS = {
+    "blend": "sum", "logit_upsampling": "nearest", "precision": "fp32", "footprint": 0, "nodata_fill": "zero",
+    "edge_margin": 0, "global_view": "squeeze", "global_margin": 0, "context_crop": "cells", "grid_anchor": "scene",
+}
+
+
+def _refuse_released_conflicts(given: dict[str, object]) -> None:
+    """--released with an option given on the command line that it would override."""
+    ctx = click.get_current_context()
+    clashes = [
+        f"--{name.replace('_', '-')} {value}" for name, value in given.items()
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        and value != RELEASED_OPTIONS[name]
+    ]
+    if clashes:
+        raise click.UsageError(
+            f"--released computes as the released code does, which {', '.join(clashes)} would change; drop "
+            f"{'it' if len(clashes) == 1 else 'them'} or --released"
+        )
+
+
 @click.command(short_help="Segment scenes into class rasters (COG, styled for QGIS), one or many (Dask).")
 @click.argument("scenes", nargs=-1)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Class raster to write (.tif), for one scene.")
@@ -117,7 +139,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
                    "--precision fp32 --footprint scene --global-view squeeze --context-crop cells --grid-anchor scene "
-                   "--nodata-fill zero.")
+                   "--nodata-fill zero; any of these given otherwise is refused. The global image is GDAL's "
+                   "bilinear read, not the released code's PIL resize (docs/segment.md).")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
               help="Run the model on the scene read at this fraction of its resolution, on both axes (output "
                    "still on the scene's grid). Default: the model's resolution, from the scene's ground "
@@ -221,6 +244,10 @@ def segment(
     from glgeo.writer import OutputOptions
 
     if released:
+        given = {"blend": blend, "logit_upsampling": logit_upsampling, "precision": precision, "footprint": footprint,
+                 "nodata_fill": nodata_fill, "edge_margin": edge_margin, "global_view": global_view,
+                 "global_margin": global_margin, "context_crop": context_crop, "grid_anchor": grid_anchor}
+        _refuse_released_conflicts(given)
         blend, logit_upsampling, precision, footprint, nodata_fill, edge_margin = "sum", "nearest", "fp32", 0, "zero", 0
         global_view, global_margin, context_crop, grid_anchor = "squeeze", 0, "cells", "scene"
     settings = InferenceSettings(

@@ -1,11 +1,13 @@
 """Convert the GLNet authors' released DeepGlobe checkpoints and segment a scene with them.
 
 Usage:
-    python examples/import_released.py GLOBAL.pth G2L.pth [L2G.pth] SCENE.tif OUT.tif
+    python examples/import_released.py GLOBAL.pth G2L.pth SCENE.tif OUT.tif            # G->L
+    python examples/import_released.py GLOBAL.pth --l2g L2G.pth SCENE.tif OUT.tif      # G<->L
 
 The released files are the ``.pth`` files of the authors' repository (global model,
-global-to-local model and, for G<->L, local-to-global model). The converted glgeo checkpoint
-is written beside OUT.tif as ``glnet-deepglobe.pt``.
+global-to-local model, local-to-global model). The converted glgeo checkpoint is written
+beside OUT.tif as ``glnet-deepglobe.pt``, as ``glgeo import-glnet`` writes it (the same
+footprint, 2448 px, and resolution, 50 cm); neither it nor OUT.tif may exist yet.
 """
 
 from __future__ import annotations
@@ -13,26 +15,37 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from glgeo.models import import_released, save_checkpoint
-from glgeo.models.checkpoint import InputScaling
+from glgeo.errors import GlgeoError
+from glgeo.models import import_released, save_released
 from glgeo.schemes import get_scheme
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) not in (4, 5):
+    if len(argv) == 4:
+        global_pth, g2l_pth, scene, out = argv
+        l2g_pth = None
+    elif len(argv) == 5 and argv[1] == "--l2g":
+        global_pth, _, l2g_pth, scene, out = argv
+        g2l_pth = None
+    else:
         print(__doc__)
         return 2
-    *released, scene, out = argv
-    global_pth, g2l_pth, l2g_pth = (released + [None])[:3]
-    scheme = get_scheme("deepglobe")
-    model = import_released(global_pth, g2l_pth, l2g_pth, scheme)
     checkpoint = Path(out).with_name("glnet-deepglobe.pt")
-    save_checkpoint(checkpoint, model, scheme, InputScaling(0, 255), global_size=508, patch_size=508, focal_gamma=3.0)
-    print(f"converted {model.config.mode} GLNet -> {checkpoint}")
+    try:
+        if checkpoint.exists():
+            raise GlgeoError(f"{checkpoint} exists; remove it or choose another OUT folder")
+        scheme = get_scheme("deepglobe")
+        model = import_released(global_pth, g2l_pth, l2g_pth, scheme)
+        sources = {"global": global_pth, **({"l2g": l2g_pth} if l2g_pth else {"g2l": g2l_pth})}
+        save_released(checkpoint, model, scheme, sources=sources)
+        print(f"converted {model.config.mode} GLNet -> {checkpoint}")
 
-    import glgeo
+        import glgeo
 
-    summary = glgeo.segment(scene, out, model=str(checkpoint), overwrite=True)
+        summary = glgeo.segment(scene, out, model=str(checkpoint))
+    except GlgeoError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
     print(summary)
     return 0
 

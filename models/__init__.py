@@ -6,7 +6,7 @@ released checkpoints.
 """
 
 from .backbones import STRIDES, Backbone, build_backbone, list_backbones, register_backbone
-from .checkpoint import Checkpoint, InputScaling, import_released, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, InputScaling, import_released, load_checkpoint, save_checkpoint, save_released
 from .coarse_to_fine import relaxed_foreground_box
 from .glnet import MODES, GLNet, GLNetConfig, GLNetOutput, build_model
 from .heads import BranchFeatures, FPNHead
@@ -35,6 +35,7 @@ __all__ = [
     "crop_global",
     "sample_global",
     "import_released",
+    "save_released",
     "list_backbones",
     "list_models",
     "load_checkpoint",

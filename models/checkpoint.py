@@ -31,6 +31,7 @@ the stage-1 global branch of the global file.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ import torch
 
 from glgeo import __version__
 from glgeo.errors import CheckpointError
-from glgeo.schemes import ClassScheme
+from glgeo.schemes import ClassScheme, get_scheme, list_schemes
 
 from .glnet import GLNet, GLNetConfig
 
@@ -84,6 +85,8 @@ class InputScaling:
 #: Side in px of the images of the published datasets (the context footprint of a model
 #: trained on them at full resolution).
 PUBLISHED_IMAGE_SIZE = {"deepglobe": 2448, "inria": 5000}
+#: Metres per pixel of the published datasets' imagery (DeepGlobe 50 cm, Inria 30 cm).
+PUBLISHED_GSD = {"deepglobe": 0.5, "inria": 0.3}
 
 
 @dataclass
@@ -211,6 +214,11 @@ def save_checkpoint(
         raise CheckpointError(
             f"class scheme {scheme.name!r} has {scheme.n_classes} classes but the model predicts {model.config.n_classes}"
         )
+    for name, size in (("global_size", global_size), ("patch_size", patch_size)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+            raise CheckpointError(f"{name} must be a whole number of pixels, 8 or more, got {size!r}")
+    if not focal_gamma >= 0:
+        raise CheckpointError(f"focal_gamma must be 0 or more, got {focal_gamma!r}")
     state = {
         k: (v.detach().half() if half and v.is_floating_point() else v.detach()).cpu().contiguous()
         for k, v in model.state_dict().items()
@@ -270,7 +278,9 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
             " (glgeo train writes them) or a zoo model name (glgeo models lists them)"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        keys = list(payload)[:3] if isinstance(payload, dict) else []
+        state = payload.get("state_dict") if isinstance(payload, dict) else None
+        inner = state if isinstance(state, dict) else payload  # a state dict wrapped as {"state_dict": ...}
+        keys = list(inner)[:3] if isinstance(inner, dict) else []
         hint = (
             "; it looks like a released GLNet file: convert it with `glgeo import-glnet`"
             if any(str(k).startswith(("module.", "resnet_", "fpn_")) for k in keys)
@@ -345,8 +355,61 @@ def _read_released(path: str | Path) -> dict[str, torch.Tensor]:
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise CheckpointError(f"{str(path)!r} does not hold a state dict")
+        raise CheckpointError(
+            f"{str(path)!r} does not hold a state dict (it holds a {type(state).__name__}); give the .pth files of"
+            " the released GLNet code, each a model's state_dict"
+        )
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def released_key_names() -> frozenset[str]:
+    """Every key a released GLNet file holds (without DataParallel's ``module.``): each of
+    the three files holds all of them, whatever the stage that trained it."""
+    with torch.device("meta"):
+        model = GLNet(GLNetConfig("resnet50", 2, "bidirectional", l2g_normalization="released"))
+    return frozenset(src for _, src in released_source_keys(model).values())
+
+
+#: Released keys of each branch, by prefix: what a stage trains (stage 1 the global branch,
+#: stage 2 the local branch, stage 3 the global branch again).
+_BRANCH_PREFIX = {"global": "resnet_global.", "local": "resnet_local."}
+
+
+def _same_branch(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], branch: str) -> bool:
+    """Whether two released files hold the very same weights for a branch's backbone."""
+    prefix = _BRANCH_PREFIX[branch]
+    keys = [k for k in a if k.startswith(prefix) and a[k].is_floating_point()]
+    return bool(keys) and all(k in b and a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in keys)
+
+
+def _check_released_roles(states: dict[str, dict[str, torch.Tensor]], files: dict[str, str | Path]) -> None:
+    """Refuse files given in the wrong roles: a branch the file's stage trains that is
+    identical to the stage-1 file's (untrained there, or trained in stage 1 only)."""
+    flags = {"global": "--global", "g2l": "--g2l", "l2g": "--l2g"}
+    seen: dict[Path, str] = {}
+    for role, path in files.items():
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise CheckpointError(
+                f"{str(path)!r} is given as both the {seen[resolved]} and the {role} file (--{seen[resolved]}, "
+                f"{flags[role]}); give the released code's global, global-to-local and local-to-global files"
+            )
+        seen[resolved] = role
+    first = states["global"]
+    for role, stage, name in (("g2l", 2, "global-to-local"), ("l2g", 3, "local-to-global")):
+        if role not in states:
+            continue
+        if _same_branch(states[role], first, "local"):
+            raise CheckpointError(
+                f"the {flags[role]} file {str(files[role])!r} holds the --global file's local branch, which stage 1"
+                f" leaves untrained: it is not the {name} (stage {stage}) file; give that one"
+            )
+    if "l2g" in states and _same_branch(states["l2g"], first, "global"):
+        raise CheckpointError(
+            f"the --l2g file {str(files['l2g'])!r} holds the --global file's global branch, which stage 3 retrains:"
+            " it is not the local-to-global (stage 3) file; give that one"
+        )
 
 
 def _head_source(dst: str, src_prefix: str, ext: bool) -> str:
@@ -383,31 +446,51 @@ def released_source_keys(model: GLNet) -> dict[str, tuple[str, str]]:
 
 def import_released(
     global_path: str | Path,
-    g2l_path: str | Path,
+    g2l_path: str | Path | None,
     l2g_path: str | Path | None,
     scheme: ClassScheme,
 ) -> GLNet:
     """Build a ResNet-50 GLNet from the authors' released checkpoint files.
 
-    With ``l2g_path`` the model is bidirectional, without it G -> L.
+    With ``l2g_path`` the model is bidirectional, without it G -> L. A bidirectional model
+    is the global file's global branch (the G -> L context) and everything else from the
+    local-to-global file, as the released code evaluates it: ``g2l_path`` is not read then
+    and may be ``None``.
 
     Raises:
-        CheckpointError: a file is unreadable, lacks keys (named in the message), has
-            tensors of unexpected shapes, or a class count different from ``scheme``'s.
+        CheckpointError: a file is unreadable, lacks keys or holds keys no released file
+            has (named in the message), has tensors of unexpected shapes, a class count
+            different from ``scheme``'s, or is given in the wrong role (the same file
+            twice, a stage-1 file as a later stage's).
     """
+    if g2l_path is None and l2g_path is None:
+        raise CheckpointError("give the global-to-local file (g2l, --g2l) or the local-to-global file (l2g, --l2g)")
     mode = "bidirectional" if l2g_path is not None else "g2l"
     model = GLNet(GLNetConfig("resnet50", scheme.n_classes, mode, l2g_normalization="released"))
-    files = {"global": global_path, "g2l": g2l_path}
+    files: dict[str, str | Path] = {"global": global_path}
     if l2g_path is not None:
         files["l2g"] = l2g_path
+    else:
+        files["g2l"] = g2l_path  # type: ignore[assignment]
     states = {role: _read_released(path) for role, path in files.items()}
+    known = released_key_names()
     for role, state in states.items():
+        unknown = sorted(set(state) - known)
+        if unknown:
+            raise CheckpointError(
+                f"{role} file {str(files[role])!r} holds {len(unknown)} keys no released GLNet file has, e.g. "
+                f"{', '.join(unknown[:4])}: it is not a checkpoint of the released code's ResNet-50 GLNet (another"
+                " backbone or a changed model), which is all import-glnet converts"
+            )
         classify = state.get("fpn_global.classify.weight")
         if classify is not None and classify.shape[0] != scheme.n_classes:
+            others = ", ".join(f"{n} ({get_scheme(n).n_classes})" for n in list_schemes())
             raise CheckpointError(
                 f"{role} file {str(files[role])!r} predicts {classify.shape[0]} classes but scheme "
-                f"{scheme.name!r} has {scheme.n_classes}; pass the matching scheme=NAME"
+                f"{scheme.name!r} has {scheme.n_classes}; pass a scheme of {classify.shape[0]} classes (scheme=NAME,"
+                f" --scheme; glgeo has {others}; glgeo.schemes.register_scheme adds one)"
             )
+    _check_released_roles(states, files)
     target = model.state_dict()
     new_state = {}
     missing: dict[str, list[str]] = {}
@@ -430,3 +513,53 @@ def import_released(
         raise CheckpointError(f"released checkpoint incomplete: {detail}")
     model.load_state_dict(new_state, strict=True)
     return model.eval()
+
+
+def save_released(
+    path: str | Path,
+    model: GLNet,
+    scheme: ClassScheme,
+    *,
+    global_size: int = 508,
+    patch_size: int = 508,
+    focal_gamma: float = 3.0,
+    footprint: int | None = None,
+    gsd: float | None = None,
+    sources: Mapping[str, str | Path] | None = None,
+) -> Path:
+    """Write a model :func:`import_released` built as a glgeo checkpoint, with what the
+    released training used, so that ``glgeo segment`` reads scenes as it did.
+
+    Args:
+        global_size, patch_size, focal_gamma: the released code's (508, 508, 3).
+        footprint: side in px of its training images (its context footprint); default the
+            scheme's dataset's (:data:`PUBLISHED_IMAGE_SIZE`).
+        gsd: metres per pixel of its training imagery, which georeferenced scenes are read
+            at; default the scheme's dataset's (:data:`PUBLISHED_GSD`), else unrecorded
+            (scenes read at their own resolution).
+        sources: the released files by role (``global``, ``g2l``, ``l2g``), recorded by name.
+
+    Raises:
+        CheckpointError: no ``footprint`` and the scheme's dataset is not a published one.
+    """
+    if footprint is None:
+        footprint = PUBLISHED_IMAGE_SIZE.get(scheme.name)
+        if footprint is None:
+            raise CheckpointError(
+                f"the released files' image size for scheme {scheme.name!r} is not known: pass footprint (--footprint)"
+            )
+    if gsd is None:
+        gsd = PUBLISHED_GSD.get(scheme.name)
+    training: dict[str, Any] = {"dataset": scheme.name, "scene_scale": 1.0, "footprint_px": int(footprint)}
+    if gsd is not None:
+        # as glgeo train records them: what the patches' and the global image's pixels were on the ground
+        training.update(gsd_m=float(gsd), global_gsd_m=float(gsd) * footprint / global_size)
+    return save_checkpoint(
+        path, model, scheme, InputScaling(0.0, 255.0), global_size=global_size, patch_size=patch_size,
+        focal_gamma=focal_gamma,
+        metadata={
+            "source": "GLNet authors' released checkpoints (Chen et al., CVPR 2019)",
+            "released_files": {k: Path(v).name for k, v in (sources or {}).items()},
+            "training": training,
+        },
+    )

@@ -36,4 +36,18 @@ def test_models_shows_each_report_by_what_it_scored_and_one_model_by_name():
     assert "MiB; card: " in result.output
     unknown = CliRunner().invoke(cli, ["models", "nope"])
     assert unknown.exit_code == 1 and unknown.output.strip().splitlines() == [
-        "Error: no zoo model named nope; the zoo has deepglobe-landcover, inria-buildings"]
+        "Error: no zoo model or checkpoint file named nope; the zoo has deepglobe-landcover, inria-buildings"]
+
+
+def test_models_describes_a_checkpoint_file(tmp_path):
+    """A file (glgeo train's, import-glnet's) is described from what it records."""
+    from glgeo.schemes import INRIA
+
+    from fixtures.checkpoints import save_tiny_checkpoint
+
+    path = save_tiny_checkpoint(tmp_path / "mine.pt", INRIA, widths=(32, 16))
+    result = CliRunner().invoke(cli, ["models", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith(f"{path}\n") and "classes (inria): background, building" in result.output
+    assert "heads 32/16" in result.output and "deepglobe-landcover" not in result.output
+    assert CliRunner().invoke(cli, ["models", str(path), "--json"]).exit_code == 2

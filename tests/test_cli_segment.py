@@ -239,6 +239,16 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     with rasterio.open(tmp_path / "released.tif") as src:
         assert (src.tags()["GLGEO_BLEND"], src.tags()["GLGEO_NODATA_FILL"]) == ("sum", "zero")
         assert src.tags()["GLGEO_CONTEXT"] == "global view squeeze, margin 0 px, context crop cells, grid anchor scene"
+    # an option --released would override, given otherwise, is refused (it was overridden without a word);
+    # given as --released sets it, it is not
+    clash = run("segment", scene, "-o", tmp_path / "clash.tif", "--model", checkpoints["inria"], "--released",
+                "--blend", "taper", "--footprint", "512", "--edge-margin", "0", "--device", "cpu")
+    assert clash.exit_code == 2 and "--released computes as the released code does, which --blend taper, --footprint" \
+        " 512 would change; drop them or --released" in clash.output
+    assert not (tmp_path / "clash.tif").exists()
+    same = run("segment", scene, "-o", tmp_path / "same.tif", "--model", checkpoints["inria"], "--released",
+               "--blend", "sum", "--footprint", "scene", "--precision", "fp32", "--device", "cpu")
+    assert same.exit_code == 0, same.output
     windows = run("segment", scene, "-o", tmp_path / "windows.tif", "--model", checkpoints["inria"], "--footprint",
                   "160", "--window-overlap", "32", "--json", "--device", "cpu", "--batch-size", "4")
     assert windows.exit_code == 0, windows.output

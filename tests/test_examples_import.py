@@ -17,9 +17,13 @@ def test_import_released_example_runs(glnet_keys_file, run_example, tmp_path):
     scene = write_geotiff(tmp_path / "scene.tif", np.random.default_rng(0).integers(0, 255, (3, 260, 300), dtype=np.uint8),
                           crs="EPSG:32618", transform=from_origin(500000, 4000000, 0.5, 0.5))
     out = tmp_path / "landcover.tif"
-    args = [str(tmp_path / f"{r}.pth") for r in ("global", "g2l", "l2g")]
-    run = run_example("import_released.py", *args, scene, out)
+    run = run_example("import_released.py", str(tmp_path / "global.pth"), "--l2g", str(tmp_path / "l2g.pth"), scene, out)
     assert "converted bidirectional GLNet" in run.stdout
     with rasterio.open(out) as res, rasterio.open(scene) as src:
         assert (res.width, res.height, res.crs, res.transform) == (src.width, src.height, src.crs, src.transform)
         assert res.read(1).max() < 7
+    # the checkpoint is the one glgeo import-glnet writes: footprint and resolution recorded
+    from glgeo.models import load_checkpoint
+
+    ck = load_checkpoint(tmp_path / "glnet-deepglobe.pt")
+    assert (ck.mode, ck.footprint, ck.gsd) == ("bidirectional", 2448, 0.5)

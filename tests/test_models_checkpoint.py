@@ -40,6 +40,9 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"module.resnet_global.conv1.weight": torch.zeros(1)}, tmp_path / "released.pth")
     with pytest.raises(CheckpointError, match="import-glnet"):
         load_checkpoint(tmp_path / "released.pth")
+    torch.save({"state_dict": {"module.resnet_global.conv1.weight": torch.zeros(1)}}, tmp_path / "wrapped.pth")
+    with pytest.raises(CheckpointError, match="import-glnet"):  # wrapped as import-glnet accepts it
+        load_checkpoint(tmp_path / "wrapped.pth")
     with pytest.raises(CheckpointError, match="2 classes"):
         save_checkpoint(tmp_path / "x.pt", build_model("resnet18", 7, "global", 8, 8), INRIA)
 
