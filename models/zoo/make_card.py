@@ -279,7 +279,7 @@ def main() -> None:
 | training data | {args.data} |
 | licence of the data | {args.licence} |
 | training | {args.machine}, {args.train_seconds / 60:.0f} min |
-| file | {card["file_size_mb"]} MB, float16 weights |
+| file | {card["file_size_mb"]} MiB, float16 weights |
 
 Training command (from `models/zoo/train_zoo.sh`):
 
