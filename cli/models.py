@@ -26,6 +26,16 @@ def _figures(metrics: dict, baseline: dict | None, own: dict | None = None) -> s
     return text
 
 
+def _reading(gsd: float | None, scale: float) -> str:
+    """How glgeo segment reads scenes for a model: at its training resolution where the
+    scene is georeferenced, else at its training scale."""
+    if gsd:
+        at = f", trained at {gsd:g} m per pixel (georeferenced scenes are read at that resolution"
+        return at + (f", plain images at {scale:g} of their size)" if scale != 1 else ")")
+    at = ", training resolution not recorded"
+    return at + (f" (scenes read at {scale:g} of their resolution)" if scale != 1 else " (scenes read as they are)")
+
+
 def _describe_file(path: str) -> None:
     """What a checkpoint file (glgeo train's, import-glnet's) says about itself."""
     from glgeo.models import load_checkpoint
@@ -36,10 +46,8 @@ def _describe_file(path: str) -> None:
     click.echo(path)
     source = ck.metadata.get("source") or ck.metadata.get("command") or "a glgeo checkpoint"
     click.echo(f"  {source}")
-    at = f", trained at {ck.gsd:g} m per pixel" if ck.gsd else ", training resolution not recorded"
-    at += f" (scenes read at {ck.scene_scale:g} of their resolution)" if ck.scene_scale != 1 else ""
     click.echo(f"  backbone {cfg.backbone}, heads {cfg.pyramid_channels}/{cfg.segmentation_channels}, mode {ck.mode}, "
-               f"patch {ck.patch_size}, global {ck.global_size}, footprint {ck.footprint or '-'} px{at}")
+               f"patch {ck.patch_size}, global {ck.global_size}, footprint {ck.footprint or '-'} px{_reading(ck.gsd, ck.scene_scale)}")
     click.echo(f"  classes ({ck.scheme.name}): {', '.join(ck.scheme.names)}")
     val = ck.metadata.get("val")
     if isinstance(val, dict) and val.get("miou") is not None:
@@ -91,12 +99,7 @@ def models(names: tuple[str, ...], as_json: bool) -> None:
         classes = ", ".join(c["name"] for c in card.get("classes", []))
         click.echo(f"{name}")
         click.echo(f"  {card.get('summary', '')}")
-        scale, gsd = card.get("scene_scale", 1), card.get("gsd_m")
-        if gsd:
-            at = f", trained at {gsd:g} m per pixel (georeferenced scenes are read at that resolution"
-            at += f", plain images at {scale:g} of their size)" if scale != 1 else ")"
-        else:
-            at = f" (scenes read at {scale:g} of their resolution)" if scale != 1 else ""
+        at = _reading(card.get("gsd_m"), card.get("scene_scale", 1))
         click.echo(f"  backbone {card.get('backbone')}, mode {card.get('mode')}, patch {card.get('patch_size')}, global {card.get('global_size')}{at}")
         click.echo(f"  classes: {classes}")
         reports = card.get("reports") or []

@@ -138,8 +138,8 @@ def _refuse_released_conflicts(given: dict[str, object]) -> None:
                    "a model reads it as dark ground).")
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
-                   "--precision fp32 --footprint scene --global-view squeeze --context-crop cells --grid-anchor scene "
-                   "--nodata-fill zero; any of these given otherwise is refused. The global image is GDAL's "
+                   "--precision fp32 --footprint scene --global-view squeeze --global-margin 0 --context-crop cells "
+                   "--grid-anchor scene --edge-margin 0 --nodata-fill zero; any of these given otherwise is refused. The global image is GDAL's "
                    "bilinear read, not the released code's PIL resize (docs/segment.md).")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
               help="Run the model on the scene read at this fraction of its resolution, on both axes (output "

@@ -32,8 +32,9 @@ def main(argv: list[str]) -> int:
         return 2
     checkpoint = Path(out).with_name("glnet-deepglobe.pt")
     try:
-        if checkpoint.exists():
-            raise GlgeoError(f"{checkpoint} exists; remove it or choose another OUT folder")
+        for target in (checkpoint, Path(out)):  # before the conversion, so a rerun is refused up front
+            if target.exists():
+                raise GlgeoError(f"{target} exists; remove it or choose another OUT")
         scheme = get_scheme("deepglobe")
         model = import_released(global_pth, g2l_pth, l2g_pth, scheme)
         sources = {"global": global_pth, **({"l2g": l2g_pth} if l2g_pth else {"g2l": g2l_pth})}

@@ -226,8 +226,12 @@ def _compare_counts(
     scheme: ClassScheme,
     truth_encoding: TruthEncoding = "mask",
     rgb_threshold: int | None = None,
+    placed_by_size: bool = True,
 ) -> _Counts:
-    """:func:`compare_rasters`, and the truth pixels left out (as undeclared nodata; in all)."""
+    """:func:`compare_rasters`, and the truth pixels left out (as undeclared nodata; in all).
+
+    ``placed_by_size``: warn where one raster has no CRS (a model's prediction of a dataset
+    scene is on its image's grid, which the scene's pair check saw: no warning there)."""
     if truth_encoding not in ("mask", "ids"):
         raise InputError(f"truth encoding must be 'mask' or 'ids', got {truth_encoding!r}")
     n = scheme.n_classes
@@ -246,7 +250,7 @@ def _compare_counts(
                 f"pixel size {_size(p.res)} vs {_size(t.res)}); "
                 f"warp the truth onto the prediction's grid ({_warp_hint(p, truth)})"
             )
-        if bool(p.crs) != bool(t.crs):
+        if placed_by_size and bool(p.crs) != bool(t.crs):
             placed, plain = (pred, truth) if p.crs else (truth, pred)
             log.warning(
                 "%s has no CRS: its pixels are taken as those of %s (the same %d x %d px); if it covers other"
@@ -754,7 +758,7 @@ def _segment_and_score(
     start = time.perf_counter()
     segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta, bands=bands)
     seconds = time.perf_counter() - start
-    counts = _compare_counts(out, truth, acc.scheme, encoding, rgb_threshold)
+    counts = _compare_counts(out, truth, acc.scheme, encoding, rgb_threshold, placed_by_size=False)
     acc.add(counts.confusion)
     result = _image_result(name, counts, acc.scheme, seconds)
     log.info("%s: mIoU %.4f in %.1f s", name, result.miou, seconds)

@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import math
+import operator
 import os
 import shutil
 import time
@@ -183,6 +184,15 @@ class DataSettings:
             raise InputError("imagery and labels are split by area (val_images, val_bbox, val_fraction), not by split_file or val_cities")
         if self.batch_size < 1 or self.sub_batch < 1 or self.workers < 0:
             raise InputError("batch size and sub-batch must be >= 1 and workers >= 0")
+        for name, least in (("global_size", 32), ("patch_size", 64)):  # as --global-size, --patch-size
+            value = getattr(self, name)
+            try:
+                whole = operator.index(value) if not isinstance(value, bool) else None
+            except TypeError:
+                whole = None
+            if whole is None or whole < least:
+                raise InputError(f"{name}={value!r} must be a whole number of pixels, {least} or more")
+            object.__setattr__(self, name, whole)  # numpy integers as int (they are saved in checkpoints)
         if self.gsd is not None and not self.gsd > 0:
             raise InputError(f"the images' ground sample distance must be positive, got gsd={self.gsd}")
         if not 0 <= self.color_jitter < 1:
@@ -587,8 +597,10 @@ class GLNetTask(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.average is not None:
             checkpoint["glgeo_weight_average"] = self.average.state_dict()
-        # saved as an epoch ends (before this module's own on_train_epoch_end): its loss too
-        self._close_epoch()
+        # saved as an epoch ends (glgeo's callback runs before this module's on_train_epoch_end):
+        # that epoch's loss too; not a mid-epoch save (Lightning's on a cluster's requeue signal)
+        if self._at_epoch_end():
+            self._close_epoch()
         checkpoint["glgeo_loss_history"] = list(self.loss_history)
         checkpoint["glgeo_train_seconds"] = self.train_seconds()
 
@@ -754,6 +766,13 @@ class GLNetTask(pl.LightningModule):
     # ------------------------------------------------------------- validation
     def on_train_epoch_end(self) -> None:
         self._close_epoch()
+
+    def _at_epoch_end(self) -> bool:
+        """Whether the epoch's last training batch has run (Lightning's epoch loop says)."""
+        try:
+            return bool(self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+        except (AttributeError, RuntimeError):  # no trainer, or a Lightning without it: as at an epoch's end
+            return True
 
     def _close_epoch(self) -> None:
         """The finished epoch's mean loss into ``loss_history`` (once)."""

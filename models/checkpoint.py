@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -215,7 +216,11 @@ def save_checkpoint(
             f"class scheme {scheme.name!r} has {scheme.n_classes} classes but the model predicts {model.config.n_classes}"
         )
     for name, size in (("global_size", global_size), ("patch_size", patch_size)):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        try:
+            whole = operator.index(size) if not isinstance(size, bool) else None
+        except TypeError:
+            whole = None
+        if whole is None or whole < 8:
             raise CheckpointError(f"{name} must be a whole number of pixels, 8 or more, got {size!r}")
     if not focal_gamma >= 0:
         raise CheckpointError(f"focal_gamma must be 0 or more, got {focal_gamma!r}")

@@ -42,15 +42,24 @@ def test_batch_options_are_checked(tmp_path):
 
 
 def test_remove_partials_only_touches_this_scenes_temporaries(tmp_path):
-    job = SceneJob("a.tif", tmp_path / "a.tif")
+    job = SceneJob("a.tif", tmp_path / "a.tif", tmp_path / "a-polygons.gpkg")
     mine = [".a.1f2e3d4c.stage.tif", ".a.1f2e3d4c.cog.tif", ".a.k2j3h4g5.part.tif", ".a.tif.aux.x1y2z3w4.part.xml",
             # what GDAL writes beside a temporary COG: its sidecar, the overviews being built
-            ".a.1f2e3d4c.copy.tif.aux.xml", ".a.1f2e3d4c.copy.tif.ovr.tmp", ".a.k2j3h4g5.part.gpkg-journal"]
-    others = [".a.b.1f2e3d4c.stage.tif", "a.tif", "a.qml", ".b.1f2e3d4c.stage.tif", ".a.notes"]
+            ".a.1f2e3d4c.copy.tif.aux.xml", ".a.1f2e3d4c.copy.tif.ovr.tmp",
+            # the scene's GeoPackage being written, and SQLite's journal
+            ".a-polygons.k2j3h4g5.part.gpkg", ".a-polygons.k2j3h4g5.part.gpkg-journal"]
+    # not another scene's (a scene named a-polygons writes a-polygons.tif; its GeoPackage is
+    # a-polygons-polygons.gpkg), nor this scene's vector temporaries seen from that scene
+    others = [".a.b.1f2e3d4c.stage.tif", "a.tif", "a.qml", ".b.1f2e3d4c.stage.tif", ".a.notes",
+              ".a-polygons.1f2e3d4c.part.tif"]
     for name in mine + others:
         (tmp_path / name).write_bytes(b"x")
     assert remove_partials(job) == len(mine)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(others)
+    # the scene a-polygons leaves scene a's GeoPackage temporaries alone
+    (tmp_path / ".a-polygons.k2j3h4g5.part.gpkg").write_bytes(b"x")
+    assert remove_partials(SceneJob("a-polygons.tif", tmp_path / "a-polygons.tif")) == 1  # its own .part.tif
+    assert (tmp_path / ".a-polygons.k2j3h4g5.part.gpkg").exists()
 
 
 def test_a_rerun_leaves_out_the_batch_s_own_outputs(tmp_path):

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import rasterio
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
@@ -15,7 +16,7 @@ from glgeo.evaluate import compare_rasters, evaluate_model, evaluate_rasters
 from glgeo.schemes import INRIA
 
 from fixtures.checkpoints import save_tiny_checkpoint
-from fixtures.layouts import make_inria
+from fixtures.layouts import make_folder, make_inria
 from fixtures.rasters import write_geotiff
 
 
@@ -305,3 +306,30 @@ def test_rasters_of_another_pixel_size_say_so(tmp_path):
                       crs="EPSG:32631")
     result = CliRunner().invoke(cli, ["evaluate", "--pred", str(a), "--truth", str(b), "--scheme", "inria"])
     assert result.exit_code == 1 and "pixel size 1 x 1 vs 2 x 2" in result.output, result.output
+
+
+def test_a_model_scored_on_masks_without_a_crs_says_nothing_of_its_temporary_maps(tmp_path, caplog):
+    """A dataset's masks without a CRS beside georeferenced images (the pair check accepts
+    them): the model's maps are on the images' grid, and no warning per scene names a
+    temporary prediction."""
+    import logging
+
+    root = make_folder(tmp_path / "ds", names=("a", "b"), size=80, n_classes=2, values=(0, 255))
+    for name in ("a", "b"):
+        mask = root / "masks" / f"{name}.tif"
+        with rasterio.open(mask) as src:
+            ids = src.read(1)
+        write_geotiff(mask, ids, crs=None)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = CliRunner().invoke(cli, ["-q", "evaluate", "--model", str(ckpt), "--dataset", "folder", "--scheme",
+                                          "inria", "--root", str(root), "--split-file", str(_all_test(root)),
+                                          "--part", "test", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "no CRS" not in caplog.text
+
+
+def _all_test(root):
+    split = root / "split.json"
+    split.write_text(json.dumps({"train": [], "val": [], "test": ["a", "b"]}))
+    return split

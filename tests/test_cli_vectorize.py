@@ -195,6 +195,7 @@ def test_a_geopackage_named_as_a_raster_s_metadata_is_warned_about(tmp_path, cla
     assert f"QGIS shows {tmp_path / 'scene.qmd'}" in caplog.text and "(scene-polygons.gpkg)" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="glgeo"):
-        CliRunner().invoke(cli, ["vectorize", str(class_raster), "--out", str(tmp_path / "scene-polygons.gpkg"),
-                                 "--scheme", "deepglobe"])
+        apart = CliRunner().invoke(cli, ["vectorize", str(class_raster), "--out", str(tmp_path / "scene-polygons.gpkg"),
+                                         "--scheme", "deepglobe"])
+    assert apart.exit_code == 0, apart.output
     assert "QGIS shows" not in caplog.text

@@ -264,9 +264,12 @@ def test_balanced_weights_favour_scenes_of_rare_classes(tmp_path):
 
 
 def test_data_settings_check_the_recipe_values(tmp_path):
-    for bad in ({"gsd": 0.0}, {"color_jitter": 1.0}, {"crop_jitter": -0.1}, {"balance": -1.0}, {"mosaic": 1.5}):
+    for bad in ({"gsd": 0.0}, {"color_jitter": 1.0}, {"crop_jitter": -0.1}, {"balance": -1.0}, {"mosaic": 1.5},
+                {"global_size": 0}, {"patch_size": 100.5}):
         with pytest.raises(InputError, match=next(iter(bad))):
             DataSettings(kind="deepglobe", root=tmp_path, **bad)
+    # numpy's integers are sizes too (they failed at the first checkpoint save, an epoch in)
+    assert type(DataSettings(kind="deepglobe", root=tmp_path, global_size=np.int64(128)).global_size) is int
     with pytest.raises(InputError, match="mosaic=0.5 is for dataset inputs"):
         DataSettings(kind="geo", geo=object(), mosaic=0.5)
     # torchgeo draws imagery inputs' scenes: crop jitter and balanced sampling were recorded in

@@ -165,28 +165,34 @@ class BatchOptions:
 
 
 # a temporary file and what GDAL writes beside it: ``.<stem>.<token>.copy.tif.aux.xml``,
-# ``.<stem>.<token>.copy.tif.ovr.tmp`` (a COG's overviews being built)
-_PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog|copy)(?:\.[^.]+){{0,3}}$"
+# ``.<stem>.<token>.copy.tif.ovr.tmp`` (a COG's overviews being built); not a GeoPackage's,
+# which another scene's may be (scene ``a``'s ``a-polygons.gpkg`` beside scene ``a-polygons``)
+_PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog|copy)(?:\.(?!gpkg)[^.]+){{0,3}}$"
+# the scene's GeoPackage being written, with SQLite's journal files
+_PARTIAL_VECTOR = r"^\.{stem}\.[^.]+\.part\.gpkg(?:-journal|-wal|-shm)?$"
 
 
 def remove_partials(job: SceneJob) -> int:
     """Remove temporary files an interrupted attempt at ``job`` left in its folder.
 
     Only hidden files named as glgeo's atomic writers name them for this scene's outputs
-    (``.<stem>.<token>.part.tif``, ``.<stem>.<token>.stage.tif`` ...) are touched.
+    (``.<stem>.<token>.part.tif``, ``.<stem>.<token>.stage.tif``,
+    ``.<stem>-polygons.<token>.part.gpkg`` ...) are touched.
 
     Returns:
         How many were removed.
     """
     folder = job.output.parent
-    pattern = re.compile(_PARTIAL.format(stem=re.escape(job.output.stem)))
+    patterns = [re.compile(_PARTIAL.format(stem=re.escape(job.output.stem)))]
+    if job.vector is not None:
+        patterns.append(re.compile(_PARTIAL_VECTOR.format(stem=re.escape(job.vector.stem))))
     removed = 0
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return 0
     for entry in entries:
-        if entry.is_file(follow_symlinks=False) and pattern.match(entry.name):
+        if entry.is_file(follow_symlinks=False) and any(p.match(entry.name) for p in patterns):
             try:
                 os.unlink(entry.path)
                 removed += 1
