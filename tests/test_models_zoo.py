@@ -241,3 +241,26 @@ def test_evaluate_says_when_it_scores_a_zoo_model_on_scenes_it_trained_or_chose_
         report = evaluate_model("deepglobe-landcover", copies, names, InferenceSettings(device="cpu"), gsd=4.78125)
     assert report.to_dict()["not_validation"] == {"104113": ["train"], "114577": ["val"]}
     assert "scene '104113' is in the train part of the model's split" in caplog.text
+
+
+def test_the_readme_and_the_zoo_table_quote_the_cards():
+    """The figures a new user reads first are the cards' own (rounded as printed)."""
+    readme = (ZOO_DIR.parents[1] / "README.md").read_text()
+    table = (ZOO_DIR / "README.md").read_text()
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    ids, full = model_card("deepglobe-landcover")["reports"]
+    assert (f"scores {pct(ids['metrics']['miou'])} % mIoU on {len(ids['scenes'])} images (the majority class: "
+            f"{pct(ids['majority_baseline']['miou'])} %) and\n{pct(full['metrics']['miou'])} % on the four "
+            "full-resolution validation scenes") in readme
+    assert (f"mIoU {pct(ids['metrics']['miou'])}, acc. {pct(ids['metrics']['pixel_accuracy'])}; 4 full-resolution "
+            f"crossvali scenes mIoU {pct(full['metrics']['miou'])}, acc. {pct(full['metrics']['pixel_accuracy'])}") in table
+    own = full["scenes_majority_baseline"]
+    assert (f"mIoU {pct(ids['majority_baseline']['miou'])}, acc. {pct(ids['majority_baseline']['pixel_accuracy'])} "
+            f"(38 ids); {pct(full['majority_baseline']['miou'])}, {pct(full['majority_baseline']['pixel_accuracy'])} "
+            f"(4 scenes, whose most common class, {own['class']}, gets {pct(own['miou'])}, "
+            f"{pct(own['pixel_accuracy'])})") in table
+    (held,) = model_card("inria-buildings")["reports"]
+    m = held["metrics"]
+    assert f"building IoU {pct(m['building_iou'])} (per image" in table
+    assert f"mIoU {pct(m['miou'])}, acc. {pct(m['pixel_accuracy'])}" in table
+    assert f"building IoU 0, mIoU {pct(held['majority_baseline']['miou'])}" in table
