@@ -1029,8 +1029,8 @@ def _loggers(folder: Path) -> list[Any]:
     loggers: list[Any] = [CSVLogger(folder, name="logs", version=version)]
     try:
         loggers.append(TensorBoardLogger(folder, name="logs", version="tensorboard", default_hp_metric=False))
-    except ModuleNotFoundError:
-        log.warning("tensorboard is not installed: logging to CSV only (pip install tensorboard)")
+    except ModuleNotFoundError:  # optional: the CSV is the run's record (said with -v, not warned every run)
+        log.info("logging to %s; for TensorBoard logs too: pip install tensorboard", folder / "logs" / version)
     return loggers
 
 
