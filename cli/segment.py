@@ -61,13 +61,12 @@ RELEASED_OPTIONS = {
 }
 
 
-def _refuse_released_conflicts(given: dict[str, object]) -> None:
+def _refuse_released_conflicts() -> None:
     """--released with an option given on the command line that it would override."""
     ctx = click.get_current_context()
     clashes = [
-        f"--{name.replace('_', '-')} {value}" for name, value in given.items()
-        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
-        and value != RELEASED_OPTIONS[name]
+        f"--{name.replace('_', '-')} {ctx.params[name]}" for name, value in RELEASED_OPTIONS.items()
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE and ctx.params[name] != value
     ]
     if clashes:
         raise click.UsageError(
@@ -244,12 +243,12 @@ def segment(
     from glgeo.writer import OutputOptions
 
     if released:
-        given = {"blend": blend, "logit_upsampling": logit_upsampling, "precision": precision, "footprint": footprint,
-                 "nodata_fill": nodata_fill, "edge_margin": edge_margin, "global_view": global_view,
-                 "global_margin": global_margin, "context_crop": context_crop, "grid_anchor": grid_anchor}
-        _refuse_released_conflicts(given)
-        blend, logit_upsampling, precision, footprint, nodata_fill, edge_margin = "sum", "nearest", "fp32", 0, "zero", 0
-        global_view, global_margin, context_crop, grid_anchor = "squeeze", 0, "cells", "scene"
+        _refuse_released_conflicts()
+        o = RELEASED_OPTIONS
+        blend, logit_upsampling, precision = o["blend"], o["logit_upsampling"], o["precision"]
+        footprint, nodata_fill, edge_margin = o["footprint"], o["nodata_fill"], o["edge_margin"]
+        global_view, global_margin, context_crop, grid_anchor = (
+            o["global_view"], o["global_margin"], o["context_crop"], o["grid_anchor"])
     settings = InferenceSettings(
         global_view=global_view,  # type: ignore[arg-type]
         global_margin=global_margin,

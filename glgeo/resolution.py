@@ -28,6 +28,7 @@ training on ``--images`` reads through torchgeo, which opens its files itself).
 from __future__ import annotations
 
 import logging
+import operator
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
@@ -184,6 +185,18 @@ def warn_if_stretched(info: SceneInfo, scale: Scale = 1.0) -> None:
 def _significant(value: float, digits: int = 6) -> float:
     """``value`` to ``digits`` significant digits (0.30000000000003 -> 0.3)."""
     return float(f"{value:.{digits}g}")
+
+
+def whole_pixels(value: Any, least: int) -> int | None:
+    """``value`` as an ``int`` (numpy's integers too) where it is a whole number of pixels of
+    at least ``least``; ``None`` where it is not (a float, a bool, too small)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        whole = operator.index(value)
+    except TypeError:
+        return None
+    return whole if whole >= least else None
 
 
 def scaled_size(height: int, width: int, scale: Scale) -> tuple[int, int]:

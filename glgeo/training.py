@@ -35,7 +35,6 @@ import contextlib
 import json
 import logging
 import math
-import operator
 import os
 import shutil
 import time
@@ -63,6 +62,7 @@ from .datasets import (
 from .device import resolve_precision
 from .errors import CheckpointError, InputError, Interruption, MissingDependencyError, OutputError
 from .modes import MODE_STAGES, TrainMode
+from .resolution import whole_pixels
 from .metrics import SegmentationScores, confusion_tensor
 from .schemes import NODATA_ID, ClassScheme
 from .splits import Split, make_split
@@ -185,13 +185,9 @@ class DataSettings:
         if self.batch_size < 1 or self.sub_batch < 1 or self.workers < 0:
             raise InputError("batch size and sub-batch must be >= 1 and workers >= 0")
         for name, least in (("global_size", 32), ("patch_size", 64)):  # as --global-size, --patch-size
-            value = getattr(self, name)
-            try:
-                whole = operator.index(value) if not isinstance(value, bool) else None
-            except TypeError:
-                whole = None
-            if whole is None or whole < least:
-                raise InputError(f"{name}={value!r} must be a whole number of pixels, {least} or more")
+            whole = whole_pixels(getattr(self, name), least)
+            if whole is None:
+                raise InputError(f"{name}={getattr(self, name)!r} must be a whole number of pixels, {least} or more")
             object.__setattr__(self, name, whole)  # numpy integers as int (they are saved in checkpoints)
         if self.gsd is not None and not self.gsd > 0:
             raise InputError(f"the images' ground sample distance must be positive, got gsd={self.gsd}")

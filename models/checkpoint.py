@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,6 +41,7 @@ import torch
 
 from glgeo import __version__
 from glgeo.errors import CheckpointError
+from glgeo.resolution import whole_pixels
 from glgeo.schemes import ClassScheme, get_scheme, list_schemes
 
 from .glnet import GLNet, GLNetConfig
@@ -216,11 +216,7 @@ def save_checkpoint(
             f"class scheme {scheme.name!r} has {scheme.n_classes} classes but the model predicts {model.config.n_classes}"
         )
     for name, size in (("global_size", global_size), ("patch_size", patch_size)):
-        try:
-            whole = operator.index(size) if not isinstance(size, bool) else None
-        except TypeError:
-            whole = None
-        if whole is None or whole < 8:
+        if whole_pixels(size, 8) is None:
             raise CheckpointError(f"{name} must be a whole number of pixels, 8 or more, got {size!r}")
     if not focal_gamma >= 0:
         raise CheckpointError(f"focal_gamma must be 0 or more, got {focal_gamma!r}")
