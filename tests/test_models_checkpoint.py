@@ -45,6 +45,10 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "wrapped.pth")
     with pytest.raises(CheckpointError, match="2 classes"):
         save_checkpoint(tmp_path / "x.pt", build_model("resnet18", 7, "global", 8, 8), INRIA)
+    # sizes a model cannot run with (import-glnet --global-size 0 wrote such a file)
+    with pytest.raises(CheckpointError, match="global_size must be a whole number of pixels, 8 or more, got 0"):
+        save_checkpoint(tmp_path / "x.pt", build_model("resnet18", 2, "global", 8, 8), INRIA, global_size=0)
+    assert not (tmp_path / "x.pt").exists()
 
 
 @pytest.fixture(scope="module")

@@ -145,3 +145,12 @@ def test_pixels_square_within_the_tolerance_keep_one_scale():
 
     scene = _scene(ground_sample_distance(wgs84, near_equator, 100, 100), wgs84, near_equator)
     assert isinstance(reading_scale(_model(gsd=2.0), scene), float)
+
+
+def test_whole_pixels_takes_numpy_integers_and_refuses_the_rest():
+    import numpy as np
+
+    from glgeo.resolution import whole_pixels
+
+    assert whole_pixels(np.int64(128), 32) == 128 and type(whole_pixels(np.int64(128), 32)) is int
+    assert [whole_pixels(v, 32) for v in (31, 128.0, True, "64", None)] == [None] * 5
