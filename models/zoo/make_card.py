@@ -48,9 +48,9 @@ def class_pixels(collection, names, n_classes: int) -> np.ndarray:
     return counts
 
 
-def section(r: dict, pct) -> str:
+def section(r: dict, pct, unscored=()) -> str:
     """A report's Markdown: pooled scores against the majority class, per-class IoU with its
-    spread across images."""
+    spread across images (the classes named in ``unscored``, left out of the mIoU, say so)."""
     m, b = r["metrics"], r["majority_baseline"]
     # the training masks' majority class, and (where it differs) these scenes' own most common
     # one: the best any constant answer could do here
@@ -70,7 +70,7 @@ def section(r: dict, pct) -> str:
         across = "-" if sp is None else (
             f"{pct(sp['mean'])} +- {pct(sp['std'])} ({pct(sp['min'])}-{pct(sp['max'])}, {sp['images']} images)"
         )
-        rows.append(f"| {c} | {pct(v)} | {across} |")
+        rows.append(f"| {c}{' (not in mIoU)' if c in unscored else ''} | {pct(v)} | {across} |")
     return f"""## {r["label"]}
 
 {len(r["scenes"])} scenes ({r["pixels"] / 1e6:.1f} Mpx), measured with glgeo's evaluation, {r["seconds_per_image"]:.2f} s per image:
@@ -263,7 +263,8 @@ def main() -> None:
             f" ({ck.gsd:g} m per pixel: `glgeo segment` reads georeferenced scenes at that resolution, "
             "plain images at the training scale; the output keeps the scene's grid)"
         )
-    sections = "\n".join(section(r, pct) for r in summaries)
+    unscored = [scheme.names[i] for i in scheme.ignore_in_miou]
+    sections = "\n".join(section(r, pct, unscored) for r in summaries)
     (ZOO / f"{args.name}.md").write_text(
         f"""# {args.name}
 

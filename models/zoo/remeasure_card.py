@@ -77,7 +77,7 @@ def main() -> None:
     first = text.index(f"## {labels[0]}\n")
     end = re.search(r"^Fine-tune it on your own data", text, re.MULTILINE).start()
     card_path.write_text(json.dumps(card, indent=2) + "\n")
-    text_path.write_text(text[:first] + "\n".join(section(r, pct) for r in summaries) + "\n" + text[end:])
+    text_path.write_text(text[:first] + "\n".join(section(r, pct, [scheme.names[i] for i in scheme.ignore_in_miou]) for r in summaries) + "\n" + text[end:])
 
 
 if __name__ == "__main__":
