@@ -184,6 +184,7 @@ GLOBAL_RESOLUTION_FACTOR = 2.0
 #: What :func:`segment` warns of a scene without georeferencing (callers whose outputs are
 #: temporary, as :func:`glgeo.evaluate_model`'s, leave it out).
 PLAIN_OUTPUT_WARNING = "%s has no georeferencing: the output has none either and areas are in pixels"
+
 #: ... of a scene with a geotransform (a world file) but no CRS.
 NO_CRS_OUTPUT_WARNING = (
     "%s has a geotransform but no CRS: the output keeps the transform, without a CRS, and areas are in squared units "
@@ -202,6 +203,18 @@ def model_bands(checkpoint) -> tuple[int, ...] | None:
     bands other than the first three (``None``: the scene's own default)."""
     bands = checkpoint.bands
     return None if bands is None or bands == (1, 2, 3) else bands
+
+
+def warn_of_an_unplaced_output(info: SceneInfo) -> None:
+    """Warn when the output cannot be placed on a map as the scene is not: ground control
+    points only, a transform without a CRS, or no georeferencing at all (every way a scene
+    is segmented says it, in one process or split over workers)."""
+    if info.gcps is not None:
+        log.warning(GCP_OUTPUT_WARNING, info.path)
+    elif info.has_transform and not info.is_georeferenced:
+        log.warning(NO_CRS_OUTPUT_WARNING, info.path, math.hypot(info.transform.a, info.transform.d))
+    elif not info.is_georeferenced:
+        log.warning(PLAIN_OUTPUT_WARNING, info.path)
 
 
 def warn_if_no_class(counts: np.ndarray, info: SceneInfo, out: Path) -> None:
@@ -381,12 +394,7 @@ def segment(
         info = replace(info, has_mask=True, region=region)
         log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
                  info.path)
-    if info.gcps is not None:
-        log.warning(GCP_OUTPUT_WARNING, info.path)
-    elif info.has_transform and not info.is_georeferenced:
-        log.warning(NO_CRS_OUTPUT_WARNING, info.path, math.hypot(info.transform.a, info.transform.d))
-    elif not info.is_georeferenced:
-        log.warning(PLAIN_OUTPUT_WARNING, info.path)
+    warn_of_an_unplaced_output(info)
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
     pixel_areas.report(log, str(info.path))
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd

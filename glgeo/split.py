@@ -237,12 +237,13 @@ def prepare_scene(
         InputError: bad bands or settings, a model/scheme mismatch.
         CheckpointError: the model's classes do not match its scheme.
     """
-    from .segmentation import MODEL_BANDS, model_bands
+    from .segmentation import MODEL_BANDS, model_bands, warn_of_an_unplaced_output
 
     info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
     if region is not None:
         info = replace(info, has_mask=True, region=region)
+    warn_of_an_unplaced_output(info)
     if scheme is not None and checkpoint.scheme.name != scheme:
         raise InputError(
             f"the model predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; choose a model trained for that scheme"

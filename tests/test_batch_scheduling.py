@@ -69,6 +69,12 @@ def test_in_process_batch_manifest_csv_and_failures(tmp_path, scenes, checkpoint
     failed = result.failed[0]
     assert failed.input == str(broken) and failed.error.startswith("SceneError: cannot open")
     assert result.failure_summary() == [f"1 scene ({broken}): {failed.error}"]
+    # two scenes failing for one reason are one line, whichever scene each error names
+    (tmp_path / "broken2.tif").write_text("not a raster either")
+    again = run_batch([str(broken), str(tmp_path / "broken2.tif")], tmp_path / "out2", model=checkpoint,
+                      options=BatchOptions(settings=SETTINGS, retries=1))
+    assert again.counts["failed"] == 2 and again.failed[1].error.startswith("SceneError: cannot open")
+    assert again.failure_summary() == [f"2 scenes (e.g. {broken}): {failed.error}"]
     for scene in scenes[:2]:
         check_output(out / scene.name, scene, references[scene.stem])
     assert not (out / "broken.tif").exists()
@@ -243,6 +249,19 @@ def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
     assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]
+
+
+def test_a_local_clusters_workers_leave_ctrl_c_to_the_run():
+    """Ctrl-C reaches every process of the terminal's group: the local cluster's worker
+    processes printed their event loops' tracebacks (60 lines for two workers) above the
+    batch's one-line "Interrupted: ..."; they ignore SIGINT now, and the run closes them."""
+    from glgeo.batch.scheduling import open_client
+
+    pytest.importorskip("distributed")
+    with open_client(None, 2, BatchOptions(settings=SETTINGS)) as (client, where, _):
+        handlers = client.run(lambda: signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+    assert where == "local cluster of 2 workers" and list(handlers.values()) == [True, True]
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # this process still stops on Ctrl-C
 
 
 def test_submit_and_collect_hands_over_results_and_failures(client):

@@ -185,3 +185,20 @@ def test_a_split_scene_counts_each_window_once_as_one_process_does(tmp_path, sce
     assert (got.windows, got.patches, got.computed, got.skipped_nodata, got.skipped_c2f, got.skipped_windows) == (
         ref.windows, ref.patches, ref.computed, ref.skipped_nodata, ref.skipped_c2f, ref.skipped_windows)
     assert got.windows > 1
+
+
+def test_a_split_scene_without_georeferencing_is_said_and_its_row_keeps_it(tmp_path, checkpoint, caplog):
+    """segment warns that a plain image's output has no place on a map; split over blocks
+    it said nothing, and the manifest's row listed no warning."""
+    from fixtures.rasters import write_geotiff
+
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 192, 160), dtype=np.uint8)
+    scene = write_geotiff(tmp_path / "plain.png", pixels, driver="PNG")
+    manifest = tmp_path / "manifest.json"
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        run_split(scene, tmp_path / "out.tif", model=checkpoint, rows_per_block=2,
+                  options=BatchOptions(settings=SETTINGS, manifest=manifest))
+    said = f"{scene} has no georeferencing: the output has none either and areas are in pixels"
+    assert said in caplog.text
+    (row,) = json.loads(manifest.read_text())["scenes"]
+    assert row["status"] == "done" and said in row["warnings"]

@@ -152,12 +152,19 @@ class BatchResult:
         return 60.0 * self.counts["done"] / self.seconds if self.seconds > 0 else 0.0
 
     def failure_summary(self, limit: int = 5) -> list[str]:
-        """Why scenes failed: one line per distinct reason, most frequent first."""
-        reasons = Counter((r.error or "unknown error").splitlines()[0] for r in self.failed)
+        """Why scenes failed: one line per distinct reason, most frequent first (two errors
+        that differ only in the scene they name are one reason; its line quotes an example)."""
+        examples: dict[str, tuple[str, str]] = {}
+        reasons: Counter[str] = Counter()
+        for r in self.failed:
+            line = (r.error or "unknown error").splitlines()[0]
+            key = _without_scene(line, r.input)
+            reasons[key] += 1
+            examples.setdefault(key, (r.input, line))
         lines = []
-        for reason, n in reasons.most_common(limit):
-            example = next(r.input for r in self.failed if (r.error or "unknown error").splitlines()[0] == reason)
-            lines.append(f"{n} scene{'s' if n > 1 else ''} ({'e.g. ' if n > 1 else ''}{example}): {reason}")
+        for key, n in reasons.most_common(limit):
+            example, line = examples[key]
+            lines.append(f"{n} scene{'s' if n > 1 else ''} ({'e.g. ' if n > 1 else ''}{example}): {line}")
         if len(reasons) > limit:
             lines.append(f"... and {len(reasons) - limit} other reasons (see the manifest)")
         return lines
@@ -240,3 +247,11 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
         return list(json.loads(text)["scenes"])
     except (json.JSONDecodeError, KeyError, TypeError):
         raise InputError(f"{str(source)!r} is not a glgeo batch manifest") from None
+
+
+def _without_scene(line: str, scene: str) -> str:
+    """An error's line with the scene's path (or, failing that, its file name) taken out."""
+    for name in (scene, os.path.basename(scene)):
+        if name and name in line:
+            return line.replace(name, "\0")
+    return line

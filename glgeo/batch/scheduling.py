@@ -17,7 +17,7 @@ from .inputs import expand_inputs
 from .manifest import BatchResult, SceneResult, write_manifest
 from .merge import merge_vectors
 from .planning import BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials, vector_path
-from .worker import class_areas_of, process_scene
+from .worker import class_areas_of, interrupts_left_to_the_run, process_scene
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -500,6 +500,7 @@ def open_client(
             # with scheduler during heartbeat"); glgeo reports failed tasks itself
             silence_logs=logging.CRITICAL if not log.isEnabledFor(logging.INFO) else False,
         ) as cluster, distributed.Client(cluster) as client:
+            client.register_plugin(interrupts_left_to_the_run())
             yield client, f"local cluster of {workers} workers", options
 
 

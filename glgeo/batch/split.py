@@ -44,7 +44,7 @@ from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
 from .planning import BatchOptions
 from .scheduling import _describe, _model_reference, _dask_logs_at_glgeo_level, open_client, submit_and_collect
-from .worker import _n_gpus, _this_worker, cached_model, worker_device
+from .worker import _n_gpus, _SceneWarnings, _this_worker, cached_model, worker_device
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -301,110 +301,116 @@ def run_split(
     from ..writer import output_driver
 
     started = time.perf_counter()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be 1 or more, got {workers!r}")
-    scene = os.fspath(scene)
-    out_path = check_output_path(out, overwrite=options.overwrite, inputs=(scene,))
-    check_sidecars(out_path, options.overwrite)
-    scores_path = None
-    if probabilities is not None:
-        scores_path = check_output_path(probabilities, overwrite=options.overwrite, inputs=(scene,))
-        if scores_path.resolve() == out_path.resolve():
-            raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
-    output_driver(out_path, options.output_options)
-    if scores_path is not None:
-        output_driver(scores_path, options.output_options, bands=2)
-    reference = _model_reference(model)
-    checkpoint = cached_model(reference)
-    split = prepare_scene(
-        scene, checkpoint, bands=options.bands, settings=options.settings, scheme=options.scheme, aoi=aoi,
-        bounds=bounds, rows_per_block=rows_per_block, cols_per_block=cols_per_block,
-    )  # fmt: skip
-    plan = split.plan
-    log.info(
-        "%s: %d x %d context windows in %d blocks (%d x %d); %.0f %% of the windows computed twice at block boundaries",
-        scene, *plan.windows, len(plan.blocks), plan.block_rows, plan.block_cols, 100 * (plan.overhead - 1),
-    )  # fmt: skip
-    folder = blocks_folder(out_path)
-    fingerprint = _fingerprint(scene, reference, split, scores_path is not None, tta, options.bands, aoi, bounds)
-    _prepare_folder(folder, fingerprint, plan)
-    job = SplitJob(scene, split, folder, scores_path is not None, tta)
-
-    rows: dict[str, BlockResult] = {}
-    pending = []
-    for block in plan.blocks:
-        if block_path(folder, block).is_file():
-            rows[block.name] = BlockResult(block.name, block.box, block.windows, "skipped")
-        else:
-            pending.append(block)
-
-    def add(row: BlockResult) -> None:
-        rows[row.block] = row
-        if row.status == "failed":
-            log.warning("%s of %s failed: %s", row.block, scene, row.error)
-        if progress is not None:
-            progress(len(rows), len(plan.blocks))
-
-    where = "in-process"
+    warned = _SceneWarnings()  # for the scene's row of the manifest, as a batch keeps them
+    logging.getLogger("glgeo").addHandler(warned)
     try:
-        if not pending:
-            log.info("every block of %s is finished: assembling only", scene)
-        elif scheduler is None and workers == 1:
-            _run_blocks_in_process(job, pending, reference, options, add)
-        else:
-            with _dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
-                log.info("segmenting %d blocks of %s on %s", len(pending), scene, where)
-                _run_blocks_on_client(client, job, pending, reference, run_options, add)
-    except BaseException:
-        finished = sum(block_path(folder, b).is_file() for b in plan.blocks)
-        log.warning("%s: stopped with %d of %d blocks finished, kept in %s: run the same command again to resume",
-                    scene, finished, len(plan.blocks), folder)
-        raise
-    blocks = tuple(rows[b.name] for b in plan.blocks)
-
-    def manifest(status: Status, error: str | None = None, summary: Any = None) -> None:
-        if options.manifest is None:
-            return
-        row = SceneResult(
-            input=scene, output=str(out_path), vector=None, status=status,
-            class_areas=summary.class_areas if summary else {}, area_unit=summary.area_unit if summary else "",
-            seconds=time.perf_counter() - started, worker=where, device=summary.stats.device if summary else "",
-            error=error,
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be 1 or more, got {workers!r}")
+        scene = os.fspath(scene)
+        out_path = check_output_path(out, overwrite=options.overwrite, inputs=(scene,))
+        check_sidecars(out_path, options.overwrite)
+        scores_path = None
+        if probabilities is not None:
+            scores_path = check_output_path(probabilities, overwrite=options.overwrite, inputs=(scene,))
+            if scores_path.resolve() == out_path.resolve():
+                raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
+        output_driver(out_path, options.output_options)
+        if scores_path is not None:
+            output_driver(scores_path, options.output_options, bands=2)
+        reference = _model_reference(model)
+        checkpoint = cached_model(reference)
+        split = prepare_scene(
+            scene, checkpoint, bands=options.bands, settings=options.settings, scheme=options.scheme, aoi=aoi,
+            bounds=bounds, rows_per_block=rows_per_block, cols_per_block=cols_per_block,
         )  # fmt: skip
-        write_manifest(BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=blocks), options.manifest)
+        plan = split.plan
+        log.info(
+            "%s: %d x %d context windows in %d blocks (%d x %d); %.0f %% of the windows computed twice at block boundaries",
+            scene, *plan.windows, len(plan.blocks), plan.block_rows, plan.block_cols, 100 * (plan.overhead - 1),
+        )  # fmt: skip
+        folder = blocks_folder(out_path)
+        fingerprint = _fingerprint(scene, reference, split, scores_path is not None, tta, options.bands, aoi, bounds)
+        _prepare_folder(folder, fingerprint, plan)
+        job = SplitJob(scene, split, folder, scores_path is not None, tta)
 
-    failed = [b for b in blocks if b.status == "failed"]
-    if failed:
-        reason = f"{len(failed)} of {len(blocks)} blocks failed ({failed[0].block}: {failed[0].error})"
-        manifest("failed", reason)
-        raise OutputError(f"{scene}: {reason}; the finished blocks are kept in {folder}: fix the cause and run again")
+        rows: dict[str, BlockResult] = {}
+        pending = []
+        for block in plan.blocks:
+            if block_path(folder, block).is_file():
+                rows[block.name] = BlockResult(block.name, block.box, block.windows, "skipped")
+            else:
+                pending.append(block)
 
-    stats = _summed_stats(blocks, plan)
-    name, sha256 = model_identity(reference, checkpoint)
-    info = split.info
-    provenance = Provenance(
-        model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
-        precision=stats.precision or split.settings.precision, scale=split.scale,
-        gsd_m=reading_gsd(info.gsd, split.scale),
-        blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
-        options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
-    )  # fmt: skip
-    assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
-                         output_options=options.output_options, tags=provenance.tags())
-    shutil.rmtree(folder, ignore_errors=True)
-    seconds = time.perf_counter() - started
-    stats.timings.write += assembled.seconds
-    stats.timings.total = seconds
-    warn_if_no_class(assembled.counts, info, out_path)
-    classes, area_unit = assembled.tally.class_areas(checkpoint.scheme)
-    from ..schemes import NODATA_ID
+        def add(row: BlockResult) -> None:
+            rows[row.block] = row
+            if row.status == "failed":
+                log.warning("%s of %s failed: %s", row.block, scene, row.error)
+            if progress is not None:
+                progress(len(rows), len(plan.blocks))
 
-    summary = SegmentSummary(
-        scene=info.path, output=out_path, probabilities=scores_path, height=info.height, width=info.width,
-        crs=info.crs.to_string() if info.crs is not None else None, area_unit=area_unit, classes=classes,
-        nodata_pixels=int(assembled.counts[NODATA_ID]), model=str(checkpoint.path or reference), stats=stats,
-        scale=split.scale, provenance=provenance,
-    )  # fmt: skip
-    manifest("done", summary=summary)
-    log.info("wrote %s from %d blocks in %.1f s (assembly %.1f s)", out_path, len(blocks), seconds, assembled.seconds)
-    return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest)
+        where = "in-process"
+        try:
+            if not pending:
+                log.info("every block of %s is finished: assembling only", scene)
+            elif scheduler is None and workers == 1:
+                _run_blocks_in_process(job, pending, reference, options, add)
+            else:
+                with _dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
+                    log.info("segmenting %d blocks of %s on %s", len(pending), scene, where)
+                    _run_blocks_on_client(client, job, pending, reference, run_options, add)
+        except BaseException:
+            finished = sum(block_path(folder, b).is_file() for b in plan.blocks)
+            log.warning("%s: stopped with %d of %d blocks finished, kept in %s: run the same command again to resume",
+                        scene, finished, len(plan.blocks), folder)
+            raise
+        blocks = tuple(rows[b.name] for b in plan.blocks)
+
+        def manifest(status: Status, error: str | None = None, summary: Any = None) -> None:
+            if options.manifest is None:
+                return
+            row = SceneResult(
+                input=scene, output=str(out_path), vector=None, status=status,
+                class_areas=summary.class_areas if summary else {}, area_unit=summary.area_unit if summary else "",
+                seconds=time.perf_counter() - started, worker=where, device=summary.stats.device if summary else "",
+                error=error, warnings=tuple(warned.messages),
+            )  # fmt: skip
+            write_manifest(BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=blocks), options.manifest)
+
+        failed = [b for b in blocks if b.status == "failed"]
+        if failed:
+            reason = f"{len(failed)} of {len(blocks)} blocks failed ({failed[0].block}: {failed[0].error})"
+            manifest("failed", reason)
+            raise OutputError(f"{scene}: {reason}; the finished blocks are kept in {folder}: fix the cause and run again")
+
+        stats = _summed_stats(blocks, plan)
+        name, sha256 = model_identity(reference, checkpoint)
+        info = split.info
+        provenance = Provenance(
+            model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
+            precision=stats.precision or split.settings.precision, scale=split.scale,
+            gsd_m=reading_gsd(info.gsd, split.scale),
+            blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
+            options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
+        )  # fmt: skip
+        assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
+                             output_options=options.output_options, tags=provenance.tags())
+        shutil.rmtree(folder, ignore_errors=True)
+        seconds = time.perf_counter() - started
+        stats.timings.write += assembled.seconds
+        stats.timings.total = seconds
+        warn_if_no_class(assembled.counts, info, out_path)
+        classes, area_unit = assembled.tally.class_areas(checkpoint.scheme)
+        from ..schemes import NODATA_ID
+
+        summary = SegmentSummary(
+            scene=info.path, output=out_path, probabilities=scores_path, height=info.height, width=info.width,
+            crs=info.crs.to_string() if info.crs is not None else None, area_unit=area_unit, classes=classes,
+            nodata_pixels=int(assembled.counts[NODATA_ID]), model=str(checkpoint.path or reference), stats=stats,
+            scale=split.scale, provenance=provenance,
+        )  # fmt: skip
+        manifest("done", summary=summary)
+        log.info("wrote %s from %d blocks in %.1f s (assembly %.1f s)", out_path, len(blocks), seconds, assembled.seconds)
+        return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest)
+    finally:
+        logging.getLogger("glgeo").removeHandler(warned)
+        warned.close()

@@ -75,6 +75,28 @@ def worker_device(spec: str, worker_name: object, n_gpus: int) -> str:
     return f"cuda:{index % n_gpus}"
 
 
+def interrupts_left_to_the_run() -> Any:
+    """A Dask worker plugin for a local cluster's worker processes: they ignore SIGINT.
+
+    Ctrl-C reaches every process of the terminal's process group. The run in the main
+    process stops the batch, records what is finished and closes the cluster, which ends
+    its workers; a worker process that took the signal itself printed its event loop's
+    tracebacks (60 lines for two workers) above the run's one line.
+    """
+    from distributed import WorkerPlugin
+
+    class LeaveInterruptsToTheRun(WorkerPlugin):
+        name = "glgeo-leave-interrupts-to-the-run"
+
+        def setup(self, worker: object) -> None:
+            import signal
+
+            if threading.current_thread() is threading.main_thread():  # a worker process's event loop
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    return LeaveInterruptsToTheRun()
+
+
 def class_areas_of(raster: str | os.PathLike) -> tuple[dict[str, float], str]:
     """Area per class of an existing glgeo class raster (see :func:`glgeo.areas.raster_class_areas`).
 
