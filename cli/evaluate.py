@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from glgeo.modes import MODES
+from glgeo.splits import DATASET_KINDS
 
 from .options import device_opt, labels_options, progress_bar
 from .segment import _parse_bands
@@ -72,7 +73,7 @@ def _given_options(ctx: click.Context) -> dict:
               help="Class scheme: deepglobe, inria or a JSON file. Default: the one the predictions carry "
                    "(glgeo segment writes it), or the dataset's.")
 @click.option("--model", default=None, help="A checkpoint or zoo model to evaluate on a dataset split.")
-@click.option("--dataset", "kind", type=click.Choice(["inria", "deepglobe", "folder"]), default=None,
+@click.option("--dataset", "kind", type=click.Choice(DATASET_KINDS), default=None,
               help="With --model: the dataset layout of --root.")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="With --model: the dataset folder.")
 @labels_options

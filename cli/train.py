@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from glgeo.modes import TRAIN_MODES
+from glgeo.splits import DATASET_KINDS
 
 from .options import labels_options, progress_enabled
 
@@ -55,7 +56,7 @@ def _scheme(value: str | None):
 
 
 @click.command(short_help="Train GLNet (the paper's three stages).")
-@click.option("--dataset", "kind", type=click.Choice(["inria", "deepglobe", "folder"]), default=None,
+@click.option("--dataset", "kind", type=click.Choice(DATASET_KINDS), default=None,
               help="Layout of --root: Inria or DeepGlobe as published, or folder (ROOT/images + ROOT/masks).")
 @click.option("--root", type=click.Path(path_type=Path), default=None, help="The dataset folder (with --dataset).")
 @labels_options

@@ -87,7 +87,7 @@ def _log_in_flag_names() -> Iterator[None]:
     default=None,
     help="The value marking pixels without data. Default: the raster's own nodata value (none: every pixel is a class).",
 )
-@click.option("--layer", default=None, help="Layer name. Default: the raster's file name.")
+@click.option("--layer", default=None, help="Layer name. Default: the raster's file name without its extension (landcover.tif: landcover).")
 @click.option(
     "--block-size",
     type=click.IntRange(min=1),

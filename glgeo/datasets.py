@@ -71,12 +71,11 @@ from .errors import DatasetError, InputError, InternalError
 from .io import labelled_bands
 from .resolution import Scale, open_pixels, scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme
+from .splits import DATASET_KINDS, DatasetKind  # noqa: F401 (here for users of glgeo.datasets)
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)
 
-DatasetKind = Literal["inria", "deepglobe", "folder"]
-DATASET_KINDS: tuple[str, ...] = ("inria", "deepglobe", "folder")
 
 #: The DeepGlobe challenge's rule: mask channels are binarised at 128 before decoding.
 DEEPGLOBE_RGB_THRESHOLD = 128

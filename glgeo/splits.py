@@ -22,11 +22,16 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Literal, Sequence, get_args
 
 from .errors import DatasetError, InputError
 
 log = logging.getLogger(__name__)
+
+DatasetKind = Literal["inria", "deepglobe", "folder"]
+#: The dataset layouts :func:`glgeo.datasets.open_dataset` reads, each with its split rules
+#: here (this module imports nothing heavy, so the command line builds its choices from it).
+DATASET_KINDS: tuple[str, ...] = get_args(DatasetKind)
 
 #: DeepGlobe's labelled images and the GLNet paper's validation and test counts.
 DEEPGLOBE_TOTAL, DEEPGLOBE_VAL, DEEPGLOBE_TEST = 803, 207, 142

@@ -27,7 +27,7 @@ OUT = Path(__file__).with_suffix(".png")
 INPUT, NETWORK, OUTPUT, TRAIN, SHARED, CLI = "#dbe9f6", "#fde2c4", "#d8f0d2", "#eadcf3", "#eeeeee", "#fff6bf"
 BOXES: dict[str, tuple[float, float, str, str]] = {
     "cli": (50, 54, "cli/ (glgeo.cli): one command, one library call\nsegment | vectorize | train | evaluate | models | import-glnet", CLI),
-    "batch": (20, 42, "batch/\nglgeo.run_batch()\nmany scenes (Dask)", INPUT),
+    "batch": (20, 42, "batch/, split.py\nglgeo.run_batch()\nmany scenes, or one\ngiant one (Dask)", INPUT),
     "segmentation": (42, 42, "segmentation.py\nglgeo.segment()\none scene", INPUT),
     "io": (7.5, 28, "io.py, aoi.py,\nresolution.py,\nnodata.py\nscene, windows,\noverview read", INPUT),
     "tiling": (21.5, 28, "tiling.py\npatch grid,\ncontext\nwindows", INPUT),
@@ -37,8 +37,8 @@ BOXES: dict[str, tuple[float, float, str, str]] = {
     "vectorization": (77.5, 28, "vectorization.py\nglgeo.vectorize()\nraster to\npolygons", OUTPUT),
     "gpkg": (92, 28, "gpkg.py\nGeoPackage\n+ style", OUTPUT),
     "datasets": (9, 12, "datasets.py,\ngeodata.py,\nsplits.py", TRAIN),
-    "training": (27, 12, "training.py\nglgeo.train()", TRAIN),
-    "models": (48, 12, "models/ (glgeo.models)\nGLNet, backbone registry,\nheads, sharing, deploy,\ncheckpoints, zoo", NETWORK),
+    "training": (27, 12, "training.py,\naveraging.py\nglgeo.train()", TRAIN),
+    "models": (48, 12, "models/ (glgeo.models)\nGLNet, backbone registry,\nheads, sharing, deploy,\ncoarse-to-fine,\ncheckpoints, zoo", NETWORK),
     "evaluate": (72, 12, "evaluate.py,\nmetrics.py\nglgeo.evaluate_*()", TRAIN),
     "shared": (50, 0, "shared, importing none of the boxes above:  errors.py  schemes.py  modes.py  progress.py  provenance.py  atomic.py", SHARED),
 }
