@@ -12,7 +12,7 @@ from affine import Affine
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
-from glgeo.schemes import DEEPGLOBE, INRIA, NODATA_ID
+from glgeo.schemes import DEEPGLOBE, INRIA
 
 from fixtures.checkpoints import save_tiny_checkpoint
 from fixtures.rasters import write_geotiff
