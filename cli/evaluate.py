@@ -93,7 +93,8 @@ def _given_options(ctx: click.Context) -> dict:
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation, as in glgeo segment --tta.")
 @click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
               help="With --model: 1-based bands fed to it, as in glgeo segment. Default: the bands the model was "
-                   "trained on, where it records others than 1,2,3; else the non-alpha bands.")
+                   "trained on, where it records others than 1,2,3; else the bands the file labels red, green and "
+                   "blue; else the non-alpha bands.")
 @device_opt
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,

@@ -82,7 +82,8 @@ def _refuse_released_conflicts() -> None:
 @model_opt
 @click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
               help="1-based bands fed as RGB, e.g. 4,3,2 (rio's --bidx). Default: the bands the model was trained "
-                   "on, where it records others than 1,2,3; else the non-alpha bands.")
+                   "on, where it records others than 1,2,3; else the bands the file labels red, green and blue; else "
+                   "the non-alpha bands.")
 @click.option(
     "--mode",
     type=click.Choice(MODES),

@@ -722,7 +722,7 @@ class StreamingSegmenter:
         window_pixels = WindowAccumulator(rows, cols, self.n_classes, self.device)
         stats.blender_bytes = blender.nbytes + window_pixels.nbytes
         with _Clock(stats.timings, "global_read"):
-            stats.stretch = reader.fix_stretch(self.settings.stretch, self.scaling).description
+            stats.stretch = reader.fix_stretch(self.settings.stretch, self.scaling).reported
         taper = self.settings.blend == "taper"
         # a background thread reads every window's global image and patches in the order
         # they are computed, so the next window's reads overlap this window's networks
@@ -805,7 +805,7 @@ class StreamingSegmenter:
             with _Clock(timings, "global_read"):
                 gimg = self._read_global(reader, run.layout, whole_scene)
         if whole_scene:
-            stats.stretch = reader.stretch.description if reader.stretch else ""
+            stats.stretch = reader.stretch.reported if reader.stretch else ""
         global_image = self._tensor(gimg[None])
         with _Clock(timings, "global_network", self.device), autocast(self.device, self.precision):
             if self.mode != "local":

@@ -200,6 +200,14 @@ class Stretch:
     description: str
     saturated_fraction: float = 0.0
 
+    @property
+    def reported(self) -> str:
+        """The description, with the share of values that saturate where the stretch clips
+        (what a summary says: clipped values are never silent)."""
+        if not self.saturates:
+            return self.description
+        return f"{self.description} ({100 * self.saturated_fraction:.2f} % of values saturate)"
+
     def __post_init__(self) -> None:
         if len(self.offset) != len(self.scale) or not self.offset:
             raise InputError("a stretch needs one offset and one scale per band")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import re
 import tempfile
 import threading
 from pathlib import Path
@@ -363,6 +364,8 @@ def test_16_bit_scene_through_an_explicit_stretch(tmp_path):
     assert "fixed 0..4080" in summary.stats.stretch
     auto = segment(scene, tmp_path / "auto.tif", model=standin(patch=64), settings=InferenceSettings(device="cpu"))
     assert "percentiles" in auto.stats.stretch
+    # the share clipped is in the summary, not only in the -v log
+    assert re.search(r"\(\d+\.\d\d % of values saturate\)$", auto.stats.stretch), auto.stats.stretch
 
 
 def test_coarse_to_fine_computes_only_patches_near_the_foreground(tmp_path):
