@@ -50,7 +50,8 @@ _ARGUMENTS = (
     "scheme", "simplify", "split_file", "truth_encoding", "val_cities", "vector_merge", "workers", "aoi",
     "bounds", "creation_options", "grid_anchor", "ema", "gsd", "stretch", "res", "scene_size", "val_images",
     "val_fraction", "label_field", "scenes_per_epoch", "crop_jitter", "balance", "mosaic", "accelerator", "devices",
-    "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels",
+    "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels", "val_bbox", "holdout_share",
+    "holdout_scenes", "loss_balance", "global_size", "patch_size",
 )
 #: Flags that take several values as separate words (the others take them comma-separated).
 _SEPARATORS = {"bounds": " "}

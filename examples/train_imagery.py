@@ -1,4 +1,4 @@
-"""Train GLNet on your own imagery and polygon labels, then score it on a held-out tile.
+"""Train GLNet on your own imagery and polygon labels, then score it on a tile it never trained on.
 
 Uses the real Joplin sample of the shared data: three 0.6 m orthophoto tiles in EPSG:26915,
 a post-tornado tile of the same area in EPSG:4326 (degrees), and 397 building footprints
@@ -12,7 +12,9 @@ trains). Then ``glgeo.segment`` maps that tile with the model, and
     # the same from the command line:
     glgeo train --images '../shared/data/joplin/*.tif' --labels ../shared/data/joplin/footprints.geojson \\
         --val-images tile_1361-9136.tif --scale 0.25 --scene-size 128 --mode global \\
-        --backbone resnet18 --global-size 128 --epochs 3 --out /tmp/joplin-example/run
+        --backbone resnet18 --pyramid-channels 64 --segmentation-channels 32 --global-size 128 \\
+        --patch-size 128 --batch-size 4 --epochs 3 --lr 1e-3 --precision fp32 --loader-workers 0 \\
+        --out /tmp/joplin-example/run
     glgeo evaluate --model /tmp/joplin-example/run/model.pt \\
         --images ../shared/data/joplin/tile_1361-9136.tif --labels ../shared/data/joplin/footprints.geojson
 

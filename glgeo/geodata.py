@@ -401,9 +401,9 @@ def _warn_if_not_square(crs: CRS, res: tuple[float, float], infos: Sequence[_Ima
     sides = _ground_sides(crs, res, bounds)
     if sides is not None and stretch(sides) > STRETCH_TOLERANCE:
         log.warning(
-            "res %g in %s gives pixels of %.3g x %.3g m on the ground: the model learns the ground squeezed %.2f"
-            " times, and glgeo segment reads scenes with square pixels; leave res unset (glgeo makes them square)"
-            " or train in a projected CRS", res[0], crs.to_string(), sides[0], sides[1], stretch(sides),
+            "res=%g in %s gives pixels of %.3g x %.3g m on the ground: the model learns the ground squeezed %.2f"
+            " times, and glgeo segment reads scenes with square pixels; drop res=%g (glgeo makes them square)"
+            " or train in a projected CRS", res[0], crs.to_string(), sides[0], sides[1], stretch(sides), res[0],
         )
 
 
@@ -837,7 +837,7 @@ class GeoScenes:
         if not train_rows:
             raise InputError(
                 f"no training area holds a {size} px scene at {self.res[0]:g} {self._units()} per pixel: "
-                f"lower scene_size or the resolution (scale), or validate on less"
+                f"lower scene_size or the resolution (scale={self.scale:g}), or validate on less"
             )
         self._warn_unused(train_rows, val_rects, rule)
         val_scenes, seen = [], set()

@@ -182,6 +182,12 @@ class DataSettings:
             raise InputError(f"a {self.kind} dataset needs its root folder")
         if self.kind == "geo" and (self.split_file is not None or self.val_cities):
             raise InputError("imagery and labels are split by area (val_images, val_bbox, val_fraction), not by split_file or val_cities")
+        if self.kind == "geo" and (self.holdout_share or self.holdout_scenes):
+            raise InputError(
+                "holdout_share and holdout_scenes hold out validation scenes of a dataset; imagery and labels are"
+                " split by area: keep the area to report on out of the training imagery and score it afterwards"
+                " (glgeo evaluate --images)"
+            )
         if self.batch_size < 1 or self.sub_batch < 1 or self.workers < 0:
             raise InputError("batch size and sub-batch must be >= 1 and workers >= 0")
         for name, least in (("global_size", 32), ("patch_size", 64)):  # as --global-size, --patch-size
@@ -212,7 +218,7 @@ class DataSettings:
                 raise InputError(
                     f"{' and '.join(unused)} {'are' if len(unused) > 1 else 'is'} for dataset inputs (kind deepglobe,"
                     " inria or folder): imagery inputs are drawn as scenes of scene_size at random places of the"
-                    " imagery; leave {'them' if len(unused) > 1 else 'it'} at 0"
+                    f" imagery; leave {'them' if len(unused) > 1 else 'it'} at 0"
                 )
             if self.gsd is not None:
                 raise InputError(

@@ -62,6 +62,10 @@ def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
     assert cli_message("choose another out_dir") == "choose another --out-dir"
     assert cli_message("run with workers=1", "train") == "run with --loader-workers 1"
     assert cli_message("use device='cpu'") == "use --device cpu"
+    # every argument the training's refusals name (val_bbox was left as it is)
+    assert cli_message("split by area (val_images, val_bbox, val_fraction)", "train") == (
+        "split by area (--val-images, --val-bbox, --val-fraction)")
+    assert cli_message("holdout_share and holdout_scenes hold out", "train") == "--holdout-share and --holdout-scenes hold out"
     assert cli_message("creation_options names an empty or malformed option") == "--co names an empty or malformed option"
 
 

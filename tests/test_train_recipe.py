@@ -274,8 +274,15 @@ def test_data_settings_check_the_recipe_values(tmp_path):
         DataSettings(kind="geo", geo=object(), mosaic=0.5)
     # torchgeo draws imagery inputs' scenes: crop jitter and balanced sampling were recorded in
     # the checkpoint but never applied, and --gsd recorded a resolution the scenes were not read at
-    with pytest.raises(InputError, match=r"crop_jitter=0.3 and balance=0.5 are for dataset inputs"):
+    with pytest.raises(InputError, match=r"crop_jitter=0.3 and balance=0.5 are for dataset inputs") as refused:
         DataSettings(kind="geo", geo=object(), crop_jitter=0.3, balance=0.5)
+    assert str(refused.value).endswith("leave them at 0")  # the message's last words were code, not an f-string
+    with pytest.raises(InputError, match=r"crop_jitter=0.3 is for dataset inputs.*leave it at 0$"):
+        DataSettings(kind="geo", geo=object(), crop_jitter=0.3)
+    # imagery is split by area: a held-out share of its validation scenes was accepted and never applied
+    for held in ({"holdout_share": 0.5}, {"holdout_scenes": ("a",)}):
+        with pytest.raises(InputError, match="imagery and labels are split by area"):
+            DataSettings(kind="geo", geo=object(), **held)
     with pytest.raises(InputError, match=r"gsd=0.6 is for images whose files do not say their resolution"):
         DataSettings(kind="geo", geo=object(), gsd=0.6)
     from glgeo.training import TrainSettings
