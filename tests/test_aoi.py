@@ -42,6 +42,22 @@ def test_polygons_in_another_crs_are_reprojected(tmp_path):
         read_aoi(tmp_path / "none.gpkg", UTM)
 
 
+def test_long_edges_follow_the_projection_s_curve(tmp_path):
+    """A box of 10 x 10 degrees drawn in longitudes and latitudes is curved in an equal-area
+    CRS: its top edge, the 50th parallel, bows kilometres off the straight chord between its
+    corners. The area of interest follows the parallel, not the chord."""
+    from pyproj import Transformer
+
+    albers = CRS.from_epsg(5070)
+    path = tmp_path / "box.gpkg"
+    gpd.GeoDataFrame(geometry=[shapely.box(-100, 40, -90, 50)], crs="EPSG:4326").to_file(path)
+    area = read_aoi(path, albers)
+    top_middle = shapely.Point(Transformer.from_crs("EPSG:4326", albers.to_wkt(), always_xy=True).transform(-95, 50))
+    assert area.boundary.distance(top_middle) < 100  # m; the chord between the corners passes km away
+    dense = gpd.GeoSeries([shapely.box(-100, 40, -90, 50).segmentize(0.01)], crs="EPSG:4326").to_crs(albers)[0]
+    assert abs(area.area / dense.area - 1) < 1e-3
+
+
 def test_bounds_must_be_a_box():
     assert bounds_box([1, 2, 3, 4]).bounds == (1, 2, 3, 4)
     with pytest.raises(InputError, match="four numbers"):

@@ -34,6 +34,17 @@ def test_checkpoint_round_trip(tmp_path):
     assert (tmp_path / "h.pt").stat().st_size < 0.6 * (tmp_path / "m.pt").stat().st_size
 
 
+def test_a_checkpoint_keeps_the_input_scaling_it_was_trained_with(tmp_path):
+    """A 12-bit model read back with the default 0-255 scaling would see its inputs 16 times
+    too bright: the scaling travels in the file."""
+    from glgeo.models import InputScaling
+
+    model = build_model("resnet18", 2, "global", 32, 16).eval()
+    twelve_bit = InputScaling(0.0, 4095.0)
+    ck = load_checkpoint(save_checkpoint(tmp_path / "m.pt", model, INRIA, twelve_bit))
+    assert ck.input_scaling == twelve_bit and ck.input_scaling != InputScaling()
+
+
 def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="zoo models"):
         load_checkpoint(tmp_path / "missing.pt")

@@ -66,6 +66,15 @@ def test_split_folder_with_paper_lists(tmp_path):
     assert split.train == ("1", "2") and split.val == ("3",) and split.test == ("4",)  # 99 absent, 5 unused
 
 
+def test_named_held_out_scenes_leave_validation_without_a_share(tmp_path):
+    """--holdout-scenes alone (no --holdout-share) moves those scenes to the test part."""
+    lists = tmp_path / "s.json"
+    names = [f"v{i}" for i in range(6)] + ["t0", "t1"]
+    lists.write_text(json.dumps({"train": ["t0", "t1"], "val": [f"v{i}" for i in range(6)]}))
+    split = make_split("folder", names, split_file=lists, holdout_scenes=["v5"])
+    assert split.test == ("v5",) and "v5" not in split.val and len(split.val) == 5
+
+
 def test_split_json_and_csv_files(tmp_path):
     js = tmp_path / "s.json"
     js.write_text(json.dumps({"train": ["austin6.tif", "austin7"], "val": ["austin1"]}))
