@@ -13,7 +13,7 @@ and an evaluation of the model on the validation tiles with segment's streaming 
         --mode global --backbone resnet18 --pyramid-channels 64 --segmentation-channels 32 \\
         --global-size 128 --patch-size 128 --batch-size 3 --epochs 3 --lr 1e-3 --loader-workers 0
     glgeo evaluate --model /tmp/inria-example/run/model.pt --dataset inria \\
-        --root /tmp/inria-example/inria -o report.json
+        --root /tmp/inria-example/inria --device cpu -o report.json
 
 For the real benchmark, point ``--root`` at the unpacked ``AerialImageDataset`` and use
 the paper's settings (``--backbone resnet50 --mode bidirectional``, 508 px sizes).

@@ -243,7 +243,6 @@ def prepare_scene(
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
     if region is not None:
         info = replace(info, has_mask=True, region=region)
-    warn_of_an_unplaced_output(info)
     if scheme is not None and checkpoint.scheme.name != scheme:
         raise InputError(
             f"the model predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; choose a model trained for that scheme"
@@ -253,6 +252,7 @@ def prepare_scene(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
+    warn_of_an_unplaced_output(info)
     scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
     warn_if_stretched(info, scale)
     if settings.mode is None:

@@ -1353,7 +1353,7 @@ def _class_weights(
         return None
     if data.kind == "geo" or shares is None:
         raise InputError(
-            "a class-weighted loss (loss_balance, --loss-balance) needs dataset inputs (--dataset): "
+            "a class-weighted loss (loss_balance) needs dataset inputs (kind deepglobe, inria or folder): "
             "with imagery and labels, balance the classes by the areas you label"
         )
     weights = class_loss_weights(shares.sum(axis=0), settings.loss_balance)

@@ -46,3 +46,24 @@ def test_manifest_suffix_and_foreign_files_are_refused(tmp_path):
         read_manifest(tmp_path / "other.json")
     with pytest.raises(InputError, match="cannot read manifest"):
         read_manifest(tmp_path / "missing.csv")
+
+
+def test_failures_differing_only_in_their_scene_are_one_reason():
+    """Errors name their scene, in its input path and its outputs' paths: grouped by the
+    rest of their words, as a whole name only (scene "a" is no article)."""
+    def failed(scene: str, error: str) -> SceneResult:
+        return SceneResult(input=scene, output="", vector=None, status="failed", error=error)
+
+    rows = (
+        failed("/in/a.tif", "SceneError: /in/a.tif: cannot write /out/a.tif: disk full"),
+        failed("/in/b.tif", "SceneError: /in/b.tif: cannot write /out/b.tif: disk full"),
+        failed("x/a", "SceneError: cannot open 'x/a' as a raster"),
+        failed("x/b", "SceneError: cannot open 'x/b' as a raster"),
+        failed("/in/c.tif", "SceneError: /in/c.tif: band 4 is missing"),
+    )
+    summary = BatchResult(rows, 1.0, "in-process").failure_summary()
+    assert summary == [
+        "2 scenes (e.g. /in/a.tif): SceneError: /in/a.tif: cannot write /out/a.tif: disk full",
+        "2 scenes (e.g. x/a): SceneError: cannot open 'x/a' as a raster",
+        "1 scene (/in/c.tif): SceneError: /in/c.tif: band 4 is missing",
+    ]

@@ -202,3 +202,25 @@ def test_a_split_scene_without_georeferencing_is_said_and_its_row_keeps_it(tmp_p
     assert said in caplog.text
     (row,) = json.loads(manifest.read_text())["scenes"]
     assert row["status"] == "done" and said in row["warnings"]
+
+
+def test_a_script_that_set_up_no_logging_still_sees_the_warnings(tmp_path, checkpoint):
+    """run_split keeps the scene's warnings for its row with a handler on glgeo's logger,
+    and any handler there silences Python's last-resort printer: a script without logging
+    saw none (segment's are printed)."""
+    import subprocess
+    import sys
+
+    from fixtures.rasters import write_geotiff
+
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 192, 160), dtype=np.uint8)
+    scene = write_geotiff(tmp_path / "plain.png", pixels, driver="PNG")
+    code = (
+        "import sys; from glgeo.batch import BatchOptions, run_split; from glgeo.inference import InferenceSettings\n"
+        "run_split(sys.argv[1], sys.argv[2], model=sys.argv[3], rows_per_block=2, options=BatchOptions(settings="
+        "InferenceSettings(device='cpu', min_overlap=8, batch_size=8, footprint=64, window_overlap=8)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(scene), str(tmp_path / "out.tif"), str(checkpoint)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{scene} has no georeferencing: the output has none either" in done.stderr

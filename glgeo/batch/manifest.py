@@ -8,6 +8,7 @@ import datetime
 import io
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,8 +251,11 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _without_scene(line: str, scene: str) -> str:
-    """An error's line with the scene's path (or, failing that, its file name) taken out."""
-    for name in (scene, os.path.basename(scene)):
-        if name and name in line:
-            return line.replace(name, "\0")
+    """An error's line with the scene's path taken out where it stands as a whole name, and
+    its file name where it ends another path (its outputs')."""
+    if scene:
+        line = re.sub(r"(?<![\w.-])" + re.escape(scene) + r"(?![\w-])", "\0", line)
+        name = os.path.basename(scene)
+        if name:
+            line = re.sub(r"(?<=[/\\])" + re.escape(name) + r"(?![\w-])", "\0", line)
     return line

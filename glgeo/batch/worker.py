@@ -241,12 +241,18 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
 
 class _SceneWarnings(logging.Handler):
     """Keeps the warnings glgeo logs in this thread while one scene runs (a Dask worker may
-    run scenes in several threads), for the scene's row of the manifest."""
+    run scenes in several threads), for the scene's row of the manifest.
+
+    Made where nothing handles glgeo's logs (a script that set up no logging), it also
+    hands them to :data:`logging.lastResort`: any handler on the ``glgeo`` logger stops
+    Python's fallback from printing them, and a library caller saw no warning at all.
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.thread = threading.get_ident()
         self.messages: list[str] = []
+        self.fallback = None if logging.getLogger("glgeo").hasHandlers() else logging.lastResort
         _KEEPING.add(self.thread)
 
     def close(self) -> None:
@@ -256,3 +262,5 @@ class _SceneWarnings(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if record.thread == self.thread:
             self.messages.append(record.getMessage())
+            if self.fallback is not None and record.levelno >= self.fallback.level:
+                self.fallback.handle(record)
