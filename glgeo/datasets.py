@@ -71,7 +71,7 @@ from .errors import DatasetError, InputError, InternalError
 from .io import labelled_bands
 from .resolution import Scale, open_pixels, scaled_size
 from .schemes import DEEPGLOBE, INRIA, NODATA_ID, ClassInfo, ClassScheme
-from .splits import DATASET_KINDS, DatasetKind  # noqa: F401 (here for users of glgeo.datasets)
+from .splits import DATASET_KINDS, DatasetKind
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)

@@ -44,7 +44,7 @@ from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
 from .planning import BatchOptions
 from .scheduling import _describe, _model_reference, _dask_logs_at_glgeo_level, open_client, submit_and_collect
-from .worker import _n_gpus, _SceneWarnings, _this_worker, cached_model, worker_device
+from .worker import _n_gpus, _this_worker, cached_model, scene_warnings, worker_device
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -301,9 +301,7 @@ def run_split(
     from ..writer import output_driver
 
     started = time.perf_counter()
-    warned = _SceneWarnings()  # for the scene's row of the manifest, as a batch keeps them
-    logging.getLogger("glgeo").addHandler(warned)
-    try:
+    with scene_warnings() as warned:  # for the scene's row of the manifest, as a batch keeps them
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be 1 or more, got {workers!r}")
         scene = os.fspath(scene)
@@ -372,7 +370,7 @@ def run_split(
                 input=scene, output=str(out_path), vector=None, status=status,
                 class_areas=summary.class_areas if summary else {}, area_unit=summary.area_unit if summary else "",
                 seconds=time.perf_counter() - started, worker=where, device=summary.stats.device if summary else "",
-                error=error, warnings=tuple(warned.messages),
+                error=error, warnings=tuple(warned),
             )  # fmt: skip
             write_manifest(BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=blocks), options.manifest)
 
@@ -411,6 +409,3 @@ def run_split(
         manifest("done", summary=summary)
         log.info("wrote %s from %d blocks in %.1f s (assembly %.1f s)", out_path, len(blocks), seconds, assembled.seconds)
         return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest)
-    finally:
-        logging.getLogger("glgeo").removeHandler(warned)
-        warned.close()

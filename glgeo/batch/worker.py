@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ..errors import GlgeoError
 from .manifest import SceneResult, Status
@@ -182,11 +183,7 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
     started = time.perf_counter()
     address, name = _this_worker()
 
-    warned = _SceneWarnings()
-
     def result(status: Status, **kwargs: Any) -> SceneResult:
-        logging.getLogger("glgeo").removeHandler(warned)
-        warned.close()
         return SceneResult(
             input=job.scene,
             output=str(job.output),
@@ -194,49 +191,59 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
             status=status,
             seconds=time.perf_counter() - started,
             worker=address,
-            warnings=tuple(warned.messages),
+            warnings=tuple(warned),
             **kwargs,
         )
 
-    logging.getLogger("glgeo").addHandler(warned)
-    partials = remove_partials(job)
-    try:
-        raster_done, vector_done = outputs_done(job, options)
-        if raster_done and vector_done:
-            areas, unit = class_areas_of(job.output)
-            return result("skipped", class_areas=areas, area_unit=unit, partials_removed=partials)
-        device = ""
-        if raster_done:
-            log.info("%s: class raster already there, vectorizing only", job.scene)
-            areas, unit = class_areas_of(job.output)
-        else:
-            from ..segmentation import segment
+    with scene_warnings() as warned:  # anything but a GlgeoError propagates: the scheduler retries it
+        partials = remove_partials(job)
+        try:
+            raster_done, vector_done = outputs_done(job, options)
+            if raster_done and vector_done:
+                areas, unit = class_areas_of(job.output)
+                return result("skipped", class_areas=areas, area_unit=unit, partials_removed=partials)
+            device = ""
+            if raster_done:
+                log.info("%s: class raster already there, vectorizing only", job.scene)
+                areas, unit = class_areas_of(job.output)
+            else:
+                from ..segmentation import segment
 
-            settings = options.settings
-            wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
-            threads = options.torch_threads or settings.torch_threads
-            if wanted != settings.device or threads != settings.torch_threads:
-                settings = dataclasses.replace(settings, device=wanted, torch_threads=threads)
-            summary = segment(
-                job.scene,
-                job.output,
-                model=cached_model(model),
-                bands=options.bands,
-                settings=settings,
-                scheme=options.scheme,
-                overwrite=options.overwrite,
-                output_options=options.output_options,
-            )
-            areas, unit, device = summary.class_areas, summary.area_unit, summary.stats.device
-        if job.vector is not None and not vector_done:
-            _vectorize(job, options.overwrite)
-    except GlgeoError as exc:
-        return result("failed", error=f"{type(exc).__name__}: {exc}", partials_removed=partials)
-    except BaseException:  # the scheduler retries it: no handler left behind
-        logging.getLogger("glgeo").removeHandler(warned)
-        warned.close()
-        raise
-    return result("done", class_areas=areas, area_unit=unit, device=device, partials_removed=partials)
+                settings = options.settings
+                wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
+                threads = options.torch_threads or settings.torch_threads
+                if wanted != settings.device or threads != settings.torch_threads:
+                    settings = dataclasses.replace(settings, device=wanted, torch_threads=threads)
+                summary = segment(
+                    job.scene,
+                    job.output,
+                    model=cached_model(model),
+                    bands=options.bands,
+                    settings=settings,
+                    scheme=options.scheme,
+                    overwrite=options.overwrite,
+                    output_options=options.output_options,
+                )
+                areas, unit, device = summary.class_areas, summary.area_unit, summary.stats.device
+            if job.vector is not None and not vector_done:
+                _vectorize(job, options.overwrite)
+        except GlgeoError as exc:
+            return result("failed", error=f"{type(exc).__name__}: {exc}", partials_removed=partials)
+        return result("done", class_areas=areas, area_unit=unit, device=device, partials_removed=partials)
+
+
+@contextlib.contextmanager
+def scene_warnings() -> Iterator[list[str]]:
+    """The warnings glgeo logs in this thread inside the block, in order, for a scene's row
+    of the manifest (:class:`_SceneWarnings`; the handler is removed however the block ends)."""
+    handler = _SceneWarnings()
+    logger = logging.getLogger("glgeo")
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
 
 
 class _SceneWarnings(logging.Handler):
