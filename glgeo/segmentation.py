@@ -434,7 +434,7 @@ def segment(
     # references to the original, so a model loaded here (or handed over with no other
     # reference, ``segment(..., model=load_model(path))``) is not held in fp32 for the whole
     # run. A Checkpoint the caller keeps stays theirs, untouched.
-    del checkpoint
+    del checkpoint, network
     model = source
     tally = AreaTally(pixel_areas)
     counts = tally.counts
