@@ -5,7 +5,8 @@ sample images (2448 x 2448 RGB JPEGs) into a tiled GeoTIFF with a real CRS, writ
 by window (one sample image in memory at a time). Every run is a fresh Python process
 (``--one``), so its peak resident memory (:func:`glgeo.device.peak_resident_mb`) is its own; on CUDA the peak GPU
 memory (``torch.cuda.max_memory_allocated``) is reported too. Models are random-weight
-GLNets (speed and memory do not depend on the weights).
+GLNets (speed and memory do not depend on the weights) that record no context footprint,
+so each scene is one window; ``--model`` runs a checkpoint in its own context windows.
 
 Examples::
 
@@ -31,6 +32,7 @@ import platform
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +73,10 @@ def build_scene(megapixels: float, images: list[Path], folder: Path, shape: tupl
     with rasterio.open(tmp, "w", **profile) as dst:
         for i in range(rows):
             for j in range(n):
-                with rasterio.open(images[(i * n + j) % len(images)]) as src:
+                with warnings.catch_warnings():  # the JPEG samples carry no georeferencing
+                    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                    src = rasterio.open(images[(i * n + j) % len(images)])
+                with src:
                     h, w = min(tile, height - i * tile), min(tile, width - j * tile)
                     data = src.read(window=Window(0, 0, w, h))
                 # alternate flips so the mosaic has no exact repeats

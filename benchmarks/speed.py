@@ -4,14 +4,18 @@ For each mode (G -> L and bidirectional) and each scene (one 2448 x 2448 DeepGlo
 image and a ~25 MP GeoTIFF tiled from the real samples), two configurations run in the
 same benchmark, each in a fresh Python process so its peak resident memory is its own:
 
-* ``reference``: the way the released code computes: fp32, NCHW tensors, BatchNorms not
-  folded, batches of 6 patches, no read-ahead (reading and the network take turns), the bidirectional pass-1
+* ``reference``: the way the released code computes: one global image for the whole
+  scene (``footprint=0``), patch logits upsampled nearest and summed, fp32, NCHW tensors,
+  BatchNorms not folded, batches of 6 patches, no read-ahead (reading and the network take turns), the bidirectional pass-1
   results kept in memory (the released code keeps the whole local features there; the
   reference keeps their ``n_classes``-channel share of the aggregation), and the shared
   heads' convs run on the concatenated, upsampled global crops (glgeo's low-resolution ext
   path switched off);
 * ``glgeo``: ``InferenceSettings()`` as it is, nothing tuned here;
 * ``glgeo-bf16`` (CPU): the defaults with ``precision="bf16"``;
+* ``one-window`` (not run unless named): the defaults with ``footprint=0``: the whole scene
+  is one window with one global image, as the released code and glgeo before December 2026
+  ran it (fewer patches on a scene larger than the checkpoint's footprint, a coarser view);
 * ``recompute`` (bidirectional only): the defaults, but pass 2 runs the local branch again
   instead of reading pass 1's kept shares (``l2g_reuse="recompute"``), to measure both;
 * ``compile`` (not run unless named): the defaults with ``compile=True``; its time
@@ -74,10 +78,10 @@ def make_checkpoints(keys_file: Path, folder: Path, patch: int = 508, global_siz
     """glgeo checkpoints (g2l, bidirectional) imported from released-format files."""
     import torch
 
-    from glgeo.models.checkpoint import InputScaling, import_released, save_checkpoint
+    from glgeo.models.checkpoint import import_released, save_released
     from glgeo.schemes import DEEPGLOBE
 
-    out = {"g2l": folder / "speed_r50_g2l.pt", "bidirectional": folder / "speed_r50_bidirectional.pt"}
+    out = {"g2l": folder / "released_r50_g2l.pt", "bidirectional": folder / "released_r50_bidirectional.pt"}
     if all(p.is_file() for p in out.values()):
         return out
     keys = json.loads(keys_file.read_text())
@@ -87,7 +91,9 @@ def make_checkpoints(keys_file: Path, folder: Path, patch: int = 508, global_siz
         torch.save(released_style_state(keys, seed), files[role])
     for mode, l2g in (("g2l", None), ("bidirectional", files["l2g"])):
         model = import_released(files["global"], files["g2l"], l2g, DEEPGLOBE)
-        save_checkpoint(out[mode], model, DEEPGLOBE, InputScaling(), global_size=global_size, patch_size=patch)
+        # as `glgeo import-glnet` writes it: 0-255 input, the 2448 px context footprint and
+        # 0.5 m of DeepGlobe, so the glgeo rows run what a user of the authors' files gets
+        save_released(out[mode], model, DEEPGLOBE, global_size=global_size, patch_size=patch)
     for p in files.values():
         p.unlink()
     return out
@@ -106,6 +112,8 @@ def settings_for(config: str, device: str, precision: str | None = None):
         precision = "bf16"
     if config == "recompute":
         return InferenceSettings(device=device, l2g_reuse="recompute")
+    if config == "one-window":
+        return InferenceSettings(device=device, footprint=0)
     if config == "compile":
         return InferenceSettings(device=device, compile=True)
     if precision is not None:
@@ -248,7 +256,7 @@ def row(device: str, mode: str, scene: str, config: str, r: dict) -> str:
     rate = f"{1 / total:6.3f} img/s" if scene == "deepglobe" else f"{r['megapixels'] / total:6.3f} MP/s "
     gpu = f"{r['peak_gpu_mb']:8.0f}" if "peak_gpu_mb" in r else f"{'-':>8}"
     return (
-        f"{device:5} {mode:13} {scene:9} {config:9} {r['precision']:5} {r['patches']:5d} {total:8.1f} {rate} "
+        f"{device:5} {mode:13} {scene:9} {config:10} {r['precision']:5} {r['patches']:5d} {total:8.1f} {rate} "
         f"{r['peak_rss_mb']:8.0f} {gpu} | {s['read']:6.1f} {s['network']:7.1f} {s['blend']:6.1f} {s['write']:6.1f} "
         f"{other:6.1f} | {100 * s['network'] / total:5.1f}%"
     )
@@ -261,7 +269,8 @@ def main() -> None:
     parser.add_argument("--devices", default=None, help="cpu and/or cuda (default: cpu, plus cuda when available)")
     parser.add_argument("--configs", default="reference,glgeo,glgeo-bf16,recompute",
                         help="reference, glgeo (InferenceSettings() defaults), glgeo-bf16 (defaults + bf16; CPU only), "
-                             "recompute (defaults, bidirectional pass 2 recomputing the local branch)")
+                             "recompute (defaults, bidirectional pass 2 recomputing the local branch), "
+                             "one-window (defaults, the whole scene one context window), compile")
     parser.add_argument("--image", default="104113", help="DeepGlobe sample id for the one-image runs")
     parser.add_argument("--agreement-samples", type=int, default=10, help="DeepGlobe samples for fp32 vs bf16 (0: skip)")
     parser.add_argument("--agreement-modes", default="g2l", help="modes for the precision agreement")
@@ -309,7 +318,7 @@ def main() -> None:
     print(f"# deepglobe = {scenes['deepglobe'].name} (2448 x 2448)" if "deepglobe" in scenes else "#", flush=True)
     print("# time split (s): read = time the network waited for reading, network = global + local branches, "
           "other = scene inspection, writer setup, COG conversion (the checkpoint is loaded before the clock starts)", flush=True)
-    print(f"{'dev':5} {'mode':13} {'scene':9} {'config':9} {'prec':5} {'pat':>5} {'seconds':>8} {'rate':>11} "
+    print(f"{'dev':5} {'mode':13} {'scene':9} {'config':10} {'prec':5} {'pat':>5} {'seconds':>8} {'rate':>11} "
           f"{'RSS MB':>8} {'GPU MB':>8} | {'read':>6} {'network':>7} {'blend':>6} {'write':>6} {'other':>6} | {'net %':>6}",
           flush=True)
     results = []
