@@ -54,11 +54,13 @@ held-out accuracy (some of these images trained the zoo model; see its card for 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +118,10 @@ def main() -> None:
     from glgeo.segmentation import load_model
 
     torch.set_num_threads(args.threads)
+    # the tiles and cuts carry no CRS (or no georeferencing) on purpose: glgeo's warning
+    # about that, one per scene and engine, would bury the table
+    logging.getLogger("glgeo").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
     root = args.data / "deepglobe"
     ids = args.images.split(",") if args.images else sorted(p.name.split("_")[0] for p in (root / "images").glob("*_sat.jpg"))[:9]
     if len(ids) != 9:
