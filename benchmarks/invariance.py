@@ -119,8 +119,12 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     # the tiles and cuts carry no CRS (or no georeferencing) on purpose: glgeo's warning
-    # about that, one per scene and engine, would bury the table
-    logging.getLogger("glgeo").setLevel(logging.ERROR)
+    # about that, one per scene and engine, would bury the table; other warnings show
+    from glgeo.segmentation import NO_CRS_OUTPUT_WARNING, PLAIN_OUTPUT_WARNING
+
+    shown = logging.StreamHandler()
+    shown.addFilter(lambda record: record.msg not in (PLAIN_OUTPUT_WARNING, NO_CRS_OUTPUT_WARNING))
+    logging.getLogger("glgeo").addHandler(shown)
     warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
     root = args.data / "deepglobe"
     ids = args.images.split(",") if args.images else sorted(p.name.split("_")[0] for p in (root / "images").glob("*_sat.jpg"))[:9]

@@ -15,7 +15,8 @@ same benchmark, each in a fresh Python process so its peak resident memory is it
 * ``glgeo-bf16`` (CPU): the defaults with ``precision="bf16"``;
 * ``one-window`` (not run unless named): the defaults with ``footprint=0``: the whole scene
   is one window with one global image, as the released code and glgeo before December 2026
-  ran it (fewer patches on a scene larger than the checkpoint's footprint, a coarser view);
+  saw it (fewer patches on a scene larger than the checkpoint's footprint, a coarser view),
+  glgeo's blend, upsampling and precision otherwise;
 * ``recompute`` (bidirectional only): the defaults, but pass 2 runs the local branch again
   instead of reading pass 1's kept shares (``l2g_reuse="recompute"``), to measure both;
 * ``compile`` (not run unless named): the defaults with ``compile=True``; its time
