@@ -416,8 +416,8 @@ def test_a_handed_over_model_is_not_held_in_fp32_while_the_engine_runs(tmp_path,
             gc.collect()
             alive.append(original() is not None)
 
-    mode = InferenceSettings(device="cpu", mode="global" if tta else None)
-    segment(scene, tmp_path / "out.tif", model=handed.pop(), settings=mode, tta=tta, progress=progress)
+    settings = InferenceSettings(device="cpu", mode="global" if tta else None)  # TTA runs global mode only
+    segment(scene, tmp_path / "out.tif", model=handed.pop(), settings=settings, tta=tta, progress=progress)
     assert alive and not any(alive)
 
 
