@@ -223,10 +223,13 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
     Predictions are georeferenced rasters and GeoPackages that open styled in QGIS.
     """
-    level = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    shown = logging.ERROR if quiet else (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
+    # -q prints errors only, but warnings are still made: a manifest's rows keep them
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setLevel(shown)
+    logging.basicConfig(level=min(shown, logging.WARNING), format="%(levelname)s: %(message)s", handlers=[terminal])
     if verbose < 2:  # GDAL's "Created N records" per GeoPackage write: glgeo says what it wrote
-        logging.getLogger("pyogrio").setLevel(max(level, logging.WARNING))
+        logging.getLogger("pyogrio").setLevel(max(shown, logging.WARNING))
     # JPEG/PNG scenes (DeepGlobe) have no georeferencing; glgeo handles that and says so in
     # its own log, so rasterio's per-open warning is noise on a terminal.
     warnings.filterwarnings("ignore", message="Dataset has no geotransform")
@@ -239,16 +242,15 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["verbosity"] = verbose
 
 
-#: Dask's configuration, from the environment of every process it starts, sets the level of
-#: these loggers there (https://docs.dask.org/en/stable/how-to/debug.html#logs).
-_WORKER_LOG_LEVEL = "DASK_LOGGING__GLGEO"
-
-
 def _quiet_local_workers(ctx: click.Context) -> None:
-    """-q also in the worker processes of a local Dask cluster (``--workers N``), whose
-    glgeo loggers print their warnings without the handler this process configured: they
-    start from this process's environment, so the level travels there (unless set)."""
-    if _WORKER_LOG_LEVEL in os.environ:
+    """-q also in the worker processes of a local Dask cluster (``--workers N``), which
+    print glgeo's records with their own handler (:func:`glgeo.batch.worker.log_like_the_cli`):
+    they start from this process's environment, so the level travels there (unless set).
+    (Not Dask's ``DASK_LOGGING__GLGEO``: importing Dask here would apply it to this process's
+    glgeo logger too, whose warnings the manifest's rows keep.)"""
+    from glgeo.batch.worker import WORKER_LOG_LEVEL
+
+    if WORKER_LOG_LEVEL in os.environ:
         return
-    os.environ[_WORKER_LOG_LEVEL] = "error"
-    ctx.call_on_close(lambda: os.environ.pop(_WORKER_LOG_LEVEL, None))
+    os.environ[WORKER_LOG_LEVEL] = "error"
+    ctx.call_on_close(lambda: os.environ.pop(WORKER_LOG_LEVEL, None))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -126,11 +128,13 @@ def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path, tiny_checkpoin
 
 def test_quiet_silences_warnings_here_and_in_the_processes_dask_starts(monkeypatch):
     """-q is "only errors": no Python warning in this process, and a process started from
-    this one's environment (a local Dask cluster's worker) logs no glgeo warning either."""
-    import os
+    this one's environment (a local Dask cluster's worker) prints no glgeo warning either,
+    but still keeps the warnings a scene's manifest row lists."""
     import subprocess
     import sys
     import warnings
+
+    from glgeo.batch.worker import WORKER_LOG_LEVEL
 
     seen: dict = {}
 
@@ -138,19 +142,50 @@ def test_quiet_silences_warnings_here_and_in_the_processes_dask_starts(monkeypat
         with warnings.catch_warnings(record=True) as caught:
             warnings.warn("a library warning", UserWarning)
         seen["warnings"] = [str(w.message) for w in caught]
-        # what a worker does: import distributed (which reads Dask's configuration), then log
-        code = "import distributed, logging; logging.getLogger('glgeo.vectorization').warning('square degrees')"
-        seen["worker"] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stderr
+        # what a worker does: import distributed (which reads Dask's configuration), set up
+        # its printing, then log, outside a scene and inside one
+        code = ("import distributed, logging; from glgeo.batch.worker import log_like_the_cli, scene_warnings\n"
+                "log_like_the_cli(); log = logging.getLogger('glgeo.vectorization'); log.warning('square degrees')\n"
+                "with scene_warnings() as kept: log.warning('no georeferencing')\n"
+                "print(kept)")
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        seen["worker"], seen["kept"] = run.stderr, run.stdout.strip()
         return []
 
     monkeypatch.setattr("glgeo.models.zoo.list_models", list_models)
-    monkeypatch.delenv("DASK_LOGGING__GLGEO", raising=False)
+    monkeypatch.delenv(WORKER_LOG_LEVEL, raising=False)
     result = CliRunner().invoke(cli, ["-q", "models"])
     assert result.exit_code == 0, result.output
     assert seen["warnings"] == [] and "square degrees" not in seen["worker"], seen
-    assert "DASK_LOGGING__GLGEO" not in os.environ  # restored after the command
+    assert seen["kept"] == "['no georeferencing']", seen
+    assert WORKER_LOG_LEVEL not in os.environ  # restored after the command
     result = CliRunner().invoke(cli, ["models"])  # without -q, both still show
     assert seen["warnings"] == ["a library warning"] and "square degrees" in seen["worker"], seen
+    assert seen["kept"] == "['no georeferencing']", seen
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_quiet_batch_prints_no_warning_and_its_manifest_keeps_them(tmp_path, checkpoint, workers):
+    """-q printed nothing and the manifest's rows listed no warnings: glgeo made none (and
+    with --workers, importing Dask set glgeo's logger to errors only in the command's own
+    process). A fresh process: the command configures logging itself there."""
+    import subprocess
+    import sys
+
+    plain = [write_geotiff(tmp_path / f"plain_{i}.png", np.full((3, 64, 64), 90 + i, np.uint8), driver="PNG")
+             for i in range(2)]
+    out = tmp_path / "out"
+    args = ["-q", "segment", *map(str, plain), "--out-dir", str(out), "--model", str(checkpoint), "--device", "cpu"]
+    if workers > 1:
+        args += ["--workers", str(workers)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "GLGEO_"))}
+    done = subprocess.run([sys.executable, "-c", "from glgeo.cli.main import cli; cli()", *args],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.strip() == "" and done.stdout.strip() == "", (done.stdout, done.stderr)
+    rows = json.loads((out / "manifest.json").read_text())["scenes"]
+    assert [[w for w in row["warnings"] if "has no georeferencing" in w] for row in rows] == [
+        [f"{p} has no georeferencing: the output has none either and areas are in pixels"] for p in plain], rows
 
 
 def test_workers_print_glgeo_warnings_as_the_command_line_does():

@@ -126,10 +126,17 @@ def _this_worker() -> tuple[str, object]:
     return str(worker.address), worker.name
 
 
+#: The environment variable that sets the lowest level a worker prints glgeo's records at
+#: (:func:`log_like_the_cli`); ``glgeo -q`` sets it to ``error`` for the worker processes
+#: of a local cluster, which start from the command's environment.
+WORKER_LOG_LEVEL = "GLGEO_WORKER_LOG_LEVEL"
+
+
 def log_like_the_cli() -> None:
     """In a process nobody configured logging in (a Dask worker), print glgeo's records as
-    the command line does (``WARNING: ...``), not as bare messages; the level stays what
-    Dask's configuration set (``-q`` passes it to local workers). Rasterio's warning that a
+    the command line does (``WARNING: ...``), not as bare messages, at the level
+    :data:`WORKER_LOG_LEVEL` says (``-q`` sets it to ``error``; warnings are still made, for
+    the manifest's rows: :func:`scene_warnings`). Rasterio's warning that a
     plain image has no geotransform is left out, as the command line leaves it out: glgeo's
     own log says so."""
     import sys
@@ -142,6 +149,9 @@ def log_like_the_cli() -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
     handler.addFilter(_not_kept_for_the_client)
+    printed = os.environ.get(WORKER_LOG_LEVEL, "").upper()
+    if isinstance(logging.getLevelName(printed), int):  # a level's name (else: everything)
+        handler.setLevel(printed)
     glgeo_log.addHandler(handler)
 
 
