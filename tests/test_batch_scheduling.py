@@ -251,6 +251,34 @@ def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
     assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]
 
 
+def test_a_worker_killed_for_exiting_slowly_is_not_a_warning(caplog):
+    """Closing a local cluster on a loaded machine, each nanny warned "Worker process still
+    alive after 4.0 seconds, killing" after the batch had finished (four lines for
+    --workers 4); shown only with -vv now, and Dask's other warnings still show."""
+    import logging
+
+    from glgeo.batch.scheduling import _dask_logs_at_glgeo_level
+
+    nanny = logging.getLogger("distributed.nanny")
+    with caplog.at_level(logging.WARNING):
+        with _dask_logs_at_glgeo_level():
+            nanny.warning(f"Worker process still alive after {4.0:.1f} seconds, killing")
+            nanny.warning("Restarting worker")
+        nanny.warning("Worker process still alive after 4.0 seconds, killing")  # outside a run: Dask's own
+    assert [r.getMessage() for r in caplog.records] == ["Restarting worker",
+                                                        "Worker process still alive after 4.0 seconds, killing"]
+    glgeo_log = logging.getLogger("glgeo")
+    level = glgeo_log.level
+    glgeo_log.setLevel(logging.DEBUG)  # -vv
+    try:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING), _dask_logs_at_glgeo_level():
+            nanny.warning("Worker process still alive after 4.0 seconds, killing")
+        assert len(caplog.records) == 1
+    finally:
+        glgeo_log.setLevel(level)
+
+
 def test_a_local_clusters_workers_leave_ctrl_c_to_the_run():
     """Ctrl-C reaches every process of the terminal's group: the local cluster's worker
     processes printed their event loops' tracebacks (60 lines for two workers) above the

@@ -205,20 +205,34 @@ def _dask_logs_at_glgeo_level() -> Iterator[None]:
     """Dask's INFO lines (workers starting, "Nanny at ... closed") only with ``-v``: while a
     cluster runs, Dask's loggers show what glgeo's logger shows, at least warnings. The
     batched comms' INFO line with a CommClosedError traceback, which a cluster prints when
-    it closes as it should, is shown only with ``-vv``."""
+    it closes as it should, and the nannies' warning that a worker slow to exit was killed
+    (:func:`_not_a_slow_exit`) are shown only with ``-vv``."""
     wanted = logging.INFO if log.isEnabledFor(logging.INFO) else logging.WARNING
     names = ("distributed", "dask", "distributed.batched")
     loggers = [logging.getLogger(name) for name in names]
     before = [logger.level for logger in loggers]
+    debug = log.isEnabledFor(logging.DEBUG)
     for name, logger in zip(names, loggers):
-        level = max(wanted, logging.WARNING) if name == "distributed.batched" and not log.isEnabledFor(logging.DEBUG) else wanted
+        level = max(wanted, logging.WARNING) if name == "distributed.batched" and not debug else wanted
         if logger.getEffectiveLevel() < level:
             logger.setLevel(level)
+    nanny = logging.getLogger("distributed.nanny")
+    if not debug:
+        nanny.addFilter(_not_a_slow_exit)
     try:
         yield
     finally:
         for logger, level in zip(loggers, before):
             logger.setLevel(level)
+        nanny.removeFilter(_not_a_slow_exit)
+
+
+def _not_a_slow_exit(record: logging.LogRecord) -> bool:
+    """Closing a local cluster, a nanny kills a worker process that takes more than a few
+    seconds to exit (on a loaded machine) and warns "Worker process still alive after 4.0
+    seconds, killing", once per worker, after the batch finished: its results are already
+    in, so the warning is noise."""
+    return not str(record.msg).startswith("Worker process still alive after")
 
 
 def _run_in_process(run: _Run, model: str, pending: Sequence[int]) -> None:
