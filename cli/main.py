@@ -38,7 +38,7 @@ COMMANDS: dict[str, str] = {
 
 #: Python argument -> command-line flag, where the library's messages name an argument.
 #: Most flags are the argument's name with dashes; these are the exceptions.
-_FLAGS: dict[str, str] = {"creation_options": "--co"}
+_FLAGS: dict[str, str] = {"creation_options": "--co", "rows_per_block": "--block-windows"}
 #: Per command, where one argument has another flag there.
 _COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "train": {"workers": "--loader-workers"},
@@ -51,7 +51,7 @@ _ARGUMENTS = (
     "bounds", "creation_options", "grid_anchor", "ema", "gsd", "stretch", "res", "scene_size", "val_images",
     "val_fraction", "label_field", "scenes_per_epoch", "crop_jitter", "balance", "mosaic", "accelerator", "devices",
     "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels", "val_bbox", "holdout_share",
-    "holdout_scenes", "loss_balance", "global_size", "patch_size",
+    "holdout_scenes", "loss_balance", "global_size", "patch_size", "rows_per_block",
 )
 #: Flags that take several values as separate words (the others take them comma-separated).
 _SEPARATORS = {"bounds": " "}

@@ -43,7 +43,7 @@ def run_split_from_cli(
     from glgeo.split import DEFAULT_BLOCK_ROWS
     from glgeo.writer import OutputOptions
 
-    from .main import Interrupted
+    from .main import Interrupted, logs_in_flag_terms
 
     if vector is not None:
         check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
@@ -63,7 +63,7 @@ def run_split_from_cli(
         torch_threads=batch.torch_threads,
     )
     try:
-        with progress_bar(ctx, unit="block", desc="segment") as progress:
+        with progress_bar(ctx, unit="block", desc="segment") as progress, logs_in_flag_terms("glgeo", "segment"):
             result = run_split(
                 scene, out, model=model, options=options, probabilities=probabilities, aoi=aoi, bounds=bounds, tta=tta,
                 rows_per_block=rows, cols_per_block=cols, scheduler=batch.scheduler, workers=batch.workers,
@@ -93,9 +93,14 @@ def run_split_from_cli(
     if quiet:
         return
     stats, counts, plan = summary.stats, result.counts, result.plan
-    where = result.workers if result.workers.startswith(("local", "in-process")) else f"the Dask cluster at {result.workers}"
+    if result.workers == "in-process":
+        where = "in this process"
+    elif result.workers.startswith("local"):
+        where = f"on a {result.workers}"
+    else:
+        where = f"on the Dask cluster at {result.workers}"
     what = (
-        f"{plural(plan.windows[0] * plan.windows[1], 'context window')} in {plural(len(plan.blocks), 'block')} on {where}"
+        f"{plural(plan.windows[0] * plan.windows[1], 'context window')} in {plural(len(plan.blocks), 'block')} {where}"
         f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {100 * (plan.overhead - 1):.0f} % of"
         f" the windows computed twice at block edges), {plural(stats.computed, 'patch')} computed"
     )

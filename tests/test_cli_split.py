@@ -48,6 +48,19 @@ def test_cli_split_options_are_checked(tmp_path, scene, checkpoint, extra, messa
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_scene_of_one_block_is_said_in_flag_terms(tmp_path, scene, checkpoint, caplog):
+    import logging
+
+    args = ["segment", str(scene), "-o", str(tmp_path / "one.tif"), "--model", str(checkpoint), "--device", "cpu",
+            "--overlap", "8", "--batch-size", "8", "--footprint", "64", "--window-overlap", "8", "--workers", "3"]
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert ("make 1 block for 3 workers: segmenting it in this process; --block-windows 1 makes 4 blocks of full-width "
+            "strips") in caplog.text
+    assert "12 context windows in 1 block in this process (1 computed" in result.output
+
+
 def test_a_local_cluster_split_is_as_quiet_as_a_batch(tmp_path, scene, checkpoint):
     """Without -v, Dask's INFO lines (Nanny, scheduler, closing comms) stay hidden on the split
     path too. A fresh process: the bug was in when distributed is first imported."""
@@ -65,7 +78,7 @@ def test_a_local_cluster_split_is_as_quiet_as_a_batch(tmp_path, scene, checkpoin
     noise = [line for line in done.stderr.replace("\r", "\n").splitlines()
              if any(word in line for word in ("distributed", "Nanny", "Scheduler", "scheduler", "INFO", "Traceback"))]
     assert not noise, "\n".join(noise[:20])
-    assert "on local cluster of 2 workers" in done.stdout
+    assert "blocks on a local cluster of 2 workers" in done.stdout
     classes, _ = read(out)
     assert classes.shape == (192, 160)
 

@@ -217,6 +217,25 @@ def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add
     submit_and_collect(client, tasks, options.retries, collect)
 
 
+def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, rows_per_block: int, cols_per_block: int | None) -> None:
+    """Say so when a local cluster would have fewer blocks than workers (the scene has few
+    context windows for its blocks), and which blocks would spread it; a single block runs
+    in this process (a cluster would only add its start-up)."""
+    blocks = len(plan.blocks)
+    if blocks >= workers:
+        return
+    window_rows, window_cols = plan.windows
+    rows = max(1, window_rows // workers)
+    advice = ""
+    if rows < rows_per_block or cols_per_block is not None:
+        strips = -(-window_rows // rows)
+        advice = (f"; rows_per_block={rows} makes {strips} block{'s' * (strips > 1)} of full-width strips (windows at "
+                  "block edges are computed twice)")
+    where = "segmenting it in this process" if blocks == 1 else f"{workers - blocks} of the workers stay idle"
+    log.warning("%s: its %d x %d context windows make %d block%s for %d workers: %s%s",
+                scene, window_rows, window_cols, blocks, "s" * (blocks > 1), workers, where, advice)
+
+
 def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStats:
     stats = [r.stats for r in rows if r.stats is not None]
     first = stats[0] if stats else None
@@ -347,10 +366,12 @@ def run_split(
                 progress(len(rows), len(plan.blocks))
 
         where = "in-process"
+        if scheduler is None and workers > 1:
+            _warn_of_idle_workers(scene, plan, workers, rows_per_block, cols_per_block)
         try:
             if not pending:
                 log.info("every block of %s is finished: assembling only", scene)
-            elif scheduler is None and workers == 1:
+            elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one block: only its start-up
                 _run_blocks_in_process(job, pending, reference, options, add)
             else:
                 with _dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
