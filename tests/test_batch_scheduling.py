@@ -239,15 +239,29 @@ def test_rerun_of_a_finished_batch_starts_no_cluster(tmp_path, scenes, checkpoin
     assert "2 scenes in this process: 0 done, 2 skipped (outputs already there), 0 failed" in result.stdout
 
 
+def test_one_scene_with_workers_runs_in_this_process(monkeypatch, tmp_path, scenes, checkpoint):
+    """A batch with one scene to compute started a local cluster for it: only its start-up.
+    It runs in this process (as does the last scene of a resumed batch)."""
+    distributed = pytest.importorskip("distributed")
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a Dask cluster was started for one scene")
+
+    monkeypatch.setattr(distributed, "LocalCluster", no_cluster)
+    result = run_batch([str(scenes[0])], tmp_path, model=checkpoint, options=BatchOptions(settings=SETTINGS), workers=4)
+    assert result.counts["done"] == 1 and result.workers == "in-process"
+
+
 def test_dask_logs_only_with_verbose(tmp_path, scenes, checkpoint):
     """Dask's INFO lines ("Nanny at ... closed") stay out of the default output."""
     import subprocess
 
     pytest.importorskip("distributed")
-    command = [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "segment", str(scenes[0]),
+    command = [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "segment", str(scenes[0]), str(scenes[1]),
                "--out-dir", str(tmp_path / "out"), "--workers", "2", "--retries", "0", *cli_options(checkpoint)]
     quiet = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "2 scenes on a local cluster of 2 workers" in quiet.stdout
     assert "distributed." not in quiet.stderr and "Nanny" not in quiet.stderr, quiet.stderr[-2000:]
 
 

@@ -368,8 +368,8 @@ def run_batch(
         pending = _skip_finished(run)
         if not pending:
             log.info("the outputs of all %d scenes are there: nothing to run", len(jobs))
-        elif scheduler is None and workers == 1:
-            log.info("segmenting %d scenes in this process", len(pending))
+        elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one scene: only its start-up
+            log.info("segmenting %d scene%s in this process", len(pending), "s" * (len(pending) > 1))
             _run_in_process(run, reference, pending)
         else:
             require_distributed()
