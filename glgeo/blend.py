@@ -23,7 +23,9 @@ Memory: tiles must arrive in the grid's row-major order. Within a tile row, colu
 of the next tile are final after each tile; rows above the next tile row are final once
 the row is done. So :class:`RowBandBlender` holds only
 
-* the current tile: ``classes x tile_height x tile_width`` float32 sums and weights,
+* the current tile: ``classes x tile_height x tile_width`` float32 sums and weights (a
+  large tile on the host also two scratch planes, 5 bytes per pixel, so that no tile-sized
+  temporary is made per tile: :data:`LARGE_TILE_BYTES`),
 * the rows shared with the next tile row (the vertical overlap): ``classes x overlap x
   scene_width`` sums and ``overlap x scene_width`` weights in ``carry_dtype`` (float32, or
   float16 for context windows, whose overlaps are larger), and their valid mask (one
@@ -62,6 +64,15 @@ SCORE_SCALES: dict[str, int] = {"uint8": 255, "uint16": 65535}
 #: :class:`ToSceneGrid` interpolates (uint8's steps of 1/255 would pull the borders of
 #: smooth scores onto straight rows and columns).
 WORKING_SCORE_DTYPE = "uint16"
+
+#: Tiles whose class logits take more bytes than this are blended one class at a time
+#: through two kept scratch planes of the tile's size (a float32 and a bool one) on the
+#: host: glibc serves blocks this large (its mmap threshold stops growing at 32 MiB) with
+#: fresh pages from the kernel at every allocation, and touching fresh memory cost more than
+#: the arithmetic on it (a released checkpoint's 2448 px windows, 7 classes: 168 MB a
+#: temporary; blending a 25 MP scene's nine took 10.8-11.9 s instead of 13.3-23.8 s,
+#: docs/performance.md).
+LARGE_TILE_BYTES = 32 << 20
 
 #: How overlapping predictions are combined (see the module doc).
 BlendRule = Literal["taper", "sum"]
@@ -181,6 +192,10 @@ class RowBandBlender(_Buffers):
         self._work = self._zeros((n_classes, ph, pw), "float32")
         self._work_weight = self._zeros((ph, pw), "float32")
         self._work_valid = self._zeros((ph, pw), "bool")
+        # large tiles on the host: scratch planes for their weighted logits and arg-max
+        large = not self._gpu and n_classes * ph * pw * 4 > LARGE_TILE_BYTES
+        self._plane = np.empty((ph, pw), np.float32) if large else None
+        self._higher = np.empty((ph, pw), bool) if large else None
         # the current tile row's rows shared with the previous row (read) / next row (written)
         self._carry = self._zeros((n_classes, overlap, width), carry_dtype)
         self._carry_weight = self._zeros((overlap, width), carry_dtype)
@@ -207,7 +222,7 @@ class RowBandBlender(_Buffers):
     def nbytes(self) -> int:
         """Bytes held by the blender's buffers (the memory bound, measured)."""
         return self._nbytes([
-            self._work, self._work_weight, self._work_valid,
+            self._work, self._work_weight, self._work_valid, self._plane, self._higher,
             self._carry, self._carry_weight, self._carry_valid,
             self._band, self._band_scores,
         ])  # fmt: skip
@@ -243,7 +258,11 @@ class RowBandBlender(_Buffers):
                 self._work_weight += 1.0
             else:
                 weight = self._array(weight, "float32")
-                self._work += logits * weight[None]
+                if self._plane is None:
+                    self._work += logits * weight[None]
+                else:  # one class at a time through the kept plane (the same sums)
+                    for work, plane in zip(self._work, logits):
+                        work += np.multiply(plane, weight, out=self._plane)
                 self._work_weight += weight
         self._work_valid |= self._array(valid, "bool")
         self._next += 1
@@ -255,9 +274,9 @@ class RowBandBlender(_Buffers):
         # shift the working window to the next tile's left edge
         keep = pw - span
         for buffer, empty in ((self._work, 0.0), (self._work_weight, 0.0), (self._work_valid, False)):
-            if keep > 0:
+            if keep > 0:  # NumPy copies overlapping ranges as if through a temporary, and only then
                 moved = buffer[..., span:]
-                buffer[..., :keep] = moved.clone() if self._gpu else moved.copy()
+                buffer[..., :keep] = moved.clone() if self._gpu else moved
             buffer[..., keep:] = empty
 
         if window.col == self.grid.n_cols - 1:
@@ -288,12 +307,31 @@ class RowBandBlender(_Buffers):
         if self._gpu:
             classes = torch.where(covered, sums.argmax(dim=0), self.fill_class).to(torch.uint8)
             classes.masked_fill_(~valid, NODATA_ID)
-        else:
+        elif self._plane is None:
             classes = np.where(covered, sums.argmax(axis=0), self.fill_class).astype(np.uint8)
             classes[~valid] = NODATA_ID
+        else:
+            classes = self._highest_class(sums)
+            np.copyto(classes, np.uint8(self.fill_class), where=~covered)
+            np.copyto(classes, np.uint8(NODATA_ID), where=~valid)
         self._band[:rows, cols] = classes
         if self._band_scores is not None:
             self._band_scores[:, :rows, cols] = self._scores(sums, weight, covered, valid)
+
+    def _highest_class(self, sums: np.ndarray) -> np.ndarray:
+        """``sums.argmax(axis=0)`` as uint8 (the first class where several tie), one class at
+        a time through the kept planes, for large tiles: NumPy's arg-max over the first axis
+        copies the sums into a transposed temporary and returns int64. The sums are finite
+        (the engine redoes non-finite logits in fp32, or stops)."""
+        rows, cols = sums.shape[1:]
+        best, higher = self._plane[:rows, :cols], self._higher[:rows, :cols]
+        classes = np.zeros((rows, cols), np.uint8)
+        np.copyto(best, sums[0])
+        for c in range(1, sums.shape[0]):
+            np.greater(sums[c], best, out=higher)
+            np.copyto(classes, np.uint8(c), where=higher)
+            np.maximum(best, sums[c], out=best)
+        return classes
 
     def _scores(self, sums, weight, covered, valid):
         """Softmax of the normalised logits x the score scale; the fill class where nothing

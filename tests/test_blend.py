@@ -51,6 +51,30 @@ def test_constant_field_gives_a_seamless_map(shape, patch, overlap, backend, mon
     assert np.abs(scores.astype(int) - expected).max() <= 1
 
 
+@pytest.mark.parametrize("shape,patch,overlap", [((300, 420), 128, 50), ((300, 420), 128, 100), ((200, 700), 96, 90)])
+@pytest.mark.parametrize("backend", ["numpy", "numpy-large-tiles", "torch"])
+def test_a_constant_field_blended_with_tapers_keeps_its_classes(shape, patch, overlap, backend, monkeypatch):
+    """The taper rule on a field every tile agrees on: each pixel keeps the field's arg-max
+    (the first class where classes tie), with overlaps wider than half a tile too, where
+    the working tile's kept columns overlap the columns they move to; large tiles (a
+    released checkpoint's windows) go one class at a time through scratch planes."""
+    from glgeo.tiling import tile_weights
+
+    monkeypatch.setattr(RowBandBlender, "_use_torch", staticmethod(lambda device: backend == "torch"))
+    if backend == "numpy-large-tiles":
+        monkeypatch.setattr("glgeo.blend.LARGE_TILE_BYTES", 0)
+    field = np.random.default_rng(1).integers(-3, 4, size=(6, *shape)).astype(np.float32)  # ties too
+    grid = PatchGrid.for_scene(*shape, patch, overlap)
+    assert grid.max_row_overlap > 0
+    bands: list[RowBand] = []
+    blender = RowBandBlender(grid, 6, bands.append)
+    for w in grid:
+        rows, cols = w.slices
+        blender.add(w, field[:, rows, cols], np.ones((patch, patch), bool), tile_weights(grid, w))
+    assert blender.done and (blender._plane is not None) == (backend == "numpy-large-tiles")
+    np.testing.assert_array_equal(np.concatenate([b.classes for b in bands]), field.argmax(axis=0))
+
+
 def test_overlaps_are_summed_not_overwritten():
     # two patches side by side overlapping by 8 columns; the right one is confident
     grid = PatchGrid.for_scene(16, 24, 16, 8)
