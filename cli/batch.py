@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import click
 
-from .options import plural, progress_bar
+from .options import plural, progress_bar, where_it_ran
 
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
@@ -262,12 +262,7 @@ def run_batch_from_cli(
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
     elif not quiet:
-        if result.workers == "in-process":
-            where = "in this process"
-        elif result.workers.startswith("local cluster"):
-            where = f"on a {result.workers}"
-        else:
-            where = f"on the Dask cluster at {result.workers}"
+        where = where_it_ran(result.workers)
         rate = f" ({result.scenes_per_minute:.1f} scenes/min)" if counts["done"] else ""
         click.echo(
             f"{plural(len(result.scenes), 'scene')} {where}: {counts['done']} done, {counts['skipped']} skipped "

@@ -70,6 +70,16 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else nouns}"
 
 
+def where_it_ran(workers: str) -> str:
+    """``in this process``, ``on a local cluster of N workers`` or ``on the Dask cluster at
+    ADDRESS``, from a batch's or a split's ``workers``."""
+    if workers == "in-process":
+        return "in this process"
+    if workers.startswith("local cluster"):
+        return f"on a {workers}"
+    return f"on the Dask cluster at {workers}"
+
+
 def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> None:
     """What ``glgeo segment`` prints for one scene: ``OUT: W x H px, <what>, model, mode,
     precision on device[, read at ...], seconds (MP/s)``, one line per class

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .batch import BatchArgs
-from .options import echo_segment_summary, plural, progress_bar, vectorize_output
+from .options import echo_segment_summary, plural, progress_bar, vectorize_output, where_it_ran
 
 
 def run_split_from_cli(
@@ -93,14 +93,9 @@ def run_split_from_cli(
     if quiet:
         return
     stats, counts, plan = summary.stats, result.counts, result.plan
-    if result.workers == "in-process":
-        where = "in this process"
-    elif result.workers.startswith("local"):
-        where = f"on a {result.workers}"
-    else:
-        where = f"on the Dask cluster at {result.workers}"
     what = (
-        f"{plural(plan.windows[0] * plan.windows[1], 'context window')} in {plural(len(plan.blocks), 'block')} {where}"
+        f"{plural(plan.windows[0] * plan.windows[1], 'context window')} in {plural(len(plan.blocks), 'block')}"
+        f" {where_it_ran(result.workers)}"
         f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {100 * (plan.overhead - 1):.0f} % of"
         f" the windows computed twice at block edges), {plural(stats.computed, 'patch')} computed"
     )
