@@ -53,6 +53,8 @@ _ARGUMENTS = (
     "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels", "val_bbox", "holdout_share",
     "holdout_scenes", "loss_balance", "global_size", "patch_size", "rows_per_block",
 )
+#: Two arguments one flag sets together: ``rows_per_block=1, cols_per_block=9`` -> ``--block-windows 1x9``.
+_BLOCK_SHAPE = re.compile(r"\brows_per_block=(\d+), cols_per_block=(\d+)")
 #: Flags that take several values as separate words (the others take them comma-separated).
 _SEPARATORS = {"bounds": " "}
 _VALUE = r"(\([^)]*\)|\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s;,)]+)"
@@ -83,6 +85,7 @@ def cli_message(message: str, command: str | None = None) -> str:
             value = value[1:-1]
         return f"{flag(name)} {value}"
 
+    message = _BLOCK_SHAPE.sub(r"--block-windows \1x\2", message)
     return _BARE.sub(lambda m: flag(m.group(1)), _ASSIGNMENT.sub(assignment, message))
 
 
@@ -242,14 +245,17 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     ctx.obj["verbosity"] = verbose
 
 
+#: :data:`glgeo.batch.worker.WORKER_LOG_LEVEL`, named here too: importing ``glgeo.batch``
+#: loads torch, which every ``-q`` command would then wait for.
+WORKER_LOG_LEVEL = "GLGEO_WORKER_LOG_LEVEL"
+
+
 def _quiet_local_workers(ctx: click.Context) -> None:
     """-q also in the worker processes of a local Dask cluster (``--workers N``), which
     print glgeo's records with their own handler (:func:`glgeo.batch.worker.log_like_the_cli`):
     they start from this process's environment, so the level travels there (unless set).
     (Not Dask's ``DASK_LOGGING__GLGEO``: importing Dask here would apply it to this process's
     glgeo logger too, whose warnings the manifest's rows keep.)"""
-    from glgeo.batch.worker import WORKER_LOG_LEVEL
-
     if WORKER_LOG_LEVEL in os.environ:
         return
     os.environ[WORKER_LOG_LEVEL] = "error"

@@ -24,8 +24,9 @@ of the next tile are final after each tile; rows above the next tile row are fin
 the row is done. So :class:`RowBandBlender` holds only
 
 * the current tile: ``classes x tile_height x tile_width`` float32 sums and weights (a
-  large tile on the host also two scratch planes, 5 bytes per pixel, so that no tile-sized
-  temporary is made per tile: :data:`LARGE_TILE_BYTES`),
+  large tile on the host also two scratch planes, 5 bytes per pixel, so that its weighted
+  sum and arg-max make no tile-sized temporary: :data:`LARGE_TILE_BYTES`; its scores, where
+  asked for, still do),
 * the rows shared with the next tile row (the vertical overlap): ``classes x overlap x
   scene_width`` sums and ``overlap x scene_width`` weights in ``carry_dtype`` (float32, or
   float16 for context windows, whose overlaps are larger), and their valid mask (one
@@ -273,10 +274,13 @@ class RowBandBlender(_Buffers):
         self._finish_columns(window, span)
         # shift the working window to the next tile's left edge
         keep = pw - span
+        if keep > 0 and self._gpu:
+            for buffer in (self._work, self._work_weight, self._work_valid):
+                buffer[..., :keep] = buffer[..., span:].clone()
+        elif keep > 0:  # a plane at a time: NumPy copies a source that may overlap its target first
+            for plane in (*self._work, self._work_weight, self._work_valid):
+                plane[:, :keep] = plane[:, span:]
         for buffer, empty in ((self._work, 0.0), (self._work_weight, 0.0), (self._work_valid, False)):
-            if keep > 0:  # NumPy copies overlapping ranges as if through a temporary, and only then
-                moved = buffer[..., span:]
-                buffer[..., :keep] = moved.clone() if self._gpu else moved
             buffer[..., keep:] = empty
 
         if window.col == self.grid.n_cols - 1:

@@ -43,29 +43,42 @@ def test_a_scene_of_one_block_runs_in_this_process_and_says_how_to_spread_it(tmp
         result = run_split(scene, tmp_path / "one.tif", model=checkpoint, options=BatchOptions(settings=SETTINGS), workers=3)
     assert result.workers == "in-process" and len(result.plan.blocks) == 1
     assert (f"{scene}: its 4 x 3 context windows make 1 block for 3 workers: segmenting it in this process; "
-            "rows_per_block=1 makes 4 blocks of full-width strips (windows at block edges are computed twice)") in caplog.text
+            "rows_per_block=1 makes 4 blocks (windows at block edges are computed twice)") in caplog.text
     np.testing.assert_array_equal(read(tmp_path / "one.tif")[0], ref_classes)
 
 
-def test_fewer_blocks_than_workers_is_said():
+@pytest.mark.parametrize(
+    "size,blocks,workers,said",
+    [
+        ((1000, 300, 8, None), 3, 3, ""),  # 18 x 6 windows in strips of 8 rows
+        ((1000, 300, 8, None), 3, 4, "3 blocks for 4 workers: 1 of the workers stay idle; rows_per_block=4 makes 5 blocks"),
+        ((1000, 300, 8, None), 3, 40, "3 blocks for 40 workers: 37 of the workers stay idle; rows_per_block=1, "
+                                      "cols_per_block=2 makes 54 blocks"),
+        ((220, 2300, 2, 10), 10, 12, "10 blocks for 12 workers: 2 of the workers stay idle; rows_per_block=1, "
+                                     "cols_per_block=13 makes 16 blocks"),  # 4 x 41 windows in 2 x 10 blocks
+        ((64, 2000, 4, None), 1, 8, "1 block for 8 workers: segmenting it in this process; rows_per_block=1, "
+                                    "cols_per_block=4 makes 9 blocks"),  # one row of 36 windows
+        ((64, 64, 4, None), 1, 2, "1 block for 2 workers: segmenting it in this process"),  # one window: no advice
+    ],
+)
+def test_fewer_blocks_than_workers_is_said_with_blocks_that_spread_them(size, blocks, workers, said, caplog):
+    """The advice gives every worker a block where the windows allow it, and only where it
+    gives more blocks than the run has (it once suggested fewer, or one strip of one row)."""
     from glgeo.batch.split import _warn_of_idle_workers
     from glgeo.split import plan_split
     from glgeo.tiling import window_grid
 
-    plan = plan_split(window_grid(1000, 300, 64, 8), (1000, 300), rows_per_block=8)  # 18 window rows: 3 blocks
-    assert len(plan.blocks) == 3
-
-    def said(workers: int, rows: int, cols: int | None = None) -> str:
-        with pytest.MonkeyPatch.context() as patch:
-            messages = []
-            patch.setattr("glgeo.batch.split.log.warning", lambda msg, *args: messages.append(msg % args))
-            _warn_of_idle_workers("s.tif", plan, workers, rows, cols)
-        return " ".join(messages)
-
-    assert said(3, 8) == ""
-    assert said(4, 8) == ("s.tif: its 18 x 6 context windows make 3 blocks for 4 workers: 1 of the workers stay idle; "
-                          "rows_per_block=4 makes 5 blocks of full-width strips (windows at block edges are computed twice)")
-    assert said(40, 1) == "s.tif: its 18 x 6 context windows make 3 blocks for 40 workers: 37 of the workers stay idle"
+    height, width, rows, cols = size
+    plan = plan_split(window_grid(height, width, 64, 8), (height, width), rows_per_block=rows, cols_per_block=cols)
+    assert len(plan.blocks) == blocks
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        _warn_of_idle_workers("s.tif", plan, workers)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    if said:
+        assert text.startswith("s.tif: its ") and text.endswith(said + ("" if said.endswith("process") else
+                                                                         " (windows at block edges are computed twice)"))
+    else:
+        assert text == ""
 
 
 def test_split_on_two_worker_processes_equals_segment(tmp_path, scene, checkpoint, client):

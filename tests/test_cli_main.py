@@ -135,7 +135,9 @@ def test_quiet_silences_warnings_here_and_in_the_processes_dask_starts(monkeypat
     import warnings
 
     from glgeo.batch.worker import WORKER_LOG_LEVEL
+    from glgeo.cli.main import WORKER_LOG_LEVEL as named_here
 
+    assert named_here == WORKER_LOG_LEVEL
     seen: dict = {}
 
     def list_models():
@@ -203,3 +205,16 @@ def test_workers_print_glgeo_warnings_as_the_command_line_does():
     configured = "import logging; logging.basicConfig(format='%(name)s| %(message)s'); " + code.split("; ", 1)[1]
     stderr = subprocess.run([sys.executable, "-c", configured], capture_output=True, text=True, timeout=120).stderr
     assert stderr.strip().splitlines()[-1] == "glgeo.vectorization| a worker warning"
+
+
+@pytest.mark.parametrize("flags", [[], ["-q"]])
+def test_help_loads_no_torch(flags):
+    """Sub-commands are imported only when used, so help is instant; -q once imported
+    glgeo.batch for an environment variable's name, and with it torch (1.6 s per command)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom glgeo.cli.main import cli\ntry:\n    cli([*sys.argv[1:], 'vectorize', '--help'])\n"
+            "except SystemExit:\n    pass\nprint('torch loaded' if 'torch' in sys.modules else 'no torch')")
+    done = subprocess.run([sys.executable, "-c", code, *flags], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "no torch", done.stdout[-500:] + done.stderr[-500:]

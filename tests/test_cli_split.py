@@ -56,9 +56,12 @@ def test_a_scene_of_one_block_is_said_in_flag_terms(tmp_path, scene, checkpoint,
     with caplog.at_level(logging.WARNING, logger="glgeo"):
         result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert ("make 1 block for 3 workers: segmenting it in this process; --block-windows 1 makes 4 blocks of full-width "
-            "strips") in caplog.text
+    assert "make 1 block for 3 workers: segmenting it in this process; --block-windows 1 makes 4 blocks" in caplog.text
     assert "12 context windows in 1 block in this process (1 computed" in result.output
+    from glgeo.cli.main import cli_message
+
+    said = cli_message("rows_per_block=1, cols_per_block=4 makes 9 blocks", "segment")
+    assert said == "--block-windows 1x4 makes 9 blocks"
 
 
 def test_a_local_cluster_split_is_as_quiet_as_a_batch(tmp_path, scene, checkpoint):

@@ -217,23 +217,32 @@ def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add
     submit_and_collect(client, tasks, options.retries, collect)
 
 
-def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, rows_per_block: int, cols_per_block: int | None) -> None:
+def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int) -> None:
     """Say so when a local cluster would have fewer blocks than workers (the scene has few
     context windows for its blocks), and which blocks would spread it; a single block runs
     in this process (a cluster would only add its start-up)."""
     blocks = len(plan.blocks)
     if blocks >= workers:
         return
-    window_rows, window_cols = plan.windows
-    rows = max(1, window_rows // workers)
+    rows, cols, count = _spreading_blocks(*plan.windows, workers)
     advice = ""
-    if rows < rows_per_block or cols_per_block is not None:
-        strips = -(-window_rows // rows)
-        advice = (f"; rows_per_block={rows} makes {strips} block{'s' * (strips > 1)} of full-width strips (windows at "
-                  "block edges are computed twice)")
+    if count > blocks:
+        shape = f"rows_per_block={rows}" + ("" if cols is None else f", cols_per_block={cols}")
+        advice = f"; {shape} makes {count} blocks (windows at block edges are computed twice)"
     where = "segmenting it in this process" if blocks == 1 else f"{workers - blocks} of the workers stay idle"
     log.warning("%s: its %d x %d context windows make %d block%s for %d workers: %s%s",
-                scene, window_rows, window_cols, blocks, "s" * (blocks > 1), workers, where, advice)
+                scene, *plan.windows, blocks, "s" * (blocks > 1), workers, where, advice)
+
+
+def _spreading_blocks(window_rows: int, window_cols: int, workers: int) -> tuple[int, int | None, int]:
+    """``(rows, cols, blocks)``: the largest blocks that give every worker one where the
+    windows allow it: full-width strips (``cols`` ``None``) while there are enough window
+    rows, else single window rows cut into columns."""
+    if window_rows >= workers:
+        rows = window_rows // workers
+        return rows, None, -(-window_rows // rows)
+    cols = max(1, window_cols // -(-workers // window_rows))
+    return 1, cols, window_rows * -(-window_cols // cols)
 
 
 def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStats:
@@ -366,8 +375,8 @@ def run_split(
                 progress(len(rows), len(plan.blocks))
 
         where = "in-process"
-        if scheduler is None and workers > 1:
-            _warn_of_idle_workers(scene, plan, workers, rows_per_block, cols_per_block)
+        if scheduler is None and workers > 1 and pending:
+            _warn_of_idle_workers(scene, plan, workers)
         try:
             if not pending:
                 log.info("every block of %s is finished: assembling only", scene)
