@@ -25,8 +25,7 @@ the row is done. So :class:`RowBandBlender` holds only
 
 * the current tile: ``classes x tile_height x tile_width`` float32 sums and weights (a
   large tile on the host also two scratch planes, 5 bytes per pixel, so that its weighted
-  sum and arg-max make no tile-sized temporary: :data:`LARGE_TILE_BYTES`; its scores, where
-  asked for, still do),
+  sum, arg-max and scores make no tile-sized temporary: :data:`LARGE_TILE_BYTES`),
 * the rows shared with the next tile row (the vertical overlap): ``classes x overlap x
   scene_width`` sums and ``overlap x scene_width`` weights in ``carry_dtype`` (float32, or
   float16 for context windows, whose overlaps are larger), and their valid mask (one
@@ -319,7 +318,9 @@ class RowBandBlender(_Buffers):
             np.copyto(classes, np.uint8(self.fill_class), where=~covered)
             np.copyto(classes, np.uint8(NODATA_ID), where=~valid)
         self._band[:rows, cols] = classes
-        if self._band_scores is not None:
+        if self._band_scores is not None and self._plane is not None:
+            self._scores_in_place(self._band_scores[:, :rows, cols], sums, weight, covered, valid)
+        elif self._band_scores is not None:
             self._band_scores[:, :rows, cols] = self._scores(sums, weight, covered, valid)
 
     def _highest_class(self, sums: np.ndarray) -> np.ndarray:
@@ -336,6 +337,30 @@ class RowBandBlender(_Buffers):
             np.copyto(classes, np.uint8(c), where=higher)
             np.maximum(best, sums[c], out=best)
         return classes
+
+    def _scores_in_place(self, out: np.ndarray, sums: np.ndarray, weight, covered, valid) -> None:
+        """:meth:`_scores` of a large tile into ``out``, computed in ``sums`` (finished rows,
+        not read again) a class at a time with the kept plane: the same operations in the
+        same order, so the same scores, without window-sized temporaries."""
+        rows, cols = sums.shape[1:]
+        plane = self._plane[:rows, :cols]
+        np.copyto(plane, weight)
+        np.copyto(plane, np.float32(1.0), where=~covered)
+        for c in sums:
+            c /= plane
+        np.max(sums, axis=0, out=plane)
+        for c in sums:
+            c -= plane
+        np.exp(sums, out=sums)
+        np.sum(sums, axis=0, out=plane)
+        for c in sums:
+            c /= plane
+            c *= np.float32(self._score_max)
+            np.rint(c, out=c)
+        for target, c, fill in zip(out, sums, self._fill_scores[:, 0, 0]):
+            np.copyto(target, c, casting="unsafe")
+            np.copyto(target, fill, where=~covered)
+            target[~valid] = 0
 
     def _scores(self, sums, weight, covered, valid):
         """Softmax of the normalised logits x the score scale; the fill class where nothing

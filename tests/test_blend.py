@@ -75,6 +75,39 @@ def test_a_constant_field_blended_with_tapers_keeps_its_classes(shape, patch, ov
     np.testing.assert_array_equal(np.concatenate([b.classes for b in bands]), field.argmax(axis=0))
 
 
+@pytest.mark.parametrize("score_dtype", ["uint8", "uint16"])
+def test_large_tiles_blend_to_the_same_classes_and_scores(score_dtype, monkeypatch):
+    """Large tiles (a released checkpoint's windows) are blended through kept planes, in
+    place: the same classes and scores, bit for bit, as the vectorised path, with tapers,
+    skipped tiles, invalid pixels and a fill class."""
+    import glgeo.blend
+    from glgeo.tiling import tile_weights
+
+    rng = np.random.default_rng(2)
+    shape, patch = (230, 300), 96
+    field = rng.normal(scale=3, size=(5, *shape)).astype(np.float32)
+    valid = rng.random(shape) > 0.05
+    grid = PatchGrid.for_scene(*shape, patch, 40)
+    results = []
+    for large in (False, True):
+        monkeypatch.setattr(glgeo.blend, "LARGE_TILE_BYTES", 0 if large else 1 << 40)
+        bands: list[RowBand] = []
+        blender = RowBandBlender(grid, 5, bands.append, scores=True, fill_class=1, score_dtype=score_dtype)
+        for w in grid:
+            rows, cols = w.slices
+            noise = rng.normal(scale=0.5, size=(5, patch, patch)).astype(np.float32)  # tiles disagree
+            logits = None if w.index == 4 else field[:, rows, cols] + noise
+            blender.add(w, logits, valid[rows, cols], tile_weights(grid, w))
+        assert (blender._plane is not None) == large
+        results.append((np.concatenate([b.classes for b in bands]), np.concatenate([b.scores for b in bands], axis=1)))
+        rng = np.random.default_rng(2)
+        rng.normal(scale=3, size=(5, *shape)), rng.random(shape)  # the same noise for the second path
+    (classes, scores), (large_classes, large_scores) = results
+    np.testing.assert_array_equal(large_classes, classes)
+    np.testing.assert_array_equal(large_scores, scores)
+    assert (classes == NODATA_ID).any() and (classes == 1).any() and scores.dtype == np.dtype(score_dtype)
+
+
 def test_overlaps_are_summed_not_overwritten():
     # two patches side by side overlapping by 8 columns; the right one is confident
     grid = PatchGrid.for_scene(16, 24, 16, 8)
