@@ -357,10 +357,11 @@ class RowBandBlender(_Buffers):
             c /= plane
             c *= np.float32(self._score_max)
             np.rint(c, out=c)
+        uncovered, invalid = ~covered, ~valid
         for target, c, fill in zip(out, sums, self._fill_scores[:, 0, 0]):
             np.copyto(target, c, casting="unsafe")
-            np.copyto(target, fill, where=~covered)
-            target[~valid] = 0
+            np.copyto(target, fill, where=uncovered)
+            np.copyto(target, 0, where=invalid)
 
     def _scores(self, sums, weight, covered, valid):
         """Softmax of the normalised logits x the score scale; the fill class where nothing

@@ -59,6 +59,8 @@ def test_a_scene_of_one_block_runs_in_this_process_and_says_how_to_spread_it(tmp
         ((64, 2000, 4, None), 1, 8, "1 block for 8 workers: segmenting it in this process; rows_per_block=1, "
                                     "cols_per_block=4 makes 9 blocks"),  # one row of 36 windows
         ((64, 64, 4, None), 1, 2, "1 block for 2 workers: segmenting it in this process"),  # one window: no advice
+        ((1000, 300, 8, None), 3, 4, "3 blocks for 4 workers: segmenting the one left in this process; "
+                                     "rows_per_block=4 makes 5 blocks"),  # a resumed run with one block left
     ],
 )
 def test_fewer_blocks_than_workers_is_said_with_blocks_that_spread_them(size, blocks, workers, said, caplog):
@@ -71,8 +73,9 @@ def test_fewer_blocks_than_workers_is_said_with_blocks_that_spread_them(size, bl
     height, width, rows, cols = size
     plan = plan_split(window_grid(height, width, 64, 8), (height, width), rows_per_block=rows, cols_per_block=cols)
     assert len(plan.blocks) == blocks
+    pending = 1 if "the one left" in said else blocks
     with caplog.at_level(logging.WARNING, logger="glgeo"):
-        _warn_of_idle_workers("s.tif", plan, workers)
+        _warn_of_idle_workers("s.tif", plan, workers, pending)
     text = "\n".join(r.getMessage() for r in caplog.records)
     if said:
         assert text.startswith("s.tif: its ") and text.endswith(said + ("" if said.endswith("process") else

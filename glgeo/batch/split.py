@@ -217,10 +217,10 @@ def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add
     submit_and_collect(client, tasks, options.retries, collect)
 
 
-def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int) -> None:
+def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: int) -> None:
     """Say so when a local cluster would have fewer blocks than workers (the scene has few
-    context windows for its blocks), and which blocks would spread it; a single block runs
-    in this process (a cluster would only add its start-up)."""
+    context windows for its blocks), and which blocks would spread it; a single block left
+    to compute runs in this process (a cluster would only add its start-up)."""
     blocks = len(plan.blocks)
     if blocks >= workers:
         return
@@ -229,7 +229,10 @@ def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int) -> None:
     if count > blocks:
         shape = f"rows_per_block={rows}" + ("" if cols is None else f", cols_per_block={cols}")
         advice = f"; {shape} makes {count} blocks (windows at block edges are computed twice)"
-    where = "segmenting it in this process" if blocks == 1 else f"{workers - blocks} of the workers stay idle"
+    if pending == 1:
+        where = "segmenting it in this process" if blocks == 1 else "segmenting the one left in this process"
+    else:
+        where = f"{workers - blocks} of the workers stay idle"
     log.warning("%s: its %d x %d context windows make %d block%s for %d workers: %s%s",
                 scene, *plan.windows, blocks, "s" * (blocks > 1), workers, where, advice)
 
@@ -376,7 +379,7 @@ def run_split(
 
         where = "in-process"
         if scheduler is None and workers > 1 and pending:
-            _warn_of_idle_workers(scene, plan, workers)
+            _warn_of_idle_workers(scene, plan, workers, len(pending))
         try:
             if not pending:
                 log.info("every block of %s is finished: assembling only", scene)
