@@ -289,6 +289,29 @@ def check_sidecars(out: Path, overwrite: bool) -> None:
             )
 
 
+def check_scores_path(
+    probabilities: str | os.PathLike, out: Path, overwrite: bool, scene: str | os.PathLike
+) -> Path:
+    """The score raster's path, checked as :func:`check_output_path` and
+    :func:`check_sidecars` check the class raster's, and apart from it: the two must not
+    share a file, nor a sidecar (``landcover.tif`` and ``landcover.img`` would both be
+    styled by ``landcover.qml``).
+
+    Raises:
+        OutputError: as :func:`check_output_path`, or the two outputs clash.
+    """
+    path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))
+    if path.resolve() == out.resolve():
+        raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
+    if path.with_suffix("").resolve() == out.with_suffix("").resolve():
+        raise OutputError(
+            f"probabilities={str(probabilities)!r} and the class raster {out.name!r} would share their QGIS style "
+            f"({out.with_suffix('.qml').name}); give the scores another name, such as {out.stem}-scores{path.suffix}"
+        )
+    check_sidecars(path, overwrite)
+    return path
+
+
 def segment(
     scene: str | os.PathLike,
     out: str | os.PathLike,
@@ -356,11 +379,7 @@ def segment(
             raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
     out_path = check_output_path(out, overwrite=overwrite, inputs=(scene,))
     check_sidecars(out_path, overwrite)
-    scores_path = None
-    if probabilities is not None:
-        scores_path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))
-        if scores_path.resolve() == out_path.resolve():
-            raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
+    scores_path = None if probabilities is None else check_scores_path(probabilities, out_path, overwrite, scene)
     output_driver(out_path, output_options)  # a format glgeo writes, before any work
     if scores_path is not None:
         output_driver(scores_path, output_options, bands=2)

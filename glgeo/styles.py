@@ -105,6 +105,73 @@ def raster_qml(scheme: ClassScheme, nodata: int | None = NODATA_ID) -> str:
     return _to_xml(root)
 
 
+#: Colour ramp of score rasters: viridis (perceptually uniform, readable in grey and by
+#: colour-blind readers) at five stops, score 0 -> 1.
+SCORE_RAMP = ("#440154", "#3b528b", "#21918c", "#5ec962", "#fde725")
+
+
+def score_band(scheme: ClassScheme) -> int:
+    """The band a score raster is first drawn with (1-based): the first class that is not a
+    background (:func:`background_ids`), as that is usually what the map is for (building
+    in Inria's scheme, urban in DeepGlobe's); band 1 where every class is background."""
+    background = set(background_ids(scheme))
+    return next((k + 1 for k, c in enumerate(scheme.classes) if c.id not in background), 1)
+
+
+def scores_qml(scheme: ClassScheme, band: int | None = None) -> str:
+    """A QGIS style (QML) drawing one band of a score raster (``--probabilities``: one band
+    per class, softmax x 255) with the :data:`SCORE_RAMP` from 0 to 255, labelled in percent.
+
+    The raster's no-data is its internal mask, which QGIS exposes as one band after the
+    scores and which is the style's alpha band: no-data is transparent. Another class is
+    one click away (the band list names each band ``score <class>``).
+
+    Args:
+        scheme: the classes, one band each in the scheme's order.
+        band: the band drawn (1-based); default :func:`score_band`.
+    """
+    band = score_band(scheme) if band is None else band
+    if not 1 <= band <= scheme.n_classes:
+        raise InputError(f"band {band} is not a band of a {scheme.n_classes}-class score raster")
+    root = _qml_root()
+    pipe = ET.SubElement(root, "pipe")
+    renderer = ET.SubElement(
+        pipe,
+        "rasterrenderer",
+        {"type": "singlebandpseudocolor", "band": str(band), "opacity": "1",
+         "alphaBand": str(scheme.n_classes + 1), "nodataColor": "",
+         "classificationMin": "0", "classificationMax": "255"},
+    )  # fmt: skip
+    ET.SubElement(renderer, "rasterTransparency")
+    origin = ET.SubElement(renderer, "minMaxOrigin")
+    for tag, text in (("limits", "None"), ("extent", "WholeRaster"), ("statAccuracy", "Estimated")):
+        ET.SubElement(origin, tag).text = text
+    shader = ET.SubElement(ET.SubElement(renderer, "rastershader"), "colorrampshader", {
+        "colorRampType": "INTERPOLATED", "classificationMode": "2", "clip": "0",
+        "minimumValue": "0", "maximumValue": "255", "labelPrecision": "0",
+    })  # fmt: skip
+    for k, color in enumerate(SCORE_RAMP):
+        share = k / (len(SCORE_RAMP) - 1)
+        ET.SubElement(shader, "item", {"value": f"{255 * share:g}", "color": color, "alpha": "255",
+                                       "label": f"{scheme.classes[band - 1].name} {100 * share:.0f} %"})
+    ET.SubElement(pipe, "brightnesscontrast", {"brightness": "0", "contrast": "0", "gamma": "1"})
+    ET.SubElement(pipe, "huesaturation", {"saturation": "0", "grayscaleMode": "0", "colorizeOn": "0"})
+    ET.SubElement(pipe, "rasterresampler", {"maxOversampling": "2"})
+    ET.SubElement(root, "blendMode").text = "0"
+    return _to_xml(root)
+
+
+def write_scores_style(tif_path: str | os.PathLike, scheme: ClassScheme) -> Path:
+    """Write ``<stem>.qml`` (:func:`scores_qml`) beside a score raster, atomically.
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+    path = Path(tif_path).with_suffix(".qml")
+    _write_text_atomic(path, scores_qml(scheme))
+    return path
+
+
 #: Opacity (0-255) of the class fills in vector styles: half transparent, so the imagery
 #: shows through the polygons; outlines stay opaque.
 FILL_ALPHA = 128

@@ -413,16 +413,22 @@ class ClassRasterWriter:
             staged.append((self._scores, self.scores_out, self.options.score_overviews, False, self.scores_driver, 8))
         self._close_staged()
         renames: list[tuple[Path, Path]] = []
-        try:
-            for raster, final, overviews, styled, driver, bits in staged:
-                ready = self._finish(raster.path, final, overviews, driver, bits)
-                if styled:
-                    from .styles import provenance_metadata, write_raster_metadata, write_raster_sidecars
+        from .styles import provenance_metadata, write_raster_metadata, write_raster_sidecars, write_scores_style
 
+        scene = Path(str(self.info.path)).name
+        try:
+            for raster, final, overviews, classes, driver, bits in staged:  # classes: True, scores: False
+                ready = self._finish(raster.path, final, overviews, driver, bits)
+                if classes:
                     write_raster_sidecars(ready, self.scheme, nodata=self.nodata)
-                    what = f"The class of each pixel of {Path(str(self.info.path)).name}"
+                    what = f"The class of each pixel of {scene}"
                     qmd = provenance_metadata(self.scheme, self._tags, final.stem, what, self.nodata)
-                    write_raster_metadata(ready, qmd)
+                else:  # the scores: one band per class, drawn by the first that is not a background
+                    write_scores_style(ready, self.scheme)
+                    what = (f"The score of each class at each pixel of {scene} (softmax x 255), one band per class "
+                            "in the order of the classes; no data is the internal mask")
+                    qmd = provenance_metadata(self.scheme, self._tags, final.stem, what)
+                write_raster_metadata(ready, qmd)
                 # sidecars of the temporary tif -> sidecars of the final tif
                 prefix = ready.stem
                 for item in sorted(ready.parent.glob(f"{prefix}*")):

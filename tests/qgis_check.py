@@ -8,7 +8,7 @@ Run with the system python that has Debian's ``python3-qgis``, headless::
 
 It loads the class raster (QGIS applies ``<name>.qml`` beside it) and the GeoPackage layer
 (QGIS applies the default style from ``layer_styles``), reports validity, CRS, extent,
-renderers and layer metadata (``<name>.qmd``, ``gpkg_metadata``), renders both side by side (raster left, polygons right) into ``--png``, and
+renderers and layer metadata (``<name>.qmd``, ``gpkg_metadata``), renders both side by side (raster left, polygons right; the raster alone without ``--gpkg``) into ``--png``, and
 reports the rendered colour of each ``--probe`` map point in each half. ``tests/test_qgis.py``
 runs it and checks the report; it needs nothing from glgeo's own environment.
 """
@@ -88,6 +88,14 @@ def raster_report(layer: QgsRasterLayer) -> dict:
         report["classes"] = [
             {"value": int(c.value), "label": c.label, "color": _rgb(c.color)} for c in renderer.classes()
         ]
+    report["band_names"] = [layer.bandName(b) for b in range(1, layer.bandCount() + 1)]
+    if renderer is not None and renderer.type() == "singlebandpseudocolor":
+        report["band"] = renderer.band()
+        report["alpha_band"] = renderer.alphaBand()
+        report["ramp"] = [
+            {"value": item.value, "label": item.label, "color": _rgb(item.color)}
+            for item in renderer.shader().rasterShaderFunction().colorRampItemList()
+        ]
     return report
 
 
@@ -109,12 +117,31 @@ def vector_report(layer: QgsVectorLayer) -> dict:
     return report
 
 
+def _probes(points, settings: QgsMapSettings, size: QSize, left: QImage, right: QImage | None) -> list[dict]:
+    """The rendered colour at each map point, in the raster's render and the polygons'."""
+    probes = []
+    transform = settings.mapToPixel()
+    for x, y in points:
+        pixel = transform.transform(QgsPointXY(x, y))
+        col, row = int(pixel.x()), int(pixel.y())
+        inside = 0 <= col < size.width() and 0 <= row < size.height()
+        probes.append(
+            {
+                "point": [x, y],
+                "pixel": [col, row],
+                "raster": _rgb(left.pixelColor(col, row)) if inside else None,
+                "vector": _rgb(right.pixelColor(col, row)) if inside and right is not None else None,
+            }
+        )
+    return probes
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raster", required=True)
     parser.add_argument("--gpkg", default=None, help="omit to open the raster alone")
     parser.add_argument("--layer", default=None)
-    parser.add_argument("--png", default=None, help="with --gpkg: where to save the side-by-side render")
+    parser.add_argument("--png", default=None, help="where to save the render (with --gpkg: side by side)")
     parser.add_argument("--probe", nargs=2, type=float, action="append", default=[], metavar=("X", "Y"))
     parser.add_argument("--size", type=int, default=400, help="pixels per side of each half")
     args = parser.parse_args(argv)
@@ -126,17 +153,22 @@ def main(argv: list[str]) -> int:
     try:
         raster = QgsRasterLayer(args.raster, "classes", "gdal")
         report = {"qgis_version": Qgis.version(), "raster": raster_report(raster), "vector": None}
-        if args.gpkg is None:
+        if args.png is None:
+            json.dump(report, sys.stdout)
+            sys.stdout.flush()
+            return 0
+        extent = raster.extent()
+        aspect = extent.height() / extent.width() if extent.width() else 1.0
+        size = QSize(args.size, max(1, round(args.size * aspect)))
+        left, settings = _render(raster, extent, size)
+        if args.gpkg is None:  # the raster alone
+            report["png_saved"] = bool(left.save(args.png, "PNG"))
+            report["probes"] = _probes(args.probe, settings, size, left, None)
             json.dump(report, sys.stdout)
             sys.stdout.flush()
             return 0
         vector = QgsVectorLayer(f"{args.gpkg}|layername={args.layer}", args.layer, "ogr")
         report["vector"] = vector_report(vector)
-
-        extent = raster.extent()
-        aspect = extent.height() / extent.width() if extent.width() else 1.0
-        size = QSize(args.size, max(1, round(args.size * aspect)))
-        left, settings = _render(raster, extent, size)
         right, _ = _render(vector, extent, size)
         combined = QImage(QSize(size.width() * 2 + 10, size.height()), QImage.Format_ARGB32)
         combined.fill(QColor(128, 128, 128))
@@ -146,21 +178,7 @@ def main(argv: list[str]) -> int:
         painter.end()
         report["png_saved"] = bool(combined.save(args.png, "PNG"))
 
-        probes = []
-        transform = settings.mapToPixel()
-        for x, y in args.probe:
-            pixel = transform.transform(QgsPointXY(x, y))
-            col, row = int(pixel.x()), int(pixel.y())
-            inside = 0 <= col < size.width() and 0 <= row < size.height()
-            probes.append(
-                {
-                    "point": [x, y],
-                    "pixel": [col, row],
-                    "raster": _rgb(left.pixelColor(col, row)) if inside else None,
-                    "vector": _rgb(right.pixelColor(col, row)) if inside else None,
-                }
-            )
-        report["probes"] = probes
+        report["probes"] = _probes(args.probe, settings, size, left, right)
         json.dump(report, sys.stdout)
         sys.stdout.flush()
     finally:

@@ -145,7 +145,7 @@ def test_killed_worker_block_is_redone_and_output_identical(tmp_path, scene, che
     np.testing.assert_array_equal(classes, ref_classes)
     np.testing.assert_array_equal(scores, ref_scores)
     assert hidden(out) == [] and sorted(p.name for p in out.iterdir()) == [
-        "split-p.tif", "split.qmd", "split.qml", "split.tif", "split.tif.aux.xml",
+        "split-p.qmd", "split-p.qml", "split-p.tif", "split.qmd", "split.qml", "split.tif", "split.tif.aux.xml",
     ]  # fmt: skip
 
 

@@ -131,9 +131,11 @@ def _run_check(qgis_python: str, tmp_path: Path, *args: str) -> dict:
     return report
 
 
-def _write_with_glgeo(out: Path, data: np.ndarray, scheme) -> Path:
+def _write_with_glgeo(out: Path, data: np.ndarray, scheme, scores: np.ndarray | None = None,
+                      scores_out: Path | None = None) -> Path:
     """``data`` (ids, NODATA_ID where no data) written as ``glgeo segment`` writes a class
-    raster: its writer, a COG with the scheme's colour table and sidecars."""
+    raster: its writer, a COG with the scheme's colour table and sidecars (and ``scores``,
+    one uint8 band per class, to ``scores_out``)."""
     from rasterio.crs import CRS
 
     from glgeo.blend import RowBand
@@ -144,8 +146,8 @@ def _write_with_glgeo(out: Path, data: np.ndarray, scheme) -> Path:
     info = SceneInfo(path="scene.tif", height=height, width=width, count=3, bands=(1, 2, 3), dtype="uint8",
                      crs=CRS.from_epsg(32618), transform=TRANSFORM, nodata=None, has_mask=False, block_shape=(256, 256))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with ClassRasterWriter(out, info, scheme) as writer:
-        writer.write(RowBand(0, data))
+    with ClassRasterWriter(out, info, scheme, scores_out=scores_out) as writer:
+        writer.write(RowBand(0, data, scores))
         writer.commit()
     return out
 
@@ -253,3 +255,37 @@ def test_polygons_of_a_plain_image_lie_on_it_in_qgis(tmp_path, qgis_python):
     for probe, name in zip(report["probes"], ["water", "agriculture"]):
         assert tuple(probe["raster"][:3]) == DEEPGLOBE.by_name(name).color, probe
         assert tuple(probe["vector"][:3]) == pytest.approx(_over_white(DEEPGLOBE.by_name(name).color), abs=2), probe
+
+
+def test_scores_open_drawn_by_a_class_score_with_no_data_transparent(tmp_path, qgis_python):
+    """``--probabilities``: QGIS draws the first class that is not a background (building)
+    with a ramp from 0 to 100 %, no data transparent, and shows the scores' provenance.
+    (Without its style QGIS showed the first two scores and the mask as a colour composite.)"""
+    from glgeo.schemes import INRIA
+    from glgeo.styles import SCORE_RAMP
+
+    data = np.zeros((120, 160), dtype=np.uint8)
+    data[20:60, 30:90] = 1  # a building
+    data[100:, :] = NODATA_ID
+    building = np.where(data == 1, 255, 0).astype(np.uint8)
+    scores = np.stack([255 - building, building])
+    scores[:, 100:] = 0  # as the engine writes no data
+    scores_out = tmp_path / "buildings-scores.tif"
+    _write_with_glgeo(tmp_path / "buildings.tif", data, INRIA, scores, scores_out)
+    probes = [_center(60.5, 40.5), _center(10.5, 80.5), _center(40.5, 110.5)]
+    report = _run_check(qgis_python, tmp_path, "--raster", str(scores_out), "--png", str(tmp_path / "scores.png"),
+                        *(a for p in probes for a in ("--probe", *map(str, p))))
+    rast = report["raster"]
+    assert rast["valid"] and rast["crs"] == "EPSG:32618" and (rast["width"], rast["height"]) == (160, 120)
+    assert rast["band_names"][:2] == ["Band 1: score background", "Band 2: score building"]
+    assert rast["renderer"] == "singlebandpseudocolor" and rast["band"] == 2
+    assert rast["alpha_band"] == 3  # the internal mask, as QGIS exposes it
+    assert [item["label"] for item in rast["ramp"]] == ["building 0 %", "building 25 %", "building 50 %",
+                                                        "building 75 %", "building 100 %"]
+    inside, outside, nodata = (tuple(p["raster"][:3]) for p in report["probes"])
+    hex_color = lambda rgb: "#%02x%02x%02x" % rgb  # noqa: E731
+    assert (hex_color(inside), hex_color(outside)) == (SCORE_RAMP[-1], SCORE_RAMP[0])
+    assert nodata == (255, 255, 255)  # transparent over the white background
+    metadata = rast["metadata"]
+    assert metadata["title"] == "buildings-scores"
+    assert metadata["abstract"].startswith("The score of each class at each pixel of scene.tif (softmax x 255)")

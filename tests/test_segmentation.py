@@ -521,6 +521,24 @@ def test_an_output_whose_sidecars_exist_needs_overwrite(tmp_path):
     assert (tmp_path / "landcover.png").exists()
 
 
+def test_scores_and_classes_never_share_a_style(tmp_path):
+    """The score raster gets its own .qml and .qmd: a name that differs from the class
+    raster's by its extension only (they would share landcover.qml) is refused before any
+    work, as is an existing sidecar of the scores without overwrite."""
+    scene = write_scene(tmp_path / "scene.tif", class_map(40, 50, 6, seed=7) + 1, DEEPGLOBE)
+    model, settings = standin(patch=64), InferenceSettings(device="cpu")
+    with pytest.raises(OutputError, match=r"would share their QGIS style \(landcover.qml\); .* landcover-scores.img"):
+        segment(scene, tmp_path / "landcover.tif", model=model, settings=settings, probabilities=tmp_path / "landcover.img")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+    (tmp_path / "scores.qml").write_text("the user's style")
+    with pytest.raises(OutputError, match=r"scores.qml', a sidecar this output writes, already exists"):
+        segment(scene, tmp_path / "landcover.tif", model=model, settings=settings, probabilities=tmp_path / "scores.tif")
+    segment(scene, tmp_path / "landcover.tif", model=model, settings=settings, probabilities=tmp_path / "scores.tif",
+            overwrite=True)
+    assert "singlebandpseudocolor" in (tmp_path / "scores.qml").read_text()
+    assert "The score of each class at each pixel of scene.tif" in (tmp_path / "scores.qmd").read_text()
+
+
 @pytest.mark.parametrize("crs, transform", [
     ("EPSG:3857", Affine(0.5, 0, -10_520_000, 0, -0.5, 4_450_000)),  # Web Mercator at 37.1 N: its m² are 1.57 of the ground's
     ("EPSG:4326", Affine(6e-6, 0, -94.4996, 0, -6e-6, 37.0751)),  # degrees, as the Joplin post-tornado tile

@@ -105,8 +105,10 @@ def test_scores_raster_and_plain_images(tmp_path):
     assert (mask[classes == NODATA_ID] == 0).all() and (mask[classes != NODATA_ID] == 255).all()
     assert (data[3][classes == 3] == 200).all()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "classes.qmd", "classes.qml", "classes.tif", "classes.tif.aux.xml", "scores.tif"
+        "classes.qmd", "classes.qml", "classes.tif", "classes.tif.aux.xml", "scores.qmd", "scores.qml", "scores.tif"
     ]
+    style = ET.parse(scores.with_suffix(".qml")).getroot().find("pipe/rasterrenderer")
+    assert (style.get("type"), style.get("band"), style.get("alphaBand")) == ("singlebandpseudocolor", "2", "8")
 
 
 def test_a_failed_run_leaves_nothing_and_keeps_the_old_output(tmp_path):

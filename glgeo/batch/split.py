@@ -328,7 +328,9 @@ def run_split(
         MissingDependencyError: Dask is needed but not installed.
     """
     from ..provenance import Provenance, blend_rule, context_rule, options_rule, utc_now
-    from ..segmentation import SegmentSummary, _glgeo_version, check_sidecars, model_identity, warn_if_no_class
+    from ..segmentation import (
+        SegmentSummary, _glgeo_version, check_scores_path, check_sidecars, model_identity, warn_if_no_class,
+    )
     from ..writer import output_driver
 
     started = time.perf_counter()
@@ -338,11 +340,9 @@ def run_split(
         scene = os.fspath(scene)
         out_path = check_output_path(out, overwrite=options.overwrite, inputs=(scene,))
         check_sidecars(out_path, options.overwrite)
-        scores_path = None
-        if probabilities is not None:
-            scores_path = check_output_path(probabilities, overwrite=options.overwrite, inputs=(scene,))
-            if scores_path.resolve() == out_path.resolve():
-                raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
+        scores_path = (
+            None if probabilities is None else check_scores_path(probabilities, out_path, options.overwrite, scene)
+        )
         output_driver(out_path, options.output_options)
         if scores_path is not None:
             output_driver(scores_path, options.output_options, bands=2)
