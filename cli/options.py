@@ -104,6 +104,16 @@ def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> 
         click.echo(f"polygons: {vector}")
 
 
+def check_vector_output(vector: str, *, overwrite: bool, scene: str, out: str, aoi: str | None) -> None:
+    """``--vector``'s GeoPackage checked before the scene is computed: a ``.gpkg`` that
+    replaces none of the run's inputs or outputs (the scene, the class raster, the area of
+    interest), not even with ``--overwrite``."""
+    from glgeo.aoi import aoi_files
+    from glgeo.vectorization import check_gpkg_output
+
+    check_gpkg_output(vector, overwrite=overwrite, inputs=(scene, out, *aoi_files(aoi)))
+
+
 def vectorize_output(out: str, vector: str, *, overwrite: bool) -> str:
     """Vectorize the class raster just written (``--vector``) and return the GeoPackage's path.
 

@@ -11,8 +11,8 @@ from glgeo.modes import MODES
 
 from .batch import BatchArgs, batch_options
 from .options import (
-    creation_options_opt, device_opt, echo_segment_summary, format_opt, model_opt, overwrite_opt, plural, progress_bar,
-    vectorize_output,
+    check_vector_output, creation_options_opt, device_opt, echo_segment_summary, format_opt, model_opt, overwrite_opt,
+    plural, progress_bar, vectorize_output,
 )
 
 
@@ -313,7 +313,7 @@ def segment(
         raise click.UsageError("give the class raster to write with -o/--out (or --out-dir for several scenes)")
     scene = scenes[0]
     if vector is not None:
-        check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
+        check_vector_output(vector, overwrite=overwrite, scene=scene, out=out, aoi=aoi)
     from .main import logs_in_flag_terms
 
     with progress_bar(ctx, unit="patch", desc="segment") as progress, logs_in_flag_terms("glgeo", "segment"):

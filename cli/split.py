@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from .batch import BatchArgs
-from .options import echo_segment_summary, plural, progress_bar, vectorize_output, where_it_ran
+from .options import check_vector_output, echo_segment_summary, plural, progress_bar, vectorize_output, where_it_ran
 
 
 def run_split_from_cli(
@@ -37,7 +37,6 @@ def run_split_from_cli(
 ) -> None:
     """Segment one scene split into blocks on a Dask cluster and report it as ``glgeo
     segment SCENE -o OUT`` does (plus the blocks)."""
-    from glgeo.atomic import check_output_path
     from glgeo.batch import BatchOptions, require_distributed, run_split
     from glgeo.batch.split import blocks_folder
     from glgeo.split import DEFAULT_BLOCK_ROWS
@@ -46,7 +45,7 @@ def run_split_from_cli(
     from .main import Interrupted, logs_in_flag_terms
 
     if vector is not None:
-        check_output_path(vector, overwrite=overwrite, inputs=(scene, out))
+        check_vector_output(vector, overwrite=overwrite, scene=scene, out=out, aoi=aoi)
     if batch.scheduler or batch.workers > 1:
         # Imported before the run: importing distributed sets its loggers to INFO, which would
         # undo run_split's "Dask's INFO lines only with -v" if it happened inside the run.

@@ -71,6 +71,14 @@ def read_aoi(path: str | os.PathLike, crs: Any) -> shapely.Geometry:
     return frame_region(frame, name, crs)
 
 
+def aoi_files(aoi: Any) -> tuple[str, ...]:
+    """The file an area of interest is read from (``()`` for ``None``, a geometry or a
+    GeoDataFrame): an input, which no output of the run may replace."""
+    if not isinstance(aoi, (str, os.PathLike)):
+        return ()
+    return (_file_and_layer(os.fspath(aoi))[0],)
+
+
 def _file_and_layer(name: str) -> tuple[str, str | None]:
     """``(file, layer)`` from ``file`` or ``file|layername=LAYER`` (QGIS's layer source)."""
     source, bar, rest = name.partition("|")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from .aoi import region_in_pixels
+from .aoi import aoi_files, region_in_pixels
 from .areas import AreaTally, ClassArea, PixelAreas
 from .atomic import check_output_path
 from .errors import CheckpointError, InputError, OutputError
@@ -289,18 +289,16 @@ def check_sidecars(out: Path, overwrite: bool) -> None:
             )
 
 
-def check_scores_path(
-    probabilities: str | os.PathLike, out: Path, overwrite: bool, scene: str | os.PathLike
-) -> Path:
-    """The score raster's path, checked as :func:`check_output_path` and
-    :func:`check_sidecars` check the class raster's, and apart from it: the two must not
+def check_scores_path(probabilities: str | os.PathLike, out: Path, overwrite: bool, inputs: tuple) -> Path:
+    """The score raster's path, checked as :func:`check_output_path` (against the run's
+    ``inputs``) and :func:`check_sidecars` check the class raster's, and apart from it: the two must not
     share a file, nor a sidecar (``landcover.tif`` and ``landcover.img`` would both be
     styled by ``landcover.qml``).
 
     Raises:
         OutputError: as :func:`check_output_path`, or the two outputs clash.
     """
-    path = check_output_path(probabilities, overwrite=overwrite, inputs=(scene,))
+    path = check_output_path(probabilities, overwrite=overwrite, inputs=inputs)
     if path.resolve() == out.resolve():
         raise OutputError(f"probabilities={str(probabilities)!r} names the class raster itself; choose another file")
     if path.with_suffix("").resolve() == out.with_suffix("").resolve():
@@ -377,9 +375,10 @@ def segment(
         # checked here too: atomic.check_output_path's OSError guard swallows this error
         if target is not None and _same_file(target, scene):
             raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
-    out_path = check_output_path(out, overwrite=overwrite, inputs=(scene,))
+    inputs = (scene, *aoi_files(aoi))  # no output may replace them, not even with overwrite
+    out_path = check_output_path(out, overwrite=overwrite, inputs=inputs)
     check_sidecars(out_path, overwrite)
-    scores_path = None if probabilities is None else check_scores_path(probabilities, out_path, overwrite, scene)
+    scores_path = None if probabilities is None else check_scores_path(probabilities, out_path, overwrite, inputs)
     output_driver(out_path, output_options)  # a format glgeo writes, before any work
     if scores_path is not None:
         output_driver(scores_path, output_options, bands=2)

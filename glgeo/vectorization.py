@@ -935,6 +935,20 @@ def _warn_of_a_shared_qmd(out_path: Path) -> None:
         )
 
 
+def check_gpkg_output(path: str | os.PathLike, *, overwrite: bool, inputs: tuple = ()) -> Path:
+    """A GeoPackage output's path, checked before any work: ``.gpkg``, then as
+    :func:`glgeo.atomic.check_output_path` checks any output.
+
+    Raises:
+        InputError: it is not a ``.gpkg``.
+        OutputError: as :func:`glgeo.atomic.check_output_path`.
+    """
+    out = Path(path)
+    if out.suffix.lower() != ".gpkg":
+        raise InputError(f"output {str(out)!r} must be a GeoPackage (.gpkg)")
+    return check_output_path(out, overwrite=overwrite, inputs=inputs)
+
+
 def vectorize(
     raster: str | os.PathLike,
     out: str | os.PathLike,
@@ -1006,9 +1020,7 @@ def vectorize(
     started = time.perf_counter()
     raster_path = Path(raster)
     out_path = Path(out)
-    if out_path.suffix.lower() != ".gpkg":
-        raise InputError(f"output {str(out_path)!r} must be a GeoPackage (.gpkg)")
-    check_output_path(out_path, overwrite=overwrite, inputs=(raster_path,))
+    check_gpkg_output(out_path, overwrite=overwrite, inputs=(raster_path,))
     _check_positive("min_area", min_area)
     _check_positive("simplify", simplify)
     if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:

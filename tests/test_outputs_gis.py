@@ -228,6 +228,37 @@ def test_aoi_in_another_crs_is_reprojected(tmp_path, scene, checkpoint):
     assert (valid != expected).sum() <= 0.01 * expected.sum()
 
 
+def test_a_vector_output_that_is_not_a_geopackage_is_refused_before_the_scene_is_computed(tmp_path, scene, checkpoint):
+    """--vector polygons.txt: said at once, not after the class raster's hours of work."""
+    result = segment(scene, "-o", tmp_path / "a.tif", "--vector", tmp_path / "polygons.txt", *options(checkpoint))
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        f"Error: output '{tmp_path / 'polygons.txt'}' must be a GeoPackage (.gpkg)"
+    ], result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["out", "vector", "vector-layer", "probabilities"])
+def test_no_output_replaces_the_area_of_interest_even_with_overwrite(tmp_path, scene, checkpoint, target):
+    """--aoi is an input: -o, --vector or --probabilities naming its file is refused before
+    any work, with --overwrite too (it replaced the user's GeoPackage of areas)."""
+    import geopandas as gpd
+    import shapely
+
+    with rasterio.open(scene) as src:
+        box = shapely.box(*src.bounds)
+    aoi = tmp_path / "areas.gpkg"
+    gpd.GeoDataFrame(geometry=[box], crs=CRS).to_file(aoi, layer="fields")
+    kept = aoi.read_bytes()
+    source = f"{aoi}|layername=fields" if target == "vector-layer" else str(aoi)
+    outputs = {"out": ["-o", aoi], "vector": ["-o", tmp_path / "a.tif", "--vector", aoi],
+               "vector-layer": ["-o", tmp_path / "a.tif", "--vector", aoi],
+               "probabilities": ["-o", tmp_path / "a.tif", "--probabilities", aoi]}[target]
+    result = segment(scene, *outputs, "--aoi", source, "--overwrite", *options(checkpoint))
+    assert result.exit_code == 1 and "is the same file as the input; choose another name" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert aoi.read_bytes() == kept and not (tmp_path / "a.tif").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

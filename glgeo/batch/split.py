@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from ..aoi import aoi_files
 from ..atomic import atomic_path, check_output_path
 from ..device import peak_resident_mb
 from ..errors import GlgeoError, InputError, OutputError
@@ -338,10 +339,11 @@ def run_split(
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise InputError(f"workers must be 1 or more, got {workers!r}")
         scene = os.fspath(scene)
-        out_path = check_output_path(out, overwrite=options.overwrite, inputs=(scene,))
+        inputs = (scene, *aoi_files(aoi))
+        out_path = check_output_path(out, overwrite=options.overwrite, inputs=inputs)
         check_sidecars(out_path, options.overwrite)
         scores_path = (
-            None if probabilities is None else check_scores_path(probabilities, out_path, options.overwrite, scene)
+            None if probabilities is None else check_scores_path(probabilities, out_path, options.overwrite, inputs)
         )
         output_driver(out_path, options.output_options)
         if scores_path is not None:
