@@ -56,6 +56,7 @@ from .resolution import ground_sample_distance
 from .atomic import atomic_path, check_output_path
 from .errors import InputError, SceneError
 from .gpkg import write_polygons
+from .io import _read_failed
 from .progress import ProgressCallback
 from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
@@ -179,13 +180,20 @@ def _open_class_raster(raster: str | os.PathLike) -> rasterio.io.DatasetReader:
 
 
 def _scheme_for(src: rasterio.io.DatasetReader, scheme: ClassScheme | str | None) -> ClassScheme:
-    if isinstance(scheme, ClassScheme):
-        return scheme
+    """The classes of ``src``: ``scheme``, which must name the classes the raster carries
+    if it carries a scheme; else the carried scheme, else the one its colour table matches."""
     if isinstance(scheme, str):
-        return get_scheme(scheme)
-    if scheme is not None:
+        scheme = get_scheme(scheme)
+    if scheme is not None and not isinstance(scheme, ClassScheme):
         raise InputError(f"scheme must be a ClassScheme, a scheme name or None, got {type(scheme).__name__}")
     tagged = scheme_from_tags(src.tags())
+    if scheme is not None:
+        if tagged is not None and tuple(tagged.names) != tuple(scheme.names):
+            raise InputError(
+                f"{src.name!r} carries class scheme {tagged.name!r} ({', '.join(tagged.names)}), not {scheme.name!r}"
+                f" ({', '.join(scheme.names)}): its ids mean its own classes; drop scheme={scheme.name!r} to use its own"
+            )
+        return scheme
     if tagged is not None:
         return tagged
     try:
@@ -322,6 +330,14 @@ def _warn_nodata_is_a_class(
         value, "passed" if given is not None else f"declared by {src.name!r}", name, scheme.name, f"{n_pixels:,}",
         name, NODATA_ID,
     )
+
+
+def _warn_of_an_empty_layer(name: str, scheme: ClassScheme, keep_ids: set[int], counts: np.ndarray) -> None:
+    """No pixel of the classes asked for: the layer holds no polygon, and why."""
+    others = [f"{c.name} ({int(counts[c.id]):,} px)" for c in scheme.classes if c.id not in keep_ids and counts[c.id]]
+    asked = "any class" if len(keep_ids) == scheme.n_classes else ", ".join(scheme.classes[i].name for i in sorted(keep_ids))
+    why = f"its pixels are {', '.join(others)}" if others else "every pixel is nodata"
+    log.warning("%s has no pixel of %s (%s): the layer holds no polygon", name, asked, why)
 
 
 def _warn_classes_without_polygons(
@@ -728,7 +744,10 @@ def _read_block(
     row0 = max(0, window.row_off - halo)
     col1 = min(src.width, window.col_off + window.width + halo)
     row1 = min(src.height, window.row_off + window.height + halo)
-    data = src.read(1, window=Window(col0, row0, col1 - col0, row1 - row0))
+    try:
+        data = src.read(1, window=Window(col0, row0, col1 - col0, row1 - row0))
+    except rasterio.errors.RasterioIOError as exc:
+        raise _read_failed(src.name, exc) from None
     valid = np.ones(data.shape, dtype=bool) if nodata is None else data != nodata
     if valid.any():
         values = data[valid]
@@ -1088,6 +1107,8 @@ def vectorize(
         without_polygons = tuple(name for name in raster_pixels if name not in written_pixels)
         if without_polygons:
             _warn_classes_without_polygons(without_polygons, raster_pixels, min_area, area_units)
+        if not raster_pixels:
+            _warn_of_an_empty_layer(src.name, class_scheme, keep_ids, tally.raster)
 
     seconds = time.perf_counter() - started
     if min_pixels:

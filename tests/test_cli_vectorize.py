@@ -199,3 +199,56 @@ def test_a_geopackage_named_as_a_raster_s_metadata_is_warned_about(tmp_path, cla
                                          "--scheme", "deepglobe"])
     assert apart.exit_code == 0, apart.output
     assert "QGIS shows" not in caplog.text
+
+
+def test_a_truncated_raster_is_one_line_and_leaves_nothing(tmp_path, class_raster):
+    """A class raster cut short (an interrupted copy): the read failure is said in one line."""
+    whole = class_raster.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole[: len(whole) // 2])
+    out = tmp_path / "cut.gpkg"
+    result = CliRunner().invoke(cli, ["vectorize", str(cut), "-o", str(out), "--scheme", "deepglobe"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: reading '{cut}' failed (Read failed): the file may be truncated or corrupt; check it with"
+        f" `gdalinfo -checksum {cut}` and copy it again"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.tif", "landcover.tif"]
+
+
+def test_a_scheme_other_than_the_one_the_raster_carries_is_refused(tmp_path):
+    """--scheme deepglobe on a buildings raster would call background 'unknown' and buildings
+    'urban' without a word: refused, as evaluate refuses it; its own scheme is accepted."""
+    from glgeo.schemes import INRIA
+    from glgeo.styles import SCHEME_TAG
+
+    data = np.zeros((40, 60), dtype=np.uint8)
+    data[10:20, 10:30] = 1
+    raster = write_raster(tmp_path / "buildings.tif", data)
+    with rasterio.open(raster, "r+") as dst:
+        dst.update_tags(**{SCHEME_TAG: json.dumps(INRIA.to_dict())})
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["vectorize", str(raster), "-o", str(tmp_path / "a.gpkg"), "--scheme", "deepglobe"])
+    assert refused.exit_code == 1 and refused.output.strip().splitlines() == [
+        f"Error: '{raster}' carries class scheme 'inria' (background, building), not 'deepglobe' (unknown, urban,"
+        " agriculture, rangeland, forest, water, barren): its ids mean its own classes; drop --scheme deepglobe to"
+        " use its own"
+    ]
+    assert not (tmp_path / "a.gpkg").exists()
+    kept = runner.invoke(cli, ["-q", "vectorize", str(raster), "-o", str(tmp_path / "b.gpkg"), "--scheme", "inria"])
+    assert kept.exit_code == 0, kept.output
+
+
+@pytest.mark.parametrize(("fill", "args", "why"), [
+    (NODATA_ID, [], "has no pixel of any class (every pixel is nodata)"),
+    (3, ["--classes", "water"], "has no pixel of water (its pixels are rangeland (28,500 px))"),
+])
+def test_a_layer_without_polygons_is_warned_about(tmp_path, caplog, fill, args, why):
+    raster = write_raster(tmp_path / "empty.tif", np.full((150, 190), fill, dtype=np.uint8))
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = CliRunner().invoke(cli, ["-q", "vectorize", str(raster), "-o", str(tmp_path / "e.gpkg"),
+                                          "--scheme", "deepglobe", *args])
+    assert result.exit_code == 0, result.output
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"{raster} {why}: the layer holds no polygon"
+    ]
