@@ -276,6 +276,25 @@ def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> Scal
     return scale_between(scene_gsd, model_gsd, info.path)
 
 
+def run_scale(checkpoint, info: SceneInfo, scale: Scale | None, gsd: float | None = None) -> Scale:
+    """The scale a run reads a scene at: ``scale`` where the user chose one
+    (``InferenceSettings.scale``), else :func:`reading_scale`. A chosen scale that reads
+    the scene coarser than the model's imagery (both GSDs known) is warned about, as a
+    scene that coarse is."""
+    if scale is None:
+        return reading_scale(checkpoint, info, gsd)
+    scene_gsd = info.gsd if info.gsd is not None else gsd
+    if checkpoint.gsd is not None and scene_gsd is not None:
+        read_gsd = scene_gsd / min(axis_scales(scale))
+        if read_gsd / checkpoint.gsd > 1 + SCALE_TOLERANCE:
+            log.warning(
+                "scale=%s reads %s at %.3g m pixels, coarser than the %.3g m the model was trained on: predictions "
+                "may be poor; drop scale=%s to read it at the model's resolution",
+                describe_scale(scale), info.path, read_gsd, checkpoint.gsd, describe_scale(scale),
+            )
+    return scale
+
+
 def square_scale(scale: float, sides: tuple[float, float] | None, model_gsd: float | None, name: Any = "the scene") -> Scale:
     """The reading scale that gives square ground pixels to a scene whose pixel sides on the
     ground are ``sides`` (``(across, down)`` metres, :func:`ground_pixel_sides`).

@@ -30,7 +30,7 @@ from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene
 from .provenance import Provenance, blend_rule, context_rule, file_sha256, options_rule, utc_now
 from .resolution import (
-    Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, reading_scale, scale_json, warn_if_stretched,
+    Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, run_scale, scale_json, warn_if_stretched,
 )
 from .schemes import NODATA_ID
 from .writer import ClassRasterWriter, OutputOptions, output_driver, sidecar_paths
@@ -416,7 +416,7 @@ def segment(
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
     pixel_areas.report(log, str(info.path))
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd
-    scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
+    scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
     warn_if_stretched(info, scale)
     asked = options_rule(settings, bands=bands, tta=tta, aoi=aoi, bounds=bounds)  # before anything is resolved
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)

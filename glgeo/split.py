@@ -55,7 +55,7 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixe
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import SceneInfo, SceneReader, inspect_scene, working_grid
-from .resolution import Scale, coarseness, reading_scale, warn_if_stretched
+from .resolution import Scale, coarseness, run_scale, warn_if_stretched
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def prepare_scene(
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
     warn_of_an_unplaced_output(info)
-    scale = reading_scale(checkpoint, info, settings.gsd) if settings.scale is None else settings.scale
+    scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
     warn_if_stretched(info, scale)
     if settings.mode is None:
         settings = replace(settings, mode=checkpoint.mode)

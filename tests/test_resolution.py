@@ -41,6 +41,25 @@ def test_scenes_are_read_at_the_models_resolution(caplog):
     assert reading_scale(_model(gsd=2.0, scene_scale=0.5), _scene(None)) == 0.5
 
 
+def test_a_chosen_scale_that_reads_coarser_than_the_model_is_warned_about(caplog):
+    """scale=0.001 read a 0.3 m scene at 300 m for a 0.6 m model without a word."""
+    from glgeo.resolution import run_scale
+
+    with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
+        assert run_scale(_model(gsd=0.6), _scene(0.3), 0.5) == 0.5  # the model's 0.6 m: nothing to say
+        assert run_scale(_model(gsd=0.6), _scene(None), 0.001, gsd=None) == 0.001  # the scene's GSD unknown
+        assert caplog.records == []
+        assert run_scale(_model(gsd=0.6), _scene(0.3), 0.001) == 0.001
+        assert run_scale(_model(gsd=0.6), _scene(None), 0.25, gsd=0.3) == 0.25  # GSD from the settings
+    assert [r.getMessage() for r in caplog.records] == [
+        "scale=0.001 reads scene.tif at 300 m pixels, coarser than the 0.6 m the model was trained on: predictions may"
+        " be poor; drop scale=0.001 to read it at the model's resolution",
+        "scale=0.25 reads scene.tif at 1.2 m pixels, coarser than the 0.6 m the model was trained on: predictions may"
+        " be poor; drop scale=0.25 to read it at the model's resolution",
+    ]
+    assert run_scale(_model(gsd=2.0), _scene(0.5), None) == 0.25  # no choice: reading_scale
+
+
 def test_ground_sample_distance_in_metres():
     from glgeo.resolution import ground_sample_distance
 
