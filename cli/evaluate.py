@@ -11,7 +11,7 @@ import click
 from glgeo.modes import MODES
 from glgeo.splits import DATASET_KINDS
 
-from .options import device_opt, labels_options, progress_bar
+from .options import device_opt, labels_options, overwrite_opt, progress_bar
 from .segment import _parse_bands
 
 
@@ -37,6 +37,19 @@ def _input_files(preds, truths, model, labels, images, split_file, scheme) -> tu
     return tuple(files)
 
 
+def _check_report(json_path: Path, overwrite: bool) -> None:
+    """Refuse a report name other than .json (the report is JSON only), then an existing
+    report without ``--overwrite``; called once the command's inputs are known not to be it
+    (naming one of them says so instead)."""
+    from glgeo.atomic import check_output_path
+
+    if json_path.suffix.lower() != ".json":
+        raise click.ClickException(
+            f"-o {json_path}: the report is written as JSON only; give a .json name (e.g. -o {json_path.with_suffix('.json')})"
+        )
+    check_output_path(json_path, overwrite=overwrite)
+
+
 #: Options that set how a model predicts or which scenes it reads: not for --pred/--truth.
 _MODEL_ONLY = ("kind", "root", "images", "labels", "label_field", "layer", "split_file", "val_cities", "split_seed",
                "part", "scale", "mode", "device", "precision", "batch_size")
@@ -59,7 +72,8 @@ def _given_options(ctx: click.Context) -> dict:
             return [plain(v) for v in value]
         return str(value) if isinstance(value, Path) else value
 
-    return {_flag(p): plain(ctx.params[p.name]) for p in _given(ctx) if p.name not in ("json_path", "as_json")}
+    return {_flag(p): plain(ctx.params[p.name]) for p in _given(ctx)
+            if p.name not in ("json_path", "as_json", "overwrite")}
 
 
 @click.command(short_help="Score predictions (IoU, mIoU, accuracy), or a model on a dataset split.")
@@ -100,12 +114,13 @@ def _given_options(ctx: click.Context) -> dict:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Patches per forward pass  [default: 2 on a CPU, by free memory on a GPU]")
 @click.option("-o", "--out", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the report (with the confusion matrix) as JSON to this file.")
+              help="Also write the report (with the confusion matrix) as JSON to this .json file.")
+@overwrite_opt
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table (as segment --json).")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, images, labels, label_field, layer, split_file,
              val_cities, split_seed, part, scale, gsd, mode, tta, bands, device, precision, batch_size, json_path,
-             as_json) -> None:
+             overwrite, as_json) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -130,7 +145,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
 
     from .main import logs_in_flag_terms  # every glgeo warning in this command's flags
 
-    if json_path is not None:
+    if json_path is not None:  # naming an input is refused first; the name and --overwrite once all are known
         check_output_path(json_path, overwrite=True,
                           inputs=_input_files(preds, truths, model, labels, images, split_file, scheme))
     if model is None:
@@ -156,6 +171,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             DEEPGLOBE_RGB_THRESHOLD if chosen is not None and chosen.name == "deepglobe" and truth_encoding == "mask"
             else None
         )
+        if json_path is not None:
+            _check_report(json_path, overwrite)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo", "evaluate"):
             report = evaluate_rasters(
                 list(zip(preds, truths)), _scheme(scheme) if scheme else None, truth_encoding, threshold, progress
@@ -172,6 +189,8 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         from glgeo.inference import InferenceSettings
 
         files = expand_images(images)
+        if json_path is not None:
+            _check_report(json_path, overwrite)
         settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo", "evaluate"):
             report = evaluate_imagery(model, files, labels, label_field=label_field, layer=layer,
@@ -191,6 +210,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         collection = open_dataset(kind, root, _scheme(scheme) if scheme else None)
         if json_path is not None:  # nor a file of the dataset
             check_output_path(json_path, overwrite=True, inputs=tuple(p for s in collection.scenes for p in (s.image, s.mask)))
+            _check_report(json_path, overwrite)
         split = make_split(
             kind, collection.names, split_file=split_file,
             val_cities=[c for c in (val_cities or "").split(",") if c.strip()], seed=split_seed,

@@ -333,3 +333,53 @@ def _all_test(root):
     split = root / "split.json"
     split.write_text(json.dumps({"train": [], "val": [], "test": ["a", "b"]}))
     return split
+
+
+def _report_runs(tmp_path, inria_pair) -> dict[str, list[str]]:
+    """evaluate's three ways, each refused or done before its work."""
+    pred, truth = inria_pair
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    make_inria(tmp_path / "inria", cities=("austin",), tiles=2, size=48)
+    image = write_geotiff(tmp_path / "images" / "a.tif", np.zeros((3, 8, 8), np.uint8))
+    labels = write_geotiff(tmp_path / "labels.tif", np.zeros((8, 8), np.uint8))
+    return {
+        "rasters": ["evaluate", "--pred", str(pred), "--truth", str(truth), "--scheme", "inria"],
+        "dataset": ["evaluate", "--model", str(ckpt), "--dataset", "inria", "--root", str(tmp_path / "inria"),
+                    "--device", "cpu"],
+        "imagery": ["evaluate", "--model", str(ckpt), "--images", str(image), "--labels", str(labels), "--device", "cpu"],
+    }
+
+
+def test_an_existing_report_is_kept_without_overwrite(tmp_path, inria_pair):
+    """-o replaced any existing file without a word (evaluate had no --overwrite), while the
+    README says an output that exists is kept unless --overwrite is given."""
+    report = tmp_path / "report.json"
+    report.write_text("an earlier report")
+    runs = _report_runs(tmp_path, inria_pair)
+    for way, args in runs.items():
+        result = CliRunner().invoke(cli, [*args, "-o", str(report)])
+        assert result.exit_code == 1, (way, result.output)
+        [line] = result.output.strip().splitlines()
+        assert line == f"Error: output {str(report)!r} already exists; pass --overwrite to replace it", way
+        assert report.read_text() == "an earlier report"
+    result = CliRunner().invoke(cli, [*runs["rasters"], "-o", str(report), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["confusion_matrix"] == [[870, 100], [100, 100]]
+    assert "--overwrite" not in data["options"] and "--pred" in data["options"]  # it changes no score
+
+
+def test_a_report_name_other_than_json_is_refused(tmp_path, inria_pair):
+    """-o rep.csv wrote JSON under a .csv name: the report is JSON only (docs/train.md)."""
+    runs = _report_runs(tmp_path, inria_pair)
+    for way, args in runs.items():
+        for name in ("rep.csv", "rep.tif"):
+            out = tmp_path / name
+            result = CliRunner().invoke(cli, [*args, "-o", str(out), "--overwrite"])
+            assert result.exit_code == 1, (way, result.output)
+            [line] = result.output.strip().splitlines()
+            assert line == (f"Error: -o {out}: the report is written as JSON only; give a .json name"
+                            f" (e.g. -o {out.with_suffix('.json')})"), way
+            assert not out.exists()
+    result = CliRunner().invoke(cli, [*runs["rasters"], "-o", str(tmp_path / "R.JSON")])
+    assert result.exit_code == 0 and json.loads((tmp_path / "R.JSON").read_text())["miou"] > 0, result.output
