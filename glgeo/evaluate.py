@@ -31,13 +31,14 @@ from typing import Any, Iterator, Literal, NamedTuple, Sequence
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.errors import NotGeoreferencedWarning
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from .datasets import SceneCollection, check_pair, image_valid, open_raster, read_mask_ids
 from .device import peak_resident_mb
 from .resolution import as_scale, axis_scales, describe_scale, reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, DatasetError, InputError
+from .io import _read_failed
 from .progress import ProgressCallback
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
 from .schemes import NODATA_ID, ClassScheme
@@ -184,6 +185,16 @@ def _left_out_hint(scheme: ClassScheme) -> str:
     return f"; if {NODATA_ID} marks no data, declare it as the file's nodata, else check the class scheme"
 
 
+@contextlib.contextmanager
+def _reading(path: str | os.PathLike) -> Iterator[None]:
+    """Reads of the raster ``path`` within the block: one that fails part-way (a truncated
+    or damaged file) as a :class:`~glgeo.errors.SceneError` naming it, as segment says it."""
+    try:
+        yield
+    except RasterioIOError as exc:
+        raise _read_failed(os.fspath(path), exc) from None
+
+
 def _strips(height: int, width: int) -> list[Window]:
     rows = max(1, min(height, WINDOW_PIXELS // max(1, width)))
     return [Window(0, r, width, min(rows, height - r)) for r in range(0, height, rows)]
@@ -266,13 +277,16 @@ def _compare_counts(
         pred_hides = _class_named_by(p.nodata, scheme)
         hidden_truth = hidden_pred = 0
         for window in _strips(p.height, p.width):
-            predicted = p.read(1, window=window)
+            with _reading(pred):
+                predicted = p.read(1, window=window)
             if truth_encoding == "mask":
-                expected = read_mask_ids(t, scheme, window=window, rgb_threshold=rgb_threshold)
+                with _reading(truth):
+                    expected = read_mask_ids(t, scheme, window=window, rgb_threshold=rgb_threshold)
                 if truth_hides is not None:  # a value mask is nodata there and nowhere else
                     hidden_truth += int(np.count_nonzero(expected == NODATA_ID))
             else:
-                raw = t.read(1, window=window)
+                with _reading(truth):
+                    raw = t.read(1, window=window)
                 expected = _class_ids(raw, truth, scheme, t.nodata)  # NaN: nodata
                 if t.nodata is None or t.nodata != NODATA_ID:
                     # glgeo's nodata id, though the file does not say so: left out, but counted
@@ -480,9 +494,11 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
         h, w = scaled_size(src.height, src.width, scale)
         transform = scaled_transform(src.transform, (src.height, src.width), (h, w))
         data_bands = [b for b, ci in zip(src.indexes, src.colorinterp) if ci != rasterio.enums.ColorInterp.alpha]
-        image = src.read(data_bands, out_shape=(len(data_bands), h, w), resampling=Resampling.bilinear)
-        valid = image_valid(src, out_shape=(h, w))
-        ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
+        with _reading(pair.image):
+            image = src.read(data_bands, out_shape=(len(data_bands), h, w), resampling=Resampling.bilinear)
+            valid = image_valid(src, out_shape=(h, w))
+        with _reading(pair.mask):
+            ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
         hides = _class_valued_by(msk.nodata, collection.scheme, msk.count)
         if hides is not None:  # as _compare_counts says of the original
             _warn_hidden_class(
@@ -891,11 +907,13 @@ def evaluate_imagery(
                     raise InputError(f"image {path} has no CRS, so the labels cannot be placed on it")
                 profile = dict(driver="GTiff", width=src.width, height=src.height, crs=src.crs,
                                transform=src.transform, count=1, dtype="uint8", nodata=NODATA_ID, tiled=True)
-                ids = truth_on_grid(Path(labels), scheme, src.crs, src.transform, (src.height, src.width), label_field, layer,
-                                    image=path)
+                with _reading(labels):  # a label raster (the image is read by segment)
+                    ids = truth_on_grid(Path(labels), scheme, src.crs, src.transform, (src.height, src.width),
+                                        label_field, layer, image=path)
                 # where the image has no data (a warp's collar), the labels say nothing either
                 # (polygons make it background by default): not scored, as training ignores it
-                valid = image_valid(src)
+                with _reading(path):
+                    valid = image_valid(src)
                 if valid is not None:
                     ids[~valid] = NODATA_ID
             truth = folder / f"{i}_truth.tif"

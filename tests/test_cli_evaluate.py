@@ -383,3 +383,67 @@ def test_a_report_name_other_than_json_is_refused(tmp_path, inria_pair):
             assert not out.exists()
     result = CliRunner().invoke(cli, [*runs["rasters"], "-o", str(tmp_path / "R.JSON")])
     assert result.exit_code == 0 and json.loads((tmp_path / "R.JSON").read_text())["miou"] > 0, result.output
+
+
+def _truncated(path):
+    """Cut a raster to half its bytes (an interrupted copy): it still opens, its pixels fail to read."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with rasterio.open(path) as src:  # the header is whole: the failure comes on reading
+        assert src.width > 0
+    return path
+
+
+def _one_read_failure(result, path) -> None:
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    [line] = result.output.strip().splitlines()
+    assert line == (f"Error: reading {str(path)!r} failed (Read failed): the file may be truncated or corrupt; check it"
+                    f" with `gdalinfo -checksum {path}` and copy it again"), line
+
+
+def test_a_truncated_prediction_or_truth_is_one_line_naming_it(tmp_path):
+    """A raster cut short (an interrupted copy) gave a traceback from rasterio's read in
+    evaluate, where segment says in one line that the file is truncated."""
+    from glgeo.errors import SceneError
+
+    rng = np.random.default_rng(0)
+    pred = write_geotiff(tmp_path / "pred.tif", rng.integers(0, 2, (200, 200), dtype=np.uint8))
+    truth = write_geotiff(tmp_path / "gt.tif", 255 * rng.integers(0, 2, (200, 200), dtype=np.uint8))
+    ids = write_geotiff(tmp_path / "ids.tif", rng.integers(0, 2, (200, 200), dtype=np.uint8))
+    cut_pred = _truncated(write_geotiff(tmp_path / "cut_pred.tif", rng.integers(0, 2, (200, 200), dtype=np.uint8)))
+    cut_truth = _truncated(write_geotiff(tmp_path / "cut_gt.tif", 255 * rng.integers(0, 2, (200, 200), dtype=np.uint8)))
+    cut_ids = _truncated(write_geotiff(tmp_path / "cut_ids.tif", rng.integers(0, 2, (200, 200), dtype=np.uint8)))
+    for p, t, encoding, cut in ((cut_pred, truth, "mask", cut_pred), (pred, cut_truth, "mask", cut_truth),
+                                (pred, cut_ids, "ids", cut_ids), (cut_pred, ids, "ids", cut_pred)):
+        result = CliRunner().invoke(cli, ["evaluate", "--pred", str(p), "--truth", str(t), "--scheme", "inria",
+                                          "--truth-encoding", encoding])
+        _one_read_failure(result, cut)
+    with pytest.raises(SceneError, match="cut_gt.tif' failed"):
+        compare_rasters(pred, cut_truth, INRIA)
+
+
+def test_a_truncated_scene_mask_image_or_label_raster_is_one_line_naming_it(tmp_path):
+    """The model's ways read the dataset's masks (whole, or resampled with --scale), an
+    image's nodata mask and a label raster: each cut short is one line naming the file."""
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    make_inria(tmp_path / "inria", cities=("austin",), tiles=2, size=80)
+    _truncated(tmp_path / "inria" / "AerialImageDataset" / "train" / "gt" / "austin1.tif")
+    dataset = ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--device", "cpu", "--root"]
+    for extra in ([], ["--scale", "0.5"]):
+        result = CliRunner().invoke(cli, [*dataset, str(tmp_path / "inria"), *extra])
+        _one_read_failure(result, tmp_path / "inria" / "AerialImageDataset" / "train" / "gt" / "austin1.tif")
+    make_inria(tmp_path / "inria2", cities=("austin",), tiles=2, size=80)
+    image = _truncated(tmp_path / "inria2" / "AerialImageDataset" / "train" / "images" / "austin1.tif")
+    result = CliRunner().invoke(cli, [*dataset, str(tmp_path / "inria2"), "--scale", "0.5"])  # read to resample it
+    _one_read_failure(result, image)
+
+    rng = np.random.default_rng(0)
+    scene = write_geotiff(tmp_path / "scene.tif", rng.integers(1, 255, (3, 80, 80), dtype=np.uint8), nodata=0)
+    labels = write_geotiff(tmp_path / "labels.tif", 255 * rng.integers(0, 2, (80, 80), dtype=np.uint8))
+    imagery = ["-q", "evaluate", "--model", str(ckpt), "--images", str(scene), "--labels", str(labels), "--device", "cpu"]
+    assert CliRunner().invoke(cli, imagery).exit_code == 0
+    _truncated(labels)
+    _one_read_failure(CliRunner().invoke(cli, imagery), labels)
+    write_geotiff(labels, 255 * rng.integers(0, 2, (80, 80), dtype=np.uint8))
+    _truncated(scene)  # its nodata mask is read before segment reads it
+    _one_read_failure(CliRunner().invoke(cli, imagery), scene)
