@@ -428,8 +428,9 @@ def evaluate_rasters(
 
     Raises:
         InputError: no pairs, a pair on different grids, a pair given twice, no
-            ``scheme`` while a prediction carries none (or they carry different ones), or a
-            ``scheme`` whose classes are not those a prediction carries.
+            ``scheme`` while a prediction carries none (or they carry different ones), a
+            ``scheme`` whose classes are not those a prediction carries, or no truth pixel
+            of any pair holding a class (nothing to score).
     """
     if not pairs:
         raise InputError("give at least one prediction/truth pair")
@@ -458,17 +459,31 @@ def evaluate_rasters(
     acc = ConfusionAccumulator(scheme)
     images = []
     left_out = 0
+    unscored = []
     for i, (pred, truth) in enumerate(pairs):
         counts = _compare_counts(pred, truth, scheme, truth_encoding, rgb_threshold)
         acc.add(counts.confusion)
         left_out += counts.left_out
         images.append(_image_result(Path(pred).stem, counts, scheme))
+        if not images[-1].pixels:
+            unscored.append(f"truth {truth} holds no class on any pixel (nodata or no class id everywhere)")
         if progress is not None:
             progress(i + 1, len(pairs))
+    _check_scored(acc, unscored, "give truth rasters that hold classes where the predictions are (check their"
+                                 " declared nodata)")
     return EvaluationReport(
         acc.scores(), tuple(images), left_out_truth_pixels=left_out,
         excluded_truth_pixels=sum(i.excluded for i in images),
     )
+
+
+def _check_scored(acc: ConfusionAccumulator, unscored: Sequence[str], remedy: str) -> None:
+    """Raise when no pixel at all was scored: a report whose every score is "-" is no
+    evaluation. ``unscored``: why each image without a scored pixel has none."""
+    if acc.confusion.any():
+        return
+    shown = "; ".join(unscored[:3]) + (f"; and {len(unscored) - 3} more images" if len(unscored) > 3 else "")
+    raise InputError(f"nothing was scored: {shown}; {remedy}")
 
 
 def _check_pairs_once(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]]) -> None:
@@ -584,7 +599,8 @@ def evaluate_model(
         CheckpointError: the model's class count does not fit the dataset's scheme.
         DatasetError: a mask that is not on its image's grid (size, CRS, transform).
         InputError: no scenes; ``gsd`` not positive, or given for a model that does not
-            record its imagery's resolution.
+            record its imagery's resolution; no mask pixel of any scene holding a class
+            (nothing to score).
     """
     from .inference import InferenceSettings
     from .segmentation import load_model
@@ -611,6 +627,7 @@ def evaluate_model(
     cuda = _start_peak_memory(settings)
     acc = ConfusionAccumulator(scheme)
     images = []
+    unscored: list[str] = []
     with tempfile.TemporaryDirectory(prefix="glgeo-evaluate-") as tmp, _each_warning_once("glgeo.segmentation"):
         folder = Path(tmp)
         for i, name in enumerate(names):
@@ -624,12 +641,16 @@ def evaluate_model(
                 scene, truth, encoding = pair.image, pair.mask, "mask"
             out = folder / f"{name}_pred.tif"
             images.append(_segment_and_score(
-                name, scene, truth, encoding, out, checkpoint, run_settings, acc, collection.rgb_threshold, tta, bands
+                name, scene, truth, encoding, out, checkpoint, run_settings, acc, collection.rgb_threshold, tta, bands,
+                image=pair.image,
             ))
+            if not images[-1].pixels:
+                unscored.append(f"the mask {pair.mask} of scene {name!r} holds no class on any pixel (nodata everywhere)")
             for leftover in folder.glob(f"{name}*"):
                 leftover.unlink()
             if progress is not None:
                 progress(i + 1, len(names))
+    _check_scored(acc, unscored, "check the masks and the nodata they declare")
     return _report(acc, images, cuda, checkpoint, model, seen)
 
 
@@ -739,11 +760,13 @@ class _OnceFilter(logging.Filter):
         self.seen: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from .segmentation import GCP_OUTPUT_WARNING, NO_CRS_OUTPUT_WARNING, PLAIN_OUTPUT_WARNING
+        from .segmentation import GCP_OUTPUT_WARNING, NO_CLASS_WARNING, NO_CRS_OUTPUT_WARNING, PLAIN_OUTPUT_WARNING
 
         if record.levelno < logging.WARNING:
             return True
         key = str(record.msg)
+        if key == NO_CLASS_WARNING:  # said of each image, by evaluate (_no_class_noted)
+            return True
         if key in (PLAIN_OUTPUT_WARNING, NO_CRS_OUTPUT_WARNING, GCP_OUTPUT_WARNING):
             return False
         if key in self.seen:
@@ -767,18 +790,54 @@ def _each_warning_once(logger: str) -> Iterator[None]:
 def _segment_and_score(
     name: str, scene, truth, encoding: "TruthEncoding", out: Path, checkpoint, settings, acc: ConfusionAccumulator,
     rgb_threshold: int | None = None, tta: bool = False, bands: Sequence[int] | None = None,
+    image: str | os.PathLike | None = None,
 ) -> ImageResult:
-    """Segment one scene into ``out``, score it against ``truth`` into ``acc``; the image's result."""
+    """Segment one scene into ``out``, score it against ``truth`` into ``acc``; the image's result.
+
+    ``image``: the user's file ``scene`` stands for (a resampled copy's original), named in warnings."""
     from .segmentation import segment
 
     start = time.perf_counter()
-    segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta, bands=bands)
+    with _no_class_noted() as noted:
+        segment(scene, out, model=checkpoint, settings=settings, overwrite=True, tta=tta, bands=bands)
     seconds = time.perf_counter() - start
+    if noted.came:
+        log.warning("every pixel of %s is nodata: the model predicted no class on it", image or scene)
     counts = _compare_counts(out, truth, acc.scheme, encoding, rgb_threshold, placed_by_size=False)
     acc.add(counts.confusion)
     result = _image_result(name, counts, acc.scheme, seconds)
     log.info("%s: mIoU %.4f in %.1f s", name, result.miou, seconds)
     return result
+
+
+class _NoClassNoted(logging.Filter):
+    """Drops segment's warning that its map holds no class, which names the temporary map,
+    and notes that it came (the caller says it of the user's image)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.came = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from .segmentation import NO_CLASS_WARNING
+
+        if record.msg == NO_CLASS_WARNING:
+            self.came = True
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _no_class_noted() -> Iterator[_NoClassNoted]:
+    """Within the block, segment's warning that a map holds no class is not shown; the
+    filter yielded says whether it came."""
+    target = logging.getLogger("glgeo.segmentation")
+    noted = _NoClassNoted()
+    target.addFilter(noted)
+    try:
+        yield noted
+    finally:
+        target.removeFilter(noted)
 
 
 def _start_peak_memory(settings) -> bool:
@@ -876,7 +935,8 @@ def evaluate_imagery(
     Raises:
         DatasetError: labels with no CRS, a missing field, values outside the scheme,
             labels that miss an image.
-        InputError: no images.
+        InputError: no images; no pixel of any image both holding data and labelled
+            with a class (nothing to score).
     """
     from .geodata import expand_images, truth_on_grid
     from .inference import InferenceSettings
@@ -890,6 +950,7 @@ def evaluate_imagery(
     acc = ConfusionAccumulator(scheme)
     results = []
     seen = []
+    unscored = []
     for path in files:
         parts = _training_area_overlap(checkpoint, path)
         if parts:
@@ -916,14 +977,20 @@ def evaluate_imagery(
                     valid = image_valid(src)
                 if valid is not None:
                     ids[~valid] = NODATA_ID
+                no_data = valid is not None and not valid.any()
             truth = folder / f"{i}_truth.tif"
             with rasterio.open(truth, "w", **profile) as dst:
                 dst.write(ids[None])
             out = folder / f"{i}_pred.tif"
             results.append(_segment_and_score(name, path, truth, "ids", out, checkpoint, settings, acc, tta=tta,
                                               bands=bands))
+            if not results[-1].pixels:
+                unscored.append(f"every pixel of {path} is nodata" if no_data else
+                                f"the labels {labels} give no class where {path} holds data (it lies outside their"
+                                " extent, or on their nodata)")
             for leftover in folder.glob(f"{i}_*"):
                 leftover.unlink()
             if progress is not None:
                 progress(i + 1, len(files))
+    _check_scored(acc, unscored, "score images that hold data where the labels give classes")
     return _report(acc, results, cuda, checkpoint, model, tuple(seen))

@@ -196,6 +196,9 @@ GCP_OUTPUT_WARNING = (
     "%s is placed by ground control points only: the output carries the same GCPs and areas are in pixels; its "
     "resolution is unknown here (pass gsd=METRES), and gdalwarp makes a north-up scene of it"
 )
+#: What :func:`segment` warns of a map that holds no class (it names the map: callers whose
+#: outputs are temporary, as :func:`glgeo.evaluate_model`'s, say it of the scene instead).
+NO_CLASS_WARNING = "every pixel of %s is nodata%s: %s holds no class"
 
 
 def model_bands(checkpoint) -> tuple[int, ...] | None:
@@ -222,7 +225,7 @@ def warn_if_no_class(counts: np.ndarray, info: SceneInfo, out: Path) -> None:
     long): a scene of nodata, or an area of interest over nodata only."""
     if not counts[:NODATA_ID].any():
         where = " or outside the area of interest" if info.region is not None else ""
-        log.warning("every pixel of %s is nodata%s: %s holds no class", info.path, where, out)
+        log.warning(NO_CLASS_WARNING, info.path, where, out)
 
 
 def global_resolution_warning(

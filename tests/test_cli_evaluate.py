@@ -447,3 +447,87 @@ def test_a_truncated_scene_mask_image_or_label_raster_is_one_line_naming_it(tmp_
     write_geotiff(labels, 255 * rng.integers(0, 2, (80, 80), dtype=np.uint8))
     _truncated(scene)  # its nodata mask is read before segment reads it
     _one_read_failure(CliRunner().invoke(cli, imagery), scene)
+
+
+def test_an_image_of_nodata_alone_is_an_error_naming_it_not_a_temporary_map(tmp_path, caplog):
+    """An image that is all nodata, with labels over it: exit 0, "pixels: 0" and every score
+    "-", and a warning that named evaluate's temporary prediction, not the image."""
+    import logging
+
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    empty = write_geotiff(tmp_path / "images" / "empty.tif", np.zeros((3, 64, 64), np.uint8), nodata=0)
+    rng = np.random.default_rng(0)
+    full = write_geotiff(tmp_path / "images" / "full.tif", rng.integers(1, 255, (3, 64, 64), dtype=np.uint8), nodata=0)
+    labels = write_geotiff(tmp_path / "labels.tif", np.full((64, 64), 255, np.uint8))
+    args = ["-q", "evaluate", "--model", str(ckpt), "--labels", str(labels), "--device", "cpu", "--images"]
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = CliRunner().invoke(cli, [*args, str(empty)])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line == (f"Error: nothing was scored: every pixel of {empty} is nodata; score images that hold data where"
+                    " the labels give classes")
+    said = [r.getMessage() for r in caplog.records]
+    assert f"every pixel of {empty} is nodata: the model predicted no class on it" in said
+    assert not any("glgeo-evaluate" in m or "_pred.tif" in m for m in said), said
+    # beside an image with data, it is scored (nothing of it) with the same warning
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = CliRunner().invoke(cli, [*args, str(tmp_path / "images" / "*.tif"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert {i["name"]: i["pixels"] for i in data["images"]} == {"empty": 0, "full": 64 * 64}
+    said = [r.getMessage() for r in caplog.records]
+    assert f"every pixel of {empty} is nodata: the model predicted no class on it" in said
+    assert not any("glgeo-evaluate" in m for m in said), said
+    # labels that give no class where the image holds data: nothing to score either
+    write_geotiff(labels, np.full((64, 64), 7, np.uint8), nodata=7)
+    result = CliRunner().invoke(cli, [*args, str(full)])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line == (f"Error: nothing was scored: the labels {labels} give no class where {full} holds data (it lies"
+                    " outside their extent, or on their nodata); score images that hold data where the labels give"
+                    " classes")
+
+
+def test_truth_or_masks_without_a_class_are_an_error(tmp_path, inria_pair, caplog):
+    """Rasters or a dataset whose truth holds no class anywhere scored nothing, and said
+    "pixels: 0" with exit 0; a scene of nodata scored on its mask is named, not its
+    temporary copy (--scale)."""
+    import logging
+
+    pred, _ = inria_pair
+    nothing = write_geotiff(tmp_path / "nothing.tif", np.full((40, 30), 255, np.uint8), nodata=255)
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--pred", str(pred), "--truth", str(nothing), "--scheme",
+                                      "inria", "--truth-encoding", "ids"])
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line == (f"Error: nothing was scored: truth {nothing} holds no class on any pixel (nodata or no class id"
+                    " everywhere); give truth rasters that hold classes where the predictions are (check their"
+                    " declared nodata)")
+    with pytest.raises(InputError, match="nothing was scored"):
+        evaluate_rasters([(pred, nothing)], INRIA, "ids")
+
+    root = make_folder(tmp_path / "ds", names=("a", "b"), size=48, n_classes=2, values=(0, 255))
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [], "val": ["a", "b"], "test": []}))
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    args = ["-q", "evaluate", "--model", str(ckpt), "--dataset", "folder", "--root", str(root), "--scheme", "inria",
+            "--split-file", str(split), "--device", "cpu", "--scale", "0.5"]
+    for name in ("a", "b"):
+        write_geotiff(root / "images" / f"{name}.tif", np.zeros((3, 48, 48), np.uint8), nodata=0)
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output  # their masks' classes are scored as misses
+    assert sum(json.loads(result.stdout)["unpredicted_pixels"]) == 2 * 24 * 24
+    said = [r.getMessage() for r in caplog.records]
+    for name in ("a", "b"):  # each scene, not the first alone
+        assert f"every pixel of {root / 'images' / f'{name}.tif'} is nodata: the model predicted no class on it" in said
+    assert not any("glgeo-evaluate" in m for m in said), said
+    for name in ("a", "b"):
+        write_geotiff(root / "masks" / f"{name}.tif", np.full((48, 48), 7, np.uint8), nodata=7)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    [line] = result.output.strip().splitlines()
+    assert line == (f"Error: nothing was scored: the mask {root / 'masks' / 'a.tif'} of scene 'a' holds no class on"
+                    f" any pixel (nodata everywhere); the mask {root / 'masks' / 'b.tif'} of scene 'b' holds no class"
+                    " on any pixel (nodata everywhere); check the masks and the nodata they declare")
