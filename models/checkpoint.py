@@ -40,7 +40,7 @@ from typing import Any, Mapping
 import torch
 
 from glgeo import __version__
-from glgeo.errors import CheckpointError
+from glgeo.errors import CheckpointError, UnknownNameError
 from glgeo.resolution import whole_pixels
 from glgeo.schemes import ClassScheme, get_scheme, list_schemes
 
@@ -267,7 +267,10 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
 
     Raises:
         CheckpointError: not found, not a glgeo checkpoint (a released GLNet file gets a
-            hint to run ``glgeo import-glnet``), or weights that do not fit.
+            hint to run ``glgeo import-glnet``), or a glgeo checkpoint whose contents do not
+            fit together (a part missing or of the wrong type, an architecture this glgeo
+            refuses, weights with other names or shapes than that architecture's, a class
+            scheme with another class count): the message names the file and the part.
     """
     path = _resolve(path_or_name)
     try:
@@ -288,36 +291,161 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
             else ""
         )
         raise CheckpointError(f"{str(path)!r} is not a glgeo checkpoint{hint}")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    version = payload.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise _inconsistent(path, f"its format version ('format_version') is {version!r}, not a whole number")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{str(path)!r} was written by a newer glgeo; upgrade glgeo to read it")
-    config = GLNetConfig(**payload["config"])
-    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    config = _config_of(payload, path)
+    scheme = _scheme_of(payload, path)
+    settings = _settings_of(payload, path)
+    state = _state_of(payload, path)
+    del payload
     # Built without memory or random initialisation, then given the file's tensors: loading
     # costs the weights once, not a random model plus a copy.
     with torch.device("meta"):
         model = GLNet(config)
+    _check_weights_fit(model, state, path)
+    if scheme.n_classes != config.n_classes:
+        raise _inconsistent(
+            path, f"its class scheme {scheme.name!r} has {scheme.n_classes} classes but its model predicts {config.n_classes}"
+        )
     # Copies, not views: a tensor left on the memory-mapped file (even one small integer
     # buffer) keeps the whole file mapped, and resident, for the model's life.
-    state = {
-        k: v.to(torch.float32, copy=True) if v.is_floating_point() else v.clone()
-        for k, v in payload["state_dict"].items()
-    }
-    del payload
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} does not fit its own architecture: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
+    state = {k: v.to(torch.float32, copy=True) if v.is_floating_point() else v.clone() for k, v in state.items()}
+    try:
+        model.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as exc:  # what the key and shape checks above cannot see (a dtype torch refuses)
+        raise _inconsistent(path, f"its weights do not load into its architecture's model: {_first_line(exc)}") from None
     model.eval()
-    return Checkpoint(
-        model=model,
-        scheme=ClassScheme.from_dict(meta["scheme"]),
-        input_scaling=InputScaling(**meta["input_scaling"]),
-        global_size=int(meta["global_size"]),
-        patch_size=int(meta["patch_size"]),
-        focal_gamma=float(meta["focal_gamma"]),
-        metadata=dict(meta.get("metadata", {})),
-        path=path,
+    return Checkpoint(model=model, scheme=scheme, path=path, **settings)
+
+
+def _inconsistent(path: Path, problem: str) -> CheckpointError:
+    """The error for a glgeo checkpoint whose contents do not fit together."""
+    return CheckpointError(
+        f"checkpoint {str(path)!r} is inconsistent: {problem}; the file is damaged or from another glgeo version:"
+        " copy it again, or write it again with glgeo train or glgeo import-glnet"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message, its first non-empty line only (torch's run to many lines,
+    the first of ``load_state_dict``'s only a heading)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        lines = lines[1:]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _entry(payload: dict, key: str, path: Path, kind: type, what: str) -> Any:
+    """``payload[key]``, refused unless it is there and a ``kind``."""
+    if key not in payload:
+        raise _inconsistent(path, f"it has no {what} ({key!r})")
+    value = payload[key]
+    if not isinstance(value, kind):
+        raise _inconsistent(path, f"its {what} ({key!r}) is a {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+#: The :class:`GLNetConfig` fields in words (messages name no field that is also an
+#: argument of glgeo's: the command line would show it as a flag), and the type of each.
+_CONFIG_FIELDS: dict[str, tuple[str, type]] = {
+    "backbone": ("backbone", str),
+    "n_classes": ("class count", int),
+    "mode": ("mode", str),
+    "pyramid_channels": ("pyramid width", int),
+    "segmentation_channels": ("segmentation width", int),
+    "l2g_normalization": ("L -> G normalization", str),
+}
+
+
+def _config_of(payload: dict, path: Path) -> GLNetConfig:
+    """The architecture a checkpoint records."""
+    config = _entry(payload, "config", path, dict, "architecture")
+    unknown = [repr(k) for k in config if k not in _CONFIG_FIELDS]
+    if unknown:
+        raise _inconsistent(path, f"its architecture has fields this glgeo does not know: {', '.join(unknown[:5])}")
+    for key, value in config.items():
+        what, kind = _CONFIG_FIELDS[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise _inconsistent(
+                path, f"its architecture's {what} is {value!r}, not {'a whole number' if kind is int else 'a name'}"
+            )
+    try:
+        return GLNetConfig(**config)
+    except (ValueError, UnknownNameError) as exc:  # InputError is a ValueError: a value GLNetConfig refuses
+        raise _inconsistent(path, f"its architecture is refused: {_first_line(exc)}") from None
+
+
+def _scheme_of(payload: dict, path: Path) -> ClassScheme:
+    """The class scheme a checkpoint records."""
+    data = _entry(payload, "scheme", path, dict, "class scheme")
+    try:
+        return ClassScheme.from_dict(data)
+    except (TypeError, ValueError) as exc:  # InputError is a ValueError
+        raise _inconsistent(path, f"its class scheme is refused: {_first_line(exc)}") from None
+
+
+def _settings_of(payload: dict, path: Path) -> dict[str, Any]:
+    """A checkpoint's input scaling, sizes, focal gamma and metadata, as :class:`Checkpoint`
+    takes them."""
+    scaling = _entry(payload, "input_scaling", path, dict, "input scaling")
+    try:
+        input_scaling = InputScaling(**scaling)
+    except (TypeError, ValueError) as exc:  # unknown fields, values that are no numbers, max <= min
+        raise _inconsistent(path, f"its input scaling is refused: {_first_line(exc)}") from None
+    sizes = {}
+    for key, what in (("global_size", "global image size"), ("patch_size", "patch size")):
+        if key not in payload:
+            raise _inconsistent(path, f"it has no {what}")
+        sizes[key] = whole_pixels(payload[key], 8)
+        if sizes[key] is None:
+            raise _inconsistent(path, f"its {what} is {payload[key]!r}, not a whole number of pixels, 8 or more")
+    if "focal_gamma" not in payload:
+        raise _inconsistent(path, "it has no focal gamma ('focal_gamma')")
+    gamma = payload["focal_gamma"]
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma >= 0:
+        raise _inconsistent(path, f"its focal gamma ('focal_gamma') is {gamma!r}, not a number, 0 or more")
+    metadata = payload.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise _inconsistent(path, f"its metadata ('metadata') is a {type(metadata).__name__}, not a dict")
+    return dict(input_scaling=input_scaling, focal_gamma=float(gamma), metadata=dict(metadata), **sizes)
+
+
+def _state_of(payload: dict, path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights, refused unless they are tensors by name."""
+    state = _entry(payload, "state_dict", path, dict, "weights")
+    wrong = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if wrong:
+        raise _inconsistent(path, f"its weights ('state_dict') hold {len(wrong)} entries that are no named tensors, e.g. {wrong[0]}")
+    return state
+
+
+def _check_weights_fit(model: GLNet, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights with other keys or shapes than the model their checkpoint's config builds."""
+    target = model.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    wrong = [k for k in state if k in target and tuple(state[k].shape) != tuple(target[k].shape)]
+    if not (missing or unexpected or wrong):
+        return
+    cfg = model.config
+    problems = []
+    if wrong:
+        k = wrong[0]
+        more = f" (and {len(wrong) - 1} more tensors)" if len(wrong) > 1 else ""
+        problems.append(
+            f"size mismatch for {k}: {tuple(state[k].shape)} in the file, {tuple(target[k].shape)} in the model{more}"
+        )
+    if missing:
+        problems.append(f"{len(missing)} weights missing, e.g. {', '.join(missing[:3])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} weights it has no place for, e.g. {', '.join(unexpected[:3])}")
+    raise _inconsistent(
+        path,
+        f"its weights do not fit its architecture ({cfg.backbone}, {cfg.n_classes} classes, mode {cfg.mode}, heads"
+        f" {cfg.pyramid_channels}/{cfg.segmentation_channels}): {'; '.join(problems)}",
     )
 
 

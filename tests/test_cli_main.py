@@ -40,6 +40,34 @@ def test_unknown_command_and_library_errors_are_one_line(tmp_path):
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_an_inconsistent_checkpoint_is_one_line_in_every_command_that_loads_one(tmp_path, tiny_checkpoint):
+    """segment --model, models FILE and train --init printed load_checkpoint's traceback
+    (here torch's size mismatch) for a glgeo checkpoint whose parts do not fit together."""
+    import torch
+
+    from fixtures.layouts import make_folder
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["config"]["n_classes"] = 5
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=64, n_classes=2, values=(0, 255))
+    commands = {
+        "segment": ["segment", str(_scene(tmp_path / "scene.tif")), "-o", str(tmp_path / "o.tif"), "--model", str(bad)],
+        "models": ["models", str(bad)],
+        "train": ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--mode", "global",
+                  "--accelerator", "cpu", "--loader-workers", "0", "--out", str(tmp_path / "run"), "--init", str(bad)],
+    }
+    for name, args in commands.items():
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output, (name, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"Error: checkpoint {str(bad)!r} is inconsistent: its weights"
+                                                       " do not fit its architecture (resnet18, 5 classes"), (name, lines)
+        assert "size mismatch for " in lines[0] and lines[0].endswith("write it again with glgeo train or glgeo import-glnet")
+    assert not (tmp_path / "o.tif").exists() and not (tmp_path / "run" / "model.pt").exists()
+
+
 def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):
     """One message serves both: the library says ``nodata=255``, the command line ``--nodata 255``."""
     import numpy as np

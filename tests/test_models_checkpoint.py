@@ -3,6 +3,8 @@ independent re-statement of their computation."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -60,6 +62,73 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointError, match="global_size must be a whole number of pixels, 8 or more, got 0"):
         save_checkpoint(tmp_path / "x.pt", build_model("resnet18", 2, "global", 8, 8), INRIA, global_size=0)
     assert not (tmp_path / "x.pt").exists()
+
+
+def _break_config(c):
+    c["config"]["n_classes"] = 5
+
+
+def _reshape_first_conv(c):
+    c["state_dict"]["global_branch.backbone.conv1.weight"] = torch.zeros(3, 3, 3, 3)
+
+
+def _integer_first_conv(c):
+    c["state_dict"]["global_branch.backbone.conv1.weight"] = torch.zeros(64, 3, 7, 7, dtype=torch.int64)
+
+
+def _more_classes_in_scheme(c):
+    c["scheme"] = DEEPGLOBE.to_dict()
+
+
+#: A glgeo checkpoint's contents made inconsistent, and what the error says of each.
+DAMAGE = {
+    "classes": (_break_config, r"its weights do not fit its architecture \(resnet18, 5 classes, mode global, heads"
+                               r" 8/8\): size mismatch for global_branch\.head\.classifier\.weight: \(2, 32, 3, 3\) in"
+                               r" the file, \(5, 32, 3, 3\) in the model \(and 1 more tensors\)"),
+    "no config": (lambda c: c.pop("config"), r"it has no architecture \('config'\)"),
+    "no scheme": (lambda c: c.pop("scheme"), r"it has no class scheme \('scheme'\)"),
+    "no weights": (lambda c: c.pop("state_dict"), r"it has no weights \('state_dict'\)"),
+    "unknown field": (lambda c: c["config"].update(extra=1), "its architecture has fields this glgeo does not know: 'extra'"),
+    "global size": (lambda c: c.update(global_size="abc"),
+                    "its global image size is 'abc', not a whole number of pixels, 8 or more"),
+    "shape": (_reshape_first_conv, r"size mismatch for global_branch\.backbone\.conv1\.weight: \(3, 3, 3, 3\) in the"
+                                   r" file, \(64, 3, 7, 7\) in the model;"),
+    "class count type": (lambda c: c["config"].update(n_classes="two"), "its architecture's class count is 'two', not a whole"),
+    "backbone": (lambda c: c["config"].update(backbone="nosuch"), "its architecture is refused: unknown backbone 'nosuch'"),
+    "config type": (lambda c: c.update(config=[1]), r"its architecture \('config'\) is a list, not a dict"),
+    "weights type": (lambda c: c.update(state_dict=[1]), r"its weights \('state_dict'\) is a list, not a dict"),
+    "weight type": (lambda c: c["state_dict"].update(extra=[1]), "hold 1 entries that are no named tensors, e.g. extra"),
+    "weight dtype": (_integer_first_conv, "its weights do not load into its architecture's model: While copying the"
+                                          ' parameter named "global_branch.backbone.conv1.weight"'),
+    "missing weight": (lambda c: c["state_dict"].pop("global_branch.backbone.conv1.weight"),
+                       "1 weights missing, e.g. global_branch.backbone.conv1.weight"),
+    "scaling": (lambda c: c.update(input_scaling={"min": 5, "max": 1}), "its input scaling is refused: input scaling needs max > min"),
+    "scheme": (lambda c: c.update(scheme={"name": "x"}), "its class scheme is refused: class scheme description is incomplete"),
+    "scheme classes": (_more_classes_in_scheme, "its class scheme 'deepglobe' has 7 classes but its model predicts 2"),
+    "gamma": (lambda c: c.update(focal_gamma=None), r"its focal gamma \('focal_gamma'\) is None, not a number"),
+    "metadata": (lambda c: c.update(metadata=[1]), r"its metadata \('metadata'\) is a list, not a dict"),
+    "version": (lambda c: c.update(format_version="x"), "its format version .* is 'x', not a whole number"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_an_inconsistent_checkpoint_is_one_error_naming_the_file_and_what_is_wrong(tmp_path, damage):
+    """A file with glgeo's format whose contents do not fit together raised KeyError,
+    TypeError, ValueError or torch's many-line RuntimeError from inside load_checkpoint."""
+    change, expected = DAMAGE[damage]
+    good = save_checkpoint(tmp_path / "good.pt", build_model("resnet18", 2, "global", 8, 8), INRIA)
+    payload = torch.load(good, weights_only=True)
+    change(payload)
+    bad = tmp_path / "bad.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError) as error:
+        load_checkpoint(bad)
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"checkpoint {str(bad)!r} is inconsistent: ")
+    assert re.search(expected, message), message
+    assert message.endswith("; the file is damaged or from another glgeo version: copy it again, or write it again"
+                            " with glgeo train or glgeo import-glnet")
 
 
 @pytest.fixture(scope="module")
