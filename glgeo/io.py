@@ -331,11 +331,22 @@ def default_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[int, ...
     else all but alpha, if that is ``needed``. Says so when the labels choose other bands
     than the file's first ones (:func:`labelled_bands` does not)."""
     chosen, relabelled = labelled_bands(src, needed)
-    if relabelled:
-        colour = [b for b, ci in zip(src.indexes, src.colorinterp) if ci != ColorInterp.alpha]
+    if not relabelled:
+        return chosen
+    colour = [b for b, ci in zip(src.indexes, src.colorinterp) if ci != ColorInterp.alpha]
+    if list(chosen) != colour[: len(chosen)]:  # labels in another order than the file's (BGR)
         log.warning(
             "%s: reading bands %s, which the file labels red, green and blue (of %d bands); pass bands=(%s) to "
             "read others", src.name, ",".join(map(str, chosen)), src.count, ", ".join(map(str, colour[:3])),
+        )
+    else:  # the first bands, with more after them (RGB + near infrared): another choice brings those in
+        left = [b for b in colour if b not in chosen]
+        example = (left[0], *chosen[: needed - 1])
+        log.warning(
+            "%s: reading bands %s, which the file labels red, green and blue, and leaving out band%s %s (of %d bands); pass "
+            "bands=(%s), say, to feed band %d first (a false-colour composite, for a model trained on one)",
+            src.name, ",".join(map(str, chosen)), "s" if len(left) > 1 else "", ",".join(map(str, left)), src.count,
+            ", ".join(map(str, example)), left[0],
         )
     return chosen
 
@@ -358,10 +369,27 @@ def labelled_bands(src: rasterio.io.DatasetReader, needed: int) -> tuple[tuple[i
         return chosen, chosen != tuple(colour)
     if len(colour) == needed:
         return tuple(colour), False
-    hint = ", ".join(str(i) for i in ([1] * needed if len(colour) == 1 else range(1, needed + 1)))
     raise InputError(
         f"scene has {len(colour)} band{'s' if len(colour) != 1 else ''} (alpha not counted); "
-        f"this model needs {needed} (RGB): pass bands=({hint}) to choose them"
+        f"this model needs {needed} (RGB){_band_choice_advice(colour, needed)}"
+    )
+
+
+def _band_choice_advice(colour: Sequence[int], needed: int) -> str:
+    """What to do about a scene whose ``colour`` (non-alpha, 1-based) bands, unlabelled, are
+    not the ``needed`` ones: the end of :func:`labelled_bands`'s message."""
+    if len(colour) > needed:
+        return f": pass bands=({', '.join(map(str, colour[:needed]))}) to choose them"
+    if len(colour) == 1:  # grey: the same band as red, green and blue
+        return f": pass bands=({', '.join([str(colour[0])] * needed)}) to choose them"
+    if not colour:
+        return ": it has no colour band to read; give a scene with red, green and blue bands"
+    # Two bands are no RGB image: a repeat runs, but only the user knows whether it means anything.
+    repeat = ", ".join(map(str, [colour[0]] * (needed - len(colour)) + list(colour)))
+    return (
+        f", so it cannot be read as RGB: give a scene with red, green and blue bands (gdalbuildvrt -separate"
+        f" RGB.vrt R.tif G.tif B.tif stacks single-band files), or repeat a band, e.g. bands=({repeat}),"
+        " if the model may see these bands as colours"
     )
 
 

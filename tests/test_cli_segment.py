@@ -185,6 +185,7 @@ def test_compiled_local_branch_gives_the_eager_classes(checkpoints, tmp_path):
         ("missing", "does not exist"),
         ("not_raster", "cannot open"),
         ("one_band", "needs 3 (RGB): pass --bands"),
+        ("two_bands", "scene has 2 bands (alpha not counted); this model needs 3 (RGB), so it cannot be read as RGB"),
         ("same_as_input", "same file as the input"),
         ("no_folder", "does not exist; create it first"),
         ("exists", "already exists; pass --overwrite"),
@@ -207,6 +208,10 @@ def test_bad_input_gets_one_clear_line(case, message, checkpoints, tmp_path):
         with rasterio.open(tmp_path / "gray.tif", "w", driver="GTiff", height=8, width=8, count=1, dtype="uint8") as dst:
             dst.write(np.zeros((1, 8, 8), np.uint8))
         scene = tmp_path / "gray.tif"
+    elif case == "two_bands":  # it said "pass --bands 1,2,3", then "band 3 is not in the scene"
+        with rasterio.open(tmp_path / "gray.tif", "w", driver="GTiff", height=8, width=8, count=2, dtype="uint8") as dst:
+            dst.write(np.zeros((2, 8, 8), np.uint8))
+        scene = tmp_path / "gray.tif"
     elif case == "same_as_input":
         out = scene
         extra = ["--overwrite"]
@@ -225,6 +230,8 @@ def test_bad_input_gets_one_clear_line(case, message, checkpoints, tmp_path):
     assert message in result.output
     assert "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+    if case == "two_bands":
+        assert "--bands 1,1,2" in result.output and "--bands 1,2,3" not in result.output
     leftovers = {p.name for p in tmp_path.iterdir()} - {"scene.tif", "notes.txt", "gray.tif", "out.tif"}
     assert not leftovers
 

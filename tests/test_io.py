@@ -338,12 +338,32 @@ def test_bands_follow_the_files_red_green_blue_labels(tmp_path, caplog):
     rgbn = write_geotiff(tmp_path / "rgbn.tif", data, photometric="MINISBLACK")
     with rasterio.open(rgbn, "r+") as dst:
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
-    assert inspect_scene(rgbn).bands == (1, 2, 3)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glgeo.io"):
+        assert inspect_scene(rgbn).bands == (1, 2, 3)
+    # it said "pass bands=(1, 2, 3) to read others": the very bands it reads
+    assert ("reading bands 1,2,3, which the file labels red, green and blue, and leaving out band 4 (of 4 bands); pass"
+            " bands=(4, 1, 2), say, to feed band 4 first") in caplog.text and "bands=(1, 2, 3)" not in caplog.text
+    assert inspect_scene(rgbn, bands=(4, 1, 2)).bands == (4, 1, 2)
     caplog.clear()
     rgb = write_geotiff(tmp_path / "rgb.tif", data[:3], photometric="RGB")
     with caplog.at_level("WARNING", logger="glgeo.io"):
         assert inspect_scene(rgb).bands == (1, 2, 3)
     assert caplog.text == ""  # labels in the order read: nothing to say
+
+
+def test_a_scene_of_two_bands_is_refused_with_advice_that_can_be_followed(tmp_path):
+    """Two unlabelled bands were refused with "pass bands=(1, 2, 3)", which then failed with
+    "band 3 is not in the scene"."""
+    two = write_scene(tmp_path / "two.tif", np.zeros((2, 20, 20), np.uint8), photometric="MINISBLACK")
+    with pytest.raises(InputError) as error:
+        inspect_scene(two)
+    message = str(error.value)
+    assert message.startswith("scene has 2 bands (alpha not counted); this model needs 3 (RGB), so it cannot be read as"
+                              " RGB: give a scene with red, green and blue bands (gdalbuildvrt -separate")
+    assert "repeat a band, e.g. bands=(1, 1, 2), if the model may see these bands as colours" in message
+    assert "bands=(1, 2, 3)" not in message
+    assert inspect_scene(two, bands=(1, 1, 2)).bands == (1, 1, 2)  # the advice runs
 
 
 def test_a_paletted_scene_is_refused_with_the_way_to_expand_it(tmp_path):
