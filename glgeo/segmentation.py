@@ -23,7 +23,7 @@ import rasterio
 from .aoi import aoi_files, region_in_pixels
 from .areas import AreaTally, ClassArea, PixelAreas
 from .atomic import check_output_path
-from .errors import CheckpointError, InputError, OutputError
+from .errors import CheckpointError, InputError, OutputError, UnknownNameError
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
@@ -32,7 +32,7 @@ from .provenance import Provenance, blend_rule, context_rule, file_sha256, optio
 from .resolution import (
     Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, run_scale, scale_json, warn_if_stretched,
 )
-from .schemes import NODATA_ID
+from .schemes import NODATA_ID, list_schemes
 from .writer import ClassRasterWriter, OutputOptions, output_driver, sidecar_paths
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,34 @@ def model_bands(checkpoint) -> tuple[int, ...] | None:
     return None if bands is None or bands == (1, 2, 3) else bands
 
 
+def check_model_scheme(checkpoint: Any, scheme: str | None, name: str | None = None) -> None:
+    """Refuse a model that does not predict the class scheme called ``scheme`` (``None``:
+    any), saying whether the name is one glgeo knows.
+
+    Args:
+        checkpoint: the loaded model (a :class:`glgeo.models.checkpoint.Checkpoint`).
+        name: how the caller named the model (a zoo name or a path); default its file.
+
+    Raises:
+        UnknownNameError: ``scheme`` is neither a registered scheme nor the model's own.
+        InputError: the model predicts another scheme.
+    """
+    if scheme is None or checkpoint.scheme.name == scheme:
+        return
+    label = name or (str(checkpoint.path) if checkpoint.path is not None else None)
+    model = f"model {label!r}" if label else "the model"
+    known = list_schemes()
+    if scheme not in known:
+        choices = sorted({*known, checkpoint.scheme.name})
+        raise UnknownNameError(
+            f"scheme={scheme!r} is no known class scheme; choose from: {', '.join(choices)} ({model} predicts"
+            f" {checkpoint.scheme.name!r})"
+        )
+    raise InputError(
+        f"{model} predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; choose a model trained for that scheme"
+    )
+
+
 def warn_of_an_unplaced_output(info: SceneInfo) -> None:
     """Warn when the output cannot be placed on a map as the scene is not: ground control
     points only, a transform without a CRS, or no georeferencing at all (every way a scene
@@ -373,6 +401,7 @@ def segment(
         OutputError: an output exists (without ``overwrite``), equals the input, or its
             folder is missing.
         CheckpointError: the model cannot be loaded.
+        UnknownNameError: ``scheme`` names no class scheme glgeo knows.
     """
     for target in (out, probabilities):
         # checked here too: atomic.check_output_path's OSError guard swallows this error
@@ -395,12 +424,7 @@ def segment(
             raise
         band_error = exc
     checkpoint = load_model(model)
-    if scheme is not None and checkpoint.scheme.name != scheme:
-        name = str(model) if isinstance(model, (str, os.PathLike)) else str(checkpoint.path or "the given model")
-        raise InputError(
-            f"model {name!r} predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; "
-            "choose a model trained for that scheme"
-        )
+    check_model_scheme(checkpoint, scheme, str(model) if isinstance(model, (str, os.PathLike)) else None)
     if checkpoint.scheme.n_classes != checkpoint.model.config.n_classes:
         raise CheckpointError(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "

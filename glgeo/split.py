@@ -235,18 +235,16 @@ def prepare_scene(
     Raises:
         SceneError: the scene is missing or unreadable.
         InputError: bad bands or settings, a model/scheme mismatch.
+        UnknownNameError: ``scheme`` names no class scheme glgeo knows.
         CheckpointError: the model's classes do not match its scheme.
     """
-    from .segmentation import MODEL_BANDS, model_bands, warn_of_an_unplaced_output
+    from .segmentation import MODEL_BANDS, check_model_scheme, model_bands, warn_of_an_unplaced_output
 
     info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
     if region is not None:
         info = replace(info, has_mask=True, region=region)
-    if scheme is not None and checkpoint.scheme.name != scheme:
-        raise InputError(
-            f"the model predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; choose a model trained for that scheme"
-        )
+    check_model_scheme(checkpoint, scheme)
     if checkpoint.scheme.n_classes != checkpoint.model.config.n_classes:
         raise CheckpointError(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "

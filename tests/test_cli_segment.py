@@ -190,6 +190,7 @@ def test_compiled_local_branch_gives_the_eager_classes(checkpoints, tmp_path):
         ("no_folder", "does not exist; create it first"),
         ("exists", "already exists; pass --overwrite"),
         ("scheme", "predicts the 'inria' classes, not 'deepglobe'"),
+        ("unknown_scheme", "Error: --scheme nosuch is no known class scheme; choose from: deepglobe, inria (model "),
         ("bad_bands", "band 5 is not in the scene, which has bands 1-3"),
         ("bad_model", "no checkpoint file or zoo model"),
     ],
@@ -221,6 +222,8 @@ def test_bad_input_gets_one_clear_line(case, message, checkpoints, tmp_path):
         out.write_bytes(b"x")
     elif case == "scheme":
         extra = ["--scheme", "deepglobe"]
+    elif case == "unknown_scheme":  # it said "predicts the 'inria' classes, not 'nosuch'"
+        extra = ["--scheme", "nosuch"]
     elif case == "bad_bands":
         extra = ["--bands", "1,2,5"]
     elif case == "bad_model":

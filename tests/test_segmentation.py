@@ -653,3 +653,36 @@ def test_probabilities_beside_no_data_on_a_coarser_working_grid_sum_to_one(tmp_p
             sums = src.read().astype(int).sum(axis=0)
         assert (sums[nodata] == 0).all()
         assert np.abs(sums[~nodata] - 255).max() <= 4, (scale, np.unique(sums[~nodata]))
+
+
+def test_an_unknown_scheme_name_is_said_so_with_the_known_ones(tmp_path):
+    """scheme='nosuch' said "predicts 'inria', not 'nosuch'", as if nosuch were a scheme
+    another model could predict."""
+    import dataclasses
+
+    from glgeo.errors import UnknownNameError
+    from glgeo.schemes import list_schemes
+    from glgeo.segmentation import check_model_scheme
+    from glgeo.split import prepare_scene
+
+    from fixtures.checkpoints import tiny_checkpoint
+    from fixtures.rasters import write_geotiff
+
+    ck = tiny_checkpoint(INRIA)
+    scene = write_geotiff(tmp_path / "scene.tif", np.zeros((3, 64, 64), np.uint8))
+    known = ", ".join(list_schemes())
+    unknown = f"^scheme='nosuch' is no known class scheme; choose from: {known} \\(the model predicts 'inria'\\)$"
+    with pytest.raises(UnknownNameError, match=unknown):
+        segment(scene, tmp_path / "out.tif", model=ck, scheme="nosuch")
+    with pytest.raises(UnknownNameError, match=unknown):
+        prepare_scene(scene, ck, scheme="nosuch")
+    with pytest.raises(InputError, match="^the model predicts the 'inria' classes, not 'deepglobe'; choose a model"):
+        prepare_scene(scene, ck, scheme="deepglobe")
+    check_model_scheme(ck, "inria")
+    # a model's own scheme is known to it though glgeo has not registered it
+    roads = dataclasses.replace(ck, scheme=dataclasses.replace(INRIA, name="roads"), path=tmp_path / "roads.pt")
+    check_model_scheme(roads, "roads")
+    with pytest.raises(UnknownNameError, match=f"choose from: {', '.join(sorted([*list_schemes(), 'roads']))} "
+                                               f"\\(model '{tmp_path / 'roads.pt'}' predicts 'roads'\\)$"):
+        check_model_scheme(roads, "nosuch")
+    assert not (tmp_path / "out.tif").exists()
