@@ -268,7 +268,8 @@ class TrainSettings:
             to the same branches (:func:`transfer_backbones`; its heads and classes are
             not used, so it may be of another class scheme).
         resume: continue an interrupted run from its Lightning checkpoints; finished
-            stages are skipped.
+            stages are skipped. ``out`` must exist (a stage with no saved epoch starts
+            afresh).
         accelerator: ``auto``, ``cpu``, ``gpu``...
         devices: Lightning's ``devices`` (``auto``, a count, or a list such as ``0,1``).
         num_nodes: machines (DDP).
@@ -1130,10 +1131,15 @@ def transfer_backbones(model: GLNet, source: GLNet, name: str = "the source chec
 
 
 def _check_run_folder(out: Path, stages: Sequence[int], resume: bool) -> None:
-    """Create the run folder, or refuse one that is a file, cannot be written, or already
-    holds one of these stages (without ``resume``)."""
+    """Create the run folder, or refuse one that is a file, cannot be written, already
+    holds one of these stages (without ``resume``) or does not exist (with ``resume``)."""
     if out.exists() and not out.is_dir():
         raise OutputError(f"the run folder {str(out)!r} is a file, not a folder; choose another out folder")
+    if resume and not out.exists():  # a mistyped run folder would silently start the whole run again
+        raise OutputError(
+            f"resume=True found no run to resume: the run folder {str(out)!r} does not exist; check the out folder's"
+            " name, or drop resume=True to start a new run there"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -1194,7 +1200,8 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     """Train GLNet in the paper's stages; see the module doc for the run folder.
 
     Raises:
-        OutputError: the run folder already holds this stage and ``resume`` is off.
+        OutputError: the run folder already holds this stage and ``resume`` is off, or
+            does not exist and ``resume`` is on.
         DatasetError, CheckpointError, InputError: bad data, checkpoints or settings.
     """
     stages = settings.stages

@@ -332,6 +332,24 @@ def test_a_run_folder_that_cannot_be_is_refused_before_the_dataset_is_read(tmp_p
         assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
 
 
+def test_resume_without_a_run_folder_is_refused_before_anything_is_made(tmp_path):
+    """--resume with a mistyped --out started the whole run afresh without a word; a folder
+    that exists resumes what it holds (here nothing: the dataset is read next)."""
+    missing_dataset = tmp_path / "no-such-dataset"
+    out = tmp_path / "runs" / "nosuchrun"
+    args = ["train", "--dataset", "folder", "--root", str(missing_dataset), "--resume"]
+    result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip() == (
+        f"Error: --resume found no run to resume: the run folder {str(out)!r} does not exist; check the out folder's"
+        " name, or drop --resume to start a new run there"
+    )
+    assert not (tmp_path / "runs").exists()
+    out.mkdir(parents=True)
+    result = CliRunner().invoke(cli, [*args, "--out", str(out)])
+    assert result.exit_code == 1 and "no run to resume" not in result.output and "no-such-dataset" in result.output
+
+
 def test_the_split_is_recorded_and_a_resume_with_another_is_refused(tmp_path):
     """The checkpoint records the scenes trained and validated on (for evaluate to flag them);
     resuming a run with another split would train on scenes it held out: refused."""
