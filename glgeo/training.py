@@ -84,7 +84,9 @@ from glgeo.models.losses import (
     FMREG_WEIGHT, STAGE_TERMS, FocalLoss, GLNetObjective, SegmentationLoss, class_loss_weights, cut_consistency, mosaic_of,
     resize_labels,
 )
+from glgeo.models.backbones import check_backbone_name
 from glgeo.models.checkpoint import FORMAT as CHECKPOINT_FORMAT
+from glgeo.models.checkpoint import resolve_checkpoint
 from glgeo.models.sharing import feature_map_regularisation
 
 log = logging.getLogger(__name__)
@@ -332,6 +334,15 @@ class TrainSettings:
             raise InputError(f"the Lovász term's weight must be >= 0, got lovasz={self.lovasz}")
         if not 0 <= self.ema < 1:
             raise InputError(f"the weight-average decay must be 0 (none) or below 1, got ema={self.ema}")
+        # checked here, not first when the stage builds its loss and model: the run folder is
+        # made before the dataset is read
+        if not self.focal_gamma >= 0:
+            raise InputError(f"the focal loss's gamma must be >= 0 (0 is cross-entropy), got focal_gamma={self.focal_gamma}")
+        check_backbone_name(self.backbone)
+        for name, paper in (("pyramid_channels", 256), ("segmentation_channels", 128)):
+            width = getattr(self, name)
+            if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+                raise InputError(f"{name}={width} must be a whole number of channels, 1 or more (the paper's: {paper})")
 
     @property
     def stages(self) -> tuple[int, ...]:
@@ -1209,6 +1220,8 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     # DDP re-runs the command in its worker processes: only the first one checks and writes.
     main_process = rank_zero_only.rank == 0
     _check_accelerator(settings)
+    precision = training_precision(settings.precision, settings.accelerator)
+    _check_weight_sources(settings)
     if main_process:  # before the dataset is read: an out folder that cannot be is said at once
         _check_run_folder(out, stages, settings.resume)
     collection, split = prepare_data(data)
@@ -1235,7 +1248,6 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
             "batch size (--batch-size) takes more steps in the same time (docs/train.md)",
             len(split.train), data.batch_size,
         )
-    precision = training_precision(settings.precision, settings.accelerator)
     # the training scenes' class shares (masks read once per run), for class-balanced
     # sampling and the class-weighted loss
     needed = data.kind != "geo" and (data.balance > 0 or settings.loss_balance > 0)
@@ -1330,6 +1342,22 @@ def _check_accelerator(settings: TrainSettings) -> None:
         text = ",".join(map(str, devices)) if isinstance(devices, (list, tuple)) else devices
         raise InputError(f"devices={text} names GPU ids, but the run is on the CPU: give a count of processes"
                          " (devices=1) or leave it auto")
+
+
+def _check_weight_sources(settings: TrainSettings) -> None:
+    """Refuse, before anything is read or made, an ``init`` or ``backbone_weights`` that is
+    neither a file nor a zoo model (a file that is not a checkpoint is found when it is read).
+
+    Raises:
+        CheckpointError: the option and the zoo models.
+    """
+    for name in ("init", "backbone_weights"):
+        source = getattr(settings, name)
+        if source is not None:
+            try:
+                resolve_checkpoint(source)
+            except CheckpointError as exc:
+                raise CheckpointError(f"{name}={str(source)!r}: {exc}") from None
 
 
 def _remove_if_nothing_saved(folder: Path) -> None:

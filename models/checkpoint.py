@@ -247,7 +247,12 @@ def save_checkpoint(
     return path
 
 
-def _resolve(path_or_name: str | Path) -> Path:
+def resolve_checkpoint(path_or_name: str | Path) -> Path:
+    """The file of a checkpoint path or zoo model name, without reading it.
+
+    Raises:
+        CheckpointError: neither a file nor a zoo model; the message lists the zoo models.
+    """
     path = Path(path_or_name)
     if path.is_file():
         return path
@@ -272,7 +277,7 @@ def load_checkpoint(path_or_name: str | Path, map_location: str | torch.device =
             refuses, weights with other names or shapes than that architecture's, a class
             scheme with another class count): the message names the file and the part.
     """
-    path = _resolve(path_or_name)
+    path = resolve_checkpoint(path_or_name)
     try:
         # mmap: the weights are paged in from the file instead of being read into a copy.
         payload = torch.load(path, map_location=map_location, weights_only=True, mmap=True)

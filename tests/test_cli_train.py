@@ -90,3 +90,31 @@ def test_an_image_not_readable_as_rgb_is_one_line_before_training_naming_the_fla
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert "b.tif: scene has 4 bands (alpha not counted)" in result.output and "pass --bands 1,2,3" in result.output
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_options_that_cannot_train_are_one_line_before_the_run_folder_is_made(tmp_path):
+    """--focal-gamma -3, --backbone resnet7, --pyramid-channels 0, --precision fp16 on a CPU
+    and --backbone-weights naming nothing were found only once the data had been read and
+    split.json written: each left a run folder behind (here the dataset is missing too, so a
+    late check would say that instead)."""
+    import torch
+
+    base = ["train", "--dataset", "folder", "--root", str(tmp_path / "no-such-dataset")]
+    cases = [
+        (["--focal-gamma", "-3"], "the focal loss's gamma must be >= 0 (0 is cross-entropy), got --focal-gamma -3.0"),
+        (["--backbone", "resnet7"], "unknown backbone 'resnet7'; choose from: resnet18, resnet34, resnet50, resnet101"),
+        (["--pyramid-channels", "0"], "--pyramid-channels 0 must be a whole number of channels, 1 or more (the paper's: 256)"),
+        (["--segmentation-channels", "-1"],
+         "--segmentation-channels -1 must be a whole number of channels, 1 or more (the paper's: 128)"),
+        (["--backbone-weights", "garbage.tif"],
+         "--backbone-weights garbage.tif: no checkpoint file or zoo model called 'garbage.tif'; zoo models: "),
+        (["--init", "nosuch.pt"], "--init nosuch.pt: no checkpoint file or zoo model called 'nosuch.pt'"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["--precision", "fp16"], "fp16 needs a CUDA device; on a CPU use bf16 or fp32"))
+    for i, (args, message) in enumerate(cases):
+        out = tmp_path / f"run{i}"
+        result = CliRunner().invoke(cli, [*base, "--out", str(out), *args])
+        assert result.exit_code == 1 and "Traceback" not in result.output, (args, result.output)
+        assert result.output.startswith(f"Error: {message}") and len(result.output.strip().splitlines()) == 1, result.output
+        assert not out.exists(), args
