@@ -1141,9 +1141,13 @@ def transfer_backbones(model: GLNet, source: GLNet, name: str = "the source chec
         target.backbone.load_state_dict(origin.backbone.state_dict())
 
 
-def _check_run_folder(out: Path, stages: Sequence[int], resume: bool) -> None:
+def _check_run_folder(out: Path, stages: Sequence[int], resume: bool) -> list[Path]:
     """Create the run folder, or refuse one that is a file, cannot be written, already
-    holds one of these stages (without ``resume``) or does not exist (with ``resume``)."""
+    holds one of these stages (without ``resume``) or does not exist (with ``resume``).
+
+    Returns:
+        The folders it made, ``out`` first, then each parent it made.
+    """
     if out.exists() and not out.is_dir():
         raise OutputError(f"the run folder {str(out)!r} is a file, not a folder; choose another out folder")
     if resume and not out.exists():  # a mistyped run folder would silently start the whole run again
@@ -1151,9 +1155,14 @@ def _check_run_folder(out: Path, stages: Sequence[int], resume: bool) -> None:
             f"resume=True found no run to resume: the run folder {str(out)!r} does not exist; check the out folder's"
             " name, or drop resume=True to start a new run there"
         )
+    created, folder = [], out
+    while not folder.exists() and folder != folder.parent:
+        created.append(folder)
+        folder = folder.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        _remove_empty(created)
         raise OutputError(f"cannot create the run folder {str(out)!r} ({exc.strerror or exc}); choose another out folder") from None
     if not os.access(out, os.W_OK | os.X_OK):  # also says no for root on a read-only file system
         raise unwritable_folder_error(out)
@@ -1161,6 +1170,35 @@ def _check_run_folder(out: Path, stages: Sequence[int], resume: bool) -> None:
         folder = out / f"stage{stage}"
         if folder.exists() and any(folder.iterdir()) and not resume:
             raise OutputError(f"{folder} already holds a training stage; pass resume=True to continue it, or choose another out folder")
+    return created
+
+
+def _remove_empty(folders: Sequence[Path]) -> bool:
+    """Remove these folders, each in turn (children first), while they are empty; returns
+    whether all went (one that holds something is left as it is, and so are its parents)."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
+
+
+def _remove_run_folder_if_nothing_saved(out: Path, created: Sequence[Path]) -> bool:
+    """Remove the run folder a failed or interrupted run made (``created``: the folders it
+    made, children first) when it saved no epoch there: the same command then starts
+    afresh, and no half-made run is left behind. A folder that was there before is kept,
+    and so is anything this run did not write; returns whether the run folder went."""
+    if not created:
+        return False
+    for stage in (1, 2, 3):
+        _remove_if_nothing_saved(out / f"stage{stage}")
+    if any((out / name).exists() for name in ("stage1", "stage2", "stage3", "model.pt")):
+        return False
+    (out / "split.json").unlink(missing_ok=True)
+    return _remove_empty(created)
 
 
 def _write_json(path: Path, content: Any) -> None:
@@ -1222,8 +1260,26 @@ def train(data: DataSettings, settings: TrainSettings) -> TrainResult:
     _check_accelerator(settings)
     precision = training_precision(settings.precision, settings.accelerator)
     _check_weight_sources(settings)
+    created: list[Path] = []
     if main_process:  # before the dataset is read: an out folder that cannot be is said at once
-        _check_run_folder(out, stages, settings.resume)
+        created = _check_run_folder(out, stages, settings.resume)
+    try:
+        return _train_in(out, stages, precision, data, settings)
+    except BaseException as exc:
+        # a run that saved no epoch leaves no run folder it made behind (bad labels, a
+        # failure in the first epoch, Ctrl-C before an epoch was saved)
+        if main_process and _remove_run_folder_if_nothing_saved(out, created):
+            if isinstance(exc, Interruption):
+                raise Interruption(
+                    f"Interrupted before any epoch was saved; the run folder {out} it had made was removed. Run the"
+                    " same command to start again.", exc.cause,
+                ) from None
+        raise
+
+
+def _train_in(out: Path, stages: Sequence[int], precision: str, data: DataSettings, settings: TrainSettings) -> TrainResult:
+    """:func:`train` once its run folder is checked (and made)."""
+    main_process = rank_zero_only.rank == 0
     collection, split = prepare_data(data)
     if main_process:
         recorded = out / "split.json"

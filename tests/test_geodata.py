@@ -264,6 +264,34 @@ def test_cli_reports_input_errors_as_one_line(tiles, tmp_path):
     assert result.exit_code == 2 and "not both" in result.output
 
 
+def test_bad_labels_leave_no_run_folder_behind(tiles, tmp_path):
+    """Labels refused once the imagery is read (no overlap, a value outside the scheme, no
+    features, not readable) left the --out folder (and its parents) made empty; a folder
+    that was there before stays, with what it held."""
+    _, a, _, _ = tiles
+    far = write_labels(tmp_path / "far.gpkg", [building(5000, 5000, 5040, 5040)])
+    forest = write_labels(tmp_path / "forest.gpkg", [building(10, 20, 50, 60)], cover=["forest"])
+    empty = write_labels(tmp_path / "empty.gpkg", [building(10, 20, 50, 60)]).with_name("none.geojson")
+    empty.write_text('{"type": "FeatureCollection", "features": []}')
+    garbage = tmp_path / "garbage.geojson"
+    garbage.write_text("not json")
+    cases = [(far, [], "do not overlap"), (forest, ["--label-field", "cover"], "'forest', not classes of scheme"),
+             (empty, [], "hold no features"), (garbage, [], "cannot read labels")]
+    for labels, extra, message in cases:
+        out = tmp_path / "new" / "run"
+        result = CliRunner().invoke(cli, ["-q", "train", "--images", str(a), "--labels", str(labels), *extra,
+                                          "--scene-size", "64", "--out", str(out)])
+        assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "new").exists(), labels
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("kept")
+    result = CliRunner().invoke(cli, ["-q", "train", "--images", str(a), "--labels", str(far), "--scene-size", "64",
+                                      "--out", str(mine)])
+    assert result.exit_code == 1 and [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
 # ------------------------------------------------------------------------- Joplin
 
 

@@ -485,10 +485,45 @@ def test_a_run_refused_late_leaves_its_out_folder_usable(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "_run_stage", failing)
     with pytest.raises(RuntimeError):
         runner.invoke(cli, ["-q", *base], catch_exceptions=False)
-    assert not (out / "stage1").exists()
+    assert not out.exists()  # it made the folder and saved nothing there
     monkeypatch.setattr(training, "_run_stage", real)
     run_cli(*base)
     assert (out / "model.pt").is_file()
+
+
+def test_a_run_that_saved_no_epoch_removes_the_run_folder_it_made(tmp_path, monkeypatch):
+    """A run that failed (or was interrupted) before saving an epoch left OUT/split.json in a
+    folder it had made, and the interrupted one said to --resume it; a folder that was
+    there before is kept with what it held."""
+    import glgeo.training as training
+
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    out = tmp_path / "new" / "run"
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--mode", "global", *SMALL]
+
+    def failing(error):
+        def run_stage(stage, *args, **kwargs):
+            (tmp_path / "new" / "run" / f"stage{stage}" / "logs").mkdir(parents=True)
+            raise error
+        return run_stage
+
+    monkeypatch.setattr(training, "_run_stage", failing(RuntimeError("a failure inside Lightning")))
+    with pytest.raises(RuntimeError):
+        CliRunner().invoke(cli, ["-q", *base, "--out", str(out)], catch_exceptions=False)
+    assert not (tmp_path / "new").exists()
+    monkeypatch.setattr(training, "_run_stage", failing(KeyboardInterrupt()))
+    result = CliRunner().invoke(cli, ["-q", *base, "--out", str(out)])
+    assert result.exit_code == 130 and result.output.strip().splitlines()[-1] == (
+        f"Interrupted before any epoch was saved; the run folder {out} it had made was removed. Run the same command"
+        " to start again."
+    ), result.output
+    assert not (tmp_path / "new").exists()
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("kept")
+    monkeypatch.setattr(training, "_run_stage", failing(RuntimeError("a failure inside Lightning")))
+    with pytest.raises(RuntimeError):
+        CliRunner().invoke(cli, ["-q", *base, "--out", str(out)], catch_exceptions=False)
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "split.json"]
 
 
 def test_init_from_a_model_of_other_class_names_says_what_becomes_what(tmp_path, caplog):
