@@ -116,7 +116,8 @@ class GeoInputs:
             resolution (what ``glgeo segment`` will see of a file).
         scenes_per_epoch: training scenes drawn per epoch (default torchgeo's: about as
             many as fit side by side in the training area).
-        val_images: image files (names or glob patterns) whose footprints validate.
+        val_images: image files (names, paths or glob patterns) whose footprints
+            validate; an entry that matches none of the images is an error.
         val_bbox: a validation box ``(xmin, ymin, xmax, ymax)`` in the working CRS.
         val_fraction: validate on this fraction of the labelled extent (its east or
             south end, along the longer side).
@@ -796,13 +797,20 @@ class GeoScenes:
     def _val_area(self) -> tuple[tuple[Box, ...], str]:
         inputs = self.inputs
         if inputs.val_images:
-            chosen = [p for p in self.files
-                      if any(fnmatch.fnmatch(p, os.path.abspath(pat)) or fnmatch.fnmatch(Path(p).name, pat)
-                             for pat in inputs.val_images)]
-            if not chosen:
+            def matches(path: str, pattern: str) -> bool:
+                return fnmatch.fnmatch(path, os.path.abspath(pattern)) or fnmatch.fnmatch(Path(path).name, pattern)
+
+            # every entry, not only one of them: a mistyped name beside a right one would
+            # leave its image training instead of validating, without a word
+            unmatched = [pat for pat in inputs.val_images if not any(matches(p, pat) for p in self.files)]
+            if unmatched:
+                names = sorted(self.names)
+                listed = ", ".join(names[:6]) + (f", ... ({len(names)} in all)" if len(names) > 6 else "")
                 raise InputError(
-                    f"val_images {', '.join(inputs.val_images)} match none of the images ({', '.join(self.names[:6])})"
+                    f"val_images entries that match none of the images: {', '.join(unmatched)} (the images: {listed});"
+                    " give each as an image's file name, path or glob"
                 )
+            chosen = [p for p in self.files if any(matches(p, pat) for pat in inputs.val_images)]
             if len(chosen) == len(self.files):
                 raise InputError("val_images hold back every image: keep at least one for training")
             boxes = tuple(tuple(self.footprints[p].bounds) for p in chosen)

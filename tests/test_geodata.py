@@ -264,6 +264,30 @@ def test_cli_reports_input_errors_as_one_line(tiles, tmp_path):
     assert result.exit_code == 2 and "not both" in result.output
 
 
+def test_every_val_images_entry_must_match_an_image(tiles, tmp_path):
+    """A --val-images entry that matched nothing was ignored without a word as long as
+    another one matched: the image it meant trained instead of validating."""
+    folder, a, b, labels = tiles
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["-q", "train", "--images", str(folder / "*.tif"), "--labels", str(labels),
+                                      "--scene-size", "64", "--val-images", "b.tif", "--val-images", "nosuch.tif",
+                                      "--val-images", "c*.tif", "--out", str(out),
+                                      # tiny, should it train (it did)
+                                      "--mode", "global", "--backbone", "resnet18", "--pyramid-channels", "8",
+                                      "--segmentation-channels", "8", "--global-size", "32", "--batch-size", "1",
+                                      "--loader-workers", "0", "--epochs", "1", "--limit-train-batches", "1",
+                                      "--limit-val-batches", "1", "--accelerator", "cpu", "--precision", "fp32"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.output.strip() == (
+        "Error: --val-images entries that match none of the images: nosuch.tif, c*.tif (the images: a.tif, b.tif);"
+        " give each as an image's file name, path or glob"
+    )
+    assert not out.exists()
+    scenes = GeoScenes(GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=64,
+                                 val_images=("b.tif", str(b), "b*")))
+    assert scenes.split.rule == "images b.tif"
+
+
 def test_bad_labels_leave_no_run_folder_behind(tiles, tmp_path):
     """Labels refused once the imagery is read (no overlap, a value outside the scheme, no
     features, not readable) left the --out folder (and its parents) made empty; a folder
