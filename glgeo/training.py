@@ -1380,24 +1380,72 @@ def _warn_absent_classes(shares: np.ndarray, scheme: ClassScheme) -> None:
 
 
 def _check_accelerator(settings: TrainSettings) -> None:
-    """Refuse, before anything is read or written, an accelerator that is not here, or GPU
-    ids for the CPU (Lightning raised its own exceptions after the stage folder was made).
+    """Refuse, before anything is read or written, an accelerator that is not here, GPU
+    ids for the CPU, or more devices than there are (Lightning raised its own exceptions
+    after the stage folder was made; on the CPU it started as many processes as asked).
 
     Raises:
         InputError: ``accelerator`` gpu or cuda without a usable CUDA GPU; ``devices`` a list
-            of ids with the CPU.
+            of ids with the CPU, GPU ids or a GPU count that this machine does not have,
+            more processes than CPU cores on the CPU, or neither a count nor ids.
     """
     accelerator = str(settings.accelerator).lower()
     gpu_here = torch.cuda.is_available()
     if accelerator in ("gpu", "cuda") and not gpu_here:
         raise InputError(f"accelerator={accelerator!r} asked for but no CUDA GPU is usable here; use accelerator='cpu'")
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpu_here)
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpu_here)
     devices = settings.devices
-    ids = isinstance(devices, (list, tuple)) or (isinstance(devices, str) and "," in devices)
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        try:
+            devices = [int(v) for v in devices.split(",") if v.strip()]
+        except ValueError:
+            pass  # said below
+    ids = isinstance(devices, (list, tuple))
+    if isinstance(devices, str) and devices != "auto":
+        raise InputError(f"devices={devices!r} is not a count or GPU ids: give devices=auto, a count (2) or ids (0,1)")
     if on_cpu and ids:
-        text = ",".join(map(str, devices)) if isinstance(devices, (list, tuple)) else devices
+        text = ",".join(map(str, devices))
         raise InputError(f"devices={text} names GPU ids, but the run is on the CPU: give a count of processes"
                          " (devices=1) or leave it auto")
+    if on_cpu and isinstance(devices, int):
+        where = f"accelerator={accelerator!r}" if accelerator == "cpu" else "no CUDA GPU is usable here"
+        cores = _cpu_cores()
+        if devices < 1:
+            raise InputError(f"devices={devices}: on the CPU ({where}) give a count of training processes, 1 or more,"
+                             " or leave devices=auto")
+        if devices > cores:
+            raise InputError(
+                f"devices={devices} asks for {devices} training processes on the CPU ({where}), but this machine has"
+                f" {cores} CPU core{'s' if cores != 1 else ''}; give devices={cores} or fewer, or leave devices=auto"
+            )
+    if on_gpu and gpu_here:
+        count = torch.cuda.device_count()
+        here = f"{count} CUDA GPU{'s are' if count != 1 else ' is'} usable here"
+        if ids:
+            absent = [i for i in devices if not 0 <= i < count]
+            if absent:
+                raise InputError(
+                    f"devices={','.join(map(str, devices))} names GPU {', '.join(map(str, absent))}, but {here}"
+                    f" (ids 0 to {count - 1}); give ids among them, a count, or leave devices=auto"
+                )
+        elif isinstance(devices, int) and (devices == 0 or devices < -1):
+            raise InputError(f"devices={devices}: give a count of GPUs, 1 or more (-1: all of them), or leave devices=auto")
+        elif isinstance(devices, int) and devices > count:
+            raise InputError(
+                f"devices={devices} asks for {devices} GPUs, but {here}; give devices={count} or fewer, or leave"
+                " devices=auto"
+            )
+
+
+def _cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _check_weight_sources(settings: TrainSettings) -> None:

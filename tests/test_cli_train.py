@@ -118,3 +118,40 @@ def test_options_that_cannot_train_are_one_line_before_the_run_folder_is_made(tm
         assert result.exit_code == 1 and "Traceback" not in result.output, (args, result.output)
         assert result.output.startswith(f"Error: {message}") and len(result.output.strip().splitlines()) == 1, result.output
         assert not out.exists(), args
+
+
+def test_more_devices_than_there_are_is_one_line_before_anything_is_made(tmp_path, monkeypatch):
+    """--devices 5 on a CPU-only machine started five training processes on two cores; a
+    GPU count or id this machine does not have was Lightning's exception after the run
+    folder was made (here the dataset is missing too, so a late check would say that)."""
+    import torch
+
+    import glgeo.training as training
+
+    base = ["train", "--dataset", "folder", "--root", str(tmp_path / "no-such-dataset"), "--out", str(tmp_path / "run")]
+    monkeypatch.setattr(training, "_cpu_cores", lambda: 2, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cases = [
+        (["--devices", "5"], "--devices 5 asks for 5 training processes on the CPU (no CUDA GPU is usable here), but this"
+                             " machine has 2 CPU cores; give --devices 2 or fewer, or leave --devices auto"),
+        (["--accelerator", "cpu", "--devices", "3"], "--devices 3 asks for 3 training processes on the CPU (--accelerator"
+                                                     " cpu), but this machine has 2 CPU cores; give --devices 2 or fewer"),
+        (["--accelerator", "cpu", "--devices", "0"], "--devices 0: on the CPU (--accelerator cpu) give a count of training"
+                                                     " processes, 1 or more, or leave --devices auto"),
+        (["--devices", "two"], "--devices two is not a count or GPU ids: give --devices auto, a count (2) or ids (0,1)"),
+    ]
+    gpu_cases = [
+        (["--accelerator", "gpu", "--devices", "2"], "--devices 2 asks for 2 GPUs, but 1 CUDA GPU is usable here; give"
+                                                     " --devices 1 or fewer, or leave --devices auto"),
+        (["--devices", "0,3"], "--devices 0,3 names GPU 3, but 1 CUDA GPU is usable here (ids 0 to 0); give ids among"
+                               " them, a count, or leave --devices auto"),
+        (["--devices", "0"], "--devices 0: give a count of GPUs, 1 or more (-1: all of them), or leave --devices auto"),
+    ]
+    for gpu, (args, message) in [(False, c) for c in cases] + [(True, c) for c in gpu_cases]:
+        if gpu:
+            monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+            monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+        result = CliRunner().invoke(cli, [*base, *args])
+        assert result.exit_code == 1 and "Traceback" not in result.output, (args, result.output)
+        assert result.output.startswith(f"Error: {message}") and len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "run").exists(), args
