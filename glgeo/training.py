@@ -1381,13 +1381,13 @@ def _warn_absent_classes(shares: np.ndarray, scheme: ClassScheme) -> None:
 
 def _check_accelerator(settings: TrainSettings) -> None:
     """Refuse, before anything is read or written, an accelerator that is not here, GPU
-    ids for the CPU, or more devices than there are (Lightning raised its own exceptions
-    after the stage folder was made; on the CPU it started as many processes as asked).
+    ids for the CPU, or more GPUs than there are (Lightning raised its own exceptions
+    after the stage folder was made); warn of more CPU processes than cores.
 
     Raises:
         InputError: ``accelerator`` gpu or cuda without a usable CUDA GPU; ``devices`` a list
             of ids with the CPU, GPU ids or a GPU count that this machine does not have,
-            more processes than CPU cores on the CPU, or neither a count nor ids.
+            no process on the CPU, or neither a count nor ids.
     """
     accelerator = str(settings.accelerator).lower()
     gpu_here = torch.cuda.is_available()
@@ -1416,10 +1416,10 @@ def _check_accelerator(settings: TrainSettings) -> None:
         if devices < 1:
             raise InputError(f"devices={devices}: on the CPU ({where}) give a count of training processes, 1 or more,"
                              " or leave devices=auto")
-        if devices > cores:
-            raise InputError(
-                f"devices={devices} asks for {devices} training processes on the CPU ({where}), but this machine has"
-                f" {cores} CPU core{'s' if cores != 1 else ''}; give devices={cores} or fewer, or leave devices=auto"
+        if devices > cores:  # it runs (a test of several processes, say), each process with less than a core
+            log.warning(
+                "devices=%d runs %d training processes on the CPU (%s) with %d CPU core%s: each gets less than a core;"
+                " give devices=%d or fewer to train faster", devices, devices, where, cores, "s" if cores != 1 else "", cores,
             )
     if on_gpu and gpu_here:
         count = torch.cuda.device_count()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from click.testing import CliRunner
 
 from glgeo.cli.main import cli
@@ -120,10 +122,11 @@ def test_options_that_cannot_train_are_one_line_before_the_run_folder_is_made(tm
         assert not out.exists(), args
 
 
-def test_more_devices_than_there_are_is_one_line_before_anything_is_made(tmp_path, monkeypatch):
-    """--devices 5 on a CPU-only machine started five training processes on two cores; a
-    GPU count or id this machine does not have was Lightning's exception after the run
-    folder was made (here the dataset is missing too, so a late check would say that)."""
+def test_more_gpus_than_there_are_is_one_line_before_anything_is_made(tmp_path, monkeypatch, caplog):
+    """A GPU count or id this machine does not have was Lightning's exception after the run
+    folder was made (here the dataset is missing too, so a late check would say that);
+    --devices 5 on a CPU-only machine started five training processes on two cores without
+    a word: now with a warning."""
     import torch
 
     import glgeo.training as training
@@ -132,10 +135,6 @@ def test_more_devices_than_there_are_is_one_line_before_anything_is_made(tmp_pat
     monkeypatch.setattr(training, "_cpu_cores", lambda: 2, raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cases = [
-        (["--devices", "5"], "--devices 5 asks for 5 training processes on the CPU (no CUDA GPU is usable here), but this"
-                             " machine has 2 CPU cores; give --devices 2 or fewer, or leave --devices auto"),
-        (["--accelerator", "cpu", "--devices", "3"], "--devices 3 asks for 3 training processes on the CPU (--accelerator"
-                                                     " cpu), but this machine has 2 CPU cores; give --devices 2 or fewer"),
         (["--accelerator", "cpu", "--devices", "0"], "--devices 0: on the CPU (--accelerator cpu) give a count of training"
                                                      " processes, 1 or more, or leave --devices auto"),
         (["--devices", "two"], "--devices two is not a count or GPU ids: give --devices auto, a count (2) or ids (0,1)"),
@@ -155,3 +154,16 @@ def test_more_devices_than_there_are_is_one_line_before_anything_is_made(tmp_pat
         assert result.exit_code == 1 and "Traceback" not in result.output, (args, result.output)
         assert result.output.startswith(f"Error: {message}") and len(result.output.strip().splitlines()) == 1, result.output
         assert not (tmp_path / "run").exists(), args
+    # more CPU processes than cores run (a test of several processes, say): said, not refused
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for args, where in ((["--devices", "5"], "no CUDA GPU is usable here"), (["--accelerator", "cpu", "--devices", "3"],
+                                                                              "--accelerator cpu")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="glgeo"):
+            result = CliRunner().invoke(cli, [*base, *args])
+        count = args[-1]
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+            f"--devices {count} runs {count} training processes on the CPU ({where}) with 2 CPU cores: each gets"
+            " less than a core; give --devices 2 or fewer to train faster"
+        ]
+        assert result.exit_code == 1 and "no-such-dataset" in result.output.strip().splitlines()[-1]  # the dataset's error
