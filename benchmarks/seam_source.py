@@ -51,6 +51,25 @@ BORDER, SIDE = 700, 2448  # as invariance.py and docs/figures/mosaic_seam.py
 BANDS = (25, 100, 300)  # px from the seam
 
 
+def write_pair(path: Path, above: np.ndarray, below: np.ndarray) -> Path:
+    """Two ``(3, SIDE, SIDE)`` images one above the other inside a ``BORDER`` px nodata
+    border (an internal mask), as one plain GeoTIFF (no georeferencing)."""
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    height, width = 2 * SIDE + 2 * BORDER, SIDE + 2 * BORDER
+    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", tiled=True,
+                   blockxsize=512, blockysize=512, transform=Affine.identity())
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        mask = np.zeros((height, width), dtype=np.uint8)
+        for k, part in enumerate((above, below)):
+            dst.write(part, window=Window(BORDER, BORDER + k * SIDE, SIDE, SIDE))
+            mask[BORDER + k * SIDE : BORDER + (k + 1) * SIDE, BORDER : BORDER + SIDE] = 255
+        dst.write_mask(mask)
+    return path
+
+
 @contextlib.contextmanager
 def global_images_from(other: Path | None):
     """Inside, every context window's global image is read from ``other`` (a scene on the
@@ -91,8 +110,6 @@ def main() -> None:
     import rasterio
     import rasterio.errors
     import torch
-    from affine import Affine
-    from rasterio.windows import Window
 
     import glgeo
     from glgeo.datasets import read_mask_ids
@@ -114,28 +131,16 @@ def main() -> None:
             truths[name] = read_mask_ids(src, scheme, rgb_threshold=128)
     print(f"# {machine()}; {args.threads} torch thread(s); {args.above} above {args.below}, default model and settings")
 
-    def write(path: Path, above: np.ndarray, below: np.ndarray) -> Path:
-        height, width = 2 * SIDE + 2 * BORDER, SIDE + 2 * BORDER
-        profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", tiled=True,
-                       blockxsize=512, blockysize=512, transform=Affine.identity())
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
-            mask = np.zeros((height, width), dtype=np.uint8)
-            for k, part in enumerate((above, below)):
-                dst.write(part, window=Window(BORDER, BORDER + k * SIDE, SIDE, SIDE))
-                mask[BORDER + k * SIDE : BORDER + (k + 1) * SIDE, BORDER : BORDER + SIDE] = 255
-            dst.write_mask(mask)
-        return path
-
     seam = BORDER + SIDE
     columns = slice(BORDER, BORDER + SIDE)
     settings = InferenceSettings()
     with tempfile.TemporaryDirectory(prefix="glgeo-seam-") as tmp:
         folder = Path(tmp)
-        mosaic = write(folder / "mosaic.tif", pixels[args.above], pixels[args.below])
+        mosaic = write_pair(folder / "mosaic.tif", pixels[args.above], pixels[args.below])
         for name, side in ((args.below, "below"), (args.above, "above")):
             flipped = pixels[name][:, ::-1]  # the image mirrored at the seam
             parts = (flipped, pixels[name]) if side == "below" else (pixels[name], flipped)
-            mirror = write(folder / f"mirror-{side}.tif", *parts)
+            mirror = write_pair(folder / f"mirror-{side}.tif", *parts)
             truth = truths[name] if side == "below" else truths[name][::-1]  # rows counted from the seam
             print(f"{name} ({side} the seam), % of its pixels right within " + " / ".join(f"{b}" for b in BANDS) + " px")
             for label, patches, global_from in (

@@ -28,18 +28,17 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from affine import Affine  # noqa: E402
-from rasterio.windows import Window  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import glgeo  # noqa: E402
 from _panels import DATA, class_legend, draw_panels, save  # noqa: E402
+from seam_source import BORDER, SIDE, write_pair  # noqa: E402 (the benchmark that finds where the loss comes from)
 from glgeo.datasets import read_mask_ids  # noqa: E402
 from glgeo.inference import InferenceSettings  # noqa: E402
 from glgeo.schemes import NODATA_ID, get_scheme  # noqa: E402
 
 ABOVE, BELOW = "19627", "3484"
-BORDER = 700  # px of nodata around the mosaic, as benchmarks/invariance.py
-SIDE = 2448
 COLUMNS = slice(1000, 1600)  # 300 m of the seam
 ROWS = 150  # px above and below the seam (75 m each side)
 
@@ -71,16 +70,7 @@ def main() -> None:
                                transform=Affine.translation(BORDER, BORDER + k * SIDE)) as dst:
                 dst.write(pixels[name])
             alone[name] = segment(tile, folder / f"{name}-map.tif")
-        mosaic = folder / "mosaic.tif"
-        height, width = 2 * SIDE + 2 * BORDER, SIDE + 2 * BORDER
-        profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", tiled=True,
-                       blockxsize=512, blockysize=512, transform=Affine.identity())
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(mosaic, "w", **profile) as dst:
-            mask = np.zeros((height, width), dtype=np.uint8)
-            for k, name in enumerate((ABOVE, BELOW)):
-                dst.write(pixels[name], window=Window(BORDER, BORDER + k * SIDE, SIDE, SIDE))
-                mask[BORDER + k * SIDE : BORDER + (k + 1) * SIDE, BORDER : BORDER + SIDE] = 255
-            dst.write_mask(mask)
+        mosaic = write_pair(folder / "mosaic.tif", pixels[ABOVE], pixels[BELOW])
         whole = segment(mosaic, folder / "mosaic-map.tif")
 
     def around_seam(above: np.ndarray, below: np.ndarray) -> np.ndarray:
