@@ -35,6 +35,7 @@ from typing import Literal, Mapping
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio._err import CPLE_BaseError  # what GDAL's own failures raise (rasterio has no public name for it)
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
@@ -149,7 +150,56 @@ def output_driver(path: str | os.PathLike, options: OutputOptions = OutputOption
         driver = "COG"
     if driver == "PNG" and bands > 4:
         raise InputError(f"output {str(out)!r}: a PNG holds at most 4 bands, this raster has {bands}; write it as .tif")
+    _check_creation_options(driver, options)
     return driver
+
+
+class _GdalComplaints(logging.Handler):
+    """Collects what GDAL says of creation options (rasterio logs GDAL's warnings)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if "creation option" in text or "value not recognised" in text:
+            self.said.append(text.split(" in ", 1)[-1].rstrip(". "))
+
+
+def _check_creation_options(driver: str, options: OutputOptions, bits: int = 8) -> None:
+    """Refuse, before any work, creation options ``driver`` does not know or values it does
+    not take: GDAL only warns of them and writes the file without (``COMPRESS=NOPE`` wrote
+    it uncompressed), or fails once the raster is computed (``PREDICTOR=2`` with a class
+    raster packed in 2 bits). Tried on a tiny in-memory raster of ``bits`` per pixel.
+    ``NBITS`` itself is checked apart (:func:`class_raster_file_bits`)."""
+    user = {k: v for k, v in options.creation_options if k != "NBITS"}
+    if not user:
+        return
+    if bits < 8:
+        user["NBITS"] = str(bits)
+    source, target = f"/vsimem/glgeo-co-{secrets.token_hex(4)}.tif", f"/vsimem/glgeo-co-{secrets.token_hex(4)}"
+    complaints = _GdalComplaints()
+    gdal_log = logging.getLogger("rasterio._env")
+    gdal_log.addHandler(complaints)
+    try:
+        with rasterio.open(source, "w", driver="GTiff", width=16, height=16, count=1, dtype="uint8") as dst:
+            dst.write(np.zeros((1, 16, 16), dtype=np.uint8))
+        rasterio.shutil.copy(source, target, driver=driver, **user)
+    except (RasterioIOError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
+        complaints.said.append(str(exc).split(": ", 1)[-1].rstrip(". "))  # without the temporary file's name
+    finally:
+        gdal_log.removeHandler(complaints)
+        for path in (source, target):
+            with contextlib.suppress(Exception):
+                rasterio.shutil.delete(path)
+    if complaints.said:
+        given = " ".join(f"{k}={v}" for k, v in user.items() if k != "NBITS" or bits == 8)
+        packed = f" (the class raster is packed in {bits} bits: creation_options NBITS=8 writes whole bytes)" if bits < 8 else ""
+        raise InputError(
+            f"creation_options {given}: GDAL's {driver} driver says: {'; '.join(dict.fromkeys(complaints.said))}{packed};"
+            f" see https://gdal.org/drivers/raster/{driver.lower()}.html for its options"
+        )
 
 
 #: Drivers whose class rasters are packed into :func:`~glgeo.schemes.class_raster_bits` bits.
@@ -287,6 +337,8 @@ class ClassRasterWriter:
         )
         #: bits per pixel of the class raster, and the nodata value it holds
         self.bits = class_raster_file_bits(self.driver, scheme, options)
+        if self.bits < 8:  # options the driver takes at 8 bits may not work packed
+            _check_creation_options(self.driver, options, self.bits)
         self.nodata = class_raster_nodata(self.bits)
         self._to_file = np.arange(256, dtype=np.uint8)  # in-memory ids -> file values
         self._to_file[NODATA_ID] = self.nodata
@@ -482,7 +534,7 @@ class ClassRasterWriter:
         copy = self._temp(final, "copy")
         try:
             rasterio.shutil.copy(staged, copy, driver=driver, **{**defaults, **user})
-        except (RasterioIOError, rasterio.errors.RasterioError) as exc:
+        except (RasterioIOError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
             raise OutputError(f"GDAL's {driver} driver cannot write {str(final)!r}: {exc}") from None
         with contextlib.suppress(FileNotFoundError):
             staged.unlink()

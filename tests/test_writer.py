@@ -221,6 +221,40 @@ def test_nbits_that_cannot_hold_the_classes_is_refused(tmp_path, name, nbits, me
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("a.tif", {"COMPRESS": "NOPE"}, "creation_options COMPRESS=NOPE: GDAL's COG driver says: 'NOPE' is an unexpected"
+                                        " value for COMPRESS creation option"),
+        ("a.tif", {"FOO": "1"}, "creation_options FOO=1: GDAL's COG driver says: driver COG does not support creation"
+                                " option FOO; see https://gdal.org/drivers/raster/cog.html for its options"),
+        ("a.png", {"ZLEVEL": "99"}, "creation_options ZLEVEL=99: GDAL's PNG driver says:"),
+        # fine at 8 bits, not for a class raster packed in 3: said before any work, with the way out
+        ("a.tif", {"PREDICTOR": "2"}, "creation_options PREDICTOR=2: GDAL's COG driver says: PREDICTOR=2 is only supported"
+                                      " with 8/16/32/64 bit samples (the class raster is packed in 3 bits: creation_options"
+                                      " NBITS=8 writes whole bytes)"),
+    ],
+)
+def test_creation_options_gdal_would_ignore_or_fail_on_are_refused_before_any_work(tmp_path, name, options, message):
+    """GDAL only warns of an option or a value it does not know and writes the file without
+    it (COMPRESS=NOPE: uncompressed), or fails once the raster is computed."""
+    from glgeo.errors import InputError
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        ClassRasterWriter(tmp_path / name, _info(10, 10), DEEPGLOBE, options=OutputOptions(creation_options=options))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_creation_options_the_driver_takes_are_used(tmp_path):
+    out = tmp_path / "a.tif"
+    options = OutputOptions(creation_options={"COMPRESS": "ZSTD", "PREDICTOR": "2", "NBITS": "8"})
+    with ClassRasterWriter(out, _info(40, 50), DEEPGLOBE, options=options) as writer:
+        _write(writer, _classes(40, 50))
+        writer.commit()
+    with rasterio.open(out) as src:
+        assert src.compression.name.upper() == "ZSTD" and src.tags(bidx=1, ns="IMAGE_STRUCTURE").get("NBITS") is None
+
+
 def _cog_validator() -> list[str] | None:
     """GDAL's COG validator (Debian's python3-gdal), or None where it is not installed."""
     command = ["/usr/bin/python3", "-m", "osgeo_utils.samples.validate_cloud_optimized_geotiff"]
