@@ -51,7 +51,7 @@ _ARGUMENTS = (
     "bounds", "creation_options", "grid_anchor", "ema", "gsd", "stretch", "res", "scene_size", "val_images",
     "val_fraction", "label_field", "scenes_per_epoch", "crop_jitter", "balance", "mosaic", "accelerator", "devices",
     "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels", "val_bbox", "holdout_share",
-    "holdout_scenes", "loss_balance", "global_size", "patch_size", "rows_per_block", "focal_gamma",
+    "holdout_scenes", "loss_balance", "global_size", "patch_size", "rows_per_block", "focal_gamma", "crs",
 )
 #: Two arguments one flag sets together: ``rows_per_block=1, cols_per_block=9`` -> ``--block-windows 1x9``.
 _BLOCK_SHAPE = re.compile(r"\brows_per_block=(\d+), cols_per_block=(\d+)")

@@ -326,9 +326,11 @@ def _is_worker() -> bool:
 def _unit(crs: Any) -> str:
     """`` m``, `` ft``, `` degrees``... of a CRS's axes (empty when it cannot say)."""
     try:
+        import rasterio
         from rasterio.crs import CRS
 
-        parsed = CRS.from_user_input(crs)
+        with rasterio.Env():  # GDAL's own error line goes to the log, not the terminal
+            parsed = CRS.from_user_input(crs)
         if parsed.is_geographic:
             return " degrees"
         unit = (parsed.linear_units or "").lower()

@@ -346,9 +346,10 @@ def _labelled_bands(infos: Sequence[_ImageInfo]) -> tuple[int, ...]:
 def _working_grid(infos: Sequence[_ImageInfo], crs: str | None, res: float | None) -> tuple[CRS, tuple[float, float]]:
     if crs is not None:
         try:
-            target = CRS.from_user_input(crs)
+            with rasterio.Env():  # GDAL's own error line goes to the log, not the terminal
+                target = CRS.from_user_input(crs)
         except Exception as exc:  # rasterio raises CRSError, a ValueError subclass, on bad input
-            raise InputError(f"crs {crs!r} is not a CRS rasterio understands: {exc}") from None
+            raise InputError(f"crs={crs!r} is not a CRS rasterio understands: {exc}") from None
     else:
         target = Counter(i.crs for i in infos).most_common(1)[0][0]
     if res is not None:

@@ -167,3 +167,27 @@ def test_more_gpus_than_there_are_is_one_line_before_anything_is_made(tmp_path, 
             " less than a core; give --devices 2 or fewer to train faster"
         ]
         assert result.exit_code == 1 and "no-such-dataset" in result.output.strip().splitlines()[-1]  # the dataset's error
+
+
+def test_a_crs_proj_does_not_know_is_one_line_without_gdals_own(tmp_path):
+    """GDAL printed its own 'ERROR 1: PROJ: ...' line before glgeo's (seen only in a real
+    process: it writes to the terminal, not through Python)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from fixtures.rasters import write_geotiff
+
+    image = write_geotiff(tmp_path / "a.tif", np.zeros((3, 32, 32), np.uint8), crs="EPSG:32618")
+    labels = tmp_path / "l.geojson"
+    labels.write_text('{"type": "FeatureCollection", "features": []}')
+    done = subprocess.run(
+        [sys.executable, "-c", "from glgeo.cli.main import cli; cli()", "train", "--images", str(image), "--labels",
+         str(labels), "--out", str(tmp_path / "run"), "--crs", "EPSG:99999"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "Error: --crs EPSG:99999 is not a CRS rasterio understands: The EPSG code is unknown. PROJ:"
+        " internal_proj_create_from_database: crs not found: EPSG:99999"
+    ], done.stderr
