@@ -277,6 +277,7 @@ class _ImageInfo:
     masked: bool = False  # some pixels are marked as no data (nodata, alpha, internal mask)
     size: tuple[int, int] = (0, 0)  # width, height in the file's pixels
     labelled: tuple[int, ...] | None = None  # the bands it labels red, green, blue, else its 3 non-alpha ones
+    unreadable: str = ""  # why no three bands can be chosen, where ``labelled`` is None (glgeo.io.labelled_bands)
 
 
 def _inspect_images(files: Sequence[str], bands: Sequence[int] | None) -> tuple[list[_ImageInfo], tuple[int, ...]]:
@@ -290,12 +291,13 @@ def _inspect_images(files: Sequence[str], bands: Sequence[int] | None) -> tuple[
                 if src.crs is None:
                     raise DatasetError(f"image {path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:...)")
                 masked = not all(MaskFlags.all_valid in flags for flags in src.mask_flag_enums)
+                unreadable = ""
                 try:
                     labelled: tuple[int, ...] | None = labelled_bands(src, 3)[0]
-                except InputError:
-                    labelled = None
+                except InputError as exc:
+                    labelled, unreadable = None, str(exc)
                 infos.append(_ImageInfo(path, src.crs, src.res, src.count, tuple(src.bounds), masked,
-                                        (src.width, src.height), labelled))
+                                        (src.width, src.height), labelled, unreadable))
         except RasterioIOError as exc:
             raise DatasetError(f"cannot read image {path}: {exc}") from None
     counts = Counter(i.count for i in infos)
@@ -318,13 +320,9 @@ def _inspect_images(files: Sequence[str], bands: Sequence[int] | None) -> tuple[
 def _labelled_bands(infos: Sequence[_ImageInfo]) -> tuple[int, ...]:
     """The bands all ``infos`` label red, green and blue (:func:`_inspect_images`)."""
     unlabelled = [i for i in infos if i.labelled is None]
-    if unlabelled:
+    if unlabelled:  # the reason, with advice that can be followed, as glgeo segment gives it
         first = unlabelled[0]
-        hint = "1, 1, 1" if first.count == 1 else "1, 2, 3"
-        raise DatasetError(
-            f"image {first.path} has {first.count} band{'s' if first.count != 1 else ''} and labels none of them red,"
-            f" green and blue; GLNet reads three: pass bands=({hint}) (1-based) to choose them"
-        )
+        raise DatasetError(f"image {first.path}: {first.unreadable.replace('scene has', 'it has', 1)}")
     chosen = Counter(i.labelled for i in infos)
     if len(chosen) > 1:
         detail = "; ".join(f"{Path(i.path).name}: {','.join(map(str, i.labelled or ()))}" for i in

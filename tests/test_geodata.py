@@ -233,9 +233,14 @@ def test_labels_without_a_crs_are_refused(tmp_path):
 def test_imagery_with_other_band_counts_is_refused(tmp_path):
     labels = write_labels(tmp_path / "h.gpkg", [building(0, 0, 10, 10)])
     write_tile(tmp_path / "gray.tif", X0, Y0, count=1)
-    with pytest.raises(DatasetError, match=r"gray.tif has 1 band and labels none of them red, green and blue; GLNet "
-                                           r"reads three: pass bands=\(1, 1, 1\)"):
+    with pytest.raises(DatasetError, match=r"gray.tif: it has 1 band \(alpha not counted\); this model needs 3 \(RGB\):"
+                                           r" pass bands=\(1, 1, 1\)"):
         GeoScenes(GeoInputs(images=(str(tmp_path / "gray.tif"),), labels=labels, scene_size=64))
+    # two bands: not bands=(1, 2, 3), which then said band 3 is not there (as glgeo segment advises)
+    write_tile(tmp_path / "two.tif", X0, Y0, count=2)
+    with pytest.raises(DatasetError, match=r"two.tif: it has 2 bands \(alpha not counted\); this model needs 3 \(RGB\),"
+                                           r" so it cannot be read as RGB: .* or repeat a band, e.g. bands=\(1, 1, 2\)"):
+        GeoScenes(GeoInputs(images=(str(tmp_path / "two.tif"),), labels=labels, scene_size=64))
     with pytest.raises(DatasetError, match=r"has 1 band\(s\) but bands \(1, 2, 3\)"):
         GeoScenes(GeoInputs(images=(str(tmp_path / "gray.tif"),), labels=labels, scene_size=64), bands=(1, 2, 3))
     write_tile(tmp_path / "rgb.tif", X0, Y0, count=3)
