@@ -1155,15 +1155,23 @@ def _check_run_folder(out: Path, stages: Sequence[int], resume: bool) -> list[Pa
             f"resume=True found no run to resume: the run folder {str(out)!r} does not exist; check the out folder's"
             " name, or drop resume=True to start a new run there"
         )
-    created, folder = [], out
-    while not folder.exists() and folder != folder.parent:
+    # Made top-down, each folder recorded only when this run's mkdir made it: a path through
+    # a folder that does not exist yet ('new/../existing/run') names folders that do.
+    created: list[Path] = []
+    for folder in [*reversed(out.parents), out]:
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            _remove_empty(created[::-1])
+            raise OutputError(
+                f"cannot create the run folder {str(out)!r} ({exc.strerror or exc}); choose another out folder"
+            ) from None
         created.append(folder)
-        folder = folder.parent
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _remove_empty(created)
-        raise OutputError(f"cannot create the run folder {str(out)!r} ({exc.strerror or exc}); choose another out folder") from None
+    created.reverse()  # children first
+    if not out.is_dir():
+        raise OutputError(f"cannot create the run folder {str(out)!r}; choose another out folder")
     if not os.access(out, os.W_OK | os.X_OK):  # also says no for root on a read-only file system
         raise unwritable_folder_error(out)
     for stage in stages:

@@ -501,9 +501,9 @@ def test_a_run_that_saved_no_epoch_removes_the_run_folder_it_made(tmp_path, monk
     out = tmp_path / "new" / "run"
     base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--mode", "global", *SMALL]
 
-    def failing(error):
+    def failing(error, run=out):
         def run_stage(stage, *args, **kwargs):
-            (tmp_path / "new" / "run" / f"stage{stage}" / "logs").mkdir(parents=True)
+            (run / f"stage{stage}" / "logs").mkdir(parents=True)
             raise error
         return run_stage
 
@@ -524,6 +524,14 @@ def test_a_run_that_saved_no_epoch_removes_the_run_folder_it_made(tmp_path, monk
     with pytest.raises(RuntimeError):
         CliRunner().invoke(cli, ["-q", *base, "--out", str(out)], catch_exceptions=False)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "split.json"]
+    # through a folder it makes and back up ('fresh/..') into one that was there: that one stays
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    dotted = tmp_path / "fresh" / ".." / "existing" / "run"
+    monkeypatch.setattr(training, "_run_stage", failing(RuntimeError("a failure inside Lightning"), dotted))
+    with pytest.raises(RuntimeError):
+        CliRunner().invoke(cli, ["-q", *base, "--out", str(dotted)], catch_exceptions=False)
+    assert existing.is_dir() and list(existing.iterdir()) == [] and not (tmp_path / "fresh").exists()
 
 
 def test_init_from_a_model_of_other_class_names_says_what_becomes_what(tmp_path, caplog):
