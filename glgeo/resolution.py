@@ -278,13 +278,14 @@ def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> Scal
 
 def run_scale(checkpoint, info: SceneInfo, scale: Scale | None, gsd: float | None = None) -> Scale:
     """The scale a run reads a scene at: ``scale`` where the user chose one
-    (``InferenceSettings.scale``), else :func:`reading_scale`. A chosen scale that reads
-    the scene coarser than the model's imagery (both GSDs known) is warned about, as a
-    scene that coarse is."""
+    (``InferenceSettings.scale``), else :func:`reading_scale`. A chosen scale below 1 that
+    makes the scene coarser than the model's imagery (both GSDs known) is warned about, as
+    a scene that coarse is (a scale of 1 reads the file as it is: what it holds is the
+    caller's to say, as evaluate does of its resampled copies)."""
     if scale is None:
         return reading_scale(checkpoint, info, gsd)
     scene_gsd = info.gsd if info.gsd is not None else gsd
-    if checkpoint.gsd is not None and scene_gsd is not None:
+    if checkpoint.gsd is not None and scene_gsd is not None and min(axis_scales(scale)) < 1:
         read_gsd = scene_gsd / min(axis_scales(scale))
         if read_gsd / checkpoint.gsd > 1 + SCALE_TOLERANCE:
             log.warning(

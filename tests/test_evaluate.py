@@ -79,6 +79,25 @@ def test_a_model_trained_at_half_scale_is_scored_on_the_full_grid_or_on_copies(t
     assert [(r.scale, r.height) for r in runs] == [(1.0, 40)] * 2  # the copies are already at the model's scale
 
 
+def test_copies_coarser_than_the_model_are_said_once_without_advice_about_a_scale_nobody_chose(tmp_path, caplog):
+    """scale=0.25 of 0.5 m scenes for a 1 m model: evaluate says its copies are coarser; the
+    scale of 1 it then reads them at is its own, so no "drop scale=1" (naming its temporary
+    copy) follows."""
+    import logging
+
+    from glgeo.inference import InferenceSettings
+
+    make_folder(tmp_path / "ds", names=("a",), size=80, n_classes=2, values=(0, 255))  # 0.5 m, EPSG:32618
+    ds = open_dataset("folder", tmp_path / "ds", INRIA)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16),
+                                metadata={"training": {"scene_scale": 0.5, "gsd_m": 1.0}})
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        evaluate_model(ckpt, ds, ["a"], InferenceSettings(device="cpu", precision="fp32"), scale=0.25)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "the model reads this scene at 0.5 of its resolution; the 0.25 copy is coarser and is fed as it is"
+    ]
+
+
 def test_gsd_says_how_fine_plain_images_are(tmp_path, monkeypatch):
     """Plain images read at the model's resolution from --gsd, not at its training scale."""
     import glgeo.segmentation as seg

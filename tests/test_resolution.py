@@ -47,6 +47,7 @@ def test_a_chosen_scale_that_reads_coarser_than_the_model_is_warned_about(caplog
 
     with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
         assert run_scale(_model(gsd=0.6), _scene(0.3), 0.5) == 0.5  # the model's 0.6 m: nothing to say
+        assert run_scale(_model(gsd=0.6), _scene(1.2), 1.0) == 1.0  # the file as it is (evaluate's coarser copies)
         assert run_scale(_model(gsd=0.6), _scene(None), 0.001, gsd=None) == 0.001  # the scene's GSD unknown
         assert caplog.records == []
         assert run_scale(_model(gsd=0.6), _scene(0.3), 0.001) == 0.001
