@@ -35,11 +35,13 @@ def _per_stage(kind: type, text: str, name: str, mode: str) -> tuple:
 
 
 def _devices(text: str) -> str | int | list[int]:
+    """``auto``, a count or GPU ids; anything else as it is, for the library to refuse in one line."""
     if text == "auto":
         return text
-    if "," in text:
-        return [int(v) for v in text.split(",") if v.strip()]
-    return int(text) if text.lstrip("-").isdigit() else text
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if "," in text and values and all(v.lstrip("-").isdigit() for v in values):
+        return [int(v) for v in values]
+    return int(text) if text.strip().lstrip("-").isdigit() else text
 
 
 def _scheme(value: str | None):

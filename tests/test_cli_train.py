@@ -138,6 +138,7 @@ def test_more_gpus_than_there_are_is_one_line_before_anything_is_made(tmp_path, 
         (["--accelerator", "cpu", "--devices", "0"], "--devices 0: on the CPU (--accelerator cpu) give a count of training"
                                                      " processes, 1 or more, or leave --devices auto"),
         (["--devices", "two"], "--devices two is not a count or GPU ids: give --devices auto, a count (2) or ids (0,1)"),
+        (["--devices", "0,x"], "--devices 0,x is not a count or GPU ids: give --devices auto, a count (2) or ids (0,1)"),
     ]
     gpu_cases = [
         (["--accelerator", "gpu", "--devices", "2"], "--devices 2 asks for 2 GPUs, but 1 CUDA GPU is usable here; give"
