@@ -408,10 +408,10 @@ def _settings_of(payload: dict, path: Path) -> dict[str, Any]:
         if sizes[key] is None:
             raise _inconsistent(path, f"its {what} is {payload[key]!r}, not a whole number of pixels, 8 or more")
     if "focal_gamma" not in payload:
-        raise _inconsistent(path, "it has no focal gamma ('focal_gamma')")
+        raise _inconsistent(path, "it has no focal gamma")
     gamma = payload["focal_gamma"]
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma >= 0:
-        raise _inconsistent(path, f"its focal gamma ('focal_gamma') is {gamma!r}, not a number, 0 or more")
+        raise _inconsistent(path, f"its focal gamma is {gamma!r}, not a number, 0 or more")
     metadata = payload.get("metadata", {})
     if not isinstance(metadata, dict):
         raise _inconsistent(path, f"its metadata ('metadata') is a {type(metadata).__name__}, not a dict")

@@ -66,6 +66,15 @@ def test_an_inconsistent_checkpoint_is_one_line_in_every_command_that_loads_one(
                                                        " do not fit its architecture (resnet18, 5 classes"), (name, lines)
         assert "size mismatch for " in lines[0] and lines[0].endswith("write it again with glgeo train or glgeo import-glnet")
     assert not (tmp_path / "o.tif").exists() and not (tmp_path / "run" / "model.pt").exists()
+    # what the file holds is named in words, never as a flag the command does not have
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["focal_gamma"] = -1.0
+    torch.save(payload, bad)
+    for name in ("segment", "models"):
+        lines = CliRunner().invoke(cli, commands[name]).output.strip().splitlines()
+        assert lines == [f"Error: checkpoint {str(bad)!r} is inconsistent: its focal gamma is -1.0, not a number, 0 or"
+                         " more; the file is damaged or from another glgeo version: copy it again, or write it again"
+                         " with glgeo train or glgeo import-glnet"], (name, lines)
 
 
 def test_library_errors_name_arguments_and_the_cli_names_flags(tmp_path):

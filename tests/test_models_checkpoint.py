@@ -105,7 +105,7 @@ DAMAGE = {
     "scaling": (lambda c: c.update(input_scaling={"min": 5, "max": 1}), "its input scaling is refused: input scaling needs max > min"),
     "scheme": (lambda c: c.update(scheme={"name": "x"}), "its class scheme is refused: class scheme description is incomplete"),
     "scheme classes": (_more_classes_in_scheme, "its class scheme 'deepglobe' has 7 classes but its model predicts 2"),
-    "gamma": (lambda c: c.update(focal_gamma=None), r"its focal gamma \('focal_gamma'\) is None, not a number"),
+    "gamma": (lambda c: c.update(focal_gamma=None), r"its focal gamma is None, not a number"),
     "metadata": (lambda c: c.update(metadata=[1]), r"its metadata \('metadata'\) is a list, not a dict"),
     "version": (lambda c: c.update(format_version="x"), "its format version .* is 'x', not a whole number"),
 }
