@@ -38,7 +38,7 @@ from .datasets import SceneCollection, check_pair, image_valid, open_raster, rea
 from .device import peak_resident_mb
 from .resolution import as_scale, axis_scales, describe_scale, reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, DatasetError, InputError
-from .io import _read_failed
+from .io import read_failed_error
 from .progress import ProgressCallback
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
 from .schemes import NODATA_ID, ClassScheme
@@ -192,7 +192,7 @@ def _reading(path: str | os.PathLike) -> Iterator[None]:
     try:
         yield
     except RasterioIOError as exc:
-        raise _read_failed(os.fspath(path), exc) from None
+        raise read_failed_error(os.fspath(path), exc) from None
 
 
 def _strips(height: int, width: int) -> list[Window]:

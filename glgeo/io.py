@@ -143,7 +143,7 @@ class SceneInfo:
         return ground_sample_distance(self.crs, self.transform, self.height, self.width)
 
 
-def _read_failed(path: str, exc: Exception) -> SceneError:
+def read_failed_error(path: str, exc: Exception) -> SceneError:
     """The error of a read that failed part-way through a scene: the file is most often
     truncated (an interrupted copy or download) or corrupt."""
     detail = str(exc).replace(" See previous exception for details.", "").rstrip(". ")
@@ -580,7 +580,7 @@ class SceneReader:
             # the global branch sees the whole window, also outside an area of interest: its context
             valid = self._finite(raw, self._read_valid(source, (gh, gw), region=False))
         except RasterioIOError as exc:
-            raise _read_failed(self.info.path, exc) from None
+            raise read_failed_error(self.info.path, exc) from None
         return raw, valid
 
     def read_global(
@@ -682,7 +682,7 @@ class SceneReader:
         try:
             return bool(self._in_region(self.src.read_masks(list(self.source.bands), window=source).any(axis=0), source).any())
         except RasterioIOError as exc:
-            raise _read_failed(self.info.path, exc) from None
+            raise read_failed_error(self.info.path, exc) from None
 
     def read_sample(self, size: int) -> tuple[np.ndarray, np.ndarray]:
         """An unsmoothed sample of the scene's values: a nearest-neighbour decimated read of
@@ -693,7 +693,7 @@ class SceneReader:
             raw = self.src.read(bands, out_shape=(len(bands), *shape), resampling=Resampling.nearest, out_dtype="float32")
             valid = self._finite(raw, self._read_valid(None, shape, region=False))
         except RasterioIOError as exc:
-            raise _read_failed(self.info.path, exc) from None
+            raise read_failed_error(self.info.path, exc) from None
         return raw, valid
 
     # ---------------------------------------------------------------- patches
@@ -757,7 +757,7 @@ class SceneReader:
             # a floating-point scene's NaNs and infinities: no data (see _finite)
             return self._finite(self.src.read(bands, window=window), valid) if self._float else valid
         except RasterioIOError as exc:
-            raise _read_failed(self.info.path, exc) from None
+            raise read_failed_error(self.info.path, exc) from None
 
     def read_patches(self, windows: Sequence[PatchWindow], skip_pixels: frozenset[int] | None = None) -> PatchBatch:
         """Read a batch of patches (same shape) as network inputs and valid masks.
@@ -813,7 +813,7 @@ class SceneReader:
                     images[i] = 0.0  # never computed: skip the pixel read
                 valid[i] = np.pad(kept, ((above, below), (before, after))) if any(reach) else kept
         except RasterioIOError as exc:
-            raise _read_failed(self.info.path, exc) from None
+            raise read_failed_error(self.info.path, exc) from None
         return PatchBatch(tuple(windows), images, valid, time.perf_counter() - start)
 
     def iter_batches(

@@ -56,7 +56,7 @@ from .resolution import ground_sample_distance
 from .atomic import atomic_path, check_output_path
 from .errors import InputError, SceneError
 from .gpkg import write_polygons
-from .io import _read_failed
+from .io import read_failed_error
 from .progress import ProgressCallback
 from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
@@ -747,7 +747,7 @@ def _read_block(
     try:
         data = src.read(1, window=Window(col0, row0, col1 - col0, row1 - row0))
     except rasterio.errors.RasterioIOError as exc:
-        raise _read_failed(src.name, exc) from None
+        raise read_failed_error(src.name, exc) from None
     valid = np.ones(data.shape, dtype=bool) if nodata is None else data != nodata
     if valid.any():
         values = data[valid]

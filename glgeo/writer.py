@@ -181,6 +181,10 @@ def _check_creation_options(driver: str, options: OutputOptions, bits: int = 8) 
     source, target = f"/vsimem/glgeo-co-{secrets.token_hex(4)}.tif", f"/vsimem/glgeo-co-{secrets.token_hex(4)}"
     complaints = _GdalComplaints()
     gdal_log = logging.getLogger("rasterio._env")
+    # heard whatever level a caller set for rasterio, and said only in the error below
+    level, propagate = gdal_log.level, gdal_log.propagate
+    gdal_log.setLevel(logging.WARNING)
+    gdal_log.propagate = False
     gdal_log.addHandler(complaints)
     try:
         with rasterio.open(source, "w", driver="GTiff", width=16, height=16, count=1, dtype="uint8") as dst:
@@ -190,6 +194,8 @@ def _check_creation_options(driver: str, options: OutputOptions, bits: int = 8) 
         complaints.said.append(str(exc).split(": ", 1)[-1].rstrip(". "))  # without the temporary file's name
     finally:
         gdal_log.removeHandler(complaints)
+        gdal_log.setLevel(level)
+        gdal_log.propagate = propagate
         for path in (source, target):
             with contextlib.suppress(Exception):
                 rasterio.shutil.delete(path)

@@ -237,11 +237,20 @@ def test_nbits_that_cannot_hold_the_classes_is_refused(tmp_path, name, nbits, me
 )
 def test_creation_options_gdal_would_ignore_or_fail_on_are_refused_before_any_work(tmp_path, name, options, message):
     """GDAL only warns of an option or a value it does not know and writes the file without
-    it (COMPRESS=NOPE: uncompressed), or fails once the raster is computed."""
+    it (COMPRESS=NOPE: uncompressed), or fails once the raster is computed; also where a
+    caller has silenced rasterio's warnings, whose level is left as it was."""
+    import logging
+
     from glgeo.errors import InputError
 
-    with pytest.raises(InputError, match=re.escape(message)):
-        ClassRasterWriter(tmp_path / name, _info(10, 10), DEEPGLOBE, options=OutputOptions(creation_options=options))
+    rasterio_log = logging.getLogger("rasterio")
+    rasterio_log.setLevel(logging.ERROR)
+    try:
+        with pytest.raises(InputError, match=re.escape(message)):
+            ClassRasterWriter(tmp_path / name, _info(10, 10), DEEPGLOBE, options=OutputOptions(creation_options=options))
+        assert logging.getLogger("rasterio._env").getEffectiveLevel() == logging.ERROR
+    finally:
+        rasterio_log.setLevel(logging.NOTSET)
     assert list(tmp_path.iterdir()) == []
 
 
