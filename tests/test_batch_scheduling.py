@@ -3,6 +3,7 @@ killed mid-scene, resuming, Dask's logs, and the message when Dask is missing.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -22,7 +23,7 @@ from glgeo.batch import (
     require_distributed,
     run_batch,
 )
-from glgeo.errors import InputError, MissingDependencyError
+from glgeo.errors import InputError, MissingDependencyError, OutputError
 from glgeo.schemes import DEEPGLOBE
 
 from fixtures.batch import (
@@ -383,6 +384,27 @@ def test_a_merge_may_not_replace_a_scene_s_geopackage(tmp_path, scenes, checkpoi
     with pytest.raises(InputError, match=rf"^vector_merge='{out / scenes[1].stem}-polygons.gpkg' is the GeoPackage of the scene"):
         run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=options)
     assert not out.exists()
+
+
+def test_a_merge_replaces_its_own_earlier_merge_and_no_other_file(tmp_path, scenes, checkpoint):
+    """--vector-merge city.gpkg replaced a city.gpkg that was no merge without a word; a
+    rerun's merge still replaces the one before it."""
+    import geopandas as gpd
+    import pyogrio
+    import shapely
+
+    out, merge = tmp_path / "out", tmp_path / "city.gpkg"
+    gpd.GeoDataFrame({"name": ["main street"]}, geometry=[shapely.LineString([(0, 0), (1, 1)])],
+                     crs="EPSG:4326").to_file(merge, layer="city")
+    kept = merge.read_bytes()
+    options = BatchOptions(settings=SETTINGS, vector_merge=merge)
+    with pytest.raises(OutputError, match=rf"^vector_merge='{merge}' already exists and is no merge glgeo wrote; pass"
+                                          r" overwrite=True to replace it"):
+        run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=options)
+    assert merge.read_bytes() == kept and not out.exists()
+    run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=dataclasses.replace(options, overwrite=True))
+    run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=options)  # a rerun: its own merge
+    assert set(pyogrio.read_dataframe(merge, layer="city")["scene"]) == {s.stem for s in scenes[:2]}
 
 
 def test_a_refused_merge_still_says_what_became_of_the_scenes(tmp_path, checkpoint):

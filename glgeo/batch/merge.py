@@ -32,7 +32,7 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
     :class:`glgeo.areas.PixelAreas`). The layer gets
     the QGIS style of the first part, and QGIS layer metadata naming the model and the
     number of scenes. The file is replaced if it exists: it is derived from the per-scene
-    files.
+    files (:func:`check_merge_target` refuses, beforehand, a file that is no earlier merge).
 
     Args:
         parts: ``(scene, GeoPackage)`` pairs, in order.
@@ -127,6 +127,29 @@ def _check_area_units(parts: Sequence[tuple[str, Path]], crss: Sequence[str | No
             f"cannot merge the polygons' areas in one unit: {len(unconvertible)} of the {len(parts)} scenes are in a CRS"
             f" without a known linear unit ({names}{', ...' if len(unconvertible) > 3 else ''}), so their area_m2 is"
             " not in m²; reproject those scenes to a projected CRS in metres, or keep the per-scene GeoPackages"
+        )
+
+
+def check_merge_target(path: Path, overwrite: bool) -> None:
+    """Refuse, before any scene, to replace a GeoPackage that is no earlier merge of
+    glgeo's (its layer named after the file, with the ``scene`` and ``class_id`` columns a
+    merge writes) without ``overwrite``: a rerun replaces its own merge, not the user's file.
+
+    Raises:
+        OutputError: ``path`` exists, is no merge and ``overwrite`` is false.
+    """
+    import pyogrio
+
+    if overwrite or not path.exists():
+        return
+    try:
+        fields = set(pyogrio.read_info(path, layer=path.stem)["fields"])
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError):
+        fields = set()
+    if not {"scene", "class_id"} <= fields:
+        raise OutputError(
+            f"vector_merge={str(path)!r} already exists and is no merge glgeo wrote; pass overwrite=True to replace it,"
+            " or give the merged GeoPackage another name"
         )
 
 

@@ -15,7 +15,7 @@ from ..errors import GlgeoError, InputError, Interruption, MissingDependencyErro
 from ..progress import ProgressCallback
 from .inputs import expand_inputs
 from .manifest import BatchResult, SceneResult, write_manifest
-from .merge import merge_vectors
+from .merge import check_merge_target, merge_vectors
 from .planning import BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials, vector_path
 from .worker import class_areas_of, interrupts_left_to_the_run, process_scene
 
@@ -356,6 +356,7 @@ def run_batch(
                 f"vector_merge={str(options.vector_merge)!r} is the GeoPackage of the scene {clash.scene!r}; "
                 "give the merged GeoPackage another name"
             )
+        check_merge_target(options.vector_merge, options.overwrite)
     for folder in sorted({j.output.parent for j in jobs}):
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -356,8 +356,9 @@ def run_split(
         )  # fmt: skip
         plan = split.plan
         log.info(
-            "%s: %d x %d context windows in %d blocks (%d x %d); %.0f %% of the windows computed twice at block boundaries",
-            scene, *plan.windows, len(plan.blocks), plan.block_rows, plan.block_cols, 100 * (plan.overhead - 1),
+            "%s: %d x %d context windows in %d blocks (%d x %d); windows at block boundaries are computed again: %.2f"
+            " computations per window (1: none twice)",
+            scene, *plan.windows, len(plan.blocks), plan.block_rows, plan.block_cols, plan.overhead,
         )  # fmt: skip
         folder = blocks_folder(out_path)
         fingerprint = _fingerprint(scene, reference, split, scores_path is not None, tta, options.bands, aoi, bounds)
