@@ -11,6 +11,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from affine import Affine
@@ -439,6 +440,32 @@ def test_outputs_another_model_made_are_not_kept_as_finished(tmp_path, scenes, c
     assert again.counts["skipped"] == 1
     replaced = run_batch([str(scenes[0])], out, model=other, options=BatchOptions(settings=SETTINGS, overwrite=True))
     assert replaced.counts["done"] == 1
+
+
+def test_an_output_another_scene_of_the_same_name_made_is_not_kept_as_finished(tmp_path, checkpoint):
+    """a/tile.tif, then b/tile.tif (another place) into the same folder: the rerun skipped
+    b's scene and listed a's map for it. Every output has its scene's grid, so it is told."""
+    out = tmp_path / "out"
+    first = write_scene(tmp_path / "a" / "tile.tif", seed=1, height=64, width=64)
+    second = write_scene(tmp_path / "b" / "tile.tif", seed=2, height=64, width=64, x0=600_000.0)
+    assert run_batch([str(first)], out, model=checkpoint, options=BatchOptions(settings=SETTINGS)).counts["done"] == 1
+    with pytest.raises(InputError, match=rf"^1 of the 1 scenes' outputs are there from another scene of the same name"
+                                         rf" \({out / 'tile.tif'}: 64 x 64 px from \(500000, 4000000\); {second}: 64 x 64"
+                                         rf" px from \(600000, 4000000\)\): they would be kept as they are"):
+        run_batch([str(second)], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert run_batch([str(first)], out, model=checkpoint, options=BatchOptions(settings=SETTINGS)).counts["skipped"] == 1
+
+
+def test_a_finished_output_damaged_since_is_a_failed_row_not_a_traceback(tmp_path, scenes, checkpoint):
+    out = tmp_path / "out"
+    run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    whole = (out / f"{scenes[1].stem}.tif").read_bytes()
+    (out / f"{scenes[1].stem}.tif").write_bytes(whole[: len(whole) // 3])
+    result = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    rows = {Path(r.input).stem: r for r in result.scenes}
+    assert rows[scenes[0].stem].status == "skipped" and rows[scenes[1].stem].status == "failed"
+    assert rows[scenes[1].stem].error.startswith(f"OutputError: {out / scenes[1].stem}.tif is there but cannot be read (")
+    assert rows[scenes[1].stem].error.endswith("delete it and run the same command again")
 
 
 def test_outputs_made_with_other_options_are_not_kept_as_finished(tmp_path, scenes, checkpoint):

@@ -87,9 +87,9 @@ def _model_reference(model: Any) -> str:
 
 
 def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, options: BatchOptions) -> None:
-    """Refuse a batch that would keep, as finished, outputs another model made or the same
-    model made with other options: a rerun skipped them and reported their classes as this
-    run's.
+    """Refuse a batch that would keep, as finished, outputs another model made, the same
+    model made with other options, or another scene of the same file name made (its grid
+    is not the scene's): a rerun skipped them and reported their classes as this run's.
 
     What made an output is read from its provenance (``GLGEO_MODEL_SHA256``,
     ``GLGEO_OPTIONS``); outputs without it (not glgeo's, or older) are not judged.
@@ -110,23 +110,36 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
             return  # the workers will say what is wrong with it
     ours = file_sha256(path)
     our_options = options_rule(options.settings, bands=options.bands)
-    other_model, other_options = [], []
+    other_model, other_options, other_scene = [], [], []
     for job in jobs:
         if not job.output.is_file():
             continue
         try:
             with rasterio.open(job.output) as src:
-                tags = src.tags()
+                tags, grid = src.tags(), _grid(src)
         except rasterio.errors.RasterioIOError:
             continue  # not readable: the scene runs again or fails on its own
         made = Provenance.from_tags(tags)
         if made is None:
             continue
-        if made.model_sha256 and made.model_sha256 != ours:
+        try:
+            with rasterio.open(job.scene) as scene:
+                scene_grid = _grid(scene)
+        except rasterio.errors.RasterioIOError:
+            scene_grid = grid  # the scene's own failure is said when it runs
+        if scene_grid != grid:  # every output has its scene's grid: this one is another scene's
+            other_scene.append((job, grid, scene_grid))
+        elif made.model_sha256 and made.model_sha256 != ours:
             other_model.append((job, made))
         elif "GLGEO_OPTIONS" in tags and made.options != our_options:
             other_options.append((job, made))
     remedy = "they would be kept as they are; pass overwrite=True to replace them, or write to another out_dir"
+    if other_scene:
+        job, grid, scene_grid = other_scene[0]
+        raise InputError(
+            f"{len(other_scene)} of the {len(jobs)} scenes' outputs are there from another scene of the same name"
+            f" ({job.output}: {_describe_grid(grid)}; {job.scene}: {_describe_grid(scene_grid)}): {remedy}"
+        )
     if other_model:
         job, made = other_model[0]
         raise InputError(
@@ -140,6 +153,16 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
             f"{len(other_options)} of the {len(jobs)} scenes' outputs are there, made with other options "
             f"({job.output}: {made.options}; this batch: {our_options}): {remedy}"
         )
+
+
+def _grid(src) -> tuple:
+    """A raster's grid: size, CRS and transform (an output has its scene's)."""
+    return (src.width, src.height, src.crs.to_wkt() if src.crs else None, tuple(round(v, 9) for v in src.transform[:6]))
+
+
+def _describe_grid(grid: tuple) -> str:
+    width, height, _, transform = grid
+    return f"{width} x {height} px from ({transform[2]:.10g}, {transform[5]:.10g})"
 
 
 class _Run:
@@ -179,6 +202,8 @@ def _skip_finished(run: _Run) -> list[int]:
     Runs on the submitting machine before any cluster starts, so a rerun of a finished
     batch starts none (the areas of skipped scenes are read back from their rasters).
     """
+    import rasterio
+
     pending = []
     for index, job in enumerate(run.jobs):
         raster_done, vector_done = outputs_done(job, run.options)
@@ -193,6 +218,10 @@ def _skip_finished(run: _Run) -> list[int]:
             areas, unit = class_areas_of(job.output)
         except GlgeoError as exc:
             result = SceneResult(status="failed", error=f"{type(exc).__name__}: {exc}", **common)
+        except rasterio.errors.RasterioIOError as exc:  # a finished output damaged since (a truncated copy)
+            detail = str(exc).replace(" See previous exception for details.", "").rstrip(". ")
+            error = f"{job.output} is there but cannot be read ({detail}); delete it and run the same command again"
+            result = SceneResult(status="failed", error=f"OutputError: {error}", **common)
         else:
             result = SceneResult(status="skipped", class_areas=areas, area_unit=unit,
                                  seconds=time.perf_counter() - started, **common)
