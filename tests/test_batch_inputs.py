@@ -49,3 +49,16 @@ def test_a_glob_of_everything_leaves_out_sidecars_and_manifests(tmp_path, caplog
     assert [p.rsplit("/", 1)[1] for p in scenes] == ["a.tif", "b.jpg", "c.vrt"]
     assert "also matches 6 sidecar, world or manifest files" in caplog.text
     assert expand_inputs([str(tmp_path / "*.json")]) == [str(tmp_path / "manifest.json")]  # what was asked for
+
+
+def test_a_list_that_is_no_utf8_text_is_one_error_and_a_bom_is_no_path(tmp_path):
+    """A list in another encoding (or a raster named with @ by mistake) was a
+    UnicodeDecodeError traceback; a list saved with a BOM made its first path unfindable."""
+    (tmp_path / "a.tif").write_bytes(b"x")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes(b"caf\xe9.tif\n")
+    with pytest.raises(InputError, match=rf"^the list of scenes '{latin}' is no UTF-8 text .*saved as UTF-8$"):
+        expand_inputs([f"@{latin}"])
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbfa.tif\n")
+    assert expand_inputs([f"@{bom}"]) == [str(tmp_path / "a.tif")]

@@ -408,6 +408,29 @@ def test_a_merge_replaces_its_own_earlier_merge_and_no_other_file(tmp_path, scen
     assert set(pyogrio.read_dataframe(merge, layer="city")["scene"]) == {s.stem for s in scenes[:2]}
 
 
+def test_a_manifest_replaces_its_own_earlier_manifest_and_no_other_file(tmp_path, scenes, checkpoint):
+    """--manifest scenes.csv, the list of scenes itself, replaced the list (the rerun then read
+    manifest rows as scenes); another file of the user's was replaced without a word."""
+    out = tmp_path / "out"
+    listed = tmp_path / "scenes.csv"
+    listed.write_text("\n".join(str(s) for s in scenes[:2]) + "\n")
+    kept = listed.read_text()
+    options = BatchOptions(settings=SETTINGS, manifest=listed, overwrite=True)
+    with pytest.raises(OutputError, match=rf"^manifest '{listed}' is a list of the scenes given; choose another name"):
+        run_batch([f"@{listed}"], out, model=checkpoint, options=options)
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "settings"}')
+    options = BatchOptions(settings=SETTINGS, manifest=mine)
+    with pytest.raises(OutputError, match=rf"^manifest '{mine}' already exists and is no glgeo manifest; pass"
+                                          r" overwrite=True to replace it"):
+        run_batch([f"@{listed}"], out, model=checkpoint, options=options)
+    assert listed.read_text() == kept and mine.read_text() == '{"my": "settings"}' and not out.exists()
+    ours = tmp_path / "run.json"
+    for _ in range(2):  # the rerun rewrites its own manifest
+        run_batch([f"@{listed}"], out, model=checkpoint, options=BatchOptions(settings=SETTINGS, manifest=ours))
+    assert [r["status"] for r in read_manifest(ours)] == ["skipped", "skipped"]
+
+
 def test_a_refused_merge_still_says_what_became_of_the_scenes(tmp_path, checkpoint):
     """Scenes without a CRS are not merged; the error also says the scenes ran and where their rows are."""
     out = tmp_path / "out"

@@ -34,9 +34,14 @@ def read_input_list(path: str | os.PathLike) -> list[str]:
     """
     list_path = Path(path)
     try:
-        lines = list_path.read_text(encoding="utf-8").splitlines()
+        lines = list_path.read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM as Windows editors save it
     except OSError as exc:
         raise InputError(f"cannot read the list of scenes {str(list_path)!r}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(
+            f"the list of scenes {str(list_path)!r} is no UTF-8 text (a raster named with @ by mistake, or a list saved"
+            " in another encoding); give a text file of paths or URLs, one per line, saved as UTF-8"
+        ) from None
     items = []
     for line in lines:
         item = line.strip()

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, Sequence
 
 from ..atomic import atomic_path
 from ..errors import InputError, OutputError
@@ -229,6 +229,32 @@ def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write the manifest {str(target)!r}: {exc}; check the folder exists and is writable") from None
     return target
+
+
+def check_manifest_target(path: Path, overwrite: bool, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse, before any scene, a manifest path that names a list of scenes given as
+    input (``@list``), or an existing file that is no glgeo manifest without ``overwrite``:
+    a rerun rewrites its own manifest, not the user's file.
+
+    Raises:
+        OutputError: either.
+    """
+    lists = [Path(os.fspath(i)[1:]) for i in inputs if os.fspath(i).startswith("@")]
+    if any(path.absolute() == item.absolute() or (path.exists() and item.exists() and path.samefile(item))
+           for item in lists):
+        raise OutputError(f"manifest {str(path)!r} is a list of the scenes given; choose another name for the manifest")
+    if overwrite or not path.exists():
+        return
+    try:
+        rows = read_manifest(path)
+        ours = all(isinstance(row, dict) and {"input", "status"} <= set(row) for row in rows)
+    except InputError:
+        ours = False
+    if not ours:
+        raise OutputError(
+            f"manifest {str(path)!r} already exists and is no glgeo manifest; pass overwrite=True to replace it, or"
+            " choose another name"
+        )
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 from ..errors import GlgeoError, InputError, Interruption, MissingDependencyError, OutputError
 from ..progress import ProgressCallback
 from .inputs import expand_inputs
-from .manifest import BatchResult, SceneResult, write_manifest
+from .manifest import BatchResult, SceneResult, check_manifest_target, write_manifest
 from .merge import check_merge_target, merge_vectors
 from .planning import BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials, vector_path
 from .worker import class_areas_of, interrupts_left_to_the_run, process_scene
@@ -369,7 +369,8 @@ def run_batch(
     started = time.perf_counter()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be 1 or more, got {workers!r}")
-    if inputs and all(isinstance(i, SceneJob) for i in inputs):
+    jobs_given = bool(inputs) and all(isinstance(i, SceneJob) for i in inputs)
+    if jobs_given:
         jobs = list(inputs)  # type: ignore[arg-type]
     else:
         if out_dir is None:
@@ -386,6 +387,8 @@ def run_batch(
                 "give the merged GeoPackage another name"
             )
         check_merge_target(options.vector_merge, options.overwrite)
+    if options.manifest is not None:
+        check_manifest_target(options.manifest, options.overwrite, () if jobs_given else inputs)
     for folder in sorted({j.output.parent for j in jobs}):
         try:
             folder.mkdir(parents=True, exist_ok=True)
