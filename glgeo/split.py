@@ -443,19 +443,39 @@ def iter_scene_bands(plan: SplitPlan, folder: Path, rows: int = 256) -> Iterator
     (``rows`` at a time across the scene's width)."""
     for block_row in range(plan.block_rows):
         blocks = [b for b in plan.blocks if b.row == block_row]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            sources = [rasterio.open(block_path(folder, b)) for b in blocks]
+        sources = []
         try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                for b in blocks:
+                    with _block_read(block_path(folder, b)):
+                        sources.append(rasterio.open(block_path(folder, b)))
             top, bottom = blocks[0].box[0], blocks[0].box[2]
             for start in range(top, bottom, rows):
                 n = min(rows, bottom - start)
-                parts = [src.read(window=Window(0, start - top, src.width, n)) for src in sources]
+                parts = []
+                for b, src in zip(blocks, sources):
+                    with _block_read(block_path(folder, b)):
+                        parts.append(src.read(window=Window(0, start - top, src.width, n)))
                 data = np.concatenate(parts, axis=2)
                 yield RowBand(start, data[0], data[1:] if data.shape[0] > 1 else None)
         finally:
             for src in sources:
                 src.close()
+
+
+@contextlib.contextmanager
+def _block_read(path: Path) -> Iterator[None]:
+    """A finished block file that cannot be read (damaged since it was written) as an error
+    that says how to have it computed again, not a traceback on every rerun."""
+    try:
+        yield
+    except rasterio.errors.RasterioIOError as exc:
+        detail = str(exc).replace(" See previous exception for details.", "").rstrip(". ")
+        raise OutputError(
+            f"the finished block {str(path)!r} cannot be read ({detail}); delete it and run the same command again:"
+            " that block is computed again"
+        ) from None
 
 
 @dataclass

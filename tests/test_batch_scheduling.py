@@ -491,6 +491,17 @@ def test_a_finished_output_damaged_since_is_a_failed_row_not_a_traceback(tmp_pat
     assert rows[scenes[1].stem].error.endswith("delete it and run the same command again")
 
 
+def test_a_class_raster_deleted_to_be_computed_again_is_computed_again(tmp_path, scenes, checkpoint):
+    """Deleting one scene's .tif left its .qml, .qmd and .aux.xml, which then refused the
+    rerun's output ("a sidecar this output writes, already exists")."""
+    out = tmp_path / "out"
+    run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    (out / f"{scenes[1].stem}.tif").unlink()
+    result = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    assert [r.status for r in result.scenes] == ["skipped", "done"] and result.scenes[1].partials_removed == 0
+    assert (out / f"{scenes[1].stem}.tif").is_file() and (out / f"{scenes[1].stem}.qml").is_file()
+
+
 def test_outputs_made_with_other_options_are_not_kept_as_finished(tmp_path, scenes, checkpoint):
     """A rerun with other options (here the released plain sum instead of the taper, and
     bands reordered) skipped the outputs already there and reported them as made so:

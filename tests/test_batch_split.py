@@ -17,7 +17,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from glgeo.batch import BatchOptions, blocks_folder, read_manifest, run_split
-from glgeo.errors import InputError, OutputError
+from glgeo.errors import GlgeoError, InputError, OutputError
 from glgeo.inference import InferenceSettings
 from glgeo.segmentation import segment
 
@@ -175,6 +175,30 @@ def test_rerun_after_an_interrupted_run_computes_only_the_missing_blocks(tmp_pat
     assert hidden(tmp_path) == []
     rows = read_manifest(tmp_path / "manifest.csv")
     assert [r["status"] for r in rows].count("skipped") == len(kept) and rows[0]["block"] == ""
+
+
+def test_a_kept_block_damaged_since_says_to_delete_it_and_is_then_computed_again(tmp_path, scene, checkpoint):
+    """A finished block truncated before the rerun was a traceback in the assembly, on
+    every rerun."""
+    out = tmp_path / "split.tif"
+    options = BatchOptions(settings=SETTINGS)
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1, workers=1,
+                  progress=stop_after_two)
+    damaged = sorted(blocks_folder(out).glob("block-*.tif"))[0]
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(GlgeoError, match=rf"the finished block '{damaged}' cannot be read \(.*\); delete it and run the"
+                                         r" same command again: that block is computed again"):
+        run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1)
+    damaged.unlink()
+    run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1)
+    np.testing.assert_array_equal(read(out)[0], reference(scene, checkpoint, tmp_path)[0])
 
 
 def test_blocks_of_other_settings_are_not_reused(tmp_path, scene, checkpoint, caplog):

@@ -58,7 +58,10 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
             source = _feature_layer(part)
             infos.append((source, pyogrio.read_info(part, layer=source)))
         except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
-            raise InputError(f"cannot read {str(part)!r} to merge it: {exc}") from None
+            raise InputError(
+                f"cannot read {str(part)!r} to merge it: {exc}; delete it and run the same command again: that scene is"
+                " vectorized again"
+            ) from None
     unplaced = [scene for (scene, _), (_, info) in zip(parts, infos) if not info["crs"]]
     if unplaced and len(parts) > 1:
         raise InputError(

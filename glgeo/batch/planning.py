@@ -177,10 +177,12 @@ def remove_partials(job: SceneJob) -> int:
 
     Only hidden files named as glgeo's atomic writers name them for this scene's outputs
     (``.<stem>.<token>.part.tif``, ``.<stem>.<token>.stage.tif``,
-    ``.<stem>-polygons.<token>.part.gpkg`` ...) are touched.
+    ``.<stem>-polygons.<token>.part.gpkg`` ...) are touched, and the sidecars of a class
+    raster that is not there (``<stem>.qml``, ``<stem>.qmd``, ``<stem>.tif.aux.xml``: left
+    when the raster was deleted to have the scene computed again, they would stop it).
 
     Returns:
-        How many were removed.
+        How many partial files were removed (the sidecars are not counted).
     """
     folder = job.output.parent
     patterns = [re.compile(_PARTIAL.format(stem=re.escape(job.output.stem)))]
@@ -191,13 +193,23 @@ def remove_partials(job: SceneJob) -> int:
         entries = list(os.scandir(folder))
     except OSError:
         return 0
+    orphans = set()
+    if not job.output.exists():
+        from ..writer import sidecar_paths
+
+        orphans = {p.name for p in sidecar_paths(job.output)}
+    sidecars = 0
     for entry in entries:
-        if entry.is_file(follow_symlinks=False) and any(p.match(entry.name) for p in patterns):
+        orphan = entry.name in orphans
+        if entry.is_file(follow_symlinks=False) and (orphan or any(p.match(entry.name) for p in patterns)):
             try:
                 os.unlink(entry.path)
-                removed += 1
             except FileNotFoundError:
                 continue
+            sidecars += orphan
+            removed += not orphan
+    if sidecars:
+        log.info("removed %d sidecars of %s, whose class raster is not there, to compute it again", sidecars, job.output)
     if removed:
         log.warning("removed %d partial files of an interrupted attempt at %s", removed, job.scene)
     return removed
