@@ -431,6 +431,20 @@ def test_a_manifest_replaces_its_own_earlier_manifest_and_no_other_file(tmp_path
     assert [r["status"] for r in read_manifest(ours)] == ["skipped", "skipped"]
 
 
+def test_a_glob_that_matches_the_batch_s_own_merge_leaves_it_out(tmp_path, checkpoint, caplog):
+    """'d/**/*' with --vector-merge d/city.gpkg: the rerun took the merge for a scene (and
+    failed on it)."""
+    data = tmp_path / "d"
+    for i in range(2):
+        write_scene(data / f"t{i}.tif", seed=i, height=64, width=64)
+    options = BatchOptions(settings=SETTINGS, vector_merge=data / "city.gpkg")
+    for _ in range(2):
+        result = run_batch([str(data / "**" / "*")], data / "maps", model=checkpoint, options=options)
+        assert [Path(r.input).name for r in result.scenes] == ["t0.tif", "t1.tif"]
+    assert [r.status for r in result.scenes] == ["skipped", "skipped"]
+    assert f"left out {data / 'city.gpkg'}: this batch's own output, not a scene" in caplog.text
+
+
 def test_a_refused_merge_still_says_what_became_of_the_scenes(tmp_path, checkpoint):
     """Scenes without a CRS are not merged; the error also says the scenes ran and where their rows are."""
     out = tmp_path / "out"

@@ -155,6 +155,16 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
         )
 
 
+def _without_own_files(scenes: list[str], options: BatchOptions) -> list[str]:
+    """``scenes`` less this batch's merged GeoPackage and manifest, which a glob such as
+    ``data/**/*`` matches on the rerun (it took the merge for a scene that failed)."""
+    own = {os.path.abspath(p) for p in (options.vector_merge, options.manifest) if p is not None}
+    kept = [scene for scene in scenes if "://" in scene or scene.startswith("/vsi") or os.path.abspath(scene) not in own]
+    if len(kept) < len(scenes):
+        log.warning("left out %s: this batch's own output, not a scene", ", ".join(s for s in scenes if s not in kept))
+    return kept
+
+
 def _grid(src) -> tuple:
     """A raster's grid: size, CRS and transform (an output has its scene's)."""
     return (src.width, src.height, src.crs.to_wkt() if src.crs else None, tuple(round(v, 9) for v in src.transform[:6]))
@@ -375,7 +385,7 @@ def run_batch(
     else:
         if out_dir is None:
             raise InputError("give an output folder (out_dir) for the scenes' outputs")
-        jobs = plan_jobs(expand_inputs(inputs), out_dir, vector=options.vector)  # type: ignore[arg-type]
+        jobs = plan_jobs(_without_own_files(expand_inputs(inputs), options), out_dir, vector=options.vector)  # type: ignore[arg-type]
     if options.vector and any(j.vector is None for j in jobs):
         jobs = [j if j.vector else dataclasses.replace(j, vector=vector_path(j.output)) for j in jobs]
     if options.vector_merge is not None:
