@@ -216,6 +216,15 @@ def run_batch_from_cli(
     from glgeo.writer import OutputOptions
 
     if out is not None:
+        if len(scenes) == 1 and not batch.out_dir and not batch.input_lists and not scenes[0].startswith("@"):
+            given = [f for f, on in (("--manifest", batch.manifest), ("--vectors", batch.vectors),
+                                     ("--vector-merge", batch.vector_merge)) if on]
+            if given:  # one scene with -o: these belong to batches (and --manifest to a split over workers)
+                raise click.UsageError(
+                    f"{', '.join(given)} belong{'s' if len(given) == 1 else ''} to a batch (--out-dir DIR)"
+                    + (" or to one scene split over Dask workers (-o OUT --workers N)" if given == ["--manifest"] else "")
+                    + ("; for one scene with -o, write its polygons with --vector FILE.gpkg" if given != ["--manifest"] else "")
+                )
         raise click.UsageError("with several scenes, write them with --out-dir DIR instead of -o/--out")
     if probabilities is not None:
         raise click.UsageError("--probabilities names one file: it works for one scene with -o, not for a batch")

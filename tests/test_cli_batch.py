@@ -210,3 +210,16 @@ def test_a_warning_repeated_for_many_scenes_is_printed_three_times(tmp_path, che
     from glgeo.cli.batch import _RepeatsCollapsed
 
     assert not any(isinstance(f, _RepeatsCollapsed) for h in logging.getLogger().handlers for f in h.filters)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--manifest", "m.json"], "--manifest belongs to a batch (--out-dir DIR) or to one scene split over Dask workers"
+                               " (-o OUT --workers N)"),
+    (["--vectors"], "--vectors belongs to a batch (--out-dir DIR); for one scene with -o, write its polygons with"
+                    " --vector FILE.gpkg"),
+])
+def test_batch_options_with_one_scene_and_o_say_where_they_belong(tmp_path, scenes, checkpoint, args, message):
+    """It said "with several scenes, write them with --out-dir" though one scene was given."""
+    result = segment_cli(scenes[0], "-o", tmp_path / "a.tif", *args, *cli_options(checkpoint))
+    assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == f"Error: {message}", result.output
+    assert list(tmp_path.iterdir()) == []
