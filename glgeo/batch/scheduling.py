@@ -166,12 +166,13 @@ def _without_own_files(scenes: list[str], options: BatchOptions) -> list[str]:
 
 
 def _grid(src) -> tuple:
-    """A raster's grid: size, CRS and transform (an output has its scene's)."""
-    return (src.width, src.height, src.crs.to_wkt() if src.crs else None, tuple(round(v, 9) for v in src.transform[:6]))
+    """A raster's grid: size and transform (an output has its scene's; its CRS too, but a
+    CRS read back from another format may be spelt otherwise, so it is not compared)."""
+    return (src.width, src.height, tuple(round(v, 9) for v in src.transform[:6]))
 
 
 def _describe_grid(grid: tuple) -> str:
-    width, height, _, transform = grid
+    width, height, transform = grid
     return f"{width} x {height} px from ({transform[2]:.10g}, {transform[5]:.10g})"
 
 
