@@ -143,10 +143,15 @@ class SceneInfo:
         return ground_sample_distance(self.crs, self.transform, self.height, self.width)
 
 
+def read_error_detail(exc: Exception) -> str:
+    """What GDAL said of a failed read, without rasterio's pointer to the exception before."""
+    return str(exc).replace(" See previous exception for details.", "").rstrip(". ")
+
+
 def read_failed_error(path: str, exc: Exception) -> SceneError:
     """The error of a read that failed part-way through a scene: the file is most often
     truncated (an interrupted copy or download) or corrupt."""
-    detail = str(exc).replace(" See previous exception for details.", "").rstrip(". ")
+    detail = read_error_detail(exc)
     return SceneError(
         f"reading {path!r} failed ({detail}): the file may be truncated or corrupt; check it with "
         f"`gdalinfo -checksum {path}` and copy it again"

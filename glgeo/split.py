@@ -54,7 +54,7 @@ from .areas import AreaTally, PixelAreas
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixel
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
-from .io import SceneInfo, SceneReader, inspect_scene, working_grid
+from .io import SceneInfo, SceneReader, inspect_scene, read_error_detail, working_grid
 from .resolution import Scale, coarseness, run_scale, warn_if_stretched
 from .tiling import PatchGrid
 
@@ -471,7 +471,7 @@ def _block_read(path: Path) -> Iterator[None]:
     try:
         yield
     except rasterio.errors.RasterioIOError as exc:
-        detail = str(exc).replace(" See previous exception for details.", "").rstrip(". ")
+        detail = read_error_detail(exc)
         raise OutputError(
             f"the finished block {str(path)!r} cannot be read ({detail}); delete it and run the same command again:"
             " that block is computed again"

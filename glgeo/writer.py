@@ -24,6 +24,7 @@ tif last, so "the tif exists" means "the output is complete"; a failure removes 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -168,14 +169,19 @@ class _GdalComplaints(logging.Handler):
 
 
 def _check_creation_options(driver: str, options: OutputOptions, bits: int = 8) -> None:
+    """See :func:`_gdal_refuses`: tried once per driver, options and bits in a process."""
+    if any(k != "NBITS" for k, _ in options.creation_options):
+        _gdal_refuses(driver, options.creation_options, bits)
+
+
+@functools.lru_cache(maxsize=32)
+def _gdal_refuses(driver: str, creation_options: tuple[tuple[str, str], ...], bits: int) -> None:
     """Refuse, before any work, creation options ``driver`` does not know or values it does
     not take: GDAL only warns of them and writes the file without (``COMPRESS=NOPE`` wrote
     it uncompressed), or fails once the raster is computed (``PREDICTOR=2`` with a class
     raster packed in 2 bits). Tried on a tiny in-memory raster of ``bits`` per pixel.
     ``NBITS`` itself is checked apart (:func:`class_raster_file_bits`)."""
-    user = {k: v for k, v in options.creation_options if k != "NBITS"}
-    if not user:
-        return
+    user = {k: v for k, v in creation_options if k != "NBITS"}
     if bits < 8:
         user["NBITS"] = str(bits)
     source, target = f"/vsimem/glgeo-co-{secrets.token_hex(4)}.tif", f"/vsimem/glgeo-co-{secrets.token_hex(4)}"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ..errors import GlgeoError, InputError, Interruption, MissingDependencyError, OutputError
 from ..progress import ProgressCallback
-from .inputs import expand_inputs
+from .inputs import expand_inputs, is_remote
 from .manifest import BatchResult, SceneResult, check_manifest_target, write_manifest
 from .merge import check_merge_target, merge_vectors
 from .planning import BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials, vector_path
@@ -159,7 +159,7 @@ def _without_own_files(scenes: list[str], options: BatchOptions) -> list[str]:
     """``scenes`` less this batch's merged GeoPackage and manifest, which a glob such as
     ``data/**/*`` matches on the rerun (it took the merge for a scene that failed)."""
     own = {os.path.abspath(p) for p in (options.vector_merge, options.manifest) if p is not None}
-    kept = [scene for scene in scenes if "://" in scene or scene.startswith("/vsi") or os.path.abspath(scene) not in own]
+    kept = [scene for scene in scenes if is_remote(scene) or os.path.abspath(scene) not in own]
     if len(kept) < len(scenes):
         log.warning("left out %s: this batch's own output, not a scene", ", ".join(s for s in scenes if s not in kept))
     return kept
@@ -215,6 +215,8 @@ def _skip_finished(run: _Run) -> list[int]:
     """
     import rasterio
 
+    from ..io import read_error_detail
+
     pending = []
     for index, job in enumerate(run.jobs):
         raster_done, vector_done = outputs_done(job, run.options)
@@ -230,7 +232,7 @@ def _skip_finished(run: _Run) -> list[int]:
         except GlgeoError as exc:
             result = SceneResult(status="failed", error=f"{type(exc).__name__}: {exc}", **common)
         except rasterio.errors.RasterioIOError as exc:  # a finished output damaged since (a truncated copy)
-            detail = str(exc).replace(" See previous exception for details.", "").rstrip(". ")
+            detail = read_error_detail(exc)
             error = f"{job.output} is there but cannot be read ({detail}); delete it and run the same command again"
             result = SceneResult(status="failed", error=f"OutputError: {error}", **common)
         else:
