@@ -113,7 +113,9 @@ def _refuse_released_conflicts() -> None:
               help="world: patch grids and global images start on a lattice fixed to the scene's map coordinates, "
                    "so a cut of a raster (or a tile of it) gets the same map as the raster over the ground they "
                    "share; scene: at each context window's first pixel, as the released code.  [default: world "
-                   "with --global-view fixed in global and g2l modes without --coarse-to-fine, else scene]")
+                   "with --global-view fixed (a model with a context footprint, not --footprint scene) in global "
+                   "and g2l modes without --coarse-to-fine, for patches of 64 px or more stepping 32 px or more; "
+                   "else scene. A window less than a patch and 32 px across gets the scene's grid either way]")
 @click.option("--gsd", type=click.FloatRange(min=0, min_open=True), default=None, metavar="METRES",
               help="Metres per pixel of a scene whose file does not say (a plain JPEG or PNG), for the reading "
                    "scale and the global view's resolution. Ignored where the file is georeferenced.")
@@ -126,12 +128,14 @@ def _refuse_released_conflicts() -> None:
 @click.option("--edge-margin", type=click.IntRange(min=0), default=0, show_default=True, metavar="PX",
               help="How far patch grids reach beyond the scene's edge, in px of the working grid, over the scene "
                    "mirrored there, so edge pixels are not on a patch's zero-padded edge (g2l and local modes, "
-                   "tapered blend). 0: the released grid, whose edge is the scene's.")
+                   "tapered blend). 0: no mirrored margin (a grid on the map's lattice still reaches 0-31 px past the "
+                   "edge; with --grid-anchor scene the scene's edge is a patch's).")
 @click.option("--blend", type=click.Choice(["taper", "sum"]), default="taper", show_default=True,
               help="taper: weights falling towards patch and window edges, normalised (no seams); "
                    "sum: the released code's plain sum of logits.")
 @click.option("--logit-upsampling", type=click.Choice(["bilinear", "nearest"]), default="bilinear", show_default=True,
-              help="How patch logits (1/4 resolution) reach the patch's pixels; nearest: the released code.")
+              help="How patch logits (1/4 resolution) reach the patch's pixels, and the working grid's scores the "
+                   "scene's pixels where the scene is read coarser; nearest: the released code.")
 @click.option("--nodata-fill", type=click.Choice(["mirror", "mean", "zero"]), default="mirror", show_default=True,
               help="What the model sees where the scene has no data: its valid pixels mirrored across the nodata "
                    "edge, each band's mean over the valid pixels of its view, or 0 (black, as the released code; "

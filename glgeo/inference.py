@@ -219,7 +219,8 @@ class InferenceSettings:
         edge_margin: how far, in px of the working grid, patch grids reach beyond the
             scene's edge over the scene mirrored there (:func:`glgeo.tiling.edge_margins`),
             so that no scene pixel lies on a patch's zero-padded edge; less than half a patch
-            (larger values are clipped). 0: the released grid, whose edge is the scene's.
+            (larger values are clipped). 0: no mirrored margin (a grid on the map's lattice still
+            reaches 0-31 px past the edge; on the scene's own grid the edge is a patch's).
             For ``g2l`` and ``local`` modes with the ``taper`` blend and without
             coarse-to-fine (``global`` mode reads no patch pixels). Measured in
             docs/segment.md: not the default, as it did not help every model.
@@ -615,10 +616,12 @@ class StreamingSegmenter:
         overlaps = axis_overlaps(windows.row_starts, windows.patch_height), axis_overlaps(windows.col_starts, windows.patch_width)
         layouts = [self._layout(w, info.height, info.width, origin, (overlaps[0][w.row], overlaps[1][w.col])) for w in chosen]
         patches = sum(len(layout.grid) for layout in layouts)
+        # the windows are alike (a scene smaller than the footprint is one): all on the lattice or none
+        anchored = origin is not None and all(self._on_lattice(w) for w in chosen)
         stats = InferenceStats(
             self.mode, str(self.device), self.precision, patches, self.batch_size,
             windows=len(chosen), footprint=footprint, blend=self.settings.blend,
-            context=context_rule(self.settings, self),
+            context=context_rule(self.settings, self, anchored=anchored),
         )  # fmt: skip
         timings = stats.timings
         passes = 2 if self.mode == "bidirectional" else 1
@@ -657,6 +660,12 @@ class StreamingSegmenter:
         timings.total = time.perf_counter() - started
         return stats
 
+    def _on_lattice(self, window: PatchWindow) -> bool:
+        """Whether an anchored run lays this window's grid on the map's lattice: not for a
+        window within a lattice step of a patch (one patch across it, where the lattice
+        would need two), which gets the scene's own grid."""
+        return min(window.height, window.width) >= self.patch_size + ANCHOR_STEP
+
     def _layout(
         self, window: PatchWindow, height: int, width: int, origin: tuple[int, int] | None,
         overlaps: tuple[tuple[int, int], tuple[int, int]] = ((0, 0), (0, 0)),
@@ -673,7 +682,7 @@ class StreamingSegmenter:
                 (before, after))`` px (:func:`glgeo.tiling.axis_overlaps` of the windows).
         """
         edges = edge_margins(window, height, width, self.edge_margin)
-        if origin is None or min(window.height, window.width) < self.patch_size + ANCHOR_STEP:
+        if origin is None or not self._on_lattice(window):
             # the scene's own grid, also for a window within a lattice step of a patch (one
             # patch across it, where the lattice would need two)
             mt, mb, ml, mr = edges

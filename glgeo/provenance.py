@@ -180,7 +180,7 @@ def blend_rule(settings: Any) -> str:
     return str(settings.blend)
 
 
-def context_rule(settings: Any, engine: Any = None) -> str:
+def context_rule(settings: Any, engine: Any = None, anchored: bool = True) -> str:
     """How the global views and G->L contexts were made
     (:attr:`InferenceSettings.global_view <glgeo.inference.InferenceSettings.global_view>`,
     ``global_margin``, ``context_crop``, ``grid_anchor``).
@@ -188,10 +188,12 @@ def context_rule(settings: Any, engine: Any = None) -> str:
     With the run's ``engine`` (a :class:`~glgeo.inference.StreamingSegmenter`), what it
     resolved the settings to: ``global view fixed, margin 32 px, context crop exact, grid
     anchor world`` (``world, patches only`` where only the patch grids are on the map's
-    lattice, :attr:`~glgeo.inference.StreamingSegmenter.global_step`); without one, the
-    settings as given, ``auto`` for the engine's choice."""
+    lattice, :attr:`~glgeo.inference.StreamingSegmenter.global_step`; ``scene`` where the
+    run's windows were too small for the lattice, ``anchored=False``: less than a patch
+    and a lattice step across); without one, the settings as given, ``auto`` for the
+    engine's choice."""
     if engine is not None:
-        anchor = engine.grid_anchor
+        anchor = engine.grid_anchor if anchored else "scene"
         if anchor == "world" and not engine.global_step:
             anchor = "world, patches only"
         return (f"global view {engine.global_view}, margin {engine.global_margin} px, "

@@ -266,12 +266,12 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     assert (summary["blend"], summary["footprint"], summary["context_windows"]) == ("taper", 160, 12)  # 3 x 4
     with rasterio.open(tmp_path / "windows.tif") as src:
         assert src.tags()["GLGEO_NODATA_FILL"] == "mirror"
-        # what the engine resolved the defaults to: this model's global pixel is no whole
-        # number of working-grid pixels, so only its patch grids are on the map's lattice
-        assert src.tags()["GLGEO_CONTEXT"] == (
-            "global view fixed, margin 32 px, context crop exact, grid anchor world, patches only"
-        )
-    chosen = run("segment", scene, "-o", tmp_path / "chosen.tif", "--model", checkpoints["inria"], "--footprint", "160",
+        # what the engine did: windows of 160 px, less than a 256 px patch and a lattice
+        # step across, get the scene's own grid, whatever the anchor asked for
+        assert src.tags()["GLGEO_CONTEXT"] == "global view fixed, margin 32 px, context crop exact, grid anchor scene"
+    # windows of 480 px are on the map's lattice; this model's global pixel (480 / 307 px) is no whole
+    # number of working-grid pixels, so only its patch grids are
+    chosen = run("segment", scene, "-o", tmp_path / "chosen.tif", "--model", checkpoints["inria"], "--footprint", "480",
                  "--global-view", "fixed", "--global-margin", "64", "--context-crop", "cells", "--device", "cpu")
     assert chosen.exit_code == 0, chosen.output
     with rasterio.open(tmp_path / "chosen.tif") as src:
