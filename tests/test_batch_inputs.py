@@ -62,3 +62,27 @@ def test_a_list_that_is_no_utf8_text_is_one_error_and_a_bom_is_no_path(tmp_path)
     bom = tmp_path / "bom.txt"
     bom.write_bytes(b"\xef\xbb\xbfa.tif\n")
     assert expand_inputs([f"@{bom}"]) == [str(tmp_path / "a.tif")]
+
+
+def test_one_file_named_two_ways_is_one_scene_with_one_warning(tmp_path, monkeypatch, caplog):
+    """``in/a/t.tif``, ``$PWD/in/a/t.tif`` and a path through a symbolic link were three
+    scenes writing one output name: the batch was refused."""
+    import logging
+    import os
+
+    from glgeo.batch import plan_jobs
+
+    (tmp_path / "in" / "a").mkdir(parents=True)
+    (tmp_path / "in" / "a" / "t.tif").write_bytes(b"x")
+    (tmp_path / "in" / "a" / "u.tif").write_bytes(b"x")
+    os.symlink(tmp_path / "in" / "a", tmp_path / "linked")
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="glgeo.batch"):
+        scenes = expand_inputs(["in/a/t.tif", str(tmp_path / "in" / "a" / "t.tif"), "linked/*.tif"])
+    assert scenes == ["in/a/t.tif", "linked/u.tif"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"2 scenes were named more than once (e.g. 'in/a/t.tif' given again as '{tmp_path / 'in' / 'a' / 't.tif'}'):"
+        " each file runs once, under the name it was first given"
+    ]
+    assert [job.output.name for job in plan_jobs(scenes, tmp_path / "out")] == ["t.tif", "u.tif"]

@@ -87,7 +87,8 @@ def expand_inputs(items: Sequence[str | os.PathLike], input_lists: Sequence[str 
         input_lists: more text files of paths/URLs.
 
     Returns:
-        The scenes, duplicates removed (first occurrence kept).
+        The scenes, each file once (as first named; a local file named twice, by another
+        relative or absolute path or through a symbolic link, is one scene, with a warning).
 
     Raises:
         InputError: nothing was given, a glob matches nothing, or a list cannot be read.
@@ -101,12 +102,32 @@ def expand_inputs(items: Sequence[str | os.PathLike], input_lists: Sequence[str 
             scenes.extend(_expand([text]))
     for list_file in input_lists:
         scenes.extend(read_input_list(list_file))
-    unique = list(dict.fromkeys(scenes))
-    if len(unique) < len(scenes):
-        log.info("%d scenes were named more than once; each runs once", len(scenes) - len(unique))
+    unique = _once_each(scenes)
     if not unique:
         raise InputError("no scenes given: name scene files, globs, URLs or a list file (@list.txt)")
     return unique
+
+
+def _once_each(scenes: Sequence[str]) -> list[str]:
+    """``scenes`` with each file once, as first named: a local file is the same scene under
+    any name (``in/a/t.tif``, ``$PWD/in/a/t.tif``, a path through a symbolic link); one
+    warning says how many were given twice, with an example."""
+    first: dict[str, str] = {}
+    repeats: list[tuple[str, str]] = []
+    for scene in scenes:
+        key = scene if is_remote(scene) else os.path.realpath(scene)
+        if key in first:
+            repeats.append((first[key], scene))
+        else:
+            first[key] = scene
+    if repeats:
+        kept, again = repeats[0]
+        example = f"{kept!r} given again" if again == kept else f"{kept!r} given again as {again!r}"
+        log.warning(
+            "%d scene%s named more than once (e.g. %s): each file runs once, under the name it was first given",
+            len(repeats), "s were" if len(repeats) > 1 else " was", example,
+        )
+    return list(first.values())
 
 
 def scene_stem(scene: str) -> str:
