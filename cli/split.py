@@ -39,6 +39,7 @@ def run_split_from_cli(
     segment SCENE -o OUT`` does (plus the blocks)."""
     from glgeo.batch import BatchOptions, require_distributed, run_split
     from glgeo.batch.split import blocks_folder
+    from glgeo.errors import Interruption
     from glgeo.split import DEFAULT_BLOCK_ROWS
     from glgeo.writer import OutputOptions
 
@@ -68,14 +69,17 @@ def run_split_from_cli(
                 rows_per_block=rows, cols_per_block=cols, scheduler=batch.scheduler, workers=batch.workers,
                 progress=progress,
             )  # fmt: skip
-    except KeyboardInterrupt as exc:
+    except Interruption:
+        raise  # the library says what is finished (and wrote the manifest)
+    except KeyboardInterrupt as exc:  # before the blocks ran
         folder = blocks_folder(Path(out))
         if not folder.is_dir():
             raise
-        raise Interrupted(
-            f"Interrupted: {out} was not written; the finished blocks are kept in {folder}: run the same command"
-            " again to resume (or delete that folder)", exc,
-        ) from None
+        finished = len(list(folder.glob("block-*.tif")))
+        kept = (f"{plural(finished, 'finished block')} {'is' if finished == 1 else 'are'} kept in {folder}: run the"
+                " same command again to resume" if finished else
+                f"no block was finished ({folder} holds only the plan): run the same command again")
+        raise Interrupted(f"Interrupted: {out} was not written; {kept} (or delete that folder)", exc) from None
     summary = result.summary
     report = summary.to_dict()
     report["blocks"] = [b.to_dict() for b in result.blocks]

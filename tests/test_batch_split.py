@@ -299,3 +299,62 @@ def test_a_script_that_set_up_no_logging_still_sees_the_warnings(tmp_path, check
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{scene} has no georeferencing: the output has none either" in done.stderr
+
+
+def test_an_interrupted_split_writes_its_manifest_saying_which_blocks_are_finished(tmp_path, scene, checkpoint):
+    """An interrupted batch wrote its manifest; an interrupted split wrote none."""
+    from glgeo.errors import Interruption
+
+    out = tmp_path / "split.tif"
+    options = BatchOptions(settings=SETTINGS, manifest=tmp_path / "m.json")
+
+    def interrupt_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as stopped:  # (not Interruption: a plain one ended pytest's run)
+        run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1,
+                  progress=interrupt_after_two)
+    folder = blocks_folder(out)
+    assert isinstance(stopped.value, Interruption)
+    assert str(stopped.value) == (
+        f"Interrupted: {out} was not written; 2 of 12 blocks are finished, kept in {folder} (each block's row is in "
+        f"{tmp_path / 'm.json'}): run the same command again to resume (or delete that folder)"
+    )
+    written = json.loads((tmp_path / "m.json").read_text())
+    (row,) = written["scenes"]
+    assert row["status"] == "failed" and row["error"].startswith(f"interrupted: {out} was not written; 2 of 12 blocks")
+    assert [b["status"] for b in written["blocks"]] == ["done"] * 2 + ["failed"] * 10
+    assert {b["error"] for b in written["blocks"][2:]} == {"not run (the split was interrupted)"}
+    assert sorted(p.name for p in folder.glob("block-*.tif")) == [b["block"] + ".tif" for b in written["blocks"][:2]]
+
+
+def test_blocks_failing_alike_are_said_once_with_a_count(tmp_path, scene, checkpoint, monkeypatch, caplog):
+    """Every failed block's message was printed in full, and a split that finished no block
+    said "the finished blocks are kept"."""
+    import glgeo.batch.split
+    from glgeo.errors import SceneError
+
+    def unreadable(split, block, *args, **kwargs):
+        if block.name == "block-002-001":
+            raise InputError("another reason")
+        raise SceneError("cannot read the scene: the disk went away")
+
+    monkeypatch.setattr(glgeo.batch.split, "write_block", unreadable)
+    out = tmp_path / "split.tif"
+    options = BatchOptions(settings=SETTINGS, manifest=tmp_path / "m.csv")
+    with caplog.at_level(logging.WARNING, logger="glgeo"), pytest.raises(OutputError) as failed:
+        run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1)
+    assert str(failed.value) == (
+        f"{scene}: 12 of 12 blocks failed: block-000-000: SceneError: cannot read the scene: the disk went away (and 10"
+        " other blocks with the same message); 1 more with 1 other message, e.g. block-002-001: InputError: another"
+        f" reason (each block's error is in {tmp_path / 'm.csv'}); no block was finished ({blocks_folder(out)} holds"
+        " only the plan): fix the cause and run again"
+    )
+    said = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert said == [
+        f"block-000-000 of {scene} failed: SceneError: cannot read the scene: the disk went away",
+        f"block-002-001 of {scene} failed: InputError: another reason",
+    ]
+    rows = read_manifest(tmp_path / "m.csv")
+    assert [r["error"] for r in rows[1:]].count("SceneError: cannot read the scene: the disk went away") == 11

@@ -97,10 +97,57 @@ def test_an_interrupted_split_says_where_its_finished_blocks_are(tmp_path, scene
         raise KeyboardInterrupt
 
     monkeypatch.setattr(glgeo.batch, "run_split", run_split)
-    result = CliRunner().invoke(cli, ["segment", str(scene), "-o", str(out), "--model", str(checkpoint),
-                                      "--workers", "2"])
+    args = ["segment", str(scene), "-o", str(out), "--model", str(checkpoint), "--workers", "2"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 130 and "no partial output" not in result.output
+    # no block finished: nothing to resume (it said "the finished blocks are kept")
     assert result.stderr.strip().splitlines()[-1] == (
-        f"Interrupted: {out} was not written; the finished blocks are kept in {folder}: run the same command again "
-        "to resume (or delete that folder)"
+        f"Interrupted: {out} was not written; no block was finished ({folder} holds only the plan): run the same"
+        " command again (or delete that folder)"
     )
+    import shutil
+
+    shutil.rmtree(folder)
+
+    def run_split_with_a_block(*args, **kwargs):
+        folder.mkdir()
+        (folder / "block-000-000.tif").write_bytes(b"x")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(glgeo.batch, "run_split", run_split_with_a_block)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 130
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Interrupted: {out} was not written; 1 finished block is kept in {folder}: run the same command again to"
+        " resume (or delete that folder)"
+    )
+
+
+def test_an_interrupted_split_run_says_what_the_library_kept_and_writes_the_manifest(tmp_path, scene, checkpoint,
+                                                                                   monkeypatch):
+    """The split's own words and its manifest (an interrupted split wrote none)."""
+    import glgeo.batch
+
+    real = glgeo.batch.run_split
+
+    def in_this_process(*args, **kwargs):  # the blocks one after the other, interrupted after the first
+        def progress(done, total):
+            if done == 1:
+                raise KeyboardInterrupt
+
+        return real(*args, **{**kwargs, "workers": 1, "progress": progress})
+
+    monkeypatch.setattr(glgeo.batch, "run_split", in_this_process)
+    out, manifest = tmp_path / "map.tif", tmp_path / "m.json"
+    args = ["segment", str(scene), "-o", str(out), "--model", str(checkpoint), "--device", "cpu", "--overlap", "8",
+            "--batch-size", "8", "--footprint", "64", "--window-overlap", "8", "--block-windows", "1x1",
+            "--workers", "2", "--manifest", str(manifest)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    folder = glgeo.batch.blocks_folder(out)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Interrupted: {out} was not written; 1 of 12 blocks are finished, kept in {folder} (each block's row is in"
+        f" {manifest}): run the same command again to resume (or delete that folder)"
+    )
+    blocks = json.loads(manifest.read_text())["blocks"]
+    assert [b["status"] for b in blocks] == ["done"] + ["failed"] * 11

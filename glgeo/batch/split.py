@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from ..aoi import aoi_files
 from ..atomic import atomic_path, check_output_path
 from ..device import peak_resident_mb
-from ..errors import GlgeoError, InputError, OutputError
+from ..errors import GlgeoError, InputError, Interruption, OutputError
 from ..inference import InferenceStats, Timings
 from ..progress import ProgressCallback
 from ..resolution import reading_gsd, scale_json
@@ -282,6 +282,67 @@ def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStat
     return total
 
 
+def _kept(folder: Path, plan: SplitPlan) -> str:
+    """What an unfinished split leaves for the next run, in words."""
+    finished = sum(block_path(folder, b).is_file() for b in plan.blocks)
+    if not finished:
+        return f"no block was finished ({folder} holds only the plan)"
+    return f"{finished} of {len(plan.blocks)} blocks are finished, kept in {folder}"
+
+
+def _failure_reason(failed: Sequence[BlockResult], total: int) -> str:
+    """Why blocks failed, in one line: the most frequent message in full with the first
+    block that failed with it and how many others did, then how many failed otherwise (each
+    block's error is in the manifest)."""
+    groups: dict[str, list[BlockResult]] = {}
+    for row in failed:
+        groups.setdefault(row.error or "unknown error", []).append(row)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))  # stable: first seen first among equals
+    message, same = ordered[0]
+    reason = f"{len(failed)} of {total} blocks failed: {same[0].block}: {message}"
+    if len(same) > 1:
+        reason += f" (and {len(same) - 1} other block{'s' * (len(same) > 2)} with the same message)"
+    if len(ordered) > 1:
+        others = sum(len(rows) for _, rows in ordered[1:])
+        example = ordered[1][1][0]
+        reason += (f"; {others} more with {len(ordered) - 1} other message{'s' * (len(ordered) > 2)}, e.g. "
+                   f"{example.block}: {(example.error or '').splitlines()[0] if example.error else 'unknown error'}")
+    return reason
+
+
+def _record_stop(exc: BaseException, scene: str, out: Path, folder: Path, plan: SplitPlan, rows: dict[str, BlockResult],
+                 manifest: Any, manifest_path: Path | None) -> Interruption | None:
+    """Record in the manifest a split stopped before its output was written (Ctrl-C, a lost
+    cluster): the blocks finished, failed and not run. Returns the :class:`Interruption` to
+    raise for Ctrl-C (what is kept and how to go on), else ``None`` (the error goes on)."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    blocks = []
+    for b in plan.blocks:
+        row = rows.get(b.name)
+        if row is None:
+            if block_path(folder, b).is_file():  # finished, its result never came back
+                row = BlockResult(b.name, b.box, b.windows, "done")
+            else:
+                why = "the split was interrupted" if interrupted else f"the split stopped: {_describe(exc)}"
+                row = BlockResult(b.name, b.box, b.windows, "failed", error=f"not run ({why})")
+        blocks.append(row)
+    kept = _kept(folder, plan)
+    cause = "interrupted" if interrupted else f"stopped by {_describe(exc)}"
+    record = ""
+    try:
+        manifest("failed", blocks, f"{cause}: {out} was not written; {kept}")
+        if manifest_path is not None:
+            record = f" (each block's row is in {manifest_path})"
+    except OutputError as error:
+        log.warning("%s", error)
+    resumable = any(block_path(folder, b).is_file() for b in plan.blocks)
+    again = "run the same command again to resume" if resumable else "run the same command again"
+    if not interrupted or isinstance(exc, Interruption):
+        log.warning("%s: %s, %s%s: %s", scene, cause, kept, record, again)
+        return None
+    return Interruption(f"Interrupted: {out} was not written; {kept}{record}: {again} (or delete that folder)", exc)
+
+
 def run_split(
     scene: str | os.PathLike,
     out: str | os.PathLike,
@@ -325,7 +386,11 @@ def run_split(
     Raises:
         InputError, SceneError, CheckpointError: as :func:`glgeo.segment`, before any task.
         OutputError: an output exists (without ``options.overwrite``); blocks failed (the
-            finished ones are kept: run again to resume).
+            finished ones are kept: run again to resume; the error gives the most frequent
+            message once, with how many blocks failed with it).
+        Interruption: Ctrl-C or SIGTERM while the blocks ran or the output was assembled:
+            says how many blocks are finished and where (the manifest is written first,
+            with each block's row: ``done``, ``skipped``, or ``failed`` with ``not run``).
         MissingDependencyError: Dask is needed but not installed.
     """
     from ..provenance import Provenance, blend_rule, context_rule, options_rule, utc_now
@@ -372,34 +437,21 @@ def run_split(
                 rows[block.name] = BlockResult(block.name, block.box, block.windows, "skipped")
             else:
                 pending.append(block)
+        failures: dict[str, int] = {}  # a failed block's message -> blocks that failed with it
 
         def add(row: BlockResult) -> None:
             rows[row.block] = row
             if row.status == "failed":
-                log.warning("%s of %s failed: %s", row.block, scene, row.error)
+                message = row.error or "unknown error"
+                failures[message] = failures.get(message, 0) + 1
+                if failures[message] == 1:  # the others with the same message are counted at the end
+                    log.warning("%s of %s failed: %s", row.block, scene, message)
+                else:
+                    log.debug("%s of %s failed with the same message as an earlier block", row.block, scene)
             if progress is not None:
                 progress(len(rows), len(plan.blocks))
 
-        where = "in-process"
-        if scheduler is None and workers > 1 and pending:
-            _warn_of_idle_workers(scene, plan, workers, len(pending))
-        try:
-            if not pending:
-                log.info("every block of %s is finished: assembling only", scene)
-            elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one block: only its start-up
-                _run_blocks_in_process(job, pending, reference, options, add)
-            else:
-                with _dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
-                    log.info("segmenting %d blocks of %s on %s", len(pending), scene, where)
-                    _run_blocks_on_client(client, job, pending, reference, run_options, add)
-        except BaseException:
-            finished = sum(block_path(folder, b).is_file() for b in plan.blocks)
-            log.warning("%s: stopped with %d of %d blocks finished, kept in %s: run the same command again to resume",
-                        scene, finished, len(plan.blocks), folder)
-            raise
-        blocks = tuple(rows[b.name] for b in plan.blocks)
-
-        def manifest(status: Status, error: str | None = None, summary: Any = None) -> None:
+        def manifest(status: Status, blocks: Sequence[BlockResult], error: str | None = None, summary: Any = None) -> None:
             if options.manifest is None:
                 return
             row = SceneResult(
@@ -408,40 +460,65 @@ def run_split(
                 seconds=time.perf_counter() - started, worker=where, device=summary.stats.device if summary else "",
                 error=error, warnings=tuple(warned),
             )  # fmt: skip
-            write_manifest(BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=blocks), options.manifest)
+            write_manifest(BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=tuple(blocks)),
+                           options.manifest)
 
-        failed = [b for b in blocks if b.status == "failed"]
-        if failed:
-            reason = f"{len(failed)} of {len(blocks)} blocks failed ({failed[0].block}: {failed[0].error})"
-            manifest("failed", reason)
-            raise OutputError(f"{scene}: {reason}; the finished blocks are kept in {folder}: fix the cause and run again")
+        where = "in-process"
+        recorded = False  # the manifest says how the run ended
+        try:
+            if scheduler is None and workers > 1 and pending:
+                _warn_of_idle_workers(scene, plan, workers, len(pending))
+            if not pending:
+                log.info("every block of %s is finished: assembling only", scene)
+            elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one block: only its start-up
+                _run_blocks_in_process(job, pending, reference, options, add)
+            else:
+                with _dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
+                    log.info("segmenting %d blocks of %s on %s", len(pending), scene, where)
+                    _run_blocks_on_client(client, job, pending, reference, run_options, add)
+            blocks = tuple(rows[b.name] for b in plan.blocks)
+            failed = [b for b in blocks if b.status == "failed"]
+            if failed:
+                reason = _failure_reason(failed, len(blocks))
+                kept = _kept(folder, plan)
+                manifest("failed", blocks, reason)
+                recorded = True
+                where_listed = f" (each block's error is in {options.manifest})" if options.manifest is not None else ""
+                raise OutputError(f"{scene}: {reason}{where_listed}; {kept}: fix the cause and run again")
+            stats = _summed_stats(blocks, plan)
+            name, sha256 = model_identity(reference, checkpoint)
+            info = split.info
+            provenance = Provenance(
+                model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
+                precision=stats.precision or split.settings.precision, scale=split.scale,
+                gsd_m=reading_gsd(info.gsd, split.scale),
+                blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
+                options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
+            )  # fmt: skip
+            assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
+                                 output_options=options.output_options, tags=provenance.tags())
+            recorded = True  # the output is complete: no "not written" from here on
+            shutil.rmtree(folder, ignore_errors=True)
+            seconds = time.perf_counter() - started
+            stats.timings.write += assembled.seconds
+            stats.timings.total = seconds
+            warn_if_no_class(assembled.counts, info, out_path)
+            classes, area_unit = assembled.tally.class_areas(checkpoint.scheme)
+            from ..schemes import NODATA_ID
 
-        stats = _summed_stats(blocks, plan)
-        name, sha256 = model_identity(reference, checkpoint)
-        info = split.info
-        provenance = Provenance(
-            model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
-            precision=stats.precision or split.settings.precision, scale=split.scale,
-            gsd_m=reading_gsd(info.gsd, split.scale),
-            blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
-            options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
-        )  # fmt: skip
-        assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
-                             output_options=options.output_options, tags=provenance.tags())
-        shutil.rmtree(folder, ignore_errors=True)
-        seconds = time.perf_counter() - started
-        stats.timings.write += assembled.seconds
-        stats.timings.total = seconds
-        warn_if_no_class(assembled.counts, info, out_path)
-        classes, area_unit = assembled.tally.class_areas(checkpoint.scheme)
-        from ..schemes import NODATA_ID
-
-        summary = SegmentSummary(
-            scene=info.path, output=out_path, probabilities=scores_path, height=info.height, width=info.width,
-            crs=info.crs.to_string() if info.crs is not None else None, area_unit=area_unit, classes=classes,
-            nodata_pixels=int(assembled.counts[NODATA_ID]), model=str(checkpoint.path or reference), stats=stats,
-            scale=split.scale, provenance=provenance,
-        )  # fmt: skip
-        manifest("done", summary=summary)
-        log.info("wrote %s from %d blocks in %.1f s (assembly %.1f s)", out_path, len(blocks), seconds, assembled.seconds)
+            summary = SegmentSummary(
+                scene=info.path, output=out_path, probabilities=scores_path, height=info.height, width=info.width,
+                crs=info.crs.to_string() if info.crs is not None else None, area_unit=area_unit, classes=classes,
+                nodata_pixels=int(assembled.counts[NODATA_ID]), model=str(checkpoint.path or reference), stats=stats,
+                scale=split.scale, provenance=provenance,
+            )  # fmt: skip
+            manifest("done", blocks, summary=summary)
+            log.info("wrote %s from %d blocks in %.1f s (assembly %.1f s)", out_path, len(blocks), seconds, assembled.seconds)
+        except BaseException as exc:
+            if recorded:
+                raise
+            interruption = _record_stop(exc, scene, out_path, folder, plan, rows, manifest, options.manifest)
+            if interruption is not None:
+                raise interruption from None
+            raise
         return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest)
