@@ -87,7 +87,15 @@ def run_split_from_cli(
     if result.manifest is not None:
         report["manifest"] = str(result.manifest)
     if vector is not None:
-        report["vector"] = vectorize_output(out, vector, overwrite=overwrite)
+        try:
+            report["vector"] = vectorize_output(out, vector, overwrite=overwrite)
+        except click.ClickException as exc:  # the raster is complete: the manifest says so, and why no GeoPackage
+            result.record_vector(None, error=exc.format_message())
+            raise
+        except KeyboardInterrupt as exc:
+            result.record_vector(None, error=str(exc))
+            raise
+        result.record_vector(report["vector"])  # the library wrote the row before the GeoPackage was made
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     if as_json:

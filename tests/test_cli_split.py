@@ -151,3 +151,32 @@ def test_an_interrupted_split_run_says_what_the_library_kept_and_writes_the_mani
     )
     blocks = json.loads(manifest.read_text())["blocks"]
     assert [b["status"] for b in blocks] == ["done"] + ["failed"] * 11
+
+
+def test_a_split_s_manifest_names_the_geopackage_vectorized_after_it(tmp_path, scene, checkpoint, monkeypatch):
+    """The command line vectorizes after the library wrote the manifest: its row said
+    ``"vector": null`` beside the GeoPackage written."""
+    import glgeo.batch
+    import glgeo.vectorization
+
+    real = glgeo.batch.run_split
+    monkeypatch.setattr(glgeo.batch, "run_split", lambda *a, **k: real(*a, **{**k, "workers": 1}))  # in this process
+    out, vector, manifest = tmp_path / "map.tif", tmp_path / "map.gpkg", tmp_path / "m.json"
+    args = ["-q", "segment", str(scene), "-o", str(out), "--model", str(checkpoint), "--device", "cpu", "--overlap", "8",
+            "--batch-size", "8", "--footprint", "64", "--window-overlap", "8", "--block-windows", "2x2",
+            "--workers", "2", "--manifest", str(manifest), "--vector", str(vector)]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(manifest.read_text())["scenes"]
+    assert vector.is_file() and row["vector"] == str(vector) and row["status"] == "done"
+    assert len(json.loads(manifest.read_text())["blocks"]) == 4
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(glgeo.vectorization, "vectorize", interrupted)
+    result = CliRunner().invoke(cli, args + ["--overwrite"])
+    assert result.exit_code == 130, result.output
+    (row,) = json.loads(manifest.read_text())["scenes"]
+    assert row["status"] == "failed" and row["vector"] is None and row["class_areas"]
+    assert row["error"].startswith(f"Interrupted while vectorizing: {out} is complete; {vector} was not written")

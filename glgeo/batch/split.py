@@ -29,7 +29,7 @@ import os
 import shutil
 import time
 import traceback
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -88,6 +88,8 @@ class SplitResult:
         workers: where the blocks ran (``in-process``, ``local cluster of N workers`` or the
             scheduler's address).
         manifest: the manifest written, if any.
+        record: what the manifest holds (the scene's row and the blocks'), for
+            :meth:`record_vector`.
     """
 
     summary: "SegmentSummary"
@@ -97,6 +99,21 @@ class SplitResult:
     assemble_seconds: float
     workers: str
     manifest: Path | None = None
+    record: BatchResult | None = field(default=None, repr=False, compare=False)
+
+    def record_vector(self, vector: str | os.PathLike | None, error: str | None = None) -> None:
+        """Rewrite the manifest with the GeoPackage vectorized from the output after the
+        split (``glgeo segment --vector``): the scene's row names ``vector``; with ``error``
+        (vectorizing failed or was interrupted) the row is ``failed`` with that error, its
+        class raster complete and its areas kept, and names no GeoPackage."""
+        if self.manifest is None or self.record is None or not self.record.scenes:
+            return
+        row = self.record.scenes[0]
+        if error is None:
+            row = replace(row, vector=None if vector is None else os.fspath(vector))
+        else:
+            row = replace(row, vector=None, status="failed", error=error)
+        write_manifest(replace(self.record, scenes=(row,)), self.manifest)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -451,6 +468,8 @@ def run_split(
             if progress is not None:
                 progress(len(rows), len(plan.blocks))
 
+        written: list[BatchResult | None] = [None]  # the manifest's content, as last written
+
         def manifest(status: Status, blocks: Sequence[BlockResult], error: str | None = None, summary: Any = None) -> None:
             if options.manifest is None:
                 return
@@ -460,8 +479,8 @@ def run_split(
                 seconds=time.perf_counter() - started, worker=where, device=summary.stats.device if summary else "",
                 error=error, warnings=tuple(warned),
             )  # fmt: skip
-            write_manifest(BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=tuple(blocks)),
-                           options.manifest)
+            written[0] = BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=tuple(blocks))
+            write_manifest(written[0], options.manifest)
 
         where = "in-process"
         recorded = False  # the manifest says how the run ended
@@ -521,4 +540,4 @@ def run_split(
             if interruption is not None:
                 raise interruption from None
             raise
-        return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest)
+        return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest, written[0])
