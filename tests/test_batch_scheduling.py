@@ -561,3 +561,26 @@ def test_each_scenes_warnings_are_in_its_manifest_row(tmp_path, scenes, checkpoi
     rows = read_manifest(tmp_path / "run.csv")
     assert rows[0]["warnings"] == "" and "has no georeferencing" in rows[1]["warnings"]
     assert json.loads(json.dumps(result.to_dict()))["scenes"][1]["warnings"] == list(result.scenes[1].warnings)
+
+
+def test_a_scene_interrupted_while_vectorizing_is_recorded_with_its_complete_raster(tmp_path, scenes, checkpoint,
+                                                                                    monkeypatch):
+    """Its row said "not run" though its class raster was written."""
+    import glgeo.batch.worker
+
+    def interrupted(job, overwrite):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(glgeo.batch.worker, "_vectorize", interrupted)
+    out = tmp_path / "out"
+    manifest = out / "run.json"
+    with pytest.raises(KeyboardInterrupt) as caught:
+        run_batch([str(scenes[0])], out, model=checkpoint,
+                  options=BatchOptions(settings=SETTINGS, manifest=manifest, vector=True))
+    assert str(caught.value).startswith(f"Interrupted: 0 of 1 scenes are finished in {out}")
+    (row,) = read_manifest(manifest)
+    assert row["status"] == "failed" and row["class_areas"] and row["vector"] == str(out / "tile_0-polygons.gpkg")
+    assert row["error"] == (
+        f"interrupted while vectorizing: {out / 'tile_0.tif'} is complete, {out / 'tile_0-polygons.gpkg'} was not"
+        " written; run the same batch again to vectorize it"
+    )

@@ -490,17 +490,23 @@ def _record_finished_unreported(run: _Run) -> None:
     for index, job in enumerate(run.jobs):
         if index in run.results:
             continue
-        outputs = [job.output] + ([job.vector] if job.vector is not None else [])
+        # a class raster this run wrote without its GeoPackage: stopped while vectorizing
+        vectorizing = job.vector is not None and not job.vector.exists()
+        outputs = [job.output] + ([job.vector] if job.vector is not None and not vectorizing else [])
         try:
             if not all(path.stat().st_mtime >= run.wall_started for path in outputs):
                 continue
             areas, unit = class_areas_of(job.output)
         except (OSError, GlgeoError):
             continue
-        run.results[index] = SceneResult(
-            input=job.scene, output=str(job.output), vector=str(job.vector) if job.vector else None, status="done",
-            class_areas=areas, area_unit=unit, warnings=("finished while the batch was being stopped",),
-        )
+        common = dict(input=job.scene, output=str(job.output), vector=str(job.vector) if job.vector else None,
+                      class_areas=areas, area_unit=unit)
+        if vectorizing:
+            run.results[index] = SceneResult(status="failed", **common, error=(
+                f"interrupted while vectorizing: {job.output} is complete, {job.vector} was not written; run the same"
+                " batch again to vectorize it"))
+            continue
+        run.results[index] = SceneResult(status="done", warnings=("finished while the batch was being stopped",), **common)
 
 
 @contextlib.contextmanager
