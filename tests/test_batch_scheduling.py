@@ -584,3 +584,30 @@ def test_a_scene_interrupted_while_vectorizing_is_recorded_with_its_complete_ras
         f"interrupted while vectorizing: {out / 'tile_0.tif'} is complete, {out / 'tile_0-polygons.gpkg'} was not"
         " written; run the same batch again to vectorize it"
     )
+
+
+def test_a_rerun_with_other_creation_options_says_it_kept_the_outputs_as_written(tmp_path, scenes, checkpoint, caplog):
+    """``--co NBITS=8`` on a rerun skipped the outputs packed in 3 bits (nodata 7) and said
+    nothing: output options do not change the classes, so they are kept, and said to be."""
+    import logging
+
+    from glgeo.writer import OutputOptions
+
+    out = tmp_path / "out"
+    run_batch([str(scenes[0])], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    options = BatchOptions(settings=SETTINGS, manifest=out / "m.json",
+                           output_options=OutputOptions(creation_options={"NBITS": "8", "COMPRESS": "DEFLATE"}))
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        result = run_batch([str(scenes[0])], out, model=checkpoint, options=options)
+    assert result.counts == {"done": 0, "skipped": 1, "failed": 0}
+    said = "NBITS=3, this run asked NBITS=8"  # DEFLATE is what the file has: not said
+    assert read_manifest(out / "m.json")[0]["warnings"] == [
+        f"kept as it was written ({said}): output options do not change the classes; pass overwrite=True to write it"
+        " again with them"
+    ]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"1 finished output was kept as written, not as this run's output options ask (e.g. {out / 'tile_0.tif'}:"
+        f" {said}); pass overwrite=True to write it again"
+    ]
+    with rasterio.open(out / "tile_0.tif") as src:
+        assert src.nodata == 7

@@ -221,3 +221,29 @@ def outputs_done(job: SceneJob, options: BatchOptions) -> tuple[bool, bool]:
     raster_done = job.output.is_file() and not options.overwrite
     vector_done = job.vector is None or (job.vector.is_file() and not options.overwrite)
     return raster_done, vector_done
+
+
+def kept_otherwise(output: Path, output_options: OutputOptions) -> str | None:
+    """How a finished class raster that a rerun keeps differs from what this run's creation
+    options ask, where the file says: its bits per pixel (``NBITS``, and with it its nodata
+    value) and its compression (``COMPRESS``). ``None`` when it does not, or nothing
+    checkable was asked. Output options do not change the classes, so a finished output is
+    kept as it was written; this says so instead of letting the options seem applied."""
+    asked = {k.upper(): str(v) for k, v in output_options.creation_options}
+    wanted = {key: asked[key] for key in ("NBITS", "COMPRESS") if key in asked}
+    if not wanted:
+        return None
+    import numpy as np
+    import rasterio
+
+    try:
+        with rasterio.open(output) as src:
+            structure = src.tags(ns="IMAGE_STRUCTURE")
+            bits = src.tags(1, ns="IMAGE_STRUCTURE").get("NBITS")  # a band's; none: whole bytes
+            has = {"NBITS": bits or str(8 * np.dtype(src.dtypes[0]).itemsize),
+                   "COMPRESS": structure.get("COMPRESSION", "NONE")}
+    except rasterio.errors.RasterioIOError:
+        return None  # an unreadable output is said where its areas are read
+    differs = [f"{key}={has[key]}, this run asked {key}={value}" for key, value in wanted.items()
+               if has[key].upper() != value.upper()]
+    return "; ".join(differs) or None

@@ -16,7 +16,7 @@ from ..progress import ProgressCallback
 from .inputs import expand_inputs, is_remote
 from .manifest import BatchResult, SceneResult, check_manifest_target, write_manifest
 from .merge import check_merge_target, merge_vectors
-from .planning import BatchOptions, SceneJob, outputs_done, plan_jobs, remove_partials, vector_path
+from .planning import BatchOptions, SceneJob, kept_otherwise, outputs_done, plan_jobs, remove_partials, vector_path
 from .worker import class_areas_of, interrupts_left_to_the_run, process_scene
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -218,6 +218,7 @@ def _skip_finished(run: _Run) -> list[int]:
     from ..io import read_error_detail
 
     pending = []
+    kept = []  # (scene, how its output differs from this run's creation options)
     for index, job in enumerate(run.jobs):
         raster_done, vector_done = outputs_done(job, run.options)
         if not (raster_done and vector_done):
@@ -236,9 +237,17 @@ def _skip_finished(run: _Run) -> list[int]:
             error = f"{job.output} is there but cannot be read ({detail}); delete it and run the same command again"
             result = SceneResult(status="failed", error=f"OutputError: {error}", **common)
         else:
+            differs = kept_otherwise(job.output, run.options.output_options)
+            said = () if differs is None else (f"kept as it was written ({differs}): output options do not change the"
+                                               " classes; pass overwrite=True to write it again with them",)
+            kept += [(job.output, differs)] if differs else []
             result = SceneResult(status="skipped", class_areas=areas, area_unit=unit,
-                                 seconds=time.perf_counter() - started, **common)
+                                 seconds=time.perf_counter() - started, warnings=said, **common)
         run.add(index, result)
+    if kept:
+        log.warning("%d finished output%s kept as written, not as this run's output options ask (e.g. %s: %s); pass"
+                    " overwrite=True to write %s again", len(kept), " was" if len(kept) == 1 else "s were", *kept[0],
+                    "it" if len(kept) == 1 else "them")
     return pending
 
 
