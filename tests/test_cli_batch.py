@@ -223,3 +223,39 @@ def test_batch_options_with_one_scene_and_o_say_where_they_belong(tmp_path, scen
     result = segment_cli(scenes[0], "-o", tmp_path / "a.tif", *args, *cli_options(checkpoint))
     assert result.exit_code == 2 and result.output.strip().splitlines()[-1] == f"Error: {message}", result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_local_cluster_starts_prints_one_line(tmp_path, scenes, checkpoint):
+    """Ctrl-C in the first seconds of a --workers 2 run (the worker processes still starting)
+    printed the workers' tracebacks, and Dask's exit handler an AssertionError on the cluster
+    the interrupted start left, before glgeo's one line. Ctrl-C reaches every process of the
+    terminal's group: here the command's own group, once its worker processes are spawned."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    args = ["segment", str(scenes[0]), str(scenes[1]), "--out-dir", str(out), "--workers", "2",
+            *cli_options(checkpoint)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    run = subprocess.Popen([sys.executable, "-c", "from glgeo.cli.main import cli; cli()", *args], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and run.poll() is None:
+            spawned = [p for p in psutil.Process(run.pid).children(recursive=True)
+                       if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+            if len(spawned) >= 2:  # the workers: their Python is starting
+                break
+            time.sleep(0.02)
+        os.killpg(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "AssertionError" not in stderr, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1].startswith("Interrupted"), stderr[-3000:]

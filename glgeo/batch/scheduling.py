@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -565,18 +566,56 @@ def open_client(
     log.info("starting a local Dask cluster of %d worker processes (%d torch threads each)", workers, threads)
     # A worker that dies (out of memory, killed) gives its task to another worker this
     # many times before the task is reported as failed.
-    with dask.config.set({"distributed.scheduler.allowed-failures": options.retries}):
-        with distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            # worker processes log even their shutdown races at ERROR ("Failed to communicate
-            # with scheduler during heartbeat"); glgeo reports failed tasks itself
-            silence_logs=logging.CRITICAL if not log.isEnabledFor(logging.INFO) else False,
-        ) as cluster, distributed.Client(cluster) as client:
+    with dask.config.set({"distributed.scheduler.allowed-failures": options.retries}), contextlib.ExitStack() as stack:
+        with _ctrl_c_held_back():  # a Ctrl-C meanwhile stops the run once the cluster is up, and closes it
+            cluster = stack.enter_context(distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=":0",
+                # worker processes log even their shutdown races at ERROR ("Failed to communicate
+                # with scheduler during heartbeat"); glgeo reports failed tasks itself
+                silence_logs=logging.CRITICAL if not log.isEnabledFor(logging.INFO) else False,
+            ))  # fmt: skip
+            client = stack.enter_context(distributed.Client(cluster))
             client.register_plugin(interrupts_left_to_the_run())
-            yield client, f"local cluster of {workers} workers", options
+        yield client, f"local cluster of {workers} workers", options
+
+
+@contextlib.contextmanager
+def _ctrl_c_held_back() -> Iterator[None]:
+    """While a local cluster starts, a Ctrl-C is held back until the block ends, and the
+    worker processes spawned start deaf to it.
+
+    Ctrl-C reaches every process of the terminal's group: in the first seconds of a run, the
+    worker processes being spawned printed tracebacks (an import interrupted), and the run
+    stopped inside ``LocalCluster(...)`` left a half-started cluster that Dask's exit handler
+    failed to close (an ``AssertionError``). Here SIGINT is blocked in this thread, so that
+    the cluster's event loop thread, the threads it starts and the processes they spawn
+    begin with it blocked (a signal mask is inherited, through ``exec`` too), and a SIGINT
+    that reaches this process meanwhile is only noted; it is raised as ``KeyboardInterrupt``
+    when the block ends, with the cluster up, which its context then closes.
+    """
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield  # Windows; or not the main thread, which takes no Ctrl-C anyway
+        return
+    from multiprocessing import resource_tracker
+
+    # started later, by the first process the cluster spawns, it would unblock SIGINT in
+    # that thread (ensure_running blocks it around its own spawn, then unblocks it)
+    resource_tracker.ensure_running()
+    noted = []
+    handler = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        signal.signal(signal.SIGINT, handler if handler is not None else signal.default_int_handler)
+    if noted:
+        raise KeyboardInterrupt
 
 
 def _run_on_existing(run: _Run, pending: Sequence[int], scheduler: "str | Client", reference: str) -> None:
