@@ -611,3 +611,24 @@ def test_a_rerun_with_other_creation_options_says_it_kept_the_outputs_as_written
     ]
     with rasterio.open(out / "tile_0.tif") as src:
         assert src.nodata == 7
+
+
+def test_an_interrupted_local_cluster_run_leaves_no_partial_files(tmp_path, scenes, checkpoint):
+    """Ctrl-C while the local cluster's workers write scenes: closing the cluster kills a
+    worker still in the middle of one, and its temporary files (``.<stem>.*.stage.tif``, a
+    COG's ``.ovr.tmp``) stayed in the output folder until the next run; they are removed
+    before the batch stops. The files here stand for those of the killed workers (both
+    scenes' tasks started, and removed what an earlier attempt left, before any finished)."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    strays = [out / f".{scenes[0].stem}.0123abcd.stage.tif", out / f".{scenes[1].stem}.0123abcd.copy.tif.ovr.tmp"]
+
+    def interrupt(done: int, total: int) -> None:
+        for stray in strays:
+            stray.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match="^Interrupted: "):
+        run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS),
+                  workers=2, progress=interrupt)
+    assert hidden_files(out) == []

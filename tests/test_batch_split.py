@@ -358,3 +358,23 @@ def test_blocks_failing_alike_are_said_once_with_a_count(tmp_path, scene, checkp
     ]
     rows = read_manifest(tmp_path / "m.csv")
     assert [r["error"] for r in rows[1:]].count("SceneError: cannot read the scene: the disk went away") == 11
+
+
+def test_an_interrupted_local_cluster_split_leaves_no_partial_block(tmp_path, scene, checkpoint):
+    """The local cluster's workers are killed mid-block when an interrupted run closes it:
+    a block's temporary ``.block-*.part.tif`` stayed in the blocks folder until the next run
+    (the one here stands for the block a killed worker was writing)."""
+    pytest.importorskip("distributed")
+    out = tmp_path / "split.tif"
+    folder = blocks_folder(out)
+    stray = folder / ".block-002-002.0123abcd.part.tif"
+
+    def stop_after_one(done: int, total: int) -> None:
+        if not (folder / "block-002-002.tif").exists():
+            stray.write_bytes(b"half")
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_split(scene, out, model=checkpoint, options=BatchOptions(settings=SETTINGS), rows_per_block=1,
+                  cols_per_block=1, workers=2, progress=stop_after_one)
+    assert hidden(folder) == []

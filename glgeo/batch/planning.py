@@ -172,7 +172,7 @@ _PARTIAL = r"^\.{stem}(?:\.tif\.aux)?\.[^.]+\.(?:part|stage|cog|copy)(?:\.(?!gpk
 _PARTIAL_VECTOR = r"^\.{stem}\.[^.]+\.part\.gpkg(?:-journal|-wal|-shm)?$"
 
 
-def remove_partials(job: SceneJob) -> int:
+def remove_partials(job: SceneJob, *, quiet: bool = False) -> int:
     """Remove temporary files an interrupted attempt at ``job`` left in its folder.
 
     Only hidden files named as glgeo's atomic writers name them for this scene's outputs
@@ -180,6 +180,11 @@ def remove_partials(job: SceneJob) -> int:
     ``.<stem>-polygons.<token>.part.gpkg`` ...) are touched, and the sidecars of a class
     raster that is not there (``<stem>.qml``, ``<stem>.qmd``, ``<stem>.tif.aux.xml``: left
     when the raster was deleted to have the scene computed again, they would stop it).
+
+    Args:
+        job: the scene.
+        quiet: say what was removed only at DEBUG level (the batch cleaning up after its own
+            interruption), not as a warning.
 
     Returns:
         How many partial files were removed (the sidecars are not counted).
@@ -209,9 +214,11 @@ def remove_partials(job: SceneJob) -> int:
             sidecars += orphan
             removed += not orphan
     if sidecars:
-        log.info("removed %d sidecars of %s, whose class raster is not there, to compute it again", sidecars, job.output)
+        log.log(logging.DEBUG if quiet else logging.INFO,
+                "removed %d sidecars of %s, whose class raster is not there, to compute it again", sidecars, job.output)
     if removed:
-        log.warning("removed %d partial files of an interrupted attempt at %s", removed, job.scene)
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "removed %d partial files of an interrupted attempt at %s", removed, job.scene)
     return removed
 
 

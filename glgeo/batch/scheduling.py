@@ -436,7 +436,10 @@ def run_batch(
                     _run_on_local_cluster(run, pending, workers, reference)
     except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM: say what is finished, and record it
         run.started = started
-        raise Interruption(_interrupted(run), exc) from None
+        message = _interrupted(run)
+        if scheduler is None:
+            _remove_partials_of_unfinished(run)
+        raise Interruption(message, exc) from None
 
     merged = None
     if options.vector_merge is not None:
@@ -490,6 +493,19 @@ def _interrupted(run: _Run, unfinished: str = "") -> str:
         f"Interrupted: {finished} of {len(run.jobs)} scenes are finished in {', '.join(folders)}{record}{unfinished}; "
         "run the same batch again to finish it: finished scenes are skipped"
     )
+
+
+def _remove_partials_of_unfinished(run: _Run) -> None:
+    """Remove the temporary files of the scenes an interrupted run was writing.
+
+    The worker processes of a local cluster are gone once it is closed, killed in the
+    middle of their scenes: their ``.<stem>.*.stage.tif``, a COG's ``.ovr.tmp``... stayed in
+    the output folder until the next run removed them (a scene run in this process removes
+    its own as it stops). Not on an existing cluster, whose workers may still be writing.
+    """
+    removed = sum(remove_partials(job, quiet=True) for job in run.jobs)  # a finished scene's are garbage too
+    if removed:
+        log.info("removed %d partial files of the interrupted scenes", removed)
 
 
 def _record_finished_unreported(run: _Run) -> None:

@@ -536,6 +536,9 @@ def run_split(
         except BaseException as exc:
             if recorded:
                 raise
+            if scheduler is None:  # a local cluster's workers are gone, killed mid-block: their temporaries too
+                for block in pending:
+                    remove_block_partials(folder, block)
             interruption = _record_stop(exc, scene, out_path, folder, plan, rows, manifest, options.manifest)
             if interruption is not None:
                 raise interruption from None
