@@ -259,3 +259,48 @@ def test_ctrl_c_while_the_local_cluster_starts_prints_one_line(tmp_path, scenes,
     assert run.returncode == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "AssertionError" not in stderr, stderr[-3000:]
     assert stderr.strip().splitlines()[-1].startswith("Interrupted"), stderr[-3000:]
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder this process cannot write in: its mode bits, or (root ignores them) the
+    immutable attribute; skips where neither makes it so."""
+    import os
+    import subprocess
+
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    if os.access(folder, os.W_OK):  # root
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        pass
+    else:
+        (folder / "probe").unlink()
+        pytest.skip("cannot make a read-only folder here")
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def test_a_read_only_out_dir_is_refused_before_any_scene(read_only_folder, scenes, checkpoint):
+    """A read-only --out-dir was found out scene by scene (each failed as it wrote): one line
+    before anything runs now, saying what to do."""
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", read_only_folder, *cli_options(checkpoint))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: cannot write in the output folder '{read_only_folder}': "
+        + ("Operation not permitted" if "Operation not permitted" in result.stderr else "Permission denied")
+        + "; make it writable, or give another --out-dir"
+    ], result.stderr
+    assert result.stdout == ""
+    # a folder to create in it: the same, one line that says what to do
+    result = segment_cli(scenes[0], scenes[1], "--out-dir", read_only_folder / "out", *cli_options(checkpoint))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: cannot create the output folder '{read_only_folder / 'out'}': "), result.stderr
+    assert result.stderr.strip().endswith("; create it yourself, or give another --out-dir"), result.stderr

@@ -416,7 +416,11 @@ def run_batch(
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"cannot create the output folder {str(folder)!r}: {exc.strerror or exc}") from None
+            raise OutputError(
+                f"cannot create the output folder {str(folder)!r}: {exc.strerror or exc}; create it yourself, "
+                "or give another out_dir"
+            ) from None
+    _check_writable({j.output.parent for j in jobs if not all(outputs_done(j, options))})
     reference = _model_reference(model)
     _refuse_outputs_made_otherwise(jobs, reference, options)
     run = _Run(jobs, options, progress, "in-process")
@@ -474,6 +478,24 @@ def run_batch(
         len(jobs), result.counts["done"], result.counts["skipped"], result.counts["failed"], result.seconds,
     )
     return result
+
+
+def _check_writable(folders: set[Path]) -> None:
+    """Refuse output folders this process cannot write in, before any scene runs (a
+    read-only folder failed each scene as it wrote, one by one). Tried with a file, which
+    tells a read-only mount or an ACL as well as the mode bits."""
+    import tempfile
+
+    for folder in sorted(folders):
+        try:
+            handle, path = tempfile.mkstemp(prefix=".glgeo-write-check.", dir=folder)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write in the output folder {str(folder)!r}: {exc.strerror or exc}; make it writable, "
+                "or give another out_dir"
+            ) from None
+        os.close(handle)
+        os.unlink(path)
 
 
 def _interrupted(run: _Run, unfinished: str = "") -> str:
