@@ -320,6 +320,30 @@ def test_submit_and_collect_hands_over_results_and_failures(client):
     assert got["bad"][0] is None and got["bad"][1].startswith("ValueError: invalid literal")
 
 
+def test_a_worker_that_dies_is_told_with_the_scene_it_was_running(tmp_path, client, caplog):
+    """A worker that died (out of memory, killed) was told by Dask's bare "Restarting
+    worker": glgeo's warning names what it was running, and the task runs again elsewhere."""
+    from glgeo.batch.scheduling import submit_and_collect
+
+    def die_once(marker: str) -> str:
+        import os
+        import pathlib
+
+        if not pathlib.Path(marker).exists():
+            pathlib.Path(marker).touch()
+            os._exit(1)  # as the kernel's OOM killer would end it
+        return "done"
+
+    got = {}
+    tasks = [("scene_a.tif", "glgeo-test-die-once", die_once, (str(tmp_path / "died"),))]
+    with caplog.at_level(logging.WARNING, logger="glgeo"):
+        submit_and_collect(client, tasks, 0, lambda item, result, error: got.__setitem__(item, (result, error)))
+    assert got == {"scene_a.tif": ("done", None)}
+    died = [r.getMessage() for r in caplog.records if "died while running" in r.getMessage()]
+    assert len(died) == 1 and "died while running scene_a.tif (out of memory? killed?)" in died[0], died
+    assert "all" not in client._event_handlers  # the client follows the scheduler's events no longer
+
+
 def test_an_interrupted_batch_says_what_is_finished_and_writes_the_manifest(tmp_path, scenes, checkpoint):
     """Ctrl-C (or SIGTERM) after the first scene: the manifest records it and the others, and
     the interruption says how many scenes are finished and how to go on (it said nothing,

@@ -305,7 +305,9 @@ def _run_in_process(run: _Run, model: str, pending: Sequence[int]) -> None:
         run.add(index, result)
 
 
-def submit_and_collect(client: "Client", tasks: Sequence[tuple[Any, str, Any, tuple]], retries: int, collect) -> None:
+def submit_and_collect(
+    client: "Client", tasks: Sequence[tuple[Any, str, Any, tuple]], retries: int, collect, name=str
+) -> None:
     """Run ``tasks`` on the cluster and hand each result over as it finishes.
 
     Args:
@@ -315,23 +317,61 @@ def submit_and_collect(client: "Client", tasks: Sequence[tuple[Any, str, Any, tu
         collect: ``collect(item, result, error)`` per finished task, in the order they
             finish; ``error`` is the one-line description of what ended it after its
             retries (``result`` is then ``None``).
+        name: ``name(item)``, what a task is called in the warning that a worker died while
+            running it (:func:`_worker_deaths_named`).
 
     Whatever has not finished is cancelled when this returns or raises (Ctrl-C).
     """
     distributed = require_distributed()
     futures = {}
-    for item, key, function, args in tasks:
-        futures[client.submit(function, *args, key=key, retries=retries, pure=False)] = item
+    with _worker_deaths_named(client, {key: name(item) for item, key, _, _ in tasks}):
+        for item, key, function, args in tasks:
+            futures[client.submit(function, *args, key=key, retries=retries, pure=False)] = item
+        try:
+            for future in distributed.as_completed(futures):
+                try:
+                    result, error = future.result(), None
+                except Exception as exc:  # noqa: BLE001 - the task failed after its retries
+                    result, error = None, _describe(exc)
+                collect(futures[future], result, error)
+                future.release()
+        finally:
+            client.cancel(list(futures))
+
+
+@contextlib.contextmanager
+def _worker_deaths_named(client: "Client", names: dict[str, str]) -> Iterator[None]:
+    """While the block runs, a worker that dies (out of memory, killed) is told with what it
+    was running: Dask's own line, "Restarting worker", names no scene.
+
+    The scheduler logs each worker it loses, with the tasks it was processing, as an event
+    of its topic ``all``; the client follows that topic meanwhile. A client has one handler
+    per topic: one that already follows ``all`` (a caller's) is left as it is, without
+    these warnings.
+    """
+    handlers = getattr(client, "_event_handlers", None)
+    if not isinstance(handlers, dict) or "all" in handlers:
+        yield
+        return
+
+    def on_event(event: tuple[float, Any]) -> None:
+        msg = event[1] if isinstance(event, tuple) and len(event) == 2 else event
+        if not isinstance(msg, dict) or msg.get("action") != "remove-worker" or msg.get("expected"):
+            return
+        ours = sorted(names[key] for key in msg.get("processing-tasks", ()) if key in names)
+        if ours:
+            log.warning(
+                "a Dask worker (%s) died while running %s (out of memory? killed?); the scheduler gives %s to "
+                "another worker", msg.get("worker", "?"), ", ".join(ours), "it" if len(ours) == 1 else "them",
+            )
+
+    client.subscribe_topic("all", on_event)
     try:
-        for future in distributed.as_completed(futures):
-            try:
-                result, error = future.result(), None
-            except Exception as exc:  # noqa: BLE001 - the task failed after its retries
-                result, error = None, _describe(exc)
-            collect(futures[future], result, error)
-            future.release()
+        yield
     finally:
-        client.cancel(list(futures))
+        with contextlib.suppress(Exception):  # a client already closed
+            client.unsubscribe_topic("all")
+        handlers.pop("all", None)
 
 
 def _run_on_client(run: _Run, client: "Client", model: str, pending: Sequence[int]) -> None:
@@ -345,7 +385,7 @@ def _run_on_client(run: _Run, client: "Client", model: str, pending: Sequence[in
     def collect(index: int, result: Any, error: str | None) -> None:
         run.add(index, result if error is None else _failed(run.jobs[index], error))
 
-    submit_and_collect(client, tasks, run.options.retries, collect)
+    submit_and_collect(client, tasks, run.options.retries, collect, name=lambda index: run.jobs[index].scene)
 
 
 def _local_torch_threads(workers: int) -> int:

@@ -232,7 +232,7 @@ def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add
     def collect(block: Block, row: Any, error: str | None) -> None:
         add(row if error is None else BlockResult(block.name, block.box, block.windows, "failed", error=error))
 
-    submit_and_collect(client, tasks, options.retries, collect)
+    submit_and_collect(client, tasks, options.retries, collect, name=lambda block: f"{block.name} of {job.scene}")
 
 
 def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: int) -> None:
