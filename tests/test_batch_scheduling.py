@@ -341,7 +341,17 @@ def test_a_worker_that_dies_is_told_with_the_scene_it_was_running(tmp_path, clie
     assert got == {"scene_a.tif": ("done", None)}
     died = [r.getMessage() for r in caplog.records if "died while running" in r.getMessage()]
     assert len(died) == 1 and "died while running scene_a.tif (out of memory? killed?)" in died[0], died
-    assert "all" not in client._event_handlers  # the client follows the scheduler's events no longer
+    # the client follows the scheduler's events no longer; one still on its way is dropped (with
+    # no handler left, Dask's client logged a ValueError traceback on stderr)
+    from glgeo.batch.scheduling import _ignore_event
+
+    assert client._event_handlers["all"] is _ignore_event
+    client.sync(client._handle_event, "all", (0.0, {"action": "remove-worker", "processing-tasks": []}))
+    got.clear()  # and the next tasks follow them again
+    submit_and_collect(client, [("scene_b.tif", "glgeo-test-die-twice", die_once, (str(tmp_path / "died-b"),))], 0,
+                       lambda item, result, error: got.__setitem__(item, (result, error)))
+    assert got == {"scene_b.tif": ("done", None)}
+    assert sum("died while running scene_b.tif" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_an_interrupted_batch_says_what_is_finished_and_writes_the_manifest(tmp_path, scenes, checkpoint):

@@ -350,7 +350,7 @@ def _worker_deaths_named(client: "Client", names: dict[str, str]) -> Iterator[No
     these warnings.
     """
     handlers = getattr(client, "_event_handlers", None)
-    if not isinstance(handlers, dict) or "all" in handlers:
+    if not isinstance(handlers, dict) or handlers.get("all", _ignore_event) is not _ignore_event:
         yield
         return
 
@@ -371,7 +371,14 @@ def _worker_deaths_named(client: "Client", names: dict[str, str]) -> Iterator[No
     finally:
         with contextlib.suppress(Exception):  # a client already closed
             client.unsubscribe_topic("all")
-        handlers.pop("all", None)
+        # not removed: an event already on its way would find no handler, and Dask's client
+        # then logs a ValueError traceback (its unsubscribe_topic raises for an unknown topic)
+        handlers["all"] = _ignore_event
+
+
+def _ignore_event(event: Any) -> None:
+    """The handler left on a client's topic ``all`` once :func:`_worker_deaths_named` is done
+    with it: events still on their way are dropped."""
 
 
 def _run_on_client(run: _Run, client: "Client", model: str, pending: Sequence[int]) -> None:
