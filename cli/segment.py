@@ -58,6 +58,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 RELEASED_OPTIONS = {
     "blend": "sum", "logit_upsampling": "nearest", "precision": "fp32", "footprint": 0, "nodata_fill": "zero",
     "edge_margin": 0, "global_view": "squeeze", "global_margin": 0, "context_crop": "cells", "grid_anchor": "scene",
+    "global_resampling": "pil",
 }
 
 
@@ -140,11 +141,15 @@ def _refuse_released_conflicts() -> None:
               help="What the model sees where the scene has no data: its valid pixels mirrored across the nodata "
                    "edge, each band's mean over the valid pixels of its view, or 0 (black, as the released code; "
                    "a model reads it as dark ground).")
+@click.option("--global-resampling", type=click.Choice(["gdal", "pil"]), default="gdal", show_default=True,
+              help="How the global image is made from the scene's pixels: GDAL's antialiased bilinear read, or "
+                   "PIL's bilinear resize of the 8-bit image, bit for bit (the released code's; 8-bit scenes only). "
+                   "They differ by up to one grey level.")
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
                    "--precision fp32 --footprint scene --global-view squeeze --global-margin 0 --context-crop cells "
-                   "--grid-anchor scene --edge-margin 0 --nodata-fill zero; any of these given otherwise is refused. The global image is GDAL's "
-                   "bilinear read, not the released code's PIL resize (docs/segment.md).")
+                   "--grid-anchor scene --edge-margin 0 --nodata-fill zero --global-resampling pil; any of these "
+                   "given otherwise is refused (docs/segment.md).")
 @click.option("--scale", type=click.FloatRange(min=0, max=1, min_open=True), default=None,
               help="Run the model on the scene read at this fraction of its resolution, on both axes (output "
                    "still on the scene's grid). Default: the model's resolution, from the scene's ground "
@@ -201,6 +206,7 @@ def segment(
     blend: str,
     logit_upsampling: str,
     nodata_fill: str,
+    global_resampling: str,
     released: bool,
     scale: float | None,
     batch_size: int | None,
@@ -254,6 +260,7 @@ def segment(
         footprint, nodata_fill, edge_margin = o["footprint"], o["nodata_fill"], o["edge_margin"]
         global_view, global_margin, context_crop, grid_anchor = (
             o["global_view"], o["global_margin"], o["context_crop"], o["grid_anchor"])
+        global_resampling = o["global_resampling"]
     settings = InferenceSettings(
         global_view=global_view,  # type: ignore[arg-type]
         global_margin=global_margin,
@@ -261,6 +268,7 @@ def segment(
         grid_anchor=grid_anchor,  # type: ignore[arg-type]
         gsd=gsd,
         nodata_fill=nodata_fill,  # type: ignore[arg-type]
+        global_resampling=global_resampling,  # type: ignore[arg-type]
         footprint=footprint,
         window_overlap=window_overlap,
         edge_margin=edge_margin,

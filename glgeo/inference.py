@@ -107,6 +107,9 @@ log = logging.getLogger(__name__)
 GLOBAL_VIEWS: tuple[str, ...] = ("fixed", "squeeze")
 #: How a patch's G->L context is cut (:attr:`InferenceSettings.context_crop`).
 CONTEXT_CROPS: tuple[str, ...] = ("exact", "cells")
+
+#: How the global image is resampled from the scene (:attr:`InferenceSettings.global_resampling`).
+GLOBAL_RESAMPLINGS: tuple[str, ...] = ("gdal", "pil")
 #: Where patch grids and global images start (:attr:`InferenceSettings.grid_anchor`).
 GRID_ANCHORS: tuple[str, ...] = ("world", "scene")
 #: The ``fixed`` global view's global size over the checkpoint's: its training showed the
@@ -229,6 +232,12 @@ class InferenceSettings:
             region (``mirror``, :mod:`glgeo.nodata`), each band's mean over them (``mean``),
             or 0 (``zero``, the released code's black, which a model reads as dark ground).
             Measured in docs/segment.md (``benchmarks/nodata.py``).
+        global_resampling: how the global image is made from the scene's full-resolution
+            pixels: GDAL's antialiased bilinear read in floating point (``gdal``, the
+            default), or PIL's bilinear resize of the 8-bit image, bit for bit, two passes
+            each rounded to 8 bits (``pil``: the released code's global image, as Pillow
+            computed it before version 13; :mod:`glgeo.pil_resize`). They differ by up to
+            one grey level. ``pil`` needs an 8-bit scene.
         gsd: metres per pixel of a scene whose file does not say (a plain JPEG or PNG);
             used as a georeferenced scene's is, for the reading scale
             (:func:`glgeo.resolution.reading_scale`) and the ``fixed`` global view's ground
@@ -267,6 +276,7 @@ class InferenceSettings:
     grid_anchor: Literal["world", "scene"] | None = None
     edge_margin: int = 0
     nodata_fill: NodataFill = "mirror"
+    global_resampling: Literal["gdal", "pil"] = "gdal"
     gsd: float | None = None
     stretch: StretchSpec = "auto"
     gdal_cache_mb: int = 64
@@ -298,6 +308,10 @@ class InferenceSettings:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {self.nodata_fill!r}")
         if self.edge_margin < 0:
             raise InputError(f"edge_margin must be 0 or more pixels, got {self.edge_margin}")
+        if self.global_resampling not in GLOBAL_RESAMPLINGS:
+            raise InputError(
+                f"global_resampling must be one of {', '.join(GLOBAL_RESAMPLINGS)}, got {self.global_resampling!r}"
+            )
         if self.global_view not in GLOBAL_VIEWS:
             raise InputError(f"global_view must be one of {', '.join(GLOBAL_VIEWS)}, got {self.global_view!r}")
         if self.context_crop not in CONTEXT_CROPS:

@@ -517,6 +517,9 @@ class SceneReader:
             pixels mirrored into the gap (``mirror``), each band's mean over the image's
             valid pixels (``mean``) or 0 (``zero``, the released code); see
             :meth:`Stretch.apply`.
+        global_resampling: how :meth:`read_global_raw` decimates: GDAL's antialiased
+            bilinear read (``gdal``) or PIL's 8-bit bilinear resize, bit for bit (``pil``,
+            the released code's; :mod:`glgeo.pil_resize`), which needs an 8-bit scene.
 
     Attributes:
         info: the grid reads refer to (the scene's own unless ``scale`` is below 1).
@@ -524,13 +527,22 @@ class SceneReader:
     """
 
     def __init__(
-        self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: Scale = 1.0, nodata_fill: NodataFill = "mirror"
+        self, info: SceneInfo, gdal_cache_mb: int | None = None, scale: Scale = 1.0, nodata_fill: NodataFill = "mirror",
+        global_resampling: str = "gdal",
     ) -> None:
         if nodata_fill not in NODATA_FILLS:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {nodata_fill!r}")
+        if global_resampling == "pil" and np.dtype(info.dtype) != np.uint8:
+            raise InputError(
+                f"global_resampling='pil' (the released code's 8-bit resize) needs an 8-bit scene; {info.path} is "
+                f"{info.dtype}: convert it to 8 bits (gdal_translate -ot Byte -scale) or use global_resampling='gdal'"
+            )
+        if global_resampling not in ("gdal", "pil"):
+            raise InputError(f"global_resampling must be gdal or pil, got {global_resampling!r}")
         self.source = info
         self.scale = scale
         self.nodata_fill = nodata_fill
+        self.global_resampling = global_resampling
         self.info = working_grid(info, scale)
         self._ratio = (info.height / self.info.height, info.width / self.info.width)
         self.stretch: Stretch | None = None
@@ -579,14 +591,34 @@ class SceneReader:
         bands = list(self.info.bands)
         source = None if window is None else self._source_window(window)
         try:
-            raw = self.src.read(
-                bands, window=source, out_shape=(len(bands), gh, gw), resampling=Resampling.bilinear, out_dtype="float32"
-            )
+            if self.global_resampling == "pil":
+                raw = self._resize_like_pil(bands, source, (gh, gw))
+            else:
+                raw = self.src.read(
+                    bands, window=source, out_shape=(len(bands), gh, gw), resampling=Resampling.bilinear,
+                    out_dtype="float32",
+                )
             # the global branch sees the whole window, also outside an area of interest: its context
             valid = self._finite(raw, self._read_valid(source, (gh, gw), region=False))
         except RasterioIOError as exc:
             raise read_failed_error(self.info.path, exc) from None
         return raw, valid
+
+    def _resize_like_pil(self, bands: list[int], source: Window | None, size: tuple[int, int]) -> np.ndarray:
+        """``source`` (the whole scene: ``None``) of the 8-bit scene resized to ``size`` as
+        ``PIL.Image.resize(..., BILINEAR, box=...)`` of the whole image computes it, read a
+        band of rows at a time (:func:`glgeo.pil_resize.resize_rows`), as float32."""
+        from .pil_resize import resize_rows
+
+        height, width = self.source.height, self.source.width
+        box = None
+        if source is not None:
+            box = (source.col_off, source.row_off, source.col_off + source.width, source.row_off + source.height)
+
+        def read(rows: slice, cols: slice) -> np.ndarray:
+            return self.src.read(bands, window=Window.from_slices(rows, cols))
+
+        return resize_rows(read, (height, width), size, box=box).astype(np.float32)
 
     def read_global(
         self,
@@ -851,7 +883,9 @@ class SceneReader:
         """
         if depth < 1:
             raise InternalError(f"read_ahead needs a depth of at least 1, got {depth}")
-        worker_reader = SceneReader(self.source, scale=self.scale, nodata_fill=self.nodata_fill)  # the cache size is process-wide: set by the caller
+        worker_reader = SceneReader(
+            self.source, scale=self.scale, nodata_fill=self.nodata_fill, global_resampling=self.global_resampling
+        )  # the cache size is process-wide: set by the caller
         worker_reader.stretch = self.stretch
         out: queue.Queue = queue.Queue(maxsize=depth)
         stop = threading.Event()

@@ -209,6 +209,7 @@ MAP_SETTINGS = (
     "patch_size", "min_overlap", "global_size", "scale", "gsd", "stretch", "precision", "mode",
     "coarse_to_fine", "c2f_ratio", "logit_upsampling", "blend", "footprint", "window_overlap",
     "global_view", "global_margin", "context_crop", "grid_anchor", "edge_margin", "nodata_fill",
+    "global_resampling",
 )  # fmt: skip
 
 

@@ -494,7 +494,8 @@ def segment(
             tally.add(band.classes, band.row_off)
             writer.write(band)
 
-        with SceneReader(info, scale=scale, nodata_fill=settings.nodata_fill) as reader:
+        with SceneReader(info, scale=scale, nodata_fill=settings.nodata_fill,
+                         global_resampling=settings.global_resampling) as reader:
             grid = reader.info
             with_scores = scores_path is not None
             score_dtype = "uint8"

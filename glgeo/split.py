@@ -392,7 +392,8 @@ def write_block(
     with rasterio.Env(GDAL_CACHEMAX=settings.gdal_cache_mb * 2**20):
         out = _BlockFile(block_path(folder, block), block, n_scores)
         try:
-            with SceneReader(info, scale=split.scale, nodata_fill=settings.nodata_fill) as reader:
+            with SceneReader(info, scale=split.scale, nodata_fill=settings.nodata_fill,
+                             global_resampling=settings.global_resampling) as reader:
                 grid = reader.info
                 if (grid.height, grid.width) != split.plan.working:
                     raise InternalError(f"{block.name}: the scene or the model changed since the split was planned")

@@ -249,12 +249,14 @@ def test_released_flag_and_context_window_options_reach_the_engine(checkpoints, 
     with rasterio.open(tmp_path / "released.tif") as src:
         assert (src.tags()["GLGEO_BLEND"], src.tags()["GLGEO_NODATA_FILL"]) == ("sum", "zero")
         assert src.tags()["GLGEO_CONTEXT"] == "global view squeeze, margin 0 px, context crop cells, grid anchor scene"
+        assert src.tags()["GLGEO_OPTIONS"].endswith(", global_resampling=pil")  # PIL's 8-bit resize, as released
     # an option --released would override, given otherwise, is refused (it was overridden without a word);
     # given as --released sets it, it is not
     clash = run("segment", scene, "-o", tmp_path / "clash.tif", "--model", checkpoints["inria"], "--released",
-                "--blend", "taper", "--footprint", "512", "--edge-margin", "0", "--device", "cpu")
+                "--blend", "taper", "--footprint", "512", "--edge-margin", "0", "--global-resampling", "gdal",
+                "--device", "cpu")
     assert clash.exit_code == 2 and "--released computes as the released code does, which --blend taper, --footprint" \
-        " 512 would change; drop them or --released" in clash.output
+        " 512, --global-resampling gdal would change; drop them or --released" in clash.output
     assert not (tmp_path / "clash.tif").exists()
     same = run("segment", scene, "-o", tmp_path / "same.tif", "--model", checkpoints["inria"], "--released",
                "--blend", "sum", "--footprint", "scene", "--precision", "fp32", "--device", "cpu")

@@ -168,6 +168,36 @@ def test_global_read_is_antialiased_like_pil_bilinear(tmp_path):
     assert np.abs(image[0] - nearest).mean() > 20 / 255  # not aliased decimation
 
 
+def test_global_read_like_pil_is_pils_resize_bit_for_bit(tmp_path):
+    """``global_resampling="pil"``: the released code's global image (PIL's 8-bit bilinear
+    resize, horizontal pass first), for the whole scene and for a context window of a
+    working grid read at half resolution (a fractional box of the file's pixels)."""
+    from glgeo.tiling import PatchWindow
+    from test_pil_resize import pil_two_passes
+
+    data = np.random.default_rng(5).integers(0, 256, (3, 611, 905), dtype=np.uint8)
+    path = write_scene(tmp_path / "scene.tif", data)
+    with SceneReader(inspect_scene(path), global_resampling="pil") as reader:
+        image, valid = reader.read_global((254, 301), "auto", (0.0, 255.0))
+    assert valid.all()
+    np.testing.assert_array_equal(np.rint(image * 255).astype(np.uint8), pil_two_passes(data, (254, 301)))
+    with SceneReader(inspect_scene(path), global_resampling="gdal") as reader:
+        gdal, _ = reader.read_global((254, 301), "auto", (0.0, 255.0))
+    assert 0 < np.abs(gdal - image).max() <= 1.5 / 255  # GDAL's float filter: within a grey level
+    with SceneReader(inspect_scene(path), scale=0.5, global_resampling="pil") as reader:
+        window = PatchWindow(0, 0, 0, 40, 60, 200, 300)  # working-grid px: the file's 80..480 x 120..720
+        raw, _ = reader.read_global_raw((100, 150), window)
+    box = tuple(v * 611 / reader.info.height if i % 2 else v * 905 / reader.info.width
+                for i, v in enumerate((60, 40, 360, 240)))
+    np.testing.assert_array_equal(raw.astype(np.uint8), pil_two_passes(data, (100, 150), box))
+
+
+def test_global_read_like_pil_needs_an_8_bit_scene(tmp_path):
+    path = write_scene(tmp_path / "u16.tif", np.zeros((3, 40, 40), dtype=np.uint16))
+    with pytest.raises(InputError, match=r"global_resampling='pil' .* needs an 8-bit scene; .*u16.tif is uint16"):
+        SceneReader(inspect_scene(path), global_resampling="pil")
+
+
 def test_16_bit_scene_is_stretched_not_clipped(tmp_path):
     rng = np.random.default_rng(3)
     data = rng.integers(0, 4001, size=(3, 120, 120)).astype(np.uint16)
