@@ -243,11 +243,21 @@ def test_ctrl_c_while_the_local_cluster_starts_prints_one_line(tmp_path, scenes,
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
     run = subprocess.Popen([sys.executable, "-c", "from glgeo.cli.main import cli; cli()", *args], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    def command_line(process) -> str:
+        try:
+            return " ".join(process.cmdline())
+        except psutil.Error:  # gone, or a zombie not yet reaped (a spawn helper that ended)
+            return ""
+
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and run.poll() is None:
-            spawned = [p for p in psutil.Process(run.pid).children(recursive=True)
-                       if "spawn_main" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())]
+            try:
+                children = psutil.Process(run.pid).children(recursive=True)
+            except psutil.Error:
+                break
+            lines = [command_line(p) for p in children]
+            spawned = [line for line in lines if "spawn_main" in line and "resource_tracker" not in line]
             if len(spawned) >= 2:  # the workers: their Python is starting
                 break
             time.sleep(0.02)
