@@ -144,7 +144,7 @@ def _refuse_released_conflicts() -> None:
 @click.option("--global-resampling", type=click.Choice(["gdal", "pil"]), default="gdal", show_default=True,
               help="How the global image is made from the scene's pixels: GDAL's antialiased bilinear read, or "
                    "PIL's bilinear resize of the 8-bit image, bit for bit (the released code's; 8-bit scenes only). "
-                   "They differ by up to one grey level.")
+                   "They differ by up to one grey level (beside no data more: PIL's resize sees it as black).")
 @click.option("--released", is_flag=True,
               help="Reproduce the released GLNet computation exactly: --blend sum --logit-upsampling nearest "
                    "--precision fp32 --footprint scene --global-view squeeze --global-margin 0 --context-crop cells "

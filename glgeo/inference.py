@@ -237,7 +237,8 @@ class InferenceSettings:
             default), or PIL's bilinear resize of the 8-bit image, bit for bit, two passes
             each rounded to 8 bits (``pil``: the released code's global image, as Pillow
             computed it before version 13; :mod:`glgeo.pil_resize`). They differ by up to
-            one grey level. ``pil`` needs an 8-bit scene.
+            one grey level, more beside no data, which PIL's resize sees as black (GDAL's
+            leaves it out). ``pil`` needs an 8-bit scene.
         gsd: metres per pixel of a scene whose file does not say (a plain JPEG or PNG);
             used as a georeferenced scene's is, for the reading scale
             (:func:`glgeo.resolution.reading_scale`) and the ``fixed`` global view's ground

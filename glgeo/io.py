@@ -497,6 +497,19 @@ def _clip_to(pw: PatchWindow, height: int, width: int) -> tuple[PatchWindow, tup
     return replace(pw, top=top, left=left, height=bottom - top, width=right - left), reach
 
 
+def check_global_resampling(info: SceneInfo, global_resampling: str) -> None:
+    """Refuse a global resampling the scene cannot have: ``pil`` (PIL's 8-bit resize, the
+    released code's) needs an 8-bit scene."""
+    if global_resampling not in ("gdal", "pil"):
+        raise InputError(f"global_resampling must be gdal or pil, got {global_resampling!r}")
+    if global_resampling == "pil" and np.dtype(info.dtype) != np.uint8:
+        raise InputError(
+            f"global_resampling='pil' (the released code's 8-bit resize) needs an 8-bit scene, as the released code "
+            f"read; {info.path} is {info.dtype}: convert it to 8 bits (gdal_translate -ot Byte -scale), or use "
+            "global_resampling='gdal' (without --released)"
+        )
+
+
 class SceneReader:
     """Reads a scene's global image and patches for GLNet.
 
@@ -532,13 +545,7 @@ class SceneReader:
     ) -> None:
         if nodata_fill not in NODATA_FILLS:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {nodata_fill!r}")
-        if global_resampling == "pil" and np.dtype(info.dtype) != np.uint8:
-            raise InputError(
-                f"global_resampling='pil' (the released code's 8-bit resize) needs an 8-bit scene; {info.path} is "
-                f"{info.dtype}: convert it to 8 bits (gdal_translate -ot Byte -scale) or use global_resampling='gdal'"
-            )
-        if global_resampling not in ("gdal", "pil"):
-            raise InputError(f"global_resampling must be gdal or pil, got {global_resampling!r}")
+        check_global_resampling(info, global_resampling)
         self.source = info
         self.scale = scale
         self.nodata_fill = nodata_fill
@@ -607,7 +614,9 @@ class SceneReader:
     def _resize_like_pil(self, bands: list[int], source: Window | None, size: tuple[int, int]) -> np.ndarray:
         """``source`` (the whole scene: ``None``) of the 8-bit scene resized to ``size`` as
         ``PIL.Image.resize(..., BILINEAR, box=...)`` of the whole image computes it, read a
-        band of rows at a time (:func:`glgeo.pil_resize.resize_rows`), as float32."""
+        band of rows at a time (:func:`glgeo.pil_resize.resize_rows`), as float32. Pixels
+        with no data enter it as 0 (the released code knew no nodata: what a scene without
+        any gets is the released image exactly)."""
         from .pil_resize import resize_rows
 
         height, width = self.source.height, self.source.width
@@ -616,7 +625,11 @@ class SceneReader:
             box = (source.col_off, source.row_off, source.col_off + source.width, source.row_off + source.height)
 
         def read(rows: slice, cols: slice) -> np.ndarray:
-            return self.src.read(bands, window=Window.from_slices(rows, cols))
+            window = Window.from_slices(rows, cols)
+            values = self.src.read(bands, window=window)
+            if self.source.has_mask:  # no data enters the resize as black, as --nodata-fill zero shows it
+                values[:, ~self.src.read_masks(bands, window=window).any(axis=0)] = 0
+            return values
 
         return resize_rows(read, (height, width), size, box=box).astype(np.float32)
 

@@ -100,7 +100,7 @@ def resize_rows(
         size: the output's ``(rows, cols)``.
         box: ``(left, top, right, bottom)`` of the image to resize, in its pixels (may be
             fractional); ``None``: the whole image.
-        max_pixels: input pixels per band of rows read (at least one row).
+        max_pixels: pixels per band of rows, read or out of the horizontal pass (at least one row).
 
     Returns:
         ``(bands, rows, cols)`` uint8.
@@ -115,7 +115,8 @@ def resize_rows(
     rws = coefficients(height, top, bottom, out_h) if vertical else None
     col_lo, col_hi = (int(cols[0].min()), int((cols[0] + cols[1]).max())) if cols else (0, width)
     row_lo, row_hi = (int(rws[0].min()), int((rws[0] + rws[1]).max())) if rws else (0, height)
-    step = max(1, max_pixels // max(1, col_hi - col_lo))
+    # a band's read and, where a narrow scene is widened, its horizontal pass (int64) stay bounded
+    step = max(1, max_pixels // max(1, col_hi - col_lo, out_w if cols is not None else 0))
     acc = None
     done = []
     for a in range(row_lo, row_hi, step):

@@ -54,7 +54,7 @@ from .areas import AreaTally, PixelAreas
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixel
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
-from .io import SceneInfo, SceneReader, inspect_scene, read_error_detail, working_grid
+from .io import SceneInfo, SceneReader, check_global_resampling, inspect_scene, read_error_detail, working_grid
 from .resolution import Scale, coarseness, run_scale, warn_if_stretched
 from .tiling import PatchGrid
 
@@ -251,6 +251,7 @@ def prepare_scene(
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
     warn_of_an_unplaced_output(info)
+    check_global_resampling(info, settings.global_resampling)  # before any block, not in each
     scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
     warn_if_stretched(info, scale)
     if settings.mode is None:

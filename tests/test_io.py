@@ -192,9 +192,26 @@ def test_global_read_like_pil_is_pils_resize_bit_for_bit(tmp_path):
     np.testing.assert_array_equal(raw.astype(np.uint8), pil_two_passes(data, (100, 150), box))
 
 
+def test_global_read_like_pil_sees_no_data_as_black(tmp_path):
+    """The released code knew no nodata: pixels with none enter PIL's resize as 0, as
+    ``--nodata-fill zero`` shows them (the file's nodata value, 255, bled into the valid
+    pixels beside them: 119 where GDAL's read gives 100)."""
+    from test_pil_resize import pil_two_passes
+
+    data = np.full((3, 64, 64), 100, dtype=np.uint8)
+    data[:, :, 40:] = 255
+    path = write_scene(tmp_path / "collar.tif", data, nodata=255)
+    with SceneReader(inspect_scene(path), global_resampling="pil") as reader:
+        raw, valid = reader.read_global_raw((16, 16))
+    black = data.copy()
+    black[:, :, 40:] = 0
+    np.testing.assert_array_equal(raw.astype(np.uint8), pil_two_passes(black, (16, 16)))
+    assert raw[:, :, :9].max() == 100 and valid[:, :9].all()
+
+
 def test_global_read_like_pil_needs_an_8_bit_scene(tmp_path):
     path = write_scene(tmp_path / "u16.tif", np.zeros((3, 40, 40), dtype=np.uint16))
-    with pytest.raises(InputError, match=r"global_resampling='pil' .* needs an 8-bit scene; .*u16.tif is uint16"):
+    with pytest.raises(InputError, match=r"global_resampling='pil' .* needs an 8-bit scene, as the released code read; .*u16.tif is uint16"):
         SceneReader(inspect_scene(path), global_resampling="pil")
 
 

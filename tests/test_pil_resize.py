@@ -71,3 +71,32 @@ def test_coefficients_are_pillows_fixed_point_and_sum_to_one():
     assert first[0] == 0 and (first + count).max() == 2448
     sums = fixed.sum(axis=1)
     assert np.all(np.abs(sums - (1 << 22)) <= count)  # each weight rounded on its own
+
+
+@pytest.mark.parametrize("shape,size,box", [
+    ((40, 30), (40, 55), None),  # rows kept: the horizontal pass alone
+    ((40, 30), (17, 30), None),  # columns kept: the vertical pass alone
+    ((40, 30), (40, 30), (3, 0, 27, 40)),  # same size, a box: the horizontal pass over it
+    ((40, 30), (40, 30), (0, 2.5, 30, 38)),  # the vertical pass over a fractional box
+    ((1, 1), (5, 7), None),
+])
+def test_a_pass_pillow_skips_is_skipped_alike(shape, size, box):
+    image = np.random.default_rng(7).integers(0, 256, (3, *shape), dtype=np.uint8)
+    got = resize_rows(lambda rows, cols: image[:, rows, cols], shape, size, box=box, max_pixels=100)
+    np.testing.assert_array_equal(got, pil_two_passes(image, size, box))
+
+
+def test_a_narrow_scene_widened_keeps_its_bands_of_rows_small():
+    """A strip narrower than the global image, stretched to it (the released code's square
+    view): a band's horizontal pass is as wide as the output, and is bounded too (it took
+    7 GB for 200,000 x 20 px to 508 x 508)."""
+    image = np.random.default_rng(8).integers(0, 256, (3, 5000, 20), dtype=np.uint8)
+    heights = []
+
+    def read(rows, cols):
+        heights.append(rows.stop - rows.start)
+        return image[:, rows, cols]
+
+    got = resize_rows(read, (5000, 20), (100, 508), max_pixels=50_000)
+    np.testing.assert_array_equal(got, pil_two_passes(image, (100, 508)))
+    assert max(heights) * 508 <= 50_000

@@ -91,3 +91,22 @@ def test_split_of_an_area_of_interest_equals_segment(tmp_path, scene, checkpoint
     ref = read(tmp_path / "ref.tif")[0]
     assert (ref == 7).any() and (ref != 7).any()  # nodata outside the box (7: DeepGlobe ids in 3 bits)
     np.testing.assert_array_equal(read(tmp_path / "split.tif")[0], ref)
+
+
+def test_a_16_bit_scene_with_pils_global_resampling_is_refused_before_any_block(tmp_path, checkpoint, monkeypatch):
+    """``global_resampling="pil"`` (``--released``) needs an 8-bit scene: said once, before
+    the blocks run (each block said it, after the cluster had started)."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    import glgeo.batch.split
+
+    path = tmp_path / "u16.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=160, height=192, count=3, dtype="uint16", crs="EPSG:32633",
+                       transform=from_origin(500_000, 4_000_000, 0.5, 0.5)) as dst:
+        dst.write(np.full((3, 192, 160), 1000, dtype=np.uint16))
+    monkeypatch.setattr(glgeo.batch.split, "write_block", lambda *a, **k: pytest.fail("a block ran"))
+    settings = InferenceSettings(device="cpu", min_overlap=8, batch_size=8, footprint=64, global_resampling="pil")
+    with pytest.raises(InputError, match="needs an 8-bit scene"):
+        run_split(path, tmp_path / "split.tif", model=checkpoint, options=BatchOptions(settings=settings),
+                  rows_per_block=1, cols_per_block=1)

@@ -361,8 +361,9 @@ def _worker_deaths_named(client: "Client", names: dict[str, str]) -> Iterator[No
         ours = sorted(names[key] for key in msg.get("processing-tasks", ()) if key in names)
         if ours:
             log.warning(
-                "a Dask worker (%s) died while running %s (out of memory? killed?); the scheduler gives %s to "
-                "another worker", msg.get("worker", "?"), ", ".join(ours), "it" if len(ours) == 1 else "them",
+                "a Dask worker (%s) died while running %s (out of memory? killed?); the scheduler runs %s again on "
+                "another worker unless %s died with its worker too often (retries)", msg.get("worker", "?"),
+                ", ".join(ours), "it" if len(ours) == 1 else "them", "it has" if len(ours) == 1 else "they have",
             )
 
     client.subscribe_topic("all", on_event)
@@ -692,7 +693,14 @@ def _ctrl_c_held_back() -> Iterator[None]:
     # that thread (ensure_running blocks it around its own spawn, then unblocks it)
     resource_tracker.ensure_running()
     noted = []
-    handler = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(signum))
+
+    def note(signum: int, frame: Any) -> None:
+        if noted:  # pressed again: a start that hangs can still be stopped, tracebacks and all
+            raise KeyboardInterrupt
+        noted.append(signum)
+        log.warning("stopping once the local cluster has started (press Ctrl-C again to stop at once)")
+
+    handler = signal.signal(signal.SIGINT, note)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield

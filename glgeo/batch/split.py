@@ -354,8 +354,11 @@ def _record_stop(exc: BaseException, scene: str, out: Path, folder: Path, plan: 
         log.warning("%s", error)
     resumable = any(block_path(folder, b).is_file() for b in plan.blocks)
     again = "run the same command again to resume" if resumable else "run the same command again"
-    if not interrupted or isinstance(exc, Interruption):
+    if isinstance(exc, Interruption):
         log.warning("%s: %s, %s%s: %s", scene, cause, kept, record, again)
+        return None
+    if not interrupted:  # the error says what to do; the finished blocks are kept for the run after
+        log.warning("%s: %s, %s%s", scene, cause, kept, record)
         return None
     return Interruption(f"Interrupted: {out} was not written; {kept}{record}: {again} (or delete that folder)", exc)
 
