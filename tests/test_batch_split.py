@@ -378,3 +378,20 @@ def test_an_interrupted_local_cluster_split_leaves_no_partial_block(tmp_path, sc
         run_split(scene, out, model=checkpoint, options=BatchOptions(settings=SETTINGS), rows_per_block=1,
                   cols_per_block=1, workers=2, progress=stop_after_one)
     assert hidden(folder) == []
+
+
+def test_a_split_stopped_after_its_output_is_written_records_it_done(tmp_path, scene, checkpoint, monkeypatch):
+    """Ctrl-C while the blocks folder is removed, after the output was assembled: the
+    manifest said nothing of the finished output (it was written after the removal)."""
+    import glgeo.batch.split
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(glgeo.batch.split.shutil, "rmtree", interrupted)
+    out = tmp_path / "split.tif"
+    with pytest.raises(KeyboardInterrupt):
+        run_split(scene, out, model=checkpoint, options=BatchOptions(settings=SETTINGS, manifest=tmp_path / "m.json"),
+                  rows_per_block=1, cols_per_block=1)
+    (row,) = read_manifest(tmp_path / "m.json")
+    assert out.is_file() and row["status"] == "done" and row["class_areas"]

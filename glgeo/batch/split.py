@@ -520,7 +520,6 @@ def run_split(
             assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
                                  output_options=options.output_options, tags=provenance.tags())
             recorded = True  # the output is complete: no "not written" from here on
-            shutil.rmtree(folder, ignore_errors=True)
             seconds = time.perf_counter() - started
             stats.timings.write += assembled.seconds
             stats.timings.total = seconds
@@ -534,7 +533,8 @@ def run_split(
                 nodata_pixels=int(assembled.counts[NODATA_ID]), model=str(checkpoint.path or reference), stats=stats,
                 scale=split.scale, provenance=provenance,
             )  # fmt: skip
-            manifest("done", blocks, summary=summary)
+            manifest("done", blocks, summary=summary)  # before the blocks go: a Ctrl-C meanwhile leaves it said
+            shutil.rmtree(folder, ignore_errors=True)
             log.info("wrote %s from %d blocks in %.1f s (assembly %.1f s)", out_path, len(blocks), seconds, assembled.seconds)
         except BaseException as exc:
             if recorded:
