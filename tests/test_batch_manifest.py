@@ -67,3 +67,19 @@ def test_failures_differing_only_in_their_scene_are_one_reason():
         "2 scenes (e.g. x/a): SceneError: cannot open 'x/a' as a raster",
         "1 scene (/in/c.tif): SceneError: /in/c.tif: band 4 is missing",
     ]
+
+
+@pytest.mark.parametrize("text", ["", "path\n", "tiles/a.tif\n", '{"scenes": []}'])
+def test_an_empty_or_one_line_file_of_the_users_is_no_manifest_to_replace(tmp_path, text):
+    """A one-path list, a header-only or empty CSV read as no rows, which counted as a glgeo
+    manifest: a batch replaced it without --overwrite."""
+    from glgeo.batch.manifest import check_manifest_target
+    from glgeo.errors import OutputError
+
+    path = tmp_path / ("mine.json" if text.startswith("{") else "mine.csv")
+    path.write_text(text)
+    with pytest.raises(OutputError, match="already exists and is no glgeo manifest"):
+        check_manifest_target(path, overwrite=False)
+    check_manifest_target(path, overwrite=True)
+    write_manifest(_result(), tmp_path / "ours.csv")  # a manifest of glgeo's own is replaced by a rerun
+    check_manifest_target(tmp_path / "ours.csv", overwrite=False)

@@ -245,16 +245,26 @@ def check_manifest_target(path: Path, overwrite: bool, inputs: Sequence[str | os
         raise OutputError(f"manifest {str(path)!r} is a list of the scenes given; choose another name for the manifest")
     if overwrite or not path.exists():
         return
-    try:
-        rows = read_manifest(path)
-        ours = all(isinstance(row, dict) and {"input", "status"} <= set(row) for row in rows)
-    except InputError:
-        ours = False
-    if not ours:
+    if not _is_manifest(path):
         raise OutputError(
             f"manifest {str(path)!r} already exists and is no glgeo manifest; pass overwrite=True to replace it, or"
             " choose another name"
         )
+
+
+def _is_manifest(path: Path) -> bool:
+    """Whether ``path`` is a manifest :func:`write_manifest` wrote: a CSV whose header has
+    its ``input`` and ``status`` columns, or a JSON object of scene rows that have them (an
+    empty file, a header-only or one-line CSV of the user's is none)."""
+    try:
+        rows = read_manifest(path)
+        if path.suffix.lower() == ".csv":
+            with open(path, encoding="utf-8", newline="") as handle:
+                header = csv.DictReader(handle).fieldnames or []
+            return {"input", "status"} <= set(header)
+    except (InputError, OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return bool(rows) and all(isinstance(row, dict) and {"input", "status"} <= set(row) for row in rows)
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
