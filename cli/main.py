@@ -17,6 +17,7 @@ import re
 import signal
 import sys
 import threading
+import time
 import warnings
 from typing import Iterator
 
@@ -155,18 +156,31 @@ def interrupted_status(exc: BaseException) -> int:
     return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 128 + signal.SIGINT
 
 
+#: A SIGTERM this soon after the first is the same stop sent twice, not a second one.
+_SECOND_SIGTERM_S = 1.0
+
+
 @contextlib.contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
     """While a command runs, SIGTERM raises :class:`Terminated` in the main thread (as Ctrl-C
     raises KeyboardInterrupt), so outputs are cleaned up before the exit; a second SIGTERM
-    ends the process at once."""
+    ends the process at once, unless it comes within a second of the first: GNU
+    ``timeout`` sends its signal to the command and to its process group, so the command
+    gets it twice at once, and the second ended it before the first's cleanup had said
+    anything (half the time, on a split)."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set in the main thread
         return
+    first: list[float] = []
 
     def terminate(signum: int, frame: object) -> None:
+        if not first:
+            first.append(time.monotonic())
+            raise Terminated()
+        if time.monotonic() - first[0] < _SECOND_SIGTERM_S:
+            return  # the same stop, sent twice
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        raise Terminated()
+        os.kill(os.getpid(), signal.SIGTERM)
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,34 @@ def test_sigterm_cleans_up_as_ctrl_c_does_and_exits_143(tmp_path, tiny_checkpoin
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
     assert signal.getsignal(signal.SIGTERM) is previous  # the command's handler is gone with it
+
+
+@pytest.mark.parametrize("gap_s,survives", [(0.0, True), (1.3, False)])
+def test_a_sigterm_sent_twice_at_once_is_one_stop(gap_s, survives):
+    """GNU ``timeout`` signals the command and its process group: two SIGTERMs at once. The
+    second ended the command with no word while the first's cleanup ran (a split left its
+    temporary blocks, half the time); now only a second SIGTERM a second or more later
+    ends it at once."""
+    import subprocess
+
+    script = (
+        "import os, signal, time\n"
+        "from glgeo.cli.main import Terminated, _sigterm_interrupts\n"
+        "with _sigterm_interrupts():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(1)\n"
+        "    except Terminated:\n"
+        f"        time.sleep({gap_s})\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)  # while the first one's cleanup runs\n"
+        "        time.sleep(0.2)\n"
+        "        print('cleaned up')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    if survives:
+        assert done.returncode == 0 and done.stdout.strip() == "cleaned up", done.stderr
+    else:
+        assert done.returncode == -15 and "cleaned up" not in done.stdout
 
 
 def test_quiet_silences_warnings_here_and_in_the_processes_dask_starts(monkeypatch):
