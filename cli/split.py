@@ -104,11 +104,13 @@ def run_split_from_cli(
     if quiet:
         return
     stats, counts, plan = summary.stats, result.counts, result.plan
+    windows = plan.windows[0] * plan.windows[1]
+    computations = plan.windows_computed
     what = (
         f"{plural(plan.windows[0] * plan.windows[1], 'context window')} in {plural(len(plan.blocks), 'block')}"
         f" {where_it_ran(result.workers)}"
-        f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {100 * (plan.overhead - 1):.0f} % of"
-        f" the windows computed twice at block edges), {plural(stats.computed, 'patch')} computed"
+        f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {computations} window computations"
+        f" for {windows} windows: each block computes the windows it touches), {plural(stats.computed, 'patch')} computed"
     )
     echo_segment_summary(summary, what, report.get("vector"))
     if result.manifest is not None:

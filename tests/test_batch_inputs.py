@@ -82,7 +82,7 @@ def test_one_file_named_two_ways_is_one_scene_with_one_warning(tmp_path, monkeyp
     assert scenes == ["in/a/t.tif", "linked/u.tif"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
-        f"2 scenes were named more than once (e.g. 'in/a/t.tif' given again as '{tmp_path / 'in' / 'a' / 't.tif'}'):"
+        f"1 file was named more than once (e.g. 'in/a/t.tif' given again as '{tmp_path / 'in' / 'a' / 't.tif'}'):"
         " each file runs once, under the name it was first given"
     ]
     assert [job.output.name for job in plan_jobs(scenes, tmp_path / "out")] == ["t.tif", "u.tif"]

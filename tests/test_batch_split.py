@@ -43,7 +43,7 @@ def test_a_scene_of_one_block_runs_in_this_process_and_says_how_to_spread_it(tmp
         result = run_split(scene, tmp_path / "one.tif", model=checkpoint, options=BatchOptions(settings=SETTINGS), workers=3)
     assert result.workers == "in-process" and len(result.plan.blocks) == 1
     assert (f"{scene}: its 4 x 3 context windows make 1 block for 3 workers: segmenting it in this process; "
-            "rows_per_block=1 makes 4 blocks (windows at block edges are computed twice)") in caplog.text
+            "rows_per_block=1 makes 4 blocks (windows at block edges are computed by each block they touch)") in caplog.text
     np.testing.assert_array_equal(read(tmp_path / "one.tif")[0], ref_classes)
 
 
@@ -79,7 +79,7 @@ def test_fewer_blocks_than_workers_is_said_with_blocks_that_spread_them(size, bl
     text = "\n".join(r.getMessage() for r in caplog.records)
     if said:
         assert text.startswith("s.tif: its ") and text.endswith(said + ("" if said.endswith("process") else
-                                                                         " (windows at block edges are computed twice)"))
+                                                                         " (windows at block edges are computed by each block they touch)"))
     else:
         assert text == ""
 

@@ -123,9 +123,10 @@ def _once_each(scenes: Sequence[str]) -> list[str]:
     if repeats:
         kept, again = repeats[0]
         example = f"{kept!r} given again" if again == kept else f"{kept!r} given again as {again!r}"
+        files = len({first_name for first_name, _ in repeats})
         log.warning(
-            "%d scene%s named more than once (e.g. %s): each file runs once, under the name it was first given",
-            len(repeats), "s were" if len(repeats) > 1 else " was", example,
+            "%d file%s named more than once (e.g. %s): each file runs once, under the name it was first given",
+            files, "s were" if files > 1 else " was", example,
         )
     return list(first.values())
 

@@ -246,7 +246,7 @@ def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: in
     advice = ""
     if count > blocks:
         shape = f"rows_per_block={rows}" + ("" if cols is None else f", cols_per_block={cols}")
-        advice = f"; {shape} makes {count} blocks (windows at block edges are computed twice)"
+        advice = f"; {shape} makes {count} blocks (windows at block edges are computed by each block they touch)"
     if pending == 1:
         where = "segmenting it in this process" if blocks == 1 else "segmenting the one left in this process"
     else:
