@@ -226,6 +226,8 @@ def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
     try:
         with atomic_path(target) as tmp:
             tmp.write_text(text, encoding="utf-8")
+    except OutputError:
+        raise  # says what to do
     except OSError as exc:
         raise OutputError(f"cannot write the manifest {str(target)!r}: {exc}; check the folder exists and is writable") from None
     return target

@@ -469,6 +469,11 @@ def run_batch(
                 "or give another out_dir"
             ) from None
     _check_writable({j.output.parent for j in jobs if not all(outputs_done(j, options))})
+    if options.manifest is not None:
+        _check_writable({options.manifest.absolute().parent}, "the manifest's folder", "the manifest another path")
+    if options.vector_merge is not None:
+        _check_writable({options.vector_merge.absolute().parent}, "the merged GeoPackage's folder",
+                        "the merged GeoPackage another path")
     reference = _model_reference(model)
     _refuse_outputs_made_otherwise(jobs, reference, options)
     run = _Run(jobs, options, progress, "in-process")
@@ -528,10 +533,11 @@ def run_batch(
     return result
 
 
-def _check_writable(folders: set[Path]) -> None:
+def _check_writable(folders: set[Path], what: str = "the output folder", other: str = "another out_dir") -> None:
     """Refuse output folders this process cannot write in, before any scene runs (a
-    read-only folder failed each scene as it wrote, one by one). Tried with a file, which
-    tells a read-only mount or an ACL as well as the mode bits."""
+    read-only folder failed each scene as it wrote, one by one; a manifest's or a merge's,
+    after every scene had run). Tried with a file, which tells a read-only mount or an ACL
+    as well as the mode bits."""
     import tempfile
 
     for folder in sorted(folders):
@@ -539,8 +545,7 @@ def _check_writable(folders: set[Path]) -> None:
             handle, path = tempfile.mkstemp(prefix=".glgeo-write-check.", dir=folder)
         except OSError as exc:
             raise OutputError(
-                f"cannot write in the output folder {str(folder)!r}: {exc.strerror or exc}; make it writable, "
-                "or give another out_dir"
+                f"cannot write in {what} {str(folder)!r}: {exc.strerror or exc}; make it writable, or give {other}"
             ) from None
         os.close(handle)
         os.unlink(path)
