@@ -138,22 +138,43 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
     if other_scene:
         job, grid, scene_grid = other_scene[0]
         raise InputError(
-            f"{len(other_scene)} of the {len(jobs)} scenes' outputs are there from another scene of the same name"
+            f"{_outputs_of(len(other_scene), len(jobs))} there from another scene of the same name"
             f" ({job.output}: {_describe_grid(grid)}; {job.scene}: {_describe_grid(scene_grid)}): {remedy}"
         )
     if other_model:
         job, made = other_model[0]
         raise InputError(
-            f"{len(other_model)} of the {len(jobs)} scenes' outputs are there from another model ({job.output}: "
+            f"{_outputs_of(len(other_model), len(jobs))} there from another model ({job.output}: "
             f"{made.model}, SHA-256 {made.model_sha256[:12]}...; this batch's model: {path.name}, {ours[:12]}...): "
             f"{remedy}"
         )
     if other_options:
         job, made = other_options[0]
         raise InputError(
-            f"{len(other_options)} of the {len(jobs)} scenes' outputs are there, made with other options "
+            f"{_outputs_of(len(other_options), len(jobs))} there, made with other options "
             f"({job.output}: {made.options}; this batch: {our_options}): {remedy}"
         )
+
+
+@contextlib.contextmanager
+def _gdal_warnings_muted() -> Iterator[None]:
+    """GDAL's warnings left unsaid while finished outputs are looked at: a truncated one
+    printed five raw ``CPLE_AppDefined ... tags apparently corrupt`` lines before its row's
+    error, which says what to do (delete it). GDAL's errors still raise."""
+    gdal_log = logging.getLogger("rasterio._env")
+    level = gdal_log.level
+    gdal_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        gdal_log.setLevel(level)
+
+
+def _outputs_of(count: int, total: int) -> str:
+    """``the output of the scene is`` / ``the outputs of 3 of the 12 scenes are``."""
+    if total == 1:
+        return "the scene's output is"
+    return f"the output{'s' if count > 1 else ''} of {count} of the {total} scenes {'are' if count > 1 else 'is'}"
 
 
 def _without_own_files(scenes: list[str], options: BatchOptions) -> list[str]:
@@ -475,10 +496,12 @@ def run_batch(
         _check_writable({options.vector_merge.absolute().parent}, "the merged GeoPackage's folder",
                         "the merged GeoPackage another path")
     reference = _model_reference(model)
-    _refuse_outputs_made_otherwise(jobs, reference, options)
+    with _gdal_warnings_muted():  # a damaged output: said in its row, not in GDAL's words first
+        _refuse_outputs_made_otherwise(jobs, reference, options)
     run = _Run(jobs, options, progress, "in-process")
     try:
-        pending = _skip_finished(run)
+        with _gdal_warnings_muted():
+            pending = _skip_finished(run)
         if not pending:
             log.info("the outputs of all %d scenes are there: nothing to run", len(jobs))
         elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one scene: only its start-up
