@@ -8,9 +8,13 @@ then rows) each round to 8 bits. GDAL's bilinear read (glgeo's default global im
 applies the same filter in floating point, so the two differ by up to one grey level.
 :func:`resize_rows` repeats Pillow's arithmetic (``libImaging/Resample.c``: the
 coefficients, their rounding, the order of the passes and their rounding) without holding
-the image: it reads the rows each band of output rows needs, so its memory is a few
-hundred rows of the scene however long the scene is. The tests compare it with Pillow on
-images of many sizes, bit for bit.
+the image: it reads the scene a band of rows at a time (``max_pixels`` bounds a band, read
+or through the horizontal pass) and adds each band to the output rows it reaches, so its
+memory does not grow with the scene. The passes run in the order every Pillow before
+version 13 ran them, the one the released models were trained with; Pillow 13 runs the
+vertical pass first where the height shrinks much more than the width (one grey level
+apart on some pixels). The tests compare it with Pillow on images of many sizes, bit for
+bit.
 
 Example:
     >>> import numpy as np
@@ -30,6 +34,7 @@ __all__ = ["PRECISION_BITS", "coefficients", "resize_rows"]
 
 #: Pillow's fixed-point precision for 8-bit images (``32 - 8 - 2``).
 PRECISION_BITS = 22
+
 
 def coefficients(in_size: int, in0: float, in1: float, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pillow's bilinear taps from ``[in0, in1)`` of an axis of ``in_size`` pixels onto
