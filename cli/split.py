@@ -38,7 +38,7 @@ def run_split_from_cli(
     """Segment one scene split into blocks on a Dask cluster and report it as ``glgeo
     segment SCENE -o OUT`` does (plus the blocks)."""
     from glgeo.batch import BatchOptions, require_distributed, run_split
-    from glgeo.batch.split import blocks_folder
+    from glgeo.batch.split import blocks_folder, blocks_kept
     from glgeo.errors import Interruption
     from glgeo.split import DEFAULT_BLOCK_ROWS
     from glgeo.writer import OutputOptions
@@ -75,11 +75,9 @@ def run_split_from_cli(
         folder = blocks_folder(Path(out))
         if not folder.is_dir():
             raise
-        finished = len(list(folder.glob("block-*.tif")))
-        kept = (f"{plural(finished, 'finished block')} {'is' if finished == 1 else 'are'} kept in {folder}: run the"
-                " same command again to resume" if finished else
-                f"no block was finished ({folder} holds only the plan): run the same command again")
-        raise Interrupted(f"Interrupted: {out} was not written; {kept} (or delete that folder)", exc) from None
+        finished, kept = blocks_kept(folder)
+        again = "run the same command again to resume" if finished else "run the same command again"
+        raise Interrupted(f"Interrupted: {out} was not written; {kept}: {again} (or delete that folder)", exc) from None
     summary = result.summary
     report = summary.to_dict()
     report["blocks"] = [b.to_dict() for b in result.blocks]
@@ -105,11 +103,10 @@ def run_split_from_cli(
         return
     stats, counts, plan = summary.stats, result.counts, result.plan
     windows = plan.windows[0] * plan.windows[1]
-    computations = plan.windows_computed
     what = (
-        f"{plural(plan.windows[0] * plan.windows[1], 'context window')} in {plural(len(plan.blocks), 'block')}"
+        f"{plural(windows, 'context window')} in {plural(len(plan.blocks), 'block')}"
         f" {where_it_ran(result.workers)}"
-        f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {computations} window computations"
+        f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {plan.windows_computed} window computations"
         f" for {windows} windows: each block computes the windows it touches), {plural(stats.computed, 'patch')} computed"
     )
     echo_segment_summary(summary, what, report.get("vector"))

@@ -22,17 +22,38 @@ def _folder(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def unwritable_folder_error(folder: str | os.PathLike, exc: OSError | None = None) -> OutputError:
+def unwritable_folder_error(
+    folder: str | os.PathLike, exc: OSError | None = None, what: str = "the output folder",
+    advice: str = "choose a writable folder",
+) -> OutputError:
     """The error for an output folder glgeo cannot create files in (read-only, no permission).
 
     Args:
         folder: the folder.
         exc: the error creating or renaming a file there raised, for its reason.
+        what: the folder in words (``the manifest's folder``).
+        advice: what to do.
     """
     reason = f" ({exc.strerror})" if exc is not None and exc.strerror else ""
-    return OutputError(
-        f"cannot write in the output folder {os.fspath(folder)!r}{reason}; choose a writable folder"
-    )
+    return OutputError(f"cannot write in {what} {os.fspath(folder)!r}{reason}; {advice}")
+
+
+def check_folder_writable(
+    folder: str | os.PathLike, what: str = "the output folder", advice: str = "choose a writable folder"
+) -> None:
+    """Refuse, before any work, a folder this process cannot create files in.
+
+    ``access()`` says no for a read-only file system, an immutable folder and an ACL too,
+    root included.
+
+    Raises:
+        OutputError: the folder does not exist, or cannot be written in (``what`` and
+            ``advice`` word it).
+    """
+    if not os.path.isdir(folder):
+        raise OutputError(f"{what} {os.fspath(folder)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise unwritable_folder_error(folder, what=what, advice=advice)
 
 
 def remove_quietly(paths: Iterable[str | os.PathLike]) -> None:
@@ -69,9 +90,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool, inputs: tuple
             raise OutputError(f"output {str(out)!r} is the same file as the input; choose another name")
     if out.exists() and not overwrite:
         raise OutputError(f"output {str(out)!r} already exists; pass overwrite=True to replace it")
-    # access() also says no for root on a read-only file system (EROFS)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise unwritable_folder_error(parent)
+    check_folder_writable(parent)
     return out
 
 

@@ -4,7 +4,6 @@ cluster, and the messages for bad combinations."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import pytest
@@ -304,9 +303,7 @@ def test_a_read_only_out_dir_is_refused_before_any_scene(read_only_folder, scene
     result = segment_cli(scenes[0], scenes[1], "--out-dir", read_only_folder, *cli_options(checkpoint))
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
-        f"Error: cannot write in the output folder '{read_only_folder}': "
-        + ("Operation not permitted" if "Operation not permitted" in result.stderr else "Permission denied")
-        + "; make it writable, or give another --out-dir"
+        f"Error: cannot write in the output folder '{read_only_folder}'; make it writable, or give another --out-dir"
     ], result.stderr
     assert result.stdout == ""
     # a folder to create in it: the same, one line that says what to do
@@ -321,13 +318,12 @@ def test_a_manifest_or_merge_in_a_read_only_folder_is_refused_before_any_scene(r
                                                                                tmp_path):
     """Found out after every scene had run, with a doubled advice ('choose a writable folder;
     check the folder exists and is writable')."""
-    reason = "(Operation not permitted|Permission denied)"
     out = tmp_path / "out"
     result = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--manifest", read_only_folder / "m.json",
                          *cli_options(checkpoint))
     assert result.exit_code == 1 and not any(out.glob("*.tif")), result.stderr
-    assert re.fullmatch(f"Error: cannot write in the manifest's folder '{read_only_folder}': {reason}; make it writable,"
-                        " or give the manifest another path", result.stderr.strip()), result.stderr
+    assert result.stderr.strip() == (f"Error: cannot write in the manifest's folder '{read_only_folder}'; make it"
+                                     " writable, or give the manifest another path"), result.stderr
     result = segment_cli(scenes[0], scenes[1], "--out-dir", out, "--vectors", "--vector-merge",
                          read_only_folder / "all.gpkg", *cli_options(checkpoint))
     assert result.exit_code == 1 and not any(out.glob("*.tif")), result.stderr

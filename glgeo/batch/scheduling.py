@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from ..atomic import check_folder_writable
 from ..errors import GlgeoError, InputError, Interruption, MissingDependencyError, OutputError
 from ..progress import ProgressCallback
 from .inputs import expand_inputs, is_remote
@@ -489,12 +490,14 @@ def run_batch(
                 f"cannot create the output folder {str(folder)!r}: {exc.strerror or exc}; create it yourself, "
                 "or give another out_dir"
             ) from None
-    _check_writable({j.output.parent for j in jobs if not all(outputs_done(j, options))})
-    if options.manifest is not None:
-        _check_writable({options.manifest.absolute().parent}, "the manifest's folder", "the manifest another path")
-    if options.vector_merge is not None:
-        _check_writable({options.vector_merge.absolute().parent}, "the merged GeoPackage's folder",
-                        "the merged GeoPackage another path")
+    # a read-only folder failed each scene as it wrote; a manifest's or a merge's, after every scene
+    for folder in sorted({j.output.parent for j in jobs if not all(outputs_done(j, options))}):
+        check_folder_writable(folder, advice="make it writable, or give another out_dir")
+    for target, what in ((options.manifest, "the manifest"), (options.vector_merge, "the merged GeoPackage")):
+        if target is not None:
+            check_folder_writable(
+                target.absolute().parent, f"{what}'s folder", f"make it writable, or give {what} another path"
+            )
     reference = _model_reference(model)
     with _gdal_warnings_muted():  # a damaged output: said in its row, not in GDAL's words first
         _refuse_outputs_made_otherwise(jobs, reference, options)
@@ -554,24 +557,6 @@ def run_batch(
         len(jobs), result.counts["done"], result.counts["skipped"], result.counts["failed"], result.seconds,
     )
     return result
-
-
-def _check_writable(folders: set[Path], what: str = "the output folder", other: str = "another out_dir") -> None:
-    """Refuse output folders this process cannot write in, before any scene runs (a
-    read-only folder failed each scene as it wrote, one by one; a manifest's or a merge's,
-    after every scene had run). Tried with a file, which tells a read-only mount or an ACL
-    as well as the mode bits."""
-    import tempfile
-
-    for folder in sorted(folders):
-        try:
-            handle, path = tempfile.mkstemp(prefix=".glgeo-write-check.", dir=folder)
-        except OSError as exc:
-            raise OutputError(
-                f"cannot write in {what} {str(folder)!r}: {exc.strerror or exc}; make it writable, or give {other}"
-            ) from None
-        os.close(handle)
-        os.unlink(path)
 
 
 def _interrupted(run: _Run, unfinished: str = "") -> str:

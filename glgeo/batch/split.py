@@ -299,12 +299,17 @@ def _summed_stats(rows: Sequence[BlockResult], plan: SplitPlan) -> InferenceStat
     return total
 
 
-def _kept(folder: Path, plan: SplitPlan) -> str:
-    """What an unfinished split leaves for the next run, in words."""
-    finished = sum(block_path(folder, b).is_file() for b in plan.blocks)
-    if not finished:
-        return f"no block was finished ({folder} holds only the plan)"
-    return f"{finished} of {len(plan.blocks)} blocks are finished, kept in {folder}"
+def blocks_kept(folder: Path, plan: SplitPlan | None = None) -> tuple[int, str]:
+    """How many blocks an unfinished split leaves for the next run in ``folder``, and that
+    in words (``2 of 3 blocks are finished, kept in FOLDER``; without the ``plan``, a
+    split stopped before it was made, ``2 finished blocks are kept in FOLDER``)."""
+    if plan is not None:
+        finished = sum(block_path(folder, b).is_file() for b in plan.blocks)
+        kept = f"{finished} of {len(plan.blocks)} blocks are finished, kept in {folder}"
+    else:
+        finished = len(list(folder.glob("block-*.tif")))
+        kept = f"{finished} finished block{'s are' if finished > 1 else ' is'} kept in {folder}"
+    return finished, kept if finished else f"no block was finished ({folder} holds only the plan)"
 
 
 def _failure_reason(failed: Sequence[BlockResult], total: int) -> str:
@@ -343,7 +348,7 @@ def _record_stop(exc: BaseException, scene: str, out: Path, folder: Path, plan: 
                 why = "the split was interrupted" if interrupted else f"the split stopped: {_describe(exc)}"
                 row = BlockResult(b.name, b.box, b.windows, "failed", error=f"not run ({why})")
         blocks.append(row)
-    kept = _kept(folder, plan)
+    finished, kept = blocks_kept(folder, plan)
     cause = "interrupted" if interrupted else f"stopped by {_describe(exc)}"
     record = ""
     try:
@@ -352,8 +357,7 @@ def _record_stop(exc: BaseException, scene: str, out: Path, folder: Path, plan: 
             record = f" (each block's row is in {manifest_path})"
     except OutputError as error:
         log.warning("%s", error)
-    resumable = any(block_path(folder, b).is_file() for b in plan.blocks)
-    again = "run the same command again to resume" if resumable else "run the same command again"
+    again = "run the same command again to resume" if finished else "run the same command again"
     if isinstance(exc, Interruption):
         log.warning("%s: %s, %s%s: %s", scene, cause, kept, record, again)
         return None
@@ -502,7 +506,7 @@ def run_split(
             failed = [b for b in blocks if b.status == "failed"]
             if failed:
                 reason = _failure_reason(failed, len(blocks))
-                kept = _kept(folder, plan)
+                kept = blocks_kept(folder, plan)[1]
                 manifest("failed", blocks, reason)
                 recorded = True
                 where_listed = f" (each block's error is in {options.manifest})" if options.manifest is not None else ""
