@@ -80,7 +80,7 @@ import torch.nn.functional as F
 from .blend import BLEND_RULES, BlendRule, RowBand, RowBandBlender, WindowAccumulator
 from .device import Precision, autocast, default_batch_size, resolve_device, resolve_precision
 from .errors import InputError, InternalError, OutputError
-from .io import NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
+from .io import GLOBAL_RESAMPLINGS, NODATA_FILLS, NodataFill, PatchBatch, SceneReader, StretchSpec
 from .modes import Mode
 from .progress import ProgressCallback
 from .provenance import context_rule
@@ -107,9 +107,6 @@ log = logging.getLogger(__name__)
 GLOBAL_VIEWS: tuple[str, ...] = ("fixed", "squeeze")
 #: How a patch's G->L context is cut (:attr:`InferenceSettings.context_crop`).
 CONTEXT_CROPS: tuple[str, ...] = ("exact", "cells")
-
-#: How the global image is resampled from the scene (:attr:`InferenceSettings.global_resampling`).
-GLOBAL_RESAMPLINGS: tuple[str, ...] = ("gdal", "pil")
 #: Where patch grids and global images start (:attr:`InferenceSettings.grid_anchor`).
 GRID_ANCHORS: tuple[str, ...] = ("world", "scene")
 #: The ``fixed`` global view's global size over the checkpoint's: its training showed the

@@ -497,11 +497,16 @@ def _clip_to(pw: PatchWindow, height: int, width: int) -> tuple[PatchWindow, tup
     return replace(pw, top=top, left=left, height=bottom - top, width=right - left), reach
 
 
+#: How the global image is made from the scene's pixels (``global_resampling``): GDAL's
+#: antialiased bilinear read, or PIL's 8-bit bilinear resize (:mod:`glgeo.pil_resize`).
+GLOBAL_RESAMPLINGS: tuple[str, ...] = ("gdal", "pil")
+
+
 def check_global_resampling(info: SceneInfo, global_resampling: str) -> None:
     """Refuse a global resampling the scene cannot have: ``pil`` (PIL's 8-bit resize, the
     released code's) needs an 8-bit scene."""
-    if global_resampling not in ("gdal", "pil"):
-        raise InputError(f"global_resampling must be gdal or pil, got {global_resampling!r}")
+    if global_resampling not in GLOBAL_RESAMPLINGS:
+        raise InputError(f"global_resampling must be one of {', '.join(GLOBAL_RESAMPLINGS)}, got {global_resampling!r}")
     if global_resampling == "pil" and np.dtype(info.dtype) != np.uint8:
         raise InputError(
             f"global_resampling='pil' (the released code's 8-bit resize) needs an 8-bit scene, as the released code "
