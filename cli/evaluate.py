@@ -52,12 +52,24 @@ def _check_report(json_path: Path, overwrite: bool) -> None:
 
 #: Options that set how a model predicts or which scenes it reads: not for --pred/--truth.
 _MODEL_ONLY = ("kind", "root", "images", "labels", "label_field", "layer", "split_file", "val_cities", "split_seed",
-               "part", "scale", "mode", "device", "precision", "batch_size")
+               "part", "scale", "mode", "device", "precision", "batch_size", "released")
 
 
 def _given(ctx: click.Context) -> list[click.Parameter]:
     """The options given on the command line (not left at their defaults)."""
     return [p for p in ctx.command.params if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+
+
+def _inference_settings(device: str, precision: str, batch_size: int | None, mode: str | None, released: bool):
+    """How --model segments each image: glgeo's defaults, or with --released the released code's."""
+    from glgeo.inference import InferenceSettings
+
+    if released:
+        from .main import refuse_released_conflicts
+
+        refuse_released_conflicts()
+        return InferenceSettings.released(device=device, batch_size=batch_size, mode=mode)
+    return InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)  # type: ignore[arg-type]
 
 
 def _flag(param: click.Parameter) -> str:
@@ -105,6 +117,10 @@ def _given_options(ctx: click.Context) -> dict:
 @click.option("--mode", type=click.Choice(MODES), default=None,
               help="GLNet mode to score (e.g. global for the global branch alone). Default: the model's own.")
 @click.option("--tta", is_flag=True, help="With --model: test-time augmentation, as in glgeo segment --tta.")
+@click.option("--released", is_flag=True,
+              help="With --model: score the released GLNet computation, as glgeo segment --released computes it "
+                   "(one global image of each whole image resized by PIL, plain sums, nearest upsampling, fp32; "
+                   "8-bit images only): for the paper's figures with checkpoints from glgeo import-glnet.")
 @click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
               help="With --model: 1-based bands fed to it, as in glgeo segment. Default: the bands the model was "
                    "trained on, where it records others than 1,2,3; else the bands the file labels red, green and "
@@ -119,8 +135,8 @@ def _given_options(ctx: click.Context) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON instead of the table (as segment --json).")
 @click.pass_context
 def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, images, labels, label_field, layer, split_file,
-             val_cities, split_seed, part, scale, gsd, mode, tta, bands, device, precision, batch_size, json_path,
-             overwrite, as_json) -> None:
+             val_cities, split_seed, part, scale, gsd, mode, tta, released, bands, device, precision, batch_size,
+             json_path, overwrite, as_json) -> None:
     """Confusion matrix, per-class IoU, mIoU, building IoU (Inria) and pixel accuracy.
 
     Either compare prediction rasters with truth rasters, window by window:
@@ -186,12 +202,11 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             raise click.UsageError("--scale, --gsd and --scheme do not apply to --images: the model's own scheme and resolution are used")
         from glgeo.evaluate import evaluate_imagery
         from glgeo.geodata import expand_images
-        from glgeo.inference import InferenceSettings
 
         files = expand_images(images)
         if json_path is not None:
             _check_report(json_path, overwrite)
-        settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
+        settings = _inference_settings(device, precision, batch_size, mode, released)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo", "evaluate"):
             report = evaluate_imagery(model, files, labels, label_field=label_field, layer=layer,
                                       settings=settings, progress=progress, tta=tta, bands=bands)
@@ -204,7 +219,6 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
             raise click.UsageError("--model needs --dataset and --root (and optionally a split)")
         from glgeo.datasets import open_dataset
         from glgeo.evaluate import evaluate_model
-        from glgeo.inference import InferenceSettings
         from glgeo.splits import make_split
 
         collection = open_dataset(kind, root, _scheme(scheme) if scheme else None)
@@ -218,7 +232,7 @@ def evaluate(ctx, preds, truths, truth_encoding, scheme, model, kind, root, imag
         names = split.part(part)
         if not names:
             raise InputError(f"the {part} part of the split is empty; choose another --part or split")
-        settings = InferenceSettings(device=device, precision=precision, batch_size=batch_size, mode=mode)
+        settings = _inference_settings(device, precision, batch_size, mode, released)
         with progress_bar(ctx, unit="image", desc="evaluate") as progress, logs_in_flag_terms("glgeo", "evaluate"):
             report = evaluate_model(
                 model, collection, names, settings, scale=scale, progress=progress, tta=tta, gsd=gsd, bands=bands

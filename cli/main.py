@@ -156,6 +156,24 @@ def interrupted_status(exc: BaseException) -> int:
     return 128 + signal.SIGTERM if isinstance(exc, Terminated) else 128 + signal.SIGINT
 
 
+def refuse_released_conflicts() -> None:
+    """--released with an option given on the command line that it would override (each
+    command has some of :data:`glgeo.inference.RELEASED_SETTINGS` as options)."""
+    from glgeo.inference import RELEASED_SETTINGS
+
+    ctx = click.get_current_context()
+    clashes = [
+        f"--{name.replace('_', '-')} {ctx.params[name]}" for name, value in RELEASED_SETTINGS.items()
+        if name in ctx.params and ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+        and ctx.params[name] != value
+    ]
+    if clashes:
+        raise click.UsageError(
+            f"--released computes as the released code does, which {', '.join(clashes)} would change; drop "
+            f"{'it' if len(clashes) == 1 else 'them'} or --released"
+        )
+
+
 #: A SIGTERM this soon after the first is the same stop sent twice, not a second one.
 _SECOND_SIGTERM_S = 1.0
 

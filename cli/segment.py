@@ -54,28 +54,6 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     return (low, high)
 
 
-#: What --released sets: the released code's computation.
-RELEASED_OPTIONS = {
-    "blend": "sum", "logit_upsampling": "nearest", "precision": "fp32", "footprint": 0, "nodata_fill": "zero",
-    "edge_margin": 0, "global_view": "squeeze", "global_margin": 0, "context_crop": "cells", "grid_anchor": "scene",
-    "global_resampling": "pil",
-}
-
-
-def _refuse_released_conflicts() -> None:
-    """--released with an option given on the command line that it would override."""
-    ctx = click.get_current_context()
-    clashes = [
-        f"--{name.replace('_', '-')} {ctx.params[name]}" for name, value in RELEASED_OPTIONS.items()
-        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE and ctx.params[name] != value
-    ]
-    if clashes:
-        raise click.UsageError(
-            f"--released computes as the released code does, which {', '.join(clashes)} would change; drop "
-            f"{'it' if len(clashes) == 1 else 'them'} or --released"
-        )
-
-
 @click.command(short_help="Segment scenes into class rasters (COG, styled for QGIS), one or many (Dask).")
 @click.argument("scenes", nargs=-1)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Class raster to write (.tif), for one scene.")
@@ -254,8 +232,11 @@ def segment(
     from glgeo.writer import OutputOptions
 
     if released:
-        _refuse_released_conflicts()
-        o = RELEASED_OPTIONS
+        from glgeo.inference import RELEASED_SETTINGS as o
+
+        from .main import refuse_released_conflicts
+
+        refuse_released_conflicts()
         blend, logit_upsampling, precision = o["blend"], o["logit_upsampling"], o["precision"]
         footprint, nodata_fill, edge_margin = o["footprint"], o["nodata_fill"], o["edge_margin"]
         global_view, global_margin, context_crop, grid_anchor = (

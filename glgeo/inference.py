@@ -329,6 +329,30 @@ class InferenceSettings:
         if self.gdal_cache_mb < 8:
             raise InputError("give GDAL at least 8 MB of block cache")
 
+    @classmethod
+    def released(cls, **settings: Any) -> "InferenceSettings":
+        """The released GLNet code's computation (``glgeo segment --released``): the
+        :data:`RELEASED_SETTINGS`, with ``settings`` (device, batch size, mode...) for the
+        rest. One of the released settings given another value is an :class:`InputError`."""
+        clashes = [f"{name}={settings[name]!r}" for name, value in RELEASED_SETTINGS.items()
+                   if name in settings and settings[name] != value]
+        if clashes:
+            raise InputError(
+                f"the released computation sets {', '.join(clashes)} otherwise: drop "
+                f"{'it' if len(clashes) == 1 else 'them'}, or compute as glgeo does"
+            )
+        return cls(**{**settings, **RELEASED_SETTINGS})
+
+
+#: What :meth:`InferenceSettings.released` sets: the whole scene one window squeezed into one
+#: global image by PIL's resize, patches on the scene's own grid with no mirrored margin,
+#: nodata seen as black, plain sums of logits upsampled nearest, in fp32.
+RELEASED_SETTINGS: dict[str, Any] = {
+    "blend": "sum", "logit_upsampling": "nearest", "precision": "fp32", "footprint": 0, "nodata_fill": "zero",
+    "edge_margin": 0, "global_view": "squeeze", "global_margin": 0, "context_crop": "cells", "grid_anchor": "scene",
+    "global_resampling": "pil",
+}
+
 
 @dataclass
 class Timings:

@@ -531,3 +531,48 @@ def test_truth_or_masks_without_a_class_are_an_error(tmp_path, inria_pair, caplo
     assert line == (f"Error: nothing was scored: the mask {root / 'masks' / 'a.tif'} of scene 'a' holds no class on"
                     f" any pixel (nodata everywhere); the mask {root / 'masks' / 'b.tif'} of scene 'b' holds no class"
                     " on any pixel (nodata everywhere); check the masks and the nodata they declare")
+
+
+def test_released_scores_the_released_computation(tmp_path, inria_pair, monkeypatch):
+    """--released scores what segment --released computes (the paper's figures with an
+    imported checkpoint); evaluate had no way to, and its default engine is not the released one."""
+    import glgeo.segmentation
+    from glgeo.inference import RELEASED_SETTINGS, InferenceSettings
+
+    used = []
+    segment = glgeo.segmentation.segment
+
+    def spy(*args, settings, **kwargs):
+        used.append(settings)
+        return segment(*args, settings=settings, **kwargs)
+
+    monkeypatch.setattr(glgeo.segmentation, "segment", spy)
+
+    make_inria(tmp_path / "inria", cities=("austin",), tiles=6, size=80)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    base = ["-q", "evaluate", "--model", str(ckpt), "--dataset", "inria", "--root", str(tmp_path / "inria"),
+            "--device", "cpu", "--json"]
+    result = CliRunner().invoke(cli, [*base, "--released"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["options"]["--released"] is True
+    assert len(used) == 5 and all(
+        getattr(settings, name) == value for settings in used for name, value in RELEASED_SETTINGS.items()
+    )
+    names = [f"austin{n}" for n in range(1, 6)]
+    ds = open_dataset("inria", tmp_path / "inria")
+    direct = evaluate_model(ckpt, ds, names, InferenceSettings.released(device="cpu"))
+    assert data["confusion_matrix"] == direct.scores.confusion[:, :2].tolist()
+    settings = InferenceSettings.released(device="cpu", mode="g2l")
+    assert all(getattr(settings, name) == value for name, value in RELEASED_SETTINGS.items())
+    assert settings.global_resampling == "pil" and settings.blend == "sum" and settings.precision == "fp32"
+    # an option the released computation sets, given otherwise, is refused, not overridden
+    clash = CliRunner().invoke(cli, [*base, "--released", "--precision", "bf16"])
+    assert clash.exit_code == 2 and "--released computes as the released code does, which --precision bf16 would" \
+        " change; drop it or --released" in clash.output
+    with pytest.raises(InputError, match=r"the released computation sets blend='taper' otherwise: drop it"):
+        InferenceSettings.released(blend="taper")
+    # and it goes with --model only
+    pred, truth = inria_pair
+    alone = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(truth), "--released"])
+    assert alone.exit_code == 2 and "--released does not apply to --pred/--truth" in alone.output
