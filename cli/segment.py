@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import os
 from pathlib import Path
 
 import click
@@ -14,6 +17,8 @@ from .options import (
     check_vector_output, creation_options_opt, device_opt, echo_segment_summary, format_opt, model_opt, overwrite_opt,
     plural, progress_bar, vectorize_output,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -52,6 +57,35 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     if not high > low:
         raise click.BadParameter(f"{value!r}: HIGH must be larger than LOW")
     return (low, high)
+
+
+def _tiles_as_one_scene(
+    ctx: click.Context, scenes: tuple[str, ...], out: str | None, overwrite: bool, batch: BatchArgs
+) -> tuple[tuple[str, ...], list[str], BatchArgs, str]:
+    """--mosaic: the tiles named (globs and lists expanded) as one scene, a VRT beside the
+    output that is removed when the command ends. Its name and time stamp stay the same from
+    run to run, so an interrupted --workers run resumes its blocks."""
+    from glgeo.atomic import check_output_path
+    from glgeo.batch.inputs import expand_inputs
+    from glgeo.mosaic import write_tiles_vrt
+
+    if out is None or batch.out_dir or batch.vectors or batch.vector_merge or batch.manifest:
+        raise click.UsageError("--mosaic writes one map of the tiles: give -o OUT.tif (and --vector FILE.gpkg for "
+                               "its polygons), not --out-dir, --vectors, --vector-merge or --manifest")
+    tiles = expand_inputs(scenes, batch.input_lists)
+    if len(tiles) < 2:
+        raise click.UsageError("--mosaic segments two or more tiles as one scene; for one scene drop --mosaic")
+    target = check_output_path(out, overwrite=True, inputs=tuple(tiles))
+    vrt = target.absolute().parent / f".{target.name}.tiles.vrt"
+    ctx.call_on_close(lambda: vrt.unlink(missing_ok=True))
+    layout = write_tiles_vrt(tiles, vrt)
+    newest = max(os.stat(t).st_mtime_ns for t in tiles)
+    os.utime(vrt, ns=(newest, newest))
+    note = (f"mosaic of {len(tiles)} tiles: {layout.width} x {layout.height} px, {100 * layout.coverage:.1f} % "
+            "of it covered by tiles (the rest is nodata)"
+            + ("; where tiles overlap, the pixels of the one named later" if layout.overlapping else ""))
+    log.info(note)
+    return (str(vrt),), tiles, dataclasses.replace(batch, input_lists=()), note
 
 
 @click.command(short_help="Segment scenes into class rasters (COG, styled for QGIS), one or many (Dask).")
@@ -158,6 +192,9 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--no-cog", is_flag=True, help="Keep a plain tiled GeoTIFF (no COG overviews).")
 @format_opt
 @creation_options_opt
+@click.option("--mosaic", is_flag=True,
+              help="Segment the SCENES (tiles of one area on one pixel grid) as one scene into one map, -o OUT: no "
+                   "seams where they meet, as there are between maps made tile by tile (as a VRT of them would).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @overwrite_opt
 @click.pass_context
@@ -200,6 +237,7 @@ def segment(
     no_cog: bool,
     driver: str | None,
     creation_options: dict[str, str],
+    mosaic: bool,
     as_json: bool,
     overwrite: bool,
     batch: BatchArgs,
@@ -224,6 +262,12 @@ def segment(
 
     \b
         glgeo segment 'tiles/*.tif' --out-dir landcover --workers 4 --vector-merge city.gpkg
+
+    Tiles of one area segmented one by one disagree where they meet; --mosaic segments
+    them as one scene into one map:
+
+    \b
+        glgeo segment 'tiles/*.tif' --mosaic -o area-landcover.tif
     """
 
     from glgeo.atomic import check_output_path
@@ -273,6 +317,9 @@ def segment(
             "name the scenes to segment: SCENE -o OUT.tif for one; files, globs, URLs, @list.txt or "
             "--input-list FILE with --out-dir DIR for several"
         )
+    tiles: list[str] = []
+    if mosaic:
+        scenes, tiles, batch, mosaic_note = _tiles_as_one_scene(ctx, scenes, out, overwrite, batch)
     if batch.vector_merge:  # written at the end, replacing an earlier merge: its folder is checked now
         merge_folder = Path(batch.vector_merge).absolute().parent
         made_here = batch.out_dir is not None and merge_folder == Path(batch.out_dir).absolute()  # created if missing
@@ -327,6 +374,8 @@ def segment(
         )
 
     result = summary.to_dict()
+    if tiles:
+        result["scene"], result["tiles"] = f"mosaic of {len(tiles)} tiles", tiles
     if vector is not None:
         result["vector"] = vectorize_output(out, vector, overwrite=overwrite)
 
@@ -339,3 +388,5 @@ def segment(
             f"{plural(stats.computed, 'patch')} computed ({stats.skipped_nodata + stats.skipped_c2f} skipped)"
         )
         echo_segment_summary(summary, what, result.get("vector"))
+        if tiles:
+            click.echo(f"  {mosaic_note}")

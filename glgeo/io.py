@@ -61,6 +61,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, InternalError, SceneError
+from .mosaic import mosaic_title
 from .nodata import mirror_fill
 from .resolution import Scale, axis_scales, describe_scale, ground_sample_distance, open_pixels, scaled_size, scaled_transform
 from .tiling import PatchWindow
@@ -105,6 +106,8 @@ class SceneInfo:
             :func:`glgeo.resolution.open_pixels`); ``None``: not known, looked up on opening.
         gcps: ``(ground control points, their CRS)`` of a scene placed by GCPs only (no
             geotransform), which its outputs carry; ``None`` otherwise.
+        title: what the outputs' metadata calls the scene where its file name would not say
+            (a mosaic of tiles, :mod:`glgeo.mosaic`: its tiles' names); ``None``: the file's name.
     """
 
     path: str
@@ -121,6 +124,7 @@ class SceneInfo:
     region: object | None = None
     has_overviews: bool | None = None
     gcps: tuple[tuple, CRS | None] | None = None
+    title: str | None = None
 
     @property
     def is_georeferenced(self) -> bool:
@@ -461,6 +465,7 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
             block_shape=tuple(src.block_shapes[chosen[0] - 1]),  # type: ignore[arg-type]
             has_overviews=any(src.overviews(b) for b in chosen),
             gcps=(tuple(gcps), gcp_crs if gcp_crs else None) if placed_by_gcps else None,
+            title=mosaic_title(src.tags()),
         )
 
 

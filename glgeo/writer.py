@@ -479,7 +479,7 @@ class ClassRasterWriter:
         renames: list[tuple[Path, Path]] = []
         from .styles import provenance_metadata, write_raster_metadata, write_raster_sidecars, write_scores_style
 
-        scene = Path(str(self.info.path)).name
+        scene = self.info.title or Path(str(self.info.path)).name
         try:
             for raster, final, overviews, classes, driver, bits in staged:  # classes: True, scores: False
                 ready = self._finish(raster.path, final, overviews, driver, bits)

@@ -505,6 +505,8 @@ def run_batch(
     try:
         with _gdal_warnings_muted():
             pending = _skip_finished(run)
+        if pending:
+            _warn_if_tiles_meet([j.scene for j in jobs])
         if not pending:
             log.info("the outputs of all %d scenes are there: nothing to run", len(jobs))
         elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one scene: only its start-up
@@ -679,6 +681,22 @@ def open_client(
             client = stack.enter_context(distributed.Client(cluster))
             client.register_plugin(interrupts_left_to_the_run())
         yield client, f"local cluster of {workers} workers", options
+
+
+def _warn_if_tiles_meet(scenes: Sequence[str]) -> None:
+    """Tiles of one area segmented one by one get maps that disagree where they meet: say
+    so, and how to get one map without those seams."""
+    from ..mosaic import meeting_tiles
+
+    pairs = meeting_tiles(scenes)
+    if pairs:
+        meeting = {name for pair in pairs for name in pair}
+        log.warning(
+            "%d of the %d scenes meet others as tiles of one area do (e.g. %s and %s): maps made one by one "
+            "disagree along those borders; for one map without seams, segment such tiles as one scene "
+            "(glgeo segment TILES --mosaic -o MAP.tif; glgeo.mosaic.write_tiles_vrt)",
+            len(meeting), len(scenes), os.path.basename(pairs[0][0]), os.path.basename(pairs[0][1]),
+        )
 
 
 @contextlib.contextmanager

@@ -1,0 +1,216 @@
+"""Tiles of one area as one scene (``glgeo.mosaic``, ``glgeo segment --mosaic``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+
+from glgeo.cli.main import cli
+from glgeo.errors import InputError
+from glgeo.mosaic import tile_layout, write_tiles_vrt
+from glgeo.schemes import INRIA
+
+from fixtures.checkpoints import save_tiny_checkpoint
+from fixtures.rasters import write_geotiff
+
+ORIGIN = (500000.0, 4500000.0)
+
+
+def _tile(path, row: int, col: int, size: int = 40, seed: int = 0, **kwargs):
+    """A ``size`` px RGB tile of 0.5 m pixels, ``row`` and ``col`` pixels from the origin."""
+    data = np.random.default_rng(seed).integers(1, 256, (3, size, size), dtype=np.uint8)
+    transform = Affine(0.5, 0, ORIGIN[0] + 0.5 * col, 0, -0.5, ORIGIN[1] - 0.5 * row)
+    return write_geotiff(path, data, transform=transform, **kwargs), data
+
+
+def test_tiles_on_one_grid_make_one_scene_with_every_pixel_and_nodata_where_none_has_data(tmp_path):
+    """Three of a 2 x 2 block, a fourth overlapping two of them with a nodata collar: each
+    tile's pixels are where they lie, a later tile wins where both have data, and a collar
+    (nodata value or mask) leaves the pixels beneath; where no tile has data is nodata."""
+    a, da = _tile(tmp_path / "a.tif", 0, 0, seed=1)
+    b, db = _tile(tmp_path / "b.tif", 0, 40, seed=2)
+    c, dc = _tile(tmp_path / "c.tif", 40, 0, seed=3)
+    collar = np.ones((40, 40), bool)
+    collar[:, :10] = False  # its first 10 columns (over a) hold no data
+    d, dd = _tile(tmp_path / "d.tif", 20, 20, seed=4, mask=collar)
+    e, de = _tile(tmp_path / "e.tif", 60, 60, size=20, seed=5, nodata=0)
+    de[:, :5, :5] = 0
+    with rasterio.open(e, "r+") as dst:
+        dst.write(de)
+    layout = write_tiles_vrt([a, b, c, d, e], tmp_path / "area.vrt")
+    assert (layout.width, layout.height) == (80, 80)
+    assert layout.offsets == ((0, 0), (40, 0), (0, 40), (20, 20), (60, 60))
+    with rasterio.open(tmp_path / "area.vrt") as src:
+        pixels, mask = src.read(), src.read_masks(1) > 0
+        assert src.crs.to_epsg() == 32631 and src.transform == Affine(0.5, 0, ORIGIN[0], 0, -0.5, ORIGIN[1])
+        assert [i.name for i in src.colorinterp] == ["red", "green", "blue"]
+    expected = np.zeros((3, 80, 80), np.uint8)
+    valid = np.zeros((80, 80), bool)
+    for data, (col, row), ok in ((da, (0, 0), None), (db, (40, 0), None), (dc, (0, 40), None), (dd, (20, 20), collar),
+                                 (de, (60, 60), de[0] != 0)):
+        size = data.shape[1]
+        ok = np.ones((size, size), bool) if ok is None else ok
+        view = expected[:, row:row + size, col:col + size]
+        view[:, ok] = data[:, ok]
+        valid[row:row + size, col:col + size] |= ok
+    assert np.array_equal(mask, valid)
+    assert np.array_equal(pixels[:, valid], expected[:, valid])
+    assert mask[20:60, 20:30].all() and np.array_equal(pixels[:, 20:60, 20:30], expected[:, 20:60, 20:30])
+    assert not expected[:, 20:40, 20:30].any() or np.array_equal(pixels[:, 20:40, 20:30], da[:, 20:40, 20:30])
+    assert not mask[60:65, 60:65].any() and not mask[45:60, 70:80].any()  # e's nodata corner; no tile at all
+    assert layout.coverage == (40 * 40 * 3 + 40 * 40 - 3 * 20 * 20 + 20 * 20) / 6400  # what the tiles lie on
+
+
+@pytest.mark.parametrize("second, message", [
+    (dict(crs="EPSG:32634"), "is in EPSG:32634 and .* in EPSG:32631: a mosaic's tiles share one CRS"),
+    (dict(res=1.0), "has 1 x 1 pixels and .* 0.5 x 0.5: a mosaic's tiles share one pixel size"),
+    (dict(shift=0.25), "is not on the pixel grid of .* \\(offset by a fraction of a pixel\\)"),
+    (dict(bands=4), "has 4 uint8 bands and .* 3 uint8: a mosaic's tiles have the same bands"),
+    (dict(crs=None), "has no place on a map"),
+])
+def test_tiles_on_other_grids_are_refused_saying_what_to_do(tmp_path, second, message):
+    _tile(tmp_path / "a.tif", 0, 0)
+    res, shift = second.get("res", 0.5), second.get("shift", 0.0)
+    data = np.full((second.get("bands", 3), 40, 40), 9, np.uint8)
+    transform = Affine(res, 0, ORIGIN[0] + 20 + shift, 0, -res, ORIGIN[1])
+    write_geotiff(tmp_path / "b.tif", data, transform=transform, crs=second.get("crs", "EPSG:32631"))
+    with pytest.raises(InputError, match=message):
+        tile_layout([tmp_path / "a.tif", tmp_path / "b.tif"])
+
+
+def test_mosaic_segments_tiles_as_one_scene_and_leaves_no_vrt(tmp_path):
+    """--mosaic writes one map of the tiles on their common grid, as the tiles merged into
+    one file give it; the VRT it reads is gone afterwards; misuse is one line each."""
+    tiles = [_tile(tmp_path / "in" / f"t{i}.tif", row, col, size=48, seed=i)[0]
+             for i, (row, col) in enumerate(((0, 0), (0, 48), (48, 0)))]
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    out = tmp_path / "out" / "map.tif"
+    out.parent.mkdir()
+    result = CliRunner().invoke(cli, ["segment", str(tmp_path / "in" / "t*.tif"), "--mosaic", "-o", str(out),
+                                      "--model", str(ckpt), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["scene"] == "mosaic of 3 tiles" and summary["tiles"] == [str(t) for t in tiles]
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.endswith(".vrt")) == []
+    # the layer's metadata in QGIS names the tiles, not the VRT read meanwhile
+    abstract = (out.parent / "map.qmd").read_text()
+    assert "The class of each pixel of a mosaic of 3 tiles (t0.tif, t1.tif, t2.tif)." in abstract
+    assert ".vrt" not in abstract
+    with rasterio.open(out) as src:
+        assert (src.width, src.height) == (96, 96) and src.transform == Affine(0.5, 0, ORIGIN[0], 0, -0.5, ORIGIN[1])
+        mosaic_map, valid = src.read(1), src.read_masks(1) > 0
+    assert valid[:48].all() and valid[48:, :48].all() and not valid[48:, 48:].any()
+    # the same as the tiles merged into one file with the missing quarter masked
+    merged = np.zeros((3, 96, 96), np.uint8)
+    for tile in tiles:
+        with rasterio.open(tile) as src:
+            col, row = (round(v) for v in ~Affine(0.5, 0, ORIGIN[0], 0, -0.5, ORIGIN[1]) * (src.transform.c, src.transform.f))
+            merged[:, row:row + 48, col:col + 48] = src.read()
+    mask = np.ones((96, 96), bool)
+    mask[48:, 48:] = False
+    one = write_geotiff(tmp_path / "one.tif", merged, transform=Affine(0.5, 0, ORIGIN[0], 0, -0.5, ORIGIN[1]), mask=mask)
+    result = CliRunner().invoke(cli, ["-q", "segment", str(one), "-o", str(tmp_path / "one_map.tif"), "--model", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "one_map.tif") as src:
+        assert np.array_equal(src.read(1), mosaic_map)
+    for args, message in (
+        (["--out-dir", str(tmp_path / "d")], "--mosaic writes one map of the tiles: give -o OUT.tif"),
+        ([str(tiles[0]), "-o", str(tmp_path / "x.tif")], "--mosaic segments two or more tiles as one scene"),
+        (["-o", str(tiles[0]), "--overwrite"], "is the same file as the input; choose another name"),
+    ):
+        scenes = [str(tmp_path / "in" / "t*.tif")] if "-o" not in args or args[0] == "-o" else []
+        result = CliRunner().invoke(cli, ["segment", *scenes, "--mosaic", *args, "--model", str(ckpt)])
+        assert result.exit_code != 0 and message in result.output, result.output
+
+
+def _border_changes(classes: np.ndarray, axis: int, index: int, along: slice) -> tuple[float, float]:
+    """Share of pixel pairs across the boundary before ``index`` whose class changes, and the
+    median of that share over the 10 boundaries beside it."""
+    part = classes[along, :] if axis == 1 else classes[:, along]
+
+    def rate(i: int) -> float:
+        return float((np.take(part, i - 1, axis=axis) != np.take(part, i, axis=axis)).mean())
+
+    return rate(index), float(np.median([rate(index + k) for k in (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5)]))
+
+
+def test_real_tiles_as_one_scene_have_no_seam_where_maps_made_tile_by_tile_do(sample_file, tmp_path):
+    """Three real Joplin tiles (0.6 m, three of a 2 x 2 block) and the default model: the
+    maps made tile by tile change class along the tiles' borders far more than beside them
+    (seams); the --mosaic map does not, and it is the map of the tiles merged into one file
+    (within the global image's rounding)."""
+    tiles = [sample_file("joplin", f"tile_{name}.tif") for name in ("337-9136", "1361-9136", "337-10160")]
+    out = tmp_path / "area.tif"
+    result = CliRunner().invoke(cli, ["-q", "segment", *map(str, tiles), "--mosaic", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out) as src:
+        mosaic_map, transform = src.read(1), src.transform
+        assert (src.width, src.height) == (2048, 2048) and src.crs.to_epsg() == 26915
+    tiled = np.zeros_like(mosaic_map)
+    for i, tile in enumerate(tiles):
+        result = CliRunner().invoke(cli, ["-q", "segment", str(tile), "-o", str(tmp_path / f"t{i}.tif")])
+        assert result.exit_code == 0, result.output
+        with rasterio.open(tmp_path / f"t{i}.tif") as src:
+            col, row = (round(v) for v in ~transform * (src.transform.c, src.transform.f))
+            tiled[row:row + 1024, col:col + 1024] = src.read(1)
+    assert len(np.unique(mosaic_map[:1024])) > 1  # a land-cover map, not one class
+    from rasterio.merge import merge
+
+    pixels, merged_transform = merge([str(t) for t in tiles])
+    assert merged_transform == transform
+    valid = np.ones((2048, 2048), bool)
+    valid[1024:, 1024:] = False
+    one = write_geotiff(tmp_path / "one.tif", pixels, crs="EPSG:26915", transform=transform, mask=valid)
+    result = CliRunner().invoke(cli, ["-q", "segment", str(one), "-o", str(tmp_path / "one_map.tif")])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "one_map.tif") as src:
+        same = src.read(1) == mosaic_map
+    # GDAL's decimated reads of a VRT round the global image to whole grey levels, a
+    # GeoTIFF's floating-point read does not: 99.6 % the same (fp32 99.7 %), measured
+    assert same.mean() > 0.99, same.mean()
+    for axis, along in ((1, slice(0, 1024)), (0, slice(0, 1024))):  # the borders: 337-9136 | 1361-9136, and / 337-10160
+        on, beside = _border_changes(tiled, axis, 1024, along)
+        assert on > 0.03 and on > 4 * beside, (axis, on, beside)  # a seam: benchmarks/tiles.py measures 15 and 24 %
+        on, beside = _border_changes(mosaic_map, axis, 1024, along)
+        assert on <= max(3 * beside, 0.01), (axis, on, beside)
+
+
+def test_scenes_that_meet_as_tiles_do_are_told_apart_from_scenes_of_one_place(tmp_path):
+    """Tiles sharing a border, or overlapping by a strip, meet; a corner, a scene of the same
+    place (another date), another CRS, a plain image or a remote file do not."""
+    a, _ = _tile(tmp_path / "a.tif", 0, 0)
+    right, _ = _tile(tmp_path / "right.tif", 0, 40)
+    strip, _ = _tile(tmp_path / "strip.tif", 36, 0)  # overlaps a by 4 rows: a tile with a margin
+    corner, _ = _tile(tmp_path / "corner.tif", 40, 40)
+    again, _ = _tile(tmp_path / "again.tif", 2, 2, seed=7)  # the same place, another date
+    far, _ = _tile(tmp_path / "far.tif", 400, 400)
+    other = write_geotiff(tmp_path / "other.tif", np.zeros((3, 40, 40), np.uint8), crs="EPSG:32632",
+                          transform=Affine(0.5, 0, ORIGIN[0] + 20, 0, -0.5, ORIGIN[1]))
+    plain = write_geotiff(tmp_path / "plain.tif", np.zeros((3, 40, 40), np.uint8), crs=None)
+    from glgeo.mosaic import meeting_tiles
+
+    def pairs(*scenes):
+        return {frozenset(map(str, pair)) for pair in meeting_tiles(scenes)}
+
+    assert pairs(a, right, strip, far) == {frozenset({str(a), str(right)}), frozenset({str(a), str(strip)}),
+                                           frozenset({str(strip), str(right)})}  # strip and right: 4 rows of border
+    assert meeting_tiles([a, corner]) == [] and meeting_tiles([a, again]) == [] and meeting_tiles([a, far]) == []
+    assert meeting_tiles([a, other, plain, "https://example.com/b.tif"]) == []
+    assert meeting_tiles([a, right], max_scenes=1) == []
+
+
+def test_a_batch_of_tiles_that_meet_says_how_to_map_them_without_seams(tmp_path, caplog):
+    for i, (row, col) in enumerate(((0, 0), (0, 48))):
+        _tile(tmp_path / "in" / f"t{i}.tif", row, col, size=48, seed=i)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    result = CliRunner().invoke(cli, ["segment", str(tmp_path / "in" / "t*.tif"), "--out-dir", str(tmp_path / "maps"),
+                                      "--model", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    assert "2 of the 2 scenes meet others as tiles of one area do (e.g. t0.tif and t1.tif): maps made one by one " \
+        "disagree along those borders; for one map without seams, segment such tiles as one scene " \
+        "(glgeo segment TILES --mosaic -o MAP.tif" in caplog.text
