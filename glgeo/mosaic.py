@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape, quoteattr
 import rasterio
 from rasterio.errors import RasterioIOError
 
+from .atomic import unwritable_folder_error
 from .errors import InputError, SceneError
 
 #: Pixel sizes and grid offsets within this share of a pixel are the same grid.
@@ -64,6 +65,7 @@ class TileLayout:
         width, height: the mosaic's size in pixels.
         transform: its affine transform (the tiles' pixel size, the union's top-left corner).
         offsets: each tile's (column, row) offset in the mosaic, in the tiles' order.
+        sizes: each tile's (width, height) in pixels.
         coverage: the share of the mosaic's pixels that some tile covers.
         overlapping: whether any two tiles overlap (rather than only meet).
     """
@@ -72,6 +74,7 @@ class TileLayout:
     height: int
     transform: "rasterio.Affine"
     offsets: tuple[tuple[int, int], ...]
+    sizes: tuple[tuple[int, int], ...]
     coverage: float
     overlapping: bool
 
@@ -137,7 +140,8 @@ def tile_layout(paths: Sequence[str | os.PathLike]) -> TileLayout:
     covered = _covered_pixels([(c - left, r - top, w, h) for c, r, w, h in cells])
     transform = rasterio.Affine(res_x, 0, x0 + left * res_x, 0, res_y, y0 + top * res_y)
     return TileLayout(width, height, transform, tuple((c - left, r - top) for c, r, _, _ in cells),
-                      covered / (width * height), covered < sum(w * h for _, _, w, h in cells))
+                      tuple((w, h) for _, _, w, h in cells), covered / (width * height),
+                      covered < sum(w * h for _, _, w, h in cells))
 
 
 def _check_same_grid(first: tuple, this: tuple) -> None:
@@ -206,9 +210,7 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
         tile's own no-data pixels leave what lies beneath (a tile's nodata collar must not
         hide its neighbour's pixels)."""
         out = []
-        for path, (col, row) in zip(paths, layout.offsets):
-            with rasterio.open(os.fspath(path)) as src:
-                width, height = src.width, src.height
+        for path, (col, row), (width, height) in zip(paths, layout.offsets, layout.sizes):
             filename = escape(str(Path(path).resolve()))
             out += [
                 "      <ComplexSource>",
@@ -228,7 +230,10 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
     # one mask for all bands: 255 where any tile has data, 0 (the VRT's initial value) elsewhere
     lines += ["  <MaskBand>", '    <VRTRasterBand dataType="Byte">', *sources("mask,1", "<NODATA>0</NODATA>"),
               "    </VRTRasterBand>", "  </MaskBand>", "</VRTDataset>"]
-    Path(vrt).write_text("\n".join(lines) + "\n")
+    try:
+        Path(vrt).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise unwritable_folder_error(Path(vrt).absolute().parent, exc, "the folder of the mosaic's VRT") from None
     return layout
 
 
