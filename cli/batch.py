@@ -237,6 +237,8 @@ def run_batch_from_cli(
     if not scenes and not batch.input_lists:
         raise click.UsageError("name the scenes: files, globs, URLs, @list.txt or --input-list FILE")
     manifest = Path(batch.manifest) if batch.manifest else Path(batch.out_dir) / "manifest.json"
+    from .main import cli_message
+
     options = BatchOptions(
         settings=settings,
         bands=bands,
@@ -248,6 +250,7 @@ def run_batch_from_cli(
         retries=batch.retries,
         manifest=manifest,
         torch_threads=batch.torch_threads,
+        manifest_wording=functools.partial(cli_message, command="segment"),  # --overwrite, not overwrite=True
     )
     from .main import logs_in_flag_terms
 

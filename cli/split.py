@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def run_split_from_cli(
         # undo run_split's "Dask's INFO lines only with -v" if it happened inside the run.
         require_distributed()
     rows, cols = batch.block_windows or (DEFAULT_BLOCK_ROWS, None)
+    from .main import cli_message
+
     options = BatchOptions(
         settings=settings,
         bands=bands,
@@ -61,6 +64,7 @@ def run_split_from_cli(
         retries=batch.retries,
         manifest=Path(batch.manifest) if batch.manifest else None,
         torch_threads=batch.torch_threads,
+        manifest_wording=functools.partial(cli_message, command="segment"),  # --overwrite, not overwrite=True
     )
     try:
         with progress_bar(ctx, unit="block", desc="segment") as progress, logs_in_flag_terms("glgeo", "segment"):

@@ -37,6 +37,18 @@ def test_cli_several_scenes_in_process(tmp_path, scenes, checkpoint, references)
     assert json.loads(again.stdout)["skipped"] == 2
 
 
+def test_the_manifest_words_its_messages_in_flags_as_the_terminal_does(tmp_path, scenes, checkpoint):
+    """A manifest row's warning said "pass overwrite=True" (the library's words) where the
+    terminal said "pass --overwrite"; the command line's manifest says the flags too."""
+    out = tmp_path / "out"
+    assert segment_cli(scenes[0], "--out-dir", out, *cli_options(checkpoint)).exit_code == 0
+    again = segment_cli(scenes[0], "--out-dir", out, "--co", "NBITS=8", *cli_options(checkpoint))
+    assert again.exit_code == 0, again.output
+    (row,) = read_manifest(out / "manifest.json")
+    assert row["warnings"] == ["kept as it was written (NBITS=3, this run asked NBITS=8): output options do not"
+                               " change the classes; pass --overwrite to write it again with them"]
+
+
 def test_the_merge_may_go_into_the_out_dir_it_creates(tmp_path, scenes, checkpoint):
     """--out-dir is created if missing, so --vector-merge may name a file in it (it was refused:
     "output folder does not exist"); a merge into another missing folder still is."""

@@ -12,7 +12,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 from ..atomic import atomic_path
 from ..errors import InputError, OutputError
@@ -187,17 +187,34 @@ class BatchResult:
         }
 
 
-def write_manifest(result: BatchResult, path: str | os.PathLike) -> Path:
+def write_manifest(result: BatchResult, path: str | os.PathLike, wording: Callable[[str], str] | None = None) -> Path:
     """Write the manifest atomically: JSON (run summary + rows) or CSV (one row per scene).
 
     The CSV has one ``area:<class>`` column per class seen in the run; a split scene's
     blocks follow its row, one row each, with ``block``, ``box``, ``windows`` and
     ``peak_rss_mb`` columns (empty on the scene's row).
 
+    Args:
+        result: the run.
+        path: the manifest (``.json`` or ``.csv``).
+        wording: how the rows' errors and warnings are worded (the command line's flags,
+            ``--overwrite``, where glgeo's messages name ``overwrite=True``); ``None``: as
+            glgeo says them (:attr:`glgeo.batch.BatchOptions.manifest_wording`).
+
     Raises:
         InputError: the suffix is neither ``.json`` nor ``.csv``.
         OutputError: the file cannot be written.
     """
+    if wording is not None:
+        result = dataclasses.replace(
+            result,
+            scenes=tuple(
+                dataclasses.replace(r, error=None if r.error is None else wording(r.error),
+                                    warnings=tuple(map(wording, r.warnings)))
+                for r in result.scenes
+            ),
+            blocks=tuple(dataclasses.replace(b, error=None if b.error is None else wording(b.error)) for b in result.blocks),
+        )
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix == ".json":

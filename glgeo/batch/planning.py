@@ -6,9 +6,9 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import InputError
 from ..inference import InferenceSettings
@@ -129,6 +129,10 @@ class BatchOptions:
         torch_threads: CPU threads per scene; ``None``: CPU cores / local workers for a
             local cluster, torch's default elsewhere (1 in a Dask worker started by a
             nanny, which sets ``OMP_NUM_THREADS=1``).
+        manifest_wording: how the manifest words glgeo's errors and warnings, which name
+            Python arguments (``pass overwrite=True``): the command line gives its flags'
+            terms (``pass --overwrite``); ``None``: as glgeo says them. Used in this
+            process only (the manifest is written here).
     """
 
     settings: InferenceSettings = InferenceSettings()
@@ -141,6 +145,7 @@ class BatchOptions:
     retries: int = 2
     manifest: Path | None = None
     torch_threads: int | None = None
+    manifest_wording: Callable[[str], str] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:

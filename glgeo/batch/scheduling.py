@@ -222,7 +222,7 @@ class _Run:
         if self.progress is not None:
             self.progress(len(self.results), len(self.jobs))
         if self.options.manifest is not None and time.perf_counter() - self.last_manifest > MANIFEST_INTERVAL_S:
-            write_manifest(self.result(), self.options.manifest)
+            write_manifest(self.result(), self.options.manifest, self.options.manifest_wording)
             self.last_manifest = time.perf_counter()
 
     def result(self, vector_merge: Path | None = None) -> BatchResult:
@@ -538,7 +538,7 @@ def run_batch(
                 result = run.result()
                 where = ""
                 if options.manifest is not None:
-                    write_manifest(result, options.manifest)
+                    write_manifest(result, options.manifest, options.manifest_wording)
                     where = f" (see {options.manifest})"
                 counts = result.counts
                 raise type(exc)(
@@ -553,7 +553,7 @@ def run_batch(
     run.started = started
     result = run.result(merged)
     if options.manifest is not None:
-        write_manifest(result, options.manifest)
+        write_manifest(result, options.manifest, options.manifest_wording)
     log.info(
         "batch of %d scenes: %d done, %d skipped, %d failed in %.1f s",
         len(jobs), result.counts["done"], result.counts["skipped"], result.counts["failed"], result.seconds,
@@ -569,7 +569,7 @@ def _interrupted(run: _Run, unfinished: str = "") -> str:
     record = ""
     if run.options.manifest is not None:
         try:
-            write_manifest(result, run.options.manifest)
+            write_manifest(result, run.options.manifest, run.options.manifest_wording)
             record = f" (each scene's row is in {run.options.manifest})"
         except OutputError as exc:
             log.warning("%s", exc)

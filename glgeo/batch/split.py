@@ -31,7 +31,7 @@ import time
 import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..aoi import aoi_files
 from ..atomic import atomic_path, check_output_path
@@ -90,6 +90,7 @@ class SplitResult:
         manifest: the manifest written, if any.
         record: what the manifest holds (the scene's row and the blocks'), for
             :meth:`record_vector`.
+        wording: how the manifest words messages (:attr:`BatchOptions.manifest_wording`).
     """
 
     summary: "SegmentSummary"
@@ -100,6 +101,7 @@ class SplitResult:
     workers: str
     manifest: Path | None = None
     record: BatchResult | None = field(default=None, repr=False, compare=False)
+    wording: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
 
     def record_vector(self, vector: str | os.PathLike | None, error: str | None = None) -> None:
         """Rewrite the manifest with the GeoPackage vectorized from the output after the
@@ -113,7 +115,7 @@ class SplitResult:
             row = replace(row, vector=None if vector is None else os.fspath(vector))
         else:
             row = replace(row, vector=None, status="failed", error=error)
-        write_manifest(replace(self.record, scenes=(row,)), self.manifest)
+        write_manifest(replace(self.record, scenes=(row,)), self.manifest, self.wording)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -487,7 +489,7 @@ def run_split(
                 error=error, warnings=tuple(warned),
             )  # fmt: skip
             written[0] = BatchResult((row,), time.perf_counter() - started, where, options.manifest, blocks=tuple(blocks))
-            write_manifest(written[0], options.manifest)
+            write_manifest(written[0], options.manifest, options.manifest_wording)
 
         where = "in-process"
         recorded = False  # the manifest says how the run ended
@@ -550,4 +552,5 @@ def run_split(
             if interruption is not None:
                 raise interruption from None
             raise
-        return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest, written[0])
+        return SplitResult(summary, plan, blocks, seconds, assembled.seconds, where, options.manifest, written[0],
+                           options.manifest_wording)
