@@ -109,8 +109,10 @@ def main() -> None:
         # each pixel's distance from the tile edges that face another tile
         distance = np.full((height, width), 10**6, np.int64)
         rows, cols = np.mgrid[0:height, 0:width]
-        for _, axis, index, _along in borders:
-            d = np.abs((rows if axis == 0 else cols) - index + 0.5) - 0.5
+        for _, axis, index, along in borders:  # from the border's segment, not its whole line
+            across, lengthwise = (rows, cols) if axis == 0 else (cols, rows)
+            beyond = np.maximum(np.maximum(along.start - lengthwise, lengthwise - (along.stop - 1)), 0)
+            d = np.maximum(np.abs(across - index + 0.5) - 0.5, beyond)
             distance = np.minimum(distance, d.astype(np.int64))
 
         footprints = gpd.read_file(folder / "footprints.geojson").to_crs(crs)

@@ -85,6 +85,13 @@ def _tiles_as_one_scene(
             "of it covered by tiles (the rest is nodata)"
             + ("; where tiles overlap, the pixels of the one named later" if layout.overlapping else ""))
     log.info(note)
+    if layout.apart:  # said before the work: a glob over two blocks of tiles makes a large, mostly empty map
+        log.warning(
+            "%d of the %d tiles meet no other tile (e.g. %s): the mosaic gains nothing for them, and is %d x %d px, "
+            "%.1f %% of it covered by tiles (the rest is written as nodata); segment tiles of separate areas "
+            "apart (Ctrl-C to stop)", len(layout.apart), len(tiles), os.path.basename(tiles[layout.apart[0]]),
+            layout.width, layout.height, 100 * layout.coverage,
+        )
     return (str(vrt),), tiles, dataclasses.replace(batch, input_lists=()), note
 
 
@@ -318,6 +325,7 @@ def segment(
             "--input-list FILE with --out-dir DIR for several"
         )
     tiles: list[str] = []
+    mosaic_note = ""
     if mosaic:
         scenes, tiles, batch, mosaic_note = _tiles_as_one_scene(ctx, scenes, out, overwrite, batch)
     if batch.vector_merge:  # written at the end, replacing an earlier merge: its folder is checked now
@@ -331,7 +339,7 @@ def segment(
         run_split_from_cli(
             ctx, batch, scenes[0], out, model=model, settings=settings, bands=bands, scheme=scheme,
             output_options=output_options, overwrite=overwrite, as_json=as_json, probabilities=probabilities,
-            vector=vector, aoi=aoi, bounds=bounds or None, tta=tta,
+            vector=vector, aoi=aoi, bounds=bounds or None, tta=tta, mosaic=(tiles, mosaic_note) if tiles else None,
         )
         return
     if batch.block_windows is not None:

@@ -35,9 +35,11 @@ def run_split_from_cli(
     aoi: str | None = None,
     bounds: tuple[float, float, float, float] | None = None,
     tta: bool = False,
+    mosaic: tuple[list[str], str] | None = None,
 ) -> None:
     """Segment one scene split into blocks on a Dask cluster and report it as ``glgeo
-    segment SCENE -o OUT`` does (plus the blocks)."""
+    segment SCENE -o OUT`` does (plus the blocks). ``mosaic``: the scene is ``--mosaic``'s
+    VRT of these tiles, reported with this line."""
     from glgeo.batch import BatchOptions, require_distributed, run_split
     from glgeo.batch.split import blocks_folder, blocks_kept
     from glgeo.errors import Interruption
@@ -86,6 +88,8 @@ def run_split_from_cli(
     report = summary.to_dict()
     report["blocks"] = [b.to_dict() for b in result.blocks]
     report["workers"] = result.workers
+    if mosaic is not None:
+        report["scene"], report["tiles"] = f"mosaic of {len(mosaic[0])} tiles", mosaic[0]
     if result.manifest is not None:
         report["manifest"] = str(result.manifest)
     if vector is not None:
@@ -114,5 +118,7 @@ def run_split_from_cli(
         f" for {windows} windows: each block computes the windows it touches), {plural(stats.computed, 'patch')} computed"
     )
     echo_segment_summary(summary, what, report.get("vector"))
+    if mosaic is not None:
+        click.echo(f"  {mosaic[1]}")
     if result.manifest is not None:
         click.echo(f"manifest: {result.manifest}")

@@ -71,7 +71,8 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Literal
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -334,11 +335,11 @@ class InferenceSettings:
         """The released GLNet code's computation (``glgeo segment --released``): the
         :data:`RELEASED_SETTINGS`, with ``settings`` (device, batch size, mode...) for the
         rest. One of the released settings given another value is an :class:`InputError`."""
-        clashes = [f"{name}={settings[name]!r}" for name, value in RELEASED_SETTINGS.items()
+        clashes = [f"{name}={value!r}, not {settings[name]!r}" for name, value in RELEASED_SETTINGS.items()
                    if name in settings and settings[name] != value]
         if clashes:
             raise InputError(
-                f"the released computation sets {', '.join(clashes)} otherwise: drop "
+                f"the released computation sets {'; '.join(clashes)}: drop "
                 f"{'it' if len(clashes) == 1 else 'them'}, or compute as glgeo does"
             )
         return cls(**{**settings, **RELEASED_SETTINGS})
@@ -347,11 +348,11 @@ class InferenceSettings:
 #: What :meth:`InferenceSettings.released` sets: the whole scene one window squeezed into one
 #: global image by PIL's resize, patches on the scene's own grid with no mirrored margin,
 #: nodata seen as black, plain sums of logits upsampled nearest, in fp32.
-RELEASED_SETTINGS: dict[str, Any] = {
+RELEASED_SETTINGS: Mapping[str, Any] = MappingProxyType({
     "blend": "sum", "logit_upsampling": "nearest", "precision": "fp32", "footprint": 0, "nodata_fill": "zero",
     "edge_margin": 0, "global_view": "squeeze", "global_margin": 0, "context_crop": "cells", "grid_anchor": "scene",
     "global_resampling": "pil",
-}
+})
 
 
 @dataclass

@@ -3,16 +3,19 @@
 Orthophotos are delivered as tiles. Segmented one by one, each tile's map is made without
 what lies beyond its edges, and the maps disagree where the tiles meet: a straight seam
 along every border (``benchmarks/tiles.py``: on the shared Joplin tiles, 7-24 % of the
-pixel pairs across a border change class in maps made tile by tile, 0.1-0.7 % in the map of
-the tiles as one scene, as beside the borders). :func:`write_tiles_vrt` puts tiles on one
-grid into one virtual scene, as ``gdalbuildvrt`` does (a later tile wins where tiles
-overlap with data), without needing GDAL's command-line tools: ``glgeo segment TILES... --mosaic -o
-MAP.tif`` segments it as one scene.
+pixel pairs across a border change class in maps made tile by tile; in the map of the
+tiles as one scene 0.0-0.6 %, as on the lines beside the borders). :func:`write_tiles_vrt`
+puts tiles on one grid into one virtual scene, as ``gdalbuildvrt`` does (a later tile wins
+where tiles overlap with data), without needing GDAL's command-line tools: ``glgeo segment
+TILES... --mosaic -o MAP.tif`` segments it as one scene.
 
-The VRT's pixels are the tiles' own (no resampling): tiles must share the CRS, the pixel
-size and the pixel grid (offsets of whole pixels), the band count, the data type and the
-bands' colour meaning. Where no tile has data (none lies there, or those that do say
-nodata by their nodata value, alpha band or mask), the VRT's mask says nodata.
+The VRT's pixels are the tiles' own full-resolution pixels (no resampling, never their
+overviews): tiles must share the CRS, the pixel size and the pixel grid (offsets of whole
+pixels), and their colour bands (count, data type and colour meaning; an alpha band is
+the tile's mask, whether or not the others have one). Where no tile has data (none lies
+there, or those that do say nodata in every band by their nodata value, alpha band or
+mask), the VRT's mask says nodata: a pixel is data where any of its bands is, as for one
+scene.
 
 Example::
 
@@ -22,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -31,17 +35,29 @@ from typing import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import rasterio
+from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 
 from .atomic import unwritable_folder_error
 from .errors import InputError, SceneError
+from .resolution import FULL_RESOLUTION_READS
 
-#: Pixel sizes and grid offsets within this share of a pixel are the same grid.
-GRID_TOLERANCE = 1e-6
+#: Grid offsets within this many pixels of a whole number are on the grid (coordinates
+#: written with a few decimals are off by far less); pixel sizes within this share.
+GRID_TOLERANCE = 0.01
 #: The VRT's metadata item listing its tiles' file names (JSON), for the outputs' metadata.
 TILES_TAG = "GLGEO_TILES"
+#: The VRT's metadata item that changes when a tile's file does (its size and time stamp),
+#: so that what is fingerprinted by the VRT's content sees it.
+STAMP_TAG = "GLGEO_TILES_STAMP"
 #: Tiles named in :func:`mosaic_title`; more are counted.
 TITLE_TILES = 5
+#: Scenes overlapping by more than this share of the smaller one cover the same place (two
+#: dates, two sensors) rather than meeting as tiles do.
+TILE_OVERLAP_SHARE = 0.25
+#: What :func:`write_tiles_vrt` needs of GDAL: a complex source's ``UseMaskBand`` (3.5) and
+#: the ``OVERVIEW_LEVEL=NONE`` open option (3.6).
+MIN_GDAL = (3, 6)
 
 
 def mosaic_title(tags: Mapping[str, str]) -> str | None:
@@ -53,7 +69,9 @@ def mosaic_title(tags: Mapping[str, str]) -> str | None:
         return None
     if not isinstance(names, list) or not names:
         return None
-    shown = ", ".join(map(str, names[:TITLE_TILES])) + (f" and {len(names) - TITLE_TILES} more" if len(names) > TITLE_TILES else "")
+    shown = ", ".join(map(str, names[:TITLE_TILES]))
+    if len(names) > TITLE_TILES:
+        shown += f" and {len(names) - TITLE_TILES} more"
     return f"a mosaic of {len(names)} tiles ({shown})"
 
 
@@ -66,8 +84,11 @@ class TileLayout:
         transform: its affine transform (the tiles' pixel size, the union's top-left corner).
         offsets: each tile's (column, row) offset in the mosaic, in the tiles' order.
         sizes: each tile's (width, height) in pixels.
+        bands: each tile's colour bands (1-based, its alpha band left out), in order.
         coverage: the share of the mosaic's pixels that some tile covers.
         overlapping: whether any two tiles overlap (rather than only meet).
+        apart: the tiles (their indices) that meet no other tile: nothing is gained by
+            segmenting them in the mosaic, and the area between them is nodata.
     """
 
     width: int
@@ -75,20 +96,45 @@ class TileLayout:
     transform: "rasterio.Affine"
     offsets: tuple[tuple[int, int], ...]
     sizes: tuple[tuple[int, int], ...]
+    bands: tuple[tuple[int, ...], ...]
     coverage: float
     overlapping: bool
+    apart: tuple[int, ...] = ()
 
 
-def _open(path: str):
+@dataclass(frozen=True)
+class _Tile:
+    name: str
+    crs: object
+    res: tuple[float, float]
+    origin: tuple[float, float]
+    size: tuple[int, int]
+    bands: tuple[int, ...]
+    dtypes: tuple[str, ...]
+    colours: tuple[str, ...]
+
+
+def _read_tile(path: str | os.PathLike) -> _Tile:
     name = os.fspath(path)
     if "://" in name or name.startswith("/vsi"):
         raise InputError(f"{name!r}: a mosaic is made of local files; download the tiles first")
     if not Path(name).exists():
         raise SceneError(f"scene {name!r} does not exist; check the path")
     try:
-        return rasterio.open(name)
+        src = rasterio.open(name)
     except RasterioIOError as exc:
         raise SceneError(f"cannot open {name!r} as a raster ({exc}); give GeoTIFF or VRT tiles") from None
+    with src:
+        t = src.transform
+        if src.crs is None or t.is_identity:
+            raise InputError(f"{name!r} has no place on a map (no CRS or transform): a mosaic needs georeferenced "
+                             "tiles; segment plain images one by one")
+        if t.b != 0 or t.d != 0:
+            raise InputError(f"{name!r} is rotated (its transform has rotation terms): warp the tiles to a north-up "
+                             "grid first (gdalwarp)")
+        bands = tuple(b for b in src.indexes if src.colorinterp[b - 1] != ColorInterp.alpha)
+        return _Tile(name, src.crs, (t.a, t.e), (t.c, t.f), (src.width, src.height), bands,
+                     tuple(src.dtypes[b - 1] for b in bands), tuple(src.colorinterp[b - 1].name for b in bands))
 
 
 def tile_layout(paths: Sequence[str | os.PathLike]) -> TileLayout:
@@ -97,68 +143,62 @@ def tile_layout(paths: Sequence[str | os.PathLike]) -> TileLayout:
     Raises:
         SceneError: a tile is missing or not a raster.
         InputError: fewer than two tiles, a tile without georeferencing or rotated, or tiles
-            on different grids (CRS, pixel size, a fraction of a pixel apart), with different
-            band counts, data types or band meanings: the message names the two tiles and
-            says what to do.
+            on different grids (CRS, pixel size, a fraction of a pixel apart) or with other
+            colour bands (count, data type, colour meaning): the message names the two
+            tiles and says what to do.
     """
     if len(paths) < 2:
         raise InputError("a mosaic needs two or more tiles; segment one scene with -o alone")
-    first = None
-    boxes = []
-    for path in paths:
-        with _open(path) as src:
-            name = os.fspath(path)
-            if src.crs is None or src.transform.is_identity:
-                raise InputError(f"{name!r} has no place on a map (no CRS or transform): a mosaic needs "
-                                 "georeferenced tiles; segment plain images one by one")
-            t = src.transform
-            if t.b != 0 or t.d != 0:
-                raise InputError(f"{name!r} is rotated (its transform has rotation terms): warp the tiles to a "
-                                 "north-up grid first (gdalwarp)")
-            this = (name, src.crs, t.a, t.e, src.count, src.dtypes[0], tuple(src.colorinterp))
-            if first is None:
-                first = this
-            else:
-                _check_same_grid(first, this)
-            boxes.append((t.c, t.f, src.width, src.height))
-    assert first is not None
-    res_x, res_y = first[2], first[3]
-    x0, y0 = boxes[0][0], boxes[0][1]
+    tiles = [_read_tile(p) for p in paths]
+    first = tiles[0]
+    for tile in tiles[1:]:
+        _check_same_grid(first, tile)
+    (res_x, res_y), (x0, y0) = first.res, first.origin
     cells = []
-    for (name, (x, y, w, h)) in zip(map(os.fspath, paths), boxes):
-        col, row = (x - x0) / res_x, (y - y0) / res_y
-        if abs(col - round(col)) > GRID_TOLERANCE * max(1.0, abs(col)) or \
-                abs(row - round(row)) > GRID_TOLERANCE * max(1.0, abs(row)):
+    for tile in tiles:
+        col, row = (tile.origin[0] - x0) / res_x, (tile.origin[1] - y0) / res_y
+        if abs(col - round(col)) > GRID_TOLERANCE or abs(row - round(row)) > GRID_TOLERANCE:
             raise InputError(
-                f"{name!r} is not on the pixel grid of {os.fspath(paths[0])!r} (offset by a fraction of a pixel): "
-                "resample the tiles onto one grid first (gdalwarp -tap -tr ...)"
+                f"{tile.name!r} is not on the pixel grid of {first.name!r} (offset by {abs(col - round(col)):.2f} x "
+                f"{abs(row - round(row)):.2f} px): resample the tiles onto one grid first (gdalwarp -tap -tr ...)"
             )
-        cells.append((round(col), round(row), w, h))
+        cells.append((round(col), round(row), *tile.size))
     left, top = min(c for c, _, _, _ in cells), min(r for _, r, _, _ in cells)
     right, bottom = max(c + w for c, _, w, _ in cells), max(r + h for _, r, _, h in cells)
     width, height = right - left, bottom - top
-    covered = _covered_pixels([(c - left, r - top, w, h) for c, r, w, h in cells])
+    rects = [(c - left, r - top, w, h) for c, r, w, h in cells]
+    covered = _covered_pixels(rects)
+    met = {i for pair in _meeting(rects) for i in pair}
     transform = rasterio.Affine(res_x, 0, x0 + left * res_x, 0, res_y, y0 + top * res_y)
-    return TileLayout(width, height, transform, tuple((c - left, r - top) for c, r, _, _ in cells),
-                      tuple((w, h) for _, _, w, h in cells), covered / (width * height),
-                      covered < sum(w * h for _, _, w, h in cells))
+    return TileLayout(
+        width, height, transform, tuple((c, r) for c, r, _, _ in rects), tuple((w, h) for _, _, w, h in rects),
+        tuple(t.bands for t in tiles), covered / (width * height), covered < sum(w * h for _, _, w, h in rects),
+        tuple(i for i in range(len(rects)) if i not in met),
+    )
 
 
-def _check_same_grid(first: tuple, this: tuple) -> None:
-    (name0, crs0, ax0, ey0, count0, dtype0, interp0), (name, crs, ax, ey, count, dtype, interp) = first, this
-    if crs != crs0:
-        raise InputError(f"{name!r} is in {crs.to_string()} and {name0!r} in {crs0.to_string()}: a mosaic's tiles "
+def _check_same_grid(first: _Tile, tile: _Tile) -> None:
+    a, b = tile.name, first.name
+    if tile.crs != first.crs:
+        raise InputError(f"{a!r} is in {tile.crs.to_string()} and {b!r} in {first.crs.to_string()}: a mosaic's tiles "
                          "share one CRS; warp them to one first (gdalwarp -t_srs ...)")
-    if not (math.isclose(ax, ax0, rel_tol=GRID_TOLERANCE) and math.isclose(ey, ey0, rel_tol=GRID_TOLERANCE)):
-        raise InputError(f"{name!r} has {abs(ax):g} x {abs(ey):g} pixels and {name0!r} {abs(ax0):g} x {abs(ey0):g}: "
-                         "a mosaic's tiles share one pixel size; resample them onto one grid first (gdalwarp -tr ...)")
-    if (count, dtype) != (count0, dtype0):
-        raise InputError(f"{name!r} has {count} {dtype} bands and {name0!r} {count0} {dtype0}: a mosaic's tiles "
-                         "have the same bands")
-    if interp != interp0:
+    if not all(math.isclose(p, q, rel_tol=1e-6) for p, q in zip(tile.res, first.res)):
         raise InputError(
-            f"{name!r}'s bands are {', '.join(i.name for i in interp)} and {name0!r}'s "
-            f"{', '.join(i.name for i in interp0)}: a mosaic's tiles have their bands in one order"
+            f"{a!r} has pixels of {tile.res[0]:g} x {tile.res[1]:g} map units (x, y steps) and {b!r} of "
+            f"{first.res[0]:g} x {first.res[1]:g}: a mosaic's tiles share one pixel size and orientation; "
+            "resample them onto one grid first (gdalwarp -tr ...)"
+        )
+    if (len(tile.bands), tile.dtypes) != (len(first.bands), first.dtypes):
+        raise InputError(
+            f"{a!r} has {len(tile.bands)} colour bands ({', '.join(tile.dtypes)}) and {b!r} {len(first.bands)} "
+            f"({', '.join(first.dtypes)}): a mosaic's tiles have the same colour bands (an alpha band may differ); "
+            "give tiles of one product, or make them alike (gdal_translate -b ... -ot ...)"
+        )
+    if tile.colours != first.colours:
+        raise InputError(
+            f"the colour bands of {a!r} are {', '.join(tile.colours)}, those of {b!r} "
+            f"{', '.join(first.colours)}: a mosaic's tiles have their bands in one order; if they are, label them "
+            "alike (gdal_edit.py -colorinterp_1 red -colorinterp_2 green -colorinterp_3 blue FILE)"
         )
 
 
@@ -181,55 +221,107 @@ def _covered_pixels(rects: Sequence[tuple[int, int, int, int]]) -> int:
     return total
 
 
+def _meeting(boxes: Sequence[tuple[float, float, float, float]], tolerance: float = 0.0) -> list[tuple[int, int]]:
+    """Pairs of boxes (left, top, width, height) that share a border (more than a corner)
+    or overlap by at most :data:`TILE_OVERLAP_SHARE` of the smaller, within ``tolerance``:
+    a sweep along the left edges."""
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
+    pairs = []
+    for k, i in enumerate(order):
+        l1, t1, w1, h1 = boxes[i]
+        for j in order[k + 1:]:
+            l2, t2, w2, h2 = boxes[j]
+            if l2 > l1 + w1 + tolerance:
+                break  # sorted by left edge: no later box reaches back to this one
+            across = min(l1 + w1, l2 + w2) - max(l1, l2)
+            down = min(t1 + h1, t2 + h2) - max(t1, t2)
+            if across < -tolerance or down < -tolerance or max(across, down) <= tolerance:
+                continue  # apart, or only corners touch
+            if max(across, 0) * max(down, 0) <= TILE_OVERLAP_SHARE * min(w1 * h1, w2 * h2):
+                pairs.append((min(i, j), max(i, j)))
+    return pairs
+
+
+def check_gdal() -> None:
+    """Refuse a GDAL older than :data:`MIN_GDAL`, whose VRT would read a tile's nodata collar
+    as black pixels over its neighbour's (it ignores ``UseMaskBand``) and use overviews."""
+    have = tuple(int(p) for p in rasterio.__gdal_version__.split(".")[:2])
+    if have < MIN_GDAL:
+        raise InputError(
+            f"a mosaic needs GDAL {'.'.join(map(str, MIN_GDAL))} or newer; this rasterio has GDAL "
+            f"{rasterio.__gdal_version__}: install a newer rasterio (pip install -U rasterio), or build a VRT of the "
+            "tiles yourself (gdalbuildvrt) and segment it"
+        )
+
+
 def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) -> TileLayout:
     """Write a VRT of tiles on one pixel grid (:func:`tile_layout` checks them), as
-    ``gdalbuildvrt`` does: the tiles' pixels unresampled, a later tile over an earlier one
-    where both have data (a tile's nodata, alpha or mask leaves the pixels beneath it), and a
-    mask that is nodata where no tile has data.
+    ``gdalbuildvrt`` does: the tiles' full-resolution pixels unresampled, a later tile over
+    an earlier one where both have data (a tile's nodata, alpha or mask leaves the pixels
+    beneath it; a nodata value, which is a band's own, band by band, as gdalbuildvrt), and
+    a mask that is nodata where no tile has data in any band.
 
     Returns:
         The layout the VRT has.
+
+    Raises:
+        InputError: tiles that do not make one mosaic (:func:`tile_layout`), or a GDAL
+            older than :data:`MIN_GDAL`.
+        OutputError: the VRT cannot be written.
     """
+    check_gdal()
     layout = tile_layout(paths)
     with rasterio.open(os.fspath(paths[0])) as src:
-        crs_wkt, count, dtype = src.crs.to_wkt(), src.count, src.dtypes[0]
-        interp = [i.name.capitalize() if i.name != "undefined" else "Undefined" for i in src.colorinterp]
+        crs_wkt = src.crs.to_wkt()
+        colour_bands = layout.bands[0]
+        dtype = src.dtypes[colour_bands[0] - 1]
+        interp = [src.colorinterp[b - 1].name.capitalize() for b in colour_bands]
     gdal_type = _GDAL_TYPES.get(dtype)
     if gdal_type is None:
         raise InputError(f"{os.fspath(paths[0])!r} holds {dtype} pixels, which a mosaic does not take; convert the tiles")
+    names = [Path(p).name for p in paths]
+    stamp = hashlib.sha256(json.dumps(
+        [[str(Path(p).resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in paths]).encode()).hexdigest()
     t = layout.transform
     lines = [
         f'<VRTDataset rasterXSize="{layout.width}" rasterYSize="{layout.height}">',
         f"  <SRS>{escape(crs_wkt)}</SRS>",
         f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
-        f'  <Metadata><MDI key="{TILES_TAG}">{escape(json.dumps([Path(p).name for p in paths]))}</MDI></Metadata>',
+        "  <Metadata>",
+        f'    <MDI key="{TILES_TAG}">{escape(json.dumps(names))}</MDI>',
+        f'    <MDI key="{STAMP_TAG}">{stamp}</MDI>',
+        "  </Metadata>",
     ]
+    open_options = "".join(f'<OOI key="{k}">{v}</OOI>' for k, v in FULL_RESOLUTION_READS.items())
 
-    def sources(band: str, transparent: str) -> list[str]:
-        """The tiles as sources of one band, later over earlier; ``transparent``: how a
-        tile's own no-data pixels leave what lies beneath (a tile's nodata collar must not
-        hide its neighbour's pixels)."""
-        out = []
-        for path, (col, row), (width, height) in zip(paths, layout.offsets, layout.sizes):
-            filename = escape(str(Path(path).resolve()))
-            out += [
-                "      <ComplexSource>",
-                f'        <SourceFilename relativeToVRT="0">{filename}</SourceFilename>',
-                f"        <SourceBand>{band}</SourceBand>",
-                f'        <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}" />',
-                f'        <DstRect xOff="{col}" yOff="{row}" xSize="{width}" ySize="{height}" />',
-                f"        {transparent}",
-                "      </ComplexSource>",
-            ]
-        return out
+    def source(path: str | os.PathLike, tile: int, band: str, transparent: str) -> list[str]:
+        """One tile as a source of one VRT band: its full-resolution pixels (no overviews)
+        at its place; ``transparent``: how its no-data pixels leave what lies beneath (a
+        tile's nodata collar must not hide its neighbour's pixels)."""
+        (col, row), (width, height) = layout.offsets[tile], layout.sizes[tile]
+        return [
+            "      <ComplexSource>",
+            f'        <SourceFilename relativeToVRT="0">{escape(str(Path(path).resolve()))}</SourceFilename>',
+            f"        <OpenOptions>{open_options}</OpenOptions>",
+            f"        <SourceBand>{band}</SourceBand>",
+            f'        <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}" />',
+            f'        <DstRect xOff="{col}" yOff="{row}" xSize="{width}" ySize="{height}" />',
+            f"        {transparent}",
+            "      </ComplexSource>",
+        ]
 
-    for band in range(1, count + 1):  # a tile's pixels where its mask says data (GDAL 3.5+)
-        lines += [f"  <VRTRasterBand dataType={quoteattr(gdal_type)} band=\"{band}\">",
-                  f"    <ColorInterp>{interp[band - 1]}</ColorInterp>",
-                  *sources(str(band), "<UseMaskBand>true</UseMaskBand>"), "  </VRTRasterBand>"]
-    # one mask for all bands: 255 where any tile has data, 0 (the VRT's initial value) elsewhere
-    lines += ["  <MaskBand>", '    <VRTRasterBand dataType="Byte">', *sources("mask,1", "<NODATA>0</NODATA>"),
-              "    </VRTRasterBand>", "  </MaskBand>", "</VRTDataset>"]
+    for k, colour in enumerate(interp):
+        lines += [f"  <VRTRasterBand dataType={quoteattr(gdal_type)} band=\"{k + 1}\">",
+                  f"    <ColorInterp>{colour}</ColorInterp>"]
+        for i, path in enumerate(paths):  # a tile's pixels where its band's mask says data
+            lines += source(path, i, str(layout.bands[i][k]), "<UseMaskBand>true</UseMaskBand>")
+        lines.append("  </VRTRasterBand>")
+    # one mask for all bands: 255 where any band of any tile has data, 0 (the initial value) elsewhere
+    lines += ["  <MaskBand>", '    <VRTRasterBand dataType="Byte">']
+    for i, path in enumerate(paths):
+        for band in layout.bands[i]:
+            lines += source(path, i, f"mask,{band}", "<NODATA>0</NODATA>")
+    lines += ["    </VRTRasterBand>", "  </MaskBand>", "</VRTDataset>"]
     try:
         Path(vrt).write_text("\n".join(lines) + "\n", encoding="utf-8")
     except OSError as exc:
@@ -241,46 +333,33 @@ _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "In
                "int32": "Int32", "float32": "Float32", "float64": "Float64"}
 
 
-#: Scenes overlapping by more than this share of the smaller one cover the same place (two
-#: dates, two sensors) rather than meeting as tiles do.
-TILE_OVERLAP_SHARE = 0.25
-
-
 def meeting_tiles(paths: Sequence[str | os.PathLike], max_scenes: int = 5000) -> list[tuple[str, str]]:
-    """Pairs of scenes that meet on the map as tiles of one area do: in one CRS, sharing a
-    border or overlapping by a strip (at most :data:`TILE_OVERLAP_SHARE` of the smaller),
-    within half a pixel. Maps made of them one by one disagree where they meet (what
-    :func:`write_tiles_vrt` is for). Only local, georeferenced, north-up files are looked
-    at, and none where there are more than ``max_scenes`` (opening each costs a moment)."""
+    """Pairs of scenes that meet on the map as tiles of one area do, and that
+    :func:`write_tiles_vrt` takes together: in one CRS, with one pixel size and grid,
+    sharing a border or overlapping by a strip (at most :data:`TILE_OVERLAP_SHARE` of the
+    smaller). Maps made of them one by one disagree where they meet. Only local,
+    georeferenced, north-up files are looked at, and none where there are more than
+    ``max_scenes`` (opening each costs a moment)."""
     local = [os.fspath(p) for p in paths if "://" not in os.fspath(p) and not os.fspath(p).startswith("/vsi")]
     if len(local) < 2 or len(local) > max_scenes:
         return []
-    boxes: dict[str, list[tuple[float, float, float, float, float, str]]] = {}
+    groups: dict[tuple, list[tuple[tuple[float, float, float, float], str]]] = {}
     for name in local:
         try:
             with rasterio.open(name) as src:
                 t = src.transform
                 if src.crs is None or t.is_identity or t.b != 0 or t.d != 0:
                     continue
-                left, bottom, right, top = src.bounds
-                boxes.setdefault(src.crs.to_string(), []).append(
-                    (left, bottom, right, top, min(abs(t.a), abs(t.e)) / 2, name))
+                # one group per CRS, pixel size and grid (the pixel's offset from the CRS's origin)
+                phase = tuple(round((v / r) % 1 / GRID_TOLERANCE) % round(1 / GRID_TOLERANCE) for v, r in
+                              ((t.c, t.a), (t.f, t.e)))
+                key = (src.crs.to_string(), round(t.a, 9), round(t.e, 9), phase)
+                box = ((t.c - 0) / t.a, (t.f - 0) / t.e, src.width, src.height)  # in pixels of the grid
+                groups.setdefault(key, []).append((box, name))
         except RasterioIOError:
             continue  # said when the scene is segmented
     pairs = []
-    for group in boxes.values():
-        group.sort()
-        for i, (l1, b1, r1, t1, tol1, n1) in enumerate(group):
-            for l2, b2, r2, t2, tol2, n2 in group[i + 1:]:
-                tol = max(tol1, tol2)
-                if l2 > r1 + tol:
-                    break  # sorted by left edge: no later box reaches back to this one
-                width, height = min(r1, r2) - max(l1, l2), min(t1, t2) - max(b1, b2)
-                if width < -tol or height < -tol:
-                    continue
-                shared = max(width, 0) * max(height, 0)
-                smaller = min((r1 - l1) * (t1 - b1), (r2 - l2) * (t2 - b2))
-                along = max(width, height) > tol  # a border, not a corner
-                if along and shared <= TILE_OVERLAP_SHARE * smaller:
-                    pairs.append((n1, n2))
+    for members in groups.values():
+        boxes = [box for box, _ in members]
+        pairs += [(members[i][1], members[j][1]) for i, j in _meeting(boxes, tolerance=0.5)]
     return pairs

@@ -570,7 +570,7 @@ def test_released_scores_the_released_computation(tmp_path, inria_pair, monkeypa
     clash = CliRunner().invoke(cli, [*base, "--released", "--precision", "bf16"])
     assert clash.exit_code == 2 and "--released computes as the released code does, which --precision bf16 would" \
         " change; drop it or --released" in clash.output
-    with pytest.raises(InputError, match=r"the released computation sets blend='taper' otherwise: drop it"):
+    with pytest.raises(InputError, match=r"the released computation sets blend='sum', not 'taper': drop it"):
         InferenceSettings.released(blend="taper")
     # and it goes with --model only
     pred, truth = inria_pair

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -68,17 +69,24 @@ def test_tiles_on_one_grid_make_one_scene_with_every_pixel_and_nodata_where_none
 
 @pytest.mark.parametrize("second, message", [
     (dict(crs="EPSG:32634"), "is in EPSG:32634 and .* in EPSG:32631: a mosaic's tiles share one CRS"),
-    (dict(res=1.0), "has 1 x 1 pixels and .* 0.5 x 0.5: a mosaic's tiles share one pixel size"),
-    (dict(shift=0.25), "is not on the pixel grid of .* \\(offset by a fraction of a pixel\\)"),
-    (dict(bands=4), "has 4 uint8 bands and .* 3 uint8: a mosaic's tiles have the same bands"),
+    (dict(res=1.0), "has pixels of 1 x -1 map units \\(x, y steps\\) and .* of 0.5 x -0.5: a mosaic's tiles share one"
+                    " pixel size and orientation"),
+    (dict(res=0.5, south_up=True), "has pixels of 0.5 x 0.5 map units .* and .* of 0.5 x -0.5"),
+    (dict(shift=0.25), "is not on the pixel grid of .* \\(offset by 0.50 x 0.00 px\\)"),
+    (dict(dtype="uint16"), "has 3 colour bands \\(uint16, uint16, uint16\\) and .* 3 \\(uint8, uint8, uint8\\): a"
+                           " mosaic's tiles have the same colour bands \\(an alpha band may differ\\); give tiles of"
+                           " one product"),
+    (dict(photometric="MINISBLACK"), "the colour bands of .* are gray, undefined, undefined, those of .* red, green,"
+                                     " blue: .* label them alike \\(gdal_edit.py -colorinterp_1 red"),
     (dict(crs=None), "has no place on a map"),
 ])
 def test_tiles_on_other_grids_are_refused_saying_what_to_do(tmp_path, second, message):
     _tile(tmp_path / "a.tif", 0, 0)
     res, shift = second.get("res", 0.5), second.get("shift", 0.0)
-    data = np.full((second.get("bands", 3), 40, 40), 9, np.uint8)
-    transform = Affine(res, 0, ORIGIN[0] + 20 + shift, 0, -res, ORIGIN[1])
-    write_geotiff(tmp_path / "b.tif", data, transform=transform, crs=second.get("crs", "EPSG:32631"))
+    data = np.full((3, 40, 40), 9, second.get("dtype", "uint8"))
+    transform = Affine(res, 0, ORIGIN[0] + 20 + shift, 0, res if second.get("south_up") else -res, ORIGIN[1])
+    extra = {"photometric": second["photometric"]} if "photometric" in second else {}
+    write_geotiff(tmp_path / "b.tif", data, transform=transform, crs=second.get("crs", "EPSG:32631"), **extra)
     with pytest.raises(InputError, match=message):
         tile_layout([tmp_path / "a.tif", tmp_path / "b.tif"])
 
@@ -201,6 +209,11 @@ def test_scenes_that_meet_as_tiles_do_are_told_apart_from_scenes_of_one_place(tm
                                            frozenset({str(strip), str(right)})}  # strip and right: 4 rows of border
     assert meeting_tiles([a, corner]) == [] and meeting_tiles([a, again]) == [] and meeting_tiles([a, far]) == []
     assert meeting_tiles([a, other, plain, "https://example.com/b.tif"]) == []
+    coarser = write_geotiff(tmp_path / "coarser.tif", np.zeros((3, 20, 20), np.uint8),
+                            transform=Affine(1.0, 0, ORIGIN[0] + 20, 0, -1.0, ORIGIN[1]))
+    off_grid = write_geotiff(tmp_path / "off_grid.tif", np.zeros((3, 40, 40), np.uint8),
+                             transform=Affine(0.5, 0, ORIGIN[0] + 20.2, 0, -0.5, ORIGIN[1]))
+    assert meeting_tiles([a, coarser]) == [] and meeting_tiles([a, off_grid]) == []  # --mosaic would refuse them
     assert meeting_tiles([a, right], max_scenes=1) == []
 
 
@@ -214,3 +227,107 @@ def test_a_batch_of_tiles_that_meet_says_how_to_map_them_without_seams(tmp_path,
     assert "2 of the 2 scenes meet others as tiles of one area do (e.g. t0.tif and t1.tif): maps made one by one " \
         "disagree along those borders; for one map without seams, segment such tiles as one scene " \
         "(glgeo segment TILES --mosaic -o MAP.tif" in caplog.text
+
+
+def test_a_pixel_is_data_where_any_band_is_and_an_alpha_band_may_differ(tmp_path):
+    """A tile's nodata value is a band's own: a pixel whose red alone is 0 (dark water) was
+    nodata in the mosaic (band 1's mask) where the tile alone has it as data; a tile with
+    an alpha band beside tiles without one was refused (4 bands against 3)."""
+    a, da = _tile(tmp_path / "a.tif", 0, 0, nodata=0)
+    da[0, 10:20, 10:20] = 0  # red 0, green and blue not: data
+    da[:, 30:, :10] = 0  # every band 0: nodata
+    with rasterio.open(a, "r+") as dst:
+        dst.write(da)
+    alpha = np.full((40, 40), 255, np.uint8)
+    alpha[:5] = 0
+    data = np.random.default_rng(3).integers(1, 256, (3, 40, 40), dtype=np.uint8)
+    b = write_geotiff(tmp_path / "b.tif", data, transform=Affine(0.5, 0, ORIGIN[0] + 10, 0, -0.5, ORIGIN[1]), alpha=alpha)
+    layout = write_tiles_vrt([a, b], tmp_path / "m.vrt")
+    assert layout.bands == ((1, 2, 3), (1, 2, 3))
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        assert src.count == 3 and [i.name for i in src.colorinterp] == ["red", "green", "blue"]
+        mask, pixels = src.read_masks(1) > 0, src.read()
+    assert mask[10:20, 10:20].all() and np.array_equal(pixels[:, 10:20, 10:20], da[:, 10:20, 10:20])
+    assert not mask[30:, :10].any()  # a's nodata corner (b lies at columns 20-59)
+    assert not mask[:5, 40:].any() and mask[5:, 20:].all()  # b's alpha, beyond a
+    assert np.array_equal(pixels[:, 5:, 20:], data[:, 5:])
+    assert mask[:5, 20:40].all() and np.array_equal(pixels[:, :5, 20:40], da[:, :5, 20:40])  # a beneath b's alpha
+
+
+def test_the_tiles_full_resolution_pixels_not_their_overviews(tmp_path):
+    """GDAL read a VRT's decimated windows from its tiles' overviews: tiles delivered with
+    overviews (COGs) changed the mosaic's map."""
+    from rasterio.enums import Resampling
+
+    from glgeo.resolution import open_pixels
+
+    paths = []
+    for i in range(2):
+        path = write_geotiff(tmp_path / f"t{i}.tif", np.full((3, 64, 64), 90, np.uint8),
+                             transform=Affine(0.5, 0, ORIGIN[0] + 32 * i, 0, -0.5, ORIGIN[1]))
+        with rasterio.open(path, "r+") as dst:
+            dst.build_overviews([2, 4], Resampling.nearest)
+            dst.write(np.full((3, 64, 64), 200, np.uint8))  # the overviews keep 90: not the tile's pixels
+        paths.append(path)
+    write_tiles_vrt(paths, tmp_path / "m.vrt")
+    with open_pixels(str(tmp_path / "m.vrt")) as src:
+        assert (src.read(out_shape=(3, 16, 24), resampling=Resampling.bilinear) == 200).all()
+
+
+def test_an_old_gdal_is_refused(tmp_path, monkeypatch):
+    """GDAL before 3.5 ignores a source's UseMaskBand: a tile's nodata collar was black data
+    over its neighbour's pixels."""
+    monkeypatch.setattr(rasterio, "__gdal_version__", "3.4.1")
+    a, _ = _tile(tmp_path / "a.tif", 0, 0)
+    b, _ = _tile(tmp_path / "b.tif", 0, 40)
+    with pytest.raises(InputError, match=r"a mosaic needs GDAL 3.6 or newer; this rasterio has GDAL 3.4.1"):
+        write_tiles_vrt([a, b], tmp_path / "m.vrt")
+    assert not (tmp_path / "m.vrt").exists()
+
+
+def test_tiles_apart_are_said_before_the_work(tmp_path, caplog):
+    """Two tiles far apart made a huge, nearly empty map, said only at the end; a tile a
+    hair off the grid far from the first was snapped, where near it it was refused."""
+    a, _ = _tile(tmp_path / "a.tif", 0, 0)
+    b, _ = _tile(tmp_path / "b.tif", 0, 40)
+    far, _ = _tile(tmp_path / "far.tif", 400, 400)
+    layout = tile_layout([a, b, far])
+    assert layout.apart == (2,) and layout.coverage == pytest.approx(3 * 1600 / (440 * 440))
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    result = CliRunner().invoke(cli, ["segment", str(a), str(b), str(far), "--mosaic", "-o", str(tmp_path / "m.tif"),
+                                      "--model", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    assert "1 of the 3 tiles meet no other tile (e.g. far.tif): the mosaic gains nothing for them, and is 440 x 440" \
+        " px, 2.5 % of it covered by tiles" in caplog.text
+    off = write_geotiff(tmp_path / "off.tif", np.zeros((3, 40, 40), np.uint8),
+                        transform=Affine(0.5, 0, ORIGIN[0] + 0.5 * 400000 + 0.15, 0, -0.5, ORIGIN[1]))
+    with pytest.raises(InputError, match=r"offset by 0.30 x 0.00 px"):
+        tile_layout([a, off])
+
+
+def test_a_split_resumes_only_blocks_of_the_same_mosaic(tmp_path):
+    """The split's resume key was the VRT's path, size and time stamp: the same tiles in
+    another order (which decides who wins where they overlap) kept the blocks."""
+    from glgeo.batch.split import _fingerprint
+
+    a, _ = _tile(tmp_path / "a.tif", 0, 0)
+    b, _ = _tile(tmp_path / "b.tif", 0, 36)
+    vrt = tmp_path / "m.vrt"
+
+    class Split:  # what the fingerprint reads of a split scene
+        settings, scale = "s", 1.0
+
+        class info:
+            bands = (1, 2, 3)
+
+        class plan:
+            @staticmethod
+            def to_dict():
+                return {}
+
+    prints = []
+    for order in ([a, b], [b, a]):
+        write_tiles_vrt(order, vrt)
+        os.utime(vrt, ns=(10**18, 10**18))
+        prints.append(_fingerprint(str(vrt), "model", Split, False, False, None, None, None))
+    assert prints[0] != prints[1]
