@@ -61,7 +61,6 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from .errors import InputError, InternalError, SceneError
-from .mosaic import mosaic_title
 from .nodata import mirror_fill
 from .resolution import Scale, axis_scales, describe_scale, ground_sample_distance, open_pixels, scaled_size, scaled_transform
 from .tiling import PatchWindow
@@ -407,6 +406,21 @@ def _paletted(band: int, name: str) -> str:
             "e.g. gdal_translate -expand rgb IN.tif OUT.tif")
 
 
+def open_raster(path: str | os.PathLike, kinds: str = "a GeoTIFF, VRT, JPEG or PNG") -> rasterio.io.DatasetReader:
+    """Open a scene's file, or say in one line why it cannot be (``kinds``: what to give instead).
+
+    Raises:
+        SceneError: a local file that is missing, or a file that is not a raster.
+    """
+    name = str(path)
+    if "://" not in name and not name.startswith("/vsi") and not Path(name).exists():
+        raise SceneError(f"scene {name!r} does not exist; check the path")
+    try:
+        return rasterio.open(name)
+    except RasterioIOError as exc:
+        raise SceneError(f"cannot open {name!r} as a raster ({exc}); give {kinds}") from None
+
+
 def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, needed: int = 3) -> SceneInfo:
     """Open a scene, check it, and describe it.
 
@@ -419,14 +433,10 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
         SceneError: missing, unreadable or not a raster.
         InputError: wrong band count or band numbers out of range.
     """
+    from .mosaic import mosaic_title  # the mosaic opens its tiles with open_raster
+
     name = str(path)
-    if "://" not in name and not name.startswith("/vsi") and not Path(name).exists():
-        raise SceneError(f"scene {name!r} does not exist; check the path")
-    try:
-        src = rasterio.open(name)
-    except RasterioIOError as exc:
-        raise SceneError(f"cannot open {name!r} as a raster ({exc}); give a GeoTIFF, VRT, JPEG or PNG") from None
-    with src:
+    with open_raster(name) as src:
         if bands is None or len(bands) == 0:
             chosen = default_bands(src, needed)
         else:

@@ -39,7 +39,8 @@ from rasterio.enums import ColorInterp
 from rasterio.errors import RasterioIOError
 
 from .atomic import unwritable_folder_error
-from .errors import InputError, SceneError
+from .errors import InputError
+from .io import open_raster
 from .resolution import FULL_RESOLUTION_READS
 
 #: Grid offsets within this many pixels of a whole number are on the grid (coordinates
@@ -118,13 +119,7 @@ def _read_tile(path: str | os.PathLike) -> _Tile:
     name = os.fspath(path)
     if "://" in name or name.startswith("/vsi"):
         raise InputError(f"{name!r}: a mosaic is made of local files; download the tiles first")
-    if not Path(name).exists():
-        raise SceneError(f"scene {name!r} does not exist; check the path")
-    try:
-        src = rasterio.open(name)
-    except RasterioIOError as exc:
-        raise SceneError(f"cannot open {name!r} as a raster ({exc}); give GeoTIFF or VRT tiles") from None
-    with src:
+    with open_raster(name, "GeoTIFF or VRT tiles") as src:
         t = src.transform
         if src.crs is None or t.is_identity:
             raise InputError(f"{name!r} has no place on a map (no CRS or transform): a mosaic needs georeferenced "
