@@ -85,11 +85,14 @@ class TileLayout:
         transform: its affine transform (the tiles' pixel size, the union's top-left corner).
         offsets: each tile's (column, row) offset in the mosaic, in the tiles' order.
         sizes: each tile's (width, height) in pixels.
-        bands: each tile's colour bands (1-based, its alpha band left out), in order.
+        bands: each tile's colour bands (1-based) in the first tile's colour order (a tile
+            labelled blue, green, red beside red, green, blue ones gives ``(3, 2, 1)``).
+        alphas: each tile's alpha band, if it has one (its mask, wherever it lies).
         coverage: the share of the mosaic's pixels that some tile covers.
         overlapping: whether any two tiles overlap (rather than only meet).
-        apart: the tiles (their indices) that meet no other tile: nothing is gained by
-            segmenting them in the mosaic, and the area between them is nodata.
+        apart: the tiles (their indices) that neither meet nor overlap another tile:
+            nothing is gained by segmenting them in the mosaic, and the area between them is
+            nodata.
     """
 
     width: int
@@ -98,6 +101,7 @@ class TileLayout:
     offsets: tuple[tuple[int, int], ...]
     sizes: tuple[tuple[int, int], ...]
     bands: tuple[tuple[int, ...], ...]
+    alphas: tuple[int | None, ...]
     coverage: float
     overlapping: bool
     apart: tuple[int, ...] = ()
@@ -110,9 +114,10 @@ class _Tile:
     res: tuple[float, float]
     origin: tuple[float, float]
     size: tuple[int, int]
-    bands: tuple[int, ...]
+    bands: tuple[int, ...]  # the colour bands (all but an alpha band), in the file's order
     dtypes: tuple[str, ...]
     colours: tuple[str, ...]
+    alpha: int | None
 
 
 def _read_tile(path: str | os.PathLike) -> _Tile:
@@ -120,16 +125,38 @@ def _read_tile(path: str | os.PathLike) -> _Tile:
     if "://" in name or name.startswith("/vsi"):
         raise InputError(f"{name!r}: a mosaic is made of local files; download the tiles first")
     with open_raster(name, "GeoTIFF or VRT tiles") as src:
-        t = src.transform
-        if src.crs is None or t.is_identity:
-            raise InputError(f"{name!r} has no place on a map (no CRS or transform): a mosaic needs georeferenced "
-                             "tiles; segment plain images one by one")
-        if t.b != 0 or t.d != 0:
-            raise InputError(f"{name!r} is rotated (its transform has rotation terms): warp the tiles to a north-up "
-                             "grid first (gdalwarp)")
-        bands = tuple(b for b in src.indexes if src.colorinterp[b - 1] != ColorInterp.alpha)
-        return _Tile(name, src.crs, (t.a, t.e), (t.c, t.f), (src.width, src.height), bands,
-                     tuple(src.dtypes[b - 1] for b in bands), tuple(src.colorinterp[b - 1].name for b in bands))
+        return _tile_of(src, name)
+
+
+def _tile_of(src, name: str) -> _Tile:
+    t = src.transform
+    if src.crs is None or t.is_identity:
+        raise InputError(f"{name!r} has no place on a map (no CRS or transform): a mosaic needs georeferenced "
+                         "tiles; segment plain images one by one")
+    if t.b != 0 or t.d != 0:
+        raise InputError(f"{name!r} is rotated (its transform has rotation terms): warp the tiles to a north-up "
+                         "grid first (gdalwarp)")
+    alphas = [b for b in src.indexes if src.colorinterp[b - 1] == ColorInterp.alpha]
+    bands = tuple(b for b in src.indexes if b not in alphas[:1])
+    return _Tile(name, src.crs, (t.a, t.e), (t.c, t.f), (src.width, src.height), bands,
+                 tuple(src.dtypes[b - 1] for b in bands), tuple(src.colorinterp[b - 1].name for b in bands),
+                 alphas[0] if alphas else None)
+
+
+#: Colour labels that say nothing of a band's colour: bands so labelled are matched by place.
+_UNSAID = {"undefined", "gray"}
+
+
+def _colour_order(first: _Tile, tile: _Tile) -> tuple[int, ...] | None:
+    """``tile``'s colour bands in ``first``'s colour order: as they are where the labels are
+    the same, by their labels where the same colours come in another order (BGR beside RGB);
+    ``None`` where the labels do not say the same colours."""
+    if tile.colours == first.colours:
+        return tile.bands
+    named = [c for c in first.colours if c not in _UNSAID]
+    if sorted(tile.colours) == sorted(first.colours) and len(set(named)) == len(first.colours):
+        return tuple(tile.bands[tile.colours.index(c)] for c in first.colours)
+    return None
 
 
 def tile_layout(paths: Sequence[str | os.PathLike]) -> TileLayout:
@@ -139,23 +166,22 @@ def tile_layout(paths: Sequence[str | os.PathLike]) -> TileLayout:
         SceneError: a tile is missing or not a raster.
         InputError: fewer than two tiles, a tile without georeferencing or rotated, or tiles
             on different grids (CRS, pixel size, a fraction of a pixel apart) or with other
-            colour bands (count, data type, colour meaning): the message names the two
-            tiles and says what to do.
+            colour bands (count, data type, colours): the message names the two tiles and
+            says what to do.
     """
     if len(paths) < 2:
         raise InputError("a mosaic needs two or more tiles; segment one scene with -o alone")
     tiles = [_read_tile(p) for p in paths]
     first = tiles[0]
-    for tile in tiles[1:]:
-        _check_same_grid(first, tile)
+    orders = [first.bands] + [_check_same_grid(first, tile) for tile in tiles[1:]]
     (res_x, res_y), (x0, y0) = first.res, first.origin
     cells = []
     for tile in tiles:
         col, row = (tile.origin[0] - x0) / res_x, (tile.origin[1] - y0) / res_y
         if abs(col - round(col)) > GRID_TOLERANCE or abs(row - round(row)) > GRID_TOLERANCE:
             raise InputError(
-                f"{tile.name!r} is not on the pixel grid of {first.name!r} (offset by {abs(col - round(col)):.2f} x "
-                f"{abs(row - round(row)):.2f} px): resample the tiles onto one grid first (gdalwarp -tap -tr ...)"
+                f"{tile.name!r} is not on the pixel grid of {first.name!r} (offset by {abs(col - round(col)):.3f} x "
+                f"{abs(row - round(row)):.3f} px): resample the tiles onto one grid first (gdalwarp -tap -tr ...)"
             )
         cells.append((round(col), round(row), *tile.size))
     left, top = min(c for c, _, _, _ in cells), min(r for _, r, _, _ in cells)
@@ -163,16 +189,17 @@ def tile_layout(paths: Sequence[str | os.PathLike]) -> TileLayout:
     width, height = right - left, bottom - top
     rects = [(c - left, r - top, w, h) for c, r, w, h in cells]
     covered = _covered_pixels(rects)
-    met = {i for pair in _meeting(rects) for i in pair}
+    met = {i for pair in _meeting(rects, overlap_share=None) for i in pair}
     transform = rasterio.Affine(res_x, 0, x0 + left * res_x, 0, res_y, y0 + top * res_y)
     return TileLayout(
         width, height, transform, tuple((c, r) for c, r, _, _ in rects), tuple((w, h) for _, _, w, h in rects),
-        tuple(t.bands for t in tiles), covered / (width * height), covered < sum(w * h for _, _, w, h in rects),
-        tuple(i for i in range(len(rects)) if i not in met),
+        tuple(orders), tuple(t.alpha for t in tiles), covered / (width * height),
+        covered < sum(w * h for _, _, w, h in rects), tuple(i for i in range(len(rects)) if i not in met),
     )
 
 
-def _check_same_grid(first: _Tile, tile: _Tile) -> None:
+def _check_same_grid(first: _Tile, tile: _Tile) -> tuple[int, ...]:
+    """Refuse a tile that cannot join ``first``'s mosaic; its colour bands in ``first``'s order."""
     a, b = tile.name, first.name
     if tile.crs != first.crs:
         raise InputError(f"{a!r} is in {tile.crs.to_string()} and {b!r} in {first.crs.to_string()}: a mosaic's tiles "
@@ -183,18 +210,21 @@ def _check_same_grid(first: _Tile, tile: _Tile) -> None:
             f"{first.res[0]:g} x {first.res[1]:g}: a mosaic's tiles share one pixel size and orientation; "
             "resample them onto one grid first (gdalwarp -tr ...)"
         )
-    if (len(tile.bands), tile.dtypes) != (len(first.bands), first.dtypes):
+    if (len(tile.bands), set(tile.dtypes)) != (len(first.bands), set(first.dtypes)):
         raise InputError(
             f"{a!r} has {len(tile.bands)} colour bands ({', '.join(tile.dtypes)}) and {b!r} {len(first.bands)} "
             f"({', '.join(first.dtypes)}): a mosaic's tiles have the same colour bands (an alpha band may differ); "
             "give tiles of one product, or make them alike (gdal_translate -b ... -ot ...)"
         )
-    if tile.colours != first.colours:
+    order = _colour_order(first, tile)
+    if order is None:
+        labels = " ".join(f"-colorinterp_{k + 1} {c}" for k, c in enumerate(first.colours))
         raise InputError(
             f"the colour bands of {a!r} are {', '.join(tile.colours)}, those of {b!r} "
-            f"{', '.join(first.colours)}: a mosaic's tiles have their bands in one order; if they are, label them "
-            "alike (gdal_edit.py -colorinterp_1 red -colorinterp_2 green -colorinterp_3 blue FILE)"
+            f"{', '.join(first.colours)}: a mosaic's tiles have the same colours; if the bands are in the same "
+            f"order, label them alike (gdal_edit.py {labels} FILE)"
         )
+    return order
 
 
 def _covered_pixels(rects: Sequence[tuple[int, int, int, int]]) -> int:
@@ -216,10 +246,13 @@ def _covered_pixels(rects: Sequence[tuple[int, int, int, int]]) -> int:
     return total
 
 
-def _meeting(boxes: Sequence[tuple[float, float, float, float]], tolerance: float = 0.0) -> list[tuple[int, int]]:
+def _meeting(
+    boxes: Sequence[tuple[float, float, float, float]], tolerance: float = 0.0,
+    overlap_share: float | None = TILE_OVERLAP_SHARE,
+) -> list[tuple[int, int]]:
     """Pairs of boxes (left, top, width, height) that share a border (more than a corner)
-    or overlap by at most :data:`TILE_OVERLAP_SHARE` of the smaller, within ``tolerance``:
-    a sweep along the left edges."""
+    or overlap, within ``tolerance``; by at most ``overlap_share`` of the smaller (``None``:
+    any overlap): a sweep along the left edges."""
     order = sorted(range(len(boxes)), key=lambda i: boxes[i][0])
     pairs = []
     for k, i in enumerate(order):
@@ -232,7 +265,8 @@ def _meeting(boxes: Sequence[tuple[float, float, float, float]], tolerance: floa
             down = min(t1 + h1, t2 + h2) - max(t1, t2)
             if across < -tolerance or down < -tolerance or max(across, down) <= tolerance:
                 continue  # apart, or only corners touch
-            if max(across, 0) * max(down, 0) <= TILE_OVERLAP_SHARE * min(w1 * h1, w2 * h2):
+            shared = max(across, 0) * max(down, 0)
+            if overlap_share is None or shared <= overlap_share * min(w1 * h1, w2 * h2):
                 pairs.append((min(i, j), max(i, j)))
     return pairs
 
@@ -252,9 +286,13 @@ def check_gdal() -> None:
 def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) -> TileLayout:
     """Write a VRT of tiles on one pixel grid (:func:`tile_layout` checks them), as
     ``gdalbuildvrt`` does: the tiles' full-resolution pixels unresampled, a later tile over
-    an earlier one where both have data (a tile's nodata, alpha or mask leaves the pixels
-    beneath it; a nodata value, which is a band's own, band by band, as gdalbuildvrt), and
-    a mask that is nodata where no tile has data in any band.
+    an earlier one where it has data (its nodata, alpha band or mask leaves the pixels
+    beneath it), nodata where no tile has data. As for one scene, a tile's pixel is data
+    where any of its colour bands is, and then every band keeps its value (a red that
+    equals the nodata value included); an alpha band is the tile's mask wherever it lies.
+
+    Each tile enters as a small VRT of its own (inline): its colour bands in the first
+    tile's colour order, read from its full-resolution pixels, with that one mask.
 
     Returns:
         The layout the VRT has.
@@ -268,13 +306,12 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
     layout = tile_layout(paths)
     with rasterio.open(os.fspath(paths[0])) as src:
         crs_wkt = src.crs.to_wkt()
-        colour_bands = layout.bands[0]
-        dtype = src.dtypes[colour_bands[0] - 1]
-        interp = [src.colorinterp[b - 1].name.capitalize() for b in colour_bands]
+        dtype = src.dtypes[layout.bands[0][0] - 1]
+        colours = [_GDAL_COLOURS.get(src.colorinterp[b - 1].name, src.colorinterp[b - 1].name.capitalize())
+                   for b in layout.bands[0]]
     gdal_type = _GDAL_TYPES.get(dtype)
     if gdal_type is None:
         raise InputError(f"{os.fspath(paths[0])!r} holds {dtype} pixels, which a mosaic does not take; convert the tiles")
-    names = [Path(p).name for p in paths]
     stamp = hashlib.sha256(json.dumps(
         [[str(Path(p).resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in paths]).encode()).hexdigest()
     t = layout.transform
@@ -283,21 +320,20 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
         f"  <SRS>{escape(crs_wkt)}</SRS>",
         f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
         "  <Metadata>",
-        f'    <MDI key="{TILES_TAG}">{escape(json.dumps(names))}</MDI>',
+        f'    <MDI key="{TILES_TAG}">{escape(json.dumps([Path(p).name for p in paths]))}</MDI>',
         f'    <MDI key="{STAMP_TAG}">{stamp}</MDI>',
         "  </Metadata>",
     ]
-    open_options = "".join(f'<OOI key="{k}">{v}</OOI>' for k, v in FULL_RESOLUTION_READS.items())
+    tiles = [_tile_vrt(Path(p).resolve(), i, layout, gdal_type) for i, p in enumerate(paths)]
 
-    def source(path: str | os.PathLike, tile: int, band: str, transparent: str) -> list[str]:
-        """One tile as a source of one VRT band: its full-resolution pixels (no overviews)
-        at its place; ``transparent``: how its no-data pixels leave what lies beneath (a
-        tile's nodata collar must not hide its neighbour's pixels)."""
+    def source(tile: int, band: str, transparent: str) -> list[str]:
+        """One tile (its own VRT) as a source of a band at its place; ``transparent``: how
+        its no-data pixels leave what lies beneath (a nodata collar must not hide its
+        neighbour's pixels)."""
         (col, row), (width, height) = layout.offsets[tile], layout.sizes[tile]
         return [
             "      <ComplexSource>",
-            f'        <SourceFilename relativeToVRT="0">{escape(str(Path(path).resolve()))}</SourceFilename>',
-            f"        <OpenOptions>{open_options}</OpenOptions>",
+            f'        <SourceFilename relativeToVRT="0">{escape(tiles[tile])}</SourceFilename>',
             f"        <SourceBand>{band}</SourceBand>",
             f'        <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}" />',
             f'        <DstRect xOff="{col}" yOff="{row}" xSize="{width}" ySize="{height}" />',
@@ -305,24 +341,50 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
             "      </ComplexSource>",
         ]
 
-    for k, colour in enumerate(interp):
+    for k, colour in enumerate(colours):
         lines += [f"  <VRTRasterBand dataType={quoteattr(gdal_type)} band=\"{k + 1}\">",
                   f"    <ColorInterp>{colour}</ColorInterp>"]
-        for i, path in enumerate(paths):  # a tile's pixels where its band's mask says data
-            lines += source(path, i, str(layout.bands[i][k]), "<UseMaskBand>true</UseMaskBand>")
+        for i in range(len(paths)):  # a tile's pixels where its mask says data
+            lines += source(i, str(k + 1), "<UseMaskBand>true</UseMaskBand>")
         lines.append("  </VRTRasterBand>")
-    # one mask for all bands: 255 where any band of any tile has data, 0 (the initial value) elsewhere
+    # one mask for all bands: where any tile has data, 0 (the initial value) elsewhere
     lines += ["  <MaskBand>", '    <VRTRasterBand dataType="Byte">']
-    for i, path in enumerate(paths):
-        for band in layout.bands[i]:
-            lines += source(path, i, f"mask,{band}", "<NODATA>0</NODATA>")
+    for i in range(len(paths)):
+        lines += source(i, "mask,1", "<NODATA>0</NODATA>")
     lines += ["    </VRTRasterBand>", "  </MaskBand>", "</VRTDataset>"]
     try:
         Path(vrt).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except UnicodeEncodeError:
+        raise InputError("a tile's file name is not valid UTF-8, which a VRT needs: rename the tiles") from None
     except OSError as exc:
         raise unwritable_folder_error(Path(vrt).absolute().parent, exc, "the folder of the mosaic's VRT") from None
     return layout
 
+
+def _tile_vrt(path: Path, tile: int, layout: TileLayout, gdal_type: str) -> str:
+    """One tile as a VRT of its own, inline (GDAL opens VRT XML given as a file name): its
+    colour bands in the mosaic's order, read from its full-resolution pixels (never its
+    overviews), with one mask for all of them: its alpha band where it has one, else where
+    any colour band's own mask (nodata value, internal mask) says data."""
+    (width, height) = layout.sizes[tile]
+    filename = f'<SourceFilename relativeToVRT="0">{escape(str(path))}</SourceFilename>'
+    opened = "<OpenOptions>" + "".join(f'<OOI key="{k}">{v}</OOI>' for k, v in FULL_RESOLUTION_READS.items()) + \
+        "</OpenOptions>"
+    xml = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
+    for k, band in enumerate(layout.bands[tile]):
+        xml.append(f'<VRTRasterBand dataType="{gdal_type}" band="{k + 1}"><SimpleSource>{filename}{opened}'
+                   f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>")
+    alpha = layout.alphas[tile]
+    masks = ([f"<SimpleSource>{filename}{opened}<SourceBand>{alpha}</SourceBand></SimpleSource>"] if alpha else
+             [f"<ComplexSource>{filename}{opened}<SourceBand>mask,{band}</SourceBand><NODATA>0</NODATA></ComplexSource>"
+              for band in layout.bands[tile]])
+    xml.append('<MaskBand><VRTRasterBand dataType="Byte">' + "".join(masks) + "</VRTRasterBand></MaskBand>")
+    xml.append("</VRTDataset>")
+    return "".join(xml)
+
+
+#: GDAL's names of the colours rasterio names otherwise.
+_GDAL_COLOURS = {"Y": "YCbCr_Y", "Cb": "YCbCr_Cb", "Cr": "YCbCr_Cr", "undefined": "Undefined"}
 
 _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                "int32": "Int32", "float32": "Float32", "float64": "Float64"}
@@ -330,31 +392,38 @@ _GDAL_TYPES = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "In
 
 def meeting_tiles(paths: Sequence[str | os.PathLike], max_scenes: int = 5000) -> list[tuple[str, str]]:
     """Pairs of scenes that meet on the map as tiles of one area do, and that
-    :func:`write_tiles_vrt` takes together: in one CRS, with one pixel size and grid,
-    sharing a border or overlapping by a strip (at most :data:`TILE_OVERLAP_SHARE` of the
-    smaller). Maps made of them one by one disagree where they meet. Only local,
-    georeferenced, north-up files are looked at, and none where there are more than
-    ``max_scenes`` (opening each costs a moment)."""
+    :func:`write_tiles_vrt` takes together: in one CRS, with one pixel size and grid and
+    the same colour bands, sharing a border or overlapping by a strip (at most
+    :data:`TILE_OVERLAP_SHARE` of the smaller). Maps made of them one by one disagree where
+    they meet. Only local, georeferenced, north-up files are looked at, and none where there
+    are more than ``max_scenes`` (opening each costs a moment)."""
     local = [os.fspath(p) for p in paths if "://" not in os.fspath(p) and not os.fspath(p).startswith("/vsi")]
     if len(local) < 2 or len(local) > max_scenes:
         return []
-    groups: dict[tuple, list[tuple[tuple[float, float, float, float], str]]] = {}
+    kinds: dict[tuple, list[_Tile]] = {}
     for name in local:
         try:
             with rasterio.open(name) as src:
-                t = src.transform
-                if src.crs is None or t.is_identity or t.b != 0 or t.d != 0:
-                    continue
-                # one group per CRS, pixel size and grid (the pixel's offset from the CRS's origin)
-                phase = tuple(round((v / r) % 1 / GRID_TOLERANCE) % round(1 / GRID_TOLERANCE) for v, r in
-                              ((t.c, t.a), (t.f, t.e)))
-                key = (src.crs.to_string(), round(t.a, 9), round(t.e, 9), phase)
-                box = ((t.c - 0) / t.a, (t.f - 0) / t.e, src.width, src.height)  # in pixels of the grid
-                groups.setdefault(key, []).append((box, name))
-        except RasterioIOError:
+                tile = _tile_of(src, name)
+        except (RasterioIOError, InputError):
             continue  # said when the scene is segmented
+        key = (tile.crs.to_string(), round(tile.res[0], 9), round(tile.res[1], 9), len(tile.bands),
+               frozenset(tile.dtypes))
+        kinds.setdefault(key, []).append(tile)
     pairs = []
-    for members in groups.values():
-        boxes = [box for box, _ in members]
-        pairs += [(members[i][1], members[j][1]) for i, j in _meeting(boxes, tolerance=0.5)]
+    for members in kinds.values():
+        grids: list[list[_Tile]] = []  # tiles on one pixel grid with the same colours, as tile_layout takes them
+        for tile in members:
+            for grid in grids:
+                reference = grid[0]
+                steps = [(o - r) / s for o, r, s in zip(tile.origin, reference.origin, reference.res)]
+                if all(abs(v - round(v)) <= GRID_TOLERANCE for v in steps) and _colour_order(reference, tile):
+                    grid.append(tile)
+                    break
+            else:
+                grids.append([tile])
+        for grid in grids:
+            boxes = [((t.origin[0] - grid[0].origin[0]) / t.res[0], (t.origin[1] - grid[0].origin[1]) / t.res[1],
+                      *t.size) for t in grid]
+            pairs += [(grid[i].name, grid[j].name) for i, j in _meeting(boxes, tolerance=0.5)]
     return pairs

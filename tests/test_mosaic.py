@@ -10,6 +10,7 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
+from rasterio.enums import ColorInterp
 
 from glgeo.cli.main import cli
 from glgeo.errors import InputError
@@ -72,7 +73,7 @@ def test_tiles_on_one_grid_make_one_scene_with_every_pixel_and_nodata_where_none
     (dict(res=1.0), "has pixels of 1 x -1 map units \\(x, y steps\\) and .* of 0.5 x -0.5: a mosaic's tiles share one"
                     " pixel size and orientation"),
     (dict(res=0.5, south_up=True), "has pixels of 0.5 x 0.5 map units .* and .* of 0.5 x -0.5"),
-    (dict(shift=0.25), "is not on the pixel grid of .* \\(offset by 0.50 x 0.00 px\\)"),
+    (dict(shift=0.25), "is not on the pixel grid of .* \\(offset by 0.500 x 0.000 px\\)"),
     (dict(dtype="uint16"), "has 3 colour bands \\(uint16, uint16, uint16\\) and .* 3 \\(uint8, uint8, uint8\\): a"
                            " mosaic's tiles have the same colour bands \\(an alpha band may differ\\); give tiles of"
                            " one product"),
@@ -301,7 +302,7 @@ def test_tiles_apart_are_said_before_the_work(tmp_path, caplog):
         " px, 2.5 % of it covered by tiles" in caplog.text
     off = write_geotiff(tmp_path / "off.tif", np.zeros((3, 40, 40), np.uint8),
                         transform=Affine(0.5, 0, ORIGIN[0] + 0.5 * 400000 + 0.15, 0, -0.5, ORIGIN[1]))
-    with pytest.raises(InputError, match=r"offset by 0.30 x 0.00 px"):
+    with pytest.raises(InputError, match=r"offset by 0.300 x 0.000 px"):
         tile_layout([a, off])
 
 
@@ -331,3 +332,57 @@ def test_a_split_resumes_only_blocks_of_the_same_mosaic(tmp_path):
         os.utime(vrt, ns=(10**18, 10**18))
         prints.append(_fingerprint(str(vrt), "model", Split, False, False, None, None, None))
     assert prints[0] != prints[1]
+
+
+def _write(path, data, col, row=0, **kwargs):
+    return write_geotiff(path, data, transform=Affine(0.5, 0, ORIGIN[0] + 0.5 * col, 0, -0.5, ORIGIN[1] - 0.5 * row),
+                         **kwargs)
+
+
+def test_a_band_equal_to_the_nodata_value_keeps_its_value_and_any_alpha_band_is_the_mask(tmp_path):
+    """Second review: with nodata 255, a white roof's red (255, 100, 100) read (0, 100, 100)
+    (the red band's own mask left the VRT's 0); an alpha band GDAL does not take as the
+    mask (first, or after four bands) hid the pixels beneath it; tiles labelled blue,
+    green, red beside red, green, blue ones were refused, or mixed colours."""
+    base = np.full((3, 8, 8), 100, np.uint8)
+    a = _write(tmp_path / "a.tif", base, 0, nodata=255)
+    with rasterio.open(a, "r+") as dst:
+        roof = base.copy()
+        roof[0, 1, 1] = 255  # red alone at the nodata value: data
+        roof[:, 7, 2] = 255  # every band: nodata
+        dst.write(roof)
+    layered = np.full((4, 8, 8), 7, np.uint8)
+    layered[0, :, :2] = 0  # alpha, band 1: its first two columns transparent
+    over = _write(tmp_path / "over.tif", layered, 4, photometric="MINISBLACK")
+    with rasterio.open(over, "r+") as dst:
+        dst.colorinterp = [ColorInterp.alpha, ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+    bgr = np.stack([np.full((8, 8), v, np.uint8) for v in (30, 20, 10)])  # blue, green, red
+    turned = _write(tmp_path / "bgr.tif", bgr, 0, row=8, photometric="MINISBLACK")
+    with rasterio.open(turned, "r+") as dst:
+        dst.colorinterp = [ColorInterp.blue, ColorInterp.green, ColorInterp.red]
+    layout = write_tiles_vrt([a, over, turned], tmp_path / "m.vrt")
+    assert layout.bands == ((1, 2, 3), (2, 3, 4), (3, 2, 1)) and layout.alphas == (None, 1, None)
+    with rasterio.open(tmp_path / "m.vrt") as src:
+        pixels, mask = src.read(), src.read_masks(1) > 0
+    assert mask[1, 1] and list(pixels[:, 1, 1]) == [255, 100, 100]
+    assert not mask[7, 2]
+    assert mask[:8, 4:6].all() and (pixels[:, :8, 4:6] == 100).all()  # a beneath over's transparent columns
+    assert (pixels[:, :8, 6:12] == 7).all()  # over where its alpha says data
+    assert list(pixels[:, 10, 3]) == [10, 20, 30]  # red, green, blue, from the tile labelled blue, green, red
+
+
+def test_tiles_that_overlap_much_are_not_apart_and_the_batch_warning_groups_tiles_as_the_mosaic_does(tmp_path):
+    from glgeo.mosaic import meeting_tiles
+
+    p = _write(tmp_path / "p.tif", np.ones((3, 10, 10), np.uint8), 0)
+    q = _write(tmp_path / "q.tif", np.ones((3, 10, 10), np.uint8), 5)  # half of p
+    assert tile_layout([p, q]).apart == ()
+    # a grid's phase near a rounding step (0.005 and 0.0052 px) is one grid
+    g1 = write_geotiff(tmp_path / "g1.tif", np.ones((3, 10, 10), np.uint8),
+                       transform=Affine(0.6, 0, 0.003, 0, -0.6, 6.0))
+    g2 = write_geotiff(tmp_path / "g2.tif", np.ones((3, 10, 10), np.uint8),
+                       transform=Affine(0.6, 0, 6.0031, 0, -0.6, 6.0))
+    assert meeting_tiles([g1, g2]) == [(str(g1), str(g2))]
+    u16 = write_geotiff(tmp_path / "u16.tif", np.ones((3, 10, 10), np.uint16),
+                        transform=Affine(0.6, 0, 6.003, 0, -0.6, 6.0))
+    assert meeting_tiles([g1, u16]) == []  # --mosaic refuses them: no warning pointing there
