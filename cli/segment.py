@@ -73,6 +73,10 @@ def _tiles_as_one_scene(
         raise click.UsageError("--mosaic writes one map of the tiles: give -o OUT.tif (and --vector FILE.gpkg for "
                                "its polygons), not --out-dir, --vectors, --vector-merge or --manifest")
     tiles = expand_inputs(scenes, batch.input_lists)
+    own = Path(out).resolve()
+    if any(Path(t).resolve() == own for t in tiles):  # a rerun's glob over the tiles' folder matches the map
+        log.warning("%s is this command's output, not a tile: left out of the mosaic", out)
+        tiles = [t for t in tiles if Path(t).resolve() != own]
     if len(tiles) < 2:
         raise click.UsageError("--mosaic segments two or more tiles as one scene; for one scene drop --mosaic")
     target = check_output_path(out, overwrite=True, inputs=tuple(tiles))

@@ -386,3 +386,17 @@ def test_tiles_that_overlap_much_are_not_apart_and_the_batch_warning_groups_tile
     u16 = write_geotiff(tmp_path / "u16.tif", np.ones((3, 10, 10), np.uint16),
                         transform=Affine(0.6, 0, 6.003, 0, -0.6, 6.0))
     assert meeting_tiles([g1, u16]) == []  # --mosaic refuses them: no warning pointing there
+
+
+def test_a_rerun_whose_glob_matches_the_map_leaves_it_out(tmp_path, caplog):
+    """``glgeo segment 'tiles/*.tif' --mosaic -o tiles/map.tif`` run again found its own map
+    among the tiles and stopped, saying the output was the same file as an input."""
+    for i in range(2):
+        _tile(tmp_path / f"t{i}.tif", 0, 48 * i, size=48, seed=i)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    args = ["segment", str(tmp_path / "*.tif"), "--mosaic", "-o", str(tmp_path / "map.tif"), "--model", str(ckpt)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    again = CliRunner().invoke(cli, [*args, "--overwrite", "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["tiles"] == [str(tmp_path / "t0.tif"), str(tmp_path / "t1.tif")]
+    assert f"{tmp_path / 'map.tif'} is this command's output, not a tile: left out of the mosaic" in caplog.text
