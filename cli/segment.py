@@ -74,7 +74,8 @@ def _tiles_as_one_scene(
                                "its polygons), not --out-dir, --vectors, --vector-merge or --manifest")
     tiles = expand_inputs(scenes, batch.input_lists)
     own = Path(out).resolve()
-    if any(Path(t).resolve() == own for t in tiles):  # a rerun's glob over the tiles' folder matches the map
+    if any(Path(t).resolve() == own for t in tiles) and _made_by_glgeo(own):
+        # a rerun's glob over the tiles' folder matches the map it wrote (a tile named as -o is refused below)
         log.warning("%s is this command's output, not a tile: left out of the mosaic", out)
         tiles = [t for t in tiles if Path(t).resolve() != own]
     if len(tiles) < 2:
@@ -97,6 +98,19 @@ def _tiles_as_one_scene(
             layout.width, layout.height, 100 * layout.coverage,
         )
     return (str(vrt),), tiles, dataclasses.replace(batch, input_lists=()), note
+
+
+def _made_by_glgeo(path: Path) -> bool:
+    """Whether ``path`` is a class raster glgeo wrote (its metadata says which model made it)."""
+    import rasterio
+
+    from glgeo.provenance import glgeo_items
+
+    try:
+        with rasterio.open(path) as src:
+            return bool(glgeo_items(src.tags()))
+    except rasterio.errors.RasterioIOError:
+        return False
 
 
 @click.command(short_help="Segment scenes into class rasters (COG, styled for QGIS), one or many (Dask).")

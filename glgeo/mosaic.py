@@ -35,7 +35,7 @@ from typing import Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import rasterio
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 
 from .atomic import unwritable_folder_error
@@ -88,6 +88,10 @@ class TileLayout:
         bands: each tile's colour bands (1-based) in the first tile's colour order (a tile
             labelled blue, green, red beside red, green, blue ones gives ``(3, 2, 1)``).
         alphas: each tile's alpha band, if it has one (its mask, wherever it lies).
+        masks: how each tile says where it has data: ``none`` (everywhere), ``dataset``
+            (one mask for all bands: internal, or an alpha band GDAL takes as the mask),
+            ``bands`` (a nodata value: each band its own), ``alpha`` (an alpha band GDAL
+            does not take as the mask).
         coverage: the share of the mosaic's pixels that some tile covers.
         overlapping: whether any two tiles overlap (rather than only meet).
         apart: the tiles (their indices) that neither meet nor overlap another tile:
@@ -102,6 +106,7 @@ class TileLayout:
     sizes: tuple[tuple[int, int], ...]
     bands: tuple[tuple[int, ...], ...]
     alphas: tuple[int | None, ...]
+    masks: tuple[str, ...]
     coverage: float
     overlapping: bool
     apart: tuple[int, ...] = ()
@@ -118,6 +123,7 @@ class _Tile:
     dtypes: tuple[str, ...]
     colours: tuple[str, ...]
     alpha: int | None
+    mask: str  # "none", "dataset" (one mask for all bands), "bands" (a nodata value: each band's own), "alpha" (unused by GDAL)
 
 
 def _read_tile(path: str | os.PathLike) -> _Tile:
@@ -138,9 +144,18 @@ def _tile_of(src, name: str) -> _Tile:
                          "grid first (gdalwarp)")
     alphas = [b for b in src.indexes if src.colorinterp[b - 1] == ColorInterp.alpha]
     bands = tuple(b for b in src.indexes if b not in alphas[:1])
+    flags = [src.mask_flag_enums[b - 1] for b in bands]
+    if alphas and not any(MaskFlags.alpha in f for f in flags):
+        mask = "alpha"  # an alpha band GDAL does not take as the mask (not last, or after more than 3 bands)
+    elif any(MaskFlags.nodata in f for f in flags):
+        mask = "bands"
+    elif all(MaskFlags.all_valid in f for f in flags):
+        mask = "none"
+    else:
+        mask = "dataset"
     return _Tile(name, src.crs, (t.a, t.e), (t.c, t.f), (src.width, src.height), bands,
                  tuple(src.dtypes[b - 1] for b in bands), tuple(src.colorinterp[b - 1].name for b in bands),
-                 alphas[0] if alphas else None)
+                 alphas[0] if alphas else None, mask)
 
 
 #: Colour labels that say nothing of a band's colour: bands so labelled are matched by place.
@@ -193,7 +208,7 @@ def tile_layout(paths: Sequence[str | os.PathLike]) -> TileLayout:
     transform = rasterio.Affine(res_x, 0, x0 + left * res_x, 0, res_y, y0 + top * res_y)
     return TileLayout(
         width, height, transform, tuple((c, r) for c, r, _, _ in rects), tuple((w, h) for _, _, w, h in rects),
-        tuple(orders), tuple(t.alpha for t in tiles), covered / (width * height),
+        tuple(orders), tuple(t.alpha for t in tiles), tuple(t.mask for t in tiles), covered / (width * height),
         covered < sum(w * h for _, _, w, h in rects), tuple(i for i in range(len(rects)) if i not in met),
     )
 
@@ -324,33 +339,53 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
         f'    <MDI key="{STAMP_TAG}">{stamp}</MDI>',
         "  </Metadata>",
     ]
-    tiles = [_tile_vrt(Path(p).resolve(), i, layout, gdal_type) for i, p in enumerate(paths)]
+    files = [str(Path(p).resolve()) for p in paths]
+    opened = "<OpenOptions>" + "".join(f'<OOI key="{k}">{v}</OOI>' for k, v in FULL_RESOLUTION_READS.items()) + \
+        "</OpenOptions>"
+    # Where tiles overlap, a tile's no-data pixels must leave what lies beneath: complex
+    # sources that see through the tile's mask. That mask is one for all bands only where
+    # the tile has one mask (or none); a tile whose bands have their own (a nodata value) or
+    # whose alpha band GDAL does not use enters there as an inline VRT of its own with one
+    # mask. Tiles that only meet are simple sources (half the time to read, or less).
+    nested = {i: _tile_vrt(files[i], i, layout, gdal_type) for i in range(len(paths))
+              if layout.overlapping and layout.masks[i] in ("bands", "alpha")}
 
-    def source(tile: int, band: str, transparent: str) -> list[str]:
-        """One tile (its own VRT) as a source of a band at its place; ``transparent``: how
-        its no-data pixels leave what lies beneath (a nodata collar must not hide its
-        neighbour's pixels)."""
+    def source(tile: int, band: str, file: str | None = None, transparent: str = "") -> list[str]:
+        """One tile as a source of a VRT band, at its place; ``transparent``: how its no-data
+        pixels leave what lies beneath."""
         (col, row), (width, height) = layout.offsets[tile], layout.sizes[tile]
+        kind = "ComplexSource" if transparent else "SimpleSource"
         return [
-            "      <ComplexSource>",
-            f'        <SourceFilename relativeToVRT="0">{escape(tiles[tile])}</SourceFilename>',
+            f"      <{kind}>",
+            f'        <SourceFilename relativeToVRT="0">{escape(file or files[tile])}</SourceFilename>',
+            *([] if file else [f"        {opened}"]),
             f"        <SourceBand>{band}</SourceBand>",
             f'        <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}" />',
             f'        <DstRect xOff="{col}" yOff="{row}" xSize="{width}" ySize="{height}" />',
-            f"        {transparent}",
-            "      </ComplexSource>",
+            *([f"        {transparent}"] if transparent else []),
+            f"      </{kind}>",
         ]
 
+    see_through = "<UseMaskBand>true</UseMaskBand>" if layout.overlapping else ""
     for k, colour in enumerate(colours):
         lines += [f"  <VRTRasterBand dataType={quoteattr(gdal_type)} band=\"{k + 1}\">",
                   f"    <ColorInterp>{colour}</ColorInterp>"]
-        for i in range(len(paths)):  # a tile's pixels where its mask says data
-            lines += source(i, str(k + 1), "<UseMaskBand>true</UseMaskBand>")
+        for i in range(len(paths)):
+            if i in nested:
+                lines += source(i, str(k + 1), nested[i], see_through)
+            else:
+                lines += source(i, str(layout.bands[i][k]), transparent=see_through)
         lines.append("  </VRTRasterBand>")
-    # one mask for all bands: where any tile has data, 0 (the initial value) elsewhere
+    # one mask for all bands: > 0 where any tile has data in any band, 0 (the initial value) elsewhere
     lines += ["  <MaskBand>", '    <VRTRasterBand dataType="Byte">']
     for i in range(len(paths)):
-        lines += source(i, "mask,1", "<NODATA>0</NODATA>")
+        kind, bands = layout.masks[i], layout.bands[i]
+        if kind == "bands":  # data where any band is: every band's mask, none covering another's data
+            for band in bands:
+                lines += source(i, f"mask,{band}", transparent="<NODATA>0</NODATA>")
+        else:
+            band = str(layout.alphas[i]) if kind == "alpha" else f"mask,{bands[0]}"
+            lines += source(i, band, transparent="<NODATA>0</NODATA>" if layout.overlapping else "")
     lines += ["    </VRTRasterBand>", "  </MaskBand>", "</VRTDataset>"]
     try:
         Path(vrt).write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -361,7 +396,7 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
     return layout
 
 
-def _tile_vrt(path: Path, tile: int, layout: TileLayout, gdal_type: str) -> str:
+def _tile_vrt(path: str, tile: int, layout: TileLayout, gdal_type: str) -> str:
     """One tile as a VRT of its own, inline (GDAL opens VRT XML given as a file name): its
     colour bands in the mosaic's order, read from its full-resolution pixels (never its
     overviews), with one mask for all of them: its alpha band where it has one, else where

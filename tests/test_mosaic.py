@@ -369,6 +369,14 @@ def test_a_band_equal_to_the_nodata_value_keeps_its_value_and_any_alpha_band_is_
     assert mask[:8, 4:6].all() and (pixels[:, :8, 4:6] == 100).all()  # a beneath over's transparent columns
     assert (pixels[:, :8, 6:12] == 7).all()  # over where its alpha says data
     assert list(pixels[:, 10, 3]) == [10, 20, 30]  # red, green, blue, from the tile labelled blue, green, red
+    # tiles that only meet are simple sources: the same pixels and mask
+    beside = _write(tmp_path / "beside.tif", base, 8)
+    layout = write_tiles_vrt([a, beside, turned], tmp_path / "m2.vrt")
+    assert not layout.overlapping and layout.masks == ("bands", "none", "none")
+    with rasterio.open(tmp_path / "m2.vrt") as src:
+        pixels, mask = src.read(), src.read_masks(1) > 0
+    assert mask[1, 1] and list(pixels[:, 1, 1]) == [255, 100, 100] and not mask[7, 2]
+    assert mask[:8, 8:].all() and list(pixels[:, 10, 3]) == [10, 20, 30]
 
 
 def test_tiles_that_overlap_much_are_not_apart_and_the_batch_warning_groups_tiles_as_the_mosaic_does(tmp_path):
