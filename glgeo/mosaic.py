@@ -306,8 +306,10 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
     where any of its colour bands is, and then every band keeps its value (a red that
     equals the nodata value included); an alpha band is the tile's mask wherever it lies.
 
-    Each tile enters as a small VRT of its own (inline): its colour bands in the first
-    tile's colour order, read from its full-resolution pixels, with that one mask.
+    Every tile's colour bands are read in the first tile's colour order, from its
+    full-resolution pixels; where tiles overlap, a tile whose bands have masks of their own
+    (a nodata value) or whose alpha band GDAL does not use enters as a small VRT of its own
+    (inline) with one mask for all its bands.
 
     Returns:
         The layout the VRT has.
