@@ -329,8 +329,9 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
     gdal_type = _GDAL_TYPES.get(dtype)
     if gdal_type is None:
         raise InputError(f"{os.fspath(paths[0])!r} holds {dtype} pixels, which a mosaic does not take; convert the tiles")
-    stamp = hashlib.sha256(json.dumps(
-        [[str(Path(p).resolve()), os.stat(p).st_size, os.stat(p).st_mtime_ns] for p in paths]).encode()).hexdigest()
+    files = [str(Path(p).resolve()) for p in paths]
+    stats = [os.stat(f) for f in files]
+    stamp = hashlib.sha256(json.dumps([[f, st.st_size, st.st_mtime_ns] for f, st in zip(files, stats)]).encode()).hexdigest()
     t = layout.transform
     lines = [
         f'<VRTDataset rasterXSize="{layout.width}" rasterYSize="{layout.height}">',
@@ -341,9 +342,6 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
         f'    <MDI key="{STAMP_TAG}">{stamp}</MDI>',
         "  </Metadata>",
     ]
-    files = [str(Path(p).resolve()) for p in paths]
-    opened = "<OpenOptions>" + "".join(f'<OOI key="{k}">{v}</OOI>' for k, v in FULL_RESOLUTION_READS.items()) + \
-        "</OpenOptions>"
     # Where tiles overlap, a tile's no-data pixels must leave what lies beneath: complex
     # sources that see through the tile's mask. That mask is one for all bands only where
     # the tile has one mask (or none); a tile whose bands have their own (a nodata value) or
@@ -360,7 +358,7 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
         return [
             f"      <{kind}>",
             f'        <SourceFilename relativeToVRT="0">{escape(file or files[tile])}</SourceFilename>',
-            *([] if file else [f"        {opened}"]),
+            *([] if file else [f"        {_FULL_RESOLUTION_OPEN}"]),
             f"        <SourceBand>{band}</SourceBand>",
             f'        <SrcRect xOff="0" yOff="0" xSize="{width}" ySize="{height}" />',
             f'        <DstRect xOff="{col}" yOff="{row}" xSize="{width}" ySize="{height}" />',
@@ -404,22 +402,23 @@ def _tile_vrt(path: str, tile: int, layout: TileLayout, gdal_type: str) -> str:
     overviews), with one mask for all of them: its alpha band where it has one, else where
     any colour band's own mask (nodata value, internal mask) says data."""
     (width, height) = layout.sizes[tile]
-    filename = f'<SourceFilename relativeToVRT="0">{escape(str(path))}</SourceFilename>'
-    opened = "<OpenOptions>" + "".join(f'<OOI key="{k}">{v}</OOI>' for k, v in FULL_RESOLUTION_READS.items()) + \
-        "</OpenOptions>"
+    filename = f'<SourceFilename relativeToVRT="0">{escape(path)}</SourceFilename>{_FULL_RESOLUTION_OPEN}'
     xml = [f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">']
     for k, band in enumerate(layout.bands[tile]):
-        xml.append(f'<VRTRasterBand dataType="{gdal_type}" band="{k + 1}"><SimpleSource>{filename}{opened}'
+        xml.append(f'<VRTRasterBand dataType="{gdal_type}" band="{k + 1}"><SimpleSource>{filename}'
                    f"<SourceBand>{band}</SourceBand></SimpleSource></VRTRasterBand>")
     alpha = layout.alphas[tile]
-    masks = ([f"<SimpleSource>{filename}{opened}<SourceBand>{alpha}</SourceBand></SimpleSource>"] if alpha else
-             [f"<ComplexSource>{filename}{opened}<SourceBand>mask,{band}</SourceBand><NODATA>0</NODATA></ComplexSource>"
+    masks = ([f"<SimpleSource>{filename}<SourceBand>{alpha}</SourceBand></SimpleSource>"] if alpha else
+             [f"<ComplexSource>{filename}<SourceBand>mask,{band}</SourceBand><NODATA>0</NODATA></ComplexSource>"
               for band in layout.bands[tile]])
     xml.append('<MaskBand><VRTRasterBand dataType="Byte">' + "".join(masks) + "</VRTRasterBand></MaskBand>")
     xml.append("</VRTDataset>")
     return "".join(xml)
 
 
+#: A VRT source's open options: the file's full-resolution pixels, never its overviews'.
+_FULL_RESOLUTION_OPEN = ("<OpenOptions>" + "".join(f'<OOI key="{k}">{v}</OOI>' for k, v in FULL_RESOLUTION_READS.items())
+                         + "</OpenOptions>")
 #: GDAL's names of the colours rasterio names otherwise.
 _GDAL_COLOURS = {"Y": "YCbCr_Y", "Cb": "YCbCr_Cb", "Cr": "YCbCr_Cr", "undefined": "Undefined"}
 
