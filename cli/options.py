@@ -80,17 +80,17 @@ def where_it_ran(workers: str) -> str:
     return f"on the Dask cluster at {workers}"
 
 
-def echo_segment_summary(summary: Any, what: str, vector: str | None = None) -> None:
+def echo_segment_summary(summary: Any, what: str, vector: str | None = None, name: str | None = None) -> None:
     """What ``glgeo segment`` prints for one scene: ``OUT: W x H px, <what>, model, mode,
     precision on device[, read at ...], seconds (MP/s)``, one line per class
     (:func:`glgeo.areas.format_class_areas`), the nodata pixels if any, and the GeoPackage
-    written, if any."""
+    written, if any. ``name``: what the first line calls the output where it is not kept."""
     from glgeo.areas import format_class_areas
     from glgeo.resolution import describe_scale, is_full_resolution
 
     stats = summary.stats
     click.echo(
-        f"{summary.output}: {summary.width} x {summary.height} px, {what}, model {summary.model_name},"
+        f"{name or summary.output}: {summary.width} x {summary.height} px, {what}, model {summary.model_name},"
         f" mode {stats.mode}, {stats.precision} on {stats.device}"
         + ("" if is_full_resolution(summary.scale) else f", read at {describe_scale(summary.scale)} of its resolution")
         + f", {summary.seconds:.1f} s ({summary.megapixels_per_second:.2f} MP/s)"

@@ -59,60 +59,6 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
     return (low, high)
 
 
-def _tiles_as_one_scene(
-    ctx: click.Context, scenes: tuple[str, ...], out: str | None, overwrite: bool, batch: BatchArgs
-) -> tuple[tuple[str, ...], list[str], BatchArgs, str]:
-    """--mosaic: the tiles named (globs and lists expanded) as one scene, a VRT beside the
-    output that is removed when the command ends. Its name and time stamp stay the same from
-    run to run, so an interrupted --workers run resumes its blocks."""
-    from glgeo.atomic import check_output_path
-    from glgeo.batch.inputs import expand_inputs
-    from glgeo.mosaic import write_tiles_vrt
-
-    if out is None or batch.out_dir or batch.vectors or batch.vector_merge or batch.manifest:
-        raise click.UsageError("--mosaic writes one map of the tiles: give -o OUT.tif (and --vector FILE.gpkg for "
-                               "its polygons), not --out-dir, --vectors, --vector-merge or --manifest")
-    tiles = expand_inputs(scenes, batch.input_lists)
-    own = Path(out).resolve()
-    if any(Path(t).resolve() == own for t in tiles) and _made_by_glgeo(own):
-        # a rerun's glob over the tiles' folder matches the map it wrote (a tile named as -o is refused below)
-        log.warning("%s is this command's output, not a tile: left out of the mosaic", out)
-        tiles = [t for t in tiles if Path(t).resolve() != own]
-    if len(tiles) < 2:
-        raise click.UsageError("--mosaic segments two or more tiles as one scene; for one scene drop --mosaic")
-    target = check_output_path(out, overwrite=True, inputs=tuple(tiles))
-    vrt = target.absolute().parent / f".{target.name}.tiles.vrt"
-    ctx.call_on_close(lambda: vrt.unlink(missing_ok=True))
-    layout = write_tiles_vrt(tiles, vrt)
-    newest = max(os.stat(t).st_mtime_ns for t in tiles)
-    os.utime(vrt, ns=(newest, newest))
-    note = (f"mosaic of {len(tiles)} tiles: {layout.width} x {layout.height} px, {100 * layout.coverage:.1f} % "
-            "of it covered by tiles (the rest is nodata)"
-            + ("; where tiles overlap, the pixels of the one named later" if layout.overlapping else ""))
-    log.info(note)
-    if layout.apart:  # said before the work: a glob over two blocks of tiles makes a large, mostly empty map
-        log.warning(
-            "%d of the %d tiles meet no other tile (e.g. %s): the mosaic gains nothing for them, and is %d x %d px, "
-            "%.1f %% of it covered by tiles (the rest is written as nodata); segment tiles of separate areas "
-            "apart (Ctrl-C to stop)", len(layout.apart), len(tiles), os.path.basename(tiles[layout.apart[0]]),
-            layout.width, layout.height, 100 * layout.coverage,
-        )
-    return (str(vrt),), tiles, dataclasses.replace(batch, input_lists=()), note
-
-
-def _made_by_glgeo(path: Path) -> bool:
-    """Whether ``path`` is a class raster glgeo wrote (its metadata says which model made it)."""
-    import rasterio
-
-    from glgeo.provenance import glgeo_items
-
-    try:
-        with rasterio.open(path) as src:
-            return bool(glgeo_items(src.tags()))
-    except rasterio.errors.RasterioIOError:
-        return False
-
-
 @click.command(short_help="Segment scenes into class rasters (COG, styled for QGIS), one or many (Dask).")
 @click.argument("scenes", nargs=-1)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Class raster to write (.tif), for one scene.")
@@ -218,8 +164,9 @@ def _made_by_glgeo(path: Path) -> bool:
 @format_opt
 @creation_options_opt
 @click.option("--mosaic", is_flag=True,
-              help="Segment the SCENES (tiles of one area on one pixel grid) as one scene into one map, -o OUT: no "
-                   "seams where they meet, as there are between maps made tile by tile (as a VRT of them would).")
+              help="Segment the SCENES (tiles of one area on one pixel grid) as one scene: no seams where they meet, "
+                   "as there are between maps made tile by tile. Into one map, -o OUT, and/or each tile's map cut "
+                   "from it, on the tile's grid, into --out-dir DIR (--vectors: their polygons).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @overwrite_opt
 @click.pass_context
@@ -293,6 +240,7 @@ def segment(
 
     \b
         glgeo segment 'tiles/*.tif' --mosaic -o area-landcover.tif
+        glgeo segment 'tiles/*.tif' --mosaic --out-dir landcover   # a map per tile, cut from it
     """
 
     from glgeo.atomic import check_output_path
@@ -342,10 +290,12 @@ def segment(
             "name the scenes to segment: SCENE -o OUT.tif for one; files, globs, URLs, @list.txt or "
             "--input-list FILE with --out-dir DIR for several"
         )
-    tiles: list[str] = []
-    mosaic_note = ""
+    tiles = None
     if mosaic:
-        scenes, tiles, batch, mosaic_note = _tiles_as_one_scene(ctx, scenes, out, overwrite, batch)
+        from .mosaic import tiles_as_one_scene
+
+        tiles, batch = tiles_as_one_scene(ctx, scenes, out, overwrite, batch, vector=vector, probabilities=probabilities)
+        scenes, out = (tiles.scene,), tiles.out
     if batch.vector_merge:  # written at the end, replacing an earlier merge: its folder is checked now
         merge_folder = Path(batch.vector_merge).absolute().parent
         made_here = batch.out_dir is not None and merge_folder == Path(batch.out_dir).absolute()  # created if missing
@@ -357,7 +307,7 @@ def segment(
         run_split_from_cli(
             ctx, batch, scenes[0], out, model=model, settings=settings, bands=bands, scheme=scheme,
             output_options=output_options, overwrite=overwrite, as_json=as_json, probabilities=probabilities,
-            vector=vector, aoi=aoi, bounds=bounds or None, tta=tta, mosaic=(tiles, mosaic_note) if tiles else None,
+            vector=vector, aoi=aoi, bounds=bounds or None, tta=tta, mosaic=tiles,
         )
         return
     if batch.block_windows is not None:
@@ -391,7 +341,7 @@ def segment(
             settings=settings,
             probabilities=probabilities,
             scheme=scheme,
-            overwrite=overwrite,
+            overwrite=overwrite or (tiles is not None and tiles.hidden),
             output_options=output_options,
             progress=progress,
             aoi=aoi,
@@ -400,10 +350,10 @@ def segment(
         )
 
     result = summary.to_dict()
-    if tiles:
-        result["scene"], result["tiles"] = f"mosaic of {len(tiles)} tiles", tiles
     if vector is not None:
         result["vector"] = vectorize_output(out, vector, overwrite=overwrite)
+    if tiles is not None:
+        tiles.finish(ctx, result, output_options=output_options, overwrite=overwrite)
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     if as_json:
@@ -413,6 +363,6 @@ def segment(
         what = (f"{plural(stats.windows, 'context window')}, " if stats.windows > 1 else "") + (
             f"{plural(stats.computed, 'patch')} computed ({stats.skipped_nodata + stats.skipped_c2f} skipped)"
         )
-        echo_segment_summary(summary, what, result.get("vector"))
-        if tiles:
-            click.echo(f"  {mosaic_note}")
+        echo_segment_summary(summary, what, result.get("vector"), name=tiles and tiles.hidden and result["scene"])
+        if tiles is not None:
+            tiles.echo(result)

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -35,11 +36,11 @@ def run_split_from_cli(
     aoi: str | None = None,
     bounds: tuple[float, float, float, float] | None = None,
     tta: bool = False,
-    mosaic: tuple[list[str], str] | None = None,
+    mosaic: Any = None,
 ) -> None:
     """Segment one scene split into blocks on a Dask cluster and report it as ``glgeo
     segment SCENE -o OUT`` does (plus the blocks). ``mosaic``: the scene is ``--mosaic``'s
-    VRT of these tiles, reported with this line."""
+    VRT of tiles (a :class:`cli.mosaic.MosaicRun`), whose tiles' maps are cut after it."""
     from glgeo.batch import BatchOptions, require_distributed, run_split
     from glgeo.batch.split import blocks_folder, blocks_kept
     from glgeo.errors import Interruption
@@ -48,6 +49,7 @@ def run_split_from_cli(
 
     from .main import Interrupted, logs_in_flag_terms
 
+    hidden = mosaic is not None and mosaic.hidden  # the mosaic's map only for its tiles' maps: replaced
     if vector is not None:
         check_vector_output(vector, overwrite=overwrite, scene=scene, out=out, aoi=aoi)
     if batch.scheduler or batch.workers > 1:
@@ -71,7 +73,7 @@ def run_split_from_cli(
     try:
         with progress_bar(ctx, unit="block", desc="segment") as progress, logs_in_flag_terms("glgeo", "segment"):
             result = run_split(
-                scene, out, model=model, options=options, probabilities=probabilities, aoi=aoi, bounds=bounds, tta=tta,
+                scene, out, model=model, options=dataclasses.replace(options, overwrite=True) if hidden else options, probabilities=probabilities, aoi=aoi, bounds=bounds, tta=tta,
                 rows_per_block=rows, cols_per_block=cols, scheduler=batch.scheduler, workers=batch.workers,
                 progress=progress,
             )  # fmt: skip
@@ -88,8 +90,6 @@ def run_split_from_cli(
     report = summary.to_dict()
     report["blocks"] = [b.to_dict() for b in result.blocks]
     report["workers"] = result.workers
-    if mosaic is not None:
-        report["scene"], report["tiles"] = f"mosaic of {len(mosaic[0])} tiles", mosaic[0]
     if result.manifest is not None:
         report["manifest"] = str(result.manifest)
     if vector is not None:
@@ -102,6 +102,8 @@ def run_split_from_cli(
             result.record_vector(None, error=str(exc))
             raise
         result.record_vector(report["vector"])  # the library wrote the row before the GeoPackage was made
+    if mosaic is not None:
+        mosaic.finish(ctx, report, output_options=options.output_options, overwrite=overwrite)
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     if as_json:
@@ -117,8 +119,8 @@ def run_split_from_cli(
         f" ({counts['done']} computed, {counts['skipped']} kept from an earlier run; {plan.windows_computed} window computations"
         f" for {windows} windows: each block computes the windows it touches), {plural(stats.computed, 'patch')} computed"
     )
-    echo_segment_summary(summary, what, report.get("vector"))
+    echo_segment_summary(summary, what, report.get("vector"), name=hidden and report["scene"])
     if mosaic is not None:
-        click.echo(f"  {mosaic[1]}")
+        mosaic.echo(report)
     if result.manifest is not None:
         click.echo(f"manifest: {result.manifest}")

@@ -7,7 +7,9 @@ pixel pairs across a border change class in maps made tile by tile; in the map o
 tiles as one scene 0.0-0.6 %, as on the lines beside the borders). :func:`write_tiles_vrt`
 puts tiles on one grid into one virtual scene, as ``gdalbuildvrt`` does (a later tile wins
 where tiles overlap with data), without needing GDAL's command-line tools: ``glgeo segment
-TILES... --mosaic -o MAP.tif`` segments it as one scene.
+TILES... --mosaic -o MAP.tif`` segments it as one scene, and :func:`cut_tile_maps` cuts
+that map back into one map per tile (``--mosaic --out-dir DIR``): each on its tile's grid,
+and tiles' maps agree where the tiles meet or overlap.
 
 The VRT's pixels are the tiles' own full-resolution pixels (no resampling, never their
 overviews): tiles must share the CRS, the pixel size and the pixel grid (offsets of whole
@@ -38,9 +40,10 @@ import rasterio
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 
-from .atomic import unwritable_folder_error
+from .atomic import check_output_path, unwritable_folder_error
 from .errors import InputError
-from .io import open_raster
+from .io import SceneInfo, open_raster
+from .progress import ProgressCallback
 from .resolution import FULL_RESOLUTION_READS
 
 #: Grid offsets within this many pixels of a whole number are on the grid (coordinates
@@ -463,3 +466,139 @@ def meeting_tiles(paths: Sequence[str | os.PathLike], max_scenes: int = 5000) ->
                       *t.size) for t in grid]
             pairs += [(grid[i].name, grid[j].name) for i, j in _meeting(boxes, tolerance=0.5)]
     return pairs
+
+
+@dataclass(frozen=True)
+class TileMap:
+    """One tile's map, cut from the map of its mosaic by :func:`cut_tile_maps`.
+
+    Attributes:
+        tile: the tile (as given).
+        output: its class raster, on the tile's grid.
+        classes: area per class (by id, every class of the scheme), in ``area_unit``.
+        area_unit: ``"m2"`` on the ground (see :class:`glgeo.areas.PixelAreas`).
+        nodata_pixels: the tile's pixels without a class: where the tile has no data, or
+            where the mosaic's map has none (outside ``--aoi``).
+    """
+
+    tile: str
+    output: Path
+    classes: tuple
+    area_unit: str
+    nodata_pixels: int
+
+    def to_dict(self) -> dict:
+        """A JSON-able summary."""
+        return {"tile": self.tile, "output": str(self.output), "area_unit": self.area_unit,
+                "classes": [c.__dict__ for c in self.classes], "nodata_pixels": self.nodata_pixels}
+
+
+def cut_tile_maps(
+    class_map: str | os.PathLike,
+    tiles: Sequence[str | os.PathLike],
+    outputs: Sequence[str | os.PathLike],
+    *,
+    layout: TileLayout | None = None,
+    options: "OutputOptions | None" = None,
+    overwrite: bool = False,
+    rows: int = 512,
+    progress: ProgressCallback | None = None,
+) -> list[TileMap]:
+    """Cut the map of a mosaic of ``tiles`` (made from :func:`write_tiles_vrt`'s VRT) into
+    one class raster per tile, ``outputs[i]`` for ``tiles[i]``.
+
+    Each is on its tile's own grid (CRS, transform and size: it lies exactly over the tile)
+    and holds the mosaic map's classes where the tile has data (its nodata value, alpha band
+    or mask; the pixels a later tile covers too, with the class the one map gives the
+    place), nodata elsewhere; with the map's colours, class names, QGIS style and
+    provenance, as ``glgeo segment`` writes them, and each written atomically. Maps of
+    neighbouring tiles agree where the tiles meet, as the mosaic's map does.
+
+    Args:
+        class_map: the class raster ``glgeo segment`` wrote of the mosaic's VRT.
+        tiles: the tiles, in the VRT's order.
+        outputs: one ``.tif`` per tile.
+        layout: the tiles' layout (:func:`tile_layout`, looked up when not given).
+        options: the outputs' format (:class:`glgeo.writer.OutputOptions`).
+        overwrite: replace outputs that exist (else they are refused, before any is written).
+        rows: rows read and written at once (memory: a few bytes per pixel of ``rows`` rows
+            of a tile).
+        progress: called as ``progress(done, total)`` after each band of ``rows`` rows.
+
+    Raises:
+        InputError: the map is not a mosaic's map of these tiles (its size, grid or class
+            scheme), or an output exists and ``overwrite`` is false.
+        OutputError: an output cannot be written.
+    """
+    import numpy as np
+    from rasterio.windows import Window
+
+    from .areas import AreaTally, PixelAreas
+    from .blend import NODATA_ID, RowBand
+    from .provenance import glgeo_items
+    from .styles import scheme_from_tags
+    from .writer import ClassRasterWriter, OutputOptions
+
+    names, targets = [os.fspath(t) for t in tiles], [Path(o) for o in outputs]
+    if len(names) != len(targets):
+        raise InputError(f"{len(names)} tiles and {len(targets)} outputs: give one output per tile")
+    for target in targets:
+        check_output_path(target, overwrite=overwrite, inputs=(*names, os.fspath(class_map)))
+    layout = layout or tile_layout(names)
+    options = options or OutputOptions()
+    with rasterio.open(class_map) as src:
+        tags = src.tags()
+        scheme = scheme_from_tags(tags)
+        if scheme is None:
+            raise InputError(f"{os.fspath(class_map)!r} carries no class scheme: give a class raster glgeo segment wrote")
+        on_grid = all(math.isclose(p, q, rel_tol=1e-9, abs_tol=1e-9 * abs(q) + 1e-12)
+                      for p, q in zip(src.transform[:6], layout.transform[:6]))
+        if (src.width, src.height) != (layout.width, layout.height) or not on_grid:
+            raise InputError(f"{os.fspath(class_map)!r} is not the map of these tiles' mosaic ({src.width} x "
+                             f"{src.height} px, where the mosaic is {layout.width} x {layout.height} px)")
+        file_nodata = src.nodata
+        title = mosaic_title({TILES_TAG: json.dumps([Path(n).name for n in names])})
+        done, total = 0, sum(-(-h // rows) for _, h in layout.sizes)
+        maps = []
+        for i, (name, target) in enumerate(zip(names, targets)):
+            (col, row), (width, height) = layout.offsets[i], layout.sizes[i]
+            with rasterio.open(name) as tile:
+                info = SceneInfo(
+                    path=name, height=height, width=width, count=tile.count, bands=layout.bands[i],
+                    dtype=tile.dtypes[0], crs=tile.crs, transform=tile.transform, nodata=tile.nodata,
+                    has_mask=layout.masks[i] != "none", block_shape=(min(rows, height), width),
+                    title=f"{Path(name).name}, cut from the map of {title} segmented as one scene",
+                )
+                tally = AreaTally(PixelAreas(info.crs, info.transform, width, height))
+                with ClassRasterWriter(target, info, scheme, options=options) as writer:
+                    for top in range(0, height, rows):
+                        n = min(rows, height - top)
+                        classes = src.read(1, window=Window(col, row + top, width, n))
+                        if file_nodata is not None and int(file_nodata) != NODATA_ID:
+                            classes[classes == int(file_nodata)] = NODATA_ID
+                        classes[~_tile_valid(tile, layout, i, Window(0, top, width, n))] = NODATA_ID
+                        tally.add(classes, top)
+                        writer.write(RowBand(top, classes))
+                        done += 1
+                        if progress is not None:
+                            progress(done, total)
+                    writer.set_tags(glgeo_items(tags))
+                    writer.commit()
+            classes_, unit = tally.class_areas(scheme)
+            maps.append(TileMap(name, target, classes_, unit, int(tally.counts[NODATA_ID])))
+    return maps
+
+
+def _tile_valid(tile, layout: TileLayout, i: int, window) -> "np.ndarray":
+    """Where tile ``i`` has data in ``window``, as its mosaic's VRT takes it: any colour
+    band's, or its alpha band's, or its one mask."""
+    import numpy as np
+
+    kind, bands = layout.masks[i], layout.bands[i]
+    if kind == "none":
+        return np.ones((int(window.height), int(window.width)), dtype=bool)
+    if kind == "alpha":
+        return tile.read(layout.alphas[i], window=window) > 0
+    if kind == "bands":
+        return np.any(tile.read_masks(list(bands), window=window) > 0, axis=0)
+    return tile.read_masks(bands[0], window=window) > 0

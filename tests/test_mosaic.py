@@ -14,7 +14,7 @@ from rasterio.enums import ColorInterp
 
 from glgeo.cli.main import cli
 from glgeo.errors import InputError
-from glgeo.mosaic import tile_layout, write_tiles_vrt
+from glgeo.mosaic import cut_tile_maps, tile_layout, write_tiles_vrt
 from glgeo.schemes import INRIA
 
 from fixtures.checkpoints import save_tiny_checkpoint
@@ -128,13 +128,76 @@ def test_mosaic_segments_tiles_as_one_scene_and_leaves_no_vrt(tmp_path):
     with rasterio.open(tmp_path / "one_map.tif") as src:
         assert np.array_equal(src.read(1), mosaic_map)
     for args, message in (
-        (["--out-dir", str(tmp_path / "d")], "--mosaic writes one map of the tiles: give -o OUT.tif"),
+        ([], "--mosaic writes one map of the tiles: give -o OUT.tif"),
         ([str(tiles[0]), "-o", str(tmp_path / "x.tif")], "--mosaic segments two or more tiles as one scene"),
         (["-o", str(tiles[0]), "--overwrite"], "is the same file as the input; choose another name"),
     ):
         scenes = [str(tmp_path / "in" / "t*.tif")] if "-o" not in args or args[0] == "-o" else []
         result = CliRunner().invoke(cli, ["segment", *scenes, "--mosaic", *args, "--model", str(ckpt)])
         assert result.exit_code != 0 and message in result.output, result.output
+
+
+def test_mosaic_out_dir_cuts_each_tiles_map_from_the_one_map(tmp_path):
+    """--mosaic --out-dir: each tile gets its map on its own grid, cut from the one map of
+    the tiles (so maps of tiles that meet or overlap agree there), nodata where the tile
+    has none (a collar over its neighbour); existing maps are refused before the work."""
+    rows_cols = ((0, 0), (0, 48), (48, 0), (24, 24))
+    collar = np.ones((48, 48), bool)
+    collar[:, :10] = False  # the last tile's first 10 columns (over t0 and t2) hold no data
+    tiles = [_tile(tmp_path / "in" / f"t{i}.tif", row, col, size=48, seed=i, **({"mask": collar} if i == 3 else {}))[0]
+             for i, (row, col) in enumerate(rows_cols)]
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    maps, one = tmp_path / "maps", tmp_path / "one.tif"
+    base = ["segment", str(tmp_path / "in" / "t*.tif"), "--mosaic", "--model", str(ckpt)]
+    result = CliRunner().invoke(cli, [*base, "-o", str(one), "--out-dir", str(maps), "--vectors", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["output"] == str(one) and report["scene"] == "mosaic of 4 tiles"
+    assert [row["tile"] for row in report["tile_maps"]] == [str(t) for t in tiles]
+    assert sorted(p.name for p in maps.iterdir()) == sorted(
+        f"t{i}{end}" for i in range(4) for end in (".tif", ".tif.aux.xml", ".qml", ".qmd", "-polygons.gpkg"))
+    with rasterio.open(one) as src:
+        whole, grid = src.read(1), src.transform
+    cut = {}
+    for i, (tile, row) in enumerate(zip(tiles, report["tile_maps"])):
+        assert row["output"] == str(maps / f"t{i}.tif") and row["vector"] == str(maps / f"t{i}-polygons.gpkg")
+        with rasterio.open(tile) as src, rasterio.open(row["output"]) as out:
+            assert (out.crs, out.transform, out.shape) == (src.crs, src.transform, src.shape)
+            assert out.colormap(1)[1] == (200, 30, 30, 255) and out.tags()["GLGEO_MODEL"] == "m.pt"
+            cut[i], nodata = out.read(1), out.nodata
+        r, c = rows_cols[i]
+        expected = whole[r:r + 48, c:c + 48].copy()
+        if i == 3:
+            expected[:, :10] = nodata
+        assert np.array_equal(cut[i], expected)
+        assert row["nodata_pixels"] == (480 if i == 3 else 0)
+        assert sum(c["pixels"] for c in row["classes"]) == 48 * 48 - row["nodata_pixels"]
+    assert np.array_equal(cut[0][24:, 34:], cut[3][:24, 10:24])  # where t0 and t3 overlap, one class each pixel
+    assert "t3.tif, cut from the map of a mosaic of 4 tiles" in (maps / "t3.qmd").read_text()
+    # a rerun is refused before any work, and keeps the maps; with --overwrite and no -o the
+    # mosaic's map is a hidden file that is gone afterwards, and the tiles' maps are the same
+    stamp = (maps / "t0.tif").stat().st_mtime_ns
+    result = CliRunner().invoke(cli, [*base, "--out-dir", str(maps)])
+    assert result.exit_code != 0 and "t0.tif' already exists; pass --overwrite to replace it" in result.output
+    assert (maps / "t0.tif").stat().st_mtime_ns == stamp
+    result = CliRunner().invoke(cli, [*base, "--out-dir", str(maps), "--overwrite", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["output"] is None
+    assert not [p.name for p in maps.iterdir() if p.name.startswith(".")]
+    assert len(list(maps.glob("*.tif"))) == 4
+    for i in range(4):
+        with rasterio.open(maps / f"t{i}.tif") as out:
+            assert np.array_equal(out.read(1), cut[i])
+    for args, message in (
+        (["--out-dir", str(maps), "--vector", str(tmp_path / "v.gpkg")], "--vector belongs to the mosaic's own map"),
+        (["--out-dir", str(maps), "--probabilities", str(tmp_path / "p.tif")], "--probabilities belongs to the mosaic"),
+        (["-o", str(one), "--vectors", "--overwrite"], "--vectors writes each tile's polygons beside its map"),
+        (["-o", str(maps / "t1.tif"), "--out-dir", str(maps), "--overwrite"], "is the name of a tile's map"),
+    ):
+        result = CliRunner().invoke(cli, [*base, *args])
+        assert result.exit_code != 0 and message in result.output, (args, result.output)
+    with pytest.raises(InputError, match="is not the map of these tiles' mosaic"):
+        cut_tile_maps(maps / "t0.tif", tiles, [tmp_path / f"x{i}.tif" for i in range(4)])
 
 
 def _border_changes(classes: np.ndarray, axis: int, index: int, along: slice) -> tuple[float, float]:
