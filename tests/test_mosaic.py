@@ -215,14 +215,23 @@ def test_real_tiles_as_one_scene_have_no_seam_where_maps_made_tile_by_tile_do(sa
     """Three real Joplin tiles (0.6 m, three of a 2 x 2 block) and the default model: the
     maps made tile by tile change class along the tiles' borders far more than beside them
     (seams); the --mosaic map does not, and it is the map of the tiles merged into one file
-    (within the global image's rounding)."""
+    (within the global image's rounding); the tiles' maps cut from it (--out-dir) are its
+    pixels, so they have no seam between them either."""
     tiles = [sample_file("joplin", f"tile_{name}.tif") for name in ("337-9136", "1361-9136", "337-10160")]
     out = tmp_path / "area.tif"
-    result = CliRunner().invoke(cli, ["-q", "segment", *map(str, tiles), "--mosaic", "-o", str(out)])
+    result = CliRunner().invoke(cli, ["-q", "segment", *map(str, tiles), "--mosaic", "-o", str(out),
+                                      "--out-dir", str(tmp_path / "cut")])
     assert result.exit_code == 0, result.output
     with rasterio.open(out) as src:
-        mosaic_map, transform = src.read(1), src.transform
+        mosaic_map, transform, nodata = src.read(1), src.transform, src.nodata
         assert (src.width, src.height) == (2048, 2048) and src.crs.to_epsg() == 26915
+    cut = np.full_like(mosaic_map, nodata)
+    for tile in tiles:
+        with rasterio.open(tile) as src, rasterio.open(tmp_path / "cut" / tile.name) as own:
+            assert (own.crs, own.transform, own.shape) == (src.crs, src.transform, src.shape)
+            col, row = (round(v) for v in ~transform * (src.transform.c, src.transform.f))
+            cut[row:row + 1024, col:col + 1024] = own.read(1)
+    assert np.array_equal(cut, mosaic_map)
     tiled = np.zeros_like(mosaic_map)
     for i, tile in enumerate(tiles):
         result = CliRunner().invoke(cli, ["-q", "segment", str(tile), "-o", str(tmp_path / f"t{i}.tif")])
