@@ -30,7 +30,7 @@ from typing import Any, Iterator, Literal, NamedTuple, Sequence
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -38,7 +38,7 @@ from .datasets import SceneCollection, check_pair, image_valid, open_raster, rea
 from .device import peak_resident_mb
 from .resolution import as_scale, axis_scales, describe_scale, reading_scale, scale_between, scaled_size, scaled_transform
 from .errors import CheckpointError, DatasetError, InputError
-from .io import read_failed_error
+from .io import masked_beyond_nodata, read_failed_error
 from .progress import ProgressCallback
 from .metrics import ConfusionAccumulator, SegmentationScores, confusion_matrix
 from .schemes import NODATA_ID, ClassScheme
@@ -139,8 +139,8 @@ class EvaluationReport:
             read = scored + self.excluded_truth_pixels
             lines.append(
                 f"not scored: {self.excluded_truth_pixels:,} of the {read:,} truth pixels"
-                f" ({_share(self.excluded_truth_pixels, read)}) have no truth class (nodata in the truth, or no label"
-                " there): left out of the scores"
+                f" ({_share(self.excluded_truth_pixels, read)}) have no truth class (nodata or masked in the truth, or"
+                " no label there): left out of the scores"
             )
         unpredicted = int(self.scores.confusion[:, -1].sum())
         if unpredicted:
@@ -267,8 +267,10 @@ def _compare_counts(
                 "%s has no CRS: its pixels are taken as those of %s (the same %d x %d px); if it covers other"
                 " ground, georeference it first", plain, placed, p.width, p.height,
             )
-        if truth_encoding == "ids" and t.count != 1:
-            raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one (use truth_encoding='mask')")
+        ids_band = next((b for b in t.indexes if t.colorinterp[b - 1] != ColorInterp.alpha), 1)
+        if truth_encoding == "ids" and t.count - (ColorInterp.alpha in t.colorinterp) != 1:
+            raise InputError(f"truth {truth} has {t.count} bands; class-id truth has one, and may have an alpha band"
+                             " (use truth_encoding='mask')")
         # a declared nodata that is also a class id (a class's mask value) hides that class's pixels
         if truth_encoding == "ids":
             truth_hides = _class_named_by(t.nodata, scheme)
@@ -276,6 +278,7 @@ def _compare_counts(
             truth_hides = _class_valued_by(t.nodata, scheme, t.count)
         pred_hides = _class_named_by(p.nodata, scheme)
         hidden_truth = hidden_pred = 0
+        truth_masked, pred_masked = masked_beyond_nodata(t, ids_band), masked_beyond_nodata(p)
         for window in _strips(p.height, p.width):
             with _reading(pred):
                 predicted = p.read(1, window=window)
@@ -286,7 +289,7 @@ def _compare_counts(
                     hidden_truth += int(np.count_nonzero(expected == NODATA_ID))
             else:
                 with _reading(truth):
-                    raw = t.read(1, window=window)
+                    raw = t.read(ids_band, window=window)
                 expected = _class_ids(raw, truth, scheme, t.nodata)  # NaN: nodata
                 if t.nodata is None or t.nodata != NODATA_ID:
                     # glgeo's nodata id, though the file does not say so: left out, but counted
@@ -299,6 +302,13 @@ def _compare_counts(
                 if pred_hides is not None:
                     hidden_pred += int(np.count_nonzero(predicted == p.nodata))
                 predicted = np.where(predicted == p.nodata, NODATA_ID, predicted)
+            # an internal mask or alpha band (GDAL's tools and QGIS honour it): no data there too
+            if truth_masked:
+                with _reading(truth):
+                    expected = np.where(t.read_masks(ids_band, window=window) > 0, expected, NODATA_ID)
+            if pred_masked:
+                with _reading(pred):
+                    predicted = np.where(p.read_masks(1, window=window) > 0, predicted, NODATA_ID)
             total += confusion_matrix(expected, predicted, n)
         truth_is = "class" if truth_encoding == "ids" else "the mask value of class"
         _warn_hidden_class("truth", truth, t.nodata, truth_is, truth_hides, scheme, hidden_truth,
@@ -514,6 +524,8 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
             valid = image_valid(src, out_shape=(h, w))
         with _reading(pair.mask):
             ids = read_mask_ids(msk, collection.scheme, out_shape=(h, w), rgb_threshold=collection.rgb_threshold)
+            if masked_beyond_nodata(msk):  # its internal mask or alpha band: no truth there
+                ids = np.where(msk.read_masks(1, out_shape=(h, w)) > 0, ids, NODATA_ID).astype(ids.dtype)
         hides = _class_valued_by(msk.nodata, collection.scheme, msk.count)
         if hides is not None:  # as _compare_counts says of the original
             _warn_hidden_class(

@@ -406,6 +406,14 @@ def _paletted(band: int, name: str) -> str:
             "e.g. gdal_translate -expand rgb IN.tif OUT.tif")
 
 
+def masked_beyond_nodata(src: rasterio.io.DatasetReader, band: int = 1) -> bool:
+    """Whether ``band``'s pixels without data are marked by a mask, an internal mask band or
+    an alpha band (which GDAL's tools and QGIS honour), rather than by a nodata value or not
+    at all: readers of class rasters must then read that mask (``src.read_masks``)."""
+    flags = src.mask_flag_enums[band - 1]
+    return MaskFlags.all_valid not in flags and MaskFlags.nodata not in flags
+
+
 def open_raster(path: str | os.PathLike, kinds: str = "a GeoTIFF, VRT, JPEG or PNG") -> rasterio.io.DatasetReader:
     """Open a scene's file, or say in one line why it cannot be (``kinds``: what to give instead).
 

@@ -17,7 +17,8 @@ match exactly, and moved to the CRS only when a polygon is complete: re-rasteriz
 output onto the input grid reproduces the raster exactly (without ``min_area`` and
 ``simplify``).
 
-Only the raster's declared nodata value (or the one the caller names) marks pixels
+Only the raster's declared nodata value (or the one the caller names) and its mask (an
+internal mask band or an alpha band, as GDAL's tools and QGIS take them) mark pixels
 without data; any other value that is not a class id of the scheme is an error naming it,
 so no class is ever dropped silently. A raster without georeferencing (a plain image) gets
 polygons in the pixel coordinates QGIS shows it at (y negative downwards).
@@ -48,6 +49,7 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
+from rasterio.enums import ColorInterp
 from rasterio.features import shapes, sieve
 from rasterio.windows import Window
 
@@ -56,7 +58,7 @@ from .resolution import ground_sample_distance
 from .atomic import atomic_path, check_output_path
 from .errors import InputError, SceneError
 from .gpkg import write_polygons
-from .io import read_failed_error
+from .io import masked_beyond_nodata, read_failed_error
 from .progress import ProgressCallback
 from .provenance import glgeo_items, utc_now
 from .schemes import NODATA_ID, ClassScheme, get_scheme, list_schemes
@@ -164,11 +166,11 @@ def _open_class_raster(raster: str | os.PathLike) -> rasterio.io.DatasetReader:
         src = rasterio.open(path)
     except rasterio.errors.RasterioIOError as exc:
         raise SceneError(f"cannot open {str(path)!r} as a raster: {exc}") from None
-    if src.count != 1:
+    if not (src.count == 1 or (src.count == 2 and src.colorinterp[1] == ColorInterp.alpha)):
         src.close()
         raise InputError(
             f"{str(path)!r} has {src.count} bands; vectorize needs a class raster, one band of class ids"
-            " (the output of `glgeo segment`), not an image"
+            " (the output of `glgeo segment`; an alpha band may follow it), not an image"
         )
     if not np.issubdtype(np.dtype(src.dtypes[0]), np.integer):
         src.close()
@@ -749,6 +751,11 @@ def _read_block(
     except rasterio.errors.RasterioIOError as exc:
         raise read_failed_error(src.name, exc) from None
     valid = np.ones(data.shape, dtype=bool) if nodata is None else data != nodata
+    if masked_beyond_nodata(src):  # an internal mask or alpha band: its pixels without data are nodata too
+        try:
+            valid &= src.read_masks(1, window=Window(col0, row0, col1 - col0, row1 - row0)) > 0
+        except rasterio.errors.RasterioIOError as exc:
+            raise read_failed_error(src.name, exc) from None
     if valid.any():
         values = data[valid]
         if values.min() < 0 or values.max() >= scheme.n_classes:
@@ -1021,6 +1028,8 @@ def vectorize(
         progress: called as ``progress(done, total)`` after each block.
         nodata: the value marking pixels without data (never vectorized). Default: the
             nodata value the raster declares; a raster that declares none has no nodata.
+            Pixels the raster's mask (an internal mask band or an alpha band) says have
+            no data are nodata too, whatever this says.
             A nodata value that is also a class id of the scheme leaves that class's
             pixels out, with a warning that counts them.
 

@@ -316,9 +316,31 @@ def test_truth_pixels_left_out_of_the_scores_are_counted(tmp_path):
     data = report.to_dict()
     assert data["excluded_truth_pixels"] == 800
     assert [(i["pixels"], i["excluded_truth_pixels"]) for i in data["images"]] == [(1200, 800), (2000, 0)]
-    assert ("not scored: 800 of the 4,000 truth pixels (20.0 %) have no truth class (nodata in the truth, or no"
-            " label there): left out of the scores") in report.table()
+    assert ("not scored: 800 of the 4,000 truth pixels (20.0 %) have no truth class (nodata or masked in the truth, or"
+            " no label there): left out of the scores") in report.table()
     assert "not scored" not in evaluate_rasters([(pred_path, full)], INRIA, "mask").table()
+
+
+@pytest.mark.parametrize("how", ["mask", "alpha"])
+def test_truth_and_prediction_pixels_their_files_mask_are_no_data(tmp_path, how):
+    """A truth raster whose pixels without data are marked by an internal mask or an alpha
+    band (no nodata value), as GDAL's tools and QGIS honour it: those pixels are not scored
+    and counted as such; a prediction's masked pixels are scored as no prediction."""
+    truth = np.zeros((40, 50), dtype=np.uint8)
+    truth[:, 30:] = 1
+    valid = np.ones((40, 50), bool)
+    valid[:, :20] = False  # 800 of the 2,000 truth pixels have no data (their value says background)
+    extra = {"mask": valid} if how == "mask" else {"alpha": np.where(valid, 255, 0).astype(np.uint8), "ALPHA": "YES"}
+    truth_path = write_geotiff(tmp_path / "truth.tif", truth, **extra)
+    pred = np.ones((40, 50), dtype=np.uint8)  # all building: right only where the truth is
+    pred_path = write_geotiff(tmp_path / "pred.tif", pred, nodata=NODATA_ID)
+    report = evaluate_rasters([(pred_path, truth_path)], INRIA, "ids")
+    assert report.scores.n_pixels == 1200 and report.excluded_truth_pixels == 800
+    assert report.scores.iou[1] == pytest.approx(800 / 1200)  # 400 masked "background" pixels not counted as misses
+    masked_pred = write_geotiff(tmp_path / "masked_pred.tif", pred, **extra)
+    plain_truth = write_geotiff(tmp_path / "plain_truth.tif", truth)
+    report = evaluate_rasters([(masked_pred, plain_truth)], INRIA, "ids")
+    assert report.scores.n_pixels == 2000 and int(report.scores.confusion[:, -1].sum()) == 800
 
 
 def test_model_evaluation_counts_truth_nodata(tmp_path):

@@ -108,6 +108,26 @@ def test_area_matches_pixel_counts(tmp_path, class_raster, classes_array):
     assert all(DEEPGLOBE.classes[i].name == n for i, n in zip(frame.class_id, frame.class_name))
 
 
+@pytest.mark.parametrize("how", ["mask", "alpha"])
+def test_pixels_the_rasters_mask_says_have_no_data_get_no_polygon(tmp_path, how):
+    """A class raster whose pixels without data are marked by an internal mask or an alpha
+    band (no nodata value), as GDAL's tools and QGIS honour it: no polygon there, and the
+    pixels are counted as nodata (as gdal_polygonize leaves them out)."""
+    from fixtures.rasters import write_geotiff
+
+    classes = np.full((100, 100), FOREST, np.uint8)
+    classes[:, 50:] = WATER
+    classes[:, :30] = 0  # "urban" by value, but without data by the mask
+    valid = np.ones((100, 100), bool)
+    valid[:, :30] = False
+    extra = {"mask": valid} if how == "mask" else {"alpha": np.where(valid, 255, 0).astype(np.uint8), "ALPHA": "YES"}
+    raster = write_geotiff(tmp_path / "masked.tif", classes, crs=CRS, transform=TRANSFORM, **extra)
+    result = vectorize(raster, tmp_path / "masked.gpkg", scheme=DEEPGLOBE, block_size=32)
+    frame = read_layer(tmp_path / "masked.gpkg", "masked")
+    assert set(frame.class_id) == {FOREST, WATER} and result.nodata_pixels == 3000
+    assert frame.area_m2.sum() == pytest.approx(7000 * PIXEL**2, rel=1e-12)
+
+
 def assert_clean_coverage(frame, footprint: shapely.Geometry) -> None:
     geoms = np.asarray(frame.geometry.values)
     assert shapely.is_valid(geoms).all()
