@@ -60,19 +60,31 @@ class MosaicRun:
 
         from .main import Interrupted
 
+        maps: list = []
         try:
             with progress_bar(ctx, unit="band", desc="tile maps") as progress:
-                maps = cut_tile_maps(self.out, self.tiles, self.tile_maps, layout=self.layout, options=output_options,
-                                     overwrite=overwrite, progress=progress)
+                cut_tile_maps(self.out, self.tiles, self.tile_maps, layout=self.layout, options=output_options,
+                              overwrite=overwrite, progress=progress, on_tile=maps.append)
         except KeyboardInterrupt as exc:
-            done = [p for p in self.tile_maps if p.exists()]
             raise Interrupted(
-                f"Interrupted while cutting the mosaic's map into the tiles' maps: {len(done)} of "
-                f"{len(self.tile_maps)} are written; run the same command with --overwrite to make them all", exc
+                f"Interrupted while cutting the mosaic's map into the tiles' maps: {len(maps)} of "
+                f"{len(self.tile_maps)} are written (this run); run the same command with --overwrite to make them "
+                "all", exc
             ) from None
+        empty = [os.path.basename(m.tile) for m in maps if not any(c.pixels for c in m.classes)]
+        if empty:  # outside --aoi / --bounds, or a tile without data
+            log.warning("%s: no class on any pixel of %s (all nodata: outside --aoi/--bounds, or no data in the tile)",
+                        plural(len(empty), "tile map"), ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else ""))
         rows = [m.to_dict() for m in maps]
-        for row, vector in zip(rows, self.tile_vectors):
-            row["vector"] = _vectorize_tile(row["output"], str(vector), overwrite=overwrite)
+        for k, (row, vector) in enumerate(zip(rows, self.tile_vectors)):
+            try:
+                row["vector"] = _vectorize_tile(row["output"], str(vector), overwrite=overwrite)
+            except KeyboardInterrupt as exc:
+                raise Interrupted(
+                    f"Interrupted while vectorizing the tiles' maps: the {len(rows)} tile maps are complete, the "
+                    f"polygons of {k} of them are written; glgeo vectorize MAP.tif -o MAP-polygons.gpkg makes each of "
+                    "the others (or run the same command with --overwrite)", exc
+                ) from None
         report["tile_maps"] = rows
 
     def echo(self, report: dict[str, Any]) -> None:
@@ -103,7 +115,7 @@ def _vectorize_tile(raster: str, vector: str, *, overwrite: bool) -> str:
 
 def tiles_as_one_scene(
     ctx: click.Context, scenes: tuple[str, ...], out: str | None, overwrite: bool, batch: BatchArgs, *,
-    vector: str | None, probabilities: str | None,
+    vector: str | None, probabilities: str | None, output_options: Any,
 ) -> tuple[MosaicRun, BatchArgs]:
     """--mosaic: the tiles named (globs and lists expanded) as one scene, a VRT beside the
     output that is removed when the command ends. Its name and time stamp stay the same from
@@ -114,7 +126,7 @@ def tiles_as_one_scene(
     from glgeo.batch.planning import plan_jobs
     from glgeo.errors import InputError
     from glgeo.mosaic import write_tiles_vrt
-    from glgeo.writer import sidecar_paths
+    from glgeo.writer import output_driver, sidecar_paths
 
     if batch.vector_merge or batch.manifest:
         raise click.UsageError("--mosaic writes one map of the tiles (-o OUT.tif, polygons with --vector FILE.gpkg) "
@@ -150,20 +162,33 @@ def tiles_as_one_scene(
                                    "another name or folder")
     if len(tiles) < 2:
         raise click.UsageError("--mosaic segments two or more tiles as one scene; for one scene drop --mosaic")
+    made = None  # --out-dir created here, removed again if the command stops before the work
     if batch.out_dir:
-        Path(batch.out_dir).mkdir(parents=True, exist_ok=True)
+        if output_options.format is not None and output_options.format.upper() not in ("COG", "GTIFF"):
+            raise click.UsageError(f"--format {output_options.format}: --out-dir writes each tile's map as <tile "
+                                   "name>.tif; choose COG or GTiff (or write the -o map alone in that format)")
+        output_driver(jobs[0].output, output_options)  # --co checked against the tile maps' driver, before the work
+        folder = Path(batch.out_dir)
+        if not folder.exists():
+            folder.mkdir(parents=True)
+            made = folder
+    try:
         for job in jobs:
             for target in job.outputs:
                 check_output_path(target, overwrite=overwrite, inputs=tuple(tiles))
-    hidden = out is None
-    if hidden:  # the same name for the same tiles, so that an interrupted --workers run resumes
-        key = hashlib.sha256("\n".join(str(Path(t).resolve()) for t in tiles).encode()).hexdigest()[:12]
-        out = str(Path(batch.out_dir) / f".mosaic-{key}.tif")
-        ctx.call_on_close(lambda: [p.unlink(missing_ok=True) for p in (Path(out), *sidecar_paths(Path(out)))])
-    target = check_output_path(out, overwrite=True, inputs=tuple(tiles))
-    vrt = target.absolute().parent / f".{target.name}.tiles.vrt"
-    ctx.call_on_close(lambda: vrt.unlink(missing_ok=True))
-    layout = write_tiles_vrt(tiles, vrt)
+        hidden = out is None
+        if hidden:  # the same name for the same tiles, so that an interrupted --workers run resumes
+            key = hashlib.sha256("\n".join(str(Path(t).resolve()) for t in tiles).encode()).hexdigest()[:12]
+            out = str(Path(batch.out_dir) / f".mosaic-{key}.tif")
+            ctx.call_on_close(lambda: [p.unlink(missing_ok=True) for p in (Path(out), *sidecar_paths(Path(out)))])
+        target = check_output_path(out, overwrite=True, inputs=tuple(tiles))
+        vrt = target.absolute().parent / (f".{target.stem}.tiles.vrt" if hidden else f".{target.name}.tiles.vrt")
+        ctx.call_on_close(lambda: vrt.unlink(missing_ok=True))
+        layout = write_tiles_vrt(tiles, vrt)
+    except BaseException:
+        if made is not None and not any(made.iterdir()):
+            made.rmdir()
+        raise
     newest = max(os.stat(t).st_mtime_ns for t in tiles)
     os.utime(vrt, ns=(newest, newest))
     note = (f"mosaic of {len(tiles)} tiles: {layout.width} x {layout.height} px, {100 * layout.coverage:.1f} % "

@@ -294,7 +294,8 @@ def segment(
     if mosaic:
         from .mosaic import tiles_as_one_scene
 
-        tiles, batch = tiles_as_one_scene(ctx, scenes, out, overwrite, batch, vector=vector, probabilities=probabilities)
+        tiles, batch = tiles_as_one_scene(ctx, scenes, out, overwrite, batch, vector=vector, probabilities=probabilities,
+                                          output_options=output_options)
         scenes, out = (tiles.scene,), tiles.out
     if batch.vector_merge:  # written at the end, replacing an earlier merge: its folder is checked now
         merge_folder = Path(batch.vector_merge).absolute().parent

@@ -33,7 +33,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import rasterio
@@ -503,6 +503,7 @@ def cut_tile_maps(
     overwrite: bool = False,
     rows: int = 512,
     progress: ProgressCallback | None = None,
+    on_tile: Callable[[TileMap], None] | None = None,
 ) -> list[TileMap]:
     """Cut the map of a mosaic of ``tiles`` (made from :func:`write_tiles_vrt`'s VRT) into
     one class raster per tile, ``outputs[i]`` for ``tiles[i]``.
@@ -524,6 +525,8 @@ def cut_tile_maps(
         rows: rows read and written at once (memory: a few bytes per pixel of ``rows`` rows
             of a tile).
         progress: called as ``progress(done, total)`` after each band of ``rows`` rows.
+        on_tile: called with each tile's :class:`TileMap` as soon as its map is in place
+            (an interruption leaves those written before it).
 
     Raises:
         InputError: the map is not a mosaic's map of these tiles (its size, grid or class
@@ -586,6 +589,8 @@ def cut_tile_maps(
                     writer.commit()
             classes_, unit = tally.class_areas(scheme)
             maps.append(TileMap(name, target, classes_, unit, int(tally.counts[NODATA_ID])))
+            if on_tile is not None:
+                on_tile(maps[-1])
     return maps
 
 

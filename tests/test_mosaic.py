@@ -200,6 +200,53 @@ def test_mosaic_out_dir_cuts_each_tiles_map_from_the_one_map(tmp_path):
         cut_tile_maps(maps / "t0.tif", tiles, [tmp_path / f"x{i}.tif" for i in range(4)])
 
 
+def test_mosaic_out_dir_refuses_what_it_cannot_write_before_the_work(tmp_path, monkeypatch, caplog):
+    """Formats the tiles' maps cannot take are refused before any work, and a refused
+    command leaves no --out-dir it made; a tile outside --bounds gets a map said to be
+    empty; an interruption counts only the maps this run wrote."""
+    tiles = [_tile(tmp_path / "in" / f"t{i}.tif", row, col, size=48, seed=i)[0]
+             for i, (row, col) in enumerate(((0, 0), (0, 48)))]
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    base = ["segment", str(tmp_path / "in" / "t*.tif"), "--mosaic", "--model", str(ckpt)]
+    import glgeo.mosaic
+
+    def never(*args, **kwargs):
+        raise AssertionError("segmented before refusing")
+
+    with monkeypatch.context() as m:
+        m.setattr("glgeo.segmentation.segment", never)
+        for args, message in (
+            (["--out-dir", str(tmp_path / "a"), "--format", "PNG"], "--out-dir writes each tile's map as <tile name>.tif"),
+            (["--out-dir", str(tmp_path / "b"), "-o", str(tmp_path / "m.png"), "--co", "ZLEVEL=9"], "ZLEVEL"),
+        ):
+            result = CliRunner().invoke(cli, [*base, *args])
+            assert result.exit_code != 0 and message in result.output, (args, result.output)
+        bad = write_geotiff(tmp_path / "bad.tif", np.ones((3, 8, 8), np.uint8), crs="EPSG:32634")
+        result = CliRunner().invoke(cli, [*base[:1], str(tiles[0]), str(bad), "--mosaic", "--model", str(ckpt),
+                                          "--out-dir", str(tmp_path / "c")])
+        assert result.exit_code != 0 and "share one CRS" in result.output
+        assert not (tmp_path / "a").exists() and not (tmp_path / "c").exists()
+    # --bounds over the first tile only: the second's map is all nodata, and a warning says so
+    left, top = ORIGIN
+    result = CliRunner().invoke(cli, [*base, "--out-dir", str(tmp_path / "d"), "--bounds", str(left + 1),
+                                      str(top - 23), str(left + 23), str(top - 1)])
+    assert result.exit_code == 0, result.output
+    assert "1 tile map: no class on any pixel of t1.tif" in caplog.text
+    # interrupted after the first tile's map: one written by this run, though both exist
+    real = glgeo.mosaic.cut_tile_maps
+
+    def interrupted(*args, on_tile, **kwargs):
+        def first(tile_map):
+            on_tile(tile_map)
+            raise KeyboardInterrupt
+
+        return real(*args, on_tile=first, **kwargs)
+
+    monkeypatch.setattr(glgeo.mosaic, "cut_tile_maps", interrupted)
+    result = CliRunner().invoke(cli, [*base, "--out-dir", str(tmp_path / "d"), "--overwrite"])
+    assert result.exit_code == 130 and "1 of 2 are written (this run)" in result.output, result.output
+
+
 def _border_changes(classes: np.ndarray, axis: int, index: int, along: slice) -> tuple[float, float]:
     """Share of pixel pairs across the boundary before ``index`` whose class changes, and the
     median of that share over the 10 boundaries beside it."""
