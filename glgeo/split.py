@@ -266,6 +266,24 @@ def prepare_scene(
 # ------------------------------------------------------------------------ block files
 
 
+#: A block file's metadata item: how its block was computed (mode, precision, device), for
+#: the summary and provenance of a run that keeps every block from an earlier run.
+BLOCK_RUN_TAG = "GLGEO_BLOCK_RUN"
+
+
+def block_run(path: Path) -> dict[str, str]:
+    """How the block in ``path`` was computed (``mode``, ``precision``, ``device``); empty for
+    a block file written before glgeo recorded it."""
+    import json
+
+    with rasterio.open(path) as src:
+        try:
+            run = json.loads(src.tags().get(BLOCK_RUN_TAG, "{}"))
+        except ValueError:
+            return {}
+    return {k: str(v) for k, v in run.items() if k in ("mode", "precision", "device")} if isinstance(run, dict) else {}
+
+
 def block_path(folder: Path, block: Block) -> Path:
     """Where a finished block's file lies."""
     return folder / f"{block.name}.tif"
@@ -430,6 +448,10 @@ def write_block(
                     progress=progress, block=None if whole else (range(*block.window_rows), range(*block.window_cols)),
                     score_dtype=score_dtype,
                 )
+            import json
+
+            out.dst.update_tags(**{BLOCK_RUN_TAG: json.dumps(
+                {"mode": stats.mode, "precision": stats.precision, "device": stats.device})})
             out.commit()
         except BaseException:
             out.discard()

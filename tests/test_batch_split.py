@@ -177,6 +177,31 @@ def test_rerun_after_an_interrupted_run_computes_only_the_missing_blocks(tmp_pat
     assert [r["status"] for r in rows].count("skipped") == len(kept) and rows[0]["block"] == ""
 
 
+def test_a_rerun_that_keeps_every_block_says_how_they_were_computed(tmp_path, scene, checkpoint):
+    """Interrupted after its last block, then run again: every block is kept, and the summary
+    and the map's provenance still say the mode, precision and device that computed them
+    (they were empty, and the provenance said the asked ``auto``)."""
+    out = tmp_path / "split.tif"
+    options = BatchOptions(settings=SETTINGS)
+    blocks = []
+
+    def stop_at_the_end(done: int, total: int) -> None:
+        blocks.append(total)
+        if done == total:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1,
+                  progress=stop_at_the_end)
+    assert len(list(blocks_folder(out).glob("block-*.tif"))) == blocks[-1] > 1
+    result = run_split(scene, out, model=checkpoint, options=options, rows_per_block=1, cols_per_block=1)
+    stats = result.summary.stats
+    assert result.counts["skipped"] == blocks[-1] and result.counts["done"] == 0
+    assert stats.mode == "g2l" and stats.precision in ("fp32", "bf16") and stats.device == "cpu"
+    with rasterio.open(out) as src:
+        assert src.tags()["GLGEO_PRECISION"] == stats.precision and src.tags()["GLGEO_MODE"] == "g2l"
+
+
 def test_a_kept_block_damaged_since_says_to_delete_it_and_is_then_computed_again(tmp_path, scene, checkpoint):
     """A finished block truncated before the rerun was a traceback in the assembly, on
     every rerun."""

@@ -40,7 +40,7 @@ from ..errors import GlgeoError, InputError, Interruption, OutputError
 from ..inference import InferenceStats, Timings
 from ..progress import ProgressCallback
 from ..resolution import reading_gsd, scale_json
-from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, block_path, prepare_scene
+from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, block_path, block_run, prepare_scene
 from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
 from .planning import BatchOptions
@@ -517,6 +517,10 @@ def run_split(
                 where_listed = f" (each block's error is in {options.manifest})" if options.manifest is not None else ""
                 raise OutputError(f"{scene}: {reason}{where_listed}; {kept}: fix the cause and run again")
             stats = _summed_stats(blocks, plan)
+            if not stats.mode:  # every block kept from an earlier run: how it was computed is in its file
+                run = block_run(block_path(folder, plan.blocks[0]))
+                stats.mode = run.get("mode") or split.settings.mode or checkpoint.mode
+                stats.precision, stats.device = run.get("precision", ""), run.get("device", "")
             name, sha256 = model_identity(reference, checkpoint)
             info = split.info
             provenance = Provenance(
