@@ -239,6 +239,9 @@ def open_pixels(path: Any, overviews: bool | None = None) -> rasterio.io.Dataset
 
 #: Scenes within this share of the model's resolution are read as they are.
 SCALE_TOLERANCE = 0.05
+#: Scenes read coarser than the model's imagery by more than this share are warned about
+#: (a 0.67 m tile for a 0.6 m model is within what a model of a resolution range meets).
+COARSER_WARNING = 0.25
 
 
 def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> Scale:
@@ -287,7 +290,7 @@ def run_scale(checkpoint, info: SceneInfo, scale: Scale | None, gsd: float | Non
     scene_gsd = info.gsd if info.gsd is not None else gsd
     if checkpoint.gsd is not None and scene_gsd is not None and min(axis_scales(scale)) < 1:
         read_gsd = scene_gsd / min(axis_scales(scale))
-        if read_gsd / checkpoint.gsd > 1 + SCALE_TOLERANCE:
+        if read_gsd / checkpoint.gsd > 1 + COARSER_WARNING:
             log.warning(
                 "scale=%s reads %s at %.3g m pixels, coarser than the %.3g m the model was trained on: predictions "
                 "may be poor; drop scale=%s to read it at the model's resolution",
@@ -353,9 +356,9 @@ def scale_between(scene_gsd: float, model_gsd: float, name: Any = "the scene") -
 
 def _warn_if_coarser(scene_gsd: float, model_gsd: float, name: Any) -> None:
     """Warn when a scene's pixels (their longer side, where they are not square) are coarser
-    than the model's imagery by more than :data:`SCALE_TOLERANCE`: no axis is read finer
+    than the model's imagery by more than :data:`COARSER_WARNING`: no axis is read finer
     than the file, so the model sees them coarser than it learned."""
-    if scene_gsd / model_gsd > 1 + SCALE_TOLERANCE:
+    if scene_gsd / model_gsd > 1 + COARSER_WARNING:
         log.warning(
             "%s has %.3g m pixels, coarser than the %.3g m the model was trained on: predictions may be poor; "
             "choose a model trained for this resolution",

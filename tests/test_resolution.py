@@ -36,6 +36,10 @@ def test_scenes_are_read_at_the_models_resolution(caplog):
     with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):
         assert reading_scale(_model(gsd=0.5), _scene(2.0)) == 1.0  # never upsampled
     assert "coarser than the 0.5 m the model was trained on" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glgeo.resolution"):  # a quarter coarser or less: no warning
+        assert reading_scale(_model(gsd=0.6), _scene(0.666)) == 1.0
+    assert "coarser" not in caplog.text
     # without both resolutions: the scale the model was trained at
     assert reading_scale(_model(gsd=None, scene_scale=0.25), _scene(0.3)) == 0.25
     assert reading_scale(_model(gsd=2.0, scene_scale=0.5), _scene(None)) == 0.5
