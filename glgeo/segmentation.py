@@ -184,6 +184,11 @@ GLOBAL_RESOLUTION_FACTOR = 2.0
 #: What :func:`segment` warns of a scene without georeferencing (callers whose outputs are
 #: temporary, as :func:`glgeo.evaluate_model`'s, leave it out).
 PLAIN_OUTPUT_WARNING = "%s has no georeferencing: the output has none either and areas are in pixels"
+#: ... and is read as imagery of the model's resolution (its GSD as the model assumes it).
+PLAIN_OUTPUT_GSD_WARNING = PLAIN_OUTPUT_WARNING + (
+    "; it is read as if its pixels were %.3g m on the ground, as the model's training imagery (pass gsd=METRES "
+    "if they are not)"
+)
 
 #: ... of a scene with a geotransform (a world file) but no CRS.
 NO_CRS_OUTPUT_WARNING = (
@@ -236,16 +241,25 @@ def check_model_scheme(checkpoint: Any, scheme: str | None, name: str | None = N
     )
 
 
-def warn_of_an_unplaced_output(info: SceneInfo) -> None:
+def warn_of_an_unplaced_output(info: SceneInfo, checkpoint: Any = None, settings: Any = None,
+                                scale: Scale | None = None) -> None:
     """Warn when the output cannot be placed on a map as the scene is not: ground control
     points only, a transform without a CRS, or no georeferencing at all (every way a scene
-    is segmented says it, in one process or split over workers)."""
+    is segmented says it, in one process or split over workers). A plain image read at the
+    scale the model was trained at (``scale``, no ``gsd`` or ``scale`` in ``settings``) is
+    said to be taken as imagery of the model's resolution."""
     if info.gcps is not None:
         log.warning(GCP_OUTPUT_WARNING, info.path)
     elif info.has_transform and not info.is_georeferenced:
         log.warning(NO_CRS_OUTPUT_WARNING, info.path, math.hypot(info.transform.a, info.transform.d))
     elif not info.is_georeferenced:
-        log.warning(PLAIN_OUTPUT_WARNING, info.path)
+        gsd = getattr(checkpoint, "gsd", None)
+        assumed = (settings is not None and settings.gsd is None and settings.scale is None
+                   and isinstance(scale, (int, float)) and gsd is not None)
+        if assumed:
+            log.warning(PLAIN_OUTPUT_GSD_WARNING, info.path, gsd * scale)
+        else:
+            log.warning(PLAIN_OUTPUT_WARNING, info.path)
 
 
 def warn_if_no_class(counts: np.ndarray, info: SceneInfo, out: Path) -> None:
@@ -439,11 +453,11 @@ def segment(
         info = replace(info, has_mask=True, region=region)
         log.info("segmenting only the area of interest: %.1f %% of %s", 100 * region.area / (info.width * info.height),
                  info.path)
-    warn_of_an_unplaced_output(info)
     pixel_areas = PixelAreas(info.crs, info.transform, info.width, info.height)
     pixel_areas.report(log, str(info.path))
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd
     scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
+    warn_of_an_unplaced_output(info, checkpoint, settings, scale)
     warn_if_stretched(info, scale)
     asked = options_rule(settings, bands=bands, tta=tta, aoi=aoi, bounds=bounds)  # before anything is resolved
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)

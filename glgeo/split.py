@@ -250,9 +250,9 @@ def prepare_scene(
             f"model predicts {checkpoint.model.config.n_classes} classes but its scheme "
             f"{checkpoint.scheme.name!r} has {checkpoint.scheme.n_classes}"
         )
-    warn_of_an_unplaced_output(info)
     check_global_resampling(info, settings.global_resampling)  # before any block, not in each
     scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
+    warn_of_an_unplaced_output(info, checkpoint, settings, scale)
     warn_if_stretched(info, scale)
     if settings.mode is None:
         settings = replace(settings, mode=checkpoint.mode)

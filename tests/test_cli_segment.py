@@ -146,7 +146,7 @@ def test_a_model_trained_at_half_scale_reads_the_scene_at_half_scale(tmp_path):
     assert bad.exit_code == 2 and "--scale" in bad.output
 
 
-def test_gsd_gives_a_plain_image_its_resolution(tmp_path):
+def test_gsd_gives_a_plain_image_its_resolution(tmp_path, caplog):
     from PIL import Image
 
     model = save_tiny_checkpoint(tmp_path / "half.pt", INRIA, widths=(256, 128), half=True,
@@ -155,8 +155,12 @@ def test_gsd_gives_a_plain_image_its_resolution(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 90, 3), dtype=np.uint8)).save(scene)
     assumed = run("segment", scene, "-o", tmp_path / "assumed.tif", "--model", model, "--device", "cpu")
     assert assumed.exit_code == 0 and "read at 0.5 of its resolution" in assumed.output  # as the model was trained
+    # the warning says what was assumed, and how to say otherwise
+    assert "it is read as if its pixels were 10 m on the ground, as the model's training imagery (pass --gsd" in caplog.text
+    caplog.clear()
     given = run("segment", scene, "-o", tmp_path / "given.tif", "--model", model, "--device", "cpu", "--gsd", "20")
     assert given.exit_code == 0 and "read at" not in given.output and "24 patches" in given.output
+    assert "has no georeferencing" in caplog.text and "read as if its pixels were" not in caplog.text
     bad = run("segment", scene, "-o", tmp_path / "bad.tif", "--model", model, "--gsd", "0")
     assert bad.exit_code == 2 and "--gsd" in bad.output
 
