@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
 import queue
 import threading
@@ -404,6 +405,53 @@ def _band_choice_advice(colour: Sequence[int], needed: int) -> str:
 def _paletted(band: int, name: str) -> str:
     return (f"band {band} of {name} holds palette indices (a colour table), not colours: expand it to RGB first, "
             "e.g. gdal_translate -expand rgb IN.tif OUT.tif")
+
+
+#: Share of a scene's edge pixels that, black in every band (0) in a scene that declares
+#: no nodata, are taken for an undeclared collar or gap worth a warning.
+BLACK_EDGE_SHARE = 0.1
+#: Edge pixels looked at along each side of a scene, at most (the side sampled evenly).
+EDGE_SAMPLES = 4096
+
+
+def black_edge_share(info: SceneInfo) -> float:
+    """The share of a scene's edge pixels (its outer rows and columns, each side sampled at
+    up to :data:`EDGE_SAMPLES` pixels) that are 0 in every band fed to the model: reading
+    four thin strips, whatever the scene's size."""
+    black = total = 0
+    with open_pixels(info.path) as src:
+        h, w = info.height, info.width
+        for window in (Window(0, 0, w, min(2, h)), Window(0, max(0, h - 2), w, min(2, h)),
+                       Window(0, 0, min(2, w), h), Window(max(0, w - 2), 0, min(2, w), h)):
+            shape = (len(info.bands), min(int(window.height), EDGE_SAMPLES), min(int(window.width), EDGE_SAMPLES))
+            try:
+                data = src.read(list(info.bands), window=window, out_shape=shape, resampling=Resampling.nearest)
+            except RasterioIOError as exc:
+                raise read_failed_error(str(info.path), exc) from None
+            zero = np.all(data == 0, axis=0)
+            black += int(np.count_nonzero(zero))
+            total += zero.size
+    return black / total if total else 0.0
+
+
+def warn_if_black_edges(info: SceneInfo) -> None:
+    """Warn when a scene that says no pixel lacks data (no nodata value, mask or alpha band)
+    is black (0 in every band) along much of its edges: the collar ``gdalwarp`` leaves
+    without ``-dstnodata``, or the gap of a VRT of tiles built without ``-addalpha``. The
+    model classifies those pixels and, as context, they sway the classes near them (a
+    warped Joplin tile, 47 % collar: 10 % of the pixels inside got the class they get
+    with the collar declared nodata)."""
+    if info.has_mask:
+        return
+    share = black_edge_share(info)
+    if share >= BLACK_EDGE_SHARE:
+        log.warning(
+            "%s declares no nodata, but %.0f %% of its edge pixels are black (0 in every band): if they are no data "
+            "(the collar of a warp, the gap between tiles), the model classifies them and they sway the classes "
+            "beside them; declare them and segment that (gdal_translate -of VRT -a_nodata 0 %s %s; or gdalwarp "
+            "-dstalpha, gdalbuildvrt -addalpha)", info.path, 100 * share, shlex.quote(str(info.path)),
+            shlex.quote(os.path.splitext(os.path.basename(str(info.path)))[0] + "-nodata.vrt"),
+        )
 
 
 def masked_beyond_nodata(src: rasterio.io.DatasetReader, band: int = 1) -> bool:

@@ -27,7 +27,7 @@ from .errors import CheckpointError, InputError, OutputError, UnknownNameError
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
-from .io import SceneInfo, SceneReader, inspect_scene
+from .io import SceneInfo, SceneReader, inspect_scene, warn_if_black_edges, working_grid
 from .provenance import Provenance, blend_rule, context_rule, file_sha256, options_rule, utc_now
 from .resolution import (
     Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, run_scale, scale_json, warn_if_stretched,
@@ -238,6 +238,27 @@ def check_model_scheme(checkpoint: Any, scheme: str | None, name: str | None = N
         )
     raise InputError(
         f"{model} predicts the {checkpoint.scheme.name!r} classes, not {scheme!r}; choose a model trained for that scheme"
+    )
+
+
+#: A scene whose working grid is smaller than this share of a patch on both sides is warned
+#: about: the model sees next to none of the context it learned from.
+TINY_SCENE_SHARE = 0.25
+
+
+def warn_if_tiny(info: SceneInfo, scale: Scale, patch_size: int, model_gsd: float | None) -> None:
+    """Warn when a scene is, at the model's resolution, smaller than :data:`TINY_SCENE_SHARE`
+    of a patch on both sides (a 20 x 20 px crop of a 0.6 m tile is 6 x 6 px at the land-cover
+    model's 2 m): its classes come from almost no context, and differ from those the same
+    pixels get in the scene around them."""
+    grid = working_grid(info, scale)
+    if max(grid.height, grid.width) >= TINY_SCENE_SHARE * patch_size:
+        return
+    at = f" at the model's {model_gsd:.3g} m" if model_gsd is not None and info.gsd is not None else " as the model reads it"
+    log.warning(
+        "%s is only %d x %d px%s, far less than one %d px patch: the model sees almost none of the context it learned "
+        "from, so its classes here are unreliable; segment a larger scene around it and keep this part with "
+        "aoi=FILE or bounds=(LEFT, BOTTOM, RIGHT, TOP)", info.path, grid.width, grid.height, at, patch_size,
     )
 
 
@@ -458,6 +479,8 @@ def segment(
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd
     scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
     warn_of_an_unplaced_output(info, checkpoint, settings, scale)
+    warn_if_tiny(info, scale, settings.patch_size or checkpoint.patch_size, checkpoint.gsd)
+    warn_if_black_edges(info)
     warn_if_stretched(info, scale)
     asked = options_rule(settings, bands=bands, tta=tta, aoi=aoi, bounds=bounds)  # before anything is resolved
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)

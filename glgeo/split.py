@@ -54,7 +54,9 @@ from .areas import AreaTally, PixelAreas
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixel
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
-from .io import SceneInfo, SceneReader, check_global_resampling, inspect_scene, read_error_detail, working_grid
+from .io import (
+    SceneInfo, SceneReader, check_global_resampling, inspect_scene, read_error_detail, warn_if_black_edges, working_grid,
+)
 from .resolution import Scale, coarseness, run_scale, warn_if_stretched
 from .tiling import PatchGrid
 
@@ -238,7 +240,7 @@ def prepare_scene(
         UnknownNameError: ``scheme`` names no class scheme glgeo knows.
         CheckpointError: the model's classes do not match its scheme.
     """
-    from .segmentation import MODEL_BANDS, check_model_scheme, model_bands, warn_of_an_unplaced_output
+    from .segmentation import MODEL_BANDS, check_model_scheme, model_bands, warn_if_tiny, warn_of_an_unplaced_output
 
     info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
@@ -253,6 +255,8 @@ def prepare_scene(
     check_global_resampling(info, settings.global_resampling)  # before any block, not in each
     scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
     warn_of_an_unplaced_output(info, checkpoint, settings, scale)
+    warn_if_tiny(info, scale, settings.patch_size or checkpoint.patch_size, checkpoint.gsd)
+    warn_if_black_edges(info)
     warn_if_stretched(info, scale)
     if settings.mode is None:
         settings = replace(settings, mode=checkpoint.mode)

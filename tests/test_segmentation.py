@@ -9,6 +9,7 @@ that check that settings which must not change the result do not.
 from __future__ import annotations
 
 import functools
+import logging
 import http.server
 import io
 import re
@@ -686,3 +687,46 @@ def test_an_unknown_scheme_name_is_said_so_with_the_known_ones(tmp_path):
                                                f"\\(model '{tmp_path / 'roads.pt'}' predicts 'roads'\\)$"):
         check_model_scheme(roads, "nosuch")
     assert not (tmp_path / "out.tif").exists()
+
+
+def test_an_undeclared_black_collar_is_warned_about(tmp_path, caplog):
+    """A scene black (0 in every band) along much of its edges that declares no nodata (a
+    warp's collar, the gap of a VRT of tiles): a warning says how to declare it; declared,
+    or black at a few edge pixels only, no warning."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(1, 256, (3, 120, 160), dtype=np.uint8)
+    rows, cols = np.mgrid[0:120, 0:160]
+    data[:, rows + cols < 80] = 0  # a warp's triangular collar in the top-left corner
+    checkpoint = standin(patch=64)
+    settings = InferenceSettings(device="cpu", min_overlap=10)
+    cases = (("collar.tif", data, None, True), ("declared.tif", data, 0, False))
+    few = data.copy()
+    few[:, rows + cols < 80] = 9
+    few[:, 0, :10] = 0  # 10 black pixels at the edge: dark ground, not a collar
+    cases += (("few.tif", few, None, False),)
+    told = {}
+    for name, pixels, nodata, warned in cases:
+        caplog.clear()
+        scene = write_geotiff(tmp_path / name, pixels, crs=CRS, transform=TRANSFORM, nodata=nodata)
+        with caplog.at_level(logging.WARNING, logger="glgeo"):
+            segment(scene, tmp_path / f"out-{name}", model=checkpoint, settings=settings)
+        told[name] = [r.getMessage() for r in caplog.records if "edge pixels are black" in r.getMessage()]
+        assert bool(told[name]) == warned, (name, told[name])
+    assert "collar.tif declares no nodata, but 28 % of its edge pixels are black (0 in every band)" in told["collar.tif"][0]
+    assert "gdal_translate -of VRT -a_nodata 0" in told["collar.tif"][0]
+
+
+def test_a_scene_far_smaller_than_a_patch_is_warned_about(tmp_path, caplog):
+    rng = np.random.default_rng(0)
+    checkpoint = standin(patch=128)
+    settings = InferenceSettings(device="cpu", min_overlap=10)
+    for size, warned in ((20, True), (40, False)):
+        caplog.clear()
+        scene = write_geotiff(tmp_path / f"s{size}.tif", rng.integers(1, 256, (3, size, size), dtype=np.uint8),
+                              crs=CRS, transform=TRANSFORM)
+        with caplog.at_level(logging.WARNING, logger="glgeo"):
+            segment(scene, tmp_path / f"out{size}.tif", model=checkpoint, settings=settings)
+        said = [r.getMessage() for r in caplog.records if "far less than one 128 px patch" in r.getMessage()]
+        assert bool(said) == warned, (size, caplog.text)
+        if warned:
+            assert "s20.tif is only 20 x 20 px" in said[0]
