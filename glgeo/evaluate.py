@@ -105,11 +105,33 @@ class EvaluationReport:
     excluded_truth_pixels: int = 0
     not_validation: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
+    @property
+    def majority_class(self) -> int | None:
+        """The truth's most common scored class (``None`` where no pixel was scored)."""
+        scored = list(self.scores.scheme.scored_ids)
+        counts = self.scores.confusion.sum(axis=1)[scored]
+        return scored[int(np.argmax(counts))] if counts.sum() else None
+
+    def majority_baseline(self) -> dict[str, Any] | None:
+        """The scores of answering :attr:`majority_class` everywhere on the same truth pixels:
+        the constant answer a model must beat (``class``, ``miou``, ``pixel_accuracy``, and
+        ``building_iou`` for a buildings scheme)."""
+        class_id = self.majority_class
+        if class_id is None:
+            return None
+        base = self.scores.majority_baseline(class_id)
+        out: dict[str, Any] = {"class": self.scores.scheme.names[class_id], "miou": base.miou,
+                               "pixel_accuracy": base.pixel_accuracy}
+        if base.building_iou is not None:
+            out["building_iou"] = base.building_iou
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able report."""
         nan = lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else v  # noqa: E731
         return {
             **self.scores.to_dict(),
+            "majority_baseline": self.majority_baseline(),
             "model": self.model,
             "images": [
                 {"name": i.name, "pixels": i.pixels, "excluded_truth_pixels": i.excluded, "miou": nan(i.miou),
@@ -126,7 +148,15 @@ class EvaluationReport:
 
     def table(self) -> str:
         """The terminal report: per-class IoU, pooled scores, then cost."""
-        lines = [self.scores.table(), f"images: {len(self.images)}, pixels: {self.scores.n_pixels}"]
+        lines = [self.scores.table()]
+        base = self.majority_baseline()
+        if base is not None:
+            building = f", building IoU {100 * base['building_iou']:.2f}" if "building_iou" in base else ""
+            lines.append(
+                f"majority class ({base['class']}, the truth's most common, everywhere): mIoU {100 * base['miou']:.2f},"
+                f" pixel acc. {100 * base['pixel_accuracy']:.2f}{building}"
+            )
+        lines.append(f"images: {len(self.images)}, pixels: {self.scores.n_pixels}")
         if self.not_validation:
             seen = [f"{name} ({'; '.join(_SEEN[p] for p in parts)})" for name, parts in self.not_validation[:5]]
             more = len(self.not_validation) - len(seen)

@@ -343,6 +343,23 @@ def test_truth_and_prediction_pixels_their_files_mask_are_no_data(tmp_path, how)
     assert report.scores.n_pixels == 2000 and int(report.scores.confusion[:, -1].sum()) == 800
 
 
+def test_the_report_gives_the_majority_class_baseline(tmp_path):
+    """Every report says what answering the truth's most common class everywhere scores, on
+    the same pixels (table line and JSON): the constant answer a model must beat."""
+    truth = np.zeros((40, 50), dtype=np.uint8)
+    truth[:10, :] = 1  # 500 of 2,000 pixels building: background is the majority
+    pred = np.zeros_like(truth)
+    pred[:5, :] = 1  # finds half the buildings, nothing else
+    report = evaluate_rasters([(write_geotiff(tmp_path / "p.tif", pred), write_geotiff(tmp_path / "t.tif", truth))],
+                              INRIA, "ids")
+    base = report.to_dict()["majority_baseline"]
+    assert base["class"] == "background" and base["pixel_accuracy"] == pytest.approx(0.75)
+    assert base["miou"] == pytest.approx(0.375) and base["building_iou"] == 0.0
+    assert report.scores.pixel_accuracy == pytest.approx(0.875)
+    assert ("majority class (background, the truth's most common, everywhere): mIoU 37.50, pixel acc. 75.00, "
+            "building IoU 0.00") in report.table()
+
+
 def test_model_evaluation_counts_truth_nodata(tmp_path):
     from glgeo.inference import InferenceSettings
 
