@@ -125,7 +125,7 @@ def tiles_as_one_scene(
     from glgeo.batch.inputs import expand_inputs
     from glgeo.batch.planning import plan_jobs
     from glgeo.errors import InputError
-    from glgeo.mosaic import write_tiles_vrt
+    from glgeo.mosaic import gdal_name, is_local, write_tiles_vrt
     from glgeo.writer import output_driver, sidecar_paths
 
     if batch.vector_merge or batch.manifest:
@@ -145,10 +145,10 @@ def tiles_as_one_scene(
     tiles = expand_inputs(scenes, batch.input_lists)
     if out is not None:
         own = Path(out).resolve()
-        if any(Path(t).resolve() == own for t in tiles) and _made_by_glgeo(own):
+        if any(is_local(t) and Path(t).resolve() == own for t in tiles) and _made_by_glgeo(own):
             # a rerun's glob over the tiles' folder matches the map it wrote (a tile named as -o is refused below)
             log.warning("%s is this command's output, not a tile: left out of the mosaic", out)
-            tiles = [t for t in tiles if Path(t).resolve() != own]
+            tiles = [t for t in tiles if not (is_local(t) and Path(t).resolve() == own)]
     jobs = []
     if batch.out_dir:
         folder = Path(batch.out_dir)
@@ -178,7 +178,7 @@ def tiles_as_one_scene(
                 check_output_path(target, overwrite=overwrite, inputs=tuple(tiles))
         hidden = out is None
         if hidden:  # the same name for the same tiles, so that an interrupted --workers run resumes
-            key = hashlib.sha256("\n".join(str(Path(t).resolve()) for t in tiles).encode()).hexdigest()[:12]
+            key = hashlib.sha256("\n".join(map(gdal_name, tiles)).encode()).hexdigest()[:12]
             out = str(Path(batch.out_dir) / f".mosaic-{key}.tif")
             ctx.call_on_close(lambda: [p.unlink(missing_ok=True) for p in (Path(out), *sidecar_paths(Path(out)))])
         target = check_output_path(out, overwrite=True, inputs=tuple(tiles))
@@ -189,7 +189,8 @@ def tiles_as_one_scene(
         if made is not None and not any(made.iterdir()):
             made.rmdir()
         raise
-    newest = max(os.stat(t).st_mtime_ns for t in tiles)
+    # the VRT's time stamp: its newest local tile's (remote tiles: a fixed one), the same from run to run
+    newest = max((os.stat(t).st_mtime_ns for t in tiles if is_local(t)), default=0)
     os.utime(vrt, ns=(newest, newest))
     note = (f"mosaic of {len(tiles)} tiles: {layout.width} x {layout.height} px, {100 * layout.coverage:.1f} % "
             "of it covered by tiles (the rest is nodata)"

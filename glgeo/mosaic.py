@@ -129,10 +129,40 @@ class _Tile:
     mask: str  # "none", "dataset" (one mask for all bands), "bands" (a nodata value: each band's own), "alpha" (unused by GDAL)
 
 
+#: URL schemes a mosaic's VRT reads tiles over, as GDAL's virtual file systems.
+_VSI = {"http": "/vsicurl/", "https": "/vsicurl/", "ftp": "/vsicurl/", "s3": "/vsis3/", "gs": "/vsigs/",
+        "az": "/vsiaz/", "oss": "/vsioss/"}
+
+
+def gdal_name(path: str | os.PathLike) -> str:
+    """How a VRT names a tile: a local file by its absolute path, a URL through GDAL's
+    virtual file systems (``https://h/t.tif`` -> ``/vsicurl/https://h/t.tif``,
+    ``s3://b/t.tif`` -> ``/vsis3/b/t.tif``), a ``/vsi...`` path as it is.
+
+    Raises:
+        InputError: a URL scheme GDAL reads no files over.
+    """
+    name = os.fspath(path)
+    if name.startswith("/vsi"):
+        return name
+    scheme, sep, rest = name.partition("://")
+    if not sep:
+        return str(Path(name).resolve())
+    prefix = _VSI.get(scheme.lower())
+    if prefix is None:
+        raise InputError(f"{name!r}: a mosaic reads tiles from files or {', '.join(f'{k}://' for k in _VSI)} URLs")
+    return prefix + (name if prefix == "/vsicurl/" else rest)
+
+
+def is_local(path: str | os.PathLike) -> bool:
+    """Whether a tile is a local file (not a URL or a ``/vsi...`` path)."""
+    name = os.fspath(path)
+    return "://" not in name and not name.startswith("/vsi")
+
+
 def _read_tile(path: str | os.PathLike) -> _Tile:
     name = os.fspath(path)
-    if "://" in name or name.startswith("/vsi"):
-        raise InputError(f"{name!r}: a mosaic is made of local files; download the tiles first")
+    gdal_name(name)  # a scheme the VRT cannot name is refused before any tile is read
     with open_raster(name, "GeoTIFF or VRT tiles") as src:
         return _tile_of(src, name)
 
@@ -332,16 +362,19 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
     gdal_type = _GDAL_TYPES.get(dtype)
     if gdal_type is None:
         raise InputError(f"{os.fspath(paths[0])!r} holds {dtype} pixels, which a mosaic does not take; convert the tiles")
-    files = [str(Path(p).resolve()) for p in paths]
-    stats = [os.stat(f) for f in files]
-    stamp = hashlib.sha256(json.dumps([[f, st.st_size, st.st_mtime_ns] for f, st in zip(files, stats)]).encode()).hexdigest()
+    files = [gdal_name(p) for p in paths]
+    stamps = []  # a local tile's size and time stamp; a remote one's name only (a change there is not seen)
+    for file, path in zip(files, paths):
+        stat = os.stat(file) if is_local(path) else None
+        stamps.append([file] if stat is None else [file, stat.st_size, stat.st_mtime_ns])
+    stamp = hashlib.sha256(json.dumps(stamps).encode()).hexdigest()
     t = layout.transform
     lines = [
         f'<VRTDataset rasterXSize="{layout.width}" rasterYSize="{layout.height}">',
         f"  <SRS>{escape(crs_wkt)}</SRS>",
         f"  <GeoTransform>{t.c!r}, {t.a!r}, 0.0, {t.f!r}, 0.0, {t.e!r}</GeoTransform>",
         "  <Metadata>",
-        f'    <MDI key="{TILES_TAG}">{escape(json.dumps([Path(p).name for p in paths]))}</MDI>',
+        f'    <MDI key="{TILES_TAG}">{escape(json.dumps([_tile_name(p) for p in paths]))}</MDI>',
         f'    <MDI key="{STAMP_TAG}">{stamp}</MDI>',
         "  </Metadata>",
     ]
@@ -560,7 +593,7 @@ def cut_tile_maps(
             raise InputError(f"{os.fspath(class_map)!r} is not the map of these tiles' mosaic ({src.width} x "
                              f"{src.height} px, where the mosaic is {layout.width} x {layout.height} px)")
         file_nodata = src.nodata
-        title = mosaic_title({TILES_TAG: json.dumps([Path(n).name for n in names])})
+        title = mosaic_title({TILES_TAG: json.dumps([_tile_name(n) for n in names])})
         done, total = 0, sum(-(-h // rows) for _, h in layout.sizes)
         maps = []
         for i, (name, target) in enumerate(zip(names, targets)):
@@ -570,7 +603,7 @@ def cut_tile_maps(
                     path=name, height=height, width=width, count=tile.count, bands=layout.bands[i],
                     dtype=tile.dtypes[0], crs=tile.crs, transform=tile.transform, nodata=tile.nodata,
                     has_mask=layout.masks[i] != "none", block_shape=(min(rows, height), width),
-                    title=f"{Path(name).name}, cut from the map of {title} segmented as one scene",
+                    title=f"{_tile_name(name)}, cut from the map of {title} segmented as one scene",
                 )
                 tally = AreaTally(PixelAreas(info.crs, info.transform, width, height))
                 with ClassRasterWriter(target, info, scheme, options=options) as writer:
@@ -592,6 +625,12 @@ def cut_tile_maps(
             if on_tile is not None:
                 on_tile(maps[-1])
     return maps
+
+
+def _tile_name(path: str | os.PathLike) -> str:
+    """A tile's file name (of a URL too, without its query)."""
+    name = os.fspath(path)
+    return os.path.basename(name.split("?")[0].rstrip("/")) if not is_local(name) else Path(name).name
 
 
 def _tile_valid(tile, layout: TileLayout, i: int, window) -> "np.ndarray":

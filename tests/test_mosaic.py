@@ -18,6 +18,7 @@ from glgeo.mosaic import cut_tile_maps, tile_layout, write_tiles_vrt
 from glgeo.schemes import INRIA
 
 from fixtures.checkpoints import save_tiny_checkpoint
+from fixtures.http import http_folder  # noqa: F401 - a fixture
 from fixtures.rasters import write_geotiff
 
 ORIGIN = (500000.0, 4500000.0)
@@ -245,6 +246,32 @@ def test_mosaic_out_dir_refuses_what_it_cannot_write_before_the_work(tmp_path, m
     monkeypatch.setattr(glgeo.mosaic, "cut_tile_maps", interrupted)
     result = CliRunner().invoke(cli, [*base, "--out-dir", str(tmp_path / "d"), "--overwrite"])
     assert result.exit_code == 130 and "1 of 2 are written (this run)" in result.output, result.output
+
+
+def test_tiles_over_http_make_the_map_local_tiles_make(tmp_path, http_folder, monkeypatch):
+    """Tiles named by URL (cloud-hosted COGs) are read through GDAL's /vsicurl/ by the VRT:
+    the mosaic's map and the tiles' maps are those of the same tiles on disk."""
+    served, url = http_folder
+    monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")
+    for i, (row, col) in enumerate(((0, 0), (0, 48), (48, 0))):
+        _tile(served / f"t{i}.tif", row, col, size=48, seed=i)
+    ckpt = save_tiny_checkpoint(tmp_path / "m.pt", INRIA, widths=(32, 16))
+    maps = {}
+    for where, names in (("local", [str(served / f"t{i}.tif") for i in range(3)]),
+                         ("http", [f"{url}/t{i}.tif" for i in range(3)])):
+        out = tmp_path / f"{where}.tif"
+        result = CliRunner().invoke(cli, ["segment", *names, "--mosaic", "-o", str(out), "--out-dir",
+                                          str(tmp_path / where), "--model", str(ckpt), "--json"])
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["tiles"] == names and [r["output"] for r in report["tile_maps"]] == [
+            str(tmp_path / where / f"t{i}.tif") for i in range(3)]
+        with rasterio.open(out) as src:
+            maps[where] = [src.read(1)] + [rasterio.open(tmp_path / where / f"t{i}.tif").read(1) for i in range(3)]
+        assert "a mosaic of 3 tiles (t0.tif, t1.tif, t2.tif)" in (tmp_path / f"{where}.qmd").read_text()
+    assert all(np.array_equal(a, b) for a, b in zip(maps["local"], maps["http"]))
+    with pytest.raises(InputError, match="a mosaic reads tiles from files or http://"):
+        tile_layout(["ipfs://x/t0.tif", f"{url}/t1.tif"])
 
 
 def _border_changes(classes: np.ndarray, axis: int, index: int, along: slice) -> tuple[float, float]:

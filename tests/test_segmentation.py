@@ -8,13 +8,10 @@ that check that settings which must not change the result do not.
 
 from __future__ import annotations
 
-import functools
 import logging
-import http.server
 import io
 import re
 import tempfile
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -33,6 +30,7 @@ from glgeo.segmentation import segment
 from glgeo.tiling import PatchGrid
 
 from fixtures.checkpoints import tiny_checkpoint
+from fixtures.http import http_folder  # noqa: F401 - a fixture
 from fixtures.rasters import write_geotiff
 
 CRS = "EPSG:32631"
@@ -146,53 +144,6 @@ def test_constant_per_class_network_gives_a_seamless_georeferenced_map(tmp_path,
     areas = summary.class_areas
     assert summary.area_unit == "m2"
     assert areas["urban"] == pytest.approx(4.0 * (expected == 1).sum())
-
-
-class _RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Static files with HTTP range requests, which GDAL's /vsicurl/ needs."""
-
-    def log_message(self, *args) -> None:  # keep test output clean
-        pass
-
-    def send_head(self):
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            self.send_error(404)
-            return None
-        size = path.stat().st_size
-        start, end = 0, size - 1
-        ranged = self.headers.get("Range", "").startswith("bytes=")
-        if ranged:
-            first, _, last = self.headers["Range"][6:].partition("-")
-            start, end = int(first), min(int(last), size - 1) if last else size - 1
-        self.send_response(206 if ranged else 200)
-        self.send_header("Content-Type", "image/tiff")
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(end - start + 1))
-        if ranged:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.end_headers()
-        if self.command != "GET":
-            return io.BytesIO()
-        with open(path, "rb") as f:
-            f.seek(start)
-            return io.BytesIO(f.read(end - start + 1))
-
-
-@pytest.fixture()
-def http_folder(tmp_path, monkeypatch):
-    """A folder served on 127.0.0.1 with range requests; yields (folder, base URL)."""
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    served = tmp_path / "www"
-    served.mkdir()
-    handler = functools.partial(_RangeHandler, directory=str(served))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield served, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_vsicurl_scene_is_read_over_http_by_range_requests(http_folder, tmp_path):
