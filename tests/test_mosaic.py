@@ -372,8 +372,8 @@ def test_a_batch_of_tiles_that_meet_says_how_to_map_them_without_seams(tmp_path,
                                       "--model", str(ckpt)])
     assert result.exit_code == 0, result.output
     assert "2 of the 2 scenes meet others as tiles of one area do (e.g. t0.tif and t1.tif): maps made one by one " \
-        "disagree along those borders; for one map without seams, segment such tiles as one scene " \
-        "(glgeo segment TILES --mosaic -o MAP.tif" in caplog.text
+        "disagree along those borders; for maps without seams, segment such tiles as one scene (glgeo segment " \
+        "TILES --mosaic --out-dir DIR: each tile's map cut from the one map" in caplog.text
 
 
 def test_a_pixel_is_data_where_any_band_is_and_an_alpha_band_may_differ(tmp_path):

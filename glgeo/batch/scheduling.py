@@ -693,8 +693,9 @@ def _warn_if_tiles_meet(scenes: Sequence[str]) -> None:
         meeting = {name for pair in pairs for name in pair}
         log.warning(
             "%d of the %d scenes meet others as tiles of one area do (e.g. %s and %s): maps made one by one "
-            "disagree along those borders; for one map without seams, segment such tiles as one scene "
-            "(glgeo segment TILES --mosaic -o MAP.tif; glgeo.mosaic.write_tiles_vrt)",
+            "disagree along those borders; for maps without seams, segment such tiles as one scene (glgeo segment "
+            "TILES --mosaic --out-dir DIR: each tile's map cut from the one map, or -o MAP.tif: that map; "
+            "glgeo.mosaic)",
             len(meeting), len(scenes), os.path.basename(pairs[0][0]), os.path.basename(pairs[0][1]),
         )
 
