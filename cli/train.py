@@ -98,8 +98,10 @@ def _scheme(value: str | None):
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=5e-4, show_default=True)
 @click.option("--focal-gamma", type=float, default=3.0, show_default=True, help="Focal loss gamma (released code 3, paper 6).")
 @click.option("--fmreg", "fmreg_weight", type=float, default=0.15, show_default=True, help="Feature-map regularisation weight.")
-@click.option("--global-size", type=click.IntRange(min=32), default=508, show_default=True, help="Side of the downsampled scene.")
-@click.option("--patch-size", type=click.IntRange(min=64), default=508, show_default=True, help="Side of the local patches.")
+@click.option("--global-size", type=click.IntRange(min=32), default=None,
+              help="Side of the downsampled scene.  [default: the --init model's, else 508]")
+@click.option("--patch-size", type=click.IntRange(min=64), default=None,
+              help="Side of the local patches.  [default: the --init model's, else 508]")
 @click.option("--batch-size", type=int, default=6, show_default=True, help="Scenes per optimizer step.")
 @click.option("--sub-batch", type=int, default=6, show_default=True, help="Patches per forward/backward (stages 2, 3).")
 @click.option("--loader-workers", "workers", type=click.IntRange(min=0), default=2, show_default=True,
@@ -191,10 +193,11 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
     given = {name: value for name, value in (("backbone", backbone), ("pyramid_channels", pyramid_channels),
                                              ("segmentation_channels", segmentation_channels))
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
-    if init and given:  # the init model's own architecture is trained on: other values cannot apply
+    if init and (given or global_size is None or patch_size is None):
         from glgeo.models import load_checkpoint
 
-        config = load_checkpoint(init).model.config
+        start = load_checkpoint(init)
+        config = start.model.config  # the init model's own architecture is trained on: other values cannot apply
         differ = [f"--{n.replace('_', '-')} {v} (it has {getattr(config, n)})" for n, v in given.items()
                   if getattr(config, n) != v]
         if differ:
@@ -202,6 +205,12 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
                 f"--init continues the model in {init} with its own architecture, so {', '.join(differ)} cannot"
                 " apply; drop them, or start a fresh model from its backbones with --backbone-weights instead"
             )
+        # it goes on seeing the images it learned from: its global and patch sizes, unless given
+        global_size = start.global_size if global_size is None else global_size
+        patch_size = start.patch_size if patch_size is None else patch_size
+        del start
+    global_size = 508 if global_size is None else global_size
+    patch_size = 508 if patch_size is None else patch_size
 
     try:
         band_list = tuple(int(b) for b in bands.split(",")) if bands is not None else None

@@ -1096,6 +1096,22 @@ def _initial_model(
     return model, {"init": str(init), "backbone_weights": None}
 
 
+def _warn_if_init_differs(init: str | Path, data: DataSettings, model_gsd: float | None) -> None:
+    """Warn when a model fine-tuned from ``init`` sees images unlike those it learned from:
+    other global or patch sizes, or a ground resolution more than a quarter apart."""
+    ck = load_checkpoint(init)
+    sizes = [f"{name} {theirs} px, here {ours}" for name, theirs, ours in
+             (("global images of", ck.global_size, data.global_size), ("patches of", ck.patch_size, data.patch_size))
+             if theirs != ours]
+    if sizes:
+        log.warning("%s learned from %s: fine-tuned on other sizes it starts from features of other scales "
+                    "(global_size=%d, patch_size=%d keep its own)", init, "; ".join(sizes), ck.global_size, ck.patch_size)
+    if ck.gsd is not None and model_gsd is not None and max(ck.gsd, model_gsd) / min(ck.gsd, model_gsd) > 1.25:
+        log.warning("%s learned from imagery of %.3g m per pixel; here it is trained at %.3g m: it starts from "
+                    "features of other sizes on the ground (scale= sets the resolution training reads at)",
+                    init, ck.gsd, model_gsd)
+
+
 def _load_backbone_weights(model: GLNet, weights: str | Path) -> None:
     """A fresh model's backbones from a torchvision ImageNet file or a glgeo checkpoint."""
     path = Path(weights)
@@ -1553,6 +1569,8 @@ def _run_stage(
     # what the global branch's pixels were on the ground (a global-only model needs scenes
     # of that extent; glgeo segment warns otherwise)
     global_gsd = None if model_gsd is None else model_gsd * footprint / data.global_size
+    if first and settings.init is not None:
+        _warn_if_init_differs(settings.init, data, model_gsd)
     metadata = {
         **settings.metadata,
         "training": {

@@ -192,3 +192,27 @@ def test_a_crs_proj_does_not_know_is_one_line_without_gdals_own(tmp_path):
         "Error: --crs EPSG:99999 is not a CRS rasterio understands: The EPSG code is unknown. PROJ:"
         " internal_proj_create_from_database: crs not found: EPSG:99999"
     ], done.stderr
+
+
+def test_init_keeps_the_models_global_and_patch_sizes_unless_given(tmp_path, caplog):
+    """Fine-tuned with --init, a model went on with the 508 px defaults whatever it had
+    learned from (a 256 px buildings model saw 508 px patches): now it keeps its own sizes;
+    sizes given otherwise are warned about."""
+    from fixtures.checkpoints import save_tiny_checkpoint
+    from fixtures.layouts import make_folder
+    from glgeo.models import load_checkpoint
+    from glgeo.schemes import INRIA
+
+    root = make_folder(tmp_path / "ds", names=("a", "b", "c"), size=96, n_classes=2, values=(0, 255))
+    init = save_tiny_checkpoint(tmp_path / "init.pt", INRIA, global_size=96, patch_size=64)
+    base = ["train", "--dataset", "folder", "--scheme", "inria", "--root", str(root), "--mode", "global",
+            "--accelerator", "cpu", "--loader-workers", "0", "--epochs", "1", "--batch-size", "2", "--init", str(init)]
+    result = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "kept")])
+    assert result.exit_code == 0, result.output
+    model = load_checkpoint(tmp_path / "kept" / "model.pt")
+    assert (model.global_size, model.patch_size) == (96, 64)
+    assert "learned from global images of" not in caplog.text
+    result = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "other"), "--global-size", "128"])
+    assert result.exit_code == 0, result.output
+    assert load_checkpoint(tmp_path / "other" / "model.pt").global_size == 128
+    assert "learned from global images of 96 px, here 128" in caplog.text
