@@ -53,7 +53,7 @@ _ARGUMENTS = (
     "val_fraction", "label_field", "scenes_per_epoch", "crop_jitter", "balance", "mosaic", "accelerator", "devices",
     "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels", "val_bbox", "holdout_share",
     "holdout_scenes", "loss_balance", "global_size", "patch_size", "rows_per_block", "focal_gamma", "crs",
-    "global_resampling",
+    "global_resampling", "epochs", "labels",
 )
 #: Two arguments one flag sets together: ``rows_per_block=1, cols_per_block=9`` -> ``--block-windows 1x9``.
 _BLOCK_SHAPE = re.compile(r"\brows_per_block=(\d+), cols_per_block=(\d+)")

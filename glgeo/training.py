@@ -1342,12 +1342,21 @@ def _train_in(out: Path, stages: Sequence[int], precision: str, data: DataSettin
             # the files of this stage folder, wherever the run was started or moved since
             best, last = (folder / Path(info[key]).name for key in ("best", "last"))
             results.append(StageResult(**{**info, "best": best, "last": last}))
-            log.info("stage %d already finished: skipped", stage)
+            if info.get("epochs") not in (None, settings.epochs[stage - 1]):
+                log.warning(
+                    "stage %d of the run in %s already finished its %d epochs: skipped, so epochs=%d does not apply to "
+                    "it; to train it further, start a new run from it (init=%s)",
+                    stage, out, info["epochs"], settings.epochs[stage - 1], best,
+                )
+            else:
+                log.info("stage %d already finished: skipped", stage)
             continue
         try:
             results.append(_run_stage(stage, position == 0, collection, split, data, settings, precision, shares))
         except KeyboardInterrupt as exc:
-            raise Interruption(_interrupted(out, stage, results), exc) from None
+            if main_process:  # nothing of the stage saved: no folder that a plain rerun would be refused for
+                _remove_if_nothing_saved(folder)
+            raise Interruption(_interrupted(out, stage, results, settings.resume), exc) from None
         except Exception:
             if main_process:
                 _remove_if_nothing_saved(folder)
@@ -1377,6 +1386,13 @@ def _check_resumed_settings(out: Path, stages: Sequence[int], data: DataSettings
         config, training = ck.model.config, ck.metadata.get("training") or {}
         was: dict[str, Any] = {"scale": training.get("scene_scale", 1.0)}
         now: dict[str, Any] = {"scale": data.scale}
+        before, labels = training.get("labels"), _labels_identity(data)
+        if before and labels:  # runs before 7 December 2026 recorded none
+            was["labels"], now["labels"] = before["path"], labels["path"]
+            if before["path"] == labels["path"] and before != labels:
+                log.warning("the labels %s changed since stage %d of the run in %s began (their size or time stamp): "
+                            "its epochs before and after learnt and were validated on different labels",
+                            labels["path"], stage, out)
         if stage == 1 and settings.init is None:  # built from the settings (else from a checkpoint)
             was |= {"backbone": config.backbone, "pyramid_channels": config.pyramid_channels,
                     "segmentation_channels": config.segmentation_channels}
@@ -1389,6 +1405,19 @@ def _check_resumed_settings(out: Path, stages: Sequence[int], data: DataSettings
                 " with the run's own settings, or start a new out folder"
             )
         return
+
+
+def _labels_identity(data: DataSettings) -> dict[str, Any] | None:
+    """The labels file of imagery-and-labels training (path, size, time stamp, field), or
+    ``None`` for a dataset (whose masks its split names)."""
+    if data.geo is None:
+        return None
+    path = Path(data.geo.labels).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return {"path": str(path), "field": data.geo.label_field}
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "field": data.geo.label_field}
 
 
 def _warn_absent_classes(shares: np.ndarray, scheme: ClassScheme) -> None:
@@ -1496,10 +1525,13 @@ def _remove_if_nothing_saved(folder: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _interrupted(out: Path, stage: int, finished: Sequence[StageResult]) -> str:
+def _interrupted(out: Path, stage: int, finished: Sequence[StageResult], resumed: bool = False) -> str:
     """What an interrupted run leaves: the stages finished, the last epoch saved, how to go on."""
     done = "; ".join(f"stage {r.stage} finished ({r.best})" for r in finished) or "no stage finished"
     last = out / f"stage{stage}" / "lightning" / "last.ckpt"
+    if not last.is_file() and not finished and not resumed:  # its stage folder is gone: nothing to resume
+        return (f"Interrupted in stage {stage}: no epoch of it was saved, and no stage finished. Run the same command "
+                "to start again.")
     saved = f"its last finished epoch is saved in {last}" if last.is_file() else "no epoch of it was saved"
     return (
         f"Interrupted in stage {stage}: {done}; {saved}. Run the same command with resume=True to go on from there"
@@ -1588,6 +1620,8 @@ def _run_stage(
             # backbones from "backbone_weights" (both None: random initialisation)
             **started_from,
             "batch_size": data.batch_size,
+            # the polygons or label raster trained on (a resume with others is refused)
+            "labels": _labels_identity(data),
             "scene_scale": data.scale,
             # the bands fed, in order, where given (glgeo segment feeds scenes the same ones);
             # None: each image's bands labelled red, green and blue, as glgeo segment chooses them

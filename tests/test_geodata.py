@@ -560,3 +560,29 @@ def test_the_imagerys_red_green_blue_labels_choose_the_bands_read_as_segment_rea
                                            r"c.tif: 1,2,3\); torchgeo reads one band list"):
         GeoScenes(mixed)
     assert GeoScenes(mixed, bands=(1, 2, 3)).bands == (1, 2, 3)
+
+
+def test_a_resume_with_other_labels_is_refused_and_a_finished_stage_says_what_it_skips(tiles, tmp_path, caplog):
+    """A resume with another labels file trained and chose its checkpoint across epochs of
+    two label sets, recording only the last; a resume of a finished stage with more epochs
+    did nothing without a word."""
+    folder, a, b, labels = tiles
+    out = tmp_path / "run"
+    base = ["-q", "train", "--images", str(a), "--images", str(b), "--labels", str(labels), "--scene-size", "64", "--out", str(out),
+            "--mode", "global", "--backbone", "resnet18", "--pyramid-channels", "32", "--segmentation-channels", "16",
+            "--global-size", "64", "--batch-size", "2", "--loader-workers", "0", "--limit-train-batches", "1",
+            "--limit-val-batches", "1", "--lr", "1e-3", "--precision", "fp32"]
+    result = CliRunner().invoke(cli, [*base, "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    caplog.clear()
+    result = CliRunner().invoke(cli, [*base, "--epochs", "3", "--resume"])
+    assert result.exit_code == 0, result.output
+    assert (f"stage 1 of the run in {out} already finished its 1 epochs: skipped, so --epochs 3 does not apply to it; "
+            "to train it further, start a new run from it (--init") in caplog.text
+    (out / "stage1" / "done.json").unlink()  # as if interrupted after its epoch
+    other = write_labels(tmp_path / "other.gpkg", [building(10, 20, 50, 60), building(0, 0, 2, 2),
+                                                   building(510, 254, 512, 256)])
+    swapped = [other if part == str(labels) else part for part in base]
+    result = CliRunner().invoke(cli, [*swapped, "--epochs", "2", "--resume"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert f"was trained with other settings: --labels {other.resolve()} (the run's: {labels.resolve()})" in result.output

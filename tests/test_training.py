@@ -524,6 +524,14 @@ def test_a_run_that_saved_no_epoch_removes_the_run_folder_it_made(tmp_path, monk
     with pytest.raises(RuntimeError):
         CliRunner().invoke(cli, ["-q", *base, "--out", str(out)], catch_exceptions=False)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "split.json"]
+    # interrupted there before an epoch was saved: the stage folder goes too (it said to
+    # --resume, and a plain rerun was refused for the stage folder it left)
+    monkeypatch.setattr(training, "_run_stage", failing(KeyboardInterrupt()))
+    result = CliRunner().invoke(cli, ["-q", *base, "--out", str(out)])
+    assert result.exit_code == 130 and result.output.strip().splitlines()[-1] == (
+        "Interrupted in stage 1: no epoch of it was saved, and no stage finished. Run the same command to start again."
+    ), result.output
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "split.json"]
     # through a folder it makes and back up ('fresh/..') into one that was there: that one stays
     existing = tmp_path / "existing"
     existing.mkdir()
