@@ -153,8 +153,8 @@ class EvaluationReport:
         if base is not None:
             building = f", building IoU {100 * base['building_iou']:.2f}" if "building_iou" in base else ""
             lines.append(
-                f"majority class ({base['class']}, the truth's most common, everywhere): mIoU {100 * base['miou']:.2f},"
-                f" pixel acc. {100 * base['pixel_accuracy']:.2f}{building}"
+                f"majority class ({base['class']}, the truth's most common scored class, everywhere): mIoU"
+                f" {100 * base['miou']:.2f}, pixel acc. {100 * base['pixel_accuracy']:.2f}{building}"
             )
         lines.append(f"images: {len(self.images)}, pixels: {self.scores.n_pixels}")
         if self.not_validation:

@@ -356,7 +356,7 @@ def test_the_report_gives_the_majority_class_baseline(tmp_path):
     assert base["class"] == "background" and base["pixel_accuracy"] == pytest.approx(0.75)
     assert base["miou"] == pytest.approx(0.375) and base["building_iou"] == 0.0
     assert report.scores.pixel_accuracy == pytest.approx(0.875)
-    assert ("majority class (background, the truth's most common, everywhere): mIoU 37.50, pixel acc. 75.00, "
+    assert ("majority class (background, the truth's most common scored class, everywhere): mIoU 37.50, pixel acc. 75.00, "
             "building IoU 0.00") in report.table()
 
 
