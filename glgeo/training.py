@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -69,12 +70,12 @@ from .splits import Split, make_split
 
 try:
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.callbacks import Callback, TQDMProgressBar
     from lightning.pytorch.utilities import rank_zero_only
 except ImportError:  # the standalone package has the same API
     try:
         import pytorch_lightning as pl  # type: ignore[no-redef]
-        from pytorch_lightning.callbacks import Callback  # type: ignore[no-redef]
+        from pytorch_lightning.callbacks import Callback, TQDMProgressBar  # type: ignore[no-redef]
         from pytorch_lightning.utilities import rank_zero_only  # type: ignore[no-redef]
     except ImportError:
         raise MissingDependencyError("glgeo training needs PyTorch Lightning: pip install lightning") from None
@@ -1096,6 +1097,23 @@ def _initial_model(
     return model, {"init": str(init), "backbone_weights": None}
 
 
+class _StderrProgressBar(TQDMProgressBar):
+    """Lightning's progress bar drawn on stderr, as glgeo's other bars are: its own goes to
+    stdout, where a run's summary lines (and a redirect of them to a file) are."""
+
+    def init_sanity_tqdm(self):
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_sanity_tqdm()
+
+    def init_train_tqdm(self):
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_train_tqdm()
+
+    def init_validation_tqdm(self):
+        with contextlib.redirect_stdout(sys.stderr):
+            return super().init_validation_tqdm()
+
+
 def _warn_if_init_differs(init: str | Path, data: DataSettings, model_gsd: float | None) -> None:
     """Warn when a model fine-tuned from ``init`` sees images unlike those it learned from:
     other global or patch sizes, or a ground resolution more than a quarter apart."""
@@ -1685,7 +1703,7 @@ def _run_stage(
         limit_train_batches=settings.limit_train_batches,
         limit_val_batches=settings.limit_val_batches if has_val else 0,
         num_sanity_val_steps=0,
-        callbacks=[glgeo_ckpt],
+        callbacks=[glgeo_ckpt, *([_StderrProgressBar()] if settings.progress_bar else [])],
         enable_checkpointing=False,  # glgeo_ckpt writes best.pt, last.pt and Lightning's last.ckpt
         logger=_loggers(folder),
         enable_progress_bar=settings.progress_bar,

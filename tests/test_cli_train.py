@@ -209,6 +209,8 @@ def test_init_keeps_the_models_global_and_patch_sizes_unless_given(tmp_path, cap
             "--accelerator", "cpu", "--loader-workers", "0", "--epochs", "1", "--batch-size", "2", "--init", str(init)]
     result = CliRunner().invoke(cli, [*base, "--out", str(tmp_path / "kept")])
     assert result.exit_code == 0, result.output
+    # Lightning's bar is drawn on stderr, as glgeo's others: stdout holds the summary only
+    assert "Epoch 0" in result.stderr and "Epoch" not in result.stdout and "stage 1: 1 epoch" in result.stdout
     model = load_checkpoint(tmp_path / "kept" / "model.pt")
     assert (model.global_size, model.patch_size) == (96, 64)
     assert "learned from global images of" not in caplog.text
