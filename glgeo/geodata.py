@@ -488,6 +488,15 @@ def _vector_value_ids(
             f"labels {path}: field {field_name!r} holds {', '.join(sorted(unknown)[:8])}, not classes of scheme "
             f"{scheme.name!r} ({classes}); give each polygon a class name or id of the scheme"
         )
+    # class 0 is every pixel outside the polygons; a scored class no polygon holds is never learnt
+    absent = [scheme.names[i] for i in scheme.scored_ids if i != 0 and i not in set(value_ids.values())]
+    if absent:
+        log.warning(
+            "labels %s: no polygon is %s (%d of the %r scheme's %d classes): a model trained on them learns none "
+            "of those, and scores against them say nothing of those; pixels outside every polygon are class 0 (%s)",
+            path, ", ".join(absent), len(absent),
+            scheme.name, scheme.n_classes, scheme.names[0],
+        )
     return value_ids, info["crs"], layer
 
 

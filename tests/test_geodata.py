@@ -586,3 +586,20 @@ def test_a_resume_with_other_labels_is_refused_and_a_finished_stage_says_what_it
     result = CliRunner().invoke(cli, [*swapped, "--epochs", "2", "--resume"])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert f"was trained with other settings: --labels {other.resolve()} (the run's: {labels.resolve()})" in result.output
+
+
+def test_scheme_classes_no_polygon_holds_are_said(tmp_path, caplog):
+    """Labels of one class trained a seven-class scheme without a word about the five
+    classes they never show."""
+    write_tile(tmp_path / "a.tif", X0, Y0)
+    labels = write_labels(tmp_path / "urban.gpkg", [building(0, 0, 100, 256)], cover=["urban"])
+    with rasterio.open(tmp_path / "a.tif") as src, caplog.at_level(logging.WARNING, logger="glgeo"):
+        truth_on_grid(labels, DEEPGLOBE, src.crs, src.transform, (256, 256), field_name="cover")
+    assert ("no polygon is agriculture, rangeland, forest, water, barren (5 of the 'deepglobe' scheme's 7 classes)"
+            in caplog.text and "pixels outside every polygon are class 0 (unknown)" in caplog.text)
+    caplog.clear()
+    both = write_labels(tmp_path / "both.gpkg", [building(0, 0, 100, 256), building(100, 0, 256, 256)],
+                        kind=["building", "background"])
+    with rasterio.open(tmp_path / "a.tif") as src, caplog.at_level(logging.WARNING, logger="glgeo"):
+        truth_on_grid(both, INRIA, src.crs, src.transform, (256, 256), field_name="kind")
+    assert "no polygon is" not in caplog.text
