@@ -1360,7 +1360,7 @@ def _train_in(out: Path, stages: Sequence[int], precision: str, data: DataSettin
             # the files of this stage folder, wherever the run was started or moved since
             best, last = (folder / Path(info[key]).name for key in ("best", "last"))
             results.append(StageResult(**{**info, "best": best, "last": last}))
-            if info.get("epochs") not in (None, settings.epochs[stage - 1]):
+            if info.get("epochs") is not None and settings.epochs[stage - 1] > info["epochs"]:
                 log.warning(
                     "stage %d of the run in %s already finished its %d epochs: skipped, so epochs=%d does not apply to "
                     "it; to train it further, start a new run from it (init=%s)",
@@ -1547,7 +1547,7 @@ def _interrupted(out: Path, stage: int, finished: Sequence[StageResult], resumed
     """What an interrupted run leaves: the stages finished, the last epoch saved, how to go on."""
     done = "; ".join(f"stage {r.stage} finished ({r.best})" for r in finished) or "no stage finished"
     last = out / f"stage{stage}" / "lightning" / "last.ckpt"
-    if not last.is_file() and not finished and not resumed:  # its stage folder is gone: nothing to resume
+    if not last.parent.parent.exists() and not finished and not resumed:  # its stage folder is gone: nothing to resume
         return (f"Interrupted in stage {stage}: no epoch of it was saved, and no stage finished. Run the same command "
                 "to start again.")
     saved = f"its last finished epoch is saved in {last}" if last.is_file() else "no epoch of it was saved"
