@@ -196,11 +196,13 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
     if init and (given or global_size is None or patch_size is None):
         from glgeo.errors import CheckpointError
         from glgeo.models import load_checkpoint
+        from glgeo.models.checkpoint import resolve_checkpoint
 
         try:
-            start = load_checkpoint(init)
-        except CheckpointError as exc:  # as the library says it: which option names what
+            resolve_checkpoint(init)
+        except CheckpointError as exc:  # as the library says it: which option names nothing
             raise click.ClickException(f"--init {init}: {exc}") from None
+        start = load_checkpoint(init)
         config = start.model.config  # the init model's own architecture is trained on: other values cannot apply
         differ = [f"--{n.replace('_', '-')} {v} (it has {getattr(config, n)})" for n, v in given.items()
                   if getattr(config, n) != v]
