@@ -39,7 +39,7 @@ COMMANDS: dict[str, str] = {
 
 #: Python argument -> command-line flag, where the library's messages name an argument.
 #: Most flags are the argument's name with dashes; these are the exceptions.
-_FLAGS: dict[str, str] = {"creation_options": "--co", "rows_per_block": "--block-windows"}
+_FLAGS: dict[str, str] = {"creation_options": "--co", "rows_per_block": "--block-windows", "min_overlap": "--overlap"}
 #: Per command, where one argument has another flag there.
 _COMMAND_FLAGS: dict[str, dict[str, str]] = {
     "train": {"workers": "--loader-workers"},
@@ -53,7 +53,8 @@ _ARGUMENTS = (
     "val_fraction", "label_field", "scenes_per_epoch", "crop_jitter", "balance", "mosaic", "accelerator", "devices",
     "backbone_weights", "backbone", "pyramid_channels", "segmentation_channels", "val_bbox", "holdout_share",
     "holdout_scenes", "loss_balance", "global_size", "patch_size", "rows_per_block", "focal_gamma", "crs",
-    "global_resampling", "epochs", "labels",
+    "global_resampling", "epochs", "labels", "blend", "min_overlap", "footprint", "logit_upsampling", "nodata_fill",
+    "global_view", "global_margin", "context_crop", "window_overlap", "edge_margin",
 )
 #: Two arguments one flag sets together: ``rows_per_block=1, cols_per_block=9`` -> ``--block-windows 1x9``.
 _BLOCK_SHAPE = re.compile(r"\brows_per_block=(\d+), cols_per_block=(\d+)")

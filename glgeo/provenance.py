@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import threading
 from dataclasses import asdict, dataclass
@@ -46,6 +47,7 @@ _ITEMS = {
     "context": "GLGEO_CONTEXT",
     "options": "GLGEO_OPTIONS",
     "created": "GLGEO_CREATED_UTC",
+    "scene": "GLGEO_SCENE",
 }
 
 
@@ -76,6 +78,9 @@ class Provenance:
             finished only when they are its own. Empty in outputs glgeo wrote before 6
             December 2026.
         created: when the output was written, UTC, ISO 8601 (``2026-12-04T15:52:16Z``).
+        scene: the file it was made from (:func:`scene_stamp`: its path, size and time
+            stamp, as JSON), so that a batch rerun tells it from another file of the same
+            name; empty in outputs glgeo wrote before 7 December 2026.
     """
 
     model: str
@@ -90,6 +95,7 @@ class Provenance:
     nodata_fill: str = "mean"
     context: str = ""
     options: str = ""
+    scene: str = ""
 
     def tags(self) -> dict[str, str]:
         """The metadata items (``GLGEO_*``, ``TIFFTAG_SOFTWARE``, ``TIFFTAG_DATETIME``)."""
@@ -232,3 +238,34 @@ def options_rule(settings: Any, *, bands: Any = None, tta: bool = False, aoi: An
     if bounds is not None:
         parts.append(f"bounds={_text(tuple(float(v) for v in bounds))}")
     return ", ".join(parts) or "defaults"
+
+
+def scene_stamp(scene: str | os.PathLike) -> str:
+    """What an output records of the file it was made from (``GLGEO_SCENE``): a local
+    file's absolute path, size and time stamp, a URL as it is, as JSON."""
+    name = os.fspath(scene)
+    if "://" in name or name.startswith("/vsi"):
+        return json.dumps({"path": name})
+    path = Path(name).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return json.dumps({"path": str(path)})
+    return json.dumps({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+
+
+def made_from_another_file(stamp: str, scene: str | os.PathLike) -> bool:
+    """Whether an output whose ``GLGEO_SCENE`` is ``stamp`` was made from another file than
+    ``scene`` as it is now: another URL, or a local file of another size or time stamp (a
+    file of the same name from another folder, another date of one tile, or this file
+    replaced since). Its path alone is not compared, so a folder moved with its outputs is
+    the same. ``False`` where the stamp says too little to tell."""
+    try:
+        was, now = json.loads(stamp), json.loads(scene_stamp(scene))
+    except (ValueError, TypeError):
+        return False
+    if not isinstance(was, dict):
+        return False
+    if "size" in was and "size" in now:
+        return (was["size"], was.get("mtime_ns")) != (now["size"], now.get("mtime_ns"))
+    return "size" not in was and "size" not in now and was.get("path") != now.get("path")

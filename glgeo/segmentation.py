@@ -28,7 +28,7 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
 from .io import SceneInfo, SceneReader, inspect_scene, warn_if_black_edges, working_grid
-from .provenance import Provenance, blend_rule, context_rule, file_sha256, options_rule, utc_now
+from .provenance import Provenance, blend_rule, context_rule, file_sha256, options_rule, scene_stamp, utc_now
 from .resolution import (
     Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, run_scale, scale_json, warn_if_stretched,
 )
@@ -560,6 +560,7 @@ def segment(
             context=stats.context or context_rule(settings),
             options=asked,
             created=utc_now(),
+            scene=scene_stamp(info.path),
         )
         writer.set_tags(provenance.tags())
         start = time.perf_counter()

@@ -411,6 +411,32 @@ def test_a_scene_finished_while_the_batch_stopped_is_recorded_done(tmp_path, sce
     assert rows[2]["error"] == "not run (the batch was interrupted)"
 
 
+def test_a_scene_vectorized_while_the_batch_was_being_stopped_is_done(tmp_path, scenes, checkpoint):
+    """A rerun with --vectors over finished rasters, interrupted: a scene whose GeoPackage a
+    worker wrote meanwhile was "not run" (its raster predates the run)."""
+    import os
+
+    from glgeo import vectorize
+
+    out = tmp_path / "out"
+    run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    for scene in scenes[:2]:
+        os.utime(out / f"{scene.stem}.tif", (0, time.time() - 3600))  # finished an hour ago
+
+    def interrupt(done: int, total: int) -> None:
+        # another worker vectorizes the second scene as the batch is being stopped
+        vectorize(out / f"{scenes[1].stem}.tif", out / f"{scenes[1].stem}-polygons.gpkg")
+        raise KeyboardInterrupt
+
+    manifest = out / "run.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch([str(s) for s in scenes[:2]], out, model=checkpoint,
+                  options=BatchOptions(settings=SETTINGS, manifest=manifest, vector=True), progress=interrupt)
+    rows = {Path(r["input"]).stem: r for r in read_manifest(manifest)}
+    assert rows[scenes[1].stem]["status"] == "done", rows
+    assert rows[scenes[1].stem]["warnings"] == ["finished while the batch was being stopped"]
+
+
 def test_a_merge_may_not_replace_a_scene_s_geopackage(tmp_path, scenes, checkpoint):
     """--vector-merge out/<scene>-polygons.gpkg replaced that scene's polygons with the merge, and the
     rerun merged the merge again (a traceback); it is refused before anything runs."""
@@ -525,6 +551,63 @@ def test_an_output_another_scene_of_the_same_name_made_is_not_kept_as_finished(t
                                          rf" px from \(600000, 4000000\)\): they would be kept as they are"):
         run_batch([str(second)], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
     assert run_batch([str(first)], out, model=checkpoint, options=BatchOptions(settings=SETTINGS)).counts["skipped"] == 1
+
+
+def test_an_output_of_another_date_of_the_same_tile_is_not_kept_as_finished(tmp_path, checkpoint):
+    """2019/tile.tif, then 2020/tile.tif (the same grid, other pixels) into one folder: the
+    rerun kept 2019's map for 2020 and listed its classes. The output records the file it
+    was made from (GLGEO_SCENE), so it is told; a folder moved with its outputs is not."""
+    import os
+    import shutil
+
+    out = tmp_path / "out"
+    first = write_scene(tmp_path / "2019" / "tile.tif", seed=1, height=64, width=64)
+    second = write_scene(tmp_path / "2020" / "tile.tif", seed=2, height=64, width=64)
+    os.utime(second, ns=(10**18, 10**18))  # written at another time, as another date's file is
+    assert run_batch([str(first)], out, model=checkpoint, options=BatchOptions(settings=SETTINGS)).counts["done"] == 1
+    with pytest.raises(InputError, match=rf"^the scene's output is there, made from another file of the same name or"
+                                         rf" this file before it changed \({out / 'tile.tif'}: from {first};"
+                                         rf" this batch: {second}\): they would be kept as they are"):
+        run_batch([str(second)], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "2019", moved / "2019", copy_function=shutil.copy2)
+    shutil.copytree(out, moved / "out", copy_function=shutil.copy2)
+    again = run_batch([str(moved / "2019" / "tile.tif")], moved / "out", model=checkpoint,
+                      options=BatchOptions(settings=SETTINGS))
+    assert again.counts["skipped"] == 1
+
+
+def test_a_precision_asked_by_name_is_the_one_an_auto_run_ran(tmp_path, scenes, checkpoint):
+    """Outputs of a run with precision auto (bf16 here, fp32 elsewhere) were refused as made
+    with other options by a rerun asking that precision by name."""
+    import dataclasses
+
+    import rasterio
+
+    out = tmp_path / "out"
+    run_batch([str(scenes[0])], out, model=checkpoint, options=BatchOptions(settings=SETTINGS))
+    with rasterio.open(out / f"{scenes[0].stem}.tif") as src:
+        ran = src.tags()["GLGEO_PRECISION"]
+    named = BatchOptions(settings=dataclasses.replace(SETTINGS, precision=ran))
+    assert run_batch([str(scenes[0])], out, model=checkpoint, options=named).counts["skipped"] == 1
+    other = "fp32" if ran != "fp32" else "bf16"
+    with pytest.raises(InputError, match=f"made with other options .*min_overlap=8; this batch: min_overlap=8, precision={other}"):
+        run_batch([str(scenes[0])], out, model=checkpoint,
+                  options=BatchOptions(settings=dataclasses.replace(SETTINGS, precision=other)))
+
+
+def test_a_finished_geopackage_damaged_since_is_a_failed_row(tmp_path, scenes, checkpoint):
+    """A truncated scene GeoPackage was kept as finished; only the merge failed on it."""
+    out = tmp_path / "out"
+    options = BatchOptions(settings=SETTINGS, vector=True)
+    run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=options)
+    gpkg = out / f"{scenes[1].stem}-polygons.gpkg"
+    gpkg.write_bytes(gpkg.read_bytes()[:30000])
+    result = run_batch([str(s) for s in scenes[:2]], out, model=checkpoint, options=options)
+    rows = {Path(r.input).stem: r for r in result.scenes}
+    assert rows[scenes[0].stem].status == "skipped" and rows[scenes[1].stem].status == "failed"
+    assert rows[scenes[1].stem].error == (f"OutputError: {gpkg} is there but cannot be read (database disk image is "
+                                          "malformed); delete it and run the same command again")
 
 
 def test_a_finished_output_damaged_since_is_a_failed_row_not_a_traceback(tmp_path, scenes, checkpoint, caplog):

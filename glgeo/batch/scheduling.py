@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import threading
@@ -100,7 +101,7 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
         return
     import rasterio
 
-    from ..provenance import Provenance, file_sha256, options_rule
+    from ..provenance import Provenance, file_sha256, made_from_another_file, options_rule
 
     path = Path(reference)
     if not path.is_file():
@@ -112,7 +113,7 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
             return  # the workers will say what is wrong with it
     ours = file_sha256(path)
     our_options = options_rule(options.settings, bands=options.bands)
-    other_model, other_options, other_scene = [], [], []
+    other_model, other_options, other_scene, other_file = [], [], [], []
     for job in jobs:
         if not job.output.is_file():
             continue
@@ -131,9 +132,11 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
             scene_grid = grid  # the scene's own failure is said when it runs
         if scene_grid != grid:  # every output has its scene's grid: this one is another scene's
             other_scene.append((job, grid, scene_grid))
+        elif made.scene and made_from_another_file(made.scene, job.scene):  # another date of one tile, say
+            other_file.append((job, made))
         elif made.model_sha256 and made.model_sha256 != ours:
             other_model.append((job, made))
-        elif "GLGEO_OPTIONS" in tags and made.options != our_options:
+        elif "GLGEO_OPTIONS" in tags and not _same_options(made, our_options):
             other_options.append((job, made))
     remedy = "they would be kept as they are; pass overwrite=True to replace them, or write to another out_dir"
     if other_scene:
@@ -141,6 +144,13 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
         raise InputError(
             f"{_outputs_of(len(other_scene), len(jobs))} there from another scene of the same name"
             f" ({job.output}: {_describe_grid(grid)}; {job.scene}: {_describe_grid(scene_grid)}): {remedy}"
+        )
+    if other_file:
+        job, made = other_file[0]
+        was = json.loads(made.scene).get("path", "?")
+        raise InputError(
+            f"{_outputs_of(len(other_file), len(jobs))} there, made from another file of the same name or this file "
+            f"before it changed ({job.output}: from {was}; this batch: {job.scene}): {remedy}"
         )
     if other_model:
         job, made = other_model[0]
@@ -155,6 +165,35 @@ def _refuse_outputs_made_otherwise(jobs: Sequence[SceneJob], reference: str, opt
             f"{_outputs_of(len(other_options), len(jobs))} there, made with other options "
             f"({job.output}: {made.options}; this batch: {our_options}): {remedy}"
         )
+
+
+def _same_options(made: Any, ours: str) -> bool:
+    """Whether an output's recorded options (``GLGEO_OPTIONS``) are this batch's ``ours``
+    (:func:`~glgeo.provenance.options_rule`), a precision asked by name counting as the
+    one the output was computed in (``precision=bf16`` against an ``auto`` run that ran
+    bf16, and the other way round)."""
+    def split(rule: str) -> tuple[set[str], str | None]:
+        parts = set() if rule == "defaults" else {p.strip() for p in rule.split(", ")}
+        asked = next((p for p in parts if p.startswith("precision=")), None)
+        return parts - {asked}, None if asked is None else asked.split("=", 1)[1]
+
+    (theirs, their_precision), (mine, my_precision) = split(made.options), split(ours)
+    resolved = {their_precision or "auto", my_precision or "auto"} - {"auto"}
+    return theirs == mine and resolved <= {made.precision}
+
+
+def _unreadable_vector(path: Path) -> str | None:
+    """Why a scene's finished GeoPackage cannot be read (a truncated copy: SQLite's quick
+    check reads every page), or ``None``."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)) as db:
+            verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if verdict == "ok" else str(verdict)
 
 
 @contextlib.contextmanager
@@ -260,6 +299,11 @@ def _skip_finished(run: _Run) -> list[int]:
             error = f"{job.output} is there but cannot be read ({detail}); delete it and run the same command again"
             result = SceneResult(status="failed", error=f"OutputError: {error}", **common)
         else:
+            damaged = _unreadable_vector(job.vector) if job.vector is not None else None
+            if damaged is not None:  # a finished GeoPackage damaged since: the merge failed on it only later
+                error = f"{job.vector} is there but cannot be read ({damaged}); delete it and run the same command again"
+                run.add(index, SceneResult(status="failed", error=f"OutputError: {error}", **common))
+                continue
             differs = kept_otherwise(job.output, run.options.output_options)
             said = () if differs is None else (f"kept as it was written ({differs}): output options do not change the"
                                                " classes; pass overwrite=True to write it again with them",)
@@ -597,15 +641,16 @@ def _record_finished_unreported(run: _Run) -> None:
     """Record as done the scenes whose outputs this run wrote but whose results never came
     back: a worker finished them while the batch was being stopped (the rerun skips them;
     the manifest said "not run"). Outputs are written atomically: one there, written since
-    the run started, is complete and this run's."""
+    the run started, is complete and this run's; a scene whose class raster was finished
+    before and whose GeoPackage this run wrote is done too."""
     for index, job in enumerate(run.jobs):
         if index in run.results:
             continue
         # a class raster this run wrote without its GeoPackage: stopped while vectorizing
         vectorizing = job.vector is not None and not job.vector.exists()
         outputs = [job.output] + ([job.vector] if job.vector is not None and not vectorizing else [])
-        try:
-            if not all(path.stat().st_mtime >= run.wall_started for path in outputs):
+        try:  # every output there, one written by this run (a raster kept from before, its GeoPackage new)
+            if not any(path.stat().st_mtime >= run.wall_started for path in outputs):
                 continue
             areas, unit = class_areas_of(job.output)
         except (OSError, GlgeoError):

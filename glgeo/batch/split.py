@@ -422,7 +422,7 @@ def run_split(
             with each block's row: ``done``, ``skipped``, or ``failed`` with ``not run``).
         MissingDependencyError: Dask is needed but not installed.
     """
-    from ..provenance import Provenance, blend_rule, context_rule, options_rule, utc_now
+    from ..provenance import Provenance, blend_rule, context_rule, options_rule, scene_stamp, utc_now
     from ..segmentation import (
         SegmentSummary, _glgeo_version, check_scores_path, check_sidecars, model_identity, warn_if_no_class,
     )
@@ -529,6 +529,7 @@ def run_split(
                 gsd_m=reading_gsd(info.gsd, split.scale),
                 blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
                 options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
+                scene=scene_stamp(info.path),
             )  # fmt: skip
             assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
                                  output_options=options.output_options, tags=provenance.tags())
