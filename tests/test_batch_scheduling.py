@@ -489,6 +489,12 @@ def test_a_manifest_replaces_its_own_earlier_manifest_and_no_other_file(tmp_path
     for _ in range(2):  # the rerun rewrites its own manifest
         run_batch([f"@{listed}"], out, model=checkpoint, options=BatchOptions(settings=SETTINGS, manifest=ours))
     assert [r["status"] for r in read_manifest(ours)] == ["skipped", "skipped"]
+    # another batch (another out_dir) naming that manifest: refused, its record kept
+    before = ours.read_text()
+    with pytest.raises(OutputError, match=rf"^manifest '{ours}' is another batch's \(its outputs are in '{out}'\)"):
+        run_batch([str(scenes[2])], tmp_path / "other", model=checkpoint,
+                  options=BatchOptions(settings=SETTINGS, manifest=ours))
+    assert ours.read_text() == before
 
 
 def test_a_glob_that_matches_the_batch_s_own_merge_leaves_it_out(tmp_path, checkpoint, caplog):

@@ -250,13 +250,15 @@ def write_manifest(result: BatchResult, path: str | os.PathLike, wording: Callab
     return target
 
 
-def check_manifest_target(path: Path, overwrite: bool, inputs: Sequence[str | os.PathLike] = ()) -> None:
+def check_manifest_target(path: Path, overwrite: bool, inputs: Sequence[str | os.PathLike] = (),
+                          folders: Sequence[str | os.PathLike] = ()) -> None:
     """Refuse, before any scene, a manifest path that names a list of scenes given as
-    input (``@list``), or an existing file that is no glgeo manifest without ``overwrite``:
-    a rerun rewrites its own manifest, not the user's file.
+    input (``@list``), or, without ``overwrite``, an existing file that is no glgeo manifest
+    or the manifest of another batch (its outputs in none of this batch's output
+    ``folders``): a rerun rewrites its own manifest, not the user's file nor another run's.
 
     Raises:
-        OutputError: either.
+        OutputError: any of these.
     """
     lists = [Path(os.fspath(i)[1:]) for i in inputs if os.fspath(i).startswith("@")]
     if any(path.absolute() == item.absolute() or (path.exists() and item.exists() and path.samefile(item))
@@ -268,6 +270,13 @@ def check_manifest_target(path: Path, overwrite: bool, inputs: Sequence[str | os
         raise OutputError(
             f"manifest {str(path)!r} already exists and is no glgeo manifest; pass overwrite=True to replace it, or"
             " choose another name"
+        )
+    theirs = {Path(row["output"]).absolute().parent for row in read_manifest(path) if row.get("output")}
+    ours = {Path(folder).absolute() for folder in folders}
+    if theirs and ours and not theirs & ours:
+        raise OutputError(
+            f"manifest {str(path)!r} is another batch's (its outputs are in {str(sorted(theirs)[0])!r}); choose "
+            "another name for this batch's manifest, or pass overwrite=True to replace it"
         )
 
 

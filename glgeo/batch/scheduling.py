@@ -525,7 +525,8 @@ def run_batch(
             )
         check_merge_target(options.vector_merge, options.overwrite)
     if options.manifest is not None:
-        check_manifest_target(options.manifest, options.overwrite, () if jobs_given else inputs)
+        check_manifest_target(options.manifest, options.overwrite, () if jobs_given else inputs,
+                              folders=sorted({j.output.parent for j in jobs}))
     for folder in sorted({j.output.parent for j in jobs}):
         try:
             folder.mkdir(parents=True, exist_ok=True)
