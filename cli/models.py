@@ -53,7 +53,8 @@ def _describe_file(path: str) -> None:
     if isinstance(val, dict) and val.get("miou") is not None:
         click.echo(f"  its run's validation (checkpoint choice, not a held-out score): mIoU {_pct(val['miou'])}")
     if training.get("stage"):
-        click.echo(f"  trained to stage {training['stage']} on {training.get('train_scenes', '?')} scenes")
+        what = "area(s) of imagery" if training.get("dataset") == "geo" else "scenes"  # imagery: scenes drawn from areas
+        click.echo(f"  trained to stage {training['stage']} on {training.get('train_scenes', '?')} {what}")
 
 
 @click.command("models")

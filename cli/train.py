@@ -309,8 +309,8 @@ def train(ctx: click.Context, kind, root, images, labels, label_field, layer, cr
     if kind == "geo":
         split = result.split
         click.echo(f"trained on {len(split.train)} area(s) of {', '.join(sorted({t.split(':')[0] for t in split.train}))} "
-                   f"({split.crs}, {split.res[0]:g}{_unit(split.crs)} per pixel), validated on {len(split.val)} scene(s) "
-                   f"of {split.rule}")
+                   f"({split.crs}, {split.res[0]:g}{_unit(split.crs)} per pixel), "
+                   + (f"validated on {len(split.val)} scene(s) of {split.rule}" if split.val else "no validation"))
     else:
         held = f", {len(result.split.test)} held out (test part of {out / 'split.json'})" if result.split.test else ""
         click.echo(f"trained {len(result.split.train)} scenes, validated on {len(result.split.val)}{held}")

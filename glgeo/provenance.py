@@ -240,9 +240,13 @@ def options_rule(settings: Any, *, bands: Any = None, tta: bool = False, aoi: An
     return ", ".join(parts) or "defaults"
 
 
-def scene_stamp(scene: str | os.PathLike) -> str:
+def scene_stamp(scene: str | os.PathLike, title: str | None = None) -> str:
     """What an output records of the file it was made from (``GLGEO_SCENE``): a local
-    file's absolute path, size and time stamp, a URL as it is, as JSON."""
+    file's absolute path, size and time stamp, a URL as it is, as JSON; for a scene glgeo
+    made for the run (a mosaic's VRT, removed after it: ``title`` says what it is), what it
+    is (``{"scene": "a mosaic of 3 tiles (...)"}``)."""
+    if title is not None:
+        return json.dumps({"scene": title})
     name = os.fspath(scene)
     if "://" in name or name.startswith("/vsi"):
         return json.dumps({"path": name})

@@ -560,7 +560,7 @@ def segment(
             context=stats.context or context_rule(settings),
             options=asked,
             created=utc_now(),
-            scene=scene_stamp(info.path),
+            scene=scene_stamp(info.path, info.title),
         )
         writer.set_tags(provenance.tags())
         start = time.perf_counter()

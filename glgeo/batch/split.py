@@ -529,7 +529,7 @@ def run_split(
                 gsd_m=reading_gsd(info.gsd, split.scale),
                 blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
                 options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
-                scene=scene_stamp(info.path),
+                scene=scene_stamp(info.path, info.title),
             )  # fmt: skip
             assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
                                  output_options=options.output_options, tags=provenance.tags())
