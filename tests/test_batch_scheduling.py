@@ -520,6 +520,13 @@ def test_a_refused_merge_still_says_what_became_of_the_scenes(tmp_path, checkpoi
         run_batch([str(p) for p in plain], out, model=checkpoint, options=options)
     assert [r["status"] for r in read_manifest(out / "m.json")] == ["done", "done"]
     assert not (tmp_path / "all.gpkg").exists()
+    # an earlier run's merge there: the refusal says it is left as it was, without these polygons
+    placed = write_scene(tmp_path / "placed.tif", seed=5, height=64, width=64)
+    run_batch([str(placed)], tmp_path / "earlier", model=checkpoint,
+              options=BatchOptions(settings=SETTINGS, vector_merge=tmp_path / "all.gpkg"))
+    with pytest.raises(InputError, match=rf"0 failed \(see .*m\.json\); {tmp_path / 'all.gpkg'} is an earlier run's merge,"
+                                         r" left as it was: it does not hold this run's polygons$"):
+        run_batch([str(p) for p in plain], out, model=checkpoint, options=options)
 
 
 def test_outputs_another_model_made_are_not_kept_as_finished(tmp_path, scenes, checkpoint):

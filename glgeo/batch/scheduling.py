@@ -586,9 +586,11 @@ def run_batch(
                     write_manifest(result, options.manifest, options.manifest_wording)
                     where = f" (see {options.manifest})"
                 counts = result.counts
+                stale = (f"; {options.vector_merge} is an earlier run's merge, left as it was: it does not hold this "
+                         "run's polygons" if options.vector_merge.exists() else "")
                 raise type(exc)(
                     f"{exc}. The scenes were run: {counts['done']} done, {counts['skipped']} skipped, "
-                    f"{counts['failed']} failed{where}"
+                    f"{counts['failed']} failed{where}{stale}"
                 ) from None
             except KeyboardInterrupt as exc:
                 run.started = started
