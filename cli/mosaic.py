@@ -125,7 +125,8 @@ def tiles_as_one_scene(
     from glgeo.batch.inputs import expand_inputs
     from glgeo.batch.planning import plan_jobs
     from glgeo.errors import InputError
-    from glgeo.mosaic import gdal_name, is_local, write_tiles_vrt
+    from glgeo.batch.inputs import is_remote
+    from glgeo.mosaic import gdal_name, write_tiles_vrt
     from glgeo.writer import output_driver, sidecar_paths
 
     if batch.vector_merge or batch.manifest:
@@ -145,10 +146,10 @@ def tiles_as_one_scene(
     tiles = expand_inputs(scenes, batch.input_lists)
     if out is not None:
         own = Path(out).resolve()
-        if any(is_local(t) and Path(t).resolve() == own for t in tiles) and _made_by_glgeo(own):
+        if any(not is_remote(t) and Path(t).resolve() == own for t in tiles) and _made_by_glgeo(own):
             # a rerun's glob over the tiles' folder matches the map it wrote (a tile named as -o is refused below)
             log.warning("%s is this command's output, not a tile: left out of the mosaic", out)
-            tiles = [t for t in tiles if not (is_local(t) and Path(t).resolve() == own)]
+            tiles = [t for t in tiles if is_remote(t) or Path(t).resolve() != own]
     jobs = []
     if batch.out_dir:
         folder = Path(batch.out_dir)
@@ -190,7 +191,7 @@ def tiles_as_one_scene(
             made.rmdir()
         raise
     # the VRT's time stamp: its newest local tile's (remote tiles: a fixed one), the same from run to run
-    newest = max((os.stat(t).st_mtime_ns for t in tiles if is_local(t)), default=0)
+    newest = max((os.stat(t).st_mtime_ns for t in tiles if not is_remote(t)), default=0)
     os.utime(vrt, ns=(newest, newest))
     note = (f"mosaic of {len(tiles)} tiles: {layout.width} x {layout.height} px, {100 * layout.coverage:.1f} % "
             "of it covered by tiles (the rest is nodata)"

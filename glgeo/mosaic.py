@@ -44,6 +44,7 @@ from .atomic import check_output_path, unwritable_folder_error
 from .errors import InputError
 from .io import SceneInfo, open_raster
 from .progress import ProgressCallback
+from .provenance import scene_stamp
 from .resolution import FULL_RESOLUTION_READS
 
 #: Grid offsets within this many pixels of a whole number are on the grid (coordinates
@@ -152,12 +153,6 @@ def gdal_name(path: str | os.PathLike) -> str:
     if prefix is None:
         raise InputError(f"{name!r}: a mosaic reads tiles from files or {', '.join(f'{k}://' for k in _VSI)} URLs")
     return prefix + (name if prefix == "/vsicurl/" else rest)
-
-
-def is_local(path: str | os.PathLike) -> bool:
-    """Whether a tile is a local file (not a URL or a ``/vsi...`` path)."""
-    name = os.fspath(path)
-    return "://" not in name and not name.startswith("/vsi")
 
 
 def _read_tile(path: str | os.PathLike) -> _Tile:
@@ -363,11 +358,8 @@ def write_tiles_vrt(paths: Sequence[str | os.PathLike], vrt: str | os.PathLike) 
     if gdal_type is None:
         raise InputError(f"{os.fspath(paths[0])!r} holds {dtype} pixels, which a mosaic does not take; convert the tiles")
     files = [gdal_name(p) for p in paths]
-    stamps = []  # a local tile's size and time stamp; a remote one's name only (a change there is not seen)
-    for file, path in zip(files, paths):
-        stat = os.stat(file) if is_local(path) else None
-        stamps.append([file] if stat is None else [file, stat.st_size, stat.st_mtime_ns])
-    stamp = hashlib.sha256(json.dumps(stamps).encode()).hexdigest()
+    # a local tile's size and time stamp; a remote one's name only (a change there is not seen)
+    stamp = hashlib.sha256(json.dumps([scene_stamp(p) for p in paths]).encode()).hexdigest()
     t = layout.transform
     lines = [
         f'<VRTDataset rasterXSize="{layout.width}" rasterYSize="{layout.height}">',
@@ -469,7 +461,9 @@ def meeting_tiles(paths: Sequence[str | os.PathLike], max_scenes: int = 5000) ->
     :data:`TILE_OVERLAP_SHARE` of the smaller). Maps made of them one by one disagree where
     they meet. Only local, georeferenced, north-up files are looked at, and none where there
     are more than ``max_scenes`` (opening each costs a moment)."""
-    local = [os.fspath(p) for p in paths if "://" not in os.fspath(p) and not os.fspath(p).startswith("/vsi")]
+    from .batch.inputs import is_remote
+
+    local = [os.fspath(p) for p in paths if not is_remote(os.fspath(p))]
     if len(local) < 2 or len(local) > max_scenes:
         return []
     kinds: dict[tuple, list[_Tile]] = {}
@@ -629,8 +623,10 @@ def cut_tile_maps(
 
 def _tile_name(path: str | os.PathLike) -> str:
     """A tile's file name (of a URL too, without its query)."""
+    from urllib.parse import urlparse
+
     name = os.fspath(path)
-    return os.path.basename(name.split("?")[0].rstrip("/")) if not is_local(name) else Path(name).name
+    return os.path.basename((urlparse(name).path if "://" in name else name).rstrip("/"))
 
 
 def _tile_valid(tile, layout: TileLayout, i: int, window) -> "np.ndarray":

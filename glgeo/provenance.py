@@ -247,8 +247,10 @@ def scene_stamp(scene: str | os.PathLike, title: str | None = None) -> str:
     is (``{"scene": "a mosaic of 3 tiles (...)"}``)."""
     if title is not None:
         return json.dumps({"scene": title})
+    from .batch.inputs import is_remote
+
     name = os.fspath(scene)
-    if "://" in name or name.startswith("/vsi"):
+    if is_remote(name):
         return json.dumps({"path": name})
     path = Path(name).resolve()
     try:

@@ -1430,12 +1430,9 @@ def _labels_identity(data: DataSettings) -> dict[str, Any] | None:
     ``None`` for a dataset (whose masks its split names)."""
     if data.geo is None:
         return None
-    path = Path(data.geo.labels).resolve()
-    try:
-        stat = path.stat()
-    except OSError:
-        return {"path": str(path), "field": data.geo.label_field}
-    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "field": data.geo.label_field}
+    from .provenance import scene_stamp
+
+    return {**json.loads(scene_stamp(data.geo.labels)), "field": data.geo.label_field}
 
 
 def _warn_absent_classes(shares: np.ndarray, scheme: ClassScheme) -> None:
