@@ -118,7 +118,13 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         os.close(fd)
         tmp.unlink()  # drivers want to create the file themselves
-        yield tmp
+        try:
+            yield tmp
+        except Exception as exc:  # noqa: BLE001 - re-raised as it came unless the disk is full
+            full = disk_full_error(exc, target)
+            if full is None:
+                raise
+            raise full from None
         try:
             os.replace(tmp, target)
         except OSError as exc:
@@ -126,3 +132,145 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
                               "check the output folder's permissions") from None
     finally:
         remove_quietly([tmp])
+
+
+#: Below this much free space, an output that GDAL could not write completely is blamed on a
+#: full disk in the error (above it, the error gives the free space and GDAL's file).
+FULL_DISK_BYTES = 64 * 2**20
+
+
+def disk_space_note(folder: str | os.PathLike) -> str:
+    """``the disk holding 'out' is full (12.0 KiB free)``, or the free space where the disk
+    is not full, or ``""`` where it cannot be told (a URL, a folder that went)."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    size = float(free)
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    amount = f"{free} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+    if free < FULL_DISK_BYTES:
+        return f"the disk holding {os.fspath(folder)!r} is full ({amount} free)"
+    return f"{amount} free in {os.fspath(folder)!r}"
+
+
+def disk_full_error(exc: BaseException, path: str | os.PathLike) -> OutputError | None:
+    """The error to raise where writing ``path`` failed with ``exc`` because its disk is
+    full, or ``None`` where it failed for another reason.
+
+    The operating system says so (``ENOSPC``, ``EDQUOT``), but libraries do not always pass
+    that on (SQLite: ``database or disk is full``; torch: ``PytorchStreamWriter failed
+    writing file``), so an error while the disk holding ``path`` has almost no space left
+    counts too.
+    """
+    import errno
+
+    from .errors import GlgeoError
+
+    writers = ("sqlite3", "fiona", "pyogrio", "rasterio", "torch")  # whose errors may mean a write failed
+    if isinstance(exc, GlgeoError) or not (
+        isinstance(exc, (OSError, RuntimeError)) or type(exc).__module__.split(".")[0] in writers
+    ):
+        return None  # says what to do already, or is no write's failure
+    folder = _folder(Path(path))
+    said_full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    note = disk_space_note(folder)
+    if not said_full and "is full" not in note:
+        return None
+    if "is full" not in note:  # a quota: the disk itself has room
+        note = str(exc.strerror or exc).rstrip(".").lower() if isinstance(exc, OSError) else str(exc)
+    return OutputError(f"cannot write {os.fspath(path)!r}: {note}; free some space or choose another folder, "
+                       "then run again")
+
+
+def check_raster_complete(path: str | os.PathLike, name: str | os.PathLike | None = None, *,
+                          sparse_ok: bool = False) -> None:
+    """Raise unless every block of the raster GDAL wrote at ``path`` is in the file.
+
+    GDAL does not raise when writing a block it had cached fails (a full disk, a quota):
+    its GTiff and COG drivers print ``_tiffWriteProc: No space left on device`` and leave
+    a file that lacks those blocks, or is cut short; a block never written reads back as
+    no data without an error. So every raster glgeo writes is checked before it is renamed
+    into place. A GeoTIFF is checked image by image (full resolution, overviews, masks):
+    each block must have an offset, and end within the file. Other formats are read in full.
+
+    Args:
+        path: the file written (a temporary name).
+        name: the output's name for the error (default ``path``).
+        sparse_ok: blocks without an offset are allowed (GDAL's ``SPARSE_OK=TRUE``
+            creation option leaves out blocks of no data); those present must be whole.
+
+    Raises:
+        OutputError: the file cannot be opened, or blocks are missing or cut off; the
+            error says so, and that the disk is full where it is.
+    """
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    path = Path(path)
+    name = os.fspath(name if name is not None else path)
+    try:
+        size = path.stat().st_size
+        with warnings.catch_warnings():  # a plain image's output has no georeferencing either
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
+            driver = src.driver
+            if driver in ("GTiff", "COG"):
+                missing = _tiff_blocks_missing(path, size, sparse_ok)
+            else:
+                for _, window in src.block_windows(1):
+                    src.read(window=window, masked=False)
+                missing = 0
+    except (OSError, RasterioError) as exc:
+        reason = f"GDAL cannot read back what it wrote ({str(exc).split(': ')[-1]})"
+    else:
+        if not missing:
+            return
+        reason = f"{missing} of its blocks are missing from the file GDAL wrote"
+    note = disk_space_note(_folder(Path(name)))
+    advice = "free some space or choose another folder, then run again" if "is full" in note else (
+        "check the disk and the folder, then run again")
+    raise OutputError(f"writing {name!r} failed: {reason}{'; ' + note if note else ''}; {advice}")
+
+
+def _tiff_blocks_missing(path: Path, size: int, sparse_ok: bool = False) -> int:
+    """Blocks of the GeoTIFF at ``path`` (``size`` bytes) that are not in the file: without
+    an offset (never written; unless ``sparse_ok``) or running past its end, over every
+    image in it."""
+    import warnings
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning, RasterioError
+
+    missing = 0
+    directory = 0
+    while True:
+        try:  # GDAL opens the n-th image of a TIFF (overviews and masks too) as GTIFF_DIR:n:path
+            with warnings.catch_warnings():  # an overview or a mask has no georeferencing of its own
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                src = rasterio.open(f"GTIFF_DIR:{directory + 1}:{path}")
+        except RasterioError:
+            if directory == 0:
+                raise
+            return missing
+        directory += 1
+        with src:
+            rows, cols = src.block_shapes[0]
+            bands = range(1, src.count + 1) if src.interleaving is not None and src.interleaving.name == "band" else [1]
+            for band in bands:
+                for y in range(-(-src.height // rows)):
+                    for x in range(-(-src.width // cols)):
+                        offset = src.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)
+                        length = src.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)
+                        if not offset or not length:
+                            missing += not sparse_ok
+                        elif int(offset) + int(length) > size:
+                            missing += 1

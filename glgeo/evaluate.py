@@ -34,6 +34,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from .atomic import check_raster_complete
 from .datasets import SceneCollection, check_pair, image_valid, open_raster, read_mask_ids
 from .device import peak_resident_mb
 from .resolution import as_scale, axis_scales, describe_scale, reading_scale, scale_between, scaled_size, scaled_transform
@@ -571,6 +572,8 @@ def _scaled_copies(collection: SceneCollection, name: str, scale: float, folder:
                     dst.write_mask(valid)
             with rasterio.open(truth_out, "w", count=1, dtype="uint8", nodata=NODATA_ID, **profile) as dst:
                 dst.write(ids[None])
+    for copy in (image_out, truth_out):  # a full disk: GDAL does not raise
+        check_raster_complete(copy)
     return image_out, truth_out
 
 
@@ -1025,6 +1028,7 @@ def evaluate_imagery(
             truth = folder / f"{i}_truth.tif"
             with rasterio.open(truth, "w", **profile) as dst:
                 dst.write(ids[None])
+            check_raster_complete(truth)
             out = folder / f"{i}_pred.tif"
             results.append(_segment_and_score(name, path, truth, "ids", out, checkpoint, settings, acc, tta=tta,
                                               bands=bands))

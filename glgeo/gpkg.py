@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
+from .atomic import disk_full_error
 from .errors import OutputError
 
 
@@ -61,4 +62,7 @@ def write_polygons(
                 **options,
             )
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, OSError) as exc:
+        full = disk_full_error(exc, target or path)  # SQLite's words for it vary with what it was doing
+        if full is not None:
+            raise full from None
         raise OutputError(f"cannot write the GeoPackage {str(target or path)!r}: {exc}") from None

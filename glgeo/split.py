@@ -51,6 +51,7 @@ from rasterio.windows import Window
 
 from .aoi import region_in_pixels
 from .areas import AreaTally, PixelAreas
+from .atomic import check_raster_complete
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixel
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
@@ -350,6 +351,7 @@ class _BlockFile:
         self.dst.close()
         if self._row != self.block.height:
             raise InternalError(f"{self.block.name}: {self._row} of {self.block.height} rows written")
+        check_raster_complete(self.path, self.final)  # a full disk: GDAL does not raise
         os.replace(self.path, self.final)
 
     def discard(self) -> None:

@@ -872,8 +872,9 @@ class _LayerWriter:
 
     def __init__(self, path: Path, layer: str, crs: str | None, scheme: ClassScheme, transform: Affine,
                  area_factor: float, metadata: dict[str, str] | None = None, ground: bool = False,
-                 max_segment: float | None = None) -> None:
+                 max_segment: float | None = None, target: Path | None = None) -> None:
         self.path = path
+        self.target = target  # the output's name, for errors (path: its temporary file)
         self.metadata = metadata or {}
         self.layer = layer
         self.crs = crs
@@ -935,7 +936,7 @@ class _LayerWriter:
             },
             geometry=gpd.GeoSeries(geoms, crs=self.crs),
         )
-        write_polygons(frame, self.path, self.layer, append=self._created, metadata=self.metadata)
+        write_polygons(frame, self.path, self.layer, append=self._created, metadata=self.metadata, target=self.target)
         self._created = True
         for class_id, area in zip(ids.tolist(), areas.tolist()):
             name = self.scheme.classes[class_id].name
@@ -1084,7 +1085,7 @@ def vectorize(
         with atomic_path(out_path, suffix=".gpkg") as tmp:
             writer = _LayerWriter(tmp, layer_name, crs, class_scheme, transform, area_factor,
                                   vector_provenance(src.tags(), raster_path), ground=pixel_areas.ground,
-                                  max_segment=64 * pixel_size)
+                                  max_segment=64 * pixel_size, target=Path(out_path))
             # Each pixel is read once (twice near seams with a halo): GDAL's block cache,
             # 5 % of RAM by default, would only grow with the raster. Cap it at a window.
             halo = _sieve_halo(min_pixels, block_size)

@@ -40,7 +40,7 @@ from rasterio._err import CPLE_BaseError  # what GDAL's own failures raise (rast
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from .atomic import remove_quietly, unwritable_folder_error
+from .atomic import check_raster_complete, disk_space_note, remove_quietly, unwritable_folder_error
 from .blend import RowBand
 from .errors import InputError, OutputError
 from .io import SceneInfo
@@ -476,6 +476,8 @@ class ClassRasterWriter:
         if self._scores is not None and self.scores_out is not None:
             staged.append((self._scores, self.scores_out, self.options.score_overviews, False, self.scores_driver, 8))
         self._close_staged()
+        for raster, final, *_ in staged:  # GDAL does not raise when writing a cached block fails
+            check_raster_complete(raster.path, final)
         renames: list[tuple[Path, Path]] = []
         from .styles import provenance_metadata, write_raster_metadata, write_raster_sidecars, write_scores_style
 
@@ -483,6 +485,9 @@ class ClassRasterWriter:
         try:
             for raster, final, overviews, classes, driver, bits in staged:  # classes: True, scores: False
                 ready = self._finish(raster.path, final, overviews, driver, bits)
+                if ready != raster.path:
+                    sparse = dict(self.options.creation_options).get("SPARSE_OK", "").upper() in ("TRUE", "YES", "ON", "1")
+                    check_raster_complete(ready, final, sparse_ok=sparse)
                 if classes:
                     write_raster_sidecars(ready, self.scheme, nodata=self.nodata)
                     what = f"The class of each pixel of {scene}"
@@ -500,8 +505,11 @@ class ClassRasterWriter:
                         self._temps.append(item)
                         renames.append((item, final.with_name(final.stem + item.name[len(prefix) :])))
                 renames.append((ready, final))
+        except OutputError:
+            raise
         except (RasterioIOError, OSError) as exc:
-            raise OutputError(f"writing {str(self.out)!r} failed: {exc}") from None
+            note = disk_space_note(self.out.parent if str(self.out.parent) else Path("."))
+            raise OutputError(f"writing {str(self.out)!r} failed: {exc}{'; ' + note if 'is full' in note else ''}") from None
         # sidecars first, each tif last: a tif under its final name is complete
         done: list[Path] = []
         try:
@@ -547,7 +555,10 @@ class ClassRasterWriter:
         try:
             rasterio.shutil.copy(staged, copy, driver=driver, **{**defaults, **user})
         except (RasterioIOError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
-            raise OutputError(f"GDAL's {driver} driver cannot write {str(final)!r}: {exc}") from None
+            note = disk_space_note(final.parent if str(final.parent) else Path("."))
+            raise OutputError(f"GDAL's {driver} driver cannot write {str(final)!r}: {exc}"
+                              f"{'; ' + note + ': free some space or choose another folder' if 'is full' in note else ''}"
+                              ) from None
         with contextlib.suppress(FileNotFoundError):
             staged.unlink()
         return copy

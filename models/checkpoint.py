@@ -40,6 +40,7 @@ from typing import Any, Mapping
 import torch
 
 from glgeo import __version__
+from glgeo.atomic import disk_full_error
 from glgeo.errors import CheckpointError, UnknownNameError
 from glgeo.resolution import whole_pixels
 from glgeo.schemes import ClassScheme, get_scheme, list_schemes
@@ -242,6 +243,11 @@ def save_checkpoint(
     try:
         torch.save(payload, tmp)
         tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # a full disk: torch says only "file write failed"
+        full = disk_full_error(exc, path)
+        if full is None:
+            raise
+        raise full from None
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -261,7 +261,10 @@ class _Run:
         if self.progress is not None:
             self.progress(len(self.results), len(self.jobs))
         if self.options.manifest is not None and time.perf_counter() - self.last_manifest > MANIFEST_INTERVAL_S:
-            write_manifest(self.result(), self.options.manifest, self.options.manifest_wording)
+            try:
+                write_manifest(self.result(), self.options.manifest, self.options.manifest_wording)
+            except OutputError as exc:  # the batch goes on; the end of the run tries again and says so
+                log.warning("%s (the batch goes on)", exc)
             self.last_manifest = time.perf_counter()
 
     def result(self, vector_merge: Path | None = None) -> BatchResult:
@@ -583,7 +586,7 @@ def run_batch(
                 result = run.result()
                 where = ""
                 if options.manifest is not None:
-                    write_manifest(result, options.manifest, options.manifest_wording)
+                    _write_final_manifest(result, options)
                     where = f" (see {options.manifest})"
                 counts = result.counts
                 stale = (f"; {options.vector_merge} is an earlier run's merge, left as it was: it does not hold this "
@@ -600,12 +603,26 @@ def run_batch(
     run.started = started
     result = run.result(merged)
     if options.manifest is not None:
-        write_manifest(result, options.manifest, options.manifest_wording)
+        _write_final_manifest(result, options)
     log.info(
         "batch of %d scenes: %d done, %d skipped, %d failed in %.1f s",
         len(jobs), result.counts["done"], result.counts["skipped"], result.counts["failed"], result.seconds,
     )
     return result
+
+
+def _write_final_manifest(result: BatchResult, options: BatchOptions) -> None:
+    """Write the manifest at the end of a run; where it cannot be written (a full disk),
+    the error says what became of the scenes, which are finished all the same."""
+    try:
+        write_manifest(result, options.manifest, options.manifest_wording)
+    except OutputError as exc:
+        counts = result.counts
+        folders = ", ".join(sorted({str(Path(r.output).parent) for r in result.scenes}))
+        raise OutputError(
+            f"{exc}. The scenes were run all the same: {counts['done']} done, {counts['skipped']} skipped, "
+            f"{counts['failed']} failed (outputs in {folders}); a rerun skips the finished ones"
+        ) from None
 
 
 def _interrupted(run: _Run, unfinished: str = "") -> str:
