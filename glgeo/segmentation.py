@@ -443,12 +443,13 @@ def segment(
         if target is not None and _same_file(target, scene):
             raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
     inputs = (scene, *aoi_files(aoi))  # no output may replace them, not even with overwrite
+    # a format glgeo writes, before any work, and before what overwrite would mend
+    output_driver(Path(out), output_options)
+    if probabilities is not None:
+        output_driver(Path(probabilities), output_options, bands=2)
     out_path = check_output_path(out, overwrite=overwrite, inputs=inputs)
     check_sidecars(out_path, overwrite)
     scores_path = None if probabilities is None else check_scores_path(probabilities, out_path, overwrite, inputs)
-    output_driver(out_path, output_options)  # a format glgeo writes, before any work
-    if scores_path is not None:
-        output_driver(scores_path, output_options, bands=2)
     # the scene first (a missing one is said before the model is loaded); its bands may be
     # the model's, chosen once it is loaded
     try:

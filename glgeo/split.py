@@ -213,12 +213,14 @@ class SplitScene:
             where each axis is read at its own).
         settings: the inference settings (mode resolved).
         plan: its blocks.
+        windows: its context windows on the working grid (to plan other blocks).
     """
 
     info: SceneInfo
     scale: Scale
     settings: InferenceSettings
     plan: SplitPlan
+    windows: PatchGrid | None = None
 
 
 def prepare_scene(
@@ -265,7 +267,7 @@ def prepare_scene(
     footprint = checkpoint.footprint if settings.footprint is None else (settings.footprint or None)
     windows = context_windows(grid.height, grid.width, footprint, settings.window_overlap)
     plan = plan_split(windows, (info.height, info.width), rows_per_block, cols_per_block)
-    return SplitScene(info, scale, settings, plan)
+    return SplitScene(info, scale, settings, plan, windows)
 
 
 # ------------------------------------------------------------------------ block files

@@ -471,6 +471,9 @@ def test_an_output_whose_sidecars_exist_needs_overwrite(tmp_path):
     assert (tmp_path / "landcover.qml").read_text() == style and not (tmp_path / "landcover.png").exists()
     segment(scene, tmp_path / "landcover.png", model=model, settings=InferenceSettings(device="cpu"), overwrite=True)
     assert (tmp_path / "landcover.png").exists()
+    # a format glgeo does not write is said first: overwrite would not help
+    with pytest.raises(InputError, match=r"lossy"):
+        segment(scene, tmp_path / "landcover.jpg", model=model, settings=InferenceSettings(device="cpu"))
 
 
 def test_scores_and_classes_never_share_a_style(tmp_path):

@@ -22,6 +22,7 @@ scores) from the finished blocks into the COG :func:`glgeo.segment` writes, pixe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ from ..errors import GlgeoError, InputError, Interruption, OutputError
 from ..inference import InferenceStats, Timings
 from ..progress import ProgressCallback
 from ..resolution import reading_gsd, scale_json
-from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, block_path, block_run, prepare_scene
+from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, block_path, block_run, plan_split, prepare_scene
 from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
 from .planning import BatchOptions
@@ -240,10 +241,14 @@ def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add
     submit_and_collect(client, tasks, options.retries, collect, name=lambda block: f"{block.name} of {job.scene}")
 
 
-def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: int) -> None:
+def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: int,
+                          replan: Callable[[int, int | None], SplitPlan] | None = None) -> None:
     """Say so when a local cluster would have fewer blocks than workers (the scene has few
-    context windows for its blocks), and which blocks would spread it; a single block left
-    to compute runs in this process (a cluster would only add its start-up)."""
+    context windows for its blocks), and which blocks would spread it, with the work they
+    would add (``replan(rows, cols)`` plans them; windows at block edges are computed by
+    each block they touch, and where windows nearly coincide that is most of them); a
+    single block left to compute runs in this process (a cluster would only add its
+    start-up)."""
     blocks = len(plan.blocks)
     if blocks >= workers:
         return
@@ -251,7 +256,15 @@ def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: in
     advice = ""
     if count > blocks:
         shape = f"rows_per_block={rows}" + ("" if cols is None else f", cols_per_block={cols}")
-        advice = f"; {shape} makes {count} blocks (windows at block edges are computed by each block they touch)"
+        other = replan(rows, cols) if replan is not None else None
+        if other is None:
+            advice = f"; {shape} makes {count} blocks (windows at block edges are computed by each block they touch)"
+        else:
+            count = len(other.blocks)
+            gain = min(workers, count) / other.overhead  # at best, against one process
+            advice = (f"; {shape} makes {count} blocks, which compute {other.windows_computed} windows for the scene's "
+                      f"{plan.windows[0] * plan.windows[1]} (windows at block edges are computed by each block they "
+                      "touch)" + (": little faster than one process, if at all" if gain <= 1.2 else ""))
     if pending == 1:
         where = "segmenting it in this process" if blocks == 1 else "segmenting the one left in this process"
     else:
@@ -498,7 +511,8 @@ def run_split(
         recorded = False  # the manifest says how the run ended
         try:
             if scheduler is None and workers > 1 and pending:
-                _warn_of_idle_workers(scene, plan, workers, len(pending))
+                replan = (functools.partial(plan_split, split.windows, plan.scene) if split.windows is not None else None)
+                _warn_of_idle_workers(scene, plan, workers, len(pending), replan)
             if not pending:
                 log.info("every block of %s is finished: assembling only", scene)
             elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one block: only its start-up
