@@ -49,12 +49,17 @@ def test_merged_geopackage_says_where_it_came_from(tmp_path):
         with rasterio.open(raster, "w", driver="GTiff", width=20, height=20, count=1, dtype="uint8", nodata=NODATA_ID,
                            crs=CRS, transform=from_origin(500_000.0 + 10 * i, 4_000_000.0, PIXEL, PIXEL)) as dst:
             dst.write(np.full((20, 20), 4, dtype=np.uint8), 1)
-            dst.update_tags(GLGEO_MODEL="tiny.pt", GLGEO_MODEL_SHA256="abc", GLGEO_MODE="g2l")
+            dst.update_tags(GLGEO_MODEL="tiny.pt", GLGEO_MODEL_SHA256="abc", GLGEO_MODE="g2l",
+                            GLGEO_READING_GSD_M=("0.6", "0.666")[i], GLGEO_CREATED_UTC=f"2026-12-0{i + 1}T10:00:00Z",
+                            GLGEO_SCENE=f'{{"path": "tile_{i}.jpg"}}')
         parts.append((str(raster), vectorize(raster, tmp_path / f"tile_{i}.gpkg", scheme=DEEPGLOBE).path))
     merged = merge_vectors(parts, tmp_path / "all.gpkg")
     metadata = pyogrio.read_info(merged, layer="all")["layer_metadata"]
     assert metadata["GLGEO_MODEL"] == "tiny.pt" and metadata["GLGEO_MODEL_SHA256"] == "abc"
     assert metadata["GLGEO_MERGED_SCENES"] == "2" and "GLGEO_SOURCE_RASTER" not in metadata
+    # what is each scene's own is not said of all of them: the first scene's once was
+    assert metadata["GLGEO_READING_GSD_M"] == "0.6 to 0.666"
+    assert "GLGEO_SCENE" not in metadata and "GLGEO_CREATED_UTC" not in metadata
     # QGIS's layer metadata: written for the merged layer, not copied among GDAL's items
     import sqlite3
     import xml.etree.ElementTree as ET
@@ -66,7 +71,9 @@ def test_merged_geopackage_says_where_it_came_from(tmp_path):
     assert len(gdal) == 1 and "GLGEO_MERGED_SCENES" in gdal[0][0] and "GPKG_METADATA_ITEM" not in gdal[0][0]
     assert len(rows) == 1
     root = ET.fromstring(rows[0][0].split("\n", 1)[1])
-    assert root.findtext("title") == "all" and root.findtext("abstract").startswith("Polygons of 2 scenes (column scene)")
+    abstract = root.findtext("abstract")
+    assert root.findtext("title") == "all" and abstract.startswith("Polygons of 2 scenes (column scene)")
+    assert "a region that spans two scenes is a polygon in each" in abstract and "read at 0.6 to 0.666 m" in abstract
     assert "GLGEO_MERGED_SCENES: 2" in [h.text for h in root.findall("history")]
 
 

@@ -70,13 +70,7 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
             "on one another; merge only georeferenced scenes, or keep the per-scene GeoPackages"
         )
     _check_area_units(parts, [info["crs"] for _, info in infos])
-    # the provenance of the first scene's polygons (one model for the whole batch), and how many scenes
-    # (GDAL lists the part's QGIS metadata document too, as GPKG_METADATA_ITEM_n: not copied)
-    metadata = {
-        k: v for k, v in (infos[0][1].get("layer_metadata") or {}).items()
-        if k.startswith("GLGEO_") and k != "GLGEO_SOURCE_RASTER"
-    }
-    metadata["GLGEO_MERGED_SCENES"] = str(len(parts))
+    metadata = merged_provenance([info.get("layer_metadata") or {} for _, info in infos])
     crs = None
     started = time.perf_counter()
     n_features = 0
@@ -97,10 +91,32 @@ def merge_vectors(parts: Sequence[tuple[str, Path]], out: str | os.PathLike) -> 
                 if offset >= info["features"]:
                     break
         _copy_style(parts[0][1], tmp, layer)
-        what = f"Polygons of {len(parts)} scenes (column scene), merged {utc_now()}"
+        what = (f"Polygons of {len(parts)} scenes (column scene), merged {utc_now()}; each scene's polygons end at its "
+                "edges, so a region that spans two scenes is a polygon in each")
         write_gpkg_layer_metadata(tmp, layer, provenance_metadata(None, metadata, layer, what))
     log.info("merged %d polygons of %d scenes into %s in %.1f s", n_features, len(parts), out_path, time.perf_counter() - started)
     return out_path
+
+
+def merged_provenance(items: Sequence[dict[str, str]]) -> dict[str, str]:
+    """The provenance of a merged layer from its parts' (``GLGEO_*`` layer metadata): the
+    items every part has alike (the model, its settings: one run), the reading resolution
+    as a range where the scenes' differ (``0.6 to 0.666``), and how many scenes
+    (``GLGEO_MERGED_SCENES``). What is each scene's own (its file, when it was made) is
+    left out: the layer's ``scene`` column says which scene a polygon comes from, and
+    each scene's GeoPackage keeps its own. GDAL lists a part's QGIS metadata document
+    too, as ``GPKG_METADATA_ITEM_n``: not copied."""
+    own = [{k: v for k, v in part.items() if k.startswith("GLGEO_") and k != "GLGEO_SOURCE_RASTER"} for part in items]
+    merged = {k: v for k, v in own[0].items() if all(part.get(k) == v for part in own[1:])} if own else {}
+    gsds = {part["GLGEO_READING_GSD_M"] for part in own if part.get("GLGEO_READING_GSD_M")}
+    if len(gsds) > 1:
+        try:
+            values = sorted(gsds, key=float)
+            merged["GLGEO_READING_GSD_M"] = f"{values[0]} to {values[-1]}"
+        except ValueError:  # not numbers: left out
+            pass
+    merged["GLGEO_MERGED_SCENES"] = str(len(items))
+    return merged
 
 
 def _check_area_units(parts: Sequence[tuple[str, Path]], crss: Sequence[str | None]) -> None:
