@@ -226,6 +226,12 @@ def _layer_name(layer: str | None, raster: Path) -> str:
     return name
 
 
+#: What ``area_m2`` holds where it cannot hold m² (:attr:`glgeo.areas.PixelAreas.unit`), and why.
+_AREA_WORDS = {"px": "pixels", "map unit2": "squared units of the raster's coordinates", "deg2": "square degrees"}
+_AREA_WHY = {"px": "no georeferencing", "map unit2": "no CRS with a known unit",
+             "deg2": "pixels where its CRS is undefined"}
+
+
 def _area_units(
     crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int, source: str
 ) -> tuple[PixelAreas, float]:
@@ -1105,6 +1111,9 @@ def vectorize(
             )
             items = writer.metadata
             what = f"Polygons of the classes of {raster_path.name}, vectorized {items['GLGEO_VECTORIZED_UTC']}"
+            if pixel_areas.unit != "m2":  # the field's name says m²: the abstract says what it holds
+                held = _AREA_WORDS.get(pixel_areas.unit, pixel_areas.unit)
+                what += f"; area_m2 holds {held}, not m², as the raster has {_AREA_WHY.get(pixel_areas.unit, 'no metric CRS')}"
             write_gpkg_layer_metadata(tmp, layer_name, provenance_metadata(class_scheme, items, layer_name, what))
         n_blocks = math.ceil(src.height / block_size) * math.ceil(src.width / block_size)
         raster_pixels, written_pixels = (

@@ -270,6 +270,16 @@ def test_failed_run_leaves_no_partial_output(tmp_path, classes_array):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["late.tif"]
 
 
+def _abstract(gpkg) -> str:
+    """The QGIS layer metadata's abstract of a GeoPackage glgeo wrote."""
+    import sqlite3
+    import xml.etree.ElementTree as ET
+
+    with sqlite3.connect(gpkg) as db:
+        (text,) = db.execute("SELECT metadata FROM gpkg_metadata WHERE md_standard_uri = 'http://mrcc.com/qgis.dtd'").fetchone()
+    return ET.fromstring(text.split("\n", 1)[1]).findtext("abstract")
+
+
 def test_geographic_areas_are_geodesic_square_metres_and_a_missing_crs_warns(tmp_path, classes_array, caplog):
     from glgeo.areas import ground_areas
 
@@ -291,6 +301,10 @@ def test_geographic_areas_are_geodesic_square_metres_and_a_missing_crs_warns(tmp
         result = vectorize(bare, tmp_path / "bare.gpkg", scheme=DEEPGLOBE)
     assert result.area_units == "map unit2" and result.crs is None
     assert "no CRS" in caplog.text
+    # the layer's abstract says so too, where QGIS users read it: the field's name says m²
+    assert ("area_m2 holds squared units of the raster's coordinates, not m², as the raster has no CRS with a known "
+            "unit") in _abstract(tmp_path / "bare.gpkg")
+    assert "area_m2 holds" not in _abstract(tmp_path / "geo.gpkg")
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="glgeo.vectorization"):
         vectorize(write_raster(tmp_path / "utm.tif", classes_array), tmp_path / "utm.gpkg", scheme=DEEPGLOBE)
