@@ -231,6 +231,10 @@ def _strips(height: int, width: int) -> list[Window]:
     return [Window(0, r, width, min(rows, height - r)) for r in range(0, height, rows)]
 
 
+#: Extensions of vector files: labels as polygons, not truth rasters.
+VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".kml", ".gml", ".parquet")
+
+
 def compare_rasters(
     pred: str | os.PathLike,
     truth: str | os.PathLike,
@@ -276,6 +280,11 @@ def _compare_counts(
     scene is on its image's grid, which the scene's pair check saw: no warning there)."""
     if truth_encoding not in ("mask", "ids"):
         raise InputError(f"truth encoding must be 'mask' or 'ids', got {truth_encoding!r}")
+    if Path(truth).suffix.lower() in VECTOR_SUFFIXES and not Path(pred).suffix.lower() in VECTOR_SUFFIXES:
+        raise InputError(
+            f"truth={os.fspath(truth)!r} is a file of polygons, not a raster on the prediction's grid: score a model "
+            "against polygons with model=..., images=IMAGE, labels=POLYGONS (rasterized on each image's grid)"
+        )
     n = scheme.n_classes
     total = np.zeros((n, n + 1), dtype=np.int64)
     left_out = 0

@@ -46,6 +46,16 @@ def test_grid_mismatch_is_one_clear_line(tmp_path):
         compare_rasters(pred, shifted, INRIA)
 
 
+def test_polygons_given_as_truth_say_how_to_score_against_polygons(tmp_path):
+    pred = write_geotiff(tmp_path / "p.tif", np.zeros((10, 10), np.uint8))
+    polygons = tmp_path / "footprints.geojson"
+    polygons.write_text('{"type": "FeatureCollection", "features": []}')
+    result = CliRunner().invoke(cli, ["evaluate", "--pred", str(pred), "--truth", str(polygons), "--scheme", "inria"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert ("footprints.geojson is a file of polygons, not a raster on the prediction's grid: score a model against "
+            "polygons with --model ..., --images IMAGE, --labels POLYGONS") in result.output
+
+
 def test_truth_without_a_crs_is_placed_on_the_prediction_with_a_warning(tmp_path, caplog):
     pred = write_geotiff(tmp_path / "p.tif", np.zeros((10, 10), np.uint8))
     plain = write_geotiff(tmp_path / "t.tif", np.zeros((10, 10), np.uint8), crs=None)
