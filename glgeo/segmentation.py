@@ -438,11 +438,11 @@ def segment(
         CheckpointError: the model cannot be loaded.
         UnknownNameError: ``scheme`` names no class scheme glgeo knows.
     """
+    inputs = (scene, *aoi_files(aoi))  # no output may replace them, not even with overwrite
     for target in (out, probabilities):
         # checked here too: atomic.check_output_path's OSError guard swallows this error
-        if target is not None and _same_file(target, scene):
+        if target is not None and any(_same_file(target, item) for item in inputs):
             raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
-    inputs = (scene, *aoi_files(aoi))  # no output may replace them, not even with overwrite
     # a format glgeo writes, before any work, and before what overwrite would mend
     output_driver(Path(out), output_options)
     if probabilities is not None:

@@ -120,7 +120,8 @@ def score_band(scheme: ClassScheme) -> int:
 
 def scores_qml(scheme: ClassScheme, band: int | None = None) -> str:
     """A QGIS style (QML) drawing one band of a score raster (``--probabilities``: one band
-    per class, softmax x 255) with the :data:`SCORE_RAMP` from 0 to 255, labelled in percent.
+    per class, softmax x 255, with a band scale of 1/255 that QGIS applies: scores of 0 to 1)
+    with the :data:`SCORE_RAMP` from 0 to 1, labelled in percent.
 
     The raster's no-data is its internal mask, which QGIS exposes as one band after the
     scores and which is the style's alpha band: no-data is transparent. Another class is
@@ -140,7 +141,7 @@ def scores_qml(scheme: ClassScheme, band: int | None = None) -> str:
         "rasterrenderer",
         {"type": "singlebandpseudocolor", "band": str(band), "opacity": "1",
          "alphaBand": str(scheme.n_classes + 1), "nodataColor": "",
-         "classificationMin": "0", "classificationMax": "255"},
+         "classificationMin": "0", "classificationMax": "1"},
     )  # fmt: skip
     ET.SubElement(renderer, "rasterTransparency")
     origin = ET.SubElement(renderer, "minMaxOrigin")
@@ -148,11 +149,11 @@ def scores_qml(scheme: ClassScheme, band: int | None = None) -> str:
         ET.SubElement(origin, tag).text = text
     shader = ET.SubElement(ET.SubElement(renderer, "rastershader"), "colorrampshader", {
         "colorRampType": "INTERPOLATED", "classificationMode": "2", "clip": "0",
-        "minimumValue": "0", "maximumValue": "255", "labelPrecision": "0",
+        "minimumValue": "0", "maximumValue": "1", "labelPrecision": "2",
     })  # fmt: skip
     for k, color in enumerate(SCORE_RAMP):
         share = k / (len(SCORE_RAMP) - 1)
-        ET.SubElement(shader, "item", {"value": f"{255 * share:g}", "color": color, "alpha": "255",
+        ET.SubElement(shader, "item", {"value": f"{share:g}", "color": color, "alpha": "255",
                                        "label": f"{scheme.classes[band - 1].name} {100 * share:.0f} %"})
     ET.SubElement(pipe, "brightnesscontrast", {"brightness": "0", "contrast": "0", "gamma": "1"})
     ET.SubElement(pipe, "huesaturation", {"saturation": "0", "grayscaleMode": "0", "colorizeOn": "0"})

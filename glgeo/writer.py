@@ -217,6 +217,10 @@ def _gdal_refuses(driver: str, creation_options: tuple[tuple[str, str], ...], bi
 #: Drivers whose class rasters are packed into :func:`~glgeo.schemes.class_raster_bits` bits.
 PACKED_FORMATS = ("COG", "GTiff")
 
+#: The band scale of a score raster: its uint8 values are softmax scores x 255, so GDAL
+#: and QGIS (which apply a band's scale) read scores of 0 to 1.
+SCORE_SCALE = 1 / 255
+
 
 def class_raster_file_bits(driver: str, scheme: ClassScheme, options: OutputOptions = OutputOptions()) -> int:
     """Bits per pixel of a class raster written with ``driver``: ``NBITS`` of the creation
@@ -412,6 +416,9 @@ class ClassRasterWriter:
                 for i, name in enumerate(self.scheme.names, start=1):
                     self._scores.dst.set_band_description(i, f"score {name}")
                 self._scores.dst.update_tags(scale="softmax score x 255")
+                # GDAL's band scale: QGIS (identify, raster calculator, statistics) reads scores of 0-1
+                self._scores.dst.scales = [SCORE_SCALE] * self.scheme.n_classes
+                self._scores.dst.offsets = [0.0] * self.scheme.n_classes
         except BaseException as exc:  # Ctrl-C too: no stage file may stay behind
             self._abandon()
             if isinstance(exc, (RasterioIOError, OSError)):

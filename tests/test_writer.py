@@ -100,6 +100,7 @@ def test_scores_raster_and_plain_images(tmp_path):
     with rasterio.open(scores) as src:
         assert src.count == 7 and src.descriptions[1] == "score urban"
         assert src.crs is None
+        assert src.scales == (1 / 255,) * 7 and src.offsets == (0.0,) * 7  # QGIS reads scores of 0-1
         data = src.read()
         mask = src.dataset_mask()
     assert (mask[classes == NODATA_ID] == 0).all() and (mask[classes != NODATA_ID] == 255).all()
@@ -109,6 +110,8 @@ def test_scores_raster_and_plain_images(tmp_path):
     ]
     style = ET.parse(scores.with_suffix(".qml")).getroot().find("pipe/rasterrenderer")
     assert (style.get("type"), style.get("band"), style.get("alphaBand")) == ("singlebandpseudocolor", "2", "8")
+    ramp = [float(item.get("value")) for item in style.iter("item")]
+    assert ramp[0] == 0 and ramp[-1] == 1  # the scaled scores
 
 
 def test_a_failed_run_leaves_nothing_and_keeps_the_old_output(tmp_path):
