@@ -454,6 +454,52 @@ def warn_if_black_edges(info: SceneInfo) -> None:
         )
 
 
+#: Share of an alpha band's pixels (sampled) that, neither transparent (0) nor opaque (the
+#: type's largest value), make it look like a data band declared alpha: a 4-band RGB + NIR
+#: file written by GDAL or rasterio without a photometric option comes out as RGBA.
+ALPHA_DATA_SHARE = 0.25
+#: Pixels sampled along each side of an alpha band to tell (:func:`alpha_as_data_share`).
+ALPHA_SAMPLES = 512
+
+
+def alpha_as_data_share(path: str | os.PathLike) -> tuple[int, float] | None:
+    """``(band, share)``: a scene's alpha band and the share of its pixels (sampled on a
+    grid of at most :data:`ALPHA_SAMPLES` px a side, from the full-resolution pixels) that
+    are neither 0 nor the type's largest value; ``None`` without an alpha band."""
+    with open_pixels(path) as src:
+        alpha = next((i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha), None)
+        if alpha is None:
+            return None
+        shape = (min(src.height, ALPHA_SAMPLES), min(src.width, ALPHA_SAMPLES))
+        try:
+            values = src.read(alpha, out_shape=shape, resampling=Resampling.nearest)
+        except RasterioIOError as exc:
+            raise read_failed_error(str(path), exc) from None
+        dtype = np.dtype(src.dtypes[alpha - 1])
+    opaque = np.iinfo(dtype).max if dtype.kind in "ui" else 1.0
+    between = np.count_nonzero((values != 0) & (values != opaque))
+    return alpha, between / values.size
+
+
+def warn_if_alpha_holds_data(info: SceneInfo) -> None:
+    """Warn when a scene's alpha band looks like data (most of its pixels neither 0 nor
+    opaque): GDAL, QGIS and glgeo read it as the mask, so its 0s get no class. A 4-band
+    RGB + NIR file that GDAL or rasterio wrote without ``PHOTOMETRIC`` declares its NIR
+    band alpha; its zeros then went without a class, silently."""
+    found = alpha_as_data_share(info.path)
+    if found is None or found[1] < ALPHA_DATA_SHARE:
+        return
+    band, share = found
+    log.warning(
+        "%s: band %d is declared alpha (transparency), but %.1f %% of its pixels are neither transparent nor opaque, "
+        "as a data band's are (a near-infrared band in a 4-band file written as RGBA); it is read as the scene's "
+        "mask: where it is 0 the map has no data. If it is no transparency, declare it so and segment that: "
+        "gdal_translate -of VRT -colorinterp_%d undefined %s %s",
+        info.path, band, 100 * share, band, shlex.quote(str(info.path)),
+        shlex.quote(os.path.splitext(os.path.basename(str(info.path)))[0] + "-bands.vrt"),
+    )
+
+
 def masked_beyond_nodata(src: rasterio.io.DatasetReader, band: int = 1) -> bool:
     """Whether ``band``'s pixels without data are marked by a mask, an internal mask band or
     an alpha band (which GDAL's tools and QGIS honour), rather than by a nodata value or not

@@ -27,7 +27,7 @@ from .errors import CheckpointError, InputError, OutputError, UnknownNameError
 from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter
 from .progress import ProgressCallback
-from .io import SceneInfo, SceneReader, inspect_scene, warn_if_black_edges, working_grid
+from .io import SceneInfo, SceneReader, inspect_scene, warn_if_alpha_holds_data, warn_if_black_edges, working_grid
 from .provenance import Provenance, blend_rule, context_rule, file_sha256, options_rule, scene_stamp, utc_now
 from .resolution import (
     Scale, coarseness, describe_scale, is_full_resolution, reading_gsd, run_scale, scale_json, warn_if_stretched,
@@ -244,17 +244,29 @@ def check_model_scheme(checkpoint: Any, scheme: str | None, name: str | None = N
 #: A scene whose working grid is smaller than this share of a patch on both sides is warned
 #: about: the model sees next to none of the context it learned from.
 TINY_SCENE_SHARE = 0.25
+#: A scene narrower than this share of a patch (on its working grid), however long, is
+#: warned about too: a strip 1-3 px high of two Joplin tiles got the class the same row
+#: gets in the tiles on 17 % of its pixels, and water where the tiles have none.
+NARROW_SCENE_SHARE = 1 / 16
 
 
 def warn_if_tiny(info: SceneInfo, scale: Scale, patch_size: int, model_gsd: float | None) -> None:
     """Warn when a scene is, at the model's resolution, smaller than :data:`TINY_SCENE_SHARE`
     of a patch on both sides (a 20 x 20 px crop of a 0.6 m tile is 6 x 6 px at the land-cover
-    model's 2 m): its classes come from almost no context, and differ from those the same
+    model's 2 m), or narrower than :data:`NARROW_SCENE_SHARE` of one however long (a strip
+    of a few rows): its classes come from almost no context, and differ from those the same
     pixels get in the scene around them."""
     grid = working_grid(info, scale)
-    if max(grid.height, grid.width) >= TINY_SCENE_SHARE * patch_size:
-        return
     at = f" at the model's {model_gsd:.3g} m" if model_gsd is not None and info.gsd is not None else " as the model reads it"
+    if max(grid.height, grid.width) >= TINY_SCENE_SHARE * patch_size:
+        if min(grid.height, grid.width) < NARROW_SCENE_SHARE * patch_size:
+            log.warning(
+                "%s is a strip only %d px across (%d x %d px%s), far narrower than one %d px patch: the model sees "
+                "almost none of the context it learned from, so its classes here are unreliable; segment a larger "
+                "scene around it and keep this part with aoi=FILE or bounds=(LEFT, BOTTOM, RIGHT, TOP)",
+                info.path, min(grid.height, grid.width), grid.width, grid.height, at, patch_size,
+            )
+        return
     log.warning(
         "%s is only %d x %d px%s, far less than one %d px patch: the model sees almost none of the context it learned "
         "from, so its classes here are unreliable; segment a larger scene around it and keep this part with "
@@ -482,6 +494,7 @@ def segment(
     warn_of_an_unplaced_output(info, checkpoint, settings, scale)
     warn_if_tiny(info, scale, settings.patch_size or checkpoint.patch_size, checkpoint.gsd)
     warn_if_black_edges(info)
+    warn_if_alpha_holds_data(info)
     warn_if_stretched(info, scale)
     asked = options_rule(settings, bands=bands, tta=tta, aoi=aoi, bounds=bounds)  # before anything is resolved
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)

@@ -56,7 +56,8 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixe
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import (
-    SceneInfo, SceneReader, check_global_resampling, inspect_scene, read_error_detail, warn_if_black_edges, working_grid,
+    SceneInfo, SceneReader, check_global_resampling, inspect_scene, read_error_detail, warn_if_alpha_holds_data,
+    warn_if_black_edges, working_grid,
 )
 from .resolution import Scale, coarseness, run_scale, warn_if_stretched
 from .tiling import PatchGrid
@@ -260,6 +261,7 @@ def prepare_scene(
     warn_of_an_unplaced_output(info, checkpoint, settings, scale)
     warn_if_tiny(info, scale, settings.patch_size or checkpoint.patch_size, checkpoint.gsd)
     warn_if_black_edges(info)
+    warn_if_alpha_holds_data(info)
     warn_if_stretched(info, scale)
     if settings.mode is None:
         settings = replace(settings, mode=checkpoint.mode)

@@ -684,3 +684,43 @@ def test_a_scene_far_smaller_than_a_patch_is_warned_about(tmp_path, caplog):
         assert bool(said) == warned, (size, caplog.text)
         if warned:
             assert "s20.tif is only 20 x 20 px" in said[0]
+    # a strip of a few rows, however long: narrower than a sixteenth of a patch (8 px here)
+    for height, warned in ((3, True), (8, False)):
+        caplog.clear()
+        scene = write_geotiff(tmp_path / f"strip{height}.tif", rng.integers(1, 256, (3, height, 300), dtype=np.uint8),
+                              crs=CRS, transform=TRANSFORM)
+        with caplog.at_level(logging.WARNING, logger="glgeo"):
+            segment(scene, tmp_path / f"strip-out{height}.tif", model=checkpoint, settings=settings)
+        said = [r.getMessage() for r in caplog.records if "far narrower than one 128 px patch" in r.getMessage()]
+        assert bool(said) == warned, (height, caplog.text)
+        if warned:
+            assert f"strip{height}.tif is a strip only 3 px across (300 x 3 px" in said[0]
+
+
+def test_an_alpha_band_that_holds_data_is_warned_about(tmp_path, caplog):
+    """A 4-band RGB + NIR file written without PHOTOMETRIC declares its NIR band alpha:
+    GDAL reads it as the mask, and its zeros got no class without a word. A real alpha band
+    (0 and 255, a few soft values at its edge) says nothing."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(1, 256, (3, 100, 120), dtype=np.uint8)
+    nir = rng.integers(0, 256, (1, 100, 120), dtype=np.uint8)
+    alpha = np.full((1, 100, 120), 255, np.uint8)
+    alpha[:, :30] = 0
+    alpha[:, 30] = 128
+    checkpoint = standin(patch=64)
+    settings = InferenceSettings(device="cpu", min_overlap=10)
+    told = {}
+    for name, fourth in (("rgbn.tif", nir), ("rgba.tif", alpha)):
+        caplog.clear()
+        scene = tmp_path / name
+        with rasterio.open(scene, "w", driver="GTiff", width=120, height=100, count=4, dtype="uint8", crs=CRS,
+                           transform=TRANSFORM) as dst:  # GDAL's default for 4 bytes: RGB, the 4th alpha
+            dst.write(np.concatenate([rgb, fourth]))
+        with rasterio.open(scene) as src:
+            assert src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+        with caplog.at_level(logging.WARNING, logger="glgeo"):
+            segment(scene, tmp_path / f"out-{name}", model=checkpoint, settings=settings)
+        told[name] = [r.getMessage() for r in caplog.records if "declared alpha" in r.getMessage()]
+    assert told["rgba.tif"] == []
+    assert len(told["rgbn.tif"]) == 1 and "rgbn.tif: band 4 is declared alpha (transparency), but 99." in told["rgbn.tif"][0]
+    assert "gdal_translate -of VRT -colorinterp_4 undefined" in told["rgbn.tif"][0]
