@@ -44,6 +44,7 @@ full-resolution valid mask for putting the prediction back on the scene's own gr
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shlex
 import time
@@ -142,9 +143,29 @@ class SceneInfo:
         return abs(self.transform.a * self.transform.e - self.transform.b * self.transform.d)
 
     @property
+    def measured_by(self) -> tuple[CRS | None, Affine]:
+        """The CRS and pixel-to-map transform its pixels' size on the ground is measured
+        with: the scene's own, or for a scene placed by ground control points only, the
+        affine transform that fits them best (:func:`rasterio.transform.from_gcps`) in their
+        CRS. The output keeps the GCPs themselves: this only tells the resolution."""
+        if self.gcps is not None and not self.has_transform:
+            points, crs = self.gcps
+            if crs is not None and len(points) >= 3:
+                from rasterio.transform import from_gcps
+
+                try:
+                    fitted = from_gcps(points)
+                except Exception:  # noqa: BLE001 - points in a line: no resolution from them
+                    return self.crs, self.transform
+                if math.isfinite(fitted.determinant) and abs(fitted.determinant) > 0:
+                    return crs, fitted
+        return self.crs, self.transform
+
+    @property
     def gsd(self) -> float | None:
-        """Ground sample distance in metres (see :func:`ground_sample_distance`)."""
-        return ground_sample_distance(self.crs, self.transform, self.height, self.width)
+        """Ground sample distance in metres (see :func:`ground_sample_distance`; for a
+        scene placed by ground control points, measured with them: :attr:`measured_by`)."""
+        return ground_sample_distance(*self.measured_by, self.height, self.width)
 
 
 def read_error_detail(exc: Exception) -> str:

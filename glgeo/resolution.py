@@ -264,7 +264,7 @@ def reading_scale(checkpoint, info: SceneInfo, gsd: float | None = None) -> Scal
     are finer, else the coarser side's (no axis is read above 1, :func:`square_scale`).
     """
     model_gsd, scene_gsd = checkpoint.gsd, info.gsd if info.gsd is not None else gsd
-    sides = ground_pixel_sides(info.crs, info.transform, info.height, info.width) if info.gsd is not None else None
+    sides = ground_pixel_sides(*info.measured_by, info.height, info.width) if info.gsd is not None else None
     if model_gsd is None or scene_gsd is None:
         if checkpoint.scene_scale != 1:
             log.info(

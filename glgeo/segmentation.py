@@ -198,8 +198,8 @@ NO_CRS_OUTPUT_WARNING = (
 )
 #: ... of a scene placed by ground control points only (no geotransform).
 GCP_OUTPUT_WARNING = (
-    "%s is placed by ground control points only: the output carries the same GCPs and areas are in pixels; its "
-    "resolution is unknown here (pass gsd=METRES), and gdalwarp makes a north-up scene of it"
+    "%s is placed by ground control points only: the output carries the same GCPs and areas are in pixels; %s, and "
+    "gdalwarp makes a north-up scene of it"
 )
 #: What :func:`segment` warns of a map that holds no class (it names the map: callers whose
 #: outputs are temporary, as :func:`glgeo.evaluate_model`'s, say it of the scene instead).
@@ -282,7 +282,9 @@ def warn_of_an_unplaced_output(info: SceneInfo, checkpoint: Any = None, settings
     scale the model was trained at (``scale``, no ``gsd`` or ``scale`` in ``settings``) is
     said to be taken as imagery of the model's resolution."""
     if info.gcps is not None:
-        log.warning(GCP_OUTPUT_WARNING, info.path)
+        gsd = info.gsd
+        log.warning(GCP_OUTPUT_WARNING, info.path, "its resolution is unknown here (pass gsd=METRES)" if gsd is None else
+                    f"it is read as {gsd:.3g} m pixels, the size its GCPs give them")
     elif info.has_transform and not info.is_georeferenced:
         log.warning(NO_CRS_OUTPUT_WARNING, info.path, math.hypot(info.transform.a, info.transform.d))
     elif not info.is_georeferenced:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,14 +234,21 @@ _AREA_WHY = {"px": "no georeferencing", "map unit2": "no CRS with a known unit",
 
 
 def _area_units(
-    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int, source: str
+    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int, source: str, gcps: bool = False
 ) -> tuple[PixelAreas, float]:
     """How ``area_m2`` is measured (see :class:`glgeo.areas.PixelAreas`), and the factor
     from squared CRS units to it where polygons are measured in the CRS's own units; warns
-    when not in m²."""
+    when not in m² (``gcps``: the raster is placed by ground control points only)."""
     pixel_areas = PixelAreas(crs, transform, width, height)
     pixel_areas.report(log, f"{source} (area_m2)")
-    if crs is None:
+    if gcps:  # assigning a CRS, as said below of other rasters without one, would misplace it
+        log.warning(
+            "%s is placed by ground control points only: its polygons are in pixel coordinates (x the column, y the "
+            "row), not on the map, and area_m2 holds pixels; warp it onto a map grid first and vectorize that "
+            "(gdalwarp -r near %s %s)", source, shlex.quote(source),
+            shlex.quote(os.path.splitext(os.path.basename(source))[0] + "-warped.tif"),
+        )
+    elif crs is None:
         log.warning(
             "%s has no CRS: area_m2 will hold areas in %s, not m²;"
             " assign the raster's CRS (e.g. `rio edit-info --crs EPSG:32618`) for areas in m²",
@@ -1070,8 +1078,9 @@ def vectorize(
         layer_name = _layer_name(layer, raster_path)
         nodata_value = _nodata_for(src, nodata)
         transform = vector_transform(src)
+        placed_by_gcps = src.crs is None and src.transform == Affine.identity() and bool(src.gcps[0])
         pixel_areas, area_factor = _area_units(src.crs if src.crs else None, transform, src.width, src.height,
-                                               str(raster_path))
+                                               str(raster_path), gcps=placed_by_gcps)
         area_units = pixel_areas.unit
         # the largest pixel's area: no region of min_area or more is merged away
         pixel_area = pixel_areas.largest
@@ -1113,7 +1122,9 @@ def vectorize(
             what = f"Polygons of the classes of {raster_path.name}, vectorized {items['GLGEO_VECTORIZED_UTC']}"
             if pixel_areas.unit != "m2":  # the field's name says m²: the abstract says what it holds
                 held = _AREA_WORDS.get(pixel_areas.unit, pixel_areas.unit)
-                what += f"; area_m2 holds {held}, not m², as the raster has {_AREA_WHY.get(pixel_areas.unit, 'no metric CRS')}"
+                why = ("is placed by ground control points only" if placed_by_gcps else
+                       f"has {_AREA_WHY.get(pixel_areas.unit, 'no metric CRS')}")
+                what += f"; area_m2 holds {held}, not m², as the raster {why}"
             write_gpkg_layer_metadata(tmp, layer_name, provenance_metadata(class_scheme, items, layer_name, what))
         n_blocks = math.ceil(src.height / block_size) * math.ceil(src.width / block_size)
         raster_pixels, written_pixels = (

@@ -454,3 +454,8 @@ def test_a_transform_without_crs_and_gcps_are_kept_in_the_output(tmp_path, caplo
         assert crs == CRS.from_epsg(26915) and [(p.row, p.col, p.x, p.y) for p in points] == [
             (p.row, p.col, p.x, p.y) for p in gcps]
     assert "is placed by ground control points only: the output carries the same GCPs" in caplog.text
+    # read at the resolution its GCPs give (it was read as the model's own: 4 times too coarse at 2.4 m)
+    assert "it is read as 0.6 m pixels, the size its GCPs give them" in caplog.text
+    assert inspect_scene(placed).gsd == pytest.approx(0.6)
+    assert inspect_scene(placed).gsd == inspect_scene(write_geotiff(tmp_path / "same.tif", pixels, crs="EPSG:26915",
+                                                                    transform=transform)).gsd

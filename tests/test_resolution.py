@@ -27,7 +27,8 @@ def _model(gsd=None, scene_scale=1.0):
 
 
 def _scene(gsd, crs=None, transform=Affine.identity(), size=100):
-    return SimpleNamespace(gsd=gsd, path="scene.tif", crs=crs, transform=transform, height=size, width=size)
+    return SimpleNamespace(gsd=gsd, path="scene.tif", crs=crs, transform=transform, height=size, width=size,
+                           measured_by=(crs, transform))
 
 
 def test_scenes_are_read_at_the_models_resolution(caplog):

@@ -311,6 +311,25 @@ def test_geographic_areas_are_geodesic_square_metres_and_a_missing_crs_warns(tmp
     assert "WARNING" not in caplog.text and "on the ground" not in caplog.text
 
 
+def test_a_raster_placed_by_gcps_says_to_warp_it_not_to_assign_a_crs(tmp_path, classes_array, caplog):
+    """Assigning it a CRS, as a raster without one is told to, would put its polygons in
+    pixel coordinates at the CRS's origin."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS as RioCRS
+
+    raster = write_raster(tmp_path / "gcps.tif", classes_array, crs=None)
+    h, w = classes_array.shape
+    with rasterio.open(raster, "r+") as dst:
+        dst.gcps = ([GroundControlPoint(r, c, 500000 + 2 * c, 4100000 - 2 * r) for r, c in ((0, 0), (0, w), (h, 0), (h, w))],
+                    RioCRS.from_epsg(32615))
+    with caplog.at_level(logging.WARNING, logger="glgeo.vectorization"):
+        vectorize(raster, tmp_path / "gcps.gpkg", scheme=DEEPGLOBE)
+    assert "gcps.tif is placed by ground control points only: its polygons are in pixel coordinates" in caplog.text
+    assert "gdalwarp -r near" in caplog.text and "rio edit-info" not in caplog.text
+    assert "area_m2 holds pixels, not m², as the raster is placed by ground control points only" \
+        in _abstract(tmp_path / "gcps.gpkg")
+
+
 def test_feet_crs_areas_are_square_metres(tmp_path, classes_array):
     # NAD83 / New York Long Island (ftUS): 1 px = 1 ftUS x 1 ftUS.
     raster = write_raster(tmp_path / "ft.tif", classes_array, crs="EPSG:2263", transform=from_origin(1e6, 2e5, 1, 1))
