@@ -9,7 +9,8 @@ Pixel values become network inputs in two steps:
    range. 8-bit scenes are not stretched. For 16-bit and float scenes fed to a model
    trained on bytes (the checkpoint's range ends at 255 or below) the default ``"auto"``
    stretch maps each band's 1st..99th percentile onto that range, so a 12-bit sensor's
-   values are not clipped at 255 nor squeezed into a few grey levels. The percentiles are measured on a
+   values are not clipped at 255 nor squeezed into a few grey levels; a float scene whose
+   values all lie within 0..1 (reflectance) is read as 0..1, alike for every band. The percentiles are measured on a
    nearest-neighbour sample of at most 1024 x 1024 valid pixels (unsmoothed, so they
    describe full-resolution values). Values beyond them saturate; the share of the
    sample that saturates is logged and reported (never silent).
@@ -330,17 +331,22 @@ def choose_stretch(
         values = values[:, np.isfinite(values).all(axis=0)]
         if values.size == 0:
             return checkpoint
-        lo_pct, hi_pct = AUTO_STRETCH_PERCENTILES
-        lows = np.percentile(values, lo_pct, axis=1)
-        highs = np.percentile(values, hi_pct, axis=1)
-        highs = np.where(highs > lows, highs, lows + 1.0)
-        stretch = Stretch(
-            tuple(float(v) for v in lows),
-            tuple(float(h - l) for l, h in zip(lows, highs)),
-            True,
-            f"{info.dtype} stretched per band from percentiles {lo_pct:g}-{hi_pct:g}: "
-            + ", ".join(f"{l:g}..{h:g}" for l, h in zip(lows, highs)),
-        )
+        if np.dtype(info.dtype).kind == "f" and values.min() >= 0 and values.max() <= 1:
+            # reflectance as 0..1: read in the range it is in, alike for every band (a percentile stretch
+            # of each changed its colours: 48 % more building area than the same pixels as bytes)
+            stretch = Stretch((0.0,) * n, (1.0,) * n, True, f"{info.dtype} values within 0..1, read as 0..1")
+        else:
+            lo_pct, hi_pct = AUTO_STRETCH_PERCENTILES
+            lows = np.percentile(values, lo_pct, axis=1)
+            highs = np.percentile(values, hi_pct, axis=1)
+            highs = np.where(highs > lows, highs, lows + 1.0)
+            stretch = Stretch(
+                tuple(float(v) for v in lows),
+                tuple(float(h - l) for l, h in zip(lows, highs)),
+                True,
+                f"{info.dtype} stretched per band from percentiles {lo_pct:g}-{hi_pct:g}: "
+                + ", ".join(f"{l:g}..{h:g}" for l, h in zip(lows, highs)),
+            )
     else:
         raise InputError(f"stretch must be 'auto', 'none' or (low, high), got {spec!r}")
     values = global_raw[:, global_valid.astype(bool)].astype(np.float64)

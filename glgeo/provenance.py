@@ -48,6 +48,7 @@ _ITEMS = {
     "options": "GLGEO_OPTIONS",
     "created": "GLGEO_CREATED_UTC",
     "scene": "GLGEO_SCENE",
+    "stretch": "GLGEO_STRETCH",
 }
 
 
@@ -81,6 +82,10 @@ class Provenance:
         scene: the file it was made from (:func:`scene_stamp`: its path, size and time
             stamp, as JSON), so that a batch rerun tells it from another file of the same
             name; empty in outputs glgeo wrote before 7 December 2026.
+        stretch: how a 16-bit or float scene's values were mapped onto the model's input
+            (:func:`glgeo.io.choose_stretch`: ``uint16 stretched per band from percentiles
+            1-99: ...``; ``checkpoint scaling`` for bytes); empty in outputs glgeo wrote
+            before 8 December 2026 and where every block of a split scene was kept.
     """
 
     model: str
@@ -96,6 +101,7 @@ class Provenance:
     context: str = ""
     options: str = ""
     scene: str = ""
+    stretch: str = ""
 
     def tags(self) -> dict[str, str]:
         """The metadata items (``GLGEO_*``, ``TIFFTAG_SOFTWARE``, ``TIFFTAG_DATETIME``)."""

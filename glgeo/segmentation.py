@@ -577,6 +577,7 @@ def segment(
             options=asked,
             created=utc_now(),
             scene=scene_stamp(info.path, info.title),
+            stretch=stats.stretch,
         )
         writer.set_tags(provenance.tags())
         start = time.perf_counter()

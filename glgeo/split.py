@@ -461,7 +461,7 @@ def write_block(
             import json
 
             out.dst.update_tags(**{BLOCK_RUN_TAG: json.dumps(
-                {"mode": stats.mode, "precision": stats.precision, "device": stats.device})})
+                {"mode": stats.mode, "precision": stats.precision, "device": stats.device, "stretch": stats.stretch})})
             out.commit()
         except BaseException:
             out.discard()

@@ -318,6 +318,9 @@ def test_16_bit_scene_through_an_explicit_stretch(tmp_path):
     assert "percentiles" in auto.stats.stretch
     # the share clipped is in the summary, not only in the -v log
     assert re.search(r"\(\d+\.\d\d % of values saturate\)$", auto.stats.stretch), auto.stats.stretch
+    # and in the map's provenance, which once said only GLGEO_OPTIONS=defaults
+    with rasterio.open(tmp_path / "auto.tif") as src:
+        assert src.tags()["GLGEO_STRETCH"] == auto.stats.stretch
 
 
 def test_coarse_to_fine_computes_only_patches_near_the_foreground(tmp_path):

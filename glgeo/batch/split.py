@@ -535,6 +535,7 @@ def run_split(
                 run = block_run(block_path(folder, plan.blocks[0]))
                 stats.mode = run.get("mode") or split.settings.mode or checkpoint.mode
                 stats.precision, stats.device = run.get("precision", ""), run.get("device", "")
+                stats.stretch = run.get("stretch", "")
             name, sha256 = model_identity(reference, checkpoint)
             info = split.info
             provenance = Provenance(
@@ -543,7 +544,7 @@ def run_split(
                 gsd_m=reading_gsd(info.gsd, split.scale),
                 blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),
                 options=options_rule(options.settings, bands=options.bands, tta=tta, aoi=aoi, bounds=bounds), created=utc_now(),
-                scene=scene_stamp(info.path, info.title),
+                scene=scene_stamp(info.path, info.title), stretch=stats.stretch,
             )  # fmt: skip
             assembled = assemble(split, folder, out_path, checkpoint.scheme, scores_out=scores_path,
                                  output_options=options.output_options, tags=provenance.tags())
