@@ -285,6 +285,9 @@ class Stretch:
 
 #: Share of a scene's values beyond the model's input range above which ``stretch none`` warns.
 STRETCH_NONE_WARNING = 0.05
+#: Share of the model's input range below which the span of a scene's values makes
+#: ``stretch none`` warn (float reflectance of 0..1 fed to a model of bytes: a flat image).
+STRETCH_NONE_SPAN = 0.02
 
 
 def choose_stretch(
@@ -319,6 +322,13 @@ def choose_stretch(
                     "%s: %.1f %% of the values lie beyond the model's input range %g..%g and saturate (stretch none): "
                     "the map may mean little; leave stretch=auto, or give the data's range as stretch=(LOW, HIGH)",
                     info.path, 100 * outside, scaling_min, scaling_max,
+                )
+            elif values.size and np.ptp(values) < STRETCH_NONE_SPAN * (scaling_max - scaling_min):
+                log.warning(
+                    "%s: the values span %g..%g, %.2g %% of the model's input range %g..%g (stretch none): the model "
+                    "sees an almost flat image and the map may mean little; leave stretch=auto, or give the data's "
+                    "range as stretch=(LOW, HIGH)", info.path, values.min(), values.max(),
+                    100 * np.ptp(values) / (scaling_max - scaling_min), scaling_min, scaling_max,
                 )
         return checkpoint
     if isinstance(spec, tuple):

@@ -250,6 +250,11 @@ def test_stretch_none_on_values_beyond_the_models_range_warns(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="glgeo.io"), SceneReader(info) as reader:
         reader.read_global(30, "none", (0.0, 4095.0))  # a model trained on 12-bit values: nothing to say
     assert caplog.text == ""
+    # reflectance of 0..1 fed raw to a model of bytes: an almost flat image, a map of one class
+    flat = inspect_scene(write_scene(tmp_path / "f.tif", (data / 4095).astype(np.float32)))
+    with caplog.at_level("WARNING", logger="glgeo.io"), SceneReader(flat) as reader:
+        reader.read_global(30, "none", (0.0, 255.0))
+    assert "of the model's input range 0..255 (stretch none): the model sees an almost flat image" in caplog.text
 
 
 def test_float_scene_with_nan_nodata(tmp_path):
