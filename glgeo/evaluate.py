@@ -816,6 +816,7 @@ class _OnceFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         from .segmentation import (
             GCP_OUTPUT_WARNING, NO_CLASS_WARNING, NO_CRS_OUTPUT_WARNING, PLAIN_OUTPUT_GSD_WARNING, PLAIN_OUTPUT_WARNING,
+            RPC_OUTPUT_WARNING,
         )
 
         if record.levelno < logging.WARNING:
@@ -823,7 +824,8 @@ class _OnceFilter(logging.Filter):
         key = str(record.msg)
         if key == NO_CLASS_WARNING:  # said of each image, by evaluate (_no_class_noted)
             return True
-        if key in (PLAIN_OUTPUT_WARNING, PLAIN_OUTPUT_GSD_WARNING, NO_CRS_OUTPUT_WARNING, GCP_OUTPUT_WARNING):
+        if key in (PLAIN_OUTPUT_WARNING, PLAIN_OUTPUT_GSD_WARNING, NO_CRS_OUTPUT_WARNING, GCP_OUTPUT_WARNING,
+                   RPC_OUTPUT_WARNING):
             return False
         if key in self.seen:
             return False

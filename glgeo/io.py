@@ -108,6 +108,9 @@ class SceneInfo:
             :func:`glgeo.resolution.open_pixels`); ``None``: not known, looked up on opening.
         gcps: ``(ground control points, their CRS)`` of a scene placed by GCPs only (no
             geotransform), which its outputs carry; ``None`` otherwise.
+        rpcs: the scene's rational polynomial coefficients (:class:`rasterio.rpc.RPC`: a
+            satellite scene before orthorectification), which its outputs carry, so that
+            ``gdalwarp -rpc`` places the map as it would the scene; ``None`` without.
         title: what the outputs' metadata calls the scene where its file name would not say
             (a mosaic of tiles, :mod:`glgeo.mosaic`: its tiles' names); ``None``: the file's name.
     """
@@ -127,6 +130,7 @@ class SceneInfo:
     has_overviews: bool | None = None
     gcps: tuple[tuple, CRS | None] | None = None
     title: str | None = None
+    rpcs: object | None = None
 
     @property
     def is_georeferenced(self) -> bool:
@@ -614,6 +618,7 @@ def inspect_scene(path: str | os.PathLike, bands: Sequence[int] | None = None, n
             block_shape=tuple(src.block_shapes[chosen[0] - 1]),  # type: ignore[arg-type]
             has_overviews=any(src.overviews(b) for b in chosen),
             gcps=(tuple(gcps), gcp_crs if gcp_crs else None) if placed_by_gcps else None,
+            rpcs=src.rpcs or None,
             title=mosaic_title(src.tags()),
         )
 

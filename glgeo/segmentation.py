@@ -184,6 +184,11 @@ GLOBAL_RESOLUTION_FACTOR = 2.0
 #: What :func:`segment` warns of a scene without georeferencing (callers whose outputs are
 #: temporary, as :func:`glgeo.evaluate_model`'s, leave it out).
 PLAIN_OUTPUT_WARNING = "%s has no georeferencing: the output has none either and areas are in pixels"
+#: A scene placed by rational polynomial coefficients only (a satellite scene before orthorectification).
+RPC_OUTPUT_WARNING = (
+    "%s is placed by rational polynomial coefficients (RPCs) only: the output carries the same RPCs, areas are in "
+    "pixels and its resolution is unknown here (pass gsd=METRES); gdalwarp -rpc orthorectifies the scene, or the map"
+)
 #: ... and is read as imagery of the model's resolution (its GSD as the model assumes it).
 PLAIN_OUTPUT_GSD_WARNING = PLAIN_OUTPUT_WARNING + (
     "; it is read as if its pixels were %.3g m on the ground, as the model's training imagery (pass gsd=METRES "
@@ -287,6 +292,8 @@ def warn_of_an_unplaced_output(info: SceneInfo, checkpoint: Any = None, settings
                     f"it is read as {gsd:.3g} m pixels, the size its GCPs give them")
     elif info.has_transform and not info.is_georeferenced:
         log.warning(NO_CRS_OUTPUT_WARNING, info.path, math.hypot(info.transform.a, info.transform.d))
+    elif not info.is_georeferenced and info.rpcs is not None:
+        log.warning(RPC_OUTPUT_WARNING, info.path)
     elif not info.is_georeferenced:
         gsd = getattr(checkpoint, "gsd", None)
         assumed = (settings is not None and settings.gsd is None and settings.scale is None

@@ -229,23 +229,25 @@ def _layer_name(layer: str | None, raster: Path) -> str:
 
 #: What ``area_m2`` holds where it cannot hold m² (:attr:`glgeo.areas.PixelAreas.unit`), and why.
 _AREA_WORDS = {"px": "pixels", "map unit2": "squared units of the raster's coordinates", "deg2": "square degrees"}
+_PLACED_BY = {"gcps": "ground control points", "rpcs": "rational polynomial coefficients (RPCs)"}
 _AREA_WHY = {"px": "no georeferencing", "map unit2": "no CRS with a known unit",
              "deg2": "pixels where its CRS is undefined"}
 
 
 def _area_units(
-    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int, source: str, gcps: bool = False
+    crs: rasterio.crs.CRS | None, transform: Affine, width: int, height: int, source: str, placed_by: str = ""
 ) -> tuple[PixelAreas, float]:
     """How ``area_m2`` is measured (see :class:`glgeo.areas.PixelAreas`), and the factor
     from squared CRS units to it where polygons are measured in the CRS's own units; warns
-    when not in m² (``gcps``: the raster is placed by ground control points only)."""
+    when not in m² (``placed_by``: what places a raster without a geotransform, ``gcps``
+    or ``rpcs``)."""
     pixel_areas = PixelAreas(crs, transform, width, height)
     pixel_areas.report(log, f"{source} (area_m2)")
-    if gcps:  # assigning a CRS, as said below of other rasters without one, would misplace it
+    if placed_by:  # assigning a CRS, as said below of other rasters without one, would misplace it
         log.warning(
-            "%s is placed by ground control points only: its polygons are in pixel coordinates (x the column, y the "
-            "row), not on the map, and area_m2 holds pixels; warp it onto a map grid first and vectorize that "
-            "(gdalwarp -r near %s %s)", source, shlex.quote(source),
+            "%s is placed by %s only: its polygons are in pixel coordinates (x the column, y the row), not on the map, "
+            "and area_m2 holds pixels; warp it onto a map grid first and vectorize that (gdalwarp -r near%s %s %s)",
+            source, _PLACED_BY[placed_by], " -rpc" if placed_by == "rpcs" else "", shlex.quote(source),
             shlex.quote(os.path.splitext(os.path.basename(source))[0] + "-warped.tif"),
         )
     elif crs is None:
@@ -1078,9 +1080,10 @@ def vectorize(
         layer_name = _layer_name(layer, raster_path)
         nodata_value = _nodata_for(src, nodata)
         transform = vector_transform(src)
-        placed_by_gcps = src.crs is None and src.transform == Affine.identity() and bool(src.gcps[0])
+        unplaced = src.crs is None and src.transform == Affine.identity()
+        placed_by = "gcps" if unplaced and src.gcps[0] else "rpcs" if unplaced and src.rpcs else ""
         pixel_areas, area_factor = _area_units(src.crs if src.crs else None, transform, src.width, src.height,
-                                               str(raster_path), gcps=placed_by_gcps)
+                                               str(raster_path), placed_by)
         area_units = pixel_areas.unit
         # the largest pixel's area: no region of min_area or more is merged away
         pixel_area = pixel_areas.largest
@@ -1122,7 +1125,7 @@ def vectorize(
             what = f"Polygons of the classes of {raster_path.name}, vectorized {items['GLGEO_VECTORIZED_UTC']}"
             if pixel_areas.unit != "m2":  # the field's name says m²: the abstract says what it holds
                 held = _AREA_WORDS.get(pixel_areas.unit, pixel_areas.unit)
-                why = ("is placed by ground control points only" if placed_by_gcps else
+                why = (f"is placed by {_PLACED_BY[placed_by]} only" if placed_by else
                        f"has {_AREA_WHY.get(pixel_areas.unit, 'no metric CRS')}")
                 what += f"; area_m2 holds {held}, not m², as the raster {why}"
             write_gpkg_layer_metadata(tmp, layer_name, provenance_metadata(class_scheme, items, layer_name, what))

@@ -389,6 +389,8 @@ class ClassRasterWriter:
             profile["gcps"], gcp_crs = self.info.gcps
             if gcp_crs is not None:
                 profile["crs"] = gcp_crs
+        if getattr(self.info, "rpcs", None) is not None:  # gdalwarp -rpc places the map as the scene
+            profile["rpcs"] = self.info.rpcs
         return profile
 
     def _temp(self, final: Path, tag: str) -> Path:

@@ -270,6 +270,28 @@ def test_float_scene_with_nan_nodata(tmp_path):
     assert not batch.valid[0, :5].any() and batch.valid[0, 5:].all()
 
 
+def test_a_scene_placed_by_rpcs_keeps_them_in_the_output(tmp_path, caplog, tiny_checkpoint):
+    """A satellite scene before orthorectification: its map lost the RPCs (so gdalwarp -rpc
+    could not place it) and was said to have no georeferencing."""
+    import glgeo
+    from rasterio.rpc import RPC
+
+    rpc = RPC(height_off=100, height_scale=500, lat_off=37.07, lat_scale=0.01, line_den_coeff=[1] + [0] * 19,
+              line_num_coeff=[0, 0, -1] + [0] * 17, line_off=32, line_scale=32, long_off=-94.5, long_scale=0.01,
+              samp_den_coeff=[1] + [0] * 19, samp_num_coeff=[0, 1] + [0] * 18, samp_off=32, samp_scale=32)
+    pixels = np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8)
+    scene = tmp_path / "l1.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", rpcs=rpc) as dst:
+        dst.write(pixels)
+    with caplog.at_level("WARNING", logger="glgeo"):
+        glgeo.segment(scene, tmp_path / "l1_map.tif", model=tiny_checkpoint)
+    with rasterio.open(tmp_path / "l1_map.tif") as out:
+        assert out.rpcs is not None and out.crs is None
+        assert (out.rpcs.lat_off, out.rpcs.long_off, out.rpcs.samp_off) == pytest.approx((37.07, -94.5, 32))
+    assert "is placed by rational polynomial coefficients (RPCs) only: the output carries the same RPCs" in caplog.text
+    assert "has no georeferencing" not in caplog.text
+
+
 def test_float_reflectance_within_0_1_is_read_as_0_1_not_stretched_per_band(tmp_path):
     """The same pixels as bytes / 255 give the model the same inputs: a percentile stretch
     of each band changed their colours (48 % more building area on a Joplin tile)."""
