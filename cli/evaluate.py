@@ -16,12 +16,9 @@ from .segment import _parse_bands
 
 
 def _scheme(value: str):
-    from glgeo.schemes import ClassScheme, get_scheme
+    from glgeo.schemes import load_scheme
 
-    path = Path(value)
-    if path.suffix.lower() == ".json" and path.is_file():
-        return ClassScheme.from_dict(json.loads(path.read_text()))
-    return get_scheme(value)
+    return load_scheme(value)
 
 
 def _input_files(preds, truths, model, labels, images, split_file, scheme) -> tuple:

@@ -55,6 +55,7 @@ _ARGUMENTS = (
     "holdout_scenes", "loss_balance", "global_size", "patch_size", "rows_per_block", "focal_gamma", "crs",
     "global_resampling", "epochs", "labels", "blend", "min_overlap", "footprint", "logit_upsampling", "nodata_fill",
     "global_view", "global_margin", "context_crop", "window_overlap", "edge_margin", "truth", "model", "images",
+    "blur_jitter", "color_jitter", "cut_consistency", "lovasz",
 )
 #: Two arguments one flag sets together: ``rows_per_block=1, cols_per_block=9`` -> ``--block-windows 1x9``.
 _BLOCK_SHAPE = re.compile(r"\brows_per_block=(\d+), cols_per_block=(\d+)")

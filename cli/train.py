@@ -3,7 +3,6 @@ imagery with polygon labels."""
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -45,16 +44,9 @@ def _devices(text: str) -> str | int | list[int]:
 
 
 def _scheme(value: str | None):
-    from glgeo.schemes import ClassScheme, get_scheme, register_scheme
+    from glgeo.schemes import load_scheme
 
-    if value is None:
-        return None
-    path = Path(value)
-    if path.suffix.lower() == ".json" and path.is_file():
-        scheme = ClassScheme.from_dict(json.loads(path.read_text()))
-        register_scheme(scheme)
-        return scheme
-    return get_scheme(value)
+    return None if value is None else load_scheme(value, register=True)
 
 
 @click.command(short_help="Train GLNet (the paper's three stages).")

@@ -33,10 +33,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import rasterio
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from .writer import OutputOptions
 from rasterio.enums import ColorInterp, MaskFlags
 from rasterio.errors import RasterioIOError
 
@@ -560,7 +565,6 @@ def cut_tile_maps(
             scheme), or an output exists and ``overwrite`` is false.
         OutputError: an output cannot be written.
     """
-    import numpy as np
     from rasterio.windows import Window
 
     from .areas import AreaTally, PixelAreas

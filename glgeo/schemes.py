@@ -12,7 +12,9 @@ file alone says what its output ids mean and how to draw them. Two schemes ship 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import InputError, UnknownNameError
@@ -218,8 +220,10 @@ class ClassScheme:
                 ignore_in_miou=tuple(int(i) for i in data.get("ignore_in_miou", ())),
                 description=str(data.get("description", "")),
             )
-        except (KeyError, TypeError) as exc:
+        except KeyError as exc:
             raise InputError(f"class scheme description is incomplete: missing {exc}") from None
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"class scheme description is not valid: {exc}") from None
 
 
 DEEPGLOBE = ClassScheme(
@@ -268,6 +272,34 @@ def get_scheme(name: str) -> ClassScheme:
         raise UnknownNameError(
             f"unknown class scheme {name!r}; choose from: {', '.join(list_schemes())}"
         ) from None
+
+
+def load_scheme(name_or_path: str | os.PathLike, register: bool = False) -> ClassScheme:
+    """A registered scheme by name, or one described in a JSON file (as
+    :meth:`ClassScheme.to_dict` writes it; ``register``: registered under its name too).
+
+    Raises:
+        InputError: the JSON file cannot be read, is not JSON or does not describe a scheme.
+        UnknownNameError: no registered scheme has that name.
+    """
+    import json
+
+    path = Path(name_or_path)
+    if path.suffix.lower() == ".json" and path.is_file():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the class scheme {str(path)!r}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise InputError(f"the class scheme {str(path)!r} is not valid JSON ({exc}); fix it or give a scheme name "
+                             f"({', '.join(list_schemes())})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"the class scheme {str(path)!r} holds no scheme (a JSON object with name and classes)")
+        scheme = ClassScheme.from_dict(data)
+        if register:
+            register_scheme(scheme)
+        return scheme
+    return get_scheme(str(name_or_path))
 
 
 def register_scheme(scheme: ClassScheme) -> None:

@@ -124,6 +124,24 @@ def test_library_messages_advise_no_flags():
     assert not offenders, "\n".join(offenders)
 
 
+def test_every_option_a_library_message_names_is_said_as_its_flag():
+    """A message names an argument (``got color_jitter=2.0``) and the command line says it as
+    the flag that sets it; a name left out of the list stayed a Python name on the terminal."""
+    import re
+
+    import click
+
+    from glgeo.cli.main import _ARGUMENTS, cli_message
+
+    ctx = click.Context(cli)
+    names = {p.name for n in cli.list_commands(ctx) for p in cli.get_command(ctx, n).params}
+    root = Path(__file__).resolve().parents[1]
+    source = "\n".join(p.read_text() for d in ("glgeo", "models") for p in (root / d).rglob("*.py"))
+    named = {n for n in names if re.search(r"\b" + re.escape(n) + r"=(\{|\.\.\.|%)", source)}
+    assert named and not named - set(_ARGUMENTS), sorted(named - set(_ARGUMENTS))
+    assert cli_message("got color_jitter=2.0") == "got --color-jitter 2.0"
+
+
 def _scene(path: Path) -> Path:
     import numpy as np
 

@@ -97,3 +97,31 @@ def test_schemes_round_trip_and_register(monkeypatch):
     assert get_scheme("roads") is roads and list_schemes() == ["deepglobe", "inria", "roads"]
     with pytest.raises(UnknownNameError, match="unknown class scheme 'landsat'; choose from: deepglobe, inria, roads"):
         get_scheme("landsat")
+
+
+def test_a_scheme_file_that_is_no_scheme_is_one_line_not_a_traceback(tmp_path):
+    """--scheme x.json with a typo printed a JSONDecodeError traceback (evaluate, train)."""
+    from click.testing import CliRunner
+
+    from glgeo.cli.main import cli
+    from glgeo.schemes import load_scheme
+
+    broken = tmp_path / "roads.json"
+    broken.write_text('{"name": "roads", "classes": [')
+    with pytest.raises(InputError, match=r"roads.json' is not valid JSON .*; fix it or give a scheme name"):
+        load_scheme(broken)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="holds no scheme"):
+        load_scheme(tmp_path / "list.json")
+    (tmp_path / "ids.json").write_text('{"name": "x", "classes": [{"id": "one", "name": "a", "color": [1, 2, 3], '
+                                       '"mask_value": 1}]}')
+    with pytest.raises(InputError, match="class scheme description is not valid"):
+        load_scheme(tmp_path / "ids.json")
+    for name in ("p.tif", "t.tif"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "r").mkdir()
+    for command in (["evaluate", "--pred", str(tmp_path / "p.tif"), "--truth", str(tmp_path / "t.tif")],
+                    ["train", "--dataset", "folder", "--root", str(tmp_path / "r"), "--out", str(tmp_path / "run")]):
+        result = CliRunner().invoke(cli, [*command, "--scheme", str(broken)])
+        assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit), result.output
+        assert "is not valid JSON" in result.output, result.output
