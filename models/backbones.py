@@ -250,10 +250,17 @@ class ResNet(Backbone):
         example in ``~/.cache/torch/hub/checkpoints``) pass its path.
 
         Raises:
-            CheckpointError: the file does not fit this backbone.
+            CheckpointError: the file cannot be read, holds no state dict, or does not fit
+                this backbone.
         """
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a file that is no torch file
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise CheckpointError(f"cannot read {path} as torch weights ({reason}); give a torchvision checkpoint file") from None
+        if not isinstance(state, dict):
+            raise CheckpointError(f"{path} holds a {type(state).__name__}, not a state dict of {self.name} weights")
+        state = {k: v for k, v in state.items() if isinstance(k, str) and not k.startswith("fc.")}
         try:
             missing, unexpected = self.load_state_dict(state, strict=False)
         except RuntimeError:  # same names, other shapes

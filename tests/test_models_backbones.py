@@ -51,6 +51,13 @@ def test_backbone_rejects_a_file_of_another_architecture(tmp_path):
     torch.save(build_backbone("resnet18").state_dict(), path)
     with pytest.raises(CheckpointError, match="not a torchvision resnet50"):
         build_backbone("resnet50").load_pretrained(path)
+    # a torch file of something else, and a file that is no torch file: one error each, not AttributeError
+    torch.save([1, 2], tmp_path / "list.pth")
+    with pytest.raises(CheckpointError, match="holds a list, not a state dict of resnet18 weights"):
+        build_backbone("resnet18").load_pretrained(tmp_path / "list.pth")
+    (tmp_path / "junk.pth").write_text("junk")
+    with pytest.raises(CheckpointError, match="cannot read .*junk.pth as torch weights"):
+        build_backbone("resnet18").load_pretrained(tmp_path / "junk.pth")
 
 
 @pytest.mark.parametrize("backbone", list_backbones())
