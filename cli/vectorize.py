@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 from pathlib import Path
-from typing import Iterator
 
 import click
 
-from glgeo.cli.main import cli_message
+from glgeo.cli.main import logs_in_flag_terms
 from glgeo.cli.options import overwrite_opt, plural, progress_bar
 
 
@@ -24,26 +21,6 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     if value is not None and (not math.isfinite(value) or value <= 0):
         raise click.ClickException(f"{param.opts[0]} must be a positive number, got {value:g}")
     return value
-
-
-class _FlagNames(logging.Filter):
-    """Rewrites the library's log messages in command-line terms (``block_size=4096`` ->
-    ``--block-size 4096``), as the group does for its error messages."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = cli_message(record.getMessage(), "vectorize"), None
-        return True
-
-
-@contextlib.contextmanager
-def _log_in_flag_names() -> Iterator[None]:
-    logger = logging.getLogger("glgeo.vectorization")
-    names = _FlagNames()
-    logger.addFilter(names)
-    try:
-        yield
-    finally:
-        logger.removeFilter(names)
 
 
 @click.command(short_help="Polygonize a class raster into a styled GeoPackage.")
@@ -133,7 +110,7 @@ def vectorize(
         overwrite=overwrite,
         block_size=block_size,
     )
-    with progress_bar(ctx, unit="block", desc="vectorize") as progress, _log_in_flag_names():
+    with progress_bar(ctx, unit="block", desc="vectorize") as progress, logs_in_flag_terms("glgeo", "vectorize"):
         result = run_vectorize(raster, out, progress=progress, **kwargs)
 
     from glgeo.areas import format_area

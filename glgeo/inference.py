@@ -284,17 +284,17 @@ class InferenceSettings:
 
     def __post_init__(self) -> None:
         if self.patch_size is not None and self.patch_size < 8:
-            raise InputError(f"patch size must be at least 8 px, got {self.patch_size}")
+            raise InputError(f"patch size must be at least 8 px, got patch_size={self.patch_size}")
         if self.global_size is not None and self.global_size < 8:
-            raise InputError(f"global size must be at least 8 px, got {self.global_size}")
+            raise InputError(f"global size must be at least 8 px, got global_size={self.global_size}")
         if self.scale is not None and not all(0 < s <= 1 for s in axis_scales(self.scale)):
-            raise InputError(f"scale must be in (0, 1], got {describe_scale(self.scale)}")
+            raise InputError(f"scale must be in (0, 1], got scale={describe_scale(self.scale)}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise InputError(f"batch size must be at least 1, got {self.batch_size}")
+            raise InputError(f"batch size must be at least 1, got batch_size={self.batch_size}")
         if self.min_overlap < 0:
-            raise InputError(f"overlap must be 0 or more pixels, got {self.min_overlap}")
+            raise InputError(f"overlap must be 0 or more pixels, got min_overlap={self.min_overlap}")
         if self.prefetch < 0:
-            raise InputError(f"prefetch must be 0 or more batches, got {self.prefetch}")
+            raise InputError(f"prefetch must be 0 or more batches, got prefetch={self.prefetch}")
         if self.l2g_reuse not in ("disk", "memory", "recompute"):
             raise InputError(f"l2g_reuse must be disk, memory or recompute, got {self.l2g_reuse!r}")
         if self.logit_upsampling not in ("bilinear", "nearest"):
@@ -302,7 +302,7 @@ class InferenceSettings:
         if self.blend not in BLEND_RULES:
             raise InputError(f"blend must be one of {', '.join(BLEND_RULES)}, got {self.blend!r}")
         if self.footprint is not None and self.footprint != 0 and self.footprint < 8:
-            raise InputError(f"the context footprint must be 0 (whole scene) or at least 8 px, got {self.footprint}")
+            raise InputError(f"the context footprint must be 0 (whole scene) or at least 8 px, got footprint={self.footprint}")
         if self.nodata_fill not in NODATA_FILLS:
             raise InputError(f"nodata_fill must be one of {', '.join(NODATA_FILLS)}, got {self.nodata_fill!r}")
         if self.edge_margin < 0:
@@ -326,7 +326,7 @@ class InferenceSettings:
         if self.gsd is not None and not self.gsd > 0:
             raise InputError(f"the scene's ground sample distance must be positive, got gsd={self.gsd}")
         if self.c2f_ratio <= 0:
-            raise InputError(f"the coarse-to-fine ratio must be positive, got {self.c2f_ratio}")
+            raise InputError(f"the coarse-to-fine ratio must be positive, got c2f_ratio={self.c2f_ratio}")
         if self.gdal_cache_mb < 8:
             raise InputError("give GDAL at least 8 MB of block cache")
 

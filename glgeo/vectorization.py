@@ -57,7 +57,7 @@ from rasterio.windows import Window
 from .areas import PixelAreas, ground_areas
 from .resolution import ground_sample_distance
 from .atomic import atomic_path, check_output_path
-from .errors import InputError, SceneError
+from .errors import InputError, InternalError, SceneError
 from .gpkg import write_polygons
 from .io import masked_beyond_nodata, read_failed_error
 from .progress import ProgressCallback
@@ -876,7 +876,7 @@ def _pixel_geometries(
         if progress is not None:
             progress(done, len(blocks))
     if merger.n_open:
-        raise RuntimeError(f"internal error: {merger.n_open} polygons were left open after the last block")
+        raise InternalError(f"{merger.n_open} polygons were left open after the last block")
 
 
 # --------------------------------------------------------------------------------------
