@@ -206,7 +206,30 @@ def region_in_pixels(
         raise InputError(
             f"{what} does not overlap {info.path}, which covers ({scene_box}) in its CRS; check the coordinates and CRS"
         )
+    if inside.area < SMALL_REGION_PX and not _holds_a_pixel_centre(inside):
+        left, bottom, right, top = region.bounds
+        raise InputError(
+            f"the area ({left:.10g}, {bottom:.10g}, {right:.10g}, {top:.10g}) holds no pixel's centre of {info.path}, "
+            "so the map would hold no class; give a larger area"
+        )
     return inside
+
+
+#: Regions smaller than this many pixels are checked for a pixel centre inside (a larger
+#: one holds one but for slivers thinner than a pixel, which no area of interest is).
+SMALL_REGION_PX = 4096
+
+
+def _holds_a_pixel_centre(region: shapely.Geometry) -> bool:
+    """Whether a region (in pixel coordinates) holds the centre of a pixel, as only pixels
+    whose centre lies inside are segmented."""
+    left, top, right, bottom = region.bounds
+    cols = np.arange(np.floor(left), np.ceil(right)) + 0.5
+    rows = np.arange(np.floor(top), np.ceil(bottom)) + 0.5
+    if not len(cols) or not len(rows):
+        return False
+    xx, yy = np.meshgrid(cols, rows)
+    return bool(shapely.contains_xy(region, xx.ravel(), yy.ravel()).any())
 
 
 def _aoi_region(aoi: Any, crs: Any) -> shapely.Geometry:

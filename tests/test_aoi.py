@@ -155,3 +155,11 @@ def test_an_area_and_bounds_that_do_not_meet_say_so():
                          bounds=(500_200, 3_999_850, 500_300, 3_999_950))
     with pytest.raises(InputError, match="empty geometry"):
         region_in_pixels(SCENE, aoi=shapely.Polygon())
+
+
+def test_an_area_that_holds_no_pixel_centre_is_refused():
+    """Bounds within one 2 m pixel, off its centre: an all-nodata map, exit 0, and no word."""
+    with pytest.raises(InputError, match=r"holds no pixel's centre of scene.tif, so the map would hold no class"):
+        region_in_pixels(SCENE, bounds=(500_020.1, 3_999_980.1, 500_020.6, 3_999_980.6))
+    # a pixel's centre inside (500021, 3999981): taken
+    assert region_in_pixels(SCENE, bounds=(500_020.5, 3_999_980.5, 500_021.5, 3_999_981.5)) is not None
