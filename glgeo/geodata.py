@@ -865,6 +865,14 @@ class GeoScenes:
                 if key not in seen:  # clamping can bring the grid's overhanging last scene onto its neighbour
                     seen.add(key)
                     val_scenes.append((path, query))
+        if self.inputs.val_images and not val_rects:
+            boxes = set(val_area)
+            held_back = [p for p in self.files if tuple(self.footprints[p].bounds) in boxes]
+            if not {path for path, _, _ in self._rows} & set(held_back):  # nothing to validate on: not a size matter
+                raise InputError(
+                    f"the validation {rule} hold no labels ({self.inputs.labels} does not overlap them): give "
+                    "val_images that the labels cover, or labels that cover them"
+                )
         if val_area and not val_scenes:
             raise InputError(
                 f"the validation area ({rule}) holds no whole {size} px scene at {self.res[0]:g} {self._units()} per "

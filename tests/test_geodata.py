@@ -119,6 +119,14 @@ def test_validation_area_never_overlaps_training(tiles):
         GeoScenes(GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=256, val_fraction=0.1))
 
 
+def test_validation_images_the_labels_miss_are_said_so_not_blamed_on_the_scene_size(tiles):
+    folder, a, b, labels = tiles
+    far = write_tile(folder / "far.tif", X0 + 5000, Y0)  # no label reaches it
+    with pytest.raises(InputError, match=r"the validation images far.tif hold no labels \(.*houses.gpkg does not "
+                                         r"overlap them\): give val_images that the labels cover"):
+        GeoScenes(GeoInputs(images=(str(folder / "*.tif"),), labels=labels, scene_size=64, val_images=("far.tif",))).split
+
+
 def test_a_label_raster_in_another_crs_and_resolution_works_the_same(tiles):
     folder, a, _, _ = tiles
     # the building mask at 2 m in EPSG:4326, Inria's 0/255 encoding

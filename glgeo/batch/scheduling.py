@@ -530,6 +530,14 @@ def run_batch(
     if options.manifest is not None:
         check_manifest_target(options.manifest, options.overwrite, () if jobs_given else inputs,
                               folders=sorted({j.output.parent for j in jobs}))
+    # a manifest's or a merge's folder that cannot be written failed after every scene; one apart
+    # from the output folders is checked before those are made, so that a refusal leaves none behind
+    out_folders = {j.output.parent.absolute() for j in jobs}
+    summaries = [(target.absolute().parent, what) for target, what in (
+        (options.manifest, "the manifest"), (options.vector_merge, "the merged GeoPackage")) if target is not None]
+    for folder, what in summaries:
+        if folder not in out_folders:
+            check_folder_writable(folder, f"{what}'s folder", f"make it writable, or give {what} another path")
     for folder in sorted({j.output.parent for j in jobs}):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -538,14 +546,12 @@ def run_batch(
                 f"cannot create the output folder {str(folder)!r}: {exc.strerror or exc}; create it yourself, "
                 "or give another out_dir"
             ) from None
-    # a read-only folder failed each scene as it wrote; a manifest's or a merge's, after every scene
+    # a read-only folder failed each scene as it wrote
     for folder in sorted({j.output.parent for j in jobs if not all(outputs_done(j, options))}):
         check_folder_writable(folder, advice="make it writable, or give another out_dir")
-    for target, what in ((options.manifest, "the manifest"), (options.vector_merge, "the merged GeoPackage")):
-        if target is not None:
-            check_folder_writable(
-                target.absolute().parent, f"{what}'s folder", f"make it writable, or give {what} another path"
-            )
+    for folder, what in summaries:
+        if folder in out_folders:
+            check_folder_writable(folder, f"{what}'s folder", f"make it writable, or give {what} another path")
     reference = _model_reference(model)
     with _gdal_warnings_muted():  # a damaged output: said in its row, not in GDAL's words first
         _refuse_outputs_made_otherwise(jobs, reference, options)
