@@ -136,7 +136,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
 #: Below this much free space, an output that GDAL could not write completely is blamed on a
 #: full disk in the error (above it, the error gives the free space and GDAL's file).
-FULL_DISK_BYTES = 64 * 2**20
+FULL_DISK_BYTES = 16 * 2**20
 
 
 def disk_space_note(folder: str | os.PathLike) -> str:
