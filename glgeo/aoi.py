@@ -158,7 +158,7 @@ def bounds_box(bounds: Sequence[float]) -> shapely.Geometry:
         raise InputError(f"bounds must be four numbers (left, bottom, right, top), got {bounds!r}") from None
     if not (left < right and bottom < top):
         raise InputError(
-            f"bounds=({left:g}, {bottom:g}, {right:g}, {top:g}) is empty: give left < right and bottom < top"
+            f"bounds=({left:.10g}, {bottom:.10g}, {right:.10g}, {top:.10g}) is empty: give left < right and bottom < top"
         )
     return shapely.box(left, bottom, right, top)
 
