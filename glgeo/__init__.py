@@ -8,7 +8,12 @@ here from the module that owns each one:
 * ``glgeo.vectorize`` from :mod:`glgeo.vectorization`;
 * ``glgeo.train`` from :mod:`glgeo.training`;
 * ``glgeo.evaluate_model`` and ``glgeo.evaluate_imagery`` from :mod:`glgeo.evaluate`;
-* ``glgeo.run_batch`` from :mod:`glgeo.batch`.
+* ``glgeo.run_batch`` from :mod:`glgeo.batch`;
+
+with the settings they take: ``glgeo.InferenceSettings`` (:mod:`glgeo.inference`),
+``glgeo.OutputOptions`` (:mod:`glgeo.writer`), ``glgeo.BatchOptions`` (:mod:`glgeo.batch`),
+``glgeo.DataSettings`` and ``glgeo.TrainSettings`` (:mod:`glgeo.training`) and
+``glgeo.GeoInputs`` (:mod:`glgeo.geodata`).
 
 They are imported on first access (PEP 562), so ``import glgeo`` and ``glgeo --help`` do
 not import torch.
@@ -21,7 +26,7 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-#: Re-exported function -> the module that defines it.
+#: Re-exported function or settings class -> the module that defines it.
 _ENTRY_POINTS = {
     "segment": "glgeo.segmentation",
     "vectorize": "glgeo.vectorization",
@@ -29,16 +34,28 @@ _ENTRY_POINTS = {
     "evaluate_model": "glgeo.evaluate",
     "evaluate_imagery": "glgeo.evaluate",
     "run_batch": "glgeo.batch",
+    "InferenceSettings": "glgeo.inference",
+    "OutputOptions": "glgeo.writer",
+    "BatchOptions": "glgeo.batch",
+    "DataSettings": "glgeo.training",
+    "TrainSettings": "glgeo.training",
+    "GeoInputs": "glgeo.geodata",
 }
 
-__all__ = ["__version__", "evaluate_imagery", "evaluate_model", "run_batch", "segment", "train", "vectorize"]
+__all__ = [
+    "BatchOptions", "DataSettings", "GeoInputs", "InferenceSettings", "OutputOptions", "TrainSettings", "__version__",
+    "evaluate_imagery", "evaluate_model", "run_batch", "segment", "train", "vectorize",
+]
 
 if TYPE_CHECKING:
-    from .batch import run_batch
+    from .batch import BatchOptions, run_batch
     from .evaluate import evaluate_imagery, evaluate_model
+    from .geodata import GeoInputs
+    from .inference import InferenceSettings
     from .segmentation import segment
-    from .training import train
+    from .training import DataSettings, TrainSettings, train
     from .vectorization import vectorize
+    from .writer import OutputOptions
 
 
 def __getattr__(name: str):

@@ -15,7 +15,7 @@ def test_entry_points_are_the_functions_of_their_modules(name):
     import inspect
 
     function = getattr(glgeo, name)
-    assert inspect.isfunction(function)
+    assert inspect.isfunction(function) or (inspect.isclass(function) and name[0].isupper())  # or a settings class
     assert function is getattr(importlib.import_module(function.__module__), name)
     assert function.__module__ != f"glgeo.{name}"  # no module shares a re-exported name
 
