@@ -822,6 +822,7 @@ def _run_on_existing(run: _Run, pending: Sequence[int], scheduler: "str | Client
 
 
 def _run_on_local_cluster(run: _Run, pending: Sequence[int], workers: int, reference: str) -> None:
+    run.workers = f"local cluster of {workers} workers"  # an interruption while it starts is recorded so too
     with open_client(None, workers, run.options) as (client, where, options):
         run.options = options
         run.workers = where
