@@ -27,9 +27,9 @@ OUT = Path(__file__).with_suffix(".png")
 INPUT, NETWORK, OUTPUT, TRAIN, SHARED, CLI = "#dbe9f6", "#fde2c4", "#d8f0d2", "#eadcf3", "#eeeeee", "#fff6bf"
 BOXES: dict[str, tuple[float, float, str, str]] = {
     "cli": (50, 54, "cli/ (glgeo.cli): one command, one library call\nsegment | vectorize | train | evaluate | models | import-glnet", CLI),
-    "batch": (20, 42, "batch/, split.py\nglgeo.run_batch()\nmany scenes, or one\ngiant one (Dask)", INPUT),
+    "batch": (20, 42, "batch/, split.py, mosaic.py\nglgeo.run_batch()\nmany scenes, one giant\none (Dask), tiles as one", INPUT),
     "segmentation": (42, 42, "segmentation.py\nglgeo.segment()\none scene", INPUT),
-    "io": (7.5, 28, "io.py, aoi.py,\nresolution.py,\nnodata.py\nscene, windows,\noverview read", INPUT),
+    "io": (7.5, 28, "io.py, aoi.py,\nresolution.py,\nnodata.py,\npil_resize.py\nscene, windows,\noverview read", INPUT),
     "tiling": (21.5, 28, "tiling.py\npatch grid,\ncontext\nwindows", INPUT),
     "inference": (35.5, 28, "inference.py\nstreaming\nengine (tta.py,\ndevice.py)", NETWORK),
     "blend": (49.5, 28, "blend.py\nblender", OUTPUT),
@@ -42,7 +42,7 @@ BOXES: dict[str, tuple[float, float, str, str]] = {
     "evaluate": (72, 12, "evaluate.py,\nmetrics.py\nglgeo.evaluate_*()", TRAIN),
     "shared": (50, 0, "shared, importing none of the boxes above:  errors.py  schemes.py  modes.py  progress.py  provenance.py  atomic.py", SHARED),
 }
-WIDTH = {"cli": 70, "shared": 98, "models": 21, "batch": 14, "segmentation": 14, "writer": 13.4}
+WIDTH = {"cli": 70, "shared": 98, "models": 21, "batch": 19, "segmentation": 14, "writer": 13.4}
 
 # (from, to): the way the data goes.
 FLOWS = [
