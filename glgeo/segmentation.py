@@ -376,6 +376,36 @@ def check_sidecars(out: Path, overwrite: bool) -> None:
             )
 
 
+def check_outputs(
+    out: str | os.PathLike, probabilities: str | os.PathLike | None, inputs: tuple, overwrite: bool,
+    output_options: OutputOptions,
+) -> tuple[Path, Path | None]:
+    """Check a run's class raster and score raster paths before any work, as
+    :func:`segment` and :func:`glgeo.batch.run_split` both do: none may be one of the run's
+    ``inputs`` (the scene, an area of interest's file), each must have a format glgeo
+    writes (said before what ``overwrite`` would mend), and neither it nor its sidecars
+    may exist without ``overwrite``.
+
+    Returns:
+        ``(class raster, score raster or None)``.
+
+    Raises:
+        OutputError, InputError: as :func:`check_output_path`, :func:`check_sidecars`,
+            :func:`check_scores_path` and :func:`glgeo.writer.output_driver` say.
+    """
+    for target in (out, probabilities):
+        # checked here too: atomic.check_output_path's OSError guard swallows this error
+        if target is not None and any(_same_file(target, item) for item in inputs):
+            raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
+    output_driver(Path(out), output_options)
+    if probabilities is not None:
+        output_driver(Path(probabilities), output_options, bands=2)
+    out_path = check_output_path(out, overwrite=overwrite, inputs=inputs)
+    check_sidecars(out_path, overwrite)
+    scores_path = None if probabilities is None else check_scores_path(probabilities, out_path, overwrite, inputs)
+    return out_path, scores_path
+
+
 def check_scores_path(probabilities: str | os.PathLike, out: Path, overwrite: bool, inputs: tuple) -> Path:
     """The score raster's path, checked as :func:`check_output_path` (against the run's
     ``inputs``) and :func:`check_sidecars` check the class raster's, and apart from it: the two must not
@@ -460,17 +490,7 @@ def segment(
         UnknownNameError: ``scheme`` names no class scheme glgeo knows.
     """
     inputs = (scene, *aoi_files(aoi))  # no output may replace them, not even with overwrite
-    for target in (out, probabilities):
-        # checked here too: atomic.check_output_path's OSError guard swallows this error
-        if target is not None and any(_same_file(target, item) for item in inputs):
-            raise OutputError(f"output {str(target)!r} is the same file as the input; choose another name")
-    # a format glgeo writes, before any work, and before what overwrite would mend
-    output_driver(Path(out), output_options)
-    if probabilities is not None:
-        output_driver(Path(probabilities), output_options, bands=2)
-    out_path = check_output_path(out, overwrite=overwrite, inputs=inputs)
-    check_sidecars(out_path, overwrite)
-    scores_path = None if probabilities is None else check_scores_path(probabilities, out_path, overwrite, inputs)
+    out_path, scores_path = check_outputs(out, probabilities, inputs, overwrite, output_options)
     # the scene first (a missing one is said before the model is loaded); its bands may be
     # the model's, chosen once it is loaded
     try:

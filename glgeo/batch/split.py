@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..aoi import aoi_files
-from ..atomic import atomic_path, check_output_path
+from ..atomic import atomic_path
 from ..device import peak_resident_mb
 from ..errors import GlgeoError, InputError, Interruption, OutputError
 from ..inference import InferenceStats, Timings
@@ -436,10 +436,7 @@ def run_split(
         MissingDependencyError: Dask is needed but not installed.
     """
     from ..provenance import Provenance, blend_rule, context_rule, options_rule, scene_stamp, utc_now
-    from ..segmentation import (
-        SegmentSummary, _glgeo_version, check_scores_path, check_sidecars, model_identity, warn_if_no_class,
-    )
-    from ..writer import output_driver
+    from ..segmentation import SegmentSummary, _glgeo_version, check_outputs, model_identity, warn_if_no_class
 
     started = time.perf_counter()
     with scene_warnings() as warned:  # for the scene's row of the manifest, as a batch keeps them
@@ -447,14 +444,7 @@ def run_split(
             raise InputError(f"workers must be 1 or more, got {workers!r}")
         scene = os.fspath(scene)
         inputs = (scene, *aoi_files(aoi))
-        out_path = check_output_path(out, overwrite=options.overwrite, inputs=inputs)
-        check_sidecars(out_path, options.overwrite)
-        scores_path = (
-            None if probabilities is None else check_scores_path(probabilities, out_path, options.overwrite, inputs)
-        )
-        output_driver(out_path, options.output_options)
-        if scores_path is not None:
-            output_driver(scores_path, options.output_options, bands=2)
+        out_path, scores_path = check_outputs(out, probabilities, inputs, options.overwrite, options.output_options)
         reference = _model_reference(model)
         checkpoint = cached_model(reference)
         split = prepare_scene(
