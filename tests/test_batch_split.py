@@ -31,6 +31,15 @@ def test_split_refuses_existing_outputs_and_bad_workers(tmp_path, scene, checkpo
         run_split(scene, tmp_path / "x.tif", model=checkpoint, options=BatchOptions(settings=SETTINGS))
     with pytest.raises(InputError, match="workers must be 1 or more"):
         run_split(scene, tmp_path / "y.tif", model=checkpoint, workers=0)
+    # the checks segment makes, in its order: an area of interest's file as the output, a format
+    # glgeo does not write before an existing sidecar
+    aoi = tmp_path / "area.tif"
+    aoi.write_bytes(b"")
+    with pytest.raises(OutputError, match="is the same file as the input"):
+        run_split(scene, aoi, model=checkpoint, aoi=aoi, options=BatchOptions(settings=SETTINGS, overwrite=True))
+    (tmp_path / "z.qml").write_text("a style")
+    with pytest.raises(InputError, match="lossy"):
+        run_split(scene, tmp_path / "z.jpg", model=checkpoint, options=BatchOptions(settings=SETTINGS))
     assert hidden(tmp_path) == []
 
 
