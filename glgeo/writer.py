@@ -217,6 +217,10 @@ def _gdal_refuses(driver: str, creation_options: tuple[tuple[str, str], ...], bi
 #: Drivers whose class rasters are packed into :func:`~glgeo.schemes.class_raster_bits` bits.
 PACKED_FORMATS = ("COG", "GTiff")
 
+#: Below this much free space in the output's folder, a class or score raster being written
+#: stops with an error at its next row of tiles (:meth:`_StagedRaster._stop_if_the_disk_is_full`).
+FULL_DISK_STOP_BYTES = 1 << 20
+
 #: The band scale of a score raster: its uint8 values are softmax scores x 255, so GDAL
 #: and QGIS (which apply a band's scale) read scores of 0 to 1.
 SCORE_SCALE = 1 / 255
@@ -268,8 +272,9 @@ class _StagedRaster:
     written when full: each tile is compressed once, and memory holds one row of tiles.
     """
 
-    def __init__(self, path: Path, profile: dict, block: int, mask: bool) -> None:
+    def __init__(self, path: Path, profile: dict, block: int, mask: bool, name: Path | None = None) -> None:
         self.path = path
+        self.name = name if name is not None else path  # the output it becomes, for errors
         self.block = block
         self.count = int(profile["count"])
         self.width = int(profile["width"])
@@ -305,11 +310,28 @@ class _StagedRaster:
                     self.dst.write_mask(self._mask[:tile_rows], window=window)
                 self._row_off += tile_rows
                 self._filled = 0
+                self._stop_if_the_disk_is_full()
 
     @property
     def rows_received(self) -> int:
         """Rows handed in so far (on disk or buffered to complete a row of tiles)."""
         return self._row_off + self._filled
+
+    def _stop_if_the_disk_is_full(self) -> None:
+        """GDAL says nothing when a block it writes does not fit (the check before the
+        rename finds it); a disk that fills while a large scene runs is said at the next row
+        of tiles instead of after the whole scene is computed."""
+        import shutil
+
+        try:
+            usage = shutil.disk_usage(self.path.parent)
+        except OSError:
+            return
+        if usage.total > 0 and usage.free < FULL_DISK_STOP_BYTES:  # (a file system that reports no size: not told)
+            raise OutputError(
+                f"writing {str(self.name)!r} stopped at row {self.rows_received} of {self.height}: "
+                f"{disk_space_note(self.path.parent)}; free some space or choose another folder, then run again"
+            )
 
     def close(self) -> None:
         self.dst.close()
@@ -403,7 +425,8 @@ class ClassRasterWriter:
             profile = {**self._profile(1), "nodata": self.nodata, "photometric": "PALETTE"}
             if self.bits < 8:
                 profile["nbits"] = self.bits
-            self._classes = _StagedRaster(self._temp(self.out, "stage"), profile, self.options.block_size, mask=False)
+            self._classes = _StagedRaster(self._temp(self.out, "stage"), profile, self.options.block_size, mask=False,
+                                          name=self.out)
             self._classes.dst.write_colormap(1, self.scheme.colormap(self.bits))
             self._classes.dst.set_band_description(1, "class")
             from .styles import SCHEME_TAG
@@ -413,7 +436,8 @@ class ClassRasterWriter:
             if self.scores_out is not None:
                 profile = self._profile(self.scheme.n_classes)
                 self._scores = _StagedRaster(
-                    self._temp(self.scores_out, "stage"), profile, self.options.block_size, mask=True
+                    self._temp(self.scores_out, "stage"), profile, self.options.block_size, mask=True,
+                    name=self.scores_out,
                 )
                 for i, name in enumerate(self.scheme.names, start=1):
                     self._scores.dst.set_band_description(i, f"score {name}")

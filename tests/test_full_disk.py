@@ -110,13 +110,25 @@ def test_a_class_map_gdal_could_not_finish_is_refused_not_renamed(tmp_path, monk
         Path(dst).write_bytes(Path(dst).read_bytes()[:600])
 
     monkeypatch.setattr(rasterio.shutil, "copy", short_copy)
-    _disk_full(monkeypatch)
     out = tmp_path / "landcover.tif"
     with ClassRasterWriter(out, _info(200, 200), DEEPGLOBE, options=OutputOptions(block_size=64)) as writer:
         _write(writer, _classes(200, 200))
+        _disk_full(monkeypatch)  # as the copy fills it
         with pytest.raises(OutputError, match=r"writing '.*landcover\.tif' failed: .*the disk holding '.*' is full "
                                               r"\(4\.0 KiB free\); free some space or choose another folder"):
             writer.commit()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_that_fills_while_a_map_is_written_stops_it_at_the_next_row_of_tiles(tmp_path, monkeypatch):
+    """Not after the whole scene is computed: GDAL says nothing when a block does not fit."""
+    out = tmp_path / "landcover.tif"
+    free = iter([10**9, 10**9, 1000])  # full from the third row of tiles on
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: _Usage(10**10, 0, next(free, 1000)))
+    with ClassRasterWriter(out, _info(700, 100), DEEPGLOBE, options=OutputOptions(block_size=128)) as writer:
+        with pytest.raises(OutputError, match=r"writing '.*landcover\.tif' stopped at row 384 of 700: the disk holding "
+                                              r"'.*' is full \(1000 bytes free\); free some space"):
+            _write(writer, _classes(700, 100), band_rows=64)
     assert list(tmp_path.iterdir()) == []
 
 
