@@ -674,30 +674,25 @@ def test_an_undeclared_black_collar_is_warned_about(tmp_path, caplog):
 
 
 def test_a_scene_far_smaller_than_a_patch_is_warned_about(tmp_path, caplog):
+    """Smaller than a quarter patch on both sides, or a strip narrower than a sixteenth of
+    one (8 px here) however long: the model sees almost no context."""
     rng = np.random.default_rng(0)
     checkpoint = standin(patch=128)
     settings = InferenceSettings(device="cpu", min_overlap=10)
-    for size, warned in ((20, True), (40, False)):
+    small, narrow = "far less than one 128 px patch", "far narrower than one 128 px patch"
+    cases = (((20, 20), small, "s20x20.tif is only 20 x 20 px"), ((40, 40), small, None),
+             ((3, 300), narrow, "s3x300.tif is a strip only 3 px across (300 x 3 px"), ((8, 300), narrow, None))
+    for (height, width), kind, expected in cases:
         caplog.clear()
-        scene = write_geotiff(tmp_path / f"s{size}.tif", rng.integers(1, 256, (3, size, size), dtype=np.uint8),
+        name = f"s{height}x{width}.tif"
+        scene = write_geotiff(tmp_path / name, rng.integers(1, 256, (3, height, width), dtype=np.uint8),
                               crs=CRS, transform=TRANSFORM)
         with caplog.at_level(logging.WARNING, logger="glgeo"):
-            segment(scene, tmp_path / f"out{size}.tif", model=checkpoint, settings=settings)
-        said = [r.getMessage() for r in caplog.records if "far less than one 128 px patch" in r.getMessage()]
-        assert bool(said) == warned, (size, caplog.text)
-        if warned:
-            assert "s20.tif is only 20 x 20 px" in said[0]
-    # a strip of a few rows, however long: narrower than a sixteenth of a patch (8 px here)
-    for height, warned in ((3, True), (8, False)):
-        caplog.clear()
-        scene = write_geotiff(tmp_path / f"strip{height}.tif", rng.integers(1, 256, (3, height, 300), dtype=np.uint8),
-                              crs=CRS, transform=TRANSFORM)
-        with caplog.at_level(logging.WARNING, logger="glgeo"):
-            segment(scene, tmp_path / f"strip-out{height}.tif", model=checkpoint, settings=settings)
-        said = [r.getMessage() for r in caplog.records if "far narrower than one 128 px patch" in r.getMessage()]
-        assert bool(said) == warned, (height, caplog.text)
-        if warned:
-            assert f"strip{height}.tif is a strip only 3 px across (300 x 3 px" in said[0]
+            segment(scene, tmp_path / f"out-{name}", model=checkpoint, settings=settings)
+        said = [r.getMessage() for r in caplog.records if kind in r.getMessage()]
+        assert bool(said) == (expected is not None), (name, caplog.text)
+        if expected:
+            assert expected in said[0]
 
 
 def test_an_alpha_band_that_holds_data_is_warned_about(tmp_path, caplog):
