@@ -218,18 +218,24 @@ def region_in_pixels(
 #: Regions smaller than this many pixels are checked for a pixel centre inside (a larger
 #: one holds one but for slivers thinner than a pixel, which no area of interest is).
 SMALL_REGION_PX = 4096
+#: ... where their bounding box is no larger than this many pixels (the check rasterizes
+#: it: small plots far apart are left to the map's own "no class" warning).
+SMALL_BOX_PX = 1 << 20
 
 
 def _holds_a_pixel_centre(region: shapely.Geometry) -> bool:
     """Whether a region (in pixel coordinates) holds the centre of a pixel, as only pixels
-    whose centre lies inside are segmented."""
+    whose centre lies inside are segmented: the same rule (:func:`region_mask` at full
+    resolution, GDAL's) over the region's bounding box; a box larger than
+    :data:`SMALL_BOX_PX` is taken to hold one."""
     left, top, right, bottom = region.bounds
-    cols = np.arange(np.floor(left), np.ceil(right)) + 0.5
-    rows = np.arange(np.floor(top), np.ceil(bottom)) + 0.5
-    if not len(cols) or not len(rows):
+    col0, row0 = int(np.floor(left)), int(np.floor(top))
+    width, height = int(np.ceil(right)) - col0, int(np.ceil(bottom)) - row0
+    if width < 1 or height < 1:
         return False
-    xx, yy = np.meshgrid(cols, rows)
-    return bool(shapely.contains_xy(region, xx.ravel(), yy.ravel()).any())
+    if width * height > SMALL_BOX_PX:
+        return True
+    return bool(region_mask(region, col0, row0, width, height, (height, width)).any())
 
 
 def _aoi_region(aoi: Any, crs: Any) -> shapely.Geometry:

@@ -141,13 +141,23 @@ FULL_DISK_BYTES = 16 * 2**20
 
 def disk_space_note(folder: str | os.PathLike) -> str:
     """``the disk holding 'out' is full (12.0 KiB free)``, or the free space where the disk
-    is not full, or ``""`` where it cannot be told (a URL, a folder that went)."""
+    is not full, or ``""`` where it cannot be told (a URL, a folder that went, a file
+    system that reports no size)."""
+    return disk_space(folder)[0]
+
+
+def disk_space(folder: str | os.PathLike) -> tuple[str, bool]:
+    """``(note, full)``: :func:`disk_space_note`'s words, and whether the disk holding
+    ``folder`` has less than :data:`FULL_DISK_BYTES` left (``False`` where it cannot be told)."""
     import shutil
 
     try:
-        free = shutil.disk_usage(folder).free
+        usage = shutil.disk_usage(folder)
     except OSError:
-        return ""
+        return "", False
+    if usage.total <= 0:  # a file system that reports no size (some network mounts)
+        return "", False
+    free = usage.free
     size = float(free)
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if size < 1024 or unit == "TiB":
@@ -155,8 +165,8 @@ def disk_space_note(folder: str | os.PathLike) -> str:
         size /= 1024
     amount = f"{free} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
     if free < FULL_DISK_BYTES:
-        return f"the disk holding {os.fspath(folder)!r} is full ({amount} free)"
-    return f"{amount} free in {os.fspath(folder)!r}"
+        return f"the disk holding {os.fspath(folder)!r} is full ({amount} free)", True
+    return f"{amount} free in {os.fspath(folder)!r}", False
 
 
 def disk_full_error(exc: BaseException, path: str | os.PathLike) -> OutputError | None:
@@ -165,8 +175,9 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> OutputError 
 
     The operating system says so (``ENOSPC``, ``EDQUOT``), but libraries do not always pass
     that on (SQLite: ``database or disk is full``; torch: ``PytorchStreamWriter failed
-    writing file``), so an error while the disk holding ``path`` has almost no space left
-    counts too.
+    writing file``), so a library's error while the disk holding ``path`` has almost no
+    space left counts too; an ``OSError`` counts only by its errno (a read error of a
+    damaged input while the disk is nearly full keeps its own words).
     """
     import errno
 
@@ -179,10 +190,10 @@ def disk_full_error(exc: BaseException, path: str | os.PathLike) -> OutputError 
         return None  # says what to do already, or is no write's failure
     folder = _folder(Path(path))
     said_full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-    note = disk_space_note(folder)
-    if not said_full and "is full" not in note:
+    note, full = disk_space(folder)
+    if not said_full and (isinstance(exc, OSError) or not full):
         return None
-    if "is full" not in note:  # a quota: the disk itself has room
+    if not full:  # a quota: the disk itself has room
         note = str(exc.strerror or exc).rstrip(".").lower() if isinstance(exc, OSError) else str(exc)
     return OutputError(f"cannot write {os.fspath(path)!r}: {note}; free some space or choose another folder, "
                        "then run again")
@@ -235,8 +246,8 @@ def check_raster_complete(path: str | os.PathLike, name: str | os.PathLike | Non
         if not missing:
             return
         reason = f"{missing} of its blocks are missing from the file GDAL wrote"
-    note = disk_space_note(_folder(Path(name)))
-    advice = "free some space or choose another folder, then run again" if "is full" in note else (
+    note, full = disk_space(_folder(Path(name)))
+    advice = "free some space or choose another folder, then run again" if full else (
         "check the disk and the folder, then run again")
     raise OutputError(f"writing {name!r} failed: {reason}{'; ' + note if note else ''}; {advice}")
 

@@ -151,19 +151,14 @@ class SceneInfo:
     def measured_by(self) -> tuple[CRS | None, Affine]:
         """The CRS and pixel-to-map transform its pixels' size on the ground is measured
         with: the scene's own, or for a scene placed by ground control points only, the
-        affine transform that fits them best (:func:`rasterio.transform.from_gcps`) in their
-        CRS. The output keeps the GCPs themselves: this only tells the resolution."""
+        affine transform that fits them best (least squares) in their CRS; GCPs that do not
+        span the image (fewer than three, or in a line) tell none. The output keeps the GCPs
+        themselves: this only tells the resolution."""
         if self.gcps is not None and not self.has_transform:
             points, crs = self.gcps
-            if crs is not None and len(points) >= 3:
-                from rasterio.transform import from_gcps
-
-                try:
-                    fitted = from_gcps(points)
-                except Exception:  # noqa: BLE001 - points in a line: no resolution from them
-                    return self.crs, self.transform
-                if math.isfinite(fitted.determinant) and abs(fitted.determinant) > 0:
-                    return crs, fitted
+            fitted = _affine_through(points) if crs is not None else None
+            if fitted is not None:
+                return crs, fitted
         return self.crs, self.transform
 
     @property
@@ -171,6 +166,21 @@ class SceneInfo:
         """Ground sample distance in metres (see :func:`ground_sample_distance`; for a
         scene placed by ground control points, measured with them: :attr:`measured_by`)."""
         return ground_sample_distance(*self.measured_by, self.height, self.width)
+
+
+def _affine_through(points: Sequence) -> Affine | None:
+    """The affine transform from pixel ``(col, row)`` to map ``(x, y)`` that fits ground
+    control points best (least squares), or ``None`` where they do not span the image
+    (fewer than three, or in a line: rasterio's ``from_gcps`` then returns whatever GDAL
+    left in memory)."""
+    pixels = np.array([(p.col, p.row, 1.0) for p in points], dtype=np.float64).reshape(-1, 3)
+    if len(pixels) < 3 or np.linalg.matrix_rank(pixels) < 3:
+        return None
+    ground = np.array([(p.x, p.y) for p in points], dtype=np.float64)
+    (a, b, c), *_ = np.linalg.lstsq(pixels, ground[:, 0], rcond=None)
+    (d, e, f), *_ = np.linalg.lstsq(pixels, ground[:, 1], rcond=None)
+    fitted = Affine(a, b, c, d, e, f)
+    return fitted if math.isfinite(fitted.determinant) and abs(fitted.determinant) > 0 else None
 
 
 def read_error_detail(exc: Exception) -> str:
@@ -499,26 +509,32 @@ def warn_if_black_edges(info: SceneInfo) -> None:
 #: type's largest value), make it look like a data band declared alpha: a 4-band RGB + NIR
 #: file written by GDAL or rasterio without a photometric option comes out as RGBA.
 ALPHA_DATA_SHARE = 0.25
-#: Pixels sampled along each side of an alpha band to tell (:func:`alpha_as_data_share`).
-ALPHA_SAMPLES = 512
+#: Windows of an alpha band sampled to tell (:func:`alpha_as_data_share`): a grid of
+#: ``ALPHA_WINDOWS x ALPHA_WINDOWS`` windows of ``ALPHA_WINDOW`` px, a few blocks' reads
+#: whatever the scene's size (a remote file is not read whole for a warning).
+ALPHA_WINDOWS, ALPHA_WINDOW = 4, 64
 
 
 def alpha_as_data_share(path: str | os.PathLike) -> tuple[int, float] | None:
-    """``(band, share)``: a scene's alpha band and the share of its pixels (sampled on a
-    grid of at most :data:`ALPHA_SAMPLES` px a side, from the full-resolution pixels) that
-    are neither 0 nor the type's largest value; ``None`` without an alpha band."""
-    with open_pixels(path) as src:
+    """``(band, share)``: a scene's alpha band and the share of its pixels (sampled in
+    :data:`ALPHA_WINDOWS` x :data:`ALPHA_WINDOWS` windows spread over the scene) that are
+    neither transparent (0) nor opaque (the type's largest value, or 255 in a 16-bit band);
+    ``None`` without an alpha band."""
+    with rasterio.open(path) as src:
         alpha = next((i + 1 for i, ci in enumerate(src.colorinterp) if ci == ColorInterp.alpha), None)
         if alpha is None:
             return None
-        shape = (min(src.height, ALPHA_SAMPLES), min(src.width, ALPHA_SAMPLES))
+        size = (min(ALPHA_WINDOW, src.height), min(ALPHA_WINDOW, src.width))
+        tops = np.linspace(0, src.height - size[0], ALPHA_WINDOWS).round().astype(int)
+        lefts = np.linspace(0, src.width - size[1], ALPHA_WINDOWS).round().astype(int)
         try:
-            values = src.read(alpha, out_shape=shape, resampling=Resampling.nearest)
+            values = np.stack([src.read(alpha, window=Window(int(left), int(top), size[1], size[0]))
+                               for top in np.unique(tops) for left in np.unique(lefts)])
         except RasterioIOError as exc:
             raise read_failed_error(str(path), exc) from None
         dtype = np.dtype(src.dtypes[alpha - 1])
-    opaque = np.iinfo(dtype).max if dtype.kind in "ui" else 1.0
-    between = np.count_nonzero((values != 0) & (values != opaque))
+    opaque = [np.iinfo(dtype).max, 255] if dtype.kind in "ui" else [1.0, 255.0]
+    between = np.count_nonzero((values != 0) & ~np.isin(values, opaque))
     return alpha, between / values.size
 
 

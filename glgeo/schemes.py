@@ -299,6 +299,9 @@ def load_scheme(name_or_path: str | os.PathLike, register: bool = False) -> Clas
         if register:
             register_scheme(scheme)
         return scheme
+    if path.suffix.lower() == ".json":
+        raise InputError(f"the class scheme file {str(path)!r} does not exist; check the path, or give a scheme name "
+                         f"({', '.join(list_schemes())})")
     return get_scheme(str(name_or_path))
 
 

@@ -40,7 +40,7 @@ from rasterio._err import CPLE_BaseError  # what GDAL's own failures raise (rast
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from .atomic import check_raster_complete, disk_space_note, remove_quietly, unwritable_folder_error
+from .atomic import check_raster_complete, disk_space, disk_space_note, remove_quietly, unwritable_folder_error
 from .blend import RowBand
 from .errors import InputError, OutputError
 from .io import SceneInfo
@@ -541,8 +541,8 @@ class ClassRasterWriter:
         except OutputError:
             raise
         except (RasterioIOError, OSError) as exc:
-            note = disk_space_note(self.out.parent if str(self.out.parent) else Path("."))
-            raise OutputError(f"writing {str(self.out)!r} failed: {exc}{'; ' + note if 'is full' in note else ''}") from None
+            note, full = disk_space(self.out.parent if str(self.out.parent) else Path("."))
+            raise OutputError(f"writing {str(self.out)!r} failed: {exc}{'; ' + note if full else ''}") from None
         # sidecars first, each tif last: a tif under its final name is complete
         done: list[Path] = []
         try:
@@ -588,10 +588,9 @@ class ClassRasterWriter:
         try:
             rasterio.shutil.copy(staged, copy, driver=driver, **{**defaults, **user})
         except (RasterioIOError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
-            note = disk_space_note(final.parent if str(final.parent) else Path("."))
+            note, full = disk_space(final.parent if str(final.parent) else Path("."))
             raise OutputError(f"GDAL's {driver} driver cannot write {str(final)!r}: {exc}"
-                              f"{'; ' + note + ': free some space or choose another folder' if 'is full' in note else ''}"
-                              ) from None
+                              f"{'; ' + note + ': free some space or choose another folder' if full else ''}") from None
         with contextlib.suppress(FileNotFoundError):
             staged.unlink()
         return copy

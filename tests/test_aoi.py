@@ -163,3 +163,11 @@ def test_an_area_that_holds_no_pixel_centre_is_refused():
         region_in_pixels(SCENE, bounds=(500_020.1, 3_999_980.1, 500_020.6, 3_999_980.6))
     # a pixel's centre inside (500021, 3999981): taken
     assert region_in_pixels(SCENE, bounds=(500_020.5, 3_999_980.5, 500_021.5, 3_999_981.5)) is not None
+    # a centre on the area's top edge counts, as GDAL's rasterization counts it (region_mask)
+    assert region_in_pixels(SCENE, bounds=(500_020.4, 3_999_980.2, 500_021.6, 3_999_981)) is not None
+    # two small plots at opposite corners of a large scene: no raster of their whole bounding box
+    large = SceneInfo("large.tif", 100_000, 100_000, 3, (1, 2, 3), "uint8", UTM,
+                      Affine(2, 0, 500_000, 0, -2, 4_000_000), None, False, (1, 200))
+    plots = shapely.union(shapely.box(500_010, 3_999_970, 500_030, 3_999_990),
+                          shapely.box(699_950, 3_800_010, 699_970, 3_800_030))
+    assert region_in_pixels(large, aoi=plots) is not None

@@ -87,6 +87,11 @@ def test_in_process_batch_manifest_csv_and_failures(tmp_path, scenes, checkpoint
     expected = areas_from(references[scenes[0].stem])
     assert {k[5:]: float(v) for k, v in rows[0].items() if k.startswith("area:")} == pytest.approx(expected)
     assert float(rows[0]["seconds"]) > 0 and rows[0]["worker"] == "in-process" and rows[0]["device"] == "cpu"
+    # a manifest in a folder the run makes itself, above its output folder (--out-dir results/maps
+    # --manifest results/run.json): made with it, not refused as missing
+    nested = run_batch([str(scenes[0])], tmp_path / "results" / "maps", model=checkpoint,
+                       options=BatchOptions(settings=SETTINGS, manifest=tmp_path / "results" / "run.json"))
+    assert nested.ok and (tmp_path / "results" / "run.json").is_file()
 
 
 def test_cluster_batch_outputs_manifest_vectors_and_resume(tmp_path, scenes, checkpoint, references, client):

@@ -134,10 +134,13 @@ def test_every_option_a_library_message_names_is_said_as_its_flag():
     from glgeo.cli.main import _ARGUMENTS, cli_message
 
     ctx = click.Context(cli)
-    names = {p.name for n in cli.list_commands(ctx) for p in cli.get_command(ctx, n).params}
+    params = [p for n in cli.list_commands(ctx) for p in cli.get_command(ctx, n).params]
+    # a parameter's name and its flags' (--truth is the parameter truths)
+    names = {p.name for p in params} | {o.lstrip("-").replace("-", "_") for p in params for o in p.opts if o.startswith("--")}
     root = Path(__file__).resolve().parents[1]
     source = "\n".join(p.read_text() for d in ("glgeo", "models") for p in (root / d).rglob("*.py"))
-    named = {n for n in names if re.search(r"\b" + re.escape(n) + r"=(\{|\.\.\.|%)", source)}
+    named = {n for n in names if re.search(r"\b" + re.escape(n) + r"=(\{|\.\.\.|%|[A-Z]{2})", source)}
+    assert {"truth", "images", "model"} <= named
     assert named and not named - set(_ARGUMENTS), sorted(named - set(_ARGUMENTS))
     assert cli_message("got color_jitter=2.0") == "got --color-jitter 2.0"
 

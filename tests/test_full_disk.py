@@ -68,11 +68,13 @@ def test_sparse_ok_outputs_are_written(tmp_path):
     out = tmp_path / "sparse.tif"
     classes = _classes(256, 256)
     classes[128:] = 255  # no data: blocks SPARSE_OK=TRUE may leave out
-    options = OutputOptions(block_size=128, creation_options=(("SPARSE_OK", "TRUE"),))
+    # whole bytes: GDAL leaves out the blocks of no data (packed in 3 bits it writes them all)
+    options = OutputOptions(block_size=128, creation_options=(("SPARSE_OK", "TRUE"), ("NBITS", "8")))
     with ClassRasterWriter(out, _info(256, 256), DEEPGLOBE, options=options) as writer:
         _write(writer, classes)
         writer.commit()
     with rasterio.open(out) as src:
+        assert src.get_tag_item("BLOCK_OFFSET_0_1", "TIFF", bidx=1) is None  # left out, as asked
         assert (src.read(1)[128:] == src.nodata).all()
 
 
@@ -148,10 +150,23 @@ def test_atomic_writes_say_the_disk_is_full(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_an_error_is_not_blamed_on_a_disk_with_room(tmp_path):
+def test_an_error_is_not_blamed_on_a_disk_with_room(tmp_path, monkeypatch):
     assert disk_full_error(RuntimeError("file write failed"), tmp_path / "x.pt") is None
     quota = disk_full_error(OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)), tmp_path / "x.pt")
     assert quota is not None and "x.pt': disk quota exceeded; free some space" in str(quota)
+    # a folder named so is no full disk (the words were once matched in the note)
+    named = tmp_path / "this disk is full"
+    named.mkdir()
+    assert disk_full_error(RuntimeError("unrelated"), named / "out.gpkg") is None
+    # a file system that reports no size is not full
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: _Usage(0, 0, 0))
+    assert disk_full_error(RuntimeError("unrelated"), tmp_path / "x.pt") is None
+    # an input's read error while the disk is nearly full keeps its own words
+    _disk_full(monkeypatch)
+    from rasterio.errors import RasterioIOError
+
+    assert disk_full_error(RasterioIOError("Read failed: the input is damaged"), tmp_path / "x.gpkg") is None
+    assert disk_full_error(RuntimeError("Failed to commit transaction"), tmp_path / "x.gpkg") is not None
 
 
 def test_a_checkpoint_on_a_full_disk_is_an_output_error(tmp_path, monkeypatch):

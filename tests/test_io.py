@@ -506,5 +506,11 @@ def test_a_transform_without_crs_and_gcps_are_kept_in_the_output(tmp_path, caplo
     # read at the resolution its GCPs give (it was read as the model's own: 4 times too coarse at 2.4 m)
     assert "it is read as 0.6 m pixels, the size its GCPs give them" in caplog.text
     assert inspect_scene(placed).gsd == pytest.approx(0.6)
+    # GCPs in a line tell no resolution (rasterio's from_gcps gave whatever GDAL left in memory)
+    inline = write_geotiff(tmp_path / "inline.tif", pixels, crs=None, transform=Affine.identity())
+    with rasterio.open(inline, "r+") as dst:
+        dst.gcps = ([GroundControlPoint(i, i, 366642.6 + 0.6 * i, 4104511.2 - 0.6 * i) for i in (0, 32, 64)],
+                    CRS.from_epsg(26915))
+    assert inspect_scene(inline).gsd is None
     assert inspect_scene(placed).gsd == inspect_scene(write_geotiff(tmp_path / "same.tif", pixels, crs="EPSG:26915",
                                                                     transform=transform)).gsd

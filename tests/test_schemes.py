@@ -113,6 +113,8 @@ def test_a_scheme_file_that_is_no_scheme_is_one_line_not_a_traceback(tmp_path):
     (tmp_path / "list.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="holds no scheme"):
         load_scheme(tmp_path / "list.json")
+    with pytest.raises(InputError, match="typo.json' does not exist; check the path"):
+        load_scheme(tmp_path / "typo.json")
     (tmp_path / "ids.json").write_text('{"name": "x", "classes": [{"id": "one", "name": "a", "color": [1, 2, 3], '
                                        '"mask_value": 1}]}')
     with pytest.raises(InputError, match="class scheme description is not valid"):

@@ -530,13 +530,13 @@ def run_batch(
     if options.manifest is not None:
         check_manifest_target(options.manifest, options.overwrite, () if jobs_given else inputs,
                               folders=sorted({j.output.parent for j in jobs}))
-    # a manifest's or a merge's folder that cannot be written failed after every scene; one apart
-    # from the output folders is checked before those are made, so that a refusal leaves none behind
-    out_folders = {j.output.parent.absolute() for j in jobs}
+    # a manifest's or a merge's folder that cannot be written failed after every scene; one that
+    # exists is checked before the output folders are made, so that a refusal leaves none behind
+    # (one that does not exist yet may be made with them: results/ for --out-dir results/maps)
     summaries = [(target.absolute().parent, what) for target, what in (
         (options.manifest, "the manifest"), (options.vector_merge, "the merged GeoPackage")) if target is not None]
     for folder, what in summaries:
-        if folder not in out_folders:
+        if folder.is_dir():
             check_folder_writable(folder, f"{what}'s folder", f"make it writable, or give {what} another path")
     for folder in sorted({j.output.parent for j in jobs}):
         try:
@@ -550,8 +550,7 @@ def run_batch(
     for folder in sorted({j.output.parent for j in jobs if not all(outputs_done(j, options))}):
         check_folder_writable(folder, advice="make it writable, or give another out_dir")
     for folder, what in summaries:
-        if folder in out_folders:
-            check_folder_writable(folder, f"{what}'s folder", f"make it writable, or give {what} another path")
+        check_folder_writable(folder, f"{what}'s folder", f"make it writable, or give {what} another path")
     reference = _model_reference(model)
     with _gdal_warnings_muted():  # a damaged output: said in its row, not in GDAL's words first
         _refuse_outputs_made_otherwise(jobs, reference, options)
