@@ -535,8 +535,9 @@ def run_batch(
     # (one that does not exist yet may be made with them: results/ for --out-dir results/maps)
     summaries = [(target.absolute().parent, what) for target, what in (
         (options.manifest, "the manifest"), (options.vector_merge, "the merged GeoPackage")) if target is not None]
+    out_folders = {j.output.parent.absolute() for j in jobs}
     for folder, what in summaries:
-        if folder.is_dir():
+        if folder.is_dir() and folder not in out_folders:  # an output folder is said to be one, below
             check_folder_writable(folder, f"{what}'s folder", f"make it writable, or give {what} another path")
     for folder in sorted({j.output.parent for j in jobs}):
         try:
