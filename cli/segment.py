@@ -94,8 +94,8 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("--grid-anchor", type=click.Choice(["world", "scene"]), default=None,
               help="world: patch grids and global images start on a lattice fixed to the scene's map coordinates, "
                    "so a cut of a raster (or a tile of it) sees the ground on the raster's own lattice, and its map "
-                   "differs from the raster's only where its context windows see other ground (97.5 % of a DeepGlobe image's pixels keep their class under a cut, "
-                   "docs/segment.md); scene: at each context window's first pixel, as the released code.  [default: world "
+                   "differs from the raster's only where its context windows see other ground (97.5 % of a "
+                   "DeepGlobe image's pixels keep their class under a cut, docs/segment.md); scene: at each context window's first pixel, as the released code.  [default: world "
                    "with --global-view fixed (a model with a context footprint, not --footprint scene) in global "
                    "and g2l modes without --coarse-to-fine, for patches of 64 px or more stepping 32 px or more; "
                    "else scene. A window less than a patch and 32 px across gets the scene's grid either way]")

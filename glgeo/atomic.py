@@ -139,16 +139,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 FULL_DISK_BYTES = 16 * 2**20
 
 
-def disk_space_note(folder: str | os.PathLike) -> str:
-    """``the disk holding 'out' is full (12.0 KiB free)``, or the free space where the disk
-    is not full, or ``""`` where it cannot be told (a URL, a folder that went, a file
-    system that reports no size)."""
-    return disk_space(folder)[0]
-
-
-def disk_space(folder: str | os.PathLike) -> tuple[str, bool]:
-    """``(note, full)``: :func:`disk_space_note`'s words, and whether the disk holding
-    ``folder`` has less than :data:`FULL_DISK_BYTES` left (``False`` where it cannot be told)."""
+def disk_space(folder: str | os.PathLike, full_below: int = FULL_DISK_BYTES) -> tuple[str, bool]:
+    """``(note, full)``: whether the disk holding ``folder`` has less than ``full_below``
+    bytes left, and in words: ``the disk holding 'out' is full (12.0 KiB free)``, or the
+    free space where it is not full; ``("", False)`` where it cannot be told (a URL, a
+    folder that went, a file system that reports no size)."""
     import shutil
 
     try:
@@ -164,7 +159,7 @@ def disk_space(folder: str | os.PathLike) -> tuple[str, bool]:
             break
         size /= 1024
     amount = f"{free} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-    if free < FULL_DISK_BYTES:
+    if free < full_below:
         return f"the disk holding {os.fspath(folder)!r} is full ({amount} free)", True
     return f"{amount} free in {os.fspath(folder)!r}", False
 

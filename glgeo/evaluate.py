@@ -280,7 +280,7 @@ def _compare_counts(
     scene is on its image's grid, which the scene's pair check saw: no warning there)."""
     if truth_encoding not in ("mask", "ids"):
         raise InputError(f"truth encoding must be 'mask' or 'ids', got {truth_encoding!r}")
-    if Path(truth).suffix.lower() in VECTOR_SUFFIXES and not Path(pred).suffix.lower() in VECTOR_SUFFIXES:
+    if Path(truth).suffix.lower() in VECTOR_SUFFIXES:
         raise InputError(
             f"truth={os.fspath(truth)!r} is a file of polygons, not a raster on the prediction's grid: score a model "
             "against polygons with model=..., images=IMAGE, labels=POLYGONS (rasterized on each image's grid)"

@@ -543,6 +543,8 @@ def warn_if_alpha_holds_data(info: SceneInfo) -> None:
     opaque): GDAL, QGIS and glgeo read it as the mask, so its 0s get no class. A 4-band
     RGB + NIR file that GDAL or rasterio wrote without ``PHOTOMETRIC`` declares its NIR
     band alpha; its zeros then went without a class, silently."""
+    if not info.has_mask:  # no alpha band (nor any mask): nothing to open the file again for
+        return
     found = alpha_as_data_share(info.path)
     if found is None or found[1] < ALPHA_DATA_SHARE:
         return

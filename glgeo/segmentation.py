@@ -279,6 +279,17 @@ def warn_if_tiny(info: SceneInfo, scale: Scale, patch_size: int, model_gsd: floa
     )
 
 
+def warn_of_the_scene(info: SceneInfo, checkpoint: Any, settings: InferenceSettings, scale: Scale) -> None:
+    """Every warning about a scene itself, before it is segmented (in one process or split
+    over workers): an output it cannot place, too small or too narrow for the model,
+    undeclared black edges, an alpha band that holds data, pixels not square on the ground."""
+    warn_of_an_unplaced_output(info, checkpoint, settings, scale)
+    warn_if_tiny(info, scale, settings.patch_size or checkpoint.patch_size, checkpoint.gsd)
+    warn_if_black_edges(info)
+    warn_if_alpha_holds_data(info)
+    warn_if_stretched(info, scale)
+
+
 def warn_of_an_unplaced_output(info: SceneInfo, checkpoint: Any = None, settings: Any = None,
                                 scale: Scale | None = None) -> None:
     """Warn when the output cannot be placed on a map as the scene is not: ground control
@@ -520,11 +531,7 @@ def segment(
     pixel_areas.report(log, str(info.path))
     scene_gsd = info.gsd if info.gsd is not None else settings.gsd
     scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
-    warn_of_an_unplaced_output(info, checkpoint, settings, scale)
-    warn_if_tiny(info, scale, settings.patch_size or checkpoint.patch_size, checkpoint.gsd)
-    warn_if_black_edges(info)
-    warn_if_alpha_holds_data(info)
-    warn_if_stretched(info, scale)
+    warn_of_the_scene(info, checkpoint, settings, scale)
     asked = options_rule(settings, bands=bands, tta=tta, aoi=aoi, bounds=bounds)  # before anything is resolved
     if settings.mode is None:  # the mode it was trained for (an earlier stage's checkpoint: not its architecture's)
         settings = replace(settings, mode=checkpoint.mode)

@@ -56,10 +56,9 @@ from .blend import WORKING_SCORE_DTYPE, RowBand, ToSceneGrid, first_working_pixe
 from .errors import CheckpointError, InputError, InternalError, OutputError
 from .inference import InferenceSettings, InferenceStats, StreamingSegmenter, context_windows
 from .io import (
-    SceneInfo, SceneReader, check_global_resampling, inspect_scene, read_error_detail, warn_if_alpha_holds_data,
-    warn_if_black_edges, working_grid,
+    SceneInfo, SceneReader, check_global_resampling, inspect_scene, read_error_detail, working_grid,
 )
-from .resolution import Scale, coarseness, run_scale, warn_if_stretched
+from .resolution import Scale, coarseness, run_scale
 from .tiling import PatchGrid
 
 log = logging.getLogger(__name__)
@@ -221,7 +220,7 @@ class SplitScene:
     scale: Scale
     settings: InferenceSettings
     plan: SplitPlan
-    windows: PatchGrid | None = None
+    windows: PatchGrid
 
 
 def prepare_scene(
@@ -244,7 +243,7 @@ def prepare_scene(
         UnknownNameError: ``scheme`` names no class scheme glgeo knows.
         CheckpointError: the model's classes do not match its scheme.
     """
-    from .segmentation import MODEL_BANDS, check_model_scheme, model_bands, warn_if_tiny, warn_of_an_unplaced_output
+    from .segmentation import MODEL_BANDS, check_model_scheme, model_bands, warn_of_the_scene
 
     info = inspect_scene(scene, bands or model_bands(checkpoint), needed=MODEL_BANDS)
     region = region_in_pixels(info, aoi=aoi, bounds=bounds)
@@ -258,11 +257,7 @@ def prepare_scene(
         )
     check_global_resampling(info, settings.global_resampling)  # before any block, not in each
     scale = run_scale(checkpoint, info, settings.scale, settings.gsd)
-    warn_of_an_unplaced_output(info, checkpoint, settings, scale)
-    warn_if_tiny(info, scale, settings.patch_size or checkpoint.patch_size, checkpoint.gsd)
-    warn_if_black_edges(info)
-    warn_if_alpha_holds_data(info)
-    warn_if_stretched(info, scale)
+    warn_of_the_scene(info, checkpoint, settings, scale)
     if settings.mode is None:
         settings = replace(settings, mode=checkpoint.mode)
     grid = working_grid(info, scale)

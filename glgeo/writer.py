@@ -40,7 +40,7 @@ from rasterio._err import CPLE_BaseError  # what GDAL's own failures raise (rast
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from .atomic import check_raster_complete, disk_space, disk_space_note, remove_quietly, unwritable_folder_error
+from .atomic import check_raster_complete, disk_space, remove_quietly, unwritable_folder_error
 from .blend import RowBand
 from .errors import InputError, OutputError
 from .io import SceneInfo
@@ -321,16 +321,11 @@ class _StagedRaster:
         """GDAL says nothing when a block it writes does not fit (the check before the
         rename finds it); a disk that fills while a large scene runs is said at the next row
         of tiles instead of after the whole scene is computed."""
-        import shutil
-
-        try:
-            usage = shutil.disk_usage(self.path.parent)
-        except OSError:
-            return
-        if usage.total > 0 and usage.free < FULL_DISK_STOP_BYTES:  # (a file system that reports no size: not told)
+        note, full = disk_space(self.path.parent, full_below=FULL_DISK_STOP_BYTES)
+        if full:
             raise OutputError(
-                f"writing {str(self.name)!r} stopped at row {self.rows_received} of {self.height}: "
-                f"{disk_space_note(self.path.parent)}; free some space or choose another folder, then run again"
+                f"writing {str(self.name)!r} stopped at row {self.rows_received} of {self.height}: {note}; "
+                "free some space or choose another folder, then run again"
             )
 
     def close(self) -> None:
@@ -411,7 +406,7 @@ class ClassRasterWriter:
             profile["gcps"], gcp_crs = self.info.gcps
             if gcp_crs is not None:
                 profile["crs"] = gcp_crs
-        if getattr(self.info, "rpcs", None) is not None:  # gdalwarp -rpc places the map as the scene
+        if self.info.rpcs is not None:  # gdalwarp -rpc places the map as the scene
             profile["rpcs"] = self.info.rpcs
         return profile
 
@@ -541,7 +536,7 @@ class ClassRasterWriter:
         except OutputError:
             raise
         except (RasterioIOError, OSError) as exc:
-            note, full = disk_space(self.out.parent if str(self.out.parent) else Path("."))
+            note, full = disk_space(self.out.parent)
             raise OutputError(f"writing {str(self.out)!r} failed: {exc}{'; ' + note if full else ''}") from None
         # sidecars first, each tif last: a tif under its final name is complete
         done: list[Path] = []
@@ -588,7 +583,7 @@ class ClassRasterWriter:
         try:
             rasterio.shutil.copy(staged, copy, driver=driver, **{**defaults, **user})
         except (RasterioIOError, rasterio.errors.RasterioError, CPLE_BaseError) as exc:
-            note, full = disk_space(final.parent if str(final.parent) else Path("."))
+            note, full = disk_space(final.parent)
             raise OutputError(f"GDAL's {driver} driver cannot write {str(final)!r}: {exc}"
                               f"{'; ' + note + ': free some space or choose another folder' if full else ''}") from None
         with contextlib.suppress(FileNotFoundError):

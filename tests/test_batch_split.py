@@ -3,7 +3,6 @@ a killed worker's block redone, an interrupted run resumed, bad options refused.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -91,7 +90,7 @@ def test_fewer_blocks_than_workers_is_said_with_blocks_that_spread_them(size, bl
     assert len(plan.blocks) == blocks
     pending = 1 if "the one left" in said else blocks
     with caplog.at_level(logging.WARNING, logger="glgeo"):
-        _warn_of_idle_workers("s.tif", plan, workers, pending, functools.partial(plan_split, grid, (height, width)))
+        _warn_of_idle_workers("s.tif", plan, grid, workers, pending)
     text = "\n".join(r.getMessage() for r in caplog.records)
     if said:
         ending = "" if said.endswith("process") else " (windows at block edges are computed by each block they touch)"

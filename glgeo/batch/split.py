@@ -22,7 +22,6 @@ scores) from the finished blocks into the COG :func:`glgeo.segment` writes, pixe
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -52,6 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
     from ..segmentation import SegmentSummary
+    from ..tiling import PatchGrid
 
 log = logging.getLogger("glgeo.batch")
 
@@ -241,14 +241,13 @@ def _run_blocks_on_client(client: "Client", job, blocks, reference, options, add
     submit_and_collect(client, tasks, options.retries, collect, name=lambda block: f"{block.name} of {job.scene}")
 
 
-def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: int,
-                          replan: Callable[[int, int | None], SplitPlan] | None = None) -> None:
+def _warn_of_idle_workers(scene: str, plan: SplitPlan, windows: PatchGrid, workers: int, pending: int) -> None:
     """Say so when a local cluster would have fewer blocks than workers (the scene has few
     context windows for its blocks), and which blocks would spread it, with the work they
-    would add (``replan(rows, cols)`` plans them; windows at block edges are computed by
-    each block they touch, and where windows nearly coincide that is most of them); a
-    single block left to compute runs in this process (a cluster would only add its
-    start-up)."""
+    would add (planned over the scene's context ``windows``: windows at block edges are
+    computed by each block they touch, and where windows nearly coincide that is most of
+    them); a single block left to compute runs in this process (a cluster would only add
+    its start-up)."""
     blocks = len(plan.blocks)
     if blocks >= workers:
         return
@@ -256,15 +255,12 @@ def _warn_of_idle_workers(scene: str, plan: SplitPlan, workers: int, pending: in
     advice = ""
     if count > blocks:
         shape = f"rows_per_block={rows}" + ("" if cols is None else f", cols_per_block={cols}")
-        other = replan(rows, cols) if replan is not None else None
-        if other is None:
-            advice = f"; {shape} makes {count} blocks (windows at block edges are computed by each block they touch)"
-        else:
-            count = len(other.blocks)
-            gain = min(workers, count) / other.overhead  # at best, against one process
-            advice = (f"; {shape} makes {count} blocks, which compute {other.windows_computed} windows for the scene's "
-                      f"{plan.windows[0] * plan.windows[1]} (windows at block edges are computed by each block they "
-                      "touch)" + (": little faster than one process, if at all" if gain <= 1.2 else ""))
+        other = plan_split(windows, plan.scene, rows, cols)
+        count = len(other.blocks)
+        gain = min(workers, count) / other.overhead  # at best, against one process
+        advice = (f"; {shape} makes {count} blocks, which compute {other.windows_computed} windows for the scene's "
+                  f"{plan.windows[0] * plan.windows[1]} (windows at block edges are computed by each block they "
+                  "touch)" + (": little faster than one process, if at all" if gain <= 1.2 else ""))
     if pending == 1:
         where = "segmenting it in this process" if blocks == 1 else "segmenting the one left in this process"
     else:
@@ -501,8 +497,7 @@ def run_split(
         recorded = False  # the manifest says how the run ended
         try:
             if scheduler is None and workers > 1 and pending:
-                replan = (functools.partial(plan_split, split.windows, plan.scene) if split.windows is not None else None)
-                _warn_of_idle_workers(scene, plan, workers, len(pending), replan)
+                _warn_of_idle_workers(scene, plan, split.windows, workers, len(pending))
             if not pending:
                 log.info("every block of %s is finished: assembling only", scene)
             elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one block: only its start-up
