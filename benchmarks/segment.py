@@ -36,9 +36,20 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-#: The strip scene (``--sizes strip``): rows x columns, and its key among the sizes.
+#: The strip scene (``--sizes strip``): rows x columns.
 STRIP_SHAPE = (2000, 100_000)
-STRIP = -1.0
+
+
+def parse_size(text: str) -> tuple[float, tuple[int, int] | None]:
+    """One ``--sizes`` item: megapixels of a square scene (``25``), ``strip``, or a
+    ``ROWSxCOLUMNS`` scene (``2456x100000``); returns ``(megapixels, shape or None)``."""
+    text = text.strip().lower()
+    if text == "strip":
+        return STRIP_SHAPE[0] * STRIP_SHAPE[1] / 1e6, STRIP_SHAPE
+    if "x" in text:
+        rows, cols = (int(v) for v in text.split("x"))
+        return rows * cols / 1e6, (rows, cols)
+    return float(text), None
 
 
 def sample_images(data: Path) -> list[Path]:
@@ -145,7 +156,9 @@ def run_one(spec: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="6,25,100,400",
-                        help="scene sizes in megapixels; 'strip' adds a 100,000 x 2,000 px strip (200 MP)")
+                        help="scene sizes in megapixels; 'strip' adds a 100,000 x 2,000 px strip (200 MP), "
+                             "ROWSxCOLUMNS any other shape (2456x100000: a strip just taller than one "
+                             "context window of the default model, two rows of windows)")
     parser.add_argument("--backbones", default="resnet18,resnet50")
     parser.add_argument("--model", default=None,
                         help="benchmark this zoo model or checkpoint (its own mode) instead of random-weight ones")
@@ -173,13 +186,14 @@ def main() -> None:
     devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     args.workdir.mkdir(parents=True, exist_ok=True)
     images = sample_images(args.data)
-    sizes = [STRIP if s == "strip" else float(s) for s in args.sizes.split(",")]
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     skip = {tuple(s.split(":")) for s in args.skip.split(",") if s}
     scenes = {}
-    for mp in sizes:
+    for size in sizes:
         start = time.perf_counter()
-        scenes[mp] = build_scene(mp, images, args.workdir, STRIP_SHAPE if mp == STRIP else None)
-        print(f"# scene {scenes[mp].name}: built in {time.perf_counter() - start:.1f} s", flush=True)
+        mp, shape = parse_size(size)
+        scenes[size] = build_scene(mp, images, args.workdir, shape)
+        print(f"# scene {scenes[size].name}: built in {time.perf_counter() - start:.1f} s", flush=True)
 
     cpu = platform.processor() or platform.machine()
     print(f"# {platform.node()} {cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
@@ -204,11 +218,12 @@ def main() -> None:
     for device in devices:
         batch = args.batch_size
         for backbone, mode, model in models:
-            for mp in sizes:
-                if (backbone, "strip" if mp == STRIP else f"{mp:g}") in skip:
+            for size in sizes:
+                if (backbone, size) in skip:
                     continue
+                mp, shape = parse_size(size)
                 spec = {
-                    "scene": str(scenes[mp]), "out": str(args.workdir / "out.tif"), "model": str(model),
+                    "scene": str(scenes[size]), "out": str(args.workdir / "out.tif"), "model": str(model),
                     "device": device, "batch_size": batch, "precision": args.precision, "l2g_reuse": args.l2g_reuse,
                     "threads": args.threads,
                 }
@@ -216,13 +231,13 @@ def main() -> None:
                                       capture_output=True, text=True)
                 lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
                 if proc.returncode != 0 or not lines:
-                    print(f"# {device} {backbone} {mode} {mp:g} MP failed: {proc.stderr.strip().splitlines()[-1:]}")
+                    print(f"# {device} {backbone} {mode} {size} failed: {proc.stderr.strip().splitlines()[-1:]}")
                     continue
                 r = json.loads(lines[0][len("RESULT "):])
                 key = (device, backbone, mode)
-                if mp == 25:
+                if mp == 25 and shape is None:
                     base[key] = r["peak_rss_mb"]
-                growth = f"{100 * (r['peak_rss_mb'] / base[key] - 1):+.1f}%" if key in base and (mp >= 25 or mp == STRIP) else ""
+                growth = f"{100 * (r['peak_rss_mb'] / base[key] - 1):+.1f}%" if key in base and (mp >= 25 or shape) else ""
                 gpu = f"{r['peak_gpu_mb']:.0f}" if "peak_gpu_mb" in r else "-"
                 print(f"{device:6} {backbone:9} {mode:13} {r['megapixels']:6.1f} {r.get('windows', 1):7d} {r['patches']:7d} {r['seconds']:8.1f} "
                       f"{r['mp_per_s']:7.3f} {r['peak_rss_mb']:11.0f} {growth:>7} {gpu:>11} {r['blender_mb']:10.1f}",
@@ -232,7 +247,7 @@ def main() -> None:
 
                     scale = describe_scale(tuple(r["scale"]) if isinstance(r["scale"], list) else r["scale"])
                     print(f"#   read at {scale} of the scene's resolution, written on its grid", flush=True)
-                results.append({"device": device, "backbone": backbone, "mode": mode, **r})
+                results.append({"device": device, "backbone": backbone, "mode": mode, "size": size, **r})
                 if args.json:  # after every run, so an interrupted benchmark keeps its results
                     args.json.write_text(json.dumps(results, indent=2))
 

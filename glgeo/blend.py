@@ -47,7 +47,7 @@ than torch's thread-pool dispatch for arrays this size (``docs/performance.md``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -161,6 +161,14 @@ class RowBandBlender(_Buffers):
         device: where the sums live (the device the logits are computed on).
         carry_dtype: the sums kept for the rows shared with the next tile row
             (``float32``; ``float16`` halves the width-dependent memory).
+        row_spans: per tile row, the rows of its tiles that may carry weight, ``(first,
+            end)`` counted from the tile's top (default: all of them). The rows before
+            ``first`` and from ``end`` on are left to the tile rows above and below (the
+            engine's context windows that leave part of a wide overlap to their neighbour,
+            :func:`glgeo.tiling.ceded_sides`): rows that only the tile row above weights are
+            final once it is done, and only the rows two tile rows both weight are carried.
+            The first tile row's rows above its span and the last one's below it are emitted
+            as covered by no tile.
     """
 
     def __init__(
@@ -173,6 +181,7 @@ class RowBandBlender(_Buffers):
         device: str | torch.device = "cpu",
         carry_dtype: str = "float32",
         score_dtype: str = "uint8",
+        row_spans: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         if score_dtype not in SCORE_SCALES:
             raise InternalError(f"score dtype must be one of {', '.join(SCORE_SCALES)}, got {score_dtype!r}")
@@ -187,8 +196,15 @@ class RowBandBlender(_Buffers):
         self.fill_class = fill_class
         self._set_device(device)
         ph, pw, width = grid.patch_height, grid.patch_width, grid.scene_width
-        overlap = grid.max_row_overlap
-        stride = max(grid.final_rows_after(r) - top for r, top in enumerate(grid.row_starts))
+        self._spans = [(0, ph)] * grid.n_rows if row_spans is None else [tuple(span) for span in row_spans]
+        if len(self._spans) != grid.n_rows:
+            raise InternalError(f"{len(self._spans)} row spans for {grid.n_rows} tile rows")
+        carried = [self._carried_after(r) for r in range(grid.n_rows)]
+        if min(carried) < 0:
+            r = carried.index(min(carried))
+            raise InternalError(f"rows between tile rows {r} and {r + 1} are weighted by neither (row spans {self._spans[r:r + 2]})")
+        overlap = max(carried)
+        stride = max(self._final_after(r) - self._band_start(r) for r in range(grid.n_rows))
         self._work = self._zeros((n_classes, ph, pw), "float32")
         self._work_weight = self._zeros((ph, pw), "float32")
         self._work_valid = self._zeros((ph, pw), "bool")
@@ -217,6 +233,22 @@ class RowBandBlender(_Buffers):
     def patches_added(self) -> int:
         """Tiles added so far (the next expected index)."""
         return self._next
+
+    def _band_start(self, row: int) -> int:
+        """The first scene row tile row ``row`` emits (the rows above are final before it)."""
+        return 0 if row == 0 else self._final_after(row - 1)
+
+    def _final_after(self, row: int) -> int:
+        """Scene rows ``< _final_after(row)`` are final once tile rows ``0..row`` are done:
+        those above the next tile row's span."""
+        grid = self.grid
+        return grid.row_starts[row + 1] + self._spans[row + 1][0] if row + 1 < grid.n_rows else grid.scene_height
+
+    def _carried_after(self, row: int) -> int:
+        """Rows tile row ``row`` weights that the next one weights too (carried over)."""
+        if row + 1 == self.grid.n_rows:
+            return 0
+        return self.grid.row_starts[row] + self._spans[row][1] - self._final_after(row)
 
     @property
     def nbytes(self) -> int:
@@ -286,23 +318,25 @@ class RowBandBlender(_Buffers):
             self._finish_row(window.row)
 
     def _finish_columns(self, window: PatchWindow, span: int) -> None:
-        grid = self.grid
         cols = slice(window.left, window.left + span)
         sums = self._work[:, :, :span]
         weight = self._work_weight[:, :span]
         valid = self._work_valid[:, :span]
+        # the tile's rows from the first one not final yet (those above: the tile row
+        # above's, which this tile does not weight) to the last one it weights
+        first = self._band_start(window.row) - window.top
         n_in = self._carry_rows
         if n_in:  # read this column's incoming overlap before writing its outgoing one
-            sums[:, :n_in] += self._carry[:, :n_in, cols]
-            weight[:n_in] += self._carry_weight[:n_in, cols]
-            valid[:n_in] |= self._carry_valid[:n_in, cols]
-        final = grid.final_rows_after(window.row) - window.top
-        self._write_band(sums[:, :final], weight[:final], valid[:final], cols)
-        rest = grid.patch_height - final if window.row + 1 < grid.n_rows else 0
+            sums[:, first : first + n_in] += self._carry[:, :n_in, cols]
+            weight[first : first + n_in] += self._carry_weight[:n_in, cols]
+            valid[first : first + n_in] |= self._carry_valid[:n_in, cols]
+        final = self._final_after(window.row) - window.top
+        self._write_band(sums[:, first:final], weight[first:final], valid[first:final], cols)
+        rest = self._carried_after(window.row)
         if rest > 0:
-            self._carry[:, :rest, cols] = sums[:, final:]
-            self._carry_weight[:rest, cols] = weight[final:]
-            self._carry_valid[:rest, cols] = valid[final:]
+            self._carry[:, :rest, cols] = sums[:, final : final + rest]
+            self._carry_weight[:rest, cols] = weight[final : final + rest]
+            self._carry_valid[:rest, cols] = valid[final : final + rest]
 
     def _write_band(self, sums, weight, valid, cols: slice) -> None:
         rows = sums.shape[1]
@@ -381,11 +415,10 @@ class RowBandBlender(_Buffers):
         return scores
 
     def _finish_row(self, row: int) -> None:
-        grid = self.grid
-        top = grid.row_starts[row]
-        rows = grid.final_rows_after(row) - top
+        top = self._band_start(row)
+        rows = self._final_after(row) - top
         # every column wrote its outgoing overlap: the next row reads that many rows
-        self._carry_rows = grid.patch_height - rows if row + 1 < grid.n_rows else 0
+        self._carry_rows = self._carried_after(row)
         if self._gpu:
             band = RowBand(
                 row_off=top,

@@ -94,10 +94,12 @@ from .tiling import (
     PatchWindow,
     anchored_axis,
     axis_overlaps,
+    ceded_sides,
     edge_margins,
     sub_grid,
     tile_weights,
     window_grid,
+    window_share,
 )
 from .tiling import taper as taper_weights
 
@@ -645,13 +647,13 @@ class StreamingSegmenter:
         started = time.perf_counter()
         info = reader.info
         footprint = self.footprint or max(info.height, info.width, 8)
-        windows = context_windows(info.height, info.width, self.footprint, self.settings.window_overlap)
+        origin = map_origin(reader.source.transform, reader.scale) if self.grid_anchor == "world" else None
+        windows, layouts = self.window_layouts(info.height, info.width, origin)
         if len(windows) == 1:
             block = None
-        chosen = list(windows) if block is None else [windows[r * windows.n_cols + c] for r in block[0] for c in block[1]]
-        origin = map_origin(reader.source.transform, reader.scale) if self.grid_anchor == "world" else None
-        overlaps = axis_overlaps(windows.row_starts, windows.patch_height), axis_overlaps(windows.col_starts, windows.patch_width)
-        layouts = [self._layout(w, info.height, info.width, origin, (overlaps[0][w.row], overlaps[1][w.col])) for w in chosen]
+        if block is not None:
+            layouts = [layouts[r * windows.n_cols + c] for r in block[0] for c in block[1]]
+        chosen = [layout.window for layout in layouts]
         patches = sum(len(layout.grid) for layout in layouts)
         # the windows are alike (a scene smaller than the footprint is one): all on the lattice or none
         anchored = origin is not None and all(self._on_lattice(w) for w in chosen)
@@ -697,6 +699,23 @@ class StreamingSegmenter:
         timings.total = time.perf_counter() - started
         return stats
 
+    def window_layouts(
+        self, height: int, width: int, origin: tuple[int, int] | None = None
+    ) -> tuple[PatchGrid, list["WindowLayout"]]:
+        """A ``height x width`` working grid's context windows and where each one's patches
+        and global image lie, in the windows' order.
+
+        Args:
+            height: the working grid's rows.
+            width: its columns.
+            origin: the working grid's :func:`~glgeo.resolution.map_origin` (patches on the
+                map's lattice; ``(0, 0)`` for a plain image), or ``None``: the scene's own
+                grid (``grid_anchor="scene"``).
+        """
+        windows = context_windows(height, width, self.footprint, self.settings.window_overlap)
+        overlaps = axis_overlaps(windows.row_starts, windows.patch_height), axis_overlaps(windows.col_starts, windows.patch_width)
+        return windows, [self._layout(w, height, width, origin, (overlaps[0][w.row], overlaps[1][w.col])) for w in windows]
+
     def _on_lattice(self, window: PatchWindow) -> bool:
         """Whether an anchored run lays this window's grid on the map's lattice: not for a
         window within a lattice step of a patch (one patch across it, where the lattice
@@ -719,33 +738,63 @@ class StreamingSegmenter:
                 (before, after))`` px (:func:`glgeo.tiling.axis_overlaps` of the windows).
         """
         edges = edge_margins(window, height, width, self.edge_margin)
-        if origin is None or not self._on_lattice(window):
+        lattice_grid = origin is not None and self._on_lattice(window)
+        cuts = self._ceded(window, overlaps, keep=self.patch_size + (ANCHOR_STEP if lattice_grid else 0))
+        if not lattice_grid:
             # the scene's own grid, also for a window within a lattice step of a patch (one
-            # patch across it, where the lattice would need two)
-            mt, mb, ml, mr = edges
+            # patch across it, where the lattice would need two); a ceded side (inside the
+            # scene, no edge margin) is a negative margin: the grid starts inside the window
+            margins = tuple(edge - cut for edge, cut in zip(edges, (*cuts[0], *cuts[1])))
+            mt, mb, ml, mr = margins
             grid = PatchGrid.for_scene(window.height + mt + mb, window.width + ml + mr, self.patch_size, self.settings.min_overlap)
-            return WindowLayout(window, edges, grid)
+            return WindowLayout(window, margins, grid)  # type: ignore[arg-type]
         step = self.global_step
         lattice = ANCHOR_STEP * step  # the global image's cells, in working-grid px
         axes = []
-        # a side that shares more than two lattice steps with the neighbouring window may stop
-        # short of it where that saves a patch row: the neighbour predicts those pixels alone
-        # (this window's taper falls to 0 before them: WindowLayout.weights)
-        trims = [tuple(shared >= 2 * ANCHOR_STEP for shared in axis) for axis in overlaps]
-        for start, length, reach, trim in (  # place on the lattice, counted from a lattice point
-            (origin[0] + ANCHOR_OFFSET + window.top, window.height, edges[:2], trims[0]),
-            (origin[1] + ANCHOR_OFFSET + window.left, window.width, edges[2:], trims[1]),
+        for start, length, reach, shared, (cut0, cut1) in (  # place on the lattice, counted from a lattice point
+            (origin[0] + ANCHOR_OFFSET + window.top, window.height, edges[:2], overlaps[0], cuts[0]),
+            (origin[1] + ANCHOR_OFFSET + window.left, window.width, edges[2:], overlaps[1], cuts[1]),
         ):
+            # a side that shares more than two lattice steps with the neighbouring window may stop
+            # short of it where that saves a patch row: the neighbour predicts those pixels alone
+            # (this window's taper falls to 0 before them: WindowLayout.weights)
+            trim = tuple(n >= 2 * ANCHOR_STEP for n in shared)
             before, after, starts = anchored_axis(start, length, self.patch_size, self.settings.min_overlap, *reach, trim)
             ahead = (start - before) % lattice if step else 0  # the global image starts this far ahead of the grid
             extent = starts[-1] + self.patch_size
-            axes.append((before, after, starts, self.patch_size, ahead, step * -(-(ahead + extent) // max(step, 1))))
+            box = step * -(-(ahead + extent) // max(step, 1))  # the global image's length
+            if cut0 or cut1:
+                # the patches cover what the window keeps; its global image stays the whole window's
+                # (two windows that leave a wide overlap's far parts to each other still
+                # share its middle: at least the share, or all of a narrower overlap)
+                share = window_share(self.footprint or 0, self.settings.window_overlap)
+                kept = tuple(min(n, share) >= 2 * ANCHOR_STEP for n in shared)
+                b, a, s = anchored_axis(start + cut0, length - cut0 - cut1, self.patch_size, self.settings.min_overlap, *reach, kept)
+                first = ahead + before + cut0 - b  # the kept grid's first px in the global image's box
+                if not step or 0 <= first and first + s[-1] + self.patch_size <= box:
+                    before, after, starts, ahead = b - cut0, a - cut1, s, first if step else 0
+            axes.append((before, after, starts, self.patch_size, ahead, box))
         (bt, at, rows, ph, gt, gh), (bl, al, cols, pw, gl, gw) = axes
         grid = PatchGrid(rows[-1] + ph, cols[-1] + pw, ph, pw, self.settings.min_overlap, rows, cols)
         if not step:  # the window's own global image; G->L crops past its edge see it mirrored
             return WindowLayout(window, (bt, at, bl, al), grid)
         context = PatchWindow(window.index, window.row, window.col, window.top - bt - gt, window.left - bl - gl, gh, gw)
         return WindowLayout(window, (bt, at, bl, al), grid, context, (gt, gl))
+
+    def _ceded(
+        self, window: PatchWindow, overlaps: tuple[tuple[int, int], tuple[int, int]], keep: int
+    ) -> tuple[tuple[int, int], tuple[int, int]]:
+        """``((top, bottom), (left, right))`` px the window leaves to its neighbours
+        (:func:`glgeo.tiling.ceded_sides`): with the taper only (the plain sum keeps the
+        released computation) and not in bidirectional mode (whose L->G pass gives the global
+        branch every patch of the window)."""
+        if self.settings.blend != "taper" or self.mode == "bidirectional" or not self.footprint:
+            return (0, 0), (0, 0)
+        share = window_share(self.footprint, self.settings.window_overlap)
+        return (
+            ceded_sides(*overlaps[0], share, keep, window.height),
+            ceded_sides(*overlaps[1], share, keep, window.width),
+        )
 
     def _run_windows(
         self, windows: PatchGrid, layouts: list["WindowLayout"], reader: SceneReader, sink, scores, stats, tick,
@@ -757,9 +806,16 @@ class StreamingSegmenter:
         # a block's windows blend as a grid of their own: a pixel's sums see the same windows
         # in the same order as in the whole scene's grid, so they are bitwise the same
         tiles = windows if block is None else sub_grid(windows, *block)
+        # the rows each row of windows weights: a side left to the neighbour (a negative
+        # margin: the grid starts inside the window, WindowLayout.weights is 0 there) is
+        # neither carried over nor held for the rows below
+        spans = [(tiles.patch_height, 0)] * tiles.n_rows
+        for tile, layout in zip(tiles, layouts):
+            first, end = max(0, -layout.margins[0]), tile.height - max(0, -layout.margins[1])
+            spans[tile.row] = (min(spans[tile.row][0], first), max(spans[tile.row][1], end))
         blender = RowBandBlender(
             tiles, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16",
-            score_dtype=score_dtype,
+            score_dtype=score_dtype, row_spans=spans,
         )
         # a window's buffer holds the window and its grid, which may reach beyond it or
         # (anchored, a side inside the scene) stop short of it

@@ -346,6 +346,42 @@ def window_grid(height: int, width: int, footprint: int, overlap: int | None = N
     return PatchGrid.for_scene(height, width, footprint, min(max(overlap, 0), footprint - 1))
 
 
+def ceded_sides(before: int, after: int, share: int, keep: int, size: int) -> tuple[int, int]:
+    """``(first, last)``: the px at a context window's two ends along one axis that it
+    leaves to its neighbours, so that two windows blend over at most ``share`` px.
+
+    Windows evenly spaced over a scene a little larger than their footprint overlap by
+    much more than their minimum overlap (two 612 px windows over 614 px share 610). The
+    pixels of such an overlap closer to the other window's centre are left to it: each of
+    the two gives up half of what the overlap has beyond ``share`` (the first window the
+    larger half of an odd excess), so the two blend over the overlap's middle ``share`` px,
+    and every pixel keeps at least one window computing it. The window's global image
+    still covers it all; its patches cover what it keeps. Neither end gives up anything
+    that would leave the window fewer than ``keep`` px (``keep`` at most ``size``).
+
+    Args:
+        before: px the window shares with the previous window (0: none, a scene edge).
+        after: px it shares with the next window.
+        share: the most px two windows blend over (:func:`window_share`).
+        keep: the fewest px the window keeps (a patch and what its grid needs).
+        size: the window's length along the axis.
+    """
+    first = (before - share) // 2 if before > share else 0
+    last = -(-(after - share) // 2) if after > share else 0
+    room = max(0, size - min(keep, size))  # what the window may give up in all
+    if first + last > room:  # a window too small to give up that much: keep more, in proportion
+        first, last = first * room // (first + last), last * room // (first + last)
+    return first, last
+
+
+def window_share(footprint: int, overlap: int | None = None) -> int:
+    """The most px two neighbouring context windows blend over: twice their smallest
+    overlap (:func:`window_overlap`; a larger ``overlap`` asked for widens it, a smaller one
+    does not narrow it). Beyond it a window leaves its neighbour the pixels nearer that
+    neighbour's centre (:func:`ceded_sides`)."""
+    return 2 * max(window_overlap(footprint), overlap or 0)
+
+
 def edge_margins(window: PatchWindow, scene_height: int, scene_width: int, margin: int) -> tuple[int, int, int, int]:
     """``(top, bottom, left, right)``: how far a context window's patch grid reaches beyond
     the scene, ``margin`` px on each side where ``window`` meets the scene's edge and 0

@@ -258,3 +258,46 @@ def test_bilinear_scene_grid_needs_scores_and_fills_from_the_nearest_where_none_
     got = np.concatenate([b.classes for b in out])
     assert got[0, 0] == 1 and got[3, 3] == NODATA_ID  # no valid neighbour there: nodata stays
     assert (got[:2, :2] == 1).all()
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_rows_a_tile_row_leaves_to_its_neighbours_are_neither_carried_nor_held(backend, monkeypatch):
+    """Tiles overlapping by 180 of 200 rows whose weights are 0 on the rows left to the
+    tile row above or below (the engine's context windows that give up the far part of a
+    wide overlap): declared as row spans, the blend is the same (the rows two tile rows
+    both weight pass through the carry as before, the others skip it), while the carry
+    and the band of finished rows shrink; spans that leave rows to no tile row are an
+    internal error."""
+    from glgeo.tiling import ceded_sides, tile_weights
+
+    monkeypatch.setattr(RowBandBlender, "_use_torch", staticmethod(lambda device: backend == "torch"))
+    grid = PatchGrid(220, 300, 200, 200, 0, (0, 20), (0, 100))
+    cuts = [ceded_sides(*overlap, 40, 100, 200) for overlap in ((0, 180), (180, 0))]
+    assert cuts == [(0, 70), (70, 0)]
+    field = np.random.default_rng(2).normal(size=(4, 220, 300)).astype(np.float32)
+
+    def blend(spans):
+        bands: list[RowBand] = []
+        blender = RowBandBlender(grid, 4, bands.append, scores=True, row_spans=spans)
+        for w in grid:
+            rows, cols = w.slices
+            top, bottom = cuts[w.row]
+            weight = tile_weights(grid, w, (top, bottom, 0, 0))
+            valid = np.zeros((200, 200), bool)
+            valid[top : 200 - bottom] = True  # where the tile computed something
+            blender.add(w, field[:, rows, cols], valid, weight)
+        assert blender.done
+        return bands, blender
+
+    plain, before = blend(None)
+    spanned, after = blend([(0, 130), (70, 200)])
+    assert [b.row_off for b in plain] == [0, 20] and [b.row_off for b in spanned] == [0, 90]
+    for name in ("classes", "scores"):
+        whole = [np.concatenate([getattr(b, name) for b in bands], axis=-2) for bands in (plain, spanned)]
+        np.testing.assert_array_equal(*whole)
+    # 40 rows carried instead of 180, and 130 rows held at most instead of 200
+    assert after._carry.shape[1] == 40 and before._carry.shape[1] == 180
+    assert after._band.shape[0] == 130 and before._band.shape[0] == 200
+    assert after.nbytes < 0.6 * before.nbytes
+    with pytest.raises(InternalError, match="weighted by neither"):
+        RowBandBlender(grid, 4, lambda band: None, row_spans=[(0, 80), (100, 200)])

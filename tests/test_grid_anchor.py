@@ -153,13 +153,15 @@ def test_a_cuts_grid_and_global_box_lie_on_the_same_ground(tmp_path):
 def test_windows_inside_a_scene_leave_a_few_pixels_to_their_neighbours_rather_than_add_patches():
     """The default model's geometry on a 1250 px working grid: three windows a side at 0,
     319 and 638, whose lattice phases (0, 31, 30) would need a fourth patch row each. A side
-    inside the scene, which shares 87 px with the neighbouring window, stops up to 31 px
+    inside the scene, which shares 293 px with the neighbouring window, stops up to 31 px
     short instead; a side on the scene's edge never does. Every pixel keeps a positive
-    weight from some window, and a window's weight is 0 where its grid stopped short."""
+    weight from some window, and a window's weight is 0 where its grid stopped short. (With
+    a window overlap of 150 px asked for, windows blend over up to 300 px: nothing of these
+    overlaps is left to the neighbour beyond those few pixels, see the test below.)"""
     from glgeo.inference import context_windows
     from glgeo.tiling import axis_overlaps
 
-    engine = StreamingSegmenter(CellNet("g2l"), InferenceSettings(device="cpu"), 256, 256, footprint=612)
+    engine = StreamingSegmenter(CellNet("g2l"), InferenceSettings(device="cpu", window_overlap=150), 256, 256, footprint=612)
     windows = context_windows(1250, 1250, 612)
     overlaps = axis_overlaps(windows.row_starts, 612), axis_overlaps(windows.col_starts, 612)
     first = (-ANCHOR_OFFSET, -ANCHOR_OFFSET)  # a lattice point at the scene's first pixel
@@ -179,6 +181,53 @@ def test_windows_inside_a_scene_leave_a_few_pixels_to_their_neighbours_rather_th
         assert (weights[~covered] == 0).all() and (weights[covered] > 0).all()
         total[w.slices] += weights
     assert (total > 0).all()
+
+
+@pytest.mark.parametrize("anchored", [True, False], ids=["lattice", "scene-grid"])
+def test_windows_that_overlap_widely_leave_the_far_part_to_their_neighbour(anchored):
+    """The default model's geometry on a 614 px working grid (a 2456 px scene at 0.5 m):
+    two windows a side at 0 and 2 share 610 px. Each keeps the part of the overlap nearer
+    its own centre and blends with the other over the middle 152 px (twice the 76 px
+    minimum overlap), so its patches cover what it keeps: 2 x 2 a window instead of 3 x 3.
+    Its global image stays the whole window's; every pixel keeps a positive weight; and the
+    released rule (plain sum) and bidirectional mode (whose L->G pass gives the global
+    branch every patch) keep every patch."""
+    from glgeo.inference import context_windows
+    from glgeo.tiling import axis_overlaps
+
+    windows = context_windows(614, 614, 612)
+    assert windows.row_starts == windows.col_starts == (0, 2)
+    overlaps = axis_overlaps(windows.row_starts, 612), axis_overlaps(windows.col_starts, 612)
+    origin = (-ANCHOR_OFFSET, -ANCHOR_OFFSET) if anchored else None
+
+    def layouts(mode="g2l", **settings):
+        engine = StreamingSegmenter(CellNet(mode), InferenceSettings(device="cpu", **settings), 256, 256, footprint=612)
+        return [engine._layout(w, 614, 614, origin, (overlaps[0][w.row], overlaps[1][w.col])) for w in windows]
+
+    ceded = layouts()
+    assert [len(layout.grid) for layout in ceded] == [4, 4, 4, 4]
+    assert [len(layout.grid) for layout in layouts(blend="sum")] == [9, 9, 9, 9]
+    assert [len(layout.grid) for layout in layouts("bidirectional")] == [9, 9, 9, 9]
+    if anchored:  # the same global view as a window that keeps all its patches
+        assert [layout.context for layout in ceded] == [layout.context for layout in layouts(blend="sum")]
+    total, both = np.zeros((614, 614)), np.zeros((614, 614), dtype=int)
+    for layout in ceded:
+        w, (top, bottom, left, right) = layout.window, layout.margins
+        weights = layout.weights(windows)
+        # a side inside the scene starts or ends well inside the window; one on its edge does not
+        assert (top < -150) == (w.top > 0) and (bottom < -150) == (w.bottom < 614)
+        assert (left < -150) == (w.left > 0) and (right < -150) == (w.right < 614)
+        covered = np.zeros((w.height, w.width), dtype=bool)
+        covered[max(0, -top) : w.height - max(0, -bottom), max(0, -left) : w.width - max(0, -right)] = True
+        assert (weights[~covered] == 0).all() and (weights[covered] > 0).all()
+        total[w.slices] += weights
+        both[w.slices] += weights > 0
+    assert (total > 0).all()
+    # on a row that only the top windows weigh, the two blend over about 152 columns (the
+    # lattice moves each end by less than a step)
+    assert (both[:100] == 1).any() and (both[:100] <= 2).all()
+    shared = (both[100] == 2).sum()
+    assert (152 <= shared < 152 + 2 * ANCHOR_STEP) if anchored else shared == 152
 
 
 def test_an_anchored_grid_blends_windows_without_seams(tmp_path):

@@ -180,6 +180,20 @@ def test_context_windows_blend_without_seams(tmp_path):
     assert (classes != NODATA_ID).all()
 
 
+def test_windows_that_leave_part_of_a_wide_overlap_blend_without_seams(tmp_path):
+    """Footprint 250 on 300 x 420 px: two windows a side, sharing 200 rows and 80 columns,
+    more than twice the minimum overlap (31 px): each gives up the part nearer the other's
+    centre and computes fewer patches, and the map stays seamless and whole."""
+    scene = smooth_scene(tmp_path / "smooth.tif", 300, 420)
+    summary, classes, tapered = run(tmp_path, scene, "ceded", blend="taper", footprint=250)
+    assert window_grid(300, 420, 250).row_starts == (0, 50)
+    assert largest_step(tapered) <= 12
+    assert (classes != NODATA_ID).all() and (tapered.sum(axis=0) > 0).all()
+    summed, _, _ = run(tmp_path, scene, "ceded-sum", blend="sum", footprint=250)
+    assert summary.stats.windows == summed.stats.windows == 4
+    assert summary.stats.patches < 0.7 * summed.stats.patches
+
+
 def test_each_window_gets_its_own_global_view(tmp_path):
     scene = smooth_scene(tmp_path / "smooth.tif", 300, 420)
     checkpoint = offset_checkpoint(footprint=160)

@@ -66,8 +66,12 @@ def test_sub_grid_keeps_the_spacing_and_refuses_outside_selections():
                            scale=0.75), 1, None),
         # a scale of its own on each axis (a scene in degrees, read with square ground pixels)
         (InferenceSettings(device="cpu", min_overlap=8, batch_size=8, footprint=48, scale=(0.75, 0.5)), 1, 1),
+        # windows sharing 54 rows and 40 columns, more than twice the 16 px minimum: each
+        # leaves the far part of an overlap to its neighbour (glgeo.tiling.ceded_sides)
+        (InferenceSettings(device="cpu", min_overlap=8, batch_size=8, footprint=100), 1, 1),
     ],
-    ids=["scale1-1x1", "scale0.5-1x2", "scale0.5-edge-margin-1x1", "sum-nearest-scale0.75-strips", "scale0.75x0.5-1x1"],
+    ids=["scale1-1x1", "scale0.5-1x2", "scale0.5-edge-margin-1x1", "sum-nearest-scale0.75-strips", "scale0.75x0.5-1x1",
+         "wide-overlaps-1x1"],
 )
 def test_split_in_process_equals_segment_bitwise(tmp_path, scene, checkpoint, settings, rows, cols):
     ref_classes, ref_scores = reference(scene, checkpoint, tmp_path, settings)

@@ -67,3 +67,27 @@ def test_final_rows_and_carried_overlap():
 def test_bad_geometry_is_an_input_error(args):
     with pytest.raises(InputError):
         PatchGrid.for_scene(*args)
+
+
+@pytest.mark.parametrize("footprint,scene", [(612, 614), (612, 700), (612, 1148), (612, 1200), (612, 2186), (160, 300), (2448, 2600)])
+def test_windows_blend_over_at_most_twice_their_overlap_and_leave_no_pixel_to_neither(footprint, scene):
+    """Neighbouring context windows give up what their overlap has beyond twice the minimum
+    overlap, half each, so the two blend over its middle; a window keeps at least ``keep``."""
+    from glgeo.tiling import axis_overlaps, ceded_sides, window_grid, window_overlap, window_share
+
+    share = window_share(footprint)
+    assert share == 2 * window_overlap(footprint) == window_share(footprint, 10) < window_share(footprint, footprint // 2)
+    grid = window_grid(scene, scene, footprint)
+    overlaps = axis_overlaps(grid.row_starts, footprint)
+    cuts = [ceded_sides(*o, share, footprint // 2, footprint) for o in overlaps]
+    assert cuts[0][0] == cuts[-1][1] == 0  # nothing given up at the scene's edges
+    for (start, (_, last)), (next_start, (first, _)), (_, shared) in zip(
+        zip(grid.row_starts, cuts), zip(grid.row_starts[1:], cuts[1:]), overlaps
+    ):
+        kept_end, next_kept = start + footprint - last, next_start + first
+        assert next_kept < kept_end  # every pixel keeps a window
+        assert kept_end - next_kept == min(shared, share)
+        assert 0 <= first <= last <= first + 1  # half each (the window before the odd px)
+    # a window too small to give up that much keeps ``keep`` px, the rest in proportion
+    assert ceded_sides(600, 600, 100, 400, 612) == (106, 106)
+    assert ceded_sides(0, 600, 100, 612, 612) == (0, 0)

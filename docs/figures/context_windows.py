@@ -4,13 +4,15 @@ A scene of four real DeepGlobe images (2 x 2, 4896 x 4896 px at 50 cm) read at t
 model's 2 m working grid (1224 x 1224 px), with:
 
 1. the context windows of the model's 612 px footprint (each gets its own global view) and
-   the patch grid of one window, on the map's 32 px lattice (``grid_anchor="world"``; a
-   plain image's map is its pixels, so the lattice is counted from its first pixel, 16 px
-   before it): it starts less than 32 px ahead of the window and ends less than 32 px past
-   it;
-2. each pixel's weight from the window it is nearest the centre of (the window tapers,
-   normalised): where windows overlap, one hands over smoothly to the next;
-3. the patch tapers inside one window.
+   the patch grid of the centre window, on the map's 32 px lattice (``grid_anchor="world"``;
+   a plain image's map is its pixels, so the lattice is counted from its first pixel, 16 px
+   before it), as the engine lays them (:meth:`glgeo.inference.StreamingSegmenter.window_layouts`):
+   three windows a side overlap by 306 px, more than twice their 76 px minimum overlap, so
+   each leaves the part of an overlap nearer its neighbour's centre to it and its patches
+   cover the rest;
+2. the centre window's share of each pixel (its taper, normalised by all windows'): it
+   hands over smoothly to each neighbour across the middle of their overlap;
+3. the patch tapers inside that window.
 
 Run from the repository root (needs ../shared/data and matplotlib)::
 
@@ -30,12 +32,14 @@ import numpy as np  # noqa: E402
 import rasterio  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from glgeo.tiling import ANCHOR_OFFSET, PatchGrid, anchored_axis, tile_weights, window_grid  # noqa: E402
+from glgeo.inference import InferenceSettings, StreamingSegmenter  # noqa: E402
+from glgeo.segmentation import load_model  # noqa: E402
+from glgeo.tiling import tile_weights  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("GLGEO_SAMPLE_DATA", REPO.parent / "shared" / "data"))
 IDS = ("104113", "172307", "180902", "19627")
-FOOTPRINT, PATCH, WORKING = 612, 256, 612  # the default model: 612 px windows, 256 px patches, 2 m
+WORKING = 612  # each image's side on the default model's 2 m working grid
 
 
 def scene() -> np.ndarray:
@@ -49,15 +53,19 @@ def scene() -> np.ndarray:
 def main() -> None:
     image = scene()
     h, w = image.shape[:2]
-    windows = window_grid(h, w, FOOTPRINT)
+    model = load_model("deepglobe-landcover")
+    footprint = model.footprint
+    engine = StreamingSegmenter(model.model, InferenceSettings(device="cpu"), model.patch_size, model.global_size,
+                                footprint=footprint)
+    windows, layouts = engine.window_layouts(h, w, origin=(0, 0))  # a plain image: its first pixel's lattice
     total = np.zeros((h, w))
-    for window in windows:
-        total[window.slices] += tile_weights(windows, window)
-    centre = windows[len(windows) // 2]
-    # the centre window's patch grid as the engine lays it (glgeo.inference, WindowLayout)
-    top, _, rows = anchored_axis(centre.top + ANCHOR_OFFSET, centre.height, PATCH)
-    left, _, cols = anchored_axis(centre.left + ANCHOR_OFFSET, centre.width, PATCH)
-    patches = PatchGrid(rows[-1] + PATCH, cols[-1] + PATCH, PATCH, PATCH, 50, rows, cols)
+    for layout in layouts:
+        total[layout.window.slices] += layout.weights(windows)
+    centre = layouts[len(layouts) // 2]
+    # where the centre window's patch grid starts, in the scene's pixels (before the window
+    # where it reaches beyond it, inside it where it leaves a side to a neighbour)
+    top, left = centre.window.top - centre.margins[0], centre.window.left - centre.margins[2]
+    patches = centre.grid
 
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.8), dpi=80)
     ax = axes[0]
@@ -66,17 +74,16 @@ def main() -> None:
     for window, colour in zip(windows, colours):
         ax.add_patch(Rectangle((window.left, window.top), window.width, window.height, fill=False, lw=1.6, ec=colour))
     for p in patches:
-        ax.add_patch(Rectangle((centre.left - left + p.left, centre.top - top + p.top), p.width, p.height, fill=False,
+        ax.add_patch(Rectangle((left + p.left, top + p.top), p.width, p.height, fill=False,
                                lw=0.8, ec="white", ls="--"))
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
-    ax.set_title(f"{len(windows)} context windows of {FOOTPRINT} px (2 m);\n"
+    ax.set_title(f"{len(windows)} context windows of {footprint} px (2 m);\n"
                  "centre window's patches (dashed, 32 px lattice)")
 
     ax = axes[1]
-    weight = tile_weights(windows, centre)
     shown = np.zeros((h, w))
-    shown[centre.slices] = weight / total[centre.slices]
+    shown[centre.window.slices] = centre.weights(windows) / total[centre.window.slices]
     im = ax.imshow(shown, cmap="magma", vmin=0, vmax=1)
     ax.set_title("the centre window's share of each pixel\n(its taper / all windows' tapers)")
     fig.colorbar(im, ax=ax, fraction=0.046)
@@ -88,7 +95,7 @@ def main() -> None:
     im = ax.imshow(inside, cmap="viridis", vmin=0, vmax=1)
     for p in patches:
         ax.add_patch(Rectangle((p.left, p.top), p.width, p.height, fill=False, lw=0.8, ec="white", ls="--"))
-    ax.set_title("patch tapers in one window (largest shown):\nraised cosine across each overlap")
+    ax.set_title("the centre window's patch tapers (largest shown):\nraised cosine across each overlap")
     fig.colorbar(im, ax=ax, fraction=0.046)
     for ax in axes:
         ax.set_xticks([])
