@@ -502,6 +502,25 @@ def test_a_manifest_replaces_its_own_earlier_manifest_and_no_other_file(tmp_path
     assert ours.read_text() == before
 
 
+def test_a_refused_merge_and_an_unwritable_manifest_are_both_said(tmp_path, checkpoint, monkeypatch):
+    """The merge is refused and then the manifest cannot be written (a full disk): the
+    error said only the manifest's failure, and the merge's reason was lost."""
+    from glgeo.batch import scheduling
+
+    def full(*args, **kwargs):
+        raise OutputError("cannot write 'm.json': the disk holding 'x' is full (0 bytes free)")
+
+    out = tmp_path / "out"
+    plain = [write_scene(tmp_path / f"plain_{i}.tif", seed=i, height=64, width=64, crs=None) for i in range(2)]
+    options = BatchOptions(settings=SETTINGS, vector_merge=tmp_path / "all.gpkg", manifest=out / "m.json")
+    monkeypatch.setattr(scheduling, "write_manifest", full)
+    with pytest.raises(InputError, match=r"have no CRS .*\. The scenes were run: 2 done, 0 skipped, 0 failed \(outputs in "
+                                         r".*out; the manifest was not written either: cannot write 'm\.json': the disk "
+                                         r"holding 'x' is full \(0 bytes free\)\)$"):
+        run_batch([str(p) for p in plain], out, model=checkpoint, options=options)
+    assert sorted(p.name for p in out.glob("*.tif")) == ["plain_0.tif", "plain_1.tif"]
+
+
 def test_a_glob_that_matches_the_batch_s_own_merge_leaves_it_out(tmp_path, checkpoint, caplog):
     """'d/**/*' with --vector-merge d/city.gpkg: the rerun took the merge for a scene (and
     failed on it)."""

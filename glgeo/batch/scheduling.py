@@ -592,8 +592,12 @@ def run_batch(
                 result = run.result()
                 where = ""
                 if options.manifest is not None:
-                    _write_final_manifest(result, options)
-                    where = f" (see {options.manifest})"
+                    try:
+                        write_manifest(result, options.manifest, options.manifest_wording)
+                        where = f" (see {options.manifest})"
+                    except OutputError as manifest_error:  # both said: neither hides the other
+                        folders = ", ".join(sorted({str(Path(r.output).parent) for r in result.scenes}))
+                        where = f" (outputs in {folders}; the manifest was not written either: {manifest_error})"
                 counts = result.counts
                 stale = (f"; {options.vector_merge} is an earlier run's merge, left as it was: it does not hold this "
                          "run's polygons" if options.vector_merge.exists() else "")
