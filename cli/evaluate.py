@@ -12,7 +12,7 @@ from glgeo.modes import MODES
 from glgeo.splits import DATASET_KINDS
 
 from .options import device_opt, labels_options, overwrite_opt, progress_bar
-from .segment import _parse_bands
+from .segment import parse_bands
 
 
 def _scheme(value: str):
@@ -118,7 +118,7 @@ def _given_options(ctx: click.Context) -> dict:
               help="With --model: score the released GLNet computation, as glgeo segment --released computes it "
                    "(one global image of each whole image resized by PIL, plain sums, nearest upsampling, fp32; "
                    "8-bit images only): for the paper's figures with checkpoints from glgeo import-glnet.")
-@click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
+@click.option("-b", "--bidx", "--bands", "bands", callback=parse_bands, metavar="R,G,B",
               help="With --model: 1-based bands fed to it, as in glgeo segment. Default: the bands the model was "
                    "trained on, where it records others than 1,2,3; else the bands the file labels red, green and "
                    "blue; else the non-alpha bands.")

@@ -19,7 +19,7 @@ from .options import (
 log = logging.getLogger(__name__)
 
 
-def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
     try:
@@ -62,7 +62,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Class raster to write (.tif), for one scene.")
 @batch_options
 @model_opt
-@click.option("-b", "--bidx", "--bands", "bands", callback=_parse_bands, metavar="R,G,B",
+@click.option("-b", "--bidx", "--bands", "bands", callback=parse_bands, metavar="R,G,B",
               help="1-based bands fed as RGB, e.g. 4,3,2 (rio's --bidx). Default: the bands the model was trained "
                    "on, where it records others than 1,2,3; else the bands the file labels red, green and blue; else "
                    "the non-alpha bands.")

@@ -938,7 +938,7 @@ def _training_area_overlap(checkpoint: Any, path: str) -> tuple[str, ...]:
     ``"val"``: the scenes that chose the checkpoint) that image ``path`` overlaps."""
     import shapely
 
-    from .geodata import _footprint
+    from .geodata import file_footprint
 
     split = _recorded_split(checkpoint)
     if split.get("kind") != "geo":
@@ -946,7 +946,7 @@ def _training_area_overlap(checkpoint: Any, path: str) -> tuple[str, ...]:
     with open_raster(Path(path)) as src:
         if src.crs is None:
             return ()
-        footprint = _footprint(path, src.crs, tuple(src.bounds), rasterio.crs.CRS.from_user_input(split["crs"]))
+        footprint = file_footprint(path, src.crs, tuple(src.bounds), rasterio.crs.CRS.from_user_input(split["crs"]))
     boxes = {
         part: [shapely.box(*(float(v) for v in entry.rsplit(":", 1)[1].split(","))) for entry in split.get(part) or ()]
         for part in _SEEN

@@ -525,7 +525,7 @@ def _not_polygons(path: Path, layer: str | None) -> int:
     return len(others)
 
 
-def _footprint(path: str, src_crs: CRS, bounds: Box, dst_crs: CRS) -> shapely.Geometry:
+def file_footprint(path: str, src_crs: CRS, bounds: Box, dst_crs: CRS) -> shapely.Geometry:
     """A file's footprint in ``dst_crs``, densified so it follows curved edges."""
     box = shapely.box(*bounds)
     if src_crs == dst_crs:
@@ -572,7 +572,7 @@ class GeoLabels:
                         if src.crs is None:
                             raise DatasetError(f"label raster {path} has no CRS; georeference it (e.g. gdal_edit.py -a_srs EPSG:...)")
                         self.nodata = src.nodata
-                        self.footprint = _footprint(str(path), src.crs, tuple(src.bounds), crs)
+                        self.footprint = file_footprint(str(path), src.crs, tuple(src.bounds), crs)
                         floating = np.issubdtype(np.dtype(src.dtypes[0]), np.floating)
                 except RasterioIOError as exc:
                     raise DatasetError(f"cannot read labels {path}: {exc}") from None
@@ -728,7 +728,7 @@ class GeoScenes:
         self.masked = {p: by_path[p].masked for p in order}
         self._sizes = {p: by_path[p].size for p in order}
         self.files = order
-        self.footprints = {p: _footprint(p, by_path[p].crs, by_path[p].bounds, crs) for p in order}
+        self.footprints = {p: file_footprint(p, by_path[p].crs, by_path[p].bounds, crs) for p in order}
         self.labels = GeoLabels(Path(inputs.labels), self.scheme, crs, self.res, inputs.label_field, inputs.layer)
         if self.labels.is_raster:
             self._scan_label_raster()

@@ -170,7 +170,7 @@ def model_identity(model: Any, checkpoint: Any) -> tuple[str, str]:
         return name, ""
 
 
-def _glgeo_version() -> str:
+def installed_version() -> str:
     from glgeo import __version__
 
     return __version__
@@ -600,7 +600,7 @@ def segment(
         provenance = Provenance(
             model=model_name,
             model_sha256=model_sha256,
-            glgeo_version=_glgeo_version(),
+            glgeo_version=installed_version(),
             mode=stats.mode,
             precision=stats.precision,
             scale=scale,

@@ -278,11 +278,11 @@ def test_a_worker_killed_for_exiting_slowly_is_not_a_warning(caplog):
     --workers 4); shown only with -vv now, and Dask's other warnings still show."""
     import logging
 
-    from glgeo.batch.scheduling import _dask_logs_at_glgeo_level
+    from glgeo.batch.scheduling import dask_logs_at_glgeo_level
 
     nanny = logging.getLogger("distributed.nanny")
     with caplog.at_level(logging.WARNING):
-        with _dask_logs_at_glgeo_level():
+        with dask_logs_at_glgeo_level():
             nanny.warning(f"Worker process still alive after {4.0:.1f} seconds, killing")
             nanny.warning("Restarting worker")
         nanny.warning("Worker process still alive after 4.0 seconds, killing")  # outside a run: Dask's own
@@ -293,7 +293,7 @@ def test_a_worker_killed_for_exiting_slowly_is_not_a_warning(caplog):
     glgeo_log.setLevel(logging.DEBUG)  # -vv
     try:
         caplog.clear()
-        with caplog.at_level(logging.WARNING), _dask_logs_at_glgeo_level():
+        with caplog.at_level(logging.WARNING), dask_logs_at_glgeo_level():
             nanny.warning("Worker process still alive after 4.0 seconds, killing")
         assert len(caplog.records) == 1
     finally:

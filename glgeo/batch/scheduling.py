@@ -65,7 +65,9 @@ def _failed(job: SceneJob, error: str, worker: str = "") -> SceneResult:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def describe_failure(exc: BaseException) -> str:
+    """One line for a scene's (or block's) failure in the manifest and the log: the error's
+    type and message, and what a worker killed on every attempt usually means."""
     name = type(exc).__name__
     if name == "KilledWorker":
         return (
@@ -75,7 +77,7 @@ def _describe(exc: BaseException) -> str:
     return f"{name}: {exc}"
 
 
-def _model_reference(model: Any) -> str:
+def model_reference(model: Any) -> str:
     """A model reference workers can load: an absolute path when it is a local file."""
     from glgeo.models.checkpoint import Checkpoint
 
@@ -322,7 +324,7 @@ def _skip_finished(run: _Run) -> list[int]:
 
 
 @contextlib.contextmanager
-def _dask_logs_at_glgeo_level() -> Iterator[None]:
+def dask_logs_at_glgeo_level() -> Iterator[None]:
     """Dask's INFO lines (workers starting, "Nanny at ... closed") only with ``-v``: while a
     cluster runs, Dask's loggers show what glgeo's logger shows, at least warnings. The
     batched comms' INFO line with a CommClosedError traceback, which a cluster prints when
@@ -368,9 +370,9 @@ def _run_in_process(run: _Run, model: str, pending: Sequence[int]) -> None:
                 attempt += 1
                 if attempt > run.options.retries:
                     log.debug("%s", traceback.format_exc())
-                    result = _failed(job, _describe(exc), "in-process")
+                    result = _failed(job, describe_failure(exc), "in-process")
                     break
-                log.warning("%s: %s; retrying (%d of %d)", job.scene, _describe(exc), attempt, run.options.retries)
+                log.warning("%s: %s; retrying (%d of %d)", job.scene, describe_failure(exc), attempt, run.options.retries)
         run.add(index, result)
 
 
@@ -401,7 +403,7 @@ def submit_and_collect(
                 try:
                     result, error = future.result(), None
                 except Exception as exc:  # noqa: BLE001 - the task failed after its retries
-                    result, error = None, _describe(exc)
+                    result, error = None, describe_failure(exc)
                 collect(futures[future], result, error)
                 future.release()
         finally:
@@ -552,7 +554,7 @@ def run_batch(
         check_folder_writable(folder, advice="make it writable, or give another out_dir")
     for folder, what in summaries:
         check_folder_writable(folder, f"{what}'s folder", f"make it writable, or give {what} another path")
-    reference = _model_reference(model)
+    reference = model_reference(model)
     with _gdal_warnings_muted():  # a damaged output: said in its row, not in GDAL's words first
         _refuse_outputs_made_otherwise(jobs, reference, options)
     run = _Run(jobs, options, progress, "in-process")
@@ -568,7 +570,7 @@ def run_batch(
             _run_in_process(run, reference, pending)
         else:
             require_distributed()
-            with _dask_logs_at_glgeo_level():
+            with dask_logs_at_glgeo_level():
                 if scheduler is not None:
                     _run_on_existing(run, pending, scheduler, reference)
                 else:

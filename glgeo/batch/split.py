@@ -44,8 +44,8 @@ from ..split import DEFAULT_BLOCK_ROWS, Block, SplitPlan, SplitScene, assemble, 
 from ..split import remove_block_partials, write_block
 from .manifest import BatchResult, BlockResult, SceneResult, Status, write_manifest
 from .planning import BatchOptions
-from .scheduling import _describe, _model_reference, _dask_logs_at_glgeo_level, open_client, submit_and_collect
-from .worker import _n_gpus, _this_worker, cached_model, scene_warnings, worker_device
+from .scheduling import dask_logs_at_glgeo_level, describe_failure, model_reference, open_client, submit_and_collect
+from .worker import cached_model, scene_warnings, this_worker, visible_gpus, worker_device
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -138,7 +138,7 @@ def process_block(job: SplitJob, block: Block, model: str, options: BatchOptions
     the scheduler retries the block.
     """
     started = time.perf_counter()
-    address, name = _this_worker()
+    address, name = this_worker()
 
     def result(status: Status, **kwargs: Any) -> BlockResult:
         return BlockResult(block=block.name, box=block.box, windows=block.windows, status=status,
@@ -149,7 +149,7 @@ def process_block(job: SplitJob, block: Block, model: str, options: BatchOptions
         return result("skipped", partials_removed=partials)
     try:
         settings = job.split.settings
-        wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
+        wanted = worker_device(settings.device, name, visible_gpus()) if address != "in-process" else settings.device
         threads = options.torch_threads or settings.torch_threads
         settings = replace(settings, device=wanted, torch_threads=threads)
         stats = write_block(job.split, block, cached_model(model), job.folder, probabilities=job.probabilities,
@@ -223,9 +223,9 @@ def _run_blocks_in_process(job, blocks, reference, options, add) -> None:
                 attempt += 1
                 if attempt > options.retries:
                     log.debug("%s", traceback.format_exc())
-                    row = BlockResult(block.name, block.box, block.windows, "failed", worker="in-process", error=_describe(exc))
+                    row = BlockResult(block.name, block.box, block.windows, "failed", worker="in-process", error=describe_failure(exc))
                     break
-                log.warning("%s: %s; retrying (%d of %d)", block.name, _describe(exc), attempt, options.retries)
+                log.warning("%s: %s; retrying (%d of %d)", block.name, describe_failure(exc), attempt, options.retries)
         add(row)
 
 
@@ -359,11 +359,11 @@ def _record_stop(exc: BaseException, scene: str, out: Path, folder: Path, plan: 
             if block_path(folder, b).is_file():  # finished, its result never came back
                 row = BlockResult(b.name, b.box, b.windows, "done")
             else:
-                why = "the split was interrupted" if interrupted else f"the split stopped: {_describe(exc)}"
+                why = "the split was interrupted" if interrupted else f"the split stopped: {describe_failure(exc)}"
                 row = BlockResult(b.name, b.box, b.windows, "failed", error=f"not run ({why})")
         blocks.append(row)
     finished, kept = blocks_kept(folder, plan)
-    cause = "interrupted" if interrupted else f"stopped by {_describe(exc)}"
+    cause = "interrupted" if interrupted else f"stopped by {describe_failure(exc)}"
     record = ""
     try:
         manifest("failed", blocks, f"{cause}: {out} was not written; {kept}")
@@ -432,7 +432,7 @@ def run_split(
         MissingDependencyError: Dask is needed but not installed.
     """
     from ..provenance import Provenance, blend_rule, context_rule, options_rule, scene_stamp, utc_now
-    from ..segmentation import SegmentSummary, _glgeo_version, check_outputs, model_identity, warn_if_no_class
+    from ..segmentation import SegmentSummary, check_outputs, installed_version, model_identity, warn_if_no_class
 
     started = time.perf_counter()
     with scene_warnings() as warned:  # for the scene's row of the manifest, as a batch keeps them
@@ -441,7 +441,7 @@ def run_split(
         scene = os.fspath(scene)
         inputs = (scene, *aoi_files(aoi))
         out_path, scores_path = check_outputs(out, probabilities, inputs, options.overwrite, options.output_options)
-        reference = _model_reference(model)
+        reference = model_reference(model)
         checkpoint = cached_model(reference)
         split = prepare_scene(
             scene, checkpoint, bands=options.bands, settings=options.settings, scheme=options.scheme, aoi=aoi,
@@ -503,7 +503,7 @@ def run_split(
             elif scheduler is None and (workers == 1 or len(pending) == 1):  # a cluster for one block: only its start-up
                 _run_blocks_in_process(job, pending, reference, options, add)
             else:
-                with _dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
+                with dask_logs_at_glgeo_level(), open_client(scheduler, workers, options) as (client, where, run_options):
                     log.info("segmenting %d blocks of %s on %s", len(pending), scene, where)
                     _run_blocks_on_client(client, job, pending, reference, run_options, add)
             blocks = tuple(rows[b.name] for b in plan.blocks)
@@ -524,7 +524,7 @@ def run_split(
             name, sha256 = model_identity(reference, checkpoint)
             info = split.info
             provenance = Provenance(
-                model=name, model_sha256=sha256, glgeo_version=_glgeo_version(), mode=split.settings.mode or checkpoint.mode,
+                model=name, model_sha256=sha256, glgeo_version=installed_version(), mode=split.settings.mode or checkpoint.mode,
                 precision=stats.precision or split.settings.precision, scale=split.scale,
                 gsd_m=reading_gsd(info.gsd, split.scale),
                 blend=blend_rule(split.settings), nodata_fill=split.settings.nodata_fill, context=stats.context or context_rule(split.settings),

@@ -114,7 +114,7 @@ def class_areas_of(raster: str | os.PathLike) -> tuple[dict[str, float], str]:
     return {c.name: c.area for c in classes}, unit
 
 
-def _this_worker() -> tuple[str, object]:
+def this_worker() -> tuple[str, object]:
     """``(address, name)`` of the Dask worker running this code, or ``("in-process", None)``."""
     try:
         from distributed import get_worker
@@ -166,7 +166,7 @@ def _not_kept_for_the_client(record: logging.LogRecord) -> bool:
     return not (record.levelno == logging.WARNING and record.thread in _KEEPING)
 
 
-def _n_gpus() -> int:
+def visible_gpus() -> int:
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -191,7 +191,7 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
         options: the batch's options.
     """
     started = time.perf_counter()
-    address, name = _this_worker()
+    address, name = this_worker()
 
     def result(status: Status, **kwargs: Any) -> SceneResult:
         return SceneResult(
@@ -220,7 +220,7 @@ def process_scene(job: SceneJob, model: str, options: BatchOptions) -> SceneResu
                 from ..segmentation import segment
 
                 settings = options.settings
-                wanted = worker_device(settings.device, name, _n_gpus()) if address != "in-process" else settings.device
+                wanted = worker_device(settings.device, name, visible_gpus()) if address != "in-process" else settings.device
                 threads = options.torch_threads or settings.torch_threads
                 if wanted != settings.device or threads != settings.torch_threads:
                     settings = dataclasses.replace(settings, device=wanted, torch_threads=threads)
