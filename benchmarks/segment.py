@@ -219,9 +219,9 @@ def main() -> None:
         batch = args.batch_size
         for backbone, mode, model in models:
             for size in sizes:
-                if (backbone, size) in skip:
-                    continue
                 mp, shape = parse_size(size)
+                if (backbone, size) in skip or (shape is None and (backbone, f"{mp:g}") in skip):
+                    continue
                 spec = {
                     "scene": str(scenes[size]), "out": str(args.workdir / "out.tif"), "model": str(model),
                     "device": device, "batch_size": batch, "precision": args.precision, "l2g_reuse": args.l2g_reuse,

@@ -107,9 +107,10 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "each with its own global view. 'scene': one window, the whole scene squeezed into one global "
                    "image (the released code). Default: the size of the model's training images.")
 @click.option("--window-overlap", type=click.IntRange(min=0), default=None,
-              help="Minimum overlap between context windows in px; two windows blend over at most twice it "
-                   "(or twice the default), leaving the rest of a wider overlap to the window whose centre "
-                   "it is nearer.  [default: an eighth of the footprint]")
+              help="Minimum overlap between context windows in px; two windows blend over twice it (or twice "
+                   "the default), leaving the rest of a wider overlap to the window whose centre it is nearer "
+                   "(with the taper blend, in g2l, global and local modes, without coarse-to-fine).  "
+                   "[default: an eighth of the footprint]")
 @click.option("--edge-margin", type=click.IntRange(min=0), default=0, show_default=True, metavar="PX",
               help="How far patch grids reach beyond the scene's edge, in px of the working grid, over the scene "
                    "mirrored there, so edge pixels are not on a patch's zero-padded edge (g2l and local modes, "

@@ -197,8 +197,8 @@ class RowBandBlender(_Buffers):
         self._set_device(device)
         ph, pw, width = grid.patch_height, grid.patch_width, grid.scene_width
         self._spans = [(0, ph)] * grid.n_rows if row_spans is None else [tuple(span) for span in row_spans]
-        if len(self._spans) != grid.n_rows:
-            raise InternalError(f"{len(self._spans)} row spans for {grid.n_rows} tile rows")
+        if len(self._spans) != grid.n_rows or any(not 0 <= a <= b <= ph for a, b in self._spans):
+            raise InternalError(f"row spans {self._spans} do not fit {grid.n_rows} tile rows of {ph} px")
         carried = [self._carried_after(r) for r in range(grid.n_rows)]
         if min(carried) < 0:
             r = carried.index(min(carried))

@@ -649,6 +649,8 @@ class StreamingSegmenter:
         footprint = self.footprint or max(info.height, info.width, 8)
         origin = map_origin(reader.source.transform, reader.scale) if self.grid_anchor == "world" else None
         windows, layouts = self.window_layouts(info.height, info.width, origin)
+        # (the scene's windows, not a block's: every block of a split scene says the same)
+        shared = f", windows blend over at most {self.window_blend_limit} px" if any(any(w.ceded) for w in layouts) else ""
         if len(windows) == 1:
             block = None
         if block is not None:
@@ -660,7 +662,7 @@ class StreamingSegmenter:
         stats = InferenceStats(
             self.mode, str(self.device), self.precision, patches, self.batch_size,
             windows=len(chosen), footprint=footprint, blend=self.settings.blend,
-            context=context_rule(self.settings, self, anchored=anchored),
+            context=context_rule(self.settings, self, anchored=anchored) + shared,
         )  # fmt: skip
         timings = stats.timings
         passes = 2 if self.mode == "bidirectional" else 1
@@ -739,15 +741,20 @@ class StreamingSegmenter:
         """
         edges = edge_margins(window, height, width, self.edge_margin)
         lattice_grid = origin is not None and self._on_lattice(window)
-        cuts = self._ceded(window, overlaps, keep=self.patch_size + (ANCHOR_STEP if lattice_grid else 0))
+        share = self.window_blend_limit
+        keep = self.patch_size + (ANCHOR_STEP if lattice_grid else 0)
+        cuts = ((0, 0), (0, 0)) if share is None else (
+            ceded_sides(*overlaps[0], share, keep, window.height),
+            ceded_sides(*overlaps[1], share, keep, window.width),
+        )
+        ceded = (*cuts[0], *cuts[1])
         if not lattice_grid:
             # the scene's own grid, also for a window within a lattice step of a patch (one
             # patch across it, where the lattice would need two); a ceded side (inside the
             # scene, no edge margin) is a negative margin: the grid starts inside the window
-            margins = tuple(edge - cut for edge, cut in zip(edges, (*cuts[0], *cuts[1])))
-            mt, mb, ml, mr = margins
+            mt, mb, ml, mr = (edge - cut for edge, cut in zip(edges, ceded))
             grid = PatchGrid.for_scene(window.height + mt + mb, window.width + ml + mr, self.patch_size, self.settings.min_overlap)
-            return WindowLayout(window, margins, grid)  # type: ignore[arg-type]
+            return WindowLayout(window, (mt, mb, ml, mr), grid, ceded=ceded)
         step = self.global_step
         lattice = ANCHOR_STEP * step  # the global image's cells, in working-grid px
         axes = []
@@ -767,34 +774,30 @@ class StreamingSegmenter:
                 # the patches cover what the window keeps; its global image stays the whole window's
                 # (two windows that leave a wide overlap's far parts to each other still
                 # share its middle: at least the share, or all of a narrower overlap)
-                share = window_share(self.footprint or 0, self.settings.window_overlap)
-                kept = tuple(min(n, share) >= 2 * ANCHOR_STEP for n in shared)
+                kept = tuple(min(n, share or n) >= 2 * ANCHOR_STEP for n in shared)
                 b, a, s = anchored_axis(start + cut0, length - cut0 - cut1, self.patch_size, self.settings.min_overlap, *reach, kept)
                 first = ahead + before + cut0 - b  # the kept grid's first px in the global image's box
-                if not step or 0 <= first and first + s[-1] + self.patch_size <= box:
+                if not step or (0 <= first and first + s[-1] + self.patch_size <= box):
                     before, after, starts, ahead = b - cut0, a - cut1, s, first if step else 0
             axes.append((before, after, starts, self.patch_size, ahead, box))
         (bt, at, rows, ph, gt, gh), (bl, al, cols, pw, gl, gw) = axes
         grid = PatchGrid(rows[-1] + ph, cols[-1] + pw, ph, pw, self.settings.min_overlap, rows, cols)
         if not step:  # the window's own global image; G->L crops past its edge see it mirrored
-            return WindowLayout(window, (bt, at, bl, al), grid)
+            return WindowLayout(window, (bt, at, bl, al), grid, ceded=ceded)
         context = PatchWindow(window.index, window.row, window.col, window.top - bt - gt, window.left - bl - gl, gh, gw)
-        return WindowLayout(window, (bt, at, bl, al), grid, context, (gt, gl))
+        return WindowLayout(window, (bt, at, bl, al), grid, context, (gt, gl), ceded)
 
-    def _ceded(
-        self, window: PatchWindow, overlaps: tuple[tuple[int, int], tuple[int, int]], keep: int
-    ) -> tuple[tuple[int, int], tuple[int, int]]:
-        """``((top, bottom), (left, right))`` px the window leaves to its neighbours
-        (:func:`glgeo.tiling.ceded_sides`): with the taper only (the plain sum keeps the
-        released computation) and not in bidirectional mode (whose L->G pass gives the global
-        branch every patch of the window)."""
-        if self.settings.blend != "taper" or self.mode == "bidirectional" or not self.footprint:
-            return (0, 0), (0, 0)
-        share = window_share(self.footprint, self.settings.window_overlap)
-        return (
-            ceded_sides(*overlaps[0], share, keep, window.height),
-            ceded_sides(*overlaps[1], share, keep, window.width),
-        )
+    @property
+    def window_blend_limit(self) -> int | None:
+        """The most px two context windows blend over (:func:`glgeo.tiling.window_share`;
+        beyond it a window leaves the far part of an overlap to its neighbour,
+        :func:`glgeo.tiling.ceded_sides`), or ``None``: every window computes all its
+        patches. Only with the taper: the plain sum keeps the released computation;
+        bidirectional mode's L->G pass gives the global branch every patch of the window;
+        coarse-to-fine chooses patches from the whole window's global image."""
+        if self.settings.blend != "taper" or self.mode == "bidirectional" or self.settings.coarse_to_fine:
+            return None
+        return window_share(self.footprint, self.settings.window_overlap) if self.footprint else None
 
     def _run_windows(
         self, windows: PatchGrid, layouts: list["WindowLayout"], reader: SceneReader, sink, scores, stats, tick,
@@ -806,13 +809,15 @@ class StreamingSegmenter:
         # a block's windows blend as a grid of their own: a pixel's sums see the same windows
         # in the same order as in the whole scene's grid, so they are bitwise the same
         tiles = windows if block is None else sub_grid(windows, *block)
-        # the rows each row of windows weights: a side left to the neighbour (a negative
-        # margin: the grid starts inside the window, WindowLayout.weights is 0 there) is
-        # neither carried over nor held for the rows below
-        spans = [(tiles.patch_height, 0)] * tiles.n_rows
-        for tile, layout in zip(tiles, layouts):
-            first, end = max(0, -layout.margins[0]), tile.height - max(0, -layout.margins[1])
-            spans[tile.row] = (min(spans[tile.row][0], first), max(spans[tile.row][1], end))
+        # the rows each row of windows weights (with the taper): a side left to the
+        # neighbour is neither carried over nor held for the rows below; the plain sum
+        # carries every shared row, as the released rule did
+        spans = None
+        if self.settings.blend == "taper":
+            spans = [(tiles.patch_height, 0)] * tiles.n_rows
+            for tile, layout in zip(tiles, layouts):
+                first, end = layout.weighted_rows
+                spans[tile.row] = (min(spans[tile.row][0], first), max(spans[tile.row][1], end))
         blender = RowBandBlender(
             tiles, self.n_classes, sink, scores=scores, fill_class=0, device=self.device, carry_dtype="float16",
             score_dtype=score_dtype, row_spans=spans,
@@ -1183,6 +1188,9 @@ class WindowLayout:
             scene where the scene ends: its mirror image), a whole number of global-image
             pixels; ``None``: the window itself (the scene's own grid).
         ahead: how far the global image's box starts before the patch grid, ``(rows, cols)``.
+        ceded: px of each side, ``(top, bottom, left, right)``, left to the neighbouring
+            window (:func:`glgeo.tiling.ceded_sides`; an anchored grid may stop a few px
+            short of or past that: ``margins`` say where it stops).
     """
 
     window: PatchWindow
@@ -1190,6 +1198,13 @@ class WindowLayout:
     grid: PatchGrid
     context: PatchWindow | None = None
     ahead: tuple[int, int] = (0, 0)
+    ceded: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    @property
+    def weighted_rows(self) -> tuple[int, int]:
+        """``(first, end)``: the window's rows its weights may be above 0 in (those its grid
+        covers: :meth:`weights` is 0 on the sides it stops short of)."""
+        return max(0, -self.margins[0]), self.window.height - max(0, -self.margins[1])
 
     @property
     def grid_offset(self) -> tuple[int, int]:
@@ -1266,7 +1281,8 @@ class _WindowRun:
         box = self.layout.context
         if box is None:
             top, _, left, _ = self.margins
-            top, left, height, width, beyond = -top, -left, self.window.height, self.window.width, any(self.margins)
+            top, left, height, width = -top, -left, self.window.height, self.window.width
+            beyond = any(margin > 0 for margin in self.margins)  # negative: the grid starts inside
         else:
             (top, left), height, width, beyond = self.layout.ahead, box.height, box.width, False
         return PatchBoxes.from_pixels(

@@ -348,14 +348,17 @@ def window_grid(height: int, width: int, footprint: int, overlap: int | None = N
 
 def ceded_sides(before: int, after: int, share: int, keep: int, size: int) -> tuple[int, int]:
     """``(first, last)``: the px at a context window's two ends along one axis that it
-    leaves to its neighbours, so that two windows blend over at most ``share`` px.
+    leaves to its neighbours, so that two windows blend over ``share`` px, not over all of
+    a wide overlap.
 
     Windows evenly spaced over a scene a little larger than their footprint overlap by
     much more than their minimum overlap (two 612 px windows over 614 px share 610). The
     pixels of such an overlap closer to the other window's centre are left to it: each of
     the two gives up half of what the overlap has beyond ``share`` (the first window the
-    larger half of an odd excess), so the two blend over the overlap's middle ``share`` px,
-    and every pixel keeps at least one window computing it. The window's global image
+    larger half of an odd excess), so the two blend over the overlap's middle ``share`` px
+    (a grid on the map's lattice may stop up to a lattice step past what its window keeps:
+    :func:`anchored_axis`), and every pixel keeps at least one window computing it. The
+    window's global image
     still covers it all; its patches cover what it keeps. Neither end gives up anything
     that would leave the window fewer than ``keep`` px (``keep`` at most ``size``).
 

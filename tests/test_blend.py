@@ -301,3 +301,6 @@ def test_rows_a_tile_row_leaves_to_its_neighbours_are_neither_carried_nor_held(b
     assert after.nbytes < 0.6 * before.nbytes
     with pytest.raises(InternalError, match="weighted by neither"):
         RowBandBlender(grid, 4, lambda band: None, row_spans=[(0, 80), (100, 200)])
+    for spans in ([(150, 100), (0, 200)], [(0, 201), (0, 200)], [(0, 200)]):
+        with pytest.raises(InternalError, match="do not fit"):
+            RowBandBlender(grid, 4, lambda band: None, row_spans=spans)

@@ -190,8 +190,9 @@ def test_windows_that_overlap_widely_leave_the_far_part_to_their_neighbour(ancho
     its own centre and blends with the other over the middle 152 px (twice the 76 px
     minimum overlap), so its patches cover what it keeps: 2 x 2 a window instead of 3 x 3.
     Its global image stays the whole window's; every pixel keeps a positive weight; and the
-    released rule (plain sum) and bidirectional mode (whose L->G pass gives the global
-    branch every patch) keep every patch."""
+    released rule (plain sum), bidirectional mode (whose L->G pass gives the global branch
+    every patch) and coarse-to-fine (which picks patches from the whole window's global
+    image) keep every patch."""
     from glgeo.inference import context_windows
     from glgeo.tiling import axis_overlaps
 
@@ -208,6 +209,8 @@ def test_windows_that_overlap_widely_leave_the_far_part_to_their_neighbour(ancho
     assert [len(layout.grid) for layout in ceded] == [4, 4, 4, 4]
     assert [len(layout.grid) for layout in layouts(blend="sum")] == [9, 9, 9, 9]
     assert [len(layout.grid) for layout in layouts("bidirectional")] == [9, 9, 9, 9]
+    # coarse-to-fine chooses a window's patches from the whole window's global image
+    assert [len(layout.grid) for layout in layouts(coarse_to_fine=True)] == [9, 9, 9, 9]
     if anchored:  # the same global view as a window that keeps all its patches
         assert [layout.context for layout in ceded] == [layout.context for layout in layouts(blend="sum")]
     total, both = np.zeros((614, 614)), np.zeros((614, 614), dtype=int)

@@ -192,6 +192,9 @@ def test_windows_that_leave_part_of_a_wide_overlap_blend_without_seams(tmp_path)
     summed, _, _ = run(tmp_path, scene, "ceded-sum", blend="sum", footprint=250)
     assert summary.stats.windows == summed.stats.windows == 4
     assert summary.stats.patches < 0.7 * summed.stats.patches
+    # the rule is in the map's provenance (GLGEO_CONTEXT)
+    assert summary.stats.context.endswith(", windows blend over at most 62 px")
+    assert "blend over" not in summed.stats.context
 
 
 def test_each_window_gets_its_own_global_view(tmp_path):
