@@ -46,10 +46,13 @@ def parse_size(text: str) -> tuple[float, tuple[int, int] | None]:
     text = text.strip().lower()
     if text == "strip":
         return STRIP_SHAPE[0] * STRIP_SHAPE[1] / 1e6, STRIP_SHAPE
-    if "x" in text:
-        rows, cols = (int(v) for v in text.split("x"))
-        return rows * cols / 1e6, (rows, cols)
-    return float(text), None
+    try:
+        if "x" in text:
+            rows, cols = (int(v) for v in text.split("x"))
+            return rows * cols / 1e6, (rows, cols)
+        return float(text), None
+    except ValueError:
+        raise SystemExit(f"--sizes: {text!r} is not megapixels (25), 'strip' or ROWSxCOLUMNS (2456x100000)") from None
 
 
 def sample_images(data: Path) -> list[Path]:

@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """The ``--bands R,G,B`` option's callback (``segment`` and ``evaluate``): band numbers
+    from 1, or ``None`` for the scene's own RGB bands."""
     if value is None:
         return None
     try:
@@ -107,7 +109,7 @@ def _parse_stretch(ctx: click.Context, param: click.Parameter, value: str) -> ob
                    "each with its own global view. 'scene': one window, the whole scene squeezed into one global "
                    "image (the released code). Default: the size of the model's training images.")
 @click.option("--window-overlap", type=click.IntRange(min=0), default=None,
-              help="Minimum overlap between context windows in px; two windows blend over twice it (or twice "
+              help="Minimum overlap between context windows in px; two windows blend over about twice it (or twice "
                    "the default), leaving the rest of a wider overlap to the window whose centre it is nearer "
                    "(with the taper blend, in g2l, global and local modes, without coarse-to-fine).  "
                    "[default: an eighth of the footprint]")

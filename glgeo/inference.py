@@ -649,8 +649,9 @@ class StreamingSegmenter:
         footprint = self.footprint or max(info.height, info.width, 8)
         origin = map_origin(reader.source.transform, reader.scale) if self.grid_anchor == "world" else None
         windows, layouts = self.window_layouts(info.height, info.width, origin)
-        # (the scene's windows, not a block's: every block of a split scene says the same)
-        shared = f", windows blend over at most {self.window_blend_limit} px" if any(any(w.ceded) for w in layouts) else ""
+        # where windows left part of a wide overlap to each other, how far the widest blend
+        # reaches (the scene's windows, not a block's: every block of a split scene says the same)
+        shared = f", windows blend over at most {widest_blend(windows, layouts)} px" if any(any(w.ceded) for w in layouts) else ""
         if len(windows) == 1:
             block = None
         if block is not None:
@@ -774,11 +775,11 @@ class StreamingSegmenter:
                 # the patches cover what the window keeps; its global image stays the whole window's
                 # (two windows that leave a wide overlap's far parts to each other still
                 # share its middle: at least the share, or all of a narrower overlap)
-                kept = tuple(min(n, share or n) >= 2 * ANCHOR_STEP for n in shared)
+                kept = tuple(min(n, share) >= 2 * ANCHOR_STEP for n in shared)
                 b, a, s = anchored_axis(start + cut0, length - cut0 - cut1, self.patch_size, self.settings.min_overlap, *reach, kept)
                 first = ahead + before + cut0 - b  # the kept grid's first px in the global image's box
                 if not step or (0 <= first and first + s[-1] + self.patch_size <= box):
-                    before, after, starts, ahead = b - cut0, a - cut1, s, first if step else 0
+                    before, after, starts, ahead = b - cut0, a - cut1, s, first  # (0 without global cells)
             axes.append((before, after, starts, self.patch_size, ahead, box))
         (bt, at, rows, ph, gt, gh), (bl, al, cols, pw, gl, gw) = axes
         grid = PatchGrid(rows[-1] + ph, cols[-1] + pw, ph, pw, self.settings.min_overlap, rows, cols)
@@ -1207,6 +1208,11 @@ class WindowLayout:
         return max(0, -self.margins[0]), self.window.height - max(0, -self.margins[1])
 
     @property
+    def weighted_cols(self) -> tuple[int, int]:
+        """``(first, end)``: the window's columns its weights may be above 0 in."""
+        return max(0, -self.margins[2]), self.window.width - max(0, -self.margins[3])
+
+    @property
     def grid_offset(self) -> tuple[int, int]:
         """Where the grid's pixel 0 lies in a buffer that holds the window and its grid:
         ``(rows, cols)`` after the buffer's first, where the grid starts inside the window."""
@@ -1232,6 +1238,21 @@ class WindowLayout:
             max(0, top) + self.window.height + max(0, bottom),
             max(0, left) + self.window.width + max(0, right),
         )
+
+
+def widest_blend(windows: PatchGrid, layouts: list[WindowLayout]) -> int:
+    """The most px two neighbouring context windows both weight (their blend), over the
+    scene's ``windows`` and their ``layouts`` (:meth:`StreamingSegmenter.window_layouts`)."""
+    widest = 0
+    for layout in layouts:
+        w = layout.window
+        if w.col + 1 < windows.n_cols:
+            right = layouts[w.index + 1]
+            widest = max(widest, w.left + layout.weighted_cols[1] - right.window.left - right.weighted_cols[0])
+        if w.row + 1 < windows.n_rows:
+            below = layouts[w.index + windows.n_cols]
+            widest = max(widest, w.top + layout.weighted_rows[1] - below.window.top - below.weighted_rows[0])
+    return widest
 
 
 class _WindowRun:

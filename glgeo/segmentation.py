@@ -171,6 +171,7 @@ def model_identity(model: Any, checkpoint: Any) -> tuple[str, str]:
 
 
 def installed_version() -> str:
+    """The version of the glgeo that writes an output (its provenance's ``GLGEO_VERSION``)."""
     from glgeo import __version__
 
     return __version__

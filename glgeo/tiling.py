@@ -356,11 +356,11 @@ def ceded_sides(before: int, after: int, share: int, keep: int, size: int) -> tu
     pixels of such an overlap closer to the other window's centre are left to it: each of
     the two gives up half of what the overlap has beyond ``share`` (the first window the
     larger half of an odd excess), so the two blend over the overlap's middle ``share`` px
-    (a grid on the map's lattice may stop up to a lattice step past what its window keeps:
-    :func:`anchored_axis`), and every pixel keeps at least one window computing it. The
-    window's global image
-    still covers it all; its patches cover what it keeps. Neither end gives up anything
-    that would leave the window fewer than ``keep`` px (``keep`` at most ``size``).
+    (a grid on the map's lattice may stop less than a lattice step short of or past what
+    its window keeps: :func:`anchored_axis`), and every pixel keeps at least one window
+    computing it. The window's global image still covers it all; its patches cover what it
+    keeps. Neither end gives up anything that would leave the window fewer than ``keep`` px
+    (``keep`` at most ``size``).
 
     Args:
         before: px the window shares with the previous window (0: none, a scene edge).

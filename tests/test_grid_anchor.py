@@ -193,7 +193,7 @@ def test_windows_that_overlap_widely_leave_the_far_part_to_their_neighbour(ancho
     released rule (plain sum), bidirectional mode (whose L->G pass gives the global branch
     every patch) and coarse-to-fine (which picks patches from the whole window's global
     image) keep every patch."""
-    from glgeo.inference import context_windows
+    from glgeo.inference import context_windows, widest_blend
     from glgeo.tiling import axis_overlaps
 
     windows = context_windows(614, 614, 612)
@@ -231,6 +231,8 @@ def test_windows_that_overlap_widely_leave_the_far_part_to_their_neighbour(ancho
     assert (both[:100] == 1).any() and (both[:100] <= 2).all()
     shared = (both[100] == 2).sum()
     assert (152 <= shared < 152 + 2 * ANCHOR_STEP) if anchored else shared == 152
+    # the widest blend that the map's provenance states is the one the weights make
+    assert widest_blend(windows, ceded) == max(shared, (both[:, 100] == 2).sum())
 
 
 def test_an_anchored_grid_blends_windows_without_seams(tmp_path):

@@ -167,6 +167,7 @@ def _not_kept_for_the_client(record: logging.LogRecord) -> bool:
 
 
 def visible_gpus() -> int:
+    """How many CUDA devices this process sees (0 without CUDA)."""
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
