@@ -241,8 +241,8 @@ class RowBandBlender(_Buffers):
     def _final_after(self, row: int) -> int:
         """Scene rows ``< _final_after(row)`` are final once tile rows ``0..row`` are done:
         those above the next tile row's span."""
-        grid = self.grid
-        return grid.row_starts[row + 1] + self._spans[row + 1][0] if row + 1 < grid.n_rows else grid.scene_height
+        first = self._spans[row + 1][0] if row + 1 < self.grid.n_rows else 0
+        return self.grid.final_rows_after(row) + first
 
     def _carried_after(self, row: int) -> int:
         """Rows tile row ``row`` weights that the next one weights too (carried over)."""

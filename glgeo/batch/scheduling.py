@@ -598,8 +598,7 @@ def run_batch(
                         write_manifest(result, options.manifest, options.manifest_wording)
                         where = f" (see {options.manifest})"
                     except OutputError as manifest_error:  # both said: neither hides the other
-                        folders = ", ".join(sorted({str(Path(r.output).parent) for r in result.scenes}))
-                        where = f" (outputs in {folders}; the manifest was not written either: {manifest_error})"
+                        where = f" (outputs in {_output_folders(result)}; the manifest was not written either: {manifest_error})"
                 counts = result.counts
                 stale = (f"; {options.vector_merge} is an earlier run's merge, left as it was: it does not hold this "
                          "run's polygons" if options.vector_merge.exists() else "")
@@ -630,11 +629,15 @@ def _write_final_manifest(result: BatchResult, options: BatchOptions) -> None:
         write_manifest(result, options.manifest, options.manifest_wording)
     except OutputError as exc:
         counts = result.counts
-        folders = ", ".join(sorted({str(Path(r.output).parent) for r in result.scenes}))
         raise OutputError(
             f"{exc}. The scenes were run all the same: {counts['done']} done, {counts['skipped']} skipped, "
-            f"{counts['failed']} failed (outputs in {folders}); a rerun skips the finished ones"
+            f"{counts['failed']} failed (outputs in {_output_folders(result)}); a rerun skips the finished ones"
         ) from None
+
+
+def _output_folders(result: BatchResult) -> str:
+    """The folders the scenes' outputs are in, for a message."""
+    return ", ".join(sorted({str(Path(r.output).parent) for r in result.scenes}))
 
 
 def _interrupted(run: _Run, unfinished: str = "") -> str:
